@@ -1,0 +1,159 @@
+"""The attention math: known values, properties over random inputs, and a naive reference."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
+
+from attncli.attention import (
+    attention,
+    causal_mask,
+    masked,
+    merge_heads,
+    multi_head_attention,
+    softmax,
+    split_heads,
+)
+
+finite = st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False)
+moderate = st.floats(min_value=-10, max_value=10, allow_nan=False, allow_infinity=False)
+
+
+def score_rows(elements=finite):
+    return st.integers(1, 6).flatmap(
+        lambda rows: st.integers(1, 12).flatmap(lambda cols: arrays(np.float64, (rows, cols), elements=elements))
+    )
+
+
+@st.composite
+def layers(draw, heads_choices=(1, 2, 4)):
+    """A random self-attention layer: x [T, d] and four [d, d] projections."""
+    heads = draw(st.sampled_from(heads_choices))
+    d = heads * draw(st.integers(1, 4))
+    tokens = draw(st.integers(1, 7))
+    x = draw(arrays(np.float64, (tokens, d), elements=moderate))
+    weights = [draw(arrays(np.float64, (d, d), elements=st.floats(-1, 1))) for _ in range(4)]
+    return x, weights, heads
+
+
+def naive_multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal=False):
+    """Multi-head attention written with Python loops and math.exp, one number at a time."""
+    tokens, d = x.shape
+    d_k = d // heads
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    weights = np.zeros((heads, tokens, tokens))
+    concat = np.zeros((tokens, d))
+    for h in range(heads):
+        cols = slice(h * d_k, (h + 1) * d_k)
+        for i in range(tokens):
+            keys = range(i + 1) if causal else range(tokens)
+            logits = {j: sum(q[i, cols][n] * k[j, cols][n] for n in range(d_k)) / math.sqrt(d_k) for j in keys}
+            top = max(logits.values())
+            total = sum(math.exp(s - top) for s in logits.values())
+            for j, s in logits.items():
+                weights[h, i, j] = math.exp(s - top) / total
+            for j in keys:
+                concat[i, cols] += weights[h, i, j] * v[j, cols]
+    return weights, concat @ w_o
+
+
+def test_softmax_of_the_explainer_example():
+    p = softmax(np.array([2.0, 1.0, 0.5]))
+    e = [math.exp(2.0), math.exp(1.0), math.exp(0.5)]
+    assert_allclose(p, [value / sum(e) for value in e], rtol=1e-15)
+    assert_array_equal(np.round(p, 2), [0.63, 0.23, 0.14])
+
+
+@given(score_rows())
+def test_softmax_rows_are_probabilities(x):
+    p = softmax(x)
+    assert np.all(np.isfinite(p))
+    assert np.all(p >= 0)
+    assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
+
+
+@given(score_rows(moderate), moderate)
+def test_softmax_ignores_a_constant_shift(x, shift):
+    assert_allclose(softmax(x + shift), softmax(x), atol=1e-12)
+
+
+def test_softmax_does_not_overflow():
+    assert_allclose(softmax(np.array([1000.0, 999.0])), softmax(np.array([1.0, 0.0])))
+
+
+@given(st.integers(1, 9))
+def test_causal_mask_puts_exactly_zero_on_future_keys(n):
+    x = np.random.default_rng(n).normal(size=(2, n, n)) * 50
+    p = softmax(masked(x, causal_mask(n)))
+    assert np.all(p[:, ~causal_mask(n)] == 0.0)
+    assert_allclose(p.sum(axis=-1), 1.0)
+
+
+def test_a_fully_masked_row_is_uniform_not_nan():
+    p = softmax(masked(np.array([[3.0, -2.0, 1.0]]), np.zeros((1, 3), dtype=bool)))
+    assert_allclose(p, [[1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_masking_keeps_very_negative_allowed_scores_ahead_of_masked_ones():
+    p = softmax(masked(np.array([-1e30, 5.0]), np.array([True, False])))
+    assert_array_equal(p, [1.0, 0.0])
+
+
+@given(layers())
+def test_split_then_merge_heads_gives_back_the_input(layer):
+    x, _, heads = layer
+    assert_array_equal(merge_heads(split_heads(x, heads)), x)
+    assert split_heads(x, heads).shape == (heads, x.shape[0], x.shape[1] // heads)
+
+
+@settings(max_examples=60)
+@given(layers(), st.booleans())
+def test_vectorised_equals_the_naive_loop(layer, causal):
+    x, (w_q, w_k, w_v, w_o), heads = layer
+    mask = causal_mask(len(x)) if causal else None
+    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads, mask)
+    weights, output = naive_multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal)
+    assert_allclose(trace.weights, weights, atol=1e-9)
+    assert_allclose(trace.output, output, atol=1e-7 * max(1.0, np.abs(output).max()))
+
+
+@given(layers(), st.booleans())
+def test_attention_weight_rows_sum_to_one(layer, causal):
+    x, (w_q, w_k, w_v, w_o), heads = layer
+    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal_mask(len(x)) if causal else None)
+    assert np.all(trace.weights >= 0)
+    assert_allclose(trace.weights.sum(axis=-1), 1.0, rtol=1e-12)
+
+
+@given(layers(heads_choices=(1,)))
+def test_one_head_with_identity_output_is_plain_attention(layer):
+    x, (w_q, w_k, w_v, _), _ = layer
+    trace = multi_head_attention(x, w_q, w_k, w_v, np.eye(x.shape[1]), heads=1)
+    assert_allclose(trace.output, attention(x @ w_q, x @ w_k, x @ w_v), atol=1e-12)
+
+
+@given(layers(), st.randoms(use_true_random=False))
+def test_permuting_the_tokens_permutes_the_output(layer, random):
+    x, (w_q, w_k, w_v, w_o), heads = layer
+    order = list(range(len(x)))
+    random.shuffle(order)
+    original = multi_head_attention(x, w_q, w_k, w_v, w_o, heads)
+    permuted = multi_head_attention(x[order], w_q, w_k, w_v, w_o, heads)
+    assert_allclose(permuted.output, original.output[order], atol=1e-9)
+    assert_allclose(permuted.weights, original.weights[:, order][:, :, order], atol=1e-12)
+
+
+def test_trace_steps_follow_from_each_other(rng):
+    x = rng.normal(size=(5, 16))
+    w_q, w_k, w_v, w_o = rng.normal(size=(4, 16, 16))
+    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads=4)
+    assert_allclose(trace.q[1], (x @ w_q)[:, 4:8])
+    assert_allclose(trace.scores[2], trace.q[2] @ trace.k[2].T)
+    assert_allclose(trace.scaled, trace.scores / 2.0)
+    assert_allclose(trace.weights, softmax(trace.scaled))
+    assert_allclose(trace.head_outputs[3], trace.weights[3] @ trace.v[3])
+    assert_allclose(trace.concat[:, 12:16], trace.head_outputs[3])
+    assert_allclose(trace.output, trace.concat @ w_o)
