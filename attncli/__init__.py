@@ -1,0 +1,13 @@
+"""attncli: see what multi-head attention does to a sentence, from the command line.
+
+The library is the modules the CLI is built on:
+
+- `attncli.attention`: softmax, scaled dot-product and multi-head attention (pure numpy);
+- `attncli.vocab`: the bundled tokenizer and embeddings;
+- `attncli.sample_model`: the one-layer sample model;
+- `attncli.core`: one function per command, each returning a result object whose
+  `to_json()` is the command's `--json` document.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,179 @@
+"""`Heatmap`: a matrix of weights as a grid of coloured cells, with labelled axes and a legend."""
+
+import numpy as np
+from rich.color import Color
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.style import Style
+from rich.text import Text
+
+from attncli.terminal import visible
+
+__all__ = ["Heatmap", "abbreviate", "colour_of", "uses_colour"]
+
+# Viridis (perceptually uniform, readable with the common colour-vision
+# deficiencies) sampled at nine evenly spaced stops; colours in between are
+# interpolated linearly in RGB.
+_VIRIDIS = np.array(
+    [
+        (0x44, 0x01, 0x54),
+        (0x47, 0x2D, 0x7B),
+        (0x3B, 0x52, 0x8B),
+        (0x2C, 0x72, 0x8E),
+        (0x21, 0x91, 0x8C),
+        (0x28, 0xAE, 0x80),
+        (0x5E, 0xC9, 0x62),
+        (0xAD, 0xDC, 0x30),
+        (0xFD, 0xE7, 0x25),
+    ],
+    dtype=float,
+)
+# Without colour, five shades: blank for the lowest fifth of the scale.
+_SHADES = " ░▒▓█"
+_LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
+_VERTICAL_LIMIT = 6  # characters of a column label written top to bottom
+_LEGEND_STEPS = 16
+
+
+def abbreviate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def colour_of(fraction: float) -> Color:
+    """The viridis colour at `fraction` of the scale (0 darkest, 1 brightest)."""
+    position = min(max(fraction, 0.0), 1.0) * (len(_VIRIDIS) - 1)
+    low = min(int(position), len(_VIRIDIS) - 2)
+    rgb = _VIRIDIS[low] + (position - low) * (_VIRIDIS[low + 1] - _VIRIDIS[low])
+    red, green, blue = (round(c) for c in rgb)
+    return Color.from_rgb(red, green, blue)
+
+
+def _ink_for(background: Color) -> str:
+    """Black or white, whichever reads better on `background`."""
+    red, green, blue = background.get_truecolor()
+    luminance = (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+    return "black" if luminance > 0.45 else "white"
+
+
+def uses_colour(console: Console) -> bool:
+    return console.color_system is not None and not console.no_color
+
+
+class Heatmap:
+    """Rows are queries, columns keys; a cell's colour (or shade) is its weight on a 0 … `vmax` scale.
+
+    Cells are five characters wide with their value printed in them when
+    `show_values` is set and the width allows; narrower otherwise, down to one
+    character, and the values are then left out with a note saying so.
+    Masked cells (where `mask` is False) are left blank.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        labels: list[str],
+        *,
+        title: str = "",
+        vmax: float | None = None,
+        show_values: bool = True,
+        mask: np.ndarray | None = None,
+        highlight: int | None = None,
+    ):
+        self.weights = weights  # [T, T]
+        self.labels = [visible(label) for label in labels]
+        self.title = title
+        self.vmax = float(vmax if vmax is not None else weights.max()) or 1.0
+        self.show_values = show_values
+        self.mask = mask  # [T, T] bool or None
+        self.highlight = highlight
+
+    @property
+    def _row_label_width(self) -> int:
+        index_width = len(str(len(self.labels) - 1))
+        longest = max(len(label) for label in self.labels)
+        return index_width + 1 + min(longest, _LABEL_LIMIT) + 1
+
+    def _cell_width(self, max_width: int) -> int:
+        room = max_width - self._row_label_width
+        columns = len(self.labels)
+        for width in (5, 3, 2, 1) if self.show_values else (3, 2, 1):
+            if width * columns <= room:
+                return width
+        return 1
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        columns = len(self.labels)
+        widest = self._row_label_width + columns * (5 if self.show_values else 3)
+        return Measurement(min(self._row_label_width + columns, widest), widest)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        cell = self._cell_width(options.max_width)
+        columns = min(len(self.labels), max(options.max_width - self._row_label_width, 1) // cell)
+        values = self.show_values and cell == 5
+        colour = uses_colour(console)
+        if self.title:
+            yield Text(self.title, style="bold")
+        yield from self._column_labels(cell, columns)
+        for row in range(len(self.labels)):
+            yield self._row(row, cell, columns, values, colour)
+        yield self._legend(colour, values)
+        if self.show_values and not values:
+            yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
+        if columns < len(self.labels):
+            yield Text(f"(showing keys 0 to {columns - 1} of {len(self.labels)}; widen the terminal)", style="dim")
+
+    def _column_labels(self, cell: int, columns: int):
+        pad = " " * self._row_label_width
+        if cell >= 5:
+            heads = Text(pad)
+            for label in self.labels[:columns]:
+                heads.append(abbreviate(label, cell - 1).center(cell))
+            yield heads
+            return
+        # Too narrow to write labels across: write each one downwards.
+        cut = [abbreviate(label, _VERTICAL_LIMIT) for label in self.labels[:columns]]
+        for line in range(max(len(label) for label in cut)):
+            text = Text(pad)
+            for label in cut:
+                char = label[line] if line < len(label) else " "
+                text.append(char.center(cell) if cell > 1 else char)
+            yield text
+
+    def _row(self, row: int, cell: int, columns: int, values: bool, colour: bool) -> Text:
+        index_width = len(str(len(self.labels) - 1))
+        label = f"{row:>{index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
+        text = Text(label.ljust(self._row_label_width), style="bold" if row == self.highlight else "")
+        for key in range(columns):
+            weight = float(self.weights[row, key])
+            if self.mask is not None and not self.mask[row, key]:
+                text.append("·".center(cell), style="dim")
+                continue
+            fraction = weight / self.vmax
+            if values:
+                content = f"{weight:.2f}".rjust(cell)
+            elif colour:
+                content = " " * cell
+            else:
+                content = _SHADES[min(int(fraction * len(_SHADES)), len(_SHADES) - 1)] * cell
+            if colour:
+                background = colour_of(fraction)
+                text.append(content, style=Style(color=_ink_for(background), bgcolor=background))
+            else:
+                text.append(content)
+        return text
+
+    def _legend(self, colour: bool, values: bool) -> Text:
+        if colour:
+            legend = Text(f"weight {0:.2f} ")
+            for step in range(_LEGEND_STEPS):
+                legend.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_STEPS - 1))))
+            legend.append(f" {self.vmax:.2f}")
+            return legend
+        if values:
+            return Text("")
+        # One shade per fifth of the scale; say where each begins.
+        legend = Text("")
+        for level, shade in enumerate(_SHADES[1:], start=1):
+            legend.append(f"{shade} ≥{level * self.vmax / len(_SHADES):.2f}  ")
+        return legend

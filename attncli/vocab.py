@@ -1,0 +1,121 @@
+"""The bundled vocabulary: BERT's uncased WordPiece tokenizer and trained 64-dimensional embeddings.
+
+See sample_vocab/README.md for where the vectors come from.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from attncli.errors import BadInput, DataError
+
+__all__ = ["Token", "Vocabulary", "cosine", "sample_vocabulary"]
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_vocab"
+# [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
+_PLACEHOLDER = re.compile(r"^\[.+\]$")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token of a text: its position, vocabulary id and string, and the characters it came from."""
+
+    index: int
+    id: int
+    text: str
+    start: int  # character offsets into the original text, end exclusive
+    end: int
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "id": self.id, "text": self.text, "start": self.start, "end": self.end}
+
+
+class Vocabulary:
+    """A tokenizer and the embedding matrix its ids index."""
+
+    def __init__(self, tokenizer: Tokenizer, embeddings: np.ndarray):
+        self.tokenizer = tokenizer
+        self.embeddings = embeddings  # [vocab, d]
+
+    @property
+    def size(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.embeddings.shape[1]
+
+    def tokenize(self, text: str) -> list[Token]:
+        """The tokens of `text`, without special tokens such as [CLS] and [SEP]."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return [
+            Token(index, token_id, piece, start, end)
+            for index, (token_id, piece, (start, end)) in enumerate(
+                zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
+            )
+        ]
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        """The embedding rows of `ids`: [T, d] float64."""
+        return self.embeddings[ids].astype(np.float64)
+
+    def word_id(self, word: str) -> int:
+        """The id of a word that is a single token of the vocabulary."""
+        pieces = self.tokenize(word)
+        if len(pieces) != 1:
+            shown = " ".join(piece.text for piece in pieces) or "nothing"
+            raise BadInput(
+                f"{word!r} is not one token of the vocabulary (it tokenizes to: {shown}); give a single word"
+            )
+        return pieces[0].id
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.id_to_token(token_id)
+
+    def nearest(self, token_id: int, k: int) -> list[tuple[int, float]]:
+        """The `k` ids whose embeddings have the highest cosine with `token_id`'s, best first.
+
+        The word itself and placeholder tokens ([PAD], [unused0], ...) are left out.
+        """
+        cosines = _unit_rows(self.embeddings.astype(np.float64)) @ _unit(self.embed([token_id])[0])  # [vocab]
+        cosines[token_id] = -np.inf
+        for placeholder in self._placeholder_ids():
+            cosines[placeholder] = -np.inf
+        k = min(k, int(np.isfinite(cosines).sum()))
+        best = np.argpartition(-cosines, k - 1)[:k]
+        best = best[np.argsort(-cosines[best], kind="stable")]
+        return [(int(i), float(cosines[i])) for i in best]
+
+    def _placeholder_ids(self) -> list[int]:
+        return [i for token, i in self.tokenizer.get_vocab().items() if _PLACEHOLDER.match(token)]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two vectors; 0 when either is all zeros."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms else 0.0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v)
+    return v / norm if norm else v
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)  # [n, 1]
+    return m / np.where(norms == 0, 1.0, norms)
+
+
+@cache
+def sample_vocabulary() -> Vocabulary:
+    """The vocabulary bundled with attncli, loaded once (the embeddings memory-mapped)."""
+    try:
+        tokenizer = Tokenizer.from_file(str(SAMPLE_DIR / "tokenizer.json"))
+        embeddings = np.load(SAMPLE_DIR / "embeddings.npy", mmap_mode="r")
+    except Exception as error:  # tokenizers raises plain Exception for a bad file
+        raise DataError(f"cannot read the bundled vocabulary in {SAMPLE_DIR} ({error}); reinstall attncli") from error
+    return Vocabulary(tokenizer, embeddings)

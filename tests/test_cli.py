@@ -1,0 +1,238 @@
+"""The command line, end to end: exit codes, stdout that is only JSON, one-line errors."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from helpers import SENTENCE
+from numpy.testing import assert_allclose
+
+from attncli import __version__
+from attncli.cli import app
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+COMMANDS = ["explain", "heatmap", "tokenize", "embed", "similar", "softmax", "dot"]
+
+
+def test_explain_json_has_the_documented_shape(cli):
+    run = cli("explain", SENTENCE, "--json")
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    doc = run.json()
+    assert doc["schema"] == "attncli/v1"
+    assert doc["command"] == "explain"
+    assert doc["text"] == SENTENCE
+    assert doc["model"] == {
+        "name": "sample",
+        "layers": 1,
+        "heads": 8,
+        "d_model": 64,
+        "d_head": 8,
+        "causal": False,
+        "positions": True,
+        "seed": 0,
+    }
+    assert [t["text"] for t in doc["tokens"]] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert doc["tokens"][1] == {"index": 1, "id": 4937, "text": "cat", "start": 4, "end": 7}
+    attention = np.array(doc["attention"])
+    assert attention.shape == (1, 8, 6, 6)
+    assert_allclose(attention.sum(axis=-1), 1.0)
+    steps = doc["steps"]
+    assert np.array(steps["embeddings"]).shape == (6, 64)
+    for name in ("q", "k", "v"):
+        assert np.array(steps[name]).shape == (1, 8, 6, 8)
+    for name in ("scores", "scaled"):
+        assert np.array(steps[name]).shape == (1, 8, 6, 6)
+    assert_allclose(np.array(steps["scaled"]), np.array(steps["scores"]) / np.sqrt(8))
+    assert np.array(steps["output"]).shape == (6, 64)
+    assert doc["focus"] == {"index": 5, "text": "mat"}
+    mat = doc["summary"][5]
+    assert mat["heads"][2]["index"] == int(np.argmax(attention[0, 2, 5]))
+
+
+def test_heatmap_json_holds_every_head_even_when_one_is_drawn(cli):
+    doc = cli("heatmap", SENTENCE, "--head", "2", "--causal", "--json").json()
+    attention = np.array(doc["attention"])
+    assert attention.shape == (1, 8, 6, 6)
+    assert np.all(np.triu(attention[0, 0], k=1) == 0)
+    assert "steps" not in doc
+
+
+def test_the_same_command_prints_the_same_numbers(cli):
+    assert cli("explain", SENTENCE, "--json").stdout == cli("explain", SENTENCE, "--json").stdout
+
+
+def test_softmax_gives_the_right_probabilities(cli):
+    doc = cli("softmax", "2.0", "1.0", "0.5", "--json").json()
+    assert [round(p, 2) for p in doc["probabilities"]] == [0.63, 0.23, 0.14]
+    assert doc["scores"] == [2.0, 1.0, 0.5]
+    assert_allclose(np.array(doc["exp"]) / sum(doc["exp"]), doc["probabilities"])
+
+
+def test_softmax_takes_negative_and_comma_separated_scores(cli):
+    doc = cli("softmax", "-1", "-2.5,3", "--json").json()
+    assert doc["scores"] == [-1.0, -2.5, 3.0]
+
+
+def test_dot_of_two_vectors(cli):
+    assert cli("dot", "1,2,3", "4,5,6", "--json").json()["dot"] == 32.0
+    assert "32.0000" in cli("dot", "1,2,3", "4,5,6").stdout
+
+
+def test_dot_of_two_words_uses_their_embeddings(cli):
+    doc = cli("dot", "king", "queen", "--json").json()
+    assert doc["a"]["word"] == "king"
+    assert len(doc["a"]["vector"]) == 64
+    assert doc["cosine"] > 0.5
+
+
+def test_similar_lists_neighbours(cli):
+    doc = cli("similar", "king", "-k", "10", "--json").json()
+    assert doc["word"] == "king"
+    assert len(doc["neighbors"]) == 10
+    assert "queen" in [n["text"] for n in doc["neighbors"]]
+
+
+def test_tokenize_and_embed(cli):
+    tokens = cli("tokenize", SENTENCE, "--json").json()["tokens"]
+    assert " ".join(t["text"] for t in tokens) == "the cat sat on the mat"
+    embeddings = cli("embed", SENTENCE, "--json").json()["embeddings"]
+    assert np.array(embeddings).shape == (6, 64)
+
+
+def test_dash_reads_the_text_from_stdin(cli):
+    run = cli("tokenize", "-", "--json", stdin="The cat sat on the mat\n")
+    assert run.json()["text"] == SENTENCE
+
+
+@pytest.mark.parametrize("command", ["explain", "heatmap", "tokenize", "embed"])
+def test_every_text_command_has_a_view(cli, command):
+    run = cli(command, SENTENCE)
+    assert run.code == 0, run.stderr
+    assert "cat" in run.stdout
+    assert "\x1b" not in run.stdout  # not a terminal: no escapes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", ""], "the text is empty"),
+        (["explain", "   \t "], "the text is empty"),
+        (["explain", SENTENCE, "--heads", "7"], "--heads 7 does not divide"),
+        (["explain", SENTENCE, "--heads", "0"], "--heads 0 does not divide"),
+        (["explain", SENTENCE, "--heads", "-8"], "--heads -8 does not divide"),
+        (["explain", SENTENCE, "--heads", "many"], "Invalid value for '--heads'"),
+        (["explain", SENTENCE, "--focus", "dog"], "--focus 'dog' is not a token"),
+        (["explain", SENTENCE, "--focus", "the"], "occurs at 0, 4"),
+        (["explain", SENTENCE, "--focus", "6"], "--focus 6 is out of range"),
+        (["explain", SENTENCE, "--head", "8"], "--head 8 is out of range"),
+        (["explain", SENTENCE, "--max-tokens", "5"], "6 tokens, over the limit of 5"),
+        (["explain", SENTENCE, "--max-tokens", "0"], "--max-tokens 0"),
+        (["explain", SENTENCE, "--seed", "-1"], "--seed -1 is negative"),
+        (["explain"], "Missing argument"),
+        (["explain", SENTENCE, "--nope"], "No such option"),
+        (["tokenize", "\x00\x01"], "no tokens"),
+        (["similar", "tokenization"], "not one token"),
+        (["similar", "king", "-k", "0"], "-k 0"),
+        (["softmax", "2", "abc"], "'abc' is not a number"),
+        (["softmax", "nan"], "not a finite number"),
+        (["dot", "1,2", "1,2,3"], "different lengths"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(cli, args, message):
+    run = cli(*args)
+    assert run.code == 2
+    assert run.stdout == ""
+    assert message in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in run.stderr
+
+
+def test_errors_in_json_mode_leave_stdout_empty(cli):
+    run = cli("explain", SENTENCE, "--heads", "5", "--json")
+    assert run.code == 2
+    assert run.stdout == ""
+
+
+def test_invalid_utf8_on_stdin_is_a_clean_error(cli):
+    run = cli("tokenize", "-", stdin=b"caf\xe9\n")
+    assert run.code == 2
+    assert "not UTF-8" in run.stderr
+
+
+def test_markup_and_escape_sequences_in_the_text_are_shown_not_obeyed(cli):
+    run = cli("explain", "[bold red]alarm[/] \x1b[2J\u202eevil", "--no-values")
+    assert run.code == 0
+    assert "[bold red]alarm[/]" in run.stdout
+    assert "\x1b" not in run.stdout
+    assert "\u202e" not in run.stdout
+    assert "\\x1b[2J" in run.stdout
+    assert "\\u202e" in run.stdout
+
+
+def test_json_keeps_the_text_exact(cli):
+    text = "[b]x[/b] \x1b[2J \u202e café"
+    doc = cli("tokenize", text, "--json").json()
+    assert doc["text"] == text
+
+
+def test_version(cli):
+    run = cli("--version")
+    assert run.stdout == f"attncli {__version__}\n"
+
+
+def test_every_command_has_help_and_is_in_the_readme(cli):
+    readme = README.read_text()
+    registered = sorted(typer.main.get_command(app).commands)
+    assert registered == sorted(COMMANDS)
+    for command in COMMANDS:
+        run = cli(command, "--help")
+        assert run.code == 0
+        assert "Example:" in run.stdout
+        assert f"attncli {command}" in readme
+
+
+def installed_attncli() -> str:
+    return str(Path(sys.executable).parent / "attncli")
+
+
+def test_the_installed_command_runs_outside_the_repository(tmp_path):
+    done = subprocess.run(
+        [installed_attncli(), "explain", SENTENCE, "--json"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"schema": "attncli/v1"' in done.stdout
+
+
+def test_python_dash_m(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "attncli", "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == f"attncli {__version__}"
+
+
+def colour_run(tmp_path, **env) -> str:
+    environment = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")} | env
+    done = subprocess.run(
+        [installed_attncli(), "heatmap", SENTENCE, "--head", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_colour_only_on_request_and_never_with_no_color(tmp_path):
+    # SGR codes that set a foreground or background colour, in any colour system
+    colour = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]")
+    assert not colour.search(colour_run(tmp_path))
+    assert colour.search(colour_run(tmp_path, FORCE_COLOR="1"))
+    assert not colour.search(colour_run(tmp_path, FORCE_COLOR="1", NO_COLOR="1"))

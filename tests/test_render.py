@@ -1,0 +1,143 @@
+"""Views on a fixed-width console: they fit, stay legible without colour, and never obey user text."""
+
+import re
+
+import numpy as np
+import pytest
+from helpers import SENTENCE, render_text
+from rich.color import Color
+
+from attncli import core, render
+from attncli.heatmap import Heatmap, abbreviate, colour_of
+from attncli.sample_model import SampleConfig
+from attncli.terminal import json_text, visible
+from attncli.vectors import VectorTable, number
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+FORTY_TOKENS = " ".join(WORDS[i % len(WORDS)] for i in range(40))
+
+
+def widest_line(text: str) -> int:
+    return max(len(ANSI.sub("", line)) for line in text.splitlines())
+
+
+def uniform_heatmap(n: int, **options) -> Heatmap:
+    return Heatmap(np.full((n, n), 1 / n), [f"t{i}" for i in range(n)], **options)
+
+
+def test_six_tokens_with_numbers_fit_80_columns():
+    text = render_text(uniform_heatmap(6, show_values=True), width=80)
+    assert widest_line(text) <= 80
+    assert "0.17" in text
+    assert "too narrow" not in text
+
+
+def test_forty_tokens_fit_120_columns():
+    tokens = core.tokenize(FORTY_TOKENS).tokens
+    assert len(tokens) == 40
+    heatmap = Heatmap(np.full((40, 40), 1 / 40), [t.text for t in tokens], show_values=False)
+    text = render_text(heatmap, width=120)
+    assert widest_line(text) <= 120
+    assert len(text.splitlines()) >= 40
+    assert "showing keys" not in text
+
+
+def test_numbers_that_do_not_fit_are_dropped_with_a_note():
+    text = render_text(uniform_heatmap(40, show_values=True), width=120)
+    assert "0.03" not in text
+    assert "too narrow for the numbers" in text
+
+
+def test_without_colour_or_numbers_the_grid_uses_shades():
+    weights = np.array([[1.0, 0.0], [0.5, 0.5]])
+    text = render_text(Heatmap(weights, ["a", "b"], show_values=False), width=40)
+    assert not ANSI.search(text)
+    rows = [line for line in text.splitlines() if line.startswith(("0 a", "1 b"))]
+    assert "███" in rows[0]
+    assert "▒▒▒" in rows[1]
+    assert "▓ ≥0.60" in text
+
+
+def test_with_colour_cells_get_background_colours():
+    text = render_text(uniform_heatmap(3, show_values=False), width=80, color_system="truecolor")
+    assert "\x1b[" in text
+    assert ";48;2;" in text or "\x1b[48;2;" in text
+
+
+def test_masked_cells_are_blank():
+    weights = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
+    text = render_text(Heatmap(weights, ["a", "b", "c"], mask=np.tri(3, dtype=bool)), width=60)
+    first_row = next(line for line in text.splitlines() if line.startswith("0 a"))
+    assert first_row.count("·") == 2
+
+
+def test_long_labels_are_abbreviated_not_wrapped():
+    labels = ["supercalifragilistic", "b"]
+    text = render_text(Heatmap(np.eye(2), labels), width=80)
+    assert "supercalifr…" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_viridis_ends():
+    assert colour_of(0.0) == Color.from_rgb(0x44, 0x01, 0x54)
+    assert colour_of(1.0) == Color.from_rgb(0xFD, 0xE7, 0x25)
+    assert colour_of(-1.0) == colour_of(0.0)
+
+
+def test_abbreviate():
+    assert abbreviate("cat", 5) == "cat"
+    assert abbreviate("tokenization", 5) == "toke…"
+
+
+def test_number_has_no_negative_zero():
+    assert number(-0.0001) == "0.000"
+    assert number(-1.23456) == "-1.235"
+
+
+def test_vector_table_shows_what_fits_and_says_so():
+    text = render_text(VectorTable(np.ones((2, 64)), ["a", "b"]), width=80)
+    assert widest_line(text) <= 80
+    assert "of 64" in text
+
+
+def test_visible_escapes_control_and_bidi_characters():
+    assert visible("a\x1b[2Jb\x07c\u202ed\nz") == "a\\x1b[2Jb\\x07c\\u202ed\\nz"
+    assert visible("café 🐈") == "café 🐈"
+
+
+def test_json_text_escapes_invisible_characters_and_keeps_the_rest_readable():
+    text = json_text({"t": "é\u202e\x1b"})
+    assert text == '{"t": "é\\u202e\\u001b"}'
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_explain_fits_the_terminal(width):
+    result = core.explain(SENTENCE, SampleConfig())
+    text = render_text(render.explain_view(result), width=width)
+    assert widest_line(text) <= width
+    for stage in ("Tokens", "Embeddings", "Queries, keys and values", "Scores", "Attention weights", "Weighted sum"):
+        assert stage in text
+    assert "random" in text
+
+
+def test_explain_shows_the_focus_softmax_that_the_model_computed():
+    result = core.explain(SENTENCE, SampleConfig(), focus="cat", head=3)
+    text = render_text(render.explain_view(result), width=120)
+    weights = result.run.weights[3, 1]
+    for weight in weights:
+        assert f"{weight:.3f}" in text
+    assert "Scores for “cat”" in text
+
+
+def test_rich_markup_in_the_text_is_shown_literally():
+    result = core.tokenize("[bold red]alarm[/]")
+    text = render_text(render.tokenize_view(result), color_system="truecolor")
+    assert "[bold red]alarm[/]" in ANSI.sub("", text)
+    assert "\x1b[1;31m" not in text
+
+
+def test_softmax_view_shows_the_right_numbers():
+    text = render_text(render.softmax_view(core.softmax_steps([2.0, 1.0, 0.5])))
+    for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
+        assert value in text

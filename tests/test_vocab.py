@@ -1,0 +1,64 @@
+"""The bundled vocabulary: real tokens, trained vectors, shipped inside the package."""
+
+import numpy as np
+import pytest
+
+from attncli.errors import BadInput
+from attncli.vocab import SAMPLE_DIR, cosine, sample_vocabulary
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return sample_vocabulary()
+
+
+def vector(vocab, word):
+    return vocab.embed([vocab.word_id(word)])[0]
+
+
+def test_the_sample_sentence_tokenizes_to_its_words(vocab):
+    tokens = vocab.tokenize("The cat sat on the mat")
+    assert [t.text for t in tokens] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert [t.id for t in tokens] == [1996, 4937, 2938, 2006, 1996, 13523]
+    assert [(t.start, t.end) for t in tokens] == [(0, 3), (4, 7), (8, 11), (12, 14), (15, 18), (19, 22)]
+
+
+def test_offsets_are_character_offsets_into_the_original_text(vocab):
+    text = "Café 🐈 tokenization"
+    for token in vocab.tokenize(text):
+        assert text[token.start : token.end].lower().replace("é", "e") in (token.text.removeprefix("##"), "🐈")
+
+
+def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
+    assert vocab.size == 30522 == vocab.tokenizer.get_vocab_size()
+    assert vocab.width == 64
+    assert vocab.embeddings.dtype == np.float16
+
+
+def test_similar_words_are_close(vocab):
+    assert cosine(vector(vocab, "cat"), vector(vocab, "dog")) > cosine(vector(vocab, "cat"), vector(vocab, "pizza"))
+    assert cosine(vector(vocab, "king"), vector(vocab, "queen")) > cosine(vector(vocab, "king"), vector(vocab, "pizza"))
+
+
+def test_queen_is_among_the_ten_nearest_neighbours_of_king(vocab):
+    neighbours = [vocab.token_text(i) for i, _ in vocab.nearest(vocab.word_id("king"), 10)]
+    assert "queen" in neighbours
+    assert "king" not in neighbours
+    assert not any(word.startswith("[") and word.endswith("]") for word in neighbours)
+
+
+def test_neighbours_come_best_first(vocab):
+    cosines = [c for _, c in vocab.nearest(vocab.word_id("paris"), 25)]
+    assert cosines == sorted(cosines, reverse=True)
+
+
+def test_a_word_of_several_tokens_is_refused_with_its_pieces(vocab):
+    with pytest.raises(BadInput, match="token ##ization"):
+        vocab.word_id("tokenization")
+
+
+def test_the_data_ships_inside_the_installed_package_and_stays_small():
+    assert SAMPLE_DIR.parent.name == "attncli"
+    assert "site-packages" in SAMPLE_DIR.parts
+    total = sum(path.stat().st_size for path in SAMPLE_DIR.iterdir())
+    assert total < 5 * 1024 * 1024
