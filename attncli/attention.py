@@ -10,8 +10,10 @@ import numpy as np
 
 __all__ = [
     "AttentionTrace",
+    "Projections",
     "attention",
     "causal_mask",
+    "linear",
     "masked",
     "merge_heads",
     "multi_head_attention",
@@ -48,6 +50,12 @@ def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return np.where(mask, x, np.finfo(x.dtype).min)
 
 
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """x @ w + b: [..., d_in] x [d_in, d_out] -> [..., d_out]; no bias when `b` is None."""
+    y = x @ w
+    return y if b is None else y + b
+
+
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
     """[T, d] -> [h, T, d_k]: head i takes columns i*d_k ... (i+1)*d_k - 1."""
     tokens, width = x.shape
@@ -76,6 +84,20 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
 
 
 @dataclass(frozen=True)
+class Projections:
+    """The four projections of a multi-head attention layer, applied as x @ w + b."""
+
+    w_q: np.ndarray  # [d, d]
+    w_k: np.ndarray  # [d, d]
+    w_v: np.ndarray  # [d, d]
+    w_o: np.ndarray  # [d, d]
+    b_q: np.ndarray | None = None  # [d]
+    b_k: np.ndarray | None = None  # [d]
+    b_v: np.ndarray | None = None  # [d]
+    b_o: np.ndarray | None = None  # [d]
+
+
+@dataclass(frozen=True)
 class AttentionTrace:
     """Every intermediate of one multi-head self-attention layer."""
 
@@ -88,29 +110,21 @@ class AttentionTrace:
     weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
     concat: np.ndarray  # [T, d] the heads side by side
-    output: np.ndarray  # [T, d] concat @ W_O
+    output: np.ndarray  # [T, d] concat @ W_O + b_O
 
 
-def multi_head_attention(
-    x: np.ndarray,
-    w_q: np.ndarray,
-    w_k: np.ndarray,
-    w_v: np.ndarray,
-    w_o: np.ndarray,
-    heads: int,
-    mask: np.ndarray | None = None,
-) -> AttentionTrace:
-    """Multi-head self-attention of `x` [T, d] with [d, d] projections, tracing each step.
+def multi_head_attention(x: np.ndarray, p: Projections, heads: int, mask: np.ndarray | None = None) -> AttentionTrace:
+    """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
     `mask` is [T, T] bool (True = may attend) and applies to every head.
     """
-    q = split_heads(x @ w_q, heads)  # [h, T, d_k]
-    k = split_heads(x @ w_k, heads)  # [h, T, d_k]
-    v = split_heads(x @ w_v, heads)  # [h, T, d_k]
+    q = split_heads(linear(x, p.w_q, p.b_q), heads)  # [h, T, d_k]
+    k = split_heads(linear(x, p.w_k, p.b_k), heads)  # [h, T, d_k]
+    v = split_heads(linear(x, p.w_v, p.b_v), heads)  # [h, T, d_k]
     raw = scores(q, k)  # [h, T, T]
     scaled_scores = scaled(raw, q.shape[-1])  # [h, T, T]
     weights = softmax(masked(scaled_scores, mask))  # [h, T, T]
     head_outputs = weights @ v  # [h, T, d_k]
     concat = merge_heads(head_outputs)  # [T, d]
-    output = concat @ w_o  # [T, d]
+    output = linear(concat, p.w_o, p.b_o)  # [T, d]
     return AttentionTrace(x, q, k, v, raw, scaled_scores, weights, head_outputs, concat, output)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attncli.attention import AttentionTrace, causal_mask, multi_head_attention
+from attncli.attention import AttentionTrace, Projections, causal_mask, multi_head_attention
 from attncli.errors import BadInput
 
-__all__ = ["SampleConfig", "SampleForward", "SampleWeights", "forward", "positional_encoding", "sample_weights"]
+__all__ = ["SampleConfig", "SampleForward", "forward", "positional_encoding", "sample_weights"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,9 @@ class SampleConfig:
     positions: bool = True  # add sinusoidal positional encodings to the embeddings
 
     def __post_init__(self):
-        if self.heads < 1 or self.d_model % self.heads:
+        if self.heads < 1:
+            raise BadInput(f"--heads {self.heads} is not positive; use a divisor of {self.d_model}, e.g. 8")
+        if self.d_model % self.heads:
             divisors = ", ".join(str(n) for n in range(1, self.d_model + 1) if self.d_model % n == 0)
             raise BadInput(
                 f"--heads {self.heads} does not divide the model width {self.d_model}; use one of {divisors}"
@@ -38,14 +40,6 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
-class SampleWeights:
-    w_q: np.ndarray  # [d, d]
-    w_k: np.ndarray  # [d, d]
-    w_v: np.ndarray  # [d, d]
-    w_o: np.ndarray  # [d, d]
-
-
-@dataclass(frozen=True)
 class SampleForward:
     """A text's path through the sample model."""
 
@@ -55,7 +49,7 @@ class SampleForward:
     attention: AttentionTrace
 
 
-def sample_weights(config: SampleConfig) -> SampleWeights:
+def sample_weights(config: SampleConfig) -> Projections:
     """W_Q, W_K, W_V, W_O drawn from N(0, 1/d), which keeps x @ W at the scale of x.
 
     They depend on the seed and width only, so changing --heads regroups the
@@ -64,7 +58,7 @@ def sample_weights(config: SampleConfig) -> SampleWeights:
     rng = np.random.default_rng(config.seed)
     d = config.d_model
     w_q, w_k, w_v, w_o = (rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, d)) for _ in range(4))
-    return SampleWeights(w_q, w_k, w_v, w_o)
+    return Projections(w_q, w_k, w_v, w_o)
 
 
 def positional_encoding(tokens: int, width: int) -> np.ndarray:
@@ -88,7 +82,6 @@ def forward(config: SampleConfig, embeddings: np.ndarray) -> SampleForward:
     x = embeddings * np.sqrt(width)  # [T, d]
     if positions is not None:
         x = x + positions
-    weights = sample_weights(config)
     mask = causal_mask(tokens) if config.causal else None
-    trace = multi_head_attention(x, weights.w_q, weights.w_k, weights.w_v, weights.w_o, config.heads, mask)
+    trace = multi_head_attention(x, sample_weights(config), config.heads, mask)
     return SampleForward(embeddings, positions, x, trace)

@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli.attention import (
+    Projections,
     attention,
     causal_mask,
     masked,
@@ -114,7 +115,7 @@ def test_split_then_merge_heads_gives_back_the_input(layer):
 def test_vectorised_equals_the_naive_loop(layer, causal):
     x, (w_q, w_k, w_v, w_o), heads = layer
     mask = causal_mask(len(x)) if causal else None
-    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads, mask)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, mask)
     weights, output = naive_multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal)
     assert_allclose(trace.weights, weights, atol=1e-9)
     assert_allclose(trace.output, output, atol=1e-7 * max(1.0, np.abs(output).max()))
@@ -123,7 +124,7 @@ def test_vectorised_equals_the_naive_loop(layer, causal):
 @given(layers(), st.booleans())
 def test_attention_weight_rows_sum_to_one(layer, causal):
     x, (w_q, w_k, w_v, w_o), heads = layer
-    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal_mask(len(x)) if causal else None)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, causal_mask(len(x)) if causal else None)
     assert np.all(trace.weights >= 0)
     assert_allclose(trace.weights.sum(axis=-1), 1.0, rtol=1e-12)
 
@@ -131,7 +132,7 @@ def test_attention_weight_rows_sum_to_one(layer, causal):
 @given(layers(heads_choices=(1,)))
 def test_one_head_with_identity_output_is_plain_attention(layer):
     x, (w_q, w_k, w_v, _), _ = layer
-    trace = multi_head_attention(x, w_q, w_k, w_v, np.eye(x.shape[1]), heads=1)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, np.eye(x.shape[1])), heads=1)
     assert_allclose(trace.output, attention(x @ w_q, x @ w_k, x @ w_v), atol=1e-12)
 
 
@@ -140,8 +141,9 @@ def test_permuting_the_tokens_permutes_the_output(layer, random):
     x, (w_q, w_k, w_v, w_o), heads = layer
     order = list(range(len(x)))
     random.shuffle(order)
-    original = multi_head_attention(x, w_q, w_k, w_v, w_o, heads)
-    permuted = multi_head_attention(x[order], w_q, w_k, w_v, w_o, heads)
+    projections = Projections(w_q, w_k, w_v, w_o)
+    original = multi_head_attention(x, projections, heads)
+    permuted = multi_head_attention(x[order], projections, heads)
     assert_allclose(permuted.output, original.output[order], atol=1e-9)
     assert_allclose(permuted.weights, original.weights[:, order][:, :, order], atol=1e-12)
 
@@ -149,11 +151,12 @@ def test_permuting_the_tokens_permutes_the_output(layer, random):
 def test_trace_steps_follow_from_each_other(rng):
     x = rng.normal(size=(5, 16))
     w_q, w_k, w_v, w_o = rng.normal(size=(4, 16, 16))
-    trace = multi_head_attention(x, w_q, w_k, w_v, w_o, heads=4)
-    assert_allclose(trace.q[1], (x @ w_q)[:, 4:8])
+    b_q, b_k, b_v, b_o = rng.normal(size=(4, 16))
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o), heads=4)
+    assert_allclose(trace.q[1], (x @ w_q + b_q)[:, 4:8])
     assert_allclose(trace.scores[2], trace.q[2] @ trace.k[2].T)
     assert_allclose(trace.scaled, trace.scores / 2.0)
     assert_allclose(trace.weights, softmax(trace.scaled))
     assert_allclose(trace.head_outputs[3], trace.weights[3] @ trace.v[3])
     assert_allclose(trace.concat[:, 12:16], trace.head_outputs[3])
-    assert_allclose(trace.output, trace.concat @ w_o)
+    assert_allclose(trace.output, trace.concat @ w_o + b_o)
