@@ -1,0 +1,254 @@
+"""Turning a checkpoint's config.json and tensors into a TransformerConfig and plain arrays.
+
+Each architecture names its tensors its own way; this is the one place that
+knows those names, strips a head model's prefix ("bert.", "transformer.", ...),
+checks every shape against the config and lays each matrix out for x @ W:
+torch Linear weights are stored [out, in] and are transposed here, once;
+GPT-2's Conv1D weights are already [in, out].
+"""
+
+import numpy as np
+
+from attncli.attention import Projections
+from attncli.checkpoint import TensorFile
+from attncli.errors import DataError
+from attncli.transformer import Block, Norm, TransformerConfig, TransformerWeights
+
+__all__ = ["SUPPORTED", "read_config", "read_weights"]
+
+_PREFIXES = ("", "bert.", "roberta.", "distilbert.", "transformer.", "model.")
+
+
+def _field(config: dict, *names: str, default=None):
+    """The first of `names` present in config.json (architectures spell the same thing differently)."""
+    for name in names:
+        if config.get(name) is not None:
+            return config[name]
+    if default is not None:
+        return default
+    raise DataError(f"config.json: missing {names[0]}")
+
+
+def _integer(config: dict, *names: str, default=None) -> int:
+    value = _field(config, *names, default=default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DataError(f"config.json: {names[0]} should be an integer, not {value!r}")
+    return value
+
+
+class _Tensors:
+    """Looks tensors up under the checkpoint's prefix and checks their shapes."""
+
+    def __init__(self, source: TensorFile, anchor: str):
+        names = set(source.names())
+        prefix = next((p for p in _PREFIXES if p + anchor in names), None)
+        if prefix is None:
+            raise DataError(f"model.safetensors: no tensor {anchor} (under any of the prefixes {_PREFIXES[1:]})")
+        self.source, self.prefix, self.names = source, prefix, names
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        full = self.prefix + name
+        if full not in self.names:
+            raise DataError(f"model.safetensors: missing tensor {full}")
+        tensor = self.source.get(full)
+        if tensor.shape != shape:
+            raise DataError(f"model.safetensors: {full} has shape {tensor.shape}, but config.json implies {shape}")
+        if not np.all(np.isfinite(tensor)):
+            raise DataError(f"model.safetensors: {full} holds NaN or infinite values")
+        return tensor
+
+    def table(self, name: str, shape: tuple[int, int]):
+        """An embedding table whose rows are read when looked up (see TensorFile.rows)."""
+        full = self.prefix + name
+        if full not in self.names:
+            raise DataError(f"model.safetensors: missing tensor {full}")
+        if self.source.shape(full) != shape:
+            raise DataError(
+                f"model.safetensors: {full} has shape {self.source.shape(full)}, but config.json implies {shape}"
+            )
+        return self.source.rows(full)
+
+    def linear(self, name: str, d_in: int, d_out: int) -> tuple[np.ndarray, np.ndarray]:
+        """A torch Linear layer as (W [d_in, d_out], b [d_out])."""
+        return self(f"{name}.weight", (d_out, d_in)).T, self(f"{name}.bias", (d_out,))
+
+    def norm(self, name: str, d: int) -> Norm:
+        return Norm(self(f"{name}.weight", (d,)), self(f"{name}.bias", (d,)))
+
+
+def _bert_config(config: dict) -> TransformerConfig:
+    if _field(config, "position_embedding_type", default="absolute") != "absolute":
+        raise DataError("config.json: only absolute position embeddings are supported")
+    model_type = config["model_type"]
+    return TransformerConfig(
+        model_type=model_type,
+        layers=_integer(config, "num_hidden_layers"),
+        heads=_integer(config, "num_attention_heads"),
+        d_model=_integer(config, "hidden_size"),
+        d_ff=_integer(config, "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "max_position_embeddings"),
+        activation=_field(config, "hidden_act"),
+        eps=float(_field(config, "layer_norm_eps", default=1e-12)),
+        pre_norm=False,
+        causal=False,
+        type_vocab_size=_integer(config, "type_vocab_size", default=2),
+        padding_idx=_integer(config, "pad_token_id", default=1) if model_type == "roberta" else None,
+    )
+
+
+def _bert_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
+    t = _Tensors(tensors, "embeddings.word_embeddings.weight")
+    d, f = c.d_model, c.d_ff
+    blocks = []
+    for i in range(c.layers):
+        layer = f"encoder.layer.{i}"
+        (w_q, b_q), (w_k, b_k), (w_v, b_v) = (
+            t.linear(f"{layer}.attention.self.{name}", d, d) for name in ("query", "key", "value")
+        )
+        w_o, b_o = t.linear(f"{layer}.attention.output.dense", d, d)
+        w_in, b_in = t.linear(f"{layer}.intermediate.dense", d, f)
+        w_out, b_out = t.linear(f"{layer}.output.dense", f, d)
+        blocks.append(
+            Block(
+                Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
+                t.norm(f"{layer}.attention.output.LayerNorm", d),
+                w_in,
+                b_in,
+                w_out,
+                b_out,
+                t.norm(f"{layer}.output.LayerNorm", d),
+            )
+        )
+    return TransformerWeights(
+        word=t.table("embeddings.word_embeddings.weight", (c.vocab_size, d)),
+        position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
+        token_type=t("embeddings.token_type_embeddings.weight", (c.type_vocab_size, d)),
+        embedding_norm=t.norm("embeddings.LayerNorm", d),
+        blocks=blocks,
+        final_norm=None,
+    )
+
+
+def _distilbert_config(config: dict) -> TransformerConfig:
+    return TransformerConfig(
+        model_type="distilbert",
+        layers=_integer(config, "n_layers", "num_hidden_layers"),
+        heads=_integer(config, "n_heads", "num_attention_heads"),
+        d_model=_integer(config, "dim", "hidden_size"),
+        d_ff=_integer(config, "hidden_dim", "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "max_position_embeddings"),
+        activation=_field(config, "activation", default="gelu"),
+        eps=1e-12,  # fixed in DistilBERT's code, not in its config
+        pre_norm=False,
+        causal=False,
+    )
+
+
+def _distilbert_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
+    t = _Tensors(tensors, "embeddings.word_embeddings.weight")
+    d, f = c.d_model, c.d_ff
+    blocks = []
+    for i in range(c.layers):
+        layer = f"transformer.layer.{i}"
+        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (
+            t.linear(f"{layer}.attention.{name}", d, d) for name in ("q_lin", "k_lin", "v_lin", "out_lin")
+        )
+        w_in, b_in = t.linear(f"{layer}.ffn.lin1", d, f)
+        w_out, b_out = t.linear(f"{layer}.ffn.lin2", f, d)
+        blocks.append(
+            Block(
+                Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
+                t.norm(f"{layer}.sa_layer_norm", d),
+                w_in,
+                b_in,
+                w_out,
+                b_out,
+                t.norm(f"{layer}.output_layer_norm", d),
+            )
+        )
+    return TransformerWeights(
+        word=t.table("embeddings.word_embeddings.weight", (c.vocab_size, d)),
+        position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
+        token_type=None,
+        embedding_norm=t.norm("embeddings.LayerNorm", d),
+        blocks=blocks,
+        final_norm=None,
+    )
+
+
+def _gpt2_config(config: dict) -> TransformerConfig:
+    if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn"):
+        raise DataError("config.json: scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported")
+    if config.get("scale_attn_weights") is False:
+        raise DataError("config.json: scale_attn_weights false (unscaled attention) is not supported")
+    d = _integer(config, "n_embd", "hidden_size")
+    return TransformerConfig(
+        model_type="gpt2",
+        layers=_integer(config, "n_layer", "num_hidden_layers"),
+        heads=_integer(config, "n_head", "num_attention_heads"),
+        d_model=d,
+        d_ff=_integer(config, "n_inner", default=4 * d),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "n_positions", "max_position_embeddings"),
+        activation=_field(config, "activation_function", default="gelu_new"),
+        eps=float(_field(config, "layer_norm_epsilon", default=1e-5)),
+        pre_norm=True,
+        causal=True,
+    )
+
+
+def _gpt2_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
+    t = _Tensors(tensors, "wte.weight")
+    d, f = c.d_model, c.d_ff
+    blocks = []
+    for i in range(c.layers):
+        layer = f"h.{i}"
+        # Conv1D: weights are [in, out] already; c_attn holds Q, K and V side by side.
+        w_q, w_k, w_v = np.split(t(f"{layer}.attn.c_attn.weight", (d, 3 * d)), 3, axis=1)
+        b_q, b_k, b_v = np.split(t(f"{layer}.attn.c_attn.bias", (3 * d,)), 3)
+        w_o, b_o = t(f"{layer}.attn.c_proj.weight", (d, d)), t(f"{layer}.attn.c_proj.bias", (d,))
+        blocks.append(
+            Block(
+                Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
+                t.norm(f"{layer}.ln_1", d),
+                t(f"{layer}.mlp.c_fc.weight", (d, f)),
+                t(f"{layer}.mlp.c_fc.bias", (f,)),
+                t(f"{layer}.mlp.c_proj.weight", (f, d)),
+                t(f"{layer}.mlp.c_proj.bias", (d,)),
+                t.norm(f"{layer}.ln_2", d),
+            )
+        )
+    return TransformerWeights(
+        word=t.table("wte.weight", (c.vocab_size, d)),
+        position=t("wpe.weight", (c.max_positions, d)),
+        token_type=None,
+        embedding_norm=None,
+        blocks=blocks,
+        final_norm=t.norm("ln_f", d),
+    )
+
+
+_ARCHITECTURES = {
+    "bert": (_bert_config, _bert_weights),
+    "roberta": (_bert_config, _bert_weights),
+    "distilbert": (_distilbert_config, _distilbert_weights),
+    "gpt2": (_gpt2_config, _gpt2_weights),
+}
+SUPPORTED = tuple(_ARCHITECTURES)
+
+
+def read_config(config: dict) -> TransformerConfig:
+    """The model config.json describes, checked for what attncli can run."""
+    model_type = config.get("model_type")
+    if model_type not in _ARCHITECTURES:
+        raise DataError(
+            f"config.json: model_type {model_type!r} is not supported; attncli reads {', '.join(SUPPORTED)}"
+        )
+    return _ARCHITECTURES[model_type][0](config)
+
+
+def read_weights(config: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
+    """Every tensor the model needs, checked against `config` and laid out for x @ W."""
+    return _ARCHITECTURES[config.model_type][1](config, tensors)

@@ -1,0 +1,200 @@
+"""A transformer encoder or decoder forward pass in numpy, keeping every layer's attention trace.
+
+Covers BERT, RoBERTa and DistilBERT (LayerNorm after each sublayer) and GPT-2
+(LayerNorm before each sublayer, causal). Weights arrive as plain arrays laid
+out for x @ W (see attncli.architectures); nothing here knows file formats.
+Shapes: T tokens, d width, f feed-forward width, L layers, h heads.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attncli.attention import AttentionTrace, Projections, causal_mask, linear, multi_head_attention
+from attncli.errors import DataError
+
+__all__ = [
+    "ACTIVATIONS",
+    "Block",
+    "Norm",
+    "TransformerConfig",
+    "TransformerTrace",
+    "TransformerWeights",
+    "erf",
+    "forward",
+    "gelu",
+    "gelu_tanh",
+    "layer_norm",
+    "position_ids",
+]
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, elementwise, to within 1.2e-7: finer than float32 can tell apart near 1.
+
+    numpy has no erf; this is the Chebyshev fit to erfc of Numerical Recipes (erfcc),
+    1 - t·exp(-z² + P(t)) with t = 1 / (1 + z/2), z = |x|, mirrored for x < 0. It
+    spares a SciPy import, which would cost a quarter of a second a run.
+    """
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    coefficients = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
+                    -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223)  # fmt: skip
+    p = np.zeros_like(t)
+    for c in coefficients:
+        p = p * t + c  # Horner's rule, highest power first
+    y = 1.0 - t * np.exp(-z * z + p)
+    return np.where(x >= 0, y, -y).astype(x.dtype)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU with the exact Gaussian CDF: x · Φ(x) = x/2 · (1 + erf(x/√2)), as BERT uses."""
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0).astype(x.dtype)))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU with GPT-2's tanh approximation of Φ."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi).astype(x.dtype) * (x + 0.044715 * x**3)))
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+# config.json activation names -> functions; "gelu_new" and friends are the tanh form.
+ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_python": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "relu": relu,
+}
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    model_type: str  # bert, roberta, distilbert or gpt2
+    layers: int
+    heads: int
+    d_model: int
+    d_ff: int  # feed-forward width
+    vocab_size: int  # rows of the word embedding table
+    max_positions: int  # rows of the position embedding table
+    activation: str  # a key of ACTIVATIONS
+    eps: float  # LayerNorm epsilon
+    pre_norm: bool  # GPT-2 normalises before each sublayer; the BERT family after
+    causal: bool  # decoders see only earlier tokens
+    type_vocab_size: int = 0  # rows of the token type table (BERT family); every token gets type 0
+    padding_idx: int | None = None  # RoBERTa numbers positions from padding_idx + 1
+
+    def __post_init__(self):
+        if min(self.layers, self.heads, self.d_model, self.d_ff, self.max_positions, self.vocab_size) < 1:
+            raise DataError(f"config.json: layers, heads and sizes must be positive ({self})")
+        if self.d_model % self.heads:
+            raise DataError(f"config.json: hidden size {self.d_model} is not divisible by {self.heads} heads")
+        if self.activation not in ACTIVATIONS:
+            raise DataError(
+                f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
+            )
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.heads
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position table covers."""
+        offset = 0 if self.padding_idx is None else self.padding_idx + 1
+        return self.max_positions - offset
+
+
+@dataclass(frozen=True)
+class Norm:
+    gain: np.ndarray  # [d]
+    bias: np.ndarray  # [d]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One transformer layer: attention, then a two-layer feed-forward network, each with a LayerNorm."""
+
+    attention: Projections
+    attention_norm: Norm
+    w_in: np.ndarray  # [d, f]
+    b_in: np.ndarray  # [f]
+    w_out: np.ndarray  # [f, d]
+    b_out: np.ndarray  # [d]
+    ffn_norm: Norm
+
+
+@dataclass(frozen=True)
+class TransformerWeights:
+    word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
+    position: np.ndarray  # [positions, d]
+    token_type: np.ndarray | None  # [types, d]; every token gets type 0
+    embedding_norm: Norm | None  # BERT family: LayerNorm over the summed embeddings
+    blocks: list[Block]
+    final_norm: Norm | None  # GPT-2: LayerNorm after the last block
+
+
+@dataclass(frozen=True)
+class TransformerTrace:
+    embeddings: np.ndarray  # [T, d] word embedding rows
+    positions: np.ndarray  # [T, d] position embedding rows
+    layers: list[AttentionTrace]  # one per layer; .x is that layer's attention input
+    hidden_states: list[np.ndarray]  # L + 1 arrays [T, d]: the embedding output, then each layer's output
+    output: np.ndarray  # [T, d] the last hidden state, after GPT-2's final LayerNorm
+
+
+def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
+    """(x - mean) / √(variance + eps) · gain + bias over the last axis: [..., d] -> [..., d]."""
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + eps) * norm.gain + norm.bias
+
+
+def feed_forward(x: np.ndarray, block: Block, activation: str) -> np.ndarray:
+    """activation(x @ W_in + b_in) @ W_out + b_out: [T, d] -> [T, d]."""
+    return linear(ACTIVATIONS[activation](linear(x, block.w_in, block.b_in)), block.w_out, block.b_out)
+
+
+def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
+    """Row of the position table for each token: 0, 1, 2, ... or, for RoBERTa, counting from
+    padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
+    if config.padding_idx is None:
+        return np.arange(len(ids))
+    real = ids != config.padding_idx
+    return np.cumsum(real) * real + config.padding_idx
+
+
+def _block(x: np.ndarray, block: Block, config: TransformerConfig, mask) -> tuple[AttentionTrace, np.ndarray]:
+    """One layer: [T, d] -> (its attention trace, [T, d])."""
+    if config.pre_norm:
+        trace = multi_head_attention(
+            layer_norm(x, block.attention_norm, config.eps), block.attention, config.heads, mask
+        )
+        h = x + trace.output  # [T, d]
+        return trace, h + feed_forward(layer_norm(h, block.ffn_norm, config.eps), block, config.activation)
+    trace = multi_head_attention(x, block.attention, config.heads, mask)
+    h = layer_norm(x + trace.output, block.attention_norm, config.eps)  # [T, d]
+    return trace, layer_norm(h + feed_forward(h, block, config.activation), block.ffn_norm, config.eps)
+
+
+def forward(ids: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> TransformerTrace:
+    """Run token `ids` [T] through the model, keeping every layer's attention trace."""
+    embeddings = weights.word[ids]  # [T, d]
+    positions = weights.position[position_ids(ids, config)]  # [T, d]
+    x = embeddings + positions  # [T, d]
+    if weights.token_type is not None:
+        x = x + weights.token_type[0]
+    if weights.embedding_norm is not None:
+        x = layer_norm(x, weights.embedding_norm, config.eps)
+    mask = causal_mask(len(ids)) if config.causal else None
+    traces, hidden = [], [x]
+    for block in weights.blocks:
+        trace, x = _block(x, block, config, mask)
+        traces.append(trace)
+        hidden.append(x)
+    output = x if weights.final_norm is None else layer_norm(x, weights.final_norm, config.eps)
+    return TransformerTrace(embeddings, positions, traces, hidden, output)
