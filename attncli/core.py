@@ -1,11 +1,13 @@
 """One function per command: validated input in, a result object out. No printing."""
 
 import math
+import re
 
 import numpy as np
 
 from attncli.analysis import softmax_parts
 from attncli.errors import BadInput
+from attncli.models import CheckpointModel, SampleModel, load_model
 from attncli.results import (
     AttentionRun,
     DotResult,
@@ -18,86 +20,92 @@ from attncli.results import (
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.sample_model import SampleConfig, forward
 from attncli.vocab import Token, cosine, sample_vocabulary
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "LARGEST_NUMBER",
     "dot",
     "embed",
     "explain",
     "heatmap",
+    "load_model",
     "parse_numbers",
     "resolve_focus",
-    "run_sample",
+    "run",
     "similar",
-    "softmax_steps",
+    "softmax",
     "tokenize",
 ]
 
-# Far beyond what a terminal view can show, small enough that the [h, T, T]
-# tensors stay a few megabytes; BERT-family models stop at 512 too.
+# Far beyond what a terminal view can show, small enough that the [L, h, T, T]
+# tensors stay modest; BERT-family checkpoints stop at 512 too.
 DEFAULT_MAX_TOKENS = 512
+# Numbers typed on the command line stay below this, so that no step of
+# softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
+LARGEST_NUMBER = 1e100
+
+Model = SampleModel | CheckpointModel
 
 
-def tokenize(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> TokenizeResult:
-    return TokenizeResult(text, _tokens(text, max_tokens))
+def tokenize(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> TokenizeResult:
+    """The tokens of `text` as `model` sees them, special tokens included."""
+    return TokenizeResult(text, _tokens(text, model, max_tokens), model.info)
 
 
 def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
-    tokens = _tokens(text, max_tokens)
+    """The bundled embedding vector of each token of `text`."""
+    tokens = _tokens(text, load_model(), max_tokens)
     return EmbedResult(text, tokens, sample_vocabulary().embed([t.id for t in tokens]))
 
 
-def run_sample(text: str, config: SampleConfig, max_tokens: int = DEFAULT_MAX_TOKENS) -> AttentionRun:
-    """Tokenize `text`, look up its embeddings and run the sample model on them."""
-    tokens = _tokens(text, max_tokens)
-    embeddings = sample_vocabulary().embed([t.id for t in tokens])  # [T, d]
-    return AttentionRun(text, tokens, config, forward(config, embeddings))
+def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> AttentionRun:
+    """Tokenize `text` and run `model` on it, keeping every layer's intermediates."""
+    tokens = _tokens(text, model, max_tokens)
+    return AttentionRun(text, tokens, model.info, model.run(tokens))
 
 
 def heatmap(
-    text: str, config: SampleConfig, head: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str, model: Model, layer: int = 0, head: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
 ) -> HeatmapResult:
-    _check_head(config, head)
-    return HeatmapResult(run_sample(text, config, max_tokens), head)
+    """Every head's attention weights; the view draws `layer` (and only `head`, if given)."""
+    _check_layer_and_head(model, layer, head)
+    return HeatmapResult(run(text, model, max_tokens), layer, head)
 
 
 def explain(
     text: str,
-    config: SampleConfig,
+    model: Model,
     focus: str | None = None,
+    layer: int = 0,
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> ExplainResult:
-    _check_head(config, head)
-    run = run_sample(text, config, max_tokens)
-    return ExplainResult(run, resolve_focus(run.tokens, focus), head)
-
-
-def _check_head(config: SampleConfig, head: int | None) -> None:
-    if head is not None and not 0 <= head < config.heads:
-        raise BadInput(f"--head {head} is out of range; the model has heads 0 to {config.heads - 1}")
+    """The walkthrough of `layer` for the token named by `focus` (see `resolve_focus`)."""
+    _check_layer_and_head(model, layer, head)
+    result = run(text, model, max_tokens)
+    return ExplainResult(result, resolve_focus(result.tokens, focus), layer, head)
 
 
 def resolve_focus(tokens: list[Token], focus: str | None) -> int:
-    """The index of the token named by `focus`: an index, or a token's text that occurs once.
+    """The index of the token named by `focus`: digits are an index, anything else a token that occurs once.
 
-    Without one, the last token: it is the one that sees every other token,
-    with or without a causal mask.
+    Without one, the last token that is not a special token: it sees every
+    other token, with or without a causal mask.
     """
     if focus is None:
-        return len(tokens) - 1
-    if focus.strip().lstrip("-").isdigit():
+        ordinary = [t.index for t in tokens if not t.special]
+        return ordinary[-1] if ordinary else len(tokens) - 1
+    if re.fullmatch(r"[0-9]+", focus.strip()):
         index = int(focus)
-        if not 0 <= index < len(tokens):
+        if index >= len(tokens):
             raise BadInput(f"--focus {index} is out of range; the text has tokens 0 to {len(tokens) - 1}")
         return index
     wanted = focus.strip().lower()
-    matches = [t.index for t in tokens if t.text.lower() in (wanted, "##" + wanted)]
+    matches = [t.index for t in tokens if t.text.lower() in (wanted, "##" + wanted, "ġ" + wanted)]
     if not matches:
         listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
-        raise BadInput(f"--focus {focus!r} is not a token of the text; choose one of {listing}")
+        raise BadInput(f"--focus {focus!r} is not a token of the text; give one of {listing}, or its index")
     if len(matches) > 1:
         where = ", ".join(str(i) for i in matches)
         raise BadInput(f"--focus {focus!r} occurs at {where}; give the index instead, e.g. --focus {matches[-1]}")
@@ -105,6 +113,7 @@ def resolve_focus(tokens: list[Token], focus: str | None) -> int:
 
 
 def similar(word: str, k: int = 10) -> SimilarResult:
+    """The `k` vocabulary words whose bundled embeddings are nearest to `word`'s by cosine."""
     if k < 1:
         raise BadInput(f"-k {k} asks for no neighbours; use -k 1 or more")
     vocabulary = sample_vocabulary()
@@ -113,7 +122,9 @@ def similar(word: str, k: int = 10) -> SimilarResult:
     return SimilarResult(word, token_id, neighbors)
 
 
-def softmax_steps(scores: list[float]) -> SoftmaxResult:
+def softmax(arguments: list[str]) -> SoftmaxResult:
+    """softmax of the numbers in `arguments`, with its steps."""
+    scores = parse_numbers(arguments)
     if not scores:
         raise BadInput("no scores given; pass numbers, e.g. attncli softmax 2.0 1.0 0.5")
     x = np.asarray(scores, dtype=np.float64)  # [n]
@@ -124,14 +135,16 @@ def dot(a: str, b: str) -> DotResult:
     """The dot product of two vectors written as numbers ("1,2,3") or of two words' embeddings."""
     left, right = _operand(a), _operand(b)
     if left.vector.shape != right.vector.shape:
-        lengths = f"{len(left.vector)} and {len(right.vector)}"
-        raise BadInput(f"the vectors have different lengths ({lengths}); give two of the same length")
+        raise BadInput(
+            f"the vectors have different lengths: {_describe(a, left)} and {_describe(b, right)}; "
+            "give two of the same length"
+        )
     products = left.vector * right.vector  # [n]
     return DotResult(left, right, products, float(products.sum()), cosine(left.vector, right.vector))
 
 
 def parse_numbers(items: list[str]) -> list[float]:
-    """Finite numbers from arguments that may each hold several, separated by commas or spaces."""
+    """Numbers from arguments that may each hold several, separated by commas or spaces."""
     numbers = []
     for item in items:
         for piece in item.replace(",", " ").split():
@@ -139,32 +152,50 @@ def parse_numbers(items: list[str]) -> list[float]:
                 value = float(piece)
             except ValueError:
                 raise BadInput(f"{piece!r} is not a number; give numbers such as 2.0 1.0 0.5") from None
-            if not math.isfinite(value):
-                raise BadInput(f"{piece!r} is not a finite number; give finite numbers such as 2.0 1.0 0.5")
+            if not math.isfinite(value) or abs(value) > LARGEST_NUMBER:
+                raise BadInput(f"{piece!r} is out of range; give numbers between -1e100 and 1e100")
             numbers.append(value)
     return numbers
 
 
+def _describe(argument: str, operand: Operand) -> str:
+    if operand.word is None:
+        return f"{argument} has {len(operand.vector)} numbers"
+    return f"{argument!r} is a {len(operand.vector)}-dimensional word embedding"
+
+
+def _reads_as_numbers(argument: str) -> bool:
+    pieces = argument.replace(",", " ").split()
+    try:
+        return bool(pieces) and all(float(piece) is not None for piece in pieces)
+    except ValueError:
+        return False
+
+
 def _operand(argument: str) -> Operand:
     """Numbers if `argument` reads as numbers, else a word of the vocabulary."""
-    try:
-        numbers = parse_numbers([argument])
-    except BadInput:
-        numbers = []
-    if numbers:
-        return Operand(np.asarray(numbers, dtype=np.float64))
+    if _reads_as_numbers(argument):
+        return Operand(np.asarray(parse_numbers([argument]), dtype=np.float64))
     vocabulary = sample_vocabulary()
     token_id = vocabulary.word_id(argument)
     return Operand(vocabulary.embed([token_id])[0], argument, token_id)
 
 
-def _tokens(text: str, max_tokens: int) -> list[Token]:
+def _check_layer_and_head(model: Model, layer: int, head: int | None) -> None:
+    info = model.info
+    if not 0 <= layer < info.layers:
+        raise BadInput(f"--layer {layer} is out of range; {info.name} has layers 0 to {info.layers - 1}")
+    if head is not None and not 0 <= head < info.heads:
+        raise BadInput(f"--head {head} is out of range; {info.name} has heads 0 to {info.heads - 1}")
+
+
+def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:
     if max_tokens < 1:
         raise BadInput(f"--max-tokens {max_tokens} allows no tokens; use 1 or more (default {DEFAULT_MAX_TOKENS})")
     if not text.strip():
         raise BadInput('the text is empty; give a sentence, e.g. "The cat sat on the mat"')
-    tokens = sample_vocabulary().tokenize(text)
-    if not tokens:
+    tokens = model.tokenize(text)
+    if not any(not t.special for t in tokens):
         raise BadInput("the text has no tokens (only spaces, control or unknown characters); give words")
     if len(tokens) > max_tokens:
         raise BadInput(

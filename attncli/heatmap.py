@@ -1,15 +1,16 @@
 """`Heatmap`: a matrix of weights as a grid of coloured cells, with labelled axes and a legend."""
 
 import numpy as np
+from rich.cells import cell_len, set_cell_size
 from rich.color import Color
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.terminal import visible
+from attncli.terminal import abbreviate, pad, token_label
 
-__all__ = ["Heatmap", "abbreviate", "colour_of", "uses_colour"]
+__all__ = ["Heatmap", "colour_of", "uses_colour"]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
@@ -35,11 +36,6 @@ _VERTICAL_LIMIT = 6  # characters of a column label written top to bottom
 _LEGEND_STEPS = 16
 
 
-def abbreviate(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, ending in "…" when cut."""
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
-
-
 def colour_of(fraction: float) -> Color:
     """The viridis colour at `fraction` of the scale (0 darkest, 1 brightest)."""
     position = min(max(fraction, 0.0), 1.0) * (len(_VIRIDIS) - 1)
@@ -56,16 +52,26 @@ def _ink_for(background: Color) -> str:
     return "black" if luminance > 0.45 else "white"
 
 
+def _cell_number(weight: float) -> str:
+    """A weight in three characters for a four-character cell, so a space still separates the cells:
+    .42 for 0.42, and 1.0 for what rounds to 1.00."""
+    text = f"{weight:.2f}"
+    return text[1:] if text.startswith("0") else text[:3]
+
+
 def uses_colour(console: Console) -> bool:
-    return console.color_system is not None and not console.no_color
+    """Whether to draw with colours: only with 256 colours or more, where viridis survives;
+    16-colour terminals would collapse the scale to a few greys, so they get shades instead."""
+    return console.color_system in ("256", "truecolor", "windows") and not console.no_color
 
 
 class Heatmap:
     """Rows are queries, columns keys; a cell's colour (or shade) is its weight on a 0 … `vmax` scale.
 
     Cells are five characters wide with their value printed in them when
-    `show_values` is set and the width allows; narrower otherwise, down to one
-    character, and the values are then left out with a note saying so.
+    `show_values` is set and the width allows, then four (.42); narrower
+    otherwise, down to one character, and the values are then left out with a
+    note saying so.
     Masked cells (where `mask` is False) are left blank.
     """
 
@@ -81,7 +87,7 @@ class Heatmap:
         highlight: int | None = None,
     ):
         self.weights = weights  # [T, T]
-        self.labels = [visible(label) for label in labels]
+        self.labels = [token_label(label) for label in labels]
         self.title = title
         self.vmax = float(vmax if vmax is not None else weights.max()) or 1.0
         self.show_values = show_values
@@ -91,13 +97,13 @@ class Heatmap:
     @property
     def _row_label_width(self) -> int:
         index_width = len(str(len(self.labels) - 1))
-        longest = max(len(label) for label in self.labels)
+        longest = max(cell_len(label) for label in self.labels)
         return index_width + 1 + min(longest, _LABEL_LIMIT) + 1
 
     def _cell_width(self, max_width: int) -> int:
         room = max_width - self._row_label_width
         columns = len(self.labels)
-        for width in (5, 3, 2, 1) if self.show_values else (3, 2, 1):
+        for width in (5, 4, 3, 2, 1) if self.show_values else (3, 2, 1):
             if width * columns <= room:
                 return width
         return 1
@@ -110,7 +116,7 @@ class Heatmap:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell_width(options.max_width)
         columns = min(len(self.labels), max(options.max_width - self._row_label_width, 1) // cell)
-        values = self.show_values and cell == 5
+        values = self.show_values and cell >= 4
         colour = uses_colour(console)
         if self.title:
             yield Text(self.title, style="bold")
@@ -124,26 +130,26 @@ class Heatmap:
             yield Text(f"(showing keys 0 to {columns - 1} of {len(self.labels)}; widen the terminal)", style="dim")
 
     def _column_labels(self, cell: int, columns: int):
-        pad = " " * self._row_label_width
+        indent = " " * self._row_label_width
         if cell >= 5:
-            heads = Text(pad)
+            heads = Text(indent)
             for label in self.labels[:columns]:
-                heads.append(abbreviate(label, cell - 1).center(cell))
+                heads.append(pad(abbreviate(label, cell - 1), cell, "center"))
             yield heads
             return
-        # Too narrow to write labels across: write each one downwards.
+        # Too narrow to write labels across: write each one downwards, a character a line.
         cut = [abbreviate(label, _VERTICAL_LIMIT) for label in self.labels[:columns]]
         for line in range(max(len(label) for label in cut)):
-            text = Text(pad)
+            text = Text(indent)
             for label in cut:
                 char = label[line] if line < len(label) else " "
-                text.append(char.center(cell) if cell > 1 else char)
+                text.append(set_cell_size(pad(char, cell, "center"), cell))
             yield text
 
     def _row(self, row: int, cell: int, columns: int, values: bool, colour: bool) -> Text:
         index_width = len(str(len(self.labels) - 1))
         label = f"{row:>{index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
-        text = Text(label.ljust(self._row_label_width), style="bold" if row == self.highlight else "")
+        text = Text(pad(label, self._row_label_width), style="bold" if row == self.highlight else "")
         for key in range(columns):
             weight = float(self.weights[row, key])
             if self.mask is not None and not self.mask[row, key]:
@@ -151,7 +157,7 @@ class Heatmap:
                 continue
             fraction = weight / self.vmax
             if values:
-                content = f"{weight:.2f}".rjust(cell)
+                content = (f"{weight:.2f}" if cell >= 5 else _cell_number(weight)).rjust(cell)
             elif colour:
                 content = " " * cell
             else:

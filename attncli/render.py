@@ -9,7 +9,8 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from attncli.heatmap import Heatmap, abbreviate
+from attncli.heatmap import Heatmap
+from attncli.models import ModelInfo
 from attncli.results import (
     AttentionRun,
     DotResult,
@@ -20,7 +21,7 @@ from attncli.results import (
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.terminal import visible
+from attncli.terminal import abbreviate, token_label, visible
 from attncli.vectors import VectorTable, number
 
 __all__ = [
@@ -34,60 +35,77 @@ __all__ = [
 ]
 
 _BAR_WIDTH = 20
+# Beyond this many heads a per-head list per token stops being readable.
+_SUMMARY_HEADS = 16
 
 
-def _bar(fraction: float, width: int = _BAR_WIDTH) -> str:
-    """A horizontal bar of eighth-blocks, `fraction` (0 … 1) of `width` cells long."""
+def _bar(fraction: float, width: int = _BAR_WIDTH) -> Text:
+    """A bar of eighth-blocks, `fraction` (0 … 1) of `width` cells; cropped, never wrapped, when space is short."""
     eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
-    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+    bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+    return Text(bar, style="cyan", no_wrap=True, overflow="crop")
 
 
-def _section(number_: int, title: str, lead: str) -> list[RenderableType]:
-    return [Text(""), Rule(f"{number_}. {title}", align="left", style="cyan"), Text(lead, style="italic")]
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _table(*columns: tuple[str, str], footer: bool = False) -> Table:
+    """A borderless table; each column is (header, justify). Number columns never wrap, so a narrow
+    terminal squeezes the bars instead of the numbers."""
+    table = Table(box=None, pad_edge=False, header_style="bold", show_footer=footer, footer_style="bold")
+    for header, justify in columns:
+        if header == "":
+            table.add_column("", ratio=1, min_width=0, no_wrap=True)
+        else:
+            table.add_column(header, justify=justify, no_wrap=justify == "right")
+    return table
+
+
+def _section(index: int, title: str, lead: str) -> list[RenderableType]:
+    return [Text(""), Rule(f"{index}. {title}", align="left", style="cyan"), Text(lead, style="italic")]
 
 
 def _labels(run: AttentionRun) -> list[str]:
     return [token.text for token in run.tokens]
 
 
-def _model_line(run: AttentionRun) -> Text:
-    c = run.config
-    positions = "positions" if c.positions else "no positions"
-    mask = "causal mask" if c.causal else "no mask"
-    return Text(
-        f"sample model: 1 layer × {c.heads} heads, d_model {c.d_model}, d_k {c.d_head}, seed {c.seed}, "
-        f"{positions}, {mask}",
-        style="dim",
-    )
+def _model_line(model: ModelInfo) -> Text:
+    shape = f"{_plural(model.layers, 'layer')} × {model.heads} heads, d_model {model.d_model}, d_k {model.d_head}"
+    if model.type == "sample":
+        positions = "positions" if model.positions else "no positions"
+        mask = "causal mask" if model.causal else "no mask"
+        return Text(f"sample model: {shape}, seed {model.seed}, {positions}, {mask}", style="dim")
+    return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")
 
 
 def _text_line(text: str) -> Text:
     return Text.assemble(("Text: ", "bold"), visible(text))
 
 
-def tokens_table(tokens, text: str) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("#", "token", "id", "chars", "from the text"):
-        table.add_column(name, justify="right" if name in ("#", "id") else "left", no_wrap=True)
+def _tokens_table(tokens, text: str) -> Table:
+    table = _table(("#", "right"), ("token", "left"), ("id", "right"), ("chars", "left"), ("from the text", "left"))
     for token in tokens:
-        table.add_row(
-            str(token.index),
-            visible(token.text),
-            str(token.id),
-            f"{token.start}–{token.end}",
-            visible(text[token.start : token.end]),
-        )
+        source = "(special)" if token.special else visible(text[token.start : token.end])
+        table.add_row(str(token.index), token_label(token.text), str(token.id), f"{token.start}–{token.end}", source)
     return table
 
 
-def _heatmaps(run: AttentionRun, head: int | None, values: bool, highlight: int | None = None) -> RenderableType:
-    weights = run.weights  # [h, T, T]
+def _heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool, highlight: int | None = None):
+    weights = run.weights[layer]  # [h, T, T]
     heads = range(len(weights)) if head is None else [head]
-    mask = np.tri(len(run.tokens), dtype=bool) if run.config.causal else None
+    mask = np.tri(len(run.tokens), dtype=bool) if run.model.causal else None
     vmax = float(max(weights[h].max() for h in heads))
+    prefix = f"layer {layer} " if run.model.layers > 1 else ""
     maps = [
         Heatmap(
-            weights[h], _labels(run), title=f"head {h}", vmax=vmax, show_values=values, mask=mask, highlight=highlight
+            weights[h],
+            _labels(run),
+            title=f"{prefix}head {h}",
+            vmax=vmax,
+            show_values=values,
+            mask=mask,
+            highlight=highlight,
         )
         for h in heads
     ]
@@ -98,59 +116,83 @@ def heatmap_view(result: HeatmapResult, values: bool = True) -> RenderableType:
     run = result.run
     return Group(
         _text_line(run.text),
-        _model_line(run),
+        _model_line(run.model),
         Text("Attention weights: rows are queries, columns are keys; each row sums to 1.", style="italic"),
         Text(""),
-        _heatmaps(run, result.head, values),
+        _heatmaps(run, result.layer, result.head, values),
     )
+
+
+def _note(model: ModelInfo) -> Text:
+    if model.type == "sample":
+        return Text.assemble(
+            ("Note: ", "bold"),
+            f"W_Q, W_K, W_V and W_O are random (seed {model.seed}), so the patterns below show how attention "
+            "computes, not what a trained model has learned. The word embeddings are trained. "
+            "For a trained model's attention, try --model minilm.",
+        )
+    return Text.assemble(("Trained weights ", "bold"), f"from {visible(model.path or model.name)}.")
+
+
+def _input_lead(model: ModelInfo, layer: int) -> str:
+    """How the walkthrough layer's input x is made, in words."""
+    d = model.d_model
+    if model.type == "sample":
+        if not model.positions:
+            order = "" if model.causal else ", so word order changes no score"
+            return f"x = √{d} · e: positions are off (--no-positions){order}."
+        return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
+    if model.type == "gpt2":
+        residual = "e + p" if layer == 0 else f"the residual stream after layer {layer - 1}"
+        return f"Layer {layer} attends over x = LayerNorm({residual}): GPT-2 normalises before each sublayer."
+    types = " + token type" if model.type != "distilbert" else ""
+    if layer == 0:
+        return f"Layer 0 attends over x = LayerNorm(e + p{types})."
+    return f"Layer {layer} attends over x = the output of layer {layer - 1}."
 
 
 def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
     run = result.run
-    config = run.config
-    forward = run.forward
-    trace = forward.attention
+    model = run.model
+    trace = run.trace
+    attention = result.attention
     labels = _labels(run)
-    h = result.walk_head
-    f = result.focus
-    focus_name = visible(run.tokens[f].text)
-    d, d_k = config.d_model, config.d_head
+    h, f, layer = result.walk_head, result.focus, result.layer
+    focus_name = token_label(run.tokens[f].text)
+    d, d_k = model.d_model, model.d_head
+    sample = model.type == "sample"
+    plus_b = "" if sample else " + b"
 
-    parts: list[RenderableType] = [
-        _text_line(run.text),
-        _model_line(run),
-        Text.assemble(
-            ("Note: ", "bold"),
-            f"W_Q, W_K, W_V and W_O are random (seed {config.seed}), so the patterns below show how attention "
-            "computes, not what a trained model has learned. The word embeddings are trained.",
-        ),
-    ]
+    parts: list[RenderableType] = [_text_line(run.text), _model_line(model), _note(model)]
 
     parts += _section(
         1,
         "Tokens",
-        f"The WordPiece tokenizer splits the text into {len(labels)} tokens; each id picks a row of the vocabulary.",
+        f"The tokenizer splits the text into {_plural(len(labels), 'token')}; each id picks a row of the vocabulary.",
     )
-    parts.append(tokens_table(run.tokens, run.text))
+    parts.append(_tokens_table(run.tokens, run.text))
 
-    input_lead = f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
-    if not config.positions:
-        input_lead = f"x = √{d} · e: positions are off (--no-positions), so word order does not change any score."
-    parts += _section(
-        2, "Embeddings", f"Each token id picks a row e of the {d}-dimensional embedding matrix. {input_lead}"
-    )
-    parts.append(VectorTable(forward.embeddings, labels, title="e  (embedding)"))
-    if forward.positions is not None:
-        parts.append(VectorTable(forward.positions, labels, title="PE  (positional encoding)"))
-    parts.append(VectorTable(forward.x, labels, title="x  (input to attention)"))
+    if sample:
+        embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
+    else:
+        embed_lead = (
+            f"Each token id picks a row e of the word embeddings and each position a row p of the position "
+            f"embeddings ({d} dimensions). "
+        )
+    parts += _section(2, "Embeddings", embed_lead + _input_lead(model, layer))
+    parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
+    if trace.positions is not None:
+        title = "PE  (positional encoding)" if sample else "p  (position embedding)"
+        parts.append(VectorTable(trace.positions, labels, title=title))
+    parts.append(VectorTable(attention.x, labels, title=f"x  (input to layer {layer}'s attention)"))
 
     parts += _section(
         3,
         "Queries, keys and values",
-        f"q = x·W_Q, k = x·W_K, v = x·W_V (each W is {d} × {d}). Head {h} takes dimensions "
-        f"{h * d_k} to {h * d_k + d_k - 1}, so every token has a {d_k}-dimensional q, k and v per head.",
+        f"q = x·W_Q{plus_b}, k = x·W_K{plus_b}, v = x·W_V{plus_b} (each W is {d} × {d}). Head {h} takes dimensions "
+        f"{h * d_k} to {h * d_k + d_k - 1}: every token has a q, k and v of d_k = {d_k} numbers per head.",
     )
-    for name, matrix in (("q", trace.q), ("k", trace.k), ("v", trace.v)):
+    for name, matrix in (("q", attention.q), ("k", attention.k), ("v", attention.v)):
         parts.append(VectorTable(matrix[h], labels, title=f"{name}  (head {h})"))
 
     parts += _section(
@@ -165,28 +207,35 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
         5,
         "Attention weights",
         "Softmax of every row, for every head: rows are queries, columns are keys; each row sums to 1."
-        + (" The causal mask hides later keys (·)." if config.causal else ""),
+        + (" The causal mask hides later keys (·)." if model.causal else ""),
     )
-    parts.append(_heatmaps(run, result.head, values, highlight=f))
+    parts.append(_heatmaps(run, layer, result.head, values, highlight=f))
 
     parts += _section(
         6,
         f"Weighted sum for “{focus_name}”",
-        f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {config.heads} heads' outputs are "
-        f"concatenated ({config.heads} × {d_k} = {d}) and multiplied by W_O ({d} × {d}).",
+        f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {model.heads} heads' outputs are "
+        f"concatenated ({model.heads} × {d_k} = {d}) and multiplied by W_O ({d} × {d}){plus_b}.",
     )
     keys = result.focus_keys
-    weights = trace.weights[h, f, keys]
-    rows = np.vstack([trace.v[h, keys], trace.head_outputs[h, f][None]])  # [keys + 1, d_k]
+    weights = attention.weights[h, f, keys]  # [keys]
+    weighted = weights[:, None] * attention.v[h, keys]  # [keys, d_k]
+    rows = np.vstack([weighted, attention.head_outputs[h, f][None]])  # [keys + 1, d_k]
     row_labels = [f"{w:.3f} × v({labels[j]})" for j, w in zip(keys, weights, strict=True)] + [f"= head {h} output"]
     parts.append(VectorTable(rows, row_labels, emphasis={len(keys)}))
-    parts.append(
-        VectorTable(
-            np.vstack([trace.concat[f], trace.output[f]]),
-            [f"concat ({config.heads} heads)", "output = concat·W_O"],
-            title=f"token {f} “{focus_name}”",
+    final_rows = [attention.concat[f], attention.output[f]]
+    final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b}"]
+    if not sample:
+        final_rows.append(trace.layer_outputs[layer][f])
+        final_labels.append(f"layer {layer} output")
+    parts.append(VectorTable(np.vstack(final_rows), final_labels, title=f"token {f} “{focus_name}”"))
+    if not sample:
+        parts.append(
+            Text(
+                "The layer output adds the residual, LayerNorms and the feed-forward network to the attention output.",
+                style="dim",
+            )
         )
-    )
 
     parts += _section(7, "Summary", "What each token attends to most: averaged over heads, and in each head.")
     parts.append(_summary_table(result))
@@ -195,89 +244,91 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
 
 def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     run = result.run
-    trace = run.forward.attention
+    attention = result.attention
     h, f = result.walk_head, result.focus
-    labels = _labels(run)
+    labels = [token_label(label) for label in _labels(run)]
     keys = result.focus_keys
     steps = result.focus_softmax()
     best = int(keys[np.argmax(steps.probabilities)])
-    q, k = trace.q[h, f], trace.k[h, best]
-    terms = " + ".join(f"({number(a)})({number(b)})" for a, b in zip(q, k, strict=True))
+    q, k = attention.q[h, f], attention.k[h, best]
+    shown = 8  # terms of the worked dot product written out
+    terms = " + ".join(f"({number(a)})({number(b)})" for a, b in zip(q[:shown], k[:shown], strict=True))
+    if len(q) > shown:
+        terms += f" + … ({len(q) - shown} more terms)"
     worked = Text.assemble(
         ("For example, ", "dim"),
-        f"q({visible(labels[f])}) · k({visible(labels[best])}) = {terms} = {number(trace.scores[h, f, best])}",
+        f"q({labels[f]}) · k({labels[best]}) = {terms} = {number(attention.scores[h, f, best])}",
     )
 
-    table = Table(box=None, pad_edge=False, header_style="bold", show_footer=True, footer_style="bold")
-    table.add_column("#", justify="right", footer="")
-    table.add_column("key", footer="sum")
-    table.add_column("q·k", justify="right", footer="")
-    table.add_column(f"÷√{len(q)}", justify="right", footer="")
-    table.add_column("− max", justify="right", footer="")
-    table.add_column("exp", justify="right", footer=number(steps.exp.sum()))
-    table.add_column("weight", justify="right", footer=number(steps.probabilities.sum()))
-    table.add_column("", no_wrap=True, footer="")
-    top = steps.probabilities.max()
+    table = _table(
+        ("#", "right"),
+        ("key", "left"),
+        ("q·k", "right"),
+        (f"÷√{len(q)}", "right"),
+        ("− max", "right"),
+        ("exp", "right"),
+        ("weight", "right"),
+        ("", "left"),
+        footer=True,
+    )
+    table.columns[1].footer = "sum"
+    table.columns[5].footer = number(steps.exp.sum())
+    table.columns[6].footer = number(steps.probabilities.sum())
     for row, key in enumerate(keys):
         table.add_row(
             str(key),
-            abbreviate(visible(labels[key]), 14),
-            number(trace.scores[h, f, key]),
+            abbreviate(labels[key], 14),
+            number(attention.scores[h, f, key]),
             number(steps.scores[row]),
             number(steps.shifted[row]),
             number(steps.exp[row]),
             number(steps.probabilities[row]),
-            Text(_bar(steps.probabilities[row] / top), style="cyan"),
+            _bar(steps.probabilities[row]),
         )
+    parts: list[RenderableType] = [worked, table]
     hidden = len(labels) - len(keys)
-    notes = [worked, table]
     if hidden:
-        notes.append(
-            Text(f"The causal mask hides the {hidden} later token(s): their weight is exactly 0.", style="dim")
-        )
-    return notes
+        parts.append(Text(f"The causal mask hides {_plural(hidden, 'later token')}: weight exactly 0.", style="dim"))
+    return parts
 
 
 def _summary_table(result: ExplainResult) -> Table:
-    labels = [visible(label) for label in _labels(result.run)]
+    labels = [token_label(label) for label in _labels(result.run)]
     keys, weights = result.strongest
     mean_keys, mean_weights = result.strongest_mean
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("token", no_wrap=True)
-    table.add_column("mean of heads", no_wrap=True)
-    table.add_column("head: top key (weight)")
+    per_head = len(keys) <= _SUMMARY_HEADS
+    columns = [("#", "right"), ("token", "left"), ("mean of heads", "left")]
+    table = _table(*columns, *([("head:top key(weight)", "left")] if per_head else []))
     for i, label in enumerate(labels):
-        # No spaces inside an entry, so a wrapped line never splits one.
-        per_head = "  ".join(f"{h}:{abbreviate(labels[keys[h, i]], 8)}({weights[h, i]:.2f})" for h in range(len(keys)))
-        table.add_row(
-            str(i),
-            abbreviate(label, 12),
-            f"{abbreviate(labels[mean_keys[i]], 10)} {mean_weights[i]:.2f}",
-            per_head,
-        )
-    return table
+        row = [str(i), abbreviate(label, 12), f"{abbreviate(labels[mean_keys[i]], 10)} {mean_weights[i]:.2f}"]
+        if per_head:
+            # No spaces inside an entry, so a wrapped line never splits one.
+            row.append(
+                "  ".join(f"{h}:{abbreviate(labels[keys[h, i]], 8)}({weights[h, i]:.2f})" for h in range(len(keys)))
+            )
+        table.add_row(*row)
+    if per_head:
+        return table
+    return Group(table, Text(f"(per-head targets of all {len(keys)} heads are in --json's summary)", style="dim"))
 
 
 def tokenize_view(result: TokenizeResult) -> RenderableType:
     return Group(
         _text_line(result.text),
-        Text(f"{len(result.tokens)} tokens", style="dim"),
-        tokens_table(result.tokens, result.text),
+        Text(f"{_plural(len(result.tokens), 'token')} ({visible(result.model.name)} tokenizer)", style="dim"),
+        _tokens_table(result.tokens, result.text),
     )
 
 
 def embed_view(result: EmbedResult) -> RenderableType:
     labels = [token.text for token in result.tokens]
-    norms = Table(box=None, pad_edge=False, header_style="bold")
-    norms.add_column("token")
-    norms.add_column("‖e‖", justify="right")
+    norms = _table(("token", "left"), ("‖e‖", "right"))
     for label, vector in zip(labels, result.embeddings, strict=True):
-        norms.add_row(visible(label), number(np.linalg.norm(vector)))
+        norms.add_row(token_label(label), number(np.linalg.norm(vector)))
     width = result.embeddings.shape[1]
     return Group(
         _text_line(result.text),
-        Text(f"{len(labels)} tokens × {width} dimensions (trained embeddings, reduced by PCA)", style="dim"),
+        Text(f"{_plural(len(labels), 'token')} × {width} dimensions (trained embeddings, reduced by PCA)", style="dim"),
         VectorTable(result.embeddings, labels),
         Text(""),
         norms,
@@ -285,19 +336,10 @@ def embed_view(result: EmbedResult) -> RenderableType:
 
 
 def similar_view(result: SimilarResult) -> RenderableType:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("token")
-    table.add_column("id", justify="right")
-    table.add_column("cosine", justify="right")
-    table.add_column("", no_wrap=True)
+    table = _table(("#", "right"), ("token", "left"), ("id", "right"), ("cosine", "right"), ("", "left"))
     for rank, neighbor in enumerate(result.neighbors, start=1):
         table.add_row(
-            str(rank),
-            visible(neighbor.text),
-            str(neighbor.id),
-            number(neighbor.cosine),
-            Text(_bar(max(neighbor.cosine, 0.0)), style="cyan"),
+            str(rank), token_label(neighbor.text), str(neighbor.id), number(neighbor.cosine), _bar(neighbor.cosine)
         )
     lead = Text.assemble(
         "Nearest neighbours of ", (visible(result.word), "bold"), f" (id {result.id}) by cosine similarity"
@@ -306,14 +348,20 @@ def similar_view(result: SimilarResult) -> RenderableType:
 
 
 def softmax_view(result: SoftmaxResult) -> RenderableType:
-    table = Table(box=None, pad_edge=False, header_style="bold", show_footer=True, footer_style="bold")
-    table.add_column("score x", justify="right", footer="sum")
-    table.add_column("x − max", justify="right")
-    table.add_column("exp(x − max)", justify="right", footer=number(result.exp.sum(), 4))
-    table.add_column("probability", justify="right", footer=number(result.probabilities.sum(), 4))
-    table.add_column("", no_wrap=True)
+    table = _table(
+        ("score x", "right"),
+        ("x − max", "right"),
+        ("exp(x − max)", "right"),
+        ("probability", "right"),
+        ("", "left"),
+        footer=True,
+    )
+    table.columns[0].footer = "sum"
+    table.columns[2].footer = number(result.exp.sum(), 4)
+    table.columns[3].footer = number(result.probabilities.sum(), 4)
     for x, shifted, e, p in zip(result.scores, result.shifted, result.exp, result.probabilities, strict=True):
-        table.add_row(number(x, 4), number(shifted, 4), number(e, 4), number(p, 4), Text(_bar(p), style="cyan"))
+        cells = (number(value, 4, keep_small=True) for value in (x, shifted, e, p))
+        table.add_row(*cells, _bar(p))
     return Group(
         Text(
             f"softmax(x)_i = exp(x_i) / Σ exp(x_j). Subtracting the max ({number(result.scores.max(), 4)}) first "
@@ -335,7 +383,7 @@ def dot_view(result: DotResult) -> RenderableType:
     parts.append(
         Text.assemble(
             ("dot = Σ a_i × b_i = ", "bold"),
-            (number(result.dot, 4), "bold"),
+            (number(result.dot, 4, keep_small=True), "bold"),
             f"    cosine = dot / (‖a‖ ‖b‖) = {number(result.cosine, 4)}",
         )
     )

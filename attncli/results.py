@@ -1,11 +1,14 @@
 """One result object per command. The terminal view draws it; `to_json()` is its `--json` document."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from attncli.analysis import softmax_parts, strongest_keys
-from attncli.sample_model import SampleConfig, SampleForward
+from attncli.attention import AttentionTrace
+from attncli.errors import AttncliError
+from attncli.models import ModelInfo, ModelTrace
 from attncli.vocab import Token
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
+    "numbers",
 ]
 
 SCHEMA = "attncli/v1"
@@ -33,45 +37,40 @@ def _tokens_json(tokens: list[Token]) -> list[dict]:
     return [token.to_json() for token in tokens]
 
 
+def numbers(array: np.ndarray) -> np.ndarray:
+    """`array` ready for JSON: checked to hold only finite numbers, since JSON has no NaN or infinity."""
+    if not np.all(np.isfinite(array)):
+        raise AttncliError("a computation overflowed to a non-finite number; nothing was written")
+    return array
+
+
 @dataclass(frozen=True)
 class AttentionRun:
-    """A text through the sample model: the tokens and every intermediate."""
+    """A text through a model: the tokens and every layer's intermediates."""
 
     text: str
     tokens: list[Token]
-    config: SampleConfig
-    forward: SampleForward
+    model: ModelInfo
+    trace: ModelTrace
 
-    @property
+    @cached_property
     def weights(self) -> np.ndarray:
-        """[h, T, T] attention weights of the model's only layer."""
-        return self.forward.attention.weights
-
-    def model_json(self) -> dict:
-        c = self.config
-        return {
-            "name": "sample",
-            "layers": 1,
-            "heads": c.heads,
-            "d_model": c.d_model,
-            "d_head": c.d_head,
-            "causal": c.causal,
-            "positions": c.positions,
-            "seed": c.seed,
-        }
+        """[L, h, T, T] attention weights of every layer."""
+        return np.stack([layer.weights for layer in self.trace.layers])
 
     def common_json(self) -> dict:
         return {
             "text": self.text,
-            "model": self.model_json(),
+            "model": self.model.to_json(),
             "tokens": _tokens_json(self.tokens),
-            "attention": [self.weights.tolist()],  # [layer][head][query][key]
+            "attention": numbers(self.weights),  # [layer][head][query][key]
         }
 
 
 @dataclass(frozen=True)
 class HeatmapResult:
     run: AttentionRun
+    layer: int = 0  # the layer to draw
     head: int | None = None  # the one head to draw; None draws them all (JSON always has all)
 
     def to_json(self) -> dict:
@@ -82,6 +81,7 @@ class HeatmapResult:
 class ExplainResult:
     run: AttentionRun
     focus: int  # index of the token whose scores the walkthrough follows
+    layer: int = 0  # the layer the walkthrough follows
     head: int | None = None  # the one head to draw; None draws them all (JSON always has all)
 
     @property
@@ -90,24 +90,29 @@ class ExplainResult:
         return 0 if self.head is None else self.head
 
     @property
+    def attention(self) -> AttentionTrace:
+        """The walkthrough layer's trace."""
+        return self.run.trace.layers[self.layer]
+
+    @property
     def focus_keys(self) -> np.ndarray:
         """Indices of the keys the focus token may attend to: all, or those up to it when causal."""
-        return np.arange(self.focus + 1 if self.run.config.causal else len(self.run.tokens))
+        return np.arange(self.focus + 1 if self.run.model.causal else len(self.run.tokens))
 
     def focus_softmax(self) -> "SoftmaxResult":
         """The softmax of the focus token's scaled scores over its keys, in the walkthrough's head."""
-        x = self.run.forward.attention.scaled[self.walk_head, self.focus, self.focus_keys]  # [keys]
+        x = self.attention.scaled[self.walk_head, self.focus, self.focus_keys]  # [keys]
         return SoftmaxResult(x, *softmax_parts(x))
 
     @property
     def strongest(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per head, each query's most-attended key and its weight: ([h, T], [h, T])."""
-        return strongest_keys(self.run.weights)
+        """Per head of the walkthrough layer, each query's most-attended key and its weight: ([h, T], [h, T])."""
+        return strongest_keys(self.attention.weights)
 
     @property
     def strongest_mean(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's most-attended key averaged over heads, and that mean weight: ([T], [T])."""
-        return strongest_keys(self.run.weights.mean(axis=0))
+        """Each query's most-attended key averaged over the layer's heads, and that mean weight: ([T], [T])."""
+        return strongest_keys(self.attention.weights.mean(axis=0))
 
     def summary_json(self) -> list[dict]:
         tokens = self.run.tokens
@@ -128,27 +133,32 @@ class ExplainResult:
         ]
 
     def to_json(self) -> dict:
-        forward = self.run.forward
-        trace = forward.attention
+        trace = self.run.trace
+        layers = trace.layers
         focus = self.run.tokens[self.focus]
+
+        def per_layer(name: str) -> list:
+            return [numbers(getattr(layer, name)) for layer in layers]
+
         return _document(
             "explain",
             **self.run.common_json(),
             focus={"index": focus.index, "text": focus.text},
+            layer=self.layer,
             summary=self.summary_json(),
             steps={
-                "embeddings": forward.embeddings.tolist(),
-                "positions": None if forward.positions is None else forward.positions.tolist(),
-                "input": forward.x.tolist(),
-                # per layer, then [head][token][...]
-                "q": [trace.q.tolist()],
-                "k": [trace.k.tolist()],
-                "v": [trace.v.tolist()],
-                "scores": [trace.scores.tolist()],
-                "scaled": [trace.scaled.tolist()],
-                "head_outputs": [trace.head_outputs.tolist()],
-                "concat": trace.concat.tolist(),
-                "output": trace.output.tolist(),
+                "embeddings": numbers(trace.embeddings),
+                "positions": None if trace.positions is None else numbers(trace.positions),
+                "input": per_layer("x"),
+                "q": per_layer("q"),
+                "k": per_layer("k"),
+                "v": per_layer("v"),
+                "scores": per_layer("scores"),
+                "scaled": per_layer("scaled"),
+                "head_outputs": per_layer("head_outputs"),
+                "concat": per_layer("concat"),
+                "attention_output": per_layer("output"),
+                "output": numbers(trace.output),
             },
         )
 
@@ -157,9 +167,10 @@ class ExplainResult:
 class TokenizeResult:
     text: str
     tokens: list[Token]
+    model: ModelInfo
 
     def to_json(self) -> dict:
-        return _document("tokenize", text=self.text, tokens=_tokens_json(self.tokens))
+        return _document("tokenize", text=self.text, model=self.model.to_json(), tokens=_tokens_json(self.tokens))
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,7 @@ class EmbedResult:
     embeddings: np.ndarray  # [T, d]
 
     def to_json(self) -> dict:
-        return _document("embed", text=self.text, tokens=_tokens_json(self.tokens), embeddings=self.embeddings.tolist())
+        return _document("embed", text=self.text, tokens=_tokens_json(self.tokens), embeddings=numbers(self.embeddings))
 
 
 @dataclass(frozen=True)
@@ -206,10 +217,10 @@ class SoftmaxResult:
     def to_json(self) -> dict:
         return _document(
             "softmax",
-            scores=self.scores.tolist(),
-            shifted=self.shifted.tolist(),
-            exp=self.exp.tolist(),
-            probabilities=self.probabilities.tolist(),
+            scores=numbers(self.scores),
+            shifted=numbers(self.shifted),
+            exp=numbers(self.exp),
+            probabilities=numbers(self.probabilities),
         )
 
 
@@ -223,7 +234,7 @@ class Operand:
 
     def to_json(self) -> dict:
         named = {} if self.word is None else {"word": self.word, "id": self.id}
-        return {**named, "vector": self.vector.tolist()}
+        return {**named, "vector": numbers(self.vector)}
 
 
 @dataclass(frozen=True)
@@ -239,7 +250,7 @@ class DotResult:
             "dot",
             a=self.a.to_json(),
             b=self.b.to_json(),
-            products=self.products.tolist(),
+            products=numbers(self.products),
             dot=self.dot,
             cosine=self.cosine,
         )

@@ -1,11 +1,14 @@
 """What attncli writes to a terminal: consoles that never interpret user text, and safe strings."""
 
-import json
+import os
 import re
 
+import numpy as np
+import orjson
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 
-__all__ = ["json_text", "make_console", "visible"]
+__all__ = ["abbreviate", "json_text", "make_console", "pad", "token_label", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
 # other invisible format characters: text that could move the cursor, recolour
@@ -26,20 +29,53 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(lambda match: _escape(match.group()), text)
 
 
-def json_text(document: dict) -> str:
-    """`document` as one line of JSON, readable UTF-8 but with unsafe characters \\u-escaped.
+def token_label(text: str) -> str:
+    """A vocabulary string as the terminal shows it: byte-level BPE's Ġ (a leading space) as ␣ and
+    Ċ (a newline) as ↵, then made `visible`. JSON keeps the exact string."""
+    return visible(text.replace("Ġ", "␣").replace("Ċ", "↵"))
 
-    json already escapes the ASCII controls; the others are legal raw in JSON
+
+def abbreviate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` terminal cells, ending in "…" when cut."""
+    if cell_len(text) <= limit:
+        return text
+    return set_cell_size(text, max(limit - 1, 0)).rstrip() + "…"
+
+
+def pad(text: str, width: int, align: str = "left") -> str:
+    """`text` padded with spaces to `width` terminal cells (wide characters count two)."""
+    room = max(width - cell_len(text), 0)
+    if align == "right":
+        return " " * room + text
+    if align == "center":
+        return " " * (room // 2) + text + " " * (room - room // 2)
+    return text + " " * room
+
+
+def json_text(document: dict) -> str:
+    """`document` as one line of JSON: numpy arrays written natively (float32 in its shortest form),
+    readable UTF-8, with unsafe characters \\u-escaped.
+
+    JSON already escapes the ASCII controls; the others are legal raw in JSON
     strings, and escaping them keeps a terminal showing the JSON safe too.
     """
-    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    text = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown).decode()
+    if text.isascii() and "\x7f" not in text:  # the usual case, and a fast check on megabytes of numbers
+        return text
     return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def make_console(stderr: bool = False, **settings) -> Console:
-    """A rich console that treats every string as plain text: no markup, emoji codes or highlighting.
+def _unknown(value):
+    if isinstance(value, np.ndarray):  # orjson takes C-contiguous arrays only
+        return np.ascontiguousarray(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
-    Colour follows rich's rules: none when the stream is not a terminal or
-    NO_COLOR is set.
+
+def make_console() -> Console:
+    """A console on stdout that treats every string as plain text: no markup, emoji codes or highlighting.
+
+    No escape codes at all (colour, bold, dim) when stdout is not a terminal
+    or NO_COLOR is set to anything non-empty; FORCE_COLOR forces them.
     """
-    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, **settings)
+    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+    return Console(markup=False, emoji=False, highlight=False, **plain)

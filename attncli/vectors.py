@@ -1,21 +1,26 @@
 """`VectorTable`: labelled vectors as rows of numbers, as many leading dimensions as the width allows."""
 
 import numpy as np
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
-from attncli.heatmap import abbreviate
-from attncli.terminal import visible
+from attncli.terminal import abbreviate, pad, token_label
 
 __all__ = ["VectorTable", "number"]
 
 _LABEL_LIMIT = 20
 
 
-def number(value: float, digits: int = 3) -> str:
-    """`value` with `digits` decimals; never "-0.000"."""
-    return f"{round(float(value), digits) + 0.0:.{digits}f}"
+def number(value: float, digits: int = 3, keep_small: bool = False) -> str:
+    """`value` with `digits` decimals; never "-0.000". Scientific notation instead where fixed
+    decimals would mislead: from 1e6 up, and, with `keep_small`, for values that would round to 0."""
+    value = float(value)
+    tiny = keep_small and value != 0 and abs(value) < 10**-digits / 2
+    if tiny or abs(value) >= 1e6:
+        return f"{value:.{digits}e}"
+    return f"{round(value, digits) + 0.0:.{digits}f}"
 
 
 class VectorTable:
@@ -35,7 +40,7 @@ class VectorTable:
         emphasis: set[int] = frozenset(),
     ):
         self.vectors = np.atleast_2d(vectors)  # [n, d]
-        self.labels = [abbreviate(visible(label), _LABEL_LIMIT) for label in labels]
+        self.labels = [abbreviate(token_label(label), _LABEL_LIMIT) for label in labels]
         self.title = title
         self.digits = digits
         self.emphasis = emphasis  # rows drawn bold
@@ -46,7 +51,7 @@ class VectorTable:
 
     @property
     def _label_width(self) -> int:
-        return max(len(label) for label in self.labels) + 1
+        return max(cell_len(label) for label in self.labels) + 1
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         dims = self.vectors.shape[1]
@@ -63,7 +68,7 @@ class VectorTable:
         header = "".ljust(self._label_width) + "".join(str(i).rjust(cell) for i in range(shown))
         yield Text(header, style="dim")
         for row, (label, vector) in enumerate(zip(self.labels, self.vectors, strict=True)):
-            line = label.ljust(self._label_width) + "".join(number(v, self.digits).rjust(cell) for v in vector[:shown])
+            line = pad(label, self._label_width) + "".join(number(v, self.digits).rjust(cell) for v in vector[:shown])
             yield Text(line + more, style="bold" if row in self.emphasis else "")
         if shown < dims:
             yield Text(

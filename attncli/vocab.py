@@ -29,9 +29,17 @@ class Token:
     text: str
     start: int  # character offsets into the original text, end exclusive
     end: int
+    special: bool = False  # added by the model's tokenizer, like [CLS] or </s>; not from the text
 
     def to_json(self) -> dict:
-        return {"index": self.index, "id": self.id, "text": self.text, "start": self.start, "end": self.end}
+        return {
+            "index": self.index,
+            "id": self.id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "special": self.special,
+        }
 
 
 class Vocabulary:
@@ -40,14 +48,6 @@ class Vocabulary:
     def __init__(self, tokenizer: Tokenizer, embeddings: np.ndarray):
         self.tokenizer = tokenizer
         self.embeddings = embeddings  # [vocab, d]
-
-    @property
-    def size(self) -> int:
-        return self.embeddings.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.embeddings.shape[1]
 
     def tokenize(self, text: str) -> list[Token]:
         """The tokens of `text`, without special tokens such as [CLS] and [SEP]."""
@@ -71,6 +71,8 @@ class Vocabulary:
             raise BadInput(
                 f"{word!r} is not one token of the vocabulary (it tokenizes to: {shown}); give a single word"
             )
+        if _PLACEHOLDER.match(pieces[0].text):
+            raise BadInput(f"{word!r} is not in the vocabulary (it becomes {pieces[0].text}); give a word")
         return pieces[0].id
 
     def token_text(self, token_id: int) -> str:

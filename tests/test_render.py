@@ -8,9 +8,9 @@ from helpers import SENTENCE, render_text
 from rich.color import Color
 
 from attncli import core, render
-from attncli.heatmap import Heatmap, abbreviate, colour_of
-from attncli.sample_model import SampleConfig
-from attncli.terminal import json_text, visible
+from attncli.heatmap import Heatmap, colour_of
+from attncli.models import load_model
+from attncli.terminal import abbreviate, json_text, pad, token_label, visible
 from attncli.vectors import VectorTable, number
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -34,13 +34,21 @@ def test_six_tokens_with_numbers_fit_80_columns():
 
 
 def test_forty_tokens_fit_120_columns():
-    tokens = core.tokenize(FORTY_TOKENS).tokens
+    tokens = core.tokenize(FORTY_TOKENS, load_model()).tokens
     assert len(tokens) == 40
     heatmap = Heatmap(np.full((40, 40), 1 / 40), [t.text for t in tokens], show_values=False)
     text = render_text(heatmap, width=120)
     assert widest_line(text) <= 120
     assert len(text.splitlines()) >= 40
     assert "showing keys" not in text
+
+
+def test_narrower_cells_keep_the_numbers_short():
+    weights = np.array([[0.42, 0.58, 0.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    heatmap = Heatmap(weights, ["a", "b", "c"], show_values=True)
+    text = render_text(heatmap, width=heatmap._row_label_width + 12)
+    assert " .42 .58" in text
+    assert " 1.0 .00" in text
 
 
 def test_numbers_that_do_not_fit_are_dropped_with_a_note():
@@ -57,6 +65,11 @@ def test_without_colour_or_numbers_the_grid_uses_shades():
     assert "███" in rows[0]
     assert "▒▒▒" in rows[1]
     assert "▓ ≥0.60" in text
+
+
+def test_sixteen_colour_terminals_get_shades_not_a_broken_scale():
+    text = render_text(uniform_heatmap(3, show_values=False), width=80, color_system="standard")
+    assert "▒" in text or "░" in text or "█" in text or "▓" in text
 
 
 def test_with_colour_cells_get_background_colours():
@@ -85,20 +98,39 @@ def test_viridis_ends():
     assert colour_of(-1.0) == colour_of(0.0)
 
 
-def test_abbreviate():
+def test_abbreviate_and_pad_count_terminal_cells():
     assert abbreviate("cat", 5) == "cat"
     assert abbreviate("tokenization", 5) == "toke…"
+    assert abbreviate("猫猫猫猫", 5) == "猫猫…"
+    assert pad("猫", 4) == "猫  "
+    assert pad("ab", 4, "right") == "  ab"
 
 
-def test_number_has_no_negative_zero():
-    assert number(-0.0001) == "0.000"
+def test_wide_characters_keep_the_grid_aligned():
+    text = render_text(Heatmap(np.full((3, 3), 1 / 3), ["我", "the", "cat"], show_values=True), width=80)
+    rows = [line.rstrip() for line in text.splitlines() if "0.33" in line]
+    widths = {sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in row) for row in rows}
+    assert len(widths) == 1
+
+
+def test_numbers_never_hide_their_size():
+    assert number(-0.0) == "0.000"
     assert number(-1.23456) == "-1.235"
+    assert number(1e30) == "1.000e+30"
+    assert number(0.0004) == "0.000"
+    assert number(0.0004, keep_small=True) == "4.000e-04"
+    assert number(0.0006, keep_small=True) == "0.001"
 
 
 def test_vector_table_shows_what_fits_and_says_so():
     text = render_text(VectorTable(np.ones((2, 64)), ["a", "b"]), width=80)
     assert widest_line(text) <= 80
     assert "of 64" in text
+
+
+def test_token_label_shows_byte_level_spaces():
+    assert token_label("Ġthe") == "␣the"
+    assert token_label("Ċ") == "↵"
 
 
 def test_visible_escapes_control_and_bidi_characters():
@@ -108,12 +140,12 @@ def test_visible_escapes_control_and_bidi_characters():
 
 def test_json_text_escapes_invisible_characters_and_keeps_the_rest_readable():
     text = json_text({"t": "é\u202e\x1b"})
-    assert text == '{"t": "é\\u202e\\u001b"}'
+    assert text == '{"t":"é\\u202e\\u001b"}'
 
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_explain_fits_the_terminal(width):
-    result = core.explain(SENTENCE, SampleConfig())
+    result = core.explain(SENTENCE, load_model())
     text = render_text(render.explain_view(result), width=width)
     assert widest_line(text) <= width
     for stage in ("Tokens", "Embeddings", "Queries, keys and values", "Scores", "Attention weights", "Weighted sum"):
@@ -121,23 +153,48 @@ def test_explain_fits_the_terminal(width):
     assert "random" in text
 
 
+def scores_table(text: str) -> list[list[str]]:
+    """The rows of the explain view's scores table, split into columns."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:3] == ["#", "key", "q·k"])
+    end = next(i for i in range(start, len(lines)) if lines[i].split()[:1] == ["sum"])
+    return [line.split() for line in lines[start + 1 : end]]
+
+
 def test_explain_shows_the_focus_softmax_that_the_model_computed():
-    result = core.explain(SENTENCE, SampleConfig(), focus="cat", head=3)
+    result = core.explain(SENTENCE, load_model(), focus="cat", head=3)
     text = render_text(render.explain_view(result), width=120)
-    weights = result.run.weights[3, 1]
-    for weight in weights:
-        assert f"{weight:.3f}" in text
+    trace = result.run.trace.layers[0]
+    rows = scores_table(text)
+    assert [row[1] for row in rows] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert [float(row[2]) for row in rows] == [round(float(s), 3) for s in trace.scores[3, 1]]
+    assert [float(row[3]) for row in rows] == [round(float(s), 3) for s in trace.scaled[3, 1]]
+    assert [float(row[6]) for row in rows] == [round(float(w), 3) for w in trace.weights[3, 1]]
     assert "Scores for “cat”" in text
 
 
+def test_the_weighted_sum_rows_add_up_to_the_head_output():
+    result = core.explain(SENTENCE, load_model(), focus="mat")
+    trace = result.run.trace.layers[0]
+    text = render_text(render.explain_view(result), width=120)
+    for key, weight in enumerate(trace.weights[0, 5]):
+        expected = " ".join(number(v) for v in weight * trace.v[0, key])
+        assert expected in " ".join(text.split())
+
+
 def test_rich_markup_in_the_text_is_shown_literally():
-    result = core.tokenize("[bold red]alarm[/]")
+    result = core.tokenize("[bold red]alarm[/]", load_model())
     text = render_text(render.tokenize_view(result), color_system="truecolor")
     assert "[bold red]alarm[/]" in ANSI.sub("", text)
     assert "\x1b[1;31m" not in text
 
 
+def test_softmax_view_keeps_tiny_scores_visible():
+    text = render_text(render.softmax_view(core.softmax(["1e-5", "2e-5"])))
+    assert "1.0000e-05" in text and "2.0000e-05" in text
+
+
 def test_softmax_view_shows_the_right_numbers():
-    text = render_text(render.softmax_view(core.softmax_steps([2.0, 1.0, 0.5])))
+    text = render_text(render.softmax_view(core.softmax(["2.0", "1.0", "0.5"])))
     for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
         assert value in text

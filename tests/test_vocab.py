@@ -30,8 +30,8 @@ def test_offsets_are_character_offsets_into_the_original_text(vocab):
 
 
 def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
-    assert vocab.size == 30522 == vocab.tokenizer.get_vocab_size()
-    assert vocab.width == 64
+    assert vocab.embeddings.shape == (30522, 64)
+    assert vocab.tokenizer.get_vocab_size() == 30522
     assert vocab.embeddings.dtype == np.float16
 
 

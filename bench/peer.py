@@ -1,0 +1,17 @@
+"""The peer: what a user writes today to dump a checkpoint's attention as JSON, with torch and transformers.
+
+python bench/peer.py CHECKPOINT_DIR TEXT > attention.json
+"""
+
+import json
+import sys
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+directory, text = sys.argv[1], sys.argv[2]
+tokenizer = AutoTokenizer.from_pretrained(directory)
+model = AutoModel.from_pretrained(directory, attn_implementation="eager").eval()
+with torch.no_grad():
+    outputs = model(**tokenizer(text, return_tensors="pt"), output_attentions=True)
+json.dump({"attention": [layer[0].tolist() for layer in outputs.attentions]}, sys.stdout)
