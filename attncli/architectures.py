@@ -36,6 +36,20 @@ def _integer(config: dict, *names: str, default=None) -> int:
     return value
 
 
+def _epsilon(config: dict, *names: str, default: float) -> float:
+    value = _field(config, *names, default=default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise DataError(f"config.json: {names[0]} should be a small positive number, not {value!r}")
+    return float(value)
+
+
+def _name(config: dict, *names: str, default=None) -> str:
+    value = _field(config, *names, default=default)
+    if not isinstance(value, str):
+        raise DataError(f"config.json: {names[0]} should be a name, not {value!r}")
+    return value
+
+
 class _Tensors:
     """Looks tensors up under the checkpoint's prefix and checks their shapes."""
 
@@ -46,19 +60,8 @@ class _Tensors:
             raise DataError(f"model.safetensors: no tensor {anchor} (under any of the prefixes {_PREFIXES[1:]})")
         self.source, self.prefix, self.names = source, prefix, names
 
-    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        full = self.prefix + name
-        if full not in self.names:
-            raise DataError(f"model.safetensors: missing tensor {full}")
-        tensor = self.source.get(full)
-        if tensor.shape != shape:
-            raise DataError(f"model.safetensors: {full} has shape {tensor.shape}, but config.json implies {shape}")
-        if not np.all(np.isfinite(tensor)):
-            raise DataError(f"model.safetensors: {full} holds NaN or infinite values")
-        return tensor
-
-    def table(self, name: str, shape: tuple[int, int]):
-        """An embedding table whose rows are read when looked up (see TensorFile.rows)."""
+    def _checked(self, name: str, shape: tuple[int, ...]) -> str:
+        """The full name of tensor `name`, once it is known to exist with `shape`."""
         full = self.prefix + name
         if full not in self.names:
             raise DataError(f"model.safetensors: missing tensor {full}")
@@ -66,14 +69,23 @@ class _Tensors:
             raise DataError(
                 f"model.safetensors: {full} has shape {self.source.shape(full)}, but config.json implies {shape}"
             )
-        return self.source.rows(full)
+        return full
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return self.source.get(self._checked(name, shape))
+
+    def table(self, name: str, shape: tuple[int, int]):
+        """An embedding table whose rows are read when looked up (see TensorFile.rows)."""
+        return self.source.rows(self._checked(name, shape))
 
     def linear(self, name: str, d_in: int, d_out: int) -> tuple[np.ndarray, np.ndarray]:
         """A torch Linear layer as (W [d_in, d_out], b [d_out])."""
         return self(f"{name}.weight", (d_out, d_in)).T, self(f"{name}.bias", (d_out,))
 
     def norm(self, name: str, d: int) -> Norm:
-        return Norm(self(f"{name}.weight", (d,)), self(f"{name}.bias", (d,)))
+        """A LayerNorm's gain and bias, named weight/bias or, in older BERT checkpoints, gamma/beta."""
+        gain, bias = ("gamma", "beta") if self.prefix + f"{name}.gamma" in self.names else ("weight", "bias")
+        return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
 
 
 def _bert_config(config: dict) -> TransformerConfig:
@@ -88,8 +100,8 @@ def _bert_config(config: dict) -> TransformerConfig:
         d_ff=_integer(config, "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, "max_position_embeddings"),
-        activation=_field(config, "hidden_act"),
-        eps=float(_field(config, "layer_norm_eps", default=1e-12)),
+        activation=_name(config, "hidden_act"),
+        eps=_epsilon(config, "layer_norm_eps", default=1e-12),
         pre_norm=False,
         causal=False,
         type_vocab_size=_integer(config, "type_vocab_size", default=2),
@@ -139,7 +151,7 @@ def _distilbert_config(config: dict) -> TransformerConfig:
         d_ff=_integer(config, "hidden_dim", "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, "max_position_embeddings"),
-        activation=_field(config, "activation", default="gelu"),
+        activation=_name(config, "activation", default="gelu"),
         eps=1e-12,  # fixed in DistilBERT's code, not in its config
         pre_norm=False,
         causal=False,
@@ -192,8 +204,8 @@ def _gpt2_config(config: dict) -> TransformerConfig:
         d_ff=_integer(config, "n_inner", default=4 * d),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, "n_positions", "max_position_embeddings"),
-        activation=_field(config, "activation_function", default="gelu_new"),
-        eps=float(_field(config, "layer_norm_epsilon", default=1e-5)),
+        activation=_name(config, "activation_function", default="gelu_new"),
+        eps=_epsilon(config, "layer_norm_epsilon", default=1e-5),
         pre_norm=True,
         causal=True,
     )
@@ -242,7 +254,7 @@ SUPPORTED = tuple(_ARCHITECTURES)
 def read_config(config: dict) -> TransformerConfig:
     """The model config.json describes, checked for what attncli can run."""
     model_type = config.get("model_type")
-    if model_type not in _ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in _ARCHITECTURES:
         raise DataError(
             f"config.json: model_type {model_type!r} is not supported; attncli reads {', '.join(SUPPORTED)}"
         )

@@ -8,6 +8,7 @@ unpickling runs arbitrary code.
 import importlib.util
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,11 @@ def _cached_snapshot(model_id: str) -> Path:
         )
     main = repo / "refs" / "main"
     if main.is_file():
-        revision = snapshots / main.read_text().strip()
-        if revision.is_dir():
+        try:
+            revision = snapshots / main.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            revision = snapshots  # unreadable ref: fall back to the newest snapshot
+        if revision != snapshots and revision.is_dir():
             return revision
     candidates = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not candidates:
@@ -68,7 +72,10 @@ def resolve(spec: str) -> Path:
     """The directory a --model SPEC names: `minilm`, a directory, or a model id in the local cache."""
     if spec == "minilm":
         return _minilm_directory()
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        raise BadInput(f"--model {spec}: no such directory") from None
     if path.is_dir():
         return path
     if path.exists():
@@ -76,6 +83,9 @@ def resolve(spec: str) -> Path:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise BadInput(f"--model {spec}: no such directory")
     return _cached_snapshot(spec)
+
+
+_FLOATS = ("F64", "F32", "F16", "BF16")
 
 
 class TensorFile:
@@ -93,8 +103,8 @@ class TensorFile:
             return cls({name: single for name in _header_names(single)})
         if index.is_file():
             weight_map = _read_json(index).get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise DataError(f"{index}: no weight_map object; the sharded checkpoint's index is damaged")
+            if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+                raise DataError(f"{index}: weight_map is not an object of file names; the index is damaged")
             return cls({name: directory / shard for name, shard in weight_map.items()})
         pickles = [name for name in _PICKLES if (directory / name).exists()]
         if pickles:
@@ -108,41 +118,30 @@ class TensorFile:
     def names(self) -> list[str]:
         return list(self._files)
 
-    def get(self, name: str) -> np.ndarray:
-        """The tensor `name` as float32 (fp16 and bf16 are upcast)."""
-        path = self._files[name]
-        try:
-            with safe_open(path, framework="numpy") as handle:
-                if handle.get_slice(name).get_dtype() == "BF16":
-                    return self._bfloat16_tensor(path, name)
-                tensor = handle.get_tensor(name)
-        except (SafetensorError, OSError, ValueError, TypeError) as error:
-            raise DataError(f"{path}: cannot read tensor {name} ({error})") from None
-        if tensor.dtype.kind != "f":
-            raise DataError(f"{path}: tensor {name} is {tensor.dtype}, not floating point")
-        return np.asarray(tensor, dtype=np.float32)
-
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of tensor `name`, from the file's header alone."""
+        with _opened(self._files[name], name) as handle:
+            return tuple(handle.get_slice(name).get_shape())
+
+    def get(self, name: str) -> np.ndarray:
+        """The tensor `name` as float32 (fp16 and bf16 upcast), checked to be finite."""
         path = self._files[name]
-        try:
-            with safe_open(path, framework="numpy") as handle:
-                return tuple(handle.get_slice(name).get_shape())
-        except (SafetensorError, OSError, ValueError) as error:
-            raise DataError(f"{path}: cannot read tensor {name} ({error})") from None
+        with _opened(path, name) as handle:
+            dtype = _float_dtype(handle, path, name)
+            tensor = self._bfloat16_tensor(path, name) if dtype == "BF16" else handle.get_tensor(name)
+        return _finite(np.asarray(tensor, dtype=np.float32), path, name)
 
     def rows(self, name: str) -> "Rows | np.ndarray":
         """Tensor `name` [n, d] as rows read on demand: a sentence needs a few rows of a word
         embedding table, not its tens of megabytes. bf16 tables, which numpy cannot slice, load whole."""
         path = self._files[name]
-        with safe_open(path, framework="numpy") as handle:
-            if handle.get_slice(name).get_dtype() == "BF16":
-                return self.get(name)
-        return Rows(self, name, self.shape(name))
+        with _opened(path, name) as handle:
+            bfloat16 = _float_dtype(handle, path, name) == "BF16"
+        return self.get(name) if bfloat16 else Rows(path, name)
 
     def _bfloat16_tensor(self, path: Path, name: str) -> np.ndarray:
         """A bf16 tensor as float32: numpy has no bfloat16, so the safetensors package hands over the
-        bytes, and each 16-bit value becomes the high half of a float32 (bf16 is a truncated float32)."""
+        bytes (of the whole file, once), and each 16-bit value becomes the high half of a float32."""
         if path not in self._bfloat16:
             self._bfloat16[path] = dict(deserialize(path.read_bytes()))
         spec = self._bfloat16[path][name]
@@ -151,22 +150,40 @@ class TensorFile:
 
 
 class Rows:
-    """The rows of a 2-D tensor, read from its file when indexed: rows[ids] -> [len(ids), d] float32."""
+    """The rows of a 2-D float tensor, read from its file when indexed: rows[ids] -> [len(ids), d] float32."""
 
-    def __init__(self, source: TensorFile, name: str, shape: tuple[int, ...]):
-        self.source, self.name, self.shape = source, name, shape
+    def __init__(self, path: Path, name: str):
+        self.path, self.name = path, name
 
     def __getitem__(self, ids) -> np.ndarray:
-        path = self.source._files[self.name]
-        try:
-            with safe_open(path, framework="numpy") as handle:
-                table = handle.get_slice(self.name)
-                rows = np.stack([table[int(i)] for i in np.atleast_1d(ids)]).astype(np.float32)
-        except (SafetensorError, OSError, ValueError, TypeError) as error:
-            raise DataError(f"{path}: cannot read tensor {self.name} ({error})") from None
-        if not np.all(np.isfinite(rows)):
-            raise DataError(f"{path}: {self.name} holds NaN or infinite values")
-        return rows
+        with _opened(self.path, self.name) as handle:
+            table = handle.get_slice(self.name)
+            rows = np.stack([table[int(i)] for i in np.atleast_1d(ids)]).astype(np.float32)
+        return _finite(rows, self.path, self.name)
+
+
+@contextmanager
+def _opened(path: Path, name: str):
+    """`path` opened (memory-mapped) for one read. Closing it after each read keeps only one
+    tensor's pages mapped beside the float32 copies, which halves the peak memory."""
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            yield handle
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise DataError(f"{path}: cannot read tensor {name} ({error})") from None
+
+
+def _float_dtype(handle, path: Path, name: str) -> str:
+    dtype = handle.get_slice(name).get_dtype()
+    if dtype not in _FLOATS:
+        raise DataError(f"{path}: tensor {name} is {dtype}, not a floating-point type ({', '.join(_FLOATS)})")
+    return dtype
+
+
+def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(tensor)):
+        raise DataError(f"{path}: tensor {name} holds NaN or infinite values")
+    return tensor
 
 
 def _header_names(path: Path) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, processors
 
 from attncli import sample_model
 from attncli.attention import AttentionTrace
@@ -91,7 +91,7 @@ class CheckpointModel:
         self.name = name
         self.checkpoint = checkpoint
         self.config = read_config(checkpoint.config)
-        self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config.vocab_size)
+        self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config)
 
     @property
     def info(self) -> ModelInfo:
@@ -127,25 +127,48 @@ class CheckpointModel:
         from attncli.transformer import forward
 
         if len(tokens) > self.config.max_tokens:
+            specials = " (special tokens included)" if any(t.special for t in tokens) else ""
             raise BadInput(
-                f"the text is {len(tokens)} tokens with special tokens, but {self.name} reads at most "
+                f"the text is {len(tokens)} tokens{specials}, but {self.name} reads at most "
                 f"{self.config.max_tokens}; shorten it"
             )
-        trace = forward(np.array([t.id for t in tokens]), self.config, self.weights)
-        return ModelTrace(trace.embeddings, trace.positions, trace.layers, trace.output, trace.hidden_states[1:])
+        ids = np.array([t.id for t in tokens])
+        embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
+        trace = forward(ids, embeddings, self.config, self.weights)
+        if not all(np.all(np.isfinite(layer.weights)) for layer in trace.layers) or not np.all(
+            np.isfinite(trace.output)
+        ):
+            raise DataError(
+                f"{self.checkpoint.directory}: the forward pass gave NaN or infinite values; "
+                "the checkpoint's weights or config.json are broken"
+            )
+        return ModelTrace(embeddings, trace.positions, trace.layers, trace.output, trace.layer_outputs)
 
 
-def _checkpoint_tokenizer(path, vocab_size: int) -> Tokenizer:
+# The special tokens a model type wraps a single text in, as transformers adds them.
+_WRAPPERS = {"bert": ("[CLS]", "[SEP]"), "distilbert": ("[CLS]", "[SEP]"), "roberta": ("<s>", "</s>")}
+
+
+def _checkpoint_tokenizer(path, config) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises plain Exception for a bad file
         raise DataError(f"{path}: not a tokenizer file the tokenizers library can read ({error})") from None
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    if tokenizer.get_vocab_size() > vocab_size:
+    if tokenizer.get_vocab_size() > config.vocab_size:
         raise DataError(
-            f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {vocab_size}; "
-            "they do not belong together"
+            f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only "
+            f"{config.vocab_size}; they do not belong together"
+        )
+    if tokenizer.post_processor is None and config.model_type in _WRAPPERS:
+        # transformers re-adds the wrapper from the tokenizer's configuration; so must we.
+        first, last = _WRAPPERS[config.model_type]
+        ids = [tokenizer.token_to_id(first), tokenizer.token_to_id(last)]
+        if None in ids:
+            raise DataError(f"{path}: adds no special tokens and has no {first} and {last} to add")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{first} $A {last}", special_tokens=[(first, ids[0]), (last, ids[1])]
         )
     return tokenizer
 

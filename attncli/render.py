@@ -86,8 +86,11 @@ def _text_line(text: str) -> Text:
 def _tokens_table(tokens, text: str) -> Table:
     table = _table(("#", "right"), ("token", "left"), ("id", "right"), ("chars", "left"), ("from the text", "left"))
     for token in tokens:
-        source = "(special)" if token.special else visible(text[token.start : token.end])
-        table.add_row(str(token.index), token_label(token.text), str(token.id), f"{token.start}–{token.end}", source)
+        if token.special:
+            chars, source = "–", "(special token)"
+        else:
+            chars, source = f"{token.start}–{token.end}", visible(text[token.start : token.end])
+        table.add_row(str(token.index), token_label(token.text), str(token.id), chars, source)
     return table
 
 
@@ -131,7 +134,7 @@ def _note(model: ModelInfo) -> Text:
             "computes, not what a trained model has learned. The word embeddings are trained. "
             "For a trained model's attention, try --model minilm.",
         )
-    return Text.assemble(("Trained weights ", "bold"), f"from {visible(model.path or model.name)}.")
+    return Text.assemble(("Checkpoint: ", "bold"), visible(model.path or model.name))
 
 
 def _input_lead(model: ModelInfo, layer: int) -> str:
@@ -145,7 +148,7 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
     if model.type == "gpt2":
         residual = "e + p" if layer == 0 else f"the residual stream after layer {layer - 1}"
         return f"Layer {layer} attends over x = LayerNorm({residual}): GPT-2 normalises before each sublayer."
-    types = " + token type" if model.type != "distilbert" else ""
+    types = " + t, the token type 0 embedding" if model.type != "distilbert" else ""
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
@@ -206,8 +209,8 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
     parts += _section(
         5,
         "Attention weights",
-        "Softmax of every row, for every head: rows are queries, columns are keys; each row sums to 1."
-        + (" The causal mask hides later keys (·)." if model.causal else ""),
+        f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
+        "columns are keys; each row sums to 1." + (" The causal mask hides later keys (·)." if model.causal else ""),
     )
     parts.append(_heatmaps(run, layer, result.head, values, highlight=f))
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from attncli.analysis import softmax_parts, strongest_keys
 from attncli.attention import AttentionTrace
-from attncli.errors import AttncliError
+from attncli.errors import BadInput, DataError
 from attncli.models import ModelInfo, ModelTrace
 from attncli.vocab import Token
 
@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 SCHEMA = "attncli/v1"
+# explain --json writes every step of every layer, which grows as layers × heads × tokens²:
+# past this many numbers (about 400 MB of JSON) it refuses rather than flood a pipe.
+EXPLAIN_JSON_LIMIT = 20_000_000
 
 
 def _document(command: str, **fields) -> dict:
@@ -40,7 +43,7 @@ def _tokens_json(tokens: list[Token]) -> list[dict]:
 def numbers(array: np.ndarray) -> np.ndarray:
     """`array` ready for JSON: checked to hold only finite numbers, since JSON has no NaN or infinity."""
     if not np.all(np.isfinite(array)):
-        raise AttncliError("a computation overflowed to a non-finite number; nothing was written")
+        raise DataError("a computation gave a non-finite number, which JSON cannot hold; nothing was written")
     return array
 
 
@@ -136,6 +139,7 @@ class ExplainResult:
         trace = self.run.trace
         layers = trace.layers
         focus = self.run.tokens[self.focus]
+        _check_size(self.run)
 
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
@@ -160,6 +164,18 @@ class ExplainResult:
                 "attention_output": per_layer("output"),
                 "output": numbers(trace.output),
             },
+        )
+
+
+def _check_size(run: AttentionRun) -> None:
+    """Refuse an explain document too large to be useful, before writing any of it."""
+    fields = ("x", "q", "k", "v", "scores", "scaled", "weights", "head_outputs", "concat", "output")
+    total = sum(getattr(layer, field).size for layer in run.trace.layers for field in fields)
+    if total > EXPLAIN_JSON_LIMIT:
+        raise BadInput(
+            f"explain --json for {len(run.tokens)} tokens would write {total / 1e6:.0f} million numbers (every step "
+            f"of every layer; the limit is {EXPLAIN_JSON_LIMIT / 1e6:.0f} million): use heatmap --json for the "
+            "attention alone, or a shorter text"
         )
 
 

@@ -6,7 +6,6 @@ import re
 import numpy as np
 import orjson
 from rich.cells import cell_len, set_cell_size
-from rich.console import Console
 
 __all__ = ["abbreviate", "json_text", "make_console", "pad", "token_label", "visible"]
 
@@ -71,11 +70,13 @@ def _unknown(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def make_console() -> Console:
+def make_console():
     """A console on stdout that treats every string as plain text: no markup, emoji codes or highlighting.
 
     No escape codes at all (colour, bold, dim) when stdout is not a terminal
     or NO_COLOR is set to anything non-empty; FORCE_COLOR forces them.
     """
+    from rich.console import Console  # imported here: --json never needs it
+
     plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
     return Console(markup=False, emoji=False, highlight=False, **plain)

@@ -26,6 +26,7 @@ __all__ = [
     "gelu_tanh",
     "layer_norm",
     "position_ids",
+    "relu",
 ]
 
 
@@ -58,6 +59,7 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 
 def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), elementwise."""
     return np.maximum(x, 0)
 
 
@@ -89,13 +91,26 @@ class TransformerConfig:
     padding_idx: int | None = None  # RoBERTa numbers positions from padding_idx + 1
 
     def __post_init__(self):
-        if min(self.layers, self.heads, self.d_model, self.d_ff, self.max_positions, self.vocab_size) < 1:
-            raise DataError(f"config.json: layers, heads and sizes must be positive ({self})")
+        sizes = {
+            "layers": self.layers,
+            "heads": self.heads,
+            "hidden size": self.d_model,
+            "feed-forward size": self.d_ff,
+            "vocabulary size": self.vocab_size,
+            "positions": self.max_positions,
+        }
+        for what, value in sizes.items():
+            if value < 1:
+                raise DataError(f"config.json: {what} = {value}; it must be positive")
         if self.d_model % self.heads:
             raise DataError(f"config.json: hidden size {self.d_model} is not divisible by {self.heads} heads")
         if self.activation not in ACTIVATIONS:
             raise DataError(
                 f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
+            )
+        if self.padding_idx is not None and not 0 <= self.padding_idx < self.max_positions - 1:
+            raise DataError(
+                f"config.json: pad_token_id {self.padding_idx} leaves no positions in a table of {self.max_positions}"
             )
 
     @property
@@ -140,10 +155,9 @@ class TransformerWeights:
 
 @dataclass(frozen=True)
 class TransformerTrace:
-    embeddings: np.ndarray  # [T, d] word embedding rows
     positions: np.ndarray  # [T, d] position embedding rows
     layers: list[AttentionTrace]  # one per layer; .x is that layer's attention input
-    hidden_states: list[np.ndarray]  # L + 1 arrays [T, d]: the embedding output, then each layer's output
+    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on, after the feed-forward and norms
     output: np.ndarray  # [T, d] the last hidden state, after GPT-2's final LayerNorm
 
 
@@ -181,9 +195,14 @@ def _block(x: np.ndarray, block: Block, config: TransformerConfig, mask) -> tupl
     return trace, layer_norm(h + feed_forward(h, block, config.activation), block.ffn_norm, config.eps)
 
 
-def forward(ids: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> TransformerTrace:
-    """Run token `ids` [T] through the model, keeping every layer's attention trace."""
-    embeddings = weights.word[ids]  # [T, d]
+def forward(
+    ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights
+) -> TransformerTrace:
+    """Run tokens through the model, keeping every layer's attention trace.
+
+    `ids` [T] are the token ids and `embeddings` [T, d] their rows of the word
+    embedding table, looked up by the caller (a checkpoint's table is read from disk).
+    """
     positions = weights.position[position_ids(ids, config)]  # [T, d]
     x = embeddings + positions  # [T, d]
     if weights.token_type is not None:
@@ -191,10 +210,10 @@ def forward(ids: np.ndarray, config: TransformerConfig, weights: TransformerWeig
     if weights.embedding_norm is not None:
         x = layer_norm(x, weights.embedding_norm, config.eps)
     mask = causal_mask(len(ids)) if config.causal else None
-    traces, hidden = [], [x]
+    traces, outputs = [], []
     for block in weights.blocks:
         trace, x = _block(x, block, config, mask)
         traces.append(trace)
-        hidden.append(x)
+        outputs.append(x)
     output = x if weights.final_norm is None else layer_norm(x, weights.final_norm, config.eps)
-    return TransformerTrace(embeddings, positions, traces, hidden, output)
+    return TransformerTrace(positions, traces, outputs, output)

