@@ -60,23 +60,27 @@ class _Tensors:
             raise DataError(f"model.safetensors: no tensor {anchor} (under any of the prefixes {_PREFIXES[1:]})")
         self.source, self.prefix, self.names = source, prefix, names
 
-    def _checked(self, name: str, shape: tuple[int, ...]) -> str:
-        """The full name of tensor `name`, once it is known to exist with `shape`."""
+    def _full(self, name: str) -> str:
         full = self.prefix + name
         if full not in self.names:
             raise DataError(f"model.safetensors: missing tensor {full}")
-        if self.source.shape(full) != shape:
-            raise DataError(
-                f"model.safetensors: {full} has shape {self.source.shape(full)}, but config.json implies {shape}"
-            )
         return full
 
+    def _check_shape(self, full: str, actual: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        if actual != shape:
+            raise DataError(f"model.safetensors: {full} has shape {actual}, but config.json implies {shape}")
+
     def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        return self.source.get(self._checked(name, shape))
+        full = self._full(name)
+        tensor = self.source.get(full)
+        self._check_shape(full, tensor.shape, shape)
+        return tensor
 
     def table(self, name: str, shape: tuple[int, int]):
         """An embedding table whose rows are read when looked up (see TensorFile.rows)."""
-        return self.source.rows(self._checked(name, shape))
+        full = self._full(name)
+        self._check_shape(full, self.source.shape(full), shape)
+        return self.source.rows(full)
 
     def linear(self, name: str, d_in: int, d_out: int) -> tuple[np.ndarray, np.ndarray]:
         """A torch Linear layer as (W [d_in, d_out], b [d_out])."""
