@@ -17,6 +17,7 @@ from attncli import __version__
 from attncli.cli import app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+BERT_FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "bert")
 COMMANDS = ["explain", "heatmap", "tokenize", "embed", "similar", "softmax", "dot"]
 
 
@@ -153,7 +154,9 @@ def test_every_text_command_has_a_view(cli, command):
         (["explain", SENTENCE, "--focus", "²"], "is not a token"),
         (["explain", SENTENCE, "--layer", "1"], "--layer 1 is out of range"),
         (["explain", SENTENCE, "--model", "/nonexistent/model"], "no such directory"),
-        (["explain", SENTENCE, "--model", "tests/fixtures/bert", "--heads", "2"], "only shape the sample model"),
+        (["explain", SENTENCE, "--model", BERT_FIXTURE, "--heads", "2"], "only shape the sample model"),
+        (["explain", SENTENCE, "--model", BERT_FIXTURE, "--layer", "2"], "--layer 2 is out of range"),
+        (["explain", SENTENCE, "--model", "nobody/nothing"], "not in the local Hugging Face cache"),
         (["dot", "1,2", "1,2,3"], "different lengths"),
         (["frobnicate"], "No such command"),
     ],
@@ -193,6 +196,20 @@ def test_json_keeps_the_text_exact(cli):
     text = "[b]x[/b] \x1b[2J \u202e café"
     doc = cli("tokenize", text, "--json").json()
     assert doc["text"] == text
+
+
+def test_attncli_model_sets_the_default_model(cli):
+    tokens = cli("tokenize", SENTENCE, "--json", env={"ATTNCLI_MODEL": BERT_FIXTURE}).json()["tokens"]
+    assert tokens[0]["text"] == "[CLS]" and tokens[0]["special"]
+    assert cli("tokenize", SENTENCE, "--json", "--model", "sample").json()["tokens"][0]["text"] == "the"
+
+
+def test_explain_with_a_checkpoint_names_its_layer(cli):
+    run = cli("explain", SENTENCE, "--model", BERT_FIXTURE, "--layer", "1", "--head", "3")
+    assert run.code == 0, run.stderr
+    assert "x  (input to layer 1's attention)" in run.stdout
+    assert "layer 1 head 3" in run.stdout
+    assert "(special token)" in run.stdout
 
 
 def test_version(cli):
