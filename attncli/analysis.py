@@ -1,10 +1,26 @@
 """Questions asked of attention weights and scores, as pure functions over arrays."""
 
+import difflib
+import unicodedata
+
 import numpy as np
 
 from attncli.attention import softmax
 
-__all__ = ["softmax_parts", "strongest_keys"]
+__all__ = [
+    "FUSIONS",
+    "PATTERNS",
+    "STATISTICS",
+    "align",
+    "entropy",
+    "head_statistics",
+    "is_punctuation",
+    "pattern_labels",
+    "rollout",
+    "softmax_parts",
+    "strongest_keys",
+    "total_variation",
+]
 
 
 def strongest_keys(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,3 +39,137 @@ def softmax_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     shifted = x - x.max()  # [n]
     return shifted, np.exp(shifted), softmax(x)
+
+
+def entropy(weights: np.ndarray) -> np.ndarray:
+    """-Σ w log w of each row of `weights` [..., T] in nats (0 · log 0 counts as 0): [...]."""
+    logs = np.log(np.where(weights > 0, weights, 1.0))
+    return -(weights * logs).sum(axis=-1)
+
+
+# Per-head statistics, each a mean over the query rows of one text (see head_statistics).
+STATISTICS = (
+    "entropy",
+    "entropy_normalized",
+    "distance",
+    "self",
+    "previous",
+    "next",
+    "first_special",
+    "separator",
+    "punctuation",
+    "max",
+)
+
+
+def head_statistics(
+    weights: np.ndarray, first_special: int | None, separators: np.ndarray, punctuation: np.ndarray, causal: bool
+) -> dict[str, np.ndarray]:
+    """What each head of `weights` [L, h, T, T] does, as a mean over its query rows: {name: [L, h]}.
+
+    entropy: of each row, in nats; entropy_normalized: divided by log of the number of keys the row
+    may see (rows that see one key are left out); distance: Σ_j w_ij |i - j|; self, previous, next:
+    the weight on key i, i - 1, i + 1 (rows without that key are left out); first_special: on the
+    first token when it is special ([CLS], <s>); separator: on the other special tokens ([SEP],
+    </s>); punctuation: on punctuation tokens; max: the largest weight of the row. A statistic
+    that does not apply (no such key in the text) is NaN.
+    `separators` and `punctuation` are [T] bool masks over the keys.
+    """
+    layers, heads, tokens, _ = weights.shape
+    rows = np.arange(tokens)
+    keys_seen = rows + 1 if causal else np.full(tokens, tokens)  # [T]
+    row_entropy = entropy(weights)  # [L, h, T]
+    several = keys_seen > 1
+    nan = np.full((layers, heads), np.nan)
+
+    def diagonal(offset: int) -> np.ndarray:
+        """Mean weight on key i + offset, over the rows that have one: [L, h]."""
+        queries = rows[(rows + offset >= 0) & (rows + offset < tokens)]
+        return weights[:, :, queries, queries + offset].mean(axis=-1) if len(queries) else nan
+
+    def on(keys: np.ndarray) -> np.ndarray:
+        return weights[..., keys].sum(axis=-1).mean(axis=-1) if keys.any() else nan
+
+    normalized = row_entropy[..., several] / np.log(keys_seen[several])  # [L, h, rows seeing > 1 key]
+    return {
+        "entropy": row_entropy.mean(axis=-1),
+        "entropy_normalized": normalized.mean(axis=-1) if several.any() else nan,
+        "distance": (weights * np.abs(rows[:, None] - rows[None, :])).sum(axis=-1).mean(axis=-1),
+        "self": diagonal(0),
+        "previous": diagonal(-1),
+        "next": diagonal(1),
+        "first_special": weights[..., first_special].mean(axis=-1) if first_special is not None else nan,
+        "separator": on(separators),
+        "punctuation": on(punctuation),
+        "max": weights.max(axis=-1).mean(axis=-1),
+    }
+
+
+# The pattern labels, in the order the rule tries them (see pattern_labels).
+PATTERNS = ("previous-token", "next-token", "self", "delimiter-sink", "broad", "mixed")
+PATTERN_SHARE = 0.5  # a head is named after a kind of key that gets at least this share
+BROAD_ENTROPY = 0.8  # ... or is broad when its normalised entropy is at least this
+
+
+def pattern_labels(statistics: dict[str, np.ndarray]) -> np.ndarray:
+    """A label per head from its statistics: [L, h] strings.
+
+    The kind of key with the largest share among previous token, next token, the token itself,
+    and delimiters (special tokens and punctuation together) names the head if that share is at
+    least PATTERN_SHARE; otherwise the head is "broad" if its normalised entropy is at least
+    BROAD_ENTROPY, else "mixed".
+    """
+    delimiters = sum(np.nan_to_num(statistics[name]) for name in ("first_special", "separator", "punctuation"))
+    shares = np.stack(
+        [np.nan_to_num(statistics[name]) for name in ("previous", "next", "self")] + [delimiters]
+    )  # [4, L, h]
+    best = shares.argmax(axis=0)  # [L, h]
+    labels = np.array(PATTERNS[:4], dtype=object)[best]
+    broad = np.nan_to_num(statistics["entropy_normalized"]) >= BROAD_ENTROPY
+    fallback = np.where(broad, "broad", "mixed")
+    return np.where(shares.max(axis=0) >= PATTERN_SHARE, labels, fallback)
+
+
+FUSIONS = ("mean", "max", "min")
+
+
+def rollout(weights: np.ndarray, fusion: str = "mean") -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema, 2020) of `weights` [L, h, T, T]: [L, T, T].
+
+    Each layer's heads are fused (mean, max or min), the residual path is added as
+    0.5·A + 0.5·I, rows are renormalised, and the layers are multiplied in order;
+    entry l is the product up to layer l, so its rows sum to 1.
+    """
+    fused = {"mean": np.mean, "max": np.max, "min": np.min}[fusion](weights, axis=1)  # [L, T, T]
+    identity = np.eye(weights.shape[-1])
+    cumulative, products = identity, []
+    for layer in fused:
+        a = 0.5 * layer + 0.5 * identity  # [T, T]
+        a = a / a.sum(axis=-1, keepdims=True)
+        cumulative = a @ cumulative  # [T, T]
+        products.append(cumulative)
+    return np.stack(products)
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """½ Σ |p - q| over the last axis: how much probability moved, between 0 and 1."""
+    return 0.5 * np.abs(p - q).sum(axis=-1)
+
+
+def align(a: list[str], b: list[str]) -> list[tuple[int | None, int | None]]:
+    """Pairs (i, j) of positions in `a` and `b` whose strings match, in order, with (i, None) or
+    (None, j) for a position that has no partner (a longest-matching-blocks alignment)."""
+    slots: list[tuple[int | None, int | None]] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, a_start, a_end, b_start, b_end in matcher.get_opcodes():
+        if tag == "equal":
+            slots += zip(range(a_start, a_end), range(b_start, b_end), strict=True)
+        else:
+            slots += [(i, None) for i in range(a_start, a_end)] + [(None, j) for j in range(b_start, b_end)]
+    return slots
+
+
+def is_punctuation(token: str) -> bool:
+    """Whether a vocabulary string is punctuation once its word-piece marks (##, Ġ) are stripped."""
+    text = token.removeprefix("##").removeprefix("Ġ")
+    return bool(text) and all(unicodedata.category(char).startswith("P") for char in text)

@@ -2,6 +2,8 @@
 
 import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -260,6 +262,183 @@ def dot(
     Example: attncli dot 1,2,3 4,5,6   (gives 32); attncli dot king queen
     """
     _emit(core.dot(a, b), as_json, "dot_view")
+
+
+TokenOpt = Annotated[
+    str,
+    typer.Option("--token", help="The token to follow: its index, or its text if it occurs once.", show_default=False),
+]
+
+
+@app.command()
+def query(
+    text: TextArg,
+    token: TokenOpt,
+    model: ModelOpt = "sample",
+    include_special: Annotated[
+        bool,
+        typer.Option("--include-special", metavar="", help="Let special tokens ([CLS], [SEP]) be a head's top key."),
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Rank heads by the weight on this token instead (index or text).", show_default=False
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="How many of the ranked heads to draw.")] = 12,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """What one token attends to in every head of every layer, heads ranked by their strongest key.
+
+    Example: attncli query "The animal didn't cross the street because it was too tired" --token it --to animal
+    --model minilm
+    """
+    chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
+    _emit(core.query(_text(text), chosen, token, include_special, to, max_tokens), as_json, "query_view", top=top)
+
+
+@app.command(name="model")
+def model_command(
+    text: TextArg,
+    model: ModelOpt = "sample",
+    layers: Annotated[
+        str | None, typer.Option("--layers", help="Layers to draw, e.g. 0-2,5 (default all).", show_default=False)
+    ] = None,
+    heads: Annotated[
+        str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
+    ] = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """All layers and heads at once: a small heatmap per head, a row of them per layer.
+
+    Here --heads picks heads to draw; the sample model keeps its 8.
+
+    Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
+    """
+    chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
+    _emit(core.model_grid(_text(text), chosen, layers, heads, max_tokens), as_json, "model_view")
+
+
+@app.command(name="heads")
+def heads_command(
+    text: Annotated[
+        str | None,
+        typer.Argument(metavar="[TEXT]", help="The text (or - for standard input); or use --file.", show_default=False),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="A file of texts, one per line (- for standard input).", show_default=False),
+    ] = None,
+    model: ModelOpt = "sample",
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """What each head does: entropy, distance, where its attention goes, and a pattern label.
+
+    Over a file, the statistics are averaged over its lines, with a progress bar on stderr.
+
+    Example: attncli heads --file sentences.txt --model minilm
+    """
+    texts = _texts(text, file)
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    with _progress(len(texts)) as advance:
+        result = core.heads(texts, chosen, advance, max_tokens)
+    _emit(result, as_json, "heads_view")
+
+
+@app.command()
+def rollout(
+    text: TextArg,
+    model: ModelOpt = "sample",
+    head_fusion: Annotated[
+        str, typer.Option("--head-fusion", help="How to fuse a layer's heads: mean, max or min.")
+    ] = "mean",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", help="List which input tokens this token draws on (index or text).", show_default=False
+        ),
+    ] = None,
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """Attention rollout: how much each input token flows into each position through all the layers.
+
+    Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
+    """
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    _emit(core.rollout(_text(text), chosen, head_fusion, token, max_tokens), as_json, "rollout_view")
+
+
+@app.command()
+def compare(
+    text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
+    text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
+    token: TokenOpt,
+    model: ModelOpt = "sample",
+    top: Annotated[int, typer.Option("--top", help="How many of the most changed heads to list.")] = 8,
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    as_json: JsonOpt = False,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """How one token's attention changes between two texts, head by head.
+
+    Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm
+    """
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    result = core.compare(_text(text_a), _text(text_b), chosen, token, max_tokens)
+    _emit(result, as_json, "compare_view", top=top)
+
+
+def _texts(text: str | None, file: str | None) -> list[str]:
+    """The texts of `heads`: TEXT, or the non-empty lines of --file."""
+    if (text is None) == (file is None):
+        raise BadInput("give either TEXT or --file FILE (one text per line)")
+    if text is not None:
+        return [_text(text)]
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as error:
+        raise BadInput(f"--file {file}: {error.strerror}") from None
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadInput(f"--file {file} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
+    return [line for line in content.splitlines() if line.strip()]
+
+
+@contextmanager
+def _progress(total: int):
+    """A progress bar on stderr while texts are processed, when there are several and stderr is a terminal;
+    yields the function to call after each text."""
+    if total < 2 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("texts", total=total)
+        yield lambda: progress.advance(task)
 
 
 def _version(value: bool) -> None:

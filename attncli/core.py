@@ -5,17 +5,31 @@ import re
 
 import numpy as np
 
-from attncli.analysis import softmax_parts
+from attncli import analysis
+from attncli.analysis import (
+    FUSIONS,
+    STATISTICS,
+    align,
+    head_statistics,
+    is_punctuation,
+    pattern_labels,
+    softmax_parts,
+)
 from attncli.errors import BadInput
 from attncli.models import CheckpointModel, SampleModel, load_model
 from attncli.results import (
     AttentionRun,
+    CompareResult,
     DotResult,
     EmbedResult,
     ExplainResult,
+    HeadsResult,
     HeatmapResult,
+    ModelGridResult,
     Neighbor,
     Operand,
+    QueryResult,
+    RolloutResult,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
@@ -25,13 +39,19 @@ from attncli.vocab import Token, cosine, sample_vocabulary
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LARGEST_NUMBER",
+    "compare",
     "dot",
     "embed",
     "explain",
+    "heads",
     "heatmap",
     "load_model",
+    "model_grid",
     "parse_numbers",
+    "parse_range",
+    "query",
     "resolve_focus",
+    "rollout",
     "run",
     "similar",
     "softmax",
@@ -87,7 +107,7 @@ def explain(
     return ExplainResult(result, resolve_focus(result.tokens, focus), layer, head)
 
 
-def resolve_focus(tokens: list[Token], focus: str | None) -> int:
+def resolve_focus(tokens: list[Token], focus: str | None, flag: str = "--focus") -> int:
     """The index of the token named by `focus`: digits are an index, anything else a token that occurs once.
 
     Without one, the last token that is not a special token: it sees every
@@ -99,17 +119,115 @@ def resolve_focus(tokens: list[Token], focus: str | None) -> int:
     if re.fullmatch(r"[0-9]+", focus.strip()):
         index = int(focus)
         if index >= len(tokens):
-            raise BadInput(f"--focus {index} is out of range; the text has tokens 0 to {len(tokens) - 1}")
+            raise BadInput(f"{flag} {index} is out of range; the text has tokens 0 to {len(tokens) - 1}")
         return index
     wanted = focus.strip().lower()
     matches = [t.index for t in tokens if t.text.lower() in (wanted, "##" + wanted, "ġ" + wanted)]
     if not matches:
         listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
-        raise BadInput(f"--focus {focus!r} is not a token of the text; give one of {listing}, or its index")
+        raise BadInput(f"{flag} {focus!r} is not a token of the text; give one of {listing}, or its index")
     if len(matches) > 1:
         where = ", ".join(str(i) for i in matches)
-        raise BadInput(f"--focus {focus!r} occurs at {where}; give the index instead, e.g. --focus {matches[-1]}")
+        raise BadInput(f"{flag} {focus!r} occurs at {where}; give the index instead, e.g. {flag} {matches[-1]}")
     return matches[0]
+
+
+def query(
+    text: str,
+    model: Model,
+    token: str,
+    include_special: bool = False,
+    to: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> QueryResult:
+    """What the token named by `token` attends to in every head, heads ranked by their top weight,
+    or by the weight on the token named by `to`."""
+    result = run(text, model, max_tokens)
+    index = resolve_focus(result.tokens, token, "--token")
+    target = None if to is None else resolve_focus(result.tokens, to, "--to")
+    answer = QueryResult(result, index, include_special, target)
+    if not answer.allowed.any():
+        raise BadInput(f"--token {token!r} has no other token to attend to; give a longer text or --include-special")
+    if model.info.causal and not answer.allowed[:index].any():
+        raise BadInput(f"--token {token!r} sees no earlier token under the causal mask; choose a later token")
+    return answer
+
+
+def parse_range(spec: str | None, count: int, flag: str) -> list[int]:
+    """Indices from a spec such as "0-2,5" (0-based, inclusive), all `count` of them when None."""
+    if spec is None:
+        return list(range(count))
+    chosen: list[int] = []
+    for part in spec.split(","):
+        found = re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part)
+        if not found:
+            raise BadInput(f"{flag} {spec!r}: give indices and ranges such as 0-2,5")
+        first, last = int(found[1]), int(found[2] or found[1])
+        if first > last or last >= count:
+            raise BadInput(f"{flag} {spec!r}: the model has {count}, numbered 0 to {count - 1}")
+        chosen += [i for i in range(first, last + 1) if i not in chosen]
+    return chosen
+
+
+def model_grid(
+    text: str, model: Model, layers: str | None = None, heads: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> ModelGridResult:
+    """Every head of every layer; `layers` and `heads` ("0-2,5") choose the ones the view draws."""
+    info = model.info
+    shown_layers = parse_range(layers, info.layers, "--layers")
+    shown_heads = parse_range(heads, info.heads, "--heads")
+    return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
+
+
+def heads(texts: list[str], model: Model, progress=None, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+    """Per-head statistics and pattern labels, averaged over `texts` (NaN-aware: a statistic that
+    does not apply to a text, such as the [SEP] share of a model without [SEP], is left out of its mean).
+
+    `progress`, if given, is called once per text, after it is done.
+    """
+    if not texts:
+        raise BadInput("no texts: the file has no non-empty lines")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    for number, text in enumerate(texts, start=1):
+        try:
+            result = run(text, model, max_tokens)
+        except BadInput as error:
+            raise BadInput(f"text {number}: {error}" if len(texts) > 1 else str(error)) from None
+        tokens = result.tokens
+        first = 0 if tokens[0].special else None
+        separators = np.array([t.special and t.index != first for t in tokens])
+        punctuation = np.array([not t.special and is_punctuation(t.text) for t in tokens])
+        for name, values in head_statistics(result.weights, first, separators, punctuation, model.info.causal).items():
+            sums[name] = sums.get(name, 0) + np.nan_to_num(values)
+            counts[name] = counts.get(name, 0) + ~np.isnan(values)
+        if progress is not None:
+            progress()
+    with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
+        statistics = {name: sums[name] / counts[name] for name in STATISTICS}
+    return HeadsResult(
+        model.info, len(texts), texts[0] if len(texts) == 1 else None, statistics, pattern_labels(statistics)
+    )
+
+
+def rollout(
+    text: str, model: Model, fusion: str = "mean", token: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> RolloutResult:
+    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list."""
+    if fusion not in FUSIONS:
+        raise BadInput(f"--head-fusion {fusion!r}: use one of {', '.join(FUSIONS)}")
+    result = run(text, model, max_tokens)
+    index = None if token is None else resolve_focus(result.tokens, token, "--token")
+    return RolloutResult(result, fusion, analysis.rollout(result.weights, fusion), index)
+
+
+def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
+    """How the attention of `token` (in both texts) changes from `text_a` to `text_b`, head by head."""
+    a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
+    index_a = resolve_focus(a.tokens, token, "--token")
+    index_b = resolve_focus(b.tokens, token, "--token")
+    slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
+    return CompareResult(a, b, index_a, index_b, slots)
 
 
 def similar(word: str, k: int = 10) -> SimilarResult:

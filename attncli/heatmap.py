@@ -10,7 +10,7 @@ from rich.text import Text
 
 from attncli.terminal import abbreviate, pad, token_label
 
-__all__ = ["Heatmap", "colour_of", "uses_colour"]
+__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "uses_colour"]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
@@ -30,7 +30,7 @@ _VIRIDIS = np.array(
     dtype=float,
 )
 # Without colour, five shades: blank for the lowest fifth of the scale.
-_SHADES = " ░▒▓█"
+SHADES = " ░▒▓█"
 _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
 _VERTICAL_LIMIT = 6  # characters of a column label written top to bottom
 _LEGEND_STEPS = 16
@@ -123,7 +123,8 @@ class Heatmap:
         yield from self._column_labels(cell, columns)
         for row in range(len(self.labels)):
             yield self._row(row, cell, columns, values, colour)
-        yield self._legend(colour, values)
+        if colour or not values:  # numbers in plain cells need no key
+            yield _legend_text(self.vmax, colour)
         if self.show_values and not values:
             yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
         if columns < len(self.labels):
@@ -161,7 +162,7 @@ class Heatmap:
             elif colour:
                 content = " " * cell
             else:
-                content = _SHADES[min(int(fraction * len(_SHADES)), len(_SHADES) - 1)] * cell
+                content = SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)] * cell
             if colour:
                 background = colour_of(fraction)
                 text.append(content, style=Style(color=_ink_for(background), bgcolor=background))
@@ -169,17 +170,26 @@ class Heatmap:
                 text.append(content)
         return text
 
-    def _legend(self, colour: bool, values: bool) -> Text:
-        if colour:
-            legend = Text(f"weight {0:.2f} ")
-            for step in range(_LEGEND_STEPS):
-                legend.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_STEPS - 1))))
-            legend.append(f" {self.vmax:.2f}")
-            return legend
-        if values:
-            return Text("")
-        # One shade per fifth of the scale; say where each begins.
-        legend = Text("")
-        for level, shade in enumerate(_SHADES[1:], start=1):
-            legend.append(f"{shade} ≥{level * self.vmax / len(_SHADES):.2f}  ")
+
+def _legend_text(vmax: float, colour: bool) -> Text:
+    if colour:
+        legend = Text(f"weight {0:.2f} ")
+        for step in range(_LEGEND_STEPS):
+            legend.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_STEPS - 1))))
+        legend.append(f" {vmax:.2f}")
         return legend
+    # One shade per fifth of the scale; say where each begins.
+    legend = Text("")
+    for level, shade in enumerate(SHADES[1:], start=1):
+        legend.append(f"{shade} ≥{level * vmax / len(SHADES):.2f}  ")
+    return legend
+
+
+class Legend:
+    """The scale from 0 to `vmax`: a strip of colours, or the shades and where each begins."""
+
+    def __init__(self, vmax: float):
+        self.vmax = vmax
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _legend_text(self.vmax, uses_colour(console))

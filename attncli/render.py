@@ -9,14 +9,22 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from attncli.heatmap import Heatmap
+from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
+from attncli.heatmap import Heatmap, Legend
+from attncli.keybars import KeyBars
+from attncli.minimap import MiniHeatmap
 from attncli.models import ModelInfo
 from attncli.results import (
     AttentionRun,
+    CompareResult,
     DotResult,
     EmbedResult,
     ExplainResult,
+    HeadsResult,
     HeatmapResult,
+    ModelGridResult,
+    QueryResult,
+    RolloutResult,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
@@ -25,10 +33,15 @@ from attncli.terminal import abbreviate, token_label, visible
 from attncli.vectors import VectorTable, number
 
 __all__ = [
+    "compare_view",
     "dot_view",
     "embed_view",
     "explain_view",
+    "heads_view",
     "heatmap_view",
+    "model_view",
+    "query_view",
+    "rollout_view",
     "similar_view",
     "softmax_view",
     "tokenize_view",
@@ -391,3 +404,186 @@ def dot_view(result: DotResult) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def _head_name(layer: int, head: int) -> str:
+    return f"L{layer} H{head}"
+
+
+def query_view(result: QueryResult, top: int = 12) -> RenderableType:
+    run = result.run
+    tokens = run.tokens
+    token = tokens[result.token]
+    ranking = result.ranking[:top]
+    excluded = "itself" if result.include_special else "itself and special tokens"
+    if result.target is None:
+        order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
+    else:
+        target = tokens[result.target]
+        order = f"ranked by the weight on “{token_label(target.text)}” (token {result.target})"
+    lead = (
+        f"What “{token_label(token.text)}” (token {result.token}) attends to in each of "
+        f"{_plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
+        "--json for all."
+    )
+    headers = ["#", "head", "top key", "weight"]
+    rows = [
+        [str(rank), _head_name(t.layer, t.head), abbreviate(token_label(tokens[t.top].text), 12), f"{t.top_weight:.2f}"]
+        for rank, t in enumerate(ranking, start=1)
+    ]
+    if result.target is not None:
+        headers.append("on " + abbreviate(token_label(tokens[result.target].text), 9))
+        for row, t in zip(rows, ranking, strict=True):
+            row.append(f"{t.weights[result.target]:.2f}")
+    chart = KeyBars(
+        headers,
+        rows,
+        np.stack([t.weights for t in ranking]),
+        _labels(run),
+        muted=~result.allowed,
+    )
+    return Group(_text_line(run.text), _model_line(run.model), Text(lead, style="italic"), Text(""), chart)
+
+
+def model_view(result: ModelGridResult) -> RenderableType:
+    run = result.run
+    weights = run.weights[np.ix_(result.layers, result.heads)]  # [layers shown, heads shown, T, T]
+    vmax = float(weights.max())
+    parts: list[RenderableType] = [
+        _text_line(run.text),
+        _model_line(run.model),
+        Text(
+            f"Every head at once: each square is one head's {len(run.tokens)} × {len(run.tokens)} weights, "
+            "queries down, keys across. --layers and --heads (e.g. 0-2,5) zoom in.",
+            style="italic",
+        ),
+    ]
+    for row, layer in enumerate(result.layers):
+        maps = [
+            MiniHeatmap(weights[row, column], _head_name(layer, head), vmax) for column, head in enumerate(result.heads)
+        ]
+        parts += [Text(""), Columns(maps, padding=(0, 2))]
+    parts += [Text(""), Legend(vmax)]
+    return Group(*parts)
+
+
+_HEAD_COLUMNS = (
+    ("entropy", "H"),
+    ("entropy_normalized", "H/ln n"),
+    ("distance", "dist"),
+    ("self", "self"),
+    ("previous", "prev"),
+    ("next", "next"),
+    ("first_special", "first"),
+    ("separator", "sep"),
+    ("punctuation", "punct"),
+    ("max", "max"),
+)
+
+
+def heads_view(result: HeadsResult) -> RenderableType:
+    table = _table(("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left"))
+    table.columns[-1].no_wrap = True
+    layers, heads = result.labels.shape
+    for layer in range(layers):
+        for head in range(heads):
+            cells = [
+                "–" if np.isnan(result.statistics[name][layer, head]) else f"{result.statistics[name][layer, head]:.2f}"
+                for name, _ in _HEAD_COLUMNS
+            ]
+            table.add_row(_head_name(layer, head), *cells, str(result.labels[layer, head]))
+    source = (
+        Text.assemble(("Text: ", "bold"), visible(result.text))
+        if result.text is not None
+        else Text(f"Averaged over {_plural(result.texts, 'text')}.", style="bold")
+    )
+    key = Text(
+        "Means over the query rows: H entropy in nats, and over ln of the keys a row sees; dist = Σ weight·|i − j|; "
+        "the share on the token itself, the previous and next token, the first special token ([CLS], <s>), the "
+        "other special tokens ([SEP], </s>), punctuation; max = the largest weight of a row. – = not in the text. "
+        f"Pattern: the largest of the previous, next, self and delimiter (special + punctuation) shares names the "
+        f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed.",
+        style="dim",
+    )
+    return Group(source, _model_line(result.model), Text(""), table, Text(""), key)
+
+
+def rollout_view(result: RolloutResult) -> RenderableType:
+    run = result.run
+    layers = len(result.rollout)
+    final = result.rollout[-1]  # [T, T]
+    parts: list[RenderableType] = [
+        _text_line(run.text),
+        _model_line(run.model),
+        Text(
+            f"Attention rollout (Abnar & Zuidema, 2020): each layer's heads fused by {result.fusion}, mixed "
+            "with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
+            f"each input token flows into position i after all {_plural(layers, 'layer')}; each row sums to 1.",
+            style="italic",
+        ),
+        Text(""),
+        Heatmap(final, _labels(run), title=f"rollout through layer {layers - 1}", highlight=result.token),
+    ]
+    if result.token is not None:
+        table = _table(("#", "right"), ("input token", "left"), ("share", "right"), ("", "left"))
+        for key in np.argsort(-final[result.token], kind="stable"):
+            share = final[result.token, key]
+            table.add_row(str(key), token_label(run.tokens[key].text), number(share), _bar(share))
+        name = token_label(run.tokens[result.token].text)
+        parts += [
+            Text(""),
+            Text(f"Where “{name}” (token {result.token}) draws from, after every layer:", style="bold"),
+            table,
+        ]
+    return Group(*parts)
+
+
+def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
+    a, b = result.a, result.b
+    name = token_label(a.tokens[result.token_a].text)
+    table = _table(("#", "right"), ("head", "left"), ("TV", "right"), ("top in A", "left"), ("top in B", "left"))
+    for rank, (layer, head) in enumerate(result.ranking[:top], start=1):
+        row_a = a.weights[layer, head, result.token_a]
+        row_b = b.weights[layer, head, result.token_b]
+        top_a, top_b = int(row_a.argmax()), int(row_b.argmax())
+        table.add_row(
+            str(rank),
+            _head_name(layer, head),
+            f"{result.change[layer, head]:.2f}",
+            f"{token_label(a.tokens[top_a].text)} {row_a[top_a]:.2f}",
+            f"{token_label(b.tokens[top_b].text)} {row_b[top_b]:.2f}",
+        )
+    layer, head = result.ranking[0]
+    spread_a, spread_b = result.spread
+    aligned = _table(
+        ("key in A", "left"), ("A", "right"), ("", "left"), ("B", "right"), ("", "left"), ("key in B", "left")
+    )
+    for slot, (i, j) in enumerate(result.slots):
+        weight_a, weight_b = spread_a[layer, head, slot], spread_b[layer, head, slot]
+        aligned.add_row(
+            "—" if i is None else token_label(a.tokens[i].text),
+            "" if i is None else number(weight_a),
+            Text("") if i is None else _bar(weight_a, 12),
+            "" if j is None else number(weight_b),
+            Text("") if j is None else _bar(weight_b, 12),
+            "—" if j is None else token_label(b.tokens[j].text),
+        )
+    unpaired_a = ", ".join(token_label(a.tokens[i].text) for i in result.unpaired(0)) or "none"
+    unpaired_b = ", ".join(token_label(b.tokens[j].text) for j in result.unpaired(1)) or "none"
+    return Group(
+        Text.assemble(("A: ", "bold"), visible(a.text)),
+        Text.assemble(("B: ", "bold"), visible(b.text)),
+        _model_line(a.model),
+        Text(
+            f"How the attention of “{name}” (token {result.token_a} in A, {result.token_b} in B) changes, head by "
+            "head: TV is the total variation distance between its two distributions (0 the same, 1 disjoint), "
+            "with keys paired by their text.",
+            style="italic",
+        ),
+        Text(""),
+        table,
+        Text(""),
+        Text(f"Aligned, in the most changed head, {_head_name(layer, head)}:", style="bold"),
+        aligned,
+        Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim"),
+    )

