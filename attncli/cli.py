@@ -1,5 +1,8 @@
 """The attncli command line: parse options, call attncli.core, hand the result to a view or to JSON."""
 
+import functools
+import inspect
+import json
 import os
 import sys
 from contextlib import contextmanager
@@ -10,8 +13,9 @@ import typer
 from typer.core import TyperGroup
 
 from attncli import __version__, core
-from attncli.errors import AttncliError, BadInput
-from attncli.terminal import json_text, make_console, visible
+from attncli.errors import AttncliError, BadInput, PipeClosed
+from attncli.output import COLORS, FORMATS, Output, write, write_records
+from attncli.terminal import visible
 
 __all__ = ["app", "main"]
 
@@ -21,12 +25,14 @@ _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Usage
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
-class _Commands(TyperGroup):
-    """Turns every failure into one line on stderr and a documented exit code.
+# Exit codes beyond 0 (success), 1 (an unexpected failure; ATTNCLI_DEBUG=1 shows the traceback),
+# 2 (bad input or usage), 130 (interrupted) and 141 (standard output closed by its reader).
+BATCH_FAILED = 3  # batch: some lines failed; their records carry "error"
+CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 
-    0 success, 1 an unexpected failure (set ATTNCLI_DEBUG=1 for the traceback),
-    2 bad input or usage, 130 interrupted.
-    """
+
+class _Commands(TyperGroup):
+    """Turns every failure into one line on stderr and a documented exit code (see above)."""
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
@@ -42,6 +48,10 @@ class _Commands(TyperGroup):
             _fail(f"attncli: error: {error.format_message()}", error.exit_code)
         except typer.Abort:
             _fail("attncli: interrupted", 130)
+        except PipeClosed as error:
+            # Nothing more can reach the reader; keep the exit-time flush of stdout from complaining.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(error.exit_code)
         except AttncliError as error:
             _fail(f"attncli: error: {error}", error.exit_code)
         except Exception as error:
@@ -116,7 +126,60 @@ ValuesOpt = Annotated[
     bool, typer.Option("--values/--no-values", metavar="", help="Print the weights inside the heatmap cells.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help=f"{' | '.join(FORMATS)} (csv and npz: attention weights).", show_default=False),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write to this file (whole or not at all).", show_default=False)
+]
+PrecisionOpt = Annotated[
+    int | None, typer.Option("--precision", help="Round JSON and CSV numbers to N decimals.", show_default=False)
+]
+ExportOpt = Annotated[
+    Path | None,
+    typer.Option("--export", help="Also save a picture of the view: FILE.svg or FILE.html.", show_default=False),
+]
+ColorOpt = Annotated[str, typer.Option("--color", help=f"{' | '.join(COLORS)}; NO_COLOR and FORCE_COLOR count.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
+
+
+_OUTPUT_OPTIONS = (
+    ("as_json", JsonOpt, False),
+    ("format", FormatOpt, None),
+    ("output_path", OutOpt, None),
+    ("precision", PrecisionOpt, None),
+    ("export", ExportOpt, None),
+    ("color", ColorOpt, "auto"),
+)
+
+
+def _output(as_json: bool, format: str | None, output_path, precision, export, color: str) -> Output:
+    if as_json and format not in (None, "json"):
+        raise BadInput(f"--json and --format {format} disagree; give one of them")
+    return Output("json" if as_json else format or "table", output_path, precision, export, color)
+
+
+def _with_output(command):
+    """Give a command the shared output options (--json, --format, -o, --precision, --export,
+    --color), declared once here; the command receives them as one `output: Output` argument."""
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in _OUTPUT_OPTIONS
+    ]
+    signature = inspect.signature(command)
+    kept = [parameter for parameter in signature.parameters.values() if parameter.name != "output"]
+
+    @functools.wraps(command)
+    def with_output(*args, **kwargs):
+        chosen = {name: kwargs.pop(name) for name, _, _ in _OUTPUT_OPTIONS}
+        return command(*args, output=_output(**chosen), **kwargs)
+
+    with_output.__signature__ = signature.replace(parameters=kept + extra)
+    with_output.__annotations__ = {
+        name: parameter.annotation for name, parameter in with_output.__signature__.parameters.items()
+    }
+    return with_output
 
 
 def _text(text: str) -> str:
@@ -131,17 +194,8 @@ def _text(text: str) -> str:
     return decoded.removesuffix("\n").removesuffix("\r")
 
 
-def _emit(result, as_json: bool, view: str, **view_options) -> None:
-    """Write the result: its JSON document on stdout, or its view (a function of attncli.render) on the terminal."""
-    if as_json:
-        sys.stdout.write(json_text(result.to_json()) + "\n")
-        return
-    from attncli import render  # only views need rich's layout machinery
-
-    make_console().print(getattr(render, view)(result, **view_options))
-
-
 @app.command()
+@_with_output
 def explain(
     text: TextArg,
     focus: Annotated[
@@ -160,7 +214,7 @@ def explain(
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
     values: ValuesOpt = True,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """Walk through self-attention on TEXT, stage by stage, with real numbers.
@@ -172,10 +226,11 @@ def explain(
     """
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     result = core.explain(_text(text), chosen, focus, layer, head, max_tokens)
-    _emit(result, as_json, "explain_view", values=values)
+    write(result, output, "explain_view", values=values)
 
 
 @app.command()
+@_with_output
 def heatmap(
     text: TextArg,
     model: ModelOpt = "sample",
@@ -186,7 +241,7 @@ def heatmap(
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
     values: ValuesOpt = True,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """Draw the attention weights of every head of a layer (or one, with --head) as heatmaps.
@@ -195,73 +250,78 @@ def heatmap(
     """
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     result = core.heatmap(_text(text), chosen, layer, head, max_tokens)
-    _emit(result, as_json, "heatmap_view", values=values)
+    write(result, output, "heatmap_view", values=values)
 
 
 @app.command()
+@_with_output
 def tokenize(
     text: TextArg,
     model: ModelOpt = "sample",
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """Split TEXT into tokens: ids and character offsets, special tokens included.
 
     Example: attncli tokenize "Tokenization is fun" --json
     """
-    _emit(core.tokenize(_text(text), core.load_model(model), max_tokens), as_json, "tokenize_view")
+    write(core.tokenize(_text(text), core.load_model(model), max_tokens), output, "tokenize_view")
 
 
 @app.command()
-def embed(text: TextArg, as_json: JsonOpt = False, max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS) -> None:
+@_with_output
+def embed(text: TextArg, max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS, output: Output = None) -> None:
     """Show the bundled 64-dimensional embedding vector of each token of TEXT.
 
     Example: attncli embed "king queen"
     """
-    _emit(core.embed(_text(text), max_tokens), as_json, "embed_view")
+    write(core.embed(_text(text), max_tokens), output, "embed_view")
 
 
 @app.command()
+@_with_output
 def similar(
     word: Annotated[
         str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
     ],
     k: Annotated[int, typer.Option("-k", "--top", help="How many neighbours to list.")] = 10,
-    as_json: JsonOpt = False,
+    output: Output = None,
 ) -> None:
     """List the words whose bundled embeddings are nearest to WORD's, by cosine similarity.
 
     Example: attncli similar king -k 5
     """
-    _emit(core.similar(word, k), as_json, "similar_view")
+    write(core.similar(word, k), output, "similar_view")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
+@_with_output
 def softmax(
     scores: Annotated[
         list[str],
         typer.Argument(metavar="X...", help="Scores, as separate numbers or comma-separated.", show_default=False),
     ],
-    as_json: JsonOpt = False,
+    output: Output = None,
 ) -> None:
     """Turn scores into probabilities, step by step: x − max, exp, divide by the sum.
 
     Example: attncli softmax 2.0 1.0 0.5
     """
-    _emit(core.softmax(scores), as_json, "softmax_view")
+    write(core.softmax(scores), output, "softmax_view")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
+@_with_output
 def dot(
     a: Annotated[str, typer.Argument(metavar="A", help="A vector such as 1,2,3, or a word.", show_default=False)],
     b: Annotated[str, typer.Argument(metavar="B", help="A vector of the same length, or a word.", show_default=False)],
-    as_json: JsonOpt = False,
+    output: Output = None,
 ) -> None:
     """The dot product of two vectors, or of two words' bundled embeddings, term by term.
 
     Example: attncli dot 1,2,3 4,5,6   (gives 32); attncli dot king queen
     """
-    _emit(core.dot(a, b), as_json, "dot_view")
+    write(core.dot(a, b), output, "dot_view")
 
 
 TokenOpt = Annotated[
@@ -271,6 +331,7 @@ TokenOpt = Annotated[
 
 
 @app.command()
+@_with_output
 def query(
     text: TextArg,
     token: TokenOpt,
@@ -289,7 +350,7 @@ def query(
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """What one token attends to in every head of every layer, heads ranked by their strongest key.
@@ -298,10 +359,11 @@ def query(
     --model minilm
     """
     chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
-    _emit(core.query(_text(text), chosen, token, include_special, to, max_tokens), as_json, "query_view", top=top)
+    write(core.query(_text(text), chosen, token, include_special, to, max_tokens), output, "query_view", top=top)
 
 
 @app.command(name="model")
+@_with_output
 def model_command(
     text: TextArg,
     model: ModelOpt = "sample",
@@ -314,7 +376,7 @@ def model_command(
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """All layers and heads at once: a small heatmap per head, a row of them per layer.
@@ -324,10 +386,11 @@ def model_command(
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
     chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
-    _emit(core.model_grid(_text(text), chosen, layers, heads, max_tokens), as_json, "model_view")
+    write(core.model_grid(_text(text), chosen, layers, heads, max_tokens), output, "model_view")
 
 
 @app.command(name="heads")
+@_with_output
 def heads_command(
     text: Annotated[
         str | None,
@@ -342,7 +405,7 @@ def heads_command(
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """What each head does: entropy, distance, where its attention goes, and a pattern label.
@@ -355,10 +418,11 @@ def heads_command(
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     with _progress(len(texts)) as advance:
         result = core.heads(texts, chosen, advance, max_tokens)
-    _emit(result, as_json, "heads_view")
+    write(result, output, "heads_view")
 
 
 @app.command()
+@_with_output
 def rollout(
     text: TextArg,
     model: ModelOpt = "sample",
@@ -375,7 +439,7 @@ def rollout(
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """Attention rollout: how much each input token flows into each position through all the layers.
@@ -383,10 +447,11 @@ def rollout(
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    _emit(core.rollout(_text(text), chosen, head_fusion, token, max_tokens), as_json, "rollout_view")
+    write(core.rollout(_text(text), chosen, head_fusion, token, max_tokens), output, "rollout_view")
 
 
 @app.command()
+@_with_output
 def compare(
     text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
     text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
@@ -397,7 +462,7 @@ def compare(
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
-    as_json: JsonOpt = False,
+    output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
 ) -> None:
     """How one token's attention changes between two texts, head by head.
@@ -406,7 +471,22 @@ def compare(
     """
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     result = core.compare(_text(text_a), _text(text_b), chosen, token, max_tokens)
-    _emit(result, as_json, "compare_view", top=top)
+    write(result, output, "compare_view", top=top)
+
+
+def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
+    """(line number, text) for each non-empty line of a file, or of standard input for "-"."""
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise BadInput(f"{flag} {source}: {error.strerror}") from None
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadInput(
+            f"{flag} {source} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8"
+        ) from None
+    return [(number, line) for number, line in enumerate(content.splitlines(), start=1) if line.strip()]
 
 
 def _texts(text: str | None, file: str | None) -> list[str]:
@@ -415,15 +495,7 @@ def _texts(text: str | None, file: str | None) -> list[str]:
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if text is not None:
         return [_text(text)]
-    try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    except OSError as error:
-        raise BadInput(f"--file {file}: {error.strerror}") from None
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise BadInput(f"--file {file} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
-    return [line for line in content.splitlines() if line.strip()]
+    return [line for _, line in _lines(file, "--file")]
 
 
 @contextmanager
@@ -439,6 +511,100 @@ def _progress(total: int):
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("texts", total=total)
         yield lambda: progress.advance(task)
+
+
+@app.command()
+def batch(
+    source: Annotated[
+        str, typer.Argument(metavar="FILE", help="Texts, one per line; - reads standard input.", show_default=False)
+    ],
+    model: ModelOpt = "sample",
+    steps: Annotated[
+        bool, typer.Option("--steps", metavar="", help="Add every intermediate, as explain does.")
+    ] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", metavar="", help="Stop at the first line that fails.")
+    ] = False,
+    heads: HeadsOpt = None,
+    seed: SeedOpt = None,
+    causal: CausalOpt = None,
+    positions: PositionsOpt = None,
+    output_path: OutOpt = None,
+    precision: PrecisionOpt = None,
+    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+) -> None:
+    """Explain every line of FILE as JSON Lines: one record a line, the model loaded once.
+
+    A line that fails gives {"line": N, "error": "..."} and the run goes on; the exit code is then 3.
+
+    Example: attncli batch sentences.txt --model minilm > attention.jsonl
+    """
+    lines = _lines(source)
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
+    failures = []
+
+    def tracked(records, advance):
+        for record in records:
+            if "error" in record:
+                failures.append(record["line"])
+            yield record
+            if advance is not None:
+                advance()
+            if failures and fail_fast:
+                return
+
+    with _progress(len(lines)) as advance:
+        write_records(tracked(core.batch(lines, chosen, steps, max_tokens), advance), output_path, precision)
+    if failures:
+        where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")
+        _fail(
+            f'attncli: {len(failures)} of {len(lines)} lines failed (line {where}); their records carry "error"',
+            BATCH_FAILED,
+        )
+
+
+@app.command()
+@_with_output
+def check(
+    text: TextArg,
+    against: Annotated[
+        Path, typer.Option("--against", help="A saved --json result of explain, heatmap or model.", show_default=False)
+    ],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="The largest change allowed in any weight.")] = 1e-5,
+    output: Output = None,
+) -> None:
+    """Recompute TEXT with the model and options of a saved --json result and compare the attention.
+
+    Exit 0 when every weight is within the tolerance; otherwise 4, with the heads and cells that moved most.
+
+    Example: attncli check "The cat sat on the mat" --against saved.json --tolerance 1e-6
+    """
+    try:
+        saved = json.loads(against.read_bytes())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"--against {against}: not a readable JSON file ({error})") from None
+    result = core.check(_text(text), saved, tolerance, str(against))
+    write(result, output, "check_view")
+    if not result.passed:
+        raise typer.Exit(CHECK_FAILED)
+
+
+@app.command()
+def schema(
+    command: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[COMMAND]", help="The command whose --json schema to print (default: all).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a command's --json output, or of every command's.
+
+    Example: attncli schema explain
+    """
+    from attncli.schema import command_schema
+
+    write_records([command_schema(command)], None, None)
 
 
 def _version(value: bool) -> None:

@@ -15,10 +15,12 @@ from attncli.analysis import (
     pattern_labels,
     softmax_parts,
 )
-from attncli.errors import BadInput
+from attncli.errors import AttncliError, BadInput
 from attncli.models import CheckpointModel, SampleModel, load_model
 from attncli.results import (
+    SCHEMA,
     AttentionRun,
+    CheckResult,
     CompareResult,
     DotResult,
     EmbedResult,
@@ -39,6 +41,8 @@ from attncli.vocab import Token, cosine, sample_vocabulary
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LARGEST_NUMBER",
+    "batch",
+    "check",
     "compare",
     "dot",
     "embed",
@@ -219,6 +223,42 @@ def rollout(
     result = run(text, model, max_tokens)
     index = None if token is None else resolve_focus(result.tokens, token, "--token")
     return RolloutResult(result, fusion, analysis.rollout(result.weights, fusion), index)
+
+
+def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):
+    """One JSON record per (line number, text): the explain document (without steps unless
+    `steps`), or {"line": N, "error": "..."} for a text that fails. A generator, so records can
+    be written as they come."""
+    for number, text in lines:
+        try:
+            document = explain(text, model, max_tokens=max_tokens).to_json(steps)
+        except AttncliError as error:
+            yield {"schema": SCHEMA, "command": "batch", "line": number, "error": str(error)}
+            continue
+        fields = {key: value for key, value in document.items() if key not in ("schema", "command")}
+        yield {"schema": SCHEMA, "command": "batch", "line": number, **fields}
+
+
+def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
+    """Recompute `text` with the model and options `saved` (a --json document) names, and compare attention."""
+    if tolerance < 0:
+        raise BadInput(f"--tolerance {tolerance} is negative; give 0 or more")
+    try:
+        saved_text, model_json, attention = saved["text"], saved["model"], np.asarray(saved["attention"], float)
+        name = model_json["name"]
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(f"{source} is not an attncli --json result with text, model and attention") from None
+    if saved_text != text:
+        raise BadInput(f"{source} is for the text {saved_text!r}, not {text!r}")
+    options = {}
+    if name == "sample":
+        options = {key: model_json.get(key) for key in ("heads", "seed", "causal", "positions")}
+    result = run(text, load_model(name, **options))
+    if result.weights.shape != attention.shape:
+        raise BadInput(
+            f"{source} has attention of shape {attention.shape}, but the model now gives {result.weights.shape}"
+        )
+    return CheckResult(result, attention, tolerance)
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:

@@ -1,6 +1,6 @@
 """The errors attncli raises on purpose; the CLI turns each into one line on stderr."""
 
-__all__ = ["AttncliError", "BadInput", "DataError"]
+__all__ = ["AttncliError", "BadInput", "DataError", "PipeClosed"]
 
 
 class AttncliError(Exception):
@@ -15,3 +15,9 @@ class BadInput(AttncliError):
 
 class DataError(AttncliError):
     """A file attncli needs is missing or unreadable."""
+
+
+class PipeClosed(AttncliError):
+    """Whoever reads standard output stopped (`attncli ... | head`); not an error to report."""
+
+    exit_code = 141  # what a process killed by SIGPIPE reports to the shell

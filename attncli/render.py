@@ -16,6 +16,7 @@ from attncli.minimap import MiniHeatmap
 from attncli.models import ModelInfo
 from attncli.results import (
     AttentionRun,
+    CheckResult,
     CompareResult,
     DotResult,
     EmbedResult,
@@ -33,6 +34,7 @@ from attncli.terminal import abbreviate, token_label, visible
 from attncli.vectors import VectorTable, number
 
 __all__ = [
+    "check_view",
     "compare_view",
     "dot_view",
     "embed_view",
@@ -586,4 +588,39 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         Text(f"Aligned, in the most changed head, {_head_name(layer, head)}:", style="bold"),
         aligned,
         Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim"),
+    )
+
+
+def check_view(result: CheckResult) -> RenderableType:
+    verdict = (
+        Text(f"passed: every attention weight is within {result.tolerance:g}", style="bold green")
+        if result.passed
+        else Text(
+            f"FAILED: attention moved by up to {result.max_difference:.3g} (tolerance {result.tolerance:g})",
+            style="bold red",
+        )
+    )
+    heads = _table(("head", "left"), ("largest change", "right"))
+    for layer, head, difference in result.worst_heads():
+        heads.add_row(_head_name(layer, head), f"{difference:.3g}")
+    cells = _table(("head", "left"), ("query", "left"), ("key", "left"), ("saved", "right"), ("now", "right"))
+    labels = [token_label(label) for label in _labels(result.run)]
+    for layer, head, query, key in result.worst_cells():
+        cells.add_row(
+            _head_name(layer, head),
+            f"{query} {labels[query]}",
+            f"{key} {labels[key]}",
+            f"{result.saved[layer, head, query, key]:.6f}",
+            f"{result.run.weights[layer, head, query, key]:.6f}",
+        )
+    return Group(
+        _text_line(result.run.text),
+        _model_line(result.run.model),
+        verdict,
+        Text(""),
+        Text("Heads that moved most:", style="bold"),
+        heads,
+        Text(""),
+        Text("Cells that moved most:", style="bold"),
+        cells,
     )

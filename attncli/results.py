@@ -21,6 +21,7 @@ from attncli.vocab import Token
 __all__ = [
     "SCHEMA",
     "AttentionRun",
+    "CheckResult",
     "CompareResult",
     "DotResult",
     "EmbedResult",
@@ -148,10 +149,19 @@ class ExplainResult:
             for i, token in enumerate(tokens)
         ]
 
-    def to_json(self) -> dict:
+    def to_json(self, steps: bool = True) -> dict:
+        """The --json document; without `steps`, the attention and summary alone (as batch writes)."""
         trace = self.run.trace
         layers = trace.layers
         focus = self.run.tokens[self.focus]
+        fields = {
+            **self.run.common_json(),
+            "focus": {"index": focus.index, "text": focus.text},
+            "layer": self.layer,
+            "summary": self.summary_json(),
+        }
+        if not steps:
+            return _document("explain", **fields)
         _check_size(self.run)
 
         def per_layer(name: str) -> list:
@@ -159,10 +169,7 @@ class ExplainResult:
 
         return _document(
             "explain",
-            **self.run.common_json(),
-            focus={"index": focus.index, "text": focus.text},
-            layer=self.layer,
-            summary=self.summary_json(),
+            **fields,
             steps={
                 "embeddings": numbers(trace.embeddings),
                 "positions": None if trace.positions is None else numbers(trace.positions),
@@ -480,5 +487,66 @@ class CompareResult:
                     "b": numbers(self.b.weights[layer, head, self.token_b]),
                 }
                 for layer, head in self.ranking
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A recomputed run against a saved --json result: how far each attention weight moved."""
+
+    run: AttentionRun
+    saved: np.ndarray  # [L, h, T, T] the saved attention
+    tolerance: float
+
+    @cached_property
+    def difference(self) -> np.ndarray:
+        """[L, h, T, T] |now - saved|."""
+        return np.abs(self.run.weights - self.saved)
+
+    @property
+    def max_difference(self) -> float:
+        return float(self.difference.max())
+
+    @property
+    def passed(self) -> bool:
+        return self.max_difference <= self.tolerance
+
+    def worst_heads(self, count: int = 5) -> list[tuple[int, int, float]]:
+        per_head = self.difference.max(axis=(2, 3))  # [L, h]
+        order = np.argsort(-per_head, axis=None, kind="stable")[:count]
+        layers, heads = np.unravel_index(order, per_head.shape)
+        return [
+            (int(layer), int(head), float(per_head[layer, head])) for layer, head in zip(layers, heads, strict=True)
+        ]
+
+    def worst_cells(self, count: int = 5) -> list[tuple[int, int, int, int]]:
+        order = np.argsort(-self.difference, axis=None, kind="stable")[:count]
+        indices = np.unravel_index(order, self.difference.shape)
+        return [tuple(int(i) for i in cell) for cell in zip(*indices, strict=True)]
+
+    def to_json(self) -> dict:
+        now = self.run.weights
+        return _document(
+            "check",
+            text=self.run.text,
+            model=self.run.model.to_json(),
+            tolerance=self.tolerance,
+            passed=self.passed,
+            max_difference=self.max_difference,
+            heads=[
+                {"layer": layer, "head": head, "max_difference": difference}
+                for layer, head, difference in self.worst_heads()
+            ],
+            cells=[
+                {
+                    "layer": cell[0],
+                    "head": cell[1],
+                    "query": cell[2],
+                    "key": cell[3],
+                    "saved": float(self.saved[cell]),
+                    "now": float(now[cell]),
+                }
+                for cell in self.worst_cells()
             ],
         )

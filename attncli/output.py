@@ -1,0 +1,192 @@
+"""Writing a result: its terminal view, or its numbers as JSON, CSV or NPZ; to stdout or to a file.
+
+Files are written whole or not at all: into a temporary file beside the
+target, then renamed over it.
+"""
+
+import csv
+import io
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attncli.errors import BadInput, PipeClosed
+from attncli.terminal import json_text, make_console
+
+__all__ = [
+    "COLORS",
+    "FORMATS",
+    "Output",
+    "attention_csv",
+    "attention_npz",
+    "rounded",
+    "write",
+    "write_file",
+    "write_records",
+]
+
+FORMATS = ("table", "json", "csv", "npz")
+COLORS = ("auto", "always", "never")
+_EXPORTS = (".svg", ".html")
+_EXPORT_WIDTH = 120  # columns of an exported picture
+
+
+@dataclass(frozen=True)
+class Output:
+    """How the user asked for a result: --format, -o, --precision, --export and --color."""
+
+    format: str = "table"
+    path: Path | None = None  # None: standard output
+    precision: int | None = None  # decimals of JSON and CSV numbers; None: every digit
+    export: Path | None = None  # an SVG or HTML picture of the view
+    color: str = "auto"
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise BadInput(f"--format {self.format!r}: use one of {', '.join(FORMATS)}")
+        if self.color not in COLORS:
+            raise BadInput(f"--color {self.color!r}: use one of {', '.join(COLORS)}")
+        if self.precision is not None and not 0 <= self.precision <= 17:
+            raise BadInput(f"--precision {self.precision}: use 0 to 17 decimals")
+        if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
+            raise BadInput(f"--export {self.export}: name an .svg or .html file")
+
+
+def rounded(value, decimals: int | None):
+    """`value` (a JSON document of dicts, lists, arrays and floats) with every float rounded."""
+    if decimals is None:
+        return value
+    if isinstance(value, dict):
+        return {key: rounded(item, decimals) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(item, decimals) for item in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return np.round(value, decimals)
+    if isinstance(value, float):
+        return round(value, decimals)
+    return value
+
+
+def attention_csv(run, decimals: int | None) -> str:
+    """Every attention weight of `run` in long form, one row per (layer, head, query, key)."""
+    weights = run.weights if decimals is None else np.round(run.weights, decimals)  # [L, h, T, T]
+    texts = [token.text for token in run.tokens]
+    buffer = io.StringIO()
+    out = csv.writer(buffer, lineterminator="\n")
+    out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", "weight"])
+    for layer, head, query in np.ndindex(weights.shape[:3]):
+        row = weights[layer, head, query].tolist()
+        out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(row))
+    return buffer.getvalue()
+
+
+def attention_npz(run) -> bytes:
+    """`attention` float32 [layer, head, query, key], with `tokens` (strings) and `ids`, as .npz bytes."""
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        attention=run.weights.astype(np.float32),
+        tokens=np.array([token.text for token in run.tokens]),
+        ids=np.array([token.id for token in run.tokens]),
+    )
+    return buffer.getvalue()
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all, replacing an existing file only when done."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
+    except OSError as error:
+        raise BadInput(f"cannot write {path}: {error.strerror} ({directory})") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, _mode_for(path))
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise BadInput(f"cannot write {path}: {error.strerror}") from None
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions the file should get: those of the file it replaces, else the umask's default
+    (mkstemp's temporary file is private)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _emit_bytes(data: bytes, output: Output) -> None:
+    if output.path is not None:
+        write_file(output.path, data)
+    elif sys.stdout.buffer.write(data) < len(data):  # a pipe closed by its reader takes only part
+        raise PipeClosed("standard output was closed")
+    else:
+        sys.stdout.flush()
+
+
+def write(result, output: Output, view, **view_options) -> None:
+    """Write `result` as `output` asks. `view` names the function of attncli.render that draws it."""
+    try:
+        _write(result, output, view, **view_options)
+    except BrokenPipeError:
+        raise PipeClosed("standard output was closed") from None
+
+
+def write_records(records, path: Path | None, precision: int | None) -> None:
+    """JSON Lines: one record a line, to standard output as they come, or to `path` whole at the end."""
+    lines = (json_text(rounded(record, precision)) + "\n" for record in records)
+    if path is not None:
+        write_file(path, "".join(lines).encode())
+        return
+    try:
+        for line in lines:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise PipeClosed("standard output was closed") from None
+
+
+def _write(result, output: Output, view, **view_options) -> None:
+    if output.format in ("csv", "npz") and not hasattr(result, "run"):
+        raise BadInput(f"--format {output.format} writes attention weights: use it with explain, heatmap or model")
+    if output.format == "npz" and output.path is None and sys.stdout.isatty():
+        raise BadInput("--format npz is binary: give -o FILE.npz, or redirect standard output")
+    renderable = None
+    if output.format == "table" or output.export is not None:
+        from attncli import render  # only views need rich's layout machinery
+
+        renderable = getattr(render, view)(result, **view_options)
+    if output.format == "json":
+        _emit_bytes((json_text(rounded(result.to_json(), output.precision)) + "\n").encode(), output)
+    elif output.format == "csv":
+        _emit_bytes(attention_csv(result.run, output.precision).encode(), output)
+    elif output.format == "npz":
+        _emit_bytes(attention_npz(result.run), output)
+    elif output.path is not None:
+        text = io.StringIO()
+        make_console("never", file=text, width=_EXPORT_WIDTH).print(renderable)
+        write_file(output.path, text.getvalue().encode())
+    else:
+        make_console(output.color).print(renderable)
+    if output.export is not None:
+        _export(renderable, output.export)
+
+
+def _export(renderable, path: Path) -> None:
+    """An SVG or HTML picture of the view, colours included, as a truecolor terminal would show it."""
+    console = make_console("always", file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
+    console.print(renderable)
+    if path.suffix.lower() == ".svg":
+        picture = console.export_svg(title="attncli")
+    else:
+        picture = console.export_html(inline_styles=True)
+    write_file(path, picture.encode())

@@ -1,0 +1,248 @@
+"""JSON Schemas (draft 2020-12) of every command's --json output, printed by `attncli schema`.
+
+The schema version is the document's "schema" field, attncli/v1. Fields may be
+added within v1; a change that removes or retypes one makes v2.
+"""
+
+from attncli.errors import BadInput
+from attncli.results import SCHEMA
+
+__all__ = ["DRAFT", "command_schema", "schemas"]
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+NUMBER = {"type": "number"}
+INDEX = {"type": "integer", "minimum": 0}
+STRING = {"type": "string"}
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+
+def _array(items: dict, depth: int = 1) -> dict:
+    """An array nested `depth` deep whose innermost items are `items`."""
+    schema = items
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+def _object(required: dict, optional: dict | None = None) -> dict:
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+TOKEN = _object(
+    {
+        "index": INDEX,
+        "id": INDEX,
+        "text": STRING,
+        "start": INDEX,
+        "end": INDEX,
+        "special": {"type": "boolean"},
+    }
+)
+TOKEN_REF = _object({"index": INDEX, "text": STRING})
+TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
+MODEL = _object(
+    {
+        "name": STRING,
+        "type": {"enum": ["sample", "bert", "roberta", "distilbert", "gpt2"]},
+        "layers": INDEX,
+        "heads": INDEX,
+        "d_model": INDEX,
+        "d_head": INDEX,
+        "max_length": {"type": ["integer", "null"]},
+        "causal": {"type": "boolean"},
+    },
+    {"positions": {"type": "boolean"}, "seed": INDEX, "path": STRING},
+)
+ATTENTION = {**_array(NUMBER, 4), "description": "[layer][head][query][key]; each row sums to 1"}
+RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
+SUMMARY = _array(
+    _object(
+        {
+            "index": INDEX,
+            "text": STRING,
+            "heads": _array(_object({"head": INDEX, "index": INDEX, "text": STRING, "weight": NUMBER})),
+            "mean": TARGET,
+        }
+    )
+)
+STEPS = _object(
+    {
+        "embeddings": _array(NUMBER, 2),
+        "positions": {"oneOf": [_array(NUMBER, 2), {"type": "null"}]},
+        "input": _array(NUMBER, 3),
+        "q": _array(NUMBER, 4),
+        "k": _array(NUMBER, 4),
+        "v": _array(NUMBER, 4),
+        "scores": _array(NUMBER, 4),
+        "scaled": _array(NUMBER, 4),
+        "head_outputs": _array(NUMBER, 4),
+        "concat": _array(NUMBER, 3),
+        "attention_output": _array(NUMBER, 3),
+        "output": _array(NUMBER, 2),
+    }
+)
+EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "summary": SUMMARY}
+STATISTICS = {
+    name: NULLABLE_NUMBER
+    for name in (
+        "entropy",
+        "entropy_normalized",
+        "distance",
+        "self",
+        "previous",
+        "next",
+        "first_special",
+        "separator",
+        "punctuation",
+        "max",
+    )
+}
+OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
+
+
+def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
+    return {
+        "$schema": DRAFT,
+        "$id": f"https://attncli.invalid/schema/v1/{command}.json",
+        "title": f"attncli {command} --json",
+        **_object({"schema": {"const": SCHEMA}, "command": {"const": command}, **fields}, optional),
+    }
+
+
+def schemas() -> dict[str, dict]:
+    """Every command's schema, by command name."""
+    return {
+        "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
+        "heatmap": _document("heatmap", RUN),
+        "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
+        "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),
+        "similar": _document(
+            "similar",
+            {
+                "word": STRING,
+                "id": INDEX,
+                "neighbors": _array(_object({"text": STRING, "id": INDEX, "cosine": NUMBER})),
+            },
+        ),
+        "softmax": _document(
+            "softmax",
+            {
+                "scores": _array(NUMBER),
+                "shifted": _array(NUMBER),
+                "exp": _array(NUMBER),
+                "probabilities": _array(NUMBER),
+            },
+        ),
+        "dot": _document(
+            "dot", {"a": OPERAND, "b": OPERAND, "products": _array(NUMBER), "dot": NUMBER, "cosine": NUMBER}
+        ),
+        "query": _document(
+            "query",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "token": TOKEN_REF,
+                "include_special": {"type": "boolean"},
+                "target": {"oneOf": [TOKEN_REF, {"type": "null"}]},
+                "heads": _array(
+                    _object({"layer": INDEX, "head": INDEX, "weights": _array(NUMBER), "top": TARGET}),
+                ),
+            },
+        ),
+        "compare": _document(
+            "compare",
+            {
+                "texts": {**_array(STRING), "minItems": 2, "maxItems": 2},
+                "model": MODEL,
+                "tokens": _object({"a": _array(TOKEN), "b": _array(TOKEN)}),
+                "token": _object({"a": TOKEN_REF, "b": TOKEN_REF}),
+                "alignment": _array({"type": "array", "items": {"type": ["integer", "null"]}, "minItems": 2}),
+                "unpaired": _object({"a": _array(INDEX), "b": _array(INDEX)}),
+                "heads": _array(
+                    _object(
+                        {
+                            "layer": INDEX,
+                            "head": INDEX,
+                            "tv": NUMBER,
+                            "a": _array(NUMBER),
+                            "b": _array(NUMBER),
+                        }
+                    )
+                ),
+            },
+        ),
+        "heads": _document(
+            "heads",
+            {
+                "model": MODEL,
+                "texts": INDEX,
+                "text": {"type": ["string", "null"]},
+                "rules": _object({"share": NUMBER, "broad_entropy": NUMBER, "patterns": _array(STRING)}),
+                "heads": _array(_object({"layer": INDEX, "head": INDEX, **STATISTICS, "pattern": STRING})),
+            },
+        ),
+        "model": _document("model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}),
+        "rollout": _document(
+            "rollout",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "head_fusion": {"enum": ["mean", "max", "min"]},
+                "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
+                "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
+            },
+        ),
+        "batch": {
+            "$schema": DRAFT,
+            "$id": "https://attncli.invalid/schema/v1/batch.json",
+            "title": "attncli batch: one JSON record per line",
+            "oneOf": [
+                _object(
+                    {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, **EXPLAIN},
+                    {"steps": STEPS},
+                ),
+                _object({"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, "error": STRING}),
+            ],
+        },
+        "check": _document(
+            "check",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tolerance": NUMBER,
+                "passed": {"type": "boolean"},
+                "max_difference": NUMBER,
+                "heads": _array(_object({"layer": INDEX, "head": INDEX, "max_difference": NUMBER})),
+                "cells": _array(
+                    _object(
+                        {
+                            "layer": INDEX,
+                            "head": INDEX,
+                            "query": INDEX,
+                            "key": INDEX,
+                            "saved": NUMBER,
+                            "now": NUMBER,
+                        }
+                    )
+                ),
+            },
+        ),
+    }
+
+
+def command_schema(command: str | None) -> dict:
+    """The schema of one command, or of all of them (an object keyed by command)."""
+    every = schemas()
+    if command is None:
+        return every
+    if command not in every:
+        raise BadInput(f"no schema for {command!r}; commands with --json: {', '.join(every)}")
+    return every[command]

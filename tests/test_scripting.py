@@ -1,0 +1,243 @@
+"""attncli in scripts: JSON Schemas, JSON Lines batches, CSV and NPZ, files, pictures, colours and pipes."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from attncli.schema import schemas
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BERT = str(FIXTURES / "bert")
+GPT2 = str(FIXTURES / "gpt2")
+SENTENCE = "The cat sat on the mat"
+ATTNCLI = str(Path(sys.executable).parent / "attncli")
+
+EVERY_COMMAND = {
+    "explain": ["explain", SENTENCE, "--json"],
+    "explain-checkpoint": ["explain", "The cat sat.", "--model", BERT, "--json"],
+    "heatmap": ["heatmap", SENTENCE, "--model", GPT2, "--json"],
+    "tokenize": ["tokenize", SENTENCE, "--model", BERT, "--json"],
+    "embed": ["embed", SENTENCE, "--json"],
+    "similar": ["similar", "king", "--json"],
+    "softmax": ["softmax", "2", "1", "0.5", "--json"],
+    "dot": ["dot", "1,2,3", "4,5,6", "--json"],
+    "dot-words": ["dot", "king", "queen", "--json"],
+    "query": ["query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--json"],
+    "compare": ["compare", "The cat sat.", "The cat sat down.", "--token", "cat", "--json"],
+    "heads": ["heads", "The cat sat on the mat.", "--model", BERT, "--json"],
+    "model": ["model", SENTENCE, "--json"],
+    "rollout": ["rollout", SENTENCE, "--token", "cat", "--json"],
+}
+
+
+@pytest.mark.parametrize("case", list(EVERY_COMMAND))
+def test_every_json_output_matches_its_schema(cli, case):
+    run = cli(*EVERY_COMMAND[case])
+    assert run.code == 0, run.stderr
+    document = run.json()
+    schema = schemas()[document["command"]]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_the_schema_command_prints_them(cli):
+    every = json.loads(cli("schema").stdout)
+    assert set(every) == set(schemas())
+    assert json.loads(cli("schema", "rollout").stdout)["title"] == "attncli rollout --json"
+    assert cli("schema", "frobnicate").code == 2
+
+
+def write_lines(tmp_path, *lines) -> str:
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_batch_writes_a_record_per_non_empty_line(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "", "A dog barked.")
+    run = cli("batch", source, "--model", BERT)
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [record["line"] for record in records] == [1, 3]
+    validator = jsonschema.Draft202012Validator(schemas()["batch"])
+    for record in records:
+        validator.validate(record)
+        assert "steps" not in record
+        assert np.array(record["attention"]).shape[:2] == (2, 4)
+
+
+def test_a_failing_line_gives_an_error_record_and_exit_3(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "word " * 60, "A dog barked.")
+    run = cli("batch", source, "--model", BERT)
+    assert run.code == 3
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [sorted(record)[:2] for record in records][1] == ["command", "error"]
+    assert records[1]["line"] == 2 and "reads at most 40" in records[1]["error"]
+    assert records[2]["line"] == 3
+    assert "1 of 3 lines failed (line 2)" in run.stderr
+    fast = cli("batch", source, "--model", BERT, "--fail-fast")
+    assert fast.code == 3
+    assert len(fast.stdout.splitlines()) == 2
+
+
+def test_batch_steps_precision_and_output_file(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.")
+    target = tmp_path / "out.jsonl"
+    run = cli("batch", source, "--steps", "--precision", "2", "-o", str(target))
+    assert run.code == 0 and run.stdout == ""
+    record = json.loads(target.read_text())
+    assert "steps" in record
+    assert all(round(w, 2) == w for w in np.ravel(record["attention"]))
+
+
+def test_batch_reads_standard_input(cli):
+    run = cli("batch", "-", stdin="The cat sat.\nA dog barked.\n")
+    assert [json.loads(line)["text"] for line in run.stdout.splitlines()] == ["The cat sat.", "A dog barked."]
+
+
+def test_csv_is_long_form_with_quoted_tokens(cli):
+    run = cli("heatmap", 'a, "quoted" cat', "--format", "csv")
+    assert run.code == 0, run.stderr
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    tokens = ["a", ",", '"', "quoted", '"', "cat"]
+    assert len(rows) == 8 * len(tokens) ** 2
+    assert [rows[i]["key_token"] for i in range(len(tokens))] == tokens
+    doc = cli("heatmap", 'a, "quoted" cat', "--json").json()
+    assert float(rows[7]["weight"]) == doc["attention"][0][0][1][1]
+
+
+def test_npz_holds_the_attention_and_tokens(cli, tmp_path):
+    target = tmp_path / "attention.npz"
+    assert cli("heatmap", SENTENCE, "--model", BERT, "--format", "npz", "-o", str(target)).code == 0
+    saved = np.load(target)
+    assert saved["attention"].dtype == np.float32
+    assert saved["attention"].shape == (2, 4, 8, 8)
+    assert saved["tokens"].tolist()[0] == "[CLS]"
+    doc = cli("heatmap", SENTENCE, "--model", BERT, "--json").json()
+    assert_allclose(saved["attention"], doc["attention"])
+
+
+def test_precision_rounds_json_numbers(cli):
+    doc = cli("explain", SENTENCE, "--json", "--precision", "3").json()
+    assert all(round(v, 3) == v for v in np.ravel(doc["attention"]))
+    assert all(round(v, 3) == v for v in np.ravel(doc["steps"]["q"]))
+
+
+def test_output_files_are_replaced_whole_or_not_at_all(cli, tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    assert cli("heatmap", SENTENCE, "--json", "-o", str(target)).code == 0
+    assert json.loads(target.read_text())["command"] == "heatmap"
+    failed = cli("heatmap", "", "--json", "-o", str(target))
+    assert failed.code == 2
+    assert json.loads(target.read_text())["command"] == "heatmap"
+    missing = cli("heatmap", SENTENCE, "--json", "-o", str(tmp_path / "no" / "such" / "dir.json"))
+    assert missing.code == 2 and "cannot write" in missing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_a_table_can_go_to_a_file(cli, tmp_path):
+    target = tmp_path / "view.txt"
+    assert cli("heatmap", SENTENCE, "--head", "0", "-o", str(target)).code == 0
+    assert "head 0" in target.read_text() and "\x1b" not in target.read_text()
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".html"])
+def test_export_saves_a_picture_with_colours(cli, tmp_path, suffix):
+    target = tmp_path / f"heatmap{suffix}"
+    run = cli("heatmap", SENTENCE, "--head", "0", "--export", str(target))
+    assert run.code == 0
+    picture = target.read_text()
+    assert "head 0" in picture.replace("&#160;", " ")
+    assert "#440154" in picture  # the dark end of the colour legend
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "xml"], "--format 'xml'"),
+        (["--color", "sometimes"], "--color 'sometimes'"),
+        (["--export", "x.png"], "name an .svg or .html"),
+        (["--precision", "-1"], "--precision -1"),
+        (["--json", "--format", "csv"], "disagree"),
+    ],
+)
+def test_bad_output_options(cli, args, message):
+    run = cli("heatmap", SENTENCE, *args)
+    assert run.code == 2 and message in run.stderr and run.stdout == ""
+
+
+def test_csv_needs_attention(cli):
+    assert cli("softmax", "1", "2", "--format", "csv").code == 2
+
+
+def test_color_always_and_never(cli):
+    assert "\x1b[" in cli("heatmap", SENTENCE, "--head", "0", "--color", "always").stdout
+    assert "\x1b" not in cli("heatmap", SENTENCE, "--head", "0", "--color", "never").stdout
+
+
+def test_check_passes_on_its_own_output_and_fails_on_a_moved_weight(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("explain", SENTENCE, "--json").stdout)
+    assert cli("check", SENTENCE, "--against", str(saved)).code == 0
+    document = json.loads(saved.read_text())
+    document["attention"][0][2][1][3] += 0.01
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(document))
+    run = cli("check", SENTENCE, "--against", str(moved), "--json")
+    assert run.code == 4
+    report = run.json()
+    assert report["passed"] is False
+    assert report["heads"][0]["layer"] == 0 and report["heads"][0]["head"] == 2
+    assert report["cells"][0] | {"saved": 0, "now": 0} == {
+        "layer": 0,
+        "head": 2,
+        "query": 1,
+        "key": 3,
+        "saved": 0,
+        "now": 0,
+    }
+
+
+def test_check_with_a_checkpoint(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", "The cat sat.", "--model", BERT, "--json").stdout)
+    assert cli("check", "The cat sat.", "--against", str(saved), "--tolerance", "0").code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "message"),
+    [
+        ("A dog", None, "is for the text 'The cat sat on the mat'"),
+        (SENTENCE, "{broken", "not a readable JSON file"),
+        (SENTENCE, '{"text": "x"}', "not an attncli --json result"),
+    ],
+)
+def test_check_refuses_what_it_cannot_compare(cli, tmp_path, text, content, message):
+    saved = tmp_path / "saved.json"
+    saved.write_text(content if content is not None else cli("explain", SENTENCE, "--json").stdout)
+    run = cli("check", text, "--against", str(saved))
+    assert run.code == 2 and message in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["explain", "word " * 200], ["heatmap", "word " * 200, "--format", "csv"], ["model", "word " * 200, "--json"]],
+)
+def test_a_reader_that_stops_early_gets_no_traceback(args):
+    environment = {k: v for k, v in os.environ.items() if k != "ATTNCLI_DEBUG"}
+    process = subprocess.Popen([ATTNCLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    process.stdout.read(100)
+    process.stdout.close()
+    assert process.wait() in (0, 141)
+    assert process.stderr.read() == b""
