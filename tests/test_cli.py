@@ -31,6 +31,9 @@ COMMANDS = [
     "heads",
     "model",
     "rollout",
+    "batch",
+    "check",
+    "schema",
 ]
 
 
