@@ -1,6 +1,7 @@
 """One function per command: validated input in, a result object out. No printing."""
 
 import math
+import os
 import re
 
 import numpy as np
@@ -50,6 +51,7 @@ __all__ = [
     "heads",
     "heatmap",
     "load_model",
+    "memory_budget",
     "model_grid",
     "parse_numbers",
     "parse_range",
@@ -65,6 +67,14 @@ __all__ = [
 # Far beyond what a terminal view can show, small enough that the [L, h, T, T]
 # tensors stay modest; BERT-family checkpoints stop at 512 too.
 DEFAULT_MAX_TOKENS = 512
+# No tokenizer here makes one token of more than 100 characters (WordPiece turns longer words
+# into [UNK]), so a text longer than this many characters per allowed token cannot fit and is
+# refused before tokenizing: a 1 MB paste fails at once instead of after a second of work.
+CHARACTERS_PER_TOKEN = 100
+# The attention a forward pass keeps (scores, scaled scores and weights for every layer and head)
+# may use at most this many bytes, so a long text is refused with the number instead of the
+# operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.
+DEFAULT_MEMORY_BUDGET_MB = 2048
 # Numbers typed on the command line stay below this, so that no step of
 # softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
 LARGEST_NUMBER = 1e100
@@ -86,7 +96,34 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
 def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> AttentionRun:
     """Tokenize `text` and run `model` on it, keeping every layer's intermediates."""
     tokens = _tokens(text, model, max_tokens)
+    _check_memory(model.info, len(tokens))
     return AttentionRun(text, tokens, model.info, model.run(tokens))
+
+
+def memory_budget() -> int:
+    """The attention memory budget in bytes: ATTNCLI_MEMORY_BUDGET megabytes, else the default."""
+    setting = os.environ.get("ATTNCLI_MEMORY_BUDGET", "")
+    if not setting:
+        return DEFAULT_MEMORY_BUDGET_MB * 2**20
+    try:
+        megabytes = float(setting)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < 2**40:
+        raise BadInput(f"ATTNCLI_MEMORY_BUDGET={setting!r}: give a number of megabytes, e.g. 2048")
+    return int(megabytes * 2**20)
+
+
+def _check_memory(info, tokens: int) -> None:
+    itemsize = 8 if info.type == "sample" else 4  # the sample model computes in float64
+    needed = 3 * info.layers * info.heads * tokens * tokens * itemsize  # scores, scaled, weights
+    budget = memory_budget()
+    if needed > budget:
+        raise BadInput(
+            f"{tokens} tokens would need {needed / 2**20:,.0f} MB of attention tensors ({info.layers} layers × "
+            f"{info.heads} heads × {tokens}² × 3), over the budget of {budget / 2**20:,.0f} MB; shorten the text or "
+            "raise ATTNCLI_MEMORY_BUDGET (MB)"
+        )
 
 
 def heatmap(
@@ -352,6 +389,11 @@ def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:
         raise BadInput(f"--max-tokens {max_tokens} allows no tokens; use 1 or more (default {DEFAULT_MAX_TOKENS})")
     if not text.strip():
         raise BadInput('the text is empty; give a sentence, e.g. "The cat sat on the mat"')
+    if len(text) > CHARACTERS_PER_TOKEN * max_tokens:
+        raise BadInput(
+            f"the text is {len(text):,} characters, more than {max_tokens} tokens can hold (at most "
+            f"{CHARACTERS_PER_TOKEN * max_tokens:,}); shorten it or raise --max-tokens"
+        )
     tokens = model.tokenize(text)
     if not any(not t.special for t in tokens):
         raise BadInput("the text has no tokens (only spaces, control or unknown characters); give words")

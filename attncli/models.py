@@ -134,7 +134,8 @@ class CheckpointModel:
             )
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
-        trace = forward(ids, embeddings, self.config, self.weights)
+        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
+            trace = forward(ids, embeddings, self.config, self.weights)
         if not all(np.all(np.isfinite(layer.weights)) for layer in trace.layers) or not np.all(
             np.isfinite(trace.output)
         ):

@@ -1,0 +1,152 @@
+"""Hostile input: odd text, odd options, damaged checkpoints (fuzzed byte by byte), extreme numbers, big requests.
+
+Every case must end in success or in one clean line on stderr with exit 2: never a traceback,
+never a hang, never NaN in the output.
+"""
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attncli import core
+from attncli.errors import AttncliError, DataError
+from attncli.models import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ATTNCLI = str(Path(sys.executable).parent / "attncli")
+SENTENCE = "The cat sat on the mat"
+
+
+def attncli(*args: str, stdin: bytes | None = None, env: dict | None = None):
+    return subprocess.run([ATTNCLI, *args], input=stdin, capture_output=True, timeout=60, env=env, check=False)
+
+
+def clean_error(done, message: str) -> None:
+    """Exit 2, one line naming the problem, nothing on stdout, no traceback."""
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == b""
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("[bold red]alarm[/]", "[bold red]alarm[/]"),
+        ("[link=https://example.com]click[/link]", "[link=https://example.com]click[/link]"),
+        ("a\x1b[2Jb", "\\x1b[2Jb"),
+        ("\x1b]8;;https://evil.example\x07link\x1b]8;;\x07", "\\x1b]8;;https://evil.example\\x07link"),
+        ("bell\x07 back\x08space", "bell\\x07 back\\x08space"),
+        ("abc \u202edlrow", "\\u202edlrow"),
+    ],
+)
+def test_hostile_text_is_shown_escaped_and_kept_exact_in_json(text, shown):
+    view = attncli("tokenize", text)
+    assert view.returncode == 0
+    out = view.stdout.decode()
+    assert shown in out
+    assert not any(char in out for char in "\x1b\x07\x08\u202e")
+    document = json.loads(attncli("tokenize", text, "--json").stdout)
+    assert document["text"] == text
+    assert "\x1b" not in attncli("tokenize", text, "--json").stdout.decode()
+
+
+def test_a_text_of_unknown_characters_only_is_a_valid_run():
+    document = json.loads(attncli("explain", "😀 🍕", "--json").stdout)
+    assert [t["text"] for t in document["tokens"]] == ["[UNK]", "[UNK]"]
+    assert np.allclose(np.sum(document["attention"], axis=-1), 1.0)
+
+
+def test_nul_bytes_on_stdin_are_text_like_any_other():
+    done = attncli("tokenize", "-", "--json", stdin=b"The\x00cat\n")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["text"] == "The\x00cat"
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"caf\xe9", "not UTF-8"),
+        (b"a" * 100_000, "100,000 characters, more than 512 tokens can hold"),
+        (b"word " * 200_000, "1,000,000 characters"),
+        (b"   \n", "the text is empty"),
+    ],
+)
+def test_hostile_stdin_is_refused_quickly(stdin, message):
+    clean_error(attncli("explain", "-", stdin=stdin), message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heads", "1000000000"], "does not divide"),
+        (["--heads", "0"], "is not positive"),
+        (["--layer", "-1"], "--layer -1 is out of range"),
+        (["--head", "99"], "--head 99 is out of range"),
+        (["--max-tokens", "0"], "--max-tokens 0"),
+        (["--format", "yaml"], "--format 'yaml'"),
+        (["--focus", "x y z"], "is not a token"),
+        (["-o", "/proc/attncli-cannot-write-here.json", "--json"], "cannot write"),
+    ],
+)
+def test_hostile_options(args, message):
+    clean_error(attncli("explain", SENTENCE, *args), message)
+
+
+def test_extreme_scores_give_finite_probabilities():
+    document = json.loads(attncli("softmax", "1e30", "-1e30", "0", "--json").stdout)
+    assert document["probabilities"] == [1.0, 0.0, 0.0]
+
+
+def test_a_request_over_the_memory_budget_is_refused_with_the_number():
+    env = {"ATTNCLI_MEMORY_BUDGET": "1", "PATH": "/usr/bin:/bin"}
+    clean_error(attncli("explain", "word " * 300, env=env), "300 tokens would need 16 MB of attention tensors")
+
+
+def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tmp_path):
+    directory = tmp_path / "bert"
+    shutil.copytree(FIXTURES / "bert", directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(config | {"vocab_size": 100}))
+    with pytest.raises(DataError, match="tokenizer has 120 tokens but the model embeds only 100"):
+        load_model(str(directory))
+
+
+FILES = ("model.safetensors", "config.json", "tokenizer.json")
+
+
+@pytest.mark.parametrize("architecture", ["bert", "gpt2", "roberta"])
+@pytest.mark.parametrize("name", FILES)
+def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architecture, name):
+    """Flip, zero or max out bytes of one file at a time, 40 times, and run each mutant."""
+    rng = random.Random(f"{architecture}/{name}")
+    original = (FIXTURES / architecture / name).read_bytes()
+    outcomes = {"ran": 0, "refused": 0}
+    for trial in range(40):
+        directory = tmp_path / f"{trial}"
+        shutil.copytree(FIXTURES / architecture, directory)
+        mutant = bytearray(original)
+        # The safetensors header (its first few hundred bytes) is where damage is most varied.
+        span = min(len(mutant), 600) if name == "model.safetensors" and trial % 2 else len(mutant)
+        for _ in range(rng.randint(1, 4)):
+            mutant[rng.randrange(span)] = rng.choice([0, 0xFF, rng.randrange(256)])
+        (directory / name).write_bytes(bytes(mutant))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a numpy overflow warning would reach the user's stderr
+                result = core.run("The cat sat on the mat.", load_model(str(directory)))
+        except AttncliError:
+            outcomes["refused"] += 1
+            continue
+        assert np.all(np.isfinite(result.weights))
+        assert np.allclose(result.weights.sum(axis=-1), 1.0, atol=1e-5)
+        outcomes["ran"] += 1
+    assert sum(outcomes.values()) == 40
