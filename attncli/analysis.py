@@ -16,8 +16,10 @@ __all__ = [
     "head_statistics",
     "is_punctuation",
     "pattern_labels",
+    "ranked_targets",
     "rollout",
     "softmax_parts",
+    "spread",
     "strongest_keys",
     "total_variation",
 ]
@@ -67,41 +69,45 @@ def head_statistics(
 ) -> dict[str, np.ndarray]:
     """What each head of `weights` [L, h, T, T] does, as a mean over its query rows: {name: [L, h]}.
 
-    entropy: of each row, in nats; entropy_normalized: divided by log of the number of keys the row
-    may see (rows that see one key are left out); distance: Σ_j w_ij |i - j|; self, previous, next:
-    the weight on key i, i - 1, i + 1 (rows without that key are left out); first_special: on the
-    first token when it is special ([CLS], <s>); separator: on the other special tokens ([SEP],
-    </s>); punctuation: on punctuation tokens; max: the largest weight of the row. A statistic
-    that does not apply (no such key in the text) is NaN.
-    `separators` and `punctuation` are [T] bool masks over the keys.
+    Only rows that may see more than one key count: under a causal mask the first row can only
+    attend to itself, which says nothing about the head. entropy: of each row, in nats;
+    entropy_normalized: divided by ln of the number of keys the row may see; distance:
+    Σ_j w_ij |i - j|; self, previous, next: the weight on key i, i - 1, i + 1 (over the rows that
+    may see that key); first_special: on the first token when it is special ([CLS], <s>);
+    separator: on the other special tokens ([SEP], </s>); punctuation: on punctuation tokens;
+    max: the largest weight of the row. A statistic that does not apply (no such key, or a
+    causal model's next token) is NaN. `separators` and `punctuation` are [T] bool masks.
     """
     layers, heads, tokens, _ = weights.shape
     rows = np.arange(tokens)
     keys_seen = rows + 1 if causal else np.full(tokens, tokens)  # [T]
-    row_entropy = entropy(weights)  # [L, h, T]
-    several = keys_seen > 1
+    counted = rows[keys_seen > 1]  # the rows that say something about the head
     nan = np.full((layers, heads), np.nan)
+    if not len(counted):
+        return {name: nan for name in STATISTICS}
+    w = weights[:, :, counted, :]  # [L, h, rows counted, T]
 
     def diagonal(offset: int) -> np.ndarray:
-        """Mean weight on key i + offset, over the rows that have one: [L, h]."""
-        queries = rows[(rows + offset >= 0) & (rows + offset < tokens)]
+        """Mean weight on key i + offset, over the counted rows that may see it: [L, h]."""
+        visible = (counted + offset >= 0) & (counted + offset < tokens) & (counted + offset < keys_seen[counted])
+        queries = counted[visible]
         return weights[:, :, queries, queries + offset].mean(axis=-1) if len(queries) else nan
 
     def on(keys: np.ndarray) -> np.ndarray:
-        return weights[..., keys].sum(axis=-1).mean(axis=-1) if keys.any() else nan
+        return w[..., keys].sum(axis=-1).mean(axis=-1) if keys.any() else nan
 
-    normalized = row_entropy[..., several] / np.log(keys_seen[several])  # [L, h, rows seeing > 1 key]
+    row_entropy = entropy(w)  # [L, h, rows counted]
     return {
         "entropy": row_entropy.mean(axis=-1),
-        "entropy_normalized": normalized.mean(axis=-1) if several.any() else nan,
-        "distance": (weights * np.abs(rows[:, None] - rows[None, :])).sum(axis=-1).mean(axis=-1),
+        "entropy_normalized": (row_entropy / np.log(keys_seen[counted])).mean(axis=-1),
+        "distance": (w * np.abs(counted[:, None] - rows[None, :])).sum(axis=-1).mean(axis=-1),
         "self": diagonal(0),
         "previous": diagonal(-1),
         "next": diagonal(1),
-        "first_special": weights[..., first_special].mean(axis=-1) if first_special is not None else nan,
+        "first_special": w[..., first_special].mean(axis=-1) if first_special is not None else nan,
         "separator": on(separators),
         "punctuation": on(punctuation),
-        "max": weights.max(axis=-1).mean(axis=-1),
+        "max": w.max(axis=-1).mean(axis=-1),
     }
 
 
@@ -173,3 +179,22 @@ def is_punctuation(token: str) -> bool:
     """Whether a vocabulary string is punctuation once its word-piece marks (##, Ġ) are stripped."""
     text = token.removeprefix("##").removeprefix("Ġ")
     return bool(text) and all(unicodedata.category(char).startswith("P") for char in text)
+
+
+def ranked_targets(rows: np.ndarray, allowed: np.ndarray, target: int | None = None) -> list[tuple[int, int, int]]:
+    """Heads ranked for a query token: (layer, head, strongest allowed key), strongest first.
+
+    `rows` [L, h, T] are the token's weights in every head and `allowed` [T] the keys that may be
+    a head's strongest; with `target`, heads are ranked by their weight on that key instead.
+    """
+    tops = np.where(allowed, rows, -1.0).argmax(axis=-1)  # [L, h]
+    order = np.take_along_axis(rows, tops[..., None], axis=-1)[..., 0] if target is None else rows[..., target]
+    ranking = np.argsort(-order, axis=None, kind="stable")  # flat indices into [L, h]
+    layers, heads = np.unravel_index(ranking, order.shape)
+    return [(int(layer), int(head), int(tops[layer, head])) for layer, head in zip(layers, heads, strict=True)]
+
+
+def spread(rows: np.ndarray, slots: list[int | None]) -> np.ndarray:
+    """Weights [..., T] laid out over alignment slots [..., S]: slot s takes key slots[s], or 0 if None."""
+    zeros = np.zeros(rows.shape[:-1])
+    return np.stack([zeros if key is None else rows[..., key] for key in slots], axis=-1)

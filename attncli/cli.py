@@ -1,5 +1,6 @@
 """The attncli command line: parse options, call attncli.core, hand the result to a view or to JSON."""
 
+import enum
 import functools
 import inspect
 import json
@@ -324,6 +325,14 @@ def dot(
     write(core.dot(a, b), output, "dot_view")
 
 
+class HeadFusion(enum.StrEnum):
+    """How rollout fuses the heads of a layer."""
+
+    mean = "mean"
+    max = "max"
+    min = "min"
+
+
 TokenOpt = Annotated[
     str,
     typer.Option("--token", help="The token to follow: its index, or its text if it occurs once.", show_default=False),
@@ -346,7 +355,8 @@ def query(
             "--to", help="Rank heads by the weight on this token instead (index or text).", show_default=False
         ),
     ] = None,
-    top: Annotated[int, typer.Option("--top", help="How many of the ranked heads to draw.")] = 12,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the ranked heads to draw.")] = 12,
+    heads: HeadsOpt = None,
     seed: SeedOpt = None,
     causal: CausalOpt = None,
     positions: PositionsOpt = None,
@@ -358,7 +368,7 @@ def query(
     Example: attncli query "The animal didn't cross the street because it was too tired" --token it --to animal
     --model minilm
     """
-    chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
+    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     write(core.query(_text(text), chosen, token, include_special, to, max_tokens), output, "query_view", top=top)
 
 
@@ -427,8 +437,8 @@ def rollout(
     text: TextArg,
     model: ModelOpt = "sample",
     head_fusion: Annotated[
-        str, typer.Option("--head-fusion", help="How to fuse a layer's heads: mean, max or min.")
-    ] = "mean",
+        HeadFusion, typer.Option("--head-fusion", help="How to fuse a layer's heads.")
+    ] = HeadFusion.mean,
     token: Annotated[
         str | None,
         typer.Option(
@@ -447,7 +457,7 @@ def rollout(
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
     chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    write(core.rollout(_text(text), chosen, head_fusion, token, max_tokens), output, "rollout_view")
+    write(core.rollout(_text(text), chosen, head_fusion.value, token, max_tokens), output, "rollout_view")
 
 
 @app.command()
@@ -457,7 +467,7 @@ def compare(
     text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
     token: TokenOpt,
     model: ModelOpt = "sample",
-    top: Annotated[int, typer.Option("--top", help="How many of the most changed heads to list.")] = 8,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
     heads: HeadsOpt = None,
     seed: SeedOpt = None,
     causal: CausalOpt = None,
@@ -475,7 +485,12 @@ def compare(
 
 
 def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
-    """(line number, text) for each non-empty line of a file, or of standard input for "-"."""
+    """(line number, text) for each non-empty line of a file, or of standard input for "-".
+
+    Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
+    """
+    if not source:
+        raise BadInput(f"{flag} is empty; give a file name, or - for standard input")
     try:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
@@ -486,16 +501,17 @@ def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
         raise BadInput(
             f"{flag} {source} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8"
         ) from None
-    return [(number, line) for number, line in enumerate(content.splitlines(), start=1) if line.strip()]
+    lines = (line.removesuffix("\r") for line in content.split("\n"))
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
 
-def _texts(text: str | None, file: str | None) -> list[str]:
-    """The texts of `heads`: TEXT, or the non-empty lines of --file."""
+def _texts(text: str | None, file: str | None) -> list[tuple[int, str]]:
+    """The texts of `heads`: TEXT, or the non-empty lines of --file, with their line numbers."""
     if (text is None) == (file is None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if text is not None:
-        return [_text(text)]
-    return [line for _, line in _lines(file, "--file")]
+        return [(1, _text(text))]
+    return _lines(file, "--file")
 
 
 @contextmanager

@@ -187,10 +187,14 @@ def query(
     index = resolve_focus(result.tokens, token, "--token")
     target = None if to is None else resolve_focus(result.tokens, to, "--to")
     answer = QueryResult(result, index, include_special, target)
+    specials = any(t.special for t in result.tokens) and not include_special
     if not answer.allowed.any():
-        raise BadInput(f"--token {token!r} has no other token to attend to; give a longer text or --include-special")
+        hint = ", or --include-special" if specials else ""
+        raise BadInput(f"--token {token!r} has no other token to attend to; give a longer text{hint}")
     if model.info.causal and not answer.allowed[:index].any():
         raise BadInput(f"--token {token!r} sees no earlier token under the causal mask; choose a later token")
+    if model.info.causal and target is not None and target > index:
+        raise BadInput(f"--to {to!r} (token {target}) comes after --token (token {index}); the causal mask hides it")
     return answer
 
 
@@ -220,9 +224,12 @@ def model_grid(
     return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
 
 
-def heads(texts: list[str], model: Model, progress=None, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
-    """Per-head statistics and pattern labels, averaged over `texts` (NaN-aware: a statistic that
-    does not apply to a text, such as the [SEP] share of a model without [SEP], is left out of its mean).
+def heads(
+    texts: list[tuple[int, str]], model: Model, progress=None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> HeadsResult:
+    """Per-head statistics and pattern labels, averaged over `texts`, (line number, text) pairs
+    (NaN-aware: a statistic that does not apply to a text, such as the [SEP] share of a model
+    without [SEP], is left out of its mean).
 
     `progress`, if given, is called once per text, after it is done.
     """
@@ -230,11 +237,11 @@ def heads(texts: list[str], model: Model, progress=None, max_tokens: int = DEFAU
         raise BadInput("no texts: the file has no non-empty lines")
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, np.ndarray] = {}
-    for number, text in enumerate(texts, start=1):
+    for number, text in texts:
         try:
             result = run(text, model, max_tokens)
         except BadInput as error:
-            raise BadInput(f"text {number}: {error}" if len(texts) > 1 else str(error)) from None
+            raise BadInput(f"line {number}: {error}" if len(texts) > 1 else str(error)) from None
         tokens = result.tokens
         first = 0 if tokens[0].special else None
         separators = np.array([t.special and t.index != first for t in tokens])
@@ -246,9 +253,8 @@ def heads(texts: list[str], model: Model, progress=None, max_tokens: int = DEFAU
             progress()
     with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
         statistics = {name: sums[name] / counts[name] for name in STATISTICS}
-    return HeadsResult(
-        model.info, len(texts), texts[0] if len(texts) == 1 else None, statistics, pattern_labels(statistics)
-    )
+    single = texts[0][1] if len(texts) == 1 else None
+    return HeadsResult(model.info, len(texts), single, statistics, pattern_labels(statistics))
 
 
 def rollout(
@@ -299,11 +305,21 @@ def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the sa
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
-    """How the attention of `token` (in both texts) changes from `text_a` to `text_b`, head by head."""
+    """How the attention of `token` changes from `text_a` to `text_b`, head by head.
+
+    `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
+    `text_b` is the token the alignment pairs it with.
+    """
     a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
     index_a = resolve_focus(a.tokens, token, "--token")
-    index_b = resolve_focus(b.tokens, token, "--token")
     slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
+    index_b = next((j for i, j in slots if i == index_a), None)
+    if index_b is None:
+        name = a.tokens[index_a].text
+        raise BadInput(
+            f"--token {token!r} ({name!r}, token {index_a} of TEXT_A) has no partner in TEXT_B; "
+            "choose a token both texts share"
+        )
     return CompareResult(a, b, index_a, index_b, slots)
 
 

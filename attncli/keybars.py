@@ -15,9 +15,10 @@ _VERTICAL_LIMIT = 6  # characters of a key label written downwards
 
 
 def _block(weight: float) -> str:
-    """A bar one cell wide: blank below 1/16, then eighths of a cell, full at 1."""
-    level = round(min(max(weight, 0.0), 1.0) * 8)
-    return _BLOCKS[level - 1] if level else " "
+    """A bar one cell wide in eighths, full at 1; blank only below 0.01, so a small weight still shows."""
+    if weight < 0.01:
+        return " "
+    return _BLOCKS[max(round(min(weight, 1.0) * 8), 1) - 1]
 
 
 class KeyBars:
@@ -49,7 +50,8 @@ class KeyBars:
         widths = self._widths
         prefix = sum(widths) + 2 * len(widths)
         cell = 2 if prefix + 2 * len(self.keys) <= options.max_width else 1
-        labels = [abbreviate(key, _VERTICAL_LIMIT) for key in self.keys]
+        shown = max(min(len(self.keys), options.max_width - prefix), 1)  # keys that fit, at one cell each
+        labels = [abbreviate(key, _VERTICAL_LIMIT) for key in self.keys[:shown]]
         height = max(len(label) for label in labels)
         for line in range(height):
             text = Text(" " * prefix)
@@ -61,6 +63,8 @@ class KeyBars:
             yield text
         for row, weights in zip(self.rows, self.weights, strict=True):
             text = Text("".join(pad(cell_text, w) + "  " for cell_text, w in zip(row, widths, strict=True)))
-            for key, weight in enumerate(weights):
+            for key, weight in enumerate(weights[:shown]):
                 text.append(pad(_block(float(weight)), cell), style="dim" if self.muted[key] else "cyan")
             yield text
+        if shown < len(self.keys):
+            yield Text(f"(keys 0 to {shown - 1} of {len(self.keys)}; widen the terminal or use --json)", style="dim")

@@ -32,6 +32,10 @@ class MiniHeatmap:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.title.ljust(self._width), style="bold")
         fractions = self.weights / self.vmax  # [T, T]
+        keys = fractions.shape[1]
+        if keys > options.max_width:  # too wide for the terminal: draw the first keys and say so
+            fractions = fractions[:, : options.max_width]
+            yield Text(f"(keys 0 to {options.max_width - 1} of {keys})", style="dim")
         if not uses_colour(console):
             for row in fractions:
                 yield Text("".join(SHADES[min(int(f * len(SHADES)), len(SHADES) - 1)] for f in row))

@@ -13,7 +13,7 @@ from tokenizers import Tokenizer, processors
 from attncli import sample_model
 from attncli.attention import AttentionTrace
 from attncli.errors import BadInput, DataError
-from attncli.vocab import Token, sample_vocabulary
+from attncli.vocab import Token, sample_vocabulary, special_ids
 
 __all__ = ["CheckpointModel", "ModelInfo", "ModelTrace", "SampleModel", "load_model"]
 
@@ -92,6 +92,7 @@ class CheckpointModel:
         self.checkpoint = checkpoint
         self.config = read_config(checkpoint.config)
         self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config)
+        self.special = special_ids(self.tokenizer)
 
     @property
     def info(self) -> ModelInfo:
@@ -117,7 +118,7 @@ class CheckpointModel:
     def tokenize(self, text: str) -> list[Token]:
         encoding = self.tokenizer.encode(text)
         return [
-            Token(index, token_id, piece, start, end, bool(special))
+            Token(index, token_id, piece, start, end, bool(special) or token_id in self.special)
             for index, (token_id, piece, (start, end), special) in enumerate(
                 zip(encoding.ids, encoding.tokens, encoding.offsets, encoding.special_tokens_mask, strict=True)
             )

@@ -485,7 +485,9 @@ _HEAD_COLUMNS = (
 
 def heads_view(result: HeadsResult) -> RenderableType:
     table = _table(("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left"))
-    table.columns[-1].no_wrap = True
+    table.padding = (0, 1, 0, 0)  # one space between columns, so twelve of them fit 80 columns
+    for column in table.columns:
+        column.no_wrap = True
     layers, heads = result.labels.shape
     for layer in range(layers):
         for head in range(heads):
@@ -547,7 +549,7 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
     for rank, (layer, head) in enumerate(result.ranking[:top], start=1):
         row_a = a.weights[layer, head, result.token_a]
         row_b = b.weights[layer, head, result.token_b]
-        top_a, top_b = int(row_a.argmax()), int(row_b.argmax())
+        top_a, top_b = result.strongest(0, layer, head), result.strongest(1, layer, head)
         table.add_row(
             str(rank),
             _head_name(layer, head),
@@ -585,7 +587,12 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         Text(""),
         table,
         Text(""),
-        Text(f"Aligned, in the most changed head, {_head_name(layer, head)}:", style="bold"),
+        Text(
+            f"Aligned, in the most changed head, {_head_name(layer, head)}:"
+            if result.change[layer, head] > 0
+            else f"No head changed; aligned, in {_head_name(layer, head)}:",
+            style="bold",
+        ),
         aligned,
         Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim"),
     )

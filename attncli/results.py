@@ -9,7 +9,9 @@ from attncli.analysis import (
     BROAD_ENTROPY,
     PATTERN_SHARE,
     PATTERNS,
+    ranked_targets,
     softmax_parts,
+    spread,
     strongest_keys,
     total_variation,
 )
@@ -331,18 +333,10 @@ class QueryResult:
     @cached_property
     def ranking(self) -> list[HeadTarget]:
         rows = self.run.weights[:, :, self.token, :]  # [L, h, T]
-        candidates = np.where(self.allowed, rows, -1.0)  # [L, h, T]
-        tops = candidates.argmax(axis=-1)  # [L, h]
-        targets = [
-            HeadTarget(
-                layer, head, rows[layer, head], int(tops[layer, head]), float(rows[layer, head, tops[layer, head]])
-            )
-            for layer in range(rows.shape[0])
-            for head in range(rows.shape[1])
+        return [
+            HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
+            for layer, head, top in ranked_targets(rows, self.allowed, self.target)
         ]
-        if self.target is None:
-            return sorted(targets, key=lambda target: -target.top_weight)
-        return sorted(targets, key=lambda target: -target.weights[self.target])
 
     def to_json(self) -> dict:
         tokens = self.run.tokens
@@ -444,15 +438,7 @@ class CompareResult:
         """Both texts' token rows spread over the alignment slots: ([L, h, S], [L, h, S])."""
         rows_a = self.a.weights[:, :, self.token_a, :]  # [L, h, T_a]
         rows_b = self.b.weights[:, :, self.token_b, :]  # [L, h, T_b]
-        zeros = np.zeros(rows_a.shape[:2])
-
-        def column(rows, index):
-            return zeros if index is None else rows[..., index]
-
-        return (
-            np.stack([column(rows_a, i) for i, _ in self.slots], axis=-1),
-            np.stack([column(rows_b, j) for _, j in self.slots], axis=-1),
-        )
+        return spread(rows_a, [i for i, _ in self.slots]), spread(rows_b, [j for _, j in self.slots])
 
     @cached_property
     def change(self) -> np.ndarray:
@@ -465,6 +451,14 @@ class CompareResult:
         layers, heads = self.change.shape
         pairs = [(layer, head) for layer in range(layers) for head in range(heads)]
         return sorted(pairs, key=lambda pair: -self.change[pair])
+
+    def strongest(self, side: int, layer: int, head: int) -> int:
+        """The key the token attends to most in one text and head, not itself and not a special token."""
+        run, token = (self.a, self.token_a) if side == 0 else (self.b, self.token_b)
+        allowed = np.array([not t.special for t in run.tokens])
+        allowed[token] = False
+        rows = run.weights[layer : layer + 1, head : head + 1, token, :]  # [1, 1, T]
+        return ranked_targets(rows, allowed)[0][2] if allowed.any() else token
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]

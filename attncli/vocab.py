@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from attncli.errors import BadInput, DataError
 
-__all__ = ["Token", "Vocabulary", "cosine", "sample_vocabulary"]
+__all__ = ["Token", "Vocabulary", "cosine", "sample_vocabulary", "special_ids"]
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_vocab"
 # [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
@@ -42,18 +42,30 @@ class Token:
         }
 
 
+def special_ids(tokenizer: Tokenizer) -> frozenset[int]:
+    """Ids of the tokenizer's special tokens ([CLS], [SEP], <s>, <|endoftext|> ...), whether the
+    tokenizer adds them or the text types them; not the unknown token, which stands for real text."""
+    unknown = getattr(tokenizer.model, "unk_token", None)
+    return frozenset(
+        token_id
+        for token_id, added in tokenizer.get_added_tokens_decoder().items()
+        if added.special and added.content != unknown
+    )
+
+
 class Vocabulary:
     """A tokenizer and the embedding matrix its ids index."""
 
     def __init__(self, tokenizer: Tokenizer, embeddings: np.ndarray):
         self.tokenizer = tokenizer
         self.embeddings = embeddings  # [vocab, d]
+        self.special = special_ids(tokenizer)
 
     def tokenize(self, text: str) -> list[Token]:
-        """The tokens of `text`, without special tokens such as [CLS] and [SEP]."""
+        """The tokens of `text`, without adding special tokens such as [CLS] and [SEP] (typed ones stay)."""
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
         return [
-            Token(index, token_id, piece, start, end)
+            Token(index, token_id, piece, start, end, token_id in self.special)
             for index, (token_id, piece, (start, end)) in enumerate(
                 zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
             )

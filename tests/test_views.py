@@ -127,7 +127,7 @@ def test_heads_over_a_file_averages_the_lines(cli, tmp_path):
 
 def test_heads_on_a_causal_model(cli):
     doc = cli("heads", "The cat sat on the mat.", "--model", GPT2, "--json").json()
-    assert all(head["next"] == 0.0 for head in doc["heads"])
+    assert all(head["next"] is None for head in doc["heads"])  # a causal model never sees the next token
 
 
 @pytest.mark.parametrize(("args", "message"), [([], "either TEXT or --file"), (["x", "--file", "y"], "either TEXT")])
@@ -154,6 +154,7 @@ def test_rollout_lists_the_sources_of_a_token(cli):
     run = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--token", "cat")
     assert "Where “cat” (token 2) draws from" in run.stdout
     assert cli("rollout", "The cat", "--head-fusion", "median").code == 2
+    assert cli("query", "The cat", "--token", "cat", "--top", "0").code == 2
 
 
 def test_compare_aligns_the_texts_and_ranks_heads_by_change(cli):
@@ -176,4 +177,12 @@ def test_compare_of_a_text_with_itself_changes_nothing():
 def test_compare_needs_the_token_in_both_texts(cli):
     run = cli("compare", "The cat sat", "The dog sat", "--token", "cat")
     assert run.code == 2
-    assert "--token 'cat' is not a token" in run.stderr
+    assert "has no partner in TEXT_B" in run.stderr
+    assert "is not a token" in cli("compare", "The cat sat", "The dog sat", "--token", "dog").stderr
+
+
+def test_compare_follows_the_token_of_text_a_into_text_b(cli):
+    unpartnered = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "3")
+    assert unpartnered.code == 2 and "'sat', token 3 of TEXT_A" in unpartnered.stderr
+    by_index = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "2", "--json").json()
+    assert by_index["token"] == {"a": {"index": 2, "text": "cat"}, "b": {"index": 1, "text": "cat"}}
