@@ -9,5 +9,19 @@ The library is the modules the CLI is built on:
   `to_json()` is the command's `--json` document.
 """
 
+import sys
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["__version__", "main"]
+
+
+def main() -> None:
+    """The `attncli` command. Importing the CLI (numpy, tokenizers, typer) happens inside the
+    guard, so Ctrl-C during start-up also ends with exit 130 and one line, not a traceback."""
+    try:
+        from attncli.cli import main as run
+
+        run()
+    except KeyboardInterrupt:
+        sys.stderr.write("attncli: interrupted\n")
+        sys.exit(130)

@@ -4,8 +4,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -241,3 +243,17 @@ def test_a_reader_that_stops_early_gets_no_traceback(args):
     process.stdout.close()
     assert process.wait() in (0, 141)
     assert process.stderr.read() == b""
+
+
+def test_ctrl_c_exits_130_with_one_line():
+    process = subprocess.Popen(
+        [ATTNCLI, "batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.5)  # batch waits on standard input, which stays open; the signal may come at any point
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.decode().strip() == "attncli: interrupted"
