@@ -4,6 +4,7 @@ Shapes: T tokens, d model width, h heads, d_k = d / h per head. Nothing here
 reads files, prints, or knows about terminals; every function is pure.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,10 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     Subtracting the row maximum first cancels in the ratio but keeps exp from
     overflowing, so scores of any size give finite probabilities.
     """
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = x - np.max(x, axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
 
 
 def causal_mask(n: int) -> np.ndarray:
@@ -53,7 +56,9 @@ def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """x @ w + b: [..., d_in] x [d_in, d_out] -> [..., d_out]; no bias when `b` is None."""
     y = x @ w
-    return y if b is None else y + b
+    if b is not None:
+        y += b
+    return y
 
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
@@ -74,8 +79,11 @@ def scores(q: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def scaled(s: np.ndarray, d_k: int) -> np.ndarray:
-    """Scores divided by √d_k, which keeps their spread independent of the head width."""
-    return s / np.sqrt(d_k)
+    """Scores divided by √d_k, which keeps their spread independent of the head width.
+
+    √d_k is a Python float, so float32 scores stay float32 (a numpy float64 would promote them).
+    """
+    return s / math.sqrt(d_k)
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

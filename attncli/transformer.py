@@ -6,6 +6,7 @@ out for x @ W (see attncli.architectures); nothing here knows file formats.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,31 +32,38 @@ __all__ = [
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """The error function, elementwise, to within 1.2e-7: finer than float32 can tell apart near 1.
+    """The error function, elementwise, to within 1.5e-7: about float32's resolution near 1.
 
-    numpy has no erf; this is the Chebyshev fit to erfc of Numerical Recipes (erfcc),
-    1 - t·exp(-z² + P(t)) with t = 1 / (1 + z/2), z = |x|, mirrored for x < 0. It
-    spares a SciPy import, which would cost a quarter of a second a run.
+    numpy has no erf; this is Abramowitz & Stegun's 7.1.26, 1 - t·P(t)·exp(-x²) with
+    t = 1 / (1 + 0.3275911·|x|), mirrored for x < 0. It spares a SciPy import, which would
+    cost a quarter of a second a run.
     """
     z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    coefficients = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
-                    -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223)  # fmt: skip
-    p = np.zeros_like(t)
-    for c in coefficients:
-        p = p * t + c  # Horner's rule, highest power first
-    y = 1.0 - t * np.exp(-z * z + p)
-    return np.where(x >= 0, y, -y).astype(x.dtype)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    p = 1.061405429 * t  # Horner's rule for P(t)·t, in place
+    for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        p += coefficient
+        p *= t
+    np.multiply(z, z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    p *= z
+    np.subtract(1.0, p, out=p)
+    return np.copysign(p, x, out=p)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU with the exact Gaussian CDF: x · Φ(x) = x/2 · (1 + erf(x/√2)), as BERT uses."""
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0).astype(x.dtype)))
+    y = erf(x * (1 / math.sqrt(2.0)))
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """GELU with GPT-2's tanh approximation of Φ."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi).astype(x.dtype) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def relu(x: np.ndarray) -> np.ndarray:
