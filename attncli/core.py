@@ -301,7 +301,8 @@ def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the sa
         raise BadInput(
             f"{source} has attention of shape {attention.shape}, but the model now gives {result.weights.shape}"
         )
-    return CheckResult(result, attention, tolerance)
+    # JSON holds float32 weights in their shortest decimal form: read them back as float32.
+    return CheckResult(result, attention.astype(result.weights.dtype), tolerance)
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
