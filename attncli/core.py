@@ -93,11 +93,12 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
     return EmbedResult(text, tokens, sample_vocabulary().embed([t.id for t in tokens]))
 
 
-def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> AttentionRun:
-    """Tokenize `text` and run `model` on it, keeping every layer's intermediates."""
+def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
+    """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
+    `steps` every intermediate (Q, K, V, scores ...) as explain shows them."""
     tokens = _tokens(text, model, max_tokens)
-    _check_memory(model.info, len(tokens))
-    return AttentionRun(text, tokens, model.info, model.run(tokens))
+    _check_memory(model.info, len(tokens), steps)
+    return AttentionRun(text, tokens, model.info, model.run(tokens, steps))
 
 
 def memory_budget() -> int:
@@ -114,14 +115,15 @@ def memory_budget() -> int:
     return int(megabytes * 2**20)
 
 
-def _check_memory(info, tokens: int) -> None:
+def _check_memory(info, tokens: int, steps: bool) -> None:
     itemsize = 8 if info.type == "sample" else 4  # the sample model computes in float64
-    needed = 3 * info.layers * info.heads * tokens * tokens * itemsize  # scores, scaled, weights
+    kept = 3 * info.layers if steps else info.layers + 2  # scores, scaled, weights of each layer, or
+    needed = kept * info.heads * tokens * tokens * itemsize  # the weights plus one layer's scores in flight
     budget = memory_budget()
     if needed > budget:
         raise BadInput(
             f"{tokens} tokens would need {needed / 2**20:,.0f} MB of attention tensors ({info.layers} layers × "
-            f"{info.heads} heads × {tokens}² × 3), over the budget of {budget / 2**20:,.0f} MB; shorten the text or "
+            f"{info.heads} heads × {tokens}²), over the budget of {budget / 2**20:,.0f} MB; shorten the text or "
             "raise ATTNCLI_MEMORY_BUDGET (MB)"
         )
 
@@ -144,7 +146,7 @@ def explain(
 ) -> ExplainResult:
     """The walkthrough of `layer` for the token named by `focus` (see `resolve_focus`)."""
     _check_layer_and_head(model, layer, head)
-    result = run(text, model, max_tokens)
+    result = run(text, model, max_tokens, steps=True)
     return ExplainResult(result, resolve_focus(result.tokens, focus), layer, head)
 
 

@@ -56,9 +56,10 @@ class ModelTrace:
 
     embeddings: np.ndarray  # [T, d] word embedding rows
     positions: np.ndarray | None  # [T, d] added position encodings or embeddings; None when off
-    layers: list[AttentionTrace]  # one per layer; .x is the layer's attention input
+    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
+    layers: list[AttentionTrace]  # per layer, every intermediate (.x: its input); empty unless steps were kept
     output: np.ndarray  # [T, d] the model's last output
-    layer_outputs: list[np.ndarray]  # [T, d] per layer: what the layer passes on (after FFN and norms)
+    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after FFN and norms); as layers
 
 
 class SampleModel:
@@ -75,11 +76,13 @@ class SampleModel:
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)
 
-    def run(self, tokens: list[Token]) -> ModelTrace:
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> ModelTrace:
         embeddings = sample_vocabulary().embed([t.id for t in tokens])  # [T, d]
         forward = sample_model.forward(self.config, embeddings)
         attention = forward.attention
-        return ModelTrace(embeddings, forward.positions, [attention], attention.output, [attention.output])
+        return ModelTrace(
+            embeddings, forward.positions, attention.weights[None], [attention], attention.output, [attention.output]
+        )
 
 
 class CheckpointModel:
@@ -124,7 +127,8 @@ class CheckpointModel:
             )
         ]
 
-    def run(self, tokens: list[Token]) -> ModelTrace:
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> ModelTrace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
         from attncli.transformer import forward
 
         if len(tokens) > self.config.max_tokens:
@@ -136,15 +140,13 @@ class CheckpointModel:
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            trace = forward(ids, embeddings, self.config, self.weights)
-        if not all(np.all(np.isfinite(layer.weights)) for layer in trace.layers) or not np.all(
-            np.isfinite(trace.output)
-        ):
+            trace = forward(ids, embeddings, self.config, self.weights, keep_steps)
+        if not np.all(np.isfinite(trace.weights)) or not np.all(np.isfinite(trace.output)):
             raise DataError(
                 f"{self.checkpoint.directory}: the forward pass gave NaN or infinite values; "
                 "the checkpoint's weights or config.json are broken"
             )
-        return ModelTrace(embeddings, trace.positions, trace.layers, trace.output, trace.layer_outputs)
+        return ModelTrace(embeddings, trace.positions, trace.weights, trace.layers, trace.output, trace.layer_outputs)
 
 
 # The special tokens a model type wraps a single text in, as transformers adds them.

@@ -6,16 +6,18 @@ target, then renamed over it.
 
 import csv
 import io
+import itertools
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from attncli.errors import BadInput, PipeClosed
-from attncli.terminal import json_text, make_console
+from attncli.terminal import json_bytes, json_chunks, make_console
 
 __all__ = [
     "COLORS",
@@ -96,8 +98,9 @@ def attention_npz(run) -> bytes:
     return buffer.getvalue()
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all, replacing an existing file only when done."""
+def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write `data` (bytes, or pieces of them) to `path` whole or not at all, replacing an existing
+    file only when done."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
@@ -105,12 +108,15 @@ def write_file(path: Path, data: bytes) -> None:
         raise BadInput(f"cannot write {path}: {error.strerror} ({directory})") from None
     try:
         with os.fdopen(handle, "wb") as file:
-            file.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                file.write(piece)
         os.chmod(temporary, _mode_for(path))
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        raise BadInput(f"cannot write {path}: {error.strerror}") from None
+        if isinstance(error, OSError):
+            raise BadInput(f"cannot write {path}: {error.strerror}") from None
+        raise
 
 
 def _mode_for(path: Path) -> int:
@@ -124,13 +130,14 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _emit_bytes(data: bytes, output: Output) -> None:
+def _emit_bytes(data: bytes | Iterable[bytes], output: Output) -> None:
     if output.path is not None:
         write_file(output.path, data)
-    elif sys.stdout.buffer.write(data) < len(data):  # a pipe closed by its reader takes only part
-        raise PipeClosed("standard output was closed")
-    else:
-        sys.stdout.flush()
+        return
+    for piece in [data] if isinstance(data, bytes) else data:
+        if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
+            raise PipeClosed("standard output was closed")
+    sys.stdout.flush()
 
 
 def write(result, output: Output, view, **view_options) -> None:
@@ -143,13 +150,13 @@ def write(result, output: Output, view, **view_options) -> None:
 
 def write_records(records, path: Path | None, precision: int | None) -> None:
     """JSON Lines: one record a line, to standard output as they come, or to `path` whole at the end."""
-    lines = (json_text(rounded(record, precision)) + "\n" for record in records)
+    lines = (json_bytes(rounded(record, precision)) + b"\n" for record in records)
     if path is not None:
-        write_file(path, "".join(lines).encode())
+        write_file(path, b"".join(lines))
         return
     try:
         for line in lines:
-            sys.stdout.write(line)
+            sys.stdout.buffer.write(line)
         sys.stdout.flush()
     except BrokenPipeError:
         raise PipeClosed("standard output was closed") from None
@@ -166,7 +173,7 @@ def _write(result, output: Output, view, **view_options) -> None:
 
         renderable = getattr(render, view)(result, **view_options)
     if output.format == "json":
-        _emit_bytes((json_text(rounded(result.to_json(), output.precision)) + "\n").encode(), output)
+        _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
     elif output.format == "csv":
         _emit_bytes(attention_csv(result.run, output.precision).encode(), output)
     elif output.format == "npz":

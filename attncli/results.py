@@ -72,10 +72,10 @@ class AttentionRun:
     model: ModelInfo
     trace: ModelTrace
 
-    @cached_property
+    @property
     def weights(self) -> np.ndarray:
         """[L, h, T, T] attention weights of every layer."""
-        return np.stack([layer.weights for layer in self.trace.layers])
+        return self.trace.weights
 
     def common_json(self) -> dict:
         return {

@@ -2,6 +2,7 @@
 
 import os
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import orjson
@@ -9,7 +10,7 @@ from rich.cells import cell_len, set_cell_size
 
 from attncli.errors import PipeClosed
 
-__all__ = ["abbreviate", "json_text", "make_console", "pad", "token_label", "visible"]
+__all__ = ["abbreviate", "json_bytes", "json_chunks", "json_text", "make_console", "pad", "token_label", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
 # other invisible format characters: text that could move the cursor, recolour
@@ -53,17 +54,47 @@ def pad(text: str, width: int, align: str = "left") -> str:
     return text + " " * room
 
 
-def json_text(document: dict) -> str:
-    """`document` as one line of JSON: numpy arrays written natively (float32 in its shortest form),
-    readable UTF-8, with unsafe characters \\u-escaped.
+# Arrays with more numbers than this are written a slice at a time, so that the JSON of a long
+# text's attention never has to sit in memory whole (18.9 million weights make 250 MB of it).
+_SLICED = 1 << 20
 
-    JSON already escapes the ASCII controls; the others are legal raw in JSON
-    strings, and escaping them keeps a terminal showing the JSON safe too.
-    """
-    text = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown).decode()
-    if text.isascii() and "\x7f" not in text:  # the usual case, and a fast check on megabytes of numbers
-        return text
-    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+def json_chunks(value) -> Iterator[bytes]:
+    """`value` as one line of JSON, in pieces that join to what orjson would write whole: numpy
+    arrays natively (float32 in its shortest form), readable UTF-8 with unsafe characters
+    \\u-escaped. JSON already escapes the ASCII controls; the others are legal raw in JSON
+    strings, and escaping them keeps a terminal showing the JSON safe too."""
+    if isinstance(value, dict):
+        for position, (key, item) in enumerate(value.items()):
+            yield (b"," if position else b"{") + _dumps(key) + b":"
+            yield from json_chunks(item)
+        yield b"}" if value else b"{}"
+    elif isinstance(value, list | tuple) or (isinstance(value, np.ndarray) and value.ndim > 1 and value.size > _SLICED):
+        yield b"["
+        for position, item in enumerate(value):
+            if position:
+                yield b","
+            yield from json_chunks(item)
+        yield b"]"
+    else:
+        yield _dumps(value)
+
+
+def _dumps(value) -> bytes:
+    data = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown)
+    if data.isascii() and b"\x7f" not in data:  # the usual case: numbers, no copy
+        return data
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", data.decode()).encode()
+
+
+def json_bytes(document) -> bytes:
+    """`document` as one line of JSON in UTF-8 (see json_chunks)."""
+    return b"".join(json_chunks(document))
+
+
+def json_text(document) -> str:
+    """`document` as one line of JSON text (see json_chunks)."""
+    return json_bytes(document).decode()
 
 
 def _unknown(value):

@@ -164,7 +164,8 @@ class TransformerWeights:
 @dataclass(frozen=True)
 class TransformerTrace:
     positions: np.ndarray  # [T, d] position embedding rows
-    layers: list[AttentionTrace]  # one per layer; .x is that layer's attention input
+    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
+    layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on, after the feed-forward and norms
     output: np.ndarray  # [T, d] the last hidden state, after GPT-2's final LayerNorm
 
@@ -204,24 +205,33 @@ def _block(x: np.ndarray, block: Block, config: TransformerConfig, mask) -> tupl
 
 
 def forward(
-    ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights
+    ids: np.ndarray,
+    embeddings: np.ndarray,
+    config: TransformerConfig,
+    weights: TransformerWeights,
+    keep_steps: bool = True,
 ) -> TransformerTrace:
-    """Run tokens through the model, keeping every layer's attention trace.
+    """Run tokens through the model, keeping every layer's attention weights, and with
+    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
 
     `ids` [T] are the token ids and `embeddings` [T, d] their rows of the word
     embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
+    tokens = len(ids)
     positions = weights.position[position_ids(ids, config)]  # [T, d]
     x = embeddings + positions  # [T, d]
     if weights.token_type is not None:
         x = x + weights.token_type[0]
     if weights.embedding_norm is not None:
         x = layer_norm(x, weights.embedding_norm, config.eps)
-    mask = causal_mask(len(ids)) if config.causal else None
+    mask = causal_mask(tokens) if config.causal else None
+    attention = np.empty((config.layers, config.heads, tokens, tokens), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs = [], []
-    for block in weights.blocks:
+    for layer, block in enumerate(weights.blocks):
         trace, x = _block(x, block, config, mask)
-        traces.append(trace)
-        outputs.append(x)
+        attention[layer] = trace.weights
+        if keep_steps:
+            traces.append(trace)
+            outputs.append(x)
     output = x if weights.final_norm is None else layer_norm(x, weights.final_norm, config.eps)
-    return TransformerTrace(positions, traces, outputs, output)
+    return TransformerTrace(positions, attention, traces, outputs, output)

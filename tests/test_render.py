@@ -10,7 +10,7 @@ from rich.color import Color
 from attncli import core, render
 from attncli.heatmap import Heatmap, colour_of
 from attncli.models import load_model
-from attncli.terminal import abbreviate, json_text, pad, token_label, visible
+from attncli.terminal import abbreviate, json_bytes, json_text, pad, token_label, visible
 from attncli.vectors import VectorTable, number
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -198,3 +198,12 @@ def test_softmax_view_shows_the_right_numbers():
     text = render_text(render.softmax_view(core.softmax(["2.0", "1.0", "0.5"])))
     for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
         assert value in text
+
+
+def test_json_in_slices_is_the_same_as_json_whole():
+    import orjson
+
+    big = np.random.default_rng(0).random((3, 2, 700, 800)).astype(np.float32)  # over the slicing size
+    document = {"schema": "x", "attention": big, "rows": [big[0, 0, :2], {"a": [1, None, True]}], "empty": {}}
+    expected = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert json_bytes(document) == expected
