@@ -74,7 +74,8 @@ app = typer.Typer(
     name="attncli",
     help="See what multi-head self-attention does to a sentence: every stage with real numbers, "
     "as tables and heatmaps, or as JSON with --json.",
-    epilog="Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 130 interrupted.",
+    epilog="Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 3 batch lines failed, "
+    "4 check found changed weights, 130 interrupted, 141 output closed by its reader.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
