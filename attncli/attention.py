@@ -31,7 +31,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     Subtracting the row maximum first cancels in the ratio but keeps exp from
     overflowing, so scores of any size give finite probabilities.
     """
-    e = x - np.max(x, axis=axis, keepdims=True)
+    e = np.subtract(x, np.max(x, axis=axis, keepdims=True), dtype=np.result_type(x, np.float32))
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
@@ -56,8 +56,11 @@ def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """x @ w + b: [..., d_in] x [d_in, d_out] -> [..., d_out]; no bias when `b` is None."""
     y = x @ w
-    if b is not None:
-        y += b
+    if b is None:
+        return y
+    if y.dtype != np.result_type(y, b):  # integer inputs, say: a new array of the wider type
+        return y + b
+    y += b  # in place, saving a [..., d_out] copy a projection
     return y
 
 

@@ -128,9 +128,11 @@ ValuesOpt = Annotated[
     bool, typer.Option("--values/--no-values", metavar="", help="Print the weights inside the heatmap cells.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
+Format = enum.StrEnum("Format", {name: name for name in FORMATS})
+Color = enum.StrEnum("Color", {name: name for name in COLORS})
 FormatOpt = Annotated[
-    str | None,
-    typer.Option("--format", help=f"{' | '.join(FORMATS)} (csv and npz: attention weights).", show_default=False),
+    Format | None,
+    typer.Option("--format", help="The output; csv and npz hold the attention weights.", show_default=False),
 ]
 OutOpt = Annotated[
     Path | None, typer.Option("-o", "--output", help="Write to this file (whole or not at all).", show_default=False)
@@ -142,7 +144,7 @@ ExportOpt = Annotated[
     Path | None,
     typer.Option("--export", help="Also save a picture of the view: FILE.svg or FILE.html.", show_default=False),
 ]
-ColorOpt = Annotated[str, typer.Option("--color", help=f"{' | '.join(COLORS)}; NO_COLOR and FORCE_COLOR count.")]
+ColorOpt = Annotated[Color, typer.Option("--color", help="Escape codes for colour; NO_COLOR and FORCE_COLOR count.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
 
 
@@ -152,14 +154,15 @@ _OUTPUT_OPTIONS = (
     ("output_path", OutOpt, None),
     ("precision", PrecisionOpt, None),
     ("export", ExportOpt, None),
-    ("color", ColorOpt, "auto"),
+    ("color", ColorOpt, Color.auto),
 )
 
 
-def _output(as_json: bool, format: str | None, output_path, precision, export, color: str) -> Output:
-    if as_json and format not in (None, "json"):
-        raise BadInput(f"--json and --format {format} disagree; give one of them")
-    return Output("json" if as_json else format or "table", output_path, precision, export, color)
+def _output(as_json: bool, format: Format | None, output_path, precision, export, color: Color) -> Output:
+    if as_json and format not in (None, Format.json):
+        raise BadInput(f"--json and --format {format.value} disagree; give one of them")
+    chosen = "json" if as_json else format.value if format else "table"
+    return Output(chosen, output_path, precision, export, color.value)
 
 
 def _with_output(command):

@@ -3,6 +3,7 @@
 import math
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from attncli.analysis import (
     softmax_parts,
 )
 from attncli.errors import AttncliError, BadInput
-from attncli.models import CheckpointModel, SampleModel, load_model
+from attncli.models import CheckpointModel, ModelInfo, SampleModel, load_model
 from attncli.results import (
     SCHEMA,
     AttentionRun,
@@ -115,10 +116,13 @@ def memory_budget() -> int:
     return int(megabytes * 2**20)
 
 
-def _check_memory(info, tokens: int, steps: bool) -> None:
+def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
+    """Refuse, with the figure, a run whose attention tensors would pass the memory budget."""
     itemsize = 8 if info.type == "sample" else 4  # the sample model computes in float64
-    kept = 3 * info.layers if steps else info.layers + 2  # scores, scaled, weights of each layer, or
-    needed = kept * info.heads * tokens * tokens * itemsize  # the weights plus one layer's scores in flight
+    # With steps: every layer's scores, scaled scores and weights, plus the stacked weights; without,
+    # the stacked weights plus one layer's scores and weights in flight.
+    kept = 4 * info.layers if steps else info.layers + 2
+    needed = kept * info.heads * tokens * tokens * itemsize
     budget = memory_budget()
     if needed > budget:
         raise BadInput(
@@ -143,10 +147,12 @@ def explain(
     layer: int = 0,
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    steps: bool = True,
 ) -> ExplainResult:
-    """The walkthrough of `layer` for the token named by `focus` (see `resolve_focus`)."""
+    """The walkthrough of `layer` for the token named by `focus` (see `resolve_focus`). Without
+    `steps`, only the attention and its summary are kept: enough for JSON without steps, not for the view."""
     _check_layer_and_head(model, layer, head)
-    result = run(text, model, max_tokens, steps=True)
+    result = run(text, model, max_tokens, steps)
     return ExplainResult(result, resolve_focus(result.tokens, focus), layer, head)
 
 
@@ -276,7 +282,7 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
     be written as they come."""
     for number, text in lines:
         try:
-            document = explain(text, model, max_tokens=max_tokens).to_json(steps)
+            document = explain(text, model, max_tokens=max_tokens, steps=steps).to_json(steps)
         except AttncliError as error:
             yield {"schema": SCHEMA, "command": "batch", "line": number, "error": str(error)}
             continue
@@ -288,16 +294,26 @@ def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the sa
     """Recompute `text` with the model and options `saved` (a --json document) names, and compare attention."""
     if tolerance < 0:
         raise BadInput(f"--tolerance {tolerance} is negative; give 0 or more")
+    damaged = BadInput(f"{source} is not an attncli --json result with text, model and attention")
     try:
-        saved_text, model_json, attention = saved["text"], saved["model"], np.asarray(saved["attention"], float)
+        saved_text, model_json = saved["text"], saved["model"]
+        with np.errstate(all="ignore"):
+            attention = np.asarray(saved["attention"], dtype=np.float64)
         name = model_json["name"]
     except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{source} is not an attncli --json result with text, model and attention") from None
+        raise damaged from None
+    if not isinstance(name, str) or not isinstance(saved_text, str) or not np.all(np.isfinite(attention)):
+        raise damaged
     if saved_text != text:
         raise BadInput(f"{source} is for the text {saved_text!r}, not {text!r}")
     options = {}
     if name == "sample":
-        options = {key: model_json.get(key) for key in ("heads", "seed", "causal", "positions")}
+        kinds = {"heads": int, "seed": int, "causal": bool, "positions": bool}
+        options = {key: model_json.get(key) for key in kinds}
+        if not all(isinstance(value, kind) for (key, kind), value in zip(kinds.items(), options.values(), strict=True)):
+            raise BadInput(f"{source}: its model's heads, seed, causal and positions are damaged")
+    elif not Path(name).exists() and isinstance(model_json.get("path"), str) and Path(model_json["path"]).is_dir():
+        name = model_json["path"]  # saved from another directory: the checkpoint's full path still finds it
     result = run(text, load_model(name, **options))
     if result.weights.shape != attention.shape:
         raise BadInput(

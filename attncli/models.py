@@ -109,7 +109,7 @@ class CheckpointModel:
             c.d_head,
             c.causal,
             c.max_tokens,
-            str(self.checkpoint.directory),
+            str(self.checkpoint.directory.resolve()),
         )
 
     @cached_property

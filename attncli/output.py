@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from attncli.errors import BadInput, PipeClosed
-from attncli.terminal import json_bytes, json_chunks, make_console
+from attncli.terminal import json_chunks, make_console
 
 __all__ = [
     "COLORS",
@@ -29,6 +29,7 @@ __all__ = [
     "write",
     "write_file",
     "write_records",
+    "write_stdout",
 ]
 
 FORMATS = ("table", "json", "csv", "npz")
@@ -56,6 +57,10 @@ class Output:
             raise BadInput(f"--precision {self.precision}: use 0 to 17 decimals")
         if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
             raise BadInput(f"--export {self.export}: name an .svg or .html file")
+        for flag, path in (("-o", self.path), ("--export", self.export)):
+            # Checked first, so a bad --export never leaves -o's file written without it.
+            if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
+                raise BadInput(f"cannot write {flag} {path}: no such directory {path.parent}")
 
 
 def rounded(value, decimals: int | None):
@@ -100,18 +105,29 @@ def attention_npz(run) -> bytes:
 
 def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write `data` (bytes, or pieces of them) to `path` whole or not at all, replacing an existing
-    file only when done."""
-    directory = path.parent if str(path.parent) else Path(".")
+    file only when done. A symbolic link's target is what gets replaced; a path that is not a
+    regular file (a named pipe, /dev/null) is written straight through, as a shell's > would."""
+    pieces = [data] if isinstance(data, bytes) else data
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        try:
+            with open(target, "wb") as file:
+                for piece in pieces:
+                    file.write(piece)
+        except OSError as error:
+            raise BadInput(f"cannot write {path}: {error.strerror}") from None
+        return
+    directory = target.parent if str(target.parent) else Path(".")
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".part")
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".part")
     except OSError as error:
         raise BadInput(f"cannot write {path}: {error.strerror} ({directory})") from None
     try:
         with os.fdopen(handle, "wb") as file:
-            for piece in [data] if isinstance(data, bytes) else data:
+            for piece in pieces:
                 file.write(piece)
-        os.chmod(temporary, _mode_for(path))
-        os.replace(temporary, path)
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
@@ -133,15 +149,30 @@ def _mode_for(path: Path) -> int:
 def _emit_bytes(data: bytes | Iterable[bytes], output: Output) -> None:
     if output.path is not None:
         write_file(output.path, data)
-        return
-    for piece in [data] if isinstance(data, bytes) else data:
-        if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
-            raise PipeClosed("standard output was closed")
-    sys.stdout.flush()
+    else:
+        write_stdout(data)
+
+
+def write_stdout(data: bytes | Iterable[bytes]) -> None:
+    """Write bytes, or pieces of them, to standard output; a reader that went away is PipeClosed,
+    any other failure (a full disk, a closed descriptor) one clear error."""
+    if sys.stdout is None:
+        raise BadInput("standard output is closed; give -o FILE")
+    try:
+        for piece in [data] if isinstance(data, bytes) else data:
+            if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
+                raise PipeClosed("standard output was closed")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise PipeClosed("standard output was closed") from None
+    except OSError as error:
+        raise BadInput(f"cannot write standard output: {error.strerror}") from None
 
 
 def write(result, output: Output, view, **view_options) -> None:
     """Write `result` as `output` asks. `view` names the function of attncli.render that draws it."""
+    if sys.stdout is None and output.path is None:
+        raise BadInput("standard output is closed; give -o FILE")
     try:
         _write(result, output, view, **view_options)
     except BrokenPipeError:
@@ -150,16 +181,11 @@ def write(result, output: Output, view, **view_options) -> None:
 
 def write_records(records, path: Path | None, precision: int | None) -> None:
     """JSON Lines: one record a line, to standard output as they come, or to `path` whole at the end."""
-    lines = (json_bytes(rounded(record, precision)) + b"\n" for record in records)
+    pieces = (piece for record in records for piece in (*json_chunks(rounded(record, precision)), b"\n"))
     if path is not None:
-        write_file(path, b"".join(lines))
-        return
-    try:
-        for line in lines:
-            sys.stdout.buffer.write(line)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise PipeClosed("standard output was closed") from None
+        write_file(path, pieces)
+    else:
+        write_stdout(pieces)
 
 
 def _write(result, output: Output, view, **view_options) -> None:

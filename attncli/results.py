@@ -126,12 +126,12 @@ class ExplainResult:
     @property
     def strongest(self) -> tuple[np.ndarray, np.ndarray]:
         """Per head of the walkthrough layer, each query's most-attended key and its weight: ([h, T], [h, T])."""
-        return strongest_keys(self.attention.weights)
+        return strongest_keys(self.run.weights[self.layer])
 
     @property
     def strongest_mean(self) -> tuple[np.ndarray, np.ndarray]:
         """Each query's most-attended key averaged over the layer's heads, and that mean weight: ([T], [T])."""
-        return strongest_keys(self.attention.weights.mean(axis=0))
+        return strongest_keys(self.run.weights[self.layer].mean(axis=0))
 
     def summary_json(self) -> list[dict]:
         tokens = self.run.tokens

@@ -66,6 +66,8 @@ def json_chunks(value) -> Iterator[bytes]:
     strings, and escaping them keeps a terminal showing the JSON safe too."""
     if isinstance(value, dict):
         for position, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"a JSON object key must be a string, not {key!r}")
             yield (b"," if position else b"{") + _dumps(key) + b":"
             yield from json_chunks(item)
         yield b"}" if value else b"{}"

@@ -167,8 +167,8 @@ def test_export_saves_a_picture_with_colours(cli, tmp_path, suffix):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "xml"], "--format 'xml'"),
-        (["--color", "sometimes"], "--color 'sometimes'"),
+        (["--format", "xml"], "Invalid value for '--format'"),
+        (["--color", "sometimes"], "Invalid value for '--color'"),
         (["--export", "x.png"], "name an .svg or .html"),
         (["--precision", "-1"], "--precision -1"),
         (["--json", "--format", "csv"], "disagree"),
@@ -257,3 +257,69 @@ def test_ctrl_c_exits_130_with_one_line():
         process.kill()
     assert process.returncode == 130
     assert err.decode().strip() == "attncli: interrupted"
+
+
+def test_output_through_a_symlink_replaces_its_target(cli, tmp_path):
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert cli("heatmap", SENTENCE, "--json", "-o", str(link)).code == 0
+    assert link.is_symlink()
+    assert json.loads(target.read_text())["command"] == "heatmap"
+
+
+def test_output_to_a_device_is_written_through(cli):
+    assert cli("heatmap", SENTENCE, "--json", "-o", os.devnull).code == 0
+    assert Path(os.devnull).is_char_device()
+
+
+def test_a_bad_export_path_writes_nothing(cli, tmp_path):
+    target = tmp_path / "out.json"
+    run = cli("heatmap", SENTENCE, "--json", "-o", str(target), "--export", str(tmp_path / "no" / "x.svg"))
+    assert run.code == 2 and "no such directory" in run.stderr
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("redirect", "message"), [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]
+)
+def test_standard_output_that_cannot_be_written_is_one_clean_line(redirect, message):
+    done = subprocess.run(
+        ["bash", "-c", f'"{ATTNCLI}" heatmap "The cat" --json {redirect}'], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_batch_keeps_only_the_attention_unless_asked_for_steps():
+    from attncli import core
+    from attncli.models import load_model
+
+    model = load_model(BERT)
+    assert core.explain("The cat sat.", model, steps=False).run.trace.layers == []
+    record = next(core.batch([(1, "The cat sat.")], model))
+    assert "steps" not in record and len(record["summary"]) == 6
+
+
+def test_check_refuses_a_damaged_model_description(cli, tmp_path):
+    document = cli("explain", SENTENCE, "--json").json()
+    for damage in ({"name": 5}, {"name": "sample", "seed": 1.5}, {"name": None}):
+        saved = tmp_path / "saved.json"
+        saved.write_text(json.dumps(document | {"model": document["model"] | damage}))
+        run = cli("check", SENTENCE, "--against", str(saved))
+        assert run.code == 2, run.stderr
+        assert "damaged" in run.stderr or "not an attncli" in run.stderr
+
+
+def test_check_finds_a_checkpoint_saved_from_another_directory(tmp_path):
+    relative = os.path.relpath(BERT, tmp_path)
+    saved = tmp_path / "saved.json"
+    done = subprocess.run(
+        [ATTNCLI, "heatmap", "The cat sat.", "--model", relative, "--json", "-o", str(saved)], cwd=tmp_path, check=True
+    )
+    assert done.returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = subprocess.run([ATTNCLI, "check", "The cat sat.", "--against", str(saved)], cwd=elsewhere, check=False)
+    assert check.returncode == 0
