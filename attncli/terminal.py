@@ -10,7 +10,7 @@ from rich.cells import cell_len, set_cell_size
 
 from attncli.errors import PipeClosed
 
-__all__ = ["abbreviate", "json_bytes", "json_chunks", "json_text", "make_console", "pad", "token_label", "visible"]
+__all__ = ["abbreviate", "json_bytes", "json_chunks", "make_console", "pad", "token_label", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
 # other invisible format characters: text that could move the cursor, recolour
@@ -92,11 +92,6 @@ def _dumps(value) -> bytes:
 def json_bytes(document) -> bytes:
     """`document` as one line of JSON in UTF-8 (see json_chunks)."""
     return b"".join(json_chunks(document))
-
-
-def json_text(document) -> str:
-    """`document` as one line of JSON text (see json_chunks)."""
-    return json_bytes(document).decode()
 
 
 def _unknown(value):

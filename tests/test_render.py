@@ -10,7 +10,7 @@ from rich.color import Color
 from attncli import core, render
 from attncli.heatmap import Heatmap, colour_of
 from attncli.models import load_model
-from attncli.terminal import abbreviate, json_bytes, json_text, pad, token_label, visible
+from attncli.terminal import abbreviate, json_bytes, pad, token_label, visible
 from attncli.vectors import VectorTable, number
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -138,8 +138,8 @@ def test_visible_escapes_control_and_bidi_characters():
     assert visible("café 🐈") == "café 🐈"
 
 
-def test_json_text_escapes_invisible_characters_and_keeps_the_rest_readable():
-    text = json_text({"t": "é\u202e\x1b"})
+def test_json_escapes_invisible_characters_and_keeps_the_rest_readable():
+    text = json_bytes({"t": "é\u202e\x1b"}).decode()
     assert text == '{"t":"é\\u202e\\u001b"}'
 
 
