@@ -165,26 +165,57 @@ def _output(as_json: bool, format: Format | None, output_path, precision, export
     return Output(chosen, output_path, precision, export, color.value)
 
 
-def _with_output(command):
-    """Give a command the shared output options (--json, --format, -o, --precision, --export,
-    --color), declared once here; the command receives them as one `output: Output` argument."""
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, annotation, default in _OUTPUT_OPTIONS
-    ]
-    signature = inspect.signature(command)
-    kept = [parameter for parameter in signature.parameters.values() if parameter.name != "output"]
+def _injecting(name: str, options: tuple, build):
+    """A decorator giving a command shared options, declared once in `options` as (parameter,
+    annotation, default); the command receives build(**their values) as its argument `name`."""
 
-    @functools.wraps(command)
-    def with_output(*args, **kwargs):
-        chosen = {name: kwargs.pop(name) for name, _, _ in _OUTPUT_OPTIONS}
-        return command(*args, output=_output(**chosen), **kwargs)
+    def decorate(command):
+        extra = [
+            inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for option, annotation, default in options
+        ]
+        signature = inspect.signature(command)
+        kept = [parameter for parameter in signature.parameters.values() if parameter.name != name]
 
-    with_output.__signature__ = signature.replace(parameters=kept + extra)
-    with_output.__annotations__ = {
-        name: parameter.annotation for name, parameter in with_output.__signature__.parameters.items()
-    }
-    return with_output
+        @functools.wraps(command)
+        def injected(*args, **kwargs):
+            chosen = {option: kwargs.pop(option) for option, _, _ in options}
+            return command(*args, **kwargs, **{name: build(**chosen)})
+
+        injected.__signature__ = signature.replace(parameters=kept + extra)
+        injected.__annotations__ = {key: value.annotation for key, value in injected.__signature__.parameters.items()}
+        return injected
+
+    return decorate
+
+
+# --json, --format, -o, --precision, --export and --color, as one `output: Output`.
+_with_output = _injecting("output", _OUTPUT_OPTIONS, _output)
+# --model with the sample model's --heads, --seed, --causal and --no-positions, as one `model`.
+_with_model = _injecting(
+    "model",
+    (
+        ("spec", ModelOpt, "sample"),
+        ("heads", HeadsOpt, None),
+        ("seed", SeedOpt, None),
+        ("causal", CausalOpt, None),
+        ("positions", PositionsOpt, None),
+    ),
+    core.load_model,
+)
+# The same without --heads, for the command whose --heads chooses heads to draw.
+_with_model_of_eight_heads = _injecting(
+    "model",
+    (
+        ("spec", ModelOpt, "sample"),
+        ("seed", SeedOpt, None),
+        ("causal", CausalOpt, None),
+        ("positions", PositionsOpt, None),
+    ),
+    core.load_model,
+)
+# --model alone, for commands that only tokenize.
+_with_tokenizer_model = _injecting("model", (("spec", ModelOpt, "sample"),), core.load_model)
 
 
 def _text(text: str) -> str:
@@ -201,6 +232,7 @@ def _text(text: str) -> str:
 
 @app.command()
 @_with_output
+@_with_model
 def explain(
     text: TextArg,
     focus: Annotated[
@@ -211,16 +243,12 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    model: ModelOpt = "sample",
     layer: LayerOpt = 0,
     head: HeadOpt = None,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     values: ValuesOpt = True,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """Walk through self-attention on TEXT, stage by stage, with real numbers.
 
@@ -229,48 +257,44 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    result = core.explain(_text(text), chosen, focus, layer, head, max_tokens)
+    result = core.explain(_text(text), model, focus, layer, head, max_tokens)
     write(result, output, "explain_view", values=values)
 
 
 @app.command()
 @_with_output
+@_with_model
 def heatmap(
     text: TextArg,
-    model: ModelOpt = "sample",
     layer: LayerOpt = 0,
     head: HeadOpt = None,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     values: ValuesOpt = True,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """Draw the attention weights of every head of a layer (or one, with --head) as heatmaps.
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    result = core.heatmap(_text(text), chosen, layer, head, max_tokens)
+    result = core.heatmap(_text(text), model, layer, head, max_tokens)
     write(result, output, "heatmap_view", values=values)
 
 
 @app.command()
 @_with_output
+@_with_tokenizer_model
 def tokenize(
     text: TextArg,
-    model: ModelOpt = "sample",
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """Split TEXT into tokens: ids and character offsets, special tokens included.
 
     Example: attncli tokenize "Tokenization is fun" --json
     """
-    write(core.tokenize(_text(text), core.load_model(model), max_tokens), output, "tokenize_view")
+    write(core.tokenize(_text(text), model, max_tokens), output, "tokenize_view")
 
 
 @app.command()
@@ -345,10 +369,10 @@ TokenOpt = Annotated[
 
 @app.command()
 @_with_output
+@_with_model
 def query(
     text: TextArg,
     token: TokenOpt,
-    model: ModelOpt = "sample",
     include_special: Annotated[
         bool,
         typer.Option("--include-special", metavar="", help="Let special tokens ([CLS], [SEP]) be a head's top key."),
@@ -360,38 +384,32 @@ def query(
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the ranked heads to draw.")] = 12,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """What one token attends to in every head of every layer, heads ranked by their strongest key.
 
     Example: attncli query "The animal didn't cross the street because it was too tired" --token it --to animal
     --model minilm
     """
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    write(core.query(_text(text), chosen, token, include_special, to, max_tokens), output, "query_view", top=top)
+    write(core.query(_text(text), model, token, include_special, to, max_tokens), output, "query_view", top=top)
 
 
 @app.command(name="model")
 @_with_output
+@_with_model_of_eight_heads
 def model_command(
     text: TextArg,
-    model: ModelOpt = "sample",
     layers: Annotated[
         str | None, typer.Option("--layers", help="Layers to draw, e.g. 0-2,5 (default all).", show_default=False)
     ] = None,
     heads: Annotated[
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """All layers and heads at once: a small heatmap per head, a row of them per layer.
 
@@ -399,12 +417,12 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    chosen = core.load_model(model, seed=seed, causal=causal, positions=positions)
-    write(core.model_grid(_text(text), chosen, layers, heads, max_tokens), output, "model_view")
+    write(core.model_grid(_text(text), model, layers, heads, max_tokens), output, "model_view")
 
 
 @app.command(name="heads")
 @_with_output
+@_with_model
 def heads_command(
     text: Annotated[
         str | None,
@@ -414,13 +432,9 @@ def heads_command(
         str | None,
         typer.Option("--file", help="A file of texts, one per line (- for standard input).", show_default=False),
     ] = None,
-    model: ModelOpt = "sample",
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """What each head does: entropy, distance, where its attention goes, and a pattern label.
 
@@ -429,17 +443,16 @@ def heads_command(
     Example: attncli heads --file sentences.txt --model minilm
     """
     texts = _texts(text, file)
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     with _progress(len(texts)) as advance:
-        result = core.heads(texts, chosen, advance, max_tokens)
+        result = core.heads(texts, model, advance, max_tokens)
     write(result, output, "heads_view")
 
 
 @app.command()
 @_with_output
+@_with_model
 def rollout(
     text: TextArg,
-    model: ModelOpt = "sample",
     head_fusion: Annotated[
         HeadFusion, typer.Option("--head-fusion", help="How to fuse a layer's heads.")
     ] = HeadFusion.mean,
@@ -449,42 +462,34 @@ def rollout(
             "--token", help="List which input tokens this token draws on (index or text).", show_default=False
         ),
     ] = None,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """Attention rollout: how much each input token flows into each position through all the layers.
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    write(core.rollout(_text(text), chosen, head_fusion.value, token, max_tokens), output, "rollout_view")
+    write(core.rollout(_text(text), model, head_fusion.value, token, max_tokens), output, "rollout_view")
 
 
 @app.command()
 @_with_output
+@_with_model
 def compare(
     text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
     text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
     token: TokenOpt,
-    model: ModelOpt = "sample",
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output: Output = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """How one token's attention changes between two texts, head by head.
 
     Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm
     """
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
-    result = core.compare(_text(text_a), _text(text_b), chosen, token, max_tokens)
+    result = core.compare(_text(text_a), _text(text_b), model, token, max_tokens)
     write(result, output, "compare_view", top=top)
 
 
@@ -534,24 +539,21 @@ def _progress(total: int):
 
 
 @app.command()
+@_with_model
 def batch(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="Texts, one per line; - reads standard input.", show_default=False)
     ],
-    model: ModelOpt = "sample",
     steps: Annotated[
         bool, typer.Option("--steps", metavar="", help="Add every intermediate, as explain does.")
     ] = False,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", metavar="", help="Stop at the first line that fails.")
     ] = False,
-    heads: HeadsOpt = None,
-    seed: SeedOpt = None,
-    causal: CausalOpt = None,
-    positions: PositionsOpt = None,
     output_path: OutOpt = None,
     precision: PrecisionOpt = None,
     max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
+    model: core.Model = None,
 ) -> None:
     """Explain every line of FILE as JSON Lines: one record a line, the model loaded once.
 
@@ -560,7 +562,6 @@ def batch(
     Example: attncli batch sentences.txt --model minilm > attention.jsonl
     """
     lines = _lines(source)
-    chosen = core.load_model(model, heads=heads, seed=seed, causal=causal, positions=positions)
     failures = []
 
     def tracked(records, advance):
@@ -574,7 +575,7 @@ def batch(
                 return
 
     with _progress(len(lines)) as advance:
-        write_records(tracked(core.batch(lines, chosen, steps, max_tokens), advance), output_path, precision)
+        write_records(tracked(core.batch(lines, model, steps, max_tokens), advance), output_path, precision)
     if failures:
         where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")
         _fail(
