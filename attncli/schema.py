@@ -4,6 +4,8 @@ The schema version is the document's "schema" field, attncli/v1. Fields may be
 added within v1; a change that removes or retypes one makes v2.
 """
 
+from attncli.analysis import FUSIONS, PATTERNS, STATISTICS
+from attncli.architectures import SUPPORTED
 from attncli.errors import BadInput
 from attncli.results import SCHEMA
 
@@ -49,7 +51,7 @@ TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
 MODEL = _object(
     {
         "name": STRING,
-        "type": {"enum": ["sample", "bert", "roberta", "distilbert", "gpt2"]},
+        "type": {"enum": ["sample", *SUPPORTED]},
         "layers": INDEX,
         "heads": INDEX,
         "d_model": INDEX,
@@ -88,21 +90,7 @@ STEPS = _object(
     }
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "summary": SUMMARY}
-STATISTICS = {
-    name: NULLABLE_NUMBER
-    for name in (
-        "entropy",
-        "entropy_normalized",
-        "distance",
-        "self",
-        "previous",
-        "next",
-        "first_special",
-        "separator",
-        "punctuation",
-        "max",
-    )
-}
+HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}
 OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
 
 
@@ -185,7 +173,9 @@ def schemas() -> dict[str, dict]:
                 "texts": INDEX,
                 "text": {"type": ["string", "null"]},
                 "rules": _object({"share": NUMBER, "broad_entropy": NUMBER, "patterns": _array(STRING)}),
-                "heads": _array(_object({"layer": INDEX, "head": INDEX, **STATISTICS, "pattern": STRING})),
+                "heads": _array(
+                    _object({"layer": INDEX, "head": INDEX, **HEAD_STATISTICS, "pattern": {"enum": list(PATTERNS)}})
+                ),
             },
         ),
         "model": _document("model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}),
@@ -195,7 +185,7 @@ def schemas() -> dict[str, dict]:
                 "text": STRING,
                 "model": MODEL,
                 "tokens": _array(TOKEN),
-                "head_fusion": {"enum": ["mean", "max", "min"]},
+                "head_fusion": {"enum": list(FUSIONS)},
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
                 "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
             },
