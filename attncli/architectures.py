@@ -7,6 +7,8 @@ torch Linear weights are stored [out, in] and are transposed here, once;
 GPT-2's Conv1D weights are already [in, out].
 """
 
+import functools
+
 import numpy as np
 
 from attncli.attention import Projections
@@ -113,39 +115,6 @@ def _bert_config(config: dict) -> TransformerConfig:
     )
 
 
-def _bert_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
-    t = _Tensors(tensors, "embeddings.word_embeddings.weight")
-    d, f = c.d_model, c.d_ff
-    blocks = []
-    for i in range(c.layers):
-        layer = f"encoder.layer.{i}"
-        (w_q, b_q), (w_k, b_k), (w_v, b_v) = (
-            t.linear(f"{layer}.attention.self.{name}", d, d) for name in ("query", "key", "value")
-        )
-        w_o, b_o = t.linear(f"{layer}.attention.output.dense", d, d)
-        w_in, b_in = t.linear(f"{layer}.intermediate.dense", d, f)
-        w_out, b_out = t.linear(f"{layer}.output.dense", f, d)
-        blocks.append(
-            Block(
-                Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
-                t.norm(f"{layer}.attention.output.LayerNorm", d),
-                w_in,
-                b_in,
-                w_out,
-                b_out,
-                t.norm(f"{layer}.output.LayerNorm", d),
-            )
-        )
-    return TransformerWeights(
-        word=t.table("embeddings.word_embeddings.weight", (c.vocab_size, d)),
-        position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
-        token_type=t("embeddings.token_type_embeddings.weight", (c.type_vocab_size, d)),
-        embedding_norm=t.norm("embeddings.LayerNorm", d),
-        blocks=blocks,
-        final_norm=None,
-    )
-
-
 def _distilbert_config(config: dict) -> TransformerConfig:
     return TransformerConfig(
         model_type="distilbert",
@@ -162,32 +131,58 @@ def _distilbert_config(config: dict) -> TransformerConfig:
     )
 
 
-def _distilbert_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeights:
+# Where the BERT-family encoders keep each part of layer i (torch Linear weights and LayerNorms).
+_BERT_NAMES = {
+    "layer": "encoder.layer.{i}",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "o": "attention.output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "in": "intermediate.dense",
+    "out": "output.dense",
+    "ffn_norm": "output.LayerNorm",
+}
+_DISTILBERT_NAMES = {
+    "layer": "transformer.layer.{i}",
+    "q": "attention.q_lin",
+    "k": "attention.k_lin",
+    "v": "attention.v_lin",
+    "o": "attention.out_lin",
+    "attention_norm": "sa_layer_norm",
+    "in": "ffn.lin1",
+    "out": "ffn.lin2",
+    "ffn_norm": "output_layer_norm",
+}
+
+
+def _encoder_weights(c: TransformerConfig, tensors: TensorFile, names: dict[str, str]) -> TransformerWeights:
+    """BERT, RoBERTa or DistilBERT weights, their tensors found through `names`."""
     t = _Tensors(tensors, "embeddings.word_embeddings.weight")
     d, f = c.d_model, c.d_ff
     blocks = []
     for i in range(c.layers):
-        layer = f"transformer.layer.{i}"
-        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (
-            t.linear(f"{layer}.attention.{name}", d, d) for name in ("q_lin", "k_lin", "v_lin", "out_lin")
-        )
-        w_in, b_in = t.linear(f"{layer}.ffn.lin1", d, f)
-        w_out, b_out = t.linear(f"{layer}.ffn.lin2", f, d)
+        layer = names["layer"].format(i=i)
+        part = {key: f"{layer}.{name}" for key, name in names.items()}
+        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
+        w_in, b_in = t.linear(part["in"], d, f)
+        w_out, b_out = t.linear(part["out"], f, d)
         blocks.append(
             Block(
                 Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
-                t.norm(f"{layer}.sa_layer_norm", d),
+                t.norm(part["attention_norm"], d),
                 w_in,
                 b_in,
                 w_out,
                 b_out,
-                t.norm(f"{layer}.output_layer_norm", d),
+                t.norm(part["ffn_norm"], d),
             )
         )
+    types = c.type_vocab_size
     return TransformerWeights(
         word=t.table("embeddings.word_embeddings.weight", (c.vocab_size, d)),
         position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
-        token_type=None,
+        token_type=t("embeddings.token_type_embeddings.weight", (types, d)) if types else None,
         embedding_norm=t.norm("embeddings.LayerNorm", d),
         blocks=blocks,
         final_norm=None,
@@ -247,9 +242,9 @@ def _gpt2_weights(c: TransformerConfig, tensors: TensorFile) -> TransformerWeigh
 
 
 _ARCHITECTURES = {
-    "bert": (_bert_config, _bert_weights),
-    "roberta": (_bert_config, _bert_weights),
-    "distilbert": (_distilbert_config, _distilbert_weights),
+    "bert": (_bert_config, functools.partial(_encoder_weights, names=_BERT_NAMES)),
+    "roberta": (_bert_config, functools.partial(_encoder_weights, names=_BERT_NAMES)),
+    "distilbert": (_distilbert_config, functools.partial(_encoder_weights, names=_DISTILBERT_NAMES)),
     "gpt2": (_gpt2_config, _gpt2_weights),
 }
 SUPPORTED = tuple(_ARCHITECTURES)
