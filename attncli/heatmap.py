@@ -1,14 +1,14 @@
 """`Heatmap`: a matrix of weights as a grid of coloured cells, with labelled axes and a legend."""
 
 import numpy as np
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.color import Color
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.terminal import abbreviate, pad, token_label
+from attncli.terminal import abbreviate, downward, pad, token_label
 
 __all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "uses_colour"]
 
@@ -32,7 +32,6 @@ _VIRIDIS = np.array(
 # Without colour, five shades: blank for the lowest fifth of the scale.
 SHADES = " ░▒▓█"
 _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
-_VERTICAL_LIMIT = 6  # characters of a column label written top to bottom
 _LEGEND_STEPS = 16
 
 
@@ -139,13 +138,8 @@ class Heatmap:
             yield heads
             return
         # Too narrow to write labels across: write each one downwards, a character a line.
-        cut = [abbreviate(label, _VERTICAL_LIMIT) for label in self.labels[:columns]]
-        for line in range(max(len(label) for label in cut)):
-            text = Text(indent)
-            for label in cut:
-                char = label[line] if line < len(label) else " "
-                text.append(set_cell_size(pad(char, cell, "center"), cell))
-            yield text
+        for cells in downward(self.labels[:columns], cell, "center"):
+            yield Text(indent + "".join(cells))
 
     def _row(self, row: int, cell: int, columns: int, values: bool, colour: bool) -> Text:
         index_width = len(str(len(self.labels) - 1))

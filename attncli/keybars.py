@@ -1,17 +1,16 @@
 """`KeyBars`: table rows that each end in a one-line bar chart over the keys of a text."""
 
 import numpy as np
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
-from attncli.terminal import abbreviate, pad, token_label
+from attncli.terminal import downward, pad, token_label
 
 __all__ = ["KeyBars"]
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
-_VERTICAL_LIMIT = 6  # characters of a key label written downwards
 
 
 def _block(weight: float) -> str:
@@ -51,15 +50,13 @@ class KeyBars:
         prefix = sum(widths) + 2 * len(widths)
         cell = 2 if prefix + 2 * len(self.keys) <= options.max_width else 1
         shown = max(min(len(self.keys), options.max_width - prefix), 1)  # keys that fit, at one cell each
-        labels = [abbreviate(key, _VERTICAL_LIMIT) for key in self.keys[:shown]]
-        height = max(len(label) for label in labels)
-        for line in range(height):
+        lines = downward(self.keys[:shown], cell)
+        for line, cells in enumerate(lines):
             text = Text(" " * prefix)
-            if line == height - 1:
+            if line == len(lines) - 1:
                 text = Text("".join(pad(h, w) + "  " for h, w in zip(self.headers, widths, strict=True)), style="bold")
-            for key, label in enumerate(labels):
-                char = label[line] if line < len(label) else " "
-                text.append(set_cell_size(pad(char, cell), cell), style="dim" if self.muted[key] else "")
+            for key, label_cell in enumerate(cells):
+                text.append(label_cell, style="dim" if self.muted[key] else "")
             yield text
         for row, weights in zip(self.rows, self.weights, strict=True):
             text = Text("".join(pad(cell_text, w) + "  " for cell_text, w in zip(row, widths, strict=True)))

@@ -10,7 +10,7 @@ from rich.cells import cell_len, set_cell_size
 
 from attncli.errors import PipeClosed
 
-__all__ = ["abbreviate", "json_bytes", "json_chunks", "make_console", "pad", "token_label", "visible"]
+__all__ = ["abbreviate", "downward", "json_bytes", "json_chunks", "make_console", "pad", "token_label", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
 # other invisible format characters: text that could move the cursor, recolour
@@ -42,6 +42,16 @@ def abbreviate(text: str, limit: int) -> str:
     if cell_len(text) <= limit:
         return text
     return set_cell_size(text, max(limit - 1, 0)).rstrip() + "…"
+
+
+def downward(labels: list[str], cell: int, align: str = "left", limit: int = 6) -> list[list[str]]:
+    """Labels written top to bottom, for columns too narrow to write them across: one list of
+    `cell`-wide strings (one per label) for each line, each label cut to `limit` characters."""
+    cut = [abbreviate(label, limit) for label in labels]
+    return [
+        [set_cell_size(pad(label[line] if line < len(label) else " ", cell, align), cell) for label in cut]
+        for line in range(max(len(label) for label in cut))
+    ]
 
 
 def pad(text: str, width: int, align: str = "left") -> str:
