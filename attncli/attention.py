@@ -25,13 +25,15 @@ __all__ = [
 ]
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along `axis`, same shape as `x`.
+def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / sum(exp(x)) along `axis`, same shape as `x`; written into `out` when given,
+    as numpy's ufuncs do (the forward pass puts each layer's weights straight into its slice
+    of the [L, h, T, T] stack instead of copying them there).
 
     Subtracting the row maximum first cancels in the ratio but keeps exp from
     overflowing, so scores of any size give finite probabilities.
     """
-    e = np.subtract(x, np.max(x, axis=axis, keepdims=True), dtype=np.result_type(x, np.float32))
+    e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out, dtype=np.result_type(x, np.float32))
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
@@ -65,9 +67,13 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndar
 
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
-    """[T, d] -> [h, T, d_k]: head i takes columns i*d_k ... (i+1)*d_k - 1."""
+    """[T, d] -> [h, T, d_k]: head i takes columns i*d_k ... (i+1)*d_k - 1.
+
+    A contiguous copy rather than a strided view: numpy's matmul over strided heads takes
+    1.5x as long as over contiguous ones, far more than the copy costs.
+    """
     tokens, width = x.shape
-    return x.reshape(tokens, heads, width // heads).transpose(1, 0, 2)
+    return np.ascontiguousarray(x.reshape(tokens, heads, width // heads).transpose(1, 0, 2))
 
 
 def merge_heads(x: np.ndarray) -> np.ndarray:
@@ -124,17 +130,24 @@ class AttentionTrace:
     output: np.ndarray  # [T, d] concat @ W_O + b_O
 
 
-def multi_head_attention(x: np.ndarray, p: Projections, heads: int, mask: np.ndarray | None = None) -> AttentionTrace:
+def multi_head_attention(
+    x: np.ndarray,
+    p: Projections,
+    heads: int,
+    mask: np.ndarray | None = None,
+    weights_out: np.ndarray | None = None,
+) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
-    `mask` is [T, T] bool (True = may attend) and applies to every head.
+    `mask` is [T, T] bool (True = may attend) and applies to every head. The weights are
+    written into `weights_out` [h, T, T] when it is given.
     """
     q = split_heads(linear(x, p.w_q, p.b_q), heads)  # [h, T, d_k]
     k = split_heads(linear(x, p.w_k, p.b_k), heads)  # [h, T, d_k]
     v = split_heads(linear(x, p.w_v, p.b_v), heads)  # [h, T, d_k]
     raw = scores(q, k)  # [h, T, T]
     scaled_scores = scaled(raw, q.shape[-1])  # [h, T, T]
-    weights = softmax(masked(scaled_scores, mask))  # [h, T, T]
+    weights = softmax(masked(scaled_scores, mask), out=weights_out)  # [h, T, T]
     head_outputs = weights @ v  # [h, T, d_k]
     concat = merge_heads(head_outputs)  # [T, d]
     output = linear(concat, p.w_o, p.b_o)  # [T, d]
