@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from attncli import __version__, core
+from attncli.allocator import keep_freed_memory
 from attncli.errors import AttncliError, BadInput, PipeClosed
 from attncli.output import COLORS, FORMATS, Output, write, write_records
 from attncli.terminal import visible
@@ -644,5 +645,24 @@ def _options(
     pass
 
 
+def _keep_only_invoked_command(arguments: list[str]) -> None:
+    """Leave in the app only the command the arguments name, when they name one.
+
+    Typer turns every registered command's signature into click options before it runs one,
+    which for all fifteen costs more than the sample model's whole forward pass. The top-level
+    help, shell completion and a misspelt command still see every command.
+    """
+    named = next((argument for argument in arguments if not argument.startswith("-")), None)
+    invoked = [
+        command
+        for command in app.registered_commands
+        if (command.name or typer.main.get_command_name(command.callback.__name__)) == named
+    ]
+    if invoked:
+        app.registered_commands[:] = invoked
+
+
 def main() -> None:
+    keep_freed_memory()
+    _keep_only_invoked_command(sys.argv[1:])
     app(prog_name="attncli")

@@ -25,8 +25,10 @@ def best_of(run) -> float:
 
 
 def numpy_forward(directory: str) -> None:
+    from attncli.allocator import keep_freed_memory
     from attncli.models import load_model
 
+    keep_freed_memory()  # as the attncli command does
     model = load_model(directory)
     for length in LENGTHS:
         tokens = model.tokenize(" ".join(["word"] * (length - 2)))  # [CLS] word ... [SEP]
