@@ -9,11 +9,11 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from attncli.errors import BadInput, DataError
 
-__all__ = ["Token", "Vocabulary", "cosine", "sample_vocabulary", "special_ids"]
+__all__ = ["Token", "Vocabulary", "bert_uncased_tokenizer", "cosine", "sample_vocabulary", "special_ids"]
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_vocab"
 # [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
@@ -124,11 +124,30 @@ def _unit_rows(m: np.ndarray) -> np.ndarray:
     return m / np.where(norms == 0, 1.0, norms)
 
 
+def bert_uncased_tokenizer(vocab_file: Path) -> Tokenizer:
+    """BERT's uncased WordPiece tokenizer over `vocab_file` (one token a line, ids counting from 0),
+    built in code: the same tokenizer as the tokenizer.json of bert-base-uncased and all-MiniLM-L6-v2
+    (a test holds them equal), in half the time it takes to parse that file."""
+    tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+    )
+    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tokenizer.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    return tokenizer
+
+
 @cache
 def sample_vocabulary() -> Vocabulary:
     """The vocabulary bundled with attncli, loaded once (the embeddings memory-mapped)."""
     try:
-        tokenizer = Tokenizer.from_file(str(SAMPLE_DIR / "tokenizer.json"))
+        tokenizer = bert_uncased_tokenizer(SAMPLE_DIR / "vocab.txt")
         embeddings = np.load(SAMPLE_DIR / "embeddings.npy", mmap_mode="r")
     except Exception as error:  # tokenizers raises plain Exception for a bad file
         raise DataError(f"cannot read the bundled vocabulary in {SAMPLE_DIR} ({error}); reinstall attncli") from error

@@ -1,5 +1,7 @@
 """The bundled vocabulary: real tokens, trained vectors, shipped inside the package."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,6 +35,16 @@ def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
     assert vocab.embeddings.shape == (30522, 64)
     assert vocab.tokenizer.get_vocab_size() == 30522
     assert vocab.embeddings.dtype == np.float16
+
+
+def test_the_tokenizer_built_in_code_is_minilms_tokenizer_json(vocab):
+    """Every field of the tokenizer spec (vocabulary, normaliser, pre-tokenizer, special tokens,
+    decoder) equals the checkpoint's tokenizer.json, but for its truncation and padding settings."""
+    from attncli.checkpoint import resolve
+
+    checkpoint = json.loads((resolve("minilm") / "tokenizer.json").read_text(encoding="utf-8"))
+    checkpoint["truncation"] = checkpoint["padding"] = None
+    assert json.loads(vocab.tokenizer.to_str()) == checkpoint
 
 
 def test_similar_words_are_close(vocab):
