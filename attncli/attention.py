@@ -100,7 +100,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     return softmax(masked(scaled(scores(q, k), q.shape[-1]), mask)) @ v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Projections:
     """The four projections of a multi-head attention layer, applied as x @ w + b."""
 
@@ -114,7 +114,7 @@ class Projections:
     b_o: np.ndarray | None = None  # [d]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttentionTrace:
     """Every intermediate of one multi-head self-attention layer."""
 

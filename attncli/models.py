@@ -50,7 +50,7 @@ class ModelInfo:
         return {**fields, "path": self.path}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelTrace:
     """What a model did to a text, layer by layer."""
 

@@ -4,12 +4,10 @@ Files are written whole or not at all: into a temporary file beside the
 target, then renamed over it.
 """
 
-import csv
 import io
 import itertools
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +79,8 @@ def rounded(value, decimals: int | None):
 def attention_csv(run, decimals: int | None) -> str:
     """Every attention weight of `run` in long form, one row per (layer, head, query, key)."""
     weights = run.weights if decimals is None else np.round(run.weights, decimals)  # [L, h, T, T]
+    import csv  # here, not at the top: every run of every command would pay for its import
+
     texts = [token.text for token in run.tokens]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
@@ -117,6 +117,8 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         return
+    import tempfile  # here, not at the top: only -o needs it, and every run would pay for its import
+
     directory = target.parent if str(target.parent) else Path(".")
     try:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".part")

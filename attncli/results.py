@@ -63,7 +63,7 @@ def numbers(array: np.ndarray) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttentionRun:
     """A text through a model: the tokens and every layer's intermediates."""
 
@@ -86,7 +86,7 @@ class AttentionRun:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HeatmapResult:
     run: AttentionRun
     layer: int = 0  # the layer to draw
@@ -96,7 +96,7 @@ class HeatmapResult:
         return _document("heatmap", **self.run.common_json())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ExplainResult:
     run: AttentionRun
     focus: int  # index of the token whose scores the walkthrough follows
@@ -201,7 +201,7 @@ def _check_size(run: AttentionRun) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenizeResult:
     text: str
     tokens: list[Token]
@@ -211,7 +211,7 @@ class TokenizeResult:
         return _document("tokenize", text=self.text, model=self.model.to_json(), tokens=_tokens_json(self.tokens))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmbedResult:
     text: str
     tokens: list[Token]
@@ -228,7 +228,7 @@ class Neighbor:
     cosine: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SimilarResult:
     word: str
     id: int
@@ -243,7 +243,7 @@ class SimilarResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SoftmaxResult:
     """softmax(scores) with the steps a reader can check by hand."""
 
@@ -262,7 +262,7 @@ class SoftmaxResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Operand:
     """One side of a dot product: a vector given as numbers, or a word's embedding."""
 
@@ -275,7 +275,7 @@ class Operand:
         return {**named, "vector": numbers(self.vector)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DotResult:
     a: Operand
     b: Operand
@@ -303,7 +303,7 @@ def _statistic(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HeadTarget:
     """One head's view from a query token: its weights over the keys and the strongest allowed key."""
 
@@ -314,7 +314,7 @@ class HeadTarget:
     top_weight: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QueryResult:
     """What one token attends to, in every head of every layer, heads ranked by their top weight."""
 
@@ -360,7 +360,7 @@ class QueryResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelGridResult:
     """Every head of every layer at once; `layers` and `heads` choose what the view draws."""
 
@@ -372,7 +372,7 @@ class ModelGridResult:
         return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
 
@@ -403,7 +403,7 @@ class HeadsResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RolloutResult:
     run: AttentionRun
     fusion: str
@@ -423,7 +423,7 @@ class RolloutResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompareResult:
     """One token's attention in two texts, head by head, keys aligned by their text."""
 
@@ -485,7 +485,7 @@ class CompareResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CheckResult:
     """A recomputed run against a saved --json result: how far each attention weight moved."""
 

@@ -39,7 +39,7 @@ class SampleConfig:
         return self.d_model // self.heads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleForward:
     """A text's path through the sample model."""
 

@@ -160,13 +160,13 @@ class TransformerConfig:
         return self.max_positions - offset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Norm:
     gain: np.ndarray  # [d]
     bias: np.ndarray  # [d]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Block:
     """One transformer layer: attention, then a two-layer feed-forward network, each with a LayerNorm."""
 
@@ -179,7 +179,7 @@ class Block:
     ffn_norm: Norm
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray  # [positions, d]
@@ -189,7 +189,7 @@ class TransformerWeights:
     final_norm: Norm | None  # GPT-2: LayerNorm after the last block
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TransformerTrace:
     positions: np.ndarray  # [T, d] position embedding rows
     weights: np.ndarray  # [L, h, T, T] every layer's attention weights
