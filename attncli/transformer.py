@@ -59,16 +59,16 @@ def erf(x: np.ndarray) -> np.ndarray:
 # Elementwise functions that make many passes (erf makes a dozen) work through their input
 # this many elements at a time, so that each pass reads the CPU cache rather than memory and
 # no temporary is large enough to cost fresh pages: 3.5x faster on a [512, 1536] input.
-BLOCK = 1 << 15
+_BLOCK = 1 << 15
 
 
-def blockwise(f, x: np.ndarray) -> np.ndarray:
-    """f(x) for an elementwise `f`, computed a block of BLOCK elements at a time (as float32 at least)."""
+def _blockwise(f, x: np.ndarray) -> np.ndarray:
+    """f(x) for an elementwise `f`, computed _BLOCK elements at a time (as float32 at least)."""
     x = np.asarray(x, dtype=np.result_type(x, np.float32))
     flat = x.reshape(-1)
     y = np.empty_like(flat)
-    for start in range(0, flat.size, BLOCK):
-        y[start : start + BLOCK] = f(flat[start : start + BLOCK])
+    for start in range(0, flat.size, _BLOCK):
+        y[start : start + _BLOCK] = f(flat[start : start + _BLOCK])
     return y.reshape(x.shape)
 
 
@@ -86,12 +86,12 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU with the exact Gaussian CDF: x · Φ(x) = x/2 · (1 + erf(x/√2)), as BERT uses."""
-    return blockwise(_gelu, x)
+    return _blockwise(_gelu, x)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """GELU with GPT-2's tanh approximation of Φ: x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))."""
-    return blockwise(_gelu_tanh, x)
+    return _blockwise(_gelu_tanh, x)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -204,7 +204,7 @@ def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     deviation = np.mean(np.square(y), axis=-1, keepdims=True)
     deviation += eps
     np.sqrt(deviation, out=deviation)
-    # In place from here: each new [T, d] array would cost its page faults again.
+    # In place from here: a new [T, d] array a step would be as many more allocations and passes.
     y /= deviation
     y *= norm.gain
     y += norm.bias

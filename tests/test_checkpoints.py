@@ -82,6 +82,18 @@ def test_gelu_variants():
     assert gelu(x).dtype == np.float32
 
 
+@pytest.mark.parametrize("shape", [(), (7,), (3, 40_000), (2, 3, 20_001)])
+def test_gelu_is_elementwise_across_its_blocks(shape):
+    """GELU works through large inputs a block at a time; every element, in any block, at any
+    shape (a 0-d input included), gets its own value (to float32 rounding) back in its place."""
+    x = np.random.default_rng(0).normal(0.0, 3.0, size=shape).astype(np.float32)
+    for activation in (gelu, gelu_tanh):
+        y = activation(x)
+        assert y.shape == x.shape
+        one_by_one = np.array([activation(np.float32(v)) for v in x.reshape(-1)[:: max(x.size // 997, 1)]])
+        assert_allclose(y.reshape(-1)[:: max(x.size // 997, 1)], one_by_one, rtol=1e-6, atol=1e-7)
+
+
 def test_explain_walks_through_the_chosen_layer():
     model = load_model(str(FIXTURES / "bert"))
     result = core.explain("The cat sat on the mat.", model, layer=1)
