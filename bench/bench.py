@@ -18,8 +18,12 @@ import time
 from pathlib import Path
 
 from attncli.checkpoint import resolve
+from attncli.vocab import SAMPLE_DIR
 
 TEXT = "The animal didn't cross the street because it was too tired"
+# What explain on the sample model cannot do without, over the bare imports: the random
+# projections' generator and the bundled 30,522-token WordPiece vocabulary.
+FLOOR = "import numpy, tokenizers, typer, rich, numpy.random; tokenizers.models.WordPiece.from_file({!r})"
 HERE = Path(__file__).resolve().parent
 
 
@@ -68,6 +72,17 @@ def forward_times(python: str, engine: str, directory: str) -> dict[int, float]:
     return {int(tokens): float(ms) for tokens, ms in (line.split() for line in done.stdout.splitlines())}
 
 
+def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[dict, dict]:
+    """The best forward times of numpy and of torch over `rounds` alternating runs of each:
+    on a shared machine a slow spell then falls on both engines rather than on one."""
+    ours, peer = {}, {}
+    for _ in range(rounds):
+        for best, python, engine in ((ours, sys.executable, "numpy"), (peer, peer_python, "torch")):
+            for tokens, ms in forward_times(python, engine, directory).items():
+                best[tokens] = min(ms, best.get(tokens, ms))
+    return ours, peer
+
+
 def row(name: str, value: str, peer: str, ratio: str, target: str) -> None:
     print(f"{name:<46} {value:>12} {peer:>12} {ratio:>9}  {target}")
 
@@ -84,8 +99,10 @@ def main() -> None:
     runs = args.runs
     print(f"all-MiniLM-L6-v2; medians of {runs} runs; OPENBLAS_CORETYPE unset for every command", file=sys.stderr)
 
-    imports, _, _ = measure([sys.executable, "-c", "import numpy, tokenizers, typer, rich"], runs)
-    start, _, _ = measure([attncli, "explain", "The cat sat on the mat", "--json"], runs)
+    # Start-up takes a tenth of a second a run, so it gets more runs to steady its median.
+    imports, _, _ = measure([sys.executable, "-c", "import numpy, tokenizers, typer, rich"], 4 * runs)
+    floor, _, _ = measure([sys.executable, "-c", FLOOR.format(str(SAMPLE_DIR / "vocab.txt"))], 4 * runs)
+    start, _, _ = measure([attncli, "explain", "The cat sat on the mat", "--json"], 4 * runs)
     ours_time, ours_memory, ours_out = measure(
         [attncli, "explain", "--model", "minilm", TEXT, "--json"], runs, keep_output=True
     )
@@ -95,8 +112,7 @@ def main() -> None:
     )
     long_text = " ".join(["word"] * 510)
     long_time, long_memory, _ = measure([attncli, "heatmap", "--model", "minilm", long_text, "--json"], runs)
-    ours_forward = forward_times(sys.executable, "numpy", directory)
-    peer_forward = forward_times(args.peer_python, "torch", directory)
+    ours_forward, peer_forward = best_forward_times(args.peer_python, directory, rounds=3)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "sentences.txt"
         sentences(args.batch_lines, source)
@@ -120,6 +136,13 @@ def main() -> None:
         f"{imports:.3f} s",
         f"{start / imports:.2f}x",
         "<= 1.10x",
+    )
+    row(
+        "  the same imports + numpy.random + tokenizer",
+        f"{floor:.3f} s",
+        f"{imports:.3f} s",
+        f"{floor / imports:.2f}x",
+        "what the sample model cannot skip",
     )
     row(
         "explain --model minilm --json, wall",

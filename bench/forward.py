@@ -3,7 +3,7 @@
     python bench/forward.py numpy CHECKPOINT_DIR   # in attncli's venv
     python bench/forward.py torch CHECKPOINT_DIR   # in the peer's venv
 
-Prints "TOKENS MILLISECONDS" for 128 and 512 tokens: the best of several runs, after a warm-up,
+Prints "TOKENS MILLISECONDS" for 128 and 512 tokens: the best of ten runs, after a warm-up,
 with each library's default threads.
 """
 
@@ -11,7 +11,7 @@ import sys
 import time
 
 LENGTHS = (128, 512)
-RUNS = 7
+RUNS = 10
 
 
 def best_of(run) -> float:
