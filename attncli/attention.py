@@ -1,7 +1,9 @@
 """Scaled dot-product and multi-head self-attention, as plain numpy functions.
 
 Shapes: T tokens, d model width, h heads, d_k = d / h per head. Nothing here
-reads files, prints, or knows about terminals; every function is pure.
+reads files, prints, or knows about terminals. Every function returns new arrays
+and changes none of its inputs; the one exception is an `out` array the caller
+hands over to be filled, as with numpy's own functions.
 """
 
 import math
@@ -27,8 +29,8 @@ __all__ = [
 
 def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
     """exp(x) / sum(exp(x)) along `axis`, same shape as `x`; written into `out` when given,
-    as numpy's ufuncs do (the forward pass puts each layer's weights straight into its slice
-    of the [L, h, T, T] stack instead of copying them there).
+    as numpy's ufuncs do, and cast to its dtype (the forward pass puts each layer's weights
+    straight into its slice of the [L, h, T, T] stack instead of copying them there).
 
     Subtracting the row maximum first cancels in the ratio but keeps exp from
     overflowing, so scores of any size give finite probabilities.

@@ -646,17 +646,17 @@ def _options(
 
 
 def _keep_only_invoked_command(arguments: list[str]) -> None:
-    """Leave in the app only the command the arguments name, when they name one.
+    """Leave in the app only the command invoked, when the first argument names one.
 
     Typer turns every registered command's signature into click options before it runs one,
     which for all fifteen costs more than the sample model's whole forward pass. The top-level
-    help, shell completion and a misspelt command still see every command.
+    help (`attncli --help explain` included), shell completion and a misspelt command still
+    see every command.
     """
-    named = next((argument for argument in arguments if not argument.startswith("-")), None)
     invoked = [
         command
         for command in app.registered_commands
-        if (command.name or typer.main.get_command_name(command.callback.__name__)) == named
+        if arguments and (command.name or typer.main.get_command_name(command.callback.__name__)) == arguments[0]
     ]
     if invoked:
         app.registered_commands[:] = invoked

@@ -201,7 +201,7 @@ def _check_size(run: AttentionRun) -> None:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class TokenizeResult:
     text: str
     tokens: list[Token]
@@ -228,7 +228,7 @@ class Neighbor:
     cosine: float
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class SimilarResult:
     word: str
     id: int

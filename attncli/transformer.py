@@ -200,7 +200,7 @@ class TransformerTrace:
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     """(x - mean) / √(variance + eps) · gain + bias over the last axis: [..., d] -> [..., d]."""
-    y = x - x.mean(axis=-1, keepdims=True)
+    y = np.subtract(x, x.mean(axis=-1, keepdims=True), dtype=np.result_type(x, norm.gain, norm.bias))
     deviation = np.mean(np.square(y), axis=-1, keepdims=True)
     deviation += eps
     np.sqrt(deviation, out=deviation)

