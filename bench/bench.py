@@ -1,7 +1,8 @@
 """make bench: attncli against the torch + transformers peer on all-MiniLM-L6-v2, in one run.
 
-Each command runs as its own process; wall time is the median of several runs
-and peak memory is the child's maximum resident set size (from wait4). Both
+Each command runs as its own process; wall time is the median of several runs,
+the commands compared taking turns, and peak memory is the child's maximum
+resident set size (from wait4). Both
 sides get the same environment, with OPENBLAS_CORETYPE removed (it slows
 numpy where it is set). Needs the minilm checkpoint (make model) and the peer's
 virtual environment (made by make bench).
@@ -27,28 +28,39 @@ FLOOR = "import numpy, tokenizers, typer, rich, numpy.random; tokenizers.models.
 HERE = Path(__file__).resolve().parent
 
 
-def measure(command: list[str], runs: int, keep_output: bool = False) -> tuple[float, float, bytes]:
-    """(median wall seconds, peak RSS in MB, stdout of the last run) over `runs` runs of `command`.
+def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
+    """(wall seconds, peak RSS in MB, stdout if kept) of one run of `command`.
 
     Output not kept is read and dropped as it comes: a child forked from a bench that holds
     hundreds of megabytes would report them as its own peak.
     """
     environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    times, peaks, output = [], [], b""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment)
+    output = b""
+    if keep_output:
+        output = process.stdout.read()
+    else:
+        while process.stdout.read(1 << 20):
+            pass
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"bench: {' '.join(command[:3])} ... failed with status {status}")
+    return elapsed, usage.ru_maxrss / 1024, output  # kB -> MB on Linux
+
+
+def measure(commands: list[list[str]], runs: int, keep_output: bool = False) -> list[tuple[float, float, bytes]]:
+    """(median wall seconds, peak RSS in MB, stdout of the last run) of each command, over `runs`
+    rounds that run every command once in turn: on a shared machine a slow spell then falls on
+    all of the commands compared rather than on one of them."""
+    results = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment)
-        if keep_output:
-            output = process.stdout.read()
-        else:
-            while process.stdout.read(1 << 20):
-                pass
-        _, status, usage = os.wait4(process.pid, 0)
-        times.append(time.perf_counter() - start)
-        if status != 0:
-            sys.exit(f"bench: {' '.join(command[:3])} ... failed with status {status}")
-        peaks.append(usage.ru_maxrss / 1024)  # kB -> MB on Linux
-    return statistics.median(times), max(peaks), output
+        for command, result in zip(commands, results, strict=True):
+            result.append(run_once(command, keep_output))
+    return [
+        (statistics.median(t for t, _, _ in result), max(p for _, p, _ in result), result[-1][2]) for result in results
+    ]
 
 
 def sentences(count: int, path: Path) -> None:
@@ -98,30 +110,43 @@ def main() -> None:
     directory = str(resolve("minilm"))
     runs = args.runs
     print(
-        f"all-MiniLM-L6-v2; medians of {runs} runs ({4 * runs} for start-up), forward passes the best of "
-        "three alternating rounds of ten; OPENBLAS_CORETYPE unset for every command",
+        f"all-MiniLM-L6-v2; medians of {runs} rounds ({4 * runs} for start-up) that run each compared "
+        "command in turn, forward passes the best of three alternating rounds of ten; "
+        "OPENBLAS_CORETYPE unset for every command",
         file=sys.stderr,
     )
 
     # Start-up takes a tenth of a second a run, so it gets more runs to steady its median.
-    imports, _, _ = measure([sys.executable, "-c", "import numpy, tokenizers, typer, rich"], 4 * runs)
-    floor, _, _ = measure([sys.executable, "-c", FLOOR.format(str(SAMPLE_DIR / "vocab.txt"))], 4 * runs)
-    start, _, _ = measure([attncli, "explain", "The cat sat on the mat", "--json"], 4 * runs)
-    ours_time, ours_memory, ours_out = measure(
-        [attncli, "explain", "--model", "minilm", TEXT, "--json"], runs, keep_output=True
+    (imports, _, _), (floor, _, _), (start, _, _) = measure(
+        [
+            [sys.executable, "-c", "import numpy, tokenizers, typer, rich"],
+            [sys.executable, "-c", FLOOR.format(str(SAMPLE_DIR / "vocab.txt"))],
+            [attncli, "explain", "The cat sat on the mat", "--json"],
+        ],
+        4 * runs,
     )
-    heat_time, _, _ = measure([attncli, "heatmap", "--model", "minilm", TEXT, "--json"], runs)
-    peer_time, peer_memory, peer_out = measure(
-        [args.peer_python, str(HERE / "peer.py"), directory, TEXT], runs, keep_output=True
+    (ours_time, ours_memory, ours_out), (heat_time, _, _), (peer_time, peer_memory, peer_out) = measure(
+        [
+            [attncli, "explain", "--model", "minilm", TEXT, "--json"],
+            [attncli, "heatmap", "--model", "minilm", TEXT, "--json"],
+            [args.peer_python, str(HERE / "peer.py"), directory, TEXT],
+        ],
+        runs,
+        keep_output=True,
     )
     long_text = " ".join(["word"] * 510)
-    long_time, long_memory, _ = measure([attncli, "heatmap", "--model", "minilm", long_text, "--json"], runs)
+    [(long_time, long_memory, _)] = measure([[attncli, "heatmap", "--model", "minilm", long_text, "--json"]], runs)
     ours_forward, peer_forward = best_forward_times(args.peer_python, directory, rounds=3)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "sentences.txt"
         sentences(args.batch_lines, source)
-        batch_time, batch_memory, _ = measure([attncli, "batch", str(source), "--model", "minilm"], 1)
-        loop_time, loop_memory, _ = measure([args.peer_python, str(HERE / "peer_batch.py"), directory, str(source)], 1)
+        (batch_time, batch_memory, _), (loop_time, loop_memory, _) = measure(
+            [
+                [attncli, "batch", str(source), "--model", "minilm"],
+                [args.peer_python, str(HERE / "peer_batch.py"), directory, str(source)],
+            ],
+            1,
+        )
 
     ours = json.loads(ours_out)["attention"]
     peer = json.loads(peer_out)["attention"]
