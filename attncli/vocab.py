@@ -127,7 +127,7 @@ def _unit_rows(m: np.ndarray) -> np.ndarray:
 def bert_uncased_tokenizer(vocab_file: Path) -> Tokenizer:
     """BERT's uncased WordPiece tokenizer over `vocab_file` (one token a line, ids counting from 0),
     built in code: the same tokenizer as all-MiniLM-L6-v2's tokenizer.json (a test holds them equal),
-    in about half the time it takes to parse that file."""
+    in about 9 ms where parsing that file takes 15."""
     tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
