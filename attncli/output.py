@@ -211,9 +211,19 @@ def _write(result, output: Output, view, **view_options) -> None:
         make_console("never", file=text, width=_EXPORT_WIDTH).print(renderable)
         write_file(output.path, text.getvalue().encode())
     else:
-        make_console(output.color).print(renderable)
+        make_console(output.color, file=_stdout_text()).print(renderable)
     if output.export is not None:
         _export(renderable, output.export)
+
+
+def _stdout_text():
+    """Standard output for a view. When Python runs unbuffered (PYTHONUNBUFFERED or -u) its text
+    layer writes straight to the descriptor and drops the rest of a partial write without an
+    error, so a reader that stopped early would go unnoticed (exit 0, not 141); a buffered writer
+    on the same descriptor, left open when done, reports it."""
+    if not isinstance(sys.stdout.buffer, io.RawIOBase):
+        return sys.stdout
+    return open(sys.stdout.fileno(), "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
 
 
 def _export(renderable, path: Path) -> None:
