@@ -78,9 +78,9 @@ def rounded(value, decimals: int | None):
 
 def attention_csv(run, decimals: int | None) -> str:
     """Every attention weight of `run` in long form, one row per (layer, head, query, key)."""
-    weights = run.weights if decimals is None else np.round(run.weights, decimals)  # [L, h, T, T]
     import csv  # here, not at the top: every run of every command would pay for its import
 
+    weights = run.weights if decimals is None else np.round(run.weights, decimals)  # [L, h, T, T]
     texts = [token.text for token in run.tokens]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
