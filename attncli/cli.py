@@ -193,30 +193,20 @@ def _injecting(name: str, options: tuple, build):
 # --json, --format, -o, --precision, --export and --color, as one `output: Output`.
 _with_output = _injecting("output", _OUTPUT_OPTIONS, _output)
 # --model with the sample model's --heads, --seed, --causal and --no-positions, as one `model`.
-_with_model = _injecting(
-    "model",
-    (
-        ("spec", ModelOpt, "sample"),
-        ("heads", HeadsOpt, None),
-        ("seed", SeedOpt, None),
-        ("causal", CausalOpt, None),
-        ("positions", PositionsOpt, None),
-    ),
-    core.load_model,
+_MODEL_OPTIONS = (
+    ("spec", ModelOpt, "sample"),
+    ("heads", HeadsOpt, None),
+    ("seed", SeedOpt, None),
+    ("causal", CausalOpt, None),
+    ("positions", PositionsOpt, None),
 )
+_with_model = _injecting("model", _MODEL_OPTIONS, core.load_model)
 # The same without --heads, for the command whose --heads chooses heads to draw.
 _with_model_of_eight_heads = _injecting(
-    "model",
-    (
-        ("spec", ModelOpt, "sample"),
-        ("seed", SeedOpt, None),
-        ("causal", CausalOpt, None),
-        ("positions", PositionsOpt, None),
-    ),
-    core.load_model,
+    "model", tuple(option for option in _MODEL_OPTIONS if option[0] != "heads"), core.load_model
 )
 # --model alone, for commands that only tokenize.
-_with_tokenizer_model = _injecting("model", (("spec", ModelOpt, "sample"),), core.load_model)
+_with_tokenizer_model = _injecting("model", _MODEL_OPTIONS[:1], core.load_model)
 
 
 def _text(text: str) -> str:
