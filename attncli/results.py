@@ -77,13 +77,12 @@ class AttentionRun:
         """[L, h, T, T] attention weights of every layer."""
         return self.trace.weights
 
+    def header_json(self) -> dict:
+        """What every document about a run opens with: the text, the model and the tokens."""
+        return {"text": self.text, "model": self.model.to_json(), "tokens": _tokens_json(self.tokens)}
+
     def common_json(self) -> dict:
-        return {
-            "text": self.text,
-            "model": self.model.to_json(),
-            "tokens": _tokens_json(self.tokens),
-            "attention": numbers(self.weights),  # [layer][head][query][key]
-        }
+        return {**self.header_json(), "attention": numbers(self.weights)}  # [layer][head][query][key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,9 +341,7 @@ class QueryResult:
         tokens = self.run.tokens
         return _document(
             "query",
-            text=self.run.text,
-            model=self.run.model.to_json(),
-            tokens=_tokens_json(tokens),
+            **self.run.header_json(),
             token=_token_ref(tokens[self.token]),
             include_special=self.include_special,
             target=None if self.target is None else _token_ref(tokens[self.target]),
@@ -414,9 +411,7 @@ class RolloutResult:
         tokens = self.run.tokens
         return _document(
             "rollout",
-            text=self.run.text,
-            model=self.run.model.to_json(),
-            tokens=_tokens_json(tokens),
+            **self.run.header_json(),
             head_fusion=self.fusion,
             token=None if self.token is None else _token_ref(tokens[self.token]),
             rollout=numbers(self.rollout),
