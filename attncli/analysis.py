@@ -1,26 +1,35 @@
-"""Questions asked of attention weights and scores, as pure functions over arrays."""
+"""Every number derived from a forward pass, as pure functions over arrays: rankings, head
+statistics, rollout, comparisons, differences, nearest neighbours. No I/O, no printing."""
 
 import difflib
+import enum
 import unicodedata
 
 import numpy as np
 
 from attncli.attention import softmax
+from attncli.tokens import bare
 
 __all__ = [
-    "FUSIONS",
     "PATTERNS",
     "STATISTICS",
+    "Fusion",
     "align",
+    "candidate_keys",
+    "cosine",
     "entropy",
     "head_statistics",
     "is_punctuation",
+    "largest",
+    "nearest",
     "pattern_labels",
     "ranked_targets",
     "rollout",
     "softmax_parts",
     "spread",
+    "strongest_allowed",
     "strongest_keys",
+    "text_statistics",
     "total_variation",
 ]
 
@@ -136,17 +145,22 @@ def pattern_labels(statistics: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(shares.max(axis=0) >= PATTERN_SHARE, labels, fallback)
 
 
-FUSIONS = ("mean", "max", "min")
+class Fusion(enum.StrEnum):
+    """How rollout fuses the heads of a layer into one matrix."""
+
+    mean = "mean"
+    max = "max"
+    min = "min"
 
 
-def rollout(weights: np.ndarray, fusion: str = "mean") -> np.ndarray:
+def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema, 2020) of `weights` [L, h, T, T]: [L, T, T].
 
     Each layer's heads are fused (mean, max or min), the residual path is added as
     0.5·A + 0.5·I, rows are renormalised, and the layers are multiplied in order;
     entry l is the product up to layer l, so its rows sum to 1.
     """
-    fused = {"mean": np.mean, "max": np.max, "min": np.min}[fusion](weights, axis=1)  # [L, T, T]
+    fused = {Fusion.mean: np.mean, Fusion.max: np.max, Fusion.min: np.min}[Fusion(fusion)](weights, axis=1)  # [L, T, T]
     identity = np.eye(weights.shape[-1])
     cumulative, products = identity, []
     for layer in fused:
@@ -177,7 +191,7 @@ def align(a: list[str], b: list[str]) -> list[tuple[int | None, int | None]]:
 
 def is_punctuation(token: str) -> bool:
     """Whether a vocabulary string is punctuation once its word-piece marks (##, Ġ) are stripped."""
-    text = token.removeprefix("##").removeprefix("Ġ")
+    text = bare(token)
     return bool(text) and all(unicodedata.category(char).startswith("P") for char in text)
 
 
@@ -198,3 +212,64 @@ def spread(rows: np.ndarray, slots: list[int | None]) -> np.ndarray:
     """Weights [..., T] laid out over alignment slots [..., S]: slot s takes key slots[s], or 0 if None."""
     zeros = np.zeros(rows.shape[:-1])
     return np.stack([zeros if key is None else rows[..., key] for key in slots], axis=-1)
+
+
+def strongest_allowed(rows: np.ndarray, allowed: np.ndarray, fallback: int) -> np.ndarray:
+    """For rows of weights [..., T], the allowed key (`allowed` [T] bool) with the largest weight,
+    the earliest on a tie; `fallback` everywhere when no key is allowed: [...]."""
+    if not allowed.any():
+        return np.full(rows.shape[:-1], fallback)
+    return np.where(allowed, rows, -1.0).argmax(axis=-1)
+
+
+def candidate_keys(special: np.ndarray, query: int, include_special: bool) -> np.ndarray:
+    """[T] bool: the keys that may be a head's top target for token `query`: not the token
+    itself, and not special tokens unless `include_special` (`special` [T] bool)."""
+    allowed = np.ones_like(special) if include_special else ~special
+    allowed[query] = False
+    return allowed
+
+
+def text_statistics(weights: np.ndarray, special: np.ndarray, pieces: list[str], causal: bool) -> dict:
+    """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
+    `special` [T] bool and `pieces` the vocabulary strings. The first token counts as the first
+    special token when it is one; the other special tokens are separators."""
+    first = 0 if special[0] else None
+    separators = special.copy()
+    if first is not None:
+        separators[first] = False
+    punctuation = np.array([not s and is_punctuation(piece) for s, piece in zip(special, pieces, strict=True)])
+    return head_statistics(weights, first, separators, punctuation, causal)
+
+
+def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:
+    """Indices of the `count` largest entries of `values` (any shape), largest first, earliest on a tie."""
+    order = np.argsort(-values, axis=None, kind="stable")[:count]
+    return [tuple(int(i) for i in index) for index in zip(*np.unravel_index(order, values.shape), strict=True)]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two vectors; 0 when either is all zeros."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms else 0.0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v)
+    return v / norm if norm else v
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)  # [n, 1]
+    return m / np.where(norms == 0, 1.0, norms)
+
+
+def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[tuple[int, float]]:
+    """The `k` rows of `vectors` [n, d] with the highest cosine to row `row`, best first, as
+    (row, cosine); rows in `excluded` are never chosen."""
+    cosines = _unit_rows(vectors) @ _unit(vectors[row])  # [n]
+    cosines[excluded] = -np.inf
+    k = min(k, int(np.isfinite(cosines).sum()))
+    best = np.argpartition(-cosines, k - 1)[:k]
+    best = best[np.argsort(-cosines[best], kind="stable")]
+    return [(int(i), float(cosines[i])) for i in best]

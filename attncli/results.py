@@ -1,28 +1,22 @@
-"""One result object per command. The terminal view draws it; `to_json()` is its `--json` document."""
+"""One result object per command: plain data, computed by attncli.commands. The terminal view
+draws it; `to_json()` is its `--json` document. Nothing here computes; it only arranges."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from attncli.analysis import (
-    BROAD_ENTROPY,
-    PATTERN_SHARE,
-    PATTERNS,
-    ranked_targets,
-    softmax_parts,
-    spread,
-    strongest_keys,
-    total_variation,
-)
+from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS
 from attncli.attention import AttentionTrace
-from attncli.errors import BadInput, DataError
-from attncli.models import ModelInfo, ModelTrace
-from attncli.vocab import Token
+from attncli.errors import AttncliError, BadInput, DataError
+from attncli.models import ModelInfo
+from attncli.tokens import Token
+from attncli.transformer import Trace
 
 __all__ = [
     "SCHEMA",
     "AttentionRun",
+    "BatchRecord",
     "CheckResult",
     "CompareResult",
     "DotResult",
@@ -36,6 +30,7 @@ __all__ = [
     "Operand",
     "QueryResult",
     "RolloutResult",
+    "SavedRun",
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
@@ -70,7 +65,7 @@ class AttentionRun:
     text: str
     tokens: list[Token]
     model: ModelInfo
-    trace: ModelTrace
+    trace: Trace
 
     @property
     def weights(self) -> np.ndarray:
@@ -99,8 +94,14 @@ class HeatmapResult:
 class ExplainResult:
     run: AttentionRun
     focus: int  # index of the token whose scores the walkthrough follows
-    layer: int = 0  # the layer the walkthrough follows
-    head: int | None = None  # the one head to draw; None draws them all (JSON always has all)
+    layer: int  # the layer the walkthrough follows
+    head: int | None  # the one head to draw; None draws them all (JSON always has all)
+    focus_keys: np.ndarray  # [keys] indices of the keys the focus token may attend to
+    strongest: tuple[np.ndarray, np.ndarray]  # per head of the layer, each query's top key and its weight: [h, T]
+    strongest_mean: tuple[np.ndarray, np.ndarray]  # the same for the mean of the layer's heads: [T]
+    focus_steps: "SoftmaxResult | None"  # softmax of the focus token's scaled scores over its keys; with steps
+    focus_top: int | None  # the key the focus token weights most in the walkthrough head; with steps
+    weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
 
     @property
     def walk_head(self) -> int:
@@ -111,26 +112,6 @@ class ExplainResult:
     def attention(self) -> AttentionTrace:
         """The walkthrough layer's trace."""
         return self.run.trace.layers[self.layer]
-
-    @property
-    def focus_keys(self) -> np.ndarray:
-        """Indices of the keys the focus token may attend to: all, or those up to it when causal."""
-        return np.arange(self.focus + 1 if self.run.model.causal else len(self.run.tokens))
-
-    def focus_softmax(self) -> "SoftmaxResult":
-        """The softmax of the focus token's scaled scores over its keys, in the walkthrough's head."""
-        x = self.attention.scaled[self.walk_head, self.focus, self.focus_keys]  # [keys]
-        return SoftmaxResult(x, *softmax_parts(x))
-
-    @property
-    def strongest(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per head of the walkthrough layer, each query's most-attended key and its weight: ([h, T], [h, T])."""
-        return strongest_keys(self.run.weights[self.layer])
-
-    @property
-    def strongest_mean(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's most-attended key averaged over the layer's heads, and that mean weight: ([T], [T])."""
-        return strongest_keys(self.run.weights[self.layer].mean(axis=0))
 
     def summary_json(self) -> list[dict]:
         tokens = self.run.tokens
@@ -150,8 +131,9 @@ class ExplainResult:
             for i, token in enumerate(tokens)
         ]
 
-    def to_json(self, steps: bool = True) -> dict:
-        """The --json document; without `steps`, the attention and summary alone (as batch writes)."""
+    def fields(self, steps: bool = True) -> dict:
+        """The document's fields after "schema" and "command"; without `steps`, the attention and
+        summary alone (as batch writes)."""
         trace = self.run.trace
         layers = trace.layers
         focus = self.run.tokens[self.focus]
@@ -162,16 +144,15 @@ class ExplainResult:
             "summary": self.summary_json(),
         }
         if not steps:
-            return _document("explain", **fields)
+            return fields
         _check_size(self.run)
 
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
 
-        return _document(
-            "explain",
+        return {
             **fields,
-            steps={
+            "steps": {
                 "embeddings": numbers(trace.embeddings),
                 "positions": None if trace.positions is None else numbers(trace.positions),
                 "input": per_layer("x"),
@@ -185,7 +166,26 @@ class ExplainResult:
                 "attention_output": per_layer("output"),
                 "output": numbers(trace.output),
             },
-        )
+        }
+
+    def to_json(self, steps: bool = True) -> dict:
+        """The --json document; without `steps`, the attention and summary alone."""
+        return _document("explain", **self.fields(steps))
+
+
+@dataclass(frozen=True, eq=False)
+class BatchRecord:
+    """One line of a batch: the fields of its explain document, or why it failed."""
+
+    line: int  # the line number in the input, from 1
+    fields: dict | None = None  # ExplainResult.fields()
+    error: AttncliError | None = None
+
+    def to_json(self, names: Mapping[str, str]) -> dict:
+        """The record; an error's message names parameters as `names` says (see AttncliError.worded)."""
+        if self.fields is None:
+            return _document("batch", line=self.line, error=self.error.worded(names))
+        return _document("batch", line=self.line, **self.fields)
 
 
 def _check_size(run: AttentionRun) -> None:
@@ -194,9 +194,11 @@ def _check_size(run: AttentionRun) -> None:
     total = sum(getattr(layer, field).size for layer in run.trace.layers for field in fields)
     if total > EXPLAIN_JSON_LIMIT:
         raise BadInput(
-            f"explain --json for {len(run.tokens)} tokens would write {total / 1e6:.0f} million numbers (every step "
-            f"of every layer; the limit is {EXPLAIN_JSON_LIMIT / 1e6:.0f} million): use heatmap --json for the "
-            "attention alone, or a shorter text"
+            "{explain_json} for {tokens} tokens would write {total:.0f} million numbers (every step of every layer; "
+            "the limit is {limit:.0f} million): use {attention_json} for the attention alone, or a shorter text",
+            tokens=len(run.tokens),
+            total=total / 1e6,
+            limit=EXPLAIN_JSON_LIMIT / 1e6,
         )
 
 
@@ -215,6 +217,7 @@ class EmbedResult:
     text: str
     tokens: list[Token]
     embeddings: np.ndarray  # [T, d]
+    norms: np.ndarray  # [T] the length of each embedding
 
     def to_json(self) -> dict:
         return _document("embed", text=self.text, tokens=_tokens_json(self.tokens), embeddings=numbers(self.embeddings))
@@ -244,7 +247,7 @@ class SimilarResult:
 
 @dataclass(frozen=True, eq=False)
 class SoftmaxResult:
-    """softmax(scores) with the steps a reader can check by hand."""
+    """softmax(scores) with the steps a reader can check by hand (see analysis.softmax_parts)."""
 
     scores: np.ndarray  # [n]
     shifted: np.ndarray  # [n] scores - max(scores)
@@ -320,22 +323,9 @@ class QueryResult:
     run: AttentionRun
     token: int
     include_special: bool
-    target: int | None = None  # rank heads by the weight on this key instead of on their strongest key
-
-    @cached_property
-    def allowed(self) -> np.ndarray:
-        """[T] bool: keys that may be a head's top target (not the token itself, not special tokens)."""
-        allowed = np.array([self.include_special or not t.special for t in self.run.tokens])
-        allowed[self.token] = False
-        return allowed
-
-    @cached_property
-    def ranking(self) -> list[HeadTarget]:
-        rows = self.run.weights[:, :, self.token, :]  # [L, h, T]
-        return [
-            HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
-            for layer, head, top in ranked_targets(rows, self.allowed, self.target)
-        ]
+    target: int | None  # heads are ranked by the weight on this key instead of on their strongest key
+    allowed: np.ndarray  # [T] bool: keys that may be a head's top target
+    ranking: list[HeadTarget]  # every head, the strongest first
 
     def to_json(self) -> dict:
         tokens = self.run.tokens
@@ -406,6 +396,7 @@ class RolloutResult:
     fusion: str
     rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
     token: int | None  # the query token whose sources the view lists, if any
+    sources: list[int] | None  # with a token: the input tokens, the largest share of it first
 
     def to_json(self) -> dict:
         tokens = self.run.tokens
@@ -427,33 +418,10 @@ class CompareResult:
     token_a: int
     token_b: int
     slots: list[tuple[int | None, int | None]]  # aligned key positions; None where a key has no partner
-
-    @cached_property
-    def spread(self) -> tuple[np.ndarray, np.ndarray]:
-        """Both texts' token rows spread over the alignment slots: ([L, h, S], [L, h, S])."""
-        rows_a = self.a.weights[:, :, self.token_a, :]  # [L, h, T_a]
-        rows_b = self.b.weights[:, :, self.token_b, :]  # [L, h, T_b]
-        return spread(rows_a, [i for i, _ in self.slots]), spread(rows_b, [j for _, j in self.slots])
-
-    @cached_property
-    def change(self) -> np.ndarray:
-        """[L, h] total variation distance between the two distributions."""
-        return total_variation(*self.spread)
-
-    @cached_property
-    def ranking(self) -> list[tuple[int, int]]:
-        """(layer, head) pairs, the most changed first."""
-        layers, heads = self.change.shape
-        pairs = [(layer, head) for layer in range(layers) for head in range(heads)]
-        return sorted(pairs, key=lambda pair: -self.change[pair])
-
-    def strongest(self, side: int, layer: int, head: int) -> int:
-        """The key the token attends to most in one text and head, not itself and not a special token."""
-        run, token = (self.a, self.token_a) if side == 0 else (self.b, self.token_b)
-        allowed = np.array([not t.special for t in run.tokens])
-        allowed[token] = False
-        rows = run.weights[layer : layer + 1, head : head + 1, token, :]  # [1, 1, T]
-        return ranked_targets(rows, allowed)[0][2] if allowed.any() else token
+    spread: tuple[np.ndarray, np.ndarray]  # both texts' token rows laid out over the slots: [L, h, S] each
+    change: np.ndarray  # [L, h] total variation distance between the two distributions
+    ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
+    strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
@@ -481,38 +449,43 @@ class CompareResult:
 
 
 @dataclass(frozen=True, eq=False)
+class SavedRun:
+    """What check reads back from a saved document: the text, the model object and the attention."""
+
+    text: str
+    model: dict  # as ModelInfo.to_json wrote it
+    attention: np.ndarray  # [L, h, T, T] float64
+
+    @classmethod
+    def from_json(cls, document, source: str) -> "SavedRun":
+        """The run a document of explain, heatmap or model holds (as `common_json` wrote it)."""
+        damaged = BadInput("{source} is not an attncli {json} result with text, model and attention", source=source)
+        try:
+            text, model = document["text"], document["model"]
+            with np.errstate(all="ignore"):
+                attention = np.asarray(document["attention"], dtype=np.float64)
+            name = model["name"]
+        except (KeyError, TypeError, ValueError):
+            raise damaged from None
+        if not isinstance(name, str) or not isinstance(text, str) or not np.all(np.isfinite(attention)):
+            raise damaged
+        return cls(text, model, attention)
+
+
+@dataclass(frozen=True, eq=False)
 class CheckResult:
     """A recomputed run against a saved --json result: how far each attention weight moved."""
 
     run: AttentionRun
     saved: np.ndarray  # [L, h, T, T] the saved attention
     tolerance: float
-
-    @cached_property
-    def difference(self) -> np.ndarray:
-        """[L, h, T, T] |now - saved|."""
-        return np.abs(self.run.weights - self.saved)
-
-    @property
-    def max_difference(self) -> float:
-        return float(self.difference.max())
+    max_difference: float
+    worst_heads: list[tuple[int, int, float]]  # (layer, head, largest change), the largest first
+    worst_cells: list[tuple[int, int, int, int]]  # (layer, head, query, key), the largest change first
 
     @property
     def passed(self) -> bool:
         return self.max_difference <= self.tolerance
-
-    def worst_heads(self, count: int = 5) -> list[tuple[int, int, float]]:
-        per_head = self.difference.max(axis=(2, 3))  # [L, h]
-        order = np.argsort(-per_head, axis=None, kind="stable")[:count]
-        layers, heads = np.unravel_index(order, per_head.shape)
-        return [
-            (int(layer), int(head), float(per_head[layer, head])) for layer, head in zip(layers, heads, strict=True)
-        ]
-
-    def worst_cells(self, count: int = 5) -> list[tuple[int, int, int, int]]:
-        order = np.argsort(-self.difference, axis=None, kind="stable")[:count]
-        indices = np.unravel_index(order, self.difference.shape)
-        return [tuple(int(i) for i in cell) for cell in zip(*indices, strict=True)]
 
     def to_json(self) -> dict:
         now = self.run.weights
@@ -525,7 +498,7 @@ class CheckResult:
             max_difference=self.max_difference,
             heads=[
                 {"layer": layer, "head": head, "max_difference": difference}
-                for layer, head, difference in self.worst_heads()
+                for layer, head, difference in self.worst_heads
             ],
             cells=[
                 {
@@ -536,6 +509,6 @@ class CheckResult:
                     "saved": float(self.saved[cell]),
                     "now": float(now[cell]),
                 }
-                for cell in self.worst_cells()
+                for cell in self.worst_cells
             ],
         )

@@ -1,10 +1,10 @@
-"""JSON Schemas (draft 2020-12) of every command's --json output, printed by `attncli schema`.
+"""JSON Schemas (draft 2020-12) of every command's JSON output, printed by `attncli schema`.
 
 The schema version is the document's "schema" field, attncli/v1. Fields may be
 added within v1; a change that removes or retypes one makes v2.
 """
 
-from attncli.analysis import FUSIONS, PATTERNS, STATISTICS
+from attncli.analysis import PATTERNS, STATISTICS, Fusion
 from attncli.architectures import SUPPORTED
 from attncli.errors import BadInput
 from attncli.results import SCHEMA
@@ -185,7 +185,7 @@ def schemas() -> dict[str, dict]:
                 "text": STRING,
                 "model": MODEL,
                 "tokens": _array(TOKEN),
-                "head_fusion": {"enum": list(FUSIONS)},
+                "head_fusion": {"enum": [fusion.value for fusion in Fusion]},
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
                 "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
             },
@@ -234,5 +234,7 @@ def command_schema(command: str | None) -> dict:
     if command is None:
         return every
     if command not in every:
-        raise BadInput(f"no schema for {command!r}; commands with --json: {', '.join(every)}")
+        raise BadInput(
+            "no schema for {command!r}; commands with {json}: {commands}", command=command, commands=", ".join(every)
+        )
     return every[command]

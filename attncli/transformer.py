@@ -1,8 +1,10 @@
-"""A transformer encoder or decoder forward pass in numpy, keeping every layer's attention trace.
+"""One transformer forward pass in numpy, driven by a config of choices, keeping every layer's trace.
 
-Covers BERT, RoBERTa and DistilBERT (LayerNorm after each sublayer) and GPT-2
-(LayerNorm before each sublayer, causal). Weights arrive as plain arrays laid
-out for x @ W (see attncli.architectures); nothing here knows file formats.
+The choices are those a family of models makes (see attncli.architectures, which
+reads them from config.json): LayerNorm before each sublayer or after it, the
+feed-forward network's activation, a learned position table (and where it starts
+counting), token type embeddings, a causal mask. Weights arrive as plain arrays laid
+out for x @ W; nothing here knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads.
 """
 
@@ -18,8 +20,8 @@ __all__ = [
     "ACTIVATIONS",
     "Block",
     "Norm",
+    "Trace",
     "TransformerConfig",
-    "TransformerTrace",
     "TransformerWeights",
     "erf",
     "forward",
@@ -85,12 +87,12 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """GELU with the exact Gaussian CDF: x · Φ(x) = x/2 · (1 + erf(x/√2)), as BERT uses."""
+    """GELU with the exact Gaussian CDF: x · Φ(x) = x/2 · (1 + erf(x/√2))."""
     return _blockwise(_gelu, x)
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """GELU with GPT-2's tanh approximation of Φ: x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))."""
+    """GELU with the tanh approximation of Φ: x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))."""
     return _blockwise(_gelu_tanh, x)
 
 
@@ -112,7 +114,9 @@ ACTIVATIONS = {
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    model_type: str  # bert, roberta, distilbert or gpt2
+    """The shape of a model and the choices its family makes; checked when built."""
+
+    family: str  # config.json's model_type, a key of attncli.architectures.FAMILIES
     layers: int
     heads: int
     d_model: int
@@ -121,10 +125,10 @@ class TransformerConfig:
     max_positions: int  # rows of the position embedding table
     activation: str  # a key of ACTIVATIONS
     eps: float  # LayerNorm epsilon
-    pre_norm: bool  # GPT-2 normalises before each sublayer; the BERT family after
+    pre_norm: bool  # LayerNorm before each sublayer (and once after the last block), or after each
     causal: bool  # decoders see only earlier tokens
-    type_vocab_size: int = 0  # rows of the token type table (BERT family); every token gets type 0
-    padding_idx: int | None = None  # RoBERTa numbers positions from padding_idx + 1
+    type_vocab_size: int = 0  # rows of the token type table, 0 for none; every token gets type 0
+    padding_idx: int | None = None  # positions count from padding_idx + 1 instead of 0
 
     def __post_init__(self):
         sizes = {
@@ -162,6 +166,8 @@ class TransformerConfig:
 
 @dataclass(frozen=True, eq=False)
 class Norm:
+    """A LayerNorm's learned scale and shift."""
+
     gain: np.ndarray  # [d]
     bias: np.ndarray  # [d]
 
@@ -184,18 +190,21 @@ class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray  # [positions, d]
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
-    embedding_norm: Norm | None  # BERT family: LayerNorm over the summed embeddings
+    embedding_norm: Norm | None  # LayerNorm over the summed embeddings, in post-norm models
     blocks: list[Block]
-    final_norm: Norm | None  # GPT-2: LayerNorm after the last block
+    final_norm: Norm | None  # LayerNorm after the last block, in pre-norm models
 
 
 @dataclass(frozen=True, eq=False)
-class TransformerTrace:
-    positions: np.ndarray  # [T, d] position embedding rows
+class Trace:
+    """What a model did to a text, layer by layer: every model's forward pass returns one."""
+
+    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
+    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
     weights: np.ndarray  # [L, h, T, T] every layer's attention weights
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
-    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on, after the feed-forward and norms
-    output: np.ndarray  # [T, d] the last hidden state, after GPT-2's final LayerNorm
+    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
+    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -217,8 +226,8 @@ def feed_forward(x: np.ndarray, block: Block, activation: str) -> np.ndarray:
 
 
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
-    """Row of the position table for each token: 0, 1, 2, ... or, for RoBERTa, counting from
-    padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
+    """Row of the position table for each token: 0, 1, 2, ... or, with a padding index, counting
+    from padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
     if config.padding_idx is None:
         return np.arange(len(ids))
     real = ids != config.padding_idx
@@ -246,7 +255,7 @@ def forward(
     config: TransformerConfig,
     weights: TransformerWeights,
     keep_steps: bool = True,
-) -> TransformerTrace:
+) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
 
@@ -269,4 +278,4 @@ def forward(
             traces.append(trace)
             outputs.append(x)
     output = x if weights.final_norm is None else layer_norm(x, weights.final_norm, config.eps)
-    return TransformerTrace(positions, attention, traces, outputs, output)
+    return Trace(embeddings, positions, attention, traces, outputs, output)

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from attncli.bundled import SAMPLE_DIR
 from attncli.checkpoint import resolve
-from attncli.vocab import SAMPLE_DIR
 
 TEXT = "The animal didn't cross the street because it was too tired"
 # What explain on the sample model cannot do without, over the bare imports: the random

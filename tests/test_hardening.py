@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attncli import core
+from attncli import commands
 from attncli.errors import AttncliError, DataError
 from attncli.models import load_model
 
@@ -142,7 +142,7 @@ def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architectu
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # a numpy overflow warning would reach the user's stderr
-                result = core.run("The cat sat on the mat.", load_model(str(directory)))
+                result = commands.run("The cat sat on the mat.", load_model(str(directory)))
         except AttncliError:
             outcomes["refused"] += 1
             continue

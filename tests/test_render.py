@@ -7,11 +7,13 @@ import pytest
 from helpers import SENTENCE, render_text
 from rich.color import Color
 
-from attncli import core, render
-from attncli.heatmap import Heatmap, colour_of
+from attncli import commands, views
+from attncli.escapes import visible
+from attncli.json_writer import json_bytes
 from attncli.models import load_model
-from attncli.terminal import abbreviate, json_bytes, pad, token_label, visible
-from attncli.vectors import VectorTable, number
+from attncli.terminal import abbreviate, pad, token_label
+from attncli.widgets.heatmap import Heatmap, colour_of
+from attncli.widgets.vectors import VectorTable, number
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
@@ -34,7 +36,7 @@ def test_six_tokens_with_numbers_fit_80_columns():
 
 
 def test_forty_tokens_fit_120_columns():
-    tokens = core.tokenize(FORTY_TOKENS, load_model()).tokens
+    tokens = commands.tokenize(FORTY_TOKENS, load_model()).tokens
     assert len(tokens) == 40
     heatmap = Heatmap(np.full((40, 40), 1 / 40), [t.text for t in tokens], show_values=False)
     text = render_text(heatmap, width=120)
@@ -145,8 +147,8 @@ def test_json_escapes_invisible_characters_and_keeps_the_rest_readable():
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_explain_fits_the_terminal(width):
-    result = core.explain(SENTENCE, load_model())
-    text = render_text(render.explain_view(result), width=width)
+    result = commands.explain(SENTENCE, load_model())
+    text = render_text(views.view(result), width=width)
     assert widest_line(text) <= width
     for stage in ("Tokens", "Embeddings", "Queries, keys and values", "Scores", "Attention weights", "Weighted sum"):
         assert stage in text
@@ -162,8 +164,8 @@ def scores_table(text: str) -> list[list[str]]:
 
 
 def test_explain_shows_the_focus_softmax_that_the_model_computed():
-    result = core.explain(SENTENCE, load_model(), focus="cat", head=3)
-    text = render_text(render.explain_view(result), width=120)
+    result = commands.explain(SENTENCE, load_model(), focus="cat", head=3)
+    text = render_text(views.view(result), width=120)
     trace = result.run.trace.layers[0]
     rows = scores_table(text)
     assert [row[1] for row in rows] == ["the", "cat", "sat", "on", "the", "mat"]
@@ -174,28 +176,28 @@ def test_explain_shows_the_focus_softmax_that_the_model_computed():
 
 
 def test_the_weighted_sum_rows_add_up_to_the_head_output():
-    result = core.explain(SENTENCE, load_model(), focus="mat")
+    result = commands.explain(SENTENCE, load_model(), focus="mat")
     trace = result.run.trace.layers[0]
-    text = render_text(render.explain_view(result), width=120)
+    text = render_text(views.view(result), width=120)
     for key, weight in enumerate(trace.weights[0, 5]):
         expected = " ".join(number(v) for v in weight * trace.v[0, key])
         assert expected in " ".join(text.split())
 
 
 def test_rich_markup_in_the_text_is_shown_literally():
-    result = core.tokenize("[bold red]alarm[/]", load_model())
-    text = render_text(render.tokenize_view(result), color_system="truecolor")
+    result = commands.tokenize("[bold red]alarm[/]", load_model())
+    text = render_text(views.view(result), color_system="truecolor")
     assert "[bold red]alarm[/]" in ANSI.sub("", text)
     assert "\x1b[1;31m" not in text
 
 
 def test_softmax_view_keeps_tiny_scores_visible():
-    text = render_text(render.softmax_view(core.softmax(["1e-5", "2e-5"])))
+    text = render_text(views.view(commands.softmax(["1e-5", "2e-5"])))
     assert "1.0000e-05" in text and "2.0000e-05" in text
 
 
 def test_softmax_view_shows_the_right_numbers():
-    text = render_text(render.softmax_view(core.softmax(["2.0", "1.0", "0.5"])))
+    text = render_text(views.view(commands.softmax(["2.0", "1.0", "0.5"])))
     for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
         assert value in text
 

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from attncli import core
+from attncli import commands
+from attncli.bundled import SampleConfig, positional_encoding, sample_weights
 from attncli.errors import BadInput
 from attncli.models import load_model
-from attncli.sample_model import SampleConfig, positional_encoding, sample_weights
 
 SENTENCE = "The cat sat on the mat"
 REFERENCE = Path(__file__).parent / "fixtures" / "sample_reference.json"
 
 
 def run(text=SENTENCE, **options):
-    return core.run(text, load_model("sample", **options))
+    return commands.run(text, load_model("sample", **options))
 
 
 def layer(**options):
@@ -26,13 +26,13 @@ def layer(**options):
 
 @pytest.mark.parametrize("heads", [3, 7, 48, 128])
 def test_heads_must_divide_the_width(heads):
-    with pytest.raises(BadInput, match=f"--heads {heads} does not divide"):
+    with pytest.raises(BadInput, match=f"^heads {heads} does not divide"):
         SampleConfig(heads=heads)
 
 
 @pytest.mark.parametrize("heads", [0, -2, -8])
 def test_heads_must_be_positive(heads):
-    with pytest.raises(BadInput, match=f"--heads {heads} is not positive"):
+    with pytest.raises(BadInput, match=f"^heads {heads} is not positive"):
         SampleConfig(heads=heads)
 
 

@@ -297,12 +297,12 @@ def test_standard_output_that_cannot_be_written_is_one_clean_line(redirect, mess
 
 
 def test_batch_keeps_only_the_attention_unless_asked_for_steps():
-    from attncli import core
+    from attncli import commands
     from attncli.models import load_model
 
     model = load_model(BERT)
-    assert core.explain("The cat sat.", model, steps=False).run.trace.layers == []
-    record = next(core.batch([(1, "The cat sat.")], model))
+    assert commands.explain("The cat sat.", model, steps=False).run.trace.layers == []
+    record = next(commands.batch([(1, "The cat sat.")], model)).to_json({})
     assert "steps" not in record and len(record["summary"]) == 6
 
 

@@ -8,9 +8,9 @@ import pytest
 from helpers import render_text
 from numpy.testing import assert_allclose
 
-from attncli import core, render
-from attncli.minimap import MiniHeatmap
+from attncli import commands, views
 from attncli.models import load_model
+from attncli.widgets.minimap import MiniHeatmap
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BERT = str(FIXTURES / "bert")
@@ -69,11 +69,11 @@ def test_query_view_draws_a_bar_per_key(cli):
 
 @needs_minilm
 def test_minilm_resolves_it_to_animal():
-    result = core.query(PRONOUN, load_model("minilm"), "it", to="animal")
+    result = commands.query(PRONOUN, load_model("minilm"), "it", to="animal")
     best = result.ranking[0]
     assert (best.layer, best.head) == (5, 11)
     assert best.top == 2 and best.top_weight > 0.6
-    plain = core.query(PRONOUN, load_model("minilm"), "it").ranking[:5]
+    plain = commands.query(PRONOUN, load_model("minilm"), "it").ranking[:5]
     assert any(target.top == 2 and target.top_weight > 0.6 for target in plain)
 
 
@@ -168,9 +168,9 @@ def test_compare_aligns_the_texts_and_ranks_heads_by_change(cli):
 
 
 def test_compare_of_a_text_with_itself_changes_nothing():
-    result = core.compare("The cat sat on the mat.", "The cat sat on the mat.", load_model(BERT), "cat")
+    result = commands.compare("The cat sat on the mat.", "The cat sat on the mat.", load_model(BERT), "cat")
     assert_allclose(result.change, 0.0, atol=1e-7)
-    text = render_text(render.compare_view(result), width=100)
+    text = render_text(views.view(result), width=100)
     assert "No partner in B for: none" in text
 
 

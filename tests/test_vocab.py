@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from attncli.analysis import cosine
+from attncli.bundled import SAMPLE_DIR, sample_vocabulary
 from attncli.errors import BadInput
-from attncli.vocab import SAMPLE_DIR, cosine, sample_vocabulary
 
 
 @pytest.fixture(scope="module")

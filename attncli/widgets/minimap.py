@@ -11,7 +11,7 @@ from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.heatmap import SHADES, colour_of, uses_colour
+from attncli.widgets.heatmap import SHADES, colour_of, uses_colour
 
 __all__ = ["MiniHeatmap"]
 

@@ -1,0 +1,200 @@
+"""What ships inside attncli: the bundled vocabulary and the sample model.
+
+The vocabulary is BERT's uncased WordPiece tokenizer with trained 64-dimensional
+embeddings (see sample_vocab/README.md for where the vectors come from). The sample
+model is one layer of multi-head self-attention over them, whose W_Q, W_K, W_V and
+W_O are random, drawn from a seed: it shows how attention computes, not what a
+trained model has learned.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from attncli import analysis
+from attncli.attention import Projections, causal_mask, multi_head_attention
+from attncli.errors import BadInput, DataError
+from attncli.models import ModelInfo
+from attncli.tokens import Token, special_ids
+from attncli.transformer import Trace
+
+__all__ = [
+    "SAMPLE_DIR",
+    "SampleConfig",
+    "SampleModel",
+    "Vocabulary",
+    "positional_encoding",
+    "sample_forward",
+    "sample_vocabulary",
+    "sample_weights",
+]
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_vocab"
+# [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
+_PLACEHOLDER = re.compile(r"^\[.+\]$")
+
+
+class Vocabulary:
+    """A tokenizer and the embedding matrix its ids index."""
+
+    def __init__(self, tokenizer, embeddings: np.ndarray):
+        self.tokenizer = tokenizer  # a tokenizers.Tokenizer
+        self.embeddings = embeddings  # [vocab, d]
+        self.special = special_ids(tokenizer)
+
+    def tokenize(self, text: str) -> list[Token]:
+        """The tokens of `text`, without adding special tokens such as [CLS] and [SEP] (typed ones stay)."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return [
+            Token(index, token_id, piece, start, end, token_id in self.special)
+            for index, (token_id, piece, (start, end)) in enumerate(
+                zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
+            )
+        ]
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        """The embedding rows of `ids`: [T, d] float64."""
+        return self.embeddings[ids].astype(np.float64)
+
+    def word_id(self, word: str) -> int:
+        """The id of a word that is a single token of the vocabulary."""
+        pieces = self.tokenize(word)
+        if len(pieces) != 1:
+            shown = " ".join(piece.text for piece in pieces) or "nothing"
+            raise BadInput(
+                "{word!r} is not one token of the vocabulary (it tokenizes to: {shown}); give a single word",
+                word=word,
+                shown=shown,
+            )
+        if _PLACEHOLDER.match(pieces[0].text):
+            raise BadInput(
+                "{word!r} is not in the vocabulary (it becomes {piece}); give a word", word=word, piece=pieces[0].text
+            )
+        return pieces[0].id
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.id_to_token(token_id)
+
+    def nearest(self, token_id: int, k: int) -> list[tuple[int, float]]:
+        """The `k` ids whose embeddings have the highest cosine with `token_id`'s, best first; the word
+        itself and placeholder tokens ([PAD], [unused0], ...) are left out."""
+        placeholders = [i for token, i in self.tokenizer.get_vocab().items() if _PLACEHOLDER.match(token)]
+        return analysis.nearest(self.embeddings.astype(np.float64), token_id, k, [token_id, *placeholders])
+
+
+@cache
+def sample_vocabulary() -> Vocabulary:
+    """The vocabulary bundled with attncli, loaded once (the embeddings memory-mapped)."""
+    from attncli.architectures import bert_uncased_tokenizer
+
+    try:
+        tokenizer = bert_uncased_tokenizer(SAMPLE_DIR / "vocab.txt")
+        embeddings = np.load(SAMPLE_DIR / "embeddings.npy", mmap_mode="r")
+    except Exception as error:  # tokenizers raises plain Exception for a bad file
+        raise DataError(f"cannot read the bundled vocabulary in {SAMPLE_DIR} ({error}); reinstall attncli") from error
+    return Vocabulary(tokenizer, embeddings)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    d_model: int = 64  # width of the bundled embeddings
+    heads: int = 8  # the original Transformer's count, so d_k = 8
+    seed: int = 0  # draws W_Q, W_K, W_V, W_O; the same seed always gives the same numbers
+    causal: bool = False  # hide the keys after each query, as a decoder does
+    positions: bool = True  # add sinusoidal positional encodings to the embeddings
+
+    def __post_init__(self):
+        if self.heads < 1:
+            raise BadInput(
+                "{heads} {value} is not positive; use a divisor of {width}, e.g. 8",
+                value=self.heads,
+                width=self.d_model,
+            )
+        if self.d_model % self.heads:
+            divisors = ", ".join(str(n) for n in range(1, self.d_model + 1) if self.d_model % n == 0)
+            raise BadInput(
+                "{heads} {value} does not divide the model width {width}; use one of {divisors}",
+                value=self.heads,
+                width=self.d_model,
+                divisors=divisors,
+            )
+        if self.seed < 0:
+            raise BadInput("{seed} {value} is negative; use a seed of 0 or more", value=self.seed)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.heads
+
+
+def sample_weights(config: SampleConfig) -> Projections:
+    """W_Q, W_K, W_V, W_O drawn from N(0, 1/d), which keeps x @ W at the scale of x.
+
+    They depend on the seed and width only, so changing the number of heads regroups
+    the same projections into heads instead of drawing new ones.
+    """
+    rng = np.random.default_rng(config.seed)
+    d = config.d_model
+    w_q, w_k, w_v, w_o = (rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, d)) for _ in range(4))
+    return Projections(w_q, w_k, w_v, w_o)
+
+
+def positional_encoding(tokens: int, width: int) -> np.ndarray:
+    """Sinusoidal encodings [T, d]: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
+    angles = np.arange(tokens)[:, None] / 10000 ** (np.arange(0, width, 2) / width)  # [T, d/2]
+    encoding = np.empty((tokens, width))  # [T, d]
+    encoding[:, 0::2] = np.sin(angles)
+    encoding[:, 1::2] = np.cos(angles)
+    return encoding
+
+
+def sample_forward(config: SampleConfig, embeddings: np.ndarray) -> Trace:
+    """Run the sample model on token embeddings [T, d].
+
+    The embeddings are multiplied by √d before the positions are added, as in
+    "Attention Is All You Need": the bundled vectors have norms near 0.7, the
+    encodings near √(d/2), and the scaling puts both on the same footing.
+    """
+    tokens, width = embeddings.shape
+    positions = positional_encoding(tokens, width) if config.positions else None
+    x = embeddings * np.sqrt(width)  # [T, d]
+    if positions is not None:
+        x = x + positions
+    mask = causal_mask(tokens) if config.causal else None
+    attention = multi_head_attention(x, sample_weights(config), config.heads, mask)
+    return Trace(embeddings, positions, attention.weights[None], [attention], [attention.output], attention.output)
+
+
+class SampleModel:
+    """One layer of attention with random projections over the bundled trained embeddings."""
+
+    def __init__(self, config: SampleConfig):
+        self.config = config
+
+    @property
+    def info(self) -> ModelInfo:
+        c = self.config
+        return ModelInfo(
+            name="sample",
+            type="sample",
+            title="sample model",
+            layers=1,
+            heads=c.heads,
+            d_model=c.d_model,
+            d_head=c.d_head,
+            causal=c.causal,
+            max_length=None,
+            seed=c.seed,
+            positions=c.positions,
+            biases=False,
+            itemsize=8,  # float64 throughout
+        )
+
+    def tokenize(self, text: str) -> list[Token]:
+        return sample_vocabulary().tokenize(text)
+
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
+        """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
+        return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]))

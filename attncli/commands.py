@@ -1,0 +1,539 @@
+"""One function per command: validated input in, a result object out. No printing.
+
+Each function checks what it is given, runs the model, asks attncli.analysis for every
+derived number and returns a plain result from attncli.results. Errors name the
+parameters of these functions (see attncli.errors); the command line words them as flags.
+"""
+
+import math
+import os
+import re
+
+import numpy as np
+
+from attncli import analysis
+from attncli.analysis import STATISTICS, Fusion, align, pattern_labels, softmax_parts
+from attncli.errors import AttncliError, BadInput, Parameter
+from attncli.models import Model, ModelInfo, load_model, load_saved_model
+from attncli.results import (
+    AttentionRun,
+    BatchRecord,
+    CheckResult,
+    CompareResult,
+    DotResult,
+    EmbedResult,
+    ExplainResult,
+    HeadsResult,
+    HeadTarget,
+    HeatmapResult,
+    ModelGridResult,
+    Neighbor,
+    Operand,
+    QueryResult,
+    RolloutResult,
+    SavedRun,
+    SimilarResult,
+    SoftmaxResult,
+    TokenizeResult,
+)
+from attncli.tokens import Token, matches
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "LARGEST_NUMBER",
+    "batch",
+    "check",
+    "compare",
+    "dot",
+    "embed",
+    "explain",
+    "heads",
+    "heatmap",
+    "memory_budget",
+    "model_grid",
+    "parse_numbers",
+    "parse_range",
+    "query",
+    "resolve_token",
+    "rollout",
+    "run",
+    "similar",
+    "softmax",
+    "tokenize",
+]
+
+# Far beyond what a terminal view can show, small enough that the [L, h, T, T]
+# tensors stay modest; the trained encoders' position tables stop at 512 too.
+DEFAULT_MAX_TOKENS = 512
+# No tokenizer here makes one token of more than 100 characters (WordPiece turns longer words
+# into [UNK]), so a text longer than this many characters per allowed token cannot fit and is
+# refused before tokenizing: a 1 MB paste fails at once instead of after a second of work.
+CHARACTERS_PER_TOKEN = 100
+# The attention a forward pass keeps (scores, scaled scores and weights for every layer and head)
+# may use at most this many bytes, so a long text is refused with the number instead of the
+# operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.
+DEFAULT_MEMORY_BUDGET_MB = 2048
+# Numbers typed on the command line stay below this, so that no step of
+# softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
+LARGEST_NUMBER = 1e100
+
+
+def tokenize(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> TokenizeResult:
+    """The tokens of `text` as `model` sees them, special tokens included."""
+    return TokenizeResult(text, _tokens(text, model, max_tokens), model.info)
+
+
+def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
+    """The bundled embedding vector of each token of `text`."""
+    from attncli.bundled import sample_vocabulary
+
+    tokens = _tokens(text, load_model(), max_tokens)
+    embeddings = sample_vocabulary().embed([t.id for t in tokens])  # [T, d]
+    return EmbedResult(text, tokens, embeddings, np.linalg.norm(embeddings, axis=1))
+
+
+def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
+    """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
+    `steps` every intermediate (Q, K, V, scores ...) as explain shows them."""
+    tokens = _tokens(text, model, max_tokens)
+    _check_memory(model.info, len(tokens), steps)
+    return AttentionRun(text, tokens, model.info, model.run(tokens, steps))
+
+
+def memory_budget() -> int:
+    """The attention memory budget in bytes: ATTNCLI_MEMORY_BUDGET megabytes, else the default."""
+    setting = os.environ.get("ATTNCLI_MEMORY_BUDGET", "")
+    if not setting:
+        return DEFAULT_MEMORY_BUDGET_MB * 2**20
+    try:
+        megabytes = float(setting)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < 2**40:
+        raise BadInput(f"ATTNCLI_MEMORY_BUDGET={setting!r}: give a number of megabytes, e.g. 2048")
+    return int(megabytes * 2**20)
+
+
+def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
+    """Refuse, with the figure, a run whose attention tensors would pass the memory budget."""
+    # With steps: every layer's scores, scaled scores and weights, plus the stacked weights; without,
+    # the stacked weights plus one layer's scores and weights in flight.
+    kept = 4 * info.layers if steps else info.layers + 2
+    needed = kept * info.heads * tokens * tokens * info.itemsize
+    budget = memory_budget()
+    if needed > budget:
+        raise BadInput(
+            f"{tokens} tokens would need {needed / 2**20:,.0f} MB of attention tensors ({info.layers} layers × "
+            f"{info.heads} heads × {tokens}²), over the budget of {budget / 2**20:,.0f} MB; shorten the text or "
+            "raise ATTNCLI_MEMORY_BUDGET (MB)"
+        )
+
+
+def heatmap(
+    text: str, model: Model, layer: int = 0, head: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> HeatmapResult:
+    """Every head's attention weights; the view draws `layer` (and only `head`, if given)."""
+    _check_layer_and_head(model.info, layer, head)
+    return HeatmapResult(run(text, model, max_tokens), layer, head)
+
+
+def explain(
+    text: str,
+    model: Model,
+    focus: str | None = None,
+    layer: int = 0,
+    head: int | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    steps: bool = True,
+) -> ExplainResult:
+    """The walkthrough of `layer` for the token named by `focus` (see `resolve_token`). Without
+    `steps`, only the attention and its summary are kept: enough for JSON without steps, not for the view."""
+    _check_layer_and_head(model.info, layer, head)
+    result = run(text, model, max_tokens, steps)
+    index = _focus(result.tokens, focus)
+    keys = np.arange(index + 1 if model.info.causal else len(result.tokens))  # [keys] the focus token may see
+    weights = result.weights[layer]  # [h, T, T]
+    focus_steps = focus_top = weighted = None
+    if steps:
+        walk_head = 0 if head is None else head
+        attention = result.trace.layers[layer]
+        scaled = attention.scaled[walk_head, index, keys]  # [keys]
+        focus_steps = SoftmaxResult(scaled, *softmax_parts(scaled))
+        focus_top = int(keys[np.argmax(focus_steps.probabilities)])
+        row = attention.weights[walk_head, index, keys]  # [keys]
+        weighted = row[:, None] * attention.v[walk_head, keys]  # [keys, d_k]
+    return ExplainResult(
+        result,
+        index,
+        layer,
+        head,
+        keys,
+        analysis.strongest_keys(weights),
+        analysis.strongest_keys(weights.mean(axis=0)),
+        focus_steps,
+        focus_top,
+        weighted,
+    )
+
+
+def _focus(tokens: list[Token], focus: str | None) -> int:
+    """The token `focus` names; without one, the last token that is not a special token: it sees
+    every other token, with or without a causal mask."""
+    if focus is not None:
+        return resolve_token(tokens, focus, "focus")
+    ordinary = [t.index for t in tokens if not t.special]
+    return ordinary[-1] if ordinary else len(tokens) - 1
+
+
+def resolve_token(tokens: list[Token], spec: str, parameter: str) -> int:
+    """The index of the token `spec` names: digits are an index, anything else a token that occurs once
+    (ignoring case and word-piece marks). Errors name the `parameter` that gave `spec`."""
+    if re.fullmatch(r"[0-9]+", spec.strip()):
+        index = int(spec)
+        if index >= len(tokens):
+            raise BadInput(
+                "{option} {index} is out of range; the text has tokens 0 to {last}",
+                option=Parameter(parameter),
+                index=index,
+                last=len(tokens) - 1,
+            )
+        return index
+    found = [t.index for t in tokens if matches(t.text, spec.strip())]
+    if not found:
+        listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
+        raise BadInput(
+            "{option} {spec!r} is not a token of the text; give one of {listing}, or its index",
+            option=Parameter(parameter),
+            spec=spec,
+            listing=listing,
+        )
+    if len(found) > 1:
+        raise BadInput(
+            "{option} {spec!r} occurs at {where}; give the index instead, e.g. {option} {last}",
+            option=Parameter(parameter),
+            spec=spec,
+            where=", ".join(str(i) for i in found),
+            last=found[-1],
+        )
+    return found[0]
+
+
+def query(
+    text: str,
+    model: Model,
+    token: str,
+    include_special: bool = False,
+    to: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> QueryResult:
+    """What the token named by `token` attends to in every head, heads ranked by their top weight,
+    or by the weight on the token named by `to`."""
+    result = run(text, model, max_tokens)
+    index = resolve_token(result.tokens, token, "token")
+    target = None if to is None else resolve_token(result.tokens, to, "to")
+    special = np.array([t.special for t in result.tokens])
+    allowed = analysis.candidate_keys(special, index, include_special)
+    if not allowed.any():
+        hint = ", or {include_special}" if special.any() and not include_special else ""
+        raise BadInput("{token} {spec!r} has no other token to attend to; give a longer text" + hint, spec=token)
+    causal = model.info.causal
+    if causal and not allowed[:index].any():
+        raise BadInput("{token} {spec!r} sees no earlier token under the causal mask; choose a later token", spec=token)
+    if causal and target is not None and target > index:
+        raise BadInput(
+            "{to} {spec!r} (token {target}) comes after {token} (token {index}); the causal mask hides it",
+            spec=to,
+            target=target,
+            index=index,
+        )
+    rows = result.weights[:, :, index, :]  # [L, h, T]
+    ranking = [
+        HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
+        for layer, head, top in analysis.ranked_targets(rows, allowed, target)
+    ]
+    return QueryResult(result, index, include_special, target, allowed, ranking)
+
+
+def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
+    """Indices from a spec such as "0-2,5" (0-based, inclusive), all `count` of them when None.
+    Errors name the `parameter` that gave `spec`."""
+    if spec is None:
+        return list(range(count))
+    chosen: list[int] = []
+    for part in spec.split(","):
+        found = re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part)
+        if not found:
+            raise BadInput(
+                "{option} {spec!r}: give indices and ranges such as 0-2,5", option=Parameter(parameter), spec=spec
+            )
+        first, last = int(found[1]), int(found[2] or found[1])
+        if first > last or last >= count:
+            raise BadInput(
+                "{option} {spec!r}: the model has {count}, numbered 0 to {last}",
+                option=Parameter(parameter),
+                spec=spec,
+                count=count,
+                last=count - 1,
+            )
+        chosen += [i for i in range(first, last + 1) if i not in chosen]
+    return chosen
+
+
+def model_grid(
+    text: str, model: Model, layers: str | None = None, heads: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> ModelGridResult:
+    """Every head of every layer; `layers` and `heads` ("0-2,5") choose the ones the view draws."""
+    info = model.info
+    shown_layers = parse_range(layers, info.layers, "layers")
+    shown_heads = parse_range(heads, info.heads, "heads")
+    return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
+
+
+def heads(
+    texts: list[tuple[int, str]], model: Model, progress=None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> HeadsResult:
+    """Per-head statistics and pattern labels, averaged over `texts`, (line number, text) pairs
+    (NaN-aware: a statistic that does not apply to a text, such as the [SEP] share of a model
+    without [SEP], is left out of its mean).
+
+    `progress`, if given, is called once per text, after it is done.
+    """
+    if not texts:
+        raise BadInput("no texts: the file has no non-empty lines")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    for number, text in texts:
+        try:
+            result = run(text, model, max_tokens)
+        except BadInput as error:
+            if len(texts) == 1:
+                raise
+            raise error.prefixed(f"line {number}") from None
+        special = np.array([t.special for t in result.tokens])
+        pieces = [t.text for t in result.tokens]
+        for name, values in analysis.text_statistics(result.weights, special, pieces, model.info.causal).items():
+            sums[name] = sums.get(name, 0) + np.nan_to_num(values)
+            counts[name] = counts.get(name, 0) + ~np.isnan(values)
+        if progress is not None:
+            progress()
+    with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
+        statistics = {name: sums[name] / counts[name] for name in STATISTICS}
+    single = texts[0][1] if len(texts) == 1 else None
+    return HeadsResult(model.info, len(texts), single, statistics, pattern_labels(statistics))
+
+
+def rollout(
+    text: str,
+    model: Model,
+    fusion: Fusion = Fusion.mean,
+    token: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> RolloutResult:
+    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list."""
+    fusion = Fusion(fusion)
+    result = run(text, model, max_tokens)
+    index = None if token is None else resolve_token(result.tokens, token, "token")
+    products = analysis.rollout(result.weights, fusion)  # [L, T, T]
+    sources = None if index is None else [int(key) for key in np.argsort(-products[-1, index], kind="stable")]
+    return RolloutResult(result, fusion.value, products, index, sources)
+
+
+def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):
+    """One `BatchRecord` per (line number, text): the fields of its explain document (its steps only
+    with `steps`), or the error of a text that fails. A generator, so records can be written as they come."""
+    for number, text in lines:
+        try:
+            fields = explain(text, model, max_tokens=max_tokens, steps=steps).fields(steps)
+        except AttncliError as error:
+            yield BatchRecord(number, error=error)
+            continue
+        yield BatchRecord(number, fields=fields)
+
+
+def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
+    """Recompute `text` with the model and options `saved` (a document with text, model and
+    attention) names, and compare the attention."""
+    if tolerance < 0:
+        raise BadInput("{tolerance} {value} is negative; give 0 or more", value=tolerance)
+    saved_run = SavedRun.from_json(saved, source)
+    if saved_run.text != text:
+        raise BadInput(
+            "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text
+        )
+    result = run(text, load_saved_model(saved_run.model, source))
+    if result.weights.shape != saved_run.attention.shape:
+        raise BadInput(
+            "{source} has attention of shape {saved}, but the model now gives {now}",
+            source=source,
+            saved=saved_run.attention.shape,
+            now=result.weights.shape,
+        )
+    # JSON holds float32 weights in their shortest decimal form: read them back as float32.
+    attention = saved_run.attention.astype(result.weights.dtype)
+    difference = np.abs(result.weights - attention)  # [L, h, T, T]
+    per_head = difference.max(axis=(2, 3))  # [L, h]
+    return CheckResult(
+        result,
+        attention,
+        tolerance,
+        float(difference.max()),
+        [(layer, head, float(per_head[layer, head])) for layer, head in analysis.largest(per_head, 5)],
+        analysis.largest(difference, 5),
+    )
+
+
+def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
+    """How the attention of `token` changes from `text_a` to `text_b`, head by head.
+
+    `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
+    `text_b` is the token the alignment pairs it with.
+    """
+    a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
+    index_a = resolve_token(a.tokens, token, "token")
+    slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
+    index_b = next((j for i, j in slots if i == index_a), None)
+    if index_b is None:
+        raise BadInput(
+            "{token} {spec!r} ({name!r}, token {index} of {text_a}) has no partner in {text_b}; "
+            "choose a token both texts share",
+            spec=token,
+            name=a.tokens[index_a].text,
+            index=index_a,
+        )
+    rows_a = a.weights[:, :, index_a, :]  # [L, h, T_a]
+    rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
+    spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
+    change = analysis.total_variation(*spread)  # [L, h]
+    layers, heads_per_layer = change.shape
+    pairs = [(layer, head) for layer in range(layers) for head in range(heads_per_layer)]
+    ranking = sorted(pairs, key=lambda pair: -change[pair])
+
+    strongest = _top_keys(a.tokens, index_a, rows_a), _top_keys(b.tokens, index_b, rows_b)
+    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest)
+
+
+def _top_keys(tokens: list[Token], index: int, rows: np.ndarray) -> np.ndarray:
+    """[L, h]: the key token `index` weights most in each head (`rows` [L, h, T]), not itself and not a
+    special token; itself when there is no other."""
+    allowed = analysis.candidate_keys(np.array([t.special for t in tokens]), index, include_special=False)
+    return analysis.strongest_allowed(rows, allowed, index)
+
+
+def similar(word: str, k: int = 10) -> SimilarResult:
+    """The `k` vocabulary words whose bundled embeddings are nearest to `word`'s by cosine."""
+    from attncli.bundled import sample_vocabulary
+
+    if k < 1:
+        raise BadInput("{k} {value} asks for no neighbours; use {k} 1 or more", value=k)
+    vocabulary = sample_vocabulary()
+    token_id = vocabulary.word_id(word)
+    neighbors = [Neighbor(vocabulary.token_text(i), i, c) for i, c in vocabulary.nearest(token_id, k)]
+    return SimilarResult(word, token_id, neighbors)
+
+
+def softmax(arguments: list[str]) -> SoftmaxResult:
+    """softmax of the numbers in `arguments`, with its steps."""
+    scores = parse_numbers(arguments)
+    if not scores:
+        raise BadInput("no scores given; pass numbers, e.g. attncli softmax 2.0 1.0 0.5")
+    x = np.asarray(scores, dtype=np.float64)  # [n]
+    return SoftmaxResult(x, *softmax_parts(x))
+
+
+def dot(a: str, b: str) -> DotResult:
+    """The dot product of two vectors written as numbers ("1,2,3") or of two words' embeddings."""
+    left, right = _operand(a), _operand(b)
+    if left.vector.shape != right.vector.shape:
+        raise BadInput(
+            "the vectors have different lengths: {left} and {right}; give two of the same length",
+            left=_describe(a, left),
+            right=_describe(b, right),
+        )
+    products = left.vector * right.vector  # [n]
+    return DotResult(left, right, products, float(products.sum()), analysis.cosine(left.vector, right.vector))
+
+
+def parse_numbers(items: list[str]) -> list[float]:
+    """Numbers from arguments that may each hold several, separated by commas or spaces."""
+    numbers = []
+    for item in items:
+        for piece in item.replace(",", " ").split():
+            try:
+                value = float(piece)
+            except ValueError:
+                raise BadInput("{piece!r} is not a number; give numbers such as 2.0 1.0 0.5", piece=piece) from None
+            if not math.isfinite(value) or abs(value) > LARGEST_NUMBER:
+                raise BadInput("{piece!r} is out of range; give numbers between -1e100 and 1e100", piece=piece)
+            numbers.append(value)
+    return numbers
+
+
+def _describe(argument: str, operand: Operand) -> str:
+    if operand.word is None:
+        return f"{argument} has {len(operand.vector)} numbers"
+    return f"{argument!r} is a {len(operand.vector)}-dimensional word embedding"
+
+
+def _reads_as_numbers(argument: str) -> bool:
+    pieces = argument.replace(",", " ").split()
+    try:
+        return bool(pieces) and all(float(piece) is not None for piece in pieces)
+    except ValueError:
+        return False
+
+
+def _operand(argument: str) -> Operand:
+    """Numbers if `argument` reads as numbers, else a word of the vocabulary."""
+    from attncli.bundled import sample_vocabulary
+
+    if _reads_as_numbers(argument):
+        return Operand(np.asarray(parse_numbers([argument]), dtype=np.float64))
+    vocabulary = sample_vocabulary()
+    token_id = vocabulary.word_id(argument)
+    return Operand(vocabulary.embed([token_id])[0], argument, token_id)
+
+
+def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None) -> None:
+    if not 0 <= layer < info.layers:
+        raise BadInput(
+            "{layer} {value} is out of range; {name} has layers 0 to {last}",
+            value=layer,
+            name=info.name,
+            last=info.layers - 1,
+        )
+    if head is not None and not 0 <= head < info.heads:
+        raise BadInput(
+            "{head} {value} is out of range; {name} has heads 0 to {last}",
+            value=head,
+            name=info.name,
+            last=info.heads - 1,
+        )
+
+
+def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:
+    if max_tokens < 1:
+        raise BadInput(
+            "{max_tokens} {value} allows no tokens; use 1 or more (default {default})",
+            value=max_tokens,
+            default=DEFAULT_MAX_TOKENS,
+        )
+    if not text.strip():
+        raise BadInput('the text is empty; give a sentence, e.g. "The cat sat on the mat"')
+    if len(text) > CHARACTERS_PER_TOKEN * max_tokens:
+        raise BadInput(
+            "the text is {length:,} characters, more than {limit} tokens can hold (at most {characters:,}); "
+            "shorten it or raise {max_tokens}",
+            length=len(text),
+            limit=max_tokens,
+            characters=CHARACTERS_PER_TOKEN * max_tokens,
+        )
+    tokens = model.tokenize(text)
+    if not any(not t.special for t in tokens):
+        raise BadInput("the text has no tokens (only spaces, control or unknown characters); give words")
+    if len(tokens) > max_tokens:
+        raise BadInput(
+            "the text is {count} tokens, over the limit of {limit}; shorten it or raise {max_tokens}",
+            count=len(tokens),
+            limit=max_tokens,
+        )
+    return tokens

@@ -1,0 +1,60 @@
+"""The JSON writer: one line of JSON per document, streamed in pieces, numbers exact.
+
+numpy arrays are written natively (float32 in its shortest round-tripping form), large
+ones a slice at a time so a long text's attention never sits in memory whole as text;
+strings are readable UTF-8 with the characters a terminal would obey escaped.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+
+from attncli.escapes import UNSAFE
+
+__all__ = ["json_bytes", "json_chunks"]
+
+# Arrays with more numbers than this are written a slice at a time, so that the JSON of a long
+# text's attention never has to sit in memory whole (18.9 million weights make 250 MB of it).
+_SLICED = 1 << 20
+
+
+def json_chunks(value) -> Iterator[bytes]:
+    """`value` as one line of JSON, in pieces that join to what orjson would write whole: numpy
+    arrays natively (float32 in its shortest form), readable UTF-8 with unsafe characters
+    \\u-escaped. JSON already escapes the ASCII controls; the others are legal raw in JSON
+    strings, and escaping them keeps a terminal showing the JSON safe too."""
+    if isinstance(value, dict):
+        for position, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"a JSON object key must be a string, not {key!r}")
+            yield (b"," if position else b"{") + _dumps(key) + b":"
+            yield from json_chunks(item)
+        yield b"}" if value else b"{}"
+    elif isinstance(value, list | tuple) or (isinstance(value, np.ndarray) and value.ndim > 1 and value.size > _SLICED):
+        yield b"["
+        for position, item in enumerate(value):
+            if position:
+                yield b","
+            yield from json_chunks(item)
+        yield b"]"
+    else:
+        yield _dumps(value)
+
+
+def _dumps(value) -> bytes:
+    data = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown)
+    if data.isascii() and b"\x7f" not in data:  # the usual case: numbers, no copy
+        return data
+    return UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", data.decode()).encode()
+
+
+def json_bytes(document) -> bytes:
+    """`document` as one line of JSON in UTF-8 (see json_chunks)."""
+    return b"".join(json_chunks(document))
+
+
+def _unknown(value):
+    if isinstance(value, np.ndarray):  # orjson takes C-contiguous arrays only
+        return np.ascontiguousarray(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,36 @@
+"""Terminal views: each result type has one function that turns it into a rich renderable.
+
+`view(result, **options)` finds it. The views arrange and label what the result holds;
+the numbers themselves come from attncli.commands and attncli.analysis.
+"""
+
+from rich.console import RenderableType
+
+from attncli import results
+from attncli.views.explain import explain_view
+from attncli.views.matrices import heatmap_view, model_view, rollout_view
+from attncli.views.rankings import check_view, compare_view, heads_view, query_view
+from attncli.views.vectors import dot_view, embed_view, similar_view, softmax_view, tokenize_view
+
+__all__ = ["VIEWS", "view"]
+
+VIEWS = {
+    results.ExplainResult: explain_view,
+    results.HeatmapResult: heatmap_view,
+    results.ModelGridResult: model_view,
+    results.RolloutResult: rollout_view,
+    results.QueryResult: query_view,
+    results.HeadsResult: heads_view,
+    results.CompareResult: compare_view,
+    results.CheckResult: check_view,
+    results.TokenizeResult: tokenize_view,
+    results.EmbedResult: embed_view,
+    results.SimilarResult: similar_view,
+    results.SoftmaxResult: softmax_view,
+    results.DotResult: dot_view,
+}
+
+
+def view(result, **options) -> RenderableType:
+    """The terminal view of `result`, drawn with `options` (such as `values` or `top`) where its view takes them."""
+    return VIEWS[type(result)](result, **options)

@@ -1,0 +1,140 @@
+"""What the views share: tables, bars, section rules, the lines about the text and the model."""
+
+from rich.columns import Columns
+from rich.console import RenderableType
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from attncli.attention import causal_mask
+from attncli.escapes import visible
+from attncli.models import ModelInfo
+from attncli.results import AttentionRun, SoftmaxResult
+from attncli.terminal import token_label
+from attncli.widgets.heatmap import Heatmap
+from attncli.widgets.vectors import number
+
+__all__ = [
+    "BAR_WIDTH",
+    "bar",
+    "head_heatmaps",
+    "head_name",
+    "model_line",
+    "plain_table",
+    "plural",
+    "section",
+    "softmax_steps_table",
+    "text_line",
+    "token_texts",
+    "tokens_table",
+]
+
+BAR_WIDTH = 20
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
+    """A bar of eighth-blocks, `fraction` (0 … 1) of `width` cells; cropped, never wrapped, when space is short."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    blocks = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+    return Text(blocks, style="cyan", no_wrap=True, overflow="crop")
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def plain_table(*columns: tuple[str, str], footer: bool = False) -> Table:
+    """A borderless table; each column is (header, justify). Number columns never wrap, so a narrow
+    terminal squeezes the bars instead of the numbers."""
+    table = Table(box=None, pad_edge=False, header_style="bold", show_footer=footer, footer_style="bold")
+    for header, justify in columns:
+        if header == "":
+            table.add_column("", ratio=1, min_width=0, no_wrap=True)
+        else:
+            table.add_column(header, justify=justify, no_wrap=justify == "right")
+    return table
+
+
+def section(index: int, title: str, lead: str) -> list[RenderableType]:
+    """A numbered rule with a line in italics under it, as explain's stages open."""
+    return [Text(""), Rule(f"{index}. {title}", align="left", style="cyan"), Text(lead, style="italic")]
+
+
+def token_texts(run: AttentionRun) -> list[str]:
+    return [token.text for token in run.tokens]
+
+
+def model_line(model: ModelInfo) -> Text:
+    shape = f"{plural(model.layers, 'layer')} × {model.heads} heads, d_model {model.d_model}, d_k {model.d_head}"
+    if model.sample:
+        positions = "positions" if model.positions else "no positions"
+        mask = "causal mask" if model.causal else "no mask"
+        return Text(f"sample model: {shape}, seed {model.seed}, {positions}, {mask}", style="dim")
+    return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")
+
+
+def text_line(text: str) -> Text:
+    return Text.assemble(("Text: ", "bold"), visible(text))
+
+
+def tokens_table(tokens, text: str) -> Table:
+    table = plain_table(
+        ("#", "right"), ("token", "left"), ("id", "right"), ("chars", "left"), ("from the text", "left")
+    )
+    for token in tokens:
+        if token.special:
+            chars, source = "–", "(special token)"
+        else:
+            chars, source = f"{token.start}–{token.end}", visible(text[token.start : token.end])
+        table.add_row(str(token.index), token_label(token.text), str(token.id), chars, source)
+    return table
+
+
+def head_heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool, highlight: int | None = None):
+    """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour scale."""
+    weights = run.weights[layer]  # [h, T, T]
+    heads = range(len(weights)) if head is None else [head]
+    mask = causal_mask(len(run.tokens)) if run.model.causal else None
+    vmax = float(max(weights[h].max() for h in heads))
+    prefix = f"layer {layer} " if run.model.layers > 1 else ""
+    maps = [
+        Heatmap(
+            weights[h],
+            token_texts(run),
+            title=f"{prefix}head {h}",
+            vmax=vmax,
+            show_values=values,
+            mask=mask,
+            highlight=highlight,
+        )
+        for h in heads
+    ]
+    return Columns(maps, padding=(1, 3)) if len(maps) > 1 else maps[0]
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"L{layer} H{head}"
+
+
+def softmax_steps_table(
+    steps: SoftmaxResult,
+    headers: tuple[str, str, str, str],
+    digits: int = 3,
+    keep_small: bool = False,
+    keys: list[tuple[str, str, str]] | None = None,
+) -> Table:
+    """softmax's steps as a table: a row per score with its shift, exp, probability and a bar, and a sum row.
+
+    `headers` name the score, shift, exp and probability columns; `keys`, if given, adds three
+    columns in front of them (index, key, raw score) for each row, as explain's focus table has.
+    """
+    leading = [("#", "right"), ("key", "left"), ("q·k", "right")] if keys else []
+    table = plain_table(*leading, *((header, "right") for header in headers), ("", "left"), footer=True)
+    offset = len(leading)
+    table.columns[1 if keys else 0].footer = "sum"
+    table.columns[offset + 2].footer = number(steps.exp.sum(), digits)
+    table.columns[offset + 3].footer = number(steps.probabilities.sum(), digits)
+    for row, values in enumerate(zip(steps.scores, steps.shifted, steps.exp, steps.probabilities, strict=True)):
+        cells = [number(value, digits, keep_small=keep_small) for value in values]
+        table.add_row(*(keys[row] if keys else ()), *cells, bar(steps.probabilities[row]))
+    return table

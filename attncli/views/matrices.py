@@ -1,0 +1,78 @@
+"""Views of whole attention matrices: heatmap, model (every head at once) and rollout."""
+
+import numpy as np
+from rich.columns import Columns
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from attncli.results import HeatmapResult, ModelGridResult, RolloutResult
+from attncli.terminal import token_label
+from attncli.views.common import bar, head_heatmaps, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.widgets.heatmap import Heatmap, Legend
+from attncli.widgets.minimap import MiniHeatmap
+from attncli.widgets.vectors import number
+
+__all__ = ["heatmap_view", "model_view", "rollout_view"]
+
+
+def heatmap_view(result: HeatmapResult, values: bool = True) -> RenderableType:
+    run = result.run
+    return Group(
+        text_line(run.text),
+        model_line(run.model),
+        Text("Attention weights: rows are queries, columns are keys; each row sums to 1.", style="italic"),
+        Text(""),
+        head_heatmaps(run, result.layer, result.head, values),
+    )
+
+
+def model_view(result: ModelGridResult) -> RenderableType:
+    run = result.run
+    weights = run.weights[np.ix_(result.layers, result.heads)]  # [layers shown, heads shown, T, T]
+    vmax = float(weights.max())
+    parts: list[RenderableType] = [
+        text_line(run.text),
+        model_line(run.model),
+        Text(
+            f"Every head at once: each square is one head's {len(run.tokens)} × {len(run.tokens)} weights, "
+            "queries down, keys across. --layers and --heads (e.g. 0-2,5) zoom in.",
+            style="italic",
+        ),
+    ]
+    for row, layer in enumerate(result.layers):
+        maps = [
+            MiniHeatmap(weights[row, column], head_name(layer, head), vmax) for column, head in enumerate(result.heads)
+        ]
+        parts += [Text(""), Columns(maps, padding=(0, 2))]
+    parts += [Text(""), Legend(vmax)]
+    return Group(*parts)
+
+
+def rollout_view(result: RolloutResult) -> RenderableType:
+    run = result.run
+    layers = len(result.rollout)
+    final = result.rollout[-1]  # [T, T]
+    parts: list[RenderableType] = [
+        text_line(run.text),
+        model_line(run.model),
+        Text(
+            f"Attention rollout (Abnar & Zuidema, 2020): each layer's heads fused by {result.fusion}, mixed "
+            "with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
+            f"each input token flows into position i after all {plural(layers, 'layer')}; each row sums to 1.",
+            style="italic",
+        ),
+        Text(""),
+        Heatmap(final, token_texts(run), title=f"rollout through layer {layers - 1}", highlight=result.token),
+    ]
+    if result.token is not None:
+        table = plain_table(("#", "right"), ("input token", "left"), ("share", "right"), ("", "left"))
+        for key in result.sources:
+            share = final[result.token, key]
+            table.add_row(str(key), token_label(run.tokens[key].text), number(share), bar(share))
+        name = token_label(run.tokens[result.token].text)
+        parts += [
+            Text(""),
+            Text(f"Where “{name}” (token {result.token}) draws from, after every layer:", style="bold"),
+            table,
+        ]
+    return Group(*parts)

@@ -1,0 +1,184 @@
+"""Views that rank heads or tokens: query, heads, compare and check."""
+
+import numpy as np
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
+from attncli.escapes import visible
+from attncli.results import CheckResult, CompareResult, HeadsResult, QueryResult
+from attncli.terminal import abbreviate, token_label
+from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.widgets.keybars import KeyBars
+from attncli.widgets.vectors import number
+
+__all__ = ["check_view", "compare_view", "heads_view", "query_view"]
+
+
+def query_view(result: QueryResult, top: int = 12) -> RenderableType:
+    run = result.run
+    tokens = run.tokens
+    token = tokens[result.token]
+    ranking = result.ranking[:top]
+    excluded = "itself" if result.include_special else "itself and special tokens"
+    if result.target is None:
+        order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
+    else:
+        target = tokens[result.target]
+        order = f"ranked by the weight on “{token_label(target.text)}” (token {result.target})"
+    lead = (
+        f"What “{token_label(token.text)}” (token {result.token}) attends to in each of "
+        f"{plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
+        "--json for all."
+    )
+    headers = ["#", "head", "top key", "weight"]
+    rows = [
+        [str(rank), head_name(t.layer, t.head), abbreviate(token_label(tokens[t.top].text), 12), f"{t.top_weight:.2f}"]
+        for rank, t in enumerate(ranking, start=1)
+    ]
+    if result.target is not None:
+        headers.append("on " + abbreviate(token_label(tokens[result.target].text), 9))
+        for row, t in zip(rows, ranking, strict=True):
+            row.append(f"{t.weights[result.target]:.2f}")
+    chart = KeyBars(
+        headers,
+        rows,
+        np.stack([t.weights for t in ranking]),
+        token_texts(run),
+        muted=~result.allowed,
+    )
+    return Group(text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), chart)
+
+
+_HEAD_COLUMNS = (
+    ("entropy", "H"),
+    ("entropy_normalized", "H/ln n"),
+    ("distance", "dist"),
+    ("self", "self"),
+    ("previous", "prev"),
+    ("next", "next"),
+    ("first_special", "first"),
+    ("separator", "sep"),
+    ("punctuation", "punct"),
+    ("max", "max"),
+)
+
+
+def heads_view(result: HeadsResult) -> RenderableType:
+    table = plain_table(("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left"))
+    table.padding = (0, 1, 0, 0)  # one space between columns, so twelve of them fit 80 columns
+    for column in table.columns:
+        column.no_wrap = True
+    layers, heads = result.labels.shape
+    for layer in range(layers):
+        for head in range(heads):
+            cells = [
+                "–" if np.isnan(result.statistics[name][layer, head]) else f"{result.statistics[name][layer, head]:.2f}"
+                for name, _ in _HEAD_COLUMNS
+            ]
+            table.add_row(head_name(layer, head), *cells, str(result.labels[layer, head]))
+    source = (
+        Text.assemble(("Text: ", "bold"), visible(result.text))
+        if result.text is not None
+        else Text(f"Averaged over {plural(result.texts, 'text')}.", style="bold")
+    )
+    key = Text(
+        "Means over the query rows: H entropy in nats, and over ln of the keys a row sees; dist = Σ weight·|i − j|; "
+        "the share on the token itself, the previous and next token, the first special token ([CLS], <s>), the "
+        "other special tokens ([SEP], </s>), punctuation; max = the largest weight of a row. – = not in the text. "
+        f"Pattern: the largest of the previous, next, self and delimiter (special + punctuation) shares names the "
+        f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed.",
+        style="dim",
+    )
+    return Group(source, model_line(result.model), Text(""), table, Text(""), key)
+
+
+def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
+    a, b = result.a, result.b
+    name = token_label(a.tokens[result.token_a].text)
+    table = plain_table(("#", "right"), ("head", "left"), ("TV", "right"), ("top in A", "left"), ("top in B", "left"))
+    for rank, (layer, head) in enumerate(result.ranking[:top], start=1):
+        row_a = a.weights[layer, head, result.token_a]
+        row_b = b.weights[layer, head, result.token_b]
+        top_a, top_b = (int(top[layer, head]) for top in result.strongest)
+        table.add_row(
+            str(rank),
+            head_name(layer, head),
+            f"{result.change[layer, head]:.2f}",
+            f"{token_label(a.tokens[top_a].text)} {row_a[top_a]:.2f}",
+            f"{token_label(b.tokens[top_b].text)} {row_b[top_b]:.2f}",
+        )
+    layer, head = result.ranking[0]
+    spread_a, spread_b = result.spread
+    aligned = plain_table(
+        ("key in A", "left"), ("A", "right"), ("", "left"), ("B", "right"), ("", "left"), ("key in B", "left")
+    )
+    for slot, (i, j) in enumerate(result.slots):
+        weight_a, weight_b = spread_a[layer, head, slot], spread_b[layer, head, slot]
+        aligned.add_row(
+            "—" if i is None else token_label(a.tokens[i].text),
+            "" if i is None else number(weight_a),
+            Text("") if i is None else bar(weight_a, 12),
+            "" if j is None else number(weight_b),
+            Text("") if j is None else bar(weight_b, 12),
+            "—" if j is None else token_label(b.tokens[j].text),
+        )
+    unpaired_a = ", ".join(token_label(a.tokens[i].text) for i in result.unpaired(0)) or "none"
+    unpaired_b = ", ".join(token_label(b.tokens[j].text) for j in result.unpaired(1)) or "none"
+    return Group(
+        Text.assemble(("A: ", "bold"), visible(a.text)),
+        Text.assemble(("B: ", "bold"), visible(b.text)),
+        model_line(a.model),
+        Text(
+            f"How the attention of “{name}” (token {result.token_a} in A, {result.token_b} in B) changes, head by "
+            "head: TV is the total variation distance between its two distributions (0 the same, 1 disjoint), "
+            "with keys paired by their text.",
+            style="italic",
+        ),
+        Text(""),
+        table,
+        Text(""),
+        Text(
+            f"Aligned, in the most changed head, {head_name(layer, head)}:"
+            if result.change[layer, head] > 0
+            else f"No head changed; aligned, in {head_name(layer, head)}:",
+            style="bold",
+        ),
+        aligned,
+        Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim"),
+    )
+
+
+def check_view(result: CheckResult) -> RenderableType:
+    verdict = (
+        Text(f"passed: every attention weight is within {result.tolerance:g}", style="bold green")
+        if result.passed
+        else Text(
+            f"FAILED: attention moved by up to {result.max_difference:.3g} (tolerance {result.tolerance:g})",
+            style="bold red",
+        )
+    )
+    heads = plain_table(("head", "left"), ("largest change", "right"))
+    for layer, head, difference in result.worst_heads:
+        heads.add_row(head_name(layer, head), f"{difference:.3g}")
+    cells = plain_table(("head", "left"), ("query", "left"), ("key", "left"), ("saved", "right"), ("now", "right"))
+    labels = [token_label(label) for label in token_texts(result.run)]
+    for layer, head, query, key in result.worst_cells:
+        cells.add_row(
+            head_name(layer, head),
+            f"{query} {labels[query]}",
+            f"{key} {labels[key]}",
+            f"{result.saved[layer, head, query, key]:.6f}",
+            f"{result.run.weights[layer, head, query, key]:.6f}",
+        )
+    return Group(
+        text_line(result.run.text),
+        model_line(result.run.model),
+        verdict,
+        Text(""),
+        Text("Heads that moved most:", style="bold"),
+        heads,
+        Text(""),
+        Text("Cells that moved most:", style="bold"),
+        cells,
+    )

@@ -1,0 +1,7 @@
+"""rich renderables the views are built from: each measures itself and draws one kind of picture.
+
+- `heatmap.Heatmap`: a matrix of weights as coloured cells with labelled axes, and its `Legend`;
+- `minimap.MiniHeatmap`: a whole matrix in half-block characters, for many heads at once;
+- `keybars.KeyBars`: table rows that end in a one-line bar chart over the keys;
+- `vectors.VectorTable`: labelled vectors as rows of numbers.
+"""
