@@ -6,7 +6,7 @@ The library is the modules the CLI is built on:
 - `attncli.vocab`: the bundled tokenizer and embeddings;
 - `attncli.sample_model`: the one-layer sample model;
 - `attncli.core`: one function per command, each returning a result object whose
-  `to_json()` is the command's `--json` document.
+  `to_json()` is the command's JSON document.
 """
 
 import sys

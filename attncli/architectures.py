@@ -20,14 +20,14 @@ import numpy as np
 
 from attncli.attention import Projections
 from attncli.errors import DataError
-from attncli.transformer import Block, Norm, TransformerConfig, TransformerWeights
+from attncli.transformer import Block, FeedForward, Norm, TransformerConfig, TransformerWeights
 
 if TYPE_CHECKING:  # the checkpoint reader (and safetensors) is imported only where a checkpoint is read
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import TensorFile
 
-__all__ = ["FAMILIES", "SUPPORTED", "Family", "bert_uncased_tokenizer", "read_config", "read_weights"]
+__all__ = ["FAMILIES", "SUPPORTED", "Family", "read_config", "read_weights", "uncased_wordpiece_tokenizer"]
 
 _PREFIXES = ("", "bert.", "roberta.", "distilbert.", "transformer.", "model.")
 
@@ -182,10 +182,7 @@ def _encoder_weights(c: TransformerConfig, tensors: "TensorFile", names: dict[st
             Block(
                 Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
                 t.norm(part["attention_norm"], d),
-                w_in,
-                b_in,
-                w_out,
-                b_out,
+                FeedForward(w_in, w_out, b_in, b_out),
                 t.norm(part["ffn_norm"], d),
             )
         )
@@ -231,14 +228,14 @@ def _gpt2_weights(c: TransformerConfig, tensors: "TensorFile") -> TransformerWei
         w_q, w_k, w_v = np.split(t(f"{layer}.attn.c_attn.weight", (d, 3 * d)), 3, axis=1)
         b_q, b_k, b_v = np.split(t(f"{layer}.attn.c_attn.bias", (3 * d,)), 3)
         w_o, b_o = t(f"{layer}.attn.c_proj.weight", (d, d)), t(f"{layer}.attn.c_proj.bias", (d,))
+        attention_norm = t.norm(f"{layer}.ln_1", d)
+        w_in, b_in = t(f"{layer}.mlp.c_fc.weight", (d, f)), t(f"{layer}.mlp.c_fc.bias", (f,))
+        w_out, b_out = t(f"{layer}.mlp.c_proj.weight", (f, d)), t(f"{layer}.mlp.c_proj.bias", (d,))
         blocks.append(
             Block(
                 Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
-                t.norm(f"{layer}.ln_1", d),
-                t(f"{layer}.mlp.c_fc.weight", (d, f)),
-                t(f"{layer}.mlp.c_fc.bias", (f,)),
-                t(f"{layer}.mlp.c_proj.weight", (f, d)),
-                t(f"{layer}.mlp.c_proj.bias", (d,)),
+                attention_norm,
+                FeedForward(w_in, w_out, b_in, b_out),
                 t.norm(f"{layer}.ln_2", d),
             )
         )
@@ -292,7 +289,7 @@ def read_weights(config: TransformerConfig, tensors: "TensorFile") -> Transforme
     return FAMILIES[config.family].read_weights(config, tensors)
 
 
-def bert_uncased_tokenizer(vocab_file: Path) -> "Tokenizer":
+def uncased_wordpiece_tokenizer(vocab_file: Path) -> "Tokenizer":
     """BERT's uncased WordPiece tokenizer over `vocab_file` (one token a line, ids counting from 0),
     built in code: the same tokenizer as all-MiniLM-L6-v2's tokenizer.json (a test holds them equal),
     in about 9 ms where parsing that file takes 15."""

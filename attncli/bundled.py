@@ -1,7 +1,7 @@
 """What ships inside attncli: the bundled vocabulary and the sample model.
 
-The vocabulary is BERT's uncased WordPiece tokenizer with trained 64-dimensional
-embeddings (see sample_vocab/README.md for where the vectors come from). The sample
+The vocabulary is all-MiniLM-L6-v2's uncased WordPiece tokenizer with its trained embeddings,
+reduced to 64 dimensions (see sample_vocab/README.md for where the vectors come from). The sample
 model is one layer of multi-head self-attention over them, whose W_Q, W_K, W_V and
 W_O are random, drawn from a seed: it shows how attention computes, not what a
 trained model has learned.
@@ -88,10 +88,10 @@ class Vocabulary:
 @cache
 def sample_vocabulary() -> Vocabulary:
     """The vocabulary bundled with attncli, loaded once (the embeddings memory-mapped)."""
-    from attncli.architectures import bert_uncased_tokenizer
+    from attncli.architectures import uncased_wordpiece_tokenizer
 
     try:
-        tokenizer = bert_uncased_tokenizer(SAMPLE_DIR / "vocab.txt")
+        tokenizer = uncased_wordpiece_tokenizer(SAMPLE_DIR / "vocab.txt")
         embeddings = np.load(SAMPLE_DIR / "embeddings.npy", mmap_mode="r")
     except Exception as error:  # tokenizers raises plain Exception for a bad file
         raise DataError(f"cannot read the bundled vocabulary in {SAMPLE_DIR} ({error}); reinstall attncli") from error

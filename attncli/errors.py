@@ -3,7 +3,7 @@
 An error raised with facts (keyword arguments) has a template for its message: `{fact}`
 quotes a fact, and any other `{name}` refers to a parameter of the call that failed
 (`{focus}`, `{max_tokens}`). Printed as it is, a parameter reads as its own name; the command
-line words it as the option a user typed (`error.worded({"focus": "--focus"})`), so the library
+line words it as the option a user typed (see attncli.cli.OPTION_NAMES), so the library
 never needs to know its flags. A fact that is a `Parameter` is named the same way: for messages
 about whichever parameter the caller says. An error raised with a message alone prints it as it is.
 """

@@ -135,7 +135,7 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         return
-    import tempfile  # here, not at the top: only -o needs it, and every run would pay for its import
+    import tempfile  # here, not at the top: only files need it, and every run would pay for its import
 
     directory = target.parent if str(target.parent) else Path(".")
     try:

@@ -1,5 +1,5 @@
 """One result object per command: plain data, computed by attncli.commands. The terminal view
-draws it; `to_json()` is its `--json` document. Nothing here computes; it only arranges."""
+draws it; `to_json()` is its JSON document. Nothing here computes; it only arranges."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 SCHEMA = "attncli/v1"
-# explain --json writes every step of every layer, which grows as layers × heads × tokens²:
+# explain's JSON writes every step of every layer, which grows as layers × heads × tokens²:
 # past this many numbers (about 400 MB of JSON) it refuses rather than flood a pipe.
 EXPLAIN_JSON_LIMIT = 20_000_000
 
@@ -169,7 +169,7 @@ class ExplainResult:
         }
 
     def to_json(self, steps: bool = True) -> dict:
-        """The --json document; without `steps`, the attention and summary alone."""
+        """The JSON document; without `steps`, the attention and summary alone."""
         return _document("explain", **self.fields(steps))
 
 
@@ -474,7 +474,7 @@ class SavedRun:
 
 @dataclass(frozen=True, eq=False)
 class CheckResult:
-    """A recomputed run against a saved --json result: how far each attention weight moved."""
+    """A recomputed run against a saved JSON result: how far each attention weight moved."""
 
     run: AttentionRun
     saved: np.ndarray  # [L, h, T, T] the saved attention

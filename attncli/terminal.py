@@ -51,7 +51,7 @@ def make_console(color: str = "auto", **settings):
     "always": colour even into a pipe. "auto" otherwise: colour on a terminal, none elsewhere
     (rich's rules, FORCE_COLOR included).
     """
-    from rich.console import Console  # imported here: --json never needs it
+    from rich.console import Console  # imported here: JSON output never needs it
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:

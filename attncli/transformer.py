@@ -19,6 +19,7 @@ from attncli.errors import DataError
 __all__ = [
     "ACTIVATIONS",
     "Block",
+    "FeedForward",
     "Norm",
     "Trace",
     "TransformerConfig",
@@ -166,29 +167,36 @@ class TransformerConfig:
 
 @dataclass(frozen=True, eq=False)
 class Norm:
-    """A LayerNorm's learned scale and shift."""
+    """A LayerNorm's learned scale and shift (a norm without a shift has none)."""
 
     gain: np.ndarray  # [d]
-    bias: np.ndarray  # [d]
+    bias: np.ndarray | None = None  # [d]
+
+
+@dataclass(frozen=True, eq=False)
+class FeedForward:
+    """A two-layer feed-forward network: activation(x @ W_in + b_in) @ W_out + b_out."""
+
+    w_in: np.ndarray  # [d, f]
+    w_out: np.ndarray  # [f, d]
+    b_in: np.ndarray | None = None  # [f]
+    b_out: np.ndarray | None = None  # [d]
 
 
 @dataclass(frozen=True, eq=False)
 class Block:
-    """One transformer layer: attention, then a two-layer feed-forward network, each with a LayerNorm."""
+    """One transformer layer: attention, then a feed-forward network, each with a norm."""
 
     attention: Projections
     attention_norm: Norm
-    w_in: np.ndarray  # [d, f]
-    b_in: np.ndarray  # [f]
-    w_out: np.ndarray  # [f, d]
-    b_out: np.ndarray  # [d]
+    feed_forward: FeedForward
     ffn_norm: Norm
 
 
 @dataclass(frozen=True, eq=False)
 class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
-    position: np.ndarray  # [positions, d]
+    position: np.ndarray | None  # [positions, d] learned positions; None for a model that adds none
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
     embedding_norm: Norm | None  # LayerNorm over the summed embeddings, in post-norm models
     blocks: list[Block]
@@ -216,13 +224,14 @@ def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     # In place from here: a new [T, d] array a step would be as many more allocations and passes.
     y /= deviation
     y *= norm.gain
-    y += norm.bias
+    if norm.bias is not None:
+        y += norm.bias
     return y
 
 
-def feed_forward(x: np.ndarray, block: Block, activation: str) -> np.ndarray:
+def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray:
     """activation(x @ W_in + b_in) @ W_out + b_out: [T, d] -> [T, d]."""
-    return linear(ACTIVATIONS[activation](linear(x, block.w_in, block.b_in)), block.w_out, block.b_out)
+    return linear(ACTIVATIONS[activation](linear(x, ffn.w_in, ffn.b_in)), ffn.w_out, ffn.b_out)
 
 
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
@@ -243,10 +252,11 @@ def _block(
             layer_norm(x, block.attention_norm, config.eps), block.attention, config.heads, mask, weights_out
         )
         h = x + trace.output  # [T, d]
-        return trace, h + feed_forward(layer_norm(h, block.ffn_norm, config.eps), block, config.activation)
+        ffn = feed_forward(layer_norm(h, block.ffn_norm, config.eps), block.feed_forward, config.activation)
+        return trace, h + ffn
     trace = multi_head_attention(x, block.attention, config.heads, mask, weights_out)
     h = layer_norm(x + trace.output, block.attention_norm, config.eps)  # [T, d]
-    return trace, layer_norm(h + feed_forward(h, block, config.activation), block.ffn_norm, config.eps)
+    return trace, layer_norm(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config.eps)
 
 
 def forward(
@@ -263,8 +273,8 @@ def forward(
     embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     tokens = len(ids)
-    positions = weights.position[position_ids(ids, config)]  # [T, d]
-    x = embeddings + positions  # [T, d]
+    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
+    x = embeddings if positions is None else embeddings + positions  # [T, d]
     if weights.token_type is not None:
         x = x + weights.token_type[0]
     if weights.embedding_norm is not None:
