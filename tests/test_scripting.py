@@ -6,22 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+from helpers import ATTNCLI, BERT, GPT2, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli.schema import schemas
-
-FIXTURES = Path(__file__).parent / "fixtures"
-BERT = str(FIXTURES / "bert")
-GPT2 = str(FIXTURES / "gpt2")
-SENTENCE = "The cat sat on the mat"
-ATTNCLI = str(Path(sys.executable).parent / "attncli")
 
 EVERY_COMMAND = {
     "explain": ["explain", SENTENCE, "--json"],
@@ -319,11 +313,9 @@ def test_check_refuses_a_damaged_model_description(cli, tmp_path):
 def test_check_finds_a_checkpoint_saved_from_another_directory(tmp_path):
     relative = os.path.relpath(BERT, tmp_path)
     saved = tmp_path / "saved.json"
-    done = subprocess.run(
-        [ATTNCLI, "heatmap", "The cat sat.", "--model", relative, "--json", "-o", str(saved)], cwd=tmp_path, check=True
-    )
+    done = attncli("heatmap", "The cat sat.", "--model", relative, "--json", "-o", str(saved), cwd=tmp_path, check=True)
     assert done.returncode == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    check = subprocess.run([ATTNCLI, "check", "The cat sat.", "--against", str(saved)], cwd=elsewhere, check=False)
+    check = attncli("check", "The cat sat.", "--against", str(saved), cwd=elsewhere)
     assert check.returncode == 0
