@@ -130,11 +130,23 @@ def test_dash_reads_the_text_from_stdin(cli):
     assert crlf_with_bom.json()["text"] == SENTENCE
 
 
+def cat_row(command: str, doc: dict) -> list[str]:
+    """The cells of the view's row for "cat" (token 1), as the --json document of the same command has them."""
+    token = doc["tokens"][1]
+    if command == "tokenize":  # index, token, id, characters, the text they cover
+        return [str(token["index"]), token["text"], str(token["id"]), f"{token['start']}–{token['end']}", "cat"]
+    if command == "embed":  # the token and the first ten dimensions of its embedding
+        return [token["text"], *(f"{value:.3f}" for value in doc["embeddings"][1][:10]), "…"]
+    # explain and heatmap: head 0's weights from the query "cat" to every key
+    return [str(token["index"]), token["text"], *(f"{weight:.2f}" for weight in doc["attention"][0][0][1])]
+
+
 @pytest.mark.parametrize("command", ["explain", "heatmap", "tokenize", "embed"])
 def test_every_text_command_has_a_view(cli, command):
     run = cli(command, SENTENCE)
     assert run.code == 0, run.stderr
-    assert "cat" in run.stdout
+    cells = cat_row(command, cli(command, SENTENCE, "--json").json())
+    assert re.search(r"^" + r"\s+".join(map(re.escape, cells)) + r"(\s|$)", run.stdout, re.MULTILINE), run.stdout
     assert "\x1b" not in run.stdout  # not a terminal: no escapes
 
 
