@@ -139,4 +139,5 @@ def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architectu
         assert np.all(np.isfinite(result.weights))
         assert np.allclose(result.weights.sum(axis=-1), 1.0, atol=1e-5)
         outcomes["ran"] += 1
-    assert sum(outcomes.values()) == 40
+    # Some damage must be caught: if every mutant ran, the checks that refuse a damaged file went untested.
+    assert outcomes["refused"] > 0, outcomes
