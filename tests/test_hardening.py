@@ -7,25 +7,15 @@ never a hang, never NaN in the output.
 import json
 import random
 import shutil
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FIXTURES, SENTENCE, attncli
 
 from attncli import commands
 from attncli.errors import AttncliError, DataError
 from attncli.models import load_model
-
-FIXTURES = Path(__file__).parent / "fixtures"
-ATTNCLI = str(Path(sys.executable).parent / "attncli")
-SENTENCE = "The cat sat on the mat"
-
-
-def attncli(*args: str, stdin: bytes | None = None, env: dict | None = None):
-    return subprocess.run([ATTNCLI, *args], input=stdin, capture_output=True, timeout=60, env=env, check=False)
 
 
 def clean_error(done, message: str) -> None:
@@ -149,4 +139,5 @@ def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architectu
         assert np.all(np.isfinite(result.weights))
         assert np.allclose(result.weights.sum(axis=-1), 1.0, atol=1e-5)
         outcomes["ran"] += 1
-    assert sum(outcomes.values()) == 40
+    # Some damage must be caught: if every mutant ran, the checks that refuse a damaged file went untested.
+    assert outcomes["refused"] > 0, outcomes

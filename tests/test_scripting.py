@@ -6,22 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+from helpers import ATTNCLI, BERT, GPT2, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli.schema import schemas
-
-FIXTURES = Path(__file__).parent / "fixtures"
-BERT = str(FIXTURES / "bert")
-GPT2 = str(FIXTURES / "gpt2")
-SENTENCE = "The cat sat on the mat"
-ATTNCLI = str(Path(sys.executable).parent / "attncli")
 
 EVERY_COMMAND = {
     "explain": ["explain", SENTENCE, "--json"],
@@ -306,24 +300,36 @@ def test_batch_keeps_only_the_attention_unless_asked_for_steps():
     assert "steps" not in record and len(record["summary"]) == 6
 
 
-def test_check_refuses_a_damaged_model_description(cli, tmp_path):
+def check_with_damaged_model(cli, tmp_path, damage: dict) -> tuple[Path, str]:
+    """Run check against an explain --json result whose "model" is changed by `damage`: (saved file, stderr)."""
     document = cli("explain", SENTENCE, "--json").json()
-    for damage in ({"name": 5}, {"name": "sample", "seed": 1.5}, {"name": None}):
-        saved = tmp_path / "saved.json"
-        saved.write_text(json.dumps(document | {"model": document["model"] | damage}))
-        run = cli("check", SENTENCE, "--against", str(saved))
-        assert run.code == 2, run.stderr
-        assert "damaged" in run.stderr or "not an attncli" in run.stderr
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(document | {"model": document["model"] | damage}))
+    run = cli("check", SENTENCE, "--against", str(saved))
+    assert run.code == 2, run.stderr
+    return saved, run.stderr
+
+
+@pytest.mark.parametrize("name", [5, None])
+def test_check_refuses_a_model_name_that_is_not_a_string(cli, tmp_path, name):
+    """No model name, no model to recompute with: the file is not an attncli result at all."""
+    saved, stderr = check_with_damaged_model(cli, tmp_path, {"name": name})
+    assert stderr == f"attncli: error: {saved} is not an attncli --json result with text, model and attention\n"
+
+
+@pytest.mark.parametrize("damage", [{"seed": 1.5}, {"heads": "8"}, {"causal": None}], ids=["seed", "heads", "causal"])
+def test_check_refuses_a_sample_model_with_damaged_options(cli, tmp_path, damage):
+    """The sample model is named, but it is rebuilt from options of the wrong type: they are damaged."""
+    saved, stderr = check_with_damaged_model(cli, tmp_path, {"name": "sample"} | damage)
+    assert stderr == f"attncli: error: {saved}: its model's heads, seed, causal and positions are damaged\n"
 
 
 def test_check_finds_a_checkpoint_saved_from_another_directory(tmp_path):
     relative = os.path.relpath(BERT, tmp_path)
     saved = tmp_path / "saved.json"
-    done = subprocess.run(
-        [ATTNCLI, "heatmap", "The cat sat.", "--model", relative, "--json", "-o", str(saved)], cwd=tmp_path, check=True
-    )
+    done = attncli("heatmap", "The cat sat.", "--model", relative, "--json", "-o", str(saved), cwd=tmp_path, check=True)
     assert done.returncode == 0
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    check = subprocess.run([ATTNCLI, "check", "The cat sat.", "--against", str(saved)], cwd=elsewhere, check=False)
+    check = attncli("check", "The cat sat.", "--against", str(saved), cwd=elsewhere)
     assert check.returncode == 0

