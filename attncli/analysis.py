@@ -3,7 +3,6 @@ statistics, rollout, comparisons, differences, nearest neighbours. No I/O, no pr
 
 import difflib
 import enum
-import unicodedata
 
 import numpy as np
 
@@ -191,6 +190,8 @@ def align(a: list[str], b: list[str]) -> list[tuple[int | None, int | None]]:
 
 def is_punctuation(token: str) -> bool:
     """Whether a vocabulary string is punctuation once its word-piece marks (##, Ġ) are stripped."""
+    import unicodedata  # here: only the head statistics ask, and every other run would pay for it
+
     text = bare(token)
     return bool(text) and all(unicodedata.category(char).startswith("P") for char in text)
 

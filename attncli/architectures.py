@@ -20,12 +20,14 @@ import numpy as np
 
 from attncli.attention import Projections
 from attncli.errors import DataError
-from attncli.transformer import Block, FeedForward, Norm, TransformerConfig, TransformerWeights
 
-if TYPE_CHECKING:  # the checkpoint reader (and safetensors) is imported only where a checkpoint is read
+# The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
+# is read: the sample model needs only this module's tokenizer, and starts faster without them.
+if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import TensorFile
+    from attncli.transformer import Norm, TransformerConfig, TransformerWeights
 
 __all__ = ["FAMILIES", "SUPPORTED", "Family", "read_config", "read_weights", "uncased_wordpiece_tokenizer"]
 
@@ -99,17 +101,19 @@ class _Tensors:
         """A torch Linear layer as (W [d_in, d_out], b [d_out])."""
         return self(f"{name}.weight", (d_out, d_in)).T, self(f"{name}.bias", (d_out,))
 
-    def norm(self, name: str, d: int) -> Norm:
+    def norm(self, name: str, d: int) -> "Norm":
         """A LayerNorm's gain and bias, named weight/bias or, in older BERT checkpoints, gamma/beta."""
+        from attncli.transformer import Norm
+
         gain, bias = ("gamma", "beta") if self.prefix + f"{name}.gamma" in self.names else ("weight", "bias")
         return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
 
 
-def _bert_config(config: dict) -> TransformerConfig:
+def _bert_config(config: dict) -> dict:
     if _field(config, "position_embedding_type", default="absolute") != "absolute":
         raise DataError("config.json: only absolute position embeddings are supported")
     model_type = config["model_type"]
-    return TransformerConfig(
+    return dict(
         family=model_type,
         layers=_integer(config, "num_hidden_layers"),
         heads=_integer(config, "num_attention_heads"),
@@ -126,8 +130,8 @@ def _bert_config(config: dict) -> TransformerConfig:
     )
 
 
-def _distilbert_config(config: dict) -> TransformerConfig:
-    return TransformerConfig(
+def _distilbert_config(config: dict) -> dict:
+    return dict(
         family="distilbert",
         layers=_integer(config, "n_layers", "num_hidden_layers"),
         heads=_integer(config, "n_heads", "num_attention_heads"),
@@ -167,8 +171,10 @@ _DISTILBERT_NAMES = {
 }
 
 
-def _encoder_weights(c: TransformerConfig, tensors: "TensorFile", names: dict[str, str]) -> TransformerWeights:
+def _encoder_weights(c: "TransformerConfig", tensors: "TensorFile", names: dict[str, str]) -> "TransformerWeights":
     """BERT, RoBERTa or DistilBERT weights, their tensors found through `names`."""
+    from attncli.transformer import Block, FeedForward, TransformerWeights
+
     t = _Tensors(tensors, "embeddings.word_embeddings.weight")
     d, f = c.d_model, c.d_ff
     blocks = []
@@ -197,13 +203,13 @@ def _encoder_weights(c: TransformerConfig, tensors: "TensorFile", names: dict[st
     )
 
 
-def _gpt2_config(config: dict) -> TransformerConfig:
+def _gpt2_config(config: dict) -> dict:
     if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn"):
         raise DataError("config.json: scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported")
     if config.get("scale_attn_weights") is False:
         raise DataError("config.json: scale_attn_weights false (unscaled attention) is not supported")
     d = _integer(config, "n_embd", "hidden_size")
-    return TransformerConfig(
+    return dict(
         family="gpt2",
         layers=_integer(config, "n_layer", "num_hidden_layers"),
         heads=_integer(config, "n_head", "num_attention_heads"),
@@ -218,7 +224,9 @@ def _gpt2_config(config: dict) -> TransformerConfig:
     )
 
 
-def _gpt2_weights(c: TransformerConfig, tensors: "TensorFile") -> TransformerWeights:
+def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
+    from attncli.transformer import Block, FeedForward, TransformerWeights
+
     t = _Tensors(tensors, "wte.weight")
     d, f = c.d_model, c.d_ff
     blocks = []
@@ -249,13 +257,13 @@ def _gpt2_weights(c: TransformerConfig, tensors: "TensorFile") -> TransformerWei
     )
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Family:
     """What attncli knows of one model family, beyond its tensors' shapes."""
 
     title: str  # the family's name in prose
-    read_config: Callable[[dict], TransformerConfig]
-    read_weights: Callable[[TransformerConfig, "TensorFile"], TransformerWeights]
+    read_config: Callable[[dict], dict]  # config.json -> the TransformerConfig's fields
+    read_weights: Callable[["TransformerConfig", "TensorFile"], "TransformerWeights"]
     wrapper: tuple[str, str] | None = None  # what transformers wraps one text in when tokenizer.json adds nothing
 
 
@@ -274,17 +282,19 @@ FAMILIES = {
 SUPPORTED = tuple(FAMILIES)
 
 
-def read_config(config: dict) -> TransformerConfig:
+def read_config(config: dict) -> "TransformerConfig":
     """The model config.json describes, checked for what attncli can run."""
+    from attncli.transformer import TransformerConfig
+
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise DataError(
             f"config.json: model_type {model_type!r} is not supported; attncli reads {', '.join(SUPPORTED)}"
         )
-    return FAMILIES[model_type].read_config(config)
+    return TransformerConfig(**FAMILIES[model_type].read_config(config))
 
 
-def read_weights(config: TransformerConfig, tensors: "TensorFile") -> TransformerWeights:
+def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
     """Every tensor the model needs, checked against `config` and laid out for x @ W."""
     return FAMILIES[config.family].read_weights(config, tensors)
 

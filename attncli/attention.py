@@ -102,7 +102,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
     return softmax(masked(scaled(scores(q, k), q.shape[-1]), mask)) @ v
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class Projections:
     """The four projections of a multi-head attention layer, applied as x @ w + b."""
 
@@ -116,7 +116,7 @@ class Projections:
     b_o: np.ndarray | None = None  # [d]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class AttentionTrace:
     """Every intermediate of one multi-head self-attention layer."""
 

@@ -17,9 +17,8 @@ import numpy as np
 from attncli import analysis
 from attncli.attention import Projections, causal_mask, multi_head_attention
 from attncli.errors import BadInput, DataError
-from attncli.models import ModelInfo
+from attncli.models import ModelInfo, Trace
 from attncli.tokens import Token, special_ids
-from attncli.transformer import Trace
 
 __all__ = [
     "SAMPLE_DIR",
@@ -100,6 +99,8 @@ def sample_vocabulary() -> Vocabulary:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """The sample model's shape and choices; checked when built."""
+
     d_model: int = 64  # width of the bundled embeddings
     heads: int = 8  # the original Transformer's count, so d_k = 8
     seed: int = 0  # draws W_Q, W_K, W_V, W_O; the same seed always gives the same numbers

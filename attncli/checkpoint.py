@@ -209,7 +209,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Checkpoint:
     """A checkpoint directory's three parts, opened but not yet turned into a model."""
 

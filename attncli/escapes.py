@@ -4,14 +4,25 @@ Both the terminal views and the JSON writer escape these characters: user text i
 and a document printed to a terminal must not be able to move the cursor either.
 """
 
-import re
-
-__all__ = ["UNSAFE", "visible"]
+__all__ = ["JSON_ESCAPES", "UNSAFE", "visible"]
 
 # C0 and C1 controls, DEL, bidirectional overrides and isolates, zero-width and
 # other invisible format characters: text that could move the cursor, recolour
-# the terminal or reorder what the reader sees.
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+# the terminal or reorder what the reader sees. (Tables for str.translate rather than a
+# regular expression: compiling one took half a millisecond of every run's start.)
+_RANGES = (
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x61C, 0x61C),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+)
+UNSAFE = frozenset(chr(code) for first, last in _RANGES for code in range(first, last + 1))
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -22,6 +33,11 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+_VISIBLE = {ord(char): _escape(char) for char in UNSAFE}
+# The same characters as JSON spells them, for characters that are legal raw in JSON strings.
+JSON_ESCAPES = {ord(char): f"\\u{ord(char):04x}" for char in UNSAFE}
+
+
 def visible(text: str) -> str:
     """`text` with every unsafe character spelled as an escape, e.g. ESC as \\x1b, U+202E as \\u202e."""
-    return UNSAFE.sub(lambda match: _escape(match.group()), text)
+    return text.translate(_VISIBLE)

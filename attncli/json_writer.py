@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 
-from attncli.escapes import UNSAFE
+from attncli.escapes import JSON_ESCAPES
 
 __all__ = ["json_bytes", "json_chunks"]
 
@@ -23,8 +23,13 @@ def json_chunks(value) -> Iterator[bytes]:
     """`value` as one line of JSON, in pieces that join to what orjson would write whole: numpy
     arrays natively (float32 in its shortest form), readable UTF-8 with unsafe characters
     \\u-escaped. JSON already escapes the ASCII controls; the others are legal raw in JSON
-    strings, and escaping them keeps a terminal showing the JSON safe too."""
-    if isinstance(value, dict):
+    strings, and escaping them keeps a terminal showing the JSON safe too.
+
+    A value holding fewer than _SLICED numbers is written in one piece; a larger one a key, an
+    item or a slice at a time."""
+    if _size(value) <= _SLICED:
+        yield _dumps(value)
+    elif isinstance(value, dict):
         for position, (key, item) in enumerate(value.items()):
             if not isinstance(key, str):
                 raise TypeError(f"a JSON object key must be a string, not {key!r}")
@@ -42,11 +47,22 @@ def json_chunks(value) -> Iterator[bytes]:
         yield _dumps(value)
 
 
+def _size(value) -> int:
+    """About how many numbers `value` holds: an array's elements, one for anything else."""
+    if isinstance(value, np.ndarray):
+        return value.size
+    if isinstance(value, dict):
+        return sum(_size(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_size(item) for item in value)
+    return 1
+
+
 def _dumps(value) -> bytes:
     data = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown)
     if data.isascii() and b"\x7f" not in data:  # the usual case: numbers, no copy
         return data
-    return UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", data.decode()).encode()
+    return data.decode().translate(JSON_ESCAPES).encode()
 
 
 def json_bytes(document) -> bytes:

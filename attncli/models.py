@@ -12,14 +12,14 @@ from typing import Protocol
 
 import numpy as np
 
+from attncli.attention import AttentionTrace
 from attncli.errors import BadInput, DataError
 from attncli.tokens import Token, special_ids
-from attncli.transformer import Trace
 
-__all__ = ["CheckpointModel", "Model", "ModelInfo", "load_model", "load_saved_model"]
+__all__ = ["CheckpointModel", "Model", "ModelInfo", "Trace", "load_model", "load_saved_model"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(eq=False, kw_only=True)
 class ModelInfo:
     """What the views and the JSON `model` object say about a model."""
 
@@ -59,6 +59,18 @@ class ModelInfo:
         if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
         return {**fields, "path": self.path}
+
+
+@dataclass(eq=False, repr=False)
+class Trace:
+    """What a model did to a text, layer by layer: every model's forward pass returns one."""
+
+    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
+    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
+    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
+    layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
+    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
+    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
 class Model(Protocol):

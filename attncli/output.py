@@ -53,7 +53,7 @@ _EXPORTS = (".svg", ".html")
 _EXPORT_WIDTH = 120  # columns of an exported picture
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Output:
     """How a result is to be written: its format, where to, rounded how, with a picture or not, in colour or not."""
 
@@ -179,7 +179,7 @@ def write_stdout(data: bytes | Iterable[bytes]) -> None:
     if sys.stdout is None:
         raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
     try:
-        for piece in [data] if isinstance(data, bytes) else data:
+        for piece in [data] if isinstance(data, bytes) else _coalesced(data):
             if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
                 raise PipeClosed("standard output was closed")
         sys.stdout.flush()
@@ -187,6 +187,23 @@ def write_stdout(data: bytes | Iterable[bytes]) -> None:
         raise PipeClosed("standard output was closed") from None
     except OSError as error:
         raise BadInput(f"cannot write standard output: {error.strerror}") from None
+
+
+# Pieces of output are gathered up to this many bytes before a write: unbuffered (PYTHONUNBUFFERED),
+# each piece would be a system call of its own, hundreds of them for one small document.
+_WRITE_SIZE = 1 << 16
+
+
+def _coalesced(pieces: Iterable[bytes]) -> Iterable[bytes]:
+    """`pieces` joined into blocks of at least _WRITE_SIZE bytes (the last one may be smaller)."""
+    block = bytearray()
+    for piece in pieces:
+        block += piece
+        if len(block) >= _WRITE_SIZE:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
 
 
 def write(result, output: Output, **view_options) -> None:

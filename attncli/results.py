@@ -9,9 +9,8 @@ import numpy as np
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS
 from attncli.attention import AttentionTrace
 from attncli.errors import AttncliError, BadInput, DataError
-from attncli.models import ModelInfo
+from attncli.models import ModelInfo, Trace
 from attncli.tokens import Token
-from attncli.transformer import Trace
 
 __all__ = [
     "SCHEMA",
@@ -58,7 +57,7 @@ def numbers(array: np.ndarray) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class AttentionRun:
     """A text through a model: the tokens and every layer's intermediates."""
 
@@ -80,8 +79,10 @@ class AttentionRun:
         return {**self.header_json(), "attention": numbers(self.weights)}  # [layer][head][query][key]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class HeatmapResult:
+    """Every head's attention weights for a text; the view draws one layer."""
+
     run: AttentionRun
     layer: int = 0  # the layer to draw
     head: int | None = None  # the one head to draw; None draws them all (JSON always has all)
@@ -90,8 +91,10 @@ class HeatmapResult:
         return _document("heatmap", **self.run.common_json())
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class ExplainResult:
+    """The walkthrough of one layer for one focus token, and what each token attends to most."""
+
     run: AttentionRun
     focus: int  # index of the token whose scores the walkthrough follows
     layer: int  # the layer the walkthrough follows
@@ -173,7 +176,7 @@ class ExplainResult:
         return _document("explain", **self.fields(steps))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class BatchRecord:
     """One line of a batch: the fields of its explain document, or why it failed."""
 
@@ -202,8 +205,10 @@ def _check_size(run: AttentionRun) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class TokenizeResult:
+    """The tokens of a text as a model sees them."""
+
     text: str
     tokens: list[Token]
     model: ModelInfo
@@ -212,8 +217,10 @@ class TokenizeResult:
         return _document("tokenize", text=self.text, model=self.model.to_json(), tokens=_tokens_json(self.tokens))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class EmbedResult:
+    """The bundled embedding vector of each token of a text."""
+
     text: str
     tokens: list[Token]
     embeddings: np.ndarray  # [T, d]
@@ -223,15 +230,19 @@ class EmbedResult:
         return _document("embed", text=self.text, tokens=_tokens_json(self.tokens), embeddings=numbers(self.embeddings))
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Neighbor:
+    """A vocabulary word near another, and the cosine of their embeddings."""
+
     text: str
     id: int
     cosine: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class SimilarResult:
+    """The words whose embeddings are nearest to one word's."""
+
     word: str
     id: int
     neighbors: list[Neighbor]
@@ -245,7 +256,7 @@ class SimilarResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class SoftmaxResult:
     """softmax(scores) with the steps a reader can check by hand (see analysis.softmax_parts)."""
 
@@ -264,7 +275,7 @@ class SoftmaxResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class Operand:
     """One side of a dot product: a vector given as numbers, or a word's embedding."""
 
@@ -277,8 +288,10 @@ class Operand:
         return {**named, "vector": numbers(self.vector)}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class DotResult:
+    """A dot product, term by term, and the cosine of the two vectors."""
+
     a: Operand
     b: Operand
     products: np.ndarray  # [n] a_i * b_i
@@ -305,7 +318,7 @@ def _statistic(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class HeadTarget:
     """One head's view from a query token: its weights over the keys and the strongest allowed key."""
 
@@ -316,7 +329,7 @@ class HeadTarget:
     top_weight: float
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class QueryResult:
     """What one token attends to, in every head of every layer, heads ranked by their top weight."""
 
@@ -347,7 +360,7 @@ class QueryResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class ModelGridResult:
     """Every head of every layer at once; `layers` and `heads` choose what the view draws."""
 
@@ -359,7 +372,7 @@ class ModelGridResult:
         return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
 
@@ -390,8 +403,10 @@ class HeadsResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class RolloutResult:
+    """Attention rollout through every layer of a run."""
+
     run: AttentionRun
     fusion: str
     rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
@@ -409,7 +424,7 @@ class RolloutResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class CompareResult:
     """One token's attention in two texts, head by head, keys aligned by their text."""
 
@@ -448,7 +463,7 @@ class CompareResult:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class SavedRun:
     """What check reads back from a saved document: the text, the model object and the attention."""
 
@@ -472,7 +487,7 @@ class SavedRun:
         return cls(text, model, attention)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class CheckResult:
     """A recomputed run against a saved JSON result: how far each attention weight moved."""
 

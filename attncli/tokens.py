@@ -16,7 +16,7 @@ SPACE = "Ġ"  # byte-level BPE: the piece starts after a space
 NEWLINE = "Ċ"  # byte-level BPE: a newline
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Token:
     """One token of a text: its position, vocabulary id and string, and the characters it came from."""
 

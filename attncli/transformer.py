@@ -15,13 +15,13 @@ import numpy as np
 
 from attncli.attention import AttentionTrace, Projections, causal_mask, linear, multi_head_attention
 from attncli.errors import DataError
+from attncli.models import Trace
 
 __all__ = [
     "ACTIVATIONS",
     "Block",
     "FeedForward",
     "Norm",
-    "Trace",
     "TransformerConfig",
     "TransformerWeights",
     "erf",
@@ -165,7 +165,7 @@ class TransformerConfig:
         return self.max_positions - offset
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class Norm:
     """A LayerNorm's learned scale and shift (a norm without a shift has none)."""
 
@@ -173,7 +173,7 @@ class Norm:
     bias: np.ndarray | None = None  # [d]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class FeedForward:
     """A two-layer feed-forward network: activation(x @ W_in + b_in) @ W_out + b_out."""
 
@@ -183,7 +183,7 @@ class FeedForward:
     b_out: np.ndarray | None = None  # [d]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class Block:
     """One transformer layer: attention, then a feed-forward network, each with a norm."""
 
@@ -193,26 +193,16 @@ class Block:
     ffn_norm: Norm
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, repr=False)
 class TransformerWeights:
+    """Every weight of a model, laid out for x @ W."""
+
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray | None  # [positions, d] learned positions; None for a model that adds none
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
     embedding_norm: Norm | None  # LayerNorm over the summed embeddings, in post-norm models
     blocks: list[Block]
     final_norm: Norm | None  # LayerNorm after the last block, in pre-norm models
-
-
-@dataclass(frozen=True, eq=False)
-class Trace:
-    """What a model did to a text, layer by layer: every model's forward pass returns one."""
-
-    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
-    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
-    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
-    layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
-    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
-    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
