@@ -6,7 +6,7 @@ DEMO_TEXT := The cat sat on the mat
 
 BENCH_VENV := .bench-venv
 
-.PHONY: demo test lint model bench install install-test clean
+.PHONY: demo test lint model bench same-outputs install install-test clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "attncli needs Python 3.11 or newer; run e.g. make PYTHON=python3.11 ...")'
@@ -40,6 +40,12 @@ $(BENCH_VENV)/bin/python:
 
 bench: install model $(BENCH_VENV)/bin/python
 	$(BIN)/python bench/bench.py --peer-python $(BENCH_VENV)/bin/python
+
+# Every command's output with the working tree against revision REV's, byte for byte
+# (builds both into virtual environments under ~/.cache/attncli-same-outputs).
+REV ?= HEAD
+same-outputs:
+	$(PYTHON) bench/same_outputs.py --against $(REV)
 
 lint: install-test
 	$(BIN)/ruff check attncli tests sample_vocab bench

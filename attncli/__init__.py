@@ -1,12 +1,13 @@
 """attncli: see what multi-head attention does to a sentence, from the command line.
 
-The library is the modules the CLI is built on:
+The library is the modules the CLI is built on (the README's "How the code is laid out"):
 
+- `attncli.commands`: one function per command, each returning a result object whose
+  `to_json()` is the command's JSON document;
+- `attncli.models`: `load_model` and the interface of every model;
+- `attncli.bundled`: the bundled vocabulary and the one-layer sample model;
 - `attncli.attention`: softmax, scaled dot-product and multi-head attention (pure numpy);
-- `attncli.vocab`: the bundled tokenizer and embeddings;
-- `attncli.sample_model`: the one-layer sample model;
-- `attncli.core`: one function per command, each returning a result object whose
-  `to_json()` is the command's JSON document.
+- `attncli.analysis`: every number derived from the attention.
 """
 
 import gc
