@@ -1,9 +1,12 @@
 """Scaled dot-product and multi-head self-attention, as plain numpy functions.
 
-Shapes: T tokens, d model width, h heads, d_k = d / h per head. Nothing here
-reads files, prints, or knows about terminals. Every function returns new arrays
-and changes none of its inputs; the one exception is an `out` array the caller
-hands over to be filled, as with numpy's own functions.
+Shapes: T tokens, d model width, h heads of d_k numbers each (d / h unless a model
+says otherwise), g key and value heads (h unless grouped-query attention shares each
+among h / g query heads). Rotary position embeddings (RoPE), per-head RMS norms of q
+and k, logit soft-capping and sliding-window masks are here too, as the modern
+decoders use them. Nothing here reads files, prints, or knows about terminals. Every
+function returns new arrays and changes none of its inputs; the one exception is an
+`out` array the caller hands over to be filled, as with numpy's own functions.
 """
 
 import math
@@ -14,14 +17,20 @@ import numpy as np
 __all__ = [
     "AttentionTrace",
     "Projections",
+    "Rotary",
     "attention",
     "causal_mask",
     "linear",
     "masked",
     "merge_heads",
     "multi_head_attention",
+    "repeat_kv",
+    "rms_norm",
+    "rotate",
+    "rotate_half",
     "scaled",
     "scores",
+    "soft_cap",
     "softmax",
     "split_heads",
 ]
@@ -41,9 +50,13 @@ def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.
     return e
 
 
-def causal_mask(n: int) -> np.ndarray:
-    """[n, n] bool, True where query i may attend to key j (j <= i)."""
-    return np.tri(n, dtype=bool)
+def causal_mask(n: int, window: int | None = None) -> np.ndarray:
+    """[n, n] bool, True where query i may attend to key j: j <= i, and with a sliding `window`
+    only the last `window` keys, j > i - window (the query itself included)."""
+    mask = np.tri(n, dtype=bool)
+    if window is not None:
+        mask &= ~np.tri(n, k=-window, dtype=bool)
+    return mask
 
 
 def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -89,12 +102,53 @@ def scores(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     return q @ np.swapaxes(k, -1, -2)
 
 
-def scaled(s: np.ndarray, d_k: int) -> np.ndarray:
-    """Scores divided by √d_k, which keeps their spread independent of the head width.
+def scaled(s: np.ndarray, d_k: int, scale: float | None = None) -> np.ndarray:
+    """Scores divided by √d_k, which keeps their spread independent of the head width; or, with
+    `scale`, multiplied by it (as the decoders do, some with a scale of their own).
 
     √d_k is a Python float, so float32 scores stay float32 (a numpy float64 would promote them).
     """
-    return s / math.sqrt(d_k)
+    return s / math.sqrt(d_k) if scale is None else s * scale
+
+
+def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:
+    """cap · tanh(s / cap): scores squashed smoothly into (-cap, cap), as Gemma 2 does."""
+    return np.tanh(s / cap) * cap
+
+
+def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
+    """x / √(mean(x²) + eps) · gain over the last axis: [..., n] -> [..., n] (no centring, no shift)."""
+    y = x * (1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps))
+    y *= gain
+    return y
+
+
+@dataclass(eq=False, repr=False)
+class Rotary:
+    """Rotary position embeddings for T positions: each pair of dimensions (i, i + n/2) of the first
+    n of a head's dimensions is rotated by the angle position · frequency_i."""
+
+    cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over
+    sin: np.ndarray  # [T, n]
+
+
+def rotate_half(x: np.ndarray) -> np.ndarray:
+    """[..., n] -> [..., n]: (x1, x2) -> (-x2, x1), the halves of the last axis."""
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def rotate(x: np.ndarray, rotary: Rotary) -> np.ndarray:
+    """RoPE: x · cos + rotate_half(x) · sin over the first n dimensions of each head, the rest as
+    they are: [..., T, d_k] -> [..., T, d_k]."""
+    n = rotary.cos.shape[-1]
+    turned = x[..., :n] * rotary.cos + rotate_half(x[..., :n]) * rotary.sin
+    return turned if n == x.shape[-1] else np.concatenate([turned, x[..., n:]], axis=-1)
+
+
+def repeat_kv(x: np.ndarray, heads: int) -> np.ndarray:
+    """[g, T, d_k] -> [h, T, d_k]: each of g key (or value) heads serves h / g query heads in turn."""
+    return x if len(x) == heads else np.repeat(x, heads // len(x), axis=0)
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -104,16 +158,19 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
 
 @dataclass(eq=False, repr=False)
 class Projections:
-    """The four projections of a multi-head attention layer, applied as x @ w + b."""
+    """The four projections of a multi-head attention layer, applied as x @ w + b, and the gains of
+    the RMS norms some decoders apply to each head's q and k."""
 
-    w_q: np.ndarray  # [d, d]
-    w_k: np.ndarray  # [d, d]
-    w_v: np.ndarray  # [d, d]
-    w_o: np.ndarray  # [d, d]
-    b_q: np.ndarray | None = None  # [d]
-    b_k: np.ndarray | None = None  # [d]
-    b_v: np.ndarray | None = None  # [d]
+    w_q: np.ndarray  # [d, h·d_k]
+    w_k: np.ndarray  # [d, g·d_k]
+    w_v: np.ndarray  # [d, g·d_k]
+    w_o: np.ndarray  # [h·d_k, d]
+    b_q: np.ndarray | None = None  # [h·d_k]
+    b_k: np.ndarray | None = None  # [g·d_k]
+    b_v: np.ndarray | None = None  # [g·d_k]
     b_o: np.ndarray | None = None  # [d]
+    q_norm: np.ndarray | None = None  # [d_k]
+    k_norm: np.ndarray | None = None  # [d_k]
 
 
 @dataclass(eq=False, repr=False)
@@ -121,15 +178,21 @@ class AttentionTrace:
     """Every intermediate of one multi-head self-attention layer."""
 
     x: np.ndarray  # [T, d] input
-    q: np.ndarray  # [h, T, d_k]
-    k: np.ndarray  # [h, T, d_k]
-    v: np.ndarray  # [h, T, d_k]
-    scores: np.ndarray  # [h, T, T] QKᵀ
-    scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k, before any mask
+    q: np.ndarray  # [h, T, d_k] (after the q norm, before RoPE, where the model has them)
+    k: np.ndarray  # [g, T, d_k]
+    v: np.ndarray  # [g, T, d_k]
+    scores: np.ndarray  # [h, T, T] QKᵀ (with RoPE's q and k, each query head against its key head)
+    scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k (or · the model's scale, then soft-capped), before any mask
     weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
-    concat: np.ndarray  # [T, d] the heads side by side
+    concat: np.ndarray  # [T, h·d_k] the heads side by side
     output: np.ndarray  # [T, d] concat @ W_O + b_O
+    q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
+    k_rotated: np.ndarray | None = None  # [g, T, d_k]
+
+    def key_head(self, head: int) -> int:
+        """The key and value head that query head `head` reads."""
+        return head * len(self.k) // len(self.q)
 
 
 def multi_head_attention(
@@ -138,19 +201,37 @@ def multi_head_attention(
     heads: int,
     mask: np.ndarray | None = None,
     weights_out: np.ndarray | None = None,
+    *,
+    kv_heads: int | None = None,
+    rotary: Rotary | None = None,
+    scale: float | None = None,
+    cap: float | None = None,
+    norm_eps: float = 1e-6,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
     `mask` is [T, T] bool (True = may attend) and applies to every head. The weights are
-    written into `weights_out` [h, T, T] when it is given.
+    written into `weights_out` [h, T, T] when it is given. The decoders' choices: `kv_heads` key
+    and value heads shared by the query heads (grouped-query attention), q and k normed per head
+    (when `p` has their gains, with `norm_eps`) and turned by `rotary`, scores multiplied by
+    `scale` instead of divided by √d_k, and soft-capped at `cap`.
     """
     q = split_heads(linear(x, p.w_q, p.b_q), heads)  # [h, T, d_k]
-    k = split_heads(linear(x, p.w_k, p.b_k), heads)  # [h, T, d_k]
-    v = split_heads(linear(x, p.w_v, p.b_v), heads)  # [h, T, d_k]
-    raw = scores(q, k)  # [h, T, T]
-    scaled_scores = scaled(raw, q.shape[-1])  # [h, T, T]
+    k = split_heads(linear(x, p.w_k, p.b_k), kv_heads or heads)  # [g, T, d_k]
+    v = split_heads(linear(x, p.w_v, p.b_v), kv_heads or heads)  # [g, T, d_k]
+    if p.q_norm is not None:
+        q, k = rms_norm(q, p.q_norm, norm_eps), rms_norm(k, p.k_norm, norm_eps)
+    q_rotated = k_rotated = None
+    if rotary is not None:
+        q_rotated, k_rotated = rotate(q, rotary), rotate(k, rotary)  # [h, T, d_k], [g, T, d_k]
+    q_used = q if q_rotated is None else q_rotated
+    k_used = repeat_kv(k if k_rotated is None else k_rotated, heads)  # [h, T, d_k]
+    raw = scores(q_used, k_used)  # [h, T, T]
+    scaled_scores = scaled(raw, q.shape[-1], scale)  # [h, T, T]
+    if cap is not None:
+        scaled_scores = soft_cap(scaled_scores, cap)
     weights = softmax(masked(scaled_scores, mask), out=weights_out)  # [h, T, T]
-    head_outputs = weights @ v  # [h, T, d_k]
-    concat = merge_heads(head_outputs)  # [T, d]
+    head_outputs = weights @ repeat_kv(v, heads)  # [h, T, d_k]
+    concat = merge_heads(head_outputs)  # [T, h·d_k]
     output = linear(concat, p.w_o, p.b_o)  # [T, d]
-    return AttentionTrace(x, q, k, v, raw, scaled_scores, weights, head_outputs, concat, output)
+    return AttentionTrace(x, q, k, v, raw, scaled_scores, weights, head_outputs, concat, output, q_rotated, k_rotated)

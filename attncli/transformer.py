@@ -1,19 +1,31 @@
 """One transformer forward pass in numpy, driven by a config of choices, keeping every layer's trace.
 
 The choices are those a family of models makes (see attncli.architectures, which
-reads them from config.json): LayerNorm before each sublayer or after it, the
-feed-forward network's activation, a learned position table (and where it starts
-counting), token type embeddings, a causal mask. Weights arrive as plain arrays laid
-out for x @ W; nothing here knows file formats or family names.
-Shapes: T tokens, d width, f feed-forward width, L layers, h heads.
+reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
+(and, for some, after it too); a plain or a gated feed-forward network and its
+activation; a learned position table (and where it starts counting) or rotary
+embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
+mask, sliding windows per layer, grouped-query attention, per-head q and k norms,
+attention scale and logit soft-capping. Weights arrive as plain arrays laid out for
+x @ W, one layer at a time if need be; nothing here knows file formats or family names.
+Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from attncli.attention import AttentionTrace, Projections, causal_mask, linear, multi_head_attention
+from attncli.attention import (
+    AttentionTrace,
+    Projections,
+    Rotary,
+    causal_mask,
+    linear,
+    multi_head_attention,
+    rms_norm,
+)
 from attncli.errors import DataError
 from attncli.models import Trace
 
@@ -22,15 +34,19 @@ __all__ = [
     "Block",
     "FeedForward",
     "Norm",
+    "Rope",
     "TransformerConfig",
     "TransformerWeights",
     "erf",
     "forward",
     "gelu",
     "gelu_tanh",
+    "inverse_frequencies",
     "layer_norm",
     "position_ids",
     "relu",
+    "rotary",
+    "silu",
 ]
 
 
@@ -102,6 +118,18 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
+def _silu(x: np.ndarray) -> np.ndarray:
+    y = np.negative(x)
+    np.exp(y, out=y)
+    y += 1.0
+    return np.divide(x, y, out=y)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """SiLU (swish): x · σ(x) = x / (1 + e^-x), the gate of SwiGLU."""
+    return _blockwise(_silu, x)
+
+
 # config.json activation names -> functions; "gelu_new" and friends are the tanh form.
 ACTIVATIONS = {
     "gelu": gelu,
@@ -110,7 +138,37 @@ ACTIVATIONS = {
     "gelu_pytorch_tanh": gelu_tanh,
     "gelu_fast": gelu_tanh,
     "relu": relu,
+    "silu": silu,
+    "swish": silu,
 }
+NORMS = ("layer", "rms")  # LayerNorm, RMSNorm
+
+
+@dataclass(frozen=True)
+class Rope:
+    """Rotary position embeddings: how each head's dimension pairs turn with position."""
+
+    theta: float  # the base wavelength
+    dims: int  # how many of a head's dimensions turn (partial rotary: fewer than d_k)
+    scaling: str = "default"  # default, linear (every frequency / factor) or llama3 (by wavelength)
+    factor: float = 1.0
+    low_freq_factor: float = 1.0  # llama3
+    high_freq_factor: float = 4.0  # llama3
+    original_max_positions: int = 8192  # llama3: the context it was trained on
+
+    def to_json(self) -> dict:
+        fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
+        if self.scaling == "linear":
+            return {**fields, "factor": self.factor}
+        if self.scaling == "llama3":
+            return {
+                **fields,
+                "factor": self.factor,
+                "low_freq_factor": self.low_freq_factor,
+                "high_freq_factor": self.high_freq_factor,
+                "original_max_positions": self.original_max_positions,
+            }
+        return fields
 
 
 @dataclass(frozen=True)
@@ -123,13 +181,23 @@ class TransformerConfig:
     d_model: int
     d_ff: int  # feed-forward width
     vocab_size: int  # rows of the word embedding table
-    max_positions: int  # rows of the position embedding table
+    max_positions: int  # rows of the position embedding table, or the longest input a rotary model was made for
     activation: str  # a key of ACTIVATIONS
-    eps: float  # LayerNorm epsilon
-    pre_norm: bool  # LayerNorm before each sublayer (and once after the last block), or after each
+    eps: float  # the norms' epsilon
+    pre_norm: bool  # a norm before each sublayer (and once after the last block), or after each
     causal: bool  # decoders see only earlier tokens
     type_vocab_size: int = 0  # rows of the token type table, 0 for none; every token gets type 0
     padding_idx: int | None = None  # positions count from padding_idx + 1 instead of 0
+    norm: str = "layer"  # a key of NORMS
+    kv_heads: int | None = None  # key and value heads, each shared by heads / kv_heads query heads; None: heads
+    head_dim: int | None = None  # d_k when the model sets it apart from d_model / heads
+    rope: Rope | None = None  # rotary position embeddings instead of a position table
+    gated: bool = False  # feed-forward down(activation(gate(x)) · up(x)) instead of out(activation(in(x)))
+    windows: tuple[int | None, ...] | None = None  # per layer: a sliding window of the last W keys, or None
+    attention_scale: float | None = None  # scores · this instead of / √d_k
+    soft_cap: float | None = None  # scores soft-capped at this, as cap · tanh(score / cap)
+    embedding_scale: float | None = None  # the word embeddings multiplied by this
+    sandwich: bool = False  # a norm after each sublayer's output too, before the residual sum
 
     def __post_init__(self):
         sizes = {
@@ -143,8 +211,18 @@ class TransformerConfig:
         for what, value in sizes.items():
             if value < 1:
                 raise DataError(f"config.json: {what} = {value}; it must be positive")
-        if self.d_model % self.heads:
+        if self.head_dim is None and self.d_model % self.heads:
             raise DataError(f"config.json: hidden size {self.d_model} is not divisible by {self.heads} heads")
+        if self.head_dim is not None and self.head_dim < 1:
+            raise DataError(f"config.json: head_dim = {self.head_dim}; it must be positive")
+        if self.kv_heads is not None and not (0 < self.kv_heads <= self.heads and self.heads % self.kv_heads == 0):
+            raise DataError(
+                f"config.json: {self.heads} attention heads cannot share {self.kv_heads} key-value heads evenly"
+            )
+        if (self.rope is not None and not 0 < self.rope.dims <= self.d_head) or (self.rope and self.rope.dims % 2):
+            raise DataError(f"config.json: RoPE turns {self.rope.dims} of a head's {self.d_head} dimensions")
+        if self.windows is not None and len(self.windows) != self.layers:
+            raise DataError(f"config.json: {len(self.windows)} layer types for {self.layers} layers")
         if self.activation not in ACTIVATIONS:
             raise DataError(
                 f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
@@ -156,18 +234,18 @@ class TransformerConfig:
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.heads
+        return self.head_dim or self.d_model // self.heads
 
     @property
     def max_tokens(self) -> int:
-        """The longest input the position table covers."""
+        """The longest input the position table covers, or the rotary model was made for."""
         offset = 0 if self.padding_idx is None else self.padding_idx + 1
         return self.max_positions - offset
 
 
 @dataclass(eq=False, repr=False)
 class Norm:
-    """A LayerNorm's learned scale and shift (a norm without a shift has none)."""
+    """A norm's learned scale and shift (an RMSNorm, or a norm without a shift, has none)."""
 
     gain: np.ndarray  # [d]
     bias: np.ndarray | None = None  # [d]
@@ -175,22 +253,28 @@ class Norm:
 
 @dataclass(eq=False, repr=False)
 class FeedForward:
-    """A two-layer feed-forward network: activation(x @ W_in + b_in) @ W_out + b_out."""
+    """A feed-forward network: activation(x @ W_in + b_in) @ W_out + b_out, or, gated,
+    (activation(x @ W_gate + b_gate) · (x @ W_in + b_in)) @ W_out + b_out."""
 
-    w_in: np.ndarray  # [d, f]
-    w_out: np.ndarray  # [f, d]
+    w_in: np.ndarray  # [d, f] (gated: the up projection)
+    w_out: np.ndarray  # [f, d] (gated: the down projection)
     b_in: np.ndarray | None = None  # [f]
     b_out: np.ndarray | None = None  # [d]
+    w_gate: np.ndarray | None = None  # [d, f]
+    b_gate: np.ndarray | None = None  # [f]
 
 
 @dataclass(eq=False, repr=False)
 class Block:
-    """One transformer layer: attention, then a feed-forward network, each with a norm."""
+    """One transformer layer: attention, then a feed-forward network, each with a norm (two, in a
+    sandwich: one before and one after)."""
 
     attention: Projections
     attention_norm: Norm
     feed_forward: FeedForward
     ffn_norm: Norm
+    attention_out_norm: Norm | None = None  # sandwich: on the attention's output, before the residual sum
+    ffn_out_norm: Norm | None = None  # sandwich: on the feed-forward's output
 
 
 @dataclass(eq=False, repr=False)
@@ -200,9 +284,9 @@ class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray | None  # [positions, d] learned positions; None for a model that adds none
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
-    embedding_norm: Norm | None  # LayerNorm over the summed embeddings, in post-norm models
-    blocks: list[Block]
-    final_norm: Norm | None  # LayerNorm after the last block, in pre-norm models
+    embedding_norm: Norm | None  # a norm over the summed embeddings, in post-norm models
+    blocks: Sequence[Block]  # a list, or a sequence that reads each layer's weights when it is asked for one
+    final_norm: Norm | None  # a norm after the last block, in pre-norm models
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -219,9 +303,52 @@ def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     return y
 
 
+def normalized(x: np.ndarray, norm: Norm, config: TransformerConfig) -> np.ndarray:
+    """`x` [..., d] through the norm the model uses: LayerNorm, or RMSNorm (no centring, no shift)."""
+    return layer_norm(x, norm, config.eps) if config.norm == "layer" else rms_norm(x, norm.gain, config.eps)
+
+
 def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray:
-    """activation(x @ W_in + b_in) @ W_out + b_out: [T, d] -> [T, d]."""
-    return linear(ACTIVATIONS[activation](linear(x, ffn.w_in, ffn.b_in)), ffn.w_out, ffn.b_out)
+    """activation(x @ W_in + b_in) @ W_out + b_out, or gated: (activation(x @ W_gate + b_gate) ·
+    (x @ W_in + b_in)) @ W_out + b_out: [T, d] -> [T, d]."""
+    if ffn.w_gate is None:
+        return linear(ACTIVATIONS[activation](linear(x, ffn.w_in, ffn.b_in)), ffn.w_out, ffn.b_out)
+    hidden = ACTIVATIONS[activation](linear(x, ffn.w_gate, ffn.b_gate))  # [T, f]
+    hidden *= linear(x, ffn.w_in, ffn.b_in)
+    return linear(hidden, ffn.w_out, ffn.b_out)
+
+
+def inverse_frequencies(rope: Rope) -> np.ndarray:
+    """Each dimension pair's turn per position, θ^(-2i/n) for i < n/2 (float32, as the checkpoints'
+    reference computes them), scaled as `rope.scaling` says: [n/2].
+
+    llama3 (Llama 3.1/3.2) leaves pairs whose wavelength is under original_max_positions /
+    high_freq_factor as they are, divides those over original_max_positions / low_freq_factor by
+    the factor, and blends the two in between.
+    """
+    n = rope.dims
+    frequencies = (1.0 / (rope.theta ** (np.arange(0, n, 2, dtype=np.float32) / np.float32(n)))).astype(np.float32)
+    if rope.scaling == "linear":
+        return frequencies / np.float32(rope.factor)
+    if rope.scaling == "llama3":
+        low = rope.original_max_positions / rope.low_freq_factor  # longest wavelength left alone
+        high = rope.original_max_positions / rope.high_freq_factor
+        wavelength = 2 * math.pi / frequencies
+        scaled = np.where(wavelength > low, frequencies / rope.factor, frequencies)
+        smooth = (rope.original_max_positions / wavelength - rope.low_freq_factor) / (
+            rope.high_freq_factor - rope.low_freq_factor
+        )
+        blended = (1 - smooth) * scaled / rope.factor + smooth * scaled
+        middle = (wavelength >= high) & (wavelength <= low)
+        return np.where(middle, blended, scaled).astype(np.float32)
+    return frequencies
+
+
+def rotary(tokens: int, rope: Rope) -> Rotary:
+    """The cos and sin of every position's angles, position · frequency, each half twice: [T, n]."""
+    angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope)  # [T, n/2]
+    angles = np.concatenate([angles, angles], axis=-1)  # [T, n]
+    return Rotary(np.cos(angles), np.sin(angles))
 
 
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
@@ -234,19 +361,39 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
 
 
 def _block(
-    x: np.ndarray, block: Block, config: TransformerConfig, mask, weights_out: np.ndarray
+    x: np.ndarray, block: Block, config: TransformerConfig, mask, weights_out: np.ndarray, turn: Rotary | None
 ) -> tuple[AttentionTrace, np.ndarray]:
     """One layer: [T, d] -> (its attention trace, [T, d]); the attention weights go into `weights_out`."""
-    if config.pre_norm:
-        trace = multi_head_attention(
-            layer_norm(x, block.attention_norm, config.eps), block.attention, config.heads, mask, weights_out
+
+    def attend(x: np.ndarray) -> AttentionTrace:
+        return multi_head_attention(
+            x,
+            block.attention,
+            config.heads,
+            mask,
+            weights_out,
+            kv_heads=config.kv_heads,
+            rotary=turn,
+            scale=config.attention_scale,
+            cap=config.soft_cap,
+            norm_eps=config.eps,
         )
-        h = x + trace.output  # [T, d]
-        ffn = feed_forward(layer_norm(h, block.ffn_norm, config.eps), block.feed_forward, config.activation)
+
+    if config.pre_norm:
+        trace = attend(normalized(x, block.attention_norm, config))
+        out = (
+            trace.output
+            if block.attention_out_norm is None
+            else normalized(trace.output, block.attention_out_norm, config)
+        )
+        h = x + out  # [T, d]
+        ffn = feed_forward(normalized(h, block.ffn_norm, config), block.feed_forward, config.activation)
+        if block.ffn_out_norm is not None:
+            ffn = normalized(ffn, block.ffn_out_norm, config)
         return trace, h + ffn
-    trace = multi_head_attention(x, block.attention, config.heads, mask, weights_out)
-    h = layer_norm(x + trace.output, block.attention_norm, config.eps)  # [T, d]
-    return trace, layer_norm(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config.eps)
+    trace = attend(x)
+    h = normalized(x + trace.output, block.attention_norm, config)  # [T, d]
+    return trace, normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config)
 
 
 def forward(
@@ -265,17 +412,21 @@ def forward(
     tokens = len(ids)
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
+    if config.embedding_scale is not None:
+        x = x * np.float32(config.embedding_scale)
     if weights.token_type is not None:
         x = x + weights.token_type[0]
     if weights.embedding_norm is not None:
-        x = layer_norm(x, weights.embedding_norm, config.eps)
-    mask = causal_mask(tokens) if config.causal else None
+        x = normalized(x, weights.embedding_norm, config)
+    turn = None if config.rope is None else rotary(tokens, config.rope)
+    windows = config.windows or (None,) * config.layers
+    masks = {window: causal_mask(tokens, window) for window in set(windows)} if config.causal else {}
     attention = np.empty((config.layers, config.heads, tokens, tokens), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs = [], []
     for layer, block in enumerate(weights.blocks):
-        trace, x = _block(x, block, config, mask, attention[layer])
+        trace, x = _block(x, block, config, masks.get(windows[layer]), attention[layer], turn)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)
-    output = x if weights.final_norm is None else layer_norm(x, weights.final_norm, config.eps)
+    output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
     return Trace(embeddings, positions, attention, traces, outputs, output)
