@@ -159,7 +159,7 @@ def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
     0.5·A + 0.5·I, rows are renormalised, and the layers are multiplied in order;
     entry l is the product up to layer l, so its rows sum to 1.
     """
-    fused = {Fusion.mean: np.mean, Fusion.max: np.max, Fusion.min: np.min}[Fusion(fusion)](weights, axis=1)  # [L, T, T]
+    fused = {Fusion.mean: np.mean, Fusion.max: np.max, Fusion.min: np.min}[fusion](weights, axis=1)  # [L, T, T]
     identity = np.eye(weights.shape[-1])
     cumulative, products = identity, []
     for layer in fused:
@@ -243,10 +243,53 @@ def text_statistics(weights: np.ndarray, special: np.ndarray, pieces: list[str],
     return head_statistics(weights, first, separators, punctuation, causal)
 
 
+class StatisticSums:
+    """Head statistics summed over texts, and how many texts each one applied to, for their means
+    (a statistic that does not apply to a text, NaN there, is left out of its mean)."""
+
+    def __init__(self):
+        self.sums: dict[str, np.ndarray] = {}  # name -> [L, h]
+        self.counts: dict[str, np.ndarray] = {}  # name -> [L, h]
+
+    def add(self, statistics: dict[str, np.ndarray]) -> None:
+        for name, values in statistics.items():
+            self.sums[name] = self.sums.get(name, 0) + np.nan_to_num(values)
+            self.counts[name] = self.counts.get(name, 0) + ~np.isnan(values)
+
+    def means(self) -> dict[str, np.ndarray]:
+        """{name: [L, h]} in STATISTICS order; NaN where a statistic never applied."""
+        with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
+            return {name: self.sums[name] / self.counts[name] for name in STATISTICS}
+
+
+def weighted_values(weights: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Each key's share of a query's head output: weights [keys] times v [keys, d_k], row by row: [keys, d_k]."""
+    return weights[:, None] * v
+
+
+def ranked(values: np.ndarray) -> list[int]:
+    """Indices of `values` [n], the largest first (the earliest on a tie)."""
+    return [int(i) for i in np.argsort(-values, kind="stable")]
+
+
+def weight_changes(now: np.ndarray, saved: np.ndarray, count: int = 5) -> tuple[float, list, list]:
+    """How far attention [L, h, T, T] moved from `saved`: the largest change, the `count` heads that
+    moved most as (layer, head, largest change), and the `count` cells as (layer, head, query, key)."""
+    difference = np.abs(now - saved)  # [L, h, T, T]
+    per_head = difference.max(axis=(2, 3))  # [L, h]
+    heads = [(layer, head, float(per_head[layer, head])) for layer, head in largest(per_head, count)]
+    return float(difference.max()), heads, largest(difference, count)
+
+
 def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:
     """Indices of the `count` largest entries of `values` (any shape), largest first, earliest on a tie."""
     order = np.argsort(-values, axis=None, kind="stable")[:count]
     return [tuple(int(i) for i in index) for index in zip(*np.unravel_index(order, values.shape), strict=True)]
+
+
+def lengths(vectors: np.ndarray) -> np.ndarray:
+    """The Euclidean length of each row of `vectors` [n, d]: [n]."""
+    return np.linalg.norm(vectors, axis=1)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,7 @@ __all__ = [
     "AttentionTrace",
     "Projections",
     "Rotary",
+    "Trace",
     "attention",
     "causal_mask",
     "linear",
@@ -193,6 +194,18 @@ class AttentionTrace:
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
         return head * len(self.k) // len(self.q)
+
+
+@dataclass(eq=False, repr=False)
+class Trace:
+    """What a model did to a text, layer by layer: every model's forward pass returns one."""
+
+    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
+    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
+    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
+    layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
+    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
+    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
 def multi_head_attention(

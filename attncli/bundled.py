@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from attncli import analysis
-from attncli.attention import Projections, causal_mask, multi_head_attention
+from attncli.attention import Projections, Trace, causal_mask, multi_head_attention
 from attncli.errors import BadInput, DataError
-from attncli.models import ModelInfo, Trace
+from attncli.models import ModelInfo
 from attncli.tokens import Token, special_ids
 
 __all__ = [

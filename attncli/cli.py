@@ -36,22 +36,20 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 BATCH_FAILED = 3  # batch: some lines failed; their records carry "error"
 CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 
-# How the library's parameters read on the command line, for errors that name them.
+# How the library's parameters read on the command line, for errors that name them
+# (see attncli.errors): the options and arguments a user types ...
 OPTION_NAMES = {
-    "attention_json": "heatmap --json",
     "causal": "--causal",
-    "explain_json": "explain --json",
     "export": "--export",
     "focus": "--focus",
     "format": "--format",
+    "fusion": "--head-fusion",
     "head": "--head",
     "heads": "--heads",
     "include_special": "--include-special",
-    "json": "--json",
     "k": "-k",
     "layer": "--layer",
     "layers": "--layers",
-    "make_model": "`make model`",
     "max_tokens": "--max-tokens",
     "model": "--model",
     "path": "-o",
@@ -64,6 +62,14 @@ OPTION_NAMES = {
     "token": "--token",
     "tolerance": "--tolerance",
 }
+# ... and the ways of doing something that the library's hints point to.
+PHRASES = {
+    "attention_json": "heatmap --json",
+    "explain_json": "explain --json",
+    "json": "--json",
+    "make_model": "`make model`",
+}
+WORDS = OPTION_NAMES | PHRASES
 
 
 class _Commands(TyperGroup):
@@ -88,7 +94,7 @@ class _Commands(TyperGroup):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(error.exit_code)
         except AttncliError as error:
-            _fail(f"attncli: error: {error.worded(OPTION_NAMES)}", error.exit_code)
+            _fail(f"attncli: error: {error.worded(WORDS)}", error.exit_code)
         except Exception as error:
             if os.environ.get("ATTNCLI_DEBUG"):
                 raise
@@ -604,7 +610,7 @@ def batch(
         for record in records:
             if record.error is not None:
                 failures.append(record.line)
-            yield record.to_json(OPTION_NAMES)
+            yield record.to_json(WORDS)
             if advance is not None:
                 advance()
             if failures and fail_fast:

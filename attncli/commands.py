@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from attncli import analysis
-from attncli.analysis import STATISTICS, Fusion, align, pattern_labels, softmax_parts
+from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
 from attncli.errors import AttncliError, BadInput, Parameter
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
@@ -89,7 +89,7 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
 
     tokens = _tokens(text, load_model(), max_tokens)
     embeddings = sample_vocabulary().embed([t.id for t in tokens])  # [T, d]
-    return EmbedResult(text, tokens, embeddings, np.linalg.norm(embeddings, axis=1))
+    return EmbedResult(text, tokens, embeddings, analysis.lengths(embeddings))
 
 
 def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
@@ -161,7 +161,7 @@ def explain(
         focus_steps = SoftmaxResult(scaled, *softmax_parts(scaled))
         focus_top = int(keys[np.argmax(focus_steps.probabilities)])
         row = attention.weights[walk_head, index, keys]  # [keys]
-        weighted = row[:, None] * attention.v[walk_head, keys]  # [keys, d_k]
+        weighted = analysis.weighted_values(row, attention.v[attention.key_head(walk_head), keys])  # [keys, d_k]
     return ExplainResult(
         result,
         index,
@@ -233,9 +233,12 @@ def query(
     target = None if to is None else resolve_token(result.tokens, to, "to")
     special = np.array([t.special for t in result.tokens])
     allowed = analysis.candidate_keys(special, index, include_special)
+    if not allowed.any() and special.any() and not include_special:
+        raise BadInput(
+            "{token} {spec!r} has no other token to attend to; give a longer text, or {include_special}", spec=token
+        )
     if not allowed.any():
-        hint = ", or {include_special}" if special.any() and not include_special else ""
-        raise BadInput("{token} {spec!r} has no other token to attend to; give a longer text" + hint, spec=token)
+        raise BadInput("{token} {spec!r} has no other token to attend to; give a longer text", spec=token)
     causal = model.info.causal
     if causal and not allowed[:index].any():
         raise BadInput("{token} {spec!r} sees no earlier token under the causal mask; choose a later token", spec=token)
@@ -300,8 +303,7 @@ def heads(
     """
     if not texts:
         raise BadInput("no texts: the file has no non-empty lines")
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, np.ndarray] = {}
+    totals = analysis.StatisticSums()
     for number, text in texts:
         try:
             result = run(text, model, max_tokens)
@@ -311,13 +313,10 @@ def heads(
             raise error.prefixed(f"line {number}") from None
         special = np.array([t.special for t in result.tokens])
         pieces = [t.text for t in result.tokens]
-        for name, values in analysis.text_statistics(result.weights, special, pieces, model.info.causal).items():
-            sums[name] = sums.get(name, 0) + np.nan_to_num(values)
-            counts[name] = counts.get(name, 0) + ~np.isnan(values)
+        totals.add(analysis.text_statistics(result.weights, special, pieces, model.info.causal))
         if progress is not None:
             progress()
-    with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
-        statistics = {name: sums[name] / counts[name] for name in STATISTICS}
+    statistics = totals.means()
     single = texts[0][1] if len(texts) == 1 else None
     return HeadsResult(model.info, len(texts), single, statistics, pattern_labels(statistics))
 
@@ -330,11 +329,14 @@ def rollout(
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> RolloutResult:
     """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list."""
+    if fusion not in tuple(Fusion):
+        choices = ", ".join(Fusion)
+        raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
     result = run(text, model, max_tokens)
     index = None if token is None else resolve_token(result.tokens, token, "token")
     products = analysis.rollout(result.weights, fusion)  # [L, T, T]
-    sources = None if index is None else [int(key) for key in np.argsort(-products[-1, index], kind="stable")]
+    sources = None if index is None else analysis.ranked(products[-1, index])
     return RolloutResult(result, fusion.value, products, index, sources)
 
 
@@ -370,16 +372,7 @@ def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the sa
         )
     # JSON holds float32 weights in their shortest decimal form: read them back as float32.
     attention = saved_run.attention.astype(result.weights.dtype)
-    difference = np.abs(result.weights - attention)  # [L, h, T, T]
-    per_head = difference.max(axis=(2, 3))  # [L, h]
-    return CheckResult(
-        result,
-        attention,
-        tolerance,
-        float(difference.max()),
-        [(layer, head, float(per_head[layer, head])) for layer, head in analysis.largest(per_head, 5)],
-        analysis.largest(difference, 5),
-    )
+    return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.weights, attention))
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
@@ -404,9 +397,7 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
-    layers, heads_per_layer = change.shape
-    pairs = [(layer, head) for layer in range(layers) for head in range(heads_per_layer)]
-    ranking = sorted(pairs, key=lambda pair: -change[pair])
+    ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a.tokens, index_a, rows_a), _top_keys(b.tokens, index_b, rows_b)
     return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest)

@@ -4,8 +4,8 @@ An error raised with facts (keyword arguments) has a template for its message: `
 quotes a fact, and any other `{name}` refers to a parameter of the call that failed
 (`{focus}`, `{max_tokens}`). Printed as it is, a parameter reads as its own name; the command
 line words it as the option a user typed (see attncli.cli.OPTION_NAMES), so the library
-never needs to know its flags. A fact that is a `Parameter` is named the same way: for messages
-about whichever parameter the caller says. An error raised with a message alone prints it as it is.
+never needs to know its flags. A fact that is a `Parameter` (or a tuple of them) is named the same
+way: for messages about whichever parameters the caller says. An error raised with a message alone prints it as it is.
 """
 
 from collections.abc import Mapping
@@ -28,6 +28,15 @@ class _Names(dict):
         return self.names.get(key, key)
 
 
+def _worded(fact, names: Mapping[str, str]):
+    """A fact as a message quotes it: a Parameter (or a tuple of them, listed) named as `names` says."""
+    if isinstance(fact, Parameter):
+        return names.get(fact, fact)
+    if isinstance(fact, tuple) and fact and all(isinstance(item, Parameter) for item in fact):
+        return ", ".join(names.get(item, item) for item in fact)
+    return fact
+
+
 class AttncliError(Exception):
     """A problem the user can fix; the message says what it is and what to do."""
 
@@ -42,10 +51,11 @@ class AttncliError(Exception):
         """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
         if not self.facts:
             return self.message
-        facts = {
-            key: names.get(value, value) if isinstance(value, Parameter) else value for key, value in self.facts.items()
-        }
-        return self.message.format_map(_Names(facts, names))
+        facts = {key: _worded(value, names) for key, value in self.facts.items()}
+        try:
+            return self.message.format_map(_Names(facts, names))
+        except (ValueError, IndexError, TypeError):  # a template at odds with its facts: say it unformatted
+            return self.message
 
     def prefixed(self, prefix: str) -> "AttncliError":
         """The same error with `prefix` and a colon before its message."""

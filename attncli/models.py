@@ -12,11 +12,11 @@ from typing import Protocol
 
 import numpy as np
 
-from attncli.attention import AttentionTrace
-from attncli.errors import BadInput, DataError
+from attncli.attention import Trace
+from attncli.errors import BadInput, DataError, Parameter
 from attncli.tokens import Token, special_ids
 
-__all__ = ["CheckpointModel", "Model", "ModelInfo", "Trace", "load_model", "load_saved_model"]
+__all__ = ["CheckpointModel", "Model", "ModelInfo", "load_model", "load_saved_model"]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -61,18 +61,6 @@ class ModelInfo:
         return {**fields, "path": self.path}
 
 
-@dataclass(eq=False, repr=False)
-class Trace:
-    """What a model did to a text, layer by layer: every model's forward pass returns one."""
-
-    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
-    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
-    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
-    layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
-    layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
-    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
-
-
 class Model(Protocol):
     """What every model offers: its description, its tokenizer and its forward pass."""
 
@@ -111,7 +99,7 @@ class CheckpointModel:
             d_model=c.d_model,
             d_head=c.d_head,
             causal=c.causal,
-            max_length=c.max_tokens,
+            max_length=c.max_length,
             path=str(self.checkpoint.directory.resolve()),
             pre_norm=c.pre_norm,
             token_types=c.type_vocab_size > 0,
@@ -136,14 +124,14 @@ class CheckpointModel:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
         from attncli.transformer import forward
 
-        if len(tokens) > self.config.max_tokens:
+        if len(tokens) > self.config.max_length:
             specials = " (special tokens included)" if any(t.special for t in tokens) else ""
             raise BadInput(
                 "the text is {count} tokens{specials}, but {name} reads at most {limit}; shorten it",
                 count=len(tokens),
                 specials=specials,
                 name=self.name,
-                limit=self.config.max_tokens,
+                limit=self.config.max_length,
             )
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
@@ -193,8 +181,11 @@ def load_model(name: str = "sample", **sample_options) -> Model:
 
         return SampleModel(SampleConfig(**given))
     if given:
-        options = ", ".join(f"{{{option}}}" for option in given)
-        raise BadInput(options + " only shape the sample model; a checkpoint ({model} {name}) has its own", name=name)
+        raise BadInput(
+            "{options} only shape the sample model; a checkpoint ({model} {name}) has its own",
+            options=tuple(Parameter(option) for option in given),
+            name=name,
+        )
     from attncli.checkpoint import open_checkpoint
 
     return CheckpointModel(name, open_checkpoint(name))

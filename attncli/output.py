@@ -67,14 +67,14 @@ class Output:
         if self.precision is not None and not 0 <= self.precision <= 17:
             raise BadInput("{precision} {value}: use 0 to 17 decimals", value=self.precision)
         if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
-            raise BadInput("{export} {path}: name an .svg or .html file", path=self.export)
+            raise BadInput("{export} {file}: name an .svg or .html file", file=self.export)
         for parameter, path in (("path", self.path), ("export", self.export)):
             # Checked first, so a bad export never leaves the output file written without it.
             if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
                 raise BadInput(
-                    "cannot write {option} {path}: no such directory {parent}",
+                    "cannot write {option} {file}: no such directory {parent}",
                     option=Parameter(parameter),
-                    path=path,
+                    file=path,
                     parent=path.parent,
                 )
 

@@ -1,5 +1,6 @@
 """One result object per command: plain data, computed by attncli.commands. The terminal view
-draws it; `to_json()` is its JSON document. Nothing here computes; it only arranges."""
+draws it; `to_json()` is its JSON document. Nothing here derives a number: it arranges them, and
+refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -7,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS
-from attncli.attention import AttentionTrace
+from attncli.attention import AttentionTrace, Trace
 from attncli.errors import AttncliError, BadInput, DataError
-from attncli.models import ModelInfo, Trace
+from attncli.models import ModelInfo
 from attncli.tokens import Token
 
 __all__ = [

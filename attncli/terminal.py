@@ -1,4 +1,5 @@
-"""What attncli writes to a terminal: consoles that never interpret user text, and safe strings."""
+"""What attncli writes to a terminal: consoles that never interpret user text, and the helpers that
+fit text to terminal cells (cutting, padding, writing labels downwards, tokens made readable)."""
 
 import os
 

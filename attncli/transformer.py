@@ -21,13 +21,13 @@ from attncli.attention import (
     AttentionTrace,
     Projections,
     Rotary,
+    Trace,
     causal_mask,
     linear,
     multi_head_attention,
     rms_norm,
 )
 from attncli.errors import DataError
-from attncli.models import Trace
 
 __all__ = [
     "ACTIVATIONS",
@@ -237,7 +237,7 @@ class TransformerConfig:
         return self.head_dim or self.d_model // self.heads
 
     @property
-    def max_tokens(self) -> int:
+    def max_length(self) -> int:
         """The longest input the position table covers, or the rotary model was made for."""
         offset = 0 if self.padding_idx is None else self.padding_idx + 1
         return self.max_positions - offset

@@ -1,13 +1,15 @@
 """The layout's promises, checked on the installed package: what each part may know."""
 
+import ast
 import re
 from pathlib import Path
+from string import Formatter
 
 import numpy as np
 import typer
 
 import attncli
-from attncli.cli import OPTION_NAMES, app
+from attncli.cli import WORDS, app
 from attncli.errors import BadInput, Parameter
 from attncli.transformer import Norm, layer_norm
 
@@ -54,18 +56,56 @@ def test_no_library_module_names_a_flag():
 
 def test_every_module_says_what_it_owns():
     for path in PACKAGE.rglob("*.py"):
-        if path.name != "__main__.py":
-            assert path.read_text(encoding="utf-8").startswith('"""'), path
+        assert path.read_text(encoding="utf-8").startswith('"""'), path
 
 
 def test_an_error_names_parameters_as_the_caller_words_them():
     error = BadInput("{option} {value!r} is not a token; raise {max_tokens}", option=Parameter("focus"), value="{x}")
     assert str(error) == "focus '{x}' is not a token; raise max_tokens"
-    assert error.worded(OPTION_NAMES) == "--focus '{x}' is not a token; raise --max-tokens"
+    assert error.worded(WORDS) == "--focus '{x}' is not a token; raise --max-tokens"
     literal = BadInput("a {brace} that is text")
-    assert literal.worded(OPTION_NAMES) == str(literal) == "a {brace} that is text"
+    assert literal.worded(WORDS) == str(literal) == "a {brace} that is text"
 
 
 def test_layer_norm_without_a_shift_is_layer_norm_with_a_zero_shift(rng):
     x, gain = rng.normal(size=(5, 8)), rng.normal(size=8)
     np.testing.assert_array_equal(layer_norm(x, Norm(gain), 1e-5), layer_norm(x, Norm(gain, np.zeros(8)), 1e-5))
+
+
+def _message(node: ast.AST) -> tuple[str, bool]:
+    """The text of an error's message as written (string constants, + joined), and whether any of
+    it is an f-string or an expression, whose values would be read as a template's fields."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value, False
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        (left, dynamic_left), (right, dynamic_right) = _message(node.left), _message(node.right)
+        return left + right, dynamic_left or dynamic_right
+    return "", True
+
+
+def test_every_parameter_an_error_names_has_words_on_the_command_line():
+    """A template's fields are its facts or parameters; each parameter must have its flag (or phrase)
+    in cli.WORDS, and a template is never built from an f-string (braces in the data would be fields)."""
+    unworded, dynamic = [], []
+    for path in LIBRARY:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("BadInput", "DataError")
+            if not named or not node.args or not node.keywords:
+                continue
+            text, is_dynamic = _message(node.args[0])
+            where = f"{path.name}:{node.lineno}"
+            if is_dynamic:
+                dynamic.append(where)
+            facts = {keyword.arg for keyword in node.keywords}
+            fields = {field.split("!")[0].split(":")[0] for _, field, _, _ in Formatter().parse(text) if field}
+            parameters = {
+                call.args[0].value
+                for keyword in node.keywords
+                for call in ast.walk(keyword.value)
+                if isinstance(call, ast.Call)
+                and getattr(call.func, "id", None) == "Parameter"
+                and isinstance(call.args[0], ast.Constant)
+            }
+            unworded += [f"{where}: {name}" for name in (fields - facts) | parameters if name not in WORDS]
+    assert not unworded
+    assert not dynamic
