@@ -1,4 +1,5 @@
-"""The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2.
+"""The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
+modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2 and Phi-3.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -11,7 +12,7 @@ BERT's, so it is built here too. Adding a family is adding a row to `FAMILIES`.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +28,21 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import TensorFile
-    from attncli.transformer import Norm, TransformerConfig, TransformerWeights
+    from attncli.transformer import Block, Norm, Rope, TransformerConfig, TransformerWeights
 
 __all__ = ["FAMILIES", "SUPPORTED", "Family", "read_config", "read_weights", "uncased_wordpiece_tokenizer"]
 
-_PREFIXES = ("", "bert.", "roberta.", "distilbert.", "transformer.", "model.")
+_PREFIXES = (
+    "",
+    "bert.",
+    "roberta.",
+    "distilbert.",
+    "transformer.",
+    "model.",
+    "language_model.",
+    "model.language_model.",
+    "language_model.model.",
+)
 
 
 def _field(config: dict, *names: str, default=None):
@@ -56,6 +67,13 @@ def _epsilon(config: dict, *names: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise DataError(f"config.json: {names[0]} should be a small positive number, not {value!r}")
     return float(value)
+
+
+def _flag(config: dict, name: str) -> bool:
+    value = config.get(name, False)
+    if not isinstance(value, bool):
+        raise DataError(f"config.json: {name} should be true or false, not {value!r}")
+    return value
 
 
 def _name(config: dict, *names: str, default=None) -> str:
@@ -107,6 +125,14 @@ class _Tensors:
 
         gain, bias = ("gamma", "beta") if self.prefix + f"{name}.gamma" in self.names else ("weight", "bias")
         return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
+
+    def has(self, name: str) -> bool:
+        return self.prefix + name in self.names
+
+    def weight(self, name: str, d_in: int, d_out: int, bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """A torch Linear layer as (W [d_in, d_out], b [d_out] or None when it has no bias)."""
+        w = self(f"{name}.weight", (d_out, d_in)).T
+        return w, self(f"{name}.bias", (d_out,)) if bias else None
 
 
 def _bert_config(config: dict) -> dict:
@@ -257,6 +283,218 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "Transformer
     )
 
 
+@dataclass(frozen=True)
+class _Decoder:
+    """How a decoder family departs from Llama's layout and defaults."""
+
+    head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
+    qkv_bias: bool = False  # biases on q, k and v, whatever attention_bias says (Qwen 2)
+    qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
+    fused: bool = False  # q, k and v in one qkv_proj, gate and up in one gate_up_proj (Phi-3)
+    offset_norms: bool = False  # RMSNorm gains stored as gain - 1, and embeddings · √d_model (Gemma)
+    sandwich: bool = False  # norms after attention and feed-forward too, softcap and query_pre_attn_scalar (Gemma 2)
+    windows: str = "none"  # which layers slide: none, all, upper (Qwen: use_sliding_window, max_window_layers), even
+    window: int | None = None  # sliding_window when config.json has none
+    activation: str = "hidden_act"  # the config.json key of the feed-forward activation
+    eps: float = 1e-6  # rms_norm_eps when config.json has none
+
+
+# rope types whose frequencies attncli computes; any other is refused by name.
+ROPE_TYPES = ("default", "linear", "llama3")
+# Layer types of config.json's layer_types and whether their attention slides.
+_LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
+
+
+def _rope(config: dict, head_dim: int) -> "Rope":
+    """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
+    rope_scaling at the top level (most published checkpoints)."""
+    from attncli.transformer import Rope
+
+    parameters = config.get("rope_parameters")
+    if parameters is None:
+        parameters = config.get("rope_scaling") or {}
+    if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
+        raise DataError("config.json: rope_parameters should be one object of RoPE settings")
+    kind = parameters.get("rope_type", parameters.get("type", "default"))
+    if kind not in ROPE_TYPES:
+        raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
+    merged = {
+        "rope_theta": 10000.0,
+        **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
+    }
+    merged.update(parameters)
+    theta, partial = merged["rope_theta"], merged.get("partial_rotary_factor", 1.0)
+    for name, value in (("rope_theta", theta), ("partial_rotary_factor", partial)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
+    rope = {"theta": float(theta), "dims": int(head_dim * partial), "scaling": kind}
+    if kind == "linear":
+        rope["factor"] = float(_field(merged, "factor"))
+    if kind == "llama3":
+        original = merged.get("original_max_position_embeddings", config.get("original_max_position_embeddings"))
+        rope.update(
+            factor=float(_field(merged, "factor")),
+            low_freq_factor=float(_field(merged, "low_freq_factor")),
+            high_freq_factor=float(_field(merged, "high_freq_factor")),
+            original_max_positions=int(original or _integer(config, "max_position_embeddings")),
+        )
+        if not rope["high_freq_factor"] > rope["low_freq_factor"]:
+            raise DataError("config.json: llama3 RoPE needs high_freq_factor above low_freq_factor")
+    return Rope(**rope)
+
+
+def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...] | None:
+    """Each layer's sliding window (the last W keys a query sees), or None where it sees all: from
+    layer_types (transformers 5), or by the family's rule (most published checkpoints)."""
+    window = config.get("sliding_window", style.window)
+    if style.windows == "upper" and not config.get("use_sliding_window", False):
+        window = None
+    if window is None or style.windows == "none":
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise DataError(f"config.json: sliding_window should be a positive integer, not {window!r}")
+    types = config.get("layer_types")
+    if types is not None and style.windows != "all":
+        if not isinstance(types, list) or len(types) != layers:
+            raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
+        unknown = sorted({kind for kind in types if kind not in _LAYER_TYPES}, key=str)
+        if unknown:
+            raise DataError(
+                f"config.json: layer type {unknown[0]!r} is not supported; attncli reads {', '.join(_LAYER_TYPES)}"
+            )
+        return tuple(window if _LAYER_TYPES[kind] else None for kind in types)
+    if style.windows == "upper":
+        first = _integer(config, "max_window_layers", default=28)
+        return tuple(window if layer >= first else None for layer in range(layers))
+    if style.windows == "even":
+        return tuple(window if layer % 2 == 0 else None for layer in range(layers))
+    return (window,) * layers
+
+
+def _decoder_config(config: dict, style: _Decoder) -> dict:
+    """The TransformerConfig fields of a Llama-like decoder, `style` saying how its family differs."""
+    if config.get("use_bidirectional_attention"):
+        raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
+    d = _integer(config, "hidden_size")
+    heads = _integer(config, "num_attention_heads")
+    head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
+    layers = _integer(config, "num_hidden_layers")
+    activation = _name(config, style.activation, "hidden_act", default="silu")
+    fields = dict(
+        family=config["model_type"],
+        layers=layers,
+        heads=heads,
+        d_model=d,
+        d_ff=_integer(config, "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "max_position_embeddings"),
+        activation="gelu_pytorch_tanh" if style.offset_norms and activation == "gelu" else activation,
+        eps=_epsilon(config, "rms_norm_eps", default=style.eps),
+        pre_norm=True,
+        causal=True,
+        norm="rms",
+        kv_heads=_integer(config, "num_key_value_heads", default=heads),
+        head_dim=head_dim,
+        rope=_rope(config, head_dim),
+        gated=True,
+        windows=_windows(config, style, layers),
+        embedding_scale=d**0.5 if style.offset_norms else None,
+        sandwich=style.sandwich,
+        attention_bias=_flag(config, "attention_bias") or style.qkv_bias,
+        mlp_bias=_flag(config, "mlp_bias"),
+    )
+    if style.sandwich:
+        scalar = _field(config, "query_pre_attn_scalar", default=256)
+        cap = config.get("attn_logit_softcapping", 50.0)
+        for name, value in (("query_pre_attn_scalar", scalar), ("attn_logit_softcapping", cap)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
+                raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
+        fields.update(attention_scale=float(scalar) ** -0.5, soft_cap=None if cap is None else float(cap))
+    return fields
+
+
+def _decoder_weights(c: "TransformerConfig", tensors: "TensorFile", style: _Decoder) -> "TransformerWeights":
+    """A decoder's weights: the embedding table's rows as they are asked for, the final norm, and the
+    layers, each read from disk when the forward pass comes to it (see _Layers)."""
+    from attncli.transformer import TransformerWeights
+
+    t = _Tensors(tensors, "embed_tokens.weight")
+    return TransformerWeights(
+        word=t.table("embed_tokens.weight", (c.vocab_size, c.d_model)),
+        position=None,
+        token_type=None,
+        embedding_norm=None,
+        blocks=_Layers(c, functools.partial(_decoder_block, t, c, style)),
+        final_norm=_rms(t, "norm", c.d_model, style),
+    )
+
+
+def _rms(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
+    from attncli.transformer import Norm
+
+    gain = t(f"{name}.weight", (d,))
+    return Norm(gain + np.float32(1.0) if style.offset_norms else gain)
+
+
+def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
+    from attncli.transformer import Block, FeedForward
+
+    layer = f"layers.{i}"
+    d, f, dk, h, g = c.d_model, c.d_ff, c.d_head, c.heads, c.kv_heads or c.heads
+    bias = c.attention_bias and not style.qkv_bias  # Qwen 2's output projection has no bias
+    if style.fused:
+        qkv = t(f"{layer}.self_attn.qkv_proj.weight", ((h + 2 * g) * dk, d)).T  # [d, (h + 2g)·d_k]
+        w_q, w_k, w_v = np.split(qkv, [h * dk, (h + g) * dk], axis=1)
+        b_q = b_k = b_v = None
+    else:
+        w_q, b_q = t.weight(f"{layer}.self_attn.q_proj", d, h * dk, c.attention_bias)
+        w_k, b_k = t.weight(f"{layer}.self_attn.k_proj", d, g * dk, c.attention_bias)
+        w_v, b_v = t.weight(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
+    w_o, b_o = t.weight(f"{layer}.self_attn.o_proj", h * dk, d, bias and not style.fused)
+    q_norm = k_norm = None
+    if style.qk_norm:
+        q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
+    projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
+    mlp_bias = c.mlp_bias
+    if style.fused:
+        w_gate, w_up = np.split(t(f"{layer}.mlp.gate_up_proj.weight", (2 * f, d)).T, 2, axis=1)
+        feed_forward = FeedForward(w_up, t(f"{layer}.mlp.down_proj.weight", (d, f)).T, w_gate=w_gate)
+    else:
+        w_gate, b_gate = t.weight(f"{layer}.mlp.gate_proj", d, f, mlp_bias)
+        w_up, b_up = t.weight(f"{layer}.mlp.up_proj", d, f, mlp_bias)
+        w_down, b_down = t.weight(f"{layer}.mlp.down_proj", f, d, mlp_bias)
+        feed_forward = FeedForward(w_up, w_down, b_up, b_down, w_gate, b_gate)
+    norm = functools.partial(_rms, t, d=d, style=style)
+    if style.sandwich:
+        return Block(
+            projections,
+            norm(f"{layer}.input_layernorm"),
+            feed_forward,
+            norm(f"{layer}.pre_feedforward_layernorm"),
+            attention_out_norm=norm(f"{layer}.post_attention_layernorm"),
+            ffn_out_norm=norm(f"{layer}.post_feedforward_layernorm"),
+        )
+    return Block(projections, norm(f"{layer}.input_layernorm"), feed_forward, norm(f"{layer}.post_attention_layernorm"))
+
+
+class _Layers(Sequence):
+    """A model's layers, each read from disk when it is asked for and not kept: one layer's weights
+    in memory at a time, however large the model."""
+
+    def __init__(self, config: "TransformerConfig", read: Callable[[int], "Block"]):
+        self.count, self.read = config.layers, read
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        return self.read(i % self.count)
+
+
 @dataclass(eq=False)
 class Family:
     """What attncli knows of one model family, beyond its tensors' shapes."""
@@ -278,6 +516,28 @@ FAMILIES = {
         ("[CLS]", "[SEP]"),
     ),
     "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights),
+}
+_DECODERS = {
+    "llama": ("Llama", _Decoder()),
+    "mistral": ("Mistral", _Decoder(windows="all", window=4096)),
+    "qwen2": ("Qwen 2", _Decoder(qkv_bias=True, windows="upper", window=4096)),
+    "qwen3": ("Qwen 3", _Decoder(head_dim=128, qk_norm=True, windows="upper", window=4096)),
+    "gemma": ("Gemma", _Decoder(head_dim=256, offset_norms=True)),
+    "gemma2": (
+        "Gemma 2",
+        _Decoder(
+            head_dim=256, offset_norms=True, sandwich=True, windows="even", window=4096, activation="hidden_activation"
+        ),
+    ),
+    "phi3": ("Phi-3", _Decoder(fused=True, windows="all", eps=1e-5)),
+}
+FAMILIES |= {
+    name: Family(
+        title,
+        functools.partial(_decoder_config, style=style),
+        functools.partial(_decoder_weights, style=style),
+    )
+    for name, (title, style) in _DECODERS.items()
 }
 SUPPORTED = tuple(FAMILIES)
 

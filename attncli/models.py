@@ -8,7 +8,7 @@ and JSON say about a model, whichever it is.
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,10 +35,17 @@ class ModelInfo:
     path: str | None = None  # the checkpoint directory
     seed: int | None = None  # sample model only
     positions: bool | None = None  # sample model only: sinusoidal positions added or not
-    pre_norm: bool = False  # LayerNorm before each sublayer rather than after
+    pre_norm: bool = False  # a norm before each sublayer rather than after
     token_types: bool = False  # a token type embedding is added to each token's
     biases: bool = True  # the projections add a bias
     itemsize: int = 4  # bytes of each number the forward pass computes
+    kv_heads: int | None = None  # key and value heads, when fewer than the heads (grouped-query attention)
+    norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
+    rope: Any = None  # the rotary position embeddings (transformer.Rope), or None for a learned table
+    windows: tuple[int | None, ...] | None = None  # each layer's sliding window, or None where it sees all keys
+    soft_cap: float | None = None  # attention logits soft-capped at this
+    embedding_scale: float | None = None  # the word embeddings multiplied by this
+    sandwich: bool = False  # norms after each sublayer's output too
 
     @property
     def sample(self) -> bool:
@@ -58,7 +65,16 @@ class ModelInfo:
         }
         if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
-        return {**fields, "path": self.path}
+        return {
+            **fields,
+            "path": self.path,
+            "family": self.title,
+            "kv_heads": self.kv_heads or self.heads,
+            "norm": self.norm,
+            "position_embeddings": "learned" if self.rope is None else self.rope.to_json(),
+            "sliding_windows": None if self.windows is None else list(self.windows),
+            "soft_cap": self.soft_cap,
+        }
 
 
 class Model(Protocol):
@@ -103,6 +119,14 @@ class CheckpointModel:
             path=str(self.checkpoint.directory.resolve()),
             pre_norm=c.pre_norm,
             token_types=c.type_vocab_size > 0,
+            biases=c.attention_bias,
+            kv_heads=c.kv_heads,
+            norm=c.norm,
+            rope=c.rope,
+            windows=c.windows,
+            soft_cap=c.soft_cap,
+            embedding_scale=c.embedding_scale,
+            sandwich=c.sandwich,
         )
 
     @cached_property

@@ -5,7 +5,7 @@ added within v1; a change that removes or retypes one makes v2.
 """
 
 from attncli.analysis import PATTERNS, STATISTICS, Fusion
-from attncli.architectures import SUPPORTED
+from attncli.architectures import ROPE_TYPES, SUPPORTED
 from attncli.errors import BadInput
 from attncli.results import SCHEMA
 
@@ -59,7 +59,26 @@ MODEL = _object(
         "max_length": {"type": ["integer", "null"]},
         "causal": {"type": "boolean"},
     },
-    {"positions": {"type": "boolean"}, "seed": INDEX, "path": STRING},
+    {
+        "positions": {"type": "boolean"},
+        "seed": INDEX,
+        "path": STRING,
+        "family": STRING,
+        "kv_heads": INDEX,
+        "norm": {"enum": ["layer", "rms"]},
+        "position_embeddings": {
+            "oneOf": [
+                {"const": "learned"},
+                {
+                    "type": "object",
+                    "required": ["type", "theta", "dims", "scaling"],
+                    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
+                },
+            ]
+        },
+        "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
+        "soft_cap": NULLABLE_NUMBER,
+    },
 )
 ATTENTION = {**_array(NUMBER, 4), "description": "[layer][head][query][key]; each row sums to 1"}
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}

@@ -198,6 +198,8 @@ class TransformerConfig:
     soft_cap: float | None = None  # scores soft-capped at this, as cap · tanh(score / cap)
     embedding_scale: float | None = None  # the word embeddings multiplied by this
     sandwich: bool = False  # a norm after each sublayer's output too, before the residual sum
+    attention_bias: bool = True  # the attention's projections add biases
+    mlp_bias: bool = True  # the feed-forward's projections add biases
 
     def __post_init__(self):
         sizes = {

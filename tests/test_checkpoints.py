@@ -191,7 +191,7 @@ def test_a_tokenizer_without_its_wrapper_gets_cls_and_sep_back(tmp_path):
 BROKEN = [
     ("no config", lambda d: (d / "config.json").unlink(), "no config.json"),
     ("config not JSON", lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
-    ("llama", lambda d: edit_config(d, model_type="llama"), "model_type 'llama' is not supported"),
+    ("mamba", lambda d: edit_config(d, model_type="mamba"), "model_type 'mamba' is not supported"),
     ("model_type list", lambda d: edit_config(d, model_type=["bert"]), "is not supported"),
     ("bare config", lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
     ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be an integer"),

@@ -1,0 +1,111 @@
+"""The modern decoders (Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2, Phi-3): attention equal to
+transformers' (eager, float32) on tiny random checkpoints, in both forms of config.json."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers import FIXTURES
+from numpy.testing import assert_allclose
+
+from attncli import commands
+from attncli.errors import DataError
+from attncli.models import load_model
+from attncli.transformer import Rope, inverse_frequencies
+
+DECODERS = ["llama", "llama-linear", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"]
+
+
+def reference_cases(name: str):
+    reference = np.load(FIXTURES / name / "reference.npz")
+    for i, text in enumerate(reference["texts"]):
+        yield str(text), reference[f"ids_{i}"], reference[f"attention_{i}"], reference[f"hidden_{i}"]
+
+
+def with_config(tmp_path, name: str, config: dict):
+    directory = tmp_path / name
+    shutil.copytree(FIXTURES / name, directory)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def assert_equals_transformers(model, name: str) -> None:
+    for text, ids, attention, hidden in reference_cases(name):
+        run = commands.run(text, model)
+        assert [t.id for t in run.tokens] == ids.tolist()
+        assert run.weights.shape == attention.shape
+        assert np.abs(run.weights - attention).max() <= 1e-5, text
+        assert_allclose(run.trace.output, hidden, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_attention_equals_transformers(name):
+    assert_equals_transformers(load_model(str(FIXTURES / name)), name)
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
+    legacy = json.loads((FIXTURES / name / "legacy_config.json").read_text())
+    assert "rope_parameters" not in legacy and "rope_theta" in legacy
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_fixture_attention_is_peaked_and_masked_as_its_family_says(name):
+    config = json.loads((FIXTURES / name / "config.json").read_text())
+    for _, _, attention, _ in reference_cases(name):
+        tokens = attention.shape[-1]
+        assert attention.max(axis=-1).mean() > 3 / tokens
+        assert np.all(np.triu(attention, k=1) == 0)  # causal
+    window = config.get("sliding_window") if config.get("use_sliding_window", True) else None
+    if window and tokens > window:
+        # Some layer (all, for Mistral and Phi-3) hides the keys beyond its window.
+        hidden = [np.all(np.tril(layer, k=-window) == 0) for layer in attention]
+        assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3"))
+
+
+def test_json_names_the_decoders_choices():
+    info = load_model(str(FIXTURES / "gemma2")).info.to_json()
+    assert info["family"] == "Gemma 2" and info["kv_heads"] == 2 and info["d_head"] == 8 and info["norm"] == "rms"
+    assert info["position_embeddings"] == {"type": "rotary", "theta": 10000.0, "dims": 8, "scaling": "default"}
+    assert info["sliding_windows"] == [4, None, 4, None] and info["soft_cap"] == 2.0
+    llama = load_model(str(FIXTURES / "llama")).info.to_json()["position_embeddings"]
+    assert llama["scaling"] == "llama3" and llama["factor"] == 8.0 and llama["original_max_positions"] == 16
+
+
+def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between():
+    plain = inverse_frequencies(Rope(theta=500000.0, dims=128))
+    scaled = inverse_frequencies(Rope(500000.0, 128, "llama3", 8.0, 1.0, 4.0, 8192))
+    wavelength = 2 * np.pi / plain
+    short, long = wavelength < 8192 / 4, wavelength > 8192 / 1
+    assert_allclose(scaled[short], plain[short])
+    assert_allclose(scaled[long], plain[long] / 8, rtol=1e-6)
+    middle = ~short & ~long
+    assert middle.any() and np.all((scaled[middle] < plain[middle]) & (scaled[middle] > plain[middle] / 8))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}}, "rope type 'yarn'"),
+        ({"rope_parameters": None, "rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+        ({"rope_parameters": None, "rope_scaling": {"rope_type": "longrope"}}, "rope type 'longrope'"),
+        ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]}, "'chunked_attention'"),
+        ({"layer_types": ["full_attention"]}, "type of each of the 3 layers"),
+        ({"sliding_window": 0}, "sliding_window should be a positive integer"),
+        ({"num_key_value_heads": 3}, "cannot share 3 key-value heads"),
+        ({"use_bidirectional_attention": True}, "use_bidirectional_attention"),
+        ({"attention_bias": "yes"}, "attention_bias should be true or false"),
+    ],
+)
+def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, message):
+    config = json.loads((FIXTURES / "qwen2" / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, "qwen2", config)))
+
+
+def test_qwen_without_use_sliding_window_sees_every_key(tmp_path):
+    config = json.loads((FIXTURES / "qwen2" / "legacy_config.json").read_text()) | {"use_sliding_window": False}
+    info = load_model(str(with_config(tmp_path, "qwen2", config))).info
+    assert info.windows is None
