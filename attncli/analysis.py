@@ -24,6 +24,7 @@ __all__ = [
     "pattern_labels",
     "ranked_targets",
     "rollout",
+    "sinks",
     "softmax_parts",
     "spread",
     "strongest_allowed",
@@ -33,13 +34,27 @@ __all__ = [
 ]
 
 
-def strongest_keys(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each query row of `weights` [..., T, T], the key it attends to most and that weight.
+def strongest_keys(weights: np.ndarray, excluded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row of `weights` [..., T, T], the key it attends to most and that weight,
+    leaving out the keys `excluded` [T] bool marks, unless a row gives weight to no other key.
 
     Returns (keys, weights), both [..., T]; a tie goes to the earliest key.
     """
     keys = np.argmax(weights, axis=-1)  # [..., T]
+    if excluded is not None and excluded.any():
+        others = np.where(excluded, -1.0, weights)  # [..., T, T]
+        keys = np.where((others > 0).any(axis=-1), np.argmax(others, axis=-1), keys)
     return keys, np.take_along_axis(weights, keys[..., None], axis=-1)[..., 0]
+
+
+def sinks(special: np.ndarray, causal: bool) -> np.ndarray:
+    """[T] bool: the keys that soak up attention without meaning much: the special tokens ([CLS],
+    [SEP], <s>), and in a causal model the first token, which every query sees and most heads of a
+    trained decoder pour their spare weight into (an attention sink)."""
+    marked = special.copy()
+    if causal and len(marked):
+        marked[0] = True
+    return marked
 
 
 def softmax_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,7 +96,8 @@ def head_statistics(
     attend to itself, which says nothing about the head. entropy: of each row, in nats;
     entropy_normalized: divided by ln of the number of keys the row may see; distance:
     Σ_j w_ij |i - j|; self, previous, next: the weight on key i, i - 1, i + 1 (over the rows that
-    may see that key); first_special: on the first token when it is special ([CLS], <s>);
+    may see that key); first_special: on the first token when it is special ([CLS], <s>) or the
+    model causal (its attention sink);
     separator: on the other special tokens ([SEP], </s>); punctuation: on punctuation tokens;
     max: the largest weight of the row. A statistic that does not apply (no such key, or a
     causal model's next token) is NaN. `separators` and `punctuation` are [T] bool masks.
@@ -225,7 +241,7 @@ def strongest_allowed(rows: np.ndarray, allowed: np.ndarray, fallback: int) -> n
 
 def candidate_keys(special: np.ndarray, query: int, include_special: bool) -> np.ndarray:
     """[T] bool: the keys that may be a head's top target for token `query`: not the token
-    itself, and not special tokens unless `include_special` (`special` [T] bool)."""
+    itself, and not the keys `special` [T] bool marks (special tokens, sinks) unless `include_special`."""
     allowed = np.ones_like(special) if include_special else ~special
     allowed[query] = False
     return allowed
@@ -234,8 +250,9 @@ def candidate_keys(special: np.ndarray, query: int, include_special: bool) -> np
 def text_statistics(weights: np.ndarray, special: np.ndarray, pieces: list[str], causal: bool) -> dict:
     """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
     `special` [T] bool and `pieces` the vocabulary strings. The first token counts as the first
-    special token when it is one; the other special tokens are separators."""
-    first = 0 if special[0] else None
+    special token when it is one, or in a causal model (the attention sink, see `sinks`); the
+    other special tokens are separators."""
+    first = 0 if special[0] or causal else None
     separators = special.copy()
     if first is not None:
         separators[first] = False

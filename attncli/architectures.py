@@ -400,6 +400,7 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
         windows=_windows(config, style, layers),
         embedding_scale=d**0.5 if style.offset_norms else None,
         sandwich=style.sandwich,
+        qk_norm=style.qk_norm,
         attention_bias=_flag(config, "attention_bias") or style.qkv_bias,
         mlp_bias=_flag(config, "mlp_bias"),
     )
@@ -452,7 +453,7 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
         w_v, b_v = t.weight(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
     w_o, b_o = t.weight(f"{layer}.self_attn.o_proj", h * dk, d, bias and not style.fused)
     q_norm = k_norm = None
-    if style.qk_norm:
+    if c.qk_norm:
         q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
     projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
     mlp_bias = c.mlp_bias
@@ -477,12 +478,21 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     return Block(projections, norm(f"{layer}.input_layernorm"), feed_forward, norm(f"{layer}.post_attention_layernorm"))
 
 
+# A model whose layers take at most this many bytes as float32 keeps them once read: a batch of
+# texts then reads them once. A larger one reads each layer again for every text and keeps one
+# layer in memory at a time (a 0.5B-parameter model's layers take 1.4 GB as float32).
+_KEPT_LAYERS_BYTES = 256 * 2**20
+
+
 class _Layers(Sequence):
-    """A model's layers, each read from disk when it is asked for and not kept: one layer's weights
-    in memory at a time, however large the model."""
+    """A model's layers, each read from disk when it is asked for: kept once read when they are
+    small (see _KEPT_LAYERS_BYTES), else read again each time, one layer in memory at a time."""
 
     def __init__(self, config: "TransformerConfig", read: Callable[[int], "Block"]):
         self.count, self.read = config.layers, read
+        d, f, dk, g = config.d_model, config.d_ff, config.d_head, config.kv_heads or config.heads
+        per_layer = 2 * d * config.heads * dk + 2 * d * g * dk + (3 if config.gated else 2) * d * f
+        self.kept: dict[int, Block] | None = {} if 4 * per_layer * self.count <= _KEPT_LAYERS_BYTES else None
 
     def __len__(self) -> int:
         return self.count
@@ -492,7 +502,16 @@ class _Layers(Sequence):
             return [self[j] for j in range(*i.indices(self.count))]
         if not -self.count <= i < self.count:
             raise IndexError(i)
-        return self.read(i % self.count)
+        i %= self.count
+        if self.kept is None:
+            return self.read(i)
+        if i not in self.kept:
+            self.kept[i] = self.read(i)
+        return self.kept[i]
+
+    def keep(self) -> None:
+        """Read every layer now and keep them all, whatever their size."""
+        self.kept = {i: self[i] for i in range(self.count)}
 
 
 @dataclass(eq=False)

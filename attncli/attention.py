@@ -23,6 +23,7 @@ __all__ = [
     "causal_mask",
     "linear",
     "masked",
+    "masked_softmax",
     "merge_heads",
     "multi_head_attention",
     "repeat_kv",
@@ -48,6 +49,23 @@ def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out, dtype=np.result_type(x, np.float32))
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def masked_softmax(x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """softmax(masked(x, mask)) over the last axis of `x` [..., T, T] (`mask` [T, T], True = may
+    attend), without the masked copy of `x`: the same numbers, exactly 0 where masked, a uniform row
+    where nothing is allowed. Written into `out` when given."""
+    if mask is None:
+        return softmax(x, out=out)
+    empty = ~mask.any(axis=-1)  # [T] rows that may attend to nothing
+    top = np.max(x, axis=-1, keepdims=True, where=mask, initial=-np.inf)  # [..., T, 1] over allowed keys
+    top[..., empty, :] = 0.0
+    e = np.subtract(x, top, out=out, dtype=np.result_type(x, np.float32))
+    np.exp(e, out=e, where=mask)
+    e *= mask
+    e[..., empty, :] = 1.0
+    e /= np.sum(e, axis=-1, keepdims=True)
     return e
 
 
@@ -103,13 +121,16 @@ def scores(q: np.ndarray, k: np.ndarray) -> np.ndarray:
     return q @ np.swapaxes(k, -1, -2)
 
 
-def scaled(s: np.ndarray, d_k: int, scale: float | None = None) -> np.ndarray:
+def scaled(s: np.ndarray, d_k: int, scale: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Scores divided by √d_k, which keeps their spread independent of the head width; or, with
-    `scale`, multiplied by it (as the decoders do, some with a scale of their own).
+    `scale`, multiplied by it (as the decoders do, some with a scale of their own). Written into
+    `out` when given (which may be `s` itself).
 
     √d_k is a Python float, so float32 scores stay float32 (a numpy float64 would promote them).
     """
-    return s / math.sqrt(d_k) if scale is None else s * scale
+    if scale is None:
+        return np.divide(s, math.sqrt(d_k), out=out)
+    return np.multiply(s, scale, out=out)
 
 
 def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:
@@ -220,6 +241,7 @@ def multi_head_attention(
     scale: float | None = None,
     cap: float | None = None,
     norm_eps: float = 1e-6,
+    steps: bool = True,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
@@ -227,7 +249,9 @@ def multi_head_attention(
     written into `weights_out` [h, T, T] when it is given. The decoders' choices: `kv_heads` key
     and value heads shared by the query heads (grouped-query attention), q and k normed per head
     (when `p` has their gains, with `norm_eps`) and turned by `rotary`, scores multiplied by
-    `scale` instead of divided by √d_k, and soft-capped at `cap`.
+    `scale` instead of divided by √d_k, and soft-capped at `cap`. Without `steps`, the scores are
+    scaled in place (the trace's scores are then its scaled scores): for a caller that keeps only
+    the weights.
     """
     q = split_heads(linear(x, p.w_q, p.b_q), heads)  # [h, T, d_k]
     k = split_heads(linear(x, p.w_k, p.b_k), kv_heads or heads)  # [g, T, d_k]
@@ -240,10 +264,10 @@ def multi_head_attention(
     q_used = q if q_rotated is None else q_rotated
     k_used = repeat_kv(k if k_rotated is None else k_rotated, heads)  # [h, T, d_k]
     raw = scores(q_used, k_used)  # [h, T, T]
-    scaled_scores = scaled(raw, q.shape[-1], scale)  # [h, T, T]
+    scaled_scores = scaled(raw, q.shape[-1], scale, out=None if steps else raw)  # [h, T, T]
     if cap is not None:
         scaled_scores = soft_cap(scaled_scores, cap)
-    weights = softmax(masked(scaled_scores, mask), out=weights_out)  # [h, T, T]
+    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
     head_outputs = weights @ repeat_kv(v, heads)  # [h, T, d_k]
     concat = merge_heads(head_outputs)  # [T, h·d_k]
     output = linear(concat, p.w_o, p.b_o)  # [T, d]

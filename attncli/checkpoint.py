@@ -8,12 +8,11 @@ unpickling runs arbitrary code.
 import importlib.util
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError, deserialize, safe_open
+from safetensors import SafetensorError, safe_open
 
 from attncli.errors import BadInput, DataError
 
@@ -90,15 +89,18 @@ def resolve(spec: str) -> Path:
     return _cached_snapshot(spec)
 
 
-_FLOATS = ("F64", "F32", "F16", "BF16")
-
-
 class TensorFile:
-    """Named float32 tensors from one or more safetensors files, read only when asked for."""
+    """Named float32 tensors from one or more safetensors files, each read only when asked for.
+
+    The safetensors package checks each file's header; the bytes of a tensor are then read
+    with one positioned read at the offsets the header gives. Not memory-mapped: the pages of
+    a mapping that a read touches count as the process's memory until they are released,
+    and numpy cannot slice a bf16 tensor through the package.
+    """
 
     def __init__(self, files: dict[str, Path]):
         self._files = files  # tensor name -> the file that holds it
-        self._bfloat16: dict[Path, dict] = {}  # file -> its tensors' raw bytes, once a bf16 tensor is asked for
+        self._headers: dict[Path, tuple[int, dict]] = {}  # file -> (where its data starts, its header)
 
     @classmethod
     def open(cls, directory: Path) -> "TensorFile":
@@ -125,64 +127,86 @@ class TensorFile:
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of tensor `name`, from the file's header alone."""
-        with _opened(self._files[name], name) as handle:
-            return tuple(handle.get_slice(name).get_shape())
+        return self._entry(name)[2]
 
     def get(self, name: str) -> np.ndarray:
         """The tensor `name` as float32 (fp16 and bf16 upcast), checked to be finite."""
-        path = self._files[name]
-        with _opened(path, name) as handle:
-            dtype = _float_dtype(handle, path, name)
-            tensor = self._bfloat16_tensor(path, name) if dtype == "BF16" else handle.get_tensor(name)
-        return _finite(np.asarray(tensor, dtype=np.float32), path, name)
+        path, dtype, shape, start, end = self._entry(name)
+        return _finite(_float32(_read(path, name, start, end - start), dtype).reshape(shape), path, name)
 
-    def rows(self, name: str) -> "Rows | np.ndarray":
+    def rows(self, name: str) -> "Rows":
         """Tensor `name` [n, d] as rows read on demand: a sentence needs a few rows of a word
-        embedding table, not its tens of megabytes. bf16 tables, which numpy cannot slice, load whole."""
-        path = self._files[name]
-        with _opened(path, name) as handle:
-            bfloat16 = _float_dtype(handle, path, name) == "BF16"
-        return self.get(name) if bfloat16 else Rows(path, name)
+        embedding table, not its tens (or hundreds) of megabytes."""
+        path, dtype, shape, start, _ = self._entry(name)
+        if len(shape) != 2:
+            raise DataError(f"{path}: tensor {name} has shape {shape}, not [rows, columns]")
+        return Rows(path, name, dtype, shape, start)
 
-    def _bfloat16_tensor(self, path: Path, name: str) -> np.ndarray:
-        """A bf16 tensor as float32: numpy has no bfloat16, so the safetensors package hands over the
-        bytes (of the whole file, once), and each 16-bit value becomes the high half of a float32."""
-        if path not in self._bfloat16:
-            self._bfloat16[path] = dict(deserialize(path.read_bytes()))
-        spec = self._bfloat16[path][name]
-        halves = np.frombuffer(bytes(spec["data"]), dtype="<u2").astype(np.uint32)
-        return (halves << 16).view(np.float32).reshape(spec["shape"])
+    def _entry(self, name: str) -> tuple[Path, str, tuple[int, ...], int, int]:
+        """(file, dtype, shape, first byte, end byte) of tensor `name`, checked."""
+        path = self._files[name]
+        if path not in self._headers:
+            self._headers[path] = _header(path)
+        data, header = self._headers[path]
+        entry = header.get(name)
+        if not isinstance(entry, dict) or entry.get("dtype") not in _FLOATS:
+            dtype = entry.get("dtype") if isinstance(entry, dict) else None
+            raise DataError(f"{path}: tensor {name} is {dtype}, not a floating-point type ({', '.join(_FLOATS)})")
+        shape, (begin, end) = tuple(entry["shape"]), entry["data_offsets"]
+        return path, entry["dtype"], shape, data + begin, data + end
+
+
+_FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}  # safetensors dtype -> how numpy reads it
+_HEADER_LIMIT = 100 * 2**20  # bytes of a safetensors header; a real one of thousands of tensors takes a few MB
+
+
+def _header(path: Path) -> tuple[int, dict]:
+    """(the offset where the data starts, the header) of a safetensors file, which the safetensors
+    package checks first: the offsets it gives lie in the file, one after the other."""
+    _header_names(path)
+    size = int.from_bytes(_read(path, "(its header)", 0, 8), "little")
+    if size > _HEADER_LIMIT:
+        raise DataError(f"{path}: a safetensors header of {size:,} bytes; attncli reads headers of up to 100 MB")
+    return 8 + size, json.loads(_read(path, "(its header)", 8, size))
+
+
+def _read(path: Path, name: str, start: int, size: int) -> bytes:
+    """`size` bytes of `path` from `start`, in one positioned read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            data = os.pread(descriptor, size, start)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read tensor {name} ({error.strerror})") from None
+    if len(data) != size:
+        raise DataError(f"{path}: cannot read tensor {name} (the file ends early)")
+    return data
+
+
+def _float32(data: bytes, dtype: str) -> np.ndarray:
+    """Raw little-endian values as float32; a bf16 value is the high half of a float32."""
+    values = np.frombuffer(data, dtype=_FLOATS[dtype])
+    if dtype == "BF16":  # shifted straight into the float32's bits: one pass, no temporary
+        return np.left_shift(values, 16, out=np.empty(values.shape, np.uint32), dtype=np.uint32).view(np.float32)
+    return values.astype(np.float32)
 
 
 class Rows:
     """The rows of a 2-D float tensor, read from its file when indexed: rows[ids] -> [len(ids), d] float32."""
 
-    def __init__(self, path: Path, name: str):
-        self.path, self.name = path, name
+    def __init__(self, path: Path, name: str, dtype: str, shape: tuple[int, int], start: int):
+        self.path, self.name, self.dtype, self.shape, self.start = path, name, dtype, shape, start
 
     def __getitem__(self, ids) -> np.ndarray:
-        with _opened(self.path, self.name) as handle:
-            table = handle.get_slice(self.name)
-            rows = np.stack([table[int(i)] for i in np.atleast_1d(ids)]).astype(np.float32)
-        return _finite(rows, self.path, self.name)
-
-
-@contextmanager
-def _opened(path: Path, name: str):
-    """`path` opened (memory-mapped) for one read. Closing it after each read keeps only one
-    tensor's pages mapped beside the float32 copies, which halves the peak memory."""
-    try:
-        with safe_open(path, framework="numpy") as handle:
-            yield handle
-    except (SafetensorError, OSError, ValueError, TypeError) as error:
-        raise DataError(f"{path}: cannot read tensor {name} ({error})") from None
-
-
-def _float_dtype(handle, path: Path, name: str) -> str:
-    dtype = handle.get_slice(name).get_dtype()
-    if dtype not in _FLOATS:
-        raise DataError(f"{path}: tensor {name} is {dtype}, not a floating-point type ({', '.join(_FLOATS)})")
-    return dtype
+        width = self.shape[1] * np.dtype(_FLOATS[self.dtype]).itemsize
+        rows = []
+        for i in np.atleast_1d(ids):
+            if not 0 <= i < self.shape[0]:
+                raise IndexError(f"row {i} of {self.name}, which has {self.shape[0]}")
+            rows.append(_float32(_read(self.path, self.name, self.start + int(i) * width, width), self.dtype))
+        return _finite(np.stack(rows), self.path, self.name)
 
 
 def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:

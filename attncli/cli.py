@@ -167,6 +167,14 @@ HeadOpt = Annotated[
 ValuesOpt = Annotated[
     bool, typer.Option("--values/--no-values", metavar="", help="Print the weights inside the heatmap cells.")
 ]
+IncludeSpecialOpt = Annotated[
+    bool,
+    typer.Option(
+        "--include-special",
+        metavar="",
+        help="Let special tokens ([CLS], [SEP]) and a decoder's first token (its attention sink) be a top key.",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
 FormatOpt = Annotated[
     Format | None,
@@ -286,6 +294,7 @@ def explain(
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
+    include_special: IncludeSpecialOpt = False,
     *,
     model: Model,
     max_tokens: int,
@@ -298,7 +307,7 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    result = commands.explain(_text(text), model, focus, layer, head, max_tokens)
+    result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
     write(result, output, values=values)
 
 
@@ -411,10 +420,7 @@ TokenOpt = Annotated[
 def query(
     text: TextArg,
     token: TokenOpt,
-    include_special: Annotated[
-        bool,
-        typer.Option("--include-special", metavar="", help="Let special tokens ([CLS], [SEP]) be a head's top key."),
-    ] = False,
+    include_special: IncludeSpecialOpt = False,
     to: Annotated[
         str | None,
         typer.Option(

@@ -145,15 +145,24 @@ def explain(
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     steps: bool = True,
+    include_special: bool = False,
 ) -> ExplainResult:
     """The walkthrough of `layer` for the token named by `focus` (see `resolve_token`). Without
-    `steps`, only the attention and its summary are kept: enough for JSON without steps, not for the view."""
+    `steps`, only the attention and its summary are kept: enough for JSON without steps, not for the view.
+    The summary's targets leave out special tokens and a causal model's first token (see
+    analysis.sinks) unless `include_special`."""
     _check_layer_and_head(model.info, layer, head)
     result = run(text, model, max_tokens, steps)
     index = _focus(result.tokens, focus)
-    keys = np.arange(index + 1 if model.info.causal else len(result.tokens))  # [keys] the focus token may see
+    mask = model.info.mask(layer, len(result.tokens))
+    keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
-    focus_steps = focus_top = weighted = None
+    excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
+    focus_steps = focus_top = weighted = angles = None
+    if steps and model.info.rope is not None:
+        from attncli.transformer import inverse_frequencies  # rotary models only
+
+        angles = index * inverse_frequencies(model.info.rope)  # [n/2] each dimension pair's turn at the focus
     if steps:
         walk_head = 0 if head is None else head
         attention = result.trace.layers[layer]
@@ -168,11 +177,13 @@ def explain(
         layer,
         head,
         keys,
-        analysis.strongest_keys(weights),
-        analysis.strongest_keys(weights.mean(axis=0)),
+        analysis.strongest_keys(weights, excluded),
+        analysis.strongest_keys(weights.mean(axis=0), excluded),
         focus_steps,
         focus_top,
         weighted,
+        include_special,
+        angles,
     )
 
 
@@ -231,9 +242,9 @@ def query(
     result = run(text, model, max_tokens)
     index = resolve_token(result.tokens, token, "token")
     target = None if to is None else resolve_token(result.tokens, to, "to")
-    special = np.array([t.special for t in result.tokens])
-    allowed = analysis.candidate_keys(special, index, include_special)
-    if not allowed.any() and special.any() and not include_special:
+    sinks = analysis.sinks(result.special, model.info.causal)
+    allowed = analysis.candidate_keys(sinks, index, include_special)
+    if not allowed.any() and sinks.any() and not include_special:
         raise BadInput(
             "{token} {spec!r} has no other token to attend to; give a longer text, or {include_special}", spec=token
         )
@@ -311,9 +322,8 @@ def heads(
             if len(texts) == 1:
                 raise
             raise error.prefixed(f"line {number}") from None
-        special = np.array([t.special for t in result.tokens])
         pieces = [t.text for t in result.tokens]
-        totals.add(analysis.text_statistics(result.weights, special, pieces, model.info.causal))
+        totals.add(analysis.text_statistics(result.weights, result.special, pieces, model.info.causal))
         if progress is not None:
             progress()
     statistics = totals.means()
@@ -399,15 +409,15 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     change = analysis.total_variation(*spread)  # [L, h]
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
-    strongest = _top_keys(a.tokens, index_a, rows_a), _top_keys(b.tokens, index_b, rows_b)
+    strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)
     return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest)
 
 
-def _top_keys(tokens: list[Token], index: int, rows: np.ndarray) -> np.ndarray:
+def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
     """[L, h]: the key token `index` weights most in each head (`rows` [L, h, T]), not itself and not a
-    special token; itself when there is no other."""
-    allowed = analysis.candidate_keys(np.array([t.special for t in tokens]), index, include_special=False)
-    return analysis.strongest_allowed(rows, allowed, index)
+    sink (analysis.sinks); itself when there is no other."""
+    sinks = analysis.sinks(run.special, run.model.causal)
+    return analysis.strongest_allowed(rows, analysis.candidate_keys(sinks, index, include_special=False), index)
 
 
 def similar(word: str, k: int = 10) -> SimilarResult:

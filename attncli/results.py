@@ -72,6 +72,11 @@ class AttentionRun:
         """[L, h, T, T] attention weights of every layer."""
         return self.trace.weights
 
+    @property
+    def special(self) -> np.ndarray:
+        """[T] bool: which tokens are special tokens."""
+        return np.array([token.special for token in self.tokens], dtype=bool)
+
     def header_json(self) -> dict:
         """What every document about a run opens with: the text, the model and the tokens."""
         return {"text": self.text, "model": self.model.to_json(), "tokens": _tokens_json(self.tokens)}
@@ -106,6 +111,8 @@ class ExplainResult:
     focus_steps: "SoftmaxResult | None"  # softmax of the focus token's scaled scores over its keys; with steps
     focus_top: int | None  # the key the focus token weights most in the walkthrough head; with steps
     weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
+    include_special: bool = False  # the summary's targets may be special tokens and a causal model's first token
+    focus_angles: np.ndarray | None = None  # [n/2] RoPE: the angle each dimension pair of the focus token turns by
 
     @property
     def walk_head(self) -> int:
@@ -145,6 +152,7 @@ class ExplainResult:
             **self.run.common_json(),
             "focus": {"index": focus.index, "text": focus.text},
             "layer": self.layer,
+            "include_special": self.include_special,
             "summary": self.summary_json(),
         }
         if not steps:

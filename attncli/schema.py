@@ -108,7 +108,7 @@ STEPS = _object(
         "output": _array(NUMBER, 2),
     }
 )
-EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "summary": SUMMARY}
+EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}
 OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
 

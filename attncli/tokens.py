@@ -3,17 +3,24 @@ put on word pieces.
 
 Tokenizers mark where a word starts or goes on in the vocabulary strings themselves:
 WordPiece writes a word's continuation as "##ing"; byte-level BPE writes a leading space
-as "Ġ" and a newline as "Ċ". JSON keeps the exact strings; matching a typed word and
-showing a token on a terminal read past the marks, here.
+as "Ġ" and a newline as "Ċ"; SentencePiece-style tokenizers write a word's start as "▁"
+and a character outside their vocabulary as its UTF-8 bytes, one token each ("<0xE2>").
+JSON keeps the exact strings; matching a typed word and showing a token on a terminal
+read past the marks, here.
 """
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "bare", "matches", "readable", "special_ids"]
+__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids"]
 
 CONTINUATION = "##"  # WordPiece: the piece continues the word before it
 SPACE = "Ġ"  # byte-level BPE: the piece starts after a space
 NEWLINE = "Ċ"  # byte-level BPE: a newline
+WORD_START = "▁"  # SentencePiece: the piece starts a word (after a space)
+_BYTE = re.compile(r"<0x([0-9A-F]{2})>")  # SentencePiece's byte fallback: one byte of a character
+# A byte-fallback token whose character was shown on the token before it.
+CONTINUED = "·"
 
 
 @dataclass(eq=False)
@@ -39,19 +46,50 @@ class Token:
 
 
 def bare(piece: str) -> str:
-    """A vocabulary string without its word-piece marks: "##ing" -> "ing", "Ġcat" -> "cat"."""
-    return piece.removeprefix(CONTINUATION).removeprefix(SPACE)
+    """A vocabulary string without its word-piece marks: "##ing" -> "ing", "Ġcat" or "▁cat" -> "cat"."""
+    return piece.removeprefix(CONTINUATION).removeprefix(SPACE).removeprefix(WORD_START)
 
 
 def matches(piece: str, word: str) -> bool:
     """Whether the vocabulary string `piece` is `word` (ignoring case), with or without one mark."""
     piece, word = piece.lower(), word.lower()
-    return piece in (word, CONTINUATION + word, SPACE.lower() + word)
+    return piece in (word, CONTINUATION + word, SPACE.lower() + word, WORD_START + word)
 
 
 def readable(piece: str) -> str:
-    """A vocabulary string as a terminal shows it: a byte-level space as ␣ and newline as ↵."""
-    return piece.replace(SPACE, "␣").replace(NEWLINE, "↵")
+    """A vocabulary string as a terminal shows it: a word start (byte-level or SentencePiece) as ␣
+    and a byte-level newline as ↵."""
+    return piece.replace(SPACE, "␣").replace(WORD_START, "␣").replace(NEWLINE, "↵")
+
+
+def readable_all(pieces: list[str]) -> list[str]:
+    """`readable` for each of a text's tokens, with byte-fallback tokens decoded where they form
+    characters: the first token of a character shows it, the others CONTINUED; bytes that form no
+    character stay as they are (<0xE2>)."""
+    shown = [readable(piece) for piece in pieces]
+    i = 0
+    while i < len(pieces):
+        run = i
+        while run < len(pieces) and _BYTE.fullmatch(pieces[run]):
+            run += 1
+        if run == i:
+            i += 1
+            continue
+        data = bytes(int(_BYTE.fullmatch(piece)[1], 16) for piece in pieces[i:run])
+        start = 0
+        while start < len(data):
+            for end in range(start + 1, min(start + 4, len(data)) + 1):
+                try:
+                    character = data[start:end].decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                shown[i + start : i + end] = [character] + [CONTINUED] * (end - start - 1)
+                start = end
+                break
+            else:
+                start += 1
+        i = run
+    return shown
 
 
 def special_ids(tokenizer) -> frozenset[int]:

@@ -198,6 +198,7 @@ class TransformerConfig:
     soft_cap: float | None = None  # scores soft-capped at this, as cap · tanh(score / cap)
     embedding_scale: float | None = None  # the word embeddings multiplied by this
     sandwich: bool = False  # a norm after each sublayer's output too, before the residual sum
+    qk_norm: bool = False  # each head's q and k pass an RMSNorm of their own before RoPE
     attention_bias: bool = True  # the attention's projections add biases
     mlp_bias: bool = True  # the feed-forward's projections add biases
 
@@ -363,7 +364,13 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
 
 
 def _block(
-    x: np.ndarray, block: Block, config: TransformerConfig, mask, weights_out: np.ndarray, turn: Rotary | None
+    x: np.ndarray,
+    block: Block,
+    config: TransformerConfig,
+    mask,
+    weights_out: np.ndarray,
+    turn: Rotary | None,
+    steps: bool,
 ) -> tuple[AttentionTrace, np.ndarray]:
     """One layer: [T, d] -> (its attention trace, [T, d]); the attention weights go into `weights_out`."""
 
@@ -379,6 +386,7 @@ def _block(
             scale=config.attention_scale,
             cap=config.soft_cap,
             norm_eps=config.eps,
+            steps=steps,
         )
 
     if config.pre_norm:
@@ -426,7 +434,7 @@ def forward(
     attention = np.empty((config.layers, config.heads, tokens, tokens), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs = [], []
     for layer, block in enumerate(weights.blocks):
-        trace, x = _block(x, block, config, masks.get(windows[layer]), attention[layer], turn)
+        trace, x = _block(x, block, config, masks.get(windows[layer]), attention[layer], turn, keep_steps)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from attncli.bundled import SAMPLE_DIR
 from attncli.checkpoint import resolve
 
@@ -29,6 +31,8 @@ FLOOR = "import numpy, tokenizers, typer, rich; tokenizers.models.WordPiece.from
 # entry point does (see attncli.main): against this, only attncli's own work is left.
 FROZEN_FLOOR = "import gc; gc.disable(); " + FLOOR + "; gc.freeze(); gc.enable()"
 HERE = Path(__file__).resolve().parent
+# The decoder row's checkpoint: random weights in Qwen2.5-0.5B's shape, made once, kept out of the repository.
+DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attncli-bench" / "qwen2.5-0.5b-shape"
 
 
 def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
@@ -98,6 +102,56 @@ def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[d
     return ours, peer
 
 
+def decoder_checkpoint(peer_python: str) -> Path:
+    """The decoder benchmark's checkpoint, made by bench/make_decoder.py with the peer's Python if it is not there."""
+    if not (DECODER / "texts.json").is_file():
+        print(f"bench: making the decoder checkpoint (about 1 GB) in {DECODER}, once", file=sys.stderr)
+        subprocess.run([peer_python, str(HERE / "make_decoder.py"), str(DECODER)], check=True)
+    return DECODER
+
+
+def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing one text's attention as NPZ, at 128 and 512 tokens, and
+    the forward pass alone, on the Qwen2.5-0.5B-shaped checkpoint."""
+    directory = decoder_checkpoint(peer_python)
+    texts = json.loads((directory / "texts.json").read_text())
+    ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
+    with tempfile.TemporaryDirectory() as scratch:
+        for tokens, text in texts.items():
+            ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
+            (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
+                [
+                    [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
+                    [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
+                ],
+                runs,
+            )
+            difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
+            speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
+            row(
+                f"decoder, {tokens} tokens to NPZ, wall",
+                f"{ours_time:.2f} s",
+                f"{peer_time:.2f} s",
+                f"{peer_time / ours_time:.1f}x",
+                speed,
+            )
+            row(
+                f"decoder, {tokens} tokens to NPZ, peak memory",
+                f"{ours_memory:.0f} MB",
+                f"{peer_memory:.0f} MB",
+                f"1/{peer_memory / ours_memory:.1f}",
+                memory,
+            )
+            row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+            row(
+                f"decoder, forward pass alone, {tokens} tokens",
+                f"{ours_forward[int(tokens)]:.0f} ms",
+                f"{peer_forward[int(tokens)]:.0f} ms",
+                f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
+                "<= 1.3x torch",
+            )
+
+
 def row(name: str, value: str, peer: str, ratio: str, target: str) -> None:
     print(f"{name:<46} {value:>12} {peer:>12} {ratio:>9}  {target}")
 
@@ -107,11 +161,16 @@ def main() -> None:
     parser.add_argument("--peer-python", required=True, help="python of the venv with torch and transformers")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-lines", type=int, default=1000)
+    parser.add_argument("--only", choices=["decoder"], help="run only the decoder rows")
     args = parser.parse_args()
 
     attncli = str(Path(sys.executable).parent / "attncli")
     directory = str(resolve("minilm"))
     runs = args.runs
+    if args.only == "decoder":
+        row("measure", "attncli", "reference", "ratio", "target")
+        decoder_rows(attncli, args.peer_python, runs)
+        return
     print(
         f"all-MiniLM-L6-v2; medians of {runs} rounds ({4 * runs} for start-up) that run each compared "
         "command in turn, forward passes the best of three alternating rounds of ten; "
@@ -218,6 +277,7 @@ def main() -> None:
     )
     row(f"batch, {lines} lines: peak memory", f"{batch_memory:.0f} MB", f"{loop_memory:.0f} MB", "", "")
     print(f"max |attncli - peer| over every attention weight: {difference:.1e} (target 1e-5)")
+    decoder_rows(attncli, args.peer_python, runs)
 
 
 if __name__ == "__main__":

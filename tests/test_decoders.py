@@ -6,12 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import FIXTURES
+from helpers import FIXTURES, PRONOUN, attncli, render_text
 from numpy.testing import assert_allclose
 
-from attncli import commands
+from attncli import commands, views
 from attncli.errors import DataError
 from attncli.models import load_model
+from attncli.tokens import CONTINUED, readable_all
 from attncli.transformer import Rope, inverse_frequencies
 
 DECODERS = ["llama", "llama-linear", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"]
@@ -109,3 +110,64 @@ def test_qwen_without_use_sliding_window_sees_every_key(tmp_path):
     config = json.loads((FIXTURES / "qwen2" / "legacy_config.json").read_text()) | {"use_sliding_window": False}
     info = load_model(str(with_config(tmp_path, "qwen2", config))).info
     assert info.windows is None
+
+
+def test_the_walkthrough_shows_the_weights_the_model_gave_inside_a_sliding_window():
+    model = load_model(str(FIXTURES / "gemma2"))  # layer 0 slides over the last 4 keys
+    result = commands.explain(PRONOUN, model, layer=0, head=3)
+    focus = result.focus
+    assert result.focus_keys.tolist() == list(range(focus - 3, focus + 1))
+    row = result.run.weights[0, 3, focus]
+    assert_allclose(result.focus_steps.probabilities, row[result.focus_keys], atol=1e-6)
+    assert row[: focus - 3].sum() == 0
+    text = render_text(views.view(result), width=120)
+    assert "The mask hides 9 tokens (later tokens, and those outside the sliding window)" in text
+    assert "multiplied by Gemma 2's scale 0.4082," in text and "soft-capped as 2 · tanh(s / 2)" in text
+
+
+def test_the_walkthrough_turns_q_by_the_angles_it_shows():
+    model = load_model(str(FIXTURES / "qwen3"))
+    result = commands.explain(PRONOUN, model, focus="7", head=2)
+    rope = model.info.rope
+    assert_allclose(result.focus_angles, 7 * inverse_frequencies(rope))
+    q, turned = result.attention.q[2, 7], result.attention.q_rotated[2, 7]
+    half = rope.dims // 2
+    cos, sin = np.cos(result.focus_angles), np.sin(result.focus_angles)
+    assert_allclose(turned[:half], q[:half] * cos - q[half : 2 * half] * sin, atol=1e-5)
+    text = render_text(views.view(result), width=120)
+    assert "heads 2 to 3 read key-value head 1" in text and "Each head's q and k then pass an RMSNorm" in text
+
+
+def test_the_first_token_of_a_decoder_is_left_out_of_rankings_unless_asked():
+    model = load_model(str(FIXTURES / "qwen2"))  # no BOS: the first token is a word, and still the sink
+    result = commands.explain(PRONOUN, model)
+    keys, _ = result.strongest
+    assert not (keys[:, 1:] == 0).any()  # every query past the first has a target other than token 0
+    kept = commands.explain(PRONOUN, model, include_special=True)
+    assert (kept.strongest[0][:, 1:] == 0).any()
+    ranking = commands.query(PRONOUN, model, "it").ranking
+    assert all(target.top != 0 for target in ranking)
+    assert not commands.query(PRONOUN, model, "it").allowed[0]
+
+
+def test_byte_fallback_tokens_show_the_characters_they_make():
+    pieces = ["▁A", "▁", "<0xC3>", "<0xAF>", "<0xE2>", "<0x98>", "<0x95>", "<0xFF>", "Ġit"]
+    assert readable_all(pieces) == ["␣A", "␣", "ï", CONTINUED, "☕", CONTINUED, CONTINUED, "<0xFF>", "␣it"]
+
+
+def test_the_model_grid_leaves_masked_cells_blank():
+    result = commands.model_grid(PRONOUN, load_model(str(FIXTURES / "mistral")))  # window 5 in every layer
+    text = render_text(views.view(result), width=200)
+    first_head = text.split("L0 H0")[1].splitlines()[1:14]
+    assert first_head[-1].startswith("·" * 8) and first_head[0].endswith("·" * 12)
+
+
+def test_npz_holds_the_attention_json_has(tmp_path):
+    directory = str(FIXTURES / "phi3")
+    out = tmp_path / "attention.npz"
+    assert attncli("heatmap", PRONOUN, "--model", directory, "--format", "npz", "-o", str(out)).returncode == 0
+    saved = np.load(out)
+    document = json.loads(attncli("heatmap", PRONOUN, "--model", directory, "--json").stdout)
+    assert_allclose(saved["attention"], np.array(document["attention"], dtype=np.float32), rtol=0, atol=0)
+    assert saved["ids"].tolist() == [token["id"] for token in document["tokens"]]
+    assert saved["tokens"].tolist() == [token["text"] for token in document["tokens"]]

@@ -6,11 +6,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from attncli.attention import causal_mask
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import AttentionRun, SoftmaxResult
 from attncli.terminal import token_label
+from attncli.tokens import readable_all
 from attncli.widgets.heatmap import Heatmap
 from attncli.widgets.vectors import number
 
@@ -19,6 +19,7 @@ __all__ = [
     "bar",
     "head_heatmaps",
     "head_name",
+    "layer_mask",
     "model_line",
     "plain_table",
     "plural",
@@ -61,7 +62,8 @@ def section(index: int, title: str, lead: str) -> list[RenderableType]:
 
 
 def token_texts(run: AttentionRun) -> list[str]:
-    return [token.text for token in run.tokens]
+    """The tokens' labels: readable, byte-fallback tokens decoded to the characters they make."""
+    return readable_all([token.text for token in run.tokens])
 
 
 def model_line(model: ModelInfo) -> Text:
@@ -94,7 +96,7 @@ def head_heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool,
     """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour scale."""
     weights = run.weights[layer]  # [h, T, T]
     heads = range(len(weights)) if head is None else [head]
-    mask = causal_mask(len(run.tokens)) if run.model.causal else None
+    mask = layer_mask(run, layer)
     vmax = float(max(weights[h].max() for h in heads))
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     maps = [
@@ -110,6 +112,11 @@ def head_heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool,
         for h in heads
     ]
     return Columns(maps, padding=(1, 3)) if len(maps) > 1 else maps[0]
+
+
+def layer_mask(run: AttentionRun, layer: int):
+    """[T, T] bool, the keys each query of `layer` may see (causal, and its sliding window), or None."""
+    return run.model.mask(layer, len(run.tokens))
 
 
 def head_name(layer: int, head: int) -> str:

@@ -41,6 +41,10 @@ def _note(model: ModelInfo) -> Text:
     return Text.assemble(("Checkpoint: ", "bold"), visible(model.path or model.name))
 
 
+def _norm_name(model: ModelInfo) -> str:
+    return "RMSNorm" if model.norm == "rms" else "LayerNorm"
+
+
 def _input_lead(model: ModelInfo, layer: int) -> str:
     """How the walkthrough layer's input x is made, in words."""
     d = model.d_model
@@ -50,8 +54,13 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
     if model.pre_norm:
-        residual = "e + p" if layer == 0 else f"the residual stream after layer {layer - 1}"
-        return f"Layer {layer} attends over x = LayerNorm({residual}): {model.title} normalises before each sublayer."
+        first = "e + p" if model.rope is None else f"√{d} · e" if model.embedding_scale else "e"
+        residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
+        norm = _norm_name(model)
+        lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
+        if model.norm == "rms":
+            lead += " RMSNorm(x) = x / √(mean(x²) + ε) · g, with no centring and no shift."
+        return lead
     types = " + t, the token type 0 embedding" if model.token_types else ""
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
@@ -81,6 +90,11 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
 
     if sample:
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
+    elif model.rope is not None:
+        embed_lead = (
+            f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its "
+            "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
+        )
     else:
         embed_lead = (
             f"Each token id picks a row e of the word embeddings and each position a row p of the position "
@@ -93,28 +107,22 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
         parts.append(VectorTable(trace.positions, labels, title=title))
     parts.append(VectorTable(attention.x, labels, title=f"x  (input to layer {layer}'s attention)"))
 
-    parts += section(
-        3,
-        "Queries, keys and values",
-        f"q = x·W_Q{plus_b}, k = x·W_K{plus_b}, v = x·W_V{plus_b} (each W is {d} × {d}). Head {h} takes dimensions "
-        f"{h * d_k} to {h * d_k + d_k - 1}: every token has a q, k and v of d_k = {d_k} numbers per head.",
-    )
-    for name, matrix in (("q", attention.q), ("k", attention.k), ("v", attention.v)):
-        parts.append(VectorTable(matrix[h], labels, title=f"{name}  (head {h})"))
+    parts += section(3, "Queries, keys and values", _projection_lead(model, h, plus_b))
+    g = attention.key_head(h)
+    for name, matrix, row in (("q", attention.q, h), ("k", attention.k, g), ("v", attention.v, g)):
+        which = f"head {h}" if row == h else f"key-value head {g}, which head {h} reads"
+        parts.append(VectorTable(matrix[row], labels, title=f"{name}  ({which})"))
 
-    parts += section(
-        4,
-        f"Scores for “{focus_name}”",
-        f"Head {h}: token {f}'s query is dotted with every key (QKᵀ), divided by √d_k = √{d_k} = "
-        f"{math.sqrt(d_k):.3f}, then softmax turns the scores into weights that sum to 1.",
-    )
+    parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, h, f))
+    if result.focus_angles is not None:
+        parts += _rotation(result)
     parts += _focus_scores(result)
 
     parts += section(
         5,
         "Attention weights",
         f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
-        "columns are keys; each row sums to 1." + (" The causal mask hides later keys (·)." if model.causal else ""),
+        "columns are keys; each row sums to 1." + _mask_note(model, layer),
     )
     parts.append(head_heatmaps(run, layer, result.head, values, highlight=f))
 
@@ -122,7 +130,8 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
         6,
         f"Weighted sum for “{focus_name}”",
         f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {model.heads} heads' outputs are "
-        f"concatenated ({model.heads} × {d_k} = {d}) and multiplied by W_O ({d} × {d}){plus_b}.",
+        f"concatenated ({model.heads} × {d_k} = {model.heads * d_k}) and multiplied by W_O "
+        f"({model.heads * d_k} × {d}){plus_b}.",
     )
     keys = result.focus_keys
     weights = attention.weights[h, f, keys]  # [keys]
@@ -134,18 +143,114 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
     if not sample:
         final_rows.append(trace.layer_outputs[layer][f])
         final_labels.append(f"layer {layer} output")
-    parts.append(VectorTable(np.vstack(final_rows), final_labels, title=f"token {f} “{focus_name}”"))
+    title = f"token {f} “{focus_name}”"
+    if len(final_rows[0]) == len(final_rows[1]):
+        parts.append(VectorTable(np.vstack(final_rows), final_labels, title=title))
+    else:  # heads × d_k differs from d_model: the concatenation gets a table of its own
+        parts.append(VectorTable(final_rows[0], final_labels[:1], title=title))
+        parts.append(VectorTable(np.vstack(final_rows[1:]), final_labels[1:]))
     if not sample:
+        network = "the gated feed-forward network" if model.gated else "the feed-forward network"
         parts.append(
             Text(
-                "The layer output adds the residual, LayerNorms and the feed-forward network to the attention output.",
+                f"The layer output adds the residual, {_norm_name(model)}s and {network} to the attention output.",
                 style="dim",
             )
         )
 
-    parts += section(7, "Summary", "What each token attends to most: averaged over heads, and in each head.")
+    parts += section(
+        7, "Summary", "What each token attends to most: averaged over heads, and in each head." + _left_out(result)
+    )
     parts.append(_summary_table(result))
     return Group(*parts)
+
+
+def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
+    """How q, k and v are made, in words: the projections' shapes, the heads and what they share."""
+    d, d_k, heads = model.d_model, model.d_head, model.heads
+    kv = model.kv_heads or heads
+    if kv == heads and heads * d_k == d:
+        shapes = f"each W is {d} × {d}"
+    else:
+        shapes = f"W_Q is {d} × {heads * d_k}, W_K and W_V {d} × {kv * d_k}"
+    lead = (
+        f"q = x·W_Q{plus_b}, k = x·W_K{plus_b}, v = x·W_V{plus_b} ({shapes}). Head {h} takes dimensions "
+        f"{h * d_k} to {h * d_k + d_k - 1}: every token has a q, k and v of d_k = {d_k} numbers per head."
+    )
+    if kv < heads:
+        group = heads // kv
+        first = h // group * group
+        lead += (
+            f" Grouped-query attention: the {heads} query heads share {kv} key-value heads, {group} each; "
+            f"heads {first} to {first + group - 1} read key-value head {h // group}."
+        )
+    if model.qk_norm:
+        lead += " Each head's q and k then pass an RMSNorm of their own."
+    return lead
+
+
+def _scores_lead(model: ModelInfo, h: int, f: int) -> str:
+    """How a query's scores are made, in words: RoPE, the scale, soft-capping, softmax."""
+    d_k = model.d_head
+    rotated = (
+        "rotated query is dotted with every rotated key" if model.rope is not None else "query is dotted with every key"
+    )
+    if model.attention_scale is None:
+        scale = f"divided by √d_k = √{d_k} = {math.sqrt(d_k):.3f}"
+    else:
+        scale = f"multiplied by {model.title}'s scale {model.attention_scale:.4g}"
+    capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
+    return (
+        f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into weights "
+        "that sum to 1."
+    )
+
+
+def _rotation(result: ExplainResult) -> list[RenderableType]:
+    """RoPE for the focus token: the angle each dimension pair turns by, and its q before and after."""
+    attention, h, f = result.attention, result.walk_head, result.focus
+    rope = result.run.model.rope
+    angles = result.focus_angles  # [n/2]
+    half = len(angles)
+    lead = Text(
+        f"RoPE: dimension i of a head turns with dimension i + {rope.dims // 2} by an angle of position × "
+        f"θ^(-2i/{rope.dims}), θ = {rope.theta:g}"
+        + ("" if rope.scaling == "default" else f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})")
+        + (
+            f"; the last {attention.q.shape[-1] - rope.dims} dimensions stay as they are"
+            if rope.dims < attention.q.shape[-1]
+            else ""
+        )
+        + f". Token {f} is at position {f}, so its pairs turn by these angles (radians):",
+        style="dim",
+    )
+    rows = np.vstack([angles, attention.q[h, f, :half], attention.q_rotated[h, f, :half]])  # [3, n/2]
+    labels = ["angle", "q before", "q after"]
+    return [lead, VectorTable(rows, labels, title=f"pairs 0 to {half - 1}: token {f}, head {h}")]
+
+
+def _mask_note(model: ModelInfo, layer: int) -> str:
+    if not model.causal:
+        return ""
+    window = None if model.windows is None else model.windows[layer]
+    if window is None:
+        return " The causal mask hides later keys (·)."
+    return (
+        f" The causal mask hides later keys, and layer {layer}'s sliding window keys more than {window - 1} back (·)."
+    )
+
+
+def _left_out(result: ExplainResult) -> str:
+    """What the summary's targets leave out, and how to keep it."""
+    if result.include_special:
+        return ""
+    run = result.run
+    kinds = ["special tokens"] if run.special.any() else []
+    if run.model.causal:
+        kinds.append("the first token (where decoders park their spare attention)")
+    if not kinds:
+        return ""
+    return f" Targets leave out {' and '.join(kinds)}; --include-special keeps them."
 
 
 def _focus_scores(result: ExplainResult) -> list[RenderableType]:
@@ -155,7 +260,9 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     labels = [token_label(label) for label in token_texts(run)]
     keys = result.focus_keys
     best = result.focus_top
-    q, k = attention.q[h, f], attention.k[h, best]
+    queries = attention.q if attention.q_rotated is None else attention.q_rotated
+    keys_of = attention.k if attention.k_rotated is None else attention.k_rotated
+    q, k = queries[h, f], keys_of[attention.key_head(h), best]
     shown = 8  # terms of the worked dot product written out
     terms = " + ".join(f"({number(a)})({number(b)})" for a, b in zip(q[:shown], k[:shown], strict=True))
     if len(q) > shown:
@@ -165,11 +272,17 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
         f"q({labels[f]}) · k({labels[best]}) = {terms} = {number(attention.scores[h, f, best])}",
     )
     key_columns = [(str(key), abbreviate(labels[key], 14), number(attention.scores[h, f, key])) for key in keys]
-    table = softmax_steps_table(result.focus_steps, (f"÷√{len(q)}", "− max", "exp", "weight"), keys=key_columns)
+    model = result.run.model
+    scaled = f"÷√{len(q)}" if model.attention_scale is None else f"×{model.attention_scale:.3g}"
+    if model.soft_cap:
+        scaled += ", capped"
+    table = softmax_steps_table(result.focus_steps, (scaled, "− max", "exp", "weight"), keys=key_columns)
     parts: list[RenderableType] = [worked, table]
     hidden = len(labels) - len(keys)
     if hidden:
-        parts.append(Text(f"The causal mask hides {plural(hidden, 'later token')}: weight exactly 0.", style="dim"))
+        window = result.run.model.windows[result.layer] if result.run.model.windows else None
+        why = "later tokens, and those outside the sliding window" if window else "later tokens"
+        parts.append(Text(f"The mask hides {plural(hidden, 'token')} ({why}): weight exactly 0.", style="dim"))
     return parts
 
 

@@ -7,7 +7,17 @@ from rich.text import Text
 
 from attncli.results import HeatmapResult, ModelGridResult, RolloutResult
 from attncli.terminal import token_label
-from attncli.views.common import bar, head_heatmaps, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.views.common import (
+    bar,
+    head_heatmaps,
+    head_name,
+    layer_mask,
+    model_line,
+    plain_table,
+    plural,
+    text_line,
+    token_texts,
+)
 from attncli.widgets.heatmap import Heatmap, Legend
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import number
@@ -41,7 +51,8 @@ def model_view(result: ModelGridResult) -> RenderableType:
     ]
     for row, layer in enumerate(result.layers):
         maps = [
-            MiniHeatmap(weights[row, column], head_name(layer, head), vmax) for column, head in enumerate(result.heads)
+            MiniHeatmap(weights[row, column], head_name(layer, head), vmax, mask=layer_mask(run, layer))
+            for column, head in enumerate(result.heads)
         ]
         parts += [Text(""), Columns(maps, padding=(0, 2))]
     parts += [Text(""), Legend(vmax)]

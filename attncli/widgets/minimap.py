@@ -1,8 +1,9 @@
 """`MiniHeatmap`: a whole attention matrix in T columns, for seeing many heads at once.
 
 With colour, each text line holds two matrix rows: an upper half block whose
-foreground is the upper row's colour and whose background is the lower row's.
-Without colour, one line per row in five shades.
+foreground is the upper row's colour and whose background is the lower row's; a
+masked cell (a key its query may not see) is left in the terminal's own background.
+Without colour, one line per row in five shades, a masked cell as ·.
 """
 
 import numpy as np
@@ -17,10 +18,13 @@ __all__ = ["MiniHeatmap"]
 
 
 class MiniHeatmap:
-    def __init__(self, weights: np.ndarray, title: str, vmax: float = 1.0):
+    """One head's whole [T, T] matrix in T columns, under its title."""
+
+    def __init__(self, weights: np.ndarray, title: str, vmax: float = 1.0, mask: np.ndarray | None = None):
         self.weights = weights  # [T, T]
         self.title = title
         self.vmax = vmax or 1.0
+        self.mask = np.ones(weights.shape, dtype=bool) if mask is None else mask  # [T, T] True where a key is seen
 
     @property
     def _width(self) -> int:
@@ -32,18 +36,30 @@ class MiniHeatmap:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.title.ljust(self._width), style="bold")
         fractions = self.weights / self.vmax  # [T, T]
+        seen = self.mask
         keys = fractions.shape[1]
         if keys > options.max_width:  # too wide for the terminal: draw the first keys and say so
-            fractions = fractions[:, : options.max_width]
+            fractions, seen = fractions[:, : options.max_width], seen[:, : options.max_width]
             yield Text(f"(keys 0 to {options.max_width - 1} of {keys})", style="dim")
         if not uses_colour(console):
-            for row in fractions:
-                yield Text("".join(SHADES[min(int(f * len(SHADES)), len(SHADES) - 1)] for f in row))
+            for row, row_seen in zip(fractions, seen, strict=True):
+                yield Text(
+                    "".join(
+                        SHADES[min(int(f * len(SHADES)), len(SHADES) - 1)] if visible else "·"
+                        for f, visible in zip(row, row_seen, strict=True)
+                    )
+                )
             return
         for top in range(0, len(fractions), 2):
             line = Text()
             for column in range(fractions.shape[1]):
-                upper = colour_of(fractions[top, column])
-                lower = colour_of(fractions[top + 1, column]) if top + 1 < len(fractions) else None
-                line.append("▀", style=Style(color=upper, bgcolor=lower))
+                upper = colour_of(fractions[top, column]) if seen[top, column] else None
+                has_lower = top + 1 < len(fractions) and seen[top + 1, column]
+                lower = colour_of(fractions[top + 1, column]) if has_lower else None
+                if upper is None and lower is not None:  # only the lower half has a colour: draw that half
+                    line.append("▄", style=Style(color=lower))
+                elif upper is None:
+                    line.append(" ")
+                else:
+                    line.append("▀", style=Style(color=upper, bgcolor=lower))
             yield line
