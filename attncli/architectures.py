@@ -109,6 +109,15 @@ class _Tensors:
         self._check_shape(full, tensor.shape, shape)
         return tensor
 
+    def stacked(self, names: list[str], shape: tuple[int, int]) -> np.ndarray:
+        """Tensors of one `shape` [rows, columns], read straight into one [len(names) · rows, columns]."""
+        together = np.empty((len(names) * shape[0], shape[1]), np.float32)
+        for i, name in enumerate(names):
+            full = self._full(name)
+            self._check_shape(full, self.source.shape(full), shape)
+            self.source.get(full, out=together[i * shape[0] : (i + 1) * shape[0]])
+        return together
+
     def table(self, name: str, shape: tuple[int, int]):
         """An embedding table whose rows are read when looked up (see TensorFile.rows)."""
         full = self._full(name)
@@ -457,14 +466,16 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
         q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
     projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
     mlp_bias = c.mlp_bias
-    if style.fused:
-        w_gate, w_up = np.split(t(f"{layer}.mlp.gate_up_proj.weight", (2 * f, d)).T, 2, axis=1)
-        feed_forward = FeedForward(w_up, t(f"{layer}.mlp.down_proj.weight", (d, f)).T, w_gate=w_gate)
+    mlp = f"{layer}.mlp"
+    if style.fused:  # gate_up_proj is stored as gate's rows, then up's: what FeedForward wants, transposed
+        w_in, b_in = t(f"{mlp}.gate_up_proj.weight", (2 * f, d)).T, None
     else:
-        w_gate, b_gate = t.weight(f"{layer}.mlp.gate_proj", d, f, mlp_bias)
-        w_up, b_up = t.weight(f"{layer}.mlp.up_proj", d, f, mlp_bias)
-        w_down, b_down = t.weight(f"{layer}.mlp.down_proj", f, d, mlp_bias)
-        feed_forward = FeedForward(w_up, w_down, b_up, b_down, w_gate, b_gate)
+        w_in = t.stacked([f"{mlp}.gate_proj.weight", f"{mlp}.up_proj.weight"], (f, d)).T  # [d, 2f]
+        b_in = (
+            np.concatenate([t(f"{mlp}.{name}.bias", (f,)) for name in ("gate_proj", "up_proj")]) if mlp_bias else None
+        )
+    w_down, b_down = t.weight(f"{mlp}.down_proj", f, d, mlp_bias)
+    feed_forward = FeedForward(w_in, w_down, b_in, b_down, gated=True)
     norm = functools.partial(_rms, t, d=d, style=style)
     if style.sandwich:
         return Block(

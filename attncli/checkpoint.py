@@ -129,10 +129,12 @@ class TensorFile:
         """The shape of tensor `name`, from the file's header alone."""
         return self._entry(name)[2]
 
-    def get(self, name: str) -> np.ndarray:
-        """The tensor `name` as float32 (fp16 and bf16 upcast), checked to be finite."""
+    def get(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        """The tensor `name` as float32 (fp16 and bf16 upcast), checked to be finite; written into
+        `out` (float32, of its size) when given."""
         path, dtype, shape, start, end = self._entry(name)
-        return _finite(_float32(_read(path, name, start, end - start), dtype).reshape(shape), path, name)
+        tensor = _float32(_read(path, name, start, end - start), dtype, None if out is None else out.reshape(-1))
+        return _finite(tensor.reshape(shape), path, name)
 
     def rows(self, name: str) -> "Rows":
         """Tensor `name` [n, d] as rows read on demand: a sentence needs a few rows of a word
@@ -185,12 +187,19 @@ def _read(path: Path, name: str, start: int, size: int) -> bytes:
     return data
 
 
-def _float32(data: bytes, dtype: str) -> np.ndarray:
-    """Raw little-endian values as float32; a bf16 value is the high half of a float32."""
+def _float32(data: bytes, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Raw little-endian values as float32, into `out` [n] when given; a bf16 value is the high half
+    of a float32."""
     values = np.frombuffer(data, dtype=_FLOATS[dtype])
+    if out is None:
+        out = np.empty(values.shape, np.float32)
+    if out.shape != values.shape:
+        raise ValueError(f"{values.size} values for {out.size} places")
     if dtype == "BF16":  # shifted straight into the float32's bits: one pass, no temporary
-        return np.left_shift(values, 16, out=np.empty(values.shape, np.uint32), dtype=np.uint32).view(np.float32)
-    return values.astype(np.float32)
+        np.left_shift(values, 16, out=out.view(np.uint32), dtype=np.uint32)
+    else:
+        out[...] = values
+    return out
 
 
 class Rows:

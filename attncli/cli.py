@@ -21,7 +21,7 @@ from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed
 from attncli.escapes import visible
 from attncli.models import Model, load_model
-from attncli.output import Color, Format, Output, write, write_records
+from attncli.output import Color, Format, Output, Scale, write, write_records
 
 __all__ = ["app", "main"]
 
@@ -175,6 +175,12 @@ IncludeSpecialOpt = Annotated[
         help="Let special tokens ([CLS], [SEP]) and a decoder's first token (its attention sink) be a top key.",
     ),
 ]
+ScaleOpt = Annotated[
+    Scale,
+    typer.Option(
+        "--scale", help="Colours: fixed (0 to 1 in every view), row (to each row's largest) or log (from 0.001)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
 FormatOpt = Annotated[
     Format | None,
@@ -294,6 +300,7 @@ def explain(
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
+    scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
     *,
     model: Model,
@@ -308,7 +315,7 @@ def explain(
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
     result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
-    write(result, output, values=values)
+    write(result, output, values=values, scale=scale)
 
 
 @app.command()
@@ -319,6 +326,7 @@ def heatmap(
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
+    scale: ScaleOpt = Scale.fixed,
     *,
     model: Model,
     max_tokens: int,
@@ -329,7 +337,7 @@ def heatmap(
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
     result = commands.heatmap(_text(text), model, layer, head, max_tokens)
-    write(result, output, values=values)
+    write(result, output, values=values, scale=scale)
 
 
 @app.command()
@@ -452,6 +460,7 @@ def model_command(
     heads: Annotated[
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
+    scale: ScaleOpt = Scale.fixed,
     *,
     model: Model,
     max_tokens: int,
@@ -463,7 +472,7 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output)
+    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale)
 
 
 @app.command(name="heads")
@@ -507,6 +516,7 @@ def rollout(
             "--token", help="List which input tokens this token draws on (index or text).", show_default=False
         ),
     ] = None,
+    scale: ScaleOpt = Scale.fixed,
     *,
     model: Model,
     max_tokens: int,
@@ -516,7 +526,7 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    write(commands.rollout(_text(text), model, head_fusion, token, max_tokens), output)
+    write(commands.rollout(_text(text), model, head_fusion, token, max_tokens), output, scale=scale)
 
 
 @app.command()

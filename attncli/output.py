@@ -22,6 +22,7 @@ __all__ = [
     "Color",
     "Format",
     "Output",
+    "Scale",
     "attention_csv",
     "attention_npz",
     "rounded",
@@ -47,6 +48,14 @@ class Color(enum.StrEnum):
     auto = "auto"  # on a terminal, unless NO_COLOR is set
     always = "always"
     never = "never"
+
+
+class Scale(enum.StrEnum):
+    """How a heatmap maps weights to colours (see widgets.heatmap.fractions)."""
+
+    fixed = "fixed"  # 0 to 1, the same in every view: a colour is a weight
+    row = "row"  # 0 to each row's largest weight: where each query's attention goes, however small
+    log = "log"  # log10 of the weight from 0.001 to 1: small weights beside a large one stay visible
 
 
 _EXPORTS = (".svg", ".html")

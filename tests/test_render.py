@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from helpers import SENTENCE, render_text
+from numpy.testing import assert_allclose
 from rich.color import Color
 
 from attncli import commands, views
@@ -12,7 +13,7 @@ from attncli.escapes import visible
 from attncli.json_writer import json_bytes
 from attncli.models import load_model
 from attncli.terminal import abbreviate, pad, token_label
-from attncli.widgets.heatmap import Heatmap, colour_of
+from attncli.widgets.heatmap import Heatmap, colour_of, fractions
 from attncli.widgets.vectors import VectorTable, number
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -70,11 +71,23 @@ def test_without_colour_or_numbers_the_grid_uses_shades():
 
 
 def test_sixteen_colour_terminals_get_shades_not_a_broken_scale():
-    text = render_text(uniform_heatmap(3, show_values=False), width=80, color_system="standard")
+    weights = np.full((3, 3), 1 / 3)
+    heatmap = Heatmap(weights, ["t0", "t1", "t2"], show_values=False, scale="row")
+    text = render_text(heatmap, width=80, color_system="standard")
     assert "\x1b[" not in text
     rows = [line for line in text.splitlines() if line.startswith(("0 t0", "1 t1", "2 t2"))]
-    assert rows == [f"{i} t{i} {'█' * 9}" for i in range(3)]  # every weight is the largest: the fullest shade
-    assert "░ ≥0.07" in text  # and the legend says where each shade begins
+    assert rows == [f"{i} t{i} {'█' * 9}" for i in range(3)]  # every weight is its row's largest: the fullest shade
+    assert "share of the row's largest weight: ░ ≥0.20" in text  # and the legend says where each shade begins
+
+
+def test_one_colour_means_one_weight_on_the_fixed_scale_and_log_shows_small_weights():
+    weights = np.array([[0.9, 0.09, 0.01], [0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3]])
+    assert_allclose(fractions(weights, "fixed"), weights)
+    assert_allclose(fractions(weights, "row")[0], [1.0, 0.1, 1 / 90])
+    assert_allclose(fractions(weights, "log")[0], [(np.log10(0.9) + 3) / 3, (np.log10(0.09) + 3) / 3, 1 / 3])
+    assert fractions(np.array([[1e-9]]), "log")[0, 0] == 0.0
+    legend = render_text(Heatmap(weights, ["a", "b", "c"], scale="log"), width=80, color_system="truecolor")
+    assert "weight, log scale" in legend and "≤0.001" in legend and "0.01" in legend
 
 
 def test_with_colour_cells_get_background_colours():

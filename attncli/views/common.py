@@ -23,6 +23,7 @@ __all__ = [
     "model_line",
     "plain_table",
     "plural",
+    "scale_hint",
     "section",
     "softmax_steps_table",
     "text_line",
@@ -92,19 +93,20 @@ def tokens_table(tokens, text: str) -> Table:
     return table
 
 
-def head_heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool, highlight: int | None = None):
+def head_heatmaps(
+    run: AttentionRun, layer: int, head: int | None, values: bool, highlight: int | None = None, scale: str = "fixed"
+):
     """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour scale."""
     weights = run.weights[layer]  # [h, T, T]
     heads = range(len(weights)) if head is None else [head]
     mask = layer_mask(run, layer)
-    vmax = float(max(weights[h].max() for h in heads))
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     maps = [
         Heatmap(
             weights[h],
             token_texts(run),
             title=f"{prefix}head {h}",
-            vmax=vmax,
+            scale=scale,
             show_values=values,
             mask=mask,
             highlight=highlight,
@@ -112,6 +114,13 @@ def head_heatmaps(run: AttentionRun, layer: int, head: int | None, values: bool,
         for h in heads
     ]
     return Columns(maps, padding=(1, 3)) if len(maps) > 1 else maps[0]
+
+
+def scale_hint(run: AttentionRun, scale: str) -> str:
+    """For a decoder on the fixed scale: how to see past its first token, which takes most weight."""
+    if not run.model.causal or scale != "fixed" or run.model.sample:
+        return ""
+    return " A decoder's first token takes much of every row (an attention sink): --scale log or row shows the rest."
 
 
 def layer_mask(run: AttentionRun, layer: int):

@@ -16,6 +16,7 @@ from attncli.views.common import (
     model_line,
     plain_table,
     plural,
+    scale_hint,
     section,
     softmax_steps_table,
     text_line,
@@ -67,7 +68,7 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
 
 
-def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
+def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed") -> RenderableType:
     run = result.run
     model = run.model
     trace = run.trace
@@ -122,9 +123,9 @@ def explain_view(result: ExplainResult, values: bool = True) -> RenderableType:
         5,
         "Attention weights",
         f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
-        "columns are keys; each row sums to 1." + _mask_note(model, layer),
+        "columns are keys; each row sums to 1." + _mask_note(model, layer) + scale_hint(run, scale),
     )
-    parts.append(head_heatmaps(run, layer, result.head, values, highlight=f))
+    parts.append(head_heatmaps(run, layer, result.head, values, highlight=f, scale=scale))
 
     parts += section(
         6,

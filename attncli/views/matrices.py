@@ -15,6 +15,7 @@ from attncli.views.common import (
     model_line,
     plain_table,
     plural,
+    scale_hint,
     text_line,
     token_texts,
 )
@@ -25,41 +26,43 @@ from attncli.widgets.vectors import number
 __all__ = ["heatmap_view", "model_view", "rollout_view"]
 
 
-def heatmap_view(result: HeatmapResult, values: bool = True) -> RenderableType:
+def heatmap_view(result: HeatmapResult, values: bool = True, scale: str = "fixed") -> RenderableType:
     run = result.run
     return Group(
         text_line(run.text),
         model_line(run.model),
-        Text("Attention weights: rows are queries, columns are keys; each row sums to 1.", style="italic"),
+        Text(
+            "Attention weights: rows are queries, columns are keys; each row sums to 1." + scale_hint(run, scale),
+            style="italic",
+        ),
         Text(""),
-        head_heatmaps(run, result.layer, result.head, values),
+        head_heatmaps(run, result.layer, result.head, values, scale=scale),
     )
 
 
-def model_view(result: ModelGridResult) -> RenderableType:
+def model_view(result: ModelGridResult, scale: str = "fixed") -> RenderableType:
     run = result.run
     weights = run.weights[np.ix_(result.layers, result.heads)]  # [layers shown, heads shown, T, T]
-    vmax = float(weights.max())
     parts: list[RenderableType] = [
         text_line(run.text),
         model_line(run.model),
         Text(
             f"Every head at once: each square is one head's {len(run.tokens)} × {len(run.tokens)} weights, "
-            "queries down, keys across. --layers and --heads (e.g. 0-2,5) zoom in.",
+            "queries down, keys across. --layers and --heads (e.g. 0-2,5) zoom in." + scale_hint(run, scale),
             style="italic",
         ),
     ]
     for row, layer in enumerate(result.layers):
         maps = [
-            MiniHeatmap(weights[row, column], head_name(layer, head), vmax, mask=layer_mask(run, layer))
+            MiniHeatmap(weights[row, column], head_name(layer, head), scale, mask=layer_mask(run, layer))
             for column, head in enumerate(result.heads)
         ]
         parts += [Text(""), Columns(maps, padding=(0, 2))]
-    parts += [Text(""), Legend(vmax)]
+    parts += [Text(""), Legend(scale)]
     return Group(*parts)
 
 
-def rollout_view(result: RolloutResult) -> RenderableType:
+def rollout_view(result: RolloutResult, scale: str = "fixed") -> RenderableType:
     run = result.run
     layers = len(result.rollout)
     final = result.rollout[-1]  # [T, T]
@@ -73,7 +76,9 @@ def rollout_view(result: RolloutResult) -> RenderableType:
             style="italic",
         ),
         Text(""),
-        Heatmap(final, token_texts(run), title=f"rollout through layer {layers - 1}", highlight=result.token),
+        Heatmap(
+            final, token_texts(run), title=f"rollout through layer {layers - 1}", highlight=result.token, scale=scale
+        ),
     ]
     if result.token is not None:
         table = plain_table(("#", "right"), ("input token", "left"), ("share", "right"), ("", "left"))

@@ -1,5 +1,7 @@
 """`Heatmap`: a matrix of weights as a grid of coloured cells, with labelled axes and a legend."""
 
+import math
+
 import numpy as np
 from rich.cells import cell_len
 from rich.color import Color
@@ -10,7 +12,7 @@ from rich.text import Text
 
 from attncli.terminal import abbreviate, downward, pad, token_label
 
-__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "uses_colour"]
+__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "fractions", "uses_colour"]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
@@ -33,6 +35,29 @@ _VIRIDIS = np.array(
 SHADES = " ░▒▓█"
 _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
 _LEGEND_STEPS = 16
+
+
+# log scale: weights from LOG_FLOOR (and below) to 1 spread over the colours by their log10.
+LOG_FLOOR = 1e-3
+
+
+def fractions(weights: np.ndarray, scale: str) -> np.ndarray:
+    """Where each weight of `weights` [..., T] falls on the colour scale, 0 … 1: the weight itself
+    (fixed), the weight over its row's largest (row), or (log10(weight) + 3) / 3, from 0.001 (log)."""
+    if scale == "row":
+        top = weights.max(axis=-1, keepdims=True)
+        return weights / np.where(top > 0, top, 1.0)
+    if scale == "log":
+        return (np.log10(np.maximum(weights, LOG_FLOOR)) - math.log10(LOG_FLOOR)) / -math.log10(LOG_FLOOR)
+    return np.clip(weights, 0.0, 1.0)
+
+
+def _ticks(scale: str) -> list[tuple[float, str]]:
+    """(position on the scale, label) of the legend's ticks."""
+    if scale == "log":
+        return [(0.0, "≤0.001"), (1 / 3, "0.01"), (2 / 3, "0.1"), (1.0, "1")]
+    top = "row max" if scale == "row" else "1"
+    return [(0.0, "0"), (0.25, ".25"), (0.5, ".5"), (0.75, ".75"), (1.0, top)]
 
 
 def colour_of(fraction: float) -> Color:
@@ -65,7 +90,8 @@ def uses_colour(console: Console) -> bool:
 
 
 class Heatmap:
-    """Rows are queries, columns keys; a cell's colour (or shade) is its weight on a 0 … `vmax` scale.
+    """Rows are queries, columns keys; a cell's colour (or shade) is its weight on the `scale`
+    (see `fractions`): the same 0 … 1 in every view by default.
 
     Cells are five characters wide with their value printed in them when
     `show_values` is set and the width allows, then four (.42); narrower
@@ -80,7 +106,7 @@ class Heatmap:
         labels: list[str],
         *,
         title: str = "",
-        vmax: float | None = None,
+        scale: str = "fixed",
         show_values: bool = True,
         mask: np.ndarray | None = None,
         highlight: int | None = None,
@@ -88,7 +114,8 @@ class Heatmap:
         self.weights = weights  # [T, T]
         self.labels = [token_label(label) for label in labels]
         self.title = title
-        self.vmax = float(vmax if vmax is not None else weights.max()) or 1.0
+        self.scale = scale
+        self.fractions = fractions(weights, scale)  # [T, T]
         self.show_values = show_values
         self.mask = mask  # [T, T] bool or None
         self.highlight = highlight
@@ -123,7 +150,7 @@ class Heatmap:
         for row in range(len(self.labels)):
             yield self._row(row, cell, columns, values, colour)
         if colour or not values:  # numbers in plain cells need no key
-            yield _legend_text(self.vmax, colour)
+            yield from _legend_lines(self.scale, colour)
         if self.show_values and not values:
             yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
         if columns < len(self.labels):
@@ -150,7 +177,7 @@ class Heatmap:
             if self.mask is not None and not self.mask[row, key]:
                 text.append("·".center(cell), style="dim")
                 continue
-            fraction = weight / self.vmax
+            fraction = float(self.fractions[row, key])
             if values:
                 content = (f"{weight:.2f}" if cell >= 5 else _cell_number(weight)).rjust(cell)
             elif colour:
@@ -165,25 +192,44 @@ class Heatmap:
         return text
 
 
-def _legend_text(vmax: float, colour: bool) -> Text:
+_LEGEND_WIDTH = 21  # cells of the colour strip
+
+
+def _legend_lines(scale: str, colour: bool) -> list[Text]:
+    """The scale as a strip of colours with its ticks under it, or the shades and where each begins."""
+    name = {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight, log scale"}[scale]
     if colour:
-        legend = Text(f"weight {0:.2f} ")
-        for step in range(_LEGEND_STEPS):
-            legend.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_STEPS - 1))))
-        legend.append(f" {vmax:.2f}")
-        return legend
+        strip = Text(f"{name}  ")
+        indent = len(strip)
+        for step in range(_LEGEND_WIDTH):
+            strip.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_WIDTH - 1))))
+        ticks = [" "] * (_LEGEND_WIDTH + 8)
+        for position, label in _ticks(scale):
+            at = round(position * (_LEGEND_WIDTH - 1))
+            at = min(at, len(ticks) - len(label))
+            ticks[at : at + len(label)] = label
+        return [strip, Text(" " * indent + "".join(ticks).rstrip(), style="dim")]
     # One shade per fifth of the scale; say where each begins.
-    legend = Text("")
-    for level, shade in enumerate(SHADES[1:], start=1):
-        legend.append(f"{shade} ≥{level * vmax / len(SHADES):.2f}  ")
-    return legend
+    edges = fractions_edges(scale)
+    legend = Text(f"{name}: ")
+    for shade, edge in zip(SHADES[1:], edges, strict=True):
+        legend.append(f"{shade} ≥{edge}  ")
+    return [legend]
+
+
+def fractions_edges(scale: str) -> list[str]:
+    """Where each shade but the blank one begins, in the scale's own terms."""
+    steps = [level / len(SHADES) for level in range(1, len(SHADES))]
+    if scale == "log":
+        return [f"{10 ** (math.log10(LOG_FLOOR) * (1 - step)):.2g}" for step in steps]
+    return [f"{step:.2f}" for step in steps]
 
 
 class Legend:
-    """The scale from 0 to `vmax`: a strip of colours, or the shades and where each begins."""
+    """The colour scale: a strip of colours with ticks, or the shades and where each begins."""
 
-    def __init__(self, vmax: float):
-        self.vmax = vmax
+    def __init__(self, scale: str = "fixed"):
+        self.scale = scale
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield _legend_text(self.vmax, uses_colour(console))
+        yield from _legend_lines(self.scale, uses_colour(console))

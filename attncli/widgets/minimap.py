@@ -13,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 
 from attncli.widgets.heatmap import SHADES, colour_of, uses_colour
+from attncli.widgets.heatmap import fractions as scale_fractions
 
 __all__ = ["MiniHeatmap"]
 
@@ -20,10 +21,10 @@ __all__ = ["MiniHeatmap"]
 class MiniHeatmap:
     """One head's whole [T, T] matrix in T columns, under its title."""
 
-    def __init__(self, weights: np.ndarray, title: str, vmax: float = 1.0, mask: np.ndarray | None = None):
+    def __init__(self, weights: np.ndarray, title: str, scale: str = "fixed", mask: np.ndarray | None = None):
         self.weights = weights  # [T, T]
         self.title = title
-        self.vmax = vmax or 1.0
+        self.scale = scale
         self.mask = np.ones(weights.shape, dtype=bool) if mask is None else mask  # [T, T] True where a key is seen
 
     @property
@@ -35,7 +36,7 @@ class MiniHeatmap:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.title.ljust(self._width), style="bold")
-        fractions = self.weights / self.vmax  # [T, T]
+        fractions = scale_fractions(self.weights, self.scale)  # [T, T]
         seen = self.mask
         keys = fractions.shape[1]
         if keys > options.max_width:  # too wide for the terminal: draw the first keys and say so
