@@ -57,6 +57,7 @@ def torch_forward(directory: str) -> None:
 
     model = AutoModel.from_pretrained(directory, attn_implementation="eager", dtype=torch.float32).eval()
     tokenizer = Tokenizer.from_file(f"{directory}/tokenizer.json")
+    tokenizer.no_truncation()  # MiniLM's file truncates at 128 tokens; attncli reads every token
     for length, text in texts(directory).items():
         ids = torch.tensor([tokenizer.encode(text).ids])
         assert ids.shape[1] == length, (ids.shape, length)

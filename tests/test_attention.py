@@ -13,6 +13,7 @@ from attncli.attention import (
     attention,
     causal_mask,
     masked,
+    masked_softmax,
     merge_heads,
     multi_head_attention,
     softmax,
@@ -160,3 +161,43 @@ def test_trace_steps_follow_from_each_other(rng):
     assert_allclose(trace.head_outputs[3], trace.weights[3] @ trace.v[3])
     assert_allclose(trace.concat[:, 12:16], trace.head_outputs[3])
     assert_allclose(trace.output, trace.concat @ w_o + b_o)
+
+
+@given(
+    st.integers(1, 9).flatmap(
+        lambda n: st.tuples(
+            arrays(np.float32, (2, n, n), elements=st.floats(-30, 30, width=32)),
+            st.one_of(st.none(), st.integers(1, n)),
+            arrays(bool, (n, n)),
+        )
+    )
+)
+def test_masked_softmax_is_softmax_of_the_masked_scores_exactly(case):
+    x, window, other = case
+    for mask in (causal_mask(len(x[0]), window), other):
+        assert_array_equal(masked_softmax(x, mask), softmax(masked(x, mask)))
+
+
+@given(st.integers(1, 12), st.integers(1, 12))
+def test_a_sliding_window_shows_each_query_its_last_keys(n, window):
+    mask = causal_mask(n, window)
+    for i in range(n):
+        assert np.flatnonzero(mask[i]).tolist() == list(range(max(0, i - window + 1), i + 1))
+
+
+@given(st.integers(1, 4).flatmap(lambda g: st.tuples(st.just(g), st.integers(1, 3), st.integers(1, 5))))
+def test_grouped_query_attention_is_attention_with_each_key_head_repeated(shape):
+    kv_heads, group, tokens = shape
+    heads, d_k, rng = kv_heads * group, 4, np.random.default_rng(kv_heads * 100 + group * 10 + tokens)
+    d = 8
+    x = rng.normal(size=(tokens, d))
+    w_q, w_o = rng.normal(size=(d, heads * d_k)), rng.normal(size=(heads * d_k, d))
+    w_k, w_v = rng.normal(size=(d, kv_heads * d_k)), rng.normal(size=(d, kv_heads * d_k))
+    grouped = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, kv_heads=kv_heads)
+    # The same layer with K and V widened: query head h gets key-value head h // group.
+    copies = [h // group for h in range(heads)]
+    widen = lambda w: np.concatenate([w[:, g * d_k : (g + 1) * d_k] for g in copies], axis=1)  # noqa: E731
+    full = multi_head_attention(x, Projections(w_q, widen(w_k), widen(w_v), w_o), heads)
+    assert_allclose(grouped.weights, full.weights, atol=1e-12)
+    assert_allclose(grouped.output, full.output, atol=1e-10)
+    assert grouped.key_head(heads - 1) == kv_heads - 1

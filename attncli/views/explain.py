@@ -225,9 +225,23 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
         + f". Token {f} is at position {f}, so its pairs turn by these angles (radians):",
         style="dim",
     )
-    rows = np.vstack([angles, attention.q[h, f, :half], attention.q_rotated[h, f, :half]])  # [3, n/2]
-    labels = ["angle", "q before", "q after"]
-    return [lead, VectorTable(rows, labels, title=f"pairs 0 to {half - 1}: token {f}, head {h}")]
+    g, key = attention.key_head(h), result.focus_top
+    rows = np.vstack(
+        [
+            angles,
+            attention.q[h, f, :half],
+            attention.q_rotated[h, f, :half],
+            attention.k[g, key, :half],
+            attention.k_rotated[g, key, :half],
+        ]
+    )  # [5, n/2]
+    labels = ["angle", "q before", "q after", f"k({key}) before", f"k({key}) after"]
+    note = Text(
+        f"k is token {key}'s key (its strongest below), turned by its own position's angles: a score depends on "
+        "the two tokens' distance, not on where they stand.",
+        style="dim",
+    )
+    return [lead, VectorTable(rows, labels, title=f"pairs 0 to {half - 1}: token {f}, head {h}"), note]
 
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
