@@ -88,34 +88,45 @@ STATISTICS = (
 
 
 def head_statistics(
-    weights: np.ndarray, first_special: int | None, separators: np.ndarray, punctuation: np.ndarray, causal: bool
+    weights: np.ndarray,
+    first_special: int | None,
+    separators: np.ndarray,
+    punctuation: np.ndarray,
+    visible: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """What each head of `weights` [L, h, T, T] does, as a mean over its query rows: {name: [L, h]}.
 
-    Only rows that may see more than one key count: under a causal mask the first row can only
+    `visible` [T, T] bool is the keys each query may see (a causal mask, a sliding window); None:
+    all. Only rows that may see more than one key count: under a causal mask the first row can only
     attend to itself, which says nothing about the head. entropy: of each row, in nats;
     entropy_normalized: divided by ln of the number of keys the row may see; distance:
     Σ_j w_ij |i - j|; self, previous, next: the weight on key i, i - 1, i + 1 (over the rows that
     may see that key); first_special: on the first token when it is special ([CLS], <s>) or the
-    model causal (its attention sink);
-    separator: on the other special tokens ([SEP], </s>); punctuation: on punctuation tokens;
-    max: the largest weight of the row. A statistic that does not apply (no such key, or a
-    causal model's next token) is NaN. `separators` and `punctuation` are [T] bool masks.
+    model causal (its attention sink), over the rows that may see it; separator: on the other
+    special tokens ([SEP], </s>); punctuation: on punctuation tokens; max: the largest weight of
+    the row. A statistic that does not apply (no such key, or a causal model's next token) is NaN.
+    `separators` and `punctuation` are [T] bool masks.
     """
     layers, heads, tokens, _ = weights.shape
     rows = np.arange(tokens)
-    keys_seen = rows + 1 if causal else np.full(tokens, tokens)  # [T]
+    seen = np.ones((tokens, tokens), dtype=bool) if visible is None else visible  # [T, T]
+    keys_seen = seen.sum(axis=-1)  # [T]
     counted = rows[keys_seen > 1]  # the rows that say something about the head
     nan = np.full((layers, heads), np.nan)
     if not len(counted):
         return {name: nan for name in STATISTICS}
     w = weights[:, :, counted, :]  # [L, h, rows counted, T]
 
+    def on_key(key_of) -> np.ndarray:
+        """Mean weight on key key_of(i) of each counted row i that may see it: [L, h]."""
+        keys = key_of(counted)
+        inside = (keys >= 0) & (keys < tokens)
+        inside[inside] = seen[counted[inside], keys[inside]]
+        queries = counted[inside]
+        return weights[:, :, queries, key_of(queries)].mean(axis=-1) if len(queries) else nan
+
     def diagonal(offset: int) -> np.ndarray:
-        """Mean weight on key i + offset, over the counted rows that may see it: [L, h]."""
-        visible = (counted + offset >= 0) & (counted + offset < tokens) & (counted + offset < keys_seen[counted])
-        queries = counted[visible]
-        return weights[:, :, queries, queries + offset].mean(axis=-1) if len(queries) else nan
+        return on_key(lambda queries: queries + offset)
 
     def on(keys: np.ndarray) -> np.ndarray:
         return w[..., keys].sum(axis=-1).mean(axis=-1) if keys.any() else nan
@@ -128,7 +139,7 @@ def head_statistics(
         "self": diagonal(0),
         "previous": diagonal(-1),
         "next": diagonal(1),
-        "first_special": w[..., first_special].mean(axis=-1) if first_special is not None else nan,
+        "first_special": nan if first_special is None else on_key(lambda queries: np.full_like(queries, first_special)),
         "separator": on(separators),
         "punctuation": on(punctuation),
         "max": w.max(axis=-1).mean(axis=-1),
@@ -247,17 +258,26 @@ def candidate_keys(special: np.ndarray, query: int, include_special: bool) -> np
     return allowed
 
 
-def text_statistics(weights: np.ndarray, special: np.ndarray, pieces: list[str], causal: bool) -> dict:
+def text_statistics(
+    weights: np.ndarray, special: np.ndarray, pieces: list[str], causal: bool, masks: list | None = None
+) -> dict:
     """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
-    `special` [T] bool and `pieces` the vocabulary strings. The first token counts as the first
-    special token when it is one, or in a causal model (the attention sink, see `sinks`); the
-    other special tokens are separators."""
+    `special` [T] bool and `pieces` the vocabulary strings, each layer with its mask of `masks`
+    ([T, T] bool or None for all keys; None: every layer sees all). The first token counts as the
+    first special token when it is one, or in a causal model (the attention sink, see `sinks`);
+    the other special tokens are separators."""
     first = 0 if special[0] or causal else None
     separators = special.copy()
     if first is not None:
         separators[first] = False
     punctuation = np.array([not s and is_punctuation(piece) for s, piece in zip(special, pieces, strict=True)])
-    return head_statistics(weights, first, separators, punctuation, causal)
+    if masks is None or all(mask is masks[0] for mask in masks):
+        return head_statistics(weights, first, separators, punctuation, None if masks is None else masks[0])
+    layers = [
+        head_statistics(weights[layer : layer + 1], first, separators, punctuation, mask)
+        for layer, mask in enumerate(masks)
+    ]
+    return {name: np.concatenate([layer[name] for layer in layers]) for name in STATISTICS}
 
 
 class StatisticSums:

@@ -297,6 +297,10 @@ class _Decoder:
     """How a decoder family departs from Llama's layout and defaults."""
 
     head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
+    kv_heads: int | None = None  # num_key_value_heads when config.json has none; None: the heads
+    attention_bias: bool = True  # attention_bias is read (else the attention has no biases)
+    mlp_bias: bool = False  # mlp_bias is read (else the feed-forward has no biases)
+    partial_rotary: bool = False  # partial_rotary_factor is read (else RoPE turns whole heads)
     qkv_bias: bool = False  # biases on q, k and v, whatever attention_bias says (Qwen 2)
     qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
     fused: bool = False  # q, k and v in one qkv_proj, gate and up in one gate_up_proj (Phi-3)
@@ -305,6 +309,7 @@ class _Decoder:
     windows: str = "none"  # which layers slide: none, all, upper (Qwen: use_sliding_window, max_window_layers), even
     window: int | None = None  # sliding_window when config.json has none
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
+    default_activation: str = "silu"  # the activation when config.json names none
     eps: float = 1e-6  # rms_norm_eps when config.json has none
 
 
@@ -314,14 +319,13 @@ ROPE_TYPES = ("default", "linear", "llama3")
 _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 
 
-def _rope(config: dict, head_dim: int) -> "Rope":
+def _rope(config: dict, head_dim: int, partial_rotary: bool) -> "Rope":
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
-    rope_scaling at the top level (most published checkpoints)."""
+    rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
+    reads them. A family that turns whole heads refuses partial_rotary_factor."""
     from attncli.transformer import Rope
 
-    parameters = config.get("rope_parameters")
-    if parameters is None:
-        parameters = config.get("rope_scaling") or {}
+    parameters = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
     kind = parameters.get("rope_type", parameters.get("type", "default"))
@@ -336,11 +340,17 @@ def _rope(config: dict, head_dim: int) -> "Rope":
     for name, value in (("rope_theta", theta), ("partial_rotary_factor", partial)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
+    if partial != 1.0 and not partial_rotary:
+        raise DataError(
+            f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
+            "whose RoPE turns whole heads"
+        )
     rope = {"theta": float(theta), "dims": int(head_dim * partial), "scaling": kind}
     if kind == "linear":
         rope["factor"] = float(_field(merged, "factor"))
     if kind == "llama3":
-        original = merged.get("original_max_position_embeddings", config.get("original_max_position_embeddings"))
+        # As transformers reads it: a top-level original_max_position_embeddings wins over the nested one.
+        original = config.get("original_max_position_embeddings", merged.get("original_max_position_embeddings"))
         rope.update(
             factor=float(_field(merged, "factor")),
             low_freq_factor=float(_field(merged, "low_freq_factor")),
@@ -355,15 +365,8 @@ def _rope(config: dict, head_dim: int) -> "Rope":
 def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...] | None:
     """Each layer's sliding window (the last W keys a query sees), or None where it sees all: from
     layer_types (transformers 5), or by the family's rule (most published checkpoints)."""
-    window = config.get("sliding_window", style.window)
-    if style.windows == "upper" and not config.get("use_sliding_window", False):
-        window = None
-    if window is None or style.windows == "none":
-        return None
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise DataError(f"config.json: sliding_window should be a positive integer, not {window!r}")
-    types = config.get("layer_types")
-    if types is not None and style.windows != "all":
+    types = config.get("layer_types") if style.windows != "all" else None
+    if types is not None:
         if not isinstance(types, list) or len(types) != layers:
             raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
         unknown = sorted({kind for kind in types if kind not in _LAYER_TYPES}, key=str)
@@ -371,6 +374,20 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
             raise DataError(
                 f"config.json: layer type {unknown[0]!r} is not supported; attncli reads {', '.join(_LAYER_TYPES)}"
             )
+    if style.windows == "none":
+        return None
+    window = config.get("sliding_window", style.window)
+    if style.windows == "upper" and not config.get("use_sliding_window", False):
+        window = None  # as transformers reads Qwen's config: no window unless use_sliding_window
+    if types is not None and window is None and any(_LAYER_TYPES[kind] for kind in types):
+        raise DataError(
+            "config.json: layer_types has sliding_attention layers but no window (sliding_window, use_sliding_window)"
+        )
+    if window is None:
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise DataError(f"config.json: sliding_window should be a positive integer, not {window!r}")
+    if types is not None:
         return tuple(window if _LAYER_TYPES[kind] else None for kind in types)
     if style.windows == "upper":
         first = _integer(config, "max_window_layers", default=28)
@@ -384,11 +401,13 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
     """The TransformerConfig fields of a Llama-like decoder, `style` saying how its family differs."""
     if config.get("use_bidirectional_attention"):
         raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
+    if config.get("is_causal", True) is not True:
+        raise DataError("config.json: is_causal false (bidirectional attention) is not supported for a decoder")
     d = _integer(config, "hidden_size")
     heads = _integer(config, "num_attention_heads")
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     layers = _integer(config, "num_hidden_layers")
-    activation = _name(config, style.activation, "hidden_act", default="silu")
+    activation = _name(config, style.activation, default=style.default_activation)
     fields = dict(
         family=config["model_type"],
         layers=layers,
@@ -397,21 +416,23 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
         d_ff=_integer(config, "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, "max_position_embeddings"),
-        activation="gelu_pytorch_tanh" if style.offset_norms and activation == "gelu" else activation,
+        # Gemma 1's published configs say "gelu" and mean its tanh form, as transformers reads them.
+        activation="gelu_pytorch_tanh" if config["model_type"] == "gemma" and activation == "gelu" else activation,
         eps=_epsilon(config, "rms_norm_eps", default=style.eps),
         pre_norm=True,
         causal=True,
         norm="rms",
-        kv_heads=_integer(config, "num_key_value_heads", default=heads),
+        kv_heads=_integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
-        rope=_rope(config, head_dim),
+        rope=_rope(config, head_dim, style.partial_rotary),
         gated=True,
         windows=_windows(config, style, layers),
         embedding_scale=d**0.5 if style.offset_norms else None,
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
-        attention_bias=_flag(config, "attention_bias") or style.qkv_bias,
-        mlp_bias=_flag(config, "mlp_bias"),
+        attention_bias=(style.attention_bias and _flag(config, "attention_bias")) or style.qkv_bias,
+        output_bias=style.attention_bias and _flag(config, "attention_bias"),
+        mlp_bias=style.mlp_bias and _flag(config, "mlp_bias"),
     )
     if style.sandwich:
         scalar = _field(config, "query_pre_attn_scalar", default=256)
@@ -451,7 +472,6 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
 
     layer = f"layers.{i}"
     d, f, dk, h, g = c.d_model, c.d_ff, c.d_head, c.heads, c.kv_heads or c.heads
-    bias = c.attention_bias and not style.qkv_bias  # Qwen 2's output projection has no bias
     if style.fused:
         qkv = t(f"{layer}.self_attn.qkv_proj.weight", ((h + 2 * g) * dk, d)).T  # [d, (h + 2g)·d_k]
         w_q, w_k, w_v = np.split(qkv, [h * dk, (h + g) * dk], axis=1)
@@ -460,7 +480,7 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
         w_q, b_q = t.weight(f"{layer}.self_attn.q_proj", d, h * dk, c.attention_bias)
         w_k, b_k = t.weight(f"{layer}.self_attn.k_proj", d, g * dk, c.attention_bias)
         w_v, b_v = t.weight(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
-    w_o, b_o = t.weight(f"{layer}.self_attn.o_proj", h * dk, d, bias and not style.fused)
+    w_o, b_o = t.weight(f"{layer}.self_attn.o_proj", h * dk, d, c.output_bias)
     q_norm = k_norm = None
     if c.qk_norm:
         q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
@@ -548,18 +568,26 @@ FAMILIES = {
     "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights),
 }
 _DECODERS = {
-    "llama": ("Llama", _Decoder()),
-    "mistral": ("Mistral", _Decoder(windows="all", window=4096)),
-    "qwen2": ("Qwen 2", _Decoder(qkv_bias=True, windows="upper", window=4096)),
-    "qwen3": ("Qwen 3", _Decoder(head_dim=128, qk_norm=True, windows="upper", window=4096)),
-    "gemma": ("Gemma", _Decoder(head_dim=256, offset_norms=True)),
+    # The defaults are those of each family's configuration in transformers, for a config.json without the key.
+    "llama": ("Llama", _Decoder(mlp_bias=True)),
+    "mistral": ("Mistral", _Decoder(kv_heads=8, attention_bias=False, windows="all", window=4096)),
+    "qwen2": ("Qwen 2", _Decoder(kv_heads=32, attention_bias=False, qkv_bias=True, windows="upper", window=4096)),
+    "qwen3": ("Qwen 3", _Decoder(head_dim=128, kv_heads=32, qk_norm=True, windows="upper", window=4096)),
+    "gemma": ("Gemma", _Decoder(head_dim=256, kv_heads=16, offset_norms=True, default_activation="gelu_pytorch_tanh")),
     "gemma2": (
         "Gemma 2",
         _Decoder(
-            head_dim=256, offset_norms=True, sandwich=True, windows="even", window=4096, activation="hidden_activation"
+            head_dim=256,
+            kv_heads=4,
+            offset_norms=True,
+            sandwich=True,
+            windows="even",
+            window=4096,
+            activation="hidden_activation",
+            default_activation="gelu_pytorch_tanh",
         ),
     ),
-    "phi3": ("Phi-3", _Decoder(fused=True, windows="all", eps=1e-5)),
+    "phi3": ("Phi-3", _Decoder(attention_bias=False, partial_rotary=True, fused=True, windows="all", eps=1e-5)),
 }
 FAMILIES |= {
     name: Family(

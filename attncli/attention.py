@@ -63,7 +63,7 @@ def masked_softmax(x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | Non
     top[..., empty, :] = 0.0
     e = np.subtract(x, top, out=out, dtype=np.result_type(x, np.float32))
     np.exp(e, out=e, where=mask)
-    e *= mask
+    np.copyto(e, 0.0, where=~mask)  # exactly 0, not the -0.0 that multiplying by the mask would leave
     e[..., empty, :] = 1.0
     e /= np.sum(e, axis=-1, keepdims=True)
     return e

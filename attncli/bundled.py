@@ -190,6 +190,7 @@ class SampleModel:
             seed=c.seed,
             positions=c.positions,
             biases=False,
+            output_bias=False,
             itemsize=8,  # float64 throughout
         )
 

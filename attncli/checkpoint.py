@@ -191,6 +191,8 @@ def _float32(data: bytes, dtype: str, out: np.ndarray | None = None) -> np.ndarr
     """Raw little-endian values as float32, into `out` [n] when given; a bf16 value is the high half
     of a float32."""
     values = np.frombuffer(data, dtype=_FLOATS[dtype])
+    if out is None and dtype == "F32":
+        return values  # read-only, over the bytes just read: no second copy of the tensor
     if out is None:
         out = np.empty(values.shape, np.float32)
     if out.shape != values.shape:

@@ -323,7 +323,12 @@ def heads(
                 raise
             raise error.prefixed(f"line {number}") from None
         pieces = [t.text for t in result.tokens]
-        totals.add(analysis.text_statistics(result.weights, result.special, pieces, model.info.causal))
+        info, count = model.info, len(result.tokens)
+        if info.windows is None:  # one mask for every layer
+            masks = [info.mask(0, count)] * info.layers
+        else:
+            masks = [info.mask(layer, count) for layer in range(info.layers)]
+        totals.add(analysis.text_statistics(result.weights, result.special, pieces, info.causal, masks))
         if progress is not None:
             progress()
     statistics = totals.means()

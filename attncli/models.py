@@ -37,7 +37,8 @@ class ModelInfo:
     positions: bool | None = None  # sample model only: sinusoidal positions added or not
     pre_norm: bool = False  # a norm before each sublayer rather than after
     token_types: bool = False  # a token type embedding is added to each token's
-    biases: bool = True  # the projections add a bias
+    biases: bool = True  # the q, k and v projections add a bias
+    output_bias: bool = True  # the output projection W_O adds one
     itemsize: int = 4  # bytes of each number the forward pass computes
     kv_heads: int | None = None  # key and value heads, when fewer than the heads (grouped-query attention)
     norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
@@ -129,6 +130,7 @@ class CheckpointModel:
             pre_norm=c.pre_norm,
             token_types=c.type_vocab_size > 0,
             biases=c.attention_bias,
+            output_bias=c.output_bias,
             kv_heads=c.kv_heads,
             norm=c.norm,
             rope=c.rope,

@@ -199,7 +199,8 @@ class TransformerConfig:
     embedding_scale: float | None = None  # the word embeddings multiplied by this
     sandwich: bool = False  # a norm after each sublayer's output too, before the residual sum
     qk_norm: bool = False  # each head's q and k pass an RMSNorm of their own before RoPE
-    attention_bias: bool = True  # the attention's projections add biases
+    attention_bias: bool = True  # the attention's q, k and v projections add biases
+    output_bias: bool = True  # the attention's output projection adds a bias
     mlp_bias: bool = True  # the feed-forward's projections add biases
 
     def __post_init__(self):

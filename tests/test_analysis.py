@@ -15,7 +15,7 @@ from attncli.analysis import (
     rollout,
     total_variation,
 )
-from attncli.attention import softmax
+from attncli.attention import causal_mask, softmax
 
 T = 6
 NO_KEYS = np.zeros(T, dtype=bool)
@@ -43,7 +43,9 @@ def sep_sink_head() -> np.ndarray:
 
 
 def statistics(weights, first_special=None, separators=NO_KEYS, punctuation=NO_KEYS, causal=False):
-    return head_statistics(weights, first_special, separators, punctuation, causal)
+    return head_statistics(
+        weights, first_special, separators, punctuation, causal_mask(weights.shape[-1]) if causal else None
+    )
 
 
 def test_a_previous_token_head():

@@ -97,7 +97,11 @@ def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_bet
         ({"sliding_window": 0}, "sliding_window should be a positive integer"),
         ({"num_key_value_heads": 3}, "cannot share 3 key-value heads"),
         ({"use_bidirectional_attention": True}, "use_bidirectional_attention"),
-        ({"attention_bias": "yes"}, "attention_bias should be true or false"),
+        ({"is_causal": False}, "is_causal false"),
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for qwen2"),
+        ({"sliding_window": None}, "layer_types has sliding_attention layers but no window"),
+        ({"use_sliding_window": False}, "layer_types has sliding_attention layers but no window"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),  # read first
     ],
 )
 def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, message):
@@ -121,7 +125,7 @@ def test_the_walkthrough_shows_the_weights_the_model_gave_inside_a_sliding_windo
     assert_allclose(result.focus_steps.probabilities, row[result.focus_keys], atol=1e-6)
     assert row[: focus - 3].sum() == 0
     text = render_text(views.view(result), width=120)
-    assert "The mask hides 9 tokens (later tokens, and those outside the sliding window)" in text
+    assert "The mask hides 9 outside the sliding window: weight exactly 0." in text
     assert "multiplied by Gemma 2's scale 0.4082," in text and "soft-capped as 2 · tanh(s / 2)" in text
 
 
@@ -171,3 +175,30 @@ def test_npz_holds_the_attention_json_has(tmp_path):
     assert_allclose(saved["attention"], np.array(document["attention"], dtype=np.float32), rtol=0, atol=0)
     assert saved["ids"].tolist() == [token["id"] for token in document["tokens"]]
     assert saved["tokens"].tolist() == [token["text"] for token in document["tokens"]]
+
+
+def test_a_family_reads_only_the_settings_transformers_reads_for_it(tmp_path):
+    gemma = json.loads((FIXTURES / "gemma" / "config.json").read_text())
+    gemma.pop("hidden_act")  # Gemma's default is the tanh GELU, not SiLU
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "gemma", gemma))), "gemma")
+    qwen = load_model(str(FIXTURES / "qwen2"))  # biases on q, k and v, none on W_O
+    text = render_text(views.view(commands.explain(PRONOUN, qwen)), width=200)
+    assert "q = x·W_Q + b" in text and "multiplied by W_O (16 × 16)." in text
+    mistral = json.loads((FIXTURES / "mistral" / "config.json").read_text()) | {"attention_bias": True}
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "mistral", mistral))), "mistral")
+
+
+def test_masked_weights_are_exactly_zero_not_minus_zero():
+    run = commands.run(PRONOUN, load_model(str(FIXTURES / "mistral")))
+    masked = np.triu(np.ones(run.weights.shape[-2:], dtype=bool), k=1)
+    assert not np.signbit(run.weights[..., masked]).any()
+
+
+def test_head_statistics_count_the_keys_a_sliding_window_lets_a_row_see():
+    model = load_model(str(FIXTURES / "mistral"))  # window 5 in every layer
+    result = commands.heads([(1, PRONOUN)], model)
+    run = commands.run(PRONOUN, model)
+    rows = run.weights[0, 0, 1:]  # every row but the first sees more than one key
+    seen = np.minimum(np.arange(2, run.weights.shape[-1] + 1), 5)
+    plogp = np.where(rows > 0, rows * np.log(np.where(rows > 0, rows, 1)), 0).sum(-1)
+    assert_allclose(result.statistics["entropy_normalized"][0, 0], (-plogp / np.log(seen)).mean(), rtol=1e-6)

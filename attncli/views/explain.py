@@ -79,6 +79,7 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
     d, d_k = model.d_model, model.d_head
     sample = model.sample
     plus_b = " + b" if model.biases else ""
+    plus_b_o = " + b" if model.output_bias else ""
 
     parts: list[RenderableType] = [text_line(run.text), model_line(model), _note(model)]
 
@@ -112,7 +113,8 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
     g = attention.key_head(h)
     for name, matrix, row in (("q", attention.q, h), ("k", attention.k, g), ("v", attention.v, g)):
         which = f"head {h}" if row == h else f"key-value head {g}, which head {h} reads"
-        parts.append(VectorTable(matrix[row], labels, title=f"{name}  ({which})"))
+        normed = f" = RMSNorm(x·W_{name.upper()})" if model.qk_norm and name != "v" else ""
+        parts.append(VectorTable(matrix[row], labels, title=f"{name}{normed}  ({which})"))
 
     parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, h, f))
     if result.focus_angles is not None:
@@ -132,7 +134,7 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
         f"Weighted sum for “{focus_name}”",
         f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {model.heads} heads' outputs are "
         f"concatenated ({model.heads} × {d_k} = {model.heads * d_k}) and multiplied by W_O "
-        f"({model.heads * d_k} × {d}){plus_b}.",
+        f"({model.heads * d_k} × {d}){plus_b_o}.",
     )
     keys = result.focus_keys
     weights = attention.weights[h, f, keys]  # [keys]
@@ -140,7 +142,7 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
     row_labels = [f"{w:.3f} × v({labels[j]})" for j, w in zip(keys, weights, strict=True)] + [f"= head {h} output"]
     parts.append(VectorTable(rows, row_labels, emphasis={len(keys)}))
     final_rows = [attention.concat[f], attention.output[f]]
-    final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b}"]
+    final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b_o}"]
     if not sample:
         final_rows.append(trace.layer_outputs[layer][f])
         final_labels.append(f"layer {layer} output")
@@ -241,7 +243,8 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
         "the two tokens' distance, not on where they stand.",
         style="dim",
     )
-    return [lead, VectorTable(rows, labels, title=f"pairs 0 to {half - 1}: token {f}, head {h}"), note]
+    title = f"dimensions 0 to {half - 1}, the first of each pair: token {f}, head {h}"
+    return [lead, VectorTable(rows, labels, title=title), note]
 
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
@@ -295,9 +298,11 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     parts: list[RenderableType] = [worked, table]
     hidden = len(labels) - len(keys)
     if hidden:
-        window = result.run.model.windows[result.layer] if result.run.model.windows else None
-        why = "later tokens, and those outside the sliding window" if window else "later tokens"
-        parts.append(Text(f"The mask hides {plural(hidden, 'token')} ({why}): weight exactly 0.", style="dim"))
+        later = len(labels) - 1 - f
+        why = [plural(later, "later token")] if later else []
+        if hidden > later:
+            why.append(f"{hidden - later} outside the sliding window")
+        parts.append(Text(f"The mask hides {' and '.join(why)}: weight exactly 0.", style="dim"))
     return parts
 
 

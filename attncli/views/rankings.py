@@ -20,7 +20,12 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
     tokens = run.tokens
     token = tokens[result.token]
     ranking = result.ranking[:top]
-    excluded = "itself" if result.include_special else "itself and special tokens"
+    if result.include_special:
+        excluded = "itself"
+    elif run.model.causal:
+        excluded = "itself, special tokens and the first token, a decoder's attention sink,"
+    else:
+        excluded = "itself and special tokens"
     if result.target is None:
         order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
     else:
