@@ -120,7 +120,10 @@ def scale_hint(run: AttentionRun, scale: str) -> str:
     """For a decoder on the fixed scale: how to see past its first token, which takes most weight."""
     if not run.model.causal or scale != "fixed" or run.model.sample:
         return ""
-    return " A decoder's first token takes much of every row (an attention sink): --scale log shows the rest."
+    return (
+        " In a trained decoder the first token often takes much of every row (an attention sink): "
+        "--scale log shows the rest."
+    )
 
 
 def layer_mask(run: AttentionRun, layer: int):
