@@ -100,6 +100,29 @@ class Model(Protocol):
         ...
 
 
+# ModelInfo's fields that are a checkpoint's TransformerConfig's, under the same names.
+_FROM_CONFIG = (
+    "layers",
+    "heads",
+    "d_model",
+    "d_head",
+    "causal",
+    "max_length",
+    "pre_norm",
+    "output_bias",
+    "kv_heads",
+    "norm",
+    "rope",
+    "windows",
+    "soft_cap",
+    "embedding_scale",
+    "sandwich",
+    "qk_norm",
+    "attention_scale",
+    "gated",
+)
+
+
 class CheckpointModel:
     """A trained checkpoint of a supported family; weights are read on first run."""
 
@@ -113,34 +136,17 @@ class CheckpointModel:
         self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config.vocab_size, self.family.wrapper)
         self.special = special_ids(self.tokenizer)
 
-    @property
+    @cached_property
     def info(self) -> ModelInfo:
         c = self.config
         return ModelInfo(
             name=self.name,
             type=c.family,
             title=self.family.title,
-            layers=c.layers,
-            heads=c.heads,
-            d_model=c.d_model,
-            d_head=c.d_head,
-            causal=c.causal,
-            max_length=c.max_length,
             path=str(self.checkpoint.directory.resolve()),
-            pre_norm=c.pre_norm,
             token_types=c.type_vocab_size > 0,
             biases=c.attention_bias,
-            output_bias=c.output_bias,
-            kv_heads=c.kv_heads,
-            norm=c.norm,
-            rope=c.rope,
-            windows=c.windows,
-            soft_cap=c.soft_cap,
-            embedding_scale=c.embedding_scale,
-            sandwich=c.sandwich,
-            qk_norm=c.qk_norm,
-            attention_scale=c.attention_scale,
-            gated=c.gated,
+            **{name: getattr(c, name) for name in _FROM_CONFIG},
         )
 
     @cached_property
