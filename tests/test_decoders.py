@@ -202,3 +202,14 @@ def test_head_statistics_count_the_keys_a_sliding_window_lets_a_row_see():
     seen = np.minimum(np.arange(2, run.weights.shape[-1] + 1), 5)
     plogp = np.where(rows > 0, rows * np.log(np.where(rows > 0, rows, 1)), 0).sum(-1)
     assert_allclose(result.statistics["entropy_normalized"][0, 0], (-plogp / np.log(seen)).mean(), rtol=1e-6)
+
+
+def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_scale(cli):
+    qwen = str(FIXTURES / "qwen2")
+    plain = cli("explain", PRONOUN, "--model", qwen, "--json").json()
+    kept = cli("explain", PRONOUN, "--model", qwen, "--include-special", "--json").json()
+    assert plain["include_special"] is False and kept["include_special"] is True
+    assert all(entry["mean"]["index"] != 0 for entry in plain["summary"][1:])
+    view = cli("heatmap", PRONOUN, "--model", qwen, "--scale", "log", "--color", "always")
+    assert view.code == 0 and "weight, log scale" in view.stdout and "≤0.001" in view.stdout
+    assert "--scale log shows the rest" in cli("heatmap", PRONOUN, "--model", qwen).stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from helpers import ATTNCLI, BERT, GPT2, SENTENCE, attncli
+from helpers import ATTNCLI, BERT, FIXTURES, GPT2, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli.schema import schemas
@@ -32,6 +32,9 @@ EVERY_COMMAND = {
     "heads": ["heads", "The cat sat on the mat.", "--model", BERT, "--json"],
     "model": ["model", SENTENCE, "--json"],
     "rollout": ["rollout", SENTENCE, "--token", "cat", "--json"],
+    "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
+    "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
+    "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
 }
 
 
