@@ -124,9 +124,10 @@ class _Tensors:
         self._check_shape(full, self.source.shape(full), shape)
         return self.source.rows(full)
 
-    def linear(self, name: str, d_in: int, d_out: int) -> tuple[np.ndarray, np.ndarray]:
-        """A torch Linear layer as (W [d_in, d_out], b [d_out])."""
-        return self(f"{name}.weight", (d_out, d_in)).T, self(f"{name}.bias", (d_out,))
+    def linear(self, name: str, d_in: int, d_out: int, bias: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """A torch Linear layer as (W [d_in, d_out], b [d_out], or None for a layer without a bias)."""
+        w = self(f"{name}.weight", (d_out, d_in)).T
+        return w, self(f"{name}.bias", (d_out,)) if bias else None
 
     def norm(self, name: str, d: int) -> "Norm":
         """A LayerNorm's gain and bias, named weight/bias or, in older BERT checkpoints, gamma/beta."""
@@ -134,14 +135,6 @@ class _Tensors:
 
         gain, bias = ("gamma", "beta") if self.prefix + f"{name}.gamma" in self.names else ("weight", "bias")
         return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
-
-    def has(self, name: str) -> bool:
-        return self.prefix + name in self.names
-
-    def weight(self, name: str, d_in: int, d_out: int, bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """A torch Linear layer as (W [d_in, d_out], b [d_out] or None when it has no bias)."""
-        w = self(f"{name}.weight", (d_out, d_in)).T
-        return w, self(f"{name}.bias", (d_out,)) if bias else None
 
 
 def _bert_config(config: dict) -> dict:
@@ -477,24 +470,23 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
         w_q, w_k, w_v = np.split(qkv, [h * dk, (h + g) * dk], axis=1)
         b_q = b_k = b_v = None
     else:
-        w_q, b_q = t.weight(f"{layer}.self_attn.q_proj", d, h * dk, c.attention_bias)
-        w_k, b_k = t.weight(f"{layer}.self_attn.k_proj", d, g * dk, c.attention_bias)
-        w_v, b_v = t.weight(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
-    w_o, b_o = t.weight(f"{layer}.self_attn.o_proj", h * dk, d, c.output_bias)
+        w_q, b_q = t.linear(f"{layer}.self_attn.q_proj", d, h * dk, c.attention_bias)
+        w_k, b_k = t.linear(f"{layer}.self_attn.k_proj", d, g * dk, c.attention_bias)
+        w_v, b_v = t.linear(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
+    w_o, b_o = t.linear(f"{layer}.self_attn.o_proj", h * dk, d, c.output_bias)
     q_norm = k_norm = None
     if c.qk_norm:
         q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
     projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
-    mlp_bias = c.mlp_bias
     mlp = f"{layer}.mlp"
     if style.fused:  # gate_up_proj is stored as gate's rows, then up's: what FeedForward wants, transposed
         w_in, b_in = t(f"{mlp}.gate_up_proj.weight", (2 * f, d)).T, None
     else:
         w_in = t.stacked([f"{mlp}.gate_proj.weight", f"{mlp}.up_proj.weight"], (f, d)).T  # [d, 2f]
         b_in = (
-            np.concatenate([t(f"{mlp}.{name}.bias", (f,)) for name in ("gate_proj", "up_proj")]) if mlp_bias else None
+            np.concatenate([t(f"{mlp}.{name}.bias", (f,)) for name in ("gate_proj", "up_proj")]) if c.mlp_bias else None
         )
-    w_down, b_down = t.weight(f"{mlp}.down_proj", f, d, mlp_bias)
+    w_down, b_down = t.linear(f"{mlp}.down_proj", f, d, c.mlp_bias)
     feed_forward = FeedForward(w_in, w_down, b_in, b_down, gated=True)
     norm = functools.partial(_rms, t, d=d, style=style)
     if style.sandwich:
