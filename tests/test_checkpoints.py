@@ -291,3 +291,21 @@ def test_explain_json_too_large_to_be_useful_is_refused(cli, monkeypatch):
     assert run.code == 2
     assert run.stdout == ""
     assert "use heatmap --json" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("def456", "names snapshot def456, which is not in"),  # as transformers offline: never another snapshot
+        ("../../../../etc", "not a revision"),
+        ("..", "not a revision"),
+    ],
+)
+def test_a_cache_ref_naming_no_snapshot_of_its_own_is_refused(tmp_path, monkeypatch, cli, ref, message):
+    repo = tmp_path / "hub" / "models--tiny--bert"
+    shutil.copytree(FIXTURES / "bert", repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(ref)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    run = cli("tokenize", "The cat", "--model", "tiny/bert", env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert run.code == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
