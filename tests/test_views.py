@@ -176,3 +176,20 @@ def test_compare_follows_the_token_of_text_a_into_text_b(cli):
     assert unpartnered.code == 2 and "'sat', token 3 of TEXT_A" in unpartnered.stderr
     by_index = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "2", "--json").json()
     assert by_index["token"] == {"a": {"index": 2, "text": "cat"}, "b": {"index": 1, "text": "cat"}}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["heatmap", PRONOUN],
+        ["model", PRONOUN],
+        ["query", PRONOUN, "--token", "it"],
+        ["heads", PRONOUN],
+        ["rollout", PRONOUN],
+        ["compare", PRONOUN, PRONOUN.replace("tired", "wide"), "--token", "it"],
+        ["explain", PRONOUN],
+    ],
+)
+def test_every_view_of_the_sample_model_says_its_patterns_are_not_learned(cli, args):
+    text = " ".join(cli(*args, env={"COLUMNS": "200"}).stdout.split())
+    assert text.count("not learned") + text.count("not what a trained model has learned") == 1

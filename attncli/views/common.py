@@ -67,12 +67,20 @@ def token_texts(run: AttentionRun) -> list[str]:
     return readable_all([token.text for token in run.tokens])
 
 
-def model_line(model: ModelInfo) -> Text:
+def model_line(model: ModelInfo, caveat: bool = True) -> Text:
+    """The model's name and shape; for the sample model, with a caveat that its patterns are not
+    learned (leave it to a view that says so at more length)."""
     shape = f"{plural(model.layers, 'layer')} × {model.heads} heads, d_model {model.d_model}, d_k {model.d_head}"
     if model.sample:
         positions = "positions" if model.positions else "no positions"
         mask = "causal mask" if model.causal else "no mask"
-        return Text(f"sample model: {shape}, seed {model.seed}, {positions}, {mask}", style="dim")
+        line = f"sample model: {shape}, seed {model.seed}, {positions}, {mask}"
+        if caveat:
+            line += (
+                ". Its W_Q, W_K, W_V and W_O are random: these patterns are not learned; "
+                "--model minilm shows a trained model's"
+            )
+        return Text(line, style="dim")
     return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")
 
 

@@ -81,7 +81,7 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
     plus_b = " + b" if model.biases else ""
     plus_b_o = " + b" if model.output_bias else ""
 
-    parts: list[RenderableType] = [text_line(run.text), model_line(model), _note(model)]
+    parts: list[RenderableType] = [text_line(run.text), model_line(model, caveat=False), _note(model)]
 
     parts += section(
         1,
