@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from attncli.errors import BadInput, Parameter, PipeClosed
-from attncli.json_writer import json_chunks
+from attncli.escapes import JSON_ESCAPES
+from attncli.json_writer import json_bytes, json_chunks
 
 __all__ = [
     "Color",
@@ -103,19 +104,38 @@ def rounded(value, decimals: int | None):
     return value
 
 
-def attention_csv(run, decimals: int | None) -> str:
-    """Every attention weight of `run` in long form, one row per (layer, head, query, key)."""
+# CSV cells: what a spreadsheet would run as a formula gets a leading apostrophe, which shows as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CSV_ESCAPES = {ord("\\"): "\\\\"} | {ord(c): e for c, e in (("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r"))}
+
+
+def csv_text(text: str) -> str:
+    """A token for a CSV cell: backslashes, and the characters a terminal would obey, escaped as
+    JSON escapes them (\\n, \\u001b, \\u202e); a cell a spreadsheet would read as a formula
+    prefixed with an apostrophe."""
+    escaped = text.translate(_CSV_ESCAPES).translate(JSON_ESCAPES)
+    return "'" + escaped if escaped.startswith(_FORMULA_STARTS) else escaped
+
+
+def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
+    """Every attention weight of `run` in long form, one row per (layer, head, query, key), in
+    pieces of one head each. Weights in their shortest round-tripping form, as JSON writes them
+    (float32 as float32), rounded to `decimals` when given."""
     import csv  # here, not at the top: every run of every command would pay for its import
 
-    weights = run.weights if decimals is None else np.round(run.weights, decimals)  # [L, h, T, T]
-    texts = [token.text for token in run.tokens]
+    weights = run.weights  # [L, h, T, T]
+    texts = [csv_text(token.text) for token in run.tokens]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
     out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", "weight"])
-    for layer, head, query in np.ndindex(weights.shape[:3]):
-        row = weights[layer, head, query].tolist()
-        out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(row))
-    return buffer.getvalue()
+    for layer, head in np.ndindex(weights.shape[:2]):
+        block = weights[layer, head] if decimals is None else np.round(weights[layer, head], decimals)  # [T, T]
+        for query, row in enumerate(block):
+            numbers = json_bytes(row)[1:-1].decode().split(",")
+            out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(numbers))
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
 
 
 class _Sink(io.RawIOBase):
@@ -279,7 +299,7 @@ def _write(result, output: Output, **view_options) -> None:
     if output.format == Format.json:
         _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
     elif output.format == Format.csv:
-        _emit_bytes(attention_csv(result.run, output.precision).encode(), output)
+        _emit_bytes(attention_csv(result.run, output.precision), output)
     elif output.format == Format.npz:
         _emit_bytes(attention_npz(result.run), output)
     elif output.path is not None:

@@ -15,6 +15,7 @@ import pytest
 from helpers import ATTNCLI, BERT, FIXTURES, GPT2, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
+from attncli.output import csv_text
 from attncli.schema import schemas
 
 EVERY_COMMAND = {
@@ -336,3 +337,24 @@ def test_check_finds_a_checkpoint_saved_from_another_directory(tmp_path):
     elsewhere.mkdir()
     check = attncli("check", "The cat sat.", "--against", str(saved), cwd=elsewhere)
     assert check.returncode == 0
+
+
+def test_csv_weights_are_json_s_numbers_rounded_as_asked(cli):
+    document = cli("heatmap", SENTENCE, "--model", GPT2, "--json").json()
+    first_row = document["attention"][0][0][0]
+    plain = cli("heatmap", SENTENCE, "--model", GPT2, "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(plain)))
+    assert [float(r["weight"]) for r in rows[: len(first_row)]] == first_row
+    assert all(len(r["weight"]) <= 15 for r in rows)  # float32 in its shortest form: at most 9 digits, never 17
+    asked = cli("heatmap", SENTENCE, "--model", GPT2, "--format", "csv", "--precision", "3").stdout
+    rounded = list(csv.DictReader(io.StringIO(asked)))
+    assert all(len(r["weight"].split(".")[-1]) <= 3 for r in rounded)
+    assert [float(r["weight"]) for r in rounded[: len(first_row)]] == [round(w, 3) for w in first_row]
+
+
+def test_csv_cells_are_escaped_and_never_formulas(cli):
+    rows = cli("heatmap", "=1+2 @a -b", "--format", "csv").stdout
+    tokens = {r["key_token"] for r in csv.DictReader(io.StringIO(rows))}
+    assert {"'=", "'+", "'@", "'-"} <= tokens
+    assert not any(t.startswith(("=", "+", "-", "@")) for t in tokens)
+    assert csv_text("a\x1b[31m\u202e\\\n") == "a\\u001b[31m\\u202e\\\\\\n"
