@@ -140,6 +140,8 @@ class _Tensors:
 def _bert_config(config: dict) -> dict:
     if _field(config, "position_embedding_type", default="absolute") != "absolute":
         raise DataError("config.json: only absolute position embeddings are supported")
+    if config.get("is_decoder"):  # transformers would add a causal mask to this encoder
+        raise DataError("config.json: is_decoder true (a causal mask on an encoder) is not supported")
     model_type = config["model_type"]
     return dict(
         family=model_type,

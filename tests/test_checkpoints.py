@@ -192,6 +192,7 @@ BROKEN = [
     ("no config", lambda d: (d / "config.json").unlink(), "no config.json"),
     ("config not JSON", lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
     ("mamba", lambda d: edit_config(d, model_type="mamba"), "model_type 'mamba' is not supported"),
+    ("is_decoder", lambda d: edit_config(d, is_decoder=True), "is_decoder true"),
     ("model_type list", lambda d: edit_config(d, model_type=["bert"]), "is not supported"),
     ("bare config", lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
     ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be an integer"),
