@@ -516,6 +516,7 @@ def rollout(
             "--token", help="List which input tokens this token draws on (index or text).", show_default=False
         ),
     ] = None,
+    include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
     *,
     model: Model,
@@ -526,7 +527,8 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    write(commands.rollout(_text(text), model, head_fusion, token, max_tokens), output, scale=scale)
+    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special)
+    write(result, output, scale=scale)
 
 
 @app.command()

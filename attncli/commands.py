@@ -342,8 +342,11 @@ def rollout(
     fusion: Fusion = Fusion.mean,
     token: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    include_special: bool = False,
 ) -> RolloutResult:
-    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list."""
+    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list,
+    its sources ranked without special tokens and a causal model's first token (analysis.sinks)
+    unless `include_special`."""
     if fusion not in tuple(Fusion):
         choices = ", ".join(Fusion)
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
@@ -351,8 +354,14 @@ def rollout(
     result = run(text, model, max_tokens)
     index = None if token is None else resolve_token(result.tokens, token, "token")
     products = analysis.rollout(result.weights, fusion)  # [L, T, T]
-    sources = None if index is None else analysis.ranked(products[-1, index])
-    return RolloutResult(result, fusion.value, products, index, sources)
+    sources = left_out = None
+    if index is not None:
+        sinks = (
+            np.zeros(len(result.tokens), bool) if include_special else analysis.sinks(result.special, model.info.causal)
+        )
+        ranked = analysis.ranked(products[-1, index])
+        sources, left_out = [k for k in ranked if not sinks[k]], [k for k in ranked if sinks[k]]
+    return RolloutResult(result, fusion.value, products, index, sources, left_out)
 
 
 def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):

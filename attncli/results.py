@@ -420,7 +420,8 @@ class RolloutResult:
     fusion: str
     rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
     token: int | None  # the query token whose sources the view lists, if any
-    sources: list[int] | None  # with a token: the input tokens, the largest share of it first
+    sources: list[int] | None  # with a token: the input tokens, the largest share of it first, sinks left out
+    left_out: list[int] | None = None  # with a token: the sinks (special tokens ...) the ranking leaves out
 
     def to_json(self) -> dict:
         tokens = self.run.tokens

@@ -193,3 +193,12 @@ def test_compare_follows_the_token_of_text_a_into_text_b(cli):
 def test_every_view_of_the_sample_model_says_its_patterns_are_not_learned(cli, args):
     text = " ".join(cli(*args, env={"COLUMNS": "200"}).stdout.split())
     assert text.count("not learned") + text.count("not what a trained model has learned") == 1
+
+
+def test_rollout_ranks_sources_without_special_tokens_unless_asked(cli):
+    plain = " ".join(cli("rollout", "The cat sat on the mat.", "--model", BERT, "--token", "cat").stdout.split())
+    listed = plain.split("draws from, after every layer:")[1].split("Left out:")[0]
+    assert "[CLS]" not in listed and "[SEP]" not in listed
+    assert "[CLS]" in plain.split("Left out:")[1] and "--include-special lists them" in plain
+    kept = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--token", "cat", "--include-special").stdout
+    assert "[CLS]" in kept.split("draws from, after every layer:")[1] and "Left out" not in kept

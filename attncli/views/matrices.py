@@ -91,4 +91,10 @@ def rollout_view(result: RolloutResult, scale: str = "fixed") -> RenderableType:
             Text(f"Where “{name}” (token {result.token}) draws from, after every layer:", style="bold"),
             table,
         ]
+        if result.left_out:
+            shares = ", ".join(
+                f"{token_label(run.tokens[key].text)} {number(final[result.token, key])}" for key in result.left_out
+            )
+            kinds = "special tokens and a decoder's first token" if run.model.causal else "special tokens"
+            parts.append(Text(f"Left out: {shares} ({kinds}; --include-special lists them).", style="dim"))
     return Group(*parts)
