@@ -532,7 +532,7 @@ def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:
             value=max_tokens,
             default=DEFAULT_MAX_TOKENS,
         )
-    if not text.strip():
+    if not text:  # spaces alone are text: some tokenizers make tokens of them
         raise BadInput('the text is empty; give a sentence, e.g. "The cat sat on the mat"')
     if len(text) > CHARACTERS_PER_TOKEN * max_tokens:
         raise BadInput(
@@ -545,6 +545,16 @@ def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:
     tokens = model.tokenize(text)
     if not any(not t.special for t in tokens):
         raise BadInput("the text has no tokens (only spaces, control or unknown characters); give words")
+    longest = model.info.max_length
+    if longest is not None and len(tokens) > longest:  # raising max_tokens would not help: say the model's limit
+        specials = " (special tokens included)" if any(t.special for t in tokens) else ""
+        raise BadInput(
+            "the text is {count} tokens{specials}, but {name} reads at most {limit}; shorten it",
+            count=len(tokens),
+            specials=specials,
+            name=model.info.name,
+            limit=longest,
+        )
     if len(tokens) > max_tokens:
         raise BadInput(
             "the text is {count} tokens, over the limit of {limit}; shorten it or raise {max_tokens}",

@@ -305,11 +305,21 @@ def _write(result, output: Output, **view_options) -> None:
     elif output.path is not None:
         text = io.StringIO()
         _console(Color.never, file=text, width=_EXPORT_WIDTH).print(renderable)
-        write_file(output.path, text.getvalue().encode())
+        write_file(output.path, _without_trailing_spaces(text.getvalue()).encode())
     else:
-        _console(output.color, file=_stdout_text()).print(renderable)
+        console = _console(output.color, file=_stdout_text())
+        if console.is_terminal or console.color_system is not None:
+            console.print(renderable)  # a terminal (or colour asked for): as rich lays it out
+        else:  # plain text into a pipe or file: lines without the spaces that pad them to the width
+            with console.capture() as captured:
+                console.print(renderable)
+            write_stdout(_without_trailing_spaces(captured.get()).encode())
     if output.export is not None:
         _export(renderable, output.export)
+
+
+def _without_trailing_spaces(text: str) -> str:
+    return "\n".join(line.rstrip(" ") for line in text.split("\n"))
 
 
 def _console(color: Color, **settings):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import typer
-from helpers import BERT, README, SENTENCE, attncli
+from helpers import BERT, GPT2, README, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli import __version__
@@ -154,7 +154,7 @@ def test_every_text_command_has_a_view(cli, command):
     ("args", "message"),
     [
         (["explain", ""], "the text is empty"),
-        (["explain", "   \t "], "the text is empty"),
+        (["explain", "   \t "], "the text has no tokens (only spaces"),
         (["explain", SENTENCE, "--heads", "7"], "--heads 7 does not divide"),
         (["explain", SENTENCE, "--heads", "0"], "--heads 0 is not positive"),
         (["explain", SENTENCE, "--heads", "-8"], "--heads -8 is not positive"),
@@ -293,3 +293,20 @@ def test_colour_only_on_request_and_never_with_no_color(tmp_path):
     assert "\x1b" not in colour_run(tmp_path)
     assert colour.search(colour_run(tmp_path, FORCE_COLOR="1"))
     assert "\x1b" not in colour_run(tmp_path, FORCE_COLOR="1", NO_COLOR="1")
+
+
+def test_spaces_are_text_for_a_tokenizer_that_makes_tokens_of_them(cli):
+    run = cli("tokenize", "   ", "--model", GPT2, "--json")
+    assert run.code == 0, run.stderr
+    assert "".join(t["text"] for t in run.json()["tokens"]) == "ĠĠĠ"  # byte-level BPE: three spaces
+
+
+def test_a_text_longer_than_the_model_reads_names_the_model_s_limit(cli):
+    run = cli("explain", "cat " * 60, "--model", BERT, "--max-tokens", "1000")
+    assert run.code == 2 and "reads at most 40; shorten it" in run.stderr and "max-tokens" not in run.stderr
+
+
+def test_piped_views_end_lines_without_trailing_spaces(cli):
+    for args in (["tokenize", SENTENCE], ["heads", SENTENCE], ["explain", SENTENCE]):
+        lines = cli(*args).stdout.splitlines()
+        assert lines and not any(line.endswith(" ") for line in lines)

@@ -67,7 +67,7 @@ def test_nul_bytes_on_stdin_are_text_like_any_other():
         (b"caf\xe9", "not UTF-8"),
         (b"a" * 100_000, "100,000 characters, more than 512 tokens can hold"),
         (b"word " * 200_000, "1,000,000 characters"),
-        (b"   \n", "the text is empty"),
+        (b"   \n", "the text has no tokens (only spaces"),
     ],
 )
 def test_hostile_stdin_is_refused_quickly(stdin, message):
