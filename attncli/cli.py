@@ -158,9 +158,13 @@ PositionsOpt = Annotated[
 ]
 HeadOpt = Annotated[
     int | None,
+    typer.Option("--head", help="Draw only this head (0-based); JSON still holds every head.", show_default=False),
+]
+WalkHeadOpt = Annotated[
+    int | None,
     typer.Option(
         "--head",
-        help="Draw only this head (0-based) and walk through it; JSON still holds every head.",
+        help="Draw only this head (0-based) and walk through it (default: head 0); JSON still holds every head.",
         show_default=False,
     ),
 ]
@@ -298,7 +302,7 @@ def explain(
         ),
     ] = None,
     layer: LayerOpt = 0,
-    head: HeadOpt = None,
+    head: WalkHeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
