@@ -310,12 +310,14 @@ def ranked(values: np.ndarray) -> list[int]:
 
 
 def weight_changes(now: np.ndarray, saved: np.ndarray, count: int = 5) -> tuple[float, list, list]:
-    """How far attention [L, h, T, T] moved from `saved`: the largest change, the `count` heads that
-    moved most as (layer, head, largest change), and the `count` cells as (layer, head, query, key)."""
+    """How far attention [L, h, T, T] moved from `saved`: the largest change, the (at most) `count`
+    heads that moved most as (layer, head, largest change), and the cells as (layer, head, query,
+    key); heads and cells that did not move at all are not listed."""
     difference = np.abs(now - saved)  # [L, h, T, T]
     per_head = difference.max(axis=(2, 3))  # [L, h]
     heads = [(layer, head, float(per_head[layer, head])) for layer, head in largest(per_head, count)]
-    return float(difference.max()), heads, largest(difference, count)
+    cells = [cell for cell in largest(difference, count) if difference[cell] > 0]
+    return float(difference.max()), [head for head in heads if head[2] > 0], cells
 
 
 def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:

@@ -651,15 +651,20 @@ def batch(
 @app.command()
 @output_options
 def check(
-    text: TextArg,
     against: Annotated[
         Path, typer.Option("--against", help="A saved --json result of explain, heatmap or model.", show_default=False)
     ],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[TEXT]", help="The text (- for standard input); default: the saved result's.", show_default=False
+        ),
+    ] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="The largest change allowed in any weight.")] = 1e-5,
     *,
     output: Output,
 ) -> None:
-    """Recompute TEXT with the model and options of a saved --json result and compare the attention.
+    """Recompute a saved --json result's text (or TEXT) with its model and options and compare the attention.
 
     Exit 0 when every weight is within the tolerance; otherwise 4, with the heads and cells that moved most.
 
@@ -671,7 +676,7 @@ def check(
         saved = json.loads(against.read_bytes())
     except (OSError, ValueError) as error:
         raise BadInput(f"--against {against}: not a readable JSON file ({error})") from None
-    result = commands.check(_text(text), saved, tolerance, str(against))
+    result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
     write(result, output)
     if not result.passed:
         raise typer.Exit(CHECK_FAILED)

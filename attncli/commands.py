@@ -376,12 +376,13 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
         yield BatchRecord(number, fields=fields)
 
 
-def check(text: str, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
-    """Recompute `text` with the model and options `saved` (a document with text, model and
-    attention) names, and compare the attention."""
+def check(text: str | None, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
+    """Recompute `text` (None: the text `saved` holds) with the model and options `saved` (a document
+    with text, model and attention) names, and compare the attention."""
     if tolerance < 0:
         raise BadInput("{tolerance} {value} is negative; give 0 or more", value=tolerance)
     saved_run = SavedRun.from_json(saved, source)
+    text = saved_run.text if text is None else text
     if saved_run.text != text:
         raise BadInput(
             "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text

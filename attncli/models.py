@@ -253,5 +253,9 @@ def load_saved_model(saved: dict, source: str) -> Model:
     from pathlib import Path
 
     if not Path(name).exists() and isinstance(saved.get("path"), str) and Path(saved["path"]).is_dir():
-        name = saved["path"]  # saved from another directory: the checkpoint's full path still finds it
+        # Saved from another directory: the checkpoint's full path still finds it, and the model keeps
+        # the name it was saved with.
+        from attncli.checkpoint import open_checkpoint
+
+        return CheckpointModel(name, open_checkpoint(saved["path"]))
     return load_model(name)

@@ -358,3 +358,30 @@ def test_csv_cells_are_escaped_and_never_formulas(cli):
     assert {"'=", "'+", "'@", "'-"} <= tokens
     assert not any(t.startswith(("=", "+", "-", "@")) for t in tokens)
     assert csv_text("a\x1b[31m\u202e\\\n") == "a\\u001b[31m\\u202e\\\\\\n"
+
+
+def test_check_takes_the_saved_text_and_lists_only_what_moved(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", SENTENCE, "--model", BERT, "--json").stdout)
+    same = cli("check", "--against", str(saved), "--json")
+    assert same.code == 0 and same.json()["text"] == SENTENCE
+    assert same.json()["heads"] == [] and same.json()["cells"] == []
+    view = cli("check", "--against", str(saved)).stdout
+    assert "No weight moved at all." in view and "L0 H0" not in view
+    document = json.loads(saved.read_text())
+    document["attention"][1][2][3][4] += 0.5
+    saved.write_text(json.dumps(document))
+    moved = cli("check", "--against", str(saved), "--json")
+    assert moved.code == 4 and [(c["layer"], c["head"], c["query"], c["key"]) for c in moved.json()["cells"]] == [
+        (1, 2, 3, 4)
+    ]
+
+
+def test_check_from_another_directory_keeps_the_model_s_saved_name(cli, tmp_path, monkeypatch):
+    saved = tmp_path / "saved.json"
+    document = json.loads(cli("heatmap", SENTENCE, "--model", BERT, "--json").stdout)
+    document["model"]["name"] = "models/bert"  # a relative spec that does not exist from here
+    saved.write_text(json.dumps(document))
+    run = cli("check", "--against", str(saved), "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["model"]["name"] == "models/bert" and run.json()["model"]["path"] == document["model"]["path"]

@@ -176,10 +176,11 @@ def check_view(result: CheckResult) -> RenderableType:
             f"{result.saved[layer, head, query, key]:.6f}",
             f"{result.run.weights[layer, head, query, key]:.6f}",
         )
+    parts: list[RenderableType] = [text_line(result.run.text), model_line(result.run.model), verdict]
+    if not result.worst_cells:
+        return Group(*parts, Text("No weight moved at all.", style="dim"))
     return Group(
-        text_line(result.run.text),
-        model_line(result.run.model),
-        verdict,
+        *parts,
         Text(""),
         Text("Heads that moved most:", style="bold"),
         heads,
