@@ -225,3 +225,13 @@ def test_json_in_slices_is_the_same_as_json_whole():
     document = {"schema": "x", "attention": big, "rows": [big[0, 0, :2], {"a": [1, None, True]}], "empty": {}}
     expected = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     assert json_bytes(document) == expected
+
+
+def test_column_labels_are_whole_and_numbered_so_equal_labels_differ():
+    labels = ["[CLS]", "the", "animal", "crossed", "the", "[SEP]"]
+    text = render_text(Heatmap(np.full((6, 6), 1 / 6), labels), width=140)
+    lines = text.splitlines()
+    index_line = next(line for line in lines if line.split() == [str(k) for k in range(6)])
+    downward = lines[: lines.index(index_line)]
+    columns = ["".join(line[i] for line in downward if i < len(line)).strip() for i in range(len(index_line))]
+    assert {"[CLS]", "animal", "crossed", "[SEP]"} <= set(columns) and "…" not in text

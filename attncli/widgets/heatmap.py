@@ -157,16 +157,24 @@ class Heatmap:
             yield Text(f"(showing keys 0 to {columns - 1} of {len(self.labels)}; widen the terminal)", style="dim")
 
     def _column_labels(self, cell: int, columns: int):
+        """The keys' labels in full (up to _LABEL_LIMIT characters): across when every one fits its
+        cell, else written downwards; then the keys' indices, which tell equal labels apart."""
         indent = " " * self._row_label_width
-        if cell >= 5:
+        labels = self.labels[:columns]
+        if all(cell_len(label) <= cell - 1 for label in labels):
             heads = Text(indent)
-            for label in self.labels[:columns]:
-                heads.append(pad(abbreviate(label, cell - 1), cell, "center"))
+            for label in labels:
+                heads.append(pad(label, cell, "center"))
             yield heads
-            return
-        # Too narrow to write labels across: write each one downwards, a character a line.
-        for cells in downward(self.labels[:columns], cell, "center"):
-            yield Text(indent + "".join(cells))
+        else:  # too narrow to write them across: each one downwards, a character a line
+            for cells in downward(labels, cell, "center", limit=_LABEL_LIMIT):
+                yield Text(indent + "".join(cells))
+        indices = [str(key) for key in range(columns)]
+        if all(len(index) <= cell - 1 for index in indices) or cell >= len(indices[-1]):
+            yield Text(indent + "".join(pad(index, cell, "center") for index in indices))
+        else:
+            for cells in downward(indices, cell, "center"):
+                yield Text(indent + "".join(cells))
 
     def _row(self, row: int, cell: int, columns: int, values: bool, colour: bool) -> Text:
         index_width = len(str(len(self.labels) - 1))
