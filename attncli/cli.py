@@ -45,7 +45,8 @@ OPTION_NAMES = {
     "format": "--format",
     "fusion": "--head-fusion",
     "head": "--head",
-    "heads": "--heads",
+    "heads": "--num-heads",
+    "shown_heads": "--heads",
     "include_special": "--include-special",
     "k": "-k",
     "layer": "--layer",
@@ -138,7 +139,7 @@ ModelOpt = Annotated[
 LayerOpt = Annotated[int, typer.Option("--layer", help="The layer to show (0-based).")]
 HeadsOpt = Annotated[
     int | None,
-    typer.Option("--heads", help="Sample model: attention heads, a divisor of 64 (default 8).", show_default=False),
+    typer.Option("--num-heads", help="Sample model: attention heads, a divisor of 64 (default 8).", show_default=False),
 ]
 SeedOpt = Annotated[
     int | None, typer.Option("--seed", help="Sample model: seed of W_Q, W_K, W_V, W_O (default 0).", show_default=False)
@@ -258,20 +259,23 @@ output_options = _shared_options(
 )
 
 
-def _model(spec: str, max_tokens: int = commands.DEFAULT_MAX_TOKENS, **sample_options) -> dict:
-    return {"model": load_model(spec, **sample_options), "max_tokens": max_tokens}
+def _model(
+    spec: str, max_tokens: int = commands.DEFAULT_MAX_TOKENS, num_heads: int | None = None, **sample_options
+) -> dict:
+    return {"model": load_model(spec, heads=num_heads, **sample_options), "max_tokens": max_tokens}
 
 
 _MODEL = ("spec", ModelOpt, "sample")
 _MAX_TOKENS = ("max_tokens", MaxTokensOpt, commands.DEFAULT_MAX_TOKENS)
-_SAMPLE = (("seed", SeedOpt, None), ("causal", CausalOpt, None), ("positions", PositionsOpt, None))
-# --model, --max-tokens and the sample model's --heads, --seed, --causal and --no-positions:
-# the command receives `model` and `max_tokens`.
-model_options = _shared_options(
-    ("model", "max_tokens"), (_MAX_TOKENS, _MODEL, ("heads", HeadsOpt, None), *_SAMPLE), _model
+_SAMPLE = (
+    ("num_heads", HeadsOpt, None),
+    ("seed", SeedOpt, None),
+    ("causal", CausalOpt, None),
+    ("positions", PositionsOpt, None),
 )
-# The same without --heads, for the command whose --heads chooses heads to draw (the sample model keeps 8).
-model_options_without_heads = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _model)
+# --model, --max-tokens and the sample model's --num-heads, --seed, --causal and --no-positions:
+# the command receives `model` and `max_tokens`.
+model_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _model)
 # --max-tokens and --model alone, for commands that only tokenize.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
@@ -455,7 +459,7 @@ def query(
 
 @app.command(name="model")
 @output_options
-@model_options_without_heads
+@model_options
 def model_command(
     text: TextArg,
     layers: Annotated[
@@ -471,8 +475,6 @@ def model_command(
     output: Output,
 ) -> None:
     """All layers and heads at once: a small heatmap per head, a row of them per layer.
-
-    Here --heads picks heads to draw; the sample model keeps its 8.
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """

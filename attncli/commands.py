@@ -299,7 +299,7 @@ def model_grid(
     """Every head of every layer; `layers` and `heads` ("0-2,5") choose the ones the view draws."""
     info = model.info
     shown_layers = parse_range(layers, info.layers, "layers")
-    shown_heads = parse_range(heads, info.heads, "heads")
+    shown_heads = parse_range(heads, info.heads, "shown_heads")
     return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
 
 

@@ -125,7 +125,7 @@ def test_too_long_a_text_is_refused():
 def test_sample_options_do_not_apply_to_a_checkpoint():
     with pytest.raises(BadInput, match="heads only shape the sample model") as raised:
         load_model(BERT, heads=4)
-    assert raised.value.worded({"heads": "--heads", "model": "--model"}).startswith("--heads only shape")
+    assert raised.value.worded({"heads": "--num-heads", "model": "--model"}).startswith("--num-heads only shape")
 
 
 def copy_fixture(tmp_path, architecture="bert") -> Path:

@@ -155,10 +155,10 @@ def test_every_text_command_has_a_view(cli, command):
     [
         (["explain", ""], "the text is empty"),
         (["explain", "   \t "], "the text has no tokens (only spaces"),
-        (["explain", SENTENCE, "--heads", "7"], "--heads 7 does not divide"),
-        (["explain", SENTENCE, "--heads", "0"], "--heads 0 is not positive"),
-        (["explain", SENTENCE, "--heads", "-8"], "--heads -8 is not positive"),
-        (["explain", SENTENCE, "--heads", "many"], "Invalid value for '--heads'"),
+        (["explain", SENTENCE, "--num-heads", "7"], "--num-heads 7 does not divide"),
+        (["explain", SENTENCE, "--num-heads", "0"], "--num-heads 0 is not positive"),
+        (["explain", SENTENCE, "--num-heads", "-8"], "--num-heads -8 is not positive"),
+        (["explain", SENTENCE, "--num-heads", "many"], "Invalid value for '--num-heads'"),
         (["explain", SENTENCE, "--focus", "dog"], "--focus 'dog' is not a token"),
         (["explain", SENTENCE, "--focus", "the"], "occurs at 0, 4"),
         (["explain", SENTENCE, "--focus", "6"], "--focus 6 is out of range"),
@@ -179,7 +179,7 @@ def test_every_text_command_has_a_view(cli, command):
         (["explain", SENTENCE, "--focus", "²"], "is not a token"),
         (["explain", SENTENCE, "--layer", "1"], "--layer 1 is out of range"),
         (["explain", SENTENCE, "--model", "/nonexistent/model"], "no such directory"),
-        (["explain", SENTENCE, "--model", BERT, "--heads", "2"], "only shape the sample model"),
+        (["explain", SENTENCE, "--model", BERT, "--num-heads", "2"], "only shape the sample model"),
         (["explain", SENTENCE, "--model", BERT, "--layer", "2"], "--layer 2 is out of range"),
         (["explain", SENTENCE, "--model", "nobody/nothing"], "not in the local Hugging Face cache"),
         (["dot", "1,2", "1,2,3"], "different lengths"),
@@ -196,7 +196,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(cli, args, message):
 
 
 def test_errors_in_json_mode_leave_stdout_empty(cli):
-    run = cli("explain", SENTENCE, "--heads", "5", "--json")
+    run = cli("explain", SENTENCE, "--num-heads", "5", "--json")
     assert run.code == 2
     assert run.stdout == ""
 

@@ -77,8 +77,8 @@ def test_hostile_stdin_is_refused_quickly(stdin, message):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--heads", "1000000000"], "does not divide"),
-        (["--heads", "0"], "is not positive"),
+        (["--num-heads", "1000000000"], "does not divide"),
+        (["--num-heads", "0"], "is not positive"),
         (["--layer", "-1"], "--layer -1 is out of range"),
         (["--head", "99"], "--head 99 is out of range"),
         (["--max-tokens", "0"], "--max-tokens 0"),
