@@ -21,7 +21,7 @@ from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed
 from attncli.escapes import visible
 from attncli.models import Model, load_model
-from attncli.output import Color, Format, Output, Scale, write, write_records
+from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
 
 __all__ = ["app", "main"]
 
@@ -189,7 +189,13 @@ ScaleOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
 FormatOpt = Annotated[
     Format | None,
-    typer.Option("--format", help="The output; csv and npz hold the attention weights.", show_default=False),
+    typer.Option(
+        "--format", help="The output; csv is the view's table, npz the attention weights.", show_default=False
+    ),
+]
+TableFormatOpt = Annotated[
+    TableFormat | None,
+    typer.Option("--format", help="The output; csv is the view's table.", show_default=False),
 ]
 OutOpt = Annotated[
     Path | None, typer.Option("-o", "--output", help="Write to this file (whole or not at all).", show_default=False)
@@ -237,26 +243,31 @@ def _shared_options(supplies: tuple[str, ...], options: tuple, build):
     return decorate
 
 
-def _output(as_json: bool, format: Format | None, output_path, precision, export, color: Color) -> dict:
-    if as_json and format not in (None, Format.json):
+def _output(as_json: bool, format: Format | TableFormat | None, output_path, precision, export, color: Color) -> dict:
+    if as_json and format not in (None, Format.json, TableFormat.json):
         raise BadInput(f"--json and --format {format.value} disagree; give one of them")
-    chosen = Format.json if as_json else format or Format.table
+    chosen = Format.json if as_json else Format(format or Format.table)
     return {"output": Output(chosen, output_path, precision, export, color)}
 
 
-# --json, --format, -o, --precision, --export and --color: the command receives `output`.
-output_options = _shared_options(
-    ("output",),
-    (
+def _output_options(format_option):
+    """--json, --format (with the choices `format_option` offers), -o, --precision, --export and
+    --color: the command receives `output`."""
+    options = (
         ("as_json", JsonOpt, False),
-        ("format", FormatOpt, None),
+        ("format", format_option, None),
         ("output_path", OutOpt, None),
         ("precision", PrecisionOpt, None),
         ("export", ExportOpt, None),
         ("color", ColorOpt, Color.auto),
-    ),
-    _output,
-)
+    )
+    return _shared_options(("output",), options, _output)
+
+
+# For the commands that compute attention: any format, the numpy archive included.
+output_options = _output_options(FormatOpt)
+# For the others: their own tables, as a view, JSON or CSV.
+table_output_options = _output_options(TableFormatOpt)
 
 
 def _model(
@@ -349,7 +360,7 @@ def heatmap(
 
 
 @app.command()
-@output_options
+@table_output_options
 @tokenizer_options
 def tokenize(
     text: TextArg,
@@ -366,7 +377,7 @@ def tokenize(
 
 
 @app.command()
-@output_options
+@table_output_options
 def embed(text: TextArg, max_tokens: MaxTokensOpt = commands.DEFAULT_MAX_TOKENS, *, output: Output) -> None:
     """Show the bundled 64-dimensional embedding vector of each token of TEXT.
 
@@ -376,7 +387,7 @@ def embed(text: TextArg, max_tokens: MaxTokensOpt = commands.DEFAULT_MAX_TOKENS,
 
 
 @app.command()
-@output_options
+@table_output_options
 def similar(
     word: Annotated[
         str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
@@ -393,7 +404,7 @@ def similar(
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-@output_options
+@table_output_options
 def softmax(
     scores: Annotated[
         list[str],
@@ -410,7 +421,7 @@ def softmax(
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
-@output_options
+@table_output_options
 def dot(
     a: Annotated[str, typer.Argument(metavar="A", help="A vector such as 1,2,3, or a word.", show_default=False)],
     b: Annotated[str, typer.Argument(metavar="B", help="A vector of the same length, or a word.", show_default=False)],
@@ -482,7 +493,7 @@ def model_command(
 
 
 @app.command(name="heads")
-@output_options
+@table_output_options
 @model_options
 def heads_command(
     text: Annotated[

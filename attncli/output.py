@@ -24,6 +24,7 @@ __all__ = [
     "Format",
     "Output",
     "Scale",
+    "TableFormat",
     "attention_csv",
     "attention_npz",
     "rounded",
@@ -41,6 +42,10 @@ class Format(enum.StrEnum):
     json = "json"
     csv = "csv"  # the attention weights in long form
     npz = "npz"  # the attention weights as a numpy archive
+
+
+# What every result can be written as: the formats but the numpy archive, which holds attention.
+TableFormat = enum.StrEnum("TableFormat", {format.name: format.value for format in Format if format != Format.npz})
 
 
 class Color(enum.StrEnum):
@@ -115,6 +120,36 @@ def csv_text(text: str) -> str:
     prefixed with an apostrophe."""
     escaped = text.translate(_CSV_ESCAPES).translate(JSON_ESCAPES)
     return "'" + escaped if escaped.startswith(_FORMULA_STARTS) else escaped
+
+
+def _cell(value, decimals: int | None):
+    """A value as a CSV cell: text escaped (csv_text), numbers in their shortest round-tripping form
+    (float32 as float32) rounded to `decimals` when given, true/false, and nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return csv_text(value)
+    if isinstance(value, float | np.floating):
+        return str(value if decimals is None else type(value)(round(value, decimals)))
+    return str(value)
+
+
+def table_csv(header: list[str], rows: Iterable[list], decimals: int | None) -> Iterator[bytes]:
+    """A result's own table (see its csv_table) as CSV, a thousand rows a piece."""
+    import csv  # here, not at the top: every run of every command would pay for its import
+
+    buffer = io.StringIO()
+    out = csv.writer(buffer, lineterminator="\n")
+    out.writerow(header)
+    for number, row in enumerate(rows, start=1):
+        out.writerow([_cell(value, decimals) for value in row])
+        if number % 1000 == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
 
 
 def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
@@ -284,9 +319,9 @@ def write_records(records, path: Path | None, precision: int | None) -> None:
 
 
 def _write(result, output: Output, **view_options) -> None:
-    if output.format in (Format.csv, Format.npz) and not hasattr(result, "run"):
+    if output.format == Format.npz and not hasattr(result, "run"):
         raise BadInput(
-            "{format} {value} writes attention weights: use it with explain, heatmap or model",
+            "{format} {value} writes attention weights: use it with a command that computes them",
             value=output.format.value,
         )
     if output.format == Format.npz and output.path is None and sys.stdout.isatty():
@@ -298,7 +333,9 @@ def _write(result, output: Output, **view_options) -> None:
         renderable = view(result, **view_options)
     if output.format == Format.json:
         _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
-    elif output.format == Format.csv:
+    elif output.format == Format.csv and hasattr(result, "csv_table"):
+        _emit_bytes(table_csv(*result.csv_table(), output.precision), output)
+    elif output.format == Format.csv:  # a result that is the attention itself: in long form
         _emit_bytes(attention_csv(result.run, output.precision), output)
     elif output.format == Format.npz:
         _emit_bytes(attention_npz(result.run), output)

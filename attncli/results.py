@@ -2,7 +2,7 @@
 draws it; `to_json()` is its JSON document. Nothing here derives a number: it arranges them, and
 refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,6 +222,11 @@ class TokenizeResult:
     tokens: list[Token]
     model: ModelInfo
 
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The view's table: one row per token."""
+        header = ["index", "id", "token", "start", "end", "special"]
+        return header, ([t.index, t.id, t.text, t.start, t.end, t.special] for t in self.tokens)
+
     def to_json(self) -> dict:
         return _document("tokenize", text=self.text, model=self.model.to_json(), tokens=_tokens_json(self.tokens))
 
@@ -234,6 +239,13 @@ class EmbedResult:
     tokens: list[Token]
     embeddings: np.ndarray  # [T, d]
     norms: np.ndarray  # [T] the length of each embedding
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per token: its embedding's dimensions, then its length."""
+        width = self.embeddings.shape[1]
+        header = ["index", "token", *(f"d{i}" for i in range(width)), "length"]
+        rows = zip(self.tokens, self.embeddings, self.norms, strict=True)
+        return header, ([t.index, t.text, *vector, norm] for t, vector, norm in rows)
 
     def to_json(self) -> dict:
         return _document("embed", text=self.text, tokens=_tokens_json(self.tokens), embeddings=numbers(self.embeddings))
@@ -256,6 +268,11 @@ class SimilarResult:
     id: int
     neighbors: list[Neighbor]
 
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The neighbours, nearest first."""
+        rows = ([rank, n.text, n.id, n.cosine] for rank, n in enumerate(self.neighbors, start=1))
+        return ["rank", "token", "id", "cosine"], rows
+
     def to_json(self) -> dict:
         return _document(
             "similar",
@@ -273,6 +290,11 @@ class SoftmaxResult:
     shifted: np.ndarray  # [n] scores - max(scores)
     exp: np.ndarray  # [n] exp(shifted)
     probabilities: np.ndarray  # [n] exp / sum(exp)
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """Each score's steps."""
+        rows = zip(self.scores, self.shifted, self.exp, self.probabilities, strict=True)
+        return ["score", "shifted", "exp", "probability"], (list(row) for row in rows)
 
     def to_json(self) -> dict:
         return _document(
@@ -306,6 +328,11 @@ class DotResult:
     products: np.ndarray  # [n] a_i * b_i
     dot: float
     cosine: float
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The product term by term."""
+        rows = zip(self.a.vector, self.b.vector, self.products, strict=True)
+        return ["i", "a", "b", "product"], ([i, *row] for i, row in enumerate(rows))
 
     def to_json(self) -> dict:
         return _document(
@@ -349,6 +376,19 @@ class QueryResult:
     allowed: np.ndarray  # [T] bool: keys that may be a head's top target
     ranking: list[HeadTarget]  # every head, the strongest first
 
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The heads as ranked, each with its top key (and its weight on the target key, if any)."""
+        tokens = self.run.tokens
+        header = ["rank", "layer", "head", "top_index", "top_token", "top_weight"]
+        if self.target is not None:
+            header.append("target_weight")
+
+        def row(rank: int, t: HeadTarget) -> list:
+            target = [] if self.target is None else [t.weights[self.target]]
+            return [rank, t.layer, t.head, t.top, tokens[t.top].text, t.top_weight, *target]
+
+        return header, (row(rank, t) for rank, t in enumerate(self.ranking, start=1))
+
     def to_json(self) -> dict:
         tokens = self.run.tokens
         return _document(
@@ -391,6 +431,17 @@ class HeadsResult:
     statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
     labels: np.ndarray  # [L, h]
 
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per head: its statistics (empty where one does not apply) and pattern."""
+        layers, heads = self.labels.shape
+        names = list(self.statistics)
+        rows = (
+            [layer, head, *(_statistic(self.statistics[n][layer, head]) for n in names), str(self.labels[layer, head])]
+            for layer in range(layers)
+            for head in range(heads)
+        )
+        return ["layer", "head", *names, "pattern"], rows
+
     def to_json(self) -> dict:
         layers, heads = self.labels.shape
         return _document(
@@ -423,6 +474,16 @@ class RolloutResult:
     sources: list[int] | None  # with a token: the input tokens, the largest share of it first, sinks left out
     left_out: list[int] | None = None  # with a token: the sinks (special tokens ...) the ranking leaves out
 
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The rollout in long form: how much of each key flows into each query, layer by layer."""
+        texts = [t.text for t in self.run.tokens]
+        header = ["layer", "query_index", "query_token", "key_index", "key_token", "share"]
+        rows = (
+            [layer, query, texts[query], key, texts[key], self.rollout[layer, query, key]]
+            for layer, query, key in np.ndindex(self.rollout.shape)
+        )
+        return header, rows
+
     def to_json(self) -> dict:
         tokens = self.run.tokens
         return _document(
@@ -450,6 +511,20 @@ class CompareResult:
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The heads, the most changed first, with the token's top key in each text."""
+        header = ["rank", "layer", "head", "tv", "top_a_index", "top_a_token", "top_a_weight"]
+        header += ["top_b_index", "top_b_token", "top_b_weight"]
+
+        def row(rank: int, layer: int, head: int) -> list:
+            top_a, top_b = (int(top[layer, head]) for top in self.strongest)
+            weight_a = self.a.weights[layer, head, self.token_a, top_a]
+            weight_b = self.b.weights[layer, head, self.token_b, top_b]
+            side_a = [top_a, self.a.tokens[top_a].text, weight_a]
+            return [rank, layer, head, self.change[layer, head], *side_a, top_b, self.b.tokens[top_b].text, weight_b]
+
+        return header, (row(rank, layer, head) for rank, (layer, head) in enumerate(self.ranking, start=1))
 
     def to_json(self) -> dict:
         return _document(
@@ -511,6 +586,12 @@ class CheckResult:
     @property
     def passed(self) -> bool:
         return self.max_difference <= self.tolerance
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The cells that moved most, with their saved and present weights."""
+        now = self.run.weights
+        rows = ([*cell, self.saved[cell], now[cell]] for cell in self.worst_cells)
+        return ["layer", "head", "query", "key", "saved", "now"], rows
 
     def to_json(self) -> dict:
         now = self.run.weights

@@ -177,8 +177,30 @@ def test_bad_output_options(cli, args, message):
     assert run.code == 2 and message in run.stderr and run.stdout == ""
 
 
-def test_csv_needs_attention(cli):
-    assert cli("softmax", "1", "2", "--format", "csv").code == 2
+def test_every_command_s_csv_is_its_own_table_and_npz_is_offered_only_with_attention(cli):
+    tables = {
+        ("softmax", "1", "2"): "score,shifted,exp,probability",
+        ("similar", "king", "-k", "2"): "rank,token,id,cosine",
+        ("dot", "1,2", "3,4"): "i,a,b,product",
+        ("tokenize", SENTENCE): "index,id,token,start,end,special",
+        ("embed", "cat"): "index,token,d0,d1",
+        ("heads", SENTENCE): "layer,head,entropy,",
+        ("query", SENTENCE, "--token", "cat"): "rank,layer,head,top_index,top_token,top_weight",
+        ("rollout", SENTENCE): "layer,query_index,query_token,key_index,key_token,share",
+        ("compare", SENTENCE, SENTENCE, "--token", "cat"): "rank,layer,head,tv,top_a_index",
+        ("heatmap", SENTENCE): "layer,head,query_index,query_token,key_index,key_token,weight",
+    }
+    for args, header in tables.items():
+        run = cli(*args, "--format", "csv")
+        assert run.code == 0 and run.stdout.startswith(header), (args, run.stdout[:80], run.stderr)
+    softmax = list(csv.reader(io.StringIO(cli("softmax", "1", "2", "--format", "csv").stdout)))
+    assert [float(p) for p in (softmax[1][3], softmax[2][3])] == cli("softmax", "1", "2", "--json").json()[
+        "probabilities"
+    ]
+    for command in (["softmax", "1"], ["similar", "king"], ["dot", "1", "2"], ["tokenize", SENTENCE]):
+        run = cli(*command, "--format", "npz")
+        assert run.code == 2 and "'npz' is not one of" in run.stderr
+        assert "npz" not in cli(command[0], "--help").stdout
 
 
 def test_color_always_and_never(cli):
