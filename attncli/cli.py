@@ -549,7 +549,7 @@ def rollout(
 
 
 @app.command()
-@output_options
+@table_output_options
 @model_options
 def compare(
     text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
