@@ -7,24 +7,21 @@ W_O are random, drawn from a seed: it shows how attention computes, not what a
 trained model has learned.
 """
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from attncli import analysis
 from attncli.attention import Projections, Trace, causal_mask, multi_head_attention
 from attncli.errors import BadInput, DataError
-from attncli.models import ModelInfo
-from attncli.tokens import Token, special_ids
+from attncli.models import ModelInfo, Vocabulary
+from attncli.tokens import Token
 
 __all__ = [
     "SAMPLE_DIR",
     "SampleConfig",
     "SampleModel",
-    "Vocabulary",
     "positional_encoding",
     "sample_forward",
     "sample_vocabulary",
@@ -32,56 +29,6 @@ __all__ = [
 ]
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_vocab"
-# [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
-_PLACEHOLDER = re.compile(r"^\[.+\]$")
-
-
-class Vocabulary:
-    """A tokenizer and the embedding matrix its ids index."""
-
-    def __init__(self, tokenizer, embeddings: np.ndarray):
-        self.tokenizer = tokenizer  # a tokenizers.Tokenizer
-        self.embeddings = embeddings  # [vocab, d]
-        self.special = special_ids(tokenizer)
-
-    def tokenize(self, text: str) -> list[Token]:
-        """The tokens of `text`, without adding special tokens such as [CLS] and [SEP] (typed ones stay)."""
-        encoding = self.tokenizer.encode(text, add_special_tokens=False)
-        return [
-            Token(index, token_id, piece, start, end, token_id in self.special)
-            for index, (token_id, piece, (start, end)) in enumerate(
-                zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
-            )
-        ]
-
-    def embed(self, ids: list[int]) -> np.ndarray:
-        """The embedding rows of `ids`: [T, d] float64."""
-        return self.embeddings[ids].astype(np.float64)
-
-    def word_id(self, word: str) -> int:
-        """The id of a word that is a single token of the vocabulary."""
-        pieces = self.tokenize(word)
-        if len(pieces) != 1:
-            shown = " ".join(piece.text for piece in pieces) or "nothing"
-            raise BadInput(
-                "{word!r} is not one token of the vocabulary (it tokenizes to: {shown}); give a single word",
-                word=word,
-                shown=shown,
-            )
-        if _PLACEHOLDER.match(pieces[0].text):
-            raise BadInput(
-                "{word!r} is not in the vocabulary (it becomes {piece}); give a word", word=word, piece=pieces[0].text
-            )
-        return pieces[0].id
-
-    def token_text(self, token_id: int) -> str:
-        return self.tokenizer.id_to_token(token_id)
-
-    def nearest(self, token_id: int, k: int) -> list[tuple[int, float]]:
-        """The `k` ids whose embeddings have the highest cosine with `token_id`'s, best first; the word
-        itself and placeholder tokens ([PAD], [unused0], ...) are left out."""
-        placeholders = [i for token, i in self.tokenizer.get_vocab().items() if _PLACEHOLDER.match(token)]
-        return analysis.nearest(self.embeddings.astype(np.float64), token_id, k, [token_id, *placeholders])
 
 
 @cache
@@ -193,6 +140,10 @@ class SampleModel:
             output_bias=False,
             itemsize=8,  # float64 throughout
         )
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return sample_vocabulary()
 
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)

@@ -234,6 +234,12 @@ class Rows:
             rows.append(_float32(_read(self.path, self.name, self.start + int(i) * width, width), self.dtype))
         return _finite(np.stack(rows), self.path, self.name)
 
+    def all(self) -> np.ndarray:
+        """Every row, [n, d] float32, in one read."""
+        width = self.shape[1] * np.dtype(_FLOATS[self.dtype]).itemsize
+        data = _read(self.path, self.name, self.start, self.shape[0] * width)
+        return _finite(_float32(data, self.dtype).reshape(self.shape), self.path, self.name)
+
 
 def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
     if not np.all(np.isfinite(tensor)):

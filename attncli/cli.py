@@ -291,6 +291,14 @@ model_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
 
+def _vocabulary_model(spec: str) -> dict:
+    return {"model": load_model(spec)}
+
+
+# --model alone, for commands that read a model's vocabulary and embedding table.
+vocabulary_options = _shared_options(("model",), (_MODEL,), _vocabulary_model)
+
+
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
@@ -388,19 +396,23 @@ def embed(text: TextArg, max_tokens: MaxTokensOpt = commands.DEFAULT_MAX_TOKENS,
 
 @app.command()
 @table_output_options
+@vocabulary_options
 def similar(
     word: Annotated[
         str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
     ],
     k: Annotated[int, typer.Option("-k", "--top", help="How many neighbours to list.")] = 10,
     *,
+    model: Model,
     output: Output,
 ) -> None:
-    """List the words whose bundled embeddings are nearest to WORD's, by cosine similarity.
+    """List the tokens whose input embeddings are nearest to WORD's, by cosine similarity.
 
-    Example: attncli similar king -k 5
+    The bundled vocabulary's by default; a checkpoint's own embedding table with --model.
+
+    Example: attncli similar king -k 5 --model minilm
     """
-    write(commands.similar(word, k), output)
+    write(commands.similar(word, model, k), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})

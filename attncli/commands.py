@@ -435,16 +435,14 @@ def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
     return analysis.strongest_allowed(rows, analysis.candidate_keys(sinks, index, include_special=False), index)
 
 
-def similar(word: str, k: int = 10) -> SimilarResult:
-    """The `k` vocabulary words whose bundled embeddings are nearest to `word`'s by cosine."""
-    from attncli.bundled import sample_vocabulary
-
+def similar(word: str, model: Model, k: int = 10) -> SimilarResult:
+    """The `k` tokens of `model`'s vocabulary whose input embeddings are nearest to `word`'s by cosine."""
     if k < 1:
         raise BadInput("{k} {value} asks for no neighbours; use {k} 1 or more", value=k)
-    vocabulary = sample_vocabulary()
+    vocabulary = model.vocabulary
     token_id = vocabulary.word_id(word)
     neighbors = [Neighbor(vocabulary.token_text(i), i, c) for i, c in vocabulary.nearest(token_id, k)]
-    return SimilarResult(word, token_id, neighbors)
+    return SimilarResult(word, token_id, neighbors, model.info)
 
 
 def softmax(arguments: list[str]) -> SoftmaxResult:

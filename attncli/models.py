@@ -6,17 +6,19 @@
 and JSON say about a model, whichever it is.
 """
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
+from attncli import analysis
 from attncli.attention import Trace, causal_mask
 from attncli.errors import BadInput, DataError, Parameter
 from attncli.tokens import Token, special_ids
 
-__all__ = ["CheckpointModel", "Model", "ModelInfo", "load_model", "load_saved_model"]
+__all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -87,6 +89,59 @@ class ModelInfo:
         }
 
 
+# [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
+_PLACEHOLDER = re.compile(r"^\[.+\]$")
+
+
+class Vocabulary:
+    """A tokenizer and the embedding matrix its ids index."""
+
+    def __init__(self, tokenizer, embeddings: np.ndarray):
+        self.tokenizer = tokenizer  # a tokenizers.Tokenizer
+        self.embeddings = embeddings  # [vocab, d]
+        self.special = special_ids(tokenizer)
+
+    def tokenize(self, text: str) -> list[Token]:
+        """The tokens of `text`, without adding special tokens such as [CLS] and [SEP] (typed ones stay)."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return [
+            Token(index, token_id, piece, start, end, token_id in self.special)
+            for index, (token_id, piece, (start, end)) in enumerate(
+                zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
+            )
+        ]
+
+    def embed(self, ids: list[int]) -> np.ndarray:
+        """The embedding rows of `ids`: [T, d] float64."""
+        return self.embeddings[ids].astype(np.float64)
+
+    def word_id(self, word: str) -> int:
+        """The id of a word that is a single token of the vocabulary."""
+        pieces = self.tokenize(word)
+        if len(pieces) != 1:
+            shown = " ".join(piece.text for piece in pieces) or "nothing"
+            raise BadInput(
+                "{word!r} is not one token of the vocabulary (it tokenizes to: {shown}); give a single word",
+                word=word,
+                shown=shown,
+            )
+        if _PLACEHOLDER.match(pieces[0].text):
+            raise BadInput(
+                "{word!r} is not in the vocabulary (it becomes {piece}); give a word", word=word, piece=pieces[0].text
+            )
+        return pieces[0].id
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.id_to_token(token_id)
+
+    def nearest(self, token_id: int, k: int) -> list[tuple[int, float]]:
+        """The `k` ids whose embeddings have the highest cosine with `token_id`'s, best first; the word
+        itself, special tokens and placeholder tokens ([PAD], [unused0], ...) are left out."""
+        placeholders = [i for token, i in self.tokenizer.get_vocab().items() if _PLACEHOLDER.match(token)]
+        excluded = [token_id, *self.special, *placeholders]
+        return analysis.nearest(self.embeddings.astype(np.float64), token_id, k, excluded)
+
+
 class Model(Protocol):
     """What every model offers: its description, its tokenizer and its forward pass."""
 
@@ -94,6 +149,11 @@ class Model(Protocol):
     def info(self) -> ModelInfo: ...
 
     def tokenize(self, text: str) -> list[Token]: ...
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The model's tokenizer with its own embedding table."""
+        ...
 
     def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
@@ -154,6 +214,10 @@ class CheckpointModel:
         from attncli.architectures import read_weights
 
         return read_weights(self.config, self.checkpoint.tensors)
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        return Vocabulary(self.tokenizer, self.weights.word.all())
 
     def tokenize(self, text: str) -> list[Token]:
         encoding = self.tokenizer.encode(text)

@@ -267,6 +267,7 @@ class SimilarResult:
     word: str
     id: int
     neighbors: list[Neighbor]
+    model: ModelInfo
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The neighbours, nearest first."""
@@ -276,6 +277,7 @@ class SimilarResult:
     def to_json(self) -> dict:
         return _document(
             "similar",
+            model=self.model.to_json(),
             word=self.word,
             id=self.id,
             neighbors=[{"text": n.text, "id": n.id, "cosine": n.cosine} for n in self.neighbors],

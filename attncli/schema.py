@@ -132,6 +132,7 @@ def schemas() -> dict[str, dict]:
         "similar": _document(
             "similar",
             {
+                "model": MODEL,
                 "word": STRING,
                 "id": INDEX,
                 "neighbors": _array(_object({"text": STRING, "id": INDEX, "cosine": NUMBER})),

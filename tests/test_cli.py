@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,22 @@ def test_similar_lists_neighbours(cli):
     assert doc["word"] == "king"
     assert len(doc["neighbors"]) == 10
     assert "queen" in [n["text"] for n in doc["neighbors"]]
+
+
+def test_similar_reads_a_checkpoints_own_embedding_table(cli):
+    from safetensors.numpy import load_file
+
+    doc = cli("similar", "cat", "-k", "3", "--model", BERT, "--json").json()
+    assert doc["model"]["type"] == "bert"
+    table = load_file(f"{BERT}/model.safetensors")["embeddings.word_embeddings.weight"].astype(np.float64)
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+    cosines = unit @ unit[doc["id"]]
+    vocabulary = json.loads(Path(BERT, "tokenizer.json").read_text())["model"]["vocab"]
+    # Nobody's neighbour: the word itself, special tokens and placeholders such as [PAD].
+    candidates = [i for token, i in vocabulary.items() if not token.startswith("[") and i != doc["id"]]
+    nearest = sorted(candidates, key=lambda i: -cosines[i])[:3]
+    assert [n["id"] for n in doc["neighbors"]] == nearest
+    assert [n["cosine"] for n in doc["neighbors"]] == pytest.approx(cosines[nearest], abs=1e-6)
 
 
 def test_tokenize_and_embed(cli):

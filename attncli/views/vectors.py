@@ -42,8 +42,11 @@ def similar_view(result: SimilarResult) -> RenderableType:
         table.add_row(
             str(rank), token_label(neighbor.text), str(neighbor.id), number(neighbor.cosine), bar(neighbor.cosine)
         )
+    where = "the bundled embeddings" if result.model.sample else f"{visible(result.model.name)}'s input embeddings"
     lead = Text.assemble(
-        "Nearest neighbours of ", (visible(result.word), "bold"), f" (id {result.id}) by cosine similarity"
+        "Nearest neighbours of ",
+        (visible(result.word), "bold"),
+        f" (id {result.id}) in {where}, by cosine similarity",
     )
     return Group(lead, table)
 
