@@ -223,14 +223,19 @@ def is_punctuation(token: str) -> bool:
     return bool(text) and all(unicodedata.category(char).startswith("P") for char in text)
 
 
-def ranked_targets(rows: np.ndarray, allowed: np.ndarray, target: int | None = None) -> list[tuple[int, int, int]]:
+def ranked_targets(
+    rows: np.ndarray, allowed: np.ndarray, target: list[int] | None = None
+) -> list[tuple[int, int, int]]:
     """Heads ranked for a query token: (layer, head, strongest allowed key), strongest first.
 
     `rows` [L, h, T] are the token's weights in every head and `allowed` [T] the keys that may be
-    a head's strongest; with `target`, heads are ranked by their weight on that key instead.
+    a head's strongest; with `target`, heads are ranked by their total weight on those keys instead.
     """
     tops = np.where(allowed, rows, -1.0).argmax(axis=-1)  # [L, h]
-    order = np.take_along_axis(rows, tops[..., None], axis=-1)[..., 0] if target is None else rows[..., target]
+    if target is None:
+        order = np.take_along_axis(rows, tops[..., None], axis=-1)[..., 0]
+    else:
+        order = rows[..., target].sum(axis=-1)
     ranking = np.argsort(-order, axis=None, kind="stable")  # flat indices into [L, h]
     layers, heads = np.unravel_index(ranking, order.shape)
     return [(int(layer), int(head), int(tops[layer, head])) for layer, head in zip(layers, heads, strict=True)]
@@ -250,9 +255,10 @@ def strongest_allowed(rows: np.ndarray, allowed: np.ndarray, fallback: int) -> n
     return np.where(allowed, rows, -1.0).argmax(axis=-1)
 
 
-def candidate_keys(special: np.ndarray, query: int, include_special: bool) -> np.ndarray:
-    """[T] bool: the keys that may be a head's top target for token `query`: not the token
-    itself, and not the keys `special` [T] bool marks (special tokens, sinks) unless `include_special`."""
+def candidate_keys(special: np.ndarray, query: int | list[int], include_special: bool) -> np.ndarray:
+    """[T] bool: the keys that may be a head's top target for token `query` (or the tokens of one
+    word): not the query itself, and not the keys `special` [T] bool marks (special tokens, sinks)
+    unless `include_special`."""
     allowed = np.ones_like(special) if include_special else ~special
     allowed[query] = False
     return allowed

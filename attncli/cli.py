@@ -458,12 +458,23 @@ TokenOpt = Annotated[
 @model_options
 def query(
     text: TextArg,
-    token: TokenOpt,
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            help="The token to follow: its index, or its text if it occurs once; a word split into several "
+            "tokens follows their mean row.",
+            show_default=False,
+        ),
+    ],
     include_special: IncludeSpecialOpt = False,
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", help="Rank heads by the weight on this token instead (index or text).", show_default=False
+            "--to",
+            help="Rank heads by the weight on this token instead (index or text; a split word: the sum over "
+            "its tokens).",
+            show_default=False,
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the ranked heads to draw.")] = 12,

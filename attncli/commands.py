@@ -36,7 +36,7 @@ from attncli.results import (
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.tokens import Token, matches
+from attncli.tokens import Token, matches, word_span
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -55,6 +55,7 @@ __all__ = [
     "parse_range",
     "query",
     "resolve_token",
+    "resolve_word",
     "rollout",
     "run",
     "similar",
@@ -229,6 +230,17 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str) -> int:
     return found[0]
 
 
+def resolve_word(tokens: list[Token], text: str, spec: str, parameter: str) -> list[int]:
+    """The indices of the tokens `spec` names: the one `resolve_token` finds, or, for a word of `text`
+    that is no single token, the tokens it was split into (see tokens.word_span)."""
+    word = spec.strip()
+    if not re.fullmatch(r"[0-9]+", word) and not any(matches(t.text, word) for t in tokens):
+        span = word_span(tokens, text, word)
+        if span is not None:
+            return span
+    return [resolve_token(tokens, spec, parameter)]
+
+
 def query(
     text: str,
     model: Model,
@@ -238,12 +250,17 @@ def query(
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> QueryResult:
     """What the token named by `token` attends to in every head, heads ranked by their top weight,
-    or by the weight on the token named by `to`."""
+    or by the weight on the token named by `to`.
+
+    Either may name a word split into several tokens: a word's query row is the mean of its tokens'
+    rows (still weights that sum to 1), and the weight on a word is the sum of the weights on its
+    tokens, as Clark et al. (2019) combine a split word's attention.
+    """
     result = run(text, model, max_tokens)
-    index = resolve_token(result.tokens, token, "token")
-    target = None if to is None else resolve_token(result.tokens, to, "to")
+    span = resolve_word(result.tokens, text, token, "token")
+    target = None if to is None else resolve_word(result.tokens, text, to, "to")
     sinks = analysis.sinks(result.special, model.info.causal)
-    allowed = analysis.candidate_keys(sinks, index, include_special)
+    allowed = analysis.candidate_keys(sinks, span, include_special)
     if not allowed.any() and sinks.any() and not include_special:
         raise BadInput(
             "{token} {spec!r} has no other token to attend to; give a longer text, or {include_special}", spec=token
@@ -251,21 +268,21 @@ def query(
     if not allowed.any():
         raise BadInput("{token} {spec!r} has no other token to attend to; give a longer text", spec=token)
     causal = model.info.causal
-    if causal and not allowed[:index].any():
+    if causal and not allowed[: span[-1]].any():
         raise BadInput("{token} {spec!r} sees no earlier token under the causal mask; choose a later token", spec=token)
-    if causal and target is not None and target > index:
+    if causal and target is not None and target[0] > span[-1]:
         raise BadInput(
             "{to} {spec!r} (token {target}) comes after {token} (token {index}); the causal mask hides it",
             spec=to,
-            target=target,
-            index=index,
+            target=target[0],
+            index=span[-1],
         )
-    rows = result.weights[:, :, index, :]  # [L, h, T]
+    rows = result.weights[:, :, span, :].mean(axis=2)  # [L, h, T]
     ranking = [
         HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
         for layer, head, top in analysis.ranked_targets(rows, allowed, target)
     ]
-    return QueryResult(result, index, include_special, target, allowed, ranking)
+    return QueryResult(result, span, include_special, target, allowed, ranking)
 
 
 def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:

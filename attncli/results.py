@@ -372,11 +372,26 @@ class QueryResult:
     """What one token attends to, in every head of every layer, heads ranked by their top weight."""
 
     run: AttentionRun
-    token: int
+    token: list[int]  # the query: one token, or the tokens of a word split into several
     include_special: bool
-    target: int | None  # heads are ranked by the weight on this key instead of on their strongest key
+    target: list[int] | None  # heads are ranked by the weight on these keys instead of on their strongest
     allowed: np.ndarray  # [T] bool: keys that may be a head's top target
-    ranking: list[HeadTarget]  # every head, the strongest first
+    ranking: list[HeadTarget]  # every head, the strongest first (a word's weights: its tokens' mean row)
+
+    def label(self, span: list[int]) -> str:
+        """What the text says at the tokens `span`: one token's string, or the word they split."""
+        tokens = self.run.tokens
+        if len(span) == 1:
+            return tokens[span[0]].text
+        return self.run.text[
+            tokens[span[0]].start : tokens[span[-1]].end
+        ].strip()  # a BPE piece's offsets hold its space
+
+    def span_json(self, span: list[int]) -> dict:
+        """One token as {index, text}; a word as {indices, text}."""
+        if len(span) == 1:
+            return _token_ref(self.run.tokens[span[0]])
+        return {"indices": span, "text": self.label(span)}
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The heads as ranked, each with its top key (and its weight on the target key, if any)."""
@@ -386,7 +401,7 @@ class QueryResult:
             header.append("target_weight")
 
         def row(rank: int, t: HeadTarget) -> list:
-            target = [] if self.target is None else [t.weights[self.target]]
+            target = [] if self.target is None else [t.weights[self.target].sum()]
             return [rank, t.layer, t.head, t.top, tokens[t.top].text, t.top_weight, *target]
 
         return header, (row(rank, t) for rank, t in enumerate(self.ranking, start=1))
@@ -396,9 +411,9 @@ class QueryResult:
         return _document(
             "query",
             **self.run.header_json(),
-            token=_token_ref(tokens[self.token]),
+            token=self.span_json(self.token),
             include_special=self.include_special,
-            target=None if self.target is None else _token_ref(tokens[self.target]),
+            target=None if self.target is None else self.span_json(self.target),
             heads=[
                 {
                     "layer": target.layer,

@@ -47,6 +47,8 @@ TOKEN = _object(
     }
 )
 TOKEN_REF = _object({"index": INDEX, "text": STRING})
+# A query's token or target: one token, or a word split into several (their indices).
+QUERY_REF = {"oneOf": [TOKEN_REF, _object({"indices": _array(INDEX), "text": STRING})]}
 TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
 MODEL = _object(
     {
@@ -156,9 +158,9 @@ def schemas() -> dict[str, dict]:
                 "text": STRING,
                 "model": MODEL,
                 "tokens": _array(TOKEN),
-                "token": TOKEN_REF,
+                "token": QUERY_REF,
                 "include_special": {"type": "boolean"},
-                "target": {"oneOf": [TOKEN_REF, {"type": "null"}]},
+                "target": {"oneOf": [*QUERY_REF["oneOf"], {"type": "null"}]},
                 "heads": _array(
                     _object({"layer": INDEX, "head": INDEX, "weights": _array(NUMBER), "top": TARGET}),
                 ),

@@ -12,7 +12,7 @@ read past the marks, here.
 import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids"]
+__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids", "word_span"]
 
 CONTINUATION = "##"  # WordPiece: the piece continues the word before it
 SPACE = "Ġ"  # byte-level BPE: the piece starts after a space
@@ -54,6 +54,19 @@ def matches(piece: str, word: str) -> bool:
     """Whether the vocabulary string `piece` is `word` (ignoring case), with or without one mark."""
     piece, word = piece.lower(), word.lower()
     return piece in (word, CONTINUATION + word, SPACE.lower() + word, WORD_START + word)
+
+
+def word_span(tokens: list[Token], text: str, word: str) -> list[int] | None:
+    """The indices of the tokens `word` was split into, where it occurs once in `text` as a whole
+    word (ignoring case) and spans more than one token; None otherwise."""
+    if not word:
+        return None
+    found = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE)]
+    if len(found) != 1:
+        return None
+    start, end = found[0], found[0] + len(word)
+    span = [t.index for t in tokens if not t.special and t.start < end and t.end > start]
+    return span if len(span) > 1 else None
 
 
 def readable(piece: str) -> str:

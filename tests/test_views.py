@@ -35,6 +35,24 @@ def test_query_can_let_special_tokens_win_and_rank_by_a_chosen_target(cli):
     assert ranked["target"] == {"index": 6, "text": "mat"}
 
 
+def test_a_word_split_into_tokens_queries_with_its_rows_averaged_and_is_weighed_as_their_sum(cli):
+    split = cli("query", PRONOUN, "--token", "didn't", "--model", BERT, "--json").json()
+    word = split["token"]
+    assert word["text"] == "didn't"
+    assert [split["tokens"][i]["text"] for i in word["indices"]] == ["didn", "'", "t"]
+    weights = np.array(cli("heatmap", PRONOUN, "--model", BERT, "--json").json()["attention"])  # [L, h, T, T]
+    for head in split["heads"]:
+        expected = weights[head["layer"], head["head"], word["indices"]].mean(axis=0)
+        assert_allclose(head["weights"], expected, rtol=1e-6)
+        assert head["top"]["index"] not in word["indices"]
+    on_word = cli("query", PRONOUN, "--token", "it", "--to", "DIDN'T", "--model", BERT, "--json").json()
+    assert on_word["target"] == word
+    totals = [sum(head["weights"][i] for i in word["indices"]) for head in on_word["heads"]]
+    assert totals == sorted(totals, reverse=True)
+    view = cli("query", PRONOUN, "--token", "it", "--to", "didn't", "--model", BERT).stdout
+    assert "“didn't” (tokens 3–5, their weights summed)" in " ".join(view.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

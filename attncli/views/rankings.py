@@ -18,7 +18,6 @@ __all__ = ["check_view", "compare_view", "heads_view", "query_view"]
 def query_view(result: QueryResult, top: int = 12) -> RenderableType:
     run = result.run
     tokens = run.tokens
-    token = tokens[result.token]
     ranking = result.ranking[:top]
     if result.include_special:
         excluded = "itself"
@@ -29,10 +28,9 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
     if result.target is None:
         order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
     else:
-        target = tokens[result.target]
-        order = f"ranked by the weight on “{token_label(target.text)}” (token {result.target})"
+        order = f"ranked by the weight on {_span_phrase(result, result.target, 'weights summed')}"
     lead = (
-        f"What “{token_label(token.text)}” (token {result.token}) attends to in each of "
+        f"What {_span_phrase(result, result.token, 'rows averaged')} attends to in each of "
         f"{plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
         "--json for all."
     )
@@ -42,9 +40,9 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
         for rank, t in enumerate(ranking, start=1)
     ]
     if result.target is not None:
-        headers.append("on " + abbreviate(token_label(tokens[result.target].text), 9))
+        headers.append("on " + abbreviate(visible(result.label(result.target)), 9))
         for row, t in zip(rows, ranking, strict=True):
-            row.append(f"{t.weights[result.target]:.2f}")
+            row.append(f"{t.weights[result.target].sum():.2f}")
     chart = KeyBars(
         headers,
         rows,
@@ -53,6 +51,13 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
         muted=~result.allowed,
     )
     return Group(text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), chart)
+
+
+def _span_phrase(result: QueryResult, span: list[int], combined: str) -> str:
+    """“it” (token 9), or “didn't” (tokens 3–5, their <combined>)."""
+    if len(span) == 1:
+        return f"“{token_label(result.label(span))}” (token {span[0]})"
+    return f"“{visible(result.label(span))}” (tokens {span[0]}–{span[-1]}, their {combined})"
 
 
 _HEAD_COLUMNS = (
