@@ -154,7 +154,7 @@ def explain(
     analysis.sinks) unless `include_special`."""
     _check_layer_and_head(model.info, layer, head)
     result = run(text, model, max_tokens, steps)
-    index = _focus(result.tokens, focus)
+    index = _focus(result.tokens, text, focus)
     mask = model.info.mask(layer, len(result.tokens))
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
@@ -188,18 +188,19 @@ def explain(
     )
 
 
-def _focus(tokens: list[Token], focus: str | None) -> int:
+def _focus(tokens: list[Token], text: str, focus: str | None) -> int:
     """The token `focus` names; without one, the last token that is not a special token: it sees
     every other token, with or without a causal mask."""
     if focus is not None:
-        return resolve_token(tokens, focus, "focus")
+        return resolve_token(tokens, focus, "focus", text)
     ordinary = [t.index for t in tokens if not t.special]
     return ordinary[-1] if ordinary else len(tokens) - 1
 
 
-def resolve_token(tokens: list[Token], spec: str, parameter: str) -> int:
+def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | None = None) -> int:
     """The index of the token `spec` names: digits are an index, anything else a token that occurs once
-    (ignoring case and word-piece marks). Errors name the `parameter` that gave `spec`."""
+    (ignoring case and word-piece marks). Errors name the `parameter` that gave `spec`, and, given the
+    `text`, the tokens a word of it was split into."""
     if re.fullmatch(r"[0-9]+", spec.strip()):
         index = int(spec)
         if index >= len(tokens):
@@ -211,6 +212,16 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str) -> int:
             )
         return index
     found = [t.index for t in tokens if matches(t.text, spec.strip())]
+    span = None if found or text is None else word_span(tokens, text, spec.strip())
+    if span is not None:
+        raise BadInput(
+            "{option} {spec!r} is split into tokens {first} to {last} ({pieces}); name one of them by its index",
+            option=Parameter(parameter),
+            spec=spec,
+            first=span[0],
+            last=span[-1],
+            pieces=" ".join(tokens[i].text for i in span),
+        )
     if not found:
         listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
         raise BadInput(
@@ -369,7 +380,7 @@ def rollout(
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
     result = run(text, model, max_tokens)
-    index = None if token is None else resolve_token(result.tokens, token, "token")
+    index = None if token is None else resolve_token(result.tokens, token, "token", text)
     products = analysis.rollout(result.weights, fusion)  # [L, T, T]
     sources = left_out = None
     if index is not None:
@@ -424,7 +435,7 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     `text_b` is the token the alignment pairs it with.
     """
     a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
-    index_a = resolve_token(a.tokens, token, "token")
+    index_a = resolve_token(a.tokens, token, "token", text_a)
     slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
     index_b = next((j for i, j in slots if i == index_a), None)
     if index_b is None:

@@ -194,6 +194,8 @@ def test_every_text_command_has_a_view(cli, command):
         (["dot", "1e200,1", "1e200,1"], "out of range"),
         (["similar", "😀"], "not in the vocabulary"),
         (["explain", SENTENCE, "--focus", "²"], "is not a token"),
+        (["explain", "It didn't.", "--focus", "didn't"], "\"didn't\" is split into tokens 1 to 3 (didn ' t)"),
+        (["rollout", "It didn't.", "--token", "DIDN'T"], "split into tokens 1 to 3"),
         (["explain", SENTENCE, "--layer", "1"], "--layer 1 is out of range"),
         (["explain", SENTENCE, "--model", "/nonexistent/model"], "no such directory"),
         (["explain", SENTENCE, "--model", BERT, "--num-heads", "2"], "only shape the sample model"),
