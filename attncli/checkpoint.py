@@ -187,17 +187,24 @@ def _header(path: Path) -> tuple[int, dict]:
     return 8 + size, json.loads(_read(path, "(its header)", 8, size))
 
 
-def _read(path: Path, name: str, start: int, size: int) -> bytes:
-    """`size` bytes of `path` from `start`, in one positioned read."""
+def _read(path: Path, name: str, start: int, size: int) -> bytearray:
+    """`size` bytes of `path` from `start`, by positioned reads into one buffer (Linux returns at most
+    2 GiB from one read, and a large model's embedding table is bigger)."""
+    data = bytearray(size)
+    view, done = memoryview(data), 0
     try:
         descriptor = os.open(path, os.O_RDONLY)
         try:
-            data = os.pread(descriptor, size, start)
+            while done < size:
+                got = os.preadv(descriptor, [view[done:]], start + done)
+                if got == 0:
+                    break
+                done += got
         finally:
             os.close(descriptor)
     except OSError as error:
         raise DataError(f"{path}: cannot read tensor {name} ({error.strerror})") from None
-    if len(data) != size:
+    if done != size:
         raise DataError(f"{path}: cannot read tensor {name} (the file ends early)")
     return data
 
@@ -207,7 +214,7 @@ def _float32(data: bytes, dtype: str, out: np.ndarray | None = None) -> np.ndarr
     of a float32."""
     values = np.frombuffer(data, dtype=_FLOATS[dtype])
     if out is None and dtype == "F32":
-        return values  # read-only, over the bytes just read: no second copy of the tensor
+        return values  # over the bytes just read: no second copy of the tensor
     if out is None:
         out = np.empty(values.shape, np.float32)
     if out.shape != values.shape:

@@ -399,7 +399,13 @@ def embed(text: TextArg, max_tokens: MaxTokensOpt = commands.DEFAULT_MAX_TOKENS,
 @vocabulary_options
 def similar(
     word: Annotated[
-        str, typer.Argument(metavar="WORD", help="A word that is one token of the vocabulary.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="WORD",
+            help="A word that is one token of the vocabulary. Where the vocabulary marks a word's leading "
+            "space (byte-level BPE), ' cat' is the word inside a sentence and 'cat' the one that starts it.",
+            show_default=False,
+        ),
     ],
     k: Annotated[int, typer.Option("-k", "--top", help="How many neighbours to list.")] = 10,
     *,

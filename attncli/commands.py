@@ -36,7 +36,7 @@ from attncli.results import (
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.tokens import Token, matches, word_span
+from attncli.tokens import Token, matches, word_spans
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -212,15 +212,13 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | No
             )
         return index
     found = [t.index for t in tokens if matches(t.text, spec.strip())]
-    span = None if found or text is None else word_span(tokens, text, spec.strip())
-    if span is not None:
+    spans = [] if found or text is None else word_spans(tokens, text, spec.strip())
+    if spans:
         raise BadInput(
-            "{option} {spec!r} is split into tokens {first} to {last} ({pieces}); name one of them by its index",
+            "{option} {spec!r} is split into tokens {where}; name one token by its index",
             option=Parameter(parameter),
             spec=spec,
-            first=span[0],
-            last=span[-1],
-            pieces=" ".join(tokens[i].text for i in span),
+            where=_spans_listing(tokens, spans),
         )
     if not found:
         listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
@@ -241,14 +239,31 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | No
     return found[0]
 
 
+def _tokens_phrase(span: list[int]) -> str:
+    """'token 8', or 'tokens 8 to 9' for a split word."""
+    return f"token {span[0]}" if len(span) == 1 else f"tokens {span[0]} to {span[-1]}"
+
+
+def _spans_listing(tokens: list[Token], spans: list[list[int]]) -> str:
+    """'2 to 4 (didn ' t)', and ' and 9 to 11 (...)' for each further place."""
+    return " and ".join(f"{s[0]} to {s[-1]} ({' '.join(tokens[i].text for i in s)})" for s in spans)
+
+
 def resolve_word(tokens: list[Token], text: str, spec: str, parameter: str) -> list[int]:
     """The indices of the tokens `spec` names: the one `resolve_token` finds, or, for a word of `text`
-    that is no single token, the tokens it was split into (see tokens.word_span)."""
+    that is no single token and occurs once, the tokens it was split into (see tokens.word_spans)."""
     word = spec.strip()
     if not re.fullmatch(r"[0-9]+", word) and not any(matches(t.text, word) for t in tokens):
-        span = word_span(tokens, text, word)
-        if span is not None:
-            return span
+        spans = word_spans(tokens, text, word)
+        if len(spans) == 1:
+            return spans[0]
+        if spans:
+            raise BadInput(
+                "{option} {spec!r} occurs more than once, split into tokens {where}; give one token's index",
+                option=Parameter(parameter),
+                spec=spec,
+                where=_spans_listing(tokens, spans),
+            )
     return [resolve_token(tokens, spec, parameter)]
 
 
@@ -283,10 +298,11 @@ def query(
         raise BadInput("{token} {spec!r} sees no earlier token under the causal mask; choose a later token", spec=token)
     if causal and target is not None and target[0] > span[-1]:
         raise BadInput(
-            "{to} {spec!r} (token {target}) comes after {token} (token {index}); the causal mask hides it",
+            "{to} {spec!r} ({target}) comes after {token} {query!r} ({index}); the causal mask hides it",
             spec=to,
-            target=target[0],
-            index=span[-1],
+            query=token,
+            target=_tokens_phrase(target),
+            index=_tokens_phrase(span),
         )
     rows = result.weights[:, :, span, :].mean(axis=2)  # [L, h, T]
     ranking = [

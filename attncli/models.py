@@ -89,8 +89,8 @@ class ModelInfo:
         }
 
 
-# [PAD], [CLS], [unused17] ...: placeholders, not words, so never anyone's neighbour.
-_PLACEHOLDER = re.compile(r"^\[.+\]$")
+# [PAD], [unused17], <unk>, a byte-fallback <0x0A> ...: placeholders, not words, so never anyone's neighbour.
+_PLACEHOLDER = re.compile(r"^\[.+\]$|^<[^<>\s]+>$")
 
 
 class Vocabulary:
@@ -125,20 +125,26 @@ class Vocabulary:
                 word=word,
                 shown=shown,
             )
-        if _PLACEHOLDER.match(pieces[0].text):
+        piece = pieces[0]
+        if (piece.special or _PLACEHOLDER.match(piece.text)) and piece.text.lower() == word.strip().lower():
+            raise BadInput("{word!r} is a special token, not a word; give a word", word=word)
+        if piece.special or _PLACEHOLDER.match(piece.text):
             raise BadInput(
-                "{word!r} is not in the vocabulary (it becomes {piece}); give a word", word=word, piece=pieces[0].text
+                "{word!r} is not in the vocabulary (it becomes {piece}); give a word", word=word, piece=piece.text
             )
-        return pieces[0].id
+        return piece.id
 
     def token_text(self, token_id: int) -> str:
         return self.tokenizer.id_to_token(token_id)
 
     def nearest(self, token_id: int, k: int) -> list[tuple[int, float]]:
         """The `k` ids whose embeddings have the highest cosine with `token_id`'s, best first; the word
-        itself, special tokens and placeholder tokens ([PAD], [unused0], ...) are left out."""
-        placeholders = [i for token, i in self.tokenizer.get_vocab().items() if _PLACEHOLDER.match(token)]
-        excluded = [token_id, *self.special, *placeholders]
+        itself, special tokens, placeholder tokens ([PAD], [unused0], <0x0A>, ...) and the rows a
+        checkpoint pads its table with past the tokenizer's last id are left out."""
+        vocabulary = self.tokenizer.get_vocab(with_added_tokens=True)  # {token: id}
+        placeholders = [i for token, i in vocabulary.items() if _PLACEHOLDER.match(token)]
+        padding = range(max(vocabulary.values()) + 1, len(self.embeddings))
+        excluded = [token_id, *self.special, *placeholders, *padding]
         return analysis.nearest(self.embeddings.astype(np.float64), token_id, k, excluded)
 
 

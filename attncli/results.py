@@ -369,7 +369,8 @@ class HeadTarget:
 
 @dataclass(eq=False, repr=False)
 class QueryResult:
-    """What one token attends to, in every head of every layer, heads ranked by their top weight."""
+    """What one token (or the tokens of one split word) attends to, in every head of every layer,
+    heads ranked by their top weight."""
 
     run: AttentionRun
     token: list[int]  # the query: one token, or the tokens of a word split into several

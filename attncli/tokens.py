@@ -12,7 +12,7 @@ read past the marks, here.
 import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids", "word_span"]
+__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids", "word_spans"]
 
 CONTINUATION = "##"  # WordPiece: the piece continues the word before it
 SPACE = "Ġ"  # byte-level BPE: the piece starts after a space
@@ -56,17 +56,18 @@ def matches(piece: str, word: str) -> bool:
     return piece in (word, CONTINUATION + word, SPACE.lower() + word, WORD_START + word)
 
 
-def word_span(tokens: list[Token], text: str, word: str) -> list[int] | None:
-    """The indices of the tokens `word` was split into, where it occurs once in `text` as a whole
-    word (ignoring case) and spans more than one token; None otherwise."""
-    if not word:
-        return None
-    found = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE)]
-    if len(found) != 1:
-        return None
-    start, end = found[0], found[0] + len(word)
-    span = [t.index for t in tokens if not t.special and t.start < end and t.end > start]
-    return span if len(span) > 1 else None
+def word_spans(tokens: list[Token], text: str, word: str) -> list[list[int]]:
+    """For each place `word` occurs in `text` as a whole word (ignoring case) and was split into
+    more than one token, the indices of those tokens. A phrase (with spaces) is no word: []."""
+    if not word or any(c.isspace() for c in word):
+        return []
+    spans = []
+    for found in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
+        start, end = found.span()
+        span = [t.index for t in tokens if not t.special and t.start < end and t.end > start]
+        if len(span) > 1:
+            spans.append(span)
+    return spans
 
 
 def readable(piece: str) -> str:

@@ -54,6 +54,20 @@ def test_a_word_split_into_tokens_queries_with_its_rows_averaged_and_is_weighed_
 
 
 @pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("I didn't go, she didn't stay", ["--token", "didn't"], "occurs more than once, split into tokens 1 to 3"),
+        (PRONOUN, ["--token", "the street"], "'the street' is not a token of the text"),
+        (PRONOUN, ["--token", "cross", "--to", "street", "--model", GPT2], "'street' (tokens 8 to 9) comes after"),
+    ],
+)
+def test_a_split_word_must_be_one_word_that_occurs_once(cli, text, args, message):
+    run = cli("query", text, *args)
+    assert run.code == 2
+    assert message in run.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--token", "dog"], "is not a token of the text; give one of 0:the"),

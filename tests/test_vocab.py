@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import SENTENCE, needs_minilm
+from helpers import FIXTURES, SENTENCE, needs_minilm
 
 from attncli.analysis import cosine
 from attncli.bundled import SAMPLE_DIR, sample_vocabulary
@@ -77,3 +77,29 @@ def test_the_data_ships_inside_the_installed_package_and_stays_small():
     assert "site-packages" in SAMPLE_DIR.parts
     total = sum(path.stat().st_size for path in SAMPLE_DIR.iterdir())
     assert total < 5 * 1024 * 1024
+
+
+def test_neighbours_are_never_specials_placeholders_or_rows_past_the_tokenizer(vocab):
+    from attncli.models import Vocabulary
+
+    king = vocab.word_id("king")
+    padded = np.vstack([vocab.embeddings, np.repeat(vocab.embeddings[king : king + 1], 3, axis=0)])  # exact copies
+    byte = vocab.tokenizer.token_to_id("[unused0]")
+    padded[byte] = vocab.embeddings[king]
+    neighbours = [i for i, _ in Vocabulary(vocab.tokenizer, padded).nearest(king, 5)]
+    assert neighbours == [i for i, _ in vocab.nearest(king, 5)]
+    assert all(i < len(vocab.embeddings) and i != byte for i in neighbours)
+
+
+@pytest.mark.parametrize(("word", "message"), [("[CLS]", "is a special token"), ("😀", "becomes \\[UNK\\]")])
+def test_a_special_token_or_an_unknown_word_has_no_neighbours(vocab, word, message):
+    with pytest.raises(BadInput, match=message):
+        vocab.word_id(word)
+
+
+def test_a_checkpoints_placeholders_are_nobodys_neighbours():
+    from attncli.models import load_model
+
+    vocabulary = load_model(str(FIXTURES / "gemma")).vocabulary
+    texts = [vocabulary.token_text(i) for i, _ in vocabulary.nearest(0, 10_000)]  # every candidate
+    assert texts and not any(text.startswith("<") and text.endswith(">") for text in texts)  # <0x0A>, <unk>

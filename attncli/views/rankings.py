@@ -40,7 +40,7 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
         for rank, t in enumerate(ranking, start=1)
     ]
     if result.target is not None:
-        headers.append("on " + abbreviate(visible(result.label(result.target)), 9))
+        headers.append("on " + abbreviate(_span_text(result, result.target), 9))
         for row, t in zip(rows, ranking, strict=True):
             row.append(f"{t.weights[result.target].sum():.2f}")
     chart = KeyBars(
@@ -53,11 +53,16 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
     return Group(text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), chart)
 
 
+def _span_text(result: QueryResult, span: list[int]) -> str:
+    """One token as its label (␣ for a word-start mark), a split word as the text has it."""
+    return token_label(result.label(span)) if len(span) == 1 else visible(result.label(span))
+
+
 def _span_phrase(result: QueryResult, span: list[int], combined: str) -> str:
     """“it” (token 9), or “didn't” (tokens 3–5, their <combined>)."""
     if len(span) == 1:
-        return f"“{token_label(result.label(span))}” (token {span[0]})"
-    return f"“{visible(result.label(span))}” (tokens {span[0]}–{span[-1]}, their {combined})"
+        return f"“{_span_text(result, span)}” (token {span[0]})"
+    return f"“{_span_text(result, span)}” (tokens {span[0]}–{span[-1]}, their {combined})"
 
 
 _HEAD_COLUMNS = (

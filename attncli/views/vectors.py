@@ -44,9 +44,9 @@ def similar_view(result: SimilarResult) -> RenderableType:
         )
     where = "the bundled embeddings" if result.model.sample else f"{visible(result.model.name)}'s input embeddings"
     lead = Text.assemble(
-        "Nearest neighbours of ",
+        "Nearest neighbours of “",
         (visible(result.word), "bold"),
-        f" (id {result.id}) in {where}, by cosine similarity",
+        f"” (id {result.id}) in {where}, by cosine similarity",
     )
     return Group(lead, table)
 
