@@ -56,7 +56,7 @@ def test_a_word_split_into_tokens_queries_with_its_rows_averaged_and_is_weighed_
 @pytest.mark.parametrize(
     ("text", "args", "message"),
     [
-        ("I didn't go, she didn't stay", ["--token", "didn't"], "occurs more than once, split into tokens 1 to 3"),
+        ("I didn't go, she didn't stay", ["--token", "didn't"], "is split into tokens 1 to 3 (didn ' t) and 7 to 9"),
         (PRONOUN, ["--token", "the street"], "'the street' is not a token of the text"),
         (PRONOUN, ["--token", "cross", "--to", "street", "--model", GPT2], "'street' (tokens 8 to 9) comes after"),
     ],
