@@ -339,13 +339,17 @@ def lengths(vectors: np.ndarray) -> np.ndarray:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine of the angle between two vectors; 0 when either is all zeros."""
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norms) if norms else 0.0
+    a, b = _unit(a), _unit(b)  # each scaled first: the product of two tiny norms underflows to 0
+    return float(a @ b)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(v)
-    return v / norm if norm else v
+    """`v` / ‖v‖, scaled to its largest entry first so that a tiny (or huge) norm stays representable."""
+    largest = np.abs(v).max(initial=0.0)
+    if not largest:
+        return v
+    v = v / largest
+    return v / np.linalg.norm(v)
 
 
 def _unit_rows(m: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from attncli.attention import Projections, Trace, causal_mask, multi_head_attention
-from attncli.errors import BadInput, DataError
+from attncli.errors import BadInput, DataError, shortened
 from attncli.models import ModelInfo, Vocabulary
 from attncli.tokens import Token
 
@@ -71,6 +71,8 @@ class SampleConfig:
             )
         if self.seed < 0:
             raise BadInput("{seed} {value} is negative; use a seed of 0 or more", value=self.seed)
+        if self.seed >= 2**63:  # JSON readers and numpy's integer types stop at 64 bits
+            raise BadInput("{seed} {value} is too large; use a seed below 2**63", value=shortened(self.seed))
 
     @property
     def d_head(self) -> int:

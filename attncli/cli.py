@@ -777,5 +777,10 @@ def _keep_only_invoked_command(arguments: list[str]) -> None:
 
 def main() -> None:
     keep_freed_memory()
+    for position, argument in enumerate(sys.argv[1:], start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError as error:  # Python keeps an undecodable byte as a lone surrogate
+            _fail(f"attncli: error: argument {position} is not UTF-8 (bad byte at character {error.start + 1})", 2)
     _keep_only_invoked_command(sys.argv[1:])
     app(prog_name="attncli")

@@ -13,7 +13,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
-from attncli.errors import AttncliError, BadInput, Parameter
+from attncli.errors import AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
@@ -201,16 +201,16 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | No
     """The index of the token `spec` names: digits are an index, anything else a token that occurs once
     (ignoring case and word-piece marks). Errors name the `parameter` that gave `spec`, and, given the
     `text`, the tokens a word of it was split into."""
-    if re.fullmatch(r"[0-9]+", spec.strip()):
-        index = int(spec)
-        if index >= len(tokens):
+    digits = spec.strip()
+    if re.fullmatch(r"[0-9]+", digits):
+        if len(digits) > 9 or int(digits) >= len(tokens):  # no text has a billion tokens
             raise BadInput(
                 "{option} {index} is out of range; the text has tokens 0 to {last}",
                 option=Parameter(parameter),
-                index=index,
+                index=shortened(digits),
                 last=len(tokens) - 1,
             )
-        return index
+        return int(digits)
     found = [t.index for t in tokens if matches(t.text, spec.strip())]
     spans = [] if found or text is None else word_spans(tokens, text, spec.strip())
     if spans:
@@ -315,14 +315,19 @@ def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
         found = re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part)
         if not found:
             raise BadInput(
-                "{option} {spec!r}: give indices and ranges such as 0-2,5", option=Parameter(parameter), spec=spec
+                "{option} {spec}: give indices and ranges such as 0-2,5",
+                option=Parameter(parameter),
+                spec=repr(shortened(spec)),
             )
-        first, last = int(found[1]), int(found[2] or found[1])
+        if max(len(found[1]), len(found[2] or "")) > 9:  # no model has a billion layers or heads
+            first, last = 0, count
+        else:
+            first, last = int(found[1]), int(found[2] or found[1])
         if first > last or last >= count:
             raise BadInput(
-                "{option} {spec!r}: the model has {count}, numbered 0 to {last}",
+                "{option} {spec}: the model has {count}, numbered 0 to {last}",
                 option=Parameter(parameter),
-                spec=spec,
+                spec=repr(shortened(spec)),
                 count=count,
                 last=count - 1,
             )
@@ -416,8 +421,8 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
 def check(text: str | None, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
     """Recompute `text` (None: the text `saved` holds) with the model and options `saved` (a document
     with text, model and attention) names, and compare the attention."""
-    if tolerance < 0:
-        raise BadInput("{tolerance} {value} is negative; give 0 or more", value=tolerance)
+    if not tolerance >= 0:  # NaN too: no weight would ever count as moved
+        raise BadInput("{tolerance} {value} is not a number of 0 or more; give one", value=tolerance)
     saved_run = SavedRun.from_json(saved, source)
     text = saved_run.text if text is None else text
     if saved_run.text != text:

@@ -10,7 +10,7 @@ way: for messages about whichever parameters the caller says. An error raised wi
 
 from collections.abc import Mapping
 
-__all__ = ["AttncliError", "BadInput", "DataError", "Parameter", "PipeClosed"]
+__all__ = ["AttncliError", "BadInput", "DataError", "Parameter", "PipeClosed", "shortened"]
 
 
 class Parameter(str):
@@ -35,6 +35,12 @@ def _worded(fact, names: Mapping[str, str]):
     if isinstance(fact, tuple) and fact and all(isinstance(item, Parameter) for item in fact):
         return ", ".join(names.get(item, item) for item in fact)
     return fact
+
+
+def shortened(value, limit: int = 24) -> str:
+    """A value a user typed, cut for a one-line message when it is longer than `limit` characters."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
 
 
 class AttncliError(Exception):

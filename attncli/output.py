@@ -83,6 +83,8 @@ class Output:
             raise BadInput("{precision} {value}: use 0 to 17 decimals", value=self.precision)
         if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
             raise BadInput("{export} {file}: name an .svg or .html file", file=self.export)
+        if self.path is not None and self.export is not None and self.path.resolve() == self.export.resolve():
+            raise BadInput("{path} and {export} both name {file}; give each its own file", file=self.path)
         for parameter, path in (("path", self.path), ("export", self.export)):
             # Checked first, so a bad export never leaves the output file written without it.
             if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from helpers import BERT, GPT2, README, SENTENCE, attncli
+from helpers import ATTNCLI, BERT, GPT2, README, SENTENCE, attncli
 from numpy.testing import assert_allclose
 
 from attncli import __version__
@@ -194,6 +194,10 @@ def test_every_text_command_has_a_view(cli, command):
         (["dot", "1e200,1", "1e200,1"], "out of range"),
         (["similar", "😀"], "not in the vocabulary"),
         (["explain", SENTENCE, "--focus", "²"], "is not a token"),
+        (["explain", SENTENCE, "--focus", "9" * 5000], "--focus 999999999999… (5,000 characters) is out of range"),
+        (["model", SENTENCE, "--layers", "9" * 5000], "(5,000 characters)': the model has 1"),
+        (["heatmap", SENTENCE, "--seed", str(2**64), "--json"], "--seed 18446744073709551616 is too large"),
+        (["heatmap", SENTENCE, "-o", "same.svg", "--export", "./same.svg"], "both name same.svg"),
         (["explain", "It didn't.", "--focus", "didn't"], "\"didn't\" is split into tokens 1 to 3 (didn ' t)"),
         (["rollout", "It didn't.", "--token", "DIDN'T"], "split into tokens 1 to 3"),
         (["explain", SENTENCE, "--layer", "1"], "--layer 1 is out of range"),
@@ -218,6 +222,16 @@ def test_errors_in_json_mode_leave_stdout_empty(cli):
     run = cli("explain", SENTENCE, "--num-heads", "5", "--json")
     assert run.code == 2
     assert run.stdout == ""
+
+
+def test_an_argument_that_is_not_utf8_is_a_clean_error():
+    run = subprocess.run([ATTNCLI, "explain", b"the \xff cat"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr == "attncli: error: argument 2 is not UTF-8 (bad byte at character 5)\n"
+
+
+def test_the_cosine_of_tiny_vectors_is_their_angles(cli):
+    assert cli("dot", "1e-200,1e-200", "2e-200,2e-200", "--json").json()["cosine"] == pytest.approx(1.0)
 
 
 def test_invalid_utf8_on_stdin_is_a_clean_error(cli):

@@ -235,6 +235,9 @@ def test_check_with_a_checkpoint(cli, tmp_path):
     saved = tmp_path / "saved.json"
     saved.write_text(cli("heatmap", "The cat sat.", "--model", BERT, "--json").stdout)
     assert cli("check", "The cat sat.", "--against", str(saved), "--tolerance", "0").code == 0
+    refused = cli("check", "--against", str(saved), "--tolerance", "nan")
+    assert refused.code == 2
+    assert "--tolerance nan is not a number of 0 or more" in refused.stderr
 
 
 @pytest.mark.parametrize(
