@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from attncli import __version__, commands
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
-from attncli.errors import AttncliError, BadInput, PipeClosed
+from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.models import Model, load_model
 from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
@@ -90,12 +90,21 @@ class _Commands(TyperGroup):
             _fail(f"attncli: error: {error.format_message()}", error.exit_code)
         except typer.Abort:
             _fail("attncli: interrupted", 130)
-        except PipeClosed as error:
+        except (PipeClosed, BrokenPipeError):  # BrokenPipeError: from typer's own help and version
             # Nothing more can reach the reader; keep the exit-time flush of stdout from complaining.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(error.exit_code)
+            sys.exit(PipeClosed.exit_code)
+        except SystemExit as stop:
+            # rich and typer answer a closed pipe while printing help with exit 1.
+            if stop.code == 1 and isinstance(stop.__context__, BrokenPipeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(PipeClosed.exit_code)
+            raise
         except AttncliError as error:
             _fail(f"attncli: error: {error.worded(WORDS)}", error.exit_code)
+        except OSError as error:  # the system refused a path or a write: a full disk, a name too long
+            where = "standard output" if error.filename is None else shortened(error.filename, 80)
+            _fail(f"attncli: error: cannot use {where}: {error.strerror or error}", 2)
         except Exception as error:
             if os.environ.get("ATTNCLI_DEBUG"):
                 raise
@@ -776,6 +785,10 @@ def _keep_only_invoked_command(arguments: list[str]) -> None:
 
 
 def main() -> None:
+    if sys.stderr is None:  # started with stderr closed: messages go nowhere, exit codes still tell
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
+    if sys.stdout is None:
+        _fail("attncli: error: standard output is closed; give it a file or a pipe", 2)
     keep_freed_memory()
     for position, argument in enumerate(sys.argv[1:], start=1):
         try:

@@ -5,8 +5,10 @@ never a hang, never NaN in the output.
 """
 
 import json
+import os
 import random
 import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -141,3 +143,43 @@ def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architectu
         outcomes["ran"] += 1
     # Some damage must be caught: if every mutant ran, the checks that refuse a damaged file went untested.
     assert outcomes["refused"] > 0, outcomes
+
+
+@pytest.mark.parametrize("args", [["explain", "--help"], ["--help"], ["--version"], []])
+def test_help_to_a_reader_that_has_gone_ends_as_a_closed_pipe_does(args):
+    reading, writing = os.pipe()
+    os.close(reading)  # gone before the first byte, so the outcome does not race the reader
+    try:
+        run = attncli(*args, capture_output=False, stdout=writing, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writing)
+    assert (run.returncode, run.stderr) == (141, "")
+
+
+def test_a_closed_stdout_or_stderr_is_a_clean_exit():
+    closed_stdout = attncli(
+        "--version", capture_output=False, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1)
+    )
+    assert closed_stdout.returncode == 2
+    assert closed_stdout.stderr == "attncli: error: standard output is closed; give it a file or a pipe\n"
+    closed_stderr = attncli("explain", "", capture_output=False, preexec_fn=lambda: os.close(2))
+    assert closed_stderr.returncode == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["explain", SENTENCE], ["--version"]])
+def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
+    with open("/dev/full", "w") as full:
+        run = attncli(*args, capture_output=False, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().endswith("No space left on device")
+    assert len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["-o", "--export", "--model"])
+def test_a_path_component_over_the_systems_limit_is_a_clean_error(tmp_path, option):
+    name = tmp_path / ("a" * 300 + (".svg" if option == "--export" else ".json"))
+    run = attncli("heatmap", SENTENCE, option, str(name), capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.startswith("attncli: error: ") and "File name too long" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
