@@ -127,7 +127,11 @@ class TensorFile:
             weight_map = _read_json(index).get("weight_map")
             if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
                 raise DataError(f"{index}: weight_map is not an object of file names; the index is damaged")
-            return cls({name: directory / shard for name, shard in weight_map.items()})
+            files = {name: directory / shard for name, shard in weight_map.items()}
+            for shard in set(files.values()):
+                if not shard.is_file():  # a FIFO or a device would block or never end
+                    raise DataError(f"{index}: names {shard.name}, which is not a regular file")
+            return cls(files)
         pickles = [name for name in _PICKLES if (directory / name).exists()]
         if pickles:
             raise DataError(
@@ -184,7 +188,7 @@ def _header(path: Path) -> tuple[int, dict]:
     size = int.from_bytes(_read(path, "(its header)", 0, 8), "little")
     if size > _HEADER_LIMIT:
         raise DataError(f"{path}: a safetensors header of {size:,} bytes; attncli reads headers of up to 100 MB")
-    return 8 + size, json.loads(_read(path, "(its header)", 8, size))
+    return 8 + size, _parse_json(_read(path, "(its header)", 8, size), path)
 
 
 def _read(path: Path, name: str, start: int, size: int) -> bytearray:
@@ -262,11 +266,26 @@ def _header_names(path: Path) -> list[str]:
         raise DataError(f"{path}: not a readable safetensors file ({error})") from None
 
 
+# config.json and a shard index are kilobytes; a file past this is no checkpoint's.
+_JSON_LIMIT = 64 * 2**20
+
+
+def _parse_json(data: bytes, path: Path):
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:  # ValueError: bad JSON, bad UTF-8, a 5,000-digit number
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+
+
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+        if not path.is_file():
+            raise DataError(f"{path}: not a regular file")
+        if path.stat().st_size > _JSON_LIMIT:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes; attncli reads JSON files of up to 64 MB")
+        data = _parse_json(path.read_bytes(), path)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     return data

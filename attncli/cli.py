@@ -308,11 +308,33 @@ def _vocabulary_model(spec: str) -> dict:
 vocabulary_options = _shared_options(("model",), (_MODEL,), _vocabulary_model)
 
 
+# The most attncli reads of one input: texts and batches (a long book is a few MB), and a saved
+# result for check (a 512-token heatmap of a 24-layer model is under 1 GB as JSON). Reading stops
+# there, so `yes | attncli explain -` or /dev/zero end at once.
+TEXT_LIMIT = 256 * 2**20
+SAVED_LIMIT = 2 * 2**30
+
+
+def _read_input(source: str, what: str, limit: int) -> bytes:
+    """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes."""
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as error:
+        raise BadInput(f"{what}: {error.strerror}") from None
+    if len(data) > limit:
+        raise BadInput(f"{what} is over {limit // 2**20:,} MB, the most attncli reads of one input")
+    return data
+
+
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
         return text
-    data = sys.stdin.buffer.read()
+    data = _read_input("-", "standard input", TEXT_LIMIT)
     try:
         decoded = data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the text
     except UnicodeDecodeError as error:
@@ -614,10 +636,7 @@ def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
     """
     if not source:
         raise BadInput(f"{flag} is empty; give a file name, or - for standard input")
-    try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except OSError as error:
-        raise BadInput(f"{flag} {source}: {error.strerror}") from None
+    data = _read_input(source, f"{flag} {source}", TEXT_LIMIT)
     try:
         content = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -723,9 +742,10 @@ def check(
     """
     import json  # here, not at the top: only check reads JSON
 
+    data = _read_input(str(against), f"--against {against}", SAVED_LIMIT)
     try:
-        saved = json.loads(against.read_bytes())
-    except (OSError, ValueError) as error:
+        saved = json.loads(data)
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than a result's
         raise BadInput(f"--against {against}: not a readable JSON file ({error})") from None
     result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
     write(result, output)

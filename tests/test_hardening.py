@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, SENTENCE, attncli
+from helpers import ATTNCLI, FIXTURES, SENTENCE, attncli
+from safetensors import safe_open
 
 from attncli import commands
 from attncli.errors import AttncliError, DataError
@@ -183,3 +184,48 @@ def test_a_path_component_over_the_systems_limit_is_a_clean_error(tmp_path, opti
     assert run.returncode == 2
     assert run.stderr.startswith("attncli: error: ") and "File name too long" in run.stderr
     assert len(run.stderr.splitlines()) == 1
+
+
+def _copy(tmp_path, architecture="bert"):
+    target = tmp_path / architecture
+    shutil.copytree(FIXTURES / architecture, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("junk", "message"),
+    [("[" * 100_000 + "]" * 100_000, "not valid JSON"), ("9" * 5000, "not valid JSON"), ('"\\ud800"', None)],
+)
+def test_a_config_with_deep_nesting_or_huge_numbers_in_an_unused_field_is_refused_cleanly(tmp_path, junk, message):
+    directory = _copy(tmp_path)
+    config = (directory / "config.json").read_text().rstrip().removesuffix("}")
+    (directory / "config.json").write_text(f'{config}, "unused": {junk}}}')
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
+    assert run.returncode == (0 if message is None else 2), run.stderr
+    if message:
+        assert message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_a_shard_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path):
+    directory = _copy(tmp_path)
+    with safe_open(directory / "model.safetensors", framework="numpy") as weights:
+        names = list(weights.keys())
+    shard = directory / "model-00001-of-00001.safetensors"
+    os.mkfifo(shard)  # opening it for reading would wait for a writer for ever
+    (directory / "model.safetensors").unlink()
+    index = {"weight_map": {name: shard.name for name in names}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True, timeout=30)
+    assert run.returncode == 2
+    assert "which is not a regular file" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["explain", "-"], ["batch", "-"], ["batch", "/dev/zero"], ["heads", "--file", "/dev/zero"]]
+)
+def test_an_endless_input_is_refused_at_the_stated_limit(args):
+    with subprocess.Popen(["yes"], stdout=subprocess.PIPE) as endless:  # what `yes |` gives
+        run = subprocess.run([ATTNCLI, *args], stdin=endless.stdout, capture_output=True, text=True, timeout=60)
+        endless.kill()
+    assert run.returncode == 2
+    assert run.stderr.endswith("is over 256 MB, the most attncli reads of one input\n")
