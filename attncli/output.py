@@ -87,6 +87,10 @@ class Output:
             raise BadInput("{path} and {export} both name {file}; give each its own file", file=self.path)
         for parameter, path in (("path", self.path), ("export", self.export)):
             # Checked first, so a bad export never leaves the output file written without it.
+            if path is not None and path.is_dir():
+                raise BadInput(
+                    "cannot write {option} {file}: it is a directory", option=Parameter(parameter), file=path
+                )
             if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
                 raise BadInput(
                     "cannot write {option} {file}: no such directory {parent}",
@@ -333,6 +337,9 @@ def _write(result, output: Output, **view_options) -> None:
         from attncli.views import view  # only views need rich's layout machinery
 
         renderable = view(result, **view_options)
+    if output.export is not None:
+        # First: a picture that cannot be written leaves stdout and the output file untouched.
+        _export(renderable, output.export)
     if output.format == Format.json:
         _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
     elif output.format == Format.csv and hasattr(result, "csv_table"):
@@ -353,8 +360,6 @@ def _write(result, output: Output, **view_options) -> None:
             with console.capture() as captured:
                 console.print(renderable)
             write_stdout(_without_trailing_spaces(captured.get()).encode())
-    if output.export is not None:
-        _export(renderable, output.export)
 
 
 def _without_trailing_spaces(text: str) -> str:

@@ -229,3 +229,14 @@ def test_an_endless_input_is_refused_at_the_stated_limit(args):
         endless.kill()
     assert run.returncode == 2
     assert run.stderr.endswith("is over 256 MB, the most attncli reads of one input\n")
+
+
+def test_an_export_that_cannot_be_written_leaves_every_other_output_untouched(tmp_path):
+    (tmp_path / "picture.svg").mkdir()
+    saved = tmp_path / "saved.json"
+    saved.write_text("the old result")
+    run = attncli("heatmap", SENTENCE, "-o", str(saved), "--export", str(tmp_path / "picture.svg"), text=True)
+    assert (run.returncode, saved.read_text()) == (2, "the old result")
+    assert "it is a directory" in run.stderr
+    unwritable = attncli("heatmap", SENTENCE, "--export", "/proc/picture.svg", text=True)  # no file can be made there
+    assert (unwritable.returncode, unwritable.stdout) == (2, "")
