@@ -36,7 +36,7 @@ from attncli.results import (
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.tokens import Token, matches, word_spans
+from attncli.tokens import CHARACTERS_PER_TOKEN, Token, matches, word_spans
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -66,10 +66,6 @@ __all__ = [
 # Far beyond what a terminal view can show, small enough that the [L, h, T, T]
 # tensors stay modest; the trained encoders' position tables stop at 512 too.
 DEFAULT_MAX_TOKENS = 512
-# No tokenizer here makes one token of more than 100 characters (WordPiece turns longer words
-# into [UNK]), so a text longer than this many characters per allowed token cannot fit and is
-# refused before tokenizing: a 1 MB paste fails at once instead of after a second of work.
-CHARACTERS_PER_TOKEN = 100
 # The attention a forward pass keeps (scores, scaled scores and weights for every layer and head)
 # may use at most this many bytes, so a long text is refused with the number instead of the
 # operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.

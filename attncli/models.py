@@ -16,7 +16,7 @@ import numpy as np
 from attncli import analysis
 from attncli.attention import Trace, causal_mask
 from attncli.errors import BadInput, DataError, Parameter
-from attncli.tokens import Token, special_ids
+from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -226,6 +226,15 @@ class CheckpointModel:
         return Vocabulary(self.tokenizer, self.weights.word.all())
 
     def tokenize(self, text: str) -> list[Token]:
+        limit = CHARACTERS_PER_TOKEN * self.config.max_length
+        if normalized_length(self.tokenizer, text, limit) > limit:  # checked first: encoding it has no bound
+            raise BadInput(
+                "the text is over {limit:,} characters once {name}'s tokenizer normalizes it, more than its "
+                "{tokens} tokens can hold; shorten it",
+                limit=limit,
+                name=self.name,
+                tokens=self.config.max_length,
+            )
         encoding = self.tokenizer.encode(text)
         return [
             Token(index, token_id, piece, start, end, bool(special) or token_id in self.special)

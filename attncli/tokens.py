@@ -12,7 +12,17 @@ read past the marks, here.
 import re
 from dataclasses import dataclass
 
-__all__ = ["Token", "bare", "matches", "readable", "readable_all", "special_ids", "word_spans"]
+__all__ = [
+    "CHARACTERS_PER_TOKEN",
+    "Token",
+    "bare",
+    "matches",
+    "normalized_length",
+    "readable",
+    "readable_all",
+    "special_ids",
+    "word_spans",
+]
 
 CONTINUATION = "##"  # WordPiece: the piece continues the word before it
 SPACE = "Ġ"  # byte-level BPE: the piece starts after a space
@@ -21,6 +31,12 @@ WORD_START = "▁"  # SentencePiece: the piece starts a word (after a space)
 _BYTE = re.compile(r"<0x([0-9A-F]{2})>")  # SentencePiece's byte fallback: one byte of a character
 # A byte-fallback token whose character was shown on the token before it.
 CONTINUED = "·"
+
+
+# No tokenizer here makes one token of more than 100 characters (WordPiece turns longer words
+# into [UNK]), so a text longer than this many characters per allowed token cannot fit and is
+# refused before tokenizing: a 1 MB paste fails at once instead of after a second of work.
+CHARACTERS_PER_TOKEN = 100
 
 
 @dataclass(eq=False)
@@ -115,3 +131,16 @@ def special_ids(tokenizer) -> frozenset[int]:
         for token_id, added in tokenizer.get_added_tokens_decoder().items()
         if added.special and added.content != unknown
     )
+
+
+def normalized_length(tokenizer, text: str, limit: int) -> int:
+    """How long the tokenizer's normalizer makes `text`, counted a thousand characters at a time and
+    no further than just past `limit`: a hostile normalizer can turn each character into thousands."""
+    if tokenizer.normalizer is None:
+        return len(text)
+    length = 0
+    for start in range(0, len(text), 1000):
+        length += len(tokenizer.normalizer.normalize_str(text[start : start + 1000]))
+        if length > limit:
+            break
+    return length

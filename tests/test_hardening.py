@@ -240,3 +240,15 @@ def test_an_export_that_cannot_be_written_leaves_every_other_output_untouched(tm
     assert "it is a directory" in run.stderr
     unwritable = attncli("heatmap", SENTENCE, "--export", "/proc/picture.svg", text=True)  # no file can be made there
     assert (unwritable.returncode, unwritable.stdout) == (2, "")
+
+
+def test_a_tokenizer_whose_normalizer_multiplies_the_text_is_refused_before_encoding(tmp_path):
+    from tokenizers import Regex, Tokenizer, normalizers
+
+    directory = _copy(tmp_path)
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer.normalizer = normalizers.Replace(Regex("."), "a " * 10_000)  # each character: 10,000 tokens
+    tokenizer.save(str(directory / "tokenizer.json"))
+    run = attncli("explain", "x" * 5000, "--model", str(directory), text=True, timeout=30)
+    assert run.returncode == 2
+    assert "characters once" in run.stderr and "normalizes it" in run.stderr
