@@ -7,6 +7,7 @@ This is also the error boundary: the library raises errors that name its own par
 import functools
 import inspect
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,7 +90,7 @@ class _Commands(TyperGroup):
         except _ClickException as error:
             _fail(f"attncli: error: {error.format_message()}", error.exit_code)
         except typer.Abort:
-            _fail("attncli: interrupted", 130)
+            _fail("attncli: interrupted", _interrupted_code)
         except (PipeClosed, BrokenPipeError):  # BrokenPipeError: from typer's own help and version
             # Nothing more can reach the reader; keep the exit-time flush of stdout from complaining.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -110,8 +111,19 @@ class _Commands(TyperGroup):
                 raise
             _fail(f"attncli: internal error: {type(error).__name__}: {error} (ATTNCLI_DEBUG=1 shows where)", 1)
         if code == 130:
-            _fail("attncli: interrupted", 130)
+            _fail("attncli: interrupted", _interrupted_code)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# 130 for Ctrl-C; 128 + the signal's number for SIGTERM and SIGHUP, as a shell reports a process
+# they killed. They end a run the way Ctrl-C does, so a file being written is removed, not left.
+_interrupted_code = 130
+
+
+def _on_signal(number: int, frame) -> None:
+    global _interrupted_code
+    _interrupted_code = 128 + number
+    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int) -> None:
@@ -125,7 +137,7 @@ app = typer.Typer(
     help="See what multi-head self-attention does to a sentence: every stage with real numbers, "
     "as tables and heatmaps, or as JSON with --json.",
     epilog="Exit codes: 0 success, 1 unexpected failure, 2 bad input or usage, 3 batch lines failed, "
-    "4 check found changed weights, 130 interrupted, 141 output closed by its reader.",
+    "4 check found changed weights, 130 interrupted (143 SIGTERM, 129 SIGHUP), 141 output closed by its reader.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -810,6 +822,9 @@ def main() -> None:
     if sys.stdout is None:
         _fail("attncli: error: standard output is closed; give it a file or a pipe", 2)
     keep_freed_memory()
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_signal)
     for position, argument in enumerate(sys.argv[1:], start=1):
         try:
             argument.encode("utf-8")

@@ -252,3 +252,25 @@ def test_a_tokenizer_whose_normalizer_multiplies_the_text_is_refused_before_enco
     run = attncli("explain", "x" * 5000, "--model", str(directory), text=True, timeout=30)
     assert run.returncode == 2
     assert "characters once" in run.stderr and "normalizes it" in run.stderr
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_run_ended_by_a_signal_leaves_no_partial_file(tmp_path, signal_name, code):
+    import signal
+    import time
+
+    target = tmp_path / "attention.csv"
+    text = "the cat sat on the mat " * 250  # 1,500 tokens: millions of CSV rows, seconds of writing
+    with subprocess.Popen(
+        [ATTNCLI, "heatmap", text, "--max-tokens", "2000", "--format", "csv", "-o", str(target)],
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as run:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".attention.csv.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(tmp_path.glob(".attention.csv.*.part")), "the write never started"
+        run.send_signal(getattr(signal, signal_name))
+        stderr = run.communicate(timeout=30)[1]
+    assert (run.returncode, stderr) == (code, "attncli: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
