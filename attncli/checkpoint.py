@@ -178,17 +178,31 @@ class TensorFile:
 
 
 _FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}  # safetensors dtype -> how numpy reads it
-_HEADER_LIMIT = 100 * 2**20  # bytes of a safetensors header; a real one of thousands of tensors takes a few MB
+# Bytes of a safetensors header: a real one of a thousand tensors takes about 100 KB; past this,
+# a header of a million empty entries would take seconds to parse, twice.
+_HEADER_LIMIT = 8 * 2**20
 
 
 def _header(path: Path) -> tuple[int, dict]:
     """(the offset where the data starts, the header) of a safetensors file, which the safetensors
     package checks first: the offsets it gives lie in the file, one after the other."""
     _header_names(path)
+    size = _header_size(path)
+    return 8 + size, _parse_json(_read(path, "(its header)", 8, size), path)
+
+
+def _header_size(path: Path) -> int:
+    """The header's length in bytes, as the file's first 8 bytes give it, refused past _HEADER_LIMIT."""
+    try:
+        length = path.stat().st_size
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror})") from None
+    if length < 8:
+        raise DataError(f"{path}: not a readable safetensors file ({length} bytes, too short for a header)")
     size = int.from_bytes(_read(path, "(its header)", 0, 8), "little")
     if size > _HEADER_LIMIT:
-        raise DataError(f"{path}: a safetensors header of {size:,} bytes; attncli reads headers of up to 100 MB")
-    return 8 + size, _parse_json(_read(path, "(its header)", 8, size), path)
+        raise DataError(f"{path}: a safetensors header of {size:,} bytes; attncli reads headers of up to 8 MB")
+    return size
 
 
 def _read(path: Path, name: str, start: int, size: int) -> bytearray:
@@ -259,6 +273,7 @@ def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
 
 
 def _header_names(path: Path) -> list[str]:
+    _header_size(path)  # before the safetensors package parses a header of any size
     try:
         with safe_open(path, framework="numpy") as handle:
             return list(handle.keys())

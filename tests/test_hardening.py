@@ -274,3 +274,19 @@ def test_a_run_ended_by_a_signal_leaves_no_partial_file(tmp_path, signal_name, c
         stderr = run.communicate(timeout=30)[1]
     assert (run.returncode, stderr) == (code, "attncli: interrupted\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_header_of_a_million_empty_entries_is_refused_before_it_is_parsed(tmp_path):
+    import struct
+
+    directory = _copy(tmp_path)
+    path = directory / "model.safetensors"
+    blob = path.read_bytes()
+    size = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8 : 8 + size])
+    header |= {f"junk.{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(200_000)}
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + blob[8 + size :])
+    run = attncli("heatmap", SENTENCE, "--model", str(directory), "--json", text=True, timeout=10)
+    assert run.returncode == 2
+    assert "attncli reads headers of up to 8 MB" in run.stderr
