@@ -290,3 +290,13 @@ def test_a_header_of_a_million_empty_entries_is_refused_before_it_is_parsed(tmp_
     run = attncli("heatmap", SENTENCE, "--model", str(directory), "--json", text=True, timeout=10)
     assert run.returncode == 2
     assert "attncli reads headers of up to 8 MB" in run.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+@pytest.mark.parametrize(
+    "command", [["explain", SENTENCE], ["heatmap", SENTENCE], ["query", SENTENCE, "--token", "cat"]]
+)
+def test_a_narrow_output_encoding_still_gives_a_view(encoding, command):
+    run = attncli(*command, env={**os.environ, "PYTHONIOENCODING": encoding})
+    assert (run.returncode, run.stderr) == (0, b"")
+    assert b"cat" in run.stdout
