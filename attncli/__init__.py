@@ -11,10 +11,26 @@ The library is the modules the CLI is built on (the README's "How the code is la
 """
 
 import gc
+import signal
 import sys
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "main"]
+__all__ = ["__version__", "interrupted_code", "main"]
+
+# 130 after Ctrl-C; 128 + the signal's number after SIGTERM or SIGHUP, as a shell reports them.
+_interrupted_code = 130
+
+
+def _on_signal(number: int, frame) -> None:
+    """SIGTERM and SIGHUP end a run as Ctrl-C does, so a file being written is removed, not left."""
+    global _interrupted_code
+    _interrupted_code = 128 + number
+    raise KeyboardInterrupt
+
+
+def interrupted_code() -> int:
+    """The exit code of a run that was interrupted."""
+    return _interrupted_code
 
 
 def main() -> None:
@@ -26,6 +42,8 @@ def main() -> None:
     over them during start-up and at exit took about 20 ms of a 140 ms run here. Objects made
     from then on are collected as usual.
     """
+    for name in ("SIGTERM", "SIGHUP"):  # first, so that no moment of the run is left to their default
+        signal.signal(getattr(signal, name), _on_signal)
     gc.disable()
     try:
         from attncli.cli import main as run
@@ -35,4 +53,4 @@ def main() -> None:
         run()
     except KeyboardInterrupt:
         sys.stderr.write("attncli: interrupted\n")
-        sys.exit(130)
+        sys.exit(_interrupted_code)

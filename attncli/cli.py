@@ -7,16 +7,15 @@ This is also the error boundary: the library raises errors that name its own par
 import functools
 import inspect
 import os
-import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from attncli import __version__, commands
+from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
@@ -90,7 +89,7 @@ class _Commands(TyperGroup):
         except _ClickException as error:
             _fail(f"attncli: error: {error.format_message()}", error.exit_code)
         except typer.Abort:
-            _fail("attncli: interrupted", _interrupted_code)
+            _fail("attncli: interrupted", interrupted_code())
         except (PipeClosed, BrokenPipeError):  # BrokenPipeError: from typer's own help and version
             # Nothing more can reach the reader; keep the exit-time flush of stdout from complaining.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -104,26 +103,15 @@ class _Commands(TyperGroup):
         except AttncliError as error:
             _fail(f"attncli: error: {error.worded(WORDS)}", error.exit_code)
         except OSError as error:  # the system refused a path or a write: a full disk, a name too long
-            where = "standard output" if error.filename is None else shortened(error.filename, 80)
-            _fail(f"attncli: error: cannot use {where}: {error.strerror or error}", 2)
+            where = "" if error.filename is None else f"{shortened(error.filename, 80)}: "
+            _fail(f"attncli: error: {where}{error.strerror or error}", 2)
         except Exception as error:
             if os.environ.get("ATTNCLI_DEBUG"):
                 raise
             _fail(f"attncli: internal error: {type(error).__name__}: {error} (ATTNCLI_DEBUG=1 shows where)", 1)
         if code == 130:
-            _fail("attncli: interrupted", _interrupted_code)
+            _fail("attncli: interrupted", interrupted_code())
         sys.exit(code if isinstance(code, int) else 0)
-
-
-# 130 for Ctrl-C; 128 + the signal's number for SIGTERM and SIGHUP, as a shell reports a process
-# they killed. They end a run the way Ctrl-C does, so a file being written is removed, not left.
-_interrupted_code = 130
-
-
-def _on_signal(number: int, frame) -> None:
-    global _interrupted_code
-    _interrupted_code = 128 + number
-    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int) -> None:
@@ -320,32 +308,43 @@ def _vocabulary_model(spec: str) -> dict:
 vocabulary_options = _shared_options(("model",), (_MODEL,), _vocabulary_model)
 
 
+def _utf8(value: str, what: str) -> str:
+    """`value` as typed, refused if it is not UTF-8 (Python keeps an undecodable byte of an argument
+    as a lone surrogate, which the tokenizer cannot take). File names need no such check."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadInput(f"{what} is not UTF-8 (bad byte at character {error.start + 1}); convert it to UTF-8") from None
+    return value
+
+
 # The most attncli reads of one input: texts and batches (a long book is a few MB), and a saved
-# result for check (a 512-token heatmap of a 24-layer model is under 1 GB as JSON). Reading stops
+# result for check (a 512-token heatmap of a 24-layer, 14-head model is about 0.9 GB as JSON). Reading stops
 # there, so `yes | attncli explain -` or /dev/zero end at once.
 TEXT_LIMIT = 256 * 2**20
-SAVED_LIMIT = 2 * 2**30
+SAVED_LIMIT = 2**30
 
 
 def _read_input(source: str, what: str, limit: int) -> bytes:
-    """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes."""
+    """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes. Read a
+    piece at a time: one read of `limit` bytes would reserve all of them, however small the input."""
+    pieces, size = [], 0
     try:
-        if source == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with open(source, "rb") as handle:
-                data = handle.read(limit + 1)
+        with nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as stream:
+            while size <= limit and (piece := stream.read(min(16 * 2**20, limit + 1 - size))):
+                pieces.append(piece)
+                size += len(piece)
     except OSError as error:
         raise BadInput(f"{what}: {error.strerror}") from None
-    if len(data) > limit:
+    if size > limit:
         raise BadInput(f"{what} is over {limit // 2**20:,} MB, the most attncli reads of one input")
-    return data
+    return b"".join(pieces)
 
 
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
-        return text
+        return _utf8(text, "TEXT")
     data = _read_input("-", "standard input", TEXT_LIMIT)
     try:
         decoded = data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the text
@@ -461,7 +460,7 @@ def similar(
 
     Example: attncli similar king -k 5 --model minilm
     """
-    write(commands.similar(word, model, k), output)
+    write(commands.similar(_utf8(word, "WORD"), model, k), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -822,13 +821,5 @@ def main() -> None:
     if sys.stdout is None:
         _fail("attncli: error: standard output is closed; give it a file or a pipe", 2)
     keep_freed_memory()
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _on_signal)
-    for position, argument in enumerate(sys.argv[1:], start=1):
-        try:
-            argument.encode("utf-8")
-        except UnicodeEncodeError as error:  # Python keeps an undecodable byte as a lone surrogate
-            _fail(f"attncli: error: argument {position} is not UTF-8 (bad byte at character {error.start + 1})", 2)
     _keep_only_invoked_command(sys.argv[1:])
     app(prog_name="attncli")

@@ -234,21 +234,20 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         return
-    import tempfile  # here, not at the top: only files need it, and every run would pay for its import
-
     directory = target.parent if str(target.parent) else Path(".")
+    # Named before it exists (48 random bits; O_EXCL refuses a clash), so that an interrupt at any
+    # moment, even as the file is made, lands in the try that removes it.
+    temporary = directory / f".{target.name}.{os.urandom(6).hex()}.part"
     try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".part")
-    except OSError as error:
-        raise BadInput(f"cannot write {path}: {error.strerror} ({directory})") from None
-    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as file:
             for piece in pieces:
                 file.write(piece)
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
+        if not isinstance(error, FileExistsError):  # a clash: the file is someone else's
+            temporary.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         raise
@@ -256,7 +255,7 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
 
 def _mode_for(path: Path) -> int:
     """The permissions the file should get: those of the file it replaces, else the umask's default
-    (mkstemp's temporary file is private)."""
+    (the temporary file is made private)."""
     try:
         return path.stat().st_mode & 0o777
     except OSError:

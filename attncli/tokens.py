@@ -134,13 +134,14 @@ def special_ids(tokenizer) -> frozenset[int]:
 
 
 def normalized_length(tokenizer, text: str, limit: int) -> int:
-    """How long the tokenizer's normalizer makes `text`, counted a thousand characters at a time and
-    no further than just past `limit`: a hostile normalizer can turn each character into thousands."""
+    """How long the tokenizer's normalizer makes `text`, counted 64 characters at a time and no
+    further than just past `limit`: a hostile normalizer can turn each character into thousands,
+    and a small piece keeps what one call can make small."""
     if tokenizer.normalizer is None:
         return len(text)
     length = 0
-    for start in range(0, len(text), 1000):
-        length += len(tokenizer.normalizer.normalize_str(text[start : start + 1000]))
+    for start in range(0, len(text), 64):
+        length += len(tokenizer.normalizer.normalize_str(text[start : start + 64]))
         if length > limit:
             break
     return length

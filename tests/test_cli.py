@@ -227,7 +227,16 @@ def test_errors_in_json_mode_leave_stdout_empty(cli):
 def test_an_argument_that_is_not_utf8_is_a_clean_error():
     run = subprocess.run([ATTNCLI, "explain", b"the \xff cat"], capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr == "attncli: error: argument 2 is not UTF-8 (bad byte at character 5)\n"
+    assert run.stderr == "attncli: error: TEXT is not UTF-8 (bad byte at character 5); convert it to UTF-8\n"
+
+
+def test_a_file_name_that_is_not_utf8_is_a_file_name_like_any_other(tmp_path):
+    texts = os.fsencode(tmp_path) + b"/caf\xe9.txt"
+    with open(texts, "w") as file:
+        file.write("The cat sat.\n")
+    run = subprocess.run([ATTNCLI, "batch", texts], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["text"] == "The cat sat."
 
 
 def test_the_cosine_of_tiny_vectors_is_their_angles(cli):
