@@ -193,29 +193,35 @@ def _focus(tokens: list[Token], text: str, focus: str | None) -> int:
     return ordinary[-1] if ordinary else len(tokens) - 1
 
 
-def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | None = None) -> int:
-    """The index of the token `spec` names: digits are an index, anything else a token that occurs once
-    (ignoring case and word-piece marks). Errors name the `parameter` that gave `spec`, and, given the
-    `text`, the tokens a word of it was split into."""
-    digits = spec.strip()
-    if re.fullmatch(r"[0-9]+", digits):
-        if len(digits) > 9 or int(digits) >= len(tokens):  # no text has a billion tokens
+def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str) -> int:
+    """The index of the one token `spec` names (see `resolve_word`); a word of `text` split into
+    several tokens is refused, naming them."""
+    span = resolve_word(tokens, text, spec, parameter)
+    if len(span) > 1:
+        raise _split_word(tokens, spec, parameter, [span])
+    return span[0]
+
+
+def resolve_word(tokens: list[Token], text: str, spec: str, parameter: str) -> list[int]:
+    """The indices of the tokens `spec` names: digits are an index; anything else a token that occurs
+    once (ignoring case and word-piece marks), or else a word of `text` that occurs once and was split
+    into several tokens (see tokens.word_spans). Errors name the `parameter` that gave `spec`."""
+    word = spec.strip()
+    if re.fullmatch(r"[0-9]+", word):
+        if len(word) > 9 or int(word) >= len(tokens):  # no text has a billion tokens
             raise BadInput(
                 "{option} {index} is out of range; the text has tokens 0 to {last}",
                 option=Parameter(parameter),
-                index=shortened(digits),
+                index=shortened(word),
                 last=len(tokens) - 1,
             )
-        return int(digits)
-    found = [t.index for t in tokens if matches(t.text, spec.strip())]
-    spans = [] if found or text is None else word_spans(tokens, text, spec.strip())
+        return [int(word)]
+    found = [t.index for t in tokens if matches(t.text, word)]
+    spans = [] if found else word_spans(tokens, text, word)
+    if len(spans) == 1:
+        return spans[0]
     if spans:
-        raise BadInput(
-            "{option} {spec!r} is split into tokens {where}; name one token by its index",
-            option=Parameter(parameter),
-            spec=spec,
-            where=_spans_listing(tokens, spans),
-        )
+        raise _split_word(tokens, spec, parameter, spans)
     if not found:
         listing = " ".join(f"{t.index}:{t.text}" for t in tokens)
         raise BadInput(
@@ -232,7 +238,7 @@ def resolve_token(tokens: list[Token], spec: str, parameter: str, text: str | No
             where=", ".join(str(i) for i in found),
             last=found[-1],
         )
-    return found[0]
+    return found
 
 
 def _tokens_phrase(span: list[int]) -> str:
@@ -240,20 +246,14 @@ def _tokens_phrase(span: list[int]) -> str:
     return f"token {span[0]}" if len(span) == 1 else f"tokens {span[0]} to {span[-1]}"
 
 
-def _spans_listing(tokens: list[Token], spans: list[list[int]]) -> str:
-    """'2 to 4 (didn ' t)', with ' and 11 to 13 (didn ' t)' for each further place."""
-    return " and ".join(f"{s[0]} to {s[-1]} ({' '.join(tokens[i].text for i in s)})" for s in spans)
-
-
-def resolve_word(tokens: list[Token], text: str, spec: str, parameter: str) -> list[int]:
-    """The indices of the tokens `spec` names: the one `resolve_token` finds, or, for a word of `text`
-    that is no single token and occurs once, the tokens it was split into (see tokens.word_spans)."""
-    word = spec.strip()
-    if not re.fullmatch(r"[0-9]+", word) and not any(matches(t.text, word) for t in tokens):
-        spans = word_spans(tokens, text, word)
-        if len(spans) == 1:
-            return spans[0]
-    return [resolve_token(tokens, spec, parameter, text)]  # its errors list a word's places
+def _split_word(tokens: list[Token], spec: str, parameter: str, spans: list[list[int]]) -> BadInput:
+    """The error for a word that cannot be one token: it was split, at each of `spans`."""
+    return BadInput(
+        "{option} {spec!r} is split into tokens {where}; name one token by its index",
+        option=Parameter(parameter),
+        spec=spec,
+        where=" and ".join(f"{s[0]} to {s[-1]} ({' '.join(tokens[i].text for i in s)})" for s in spans),
+    )
 
 
 def query(
