@@ -34,7 +34,6 @@ _VIRIDIS = np.array(
 # Without colour, five shades: blank for the lowest fifth of the scale.
 SHADES = " ░▒▓█"
 _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
-_LEGEND_STEPS = 16
 
 
 # log scale: weights from LOG_FLOOR (and below) to 1 spread over the colours by their log10.
@@ -58,6 +57,11 @@ def _ticks(scale: str) -> list[tuple[float, str]]:
         return [(0.0, "≤0.001"), (1 / 3, "0.01"), (2 / 3, "0.1"), (1.0, "1")]
     top = "row max" if scale == "row" else "1"
     return [(0.0, "0"), (0.25, ".25"), (0.5, ".5"), (0.75, ".75"), (1.0, top)]
+
+
+def shade_of(fraction: float) -> str:
+    """The shade at `fraction` of the scale, for a terminal without colour."""
+    return SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)]
 
 
 def colour_of(fraction: float) -> Color:
@@ -113,18 +117,15 @@ class Heatmap:
     ):
         self.weights = weights  # [T, T]
         self.labels = [token_label(label) for label in labels]
+        # "12 " before each row's label, abbreviated past _LABEL_LIMIT; worked out once, read per row
+        longest = max(cell_len(label) for label in self.labels)
+        self._row_label_width = len(str(len(self.labels) - 1)) + 1 + min(longest, _LABEL_LIMIT) + 1
         self.title = title
         self.scale = scale
         self.fractions = fractions(weights, scale)  # [T, T]
         self.show_values = show_values
         self.mask = mask  # [T, T] bool or None
         self.highlight = highlight
-
-    @property
-    def _row_label_width(self) -> int:
-        index_width = len(str(len(self.labels) - 1))
-        longest = max(cell_len(label) for label in self.labels)
-        return index_width + 1 + min(longest, _LABEL_LIMIT) + 1
 
     def _cell_width(self, max_width: int) -> int:
         room = max_width - self._row_label_width
@@ -191,7 +192,7 @@ class Heatmap:
             elif colour:
                 content = " " * cell
             else:
-                content = SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)] * cell
+                content = shade_of(fraction) * cell
             if colour:
                 background = colour_of(fraction)
                 text.append(content, style=Style(color=_ink_for(background), bgcolor=background))

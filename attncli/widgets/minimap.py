@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.widgets.heatmap import SHADES, colour_of, uses_colour
+from attncli.widgets.heatmap import colour_of, shade_of, uses_colour
 from attncli.widgets.heatmap import fractions as scale_fractions
 
 __all__ = ["MiniHeatmap"]
@@ -44,12 +44,7 @@ class MiniHeatmap:
             yield Text(f"(keys 0 to {options.max_width - 1} of {keys})", style="dim")
         if not uses_colour(console):
             for row, row_seen in zip(fractions, seen, strict=True):
-                yield Text(
-                    "".join(
-                        SHADES[min(int(f * len(SHADES)), len(SHADES) - 1)] if visible else "·"
-                        for f, visible in zip(row, row_seen, strict=True)
-                    )
-                )
+                yield Text("".join(shade_of(f) if visible else "·" for f, visible in zip(row, row_seen, strict=True)))
             return
         for top in range(0, len(fractions), 2):
             line = Text()
