@@ -122,7 +122,10 @@ class TensorFile:
         single = directory / "model.safetensors"
         index = directory / "model.safetensors.index.json"
         if single.is_file():
-            return cls({name: single for name in _header_names(single)})
+            header = _header(single)
+            tensors = cls({name: single for name in header[1] if name != "__metadata__"})
+            tensors._headers[single] = header  # read once, kept for the tensors' offsets
+            return tensors
         if index.is_file():
             weight_map = _read_json(index).get("weight_map")
             if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
@@ -186,8 +189,12 @@ _HEADER_LIMIT = 8 * 2**20
 def _header(path: Path) -> tuple[int, dict]:
     """(the offset where the data starts, the header) of a safetensors file, which the safetensors
     package checks first: the offsets it gives lie in the file, one after the other."""
-    _header_names(path)
-    size = _header_size(path)
+    size = _header_size(path)  # before the safetensors package parses a header of any size
+    try:
+        with safe_open(path, framework="numpy"):
+            pass
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable safetensors file ({error})") from None
     return 8 + size, _parse_json(_read(path, "(its header)", 8, size), path)
 
 
@@ -270,15 +277,6 @@ def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
     if not np.all(np.isfinite(tensor)):
         raise DataError(f"{path}: tensor {name} holds NaN or infinite values")
     return tensor
-
-
-def _header_names(path: Path) -> list[str]:
-    _header_size(path)  # before the safetensors package parses a header of any size
-    try:
-        with safe_open(path, framework="numpy") as handle:
-            return list(handle.keys())
-    except (SafetensorError, OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable safetensors file ({error})") from None
 
 
 # config.json and a shard index are kilobytes; a file past this is no checkpoint's.
