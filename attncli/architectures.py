@@ -27,10 +27,18 @@ from attncli.errors import DataError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from attncli.checkpoint import TensorFile
+    from attncli.checkpoint import Rows, TensorFile
     from attncli.transformer import Block, Norm, Rope, TransformerConfig, TransformerWeights
 
-__all__ = ["FAMILIES", "SUPPORTED", "Family", "read_config", "read_weights", "uncased_wordpiece_tokenizer"]
+__all__ = [
+    "FAMILIES",
+    "SUPPORTED",
+    "Family",
+    "read_config",
+    "read_weights",
+    "read_word_table",
+    "uncased_wordpiece_tokenizer",
+]
 
 _PREFIXES = (
     "",
@@ -43,6 +51,10 @@ _PREFIXES = (
     "model.language_model.",
     "language_model.model.",
 )
+# Each family's input embedding table, the tensor its prefix is found by.
+_ENCODER_WORDS = "embeddings.word_embeddings.weight"
+_GPT2_WORDS = "wte.weight"
+_DECODER_WORDS = "embed_tokens.weight"
 
 
 def _field(config: dict, *names: str, default=None):
@@ -205,7 +217,7 @@ def _encoder_weights(c: "TransformerConfig", tensors: "TensorFile", names: dict[
     """BERT, RoBERTa or DistilBERT weights, their tensors found through `names`."""
     from attncli.transformer import Block, FeedForward, TransformerWeights
 
-    t = _Tensors(tensors, "embeddings.word_embeddings.weight")
+    t = _Tensors(tensors, _ENCODER_WORDS)
     d, f = c.d_model, c.d_ff
     blocks = []
     for i in range(c.layers):
@@ -224,7 +236,7 @@ def _encoder_weights(c: "TransformerConfig", tensors: "TensorFile", names: dict[
         )
     types = c.type_vocab_size
     return TransformerWeights(
-        word=t.table("embeddings.word_embeddings.weight", (c.vocab_size, d)),
+        word=t.table(_ENCODER_WORDS, (c.vocab_size, d)),
         position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
         token_type=t("embeddings.token_type_embeddings.weight", (types, d)) if types else None,
         embedding_norm=t.norm("embeddings.LayerNorm", d),
@@ -257,7 +269,7 @@ def _gpt2_config(config: dict) -> dict:
 def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
     from attncli.transformer import Block, FeedForward, TransformerWeights
 
-    t = _Tensors(tensors, "wte.weight")
+    t = _Tensors(tensors, _GPT2_WORDS)
     d, f = c.d_model, c.d_ff
     blocks = []
     for i in range(c.layers):
@@ -278,7 +290,7 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "Transformer
             )
         )
     return TransformerWeights(
-        word=t.table("wte.weight", (c.vocab_size, d)),
+        word=t.table(_GPT2_WORDS, (c.vocab_size, d)),
         position=t("wpe.weight", (c.max_positions, d)),
         token_type=None,
         embedding_norm=None,
@@ -444,9 +456,9 @@ def _decoder_weights(c: "TransformerConfig", tensors: "TensorFile", style: _Deco
     layers, each read from disk when the forward pass comes to it (see _Layers)."""
     from attncli.transformer import TransformerWeights
 
-    t = _Tensors(tensors, "embed_tokens.weight")
+    t = _Tensors(tensors, _DECODER_WORDS)
     return TransformerWeights(
-        word=t.table("embed_tokens.weight", (c.vocab_size, c.d_model)),
+        word=t.table(_DECODER_WORDS, (c.vocab_size, c.d_model)),
         position=None,
         token_type=None,
         embedding_norm=None,
@@ -546,20 +558,22 @@ class Family:
     title: str  # the family's name in prose
     read_config: Callable[[dict], dict]  # config.json -> the TransformerConfig's fields
     read_weights: Callable[["TransformerConfig", "TensorFile"], "TransformerWeights"]
+    word_table: str  # the input embedding table's tensor (under the checkpoint's prefix)
     wrapper: tuple[str, str] | None = None  # what transformers wraps one text in when tokenizer.json adds nothing
 
 
 _BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
 FAMILIES = {
-    "bert": Family("BERT", _bert_config, _BERT_WEIGHTS, ("[CLS]", "[SEP]")),
-    "roberta": Family("RoBERTa", _bert_config, _BERT_WEIGHTS, ("<s>", "</s>")),
+    "bert": Family("BERT", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, ("[CLS]", "[SEP]")),
+    "roberta": Family("RoBERTa", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, ("<s>", "</s>")),
     "distilbert": Family(
         "DistilBERT",
         _distilbert_config,
         functools.partial(_encoder_weights, names=_DISTILBERT_NAMES),
+        _ENCODER_WORDS,
         ("[CLS]", "[SEP]"),
     ),
-    "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights),
+    "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights, _GPT2_WORDS),
 }
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
@@ -588,6 +602,7 @@ FAMILIES |= {
         title,
         functools.partial(_decoder_config, style=style),
         functools.partial(_decoder_weights, style=style),
+        _DECODER_WORDS,
     )
     for name, (title, style) in _DECODERS.items()
 }
@@ -609,6 +624,12 @@ def read_config(config: dict) -> "TransformerConfig":
 def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
     """Every tensor the model needs, checked against `config` and laid out for x @ W."""
     return FAMILIES[config.family].read_weights(config, tensors)
+
+
+def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows":
+    """The input embedding table alone, checked against `config`: what `similar` reads, without the layers."""
+    name = FAMILIES[config.family].word_table
+    return _Tensors(tensors, name).table(name, (config.vocab_size, config.d_model))
 
 
 def uncased_wordpiece_tokenizer(vocab_file: Path) -> "Tokenizer":

@@ -223,7 +223,9 @@ class CheckpointModel:
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
-        return Vocabulary(self.tokenizer, self.weights.word.all())
+        from attncli.architectures import read_word_table
+
+        return Vocabulary(self.tokenizer, read_word_table(self.config, self.checkpoint.tensors).all())
 
     def tokenize(self, text: str) -> list[Token]:
         limit = CHARACTERS_PER_TOKEN * self.config.max_length
