@@ -415,6 +415,7 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     layers = _integer(config, "num_hidden_layers")
     activation = _name(config, style.activation, default=style.default_activation)
+    attention_bias = style.attention_bias and _flag(config, "attention_bias")
     fields = dict(
         family=config["model_type"],
         layers=layers,
@@ -437,8 +438,8 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
         embedding_scale=d**0.5 if style.offset_norms else None,
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
-        attention_bias=(style.attention_bias and _flag(config, "attention_bias")) or style.qkv_bias,
-        output_bias=style.attention_bias and _flag(config, "attention_bias"),
+        attention_bias=attention_bias or style.qkv_bias,
+        output_bias=attention_bias,
         mlp_bias=style.mlp_bias and _flag(config, "mlp_bias"),
     )
     if style.sandwich:
@@ -535,8 +536,6 @@ class _Layers(Sequence):
         return self.count
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.count))]
         if not -self.count <= i < self.count:
             raise IndexError(i)
         i %= self.count

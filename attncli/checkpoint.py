@@ -256,9 +256,10 @@ class Rows:
 
     def __init__(self, path: Path, name: str, dtype: str, shape: tuple[int, int], start: int):
         self.path, self.name, self.dtype, self.shape, self.start = path, name, dtype, shape, start
+        self.width = shape[1] * np.dtype(_FLOATS[dtype]).itemsize  # bytes of one row
 
     def __getitem__(self, ids) -> np.ndarray:
-        width = self.shape[1] * np.dtype(_FLOATS[self.dtype]).itemsize
+        width = self.width
         rows = []
         for i in np.atleast_1d(ids):
             if not 0 <= i < self.shape[0]:
@@ -267,9 +268,8 @@ class Rows:
         return _finite(np.stack(rows), self.path, self.name)
 
     def all(self) -> np.ndarray:
-        """Every row, [n, d] float32, in one read."""
-        width = self.shape[1] * np.dtype(_FLOATS[self.dtype]).itemsize
-        data = _read(self.path, self.name, self.start, self.shape[0] * width)
+        """Every row, [n, d] float32, in one pass over the file."""
+        data = _read(self.path, self.name, self.start, self.shape[0] * self.width)
         return _finite(_float32(data, self.dtype).reshape(self.shape), self.path, self.name)
 
 

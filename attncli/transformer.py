@@ -141,7 +141,6 @@ ACTIVATIONS = {
     "silu": silu,
     "swish": silu,
 }
-NORMS = ("layer", "rms")  # LayerNorm, RMSNorm
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class TransformerConfig:
     causal: bool  # decoders see only earlier tokens
     type_vocab_size: int = 0  # rows of the token type table, 0 for none; every token gets type 0
     padding_idx: int | None = None  # positions count from padding_idx + 1 instead of 0
-    norm: str = "layer"  # a key of NORMS
+    norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
     kv_heads: int | None = None  # key and value heads, each shared by heads / kv_heads query heads; None: heads
     head_dim: int | None = None  # d_k when the model sets it apart from d_model / heads
     rope: Rope | None = None  # rotary position embeddings instead of a position table
