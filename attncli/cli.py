@@ -91,14 +91,11 @@ class _Commands(TyperGroup):
         except typer.Abort:
             _fail("attncli: interrupted", interrupted_code())
         except (PipeClosed, BrokenPipeError):  # BrokenPipeError: from typer's own help and version
-            # Nothing more can reach the reader; keep the exit-time flush of stdout from complaining.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(PipeClosed.exit_code)
+            _reader_gone()
         except SystemExit as stop:
             # rich and typer answer a closed pipe while printing help with exit 1.
             if stop.code == 1 and isinstance(stop.__context__, BrokenPipeError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                sys.exit(PipeClosed.exit_code)
+                _reader_gone()
             raise
         except AttncliError as error:
             _fail(f"attncli: error: {error.worded(WORDS)}", error.exit_code)
@@ -112,6 +109,13 @@ class _Commands(TyperGroup):
         if code == 130:
             _fail("attncli: interrupted", interrupted_code())
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _reader_gone() -> None:
+    """Exit as a process whose reader closed the pipe: nothing more can reach it, and the exit-time
+    flush of stdout must not complain."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(PipeClosed.exit_code)
 
 
 def _fail(message: str, code: int) -> None:
@@ -341,16 +345,21 @@ def _read_input(source: str, what: str, limit: int) -> bytes:
     return b"".join(pieces)
 
 
+def _read_text(source: str, what: str) -> str:
+    """The text of file `source`, or of standard input for "-", checked to be UTF-8 (a byte-order
+    mark is not part of the text)."""
+    data = _read_input(source, what, TEXT_LIMIT)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadInput(f"{what} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
+
+
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
         return _utf8(text, "TEXT")
-    data = _read_input("-", "standard input", TEXT_LIMIT)
-    try:
-        decoded = data.decode("utf-8-sig")  # -sig: a byte-order mark is not part of the text
-    except UnicodeDecodeError as error:
-        raise BadInput(f"standard input is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
-    return decoded.removesuffix("\n").removesuffix("\r")
+    return _read_text("-", "standard input").removesuffix("\n").removesuffix("\r")
 
 
 @app.command()
@@ -647,13 +656,7 @@ def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
     """
     if not source:
         raise BadInput(f"{flag} is empty; give a file name, or - for standard input")
-    data = _read_input(source, f"{flag} {source}", TEXT_LIMIT)
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise BadInput(
-            f"{flag} {source} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8"
-        ) from None
+    content = _read_text(source, f"{flag} {source}")
     lines = (line.removesuffix("\r") for line in content.split("\n"))
     return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 

@@ -91,7 +91,7 @@ class Output:
                 raise BadInput(
                     "cannot write {option} {file}: it is a directory", option=Parameter(parameter), file=path
                 )
-            if path is not None and not (path.parent if str(path.parent) else Path(".")).is_dir():
+            if path is not None and not path.parent.is_dir():
                 raise BadInput(
                     "cannot write {option} {file}: no such directory {parent}",
                     option=Parameter(parameter),
@@ -234,10 +234,9 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         return
-    directory = target.parent if str(target.parent) else Path(".")
     # Named before it exists (48 random bits; O_EXCL refuses a clash), so that an interrupt at any
     # moment, even as the file is made, lands in the try that removes it.
-    temporary = directory / f".{target.name}.{os.urandom(6).hex()}.part"
+    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.part"
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as file:

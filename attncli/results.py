@@ -130,7 +130,7 @@ class ExplainResult:
         mean_keys, mean_weights = self.strongest_mean
 
         def target(key, weight) -> dict:
-            return {"index": int(key), "text": tokens[key].text, "weight": float(weight)}
+            return {**_token_ref(tokens[key]), "weight": float(weight)}
 
         return [
             {
@@ -150,7 +150,7 @@ class ExplainResult:
         focus = self.run.tokens[self.focus]
         fields = {
             **self.run.common_json(),
-            "focus": {"index": focus.index, "text": focus.text},
+            "focus": _token_ref(focus),
             "layer": self.layer,
             "include_special": self.include_special,
             "summary": self.summary_json(),
