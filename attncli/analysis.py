@@ -231,7 +231,7 @@ def ranked_targets(
     `rows` [L, h, T] are the token's weights in every head and `allowed` [T] the keys that may be
     a head's strongest; with `target`, heads are ranked by their total weight on those keys instead.
     """
-    tops = np.where(allowed, rows, -1.0).argmax(axis=-1)  # [L, h]
+    tops = strongest_allowed(rows, allowed, fallback=0)  # [L, h]
     if target is None:
         order = np.take_along_axis(rows, tops[..., None], axis=-1)[..., 0]
     else:
@@ -272,7 +272,7 @@ def text_statistics(
     ([T, T] bool or None for all keys; None: every layer sees all). The first token counts as the
     first special token when it is one, or in a causal model (the attention sink, see `sinks`);
     the other special tokens are separators."""
-    first = 0 if special[0] or causal else None
+    first = 0 if sinks(special, causal)[0] else None
     separators = special.copy()
     if first is not None:
         separators[first] = False

@@ -109,10 +109,11 @@ def head_heatmaps(
     heads = range(len(weights)) if head is None else [head]
     mask = layer_mask(run, layer)
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
+    labels = token_texts(run)
     maps = [
         Heatmap(
             weights[h],
-            token_texts(run),
+            labels,
             title=f"{prefix}head {h}",
             scale=scale,
             show_values=values,
