@@ -229,8 +229,7 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
     if target.exists() and not target.is_file():
         try:
             with open(target, "wb") as file:
-                for piece in pieces:
-                    file.write(piece)
+                file.writelines(pieces)
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         return
@@ -240,8 +239,7 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as file:
-            for piece in pieces:
-                file.write(piece)
+            file.writelines(pieces)
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except BaseException as error:
