@@ -319,11 +319,16 @@ def weight_changes(now: np.ndarray, saved: np.ndarray, count: int = 5) -> tuple[
     """How far attention [L, h, T, T] moved from `saved`: the largest change, the (at most) `count`
     heads that moved most as (layer, head, largest change), and the cells as (layer, head, query,
     key); heads and cells that did not move at all are not listed."""
-    difference = np.abs(now - saved)  # [L, h, T, T]
+    difference = now - saved  # [L, h, T, T]
+    np.abs(difference, out=difference)
     per_head = difference.max(axis=(2, 3))  # [L, h]
     heads = [(layer, head, float(per_head[layer, head])) for layer, head in largest(per_head, count)]
-    cells = [cell for cell in largest(difference, count) if difference[cell] > 0]
-    return float(difference.max()), [head for head in heads if head[2] > 0], cells
+    # The largest cells lie in the rows with the largest maxima (on a tie, the earlier row's first):
+    # sorting those rows' cells ranks them as sorting every cell would, without an index per cell.
+    rows = largest(difference.max(axis=-1), count)  # [(layer, head, query)]
+    candidates = [(*row, key) for row in rows for key in range(difference.shape[-1])]
+    cells = sorted(candidates, key=lambda cell: (-difference[cell], cell))[:count]
+    return float(difference.max()), [head for head in heads if head[2] > 0], [c for c in cells if difference[c] > 0]
 
 
 def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:

@@ -55,6 +55,11 @@ _PREFIXES = (
 _ENCODER_WORDS = "embeddings.word_embeddings.weight"
 _GPT2_WORDS = "wte.weight"
 _DECODER_WORDS = "embed_tokens.weight"
+# Where each family keeps the tensors of layer i.
+_ENCODER_LAYER = "encoder.layer.{i}"
+_DISTILBERT_LAYER = "transformer.layer.{i}"
+_GPT2_LAYER = "h.{i}"
+_DECODER_LAYER = "layers.{i}"
 
 
 def _field(config: dict, *names: str, default=None):
@@ -190,7 +195,7 @@ def _distilbert_config(config: dict) -> dict:
 
 # Where the BERT-family encoders keep each part of layer i (torch Linear weights and LayerNorms).
 _BERT_NAMES = {
-    "layer": "encoder.layer.{i}",
+    "layer": _ENCODER_LAYER,
     "q": "attention.self.query",
     "k": "attention.self.key",
     "v": "attention.self.value",
@@ -201,7 +206,7 @@ _BERT_NAMES = {
     "ffn_norm": "output.LayerNorm",
 }
 _DISTILBERT_NAMES = {
-    "layer": "transformer.layer.{i}",
+    "layer": _DISTILBERT_LAYER,
     "q": "attention.q_lin",
     "k": "attention.k_lin",
     "v": "attention.v_lin",
@@ -273,7 +278,7 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "Transformer
     d, f = c.d_model, c.d_ff
     blocks = []
     for i in range(c.layers):
-        layer = f"h.{i}"
+        layer = _GPT2_LAYER.format(i=i)
         # Conv1D: weights are [in, out] already; c_attn holds Q, K and V side by side.
         w_q, w_k, w_v = np.split(t(f"{layer}.attn.c_attn.weight", (d, 3 * d)), 3, axis=1)
         b_q, b_k, b_v = np.split(t(f"{layer}.attn.c_attn.bias", (3 * d,)), 3)
@@ -478,7 +483,7 @@ def _rms(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
 def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
     from attncli.transformer import Block, FeedForward
 
-    layer = f"layers.{i}"
+    layer = _DECODER_LAYER.format(i=i)
     d, f, dk, h, g = c.d_model, c.d_ff, c.d_head, c.heads, c.kv_heads or c.heads
     if style.fused:
         qkv = t(f"{layer}.self_attn.qkv_proj.weight", ((h + 2 * g) * dk, d)).T  # [d, (h + 2g)·d_k]
@@ -558,21 +563,23 @@ class Family:
     read_config: Callable[[dict], dict]  # config.json -> the TransformerConfig's fields
     read_weights: Callable[["TransformerConfig", "TensorFile"], "TransformerWeights"]
     word_table: str  # the input embedding table's tensor (under the checkpoint's prefix)
+    layer: str  # the prefix of layer {i}'s tensors (under the checkpoint's prefix)
     wrapper: tuple[str, str] | None = None  # what transformers wraps one text in when tokenizer.json adds nothing
 
 
 _BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
 FAMILIES = {
-    "bert": Family("BERT", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, ("[CLS]", "[SEP]")),
-    "roberta": Family("RoBERTa", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, ("<s>", "</s>")),
+    "bert": Family("BERT", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")),
+    "roberta": Family("RoBERTa", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("<s>", "</s>")),
     "distilbert": Family(
         "DistilBERT",
         _distilbert_config,
         functools.partial(_encoder_weights, names=_DISTILBERT_NAMES),
         _ENCODER_WORDS,
+        _DISTILBERT_LAYER,
         ("[CLS]", "[SEP]"),
     ),
-    "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights, _GPT2_WORDS),
+    "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
 }
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
@@ -602,6 +609,7 @@ FAMILIES |= {
         functools.partial(_decoder_config, style=style),
         functools.partial(_decoder_weights, style=style),
         _DECODER_WORDS,
+        _DECODER_LAYER,
     )
     for name, (title, style) in _DECODERS.items()
 }
@@ -623,6 +631,16 @@ def read_config(config: dict) -> "TransformerConfig":
 def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
     """Every tensor the model needs, checked against `config` and laid out for x @ W."""
     return FAMILIES[config.family].read_weights(config, tensors)
+
+
+def check_layers(config: "TransformerConfig", tensors: "TensorFile") -> None:
+    """Refuse a config that names more layers than the tensor file holds: found now, before a
+    run's memory is reckoned from the layer count (a config of 10⁹ layers is damage, not a long text)."""
+    family = FAMILIES[config.family]
+    prefix = _Tensors(tensors, family.word_table).prefix + family.layer.format(i="")
+    held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
+    if config.layers > len(held):
+        raise DataError(f"config.json gives {config.layers:,} layers, but model.safetensors holds {len(held):,}")
 
 
 def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows":

@@ -22,6 +22,7 @@ from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.models import Model, load_model
 from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
+from attncli.results import SavedRun
 
 __all__ = ["app", "main"]
 
@@ -329,20 +330,20 @@ TEXT_LIMIT = 256 * 2**20
 SAVED_LIMIT = 2**30
 
 
-def _read_input(source: str, what: str, limit: int) -> bytes:
+def _read_input(source: str, what: str, limit: int) -> bytearray:
     """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes. Read a
-    piece at a time: one read of `limit` bytes would reserve all of them, however small the input."""
-    pieces, size = [], 0
+    piece at a time (one read of `limit` bytes would reserve all of them, however small the input)
+    into one buffer, so a large input is never held twice."""
+    data = bytearray()
     try:
         with nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as stream:
-            while size <= limit and (piece := stream.read(min(16 * 2**20, limit + 1 - size))):
-                pieces.append(piece)
-                size += len(piece)
+            while len(data) <= limit and (piece := stream.read(min(16 * 2**20, limit + 1 - len(data)))):
+                data += piece
     except OSError as error:
         raise BadInput(f"{what}: {error.strerror}") from None
-    if size > limit:
+    if len(data) > limit:
         raise BadInput(f"{what} is over {limit // 2**20:,} MB, the most attncli reads of one input")
-    return b"".join(pieces)
+    return data
 
 
 def _read_text(source: str, what: str) -> str:
@@ -754,13 +755,8 @@ def check(
 
     Example: attncli check "The cat sat on the mat" --against saved.json --tolerance 1e-6
     """
-    import json  # here, not at the top: only check reads JSON
-
-    data = _read_input(str(against), f"--against {against}", SAVED_LIMIT)
-    try:
-        saved = json.loads(data)
-    except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than a result's
-        raise BadInput(f"--against {against}: not a readable JSON file ({error})") from None
+    # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
+    saved = SavedRun.from_bytes(_read_input(str(against), f"--against {against}", SAVED_LIMIT), str(against))
     result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
     write(result, output)
     if not result.passed:

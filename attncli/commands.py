@@ -414,12 +414,11 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
         yield BatchRecord(number, fields=fields)
 
 
-def check(text: str | None, saved: dict, tolerance: float = 1e-5, source: str = "the saved result") -> CheckResult:
-    """Recompute `text` (None: the text `saved` holds) with the model and options `saved` (a document
-    with text, model and attention) names, and compare the attention."""
+def check(text: str | None, saved_run: SavedRun, tolerance: float = 1e-5, source: str = "the saved run") -> CheckResult:
+    """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
+    compare the attention."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved
         raise BadInput("{tolerance} {value} is not a number of 0 or more; give one", value=tolerance)
-    saved_run = SavedRun.from_json(saved, source)
     text = saved_run.text if text is None else text
     if saved_run.text != text:
         raise BadInput(
@@ -433,8 +432,7 @@ def check(text: str | None, saved: dict, tolerance: float = 1e-5, source: str = 
             saved=saved_run.attention.shape,
             now=result.weights.shape,
         )
-    # JSON holds float32 weights in their shortest decimal form: read them back as float32.
-    attention = saved_run.attention.astype(result.weights.dtype)
+    attention = saved_run.attention.astype(result.weights.dtype, copy=False)
     return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.weights, attention))
 
 

@@ -204,7 +204,10 @@ class CheckpointModel:
 
     @cached_property
     def info(self) -> ModelInfo:
+        from attncli.architectures import check_layers
+
         c = self.config
+        check_layers(c, self.checkpoint.tensors)  # what every run's memory is reckoned from
         return ModelInfo(
             name=self.name,
             type=c.family,

@@ -14,6 +14,7 @@ from attncli.analysis import (
     pattern_labels,
     rollout,
     total_variation,
+    weight_changes,
 )
 from attncli.attention import causal_mask, softmax
 
@@ -145,3 +146,16 @@ def test_alignment_pairs_equal_tokens_and_leaves_the_rest_unpaired():
 def test_punctuation_tokens():
     assert is_punctuation(".") and is_punctuation("##,") and is_punctuation("Ġ!")
     assert not is_punctuation("cat") and not is_punctuation("Ġ") and not is_punctuation("[SEP]")
+
+
+@given(
+    arrays(np.float32, (2, 2, 4, 4), elements=st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+    st.integers(min_value=1, max_value=40),
+)
+def test_the_cells_that_moved_most_rank_as_a_sort_of_every_cell_would(moved, count):
+    """weight_changes looks only in the rows with the largest maxima; with ties everywhere (four
+    values), its cells must still be a full sort's: largest first, the earliest cell on a tie."""
+    saved = np.zeros_like(moved)
+    _, _, cells = weight_changes(moved, saved, count)
+    everything = sorted(np.ndindex(moved.shape), key=lambda cell: (-moved[cell], cell))
+    assert cells == [cell for cell in everything[:count] if moved[cell] > 0]

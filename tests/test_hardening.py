@@ -19,6 +19,7 @@ from safetensors import safe_open
 from attncli import commands
 from attncli.errors import AttncliError, DataError
 from attncli.models import load_model
+from attncli.results import SavedRun
 
 
 def clean_error(done, message: str) -> None:
@@ -298,3 +299,61 @@ def test_a_narrow_output_encoding_still_gives_a_view(encoding, command):
     run = attncli(*command, env={**os.environ, "PYTHONIOENCODING": encoding})
     assert (run.returncode, run.stderr) == (0, b"")
     assert b"cat" in run.stdout
+
+
+def _saved_document(text: str = SENTENCE) -> dict:
+    return json.loads(attncli("heatmap", text, "--json", text=True).stdout)
+
+
+def test_a_saved_attention_array_is_read_exactly_as_a_json_parser_reads_it():
+    """check parses the attention a row at a time; what it reads must be the JSON's numbers to the bit,
+    wherever the array sits and however the document is spaced, and a look-alike key inside a
+    string or a nested object must not be taken for it."""
+    document = _saved_document('He said "attention": [[1]] twice')
+    expected = np.array(document["attention"], dtype=np.float64).astype(np.float32)
+    decoy = {"note": {"attention": [[[[0.5]]]]}, **document}
+    for layout in (json.dumps(document), json.dumps(decoy, indent=2), json.dumps(dict(reversed(decoy.items())))):
+        saved = SavedRun.from_bytes(layout.encode(), "saved.json")
+        assert saved.attention.dtype == np.float32 and np.array_equal(saved.attention, expected)
+        assert saved.text == document["text"]
+
+
+@pytest.mark.parametrize(
+    ("attention", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "not an attncli"),
+        ("[[[[0.5, 0.5]]], [[[0.5]]]]", "not an attncli"),  # rows of different lengths
+        ("[[[[0.5, 0.5]]]], [[[0.5, 0.5]]]]", "not a readable JSON file"),  # one bracket too many
+        ('[[[["0.5"]]]]', "not an attncli"),
+        ("[[[[true]]]]", "not an attncli"),
+        ("[[[[NaN]]]]", "not an attncli"),
+        ("[[[[0.5,,0.5]]]]", "not a readable JSON file"),
+        ("[[[[0.5, [0.5]]]]]", "not an attncli"),
+        ("[[[0.5]]]", "not an attncli"),  # three dimensions, not four
+        ("[[[[[0.5]]]]]", "not an attncli"),
+        ("[[[[0.5]]]", "not an attncli"),  # never closes
+        ("[[[[1e999]]]]", "not a readable JSON file"),
+    ],
+)
+def test_a_damaged_saved_attention_is_refused_in_one_line(tmp_path, attention, message):
+    document = json.dumps({**_saved_document(), "attention": None}).replace(
+        '"attention": null', f'"attention": {attention}'
+    )
+    saved = tmp_path / "saved.json"
+    saved.write_text(document)
+    run = attncli("check", "--against", str(saved), text=True)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert len(run.stderr.splitlines()) == 1 and run.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("architecture", "key"), [("bert", "num_hidden_layers"), ("gpt2", "n_layer"), ("llama", "num_hidden_layers")]
+)
+def test_a_config_naming_more_layers_than_the_tensors_hold_is_refused_as_damage(tmp_path, architecture, key):
+    directory = _copy(tmp_path, architecture)
+    config = json.loads((directory / "config.json").read_text())
+    held, config[key] = config[key], 10**9
+    (directory / "config.json").write_text(json.dumps(config))
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
+    assert run.returncode == 2
+    assert run.stderr == f"attncli: error: config.json gives 1,000,000,000 layers, but model.safetensors holds {held}\n"
