@@ -357,3 +357,15 @@ def test_a_config_naming_more_layers_than_the_tensors_hold_is_refused_as_damage(
     run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
     assert run.returncode == 2
     assert run.stderr == f"attncli: error: config.json gives 1,000,000,000 layers, but model.safetensors holds {held}\n"
+
+
+def test_an_unreadable_checkpoint_is_reported_as_unreadable_not_missing(tmp_path, monkeypatch):
+    """As root every file is readable, so the refusal a user without permission meets is simulated."""
+    import attncli.checkpoint
+
+    def refuse(path, flags, *args):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(attncli.checkpoint.os, "open", refuse)
+    with pytest.raises(DataError, match=r"model\.safetensors: cannot read .*\(Permission denied\)"):
+        commands.run(SENTENCE, load_model(str(_copy(tmp_path))))
