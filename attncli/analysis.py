@@ -14,6 +14,7 @@ __all__ = [
     "STATISTICS",
     "Fusion",
     "align",
+    "block_means",
     "candidate_keys",
     "cosine",
     "entropy",
@@ -195,6 +196,19 @@ def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
         cumulative = a @ cumulative  # [T, T]
         products.append(cumulative)
     return np.stack(products)
+
+
+def block_means(weights: np.ndarray, seen: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """`weights` [R, C] in blocks of `block` × `block` cells (the last row and column of blocks may be
+    smaller): each block's mean over the cells `seen` [R, C] allows, [⌈R/block⌉, ⌈C/block⌉], and
+    whether it has any such cell (a block of masked cells only has no mean)."""
+    rows, columns = -(-weights.shape[0] // block), -(-weights.shape[1] // block)
+    sums, counts = np.zeros((rows * block, columns * block)), np.zeros((rows * block, columns * block))
+    sums[: weights.shape[0], : weights.shape[1]] = np.where(seen, weights, 0.0)
+    counts[: weights.shape[0], : weights.shape[1]] = seen
+    sums = sums.reshape(rows, block, columns, block).sum(axis=(1, 3))
+    counts = counts.reshape(rows, block, columns, block).sum(axis=(1, 3))
+    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0), counts > 0
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -223,6 +223,32 @@ ExportOpt = Annotated[
 ]
 ColorOpt = Annotated[Color, typer.Option("--color", help="Escape codes for colour; NO_COLOR and FORCE_COLOR count.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
+KeysOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--keys",
+        metavar="A:B",
+        help="Draw keys A to B-1 only (0-based, a Python slice: 40:80, :50, -20:); JSON holds all.",
+        show_default=False,
+    ),
+]
+QueriesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queries",
+        metavar="A:B",
+        help="Draw queries (rows) A to B-1 only, as --keys; JSON holds all.",
+        show_default=False,
+    ),
+]
+PagerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pager/--no-pager",
+        metavar="",
+        help="Page a view taller than the terminal through $PAGER (default less -FRX); never when piped.",
+    ),
+]
 
 
 def _shared_options(supplies: tuple[str, ...], options: tuple, build):
@@ -257,16 +283,18 @@ def _shared_options(supplies: tuple[str, ...], options: tuple, build):
     return decorate
 
 
-def _output(as_json: bool, format: Format | TableFormat | None, output_path, precision, export, color: Color) -> dict:
+def _output(
+    as_json: bool, format: Format | TableFormat | None, output_path, precision, export, color: Color, pager: bool
+) -> dict:
     if as_json and format not in (None, Format.json, TableFormat.json):
         raise BadInput(f"--json and --format {format.value} disagree; give one of them")
     chosen = Format.json if as_json else Format(format or Format.table)
-    return {"output": Output(chosen, output_path, precision, export, color)}
+    return {"output": Output(chosen, output_path, precision, export, color, pager)}
 
 
 def _output_options(format_option):
-    """--json, --format (with the choices `format_option` offers), -o, --precision, --export and
-    --color: the command receives `output`."""
+    """--json, --format (with the choices `format_option` offers), -o, --precision, --export,
+    --color and --pager: the command receives `output`."""
     options = (
         ("as_json", JsonOpt, False),
         ("format", format_option, None),
@@ -274,6 +302,7 @@ def _output_options(format_option):
         ("precision", PrecisionOpt, None),
         ("export", ExportOpt, None),
         ("color", ColorOpt, Color.auto),
+        ("pager", PagerOpt, True),
     )
     return _shared_options(("output",), options, _output)
 
@@ -311,6 +340,21 @@ def _vocabulary_model(spec: str) -> dict:
 
 # --model alone, for commands that read a model's vocabulary and embedding table.
 vocabulary_options = _shared_options(("model",), (_MODEL,), _vocabulary_model)
+
+
+def _window(value: str | None, option: str) -> slice | None:
+    """--keys or --queries A:B as a slice: 0-based, B left out, either end optional or negative."""
+    if value is None:
+        return None
+    start, colon, stop = value.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return slice(*(int(end) if end.strip() else None for end in (start, stop)))
+    except ValueError:  # int() also refuses more than 4,300 digits
+        raise BadInput(
+            f"{option} {shortened(value)!r} is not a window A:B of token indices; e.g. 40:80, :50 or -20:"
+        ) from None
 
 
 def _utf8(value: str, what: str) -> str:
@@ -381,6 +425,8 @@ def explain(
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
+    keys: KeysOpt = None,
+    queries: QueriesOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -393,8 +439,9 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
+    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
-    write(result, output, values=values, scale=scale)
+    write(result, output, values=values, scale=scale, **windows)
 
 
 @app.command()
@@ -406,6 +453,8 @@ def heatmap(
     head: HeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
+    keys: KeysOpt = None,
+    queries: QueriesOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -415,8 +464,9 @@ def heatmap(
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
+    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.heatmap(_text(text), model, layer, head, max_tokens)
-    write(result, output, values=values, scale=scale)
+    write(result, output, values=values, scale=scale, **windows)
 
 
 @app.command()
@@ -536,6 +586,16 @@ def query(
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the ranked heads to draw.")] = 12,
+    keys: Annotated[
+        str | None,
+        typer.Option(
+            "--keys",
+            metavar="A:B",
+            help="Draw keys A to B-1 only, as a Python slice (default: around the strongest key, or --to, "
+            "when they do not all fit).",
+            show_default=False,
+        ),
+    ] = None,
     *,
     model: Model,
     max_tokens: int,
@@ -546,7 +606,8 @@ def query(
     Example: attncli query "The animal didn't cross the street because it was too tired" --token it --to animal
     --model minilm
     """
-    write(commands.query(_text(text), model, token, include_special, to, max_tokens), output, top=top)
+    window = _window(keys, "--keys")
+    write(commands.query(_text(text), model, token, include_special, to, max_tokens), output, top=top, keys=window)
 
 
 @app.command(name="model")
@@ -561,6 +622,8 @@ def model_command(
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
     scale: ScaleOpt = Scale.fixed,
+    keys: KeysOpt = None,
+    queries: QueriesOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -570,7 +633,8 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale)
+    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
+    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale, **windows)
 
 
 @app.command(name="heads")
@@ -616,6 +680,8 @@ def rollout(
     ] = None,
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
+    keys: KeysOpt = None,
+    queries: QueriesOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -625,8 +691,9 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
+    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special)
-    write(result, output, scale=scale)
+    write(result, output, scale=scale, **windows)
 
 
 @app.command()

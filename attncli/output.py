@@ -77,6 +77,7 @@ class Output:
     precision: int | None = None  # decimals of JSON and CSV numbers; None: every digit
     export: Path | None = None  # an SVG or HTML picture of the view
     color: Color = Color.auto
+    pager: bool = True  # a view taller than the terminal goes through a pager (never when piped)
 
     def __post_init__(self):
         if self.precision is not None and not 0 <= self.precision <= 17:
@@ -350,7 +351,15 @@ def _write(result, output: Output, **view_options) -> None:
         write_file(output.path, _without_trailing_spaces(text.getvalue()).encode())
     else:
         console = _console(output.color, file=_stdout_text())
-        if console.is_terminal or console.color_system is not None:
+        if output.pager and sys.stdout.isatty():  # a real terminal, not one that forced colour pretends
+            from attncli.terminal import page
+
+            with console.capture() as captured:
+                console.print(renderable)
+            view = captured.get()
+            if view.count("\n") < console.height or not page(view):
+                console.file.write(view)
+        elif console.is_terminal or console.color_system is not None:
             console.print(renderable)  # a terminal (or colour asked for): as rich lays it out
         else:  # plain text into a pipe or file: lines without the spaces that pad them to the width
             with console.capture() as captured:

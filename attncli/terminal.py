@@ -2,6 +2,7 @@
 fit text to terminal cells (cutting, padding, writing labels downwards, tokens made readable)."""
 
 import os
+import sys
 
 from rich.cells import cell_len, set_cell_size
 
@@ -9,7 +10,7 @@ from attncli.errors import PipeClosed
 from attncli.escapes import visible
 from attncli.tokens import readable
 
-__all__ = ["abbreviate", "downward", "make_console", "pad", "token_label"]
+__all__ = ["abbreviate", "downward", "make_console", "pad", "page", "token_label"]
 
 
 def token_label(text: str) -> str:
@@ -43,6 +44,36 @@ def pad(text: str, width: int, align: str = "left") -> str:
     if align == "center":
         return " " * (room // 2) + text + " " * (room - room // 2)
     return text + " " * room
+
+
+def page(text: str) -> bool:
+    """Show `text` (escape codes included) through the user's pager, as git does: $PAGER, else
+    `less` with LESS=FRX (quit at once if it fits, keep colours, leave the screen as it was).
+    False when there is no pager to run (PAGER empty or cat, or not found): then print it yourself.
+    Ctrl-C belongs to the pager while it runs, as it does in git."""
+    import shlex
+    import signal
+    import subprocess
+
+    command = shlex.split(os.environ.get("PAGER", "less"))
+    if not command or command == ["cat"]:
+        return False
+    environment = {**os.environ, "LESS": os.environ.get("LESS", "FRX"), "LV": os.environ.get("LV", "-c")}
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pager = subprocess.Popen(command, stdin=subprocess.PIPE, env=environment)
+    except OSError:
+        signal.signal(signal.SIGINT, interrupt)
+        return False
+    try:
+        with pager.stdin:
+            pager.stdin.write(text.encode(sys.stdout.encoding or "utf-8", errors="replace"))
+    except BrokenPipeError:  # the reader quit the pager before the end: what they asked for
+        pass
+    finally:
+        pager.wait()
+        signal.signal(signal.SIGINT, interrupt)
+    return True
 
 
 def make_console(color: str = "auto", **settings):

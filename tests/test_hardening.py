@@ -73,6 +73,7 @@ def test_nul_bytes_on_stdin_are_text_like_any_other():
         (b"word " * 200_000, "1,000,000 characters"),
         (b"   \n", "the text has no tokens (only spaces"),
     ],
+    ids=["latin-1", "one long word", "a million characters", "blank"],  # an id of the text itself would be 1 MB
 )
 def test_hostile_stdin_is_refused_quickly(stdin, message):
     clean_error(attncli("explain", "-", stdin=stdin), message)

@@ -6,6 +6,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from attncli.errors import BadInput
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import AttentionRun, SoftmaxResult
@@ -29,6 +30,7 @@ __all__ = [
     "text_line",
     "token_texts",
     "tokens_table",
+    "window",
 ]
 
 BAR_WIDTH = 20
@@ -101,15 +103,34 @@ def tokens_table(tokens, text: str) -> Table:
     return table
 
 
+def window(selection: slice | None, tokens: int, option: str) -> range:
+    """The token indices `selection` (what --keys or --queries A:B gave; None: all) picks of `tokens`,
+    refused when it picks none."""
+    chosen = range(tokens)[selection or slice(None)]
+    if not chosen:
+        typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
+        raise BadInput(f"{option} {typed} picks none of the {tokens} tokens (0 to {tokens - 1}); choose others")
+    return chosen
+
+
 def head_heatmaps(
-    run: AttentionRun, layer: int, head: int | None, values: bool, highlight: int | None = None, scale: str = "fixed"
+    run: AttentionRun,
+    layer: int,
+    head: int | None,
+    values: bool,
+    highlight: int | None = None,
+    scale: str = "fixed",
+    keys: slice | None = None,
+    queries: slice | None = None,
 ):
-    """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour scale."""
+    """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour
+    scale; `keys` and `queries` choose a window of each."""
     weights = run.weights[layer]  # [h, T, T]
     heads = range(len(weights)) if head is None else [head]
     mask = layer_mask(run, layer)
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     labels = token_texts(run)
+    rows, columns = window(queries, len(labels), "--queries"), window(keys, len(labels), "--keys")
     maps = [
         Heatmap(
             weights[h],
@@ -119,6 +140,8 @@ def head_heatmaps(
             show_values=values,
             mask=mask,
             highlight=highlight,
+            rows=rows,
+            columns=columns,
         )
         for h in heads
     ]

@@ -68,7 +68,13 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
 
 
-def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed") -> RenderableType:
+def explain_view(
+    result: ExplainResult,
+    values: bool = True,
+    scale: str = "fixed",
+    keys: slice | None = None,
+    queries: slice | None = None,
+) -> RenderableType:
     run = result.run
     model = run.model
     trace = run.trace
@@ -127,7 +133,7 @@ def explain_view(result: ExplainResult, values: bool = True, scale: str = "fixed
         f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
         "columns are keys; each row sums to 1." + _mask_note(model, layer) + scale_hint(run, scale),
     )
-    parts.append(head_heatmaps(run, layer, result.head, values, highlight=f, scale=scale))
+    parts.append(head_heatmaps(run, layer, result.head, values, highlight=f, scale=scale, keys=keys, queries=queries))
 
     parts += section(
         6,

@@ -5,6 +5,7 @@ from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from attncli import analysis
 from attncli.results import HeatmapResult, ModelGridResult, RolloutResult
 from attncli.terminal import token_label
 from attncli.views.common import (
@@ -18,15 +19,22 @@ from attncli.views.common import (
     scale_hint,
     text_line,
     token_texts,
+    window,
 )
-from attncli.widgets.heatmap import Heatmap, Legend
+from attncli.widgets.heatmap import Heatmap, Legend, window_note
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import number
 
 __all__ = ["heatmap_view", "model_view", "rollout_view"]
 
 
-def heatmap_view(result: HeatmapResult, values: bool = True, scale: str = "fixed") -> RenderableType:
+def heatmap_view(
+    result: HeatmapResult,
+    values: bool = True,
+    scale: str = "fixed",
+    keys: slice | None = None,
+    queries: slice | None = None,
+) -> RenderableType:
     run = result.run
     return Group(
         text_line(run.text),
@@ -36,33 +44,56 @@ def heatmap_view(result: HeatmapResult, values: bool = True, scale: str = "fixed
             style="italic",
         ),
         Text(""),
-        head_heatmaps(run, result.layer, result.head, values, scale=scale),
+        head_heatmaps(run, result.layer, result.head, values, scale=scale, keys=keys, queries=queries),
     )
 
 
-def model_view(result: ModelGridResult, scale: str = "fixed") -> RenderableType:
+# A window of more tokens than this is drawn as thumbnails THUMBNAIL cells a side, each cell the
+# mean of a block of weights: 12 heads then take one screen, not a screen each.
+WHOLE_LIMIT = 32
+THUMBNAIL = 16
+
+
+def model_view(
+    result: ModelGridResult, scale: str = "fixed", keys: slice | None = None, queries: slice | None = None
+) -> RenderableType:
     run = result.run
-    weights = run.weights[np.ix_(result.layers, result.heads)]  # [layers shown, heads shown, T, T]
+    tokens = len(run.tokens)
+    rows, columns = window(queries, tokens, "--queries"), window(keys, tokens, "--keys")
+    weights = run.weights[np.ix_(result.layers, result.heads, rows, columns)]  # [layers, heads, rows, columns]
+    block = 1 if max(len(rows), len(columns)) <= WHOLE_LIMIT else -(-max(len(rows), len(columns)) // THUMBNAIL)
+    what = f"{len(rows)} × {len(columns)} weights"
+    if block > 1:
+        what += (
+            f", drawn {THUMBNAIL} cells a side: each cell the mean of a {block} × {block} block (means of many "
+            "weights are small: --scale log or row shows them)"
+        )
     parts: list[RenderableType] = [
         text_line(run.text),
         model_line(run.model),
         Text(
-            f"Every head at once: each square is one head's {len(run.tokens)} × {len(run.tokens)} weights, "
-            "queries down, keys across. --layers and --heads (e.g. 0-2,5) zoom in." + scale_hint(run, scale),
+            f"Every head at once: each square is one head's {what}, queries down, keys across. "
+            "--layers and --heads (e.g. 0-2,5) zoom in." + scale_hint(run, scale),
             style="italic",
         ),
     ]
+    if note := window_note(tokens, rows, columns, range(0)):
+        parts.append(Text(note, style="dim"))
     for row, layer in enumerate(result.layers):
-        maps = [
-            MiniHeatmap(weights[row, column], head_name(layer, head), scale, mask=layer_mask(run, layer))
-            for column, head in enumerate(result.heads)
-        ]
+        mask = layer_mask(run, layer)
+        seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
+        maps = []
+        for column, head in enumerate(result.heads):
+            cells, cells_seen = analysis.block_means(weights[row, column], seen, block)
+            maps.append(MiniHeatmap(cells, head_name(layer, head), scale, mask=cells_seen))
         parts += [Text(""), Columns(maps, padding=(0, 2))]
     parts += [Text(""), Legend(scale)]
     return Group(*parts)
 
 
-def rollout_view(result: RolloutResult, scale: str = "fixed") -> RenderableType:
+def rollout_view(
+    result: RolloutResult, scale: str = "fixed", keys: slice | None = None, queries: slice | None = None
+) -> RenderableType:
     run = result.run
     layers = len(result.rollout)
     final = result.rollout[-1]  # [T, T]
@@ -77,7 +108,13 @@ def rollout_view(result: RolloutResult, scale: str = "fixed") -> RenderableType:
         ),
         Text(""),
         Heatmap(
-            final, token_texts(run), title=f"rollout through layer {layers - 1}", highlight=result.token, scale=scale
+            final,
+            token_texts(run),
+            title=f"rollout through layer {layers - 1}",
+            highlight=result.token,
+            scale=scale,
+            rows=window(queries, len(run.tokens), "--queries"),
+            columns=window(keys, len(run.tokens), "--keys"),
         ),
     ]
     if result.token is not None:

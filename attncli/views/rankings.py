@@ -8,14 +8,14 @@ from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
 from attncli.escapes import visible
 from attncli.results import CheckResult, CompareResult, HeadsResult, QueryResult
 from attncli.terminal import abbreviate, token_label
-from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts, window
 from attncli.widgets.keybars import KeyBars
 from attncli.widgets.vectors import number
 
 __all__ = ["check_view", "compare_view", "heads_view", "query_view"]
 
 
-def query_view(result: QueryResult, top: int = 12) -> RenderableType:
+def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) -> RenderableType:
     run = result.run
     tokens = run.tokens
     ranking = result.ranking[:top]
@@ -49,6 +49,9 @@ def query_view(result: QueryResult, top: int = 12) -> RenderableType:
         np.stack([t.weights for t in ranking]),
         token_texts(run),
         muted=~result.allowed,
+        columns=window(keys, len(tokens), "--keys"),
+        # Unless a window is chosen: around the target, else the strongest head's strongest key.
+        centre=None if keys is not None or not ranking else (result.target or [ranking[0].top])[0],
     )
     return Group(text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), chart)
 

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from attncli.terminal import abbreviate, downward, pad, token_label
 
-__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "fractions", "uses_colour"]
+__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "fractions", "span", "uses_colour", "window_note"]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
@@ -102,6 +102,9 @@ class Heatmap:
     otherwise, down to one character, and the values are then left out with a
     note saying so.
     Masked cells (where `mask` is False) are left blank.
+
+    `rows` and `columns` choose a window of queries and keys (all by default); keys past what the
+    width holds are left out, and a note above the grid says which rows and columns it shows.
     """
 
     def __init__(
@@ -114,12 +117,17 @@ class Heatmap:
         show_values: bool = True,
         mask: np.ndarray | None = None,
         highlight: int | None = None,
+        rows: range | None = None,
+        columns: range | None = None,
     ):
         self.weights = weights  # [T, T]
         self.labels = [token_label(label) for label in labels]
+        self.rows = range(len(labels)) if rows is None else rows  # the queries drawn
+        self.columns = range(len(labels)) if columns is None else columns  # the keys drawn, as far as they fit
         # "12 " before each row's label, abbreviated past _LABEL_LIMIT; worked out once, read per row
-        longest = max(cell_len(label) for label in self.labels)
-        self._row_label_width = len(str(len(self.labels) - 1)) + 1 + min(longest, _LABEL_LIMIT) + 1
+        longest = max(cell_len(self.labels[row]) for row in self.rows)
+        self._index_width = len(str(self.rows[-1]))
+        self._row_label_width = self._index_width + 1 + min(longest, _LABEL_LIMIT) + 1
         self.title = title
         self.scale = scale
         self.fractions = fractions(weights, scale)  # [T, T]
@@ -129,39 +137,41 @@ class Heatmap:
 
     def _cell_width(self, max_width: int) -> int:
         room = max_width - self._row_label_width
-        columns = len(self.labels)
+        columns = len(self.columns)
         for width in (5, 4, 3, 2, 1) if self.show_values else (3, 2, 1):
             if width * columns <= room:
                 return width
         return 1
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        columns = len(self.labels)
+        columns = len(self.columns)
         widest = self._row_label_width + columns * (5 if self.show_values else 3)
         return Measurement(min(self._row_label_width + columns, widest), widest)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell_width(options.max_width)
-        columns = min(len(self.labels), max(options.max_width - self._row_label_width, 1) // cell)
+        fit = max(options.max_width - self._row_label_width, 1) // cell
+        columns = self.columns[:fit]
         values = self.show_values and cell >= 4
         colour = uses_colour(console)
         if self.title:
             yield Text(self.title, style="bold")
+        note = window_note(len(self.labels), self.rows, columns, self.columns[fit:])
+        if note:
+            yield Text(note, style="dim")
         yield from self._column_labels(cell, columns)
-        for row in range(len(self.labels)):
+        for row in self.rows:
             yield self._row(row, cell, columns, values, colour)
         if colour or not values:  # numbers in plain cells need no key
             yield from _legend_lines(self.scale, colour)
         if self.show_values and not values:
             yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
-        if columns < len(self.labels):
-            yield Text(f"(showing keys 0 to {columns - 1} of {len(self.labels)}; widen the terminal)", style="dim")
 
     def _column_labels(self, cell: int, columns: int):
         """The keys' labels in full (up to _LABEL_LIMIT characters): across when every one fits its
         cell, else written downwards; then the keys' indices, which tell equal labels apart."""
         indent = " " * self._row_label_width
-        labels = self.labels[:columns]
+        labels = [self.labels[key] for key in columns]
         if all(cell_len(label) <= cell - 1 for label in labels):
             heads = Text(indent)
             for label in labels:
@@ -170,18 +180,17 @@ class Heatmap:
         else:  # too narrow to write them across: each one downwards, a character a line
             for cells in downward(labels, cell, "center", limit=_LABEL_LIMIT):
                 yield Text(indent + "".join(cells))
-        indices = [str(key) for key in range(columns)]
-        if all(len(index) <= cell - 1 for index in indices) or cell >= len(indices[-1]):
+        indices = [str(key) for key in columns]
+        if all(len(index) <= cell - 1 for index in indices) or cell == 1 == len(indices[-1]):
             yield Text(indent + "".join(pad(index, cell, "center") for index in indices))
         else:
             for cells in downward(indices, cell, "center"):
                 yield Text(indent + "".join(cells))
 
-    def _row(self, row: int, cell: int, columns: int, values: bool, colour: bool) -> Text:
-        index_width = len(str(len(self.labels) - 1))
-        label = f"{row:>{index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
+    def _row(self, row: int, cell: int, columns: range, values: bool, colour: bool) -> Text:
+        label = f"{row:>{self._index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
         text = Text(pad(label, self._row_label_width), style="bold" if row == self.highlight else "")
-        for key in range(columns):
+        for key in columns:
             weight = float(self.weights[row, key])
             if self.mask is not None and not self.mask[row, key]:
                 text.append("·".center(cell), style="dim")
@@ -199,6 +208,30 @@ class Heatmap:
             else:
                 text.append(content)
         return text
+
+
+def span(indices: range) -> str:
+    """A run of token indices as a reader says it: "7", or "0–62"."""
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}–{indices[-1]}"
+
+
+def window_note(tokens: int, rows: range | None, columns: range, rest: range) -> str:
+    """What a grid over `tokens` tokens leaves out, said before it: which queries (`rows`; None for
+    a view without rows) and keys (`columns`) it shows, and how to see the keys in `rest` (those
+    of the chosen window the width could not hold). Empty when it shows everything."""
+    shown = []
+    if rows is not None and len(rows) < tokens:
+        shown.append(f"queries {span(rows)}")
+    if len(columns) < tokens:
+        shown.append(f"keys {span(columns)}")
+    if not shown:
+        return ""
+    note = f"(showing {' and '.join(shown)} of {tokens} tokens"
+    if rest:
+        following = rest[: len(columns)]
+        note += f"; the width holds {len(columns)} keys: --keys {following.start}:{following[-1] + 1} for the next"
+    choose = "--queries A:B and --keys A:B choose" if rows is not None else "--keys A:B chooses"
+    return note + f"; {choose} others)"
 
 
 _LEGEND_WIDTH = 21  # cells of the colour strip

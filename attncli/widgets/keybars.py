@@ -7,6 +7,7 @@ from rich.measure import Measurement
 from rich.text import Text
 
 from attncli.terminal import downward, pad, token_label
+from attncli.widgets.heatmap import window_note
 
 __all__ = ["KeyBars"]
 
@@ -24,15 +25,28 @@ class KeyBars:
     """Rows of text columns, each row ending in one bar per key whose height is its weight (0 … 1).
 
     The key labels are written downwards above the bars; keys in `muted` are drawn dim.
-    Two cells a key when the width allows, else one.
+    Two cells a key when the width allows, else one. `columns` chooses a window of keys (all by
+    default); when the width holds fewer, it shows those around `centre` (else the first), and a
+    note above the chart says which.
     """
 
-    def __init__(self, headers: list[str], rows: list[list[str]], weights: np.ndarray, keys: list[str], muted=None):
+    def __init__(
+        self,
+        headers: list[str],
+        rows: list[list[str]],
+        weights: np.ndarray,
+        keys: list[str],
+        muted=None,
+        columns: range | None = None,
+        centre: int | None = None,
+    ):
         self.headers = headers
         self.rows = rows
         self.weights = weights  # [rows, T]
         self.keys = [token_label(key) for key in keys]
         self.muted = np.zeros(len(keys), dtype=bool) if muted is None else muted  # [T]
+        self.columns = range(len(keys)) if columns is None else columns
+        self.centre = centre
 
     @property
     def _widths(self) -> list[int]:
@@ -43,25 +57,31 @@ class KeyBars:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         prefix = sum(self._widths) + 2 * len(self._widths)
-        return Measurement(prefix + len(self.keys), prefix + 2 * len(self.keys))
+        return Measurement(prefix + len(self.columns), prefix + 2 * len(self.columns))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         widths = self._widths
         prefix = sum(widths) + 2 * len(widths)
-        cell = 2 if prefix + 2 * len(self.keys) <= options.max_width else 1
-        shown = max(min(len(self.keys), options.max_width - prefix), 1)  # keys that fit, at one cell each
-        lines = downward(self.keys[:shown], cell)
+        window = self.columns
+        cell = 2 if prefix + 2 * len(window) <= options.max_width else 1
+        fit = max(min(len(window), options.max_width - prefix), 1)  # keys that fit, at one cell each
+        start = 0
+        if fit < len(window) and self.centre in window:
+            start = min(max(window.index(self.centre) - fit // 2, 0), len(window) - fit)
+        shown = window[start : start + fit]
+        note = window_note(len(self.keys), None, shown, window[start + fit :])
+        if note:
+            yield Text(note, style="dim")
+        lines = downward([self.keys[key] for key in shown], cell)
         for line, cells in enumerate(lines):
             text = Text(" " * prefix)
             if line == len(lines) - 1:
                 text = Text("".join(pad(h, w) + "  " for h, w in zip(self.headers, widths, strict=True)), style="bold")
-            for key, label_cell in enumerate(cells):
+            for key, label_cell in zip(shown, cells, strict=True):
                 text.append(label_cell, style="dim" if self.muted[key] else "")
             yield text
         for row, weights in zip(self.rows, self.weights, strict=True):
             text = Text("".join(pad(cell_text, w) + "  " for cell_text, w in zip(row, widths, strict=True)))
-            for key, weight in enumerate(weights[:shown]):
-                text.append(pad(_block(float(weight)), cell), style="dim" if self.muted[key] else "cyan")
+            for key in shown:
+                text.append(pad(_block(float(weights[key])), cell), style="dim" if self.muted[key] else "cyan")
             yield text
-        if shown < len(self.keys):
-            yield Text(f"(keys 0 to {shown - 1} of {len(self.keys)}; widen the terminal or use --json)", style="dim")
