@@ -274,7 +274,23 @@ def query(
     result = run(text, model, max_tokens)
     span = resolve_word(result.tokens, text, token, "token")
     target = None if to is None else resolve_word(result.tokens, text, to, "to")
-    sinks = analysis.sinks(result.special, model.info.causal)
+    return query_run(result, span, include_special, target, token, to)
+
+
+def query_run(
+    result: AttentionRun,
+    span: list[int],
+    include_special: bool = False,
+    target: list[int] | None = None,
+    token: str | None = None,
+    to: str | None = None,
+) -> QueryResult:
+    """What the tokens `span` of a run attend to in every head (see `query`); `token` and `to` are
+    how the query and target were named, for messages (default: their indices)."""
+    token = token or str(span[0])
+    to = to or (target and str(target[0]))
+    causal = result.model.causal
+    sinks = analysis.sinks(result.special, causal)
     allowed = analysis.candidate_keys(sinks, span, include_special)
     if not allowed.any() and sinks.any() and not include_special:
         raise BadInput(
@@ -282,7 +298,6 @@ def query(
         )
     if not allowed.any():
         raise BadInput("{token} {spec!r} has no other token to attend to; give a longer text", spec=token)
-    causal = model.info.causal
     if causal and not allowed[: span[-1]].any():
         raise BadInput("{token} {spec!r} sees no earlier token under the causal mask; choose a later token", spec=token)
     if causal and target is not None and target[0] > span[-1]:

@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from attncli import analysis
-from attncli.results import HeatmapResult, ModelGridResult, RolloutResult
+from attncli.results import AttentionRun, HeatmapResult, ModelGridResult, RolloutResult
 from attncli.terminal import token_label
 from attncli.views.common import (
     bar,
@@ -25,7 +25,7 @@ from attncli.widgets.heatmap import Heatmap, Legend, window_note
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import number
 
-__all__ = ["heatmap_view", "model_view", "rollout_view"]
+__all__ = ["head_thumbnails", "heatmap_view", "model_view", "rollout_view", "thumbnail_block"]
 
 
 def heatmap_view(
@@ -60,8 +60,7 @@ def model_view(
     run = result.run
     tokens = len(run.tokens)
     rows, columns = window(queries, tokens, "--queries"), window(keys, tokens, "--keys")
-    weights = run.weights[np.ix_(result.layers, result.heads, rows, columns)]  # [layers, heads, rows, columns]
-    block = 1 if max(len(rows), len(columns)) <= WHOLE_LIMIT else -(-max(len(rows), len(columns)) // THUMBNAIL)
+    block = thumbnail_block(rows, columns, THUMBNAIL)
     what = f"{len(rows)} × {len(columns)} weights"
     if block > 1:
         what += (
@@ -79,16 +78,40 @@ def model_view(
     ]
     if note := window_note(tokens, rows, columns, range(0)):
         parts.append(Text(note, style="dim"))
-    for row, layer in enumerate(result.layers):
-        mask = layer_mask(run, layer)
-        seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
-        maps = []
-        for column, head in enumerate(result.heads):
-            cells, cells_seen = analysis.block_means(weights[row, column], seen, block)
-            maps.append(MiniHeatmap(cells, head_name(layer, head), scale, mask=cells_seen))
+    for layer in result.layers:
+        maps = head_thumbnails(run, layer, result.heads, rows, columns, block, scale)
         parts += [Text(""), Columns(maps, padding=(0, 2))]
     parts += [Text(""), Legend(scale)]
     return Group(*parts)
+
+
+def thumbnail_block(rows: range, columns: range, size: int) -> int:
+    """The side of the blocks that fit a window of `rows` × `columns` weights into `size` cells a
+    side; 1 (every weight a cell) for a window of up to WHOLE_LIMIT tokens a side."""
+    longest = max(len(rows), len(columns))
+    return 1 if longest <= max(WHOLE_LIMIT, size) else -(-longest // size)
+
+
+def head_thumbnails(
+    run: AttentionRun,
+    layer: int,
+    heads: list[int],
+    rows: range,
+    columns: range,
+    block: int,
+    scale: str,
+    selected: int | None = None,
+) -> list[MiniHeatmap]:
+    """`heads` of `layer` as small heatmaps of a window of their weights, each cell the mean of a
+    `block` × `block` block; the head `selected` is marked."""
+    mask = layer_mask(run, layer)
+    seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
+    maps = []
+    for head in heads:
+        weights = run.weights[layer, head][np.ix_(rows, columns)]
+        cells, cells_seen = analysis.block_means(weights, seen, block)
+        maps.append(MiniHeatmap(cells, head_name(layer, head), scale, mask=cells_seen, selected=head == selected))
+    return maps
 
 
 def rollout_view(

@@ -12,12 +12,11 @@ from attncli.views.common import bar, head_name, model_line, plain_table, plural
 from attncli.widgets.keybars import KeyBars
 from attncli.widgets.vectors import number
 
-__all__ = ["check_view", "compare_view", "heads_view", "query_view"]
+__all__ = ["check_view", "compare_view", "heads_view", "query_chart", "query_view"]
 
 
 def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) -> RenderableType:
     run = result.run
-    tokens = run.tokens
     ranking = result.ranking[:top]
     if result.include_special:
         excluded = "itself"
@@ -34,6 +33,18 @@ def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) ->
         f"{plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
         "--json for all."
     )
+    return Group(
+        text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), query_chart(result, top, keys)
+    )
+
+
+def query_chart(
+    result: QueryResult, top: int = 12, keys: slice | None = None, centre: int | None = None, **bars
+) -> KeyBars:
+    """The `top` ranked heads, each a row with its top key and a bar per key (a window of them:
+    `keys`, else around `centre`, the target or the strongest key); `bars` go to KeyBars."""
+    tokens = result.run.tokens
+    ranking = result.ranking[:top]
     headers = ["#", "head", "top key", "weight"]
     rows = [
         [str(rank), head_name(t.layer, t.head), abbreviate(token_label(tokens[t.top].text), 12), f"{t.top_weight:.2f}"]
@@ -43,17 +54,21 @@ def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) ->
         headers.append("on " + abbreviate(_span_text(result, result.target), 9))
         for row, t in zip(rows, ranking, strict=True):
             row.append(f"{t.weights[result.target].sum():.2f}")
-    chart = KeyBars(
+    return KeyBars(
         headers,
         rows,
         np.stack([t.weights for t in ranking]),
-        token_texts(run),
+        token_texts(result.run),
         muted=~result.allowed,
         columns=window(keys, len(tokens), "--keys"),
-        # Unless a window is chosen: around the target, else the strongest head's strongest key.
-        centre=None if keys is not None or not ranking else (result.target or [ranking[0].top])[0],
+        centre=centre if centre is not None or keys is not None or not ranking else _strongest(result),
+        **bars,
     )
-    return Group(text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), chart)
+
+
+def _strongest(result: QueryResult) -> int:
+    """Where a chart of `result` centres unless told: on the target, else the top head's strongest key."""
+    return (result.target or [result.ranking[0].top])[0]
 
 
 def _span_text(result: QueryResult, span: list[int]) -> str:

@@ -119,11 +119,21 @@ class Heatmap:
         highlight: int | None = None,
         rows: range | None = None,
         columns: range | None = None,
+        cursor: tuple[int, int] | None = None,
+        cell: int | None = None,
+        notes: bool = True,
+        label_limit: int = _LABEL_LIMIT,
+        legend: bool = True,
     ):
         self.weights = weights  # [T, T]
         self.labels = [token_label(label) for label in labels]
         self.rows = range(len(labels)) if rows is None else rows  # the queries drawn
         self.columns = range(len(labels)) if columns is None else columns  # the keys drawn, as far as they fit
+        self.cursor = cursor  # (query, key) of a cell drawn in reverse
+        self.cell = cell  # each cell's width; None: the widest that fits
+        self.notes = notes  # the lines saying what is left out
+        self.label_limit = label_limit  # characters of a key's label, written downwards when they do not fit across
+        self.legend = legend
         # "12 " before each row's label, abbreviated past _LABEL_LIMIT; worked out once, read per row
         longest = max(cell_len(self.labels[row]) for row in self.rows)
         self._index_width = len(str(self.rows[-1]))
@@ -136,6 +146,8 @@ class Heatmap:
         self.highlight = highlight
 
     def _cell_width(self, max_width: int) -> int:
+        if self.cell is not None:
+            return self.cell
         room = max_width - self._row_label_width
         columns = len(self.columns)
         for width in (5, 4, 3, 2, 1) if self.show_values else (3, 2, 1):
@@ -157,14 +169,14 @@ class Heatmap:
         if self.title:
             yield Text(self.title, style="bold")
         note = window_note(len(self.labels), self.rows, columns, self.columns[fit:])
-        if note:
+        if note and self.notes:
             yield Text(note, style="dim")
         yield from self._column_labels(cell, columns)
         for row in self.rows:
             yield self._row(row, cell, columns, values, colour)
-        if colour or not values:  # numbers in plain cells need no key
+        if self.legend and (colour or not values):  # numbers in plain cells need no key
             yield from _legend_lines(self.scale, colour)
-        if self.show_values and not values:
+        if self.notes and self.show_values and not values:
             yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
 
     def _column_labels(self, cell: int, columns: int):
@@ -178,7 +190,7 @@ class Heatmap:
                 heads.append(pad(label, cell, "center"))
             yield heads
         else:  # too narrow to write them across: each one downwards, a character a line
-            for cells in downward(labels, cell, "center", limit=_LABEL_LIMIT):
+            for cells in downward(labels, cell, "center", limit=self.label_limit):
                 yield Text(indent + "".join(cells))
         indices = [str(key) for key in columns]
         if all(len(index) <= cell - 1 for index in indices) or cell == 1 == len(indices[-1]):
@@ -202,11 +214,14 @@ class Heatmap:
                 content = " " * cell
             else:
                 content = shade_of(fraction) * cell
+            cursor = self.cursor == (row, key)
+            if cursor and not values and cell > 1:  # a blank cell would hide the cursor's reverse video
+                content = "[" + content[1:-1] + "]"
             if colour:
                 background = colour_of(fraction)
-                text.append(content, style=Style(color=_ink_for(background), bgcolor=background))
+                text.append(content, style=Style(color=_ink_for(background), bgcolor=background, reverse=cursor))
             else:
-                text.append(content)
+                text.append(content, style=Style(reverse=cursor))
         return text
 
 

@@ -39,6 +39,8 @@ class KeyBars:
         muted=None,
         columns: range | None = None,
         centre: int | None = None,
+        notes: bool = True,
+        label_limit: int = 6,
     ):
         self.headers = headers
         self.rows = rows
@@ -47,6 +49,8 @@ class KeyBars:
         self.muted = np.zeros(len(keys), dtype=bool) if muted is None else muted  # [T]
         self.columns = range(len(keys)) if columns is None else columns
         self.centre = centre
+        self.notes = notes  # the line saying which keys are shown, when not all are
+        self.label_limit = label_limit  # lines of each key's label, written downwards
 
     @property
     def _widths(self) -> list[int]:
@@ -70,9 +74,9 @@ class KeyBars:
             start = min(max(window.index(self.centre) - fit // 2, 0), len(window) - fit)
         shown = window[start : start + fit]
         note = window_note(len(self.keys), None, shown, window[start + fit :])
-        if note:
+        if note and self.notes:
             yield Text(note, style="dim")
-        lines = downward([self.keys[key] for key in shown], cell)
+        lines = downward([self.keys[key] for key in shown], cell, limit=self.label_limit)
         for line, cells in enumerate(lines):
             text = Text(" " * prefix)
             if line == len(lines) - 1:

@@ -21,11 +21,19 @@ __all__ = ["MiniHeatmap"]
 class MiniHeatmap:
     """One head's whole [T, T] matrix in T columns, under its title."""
 
-    def __init__(self, weights: np.ndarray, title: str, scale: str = "fixed", mask: np.ndarray | None = None):
+    def __init__(
+        self,
+        weights: np.ndarray,
+        title: str,
+        scale: str = "fixed",
+        mask: np.ndarray | None = None,
+        selected: bool = False,
+    ):
         self.weights = weights  # [T, T]
         self.title = title
         self.scale = scale
         self.mask = np.ones(weights.shape, dtype=bool) if mask is None else mask  # [T, T] True where a key is seen
+        self.selected = selected  # title in reverse video: the head a cursor is on
 
     @property
     def _width(self) -> int:
@@ -35,7 +43,7 @@ class MiniHeatmap:
         return Measurement(self._width, self._width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text(self.title.ljust(self._width), style="bold")
+        yield Text(self.title.ljust(self._width), style="bold reverse" if self.selected else "bold")
         fractions = scale_fractions(self.weights, self.scale)  # [T, T]
         seen = self.mask
         keys = fractions.shape[1]
