@@ -637,6 +637,27 @@ def model_command(
     write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale, **windows)
 
 
+@app.command()
+@model_options
+def explore(
+    text: TextArg,
+    *,
+    model: Model,
+    max_tokens: int,
+) -> None:
+    """Explore TEXT's attention full-screen: pan and zoom a head's heatmap, step through layers and
+    heads, pick a query token and see the heads ranked by what they give it. ? lists the keys.
+
+    Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BadInput("explore needs a terminal for its input and output; for a pipe use heatmap or query --json")
+    run = commands.run(_text(text), model, max_tokens)
+    from attncli.explorer import Explorer  # here: Textual loads for this command only
+
+    Explorer(run).run()
+
+
 @app.command(name="heads")
 @table_output_options
 @model_options

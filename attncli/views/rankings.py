@@ -39,16 +39,26 @@ def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) ->
 
 
 def query_chart(
-    result: QueryResult, top: int = 12, keys: slice | None = None, centre: int | None = None, **bars
+    result: QueryResult,
+    top: int = 12,
+    keys: slice | None = None,
+    centre: int | None = None,
+    pinned: tuple[int, int] | None = None,
+    **bars,
 ) -> KeyBars:
-    """The `top` ranked heads, each a row with its top key and a bar per key (a window of them:
-    `keys`, else around `centre`, the target or the strongest key); `bars` go to KeyBars."""
+    """The `top` ranked heads, each a row with its rank, top key and a bar per key (a window of them:
+    `keys`, else around `centre`, the target or the strongest key); the head `pinned` (layer, head),
+    if given, first whatever its rank. `bars` go to KeyBars."""
     tokens = result.run.tokens
-    ranking = result.ranking[:top]
+    ranked = list(enumerate(result.ranking[:top], start=1))
+    if pinned is not None:
+        rank = next(i for i, t in enumerate(result.ranking, start=1) if (t.layer, t.head) == pinned)
+        ranked = [(rank, result.ranking[rank - 1]), *(entry for entry in ranked if entry[0] != rank)]
+    ranking = [t for _, t in ranked]
     headers = ["#", "head", "top key", "weight"]
     rows = [
         [str(rank), head_name(t.layer, t.head), abbreviate(token_label(tokens[t.top].text), 12), f"{t.top_weight:.2f}"]
-        for rank, t in enumerate(ranking, start=1)
+        for rank, t in ranked
     ]
     if result.target is not None:
         headers.append("on " + abbreviate(_span_text(result, result.target), 9))

@@ -137,7 +137,7 @@ class Heatmap:
         # "12 " before each row's label, abbreviated past _LABEL_LIMIT; worked out once, read per row
         longest = max(cell_len(self.labels[row]) for row in self.rows)
         self._index_width = len(str(self.rows[-1]))
-        self._row_label_width = self._index_width + 1 + min(longest, _LABEL_LIMIT) + 1
+        self.row_label_width = self._index_width + 1 + min(longest, _LABEL_LIMIT) + 1
         self.title = title
         self.scale = scale
         self.fractions = fractions(weights, scale)  # [T, T]
@@ -148,7 +148,7 @@ class Heatmap:
     def _cell_width(self, max_width: int) -> int:
         if self.cell is not None:
             return self.cell
-        room = max_width - self._row_label_width
+        room = max_width - self.row_label_width
         columns = len(self.columns)
         for width in (5, 4, 3, 2, 1) if self.show_values else (3, 2, 1):
             if width * columns <= room:
@@ -157,12 +157,12 @@ class Heatmap:
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         columns = len(self.columns)
-        widest = self._row_label_width + columns * (5 if self.show_values else 3)
-        return Measurement(min(self._row_label_width + columns, widest), widest)
+        widest = self.row_label_width + columns * (5 if self.show_values else 3)
+        return Measurement(min(self.row_label_width + columns, widest), widest)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell_width(options.max_width)
-        fit = max(options.max_width - self._row_label_width, 1) // cell
+        fit = max(options.max_width - self.row_label_width, 1) // cell
         columns = self.columns[:fit]
         values = self.show_values and cell >= 4
         colour = uses_colour(console)
@@ -179,10 +179,14 @@ class Heatmap:
         if self.notes and self.show_values and not values:
             yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
 
-    def _column_labels(self, cell: int, columns: int):
+    def header_lines(self, cell: int, columns: range) -> int:
+        """How many lines the keys' labels and indices take above the grid."""
+        return sum(1 for _ in self._column_labels(cell, columns))
+
+    def _column_labels(self, cell: int, columns: range):
         """The keys' labels in full (up to _LABEL_LIMIT characters): across when every one fits its
         cell, else written downwards; then the keys' indices, which tell equal labels apart."""
-        indent = " " * self._row_label_width
+        indent = " " * self.row_label_width
         labels = [self.labels[key] for key in columns]
         if all(cell_len(label) <= cell - 1 for label in labels):
             heads = Text(indent)
@@ -201,7 +205,7 @@ class Heatmap:
 
     def _row(self, row: int, cell: int, columns: range, values: bool, colour: bool) -> Text:
         label = f"{row:>{self._index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
-        text = Text(pad(label, self._row_label_width), style="bold" if row == self.highlight else "")
+        text = Text(pad(label, self.row_label_width), style="bold" if row == self.highlight else "")
         for key in columns:
             weight = float(self.weights[row, key])
             if self.mask is not None and not self.mask[row, key]:
