@@ -34,7 +34,7 @@ from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
 from attncli.views.matrices import head_thumbnails
 from attncli.views.rankings import query_chart
-from attncli.widgets.heatmap import Heatmap
+from attncli.widgets.heatmap import Heatmap, Legend
 from attncli.widgets.minimap import MiniHeatmap
 
 __all__ = ["Explorer"]
@@ -81,12 +81,12 @@ class MatrixPane(Widget, can_focus=True):
         cell = ZOOMS[place.zoom]
         if cell == 0:
             self.drawn = None
-            side = max(min(width, 2 * (height - 1)), 1)
+            side = max(min(width, 2 * (height - 3)), 1)  # a title line, and two of legend
             block = -(-tokens // side)
             seen = np.ones(weights.shape, bool) if mask is None else mask
             means, any_seen = analysis.block_means(weights, seen, block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
-            return MiniHeatmap(means, title, place.scale, mask=any_seen)
+            return Group(MiniHeatmap(means, title, place.scale, mask=any_seen), Legend(place.scale))
         labels = explorer.labels
         label_limit = 6 if height >= 20 else 3
         whole = Heatmap(weights, labels, cell=cell, label_limit=label_limit)  # for the layout's sizes

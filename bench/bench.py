@@ -152,6 +152,29 @@ def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
             )
 
 
+def explore_rows(runs: int) -> None:
+    """attncli explore on a 509-token MiniLM text, under Textual's harness (bench/explore.py): the
+    whole process until the first heatmap is drawn, and moving to another head."""
+    script = str(HERE / "explore.py")
+    with tempfile.TemporaryDirectory() as scratch:
+        text = Path(scratch) / "long.txt"
+        text.write_text(" ".join([TEXT] * 39), encoding="utf-8")  # 509 tokens with [CLS] and [SEP]
+        [(first, first_memory, _)] = measure([[sys.executable, script, "first", "minilm", str(text)]], runs)
+        [(_, _, switch)] = measure([[sys.executable, script, "switch", "minilm", str(text)]], 1, keep_output=True)
+    moves = json.loads(switch)
+    tokens = moves["tokens"]
+    row(f"explore, {tokens} tokens: first heatmap, whole process", f"{first:.2f} s", "", "", "< 2 s")
+    row(f"explore, {tokens} tokens: peak memory", f"{first_memory:.0f} MB", "", "", "")
+    row("explore: next head, redraw (explorer's work)", f"{moves['redraw_ms']:.0f} ms", "", "", "< 50 ms")
+    row(
+        "explore: next head, harness round trip",
+        f"{moves['round_trip_ms']:.0f} ms",
+        f"{moves['idle_round_trip_ms']:.0f} ms",
+        "",
+        "reference: a key bound to nothing",
+    )
+
+
 def row(name: str, value: str, peer: str, ratio: str, target: str) -> None:
     print(f"{name:<46} {value:>12} {peer:>12} {ratio:>9}  {target}")
 
@@ -161,7 +184,7 @@ def main() -> None:
     parser.add_argument("--peer-python", required=True, help="python of the venv with torch and transformers")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-lines", type=int, default=1000)
-    parser.add_argument("--only", choices=["decoder"], help="run only the decoder rows")
+    parser.add_argument("--only", choices=["decoder", "explore"], help="run only the decoder rows, or the explorer's")
     args = parser.parse_args()
 
     attncli = str(Path(sys.executable).parent / "attncli")
@@ -170,6 +193,10 @@ def main() -> None:
     if args.only == "decoder":
         row("measure", "attncli", "reference", "ratio", "target")
         decoder_rows(attncli, args.peer_python, runs)
+        return
+    if args.only == "explore":
+        row("measure", "attncli", "reference", "ratio", "target")
+        explore_rows(runs)
         return
     print(
         f"all-MiniLM-L6-v2; medians of {runs} rounds ({4 * runs} for start-up) that run each compared "
@@ -277,6 +304,7 @@ def main() -> None:
     )
     row(f"batch, {lines} lines: peak memory", f"{batch_memory:.0f} MB", f"{loop_memory:.0f} MB", "", "")
     print(f"max |attncli - peer| over every attention weight: {difference:.1e} (target 1e-5)")
+    explore_rows(runs)
     decoder_rows(attncli, args.peer_python, runs)
 
 

@@ -19,6 +19,7 @@ from attncli.cli import app
 COMMANDS = [
     "explain",
     "heatmap",
+    "explore",
     "tokenize",
     "embed",
     "similar",

@@ -49,7 +49,7 @@ def test_forty_tokens_fit_120_columns():
 def test_narrower_cells_keep_the_numbers_short():
     weights = np.array([[0.42, 0.58, 0.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
     heatmap = Heatmap(weights, ["a", "b", "c"], show_values=True)
-    text = render_text(heatmap, width=heatmap._row_label_width + 12)
+    text = render_text(heatmap, width=heatmap.row_label_width + 12)
     assert " .42 .58" in text
     assert " 1.0 .00" in text
 

@@ -1,0 +1,64 @@
+"""The explorer under Textual's harness, for make bench: `first` opens a text and exits once the
+first heatmap is drawn (the bench times the whole process); `switch` then moves to another head
+again and again and prints, as JSON, the milliseconds of each move.
+
+Each move is timed two ways: the harness's round trip (Pilot.press, then Pilot.pause until the
+screen is idle), beside the same round trip for a key that does nothing, which is the harness's own
+cost; and the explorer's work alone, its redraw plus rendering the heatmap and query panes to lines
+as Textual does.
+
+usage: python bench/explore.py first|switch MODEL TEXT_FILE
+"""
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+async def main(mode: str, model: str, text_file: str) -> None:
+    from attncli import commands
+    from attncli.explorer import Explorer, MatrixPane
+    from attncli.models import load_model
+
+    run = commands.run(Path(text_file).read_text(encoding="utf-8").strip(), load_model(model))
+    app = Explorer(run)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()  # the first heatmap is on the screen
+        if mode == "first":
+            return
+        moves, idle, work = [], [], []
+        for _ in range(20):
+            start = time.perf_counter()
+            await pilot.press("full_stop")
+            await pilot.pause()
+            moves.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            await pilot.press("f12")  # bound to nothing
+            await pilot.pause()
+            idle.append(time.perf_counter() - start)
+        heatmap, width = app.query_one(MatrixPane), app.size.width
+        options = app.console.options.update_width(width)
+        for _ in range(20):
+            start = time.perf_counter()
+            app.action_head(1)  # the redraw: every pane's content made anew
+            # and drawn to lines, as Textual will: the heatmap and the query pane (built a second time here)
+            for renderable in (heatmap.render(), app._query_pane()):
+                list(app.console.render_lines(renderable, options))
+            work.append(time.perf_counter() - start)
+    print(
+        json.dumps(
+            {
+                "round_trip_ms": statistics.median(moves) * 1000,
+                "idle_round_trip_ms": statistics.median(idle) * 1000,
+                "redraw_ms": statistics.median(work) * 1000,
+                "tokens": len(run.tokens),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))

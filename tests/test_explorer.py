@@ -1,0 +1,212 @@
+"""`attncli explore`, driven through Textual's own harness (App.run_test and its Pilot): keys and
+clicks change what it shows, and what it shows are the numbers the other commands compute."""
+
+import asyncio
+import io
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from helpers import BERT, PRONOUN, SENTENCE
+from rich.console import Console
+
+from attncli import commands
+from attncli.models import load_model
+from attncli.terminal import token_label
+
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+
+
+def _run(text: str = PRONOUN, model: str = BERT):
+    return commands.run(text, load_model(model))
+
+
+def explore(run, *steps, size=(80, 24)):
+    """Open the explorer on `run` at `size`, then take each step: a key name (as Pilot.press takes
+    it), ("click", selector, (x, y)) or ("resize", (width, height)). Returns (the app, its screen as
+    text); app.pane holds what the heatmap pane last drew (drawn, first_row, width), app.strip
+    where the token strip put each token."""
+    from attncli.explorer import Explorer
+
+    async def drive():
+        app = Explorer(run)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            for step in steps:
+                if isinstance(step, str):
+                    await pilot.press(step)
+                elif step[0] == "click":
+                    await pilot.click(step[1], offset=step[2])
+                else:
+                    await pilot.resize_terminal(*step[1])
+                await pilot.pause()
+            pane = app.query_one("MatrixPane")
+            app.pane = SimpleNamespace(drawn=pane.drawn, first_row=pane.first_row, width=pane.size.width)
+            app.strip = app.query_one("TokenStrip").spans
+            return app, _screen_text(app)
+
+    return asyncio.run(drive())
+
+
+def _screen_text(app) -> str:
+    """What the screen shows, as text: the screen's lines (what export_screenshot draws as SVG) printed plain."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True))  # the one way Textual exposes the frame
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def test_it_opens_on_the_last_ordinary_token_and_shows_the_cursor_cell_s_exact_weight():
+    run = _run()
+    app, screen = explore(run)
+    last = max(token.index for token in run.tokens if not token.special)
+    assert (app.place.query, app.place.key) == (last, 0)
+    label = token_label(run.tokens[last].text)
+    assert f"query {last} “{label}” → key 0 “[CLS]”: {np.float32(run.weights[0, 0, last, 0])!s}" in screen
+
+
+def test_keys_move_the_cursor_and_step_through_layers_heads_and_the_mean():
+    run = _run()
+    start, _ = explore(run)
+    app, screen = explore(run, "up", "right", "right", "right_square_bracket", "full_stop", "full_stop")
+    place, query = app.place, start.place.query - 1
+    assert (place.query, place.key, place.layer, place.head) == (query, 2, 1, 2)
+    np.testing.assert_array_equal(app.matrix(), run.weights[1, 2])
+    assert f"{np.float32(run.weights[1, 2, query, 2])!s}" in screen and screen.startswith("L1 H2")
+    app, screen = explore(run, "a")
+    np.testing.assert_array_equal(app.matrix(), run.weights[0].mean(axis=0))
+    assert screen.startswith("L0 mean of 4 heads")
+    app, _ = explore(run, "comma", "left_square_bracket")  # both wrap around
+    assert (app.place.layer, app.place.head) == (1, 3)
+
+
+def test_the_query_pane_ranks_heads_as_query_does_with_this_head_first():
+    run = _run()
+    app, screen = explore(run, "full_stop")
+    ranking = [
+        (rank, f"L{t.layer} H{t.head}") for rank, t in enumerate(commands.query_run(run, [app.place.query]).ranking, 1)
+    ]
+    shown = [(int(rank), head) for rank, head in re.findall(r"^(\d+)\s+(L\d+ H\d+) ", screen, re.MULTILINE)]
+    pinned = next(entry for entry in ranking if entry[1] == "L0 H1")
+    assert shown == [pinned, *(entry for entry in ranking[:4] if entry != pinned)]
+
+
+def test_special_tokens_join_the_ranking_with_s():
+    run = _run()
+    app, _ = explore(run, "s")
+    with_sinks = commands.query_run(run, [app.place.query], include_special=True)
+    assert app.place.include_special
+    assert app._query_pane().rows[1][2] == with_sinks.run.tokens[with_sinks.ranking[0].top].text
+
+
+def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
+    run = _run(" ".join([PRONOUN] * 6), "sample")  # 78 tokens
+    _, screen = explore(run, "minus", "minus", "minus", "minus", size=(80, 24))
+    block = re.search(r"whole matrix: each cell the mean of a (\d+) × \1 block", screen)
+    assert block and int(block[1]) > 1 and "weight" in screen  # and the legend under it
+    _, screen = explore(run, "minus", "minus", "minus", "minus", "plus", size=(80, 24))
+    assert "cells 1 wide" in screen
+
+
+def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
+    run = _run()
+    app, screen = explore(run, "g", "right", "right", "down")
+    assert app.place.grid and "each thumbnail the whole matrix" in screen
+    app, screen = explore(run, "g", "right", "right", "down", "enter")
+    assert not app.place.grid and (app.place.layer, app.place.head) == (1, 2) and screen.startswith("L1 H2")
+
+
+def test_colour_scale_cycles_and_help_lists_every_key():
+    run = _run()
+    app, screen = explore(run, "c", "c")
+    assert app.place.scale == "log" and "scale log" in screen
+    from attncli.explorer import Explorer
+
+    app, screen = explore(run, "question_mark", size=(100, 40))
+    for binding in Explorer.BINDINGS:
+        assert binding.description in screen
+    app, screen = explore(run, "question_mark", "escape")
+    assert "attncli explore: keys" not in screen
+
+
+def test_find_moves_the_query_to_each_match_in_turn():
+    run = _run(f"{SENTENCE} and the dog sat on the cat")
+    the = [token.index for token in run.tokens if token.text == "the"]
+    app, screen = explore(run, "slash", "t", "h", "e", "enter")
+    assert app.place.query == the[0] and f"match 1 of {len(the)}" in screen
+    app, _ = explore(run, "slash", "t", "h", "e", "enter", "n")
+    assert app.place.query == the[1]
+    app, screen = explore(run, "slash", "z", "z", "enter")
+    assert "no token has “zz” in it" in screen
+
+
+def test_a_click_on_a_cell_moves_the_cursor_and_on_a_token_makes_it_the_query():
+    run = _run()
+    opened, _ = explore(run)
+    header, label_width, cell = opened.pane.drawn
+    app, _ = explore(run, ("click", "MatrixPane", (label_width + 2 * cell + 1, header)))
+    assert (app.place.query, app.place.key) == (opened.pane.first_row, 2)
+    start, _, token = opened.strip[1]  # the second token the strip shows
+    app, _ = explore(run, ("click", "TokenStrip", (start, 0)))
+    assert app.place.query == token
+
+
+def test_it_follows_a_resize_and_fits_80_by_24():
+    run = _run(" ".join([PRONOUN] * 6), "sample")
+    app, small = explore(run, size=(80, 24))
+    lines = small.splitlines()
+    assert len(lines) == 24 and max(map(len, lines)) <= 80
+    assert lines[0].startswith("L0 H0") and "query " in lines[-2]
+    app, large = explore(run, ("resize", (140, 40)))
+    assert len(large.splitlines()) == 40 and app.pane.width == 140
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+def test_q_and_ctrl_c_quit(key):
+    app, _ = explore(_run(), key)
+    assert app.return_code == 0 and not app.is_running
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
+def test_the_screen_matches_its_snapshot(size):
+    """The whole screen as text. After a deliberate change to what the explorer draws, rewrite the
+    snapshots with ATTNCLI_UPDATE_SNAPSHOTS=1 and read the difference before committing it."""
+    from importlib.metadata import version  # not `import textual`: the explorer sets its colours up first
+
+    _, screen = explore(_run(), "up", "right", "full_stop", size=size)
+    snapshot = SNAPSHOTS / f"explore_{size[0]}x{size[1]}.txt"
+    made_with = f"(drawn with textual {version('textual')})\n"
+    if os.environ.get("ATTNCLI_UPDATE_SNAPSHOTS"):
+        snapshot.write_text(made_with + screen + "\n", encoding="utf-8")
+    recorded = snapshot.read_text(encoding="utf-8")
+    if not recorded.startswith(made_with):  # its footer and borders are Textual's to change
+        pytest.skip(f"the snapshot is {recorded.splitlines()[0]}; this is textual {version('textual')}: regenerate it")
+    assert made_with + screen + "\n" == recorded
+
+
+def test_explore_needs_a_terminal(cli):
+    run = cli("explore", SENTENCE)
+    assert run.code == 2 and "explore needs a terminal" in run.stderr
+
+
+def test_no_other_command_loads_textual():
+    """Textual is the explorer's alone: a view or a JSON document never pays for importing it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from attncli.cli import main\n"
+        "for args in (['heatmap', 'the cat', '--no-pager'], ['query', 'the cat', '--token', 'cat', '--json']):\n"
+        "    sys.argv = ['attncli', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "sys.stderr.write(str(sorted(name for name in sys.modules if name.split('.')[0] == 'textual')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stderr.endswith("[]"), done.stderr[-300:]
