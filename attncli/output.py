@@ -336,7 +336,7 @@ def _write(result, output: Output, **view_options) -> None:
         renderable = view(result, **view_options)
     if output.export is not None:
         # First: a picture that cannot be written leaves stdout and the output file untouched.
-        _export(renderable, output.export)
+        _export(result, renderable, output.export, view_options)
     if output.format == Format.json:
         _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
     elif output.format == Format.csv and hasattr(result, "csv_table"):
@@ -388,12 +388,17 @@ def _stdout_text():
     return open(sys.stdout.fileno(), "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
 
 
-def _export(renderable, path: Path) -> None:
-    """An SVG or HTML picture of the view, colours included, as a truecolor terminal would show it."""
-    console = _console(Color.always, file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
-    console.print(renderable)
-    if path.suffix.lower() == ".svg":
-        picture = console.export_svg(title="attncli")
-    else:
-        picture = console.export_html(inline_styles=True)
+def _export(result, renderable, path: Path, view_options: dict) -> None:
+    """The picture an export asks for: the result's own figure where it has one (an interactive page
+    of its attention, an SVG heatmap, grid or chart), else its view as a truecolor terminal shows it."""
+    from attncli.views import figure
+
+    picture = figure(result, path.suffix.lower(), **view_options)
+    if picture is None:
+        console = _console(Color.always, file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
+        console.print(renderable)
+        if path.suffix.lower() == ".svg":
+            picture = console.export_svg(title="attncli")
+        else:
+            picture = console.export_html(inline_styles=True)
     write_file(path, picture.encode())

@@ -152,14 +152,12 @@ def test_a_table_can_go_to_a_file(cli, tmp_path):
     assert "head 0" in target.read_text() and "\x1b" not in target.read_text()
 
 
-@pytest.mark.parametrize("suffix", [".svg", ".html"])
-def test_export_saves_a_picture_with_colours(cli, tmp_path, suffix):
-    target = tmp_path / f"heatmap{suffix}"
-    run = cli("heatmap", SENTENCE, "--head", "0", "--export", str(target))
-    assert run.code == 0
-    picture = target.read_text()
-    assert "head 0" in picture.replace("&#160;", " ")
-    assert "#440154" in picture  # the dark end of the colour legend
+@pytest.mark.parametrize("command", ["tokenize", "softmax"])
+def test_a_result_without_attention_exports_a_picture_of_its_view(cli, tmp_path, command):
+    target = tmp_path / f"{command}.svg"
+    run = cli(command, "1" if command == "softmax" else SENTENCE, "--export", str(target))
+    assert run.code == 0 and "<svg" in target.read_text()
+    assert ("sum" if command == "softmax" else "chars") in target.read_text().replace("&#160;", " ")
 
 
 @pytest.mark.parametrize(

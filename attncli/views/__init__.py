@@ -8,11 +8,12 @@ from rich.console import RenderableType
 
 from attncli import results
 from attncli.views.explain import explain_view
+from attncli.views.figures import FIGURES
 from attncli.views.matrices import heatmap_view, model_view, rollout_view
 from attncli.views.rankings import check_view, compare_view, heads_view, query_view
 from attncli.views.vectors import dot_view, embed_view, similar_view, softmax_view, tokenize_view
 
-__all__ = ["VIEWS", "view"]
+__all__ = ["VIEWS", "figure", "view"]
 
 VIEWS = {
     results.ExplainResult: explain_view,
@@ -29,6 +30,20 @@ VIEWS = {
     results.SoftmaxResult: softmax_view,
     results.DotResult: dot_view,
 }
+
+
+def figure(result, kind: str, **options) -> str | None:
+    """The figure of `result` for an export of `kind` (".html" or ".svg"), or None where it has none
+    (the export is then a picture of its terminal view). A result with a run's attention gets the
+    interactive page."""
+    run = getattr(result, "run", None)
+    if kind == ".html" and isinstance(run, results.AttentionRun):
+        from attncli.views.page import page_html  # only an export reads the page's script and style
+
+        return page_html(run, f"attncli · {run.model.name}")
+    if kind == ".svg" and type(result) in FIGURES:
+        return FIGURES[type(result)](result, **options)
+    return None
 
 
 def view(result, **options) -> RenderableType:

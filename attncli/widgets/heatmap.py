@@ -12,12 +12,12 @@ from rich.text import Text
 
 from attncli.terminal import abbreviate, downward, pad, token_label
 
-__all__ = ["SHADES", "Heatmap", "Legend", "colour_of", "fractions", "span", "uses_colour", "window_note"]
+__all__ = ["SHADES", "VIRIDIS", "Heatmap", "Legend", "colour_of", "fractions", "span", "uses_colour", "window_note"]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
 # interpolated linearly in RGB.
-_VIRIDIS = np.array(
+VIRIDIS = np.array(
     [
         (0x44, 0x01, 0x54),
         (0x47, 0x2D, 0x7B),
@@ -66,9 +66,9 @@ def shade_of(fraction: float) -> str:
 
 def colour_of(fraction: float) -> Color:
     """The viridis colour at `fraction` of the scale (0 darkest, 1 brightest)."""
-    position = min(max(fraction, 0.0), 1.0) * (len(_VIRIDIS) - 1)
-    low = min(int(position), len(_VIRIDIS) - 2)
-    rgb = _VIRIDIS[low] + (position - low) * (_VIRIDIS[low + 1] - _VIRIDIS[low])
+    position = min(max(fraction, 0.0), 1.0) * (len(VIRIDIS) - 1)
+    low = min(int(position), len(VIRIDIS) - 2)
+    rgb = VIRIDIS[low] + (position - low) * (VIRIDIS[low + 1] - VIRIDIS[low])
     red, green, blue = (round(c) for c in rgb)
     return Color.from_rgb(red, green, blue)
 

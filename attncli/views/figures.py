@@ -1,0 +1,297 @@
+"""SVG figures of results (`--export FILE.svg`), for a paper or slides: real vector drawings, not
+pictures of a terminal.
+
+A heatmap (heatmap, explain's head, rollout) has every token's label in full (the keys' turned
+upright), row and column indices, a colour bar with ticks, a title naming model, layer and head,
+and the weight written in each cell where it fits, in black or white, whichever contrasts more
+with the cell (WCAG: at least 4.5:1 on every viridis colour). `model` is a grid of heads, `query` a
+bar chart of the ranked heads. Colours are the terminal's viridis on the same scales; fonts are the
+system's, so the file fetches nothing.
+"""
+
+import html
+
+import numpy as np
+
+from attncli import analysis
+from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
+from attncli.terminal import token_label
+from attncli.views.common import head_name, layer_mask, window
+from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions
+
+__all__ = ["FIGURES", "contrast", "ink"]
+
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
+CHARACTER = 0.62  # a character's width in ems, generously, to lay text out without measuring it
+MASKED = "#d9d9d9"  # a cell its query may not see
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    linear = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 to 21."""
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def ink(background: tuple[int, int, int]) -> str:
+    """Black or white, whichever contrasts more with `background`."""
+    return "#000" if contrast(background, (0, 0, 0)) >= contrast(background, (255, 255, 255)) else "#fff"
+
+
+def _rgb(fraction: float) -> tuple[int, int, int]:
+    return colour_of(fraction).get_truecolor()
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _text(x: float, y: float, content: str, size: float, **attributes) -> str:
+    extra = "".join(f' {name.replace("_", "-")}="{value}"' for name, value in attributes.items())
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}"{extra}>{html.escape(content)}</text>'
+
+
+def _width(content: str, size: float) -> float:
+    return len(content) * size * CHARACTER
+
+
+def _document(width: float, height: float, title: str, subtitle: str, body: list[str]) -> str:
+    """The SVG file: the title and subtitle at its top left, then `body`; at least as wide as they are."""
+    width = max(width, 40 + _width(title, 16), 40 + _width(subtitle, 11))
+    heading = [_text(20, 24, title, 16, font_weight="bold", fill="#111"), _text(20, 42, subtitle, 11, fill="#555")]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{FONT}">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f'<rect width="100%" height="100%" fill="#fff"/>\n' + "\n".join(heading + body) + "\n</svg>\n"
+    )
+
+
+def _colour_bar(x: float, y: float, scale: str) -> tuple[list[str], float]:
+    """The colour scale as a bar with ticks: (its elements, its height)."""
+    width, height = 240, 12
+    stops = "".join(
+        f'<stop offset="{i / (len(VIRIDIS) - 1):.3f}" stop-color="{_hex(tuple(int(c) for c in stop))}"/>'
+        for i, stop in enumerate(VIRIDIS)
+    )
+    name = {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight (log scale)"}[scale]
+    ticks = {
+        "fixed": [(0, "0"), (0.25, "0.25"), (0.5, "0.5"), (0.75, "0.75"), (1, "1")],
+        "row": [(0, "0"), (0.5, "0.5"), (1, "row max")],
+        "log": [(0, f"≤{LOG_FLOOR}"), (1 / 3, "0.01"), (2 / 3, "0.1"), (1, "1")],
+    }[scale]
+    parts = [
+        f'<defs><linearGradient id="viridis">{stops}</linearGradient></defs>',
+        _text(x, y + 10, name, 11, fill="#333"),
+        f'<rect x="{x:.1f}" y="{y + 16:.1f}" width="{width}" height="{height}" fill="url(#viridis)"/>',
+    ]
+    for position, label in ticks:
+        at = x + position * width
+        parts.append(f'<line x1="{at:.1f}" y1="{y + 16 + height}" x2="{at:.1f}" y2="{y + 20 + height}" stroke="#333"/>')
+        parts.append(_text(at, y + 32 + height, label, 10, fill="#333", text_anchor="middle"))
+    return parts, 32 + height + 6
+
+
+def matrix_svg(
+    weights: np.ndarray,
+    labels: list[str],
+    title: str,
+    subtitle: str,
+    scale: str,
+    mask: np.ndarray | None,
+    rows: range | None = None,
+    columns: range | None = None,
+) -> str:
+    """A [T, T] matrix (or the window `rows` × `columns` of it) as a heatmap: queries down, keys
+    across, every label whole, each with its index."""
+    rows = range(len(labels)) if rows is None else rows
+    columns = range(len(labels)) if columns is None else columns
+    cell = float(min(36, max(4, round(900 / max(len(rows), len(columns))))))
+    names = [f"{i} {token_label(label)}" for i, label in enumerate(labels)]
+    font = min(12.0, max(cell * 0.8, 6.0))
+    side = max(_width(names[i], font) for i in [*rows, *columns]) + 8  # room for the labels: left, and above
+    margin, header = 20, 54
+    left, top = margin + side, header + side
+    body = []
+    shares = fractions(weights, scale)  # of whole rows: a window does not change a row's largest weight
+    values = cell >= 30
+    for row, q in enumerate(rows):
+        y = top + row * cell
+        body.append(_text(left - 4, y + cell / 2 + font / 3, names[q], font, text_anchor="end", fill="#111"))
+        for column, k in enumerate(columns):
+            x = left + column * cell
+            if mask is not None and not mask[q, k]:
+                body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:g}" height="{cell:g}" fill="{MASKED}"/>')
+                continue
+            rgb = _rgb(float(shares[q, k]))
+            body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:g}" height="{cell:g}" fill="{_hex(rgb)}"/>')
+            if values:
+                number = f"{weights[q, k]:.2f}"
+                body.append(_text(x + cell / 2, y + cell / 2 + 3.5, number, 10, fill=ink(rgb), text_anchor="middle"))
+    for column, k in enumerate(columns):
+        x = left + column * cell + cell / 2 + font / 3
+        body.append(_text(x, top - 4, names[k], font, fill="#111", transform=f"rotate(-90 {x:.1f} {top - 4:.1f})"))
+    bottom = top + len(rows) * cell + 14
+    bar, bar_height = _colour_bar(left, bottom, scale)
+    body += bar
+    if mask is not None and not mask.all():
+        body.append(_text(left + 280, bottom + 10, "grey: masked (not seen by the query)", 11, fill="#333"))
+    width = max(left + len(columns) * cell + margin, left + 560)
+    return _document(width, bottom + bar_height + margin, title, subtitle, body)
+
+
+def _subtitle(run: AttentionRun) -> str:
+    text = run.text if len(run.text) <= 110 else run.text[:109] + "…"
+    return f"“{text}” · {len(run.tokens)} tokens"
+
+
+def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, queries) -> str:
+    tokens = len(run.tokens)
+    return matrix_svg(
+        run.weights[layer, head],
+        [t.text for t in run.tokens],
+        f"{run.model.name} · layer {layer}, head {head}",
+        _subtitle(run),
+        scale,
+        layer_mask(run, layer),
+        window(queries, tokens, "--queries"),
+        window(keys, tokens, "--keys"),
+    )
+
+
+def heatmap_figure(result: HeatmapResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
+    """The head --head names (head 0 without it): a figure shows one head."""
+    return _head_figure(result.run, result.layer, result.head or 0, scale, keys, queries)
+
+
+def explain_figure(result: ExplainResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
+    return _head_figure(result.run, result.layer, result.walk_head, scale, keys, queries)
+
+
+def rollout_figure(result: RolloutResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
+    run = result.run
+    tokens = len(run.tokens)
+    title = f"{run.model.name} · attention rollout through layer {len(result.rollout) - 1} ({result.fusion} of heads)"
+    return matrix_svg(
+        result.rollout[-1],
+        [t.text for t in run.tokens],
+        title,
+        _subtitle(run),
+        scale,
+        None,
+        window(queries, tokens, "--queries"),
+        window(keys, tokens, "--keys"),
+    )
+
+
+GRID_CELLS = 24  # a thumbnail's cells a side at most: longer texts are drawn in block means
+
+
+def model_figure(result: ModelGridResult, scale: str = "fixed", **_) -> str:
+    """Every chosen layer × head as a thumbnail, each cell the mean of a block when the text is long."""
+    run = result.run
+    tokens = len(run.tokens)
+    block = -(-tokens // GRID_CELLS)
+    cells = -(-tokens // block)
+    pixel = max(2.0, round(96 / cells))
+    size = cells * pixel
+    margin, header, gap = 20, 70, 14
+    body = [
+        _text(
+            margin,
+            58,
+            "each square: one head's weights, queries down, keys across"
+            + (f"; each cell the mean of a {block} × {block} block" if block > 1 else ""),
+            11,
+            fill="#555",
+        ),
+    ]
+    everything = np.ones((tokens, tokens), bool)
+    for row, layer in enumerate(result.layers):
+        mask = layer_mask(run, layer)
+        seen = everything if mask is None else mask
+        for column, head in enumerate(result.heads):
+            x0, y0 = margin + column * (size + gap), header + row * (size + gap + 14)
+            body.append(_text(x0, y0 + 10, head_name(layer, head), 11, fill="#111"))
+            means, any_seen = analysis.block_means(run.weights[layer, head], seen, block)
+            shares = fractions(means, scale)
+            for q in range(means.shape[0]):
+                for k in range(means.shape[1]):
+                    fill = _hex(_rgb(float(shares[q, k]))) if any_seen[q, k] else MASKED
+                    body.append(
+                        f'<rect x="{x0 + k * pixel:.1f}" y="{y0 + 14 + q * pixel:.1f}" width="{pixel:g}" '
+                        f'height="{pixel:g}" fill="{fill}"/>'
+                    )
+    bottom = header + len(result.layers) * (size + gap + 14)
+    bar, bar_height = _colour_bar(margin, bottom, scale)
+    body += bar
+    width = max(margin * 2 + len(result.heads) * (size + gap), 560)
+    return _document(width, bottom + bar_height + margin, f"{run.model.name} · every head", _subtitle(run), body)
+
+
+def query_figure(result: QueryResult, top: int = 12, **_) -> str:
+    """The ranked heads as rows of bars over every key: the chart of `query`, whole."""
+    run = result.run
+    tokens = len(run.tokens)
+    ranking = result.ranking[:top]
+    bar = float(min(16, max(2, round(900 / tokens))))
+    rise = 30.0
+    names = [f"{i} {token_label(t.text)}" for i, t in enumerate(run.tokens)]
+    columns = [
+        [f"{rank}", head_name(t.layer, t.head), token_label(run.tokens[t.top].text), f"{t.top_weight:.2f}"]
+        for rank, t in enumerate(ranking, start=1)
+    ]
+    widths = [max(_width(row[i], 11) for row in [["#", "head", "top key", "weight"], *columns]) + 10 for i in range(4)]
+    margin = 20
+    left = margin + sum(widths)
+    query = ", ".join(token_label(run.tokens[i].text) for i in result.token)
+    title = f"{run.model.name} · what “{query}” attends to, heads ranked"
+    labelled = bar >= 10
+    label_room = max(_width(name, 10) for name in names) + 8 if labelled else 16
+    top_y = 70 + label_room
+    subtitle = _subtitle(run) + " · grey: keys left out of the ranking"
+    body = []
+    x = margin
+    for header, width in zip(["#", "head", "top key", "weight"], widths, strict=True):
+        body.append(_text(x, top_y - 6, header, 11, font_weight="bold", fill="#111"))
+        x += width
+    for k in range(tokens):
+        x = left + k * bar + bar / 2
+        if labelled:
+            body.append(
+                _text(x + 3.5, top_y - 6, names[k], 10, fill="#111", transform=f"rotate(-90 {x + 3.5:.1f} {top_y - 6})")
+            )
+        elif k % 10 == 0:
+            body.append(_text(x, top_y - 6, str(k), 9, fill="#111", text_anchor="middle"))
+    for row, (cells, target) in enumerate(zip(columns, ranking, strict=True)):
+        y = top_y + row * (rise + 8)
+        x = margin
+        for content, width in zip(cells, widths, strict=True):
+            body.append(_text(x, y + rise - 6, content, 11, fill="#111"))
+            x += width
+        body.append(
+            f'<line x1="{left}" y1="{y + rise:.1f}" x2="{left + tokens * bar:.1f}" y2="{y + rise:.1f}" stroke="#bbb"/>'
+        )
+        for k, weight in enumerate(target.weights):
+            height = rise * min(float(weight), 1.0)
+            colour = "#2c728e" if result.allowed[k] else "#b5b5b5"
+            body.append(
+                f'<rect x="{left + k * bar + 0.5:.1f}" y="{y + rise - height:.2f}" width="{max(bar - 1, 1):g}" '
+                f'height="{height:.2f}" fill="{colour}"/>'
+            )
+    width = left + tokens * bar + margin
+    return _document(max(width, 560), top_y + len(columns) * (rise + 8) + margin, title, subtitle, body)
+
+
+FIGURES = {
+    HeatmapResult: heatmap_figure,
+    ExplainResult: explain_figure,
+    RolloutResult: rollout_figure,
+    ModelGridResult: model_figure,
+    QueryResult: query_figure,
+}

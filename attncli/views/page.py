@@ -1,0 +1,70 @@
+"""The interactive HTML page of a run (`--export FILE.html`): one self-contained file, its script,
+style and data inline, no font or library fetched from anywhere, so it works with no network.
+
+The page has three views of the same weights: a head view (tokens in two columns joined by
+lines whose opacity is the weight), a model grid of every layer × head, and a matrix whose cells
+give their weight on hover. The weights travel rounded (to 1/65535 for a small run, 1/255 past
+SIXTEEN_BIT_LIMIT numbers, which keeps a 512-token MiniLM page near 2 MB), deflated and in base64;
+the page says which. Masks come from ModelInfo.mask and the colours from the terminal's viridis
+stops, so the page draws what the terminal views draw.
+"""
+
+import base64
+import html
+import json
+import zlib
+from importlib.resources import files
+from string import Template
+
+import numpy as np
+
+from attncli.results import AttentionRun
+from attncli.views.common import token_texts
+from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS
+
+__all__ = ["SIXTEEN_BIT_LIMIT", "page_html"]
+
+SIXTEEN_BIT_LIMIT = 1_000_000  # weights (MiniLM at 117 tokens); past this they travel in 8 bits
+
+
+def _packed(array: np.ndarray) -> str:
+    """`array`'s bytes (little-endian), deflated and in base64."""
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return base64.b64encode(zlib.compress(little.tobytes(), 6)).decode()
+
+
+def page_data(run: AttentionRun, title: str) -> dict:
+    """What the page's script reads: the tokens, the model's shape, the rounded weights and the masks."""
+    weights = run.weights
+    bits = 16 if weights.size <= SIXTEEN_BIT_LIMIT else 8
+    top = 2**bits - 1
+    rounded = np.rint(np.clip(weights, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+    tokens = len(run.tokens)
+    masks = None
+    if run.model.causal:
+        masks = _packed(np.packbits(np.stack([run.model.mask(layer, tokens) for layer in range(run.model.layers)])))
+    return {
+        "title": title,
+        "text": run.text,
+        "model": run.model.name,
+        "layers": run.model.layers,
+        "heads": run.model.heads,
+        "tokens": token_texts(run),
+        "special": [token.special for token in run.tokens],
+        "bits": bits,
+        "attention": _packed(rounded),  # [layer][head][query][key]
+        "masks": masks,  # [layer][query][key] bits, 1 where the key is seen; null: every key
+        "viridis": [[int(c) for c in stop] for stop in VIRIDIS],
+        "log_floor": LOG_FLOOR,
+    }
+
+
+def page_html(run: AttentionRun, title: str) -> str:
+    """The whole page: page.html with its style, script and data put in."""
+    assets = files("attncli.views")
+    style = assets.joinpath("page.css").read_text(encoding="utf-8")
+    script = assets.joinpath("page.js").read_text(encoding="utf-8")
+    # In a <script> element only "</" can end it early; JSON escapes it as "<\/".
+    data = json.dumps(page_data(run, title), ensure_ascii=False).replace("</", "<\\/")
+    page = Template(assets.joinpath("page.html").read_text(encoding="utf-8"))
+    return page.substitute(title=html.escape(title), text=html.escape(run.text), style=style, script=script, data=data)
