@@ -219,7 +219,11 @@ PrecisionOpt = Annotated[
 ]
 ExportOpt = Annotated[
     Path | None,
-    typer.Option("--export", help="Also save a picture of the view: FILE.svg or FILE.html.", show_default=False),
+    typer.Option(
+        "--export",
+        help="Also save a figure: FILE.html (an interactive page of the attention) or FILE.svg.",
+        show_default=False,
+    ),
 ]
 ColorOpt = Annotated[Color, typer.Option("--color", help="Escape codes for colour; NO_COLOR and FORCE_COLOR count.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Refuse texts with more tokens than this.")]
