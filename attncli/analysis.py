@@ -302,16 +302,33 @@ def text_statistics(
 
 class StatisticSums:
     """Head statistics summed over texts, and how many texts each one applied to, for their means
-    (a statistic that does not apply to a text, NaN there, is left out of its mean)."""
+    (a statistic that does not apply to a text, NaN there, is left out of its mean).
+
+    Partial sums merge exactly: sums over two sets of texts, merged, are the sums over both (kept in
+    float64, so the order of merging moves a mean by about 1e-16, far below the float32 noise of the
+    weights themselves). Means are taken once, at the end: never a mean of means."""
 
     def __init__(self):
-        self.sums: dict[str, np.ndarray] = {}  # name -> [L, h]
-        self.counts: dict[str, np.ndarray] = {}  # name -> [L, h]
+        self.texts = 0
+        self.sums: dict[str, np.ndarray] = {}  # name -> [L, h] float64
+        self.counts: dict[str, np.ndarray] = {}  # name -> [L, h] int64
 
     def add(self, statistics: dict[str, np.ndarray]) -> None:
+        self.texts += 1
         for name, values in statistics.items():
-            self.sums[name] = self.sums.get(name, 0) + np.nan_to_num(values)
-            self.counts[name] = self.counts.get(name, 0) + ~np.isnan(values)
+            self.sums[name] = self.sums.get(name, 0.0) + np.nan_to_num(values).astype(np.float64)
+            self.counts[name] = self.counts.get(name, 0) + (~np.isnan(values)).astype(np.int64)
+
+    def merge(self, other: "StatisticSums") -> None:
+        """Add `other`'s texts to these."""
+        if not other.texts:
+            return
+        if self.texts and set(self.sums) != set(other.sums):
+            raise ValueError("partial sums of different statistics")
+        self.texts += other.texts
+        for name in other.sums:
+            self.sums[name] = self.sums.get(name, 0.0) + other.sums[name]
+            self.counts[name] = self.counts.get(name, 0) + other.counts[name]
 
     def means(self) -> dict[str, np.ndarray]:
         """{name: [L, h]} in STATISTICS order; NaN where a statistic never applied."""

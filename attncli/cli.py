@@ -20,9 +20,9 @@ from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
 from attncli.escapes import visible
-from attncli.models import Model, load_model
+from attncli.models import Model, load_model, load_saved_model
 from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
-from attncli.results import SavedRun
+from attncli.results import SCHEMA, SavedRun
 
 __all__ = ["app", "main"]
 
@@ -57,6 +57,7 @@ OPTION_NAMES = {
     "path": "-o",
     "positions": "--no-positions",
     "precision": "--precision",
+    "resume": "--resume",
     "seed": "--seed",
     "text_a": "TEXT_A",
     "text_b": "TEXT_B",
@@ -245,6 +246,33 @@ QueriesOpt = Annotated[
         show_default=False,
     ),
 ]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs", min=1, help="Processes that share the texts (default: the cores available).", show_default=False
+    ),
+]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="ADDRESS",
+        help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs attncli[dask].",
+        show_default=False,
+    ),
+]
+FieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--field", metavar="NAME", help="Read the file as JSON Lines, each text in field NAME.", show_default=False
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume", metavar="", help="Continue the unfinished run that -o FILE left (FILE.partial) where it stopped."
+    ),
+]
 PagerOpt = Annotated[
     bool,
     typer.Option(
@@ -334,6 +362,19 @@ _SAMPLE = (
 # --model, --max-tokens and the sample model's --num-heads, --seed, --causal and --no-positions:
 # the command receives `model` and `max_tokens`.
 model_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _model)
+
+
+def _corpus_model(spec: str, max_tokens: int, num_heads: int | None = None, **sample_options) -> dict:
+    from attncli.corpus import ModelRecipe
+
+    options = tuple(sorted({"heads": num_heads, **sample_options}.items()))
+    return {**_model(spec, max_tokens, num_heads, **sample_options), "recipe": ModelRecipe(spec, options)}
+
+
+# The same for commands that may run on other processes: they also receive `recipe`, how to load it there.
+corpus_model_options = _shared_options(
+    ("model", "max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model
+)
 # --max-tokens and --model alone, for commands that only tokenize.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
@@ -664,7 +705,7 @@ def explore(
 
 @app.command(name="heads")
 @table_output_options
-@model_options
+@corpus_model_options
 def heads_command(
     text: Annotated[
         str | None,
@@ -674,21 +715,166 @@ def heads_command(
         str | None,
         typer.Option("--file", help="A file of texts, one per line (- for standard input).", show_default=False),
     ] = None,
+    field: FieldOpt = None,
+    jobs: JobsOpt = None,
+    dask: DaskOpt = None,
+    resume: ResumeOpt = False,
+    merge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--merge",
+            help="Merge the --json results of runs over parts of a corpus (give it once per file).",
+            show_default=False,
+        ),
+    ] = None,
     *,
     model: Model,
     max_tokens: int,
+    recipe,
     output: Output,
 ) -> None:
     """What each head does: entropy, distance, where its attention goes, and a pattern label.
 
-    Over a file, the statistics are averaged over its lines, with a progress bar on stderr.
+    Over a file, the statistics are averaged over its lines (partial sums that merge exactly), with
+    progress on stderr; --jobs or --dask share the work, -o with --resume survives an interrupted run,
+    and --merge joins runs over parts of a corpus.
 
-    Example: attncli heads --file sentences.txt --model minilm
+    Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json
     """
-    texts = _texts(text, file)
-    with _progress(len(texts)) as advance:
-        result = commands.heads(texts, model, advance, max_tokens)
-    write(result, output)
+    if merge:
+        if text is not None or file is not None:
+            raise BadInput("--merge joins saved results: give no TEXT or --file with it")
+        write(_merged_heads(merge), output)
+        return
+    if file is None:
+        write(commands.heads(_texts(text, file), model, None, max_tokens), output)
+        return
+    if text is not None:
+        raise BadInput("give either TEXT or --file FILE (one text per line)")
+    texts, unreadable = _corpus(file, "--file", field, None)
+    from attncli import corpus
+
+    work = functools.partial(corpus.heads_partition, recipe, max_tokens, WORDS)
+    checkpoint = _checkpoint(output.path, resume)
+    sums, failures, start = _resumed_heads(checkpoint, model, texts) if resume else (None, [], 0)
+    sums = sums or _empty_sums()
+    parts = corpus.partitions(texts)
+    with _progress(len(texts), done=sum(len(part) for part in parts[:start])) as advance:
+        for index, part in enumerate(corpus.run(work, parts[start:], _jobs(jobs), dask), start=start):
+            sums.merge(part.sums)
+            failures += part.failures
+            if checkpoint is not None:
+                _save_heads_checkpoint(checkpoint, model, texts, index + 1, sums, failures)
+            if advance is not None:
+                advance(len(parts[index]))
+    failures = sorted(unreadable + failures)
+    write(commands.heads_result(model.info, sums), output)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    if failures:
+        _fail(_failed_lines(failures, len(texts) + len(unreadable), "left out of the statistics"), BATCH_FAILED)
+
+
+def _empty_sums():
+    from attncli.analysis import StatisticSums
+
+    return StatisticSums()
+
+
+def _jobs(jobs: int | None) -> int:
+    return jobs if jobs is not None else len(os.sched_getaffinity(0))
+
+
+def _failed_lines(failures: list[tuple[int, str]], total: int, fate: str) -> str:
+    """One line for the lines that failed: how many, which (the first ten) and the first one's reason."""
+    where = ", ".join(str(line) for line, _ in failures[:10]) + (" ..." if len(failures) > 10 else "")
+    first, reason = failures[0]
+    return f"attncli: {len(failures)} of {total} lines failed (line {where}), {fate}; line {first}: {reason}"
+
+
+def _checkpoint(path: Path | None, resume: bool) -> Path | None:
+    """Where a run to -o FILE keeps its progress (FILE.partial), refused when one is there and
+    --resume was not given (it would be lost), or when --resume has nothing to continue."""
+    if path is None:
+        if resume:
+            raise BadInput("--resume continues a run that wrote -o FILE: give the same -o FILE")
+        return None
+    checkpoint = path.with_name(path.name + ".partial")
+    if checkpoint.exists() and not resume:
+        raise BadInput(f"{checkpoint} holds an unfinished run: --resume continues it (or delete it to start over)")
+    if resume and not checkpoint.exists():
+        raise BadInput(f"--resume: there is no unfinished run to continue ({checkpoint} does not exist)")
+    return checkpoint
+
+
+def _fingerprint(texts) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in texts:
+        digest.update(f"{item.line}\x00{item.text}\x00".encode())
+    return digest.hexdigest()
+
+
+def _save_heads_checkpoint(checkpoint: Path, model, texts, partitions: int, sums, failures) -> None:
+    import orjson
+
+    from attncli.output import write_file
+    from attncli.results import statistics_json
+
+    progress = {
+        "schema": "attncli/v1",
+        "command": "heads --resume",
+        "model": model.info.to_json(),
+        "texts": _fingerprint(texts),
+        "partitions": partitions,
+        "partial_sums": statistics_json(sums),
+        "failures": failures,
+    }
+    write_file(checkpoint, orjson.dumps(progress))
+
+
+def _resumed_heads(checkpoint: Path, model, texts):
+    """(partial sums, failures, partitions done) that the unfinished run left in `checkpoint`."""
+    import orjson
+
+    from attncli.results import statistics_from_json
+
+    try:
+        saved = orjson.loads(_read_input(str(checkpoint), str(checkpoint), SAVED_LIMIT))
+        same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts)
+        progress = statistics_from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
+        done = int(saved["partitions"])
+    except (ValueError, KeyError, TypeError):
+        raise BadInput(f"{checkpoint} is damaged; delete it to start over") from None
+    if not same:
+        raise BadInput(f"{checkpoint} is a run over other texts or another model; delete it to start over")
+    return (*progress, done)
+
+
+def _merged_heads(paths: list[Path]):
+    """The heads result of runs over parts of one corpus, from their --json documents."""
+    import orjson
+
+    from attncli.results import statistics_from_json
+
+    total, first = _empty_sums(), None
+    for path in paths:
+        try:
+            document = orjson.loads(_read_input(str(path), f"--merge {path}", SAVED_LIMIT))
+            sums, model = statistics_from_json(document["partial_sums"]), document["model"]
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"--merge {path} is not an attncli heads --json result with partial sums") from None
+        if first is None:
+            first = model
+        elif model != first:
+            raise BadInput(f"--merge {path} is for another model than {paths[0]}; merge runs of one model")
+        try:
+            total.merge(sums)
+        except ValueError:
+            raise BadInput(f"--merge {path} has statistics of another shape than {paths[0]}") from None
+    info = load_saved_model(first, f"--merge {paths[0]}").info
+    return commands.heads_result(info, total)
 
 
 @app.command()
@@ -754,6 +940,41 @@ def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
     return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
 
+def _error_record(line: int, why: str) -> dict:
+    """The batch record of a line that could not be read."""
+    from attncli.results import BatchRecord
+
+    return BatchRecord(line, error=BadInput(why)).to_json(WORDS)
+
+
+def _corpus(source: str, flag: str, field: str | None, id_field: str | None):
+    """The texts of a corpus file: each non-empty line, or with `field` each JSON line's text in that
+    field (and with `id_field` its id); the lines that cannot be read come apart, with why."""
+    from attncli.corpus import Text
+
+    lines = _lines(source, flag)
+    if field is None:
+        if id_field is not None:
+            raise BadInput("--id names a field of JSON Lines: give --field with it")
+        return [Text(number, line) for number, line in lines], []
+    import orjson
+
+    texts, unreadable = [], []
+    for number, line in lines:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            unreadable.append((number, f"not a JSON object ({error})"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            unreadable.append((number, f"no text in field {shortened(field)!r}"))
+        elif id_field is not None and id_field not in record:
+            unreadable.append((number, f"no field {shortened(id_field)!r}"))
+        else:
+            texts.append(Text(number, record[field], None if id_field is None else record[id_field]))
+    return texts, unreadable
+
+
 def _texts(text: str | None, file: str | None) -> list[tuple[int, str]]:
     """The texts of `heads`: TEXT, or the non-empty lines of --file, with their line numbers."""
     if (text is None) == (file is None):
@@ -764,22 +985,28 @@ def _texts(text: str | None, file: str | None) -> list[tuple[int, str]]:
 
 
 @contextmanager
-def _progress(total: int):
-    """A progress bar on stderr while texts are processed, when there are several and stderr is a terminal;
-    yields the function to call after each text."""
+def _progress(total: int, done: int = 0):
+    """A progress bar on stderr while texts are processed, with their rate and the time left, when
+    there are several and stderr is a terminal; yields the function to call with each count done."""
     if total < 2 or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
+    from rich.text import Text
 
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("texts", total=total)
-        yield lambda: progress.advance(task)
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:,.1f} lines/s" if task.speed else "", style="dim")
+
+    columns = (BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True, markup=False), transient=True) as progress:
+        task = progress.add_task("texts", total=total, completed=done)
+        yield lambda count=1: progress.advance(task, count)
 
 
 @app.command()
-@model_options
+@corpus_model_options
 def batch(
     source: Annotated[
         str, typer.Argument(metavar="FILE", help="Texts, one per line; - reads standard input.", show_default=False)
@@ -792,37 +1019,80 @@ def batch(
     ] = False,
     output_path: OutOpt = None,
     precision: PrecisionOpt = None,
+    field: FieldOpt = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(
+            "--id", metavar="NAME", help='With --field: carry field NAME into each record as "id".', show_default=False
+        ),
+    ] = None,
+    jobs: JobsOpt = None,
+    dask: DaskOpt = None,
+    resume: ResumeOpt = False,
     *,
     model: Model,
     max_tokens: int,
+    recipe,
 ) -> None:
-    """Explain every line of FILE as JSON Lines: one record a line, the model loaded once.
+    """Explain every line of FILE as JSON Lines: one record a line, in order, the model loaded once per process.
 
     A line that fails gives {"line": N, "error": "..."} and the run goes on; the exit code is then 3.
+    With -o FILE the records go to FILE.partial as they are done, and FILE when all are: --resume
+    continues a run that was stopped.
 
     Example: attncli batch sentences.txt --model minilm > attention.jsonl
     """
-    lines = _lines(source)
+    from attncli import corpus
+    from attncli.output import append_records, resume_point
+
+    texts, unreadable = _corpus(source, "FILE", field, id_field)
+    total = len(texts) + len(unreadable)
+    checkpoint = _checkpoint(output_path, resume)
+    done, failed_before = resume_point(checkpoint) if resume else (0, 0)
+    texts = [item for item in texts if item.line > done]
+    unreadable = [entry for entry in unreadable if entry[0] > done]
+    parts = corpus.partitions(texts)
+    work = functools.partial(corpus.batch_partition, recipe, steps, max_tokens, WORDS)
     failures = []
 
-    def tracked(records, advance):
-        for record in records:
-            if record.error is not None:
-                failures.append(record.line)
-            yield record.to_json(WORDS)
+    def in_order(advance):
+        """Each partition's records with the unreadable lines' error records put in line order."""
+        pending = list(unreadable)
+        for records in corpus.run(work, parts, _jobs(jobs), dask):
+            last = records[-1]["line"]
+            early = [entry for entry in pending if entry[0] < last]
+            pending = pending[len(early) :]
+            batch = sorted(
+                [
+                    *records,
+                    *({"schema": SCHEMA, "command": "batch", "line": line, "error": why} for line, why in early),
+                ],
+                key=lambda record: record["line"],
+            )
+            failed = [i for i, record in enumerate(batch) if "error" in record]
+            if failed and fail_fast:  # nothing past the first failure
+                batch = batch[: failed[0] + 1]
+            failures.extend(batch[i]["line"] for i in failed if i < len(batch))
             if advance is not None:
-                advance()
+                advance(len(batch))
+            yield batch
             if failures and fail_fast:
                 return
+        if pending:
+            pending = pending[:1] if fail_fast else pending
+            failures.extend(line for line, _ in pending)
+            yield [_error_record(*entry) for entry in pending]
 
-    with _progress(len(lines)) as advance:
-        write_records(tracked(commands.batch(lines, model, steps, max_tokens), advance), output_path, precision)
-    if failures:
+    with _progress(total, done=total - len(texts) - len(unreadable)) as advance:
+        if checkpoint is None:
+            write_records((record for batch in in_order(advance) for record in batch), None, precision)
+        else:
+            append_records(in_order(advance), checkpoint, precision)
+            os.replace(checkpoint, output_path)
+    if failures or failed_before:
+        count = len(failures) + failed_before
         where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")
-        _fail(
-            f'attncli: {len(failures)} of {len(lines)} lines failed (line {where}); their records carry "error"',
-            BATCH_FAILED,
-        )
+        _fail(f'attncli: {count} of {total} lines failed (line {where}); their records carry "error"', BATCH_FAILED)
 
 
 @app.command()

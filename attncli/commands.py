@@ -370,23 +370,34 @@ def heads(
     totals = analysis.StatisticSums()
     for number, text in texts:
         try:
-            result = run(text, model, max_tokens)
+            totals.add(statistics_of(text, model, max_tokens))
         except BadInput as error:
             if len(texts) == 1:
                 raise
             raise error.prefixed(f"line {number}") from None
-        pieces = [t.text for t in result.tokens]
-        info, count = model.info, len(result.tokens)
-        if info.windows is None:  # one mask for every layer
-            masks = [info.mask(0, count)] * info.layers
-        else:
-            masks = [info.mask(layer, count) for layer in range(info.layers)]
-        totals.add(analysis.text_statistics(result.weights, result.special, pieces, info.causal, masks))
         if progress is not None:
             progress()
-    statistics = totals.means()
-    single = texts[0][1] if len(texts) == 1 else None
-    return HeadsResult(model.info, len(texts), single, statistics, pattern_labels(statistics))
+    return heads_result(model.info, totals, texts[0][1] if len(texts) == 1 else None)
+
+
+def statistics_of(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
+    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics)."""
+    result = run(text, model, max_tokens)
+    pieces = [t.text for t in result.tokens]
+    info, count = model.info, len(result.tokens)
+    if info.windows is None:  # one mask for every layer
+        masks = [info.mask(0, count)] * info.layers
+    else:
+        masks = [info.mask(layer, count) for layer in range(info.layers)]
+    return analysis.text_statistics(result.weights, result.special, pieces, info.causal, masks)
+
+
+def heads_result(info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None) -> HeadsResult:
+    """The statistics' means over the texts `sums` holds, and each head's pattern; `text`: the one text."""
+    if not sums.texts:
+        raise BadInput("no text could be read: every line failed")
+    statistics = sums.means()
+    return HeadsResult(info, sums.texts, text, statistics, pattern_labels(statistics), sums)
 
 
 def rollout(

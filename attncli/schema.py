@@ -198,6 +198,14 @@ def schemas() -> dict[str, dict]:
                 "heads": _array(
                     _object({"layer": INDEX, "head": INDEX, **HEAD_STATISTICS, "pattern": {"enum": list(PATTERNS)}})
                 ),
+                # Sums (float64) and counts behind the means, [layer][head] by statistic: they merge.
+                "partial_sums": _object(
+                    {
+                        "texts": INDEX,
+                        "sums": _object({name: _array(NUMBER, 2) for name in HEAD_STATISTICS}),
+                        "counts": _object({name: _array(INDEX, 2) for name in HEAD_STATISTICS}),
+                    }
+                ),
             },
         ),
         "model": _document("model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}),
