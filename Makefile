@@ -44,6 +44,7 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 transformers
 
 bench: install model $(BENCH_VENV)/bin/python
+	$(BIN)/pip install --quiet --disable-pip-version-check ".[dask]"
 	$(BIN)/python bench/bench.py --peer-python $(BENCH_VENV)/bin/python
 
 # Every command's output with the working tree against revision REV's, byte for byte

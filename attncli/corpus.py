@@ -123,7 +123,11 @@ def _on_dask(work: Callable, parts: list, address: str) -> Iterator:
         raise AttncliError(
             "running on Dask needs the dask extra: pip install 'attncli[dask]' (dask and distributed)"
         ) from None
-    with Client(address, timeout="30s") as client:
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise AttncliError(f"cannot reach the Dask scheduler at {address} ({error})") from None
+    with client:
         futures = client.map(work, parts, pure=False)
         for future in futures:
             yield future.result()

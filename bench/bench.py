@@ -152,6 +152,48 @@ def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
             )
 
 
+def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
+    """heads --file over generated MiniLM lines: attncli on one and two processes and on a local
+    Dask cluster of two workers, against the torch peer batching 32 padded lines (bench/peer_heads.py)."""
+    from distributed import LocalCluster
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "corpus.txt"
+        sentences(lines, source)
+        heads = [attncli, "heads", "--file", str(source), "--model", "minilm", "--json"]
+        (one, one_memory, ours), (two, _, _), (peer, peer_memory, theirs) = measure(
+            [
+                [*heads, "--jobs", "1"],
+                [*heads, "--jobs", "2"],
+                [peer_python, str(HERE / "peer_heads.py"), directory, str(source)],
+            ],
+            1,
+            keep_output=True,
+        )
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            [(dask, _, _)] = measure([[*heads, "--dask", cluster.scheduler_address]], 1)
+    ours, theirs = json.loads(ours), json.loads(theirs)
+    entropy = np.array([[h["entropy"] for h in ours["heads"] if h["layer"] == layer] for layer in range(6)])
+    difference = np.abs(entropy - np.array(theirs["entropy"])).max()
+    row(
+        f"heads --file, {lines} lines: lines/s, --jobs 1",
+        f"{lines / one:.0f}",
+        f"{lines / peer:.0f}",
+        f"{peer / one:.2f}x",
+        ">= 1x the batched peer",
+    )
+    row("  --jobs 2", f"{lines / two:.0f}", f"{lines / one:.0f}", f"{one / two:.2f}x", "against --jobs 1")
+    row(
+        "  Dask, 2 local workers",
+        f"{lines / dask:.0f}",
+        f"{lines / one:.0f}",
+        f"{one / dask:.2f}x",
+        "against one process",
+    )
+    row("  peak memory, --jobs 1", f"{one_memory:.0f} MB", f"{peer_memory:.0f} MB", "", "")
+    print(f"heads: max |mean entropy, attncli - peer|: {difference:.1e}")
+
+
 def explore_rows(runs: int) -> None:
     """attncli explore on a 509-token MiniLM text, under Textual's harness (bench/explore.py): the
     whole process until the first heatmap is drawn, and moving to another head."""
@@ -184,7 +226,12 @@ def main() -> None:
     parser.add_argument("--peer-python", required=True, help="python of the venv with torch and transformers")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-lines", type=int, default=1000)
-    parser.add_argument("--only", choices=["decoder", "explore"], help="run only the decoder rows, or the explorer's")
+    parser.add_argument(
+        "--only",
+        choices=["decoder", "explore", "corpus"],
+        help="run only the decoder rows, the explorer's or the corpus's",
+    )
+    parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
 
     attncli = str(Path(sys.executable).parent / "attncli")
@@ -197,6 +244,10 @@ def main() -> None:
     if args.only == "explore":
         row("measure", "attncli", "reference", "ratio", "target")
         explore_rows(runs)
+        return
+    if args.only == "corpus":
+        row("measure", "attncli", "reference", "ratio", "target")
+        corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
         return
     print(
         f"all-MiniLM-L6-v2; medians of {runs} rounds ({4 * runs} for start-up) that run each compared "
@@ -305,6 +356,7 @@ def main() -> None:
     row(f"batch, {lines} lines: peak memory", f"{batch_memory:.0f} MB", f"{loop_memory:.0f} MB", "", "")
     print(f"max |attncli - peer| over every attention weight: {difference:.1e} (target 1e-5)")
     explore_rows(runs)
+    corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)
 
 

@@ -1,0 +1,175 @@
+"""Corpus-scale heads and batch: shared over processes or a Dask cluster with the same numbers, JSON
+Lines input, partial sums that merge, and runs that survive kill -9."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers import ATTNCLI, BERT, attncli
+
+from attncli.analysis import STATISTICS
+
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "animal", "street", "because", "it", "was", "too", "tired"]
+
+
+def _corpus(path, lines: int, seed: int = 1) -> list[str]:
+    chooser = random.Random(seed)
+    texts = [" ".join(chooser.choice(WORDS) for _ in range(chooser.randint(3, 14))) for _ in range(lines)]
+    path.write_text("\n".join(texts) + "\n")
+    return texts
+
+
+def _heads(*args: str, **options) -> dict:
+    run = attncli("heads", *args, "--json", text=True, **options)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_jobs_share_the_work_without_moving_a_number(tmp_path):
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 150)  # three partitions
+    one = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
+    two = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "2", "--json")
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
+    batch_one = attncli("batch", str(source), "--model", BERT, "--jobs", "1")
+    batch_two = attncli("batch", str(source), "--model", BERT, "--jobs", "2")
+    assert batch_one.stdout == batch_two.stdout and batch_one.stdout.count(b"\n") == 150
+
+
+def test_shards_merge_into_the_run_over_the_whole_corpus(tmp_path):
+    texts = _corpus(tmp_path / "all.txt", 120)
+    whole = _heads("--file", str(tmp_path / "all.txt"), "--model", BERT, "--jobs", "1")
+    shuffled = random.Random(7).sample(texts, len(texts))
+    shards = []
+    for i, part in enumerate((shuffled[:50], shuffled[50:51], shuffled[51:])):
+        (tmp_path / f"part{i}.txt").write_text("\n".join(part) + "\n")
+        shards.append(tmp_path / f"part{i}.json")
+        shard = attncli(
+            "heads", "--file", str(tmp_path / f"part{i}.txt"), "--model", BERT, "--json", "-o", str(shards[-1])
+        )
+        assert shard.returncode == 0
+    merged = _heads("--merge", str(shards[0]), "--merge", str(shards[1]), "--merge", str(shards[2]))
+    assert merged["texts"] == whole["texts"] == 120
+    for a, b in zip(merged["heads"], whole["heads"], strict=True):
+        assert a["pattern"] == b["pattern"]
+        for name in STATISTICS:
+            assert (a[name] is None) == (b[name] is None)
+            if a[name] is not None:
+                assert a[name] == pytest.approx(b[name], abs=1e-6)
+    for name in STATISTICS:
+        assert merged["partial_sums"]["counts"][name] == whole["partial_sums"]["counts"][name]
+
+
+def test_merge_refuses_results_of_another_model(tmp_path):
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    for name, model in (("bert", BERT), ("sample", "sample")):
+        attncli(
+            "heads", "--file", str(tmp_path / "a.txt"), "--model", model, "--json", "-o", str(tmp_path / f"{name}.json")
+        )
+    run = attncli("heads", "--merge", str(tmp_path / "bert.json"), "--merge", str(tmp_path / "sample.json"), text=True)
+    assert run.returncode == 2 and "is for another model" in run.stderr
+
+
+def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
+    source = tmp_path / "corpus.jsonl"
+    source.write_text(
+        '{"id": "a1", "body": "The cat sat."}\n'
+        "not json at all\n"
+        '{"id": 7, "body": "A dog ran."}\n'
+        '{"id": 8, "title": "no body"}\n'
+    )
+    run = attncli("batch", str(source), "--model", BERT, "--field", "body", "--id", "id", text=True)
+    assert run.returncode == 3
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["line"], r.get("id"), "error" in r) for r in records] == [
+        (1, "a1", False),
+        (2, None, True),
+        (3, 7, False),
+        (4, None, True),
+    ]
+    assert records[0]["text"] == "The cat sat." and "no text in field 'body'" in records[3]["error"]
+    assert "2 of 4 lines failed (line 2, 4)" in run.stderr
+    heads = attncli("heads", "--file", str(source), "--model", BERT, "--field", "body", "--json", text=True)
+    assert heads.returncode == 3 and json.loads(heads.stdout)["texts"] == 2
+    assert "2 of 4 lines failed (line 2, 4), left out of the statistics; line 2: not a JSON object" in heads.stderr
+    plain = tmp_path / "plain.txt"
+    plain.write_text("The cat sat.\nA dog ran.\n")
+    assert json.loads(heads.stdout)["heads"] == _heads("--file", str(plain), "--model", BERT)["heads"]
+
+
+def test_a_batch_cut_short_resumes_without_losing_or_repeating_a_line(tmp_path):
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 140)
+    reference = tmp_path / "reference.jsonl"
+    assert attncli("batch", str(source), "--model", BERT, "-o", str(reference)).returncode == 0
+    lines = reference.read_bytes().splitlines(keepends=True)
+    target = tmp_path / "out.jsonl"
+    partial = tmp_path / "out.jsonl.partial"
+    partial.write_bytes(b"".join(lines[:70]) + lines[70][:100])  # as a run killed mid-write leaves it
+    refused = attncli("batch", str(source), "--model", BERT, "-o", str(target), text=True)
+    assert refused.returncode == 2 and "holds an unfinished run: --resume continues it" in refused.stderr
+    resumed = attncli("batch", str(source), "--model", BERT, "-o", str(target), "--resume")
+    assert resumed.returncode == 0 and not partial.exists()
+    assert target.read_bytes() == reference.read_bytes()
+
+
+def _killed_midway(command: list[str], checkpoint) -> None:
+    """Start `command` and kill -9 it once `checkpoint` exists (its first partition done)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the run ended before it could be killed; give it more lines"
+
+
+@pytest.mark.parametrize("command", ["heads", "batch"])
+def test_a_run_killed_by_sigkill_resumes_to_the_same_result(tmp_path, command):
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 1500)
+    target = tmp_path / ("stats.json" if command == "heads" else "out.jsonl")
+    args = ["--file", str(source)] if command == "heads" else [str(source)]
+    fresh = tmp_path / ("fresh.json" if command == "heads" else "fresh.jsonl")
+    assert attncli(command, *args, "--model", BERT, "--jobs", "1", "-o", str(fresh), timeout=300).returncode == 0
+    _killed_midway(
+        [ATTNCLI, command, *args, "--model", BERT, "--jobs", "1", "-o", str(target)],
+        tmp_path / f"{target.name}.partial",
+    )
+    assert not target.exists()
+    resumed = attncli(command, *args, "--model", BERT, "--jobs", "1", "-o", str(target), "--resume", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert target.read_bytes() == fresh.read_bytes()
+
+
+def test_resume_needs_an_unfinished_run(tmp_path):
+    (tmp_path / "a.txt").write_text("The cat sat.\n")
+    run = attncli("heads", "--file", str(tmp_path / "a.txt"), "-o", str(tmp_path / "s.json"), "--resume", text=True)
+    assert run.returncode == 2 and "there is no unfinished run to continue" in run.stderr
+
+
+def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 150)
+    alone = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
+    batch_alone = attncli("batch", str(source), "--model", BERT, "--jobs", "1")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        shared = attncli("heads", "--file", str(source), "--model", BERT, "--dask", address, "--json", timeout=120)
+        batch_shared = attncli("batch", str(source), "--model", BERT, "--dask", address, timeout=120)
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout == alone.stdout and batch_shared.stdout == batch_alone.stdout
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    run = attncli("heads", "--file", str(tmp_path / "a.txt"), "--dask", "tcp://127.0.0.1:9", env=env, text=True)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr
