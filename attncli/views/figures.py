@@ -14,6 +14,7 @@ import html
 import numpy as np
 
 from attncli import analysis
+from attncli.escapes import visible
 from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
 from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, window
@@ -62,6 +63,7 @@ def _width(content: str, size: float) -> float:
 
 def _document(width: float, height: float, title: str, subtitle: str, body: list[str]) -> str:
     """The SVG file: the title and subtitle at its top left, then `body`; at least as wide as they are."""
+    title = visible(title)  # a model's name is a path, which may hold anything
     width = max(width, 40 + _width(title, 16), 40 + _width(subtitle, 11))
     heading = [_text(20, 24, title, 16, font_weight="bold", fill="#111"), _text(20, 42, subtitle, 11, fill="#555")]
     return (
@@ -146,7 +148,8 @@ def matrix_svg(
 
 
 def _subtitle(run: AttentionRun) -> str:
-    text = run.text if len(run.text) <= 110 else run.text[:109] + "…"
+    """The text (made visible: XML takes no control characters) and its length."""
+    text = visible(run.text if len(run.text) <= 110 else run.text[:109] + "…")
     return f"“{text}” · {len(run.tokens)} tokens"
 
 
