@@ -10,6 +10,7 @@ function returns new arrays and changes none of its inputs; the one exception is
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,6 +230,73 @@ class Trace:
     output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
+def _heads(
+    q_projected: np.ndarray,
+    k_projected: np.ndarray,
+    v_projected: np.ndarray,
+    p: Projections,
+    heads: int,
+    mask: np.ndarray | None,
+    weights_out: np.ndarray | None,
+    rotary: Rotary | None,
+    *,
+    kv_heads: int | None,
+    scale: float | None,
+    cap: float | None,
+    norm_eps: float,
+    steps: bool,
+) -> tuple:
+    """The heads' part of attention for one text, from its projections [T, h·d_k], [T, g·d_k] and
+    [T, g·d_k]: (q, k, v, q and k rotated, scores, scaled scores, weights, head outputs)."""
+    q = split_heads(q_projected, heads)  # [h, T, d_k]
+    k = split_heads(k_projected, kv_heads or heads)  # [g, T, d_k]
+    v = split_heads(v_projected, kv_heads or heads)  # [g, T, d_k]
+    if p.q_norm is not None:
+        q, k = rms_norm(q, p.q_norm, norm_eps), rms_norm(k, p.k_norm, norm_eps)
+    q_rotated = k_rotated = None
+    if rotary is not None:
+        q_rotated, k_rotated = rotate(q, rotary), rotate(k, rotary)  # [h, T, d_k], [g, T, d_k]
+    q_used = q if q_rotated is None else q_rotated
+    k_used = repeat_kv(k if k_rotated is None else k_rotated, heads)  # [h, T, d_k]
+    raw = scores(q_used, k_used)  # [h, T, T]
+    scaled_scores = scaled(raw, q.shape[-1], scale, out=None if steps else raw)  # [h, T, T]
+    if cap is not None:
+        scaled_scores = soft_cap(scaled_scores, cap)
+    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
+    head_outputs = weights @ repeat_kv(v, heads)  # [h, T, d_k]
+    return q, k, v, q_rotated, k_rotated, raw, scaled_scores, weights, head_outputs
+
+
+def packed_attention(
+    x: np.ndarray,
+    p: Projections,
+    heads: int,
+    segments: list[slice],
+    weights_out: list[np.ndarray],
+    *,
+    masks: Callable[[int], np.ndarray | None],
+    rotaries: Callable[[int], Rotary | None],
+    kv_heads: int | None = None,
+    scale: float | None = None,
+    cap: float | None = None,
+    norm_eps: float = 1e-6,
+) -> np.ndarray:
+    """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text
+    (`segments`, slices of x) attending only to itself: the projections run over every token at
+    once, the heads text by text (with masks(T) and rotaries(T) for a text of T tokens). Each text's
+    weights go into its `weights_out` [h, T, T]; returns the output [N, d]."""
+    projected = linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
+    options = {"kv_heads": kv_heads, "scale": scale, "cap": cap, "norm_eps": norm_eps, "steps": False}
+    concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
+    for segment, out in zip(segments, weights_out, strict=True):
+        tokens = segment.stop - segment.start
+        head_outputs = _heads(
+            *(part[segment] for part in projected), p, heads, masks(tokens), out, rotaries(tokens), **options
+        )[-1]
+        concat[segment] = merge_heads(head_outputs)
+    return linear(concat, p.w_o, p.b_o)
+
+
 def multi_head_attention(
     x: np.ndarray,
     p: Projections,
@@ -253,22 +321,11 @@ def multi_head_attention(
     scaled in place (the trace's scores are then its scaled scores): for a caller that keeps only
     the weights.
     """
-    q = split_heads(linear(x, p.w_q, p.b_q), heads)  # [h, T, d_k]
-    k = split_heads(linear(x, p.w_k, p.b_k), kv_heads or heads)  # [g, T, d_k]
-    v = split_heads(linear(x, p.w_v, p.b_v), kv_heads or heads)  # [g, T, d_k]
-    if p.q_norm is not None:
-        q, k = rms_norm(q, p.q_norm, norm_eps), rms_norm(k, p.k_norm, norm_eps)
-    q_rotated = k_rotated = None
-    if rotary is not None:
-        q_rotated, k_rotated = rotate(q, rotary), rotate(k, rotary)  # [h, T, d_k], [g, T, d_k]
-    q_used = q if q_rotated is None else q_rotated
-    k_used = repeat_kv(k if k_rotated is None else k_rotated, heads)  # [h, T, d_k]
-    raw = scores(q_used, k_used)  # [h, T, T]
-    scaled_scores = scaled(raw, q.shape[-1], scale, out=None if steps else raw)  # [h, T, T]
-    if cap is not None:
-        scaled_scores = soft_cap(scaled_scores, cap)
-    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
-    head_outputs = weights @ repeat_kv(v, heads)  # [h, T, d_k]
+    projected = linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
+    options = {"kv_heads": kv_heads, "scale": scale, "cap": cap, "norm_eps": norm_eps, "steps": steps}
+    q, k, v, q_rotated, k_rotated, raw, scaled_scores, weights, head_outputs = _heads(
+        *projected, p, heads, mask, weights_out, rotary, **options
+    )
     concat = merge_heads(head_outputs)  # [T, h·d_k]
     output = linear(concat, p.w_o, p.b_o)  # [T, d]
     return AttentionTrace(x, q, k, v, raw, scaled_scores, weights, head_outputs, concat, output, q_rotated, k_rotated)

@@ -153,3 +153,7 @@ class SampleModel:
     def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
         """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
         return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]))
+
+    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
+        """One text at a time: the sample model is one small layer, with nothing to gain from packing."""
+        return [self.run(tokens).weights for tokens in texts]

@@ -383,13 +383,56 @@ def heads(
 def statistics_of(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
     """One text's head statistics, {name: [L, h]} (see analysis.text_statistics)."""
     result = run(text, model, max_tokens)
-    pieces = [t.text for t in result.tokens]
-    info, count = model.info, len(result.tokens)
+    return _statistics(result.weights, result.tokens, model.info)
+
+
+def _statistics(weights: np.ndarray, tokens: list[Token], info: ModelInfo) -> dict[str, np.ndarray]:
+    count = len(tokens)
     if info.windows is None:  # one mask for every layer
         masks = [info.mask(0, count)] * info.layers
     else:
         masks = [info.mask(layer, count) for layer in range(info.layers)]
-    return analysis.text_statistics(result.weights, result.special, pieces, info.causal, masks)
+    special = np.array([t.special for t in tokens], dtype=bool)
+    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks)
+
+
+# Tokens of one packed forward pass (see transformer.forward_packed): enough for BLAS to run at
+# speed, few enough that the texts' attention weights stay small.
+PACK_TOKENS = 2048
+
+
+def statistics_of_many(
+    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> list[dict[str, np.ndarray] | AttncliError]:
+    """Each text's head statistics (as statistics_of gives them, to float32 rounding), or the error
+    it gave; the texts run packed together, up to PACK_TOKENS tokens a forward pass."""
+    results: list = [None] * len(texts)
+    packs, pack, size = [], [], 0
+    for index, text in enumerate(texts):
+        try:
+            tokens = _tokens(text, model, max_tokens)
+            _check_memory(model.info, len(tokens), False)
+        except AttncliError as error:
+            results[index] = error
+            continue
+        if pack and size + len(tokens) > PACK_TOKENS:
+            packs.append(pack)
+            pack, size = [], 0
+        pack.append((index, tokens))
+        size += len(tokens)
+    packs += [pack] if pack else []
+    for pack in packs:
+        try:
+            attention = model.run_many([tokens for _, tokens in pack])
+        except AttncliError as error:
+            if len(pack) == 1:
+                results[pack[0][0]] = error
+            else:  # one at a time: each text's own error, or its numbers
+                packs += [[entry] for entry in pack]
+            continue
+        for (index, tokens), weights in zip(pack, attention, strict=True):
+            results[index] = _statistics(weights, tokens, model.info)
+    return results
 
 
 def heads_result(info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None) -> HeadsResult:

@@ -60,15 +60,16 @@ class HeadsPart:
 def heads_partition(recipe: ModelRecipe, max_tokens: int, names: Mapping[str, str], part: list[Text]) -> HeadsPart:
     """The head statistics of each text of `part`, summed; a text that fails is left out and named,
     its message worded with `names` (see AttncliError.worded)."""
-    from attncli.commands import statistics_of  # here: a worker needs no more of attncli than this
+    from attncli.commands import statistics_of_many  # here: a worker needs no more of attncli than this
 
-    model = recipe.load()
     sums, failures = analysis.StatisticSums(), []
-    for item in part:
-        try:
-            sums.add(statistics_of(item.text, model, max_tokens))
-        except AttncliError as error:
-            failures.append((item.line, error.worded(names)))
+    for item, statistics in zip(
+        part, statistics_of_many([item.text for item in part], recipe.load(), max_tokens), strict=True
+    ):
+        if isinstance(statistics, AttncliError):
+            failures.append((item.line, statistics.worded(names)))
+        else:
+            sums.add(statistics)
     return HeadsPart(sums, failures)
 
 

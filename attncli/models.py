@@ -165,6 +165,10 @@ class Model(Protocol):
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
         ...
 
+    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
+        """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding)."""
+        ...
+
 
 # ModelInfo's fields that are a checkpoint's TransformerConfig's, under the same names.
 _FROM_CONFIG = (
@@ -248,10 +252,21 @@ class CheckpointModel:
             )
         ]
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
-        from attncli.transformer import forward
+    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
+        """Several texts packed into one forward pass (see transformer.forward_packed)."""
+        from attncli.transformer import forward_packed
 
+        for tokens in texts:
+            self._check_length(tokens)
+        ids = [np.array([t.id for t in tokens]) for tokens in texts]
+        rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
+        embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
+        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
+            attention, output = forward_packed(ids, embeddings, self.config, self.weights)
+        self._check_finite(output)
+        return attention
+
+    def _check_length(self, tokens: list[Token]) -> None:
         if len(tokens) > self.config.max_length:
             specials = " (special tokens included)" if any(t.special for t in tokens) else ""
             raise BadInput(
@@ -261,18 +276,27 @@ class CheckpointModel:
                 name=self.name,
                 limit=self.config.max_length,
             )
-        ids = np.array([t.id for t in tokens])
-        embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
-        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            trace = forward(ids, embeddings, self.config, self.weights, keep_steps)
+
+    def _check_finite(self, output: np.ndarray) -> None:
         # A NaN or infinity anywhere in a layer reaches the output (a weight's row through its head's
         # output, a score through its softmax), so the output alone tells; checking the [L, h, T, T]
         # weights as well took a tenth of a second at 512 tokens.
-        if not np.all(np.isfinite(trace.output)):
+        if not np.all(np.isfinite(output)):
             raise DataError(
                 f"{self.checkpoint.directory}: the forward pass gave NaN or infinite values; "
                 "the checkpoint's weights or config.json are broken"
             )
+
+    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
+        from attncli.transformer import forward
+
+        self._check_length(tokens)
+        ids = np.array([t.id for t in tokens])
+        embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
+        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
+            trace = forward(ids, embeddings, self.config, self.weights, keep_steps)
+        self._check_finite(trace.output)
         return trace
 
 

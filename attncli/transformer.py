@@ -12,7 +12,7 @@ Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and va
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,7 @@ from attncli.attention import (
     causal_mask,
     linear,
     multi_head_attention,
+    packed_attention,
     rms_norm,
 )
 from attncli.errors import DataError
@@ -366,46 +367,43 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
 
 
 def _block(
-    x: np.ndarray,
-    block: Block,
-    config: TransformerConfig,
-    mask,
-    weights_out: np.ndarray,
-    turn: Rotary | None,
-    steps: bool,
-) -> tuple[AttentionTrace, np.ndarray]:
-    """One layer: [T, d] -> (its attention trace, [T, d]); the attention weights go into `weights_out`."""
-
-    def attend(x: np.ndarray) -> AttentionTrace:
-        return multi_head_attention(
-            x,
-            block.attention,
-            config.heads,
-            mask,
-            weights_out,
-            kv_heads=config.kv_heads,
-            rotary=turn,
-            scale=config.attention_scale,
-            cap=config.soft_cap,
-            norm_eps=config.eps,
-            steps=steps,
-        )
-
+    x: np.ndarray, block: Block, config: TransformerConfig, attend: Callable[[np.ndarray], tuple]
+) -> tuple[AttentionTrace | None, np.ndarray]:
+    """One layer: [T, d] -> (its attention trace, [T, d]), attention by `attend`, which takes the
+    layer's attention input and gives (its trace or None, its output)."""
     if config.pre_norm:
-        trace = attend(normalized(x, block.attention_norm, config))
-        out = (
-            trace.output
-            if block.attention_out_norm is None
-            else normalized(trace.output, block.attention_out_norm, config)
-        )
+        trace, output = attend(normalized(x, block.attention_norm, config))
+        out = output if block.attention_out_norm is None else normalized(output, block.attention_out_norm, config)
         h = x + out  # [T, d]
         ffn = feed_forward(normalized(h, block.ffn_norm, config), block.feed_forward, config.activation)
         if block.ffn_out_norm is not None:
             ffn = normalized(ffn, block.ffn_out_norm, config)
         return trace, h + ffn
-    trace = attend(x)
-    h = normalized(x + trace.output, block.attention_norm, config)  # [T, d]
+    trace, output = attend(x)
+    h = normalized(x + output, block.attention_norm, config)  # [T, d]
     return trace, normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config)
+
+
+def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
+    """(the first layer's input [T, d], the position embeddings added to it or None)."""
+    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
+    x = embeddings if positions is None else embeddings + positions  # [T, d]
+    if config.embedding_scale is not None:
+        x = x * np.float32(config.embedding_scale)
+    if weights.token_type is not None:
+        x = x + weights.token_type[0]
+    if weights.embedding_norm is not None:
+        x = normalized(x, weights.embedding_norm, config)
+    return x, positions
+
+
+def _attention_options(config: TransformerConfig) -> dict:
+    return {
+        "kv_heads": config.kv_heads,
+        "scale": config.attention_scale,
+        "cap": config.soft_cap,
+        "norm_eps": config.eps,
+    }
 
 
 def forward(
@@ -422,23 +420,60 @@ def forward(
     embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     tokens = len(ids)
-    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
-    x = embeddings if positions is None else embeddings + positions  # [T, d]
-    if config.embedding_scale is not None:
-        x = x * np.float32(config.embedding_scale)
-    if weights.token_type is not None:
-        x = x + weights.token_type[0]
-    if weights.embedding_norm is not None:
-        x = normalized(x, weights.embedding_norm, config)
+    x, positions = _inputs(ids, embeddings, config, weights)
     turn = None if config.rope is None else rotary(tokens, config.rope)
     windows = config.windows or (None,) * config.layers
     masks = {window: causal_mask(tokens, window) for window in set(windows)} if config.causal else {}
     attention = np.empty((config.layers, config.heads, tokens, tokens), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs = [], []
     for layer, block in enumerate(weights.blocks):
-        trace, x = _block(x, block, config, masks.get(windows[layer]), attention[layer], turn, keep_steps)
+
+        def attend(x, layer=layer, block=block):
+            mask = masks.get(windows[layer])
+            options = _attention_options(config)
+            trace = multi_head_attention(
+                x, block.attention, config.heads, mask, attention[layer], rotary=turn, steps=keep_steps, **options
+            )
+            return trace, trace.output
+
+        trace, x = _block(x, block, config, attend)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
     return Trace(embeddings, positions, attention, traces, outputs, output)
+
+
+def forward_packed(
+    ids: list[np.ndarray], embeddings: list[np.ndarray], config: TransformerConfig, weights: TransformerWeights
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Several texts at once, packed end to end: each text attends only to itself (and its own
+    positions, masks and RoPE), while the projections and feed-forward layers run on every token
+    of every text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
+    `forward` gives it, to float32 rounding; and the last layer's output [N, d], for the caller's check.
+    """
+    lengths = [len(i) for i in ids]
+    ends = np.cumsum(lengths)
+    segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
+    x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
+    windows = config.windows or (None,) * config.layers
+    turns = {n: rotary(n, config.rope) for n in set(lengths)} if config.rope is not None else {}
+    masks = {(n, w): causal_mask(n, w) for n in set(lengths) for w in set(windows)} if config.causal else {}
+    attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
+    for layer, block in enumerate(weights.blocks):
+
+        def attend(x, layer=layer, block=block):
+            output = packed_attention(
+                x,
+                block.attention,
+                config.heads,
+                segments,
+                [weights_of_text[layer] for weights_of_text in attention],
+                masks=lambda n, layer=layer: masks.get((n, windows[layer])),
+                rotaries=turns.get,
+                **_attention_options(config),
+            )
+            return None, output
+
+        _, x = _block(x, block, config, attend)
+    return attention, x

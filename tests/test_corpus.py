@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 from helpers import ATTNCLI, BERT, attncli
 
@@ -173,3 +174,36 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     run = attncli("heads", "--file", str(tmp_path / "a.txt"), "--dask", "tcp://127.0.0.1:9", env=env, text=True)
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "architecture",
+    ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
+)
+def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
+    """Packed texts share the projections and feed-forward layers, never attention: each text's
+    weights (its own positions, masks, sliding windows and RoPE) are those of a pass of its own."""
+    from helpers import FIXTURES
+
+    from attncli.commands import _tokens
+    from attncli.models import load_model
+
+    model = load_model(str(FIXTURES / architecture))
+    texts = ["The cat sat on the mat.", "A dog", "it was too tired because the street was wide and long", "x"]
+    tokens = [_tokens(text, model, 512) for text in texts]
+    packed = model.run_many(tokens)
+    for one, weights in zip(tokens, packed, strict=True):
+        alone = model.run(one, keep_steps=False).weights
+        assert weights.shape == alone.shape
+        np.testing.assert_allclose(weights, alone, atol=1e-6, rtol=0)
+
+
+def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
+    source = tmp_path / "corpus.txt"
+    source.write_text("The cat sat.\n" + "word " * 60 + "\nA dog ran.\n")
+    run = attncli("heads", "--file", str(source), "--model", BERT, "--json", text=True)
+    assert run.returncode == 3 and json.loads(run.stdout)["texts"] == 2
+    assert "1 of 3 lines failed (line 2), left out of the statistics; line 2: the text is 242 tokens" in run.stderr
+    two = tmp_path / "two.txt"
+    two.write_text("The cat sat.\nA dog ran.\n")
+    assert json.loads(run.stdout)["heads"] == _heads("--file", str(two), "--model", BERT)["heads"]
