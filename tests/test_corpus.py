@@ -207,3 +207,31 @@ def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     two = tmp_path / "two.txt"
     two.write_text("The cat sat.\nA dog ran.\n")
     assert json.loads(run.stdout)["heads"] == _heads("--file", str(two), "--model", BERT)["heads"]
+
+
+def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
+    import pty
+
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 400)
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [ATTNCLI, "heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "100"},
+    ) as process:
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                piece = os.read(controller, 65536)
+            except OSError:
+                break
+            if not piece:
+                break
+            shown += piece
+        assert process.wait(timeout=120) == 0
+    os.close(controller)
+    text = shown.decode(errors="replace")
+    assert "/400" in text and "lines/s" in text
