@@ -88,3 +88,19 @@ def png_colours(data: bytes) -> int:
         rows.append(bytes(line))
         previous = line
     return len({row[x : x + 3] for row in rows for x in range(0, stride, channels)})
+
+
+def read_until_closed(descriptor: int) -> bytes:
+    """Everything a pseudo-terminal's controller reads until the other end is closed."""
+    import os
+
+    read = b""
+    while True:
+        try:
+            piece = os.read(descriptor, 65536)
+        except OSError:  # Linux reports the other end closed as EIO
+            break
+        if not piece:
+            break
+        read += piece
+    return read

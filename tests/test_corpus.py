@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import ATTNCLI, BERT, attncli
+from helpers import ATTNCLI, BERT, attncli, read_until_closed
 
 from attncli.analysis import STATISTICS
 
@@ -222,15 +222,7 @@ def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
         env={**os.environ, "COLUMNS": "100"},
     ) as process:
         os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                piece = os.read(controller, 65536)
-            except OSError:
-                break
-            if not piece:
-                break
-            shown += piece
+        shown = read_until_closed(controller)
         assert process.wait(timeout=120) == 0
     os.close(controller)
     text = shown.decode(errors="replace")

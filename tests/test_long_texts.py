@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import ATTNCLI, PRONOUN
+from helpers import ATTNCLI, PRONOUN, read_until_closed
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -90,15 +90,7 @@ def _on_a_terminal(*args: str, pager: str) -> tuple[int, str]:
     env = {**os.environ, "PAGER": pager, "LINES": "24", "COLUMNS": "100"}
     with subprocess.Popen([ATTNCLI, *args], stdout=terminal, stderr=subprocess.PIPE, env=env) as process:
         os.close(terminal)
-        printed = b""
-        while True:
-            try:
-                piece = os.read(controller, 65536)
-            except OSError:  # the terminal's other end closed
-                break
-            if not piece:
-                break
-            printed += piece
+        printed = read_until_closed(controller)
         code = process.wait(timeout=60)
     os.close(controller)
     return code, printed.decode(errors="replace")
