@@ -690,8 +690,10 @@ def explore(
     model: Model,
     max_tokens: int,
 ) -> None:
-    """Explore TEXT's attention full-screen: pan and zoom a head's heatmap, step through layers and
-    heads, pick a query token and see the heads ranked by what they give it. ? lists the keys.
+    """Explore TEXT's attention full-screen, head by head; ? lists the keys.
+
+    Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
+    heads ranked by what it gets from them.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """

@@ -29,6 +29,7 @@ from textual.widgets import Footer, Input, Static
 
 from attncli import analysis, commands
 from attncli.errors import AttncliError
+from attncli.escapes import visible
 from attncli.results import AttentionRun
 from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
@@ -109,6 +110,7 @@ class MatrixPane(Widget, can_focus=True):
             notes=False,
             label_limit=label_limit,
             highlight=place.query,
+            label_rows=range(tokens),  # as `whole` sized them: where a click lands is where a cell is drawn
         )
 
     def on_click(self, event: events.Click) -> None:
@@ -169,7 +171,7 @@ class TokenStrip(Static):
 
     def draw(self, labels: list[str], query: int) -> None:
         width = max(self.size.width or self.app.size.width, 20)
-        pieces = [f"{i}:{label}" for i, label in enumerate(labels)]
+        pieces = [f"{i}:{visible(label)}" for i, label in enumerate(labels)]  # never a raw control character
         start, used = query, len(pieces[query])
         while start > 0 and used + len(pieces[start - 1]) + 1 <= width // 2:
             start -= 1
@@ -230,6 +232,7 @@ class Explorer(App):
     and a status line with the cursor cell's exact weight."""
 
     TITLE = "attncli explore"
+    ENABLE_COMMAND_PALETTE = False  # every action has its key, listed by ?
     CSS = """
     #top, TokenStrip, #status { height: 1; }
     #query { height: auto; max-height: 45%; }
@@ -312,12 +315,13 @@ class Explorer(App):
 
     def _cursor_line(self) -> str:
         place, tokens = self.place, self.attention.tokens
-        weight = self.matrix()[place.query, place.key]
+        matrix = self.matrix()
+        weight = matrix.dtype.type(matrix[place.query, place.key])  # printed in its own precision's shortest form
         mask = layer_mask(self.attention, place.layer)
         allowed = "" if mask is None or mask[place.query, place.key] else " (masked: the query may not see this key)"
         return (
             f"query {place.query} “{token_label(tokens[place.query].text)}” → key {place.key} "
-            f"“{token_label(tokens[place.key].text)}”: {np.float32(weight)!s}{allowed}"
+            f"“{token_label(tokens[place.key].text)}”: {weight!s}{allowed}"
         )
 
     def _query_pane(self) -> RenderableType:

@@ -610,14 +610,19 @@ class SavedRun:
 
     text: str
     model: dict  # as ModelInfo.to_json wrote it
-    attention: np.ndarray  # [L, h, T, T] float32, as the document's shortest decimals name them
+    attention: np.ndarray  # [L, h, T, T] float64, every digit the document wrote (a sample model's are float64)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray, source: str) -> "SavedRun":
         """The run a document of explain, heatmap or model holds (as `common_json` wrote it).
 
-        The attention array is read a layer at a time into float32, never as one Python float per
-        weight: a 512-token document holds 19 million of them (the rest of the document is small)."""
+        The attention array is read a row at a time into float64, never as one Python float per
+        weight: a 512-token document holds 19 million of them (the rest of the document is small).
+        UTF-8 with a byte-order mark and UTF-16 (what some shells' > writes) are read as UTF-8."""
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            data = bytes(data).decode("utf-16").encode()
+        elif data[:3] == b"\xef\xbb\xbf":
+            data = data[3:]
         damaged = BadInput("{source} is not an attncli {json} result with text, model and attention", source=source)
         try:
             found = _saved_attention(data)
@@ -639,7 +644,7 @@ class SavedRun:
 
 
 def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:
-    """The value of the JSON document's top-level "attention" key, as float32, and where it starts
+    """The value of the JSON document's top-level "attention" key, as float64, and where it starts
     and ends in `data`; None when it has no such array.
 
     A scan of strings and brackets finds the key; its array is then parsed one element at a time,
@@ -659,13 +664,13 @@ def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:
 
 def _array(data: bytes, at: int, dimensions: int) -> tuple[int, np.ndarray]:
     """Where the array that opens at `data[at]` ends, and that array (of `dimensions` dimensions, each
-    of one length) as float32; parsed a row of numbers at a time."""
+    of one length) as float64; parsed a row of numbers at a time."""
     close = data.find(b"]", at)
     if close >= 0 and data.find(b"[", at + 1, close) < 0:  # a row of numbers
         row = data[at : close + 1]
         if dimensions != 1 or row.translate(None, _NUMBER_ROW_BYTES):
             raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-        return close + 1, np.array(orjson.loads(row), dtype=np.float32)
+        return close + 1, np.array(orjson.loads(row), dtype=np.float64)
     elements, step = [], _FIRST_ELEMENT.match(data, at + 1)
     while step and step.group(1) == b"[" and dimensions > 1:
         element_end, element = _array(data, step.end() - 1, dimensions - 1)
@@ -673,7 +678,7 @@ def _array(data: bytes, at: int, dimensions: int) -> tuple[int, np.ndarray]:
         step = _NEXT_ELEMENT.match(data, element_end)
     if not step or dimensions == 1:
         raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-    return step.end(), np.array(elements, dtype=np.float32)  # ValueError if their shapes differ
+    return step.end(), np.array(elements, dtype=np.float64)  # ValueError if their shapes differ
 
 
 @dataclass(eq=False, repr=False)

@@ -143,15 +143,37 @@ def test_find_moves_the_query_to_each_match_in_turn():
     assert "no token has “zz” in it" in screen
 
 
-def test_a_click_on_a_cell_moves_the_cursor_and_on_a_token_makes_it_the_query():
-    run = _run()
-    opened, _ = explore(run)
-    header, label_width, cell = opened.pane.drawn
-    app, _ = explore(run, ("click", "MatrixPane", (label_width + 2 * cell + 1, header)))
-    assert (app.place.query, app.place.key) == (opened.pane.first_row, 2)
+def test_a_click_lands_on_the_cell_drawn_under_it_and_on_a_token_makes_it_the_query():
+    """Where a cell is drawn is read off the screen (its row's label, its key's index above it), so
+    the test cannot share a mistake with the explorer's own idea of its layout; the visible rows'
+    labels are short while an off-screen one is long, which once moved the columns under the mouse."""
+    run = _run(" ".join("abcdefghijklmnopqrstuvwxy") + " understanding", "sample")
+    steps = ["up"] * 20  # the cursor up at row 5: "understanding", row 26, is off screen
+    _, screen = explore(run, *steps)
+    lines = screen.splitlines()
+    labelled = [(i, re.match(r"^\s*(\d+) [a-z]\s+0\.", line)) for i, line in enumerate(lines)]
+    row, query = next((i, int(match[1])) for i, match in labelled if match)
+    indices = next(line for line in lines if re.match(r"^\s+0\s+1\s+2\b", line))
+    column = indices.index(" 3 ") + 1  # the index of key 3, written in the middle of its cell
+    app, _ = explore(run, *steps, ("click", "MatrixPane", (column, row - 1)))  # the pane starts on line 1
+    assert (app.place.query, app.place.key) == (query, 3) and query != 26
+    opened, _ = explore(_run())
     start, _, token = opened.strip[1]  # the second token the strip shows
-    app, _ = explore(run, ("click", "TokenStrip", (start, 0)))
+    app, _ = explore(_run(), ("click", "TokenStrip", (start, 0)))
     assert app.place.query == token
+
+
+def test_control_characters_in_tokens_never_reach_the_screen():
+    from helpers import FIXTURES
+
+    _, screen = explore(_run("a\x1b[31mb \u202eRTL c\x07d", str(FIXTURES / "gemma")))
+    assert "\x1b" not in screen and "\u202e" not in screen and "\x07" not in screen
+
+
+@pytest.mark.parametrize("width", [14, 18, 30])
+def test_a_narrow_terminal_still_draws(width):
+    app, screen = explore(_run(), "right", "minus", ("resize", (width + 5, 20)), "plus", size=(width, 20))
+    assert len(screen.splitlines()) == 20 and app.pane.width == width + 5
 
 
 def test_it_follows_a_resize_and_fits_80_by_24():

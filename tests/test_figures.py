@@ -164,14 +164,14 @@ def test_svg_figures_render_in_a_browser(cli, tmp_path, browser, name):
     assert png_colours(page.screenshot(clip={"x": 0, "y": 0, "width": 400, "height": 400})) > 20
 
 
-HOSTILE = "the \x01 cat </script></svg> & <b>it</b> ]]> \u202e"
+HOSTILE = "the \x01 cat <!--<script> </script></svg> & <b>it</b> ]]> \u202e"
 
 
 @pytest.mark.parametrize("command", [["heatmap", HOSTILE], ["model", HOSTILE], ["query", HOSTILE, "--token", "cat"]])
 def test_text_that_looks_like_markup_stays_text_in_a_figure(cli, tmp_path, command):
     figure, _ = _export(cli, tmp_path, "figure.svg", *command)
     texts = " ".join(element.text or "" for element in _svg(figure).iter(f"{SVG}text"))  # parses: valid XML
-    assert "</script></svg> & <b>it</b>" in texts and "\x01" not in figure.read_text()
+    assert "<!--<script> </script></svg> & <b>it</b>" in texts and "\x01" not in figure.read_text()
 
 
 def test_text_that_looks_like_markup_stays_text_in_a_page(cli, tmp_path, browser):

@@ -311,11 +311,11 @@ def test_a_saved_attention_array_is_read_exactly_as_a_json_parser_reads_it():
     wherever the array sits and however the document is spaced, and a look-alike key inside a
     string or a nested object must not be taken for it."""
     document = _saved_document('He said "attention": [[1]] twice')
-    expected = np.array(document["attention"], dtype=np.float64).astype(np.float32)
+    expected = np.array(document["attention"], dtype=np.float64)
     decoy = {"note": {"attention": [[[[0.5]]]]}, **document}
     for layout in (json.dumps(document), json.dumps(decoy, indent=2), json.dumps(dict(reversed(decoy.items())))):
         saved = SavedRun.from_bytes(layout.encode(), "saved.json")
-        assert saved.attention.dtype == np.float32 and np.array_equal(saved.attention, expected)
+        assert saved.attention.dtype == np.float64 and np.array_equal(saved.attention, expected)
         assert saved.text == document["text"]
 
 
@@ -370,3 +370,15 @@ def test_an_unreadable_checkpoint_is_reported_as_unreadable_not_missing(tmp_path
     monkeypatch.setattr(attncli.checkpoint.os, "open", refuse)
     with pytest.raises(DataError, match=r"model\.safetensors: cannot read .*\(Permission denied\)"):
         commands.run(SENTENCE, load_model(str(_copy(tmp_path))))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+@pytest.mark.parametrize("model", ["sample", "bert"])
+def test_check_finds_no_change_at_all_in_its_own_output_whatever_its_encoding(tmp_path, model, encoding):
+    """The sample model computes in float64 and a checkpoint in float32: both round-trip through JSON
+    exactly, so a zero tolerance passes; a byte-order mark or UTF-16 (PowerShell's >) changes nothing."""
+    spec = "sample" if model == "sample" else str(FIXTURES / "bert")
+    saved = tmp_path / "saved.json"
+    saved.write_text(attncli("heatmap", SENTENCE, "--model", spec, "--json", text=True).stdout, encoding=encoding)
+    run = attncli("check", "--against", str(saved), "--tolerance", "0", text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

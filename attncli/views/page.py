@@ -64,7 +64,9 @@ def page_html(run: AttentionRun, title: str) -> str:
     assets = files("attncli.views")
     style = assets.joinpath("page.css").read_text(encoding="utf-8")
     script = assets.joinpath("page.js").read_text(encoding="utf-8")
-    # In a <script> element only "</" can end it early; JSON escapes it as "<\/".
-    data = json.dumps(page_data(run, title), ensure_ascii=False).replace("</", "<\\/")
+    # Inside a <script> element "</script" ends it and "<!--" changes how the rest is read: JSON's
+    # own escapes for <, > and & keep every such sequence out of the markup, whatever the text holds.
+    data = json.dumps(page_data(run, title), ensure_ascii=False)
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = Template(assets.joinpath("page.html").read_text(encoding="utf-8"))
     return page.substitute(title=html.escape(title), text=html.escape(run.text), style=style, script=script, data=data)

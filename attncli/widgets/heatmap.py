@@ -124,6 +124,7 @@ class Heatmap:
         notes: bool = True,
         label_limit: int = _LABEL_LIMIT,
         legend: bool = True,
+        label_rows: range | None = None,
     ):
         self.weights = weights  # [T, T]
         self.labels = [token_label(label) for label in labels]
@@ -135,8 +136,11 @@ class Heatmap:
         self.label_limit = label_limit  # characters of a key's label, written downwards when they do not fit across
         self.legend = legend
         # "12 " before each row's label, abbreviated past _LABEL_LIMIT; worked out once, read per row
-        longest = max(cell_len(self.labels[row]) for row in self.rows)
-        self._index_width = len(str(self.rows[-1]))
+        # Sized by `label_rows` (default: the rows drawn): a pane that pans gives every row, so its
+        # columns stay put as it moves.
+        sizing = self.rows if label_rows is None else label_rows
+        longest = max(cell_len(self.labels[row]) for row in sizing)
+        self._index_width = len(str(sizing[-1]))
         self.row_label_width = self._index_width + 1 + min(longest, _LABEL_LIMIT) + 1
         self.title = title
         self.scale = scale
@@ -162,7 +166,7 @@ class Heatmap:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell_width(options.max_width)
-        fit = max(options.max_width - self.row_label_width, 1) // cell
+        fit = max((options.max_width - self.row_label_width) // cell, 1)  # one key at least, however narrow
         columns = self.columns[:fit]
         values = self.show_values and cell >= 4
         colour = uses_colour(console)
