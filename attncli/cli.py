@@ -7,6 +7,7 @@ This is also the error boundary: the library raises errors that name its own par
 import functools
 import inspect
 import os
+import re
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -393,8 +394,8 @@ def _window(value: str | None, option: str) -> slice | None:
         return None
     start, colon, stop = value.partition(":")
     try:
-        if not colon:
-            raise ValueError
+        if not colon or not all(re.fullmatch(r"\s*(-?[0-9]+)?\s*", end) for end in (start, stop)):
+            raise ValueError  # int() would also take 1_0 and other scripts' digits
         return slice(*(int(end) if end.strip() else None for end in (start, stop)))
     except ValueError:  # int() also refuses more than 4,300 digits
         raise BadInput(

@@ -33,7 +33,7 @@ from attncli.escapes import visible
 from attncli.results import AttentionRun
 from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
-from attncli.views.matrices import head_thumbnails
+from attncli.views.matrices import head_thumbnails, thumbnail_block
 from attncli.views.rankings import query_chart
 from attncli.widgets.heatmap import Heatmap, Legend
 from attncli.widgets.minimap import MiniHeatmap
@@ -82,8 +82,7 @@ class MatrixPane(Widget, can_focus=True):
         cell = ZOOMS[place.zoom]
         if cell == 0:
             self.drawn = None
-            side = max(min(width, 2 * (height - 3)), 1)  # a title line, and two of legend
-            block = -(-tokens // side)
+            block = thumbnail_block(tokens, min(width, 2 * (height - 3)))  # a title line, and two of legend
             seen = np.ones(weights.shape, bool) if mask is None else mask
             means, any_seen = analysis.block_means(weights, seen, block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
@@ -147,7 +146,7 @@ class GridPane(Widget):
         place, run = explorer.place, explorer.attention
         heads, tokens = run.model.heads, len(run.tokens)
         side = max(min(self.size.width // heads - 2, 16), 4)  # cells a side, so a layer's heads fit a line
-        block = -(-tokens // side)
+        block = thumbnail_block(tokens, side)
         lines_per_layer = -(-min(side, tokens) // 2) + 2
         layers = max(self.size.height // lines_per_layer, 1)
         first = max(min(place.layer - layers // 2, run.model.layers - layers), 0)

@@ -49,13 +49,17 @@ def pad(text: str, width: int, align: str = "left") -> str:
 def page(text: str) -> bool:
     """Show `text` (escape codes included) through the user's pager, as git does: $PAGER, else
     `less` with LESS=FRX (quit at once if it fits, keep colours, leave the screen as it was).
-    False when there is no pager to run (PAGER empty or cat, or not found): then print it yourself.
-    Ctrl-C belongs to the pager while it runs, as it does in git."""
+    False when there is no pager to run (PAGER empty, cat, unparsable or not found) or it failed
+    (exit status other than 0): then print it yourself. Ctrl-C belongs to the pager while it runs,
+    as it does in git."""
     import shlex
     import signal
     import subprocess
 
-    command = shlex.split(os.environ.get("PAGER", "less"))
+    try:
+        command = shlex.split(os.environ.get("PAGER", "less"))
+    except ValueError:  # an unclosed quote
+        return False
     if not command or command == ["cat"]:
         return False
     environment = {**os.environ, "LESS": os.environ.get("LESS", "FRX"), "LV": os.environ.get("LV", "-c")}
@@ -73,7 +77,7 @@ def page(text: str) -> bool:
     finally:
         pager.wait()
         signal.signal(signal.SIGINT, interrupt)
-    return True
+    return pager.returncode == 0
 
 
 def make_console(color: str = "auto", **settings):

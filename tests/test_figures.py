@@ -183,3 +183,23 @@ def test_text_that_looks_like_markup_stays_text_in_a_page(cli, tmp_path, browser
     assert [t.text_content() for t in page.query_selector_all("#queries .token")] == [
         token["text"] for token in document["tokens"]
     ]
+
+
+def test_a_page_opens_where_the_command_pointed(cli, tmp_path, browser):
+    page_file, _ = _export(
+        cli, tmp_path, "page.html", "heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--head", "3"
+    )
+    state = _opened_state(browser, page_file)
+    assert (state["layer"], state["head"], state["scale"]) == (1, 3, "fixed")
+    page_file, document = _export(cli, tmp_path, "query.html", "query", PRONOUN, "--model", BERT, "--token", "it")
+    state = _opened_state(browser, page_file)
+    assert state["active"] == {"side": "query", "index": document["token"]["index"]} and state["pinned"]
+    rollout, _ = _export(cli, tmp_path, "rollout.html", "rollout", PRONOUN, "--model", BERT)
+    assert "attncli-data" not in rollout.read_text()  # its own view, not a page of raw attention
+
+
+def _opened_state(browser, page_file) -> dict:
+    page, _, errors = _open(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    assert errors == []
+    return page.evaluate("attncliPage.state")

@@ -46,7 +46,12 @@ def test_keys_cut_by_the_width_are_named_with_the_window_that_shows_the_next_one
 
 @pytest.mark.parametrize(
     ("window", "message"),
-    [("200:300", "--keys 200:300 picks none of the 156 tokens (0 to 155)"), ("5", "is not a window A:B")],
+    [
+        ("200:300", "--keys 200:300 picks none of the 156 tokens (0 to 155)"),
+        ("5", "is not a window A:B"),
+        ("1_0:2_0", "is not a window A:B"),
+        ("٣:٥", "is not a window A:B"),
+    ],
 )
 def test_a_window_that_picks_nothing_or_is_not_a_window_is_one_line(cli, window, message):
     run = cli("heatmap", LONG, "--keys", window)
@@ -106,3 +111,8 @@ def test_a_view_taller_than_the_terminal_goes_through_the_pager_unless_told_not_
     assert code == 0 and not paged.exists() and "head 0" in printed
     code, printed = _on_a_terminal("tokenize", "The cat", pager=pager)  # shorter than the screen: printed
     assert code == 0 and not paged.exists() and "The" in printed
+
+
+def test_the_window_is_said_once_above_heads_drawn_side_by_side(cli):
+    run = cli("heatmap", LONG, "--keys", "0:5", "--no-values", env={"COLUMNS": "200"})
+    assert run.stdout.count("(showing") == 1 and run.stdout.count("head ") >= 2

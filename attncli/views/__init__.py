@@ -37,10 +37,15 @@ def figure(result, kind: str, **options) -> str | None:
     (the export is then a picture of its terminal view). A result with a run's attention gets the
     interactive page."""
     run = getattr(result, "run", None)
-    if kind == ".html" and isinstance(run, results.AttentionRun):
+    if kind == ".html" and isinstance(run, results.AttentionRun) and not isinstance(result, results.RolloutResult):
         from attncli.views.page import page_html  # only an export reads the page's script and style
 
-        return page_html(run, f"attncli · {run.model.name}")
+        start = {"layer": getattr(result, "layer", 0), "head": getattr(result, "head", None) or 0}
+        if isinstance(result, results.ExplainResult):
+            start["head"] = result.walk_head
+        if isinstance(result, results.QueryResult):
+            start["query"] = result.token[0]
+        return page_html(run, f"attncli · {run.model.name}", {**start, "scale": options.get("scale", "fixed")})
     if kind == ".svg" and type(result) in FIGURES:
         return FIGURES[type(result)](result, **options)
     return None

@@ -142,6 +142,7 @@ def head_heatmaps(
             highlight=highlight,
             rows=rows,
             columns=columns,
+            notes=h == heads[0],  # the window is every head's: said once, above the first
         )
         for h in heads
     ]

@@ -16,8 +16,8 @@ import numpy as np
 from attncli import analysis
 from attncli.escapes import visible
 from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
-from attncli.terminal import token_label
-from attncli.views.common import head_name, layer_mask, window
+from attncli.views.common import head_name, layer_mask, token_texts, window
+from attncli.views.matrices import thumbnail_block
 from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions
 
 __all__ = ["FIGURES", "contrast", "ink"]
@@ -101,7 +101,7 @@ def _colour_bar(x: float, y: float, scale: str) -> tuple[list[str], float]:
 
 def matrix_svg(
     weights: np.ndarray,
-    labels: list[str],
+    labels: list[str],  # readable (views.common.token_texts)
     title: str,
     subtitle: str,
     scale: str,
@@ -114,7 +114,7 @@ def matrix_svg(
     rows = range(len(labels)) if rows is None else rows
     columns = range(len(labels)) if columns is None else columns
     cell = float(min(36, max(4, round(900 / max(len(rows), len(columns))))))
-    names = [f"{i} {token_label(label)}" for i, label in enumerate(labels)]
+    names = [f"{i} {visible(label)}" for i, label in enumerate(labels)]
     font = min(12.0, max(cell * 0.8, 6.0))
     side = max(_width(names[i], font) for i in [*rows, *columns]) + 8  # room for the labels: left, and above
     margin, header = 20, 54
@@ -157,7 +157,7 @@ def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, que
     tokens = len(run.tokens)
     return matrix_svg(
         run.weights[layer, head],
-        [t.text for t in run.tokens],
+        token_texts(run),
         f"{run.model.name} · layer {layer}, head {head}",
         _subtitle(run),
         scale,
@@ -182,7 +182,7 @@ def rollout_figure(result: RolloutResult, scale: str = "fixed", keys=None, queri
     title = f"{run.model.name} · attention rollout through layer {len(result.rollout) - 1} ({result.fusion} of heads)"
     return matrix_svg(
         result.rollout[-1],
-        [t.text for t in run.tokens],
+        token_texts(run),
         title,
         _subtitle(run),
         scale,
@@ -199,7 +199,7 @@ def model_figure(result: ModelGridResult, scale: str = "fixed", **_) -> str:
     """Every chosen layer × head as a thumbnail, each cell the mean of a block when the text is long."""
     run = result.run
     tokens = len(run.tokens)
-    block = -(-tokens // GRID_CELLS)
+    block = thumbnail_block(tokens, GRID_CELLS)
     cells = -(-tokens // block)
     pixel = max(2.0, round(96 / cells))
     size = cells * pixel
@@ -244,15 +244,16 @@ def query_figure(result: QueryResult, top: int = 12, **_) -> str:
     ranking = result.ranking[:top]
     bar = float(min(16, max(2, round(900 / tokens))))
     rise = 30.0
-    names = [f"{i} {token_label(t.text)}" for i, t in enumerate(run.tokens)]
+    labels = [visible(label) for label in token_texts(run)]
+    names = [f"{i} {label}" for i, label in enumerate(labels)]
     columns = [
-        [f"{rank}", head_name(t.layer, t.head), token_label(run.tokens[t.top].text), f"{t.top_weight:.2f}"]
+        [f"{rank}", head_name(t.layer, t.head), labels[t.top], f"{t.top_weight:.2f}"]
         for rank, t in enumerate(ranking, start=1)
     ]
     widths = [max(_width(row[i], 11) for row in [["#", "head", "top key", "weight"], *columns]) + 10 for i in range(4)]
     margin = 20
     left = margin + sum(widths)
-    query = ", ".join(token_label(run.tokens[i].text) for i in result.token)
+    query = ", ".join(labels[i] for i in result.token)
     title = f"{run.model.name} · what “{query}” attends to, heads ranked"
     labelled = bar >= 10
     label_room = max(_width(name, 10) for name in names) + 8 if labelled else 16

@@ -60,7 +60,8 @@ def model_view(
     run = result.run
     tokens = len(run.tokens)
     rows, columns = window(queries, tokens, "--queries"), window(keys, tokens, "--keys")
-    block = thumbnail_block(rows, columns, THUMBNAIL)
+    longest = max(len(rows), len(columns))
+    block = thumbnail_block(longest, THUMBNAIL if longest > WHOLE_LIMIT else longest)
     what = f"{len(rows)} × {len(columns)} weights"
     if block > 1:
         what += (
@@ -85,11 +86,10 @@ def model_view(
     return Group(*parts)
 
 
-def thumbnail_block(rows: range, columns: range, size: int) -> int:
-    """The side of the blocks that fit a window of `rows` × `columns` weights into `size` cells a
-    side; 1 (every weight a cell) for a window of up to WHOLE_LIMIT tokens a side."""
-    longest = max(len(rows), len(columns))
-    return 1 if longest <= max(WHOLE_LIMIT, size) else -(-longest // size)
+def thumbnail_block(tokens: int, cells: int) -> int:
+    """The side of the blocks whose means draw `tokens` weights a side in at most `cells` cells a
+    side: every thumbnail (terminal, explorer, SVG) is drawn by this one rule."""
+    return max(1, -(-tokens // max(cells, 1)))
 
 
 def head_thumbnails(

@@ -50,13 +50,17 @@
   }
   const headColour = (h) => `hsl(${Math.round((h * 360) / H)}, 70%, 50%)`;
 
-  const state = { view: "heads", layer: 0, head: 0, scale: "fixed", active: null, pinned: false };
+  // It opens where the command pointed: its layer, head and colour scale, and query's token held.
+  const start = data.start;
+  const state = { view: "heads", layer: start.layer, head: start.head, scale: start.scale, active: null, pinned: false };
+  if (start.query !== undefined) Object.assign(state, { active: { side: "query", index: start.query }, pinned: true });
   const $ = (id) => document.getElementById(id);
 
   // Controls
   for (let l = 0; l < L; l++) $("layer").add(new Option(`${l}`, `${l}`));
   for (let h = 0; h < H; h++) $("head").add(new Option(`${h}`, `${h}`));
   $("head").add(new Option("all", "all"));
+  $("layer").value = `${state.layer}`; $("head").value = `${state.head}`; $("scale").value = state.scale;
   $("layer").onchange = () => { state.layer = +$("layer").value; draw(); };
   $("head").onchange = () => { const v = $("head").value; state.head = v === "all" ? "all" : +v; draw(); };
   $("scale").onchange = () => { state.scale = $("scale").value; draw(); };

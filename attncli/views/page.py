@@ -33,8 +33,9 @@ def _packed(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(little.tobytes(), 6)).decode()
 
 
-def page_data(run: AttentionRun, title: str) -> dict:
-    """What the page's script reads: the tokens, the model's shape, the rounded weights and the masks."""
+def page_data(run: AttentionRun, title: str, start: dict) -> dict:
+    """What the page's script reads: the tokens, the model's shape, the rounded weights, the masks,
+    and where it opens (`start`: layer, head, colour scale and, from query, the query token)."""
     weights = run.weights
     bits = 16 if weights.size <= SIXTEEN_BIT_LIMIT else 8
     top = 2**bits - 1
@@ -56,17 +57,18 @@ def page_data(run: AttentionRun, title: str) -> dict:
         "masks": masks,  # [layer][query][key] bits, 1 where the key is seen; null: every key
         "viridis": [[int(c) for c in stop] for stop in VIRIDIS],
         "log_floor": LOG_FLOOR,
+        "start": start,
     }
 
 
-def page_html(run: AttentionRun, title: str) -> str:
+def page_html(run: AttentionRun, title: str, start: dict) -> str:
     """The whole page: page.html with its style, script and data put in."""
     assets = files("attncli.views")
     style = assets.joinpath("page.css").read_text(encoding="utf-8")
     script = assets.joinpath("page.js").read_text(encoding="utf-8")
     # Inside a <script> element "</script" ends it and "<!--" changes how the rest is read: JSON's
     # own escapes for <, > and & keep every such sequence out of the markup, whatever the text holds.
-    data = json.dumps(page_data(run, title), ensure_ascii=False)
+    data = json.dumps(page_data(run, title, start), ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = Template(assets.joinpath("page.html").read_text(encoding="utf-8"))
     return page.substitute(title=html.escape(title), text=html.escape(run.text), style=style, script=script, data=data)
