@@ -17,6 +17,7 @@ NUMBER = {"type": "number"}
 INDEX = {"type": "integer", "minimum": 0}
 STRING = {"type": "string"}
 NULLABLE_NUMBER = {"type": ["number", "null"]}
+ANY_ID = {"description": "batch --id: the value of that field of the input line, as it was"}
 
 
 def _array(items: dict, depth: int = 1) -> dict:
@@ -227,9 +228,12 @@ def schemas() -> dict[str, dict]:
             "oneOf": [
                 _object(
                     {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, **EXPLAIN},
-                    {"steps": STEPS},
+                    {"steps": STEPS, "id": ANY_ID},
                 ),
-                _object({"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, "error": STRING}),
+                _object(
+                    {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, "error": STRING},
+                    {"id": ANY_ID},
+                ),
             ],
         },
         "check": _document(

@@ -93,6 +93,13 @@ def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
         (4, None, True),
     ]
     assert records[0]["text"] == "The cat sat." and "no text in field 'body'" in records[3]["error"]
+    from jsonschema import Draft202012Validator
+
+    from attncli.schema import command_schema
+
+    validator = Draft202012Validator(command_schema("batch"))
+    for record in records:
+        validator.validate(record)
     assert "2 of 4 lines failed (line 2, 4)" in run.stderr
     heads = attncli("heads", "--file", str(source), "--model", BERT, "--field", "body", "--json", text=True)
     assert heads.returncode == 3 and json.loads(heads.stdout)["texts"] == 2
