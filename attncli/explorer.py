@@ -23,6 +23,7 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
@@ -196,7 +197,11 @@ class HelpScreen(ModalScreen):
     """Every key the explorer takes, from its bindings."""
 
     BINDINGS: ClassVar = [Binding("escape,q,question_mark", "app.pop_screen", "close")]
-    DEFAULT_CSS = "HelpScreen { align: center middle; } HelpScreen > Static { width: auto; border: round $accent; }"
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: auto; max-height: 100%; border: round $accent; }
+    HelpScreen Static { width: auto; }
+    """
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, pad_edge=False)
@@ -206,7 +211,9 @@ class HelpScreen(ModalScreen):
             table.add_row(_keys(binding.key), binding.description)
         table.add_row("click", "a cell: the cursor; a token in the strip: the query")
         table.add_row("wheel", "move the query up or down")
-        yield Static(Group(Text("attncli explore: keys", style="bold"), Text(""), table))
+        # It scrolls (arrows, page keys, the wheel) where the screen is shorter than the list.
+        with VerticalScroll():
+            yield Static(Group(Text("attncli explore: keys", style="bold"), Text(""), table))
 
 
 _KEY_NAMES = {

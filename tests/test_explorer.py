@@ -130,6 +130,9 @@ def test_colour_scale_cycles_and_help_lists_every_key():
         assert binding.description in screen
     app, screen = explore(run, "question_mark", "escape")
     assert "attncli explore: keys" not in screen
+    _, top = explore(run, "question_mark", size=(80, 24))  # shorter than the list: it scrolls to its end
+    _, bottom = explore(run, "question_mark", "end", size=(80, 24))
+    assert "attncli explore: keys" in top and "wheel" not in top and "wheel" in bottom
 
 
 def test_find_moves_the_query_to_each_match_in_turn():
