@@ -7,6 +7,7 @@ partition's text and how to load the model, and back only partial sums or record
 
 import functools
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,9 @@ from attncli.models import Model, load_model
 __all__ = ["PARTITION", "HeadsPart", "ModelRecipe", "Text", "batch_partition", "heads_partition", "partitions", "run"]
 
 PARTITION = 64  # lines a worker takes at a time: large enough to keep a worker busy, small enough to resume often
+# What a terminal or a process manager sends to a whole process group: the parent's to handle, so
+# that it stops the pool in order (a worker killed mid-reply can leave a pool waiting for ever).
+_GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -99,22 +103,42 @@ def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> 
 
 def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
     """Fresh processes (spawned, not forked: a fork would copy the parent's BLAS threads mid-flight),
-    each with one BLAS thread, since the processes share the cores among themselves."""
+    each with one BLAS thread, since the processes share the cores among themselves. Signals to the
+    process group are the parent's (_GROUP_SIGNALS); a worker that dies (kill -9, out of memory)
+    ends the run with an error."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     saved = {name: os.environ.get(name) for name in single}
-    os.environ.update(single)  # what the spawned processes start with
+    os.environ.update(single)  # what the spawned processes start with: they start at the first submit
+    pool = ProcessPoolExecutor(min(jobs, len(parts)), mp_context=multiprocessing.get_context("spawn"))
     try:
-        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(parts)))
+        # The workers start as the work is submitted: with the group's signals ignored, which they
+        # inherit (Python leaves an ignored SIGINT ignored), so that even one still importing never
+        # takes a Ctrl-C meant for the parent.
+        handlers = {number: signal.signal(number, signal.SIG_IGN) for number in _GROUP_SIGNALS}
+        try:
+            futures = [pool.submit(work, part) for part in parts]
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        for future in futures:
+            yield future.result()
+    except BrokenProcessPool:
+        raise AttncliError(
+            "one of the {workers} worker processes ended before its work was done (killed, or out of "
+            "memory); run again (with {resume} where the run wrote a file)",
+            workers=min(jobs, len(parts)),
+        ) from None
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    with pool:
-        yield from pool.imap(work, parts)
+        pool.shutdown(wait=True, cancel_futures=True)  # the partitions under way finish; no process lingers
 
 
 def _on_dask(work: Callable, parts: list, address: str) -> Iterator:

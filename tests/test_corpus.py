@@ -234,3 +234,29 @@ def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
     os.close(controller)
     text = shown.decode(errors="replace")
     assert "/400" in text and "lines/s" in text
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_path, signal_name):
+    """Ctrl-C (or SIGTERM) reaches the whole process group, workers included: the run must end with
+    its code, no traceback and no wait for ever, and --resume must then give the uninterrupted bytes."""
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 2000)
+    fresh = tmp_path / "fresh.jsonl"
+    assert attncli("batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(fresh), timeout=300).returncode == 0
+    target = tmp_path / "out.jsonl"
+    command = [ATTNCLI, "batch", str(source), "--model", BERT, "--jobs", "2", "-o", str(target)]
+    for delay in (0.3, 0.8, 1.5, 2.5):
+        resume = ["--resume"] if (tmp_path / "out.jsonl.partial").exists() else []
+        with subprocess.Popen([*command, *resume], stderr=subprocess.PIPE, start_new_session=True) as process:
+            time.sleep(delay)
+            if process.poll() is None:
+                os.killpg(process.pid, getattr(signal, signal_name))
+            _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (0, 130 if signal_name == "SIGINT" else 143), stderr
+        assert b"Traceback" not in stderr and len(stderr.splitlines()) <= 1
+        if process.returncode == 0:
+            break
+    if not target.exists():
+        assert attncli(*command[1:], "--resume", timeout=300).returncode == 0
+    assert target.read_bytes() == fresh.read_bytes()
