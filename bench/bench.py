@@ -170,7 +170,7 @@ def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> N
             1,
             keep_output=True,
         )
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             [(dask, _, _)] = measure([[*heads, "--dask", cluster.scheduler_address]], 1)
     ours, theirs = json.loads(ours), json.loads(theirs)
     entropy = np.array([[h["entropy"] for h in ours["heads"] if h["layer"] == layer] for layer in range(6)])

@@ -166,7 +166,7 @@ def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
     _corpus(source, 150)
     alone = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
     batch_alone = attncli("batch", str(source), "--model", BERT, "--jobs", "1")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
         shared = attncli("heads", "--file", str(source), "--model", BERT, "--dask", address, "--json", timeout=120)
         batch_shared = attncli("batch", str(source), "--model", BERT, "--dask", address, timeout=120)
