@@ -22,7 +22,18 @@ from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.models import Model, load_model, load_saved_model
-from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
+from attncli.output import (
+    Color,
+    Format,
+    Output,
+    Scale,
+    TableFormat,
+    jsonl,
+    write,
+    write_file,
+    write_records,
+    write_stdout,
+)
 from attncli.results import SCHEMA, SavedRun
 
 __all__ = ["app", "main"]
@@ -759,7 +770,7 @@ def heads_command(
 
     work = functools.partial(corpus.heads_partition, recipe, max_tokens, WORDS)
     checkpoint = _checkpoint(output.path, resume)
-    sums, failures, start = _resumed_heads(checkpoint, model, texts) if resume else (None, [], 0)
+    sums, failures, start = _resumed_heads(checkpoint, model, texts, max_tokens) if resume else (None, [], 0)
     sums = sums or _empty_sums()
     parts = corpus.partitions(texts)
     with _progress(len(texts), done=sum(len(part) for part in parts[:start])) as advance:
@@ -767,10 +778,14 @@ def heads_command(
             sums.merge(part.sums)
             failures += part.failures
             if checkpoint is not None:
-                _save_heads_checkpoint(checkpoint, model, texts, index + 1, sums, failures)
+                _save_heads_checkpoint(checkpoint, model, texts, max_tokens, index + 1, sums, failures)
             if advance is not None:
                 advance(len(parts[index]))
     failures = sorted(unreadable + failures)
+    if not sums.texts:  # nothing to average: say why, and leave nothing to resume
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        _fail(_failed_lines(failures, len(texts) + len(unreadable), "so there is nothing to average"), BATCH_FAILED)
     write(commands.heads_result(model.info, sums), output)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
@@ -797,7 +812,12 @@ def _failed_lines(failures: list[tuple[int, str]], total: int, fate: str) -> str
 
 def _checkpoint(path: Path | None, resume: bool) -> Path | None:
     """Where a run to -o FILE keeps its progress (FILE.partial), refused when one is there and
-    --resume was not given (it would be lost), or when --resume has nothing to continue."""
+    --resume was not given (it would be lost), or when --resume has nothing to continue. None for
+    standard output, and for a device or pipe, which is written straight (as > would)."""
+    if path is not None and path.exists() and not path.resolve().is_file():
+        if resume:
+            raise BadInput(f"--resume: {path} is not a regular file, so a run to it cannot be continued")
+        return None
     if path is None:
         if resume:
             raise BadInput("--resume continues a run that wrote -o FILE: give the same -o FILE")
@@ -810,16 +830,40 @@ def _checkpoint(path: Path | None, resume: bool) -> Path | None:
     return checkpoint
 
 
-def _fingerprint(texts) -> str:
+def _fingerprint(texts, *options) -> str:
+    """What a resumed run must share with the run it continues: its texts, their line numbers and
+    the options that change its numbers."""
     import hashlib
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(options).encode())
     for item in texts:
         digest.update(f"{item.line}\x00{item.text}\x00".encode())
     return digest.hexdigest()
 
 
-def _save_heads_checkpoint(checkpoint: Path, model, texts, partitions: int, sums, failures) -> None:
+def _save_identity(identity: Path, fingerprint: dict) -> None:
+    import orjson
+
+    from attncli.output import write_file
+
+    write_file(identity, orjson.dumps(fingerprint))
+
+
+def _same_run(identity: Path, fingerprint: dict) -> None:
+    """Refuse to continue a batch that another model, other texts or other options began."""
+    import orjson
+
+    try:
+        saved = orjson.loads(_read_input(str(identity), str(identity), TEXT_LIMIT))
+    except (ValueError, BadInput):
+        raise BadInput(
+            f"{identity} (what began the unfinished run) is missing or damaged; delete both to start over"
+        ) from None
+    if saved != fingerprint:
+        raise BadInput(f"the unfinished run was begun with another model, other texts or other options ({identity})")
+
+
+def _save_heads_checkpoint(checkpoint: Path, model, texts, max_tokens: int, partitions: int, sums, failures) -> None:
     import orjson
 
     from attncli.output import write_file
@@ -829,7 +873,7 @@ def _save_heads_checkpoint(checkpoint: Path, model, texts, partitions: int, sums
         "schema": "attncli/v1",
         "command": "heads --resume",
         "model": model.info.to_json(),
-        "texts": _fingerprint(texts),
+        "texts": _fingerprint(texts, max_tokens),
         "partitions": partitions,
         "partial_sums": statistics_json(sums),
         "failures": failures,
@@ -837,7 +881,7 @@ def _save_heads_checkpoint(checkpoint: Path, model, texts, partitions: int, sums
     write_file(checkpoint, orjson.dumps(progress))
 
 
-def _resumed_heads(checkpoint: Path, model, texts):
+def _resumed_heads(checkpoint: Path, model, texts, max_tokens: int):
     """(partial sums, failures, partitions done) that the unfinished run left in `checkpoint`."""
     import orjson
 
@@ -845,7 +889,7 @@ def _resumed_heads(checkpoint: Path, model, texts):
 
     try:
         saved = orjson.loads(_read_input(str(checkpoint), str(checkpoint), SAVED_LIMIT))
-        same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts)
+        same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts, max_tokens)
         progress = statistics_from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
         done = int(saved["partitions"])
     except (ValueError, KeyError, TypeError):
@@ -1051,6 +1095,13 @@ def batch(
     texts, unreadable = _corpus(source, "FILE", field, id_field)
     total = len(texts) + len(unreadable)
     checkpoint = _checkpoint(output_path, resume)
+    if checkpoint is not None:
+        identity = checkpoint.with_name(checkpoint.name + ".json")  # what wrote FILE.partial
+        fingerprint = {
+            "model": model.info.to_json(),
+            "texts": _fingerprint(texts, unreadable, steps, precision, field, id_field, max_tokens),
+        }
+        _same_run(identity, fingerprint) if resume else _save_identity(identity, fingerprint)
     done, failed_before = resume_point(checkpoint) if resume else (0, 0)
     texts = [item for item in texts if item.line > done]
     unreadable = [entry for entry in unreadable if entry[0] > done]
@@ -1087,11 +1138,22 @@ def batch(
             yield [_error_record(*entry) for entry in pending]
 
     with _progress(total, done=total - len(texts) - len(unreadable)) as advance:
-        if checkpoint is None:
-            write_records((record for batch in in_order(advance) for record in batch), None, precision)
+        if checkpoint is None:  # standard output (or a device or pipe named by -o): a partition's records at once
+            pieces = (b"".join(jsonl(batch, precision)) for batch in in_order(advance))
+            if output_path is None:
+                write_stdout(pieces)
+            else:
+                write_file(output_path, pieces)
         else:
-            append_records(in_order(advance), checkpoint, precision)
-            os.replace(checkpoint, output_path)
+            try:
+                append_records(in_order(advance), checkpoint, precision)
+            except AttncliError:
+                if checkpoint.exists() and checkpoint.stat().st_size == 0:  # nothing done: nothing to resume
+                    checkpoint.unlink()
+                    identity.unlink(missing_ok=True)
+                raise
+            os.replace(checkpoint, output_path.resolve() if output_path.is_symlink() else output_path)
+            identity.unlink(missing_ok=True)
     if failures or failed_before:
         count = len(failures) + failed_before
         where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")

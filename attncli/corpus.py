@@ -5,9 +5,11 @@ the same numbers, to the bit, however many workers shared it; what travels to a 
 partition's text and how to load the model, and back only partial sums or records, never weights.
 """
 
+import collections
 import functools
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -113,14 +115,17 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
     single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     saved = {name: os.environ.get(name) for name in single}
     os.environ.update(single)  # what the spawned processes start with: they start at the first submit
-    pool = ProcessPoolExecutor(min(jobs, len(parts)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        min(jobs, len(parts)), mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+    )
     try:
         # The workers start as the work is submitted: with the group's signals ignored, which they
         # inherit (Python leaves an ignored SIGINT ignored), so that even one still importing never
         # takes a Ctrl-C meant for the parent.
         handlers = {number: signal.signal(number, signal.SIG_IGN) for number in _GROUP_SIGNALS}
+        ahead = 2 * jobs  # partitions submitted ahead of the one awaited: enough to keep every worker busy
         try:
-            futures = [pool.submit(work, part) for part in parts]
+            futures = collections.deque(pool.submit(work, part) for part in parts[:ahead])
         finally:
             for number, handler in handlers.items():
                 signal.signal(number, handler)
@@ -129,8 +134,12 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        for future in futures:
-            yield future.result()
+        for part in parts[ahead:]:  # results are awaited in order, and only `ahead` are ever held
+            done = futures.popleft().result()
+            futures.append(pool.submit(work, part))
+            yield done
+        while futures:
+            yield futures.popleft().result()
     except BrokenProcessPool:
         raise AttncliError(
             "one of the {workers} worker processes ended before its work was done (killed, or out of "
@@ -139,6 +148,15 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # the partitions under way finish; no process lingers
+
+
+def _die_with_parent() -> None:
+    """A worker ignores the group's signals (they are its parent's), so it must not outlive a parent
+    killed with SIGKILL: on Linux the kernel sends it SIGKILL too (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def _on_dask(work: Callable, parts: list, address: str) -> Iterator:

@@ -28,6 +28,7 @@ __all__ = [
     "append_records",
     "attention_csv",
     "attention_npz",
+    "jsonl",
     "resume_point",
     "rounded",
     "write",
@@ -316,11 +317,18 @@ def write(result, output: Output, **view_options) -> None:
 
 def write_records(records, path: Path | None, precision: int | None) -> None:
     """JSON Lines: one record a line, to standard output as they come, or to `path` whole at the end."""
-    pieces = (piece for record in records for piece in (*json_chunks(rounded(record, precision)), b"\n"))
+    pieces = jsonl(records, precision)
     if path is not None:
         write_file(path, pieces)
     else:
         write_stdout(pieces)
+
+
+def jsonl(records: Iterable[dict], precision: int | None) -> Iterator[bytes]:
+    """JSON Lines of `records`, rounded to `precision` decimals, as pieces of bytes."""
+    for record in records:
+        yield from json_chunks(rounded(record, precision))
+        yield b"\n"
 
 
 def append_records(batches: Iterable[list[dict]], path: Path, precision: int | None) -> None:
@@ -330,7 +338,7 @@ def append_records(batches: Iterable[list[dict]], path: Path, precision: int | N
     try:
         with open(path, "ab") as file:
             for batch in batches:
-                file.write(b"".join(p for record in batch for p in (*json_chunks(rounded(record, precision)), b"\n")))
+                file.write(b"".join(jsonl(batch, precision)))
                 file.flush()
                 os.fsync(file.fileno())
     except OSError as error:  # a full disk: what was written stays, for a resumed run

@@ -456,7 +456,11 @@ def statistics_from_json(document: dict) -> StatisticSums:
     """Partial sums as statistics_json wrote them; ValueError, KeyError or TypeError where they are damaged."""
     sums = StatisticSums()
     sums.texts = int(document["texts"])
+    if sums.texts < 0:
+        raise ValueError("a negative count of texts")
     names = set(document["sums"])
+    if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
+        return sums
     if names != set(STATISTICS) or names != set(document["counts"]):
         raise ValueError("the statistics are not attncli's")
     for name in STATISTICS:

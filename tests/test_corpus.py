@@ -111,16 +111,20 @@ def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
 
 def test_a_batch_cut_short_resumes_without_losing_or_repeating_a_line(tmp_path):
     source = tmp_path / "corpus.txt"
-    _corpus(source, 140)
+    _corpus(source, 1500)
     reference = tmp_path / "reference.jsonl"
-    assert attncli("batch", str(source), "--model", BERT, "-o", str(reference)).returncode == 0
-    lines = reference.read_bytes().splitlines(keepends=True)
+    assert attncli("batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(reference)).returncode == 0
     target = tmp_path / "out.jsonl"
     partial = tmp_path / "out.jsonl.partial"
-    partial.write_bytes(b"".join(lines[:70]) + lines[70][:100])  # as a run killed mid-write leaves it
-    refused = attncli("batch", str(source), "--model", BERT, "-o", str(target), text=True)
+    command = [ATTNCLI, "batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(target)]
+    _killed_midway(command, partial)
+    with open(partial, "ab") as file:
+        file.write(reference.read_bytes()[:100])  # as a run killed mid-write leaves it: half a record
+    refused = attncli(*command[1:], text=True)
     assert refused.returncode == 2 and "holds an unfinished run: --resume continues it" in refused.stderr
-    resumed = attncli("batch", str(source), "--model", BERT, "-o", str(target), "--resume")
+    other = attncli(*command[1:], "--steps", "--resume", text=True)  # other options: not this run
+    assert other.returncode == 2 and "begun with another model, other texts or other options" in other.stderr
+    resumed = attncli(*command[1:], "--resume")
     assert resumed.returncode == 0 and not partial.exists()
     assert target.read_bytes() == reference.read_bytes()
 
@@ -260,3 +264,22 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
     if not target.exists():
         assert attncli(*command[1:], "--resume", timeout=300).returncode == 0
     assert target.read_bytes() == fresh.read_bytes()
+
+
+def test_a_corpus_where_every_line_fails_says_why_and_leaves_nothing_to_resume(tmp_path):
+    source = tmp_path / "long.txt"
+    source.write_text(("word " * 60 + "\n") * 3)
+    target = tmp_path / "stats.json"
+    run = attncli("heads", "--file", str(source), "--model", BERT, "-o", str(target), text=True)
+    assert run.returncode == 3 and "3 of 3 lines failed" in run.stderr and "reads at most 40" in run.stderr
+    assert not target.exists() and not (tmp_path / "stats.json.partial").exists()
+
+
+def test_batch_to_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
+    source = tmp_path / "corpus.txt"
+    _corpus(source, 70)
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    assert attncli("batch", str(source), "--model", BERT, "-o", str(link)).returncode == 0
+    assert link.is_symlink() and real.read_text().count("\n") == 70
