@@ -814,6 +814,8 @@ def _checkpoint(path: Path | None, resume: bool) -> Path | None:
     """Where a run to -o FILE keeps its progress (FILE.partial), refused when one is there and
     --resume was not given (it would be lost), or when --resume has nothing to continue. None for
     standard output, and for a device or pipe, which is written straight (as > would)."""
+    if path is not None and (not path.name or path.is_dir()):
+        raise BadInput(f"-o {path} names a directory; give a file name")
     if path is not None and path.exists() and not path.resolve().is_file():
         if resume:
             raise BadInput(f"--resume: {path} is not a regular file, so a run to it cannot be continued")
@@ -905,6 +907,8 @@ def _merged_heads(paths: list[Path]):
 
     from attncli.results import statistics_from_json
 
+    if len({path.resolve() for path in paths}) < len(paths):
+        raise BadInput("--merge names one file twice; its texts would count twice")
     total, first = _empty_sums(), None
     for path in paths:
         try:
@@ -912,6 +916,9 @@ def _merged_heads(paths: list[Path]):
             sums, model = statistics_from_json(document["partial_sums"]), document["model"]
         except (ValueError, KeyError, TypeError):
             raise BadInput(f"--merge {path} is not an attncli heads --json result with partial sums") from None
+        layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)
+        if any(values.shape != (layers, heads) for values in sums.sums.values()):
+            raise BadInput(f"--merge {path}: its partial sums are not of its model's {layers} × {heads} heads")
         if first is None:
             first = model
         elif model != first:

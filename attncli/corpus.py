@@ -168,8 +168,8 @@ def _on_dask(work: Callable, parts: list, address: str) -> Iterator:
         ) from None
     try:
         client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as error:
-        raise AttncliError(f"cannot reach the Dask scheduler at {address} ({error})") from None
+    except (OSError, TimeoutError, ValueError, TypeError) as error:  # the last two: an address that is not one
+        raise AttncliError(f"cannot reach the Dask scheduler at {address!r} ({error})") from None
     with client:
         futures = client.map(work, parts, pure=False)
         for future in futures:
