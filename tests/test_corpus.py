@@ -184,7 +184,7 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
     run = attncli("heads", "--file", str(tmp_path / "a.txt"), "--dask", "tcp://127.0.0.1:9", env=env, text=True)
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.stderr
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in run.stderr
 
 
 @pytest.mark.parametrize(
