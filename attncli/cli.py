@@ -387,6 +387,14 @@ def _corpus_model(spec: str, max_tokens: int, num_heads: int | None = None, **sa
 corpus_model_options = _shared_options(
     ("model", "max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model
 )
+
+
+def _windows(keys: str | None, queries: str | None) -> dict:
+    return {"windows": {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}}
+
+
+# --keys and --queries, the window of the matrix a view draws: the command receives `windows`.
+window_options = _shared_options(("windows",), (("keys", KeysOpt, None), ("queries", QueriesOpt, None)), _windows)
 # --max-tokens and --model alone, for commands that only tokenize.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
@@ -467,6 +475,7 @@ def _text(text: str) -> str:
 @app.command()
 @output_options
 @model_options
+@window_options
 def explain(
     text: TextArg,
     focus: Annotated[
@@ -482,9 +491,8 @@ def explain(
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
-    keys: KeysOpt = None,
-    queries: QueriesOpt = None,
     *,
+    windows: dict,
     model: Model,
     max_tokens: int,
     output: Output,
@@ -496,7 +504,6 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
     write(result, output, values=values, scale=scale, **windows)
 
@@ -504,15 +511,15 @@ def explain(
 @app.command()
 @output_options
 @model_options
+@window_options
 def heatmap(
     text: TextArg,
     layer: LayerOpt = 0,
     head: HeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
-    keys: KeysOpt = None,
-    queries: QueriesOpt = None,
     *,
+    windows: dict,
     model: Model,
     max_tokens: int,
     output: Output,
@@ -521,7 +528,6 @@ def heatmap(
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.heatmap(_text(text), model, layer, head, max_tokens)
     write(result, output, values=values, scale=scale, **windows)
 
@@ -670,6 +676,7 @@ def query(
 @app.command(name="model")
 @output_options
 @model_options
+@window_options
 def model_command(
     text: TextArg,
     layers: Annotated[
@@ -679,9 +686,8 @@ def model_command(
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
     scale: ScaleOpt = Scale.fixed,
-    keys: KeysOpt = None,
-    queries: QueriesOpt = None,
     *,
+    windows: dict,
     model: Model,
     max_tokens: int,
     output: Output,
@@ -690,7 +696,6 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale, **windows)
 
 
@@ -934,6 +939,7 @@ def _merged_heads(paths: list[Path]):
 @app.command()
 @output_options
 @model_options
+@window_options
 def rollout(
     text: TextArg,
     head_fusion: Annotated[Fusion, typer.Option("--head-fusion", help="How to fuse a layer's heads.")] = Fusion.mean,
@@ -945,9 +951,8 @@ def rollout(
     ] = None,
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
-    keys: KeysOpt = None,
-    queries: QueriesOpt = None,
     *,
+    windows: dict,
     model: Model,
     max_tokens: int,
     output: Output,
@@ -956,7 +961,6 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    windows = {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}
     result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special)
     write(result, output, scale=scale, **windows)
 
