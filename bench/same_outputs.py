@@ -26,6 +26,7 @@ Needs Python 3.11+, git and access to PyPI (for the first build of each revision
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -286,8 +287,9 @@ def build_revision(repo: Path, commit: str) -> Path:
 
 
 def build_worktree(repo: Path, pins: str) -> Path:
-    """The venv holding the build of the working tree, its dependencies pinned by `pins`, reinstalled every run."""
-    venv = CACHE / "worktree" / "venv"
+    """The venv holding the build of the working tree, its dependencies pinned by `pins`, reinstalled every run;
+    one per repository path, so that two checkouts (git worktrees) can be compared at once."""
+    venv = CACHE / "worktree" / hashlib.sha256(str(repo).encode()).hexdigest()[:12] / "venv"
     note(f"installing the working tree {repo} into {venv}")
     make_venv(venv)
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
