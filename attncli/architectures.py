@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli.attention import Projections
+from attncli.attention import LayerAttention, Projections, Rope
 from attncli.errors import DataError
 
 # The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import Rows, TensorFile
-    from attncli.transformer import Block, Norm, Rope, TransformerConfig, TransformerWeights
+    from attncli.transformer import Block, Norm, TransformerConfig, TransformerWeights
 
 __all__ = [
     "FAMILIES",
@@ -154,7 +154,8 @@ class _Tensors:
         return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
 
 
-def _bert_config(config: dict) -> dict:
+def _bert_config(config: dict, layers: int, padded_positions: bool = False) -> dict:
+    """A BERT-like encoder's config; with `padded_positions`, positions count from pad_token_id + 1 (RoBERTa)."""
     if _field(config, "position_embedding_type", default="absolute") != "absolute":
         raise DataError("config.json: only absolute position embeddings are supported")
     if config.get("is_decoder"):  # transformers would add a causal mask to this encoder
@@ -162,7 +163,8 @@ def _bert_config(config: dict) -> dict:
     model_type = config["model_type"]
     return dict(
         family=model_type,
-        layers=_integer(config, "num_hidden_layers"),
+        layers=layers,
+        layer_attention=(LayerAttention(),) * layers,
         heads=_integer(config, "num_attention_heads"),
         d_model=_integer(config, "hidden_size"),
         d_ff=_integer(config, "intermediate_size"),
@@ -173,14 +175,15 @@ def _bert_config(config: dict) -> dict:
         pre_norm=False,
         causal=False,
         type_vocab_size=_integer(config, "type_vocab_size", default=2),
-        padding_idx=_integer(config, "pad_token_id", default=1) if model_type == "roberta" else None,
+        padding_idx=_integer(config, "pad_token_id", default=1) if padded_positions else None,
     )
 
 
-def _distilbert_config(config: dict) -> dict:
+def _distilbert_config(config: dict, layers: int) -> dict:
     return dict(
         family="distilbert",
-        layers=_integer(config, "n_layers", "num_hidden_layers"),
+        layers=layers,
+        layer_attention=(LayerAttention(),) * layers,
         heads=_integer(config, "n_heads", "num_attention_heads"),
         d_model=_integer(config, "dim", "hidden_size"),
         d_ff=_integer(config, "hidden_dim", "intermediate_size"),
@@ -250,7 +253,7 @@ def _encoder_weights(c: "TransformerConfig", tensors: "TensorFile", names: dict[
     )
 
 
-def _gpt2_config(config: dict) -> dict:
+def _gpt2_config(config: dict, layers: int) -> dict:
     if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn"):
         raise DataError("config.json: scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported")
     if config.get("scale_attn_weights") is False:
@@ -258,7 +261,8 @@ def _gpt2_config(config: dict) -> dict:
     d = _integer(config, "n_embd", "hidden_size")
     return dict(
         family="gpt2",
-        layers=_integer(config, "n_layer", "num_hidden_layers"),
+        layers=layers,
+        layer_attention=(LayerAttention(),) * layers,
         heads=_integer(config, "n_head", "num_attention_heads"),
         d_model=d,
         d_ff=_integer(config, "n_inner", default=4 * d),
@@ -306,7 +310,7 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "Transformer
 
 @dataclass(frozen=True)
 class _Decoder:
-    """How a decoder family departs from Llama's layout and defaults."""
+    """How a decoder family departs from Llama's layout and defaults: one field per behaviour."""
 
     head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
     kv_heads: int | None = None  # num_key_value_heads when config.json has none; None: the heads
@@ -316,9 +320,15 @@ class _Decoder:
     qkv_bias: bool = False  # biases on q, k and v, whatever attention_bias says (Qwen 2)
     qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
     fused: bool = False  # q, k and v in one qkv_proj, gate and up in one gate_up_proj (Phi-3)
-    offset_norms: bool = False  # RMSNorm gains stored as gain - 1, and embeddings · √d_model (Gemma)
-    sandwich: bool = False  # norms after attention and feed-forward too, softcap and query_pre_attn_scalar (Gemma 2)
-    windows: str = "none"  # which layers slide: none, all, upper (Qwen: use_sliding_window, max_window_layers), even
+    norm_offset: bool = False  # RMSNorm gains, the q and k norms' too, stored as gain - 1 (Gemma)
+    embedding_scale: bool = False  # the word embeddings multiplied by √hidden_size (Gemma)
+    sandwich: bool = False  # a norm after attention and after the feed-forward too, before each residual sum (Gemma 2)
+    soft_cap: float | None = None  # attn_logit_softcapping is read, with this default (else no soft-capping)
+    query_scalar: int | None = None  # query_pre_attn_scalar is read, with this default: scores · scalar^-½
+    gelu_means_tanh: bool = False  # an activation named "gelu" is its tanh form, as transformers reads Gemma's
+    layer_types: bool = False  # layer_types is read where config.json has it (else the rule below alone)
+    windows: str = "none"  # which layers slide without layer_types: none, all, upper (max_window_layers on), even
+    use_sliding_window: bool = False  # sliding_window counts only where use_sliding_window is true (Qwen)
     window: int | None = None  # sliding_window when config.json has none
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
     default_activation: str = "silu"  # the activation when config.json names none
@@ -331,12 +341,10 @@ ROPE_TYPES = ("default", "linear", "llama3")
 _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 
 
-def _rope(config: dict, head_dim: int, partial_rotary: bool) -> "Rope":
+def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
     reads them. A family that turns whole heads refuses partial_rotary_factor."""
-    from attncli.transformer import Rope
-
     parameters = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
@@ -374,10 +382,11 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> "Rope":
     return Rope(**rope)
 
 
-def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...] | None:
+def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...]:
     """Each layer's sliding window (the last W keys a query sees), or None where it sees all: from
-    layer_types (transformers 5), or by the family's rule (most published checkpoints)."""
-    types = config.get("layer_types") if style.windows != "all" else None
+    layer_types where the family reads them (transformers 5, and Mistral's configs for Ministral), or
+    by the family's rule (most published checkpoints)."""
+    types = config.get("layer_types") if style.layer_types else None
     if types is not None:
         if not isinstance(types, list) or len(types) != layers:
             raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
@@ -387,16 +396,16 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
                 f"config.json: layer type {unknown[0]!r} is not supported; attncli reads {', '.join(_LAYER_TYPES)}"
             )
     if style.windows == "none":
-        return None
+        return (None,) * layers
     window = config.get("sliding_window", style.window)
-    if style.windows == "upper" and not config.get("use_sliding_window", False):
+    if style.use_sliding_window and not config.get("use_sliding_window", False):
         window = None  # as transformers reads Qwen's config: no window unless use_sliding_window
     if types is not None and window is None and any(_LAYER_TYPES[kind] for kind in types):
         raise DataError(
             "config.json: layer_types has sliding_attention layers but no window (sliding_window, use_sliding_window)"
         )
     if window is None:
-        return None
+        return (None,) * layers
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise DataError(f"config.json: sliding_window should be a positive integer, not {window!r}")
     if types is not None:
@@ -409,7 +418,17 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
     return (window,) * layers
 
 
-def _decoder_config(config: dict, style: _Decoder) -> dict:
+def _positive(config: dict, name: str, default: float, nullable: bool = False) -> float | None:
+    """A positive number config.json gives (or `default`), or with `nullable` None where it says null."""
+    value = config.get(name, default)
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
+    return float(value)
+
+
+def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     """The TransformerConfig fields of a Llama-like decoder, `style` saying how its family differs."""
     if config.get("use_bidirectional_attention"):
         raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
@@ -418,10 +437,11 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
     d = _integer(config, "hidden_size")
     heads = _integer(config, "num_attention_heads")
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
-    layers = _integer(config, "num_hidden_layers")
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, "attention_bias")
-    fields = dict(
+    rope = _rope(config, head_dim, style.partial_rotary)
+    scalar = None if style.query_scalar is None else _positive(config, "query_pre_attn_scalar", style.query_scalar)
+    return dict(
         family=config["model_type"],
         layers=layers,
         heads=heads,
@@ -429,32 +449,26 @@ def _decoder_config(config: dict, style: _Decoder) -> dict:
         d_ff=_integer(config, "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, "max_position_embeddings"),
-        # Gemma 1's published configs say "gelu" and mean its tanh form, as transformers reads them.
-        activation="gelu_pytorch_tanh" if config["model_type"] == "gemma" and activation == "gelu" else activation,
+        activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
         eps=_epsilon(config, "rms_norm_eps", default=style.eps),
         pre_norm=True,
         causal=True,
+        layer_attention=tuple(LayerAttention(window, rope) for window in _windows(config, style, layers)),
         norm="rms",
         kv_heads=_integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
-        rope=_rope(config, head_dim, style.partial_rotary),
         gated=True,
-        windows=_windows(config, style, layers),
-        embedding_scale=d**0.5 if style.offset_norms else None,
+        attention_scale=None if scalar is None else scalar**-0.5,
+        soft_cap=None
+        if style.soft_cap is None
+        else _positive(config, "attn_logit_softcapping", style.soft_cap, nullable=True),
+        embedding_scale=d**0.5 if style.embedding_scale else None,
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
         attention_bias=attention_bias or style.qkv_bias,
         output_bias=attention_bias,
         mlp_bias=style.mlp_bias and _flag(config, "mlp_bias"),
     )
-    if style.sandwich:
-        scalar = _field(config, "query_pre_attn_scalar", default=256)
-        cap = config.get("attn_logit_softcapping", 50.0)
-        for name, value in (("query_pre_attn_scalar", scalar), ("attn_logit_softcapping", cap)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
-                raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
-        fields.update(attention_scale=float(scalar) ** -0.5, soft_cap=None if cap is None else float(cap))
-    return fields
 
 
 def _decoder_weights(c: "TransformerConfig", tensors: "TensorFile", style: _Decoder) -> "TransformerWeights":
@@ -474,10 +488,11 @@ def _decoder_weights(c: "TransformerConfig", tensors: "TensorFile", style: _Deco
 
 
 def _rms(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
+    """An RMSNorm's gain, stored as it is or as gain - 1 (as the family says)."""
     from attncli.transformer import Norm
 
     gain = t(f"{name}.weight", (d,))
-    return Norm(gain + np.float32(1.0) if style.offset_norms else gain)
+    return Norm(gain + np.float32(1.0) if style.norm_offset else gain)
 
 
 def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
@@ -496,7 +511,7 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     w_o, b_o = t.linear(f"{layer}.self_attn.o_proj", h * dk, d, c.output_bias)
     q_norm = k_norm = None
     if c.qk_norm:
-        q_norm, k_norm = (t(f"{layer}.self_attn.{name}.weight", (dk,)) for name in ("q_norm", "k_norm"))
+        q_norm, k_norm = (_rms(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
     projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
     mlp = f"{layer}.mlp"
     if style.fused:  # gate_up_proj is stored as gate's rows, then up's: what FeedForward wants, transposed
@@ -560,7 +575,8 @@ class Family:
     """What attncli knows of one model family, beyond its tensors' shapes."""
 
     title: str  # the family's name in prose
-    read_config: Callable[[dict], dict]  # config.json -> the TransformerConfig's fields
+    layer_count: tuple[str, ...]  # the config.json keys that may give the number of layers, the first present wins
+    read_config: Callable[[dict, int], dict]  # config.json and its layer count -> the TransformerConfig's fields
     read_weights: Callable[["TransformerConfig", "TensorFile"], "TransformerWeights"]
     word_table: str  # the input embedding table's tensor (under the checkpoint's prefix)
     layer: str  # the prefix of layer {i}'s tensors (under the checkpoint's prefix)
@@ -568,33 +584,82 @@ class Family:
 
 
 _BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
+_LAYERS = ("num_hidden_layers",)
 FAMILIES = {
-    "bert": Family("BERT", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")),
-    "roberta": Family("RoBERTa", _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("<s>", "</s>")),
+    "bert": Family("BERT", _LAYERS, _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")),
+    "roberta": Family(
+        "RoBERTa",
+        _LAYERS,
+        functools.partial(_bert_config, padded_positions=True),
+        _BERT_WEIGHTS,
+        _ENCODER_WORDS,
+        _ENCODER_LAYER,
+        ("<s>", "</s>"),
+    ),
     "distilbert": Family(
         "DistilBERT",
+        ("n_layers", "num_hidden_layers"),
         _distilbert_config,
         functools.partial(_encoder_weights, names=_DISTILBERT_NAMES),
         _ENCODER_WORDS,
         _DISTILBERT_LAYER,
         ("[CLS]", "[SEP]"),
     ),
-    "gpt2": Family("GPT-2", _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
+    "gpt2": Family("GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
 }
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
     "llama": ("Llama", _Decoder(mlp_bias=True)),
-    "mistral": ("Mistral", _Decoder(kv_heads=8, attention_bias=False, windows="all", window=4096)),
-    "qwen2": ("Qwen 2", _Decoder(kv_heads=32, attention_bias=False, qkv_bias=True, windows="upper", window=4096)),
-    "qwen3": ("Qwen 3", _Decoder(head_dim=128, kv_heads=32, qk_norm=True, windows="upper", window=4096)),
-    "gemma": ("Gemma", _Decoder(head_dim=256, kv_heads=16, offset_norms=True, default_activation="gelu_pytorch_tanh")),
+    "mistral": (
+        "Mistral",
+        _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096),
+    ),
+    "qwen2": (
+        "Qwen 2",
+        _Decoder(
+            kv_heads=32,
+            attention_bias=False,
+            qkv_bias=True,
+            layer_types=True,
+            windows="upper",
+            use_sliding_window=True,
+            window=4096,
+        ),
+    ),
+    "qwen3": (
+        "Qwen 3",
+        _Decoder(
+            head_dim=128,
+            kv_heads=32,
+            qk_norm=True,
+            layer_types=True,
+            windows="upper",
+            use_sliding_window=True,
+            window=4096,
+        ),
+    ),
+    "gemma": (
+        "Gemma",
+        _Decoder(
+            head_dim=256,
+            kv_heads=16,
+            norm_offset=True,
+            embedding_scale=True,
+            gelu_means_tanh=True,
+            default_activation="gelu_pytorch_tanh",
+        ),
+    ),
     "gemma2": (
         "Gemma 2",
         _Decoder(
             head_dim=256,
             kv_heads=4,
-            offset_norms=True,
+            norm_offset=True,
+            embedding_scale=True,
             sandwich=True,
+            soft_cap=50.0,
+            query_scalar=256,
+            layer_types=True,
             windows="even",
             window=4096,
             activation="hidden_activation",
@@ -606,6 +671,7 @@ _DECODERS = {
 FAMILIES |= {
     name: Family(
         title,
+        _LAYERS,
         functools.partial(_decoder_config, style=style),
         functools.partial(_decoder_weights, style=style),
         _DECODER_WORDS,
@@ -616,8 +682,10 @@ FAMILIES |= {
 SUPPORTED = tuple(FAMILIES)
 
 
-def read_config(config: dict) -> "TransformerConfig":
-    """The model config.json describes, checked for what attncli can run."""
+def read_config(config: dict, tensors: "TensorFile") -> "TransformerConfig":
+    """The model config.json describes, checked for what attncli can run; its layer count first,
+    against the layers `tensors` hold, before anything is made per layer (a config of 10⁹ layers is
+    damage, not a large model)."""
     from attncli.transformer import TransformerConfig
 
     model_type = config.get("model_type")
@@ -625,22 +693,18 @@ def read_config(config: dict) -> "TransformerConfig":
         raise DataError(
             f"config.json: model_type {model_type!r} is not supported; attncli reads {', '.join(SUPPORTED)}"
         )
-    return TransformerConfig(**FAMILIES[model_type].read_config(config))
+    family = FAMILIES[model_type]
+    layers = _integer(config, *family.layer_count)
+    prefix = _Tensors(tensors, family.word_table).prefix + family.layer.format(i="")
+    held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
+    if layers > len(held):
+        raise DataError(f"config.json gives {layers:,} layers, but model.safetensors holds {len(held):,}")
+    return TransformerConfig(**family.read_config(config, layers))
 
 
 def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
     """Every tensor the model needs, checked against `config` and laid out for x @ W."""
     return FAMILIES[config.family].read_weights(config, tensors)
-
-
-def check_layers(config: "TransformerConfig", tensors: "TensorFile") -> None:
-    """Refuse a config that names more layers than the tensor file holds: found now, before a
-    run's memory is reckoned from the layer count (a config of 10⁹ layers is damage, not a long text)."""
-    family = FAMILIES[config.family]
-    prefix = _Tensors(tensors, family.word_table).prefix + family.layer.format(i="")
-    held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
-    if config.layers > len(held):
-        raise DataError(f"config.json gives {config.layers:,} layers, but model.safetensors holds {len(held):,}")
 
 
 def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows":

@@ -10,25 +10,35 @@ function returns new arrays and changes none of its inputs; the one exception is
 """
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
+    "AttentionOptions",
     "AttentionTrace",
+    "HeadsTrace",
+    "LayerAttention",
     "Projections",
+    "Rope",
     "Rotary",
     "Trace",
+    "attend",
     "attention",
     "causal_mask",
+    "heads_attention",
+    "inverse_frequencies",
     "linear",
     "masked",
     "masked_softmax",
     "merge_heads",
     "multi_head_attention",
+    "packed_attention",
+    "per_head",
+    "projections",
     "repeat_kv",
     "rms_norm",
+    "rotary",
     "rotate",
     "rotate_half",
     "scaled",
@@ -146,6 +156,74 @@ def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     return y
 
 
+@dataclass(frozen=True)
+class Rope:
+    """Rotary position embeddings: how each head's dimension pairs turn with position."""
+
+    theta: float  # the base wavelength
+    dims: int  # how many of a head's dimensions turn (partial rotary: fewer than d_k)
+    scaling: str = "default"  # default, linear (every frequency / factor) or llama3 (by wavelength)
+    factor: float = 1.0
+    low_freq_factor: float = 1.0  # llama3
+    high_freq_factor: float = 4.0  # llama3
+    original_max_positions: int = 8192  # llama3: the context it was trained on
+
+    def to_json(self) -> dict:
+        fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
+        if self.scaling == "linear":
+            return {**fields, "factor": self.factor}
+        if self.scaling == "llama3":
+            return {
+                **fields,
+                "factor": self.factor,
+                "low_freq_factor": self.low_freq_factor,
+                "high_freq_factor": self.high_freq_factor,
+                "original_max_positions": self.original_max_positions,
+            }
+        return fields
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """What one layer's attention does that another layer's may not: which keys its queries see and
+    how positions enter it."""
+
+    window: int | None = None  # a sliding window: each query sees its last `window` keys (itself included)
+    rope: Rope | None = None  # the rotary embeddings that turn this layer's q and k; None: no RoPE here
+
+
+def inverse_frequencies(rope: Rope) -> np.ndarray:
+    """Each dimension pair's turn per position, θ^(-2i/n) for i < n/2, scaled as `rope.scaling` says:
+    [n/2] float32, bit for bit the table transformers computes (its float32 steps in its order: the
+    exponent 2i/n in float32, the power correctly rounded from float64, the reciprocal in float32).
+
+    A power taken in float32 differs from that in the last bit for about one pair in six, and the
+    angle position · frequency carries the difference further with every position.
+
+    llama3 (Llama 3.1/3.2) leaves pairs whose wavelength is under original_max_positions /
+    high_freq_factor as they are, divides those over original_max_positions / low_freq_factor by
+    the factor, and blends the two in between.
+    """
+    exponents = np.arange(0, rope.dims, 2, dtype=np.float32) / np.float32(rope.dims)  # [n/2]
+    powers = np.power(np.float64(np.float32(rope.theta)), exponents.astype(np.float64)).astype(np.float32)
+    frequencies = np.reciprocal(powers)  # [n/2]
+    if rope.scaling == "linear":
+        return frequencies / np.float32(rope.factor)
+    if rope.scaling == "llama3":
+        low = rope.original_max_positions / rope.low_freq_factor  # longest wavelength left alone
+        high = rope.original_max_positions / rope.high_freq_factor
+        # a / tensor is the reciprocal times a in torch: the same here, for the same roundings.
+        wavelength = np.reciprocal(frequencies) * np.float32(2 * math.pi)
+        scaled = np.where(wavelength > low, frequencies / np.float32(rope.factor), frequencies)
+        smooth = (np.reciprocal(wavelength) * np.float32(rope.original_max_positions) - rope.low_freq_factor) / (
+            rope.high_freq_factor - rope.low_freq_factor
+        )
+        blended = (1 - smooth) * scaled / np.float32(rope.factor) + smooth * scaled
+        middle = ~(wavelength < high) & ~(wavelength > low)
+        return np.where(middle, blended, scaled).astype(np.float32)
+    return frequencies
+
+
 @dataclass(eq=False, repr=False)
 class Rotary:
     """Rotary position embeddings for T positions: each pair of dimensions (i, i + n/2) of the first
@@ -153,6 +231,14 @@ class Rotary:
 
     cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over
     sin: np.ndarray  # [T, n]
+
+
+def rotary(tokens: int, rope: Rope) -> Rotary:
+    """The cos and sin of every position's angles, position · frequency in float32 (as transformers
+    computes them, whatever the model's precision), each half twice: [T, n]."""
+    angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope)  # [T, n/2]
+    angles = np.concatenate([angles, angles], axis=-1)  # [T, n]
+    return Rotary(np.cos(angles), np.sin(angles))
 
 
 def rotate_half(x: np.ndarray) -> np.ndarray:
@@ -197,10 +283,21 @@ class Projections:
 
 
 @dataclass(eq=False, repr=False)
-class AttentionTrace:
-    """Every intermediate of one multi-head self-attention layer."""
+class AttentionOptions:
+    """How a layer's heads attend, beyond its weights, its mask and its rotary embeddings: the
+    choices a model family makes."""
 
-    x: np.ndarray  # [T, d] input
+    heads: int  # h query heads
+    kv_heads: int | None = None  # g key and value heads, each read by h / g query heads; None: h
+    scale: float | None = None  # scores multiplied by this instead of divided by √d_k
+    soft_cap: float | None = None  # scores soft-capped at this: cap · tanh(s / cap)
+    norm_eps: float = 1e-6  # epsilon of the per-head q and k RMSNorms, where the projections have their gains
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class HeadsTrace:
+    """What the heads of one attention layer did with one text's q, k and v."""
+
     q: np.ndarray  # [h, T, d_k] (after the q norm, before RoPE, where the model has them)
     k: np.ndarray  # [g, T, d_k]
     v: np.ndarray  # [g, T, d_k]
@@ -208,14 +305,22 @@ class AttentionTrace:
     scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k (or · the model's scale, then soft-capped), before any mask
     weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
-    concat: np.ndarray  # [T, h·d_k] the heads side by side
-    output: np.ndarray  # [T, d] concat @ W_O + b_O
     q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
     k_rotated: np.ndarray | None = None  # [g, T, d_k]
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
         return head * len(self.k) // len(self.q)
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
+class AttentionTrace(HeadsTrace):
+    """Every intermediate of one multi-head self-attention layer: its input, what its heads did, and
+    their outputs put together."""
+
+    x: np.ndarray  # [T, d] input
+    concat: np.ndarray  # [T, h·d_k] the heads side by side
+    output: np.ndarray  # [T, d] concat @ W_O + b_O
 
 
 @dataclass(eq=False, repr=False)
@@ -230,102 +335,125 @@ class Trace:
     output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
 
 
-def _heads(
-    q_projected: np.ndarray,
-    k_projected: np.ndarray,
-    v_projected: np.ndarray,
-    p: Projections,
-    heads: int,
-    mask: np.ndarray | None,
-    weights_out: np.ndarray | None,
-    rotary: Rotary | None,
-    *,
-    kv_heads: int | None,
-    scale: float | None,
-    cap: float | None,
-    norm_eps: float,
-    steps: bool,
-) -> tuple:
-    """The heads' part of attention for one text, from its projections [T, h·d_k], [T, g·d_k] and
-    [T, g·d_k]: (q, k, v, q and k rotated, scores, scaled scores, weights, head outputs)."""
-    q = split_heads(q_projected, heads)  # [h, T, d_k]
-    k = split_heads(k_projected, kv_heads or heads)  # [g, T, d_k]
-    v = split_heads(v_projected, kv_heads or heads)  # [g, T, d_k]
+def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x @ W_Q + b_Q, x @ W_K + b_K, x @ W_V + b_V: [T, d] -> [T, h·d_k], [T, g·d_k], [T, g·d_k]."""
+    return linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
+
+
+def per_head(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, p: Projections, options: AttentionOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Projected q [T, h·d_k], k and v [T, g·d_k] split into heads, [h, T, d_k] and [g, T, d_k], each
+    head's q and k RMS-normed where the projections carry the norms' gains."""
+    kv_heads = options.kv_heads or options.heads
+    q, k, v = split_heads(q, options.heads), split_heads(k, kv_heads), split_heads(v, kv_heads)
     if p.q_norm is not None:
-        q, k = rms_norm(q, p.q_norm, norm_eps), rms_norm(k, p.k_norm, norm_eps)
+        q, k = rms_norm(q, p.q_norm, options.norm_eps), rms_norm(k, p.k_norm, options.norm_eps)
+    return q, k, v
+
+
+def attend(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    options: AttentionOptions,
+    mask: np.ndarray | None = None,
+    weights_out: np.ndarray | None = None,
+    steps: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scaled dot-product attention of every head: q [h, T, d_k] against k and v [g, T, d_k], each key
+    and value head read by its group of query heads. Returns (scores QKᵀ, scaled scores, weights, head
+    outputs): [h, T, T] three times and [h, T, d_k].
+
+    The scores are scaled (or multiplied by `options.scale`), soft-capped where the options say so,
+    masked by `mask` [T, T] (True = may attend) and turned into weights by softmax, written into
+    `weights_out` when it is given. Without `steps` the scores are scaled in place, so that the
+    scores returned are the scaled ones: for a caller that keeps only the weights.
+    """
+    raw = scores(q, repeat_kv(k, options.heads))  # [h, T, T]
+    scaled_scores = scaled(raw, q.shape[-1], options.scale, out=None if steps else raw)  # [h, T, T]
+    if options.soft_cap is not None:
+        scaled_scores = soft_cap(scaled_scores, options.soft_cap)
+    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
+    return raw, scaled_scores, weights, weights @ repeat_kv(v, options.heads)
+
+
+def heads_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    p: Projections,
+    options: AttentionOptions,
+    mask: np.ndarray | None = None,
+    rotary: Rotary | None = None,
+    weights_out: np.ndarray | None = None,
+    steps: bool = True,
+) -> HeadsTrace:
+    """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
+    [T, g·d_k]: split into heads (and q, k normed), turned by `rotary`, then `attend`."""
+    q, k, v = per_head(q, k, v, p, options)
     q_rotated = k_rotated = None
     if rotary is not None:
         q_rotated, k_rotated = rotate(q, rotary), rotate(k, rotary)  # [h, T, d_k], [g, T, d_k]
-    q_used = q if q_rotated is None else q_rotated
-    k_used = repeat_kv(k if k_rotated is None else k_rotated, heads)  # [h, T, d_k]
-    raw = scores(q_used, k_used)  # [h, T, T]
-    scaled_scores = scaled(raw, q.shape[-1], scale, out=None if steps else raw)  # [h, T, T]
-    if cap is not None:
-        scaled_scores = soft_cap(scaled_scores, cap)
-    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
-    head_outputs = weights @ repeat_kv(v, heads)  # [h, T, d_k]
-    return q, k, v, q_rotated, k_rotated, raw, scaled_scores, weights, head_outputs
-
-
-def packed_attention(
-    x: np.ndarray,
-    p: Projections,
-    heads: int,
-    segments: list[slice],
-    weights_out: list[np.ndarray],
-    *,
-    masks: Callable[[int], np.ndarray | None],
-    rotaries: Callable[[int], Rotary | None],
-    kv_heads: int | None = None,
-    scale: float | None = None,
-    cap: float | None = None,
-    norm_eps: float = 1e-6,
-) -> np.ndarray:
-    """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text
-    (`segments`, slices of x) attending only to itself: the projections run over every token at
-    once, the heads text by text (with masks(T) and rotaries(T) for a text of T tokens). Each text's
-    weights go into its `weights_out` [h, T, T]; returns the output [N, d]."""
-    projected = linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
-    options = {"kv_heads": kv_heads, "scale": scale, "cap": cap, "norm_eps": norm_eps, "steps": False}
-    concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
-    for segment, out in zip(segments, weights_out, strict=True):
-        tokens = segment.stop - segment.start
-        head_outputs = _heads(
-            *(part[segment] for part in projected), p, heads, masks(tokens), out, rotaries(tokens), **options
-        )[-1]
-        concat[segment] = merge_heads(head_outputs)
-    return linear(concat, p.w_o, p.b_o)
+    raw, scaled_scores, weights, head_outputs = attend(
+        q if q_rotated is None else q_rotated,
+        k if k_rotated is None else k_rotated,
+        v,
+        options,
+        mask,
+        weights_out,
+        steps,
+    )
+    return HeadsTrace(
+        q=q,
+        k=k,
+        v=v,
+        scores=raw,
+        scaled=scaled_scores,
+        weights=weights,
+        head_outputs=head_outputs,
+        q_rotated=q_rotated,
+        k_rotated=k_rotated,
+    )
 
 
 def multi_head_attention(
     x: np.ndarray,
     p: Projections,
-    heads: int,
+    options: AttentionOptions,
     mask: np.ndarray | None = None,
-    weights_out: np.ndarray | None = None,
-    *,
-    kv_heads: int | None = None,
     rotary: Rotary | None = None,
-    scale: float | None = None,
-    cap: float | None = None,
-    norm_eps: float = 1e-6,
+    weights_out: np.ndarray | None = None,
     steps: bool = True,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
-    `mask` is [T, T] bool (True = may attend) and applies to every head. The weights are
-    written into `weights_out` [h, T, T] when it is given. The decoders' choices: `kv_heads` key
-    and value heads shared by the query heads (grouped-query attention), q and k normed per head
-    (when `p` has their gains, with `norm_eps`) and turned by `rotary`, scores multiplied by
-    `scale` instead of divided by √d_k, and soft-capped at `cap`. Without `steps`, the scores are
-    scaled in place (the trace's scores are then its scaled scores): for a caller that keeps only
-    the weights.
+    `mask` is [T, T] bool (True = may attend) and applies to every head; `rotary` turns each head's
+    q and k (RoPE). The weights are written into `weights_out` [h, T, T] when it is given. Without
+    `steps`, the scores are scaled in place (the trace's scores are then its scaled scores): for a
+    caller that keeps only the weights.
     """
-    projected = linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
-    options = {"kv_heads": kv_heads, "scale": scale, "cap": cap, "norm_eps": norm_eps, "steps": steps}
-    q, k, v, q_rotated, k_rotated, raw, scaled_scores, weights, head_outputs = _heads(
-        *projected, p, heads, mask, weights_out, rotary, **options
-    )
-    concat = merge_heads(head_outputs)  # [T, h·d_k]
-    output = linear(concat, p.w_o, p.b_o)  # [T, d]
-    return AttentionTrace(x, q, k, v, raw, scaled_scores, weights, head_outputs, concat, output, q_rotated, k_rotated)
+    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps)
+    concat = merge_heads(heads.head_outputs)  # [T, h·d_k]
+    return AttentionTrace(**vars(heads), x=x, concat=concat, output=linear(concat, p.w_o, p.b_o))
+
+
+def packed_attention(
+    x: np.ndarray,
+    p: Projections,
+    options: AttentionOptions,
+    segments: list[slice],
+    positions: list[tuple[np.ndarray | None, Rotary | None]],
+    weights_out: list[np.ndarray],
+) -> np.ndarray:
+    """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text attending
+    only to itself: the projections run over every token at once, the heads text by text. Text i is
+    `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]`; its weights go
+    into `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
+    projected = projections(x, p)
+    concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
+    for segment, (mask, rotary), out in zip(segments, positions, weights_out, strict=True):
+        text = (part[segment] for part in projected)
+        heads = heads_attention(*text, p, options, mask, rotary, out, steps=False)
+        concat[segment] = merge_heads(heads.head_outputs)
+    return linear(concat, p.w_o, p.b_o)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attncli.attention import Projections, Trace, causal_mask, multi_head_attention
+from attncli.attention import AttentionOptions, LayerAttention, Projections, Trace, causal_mask, multi_head_attention
 from attncli.errors import BadInput, DataError, shortened
 from attncli.models import ModelInfo, Vocabulary
 from attncli.tokens import Token
@@ -53,6 +53,16 @@ class SampleConfig:
     seed: int = 0  # draws W_Q, W_K, W_V, W_O; the same seed always gives the same numbers
     causal: bool = False  # hide the keys after each query, as a decoder does
     positions: bool = True  # add sinusoidal positional encodings to the embeddings
+
+    # What every model's config says, here fixed: one layer of plain multi-head attention without
+    # biases, computed in float64, over a text of any length.
+    layers = 1
+    layer_attention = (LayerAttention(),)
+    max_length = None
+    kv_heads = None
+    attention_bias = output_bias = qk_norm = False
+    attention_scale = soft_cap = None
+    itemsize = 8
 
     def __post_init__(self):
         if self.heads < 1:
@@ -113,7 +123,7 @@ def sample_forward(config: SampleConfig, embeddings: np.ndarray) -> Trace:
     if positions is not None:
         x = x + positions
     mask = causal_mask(tokens) if config.causal else None
-    attention = multi_head_attention(x, sample_weights(config), config.heads, mask)
+    attention = multi_head_attention(x, sample_weights(config), AttentionOptions(config.heads), mask)
     return Trace(embeddings, positions, attention.weights[None], [attention], [attention.output], attention.output)
 
 
@@ -125,23 +135,7 @@ class SampleModel:
 
     @property
     def info(self) -> ModelInfo:
-        c = self.config
-        return ModelInfo(
-            name="sample",
-            type="sample",
-            title="sample model",
-            layers=1,
-            heads=c.heads,
-            d_model=c.d_model,
-            d_head=c.d_head,
-            causal=c.causal,
-            max_length=None,
-            seed=c.seed,
-            positions=c.positions,
-            biases=False,
-            output_bias=False,
-            itemsize=8,  # float64 throughout
-        )
+        return ModelInfo(name="sample", type="sample", title="sample model", config=self.config)
 
     @property
     def vocabulary(self) -> Vocabulary:

@@ -13,6 +13,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
+from attncli.attention import inverse_frequencies
 from attncli.errors import AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
@@ -156,10 +157,9 @@ def explain(
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
     focus_steps = focus_top = weighted = angles = None
-    if steps and model.info.rope is not None:
-        from attncli.transformer import inverse_frequencies  # rotary models only
-
-        angles = index * inverse_frequencies(model.info.rope)  # [n/2] each dimension pair's turn at the focus
+    rope = model.info.layer_attention[layer].rope
+    if steps and rope is not None:
+        angles = index * inverse_frequencies(rope)  # [n/2] each dimension pair's turn at the focus
     if steps:
         walk_head = 0 if head is None else head
         attention = result.trace.layers[layer]

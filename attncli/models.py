@@ -23,41 +23,32 @@ __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", 
 
 @dataclass(eq=False, kw_only=True)
 class ModelInfo:
-    """What the views and the JSON `model` object say about a model."""
+    """What the views and the JSON `model` object say about a model: its name, where it came from, and
+    its config, whose fields (layers, heads, d_model, layer_attention ...) read as the model's own."""
 
     name: str  # as the user named it: "sample", "minilm", a directory or a model id
     type: str  # "sample", or config.json's model_type (a key of attncli.architectures.FAMILIES)
     title: str  # the model's family as prose names it
-    layers: int
-    heads: int
-    d_model: int
-    d_head: int
-    causal: bool
-    max_length: int | None  # the longest input in tokens, special tokens included; None: no limit
+    config: Any  # a checkpoint's transformer.TransformerConfig, or the sample model's bundled.SampleConfig
     path: str | None = None  # the checkpoint directory
-    seed: int | None = None  # sample model only
-    positions: bool | None = None  # sample model only: sinusoidal positions added or not
-    pre_norm: bool = False  # a norm before each sublayer rather than after
-    token_types: bool = False  # a token type embedding is added to each token's
-    biases: bool = True  # the q, k and v projections add a bias
-    output_bias: bool = True  # the output projection W_O adds one
-    itemsize: int = 4  # bytes of each number the forward pass computes
-    kv_heads: int | None = None  # key and value heads, when fewer than the heads (grouped-query attention)
-    norm: str = "layer"  # "layer" (LayerNorm) or "rms" (RMSNorm)
-    rope: Any = None  # the rotary position embeddings (transformer.Rope), or None for a learned table
-    windows: tuple[int | None, ...] | None = None  # each layer's sliding window, or None where it sees all keys
-    soft_cap: float | None = None  # attention logits soft-capped at this
-    embedding_scale: float | None = None  # the word embeddings multiplied by this
-    sandwich: bool = False  # norms after each sublayer's output too
-    qk_norm: bool = False  # each head's q and k RMS-normed before RoPE
-    attention_scale: float | None = None  # scores multiplied by this instead of divided by √d_k
-    gated: bool = False  # a gated feed-forward network
+
+    def __getattr__(self, name: str):
+        # Called only for what ModelInfo itself lacks: the shape and choices, declared once, in the config.
+        if name == "config":  # not set yet (a copy being made): no config to ask
+            raise AttributeError(name)
+        return getattr(self.config, name)
 
     def mask(self, layer: int, tokens: int) -> np.ndarray | None:
         """[T, T] bool, the keys each query of `layer` sees (causal, within its sliding window), or None: all."""
         if not self.causal:
             return None
-        return causal_mask(tokens, None if self.windows is None else self.windows[layer])
+        return causal_mask(tokens, self.layer_attention[layer].window)
+
+    @property
+    def windows(self) -> list[int | None] | None:
+        """Each layer's sliding window (None where a layer sees every earlier key), or None where none slides."""
+        windows = [layer.window for layer in self.layer_attention]
+        return None if windows == [None] * len(windows) else windows
 
     @property
     def sample(self) -> bool:
@@ -77,14 +68,19 @@ class ModelInfo:
         }
         if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
+        ropes = [None if layer.rope is None else layer.rope.to_json() for layer in self.layer_attention]
+        if ropes == [None] * len(ropes):
+            positions = "learned"
+        else:  # one rotary embedding for the whole model, or each layer's (null where a layer has none)
+            positions = ropes[0] if ropes.count(ropes[0]) == len(ropes) else ropes
         return {
             **fields,
             "path": self.path,
             "family": self.title,
             "kv_heads": self.kv_heads or self.heads,
             "norm": self.norm,
-            "position_embeddings": "learned" if self.rope is None else self.rope.to_json(),
-            "sliding_windows": None if self.windows is None else list(self.windows),
+            "position_embeddings": positions,
+            "sliding_windows": self.windows,
             "soft_cap": self.soft_cap,
         }
 
@@ -170,29 +166,6 @@ class Model(Protocol):
         ...
 
 
-# ModelInfo's fields that are a checkpoint's TransformerConfig's, under the same names.
-_FROM_CONFIG = (
-    "layers",
-    "heads",
-    "d_model",
-    "d_head",
-    "causal",
-    "max_length",
-    "pre_norm",
-    "output_bias",
-    "kv_heads",
-    "norm",
-    "rope",
-    "windows",
-    "soft_cap",
-    "embedding_scale",
-    "sandwich",
-    "qk_norm",
-    "attention_scale",
-    "gated",
-)
-
-
 class CheckpointModel:
     """A trained checkpoint of a supported family; weights are read on first run."""
 
@@ -201,25 +174,20 @@ class CheckpointModel:
 
         self.name = name
         self.checkpoint = checkpoint
-        self.config = read_config(checkpoint.config)
+        self.config = read_config(checkpoint.config, checkpoint.tensors)
         self.family = FAMILIES[self.config.family]
         self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config.vocab_size, self.family.wrapper)
         self.special = special_ids(self.tokenizer)
 
     @cached_property
     def info(self) -> ModelInfo:
-        from attncli.architectures import check_layers
-
         c = self.config
-        check_layers(c, self.checkpoint.tensors)  # what every run's memory is reckoned from
         return ModelInfo(
             name=self.name,
             type=c.family,
             title=self.family.title,
+            config=c,
             path=str(self.checkpoint.directory.resolve()),
-            token_types=c.type_vocab_size > 0,
-            biases=c.attention_bias,
-            **{name: getattr(c, name) for name in _FROM_CONFIG},
         )
 
     @cached_property

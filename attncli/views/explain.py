@@ -55,7 +55,7 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
     if model.pre_norm:
-        first = "e + p" if model.rope is None else f"√{d} · e" if model.embedding_scale else "e"
+        first = "e + p" if model.layer_attention[layer].rope is None else f"√{d} · e" if model.embedding_scale else "e"
         residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
         lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
@@ -84,7 +84,7 @@ def explain_view(
     focus_name = token_label(run.tokens[f].text)
     d, d_k = model.d_model, model.d_head
     sample = model.sample
-    plus_b = " + b" if model.biases else ""
+    plus_b = " + b" if model.attention_bias else ""
     plus_b_o = " + b" if model.output_bias else ""
 
     parts: list[RenderableType] = [text_line(run.text), model_line(model, caveat=False), _note(model)]
@@ -98,7 +98,7 @@ def explain_view(
 
     if sample:
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
-    elif model.rope is not None:
+    elif model.layer_attention[layer].rope is not None:
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its "
             "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
@@ -122,7 +122,7 @@ def explain_view(
         normed = f" = RMSNorm(x·W_{name.upper()})" if model.qk_norm and name != "v" else ""
         parts.append(VectorTable(matrix[row], labels, title=f"{name}{normed}  ({which})"))
 
-    parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, h, f))
+    parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, layer, h, f))
     if result.focus_angles is not None:
         parts += _rotation(result)
     parts += _focus_scores(result)
@@ -198,11 +198,13 @@ def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
     return lead
 
 
-def _scores_lead(model: ModelInfo, h: int, f: int) -> str:
+def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     """How a query's scores are made, in words: RoPE, the scale, soft-capping, softmax."""
     d_k = model.d_head
     rotated = (
-        "rotated query is dotted with every rotated key" if model.rope is not None else "query is dotted with every key"
+        "rotated query is dotted with every rotated key"
+        if model.layer_attention[layer].rope is not None
+        else "query is dotted with every key"
     )
     if model.attention_scale is None:
         scale = f"divided by √d_k = √{d_k} = {math.sqrt(d_k):.3f}"
@@ -218,7 +220,7 @@ def _scores_lead(model: ModelInfo, h: int, f: int) -> str:
 def _rotation(result: ExplainResult) -> list[RenderableType]:
     """RoPE for the focus token: the angle each dimension pair turns by, and its q before and after."""
     attention, h, f = result.attention, result.walk_head, result.focus
-    rope = result.run.model.rope
+    rope = result.run.model.layer_attention[result.layer].rope
     angles = result.focus_angles  # [n/2]
     half = len(angles)
     lead = Text(
@@ -256,7 +258,7 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
 def _mask_note(model: ModelInfo, layer: int) -> str:
     if not model.causal:
         return ""
-    window = None if model.windows is None else model.windows[layer]
+    window = model.layer_attention[layer].window
     if window is None:
         return " The causal mask hides later keys (·)."
     return (
