@@ -4,8 +4,10 @@ import importlib.util
 import io
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -17,6 +19,63 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 # The tiny checkpoints in tests/fixtures, as --model and load_model take them.
 BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
+
+# The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
+ENCODERS = ["bert", "roberta", "distilbert", "gpt2"]  # and GPT-2: the families with a position table
+DECODERS = [
+    "llama",
+    "llama-linear",
+    "mistral",
+    "mistral-layer-types",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "phi3",
+]
+
+
+@dataclass
+class Reference:
+    """What transformers computed for one text of a fixture (see tests/fixtures/make_fixtures.py): the truth,
+    its float64 run, at the query rows kept, and how far its own float32 run is from it."""
+
+    text: str
+    ids: np.ndarray  # [T]
+    rows: np.ndarray  # [R] the query rows kept: all of a short text's, a long text's every so many
+    attention: np.ndarray  # [L, h, R, T] float64
+    attention_error: np.ndarray  # transformers' float32 attention's [root mean square, largest] distance to it
+    hidden: np.ndarray  # [R, d] float64, the last hidden state
+    hidden_error: np.ndarray  # the same for the float32 hidden state
+
+
+def references(name: str) -> list[Reference]:
+    """The reference of each text of fixture `name` (a file name under tests/fixtures, without .npz, for minilm)."""
+    data = np.load(FIXTURES / name / "reference.npz")
+    return [
+        Reference(
+            str(text),
+            *(data[f"{field}_{i}"] for field in ("ids", "rows", "attention", "attention_error")),
+            data[f"hidden_{i}"],
+            data[f"hidden_error_{i}"],
+        )
+        for i, text in enumerate(data["texts"])
+    ]
+
+
+def assert_as_exact_as_transformers(values: np.ndarray, truth: np.ndarray, transformers_error, what: str) -> None:
+    """attncli's `values` against the truth, transformers' float64 run: their root-mean-square distance
+    at most 1.5 times transformers' own float32 run's, and their largest difference at most
+    max(1e-5, 3 times transformers' largest). The mean square shows a systematic error (a RoPE table
+    one bit off transformers'), which a largest difference alone, one sample of float32 rounding, hides."""
+    difference = np.abs(values.astype(np.float64) - truth)
+    rms, largest = float(np.sqrt(np.mean(np.square(difference)))), float(difference.max())
+    reference_rms, reference_largest = transformers_error
+    assert rms <= 1.5 * reference_rms, f"{what}: root mean square {rms:.3g}, transformers' float32 {reference_rms:.3g}"
+    assert largest <= max(1e-5, 3 * reference_largest), (
+        f"{what}: largest difference {largest:.3g}, transformers' float32 {reference_largest:.3g}"
+    )
+
 
 # The attncli command installed next to this Python: the tests run attncli as a user gets it.
 ATTNCLI = str(Path(sys.executable).parent / "attncli")

@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli.attention import (
+    AttentionOptions,
     Projections,
     attention,
     causal_mask,
@@ -116,7 +117,7 @@ def test_split_then_merge_heads_gives_back_the_input(layer):
 def test_vectorised_equals_the_naive_loop(layer, causal):
     x, (w_q, w_k, w_v, w_o), heads = layer
     mask = causal_mask(len(x)) if causal else None
-    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, mask)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), AttentionOptions(heads), mask)
     weights, output = naive_multi_head_attention(x, w_q, w_k, w_v, w_o, heads, causal)
     assert_allclose(trace.weights, weights, atol=1e-9)
     assert_allclose(trace.output, output, atol=1e-7 * max(1.0, np.abs(output).max()))
@@ -125,7 +126,9 @@ def test_vectorised_equals_the_naive_loop(layer, causal):
 @given(layers(), st.booleans())
 def test_attention_weight_rows_sum_to_one(layer, causal):
     x, (w_q, w_k, w_v, w_o), heads = layer
-    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, causal_mask(len(x)) if causal else None)
+    trace = multi_head_attention(
+        x, Projections(w_q, w_k, w_v, w_o), AttentionOptions(heads), causal_mask(len(x)) if causal else None
+    )
     assert np.all(trace.weights >= 0)
     assert_allclose(trace.weights.sum(axis=-1), 1.0, rtol=1e-12)
 
@@ -133,7 +136,7 @@ def test_attention_weight_rows_sum_to_one(layer, causal):
 @given(layers(heads_choices=(1,)))
 def test_one_head_with_identity_output_is_plain_attention(layer):
     x, (w_q, w_k, w_v, _), _ = layer
-    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, np.eye(x.shape[1])), heads=1)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, np.eye(x.shape[1])), AttentionOptions(1))
     assert_allclose(trace.output, attention(x @ w_q, x @ w_k, x @ w_v), atol=1e-12)
 
 
@@ -143,8 +146,8 @@ def test_permuting_the_tokens_permutes_the_output(layer, random):
     order = list(range(len(x)))
     random.shuffle(order)
     projections = Projections(w_q, w_k, w_v, w_o)
-    original = multi_head_attention(x, projections, heads)
-    permuted = multi_head_attention(x[order], projections, heads)
+    original = multi_head_attention(x, projections, AttentionOptions(heads))
+    permuted = multi_head_attention(x[order], projections, AttentionOptions(heads))
     assert_allclose(permuted.output, original.output[order], atol=1e-9)
     assert_allclose(permuted.weights, original.weights[:, order][:, :, order], atol=1e-12)
 
@@ -153,7 +156,7 @@ def test_trace_steps_follow_from_each_other(rng):
     x = rng.normal(size=(5, 16))
     w_q, w_k, w_v, w_o = rng.normal(size=(4, 16, 16))
     b_q, b_k, b_v, b_o = rng.normal(size=(4, 16))
-    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o), heads=4)
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o), AttentionOptions(4))
     assert_allclose(trace.q[1], (x @ w_q + b_q)[:, 4:8])
     assert_allclose(trace.scores[2], trace.q[2] @ trace.k[2].T)
     assert_allclose(trace.scaled, trace.scores / 2.0)
@@ -193,11 +196,11 @@ def test_grouped_query_attention_is_attention_with_each_key_head_repeated(shape)
     x = rng.normal(size=(tokens, d))
     w_q, w_o = rng.normal(size=(d, heads * d_k)), rng.normal(size=(heads * d_k, d))
     w_k, w_v = rng.normal(size=(d, kv_heads * d_k)), rng.normal(size=(d, kv_heads * d_k))
-    grouped = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), heads, kv_heads=kv_heads)
+    grouped = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), AttentionOptions(heads, kv_heads))
     # The same layer with K and V widened: query head h gets key-value head h // group.
     copies = [h // group for h in range(heads)]
     widen = lambda w: np.concatenate([w[:, g * d_k : (g + 1) * d_k] for g in copies], axis=1)  # noqa: E731
-    full = multi_head_attention(x, Projections(w_q, widen(w_k), widen(w_v), w_o), heads)
+    full = multi_head_attention(x, Projections(w_q, widen(w_k), widen(w_v), w_o), AttentionOptions(heads))
     assert_allclose(grouped.weights, full.weights, atol=1e-12)
     assert_allclose(grouped.output, full.output, atol=1e-10)
     assert grouped.key_head(heads - 1) == kv_heads - 1

@@ -345,8 +345,8 @@ def test_spaces_are_text_for_a_tokenizer_that_makes_tokens_of_them(cli):
 
 
 def test_a_text_longer_than_the_model_reads_names_the_model_s_limit(cli):
-    run = cli("explain", "cat " * 60, "--model", BERT, "--max-tokens", "1000")
-    assert run.code == 2 and "reads at most 40; shorten it" in run.stderr and "max-tokens" not in run.stderr
+    run = cli("explain", "cat " * 600, "--model", BERT, "--max-tokens", "1000")
+    assert run.code == 2 and "reads at most 512; shorten it" in run.stderr and "max-tokens" not in run.stderr
 
 
 def test_piped_views_end_lines_without_trailing_spaces(cli):

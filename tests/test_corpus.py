@@ -211,10 +211,10 @@ def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture
 
 def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     source = tmp_path / "corpus.txt"
-    source.write_text("The cat sat.\n" + "word " * 60 + "\nA dog ran.\n")
+    source.write_text("The cat sat.\n" + "word " * 130 + "\nA dog ran.\n")
     run = attncli("heads", "--file", str(source), "--model", BERT, "--json", text=True)
     assert run.returncode == 3 and json.loads(run.stdout)["texts"] == 2
-    assert "1 of 3 lines failed (line 2), left out of the statistics; line 2: the text is 242 tokens" in run.stderr
+    assert "1 of 3 lines failed (line 2), left out of the statistics; line 2: the text is 522 tokens" in run.stderr
     two = tmp_path / "two.txt"
     two.write_text("The cat sat.\nA dog ran.\n")
     assert json.loads(run.stdout)["heads"] == _heads("--file", str(two), "--model", BERT)["heads"]
@@ -268,10 +268,10 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
 
 def test_a_corpus_where_every_line_fails_says_why_and_leaves_nothing_to_resume(tmp_path):
     source = tmp_path / "long.txt"
-    source.write_text(("word " * 60 + "\n") * 3)
+    source.write_text(("word " * 130 + "\n") * 3)
     target = tmp_path / "stats.json"
     run = attncli("heads", "--file", str(source), "--model", BERT, "-o", str(target), text=True)
-    assert run.returncode == 3 and "3 of 3 lines failed" in run.stderr and "reads at most 40" in run.stderr
+    assert run.returncode == 3 and "3 of 3 lines failed" in run.stderr and "reads at most 512" in run.stderr
     assert not target.exists() and not (tmp_path / "stats.json.partial").exists()
 
 

@@ -77,12 +77,12 @@ def test_batch_writes_a_record_per_non_empty_line(cli, tmp_path):
 
 
 def test_a_failing_line_gives_an_error_record_and_exit_3(cli, tmp_path):
-    source = write_lines(tmp_path, "The cat sat.", "word " * 60, "A dog barked.")
+    source = write_lines(tmp_path, "The cat sat.", "word " * 130, "A dog barked.")
     run = cli("batch", source, "--model", BERT)
     assert run.code == 3
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [sorted(record)[:2] for record in records][1] == ["command", "error"]
-    assert records[1]["line"] == 2 and "reads at most 40" in records[1]["error"]
+    assert records[1]["line"] == 2 and "reads at most 512" in records[1]["error"]
     assert records[2]["line"] == 3
     assert "1 of 3 lines failed (line 2)" in run.stderr
     fast = cli("batch", source, "--model", BERT, "--fail-fast")
