@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
-from attncli.analysis import Fusion
+from attncli.analysis import Fusion, StatisticSums
 from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.models import Model, load_model, load_saved_model
@@ -874,7 +874,6 @@ def _save_heads_checkpoint(checkpoint: Path, model, texts, max_tokens: int, part
     import orjson
 
     from attncli.output import write_file
-    from attncli.results import statistics_json
 
     progress = {
         "schema": "attncli/v1",
@@ -882,7 +881,7 @@ def _save_heads_checkpoint(checkpoint: Path, model, texts, max_tokens: int, part
         "model": model.info.to_json(),
         "texts": _fingerprint(texts, max_tokens),
         "partitions": partitions,
-        "partial_sums": statistics_json(sums),
+        "partial_sums": sums.to_json(),
         "failures": failures,
     }
     write_file(checkpoint, orjson.dumps(progress))
@@ -892,12 +891,10 @@ def _resumed_heads(checkpoint: Path, model, texts, max_tokens: int):
     """(partial sums, failures, partitions done) that the unfinished run left in `checkpoint`."""
     import orjson
 
-    from attncli.results import statistics_from_json
-
     try:
         saved = orjson.loads(_read_input(str(checkpoint), str(checkpoint), SAVED_LIMIT))
         same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts, max_tokens)
-        progress = statistics_from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
+        progress = StatisticSums.from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
         done = int(saved["partitions"])
     except (ValueError, KeyError, TypeError):
         raise BadInput(f"{checkpoint} is damaged; delete it to start over") from None
@@ -910,15 +907,13 @@ def _merged_heads(paths: list[Path]):
     """The heads result of runs over parts of one corpus, from their --json documents."""
     import orjson
 
-    from attncli.results import statistics_from_json
-
     if len({path.resolve() for path in paths}) < len(paths):
         raise BadInput("--merge names one file twice; its texts would count twice")
     total, first = _empty_sums(), None
     for path in paths:
         try:
             document = orjson.loads(_read_input(str(path), f"--merge {path}", SAVED_LIMIT))
-            sums, model = statistics_from_json(document["partial_sums"]), document["model"]
+            sums, model = StatisticSums.from_json(document["partial_sums"]), document["model"]
         except (ValueError, KeyError, TypeError):
             raise BadInput(f"--merge {path} is not an attncli heads --json result with partial sums") from None
         layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)

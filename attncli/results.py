@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, STATISTICS, StatisticSums
+from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
 from attncli.errors import AttncliError, BadInput, DataError
 from attncli.models import ModelInfo
@@ -37,8 +37,6 @@ __all__ = [
     "SoftmaxResult",
     "TokenizeResult",
     "numbers",
-    "statistics_from_json",
-    "statistics_json",
 ]
 
 SCHEMA = "attncli/v1"
@@ -443,34 +441,6 @@ class ModelGridResult:
         return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})
 
 
-def statistics_json(sums: StatisticSums) -> dict:
-    """Partial sums as JSON: float64 sums (every digit kept) and integer counts, [layer][head]."""
-    return {
-        "texts": sums.texts,
-        "sums": {name: values.tolist() for name, values in sums.sums.items()},
-        "counts": {name: values.tolist() for name, values in sums.counts.items()},
-    }
-
-
-def statistics_from_json(document: dict) -> StatisticSums:
-    """Partial sums as statistics_json wrote them; ValueError, KeyError or TypeError where they are damaged."""
-    sums = StatisticSums()
-    sums.texts = int(document["texts"])
-    if sums.texts < 0:
-        raise ValueError("a negative count of texts")
-    names = set(document["sums"])
-    if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
-        return sums
-    if names != set(STATISTICS) or names != set(document["counts"]):
-        raise ValueError("the statistics are not attncli's")
-    for name in STATISTICS:
-        sums.sums[name] = np.array(document["sums"][name], dtype=np.float64)
-        sums.counts[name] = np.array(document["counts"][name], dtype=np.int64)
-        if sums.sums[name].ndim != 2 or sums.sums[name].shape != sums.counts[name].shape:
-            raise ValueError("partial sums of the wrong shape")
-    return sums
-
-
 @dataclass(eq=False, repr=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
@@ -480,7 +450,7 @@ class HeadsResult:
     text: str | None  # the text, when there is one
     statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
     labels: np.ndarray  # [L, h]
-    sums: "StatisticSums"  # the partial sums the means came from, which merge with another run's
+    sums: StatisticSums  # the partial sums the means came from, which merge with another run's
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head: its statistics (empty where one does not apply) and pattern."""
@@ -501,7 +471,7 @@ class HeadsResult:
             texts=self.texts,
             text=self.text,
             rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
-            partial_sums=statistics_json(self.sums),
+            partial_sums=self.sums.to_json(),
             heads=[
                 {
                     "layer": layer,
