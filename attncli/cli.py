@@ -34,7 +34,7 @@ from attncli.output import (
     write_records,
     write_stdout,
 )
-from attncli.results import SCHEMA, SavedRun
+from attncli.results import SCHEMA
 
 __all__ = ["app", "main"]
 
@@ -1188,6 +1188,8 @@ def check(
 
     Example: attncli check "The cat sat on the mat" --against saved.json --tolerance 1e-6
     """
+    from attncli.saved import SavedRun  # here: only check reads a saved result
+
     # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
     saved = SavedRun.from_bytes(_read_input(str(against), f"--against {against}", SAVED_LIMIT), str(against))
     result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))

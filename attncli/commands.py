@@ -8,6 +8,7 @@ parameters of these functions (see attncli.errors); the command line words them 
 import math
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,12 +32,15 @@ from attncli.results import (
     Operand,
     QueryResult,
     RolloutResult,
-    SavedRun,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
 )
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, matches, word_spans
+
+# The reader of saved results is check's alone; the other commands start without it.
+if TYPE_CHECKING:
+    from attncli.saved import SavedRun
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -483,7 +487,9 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
         yield BatchRecord(number, fields=fields)
 
 
-def check(text: str | None, saved_run: SavedRun, tolerance: float = 1e-5, source: str = "the saved run") -> CheckResult:
+def check(
+    text: str | None, saved_run: "SavedRun", tolerance: float = 1e-5, source: str = "the saved run"
+) -> CheckResult:
     """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
     compare the attention."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved
