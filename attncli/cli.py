@@ -9,7 +9,7 @@ import inspect
 import os
 import re
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +19,9 @@ from typer.core import TyperGroup
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion, StatisticSums
-from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
+from attncli.errors import AttncliError, BadInput, Parameter, PipeClosed, shortened
 from attncli.escapes import visible
+from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input, read_text
 from attncli.models import Model, load_model, load_saved_model
 from attncli.output import (
     Color,
@@ -52,8 +53,11 @@ CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 # How the library's parameters read on the command line, for errors that name them
 # (see attncli.errors): the options and arguments a user types ...
 OPTION_NAMES = {
+    "against": "--against",
+    "batch_file": "FILE",
     "causal": "--causal",
     "export": "--export",
+    "file": "--file",
     "focus": "--focus",
     "format": "--format",
     "fusion": "--head-fusion",
@@ -65,6 +69,7 @@ OPTION_NAMES = {
     "layer": "--layer",
     "layers": "--layers",
     "max_tokens": "--max-tokens",
+    "merge": "--merge",
     "model": "--model",
     "path": "-o",
     "positions": "--no-positions",
@@ -432,44 +437,11 @@ def _utf8(value: str, what: str) -> str:
     return value
 
 
-# The most attncli reads of one input: texts and batches (a long book is a few MB), and a saved
-# result for check (a 512-token heatmap of a 24-layer, 14-head model is about 0.9 GB as JSON). Reading stops
-# there, so `yes | attncli explain -` or /dev/zero end at once.
-TEXT_LIMIT = 256 * 2**20
-SAVED_LIMIT = 2**30
-
-
-def _read_input(source: str, what: str, limit: int) -> bytearray:
-    """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes. Read a
-    piece at a time (one read of `limit` bytes would reserve all of them, however small the input)
-    into one buffer, so a large input is never held twice."""
-    data = bytearray()
-    try:
-        with nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as stream:
-            while len(data) <= limit and (piece := stream.read(min(16 * 2**20, limit + 1 - len(data)))):
-                data += piece
-    except OSError as error:
-        raise BadInput(f"{what}: {error.strerror}") from None
-    if len(data) > limit:
-        raise BadInput(f"{what} is over {limit // 2**20:,} MB, the most attncli reads of one input")
-    return data
-
-
-def _read_text(source: str, what: str) -> str:
-    """The text of file `source`, or of standard input for "-", checked to be UTF-8 (a byte-order
-    mark is not part of the text)."""
-    data = _read_input(source, what, TEXT_LIMIT)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise BadInput(f"{what} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
-
-
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
         return _utf8(text, "TEXT")
-    return _read_text("-", "standard input").removesuffix("\n").removesuffix("\r")
+    return read_text("-").removesuffix("\n").removesuffix("\r")
 
 
 @app.command()
@@ -770,7 +742,7 @@ def heads_command(
         return
     if text is not None:
         raise BadInput("give either TEXT or --file FILE (one text per line)")
-    texts, unreadable = _corpus(file, "--file", field, None)
+    texts, unreadable = _corpus(file, "file", field, None)
     from attncli import corpus
 
     work = functools.partial(corpus.heads_partition, recipe, max_tokens, WORDS)
@@ -861,7 +833,7 @@ def _same_run(identity: Path, fingerprint: dict) -> None:
     import orjson
 
     try:
-        saved = orjson.loads(_read_input(str(identity), str(identity), TEXT_LIMIT))
+        saved = orjson.loads(read_input(str(identity), TEXT_LIMIT))
     except (ValueError, BadInput):
         raise BadInput(
             f"{identity} (what began the unfinished run) is missing or damaged; delete both to start over"
@@ -892,7 +864,7 @@ def _resumed_heads(checkpoint: Path, model, texts, max_tokens: int):
     import orjson
 
     try:
-        saved = orjson.loads(_read_input(str(checkpoint), str(checkpoint), SAVED_LIMIT))
+        saved = orjson.loads(read_input(str(checkpoint), SAVED_LIMIT))
         same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts, max_tokens)
         progress = StatisticSums.from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
         done = int(saved["partitions"])
@@ -912,7 +884,7 @@ def _merged_heads(paths: list[Path]):
     total, first = _empty_sums(), None
     for path in paths:
         try:
-            document = orjson.loads(_read_input(str(path), f"--merge {path}", SAVED_LIMIT))
+            document = orjson.loads(read_input(str(path), SAVED_LIMIT, "merge"))
             sums, model = StatisticSums.from_json(document["partial_sums"]), document["model"]
         except (ValueError, KeyError, TypeError):
             raise BadInput(f"--merge {path} is not an attncli heads --json result with partial sums") from None
@@ -981,14 +953,15 @@ def compare(
     write(result, output, top=top)
 
 
-def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
-    """(line number, text) for each non-empty line of a file, or of standard input for "-".
+def _lines(source: str, parameter: str) -> list[tuple[int, str]]:
+    """(line number, text) for each non-empty line of a file, or of standard input for "-"; errors
+    name the file as given to `parameter`.
 
     Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
     """
     if not source:
-        raise BadInput(f"{flag} is empty; give a file name, or - for standard input")
-    content = _read_text(source, f"{flag} {source}")
+        raise BadInput("{option} is empty; give a file name, or - for standard input", option=Parameter(parameter))
+    content = read_text(source, parameter)
     lines = (line.removesuffix("\r") for line in content.split("\n"))
     return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
@@ -1000,12 +973,12 @@ def _error_record(line: int, why: str) -> dict:
     return BatchRecord(line, error=BadInput(why)).to_json(WORDS)
 
 
-def _corpus(source: str, flag: str, field: str | None, id_field: str | None):
+def _corpus(source: str, parameter: str, field: str | None, id_field: str | None):
     """The texts of a corpus file: each non-empty line, or with `field` each JSON line's text in that
     field (and with `id_field` its id); the lines that cannot be read come apart, with why."""
     from attncli.corpus import Text
 
-    lines = _lines(source, flag)
+    lines = _lines(source, parameter)
     if field is None:
         if id_field is not None:
             raise BadInput("--id names a field of JSON Lines: give --field with it")
@@ -1034,7 +1007,7 @@ def _texts(text: str | None, file: str | None) -> list[tuple[int, str]]:
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if text is not None:
         return [(1, _text(text))]
-    return _lines(file, "--file")
+    return _lines(file, "file")
 
 
 @contextmanager
@@ -1098,7 +1071,7 @@ def batch(
     from attncli import corpus
     from attncli.output import append_records, resume_point
 
-    texts, unreadable = _corpus(source, "FILE", field, id_field)
+    texts, unreadable = _corpus(source, "batch_file", field, id_field)
     total = len(texts) + len(unreadable)
     checkpoint = _checkpoint(output_path, resume)
     if checkpoint is not None:
@@ -1191,7 +1164,7 @@ def check(
     from attncli.saved import SavedRun  # here: only check reads a saved result
 
     # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
-    saved = SavedRun.from_bytes(_read_input(str(against), f"--against {against}", SAVED_LIMIT), str(against))
+    saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
     result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
     write(result, output)
     if not result.passed:
