@@ -13,7 +13,7 @@ prints it as it is.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Argument", "AttncliError", "BadInput", "DataError", "Parameter", "PipeClosed", "shortened"]
+__all__ = ["Argument", "AttncliError", "BadInput", "DataError", "LinesFailed", "Parameter", "PipeClosed", "shortened"]
 
 
 class Parameter(str):
@@ -94,6 +94,10 @@ class BadInput(AttncliError):
 
 class DataError(AttncliError):
     """A file attncli needs is missing or unreadable."""
+
+
+class LinesFailed(AttncliError):
+    """Lines of a corpus failed: the run went on without them, or had nothing left to do."""
 
 
 class PipeClosed(AttncliError):
