@@ -13,6 +13,7 @@ __all__ = [
     "PATTERNS",
     "STATISTICS",
     "Fusion",
+    "StatisticSums",
     "align",
     "block_means",
     "candidate_keys",
@@ -334,6 +335,33 @@ class StatisticSums:
         """{name: [L, h]} in STATISTICS order; NaN where a statistic never applied."""
         with np.errstate(invalid="ignore"):  # 0 / 0 where a statistic never applied: NaN, as it should be
             return {name: self.sums[name] / self.counts[name] for name in STATISTICS}
+
+    def to_json(self) -> dict:
+        """The partial sums as JSON: float64 sums (every digit kept) and integer counts, [layer][head]."""
+        return {
+            "texts": self.texts,
+            "sums": {name: values.tolist() for name, values in self.sums.items()},
+            "counts": {name: values.tolist() for name, values in self.counts.items()},
+        }
+
+    @classmethod
+    def from_json(cls, document: dict) -> "StatisticSums":
+        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged."""
+        sums = cls()
+        sums.texts = int(document["texts"])
+        if sums.texts < 0:
+            raise ValueError("a negative count of texts")
+        names = set(document["sums"])
+        if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
+            return sums
+        if names != set(STATISTICS) or names != set(document["counts"]):
+            raise ValueError("the statistics are not attncli's")
+        for name in STATISTICS:
+            sums.sums[name] = np.array(document["sums"][name], dtype=np.float64)
+            sums.counts[name] = np.array(document["counts"][name], dtype=np.int64)
+            if sums.sums[name].ndim != 2 or sums.sums[name].shape != sums.counts[name].shape:
+                raise ValueError("partial sums of the wrong shape")
+        return sums
 
 
 def weighted_values(weights: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import inspect
 import os
 import re
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,22 +19,11 @@ from typer.core import TyperGroup
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
-from attncli.errors import AttncliError, BadInput, PipeClosed, shortened
+from attncli.errors import AttncliError, BadInput, LinesFailed, PipeClosed, shortened
 from attncli.escapes import visible
-from attncli.models import Model, load_model, load_saved_model
-from attncli.output import (
-    Color,
-    Format,
-    Output,
-    Scale,
-    TableFormat,
-    jsonl,
-    write,
-    write_file,
-    write_records,
-    write_stdout,
-)
-from attncli.results import SCHEMA, SavedRun
+from attncli.inputs import SAVED_LIMIT, read_input, read_text
+from attncli.models import Model, load_model
+from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
 
 __all__ = ["app", "main"]
 
@@ -46,25 +35,31 @@ _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "C
 
 # Exit codes beyond 0 (success), 1 (an unexpected failure; ATTNCLI_DEBUG=1 shows the traceback),
 # 2 (bad input or usage), 130 (interrupted) and 141 (standard output closed by its reader).
-BATCH_FAILED = 3  # batch: some lines failed; their records carry "error"
+BATCH_FAILED = 3  # heads --file and batch: some lines failed (LinesFailed); the others' results are written
 CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 
 # How the library's parameters read on the command line, for errors that name them
 # (see attncli.errors): the options and arguments a user types ...
 OPTION_NAMES = {
+    "against": "--against",
+    "batch_file": "FILE",
     "causal": "--causal",
     "export": "--export",
+    "field": "--field",
+    "file": "--file",
     "focus": "--focus",
     "format": "--format",
     "fusion": "--head-fusion",
     "head": "--head",
     "heads": "--num-heads",
     "shown_heads": "--heads",
+    "id_field": "--id",
     "include_special": "--include-special",
     "k": "-k",
     "layer": "--layer",
     "layers": "--layers",
     "max_tokens": "--max-tokens",
+    "merge": "--merge",
     "model": "--model",
     "path": "-o",
     "positions": "--no-positions",
@@ -111,6 +106,8 @@ class _Commands(TyperGroup):
             if stop.code == 1 and isinstance(stop.__context__, BrokenPipeError):
                 _reader_gone()
             raise
+        except LinesFailed as error:  # the other lines' results are written: a report, not an error
+            _fail(f"attncli: {error.worded(WORDS)}", BATCH_FAILED)
         except AttncliError as error:
             _fail(f"attncli: error: {error.worded(WORDS)}", error.exit_code)
         except OSError as error:  # the system refused a path or a write: a full disk, a name too long
@@ -379,14 +376,14 @@ model_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL, *
 def _corpus_model(spec: str, max_tokens: int, num_heads: int | None = None, **sample_options) -> dict:
     from attncli.corpus import ModelRecipe
 
-    options = tuple(sorted({"heads": num_heads, **sample_options}.items()))
-    return {**_model(spec, max_tokens, num_heads, **sample_options), "recipe": ModelRecipe(spec, options)}
+    recipe = ModelRecipe(spec, tuple({"heads": num_heads, **sample_options}.items()))
+    recipe.load()  # here, before any input is read: a model that cannot be loaded is said first
+    return {"max_tokens": max_tokens, "recipe": recipe}
 
 
-# The same for commands that may run on other processes: they also receive `recipe`, how to load it there.
-corpus_model_options = _shared_options(
-    ("model", "max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model
-)
+# For commands that may run on other processes: they receive `max_tokens` and `recipe`, how to load
+# the model there (and here, once, with recipe.load()).
+corpus_model_options = _shared_options(("max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model)
 
 
 def _windows(keys: str | None, queries: str | None) -> dict:
@@ -432,44 +429,11 @@ def _utf8(value: str, what: str) -> str:
     return value
 
 
-# The most attncli reads of one input: texts and batches (a long book is a few MB), and a saved
-# result for check (a 512-token heatmap of a 24-layer, 14-head model is about 0.9 GB as JSON). Reading stops
-# there, so `yes | attncli explain -` or /dev/zero end at once.
-TEXT_LIMIT = 256 * 2**20
-SAVED_LIMIT = 2**30
-
-
-def _read_input(source: str, what: str, limit: int) -> bytearray:
-    """The bytes of file `source`, or of standard input for "-", refused past `limit` bytes. Read a
-    piece at a time (one read of `limit` bytes would reserve all of them, however small the input)
-    into one buffer, so a large input is never held twice."""
-    data = bytearray()
-    try:
-        with nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as stream:
-            while len(data) <= limit and (piece := stream.read(min(16 * 2**20, limit + 1 - len(data)))):
-                data += piece
-    except OSError as error:
-        raise BadInput(f"{what}: {error.strerror}") from None
-    if len(data) > limit:
-        raise BadInput(f"{what} is over {limit // 2**20:,} MB, the most attncli reads of one input")
-    return data
-
-
-def _read_text(source: str, what: str) -> str:
-    """The text of file `source`, or of standard input for "-", checked to be UTF-8 (a byte-order
-    mark is not part of the text)."""
-    data = _read_input(source, what, TEXT_LIMIT)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise BadInput(f"{what} is not UTF-8 (bad byte at offset {error.start}); convert it to UTF-8") from None
-
-
 def _text(text: str) -> str:
     """The TEXT argument, read from standard input when it is "-" (one trailing line break dropped)."""
     if text != "-":
         return _utf8(text, "TEXT")
-    return _read_text("-", "standard input").removesuffix("\n").removesuffix("\r")
+    return read_text("-").removesuffix("\n").removesuffix("\r")
 
 
 @app.command()
@@ -747,7 +711,6 @@ def heads_command(
         ),
     ] = None,
     *,
-    model: Model,
     max_tokens: int,
     recipe,
     output: Output,
@@ -760,180 +723,24 @@ def heads_command(
 
     Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json
     """
+    from attncli import corpus
+
     if merge:
         if text is not None or file is not None:
             raise BadInput("--merge joins saved results: give no TEXT or --file with it")
-        write(_merged_heads(merge), output)
+        write(corpus.merged_heads(merge), output)
         return
-    if file is None:
-        write(commands.heads(_texts(text, file), model, None, max_tokens), output)
-        return
-    if text is not None:
+    if (text is None) == (file is None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
-    texts, unreadable = _corpus(file, "--file", field, None)
-    from attncli import corpus
-
-    work = functools.partial(corpus.heads_partition, recipe, max_tokens, WORDS)
-    checkpoint = _checkpoint(output.path, resume)
-    sums, failures, start = _resumed_heads(checkpoint, model, texts, max_tokens) if resume else (None, [], 0)
-    sums = sums or _empty_sums()
-    parts = corpus.partitions(texts)
-    with _progress(len(texts), done=sum(len(part) for part in parts[:start])) as advance:
-        for index, part in enumerate(corpus.run(work, parts[start:], _jobs(jobs), dask), start=start):
-            sums.merge(part.sums)
-            failures += part.failures
-            if checkpoint is not None:
-                _save_heads_checkpoint(checkpoint, model, texts, max_tokens, index + 1, sums, failures)
-            if advance is not None:
-                advance(len(parts[index]))
-    failures = sorted(unreadable + failures)
-    if not sums.texts:  # nothing to average: say why, and leave nothing to resume
-        if checkpoint is not None:
-            checkpoint.unlink(missing_ok=True)
-        _fail(_failed_lines(failures, len(texts) + len(unreadable), "so there is nothing to average"), BATCH_FAILED)
-    write(commands.heads_result(model.info, sums), output)
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
-    if failures:
-        _fail(_failed_lines(failures, len(texts) + len(unreadable), "left out of the statistics"), BATCH_FAILED)
-
-
-def _empty_sums():
-    from attncli.analysis import StatisticSums
-
-    return StatisticSums()
-
-
-def _jobs(jobs: int | None) -> int:
-    return jobs if jobs is not None else len(os.sched_getaffinity(0))
-
-
-def _failed_lines(failures: list[tuple[int, str]], total: int, fate: str) -> str:
-    """One line for the lines that failed: how many, which (the first ten) and the first one's reason."""
-    where = ", ".join(str(line) for line, _ in failures[:10]) + (" ..." if len(failures) > 10 else "")
-    first, reason = failures[0]
-    return f"attncli: {len(failures)} of {total} lines failed (line {where}), {fate}; line {first}: {reason}"
-
-
-def _checkpoint(path: Path | None, resume: bool) -> Path | None:
-    """Where a run to -o FILE keeps its progress (FILE.partial), refused when one is there and
-    --resume was not given (it would be lost), or when --resume has nothing to continue. None for
-    standard output, and for a device or pipe, which is written straight (as > would)."""
-    if path is not None and (not path.name or path.is_dir()):
-        raise BadInput(f"-o {path} names a directory; give a file name")
-    if path is not None and path.exists() and not path.resolve().is_file():
-        if resume:
-            raise BadInput(f"--resume: {path} is not a regular file, so a run to it cannot be continued")
-        return None
-    if path is None:
-        if resume:
-            raise BadInput("--resume continues a run that wrote -o FILE: give the same -o FILE")
-        return None
-    checkpoint = path.with_name(path.name + ".partial")
-    if checkpoint.exists() and not resume:
-        raise BadInput(f"{checkpoint} holds an unfinished run: --resume continues it (or delete it to start over)")
-    if resume and not checkpoint.exists():
-        raise BadInput(f"--resume: there is no unfinished run to continue ({checkpoint} does not exist)")
-    return checkpoint
-
-
-def _fingerprint(texts, *options) -> str:
-    """What a resumed run must share with the run it continues: its texts, their line numbers and
-    the options that change its numbers."""
-    import hashlib
-
-    digest = hashlib.sha256(repr(options).encode())
-    for item in texts:
-        digest.update(f"{item.line}\x00{item.text}\x00".encode())
-    return digest.hexdigest()
-
-
-def _save_identity(identity: Path, fingerprint: dict) -> None:
-    import orjson
-
-    from attncli.output import write_file
-
-    write_file(identity, orjson.dumps(fingerprint))
-
-
-def _same_run(identity: Path, fingerprint: dict) -> None:
-    """Refuse to continue a batch that another model, other texts or other options began."""
-    import orjson
-
-    try:
-        saved = orjson.loads(_read_input(str(identity), str(identity), TEXT_LIMIT))
-    except (ValueError, BadInput):
-        raise BadInput(
-            f"{identity} (what began the unfinished run) is missing or damaged; delete both to start over"
-        ) from None
-    if saved != fingerprint:
-        raise BadInput(f"the unfinished run was begun with another model, other texts or other options ({identity})")
-
-
-def _save_heads_checkpoint(checkpoint: Path, model, texts, max_tokens: int, partitions: int, sums, failures) -> None:
-    import orjson
-
-    from attncli.output import write_file
-    from attncli.results import statistics_json
-
-    progress = {
-        "schema": "attncli/v1",
-        "command": "heads --resume",
-        "model": model.info.to_json(),
-        "texts": _fingerprint(texts, max_tokens),
-        "partitions": partitions,
-        "partial_sums": statistics_json(sums),
-        "failures": failures,
-    }
-    write_file(checkpoint, orjson.dumps(progress))
-
-
-def _resumed_heads(checkpoint: Path, model, texts, max_tokens: int):
-    """(partial sums, failures, partitions done) that the unfinished run left in `checkpoint`."""
-    import orjson
-
-    from attncli.results import statistics_from_json
-
-    try:
-        saved = orjson.loads(_read_input(str(checkpoint), str(checkpoint), SAVED_LIMIT))
-        same = saved["model"] == model.info.to_json() and saved["texts"] == _fingerprint(texts, max_tokens)
-        progress = statistics_from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
-        done = int(saved["partitions"])
-    except (ValueError, KeyError, TypeError):
-        raise BadInput(f"{checkpoint} is damaged; delete it to start over") from None
-    if not same:
-        raise BadInput(f"{checkpoint} is a run over other texts or another model; delete it to start over")
-    return (*progress, done)
-
-
-def _merged_heads(paths: list[Path]):
-    """The heads result of runs over parts of one corpus, from their --json documents."""
-    import orjson
-
-    from attncli.results import statistics_from_json
-
-    if len({path.resolve() for path in paths}) < len(paths):
-        raise BadInput("--merge names one file twice; its texts would count twice")
-    total, first = _empty_sums(), None
-    for path in paths:
-        try:
-            document = orjson.loads(_read_input(str(path), f"--merge {path}", SAVED_LIMIT))
-            sums, model = statistics_from_json(document["partial_sums"]), document["model"]
-        except (ValueError, KeyError, TypeError):
-            raise BadInput(f"--merge {path} is not an attncli heads --json result with partial sums") from None
-        layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)
-        if any(values.shape != (layers, heads) for values in sums.sums.values()):
-            raise BadInput(f"--merge {path}: its partial sums are not of its model's {layers} × {heads} heads")
-        if first is None:
-            first = model
-        elif model != first:
-            raise BadInput(f"--merge {path} is for another model than {paths[0]}; merge runs of one model")
-        try:
-            total.merge(sums)
-        except ValueError:
-            raise BadInput(f"--merge {path} has statistics of another shape than {paths[0]}") from None
-    info = load_saved_model(first, f"--merge {paths[0]}").info
-    return commands.heads_result(info, total)
+    if file is None:
+        write(commands.heads(_text(text), recipe.load(), max_tokens), output)
+        return
+    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
+    write(run.result, output)
+    run.written()
+    if run.failed is not None:
+        raise run.failed
 
 
 @app.command()
@@ -986,68 +793,13 @@ def compare(
     write(result, output, top=top)
 
 
-def _lines(source: str, flag: str = "FILE") -> list[tuple[int, str]]:
-    """(line number, text) for each non-empty line of a file, or of standard input for "-".
-
-    Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
-    """
-    if not source:
-        raise BadInput(f"{flag} is empty; give a file name, or - for standard input")
-    content = _read_text(source, f"{flag} {source}")
-    lines = (line.removesuffix("\r") for line in content.split("\n"))
-    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-
-
-def _error_record(line: int, why: str) -> dict:
-    """The batch record of a line that could not be read."""
-    from attncli.results import BatchRecord
-
-    return BatchRecord(line, error=BadInput(why)).to_json(WORDS)
-
-
-def _corpus(source: str, flag: str, field: str | None, id_field: str | None):
-    """The texts of a corpus file: each non-empty line, or with `field` each JSON line's text in that
-    field (and with `id_field` its id); the lines that cannot be read come apart, with why."""
-    from attncli.corpus import Text
-
-    lines = _lines(source, flag)
-    if field is None:
-        if id_field is not None:
-            raise BadInput("--id names a field of JSON Lines: give --field with it")
-        return [Text(number, line) for number, line in lines], []
-    import orjson
-
-    texts, unreadable = [], []
-    for number, line in lines:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            unreadable.append((number, f"not a JSON object ({error})"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            unreadable.append((number, f"no text in field {shortened(field)!r}"))
-        elif id_field is not None and id_field not in record:
-            unreadable.append((number, f"no field {shortened(id_field)!r}"))
-        else:
-            texts.append(Text(number, record[field], None if id_field is None else record[id_field]))
-    return texts, unreadable
-
-
-def _texts(text: str | None, file: str | None) -> list[tuple[int, str]]:
-    """The texts of `heads`: TEXT, or the non-empty lines of --file, with their line numbers."""
-    if (text is None) == (file is None):
-        raise BadInput("give either TEXT or --file FILE (one text per line)")
-    if text is not None:
-        return [(1, _text(text))]
-    return _lines(file, "--file")
-
-
 @contextmanager
-def _progress(total: int, done: int = 0):
+def _progress(total: int, done: int):
     """A progress bar on stderr while texts are processed, with their rate and the time left, when
-    there are several and stderr is a terminal; yields the function to call with each count done."""
+    there are several and stderr is a terminal; yields the function to call with each count done
+    (see corpus.Progress)."""
     if total < 2 or not sys.stderr.isatty():
-        yield None
+        yield lambda count: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
@@ -1060,7 +812,7 @@ def _progress(total: int, done: int = 0):
     columns = (BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True, markup=False), transient=True) as progress:
         task = progress.add_task("texts", total=total, completed=done)
-        yield lambda count=1: progress.advance(task, count)
+        yield lambda count: progress.advance(task, count)
 
 
 @app.command()
@@ -1088,7 +840,6 @@ def batch(
     dask: DaskOpt = None,
     resume: ResumeOpt = False,
     *,
-    model: Model,
     max_tokens: int,
     recipe,
 ) -> None:
@@ -1101,74 +852,10 @@ def batch(
     Example: attncli batch sentences.txt --model minilm > attention.jsonl
     """
     from attncli import corpus
-    from attncli.output import append_records, resume_point
 
-    texts, unreadable = _corpus(source, "FILE", field, id_field)
-    total = len(texts) + len(unreadable)
-    checkpoint = _checkpoint(output_path, resume)
-    if checkpoint is not None:
-        identity = checkpoint.with_name(checkpoint.name + ".json")  # what wrote FILE.partial
-        fingerprint = {
-            "model": model.info.to_json(),
-            "texts": _fingerprint(texts, unreadable, steps, precision, field, id_field, max_tokens),
-        }
-        _same_run(identity, fingerprint) if resume else _save_identity(identity, fingerprint)
-    done, failed_before = resume_point(checkpoint) if resume else (0, 0)
-    texts = [item for item in texts if item.line > done]
-    unreadable = [entry for entry in unreadable if entry[0] > done]
-    parts = corpus.partitions(texts)
-    work = functools.partial(corpus.batch_partition, recipe, steps, max_tokens, WORDS)
-    failures = []
-
-    def in_order(advance):
-        """Each partition's records with the unreadable lines' error records put in line order."""
-        pending = list(unreadable)
-        for records in corpus.run(work, parts, _jobs(jobs), dask):
-            last = records[-1]["line"]
-            early = [entry for entry in pending if entry[0] < last]
-            pending = pending[len(early) :]
-            batch = sorted(
-                [
-                    *records,
-                    *({"schema": SCHEMA, "command": "batch", "line": line, "error": why} for line, why in early),
-                ],
-                key=lambda record: record["line"],
-            )
-            failed = [i for i, record in enumerate(batch) if "error" in record]
-            if failed and fail_fast:  # nothing past the first failure
-                batch = batch[: failed[0] + 1]
-            failures.extend(batch[i]["line"] for i in failed if i < len(batch))
-            if advance is not None:
-                advance(len(batch))
-            yield batch
-            if failures and fail_fast:
-                return
-        if pending:
-            pending = pending[:1] if fail_fast else pending
-            failures.extend(line for line, _ in pending)
-            yield [_error_record(*entry) for entry in pending]
-
-    with _progress(total, done=total - len(texts) - len(unreadable)) as advance:
-        if checkpoint is None:  # standard output (or a device or pipe named by -o): a partition's records at once
-            pieces = (b"".join(jsonl(batch, precision)) for batch in in_order(advance))
-            if output_path is None:
-                write_stdout(pieces)
-            else:
-                write_file(output_path, pieces)
-        else:
-            try:
-                append_records(in_order(advance), checkpoint, precision)
-            except AttncliError:
-                if checkpoint.exists() and checkpoint.stat().st_size == 0:  # nothing done: nothing to resume
-                    checkpoint.unlink()
-                    identity.unlink(missing_ok=True)
-                raise
-            os.replace(checkpoint, output_path.resolve() if output_path.is_symlink() else output_path)
-            identity.unlink(missing_ok=True)
-    if failures or failed_before:
-        count = len(failures) + failed_before
-        where = ", ".join(str(line) for line in failures[:10]) + (" ..." if len(failures) > 10 else "")
-        _fail(f'attncli: {count} of {total} lines failed (line {where}); their records carry "error"', BATCH_FAILED)
+    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    texts = corpus.read(source, "batch_file", field, id_field)
+    corpus.batch(texts, runner, output_path, resume, steps=steps, precision=precision, fail_fast=fail_fast)
 
 
 @app.command()
@@ -1193,8 +880,10 @@ def check(
 
     Example: attncli check "The cat sat on the mat" --against saved.json --tolerance 1e-6
     """
+    from attncli.saved import SavedRun  # here: only check reads a saved result
+
     # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
-    saved = SavedRun.from_bytes(_read_input(str(against), f"--against {against}", SAVED_LIMIT), str(against))
+    saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
     result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
     write(result, output)
     if not result.passed:

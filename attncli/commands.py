@@ -8,6 +8,7 @@ parameters of these functions (see attncli.errors); the command line words them 
 import math
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,12 +33,15 @@ from attncli.results import (
     Operand,
     QueryResult,
     RolloutResult,
-    SavedRun,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
 )
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, matches, word_spans
+
+# The reader of saved results is check's alone; the other commands start without it.
+if TYPE_CHECKING:
+    from attncli.saved import SavedRun
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -356,28 +360,12 @@ def model_grid(
     return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
 
 
-def heads(
-    texts: list[tuple[int, str]], model: Model, progress=None, max_tokens: int = DEFAULT_MAX_TOKENS
-) -> HeadsResult:
-    """Per-head statistics and pattern labels, averaged over `texts`, (line number, text) pairs
-    (NaN-aware: a statistic that does not apply to a text, such as the [SEP] share of a model
-    without [SEP], is left out of its mean).
-
-    `progress`, if given, is called once per text, after it is done.
-    """
-    if not texts:
-        raise BadInput("no texts: the file has no non-empty lines")
-    totals = analysis.StatisticSums()
-    for number, text in texts:
-        try:
-            totals.add(statistics_of(text, model, max_tokens))
-        except BadInput as error:
-            if len(texts) == 1:
-                raise
-            raise error.prefixed(f"line {number}") from None
-        if progress is not None:
-            progress()
-    return heads_result(model.info, totals, texts[0][1] if len(texts) == 1 else None)
+def heads(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+    """Per-head statistics and pattern labels of `text` (NaN where a statistic does not apply, such
+    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads."""
+    sums = analysis.StatisticSums()
+    sums.add(statistics_of(text, model, max_tokens))
+    return heads_result(model.info, sums, text)
 
 
 def statistics_of(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
@@ -483,7 +471,9 @@ def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_t
         yield BatchRecord(number, fields=fields)
 
 
-def check(text: str | None, saved_run: SavedRun, tolerance: float = 1e-5, source: str = "the saved run") -> CheckResult:
+def check(
+    text: str | None, saved_run: "SavedRun", tolerance: float = 1e-5, source: str = "the saved run"
+) -> CheckResult:
     """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
     compare the attention."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved

@@ -1,8 +1,10 @@
-"""Corpus-scale runs of `heads` and `batch`: the texts cut into partitions of PARTITION lines, each
-partition computed by a worker that loads the model once (here, in a pool of processes, or on the
-workers of a Dask cluster), the results put back together in partition order. A run therefore gives
-the same numbers, to the bit, however many workers shared it; what travels to a worker is the
-partition's text and how to load the model, and back only partial sums or records, never weights.
+"""Corpus-scale runs of `heads` and `batch`: a file of texts, one a line or in a field of JSON Lines,
+cut into partitions of PARTITION lines, each partition computed by a worker that loads the model once
+(here, in a pool of processes, or on the workers of a Dask cluster), the results put back together in
+partition order. A run therefore gives the same numbers, to the bit, however many workers shared it;
+what travels to a worker is the partition's text and how to load the model, and back only partial
+sums or records, never weights. A run to a file can be resumed (see attncli.resume); the lines that
+fail are reported at the end (LinesFailed), the others' results written.
 """
 
 import collections
@@ -11,13 +13,48 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from attncli import analysis
-from attncli.errors import AttncliError
-from attncli.models import Model, load_model
+import orjson
 
-__all__ = ["PARTITION", "HeadsPart", "ModelRecipe", "Text", "batch_partition", "heads_partition", "partitions", "run"]
+from attncli import analysis, commands
+from attncli.commands import DEFAULT_MAX_TOKENS
+from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Parameter, shortened
+from attncli.inputs import SAVED_LIMIT, read_input, read_text
+from attncli.models import Model, ModelInfo, load_model, load_saved_model
+from attncli.output import jsonl, write_file, write_stdout
+from attncli.results import BatchRecord, HeadsResult
+from attncli.resume import (
+    checkpoint_of,
+    fingerprint,
+    identity_file,
+    records_to_file,
+    resume_point,
+    resumed_heads,
+    save_heads_checkpoint,
+)
+
+__all__ = [
+    "PARTITION",
+    "Corpus",
+    "HeadsPart",
+    "HeadsRun",
+    "ModelRecipe",
+    "Progress",
+    "Runner",
+    "Text",
+    "batch",
+    "batch_partition",
+    "heads",
+    "heads_partition",
+    "merged_heads",
+    "no_progress",
+    "partitions",
+    "read",
+    "run",
+]
 
 PARTITION = 64  # lines a worker takes at a time: large enough to keep a worker busy, small enough to resume often
 # What a terminal or a process manager sends to a whole process group: the parent's to handle, so
@@ -35,11 +72,59 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Corpus:
+    """The texts of a corpus file, and the lines that could not be read, with why."""
+
+    texts: list[Text]
+    unreadable: list[tuple[int, str]]  # (line, why)
+    text_field: str | None = None  # the field of JSON Lines that held the texts; None: plain lines
+    id_field: str | None = None  # the field that held their ids
+
+    @property
+    def lines(self) -> int:
+        """The file's non-empty lines: its texts and the lines that could not be read."""
+        return len(self.texts) + len(self.unreadable)
+
+
+def read(source: str, parameter: str, field: str | None = None, id_field: str | None = None) -> Corpus:
+    """The corpus in file `source`, or standard input for "-" (errors name it as given to
+    `parameter`): each non-empty line, or with `field` each JSON line's text in that field (and with
+    `id_field` its id); a JSON line without them is set apart, with why.
+
+    Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
+    """
+    if not source:
+        raise BadInput("{option} is empty; give a file name, or - for standard input", option=Parameter(parameter))
+    content = read_text(source, parameter)
+    stripped = (line.removesuffix("\r") for line in content.split("\n"))
+    lines = [(number, line) for number, line in enumerate(stripped, start=1) if line.strip()]
+    if field is None:
+        if id_field is not None:
+            raise BadInput("{option} names a field of JSON Lines: give {field} with it", option=Parameter("id_field"))
+        return Corpus([Text(number, line) for number, line in lines], [])
+    texts, unreadable = [], []
+    for number, line in lines:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as error:
+            unreadable.append((number, f"not a JSON object ({error})"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            unreadable.append((number, f"no text in field {shortened(field)!r}"))
+        elif id_field is not None and id_field not in record:
+            unreadable.append((number, f"no field {shortened(id_field)!r}"))
+        else:
+            texts.append(Text(number, record[field], None if id_field is None else record[id_field]))
+    return Corpus(texts, unreadable, field, id_field)
+
+
+@dataclass(frozen=True)
 class ModelRecipe:
-    """How another process loads the model again: load_model's name and sample options."""
+    """How each process of a run loads the model, this one included: load_model's name and sample
+    options."""
 
     name: str
-    options: tuple = ()  # (option, value) pairs
+    options: tuple = ()  # (option, value) pairs, in the order given (a message that lists them keeps it)
 
     def load(self) -> Model:
         """The model, loaded once per process."""
@@ -52,6 +137,7 @@ def _loaded(recipe: ModelRecipe) -> Model:
 
 
 def partitions(texts: list[Text]) -> list[list[Text]]:
+    """`texts` cut into partitions of PARTITION lines, the last one shorter."""
     return [texts[start : start + PARTITION] for start in range(0, len(texts), PARTITION)]
 
 
@@ -66,11 +152,9 @@ class HeadsPart:
 def heads_partition(recipe: ModelRecipe, max_tokens: int, names: Mapping[str, str], part: list[Text]) -> HeadsPart:
     """The head statistics of each text of `part`, summed; a text that fails is left out and named,
     its message worded with `names` (see AttncliError.worded)."""
-    from attncli.commands import statistics_of_many  # here: a worker needs no more of attncli than this
-
     sums, failures = analysis.StatisticSums(), []
     for item, statistics in zip(
-        part, statistics_of_many([item.text for item in part], recipe.load(), max_tokens), strict=True
+        part, commands.statistics_of_many([item.text for item in part], recipe.load(), max_tokens), strict=True
     ):
         if isinstance(statistics, AttncliError):
             failures.append((item.line, statistics.worded(names)))
@@ -83,13 +167,212 @@ def batch_partition(
     recipe: ModelRecipe, steps: bool, max_tokens: int, names: Mapping[str, str], part: list[Text]
 ) -> list[dict]:
     """The batch record of each text of `part`, as JSON-ready dicts, in order."""
-    from attncli.commands import batch
-
-    records = batch([(item.line, item.text) for item in part], recipe.load(), steps, max_tokens)
+    records = commands.batch([(item.line, item.text) for item in part], recipe.load(), steps, max_tokens)
     return [
         {**record.to_json(names), **({} if item.id is None else {"id": item.id})}
         for item, record in zip(part, records, strict=True)
     ]
+
+
+# How a run shows its progress: progress(total, done) wraps the run and gives the function to call
+# with each count of texts done (the command line's draws a bar on stderr).
+Progress = Callable[[int, int], AbstractContextManager[Callable[[int], None]]]
+
+
+@contextmanager
+def no_progress(total: int, done: int) -> Iterator[Callable[[int], None]]:
+    """Progress that shows nothing."""
+    yield lambda count: None
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How a corpus run computes: the model, which each worker loads from `recipe`; texts of at most
+    `max_tokens` tokens; messages of the lines that fail worded with `names` (see
+    AttncliError.worded); the partitions shared by `jobs` processes (None: one per core available)
+    or run on the Dask cluster whose scheduler is at `dask`; and how `progress` shows."""
+
+    recipe: ModelRecipe
+    names: Mapping[str, str] = field(default_factory=dict)
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    jobs: int | None = None
+    dask: str | None = None
+    progress: Progress = no_progress
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's description (the model loaded here, once per process)."""
+        return self.recipe.load().info
+
+    def results(self, work: Callable, parts: list) -> Iterator:
+        """work(part) for each of `parts`, in order, where this runner runs them (see `run`)."""
+        jobs = self.jobs if self.jobs is not None else len(os.sched_getaffinity(0))
+        return run(work, parts, jobs, self.dask)
+
+
+@dataclass(eq=False)
+class HeadsRun:
+    """heads over a corpus: the result, and the lines that failed and were left out of it."""
+
+    result: HeadsResult
+    failed: LinesFailed | None  # to raise once the result is written
+    checkpoint: Path | None  # the run's progress, kept until the result is written
+
+    def written(self) -> None:
+        """The result is written: the progress kept to resume the run has done its work."""
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
+
+
+def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool = False) -> HeadsRun:
+    """Per-head statistics and pattern labels averaged over the texts of `corpus` (see
+    commands.heads_result), computed as `runner` says. A line that fails is left out and named;
+    when every one fails, LinesFailed says why.
+
+    With `path`, the file the result is for, the partial sums are kept beside it after each
+    partition (resume.checkpoint_of), and `resume` continues from them."""
+    texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
+    checkpoint = checkpoint_of(path, resume)
+    if resume:
+        sums, failures, start = resumed_heads(checkpoint, info, texts, max_tokens)
+    else:
+        sums, failures, start = analysis.StatisticSums(), [], 0
+    parts = partitions(texts)
+    work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names)
+    with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
+        for index, part in enumerate(runner.results(work, parts[start:]), start=start):
+            sums.merge(part.sums)
+            failures += part.failures
+            if checkpoint is not None:
+                save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures)
+            advance(len(parts[index]))
+    failures = sorted(corpus.unreadable + failures)
+    failed = None
+    if failures or not sums.texts:
+        first, reason = failures[0]
+        fate = "left out of the statistics" if sums.texts else "so there is nothing to average"
+        lines = [line for line, _ in failures]
+        failed = _lines_failed(len(failures), corpus.lines, lines, f", {fate}; line {first}: {reason}")
+    if not sums.texts:  # nothing to average, and nothing to resume
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        raise failed
+    return HeadsRun(commands.heads_result(info, sums), failed, checkpoint)
+
+
+def merged_heads(paths: list[Path]) -> HeadsResult:
+    """The heads result of runs over parts of one corpus, from their JSON documents."""
+    if len({path.resolve() for path in paths}) < len(paths):
+        raise BadInput("{option} names one file twice; its texts would count twice", option=Parameter("merge"))
+    total, first = analysis.StatisticSums(), None
+    for path in paths:
+        given = Argument("merge", path)
+        try:
+            document = orjson.loads(read_input(str(path), SAVED_LIMIT, "merge"))
+            sums, model = analysis.StatisticSums.from_json(document["partial_sums"]), document["model"]
+        except (ValueError, KeyError, TypeError):
+            raise BadInput("{what} is not an attncli heads {json} result with partial sums", what=given) from None
+        layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)
+        if any(values.shape != (layers, heads) for values in sums.sums.values()):
+            raise BadInput(
+                "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads",
+                what=given,
+                layer_count=layers,
+                head_count=heads,
+            )
+        if first is None:
+            first = model
+        elif model != first:
+            raise BadInput(
+                "{what} is for another model than {first}; merge runs of one model", what=given, first=paths[0]
+            )
+        try:
+            total.merge(sums)
+        except ValueError:
+            raise BadInput("{what} has statistics of another shape than {first}", what=given, first=paths[0]) from None
+    info = load_saved_model(first, Argument("merge", paths[0])).info
+    return commands.heads_result(info, total)
+
+
+def batch(
+    corpus: Corpus,
+    runner: Runner,
+    path: Path | None = None,
+    resume: bool = False,
+    *,
+    steps: bool = False,
+    precision: int | None = None,
+    fail_fast: bool = False,
+) -> None:
+    """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`),
+    computed as `runner` says and written as JSON Lines in line order, numbers rounded to
+    `precision`, to standard output or to the file `path`. A line that cannot be read or run gets a
+    record with its "error" and the run goes on, or with `fail_fast` ends there; LinesFailed, at the
+    end, names them.
+
+    To a regular file, the records go to a checkpoint beside it as they come, which becomes the file
+    when all are done (resume.records_to_file); `resume` continues from it."""
+    checkpoint = checkpoint_of(path, resume)
+    if checkpoint is not None:
+        options = (steps, precision, corpus.text_field, corpus.id_field, runner.max_tokens)
+        identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}
+        identity_file(checkpoint, identity, resume)
+    done, failed_before = resume_point(checkpoint) if resume else (0, 0)
+    texts = [item for item in corpus.texts if item.line > done]
+    unreadable = [
+        BatchRecord(line, error=BadInput(why)).to_json(runner.names) for line, why in corpus.unreadable if line > done
+    ]
+    work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
+    failures = []
+    with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
+        in_order = _in_line_order(runner.results(work, partitions(texts)), unreadable, fail_fast, failures, advance)
+        if checkpoint is not None:
+            records_to_file(in_order, checkpoint, path, precision)
+        else:  # standard output (or a device or pipe): a partition's records at once
+            pieces = (b"".join(jsonl(part, precision)) for part in in_order)
+            if path is None:
+                write_stdout(pieces)
+            else:
+                write_file(path, pieces)
+    if failures or failed_before:
+        raise _lines_failed(len(failures) + failed_before, corpus.lines, failures, '; their records carry "error"')
+
+
+def _in_line_order(
+    records: Iterable[list[dict]],
+    unreadable: list[dict],
+    fail_fast: bool,
+    failures: list[int],
+    advance: Callable[[int], None],
+) -> Iterator[list[dict]]:
+    """Each partition's `records` with the error records of the `unreadable` lines put among them
+    in line order; the line of each record that carries "error" is added to `failures`, and with
+    `fail_fast` nothing comes after the first."""
+    pending = unreadable
+    for part in records:
+        last = part[-1]["line"]
+        early = [record for record in pending if record["line"] < last]
+        pending = pending[len(early) :]
+        ordered = sorted([*part, *early], key=lambda record: record["line"])
+        failed = [i for i, record in enumerate(ordered) if "error" in record]
+        if failed and fail_fast:  # nothing past the first failure
+            ordered = ordered[: failed[0] + 1]
+        failures.extend(ordered[i]["line"] for i in failed if i < len(ordered))
+        advance(len(ordered))
+        yield ordered
+        if failures and fail_fast:
+            return
+    if pending:
+        pending = pending[:1] if fail_fast else pending
+        failures.extend(record["line"] for record in pending)
+        yield pending
+
+
+def _lines_failed(count: int, total: int, lines: list[int], outcome: str) -> LinesFailed:
+    """What a run says of its lines that failed: `count` of the `total`, the first ten of `lines`
+    (this run's), then `outcome`, what became of them."""
+    where = ", ".join(str(line) for line in lines[:10]) + (" ..." if len(lines) > 10 else "")
+    return LinesFailed(f"{count} of {total} lines failed (line {where}){outcome}")
 
 
 def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> Iterator:
@@ -174,10 +457,3 @@ def _on_dask(work: Callable, parts: list, address: str) -> Iterator:
         futures = client.map(work, parts, pure=False)
         for future in futures:
             yield future.result()
-
-
-def merged(parts: Iterable[analysis.StatisticSums]) -> analysis.StatisticSums:
-    total = analysis.StatisticSums()
-    for part in parts:
-        total.merge(part)
-    return total

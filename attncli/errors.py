@@ -5,16 +5,28 @@ quotes a fact, and any other `{name}` refers to a parameter of the call that fai
 (`{focus}`, `{max_tokens}`). Printed as it is, a parameter reads as its own name; the command
 line words it as the option a user typed (see attncli.cli.OPTION_NAMES), so the library
 never needs to know its flags. A fact that is a `Parameter` (or a tuple of them) is named the same
-way: for messages about whichever parameters the caller says. An error raised with a message alone prints it as it is.
+way: for messages about whichever parameters the caller says; an `Argument`, a value the caller
+was given, reads as its parameter so named and the value. An error raised with a message alone
+prints it as it is.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-__all__ = ["AttncliError", "BadInput", "DataError", "Parameter", "PipeClosed", "shortened"]
+__all__ = ["Argument", "AttncliError", "BadInput", "DataError", "LinesFailed", "Parameter", "PipeClosed", "shortened"]
 
 
 class Parameter(str):
     """The name of a parameter, quoted in a message as a fact: worded like `{name}` in the template."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A value and the parameter that was given it, quoted in a message as a fact: the parameter
+    worded like `{name}` in the template, then the value."""
+
+    parameter: str
+    value: object
 
 
 class _Names(dict):
@@ -29,9 +41,12 @@ class _Names(dict):
 
 
 def _worded(fact, names: Mapping[str, str]):
-    """A fact as a message quotes it: a Parameter (or a tuple of them, listed) named as `names` says."""
+    """A fact as a message quotes it: a Parameter (or a tuple of them, listed) named as `names` says,
+    an Argument as its parameter so named and its value."""
     if isinstance(fact, Parameter):
         return names.get(fact, fact)
+    if isinstance(fact, Argument):
+        return f"{names.get(fact.parameter, fact.parameter)} {fact.value}"
     if isinstance(fact, tuple) and fact and all(isinstance(item, Parameter) for item in fact):
         return ", ".join(names.get(item, item) for item in fact)
     return fact
@@ -79,6 +94,10 @@ class BadInput(AttncliError):
 
 class DataError(AttncliError):
     """A file attncli needs is missing or unreadable."""
+
+
+class LinesFailed(AttncliError):
+    """Lines of a corpus failed: the run went on without them, or had nothing left to do."""
 
 
 class PipeClosed(AttncliError):

@@ -320,7 +320,7 @@ _SAMPLE_OPTIONS = {"heads": int, "seed": int, "causal": bool, "positions": bool}
 
 def load_saved_model(saved: dict, source: str) -> Model:
     """The model a saved document's `model` object describes (see ModelInfo.to_json), loaded again."""
-    name = saved["name"]  # a string: SavedRun.from_json checked it
+    name = saved["name"]  # a string: SavedRun.from_bytes checked it
     if name == "sample":
         options = {key: saved.get(key) for key in _SAMPLE_OPTIONS}
         if not all(isinstance(options[key], kind) for key, kind in _SAMPLE_OPTIONS.items()):

@@ -25,11 +25,9 @@ __all__ = [
     "Output",
     "Scale",
     "TableFormat",
-    "append_records",
     "attention_csv",
     "attention_npz",
     "jsonl",
-    "resume_point",
     "rounded",
     "write",
     "write_file",
@@ -329,42 +327,6 @@ def jsonl(records: Iterable[dict], precision: int | None) -> Iterator[bytes]:
     for record in records:
         yield from json_chunks(rounded(record, precision))
         yield b"\n"
-
-
-def append_records(batches: Iterable[list[dict]], path: Path, precision: int | None) -> None:
-    """JSON Lines appended to `path` a batch of records at a time, each batch on the disk (fsync)
-    before the next is computed: a run killed at any moment leaves whole records, and at most one
-    cut line at the end, which resume_point removes."""
-    try:
-        with open(path, "ab") as file:
-            for batch in batches:
-                file.write(b"".join(jsonl(batch, precision)))
-                file.flush()
-                os.fsync(file.fileno())
-    except OSError as error:  # a full disk: what was written stays, for a resumed run
-        raise BadInput(
-            "cannot write {file}: {reason}; {resume} continues from what it holds", file=path, reason=error.strerror
-        ) from None
-
-
-def resume_point(path: Path) -> tuple[int, int]:
-    """(the last line number, how many records carry "error") of the whole records in the JSON
-    Lines file `path`, which is cut back to them (a killed run may have left half a line)."""
-    import orjson
-
-    done, failed, keep = 0, 0, 0
-    with open(path, "rb+") as file:
-        for raw in file:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                record = orjson.loads(raw)
-                line = int(record["line"])
-            except (ValueError, KeyError, TypeError):
-                raise BadInput(f"{path} is damaged at byte {keep}; delete it to start over") from None
-            done, failed, keep = line, failed + ("error" in record), keep + len(raw)
-        file.truncate(keep)
-    return done, failed
 
 
 def _write(result, output: Output, **view_options) -> None:

@@ -2,14 +2,12 @@
 draws it; `to_json()` is its JSON document. Nothing here derives a number: it arranges them, and
 refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)."""
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
-from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, STATISTICS, StatisticSums
+from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
 from attncli.errors import AttncliError, BadInput, DataError
 from attncli.models import ModelInfo
@@ -32,13 +30,10 @@ __all__ = [
     "Operand",
     "QueryResult",
     "RolloutResult",
-    "SavedRun",
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
     "numbers",
-    "statistics_from_json",
-    "statistics_json",
 ]
 
 SCHEMA = "attncli/v1"
@@ -443,34 +438,6 @@ class ModelGridResult:
         return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})
 
 
-def statistics_json(sums: StatisticSums) -> dict:
-    """Partial sums as JSON: float64 sums (every digit kept) and integer counts, [layer][head]."""
-    return {
-        "texts": sums.texts,
-        "sums": {name: values.tolist() for name, values in sums.sums.items()},
-        "counts": {name: values.tolist() for name, values in sums.counts.items()},
-    }
-
-
-def statistics_from_json(document: dict) -> StatisticSums:
-    """Partial sums as statistics_json wrote them; ValueError, KeyError or TypeError where they are damaged."""
-    sums = StatisticSums()
-    sums.texts = int(document["texts"])
-    if sums.texts < 0:
-        raise ValueError("a negative count of texts")
-    names = set(document["sums"])
-    if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
-        return sums
-    if names != set(STATISTICS) or names != set(document["counts"]):
-        raise ValueError("the statistics are not attncli's")
-    for name in STATISTICS:
-        sums.sums[name] = np.array(document["sums"][name], dtype=np.float64)
-        sums.counts[name] = np.array(document["counts"][name], dtype=np.int64)
-        if sums.sums[name].ndim != 2 or sums.sums[name].shape != sums.counts[name].shape:
-            raise ValueError("partial sums of the wrong shape")
-    return sums
-
-
 @dataclass(eq=False, repr=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
@@ -480,7 +447,7 @@ class HeadsResult:
     text: str | None  # the text, when there is one
     statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
     labels: np.ndarray  # [L, h]
-    sums: "StatisticSums"  # the partial sums the means came from, which merge with another run's
+    sums: StatisticSums  # the partial sums the means came from, which merge with another run's
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head: its statistics (empty where one does not apply) and pattern."""
@@ -501,7 +468,7 @@ class HeadsResult:
             texts=self.texts,
             text=self.text,
             rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
-            partial_sums=statistics_json(self.sums),
+            partial_sums=self.sums.to_json(),
             heads=[
                 {
                     "layer": layer,
@@ -598,91 +565,6 @@ class CompareResult:
                 for layer, head in self.ranking
             ],
         )
-
-
-# A JSON string (escapes included) or a bracket: what the scan of a saved document must see.
-_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-_KEY_OF_ARRAY = re.compile(rb"\s*:(\s*\[)")  # what follows a key whose value is an array
-_FIRST_ELEMENT = re.compile(rb"\s*([\[\]])")  # an array's first element opens, or the array closes
-_NEXT_ELEMENT = re.compile(rb"\s*(?:,\s*(\[)|(\]))")
-_NUMBER_ROW_BYTES = b"0123456789.eE+-,[] \t\r\n"
-
-
-@dataclass(eq=False, repr=False)
-class SavedRun:
-    """What check reads back from a saved document: the text, the model object and the attention."""
-
-    text: str
-    model: dict  # as ModelInfo.to_json wrote it
-    attention: np.ndarray  # [L, h, T, T] float64, every digit the document wrote (a sample model's are float64)
-
-    @classmethod
-    def from_bytes(cls, data: bytes | bytearray, source: str) -> "SavedRun":
-        """The run a document of explain, heatmap or model holds (as `common_json` wrote it).
-
-        The attention array is read a row at a time into float64, never as one Python float per
-        weight: a 512-token document holds 19 million of them (the rest of the document is small).
-        UTF-8 with a byte-order mark and UTF-16 (what some shells' > writes) are read as UTF-8."""
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            data = bytes(data).decode("utf-16").encode()
-        elif data[:3] == b"\xef\xbb\xbf":
-            data = data[3:]
-        damaged = BadInput("{source} is not an attncli {json} result with text, model and attention", source=source)
-        try:
-            found = _saved_attention(data)
-            start, end, attention = found or (0, 0, None)
-            document = orjson.loads(data[:start] + b"null" + data[end:] if found else data)
-        except orjson.JSONDecodeError as error:
-            raise BadInput("{source} is not a readable JSON file ({error})", source=source, error=error) from None
-        except ValueError:  # an attention array that is not one of equally long rows of numbers
-            raise damaged from None
-        if attention is None or not isinstance(document, dict):
-            raise damaged
-        try:
-            text, model, name = document["text"], document["model"], document["model"]["name"]
-        except (KeyError, TypeError):
-            raise damaged from None
-        if not isinstance(name, str) or not isinstance(text, str) or not np.all(np.isfinite(attention)):
-            raise damaged
-        return cls(text, model, attention)
-
-
-def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:
-    """The value of the JSON document's top-level "attention" key, as float64, and where it starts
-    and ends in `data`; None when it has no such array.
-
-    A scan of strings and brackets finds the key; its array is then parsed one element at a time,
-    so its millions of weights never all exist as Python floats at once. Raises ValueError where the
-    value is not an array of equally shaped arrays of numbers."""
-    depth = 0
-    for piece in _STRING_OR_BRACKET.finditer(data):
-        mark = data[piece.start()]
-        if mark == ord('"'):
-            key = depth == 1 and piece.group() == b'"attention"' and _KEY_OF_ARRAY.match(data, piece.end())
-            if key:
-                return key.start(1), *_array(data, key.end() - 1, dimensions=4)  # [L, h, T, T]
-        else:
-            depth += 1 if mark in b"[{" else -1
-    return None
-
-
-def _array(data: bytes, at: int, dimensions: int) -> tuple[int, np.ndarray]:
-    """Where the array that opens at `data[at]` ends, and that array (of `dimensions` dimensions, each
-    of one length) as float64; parsed a row of numbers at a time."""
-    close = data.find(b"]", at)
-    if close >= 0 and data.find(b"[", at + 1, close) < 0:  # a row of numbers
-        row = data[at : close + 1]
-        if dimensions != 1 or row.translate(None, _NUMBER_ROW_BYTES):
-            raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-        return close + 1, np.array(orjson.loads(row), dtype=np.float64)
-    elements, step = [], _FIRST_ELEMENT.match(data, at + 1)
-    while step and step.group(1) == b"[" and dimensions > 1:
-        element_end, element = _array(data, step.end() - 1, dimensions - 1)
-        elements.append(element)
-        step = _NEXT_ELEMENT.match(data, element_end)
-    if not step or dimensions == 1:
-        raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-    return step.end(), np.array(elements, dtype=np.float64)  # ValueError if their shapes differ
 
 
 @dataclass(eq=False, repr=False)

@@ -195,7 +195,7 @@ def test_masked_weights_are_exactly_zero_not_minus_zero():
 
 def test_head_statistics_count_the_keys_a_sliding_window_lets_a_row_see():
     model = load_model(str(FIXTURES / "mistral"))  # window 5 in every layer
-    result = commands.heads([(1, PRONOUN)], model)
+    result = commands.heads(PRONOUN, model)
     run = commands.run(PRONOUN, model)
     rows = run.weights[0, 0, 1:]  # every row but the first sees more than one key
     seen = np.minimum(np.arange(2, run.weights.shape[-1] + 1), 5)

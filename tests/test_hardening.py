@@ -19,7 +19,7 @@ from safetensors import safe_open
 from attncli import commands
 from attncli.errors import AttncliError, DataError
 from attncli.models import load_model
-from attncli.results import SavedRun
+from attncli.saved import SavedRun
 
 
 def clean_error(done, message: str) -> None:

@@ -10,7 +10,7 @@ import typer
 
 import attncli
 from attncli.cli import WORDS, app
-from attncli.errors import BadInput, Parameter
+from attncli.errors import Argument, BadInput, Parameter
 from attncli.transformer import Norm, layer_norm
 
 PACKAGE = Path(attncli.__file__).parent
@@ -63,6 +63,9 @@ def test_an_error_names_parameters_as_the_caller_words_them():
     error = BadInput("{option} {value!r} is not a token; raise {max_tokens}", option=Parameter("focus"), value="{x}")
     assert str(error) == "focus '{x}' is not a token; raise max_tokens"
     assert error.worded(WORDS) == "--focus '{x}' is not a token; raise --max-tokens"
+    given = BadInput("{what}: no such file", what=Argument("path", "{x}.json"))
+    assert str(given) == "path {x}.json: no such file"
+    assert given.worded(WORDS) == "-o {x}.json: no such file"
     literal = BadInput("a {brace} that is text")
     assert literal.worded(WORDS) == str(literal) == "a {brace} that is text"
 
@@ -103,7 +106,7 @@ def test_every_parameter_an_error_names_has_words_on_the_command_line():
                 for keyword in node.keywords
                 for call in ast.walk(keyword.value)
                 if isinstance(call, ast.Call)
-                and getattr(call.func, "id", None) == "Parameter"
+                and getattr(call.func, "id", None) in ("Parameter", "Argument")
                 and isinstance(call.args[0], ast.Constant)
             }
             unworded += [f"{where}: {name}" for name in (fields - facts) | parameters if name not in WORDS]
