@@ -13,7 +13,8 @@ Every case runs in a fresh temporary directory, once per build, with the same en
 (NO_COLOR, FORCE_COLOR and ATTNCLI_* removed, COLUMNS=100, TERM=dumb, PYTHONHASHSEED=0) and the
 checkpoint fixtures taken from the working tree's tests/fixtures. Standard output, the exit code
 and every file the case leaves in its directory (-o, --export, a saved JSON) must be byte for byte
-the same: each case that differs gets one line on stdout, with the first differing byte. Standard
+the same: each case that differs gets one line on stdout, with the first differing byte (and, where
+only numbers differ, the largest change: what a change of the computation moved). Standard
 error that differs is listed separately as a warning, and fails the run only with --strict-stderr.
 The summary goes to stderr; the exit code is 0 when every case is identical, 1 when one is not,
 2 when a build cannot be made.
@@ -27,8 +28,11 @@ Needs Python 3.11+, git and access to PyPI (for the first build of each revision
 
 import argparse
 import hashlib
+import io
 import json
+import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -362,14 +366,44 @@ def first_difference(a: bytes, b: bytes) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
+# A number as JSON, CSV and the views write one.
+NUMBER = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def numbers_change(a: bytes, b: bytes) -> float | None:
+    """The largest difference between the numbers of `a` and `b` when they differ in their numbers
+    alone (the same text around them, or an NPZ archive of the same arrays' shapes); None otherwise."""
+    if a.startswith(b"PK") and b.startswith(b"PK"):
+        try:
+            import numpy as np
+
+            first, second = np.load(io.BytesIO(a)), np.load(io.BytesIO(b))
+            if first.files != second.files or any(first[k].shape != second[k].shape for k in first.files):
+                return None
+            floats = [k for k in first.files if first[k].dtype.kind == "f"]
+            if any(not np.array_equal(first[k], second[k]) for k in first.files if k not in floats):
+                return None
+            return max((float(np.abs(first[k] - second[k]).max(initial=0)) for k in floats), default=0.0)
+        except (ImportError, ValueError, OSError):
+            return None
+    if NUMBER.sub(b"#", a) != NUMBER.sub(b"#", b):
+        return None
+    return max(
+        (abs(float(x) - float(y)) for x, y in zip(NUMBER.findall(a), NUMBER.findall(b), strict=True)), default=0.0
+    )
+
+
 def describe(what: str, a: bytes, b: bytes, labels: tuple[str, str]) -> str | None:
-    """'what differs at byte N (sizes), with a few bytes of each side from there', or None if a == b."""
+    """'what differs at byte N (sizes), with a few bytes of each side from there', and the largest change
+    where only numbers differ; or None if a == b."""
     offset = first_difference(a, b)
     if offset is None:
         return None
     start = max(0, offset - 16)
+    change = numbers_change(a, b)
+    numbers = "" if change is None or math.isnan(change) else f" (numbers only, the largest change {change:.2g})"
     return (
-        f"{what} differs at byte {offset} ({labels[0]} {len(a)} bytes, {labels[1]} {len(b)}):"
+        f"{what} differs at byte {offset} ({labels[0]} {len(a)} bytes, {labels[1]} {len(b)}){numbers}:"
         f" {labels[0]} {a[start : offset + 24]!r} | {labels[1]} {b[start : offset + 24]!r}"
     )
 
