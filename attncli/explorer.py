@@ -67,8 +67,6 @@ class MatrixPane(Widget, can_focus=True):
     """The heatmap of the current head over the window of rows and columns that fits, panned to keep
     the cursor in view; or, at the last zoom level, the whole matrix in block means."""
 
-    DEFAULT_CSS = "MatrixPane { height: 1fr; }"
-
     def __init__(self):
         super().__init__()
         self.first_row = self.first_column = 0  # the first row and column in view
@@ -140,8 +138,6 @@ class GridPane(Widget):
     """Every layer × head as a thumbnail, as many layers as fit around the current one; the head under
     the cursor is marked, Enter opens it."""
 
-    DEFAULT_CSS = "GridPane { height: 1fr; }"
-
     def render(self) -> RenderableType:
         explorer: Explorer = self.app
         place, run = explorer.place, explorer.attention
@@ -197,11 +193,6 @@ class HelpScreen(ModalScreen):
     """Every key the explorer takes, from its bindings."""
 
     BINDINGS: ClassVar = [Binding("escape,q,question_mark", "app.pop_screen", "close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: auto; max-height: 100%; border: round $accent; }
-    HelpScreen Static { width: auto; }
-    """
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, pad_edge=False)
@@ -238,12 +229,8 @@ class Explorer(App):
     and a status line with the cursor cell's exact weight."""
 
     TITLE = "attncli explore"
+    CSS_PATH = "explorer.tcss"
     ENABLE_COMMAND_PALETTE = False  # every action has its key, listed by ?
-    CSS = """
-    #top, TokenStrip, #status { height: 1; }
-    #query { height: auto; max-height: 45%; }
-    #find { dock: bottom; display: none; }
-    """
     BINDINGS: ClassVar = [
         Binding("up,k", "move(-1, 0)", "query up", show=False),
         Binding("down,j", "move(1, 0)", "query down", show=False),
