@@ -26,9 +26,10 @@ def _run(text: str = PRONOUN, model: str = BERT):
 
 def explore(run, *steps, size=(80, 24)):
     """Open the explorer on `run` at `size`, then take each step: a key name (as Pilot.press takes
-    it), ("click", selector, (x, y)) or ("resize", (width, height)). Returns (the app, its screen as
-    text); app.pane holds what the heatmap pane last drew (drawn, first_row, width), app.strip
-    where the token strip put each token, app.chart the query pane's chart."""
+    it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
+    app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
+    (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
+    the query pane's chart."""
     from attncli.explorer import Explorer
 
     async def drive():
@@ -38,13 +39,17 @@ def explore(run, *steps, size=(80, 24)):
             for step in steps:
                 if isinstance(step, str):
                     await pilot.press(step)
+                elif callable(step):
+                    step(app)
                 elif step[0] == "click":
                     await pilot.click(step[1], offset=step[2])
                 else:
                     await pilot.resize_terminal(*step[1])
                 await pilot.pause()
             pane = app.query_one("MatrixPane")
-            app.pane = SimpleNamespace(drawn=pane.drawn, first_row=pane.first_row, width=pane.size.width)
+            app.pane = SimpleNamespace(
+                drawn=pane.drawn, first_row=pane.first_row, width=pane.size.width, weights=pane.weights
+            )
             app.strip = app.query_one("TokenStrip").spans
             app.chart = app.query_one("QueryPane").render()
             return app, _screen_text(app)
@@ -101,6 +106,37 @@ def test_special_tokens_join_the_ranking_with_s():
     with_sinks = commands.query_run(run, [app.cursor.query], include_special=True)
     assert app.include_special
     assert app.chart.rows[1][2] == with_sinks.run.tokens[with_sinks.ranking[0].top].text
+
+
+def test_the_query_s_ranking_is_computed_once_per_query_and_sinks_setting(monkeypatch):
+    """Moving the cursor along the query's row, to another head or to the mean reuses the ranking;
+    another query, or the other sinks setting, ranks the heads anew (once: going back reuses it)."""
+    ranked = []
+    query_run = commands.query_run
+
+    def counted(result, span, include_special=False, *args, **kwargs):
+        ranked.append((span[0], include_special))
+        return query_run(result, span, include_special, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "query_run", counted)
+    run = _run()
+    app, _ = explore(run, "right", "right", "left", "full_stop", "right_square_bracket", "a")
+    query = app.cursor.query
+    assert ranked == [(query, False)]
+    ranked.clear()
+    explore(run, "up", "right", "down", "s", "s")
+    assert ranked == [(query, False), (query - 1, False), (query, True)]
+
+
+def test_setting_the_state_redraws_what_shows_it():
+    """The app's state is reactive: setting its head from code, with no redraw called, draws the
+    screen that pressing "." twice draws, the heatmap pane included."""
+    run = _run()
+    _, opening = explore(run)
+    _, pressed = explore(run, "full_stop", "full_stop")
+    app, screen = explore(run, lambda app: setattr(app, "head", 2))
+    assert screen == pressed != opening and screen.startswith("L0 H2")
+    np.testing.assert_array_equal(app.pane.weights, run.weights[0, 2])
 
 
 def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
