@@ -5,11 +5,16 @@ pays for it. It computes nothing of its own: the heatmap is the static views' He
 window of the matrix, the overview and the model grid their thumbnails (analysis.block_means), the
 query pane `query`'s chart over commands.query_run. What it shows are the numbers the other
 commands print.
+
+Where the explorer is (layer, head, cursor, zoom, ...) is the app's reactive state. Setting it is
+all an action does: data bindings and watch_ methods hand each pane the plain values it draws, and
+the panes draw from those alone; a click or the wheel comes back to the app as a message. The
+layout is in explorer.tcss.
 """
 
+import functools
 import os
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 # Textual draws in 24-bit colour on any terminal (converting where it must); saying so before it is
 # imported lets the heatmap widgets, which ask the console, draw their colours rather than shades.
@@ -24,6 +29,8 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.reactive import Initialize, reactive, var
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
@@ -31,7 +38,7 @@ from textual.widgets import Footer, Input, Static
 from attncli import analysis, commands
 from attncli.errors import AttncliError
 from attncli.escapes import visible
-from attncli.results import AttentionRun
+from attncli.results import AttentionRun, QueryResult
 from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
 from attncli.views.matrices import head_thumbnails, thumbnail_block
@@ -46,70 +53,85 @@ SCALES = ("fixed", "row", "log")
 # matrix at once, each cell the mean of a block of weights.
 ZOOMS = (5, 3, 2, 1, 0)
 RANKED_HEADS = 4  # heads the query pane ranks under the current one
+# Rankings kept, one per (query, sinks setting): each holds a row of weights per head, so a long
+# text's rankings are not all kept; sixteen cover going back and forth between a few queries.
+RANKINGS_KEPT = 16
+# The app's state: every change of one redraws the status line (the cursor cell's weight), which so
+# drops the notice a find left there.
+STATE = ("layer", "head", "mean", "cursor", "zoom", "scale", "include_special", "grid")
 
 
-@dataclass(eq=False)
-class Place:
-    """Where the explorer is: the head (or the mean of the layer's heads), the cursor cell, how it draws."""
+class Cursor(NamedTuple):
+    """The cursor cell: its row is the query token, its column the key."""
 
-    layer: int = 0
-    head: int = 0
-    query: int = 0  # the cursor's row: the query token
-    key: int = 0  # the cursor's column
-    zoom: int = 0  # index into ZOOMS
-    scale: str = "fixed"
-    mean: bool = False  # the mean over the layer's heads instead of one head
-    include_special: bool = False  # let special tokens and a decoder's first token (sinks) top the ranking
-    grid: bool = False  # the model grid instead of the heatmap
+    query: int
+    key: int
 
 
 class MatrixPane(Widget, can_focus=True):
-    """The heatmap of the current head over the window of rows and columns that fits, panned to keep
-    the cursor in view; or, at the last zoom level, the whole matrix in block means."""
+    """The heatmap of `weights` over the window of rows and columns that fits, panned to keep the
+    cursor in view; or, at cell width 0, the whole matrix in block means."""
 
-    DEFAULT_CSS = "MatrixPane { height: 1fr; }"
+    # Given by the app before the first draw. A new matrix or mask always redraws: numpy arrays have
+    # no single answer to `!=`.
+    weights: reactive[np.ndarray | None] = reactive(None, always_update=True)  # [T, T]
+    mask: reactive[np.ndarray | None] = reactive(None, always_update=True)  # [T, T] bool, the keys seen; None: all
+    cursor = reactive(Cursor(0, 0))
+    cell = reactive(ZOOMS[0])  # a cell's width in characters; 0: the whole matrix
+    scale = reactive(SCALES[0])
 
-    def __init__(self):
+    class CellClicked(Message):
+        """A click on a cell: the cursor goes there."""
+
+        def __init__(self, cursor: Cursor) -> None:
+            super().__init__()
+            self.cursor = cursor
+
+    class Scrolled(Message):
+        """The wheel turned over the heatmap: the query moves by `rows`."""
+
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.rows = rows
+
+    def __init__(self, labels: list[str]):
         super().__init__()
+        self.labels = labels
         self.first_row = self.first_column = 0  # the first row and column in view
         self.drawn: tuple[int, int, int] | None = None  # (header lines, row label width, cell) last drawn
 
     def render(self) -> RenderableType:
-        explorer: Explorer = self.app
-        place, weights = explorer.place, explorer.matrix()
+        weights, cursor, cell = self.weights, self.cursor, self.cell
         tokens = len(weights)
         width, height = max(self.size.width, 8), max(self.size.height, 4)
-        mask = layer_mask(explorer.attention, place.layer)
-        cell = ZOOMS[place.zoom]
         if cell == 0:
             self.drawn = None
             block = thumbnail_block(tokens, min(width, 2 * (height - 3)))  # a title line, and two of legend
-            seen = np.ones(weights.shape, bool) if mask is None else mask
+            seen = np.ones(weights.shape, bool) if self.mask is None else self.mask
             means, any_seen = analysis.block_means(weights, seen, block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
-            return Group(MiniHeatmap(means, title, place.scale, mask=any_seen), Legend(place.scale))
-        labels = explorer.labels
+            return Group(MiniHeatmap(means, title, self.scale, mask=any_seen), Legend(self.scale))
         label_limit = 6 if height >= 20 else 3
-        whole = Heatmap(weights, labels, cell=cell, label_limit=label_limit)  # for the layout's sizes
+        whole = Heatmap(weights, self.labels, cell=cell, label_limit=label_limit)  # for the layout's sizes
         columns = max((width - whole.row_label_width) // cell, 1)
-        self.first_column = _scrolled(self.first_column, place.key, columns, tokens)
+        self.first_column = _scrolled(self.first_column, cursor.key, columns, tokens)
         shown_columns = range(self.first_column, min(self.first_column + columns, tokens))
         header = whole.header_lines(cell, shown_columns)
         rows = max(height - header - 2, 1)  # two lines of legend under the grid
-        self.first_row = _scrolled(self.first_row, place.query, rows, tokens)
+        self.first_row = _scrolled(self.first_row, cursor.query, rows, tokens)
         self.drawn = (header, whole.row_label_width, cell)
         return Heatmap(
             weights,
-            labels,
-            scale=place.scale,
-            mask=mask,
+            self.labels,
+            scale=self.scale,
+            mask=self.mask,
             rows=range(self.first_row, min(self.first_row + rows, tokens)),
             columns=shown_columns,
-            cursor=(place.query, place.key),
+            cursor=cursor,
             cell=cell,
             notes=False,
             label_limit=label_limit,
-            highlight=place.query,
+            highlight=cursor.query,
             label_rows=range(tokens),  # as `whole` sized them: where a click lands is where a cell is drawn
         )
 
@@ -120,13 +142,13 @@ class MatrixPane(Widget, can_focus=True):
         header, label_width, cell = self.drawn
         row, column = event.y - header, (event.x - label_width) // cell
         if row >= 0 and column >= 0 and event.x >= label_width:
-            self.app.move_to(self.first_row + row, self.first_column + column)
+            self.post_message(self.CellClicked(Cursor(self.first_row + row, self.first_column + column)))
 
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        self.app.move_by(3, 0)
+        self.post_message(self.Scrolled(3))
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        self.app.move_by(-3, 0)
+        self.post_message(self.Scrolled(-3))
 
 
 def _scrolled(first: int, cursor: int, size: int, total: int) -> int:
@@ -137,41 +159,72 @@ def _scrolled(first: int, cursor: int, size: int, total: int) -> int:
 
 
 class GridPane(Widget):
-    """Every layer × head as a thumbnail, as many layers as fit around the current one; the head under
-    the cursor is marked, Enter opens it."""
+    """Every layer × head of a run as a thumbnail, as many layers as fit around the selected one; the
+    selected head is marked, Enter opens it."""
 
-    DEFAULT_CSS = "GridPane { height: 1fr; }"
+    selected_layer = reactive(0)
+    selected_head = reactive(0)
+    scale = reactive(SCALES[0])
+
+    def __init__(self, run: AttentionRun):
+        super().__init__()
+        self.attention = run
 
     def render(self) -> RenderableType:
-        explorer: Explorer = self.app
-        place, run = explorer.place, explorer.attention
+        run = self.attention
         heads, tokens = run.model.heads, len(run.tokens)
         side = max(min(self.size.width // heads - 2, 16), 4)  # cells a side, so a layer's heads fit a line
         block = thumbnail_block(tokens, side)
         lines_per_layer = -(-min(side, tokens) // 2) + 2
         layers = max(self.size.height // lines_per_layer, 1)
-        first = max(min(place.layer - layers // 2, run.model.layers - layers), 0)
+        first = max(min(self.selected_layer - layers // 2, run.model.layers - layers), 0)
         everything = range(tokens)
         parts: list[RenderableType] = [
             Text(f"each thumbnail the whole matrix, each cell the mean of a {block} × {block} block", style="dim")
         ]
         for layer in range(first, min(first + layers, run.model.layers)):
-            selected = place.head if layer == place.layer else None
-            maps = head_thumbnails(run, layer, list(range(heads)), everything, everything, block, place.scale, selected)
+            selected = self.selected_head if layer == self.selected_layer else None
+            maps = head_thumbnails(run, layer, list(range(heads)), everything, everything, block, self.scale, selected)
             parts.append(Columns(maps, padding=(0, 1)))
         return Group(*parts)
 
 
-class TokenStrip(Static):
-    """The tokens around the query, the query in reverse video; a click on one makes it the query."""
+class QueryPane(Widget):
+    """`query`'s chart for one query token: its weights over the keys in the head `pinned` (first,
+    with its rank) and in the heads that give it the most."""
 
-    def __init__(self):
+    # Its height follows the chart's, which the labels of the keys in view decide.
+    ranking: reactive[QueryResult | str] = reactive("", layout=True)  # every head ranked, or why there is no ranking
+    pinned: reactive[tuple[int, int] | None] = reactive(None, layout=True)  # (layer, head); None: the layer's mean
+    centre = reactive(0, layout=True)  # the key the window of keys is centred on
+
+    def render(self) -> RenderableType:
+        if isinstance(self.ranking, str):
+            return Text(self.ranking, style="dim")
+        return query_chart(
+            self.ranking, RANKED_HEADS, centre=self.centre, pinned=self.pinned, notes=False, label_limit=3
+        )
+
+
+class TokenStrip(Widget):
+    """The tokens around the cursor's query, the query in reverse video; a click on one makes it the query."""
+
+    cursor = reactive(Cursor(0, 0))
+
+    class TokenClicked(Message):
+        """A click on a token: it becomes the query."""
+
+        def __init__(self, token: int) -> None:
+            super().__init__()
+            self.token = token
+
+    def __init__(self, labels: list[str]):
         super().__init__()
+        self.pieces = [f"{i}:{visible(label)}" for i, label in enumerate(labels)]  # never a raw control character
         self.spans: list[tuple[int, int, int]] = []  # (first column, end column, token) of each token shown
 
-    def draw(self, labels: list[str], query: int) -> None:
-        width = max(self.size.width or self.app.size.width, 20)
-        pieces = [f"{i}:{visible(label)}" for i, label in enumerate(labels)]  # never a raw control character
+    def render(self) -> RenderableType:
+        width, pieces, query = max(self.size.width, 20), self.pieces, self.cursor.query
         start, used = query, len(pieces[query])
         while start > 0 and used + len(pieces[start - 1]) + 1 <= width // 2:
             start -= 1
@@ -185,23 +238,18 @@ class TokenStrip(Static):
             self.spans.append((len(text), len(text) + len(pieces[i]), i))
             text.append(pieces[i], style="reverse bold" if i == query else "")
             text.append(" ")
-        self.update(text)
+        return text
 
     def on_click(self, event: events.Click) -> None:
-        for start, end, index in self.spans:
+        for start, end, token in self.spans:
             if start <= event.x < end:
-                self.app.move_to(index, self.app.place.key)
+                self.post_message(self.TokenClicked(token))
 
 
 class HelpScreen(ModalScreen):
     """Every key the explorer takes, from its bindings."""
 
     BINDINGS: ClassVar = [Binding("escape,q,question_mark", "app.pop_screen", "close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: auto; max-height: 100%; border: round $accent; }
-    HelpScreen Static { width: auto; }
-    """
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, pad_edge=False)
@@ -238,12 +286,8 @@ class Explorer(App):
     and a status line with the cursor cell's exact weight."""
 
     TITLE = "attncli explore"
+    CSS_PATH = "explorer.tcss"
     ENABLE_COMMAND_PALETTE = False  # every action has its key, listed by ?
-    CSS = """
-    #top, TokenStrip, #status { height: 1; }
-    #query { height: auto; max-height: 45%; }
-    #find { dock: bottom; display: none; }
-    """
     BINDINGS: ClassVar = [
         Binding("up,k", "move(-1, 0)", "query up", show=False),
         Binding("down,j", "move(1, 0)", "query down", show=False),
@@ -272,113 +316,161 @@ class Explorer(App):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
+    def _opening_cursor(self) -> Cursor:
+        """The last token that is not special, on key 0: what a sentence leads up to."""
+        ordinary = [token.index for token in self.attention.tokens if not token.special]
+        return Cursor(ordinary[-1] if ordinary else len(self.attention.tokens) - 1, 0)
+
+    # Where the explorer is. Setting one redraws what shows it: the panes bound to it in compose()
+    # and the watch_ methods below. `var`, not `reactive`: the app has nothing of its own to repaint.
+    layer = var(0)
+    head = var(0)
+    mean = var(False)  # the mean over the layer's heads instead of one head
+    cursor = var(Initialize(_opening_cursor))
+    zoom = var(ZOOMS[0])  # a cell's width in characters, one of ZOOMS
+    scale = var(SCALES[0])
+    include_special = var(False)  # let special tokens and a decoder's first token (sinks) top the ranking
+    grid = var(False, toggle_class="-grid")  # the model grid instead of the heatmap: explorer.tcss swaps them
+    heading = var("")  # the top line, made from the above by compute_heading
+
     def __init__(self, run: AttentionRun):
         super().__init__()
         self.attention = run  # not `run`: App.run starts the app
         self.labels = token_texts(run)
-        # The cursor starts on the last token that is not special: what a sentence leads up to.
-        ordinary = [token.index for token in run.tokens if not token.special]
-        self.place = Place(query=ordinary[-1] if ordinary else len(run.tokens) - 1)
         self.found = ""  # the text `/` last looked for
+        # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting): moving
+        # along the query's row or to another head shows the same ranking again.
+        self.ranking = functools.lru_cache(maxsize=RANKINGS_KEPT)(
+            lambda query, include_special: commands.query_run(run, [query], include_special)
+        )
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")
-        yield MatrixPane()
-        yield GridPane()
-        yield Static(id="query")
-        yield TokenStrip()
+        yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
+        yield GridPane(self.attention).data_bind(
+            Explorer.scale, selected_layer=Explorer.layer, selected_head=Explorer.head
+        )
+        yield QueryPane()
+        yield TokenStrip(self.labels).data_bind(Explorer.cursor)
         yield Static(id="status")
         yield Input(placeholder="find a token: type part of it, Enter", id="find")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(GridPane).display = False
         self.query_one(MatrixPane).focus()  # not the hidden find box: keys belong to the explorer
-        self.redraw()
+        for name in STATE:
+            self.watch(self, name, self._show_cursor_line)
 
     # What is drawn
 
     def matrix(self) -> np.ndarray:
         """The weights [T, T] the heatmap shows: the current head's, or the mean of the layer's heads."""
-        place, weights = self.place, self.attention.weights
-        return weights[place.layer].mean(axis=0) if place.mean else weights[place.layer, place.head]
+        weights = self.attention.weights
+        return weights[self.layer].mean(axis=0) if self.mean else weights[self.layer, self.head]
 
-    def redraw(self, message: str = "") -> None:
-        place, model = self.place, self.attention.model
-        which = f"L{place.layer} mean of {model.heads} heads" if place.mean else head_name(place.layer, place.head)
-        sinks = "sinks ranked" if place.include_special else "sinks left out of the ranking"
-        zoom = "whole matrix" if ZOOMS[place.zoom] == 0 else f"cells {ZOOMS[place.zoom]} wide"
-        self.query_one("#top", Static).update(
-            Text(f"{which} · scale {place.scale} · {sinks} · {zoom} · ? for keys", style="bold")
+    def watch_layer(self) -> None:
+        self._show_head()
+
+    def watch_head(self) -> None:
+        self._show_head()
+
+    def watch_mean(self) -> None:
+        self._show_head()
+
+    def _show_head(self) -> None:
+        """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane."""
+        heatmap = self.query_one(MatrixPane)
+        heatmap.weights = self.matrix()
+        heatmap.mask = layer_mask(self.attention, self.layer)
+        self.query_one(QueryPane).pinned = None if self.mean else (self.layer, self.head)  # first, with its rank
+
+    def watch_cursor(self, cursor: Cursor) -> None:
+        """The query pane follows the cursor: its query's ranking, its key in the middle."""
+        query_pane = self.query_one(QueryPane)
+        query_pane.ranking = self._cursor_ranking()
+        query_pane.centre = cursor.key
+
+    def watch_include_special(self) -> None:
+        self.query_one(QueryPane).ranking = self._cursor_ranking()
+
+    def _cursor_ranking(self) -> QueryResult | str:
+        """Every head ranked for the cursor's query, or why there is no ranking."""
+        query = self.cursor.query
+        try:
+            return self.ranking(query, self.include_special)
+        except AttncliError as error:
+            return f"query {query}: {error}"
+
+    def compute_heading(self) -> str:
+        """The top line: what the heatmap shows and how."""
+        which = (
+            f"L{self.layer} mean of {self.attention.model.heads} heads"
+            if self.mean
+            else head_name(self.layer, self.head)
         )
-        self.query_one(MatrixPane).display = not place.grid
-        self.query_one(GridPane).display = place.grid
-        self.query_one(MatrixPane).refresh()
-        self.query_one(GridPane).refresh()
-        self.query_one("#query", Static).update(self._query_pane())
-        self.query_one(TokenStrip).draw(self.labels, self.place.query)
-        self.query_one("#status", Static).update(Text(message or self._cursor_line()))
+        sinks = "sinks ranked" if self.include_special else "sinks left out of the ranking"
+        zoom = "whole matrix" if self.zoom == 0 else f"cells {self.zoom} wide"
+        return f"{which} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
+
+    def watch_heading(self, heading: str) -> None:
+        self.query_one("#top", Static).update(Text(heading, style="bold"))
+
+    def _show_cursor_line(self) -> None:
+        self.query_one("#status", Static).update(Text(self._cursor_line()))
 
     def _cursor_line(self) -> str:
-        place, tokens = self.place, self.attention.tokens
+        (query, key), tokens = self.cursor, self.attention.tokens
         matrix = self.matrix()
-        weight = matrix.dtype.type(matrix[place.query, place.key])  # printed in its own precision's shortest form
-        mask = layer_mask(self.attention, place.layer)
-        allowed = "" if mask is None or mask[place.query, place.key] else " (masked: the query may not see this key)"
+        weight = matrix.dtype.type(matrix[query, key])  # printed in its own precision's shortest form
+        mask = layer_mask(self.attention, self.layer)
+        allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
         return (
-            f"query {place.query} “{token_label(tokens[place.query].text)}” → key {place.key} "
-            f"“{token_label(tokens[place.key].text)}”: {weight!s}{allowed}"
+            f"query {query} “{token_label(tokens[query].text)}” → key {key} "
+            f"“{token_label(tokens[key].text)}”: {weight!s}{allowed}"
         )
-
-    def _query_pane(self) -> RenderableType:
-        place = self.place
-        try:
-            result = commands.query_run(self.attention, [place.query], place.include_special)
-        except AttncliError as error:
-            return Text(f"query {place.query}: {error}", style="dim")
-        pinned = None if place.mean else (place.layer, place.head)  # this head first, with its rank
-        return query_chart(result, RANKED_HEADS, centre=place.key, pinned=pinned, notes=False, label_limit=3)
 
     # Moving
 
     def move_to(self, query: int, key: int) -> None:
         last = len(self.attention.tokens) - 1
-        self.place.query, self.place.key = min(max(query, 0), last), min(max(key, 0), last)
-        self.redraw()
+        self.cursor = Cursor(min(max(query, 0), last), min(max(key, 0), last))
 
     def move_by(self, rows: int, columns: int) -> None:
-        if self.place.grid:
-            heads, layers = self.attention.model.heads, self.attention.model.layers
-            self.place.head = (self.place.head + columns) % heads
-            self.place.layer = min(max(self.place.layer + rows, 0), layers - 1)
-            self.redraw()
+        if self.grid:  # the grid's cursor is the selected head
+            self.head = (self.head + columns) % self.attention.model.heads
+            self.layer = min(max(self.layer + rows, 0), self.attention.model.layers - 1)
             return
-        self.move_to(self.place.query + rows, self.place.key + columns)
+        self.move_to(self.cursor.query + rows, self.cursor.key + columns)
+
+    def on_matrix_pane_cell_clicked(self, message: MatrixPane.CellClicked) -> None:
+        self.move_to(*message.cursor)
+
+    def on_matrix_pane_scrolled(self, message: MatrixPane.Scrolled) -> None:
+        self.move_by(message.rows, 0)
+
+    def on_token_strip_token_clicked(self, message: TokenStrip.TokenClicked) -> None:
+        self.move_to(message.token, self.cursor.key)
 
     def action_move(self, rows: int, columns: int) -> None:
         self.move_by(rows, columns)
 
     def action_layer(self, step: int) -> None:
-        self.place.layer = (self.place.layer + step) % self.attention.model.layers
-        self.redraw()
+        self.layer = (self.layer + step) % self.attention.model.layers
 
     def action_head(self, step: int) -> None:
-        self.place.head = (self.place.head + step) % self.attention.model.heads
-        self.place.mean = False
-        self.redraw()
+        self.head = (self.head + step) % self.attention.model.heads
+        self.mean = False
 
     def action_zoom(self, step: int) -> None:
-        self.place.zoom = min(max(self.place.zoom + step, 0), len(ZOOMS) - 1)
-        self.redraw()
+        level = min(max(ZOOMS.index(self.zoom) + step, 0), len(ZOOMS) - 1)
+        self.zoom = ZOOMS[level]
 
     def action_grid(self) -> None:
-        self.place.grid = not self.place.grid
-        self.redraw()
+        self.grid = not self.grid
 
     def action_open(self) -> None:
-        if self.place.grid:
-            self.place.grid, self.place.mean = False, False
-            self.redraw()
+        if self.grid:
+            self.grid, self.mean = False, False
 
     def action_close_grid(self) -> None:
         """Escape: away from the find box, or back from the grid."""
@@ -386,21 +478,17 @@ class Explorer(App):
         if find.display:
             find.display = False
             self.query_one(MatrixPane).focus()
-        elif self.place.grid:
-            self.place.grid = False
-            self.redraw()
+        else:
+            self.grid = False
 
     def action_mean(self) -> None:
-        self.place.mean = not self.place.mean
-        self.redraw()
+        self.mean = not self.mean
 
     def action_sinks(self) -> None:
-        self.place.include_special = not self.place.include_special
-        self.redraw()
+        self.include_special = not self.include_special
 
     def action_scale(self) -> None:
-        self.place.scale = SCALES[(SCALES.index(self.place.scale) + 1) % len(SCALES)]
-        self.redraw()
+        self.scale = SCALES[(SCALES.index(self.scale) + 1) % len(SCALES)]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -422,14 +510,14 @@ class Explorer(App):
     def action_find_next(self) -> None:
         if not self.found:
             return
+        status = self.query_one("#status", Static)
         matches = [i for i, label in enumerate(self.labels) if self.found in label.lower()]
         if not matches:
-            self.redraw(f"no token has “{self.found}” in it")
+            status.update(Text(f"no token has “{self.found}” in it"))
             return
-        after = [i for i in matches if i > self.place.query]
-        self.place.query = (after or matches)[0]
-        self.redraw()
-        where = matches.index(self.place.query) + 1
-        self.query_one("#status", Static).update(
+        after = [i for i in matches if i > self.cursor.query]
+        self.cursor = Cursor((after or matches)[0], self.cursor.key)
+        where = matches.index(self.cursor.query) + 1
+        status.update(
             Text(f"“{self.found}”: match {where} of {len(matches)} (n for the next) · " + self._cursor_line())
         )

@@ -4,8 +4,8 @@ again and again and prints, as JSON, the milliseconds of each move.
 
 Each move is timed two ways: the harness's round trip (Pilot.press, then Pilot.pause until the
 screen is idle), beside the same round trip for a key that does nothing, which is the harness's own
-cost; and the explorer's work alone, its redraw plus rendering the heatmap and query panes to lines
-as Textual does.
+cost; and the explorer's work alone: the head's change with what its watchers hand the panes, plus
+rendering the heatmap and query panes to lines as Textual does.
 
 usage: python bench/explore.py first|switch MODEL TEXT_FILE
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 async def main(mode: str, model: str, text_file: str) -> None:
     from attncli import commands
-    from attncli.explorer import Explorer, MatrixPane
+    from attncli.explorer import Explorer, MatrixPane, QueryPane
     from attncli.models import load_model
 
     run = commands.run(Path(text_file).read_text(encoding="utf-8").strip(), load_model(model))
@@ -39,13 +39,13 @@ async def main(mode: str, model: str, text_file: str) -> None:
             await pilot.press("f12")  # bound to nothing
             await pilot.pause()
             idle.append(time.perf_counter() - start)
-        heatmap, width = app.query_one(MatrixPane), app.size.width
+        heatmap, query_pane, width = app.query_one(MatrixPane), app.query_one(QueryPane), app.size.width
         options = app.console.options.update_width(width)
         for _ in range(20):
             start = time.perf_counter()
-            app.action_head(1)  # the redraw: every pane's content made anew
-            # and drawn to lines, as Textual will: the heatmap and the query pane (built a second time here)
-            for renderable in (heatmap.render(), app._query_pane()):
+            app.action_head(1)  # the watchers hand every pane what it draws
+            # and the panes drawn to lines, as Textual will: the heatmap and the query pane
+            for renderable in (heatmap.render(), query_pane.render()):
                 list(app.console.render_lines(renderable, options))
             work.append(time.perf_counter() - start)
     print(

@@ -26,9 +26,10 @@ def _run(text: str = PRONOUN, model: str = BERT):
 
 def explore(run, *steps, size=(80, 24)):
     """Open the explorer on `run` at `size`, then take each step: a key name (as Pilot.press takes
-    it), ("click", selector, (x, y)) or ("resize", (width, height)). Returns (the app, its screen as
-    text); app.pane holds what the heatmap pane last drew (drawn, first_row, width), app.strip
-    where the token strip put each token."""
+    it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
+    app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
+    (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
+    the query pane's chart."""
     from attncli.explorer import Explorer
 
     async def drive():
@@ -38,14 +39,19 @@ def explore(run, *steps, size=(80, 24)):
             for step in steps:
                 if isinstance(step, str):
                     await pilot.press(step)
+                elif callable(step):
+                    step(app)
                 elif step[0] == "click":
                     await pilot.click(step[1], offset=step[2])
                 else:
                     await pilot.resize_terminal(*step[1])
                 await pilot.pause()
             pane = app.query_one("MatrixPane")
-            app.pane = SimpleNamespace(drawn=pane.drawn, first_row=pane.first_row, width=pane.size.width)
+            app.pane = SimpleNamespace(
+                drawn=pane.drawn, first_row=pane.first_row, width=pane.size.width, weights=pane.weights
+            )
             app.strip = app.query_one("TokenStrip").spans
+            app.chart = app.query_one("QueryPane").render()
             return app, _screen_text(app)
 
     return asyncio.run(drive())
@@ -63,7 +69,7 @@ def test_it_opens_on_the_last_ordinary_token_and_shows_the_cursor_cell_s_exact_w
     run = _run()
     app, screen = explore(run)
     last = max(token.index for token in run.tokens if not token.special)
-    assert (app.place.query, app.place.key) == (last, 0)
+    assert app.cursor == (last, 0)
     label = token_label(run.tokens[last].text)
     assert f"query {last} “{label}” → key 0 “[CLS]”: {np.float32(run.weights[0, 0, last, 0])!s}" in screen
 
@@ -72,22 +78,22 @@ def test_keys_move_the_cursor_and_step_through_layers_heads_and_the_mean():
     run = _run()
     start, _ = explore(run)
     app, screen = explore(run, "up", "right", "right", "right_square_bracket", "full_stop", "full_stop")
-    place, query = app.place, start.place.query - 1
-    assert (place.query, place.key, place.layer, place.head) == (query, 2, 1, 2)
+    query = start.cursor.query - 1
+    assert (*app.cursor, app.layer, app.head) == (query, 2, 1, 2)
     np.testing.assert_array_equal(app.matrix(), run.weights[1, 2])
     assert f"{np.float32(run.weights[1, 2, query, 2])!s}" in screen and screen.startswith("L1 H2")
     app, screen = explore(run, "a")
     np.testing.assert_array_equal(app.matrix(), run.weights[0].mean(axis=0))
     assert screen.startswith("L0 mean of 4 heads")
     app, _ = explore(run, "comma", "left_square_bracket")  # both wrap around
-    assert (app.place.layer, app.place.head) == (1, 3)
+    assert (app.layer, app.head) == (1, 3)
 
 
 def test_the_query_pane_ranks_heads_as_query_does_with_this_head_first():
     run = _run()
     app, screen = explore(run, "full_stop")
     ranking = [
-        (rank, f"L{t.layer} H{t.head}") for rank, t in enumerate(commands.query_run(run, [app.place.query]).ranking, 1)
+        (rank, f"L{t.layer} H{t.head}") for rank, t in enumerate(commands.query_run(run, [app.cursor.query]).ranking, 1)
     ]
     shown = [(int(rank), head) for rank, head in re.findall(r"^(\d+)\s+(L\d+ H\d+) ", screen, re.MULTILINE)]
     pinned = next(entry for entry in ranking if entry[1] == "L0 H1")
@@ -97,9 +103,40 @@ def test_the_query_pane_ranks_heads_as_query_does_with_this_head_first():
 def test_special_tokens_join_the_ranking_with_s():
     run = _run()
     app, _ = explore(run, "s")
-    with_sinks = commands.query_run(run, [app.place.query], include_special=True)
-    assert app.place.include_special
-    assert app._query_pane().rows[1][2] == with_sinks.run.tokens[with_sinks.ranking[0].top].text
+    with_sinks = commands.query_run(run, [app.cursor.query], include_special=True)
+    assert app.include_special
+    assert app.chart.rows[1][2] == with_sinks.run.tokens[with_sinks.ranking[0].top].text
+
+
+def test_the_query_s_ranking_is_computed_once_per_query_and_sinks_setting(monkeypatch):
+    """Moving the cursor along the query's row, to another head or to the mean reuses the ranking;
+    another query, or the other sinks setting, ranks the heads anew (once: going back reuses it)."""
+    ranked = []
+    query_run = commands.query_run
+
+    def counted(result, span, include_special=False, *args, **kwargs):
+        ranked.append((span[0], include_special))
+        return query_run(result, span, include_special, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "query_run", counted)
+    run = _run()
+    app, _ = explore(run, "right", "right", "left", "full_stop", "right_square_bracket", "a")
+    query = app.cursor.query
+    assert ranked == [(query, False)]
+    ranked.clear()
+    explore(run, "up", "right", "down", "s", "s")
+    assert ranked == [(query, False), (query - 1, False), (query, True)]
+
+
+def test_setting_the_state_redraws_what_shows_it():
+    """The app's state is reactive: setting its head from code, with no redraw called, draws the
+    screen that pressing "." twice draws, the heatmap pane included."""
+    run = _run()
+    _, opening = explore(run)
+    _, pressed = explore(run, "full_stop", "full_stop")
+    app, screen = explore(run, lambda app: setattr(app, "head", 2))
+    assert screen == pressed != opening and screen.startswith("L0 H2")
+    np.testing.assert_array_equal(app.pane.weights, run.weights[0, 2])
 
 
 def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
@@ -114,15 +151,15 @@ def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
 def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
     run = _run()
     app, screen = explore(run, "g", "right", "right", "down")
-    assert app.place.grid and "each thumbnail the whole matrix" in screen
+    assert app.grid and "each thumbnail the whole matrix" in screen
     app, screen = explore(run, "g", "right", "right", "down", "enter")
-    assert not app.place.grid and (app.place.layer, app.place.head) == (1, 2) and screen.startswith("L1 H2")
+    assert not app.grid and (app.layer, app.head) == (1, 2) and screen.startswith("L1 H2")
 
 
 def test_colour_scale_cycles_and_help_lists_every_key():
     run = _run()
     app, screen = explore(run, "c", "c")
-    assert app.place.scale == "log" and "scale log" in screen
+    assert app.scale == "log" and "scale log" in screen
     from attncli.explorer import Explorer
 
     app, screen = explore(run, "question_mark", size=(100, 40))
@@ -139,9 +176,9 @@ def test_find_moves_the_query_to_each_match_in_turn():
     run = _run(f"{SENTENCE} and the dog sat on the cat")
     the = [token.index for token in run.tokens if token.text == "the"]
     app, screen = explore(run, "slash", "t", "h", "e", "enter")
-    assert app.place.query == the[0] and f"match 1 of {len(the)}" in screen
+    assert app.cursor.query == the[0] and f"match 1 of {len(the)}" in screen
     app, _ = explore(run, "slash", "t", "h", "e", "enter", "n")
-    assert app.place.query == the[1]
+    assert app.cursor.query == the[1]
     app, screen = explore(run, "slash", "z", "z", "enter")
     assert "no token has “zz” in it" in screen
 
@@ -159,11 +196,11 @@ def test_a_click_lands_on_the_cell_drawn_under_it_and_on_a_token_makes_it_the_qu
     indices = next(line for line in lines if re.match(r"^\s+0\s+1\s+2\b", line))
     column = indices.index(" 3 ") + 1  # the index of key 3, written in the middle of its cell
     app, _ = explore(run, *steps, ("click", "MatrixPane", (column, row - 1)))  # the pane starts on line 1
-    assert (app.place.query, app.place.key) == (query, 3) and query != 26
+    assert app.cursor == (query, 3) and query != 26
     opened, _ = explore(_run())
     start, _, token = opened.strip[1]  # the second token the strip shows
     app, _ = explore(_run(), ("click", "TokenStrip", (start, 0)))
-    assert app.place.query == token
+    assert app.cursor.query == token
 
 
 def test_control_characters_in_tokens_never_reach_the_screen():
