@@ -167,6 +167,7 @@ def test_a_family_reads_only_the_settings_transformers_reads_for_it(tmp_path):
     assert_equals_transformers(load_model(str(with_config(tmp_path, "mistral", mistral))), "mistral")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("architecture", "key"), [("bert", "num_hidden_layers"), ("gpt2", "n_layer"), ("llama", "num_hidden_layers")]
 )

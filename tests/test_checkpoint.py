@@ -123,6 +123,7 @@ def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architectu
     assert outcomes["refused"] > 0, outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("junk", "message"),
     [("[" * 100_000 + "]" * 100_000, "not valid JSON"), ("9" * 5000, "not valid JSON"), ('"\\ud800"', None)],
@@ -137,6 +138,7 @@ def test_a_config_with_deep_nesting_or_huge_numbers_in_an_unused_field_is_refuse
         assert message in run.stderr and len(run.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_shard_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path):
     directory = copy_fixture(tmp_path)
     with safe_open(directory / "model.safetensors", framework="numpy") as weights:
@@ -151,6 +153,7 @@ def test_a_shard_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_p
     assert "which is not a regular file" in run.stderr
 
 
+@pytest.mark.slow
 def test_a_header_of_a_million_empty_entries_is_refused_before_it_is_parsed(tmp_path):
     import struct
 

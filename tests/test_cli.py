@@ -240,12 +240,14 @@ def test_errors_in_json_mode_leave_stdout_empty(cli):
     assert run.stdout == ""
 
 
+@pytest.mark.slow
 def test_an_argument_that_is_not_utf8_is_a_clean_error():
     run = subprocess.run([ATTNCLI, "explain", b"the \xff cat"], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr == "attncli: error: TEXT is not UTF-8 (bad byte at character 5); convert it to UTF-8\n"
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_is_a_file_name_like_any_other(tmp_path):
     texts = os.fsencode(tmp_path) + b"/caf\xe9.txt"
     with open(texts, "w") as file:
@@ -311,12 +313,14 @@ def test_every_command_has_help_and_is_in_the_readme(cli):
         assert f"attncli {command}" in readme
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_outside_the_repository(tmp_path):
     done = attncli("explain", SENTENCE, "--json", cwd=tmp_path, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["schema"] == "attncli/v1"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args", [["--help"], ["--help", "explain"], ["explian", "x"]], ids=["help", "help before a command", "misspelt"]
 )
@@ -332,6 +336,7 @@ def test_the_installed_command_still_knows_every_command(tmp_path, args):
     assert all(re.search(rf"^\W*{command}\b", done.stdout, re.MULTILINE) for command in COMMANDS), done.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "attncli", "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
@@ -345,6 +350,7 @@ def colour_run(tmp_path, **env) -> str:
     return attncli("heatmap", SENTENCE, "--head", "0", cwd=tmp_path, env=environment, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_colour_only_on_request_and_never_with_no_color(tmp_path):
     # SGR codes that set a foreground or background colour, in any colour system
     colour = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]")
@@ -370,6 +376,7 @@ def test_piped_views_end_lines_without_trailing_spaces(cli):
         assert lines and not any(line.endswith(" ") for line in lines)
 
 
+@pytest.mark.slow
 def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
     import pty
 
@@ -401,6 +408,7 @@ def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_s
     assert "--scale log shows the rest" in cli("heatmap", PRONOUN, "--model", qwen).stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -418,6 +426,7 @@ def test_hostile_options(args, message):
     clean_error(attncli("explain", SENTENCE, *args), message)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["explain", "--help"], ["--help"], ["--version"], []])
 def test_help_to_a_reader_that_has_gone_ends_as_a_closed_pipe_does(args):
     reading, writing = os.pipe()
@@ -429,6 +438,7 @@ def test_help_to_a_reader_that_has_gone_ends_as_a_closed_pipe_does(args):
     assert (run.returncode, run.stderr) == (141, "")
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_or_stderr_is_a_clean_exit():
     closed_stdout = subprocess.run(["sh", "-c", f'"{ATTNCLI}" --version >&-'], capture_output=True, text=True)
     assert closed_stdout.returncode == 2
@@ -437,6 +447,7 @@ def test_a_closed_stdout_or_stderr_is_a_clean_exit():
     assert closed_stderr.returncode == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("args", [["--help"], ["explain", SENTENCE], ["--version"]])
 def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
@@ -447,6 +458,7 @@ def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
     assert len(run.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["-o", "--export", "--model"])
 def test_a_path_component_over_the_systems_limit_is_a_clean_error(tmp_path, option):
     name = tmp_path / ("a" * 300 + (".svg" if option == "--export" else ".json"))
@@ -490,6 +502,7 @@ def test_color_always_and_never(cli):
     assert "\x1b" not in cli("heatmap", SENTENCE, "--head", "0", "--color", "never").stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
 @pytest.mark.parametrize(
     "args",
@@ -507,6 +520,7 @@ def test_a_reader_that_stops_early_gets_141_and_no_traceback(args, unbuffered):
     assert process.stderr.read() == b""
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line():
     process = subprocess.Popen(
         [ATTNCLI, "batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -521,6 +535,7 @@ def test_ctrl_c_exits_130_with_one_line():
     assert err.decode().strip() == "attncli: interrupted"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("redirect", "message"), [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]
 )

@@ -50,17 +50,20 @@ def test_the_first_token_of_a_decoder_is_left_out_of_rankings_unless_asked():
     assert not commands.query(PRONOUN, model, "it").allowed[0]
 
 
+@pytest.mark.slow
 def test_a_text_of_unknown_characters_only_is_a_valid_run():
     document = json.loads(attncli("explain", "😀 🍕", "--json").stdout)
     assert [t["text"] for t in document["tokens"]] == ["[UNK]", "[UNK]"]
     assert np.allclose(np.sum(document["attention"], axis=-1), 1.0)
 
 
+@pytest.mark.slow
 def test_extreme_scores_give_finite_probabilities():
     document = json.loads(attncli("softmax", "1e30", "-1e30", "0", "--json").stdout)
     assert document["probabilities"] == [1.0, 0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_a_request_over_the_memory_budget_is_refused_with_the_number():
     env = {"ATTNCLI_MEMORY_BUDGET": "1", "PATH": "/usr/bin:/bin"}
     clean_error(attncli("explain", "word " * 300, env=env), "300 tokens would need 22 MB of attention tensors")

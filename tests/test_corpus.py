@@ -28,6 +28,7 @@ def _heads(*args: str, **options) -> dict:
     return json.loads(run.stdout)
 
 
+@pytest.mark.slow
 def test_jobs_share_the_work_without_moving_a_number(tmp_path):
     source = tmp_path / "corpus.txt"
     write_corpus(source, 150)  # three partitions
@@ -39,6 +40,7 @@ def test_jobs_share_the_work_without_moving_a_number(tmp_path):
     assert batch_one.stdout == batch_two.stdout and batch_one.stdout.count(b"\n") == 150
 
 
+@pytest.mark.slow
 def test_shards_merge_into_the_run_over_the_whole_corpus(tmp_path):
     texts = write_corpus(tmp_path / "all.txt", 120)
     whole = _heads("--file", str(tmp_path / "all.txt"), "--model", BERT, "--jobs", "1")
@@ -63,6 +65,7 @@ def test_shards_merge_into_the_run_over_the_whole_corpus(tmp_path):
         assert merged["partial_sums"]["counts"][name] == whole["partial_sums"]["counts"][name]
 
 
+@pytest.mark.slow
 def test_merge_refuses_results_of_another_model(tmp_path):
     (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
     for name, model in (("bert", BERT), ("sample", "sample")):
@@ -73,6 +76,7 @@ def test_merge_refuses_results_of_another_model(tmp_path):
     assert run.returncode == 2 and "is for another model" in run.stderr
 
 
+@pytest.mark.slow
 def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
     source = tmp_path / "corpus.jsonl"
     source.write_text(
@@ -107,6 +111,7 @@ def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
     assert json.loads(heads.stdout)["heads"] == _heads("--file", str(plain), "--model", BERT)["heads"]
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
     distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
     source = tmp_path / "corpus.txt"
@@ -121,6 +126,7 @@ def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
     assert shared.stdout == alone.stdout and batch_shared.stdout == batch_alone.stdout
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
     pytest.importorskip("distributed")
     (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
@@ -130,6 +136,7 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in run.stderr
 
 
+@pytest.mark.slow
 def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     source = tmp_path / "corpus.txt"
     source.write_text("The cat sat.\n" + "word " * 130 + "\nA dog ran.\n")
@@ -141,6 +148,7 @@ def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     assert json.loads(run.stdout)["heads"] == _heads("--file", str(two), "--model", BERT)["heads"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_path, signal_name):
     """Ctrl-C (or SIGTERM) reaches the whole process group, workers included: the run must end with
@@ -167,6 +175,7 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
     assert target.read_bytes() == fresh.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_corpus_where_every_line_fails_says_why_and_leaves_nothing_to_resume(tmp_path):
     source = tmp_path / "long.txt"
     source.write_text(("word " * 130 + "\n") * 3)

@@ -8,6 +8,7 @@ from helpers import attncli
 from attncli.escapes import visible
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "shown"),
     [

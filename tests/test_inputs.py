@@ -10,6 +10,8 @@ from helpers import (
     clean_error,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts attncli in a process of its own
+
 
 def test_nul_bytes_on_stdin_are_text_like_any_other():
     done = attncli("tokenize", "-", "--json", stdin=b"The\x00cat\n")

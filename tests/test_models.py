@@ -65,6 +65,7 @@ def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tmp_path):
         load_model(str(directory))
 
 
+@pytest.mark.slow
 def test_a_tokenizer_whose_normalizer_multiplies_the_text_is_refused_before_encoding(tmp_path):
     from tokenizers import Regex, Tokenizer, normalizers
 
@@ -120,6 +121,7 @@ def test_check_refuses_a_sample_model_with_damaged_options(cli, tmp_path, damage
     assert stderr == f"attncli: error: {saved}: its model's heads, seed, causal and positions are damaged\n"
 
 
+@pytest.mark.slow
 def test_check_finds_a_checkpoint_saved_from_another_directory(tmp_path):
     relative = os.path.relpath(BERT, tmp_path)
     saved = tmp_path / "saved.json"

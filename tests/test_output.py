@@ -25,6 +25,7 @@ from numpy.testing import assert_allclose
 from attncli.output import csv_text
 
 
+@pytest.mark.slow
 def test_npz_holds_the_attention_json_has(tmp_path):
     directory = str(FIXTURES / "phi3")
     out = tmp_path / "attention.npz"
@@ -36,6 +37,7 @@ def test_npz_holds_the_attention_json_has(tmp_path):
     assert saved["tokens"].tolist() == [token["text"] for token in document["tokens"]]
 
 
+@pytest.mark.slow
 def test_an_export_that_cannot_be_written_leaves_every_other_output_untouched(tmp_path):
     (tmp_path / "picture.svg").mkdir()
     saved = tmp_path / "saved.json"
@@ -47,6 +49,7 @@ def test_an_export_that_cannot_be_written_leaves_every_other_output_untouched(tm
     assert (unwritable.returncode, unwritable.stdout) == (2, "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signal_name", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_a_run_ended_by_a_signal_leaves_no_partial_file(tmp_path, signal_name, code):
     import signal
@@ -69,6 +72,7 @@ def test_a_run_ended_by_a_signal_leaves_no_partial_file(tmp_path, signal_name, c
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
 @pytest.mark.parametrize(
     "command", [["explain", SENTENCE], ["heatmap", SENTENCE], ["query", SENTENCE, "--token", "cat"]]
@@ -94,6 +98,7 @@ def _on_a_terminal(*args: str, pager: str) -> tuple[int, str]:
     return code, printed.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_a_view_taller_than_the_terminal_goes_through_the_pager_unless_told_not_to(tmp_path):
     paged = tmp_path / "paged.txt"
     pager = f"tee {paged}"  # a pager that keeps what it was given

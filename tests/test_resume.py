@@ -7,6 +7,8 @@ import time
 import pytest
 from helpers import ATTNCLI, BERT, attncli, write_corpus
 
+pytestmark = pytest.mark.slow  # every test here starts attncli in a process of its own
+
 
 def test_a_batch_cut_short_resumes_without_losing_or_repeating_a_line(tmp_path):
     source = tmp_path / "corpus.txt"

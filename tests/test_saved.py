@@ -18,6 +18,7 @@ def _saved_document(text: str = SENTENCE) -> dict:
     return json.loads(attncli("heatmap", text, "--json", text=True).stdout)
 
 
+@pytest.mark.slow
 def test_a_saved_attention_array_is_read_exactly_as_a_json_parser_reads_it():
     """check parses the attention a row at a time; what it reads must be the JSON's numbers to the bit,
     wherever the array sits and however the document is spaced, and a look-alike key inside a
@@ -31,6 +32,7 @@ def test_a_saved_attention_array_is_read_exactly_as_a_json_parser_reads_it():
         assert saved.text == document["text"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("attention", "message"),
     [
@@ -59,6 +61,7 @@ def test_a_damaged_saved_attention_is_refused_in_one_line(tmp_path, attention, m
     assert len(run.stderr.splitlines()) == 1 and run.stdout == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
 @pytest.mark.parametrize("model", ["sample", "bert"])
 def test_check_finds_no_change_at_all_in_its_own_output_whatever_its_encoding(tmp_path, model, encoding):

@@ -66,6 +66,7 @@ def test_the_model_and_query_figures(cli, tmp_path):
     assert len(drawn) == len(ranked) * tokens  # a bar for every key of every ranked head
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["grid.svg", "heat.svg"])
 def test_svg_figures_render_in_a_browser(cli, tmp_path, browser, name):
     command = ["model", PRONOUN, "--model", BERT] if name == "grid.svg" else ["heatmap", PRONOUN, "--model", BERT]

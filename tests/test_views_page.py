@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 from helpers import (
     BERT,
     HOSTILE,
@@ -15,6 +16,7 @@ from helpers import (
 )
 
 
+@pytest.mark.slow
 @needs_minilm
 def test_the_page_works_offline_and_shows_the_weights_of_the_json(cli, tmp_path, browser):
     page_file, document = export(cli, tmp_path, "page.html", "heatmap", PRONOUN, "--model", "minilm")
@@ -46,6 +48,7 @@ def test_the_page_works_offline_and_shows_the_weights_of_the_json(cli, tmp_path,
     assert png_colours(page.screenshot(clip={"x": box["x"], "y": box["y"], "width": 300, "height": 300})) > 20
 
 
+@pytest.mark.slow
 @needs_minilm
 def test_the_model_view_opens_the_head_clicked(cli, tmp_path, browser):
     page_file, _ = export(cli, tmp_path, "page.html", "model", PRONOUN, "--model", "minilm")
@@ -59,6 +62,7 @@ def test_the_model_view_opens_the_head_clicked(cli, tmp_path, browser):
     assert page.is_visible("#cells") and not page.is_visible("#grid")
 
 
+@pytest.mark.slow  # over half a second: 390 tokens' page
 def test_a_long_page_is_not_cropped_and_stays_small(cli, tmp_path):
     text = " ".join([PRONOUN] * 30)  # 390 tokens on the sample model: 1.2 million weights, random ones
     page_file, document = export(cli, tmp_path, "page.html", "heatmap", text)
@@ -69,6 +73,7 @@ def test_a_long_page_is_not_cropped_and_stays_small(cli, tmp_path):
     assert "http" not in page_file.read_text().replace("http-equiv", "")  # no script, style or font from anywhere
 
 
+@pytest.mark.slow
 def test_text_that_looks_like_markup_stays_text_in_a_page(cli, tmp_path, browser):
     page_file, document = export(cli, tmp_path, "page.html", "heatmap", HOSTILE)
     page, requests, errors = open_page(browser, page_file)
@@ -80,6 +85,7 @@ def test_text_that_looks_like_markup_stays_text_in_a_page(cli, tmp_path, browser
     ]
 
 
+@pytest.mark.slow
 def test_a_page_opens_where_the_command_pointed(cli, tmp_path, browser):
     page_file, _ = export(
         cli, tmp_path, "page.html", "heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--head", "3"
