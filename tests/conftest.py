@@ -1,9 +1,13 @@
+"""Fixtures the tests share (constants and plain helpers live in helpers.py)."""
+
 import json
+import shutil
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attncli.bundled import sample_vocabulary
 from attncli.cli import app
 
 
@@ -31,3 +35,23 @@ def cli():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return sample_vocabulary()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium, or a skip that says what is missing (make test installs both where it can)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium on PATH: apt-get install chromium (make test does, as root) to run the browser tests")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is in the test extra: pip install .[test]"
+    )
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -2,6 +2,10 @@
 
 import importlib.util
 import io
+import json
+import random
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,8 +15,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from attncli import commands
+from attncli.models import load_model
+
 SENTENCE = "The cat sat on the mat"
 PRONOUN = "The animal didn't cross the street because it was too tired"
+LONG = " ".join([PRONOUN] * 12)  # 156 tokens on the sample model
+HOSTILE = "the \x01 cat <!--<script> </script></svg> & <b>it</b> ]]> \u202e"
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -163,3 +172,73 @@ def read_until_closed(descriptor: int) -> bytes:
             break
         read += piece
     return read
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def widest_line(text: str) -> int:
+    return max(len(ANSI.sub("", line)) for line in text.splitlines())
+
+
+def clean_error(done, message: str) -> None:
+    """Exit 2, one line naming the problem, nothing on stdout, no traceback."""
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == b""
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert message in lines[0]
+
+
+def copy_fixture(tmp_path, architecture="bert") -> Path:
+    target = tmp_path / architecture
+    shutil.copytree(FIXTURES / architecture, target)
+    return target
+
+
+def edit_config(directory: Path, **changes) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(config | changes))
+
+
+def attention_of(directory: Path) -> np.ndarray:
+    return commands.run("The cat sat on the mat.", load_model(str(directory))).weights
+
+
+# The words write_corpus makes its texts of.
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "animal", "street", "because", "it", "was", "too", "tired"]
+
+
+def write_corpus(path, lines: int, seed: int = 1) -> list[str]:
+    chooser = random.Random(seed)
+    texts = [" ".join(chooser.choice(WORDS) for _ in range(chooser.randint(3, 14))) for _ in range(lines)]
+    path.write_text("\n".join(texts) + "\n")
+    return texts
+
+
+def check_with_damaged_model(cli, tmp_path, damage: dict) -> tuple[Path, str]:
+    """Run check against an explain --json result whose "model" is changed by `damage`: (saved file, stderr)."""
+    document = cli("explain", SENTENCE, "--json").json()
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(document | {"model": document["model"] | damage}))
+    run = cli("check", SENTENCE, "--against", str(saved))
+    assert run.code == 2, run.stderr
+    return saved, run.stderr
+
+
+def export(cli, tmp_path, name, *args):
+    """Run `args` with --export tmp_path/name and --json: (the exported file, the JSON document)."""
+    target = tmp_path / name
+    run = cli(*args, "--export", str(target), "--json")
+    assert run.code == 0, run.stderr
+    return target, run.json()
+
+
+def open_page(browser, path, width=1100, height=800):
+    """The page at `path`, loaded, with the list of every request it made."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri())
+    return page, requests, errors

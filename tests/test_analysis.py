@@ -1,13 +1,20 @@
-"""Head statistics, pattern labels, rollout and alignment on attention whose answers are known."""
+"""analysis.py: head statistics, patterns, rollout, block means, alignment on attention whose answers are known."""
 
 import numpy as np
+import pytest
+from helpers import (
+    FIXTURES,
+    PRONOUN,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
+from attncli import commands
 from attncli.analysis import (
     align,
+    block_means,
     entropy,
     head_statistics,
     is_punctuation,
@@ -17,8 +24,11 @@ from attncli.analysis import (
     weight_changes,
 )
 from attncli.attention import causal_mask, softmax
+from attncli.models import load_model
 
 T = 6
+
+
 NO_KEYS = np.zeros(T, dtype=bool)
 
 
@@ -159,3 +169,26 @@ def test_the_cells_that_moved_most_rank_as_a_sort_of_every_cell_would(moved, cou
     _, _, cells = weight_changes(moved, saved, count)
     everything = sorted(np.ndindex(moved.shape), key=lambda cell: (-moved[cell], cell))
     assert cells == [cell for cell in everything[:count] if moved[cell] > 0]
+
+
+def test_head_statistics_count_the_keys_a_sliding_window_lets_a_row_see():
+    model = load_model(str(FIXTURES / "mistral"))  # window 5 in every layer
+    result = commands.heads(PRONOUN, model)
+    run = commands.run(PRONOUN, model)
+    rows = run.weights[0, 0, 1:]  # every row but the first sees more than one key
+    seen = np.minimum(np.arange(2, run.weights.shape[-1] + 1), 5)
+    plogp = np.where(rows > 0, rows * np.log(np.where(rows > 0, rows, 1)), 0).sum(-1)
+    assert_allclose(result.statistics["entropy_normalized"][0, 0], (-plogp / np.log(seen)).mean(), rtol=1e-6)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=st.floats(0, 1)), st.data())
+def test_block_means_average_exactly_the_cells_the_mask_allows(weights, data):
+    seen = data.draw(arrays(bool, weights.shape))
+    block = data.draw(st.integers(1, 4))
+    means, has_cells = block_means(weights, seen, block)
+    for row, column in np.ndindex(means.shape):
+        cells = (slice(row * block, (row + 1) * block), slice(column * block, (column + 1) * block))
+        allowed = weights[cells][seen[cells]]
+        assert has_cells[row, column] == (allowed.size > 0)
+        if allowed.size:
+            assert means[row, column] == pytest.approx(allowed.mean(), abs=1e-12)

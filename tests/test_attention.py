@@ -1,8 +1,13 @@
-"""The attention math: known values, properties over random inputs, and a naive reference."""
+"""attention.py: the attention math and RoPE: known values, random properties, naive and reference tables."""
 
 import math
 
 import numpy as np
+import pytest
+from helpers import (
+    DECODERS,
+    FIXTURES,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -11,8 +16,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 from attncli.attention import (
     AttentionOptions,
     Projections,
+    Rope,
     attention,
     causal_mask,
+    inverse_frequencies,
     masked,
     masked_softmax,
     merge_heads,
@@ -20,8 +27,11 @@ from attncli.attention import (
     softmax,
     split_heads,
 )
+from attncli.models import load_model
 
 finite = st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False)
+
+
 moderate = st.floats(min_value=-10, max_value=10, allow_nan=False, allow_infinity=False)
 
 
@@ -204,3 +214,21 @@ def test_grouped_query_attention_is_attention_with_each_key_head_repeated(shape)
     assert_allclose(grouped.weights, full.weights, atol=1e-12)
     assert_allclose(grouped.output, full.output, atol=1e-10)
     assert grouped.key_head(heads - 1) == kv_heads - 1
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_rope_tables_are_transformers_own_bit_for_bit(name):
+    reference = np.load(FIXTURES / name / "reference.npz")["inverse_frequencies"]
+    (rope,) = {layer.rope for layer in load_model(str(FIXTURES / name)).info.layer_attention}
+    assert_array_equal(inverse_frequencies(rope), reference)
+
+
+def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between():
+    plain = inverse_frequencies(Rope(theta=500000.0, dims=128))
+    scaled = inverse_frequencies(Rope(500000.0, 128, "llama3", 8.0, 1.0, 4.0, 8192))
+    wavelength = 2 * np.pi / plain
+    short, long = wavelength < 8192 / 4, wavelength > 8192 / 1
+    assert_allclose(scaled[short], plain[short])
+    assert_allclose(scaled[long], plain[long] / 8, rtol=1e-6)
+    middle = ~short & ~long
+    assert middle.any() and np.all((scaled[middle] < plain[middle]) & (scaled[middle] > plain[middle] / 8))

@@ -1,16 +1,31 @@
-"""The command line, end to end: exit codes, stdout that is only JSON, one-line errors."""
+"""The command line, end to end: exit codes, stdout that is only JSON, one-line errors, pipes, signals."""
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
-from helpers import ATTNCLI, BERT, GPT2, README, SENTENCE, attncli
+from helpers import (
+    ATTNCLI,
+    BERT,
+    FIXTURES,
+    GPT2,
+    LONG,
+    PRONOUN,
+    README,
+    SENTENCE,
+    attncli,
+    clean_error,
+    read_until_closed,
+    write_corpus,
+)
 from numpy.testing import assert_allclose
 
 from attncli import __version__
@@ -225,12 +240,14 @@ def test_errors_in_json_mode_leave_stdout_empty(cli):
     assert run.stdout == ""
 
 
+@pytest.mark.slow
 def test_an_argument_that_is_not_utf8_is_a_clean_error():
     run = subprocess.run([ATTNCLI, "explain", b"the \xff cat"], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr == "attncli: error: TEXT is not UTF-8 (bad byte at character 5); convert it to UTF-8\n"
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_is_a_file_name_like_any_other(tmp_path):
     texts = os.fsencode(tmp_path) + b"/caf\xe9.txt"
     with open(texts, "w") as file:
@@ -296,12 +313,14 @@ def test_every_command_has_help_and_is_in_the_readme(cli):
         assert f"attncli {command}" in readme
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_outside_the_repository(tmp_path):
     done = attncli("explain", SENTENCE, "--json", cwd=tmp_path, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["schema"] == "attncli/v1"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args", [["--help"], ["--help", "explain"], ["explian", "x"]], ids=["help", "help before a command", "misspelt"]
 )
@@ -317,6 +336,7 @@ def test_the_installed_command_still_knows_every_command(tmp_path, args):
     assert all(re.search(rf"^\W*{command}\b", done.stdout, re.MULTILINE) for command in COMMANDS), done.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "attncli", "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
@@ -330,6 +350,7 @@ def colour_run(tmp_path, **env) -> str:
     return attncli("heatmap", SENTENCE, "--head", "0", cwd=tmp_path, env=environment, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_colour_only_on_request_and_never_with_no_color(tmp_path):
     # SGR codes that set a foreground or background colour, in any colour system
     colour = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|4[0-8]|9[0-7]|10[0-7])[;m]")
@@ -353,3 +374,180 @@ def test_piped_views_end_lines_without_trailing_spaces(cli):
     for args in (["tokenize", SENTENCE], ["heads", SENTENCE], ["explain", SENTENCE]):
         lines = cli(*args).stdout.splitlines()
         assert lines and not any(line.endswith(" ") for line in lines)
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
+    import pty
+
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 400)
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [ATTNCLI, "heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "100"},
+    ) as process:
+        os.close(terminal)
+        shown = read_until_closed(controller)
+        assert process.wait(timeout=120) == 0
+    os.close(controller)
+    text = shown.decode(errors="replace")
+    assert "/400" in text and "lines/s" in text
+
+
+def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_scale(cli):
+    qwen = str(FIXTURES / "qwen2")
+    plain = cli("explain", PRONOUN, "--model", qwen, "--json").json()
+    kept = cli("explain", PRONOUN, "--model", qwen, "--include-special", "--json").json()
+    assert plain["include_special"] is False and kept["include_special"] is True
+    assert all(entry["mean"]["index"] != 0 for entry in plain["summary"][1:])
+    view = cli("heatmap", PRONOUN, "--model", qwen, "--scale", "log", "--color", "always")
+    assert view.code == 0 and "weight, log scale" in view.stdout and "≤0.001" in view.stdout
+    assert "--scale log shows the rest" in cli("heatmap", PRONOUN, "--model", qwen).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-heads", "1000000000"], "does not divide"),
+        (["--num-heads", "0"], "is not positive"),
+        (["--layer", "-1"], "--layer -1 is out of range"),
+        (["--head", "99"], "--head 99 is out of range"),
+        (["--max-tokens", "0"], "--max-tokens 0"),
+        (["--format", "yaml"], "Invalid value for '--format'"),
+        (["--focus", "x y z"], "is not a token"),
+        (["-o", "/proc/attncli-cannot-write-here.json", "--json"], "cannot write"),
+    ],
+)
+def test_hostile_options(args, message):
+    clean_error(attncli("explain", SENTENCE, *args), message)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["explain", "--help"], ["--help"], ["--version"], []])
+def test_help_to_a_reader_that_has_gone_ends_as_a_closed_pipe_does(args):
+    reading, writing = os.pipe()
+    os.close(reading)  # gone before the first byte, so the outcome does not race the reader
+    try:
+        run = attncli(*args, capture_output=False, stdout=writing, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writing)
+    assert (run.returncode, run.stderr) == (141, "")
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_or_stderr_is_a_clean_exit():
+    closed_stdout = subprocess.run(["sh", "-c", f'"{ATTNCLI}" --version >&-'], capture_output=True, text=True)
+    assert closed_stdout.returncode == 2
+    assert closed_stdout.stderr == "attncli: error: standard output is closed; give it a file or a pipe\n"
+    closed_stderr = subprocess.run(["sh", "-c", f'"{ATTNCLI}" explain "" 2>&-'], capture_output=True)
+    assert closed_stderr.returncode == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["explain", SENTENCE], ["--version"]])
+def test_a_full_disk_on_stdout_is_one_line_and_exit_2(args):
+    with open("/dev/full", "w") as full:
+        run = attncli(*args, capture_output=False, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().endswith("No space left on device")
+    assert len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["-o", "--export", "--model"])
+def test_a_path_component_over_the_systems_limit_is_a_clean_error(tmp_path, option):
+    name = tmp_path / ("a" * 300 + (".svg" if option == "--export" else ".json"))
+    run = attncli("heatmap", SENTENCE, option, str(name), capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.startswith("attncli: error: ") and "File name too long" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ("200:300", "--keys 200:300 picks none of the 156 tokens (0 to 155)"),
+        ("5", "is not a window A:B"),
+        ("1_0:2_0", "is not a window A:B"),
+        ("٣:٥", "is not a window A:B"),
+    ],
+)
+def test_a_window_that_picks_nothing_or_is_not_a_window_is_one_line(cli, window, message):
+    run = cli("heatmap", LONG, "--keys", window)
+    assert run.code == 2 and message in run.stderr and run.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "xml"], "Invalid value for '--format'"),
+        (["--color", "sometimes"], "Invalid value for '--color'"),
+        (["--export", "x.png"], "name an .svg or .html"),
+        (["--precision", "-1"], "--precision -1"),
+        (["--json", "--format", "csv"], "disagree"),
+    ],
+)
+def test_bad_output_options(cli, args, message):
+    run = cli("heatmap", SENTENCE, *args)
+    assert run.code == 2 and message in run.stderr and run.stdout == ""
+
+
+def test_color_always_and_never(cli):
+    assert "\x1b[" in cli("heatmap", SENTENCE, "--head", "0", "--color", "always").stdout
+    assert "\x1b" not in cli("heatmap", SENTENCE, "--head", "0", "--color", "never").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+@pytest.mark.parametrize(
+    "args",
+    [["explain", "word " * 200], ["heatmap", "word " * 200, "--format", "csv"], ["model", "word " * 200, "--json"]],
+)
+def test_a_reader_that_stops_early_gets_141_and_no_traceback(args, unbuffered):
+    """Each output is far larger than a pipe holds, so it cannot all be written before the reader
+    stops: the write that finds the pipe closed must end the run with 141, buffered or not."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("ATTNCLI_DEBUG", "PYTHONUNBUFFERED")}
+    environment |= {"PYTHONUNBUFFERED": unbuffered} if unbuffered else {}
+    process = subprocess.Popen([ATTNCLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    process.stdout.read(100)
+    process.stdout.close()
+    assert process.wait() == 141
+    assert process.stderr.read() == b""
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_one_line():
+    process = subprocess.Popen(
+        [ATTNCLI, "batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.5)  # batch waits on standard input, which stays open; the signal may come at any point
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.decode().strip() == "attncli: interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("redirect", "message"), [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]
+)
+def test_standard_output_that_cannot_be_written_is_one_clean_line(redirect, message):
+    done = subprocess.run(
+        ["bash", "-c", f'"{ATTNCLI}" heatmap "The cat" --json {redirect}'], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [([], "either TEXT or --file"), (["x", "--file", "y"], "either TEXT")])
+def test_heads_needs_exactly_one_source(cli, args, message):
+    run = cli("heads", *args)
+    assert run.code == 2 and message in run.stderr

@@ -1,5 +1,4 @@
-"""Corpus-scale heads and batch: shared over processes or a Dask cluster with the same numbers, JSON
-Lines input, partial sums that merge, and runs that survive kill -9."""
+"""corpus.py: heads --file and batch over a corpus, on processes or Dask with the same numbers; merges."""
 
 import json
 import os
@@ -8,20 +7,19 @@ import signal
 import subprocess
 import time
 
+import jsonschema
 import numpy as np
 import pytest
-from helpers import ATTNCLI, BERT, attncli, read_until_closed
+from helpers import (
+    ATTNCLI,
+    BERT,
+    attncli,
+    write_corpus,
+)
+from numpy.testing import assert_allclose
 
 from attncli.analysis import STATISTICS
-
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "animal", "street", "because", "it", "was", "too", "tired"]
-
-
-def _corpus(path, lines: int, seed: int = 1) -> list[str]:
-    chooser = random.Random(seed)
-    texts = [" ".join(chooser.choice(WORDS) for _ in range(chooser.randint(3, 14))) for _ in range(lines)]
-    path.write_text("\n".join(texts) + "\n")
-    return texts
+from attncli.schema import schemas
 
 
 def _heads(*args: str, **options) -> dict:
@@ -30,9 +28,10 @@ def _heads(*args: str, **options) -> dict:
     return json.loads(run.stdout)
 
 
+@pytest.mark.slow
 def test_jobs_share_the_work_without_moving_a_number(tmp_path):
     source = tmp_path / "corpus.txt"
-    _corpus(source, 150)  # three partitions
+    write_corpus(source, 150)  # three partitions
     one = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
     two = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "2", "--json")
     assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
@@ -41,8 +40,9 @@ def test_jobs_share_the_work_without_moving_a_number(tmp_path):
     assert batch_one.stdout == batch_two.stdout and batch_one.stdout.count(b"\n") == 150
 
 
+@pytest.mark.slow
 def test_shards_merge_into_the_run_over_the_whole_corpus(tmp_path):
-    texts = _corpus(tmp_path / "all.txt", 120)
+    texts = write_corpus(tmp_path / "all.txt", 120)
     whole = _heads("--file", str(tmp_path / "all.txt"), "--model", BERT, "--jobs", "1")
     shuffled = random.Random(7).sample(texts, len(texts))
     shards = []
@@ -65,6 +65,7 @@ def test_shards_merge_into_the_run_over_the_whole_corpus(tmp_path):
         assert merged["partial_sums"]["counts"][name] == whole["partial_sums"]["counts"][name]
 
 
+@pytest.mark.slow
 def test_merge_refuses_results_of_another_model(tmp_path):
     (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
     for name, model in (("bert", BERT), ("sample", "sample")):
@@ -75,6 +76,7 @@ def test_merge_refuses_results_of_another_model(tmp_path):
     assert run.returncode == 2 and "is for another model" in run.stderr
 
 
+@pytest.mark.slow
 def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
     source = tmp_path / "corpus.jsonl"
     source.write_text(
@@ -109,65 +111,11 @@ def test_json_lines_carry_their_id_and_bad_lines_are_named(tmp_path):
     assert json.loads(heads.stdout)["heads"] == _heads("--file", str(plain), "--model", BERT)["heads"]
 
 
-def test_a_batch_cut_short_resumes_without_losing_or_repeating_a_line(tmp_path):
-    source = tmp_path / "corpus.txt"
-    _corpus(source, 1500)
-    reference = tmp_path / "reference.jsonl"
-    assert attncli("batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(reference)).returncode == 0
-    target = tmp_path / "out.jsonl"
-    partial = tmp_path / "out.jsonl.partial"
-    command = [ATTNCLI, "batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(target)]
-    _killed_midway(command, partial)
-    with open(partial, "ab") as file:
-        file.write(reference.read_bytes()[:100])  # as a run killed mid-write leaves it: half a record
-    refused = attncli(*command[1:], text=True)
-    assert refused.returncode == 2 and "holds an unfinished run: --resume continues it" in refused.stderr
-    other = attncli(*command[1:], "--steps", "--resume", text=True)  # other options: not this run
-    assert other.returncode == 2 and "begun with another model, other texts or other options" in other.stderr
-    resumed = attncli(*command[1:], "--resume")
-    assert resumed.returncode == 0 and not partial.exists()
-    assert target.read_bytes() == reference.read_bytes()
-
-
-def _killed_midway(command: list[str], checkpoint) -> None:
-    """Start `command` and kill -9 it once `checkpoint` exists (its first partition done)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert checkpoint.exists(), "the run ended before it could be killed; give it more lines"
-
-
-@pytest.mark.parametrize("command", ["heads", "batch"])
-def test_a_run_killed_by_sigkill_resumes_to_the_same_result(tmp_path, command):
-    source = tmp_path / "corpus.txt"
-    _corpus(source, 1500)
-    target = tmp_path / ("stats.json" if command == "heads" else "out.jsonl")
-    args = ["--file", str(source)] if command == "heads" else [str(source)]
-    fresh = tmp_path / ("fresh.json" if command == "heads" else "fresh.jsonl")
-    assert attncli(command, *args, "--model", BERT, "--jobs", "1", "-o", str(fresh), timeout=300).returncode == 0
-    _killed_midway(
-        [ATTNCLI, command, *args, "--model", BERT, "--jobs", "1", "-o", str(target)],
-        tmp_path / f"{target.name}.partial",
-    )
-    assert not target.exists()
-    resumed = attncli(command, *args, "--model", BERT, "--jobs", "1", "-o", str(target), "--resume", timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert target.read_bytes() == fresh.read_bytes()
-
-
-def test_resume_needs_an_unfinished_run(tmp_path):
-    (tmp_path / "a.txt").write_text("The cat sat.\n")
-    run = attncli("heads", "--file", str(tmp_path / "a.txt"), "-o", str(tmp_path / "s.json"), "--resume", text=True)
-    assert run.returncode == 2 and "there is no unfinished run to continue" in run.stderr
-
-
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
     distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
     source = tmp_path / "corpus.txt"
-    _corpus(source, 150)
+    write_corpus(source, 150)
     alone = attncli("heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
     batch_alone = attncli("batch", str(source), "--model", BERT, "--jobs", "1")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
@@ -178,6 +126,7 @@ def test_a_dask_cluster_gives_the_single_process_numbers(tmp_path):
     assert shared.stdout == alone.stdout and batch_shared.stdout == batch_alone.stdout
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
     pytest.importorskip("distributed")
     (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
@@ -187,28 +136,7 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in run.stderr
 
 
-@pytest.mark.parametrize(
-    "architecture",
-    ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
-)
-def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
-    """Packed texts share the projections and feed-forward layers, never attention: each text's
-    weights (its own positions, masks, sliding windows and RoPE) are those of a pass of its own."""
-    from helpers import FIXTURES
-
-    from attncli.commands import _tokens
-    from attncli.models import load_model
-
-    model = load_model(str(FIXTURES / architecture))
-    texts = ["The cat sat on the mat.", "A dog", "it was too tired because the street was wide and long", "x"]
-    tokens = [_tokens(text, model, 512) for text in texts]
-    packed = model.run_many(tokens)
-    for one, weights in zip(tokens, packed, strict=True):
-        alone = model.run(one, keep_steps=False).weights
-        assert weights.shape == alone.shape
-        np.testing.assert_allclose(weights, alone, atol=1e-6, rtol=0)
-
-
+@pytest.mark.slow
 def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     source = tmp_path / "corpus.txt"
     source.write_text("The cat sat.\n" + "word " * 130 + "\nA dog ran.\n")
@@ -220,32 +148,13 @@ def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     assert json.loads(run.stdout)["heads"] == _heads("--file", str(two), "--model", BERT)["heads"]
 
 
-def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
-    import pty
-
-    source = tmp_path / "corpus.txt"
-    _corpus(source, 400)
-    controller, terminal = pty.openpty()
-    with subprocess.Popen(
-        [ATTNCLI, "heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=terminal,
-        env={**os.environ, "COLUMNS": "100"},
-    ) as process:
-        os.close(terminal)
-        shown = read_until_closed(controller)
-        assert process.wait(timeout=120) == 0
-    os.close(controller)
-    text = shown.decode(errors="replace")
-    assert "/400" in text and "lines/s" in text
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_path, signal_name):
     """Ctrl-C (or SIGTERM) reaches the whole process group, workers included: the run must end with
     its code, no traceback and no wait for ever, and --resume must then give the uninterrupted bytes."""
     source = tmp_path / "corpus.txt"
-    _corpus(source, 2000)
+    write_corpus(source, 2000)
     fresh = tmp_path / "fresh.jsonl"
     assert attncli("batch", str(source), "--model", BERT, "--jobs", "1", "-o", str(fresh), timeout=300).returncode == 0
     target = tmp_path / "out.jsonl"
@@ -266,6 +175,7 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
     assert target.read_bytes() == fresh.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_corpus_where_every_line_fails_says_why_and_leaves_nothing_to_resume(tmp_path):
     source = tmp_path / "long.txt"
     source.write_text(("word " * 130 + "\n") * 3)
@@ -275,11 +185,61 @@ def test_a_corpus_where_every_line_fails_says_why_and_leaves_nothing_to_resume(t
     assert not target.exists() and not (tmp_path / "stats.json.partial").exists()
 
 
-def test_batch_to_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
-    source = tmp_path / "corpus.txt"
-    _corpus(source, 70)
-    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
-    real.write_text("old\n")
-    link.symlink_to(real)
-    assert attncli("batch", str(source), "--model", BERT, "-o", str(link)).returncode == 0
-    assert link.is_symlink() and real.read_text().count("\n") == 70
+def write_lines(tmp_path, *lines) -> str:
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_batch_writes_a_record_per_non_empty_line(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "", "A dog barked.")
+    run = cli("batch", source, "--model", BERT)
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [record["line"] for record in records] == [1, 3]
+    validator = jsonschema.Draft202012Validator(schemas()["batch"])
+    for record in records:
+        validator.validate(record)
+        assert "steps" not in record
+        assert np.array(record["attention"]).shape[:2] == (2, 4)
+
+
+def test_a_failing_line_gives_an_error_record_and_exit_3(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "word " * 130, "A dog barked.")
+    run = cli("batch", source, "--model", BERT)
+    assert run.code == 3
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [sorted(record)[:2] for record in records][1] == ["command", "error"]
+    assert records[1]["line"] == 2 and "reads at most 512" in records[1]["error"]
+    assert records[2]["line"] == 3
+    assert "1 of 3 lines failed (line 2)" in run.stderr
+    fast = cli("batch", source, "--model", BERT, "--fail-fast")
+    assert fast.code == 3
+    assert len(fast.stdout.splitlines()) == 2
+
+
+def test_batch_steps_precision_and_output_file(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.")
+    target = tmp_path / "out.jsonl"
+    run = cli("batch", source, "--steps", "--precision", "2", "-o", str(target))
+    assert run.code == 0 and run.stdout == ""
+    record = json.loads(target.read_text())
+    assert "steps" in record
+    assert all(round(w, 2) == w for w in np.ravel(record["attention"]))
+
+
+def test_batch_reads_standard_input(cli):
+    run = cli("batch", "-", stdin="The cat sat.\nA dog barked.\n")
+    assert [json.loads(line)["text"] for line in run.stdout.splitlines()] == ["The cat sat.", "A dog barked."]
+
+
+def test_heads_over_a_file_averages_the_lines(cli, tmp_path):
+    texts = ["The cat sat on the mat.", "", "A dog barked.", "   "]
+    (tmp_path / "texts.txt").write_text("\n".join(texts))
+    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
+    one = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
+    two = cli("heads", "A dog barked.", "--model", BERT, "--json").json()
+    assert doc["texts"] == 2 and doc["text"] is None
+    for averaged, first, second in zip(doc["heads"], one["heads"], two["heads"], strict=True):
+        assert_allclose(averaged["distance"], (first["distance"] + second["distance"]) / 2)

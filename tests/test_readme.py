@@ -38,6 +38,7 @@ def cases(found: list[tuple], ids: list[str]) -> list:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "expected"), cases(examples(), [c for c, _ in examples()]))
 def test_readme_output_is_what_attncli_prints(command, expected, tmp_path):
     args = shlex.split(command)
@@ -80,6 +81,7 @@ def test_the_readme_has_recipes():
     assert len(recipes()) >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "jq_arguments", "expected"), cases(recipes(), [r[1][:40] for r in recipes()]))
 def test_readme_recipe_gives_what_the_readme_shows(command, jq_arguments, expected, tmp_path):
     args = shlex.split(command)

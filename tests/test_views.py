@@ -1,84 +1,143 @@
-"""The analysis commands end to end: query, model, heads, rollout and compare, as views and as JSON."""
+"""views/ on a fixed-width console and through the CLI: explain, windows, thumbnails, rankings, vectors."""
+
+import re
 
 import numpy as np
 import pytest
-from helpers import BERT, GPT2, PRONOUN, SENTENCE, needs_minilm, render_text
+from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, render_text, widest_line
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
+from attncli.attention import inverse_frequencies
 from attncli.models import load_model
-from attncli.widgets.minimap import MiniHeatmap
+from attncli.widgets.vectors import number
 
 
-def test_query_ranks_every_head_by_its_strongest_other_key(cli):
-    doc = cli("query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--json").json()
-    assert doc["token"] == {"index": 2, "text": "cat"}
-    heads = doc["heads"]
-    assert len(heads) == 2 * 4
-    tops = [head["top"]["weight"] for head in heads]
-    assert tops == sorted(tops, reverse=True)
-    for head in heads:
-        weights = np.array(head["weights"])
-        allowed = [i for i, token in enumerate(doc["tokens"]) if i != 2 and not token["special"]]
-        assert head["top"]["index"] == allowed[int(np.argmax(weights[allowed]))]
-        assert_allclose(weights.sum(), 1.0, rtol=1e-6)
+def test_the_walkthrough_shows_the_weights_the_model_gave_inside_a_sliding_window():
+    model = load_model(str(FIXTURES / "gemma2"))  # layer 0 slides over the last 4 keys
+    result = commands.explain(PRONOUN, model, layer=0, head=3)
+    focus = result.focus
+    assert result.focus_keys.tolist() == list(range(focus - 3, focus + 1))
+    row = result.run.weights[0, 3, focus]
+    assert_allclose(result.focus_steps.probabilities, row[result.focus_keys], atol=1e-6)
+    assert row[: focus - 3].sum() == 0
+    text = render_text(views.view(result), width=120)
+    assert "The mask hides 9 outside the sliding window: weight exactly 0." in text
+    assert "multiplied by Gemma 2's scale 0.4082," in text and "soft-capped as 2 · tanh(s / 2)" in text
 
 
-def test_query_can_let_special_tokens_win_and_rank_by_a_chosen_target(cli):
-    with_special = cli(
-        "query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--include-special", "--json"
-    )
-    assert any(head["top"]["text"] in ("[CLS]", "[SEP]") for head in with_special.json()["heads"])
-    ranked = cli("query", "The cat sat on the mat.", "--token", "cat", "--to", "mat", "--model", BERT, "--json").json()
-    on_mat = [head["weights"][6] for head in ranked["heads"]]
-    assert on_mat == sorted(on_mat, reverse=True)
-    assert ranked["target"] == {"index": 6, "text": "mat"}
+def test_the_walkthrough_turns_q_by_the_angles_it_shows():
+    model = load_model(str(FIXTURES / "qwen3"))
+    result = commands.explain(PRONOUN, model, focus="7", head=2)
+    rope = model.info.layer_attention[0].rope
+    assert_allclose(result.focus_angles, 7 * inverse_frequencies(rope))
+    q, turned = result.attention.q[2, 7], result.attention.q_rotated[2, 7]
+    half = rope.dims // 2
+    cos, sin = np.cos(result.focus_angles), np.sin(result.focus_angles)
+    assert_allclose(turned[:half], q[:half] * cos - q[half : 2 * half] * sin, atol=1e-5)
+    text = render_text(views.view(result), width=120)
+    assert "heads 2 to 3 read key-value head 1" in text and "Each head's q and k then pass an RMSNorm" in text
 
 
-def test_a_word_split_into_tokens_queries_with_its_rows_averaged_and_is_weighed_as_their_sum(cli):
-    split = cli("query", PRONOUN, "--token", "didn't", "--model", BERT, "--json").json()
-    word = split["token"]
-    assert word["text"] == "didn't"
-    assert [split["tokens"][i]["text"] for i in word["indices"]] == ["didn", "'", "t"]
-    weights = np.array(cli("heatmap", PRONOUN, "--model", BERT, "--json").json()["attention"])  # [L, h, T, T]
-    for head in split["heads"]:
-        expected = weights[head["layer"], head["head"], word["indices"]].mean(axis=0)
-        assert_allclose(head["weights"], expected, rtol=1e-6)
-        assert head["top"]["index"] not in word["indices"]
-    on_word = cli("query", PRONOUN, "--token", "it", "--to", "DIDN'T", "--model", BERT, "--json").json()
-    assert on_word["target"] == word
-    totals = [sum(head["weights"][i] for i in word["indices"]) for head in on_word["heads"]]
-    assert totals == sorted(totals, reverse=True)
-    view = cli("query", PRONOUN, "--token", "it", "--to", "didn't", "--model", BERT).stdout
-    assert "“didn't” (tokens 3–5, their weights summed)" in " ".join(view.split())
+def test_the_model_grid_leaves_masked_cells_blank():
+    result = commands.model_grid(PRONOUN, load_model(str(FIXTURES / "mistral")))  # window 5 in every layer
+    text = render_text(views.view(result), width=200)
+    first_head = text.split("L0 H0")[1].splitlines()[1:14]
+    assert first_head[-1].startswith("·" * 8) and first_head[0].endswith("·" * 12)
 
 
-@pytest.mark.parametrize(
-    ("text", "args", "message"),
-    [
-        ("I didn't go, she didn't stay", ["--token", "didn't"], "is split into tokens 1 to 3 (didn ' t) and 7 to 9"),
-        (PRONOUN, ["--token", "the street"], "'the street' is not a token of the text"),
-        (PRONOUN, ["--token", "cross", "--to", "street", "--model", GPT2], "'street' (tokens 8 to 9) comes after"),
-    ],
-)
-def test_a_split_word_must_be_one_word_that_occurs_once(cli, text, args, message):
-    run = cli("query", text, *args)
-    assert run.code == 2
-    assert message in run.stderr
+def _row_indices(view: str) -> list[int]:
+    """The query indices a plain heatmap view draws: each grid row starts with its index and label."""
+    return [int(match.group(1)) for match in re.finditer(r"^\s*(\d+) \S", view, re.MULTILINE)]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--token", "dog"], "is not a token of the text; give one of 0:the"),
-        (["--token", "the"], "occurs at 0, 4"),
-        (["--token", "0", "--causal"], "sees no earlier token"),
-    ],
-)
-def test_query_errors(cli, args, message):
-    run = cli("query", SENTENCE, *args)
-    assert run.code == 2
-    assert message in run.stderr
+def test_a_window_draws_exactly_the_chosen_queries_and_keys_and_says_so_first(cli):
+    run = cli("heatmap", LONG, "--head", "1", "--queries", "10:14", "--keys", "-6:", "--no-values")
+    assert run.code == 0
+    lines = run.stdout.splitlines()
+    note = next(i for i, line in enumerate(lines) if line.startswith("(showing"))
+    assert "queries 10–13 and keys 150–155 of 156 tokens" in " ".join(lines[note : note + 2])
+    assert _row_indices(run.stdout) == [10, 11, 12, 13]
+    assert note < next(i for i, line in enumerate(lines) if re.match(r"^\s*10 \S", line))  # the note comes first
+    hundreds = next(i for i, line in enumerate(lines) if line.split() == ["1"] * 6)  # key indices, downwards
+    assert [line.split() for line in lines[hundreds + 1 : hundreds + 3]] == [["5"] * 6, list("012345")]
+
+
+def test_query_shows_the_keys_around_its_strongest_not_the_first_ones(cli):
+    doc = cli("query", LONG, "--token", "150", "--json").json()
+    strongest = doc["heads"][0]["top"]["index"]
+    view = " ".join(cli("query", LONG, "--token", "150", env={"COLUMNS": "80"}).stdout.split())
+    first, last = map(int, re.search(r"showing keys (\d+)–(\d+) of 156 tokens", view).groups())
+    assert first > 0 and first <= strongest <= last
+
+
+def test_model_draws_a_long_text_as_thumbnails_of_block_means(cli):
+    run = cli("model", LONG, "--layers", "0", "--no-pager")
+    assert "drawn 16 cells a side: each cell the mean of a 10 × 10 block" in " ".join(run.stdout.split())
+    grid = [line for line in run.stdout.splitlines() if line.startswith("L0 H0")]
+    assert grid and len(run.stdout.splitlines()) < 60  # 4 heads of 16 lines, not 4 × 156
+
+
+def test_the_window_is_said_once_above_heads_drawn_side_by_side(cli):
+    run = cli("heatmap", LONG, "--keys", "0:5", "--no-values", env={"COLUMNS": "200"})
+    assert run.stdout.count("(showing") == 1 and run.stdout.count("head ") >= 2
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_explain_fits_the_terminal(width):
+    result = commands.explain(SENTENCE, load_model())
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    for stage in ("Tokens", "Embeddings", "Queries, keys and values", "Scores", "Attention weights", "Weighted sum"):
+        assert stage in text
+    assert "random" in text
+
+
+def scores_table(text: str) -> list[list[str]]:
+    """The rows of the explain view's scores table, split into columns."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:3] == ["#", "key", "q·k"])
+    end = next(i for i in range(start, len(lines)) if lines[i].split()[:1] == ["sum"])
+    return [line.split() for line in lines[start + 1 : end]]
+
+
+def test_explain_shows_the_focus_softmax_that_the_model_computed():
+    result = commands.explain(SENTENCE, load_model(), focus="cat", head=3)
+    text = render_text(views.view(result), width=120)
+    trace = result.run.trace.layers[0]
+    rows = scores_table(text)
+    assert [row[1] for row in rows] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert [float(row[2]) for row in rows] == [round(float(s), 3) for s in trace.scores[3, 1]]
+    assert [float(row[3]) for row in rows] == [round(float(s), 3) for s in trace.scaled[3, 1]]
+    assert [float(row[6]) for row in rows] == [round(float(w), 3) for w in trace.weights[3, 1]]
+    assert "Scores for “cat”" in text
+
+
+def test_the_weighted_sum_rows_add_up_to_the_head_output():
+    result = commands.explain(SENTENCE, load_model(), focus="mat")
+    trace = result.run.trace.layers[0]
+    text = render_text(views.view(result), width=120)
+    for key, weight in enumerate(trace.weights[0, 5]):
+        expected = " ".join(number(v) for v in weight * trace.v[0, key])
+        assert expected in " ".join(text.split())
+
+
+def test_rich_markup_in_the_text_is_shown_literally():
+    result = commands.tokenize("[bold red]alarm[/]", load_model())
+    text = render_text(views.view(result), color_system="truecolor")
+    assert "[bold red]alarm[/]" in ANSI.sub("", text)
+    assert "\x1b[1;31m" not in text
+
+
+def test_softmax_view_keeps_tiny_scores_visible():
+    text = render_text(views.view(commands.softmax(["1e-5", "2e-5"])))
+    assert "1.0000e-05" in text and "2.0000e-05" in text
+
+
+def test_softmax_view_shows_the_right_numbers():
+    text = render_text(views.view(commands.softmax(["2.0", "1.0", "0.5"])))
+    for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
+        assert value in text
 
 
 def test_query_view_draws_a_bar_per_key(cli):
@@ -89,87 +148,9 @@ def test_query_view_draws_a_bar_per_key(cli):
     assert any(block in rows[0] for block in "▁▂▃▄▅▆▇█")
 
 
-@needs_minilm
-def test_minilm_resolves_it_to_animal():
-    result = commands.query(PRONOUN, load_model("minilm"), "it", to="animal")
-    best = result.ranking[0]
-    assert (best.layer, best.head) == (5, 11)
-    assert best.top == 2 and best.top_weight > 0.6
-    plain = commands.query(PRONOUN, load_model("minilm"), "it").ranking[:5]
-    assert any(target.top == 2 and target.top_weight > 0.6 for target in plain)
-
-
-def test_model_grid_draws_the_chosen_layers_and_heads(cli):
-    doc = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3", "--json").json()
-    assert doc["shown"] == {"layers": [1], "heads": [0, 2, 3]}
-    assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
-    view = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3").stdout
-    assert "L1 H0" in view and "L1 H2" in view and "L1 H3" in view and "L1 H1" not in view
-
-
-@pytest.mark.parametrize("spec", ["2", "0-9", "x", "3-1"])
-def test_model_grid_rejects_bad_ranges(cli, spec):
-    run = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", spec)
-    assert run.code == 2
-    assert "--layers" in run.stderr
-
-
-def test_mini_heatmap_packs_two_rows_a_line_in_colour_and_one_without():
-    weights = np.eye(4)
-    coloured = render_text(MiniHeatmap(weights, "L0 H0"), color_system="truecolor")
-    plain = render_text(MiniHeatmap(weights, "L0 H0"))
-    assert coloured.count("▀") == 8
-    assert [line.rstrip() for line in plain.splitlines()[1:] if line.strip()] == ["█", " █", "  █", "   █"]
-
-
-def test_heads_of_one_text(cli):
-    doc = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
-    assert doc["texts"] == 1 and doc["text"] == "The cat sat on the mat."
-    assert len(doc["heads"]) == 8
-    head = doc["heads"][0]
-    assert set(head) >= {"layer", "head", "entropy", "distance", "previous", "separator", "pattern"}
-    assert 0 <= head["entropy_normalized"] <= 1
-
-
-def test_heads_without_special_tokens_report_null_shares(cli):
-    doc = cli("heads", SENTENCE, "--json").json()
-    assert all(head["first_special"] is None and head["separator"] is None for head in doc["heads"])
-
-
-def test_heads_over_a_file_averages_the_lines(cli, tmp_path):
-    texts = ["The cat sat on the mat.", "", "A dog barked.", "   "]
-    (tmp_path / "texts.txt").write_text("\n".join(texts))
-    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
-    one = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
-    two = cli("heads", "A dog barked.", "--model", BERT, "--json").json()
-    assert doc["texts"] == 2 and doc["text"] is None
-    for averaged, first, second in zip(doc["heads"], one["heads"], two["heads"], strict=True):
-        assert_allclose(averaged["distance"], (first["distance"] + second["distance"]) / 2)
-
-
-def test_heads_on_a_causal_model(cli):
-    doc = cli("heads", "The cat sat on the mat.", "--model", GPT2, "--json").json()
-    assert all(head["next"] is None for head in doc["heads"])  # a causal model never sees the next token
-
-
-@pytest.mark.parametrize(("args", "message"), [([], "either TEXT or --file"), (["x", "--file", "y"], "either TEXT")])
-def test_heads_needs_exactly_one_source(cli, args, message):
-    run = cli("heads", *args)
-    assert run.code == 2 and message in run.stderr
-
-
 def test_heads_view_explains_its_columns(cli):
     run = cli("heads", "The cat sat on the mat.", "--model", BERT)
     assert "pattern" in run.stdout and "L1 H3" in run.stdout and "Pattern:" in run.stdout
-
-
-@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
-def test_rollout_rows_sum_to_one(cli, fusion):
-    doc = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--head-fusion", fusion, "--json").json()
-    rollout = np.array(doc["rollout"])
-    assert rollout.shape == (2, 9, 9)
-    assert_allclose(rollout.sum(axis=-1), 1.0)
-    assert doc["head_fusion"] == fusion
 
 
 def test_rollout_lists_the_sources_of_a_token(cli):
@@ -177,37 +158,6 @@ def test_rollout_lists_the_sources_of_a_token(cli):
     assert "Where “cat” (token 2) draws from" in run.stdout
     assert cli("rollout", "The cat", "--head-fusion", "median").code == 2
     assert cli("query", "The cat", "--token", "cat", "--top", "0").code == 2
-
-
-def test_compare_aligns_the_texts_and_ranks_heads_by_change(cli):
-    doc = cli(
-        "compare", "The cat sat on the mat.", "The cat sat on the big mat.", "--token", "cat", "--model", BERT, "--json"
-    ).json()
-    assert doc["unpaired"] == {"a": [], "b": [6, 7, 8]}  # "big" is b ##i ##g in the tiny vocabulary
-    tvs = [head["tv"] for head in doc["heads"]]
-    assert tvs == sorted(tvs, reverse=True)
-    assert all(0 <= tv <= 1 for tv in tvs)
-
-
-def test_compare_of_a_text_with_itself_changes_nothing():
-    result = commands.compare("The cat sat on the mat.", "The cat sat on the mat.", load_model(BERT), "cat")
-    assert_allclose(result.change, 0.0, atol=1e-7)
-    text = render_text(views.view(result), width=100)
-    assert "No partner in B for: none" in text
-
-
-def test_compare_needs_the_token_in_both_texts(cli):
-    run = cli("compare", "The cat sat", "The dog sat", "--token", "cat")
-    assert run.code == 2
-    assert "has no partner in TEXT_B" in run.stderr
-    assert "is not a token" in cli("compare", "The cat sat", "The dog sat", "--token", "dog").stderr
-
-
-def test_compare_follows_the_token_of_text_a_into_text_b(cli):
-    unpartnered = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "3")
-    assert unpartnered.code == 2 and "'sat', token 3 of TEXT_A" in unpartnered.stderr
-    by_index = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "2", "--json").json()
-    assert by_index["token"] == {"a": {"index": 2, "text": "cat"}, "b": {"index": 1, "text": "cat"}}
 
 
 @pytest.mark.parametrize(

@@ -1,28 +1,33 @@
-"""Views on a fixed-width console: they fit, stay legible without colour, and never obey user text."""
+"""widgets/ on a fixed-width console: they fit, stay legible without colour, never hide a number's size."""
 
 import re
 
 import numpy as np
-import pytest
-from helpers import SENTENCE, render_text
+from helpers import ANSI, LONG, render_text, widest_line
 from numpy.testing import assert_allclose
 from rich.color import Color
 
-from attncli import commands, views
-from attncli.escapes import visible
-from attncli.json_writer import json_bytes
+from attncli import commands
 from attncli.models import load_model
-from attncli.terminal import abbreviate, pad, token_label
 from attncli.widgets.heatmap import Heatmap, colour_of, fractions
+from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import VectorTable, number
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+def test_keys_cut_by_the_width_are_named_with_the_window_that_shows_the_next_ones(cli):
+    run = cli("heatmap", LONG, "--head", "0", env={"COLUMNS": "80"})
+    text = " ".join(run.stdout.split())
+    shown = re.search(r"showing keys 0–(\d+) of 156 tokens; the width holds (\d+) keys: --keys (\d+):(\d+)", text)
+    assert shown, text[:600]
+    last, held, start, stop = map(int, shown.groups())
+    assert held == last + 1 and start == last + 1 and stop == start + held
+    assert text.index("showing keys") < text.index(" 0 the")
+
+
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+
+
 FORTY_TOKENS = " ".join(WORDS[i % len(WORDS)] for i in range(40))
-
-
-def widest_line(text: str) -> int:
-    return max(len(ANSI.sub("", line)) for line in text.splitlines())
 
 
 def uniform_heatmap(n: int, **options) -> Heatmap:
@@ -116,14 +121,6 @@ def test_viridis_ends():
     assert colour_of(-1.0) == colour_of(0.0)
 
 
-def test_abbreviate_and_pad_count_terminal_cells():
-    assert abbreviate("cat", 5) == "cat"
-    assert abbreviate("tokenization", 5) == "toke…"
-    assert abbreviate("猫猫猫猫", 5) == "猫猫…"
-    assert pad("猫", 4) == "猫  "
-    assert pad("ab", 4, "right") == "  ab"
-
-
 def test_wide_characters_keep_the_grid_aligned():
     text = render_text(Heatmap(np.full((3, 3), 1 / 3), ["我", "the", "cat"], show_values=True), width=80)
     rows = [line.rstrip() for line in text.splitlines() if "0.33" in line]
@@ -146,87 +143,6 @@ def test_vector_table_shows_what_fits_and_says_so():
     assert "of 64" in text
 
 
-def test_token_label_shows_byte_level_spaces():
-    assert token_label("Ġthe") == "␣the"
-    assert token_label("Ċ") == "↵"
-
-
-def test_visible_escapes_control_and_bidi_characters():
-    assert visible("a\x1b[2Jb\x07c\u202ed\nz") == "a\\x1b[2Jb\\x07c\\u202ed\\nz"
-    assert visible("café 🐈") == "café 🐈"
-
-
-def test_json_escapes_invisible_characters_and_keeps_the_rest_readable():
-    text = json_bytes({"t": "é\u202e\x1b"}).decode()
-    assert text == '{"t":"é\\u202e\\u001b"}'
-
-
-@pytest.mark.parametrize("width", [80, 120])
-def test_explain_fits_the_terminal(width):
-    result = commands.explain(SENTENCE, load_model())
-    text = render_text(views.view(result), width=width)
-    assert widest_line(text) <= width
-    for stage in ("Tokens", "Embeddings", "Queries, keys and values", "Scores", "Attention weights", "Weighted sum"):
-        assert stage in text
-    assert "random" in text
-
-
-def scores_table(text: str) -> list[list[str]]:
-    """The rows of the explain view's scores table, split into columns."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:3] == ["#", "key", "q·k"])
-    end = next(i for i in range(start, len(lines)) if lines[i].split()[:1] == ["sum"])
-    return [line.split() for line in lines[start + 1 : end]]
-
-
-def test_explain_shows_the_focus_softmax_that_the_model_computed():
-    result = commands.explain(SENTENCE, load_model(), focus="cat", head=3)
-    text = render_text(views.view(result), width=120)
-    trace = result.run.trace.layers[0]
-    rows = scores_table(text)
-    assert [row[1] for row in rows] == ["the", "cat", "sat", "on", "the", "mat"]
-    assert [float(row[2]) for row in rows] == [round(float(s), 3) for s in trace.scores[3, 1]]
-    assert [float(row[3]) for row in rows] == [round(float(s), 3) for s in trace.scaled[3, 1]]
-    assert [float(row[6]) for row in rows] == [round(float(w), 3) for w in trace.weights[3, 1]]
-    assert "Scores for “cat”" in text
-
-
-def test_the_weighted_sum_rows_add_up_to_the_head_output():
-    result = commands.explain(SENTENCE, load_model(), focus="mat")
-    trace = result.run.trace.layers[0]
-    text = render_text(views.view(result), width=120)
-    for key, weight in enumerate(trace.weights[0, 5]):
-        expected = " ".join(number(v) for v in weight * trace.v[0, key])
-        assert expected in " ".join(text.split())
-
-
-def test_rich_markup_in_the_text_is_shown_literally():
-    result = commands.tokenize("[bold red]alarm[/]", load_model())
-    text = render_text(views.view(result), color_system="truecolor")
-    assert "[bold red]alarm[/]" in ANSI.sub("", text)
-    assert "\x1b[1;31m" not in text
-
-
-def test_softmax_view_keeps_tiny_scores_visible():
-    text = render_text(views.view(commands.softmax(["1e-5", "2e-5"])))
-    assert "1.0000e-05" in text and "2.0000e-05" in text
-
-
-def test_softmax_view_shows_the_right_numbers():
-    text = render_text(views.view(commands.softmax(["2.0", "1.0", "0.5"])))
-    for value in ("0.6285", "0.2312", "0.1402", "1.0000"):
-        assert value in text
-
-
-def test_json_in_slices_is_the_same_as_json_whole():
-    import orjson
-
-    big = np.random.default_rng(0).random((3, 2, 700, 800)).astype(np.float32)  # over the slicing size
-    document = {"schema": "x", "attention": big, "rows": [big[0, 0, :2], {"a": [1, None, True]}], "empty": {}}
-    expected = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
-    assert json_bytes(document) == expected
-
-
 def test_column_labels_are_whole_and_numbered_so_equal_labels_differ():
     labels = ["[CLS]", "the", "animal", "crossed", "the", "[SEP]"]
     text = render_text(Heatmap(np.full((6, 6), 1 / 6), labels), width=140)
@@ -235,3 +151,11 @@ def test_column_labels_are_whole_and_numbered_so_equal_labels_differ():
     downward = lines[: lines.index(index_line)]
     columns = ["".join(line[i] for line in downward if i < len(line)).strip() for i in range(len(index_line))]
     assert {"[CLS]", "animal", "crossed", "[SEP]"} <= set(columns) and "…" not in text
+
+
+def test_mini_heatmap_packs_two_rows_a_line_in_colour_and_one_without():
+    weights = np.eye(4)
+    coloured = render_text(MiniHeatmap(weights, "L0 H0"), color_system="truecolor")
+    plain = render_text(MiniHeatmap(weights, "L0 H0"))
+    assert coloured.count("▀") == 8
+    assert [line.rstrip() for line in plain.splitlines()[1:] if line.strip()] == ["█", " █", "  █", "   █"]

@@ -1,14 +1,15 @@
-"""The sample model: its definition, its determinism, and a torch reference."""
+"""bundled.py: the sample model against a torch reference, and the bundled vocabulary's tokens and vectors."""
 
 import json
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, SENTENCE
+from helpers import FIXTURES, SENTENCE, needs_minilm
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import commands
-from attncli.bundled import SampleConfig, positional_encoding, sample_weights
+from attncli.analysis import cosine
+from attncli.bundled import SAMPLE_DIR, SampleConfig, positional_encoding, sample_weights
 from attncli.errors import BadInput
 from attncli.models import load_model
 
@@ -97,3 +98,56 @@ def test_matches_the_torch_reference(case):
     assert [t.id for t in result.tokens] == case["ids"]
     assert_allclose(result.weights[0], case["weights"], atol=1e-12)
     assert_allclose(result.trace.output, case["output"], atol=1e-10)
+
+
+def vector(vocab, word):
+    return vocab.embed([vocab.word_id(word)])[0]
+
+
+def test_the_sample_sentence_tokenizes_to_its_words(vocab):
+    tokens = vocab.tokenize(SENTENCE)
+    assert [t.text for t in tokens] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert [t.id for t in tokens] == [1996, 4937, 2938, 2006, 1996, 13523]
+    assert [(t.start, t.end) for t in tokens] == [(0, 3), (4, 7), (8, 11), (12, 14), (15, 18), (19, 22)]
+
+
+def test_offsets_are_character_offsets_into_the_original_text(vocab):
+    text = "Café 🐈 tokenization"
+    for token in vocab.tokenize(text):
+        assert text[token.start : token.end].lower().replace("é", "e") in (token.text.removeprefix("##"), "🐈")
+
+
+def test_the_vocabulary_is_bert_uncased_with_64_dimensions(vocab):
+    assert vocab.embeddings.shape == (30522, 64)
+    assert vocab.tokenizer.get_vocab_size() == 30522
+    assert vocab.embeddings.dtype == np.float16
+
+
+@needs_minilm
+def test_the_tokenizer_built_in_code_is_minilms_tokenizer_json(vocab):
+    """Every field of the tokenizer spec (vocabulary, normaliser, pre-tokenizer, special tokens,
+    decoder) equals the checkpoint's tokenizer.json, but for its truncation and padding settings."""
+    from attncli.checkpoint import resolve
+
+    checkpoint = json.loads((resolve("minilm") / "tokenizer.json").read_text(encoding="utf-8"))
+    checkpoint["truncation"] = checkpoint["padding"] = None
+    assert json.loads(vocab.tokenizer.to_str()) == checkpoint
+
+
+def test_similar_words_are_close(vocab):
+    assert cosine(vector(vocab, "cat"), vector(vocab, "dog")) > cosine(vector(vocab, "cat"), vector(vocab, "pizza"))
+    assert cosine(vector(vocab, "king"), vector(vocab, "queen")) > cosine(vector(vocab, "king"), vector(vocab, "pizza"))
+
+
+def test_queen_is_among_the_ten_nearest_neighbours_of_king(vocab):
+    neighbours = [vocab.token_text(i) for i, _ in vocab.nearest(vocab.word_id("king"), 10)]
+    assert "queen" in neighbours
+    assert "king" not in neighbours
+    assert not any(word.startswith("[") and word.endswith("]") for word in neighbours)
+
+
+def test_the_data_ships_inside_the_installed_package_and_stays_small():
+    assert SAMPLE_DIR.parent.name == "attncli"
+    assert "site-packages" in SAMPLE_DIR.parts
+    total = sum(path.stat().st_size for path in SAMPLE_DIR.iterdir())
+    assert total < 5 * 1024 * 1024

@@ -1,0 +1,181 @@
+"""architectures.py: config.json and tensor names read as transformers reads them, the rest refused by name."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import (
+    DECODERS,
+    FIXTURES,
+    PRONOUN,
+    SENTENCE,
+    assert_as_exact_as_transformers,
+    attention_of,
+    attncli,
+    copy_fixture,
+    edit_config,
+    references,
+    render_text,
+)
+from numpy.testing import assert_allclose
+from safetensors.numpy import load_file, save_file
+
+from attncli import commands, views
+from attncli.errors import DataError
+from attncli.models import load_model
+
+
+def edit_tensors(directory: Path, edit) -> None:
+    """Rewrite model.safetensors as edit(dict of arrays) returns it."""
+    tensors = load_file(directory / "model.safetensors")
+    save_file(edit(tensors), directory / "model.safetensors")
+
+
+def as_gamma_beta(tensors: dict) -> dict:
+    """Old BERT checkpoints name LayerNorm parameters gamma and beta, under a "bert." prefix."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        if "LayerNorm" in name:
+            name = name.replace(".weight", ".gamma").replace(".bias", ".beta")
+        renamed["bert." + name] = tensor
+    renamed["cls.predictions.bias"] = np.zeros(3, dtype=np.float32)  # a head attncli ignores
+    return renamed
+
+
+def test_old_layer_norm_names_and_prefixes_load(tmp_path):
+    directory = copy_fixture(tmp_path)
+    edit_tensors(directory, as_gamma_beta)
+    assert_allclose(attention_of(directory), attention_of(FIXTURES / "bert"))
+
+
+BROKEN = [
+    ("no config", lambda d: (d / "config.json").unlink(), "no config.json"),
+    ("config not JSON", lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
+    ("mamba", lambda d: edit_config(d, model_type="mamba"), "model_type 'mamba' is not supported"),
+    ("is_decoder", lambda d: edit_config(d, is_decoder=True), "is_decoder true"),
+    ("model_type list", lambda d: edit_config(d, model_type=["bert"]), "is not supported"),
+    ("bare config", lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
+    ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be an integer"),
+    ("eps as text", lambda d: edit_config(d, layer_norm_eps="abc"), "small positive number"),
+    ("eps negative", lambda d: edit_config(d, layer_norm_eps=-1.0), "small positive number"),
+    ("activation list", lambda d: edit_config(d, hidden_act=["gelu"]), "should be a name"),
+    ("activation unknown", lambda d: edit_config(d, hidden_act="swish9"), "not supported"),
+    ("zero heads", lambda d: edit_config(d, num_attention_heads=0), "heads = 0"),
+    ("no tokenizer", lambda d: (d / "tokenizer.json").unlink(), "no tokenizer.json"),
+    ("tokenizer garbage", lambda d: (d / "tokenizer.json").write_text("[]"), "not a tokenizer file"),
+    ("truncated weights", lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 7), "not a readable safetensors"),
+    ("no weights", lambda d: (d / "model.safetensors").unlink(), "no model.safetensors"),
+    (
+        "NaN weights",
+        lambda d: edit_tensors(
+            d, lambda t: t | {"encoder.layer.1.output.dense.weight": t["encoder.layer.1.output.dense.weight"] * np.nan}
+        ),
+        "holds NaN",
+    ),
+    (
+        "integer embeddings",
+        lambda d: edit_tensors(d, lambda t: t | {"embeddings.word_embeddings.weight": np.zeros((120, 16), np.int32)}),
+        "not a floating-point type",
+    ),
+    (
+        "shape mismatch",
+        lambda d: edit_config(d, intermediate_size=48),
+        r"intermediate.dense.weight has shape \(32, 16\)",
+    ),
+    (
+        "pickle only",
+        lambda d: [(d / "model.safetensors").unlink(), (d / "pytorch_model.bin").write_bytes(b"never opened")],
+        "unpickling runs arbitrary code",
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "message"), [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_a_broken_checkpoint_is_one_line_and_exit_2(cli, tmp_path, damage, message):
+    directory = copy_fixture(tmp_path)
+    damage(directory)
+    run = cli("heatmap", "The cat sat", "--model", str(directory), "--json")
+    assert run.code == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert re.search(message, run.stderr)
+
+
+def with_config(tmp_path, name: str, config: dict):
+    directory = tmp_path / name
+    shutil.copytree(FIXTURES / name, directory)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def assert_equals_transformers(model, name: str) -> None:
+    for case in references(name):
+        run = commands.run(case.text, model)
+        assert [t.id for t in run.tokens] == case.ids.tolist()
+        rows = run.weights[:, :, case.rows]
+        assert_as_exact_as_transformers(rows, case.attention, case.attention_error, f"{name}: {len(case.ids)} tokens")
+
+
+@pytest.mark.parametrize("name", [name for name in DECODERS if (FIXTURES / name / "legacy_config.json").exists()])
+def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
+    legacy = json.loads((FIXTURES / name / "legacy_config.json").read_text())
+    assert "rope_parameters" not in legacy and "rope_theta" in legacy
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}}, "rope type 'yarn'"),
+        ({"rope_parameters": None, "rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+        ({"rope_parameters": None, "rope_scaling": {"rope_type": "longrope"}}, "rope type 'longrope'"),
+        ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]}, "'chunked_attention'"),
+        ({"layer_types": ["full_attention"]}, "type of each of the 3 layers"),
+        ({"sliding_window": 0}, "sliding_window should be a positive integer"),
+        ({"num_key_value_heads": 3}, "cannot share 3 key-value heads"),
+        ({"use_bidirectional_attention": True}, "use_bidirectional_attention"),
+        ({"is_causal": False}, "is_causal false"),
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for qwen2"),
+        ({"sliding_window": None}, "layer_types has sliding_attention layers but no window"),
+        ({"use_sliding_window": False}, "layer_types has sliding_attention layers but no window"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),  # read first
+    ],
+)
+def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, message):
+    config = json.loads((FIXTURES / "qwen2" / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, "qwen2", config)))
+
+
+def test_qwen_without_use_sliding_window_sees_every_key(tmp_path):
+    config = json.loads((FIXTURES / "qwen2" / "legacy_config.json").read_text()) | {"use_sliding_window": False}
+    info = load_model(str(with_config(tmp_path, "qwen2", config))).info
+    assert info.windows is None
+
+
+def test_a_family_reads_only_the_settings_transformers_reads_for_it(tmp_path):
+    gemma = json.loads((FIXTURES / "gemma" / "config.json").read_text())
+    gemma.pop("hidden_act")  # Gemma's default is the tanh GELU, not SiLU
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "gemma", gemma))), "gemma")
+    qwen = load_model(str(FIXTURES / "qwen2"))  # biases on q, k and v, none on W_O
+    text = render_text(views.view(commands.explain(PRONOUN, qwen)), width=200)
+    assert "q = x·W_Q + b" in text and "multiplied by W_O (16 × 16)." in text
+    mistral = json.loads((FIXTURES / "mistral" / "config.json").read_text()) | {"attention_bias": True}
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "mistral", mistral))), "mistral")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("architecture", "key"), [("bert", "num_hidden_layers"), ("gpt2", "n_layer"), ("llama", "num_hidden_layers")]
+)
+def test_a_config_naming_more_layers_than_the_tensors_hold_is_refused_as_damage(tmp_path, architecture, key):
+    directory = copy_fixture(tmp_path, architecture)
+    config = json.loads((directory / "config.json").read_text())
+    held, config[key] = config[key], 10**9
+    (directory / "config.json").write_text(json.dumps(config))
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
+    assert run.returncode == 2
+    assert run.stderr == f"attncli: error: config.json gives 1,000,000,000 layers, but model.safetensors holds {held}\n"

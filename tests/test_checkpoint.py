@@ -1,0 +1,182 @@
+"""checkpoint.py: finding a checkpoint and reading its files safely, however damaged, fuzzed or hostile."""
+
+import json
+import os
+import random
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from helpers import (
+    BERT,
+    FIXTURES,
+    SENTENCE,
+    attention_of,
+    attncli,
+    copy_fixture,
+)
+from numpy.testing import assert_allclose
+from safetensors import deserialize, safe_open
+from safetensors.numpy import load_file, save_file
+
+from attncli import commands
+from attncli.errors import AttncliError, DataError
+from attncli.models import load_model
+
+
+def test_a_sharded_checkpoint_loads(tmp_path):
+    directory = copy_fixture(tmp_path)
+    tensors = load_file(directory / "model.safetensors")
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, members in halves.items():
+        save_file({name: tensors[name] for name in members}, directory / shard)
+    index = {"weight_map": {name: shard for shard, members in halves.items() for name in members}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    (directory / "model.safetensors").unlink()
+    assert_allclose(attention_of(directory), attention_of(FIXTURES / "bert"))
+
+
+def test_a_bf16_word_table_with_nan_is_refused(tmp_path):
+    directory = copy_fixture(tmp_path, "roberta")
+    path = directory / "model.safetensors"
+    blob = path.read_bytes()
+    word = bytes(dict(deserialize(blob))["embeddings.word_embeddings.weight"]["data"])
+    path.write_bytes(blob.replace(word, b"\xc0\x7f" * (len(word) // 2)))  # bf16 NaN in every cell
+    with pytest.raises(DataError, match="holds NaN"):
+        commands.run("The cat", load_model(str(directory)))
+
+
+def test_tensors_are_read_whole_however_few_bytes_each_read_returns(monkeypatch):
+    import os
+
+    def short_preadv(descriptor, buffers, offset, real=os.preadv):
+        return real(descriptor, [buffers[0][:7]], offset)  # as Linux does past 2 GiB, only sooner
+
+    expected = load_file(f"{BERT}/model.safetensors")["embeddings.word_embeddings.weight"]
+    monkeypatch.setattr(os, "preadv", short_preadv)
+    model = load_model(BERT)
+    assert_allclose(model.vocabulary.embeddings, expected, rtol=0, atol=0)
+    assert commands.run("The cat sat", model).weights.shape[-1] == 5
+
+
+def test_a_model_id_resolves_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    snapshot = tmp_path / "hub" / "models--tiny--bert" / "snapshots" / "abc123"
+    shutil.copytree(FIXTURES / "bert", snapshot)
+    (tmp_path / "hub" / "models--tiny--bert" / "refs").mkdir()
+    (tmp_path / "hub" / "models--tiny--bert" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert load_model("tiny/bert").info.path == str(snapshot)
+    with pytest.raises(DataError, match="not in the local Hugging Face cache"):
+        load_model("tiny/absent")
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("def456", "names snapshot def456, which is not in"),  # as transformers offline: never another snapshot
+        ("../../../../etc", "not a revision"),
+        ("..", "not a revision"),
+    ],
+)
+def test_a_cache_ref_naming_no_snapshot_of_its_own_is_refused(tmp_path, monkeypatch, cli, ref, message):
+    repo = tmp_path / "hub" / "models--tiny--bert"
+    shutil.copytree(FIXTURES / "bert", repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(ref)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    run = cli("tokenize", "The cat", "--model", "tiny/bert", env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert run.code == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+FILES = ("model.safetensors", "config.json", "tokenizer.json")
+
+
+@pytest.mark.parametrize("architecture", ["bert", "gpt2", "roberta"])
+@pytest.mark.parametrize("name", FILES)
+def test_fuzzed_checkpoints_end_in_success_or_a_clean_error(tmp_path, architecture, name):
+    """Flip, zero or max out bytes of one file at a time, 40 times, and run each mutant."""
+    rng = random.Random(f"{architecture}/{name}")
+    original = (FIXTURES / architecture / name).read_bytes()
+    outcomes = {"ran": 0, "refused": 0}
+    for trial in range(40):
+        directory = tmp_path / f"{trial}"
+        shutil.copytree(FIXTURES / architecture, directory)
+        mutant = bytearray(original)
+        # The safetensors header (its first few hundred bytes) is where damage is most varied.
+        span = min(len(mutant), 600) if name == "model.safetensors" and trial % 2 else len(mutant)
+        for _ in range(rng.randint(1, 4)):
+            mutant[rng.randrange(span)] = rng.choice([0, 0xFF, rng.randrange(256)])
+        (directory / name).write_bytes(bytes(mutant))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a numpy overflow warning would reach the user's stderr
+                result = commands.run("The cat sat on the mat.", load_model(str(directory)))
+        except AttncliError:
+            outcomes["refused"] += 1
+            continue
+        assert np.all(np.isfinite(result.weights))
+        assert np.allclose(result.weights.sum(axis=-1), 1.0, atol=1e-5)
+        outcomes["ran"] += 1
+    # Some damage must be caught: if every mutant ran, the checks that refuse a damaged file went untested.
+    assert outcomes["refused"] > 0, outcomes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("junk", "message"),
+    [("[" * 100_000 + "]" * 100_000, "not valid JSON"), ("9" * 5000, "not valid JSON"), ('"\\ud800"', None)],
+)
+def test_a_config_with_deep_nesting_or_huge_numbers_in_an_unused_field_is_refused_cleanly(tmp_path, junk, message):
+    directory = copy_fixture(tmp_path)
+    config = (directory / "config.json").read_text().rstrip().removesuffix("}")
+    (directory / "config.json").write_text(f'{config}, "unused": {junk}}}')
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
+    assert run.returncode == (0 if message is None else 2), run.stderr
+    if message:
+        assert message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_shard_that_is_not_a_regular_file_is_refused_before_it_is_opened(tmp_path):
+    directory = copy_fixture(tmp_path)
+    with safe_open(directory / "model.safetensors", framework="numpy") as weights:
+        names = list(weights.keys())
+    shard = directory / "model-00001-of-00001.safetensors"
+    os.mkfifo(shard)  # opening it for reading would wait for a writer for ever
+    (directory / "model.safetensors").unlink()
+    index = {"weight_map": {name: shard.name for name in names}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    run = attncli("explain", SENTENCE, "--model", str(directory), text=True, timeout=30)
+    assert run.returncode == 2
+    assert "which is not a regular file" in run.stderr
+
+
+@pytest.mark.slow
+def test_a_header_of_a_million_empty_entries_is_refused_before_it_is_parsed(tmp_path):
+    import struct
+
+    directory = copy_fixture(tmp_path)
+    path = directory / "model.safetensors"
+    blob = path.read_bytes()
+    size = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8 : 8 + size])
+    header |= {f"junk.{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(200_000)}
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + blob[8 + size :])
+    run = attncli("heatmap", SENTENCE, "--model", str(directory), "--json", text=True, timeout=10)
+    assert run.returncode == 2
+    assert "attncli reads headers of up to 8 MB" in run.stderr
+
+
+def test_an_unreadable_checkpoint_is_reported_as_unreadable_not_missing(tmp_path, monkeypatch):
+    """As root every file is readable, so the refusal a user without permission meets is simulated."""
+    import attncli.checkpoint
+
+    def refuse(path, flags, *args):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(attncli.checkpoint.os, "open", refuse)
+    with pytest.raises(DataError, match=r"model\.safetensors: cannot read .*\(Permission denied\)"):
+        commands.run(SENTENCE, load_model(str(copy_fixture(tmp_path))))

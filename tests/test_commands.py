@@ -1,0 +1,283 @@
+"""commands.py: each command's result and refusals, in-process and through the CLI's JSON."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import (
+    BERT,
+    FIXTURES,
+    GPT2,
+    PRONOUN,
+    SENTENCE,
+    attncli,
+    clean_error,
+    needs_minilm,
+    render_text,
+)
+from numpy.testing import assert_allclose
+
+from attncli import commands, views
+from attncli.errors import BadInput
+from attncli.models import load_model
+
+
+def test_explain_walks_through_the_chosen_layer():
+    model = load_model(BERT)
+    result = commands.explain("The cat sat on the mat.", model, layer=1)
+    doc = result.to_json()
+    assert doc["layer"] == 1
+    assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
+    assert np.array(doc["steps"]["q"]).shape == (2, 4, 9, 4)
+    assert doc["focus"]["text"] == "."  # the last token that is not [SEP]
+    assert doc["model"]["type"] == "bert" and doc["model"]["max_length"] == 512
+
+
+def test_too_long_a_text_is_refused():
+    with pytest.raises(BadInput, match="reads at most 512"):
+        commands.run("cat " * 600, load_model(BERT))
+
+
+def test_the_first_token_of_a_decoder_is_left_out_of_rankings_unless_asked():
+    model = load_model(str(FIXTURES / "qwen2"))  # no BOS: the first token is a word, and still the sink
+    result = commands.explain(PRONOUN, model)
+    keys, _ = result.strongest
+    assert not (keys[:, 1:] == 0).any()  # every query past the first has a target other than token 0
+    kept = commands.explain(PRONOUN, model, include_special=True)
+    assert (kept.strongest[0][:, 1:] == 0).any()
+    ranking = commands.query(PRONOUN, model, "it").ranking
+    assert all(target.top != 0 for target in ranking)
+    assert not commands.query(PRONOUN, model, "it").allowed[0]
+
+
+@pytest.mark.slow
+def test_a_text_of_unknown_characters_only_is_a_valid_run():
+    document = json.loads(attncli("explain", "😀 🍕", "--json").stdout)
+    assert [t["text"] for t in document["tokens"]] == ["[UNK]", "[UNK]"]
+    assert np.allclose(np.sum(document["attention"], axis=-1), 1.0)
+
+
+@pytest.mark.slow
+def test_extreme_scores_give_finite_probabilities():
+    document = json.loads(attncli("softmax", "1e30", "-1e30", "0", "--json").stdout)
+    assert document["probabilities"] == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.slow
+def test_a_request_over_the_memory_budget_is_refused_with_the_number():
+    env = {"ATTNCLI_MEMORY_BUDGET": "1", "PATH": "/usr/bin:/bin"}
+    clean_error(attncli("explain", "word " * 300, env=env), "300 tokens would need 22 MB of attention tensors")
+
+
+def test_check_passes_on_its_own_output_and_fails_on_a_moved_weight(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("explain", SENTENCE, "--json").stdout)
+    assert cli("check", SENTENCE, "--against", str(saved)).code == 0
+    document = json.loads(saved.read_text())
+    document["attention"][0][2][1][3] += 0.01
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(document))
+    run = cli("check", SENTENCE, "--against", str(moved), "--json")
+    assert run.code == 4
+    report = run.json()
+    assert report["passed"] is False
+    assert report["heads"][0]["layer"] == 0 and report["heads"][0]["head"] == 2
+    assert report["cells"][0] | {"saved": 0, "now": 0} == {
+        "layer": 0,
+        "head": 2,
+        "query": 1,
+        "key": 3,
+        "saved": 0,
+        "now": 0,
+    }
+
+
+def test_check_with_a_checkpoint(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", "The cat sat.", "--model", BERT, "--json").stdout)
+    assert cli("check", "The cat sat.", "--against", str(saved), "--tolerance", "0").code == 0
+    refused = cli("check", "--against", str(saved), "--tolerance", "nan")
+    assert refused.code == 2
+    assert "--tolerance nan is not a number of 0 or more" in refused.stderr
+
+
+def test_batch_keeps_only_the_attention_unless_asked_for_steps():
+    from attncli import commands
+    from attncli.models import load_model
+
+    model = load_model(BERT)
+    assert commands.explain("The cat sat.", model, steps=False).run.trace.layers == []
+    record = next(commands.batch([(1, "The cat sat.")], model)).to_json({})
+    assert "steps" not in record and len(record["summary"]) == 6
+
+
+def test_check_takes_the_saved_text_and_lists_only_what_moved(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", SENTENCE, "--model", BERT, "--json").stdout)
+    same = cli("check", "--against", str(saved), "--json")
+    assert same.code == 0 and same.json()["text"] == SENTENCE
+    assert same.json()["heads"] == [] and same.json()["cells"] == []
+    view = cli("check", "--against", str(saved)).stdout
+    assert "No weight moved at all." in view and "L0 H0" not in view
+    document = json.loads(saved.read_text())
+    document["attention"][1][2][3][4] += 0.5
+    saved.write_text(json.dumps(document))
+    moved = cli("check", "--against", str(saved), "--json")
+    assert moved.code == 4 and [(c["layer"], c["head"], c["query"], c["key"]) for c in moved.json()["cells"]] == [
+        (1, 2, 3, 4)
+    ]
+
+
+def test_query_ranks_every_head_by_its_strongest_other_key(cli):
+    doc = cli("query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--json").json()
+    assert doc["token"] == {"index": 2, "text": "cat"}
+    heads = doc["heads"]
+    assert len(heads) == 2 * 4
+    tops = [head["top"]["weight"] for head in heads]
+    assert tops == sorted(tops, reverse=True)
+    for head in heads:
+        weights = np.array(head["weights"])
+        allowed = [i for i, token in enumerate(doc["tokens"]) if i != 2 and not token["special"]]
+        assert head["top"]["index"] == allowed[int(np.argmax(weights[allowed]))]
+        assert_allclose(weights.sum(), 1.0, rtol=1e-6)
+
+
+def test_query_can_let_special_tokens_win_and_rank_by_a_chosen_target(cli):
+    with_special = cli(
+        "query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--include-special", "--json"
+    )
+    assert any(head["top"]["text"] in ("[CLS]", "[SEP]") for head in with_special.json()["heads"])
+    ranked = cli("query", "The cat sat on the mat.", "--token", "cat", "--to", "mat", "--model", BERT, "--json").json()
+    on_mat = [head["weights"][6] for head in ranked["heads"]]
+    assert on_mat == sorted(on_mat, reverse=True)
+    assert ranked["target"] == {"index": 6, "text": "mat"}
+
+
+def test_a_word_split_into_tokens_queries_with_its_rows_averaged_and_is_weighed_as_their_sum(cli):
+    split = cli("query", PRONOUN, "--token", "didn't", "--model", BERT, "--json").json()
+    word = split["token"]
+    assert word["text"] == "didn't"
+    assert [split["tokens"][i]["text"] for i in word["indices"]] == ["didn", "'", "t"]
+    weights = np.array(cli("heatmap", PRONOUN, "--model", BERT, "--json").json()["attention"])  # [L, h, T, T]
+    for head in split["heads"]:
+        expected = weights[head["layer"], head["head"], word["indices"]].mean(axis=0)
+        assert_allclose(head["weights"], expected, rtol=1e-6)
+        assert head["top"]["index"] not in word["indices"]
+    on_word = cli("query", PRONOUN, "--token", "it", "--to", "DIDN'T", "--model", BERT, "--json").json()
+    assert on_word["target"] == word
+    totals = [sum(head["weights"][i] for i in word["indices"]) for head in on_word["heads"]]
+    assert totals == sorted(totals, reverse=True)
+    view = cli("query", PRONOUN, "--token", "it", "--to", "didn't", "--model", BERT).stdout
+    assert "“didn't” (tokens 3–5, their weights summed)" in " ".join(view.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("I didn't go, she didn't stay", ["--token", "didn't"], "is split into tokens 1 to 3 (didn ' t) and 7 to 9"),
+        (PRONOUN, ["--token", "the street"], "'the street' is not a token of the text"),
+        (PRONOUN, ["--token", "cross", "--to", "street", "--model", GPT2], "'street' (tokens 8 to 9) comes after"),
+    ],
+)
+def test_a_split_word_must_be_one_word_that_occurs_once(cli, text, args, message):
+    run = cli("query", text, *args)
+    assert run.code == 2
+    assert message in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "dog"], "is not a token of the text; give one of 0:the"),
+        (["--token", "the"], "occurs at 0, 4"),
+        (["--token", "0", "--causal"], "sees no earlier token"),
+    ],
+)
+def test_query_errors(cli, args, message):
+    run = cli("query", SENTENCE, *args)
+    assert run.code == 2
+    assert message in run.stderr
+
+
+@needs_minilm
+def test_minilm_resolves_it_to_animal():
+    result = commands.query(PRONOUN, load_model("minilm"), "it", to="animal")
+    best = result.ranking[0]
+    assert (best.layer, best.head) == (5, 11)
+    assert best.top == 2 and best.top_weight > 0.6
+    plain = commands.query(PRONOUN, load_model("minilm"), "it").ranking[:5]
+    assert any(target.top == 2 and target.top_weight > 0.6 for target in plain)
+
+
+def test_model_grid_draws_the_chosen_layers_and_heads(cli):
+    doc = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3", "--json").json()
+    assert doc["shown"] == {"layers": [1], "heads": [0, 2, 3]}
+    assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
+    view = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3").stdout
+    assert "L1 H0" in view and "L1 H2" in view and "L1 H3" in view and "L1 H1" not in view
+
+
+@pytest.mark.parametrize("spec", ["2", "0-9", "x", "3-1"])
+def test_model_grid_rejects_bad_ranges(cli, spec):
+    run = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", spec)
+    assert run.code == 2
+    assert "--layers" in run.stderr
+
+
+def test_heads_of_one_text(cli):
+    doc = cli("heads", "The cat sat on the mat.", "--model", BERT, "--json").json()
+    assert doc["texts"] == 1 and doc["text"] == "The cat sat on the mat."
+    assert len(doc["heads"]) == 8
+    head = doc["heads"][0]
+    assert set(head) >= {"layer", "head", "entropy", "distance", "previous", "separator", "pattern"}
+    assert 0 <= head["entropy_normalized"] <= 1
+
+
+def test_heads_without_special_tokens_report_null_shares(cli):
+    doc = cli("heads", SENTENCE, "--json").json()
+    assert all(head["first_special"] is None and head["separator"] is None for head in doc["heads"])
+
+
+def test_heads_on_a_causal_model(cli):
+    doc = cli("heads", "The cat sat on the mat.", "--model", GPT2, "--json").json()
+    assert all(head["next"] is None for head in doc["heads"])  # a causal model never sees the next token
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+def test_rollout_rows_sum_to_one(cli, fusion):
+    doc = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--head-fusion", fusion, "--json").json()
+    rollout = np.array(doc["rollout"])
+    assert rollout.shape == (2, 9, 9)
+    assert_allclose(rollout.sum(axis=-1), 1.0)
+    assert doc["head_fusion"] == fusion
+
+
+def test_compare_aligns_the_texts_and_ranks_heads_by_change(cli):
+    doc = cli(
+        "compare", "The cat sat on the mat.", "The cat sat on the big mat.", "--token", "cat", "--model", BERT, "--json"
+    ).json()
+    assert doc["unpaired"] == {"a": [], "b": [6, 7, 8]}  # "big" is b ##i ##g in the tiny vocabulary
+    tvs = [head["tv"] for head in doc["heads"]]
+    assert tvs == sorted(tvs, reverse=True)
+    assert all(0 <= tv <= 1 for tv in tvs)
+
+
+def test_compare_of_a_text_with_itself_changes_nothing():
+    result = commands.compare("The cat sat on the mat.", "The cat sat on the mat.", load_model(BERT), "cat")
+    assert_allclose(result.change, 0.0, atol=1e-7)
+    text = render_text(views.view(result), width=100)
+    assert "No partner in B for: none" in text
+
+
+def test_compare_needs_the_token_in_both_texts(cli):
+    run = cli("compare", "The cat sat", "The dog sat", "--token", "cat")
+    assert run.code == 2
+    assert "has no partner in TEXT_B" in run.stderr
+    assert "is not a token" in cli("compare", "The cat sat", "The dog sat", "--token", "dog").stderr
+
+
+def test_compare_follows_the_token_of_text_a_into_text_b(cli):
+    unpartnered = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "3")
+    assert unpartnered.code == 2 and "'sat', token 3 of TEXT_A" in unpartnered.stderr
+    by_index = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "2", "--json").json()
+    assert by_index["token"] == {"a": {"index": 2, "text": "cat"}, "b": {"index": 1, "text": "cat"}}

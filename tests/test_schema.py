@@ -1,0 +1,46 @@
+"""schema.py: every command's JSON output valid against its JSON Schema, and `attncli schema` printing them."""
+
+import json
+
+import jsonschema
+import pytest
+from helpers import BERT, FIXTURES, GPT2, SENTENCE
+
+from attncli.schema import schemas
+
+EVERY_COMMAND = {
+    "explain": ["explain", SENTENCE, "--json"],
+    "explain-checkpoint": ["explain", "The cat sat.", "--model", BERT, "--json"],
+    "heatmap": ["heatmap", SENTENCE, "--model", GPT2, "--json"],
+    "tokenize": ["tokenize", SENTENCE, "--model", BERT, "--json"],
+    "embed": ["embed", SENTENCE, "--json"],
+    "similar": ["similar", "king", "--json"],
+    "softmax": ["softmax", "2", "1", "0.5", "--json"],
+    "dot": ["dot", "1,2,3", "4,5,6", "--json"],
+    "dot-words": ["dot", "king", "queen", "--json"],
+    "query": ["query", "The cat sat on the mat.", "--token", "cat", "--model", BERT, "--json"],
+    "compare": ["compare", "The cat sat.", "The cat sat down.", "--token", "cat", "--json"],
+    "heads": ["heads", "The cat sat on the mat.", "--model", BERT, "--json"],
+    "model": ["model", SENTENCE, "--json"],
+    "rollout": ["rollout", SENTENCE, "--token", "cat", "--json"],
+    "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
+    "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
+    "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+}
+
+
+@pytest.mark.parametrize("case", list(EVERY_COMMAND))
+def test_every_json_output_matches_its_schema(cli, case):
+    run = cli(*EVERY_COMMAND[case])
+    assert run.code == 0, run.stderr
+    document = run.json()
+    schema = schemas()[document["command"]]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_the_schema_command_prints_them(cli):
+    every = json.loads(cli("schema").stdout)
+    assert set(every) == set(schemas())
+    assert json.loads(cli("schema", "rollout").stdout)["title"] == "attncli rollout --json"
+    assert cli("schema", "frobnicate").code == 2

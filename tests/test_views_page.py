@@ -1,0 +1,106 @@
+"""views/page.py: the `--export FILE.html` page, as a file and in headless Chromium (nothing downloaded)."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from helpers import (
+    BERT,
+    HOSTILE,
+    PRONOUN,
+    export,
+    needs_minilm,
+    open_page,
+    png_colours,
+)
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_the_page_works_offline_and_shows_the_weights_of_the_json(cli, tmp_path, browser):
+    page_file, document = export(cli, tmp_path, "page.html", "heatmap", PRONOUN, "--model", "minilm")
+    attention = np.array(document["attention"])
+    page, requests, errors = open_page(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    assert requests == [page_file.as_uri()] and errors == []  # the file itself and nothing else
+
+    # Hovering "it" (token 10) in the head view outlines it and gives each key its weight.
+    page.hover("#queries .token[data-index='10']")
+    assert "active" in page.get_attribute("#queries .token[data-index='10']", "class")
+    shown = [float(page.get_attribute(f"#keys .token[data-index='{k}']", "data-weight")) for k in range(15)]
+    np.testing.assert_allclose(shown, attention[0, 0, 10], atol=1e-4)
+    page.mouse.move(1000, 700)
+    assert page.query_selector(".token.active") is None
+
+    # Layer 3, head 1 in the matrix: the page's weights are the JSON's, rounded to 1/65535.
+    page.select_option("#layer", "3")
+    page.select_option("#head", "1")
+    page.click("button[data-view=matrix]")
+    held = np.array(page.evaluate("attncliPage.weights(3, 1)"))
+    np.testing.assert_allclose(held, attention[3, 1], atol=0.5 / 65535 + 1e-7)
+    matrix = page.evaluate("attncliPage.matrix")
+    box = page.query_selector("#cells").bounding_box()
+    x = box["x"] + matrix["left"] + 2.5 * matrix["cell"]
+    y = box["y"] + matrix["top"] + 10.5 * matrix["cell"]
+    page.mouse.move(x, y)
+    assert page.text_content("#tip") == f"query 10 “it” → key 2 “animal”: {attention[3, 1, 10, 2]:.4f}"
+    assert png_colours(page.screenshot(clip={"x": box["x"], "y": box["y"], "width": 300, "height": 300})) > 20
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_the_model_view_opens_the_head_clicked(cli, tmp_path, browser):
+    page_file, _ = export(cli, tmp_path, "page.html", "model", PRONOUN, "--model", "minilm")
+    page, _, errors = open_page(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("button[data-view=grid]")
+    assert len(page.query_selector_all(".thumb")) == 6 * 12
+    page.click(".thumb[data-layer='4'][data-head='7']")
+    state = page.evaluate("attncliPage.state")
+    assert (state["view"], state["layer"], state["head"]) == ("matrix", 4, 7) and errors == []
+    assert page.is_visible("#cells") and not page.is_visible("#grid")
+
+
+@pytest.mark.slow  # over half a second: 390 tokens' page
+def test_a_long_page_is_not_cropped_and_stays_small(cli, tmp_path):
+    text = " ".join([PRONOUN] * 30)  # 390 tokens on the sample model: 1.2 million weights, random ones
+    page_file, document = export(cli, tmp_path, "page.html", "heatmap", text)
+    data = re.search(r'<script type="application/json" id="attncli-data">(.*?)</script>', page_file.read_text())
+    held = json.loads(data[1])
+    assert len(held["tokens"]) == len(document["tokens"]) == 390 and held["bits"] == 8
+    assert page_file.stat().st_size < 2_000_000
+    assert "http" not in page_file.read_text().replace("http-equiv", "")  # no script, style or font from anywhere
+
+
+@pytest.mark.slow
+def test_text_that_looks_like_markup_stays_text_in_a_page(cli, tmp_path, browser):
+    page_file, document = export(cli, tmp_path, "page.html", "heatmap", HOSTILE)
+    page, requests, errors = open_page(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    assert errors == [] and requests == [page_file.as_uri()]
+    assert page.text_content("p.text") == HOSTILE
+    assert [t.text_content() for t in page.query_selector_all("#queries .token")] == [
+        token["text"] for token in document["tokens"]
+    ]
+
+
+@pytest.mark.slow
+def test_a_page_opens_where_the_command_pointed(cli, tmp_path, browser):
+    page_file, _ = export(
+        cli, tmp_path, "page.html", "heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--head", "3"
+    )
+    state = _opened_state(browser, page_file)
+    assert (state["layer"], state["head"], state["scale"]) == (1, 3, "fixed")
+    page_file, document = export(cli, tmp_path, "query.html", "query", PRONOUN, "--model", BERT, "--token", "it")
+    state = _opened_state(browser, page_file)
+    assert state["active"] == {"side": "query", "index": document["token"]["index"]} and state["pinned"]
+    rollout, _ = export(cli, tmp_path, "rollout.html", "rollout", PRONOUN, "--model", BERT)
+    assert "attncli-data" not in rollout.read_text()  # its own view, not a page of raw attention
+
+
+def _opened_state(browser, page_file) -> dict:
+    page, _, errors = open_page(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    assert errors == []
+    return page.evaluate("attncliPage.state")
