@@ -74,6 +74,7 @@ def test_it_opens_on_the_last_ordinary_token_and_shows_the_cursor_cell_s_exact_w
     assert f"query {last} “{label}” → key 0 “[CLS]”: {np.float32(run.weights[0, 0, last, 0])!s}" in screen
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_keys_move_the_cursor_and_step_through_layers_heads_and_the_mean():
     run = _run()
     start, _ = explore(run)
@@ -108,6 +109,7 @@ def test_special_tokens_join_the_ranking_with_s():
     assert app.chart.rows[1][2] == with_sinks.run.tokens[with_sinks.ranking[0].top].text
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_the_query_s_ranking_is_computed_once_per_query_and_sinks_setting(monkeypatch):
     """Moving the cursor along the query's row, to another head or to the mean reuses the ranking;
     another query, or the other sinks setting, ranks the heads anew (once: going back reuses it)."""
@@ -139,6 +141,7 @@ def test_setting_the_state_redraws_what_shows_it():
     np.testing.assert_array_equal(app.pane.weights, run.weights[0, 2])
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
     run = _run(" ".join([PRONOUN] * 6), "sample")  # 78 tokens
     _, screen = explore(run, "minus", "minus", "minus", "minus", size=(80, 24))
@@ -148,6 +151,7 @@ def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
     assert "cells 1 wide" in screen
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
     run = _run()
     app, screen = explore(run, "g", "right", "right", "down")
@@ -156,6 +160,7 @@ def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
     assert not app.grid and (app.layer, app.head) == (1, 2) and screen.startswith("L1 H2")
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_colour_scale_cycles_and_help_lists_every_key():
     run = _run()
     app, screen = explore(run, "c", "c")
@@ -172,6 +177,7 @@ def test_colour_scale_cycles_and_help_lists_every_key():
     assert "attncli explore: keys" in top and "wheel" not in top and "wheel" in bottom
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_find_moves_the_query_to_each_match_in_turn():
     run = _run(f"{SENTENCE} and the dog sat on the cat")
     the = [token.index for token in run.tokens if token.text == "the"]
@@ -183,6 +189,7 @@ def test_find_moves_the_query_to_each_match_in_turn():
     assert "no token has “zz” in it" in screen
 
 
+@pytest.mark.slow  # a second or more of key presses in the real app
 def test_a_click_lands_on_the_cell_drawn_under_it_and_on_a_token_makes_it_the_query():
     """Where a cell is drawn is read off the screen (its row's label, its key's index above it), so
     the test cannot share a mistake with the explorer's own idea of its layout; the visible rows'
