@@ -8,7 +8,8 @@ prefix such as "bert."), the special tokens transformers wraps a text in, and th
 prose gives it. Every shape is checked against the config and each matrix laid out for
 x @ W: torch Linear weights are stored [out, in] and are transposed here, once; GPT-2's
 Conv1D weights are already [in, out]. The bundled vocabulary's WordPiece tokenizer is
-BERT's, so it is built here too. Adding a family is adding a row to `FAMILIES`.
+BERT's, so it is built here too. Adding a decoder family whose forward pass is Llama's with
+switches is adding a row to `_DECODERS` (see the README's "Adding a family").
 """
 
 import functools
@@ -404,6 +405,9 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         raise DataError(
             "config.json: layer_types has sliding_attention layers but no window (sliding_window, use_sliding_window)"
         )
+    if window is None and types is None and style.windows == "even":
+        # transformers makes Gemma 2's even layers slide whatever the config says, and needs a window for them
+        raise DataError("config.json: sliding_window is null, but the even layers slide; give the window")
     if window is None:
         return (None,) * layers
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -455,7 +459,10 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         causal=True,
         layer_attention=tuple(LayerAttention(window, rope) for window in _windows(config, style, layers)),
         norm="rms",
-        kv_heads=_integer(config, "num_key_value_heads", default=style.kv_heads or heads),
+        # null, as transformers reads it, is one key-value head per query head; left out, the family's default
+        kv_heads=heads
+        if "num_key_value_heads" in config and config["num_key_value_heads"] is None
+        else _integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
         gated=True,
         attention_scale=None if scalar is None else scalar**-0.5,
@@ -695,6 +702,8 @@ def read_config(config: dict, tensors: "TensorFile") -> "TransformerConfig":
         )
     family = FAMILIES[model_type]
     layers = _integer(config, *family.layer_count)
+    if layers < 1:
+        raise DataError(f"config.json: layers = {layers}; it must be positive")
     prefix = _Tensors(tensors, family.word_table).prefix + family.layer.format(i="")
     held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
     if layers > len(held):

@@ -194,11 +194,14 @@ class LayerAttention:
 
 def inverse_frequencies(rope: Rope) -> np.ndarray:
     """Each dimension pair's turn per position, θ^(-2i/n) for i < n/2, scaled as `rope.scaling` says:
-    [n/2] float32, bit for bit the table transformers computes (its float32 steps in its order: the
-    exponent 2i/n in float32, the power correctly rounded from float64, the reciprocal in float32).
+    [n/2] float32, computed as transformers computes it, its float32 steps in its order: the
+    exponent 2i/n in float32, the power θ^(2i/n) rounded to float32 as torch's pow gives it
+    element by element (correctly rounded, from float64 here), the reciprocal in float32.
 
-    A power taken in float32 differs from that in the last bit for about one pair in six, and the
-    angle position · frequency carries the difference further with every position.
+    numpy's float32 power differs in the last bit for about one pair in six, and the angle
+    position · frequency carries the difference further with every position. (torch's vectorised
+    pow, which its long tables go through, is itself one bit off the correctly rounded power for a
+    pair or two of some tables, depending on the CPU: θ = 10⁶ with 128 dimensions, for one.)
 
     llama3 (Llama 3.1/3.2) leaves pairs whose wavelength is under original_max_positions /
     high_freq_factor as they are, divides those over original_max_positions / low_freq_factor by

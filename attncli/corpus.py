@@ -231,6 +231,8 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
 
     With `path`, the file the result is for, the partial sums are kept beside it after each
     partition (resume.checkpoint_of), and `resume` continues from them."""
+    if not corpus.lines:
+        raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
     checkpoint = checkpoint_of(path, resume)
     if resume:
@@ -372,7 +374,8 @@ def _lines_failed(count: int, total: int, lines: list[int], outcome: str) -> Lin
     """What a run says of its lines that failed: `count` of the `total`, the first ten of `lines`
     (this run's), then `outcome`, what became of them."""
     where = ", ".join(str(line) for line in lines[:10]) + (" ..." if len(lines) > 10 else "")
-    return LinesFailed(f"{count} of {total} lines failed (line {where}){outcome}")
+    named = f" (line {where})" if lines else ""  # a resumed run's failures may all be the earlier run's
+    return LinesFailed(f"{count} of {total} lines failed{named}{outcome}")
 
 
 def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> Iterator:

@@ -15,7 +15,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.attention import Trace, causal_mask
-from attncli.errors import BadInput, DataError, Parameter
+from attncli.errors import Argument, BadInput, DataError, Parameter
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
@@ -318,7 +318,7 @@ def load_model(name: str = "sample", **sample_options) -> Model:
 _SAMPLE_OPTIONS = {"heads": int, "seed": int, "causal": bool, "positions": bool}
 
 
-def load_saved_model(saved: dict, source: str) -> Model:
+def load_saved_model(saved: dict, source: str | Argument) -> Model:
     """The model a saved document's `model` object describes (see ModelInfo.to_json), loaded again."""
     name = saved["name"]  # a string: SavedRun.from_bytes checked it
     if name == "sample":

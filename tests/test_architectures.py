@@ -150,6 +150,24 @@ def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, mess
         load_model(str(with_config(tmp_path, "qwen2", config)))
 
 
+def test_gemma2_with_no_window_is_refused_as_transformers_refuses_it(tmp_path):
+    config = json.loads((FIXTURES / "gemma2" / "legacy_config.json").read_text()) | {"sliding_window": None}
+    with pytest.raises(DataError, match="sliding_window is null, but the even layers slide"):
+        load_model(str(with_config(tmp_path, "gemma2", config)))
+
+
+def test_a_null_key_value_head_count_is_one_per_query_head(tmp_path):
+    config = json.loads((FIXTURES / "mistral" / "config.json").read_text()) | {"num_key_value_heads": None}
+    assert load_model(str(with_config(tmp_path, "mistral", config))).config.kv_heads == config["num_attention_heads"]
+
+
+@pytest.mark.parametrize("layers", [0, -3])
+def test_a_layer_count_below_one_is_refused_before_anything_is_made_per_layer(tmp_path, layers):
+    config = json.loads((FIXTURES / "qwen2" / "config.json").read_text()) | {"num_hidden_layers": layers}
+    with pytest.raises(DataError, match=f"layers = {layers}; it must be positive"):
+        load_model(str(with_config(tmp_path, "qwen2", config)))
+
+
 def test_qwen_without_use_sliding_window_sees_every_key(tmp_path):
     config = json.loads((FIXTURES / "qwen2" / "legacy_config.json").read_text()) | {"use_sliding_window": False}
     info = load_model(str(with_config(tmp_path, "qwen2", config))).info

@@ -216,8 +216,16 @@ def test_grouped_query_attention_is_attention_with_each_key_head_repeated(shape)
     assert grouped.key_head(heads - 1) == kv_heads - 1
 
 
+@pytest.mark.parametrize("theta", [100.0, 500.0, 1e4, 5e5, 1e6, 1.5e5])
+@pytest.mark.parametrize("dims", [4, 64, 96, 128, 256])
+def test_rope_tables_take_the_correctly_rounded_power_as_torch_does_element_by_element(theta, dims):
+    exponents = np.arange(0, dims, 2, dtype=np.float32) / np.float32(dims)
+    powers = np.array([math.pow(float(np.float32(theta)), float(e)) for e in exponents]).astype(np.float32)
+    assert_array_equal(inverse_frequencies(Rope(theta, dims)), np.float32(1.0) / powers)
+
+
 @pytest.mark.parametrize("name", DECODERS)
-def test_rope_tables_are_transformers_own_bit_for_bit(name):
+def test_the_fixtures_rope_tables_are_transformers_own_bit_for_bit(name):
     reference = np.load(FIXTURES / name / "reference.npz")["inverse_frequencies"]
     (rope,) = {layer.rope for layer in load_model(str(FIXTURES / name)).info.layer_attention}
     assert_array_equal(inverse_frequencies(rope), reference)

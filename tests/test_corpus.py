@@ -243,3 +243,12 @@ def test_heads_over_a_file_averages_the_lines(cli, tmp_path):
     assert doc["texts"] == 2 and doc["text"] is None
     for averaged, first, second in zip(doc["heads"], one["heads"], two["heads"], strict=True):
         assert_allclose(averaged["distance"], (first["distance"] + second["distance"]) / 2)
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n\t\n"])
+def test_heads_of_a_file_without_a_text_is_one_line_and_exit_2(cli, tmp_path, content):
+    source = tmp_path / "empty.txt"
+    source.write_text(content)
+    run = cli("heads", "--file", str(source), "--json")
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == "attncli: error: --file has no non-empty lines: no texts to average over\n"

@@ -46,8 +46,8 @@ def _norm_name(model: ModelInfo) -> str:
     return "RMSNorm" if model.norm == "rms" else "LayerNorm"
 
 
-def _input_lead(model: ModelInfo, layer: int) -> str:
-    """How the walkthrough layer's input x is made, in words."""
+def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
+    """How the walkthrough layer's input x is made, in words; `learned`: a position table is added."""
     d = model.d_model
     if model.sample:
         if not model.positions:
@@ -55,7 +55,7 @@ def _input_lead(model: ModelInfo, layer: int) -> str:
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
     if model.pre_norm:
-        first = "e + p" if model.layer_attention[layer].rope is None else f"√{d} · e" if model.embedding_scale else "e"
+        first = "e + p" if learned else f"√{d} · e" if model.embedding_scale else "e"
         residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
         lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
@@ -84,6 +84,7 @@ def explain_view(
     focus_name = token_label(run.tokens[f].text)
     d, d_k = model.d_model, model.d_head
     sample = model.sample
+    learned = trace.positions is not None  # a table of positions added to the embeddings (not RoPE)
     plus_b = " + b" if model.attention_bias else ""
     plus_b_o = " + b" if model.output_bias else ""
 
@@ -98,17 +99,21 @@ def explain_view(
 
     if sample:
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
-    elif model.layer_attention[layer].rope is not None:
-        embed_lead = (
-            f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its "
-            "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
-        )
-    else:
+    elif learned:
         embed_lead = (
             f"Each token id picks a row e of the word embeddings and each position a row p of the position "
             f"embeddings ({d} dimensions). "
         )
-    parts += section(2, "Embeddings", embed_lead + _input_lead(model, layer))
+    else:
+        entry = (
+            "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
+            if model.layer_attention[layer].rope is not None
+            else "position. "
+        )
+        embed_lead = (
+            f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
+        )
+    parts += section(2, "Embeddings", embed_lead + _input_lead(model, layer, learned))
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
     if trace.positions is not None:
         title = "PE  (positional encoding)" if sample else "p  (position embedding)"
