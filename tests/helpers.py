@@ -196,6 +196,14 @@ def copy_fixture(tmp_path, architecture="bert") -> Path:
     return target
 
 
+def edit_tensors(directory: Path, edit) -> None:
+    """Rewrite model.safetensors as edit(dict of arrays) returns it."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(directory / "model.safetensors")
+    save_file(edit(tensors), directory / "model.safetensors")
+
+
 def edit_config(directory: Path, **changes) -> None:
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps(config | changes))

@@ -1,9 +1,9 @@
 """architectures.py: config.json and tensor names read as transformers reads them, the rest refused by name."""
 
 import json
+import math
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,21 +17,16 @@ from helpers import (
     attncli,
     copy_fixture,
     edit_config,
+    edit_tensors,
     references,
     render_text,
 )
 from numpy.testing import assert_allclose
-from safetensors.numpy import load_file, save_file
 
 from attncli import commands, views
+from attncli.architectures import FAMILIES
 from attncli.errors import DataError
 from attncli.models import load_model
-
-
-def edit_tensors(directory: Path, edit) -> None:
-    """Rewrite model.safetensors as edit(dict of arrays) returns it."""
-    tensors = load_file(directory / "model.safetensors")
-    save_file(edit(tensors), directory / "model.safetensors")
 
 
 def as_gamma_beta(tensors: dict) -> dict:
@@ -58,7 +53,7 @@ BROKEN = [
     ("is_decoder", lambda d: edit_config(d, is_decoder=True), "is_decoder true"),
     ("model_type list", lambda d: edit_config(d, model_type=["bert"]), "is not supported"),
     ("bare config", lambda d: (d / "config.json").write_text('{"model_type": "bert"}'), "missing num_hidden_layers"),
-    ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be an integer"),
+    ("layers as text", lambda d: edit_config(d, num_hidden_layers="2"), "should be a 64-bit integer, not .2."),
     ("eps as text", lambda d: edit_config(d, layer_norm_eps="abc"), "small positive number"),
     ("eps negative", lambda d: edit_config(d, layer_norm_eps=-1.0), "small positive number"),
     ("activation list", lambda d: edit_config(d, hidden_act=["gelu"]), "should be a name"),
@@ -134,7 +129,7 @@ def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
         ({"rope_parameters": None, "rope_scaling": {"rope_type": "longrope"}}, "rope type 'longrope'"),
         ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]}, "'chunked_attention'"),
         ({"layer_types": ["full_attention"]}, "type of each of the 3 layers"),
-        ({"sliding_window": 0}, "sliding_window should be a positive integer"),
+        ({"sliding_window": 0}, "sliding_window should be a positive 64-bit integer"),
         ({"num_key_value_heads": 3}, "cannot share 3 key-value heads"),
         ({"use_bidirectional_attention": True}, "use_bidirectional_attention"),
         ({"is_causal": False}, "is_causal false"),
@@ -156,9 +151,10 @@ def test_gemma2_with_no_window_is_refused_as_transformers_refuses_it(tmp_path):
         load_model(str(with_config(tmp_path, "gemma2", config)))
 
 
-def test_a_null_key_value_head_count_is_one_per_query_head(tmp_path):
+def test_a_null_key_value_head_count_is_one_per_query_head():
     config = json.loads((FIXTURES / "mistral" / "config.json").read_text()) | {"num_key_value_heads": None}
-    assert load_model(str(with_config(tmp_path, "mistral", config))).config.kv_heads == config["num_attention_heads"]
+    fields = FAMILIES["mistral"].read_config(config, config["num_hidden_layers"])
+    assert fields["kv_heads"] == config["num_attention_heads"]  # not Mistral's default of 8
 
 
 @pytest.mark.parametrize("layers", [0, -3])
@@ -197,3 +193,53 @@ def test_a_config_naming_more_layers_than_the_tensors_hold_is_refused_as_damage(
     run = attncli("explain", SENTENCE, "--model", str(directory), text=True)
     assert run.returncode == 2
     assert run.stderr == f"attncli: error: config.json gives 1,000,000,000 layers, but model.safetensors holds {held}\n"
+
+
+def rope_of(name: str, **changes) -> dict:
+    """Fixture `name`'s config.json with `changes` made to its rope_parameters."""
+    config = json.loads((FIXTURES / name / "config.json").read_text())
+    config["rope_parameters"] = config["rope_parameters"] | changes
+    return config
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "message"),
+    [
+        ("llama", rope_of("llama", factor="abc"), "factor should be a finite positive number, not 'abc'"),
+        ("llama", rope_of("llama", factor=[2]), r"factor should be a finite positive number, not \[2\]"),
+        ("llama", rope_of("llama", low_freq_factor="1"), "low_freq_factor should be a finite positive number"),
+        ("llama", rope_of("llama", low_freq_factor=math.inf), "low_freq_factor .* not Infinity"),
+        ("llama", rope_of("llama", low_freq_factor=0), "low_freq_factor should be a finite positive number, not 0"),
+        ("llama", rope_of("llama", high_freq_factor=[4]), "high_freq_factor should be a finite positive number"),
+        ("llama", rope_of("llama", original_max_position_embeddings="16"), "original_max_position_embeddings .* '16'"),
+        ("llama", rope_of("llama", original_max_position_embeddings=0), "original_max_position_embeddings = 0"),
+        ("llama", rope_of("llama", rope_theta=math.nan), "rope_theta should be a finite positive number, not NaN"),
+        ("llama", rope_of("llama", rope_theta=math.inf), "rope_theta .* not Infinity"),
+        ("phi3", rope_of("phi3", partial_rotary_factor=1.5), "partial_rotary_factor .* at most 1, not 1.5"),
+        ("mistral", {"sliding_window": 2**63}, "sliding_window should be a positive 64-bit integer"),
+        ("qwen2", {"layer_types": [["full_attention"]] * 3}, r'layer type \["full_attention"\] is not supported'),
+        ("gemma2", {"attn_logit_softcapping": math.inf}, "attn_logit_softcapping .* not Infinity"),
+        ("llama", {"head_dim": 10**30}, "head_dim should be a 64-bit integer, not 1000000000000000000000000000000"),
+        ("bert", {"max_position_embeddings": 10**30}, "max_position_embeddings should be a 64-bit integer"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_or_range_is_refused_by_name(tmp_path, name, config, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | config
+    with pytest.raises(DataError, match=f"config.json: {message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+@pytest.mark.parametrize(
+    ("change", "tensor"),
+    [
+        ({"head_dim": 10**9}, r"q_proj.weight has shape \(256, 16\), but config.json implies \(4000000000, 16\)"),
+        ({"num_attention_heads": 10**9}, r"q_proj.weight has shape \(256, 16\)"),
+        ({"intermediate_size": 10**9}, r"gate_proj.weight has shape \(32, 16\)"),
+    ],
+)
+def test_every_shape_is_checked_against_the_tensors_before_the_config_sizes_anything(tmp_path, change, tensor):
+    """A config.json whose sizes are not the tensors' is refused when the model loads, by the first
+    tensor that disagrees: not after RoPE tables or attention stacks of its sizes were made."""
+    config = json.loads((FIXTURES / "llama" / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=f"model.layers.0.self_attn.{tensor}|model.layers.0.mlp.{tensor}"):
+        load_model(str(with_config(tmp_path, "llama", config)))

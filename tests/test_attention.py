@@ -240,3 +240,8 @@ def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_bet
     assert_allclose(scaled[long], plain[long] / 8, rtol=1e-6)
     middle = ~short & ~long
     assert middle.any() and np.all((scaled[middle] < plain[middle]) & (scaled[middle] > plain[middle] / 8))
+
+
+@pytest.mark.parametrize("window", [7, 8, 2**62, 2**63 - 1])
+def test_a_window_as_long_as_the_text_hides_nothing(window):
+    assert_array_equal(causal_mask(7, window), causal_mask(7))

@@ -15,6 +15,7 @@ from helpers import (
     attention_of,
     attncli,
     copy_fixture,
+    edit_tensors,
 )
 from numpy.testing import assert_allclose
 from safetensors import deserialize, safe_open
@@ -180,3 +181,13 @@ def test_an_unreadable_checkpoint_is_reported_as_unreadable_not_missing(tmp_path
     monkeypatch.setattr(attncli.checkpoint.os, "open", refuse)
     with pytest.raises(DataError, match=r"model\.safetensors: cannot read .*\(Permission denied\)"):
         commands.run(SENTENCE, load_model(str(copy_fixture(tmp_path))))
+
+
+def test_a_float64_tensor_beyond_float32_s_range_is_refused_in_one_line(tmp_path):
+    directory = copy_fixture(tmp_path)
+    table = "embeddings.word_embeddings.weight"
+    edit_tensors(directory, lambda tensors: tensors | {table: tensors[table].astype(np.float64) * 1e300})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would reach the user's stderr
+        with pytest.raises(DataError, match="holds NaN or infinite values \\(or values beyond float32's range\\)"):
+            commands.run("The cat sat", load_model(str(directory)))

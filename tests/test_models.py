@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from helpers import (
     attncli,
     check_with_damaged_model,
     copy_fixture,
+    edit_tensors,
 )
 
 from attncli import commands
@@ -61,6 +63,8 @@ def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tmp_path):
     shutil.copytree(FIXTURES / "bert", directory)
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps(config | {"vocab_size": 100}))
+    table = "embeddings.word_embeddings.weight"
+    edit_tensors(directory, lambda tensors: tensors | {table: tensors[table][:100]})
     with pytest.raises(DataError, match="tokenizer has 120 tokens but the model embeds only 100"):
         load_model(str(directory))
 
@@ -114,11 +118,18 @@ def test_a_checkpoints_placeholders_are_nobodys_neighbours():
     assert texts and not any(text.startswith("<") and text.endswith(">") for text in texts)  # <0x0A>, <unk>
 
 
-@pytest.mark.parametrize("damage", [{"seed": 1.5}, {"heads": "8"}, {"causal": None}], ids=["seed", "heads", "causal"])
+@pytest.mark.parametrize(
+    "damage",
+    [{"seed": 1.5}, {"heads": "8"}, {"causal": None}, {"seed": -1}, {"heads": True}, {"heads": 7}],
+    ids=["seed", "heads", "causal", "negative seed", "heads true", "heads not dividing 64"],
+)
 def test_check_refuses_a_sample_model_with_damaged_options(cli, tmp_path, damage):
-    """The sample model is named, but it is rebuilt from options of the wrong type: they are damaged."""
+    """The sample model is named, but it is rebuilt from options no sample model has: the document is
+    damaged, and the message names no option the user never typed."""
     saved, stderr = check_with_damaged_model(cli, tmp_path, {"name": "sample"} | damage)
-    assert stderr == f"attncli: error: {saved}: its model's heads, seed, causal and positions are damaged\n"
+    assert stderr.startswith(f"attncli: error: {saved}: its model's heads, seed, causal and positions (heads ")
+    assert stderr.endswith(") are not a sample model attncli makes; the saved result is damaged\n")
+    assert "--" not in stderr
 
 
 @pytest.mark.slow
@@ -141,3 +152,38 @@ def test_check_from_another_directory_keeps_the_model_s_saved_name(cli, tmp_path
     run = cli("check", "--against", str(saved), "--json")
     assert run.code == 0, run.stderr
     assert run.json()["model"]["name"] == "models/bert" and run.json()["model"]["path"] == document["model"]["path"]
+
+
+def with_tokenizer(tmp_path, edit) -> Path:
+    """The bert fixture with its tokenizer.json as edit(its JSON) leaves it."""
+    directory = copy_fixture(tmp_path)
+    tokenizer = json.loads((directory / "tokenizer.json").read_text())
+    edit(tokenizer)
+    (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return directory
+
+
+def _without_unknown(tokenizer: dict) -> None:
+    del tokenizer["model"]["vocab"]["[UNK]"]
+    tokenizer["added_tokens"] = [token for token in tokenizer["added_tokens"] if token["content"] != "[UNK]"]
+
+
+def _template_naming(tokenizer: dict) -> None:
+    tokenizer["post_processor"]["single"][0] = {"SpecialToken": {"id": "[FOO]", "type_id": 0}}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t["model"]["vocab"].update(cat=10**6), "gives 'cat' the id 1,000,000, past the 120 rows"),
+        (_without_unknown, r"cannot tokenize the text \(WordPiece error: Missing \[UNK\] token"),
+        (lambda t: t["post_processor"]["special_tokens"]["[CLS]"].update(ids=[]), "gives 8 ids for 9 tokens"),
+        (_template_naming, "cannot tokenize a one-letter text .the tokenizers library failed"),
+    ],
+    ids=["id past the table", "no unknown token", "template token without ids", "template naming no token"],
+)
+def test_a_tokenizer_that_does_not_fit_its_model_is_one_line_on_stderr(tmp_path, capfd, edit, message):
+    directory = with_tokenizer(tmp_path, edit)
+    with pytest.raises(DataError, match=message):
+        commands.run("The cat sat on the mat zq", load_model(str(directory)))
+    assert capfd.readouterr().err == ""  # nor a Rust panic's report on file descriptor 2
