@@ -315,6 +315,7 @@ def test_a_view_into_a_pipe_or_file_is_drawn_for_a_stated_width(cli):
     assert widths == {"": 120, "100": 100, ("--width", "60"): 60}
 
 
+@pytest.mark.slow  # over half a second: 170 tokens' walkthrough
 def test_a_long_text_s_heatmap_without_room_for_numbers_still_ranks_its_weights(cli):
     """explain "$(cat paragraph.txt)" > file: the cells cannot hold numbers, and most weights are small."""
     run = cli("explain", LONG, "--model", BERT, "--head", "0")
