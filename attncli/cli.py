@@ -23,7 +23,17 @@ from attncli.errors import AttncliError, BadInput, LinesFailed, PipeClosed, shor
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
 from attncli.models import Model, load_model
-from attncli.output import Color, Format, Output, Scale, TableFormat, write, write_records
+from attncli.output import (
+    FILE_FORMATS,
+    Color,
+    Format,
+    Output,
+    Scale,
+    TableFormat,
+    format_named_by,
+    write,
+    write_records,
+)
 
 __all__ = ["app", "main"]
 
@@ -41,7 +51,9 @@ CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 # How the library's parameters read on the command line, for errors that name them
 # (see attncli.errors): the options and arguments a user types ...
 OPTION_NAMES = {
+    "a": "A",
     "against": "--against",
+    "b": "B",
     "batch_file": "FILE",
     "causal": "--causal",
     "export": "--export",
@@ -56,6 +68,7 @@ OPTION_NAMES = {
     "id_field": "--id",
     "include_special": "--include-special",
     "k": "-k",
+    "keys": "--keys",
     "layer": "--layer",
     "layers": "--layers",
     "max_tokens": "--max-tokens",
@@ -64,10 +77,12 @@ OPTION_NAMES = {
     "path": "-o",
     "positions": "--no-positions",
     "precision": "--precision",
+    "queries": "--queries",
     "resume": "--resume",
     "seed": "--seed",
     "text_a": "TEXT_A",
     "text_b": "TEXT_B",
+    "title": "--title",
     "to": "--to",
     "token": "--token",
     "tolerance": "--tolerance",
@@ -221,8 +236,24 @@ TableFormatOpt = Annotated[
     TableFormat | None,
     typer.Option("--format", help="The output; csv is the view's table.", show_default=False),
 ]
-OutOpt = Annotated[
-    Path | None, typer.Option("-o", "--output", help="Write to this file (whole or not at all).", show_default=False)
+
+
+def _records_file(path: Path | None) -> Path | None:
+    """batch's -o FILE, whose records are JSON Lines: a name for another format is refused before any work."""
+    named = format_named_by(path)
+    if named not in (None, Format.json):
+        raise BadInput(
+            f"-o {shortened(path, 80)} is named for {named.value.upper()}, but batch writes JSON Lines: "
+            "name the file .jsonl"
+        )
+    return path
+
+
+RecordsOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-o", "--output", callback=_records_file, help="Write to this file (whole or not at all).", show_default=False
+    ),
 ]
 PrecisionOpt = Annotated[
     int | None, typer.Option("--precision", help="Round JSON and CSV numbers to N decimals.", show_default=False)
@@ -233,6 +264,22 @@ ExportOpt = Annotated[
         "--export",
         help="Also save a figure: FILE.html (an interactive page of the attention) or FILE.svg.",
         show_default=False,
+    ),
+]
+WidthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=20,
+        max=10_000,
+        help="Columns to draw a view in (default: the terminal's; into a pipe or file, COLUMNS or 120).",
+        show_default=False,
+    ),
+]
+TitleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--title", help="The --export figure's title (default: the model's name, layer and head).", show_default=False
     ),
 ]
 ColorOpt = Annotated[Color, typer.Option("--color", help="Escape codes for colour; NO_COLOR and FORCE_COLOR count.")]
@@ -324,34 +371,77 @@ def _shared_options(supplies: tuple[str, ...], options: tuple, build):
     return decorate
 
 
-def _output(
-    as_json: bool, format: Format | TableFormat | None, output_path, precision, export, color: Color, pager: bool
-) -> dict:
+def _output(formats, as_json: bool, format, output_path, precision, export, title, width, color, pager) -> dict:
     if as_json and format not in (None, Format.json, TableFormat.json):
         raise BadInput(f"--json and --format {format.value} disagree; give one of them")
-    chosen = Format.json if as_json else Format(format or Format.table)
-    return {"output": Output(chosen, output_path, precision, export, color, pager)}
+    asked = Format.json if as_json else None if format is None else Format(format)
+    named = format_named_by(output_path)
+    if named is not None and asked not in (None, named):
+        typed = "--json" if as_json else f"--format {asked.value}"
+        words, name = _FORMAT_WORDS[asked]
+        raise BadInput(
+            f"-o {shortened(output_path, 80)} is named for {named.value.upper()}, but {typed} writes {words}: "
+            f"name the file {name}, or leave {typed} out"
+        )
+    if named is not None and named.value not in formats.__members__:
+        raise BadInput(
+            f"-o {shortened(output_path, 80)} is named for {named.value.upper()}, which this command does not "
+            f"write ({', '.join(choice.value for choice in formats)}); name the file otherwise"
+        )
+    output = Output(
+        asked or named or Format.table,
+        output_path,
+        precision,
+        export,
+        color,
+        pager,
+        width=width,
+        title=title,
+    )
+    return {"output": output}
 
 
-def _output_options(format_option):
-    """--json, --format (with the choices `format_option` offers), -o, --precision, --export,
-    --color and --pager: the command receives `output`."""
+# How each format reads in a message, and what a file of it is named.
+_FORMAT_WORDS = {
+    Format.table: ("the view", "otherwise (such as .txt)"),
+    Format.json: ("JSON", ".json"),
+    Format.csv: ("CSV", ".csv"),
+    Format.npz: ("NPZ", ".npz"),
+}
+
+
+def _output_options(format_option, formats):
+    """--json, --format (with the choices `format_option` offers, `formats`), -o (whose extension,
+    when it names a format, chooses it), --precision, --export, --title, --width, --color and --pager:
+    the command receives `output`."""
+    names = ", ".join(suffix for suffix, format in FILE_FORMATS.items() if format.value in formats.__members__)
+    out = Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help=f"Write to this file (whole or not at all); a name ending in {names} chooses that format.",
+            show_default=False,
+        ),
+    ]
     options = (
         ("as_json", JsonOpt, False),
         ("format", format_option, None),
-        ("output_path", OutOpt, None),
+        ("output_path", out, None),
         ("precision", PrecisionOpt, None),
         ("export", ExportOpt, None),
+        ("title", TitleOpt, None),
+        ("width", WidthOpt, None),
         ("color", ColorOpt, Color.auto),
         ("pager", PagerOpt, True),
     )
-    return _shared_options(("output",), options, _output)
+    return _shared_options(("output",), options, functools.partial(_output, formats))
 
 
 # For the commands that compute attention: any format, the numpy archive included.
-output_options = _output_options(FormatOpt)
+output_options = _output_options(FormatOpt, Format)
 # For the others: their own tables, as a view, JSON or CSV.
-table_output_options = _output_options(TableFormatOpt)
+table_output_options = _output_options(TableFormatOpt, TableFormat)
 
 
 def _model(
@@ -827,7 +917,7 @@ def batch(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", metavar="", help="Stop at the first line that fails.")
     ] = False,
-    output_path: OutOpt = None,
+    output_path: RecordsOutOpt = None,
     precision: PrecisionOpt = None,
     field: FieldOpt = None,
     id_field: Annotated[

@@ -15,7 +15,7 @@ import numpy as np
 from attncli import analysis
 from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
 from attncli.attention import inverse_frequencies
-from attncli.errors import AttncliError, BadInput, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
@@ -551,7 +551,7 @@ def softmax(arguments: list[str]) -> SoftmaxResult:
 
 def dot(a: str, b: str) -> DotResult:
     """The dot product of two vectors written as numbers ("1,2,3") or of two words' embeddings."""
-    left, right = _operand(a), _operand(b)
+    left, right = _operand(a, "a"), _operand(b, "b")
     if left.vector.shape != right.vector.shape:
         raise BadInput(
             "the vectors have different lengths: {left} and {right}; give two of the same length",
@@ -591,11 +591,21 @@ def _reads_as_numbers(argument: str) -> bool:
         return False
 
 
-def _operand(argument: str) -> Operand:
-    """Numbers if `argument` reads as numbers, else a word of the vocabulary."""
+def _operand(argument: str, parameter: str) -> Operand:
+    """Numbers if `argument` (given parameter `parameter`) reads as numbers, else a word of the
+    vocabulary. A blank part between commas is refused: dropping it would shorten the vector."""
     from attncli.bundled import sample_vocabulary
 
     if _reads_as_numbers(argument):
+        parts = argument.split(",")
+        blank = next((place for place, part in enumerate(parts, start=1) if not part.strip()), None)
+        if blank is not None:
+            raise BadInput(
+                "{given}: part {place} of its {count} comma-separated parts is empty; give numbers such as 1,2,3",
+                given=Argument(parameter, repr(shortened(argument))),
+                place=blank,
+                count=len(parts),
+            )
         return Operand(np.asarray(parse_numbers([argument]), dtype=np.float64))
     vocabulary = sample_vocabulary()
     token_id = vocabulary.word_id(argument)

@@ -1,7 +1,9 @@
 """Writing a result: its terminal view, or its numbers as JSON, CSV or NPZ; to stdout or to a file.
 
-Files are written whole or not at all: into a temporary file beside the
-target, then renamed over it. The view a result gets is attncli.views' to choose.
+Files are written whole or not at all: into a temporary file beside the target, then renamed
+over it. A run's outputs go in place together: every file is renamed only once all of them, and
+standard output, were written, so a run that fails at any point leaves every existing file as
+it was. The view a result gets is attncli.views' to choose.
 """
 
 import enum
@@ -10,6 +12,7 @@ import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from attncli.escapes import JSON_ESCAPES
 from attncli.json_writer import json_bytes, json_chunks
 
 __all__ = [
+    "FILE_FORMATS",
+    "VIEW_WIDTH",
     "Color",
     "Format",
     "Output",
@@ -27,6 +32,7 @@ __all__ = [
     "TableFormat",
     "attention_csv",
     "attention_npz",
+    "format_named_by",
     "jsonl",
     "rounded",
     "write",
@@ -66,12 +72,22 @@ class Scale(enum.StrEnum):
 
 
 _EXPORTS = (".svg", ".html")
-_EXPORT_WIDTH = 120  # columns of an exported picture
+# Columns of a view drawn where no terminal says how wide it is: into a file, a pipe, or a picture.
+VIEW_WIDTH = 120
+
+# The formats a file's extension names. A JSON document is one line, so it is JSON Lines as well.
+FILE_FORMATS = {".json": Format.json, ".jsonl": Format.json, ".csv": Format.csv, ".npz": Format.npz}
+
+
+def format_named_by(path: Path | None) -> Format | None:
+    """The format the extension of `path` names (.json and .jsonl JSON, .csv, .npz), or None."""
+    return None if path is None else FILE_FORMATS.get(path.suffix.lower())
 
 
 @dataclass(eq=False)
 class Output:
-    """How a result is to be written: its format, where to, rounded how, with a picture or not, in colour or not."""
+    """How a result is to be written: its format, where to, rounded how, with a picture or not (and
+    its title), in colour or not, how wide a view."""
 
     format: Format = Format.table
     path: Path | None = None  # None: standard output
@@ -79,10 +95,16 @@ class Output:
     export: Path | None = None  # an SVG or HTML picture of the view
     color: Color = Color.auto
     pager: bool = True  # a view taller than the terminal goes through a pager (never when piped)
+    width: int | None = None  # columns of a view; None: the terminal's (COLUMNS counts), else VIEW_WIDTH
+    title: str | None = None  # the export's title; None: the figure's own (the model, layer and head)
 
     def __post_init__(self):
         if self.precision is not None and not 0 <= self.precision <= 17:
             raise BadInput("{precision} {value}: use 0 to 17 decimals", value=self.precision)
+        if self.title is not None and self.export is None:
+            raise BadInput(
+                "{option} titles the figure {export} FILE saves; give {export} too", option=Parameter("title")
+            )
         if self.export is not None and self.export.suffix.lower() not in _EXPORTS:
             raise BadInput("{export} {file}: name an .svg or .html file", file=self.export)
         if self.path is not None and self.export is not None and self.path.resolve() == self.export.resolve():
@@ -226,30 +248,73 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write `data` (bytes, or pieces of them) to `path` whole or not at all, replacing an existing
     file only when done. A symbolic link's target is what gets replaced; a path that is not a
     regular file (a named pipe, /dev/null) is written straight through, as a shell's > would."""
-    pieces = [data] if isinstance(data, bytes) else data
-    target = path.resolve() if path.is_symlink() else path
-    if target.exists() and not target.is_file():
+    with _together() as files:
+        files.write(path, data)
+
+
+class _Staged:
+    """Files written whole to temporaries beside their targets, put in place together by `commit`;
+    what `discard` finds still staged is removed."""
+
+    def __init__(self):
+        self._staged: list[tuple[Path, Path, Path]] = []  # (temporary, target, the path as given)
+
+    def write(self, path: Path, data: bytes | Iterable[bytes]) -> None:
+        """Write `data` to a temporary beside `path` (see write_file)."""
+        pieces = [data] if isinstance(data, bytes) else data
+        target = path.resolve() if path.is_symlink() else path
+        if target.exists() and not target.is_file():
+            try:
+                with open(target, "wb") as file:
+                    file.writelines(pieces)
+            except OSError as error:
+                raise BadInput(f"cannot write {path}: {error.strerror}") from None
+            return
+        # Named and staged before it exists (48 random bits; O_EXCL refuses a clash), so that an
+        # interrupt at any moment, even as the file is made, leaves it to `discard`.
+        temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.part"
+        self._staged.append((temporary, target, path))
         try:
-            with open(target, "wb") as file:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            if isinstance(error, FileExistsError):  # a clash: the file is someone else's
+                self._staged.pop()
+            raise BadInput(f"cannot write {path}: {error.strerror}") from None
+        try:
+            with os.fdopen(handle, "wb") as file:
                 file.writelines(pieces)
         except OSError as error:
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
-        return
-    # Named before it exists (48 random bits; O_EXCL refuses a clash), so that an interrupt at any
-    # moment, even as the file is made, lands in the try that removes it.
-    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.part"
-    try:
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "wb") as file:
-            file.writelines(pieces)
-        os.chmod(temporary, _mode_for(target))
-        os.replace(temporary, target)
-    except BaseException as error:
-        if not isinstance(error, FileExistsError):  # a clash: the file is someone else's
+
+    def commit(self) -> None:
+        """Put every staged file in place, in the order written."""
+        while self._staged:
+            temporary, target, path = self._staged[0]
+            try:
+                os.chmod(temporary, _mode_for(target))
+                os.replace(temporary, target)
+            except OSError as error:
+                raise BadInput(f"cannot write {path}: {error.strerror}") from None
+            self._staged.pop(0)
+
+    def discard(self) -> None:
+        """Remove every temporary not put in place."""
+        for temporary, _, _ in self._staged:
             temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise BadInput(f"cannot write {path}: {error.strerror}") from None
-        raise
+        self._staged.clear()
+
+
+@contextmanager
+def _together():
+    """Staged files (see _Staged), put in place when the block ends, and only if it succeeds: a
+    run whose last output fails (a full disk, a closed standard output, an interrupt) leaves every
+    file it was to replace as it was."""
+    files = _Staged()
+    try:
+        yield files
+        files.commit()
+    finally:
+        files.discard()
 
 
 def _mode_for(path: Path) -> int:
@@ -261,13 +326,6 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
-
-
-def _emit_bytes(data: bytes | Iterable[bytes], output: Output) -> None:
-    if output.path is not None:
-        write_file(output.path, data)
-    else:
-        write_stdout(data)
 
 
 def write_stdout(data: bytes | Iterable[bytes]) -> None:
@@ -304,9 +362,13 @@ def _coalesced(pieces: Iterable[bytes]) -> Iterable[bytes]:
 
 
 def write(result, output: Output, **view_options) -> None:
-    """Write `result` as `output` asks; a view gets `view_options` (see attncli.views)."""
+    """Write `result` as `output` asks; a view gets `view_options` (see attncli.views). The windows
+    of its tokens that `view_options` choose (`keys`, `queries`) are checked whatever is written."""
     if sys.stdout is None and output.path is None:
         raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
+    for parameter in ("keys", "queries"):
+        if view_options.get(parameter) is not None:
+            result.run.window(view_options[parameter], parameter)
     try:
         _write(result, output, **view_options)
     except BrokenPipeError:
@@ -342,37 +404,54 @@ def _write(result, output: Output, **view_options) -> None:
         from attncli.views import view  # only views need rich's layout machinery
 
         renderable = view(result, **view_options)
-    if output.export is not None:
-        # First: a picture that cannot be written leaves stdout and the output file untouched.
-        _export(result, renderable, output.export, view_options)
-    if output.format == Format.json:
-        _emit_bytes(itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"]), output)
-    elif output.format == Format.csv and hasattr(result, "csv_table"):
-        _emit_bytes(table_csv(*result.csv_table(), output.precision), output)
-    elif output.format == Format.csv:  # a result that is the attention itself: in long form
-        _emit_bytes(attention_csv(result.run, output.precision), output)
-    elif output.format == Format.npz:
-        _emit_bytes(attention_npz(result.run), output)
-    elif output.path is not None:
-        text = io.StringIO()
-        _console(Color.never, file=text, width=_EXPORT_WIDTH).print(renderable)
-        write_file(output.path, _without_trailing_spaces(text.getvalue()).encode())
-    else:
-        console = _console(output.color, file=_stdout_text())
-        if output.pager and sys.stdout.isatty():  # a real terminal, not one that forced colour pretends
-            from attncli.terminal import page
+    # Standard output is written before the files are put in place: a reader that went away, or a
+    # full disk, leaves the files that were there as they were.
+    with _together() as files:
+        if output.export is not None:
+            files.write(output.export, _export(result, renderable, output, view_options))
+        if output.format == Format.json:
+            data = itertools.chain(json_chunks(rounded(result.to_json(), output.precision)), [b"\n"])
+        elif output.format == Format.csv and hasattr(result, "csv_table"):
+            data = table_csv(*result.csv_table(), output.precision)
+        elif output.format == Format.csv:  # a result that is the attention itself: in long form
+            data = attention_csv(result.run, output.precision)
+        elif output.format == Format.npz:
+            data = attention_npz(result.run)
+        elif output.path is not None:
+            text = io.StringIO()
+            _console(Color.never, file=text, width=output.width or VIEW_WIDTH).print(renderable)
+            data = _without_trailing_spaces(text.getvalue()).encode()
+        else:
+            _print_view(renderable, output)
+            return
+        if output.path is not None:
+            files.write(output.path, data)
+        else:
+            write_stdout(data)
 
-            with console.capture() as captured:
-                console.print(renderable)
-            view = captured.get()
-            if view.count("\n") < console.height or not page(view):
-                console.file.write(view)
-        elif console.is_terminal or console.color_system is not None:
-            console.print(renderable)  # a terminal (or colour asked for): as rich lays it out
-        else:  # plain text into a pipe or file: lines without the spaces that pad them to the width
-            with console.capture() as captured:
-                console.print(renderable)
-            write_stdout(_without_trailing_spaces(captured.get()).encode())
+
+def _print_view(renderable, output: Output) -> None:
+    """A view on standard output: through a pager when a terminal is too short for it, laid out
+    for the terminal's width there; elsewhere for `output.width`, else COLUMNS, else VIEW_WIDTH."""
+    on_terminal = sys.stdout.isatty()  # a real terminal, not one that forced colour pretends
+    width = output.width
+    if width is None and not on_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        width = VIEW_WIDTH
+    console = _console(output.color, file=_stdout_text(), width=width)
+    if output.pager and on_terminal:
+        from attncli.terminal import page
+
+        with console.capture() as captured:
+            console.print(renderable)
+        view = captured.get()
+        if view.count("\n") < console.height or not page(view):
+            console.file.write(view)
+    elif console.is_terminal or console.color_system is not None:
+        console.print(renderable)  # a terminal (or colour asked for): as rich lays it out
+    else:  # plain text into a pipe or file: lines without the spaces that pad them to the width
+        with console.capture() as captured:
+            console.print(renderable)
+        write_stdout(_without_trailing_spaces(captured.get()).encode())
 
 
 def _without_trailing_spaces(text: str) -> str:
@@ -396,17 +475,12 @@ def _stdout_text():
     return open(sys.stdout.fileno(), "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
 
 
-def _export(result, renderable, path: Path, view_options: dict) -> None:
-    """The picture an export asks for: the result's own figure where it has one (an interactive page
-    of its attention, an SVG heatmap, grid or chart), else its view as a truecolor terminal shows it."""
+def _export(result, renderable, output: Output, view_options: dict) -> bytes:
+    """The picture `output.export` asks for: the result's own figure where it has one (an interactive
+    page of its attention, an SVG heatmap, grid or chart), else its view as a truecolor terminal
+    shows it, `output.width` columns wide."""
     from attncli.views import figure
 
-    picture = figure(result, path.suffix.lower(), **view_options)
-    if picture is None:
-        console = _console(Color.always, file=io.StringIO(), width=_EXPORT_WIDTH, record=True)
-        console.print(renderable)
-        if path.suffix.lower() == ".svg":
-            picture = console.export_svg(title="attncli")
-        else:
-            picture = console.export_html(inline_styles=True)
-    write_file(path, picture.encode())
+    kind = output.export.suffix.lower()
+    width = output.width or VIEW_WIDTH
+    return figure(result, kind, renderable, width, title=output.title, **view_options).encode()

@@ -9,7 +9,7 @@ import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
-from attncli.errors import AttncliError, BadInput, DataError
+from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.models import ModelInfo
 from attncli.tokens import Token
 
@@ -75,6 +75,22 @@ class AttentionRun:
     def special(self) -> np.ndarray:
         """[T] bool: which tokens are special tokens."""
         return np.array([token.special for token in self.tokens], dtype=bool)
+
+    def window(self, selection: slice | None, parameter: str) -> range:
+        """The token indices `selection` (a window of the keys or queries to draw; None: all) picks,
+        refused, naming `parameter`, when it picks none."""
+        tokens = len(self.tokens)
+        chosen = range(tokens)[selection or slice(None)]
+        if not chosen:
+            typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
+            raise BadInput(
+                "{option} {typed} picks none of the {tokens} tokens (0 to {last}); choose others",
+                option=Parameter(parameter),
+                typed=typed,
+                tokens=tokens,
+                last=tokens - 1,
+            )
+        return chosen
 
     def header_json(self) -> dict:
         """What every document about a run opens with: the text, the model and the tokens."""

@@ -176,7 +176,7 @@ def cat_row(command: str, doc: dict) -> list[str]:
 
 @pytest.mark.parametrize("command", ["explain", "heatmap", "tokenize", "embed"])
 def test_every_text_command_has_a_view(cli, command):
-    run = cli(command, SENTENCE)
+    run = cli(command, SENTENCE, env={"COLUMNS": "80"})  # embed's view: ten dimensions at 80 columns
     assert run.code == 0, run.stderr
     cells = cat_row(command, cli(command, SENTENCE, "--json").json())
     assert re.search(r"^" + r"\s+".join(map(re.escape, cells)) + r"(\s|$)", run.stdout, re.MULTILINE), run.stdout
@@ -222,6 +222,12 @@ def test_every_text_command_has_a_view(cli, command):
         (["explain", SENTENCE, "--model", BERT, "--layer", "2"], "--layer 2 is out of range"),
         (["explain", SENTENCE, "--model", "nobody/nothing"], "not in the local Hugging Face cache"),
         (["dot", "1,2", "1,2,3"], "different lengths"),
+        (["dot", "1,", ",2"], "A '1,': part 2 of its 2 comma-separated parts is empty"),
+        (["dot", "1,2", "3,,4"], "B '3,,4': part 2 of its 3 comma-separated parts is empty"),
+        (["heatmap", SENTENCE, "--json", "--keys", "50:60"], "--keys 50:60 picks none of the 6 tokens (0 to 5)"),
+        (["model", SENTENCE, "--format", "csv", "--queries", "-99:-90"], "--queries -99:-90 picks none"),
+        (["query", SENTENCE, "--token", "cat", "--json", "--keys", "6:"], "--keys 6: picks none of the 6 tokens"),
+        (["heatmap", SENTENCE, "--title", "Figure 2"], "--title titles the figure --export FILE saves"),
         (["frobnicate"], "No such command"),
     ],
 )

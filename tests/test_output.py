@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -233,3 +234,106 @@ def test_csv_cells_are_escaped_and_never_formulas(cli):
     assert {"'=", "'+", "'@", "'-"} <= tokens
     assert not any(t.startswith(("=", "+", "-", "@")) for t in tokens)
     assert csv_text("a\x1b[31m\u202e\\\n") == "a\\u001b[31m\\u202e\\\\\\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "opens"), [("out.json", b"{"), ("out.jsonl", b"{"), ("out.csv", b"layer,head,"), ("out.npz", b"PK")]
+)
+def test_an_output_file_named_for_a_format_is_written_in_it(cli, tmp_path, name, opens):
+    target = tmp_path / name
+    assert cli("heatmap", SENTENCE, "-o", str(target)).code == 0
+    assert target.read_bytes().startswith(opens)
+    as_asked = tmp_path / "view.txt"  # a name that names no format: the view, as before
+    assert cli("heatmap", SENTENCE, "-o", str(as_asked)).code == 0 and as_asked.read_text().startswith("Text:")
+
+
+def test_the_heads_help_example_writes_json_that_merge_reads(cli, tmp_path):
+    texts = tmp_path / "sentences.txt"
+    texts.write_text(f"{SENTENCE}\n{PRONOUN}\n")
+    stats = tmp_path / "stats.json"
+    run = cli("heads", "--file", str(texts), "--model", BERT, "--jobs", "1", "-o", str(stats))
+    assert run.code == 0, run.stderr
+    assert json.loads(stats.read_text())["partial_sums"]["texts"] == 2
+    merged = cli("heads", "--merge", str(stats), "--json")
+    assert merged.code == 0, merged.stderr
+    assert merged.json()["texts"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["heatmap", SENTENCE, "--format", "csv", "-o", "x.json"], "-o x.json is named for JSON, but --format csv "),
+        (["heatmap", SENTENCE, "--json", "-o", "x.CSV"], "-o x.CSV is named for CSV, but --json writes JSON"),
+        (["heatmap", SENTENCE, "--format", "table", "-o", "x.npz"], "but --format table writes the view"),
+        (["tokenize", SENTENCE, "-o", "x.npz"], "is named for NPZ, which this command does not write"),
+        (["batch", "-", "-o", "records.csv"], "-o records.csv is named for CSV, but batch writes JSON Lines"),
+    ],
+)
+def test_a_format_at_odds_with_the_output_file_name_is_refused_before_any_work(cli, tmp_path, args, message):
+    missing = ["--model", str(tmp_path / "no-such-model")]  # loaded after the output is checked: never reached
+    run = cli(*args, *missing, stdin="a text\n")
+    assert (run.code, run.stdout) == (2, "")
+    assert run.stderr.startswith("attncli: error: ") and message in run.stderr and len(run.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_output_leaves_an_existing_export_as_it_was(cli, tmp_path):
+    figure = tmp_path / "figure.svg"
+    figure.write_text("the old figure")
+    run = cli("heatmap", SENTENCE, "--export", str(figure), "--json", "-o", "/dev/full")  # -o fails: disk full
+    assert run.code == 2 and "No space left on device" in run.stderr
+    assert figure.read_text() == "the old figure"
+    assert list(tmp_path.iterdir()) == [figure]  # no temporary left behind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["--json", "--format=csv", "--format=table"])
+def test_a_failed_standard_output_leaves_existing_files_as_they_were(tmp_path, what):
+    figure = tmp_path / "figure.html"
+    figure.write_text("the old page")
+    with open("/dev/full", "wb") as full:  # every write to it fails: a full disk
+        run = subprocess.run(
+            [ATTNCLI, "heatmap", SENTENCE, "--export", str(figure), what],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert (run.returncode, run.stderr) == (
+        2,
+        "attncli: error: cannot write standard output: No space left on device\n",
+    )
+    assert figure.read_text() == "the old page" and list(tmp_path.iterdir()) == [figure]
+    done = attncli("heatmap", SENTENCE, "--export", str(figure), what)
+    assert done.returncode == 0 and "attncli-data" in figure.read_text()  # and one that succeeds replaces it
+
+
+def test_a_view_into_a_pipe_or_file_is_drawn_for_a_stated_width(cli):
+    widths = {}
+    for env, options in [({}, []), ({"COLUMNS": "100"}, []), ({"COLUMNS": "100"}, ["--width", "60"])]:
+        view = cli("heatmap", LONG, "--head", "0", "--no-values", *options, env=env).stdout
+        widths[tuple(options) or env.get("COLUMNS", "")] = max(len(line) for line in view.splitlines())
+    assert widths == {"": 120, "100": 100, ("--width", "60"): 60}
+
+
+@pytest.mark.slow  # over half a second: 170 tokens' walkthrough
+def test_a_long_text_s_heatmap_without_room_for_numbers_still_ranks_its_weights(cli):
+    """explain "$(cat paragraph.txt)" > file: the cells cannot hold numbers, and most weights are small."""
+    run = cli("explain", LONG, "--model", BERT, "--head", "0")
+    document = cli("heatmap", LONG, "--model", BERT, "--json").json()  # the same weights
+    assert run.code == 0 and "too narrow for the numbers in the cells; widen the terminal, give --width" in run.stdout
+    lines = run.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    edges = [
+        float(edge) for edge in re.findall(r"≥([0-9.]+)", next(line for line in lines if line.startswith("weight:")))
+    ]
+    keys = int(re.search(r"showing keys 0–(\d+) of", " ".join(lines))[1]) + 1
+    tokens = [token["text"] for token in document["tokens"]]
+    indent = len(str(len(tokens) - 1)) + 1 + min(max(map(len, tokens)), 12) + 1  # "  7 label   " before the cells
+    assert keys == 120 - indent  # drawn for 120 columns, not 80
+    heatmap = lines[lines.index("layer 0 head 0") :]
+    weights = np.array(document["attention"])[0, 0]  # [T, T]
+    for query in range(len(tokens)):
+        row = next(line for line in heatmap if line.startswith(f"{query:>3} {tokens[query]}"))
+        levels = np.array([" ░▒▓█".index(mark) for mark in row[indent:].ljust(keys)])
+        assert (levels == np.searchsorted(edges, weights[query, :keys], side="right")).all()  # a mark is its step
+        assert (levels[weights[query, :keys] >= 2 / len(tokens)] > 0).all()  # twice the average weight shows

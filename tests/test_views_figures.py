@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from helpers import BERT, HOSTILE, PRONOUN, export, open_page, png_colours
+from helpers import BERT, GPT2, HOSTILE, PRONOUN, SENTENCE, export, open_page, png_colours
 
 from attncli.views.figures import contrast
 
@@ -25,7 +25,7 @@ def test_the_svg_heatmap_has_every_label_whole_and_readable_numbers(cli, tmp_pat
     )
     root = _svg(figure)
     texts = [element.text for element in root.iter(f"{SVG}text")]
-    assert texts[0] == f"{document['model']['name']} · layer 1, head 2"
+    assert texts[0] == "bert · layer 1, head 2"  # the model's name, not its directory's path
     for index, token in enumerate(document["tokens"]):
         assert texts.count(f"{index} {token['text']}") == 2  # a row label and a key label, neither cut
     elements = list(root.iter())
@@ -81,3 +81,98 @@ def test_text_that_looks_like_markup_stays_text_in_a_figure(cli, tmp_path, comma
     figure, _ = export(cli, tmp_path, "figure.svg", *command)
     texts = " ".join(element.text or "" for element in _svg(figure).iter(f"{SVG}text"))  # parses: valid XML
     assert "<!--<script> </script></svg> & <b>it</b>" in texts and "\x01" not in figure.read_text()
+
+
+def test_a_figure_is_titled_with_the_model_s_name_or_the_title_given(cli, tmp_path):
+    figure, _ = export(cli, tmp_path, "figure.svg", "rollout", SENTENCE, "--model", BERT + "/")
+    assert _svg(figure).find(f"{SVG}title").text.startswith("bert · attention rollout")
+    for name in ("figure.svg", "page.html", "tokens.svg", "tokens.html"):
+        command = ["tokenize", SENTENCE] if name.startswith("tokens") else ["heatmap", SENTENCE, "--model", BERT]
+        target, _ = export(cli, tmp_path, name, *command, "--title", "Figure 2: <b>a head</b>")
+        document = target.read_text().replace("&#160;", " ")  # a terminal picture's spaces are no-break spaces
+        assert "Figure 2: &lt;b&gt;a head&lt;/b&gt;" in document and BERT not in document, name
+
+
+def test_figure_labels_are_words_without_the_terminal_s_mark_of_a_word_s_start(cli, tmp_path):
+    figure, document = export(cli, tmp_path, "figure.svg", "heatmap", SENTENCE, "--model", GPT2)
+    labels = [e.text for e in _svg(figure).iter(f"{SVG}text") if re.fullmatch(r"\d+ \S+", e.text or "")]
+    assert document["tokens"][1]["text"] == "Ġcat" and "1 cat" in labels
+    assert all(re.fullmatch(r"\d+ ␣", label) for label in labels if "␣" in label)  # but a token that is a space
+    assert "␣cat" in cli("heatmap", SENTENCE, "--model", GPT2).stdout  # the terminal keeps the mark
+
+
+def test_the_model_and_query_figures_draw_the_window_asked_for(cli, tmp_path):
+    grid, _ = export(cli, tmp_path, "grid.svg", "model", PRONOUN, "--model", BERT, "--keys", "2:5", "--queries", "0:3")
+    root = _svg(grid)
+    cells = [r for r in root.iter(f"{SVG}rect") if r.get("width") == r.get("height") and r.get("x")]
+    layers_heads = len([t for t in root.iter(f"{SVG}text") if re.fullmatch(r"L\d+ H\d+", t.text or "")])
+    assert len(cells) == layers_heads * 3 * 3  # 3 queries × 3 keys per head
+    assert "(drawn: queries 0–2 and keys 2–4)" in " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
+    bars, document = export(
+        cli, tmp_path, "bars.svg", "query", PRONOUN, "--model", BERT, "--token", "it", "--keys", "-4:"
+    )
+    root = _svg(bars)
+    drawn = [r for r in root.iter(f"{SVG}rect") if r.get("fill") in ("#2c728e", "#b5b5b5")]
+    assert len(drawn) == min(12, len(document["heads"])) * 4  # a bar for each of the last 4 keys of every ranked head
+    tokens = len(document["tokens"])
+    labels = [t.text for t in root.iter(f"{SVG}text") if re.fullmatch(r"\d+ \S+", t.text or "")]
+    assert [int(label.split()[0]) for label in labels] == list(range(tokens - 4, tokens))
+
+
+# Every SVG an export writes: the five figures and pictures of the other commands' views.
+EVERY_SVG = [
+    ["heatmap"],
+    ["explain"],
+    ["rollout"],
+    ["model"],
+    ["query", "--token", "1"],
+    ["tokenize"],
+    ["heads"],
+    ["compare", "--token", "cat"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_SVG, ids=[command[0] for command in EVERY_SVG])
+def test_every_figure_kind_is_xml_whatever_its_text_holds(cli, tmp_path, command):
+    text = "cat \ufffe dog \uffff \x01 \x7f mat"  # characters XML 1.0 forbids, or that a terminal would obey
+    args = [command[0], text, *(["cat dog"] if command[0] == "compare" else []), *command[1:]]
+    target = tmp_path / "figure.svg"
+    run = cli(*args, "--export", str(target))
+    assert run.code == 0, run.stderr
+    ET.fromstring(target.read_bytes())  # parses: every character is one XML allows
+    title = "a \udcff title \uffff\x02"  # a typed title that was not UTF-8 holds a lone surrogate
+    assert cli(*args, "--export", str(target), "--title", title).code == 0
+    shown = " ".join(element.text or "" for element in ET.fromstring(target.read_bytes()).iter())
+    assert "a \\udcff title \\uffff\\x02" in shown.replace("\xa0", " ")  # spelled as the terminal spells \x02
+
+
+NETWORK = re.compile(
+    r"https?://|ftp://|@import|url\(\s*['\"]?(?!data:|#)|\b(?:src|href|action|srcset)\s*=\s*['\"]?\s*//", re.IGNORECASE
+)
+NAMESPACES = ("http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink", "http://www.w3.org/1999/xhtml")
+EVERY_EXPORT = [
+    ["explain", SENTENCE],
+    ["heatmap", SENTENCE],
+    ["model", SENTENCE],
+    ["rollout", SENTENCE],
+    ["query", SENTENCE, "--token", "cat"],
+    ["heads", SENTENCE],
+    ["compare", SENTENCE, SENTENCE, "--token", "cat"],
+    ["tokenize", SENTENCE],
+    ["embed", SENTENCE],
+    ["similar", "king"],
+    ["softmax", "1", "2"],
+    ["dot", "1,2", "3,4"],
+]
+
+
+@pytest.mark.parametrize("kind", [".svg", ".html"])
+@pytest.mark.parametrize("command", EVERY_EXPORT, ids=[command[0] for command in EVERY_EXPORT])
+def test_no_exported_file_refers_to_the_network(cli, tmp_path, command, kind):
+    target = tmp_path / f"export{kind}"
+    run = cli(*command, "--export", str(target))
+    assert run.code == 0, run.stderr
+    document = target.read_text()
+    for namespace in NAMESPACES:  # names, not addresses: nothing is fetched from them
+        document = document.replace(namespace, "")
+    assert NETWORK.search(document) is None, NETWORK.search(document)

@@ -104,3 +104,16 @@ def _opened_state(browser, page_file) -> dict:
     page.wait_for_selector("body[data-ready=true]")
     assert errors == []
     return page.evaluate("attncliPage.state")
+
+
+def test_query_s_page_opens_at_the_head_its_ranking_put_first(cli, tmp_path):
+    page_file, document = export(cli, tmp_path, "query.html", "query", PRONOUN, "--model", BERT, "--token", "it")
+    data = re.search(r'<script type="application/json" id="attncli-data">(.*?)</script>', page_file.read_text())
+    start = json.loads(data[1])["start"]
+    first = document["heads"][0]
+    assert (first["layer"], first["head"]) != (0, 0)  # or the test would not tell
+    assert (start["layer"], start["head"], start["query"]) == (
+        first["layer"],
+        first["head"],
+        document["token"]["index"],
+    )

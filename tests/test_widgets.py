@@ -65,14 +65,13 @@ def test_numbers_that_do_not_fit_are_dropped_with_a_note():
     assert "too narrow for the numbers" in text
 
 
-def test_without_colour_or_numbers_the_grid_uses_shades():
-    weights = np.array([[1.0, 0.0], [0.5, 0.5]])
-    text = render_text(Heatmap(weights, ["a", "b"], show_values=False), width=40)
+def test_without_colour_or_numbers_the_grid_uses_shades_that_rank_even_small_weights():
+    weights = np.array([[0.005, 0.02, 0.08, 0.295, 0.6], *[[0.2] * 5] * 4])
+    text = render_text(Heatmap(weights, ["a", "b", "c", "d", "e"], show_values=False), width=40)
     assert not ANSI.search(text)
-    rows = [line for line in text.splitlines() if line.startswith(("0 a", "1 b"))]
-    assert "███" in rows[0]
-    assert "▒▒▒" in rows[1]
-    assert "▓ ≥0.60" in text
+    rows = [line[4:] for line in text.splitlines() if line.startswith(("0 a", "1 b"))]
+    assert rows == ["   ░░░▒▒▒▓▓▓███", "▓▓▓" * 5]  # 0.005 blank, 0.02 and 0.08 apart: a long text's weights show
+    assert "weight: ░ ≥0.01  ▒ ≥0.05  ▓ ≥0.2  █ ≥0.5" in text  # and the legend says where each shade begins
 
 
 def test_sixteen_colour_terminals_get_shades_not_a_broken_scale():

@@ -7,8 +7,9 @@ the numbers themselves come from attncli.commands and attncli.analysis.
 from rich.console import RenderableType
 
 from attncli import results
+from attncli.views.common import figure_name
 from attncli.views.explain import explain_view
-from attncli.views.figures import FIGURES
+from attncli.views.figures import FIGURES, terminal_picture
 from attncli.views.matrices import heatmap_view, model_view, rollout_view
 from attncli.views.rankings import check_view, compare_view, heads_view, query_view
 from attncli.views.vectors import dot_view, embed_view, similar_view, softmax_view, tokenize_view
@@ -32,10 +33,11 @@ VIEWS = {
 }
 
 
-def figure(result, kind: str, **options) -> str | None:
-    """The figure of `result` for an export of `kind` (".html" or ".svg"), or None where it has none
-    (the export is then a picture of its terminal view). A result with a run's attention gets the
-    interactive page."""
+def figure(result, kind: str, renderable: RenderableType, width: int, title: str | None = None, **options) -> str:
+    """The document an export of `kind` (".html" or ".svg") holds, titled `title` where given: the
+    figure of `result`, or where it has none a picture of its terminal view `renderable`, `width`
+    columns wide. A result with a run's attention gets the interactive page, opened where the
+    command pointed (query's page: at its first ranked head, its token held)."""
     run = getattr(result, "run", None)
     if kind == ".html" and isinstance(run, results.AttentionRun) and not isinstance(result, results.RolloutResult):
         from attncli.views.page import page_html  # only an export reads the page's script and style
@@ -44,11 +46,13 @@ def figure(result, kind: str, **options) -> str | None:
         if isinstance(result, results.ExplainResult):
             start["head"] = result.walk_head
         if isinstance(result, results.QueryResult):
-            start["query"] = result.token[0]
-        return page_html(run, f"attncli · {run.model.name}", {**start, "scale": options.get("scale", "fixed")})
+            first = result.ranking[0]
+            start.update(layer=first.layer, head=first.head, query=result.token[0])
+        title = title or f"attncli · {figure_name(run.model)}"
+        return page_html(run, title, {**start, "scale": options.get("scale", "fixed")})
     if kind == ".svg" and type(result) in FIGURES:
-        return FIGURES[type(result)](result, **options)
-    return None
+        return FIGURES[type(result)](result, title=title, **options)
+    return terminal_picture(renderable, kind, width, title)
 
 
 def view(result, **options) -> RenderableType:

@@ -1,26 +1,30 @@
 """What the views share: tables, bars, section rules, the lines about the text and the model."""
 
+import re
+from pathlib import PurePath
+
 from rich.columns import Columns
 from rich.console import RenderableType
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from attncli.errors import BadInput
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import AttentionRun, SoftmaxResult
 from attncli.terminal import token_label
-from attncli.tokens import readable_all
+from attncli.tokens import SPACE, WORD_START, readable_all
 from attncli.widgets.heatmap import Heatmap
 from attncli.widgets.vectors import number
 
 __all__ = [
     "BAR_WIDTH",
     "bar",
+    "figure_name",
     "head_heatmaps",
     "head_name",
     "layer_mask",
+    "markup_text",
     "model_line",
     "plain_table",
     "plural",
@@ -30,7 +34,7 @@ __all__ = [
     "text_line",
     "token_texts",
     "tokens_table",
-    "window",
+    "word_texts",
 ]
 
 BAR_WIDTH = 20
@@ -69,6 +73,30 @@ def token_texts(run: AttentionRun) -> list[str]:
     return readable_all([token.text for token in run.tokens])
 
 
+def word_texts(run: AttentionRun) -> list[str]:
+    """The tokens' labels as a figure for a paper writes them: token_texts without the mark of a word's
+    start (␣cat is cat), unless the token is nothing else (a space)."""
+    return readable_all([_unmarked(token.text) for token in run.tokens])
+
+
+def _unmarked(piece: str) -> str:
+    return piece.removeprefix(SPACE).removeprefix(WORD_START) or piece
+
+
+def figure_name(model: ModelInfo) -> str:
+    """The model as a figure's title names it: the last part of its name, a directory or a model id
+    ("tiny" for ~/checkpoints/tiny/, "all-MiniLM-L6-v2" for sentence-transformers/all-MiniLM-L6-v2)."""
+    name = PurePath(model.name).name
+    return name or (PurePath(model.path).name if model.path else model.name)
+
+
+def markup_text(text: str) -> str:
+    """`text` for an SVG or HTML document: made `visible`, and every other character XML 1.0 forbids
+    (U+FFFE, U+FFFF, lone surrogates, which only a file name or a typed title can hold) spelled as
+    an escape too, as visible spells the controls."""
+    return re.sub("[\ud800-\udfff\ufffe\uffff]", lambda found: f"\\u{ord(found[0]):04x}", visible(text))
+
+
 def model_line(model: ModelInfo, caveat: bool = True) -> Text:
     """The model's name and shape; for the sample model, with a caveat that its patterns are not
     learned (leave it to a view that says so at more length)."""
@@ -103,16 +131,6 @@ def tokens_table(tokens, text: str) -> Table:
     return table
 
 
-def window(selection: slice | None, tokens: int, option: str) -> range:
-    """The token indices `selection` (what --keys or --queries A:B gave; None: all) picks of `tokens`,
-    refused when it picks none."""
-    chosen = range(tokens)[selection or slice(None)]
-    if not chosen:
-        typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
-        raise BadInput(f"{option} {typed} picks none of the {tokens} tokens (0 to {tokens - 1}); choose others")
-    return chosen
-
-
 def head_heatmaps(
     run: AttentionRun,
     layer: int,
@@ -130,7 +148,7 @@ def head_heatmaps(
     mask = layer_mask(run, layer)
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     labels = token_texts(run)
-    rows, columns = window(queries, len(labels), "--queries"), window(keys, len(labels), "--keys")
+    rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
     maps = [
         Heatmap(
             weights[h],

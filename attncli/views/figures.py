@@ -2,25 +2,32 @@
 pictures of a terminal.
 
 A heatmap (heatmap, explain's head, rollout) has every token's label in full (the keys' turned
-upright), row and column indices, a colour bar with ticks, a title naming model, layer and head,
-and the weight written in each cell where it fits, in black or white, whichever contrasts more
-with the cell (WCAG: at least 4.5:1 on every viridis colour). `model` is a grid of heads, `query` a
-bar chart of the ranked heads. Colours are the terminal's viridis on the same scales; fonts are the
-system's, so the file fetches nothing.
+upright), row and column indices, a colour bar with ticks, a title naming model, layer and head
+(or the title given), and the weight written in each cell where it fits, in black or white,
+whichever contrasts more with the cell (WCAG: at least 4.5:1 on every viridis colour). `model` is
+a grid of heads, `query` a bar chart of the ranked heads; every figure draws the window of keys
+and queries asked for. A label is the token as a paper writes the word: without the terminal's
+mark of a word's start (␣). Colours are the terminal's viridis on the same scales; fonts are the
+system's, so the file fetches nothing. Every text is escaped for XML, the characters XML forbids
+spelled as escapes, so every figure parses whatever its text holds.
+
+A result with no figure of its own gets a picture of its terminal view (`terminal_picture`).
 """
 
 import html
+import io
+import re
 
 import numpy as np
 
 from attncli import analysis
-from attncli.escapes import visible
 from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
-from attncli.views.common import head_name, layer_mask, token_texts, window
+from attncli.terminal import make_console
+from attncli.views.common import figure_name, head_name, layer_mask, markup_text, word_texts
 from attncli.views.matrices import thumbnail_block
-from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions
+from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions, span
 
-__all__ = ["FIGURES", "contrast", "ink"]
+__all__ = ["FIGURES", "contrast", "ink", "terminal_picture"]
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
 CHARACTER = 0.62  # a character's width in ems, generously, to lay text out without measuring it
@@ -53,8 +60,9 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 
 
 def _text(x: float, y: float, content: str, size: float, **attributes) -> str:
+    """A <text> element: `content` made visible (see views.common.markup_text) and escaped."""
     extra = "".join(f' {name.replace("_", "-")}="{value}"' for name, value in attributes.items())
-    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}"{extra}>{html.escape(content)}</text>'
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}"{extra}>{html.escape(markup_text(content))}</text>'
 
 
 def _width(content: str, size: float) -> float:
@@ -63,7 +71,7 @@ def _width(content: str, size: float) -> float:
 
 def _document(width: float, height: float, title: str, subtitle: str, body: list[str]) -> str:
     """The SVG file: the title and subtitle at its top left, then `body`; at least as wide as they are."""
-    title = visible(title)  # a model's name is a path, which may hold anything
+    title = markup_text(title)  # a typed title, or a model's name, may hold anything
     width = max(width, 40 + _width(title, 16), 40 + _width(subtitle, 11))
     heading = [_text(20, 24, title, 16, font_weight="bold", fill="#111"), _text(20, 42, subtitle, 11, fill="#555")]
     return (
@@ -101,7 +109,7 @@ def _colour_bar(x: float, y: float, scale: str) -> tuple[list[str], float]:
 
 def matrix_svg(
     weights: np.ndarray,
-    labels: list[str],  # readable (views.common.token_texts)
+    labels: list[str],  # readable (views.common.word_texts)
     title: str,
     subtitle: str,
     scale: str,
@@ -114,7 +122,7 @@ def matrix_svg(
     rows = range(len(labels)) if rows is None else rows
     columns = range(len(labels)) if columns is None else columns
     cell = float(min(36, max(4, round(900 / max(len(rows), len(columns))))))
-    names = [f"{i} {visible(label)}" for i, label in enumerate(labels)]
+    names = [f"{i} {markup_text(label)}" for i, label in enumerate(labels)]
     font = min(12.0, max(cell * 0.8, 6.0))
     side = max(_width(names[i], font) for i in [*rows, *columns]) + 8  # room for the labels: left, and above
     margin, header = 20, 54
@@ -147,60 +155,66 @@ def matrix_svg(
     return _document(width, bottom + bar_height + margin, title, subtitle, body)
 
 
-def _subtitle(run: AttentionRun) -> str:
-    """The text (made visible: XML takes no control characters) and its length."""
-    text = visible(run.text if len(run.text) <= 110 else run.text[:109] + "…")
-    return f"“{text}” · {len(run.tokens)} tokens"
-
-
-def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, queries) -> str:
+def _subtitle(run: AttentionRun, rows: range | None = None, columns: range | None = None) -> str:
+    """The text (made visible: XML takes no control characters) and its length, and the window of
+    queries (`rows`) and keys (`columns`) drawn when it is not all of them."""
+    text = markup_text(run.text if len(run.text) <= 110 else run.text[:109] + "…")
     tokens = len(run.tokens)
+    shown = [
+        f"{what} {span(chosen)}"
+        for what, chosen in (("queries", rows), ("keys", columns))
+        if chosen is not None and len(chosen) < tokens
+    ]
+    return f"“{text}” · {tokens} tokens" + (f" (drawn: {' and '.join(shown)})" if shown else "")
+
+
+def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, queries, title: str | None) -> str:
     return matrix_svg(
         run.weights[layer, head],
-        token_texts(run),
-        f"{run.model.name} · layer {layer}, head {head}",
+        word_texts(run),
+        title or f"{figure_name(run.model)} · layer {layer}, head {head}",
         _subtitle(run),
         scale,
         layer_mask(run, layer),
-        window(queries, tokens, "--queries"),
-        window(keys, tokens, "--keys"),
+        run.window(queries, "queries"),
+        run.window(keys, "keys"),
     )
 
 
-def heatmap_figure(result: HeatmapResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
+def heatmap_figure(result: HeatmapResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     """The head --head names (head 0 without it): a figure shows one head."""
-    return _head_figure(result.run, result.layer, result.head or 0, scale, keys, queries)
+    return _head_figure(result.run, result.layer, result.head or 0, scale, keys, queries, title)
 
 
-def explain_figure(result: ExplainResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
-    return _head_figure(result.run, result.layer, result.walk_head, scale, keys, queries)
+def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
+    return _head_figure(result.run, result.layer, result.walk_head, scale, keys, queries, title)
 
 
-def rollout_figure(result: RolloutResult, scale: str = "fixed", keys=None, queries=None, **_) -> str:
+def rollout_figure(result: RolloutResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     run = result.run
-    tokens = len(run.tokens)
-    title = f"{run.model.name} · attention rollout through layer {len(result.rollout) - 1} ({result.fusion} of heads)"
+    layers = len(result.rollout)
     return matrix_svg(
         result.rollout[-1],
-        token_texts(run),
-        title,
+        word_texts(run),
+        title or f"{figure_name(run.model)} · attention rollout through layer {layers - 1} ({result.fusion} of heads)",
         _subtitle(run),
         scale,
         None,
-        window(queries, tokens, "--queries"),
-        window(keys, tokens, "--keys"),
+        run.window(queries, "queries"),
+        run.window(keys, "keys"),
     )
 
 
 GRID_CELLS = 24  # a thumbnail's cells a side at most: longer texts are drawn in block means
 
 
-def model_figure(result: ModelGridResult, scale: str = "fixed", **_) -> str:
-    """Every chosen layer × head as a thumbnail, each cell the mean of a block when the text is long."""
+def model_figure(result: ModelGridResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
+    """Every chosen layer × head as a thumbnail of the window of queries and keys asked for, each
+    cell the mean of a block when the window is long."""
     run = result.run
-    tokens = len(run.tokens)
-    block = thumbnail_block(tokens, GRID_CELLS)
-    cells = -(-tokens // block)
+    rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
+    block = thumbnail_block(max(len(rows), len(columns)), GRID_CELLS)
+    cells = -(-max(len(rows), len(columns)) // block)
     pixel = max(2.0, round(96 / cells))
     size = cells * pixel
     margin, header, gap = 20, 70, 14
@@ -214,14 +228,15 @@ def model_figure(result: ModelGridResult, scale: str = "fixed", **_) -> str:
             fill="#555",
         ),
     ]
-    everything = np.ones((tokens, tokens), bool)
+    window = np.ix_(rows, columns)
+    everything = np.ones((len(rows), len(columns)), bool)
     for row, layer in enumerate(result.layers):
         mask = layer_mask(run, layer)
-        seen = everything if mask is None else mask
+        seen = everything if mask is None else mask[window]
         for column, head in enumerate(result.heads):
             x0, y0 = margin + column * (size + gap), header + row * (size + gap + 14)
             body.append(_text(x0, y0 + 10, head_name(layer, head), 11, fill="#111"))
-            means, any_seen = analysis.block_means(run.weights[layer, head], seen, block)
+            means, any_seen = analysis.block_means(run.weights[layer, head][window], seen, block)
             shares = fractions(means, scale)
             for q in range(means.shape[0]):
                 for k in range(means.shape[1]):
@@ -234,17 +249,19 @@ def model_figure(result: ModelGridResult, scale: str = "fixed", **_) -> str:
     bar, bar_height = _colour_bar(margin, bottom, scale)
     body += bar
     width = max(margin * 2 + len(result.heads) * (size + gap), 560)
-    return _document(width, bottom + bar_height + margin, f"{run.model.name} · every head", _subtitle(run), body)
+    title = title or f"{figure_name(run.model)} · every head"
+    return _document(width, bottom + bar_height + margin, title, _subtitle(run, rows, columns), body)
 
 
-def query_figure(result: QueryResult, top: int = 12, **_) -> str:
-    """The ranked heads as rows of bars over every key: the chart of `query`, whole."""
+def query_figure(result: QueryResult, top: int = 12, keys=None, title=None, **_) -> str:
+    """The ranked heads as rows of bars over every key (or the window of keys asked for): the chart
+    of `query`, whole."""
     run = result.run
-    tokens = len(run.tokens)
+    drawn = run.window(keys, "keys")
     ranking = result.ranking[:top]
-    bar = float(min(16, max(2, round(900 / tokens))))
+    bar = float(min(16, max(2, round(900 / len(drawn)))))
     rise = 30.0
-    labels = [visible(label) for label in token_texts(run)]
+    labels = [markup_text(label) for label in word_texts(run)]
     names = [f"{i} {label}" for i, label in enumerate(labels)]
     columns = [
         [f"{rank}", head_name(t.layer, t.head), labels[t.top], f"{t.top_weight:.2f}"]
@@ -254,18 +271,18 @@ def query_figure(result: QueryResult, top: int = 12, **_) -> str:
     margin = 20
     left = margin + sum(widths)
     query = ", ".join(labels[i] for i in result.token)
-    title = f"{run.model.name} · what “{query}” attends to, heads ranked"
+    title = title or f"{figure_name(run.model)} · what “{query}” attends to, heads ranked"
     labelled = bar >= 10
-    label_room = max(_width(name, 10) for name in names) + 8 if labelled else 16
+    label_room = max(_width(names[k], 10) for k in drawn) + 8 if labelled else 16
     top_y = 70 + label_room
-    subtitle = _subtitle(run) + " · grey: keys left out of the ranking"
+    subtitle = _subtitle(run, None, drawn) + " · grey: keys left out of the ranking"
     body = []
     x = margin
     for header, width in zip(["#", "head", "top key", "weight"], widths, strict=True):
         body.append(_text(x, top_y - 6, header, 11, font_weight="bold", fill="#111"))
         x += width
-    for k in range(tokens):
-        x = left + k * bar + bar / 2
+    for column, k in enumerate(drawn):
+        x = left + column * bar + bar / 2
         if labelled:
             body.append(
                 _text(x + 3.5, top_y - 6, names[k], 10, fill="#111", transform=f"rotate(-90 {x + 3.5:.1f} {top_y - 6})")
@@ -279,16 +296,17 @@ def query_figure(result: QueryResult, top: int = 12, **_) -> str:
             body.append(_text(x, y + rise - 6, content, 11, fill="#111"))
             x += width
         body.append(
-            f'<line x1="{left}" y1="{y + rise:.1f}" x2="{left + tokens * bar:.1f}" y2="{y + rise:.1f}" stroke="#bbb"/>'
+            f'<line x1="{left}" y1="{y + rise:.1f}" x2="{left + len(drawn) * bar:.1f}" y2="{y + rise:.1f}" '
+            'stroke="#bbb"/>'
         )
-        for k, weight in enumerate(target.weights):
-            height = rise * min(float(weight), 1.0)
+        for column, k in enumerate(drawn):
+            height = rise * min(float(target.weights[k]), 1.0)
             colour = "#2c728e" if result.allowed[k] else "#b5b5b5"
             body.append(
-                f'<rect x="{left + k * bar + 0.5:.1f}" y="{y + rise - height:.2f}" width="{max(bar - 1, 1):g}" '
+                f'<rect x="{left + column * bar + 0.5:.1f}" y="{y + rise - height:.2f}" width="{max(bar - 1, 1):g}" '
                 f'height="{height:.2f}" fill="{colour}"/>'
             )
-    width = left + tokens * bar + margin
+    width = left + len(drawn) * bar + margin
     return _document(max(width, 560), top_y + len(columns) * (rise + 8) + margin, title, subtitle, body)
 
 
@@ -299,3 +317,82 @@ FIGURES = {
     ModelGridResult: model_figure,
     QueryResult: query_figure,
 }
+
+
+# rich's own SVG template (rich._export_format.CONSOLE_SVG_FORMAT) without what it fetches: its Fira
+# Code fonts come from a CDN, in url(...)s. A monospace font of the system's draws the same grid.
+_TERMINAL_SVG = """\
+<svg class="rich-terminal" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">
+    <style>
+    .{unique_id}-matrix {{
+        font-family: "Fira Code", Menlo, "DejaVu Sans Mono", Consolas, monospace;
+        font-size: {char_height}px;
+        line-height: {line_height}px;
+        font-variant-east-asian: full-width;
+    }}
+
+    .{unique_id}-title {{
+        font-size: 18px;
+        font-weight: bold;
+        font-family: system-ui, sans-serif;
+    }}
+
+    {styles}
+    </style>
+
+    <defs>
+    <clipPath id="{unique_id}-clip-terminal">
+      <rect x="0" y="0" width="{terminal_width}" height="{terminal_height}" />
+    </clipPath>
+    {lines}
+    </defs>
+
+    {chrome}
+    <g transform="translate({terminal_x}, {terminal_y})" clip-path="url(#{unique_id}-clip-terminal)">
+    {backgrounds}
+    <g class="{unique_id}-matrix">
+    {matrix}
+    </g>
+    </g>
+</svg>
+"""
+
+# rich's HTML template (CONSOLE_HTML_FORMAT) with a title; $title is put in before rich fills the rest.
+_TERMINAL_HTML = """\
+<!DOCTYPE html>
+<html>
+<head>
+<meta charset="UTF-8">
+<title>$title</title>
+<style>
+{stylesheet}
+body {{
+    color: {foreground};
+    background-color: {background};
+}}
+</style>
+</head>
+<body>
+    <pre style="font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace">\
+<code style="font-family:inherit">{code}</code></pre>
+</body>
+</html>
+"""
+
+# What XML 1.0 forbids: C0 controls but tab, newline and carriage return, lone surrogates, U+FFFE and U+FFFF.
+_NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
+
+
+def terminal_picture(renderable, kind: str, width: int, title: str | None = None) -> str:
+    """A view as a truecolor terminal `width` columns wide shows it, as an SVG or HTML document (`kind`
+    ".svg" or ".html") that fetches nothing, titled `title` (else "attncli"). A character XML forbids
+    becomes U+FFFD, one cell wide as a terminal draws it."""
+    console = make_console("always", file=io.StringIO(), width=width, record=True)
+    console.print(renderable)
+    title = markup_text(title or "attncli")
+    if kind == ".svg":
+        document = console.export_svg(title=title, code_format=_TERMINAL_SVG)
+    else:
+        heading = html.escape(title).replace("{", "{{").replace("}", "}}")
+        document = console.export_html(inline_styles=True, code_format=_TERMINAL_HTML.replace("$title", heading))
+    return re.sub(_NOT_XML, "\ufffd", document)

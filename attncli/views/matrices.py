@@ -19,7 +19,6 @@ from attncli.views.common import (
     scale_hint,
     text_line,
     token_texts,
-    window,
 )
 from attncli.widgets.heatmap import Heatmap, Legend, window_note
 from attncli.widgets.minimap import MiniHeatmap
@@ -59,7 +58,7 @@ def model_view(
 ) -> RenderableType:
     run = result.run
     tokens = len(run.tokens)
-    rows, columns = window(queries, tokens, "--queries"), window(keys, tokens, "--keys")
+    rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
     longest = max(len(rows), len(columns))
     block = thumbnail_block(longest, THUMBNAIL if longest > WHOLE_LIMIT else longest)
     what = f"{len(rows)} × {len(columns)} weights"
@@ -136,8 +135,8 @@ def rollout_view(
             title=f"rollout through layer {layers - 1}",
             highlight=result.token,
             scale=scale,
-            rows=window(queries, len(run.tokens), "--queries"),
-            columns=window(keys, len(run.tokens), "--keys"),
+            rows=run.window(queries, "queries"),
+            columns=run.window(keys, "keys"),
         ),
     ]
     if result.token is not None:

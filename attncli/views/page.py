@@ -19,7 +19,7 @@ from string import Template
 import numpy as np
 
 from attncli.results import AttentionRun
-from attncli.views.common import token_texts
+from attncli.views.common import figure_name, markup_text, token_texts
 from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS
 
 __all__ = ["SIXTEEN_BIT_LIMIT", "page_html"]
@@ -47,7 +47,7 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
     return {
         "title": title,
         "text": run.text,
-        "model": run.model.name,
+        "model": figure_name(run.model),
         "layers": run.model.layers,
         "heads": run.model.heads,
         "tokens": token_texts(run),
@@ -63,6 +63,7 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
 
 def page_html(run: AttentionRun, title: str, start: dict) -> str:
     """The whole page: page.html with its style, script and data put in."""
+    title = markup_text(title)  # a typed title may hold anything, even what no encoding can write
     assets = files("attncli.views")
     style = assets.joinpath("page.css").read_text(encoding="utf-8")
     script = assets.joinpath("page.js").read_text(encoding="utf-8")

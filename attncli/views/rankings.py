@@ -8,7 +8,7 @@ from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
 from attncli.escapes import visible
 from attncli.results import CheckResult, CompareResult, HeadsResult, QueryResult
 from attncli.terminal import abbreviate, token_label
-from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts, window
+from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts
 from attncli.widgets.keybars import KeyBars
 from attncli.widgets.vectors import number
 
@@ -70,7 +70,7 @@ def query_chart(
         np.stack([t.weights for t in ranking]),
         token_texts(result.run),
         muted=~result.allowed,
-        columns=window(keys, len(tokens), "--keys"),
+        columns=result.run.window(keys, "keys"),
         centre=centre if centre is not None or keys is not None or not ranking else _strongest(result),
         **bars,
     )

@@ -12,7 +12,18 @@ from rich.text import Text
 
 from attncli.terminal import abbreviate, downward, pad, token_label
 
-__all__ = ["SHADES", "VIRIDIS", "Heatmap", "Legend", "colour_of", "fractions", "span", "uses_colour", "window_note"]
+__all__ = [
+    "SHADES",
+    "VIRIDIS",
+    "Heatmap",
+    "Legend",
+    "colour_of",
+    "fractions",
+    "shade_levels",
+    "span",
+    "uses_colour",
+    "window_note",
+]
 
 # Viridis (perceptually uniform, readable with the common colour-vision
 # deficiencies) sampled at nine evenly spaced stops; colours in between are
@@ -31,8 +42,14 @@ VIRIDIS = np.array(
     ],
     dtype=float,
 )
-# Without colour, five shades: blank for the lowest fifth of the scale.
+# Without colour, five shades: blank for the lowest fifth of the scale; on the fixed scale, below
+# the first of FIXED_SHADE_EDGES.
 SHADES = " ░▒▓█"
+# Where the shades after the blank begin on the fixed scale. A row of n keys averages 1/n, so even
+# fifths would leave every weight of a long text under 0.2 blank, and the view empty where its
+# numbers are not: these steps rank a long text's weights (twice the average of 100 keys is 0.02)
+# and still tell a short text's strong weights from its middling ones.
+FIXED_SHADE_EDGES = (0.01, 0.05, 0.2, 0.5)
 _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
 
 
@@ -59,9 +76,12 @@ def _ticks(scale: str) -> list[tuple[float, str]]:
     return [(0.0, "0"), (0.25, ".25"), (0.5, ".5"), (0.75, ".75"), (1.0, top)]
 
 
-def shade_of(fraction: float) -> str:
-    """The shade at `fraction` of the scale, for a terminal without colour."""
-    return SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)]
+def shade_levels(weights: np.ndarray, scale: str) -> np.ndarray:
+    """Which of SHADES (an index, 0 blank) draws each weight of `weights` [..., T] without colour: on
+    the fixed scale the steps of FIXED_SHADE_EDGES, on the others a fifth of the scale (`fractions`) each."""
+    if scale == "fixed":
+        return np.searchsorted(FIXED_SHADE_EDGES, weights, side="right")
+    return np.minimum((fractions(weights, scale) * len(SHADES)).astype(int), len(SHADES) - 1)
 
 
 def colour_of(fraction: float) -> Color:
@@ -181,7 +201,10 @@ class Heatmap:
         if self.legend and (colour or not values):  # numbers in plain cells need no key
             yield from _legend_lines(self.scale, colour)
         if self.notes and self.show_values and not values:
-            yield Text("(too narrow for the numbers in the cells; widen the terminal or use --json)", style="dim")
+            yield Text(
+                "(too narrow for the numbers in the cells; widen the terminal, give --width, or use --json)",
+                style="dim",
+            )
 
     def header_lines(self, cell: int, columns: range) -> int:
         """How many lines the keys' labels and indices take above the grid."""
@@ -210,6 +233,7 @@ class Heatmap:
     def _row(self, row: int, cell: int, columns: range, values: bool, colour: bool) -> Text:
         label = f"{row:>{self._index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
         text = Text(pad(label, self.row_label_width), style="bold" if row == self.highlight else "")
+        shades = None if values or colour else shade_levels(self.weights[row], self.scale)  # [T]
         for key in columns:
             weight = float(self.weights[row, key])
             if self.mask is not None and not self.mask[row, key]:
@@ -221,7 +245,7 @@ class Heatmap:
             elif colour:
                 content = " " * cell
             else:
-                content = shade_of(fraction) * cell
+                content = SHADES[shades[key]] * cell
             cursor = self.cursor == (row, key)
             if cursor and not values and cell > 1:  # a blank cell would hide the cursor's reverse video
                 content = "[" + content[1:-1] + "]"
@@ -274,7 +298,7 @@ def _legend_lines(scale: str, colour: bool) -> list[Text]:
             at = min(at, len(ticks) - len(label))
             ticks[at : at + len(label)] = label
         return [strip, Text(" " * indent + "".join(ticks).rstrip(), style="dim")]
-    # One shade per fifth of the scale; say where each begins.
+    # Say where each shade begins.
     edges = fractions_edges(scale)
     legend = Text(f"{name}: ")
     for shade, edge in zip(SHADES[1:], edges, strict=True):
@@ -283,7 +307,9 @@ def _legend_lines(scale: str, colour: bool) -> list[Text]:
 
 
 def fractions_edges(scale: str) -> list[str]:
-    """Where each shade but the blank one begins, in the scale's own terms."""
+    """Where each shade but the blank one begins, in the scale's own terms (see shade_levels)."""
+    if scale == "fixed":
+        return [f"{edge:g}" for edge in FIXED_SHADE_EDGES]
     steps = [level / len(SHADES) for level in range(1, len(SHADES))]
     if scale == "log":
         return [f"{10 ** (math.log10(LOG_FLOOR) * (1 - step)):.2g}" for step in steps]

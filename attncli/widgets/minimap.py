@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.widgets.heatmap import colour_of, shade_of, uses_colour
+from attncli.widgets.heatmap import SHADES, colour_of, shade_levels, uses_colour
 from attncli.widgets.heatmap import fractions as scale_fractions
 
 __all__ = ["MiniHeatmap"]
@@ -51,8 +51,11 @@ class MiniHeatmap:
             fractions, seen = fractions[:, : options.max_width], seen[:, : options.max_width]
             yield Text(f"(keys 0 to {options.max_width - 1} of {keys})", style="dim")
         if not uses_colour(console):
-            for row, row_seen in zip(fractions, seen, strict=True):
-                yield Text("".join(shade_of(f) if visible else "·" for f, visible in zip(row, row_seen, strict=True)))
+            levels = shade_levels(self.weights, self.scale)[:, : fractions.shape[1]]  # [T, keys drawn]
+            for row, row_seen in zip(levels, seen, strict=True):
+                yield Text(
+                    "".join(SHADES[level] if visible else "·" for level, visible in zip(row, row_seen, strict=True))
+                )
             return
         for top in range(0, len(fractions), 2):
             line = Text()
