@@ -320,10 +320,11 @@ _SAMPLE_OPTIONS = {"heads": int, "seed": int, "causal": bool, "positions": bool}
 
 def load_saved_model(saved: dict, source: str | Argument) -> Model:
     """The model a saved document's `model` object describes (see ModelInfo.to_json), loaded again."""
-    name = saved["name"]  # a string: SavedRun.from_bytes checked it
+    name = saved["name"]  # a string: its readers (SavedRun.from_bytes, corpus.merged_heads) checked it
     if name == "sample":
         options = {key: saved.get(key) for key in _SAMPLE_OPTIONS}
-        if not all(isinstance(options[key], kind) for key, kind in _SAMPLE_OPTIONS.items()):
+        # type(), not isinstance: JSON's true is no number of heads, though Python's bool is an int
+        if not all(type(options[key]) is kind for key, kind in _SAMPLE_OPTIONS.items()):
             raise BadInput("{source}: its model's heads, seed, causal and positions are damaged", source=source)
         return load_model(name, **options)
     from pathlib import Path

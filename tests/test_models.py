@@ -114,7 +114,11 @@ def test_a_checkpoints_placeholders_are_nobodys_neighbours():
     assert texts and not any(text.startswith("<") and text.endswith(">") for text in texts)  # <0x0A>, <unk>
 
 
-@pytest.mark.parametrize("damage", [{"seed": 1.5}, {"heads": "8"}, {"causal": None}], ids=["seed", "heads", "causal"])
+@pytest.mark.parametrize(
+    "damage",
+    [{"seed": 1.5}, {"heads": "8"}, {"causal": None}, {"heads": True}, {"seed": False}],
+    ids=["seed", "heads", "causal", "heads true", "seed false"],  # JSON's true is no number, though Python's is an int
+)
 def test_check_refuses_a_sample_model_with_damaged_options(cli, tmp_path, damage):
     """The sample model is named, but it is rebuilt from options of the wrong type: they are damaged."""
     saved, stderr = check_with_damaged_model(cli, tmp_path, {"name": "sample"} | damage)
