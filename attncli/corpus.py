@@ -264,7 +264,7 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
 
 def merged_heads(paths: list[Path]) -> HeadsResult:
     """The heads result of runs over parts of one corpus, from their JSON documents."""
-    if len({path.resolve() for path in paths}) < len(paths):
+    if len({_file_identity(path) for path in paths}) < len(paths):
         raise BadInput("{option} names one file twice; its texts would count twice", option=Parameter("merge"))
     total, first = analysis.StatisticSums(), None
     for path in paths:
@@ -272,9 +272,11 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
         try:
             document = orjson.loads(read_input(str(path), SAVED_LIMIT, "merge"))
             sums, model = analysis.StatisticSums.from_json(document["partial_sums"]), document["model"]
+            if not isinstance(model["name"], str):
+                raise TypeError("a model without a name")
         except (ValueError, KeyError, TypeError):
             raise BadInput("{what} is not an attncli heads {json} result with partial sums", what=given) from None
-        layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)
+        layers, heads = model.get("layers"), model.get("heads")
         if any(values.shape != (layers, heads) for values in sums.sums.values()):
             raise BadInput(
                 "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads",
@@ -292,8 +294,28 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             total.merge(sums)
         except ValueError:
             raise BadInput("{what} has statistics of another shape than {first}", what=given, first=paths[0]) from None
+        except OverflowError:
+            raise BadInput("{what}: its partial sums, added to the others', pass float64's range", what=given) from None
     info = load_saved_model(first, Argument("merge", paths[0])).info
+    if (info.layers, info.heads) != (first.get("layers"), first.get("heads")):
+        raise BadInput(
+            "{what}: its model, loaded again, has {layer_count} × {head_count} heads, not the partial sums' {saved}",
+            what=Argument("merge", paths[0]),
+            layer_count=info.layers,
+            head_count=info.heads,
+            saved=f"{first.get('layers')} × {first.get('heads')}",
+        )
     return commands.heads_result(info, total)
+
+
+def _file_identity(path: Path) -> tuple:
+    """What tells one file from another however it is named (a hard link, a symbolic link, a path
+    through another directory): its device and inode; a path that names nothing, resolved."""
+    try:
+        status = path.stat()
+    except OSError:  # read_input says why it cannot be read
+        return (path.resolve(),)
+    return status.st_dev, status.st_ino
 
 
 def batch(
