@@ -8,6 +8,7 @@ import enum
 import io
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "attention_csv",
     "attention_npz",
     "jsonl",
+    "leftover_temporaries",
     "rounded",
     "write",
     "write_file",
@@ -237,7 +239,7 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         return
     # Named before it exists (48 random bits; O_EXCL refuses a clash), so that an interrupt at any
     # moment, even as the file is made, lands in the try that removes it.
-    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.part"
+    temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}{_TEMPORARY_SUFFIX}"
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as file:
@@ -250,6 +252,20 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         if isinstance(error, OSError):
             raise BadInput(f"cannot write {path}: {error.strerror}") from None
         raise
+
+
+_TEMPORARY_SUFFIX = ".part"
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """The temporary files that writes of `path` (write_file's) killed outright, by kill -9 or a
+    power cut, left beside it: on any other ending write_file removes its own."""
+    target = path.resolve() if path.is_symlink() else path
+    name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}{re.escape(_TEMPORARY_SUFFIX)}")
+    try:
+        return [target.parent / found for found in os.listdir(target.parent) if name.fullmatch(found)]
+    except OSError:  # no directory to look in: nothing was left there
+        return []
 
 
 def _mode_for(path: Path) -> int:

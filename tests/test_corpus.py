@@ -255,6 +255,32 @@ def test_heads_of_a_file_without_a_text_is_one_line_and_exit_2(cli, tmp_path, co
     assert run.stderr == "attncli: error: --file has no non-empty lines: no texts to average over\n"
 
 
+def test_a_batch_stopped_by_fail_fast_leaves_the_output_file_as_it_was(cli, tmp_path):
+    """A run that stopped is not a result: FILE (a complete earlier one here) is not replaced by the
+    records before the failure, which wait in FILE.partial; --resume goes on past it."""
+    source = write_lines(tmp_path, "The cat sat.", "word " * 130, "A dog barked.")
+    target, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    target.write_text("an earlier run's records\n")
+    fast = cli("batch", source, "--model", BERT, "--fail-fast", "-o", str(target))
+    assert fast.code == 3 and target.read_text() == "an earlier run's records\n"
+    assert fast.stderr == (
+        f"attncli: 1 of 3 lines failed (line 2); stopped there, so {target} is not written: "
+        f"the records so far are in {partial} for --resume\n"
+    )
+    assert [json.loads(line)["line"] for line in partial.read_text().splitlines()] == [1, 2]
+    resumed = cli("batch", source, "--model", BERT, "-o", str(target), "--resume")
+    assert resumed.code == 3 and "1 of 3 lines failed (line 2)" in resumed.stderr
+    assert target.read_text() == cli("batch", source, "--model", BERT).stdout and not partial.exists()
+
+
+def test_fail_fast_on_the_last_line_has_stopped_nothing_and_writes_the_file(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "A dog barked.", "word " * 130)
+    target = tmp_path / "out.jsonl"
+    fast = cli("batch", source, "--model", BERT, "--fail-fast", "-o", str(target))
+    assert fast.code == 3 and fast.stderr == 'attncli: 1 of 3 lines failed (line 3); their records carry "error"\n'
+    assert target.read_text().count("\n") == 3 and not (tmp_path / "out.jsonl.partial").exists()
+
+
 def _shard(cli, tmp_path, name: str = "shard.json") -> tuple[Path, dict]:
     """A heads --json result over two lines, to merge: (its file, its document)."""
     source = write_lines(tmp_path, "The cat sat.", "A dog barked.")
