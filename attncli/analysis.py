@@ -321,14 +321,23 @@ class StatisticSums:
             self.counts[name] = self.counts.get(name, 0) + (~np.isnan(values)).astype(np.int64)
 
     def merge(self, other: "StatisticSums") -> None:
-        """Add `other`'s texts to these."""
+        """Add `other`'s texts to these. ValueError where they are sums of other statistics or shapes,
+        OverflowError where the sums together pass what float64 (or the counts int64) holds."""
         if not other.texts:
             return
         if self.texts and set(self.sums) != set(other.sums):
             raise ValueError("partial sums of different statistics")
+        if self.texts + other.texts > np.iinfo(np.int64).max:
+            raise OverflowError("more texts than the counts can hold")
+        merged = {}
+        with np.errstate(over="ignore"):  # checked below: sums that pass float64's range are refused, not inf
+            for name in other.sums:
+                merged[name] = self.sums.get(name, 0.0) + other.sums[name]
+        if not all(np.all(np.isfinite(values)) for values in merged.values()):
+            raise OverflowError("sums past the range of float64")
         self.texts += other.texts
         for name in other.sums:
-            self.sums[name] = self.sums.get(name, 0.0) + other.sums[name]
+            self.sums[name] = merged[name]
             self.counts[name] = self.counts.get(name, 0) + other.counts[name]
 
     def means(self) -> dict[str, np.ndarray]:
@@ -346,21 +355,29 @@ class StatisticSums:
 
     @classmethod
     def from_json(cls, document: dict) -> "StatisticSums":
-        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged."""
+        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged
+        or could not be sums of statistics: a count of texts that is not a whole number of 0 or more,
+        counts that are not whole numbers from 0 to it, sums that are negative or not finite (every
+        statistic is a finite number of 0 or more)."""
         sums = cls()
-        sums.texts = int(document["texts"])
-        if sums.texts < 0:
-            raise ValueError("a negative count of texts")
+        sums.texts = document["texts"]
+        if type(sums.texts) is not int or sums.texts < 0:
+            raise ValueError("a count of texts that is not a whole number of 0 or more")
         names = set(document["sums"])
         if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
             return sums
         if names != set(STATISTICS) or names != set(document["counts"]):
             raise ValueError("the statistics are not attncli's")
         for name in STATISTICS:
-            sums.sums[name] = np.array(document["sums"][name], dtype=np.float64)
-            sums.counts[name] = np.array(document["counts"][name], dtype=np.int64)
-            if sums.sums[name].ndim != 2 or sums.sums[name].shape != sums.counts[name].shape:
+            values, counts = np.array(document["sums"][name]), np.array(document["counts"][name])  # [L, h]
+            if values.dtype.kind not in "iuf" or counts.dtype.kind not in "iu":  # bool, str, object: not numbers
+                raise TypeError("partial sums that are not numbers")
+            if values.ndim != 2 or values.shape != counts.shape:
                 raise ValueError("partial sums of the wrong shape")
+            sums_fit = np.all(np.isfinite(values)) and np.all(values >= 0)
+            if not (sums_fit and np.all((counts >= 0) & (counts <= sums.texts))):
+                raise ValueError("partial sums that no texts could give")
+            sums.sums[name], sums.counts[name] = values.astype(np.float64), counts.astype(np.int64)
         return sums
 
 

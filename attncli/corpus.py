@@ -27,10 +27,13 @@ from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.output import jsonl, write_file, write_stdout
 from attncli.results import BatchRecord, HeadsResult
 from attncli.resume import (
+    append_records,
     checkpoint_of,
+    claimed,
     fingerprint,
     identity_file,
-    records_to_file,
+    put_in_place,
+    remove_leftover_temporaries,
     resume_point,
     resumed_heads,
     save_heads_checkpoint,
@@ -234,12 +237,14 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
     if not corpus.lines:
         raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
+    parts = partitions(texts)
     checkpoint = checkpoint_of(path, resume)
+    if checkpoint is not None:
+        remove_leftover_temporaries(checkpoint)
     if resume:
-        sums, failures, start = resumed_heads(checkpoint, info, texts, max_tokens)
+        sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens)
     else:
         sums, failures, start = analysis.StatisticSums(), [], 0
-    parts = partitions(texts)
     work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names)
     with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
         for index, part in enumerate(runner.results(work, parts[start:]), start=start):
@@ -254,7 +259,9 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
         first, reason = failures[0]
         fate = "left out of the statistics" if sums.texts else "so there is nothing to average"
         lines = [line for line, _ in failures]
-        failed = _lines_failed(len(failures), corpus.lines, lines, f", {fate}; line {first}: {reason}")
+        failed = _lines_failed(
+            corpus.lines, lines, ", {fate}; line {first}: {reason}", fate=fate, first=first, reason=reason
+        )
     if not sums.texts:  # nothing to average, and nothing to resume
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
@@ -264,7 +271,7 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
 
 def merged_heads(paths: list[Path]) -> HeadsResult:
     """The heads result of runs over parts of one corpus, from their JSON documents."""
-    if len({path.resolve() for path in paths}) < len(paths):
+    if len({_file_identity(path) for path in paths}) < len(paths):
         raise BadInput("{option} names one file twice; its texts would count twice", option=Parameter("merge"))
     total, first = analysis.StatisticSums(), None
     for path in paths:
@@ -272,9 +279,11 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
         try:
             document = orjson.loads(read_input(str(path), SAVED_LIMIT, "merge"))
             sums, model = analysis.StatisticSums.from_json(document["partial_sums"]), document["model"]
+            if not isinstance(model["name"], str):
+                raise TypeError("a model without a name")
         except (ValueError, KeyError, TypeError):
             raise BadInput("{what} is not an attncli heads {json} result with partial sums", what=given) from None
-        layers, heads = (model.get("layers"), model.get("heads")) if isinstance(model, dict) else (None, None)
+        layers, heads = model.get("layers"), model.get("heads")
         if any(values.shape != (layers, heads) for values in sums.sums.values()):
             raise BadInput(
                 "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads",
@@ -292,8 +301,28 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             total.merge(sums)
         except ValueError:
             raise BadInput("{what} has statistics of another shape than {first}", what=given, first=paths[0]) from None
+        except OverflowError:
+            raise BadInput("{what}: its partial sums, added to the others', pass float64's range", what=given) from None
     info = load_saved_model(first, Argument("merge", paths[0])).info
+    if (info.layers, info.heads) != (first.get("layers"), first.get("heads")):
+        raise BadInput(
+            "{what}: its model, loaded again, has {layer_count} × {head_count} heads, not the partial sums' {saved}",
+            what=Argument("merge", paths[0]),
+            layer_count=info.layers,
+            head_count=info.heads,
+            saved=f"{first.get('layers')} × {first.get('heads')}",
+        )
     return commands.heads_result(info, total)
+
+
+def _file_identity(path: Path) -> tuple:
+    """What tells one file from another however it is named (a hard link, a symbolic link, a path
+    through another directory): its device and inode; a path that names nothing, resolved."""
+    try:
+        status = path.stat()
+    except OSError:  # read_input says why it cannot be read
+        return (path.resolve(),)
+    return status.st_dev, status.st_ino
 
 
 def batch(
@@ -310,34 +339,47 @@ def batch(
     computed as `runner` says and written as JSON Lines in line order, numbers rounded to
     `precision`, to standard output or to the file `path`. A line that cannot be read or run gets a
     record with its "error" and the run goes on, or with `fail_fast` ends there; LinesFailed, at the
-    end, names them.
+    end, names them all (a resumed run's earlier ones too).
 
     To a regular file, the records go to a checkpoint beside it as they come, which becomes the file
-    when all are done (resume.records_to_file); `resume` continues from it."""
+    when all are done, and only then: a run that `fail_fast` stopped leaves the file as it was and
+    its records in the checkpoint, which `resume` continues (see attncli.resume). One run at a time
+    has the checkpoint (resume.claimed)."""
     checkpoint = checkpoint_of(path, resume)
-    if checkpoint is not None:
-        options = (steps, precision, corpus.text_field, corpus.id_field, runner.max_tokens)
-        identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}
-        identity_file(checkpoint, identity, resume)
-    done, failed_before = resume_point(checkpoint) if resume else (0, 0)
-    texts = [item for item in corpus.texts if item.line > done]
-    unreadable = [
-        BatchRecord(line, error=BadInput(why)).to_json(runner.names) for line, why in corpus.unreadable if line > done
-    ]
-    work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
-    failures = []
-    with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
-        in_order = _in_line_order(runner.results(work, partitions(texts)), unreadable, fail_fast, failures, advance)
+    lines = sorted([*(item.line for item in corpus.texts), *(line for line, _ in corpus.unreadable)])
+    failures = []  # this run's failed lines
+    with claimed(checkpoint):
         if checkpoint is not None:
-            records_to_file(in_order, checkpoint, path, precision)
-        else:  # standard output (or a device or pipe): a partition's records at once
-            pieces = (b"".join(jsonl(part, precision)) for part in in_order)
-            if path is None:
-                write_stdout(pieces)
-            else:
-                write_file(path, pieces)
-    if failures or failed_before:
-        raise _lines_failed(len(failures) + failed_before, corpus.lines, failures, '; their records carry "error"')
+            options = (steps, precision, corpus.text_field, corpus.id_field, runner.max_tokens)
+            identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}
+            identity_file(checkpoint, identity, resume)
+        done, failed_before = resume_point(checkpoint, lines) if resume else (0, [])
+        texts = [item for item in corpus.texts if item.line > done]
+        unreadable = [
+            BatchRecord(line, error=BadInput(why)).to_json(runner.names)
+            for line, why in corpus.unreadable
+            if line > done
+        ]
+        work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
+        with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
+            in_order = _in_line_order(runner.results(work, partitions(texts)), unreadable, fail_fast, failures, advance)
+            if checkpoint is not None:
+                append_records(in_order, checkpoint, precision)
+            else:  # standard output (or a device or pipe): a partition's records at once
+                pieces = (b"".join(jsonl(part, precision)) for part in in_order)
+                if path is None:
+                    write_stdout(pieces)
+                else:
+                    write_file(path, pieces)
+        stopped = bool(fail_fast and failures) and failures[-1] != lines[-1]  # lines were left undone
+        if checkpoint is not None and not stopped:
+            put_in_place(checkpoint)
+    failed = failed_before + failures
+    if stopped and checkpoint is not None:
+        stop = "; stopped there, so {file} is not written: the records so far are in {checkpoint} for {resume}"
+        raise _lines_failed(corpus.lines, failed, stop, file=path, checkpoint=checkpoint)
+    if failed:
+        raise _lines_failed(corpus.lines, failed, '; their records carry "error"')
 
 
 def _in_line_order(
@@ -370,12 +412,11 @@ def _in_line_order(
         yield pending
 
 
-def _lines_failed(count: int, total: int, lines: list[int], outcome: str) -> LinesFailed:
-    """What a run says of its lines that failed: `count` of the `total`, the first ten of `lines`
-    (this run's), then `outcome`, what became of them."""
+def _lines_failed(total: int, lines: list[int], outcome: str, **facts) -> LinesFailed:
+    """What a run says of its lines that failed, `lines` of the `total`: how many, the first ten,
+    then `outcome`, what became of them (a template of `facts`, see AttncliError)."""
     where = ", ".join(str(line) for line in lines[:10]) + (" ..." if len(lines) > 10 else "")
-    named = f" (line {where})" if lines else ""  # a resumed run's failures may all be the earlier run's
-    return LinesFailed(f"{count} of {total} lines failed{named}{outcome}")
+    return LinesFailed(f"{len(lines)} of {total} lines failed (line {where}){outcome}", **facts)
 
 
 def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> Iterator:

@@ -370,7 +370,7 @@ _SAMPLE_OPTIONS = {"heads": int, "seed": int, "causal": bool, "positions": bool}
 
 def load_saved_model(saved: dict, source: str | Argument) -> Model:
     """The model a saved document's `model` object describes (see ModelInfo.to_json), loaded again."""
-    name = saved["name"]  # a string: SavedRun.from_bytes checked it
+    name = saved["name"]  # a string: its readers (SavedRun.from_bytes, corpus.merged_heads) checked it
     if name == "sample":
         options = {key: saved.get(key) for key in _SAMPLE_OPTIONS}
         typed = all(

@@ -10,6 +10,7 @@ import enum
 import io
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ __all__ = [
     "attention_npz",
     "format_named_by",
     "jsonl",
+    "leftover_temporaries",
     "rounded",
     "write",
     "write_file",
@@ -252,6 +254,10 @@ def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
         files.write(path, data)
 
 
+# A temporary's name: ".NAME.<12 hex digits>.part" beside the file NAME it is to become.
+_TEMPORARY_SUFFIX = ".part"
+
+
 class _Staged:
     """Files written whole to temporaries beside their targets, put in place together by `commit`;
     what `discard` finds still staged is removed."""
@@ -272,7 +278,7 @@ class _Staged:
             return
         # Named and staged before it exists (48 random bits; O_EXCL refuses a clash), so that an
         # interrupt at any moment, even as the file is made, leaves it to `discard`.
-        temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}.part"
+        temporary = target.parent / f".{target.name}.{os.urandom(6).hex()}{_TEMPORARY_SUFFIX}"
         self._staged.append((temporary, target, path))
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -315,6 +321,17 @@ def _together():
         files.commit()
     finally:
         files.discard()
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """The temporary files that writes of `path` (write_file's, _Staged's) killed outright, by kill -9
+    or a power cut, left beside it: on any other ending they remove their own."""
+    target = path.resolve() if path.is_symlink() else path
+    name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}{re.escape(_TEMPORARY_SUFFIX)}")
+    try:
+        return [target.parent / found for found in os.listdir(target.parent) if name.fullmatch(found)]
+    except OSError:  # no directory to look in: nothing was left there
+        return []
 
 
 def _mode_for(path: Path) -> int:

@@ -2,12 +2,14 @@
 FILE.partial: batch appends its records there (what began the run in FILE.partial.json) and renames
 it to FILE when done; heads saves its partial sums there after each partition. Resumed, the same run
 continues where its progress ends, and refuses progress that another model, other texts or other
-options made.
+options made, or that does not hold together (records out of order, sums that no texts could give).
 """
 
+import fcntl
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -16,24 +18,31 @@ from attncli.analysis import StatisticSums
 from attncli.errors import Argument, AttncliError, BadInput, Parameter
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import ModelInfo
-from attncli.output import jsonl, write_file
+from attncli.output import jsonl, leftover_temporaries, write_file
 from attncli.results import SCHEMA
 
 __all__ = [
+    "append_records",
     "checkpoint_of",
+    "claimed",
     "fingerprint",
     "identity_file",
-    "records_to_file",
+    "put_in_place",
+    "remove_leftover_temporaries",
     "resume_point",
     "resumed_heads",
     "save_heads_checkpoint",
 ]
 
+_SUFFIX = ".partial"
+
 
 def checkpoint_of(path: Path | None, resume: bool) -> Path | None:
-    """Where a run to the file `path` keeps its progress (FILE.partial), refused when one is there
-    and the run is not resumed (it would be lost), or when a resumed run has nothing to continue.
-    None for standard output, and for a device or pipe, which is written straight (as > would)."""
+    """Where a run to the file `path` keeps its progress (FILE.partial, beside the file a symbolic
+    link names, so that it becomes that file by a rename), refused when one is there and the run is
+    not resumed (it would be lost), when a resumed run has nothing to continue, or when the file's
+    directory cannot take it: all before any work. None for standard output, and for a device or
+    pipe, which is written straight (as > would)."""
     if path is not None and (not path.name or path.is_dir()):
         raise BadInput("{what} names a directory; give a file name", what=Argument("path", path))
     if path is not None and path.exists() and not path.resolve().is_file():
@@ -46,7 +55,22 @@ def checkpoint_of(path: Path | None, resume: bool) -> Path | None:
                 "{option} continues a run that wrote {path} FILE: give the same {path} FILE", option=Parameter("resume")
             )
         return None
-    checkpoint = path.with_name(path.name + ".partial")
+    target = path.resolve() if path.is_symlink() else path
+    if not target.parent.is_dir():
+        raise BadInput(
+            "cannot write {option} {file}: no such directory {parent}",
+            option=Parameter("path"),
+            file=path,
+            parent=target.parent,
+        )
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise BadInput(
+            "cannot write {option} {file}: {parent} is not writable",
+            option=Parameter("path"),
+            file=path,
+            parent=target.parent,
+        )
+    checkpoint = target.with_name(target.name + _SUFFIX)
     if checkpoint.exists() and not resume:
         raise BadInput(
             "{file} holds an unfinished run: {resume} continues it (or delete it to start over)", file=checkpoint
@@ -54,6 +78,63 @@ def checkpoint_of(path: Path | None, resume: bool) -> Path | None:
     if resume and not checkpoint.exists():
         raise BadInput("{resume}: there is no unfinished run to continue ({file} does not exist)", file=checkpoint)
     return checkpoint
+
+
+def remove_leftover_temporaries(checkpoint: Path) -> None:
+    """Remove the temporary files that a run to the same file, killed outright while it wrote its
+    checkpoint, what began it or the file itself, left beside them (see output.leftover_temporaries)."""
+    for path in (checkpoint, _identity(checkpoint), _target(checkpoint)):
+        for temporary in leftover_temporaries(path):
+            temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def claimed(checkpoint: Path | None) -> Iterator[None]:
+    """`checkpoint` (made if need be) locked for this run alone while it lasts (flock, which the
+    system releases however the process ends), and the temporaries a killed run left cleared: a
+    second run on the same file, say a resumed run started twice, is refused by name instead of
+    appending its records to the same file. A checkpoint made here and still empty when the run
+    fails is removed, with what began it: nothing was done, so there is nothing to resume."""
+    if checkpoint is None:
+        yield
+        return
+    try:
+        handle, made = os.open(checkpoint, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        handle, made = os.open(checkpoint, os.O_WRONLY | os.O_APPEND), False
+    try:
+        if not _locked(handle, checkpoint):
+            raise BadInput(
+                "{file} is in use by another run to the same {path} FILE; let that run end (or stop it) first",
+                file=checkpoint,
+            )
+        remove_leftover_temporaries(checkpoint)
+        try:
+            yield
+        except AttncliError:
+            if made:
+                _forget_if_empty(checkpoint)
+            raise
+    finally:
+        os.close(handle)
+
+
+def _locked(handle: int, checkpoint: Path) -> bool:
+    """Whether the file open as `handle` is now locked for this process alone and is still the one
+    named `checkpoint` (a run that held it may have renamed it to its file in between)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        named, held = os.stat(checkpoint), os.fstat(handle)
+    except (BlockingIOError, FileNotFoundError):
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _forget_if_empty(checkpoint: Path) -> None:
+    """Remove `checkpoint`, and what began its run, when it holds no record: there is nothing to resume."""
+    if checkpoint.exists() and checkpoint.stat().st_size == 0:
+        checkpoint.unlink()
+        _identity(checkpoint).unlink(missing_ok=True)
 
 
 def fingerprint(texts: list, *options) -> str:
@@ -69,11 +150,17 @@ def _identity(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".json")
 
 
+def _target(checkpoint: Path) -> Path:
+    """The file whose run `checkpoint` holds: a regular file (checkpoint_of resolved a link to it)."""
+    return checkpoint.with_name(checkpoint.name.removesuffix(_SUFFIX))
+
+
 def identity_file(checkpoint: Path, identity: dict, resume: bool) -> None:
     """Keep what began a batch, `identity` (its model, texts and options), beside its `checkpoint`
     (in FILE.partial.json); resumed, refuse a run that another model, other texts or other options
-    began."""
-    if not resume:
+    began. A checkpoint without a record (its run killed as it began, maybe before this file was
+    written) has nothing to check: the run starts afresh."""
+    if not resume or checkpoint.stat().st_size == 0:
         write_file(_identity(checkpoint), orjson.dumps(identity))
         return
     try:
@@ -90,53 +177,55 @@ def identity_file(checkpoint: Path, identity: dict, resume: bool) -> None:
         )
 
 
-def records_to_file(batches: Iterable[list[dict]], checkpoint: Path, path: Path, precision: int | None) -> None:
-    """JSON Lines of `batches` appended to `checkpoint` (see _append_records), which becomes `path`
-    (a symbolic link's target) when all are written, what began the run going with it. A run that
-    fails before writing anything leaves nothing to resume."""
+def append_records(batches: Iterable[list[dict]], checkpoint: Path, precision: int | None) -> None:
+    """JSON Lines of `batches` appended to `checkpoint` a batch of records at a time, each batch on
+    the disk (fsync) before the next is computed: a run killed at any moment leaves whole records,
+    and at most one cut line at the end, which resume_point removes. A run that fails before
+    writing anything leaves nothing to resume."""
     try:
-        _append_records(batches, checkpoint, precision)
-    except AttncliError:
-        if checkpoint.exists() and checkpoint.stat().st_size == 0:  # nothing done: nothing to resume
-            checkpoint.unlink()
-            _identity(checkpoint).unlink(missing_ok=True)
-        raise
-    os.replace(checkpoint, path.resolve() if path.is_symlink() else path)
-    _identity(checkpoint).unlink(missing_ok=True)
-
-
-def _append_records(batches: Iterable[list[dict]], path: Path, precision: int | None) -> None:
-    """JSON Lines appended to `path` a batch of records at a time, each batch on the disk (fsync)
-    before the next is computed: a run killed at any moment leaves whole records, and at most one
-    cut line at the end, which resume_point removes."""
-    try:
-        with open(path, "ab") as file:
+        with open(checkpoint, "ab") as file:
             for batch in batches:
                 file.write(b"".join(jsonl(batch, precision)))
                 file.flush()
                 os.fsync(file.fileno())
     except OSError as error:  # a full disk: what was written stays, for a resumed run
         raise BadInput(
-            "cannot write {file}: {reason}; {resume} continues from what it holds", file=path, reason=error.strerror
+            "cannot write {file}: {reason}; {resume} continues from what it holds",
+            file=checkpoint,
+            reason=error.strerror,
         ) from None
+    except AttncliError:
+        _forget_if_empty(checkpoint)
+        raise
 
 
-def resume_point(path: Path) -> tuple[int, int]:
-    """(the last line number, how many records carry "error") of the whole records in the JSON
-    Lines file `path`, which is cut back to them (a killed run may have left half a line)."""
-    done, failed, keep = 0, 0, 0
+def put_in_place(checkpoint: Path) -> None:
+    """The records of a finished run, `checkpoint`, become the file they are for; what began the
+    run goes with them."""
+    os.replace(checkpoint, _target(checkpoint))
+    _identity(checkpoint).unlink(missing_ok=True)
+
+
+def resume_point(path: Path, lines: list[int]) -> tuple[int, list[int]]:
+    """(the last line number, the lines whose records carry "error") of the whole records in the
+    JSON Lines file `path`, which is cut back to them (a killed run may have left half a line).
+    Its records must be those of the first of `lines`, the corpus's line numbers in order, one
+    each: one missing, repeated, out of order or with another "line" is damage, refused."""
+    done, failed, keep = 0, [], 0
     with open(path, "rb+") as file:
-        for raw in file:
+        for count, raw in enumerate(file):
             if not raw.endswith(b"\n"):
                 break
             try:
                 record = orjson.loads(raw)
-                line = int(record["line"])
+                line = record["line"]
             except (ValueError, KeyError, TypeError):
-                raise BadInput(
-                    "{file} is damaged at byte {byte}; delete it to start over", file=path, byte=keep
-                ) from None
-            done, failed, keep = line, failed + ("error" in record), keep + len(raw)
+                line = None
+            if type(line) is not int or count >= len(lines) or line != lines[count]:
+                raise BadInput("{file} is damaged at byte {byte}; delete it to start over", file=path, byte=keep)
+            done, keep = line, keep + len(raw)
+            if "error" in record:
+                failed.append(line)
         file.truncate(keep)
     return done, failed
 
@@ -165,17 +254,29 @@ def save_heads_checkpoint(
 
 
 def resumed_heads(
-    checkpoint: Path, info: ModelInfo, texts: list, max_tokens: int
+    checkpoint: Path, info: ModelInfo, parts: list[list], max_tokens: int
 ) -> tuple[StatisticSums, list[tuple[int, str]], int]:
-    """(partial sums, failed lines, partitions done) that an unfinished run of heads over `texts` left
-    in `checkpoint`; refused when it is a run over other texts or another model."""
+    """(partial sums, failed lines, partitions done) that an unfinished run of heads over the texts
+    `parts` (partitions of corpus.Text) left in `checkpoint`; refused when it is a run over other
+    texts or another model, or when what it says does not add up: every text of the partitions it
+    says are done summed or failed, once."""
+    texts = [item for part in parts for item in part]
     try:
         saved = orjson.loads(read_input(str(checkpoint), SAVED_LIMIT))
         same = saved["model"] == info.to_json() and saved["texts"] == fingerprint(texts, max_tokens)
-        progress = StatisticSums.from_json(saved["partial_sums"]), [tuple(f) for f in saved["failures"]]
-        done = int(saved["partitions"])
+        sums, failures, done = StatisticSums.from_json(saved["partial_sums"]), saved["failures"], saved["partitions"]
+        if type(done) is not int or not 0 <= done <= len(parts):
+            raise ValueError("partitions that the corpus does not have")
+        if not all(
+            isinstance(f, list) and len(f) == 2 and type(f[0]) is int and isinstance(f[1], str) for f in failures
+        ):
+            raise TypeError("failures that are not (line, message)")
     except (ValueError, KeyError, TypeError):
         raise BadInput("{file} is damaged; delete it to start over", file=checkpoint) from None
     if not same:
         raise BadInput("{file} is a run over other texts or another model; delete it to start over", file=checkpoint)
-    return (*progress, done)
+    covered = [item.line for part in parts[:done] for item in part]  # in order
+    failed = [line for line, _ in failures]
+    if sums.texts + len(failures) != len(covered) or not set(failed) <= set(covered) or failed != sorted(set(failed)):
+        raise BadInput("{file} is damaged; delete it to start over", file=checkpoint)
+    return sums, [tuple(failure) for failure in failures], done

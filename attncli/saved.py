@@ -1,7 +1,8 @@
 """Reading back a saved result for check: the text, the model and the attention of a JSON document
-of explain, heatmap or model, streamed (the attention a row at a time: a long text's millions of
-weights never all exist as Python floats at once)."""
+of explain, heatmap or model, streamed (the attention a row at a time into one array made for it: a
+long text's millions of weights never all exist as Python floats at once, nor twice as arrays)."""
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -14,10 +15,18 @@ __all__ = ["SavedRun"]
 
 # A JSON string (escapes included) or a bracket: what the scan of a saved document must see.
 _STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-_KEY_OF_ARRAY = re.compile(rb"\s*:(\s*\[)")  # what follows a key whose value is an array
+_KEY = re.compile(rb"\s*:")  # what follows a string that is a key
+_ARRAY_VALUE = re.compile(rb"\s*:\s*(\[)")  # what follows a key whose value is an array
 _FIRST_ELEMENT = re.compile(rb"\s*([\[\]])")  # an array's first element opens, or the array closes
 _NEXT_ELEMENT = re.compile(rb"\s*(?:,\s*(\[)|(\]))")
+_EMPTY_ROW = re.compile(rb"\[\s*\]")
 _NUMBER_ROW_BYTES = b"0123456789.eE+-,[] \t\r\n"
+_READ_KEYS = ("text", "model", "attention")  # the top-level keys check reads: each must be there once
+_NOT_ATTENTION = "the attention array is not an array of layers, heads, queries and keys"
+
+
+class _RepeatedKey(ValueError):
+    """A top-level key check reads is in the document more than once (JSON readers differ on which counts)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -46,6 +55,10 @@ class SavedRun:
             document = orjson.loads(data[:start] + b"null" + data[end:] if found else data)
         except orjson.JSONDecodeError as error:
             raise BadInput("{source} is not a readable JSON file ({error})", source=source, error=error) from None
+        except _RepeatedKey as repeated:
+            raise BadInput(
+                "{source} holds the key {key} more than once; keep one", source=source, key=str(repeated)
+            ) from None
         except ValueError:  # an attention array that is not one of equally long rows of numbers
             raise damaged from None
         if attention is None or not isinstance(document, dict):
@@ -63,35 +76,65 @@ def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:
     """The value of the JSON document's top-level "attention" key, as float64, and where it starts
     and ends in `data`; None when it has no such array.
 
-    A scan of strings and brackets finds the key; its array is then parsed one element at a time,
-    so its millions of weights never all exist as Python floats at once. Raises ValueError where the
-    value is not an array of equally shaped arrays of numbers."""
-    depth = 0
-    for piece in _STRING_OR_BRACKET.finditer(data):
-        mark = data[piece.start()]
-        if mark == ord('"'):
-            key = depth == 1 and piece.group() == b'"attention"' and _KEY_OF_ARRAY.match(data, piece.end())
-            if key:
-                return key.start(1), *_array(data, key.end() - 1, dimensions=4)  # [L, h, T, T]
-        else:
+    A scan of strings and brackets finds the top-level keys; the attention array is read where it
+    stands (see _array), and the scan goes on past it. Raises _RepeatedKey where one of the keys
+    check reads is there twice, ValueError where the attention is not an array of equally shaped
+    arrays of numbers."""
+    depth, seen, found, at = 0, set(), None, 0
+    while piece := _STRING_OR_BRACKET.search(data, at):
+        at, mark = piece.end(), data[piece.start()]
+        if mark != ord('"'):
             depth += 1 if mark in b"[{" else -1
-    return None
+            continue
+        if depth != 1 or not _KEY.match(data, at):
+            continue
+        key = orjson.loads(piece.group())  # short, and escapes must read as a JSON reader reads them
+        if key in seen:
+            raise _RepeatedKey(f'"{key}"')
+        if key in _READ_KEYS:
+            seen.add(key)
+        if key == "attention" and (array := _ARRAY_VALUE.match(data, at)):
+            at, attention = _array(data, array.start(1))
+            found = array.start(1), at, attention
+    return found
 
 
-def _array(data: bytes, at: int, dimensions: int) -> tuple[int, np.ndarray]:
-    """Where the array that opens at `data[at]` ends, and that array (of `dimensions` dimensions, each
-    of one length) as float64; parsed a row of numbers at a time."""
+def _array(data: bytes, at: int) -> tuple[int, np.ndarray]:
+    """Where the array of layers, heads, queries and keys that opens at `data[at]` ends, and that
+    array as float64, read in two passes: the first finds its rows and checks that they make one
+    shape, the second parses each row into its place in an array made once for all of them, so
+    that reading it takes the document and the array, not a copy of either."""
+    end, shape, rows = _rows(data, at, dimensions=4)
+    attention = np.empty(shape, dtype=np.float64)  # [L, h, T, T]
+    in_rows = attention.reshape(math.prod(shape[:-1]), shape[-1])  # [L·h·T, T], a view of the same memory
+    for place, (start, stop) in zip(in_rows, rows, strict=True):
+        row = data[start:stop]
+        if row.translate(None, _NUMBER_ROW_BYTES):
+            raise ValueError(_NOT_ATTENTION)
+        numbers = orjson.loads(row)
+        if len(numbers) != len(place):
+            raise ValueError(_NOT_ATTENTION)
+        place[:] = numbers
+    return end, attention
+
+
+def _rows(data: bytes, at: int, dimensions: int) -> tuple[int, tuple[int, ...], list[tuple[int, int]]]:
+    """Where the array that opens at `data[at]` ends, its shape (of `dimensions` dimensions, each of
+    one length), and where each of its rows of numbers starts and ends, in order; no number is read."""
     close = data.find(b"]", at)
     if close >= 0 and data.find(b"[", at + 1, close) < 0:  # a row of numbers
-        row = data[at : close + 1]
-        if dimensions != 1 or row.translate(None, _NUMBER_ROW_BYTES):
-            raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-        return close + 1, np.array(orjson.loads(row), dtype=np.float64)
-    elements, step = [], _FIRST_ELEMENT.match(data, at + 1)
+        if dimensions != 1:
+            raise ValueError(_NOT_ATTENTION)
+        length = 0 if _EMPTY_ROW.match(data, at) else data.count(b",", at, close) + 1
+        return close + 1, (length,), [(at, close + 1)]
+    shape, rows, count, step = None, [], 0, _FIRST_ELEMENT.match(data, at + 1)
     while step and step.group(1) == b"[" and dimensions > 1:
-        element_end, element = _array(data, step.end() - 1, dimensions - 1)
-        elements.append(element)
+        element_end, element_shape, element_rows = _rows(data, step.end() - 1, dimensions - 1)
+        if shape not in (None, element_shape):
+            raise ValueError(_NOT_ATTENTION)
+        shape, count = element_shape, count + 1
+        rows += element_rows
         step = _NEXT_ELEMENT.match(data, element_end)
     if not step or dimensions == 1:
-        raise ValueError("the attention array is not an array of layers, heads, queries and keys")
-    return step.end(), np.array(elements, dtype=np.float64)  # ValueError if their shapes differ
+        raise ValueError(_NOT_ATTENTION)
+    return step.end(), (count, *(shape or (0,) * (dimensions - 1))), rows

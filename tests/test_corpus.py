@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -252,3 +253,121 @@ def test_heads_of_a_file_without_a_text_is_one_line_and_exit_2(cli, tmp_path, co
     run = cli("heads", "--file", str(source), "--json")
     assert run.code == 2 and run.stdout == ""
     assert run.stderr == "attncli: error: --file has no non-empty lines: no texts to average over\n"
+
+
+def test_a_batch_stopped_by_fail_fast_leaves_the_output_file_as_it_was(cli, tmp_path):
+    """A run that stopped is not a result: FILE (a complete earlier one here) is not replaced by the
+    records before the failure, which wait in FILE.partial; --resume goes on past it."""
+    source = write_lines(tmp_path, "The cat sat.", "word " * 130, "A dog barked.")
+    target, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    target.write_text("an earlier run's records\n")
+    fast = cli("batch", source, "--model", BERT, "--fail-fast", "-o", str(target))
+    assert fast.code == 3 and target.read_text() == "an earlier run's records\n"
+    assert fast.stderr == (
+        f"attncli: 1 of 3 lines failed (line 2); stopped there, so {target} is not written: "
+        f"the records so far are in {partial} for --resume\n"
+    )
+    assert [json.loads(line)["line"] for line in partial.read_text().splitlines()] == [1, 2]
+    resumed = cli("batch", source, "--model", BERT, "-o", str(target), "--resume")
+    assert resumed.code == 3 and "1 of 3 lines failed (line 2)" in resumed.stderr
+    assert target.read_text() == cli("batch", source, "--model", BERT).stdout and not partial.exists()
+
+
+def test_fail_fast_on_the_last_line_has_stopped_nothing_and_writes_the_file(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "A dog barked.", "word " * 130)
+    target = tmp_path / "out.jsonl"
+    fast = cli("batch", source, "--model", BERT, "--fail-fast", "-o", str(target))
+    assert fast.code == 3 and fast.stderr == 'attncli: 1 of 3 lines failed (line 3); their records carry "error"\n'
+    assert target.read_text().count("\n") == 3 and not (tmp_path / "out.jsonl.partial").exists()
+
+
+def _shard(cli, tmp_path, name: str = "shard.json") -> tuple[Path, dict]:
+    """A heads --json result over two lines, to merge: (its file, its document)."""
+    source = write_lines(tmp_path, "The cat sat.", "A dog barked.")
+    path = tmp_path / name
+    assert cli("heads", "--file", source, "--model", BERT, "--json", "-o", str(path)).code == 0
+    return path, json.loads(path.read_text())
+
+
+def test_merge_counts_a_file_once_however_it_is_named(cli, tmp_path):
+    shard, _ = _shard(cli, tmp_path)
+    os.link(shard, tmp_path / "hard.json")
+    (tmp_path / "soft.json").symlink_to(shard)
+    for other in ("hard.json", "soft.json"):
+        run = cli("heads", "--merge", str(shard), "--merge", str(tmp_path / other))
+        assert (
+            run.code == 2
+            and run.stderr == "attncli: error: --merge names one file twice; its texts would count twice\n"
+        )
+
+
+def _every_cell(document: dict, kind: str, value) -> dict:
+    """`document` with every cell of its first statistic's partial sums (kind "sums" or "counts") set to `value`."""
+    name = next(iter(document["partial_sums"][kind]))
+    document["partial_sums"][kind][name] = [[value] * len(row) for row in document["partial_sums"][kind][name]]
+    return document
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda document: _every_cell(document, "counts", -1),
+        lambda document: _every_cell(document, "counts", 3),  # more than its 2 texts
+        lambda document: _every_cell(document, "counts", 1.5),
+        lambda document: _every_cell(document, "sums", -0.5),
+        lambda document: _every_cell(document, "sums", "0.5"),
+        lambda document: document["partial_sums"].update(texts="2") or document,
+        lambda document: document["partial_sums"].update(texts=2.0) or document,
+        lambda document: document["model"].update(name=5) or document,
+        lambda document: document["model"].update(name=None) or document,
+    ],
+    ids=[
+        "negative count",
+        "count past texts",
+        "half count",
+        "negative sum",
+        "sum a string",
+        "texts a string",
+        "texts a float",
+        "model name a number",
+        "model name null",
+    ],
+)
+def test_merge_refuses_partial_sums_no_run_could_have_written(cli, tmp_path, damage):
+    shard, document = _shard(cli, tmp_path)
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(damage(document)))
+    run = cli("heads", "--merge", str(shard), "--merge", str(damaged))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == f"attncli: error: --merge {damaged} is not an attncli heads --json result with partial sums\n"
+
+
+def test_merge_refuses_sums_that_together_pass_float64s_range(cli, tmp_path):
+    """1e308 + 1e308 is no number: the merged result would say null (and numpy warn on stderr)."""
+    _, document = _shard(cli, tmp_path)
+    shards = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path in shards:
+        path.write_text(json.dumps(_every_cell(document, "sums", 1e308)))
+    run = cli("heads", "--merge", str(shards[0]), "--merge", str(shards[1]), "--json")
+    assert run.code == 2 and run.stdout == ""
+    assert (
+        run.stderr
+        == f"attncli: error: --merge {shards[1]}: its partial sums, added to the others', pass float64's range\n"
+    )
+
+
+def test_merge_refuses_sums_of_another_shape_than_the_model_they_name(cli, tmp_path):
+    """A result that says 3 layers, with sums for 3, of a checkpoint that has 2: its means would be of heads
+    the model does not have."""
+    _, document = _shard(cli, tmp_path)
+    document["model"]["layers"] = 3
+    for kind in ("sums", "counts"):
+        for rows in document["partial_sums"][kind].values():
+            rows.append(rows[0])
+    shard = tmp_path / "three.json"
+    shard.write_text(json.dumps(document))
+    run = cli("heads", "--merge", str(shard))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == (
+        f"attncli: error: --merge {shard}: its model, loaded again, has 2 × 4 heads, not the partial sums' 3 × 4\n"
+    )

@@ -120,8 +120,8 @@ def test_a_checkpoints_placeholders_are_nobodys_neighbours():
 
 @pytest.mark.parametrize(
     "damage",
-    [{"seed": 1.5}, {"heads": "8"}, {"causal": None}, {"seed": -1}, {"heads": True}, {"heads": 7}],
-    ids=["seed", "heads", "causal", "negative seed", "heads true", "heads not dividing 64"],
+    [{"seed": 1.5}, {"heads": "8"}, {"causal": None}, {"seed": -1}, {"heads": True}, {"seed": False}, {"heads": 7}],
+    ids=["seed", "heads", "causal", "negative seed", "heads true", "seed false", "heads not dividing 64"],
 )
 def test_check_refuses_a_sample_model_with_damaged_options(cli, tmp_path, damage):
     """The sample model is named, but it is rebuilt from options no sample model has: the document is

@@ -94,3 +94,33 @@ def test_check_refuses_a_model_name_that_is_not_a_string(cli, tmp_path, name):
     """No model name, no model to recompute with: the file is not an attncli result at all."""
     saved, stderr = check_with_damaged_model(cli, tmp_path, {"name": name})
     assert stderr == f"attncli: error: {saved} is not an attncli --json result with text, model and attention\n"
+
+
+@pytest.mark.parametrize("key", ["attention", "text", "model"])
+def test_a_key_check_reads_given_twice_is_refused(cli, tmp_path, key):
+    """JSON readers differ on which of two equal keys counts (check's scan took the first attention,
+    its parser the last text): a second one, here what another run would have saved, is refused."""
+    document = cli("heatmap", SENTENCE, "--json").json()
+    other = cli("heatmap", "A dog barked", "--json").json()
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(document)[:-1] + f", {json.dumps(key)}: {json.dumps(other[key])}}}")
+    run = cli("check", "--against", str(saved))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == f'attncli: error: {saved} holds the key "{key}" more than once; keep one\n'
+
+
+def test_a_saved_attention_is_read_into_one_array_made_once():
+    """Rows parsed into their place in one array, not gathered and then stacked (a 249 MB document
+    peaked at 623 MB that way): what reading takes beyond the document is about the array."""
+    import tracemalloc
+
+    attention = np.random.default_rng(0).random((2, 4, 128, 128))  # [L, h, T, T], 1 MB of float64
+    document = json.dumps({"text": "x", "model": {"name": "sample"}, "attention": attention.tolist()}).encode()
+    tracemalloc.start()
+    try:
+        saved = SavedRun.from_bytes(document, "saved.json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(saved.attention, attention)
+    assert peak < 1.3 * attention.nbytes, f"reading took {peak / attention.nbytes:.2f} times the array"
