@@ -21,7 +21,6 @@ from typing import ClassVar, NamedTuple
 os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
 
 import numpy as np
-from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -43,7 +42,7 @@ from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
 from attncli.views.matrices import head_thumbnails, thumbnail_block
 from attncli.views.rankings import query_chart
-from attncli.widgets.heatmap import Heatmap, Legend
+from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
 from attncli.widgets.minimap import MiniHeatmap
 
 __all__ = ["Explorer"]
@@ -158,9 +157,18 @@ def _scrolled(first: int, cursor: int, size: int, total: int) -> int:
     return max(min(first, total - size), 0)
 
 
+class GridLayout(NamedTuple):
+    """How the model grid fills its pane, for thumbnails of at most some cells a side."""
+
+    block: int  # each cell the mean of a block × block block of weights
+    per_line: int  # thumbnails a line: a layer whose heads do not fit one line takes more
+    layers: int  # layers that fit the height
+
+
 class GridPane(Widget):
-    """Every layer × head of a run as a thumbnail, as many layers as fit around the selected one; the
-    selected head is marked, Enter opens it."""
+    """Every layer × head of a run as a thumbnail, a layer a row (its heads titled H0, H1 ... after
+    the layer's name): as many layers as fit the height, around the selected one, in the largest
+    thumbnails that fit as many; the selected head is marked, Enter opens it."""
 
     selected_layer = reactive(0)
     selected_head = reactive(0)
@@ -172,21 +180,43 @@ class GridPane(Widget):
 
     def render(self) -> RenderableType:
         run = self.attention
-        heads, tokens = run.model.heads, len(run.tokens)
-        side = max(min(self.size.width // heads - 2, 16), 4)  # cells a side, so a layer's heads fit a line
-        block = thumbnail_block(tokens, side)
-        lines_per_layer = -(-min(side, tokens) // 2) + 2
-        layers = max(self.size.height // lines_per_layer, 1)
-        first = max(min(self.selected_layer - layers // 2, run.model.layers - layers), 0)
+        layers, heads, tokens = run.model.layers, run.model.heads, len(run.tokens)
+        label_width = len(f"L{layers - 1}")
+        widest = max(min((self.size.width - label_width) // heads - 1, 16), 4)  # a layer's heads on a line
+        layouts = [self._layout(side, label_width) for side in range(4, widest + 1)]
+        block, per_line, shown = [layout for layout in layouts if layout.layers == layouts[0].layers][-1]
+        first = max(min(self.selected_layer - shown // 2, layers - shown), 0)
+        grid = Table.grid(padding=(0, 0, 0, 1))
+        for _ in range(1 + per_line):
+            grid.add_column()
         everything = range(tokens)
-        parts: list[RenderableType] = [
-            Text(f"each thumbnail the whole matrix, each cell the mean of a {block} × {block} block", style="dim")
-        ]
-        for layer in range(first, min(first + layers, run.model.layers)):
+        for layer in range(first, first + shown):
             selected = self.selected_head if layer == self.selected_layer else None
-            maps = head_thumbnails(run, layer, list(range(heads)), everything, everything, block, self.scale, selected)
-            parts.append(Columns(maps, padding=(0, 1)))
-        return Group(*parts)
+            maps = head_thumbnails(
+                run, layer, list(range(heads)), everything, everything, block, self.scale, selected, _head_title
+            )
+            label = Text(f"L{layer}", style="bold reverse" if selected is not None else "bold")
+            for start in range(0, heads, per_line):
+                grid.add_row(label if start == 0 else "", *maps[start : start + per_line])
+        what = f"layers {first}–{first + shown - 1} of {layers} · whole matrices"
+        what += f", each cell the mean of a {block} × {block} block"
+        return Group(Text(what, style="dim", no_wrap=True, overflow="ellipsis"), grid)
+
+    def _layout(self, side: int, label_width: int) -> GridLayout:
+        """The grid of thumbnails at most `side` cells a side, a space apart after the layers' names."""
+        run = self.attention
+        heads, tokens = run.model.heads, len(run.tokens)
+        block = thumbnail_block(tokens, side)
+        cells = -(-tokens // block)  # a thumbnail's cells a side
+        per_line = max((self.size.width - label_width) // (max(cells, len(f"H{heads - 1}")) + 1), 1)
+        rows_a_line = 2 if uses_colour(self.app.console) else 1  # as MiniHeatmap draws them
+        lines = -(-heads // per_line) * (1 + -(-cells // rows_a_line))  # each line of thumbnails: titles, cells
+        fit = (self.size.height - 1) // lines  # under the line that says what is drawn
+        return GridLayout(block, per_line, min(max(fit, 1), run.model.layers))
+
+
+def _head_title(layer: int, head: int) -> str:
+    return f"H{head}"  # the layer is named at the start of its row
 
 
 class QueryPane(Widget):

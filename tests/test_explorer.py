@@ -3,14 +3,16 @@ clicks change what it shows, and what it shows are the numbers the other command
 
 import asyncio
 import io
+import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import BERT, PRONOUN, SENTENCE
+from helpers import BERT, PRONOUN, SENTENCE, copy_fixture, edit_config
 from rich.console import Console
 
 from attncli import commands
@@ -29,7 +31,7 @@ def explore(run, *steps, size=(80, 24)):
     it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
     app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
     (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
-    the query pane's chart."""
+    the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
 
     async def drive():
@@ -52,6 +54,7 @@ def explore(run, *steps, size=(80, 24)):
             )
             app.strip = app.query_one("TokenStrip").spans
             app.chart = app.query_one("QueryPane").render()
+            app.grid_height = app.query_one("GridPane").size.height
             return app, _screen_text(app)
 
     return asyncio.run(drive())
@@ -155,7 +158,7 @@ def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
 def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
     run = _run()
     app, screen = explore(run, "g", "right", "right", "down")
-    assert app.grid and "each thumbnail the whole matrix" in screen
+    assert app.grid and re.search(r"layers 0–1 of 2 · whole matrices, each cell the mean of a (\d+) × \1 block", screen)
     app, screen = explore(run, "g", "right", "right", "down", "enter")
     assert not app.grid and (app.layer, app.head) == (1, 2) and screen.startswith("L1 H2")
 
@@ -256,6 +259,59 @@ def test_the_screen_matches_its_snapshot(size):
     assert made_with + screen + "\n" == recorded
 
 
+def _deeper(tmp_path, layers: int = 24) -> str:
+    """The qwen2 fixture with its three layers repeated to `layers` (a decoder as deep as Qwen2.5-0.5B):
+    config.json says so, and model.safetensors holds layer i's tensors again as layer i + 3, i + 6 ..."""
+    directory = copy_fixture(tmp_path, "qwen2")
+    config = json.loads((directory / "config.json").read_text())
+    held = config["num_hidden_layers"]
+    edit_config(
+        directory,
+        num_hidden_layers=layers,
+        layer_types=[config["layer_types"][layer % held] for layer in range(layers)],
+    )
+    weights = directory / "model.safetensors"
+    raw = weights.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + size]), raw[8 + size :]
+    entries, pieces, offset = {}, [], 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            entries[name] = entry
+            continue
+        begin, end = entry["data_offsets"]
+        layer = re.match(r"model\.layers\.(\d+)\.(.+)", name)
+        copies = range(int(layer[1]), layers, held) if layer else []
+        for copy in [f"model.layers.{i}.{layer[2]}" for i in copies] or [name]:
+            entries[copy] = entry | {"data_offsets": [offset, offset + end - begin]}
+            pieces.append(data[begin:end])
+            offset += end - begin
+    encoded = json.dumps(entries).encode()
+    weights.write_bytes(len(encoded).to_bytes(8, "little") + encoded + b"".join(pieces))
+    return str(directory)
+
+
+@pytest.mark.slow  # a second or more of key presses in the real app
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
+def test_the_grid_fills_its_height_with_the_layers_around_the_selected_one(tmp_path, size):
+    """A 24-layer decoder's grid: as many layers as fit (each at most three lines, with thumbnails of
+    four cells a side, two rows a line), around the selected layer, and no room left under the last
+    for another."""
+    run = _run(" ".join([PRONOUN] * 8), _deeper(tmp_path))
+    assert run.model.layers == 24
+    app, screen = explore(run, "g", *["down"] * 12, size=size)
+    assert app.layer == 12
+    grid = screen.splitlines()[1 : 1 + app.grid_height]  # under the heading line
+    starts = [(i, int(match[1])) for i, line in enumerate(grid) if (match := re.match(r"L(\d+)\s", line))]
+    shown = [layer for _, layer in starts]
+    assert len(shown) >= (app.grid_height - 1) // 3 > 1
+    assert shown == list(range(shown[0], shown[-1] + 1)) and abs((shown[0] + shown[-1]) / 2 - 12) <= 1  # around L12
+    lines_per_layer = starts[1][0] - starts[0][0]
+    below = grid[starts[-1][0] + lines_per_layer :]
+    assert len(below) < lines_per_layer and not any(line.strip() for line in below)
+    assert f"layers {shown[0]}–{shown[-1]} of 24" in grid[0]
+
+
 def test_explore_needs_a_terminal(cli):
     run = cli("explore", SENTENCE)
     assert run.code == 2 and "explore needs a terminal" in run.stderr
@@ -263,7 +319,6 @@ def test_explore_needs_a_terminal(cli):
 
 def test_no_other_command_loads_textual():
     """Textual is the explorer's alone: a view or a JSON document never pays for importing it."""
-    import subprocess
     import sys
 
     probe = (
