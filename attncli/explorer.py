@@ -52,6 +52,9 @@ SCALES = ("fixed", "row", "log")
 # matrix at once, each cell the mean of a block of weights.
 ZOOMS = (5, 3, 2, 1, 0)
 RANKED_HEADS = 4  # heads the query pane ranks under the current one
+# The query pane's weights in three significant digits (0.512, 0.00318, 3.05e-05): on a long text
+# every weight is small, and two decimals would print 0.00 for all of them.
+WEIGHT_FORMAT = "#.3g"
 # Rankings kept, one per (query, sinks setting): each holds a row of weights per head, so a long
 # text's rankings are not all kept; sixteen cover going back and forth between a few queries.
 RANKINGS_KEPT = 16
@@ -232,7 +235,13 @@ class QueryPane(Widget):
         if isinstance(self.ranking, str):
             return Text(self.ranking, style="dim")
         return query_chart(
-            self.ranking, RANKED_HEADS, centre=self.centre, pinned=self.pinned, notes=False, label_limit=3
+            self.ranking,
+            RANKED_HEADS,
+            centre=self.centre,
+            pinned=self.pinned,
+            weight_format=WEIGHT_FORMAT,
+            notes=False,
+            label_limit=3,
         )
 
 

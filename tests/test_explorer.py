@@ -2,6 +2,7 @@
 clicks change what it shows, and what it shows are the numbers the other commands compute."""
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -310,6 +311,23 @@ def test_the_grid_fills_its_height_with_the_layers_around_the_selected_one(tmp_p
     below = grid[starts[-1][0] + lines_per_layer :]
     assert len(below) < lines_per_layer and not any(line.strip() for line in below)
     assert f"layers {shown[0]}–{shown[-1]} of 24" in grid[0]
+
+
+def test_the_query_pane_gives_each_weight_in_three_significant_digits():
+    """On a long text every weight is small: rows of 422 keys that are near-uniform (each weight
+    about 0.0024) were all printed 0.00. Each head's top weight reads as its own value."""
+    run = _run(" ".join([PRONOUN] * 30))
+    logits = np.random.default_rng(7).normal(scale=0.1, size=run.weights.shape)
+    uniform = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)  # [L, h, T, T]
+    run = dataclasses.replace(run, trace=dataclasses.replace(run.trace, weights=uniform.astype(np.float32)))
+    app, _ = explore(run)
+    ranking = {(t.layer, t.head): t.top_weight for t in commands.query_run(run, [app.cursor.query]).ranking}
+    shown = [(row[1], row[3]) for row in app.chart.rows]
+    assert len(shown) == 5 and all(float(weight) < 0.005 for _, weight in shown)
+    for head, weight in shown:
+        layer, number = map(int, re.fullmatch(r"L(\d+) H(\d+)", head).groups())
+        assert float(weight) == pytest.approx(ranking[layer, number], rel=5e-3), (head, weight)
+    assert len({weight for _, weight in shown}) == len({round(float(weight), 5) for _, weight in shown}) > 1
 
 
 def test_explore_needs_a_terminal(cli):
