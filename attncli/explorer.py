@@ -14,6 +14,9 @@ layout is in explorer.tcss.
 
 import functools
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 # Textual draws in 24-bit colour on any terminal (converting where it must); saying so before it is
@@ -45,7 +48,10 @@ from attncli.views.rankings import query_chart
 from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
 from attncli.widgets.minimap import MiniHeatmap
 
-__all__ = ["Explorer"]
+__all__ = ["Explorer", "open_terminal"]
+
+TERMINAL = "/dev/tty"  # the process's controlling terminal, whatever its standard streams are
+STANDARD_STREAMS = (0, 1, 2)  # input, output, error
 
 SCALES = ("fixed", "row", "log")
 # Zoom levels: a cell's width in characters (5 and 4 print the weight in it); 0 draws the whole
@@ -383,6 +389,22 @@ class Explorer(App):
             lambda query, include_special: commands.query_run(run, [query], include_special)
         )
 
+    def run_on(self, terminal: int) -> None:
+        """Run on `terminal` (a descriptor), whatever standard input, output and error are. Textual's
+        driver reads keys from standard input, draws on standard error and sizes the screen by
+        standard output: the three are the terminal while the explorer runs, then what they were."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(stream) for stream in STANDARD_STREAMS]
+        try:
+            for stream in STANDARD_STREAMS:
+                os.dup2(terminal, stream)
+            self.run()
+        finally:
+            for stream, copy in zip(STANDARD_STREAMS, saved, strict=True):
+                os.dup2(copy, stream)
+                os.close(copy)
+
     def compose(self) -> ComposeResult:
         yield Static(id="top")
         yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
@@ -560,3 +582,20 @@ class Explorer(App):
         status.update(
             Text(f"“{self.found}”: match {where} of {len(matches)} (n for the next) · " + self._cursor_line())
         )
+
+
+@contextmanager
+def open_terminal() -> Iterator[int | None]:
+    """A descriptor of the terminal to explore on, or None where there is none: the controlling
+    terminal, whatever standard input, output and error are (`explore - < file.txt` reads its text
+    from one, `2> log` sends messages to another), else a standard stream that is a terminal (a
+    process started with its terminal but outside its session, as `setsid` starts one)."""
+    try:
+        terminal = os.open(TERMINAL, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no controlling terminal
+        terminal = next((os.dup(stream) for stream in STANDARD_STREAMS if os.isatty(stream)), None)
+    try:
+        yield terminal
+    finally:
+        if terminal is not None:
+            os.close(terminal)

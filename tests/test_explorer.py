@@ -3,17 +3,23 @@ clicks change what it shows, and what it shows are the numbers the other command
 
 import asyncio
 import dataclasses
+import fcntl
 import io
 import json
 import os
+import pty
 import re
+import select
+import struct
 import subprocess
+import termios
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import BERT, PRONOUN, SENTENCE, copy_fixture, edit_config
+from helpers import ATTNCLI, BERT, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
 from rich.console import Console
 
 from attncli import commands
@@ -330,9 +336,74 @@ def test_the_query_pane_gives_each_weight_in_three_significant_digits():
     assert len({weight for _, weight in shown}) == len({round(float(weight), 5) for _, weight in shown}) > 1
 
 
-def test_explore_needs_a_terminal(cli):
-    run = cli("explore", SENTENCE)
-    assert run.code == 2 and "explore needs a terminal" in run.stderr
+def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **streams) -> tuple[int, str]:
+    """Run attncli with ARGS on a new pseudo-terminal of `size` (columns, rows), its controlling
+    terminal unless not `controlling`; standard input, output and error are the terminal but for
+    those given in `streams` (stdin=, stdout=, stderr=: a file). Once the explorer has drawn its
+    heading, press q. Returns (exit code, everything written to the terminal); a process that never
+    draws is killed after 20 s."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
+    with subprocess.Popen(
+        [ATTNCLI, *args],
+        **{"stdin": terminal, "stdout": terminal, "stderr": terminal} | streams,
+        env=env | {"TERM": "xterm-256color"},
+        start_new_session=True,  # a session of its own, whose controlling terminal is this one or none
+        preexec_fn=(lambda: fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)) if controlling else None,
+    ) as process:
+        os.close(terminal)
+        shown, pressed, deadline = b"", False, time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.2)[0]:
+                try:
+                    piece = os.read(controller, 65536)
+                except OSError:  # Linux reports the other end closed as EIO
+                    break
+                shown += piece
+            if not pressed and b"? for keys" in shown:
+                os.write(controller, b"q")
+                pressed = True
+        else:
+            process.kill()
+        code = process.wait(timeout=30)
+    os.close(controller)
+    return code, shown.decode(errors="replace")
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+@pytest.mark.parametrize("redirected", ["stdin", "stdout", "stderr"])
+def test_it_takes_keys_from_and_draws_on_the_terminal_whatever_is_redirected(tmp_path, redirected):
+    """`explore - < text.txt` reads the text from the file, `> out` and `2> log` leave the file and
+    the log empty: the keys and the screen are the terminal's, at the terminal's size."""
+    source, output = tmp_path / "text.txt", tmp_path / "redirected"
+    source.write_text(PRONOUN + "\n", encoding="utf-8")
+    text = "-" if redirected == "stdin" else PRONOUN
+    with (source if redirected == "stdin" else output).open("rb" if redirected == "stdin" else "wb") as stream:
+        code, shown = _on_a_terminal("explore", text, "--model", BERT, **{redirected: stream})
+    assert code == 0
+    assert "L0 H0 · scale fixed" in shown and "animal" in shown  # the heading, and a token of the text
+    assert "\x1b[30;1H" in shown and "\x1b[31;1H" not in shown  # drawn 30 rows high: the terminal's size
+    assert redirected == "stdin" or output.read_bytes() == b""
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_a_terminal_outside_the_process_s_session_still_serves():
+    """Started with its terminal but without it as controlling terminal (as `setsid` starts it), it
+    runs on the terminal its standard streams are."""
+    code, shown = _on_a_terminal("explore", PRONOUN, "--model", BERT, controlling=False)
+    assert code == 0 and "L0 H0 · scale fixed" in shown
+
+
+@pytest.mark.slow  # starts attncli in a process of its own
+def test_with_no_terminal_at_all_it_refuses():
+    """Into a pipe, in a session with no terminal: one line, exit 2; a closed standard input too."""
+    done = attncli("explore", SENTENCE, stdin=b"", start_new_session=True)
+    clean_error(done, "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
+    closed = subprocess.run(
+        ["sh", "-c", f'"{ATTNCLI}" explore "{SENTENCE}" <&-'], capture_output=True, start_new_session=True, timeout=60
+    )
+    clean_error(closed, "explore needs standard input and error open")
 
 
 def test_no_other_command_loads_textual():
