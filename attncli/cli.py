@@ -768,12 +768,15 @@ def explore(
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise BadInput("explore needs a terminal for its input and output; for a pipe use heatmap or query --json")
-    run = commands.run(_text(text), model, max_tokens)
-    from attncli.explorer import Explorer  # here: Textual loads for this command only
+    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for this command only
 
-    Explorer(run).run()
+    if sys.__stdin__ is None or sys.__stderr__ is None:  # closed at start (`<&-`): Textual's driver asks for both
+        raise BadInput("explore needs standard input and error open; give them a file, /dev/null or the terminal")
+    with open_terminal() as terminal:
+        if terminal is None:
+            raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
+        # The text first, from standard input for "-": the keys come from the terminal.
+        Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
 
 
 @app.command(name="heads")

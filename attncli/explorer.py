@@ -14,6 +14,9 @@ layout is in explorer.tcss.
 
 import functools
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 # Textual draws in 24-bit colour on any terminal (converting where it must); saying so before it is
@@ -21,7 +24,6 @@ from typing import ClassVar, NamedTuple
 os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
 
 import numpy as np
-from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -43,16 +45,22 @@ from attncli.terminal import token_label
 from attncli.views.common import head_name, layer_mask, token_texts
 from attncli.views.matrices import head_thumbnails, thumbnail_block
 from attncli.views.rankings import query_chart
-from attncli.widgets.heatmap import Heatmap, Legend
+from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
 from attncli.widgets.minimap import MiniHeatmap
 
-__all__ = ["Explorer"]
+__all__ = ["Explorer", "open_terminal"]
+
+TERMINAL = "/dev/tty"  # the process's controlling terminal, whatever its standard streams are
+STANDARD_STREAMS = (0, 1, 2)  # input, output, error
 
 SCALES = ("fixed", "row", "log")
 # Zoom levels: a cell's width in characters (5 and 4 print the weight in it); 0 draws the whole
 # matrix at once, each cell the mean of a block of weights.
 ZOOMS = (5, 3, 2, 1, 0)
 RANKED_HEADS = 4  # heads the query pane ranks under the current one
+# The query pane's weights in three significant digits (0.512, 0.00318, 3.05e-05): on a long text
+# every weight is small, and two decimals would print 0.00 for all of them.
+WEIGHT_FORMAT = "#.3g"
 # Rankings kept, one per (query, sinks setting): each holds a row of weights per head, so a long
 # text's rankings are not all kept; sixteen cover going back and forth between a few queries.
 RANKINGS_KEPT = 16
@@ -158,9 +166,18 @@ def _scrolled(first: int, cursor: int, size: int, total: int) -> int:
     return max(min(first, total - size), 0)
 
 
+class GridLayout(NamedTuple):
+    """How the model grid fills its pane, for thumbnails of at most some cells a side."""
+
+    block: int  # each cell the mean of a block × block block of weights
+    per_line: int  # thumbnails a line: a layer whose heads do not fit one line takes more
+    layers: int  # layers that fit the height
+
+
 class GridPane(Widget):
-    """Every layer × head of a run as a thumbnail, as many layers as fit around the selected one; the
-    selected head is marked, Enter opens it."""
+    """Every layer × head of a run as a thumbnail, a layer a row (its heads titled H0, H1 ... after
+    the layer's name): as many layers as fit the height, around the selected one, in the largest
+    thumbnails that fit as many; the selected head is marked, Enter opens it."""
 
     selected_layer = reactive(0)
     selected_head = reactive(0)
@@ -172,21 +189,43 @@ class GridPane(Widget):
 
     def render(self) -> RenderableType:
         run = self.attention
-        heads, tokens = run.model.heads, len(run.tokens)
-        side = max(min(self.size.width // heads - 2, 16), 4)  # cells a side, so a layer's heads fit a line
-        block = thumbnail_block(tokens, side)
-        lines_per_layer = -(-min(side, tokens) // 2) + 2
-        layers = max(self.size.height // lines_per_layer, 1)
-        first = max(min(self.selected_layer - layers // 2, run.model.layers - layers), 0)
+        layers, heads, tokens = run.model.layers, run.model.heads, len(run.tokens)
+        label_width = len(f"L{layers - 1}")
+        widest = max(min((self.size.width - label_width) // heads - 1, 16), 4)  # a layer's heads on a line
+        layouts = [self._layout(side, label_width) for side in range(4, widest + 1)]
+        block, per_line, shown = [layout for layout in layouts if layout.layers == layouts[0].layers][-1]
+        first = max(min(self.selected_layer - shown // 2, layers - shown), 0)
+        grid = Table.grid(padding=(0, 0, 0, 1))
+        for _ in range(1 + per_line):
+            grid.add_column()
         everything = range(tokens)
-        parts: list[RenderableType] = [
-            Text(f"each thumbnail the whole matrix, each cell the mean of a {block} × {block} block", style="dim")
-        ]
-        for layer in range(first, min(first + layers, run.model.layers)):
+        for layer in range(first, first + shown):
             selected = self.selected_head if layer == self.selected_layer else None
-            maps = head_thumbnails(run, layer, list(range(heads)), everything, everything, block, self.scale, selected)
-            parts.append(Columns(maps, padding=(0, 1)))
-        return Group(*parts)
+            maps = head_thumbnails(
+                run, layer, list(range(heads)), everything, everything, block, self.scale, selected, _head_title
+            )
+            label = Text(f"L{layer}", style="bold reverse" if selected is not None else "bold")
+            for start in range(0, heads, per_line):
+                grid.add_row(label if start == 0 else "", *maps[start : start + per_line])
+        what = f"layers {first}–{first + shown - 1} of {layers} · whole matrices"
+        what += f", each cell the mean of a {block} × {block} block"
+        return Group(Text(what, style="dim", no_wrap=True, overflow="ellipsis"), grid)
+
+    def _layout(self, side: int, label_width: int) -> GridLayout:
+        """The grid of thumbnails at most `side` cells a side, a space apart after the layers' names."""
+        run = self.attention
+        heads, tokens = run.model.heads, len(run.tokens)
+        block = thumbnail_block(tokens, side)
+        cells = -(-tokens // block)  # a thumbnail's cells a side
+        per_line = max((self.size.width - label_width) // (max(cells, len(f"H{heads - 1}")) + 1), 1)
+        rows_a_line = 2 if uses_colour(self.app.console) else 1  # as MiniHeatmap draws them
+        lines = -(-heads // per_line) * (1 + -(-cells // rows_a_line))  # each line of thumbnails: titles, cells
+        fit = (self.size.height - 1) // lines  # under the line that says what is drawn
+        return GridLayout(block, per_line, min(max(fit, 1), run.model.layers))
+
+
+def _head_title(layer: int, head: int) -> str:
+    return f"H{head}"  # the layer is named at the start of its row
 
 
 class QueryPane(Widget):
@@ -202,7 +241,13 @@ class QueryPane(Widget):
         if isinstance(self.ranking, str):
             return Text(self.ranking, style="dim")
         return query_chart(
-            self.ranking, RANKED_HEADS, centre=self.centre, pinned=self.pinned, notes=False, label_limit=3
+            self.ranking,
+            RANKED_HEADS,
+            centre=self.centre,
+            pinned=self.pinned,
+            weight_format=WEIGHT_FORMAT,
+            notes=False,
+            label_limit=3,
         )
 
 
@@ -343,6 +388,22 @@ class Explorer(App):
         self.ranking = functools.lru_cache(maxsize=RANKINGS_KEPT)(
             lambda query, include_special: commands.query_run(run, [query], include_special)
         )
+
+    def run_on(self, terminal: int) -> None:
+        """Run on `terminal` (a descriptor), whatever standard input, output and error are. Textual's
+        driver reads keys from standard input, draws on standard error and sizes the screen by
+        standard output: the three are the terminal while the explorer runs, then what they were."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(stream) for stream in STANDARD_STREAMS]
+        try:
+            for stream in STANDARD_STREAMS:
+                os.dup2(terminal, stream)
+            self.run()
+        finally:
+            for stream, copy in zip(STANDARD_STREAMS, saved, strict=True):
+                os.dup2(copy, stream)
+                os.close(copy)
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")
@@ -521,3 +582,20 @@ class Explorer(App):
         status.update(
             Text(f"“{self.found}”: match {where} of {len(matches)} (n for the next) · " + self._cursor_line())
         )
+
+
+@contextmanager
+def open_terminal() -> Iterator[int | None]:
+    """A descriptor of the terminal to explore on, or None where there is none: the controlling
+    terminal, whatever standard input, output and error are (`explore - < file.txt` reads its text
+    from one, `2> log` sends messages to another), else a standard stream that is a terminal (a
+    process started with its terminal but outside its session, as `setsid` starts one)."""
+    try:
+        terminal = os.open(TERMINAL, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no controlling terminal
+        terminal = next((os.dup(stream) for stream in STANDARD_STREAMS if os.isatty(stream)), None)
+    try:
+        yield terminal
+    finally:
+        if terminal is not None:
+            os.close(terminal)

@@ -2,15 +2,24 @@
 clicks change what it shows, and what it shows are the numbers the other commands compute."""
 
 import asyncio
+import dataclasses
+import fcntl
 import io
+import json
 import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import termios
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import BERT, PRONOUN, SENTENCE
+from helpers import ATTNCLI, BERT, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
 from rich.console import Console
 
 from attncli import commands
@@ -29,7 +38,7 @@ def explore(run, *steps, size=(80, 24)):
     it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
     app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
     (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
-    the query pane's chart."""
+    the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
 
     async def drive():
@@ -52,6 +61,7 @@ def explore(run, *steps, size=(80, 24)):
             )
             app.strip = app.query_one("TokenStrip").spans
             app.chart = app.query_one("QueryPane").render()
+            app.grid_height = app.query_one("GridPane").size.height
             return app, _screen_text(app)
 
     return asyncio.run(drive())
@@ -155,7 +165,7 @@ def test_zooming_out_ends_in_the_whole_matrix_as_block_means():
 def test_the_grid_marks_the_head_under_its_cursor_and_enter_opens_it():
     run = _run()
     app, screen = explore(run, "g", "right", "right", "down")
-    assert app.grid and "each thumbnail the whole matrix" in screen
+    assert app.grid and re.search(r"layers 0–1 of 2 · whole matrices, each cell the mean of a (\d+) × \1 block", screen)
     app, screen = explore(run, "g", "right", "right", "down", "enter")
     assert not app.grid and (app.layer, app.head) == (1, 2) and screen.startswith("L1 H2")
 
@@ -256,14 +266,148 @@ def test_the_screen_matches_its_snapshot(size):
     assert made_with + screen + "\n" == recorded
 
 
-def test_explore_needs_a_terminal(cli):
-    run = cli("explore", SENTENCE)
-    assert run.code == 2 and "explore needs a terminal" in run.stderr
+def _deeper(tmp_path, layers: int = 24) -> str:
+    """The qwen2 fixture with its three layers repeated to `layers` (a decoder as deep as Qwen2.5-0.5B):
+    config.json says so, and model.safetensors holds layer i's tensors again as layer i + 3, i + 6 ..."""
+    directory = copy_fixture(tmp_path, "qwen2")
+    config = json.loads((directory / "config.json").read_text())
+    held = config["num_hidden_layers"]
+    edit_config(
+        directory,
+        num_hidden_layers=layers,
+        layer_types=[config["layer_types"][layer % held] for layer in range(layers)],
+    )
+    weights = directory / "model.safetensors"
+    raw = weights.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + size]), raw[8 + size :]
+    entries, pieces, offset = {}, [], 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            entries[name] = entry
+            continue
+        begin, end = entry["data_offsets"]
+        layer = re.match(r"model\.layers\.(\d+)\.(.+)", name)
+        copies = range(int(layer[1]), layers, held) if layer else []
+        for copy in [f"model.layers.{i}.{layer[2]}" for i in copies] or [name]:
+            entries[copy] = entry | {"data_offsets": [offset, offset + end - begin]}
+            pieces.append(data[begin:end])
+            offset += end - begin
+    encoded = json.dumps(entries).encode()
+    weights.write_bytes(len(encoded).to_bytes(8, "little") + encoded + b"".join(pieces))
+    return str(directory)
+
+
+@pytest.mark.slow  # a second or more of key presses in the real app
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)], ids=["80x24", "140x40"])
+def test_the_grid_fills_its_height_with_the_layers_around_the_selected_one(tmp_path, size):
+    """A 24-layer decoder's grid: as many layers as fit (each at most three lines, with thumbnails of
+    four cells a side, two rows a line), around the selected layer, and no room left under the last
+    for another."""
+    run = _run(" ".join([PRONOUN] * 8), _deeper(tmp_path))
+    assert run.model.layers == 24
+    app, screen = explore(run, "g", *["down"] * 12, size=size)
+    assert app.layer == 12
+    grid = screen.splitlines()[1 : 1 + app.grid_height]  # under the heading line
+    starts = [(i, int(match[1])) for i, line in enumerate(grid) if (match := re.match(r"L(\d+)\s", line))]
+    shown = [layer for _, layer in starts]
+    assert len(shown) >= (app.grid_height - 1) // 3 > 1
+    assert shown == list(range(shown[0], shown[-1] + 1)) and abs((shown[0] + shown[-1]) / 2 - 12) <= 1  # around L12
+    lines_per_layer = starts[1][0] - starts[0][0]
+    below = grid[starts[-1][0] + lines_per_layer :]
+    assert len(below) < lines_per_layer and not any(line.strip() for line in below)
+    assert f"layers {shown[0]}–{shown[-1]} of 24" in grid[0]
+
+
+def test_the_query_pane_gives_each_weight_in_three_significant_digits():
+    """On a long text every weight is small: rows of 422 keys that are near-uniform (each weight
+    about 0.0024) were all printed 0.00. Each head's top weight reads as its own value."""
+    run = _run(" ".join([PRONOUN] * 30))
+    logits = np.random.default_rng(7).normal(scale=0.1, size=run.weights.shape)
+    uniform = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)  # [L, h, T, T]
+    run = dataclasses.replace(run, trace=dataclasses.replace(run.trace, weights=uniform.astype(np.float32)))
+    app, _ = explore(run)
+    ranking = {(t.layer, t.head): t.top_weight for t in commands.query_run(run, [app.cursor.query]).ranking}
+    shown = [(row[1], row[3]) for row in app.chart.rows]
+    assert len(shown) == 5 and all(float(weight) < 0.005 for _, weight in shown)
+    for head, weight in shown:
+        layer, number = map(int, re.fullmatch(r"L(\d+) H(\d+)", head).groups())
+        assert float(weight) == pytest.approx(ranking[layer, number], rel=5e-3), (head, weight)
+    assert len({weight for _, weight in shown}) == len({round(float(weight), 5) for _, weight in shown}) > 1
+
+
+def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **streams) -> tuple[int, str]:
+    """Run attncli with ARGS on a new pseudo-terminal of `size` (columns, rows), its controlling
+    terminal unless not `controlling`; standard input, output and error are the terminal but for
+    those given in `streams` (stdin=, stdout=, stderr=: a file). Once the explorer has drawn its
+    heading, press q. Returns (exit code, everything written to the terminal); a process that never
+    draws is killed after 20 s."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
+    with subprocess.Popen(
+        [ATTNCLI, *args],
+        **{"stdin": terminal, "stdout": terminal, "stderr": terminal} | streams,
+        env=env | {"TERM": "xterm-256color"},
+        start_new_session=True,  # a session of its own, whose controlling terminal is this one or none
+        preexec_fn=(lambda: fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)) if controlling else None,
+    ) as process:
+        os.close(terminal)
+        shown, pressed, deadline = b"", False, time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if select.select([controller], [], [], 0.2)[0]:
+                try:
+                    piece = os.read(controller, 65536)
+                except OSError:  # Linux reports the other end closed as EIO
+                    break
+                shown += piece
+            if not pressed and b"? for keys" in shown:
+                os.write(controller, b"q")
+                pressed = True
+        else:
+            process.kill()
+        code = process.wait(timeout=30)
+    os.close(controller)
+    return code, shown.decode(errors="replace")
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+@pytest.mark.parametrize("redirected", ["stdin", "stdout", "stderr"])
+def test_it_takes_keys_from_and_draws_on_the_terminal_whatever_is_redirected(tmp_path, redirected):
+    """`explore - < text.txt` reads the text from the file, `> out` and `2> log` leave the file and
+    the log empty: the keys and the screen are the terminal's, at the terminal's size."""
+    source, output = tmp_path / "text.txt", tmp_path / "redirected"
+    source.write_text(PRONOUN + "\n", encoding="utf-8")
+    text = "-" if redirected == "stdin" else PRONOUN
+    with (source if redirected == "stdin" else output).open("rb" if redirected == "stdin" else "wb") as stream:
+        code, shown = _on_a_terminal("explore", text, "--model", BERT, **{redirected: stream})
+    assert code == 0
+    assert "L0 H0 · scale fixed" in shown and "animal" in shown  # the heading, and a token of the text
+    assert "\x1b[30;1H" in shown and "\x1b[31;1H" not in shown  # drawn 30 rows high: the terminal's size
+    assert redirected == "stdin" or output.read_bytes() == b""
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_a_terminal_outside_the_process_s_session_still_serves():
+    """Started with its terminal but without it as controlling terminal (as `setsid` starts it), it
+    runs on the terminal its standard streams are."""
+    code, shown = _on_a_terminal("explore", PRONOUN, "--model", BERT, controlling=False)
+    assert code == 0 and "L0 H0 · scale fixed" in shown
+
+
+@pytest.mark.slow  # starts attncli in a process of its own
+def test_with_no_terminal_at_all_it_refuses():
+    """Into a pipe, in a session with no terminal: one line, exit 2; a closed standard input too."""
+    done = attncli("explore", SENTENCE, stdin=b"", start_new_session=True)
+    clean_error(done, "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
+    closed = subprocess.run(
+        ["sh", "-c", f'"{ATTNCLI}" explore "{SENTENCE}" <&-'], capture_output=True, start_new_session=True, timeout=60
+    )
+    clean_error(closed, "explore needs standard input and error open")
 
 
 def test_no_other_command_loads_textual():
     """Textual is the explorer's alone: a view or a JSON document never pays for importing it."""
-    import subprocess
     import sys
 
     probe = (

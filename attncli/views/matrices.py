@@ -1,5 +1,7 @@
 """Views of whole attention matrices: heatmap, model (every head at once) and rollout."""
 
+from collections.abc import Callable
+
 import numpy as np
 from rich.columns import Columns
 from rich.console import Group, RenderableType
@@ -100,16 +102,17 @@ def head_thumbnails(
     block: int,
     scale: str,
     selected: int | None = None,
+    title: Callable[[int, int], str] = head_name,
 ) -> list[MiniHeatmap]:
     """`heads` of `layer` as small heatmaps of a window of their weights, each cell the mean of a
-    `block` × `block` block; the head `selected` is marked."""
+    `block` × `block` block, each under `title(layer, head)`; the head `selected` is marked."""
     mask = layer_mask(run, layer)
     seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
     maps = []
     for head in heads:
         weights = run.weights[layer, head][np.ix_(rows, columns)]
         cells, cells_seen = analysis.block_means(weights, seen, block)
-        maps.append(MiniHeatmap(cells, head_name(layer, head), scale, mask=cells_seen, selected=head == selected))
+        maps.append(MiniHeatmap(cells, title(layer, head), scale, mask=cells_seen, selected=head == selected))
     return maps
 
 

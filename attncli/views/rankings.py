@@ -44,11 +44,13 @@ def query_chart(
     keys: slice | None = None,
     centre: int | None = None,
     pinned: tuple[int, int] | None = None,
+    weight_format: str = ".2f",
     **bars,
 ) -> KeyBars:
-    """The `top` ranked heads, each a row with its rank, top key and a bar per key (a window of them:
-    `keys`, else around `centre`, the target or the strongest key); the head `pinned` (layer, head),
-    if given, first whatever its rank. `bars` go to KeyBars."""
+    """The `top` ranked heads, each a row with its rank, top key (its weight as `weight_format`
+    formats it) and a bar per key (a window of them: `keys`, else around `centre`, the target or the
+    strongest key); the head `pinned` (layer, head), if given, first whatever its rank. `bars` go to
+    KeyBars."""
     tokens = result.run.tokens
     ranked = list(enumerate(result.ranking[:top], start=1))
     if pinned is not None:
@@ -57,7 +59,12 @@ def query_chart(
     ranking = [t for _, t in ranked]
     headers = ["#", "head", "top key", "weight"]
     rows = [
-        [str(rank), head_name(t.layer, t.head), abbreviate(token_label(tokens[t.top].text), 12), f"{t.top_weight:.2f}"]
+        [
+            str(rank),
+            head_name(t.layer, t.head),
+            abbreviate(token_label(tokens[t.top].text), 12),
+            format(t.top_weight, weight_format),
+        ]
         for rank, t in ranked
     ]
     if result.target is not None:
