@@ -691,8 +691,12 @@ def explore(
 @corpus_model_options
 def heads_command(
     text: Annotated[
-        str | None,
-        typer.Argument(metavar="[TEXT]", help="The text (or - for standard input); or use --file.", show_default=False),
+        list[str] | None,
+        typer.Argument(
+            metavar="[TEXT]",
+            help="The text (or - for standard input); or use --file. After --merge: more files to merge.",
+            show_default=False,
+        ),
     ] = None,
     file: Annotated[
         str | None,
@@ -706,7 +710,9 @@ def heads_command(
         list[Path] | None,
         typer.Option(
             "--merge",
-            help="Merge the --json results of runs over parts of a corpus (give it once per file).",
+            metavar="FILE...",
+            help="Merge the --json results of runs over parts of a corpus: --merge shards/*.json, or --merge once "
+            "per file.",
             show_default=False,
         ),
     ] = None,
@@ -725,15 +731,22 @@ def heads_command(
     """
     from attncli import corpus
 
+    texts = text or []
     if merge:
-        if text is not None or file is not None:
-            raise BadInput("--merge joins saved results: give no TEXT or --file with it")
-        write(corpus.merged_heads(merge), output)
+        # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT.
+        not_files = [given for given in texts if not os.path.isfile(given)]
+        if file is not None or not_files:
+            given = f" ({shortened(not_files[0])!r} is not a file)" if not_files else ""
+            raise BadInput(f"--merge joins saved results: give no TEXT or --file with it{given}")
+        write(corpus.merged_heads([*merge, *map(Path, texts)]), output)
         return
-    if (text is None) == (file is None):
+    if len(texts) > 1:
+        count = len(texts)
+        raise BadInput(f"give one TEXT, in quotes (got {count} arguments); to join saved results, use --merge FILE...")
+    if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.heads(_text(text), recipe.load(), max_tokens), output)
+        write(commands.heads(_text(texts[0]), recipe.load(), max_tokens), output)
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
     run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)

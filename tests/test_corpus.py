@@ -252,3 +252,25 @@ def test_heads_of_a_file_without_a_text_is_one_line_and_exit_2(cli, tmp_path, co
     run = cli("heads", "--file", str(source), "--json")
     assert run.code == 2 and run.stdout == ""
     assert run.stderr == "attncli: error: --file has no non-empty lines: no texts to average over\n"
+
+
+def test_merge_takes_the_files_a_shell_glob_gives_after_it(cli, tmp_path):
+    shards = []
+    for name, texts in (("a", ["The cat sat.", "A dog ran."]), ("b", ["It was tired."]), ("c", ["The end."])):
+        source = write_lines(tmp_path, *texts)
+        shards.append(str(tmp_path / f"{name}.json"))
+        assert cli("heads", "--file", source, "--json", "-o", shards[-1]).code == 0
+    globbed = cli("heads", "--merge", *shards, "--json")  # what `--merge shards/*.json` hands over
+    repeated = cli("heads", "--merge", shards[0], "--merge", shards[1], "--merge", shards[2], "--json")
+    assert globbed.code == repeated.code == 0, globbed.stderr
+    assert globbed.stdout == repeated.stdout and globbed.json()["texts"] == 4
+    with_text = cli("heads", "--merge", *shards, "The cat sat.")
+    assert with_text.code == 2 and with_text.stderr == (
+        "attncli: error: --merge joins saved results: give no TEXT or --file with it ('The cat sat.' is not a file)\n"
+    )
+    several = cli("heads", "The", "cat", "sat.")
+    assert several.code == 2 and several.stderr == (
+        "attncli: error: give one TEXT, in quotes (got 3 arguments); to join saved results, use --merge FILE...\n"
+    )
+    help_text = cli("heads", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--merge shards/*.json" in help_text and "After --merge: more files to merge." in help_text
