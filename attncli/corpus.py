@@ -7,8 +7,10 @@ sums or records, never weights. A run to a file can be resumed (see attncli.resu
 fail are reported at the end (LinesFailed), the others' results written.
 """
 
+import codecs
 import collections
 import functools
+import json
 import os
 import signal
 import sys
@@ -22,7 +24,7 @@ import orjson
 from attncli import analysis, commands
 from attncli.commands import DEFAULT_MAX_TOKENS
 from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Parameter, shortened
-from attncli.inputs import SAVED_LIMIT, read_input, read_text
+from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.output import jsonl, write_file, write_stdout
 from attncli.results import BatchRecord, HeadsResult
@@ -64,11 +66,12 @@ _GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @dataclass(frozen=True)
 class Text:
-    """One line of a corpus: its number in the file (from 1), its text and, from JSON Lines, its id."""
+    """One line of a corpus: its number in the file (from 1), its text and, from JSON Lines with an id
+    field, that id's JSON as it was written."""
 
     line: int
     text: str
-    id: object = None
+    id: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Corpus:
     """The texts of a corpus file, and the lines that could not be read, with why."""
 
     texts: list[Text]
-    unreadable: list[tuple[int, str]]  # (line, why)
+    unreadable: list[tuple[int, str]]  # (line, why), in line order
     text_field: str | None = None  # the field of JSON Lines that held the texts; None: plain lines
     id_field: str | None = None  # the field that held their ids
 
@@ -89,33 +92,78 @@ class Corpus:
 def read(source: str, parameter: str, field: str | None = None, id_field: str | None = None) -> Corpus:
     """The corpus in file `source`, or standard input for "-" (errors name it as given to
     `parameter`): each non-empty line, or with `field` each JSON line's text in that field (and with
-    `id_field` its id); a JSON line without them is set apart, with why.
+    `id_field` its id); a line that is not UTF-8, or a JSON line without them, is set apart, with why.
 
     Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
     """
     if not source:
         raise BadInput("{option} is empty; give a file name, or - for standard input", option=Parameter(parameter))
-    content = read_text(source, parameter)
-    stripped = (line.removesuffix("\r") for line in content.split("\n"))
-    lines = [(number, line) for number, line in enumerate(stripped, start=1) if line.strip()]
-    if field is None:
-        if id_field is not None:
-            raise BadInput("{option} names a field of JSON Lines: give {field} with it", option=Parameter("id_field"))
-        return Corpus([Text(number, line) for number, line in lines], [])
+    if field is None and id_field is not None:
+        raise BadInput("{option} names a field of JSON Lines: give {field} with it", option=Parameter("id_field"))
     texts, unreadable = [], []
-    for number, line in lines:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            unreadable.append((number, f"not a JSON object ({error})"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            unreadable.append((number, f"no text in field {shortened(field)!r}"))
-        elif id_field is not None and id_field not in record:
-            unreadable.append((number, f"no field {shortened(id_field)!r}"))
+    for number, line in _lines(read_input(source, TEXT_LIMIT, parameter)):
+        if isinstance(line, UnicodeDecodeError):
+            unreadable.append((number, f"not UTF-8 (bad byte at offset {line.start} of the line)"))
+        elif field is None:
+            texts.append(Text(number, line))
         else:
-            texts.append(Text(number, record[field], None if id_field is None else record[id_field]))
+            try:
+                texts.append(_json_line(number, line, field, id_field))
+            except ValueError as why:
+                unreadable.append((number, str(why)))
     return Corpus(texts, unreadable, field, id_field)
+
+
+def _lines(data: bytearray) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+    """(number, text) of each non-empty line of `data` (a byte-order mark is not part of the text),
+    or (number, why it is not UTF-8): one bad byte spoils its line only."""
+    lines = data.split(b"\n")
+    lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode().removesuffix("\r")
+        except UnicodeDecodeError as error:
+            yield number, error
+            continue
+        if line.strip():
+            yield number, line
+
+
+def _json_line(number: int, line: str, field: str, id_field: str | None) -> Text:
+    """The text of JSON line `line` in `field`, with the JSON of its id in `id_field` when given;
+    ValueError says why a line has none."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"not a JSON object ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get(field), str):
+        raise ValueError(f"no text in field {shortened(field)!r}")
+    if id_field is None:
+        return Text(number, record[field])
+    if id_field not in record:
+        raise ValueError(f"no field {shortened(id_field)!r}")
+    return Text(number, record[field], _id_json(line, record[id_field], id_field))
+
+
+def _id_json(line: str, value, id_field: str) -> bytes:
+    """The JSON of an id, `value` as orjson read it from `line`, as it was written: orjson reads each
+    number as a float or a 64-bit integer, which can change its digits (1.50, 1e2, 2**64), so an id
+    that holds a float is read again with every number kept as its literal."""
+    try:
+        if not _holds_float(value):
+            return orjson.dumps(value)
+        exact = json.loads(line, parse_int=orjson.Fragment, parse_float=orjson.Fragment)
+        return orjson.dumps(exact[id_field])
+    except (orjson.JSONEncodeError, RecursionError):  # orjson writes at most 254 levels of nesting
+        raise ValueError(f"field {shortened(id_field)!r} is nested too deeply to carry") from None
+
+
+def _holds_float(value) -> bool:
+    if isinstance(value, dict):
+        return any(map(_holds_float, value.values()))
+    if isinstance(value, list):
+        return any(map(_holds_float, value))
+    return isinstance(value, float)
 
 
 @dataclass(frozen=True)
@@ -166,12 +214,16 @@ def heads_partition(recipe: ModelRecipe, max_tokens: int, names: Mapping[str, st
 def batch_partition(
     recipe: ModelRecipe, steps: bool, max_tokens: int, names: Mapping[str, str], part: list[Text]
 ) -> list[dict]:
-    """The batch record of each text of `part`, as JSON-ready dicts, in order."""
+    """The batch record of each text of `part`, as JSON-ready dicts, in order (without the texts' ids:
+    see _with_ids)."""
     records = commands.batch([(item.line, item.text) for item in part], recipe.load(), steps, max_tokens)
-    return [
-        {**record.to_json(names), **({} if item.id is None else {"id": item.id})}
-        for item, record in zip(part, records, strict=True)
-    ]
+    return [record.to_json(names) for record in records]
+
+
+def _with_ids(part: list[Text], records: list[dict]) -> list[dict]:
+    """The batch `records` of the texts of `part`, each with its text's id as it was written (an
+    orjson.Fragment: written as it is, never rounded, but it cannot travel back from a worker)."""
+    return [{**record, "id": orjson.Fragment(item.id)} for item, record in zip(part, records, strict=True)]
 
 
 # How a run shows its progress: progress(total, done) wraps the run and gives the function to call
@@ -327,7 +379,11 @@ def batch(
     work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
     failures = []
     with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
-        in_order = _in_line_order(runner.results(work, partitions(texts)), unreadable, fail_fast, failures, advance)
+        parts = partitions(texts)
+        records = runner.results(work, parts)
+        if corpus.id_field is not None:
+            records = map(_with_ids, parts, records)
+        in_order = _in_line_order(records, unreadable, fail_fast, failures, advance)
         if checkpoint is not None:
             records_to_file(in_order, checkpoint, path, precision)
         else:  # standard output (or a device or pipe): a partition's records at once

@@ -274,3 +274,37 @@ def test_merge_takes_the_files_a_shell_glob_gives_after_it(cli, tmp_path):
     )
     help_text = cli("heads", "--help", env={"COLUMNS": "200"}).stdout
     assert "--merge shards/*.json" in help_text and "After --merge: more files to merge." in help_text
+
+
+def test_ids_pass_through_exactly_as_they_were_written(cli, tmp_path):
+    ids = ["1.50", "0.123456789", str(2**64 + 1), "-" + "9" * 30, "null", "1e2", '{"a":[2.50,7]}', '"a1"', "true"]
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(f'{{"id": {id}, "body": "The cat sat."}}\n' for id in ids))
+    run = cli("batch", str(source), "--field", "body", "--id", "id", "--precision", "1")
+    assert run.code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line[line.rindex(',"id":') + 6 : -1] for line in lines] == ids
+    assert all(round(w, 1) == w for w in np.ravel(json.loads(lines[0])["attention"]))  # the rest is rounded
+
+
+def test_a_line_that_is_not_utf8_fails_alone(cli, tmp_path):
+    source = tmp_path / "corpus.txt"
+    source.write_bytes(b"\xef\xbb\xbfThe cat sat.\nA \xff dog ran.\r\nIt was tired.\n")
+    run = cli("batch", str(source))
+    assert run.code == 3
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(record["line"], record.get("text"), record.get("error")) for record in records] == [
+        (1, "The cat sat.", None),
+        (2, None, "not UTF-8 (bad byte at offset 2 of the line)"),
+        (3, "It was tired.", None),
+    ]
+    assert run.stderr == 'attncli: 1 of 3 lines failed (line 2); their records carry "error"\n'
+    for field in ([], ["--field", "body"]):
+        if field:
+            source.write_bytes(b'{"body": "The cat sat."}\n{"body": "A \xff dog"}\n{"body": "It was tired."}\n')
+        heads = cli("heads", "--file", str(source), *field, "--json")
+        assert heads.code == 3 and heads.json()["texts"] == 2
+        assert heads.stderr == (
+            "attncli: 1 of 3 lines failed (line 2), left out of the statistics; line 2: not UTF-8 "
+            f"(bad byte at offset {12 if field else 2} of the line)\n"
+        )
