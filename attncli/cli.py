@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
-from attncli.errors import AttncliError, BadInput, LinesFailed, PipeClosed, shortened
+from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
 from attncli.models import Model, load_model
@@ -54,6 +54,7 @@ OPTION_NAMES = {
     "heads": "--num-heads",
     "shown_heads": "--heads",
     "id_field": "--id",
+    "jobs": "--jobs",
     "include_special": "--include-special",
     "k": "-k",
     "layer": "--layer",
@@ -130,8 +131,17 @@ def _reader_gone() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(visible(message) + "\n")
+    _say(message)
     sys.exit(code)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(visible(message) + "\n")
+
+
+def _notify(notice: Notice) -> None:
+    """What a run says as it goes on (see corpus.Runner): one line on stderr."""
+    _say(f"attncli: {notice.worded(WORDS)}")
 
 
 app = typer.Typer(
@@ -748,7 +758,7 @@ def heads_command(
     if file is None:
         write(commands.heads(_text(texts[0]), recipe.load(), max_tokens), output)
         return
-    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
     write(run.result, output)
     run.written()
@@ -866,7 +876,7 @@ def batch(
     """
     from attncli import corpus
 
-    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     texts = corpus.read(source, "batch_file", field, id_field)
     corpus.batch(texts, runner, output_path, resume, steps=steps, precision=precision, fail_fast=fail_fast)
 

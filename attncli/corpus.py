@@ -23,7 +23,7 @@ import orjson
 
 from attncli import analysis, commands
 from attncli.commands import DEFAULT_MAX_TOKENS
-from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, shortened
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.output import jsonl, write_file, write_stdout
@@ -241,8 +241,9 @@ def no_progress(total: int, done: int) -> Iterator[Callable[[int], None]]:
 class Runner:
     """How a corpus run computes: the model, which each worker loads from `recipe`; texts of at most
     `max_tokens` tokens; messages of the lines that fail worded with `names` (see
-    AttncliError.worded); the partitions shared by `jobs` processes (None: one per core available)
-    or run on the Dask cluster whose scheduler is at `dask`; and how `progress` shows."""
+    AttncliError.worded); the partitions shared by `jobs` processes (None: one per core available;
+    never more than one per core or per partition) or run on the Dask cluster whose scheduler is at
+    `dask`; how `progress` shows; and how the run says what it does otherwise than asked (`notify`)."""
 
     recipe: ModelRecipe
     names: Mapping[str, str] = field(default_factory=dict)
@@ -250,6 +251,7 @@ class Runner:
     jobs: int | None = None
     dask: str | None = None
     progress: Progress = no_progress
+    notify: Callable[[Notice], None] = lambda notice: None
 
     @property
     def info(self) -> ModelInfo:
@@ -258,8 +260,22 @@ class Runner:
 
     def results(self, work: Callable, parts: list) -> Iterator:
         """work(part) for each of `parts`, in order, where this runner runs them (see `run`)."""
-        jobs = self.jobs if self.jobs is not None else len(os.sched_getaffinity(0))
-        return run(work, parts, jobs, self.dask)
+        if self.dask is not None:
+            return run(work, parts, dask=self.dask)
+        cores = len(os.sched_getaffinity(0))
+        processes = max(1, min(self.jobs or cores, cores, len(parts)))
+        if self.jobs is not None and parts and processes < self.jobs:  # more processes would only wait
+            each = "core" if processes == cores else "partition of {size} lines"
+            self.notify(
+                Notice(
+                    "{jobs} {asked}: using {processes} process{plural}, one per " + each,
+                    asked=self.jobs,
+                    processes=processes,
+                    plural="" if processes == 1 else "es",
+                    size=PARTITION,
+                )
+            )
+        return run(work, parts, processes)
 
 
 @dataclass(eq=False)

@@ -308,3 +308,24 @@ def test_a_line_that_is_not_utf8_fails_alone(cli, tmp_path):
             "attncli: 1 of 3 lines failed (line 2), left out of the statistics; line 2: not UTF-8 "
             f"(bad byte at offset {12 if field else 2} of the line)\n"
         )
+
+
+def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp_path, monkeypatch):
+    from attncli import corpus
+    from attncli.cli import WORDS
+
+    monkeypatch.setattr(corpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    used = []
+    monkeypatch.setattr(corpus, "run", lambda work, parts, jobs=1, dask=None: used.append(jobs) or map(work, parts))
+    notices = []
+    for parts, asked in ((9, 1000), (3, 1000), (3, 3), (9, None)):
+        notices.clear()
+        runner = corpus.Runner(corpus.ModelRecipe("sample"), WORDS, jobs=asked, notify=notices.append)
+        assert list(runner.results(str, list(range(parts)))) == [str(part) for part in range(parts)]
+        assert [notice.worded(WORDS) for notice in notices] == {
+            (9, 1000): ["--jobs 1000: using 4 processes, one per core"],
+            (3, 1000): ["--jobs 1000: using 3 processes, one per partition of 64 lines"],
+        }.get((parts, asked), [])
+    assert used == [4, 3, 3, 4]
+    run = cli("heads", "--file", write_lines(tmp_path, "The cat sat.", "A dog ran."), "--jobs", "1000", "--json")
+    assert run.code == 0 and run.stderr == "attncli: --jobs 1000: using 1 process, one per partition of 64 lines\n"
