@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from attncli import analysis, commands
+from attncli import analysis, commands, workers
 from attncli.commands import DEFAULT_MAX_TOKENS
 from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, shortened
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
@@ -59,9 +58,6 @@ __all__ = [
 ]
 
 PARTITION = 64  # lines a worker takes at a time: large enough to keep a worker busy, small enough to resume often
-# What a terminal or a process manager sends to a whole process group: the parent's to handle, so
-# that it stops the pool in order (a worker killed mid-reply can leave a pool waiting for ever).
-_GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -464,34 +460,19 @@ def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> 
 def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
     """Fresh processes (spawned, not forked: a fork would copy the parent's BLAS threads mid-flight),
     each with one BLAS thread, since the processes share the cores among themselves. Signals to the
-    process group are the parent's (_GROUP_SIGNALS); a worker that dies (kill -9, out of memory)
-    ends the run with an error."""
+    process group are the parent's (workers.GROUP_SIGNALS); a worker that dies (kill -9, out of
+    memory) ends the run with an error."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    saved = {name: os.environ.get(name) for name in single}
-    os.environ.update(single)  # what the spawned processes start with: they start at the first submit
-    pool = ProcessPoolExecutor(
-        min(jobs, len(parts)), mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
-    )
+    processes = min(jobs, len(parts))
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(processes, mp_context=spawn, initializer=workers.start, initargs=(os.getpid(),))
     try:
-        # The workers start as the work is submitted: with the group's signals ignored, which they
-        # inherit (Python leaves an ignored SIGINT ignored), so that even one still importing never
-        # takes a Ctrl-C meant for the parent.
-        handlers = {number: signal.signal(number, signal.SIG_IGN) for number in _GROUP_SIGNALS}
         ahead = 2 * jobs  # partitions submitted ahead of the one awaited: enough to keep every worker busy
-        try:
+        with _group_signals_held(), _one_blas_thread():  # the workers start as the first work is submitted
             futures = collections.deque(pool.submit(work, part) for part in parts[:ahead])
-        finally:
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         for part in parts[ahead:]:  # results are awaited in order, and only `ahead` are ever held
             done = futures.popleft().result()
             futures.append(pool.submit(work, part))
@@ -502,19 +483,47 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
         raise AttncliError(
             "one of the {workers} worker processes ended before its work was done (killed, or out of "
             "memory); run again (with {resume} where the run wrote a file)",
-            workers=min(jobs, len(parts)),
+            workers=processes,
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # the partitions under way finish; no process lingers
 
 
-def _die_with_parent() -> None:
-    """A worker ignores the group's signals (they are its parent's), so it must not outlive a parent
-    killed with SIGKILL: on Linux the kernel sends it SIGKILL too (PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+@contextmanager
+def _group_signals_held() -> Iterator[None]:
+    """The group's signals held back while processes start, and dealt with once they have.
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    Blocked, as the processes started meanwhile inherit them (see workers.start): even one still
+    importing never takes a Ctrl-C meant for this one. Here, one that comes (to another thread, which
+    does not block it) is kept for the end, when its handler runs: never lost, nor raised in the
+    middle of starting a process."""
+    held = []
+    handlers = {number: signal.signal(number, lambda got, frame: held.append(got)) for number in workers.GROUP_SIGNALS}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, workers.GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came to this thread is held now
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The environment the processes started meanwhile get: one BLAS thread each."""
+    single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    saved = {name: os.environ.get(name) for name in single}
+    os.environ.update(single)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _on_dask(work: Callable, parts: list, address: str) -> Iterator:

@@ -1,11 +1,13 @@
 """corpus.py: heads --file and batch over a corpus, on processes or Dask with the same numbers; merges."""
 
+import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -173,6 +175,48 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
     if not target.exists():
         assert attncli(*command[1:], "--resume", timeout=300).returncode == 0
     assert target.read_bytes() == fresh.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_signal_while_the_pool_starts_ends_the_run_and_every_worker(tmp_path, signal_name):
+    """The moments after the first process of a pool is spawned (its resource tracker, then its
+    workers, still importing): SIGTERM ends the run with 143, and after SIGKILL of the parent no
+    process of its group outlives it by more than two seconds."""
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 4000)
+    for attempt, delay in enumerate((0, 0, 0.02, 0.05, 0.1, 0.2, 0.4)):
+        target, log = tmp_path / f"out{attempt}.jsonl", tmp_path / f"stderr{attempt}"
+        command = [ATTNCLI, "batch", str(source), "--model", BERT, "--jobs", "2", "-o", str(target)]
+        # stderr to a file: a worker that outlived the parent would hold a pipe open
+        with open(log, "wb") as stderr, subprocess.Popen(command, stderr=stderr, start_new_session=True) as process:
+            try:
+                deadline = time.monotonic() + 30
+                while len(_process_group(process.pid)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                time.sleep(delay)
+                process.send_signal(getattr(signal, signal_name))
+                code = process.wait(timeout=60)
+                deadline = time.monotonic() + 2
+                while _process_group(process.pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert _process_group(process.pid) == [], f"left running {delay} s into the pool"
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        if signal_name == "SIGTERM":
+            assert (code, log.read_text()) == (143, "attncli: interrupted\n"), f"{delay} s into the pool"
+
+
+def _process_group(group: int) -> list[int]:
+    """The processes of process group `group` that are alive (not zombies), from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that ended as it was read
+            state, _, process_group = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(process_group) == group and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.mark.slow
