@@ -11,6 +11,7 @@ import codecs
 import collections
 import functools
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -527,17 +528,77 @@ def _one_blas_thread() -> Iterator[None]:
 
 
 def _on_dask(work: Callable, parts: list, address: str) -> Iterator:
+    """On the Dask cluster whose scheduler is at `address`, reached within distributed's connect
+    timeout (its setting distributed.comm.timeouts.connect: 30 s unless the dask config or
+    DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT says otherwise). A cluster lost mid-run ends the run
+    with one error; the results given before stay given (a run to a file keeps them to resume)."""
     try:
-        from distributed import Client
+        import dask
+        from distributed.client import FutureCancelledError
     except ImportError:
         raise AttncliError(
             "running on Dask needs the dask extra: pip install 'attncli[dask]' (dask and distributed)"
         ) from None
+    where = f"the Dask scheduler at {shortened(address, 60)!r}"
+    timeout = dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
+    with _silent_loggers("distributed"), _dask_client(address, timeout, where) as client:
+        try:
+            for future in client.map(work, parts, pure=False):
+                yield future.result()
+        except FutureCancelledError as error:  # the scheduler is gone, or someone cancelled the work
+            raise AttncliError(
+                "lost {where} mid-run ({reason}); run again (with {resume} where the run wrote a file)",
+                where=where,
+                reason=error.reason,
+            ) from None
+
+
+def _dask_client(address: str, timeout: float, where: str):
+    """A distributed Client of the scheduler at `address` (named `where` in errors), or one line on
+    why it cannot be reached within `timeout` seconds.
+
+    The Client limits its connection and what follows, but not the handshake that opens it: a server
+    that accepts and never answers would hold it for ever. So a handshake is made first, alone, in a
+    thread with an event loop of its own (this one may run one)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Client
+    from distributed.comm import CommClosedError, connect
+    from distributed.security import Security
+
+    security = Security()  # the TLS settings of the dask config, as the Client takes them
+
+    async def handshake() -> None:
+        comm = await connect(address, timeout=timeout, **security.get_connection_args("client"))
+        await comm.close()
+
     try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError, TypeError) as error:  # the last two: an address that is not one
-        raise AttncliError(f"cannot reach the Dask scheduler at {address!r} ({error})") from None
-    with client:
-        futures = client.map(work, parts, pure=False)
-        for future in futures:
-            yield future.result()
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, asyncio.wait_for(handshake(), timeout)).result()
+        return Client(address, timeout=timeout, security=security)
+    except CommClosedError:
+        reason = "it closed the connection without a Dask handshake"
+    except OSError:  # TimeoutError among them: nothing answered, or a server took the connection and stayed silent
+        reason = f"no answer within {timeout:g} s"
+    except Exception as error:  # an address that is none, or an answer that is not Dask's (MemoryError: garbage)
+        said = str(error).replace(address, "…") if address else str(error)
+        why = f"{type(error).__name__}: {shortened(said, 200)}" if said else type(error).__name__
+        reason = f"{why}; is it the address of a Dask scheduler, such as tcp://host:8786?"
+    raise AttncliError(f"cannot reach {where}: {reason}")
+
+
+@contextmanager
+def _silent_loggers(name: str) -> Iterator[None]:
+    """The logger `name` and those below it silent for a while (distributed logs to stderr, and sets
+    levels below its own logger: what goes wrong becomes the run's one error)."""
+    names = [name, *(other for other in logging.root.manager.loggerDict if other.startswith(name + "."))]
+    loggers = [logging.getLogger(each) for each in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

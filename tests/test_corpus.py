@@ -5,7 +5,9 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -136,6 +138,75 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     run = attncli("heads", "--file", str(tmp_path / "a.txt"), "--dask", "tcp://127.0.0.1:9", env=env, text=True)
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("silent", "no answer within 2 s"),
+        ("garbage", "MemoryError: "),
+        ("closing", "it closed the connection without a Dask handshake"),
+        (None, "ValueError: missing port number in address '…'; is it the address of a Dask scheduler"),
+    ],
+)
+def test_a_server_that_is_not_a_scheduler_is_one_line_in_the_time_given(tmp_path, server, message):
+    """A server that accepts and never answers, one that answers garbage (read as a frame size, it
+    asks for petabytes), one that hangs up, and a 10,000-character address that is none."""
+    pytest.importorskip("distributed")
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = "x" * 10_000 if server is None else f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        threading.Thread(target=_serve, args=(listener, server), daemon=True).start()
+        env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+        started = time.monotonic()
+        run = attncli("batch", str(tmp_path / "a.txt"), "--dask", address, env=env, text=True, timeout=30)
+    assert time.monotonic() - started < 15
+    assert run.returncode == 2 and run.stdout == "" and len(run.stderr.splitlines()) == 1, run.stderr
+    where = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (10,000 characters)" if server is None else address
+    assert run.stderr.startswith(f"attncli: error: cannot reach the Dask scheduler at '{where}': {message}")
+    assert len(run.stderr) < 300
+
+
+def _serve(listener: socket.socket, server: str | None) -> None:
+    """Accept connections on `listener` and answer them as `server` says, until it is closed."""
+    connections = []
+    with contextlib.suppress(OSError):
+        while True:
+            connection, _ = listener.accept()
+            connections.append(connection)
+            if server == "garbage":
+                connection.sendall(bytes(range(256)) * 4)
+            elif server == "closing":
+                connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["batch", "heads"])
+def test_a_cluster_lost_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path, command):
+    distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 4000)
+    args = ["batch", str(source)] if command == "batch" else ["heads", "--file", str(source), "--json"]
+    whole, target = tmp_path / "whole", tmp_path / "out"
+    assert attncli(*args, "--model", BERT, "--jobs", "1", "-o", str(whole), timeout=300).returncode == 0
+    checkpoint = tmp_path / "out.partial"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        command_line = [ATTNCLI, *args, "--model", BERT, "--dask", cluster.scheduler_address, "-o", str(target)]
+        with subprocess.Popen(command_line, stderr=subprocess.PIPE, text=True) as process:
+            deadline = time.monotonic() + 60
+            while not (checkpoint.exists() and checkpoint.stat().st_size) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cluster.close()  # the scheduler and its workers, mid-run
+            _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr
+    assert stderr == (
+        f"attncli: error: lost the Dask scheduler at '{cluster.scheduler_address}' mid-run "
+        "(scheduler-connection-lost); run again (with --resume where the run wrote a file)\n"
+    )
+    assert checkpoint.exists() and not target.exists()  # what was done is kept
+    resumed = attncli(*args, "--model", BERT, "--jobs", "1", "-o", str(target), "--resume", timeout=300)
+    assert resumed.returncode == 0 and target.read_bytes() == whole.read_bytes()
 
 
 @pytest.mark.slow
