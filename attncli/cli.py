@@ -276,7 +276,8 @@ DaskOpt = Annotated[
     typer.Option(
         "--dask",
         metavar="ADDRESS",
-        help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs attncli[dask].",
+        # The backslash: typer reads help as rich markup, which would take [dask] for a style and drop it.
+        help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs attncli\\[dask].",
         show_default=False,
     ),
 ]
