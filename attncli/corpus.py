@@ -559,23 +559,33 @@ def _dask_client(address: str, timeout: float, where: str):
 
     The Client limits its connection and what follows, but not the handshake that opens it: a server
     that accepts and never answers would hold it for ever. So a handshake is made first, alone, in a
-    thread with an event loop of its own (this one may run one)."""
+    thread with an event loop of its own (this one may run one), left behind on a Ctrl-C."""
     import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
 
     from distributed import Client
     from distributed.comm import CommClosedError, connect
     from distributed.security import Security
 
     security = Security()  # the TLS settings of the dask config, as the Client takes them
+    failed = []
 
     async def handshake() -> None:
         comm = await connect(address, timeout=timeout, **security.get_connection_args("client"))
         await comm.close()
 
+    def greet() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(handshake(), timeout))
+        except Exception as error:
+            failed.append(error)
+
     try:
-        with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, asyncio.wait_for(handshake(), timeout)).result()
+        greeting = threading.Thread(target=greet, name="attncli-dask-handshake", daemon=True)
+        greeting.start()
+        greeting.join()
+        if failed:
+            raise failed[0]
         return Client(address, timeout=timeout, security=security)
     except CommClosedError:
         reason = "it closed the connection without a Dask handshake"
