@@ -168,6 +168,23 @@ def test_a_server_that_is_not_a_scheduler_is_one_line_in_the_time_given(tmp_path
     assert len(run.stderr) < 300
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_a_silent_server_is_awaited_ends_the_run_at_once(tmp_path):
+    pytest.importorskip("distributed")
+    (tmp_path / "a.txt").write_text("The cat sat.\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=_serve, args=(listener, "silent"), daemon=True).start()
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        command = [ATTNCLI, "batch", str(tmp_path / "a.txt"), "--dask", address]
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+            time.sleep(3)  # started, and waiting for the handshake (30 s by default)
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (130, "attncli: interrupted\n")
+    assert time.monotonic() - interrupted < 5
+
+
 def _serve(listener: socket.socket, server: str | None) -> None:
     """Accept connections on `listener` and answer them as `server` says, until it is closed."""
     connections = []
