@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory
 from attncli.analysis import Fusion
-from attncli.errors import AttncliError, BadInput, LinesFailed, PipeClosed, shortened
+from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
 from attncli.models import Model, load_model
@@ -66,6 +66,7 @@ OPTION_NAMES = {
     "heads": "--num-heads",
     "shown_heads": "--heads",
     "id_field": "--id",
+    "jobs": "--jobs",
     "include_special": "--include-special",
     "k": "-k",
     "keys": "--keys",
@@ -145,8 +146,17 @@ def _reader_gone() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(visible(message) + "\n")
+    _say(message)
     sys.exit(code)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(visible(message) + "\n")
+
+
+def _notify(notice: Notice) -> None:
+    """What a run says as it goes on (see corpus.Runner): one line on stderr."""
+    _say(f"attncli: {notice.worded(WORDS)}")
 
 
 app = typer.Typer(
@@ -313,7 +323,8 @@ DaskOpt = Annotated[
     typer.Option(
         "--dask",
         metavar="ADDRESS",
-        help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs attncli[dask].",
+        # The backslash: typer reads help as rich markup, which would take [dask] for a style and drop it.
+        help="Run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs attncli\\[dask].",
         show_default=False,
     ),
 ]
@@ -784,8 +795,12 @@ def explore(
 @corpus_model_options
 def heads_command(
     text: Annotated[
-        str | None,
-        typer.Argument(metavar="[TEXT]", help="The text (or - for standard input); or use --file.", show_default=False),
+        list[str] | None,
+        typer.Argument(
+            metavar="[TEXT]",
+            help="The text (or - for standard input); or use --file. After --merge: more files to merge.",
+            show_default=False,
+        ),
     ] = None,
     file: Annotated[
         str | None,
@@ -799,7 +814,9 @@ def heads_command(
         list[Path] | None,
         typer.Option(
             "--merge",
-            help="Merge the --json results of runs over parts of a corpus (give it once per file).",
+            metavar="FILE...",
+            help="Merge the --json results of runs over parts of a corpus: --merge shards/*.json, or --merge once "
+            "per file.",
             show_default=False,
         ),
     ] = None,
@@ -818,17 +835,24 @@ def heads_command(
     """
     from attncli import corpus
 
+    texts = text or []
     if merge:
-        if text is not None or file is not None:
-            raise BadInput("--merge joins saved results: give no TEXT or --file with it")
-        write(corpus.merged_heads(merge), output)
+        # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT.
+        not_files = [given for given in texts if not os.path.isfile(given)]
+        if file is not None or not_files:
+            given = f" ({shortened(not_files[0])!r} is not a file)" if not_files else ""
+            raise BadInput(f"--merge joins saved results: give no TEXT or --file with it{given}")
+        write(corpus.merged_heads([*merge, *map(Path, texts)]), output)
         return
-    if (text is None) == (file is None):
+    if len(texts) > 1:
+        count = len(texts)
+        raise BadInput(f"give one TEXT, in quotes (got {count} arguments); to join saved results, use --merge FILE...")
+    if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.heads(_text(text), recipe.load(), max_tokens), output)
+        write(commands.heads(_text(texts[0]), recipe.load(), max_tokens), output)
         return
-    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
     write(run.result, output)
     run.written()
@@ -946,7 +970,7 @@ def batch(
     """
     from attncli import corpus
 
-    runner = corpus.Runner(recipe, WORDS, max_tokens=max_tokens, jobs=jobs, dask=dask, progress=_progress)
+    runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     texts = corpus.read(source, "batch_file", field, id_field)
     corpus.batch(texts, runner, output_path, resume, steps=steps, precision=precision, fail_fast=fail_fast)
 

@@ -7,11 +7,13 @@ sums or records, never weights. A run to a file can be resumed (see attncli.resu
 fail are reported at the end (LinesFailed), the others' results written.
 """
 
+import codecs
 import collections
 import functools
+import json
+import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -19,10 +21,10 @@ from pathlib import Path
 
 import orjson
 
-from attncli import analysis, commands
+from attncli import analysis, commands, workers
 from attncli.commands import DEFAULT_MAX_TOKENS
-from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Parameter, shortened
-from attncli.inputs import SAVED_LIMIT, read_input, read_text
+from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, shortened
+from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.output import jsonl, write_file, write_stdout
 from attncli.results import BatchRecord, HeadsResult
@@ -60,18 +62,16 @@ __all__ = [
 ]
 
 PARTITION = 64  # lines a worker takes at a time: large enough to keep a worker busy, small enough to resume often
-# What a terminal or a process manager sends to a whole process group: the parent's to handle, so
-# that it stops the pool in order (a worker killed mid-reply can leave a pool waiting for ever).
-_GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
 class Text:
-    """One line of a corpus: its number in the file (from 1), its text and, from JSON Lines, its id."""
+    """One line of a corpus: its number in the file (from 1), its text and, from JSON Lines with an id
+    field, that id's JSON as it was written."""
 
     line: int
     text: str
-    id: object = None
+    id: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Corpus:
     """The texts of a corpus file, and the lines that could not be read, with why."""
 
     texts: list[Text]
-    unreadable: list[tuple[int, str]]  # (line, why)
+    unreadable: list[tuple[int, str]]  # (line, why), in line order
     text_field: str | None = None  # the field of JSON Lines that held the texts; None: plain lines
     id_field: str | None = None  # the field that held their ids
 
@@ -92,33 +92,78 @@ class Corpus:
 def read(source: str, parameter: str, field: str | None = None, id_field: str | None = None) -> Corpus:
     """The corpus in file `source`, or standard input for "-" (errors name it as given to
     `parameter`): each non-empty line, or with `field` each JSON line's text in that field (and with
-    `id_field` its id); a JSON line without them is set apart, with why.
+    `id_field` its id); a line that is not UTF-8, or a JSON line without them, is set apart, with why.
 
     Lines end at \\n (and \\r\\n) only: other Unicode line separators stay inside a text.
     """
     if not source:
         raise BadInput("{option} is empty; give a file name, or - for standard input", option=Parameter(parameter))
-    content = read_text(source, parameter)
-    stripped = (line.removesuffix("\r") for line in content.split("\n"))
-    lines = [(number, line) for number, line in enumerate(stripped, start=1) if line.strip()]
-    if field is None:
-        if id_field is not None:
-            raise BadInput("{option} names a field of JSON Lines: give {field} with it", option=Parameter("id_field"))
-        return Corpus([Text(number, line) for number, line in lines], [])
+    if field is None and id_field is not None:
+        raise BadInput("{option} names a field of JSON Lines: give {field} with it", option=Parameter("id_field"))
     texts, unreadable = [], []
-    for number, line in lines:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            unreadable.append((number, f"not a JSON object ({error})"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            unreadable.append((number, f"no text in field {shortened(field)!r}"))
-        elif id_field is not None and id_field not in record:
-            unreadable.append((number, f"no field {shortened(id_field)!r}"))
+    for number, line in _lines(read_input(source, TEXT_LIMIT, parameter)):
+        if isinstance(line, UnicodeDecodeError):
+            unreadable.append((number, f"not UTF-8 (bad byte at offset {line.start} of the line)"))
+        elif field is None:
+            texts.append(Text(number, line))
         else:
-            texts.append(Text(number, record[field], None if id_field is None else record[id_field]))
+            try:
+                texts.append(_json_line(number, line, field, id_field))
+            except ValueError as why:
+                unreadable.append((number, str(why)))
     return Corpus(texts, unreadable, field, id_field)
+
+
+def _lines(data: bytearray) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+    """(number, text) of each non-empty line of `data` (a byte-order mark is not part of the text),
+    or (number, why it is not UTF-8): one bad byte spoils its line only."""
+    lines = data.split(b"\n")
+    lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode().removesuffix("\r")
+        except UnicodeDecodeError as error:
+            yield number, error
+            continue
+        if line.strip():
+            yield number, line
+
+
+def _json_line(number: int, line: str, field: str, id_field: str | None) -> Text:
+    """The text of JSON line `line` in `field`, with the JSON of its id in `id_field` when given;
+    ValueError says why a line has none."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"not a JSON object ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get(field), str):
+        raise ValueError(f"no text in field {shortened(field)!r}")
+    if id_field is None:
+        return Text(number, record[field])
+    if id_field not in record:
+        raise ValueError(f"no field {shortened(id_field)!r}")
+    return Text(number, record[field], _id_json(line, record[id_field], id_field))
+
+
+def _id_json(line: str, value, id_field: str) -> bytes:
+    """The JSON of an id, `value` as orjson read it from `line`, as it was written: orjson reads each
+    number as a float or a 64-bit integer, which can change its digits (1.50, 1e2, 2**64), so an id
+    that holds a float is read again with every number kept as its literal."""
+    try:
+        if not _holds_float(value):
+            return orjson.dumps(value)
+        exact = json.loads(line, parse_int=orjson.Fragment, parse_float=orjson.Fragment)
+        return orjson.dumps(exact[id_field])
+    except (orjson.JSONEncodeError, RecursionError):  # orjson writes at most 254 levels of nesting
+        raise ValueError(f"field {shortened(id_field)!r} is nested too deeply to carry") from None
+
+
+def _holds_float(value) -> bool:
+    if isinstance(value, dict):
+        return any(map(_holds_float, value.values()))
+    if isinstance(value, list):
+        return any(map(_holds_float, value))
+    return isinstance(value, float)
 
 
 @dataclass(frozen=True)
@@ -169,12 +214,16 @@ def heads_partition(recipe: ModelRecipe, max_tokens: int, names: Mapping[str, st
 def batch_partition(
     recipe: ModelRecipe, steps: bool, max_tokens: int, names: Mapping[str, str], part: list[Text]
 ) -> list[dict]:
-    """The batch record of each text of `part`, as JSON-ready dicts, in order."""
+    """The batch record of each text of `part`, as JSON-ready dicts, in order (without the texts' ids:
+    see _with_ids)."""
     records = commands.batch([(item.line, item.text) for item in part], recipe.load(), steps, max_tokens)
-    return [
-        {**record.to_json(names), **({} if item.id is None else {"id": item.id})}
-        for item, record in zip(part, records, strict=True)
-    ]
+    return [record.to_json(names) for record in records]
+
+
+def _with_ids(part: list[Text], records: list[dict]) -> list[dict]:
+    """The batch `records` of the texts of `part`, each with its text's id as it was written (an
+    orjson.Fragment: written as it is, never rounded, but it cannot travel back from a worker)."""
+    return [{**record, "id": orjson.Fragment(item.id)} for item, record in zip(part, records, strict=True)]
 
 
 # How a run shows its progress: progress(total, done) wraps the run and gives the function to call
@@ -192,8 +241,9 @@ def no_progress(total: int, done: int) -> Iterator[Callable[[int], None]]:
 class Runner:
     """How a corpus run computes: the model, which each worker loads from `recipe`; texts of at most
     `max_tokens` tokens; messages of the lines that fail worded with `names` (see
-    AttncliError.worded); the partitions shared by `jobs` processes (None: one per core available)
-    or run on the Dask cluster whose scheduler is at `dask`; and how `progress` shows."""
+    AttncliError.worded); the partitions shared by `jobs` processes (None: one per core available;
+    never more than one per core or per partition) or run on the Dask cluster whose scheduler is at
+    `dask`; how `progress` shows; and how the run says what it does otherwise than asked (`notify`)."""
 
     recipe: ModelRecipe
     names: Mapping[str, str] = field(default_factory=dict)
@@ -201,6 +251,7 @@ class Runner:
     jobs: int | None = None
     dask: str | None = None
     progress: Progress = no_progress
+    notify: Callable[[Notice], None] = lambda notice: None
 
     @property
     def info(self) -> ModelInfo:
@@ -209,8 +260,22 @@ class Runner:
 
     def results(self, work: Callable, parts: list) -> Iterator:
         """work(part) for each of `parts`, in order, where this runner runs them (see `run`)."""
-        jobs = self.jobs if self.jobs is not None else len(os.sched_getaffinity(0))
-        return run(work, parts, jobs, self.dask)
+        if self.dask is not None:
+            return run(work, parts, dask=self.dask)
+        cores = len(os.sched_getaffinity(0))
+        processes = max(1, min(self.jobs or cores, cores, len(parts)))
+        if self.jobs is not None and parts and processes < self.jobs:  # more processes would only wait
+            each = "core" if processes == cores else "partition of {size} lines"
+            self.notify(
+                Notice(
+                    "{jobs} {asked}: using {processes} process{plural}, one per " + each,
+                    asked=self.jobs,
+                    processes=processes,
+                    plural="" if processes == 1 else "es",
+                    size=PARTITION,
+                )
+            )
+        return run(work, parts, processes)
 
 
 @dataclass(eq=False)
@@ -362,7 +427,11 @@ def batch(
         ]
         work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
         with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
-            in_order = _in_line_order(runner.results(work, partitions(texts)), unreadable, fail_fast, failures, advance)
+            parts = partitions(texts)
+            records = runner.results(work, parts)
+            if corpus.id_field is not None:
+                records = map(_with_ids, parts, records)
+            in_order = _in_line_order(records, unreadable, fail_fast, failures, advance)
             if checkpoint is not None:
                 append_records(in_order, checkpoint, precision)
             else:  # standard output (or a device or pipe): a partition's records at once
@@ -433,34 +502,19 @@ def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> 
 def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
     """Fresh processes (spawned, not forked: a fork would copy the parent's BLAS threads mid-flight),
     each with one BLAS thread, since the processes share the cores among themselves. Signals to the
-    process group are the parent's (_GROUP_SIGNALS); a worker that dies (kill -9, out of memory)
-    ends the run with an error."""
+    process group are the parent's (workers.GROUP_SIGNALS); a worker that dies (kill -9, out of
+    memory) ends the run with an error."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    saved = {name: os.environ.get(name) for name in single}
-    os.environ.update(single)  # what the spawned processes start with: they start at the first submit
-    pool = ProcessPoolExecutor(
-        min(jobs, len(parts)), mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
-    )
+    processes = min(jobs, len(parts))
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(processes, mp_context=spawn, initializer=workers.start, initargs=(os.getpid(),))
     try:
-        # The workers start as the work is submitted: with the group's signals ignored, which they
-        # inherit (Python leaves an ignored SIGINT ignored), so that even one still importing never
-        # takes a Ctrl-C meant for the parent.
-        handlers = {number: signal.signal(number, signal.SIG_IGN) for number in _GROUP_SIGNALS}
         ahead = 2 * jobs  # partitions submitted ahead of the one awaited: enough to keep every worker busy
-        try:
+        with _group_signals_held(), _one_blas_thread():  # the workers start as the first work is submitted
             futures = collections.deque(pool.submit(work, part) for part in parts[:ahead])
-        finally:
-            for number, handler in handlers.items():
-                signal.signal(number, handler)
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         for part in parts[ahead:]:  # results are awaited in order, and only `ahead` are ever held
             done = futures.popleft().result()
             futures.append(pool.submit(work, part))
@@ -471,33 +525,131 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
         raise AttncliError(
             "one of the {workers} worker processes ended before its work was done (killed, or out of "
             "memory); run again (with {resume} where the run wrote a file)",
-            workers=min(jobs, len(parts)),
+            workers=processes,
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # the partitions under way finish; no process lingers
 
 
-def _die_with_parent() -> None:
-    """A worker ignores the group's signals (they are its parent's), so it must not outlive a parent
-    killed with SIGKILL: on Linux the kernel sends it SIGKILL too (PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+@contextmanager
+def _group_signals_held() -> Iterator[None]:
+    """The group's signals held back while processes start, and dealt with once they have.
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    Blocked, as the processes started meanwhile inherit them (see workers.start): even one still
+    importing never takes a Ctrl-C meant for this one. Here, one that comes (to another thread, which
+    does not block it) is kept for the end, when its handler runs: never lost, nor raised in the
+    middle of starting a process."""
+    held = []
+    handlers = {number: signal.signal(number, lambda got, frame: held.append(got)) for number in workers.GROUP_SIGNALS}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, workers.GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came to this thread is held now
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The environment the processes started meanwhile get: one BLAS thread each."""
+    single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    saved = {name: os.environ.get(name) for name in single}
+    os.environ.update(single)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _on_dask(work: Callable, parts: list, address: str) -> Iterator:
+    """On the Dask cluster whose scheduler is at `address`, reached within distributed's connect
+    timeout (its setting distributed.comm.timeouts.connect: 30 s unless the dask config or
+    DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT says otherwise). A cluster lost mid-run ends the run
+    with one error; the results given before stay given (a run to a file keeps them to resume)."""
     try:
-        from distributed import Client
+        import dask
+        from distributed.client import FutureCancelledError
     except ImportError:
         raise AttncliError(
             "running on Dask needs the dask extra: pip install 'attncli[dask]' (dask and distributed)"
         ) from None
+    where = f"the Dask scheduler at {shortened(address, 60)!r}"
+    timeout = dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
+    with _silent_loggers("distributed"), _dask_client(address, timeout, where) as client:
+        try:
+            for future in client.map(work, parts, pure=False):
+                yield future.result()
+        except FutureCancelledError as error:  # the scheduler is gone, or someone cancelled the work
+            raise AttncliError(
+                "lost {where} mid-run ({reason}); run again (with {resume} where the run wrote a file)",
+                where=where,
+                reason=error.reason,
+            ) from None
+
+
+def _dask_client(address: str, timeout: float, where: str):
+    """A distributed Client of the scheduler at `address` (named `where` in errors), or one line on
+    why it cannot be reached within `timeout` seconds.
+
+    The Client limits its connection and what follows, but not the handshake that opens it: a server
+    that accepts and never answers would hold it for ever. So a handshake is made first, alone, in a
+    thread with an event loop of its own (this one may run one), left behind on a Ctrl-C."""
+    import asyncio
+    import threading
+
+    from distributed import Client
+    from distributed.comm import CommClosedError, connect
+    from distributed.security import Security
+
+    security = Security()  # the TLS settings of the dask config, as the Client takes them
+    failed = []
+
+    async def handshake() -> None:
+        comm = await connect(address, timeout=timeout, **security.get_connection_args("client"))
+        await comm.close()
+
+    def greet() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(handshake(), timeout))
+        except Exception as error:
+            failed.append(error)
+
     try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError, TypeError) as error:  # the last two: an address that is not one
-        raise AttncliError(f"cannot reach the Dask scheduler at {address!r} ({error})") from None
-    with client:
-        futures = client.map(work, parts, pure=False)
-        for future in futures:
-            yield future.result()
+        greeting = threading.Thread(target=greet, name="attncli-dask-handshake", daemon=True)
+        greeting.start()
+        greeting.join()
+        if failed:
+            raise failed[0]
+        return Client(address, timeout=timeout, security=security)
+    except CommClosedError:
+        reason = "it closed the connection without a Dask handshake"
+    except OSError:  # TimeoutError among them: nothing answered, or a server took the connection and stayed silent
+        reason = f"no answer within {timeout:g} s"
+    except Exception as error:  # an address that is none, or an answer that is not Dask's (MemoryError: garbage)
+        said = str(error).replace(address, "…") if address else str(error)
+        why = f"{type(error).__name__}: {shortened(said, 200)}" if said else type(error).__name__
+        reason = f"{why}; is it the address of a Dask scheduler, such as tcp://host:8786?"
+    raise AttncliError(f"cannot reach {where}: {reason}")
+
+
+@contextmanager
+def _silent_loggers(name: str) -> Iterator[None]:
+    """The logger `name` and those below it silent for a while (distributed logs to stderr, and sets
+    levels below its own logger: what goes wrong becomes the run's one error)."""
+    names = [name, *(other for other in logging.root.manager.loggerDict if other.startswith(name + "."))]
+    loggers = [logging.getLogger(each) for each in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -7,13 +7,23 @@ line words it as the option a user typed (see attncli.cli.OPTION_NAMES), so the 
 never needs to know its flags. A fact that is a `Parameter` (or a tuple of them) is named the same
 way: for messages about whichever parameters the caller says; an `Argument`, a value the caller
 was given, reads as its parameter so named and the value. An error raised with a message alone
-prints it as it is.
+prints it as it is. A Notice, what a run says as it goes on, is worded the same way.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Argument", "AttncliError", "BadInput", "DataError", "LinesFailed", "Parameter", "PipeClosed", "shortened"]
+__all__ = [
+    "Argument",
+    "AttncliError",
+    "BadInput",
+    "DataError",
+    "LinesFailed",
+    "Notice",
+    "Parameter",
+    "PipeClosed",
+    "shortened",
+]
 
 
 class Parameter(str):
@@ -58,6 +68,30 @@ def shortened(value, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
 
 
+def _message(template: str, facts: Mapping, names: Mapping[str, str]) -> str:
+    """`template` with its facts and parameters filled in, each parameter named as `names` maps it."""
+    if not facts:
+        return template
+    worded = {key: _worded(value, names) for key, value in facts.items()}
+    try:
+        return template.format_map(_Names(worded, names))
+    except (ValueError, IndexError, TypeError):  # a template at odds with its facts: say it unformatted
+        return template
+
+
+class Notice:
+    """Something a run does otherwise than it was asked, said as the run goes on; its message has a
+    template and facts as an error's has (see AttncliError)."""
+
+    def __init__(self, message: str, **facts):
+        self.message = message
+        self.facts = facts
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
+        return _message(self.message, self.facts, names)
+
+
 class AttncliError(Exception):
     """A problem the user can fix; the message says what it is and what to do."""
 
@@ -70,13 +104,7 @@ class AttncliError(Exception):
 
     def worded(self, names: Mapping[str, str]) -> str:
         """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
-        if not self.facts:
-            return self.message
-        facts = {key: _worded(value, names) for key, value in self.facts.items()}
-        try:
-            return self.message.format_map(_Names(facts, names))
-        except (ValueError, IndexError, TypeError):  # a template at odds with its facts: say it unformatted
-            return self.message
+        return _message(self.message, self.facts, names)
 
     def prefixed(self, prefix: str) -> "AttncliError":
         """The same error with `prefix` and a colon before its message."""

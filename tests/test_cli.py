@@ -557,3 +557,8 @@ def test_standard_output_that_cannot_be_written_is_one_clean_line(redirect, mess
 def test_heads_needs_exactly_one_source(cli, args, message):
     run = cli("heads", *args)
     assert run.code == 2 and message in run.stderr
+
+
+@pytest.mark.parametrize("command", ["heads", "batch"])
+def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
+    assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout

@@ -1,10 +1,13 @@
 """corpus.py: heads --file and batch over a corpus, on processes or Dask with the same numbers; merges."""
 
+import contextlib
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -138,6 +141,92 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("silent", "no answer within 2 s"),
+        ("garbage", "MemoryError: "),
+        ("closing", "it closed the connection without a Dask handshake"),
+        (None, "ValueError: missing port number in address '…'; is it the address of a Dask scheduler"),
+    ],
+)
+def test_a_server_that_is_not_a_scheduler_is_one_line_in_the_time_given(tmp_path, server, message):
+    """A server that accepts and never answers, one that answers garbage (read as a frame size, it
+    asks for petabytes), one that hangs up, and a 10,000-character address that is none."""
+    pytest.importorskip("distributed")
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = "x" * 10_000 if server is None else f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        threading.Thread(target=_serve, args=(listener, server), daemon=True).start()
+        env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+        started = time.monotonic()
+        run = attncli("batch", str(tmp_path / "a.txt"), "--dask", address, env=env, text=True, timeout=30)
+    assert time.monotonic() - started < 15
+    assert run.returncode == 2 and run.stdout == "" and len(run.stderr.splitlines()) == 1, run.stderr
+    where = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (10,000 characters)" if server is None else address
+    assert run.stderr.startswith(f"attncli: error: cannot reach the Dask scheduler at '{where}': {message}")
+    assert len(run.stderr) < 300
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_silent_server_is_awaited_ends_the_run_at_once(tmp_path):
+    pytest.importorskip("distributed")
+    (tmp_path / "a.txt").write_text("The cat sat.\n")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=_serve, args=(listener, "silent"), daemon=True).start()
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        command = [ATTNCLI, "batch", str(tmp_path / "a.txt"), "--dask", address]
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+            time.sleep(3)  # started, and waiting for the handshake (30 s by default)
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (130, "attncli: interrupted\n")
+    assert time.monotonic() - interrupted < 5
+
+
+def _serve(listener: socket.socket, server: str | None) -> None:
+    """Accept connections on `listener` and answer them as `server` says, until it is closed."""
+    connections = []
+    with contextlib.suppress(OSError):
+        while True:
+            connection, _ = listener.accept()
+            connections.append(connection)
+            if server == "garbage":
+                connection.sendall(bytes(range(256)) * 4)
+            elif server == "closing":
+                connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["batch", "heads"])
+def test_a_cluster_lost_mid_run_is_one_line_and_resume_finishes_the_run(tmp_path, command):
+    distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 4000)
+    args = ["batch", str(source)] if command == "batch" else ["heads", "--file", str(source), "--json"]
+    whole, target = tmp_path / "whole", tmp_path / "out"
+    assert attncli(*args, "--model", BERT, "--jobs", "1", "-o", str(whole), timeout=300).returncode == 0
+    checkpoint = tmp_path / "out.partial"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        command_line = [ATTNCLI, *args, "--model", BERT, "--dask", cluster.scheduler_address, "-o", str(target)]
+        with subprocess.Popen(command_line, stderr=subprocess.PIPE, text=True) as process:
+            deadline = time.monotonic() + 60
+            while not (checkpoint.exists() and checkpoint.stat().st_size) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cluster.close()  # the scheduler and its workers, mid-run
+            _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr
+    assert stderr == (
+        f"attncli: error: lost the Dask scheduler at '{cluster.scheduler_address}' mid-run "
+        "(scheduler-connection-lost); run again (with --resume where the run wrote a file)\n"
+    )
+    assert checkpoint.exists() and not target.exists()  # what was done is kept
+    resumed = attncli(*args, "--model", BERT, "--jobs", "1", "-o", str(target), "--resume", timeout=300)
+    assert resumed.returncode == 0 and target.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.slow
 def test_a_text_too_long_for_the_model_fails_alone_in_its_pack(tmp_path):
     source = tmp_path / "corpus.txt"
     source.write_text("The cat sat.\n" + "word " * 130 + "\nA dog ran.\n")
@@ -174,6 +263,48 @@ def test_a_signal_to_a_shared_run_ends_it_cleanly_and_resume_finishes_it(tmp_pat
     if not target.exists():
         assert attncli(*command[1:], "--resume", timeout=300).returncode == 0
     assert target.read_bytes() == fresh.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_signal_while_the_pool_starts_ends_the_run_and_every_worker(tmp_path, signal_name):
+    """The moments after the first process of a pool is spawned (its resource tracker, then its
+    workers, still importing): SIGTERM ends the run with 143, and after SIGKILL of the parent no
+    process of its group outlives it by more than two seconds."""
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 4000)
+    for attempt, delay in enumerate((0, 0, 0.02, 0.05, 0.1, 0.2, 0.4)):
+        target, log = tmp_path / f"out{attempt}.jsonl", tmp_path / f"stderr{attempt}"
+        command = [ATTNCLI, "batch", str(source), "--model", BERT, "--jobs", "2", "-o", str(target)]
+        # stderr to a file: a worker that outlived the parent would hold a pipe open
+        with open(log, "wb") as stderr, subprocess.Popen(command, stderr=stderr, start_new_session=True) as process:
+            try:
+                deadline = time.monotonic() + 30
+                while len(_process_group(process.pid)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                time.sleep(delay)
+                process.send_signal(getattr(signal, signal_name))
+                code = process.wait(timeout=60)
+                deadline = time.monotonic() + 2
+                while _process_group(process.pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert _process_group(process.pid) == [], f"left running {delay} s into the pool"
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        if signal_name == "SIGTERM":
+            assert (code, log.read_text()) == (143, "attncli: interrupted\n"), f"{delay} s into the pool"
+
+
+def _process_group(group: int) -> list[int]:
+    """The processes of process group `group` that are alive (not zombies), from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that ended as it was read
+            state, _, process_group = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(process_group) == group and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.mark.slow
@@ -371,3 +502,80 @@ def test_merge_refuses_sums_of_another_shape_than_the_model_they_name(cli, tmp_p
     assert run.stderr == (
         f"attncli: error: --merge {shard}: its model, loaded again, has 2 × 4 heads, not the partial sums' 3 × 4\n"
     )
+
+
+def test_merge_takes_the_files_a_shell_glob_gives_after_it(cli, tmp_path):
+    shards = []
+    for name, texts in (("a", ["The cat sat.", "A dog ran."]), ("b", ["It was tired."]), ("c", ["The end."])):
+        source = write_lines(tmp_path, *texts)
+        shards.append(str(tmp_path / f"{name}.json"))
+        assert cli("heads", "--file", source, "--json", "-o", shards[-1]).code == 0
+    globbed = cli("heads", "--merge", *shards, "--json")  # what `--merge shards/*.json` hands over
+    repeated = cli("heads", "--merge", shards[0], "--merge", shards[1], "--merge", shards[2], "--json")
+    assert globbed.code == repeated.code == 0, globbed.stderr
+    assert globbed.stdout == repeated.stdout and globbed.json()["texts"] == 4
+    with_text = cli("heads", "--merge", *shards, "The cat sat.")
+    assert with_text.code == 2 and with_text.stderr == (
+        "attncli: error: --merge joins saved results: give no TEXT or --file with it ('The cat sat.' is not a file)\n"
+    )
+    several = cli("heads", "The", "cat", "sat.")
+    assert several.code == 2 and several.stderr == (
+        "attncli: error: give one TEXT, in quotes (got 3 arguments); to join saved results, use --merge FILE...\n"
+    )
+    help_text = cli("heads", "--help", env={"COLUMNS": "200"}).stdout
+    assert "--merge shards/*.json" in help_text and "After --merge: more files to merge." in help_text
+
+
+def test_ids_pass_through_exactly_as_they_were_written(cli, tmp_path):
+    ids = ["1.50", "0.123456789", str(2**64 + 1), "-" + "9" * 30, "null", "1e2", '{"a":[2.50,7]}', '"a1"', "true"]
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(f'{{"id": {id}, "body": "The cat sat."}}\n' for id in ids))
+    run = cli("batch", str(source), "--field", "body", "--id", "id", "--precision", "1")
+    assert run.code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line[line.rindex(',"id":') + 6 : -1] for line in lines] == ids
+    assert all(round(w, 1) == w for w in np.ravel(json.loads(lines[0])["attention"]))  # the rest is rounded
+
+
+def test_a_line_that_is_not_utf8_fails_alone(cli, tmp_path):
+    source = tmp_path / "corpus.txt"
+    source.write_bytes(b"\xef\xbb\xbfThe cat sat.\nA \xff dog ran.\r\nIt was tired.\n")
+    run = cli("batch", str(source))
+    assert run.code == 3
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(record["line"], record.get("text"), record.get("error")) for record in records] == [
+        (1, "The cat sat.", None),
+        (2, None, "not UTF-8 (bad byte at offset 2 of the line)"),
+        (3, "It was tired.", None),
+    ]
+    assert run.stderr == 'attncli: 1 of 3 lines failed (line 2); their records carry "error"\n'
+    for field in ([], ["--field", "body"]):
+        if field:
+            source.write_bytes(b'{"body": "The cat sat."}\n{"body": "A \xff dog"}\n{"body": "It was tired."}\n')
+        heads = cli("heads", "--file", str(source), *field, "--json")
+        assert heads.code == 3 and heads.json()["texts"] == 2
+        assert heads.stderr == (
+            "attncli: 1 of 3 lines failed (line 2), left out of the statistics; line 2: not UTF-8 "
+            f"(bad byte at offset {12 if field else 2} of the line)\n"
+        )
+
+
+def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp_path, monkeypatch):
+    from attncli import corpus
+    from attncli.cli import WORDS
+
+    monkeypatch.setattr(corpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    used = []
+    monkeypatch.setattr(corpus, "run", lambda work, parts, jobs=1, dask=None: used.append(jobs) or map(work, parts))
+    notices = []
+    for parts, asked in ((9, 1000), (3, 1000), (3, 3), (9, None)):
+        notices.clear()
+        runner = corpus.Runner(corpus.ModelRecipe("sample"), WORDS, jobs=asked, notify=notices.append)
+        assert list(runner.results(str, list(range(parts)))) == [str(part) for part in range(parts)]
+        assert [notice.worded(WORDS) for notice in notices] == {
+            (9, 1000): ["--jobs 1000: using 4 processes, one per core"],
+            (3, 1000): ["--jobs 1000: using 3 processes, one per partition of 64 lines"],
+        }.get((parts, asked), [])
+    assert used == [4, 3, 3, 4]
+    run = cli("heads", "--file", write_lines(tmp_path, "The cat sat.", "A dog ran."), "--jobs", "1000", "--json")
+    assert run.code == 0 and run.stderr == "attncli: --jobs 1000: using 1 process, one per partition of 64 lines\n"
