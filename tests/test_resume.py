@@ -39,10 +39,13 @@ def test_a_batch_cut_short_resumes_without_losing_or_repeating_a_line(tmp_path):
 
 
 def _killed_midway(command: list[str], checkpoint) -> None:
-    """Start `command` and kill -9 it once `checkpoint` exists (its first partition done)."""
+    """Start `command` and kill -9 it once `checkpoint` holds something (its first partition done: a
+    batch's checkpoint exists, empty and locked, from the start)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+    while process.poll() is None and time.monotonic() < deadline:
+        if checkpoint.exists() and checkpoint.stat().st_size > 0:
+            break
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
