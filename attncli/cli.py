@@ -66,6 +66,7 @@ OPTION_NAMES = {
     "heads": "--num-heads",
     "shown_heads": "--heads",
     "id_field": "--id",
+    "dask": "--dask",
     "jobs": "--jobs",
     "include_special": "--include-special",
     "k": "-k",
@@ -827,7 +828,7 @@ def heads_command(
 ) -> None:
     """What each head does: entropy, distance, where its attention goes, and a pattern label.
 
-    Over a file, the statistics are averaged over its lines (partial sums that merge exactly), with
+    Over a file, the statistics are averaged over its lines (partial sums that add up across runs), with
     progress on stderr; --jobs or --dask share the work, -o with --resume survives an interrupted run,
     and --merge joins runs over parts of a corpus.
 
@@ -837,11 +838,10 @@ def heads_command(
 
     texts = text or []
     if merge:
-        # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT.
-        not_files = [given for given in texts if not os.path.isfile(given)]
-        if file is not None or not_files:
-            given = f" ({shortened(not_files[0])!r} is not a file)" if not_files else ""
-            raise BadInput(f"--merge joins saved results: give no TEXT or --file with it{given}")
+        # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
+        # and are shards like the first (one that cannot be read is worded as any --merge file is).
+        if file is not None:
+            raise BadInput("--merge joins saved results: give no --file with it")
         write(corpus.merged_heads([*merge, *map(Path, texts)]), output)
         return
     if len(texts) > 1:

@@ -562,18 +562,34 @@ def dot(a: str, b: str) -> DotResult:
     return DotResult(left, right, products, float(products.sum()), analysis.cosine(left.vector, right.vector))
 
 
-def parse_numbers(items: list[str]) -> list[float]:
-    """Numbers from arguments that may each hold several, separated by commas or spaces."""
+def parse_numbers(items: list[str], parameter: str | None = None) -> list[float]:
+    """Numbers from arguments that may each hold several, separated by commas or spaces. An empty
+    part between two commas ("1,,2", or "1, ,2" over two arguments) is refused, not dropped: it would
+    shorten the vector. A comma before the first number or after the last separates nothing and is
+    let be, except in one vector given as `parameter` (dot's A and B), every part of which is a
+    number; errors then name it."""
+    text = " ".join(items)
+    parts = [part.strip() for part in text.split(",")]
+    filled = [i for i, part in enumerate(parts) if part]
+    inner = range(len(parts)) if parameter is not None or not filled else range(filled[0], filled[-1] + 1)
+    blank = next((i for i in inner if not parts[i]), None)
+    if blank is not None and (filled or parameter is not None):
+        given = repr(shortened(text)) if parameter is None else Argument(parameter, repr(shortened(text)))
+        raise BadInput(
+            "{given}: part {place} of its {count} comma-separated parts is empty; give numbers such as 1,2,3",
+            given=given,
+            place=blank - inner.start + 1,
+            count=len(inner),
+        )
     numbers = []
-    for item in items:
-        for piece in item.replace(",", " ").split():
-            try:
-                value = float(piece)
-            except ValueError:
-                raise BadInput("{piece!r} is not a number; give numbers such as 2.0 1.0 0.5", piece=piece) from None
-            if not math.isfinite(value) or abs(value) > LARGEST_NUMBER:
-                raise BadInput("{piece!r} is out of range; give numbers between -1e100 and 1e100", piece=piece)
-            numbers.append(value)
+    for piece in text.replace(",", " ").split():
+        try:
+            value = float(piece)
+        except ValueError:
+            raise BadInput("{piece!r} is not a number; give numbers such as 2.0 1.0 0.5", piece=piece) from None
+        if not math.isfinite(value) or abs(value) > LARGEST_NUMBER:
+            raise BadInput("{piece!r} is out of range; give numbers between -1e100 and 1e100", piece=piece)
+        numbers.append(value)
     return numbers
 
 
@@ -592,21 +608,12 @@ def _reads_as_numbers(argument: str) -> bool:
 
 
 def _operand(argument: str, parameter: str) -> Operand:
-    """Numbers if `argument` (given parameter `parameter`) reads as numbers, else a word of the
-    vocabulary. A blank part between commas is refused: dropping it would shorten the vector."""
+    """Numbers if `argument` (given parameter `parameter`) reads as numbers (see parse_numbers), else a
+    word of the vocabulary."""
     from attncli.bundled import sample_vocabulary
 
     if _reads_as_numbers(argument):
-        parts = argument.split(",")
-        blank = next((place for place, part in enumerate(parts, start=1) if not part.strip()), None)
-        if blank is not None:
-            raise BadInput(
-                "{given}: part {place} of its {count} comma-separated parts is empty; give numbers such as 1,2,3",
-                given=Argument(parameter, repr(shortened(argument))),
-                place=blank,
-                count=len(parts),
-            )
-        return Operand(np.asarray(parse_numbers([argument]), dtype=np.float64))
+        return Operand(np.asarray(parse_numbers([argument], parameter), dtype=np.float64))
     vocabulary = sample_vocabulary()
     token_id = vocabulary.word_id(argument)
     return Operand(vocabulary.embed([token_id])[0], argument, token_id)

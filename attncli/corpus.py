@@ -35,7 +35,7 @@ from attncli.resume import (
     fingerprint,
     identity_file,
     put_in_place,
-    remove_leftover_temporaries,
+    records_checkpoint,
     resume_point,
     resumed_heads,
     save_heads_checkpoint,
@@ -253,6 +253,14 @@ class Runner:
     progress: Progress = no_progress
     notify: Callable[[Notice], None] = lambda notice: None
 
+    def __post_init__(self):
+        if self.jobs is not None and self.dask is not None:  # the cluster's workers are its own to count
+            raise BadInput(
+                "{jobs} counts processes here and {dask} runs on a cluster's workers: give one of them",
+                jobs=Parameter("jobs"),
+                dask=Parameter("dask"),
+            )
+
     @property
     def info(self) -> ModelInfo:
         """The model's description (the model loaded here, once per process)."""
@@ -304,20 +312,19 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
     parts = partitions(texts)
     checkpoint = checkpoint_of(path, resume)
-    if checkpoint is not None:
-        remove_leftover_temporaries(checkpoint)
-    if resume:
-        sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens)
-    else:
-        sums, failures, start = analysis.StatisticSums(), [], 0
-    work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names)
-    with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
-        for index, part in enumerate(runner.results(work, parts[start:]), start=start):
-            sums.merge(part.sums)
-            failures += part.failures
-            if checkpoint is not None:
-                save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures)
-            advance(len(parts[index]))
+    with claimed(checkpoint):
+        if resume:
+            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens)
+        else:
+            sums, failures, start = analysis.StatisticSums(), [], 0
+        work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names)
+        with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
+            for index, part in enumerate(runner.results(work, parts[start:]), start=start):
+                sums.merge(part.sums)
+                failures += part.failures
+                if checkpoint is not None:
+                    save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures)
+                advance(len(parts[index]))
     failures = sorted(corpus.unreadable + failures)
     failed = None
     if failures or not sums.texts:
@@ -409,11 +416,11 @@ def batch(
     To a regular file, the records go to a checkpoint beside it as they come, which becomes the file
     when all are done, and only then: a run that `fail_fast` stopped leaves the file as it was and
     its records in the checkpoint, which `resume` continues (see attncli.resume). One run at a time
-    has the checkpoint (resume.claimed)."""
+    has the file (resume.claimed)."""
     checkpoint = checkpoint_of(path, resume)
     lines = sorted([*(item.line for item in corpus.texts), *(line for line, _ in corpus.unreadable)])
     failures = []  # this run's failed lines
-    with claimed(checkpoint):
+    with claimed(checkpoint), records_checkpoint(checkpoint):
         if checkpoint is not None:
             options = (steps, precision, corpus.text_field, corpus.id_field, runner.max_tokens)
             identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attncli.errors import BadInput, Parameter, PipeClosed
+from attncli.errors import Argument, BadInput, Parameter, PipeClosed
 from attncli.escapes import JSON_ESCAPES
 from attncli.json_writer import json_bytes, json_chunks
 
@@ -33,10 +33,12 @@ __all__ = [
     "TableFormat",
     "attention_csv",
     "attention_npz",
+    "file_mode",
     "format_named_by",
     "jsonl",
     "leftover_temporaries",
     "rounded",
+    "writable_target",
     "write",
     "write_file",
     "write_records",
@@ -112,18 +114,31 @@ class Output:
         if self.path is not None and self.export is not None and self.path.resolve() == self.export.resolve():
             raise BadInput("{path} and {export} both name {file}; give each its own file", file=self.path)
         for parameter, path in (("path", self.path), ("export", self.export)):
-            # Checked first, so a bad export never leaves the output file written without it.
-            if path is not None and path.is_dir():
-                raise BadInput(
-                    "cannot write {option} {file}: it is a directory", option=Parameter(parameter), file=path
-                )
-            if path is not None and not path.parent.is_dir():
-                raise BadInput(
-                    "cannot write {option} {file}: no such directory {parent}",
-                    option=Parameter(parameter),
-                    file=path,
-                    parent=path.parent,
-                )
+            if path is not None:  # before any work, so a bad export never leaves the output file without it
+                writable_target(path, parameter)
+
+
+def writable_target(path: Path, parameter: str) -> Path:
+    """The file that writing `path` (given as `parameter`) replaces: a symbolic link's target, checked
+    before any work to be no directory and to lie in a directory that exists and can be written. A
+    device or a pipe that exists is written straight through (as a shell's > would), unchecked."""
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file() and not target.is_dir():
+        return target
+    if not path.name or target.is_dir():
+        raise BadInput("{what} names a directory; give a file name", what=Argument(parameter, path))
+    for problem, failed in (
+        ("no such directory", not target.parent.is_dir()),
+        ("not a directory that can be written", not os.access(target.parent, os.W_OK | os.X_OK)),
+    ):
+        if failed:
+            raise BadInput(
+                f"cannot write {{option}} {{file}}: {problem} {{parent}}",
+                option=Parameter(parameter),
+                file=path,
+                parent=target.parent,
+            )
+    return target
 
 
 def rounded(value, decimals: int | None):
@@ -297,7 +312,7 @@ class _Staged:
         while self._staged:
             temporary, target, path = self._staged[0]
             try:
-                os.chmod(temporary, _mode_for(target))
+                os.chmod(temporary, file_mode(target))
                 os.replace(temporary, target)
             except OSError as error:
                 raise BadInput(f"cannot write {path}: {error.strerror}") from None
@@ -334,7 +349,7 @@ def leftover_temporaries(path: Path) -> list[Path]:
         return []
 
 
-def _mode_for(path: Path) -> int:
+def file_mode(path: Path) -> int:
     """The permissions the file should get: those of the file it replaces, else the umask's default
     (the temporary file is made private)."""
     try:
@@ -436,7 +451,7 @@ def _write(result, output: Output, **view_options) -> None:
             data = attention_npz(result.run)
         elif output.path is not None:
             text = io.StringIO()
-            _console(Color.never, file=text, width=output.width or VIEW_WIDTH).print(renderable)
+            _console(Color.never, file=text, width=_view_width(output)).print(renderable)
             data = _without_trailing_spaces(text.getvalue()).encode()
         else:
             _print_view(renderable, output)
@@ -451,10 +466,7 @@ def _print_view(renderable, output: Output) -> None:
     """A view on standard output: through a pager when a terminal is too short for it, laid out
     for the terminal's width there; elsewhere for `output.width`, else COLUMNS, else VIEW_WIDTH."""
     on_terminal = sys.stdout.isatty()  # a real terminal, not one that forced colour pretends
-    width = output.width
-    if width is None and not on_terminal and not os.environ.get("COLUMNS", "").isdigit():
-        width = VIEW_WIDTH
-    console = _console(output.color, file=_stdout_text(), width=width)
+    console = _console(output.color, file=_stdout_text(), width=_view_width(output, on_terminal))
     if output.pager and on_terminal:
         from attncli.terminal import page
 
@@ -469,6 +481,15 @@ def _print_view(renderable, output: Output) -> None:
         with console.capture() as captured:
             console.print(renderable)
         write_stdout(_without_trailing_spaces(captured.get()).encode())
+
+
+def _view_width(output: Output, on_terminal: bool = False) -> int | None:
+    """The columns a view is drawn in: `output.width`; on a terminal, its own (None: rich asks it,
+    COLUMNS counting); elsewhere, a pipe or a file, COLUMNS, else VIEW_WIDTH."""
+    if output.width is not None or on_terminal:
+        return output.width
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else VIEW_WIDTH
 
 
 def _without_trailing_spaces(text: str) -> str:
@@ -495,7 +516,8 @@ def _stdout_text():
 def _export(result, renderable, output: Output, view_options: dict) -> bytes:
     """The picture `output.export` asks for: the result's own figure where it has one (an interactive
     page of its attention, an SVG heatmap, grid or chart), else its view as a truecolor terminal
-    shows it, `output.width` columns wide."""
+    shows it, `output.width` columns wide, else VIEW_WIDTH (whatever COLUMNS says: a figure is the
+    same wherever it is made)."""
     from attncli.views import figure
 
     kind = output.export.suffix.lower()

@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 
 from attncli.analysis import StatisticSums
-from attncli.errors import Argument, AttncliError, BadInput, Parameter
+from attncli.errors import AttncliError, BadInput, Parameter
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import ModelInfo
-from attncli.output import jsonl, leftover_temporaries, write_file
+from attncli.output import file_mode, jsonl, leftover_temporaries, writable_target, write_file
 from attncli.results import SCHEMA
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "fingerprint",
     "identity_file",
     "put_in_place",
+    "records_checkpoint",
     "remove_leftover_temporaries",
     "resume_point",
     "resumed_heads",
@@ -43,33 +44,17 @@ def checkpoint_of(path: Path | None, resume: bool) -> Path | None:
     not resumed (it would be lost), when a resumed run has nothing to continue, or when the file's
     directory cannot take it: all before any work. None for standard output, and for a device or
     pipe, which is written straight (as > would)."""
-    if path is not None and (not path.name or path.is_dir()):
-        raise BadInput("{what} names a directory; give a file name", what=Argument("path", path))
-    if path is not None and path.exists() and not path.resolve().is_file():
-        if resume:
-            raise BadInput("{resume}: {file} is not a regular file, so a run to it cannot be continued", file=path)
-        return None
     if path is None:
         if resume:
             raise BadInput(
                 "{option} continues a run that wrote {path} FILE: give the same {path} FILE", option=Parameter("resume")
             )
         return None
-    target = path.resolve() if path.is_symlink() else path
-    if not target.parent.is_dir():
-        raise BadInput(
-            "cannot write {option} {file}: no such directory {parent}",
-            option=Parameter("path"),
-            file=path,
-            parent=target.parent,
-        )
-    if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise BadInput(
-            "cannot write {option} {file}: {parent} is not writable",
-            option=Parameter("path"),
-            file=path,
-            parent=target.parent,
-        )
+    target = writable_target(path, "path")
+    if target.exists() and not target.is_file():  # a device or a pipe
+        if resume:
+            raise BadInput("{resume}: {file} is not a regular file, so a run to it cannot be continued", file=path)
+        return None
     checkpoint = target.with_name(target.name + _SUFFIX)
     if checkpoint.exists() and not resume:
         raise BadInput(
@@ -90,44 +75,58 @@ def remove_leftover_temporaries(checkpoint: Path) -> None:
 
 @contextmanager
 def claimed(checkpoint: Path | None) -> Iterator[None]:
-    """`checkpoint` (made if need be) locked for this run alone while it lasts (flock, which the
-    system releases however the process ends), and the temporaries a killed run left cleared: a
-    second run on the same file, say a resumed run started twice, is refused by name instead of
-    appending its records to the same file. A checkpoint made here and still empty when the run
-    fails is removed, with what began it: nothing was done, so there is nothing to resume."""
+    """The run to `checkpoint`'s file, for this process alone while it lasts: an exclusive lock
+    (flock, which the system releases however the process ends) on FILE.partial.lock beside it, so
+    that a second run on the same file, say a resumed run started twice, is refused by name instead
+    of doing the work again over the same checkpoint; then the temporaries a killed run left are
+    cleared. A lock file, not the checkpoint: heads replaces its checkpoint after every partition."""
     if checkpoint is None:
         yield
         return
+    lock = checkpoint.with_name(checkpoint.name + ".lock")
+    handle = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
-        handle, made = os.open(checkpoint, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o666), True
-    except FileExistsError:
-        handle, made = os.open(checkpoint, os.O_WRONLY | os.O_APPEND), False
-    try:
-        if not _locked(handle, checkpoint):
+        if not _locked(handle, lock):
             raise BadInput(
                 "{file} is in use by another run to the same {path} FILE; let that run end (or stop it) first",
                 file=checkpoint,
             )
-        remove_leftover_temporaries(checkpoint)
         try:
+            remove_leftover_temporaries(checkpoint)
             yield
-        except AttncliError:
-            if made:
-                _forget_if_empty(checkpoint)
-            raise
+        finally:
+            lock.unlink(missing_ok=True)  # before the lock goes: a run that opened it since finds it gone (_locked)
     finally:
         os.close(handle)
 
 
-def _locked(handle: int, checkpoint: Path) -> bool:
+def _locked(handle: int, lock: Path) -> bool:
     """Whether the file open as `handle` is now locked for this process alone and is still the one
-    named `checkpoint` (a run that held it may have renamed it to its file in between)."""
+    named `lock` (the run that held it may have removed it in between, as it ended)."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        named, held = os.stat(checkpoint), os.fstat(handle)
+        named, held = os.stat(lock), os.fstat(handle)
     except (BlockingIOError, FileNotFoundError):
         return False
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+@contextmanager
+def records_checkpoint(checkpoint: Path | None) -> Iterator[None]:
+    """A batch's checkpoint, made empty where there is none yet (a run killed as it began leaves it so,
+    and a resumed run starts it afresh), and removed with what began it when the run fails before a
+    record is in it: nothing was done, so there is nothing to resume."""
+    if checkpoint is None:
+        yield
+        return
+    made = not checkpoint.exists()
+    checkpoint.touch()
+    try:
+        yield
+    except AttncliError:
+        if made:
+            _forget_if_empty(checkpoint)
+        raise
 
 
 def _forget_if_empty(checkpoint: Path) -> None:
@@ -202,6 +201,7 @@ def append_records(batches: Iterable[list[dict]], checkpoint: Path, precision: i
 def put_in_place(checkpoint: Path) -> None:
     """The records of a finished run, `checkpoint`, become the file they are for; what began the
     run goes with them."""
+    os.chmod(checkpoint, file_mode(_target(checkpoint)))  # the permissions of the file it replaces
     os.replace(checkpoint, _target(checkpoint))
     _identity(checkpoint).unlink(missing_ok=True)
 

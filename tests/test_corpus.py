@@ -514,9 +514,10 @@ def test_merge_takes_the_files_a_shell_glob_gives_after_it(cli, tmp_path):
     repeated = cli("heads", "--merge", shards[0], "--merge", shards[1], "--merge", shards[2], "--json")
     assert globbed.code == repeated.code == 0, globbed.stderr
     assert globbed.stdout == repeated.stdout and globbed.json()["texts"] == 4
-    with_text = cli("heads", "--merge", *shards, "The cat sat.")
-    assert with_text.code == 2 and with_text.stderr == (
-        "attncli: error: --merge joins saved results: give no TEXT or --file with it ('The cat sat.' is not a file)\n"
+    with_text = cli("heads", "--merge", *shards, "The cat sat.")  # a shard like the others: one that is no file
+    missing = cli("heads", "--merge", shards[0], "--merge", "The cat sat.")
+    assert with_text.code == missing.code == 2 and with_text.stderr == missing.stderr == (
+        "attncli: error: --merge The cat sat.: No such file or directory\n"
     )
     several = cli("heads", "The", "cat", "sat.")
     assert several.code == 2 and several.stderr == (

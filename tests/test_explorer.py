@@ -396,6 +396,7 @@ def test_a_terminal_outside_the_process_s_session_still_serves():
 
 
 @pytest.mark.slow  # starts attncli in a process of its own
+@pytest.mark.slow
 def test_with_no_terminal_at_all_it_refuses():
     """Into a pipe, in a session with no terminal: one line, exit 2; a closed standard input too."""
     done = attncli("explore", SENTENCE, stdin=b"", start_new_session=True)

@@ -45,7 +45,7 @@ def test_an_export_that_cannot_be_written_leaves_every_other_output_untouched(tm
     saved.write_text("the old result")
     run = attncli("heatmap", SENTENCE, "-o", str(saved), "--export", str(tmp_path / "picture.svg"), text=True)
     assert (run.returncode, saved.read_text()) == (2, "the old result")
-    assert "it is a directory" in run.stderr
+    assert "names a directory; give a file name" in run.stderr
     unwritable = attncli("heatmap", SENTENCE, "--export", "/proc/picture.svg", text=True)  # no file can be made there
     assert (unwritable.returncode, unwritable.stdout) == (2, "")
 
@@ -269,7 +269,10 @@ def test_the_heads_help_example_writes_json_that_merge_reads(cli, tmp_path):
         (["batch", "-", "-o", "records.csv"], "-o records.csv is named for CSV, but batch writes JSON Lines"),
     ],
 )
-def test_a_format_at_odds_with_the_output_file_name_is_refused_before_any_work(cli, tmp_path, args, message):
+def test_a_format_at_odds_with_the_output_file_name_is_refused_before_any_work(
+    cli, tmp_path, monkeypatch, args, message
+):
+    monkeypatch.chdir(tmp_path)  # where the relative -o names would be written, were they not refused
     missing = ["--model", str(tmp_path / "no-such-model")]  # loaded after the output is checked: never reached
     run = cli(*args, *missing, stdin="a text\n")
     assert (run.code, run.stdout) == (2, "")
@@ -337,3 +340,20 @@ def test_a_long_text_s_heatmap_without_room_for_numbers_still_ranks_its_weights(
         levels = np.array([" ░▒▓█".index(mark) for mark in row[indent:].ljust(keys)])
         assert (levels == np.searchsorted(edges, weights[query, :keys], side="right")).all()  # a mark is its step
         assert (levels[weights[query, :keys] >= 2 / len(tokens)] > 0).all()  # twice the average weight shows
+
+
+def test_a_view_to_a_file_is_as_wide_as_the_same_view_into_a_pipe(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "90")
+    text = " ".join(["word"] * 30)
+    piped = cli("heatmap", text, "--no-values").stdout
+    assert cli("heatmap", text, "--no-values", "-o", str(tmp_path / "view.txt")).code == 0
+    assert (tmp_path / "view.txt").read_text() == piped
+    assert max(len(line) for line in piped.splitlines()) <= 90
+
+
+def test_an_output_through_a_link_into_no_directory_is_refused_before_any_work(cli, tmp_path):
+    link = tmp_path / "dangling.json"
+    link.symlink_to(tmp_path / "missing" / "attention.json")
+    run = cli("heatmap", SENTENCE, "--json", "-o", str(link))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == f"attncli: error: cannot write -o {link}: no such directory {tmp_path / 'missing'}\n"

@@ -137,23 +137,26 @@ def test_a_resumed_batch_names_every_failed_line_of_the_run(cli, monkeypatch, tm
     assert resumed.stderr == 'attncli: 2 of 70 lines failed (line 3, 68); their records carry "error"\n'
 
 
-def test_a_second_run_on_one_output_is_refused_while_the_first_holds_it(cli, monkeypatch, tmp_path):
-    """Two runs appending to one FILE.partial (a --resume started twice) would leave a file of both
-    runs' records: the second is refused by name, and the checkpoint left as it was."""
-    source, target = _corpus(tmp_path), tmp_path / "out.jsonl"
-    partial = tmp_path / "out.jsonl.partial"
-    _stopped(cli, monkeypatch, *_batch(source, target))
-    before = partial.read_bytes()
-    with open(partial, "ab") as first_run:
+@pytest.mark.parametrize("command", ["batch", "heads"])
+def test_a_second_run_on_one_output_is_refused_while_the_first_holds_it(cli, monkeypatch, tmp_path, command):
+    """Two runs to one file (a --resume started twice) would append to one FILE.partial, or do the
+    work twice over one checkpoint: the second is refused by name, and the checkpoint left as it was."""
+    source, target = _corpus(tmp_path), tmp_path / "out.json"
+    partial = tmp_path / "out.json.partial"
+    run = _batch if command == "batch" else _heads
+    if command == "batch":
+        _stopped(cli, monkeypatch, *run(source, target))
+    before = partial.read_bytes() if partial.exists() else None
+    with open(tmp_path / "out.json.partial.lock", "wb") as first_run:
         fcntl.flock(first_run, fcntl.LOCK_EX)  # as the run under way holds it
-        second = cli(*_batch(source, target, "--resume", "--jobs", "1"))
+        second = cli(*run(source, target, *(["--resume"] if before else []), "--jobs", "1"))
     assert second.code == 2
     assert second.stderr == (
         f"attncli: error: {partial} is in use by another run to the same -o FILE; let that run end (or stop it) first\n"
     )
-    assert partial.read_bytes() == before and not target.exists()
-    assert cli(*_batch(source, target, "--resume", "--jobs", "1")).code == 0  # let go: it can continue
-    assert target.read_text().count("\n") == 70
+    assert (partial.read_bytes() if partial.exists() else None) == before and not target.exists()
+    assert cli(*run(source, target, *(["--resume"] if before else []), "--jobs", "1")).code == 0  # let go: it runs
+    assert target.exists() and not partial.exists() and not (tmp_path / "out.json.partial.lock").exists()
 
 
 @pytest.mark.parametrize("resume", [False, True], ids=["next run", "resumed"])
@@ -306,3 +309,11 @@ def test_a_run_that_fails_before_its_first_record_leaves_nothing_to_resume(cli, 
     run = cli(*_batch(_corpus(tmp_path), tmp_path / "out.jsonl", "--jobs", "1"))
     assert run.code == 2 and "the first partition failed" in run.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["corpus.txt"]
+
+
+def test_a_finished_batch_keeps_the_permissions_of_the_file_it_replaces(cli, tmp_path):
+    source, target = _corpus(tmp_path), tmp_path / "out.jsonl"
+    target.write_text("an earlier run's records\n")
+    target.chmod(0o600)
+    assert cli(*_batch(source, target, "--jobs", "1")).code == 0
+    assert target.stat().st_mode & 0o777 == 0o600 and target.read_text().count("\n") == 70

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from helpers import BERT, GPT2, HOSTILE, PRONOUN, SENTENCE, export, open_page, png_colours
+from helpers import BERT, GPT2, HOSTILE, PRONOUN, SENTENCE, copy_fixture, export, open_page, png_colours
 
 from attncli.views.figures import contrast
 
@@ -86,6 +86,10 @@ def test_text_that_looks_like_markup_stays_text_in_a_figure(cli, tmp_path, comma
 def test_a_figure_is_titled_with_the_model_s_name_or_the_title_given(cli, tmp_path):
     figure, _ = export(cli, tmp_path, "figure.svg", "rollout", SENTENCE, "--model", BERT + "/")
     assert _svg(figure).find(f"{SVG}title").text.startswith("bert · attention rollout")
+    inner = copy_fixture(tmp_path) / "inner"
+    inner.mkdir()
+    dotted, _ = export(cli, tmp_path, "dotted.svg", "rollout", SENTENCE, "--model", str(inner / ".."))
+    assert _svg(dotted).find(f"{SVG}title").text.startswith("bert · attention rollout")  # not ".."
     for name in ("figure.svg", "page.html", "tokens.svg", "tokens.html"):
         command = ["tokenize", SENTENCE] if name.startswith("tokens") else ["heatmap", SENTENCE, "--model", BERT]
         target, _ = export(cli, tmp_path, name, *command, "--title", "Figure 2: <b>a head</b>")

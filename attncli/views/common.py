@@ -87,7 +87,9 @@ def figure_name(model: ModelInfo) -> str:
     """The model as a figure's title names it: the last part of its name, a directory or a model id
     ("tiny" for ~/checkpoints/tiny/, "all-MiniLM-L6-v2" for sentence-transformers/all-MiniLM-L6-v2)."""
     name = PurePath(model.name).name
-    return name or (PurePath(model.path).name if model.path else model.name)
+    if name in ("", ".", ".."):  # "..", "./": the directory's own name, from the path it resolved to
+        return PurePath(model.path).name if model.path else model.name
+    return name
 
 
 def markup_text(text: str) -> str:
