@@ -127,17 +127,20 @@ def writable_target(path: Path, parameter: str) -> Path:
         return target
     if not path.name or target.is_dir():
         raise BadInput("{what} names a directory; give a file name", what=Argument(parameter, path))
-    for problem, failed in (
-        ("no such directory", not target.parent.is_dir()),
-        ("not a directory that can be written", not os.access(target.parent, os.W_OK | os.X_OK)),
-    ):
-        if failed:
-            raise BadInput(
-                f"cannot write {{option}} {{file}}: {problem} {{parent}}",
-                option=Parameter(parameter),
-                file=path,
-                parent=target.parent,
-            )
+    if not target.parent.is_dir():
+        raise BadInput(
+            "cannot write {option} {file}: no such directory {parent}",
+            option=Parameter(parameter),
+            file=path,
+            parent=target.parent,
+        )
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise BadInput(
+            "cannot write {option} {file}: {parent} is not writable",
+            option=Parameter(parameter),
+            file=path,
+            parent=target.parent,
+        )
     return target
 
 
