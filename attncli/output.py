@@ -118,11 +118,16 @@ class Output:
                 writable_target(path, parameter)
 
 
+def _replaced(path: Path) -> Path:
+    """The file that writing `path` replaces: a symbolic link's target (the link stays a link)."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def writable_target(path: Path, parameter: str) -> Path:
     """The file that writing `path` (given as `parameter`) replaces: a symbolic link's target, checked
     before any work to be no directory and to lie in a directory that exists and can be written. A
     device or a pipe that exists is written straight through (as a shell's > would), unchecked."""
-    target = path.resolve() if path.is_symlink() else path
+    target = _replaced(path)
     if target.exists() and not target.is_file() and not target.is_dir():
         return target
     if not path.name or target.is_dir():
@@ -286,7 +291,7 @@ class _Staged:
     def write(self, path: Path, data: bytes | Iterable[bytes]) -> None:
         """Write `data` to a temporary beside `path` (see write_file)."""
         pieces = [data] if isinstance(data, bytes) else data
-        target = path.resolve() if path.is_symlink() else path
+        target = _replaced(path)
         if target.exists() and not target.is_file():
             try:
                 with open(target, "wb") as file:
@@ -344,7 +349,7 @@ def _together():
 def leftover_temporaries(path: Path) -> list[Path]:
     """The temporary files that writes of `path` (write_file's, _Staged's) killed outright, by kill -9
     or a power cut, left beside it: on any other ending they remove their own."""
-    target = path.resolve() if path.is_symlink() else path
+    target = _replaced(path)
     name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}{re.escape(_TEMPORARY_SUFFIX)}")
     try:
         return [target.parent / found for found in os.listdir(target.parent) if name.fullmatch(found)]
