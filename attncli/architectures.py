@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import Rows, TensorFile, TensorHeaders
-    from attncli.transformer import Block, Norm, TransformerConfig, TransformerWeights
+    from attncli.transformer import Block, FeedForward, Norm, TransformerConfig, TransformerWeights
 
 __all__ = [
     "FAMILIES",
@@ -338,9 +338,32 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders")
 
 
 @dataclass(frozen=True)
+class _Names:
+    """Where a decoder family keeps its tensors: the embedding table and the final norm under the
+    checkpoint's prefix, each layer's parts under its `layer` prefix. Llama's names are the defaults."""
+
+    words: str = _DECODER_WORDS  # the input embedding table
+    final_norm: str = "norm"
+    layer: str = _DECODER_LAYER
+    attention_norm: str = "input_layernorm"
+    ffn_norm: str | None = "post_attention_layernorm"  # None: the feed-forward reads the attention's norm
+    q: str = "self_attn.q_proj"
+    k: str = "self_attn.k_proj"
+    v: str = "self_attn.v_proj"
+    qkv: str = "self_attn.qkv_proj"  # q, k and v in one matrix, where the family fuses them (_Decoder.qkv)
+    o: str = "self_attn.o_proj"
+    gate: str = "mlp.gate_proj"  # a gated feed-forward's gate
+    gate_up: str = "mlp.gate_up_proj"  # gate and up in one matrix, where the family fuses them (_Decoder.gate_up)
+    up: str = "mlp.up_proj"  # the feed-forward's first projection (gated: the one the gate multiplies)
+    down: str = "mlp.down_proj"  # its last
+
+
+@dataclass(frozen=True)
 class _Decoder:
     """How a decoder family departs from Llama's layout and defaults: one field per behaviour."""
 
+    names: _Names = _Names()  # where its tensors are
+    keys: tuple[tuple[str, str], ...] = ()  # (Llama's config.json key, this family's name for it) where they differ
     head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
     kv_heads: int | None = None  # num_key_value_heads when config.json has none; None: the heads
     attention_bias: bool = True  # attention_bias is read (else the attention has no biases)
@@ -348,7 +371,9 @@ class _Decoder:
     partial_rotary: bool = False  # partial_rotary_factor is read (else RoPE turns whole heads)
     qkv_bias: bool = False  # biases on q, k and v, whatever attention_bias says (Qwen 2)
     qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
-    fused: bool = False  # q, k and v in one qkv_proj, gate and up in one gate_up_proj (Phi-3)
+    qkv: str | None = None  # q, k and v in one matrix: "stacked" (every q row, then k's, then v's: Phi-3) or
+    # "per_head" (head by head, each head's q, k and v rows in turn: GPT-NeoX, BLOOM); None: three matrices
+    gate_up: bool = False  # the gated feed-forward's gate and up in one matrix, gate's rows first (Phi-3)
     norm_offset: bool = False  # RMSNorm gains, the q and k norms' too, stored as gain - 1 (Gemma)
     embedding_scale: bool = False  # the word embeddings multiplied by √hidden_size (Gemma)
     sandwich: bool = False  # a norm after attention and after the feed-forward too, before each residual sum (Gemma 2)
@@ -361,7 +386,15 @@ class _Decoder:
     window: int | None = None  # sliding_window when config.json has none
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
     default_activation: str = "silu"  # the activation when config.json names none
-    eps: float = 1e-6  # rms_norm_eps when config.json has none
+    eps: float = 1e-6  # the norms' epsilon when config.json has none
+    norm: str = "rms"  # RMSNorm, or "layer": LayerNorm
+    norm_bias: bool = True  # a LayerNorm adds a bias
+    gated: bool = True  # the feed-forward is gated (SwiGLU and kin); else down(activation(up(x)))
+    parallel: bool = False  # attention and feed-forward read the same residual stream and add to it together
+
+    def key(self, name: str) -> str:
+        """This family's config.json key for what Llama's calls `name`."""
+        return dict(self.keys).get(name, name)
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
@@ -469,11 +502,12 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
     if config.get("is_causal", True) is not True:
         raise DataError("config.json: is_causal false (bidirectional attention) is not supported for a decoder")
-    d = _integer(config, "hidden_size")
-    heads = _integer(config, "num_attention_heads")
+    key = style.key
+    d = _integer(config, key("hidden_size"))
+    heads = _integer(config, key("num_attention_heads"))
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     activation = _name(config, style.activation, default=style.default_activation)
-    attention_bias = style.attention_bias and _flag(config, "attention_bias")
+    attention_bias = style.attention_bias and _flag(config, key("attention_bias"))
     rope = _rope(config, head_dim, style.partial_rotary)
     scalar = (
         None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
@@ -483,21 +517,22 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         layers=layers,
         heads=heads,
         d_model=d,
-        d_ff=_integer(config, "intermediate_size"),
+        d_ff=_integer(config, key("intermediate_size")),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, "max_position_embeddings"),
+        max_positions=_integer(config, key("max_position_embeddings")),
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
-        eps=_epsilon(config, "rms_norm_eps", default=style.eps),
+        eps=_epsilon(config, key("rms_norm_eps"), default=style.eps),
         pre_norm=True,
         causal=True,
         layer_attention=tuple(LayerAttention(window, rope) for window in _windows(config, style, layers)),
-        norm="rms",
+        norm=style.norm,
         # null, as transformers reads it, is one key-value head per query head; left out, the family's default
         kv_heads=heads
         if "num_key_value_heads" in config and config["num_key_value_heads"] is None
         else _integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
-        gated=True,
+        gated=style.gated,
+        parallel=style.parallel,
         attention_scale=None if scalar is None else scalar**-0.5,
         soft_cap=_soft_cap(config, style),
         embedding_scale=d**0.5 if style.embedding_scale else None,
@@ -505,7 +540,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         qk_norm=style.qk_norm,
         attention_bias=attention_bias or style.qkv_bias,
         output_bias=attention_bias,
-        mlp_bias=style.mlp_bias and _flag(config, "mlp_bias"),
+        mlp_bias=style.mlp_bias and _flag(config, key("mlp_bias")),
     )
 
 
@@ -516,64 +551,100 @@ def _decoder_weights(
     layers, each read from disk when the forward pass comes to it (see _Layers)."""
     from attncli.transformer import TransformerWeights
 
-    t = _Tensors(tensors, _DECODER_WORDS)
+    t = _Tensors(tensors, style.names.words)
     return TransformerWeights(
-        word=t.table(_DECODER_WORDS, (c.vocab_size, c.d_model)),
+        word=t.table(style.names.words, (c.vocab_size, c.d_model)),
         position=None,
         token_type=None,
         embedding_norm=None,
         blocks=_Layers(c, functools.partial(_decoder_block, t, c, style)),
-        final_norm=_rms(t, "norm", c.d_model, style),
+        final_norm=_norm(t, style.names.final_norm, c.d_model, style),
     )
 
 
-def _rms(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
-    """An RMSNorm's gain, stored as it is or as gain - 1 (as the family says)."""
+def _norm(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
+    """A norm's weights as the family keeps them: an RMSNorm's gain, stored as it is or as gain - 1;
+    a LayerNorm's gain, and its bias where it has one."""
     from attncli.transformer import Norm
 
     gain = t(f"{name}.weight", (d,))
+    if style.norm == "layer":
+        return Norm(gain, t(f"{name}.bias", (d,)) if style.norm_bias else None)
     return Norm(gain + np.float32(1.0) if style.norm_offset else gain)
 
 
-def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
-    from attncli.transformer import Block, FeedForward
+def _qkv(
+    t: _Tensors, c: "TransformerConfig", style: _Decoder, layer: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """A layer's W_Q [d, h·d_k], W_K and W_V [d, g·d_k] and their biases (None without), from three
+    matrices or the one the family fuses them in."""
+    d, dk, h, g, names = c.d_model, c.d_head, c.heads, c.kv_heads or c.heads, style.names
+    name = f"{layer}.{names.qkv}"
+    if style.qkv == "stacked":  # every query row, then every key row, then every value row
+        sizes = [h * dk, (h + g) * dk]
+        w = np.split(t(f"{name}.weight", ((h + 2 * g) * dk, d)).T, sizes, axis=1)
+        b = np.split(t(f"{name}.bias", ((h + 2 * g) * dk,)), sizes) if c.attention_bias else (None,) * 3
+        return *w, *b
+    if style.qkv == "per_head":  # head by head: its query rows, its key rows, its value rows
+        if g != h:
+            raise DataError(f"config.json: {g} key-value heads for {h} heads; {c.family}'s fused q, k, v needs as many")
+        w = t(f"{name}.weight", (3 * h * dk, d)).reshape(h, 3, dk, d)
+        b = t(f"{name}.bias", (3 * h * dk,)).reshape(h, 3, dk) if c.attention_bias else None
+        return (
+            *(w[:, part].reshape(h * dk, d).T for part in range(3)),
+            *((None,) * 3 if b is None else (b[:, part].reshape(h * dk) for part in range(3))),
+        )
+    w_q, b_q = t.linear(f"{layer}.{names.q}", d, h * dk, c.attention_bias)
+    w_k, b_k = t.linear(f"{layer}.{names.k}", d, g * dk, c.attention_bias)
+    w_v, b_v = t.linear(f"{layer}.{names.v}", d, g * dk, c.attention_bias)
+    return w_q, w_k, w_v, b_q, b_k, b_v
 
-    layer = _DECODER_LAYER.format(i=i)
-    d, f, dk, h, g = c.d_model, c.d_ff, c.d_head, c.heads, c.kv_heads or c.heads
-    if style.fused:
-        qkv = t(f"{layer}.self_attn.qkv_proj.weight", ((h + 2 * g) * dk, d)).T  # [d, (h + 2g)·d_k]
-        w_q, w_k, w_v = np.split(qkv, [h * dk, (h + g) * dk], axis=1)
-        b_q = b_k = b_v = None
+
+def _feed_forward(t: _Tensors, c: "TransformerConfig", style: _Decoder, layer: str) -> "FeedForward":
+    """A layer's feed-forward network: gated (gate and up side by side, as FeedForward wants them), or plain."""
+    from attncli.transformer import FeedForward
+
+    d, f, names = c.d_model, c.d_ff, style.names
+    if not c.gated:
+        w_up, b_up = t.linear(f"{layer}.{names.up}", d, f, c.mlp_bias)
+        w_down, b_down = t.linear(f"{layer}.{names.down}", f, d, c.mlp_bias)
+        return FeedForward(w_up, w_down, b_up, b_down)
+    if style.gate_up:  # stored as gate's rows, then up's: what FeedForward wants, transposed
+        w_in, b_in = t(f"{layer}.{names.gate_up}.weight", (2 * f, d)).T, None
     else:
-        w_q, b_q = t.linear(f"{layer}.self_attn.q_proj", d, h * dk, c.attention_bias)
-        w_k, b_k = t.linear(f"{layer}.self_attn.k_proj", d, g * dk, c.attention_bias)
-        w_v, b_v = t.linear(f"{layer}.self_attn.v_proj", d, g * dk, c.attention_bias)
-    w_o, b_o = t.linear(f"{layer}.self_attn.o_proj", h * dk, d, c.output_bias)
+        w_in = t.stacked([f"{layer}.{names.gate}.weight", f"{layer}.{names.up}.weight"], (f, d)).T  # [d, 2f]
+        b_in = (
+            np.concatenate([t(f"{layer}.{name}.bias", (f,)) for name in (names.gate, names.up)]) if c.mlp_bias else None
+        )
+    w_down, b_down = t.linear(f"{layer}.{names.down}", f, d, c.mlp_bias)
+    return FeedForward(w_in, w_down, b_in, b_down, gated=True)
+
+
+def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
+    from attncli.transformer import Block
+
+    names = style.names
+    layer = names.layer.format(i=i)
+    d, dk, h = c.d_model, c.d_head, c.heads
+    w_q, w_k, w_v, b_q, b_k, b_v = _qkv(t, c, style, layer)
+    w_o, b_o = t.linear(f"{layer}.{names.o}", h * dk, d, c.output_bias)
     q_norm = k_norm = None
     if c.qk_norm:
-        q_norm, k_norm = (_rms(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
+        q_norm, k_norm = (_norm(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
     projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
-    mlp = f"{layer}.mlp"
-    if style.fused:  # gate_up_proj is stored as gate's rows, then up's: what FeedForward wants, transposed
-        w_in, b_in = t(f"{mlp}.gate_up_proj.weight", (2 * f, d)).T, None
-    else:
-        w_in = t.stacked([f"{mlp}.gate_proj.weight", f"{mlp}.up_proj.weight"], (f, d)).T  # [d, 2f]
-        b_in = (
-            np.concatenate([t(f"{mlp}.{name}.bias", (f,)) for name in ("gate_proj", "up_proj")]) if c.mlp_bias else None
-        )
-    w_down, b_down = t.linear(f"{mlp}.down_proj", f, d, c.mlp_bias)
-    feed_forward = FeedForward(w_in, w_down, b_in, b_down, gated=True)
-    norm = functools.partial(_rms, t, d=d, style=style)
+    feed_forward = _feed_forward(t, c, style, layer)
+    norm = functools.partial(_norm, t, d=d, style=style)
     if style.sandwich:
         return Block(
             projections,
-            norm(f"{layer}.input_layernorm"),
+            norm(f"{layer}.{names.attention_norm}"),
             feed_forward,
             norm(f"{layer}.pre_feedforward_layernorm"),
             attention_out_norm=norm(f"{layer}.post_attention_layernorm"),
             ffn_out_norm=norm(f"{layer}.post_feedforward_layernorm"),
         )
-    return Block(projections, norm(f"{layer}.input_layernorm"), feed_forward, norm(f"{layer}.post_attention_layernorm"))
+    ffn_norm = None if names.ffn_norm is None else norm(f"{layer}.{names.ffn_norm}")
+    return Block(projections, norm(f"{layer}.{names.attention_norm}"), feed_forward, ffn_norm)
 
 
 # A model whose layers take at most this many bytes as float32 keeps them once read: a batch of
@@ -706,16 +777,19 @@ _DECODERS = {
             default_activation="gelu_pytorch_tanh",
         ),
     ),
-    "phi3": ("Phi-3", _Decoder(attention_bias=False, partial_rotary=True, fused=True, windows="all", eps=1e-5)),
+    "phi3": (
+        "Phi-3",
+        _Decoder(attention_bias=False, partial_rotary=True, qkv="stacked", gate_up=True, windows="all", eps=1e-5),
+    ),
 }
 FAMILIES |= {
     name: Family(
         title,
-        _LAYERS,
+        (style.key("num_hidden_layers"),),
         functools.partial(_decoder_config, style=style),
         functools.partial(_decoder_weights, style=style),
-        _DECODER_WORDS,
-        _DECODER_LAYER,
+        style.names.words,
+        style.names.layer,
     )
     for name, (title, style) in _DECODERS.items()
 }

@@ -182,6 +182,7 @@ class TransformerConfig:
     kv_heads: int | None = None  # key and value heads, each shared by heads / kv_heads query heads; None: heads
     head_dim: int | None = None  # d_k when the model sets it apart from d_model / heads
     gated: bool = False  # feed-forward down(activation(gate(x)) · up(x)) instead of out(activation(in(x)))
+    parallel: bool = False  # x + attention(norm(x)) + feed-forward(norm'(x)): both sublayers read the same x
     attention_scale: float | None = None  # scores · this instead of / √d_k
     soft_cap: float | None = None  # scores soft-capped at this, as cap · tanh(score / cap)
     embedding_scale: float | None = None  # the word embeddings multiplied by this
@@ -280,7 +281,7 @@ class Block:
     attention: Projections
     attention_norm: Norm
     feed_forward: FeedForward
-    ffn_norm: Norm
+    ffn_norm: Norm | None  # None: a parallel block's feed-forward reads the attention's norm of x
     attention_out_norm: Norm | None = None  # sandwich: on the attention's output, before the residual sum
     ffn_out_norm: Norm | None = None  # sandwich: on the feed-forward's output
 
@@ -351,6 +352,9 @@ def attention_input(x: np.ndarray, block: Block, config: TransformerConfig) -> n
 def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig) -> np.ndarray:
     """The rest of a layer once its attention gave `attended` [T, d] for the residual stream `x` [T, d]:
     the residual sums, the norms and the feed-forward network, in the order the model puts them: [T, d]."""
+    if config.parallel:  # both sublayers read x; the norm is computed again rather than carried from attention
+        ffn_input = normalized(x, block.attention_norm if block.ffn_norm is None else block.ffn_norm, config)
+        return x + attended + feed_forward(ffn_input, block.feed_forward, config.activation)
     if config.pre_norm:
         if block.attention_out_norm is not None:
             attended = normalized(attended, block.attention_out_norm, config)
