@@ -63,20 +63,34 @@ def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.
     return e
 
 
-def masked_softmax(x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+def masked_softmax(
+    x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | None = None, sinks: np.ndarray | None = None
+) -> np.ndarray:
     """softmax(masked(x, mask)) over the last axis of `x` [..., T, T] (`mask` [T, T], True = may
     attend), without the masked copy of `x`: the same numbers, exactly 0 where masked, a uniform row
-    where nothing is allowed. Written into `out` when given."""
-    if mask is None:
+    where nothing is allowed. Written into `out` when given.
+
+    With `sinks` (one logit per head, [h, 1, 1] against x [h, T, T]), each row's softmax runs over
+    its keys and one more logit, the head's sink, which then is dropped (GPT-OSS's learned attention
+    sinks): a row's weights sum to 1 less the sink's share, and a row with no key allowed is all 0.
+    """
+    if mask is None and sinks is None:
         return softmax(x, out=out)
-    empty = ~mask.any(axis=-1)  # [T] rows that may attend to nothing
-    top = np.max(x, axis=-1, keepdims=True, where=mask, initial=-np.inf)  # [..., T, 1] over allowed keys
-    top[..., empty, :] = 0.0
+    allowed = np.ones(x.shape[-2:], dtype=bool) if mask is None else mask
+    empty = ~allowed.any(axis=-1)  # [T] rows that may attend to nothing
+    top = np.max(x, axis=-1, keepdims=True, where=allowed, initial=-np.inf)  # [..., T, 1] over allowed keys
+    if sinks is None:
+        top[..., empty, :] = 0.0
+    else:
+        top = np.maximum(top, sinks)  # finite even where a row allows no key
     e = np.subtract(x, top, out=out, dtype=np.result_type(x, np.float32))
-    np.exp(e, out=e, where=mask)
-    np.copyto(e, 0.0, where=~mask)  # exactly 0, not the -0.0 that multiplying by the mask would leave
-    e[..., empty, :] = 1.0
-    e /= np.sum(e, axis=-1, keepdims=True)
+    np.exp(e, out=e, where=allowed)
+    np.copyto(e, 0.0, where=~allowed)  # exactly 0, not the -0.0 that multiplying by the mask would leave
+    if sinks is None:
+        e[..., empty, :] = 1.0
+        e /= np.sum(e, axis=-1, keepdims=True)
+        return e
+    e /= np.sum(e, axis=-1, keepdims=True) + np.exp(sinks - top)
     return e
 
 
@@ -283,6 +297,7 @@ class Projections:
     b_o: np.ndarray | None = None  # [d]
     q_norm: np.ndarray | None = None  # [d_k]
     k_norm: np.ndarray | None = None  # [d_k]
+    sinks: np.ndarray | None = None  # [h] each head's learned sink logit, joining every row's softmax (GPT-OSS)
 
 
 @dataclass(eq=False, repr=False)
@@ -306,7 +321,7 @@ class HeadsTrace:
     v: np.ndarray  # [g, T, d_k]
     scores: np.ndarray  # [h, T, T] QKᵀ (with RoPE's q and k, each query head against its key head)
     scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k (or · the model's scale, then soft-capped), before any mask
-    weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1
+    weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1 (less a sink's share)
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
     q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
     k_rotated: np.ndarray | None = None  # [g, T, d_k]
@@ -363,21 +378,24 @@ def attend(
     mask: np.ndarray | None = None,
     weights_out: np.ndarray | None = None,
     steps: bool = True,
+    sinks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scaled dot-product attention of every head: q [h, T, d_k] against k and v [g, T, d_k], each key
     and value head read by its group of query heads. Returns (scores QKᵀ, scaled scores, weights, head
     outputs): [h, T, T] three times and [h, T, d_k].
 
     The scores are scaled (or multiplied by `options.scale`), soft-capped where the options say so,
-    masked by `mask` [T, T] (True = may attend) and turned into weights by softmax, written into
-    `weights_out` when it is given. Without `steps` the scores are scaled in place, so that the
-    scores returned are the scaled ones: for a caller that keeps only the weights.
+    masked by `mask` [T, T] (True = may attend) and turned into weights by softmax (with each head's
+    sink logit, `sinks` [h], where the model has them), written into `weights_out` when it is given.
+    Without `steps` the scores are scaled in place, so that the scores returned are the scaled ones:
+    for a caller that keeps only the weights.
     """
     raw = scores(q, repeat_kv(k, options.heads))  # [h, T, T]
     scaled_scores = scaled(raw, q.shape[-1], options.scale, out=None if steps else raw)  # [h, T, T]
     if options.soft_cap is not None:
         scaled_scores = soft_cap(scaled_scores, options.soft_cap)
-    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
+    head_sinks = None if sinks is None else sinks.reshape(-1, 1, 1)  # [h, 1, 1]
+    weights = masked_softmax(scaled_scores, mask, out=weights_out, sinks=head_sinks)  # [h, T, T]
     return raw, scaled_scores, weights, weights @ repeat_kv(v, options.heads)
 
 
@@ -406,6 +424,7 @@ def heads_attention(
         mask,
         weights_out,
         steps,
+        p.sinks,
     )
     return HeadsTrace(
         q=q,

@@ -245,3 +245,29 @@ def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_bet
 @pytest.mark.parametrize("window", [7, 8, 2**62, 2**63 - 1])
 def test_a_window_as_long_as_the_text_hides_nothing(window):
     assert_array_equal(causal_mask(7, window), causal_mask(7))
+
+
+@given(
+    st.integers(1, 9).flatmap(
+        lambda n: st.tuples(
+            arrays(np.float64, (2, n, n), elements=st.floats(-30, 30)),
+            arrays(np.float64, (2, 1, 1), elements=st.floats(-30, 30)),
+            st.one_of(st.none(), st.integers(1, n)),
+        )
+    )
+)
+def test_a_sink_is_one_more_logit_in_each_row_whose_share_is_dropped(case):
+    x, sinks, window = case
+    n = x.shape[-1]
+    mask = causal_mask(n, window)
+    with_sink = np.concatenate([masked(x, mask), np.broadcast_to(sinks, (2, n, 1))], axis=-1)
+    expected = softmax(with_sink)[..., :n] * mask  # the masked keys' shares are exactly 0
+    weights = masked_softmax(x, mask, sinks=sinks)
+    assert_allclose(weights, expected, rtol=1e-12, atol=1e-300)
+    assert np.all(weights.sum(axis=-1) <= 1 + 1e-12)
+    assert_allclose(masked_softmax(x, None, sinks=sinks), softmax(np.concatenate([x, with_sink[..., n:]], -1))[..., :n])
+
+
+def test_a_row_with_no_key_gives_everything_to_the_sink():
+    weights = masked_softmax(np.array([[[3.0, -2.0]] * 2]), np.zeros((2, 2), dtype=bool), sinks=np.array([[[0.5]]]))
+    assert_array_equal(weights, np.zeros((1, 2, 2)))
