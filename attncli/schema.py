@@ -106,7 +106,9 @@ STEPS = _object(
         "concat": _array(NUMBER, 3),
         "attention_output": _array(NUMBER, 3),
         "output": _array(NUMBER, 2),
-    }
+    },
+    # q, k and v as projected, where norms over the whole projections or clip_qkv change them
+    {"projected": _object({name: _array(NUMBER, 3) for name in ("q", "k", "v")})},
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}
