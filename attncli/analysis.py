@@ -15,6 +15,7 @@ __all__ = [
     "Fusion",
     "StatisticSums",
     "align",
+    "at_bound",
     "block_means",
     "candidate_keys",
     "cosine",
@@ -25,6 +26,7 @@ __all__ = [
     "nearest",
     "pattern_labels",
     "ranked_targets",
+    "rms_divisor",
     "rollout",
     "sinks",
     "softmax_parts",
@@ -384,6 +386,16 @@ class StatisticSums:
 def weighted_values(weights: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Each key's share of a query's head output: weights [keys] times v [keys, d_k], row by row: [keys, d_k]."""
     return weights[:, None] * v
+
+
+def at_bound(values: np.ndarray, bound: float) -> int:
+    """How many of `values` (clamped to [-bound, bound]) sit at ±bound: those the clamp moved there."""
+    return int(np.count_nonzero(np.abs(values) == values.dtype.type(bound)))
+
+
+def rms_divisor(x: np.ndarray, eps: float) -> float:
+    """√(mean(x²) + eps) of a vector `x` [n]: what an RMSNorm divides it by."""
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + eps))
 
 
 def ranked(values: np.ndarray) -> list[int]:

@@ -1,5 +1,5 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
-modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2 and Phi-3.
+modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3 and OLMo 1 and 2.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -12,6 +12,7 @@ BERT's, so it is built here too. Adding a decoder family whose forward pass is L
 switches is adding a row to `_DECODERS` (see the README's "Adding a family").
 """
 
+import dataclasses
 import functools
 import json
 import math
@@ -381,7 +382,9 @@ class _Decoder:
     query_scalar: int | None = None  # query_pre_attn_scalar is read, with this default: scores · scalar^-½
     gelu_means_tanh: bool = False  # an activation named "gelu" is its tanh form, as transformers reads Gemma's
     layer_types: bool = False  # layer_types is read where config.json has it (else the rule below alone)
-    windows: str = "none"  # which layers slide without layer_types: none, all, upper (max_window_layers on), even
+    # which layers slide without layer_types: none, all, upper (max_window_layers on), even, or pattern: all
+    # but every sliding_window_pattern-th (Gemma 3)
+    windows: str = "none"
     use_sliding_window: bool = False  # sliding_window counts only where use_sliding_window is true (Qwen)
     window: int | None = None  # sliding_window when config.json has none
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
@@ -391,6 +394,15 @@ class _Decoder:
     norm_bias: bool = True  # a LayerNorm adds a bias
     gated: bool = True  # the feed-forward is gated (SwiGLU and kin); else down(activation(up(x)))
     parallel: bool = False  # attention and feed-forward read the same residual stream and add to it together
+    # config.json keys, and their values, that the family's configuration fills in where config.json leaves
+    # them out and no field above gives them (Gemma 3's published multimodal configs give only a few)
+    defaults: tuple[tuple[str, int | float], ...] = ()
+    text_config: bool = False  # the model's settings are config.json's text_config (a multimodal checkpoint)
+    local_rope: bool = False  # sliding layers turn by RoPE of base rope_local_base_freq, the others by rope_theta
+    plain_norm: bool = False  # LayerNorm without gain or bias, its epsilon `eps` whatever config.json says (OLMo)
+    clip_qkv: bool = False  # clip_qkv is read: q, k and v clamped to ±clip_qkv once projected (OLMo)
+    whole_qk_norm: bool = False  # an RMSNorm over all of q's heads and one over all of k's, before RoPE (OLMo 2)
+    input_norms: bool = True  # False, in a sandwich: no norms before the sublayers, only after them (OLMo 2)
 
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
@@ -451,6 +463,34 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     return Rope(**rope)
 
 
+def _layer_ropes(config: dict, head_dim: int) -> tuple[Rope, Rope]:
+    """(the global layers' RoPE, the sliding layers') of a family that turns them by RoPEs of their own
+    (Gemma 3): the global layers' of base rope_theta, scaled as rope_scaling says, the sliding layers'
+    of base rope_local_base_freq, never scaled; or, in transformers 5's form, rope_parameters'
+    full_attention and sliding_attention objects (rope_scaling, where given too, updates the first)."""
+    nested = config.get("rope_parameters") or {}
+    if not isinstance(nested, dict) or not set(nested) <= set(_LAYER_TYPES):
+        raise DataError(
+            f"config.json: rope_parameters should hold one object of RoPE settings for each layer type "
+            f"({', '.join(_LAYER_TYPES)}), not {_shown(nested)}"
+        )
+    scaling = config.get("rope_scaling") or {}
+    ropes = []
+    for kind, base, update in (
+        ("full_attention", "rope_theta", scaling),
+        ("sliding_attention", "rope_local_base_freq", {}),
+    ):
+        # A layer type without settings gets rope_type default, which an old-style "type" in rope_scaling
+        # does not override: transformers then runs a rope_scaling of {"type": "linear"} unscaled.
+        parameters = nested.get(kind)
+        parameters = {"rope_type": "default"} if parameters is None else parameters
+        if not isinstance(parameters, dict) or not isinstance(update, dict):
+            raise DataError(f"config.json: the RoPE settings of {kind} layers should be an object")
+        flat = {**config, "rope_theta": config.get(base), "rope_scaling": None, "rope_parameters": parameters | update}
+        ropes.append(_rope(flat, head_dim, partial_rotary=False))
+    return ropes[0], ropes[1]
+
+
 def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...]:
     """Each layer's sliding window (the last W keys a query sees), or None where it sees all: from
     layer_types where the family reads them (transformers 5, and Mistral's configs for Ministral), or
@@ -475,6 +515,10 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
     if window is None and types is None and style.windows == "even":
         # transformers makes Gemma 2's even layers slide whatever the config says, and needs a window for them
         raise DataError("config.json: sliding_window is null, but the even layers slide; give the window")
+    if window is None and types is None and style.windows == "pattern":
+        raise DataError(
+            "config.json: sliding_window is null, but sliding_window_pattern makes layers slide; give the window"
+        )
     if window is None:
         return (None,) * layers
     if isinstance(window, bool) or not isinstance(window, int) or not 0 < window <= _LARGEST:
@@ -486,6 +530,11 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         return tuple(window if layer >= first else None for layer in range(layers))
     if style.windows == "even":
         return tuple(window if layer % 2 == 0 else None for layer in range(layers))
+    if style.windows == "pattern":
+        every = _integer(config, "sliding_window_pattern", default=6)
+        if every < 1:
+            raise DataError(f"config.json: sliding_window_pattern = {every}; it must be positive")
+        return tuple(None if (layer + 1) % every == 0 else window for layer in range(layers))
     return (window,) * layers
 
 
@@ -494,6 +543,26 @@ def _soft_cap(config: dict, style: _Decoder) -> float | None:
     if style.soft_cap is None or ("attn_logit_softcapping" in config and config["attn_logit_softcapping"] is None):
         return None
     return _number(config, "attn_logit_softcapping", default=style.soft_cap)
+
+
+def _clip(config: dict) -> float | None:
+    """The bound clip_qkv puts on q, k and v (null: none)."""
+    return None if config.get("clip_qkv") is None else _number(config, "clip_qkv")
+
+
+def _decoder_settings(config: dict, style: _Decoder) -> dict:
+    """The settings of the model a decoder's config.json describes: its own keys or, for a multimodal
+    checkpoint, its text_config's (under config.json's model_type), with the family's defaults for
+    the keys it leaves out."""
+    if style.text_config:
+        text = config.get("text_config")
+        if not isinstance(text, dict):
+            raise DataError(
+                f"config.json: a {config['model_type']} checkpoint without text_config is not supported; "
+                "attncli reads the text model's settings from there"
+            )
+        config = text | {"model_type": config["model_type"]}
+    return dict(style.defaults) | config
 
 
 def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
@@ -508,7 +577,10 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, key("attention_bias"))
-    rope = _rope(config, head_dim, style.partial_rotary)
+    if style.local_rope:
+        rope, local = _layer_ropes(config, head_dim)
+    else:
+        rope = local = _rope(config, head_dim, style.partial_rotary)
     scalar = (
         None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
     )
@@ -521,11 +593,13 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, key("max_position_embeddings")),
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
-        eps=_epsilon(config, key("rms_norm_eps"), default=style.eps),
+        eps=style.eps if style.plain_norm else _epsilon(config, key("rms_norm_eps"), default=style.eps),
         pre_norm=True,
         causal=True,
-        layer_attention=tuple(LayerAttention(window, rope) for window in _windows(config, style, layers)),
-        norm=style.norm,
+        layer_attention=tuple(
+            LayerAttention(window, rope if window is None else local) for window in _windows(config, style, layers)
+        ),
+        norm="layer" if style.plain_norm else style.norm,
         # null, as transformers reads it, is one key-value head per query head; left out, the family's default
         kv_heads=heads
         if "num_key_value_heads" in config and config["num_key_value_heads"] is None
@@ -541,6 +615,10 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         attention_bias=attention_bias or style.qkv_bias,
         output_bias=attention_bias,
         mlp_bias=style.mlp_bias and _flag(config, key("mlp_bias")),
+        clip_qkv=_clip(config) if style.clip_qkv else None,
+        norm_gains=not style.plain_norm,
+        whole_qk_norm=style.whole_qk_norm,
+        input_norms=style.input_norms,
     )
 
 
@@ -558,7 +636,7 @@ def _decoder_weights(
         token_type=None,
         embedding_norm=None,
         blocks=_Layers(c, functools.partial(_decoder_block, t, c, style)),
-        final_norm=_norm(t, style.names.final_norm, c.d_model, style),
+        final_norm=_decoder_norm(t, style.names.final_norm, c.d_model, style),
     )
 
 
@@ -600,6 +678,14 @@ def _qkv(
     return w_q, w_k, w_v, b_q, b_k, b_v
 
 
+def _decoder_norm(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
+    """A decoder's norm (see _norm), or nothing for a family whose LayerNorm learns nothing (OLMo),
+    which has no tensor to read."""
+    from attncli.transformer import Norm
+
+    return Norm(None) if style.plain_norm else _norm(t, name, d, style)
+
+
 def _feed_forward(t: _Tensors, c: "TransformerConfig", style: _Decoder, layer: str) -> "FeedForward":
     """A layer's feed-forward network: gated (gate and up side by side, as FeedForward wants them), or plain."""
     from attncli.transformer import FeedForward
@@ -631,15 +717,21 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     q_norm = k_norm = None
     if c.qk_norm:
         q_norm, k_norm = (_norm(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
-    projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
+    whole_q_norm = whole_k_norm = None
+    if c.whole_qk_norm:  # the same tensors as per-head norms, over all the heads: [h·d_k] and [g·d_k]
+        whole_q_norm = _norm(t, f"{layer}.self_attn.q_norm", h * dk, style).gain
+        whole_k_norm = _norm(t, f"{layer}.self_attn.k_norm", (c.kv_heads or h) * dk, style).gain
+    projections = Projections(
+        w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm, whole_q_norm=whole_q_norm, whole_k_norm=whole_k_norm
+    )
     feed_forward = _feed_forward(t, c, style, layer)
-    norm = functools.partial(_norm, t, d=d, style=style)
+    norm = functools.partial(_decoder_norm, t, d=d, style=style)
     if style.sandwich:
         return Block(
             projections,
-            norm(f"{layer}.{names.attention_norm}"),
+            norm(f"{layer}.{names.attention_norm}") if style.input_norms else None,
             feed_forward,
-            norm(f"{layer}.pre_feedforward_layernorm"),
+            norm(f"{layer}.pre_feedforward_layernorm") if style.input_norms else None,
             attention_out_norm=norm(f"{layer}.post_attention_layernorm"),
             ffn_out_norm=norm(f"{layer}.post_feedforward_layernorm"),
         )
@@ -692,6 +784,9 @@ class Family:
     word_table: str  # the input embedding table's tensor (under the checkpoint's prefix)
     layer: str  # the prefix of layer {i}'s tensors (under the checkpoint's prefix)
     wrapper: tuple[str, str] | None = None  # what transformers wraps one text in when tokenizer.json adds nothing
+    # config.json -> the settings read_config reads, where they are not config.json's own keys as they stand
+    # (a multimodal checkpoint's text model, the family's defaults); None: config.json as it is
+    settings: Callable[[dict], dict] | None = None
 
 
 _BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
@@ -718,6 +813,31 @@ FAMILIES = {
     ),
     "gpt2": Family("GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
 }
+_GEMMA3 = _Decoder(
+    head_dim=256,
+    kv_heads=4,
+    norm_offset=True,
+    embedding_scale=True,
+    sandwich=True,
+    qk_norm=True,
+    query_scalar=256,
+    layer_types=True,
+    windows="pattern",
+    window=4096,
+    activation="hidden_activation",
+    default_activation="gelu_pytorch_tanh",
+    defaults=(
+        ("hidden_size", 2304),
+        ("intermediate_size", 9216),
+        ("num_hidden_layers", 26),
+        ("num_attention_heads", 8),
+        ("vocab_size", 262_208),
+        ("max_position_embeddings", 131_072),
+        ("rope_theta", 1_000_000.0),
+        ("rope_local_base_freq", 10_000.0),
+    ),
+    local_rope=True,
+)
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
     "llama": ("Llama", _Decoder(mlp_bias=True)),
@@ -781,6 +901,10 @@ _DECODERS = {
         "Phi-3",
         _Decoder(attention_bias=False, partial_rotary=True, qkv="stacked", gate_up=True, windows="all", eps=1e-5),
     ),
+    "gemma3_text": ("Gemma 3", _GEMMA3),
+    "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True)),
+    "olmo": ("OLMo", _Decoder(plain_norm=True, clip_qkv=True, eps=1e-5)),
+    "olmo2": ("OLMo 2", _Decoder(whole_qk_norm=True, sandwich=True, input_norms=False, eps=1e-5)),
 }
 FAMILIES |= {
     name: Family(
@@ -790,6 +914,7 @@ FAMILIES |= {
         functools.partial(_decoder_weights, style=style),
         style.names.words,
         style.names.layer,
+        settings=functools.partial(_decoder_settings, style=style),
     )
     for name, (title, style) in _DECODERS.items()
 }
@@ -808,6 +933,8 @@ def read_config(config: dict, tensors: "TensorFile") -> "TransformerConfig":
             f"config.json: model_type {model_type!r} is not supported; attncli reads {', '.join(SUPPORTED)}"
         )
     family = FAMILIES[model_type]
+    if family.settings is not None:
+        config = family.settings(config)
     layers = _integer(config, *family.layer_count)
     if layers < 1:
         raise DataError(f"config.json: layers = {layers}; it must be positive")

@@ -4,7 +4,8 @@ Shapes: T tokens, d model width, h heads of d_k numbers each (d / h unless a mod
 says otherwise), g key and value heads (h unless grouped-query attention shares each
 among h / g query heads). Rotary position embeddings (RoPE), per-head RMS norms of q
 and k, logit soft-capping and sliding-window masks are here too, as the modern
-decoders use them. Nothing here reads files, prints, or knows about terminals. Every
+decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped to
+a bound (OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals. Every
 function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "attend",
     "attention",
     "causal_mask",
+    "clipped",
     "heads_attention",
     "inverse_frequencies",
     "linear",
@@ -297,6 +299,8 @@ class Projections:
     b_o: np.ndarray | None = None  # [d]
     q_norm: np.ndarray | None = None  # [d_k]
     k_norm: np.ndarray | None = None  # [d_k]
+    whole_q_norm: np.ndarray | None = None  # [h·d_k] an RMSNorm over all of q's heads at once, before they split
+    whole_k_norm: np.ndarray | None = None  # [g·d_k]
     sinks: np.ndarray | None = None  # [h] each head's learned sink logit, joining every row's softmax (GPT-OSS)
 
 
@@ -310,13 +314,14 @@ class AttentionOptions:
     scale: float | None = None  # scores multiplied by this instead of divided by √d_k
     soft_cap: float | None = None  # scores soft-capped at this: cap · tanh(s / cap)
     norm_eps: float = 1e-6  # epsilon of the per-head q and k RMSNorms, where the projections have their gains
+    clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected (and normed)
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
 class HeadsTrace:
     """What the heads of one attention layer did with one text's q, k and v."""
 
-    q: np.ndarray  # [h, T, d_k] (after the q norm, before RoPE, where the model has them)
+    q: np.ndarray  # [h, T, d_k] (after the q norms and clamping, before RoPE, where the model has them)
     k: np.ndarray  # [g, T, d_k]
     v: np.ndarray  # [g, T, d_k]
     scores: np.ndarray  # [h, T, T] QKᵀ (with RoPE's q and k, each query head against its key head)
@@ -325,6 +330,9 @@ class HeadsTrace:
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
     q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
     k_rotated: np.ndarray | None = None  # [g, T, d_k]
+    # x·W + b of q [T, h·d_k], k and v [T, g·d_k] as projected, before the whole-projection norms and
+    # clip_qkv change them; None where the model does neither
+    projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -358,11 +366,22 @@ def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, 
     return linear(x, p.w_q, p.b_q), linear(x, p.w_k, p.b_k), linear(x, p.w_v, p.b_v)
 
 
+def clipped(x: np.ndarray, bound: float) -> np.ndarray:
+    """`x` with every value clamped to [-bound, bound], as OLMo clamps q, k and v: same shape."""
+    return np.clip(x, -bound, bound)
+
+
 def per_head(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, p: Projections, options: AttentionOptions
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Projected q [T, h·d_k], k and v [T, g·d_k] split into heads, [h, T, d_k] and [g, T, d_k], each
-    head's q and k RMS-normed where the projections carry the norms' gains."""
+    """Projected q [T, h·d_k], k and v [T, g·d_k] split into heads, [h, T, d_k] and [g, T, d_k]: q and k
+    RMS-normed over the whole projection first where the projections carry those gains (OLMo 2), then
+    q, k and v clamped where the options bound them (OLMo), and each head's q and k RMS-normed where
+    the projections carry the per-head gains (Qwen 3, Gemma 3)."""
+    if p.whole_q_norm is not None:
+        q, k = rms_norm(q, p.whole_q_norm, options.norm_eps), rms_norm(k, p.whole_k_norm, options.norm_eps)
+    if options.clip_qkv is not None:
+        q, k, v = (clipped(part, options.clip_qkv) for part in (q, k, v))
     kv_heads = options.kv_heads or options.heads
     q, k, v = split_heads(q, options.heads), split_heads(k, kv_heads), split_heads(v, kv_heads)
     if p.q_norm is not None:
@@ -411,7 +430,10 @@ def heads_attention(
     steps: bool = True,
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
-    [T, g·d_k]: split into heads (and q, k normed), turned by `rotary`, then `attend`."""
+    [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`.
+    With `steps`, the projections are kept as they were where norms or clamping change them whole."""
+    changed = p.whole_q_norm is not None or options.clip_qkv is not None
+    projected = (q, k, v) if steps and changed else None
     q, k, v = per_head(q, k, v, p, options)
     q_rotated = k_rotated = None
     if rotary is not None:
@@ -436,6 +458,7 @@ def heads_attention(
         head_outputs=head_outputs,
         q_rotated=q_rotated,
         k_rotated=k_rotated,
+        projected=projected,
     )
 
 

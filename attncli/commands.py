@@ -14,7 +14,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
-from attncli.attention import inverse_frequencies
+from attncli.attention import AttentionTrace, inverse_frequencies
 from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
@@ -160,7 +160,7 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = None
+    focus_steps = focus_top = weighted = angles = clipped = projection_rms = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope)  # [n/2] each dimension pair's turn at the focus
@@ -172,6 +172,7 @@ def explain(
         focus_top = int(keys[np.argmax(focus_steps.probabilities)])
         row = attention.weights[walk_head, index, keys]  # [keys]
         weighted = analysis.weighted_values(row, attention.v[attention.key_head(walk_head), keys])  # [keys, d_k]
+        clipped, projection_rms = _projection_changes(model.info, attention, index, walk_head)
     return ExplainResult(
         result,
         index,
@@ -185,7 +186,26 @@ def explain(
         weighted,
         include_special,
         angles,
+        clipped,
+        projection_rms,
     )
+
+
+def _projection_changes(
+    info: ModelInfo, attention: AttentionTrace, index: int, head: int
+) -> tuple[tuple[int, int, int] | None, tuple[float, float, float] | None]:
+    """What clip_qkv and norms over the whole projections did in a layer, where the model has them: how
+    many numbers of q, k and v were clamped, and what the focus token's whole q projection, `head`'s
+    part of it alone, and its whole k projection are divided by (see ExplainResult)."""
+    clipped = projection_rms = None
+    if info.clip_qkv is not None:
+        clipped = tuple(analysis.at_bound(part, info.clip_qkv) for part in (attention.q, attention.k, attention.v))
+    if info.whole_qk_norm:
+        q, k, _ = attention.projected  # [T, h·d_k], [T, g·d_k]
+        d_k, eps = info.d_head, info.eps
+        own = q[index, head * d_k : (head + 1) * d_k]  # [d_k]
+        projection_rms = tuple(analysis.rms_divisor(part, eps) for part in (q[index], own, k[index]))
+    return clipped, projection_rms
 
 
 def _focus(tokens: list[Token], text: str, focus: str | None) -> int:

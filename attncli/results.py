@@ -128,6 +128,10 @@ class ExplainResult:
     weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
     include_special: bool = False  # the summary's targets may be special tokens and a causal model's first token
     focus_angles: np.ndarray | None = None  # [n/2] RoPE: the angle each dimension pair of the focus token turns by
+    clipped: tuple[int, int, int] | None = None  # how many numbers of the layer's q, k and v clip_qkv clamped
+    # The focus token's √(mean(x²) + ε) over its whole projected q, over the walkthrough head's part of it
+    # alone, and over its whole projected k: what norms over the whole projections divide them by
+    projection_rms: tuple[float, float, float] | None = None
 
     @property
     def walk_head(self) -> int:
@@ -192,6 +196,7 @@ class ExplainResult:
                 "concat": per_layer("concat"),
                 "attention_output": per_layer("output"),
                 "output": numbers(trace.output),
+                **_projected_json(layers),
             },
         }
 
@@ -219,6 +224,7 @@ def _check_size(run: AttentionRun) -> None:
     """Refuse an explain document too large to be useful, before writing any of it."""
     fields = ("x", "q", "k", "v", "scores", "scaled", "weights", "head_outputs", "concat", "output")
     total = sum(getattr(layer, field).size for layer in run.trace.layers for field in fields)
+    total += sum(part.size for layer in run.trace.layers for part in layer.projected or ())
     if total > EXPLAIN_JSON_LIMIT:
         raise BadInput(
             "{explain_json} for {tokens} tokens would write {total:.0f} million numbers (every step of every layer; "
@@ -360,6 +366,14 @@ class DotResult:
             dot=self.dot,
             cosine=self.cosine,
         )
+
+
+def _projected_json(layers: list[AttentionTrace]) -> dict:
+    """{"projected": each layer's q, k and v as projected, [L][T][h·d_k] and [L][T][g·d_k]} for a model
+    whose norms over the whole projections or clip_qkv change them before the heads split; else {}."""
+    if not layers or layers[0].projected is None:
+        return {}
+    return {"projected": {name: [numbers(layer.projected[i]) for layer in layers] for i, name in enumerate("qkv")}}
 
 
 def _token_ref(token: Token) -> dict:

@@ -51,6 +51,11 @@ TOKEN_REF = _object({"index": INDEX, "text": STRING})
 # A query's token or target: one token, or a word split into several (their indices).
 QUERY_REF = {"oneOf": [TOKEN_REF, _object({"indices": _array(INDEX), "text": STRING})]}
 TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
+ROPE = {
+    "type": "object",
+    "required": ["type", "theta", "dims", "scaling"],
+    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
+}
 MODEL = _object(
     {
         "name": STRING,
@@ -69,16 +74,8 @@ MODEL = _object(
         "family": STRING,
         "kv_heads": INDEX,
         "norm": {"enum": ["layer", "rms"]},
-        "position_embeddings": {
-            "oneOf": [
-                {"const": "learned"},
-                {
-                    "type": "object",
-                    "required": ["type", "theta", "dims", "scaling"],
-                    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
-                },
-            ]
-        },
+        # learned, one rotary embedding for every layer, or each layer's (null where a layer has none)
+        "position_embeddings": {"oneOf": [{"const": "learned"}, ROPE, _array({"oneOf": [ROPE, {"type": "null"}]})]},
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
         "soft_cap": NULLABLE_NUMBER,
     },
@@ -109,7 +106,9 @@ STEPS = _object(
         "concat": _array(NUMBER, 3),
         "attention_output": _array(NUMBER, 3),
         "output": _array(NUMBER, 2),
-    }
+    },
+    # q, k and v as projected, where norms over the whole projections or clip_qkv change them
+    {"projected": _object({name: _array(NUMBER, 3) for name in ("q", "k", "v")})},
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}

@@ -2,12 +2,13 @@
 
 The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
-(and, for some, after it too); a plain or a gated feed-forward network and its
-activation; a learned position table (and where it starts counting) or rotary
-embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
-mask, sliding windows per layer, grouped-query attention, per-head q and k norms,
-attention scale and logit soft-capping. Weights arrive as plain arrays laid out for
-x @ W, one layer at a time if need be; nothing here knows file formats or family names.
+(and, for some, after it too, or only after its output); a plain or a gated feed-forward
+network and its activation; a learned position table (and where it starts counting) or
+rotary embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
+mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
+over the whole projections), q, k and v clamped, attention scale and logit soft-capping.
+Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be;
+nothing here knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -191,6 +192,12 @@ class TransformerConfig:
     attention_bias: bool = True  # the attention's q, k and v projections add biases
     output_bias: bool = True  # the attention's output projection adds a bias
     mlp_bias: bool = True  # the feed-forward's projections add biases
+    clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected
+    norm_gains: bool = True  # the norms learn a gain (a LayerNorm a bias too); False: neither
+    whole_qk_norm: bool = False  # q and k pass an RMSNorm over all their heads at once, before splitting into heads
+    # A pre-norm model's sublayers read a norm of the residual stream; False: the stream itself, each sublayer's
+    # output normed instead, before the residual sum (a sandwich without its first norms)
+    input_norms: bool = True
 
     def __post_init__(self):
         sizes = {
@@ -249,14 +256,15 @@ class TransformerConfig:
     @cached_property
     def attention_options(self) -> AttentionOptions:
         """How every layer's heads attend, beyond their weights, masks and rotary embeddings."""
-        return AttentionOptions(self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps)
+        return AttentionOptions(self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps, self.clip_qkv)
 
 
 @dataclass(eq=False, repr=False)
 class Norm:
-    """A norm's learned scale and shift (an RMSNorm, or a norm without a shift, has none)."""
+    """A norm's learned scale and shift (an RMSNorm, or a norm without a shift, has none; OLMo's
+    LayerNorm learns neither)."""
 
-    gain: np.ndarray  # [d]
+    gain: np.ndarray | None  # [d]
     bias: np.ndarray | None = None  # [d]
 
 
@@ -276,12 +284,14 @@ class FeedForward:
 @dataclass(eq=False, repr=False)
 class Block:
     """One transformer layer: attention, then a feed-forward network, each with a norm (two, in a
-    sandwich: one before and one after)."""
+    sandwich: one before and one after; OLMo 2's only after)."""
 
     attention: Projections
-    attention_norm: Norm
+    attention_norm: Norm | None  # None: the attention reads the residual stream as it is (OLMo 2)
     feed_forward: FeedForward
-    ffn_norm: Norm | None  # None: a parallel block's feed-forward reads the attention's norm of x
+    ffn_norm: (
+        Norm | None
+    )  # None: the feed-forward reads the attention's norm of x (a parallel block), or x as it is (OLMo 2)
     attention_out_norm: Norm | None = None  # sandwich: on the attention's output, before the residual sum
     ffn_out_norm: Norm | None = None  # sandwich: on the feed-forward's output
 
@@ -305,14 +315,15 @@ def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     encoder normalises after every sublayer, and float32 sums put its attention half as far again
     from the truth (transformers' float64 run) as transformers' own float32 run.
     """
-    dtype = np.result_type(x, norm.gain, norm.bias)
+    dtype = np.result_type(x, *(part for part in (norm.gain, norm.bias) if part is not None))
     mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
     y = np.subtract(x, mean.astype(dtype), dtype=dtype)
     variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
     deviation = np.sqrt(variance + eps).astype(dtype)
     # In place from here: a new [T, d] array a step would be as many more allocations and passes.
     y /= deviation
-    y *= norm.gain
+    if norm.gain is not None:
+        y *= norm.gain
     if norm.bias is not None:
         y += norm.bias
     return y
@@ -346,7 +357,7 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
 
 def attention_input(x: np.ndarray, block: Block, config: TransformerConfig) -> np.ndarray:
     """What a layer's attention reads of the residual stream `x` [T, d]: its norm (pre-norm), or x itself."""
-    return normalized(x, block.attention_norm, config) if config.pre_norm else x
+    return normalized(x, block.attention_norm, config) if config.pre_norm and block.attention_norm is not None else x
 
 
 def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig) -> np.ndarray:
@@ -359,7 +370,8 @@ def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: Tran
         if block.attention_out_norm is not None:
             attended = normalized(attended, block.attention_out_norm, config)
         h = x + attended  # [T, d]
-        ffn = feed_forward(normalized(h, block.ffn_norm, config), block.feed_forward, config.activation)
+        ffn_input = h if block.ffn_norm is None else normalized(h, block.ffn_norm, config)
+        ffn = feed_forward(ffn_input, block.feed_forward, config.activation)
         if block.ffn_out_norm is not None:
             ffn = normalized(ffn, block.ffn_out_norm, config)
         return h + ffn

@@ -41,6 +41,10 @@ DECODERS = [
     "gemma",
     "gemma2",
     "phi3",
+    "gemma3",
+    "gemma3-multimodal",
+    "olmo",
+    "olmo2",
 ]
 
 

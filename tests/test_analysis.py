@@ -1,5 +1,7 @@
 """analysis.py: head statistics, patterns, rollout, block means, alignment on attention whose answers are known."""
 
+import math
+
 import numpy as np
 import pytest
 from helpers import (
@@ -14,11 +16,13 @@ from numpy.testing import assert_allclose
 from attncli import commands
 from attncli.analysis import (
     align,
+    at_bound,
     block_means,
     entropy,
     head_statistics,
     is_punctuation,
     pattern_labels,
+    rms_divisor,
     rollout,
     total_variation,
     weight_changes,
@@ -192,3 +196,14 @@ def test_block_means_average_exactly_the_cells_the_mask_allows(weights, data):
         assert has_cells[row, column] == (allowed.size > 0)
         if allowed.size:
             assert means[row, column] == pytest.approx(allowed.mean(), abs=1e-12)
+
+
+def test_the_numbers_at_a_clamps_bound_are_those_it_moved():
+    x = np.float32([-3.0, -2.0, 0.5, 1.99, 2.5, 7.0])
+    assert at_bound(np.clip(x, -2.0, 2.0), 2.0) == 4  # three moved there, and -2 was there already
+    assert at_bound(np.clip(x, -0.1, 0.1), 0.1) == 6  # a bound float32 cannot hold exactly
+
+
+def test_the_divisor_of_an_rms_norm():
+    assert rms_divisor(np.float32([3.0, -4.0]), 0.0) == pytest.approx(math.sqrt(12.5))
+    assert rms_divisor(np.zeros(4, np.float32), 1e-6) == pytest.approx(1e-3)

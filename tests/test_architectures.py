@@ -117,7 +117,8 @@ def assert_equals_transformers(model, name: str) -> None:
 @pytest.mark.parametrize("name", [name for name in DECODERS if (FIXTURES / name / "legacy_config.json").exists()])
 def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
     legacy = json.loads((FIXTURES / name / "legacy_config.json").read_text())
-    assert "rope_parameters" not in legacy and "rope_theta" in legacy
+    settings = legacy.get("text_config", legacy)  # a multimodal checkpoint's text model's
+    assert "rope_parameters" not in settings and ("rope_theta" in settings or "rope_scaling" in settings)
     assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
 
 
@@ -243,3 +244,103 @@ def test_every_shape_is_checked_against_the_tensors_before_the_config_sizes_anyt
     config = json.loads((FIXTURES / "llama" / "config.json").read_text()) | change
     with pytest.raises(DataError, match=f"model.layers.0.self_attn.{tensor}|model.layers.0.mlp.{tensor}"):
         load_model(str(with_config(tmp_path, "llama", config)))
+
+
+def settings_of(name: str, legacy: bool = False) -> dict:
+    """Fixture `name`'s config.json (or legacy_config.json), as read_config reads its settings."""
+    config = json.loads((FIXTURES / name / ("legacy_config.json" if legacy else "config.json")).read_text())
+    return FAMILIES[config["model_type"]].settings(config)
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("gemma3", {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}, "one object of RoPE settings"),
+        ("gemma3", {"rope_parameters": {"full_attention": 3}}, "RoPE settings of full_attention layers"),
+        ("gemma3", {"rope_parameters": {"full_attention": {"rope_type": "yarn", "factor": 2.0}}}, "rope type 'yarn'"),
+        ("gemma3", {"layer_types": None, "sliding_window": None}, "sliding_window is null, but sliding_window_pattern"),
+        ("gemma3", {"layer_types": None, "sliding_window_pattern": 0}, "sliding_window_pattern = 0"),
+        ("gemma3", {"layer_types": ["full_attention", "chunked_attention"] * 2}, "'chunked_attention'"),
+        ("gemma3", {"use_bidirectional_attention": True}, "use_bidirectional_attention"),
+        ("gemma3", {"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported"),
+        ("olmo", {"clip_qkv": 0}, "clip_qkv should be a finite positive number, not 0"),
+        ("olmo", {"clip_qkv": "8"}, "clip_qkv should be a finite positive number"),
+    ],
+)
+def test_what_gemma3_and_olmo_do_not_compute_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=f"config.json: .*{message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+@pytest.mark.parametrize("text_config", [None, "gemma3_text", ["hidden_size"]])
+def test_a_multimodal_gemma3_config_without_a_text_model_is_refused(tmp_path, text_config):
+    config = json.loads((FIXTURES / "gemma3-multimodal" / "config.json").read_text()) | {"text_config": text_config}
+    if text_config is None:
+        del config["text_config"]
+    with pytest.raises(DataError, match="a gemma3 checkpoint without text_config is not supported"):
+        load_model(str(with_config(tmp_path, "gemma3-multimodal", config)))
+
+
+def test_a_published_gemma3_text_config_gets_its_configurations_defaults():
+    """gemma-3-4b-it's text_config gives its sizes, rope_scaling and sliding_window; the rest is
+    Gemma3TextConfig's: 8 heads of 256 dimensions sharing 4 key-value heads, bases of 10⁶ and 10⁴, a
+    query scale of 256^-½, a window of 4096 and every 6th layer global where the config says nothing."""
+    config = {
+        "model_type": "gemma3",
+        "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34},
+        "vision_config": {"model_type": "siglip_vision_model"},
+    }
+    family = FAMILIES["gemma3"]
+    fields = family.read_config(family.settings(config), 34)
+    assert (fields["heads"], fields["head_dim"], fields["kv_heads"]) == (8, 256, 4)
+    assert (fields["vocab_size"], fields["max_positions"], fields["attention_scale"]) == (262_208, 131_072, 1 / 16)
+    layers = fields["layer_attention"]
+    assert [layer.window for layer in layers] == [None if i % 6 == 5 else 4096 for i in range(34)]
+    assert {layer.rope.theta for layer in layers if layer.window} == {10_000.0}
+    assert {layer.rope.theta for layer in layers if not layer.window} == {1_000_000.0}
+    assert fields["soft_cap"] is None and fields["eps"] == 1e-6 and fields["activation"] == "gelu_pytorch_tanh"
+
+
+def test_gemma3_turns_its_sliding_and_global_layers_by_ropes_of_their_own_in_both_config_forms():
+    for legacy in (False, True):
+        layers = FAMILIES["gemma3_text"].read_config(settings_of("gemma3", legacy), 4)["layer_attention"]
+        assert [layer.window for layer in layers] == [4, 4, None, 4]
+        local, scaled = layers[0].rope, layers[2].rope
+        assert (local.theta, local.scaling) == (100.0, "default")
+        assert (scaled.theta, scaled.scaling, scaled.factor) == (10000.0, "linear", 8.0)
+
+
+def test_an_old_style_rope_scaling_type_leaves_gemma3_unscaled_as_transformers_reads_it():
+    """Gemma3TextConfig starts the global layers' settings from rope_type default, which a "type" key in
+    rope_scaling does not replace: transformers runs them unscaled (and warns of an unrecognised factor)."""
+    config = settings_of("gemma3", legacy=True) | {"rope_scaling": {"type": "linear", "factor": 8.0}}
+    layers = FAMILIES["gemma3_text"].read_config(config, 4)["layer_attention"]
+    assert layers[2].rope.scaling == "default" and layers[2].rope.theta == 10000.0
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        ("gemma3", {"attn_logit_softcapping": 0.5, "final_logit_softcapping": 0.5}),  # no cap reaches the attention
+        ("olmo", {"rms_norm_eps": 0.5}),  # OLMo's LayerNorm has its epsilon in the code
+        ("olmo2", {"clip_qkv": 0.01}),  # only OLMo's attention clamps
+    ],
+)
+def test_what_transformers_ignores_for_a_family_attncli_ignores_too(tmp_path, name, ignored):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | ignored
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, config))), name)
+
+
+def test_a_multimodal_gemma3_reads_its_text_model_under_either_prefix(tmp_path):
+    """transformers writes the text model's tensors under language_model.model., as gemma-3-4b-it publishes
+    them, and names them model.language_model. in memory; the vision tower's are never read."""
+    directory = copy_fixture(tmp_path, "gemma3-multimodal")
+
+    def renamed(tensors: dict) -> dict:
+        assert any(name.startswith("language_model.model.layers.") for name in tensors)
+        kept = {name: tensor for name, tensor in tensors.items() if name.startswith("language_model.")}
+        return {name.replace("language_model.model.", "model.language_model.", 1): t for name, t in kept.items()}
+
+    edit_tensors(directory, renamed)
+    assert_equals_transformers(load_model(str(directory)), "gemma3-multimodal")

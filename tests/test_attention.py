@@ -19,11 +19,14 @@ from attncli.attention import (
     Rope,
     attention,
     causal_mask,
+    clipped,
+    heads_attention,
     inverse_frequencies,
     masked,
     masked_softmax,
     merge_heads,
     multi_head_attention,
+    per_head,
     softmax,
     split_heads,
 )
@@ -226,9 +229,13 @@ def test_rope_tables_take_the_correctly_rounded_power_as_torch_does_element_by_e
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_the_fixtures_rope_tables_are_transformers_own_bit_for_bit(name):
-    reference = np.load(FIXTURES / name / "reference.npz")["inverse_frequencies"]
-    (rope,) = {layer.rope for layer in load_model(str(FIXTURES / name)).info.layer_attention}
-    assert_array_equal(inverse_frequencies(rope), reference)
+    """Every layer's table is transformers' one, or, where its layer types turn by RoPEs of their own
+    (Gemma 3), its layer type's."""
+    reference = np.load(FIXTURES / name / "reference.npz")
+    for layer in load_model(str(FIXTURES / name)).info.layer_attention:
+        kind = "_sliding_attention" if layer.window else "_full_attention"
+        table = reference[f"inverse_frequencies{kind if f'inverse_frequencies{kind}' in reference else ''}"]
+        assert_array_equal(inverse_frequencies(layer.rope), table)
 
 
 def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between():
@@ -271,3 +278,65 @@ def test_a_sink_is_one_more_logit_in_each_row_whose_share_is_dropped(case):
 def test_a_row_with_no_key_gives_everything_to_the_sink():
     weights = masked_softmax(np.array([[[3.0, -2.0]] * 2]), np.zeros((2, 2), dtype=bool), sinks=np.array([[[0.5]]]))
     assert_array_equal(weights, np.zeros((1, 2, 2)))
+
+
+@given(score_rows(moderate), st.floats(0.01, 20))
+def test_clamping_bounds_every_value_and_leaves_those_inside_alone(x, bound):
+    y = clipped(x, bound)
+    assert np.all(np.abs(y) <= bound)
+    inside = np.abs(x) <= bound
+    assert_array_equal(y[inside], x[inside])
+    assert_array_equal(np.sign(y[~inside]) * bound, y[~inside])
+    assert_array_equal(clipped(y, bound), y)
+
+
+@st.composite
+def projected(draw):
+    """Projected q [T, h·d_k], k and v [T, g·d_k] of a grouped-query layer, and its h, g and d_k."""
+    kv_heads = draw(st.integers(1, 3))
+    heads, d_k, tokens = kv_heads * draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(1, 5))
+    q = draw(arrays(np.float64, (tokens, heads * d_k), elements=moderate))
+    k, v = (draw(arrays(np.float64, (tokens, kv_heads * d_k), elements=moderate)) for _ in range(2))
+    return q, k, v, heads, kv_heads, d_k
+
+
+def whole_normed(q, k, v, heads, kv_heads, d_k, clip=None):
+    """per_head with unit gains over the whole projections (OLMo 2's norms), and clamping where `clip` says."""
+    gains = Projections(None, None, None, None, whole_q_norm=np.ones(heads * d_k), whole_k_norm=np.ones(kv_heads * d_k))
+    return per_head(q, k, v, gains, AttentionOptions(heads, kv_heads, norm_eps=1e-6, clip_qkv=clip))
+
+
+@given(projected())
+def test_a_norm_over_the_whole_projection_gives_each_token_one_root_mean_square_over_all_its_heads(case):
+    q, k, v, heads, kv_heads, d_k = case
+    normed_q, normed_k, normed_v = whole_normed(q, k, v, heads, kv_heads, d_k)
+    for before, after in ((q, normed_q), (k, normed_k)):
+        together = merge_heads(after)  # [T, h·d_k] the heads side by side again
+        square = np.mean(np.square(before), axis=-1, keepdims=True)  # [T, 1] over the whole projection
+        assert_allclose(together * np.sqrt(square + 1e-6), before, atol=1e-9)  # every head ÷ its token's one RMS
+        large = square[:, 0] > 1e-2
+        assert_allclose(np.mean(np.square(together[large]), axis=-1), 1.0, rtol=1e-3)
+    assert_array_equal(merge_heads(normed_v), v)  # v is never normed
+
+
+@given(projected(), st.floats(0.1, 3))
+def test_clamping_comes_after_the_whole_projection_norms(case, bound):
+    """As OLMoE orders them: q and k are normed over their whole projections, then q, k and v clamped."""
+    q, k, v, heads, kv_heads, d_k = case
+    normed = whole_normed(q, k, v, heads, kv_heads, d_k)
+    both = whole_normed(q, k, v, heads, kv_heads, d_k, clip=bound)
+    for unclamped, clamped in zip(normed, both, strict=True):
+        assert_array_equal(clamped, clipped(unclamped, bound))
+
+
+def test_the_heads_keep_their_projections_as_they_were_only_where_clamping_or_whole_norms_change_them():
+    rng = np.random.default_rng(3)
+    q, k, v = rng.normal(size=(5, 8)), rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    bare = Projections(None, None, None, None)
+    plain = heads_attention(q, k, v, bare, AttentionOptions(2, 1))
+    assert plain.projected is None
+    options = AttentionOptions(2, 1, clip_qkv=0.5)
+    kept = heads_attention(q, k, v, bare, options)
+    assert all(part is given for part, given in zip(kept.projected, (q, k, v), strict=True))
+    assert np.abs(kept.q).max() <= 0.5 and np.abs(q).max() > 0.5
+    assert heads_attention(q, k, v, bare, options, steps=False).projected is None

@@ -281,3 +281,13 @@ def test_compare_follows_the_token_of_text_a_into_text_b(cli):
     assert unpartnered.code == 2 and "'sat', token 3 of TEXT_A" in unpartnered.stderr
     by_index = cli("compare", "A big cat sat", "The cat saw the other cat", "--token", "2", "--json").json()
     assert by_index["token"] == {"a": {"index": 2, "text": "cat"}, "b": {"index": 1, "text": "cat"}}
+
+
+def test_explain_json_keeps_q_k_and_v_as_projected_where_whole_norms_or_clamping_change_them():
+    for name, changed in (("olmo", True), ("olmo2", True), ("qwen3", False)):
+        result = commands.explain(SENTENCE, load_model(str(FIXTURES / name)))
+        steps = result.fields()["steps"]
+        assert ("projected" in steps) == changed
+        if changed:
+            assert [len(layer) for layer in steps["projected"]["q"]] == [len(result.run.tokens)] * 3
+            np.testing.assert_array_equal(steps["projected"]["v"][1], result.run.trace.layers[1].projected[2])

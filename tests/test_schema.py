@@ -26,6 +26,9 @@ EVERY_COMMAND = {
     "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
     "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
     "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "heatmap-layer-ropes": ["heatmap", SENTENCE, "--model", str(FIXTURES / "gemma3"), "--json"],
+    "explain-clipped": ["explain", SENTENCE, "--model", str(FIXTURES / "olmo"), "--json"],
+    "explain-whole-qk-norm": ["explain", SENTENCE, "--model", str(FIXTURES / "olmo2"), "--json"],
 }
 
 

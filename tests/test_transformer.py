@@ -18,12 +18,15 @@ from helpers import (
     needs_minilm,
     references,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
 from attncli import commands
 from attncli.errors import DataError
 from attncli.models import load_model
-from attncli.transformer import gelu, gelu_tanh, position_ids
+from attncli.transformer import Norm, gelu, gelu_tanh, layer_norm, position_ids
 
 
 @pytest.mark.parametrize("name", ENCODERS + DECODERS)
@@ -137,7 +140,10 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
 
 @pytest.mark.parametrize(
     "architecture",
-    ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
+    [
+        *("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
+        *("gemma3", "olmo", "olmo2"),
+    ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
     """Packed texts share the projections and feed-forward layers, never attention: each text's
@@ -160,6 +166,7 @@ def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture
 @pytest.mark.parametrize("name", DECODERS)
 def test_fixture_attention_is_masked_as_its_family_says(name):
     config = json.loads((FIXTURES / name / "config.json").read_text())
+    config = config.get("text_config", config)  # a multimodal checkpoint's text model
     types = config.get("layer_types")
     window = config.get("sliding_window") if config.get("use_sliding_window", True) else None
     for case in references(name):
@@ -181,3 +188,16 @@ def test_masked_weights_are_exactly_zero_not_minus_zero():
     run = commands.run(PRONOUN, load_model(str(FIXTURES / "mistral")))
     masked = np.triu(np.ones(run.weights.shape[-2:], dtype=bool), k=1)
     assert not np.signbit(run.weights[..., masked]).any()
+
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(2, 12)), elements=st.floats(-100, 100, width=32)))
+def test_a_layer_norm_that_learns_nothing_centres_and_scales_each_row_and_stays_float32(x):
+    """OLMo's LayerNorm: no gain, no shift."""
+    y = layer_norm(x, Norm(None), 1e-5)
+    assert y.dtype == np.float32
+    exact = x.astype(np.float64)
+    deviation = np.sqrt(exact.var(axis=-1, keepdims=True) + 1e-5)
+    exact = (exact - exact.mean(axis=-1, keepdims=True)) / deviation  # mean 0, variance 1 less ε's share
+    # float32 rounding of x and of its mean, magnified by the division: a few units in the last place of max |x|
+    rounding = 1e-6 * (1 + np.abs(x).max(axis=-1, keepdims=True) / deviation)
+    assert np.all(np.abs(y - exact) <= rounding)

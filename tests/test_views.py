@@ -1,5 +1,6 @@
 """views/ on a fixed-width console and through the CLI: explain, windows, thumbnails, rankings, vectors."""
 
+import math
 import re
 
 import numpy as np
@@ -184,3 +185,57 @@ def test_rollout_ranks_sources_without_special_tokens_unless_asked(cli):
     assert "[CLS]" in plain.split("Left out:")[1] and "--include-special lists them" in plain
     kept = cli("rollout", "The cat sat on the mat.", "--model", BERT, "--token", "cat", "--include-special").stdout
     assert "[CLS]" in kept.split("draws from, after every layer:")[1] and "Left out" not in kept
+
+
+def prose(result) -> str:
+    """The walkthrough's text with every run of spaces and line breaks made one space."""
+    return " ".join(render_text(views.view(result), width=120).split())
+
+
+def test_the_walkthrough_shows_the_rope_base_of_its_layer_and_of_the_other_kind():
+    model = load_model(str(FIXTURES / "gemma3"))  # layers 0, 1 and 3 slide (θ = 100), layer 2 is global
+    local = prose(commands.explain(PRONOUN, model, layer=0))
+    assert (
+        "θ^(-2i/8), θ = 100. The sliding and the global layers turn by RoPEs of their own: layer 0 is one of " in local
+    )
+    assert (
+        "the 3 sliding layers, turned by this base; the 1 global layer by θ = 10000, frequencies scaled (linear, "
+        in local
+    )
+    result = commands.explain(PRONOUN, model, layer=2)
+    assert_allclose(result.focus_angles, result.focus * inverse_frequencies(model.info.layer_attention[2].rope))
+    text = prose(result)
+    assert "layer 2 is the one global layer, turned by this base; the 3 sliding layers by θ = 100." in text
+
+
+def test_the_walkthrough_counts_the_numbers_clip_qkv_clamped():
+    model = load_model(str(FIXTURES / "olmo"))
+    result = commands.explain(PRONOUN, model)
+    q, k, v = result.attention.projected  # as projected, before clamping to ±2
+    counts = [int(np.count_nonzero(np.abs(part) > 2)) for part in (q, k, v)]
+    assert result.clipped == tuple(counts) and min(counts) > 0
+    text = prose(result)
+    total = q.size + k.size + v.size
+    q_count, k_count, v_count = counts
+    assert (
+        f"in layer 0 that clamped {sum(counts)} of their {total} numbers (q {q_count}, k {k_count}, v {v_count})"
+        in text
+    )
+    assert "q = clamp(x·W_Q, ±2) (head 0)" in text and "v = clamp(x·W_V, ±2)" in text
+    assert "Its LayerNorm learns no gain and no shift: LayerNorm(x) = (x − mean(x)) / √(var(x) + ε), ε = 1e-05." in text
+
+
+def test_the_walkthrough_shows_the_norm_over_the_whole_projection_and_the_norms_after_each_sublayer():
+    model = load_model(str(FIXTURES / "olmo2"))
+    result = commands.explain(PRONOUN, model, head=1)
+    f, d_k = result.focus, model.info.d_head
+    q = result.attention.projected[0][f]  # [h·d_k] the focus token's q as projected, every head's
+    whole = math.sqrt(np.mean(np.square(q.astype(np.float64))) + model.info.eps)
+    own = math.sqrt(np.mean(np.square(q[d_k : 2 * d_k].astype(np.float64))) + model.info.eps)
+    assert result.projection_rms[:2] == pytest.approx((whole, own))
+    text = prose(result)
+    assert (
+        f"its x·W_Q, all 16 numbers, has √(mean(x²) + ε) = {whole:.3f} (head 1's 4 alone would give {own:.3f})" in text
+    )
+    assert "x = e itself: OLMo 2 normalises after each sublayer, not before it:" in text
+    assert "the attention output, through an RMSNorm, added to the residual stream; then the gated" in text

@@ -7,6 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from attncli.attention import Rope
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import ExplainResult
@@ -58,9 +59,21 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
         first = "e + p" if learned else f"√{d} · e" if model.embedding_scale else "e"
         residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
-        lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
+        if not model.input_norms:
+            lead = (
+                f"Layer {layer} attends over x = {residual} itself: {model.title} normalises after each sublayer, "
+                f"not before it: the attention's output passes an {norm} before it is added to the residual stream, "
+                "and so does the feed-forward network's; the stream itself is normalised only after the last layer."
+            )
+        else:
+            lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
         if model.norm == "rms":
             lead += " RMSNorm(x) = x / √(mean(x²) + ε) · g, with no centring and no shift."
+        elif not model.norm_gains:
+            lead += (
+                f" Its LayerNorm learns no gain and no shift: LayerNorm(x) = (x − mean(x)) / √(var(x) + ε), "
+                f"ε = {model.eps:g}."
+            )
         return lead
     types = " + t, the token type 0 embedding" if model.token_types else ""
     if layer == 0:
@@ -120,12 +133,13 @@ def explain_view(
         parts.append(VectorTable(trace.positions, labels, title=title))
     parts.append(VectorTable(attention.x, labels, title=f"x  (input to layer {layer}'s attention)"))
 
-    parts += section(3, "Queries, keys and values", _projection_lead(model, h, plus_b))
+    parts += section(3, "Queries, keys and values", _projection_lead(model, h, plus_b) + _clip_note(result))
     g = attention.key_head(h)
     for name, matrix, row in (("q", attention.q, h), ("k", attention.k, g), ("v", attention.v, g)):
         which = f"head {h}" if row == h else f"key-value head {g}, which head {h} reads"
-        normed = f" = RMSNorm(x·W_{name.upper()})" if model.qk_norm and name != "v" else ""
-        parts.append(VectorTable(matrix[row], labels, title=f"{name}{normed}  ({which})"))
+        parts.append(VectorTable(matrix[row], labels, title=f"{name}{_made(model, name)}  ({which})"))
+    if result.projection_rms is not None:
+        parts += _whole_norm(result)
 
     parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, layer, h, f))
     if result.focus_angles is not None:
@@ -165,12 +179,14 @@ def explain_view(
         parts.append(VectorTable(np.vstack(final_rows[1:]), final_labels[1:]))
     if not sample:
         network = "the gated feed-forward network" if model.gated else "the feed-forward network"
-        parts.append(
-            Text(
-                f"The layer output adds the residual, {_norm_name(model)}s and {network} to the attention output.",
-                style="dim",
+        norm = _norm_name(model)
+        added = f"The layer output adds the residual, {norm}s and {network} to the attention output."
+        if not model.input_norms:
+            added = (
+                f"The layer output: the attention output, through an {norm}, added to the residual stream; then "
+                f"{network} reads the stream, and its output, through an {norm} too, is added."
             )
-        )
+        parts.append(Text(added, style="dim"))
 
     parts += section(
         7, "Summary", "What each token attends to most: averaged over heads, and in each head." + _left_out(result)
@@ -200,7 +216,65 @@ def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
         )
     if model.qk_norm:
         lead += " Each head's q and k then pass an RMSNorm of their own."
+    if model.whole_qk_norm:
+        lead += (
+            f" q then passes one RMSNorm over all its {heads * d_k} numbers at once, every head's together, and k "
+            f"one over its {kv * d_k}, before they split into heads: a head's part is divided by the root mean "
+            "square of the whole projection, not by its own."
+        )
     return lead
+
+
+def _made(model: ModelInfo, name: str) -> str:
+    """How q, k or v (`name`) is made of its projection x·W, as its table's title says: "" for the projection
+    itself, " = RMSNorm(x·W_Q)" where q and k are normed, " = clamp(x·W_V, ±8)" where clip_qkv clamps."""
+    projection = made = f"x·W_{name.upper()}"
+    if (model.qk_norm or model.whole_qk_norm) and name != "v":
+        made = f"RMSNorm({made})"
+    if model.clip_qkv is not None:
+        made = f"clamp({made}, ±{model.clip_qkv:g})"
+    return "" if made == projection else f" = {made}"
+
+
+def _clip_note(result: ExplainResult) -> str:
+    """How many numbers of the walkthrough layer's q, k and v clip_qkv clamped, where the model clamps them."""
+    if result.clipped is None:
+        return ""
+    attention, bound = result.attention, result.run.model.clip_qkv
+    q, k, v = result.clipped
+    total = attention.q.size + attention.k.size + attention.v.size
+    return (
+        f" Once projected, every number of q, k and v is clamped to ±{bound:g} (clip_qkv): in layer "
+        f"{result.layer} that clamped {q + k + v:,} of their {total:,} numbers (q {q:,}, k {k:,}, v {v:,})."
+    )
+
+
+def _whole_norm(result: ExplainResult) -> list[RenderableType]:
+    """The norms over the whole projections, for the focus token: what its q and k are divided by, and
+    the walkthrough head's part of them before and after."""
+    attention, h, f = result.attention, result.walk_head, result.focus
+    model = result.run.model
+    d_k, g = model.d_head, attention.key_head(h)
+    whole, own, keys = result.projection_rms
+    q, k, _ = attention.projected  # [T, h·d_k], [T, g·d_k]
+    name = token_label(result.run.tokens[f].text)
+    lead = Text(
+        f"Token {f} “{name}”: its x·W_Q, all {q.shape[-1]} numbers, has √(mean(x²) + ε) = {whole:.3f} (head {h}'s "
+        f"{d_k} alone would give {own:.3f}), so each head's q is its part of x·W_Q ÷ {whole:.3f} · g; its x·W_K's "
+        f"{k.shape[-1]} numbers give {keys:.3f}.",
+        style="dim",
+    )
+    rows = np.vstack(
+        [
+            q[f, h * d_k : (h + 1) * d_k],
+            attention.q[h, f],
+            k[f, g * d_k : (g + 1) * d_k],
+            attention.k[g, f],
+        ]
+    )  # [4, d_k]
+    key_head = f"kv head {g}" if len(attention.k) < len(attention.q) else f"head {g}"
+    labels = [f"x·W_Q (head {h})", "q = RMSNorm(x·W_Q)", f"x·W_K ({key_head})", "k = RMSNorm(x·W_K)"]
+    return [lead, VectorTable(rows, labels, title=f"token {f} “{name}”, before and after the whole-projection norm")]
 
 
 def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
@@ -230,14 +304,14 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     half = len(angles)
     lead = Text(
         f"RoPE: dimension i of a head turns with dimension i + {rope.dims // 2} by an angle of position × "
-        f"θ^(-2i/{rope.dims}), θ = {rope.theta:g}"
-        + ("" if rope.scaling == "default" else f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})")
+        f"θ^(-2i/{rope.dims}), {_base(rope)}"
         + (
             f"; the last {attention.q.shape[-1] - rope.dims} dimensions stay as they are"
             if rope.dims < attention.q.shape[-1]
             else ""
         )
-        + f". Token {f} is at position {f}, so its pairs turn by these angles (radians):",
+        + f".{_layer_ropes(result.run.model, result.layer)} Token {f} is at position {f}, so its pairs turn by these "
+        "angles (radians):",
         style="dim",
     )
     g, key = attention.key_head(h), result.focus_top
@@ -258,6 +332,34 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     )
     title = f"dimensions 0 to {half - 1}, the first of each pair: token {f}, head {h}"
     return [lead, VectorTable(rows, labels, title=title), note]
+
+
+def _base(rope: Rope) -> str:
+    """A RoPE's base and its frequencies' scaling, in words."""
+    scaled = "" if rope.scaling == "default" else f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})"
+    return f"θ = {rope.theta:g}{scaled}"
+
+
+def _layer_ropes(model: ModelInfo, layer: int) -> str:
+    """Where the sliding and the global layers turn by RoPEs of their own: which `layer` uses, and the others'."""
+    kinds: dict[Rope, list[bool]] = {}  # each RoPE: whether each of its layers slides
+    for attention in model.layer_attention:
+        if attention.rope is not None:
+            kinds.setdefault(attention.rope, []).append(attention.window is not None)
+    if len(kinds) < 2:
+        return ""
+    here = model.layer_attention[layer].rope
+    others = [
+        f"the {plural(len(slides), 'sliding layer' if slides[0] else 'global layer')} by {_base(rope)}"
+        for rope, slides in kinds.items()
+        if rope != here
+    ]
+    kind, count = "sliding" if kinds[here][0] else "global", len(kinds[here])
+    which = f"the one {kind} layer" if count == 1 else f"one of the {count} {kind} layers"
+    return (
+        f" The sliding and the global layers turn by RoPEs of their own: layer {layer} is {which}, turned by this "
+        f"base; {' and '.join(others)}."
+    )
 
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
