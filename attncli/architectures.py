@@ -362,15 +362,17 @@ class _Decoder:
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
     default_activation: str = "silu"  # the activation when config.json names none
     eps: float = 1e-6  # rms_norm_eps when config.json has none
+    rope_types: tuple[tuple[str, str], ...] = ()  # the rope types read, each as the one computed; (): all of ROPE_TYPES
+    original_context: int | None = None  # a top-level original_max_position_embeddings config.json leaves out (Phi-3)
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
-ROPE_TYPES = ("default", "linear", "llama3")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic", "longrope")
 # Layer types of config.json's layer_types and whether their attention slides.
 _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 
 
-def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
+def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
     reads them. A family that turns whole heads refuses partial_rotary_factor."""
@@ -378,6 +380,14 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
     kind = parameters.get("rope_type", parameters.get("type", "default"))
+    if style.rope_types:
+        read = dict(style.rope_types)
+        if not isinstance(kind, str) or kind not in read:
+            raise DataError(
+                f"config.json: rope type {_shown(kind)} is not supported for {config['model_type']}, "
+                f"which reads {', '.join(read)}"
+            )
+        kind = read[kind]
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
     merged = {
@@ -387,7 +397,7 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     merged.update(parameters)
     theta = _number(merged, "rope_theta")
     partial = _number(merged, "partial_rotary_factor", default=1.0, at_most=1.0)
-    if partial != 1.0 and not partial_rotary:
+    if partial != 1.0 and not style.partial_rotary:
         raise DataError(
             f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
             "whose RoPE turns whole heads"
@@ -395,27 +405,111 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     rope = {"theta": theta, "dims": head_dim if partial == 1.0 else int(head_dim * partial), "scaling": kind}
     if kind == "linear":
         rope["factor"] = _number(merged, "factor")
+    if kind in ("llama3", "yarn", "longrope"):
+        rope["original_max_positions"] = _original_context(config, merged, style, kind)
     if kind == "llama3":
-        # As transformers reads it: a top-level original_max_position_embeddings wins over the nested one,
-        # and max_position_embeddings stands in only where neither is given (a 0 is not "not given").
-        original = next(
-            (where for where in (config, merged) if where.get("original_max_position_embeddings") is not None),
-            {"original_max_position_embeddings": _integer(config, "max_position_embeddings")},
-        )
         rope.update(
             factor=_number(merged, "factor"),
             low_freq_factor=_number(merged, "low_freq_factor"),
             high_freq_factor=_number(merged, "high_freq_factor"),
-            original_max_positions=_integer(original, "original_max_position_embeddings"),
         )
-        if rope["original_max_positions"] < 1:
-            raise DataError(
-                f"config.json: original_max_position_embeddings = {rope['original_max_positions']}; "
-                "llama3 RoPE needs a positive context length"
-            )
         if not rope["high_freq_factor"] > rope["low_freq_factor"]:
             raise DataError("config.json: llama3 RoPE needs high_freq_factor above low_freq_factor")
+    if kind == "yarn":
+        rope.update(_yarn(config, merged, rope["original_max_positions"]))
+        if theta == 1.0:  # YaRN's ramp divides by log θ
+            raise DataError("config.json: yarn RoPE needs a rope_theta other than 1")
+    if kind == "dynamic":
+        rope.update(
+            factor=_number(merged, "factor"), original_max_positions=_integer(config, "max_position_embeddings")
+        )
+        if rope["dims"] <= 2:  # its base is raised to the power n / (n - 2)
+            raise DataError("config.json: dynamic RoPE needs more than 2 rotary dimensions")
+    if kind == "longrope":
+        rope.update(_longrope(config, merged, rope["original_max_positions"], rope["dims"]))
     return Rope(**rope)
+
+
+_ORIGINAL = "original_max_position_embeddings"
+
+
+def _original_context(config: dict, merged: dict, style: _Decoder, kind: str) -> int:
+    """The context a scaled RoPE was trained on, as transformers reads it: a top-level
+    original_max_position_embeddings wins over the nested one (Phi-3's configuration always has one, 4096
+    where config.json leaves it out), and max_position_embeddings stands in only where neither is given
+    (a 0 is not "not given")."""
+    given = (config.get(_ORIGINAL), style.original_context, merged.get(_ORIGINAL))
+    length = next((value for value in given if value is not None), None)
+    length = _integer(config, "max_position_embeddings") if length is None else _integer({_ORIGINAL: length}, _ORIGINAL)
+    if length < 1:
+        raise DataError(f"config.json: {_ORIGINAL} = {length}; {kind} RoPE needs a positive context length")
+    return length
+
+
+def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's attention scale for a context stretched by `factor` (its Eq. 21): 0.1 · mscale · ln(factor) + 1."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _yarn(config: dict, merged: dict, original: int) -> dict:
+    """YaRN's Rope fields as transformers reads them: a null factor is max_position_embeddings over the
+    original context; beta_fast and beta_slow of 0 or null are 32 and 1; the attention factor, unless
+    given, 0.1 · ln(factor) + 1 (the ratio of two such with mscale and mscale_all_dim)."""
+    if "factor" in merged and merged["factor"] is None:
+        factor = _integer(config, "max_position_embeddings") / original
+    else:
+        factor = _number(merged, "factor")
+    attention_factor = merged.get("attention_factor")
+    if attention_factor is not None:
+        attention_factor = _number(merged, "attention_factor")
+    elif merged.get("mscale") and merged.get("mscale_all_dim"):
+        mscale, all_dims = _number(merged, "mscale"), _number(merged, "mscale_all_dim")
+        attention_factor = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, all_dims)
+    else:
+        attention_factor = _yarn_mscale(factor)
+    truncate = merged.get("truncate", True)
+    if not isinstance(truncate, bool):
+        raise DataError(f"config.json: truncate should be true or false, not {_shown(truncate)}")
+    return dict(
+        factor=factor,
+        attention_factor=attention_factor,
+        beta_fast=_number({"beta_fast": merged.get("beta_fast") or 32}, "beta_fast"),
+        beta_slow=_number({"beta_slow": merged.get("beta_slow") or 1}, "beta_slow"),
+        truncate=truncate,
+    )
+
+
+def _longrope(config: dict, merged: dict, original: int, dims: int) -> dict:
+    """LongRoPE's Rope fields as transformers reads them (Phi-3's 128k models): a factor per rotary
+    dimension pair for texts within the original context and one for longer texts; the attention factor,
+    unless given, √(1 + ln(factor) / ln(original context)), the factor max_position_embeddings over the
+    original context unless given."""
+    factors = {}
+    for key in ("short_factor", "long_factor"):
+        values = merged.get(key)
+        if (
+            not isinstance(values, list)
+            or len(values) != dims // 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf for v in values)
+        ):
+            raise DataError(
+                f"config.json: {key} should list {dims // 2} positive numbers, one per rotary dimension pair, "
+                f"not {_shown(values)}"
+            )
+        factors[key] = tuple(float(v) for v in values)
+    if merged.get("factor") is None:
+        factor = _integer(config, "max_position_embeddings") / original
+    else:
+        factor = _number(merged, "factor")
+    if merged.get("attention_factor") is not None:
+        attention_factor = _number(merged, "attention_factor")
+    elif factor <= 1.0:
+        attention_factor = 1.0
+    elif original < 2:  # the factor's log is divided by the original context's
+        raise DataError(f"config.json: {_ORIGINAL} = {original}; longrope RoPE needs a context above 1")
+    else:
+        attention_factor = math.sqrt(1 + math.log(factor) / math.log(original))
+    return dict(attention_factor=attention_factor, **factors)
 
 
 def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...]:
@@ -474,10 +568,13 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, "attention_bias")
-    rope = _rope(config, head_dim, style.partial_rotary)
+    rope = _rope(config, head_dim, style)
     scalar = (
         None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
     )
+    positions = _integer(config, "max_position_embeddings")
+    if rope.scaling == "dynamic":  # made for texts up to factor times the context it was trained on
+        positions = min(max(positions, int(positions * rope.factor)), _LARGEST)
     return dict(
         family=config["model_type"],
         layers=layers,
@@ -485,7 +582,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         d_model=d,
         d_ff=_integer(config, "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, "max_position_embeddings"),
+        max_positions=positions,
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
         eps=_epsilon(config, "rms_norm_eps", default=style.eps),
         pre_norm=True,
@@ -706,7 +803,18 @@ _DECODERS = {
             default_activation="gelu_pytorch_tanh",
         ),
     ),
-    "phi3": ("Phi-3", _Decoder(attention_bias=False, partial_rotary=True, fused=True, windows="all", eps=1e-5)),
+    "phi3": (
+        "Phi-3",
+        _Decoder(
+            attention_bias=False,
+            partial_rotary=True,
+            fused=True,
+            windows="all",
+            eps=1e-5,
+            rope_types=(("default", "default"), ("longrope", "longrope"), ("su", "longrope"), ("yarn", "longrope")),
+            original_context=4096,
+        ),
+    ),
 }
 FAMILIES |= {
     name: Family(

@@ -41,6 +41,10 @@ DECODERS = [
     "gemma",
     "gemma2",
     "phi3",
+    "llama-yarn",
+    "llama-dynamic",
+    "phi3-longrope",
+    "qwen2-yarn",
 ]
 
 
