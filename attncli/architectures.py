@@ -1,5 +1,5 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
-modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2 and Phi-3.
+modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1 and 2, Phi-3, SmolLM3 and Granite.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -362,8 +362,12 @@ class _Decoder:
     activation: str = "hidden_act"  # the config.json key of the feed-forward activation
     default_activation: str = "silu"  # the activation when config.json names none
     eps: float = 1e-6  # rms_norm_eps when config.json has none
+    theta: float = 10000.0  # rope_theta when config.json has none
     rope_types: tuple[tuple[str, str], ...] = ()  # the rope types read, each as the one computed; (): all of ROPE_TYPES
     original_context: int | None = None  # a top-level original_max_position_embeddings config.json leaves out (Phi-3)
+    no_rope: bool = False  # no_rope_layers or no_rope_layer_interval name layers without RoPE (SmolLM3; windows
+    # "no_rope": those layers slide)
+    multipliers: bool = False  # embedding_, attention_ and residual_multiplier are read (Granite)
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
@@ -391,7 +395,7 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
     merged = {
-        "rope_theta": 10000.0,
+        "rope_theta": style.theta,
         **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
     }
     merged.update(parameters)
@@ -547,7 +551,29 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         return tuple(window if layer >= first else None for layer in range(layers))
     if style.windows == "even":
         return tuple(window if layer % 2 == 0 else None for layer in range(layers))
+    if style.windows == "no_rope":
+        return tuple(None if turned else window for turned in _rope_layers(config, layers))
     return (window,) * layers
+
+
+def _rope_layers(config: dict, layers: int) -> tuple[bool, ...]:
+    """Which layers turn q and k with RoPE, as SmolLM3 reads it: no_rope_layers says, a 1 for each layer
+    with RoPE and a 0 for each without (NoPE), else every no_rope_layer_interval-th layer has none."""
+    flags = config.get("no_rope_layers")
+    if flags is None:
+        interval = _integer(config, "no_rope_layer_interval", default=4)
+        if interval < 1:
+            raise DataError(f"config.json: no_rope_layer_interval = {interval}; it must be positive")
+        return tuple((layer + 1) % interval != 0 for layer in range(layers))
+    if not isinstance(flags, list) or len(flags) < layers or any(flag not in (0, 1) for flag in flags[:layers]):
+        raise DataError(f"config.json: no_rope_layers should give each of the {layers} layers a 1 (RoPE) or a 0 (none)")
+    return tuple(bool(flag) for flag in flags[:layers])
+
+
+def _multiplier(config: dict, name: str, style: _Decoder) -> float | None:
+    """One of Granite's multipliers (embedding_, attention_ or residual_multiplier), 1 where config.json has
+    none; None for a family that reads none."""
+    return _number(config, name, default=1.0) if style.multipliers else None
 
 
 def _soft_cap(config: dict, style: _Decoder) -> float | None:
@@ -569,9 +595,10 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, "attention_bias")
     rope = _rope(config, head_dim, style)
-    scalar = (
-        None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
-    )
+    scale = _multiplier(config, "attention_multiplier", style)  # Granite's, in place of 1/√d_k
+    if style.query_scalar is not None:
+        scale = _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
+    turned = _rope_layers(config, layers) if style.no_rope else (True,) * layers
     positions = _integer(config, "max_position_embeddings")
     if rope.scaling == "dynamic":  # made for texts up to factor times the context it was trained on
         positions = min(max(positions, int(positions * rope.factor)), _LARGEST)
@@ -587,7 +614,10 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         eps=_epsilon(config, "rms_norm_eps", default=style.eps),
         pre_norm=True,
         causal=True,
-        layer_attention=tuple(LayerAttention(window, rope) for window in _windows(config, style, layers)),
+        layer_attention=tuple(
+            LayerAttention(window, rope if turns else None)
+            for window, turns in zip(_windows(config, style, layers), turned, strict=True)
+        ),
         norm="rms",
         # null, as transformers reads it, is one key-value head per query head; left out, the family's default
         kv_heads=heads
@@ -595,14 +625,15 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         else _integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
         gated=True,
-        attention_scale=None if scalar is None else scalar**-0.5,
+        attention_scale=scale,
         soft_cap=_soft_cap(config, style),
-        embedding_scale=d**0.5 if style.embedding_scale else None,
+        embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
         attention_bias=attention_bias or style.qkv_bias,
         output_bias=attention_bias,
         mlp_bias=style.mlp_bias and _flag(config, "mlp_bias"),
+        residual_scale=_multiplier(config, "residual_multiplier", style),
     )
 
 
@@ -744,13 +775,11 @@ FAMILIES = {
     ),
     "gpt2": Family("GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
 }
+_MISTRAL = _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096)
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
     "llama": ("Llama", _Decoder(mlp_bias=True)),
-    "mistral": (
-        "Mistral",
-        _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096),
-    ),
+    "mistral": ("Mistral", _MISTRAL),
     "qwen2": (
         "Qwen 2",
         _Decoder(
@@ -815,6 +844,20 @@ _DECODERS = {
             original_context=4096,
         ),
     ),
+    "ministral": ("Ministral", _MISTRAL),  # Ministral-8B: Mistral's configuration, layer_types read as Mistral's
+    "smollm3": (
+        "SmolLM3",
+        _Decoder(
+            kv_heads=4,
+            mlp_bias=True,
+            layer_types=True,
+            windows="no_rope",
+            use_sliding_window=True,
+            theta=2000000.0,
+            no_rope=True,
+        ),
+    ),
+    "granite": ("Granite", _Decoder(mlp_bias=True, multipliers=True)),
 }
 FAMILIES |= {
     name: Family(

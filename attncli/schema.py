@@ -51,6 +51,11 @@ TOKEN_REF = _object({"index": INDEX, "text": STRING})
 # A query's token or target: one token, or a word split into several (their indices).
 QUERY_REF = {"oneOf": [TOKEN_REF, _object({"indices": _array(INDEX), "text": STRING})]}
 TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
+ROTARY = {
+    "type": "object",
+    "required": ["type", "theta", "dims", "scaling"],
+    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
+}
 MODEL = _object(
     {
         "name": STRING,
@@ -72,11 +77,8 @@ MODEL = _object(
         "position_embeddings": {
             "oneOf": [
                 {"const": "learned"},
-                {
-                    "type": "object",
-                    "required": ["type", "theta", "dims", "scaling"],
-                    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
-                },
+                ROTARY,
+                {**_array({"oneOf": [ROTARY, {"type": "null"}]}), "description": "each layer's; null: no RoPE"},
             ]
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},

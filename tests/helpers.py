@@ -45,6 +45,9 @@ DECODERS = [
     "llama-dynamic",
     "phi3-longrope",
     "qwen2-yarn",
+    "ministral",
+    "smollm3",
+    "granite",
 ]
 
 

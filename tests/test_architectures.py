@@ -302,6 +302,40 @@ def test_yarn_longrope_and_dynamic_read_their_settings_as_transformers_does():
     assert dynamic["max_positions"] == 512  # made for texts up to factor times max_position_embeddings
 
 
+def test_smollm3_reads_its_layers_without_rope_and_its_default_theta():
+    def turned(**changes) -> list[bool]:
+        return [layer.rope is not None for layer in read("smollm3", config_of("smollm3", **changes))["layer_attention"]]
+
+    assert turned() == turned(no_rope_layers=None, layer_types=None) == [True, False, True, False]
+    assert turned(no_rope_layers=None, no_rope_layer_interval=None) == [True, True, True, False]  # every 4th
+    assert turned(no_rope_layers=[0, 1, 1, 1, 0]) == [False, True, True, True]  # longer than the layers: the first
+    # Without layer_types, the layers without RoPE slide where use_sliding_window says so.
+    windows = [layer.window for layer in read("smollm3", config_of("smollm3", legacy=True))["layer_attention"]]
+    assert windows == [None, 5, None, 5]
+    legacy = config_of("smollm3", legacy=True, use_sliding_window=False)
+    assert {layer.window for layer in read("smollm3", legacy)["layer_attention"]} == {None}
+    theta = read("smollm3", config_of("smollm3", legacy=True, rope_theta=None))["layer_attention"][0].rope.theta
+    assert theta == 2e6  # SmolLM3's default, not 10⁴
+
+
+def test_ministral_without_layer_types_slides_everywhere_as_its_configuration_says():
+    windows = [layer.window for layer in read("ministral", config_of("ministral", layer_types=None))["layer_attention"]]
+    assert windows == [5, 5, 5]
+    unwindowed = config_of("ministral", layer_types=None, sliding_window=None)
+    assert [layer.window for layer in read("ministral", unwindowed)["layer_attention"]] == [4096] * 3  # its default
+
+
+def test_granites_multipliers_are_read_and_logits_scaling_changes_nothing_it_shows(tmp_path):
+    fields = read("granite", config_of("granite"))
+    assert (fields["embedding_scale"], fields["attention_scale"], fields["residual_scale"]) == (6.0, 0.3, 0.4)
+    plain = read("granite", config_of("granite", embedding_multiplier=None, attention_multiplier=None))
+    assert (plain["embedding_scale"], plain["attention_scale"]) == (1.0, 1.0)  # not 1/√d_k: Granite's default
+    assert read("llama", config_of("llama", residual_multiplier=0.5))["residual_scale"] is None  # Llama reads none
+    # logits_scaling divides the logits only, after the last hidden state
+    config = config_of("granite", logits_scaling=100.0)
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "granite", config))), "granite")
+
+
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [
@@ -333,6 +367,12 @@ def test_a_scaled_ropes_setting_of_the_wrong_type_or_range_is_refused_by_name(tm
     [
         ("llama-dynamic", {"head_dim": 2}, "dynamic RoPE needs more than 2 rotary dimensions"),
         ("phi3-longrope", {"original_max_position_embeddings": 1}, "original_max_position_embeddings = 1; longrope"),
+        ("smollm3", {"no_rope_layers": [1, 2, 1, 0]}, "no_rope_layers should give each of the 4 layers a 1"),
+        ("smollm3", {"no_rope_layers": [1, 0, 1]}, "no_rope_layers should give each of the 4 layers"),
+        ("smollm3", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval = 0"),
+        ("granite", {"attention_multiplier": "0.3"}, "attention_multiplier should be a finite positive number"),
+        ("granite", {"residual_multiplier": 0}, "residual_multiplier should be a finite positive number, not 0"),
+        ("granite", {"embedding_multiplier": math.inf}, "embedding_multiplier .* not Infinity"),
     ],
 )
 def test_the_new_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_path, name, change, message):

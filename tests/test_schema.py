@@ -26,6 +26,8 @@ EVERY_COMMAND = {
     "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
     "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
     "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "heatmap-layers-without-rope": ["heatmap", SENTENCE, "--model", str(FIXTURES / "smollm3"), "--json"],
+    "explain-longrope": ["explain", SENTENCE, "--model", str(FIXTURES / "phi3-longrope"), "--json"],
 }
 
 
