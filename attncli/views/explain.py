@@ -7,6 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from attncli.attention import Rope, dynamic_theta
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import ExplainResult
@@ -55,7 +56,7 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
     if model.pre_norm:
-        first = "e + p" if learned else f"√{d} · e" if model.embedding_scale else "e"
+        first = "e + p" if learned else f"{_multiplier(model.embedding_scale, d)} · e" if model.embedding_scale else "e"
         residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
         lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
@@ -66,6 +67,11 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+
+
+def _multiplier(scale: float, d: int) -> str:
+    """A multiplier as the walkthrough writes it: √d where it is √d_model (Gemma's), else its number."""
+    return f"√{d}" if scale == d**0.5 else f"{scale:g}"
 
 
 def explain_view(
@@ -165,12 +171,15 @@ def explain_view(
         parts.append(VectorTable(np.vstack(final_rows[1:]), final_labels[1:]))
     if not sample:
         network = "the gated feed-forward network" if model.gated else "the feed-forward network"
-        parts.append(
-            Text(
-                f"The layer output adds the residual, {_norm_name(model)}s and {network} to the attention output.",
-                style="dim",
+        residual = f"The layer output adds the residual, {_norm_name(model)}s and {network} to the attention output."
+        if model.residual_scale is not None:
+            scale = f"{model.residual_scale:g}"
+            residual = (
+                f"The layer output adds the attention output × {scale} to the residual stream, then {network}'s "
+                f"output × {scale} (each sublayer reading an {_norm_name(model)} of the stream): the residual "
+                f"multiplier {scale} scales what each sublayer adds."
             )
-        )
+        parts.append(Text(residual, style="dim"))
 
     parts += section(
         7, "Summary", "What each token attends to most: averaged over heads, and in each head." + _left_out(result)
@@ -216,10 +225,16 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     else:
         scale = f"multiplied by {model.title}'s scale {model.attention_scale:.4g}"
     capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
-    return (
+    lead = (
         f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into weights "
         "that sum to 1."
     )
+    if model.layer_attention[layer].rope is None and any(other.rope for other in model.layer_attention):
+        lead += (
+            f" Layer {layer} has no RoPE, unlike the model's other layers: its queries and keys carry no "
+            "position, and only the causal mask tells earlier tokens from later ones."
+        )
+    return lead
 
 
 def _rotation(result: ExplainResult) -> list[RenderableType]:
@@ -231,7 +246,7 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     lead = Text(
         f"RoPE: dimension i of a head turns with dimension i + {rope.dims // 2} by an angle of position × "
         f"θ^(-2i/{rope.dims}), θ = {rope.theta:g}"
-        + ("" if rope.scaling == "default" else f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})")
+        + _scaling(rope, len(result.run.tokens))
         + (
             f"; the last {attention.q.shape[-1] - rope.dims} dimensions stay as they are"
             if rope.dims < attention.q.shape[-1]
@@ -258,6 +273,38 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     )
     title = f"dimensions 0 to {half - 1}, the first of each pair: token {f}, head {h}"
     return [lead, VectorTable(rows, labels, title=title), note]
+
+
+def _scaling(rope: Rope, tokens: int) -> str:
+    """How RoPE's frequencies are scaled, with the numbers; for dynamic and longrope, which table a text of
+    `tokens` tokens gets."""
+    context = rope.original_max_positions
+    beyond = rope.beyond_context(tokens)
+    where = f"this text's {plural(tokens, 'token')} {'outrun' if beyond else 'stay within'} the {context} positions"
+    factor = f"cos and sin × attention factor {rope.attention_factor:.4g}"
+    if rope.scaling == "yarn":
+        return (
+            f", frequencies scaled by YaRN (factor {rope.factor:g}): pairs making more than {rope.beta_fast:g} "
+            f"turns over the {context} positions it was trained on keep their frequency, those making fewer than "
+            f"{rope.beta_slow:g} have it divided by {rope.factor:g}, with a ramp between; {factor}"
+        )
+    if rope.scaling == "dynamic":
+        if beyond:
+            return (
+                f", raised by dynamic NTK scaling (factor {rope.factor:g}) as {where} it was trained on: "
+                f"θ' = {dynamic_theta(rope, tokens):.6g} for this text"
+            )
+        return f", which dynamic NTK scaling (factor {rope.factor:g}) keeps as {where} it was trained on"
+    if rope.scaling == "longrope":
+        which = rope.long_factor if beyond else rope.short_factor
+        shown = ", ".join(f"{value:g}" for value in which[:4]) + (", …" if len(which) > 4 else "")
+        return (
+            f", frequencies divided by LongRoPE's {'long' if beyond else 'short'} factors ({shown}) as "
+            f"{where} it was trained on; {factor}"
+        )
+    if rope.scaling == "default":
+        return ""
+    return f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})"
 
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
