@@ -1,5 +1,6 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
-modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3 and OLMo 1 and 2.
+modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3
+and Granite.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -404,18 +405,25 @@ class _Decoder:
     whole_qk_norm: bool = False  # an RMSNorm over all of q's heads and one over all of k's, before RoPE (OLMo 2)
     input_norms: bool = True  # False, in a sandwich: no norms before the sublayers, only after them (OLMo 2)
 
+    theta: float = 10000.0  # rope_theta when config.json has none
+    rope_types: tuple[tuple[str, str], ...] = ()  # the rope types read, each as the one computed; (): all of ROPE_TYPES
+    original_context: int | None = None  # a top-level original_max_position_embeddings config.json leaves out (Phi-3)
+    no_rope: bool = False  # no_rope_layers or no_rope_layer_interval name layers without RoPE (SmolLM3; windows
+    # "no_rope": those layers slide)
+    multipliers: bool = False  # embedding_, attention_ and residual_multiplier are read (Granite)
+
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
         return dict(self.keys).get(name, name)
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
-ROPE_TYPES = ("default", "linear", "llama3")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic", "longrope")
 # Layer types of config.json's layer_types and whether their attention slides.
 _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 
 
-def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
+def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
     reads them. A family that turns whole heads refuses partial_rotary_factor."""
@@ -423,16 +431,24 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
     kind = parameters.get("rope_type", parameters.get("type", "default"))
+    if style.rope_types:
+        read = dict(style.rope_types)
+        if not isinstance(kind, str) or kind not in read:
+            raise DataError(
+                f"config.json: rope type {_shown(kind)} is not supported for {config['model_type']}, "
+                f"which reads {', '.join(read)}"
+            )
+        kind = read[kind]
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
     merged = {
-        "rope_theta": 10000.0,
+        "rope_theta": style.theta,
         **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
     }
     merged.update(parameters)
     theta = _number(merged, "rope_theta")
     partial = _number(merged, "partial_rotary_factor", default=1.0, at_most=1.0)
-    if partial != 1.0 and not partial_rotary:
+    if partial != 1.0 and not style.partial_rotary:
         raise DataError(
             f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
             "whose RoPE turns whole heads"
@@ -440,30 +456,32 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     rope = {"theta": theta, "dims": head_dim if partial == 1.0 else int(head_dim * partial), "scaling": kind}
     if kind == "linear":
         rope["factor"] = _number(merged, "factor")
+    if kind in ("llama3", "yarn", "longrope"):
+        rope["original_max_positions"] = _original_context(config, merged, style, kind)
     if kind == "llama3":
-        # As transformers reads it: a top-level original_max_position_embeddings wins over the nested one,
-        # and max_position_embeddings stands in only where neither is given (a 0 is not "not given").
-        original = next(
-            (where for where in (config, merged) if where.get("original_max_position_embeddings") is not None),
-            {"original_max_position_embeddings": _integer(config, "max_position_embeddings")},
-        )
         rope.update(
             factor=_number(merged, "factor"),
             low_freq_factor=_number(merged, "low_freq_factor"),
             high_freq_factor=_number(merged, "high_freq_factor"),
-            original_max_positions=_integer(original, "original_max_position_embeddings"),
         )
-        if rope["original_max_positions"] < 1:
-            raise DataError(
-                f"config.json: original_max_position_embeddings = {rope['original_max_positions']}; "
-                "llama3 RoPE needs a positive context length"
-            )
         if not rope["high_freq_factor"] > rope["low_freq_factor"]:
             raise DataError("config.json: llama3 RoPE needs high_freq_factor above low_freq_factor")
+    if kind == "yarn":
+        rope.update(_yarn(config, merged, rope["original_max_positions"]))
+        if theta == 1.0:  # YaRN's ramp divides by log θ
+            raise DataError("config.json: yarn RoPE needs a rope_theta other than 1")
+    if kind == "dynamic":
+        rope.update(
+            factor=_number(merged, "factor"), original_max_positions=_integer(config, "max_position_embeddings")
+        )
+        if rope["dims"] <= 2:  # its base is raised to the power n / (n - 2)
+            raise DataError("config.json: dynamic RoPE needs more than 2 rotary dimensions")
+    if kind == "longrope":
+        rope.update(_longrope(config, merged, rope["original_max_positions"], rope["dims"]))
     return Rope(**rope)
 
 
-def _layer_ropes(config: dict, head_dim: int) -> tuple[Rope, Rope]:
+def _layer_ropes(config: dict, head_dim: int, style: _Decoder) -> tuple[Rope, Rope]:
     """(the global layers' RoPE, the sliding layers') of a family that turns them by RoPEs of their own
     (Gemma 3): the global layers' of base rope_theta, scaled as rope_scaling says, the sliding layers'
     of base rope_local_base_freq, never scaled; or, in transformers 5's form, rope_parameters'
@@ -487,8 +505,90 @@ def _layer_ropes(config: dict, head_dim: int) -> tuple[Rope, Rope]:
         if not isinstance(parameters, dict) or not isinstance(update, dict):
             raise DataError(f"config.json: the RoPE settings of {kind} layers should be an object")
         flat = {**config, "rope_theta": config.get(base), "rope_scaling": None, "rope_parameters": parameters | update}
-        ropes.append(_rope(flat, head_dim, partial_rotary=False))
+        ropes.append(_rope(flat, head_dim, style))
     return ropes[0], ropes[1]
+
+
+_ORIGINAL = "original_max_position_embeddings"
+
+
+def _original_context(config: dict, merged: dict, style: _Decoder, kind: str) -> int:
+    """The context a scaled RoPE was trained on, as transformers reads it: a top-level
+    original_max_position_embeddings wins over the nested one (Phi-3's configuration always has one, 4096
+    where config.json leaves it out), and max_position_embeddings stands in only where neither is given
+    (a 0 is not "not given")."""
+    given = (config.get(_ORIGINAL), style.original_context, merged.get(_ORIGINAL))
+    length = next((value for value in given if value is not None), None)
+    length = _integer(config, "max_position_embeddings") if length is None else _integer({_ORIGINAL: length}, _ORIGINAL)
+    if length < 1:
+        raise DataError(f"config.json: {_ORIGINAL} = {length}; {kind} RoPE needs a positive context length")
+    return length
+
+
+def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's attention scale for a context stretched by `factor` (its Eq. 21): 0.1 · mscale · ln(factor) + 1."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _yarn(config: dict, merged: dict, original: int) -> dict:
+    """YaRN's Rope fields as transformers reads them: a null factor is max_position_embeddings over the
+    original context; beta_fast and beta_slow of 0 or null are 32 and 1; the attention factor, unless
+    given, 0.1 · ln(factor) + 1 (the ratio of two such with mscale and mscale_all_dim)."""
+    if "factor" in merged and merged["factor"] is None:
+        factor = _integer(config, "max_position_embeddings") / original
+    else:
+        factor = _number(merged, "factor")
+    attention_factor = merged.get("attention_factor")
+    if attention_factor is not None:
+        attention_factor = _number(merged, "attention_factor")
+    elif merged.get("mscale") and merged.get("mscale_all_dim"):
+        mscale, all_dims = _number(merged, "mscale"), _number(merged, "mscale_all_dim")
+        attention_factor = _yarn_mscale(factor, mscale) / _yarn_mscale(factor, all_dims)
+    else:
+        attention_factor = _yarn_mscale(factor)
+    truncate = merged.get("truncate", True)
+    if not isinstance(truncate, bool):
+        raise DataError(f"config.json: truncate should be true or false, not {_shown(truncate)}")
+    return dict(
+        factor=factor,
+        attention_factor=attention_factor,
+        beta_fast=_number({"beta_fast": merged.get("beta_fast") or 32}, "beta_fast"),
+        beta_slow=_number({"beta_slow": merged.get("beta_slow") or 1}, "beta_slow"),
+        truncate=truncate,
+    )
+
+
+def _longrope(config: dict, merged: dict, original: int, dims: int) -> dict:
+    """LongRoPE's Rope fields as transformers reads them (Phi-3's 128k models): a factor per rotary
+    dimension pair for texts within the original context and one for longer texts; the attention factor,
+    unless given, √(1 + ln(factor) / ln(original context)), the factor max_position_embeddings over the
+    original context unless given."""
+    factors = {}
+    for key in ("short_factor", "long_factor"):
+        values = merged.get(key)
+        if (
+            not isinstance(values, list)
+            or len(values) != dims // 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf for v in values)
+        ):
+            raise DataError(
+                f"config.json: {key} should list {dims // 2} positive numbers, one per rotary dimension pair, "
+                f"not {_shown(values)}"
+            )
+        factors[key] = tuple(float(v) for v in values)
+    if merged.get("factor") is None:
+        factor = _integer(config, "max_position_embeddings") / original
+    else:
+        factor = _number(merged, "factor")
+    if merged.get("attention_factor") is not None:
+        attention_factor = _number(merged, "attention_factor")
+    elif factor <= 1.0:
+        attention_factor = 1.0
+    elif original < 2:  # the factor's log is divided by the original context's
+        raise DataError(f"config.json: {_ORIGINAL} = {original}; longrope RoPE needs a context above 1")
+    else:
+        attention_factor = math.sqrt(1 + math.log(factor) / math.log(original))
+    return dict(attention_factor=attention_factor, **factors)
 
 
 def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ...]:
@@ -535,7 +635,29 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         if every < 1:
             raise DataError(f"config.json: sliding_window_pattern = {every}; it must be positive")
         return tuple(None if (layer + 1) % every == 0 else window for layer in range(layers))
+    if style.windows == "no_rope":
+        return tuple(None if turned else window for turned in _rope_layers(config, layers))
     return (window,) * layers
+
+
+def _rope_layers(config: dict, layers: int) -> tuple[bool, ...]:
+    """Which layers turn q and k with RoPE, as SmolLM3 reads it: no_rope_layers says, a 1 for each layer
+    with RoPE and a 0 for each without (NoPE), else every no_rope_layer_interval-th layer has none."""
+    flags = config.get("no_rope_layers")
+    if flags is None:
+        interval = _integer(config, "no_rope_layer_interval", default=4)
+        if interval < 1:
+            raise DataError(f"config.json: no_rope_layer_interval = {interval}; it must be positive")
+        return tuple((layer + 1) % interval != 0 for layer in range(layers))
+    if not isinstance(flags, list) or len(flags) < layers or any(flag not in (0, 1) for flag in flags[:layers]):
+        raise DataError(f"config.json: no_rope_layers should give each of the {layers} layers a 1 (RoPE) or a 0 (none)")
+    return tuple(bool(flag) for flag in flags[:layers])
+
+
+def _multiplier(config: dict, name: str, style: _Decoder) -> float | None:
+    """One of Granite's multipliers (embedding_, attention_ or residual_multiplier), 1 where config.json has
+    none; None for a family that reads none."""
+    return _number(config, name, default=1.0) if style.multipliers else None
 
 
 def _soft_cap(config: dict, style: _Decoder) -> float | None:
@@ -578,12 +700,16 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     activation = _name(config, style.activation, default=style.default_activation)
     attention_bias = style.attention_bias and _flag(config, key("attention_bias"))
     if style.local_rope:
-        rope, local = _layer_ropes(config, head_dim)
+        rope, local = _layer_ropes(config, head_dim, style)
     else:
-        rope = local = _rope(config, head_dim, style.partial_rotary)
-    scalar = (
-        None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
-    )
+        rope = local = _rope(config, head_dim, style)
+    scale = _multiplier(config, "attention_multiplier", style)  # Granite's, in place of 1/√d_k
+    if style.query_scalar is not None:
+        scale = _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
+    turned = _rope_layers(config, layers) if style.no_rope else (True,) * layers
+    positions = _integer(config, key("max_position_embeddings"))
+    if rope.scaling == "dynamic":  # made for texts up to factor times the context it was trained on
+        positions = min(max(positions, int(positions * rope.factor)), _LARGEST)
     return dict(
         family=config["model_type"],
         layers=layers,
@@ -591,13 +717,14 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         d_model=d,
         d_ff=_integer(config, key("intermediate_size")),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, key("max_position_embeddings")),
+        max_positions=positions,
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
         eps=style.eps if style.plain_norm else _epsilon(config, key("rms_norm_eps"), default=style.eps),
         pre_norm=True,
         causal=True,
         layer_attention=tuple(
-            LayerAttention(window, rope if window is None else local) for window in _windows(config, style, layers)
+            LayerAttention(window, (rope if window is None else local) if turns else None)
+            for window, turns in zip(_windows(config, style, layers), turned, strict=True)
         ),
         norm="layer" if style.plain_norm else style.norm,
         # null, as transformers reads it, is one key-value head per query head; left out, the family's default
@@ -607,9 +734,9 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         head_dim=head_dim,
         gated=style.gated,
         parallel=style.parallel,
-        attention_scale=None if scalar is None else scalar**-0.5,
+        attention_scale=scale,
         soft_cap=_soft_cap(config, style),
-        embedding_scale=d**0.5 if style.embedding_scale else None,
+        embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
         attention_bias=attention_bias or style.qkv_bias,
@@ -619,6 +746,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         norm_gains=not style.plain_norm,
         whole_qk_norm=style.whole_qk_norm,
         input_norms=style.input_norms,
+        residual_scale=_multiplier(config, "residual_multiplier", style),
     )
 
 
@@ -838,13 +966,11 @@ _GEMMA3 = _Decoder(
     ),
     local_rope=True,
 )
+_MISTRAL = _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096)
 _DECODERS = {
     # The defaults are those of each family's configuration in transformers, for a config.json without the key.
     "llama": ("Llama", _Decoder(mlp_bias=True)),
-    "mistral": (
-        "Mistral",
-        _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096),
-    ),
+    "mistral": ("Mistral", _MISTRAL),
     "qwen2": (
         "Qwen 2",
         _Decoder(
@@ -899,12 +1025,35 @@ _DECODERS = {
     ),
     "phi3": (
         "Phi-3",
-        _Decoder(attention_bias=False, partial_rotary=True, qkv="stacked", gate_up=True, windows="all", eps=1e-5),
+        _Decoder(
+            attention_bias=False,
+            partial_rotary=True,
+            qkv="stacked",
+            gate_up=True,
+            windows="all",
+            eps=1e-5,
+            rope_types=(("default", "default"), ("longrope", "longrope"), ("su", "longrope"), ("yarn", "longrope")),
+            original_context=4096,
+        ),
     ),
     "gemma3_text": ("Gemma 3", _GEMMA3),
     "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True)),
     "olmo": ("OLMo", _Decoder(plain_norm=True, clip_qkv=True, eps=1e-5)),
     "olmo2": ("OLMo 2", _Decoder(whole_qk_norm=True, sandwich=True, input_norms=False, eps=1e-5)),
+    "ministral": ("Ministral", _MISTRAL),  # Ministral-8B: Mistral's configuration, layer_types read as Mistral's
+    "smollm3": (
+        "SmolLM3",
+        _Decoder(
+            kv_heads=4,
+            mlp_bias=True,
+            layer_types=True,
+            windows="no_rope",
+            use_sliding_window=True,
+            theta=2000000.0,
+            no_rope=True,
+        ),
+    ),
+    "granite": ("Granite", _Decoder(mlp_bias=True, multipliers=True)),
 }
 FAMILIES |= {
     name: Family(

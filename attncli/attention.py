@@ -28,6 +28,7 @@ __all__ = [
     "attention",
     "causal_mask",
     "clipped",
+    "dynamic_theta",
     "heads_attention",
     "inverse_frequencies",
     "linear",
@@ -178,11 +179,17 @@ class Rope:
 
     theta: float  # the base wavelength
     dims: int  # how many of a head's dimensions turn (partial rotary: fewer than d_k)
-    scaling: str = "default"  # default, linear (every frequency / factor) or llama3 (by wavelength)
+    scaling: str = "default"  # default, linear, llama3, yarn, dynamic or longrope (see inverse_frequencies)
     factor: float = 1.0
     low_freq_factor: float = 1.0  # llama3
     high_freq_factor: float = 4.0  # llama3
-    original_max_positions: int = 8192  # llama3: the context it was trained on
+    original_max_positions: int = 8192  # llama3, yarn, longrope, dynamic: the context it was trained on
+    attention_factor: float = 1.0  # yarn, longrope: cos and sin multiplied by this
+    beta_fast: float = 32.0  # yarn: pairs turning more often than this over the context keep their frequency
+    beta_slow: float = 1.0  # yarn: pairs turning less often than this have it divided by the factor
+    truncate: bool = True  # yarn: the ramp between them starts and ends on whole pairs
+    short_factor: tuple[float, ...] = ()  # longrope: each pair's divisor for a text within the context
+    long_factor: tuple[float, ...] = ()  # longrope: each pair's divisor for a longer text
 
     def to_json(self) -> dict:
         fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
@@ -196,7 +203,32 @@ class Rope:
                 "high_freq_factor": self.high_freq_factor,
                 "original_max_positions": self.original_max_positions,
             }
+        if self.scaling == "yarn":
+            return {
+                **fields,
+                "factor": self.factor,
+                "original_max_positions": self.original_max_positions,
+                "beta_fast": self.beta_fast,
+                "beta_slow": self.beta_slow,
+                "truncate": self.truncate,
+                "attention_factor": self.attention_factor,
+            }
+        if self.scaling == "dynamic":
+            return {**fields, "factor": self.factor, "original_max_positions": self.original_max_positions}
+        if self.scaling == "longrope":
+            return {
+                **fields,
+                "original_max_positions": self.original_max_positions,
+                "attention_factor": self.attention_factor,
+                "short_factor": list(self.short_factor),
+                "long_factor": list(self.long_factor),
+            }
         return fields
+
+    def beyond_context(self, tokens: int) -> bool:
+        """Whether a text of `tokens` tokens gets the table for texts longer than the context (dynamic and
+        longrope choose their frequencies by the text's length; the others have one table)."""
+        return self.scaling in ("dynamic", "longrope") and tokens > self.original_max_positions
 
 
 @dataclass(frozen=True)
@@ -208,23 +240,74 @@ class LayerAttention:
     rope: Rope | None = None  # the rotary embeddings that turn this layer's q and k; None: no RoPE here
 
 
-def inverse_frequencies(rope: Rope) -> np.ndarray:
-    """Each dimension pair's turn per position, θ^(-2i/n) for i < n/2, scaled as `rope.scaling` says:
-    [n/2] float32, computed as transformers computes it, its float32 steps in its order: the
-    exponent 2i/n in float32, the power θ^(2i/n) rounded to float32 as torch's pow gives it
-    element by element (correctly rounded, from float64 here), the reciprocal in float32.
+def _powers(theta: float, dims: int) -> np.ndarray:
+    """θ^(2i/n) for i < n/2: [n/2] float32, as transformers computes it: the exponent 2i/n in float32,
+    θ rounded to float32, and the power rounded to float32 as torch's pow gives it element by
+    element (correctly rounded, from float64 here)."""
+    exponents = np.arange(0, dims, 2, dtype=np.float32) / np.float32(dims)  # [n/2]
+    return np.power(np.float64(np.float32(theta)), exponents.astype(np.float64)).astype(np.float32)
+
+
+def dynamic_theta(rope: Rope, tokens: int) -> float:
+    """The base dynamic NTK scaling turns a text of `tokens` tokens with: θ · (factor · T / L - (factor -
+    1))^(n / (n - 2)) for T past L = original_max_positions, else as for T = L (θ itself, to a rounding).
+    As transformers computes it: at T ≤ L in float64 (when the model is made), past L in float32 (the
+    length is then a tensor), the power of the float32 stretch to the float64 exponent rounded once."""
+    exponent = rope.dims / (rope.dims - 2)
+    length = rope.original_max_positions
+    if tokens <= length:
+        return rope.theta * ((rope.factor * length / length) - (rope.factor - 1)) ** exponent
+    f32 = np.float32
+    stretch = f32(tokens) * f32(rope.factor) / f32(length) - f32(rope.factor - 1)
+    return float(f32(rope.theta) * f32(np.float64(stretch) ** exponent))
+
+
+def _yarn_ramp(rope: Rope) -> np.ndarray:
+    """YaRN's share of each pair's frequency that stays as it is: [n/2] float32, 1 for pairs that turn
+    more than beta_fast times over the original context, 0 for those under beta_slow, a linear ramp
+    between (its ends on whole pairs with `truncate`); its float32 steps in transformers' order."""
+
+    def pair(turns: float) -> float:  # the pair that turns `turns` times over the original context
+        return (rope.dims * math.log(rope.original_max_positions / (turns * 2 * math.pi))) / (2 * math.log(rope.theta))
+
+    low, high = pair(rope.beta_fast), pair(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rope.dims - 1)
+    if low == high:
+        high += 0.001  # as transformers does, against a division by 0
+    ramp = (np.arange(rope.dims // 2, dtype=np.float32) - np.float32(low)) / np.float32(high - low)  # [n/2]
+    return np.float32(1) - np.clip(ramp, np.float32(0), np.float32(1))
+
+
+def inverse_frequencies(rope: Rope, tokens: int = 0) -> np.ndarray:
+    """Each dimension pair's turn per position, θ^(-2i/n) for i < n/2, scaled as `rope.scaling` says,
+    for a text of `tokens` tokens (dynamic and longrope choose their table by the text's length): [n/2]
+    float32, computed as transformers computes it, its float32 steps in its order (see _powers; the
+    reciprocal in float32).
 
     numpy's float32 power differs in the last bit for about one pair in six, and the angle
     position · frequency carries the difference further with every position. (torch's vectorised
     pow, which its long tables go through, is itself one bit off the correctly rounded power for a
-    pair or two of some tables, depending on the CPU: θ = 10⁶ with 128 dimensions, for one.)
+    pair or two of some tables, depending on the CPU: θ = 10⁶ with 128 dimensions, for one. Its
+    element-by-element pow is glibc's powf, which for the θ dynamic scaling computes past its
+    context, a float32 of any digits, is a bit off the correctly rounded power in one pair of a
+    few hundred.)
 
-    llama3 (Llama 3.1/3.2) leaves pairs whose wavelength is under original_max_positions /
-    high_freq_factor as they are, divides those over original_max_positions / low_freq_factor by
-    the factor, and blends the two in between.
+    linear divides every frequency by the factor. llama3 (Llama 3.1/3.2) leaves pairs whose
+    wavelength is under original_max_positions / high_freq_factor as they are, divides those over
+    original_max_positions / low_freq_factor by the factor, and blends the two in between. yarn
+    blends each pair's frequency with it divided by the factor (see _yarn_ramp). dynamic (NTK)
+    raises θ for a text longer than original_max_positions (see dynamic_theta). longrope divides
+    each pair's frequency by its short factor, or by its long factor for a text longer than
+    original_max_positions.
     """
-    exponents = np.arange(0, rope.dims, 2, dtype=np.float32) / np.float32(rope.dims)  # [n/2]
-    powers = np.power(np.float64(np.float32(rope.theta)), exponents.astype(np.float64)).astype(np.float32)
+    if rope.scaling == "dynamic":
+        return np.reciprocal(_powers(dynamic_theta(rope, tokens), rope.dims))
+    powers = _powers(rope.theta, rope.dims)  # [n/2]
+    if rope.scaling == "longrope":
+        factors = np.array(rope.long_factor if rope.beyond_context(tokens) else rope.short_factor, np.float32)
+        return np.reciprocal(factors * powers)
     frequencies = np.reciprocal(powers)  # [n/2]
     if rope.scaling == "linear":
         return frequencies / np.float32(rope.factor)
@@ -240,6 +323,10 @@ def inverse_frequencies(rope: Rope) -> np.ndarray:
         blended = (1 - smooth) * scaled / np.float32(rope.factor) + smooth * scaled
         middle = ~(wavelength < high) & ~(wavelength > low)
         return np.where(middle, blended, scaled).astype(np.float32)
+    if rope.scaling == "yarn":
+        kept = _yarn_ramp(rope)  # [n/2]
+        divided = np.reciprocal(np.float32(rope.factor) * powers)  # [n/2]
+        return divided * (np.float32(1) - kept) + frequencies * kept
     return frequencies
 
 
@@ -254,10 +341,15 @@ class Rotary:
 
 def rotary(tokens: int, rope: Rope) -> Rotary:
     """The cos and sin of every position's angles, position · frequency in float32 (as transformers
-    computes them, whatever the model's precision), each half twice: [T, n]."""
-    angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope)  # [T, n/2]
+    computes them, whatever the model's precision), each half twice, times the attention factor
+    (yarn, longrope): [T, n]. Its frequencies are those for a text of `tokens` tokens."""
+    angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope, tokens)  # [T, n/2]
     angles = np.concatenate([angles, angles], axis=-1)  # [T, n]
-    return Rotary(np.cos(angles), np.sin(angles))
+    cos, sin = np.cos(angles), np.sin(angles)  # [T, n]
+    if rope.attention_factor != 1.0:
+        cos *= np.float32(rope.attention_factor)
+        sin *= np.float32(rope.attention_factor)
+    return Rotary(cos, sin)
 
 
 def rotate_half(x: np.ndarray) -> np.ndarray:

@@ -163,7 +163,7 @@ def explain(
     focus_steps = focus_top = weighted = angles = clipped = projection_rms = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
-        angles = index * inverse_frequencies(rope)  # [n/2] each dimension pair's turn at the focus
+        angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
         walk_head = 0 if head is None else head
         attention = result.trace.layers[layer]

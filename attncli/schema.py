@@ -51,7 +51,7 @@ TOKEN_REF = _object({"index": INDEX, "text": STRING})
 # A query's token or target: one token, or a word split into several (their indices).
 QUERY_REF = {"oneOf": [TOKEN_REF, _object({"indices": _array(INDEX), "text": STRING})]}
 TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
-ROPE = {
+ROTARY = {
     "type": "object",
     "required": ["type", "theta", "dims", "scaling"],
     "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
@@ -74,8 +74,13 @@ MODEL = _object(
         "family": STRING,
         "kv_heads": INDEX,
         "norm": {"enum": ["layer", "rms"]},
-        # learned, one rotary embedding for every layer, or each layer's (null where a layer has none)
-        "position_embeddings": {"oneOf": [{"const": "learned"}, ROPE, _array({"oneOf": [ROPE, {"type": "null"}]})]},
+        "position_embeddings": {
+            "oneOf": [
+                {"const": "learned"},
+                ROTARY,
+                {**_array({"oneOf": [ROTARY, {"type": "null"}]}), "description": "each layer's; null: no RoPE"},
+            ]
+        },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
         "soft_cap": NULLABLE_NUMBER,
     },

@@ -6,9 +6,9 @@ reads them from config.json): LayerNorm or RMSNorm, before each sublayer or afte
 network and its activation; a learned position table (and where it starts counting) or
 rotary embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
 mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
-over the whole projections), q, k and v clamped, attention scale and logit soft-capping.
-Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be;
-nothing here knows file formats or family names.
+over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
+sublayer outputs scaled before their residual sums. Weights arrive as plain arrays laid
+out for x @ W, one layer at a time if need be; nothing here knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -198,6 +198,7 @@ class TransformerConfig:
     # A pre-norm model's sublayers read a norm of the residual stream; False: the stream itself, each sublayer's
     # output normed instead, before the residual sum (a sandwich without its first norms)
     input_norms: bool = True
+    residual_scale: float | None = None  # each sublayer's output multiplied by this before its residual sum
 
     def __post_init__(self):
         sizes = {
@@ -369,11 +370,15 @@ def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: Tran
     if config.pre_norm:
         if block.attention_out_norm is not None:
             attended = normalized(attended, block.attention_out_norm, config)
+        if config.residual_scale is not None:
+            attended = attended * np.float32(config.residual_scale)  # a copy: the trace keeps the attention output
         h = x + attended  # [T, d]
         ffn_input = h if block.ffn_norm is None else normalized(h, block.ffn_norm, config)
         ffn = feed_forward(ffn_input, block.feed_forward, config.activation)
         if block.ffn_out_norm is not None:
             ffn = normalized(ffn, block.ffn_out_norm, config)
+        if config.residual_scale is not None:
+            ffn *= np.float32(config.residual_scale)
         return h + ffn
     h = normalized(x + attended, block.attention_norm, config)  # [T, d]
     return normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config)

@@ -45,6 +45,13 @@ DECODERS = [
     "gemma3-multimodal",
     "olmo",
     "olmo2",
+    "llama-yarn",
+    "llama-dynamic",
+    "phi3-longrope",
+    "qwen2-yarn",
+    "ministral",
+    "smollm3",
+    "granite",
 ]
 
 

@@ -125,9 +125,9 @@ def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}}, "rope type 'yarn'"),
-        ({"rope_parameters": None, "rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
-        ({"rope_parameters": None, "rope_scaling": {"rope_type": "longrope"}}, "rope type 'longrope'"),
+        ({"rope_parameters": {"rope_type": "proportional", "rope_theta": 1e4}}, "rope type 'proportional'"),
+        ({"rope_parameters": None, "rope_scaling": {"type": "mrope", "mrope_section": [1]}}, "rope type 'mrope'"),
+        ({"rope_parameters": None, "rope_scaling": {"rope_type": "su"}}, "rope type 'su'"),
         ({"layer_types": ["full_attention", "chunked_attention", "full_attention"]}, "'chunked_attention'"),
         ({"layer_types": ["full_attention"]}, "type of each of the 3 layers"),
         ({"sliding_window": 0}, "sliding_window should be a positive 64-bit integer"),
@@ -137,7 +137,7 @@ def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
         ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for qwen2"),
         ({"sliding_window": None}, "layer_types has sliding_attention layers but no window"),
         ({"use_sliding_window": False}, "layer_types has sliding_attention layers but no window"),
-        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),  # read first
+        ({"rope_scaling": {"rope_type": "proportional"}}, "rope type 'proportional'"),  # read first
     ],
 )
 def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, message):
@@ -252,12 +252,103 @@ def settings_of(name: str, legacy: bool = False) -> dict:
     return FAMILIES[config["model_type"]].settings(config)
 
 
+def config_of(name: str, legacy: bool = False, **changes) -> dict:
+    """Fixture `name`'s config.json (or legacy_config.json) with `changes`: None drops a key."""
+    config = json.loads((FIXTURES / name / ("legacy_config.json" if legacy else "config.json")).read_text())
+    config |= changes
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def read(name: str, config: dict):
+    """The TransformerConfig fields fixture `name`'s family reads from `config`."""
+    return FAMILIES[config["model_type"]].read_config(config, config["num_hidden_layers"])
+
+
+@pytest.mark.parametrize("kind", ["su", "yarn", "longrope"])
+def test_phi3_reads_su_and_yarn_as_longrope_as_transformers_does(tmp_path, kind):
+    config = config_of("phi3-longrope", legacy=True)
+    config["rope_scaling"] = {key: value for key, value in config["rope_scaling"].items() if key != "rope_type"}
+    config["rope_scaling"]["type"] = kind
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "phi3-longrope", config))), "phi3-longrope")
+
+
+@pytest.mark.parametrize(("kind", "shown"), [("linear", "'linear'"), (["su"], r'\["su"\]')])
+def test_phi3_refuses_the_rope_types_its_configuration_refuses(tmp_path, kind, shown):
+    config = config_of("phi3", legacy=True, rope_scaling={"type": kind, "factor": 2.0})
+    with pytest.raises(DataError, match=f"rope type {shown} is not supported for phi3, which reads default, longrope"):
+        load_model(str(with_config(tmp_path, "phi3", config)))
+
+
+def test_the_original_context_is_read_where_transformers_reads_it():
+    def context(name: str, **changes) -> int:
+        return read(name, config_of(name, **changes))["layer_attention"][0].rope.original_max_positions
+
+    nested = config_of("llama-yarn")["rope_parameters"]
+    assert context("llama-yarn") == 128
+    assert context("llama-yarn", original_max_position_embeddings=100) == 100  # the top level wins
+    assert context("llama-yarn", rope_parameters=nested | {"original_max_position_embeddings": None}) == 512
+    # Phi-3's configuration always has one at the top level, 4096 where config.json leaves it out.
+    assert context("phi3-longrope", original_max_position_embeddings=None) == 4096
+
+
+def test_yarn_longrope_and_dynamic_read_their_settings_as_transformers_does():
+    yarn = read("qwen2-yarn", config_of("qwen2-yarn"))["layer_attention"][0].rope
+    assert (yarn.factor, yarn.beta_fast, yarn.beta_slow, yarn.truncate) == (2.0, 16.0, 2.0, False)
+    assert yarn.attention_factor == (0.1 * math.log(2) + 1) / (0.05 * math.log(2) + 1)  # mscale over mscale_all_dim
+    nested = config_of("qwen2-yarn")["rope_parameters"]
+    given = nested | {"attention_factor": 1.5, "beta_fast": 0, "beta_slow": None}
+    yarn = read("qwen2-yarn", config_of("qwen2-yarn", rope_parameters=given))["layer_attention"][0].rope
+    assert (yarn.attention_factor, yarn.beta_fast, yarn.beta_slow) == (1.5, 32.0, 1.0)  # 0 and null: the defaults
+    yarn = read("qwen2-yarn", config_of("qwen2-yarn", rope_parameters=nested | {"factor": None}))
+    assert yarn["layer_attention"][0].rope.factor == 512 / 64  # null: max_position_embeddings over the original
+    longrope = read("phi3-longrope", config_of("phi3-longrope"))["layer_attention"][0].rope
+    assert longrope.attention_factor == math.sqrt(1 + math.log(512 / 128) / math.log(128))
+    assert longrope.short_factor[:3] == (1.0, 1.01, 1.05) and len(longrope.long_factor) == 6
+    dynamic = read("llama-dynamic", config_of("llama-dynamic", legacy=True))
+    assert dynamic["layer_attention"][0].rope.original_max_positions == 256
+    assert dynamic["max_positions"] == 512  # made for texts up to factor times max_position_embeddings
+
+
+def test_smollm3_reads_its_layers_without_rope_and_its_default_theta():
+    def turned(**changes) -> list[bool]:
+        return [layer.rope is not None for layer in read("smollm3", config_of("smollm3", **changes))["layer_attention"]]
+
+    assert turned() == turned(no_rope_layers=None, layer_types=None) == [True, False, True, False]
+    assert turned(no_rope_layers=None, no_rope_layer_interval=None) == [True, True, True, False]  # every 4th
+    assert turned(no_rope_layers=[0, 1, 1, 1, 0]) == [False, True, True, True]  # longer than the layers: the first
+    # Without layer_types, the layers without RoPE slide where use_sliding_window says so.
+    windows = [layer.window for layer in read("smollm3", config_of("smollm3", legacy=True))["layer_attention"]]
+    assert windows == [None, 5, None, 5]
+    legacy = config_of("smollm3", legacy=True, use_sliding_window=False)
+    assert {layer.window for layer in read("smollm3", legacy)["layer_attention"]} == {None}
+    theta = read("smollm3", config_of("smollm3", legacy=True, rope_theta=None))["layer_attention"][0].rope.theta
+    assert theta == 2e6  # SmolLM3's default, not 10⁴
+
+
+def test_ministral_without_layer_types_slides_everywhere_as_its_configuration_says():
+    windows = [layer.window for layer in read("ministral", config_of("ministral", layer_types=None))["layer_attention"]]
+    assert windows == [5, 5, 5]
+    unwindowed = config_of("ministral", layer_types=None, sliding_window=None)
+    assert [layer.window for layer in read("ministral", unwindowed)["layer_attention"]] == [4096] * 3  # its default
+
+
+def test_granites_multipliers_are_read_and_logits_scaling_changes_nothing_it_shows(tmp_path):
+    fields = read("granite", config_of("granite"))
+    assert (fields["embedding_scale"], fields["attention_scale"], fields["residual_scale"]) == (6.0, 0.3, 0.4)
+    plain = read("granite", config_of("granite", embedding_multiplier=None, attention_multiplier=None))
+    assert (plain["embedding_scale"], plain["attention_scale"]) == (1.0, 1.0)  # not 1/√d_k: Granite's default
+    assert read("llama", config_of("llama", residual_multiplier=0.5))["residual_scale"] is None  # Llama reads none
+    # logits_scaling divides the logits only, after the last hidden state
+    config = config_of("granite", logits_scaling=100.0)
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "granite", config))), "granite")
+
+
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [
         ("gemma3", {"rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}, "one object of RoPE settings"),
         ("gemma3", {"rope_parameters": {"full_attention": 3}}, "RoPE settings of full_attention layers"),
-        ("gemma3", {"rope_parameters": {"full_attention": {"rope_type": "yarn", "factor": 2.0}}}, "rope type 'yarn'"),
+        ("gemma3", {"rope_parameters": {"full_attention": {"rope_type": "mrope"}}}, "rope type 'mrope'"),
         ("gemma3", {"layer_types": None, "sliding_window": None}, "sliding_window is null, but sliding_window_pattern"),
         ("gemma3", {"layer_types": None, "sliding_window_pattern": 0}, "sliding_window_pattern = 0"),
         ("gemma3", {"layer_types": ["full_attention", "chunked_attention"] * 2}, "'chunked_attention'"),
@@ -344,3 +435,47 @@ def test_a_multimodal_gemma3_reads_its_text_model_under_either_prefix(tmp_path):
 
     edit_tensors(directory, renamed)
     assert_equals_transformers(load_model(str(directory)), "gemma3-multimodal")
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("llama-yarn", {"factor": "4"}, "factor should be a finite positive number, not '4'"),
+        ("llama-yarn", {"beta_fast": "32"}, "beta_fast should be a finite positive number"),
+        ("llama-yarn", {"beta_slow": -1}, "beta_slow should be a finite positive number, not -1"),
+        ("llama-yarn", {"truncate": "no"}, "truncate should be true or false, not 'no'"),
+        ("llama-yarn", {"attention_factor": 0}, "attention_factor should be a finite positive number, not 0"),
+        ("llama-yarn", {"mscale": "1", "mscale_all_dim": 1}, "mscale should be a finite positive number"),
+        ("llama-yarn", {"original_max_position_embeddings": 0}, "original_max_position_embeddings = 0; yarn RoPE"),
+        ("llama-yarn", {"rope_theta": 1}, "yarn RoPE needs a rope_theta other than 1"),
+        ("llama-dynamic", {"factor": None}, "missing factor"),
+        ("llama-dynamic", {"factor": math.nan}, "factor should be a finite positive number, not NaN"),
+        ("phi3-longrope", {"short_factor": [1.0] * 5}, "short_factor should list 6 positive numbers"),
+        ("phi3-longrope", {"long_factor": [1, 2, 3, 4, 5, 0]}, r"long_factor should list 6 .*, not \[1, 2"),
+        ("phi3-longrope", {"long_factor": None}, "long_factor should list 6 positive numbers, .* not null"),
+        ("phi3-longrope", {"attention_factor": "big"}, "attention_factor should be a finite positive number"),
+    ],
+)
+def test_a_scaled_ropes_setting_of_the_wrong_type_or_range_is_refused_by_name(tmp_path, name, change, message):
+    config = config_of(name)
+    config["rope_parameters"] = config["rope_parameters"] | change
+    with pytest.raises(DataError, match=f"config.json: {message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("llama-dynamic", {"head_dim": 2}, "dynamic RoPE needs more than 2 rotary dimensions"),
+        ("phi3-longrope", {"original_max_position_embeddings": 1}, "original_max_position_embeddings = 1; longrope"),
+        ("smollm3", {"no_rope_layers": [1, 2, 1, 0]}, "no_rope_layers should give each of the 4 layers a 1"),
+        ("smollm3", {"no_rope_layers": [1, 0, 1]}, "no_rope_layers should give each of the 4 layers"),
+        ("smollm3", {"no_rope_layers": None, "no_rope_layer_interval": 0}, "no_rope_layer_interval = 0"),
+        ("granite", {"attention_multiplier": "0.3"}, "attention_multiplier should be a finite positive number"),
+        ("granite", {"residual_multiplier": 0}, "residual_multiplier should be a finite positive number, not 0"),
+        ("granite", {"embedding_multiplier": math.inf}, "embedding_multiplier .* not Infinity"),
+    ],
+)
+def test_the_new_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_path, name, change, message):
+    with pytest.raises(DataError, match=f"config.json: {message}"):
+        load_model(str(with_config(tmp_path, name, config_of(name) | change)))

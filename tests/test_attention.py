@@ -7,8 +7,9 @@ import pytest
 from helpers import (
     DECODERS,
     FIXTURES,
+    references,
 )
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
@@ -20,6 +21,7 @@ from attncli.attention import (
     attention,
     causal_mask,
     clipped,
+    dynamic_theta,
     heads_attention,
     inverse_frequencies,
     masked,
@@ -27,6 +29,8 @@ from attncli.attention import (
     merge_heads,
     multi_head_attention,
     per_head,
+    rotary,
+    rotate,
     softmax,
     split_heads,
 )
@@ -229,13 +233,21 @@ def test_rope_tables_take_the_correctly_rounded_power_as_torch_does_element_by_e
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_the_fixtures_rope_tables_are_transformers_own_bit_for_bit(name):
-    """Every layer's table is transformers' one, or, where its layer types turn by RoPEs of their own
-    (Gemma 3), its layer type's."""
+    """Every layer's table is transformers' one for each text (dynamic and longrope choose it by the text's
+    length), or, where its layer types turn by RoPEs of their own (Gemma 3), its layer type's; and the
+    attention factor yarn and longrope multiply cos and sin by."""
     reference = np.load(FIXTURES / name / "reference.npz")
+    texts = references(name)
     for layer in load_model(str(FIXTURES / name)).info.layer_attention:
+        if layer.rope is None:  # a layer without RoPE (SmolLM3's)
+            continue
         kind = "_sliding_attention" if layer.window else "_full_attention"
         table = reference[f"inverse_frequencies{kind if f'inverse_frequencies{kind}' in reference else ''}"]
-        assert_array_equal(inverse_frequencies(layer.rope), table)
+        for i, case in enumerate(texts):
+            assert_array_equal(
+                inverse_frequencies(layer.rope, len(case.ids)), reference.get(f"inverse_frequencies_{i}", table)
+            )
+        assert layer.rope.attention_factor == reference.get("attention_factor", 1.0)
 
 
 def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_between():
@@ -247,6 +259,75 @@ def test_llama3_scaling_keeps_short_wavelengths_divides_long_ones_and_blends_bet
     assert_allclose(scaled[long], plain[long] / 8, rtol=1e-6)
     middle = ~short & ~long
     assert middle.any() and np.all((scaled[middle] < plain[middle]) & (scaled[middle] > plain[middle] / 8))
+
+
+scaled_ropes = st.builds(
+    lambda theta, half, factor, context: (theta, 2 * half, factor, context),
+    st.floats(100.0, 1e7),
+    st.integers(2, 128),
+    st.floats(1.5, 64.0),
+    st.integers(16, 2**20),
+)
+
+
+@given(scaled_ropes, st.floats(4.0, 64.0), st.floats(0.25, 2.0), st.booleans())
+def test_yarn_keeps_fast_pairs_divides_slow_ones_and_ramps_between(shape, fast, slow, truncate):
+    theta, dims, factor, context = shape
+    plain = inverse_frequencies(Rope(theta, dims))
+    turns = context * plain.astype(np.float64) / (2 * math.pi)  # [n/2] each pair's turns over the context
+    # Else transformers' ramp runs backwards: every pair divided (all turn fast) or kept (all turn slowly).
+    assume(turns[-1] < fast and turns[0] > slow * 1.001)
+    rope = Rope(
+        theta, dims, "yarn", factor, original_max_positions=context, beta_fast=fast, beta_slow=slow, truncate=truncate
+    )
+    scaled = inverse_frequencies(rope)
+    quick, slow_pairs = turns >= fast * 1.001, turns <= slow / 1.001
+    assert_array_equal(scaled[quick], plain[quick])
+    assert_allclose(scaled[slow_pairs], plain[slow_pairs] / factor, rtol=1e-6)
+    ratio = plain / scaled  # 1 (kept) rising to the factor (divided) along the ramp
+    assert np.all(ratio >= 1 - 1e-6) and np.all(ratio <= factor * (1 + 1e-6))
+    assert np.all(np.diff(ratio) >= -1e-5 * factor)
+
+
+@given(scaled_ropes, st.integers(1, 4096), st.integers(1, 4096))
+def test_dynamic_ntk_raises_theta_the_more_the_longer_a_text_outruns_the_context(shape, longer, further):
+    theta, dims, factor, context = shape
+    rope = Rope(theta, dims, "dynamic", factor, original_max_positions=context)
+    within = inverse_frequencies(rope, context)
+    assert_allclose(within, inverse_frequencies(Rope(theta, dims)), rtol=1e-6)  # within the context: θ as it is
+    assert_array_equal(inverse_frequencies(rope, 1), within)
+    beyond, further_beyond = (inverse_frequencies(rope, context + n) for n in (longer, longer + further))
+    assert beyond[0] == further_beyond[0] == 1  # θ⁰: the first pair turns once a position whatever θ
+    assert np.all(further_beyond <= beyond) and np.all(beyond <= within * (1 + 1e-6))
+    assert dynamic_theta(rope, context + longer + further) >= dynamic_theta(rope, context + longer)
+
+
+@given(scaled_ropes, st.integers(0, 2**32 - 1))
+def test_longrope_divides_by_the_short_factors_within_the_context_and_the_long_ones_beyond(shape, seed):
+    theta, dims, _, context = shape
+    short, long = np.random.default_rng(seed).uniform(1.0, 64.0, size=(2, dims // 2))
+    rope = Rope(
+        theta, dims, "longrope", original_max_positions=context, short_factor=tuple(short), long_factor=tuple(long)
+    )
+    plain = inverse_frequencies(Rope(theta, dims))
+    assert_allclose(inverse_frequencies(rope, context), plain / short, rtol=1e-6)
+    assert_allclose(inverse_frequencies(rope, context + 1), plain / long, rtol=1e-6)
+    assert not rope.beyond_context(context) and rope.beyond_context(context + 1)
+
+
+@given(
+    st.integers(1, 12),
+    st.integers(1, 16).map(lambda half: 2 * half),
+    st.floats(0.5, 2.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_rope_turns_each_pair_and_scales_its_length_by_the_attention_factor(tokens, dims, factor, seed):
+    rope = Rope(100.0, dims, "yarn", 2.0, original_max_positions=8, attention_factor=factor)
+    x = np.random.default_rng(seed).normal(size=(2, tokens, dims)).astype(np.float32)  # [h, T, n]
+    turned = rotate(x, rotary(tokens, rope))
+    half = dims // 2
+    lengths = np.hypot(x[..., :half], x[..., half:]), np.hypot(turned[..., :half], turned[..., half:])
+    assert_allclose(lengths[1], np.float32(factor) * lengths[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("window", [7, 8, 2**62, 2**63 - 1])

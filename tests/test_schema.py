@@ -29,6 +29,8 @@ EVERY_COMMAND = {
     "heatmap-layer-ropes": ["heatmap", SENTENCE, "--model", str(FIXTURES / "gemma3"), "--json"],
     "explain-clipped": ["explain", SENTENCE, "--model", str(FIXTURES / "olmo"), "--json"],
     "explain-whole-qk-norm": ["explain", SENTENCE, "--model", str(FIXTURES / "olmo2"), "--json"],
+    "heatmap-layers-without-rope": ["heatmap", SENTENCE, "--model", str(FIXTURES / "smollm3"), "--json"],
+    "explain-longrope": ["explain", SENTENCE, "--model", str(FIXTURES / "phi3-longrope"), "--json"],
 }
 
 

@@ -1,5 +1,6 @@
 """transformer.py's forward pass: as exact as transformers' on every family; GELU, positions, masks, packing."""
 
+import dataclasses
 import json
 import math
 import warnings
@@ -21,12 +22,25 @@ from helpers import (
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import commands
+from attncli.attention import LayerAttention, Projections
 from attncli.errors import DataError
 from attncli.models import load_model
-from attncli.transformer import Norm, gelu, gelu_tanh, layer_norm, position_ids
+from attncli.transformer import (
+    Block,
+    FeedForward,
+    Norm,
+    TransformerConfig,
+    block_output,
+    feed_forward,
+    gelu,
+    gelu_tanh,
+    layer_norm,
+    normalized,
+    position_ids,
+)
 
 
 @pytest.mark.parametrize("name", ENCODERS + DECODERS)
@@ -143,6 +157,7 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
     [
         *("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
         *("gemma3", "olmo", "olmo2"),
+        *("smollm3", "granite"),
     ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
@@ -201,3 +216,27 @@ def test_a_layer_norm_that_learns_nothing_centres_and_scales_each_row_and_stays_
     # float32 rounding of x and of its mean, magnified by the division: a few units in the last place of max |x|
     rounding = 1e-6 * (1 + np.abs(x).max(axis=-1, keepdims=True) / deviation)
     assert np.all(np.abs(y - exact) <= rounding)
+
+
+@given(st.floats(0.01, 4.0), st.integers(0, 2**32 - 1))
+def test_a_residual_multiplier_scales_what_each_sublayer_adds_to_the_stream(scale, seed):
+    rng = np.random.default_rng(seed)
+    d, f = 4, 6
+    config = TransformerConfig(
+        "granite", 1, 1, d, f, 10, 16, "silu", 1e-6, True, True, (LayerAttention(),), norm="rms", gated=True
+    )
+    scaled = dataclasses.replace(config, residual_scale=scale)
+    gains = [Norm(rng.normal(1.0, 0.1, d).astype(np.float32)) for _ in range(2)]
+    ffn = FeedForward(*(rng.normal(0, 0.3, shape).astype(np.float32) for shape in ((d, 2 * f), (f, d))), gated=True)
+    block = Block(Projections(*[np.zeros((d, d), np.float32)] * 4), gains[0], ffn, gains[1])
+    x, attended = rng.normal(size=(2, 3, d)).astype(np.float32)  # [T, d] each
+    kept = attended.copy()
+    h = x + attended * np.float32(scale)
+    expected = h + feed_forward(normalized(h, gains[1], config), ffn, "silu") * np.float32(scale)
+    assert_allclose(block_output(x, attended, block, scaled), expected, rtol=1e-6, atol=1e-6)
+    assert_array_equal(attended, kept)  # the trace's attention output, left as it was
+    unscaled = x + attended
+    assert_array_equal(
+        block_output(x, attended, block, config),
+        unscaled + feed_forward(normalized(unscaled, gains[1], config), ffn, "silu"),
+    )

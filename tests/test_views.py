@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, render_text, widest_line
+from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, references, render_text, widest_line
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
@@ -38,6 +38,46 @@ def test_the_walkthrough_turns_q_by_the_angles_it_shows():
     assert_allclose(turned[:half], q[:half] * cos - q[half : 2 * half] * sin, atol=1e-5)
     text = render_text(views.view(result), width=120)
     assert "heads 2 to 3 read key-value head 1" in text and "Each head's q and k then pass an RMSNorm" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "short", "long"),
+    [
+        ("llama-dynamic", "dynamic NTK scaling (factor 2) keeps as this text's", "θ' = 31775.7 for this text"),
+        ("phi3-longrope", "short factors (1, 1.01, 1.05, 1.1, …)", "long factors (1, 1.5, 3.3, 6.7, …)"),
+    ],
+)
+def test_the_walkthrough_says_which_table_the_text_length_chose_and_turns_q_by_it(name, short, long):
+    model = load_model(str(FIXTURES / name))
+    rope = model.info.layer_attention[0].rope
+    text = references(name)[-1].text  # 480 tokens, past the context of 256 (dynamic) or 128 (longrope)
+    for words, said in ((SENTENCE, short), (text, long)):
+        result = commands.explain(words, model, focus="5", head=1)
+        tokens = len(result.run.tokens)
+        assert_allclose(result.focus_angles, 5 * inverse_frequencies(rope, tokens))
+        q, turned = result.attention.q[1, 5], result.attention.q_rotated[1, 5]
+        half = rope.dims // 2
+        cos, sin = np.cos(result.focus_angles), np.sin(result.focus_angles)
+        expected = (q[:half] * cos - q[half : 2 * half] * sin) * rope.attention_factor
+        assert_allclose(turned[:half], expected, atol=1e-5)
+        assert said in " ".join(render_text(views.view(result), width=200).split())
+
+
+def test_the_walkthrough_says_a_layer_has_no_rope_and_shows_granites_multipliers():
+    smollm3 = load_model(str(FIXTURES / "smollm3"))  # every second layer without RoPE
+    result = commands.explain(PRONOUN, smollm3, layer=1)
+    assert result.focus_angles is None and result.attention.q_rotated is None
+    text = " ".join(render_text(views.view(result), width=200).split())
+    assert "Layer 1 has no RoPE, unlike the model's other layers" in text and "RoPE:" not in text
+    assert "Layer 0 has no RoPE" not in render_text(views.view(commands.explain(PRONOUN, smollm3)), width=200)
+    granite = load_model(str(FIXTURES / "granite"))
+    text = " ".join(render_text(views.view(commands.explain(PRONOUN, granite)), width=200).split())
+    assert "x = RMSNorm(6 · e)" in text and "multiplied by Granite's scale 0.3," in text
+    assert (
+        "adds the attention output × 0.4 to the residual stream, then the gated feed-forward network's output × 0.4"
+        in text
+    )
 
 
 def test_the_model_grid_leaves_masked_cells_blank():

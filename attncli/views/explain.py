@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from attncli.attention import Rope
+from attncli.attention import Rope, dynamic_theta
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import ExplainResult
@@ -56,7 +56,7 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
     if model.pre_norm:
-        first = "e + p" if learned else f"√{d} · e" if model.embedding_scale else "e"
+        first = "e + p" if learned else f"{_multiplier(model.embedding_scale, d)} · e" if model.embedding_scale else "e"
         residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
         if not model.input_norms:
@@ -79,6 +79,11 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+
+
+def _multiplier(scale: float, d: int) -> str:
+    """A multiplier as the walkthrough writes it: √d where it is √d_model (Gemma's), else its number."""
+    return f"√{d}" if scale == d**0.5 else f"{scale:g}"
 
 
 def explain_view(
@@ -186,6 +191,13 @@ def explain_view(
                 f"The layer output: the attention output, through an {norm}, added to the residual stream; then "
                 f"{network} reads the stream, and its output, through an {norm} too, is added."
             )
+        if model.residual_scale is not None:
+            scale = f"{model.residual_scale:g}"
+            added = (
+                f"The layer output adds the attention output × {scale} to the residual stream, then {network}'s "
+                f"output × {scale} (each sublayer reading an {norm} of the stream): the residual "
+                f"multiplier {scale} scales what each sublayer adds."
+            )
         parts.append(Text(added, style="dim"))
 
     parts += section(
@@ -290,10 +302,16 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     else:
         scale = f"multiplied by {model.title}'s scale {model.attention_scale:.4g}"
     capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
-    return (
+    lead = (
         f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into weights "
         "that sum to 1."
     )
+    if model.layer_attention[layer].rope is None and any(other.rope for other in model.layer_attention):
+        lead += (
+            f" Layer {layer} has no RoPE, unlike the model's other layers: its queries and keys carry no "
+            "position, and only the causal mask tells earlier tokens from later ones."
+        )
+    return lead
 
 
 def _rotation(result: ExplainResult) -> list[RenderableType]:
@@ -304,13 +322,14 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     half = len(angles)
     lead = Text(
         f"RoPE: dimension i of a head turns with dimension i + {rope.dims // 2} by an angle of position × "
-        f"θ^(-2i/{rope.dims}), {_base(rope)}"
+        f"θ^(-2i/{rope.dims}), {_base(rope, len(result.run.tokens))}"
         + (
             f"; the last {attention.q.shape[-1] - rope.dims} dimensions stay as they are"
             if rope.dims < attention.q.shape[-1]
             else ""
         )
-        + f".{_layer_ropes(result.run.model, result.layer)} Token {f} is at position {f}, so its pairs turn by these "
+        + f".{_layer_ropes(result.run.model, result.layer, len(result.run.tokens))} Token {f} is at position {f}, "
+        "so its pairs turn by these "
         "angles (radians):",
         style="dim",
     )
@@ -334,13 +353,12 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     return [lead, VectorTable(rows, labels, title=title), note]
 
 
-def _base(rope: Rope) -> str:
-    """A RoPE's base and its frequencies' scaling, in words."""
-    scaled = "" if rope.scaling == "default" else f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})"
-    return f"θ = {rope.theta:g}{scaled}"
+def _base(rope: Rope, tokens: int) -> str:
+    """A RoPE's base and its frequencies' scaling, in words, for a text of `tokens` tokens."""
+    return f"θ = {rope.theta:g}{_scaling(rope, tokens)}"
 
 
-def _layer_ropes(model: ModelInfo, layer: int) -> str:
+def _layer_ropes(model: ModelInfo, layer: int, tokens: int) -> str:
     """Where the sliding and the global layers turn by RoPEs of their own: which `layer` uses, and the others'."""
     kinds: dict[Rope, list[bool]] = {}  # each RoPE: whether each of its layers slides
     for attention in model.layer_attention:
@@ -350,7 +368,7 @@ def _layer_ropes(model: ModelInfo, layer: int) -> str:
         return ""
     here = model.layer_attention[layer].rope
     others = [
-        f"the {plural(len(slides), 'sliding layer' if slides[0] else 'global layer')} by {_base(rope)}"
+        f"the {plural(len(slides), 'sliding layer' if slides[0] else 'global layer')} by {_base(rope, tokens)}"
         for rope, slides in kinds.items()
         if rope != here
     ]
@@ -360,6 +378,38 @@ def _layer_ropes(model: ModelInfo, layer: int) -> str:
         f" The sliding and the global layers turn by RoPEs of their own: layer {layer} is {which}, turned by this "
         f"base; {' and '.join(others)}."
     )
+
+
+def _scaling(rope: Rope, tokens: int) -> str:
+    """How RoPE's frequencies are scaled, with the numbers; for dynamic and longrope, which table a text of
+    `tokens` tokens gets."""
+    context = rope.original_max_positions
+    beyond = rope.beyond_context(tokens)
+    where = f"this text's {plural(tokens, 'token')} {'outrun' if beyond else 'stay within'} the {context} positions"
+    factor = f"cos and sin × attention factor {rope.attention_factor:.4g}"
+    if rope.scaling == "yarn":
+        return (
+            f", frequencies scaled by YaRN (factor {rope.factor:g}): pairs making more than {rope.beta_fast:g} "
+            f"turns over the {context} positions it was trained on keep their frequency, those making fewer than "
+            f"{rope.beta_slow:g} have it divided by {rope.factor:g}, with a ramp between; {factor}"
+        )
+    if rope.scaling == "dynamic":
+        if beyond:
+            return (
+                f", raised by dynamic NTK scaling (factor {rope.factor:g}) as {where} it was trained on: "
+                f"θ' = {dynamic_theta(rope, tokens):.6g} for this text"
+            )
+        return f", which dynamic NTK scaling (factor {rope.factor:g}) keeps as {where} it was trained on"
+    if rope.scaling == "longrope":
+        which = rope.long_factor if beyond else rope.short_factor
+        shown = ", ".join(f"{value:g}" for value in which[:4]) + (", …" if len(which) > 4 else "")
+        return (
+            f", frequencies divided by LongRoPE's {'long' if beyond else 'short'} factors ({shown}) as "
+            f"{where} it was trained on; {factor}"
+        )
+    if rope.scaling == "default":
+        return ""
+    return f", frequencies scaled ({rope.scaling}, factor {rope.factor:g})"
 
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
