@@ -41,6 +41,11 @@ DECODERS = [
     "gemma",
     "gemma2",
     "phi3",
+    "mixtral",
+    "mixtral-fused",
+    "qwen2-moe",
+    "qwen2-moe-fused",
+    "qwen3-moe",
 ]
 
 

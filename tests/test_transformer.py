@@ -174,7 +174,7 @@ def test_fixture_attention_is_masked_as_its_family_says(name):
             if types is not None:
                 assert hidden == [kind == "sliding_attention" for kind in types]
             else:
-                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3"))
+                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3", "mixtral"))
 
 
 def test_masked_weights_are_exactly_zero_not_minus_zero():
