@@ -869,7 +869,7 @@ _DECODERS = {
             moe=_Mixture(
                 experts=8,
                 per_token=2,
-                count=("num_local_experts", "num_experts"),
+                count=("num_experts", "num_local_experts"),  # as transformers reads both: num_experts wins
                 published=("block_sparse_moe", "w1", "w3", "w2"),
                 renormalize=True,
             ),
@@ -897,7 +897,11 @@ _DECODERS = {
             use_sliding_window=True,
             window=4096,
             moe=_Mixture(
-                experts=128, per_token=8, count=("num_experts", "num_local_experts"), width=768, dense_layers=True
+                experts=128,
+                per_token=8,
+                count=("num_local_experts", "num_experts"),  # as transformers reads both: num_local_experts wins
+                width=768,
+                dense_layers=True,
             ),
         ),
     ),
