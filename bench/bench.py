@@ -104,70 +104,22 @@ def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[d
     return ours, peer
 
 
+def made_checkpoint(peer_python: str, directory: Path, script: str, what: str) -> Path:
+    """A benchmark's checkpoint `directory`, made by bench/`script` with the peer's Python if it is not there."""
+    if not (directory / "texts.json").is_file():
+        print(f"bench: making the {what} in {directory}, once", file=sys.stderr)
+        subprocess.run([peer_python, str(HERE / script), str(directory)], check=True)
+    return directory
+
+
 def decoder_checkpoint(peer_python: str) -> Path:
-    """The decoder benchmark's checkpoint, made by bench/make_decoder.py with the peer's Python if it is not there."""
-    if not (DECODER / "texts.json").is_file():
-        print(f"bench: making the decoder checkpoint (about 1 GB) in {DECODER}, once", file=sys.stderr)
-        subprocess.run([peer_python, str(HERE / "make_decoder.py"), str(DECODER)], check=True)
-    return DECODER
+    """The decoder benchmark's checkpoint, made by bench/make_decoder.py if it is not there."""
+    return made_checkpoint(peer_python, DECODER, "make_decoder.py", "decoder checkpoint (about 1 GB)")
 
 
-def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
-    """attncli against transformers writing one text's attention as NPZ, at 128 and 512 tokens, and
-    the forward pass alone, on the Qwen2.5-0.5B-shaped checkpoint."""
-    directory = decoder_checkpoint(peer_python)
-    texts = json.loads((directory / "texts.json").read_text())
-    ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
-    with tempfile.TemporaryDirectory() as scratch:
-        for tokens, text in texts.items():
-            ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
-            (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
-                [
-                    [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
-                    [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
-                ],
-                runs,
-            )
-            difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
-            speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
-            row(
-                f"decoder, {tokens} tokens to NPZ, wall",
-                f"{ours_time:.2f} s",
-                f"{peer_time:.2f} s",
-                f"{peer_time / ours_time:.1f}x",
-                speed,
-            )
-            row(
-                f"decoder, {tokens} tokens to NPZ, peak memory",
-                f"{ours_memory:.0f} MB",
-                f"{peer_memory:.0f} MB",
-                f"1/{peer_memory / ours_memory:.1f}",
-                memory,
-            )
-            row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
-            row(
-                f"decoder, forward pass alone, {tokens} tokens",
-                f"{ours_forward[int(tokens)]:.0f} ms",
-                f"{peer_forward[int(tokens)]:.0f} ms",
-                f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
-                "<= 1.3x torch",
-            )
-
-
-def moe_checkpoint(peer_python: str) -> Path:
-    """The mixture-of-experts checkpoint, made by bench/make_moe.py with the peer's Python if it is not there."""
-    if not (MOE / "texts.json").is_file():
-        print(f"bench: making the mixture-of-experts checkpoint (about 5.5 GB) in {MOE}, once", file=sys.stderr)
-        subprocess.run([peer_python, str(HERE / "make_moe.py"), str(MOE)], check=True)
-    return MOE
-
-
-def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
-    """attncli against transformers writing a 128-token text's attention as NPZ on the Qwen3-30B-A3B-shaped
-    mixture of experts (4 layers, 128 experts of which 8 a token): attncli reads each expert from disk when
-    a token is routed to it; the peer loads every expert as float32 first (over 20 GB at its peak)."""
-    directory = moe_checkpoint(peer_python)
-    text = json.loads((directory / "texts.json").read_text())["128"]
+def npz_against_peer(attncli: str, peer_python: str, directory: Path, text: str, runs: int) -> tuple:
+    """attncli and bench/peer_decoder.py each writing `text`'s attention on checkpoint `directory` as NPZ:
+    ((wall seconds, peak MB) of attncli, the same of the peer, their largest difference in a weight)."""
     with tempfile.TemporaryDirectory() as scratch:
         ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
         (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
@@ -178,6 +130,53 @@ def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
             runs,
         )
         difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
+    return (ours_time, ours_memory), (peer_time, peer_memory), difference
+
+
+def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing one text's attention as NPZ, at 128 and 512 tokens, and
+    the forward pass alone, on the Qwen2.5-0.5B-shaped checkpoint."""
+    directory = decoder_checkpoint(peer_python)
+    texts = json.loads((directory / "texts.json").read_text())
+    ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
+    for tokens, text in texts.items():
+        (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
+            attncli, peer_python, directory, text, runs
+        )
+        speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
+        row(
+            f"decoder, {tokens} tokens to NPZ, wall",
+            f"{ours_time:.2f} s",
+            f"{peer_time:.2f} s",
+            f"{peer_time / ours_time:.1f}x",
+            speed,
+        )
+        row(
+            f"decoder, {tokens} tokens to NPZ, peak memory",
+            f"{ours_memory:.0f} MB",
+            f"{peer_memory:.0f} MB",
+            f"1/{peer_memory / ours_memory:.1f}",
+            memory,
+        )
+        row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+        row(
+            f"decoder, forward pass alone, {tokens} tokens",
+            f"{ours_forward[int(tokens)]:.0f} ms",
+            f"{peer_forward[int(tokens)]:.0f} ms",
+            f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
+            "<= 1.3x torch",
+        )
+
+
+def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing a 128-token text's attention as NPZ on the Qwen3-30B-A3B-shaped
+    mixture of experts (4 layers, 128 experts of which 8 a token): attncli reads each expert from disk when
+    a token is routed to it; the peer loads every expert as float32 first (over 20 GB at its peak)."""
+    directory = made_checkpoint(peer_python, MOE, "make_moe.py", "mixture-of-experts checkpoint (about 5.5 GB)")
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
+        attncli, peer_python, directory, text, runs
+    )
     row(
         "mixture of experts, 128 tokens to NPZ, wall",
         f"{ours_time:.2f} s",

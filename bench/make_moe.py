@@ -9,12 +9,11 @@ embedding is tied to the output layer, which neither side reads, to leave out 0.
 save_pretrained writes the experts as published checkpoints carry them, one gate/up/down triple each.
 """
 
-import json
 import sys
 from pathlib import Path
 
 import torch
-from make_decoder import text_of, tokenizer
+from make_decoder import save
 from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 
@@ -39,16 +38,7 @@ def main(directory: Path) -> None:
         eos_token_id=0,
     )
     torch.set_default_dtype(torch.bfloat16)  # made in bf16 directly: 11 GB in float32 first would be twice the memory
-    model = Qwen3MoeForCausalLM(config)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, max_shard_size="4GB")
-    del model
-    bpe = tokenizer()
-    bpe.save(str(directory / "tokenizer.json"))
-    (directory / "texts.json").write_text(json.dumps({"128": text_of(bpe, 128)}) + "\n")
-    for extra in directory.glob("generation_config.json"):
-        extra.unlink()
-    print(f"wrote {directory}", file=sys.stderr)
+    save(Qwen3MoeForCausalLM(config), directory, (128,), max_shard_size="4GB")
 
 
 if __name__ == "__main__":
