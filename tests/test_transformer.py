@@ -137,7 +137,22 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
 
 @pytest.mark.parametrize(
     "architecture",
-    ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
+    [
+        "bert",
+        "roberta",
+        "distilbert",
+        "gpt2",
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "phi3",
+        "mixtral",
+        "qwen2-moe",
+        "qwen3-moe",
+    ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
     """Packed texts share the projections and feed-forward layers, never attention: each text's
