@@ -1,6 +1,6 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
 modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3
-and Granite.
+and Granite, and the mixtures of experts Mixtral, Qwen 2 MoE and Qwen 3 MoE.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from attncli.checkpoint import Rows, TensorFile, TensorHeaders
-    from attncli.transformer import Block, FeedForward, Norm, TransformerConfig, TransformerWeights
+    from attncli.experts import MixtureConfig
+    from attncli.transformer import Block, FeedForward, MixtureOfExperts, Norm, TransformerConfig, TransformerWeights
 
 __all__ = [
     "FAMILIES",
@@ -114,8 +115,8 @@ def _epsilon(config: dict, *names: str, default: float) -> float:
     return float(value)
 
 
-def _flag(config: dict, name: str) -> bool:
-    value = config.get(name, False)
+def _flag(config: dict, name: str, default: bool = False) -> bool:
+    value = config.get(name, default)
     if not isinstance(value, bool):
         raise DataError(f"config.json: {name} should be true or false, not {value!r}")
     return value
@@ -138,6 +139,9 @@ class _Tensors:
             raise DataError(f"model.safetensors: no tensor {anchor} (under any of the prefixes {_PREFIXES[1:]})")
         self.source, self.prefix, self.names = source, prefix, names
 
+    def has(self, name: str) -> bool:
+        return self.prefix + name in self.names
+
     def _full(self, name: str) -> str:
         full = self.prefix + name
         if full not in self.names:
@@ -153,6 +157,16 @@ class _Tensors:
         tensor = self.source.get(full)
         self._check_shape(full, tensor.shape, shape)
         return tensor
+
+    def check(self, name: str, shape: tuple[int, ...]) -> None:
+        """That tensor `name` is there with this shape, from its header alone."""
+        full = self._full(name)
+        self._check_shape(full, self.source.shape(full), shape)
+
+    def part(self, name: str, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Tensor `name` [n, ...] of `shape`, its slice [index] alone (see TensorFile.part)."""
+        self.check(name, shape)
+        return self.source.part(self._full(name), index)
 
     def stacked(self, names: list[str], shape: tuple[int, int]) -> np.ndarray:
         """Tensors of one `shape` [rows, columns], read straight into one [len(names) · rows, columns]."""
@@ -360,6 +374,12 @@ class _Names:
     down: str = "mlp.down_proj"  # its last
 
 
+# Where Qwen 2 MoE keeps a layer's shared expert: a gated feed-forward network of its own.
+_SHARED_EXPERT = _Names(
+    gate="mlp.shared_expert.gate_proj", up="mlp.shared_expert.up_proj", down="mlp.shared_expert.down_proj"
+)
+
+
 @dataclass(frozen=True)
 class _Decoder:
     """How a decoder family departs from Llama's layout and defaults: one field per behaviour."""
@@ -404,17 +424,34 @@ class _Decoder:
     clip_qkv: bool = False  # clip_qkv is read: q, k and v clamped to ±clip_qkv once projected (OLMo)
     whole_qk_norm: bool = False  # an RMSNorm over all of q's heads and one over all of k's, before RoPE (OLMo 2)
     input_norms: bool = True  # False, in a sandwich: no norms before the sublayers, only after them (OLMo 2)
-
     theta: float = 10000.0  # rope_theta when config.json has none
     rope_types: tuple[tuple[str, str], ...] = ()  # the rope types read, each as the one computed; (): all of ROPE_TYPES
     original_context: int | None = None  # a top-level original_max_position_embeddings config.json leaves out (Phi-3)
     no_rope: bool = False  # no_rope_layers or no_rope_layer_interval name layers without RoPE (SmolLM3; windows
     # "no_rope": those layers slide)
     multipliers: bool = False  # embedding_, attention_ and residual_multiplier are read (Granite)
+    reads_qkv_bias: bool = False  # qkv_bias is read, true when left out: biases on q, k and v (Qwen 2 MoE)
+    moe: "_Mixture | None" = None  # mixture-of-experts layers, as the family configures and stores them
 
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
         return dict(self.keys).get(name, name)
+
+
+@dataclass(frozen=True)
+class _Mixture:
+    """How a family's mixture-of-experts layers read config.json, and where their tensors are."""
+
+    experts: int  # the number of experts when config.json gives none
+    per_token: int  # num_experts_per_tok when config.json has none
+    count: tuple[str, ...] = ("num_experts",)  # the keys that may give the number of experts, the first present wins
+    # expert e's module and its gate, up and down projections, as published checkpoints name them:
+    # MODULE.gate.weight is the router, MODULE.experts.{e}.GATE.weight the expert's gate projection
+    published: tuple[str, str, str, str] = ("mlp", "gate_proj", "up_proj", "down_proj")
+    width: int | None = None  # moe_intermediate_size when config.json has none; None: intermediate_size (Mixtral)
+    renormalize: bool | None = None  # True: the top-k gates always renormalised (Mixtral); None: norm_topk_prob says
+    shared_width: int | None = None  # a shared expert, shared_expert_intermediate_size wide by default (Qwen 2 MoE)
+    dense_layers: bool = False  # mlp_only_layers and decoder_sparse_step make some layers dense (Qwen MoE)
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
@@ -426,7 +463,7 @@ _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
-    reads them. A family that turns whole heads refuses partial_rotary_factor."""
+    reads them; `theta` where neither gives one. A family that turns whole heads refuses partial_rotary_factor."""
     parameters = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
@@ -637,6 +674,9 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         return tuple(None if (layer + 1) % every == 0 else window for layer in range(layers))
     if style.windows == "no_rope":
         return tuple(None if turned else window for turned in _rope_layers(config, layers))
+    if style.windows == "even_below":
+        first = _integer(config, "max_window_layers", default=28)
+        return tuple(window if layer % 2 == 0 and layer < first else None for layer in range(layers))
     return (window,) * layers
 
 
@@ -703,6 +743,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         rope, local = _layer_ropes(config, head_dim, style)
     else:
         rope = local = _rope(config, head_dim, style)
+    qkv_bias = style.qkv_bias or (style.reads_qkv_bias and _flag(config, "qkv_bias", default=True))
     scale = _multiplier(config, "attention_multiplier", style)  # Granite's, in place of 1/√d_k
     if style.query_scalar is not None:
         scale = _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
@@ -739,7 +780,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
-        attention_bias=attention_bias or style.qkv_bias,
+        attention_bias=attention_bias or qkv_bias,
         output_bias=attention_bias,
         mlp_bias=style.mlp_bias and _flag(config, key("mlp_bias")),
         clip_qkv=_clip(config) if style.clip_qkv else None,
@@ -747,6 +788,39 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         whole_qk_norm=style.whole_qk_norm,
         input_norms=style.input_norms,
         residual_scale=_multiplier(config, "residual_multiplier", style),
+        moe=_mixture_config(config, style.moe, layers),
+    )
+
+
+def _mixture_config(config: dict, style: _Mixture | None, layers: int) -> "MixtureConfig | None":
+    """How the layers' mixtures of experts route, where the family has them and some layer is one
+    (a Qwen MoE config may make every layer dense); as transformers reads each family's config."""
+    if style is None:
+        return None
+    from attncli.experts import MixtureConfig
+
+    experts = _integer(config, *style.count, default=style.experts)
+    sparse = (True,) * layers
+    if style.dense_layers:
+        dense = config.get("mlp_only_layers") or []
+        if not isinstance(dense, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in dense):
+            raise DataError(f"config.json: mlp_only_layers should list layer numbers, not {_shown(dense)}")
+        step = _integer(config, "decoder_sparse_step", default=1)
+        if step < 1:
+            raise DataError(f"config.json: decoder_sparse_step = {step}; it must be positive")
+        sparse = tuple(layer not in dense and experts > 0 and (layer + 1) % step == 0 for layer in range(layers))
+    if not any(sparse):
+        return None
+    width = "intermediate_size" if style.width is None else "moe_intermediate_size"
+    return MixtureConfig(
+        experts=experts,
+        per_token=_integer(config, "num_experts_per_tok", default=style.per_token),
+        d_expert=_integer(config, width, default=style.width),
+        renormalize=_flag(config, "norm_topk_prob") if style.renormalize is None else style.renormalize,
+        sparse=sparse,
+        d_shared=None
+        if style.shared_width is None
+        else _integer(config, "shared_expert_intermediate_size", default=style.shared_width),
     )
 
 
@@ -806,6 +880,48 @@ def _qkv(
     return w_q, w_k, w_v, b_q, b_k, b_v
 
 
+def _mixture_of_experts(t: _Tensors, c: "TransformerConfig", style: _Mixture, layer: str) -> "MixtureOfExperts":
+    """A layer's mixture of experts: its router, its experts (each read when the forward pass needs it,
+    see _Experts; every expert's shapes checked here), and a shared expert with its gate where the family
+    has one. The experts as published checkpoints store them, a module each (MODULE.experts.{e}.GATE ...),
+    or as transformers 5 saves them when asked not to convert (save_original_format=False): each layer's
+    in two tensors, mlp.experts.gate_up_proj [E, 2f, d] (gate's rows, then up's) and down_proj [E, d, f]."""
+    from attncli.transformer import FeedForward, MixtureOfExperts
+
+    d, m = c.d_model, c.moe
+    f, count = m.d_expert, m.experts
+    together = f"{layer}.mlp.experts.gate_up_proj"
+    if t.has(together):
+        module = "mlp"
+        down = f"{layer}.mlp.experts.down_proj"
+        t.check(together, (count, 2 * f, d))
+        t.check(down, (count, d, f))
+
+        def read(e: int) -> FeedForward:
+            return FeedForward(t.part(together, e, (count, 2 * f, d)).T, t.part(down, e, (count, d, f)).T, gated=True)
+
+    else:
+        module, gate, up, down = style.published
+        names = [
+            [f"{layer}.{module}.experts.{e}.{name}.weight" for name in (gate, up, down)] for e in range(count)
+        ]  # [E, 3]
+        for gate_name, up_name, down_name in names:
+            t.check(gate_name, (f, d))
+            t.check(up_name, (f, d))
+            t.check(down_name, (d, f))
+
+        def read(e: int) -> FeedForward:
+            w_in = t.stacked(names[e][:2], (f, d)).T  # [d, 2f]: the gate's columns, then up's
+            return FeedForward(w_in, t(names[e][2], (d, f)).T, gated=True)
+
+    shared = shared_gate = None
+    if m.d_shared is not None:
+        shared = _feed_forward(t, c, layer, m.d_shared, _SHARED_EXPERT)
+        shared_gate = t(f"{layer}.mlp.shared_expert_gate.weight", (1, d)).T  # [d, 1]
+    router = t(f"{layer}.{module}.gate.weight", (count, d)).T  # [d, E]
+    return MixtureOfExperts(router, _Experts(count, read, _keeps_layers(c)), shared, shared_gate)
+
+
 def _decoder_norm(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
     """A decoder's norm (see _norm), or nothing for a family whose LayerNorm learns nothing (OLMo),
     which has no tensor to read."""
@@ -814,16 +930,19 @@ def _decoder_norm(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
     return Norm(None) if style.plain_norm else _norm(t, name, d, style)
 
 
-def _feed_forward(t: _Tensors, c: "TransformerConfig", style: _Decoder, layer: str) -> "FeedForward":
-    """A layer's feed-forward network: gated (gate and up side by side, as FeedForward wants them), or plain."""
+def _feed_forward(
+    t: _Tensors, c: "TransformerConfig", layer: str, f: int, names: _Names, gate_up: bool = False
+) -> "FeedForward":
+    """Layer `layer`'s feed-forward network of width `f`, its tensors where `names` says: gated (gate and
+    up side by side, as FeedForward wants them; `gate_up`: stored so, in one matrix), or plain."""
     from attncli.transformer import FeedForward
 
-    d, f, names = c.d_model, c.d_ff, style.names
+    d = c.d_model
     if not c.gated:
         w_up, b_up = t.linear(f"{layer}.{names.up}", d, f, c.mlp_bias)
         w_down, b_down = t.linear(f"{layer}.{names.down}", f, d, c.mlp_bias)
         return FeedForward(w_up, w_down, b_up, b_down)
-    if style.gate_up:  # stored as gate's rows, then up's: what FeedForward wants, transposed
+    if gate_up:  # stored as gate's rows, then up's: what FeedForward wants, transposed
         w_in, b_in = t(f"{layer}.{names.gate_up}.weight", (2 * f, d)).T, None
     else:
         w_in = t.stacked([f"{layer}.{names.gate}.weight", f"{layer}.{names.up}.weight"], (f, d)).T  # [d, 2f]
@@ -852,7 +971,10 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     projections = Projections(
         w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm, whole_q_norm=whole_q_norm, whole_k_norm=whole_k_norm
     )
-    feed_forward = _feed_forward(t, c, style, layer)
+    if c.moe is not None and c.moe.sparse[i]:
+        feed_forward = _mixture_of_experts(t, c, style.moe, layer)
+    else:
+        feed_forward = _feed_forward(t, c, layer, c.d_ff, style.names, style.gate_up)
     norm = functools.partial(_decoder_norm, t, d=d, style=style)
     if style.sandwich:
         return Block(
@@ -869,19 +991,32 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
 
 # A model whose layers take at most this many bytes as float32 keeps them once read: a batch of
 # texts then reads them once. A larger one reads each layer again for every text and keeps one
-# layer in memory at a time (a 0.5B-parameter model's layers take 1.4 GB as float32).
+# layer in memory at a time (a 0.5B-parameter model's layers take 1.4 GB as float32), and of a
+# mixture of experts, one expert at a time.
 _KEPT_LAYERS_BYTES = 256 * 2**20
 
 
-class _Layers(Sequence):
-    """A model's layers, each read from disk when it is asked for: kept once read when they are
-    small (see _KEPT_LAYERS_BYTES), else read again each time, one layer in memory at a time."""
+def _keeps_layers(config: "TransformerConfig") -> bool:
+    """Whether the model's layers, every expert of every mixture included, fit in _KEPT_LAYERS_BYTES as float32."""
+    d, f, dk, g = config.d_model, config.d_ff, config.d_head, config.kv_heads or config.heads
+    attention = 2 * d * config.heads * dk + 2 * d * g * dk
+    dense = (3 if config.gated else 2) * d * f
+    m = config.moe
+    sparse = (
+        0
+        if m is None
+        else d * m.experts * (1 + 3 * m.d_expert) + (0 if m.d_shared is None else d * (1 + 3 * m.d_shared))
+    )
+    numbers = sum(attention + (sparse if m is not None and m.sparse[i] else dense) for i in range(config.layers))
+    return 4 * numbers <= _KEPT_LAYERS_BYTES
 
-    def __init__(self, config: "TransformerConfig", read: Callable[[int], "Block"]):
-        self.count, self.read = config.layers, read
-        d, f, dk, g = config.d_model, config.d_ff, config.d_head, config.kv_heads or config.heads
-        per_layer = 2 * d * config.heads * dk + 2 * d * g * dk + (3 if config.gated else 2) * d * f
-        self.kept: dict[int, Block] | None = {} if 4 * per_layer * self.count <= _KEPT_LAYERS_BYTES else None
+
+class _ReadWhenAsked(Sequence):
+    """Items read by `read(i)` when item i is asked for: with `keep`, kept once read; else read again each time."""
+
+    def __init__(self, count: int, read: Callable, keep: bool):
+        self.count, self.read = count, read
+        self.kept: dict | None = {} if keep else None
 
     def __len__(self) -> int:
         return self.count
@@ -897,8 +1032,22 @@ class _Layers(Sequence):
         return self.kept[i]
 
     def keep(self) -> None:
-        """Read every layer now and keep them all, whatever their size."""
+        """Read every item now and keep them all, whatever their size."""
         self.kept = {i: self[i] for i in range(self.count)}
+
+
+class _Layers(_ReadWhenAsked):
+    """A model's layers, each read from disk when it is asked for: kept once read when they are
+    small (see _KEPT_LAYERS_BYTES), else read again each time, one layer in memory at a time."""
+
+    def __init__(self, config: "TransformerConfig", read: Callable[[int], "Block"]):
+        super().__init__(config.layers, read, _keeps_layers(config))
+
+
+class _Experts(_ReadWhenAsked):
+    """A mixture layer's experts, each read from disk when the forward pass asks for it, that is when some
+    token is routed to it: kept once read in a model that keeps its layers, else read again each time, one
+    expert in memory at a time."""
 
 
 @dataclass(eq=False)
@@ -1054,6 +1203,53 @@ _DECODERS = {
         ),
     ),
     "granite": ("Granite", _Decoder(mlp_bias=True, multipliers=True)),
+    "mixtral": (
+        "Mixtral",
+        _Decoder(
+            kv_heads=8,
+            attention_bias=False,
+            windows="all",
+            eps=1e-5,
+            theta=1e6,
+            moe=_Mixture(
+                experts=8,
+                per_token=2,
+                count=("num_experts", "num_local_experts"),  # as transformers reads both: num_experts wins
+                published=("block_sparse_moe", "w1", "w3", "w2"),
+                renormalize=True,
+            ),
+        ),
+    ),
+    "qwen2_moe": (
+        "Qwen 2 MoE",
+        _Decoder(
+            kv_heads=16,
+            attention_bias=False,
+            reads_qkv_bias=True,
+            layer_types=True,
+            windows="even_below",
+            use_sliding_window=True,
+            window=4096,
+            moe=_Mixture(experts=60, per_token=4, width=1408, shared_width=5632, dense_layers=True),
+        ),
+    ),
+    "qwen3_moe": (
+        "Qwen 3 MoE",
+        _Decoder(
+            kv_heads=4,
+            qk_norm=True,
+            windows="all",
+            use_sliding_window=True,
+            window=4096,
+            moe=_Mixture(
+                experts=128,
+                per_token=8,
+                count=("num_local_experts", "num_experts"),  # as transformers reads both: num_local_experts wins
+                width=768,
+                dense_layers=True,
+            ),
+        ),
+    ),
 }
 FAMILIES |= {
     name: Family(

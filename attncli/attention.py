@@ -11,9 +11,13 @@ function returns new arrays and changes none of its inputs; the one exception is
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from attncli.experts import Routing
 
 __all__ = [
     "AttentionOptions",
@@ -451,6 +455,8 @@ class Trace:
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
     output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
+    # per layer, where its mixture of experts sent each token (None for a dense layer); empty unless kept
+    routing: list["Routing | None"] = field(default_factory=list)
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -167,6 +167,16 @@ class TensorFile:
         tensor = _float32(_read(path, name, start, end - start), dtype, None if out is None else out.reshape(-1))
         return _finite(tensor.reshape(shape), path, name)
 
+    def part(self, name: str, index: int) -> np.ndarray:
+        """Tensor `name`[index] as float32, checked to be finite: one slice of its first axis read alone
+        (one expert of a layer whose experts are stored together, [E, ...])."""
+        path, dtype, shape, start, end = self._entry(name)
+        if not shape or not 0 <= index < shape[0]:
+            raise IndexError(f"part {index} of {name}, which has shape {shape}")
+        size = (end - start) // shape[0]  # bytes of one part
+        tensor = _float32(_read(path, name, start + index * size, size), dtype)
+        return _finite(tensor.reshape(shape[1:]), path, name)
+
     def headers(self) -> "TensorHeaders":
         """The same tensors as their headers give them: shapes, and no values read."""
         return TensorHeaders(self)
@@ -212,6 +222,9 @@ class TensorHeaders:
 
     def rows(self, name: str) -> "Rows":
         return self.tensors.rows(name)  # reads nothing until indexed
+
+    def part(self, name: str, index: int) -> np.ndarray:
+        return np.broadcast_to(np.float32(0), self.tensors.shape(name)[1:])
 
 
 _FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}  # safetensors dtype -> how numpy reads it

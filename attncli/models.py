@@ -58,6 +58,11 @@ class ModelInfo:
         """Whether this is the bundled sample model, whose projections are random."""
         return self.type == "sample"
 
+    @property
+    def mixture(self):
+        """How the model's mixture-of-experts layers route (an experts.MixtureConfig), or None: it has none."""
+        return None if self.sample else self.config.moe
+
     def to_json(self) -> dict:
         fields = {
             "name": self.name,
@@ -76,7 +81,7 @@ class ModelInfo:
             positions = "learned"
         else:  # one rotary embedding for the whole model, or each layer's (null where a layer has none)
             positions = ropes[0] if ropes.count(ropes[0]) == len(ropes) else ropes
-        return {
+        checkpoint = {
             **fields,
             "path": self.path,
             "family": self.title,
@@ -86,6 +91,7 @@ class ModelInfo:
             "sliding_windows": self.windows,
             "soft_cap": self.soft_cap,
         }
+        return checkpoint if self.mixture is None else {**checkpoint, "experts": self.mixture.to_json()}
 
 
 # [PAD], [unused17], <unk>, a byte-fallback <0x0A> ...: placeholders, not words, so never anyone's neighbour.

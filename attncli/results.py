@@ -10,6 +10,7 @@ import numpy as np
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
+from attncli.experts import Routing
 from attncli.models import ModelInfo
 from attncli.tokens import Token
 
@@ -181,6 +182,7 @@ class ExplainResult:
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
 
+        experts = {} if self.run.model.mixture is None else {"experts": [_routing_json(r) for r in trace.routing]}
         return {
             **fields,
             "steps": {
@@ -197,6 +199,7 @@ class ExplainResult:
                 "attention_output": per_layer("output"),
                 "output": numbers(trace.output),
                 **_projected_json(layers),
+                **experts,
             },
         }
 
@@ -218,6 +221,15 @@ class BatchRecord:
         if self.fields is None:
             return _document("batch", line=self.line, error=self.error.worded(names))
         return _document("batch", line=self.line, **self.fields)
+
+
+def _routing_json(routing: Routing | None) -> dict | None:
+    """Where a mixture layer sent each token: its experts [T][k] and their weights (and the shared
+    expert's gate [T], where there is one); None for a dense layer."""
+    if routing is None:
+        return None
+    fields = {"experts": routing.experts, "weights": numbers(routing.weights)}
+    return fields if routing.shared is None else {**fields, "shared_gate": numbers(routing.shared)}
 
 
 def _check_size(run: AttentionRun) -> None:

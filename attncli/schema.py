@@ -83,6 +83,15 @@ MODEL = _object(
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
         "soft_cap": NULLABLE_NUMBER,
+        "experts": _object(
+            {
+                "experts": INDEX,
+                "per_token": INDEX,
+                "renormalized": {"type": "boolean"},
+                "shared_expert": {"type": "boolean"},
+                "layers": {**_array(INDEX), "description": "the layers that are mixtures of experts"},
+            }
+        ),
     },
 )
 ATTENTION = {**_array(NUMBER, 4), "description": "[layer][head][query][key]; each row sums to 1"}
@@ -113,7 +122,25 @@ STEPS = _object(
         "output": _array(NUMBER, 2),
     },
     # q, k and v as projected, where norms over the whole projections or clip_qkv change them
-    {"projected": _object({name: _array(NUMBER, 3) for name in ("q", "k", "v")})},
+    {
+        "projected": _object({name: _array(NUMBER, 3) for name in ("q", "k", "v")}),
+        "experts": {
+            **_array(
+                {
+                    "oneOf": [
+                        {"type": "null"},
+                        _object(
+                            {"experts": _array(INDEX, 2), "weights": _array(NUMBER, 2)},
+                            {"shared_gate": _array(NUMBER)},
+                        ),
+                    ]
+                }
+            ),
+            "description": "per layer of a mixture-of-experts model, [token][k] the experts each token was "
+            "routed to, most probable first, and their weights (and the shared expert's gate per token); "
+            "null for a dense layer",
+        },
+    },
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}

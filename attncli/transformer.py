@@ -3,7 +3,8 @@
 The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
 (and, for some, after it too, or only after its output); a plain or a gated feed-forward
-network and its activation; a learned position table (and where it starts counting) or
+network and its activation, or a mixture of gated experts a router picks among per token
+(attncli.experts has its math); a learned position table (and where it starts counting) or
 rotary embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
 mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
 over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
@@ -35,11 +36,13 @@ from attncli.attention import (
     rotary,
 )
 from attncli.errors import DataError
+from attncli.experts import MixtureConfig, Routing, combine, route, sigmoid
 
 __all__ = [
     "ACTIVATIONS",
     "Block",
     "FeedForward",
+    "MixtureOfExperts",
     "Norm",
     "TransformerConfig",
     "TransformerWeights",
@@ -51,6 +54,7 @@ __all__ = [
     "gelu_tanh",
     "layer_norm",
     "layer_positions",
+    "mixture_of_experts",
     "position_ids",
     "relu",
     "silu",
@@ -199,6 +203,7 @@ class TransformerConfig:
     # output normed instead, before the residual sum (a sandwich without its first norms)
     input_norms: bool = True
     residual_scale: float | None = None  # each sublayer's output multiplied by this before its residual sum
+    moe: MixtureConfig | None = None  # how the mixture-of-experts layers route; None: every layer is dense
 
     def __post_init__(self):
         sizes = {
@@ -229,6 +234,8 @@ class TransformerConfig:
             raise DataError(
                 f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
             )
+        if self.moe is not None and len(self.moe.sparse) != self.layers:
+            raise DataError(f"config.json: {len(self.moe.sparse)} layers of experts for {self.layers} layers")
         if self.padding_idx is not None and not 0 <= self.padding_idx < self.max_positions - 1:
             raise DataError(
                 f"config.json: pad_token_id {self.padding_idx} leaves no positions in a table of {self.max_positions}"
@@ -283,16 +290,26 @@ class FeedForward:
 
 
 @dataclass(eq=False, repr=False)
+class MixtureOfExperts:
+    """A mixture-of-experts feed-forward layer (see attncli.experts): the router W_g, E gated
+    feed-forward networks, and where the model has one, a shared expert and its gate."""
+
+    w_router: np.ndarray  # [d, E] W_g
+    experts: Sequence[FeedForward]  # E gated experts; a sequence may read each from disk when it is asked for one
+    shared: FeedForward | None = None  # E_s, which every token goes through
+    w_shared_gate: np.ndarray | None = None  # [d, 1] w_s: E_s(x) is weighted by σ(x·w_s)
+
+
+@dataclass(eq=False, repr=False)
 class Block:
-    """One transformer layer: attention, then a feed-forward network, each with a norm (two, in a
-    sandwich: one before and one after; OLMo 2's only after)."""
+    """One transformer layer: attention, then a feed-forward network (or a mixture of experts), each with
+    a norm (two, in a sandwich: one before and one after; OLMo 2's only after)."""
 
     attention: Projections
     attention_norm: Norm | None  # None: the attention reads the residual stream as it is (OLMo 2)
-    feed_forward: FeedForward
-    ffn_norm: (
-        Norm | None
-    )  # None: the feed-forward reads the attention's norm of x (a parallel block), or x as it is (OLMo 2)
+    feed_forward: FeedForward | MixtureOfExperts
+    # None: the feed-forward reads the attention's norm of x (a parallel block), or x as it is (OLMo 2)
+    ffn_norm: Norm | None
     attention_out_norm: Norm | None = None  # sandwich: on the attention's output, before the residual sum
     ffn_out_norm: Norm | None = None  # sandwich: on the feed-forward's output
 
@@ -347,6 +364,25 @@ def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray
     return linear(hidden, ffn.w_out, ffn.b_out)
 
 
+def mixture_of_experts(x: np.ndarray, moe: MixtureOfExperts, config: TransformerConfig) -> tuple[np.ndarray, Routing]:
+    """y = Σ_{i∈𝒯} g_i · E_i(x), each token through the k experts the router picks for it (plus σ(x·w_s) ·
+    E_s(x) where there is a shared expert), and where each token went: [T, d] -> [T, d], Routing."""
+    routing = route(x, moe.w_router, config.moe.per_token, config.moe.renormalize)  # [T, k] experts and gates
+    y = combine(x, routing, lambda i, rows: feed_forward(rows, moe.experts[i], config.activation))  # [T, d]
+    if moe.shared is not None:
+        routing.shared = sigmoid(x @ moe.w_shared_gate)[:, 0]  # [T]
+        y += routing.shared[:, None] * feed_forward(x, moe.shared, config.activation)
+    return y, routing
+
+
+def _feed_forward_sublayer(x: np.ndarray, block: Block, config: TransformerConfig) -> tuple[np.ndarray, Routing | None]:
+    """The block's feed-forward network or mixture of experts over `x` [T, d] -> [T, d], and where a mixture
+    sent each token (None for a dense network)."""
+    if isinstance(block.feed_forward, MixtureOfExperts):
+        return mixture_of_experts(x, block.feed_forward, config)
+    return feed_forward(x, block.feed_forward, config.activation), None
+
+
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
     """Row of the position table for each token: 0, 1, 2, ... or, with a padding index, counting
     from padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
@@ -361,12 +397,16 @@ def attention_input(x: np.ndarray, block: Block, config: TransformerConfig) -> n
     return normalized(x, block.attention_norm, config) if config.pre_norm and block.attention_norm is not None else x
 
 
-def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig) -> np.ndarray:
+def block_output(
+    x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig
+) -> tuple[np.ndarray, Routing | None]:
     """The rest of a layer once its attention gave `attended` [T, d] for the residual stream `x` [T, d]:
-    the residual sums, the norms and the feed-forward network, in the order the model puts them: [T, d]."""
+    the residual sums, the norms and the feed-forward network, in the order the model puts them: [T, d];
+    and where its mixture of experts sent each token (None for a dense layer)."""
     if config.parallel:  # both sublayers read x; the norm is computed again rather than carried from attention
         ffn_input = normalized(x, block.attention_norm if block.ffn_norm is None else block.ffn_norm, config)
-        return x + attended + feed_forward(ffn_input, block.feed_forward, config.activation)
+        ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
+        return x + attended + ffn, routing
     if config.pre_norm:
         if block.attention_out_norm is not None:
             attended = normalized(attended, block.attention_out_norm, config)
@@ -374,14 +414,14 @@ def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: Tran
             attended = attended * np.float32(config.residual_scale)  # a copy: the trace keeps the attention output
         h = x + attended  # [T, d]
         ffn_input = h if block.ffn_norm is None else normalized(h, block.ffn_norm, config)
-        ffn = feed_forward(ffn_input, block.feed_forward, config.activation)
+        ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
         if block.ffn_out_norm is not None:
             ffn = normalized(ffn, block.ffn_out_norm, config)
         if config.residual_scale is not None:
             ffn *= np.float32(config.residual_scale)
-        return h + ffn
+        return h + ffn, routing
     h = normalized(x + attended, block.attention_norm, config)  # [T, d]
-    return normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config)
+    return normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config), None
 
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
@@ -425,7 +465,7 @@ def forward(
     """
     x, positions = _inputs(ids, embeddings, config, weights)
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
-    traces, outputs = [], []
+    traces, outputs, routings = [], [], []
     for block, (mask, turn), weights_out in zip(
         weights.blocks, layer_positions(config, len(ids)), attention, strict=True
     ):
@@ -433,12 +473,13 @@ def forward(
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps
         )
-        x = block_output(x, trace.output, block, config)
+        x, routing = block_output(x, trace.output, block, config)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)
+            routings.append(routing)
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
-    return Trace(embeddings, positions, attention, traces, outputs, output)
+    return Trace(embeddings, positions, attention, traces, outputs, output, routings)
 
 
 def forward_packed(
@@ -464,5 +505,5 @@ def forward_packed(
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
         )
-        x = block_output(x, output, block, config)
+        x, _ = block_output(x, output, block, config)
     return attention, x

@@ -33,6 +33,8 @@ FROZEN_FLOOR = "import gc; gc.disable(); " + FLOOR + "; gc.freeze(); gc.enable()
 HERE = Path(__file__).resolve().parent
 # The decoder row's checkpoint: random weights in Qwen2.5-0.5B's shape, made once, kept out of the repository.
 DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attncli-bench" / "qwen2.5-0.5b-shape"
+# The mixture-of-experts row's: Qwen3-30B-A3B's shape with 4 of its 48 layers, random weights, made once, kept out too.
+MOE = DECODER.parent / "qwen3-30b-a3b-shape-4-layers"
 
 
 def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
@@ -102,12 +104,33 @@ def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[d
     return ours, peer
 
 
+def made_checkpoint(peer_python: str, directory: Path, script: str, what: str) -> Path:
+    """A benchmark's checkpoint `directory`, made by bench/`script` with the peer's Python if it is not there."""
+    if not (directory / "texts.json").is_file():
+        print(f"bench: making the {what} in {directory}, once", file=sys.stderr)
+        subprocess.run([peer_python, str(HERE / script), str(directory)], check=True)
+    return directory
+
+
 def decoder_checkpoint(peer_python: str) -> Path:
-    """The decoder benchmark's checkpoint, made by bench/make_decoder.py with the peer's Python if it is not there."""
-    if not (DECODER / "texts.json").is_file():
-        print(f"bench: making the decoder checkpoint (about 1 GB) in {DECODER}, once", file=sys.stderr)
-        subprocess.run([peer_python, str(HERE / "make_decoder.py"), str(DECODER)], check=True)
-    return DECODER
+    """The decoder benchmark's checkpoint, made by bench/make_decoder.py if it is not there."""
+    return made_checkpoint(peer_python, DECODER, "make_decoder.py", "decoder checkpoint (about 1 GB)")
+
+
+def npz_against_peer(attncli: str, peer_python: str, directory: Path, text: str, runs: int) -> tuple:
+    """attncli and bench/peer_decoder.py each writing `text`'s attention on checkpoint `directory` as NPZ:
+    ((wall seconds, peak MB) of attncli, the same of the peer, their largest difference in a weight)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
+        (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
+            [
+                [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
+                [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
+            ],
+            runs,
+        )
+        difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
+    return (ours_time, ours_memory), (peer_time, peer_memory), difference
 
 
 def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
@@ -116,40 +139,59 @@ def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
     directory = decoder_checkpoint(peer_python)
     texts = json.loads((directory / "texts.json").read_text())
     ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
-    with tempfile.TemporaryDirectory() as scratch:
-        for tokens, text in texts.items():
-            ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
-            (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
-                [
-                    [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
-                    [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
-                ],
-                runs,
-            )
-            difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
-            speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
-            row(
-                f"decoder, {tokens} tokens to NPZ, wall",
-                f"{ours_time:.2f} s",
-                f"{peer_time:.2f} s",
-                f"{peer_time / ours_time:.1f}x",
-                speed,
-            )
-            row(
-                f"decoder, {tokens} tokens to NPZ, peak memory",
-                f"{ours_memory:.0f} MB",
-                f"{peer_memory:.0f} MB",
-                f"1/{peer_memory / ours_memory:.1f}",
-                memory,
-            )
-            row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
-            row(
-                f"decoder, forward pass alone, {tokens} tokens",
-                f"{ours_forward[int(tokens)]:.0f} ms",
-                f"{peer_forward[int(tokens)]:.0f} ms",
-                f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
-                "<= 1.3x torch",
-            )
+    for tokens, text in texts.items():
+        (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
+            attncli, peer_python, directory, text, runs
+        )
+        speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
+        row(
+            f"decoder, {tokens} tokens to NPZ, wall",
+            f"{ours_time:.2f} s",
+            f"{peer_time:.2f} s",
+            f"{peer_time / ours_time:.1f}x",
+            speed,
+        )
+        row(
+            f"decoder, {tokens} tokens to NPZ, peak memory",
+            f"{ours_memory:.0f} MB",
+            f"{peer_memory:.0f} MB",
+            f"1/{peer_memory / ours_memory:.1f}",
+            memory,
+        )
+        row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+        row(
+            f"decoder, forward pass alone, {tokens} tokens",
+            f"{ours_forward[int(tokens)]:.0f} ms",
+            f"{peer_forward[int(tokens)]:.0f} ms",
+            f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
+            "<= 1.3x torch",
+        )
+
+
+def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing a 128-token text's attention as NPZ on the Qwen3-30B-A3B-shaped
+    mixture of experts (4 layers, 128 experts of which 8 a token): attncli reads each expert from disk when
+    a token is routed to it; the peer loads every expert as float32 first (over 20 GB at its peak)."""
+    directory = made_checkpoint(peer_python, MOE, "make_moe.py", "mixture-of-experts checkpoint (about 5.5 GB)")
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
+        attncli, peer_python, directory, text, runs
+    )
+    row(
+        "mixture of experts, 128 tokens to NPZ, wall",
+        f"{ours_time:.2f} s",
+        f"{peer_time:.2f} s",
+        f"{peer_time / ours_time:.1f}x",
+        ">= 3x faster",
+    )
+    row(
+        "mixture of experts, 128 tokens, peak memory",
+        f"{ours_memory:.0f} MB",
+        f"{peer_memory:.0f} MB",
+        f"1/{peer_memory / ours_memory:.1f}",
+        "<= 1/8",
+    )
+    row("mixture of experts, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
 
 
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
@@ -228,8 +270,8 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "explore", "corpus"],
-        help="run only the decoder rows, the explorer's or the corpus's",
+        choices=["decoder", "moe", "explore", "corpus"],
+        help="run only the decoder rows, the mixture of experts', the explorer's or the corpus's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -240,6 +282,10 @@ def main() -> None:
     if args.only == "decoder":
         row("measure", "attncli", "reference", "ratio", "target")
         decoder_rows(attncli, args.peer_python, runs)
+        return
+    if args.only == "moe":
+        row("measure", "attncli", "reference", "ratio", "target")
+        moe_rows(attncli, args.peer_python, runs)
         return
     if args.only == "explore":
         row("measure", "attncli", "reference", "ratio", "target")
@@ -358,6 +404,7 @@ def main() -> None:
     explore_rows(runs)
     corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)
+    moe_rows(attncli, args.peer_python, runs)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ DECODERS = [
     "ministral",
     "smollm3",
     "granite",
+    "mixtral",
+    "mixtral-fused",
+    "qwen2-moe",
+    "qwen2-moe-fused",
+    "qwen3-moe",
 ]
 
 

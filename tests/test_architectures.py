@@ -343,6 +343,48 @@ def test_granites_multipliers_are_read_and_logits_scaling_changes_nothing_it_sho
     assert_equals_transformers(load_model(str(with_config(tmp_path, "granite", config))), "granite")
 
 
+def sparse_layers(name: str, **changes) -> tuple[bool, ...] | None:
+    """Which layers of fixture `name` are mixtures of experts, its config.json changed by `changes`."""
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | changes
+    mixture = FAMILIES[config["model_type"]].read_config(config, config["num_hidden_layers"])["moe"]
+    return None if mixture is None else mixture.sparse
+
+
+def test_mlp_only_layers_and_decoder_sparse_step_make_layers_dense_as_transformers_does():
+    assert sparse_layers("qwen2-moe") == (True, True, False, True)  # mlp_only_layers [2]
+    assert sparse_layers("qwen2-moe", mlp_only_layers=[], decoder_sparse_step=2) == (False, True, False, True)
+    assert sparse_layers("qwen2-moe", mlp_only_layers=None) == (True,) * 4
+    assert sparse_layers("qwen3-moe", mlp_only_layers=[0, 9], decoder_sparse_step=1) == (False, True, True)
+    assert sparse_layers("qwen2-moe", num_experts=0) is None  # every layer dense, a Qwen 2 in all but name
+    assert sparse_layers("mixtral", mlp_only_layers=[0], decoder_sparse_step=2) == (True,) * 3  # Mixtral reads neither
+
+
+def test_each_moe_family_reads_its_own_keys_with_its_own_defaults(tmp_path):
+    mixtral = json.loads((FIXTURES / "mixtral" / "config.json").read_text())
+    mixtral.pop("rope_parameters")  # Mixtral's RoPE base, left out, is 10^6 (the fixture's), not 10^4
+    mixtral |= {"norm_topk_prob": False, "router_jitter_noise": 0.5}  # read only by Qwen; only in training
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "mixtral", mixtral))), "mixtral")
+    qwen3 = json.loads((FIXTURES / "qwen3-moe" / "config.json").read_text())
+    # Both keys name the number of experts: transformers takes Qwen 3 MoE's num_local_experts, Mixtral's num_experts
+    fields = FAMILIES["qwen3_moe"].read_config(qwen3 | {"num_experts": 5}, 3)
+    assert fields["moe"].experts == 8 and fields["moe"].renormalize
+    assert FAMILIES["mixtral"].read_config(mixtral | {"num_experts": 5}, 3)["moe"].experts == 5
+    qwen2 = json.loads((FIXTURES / "qwen2-moe" / "config.json").read_text())
+    assert FAMILIES["qwen2_moe"].read_config(qwen2, 4)["attention_bias"]  # qkv_bias, true when left out
+    assert not FAMILIES["qwen2_moe"].read_config(qwen2 | {"qkv_bias": False}, 4)["attention_bias"]
+    assert not FAMILIES["qwen2_moe"].read_config(qwen2 | {"attention_bias": True}, 4)["output_bias"]
+
+
+def test_qwen2_moe_slides_its_even_layers_below_max_window_layers():
+    legacy = json.loads((FIXTURES / "qwen2-moe" / "legacy_config.json").read_text())
+    fields = FAMILIES["qwen2_moe"].read_config(legacy, 4)
+    assert [layer.window for layer in fields["layer_attention"]] == [4, None, 4, None]  # max_window_layers 3
+    fields = FAMILIES["qwen2_moe"].read_config(legacy | {"max_window_layers": 28}, 4)
+    assert [layer.window for layer in fields["layer_attention"]] == [4, None, 4, None]
+    fields = FAMILIES["qwen2_moe"].read_config(legacy | {"use_sliding_window": False}, 4)
+    assert [layer.window for layer in fields["layer_attention"]] == [None] * 4
+
+
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [
@@ -479,3 +521,28 @@ def test_a_scaled_ropes_setting_of_the_wrong_type_or_range_is_refused_by_name(tm
 def test_the_new_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_path, name, change, message):
     with pytest.raises(DataError, match=f"config.json: {message}"):
         load_model(str(with_config(tmp_path, name, config_of(name) | change)))
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("mixtral", {"num_experts_per_tok": 5}, "num_experts_per_tok = 5; a token goes to 1 to 4 experts"),
+        ("qwen3-moe", {"num_experts_per_tok": 0}, "num_experts_per_tok = 0"),
+        ("qwen2-moe", {"decoder_sparse_step": 0}, "decoder_sparse_step = 0; it must be positive"),
+        ("qwen2-moe", {"mlp_only_layers": "2"}, "mlp_only_layers should list layer numbers, not '2'"),
+        ("qwen2-moe", {"mlp_only_layers": [True]}, "mlp_only_layers should list layer numbers"),
+        ("qwen2-moe", {"norm_topk_prob": "yes"}, "norm_topk_prob should be true or false"),
+        ("qwen2-moe", {"qkv_bias": 1}, "qkv_bias should be true or false"),
+        ("mixtral", {"num_local_experts": 6}, "missing tensor model.layers.0.block_sparse_moe.experts.4.w1.weight"),
+        ("mixtral", {"num_local_experts": 3}, r"block_sparse_moe.gate.weight has shape \(4, 16\)"),
+        ("mixtral-fused", {"num_local_experts": 6}, r"mlp.experts.gate_up_proj has shape \(4, 64, 16\)"),
+        ("qwen2-moe", {"moe_intermediate_size": 20}, r"experts.0.gate_proj.weight has shape \(24, 16\)"),
+        ("qwen2-moe", {"shared_expert_intermediate_size": 24}, r"shared_expert.gate_proj.weight has shape \(20, 16\)"),
+        ("qwen2-moe-fused", {"moe_intermediate_size": 20}, r"mlp.experts.gate_up_proj has shape \(4, 48, 16\)"),
+        ("qwen3-moe", {"mlp_only_layers": [1]}, "missing tensor model.layers.1.mlp.gate_proj.weight"),
+    ],
+)
+def test_a_mixture_the_tensors_or_transformers_would_not_run_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, name, config)))

@@ -191,3 +191,17 @@ def test_a_float64_tensor_beyond_float32_s_range_is_refused_in_one_line(tmp_path
         warnings.simplefilter("error")  # numpy's overflow warning would reach the user's stderr
         with pytest.raises(DataError, match="holds NaN or infinite values \\(or values beyond float32's range\\)"):
             commands.run("The cat sat", load_model(str(directory)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_part_of_a_tensor_is_read_alone_as_its_whole_reads_it(tmp_path, dtype):
+    from attncli.checkpoint import TensorFile
+
+    stacked = np.random.default_rng(0).normal(size=(5, 3, 4)).astype(dtype)  # five experts' [3, 4]
+    save_file({"experts": stacked}, tmp_path / "model.safetensors")
+    tensors = TensorFile.open(tmp_path)
+    for e in range(5):
+        assert np.array_equal(tensors.part("experts", e), tensors.get("experts")[e])
+    assert tensors.headers().part("experts", 2).shape == (3, 4)
+    with pytest.raises(IndexError):
+        tensors.part("experts", 5)

@@ -31,6 +31,8 @@ EVERY_COMMAND = {
     "explain-whole-qk-norm": ["explain", SENTENCE, "--model", str(FIXTURES / "olmo2"), "--json"],
     "heatmap-layers-without-rope": ["heatmap", SENTENCE, "--model", str(FIXTURES / "smollm3"), "--json"],
     "explain-longrope": ["explain", SENTENCE, "--model", str(FIXTURES / "phi3-longrope"), "--json"],
+    "explain-experts": ["explain", SENTENCE, "--model", str(FIXTURES / "qwen2-moe"), "--json"],
+    "heatmap-experts": ["heatmap", SENTENCE, "--model", str(FIXTURES / "mixtral"), "--json"],
 }
 
 

@@ -158,6 +158,7 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
         *("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
         *("gemma3", "olmo", "olmo2"),
         *("smollm3", "granite"),
+        *("mixtral", "qwen2-moe", "qwen3-moe"),
     ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
@@ -196,7 +197,7 @@ def test_fixture_attention_is_masked_as_its_family_says(name):
             if types is not None:
                 assert hidden == [kind == "sliding_attention" for kind in types]
             else:
-                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3"))
+                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3", "mixtral"))
 
 
 def test_masked_weights_are_exactly_zero_not_minus_zero():
@@ -233,10 +234,64 @@ def test_a_residual_multiplier_scales_what_each_sublayer_adds_to_the_stream(scal
     kept = attended.copy()
     h = x + attended * np.float32(scale)
     expected = h + feed_forward(normalized(h, gains[1], config), ffn, "silu") * np.float32(scale)
-    assert_allclose(block_output(x, attended, block, scaled), expected, rtol=1e-6, atol=1e-6)
+    assert_allclose(block_output(x, attended, block, scaled)[0], expected, rtol=1e-6, atol=1e-6)
     assert_array_equal(attended, kept)  # the trace's attention output, left as it was
     unscaled = x + attended
     assert_array_equal(
-        block_output(x, attended, block, config),
+        block_output(x, attended, block, config)[0],
         unscaled + feed_forward(normalized(unscaled, gains[1], config), ffn, "silu"),
     )
+
+
+@pytest.mark.parametrize(("name", "renormalized"), [("mixtral", True), ("qwen2-moe", False), ("qwen3-moe", True)])
+def test_the_trace_records_where_each_layer_sent_each_token(name, renormalized):
+    model = load_model(str(FIXTURES / name))
+    run = commands.run(PRONOUN, model, steps=True)
+    mixture = model.info.mixture
+    assert len(run.trace.routing) == model.info.layers
+    for routing, sparse in zip(run.trace.routing, mixture.sparse, strict=True):
+        if not sparse:
+            assert routing is None
+            continue
+        assert routing.experts.shape == routing.weights.shape == (len(run.tokens), mixture.per_token)
+        assert np.all((routing.experts >= 0) & (routing.experts < mixture.experts))
+        sums = routing.weights.sum(axis=-1)
+        assert np.allclose(sums, 1, atol=1e-6) if renormalized else np.all(sums < 1)
+        assert (routing.shared is not None) == (mixture.d_shared is not None)
+
+
+@pytest.mark.parametrize(
+    ("name", "gate"), [("qwen3-moe", "mlp.experts.{e}.gate_proj.weight"), ("mixtral-fused", "mlp.experts.gate_up_proj")]
+)
+def test_a_large_mixture_reads_only_the_experts_its_tokens_are_routed_to(monkeypatch, name, gate):
+    from attncli import architectures
+    from attncli.checkpoint import TensorFile
+
+    read = []  # (tensor, the expert of a fused tensor) as each is read
+    get, part = TensorFile.get, TensorFile.part
+    monkeypatch.setattr(
+        TensorFile, "get", lambda self, name, **out: read.append((name, None)) or get(self, name, **out)
+    )
+    monkeypatch.setattr(TensorFile, "part", lambda self, name, e: read.append((name, e)) or part(self, name, e))
+
+    def experts_read(layer: int) -> list[int]:
+        if "{e}" in gate:
+            pattern = f"model.layers.{layer}.{gate}"
+            return sorted(e for e in range(64) for tensor, _ in read if tensor == pattern.format(e=e))
+        return sorted(e for tensor, e in read if tensor == f"model.layers.{layer}.{gate}")
+
+    monkeypatch.setattr(architectures, "_KEPT_LAYERS_BYTES", 0)  # as a model too large to keep its layers
+    model = load_model(str(FIXTURES / name))
+    for _ in range(2):  # each text reads its experts again: nothing is kept
+        read.clear()
+        run = commands.run("The cat", model, steps=True)
+        for layer, routing in enumerate(run.trace.routing):
+            used = sorted(set(routing.experts.ravel().tolist()))
+            assert len(used) < model.info.mixture.experts  # some expert goes unread
+            assert experts_read(layer) == used
+    monkeypatch.setattr(architectures, "_KEPT_LAYERS_BYTES", 256 * 2**20)  # a small model keeps what it read
+    model = load_model(str(FIXTURES / name))
+    commands.run("The cat", model)
+    read.clear()
+    commands.run("The cat", model)
+    assert read == []

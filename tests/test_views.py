@@ -279,3 +279,22 @@ def test_the_walkthrough_shows_the_norm_over_the_whole_projection_and_the_norms_
     )
     assert "x = e itself: OLMo 2 normalises after each sublayer, not before it:" in text
     assert "the attention output, through an RMSNorm, added to the residual stream; then the gated" in text
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_a_mixture_shows_where_each_token_went(width):
+    model = load_model(str(FIXTURES / "qwen2-moe"))
+    result = commands.explain(SENTENCE, model, layer=1)
+    routing = result.run.trace.routing[1]
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    assert "4 experts (2 a token)" in " ".join(text.split())
+    assert "7. Experts" in text and "8. Summary" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["#", "token", "expert(weight)"])
+    for i, line in enumerate(lines[header + 1 : header + 1 + len(result.run.tokens)]):
+        chosen = "  ".join(f"{e}({w:.2f})" for e, w in zip(routing.experts[i], routing.weights[i], strict=True))
+        assert chosen in line and line.rstrip().endswith(f"{routing.shared[i]:.2f}")
+    assert "the mixture of experts (section 7)" in " ".join(text.split())
+    dense = render_text(views.view(commands.explain(SENTENCE, model, layer=2)), width=width)
+    assert "Layer 2 is one of the model's dense layers" in " ".join(dense.split())

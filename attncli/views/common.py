@@ -113,6 +113,8 @@ def model_line(model: ModelInfo, caveat: bool = True) -> Text:
                 "--model minilm shows a trained model's"
             )
         return Text(line, style="dim")
+    if model.mixture is not None:
+        shape += f", {model.mixture.experts} experts ({model.mixture.per_token} a token)"
     return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")
 
 

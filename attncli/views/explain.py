@@ -182,8 +182,11 @@ def explain_view(
     else:  # heads × d_k differs from d_model: the concatenation gets a table of its own
         parts.append(VectorTable(final_rows[0], final_labels[:1], title=title))
         parts.append(VectorTable(np.vstack(final_rows[1:]), final_labels[1:]))
+    routing = trace.routing[layer] if model.mixture is not None else None
     if not sample:
         network = "the gated feed-forward network" if model.gated else "the feed-forward network"
+        if routing is not None:
+            network = "the mixture of experts (section 7)"
         norm = _norm_name(model)
         added = f"The layer output adds the residual, {norm}s and {network} to the attention output."
         if not model.input_norms:
@@ -200,11 +203,67 @@ def explain_view(
             )
         parts.append(Text(added, style="dim"))
 
+    summary = 7
+    if model.mixture is not None:
+        parts += _experts(model, layer, routing, labels)
+        summary = 8
     parts += section(
-        7, "Summary", "What each token attends to most: averaged over heads, and in each head." + _left_out(result)
+        summary,
+        "Summary",
+        "What each token attends to most: averaged over heads, and in each head." + _left_out(result),
     )
     parts.append(_summary_table(result))
     return Group(*parts)
+
+
+def _experts(model: ModelInfo, layer: int, routing, labels: list[str]) -> list[RenderableType]:
+    """Section 7 of a mixture-of-experts model: the experts the router sent each token to, with their
+    weights (an experts.Routing); or, for one of its dense layers, that it has none."""
+    mixture = model.mixture
+    sparse = [i for i, is_sparse in enumerate(mixture.sparse) if is_sparse]
+    if routing is None:
+        lead = (
+            f"Layer {layer} is one of the model's dense layers: every token goes through one gated feed-forward "
+            f"network, {model.d_ff} wide. Layers {', '.join(map(str, sparse))} are mixtures of {mixture.experts} "
+            "experts."
+        )
+        return section(7, "Experts", lead)
+    k = mixture.per_token
+    weighted = (
+        f"renormalised over the {k} to sum to 1"
+        if mixture.renormalize
+        else f"as it is (the {k} are not renormalised: they sum to less than 1)"
+    )
+    lead = (
+        f"Layer {layer}'s feed-forward network is a mixture of {mixture.experts} experts, each a gated feed-forward "
+        f"network {mixture.d_expert} wide. A router scores each token's normed residual x against them, "
+        f"p = softmax(x·W_g) (W_g is {model.d_model} × {mixture.experts}), and sends it to its {k} most probable; "
+        f"the token's output is the sum of their outputs, each weighted by its probability, {weighted}."
+    )
+    if mixture.d_shared is not None:
+        lead += (
+            f" A shared expert, {mixture.d_shared} wide, adds its output to every token's, weighted by its gate "
+            "σ(x·w_s)."
+        )
+    lead += " Only the experts some token is sent to are computed."
+    columns = [("#", "right"), ("token", "left"), ("expert(weight)", "left")]
+    if routing.shared is not None:
+        columns.append(("shared gate", "right"))
+    table = plain_table(*columns)
+    for i, label in enumerate(labels):
+        # No spaces inside an entry, so a wrapped line never splits one.
+        chosen = "  ".join(
+            f"{expert}({weight:.2f})" for expert, weight in zip(routing.experts[i], routing.weights[i], strict=True)
+        )
+        row = [str(i), abbreviate(token_label(label), 12), chosen]
+        if routing.shared is not None:
+            row.append(f"{routing.shared[i]:.2f}")
+        table.add_row(*row)
+    used = len(set(routing.experts.ravel().tolist()))
+    note = Text(
+        f"{used} of the {mixture.experts} experts are used for these {plural(len(labels), 'token')}.", style="dim"
+    )
+    return [*section(7, "Experts", lead), table, note]
 
 
 def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
