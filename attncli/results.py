@@ -128,6 +128,8 @@ class ExplainResult:
     weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
     include_special: bool = False  # the summary's targets may be special tokens and a causal model's first token
     focus_angles: np.ndarray | None = None  # [n/2] RoPE: the angle each dimension pair of the focus token turns by
+    focus_biases: np.ndarray | None = None  # [keys] ALiBi: what the walkthrough head added to the focus token's score
+    # for each key it sees, m·(j - focus)
 
     @property
     def walk_head(self) -> int:
@@ -192,6 +194,7 @@ class ExplainResult:
                 "concat": per_layer("concat"),
                 "attention_output": per_layer("output"),
                 "output": numbers(trace.output),
+                **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
             },
         }
 

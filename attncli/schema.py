@@ -77,6 +77,11 @@ MODEL = _object(
                     "required": ["type", "theta", "dims", "scaling"],
                     "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
                 },
+                {
+                    "type": "object",
+                    "required": ["type", "slopes", "scaled"],
+                    "properties": {"type": {"const": "alibi"}, "slopes": _array(NUMBER), "scaled": {"type": "boolean"}},
+                },
             ]
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
@@ -109,7 +114,14 @@ STEPS = _object(
         "concat": _array(NUMBER, 3),
         "attention_output": _array(NUMBER, 3),
         "output": _array(NUMBER, 2),
-    }
+    },
+    {
+        "alibi": {
+            **_array(NUMBER, 2),
+            "description": "[head][key] ALiBi's bias for key j, m·j (or m·j / √d_k), the same in every layer; "
+            "query i's scaled scores got alibi[j] - alibi[i]",
+        }
+    },
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}

@@ -3,8 +3,9 @@
 The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
 (and, for some, after it too); a plain or a gated feed-forward network and its
-activation; a learned position table (and where it starts counting) or rotary
-embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
+activation; a learned position table (and where it starts counting), rotary
+embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token type
+embeddings; word embeddings narrower than the model, projected in and out; a causal
 mask, sliding windows per layer, grouped-query attention, per-head q and k norms,
 attention scale and logit soft-capping. Weights arrive as plain arrays laid out for
 x @ W, one layer at a time if need be; nothing here knows file formats or family names.
@@ -20,12 +21,14 @@ from functools import cached_property
 import numpy as np
 
 from attncli.attention import (
+    Alibi,
     AttentionOptions,
     LayerAttention,
     Projections,
     Rope,
     Rotary,
     Trace,
+    alibi_slopes,
     causal_mask,
     linear,
     multi_head_attention,
@@ -191,6 +194,13 @@ class TransformerConfig:
     attention_bias: bool = True  # the attention's q, k and v projections add biases
     output_bias: bool = True  # the attention's output projection adds a bias
     mlp_bias: bool = True  # the feed-forward's projections add biases
+    alibi: Alibi | None = None  # ALiBi: linear biases on every layer's scores, in place of position embeddings
+    position_offset: int = 0  # the position table's row of the first token, without a padding index
+    d_embed: int | None = None  # the word embeddings' width where it is not d_model: projected to d_model before
+    # the first layer and back after the last
+    embedding_norm: bool = False  # a norm on the embeddings before the first layer
+    final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
+    shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
 
     def __post_init__(self):
         sizes = {
@@ -200,6 +210,7 @@ class TransformerConfig:
             "feed-forward size": self.d_ff,
             "vocabulary size": self.vocab_size,
             "positions": self.max_positions,
+            "word embedding size": self.d_embed or self.d_model,
         }
         for what, value in sizes.items():
             if value < 1:
@@ -233,8 +244,13 @@ class TransformerConfig:
     @property
     def max_length(self) -> int:
         """The longest input the position table covers, or the rotary model was made for."""
-        offset = 0 if self.padding_idx is None else self.padding_idx + 1
+        offset = self.position_offset if self.padding_idx is None else self.padding_idx + 1
         return self.max_positions - offset
+
+    @property
+    def slopes(self) -> np.ndarray | None:
+        """Each head's ALiBi slope m_h, [h] float32, where the model has ALiBi."""
+        return None if self.alibi is None else alibi_slopes(self.heads)
 
     @property
     def token_types(self) -> bool:
@@ -249,7 +265,9 @@ class TransformerConfig:
     @cached_property
     def attention_options(self) -> AttentionOptions:
         """How every layer's heads attend, beyond their weights, masks and rotary embeddings."""
-        return AttentionOptions(self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps)
+        return AttentionOptions(
+            self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps, alibi=self.alibi
+        )
 
 
 @dataclass(eq=False, repr=False)
@@ -293,9 +311,11 @@ class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray | None  # [positions, d] learned positions; None for a model that adds none
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
-    embedding_norm: Norm | None  # a norm over the summed embeddings, in post-norm models
+    embedding_norm: Norm | None  # a norm over the summed embeddings, where the model has one
     blocks: Sequence[Block]  # a list, or a sequence that reads each layer's weights when it is asked for one
     final_norm: Norm | None  # a norm after the last block, in pre-norm models
+    project_in: np.ndarray | None = None  # [e, d] the word embeddings into the model's width, where they are narrower
+    project_out: np.ndarray | None = None  # [d, e] the last hidden state back to the word embeddings' width
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -336,10 +356,11 @@ def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray
 
 
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
-    """Row of the position table for each token: 0, 1, 2, ... or, with a padding index, counting
-    from padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
+    """Row of the position table for each token: 0, 1, 2, ... (from the position offset, where there
+    is one) or, with a padding index, counting from padding_idx + 1 over the non-padding tokens, with
+    padding tokens at padding_idx."""
     if config.padding_idx is None:
-        return np.arange(len(ids))
+        return np.arange(config.position_offset, config.position_offset + len(ids))
     real = ids != config.padding_idx
     return np.cumsum(real) * real + config.padding_idx
 
@@ -370,6 +391,8 @@ def block_output(x: np.ndarray, attended: np.ndarray, block: Block, config: Tran
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
     """(the first layer's input [T, d], the position embeddings added to it or None)."""
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
+    if weights.project_in is not None:
+        embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
         x = x * np.float32(config.embedding_scale)
@@ -403,8 +426,8 @@ def forward(
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
 
-    `ids` [T] are the token ids and `embeddings` [T, d] their rows of the word
-    embedding table, looked up by the caller (a checkpoint's table is read from disk).
+    `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
+    of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     x, positions = _inputs(ids, embeddings, config, weights)
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
@@ -421,6 +444,8 @@ def forward(
             traces.append(trace)
             outputs.append(x)
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
+    if weights.project_out is not None:
+        output = output @ weights.project_out  # [T, d] -> [T, e]
     return Trace(embeddings, positions, attention, traces, outputs, output)
 
 

@@ -41,7 +41,16 @@ DECODERS = [
     "gemma",
     "gemma2",
     "phi3",
+    "bloom",
+    "falcon",
+    "falcon-alibi",
+    "falcon-multi-query",
+    "opt",
+    "opt-post-norm",
+    "gpt-neo",
 ]
+# The decoders without rotary embeddings: ALiBi's biases on the scores, or a learned table of positions.
+UNROTATED = ["bloom", "falcon-alibi", "opt", "opt-post-norm", "gpt-neo"]
 
 
 @dataclass

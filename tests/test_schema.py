@@ -26,6 +26,8 @@ EVERY_COMMAND = {
     "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
     "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
     "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "explain-alibi": ["explain", SENTENCE, "--model", str(FIXTURES / "falcon-alibi"), "--json"],
+    "explain-projected": ["explain", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
 }
 
 
