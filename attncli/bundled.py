@@ -61,7 +61,8 @@ class SampleConfig:
     max_length = None
     kv_heads = None
     attention_bias = output_bias = qk_norm = False
-    attention_scale = soft_cap = None
+    attention_scale = soft_cap = alibi = None
+    position_offset = 0
     itemsize = 8
 
     def __post_init__(self):

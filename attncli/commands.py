@@ -160,7 +160,7 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = None
+    focus_steps = focus_top = weighted = angles = biases = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope)  # [n/2] each dimension pair's turn at the focus
@@ -172,6 +172,8 @@ def explain(
         focus_top = int(keys[np.argmax(focus_steps.probabilities)])
         row = attention.weights[walk_head, index, keys]  # [keys]
         weighted = analysis.weighted_values(row, attention.v[attention.key_head(walk_head), keys])  # [keys, d_k]
+        if attention.alibi is not None:  # each key's bias less the focus token's own, as attention added them
+            biases = attention.alibi[walk_head, keys] - attention.alibi[walk_head, index]  # [keys]
     return ExplainResult(
         result,
         index,
@@ -185,6 +187,7 @@ def explain(
         weighted,
         include_special,
         angles,
+        biases,
     )
 
 
