@@ -1,6 +1,6 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
-modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3
-and Granite, and the mixtures of experts Mixtral, Qwen 2 MoE and Qwen 3 MoE.
+modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
+Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE and Qwen 3 MoE.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -18,13 +18,13 @@ import functools
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli.attention import LayerAttention, Projections, Rope
+from attncli.attention import Alibi, LayerAttention, Projections, Rope
 from attncli.errors import DataError, shortened
 
 # The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
@@ -219,6 +219,7 @@ def _bert_config(config: dict, layers: int, padded_positions: bool = False) -> d
         causal=False,
         type_vocab_size=_integer(config, "type_vocab_size", default=2),
         padding_idx=_integer(config, "pad_token_id", default=1) if padded_positions else None,
+        embedding_norm=True,
     )
 
 
@@ -236,6 +237,7 @@ def _distilbert_config(config: dict, layers: int) -> dict:
         eps=1e-12,  # fixed in DistilBERT's code, not in its config
         pre_norm=False,
         causal=False,
+        embedding_norm=True,
     )
 
 
@@ -360,6 +362,11 @@ class _Names:
 
     words: str = _DECODER_WORDS  # the input embedding table
     final_norm: str = "norm"
+    positions: str | None = None  # a learned position table, where the family has one (OPT, GPT-Neo)
+    embedding_norm: str | None = None  # a norm on the embeddings before the first layer, where there is one (BLOOM)
+    project_in: str = "project_in"  # word embeddings narrower than the model: into its width (OPT's
+    # word_embed_proj_dim)
+    project_out: str = "project_out"  # and the last hidden state back
     layer: str = _DECODER_LAYER
     attention_norm: str = "input_layernorm"
     ffn_norm: str | None = "post_attention_layernorm"  # None: the feed-forward reads the attention's norm
@@ -372,6 +379,8 @@ class _Names:
     gate_up: str = "mlp.gate_up_proj"  # gate and up in one matrix, where the family fuses them (_Decoder.gate_up)
     up: str = "mlp.up_proj"  # the feed-forward's first projection (gated: the one the gate multiplies)
     down: str = "mlp.down_proj"  # its last
+    parallel_norms: tuple[str, str] | None = None  # a parallel block's attention and feed-forward norms where
+    # config.json gives each its own, named apart from a sequential block's (Falcon's ln_attn, ln_mlp)
 
 
 # Where Qwen 2 MoE keeps a layer's shared expert: a gated feed-forward network of its own.
@@ -385,7 +394,9 @@ class _Decoder:
     """How a decoder family departs from Llama's layout and defaults: one field per behaviour."""
 
     names: _Names = _Names()  # where its tensors are
-    keys: tuple[tuple[str, str], ...] = ()  # (Llama's config.json key, this family's name for it) where they differ
+    keys: tuple[tuple[str, str | tuple[str, ...] | None], ...] = ()  # (Llama's config.json key, this family's name
+    # for it) where they differ; or its names, the first present read (transformers' attribute_map and n_embed
+    # win over the family's own); or None where transformers reads none for the family, its default standing
     head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
     kv_heads: int | None = None  # num_key_value_heads when config.json has none; None: the heads
     attention_bias: bool = True  # attention_bias is read (else the attention has no biases)
@@ -408,7 +419,7 @@ class _Decoder:
     windows: str = "none"
     use_sliding_window: bool = False  # sliding_window counts only where use_sliding_window is true (Qwen)
     window: int | None = None  # sliding_window when config.json has none
-    activation: str = "hidden_act"  # the config.json key of the feed-forward activation
+    activation: str | None = "hidden_act"  # the config.json key of the feed-forward activation; None: fixed (BLOOM)
     default_activation: str = "silu"  # the activation when config.json names none
     eps: float = 1e-6  # the norms' epsilon when config.json has none
     norm: str = "rms"  # RMSNorm, or "layer": LayerNorm
@@ -432,10 +443,37 @@ class _Decoder:
     multipliers: bool = False  # embedding_, attention_ and residual_multiplier are read (Granite)
     reads_qkv_bias: bool = False  # qkv_bias is read, true when left out: biases on q, k and v (Qwen 2 MoE)
     moe: "_Mixture | None" = None  # mixture-of-experts layers, as the family configures and stores them
+    positions: str = "rope"  # how positions enter: "rope", "alibi" (ALiBi's biases on the scores: BLOOM) or
+    # "learned" (a table added to the embeddings: OPT, GPT-Neo)
+    alibi: Alibi | None = None  # how the family computes ALiBi's biases, where it has them
+    alibi_key: str | None = None  # a config.json flag choosing ALiBi (true) over RoPE (Falcon's alibi)
+    position_offset: int = 0  # the learned position table's row of the first token (OPT's 2)
+    max_positions: int | None = None  # max_position_embeddings when config.json has none (BLOOM's: its training length)
+    ffn_factor: int | None = None  # intermediate_size when config.json has none (or null): this times hidden_size
+    biases: tuple[bool, bool, bool] | None = None  # biases on q, k and v, on W_O and in the feed-forward, whatever
+    # config.json says (BLOOM, GPT-Neo); None: as attention_bias and mlp_bias say
+    bias_default: bool = False  # attention_bias and mlp_bias when config.json has none (OPT's enable_bias: true)
+    unscaled: bool = False  # the scores are not divided by √d_k (GPT-Neo)
+    pre_norm_key: str | None = None  # a config.json flag: norms before each sublayer (true, the default) or after
+    # (OPT's do_layer_norm_before); None: before
+    final_norm_key: str | None = None  # a config.json flag that drops the final norm (OPT's _remove_final_layer_norm)
+    d_embed_key: str | None = None  # the config.json key of the word embeddings' width (OPT's word_embed_proj_dim)
+    layer_kinds: bool = False  # each layer global or local (sliding), as attention_layers or attention_types say
+    # (GPT-Neo)
+    refused: tuple[tuple[str, object], ...] = ()  # (key, the value attncli computes): config.json settings the
+    # family's transformers code computes and attncli does not, refused by name unless config.json gives that value
+    variant: Callable[[dict, dict], dict] | None = None  # (config.json, the fields read) -> the TransformerConfig
+    # fields the family's architectures decide between (Falcon's old and new)
 
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
         return dict(self.keys).get(name, name)
+
+    def keys_for(self, name: str) -> tuple[str, ...]:
+        """This family's config.json keys for what Llama's calls `name`, the one transformers reads first
+        first; none where transformers reads no such key for the family."""
+        names = dict(self.keys).get(name, name)
+        return () if names is None else (names,) if isinstance(names, str) else names
 
 
 @dataclass(frozen=True)
@@ -733,45 +771,71 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
     if config.get("is_causal", True) is not True:
         raise DataError("config.json: is_causal false (bidirectional attention) is not supported for a decoder")
+    for name, value in style.refused:
+        if config.get(name, value) != value:
+            shown, computed = _shown(config[name]), _shown(value)
+            raise DataError(f"config.json: {name} {shown} is not supported; attncli computes {computed}")
     key = style.key
-    d = _integer(config, key("hidden_size"))
-    heads = _integer(config, key("num_attention_heads"))
-    head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
-    activation = _name(config, style.activation, default=style.default_activation)
-    attention_bias = style.attention_bias and _flag(config, key("attention_bias"))
-    if style.local_rope:
+
+    def read(kind: Callable, name: str, default=None):
+        """What this family's config.json says for Llama's key `name`, read by `kind` (_integer ...), or
+        `default` where it says nothing, or transformers reads no such key for the family."""
+        keys = style.keys_for(name)
+        return kind(config, *keys, default=default) if keys else default
+
+    d = read(_integer, "hidden_size")
+    heads = read(_integer, "num_attention_heads")
+    head_dim = read(_integer, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
+    activation = (
+        style.default_activation
+        if style.activation is None
+        else _name(config, style.activation, default=style.default_activation)
+    )
+    biases = style.biases
+    if biases is None:
+        attention_bias = style.attention_bias and _flag(config, key("attention_bias"), style.bias_default)
+        mlp_bias = style.mlp_bias and _flag(config, key("mlp_bias"), style.bias_default)
+        qkv_bias = style.qkv_bias or (style.reads_qkv_bias and _flag(config, "qkv_bias", default=True))
+        biases = (attention_bias or qkv_bias, attention_bias, mlp_bias)
+    positions = "alibi" if style.alibi_key is not None and _flag(config, style.alibi_key) else style.positions
+    rope = local = None
+    if positions == "rope" and style.local_rope:
         rope, local = _layer_ropes(config, head_dim, style)
-    else:
+    elif positions == "rope":
         rope = local = _rope(config, head_dim, style)
-    qkv_bias = style.qkv_bias or (style.reads_qkv_bias and _flag(config, "qkv_bias", default=True))
+    kinds = _layer_kinds(config, layers) if style.layer_kinds else (None,) * layers
+    windows = _local_windows(config, kinds, style.window) if style.layer_kinds else _windows(config, style, layers)
+    turned = _rope_layers(config, layers) if style.no_rope else (True,) * layers
     scale = _multiplier(config, "attention_multiplier", style)  # Granite's, in place of 1/√d_k
     if style.query_scalar is not None:
         scale = _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
-    turned = _rope_layers(config, layers) if style.no_rope else (True,) * layers
-    positions = _integer(config, key("max_position_embeddings"))
-    if rope.scaling == "dynamic":  # made for texts up to factor times the context it was trained on
-        positions = min(max(positions, int(positions * rope.factor)), _LARGEST)
-    return dict(
+    if style.unscaled:
+        scale = 1.0
+    longest = read(_integer, "max_position_embeddings", default=style.max_positions) + style.position_offset
+    if rope is not None and rope.scaling == "dynamic":  # made for texts up to factor times its context
+        longest = min(max(longest, int(longest * rope.factor)), _LARGEST)
+    d_embed = _integer(config, style.d_embed_key, default=d) if style.d_embed_key else d
+    fields = dict(
         family=config["model_type"],
         layers=layers,
         heads=heads,
         d_model=d,
-        d_ff=_integer(config, key("intermediate_size")),
+        d_ff=read(_integer, "intermediate_size", default=style.ffn_factor and style.ffn_factor * d),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=positions,
+        max_positions=longest,
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
-        eps=style.eps if style.plain_norm else _epsilon(config, key("rms_norm_eps"), default=style.eps),
-        pre_norm=True,
+        eps=style.eps if style.plain_norm else read(_epsilon, "rms_norm_eps", default=style.eps),
+        pre_norm=_flag(config, style.pre_norm_key, True) if style.pre_norm_key else True,
         causal=True,
         layer_attention=tuple(
-            LayerAttention(window, (rope if window is None else local) if turns else None)
-            for window, turns in zip(_windows(config, style, layers), turned, strict=True)
+            LayerAttention(window, (rope if window is None else local) if turns else None, kind)
+            for window, turns, kind in zip(windows, turned, kinds, strict=True)
         ),
         norm="layer" if style.plain_norm else style.norm,
         # null, as transformers reads it, is one key-value head per query head; left out, the family's default
         kv_heads=heads
         if "num_key_value_heads" in config and config["num_key_value_heads"] is None
-        else _integer(config, "num_key_value_heads", default=style.kv_heads or heads),
+        else read(_integer, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
         gated=style.gated,
         parallel=style.parallel,
@@ -780,9 +844,15 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
         qk_norm=style.qk_norm,
-        attention_bias=attention_bias or qkv_bias,
-        output_bias=attention_bias,
-        mlp_bias=style.mlp_bias and _flag(config, key("mlp_bias")),
+        attention_bias=biases[0],
+        output_bias=biases[1],
+        mlp_bias=biases[2],
+        alibi=style.alibi if positions == "alibi" else None,
+        position_offset=style.position_offset,
+        d_embed=None if d_embed == d else d_embed,
+        embedding_norm=style.names.embedding_norm is not None,
+        final_norm=not (style.final_norm_key and _flag(config, style.final_norm_key)),
+        shared_norm=style.names.ffn_norm is None,
         clip_qkv=_clip(config) if style.clip_qkv else None,
         norm_gains=not style.plain_norm,
         whole_qk_norm=style.whole_qk_norm,
@@ -790,6 +860,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         residual_scale=_multiplier(config, "residual_multiplier", style),
         moe=_mixture_config(config, style.moe, layers),
     )
+    return fields if style.variant is None else fields | style.variant(config, fields)
 
 
 def _mixture_config(config: dict, style: _Mixture | None, layers: int) -> "MixtureConfig | None":
@@ -824,6 +895,75 @@ def _mixture_config(config: dict, style: _Mixture | None, layers: int) -> "Mixtu
     )
 
 
+# GPT-Neo's kinds of layer: a global layer's queries see every earlier key, a local layer's their last window_size.
+_LAYER_KINDS = ("global", "local")
+
+
+def _layer_kinds(config: dict, layers: int) -> tuple[str, ...]:
+    """Each layer's kind, global or local, as GPT-Neo's config.json gives them: attention_layers, which
+    transformers reads where config.json has it, else attention_types, pairs of kinds and how many times
+    to repeat them (transformers' default [[["global", "local"], 12]] is 24 layers, alternating)."""
+    kinds = config.get("attention_layers")
+    if kinds is None:
+        pairs = config.get("attention_types") or [[["global", "local"], 12]]
+        if not isinstance(pairs, list) or not all(
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], list)
+            and isinstance(pair[1], int)
+            and not isinstance(pair[1], bool)
+            and pair[1] >= 0
+            for pair in pairs
+        ):
+            raise DataError(f"config.json: attention_types should be [kinds, times] pairs, not {_shown(pairs)}")
+        if sum(len(group) * times for group, times in pairs) == layers:  # counted first: times may be 10⁹
+            kinds = [kind for group, times in pairs for _ in range(times) for kind in group]
+    if not isinstance(kinds, list) or len(kinds) != layers:
+        raise DataError(
+            f"config.json: attention_layers (or attention_types) should give the kind of each of the {layers} layers"
+        )
+    unknown = [kind for kind in kinds if not isinstance(kind, str) or kind not in _LAYER_KINDS]
+    if unknown:
+        known = ", ".join(_LAYER_KINDS)
+        raise DataError(f"config.json: attention type {_shown(unknown[0])} is not supported; attncli reads {known}")
+    return tuple(kinds)
+
+
+def _local_windows(config: dict, kinds: tuple[str, ...], default: int | None) -> tuple[int | None, ...]:
+    """Each layer's sliding window: window_size for a local layer, none for a global one (GPT-Neo)."""
+    window = _integer(config, "window_size", default=default)
+    if window < 1:
+        raise DataError(f"config.json: window_size = {window}; it must be positive")
+    return tuple(window if kind == "local" else None for kind in kinds)
+
+
+def _falcon_architecture(config: dict, fields: dict) -> dict:
+    """The fields of Falcon's TransformerConfig that config.json's choice of architecture decides. The new
+    (new_decoder_architecture: Falcon-40B, 180B, 2) has num_kv_heads key-value heads and a parallel block
+    whose attention and feed-forward have a norm each (ln_attn, ln_mlp), or share one where
+    num_ln_in_parallel_attn is 1. The old (Falcon-7B) has one key-value head (multi_query) or one per
+    head, and a parallel block sharing one norm (parallel_attn) or a sequential one with two. What
+    transformers cannot build (it fails on the layer's missing norms) is refused by name."""
+    heads, norms = fields["heads"], config.get("num_ln_in_parallel_attn")
+    if _flag(config, "new_decoder_architecture"):
+        if not _flag(config, "parallel_attn", True):
+            raise DataError("config.json: parallel_attn false is not supported with new_decoder_architecture")
+        if norms not in (None, 1, 2):
+            shown = _shown(norms)
+            raise DataError(f"config.json: num_ln_in_parallel_attn {shown} is not supported; attncli reads 1 or 2")
+        kv_heads = heads if config.get("num_kv_heads") is None else _integer(config, "num_kv_heads")
+        return {"kv_heads": kv_heads, "parallel": True, "shared_norm": norms == 1}
+    parallel, multi_query = _flag(config, "parallel_attn", True), _flag(config, "multi_query", True)
+    if parallel and norms == 2:
+        raise DataError("config.json: num_ln_in_parallel_attn 2 is not supported without new_decoder_architecture")
+    if not multi_query and config.get("num_kv_heads") not in (None, heads):
+        raise DataError(
+            "config.json: num_kv_heads is not supported without new_decoder_architecture or multi_query; "
+            "the old architecture has a key-value head per head"
+        )
+    return {"kv_heads": 1 if multi_query else heads, "parallel": parallel, "shared_norm": parallel}
+
+
 def _decoder_weights(
     c: "TransformerConfig", tensors: "TensorFile | TensorHeaders", style: _Decoder
 ) -> "TransformerWeights":
@@ -831,14 +971,21 @@ def _decoder_weights(
     layers, each read from disk when the forward pass comes to it (see _Layers)."""
     from attncli.transformer import TransformerWeights
 
-    t = _Tensors(tensors, style.names.words)
+    names, d, e = style.names, c.d_model, c.d_embed or c.d_model
+    t = _Tensors(tensors, names.words)
+    project_in = project_out = None
+    if c.d_embed is not None:  # word embeddings narrower than the model: projected into its width and back out
+        project_in = t.linear(names.project_in, e, d, bias=False)[0]  # [e, d]
+        project_out = t.linear(names.project_out, d, e, bias=False)[0]  # [d, e]
     return TransformerWeights(
-        word=t.table(style.names.words, (c.vocab_size, c.d_model)),
-        position=None,
+        word=t.table(names.words, (c.vocab_size, e)),
+        position=t(names.positions, (c.max_positions, d)) if style.positions == "learned" else None,
         token_type=None,
-        embedding_norm=None,
+        embedding_norm=_norm(t, names.embedding_norm, d, style) if c.embedding_norm else None,
         blocks=_Layers(c, functools.partial(_decoder_block, t, c, style)),
-        final_norm=_decoder_norm(t, style.names.final_norm, c.d_model, style),
+        final_norm=_decoder_norm(t, names.final_norm, d, style) if c.pre_norm and c.final_norm else None,
+        project_in=project_in,
+        project_out=project_out,
     )
 
 
@@ -865,14 +1012,17 @@ def _qkv(
         w = np.split(t(f"{name}.weight", ((h + 2 * g) * dk, d)).T, sizes, axis=1)
         b = np.split(t(f"{name}.bias", ((h + 2 * g) * dk,)), sizes) if c.attention_bias else (None,) * 3
         return *w, *b
-    if style.qkv == "per_head":  # head by head: its query rows, its key rows, its value rows
-        if g != h:
+    if style.qkv in ("per_head", "grouped"):  # key-value head by key-value head: its query heads' rows, its key
+        # rows, its value rows; "per_head" has a key-value head per head (GPT-NeoX, BLOOM), "grouped" any number
+        # (Falcon: one for multi-query, one per head in its old architecture)
+        if style.qkv == "per_head" and g != h:
             raise DataError(f"config.json: {g} key-value heads for {h} heads; {c.family}'s fused q, k, v needs as many")
-        w = t(f"{name}.weight", (3 * h * dk, d)).reshape(h, 3, dk, d)
-        b = t(f"{name}.bias", (3 * h * dk,)).reshape(h, 3, dk) if c.attention_bias else None
+        w = t(f"{name}.weight", ((h + 2 * g) * dk, d)).reshape(g, h // g + 2, dk, d)
+        b = t(f"{name}.bias", ((h + 2 * g) * dk,)).reshape(g, h // g + 2, dk) if c.attention_bias else None
+        parts = (slice(None, -2), -2, -1)  # a group's query heads, its key head, its value head
         return (
-            *(w[:, part].reshape(h * dk, d).T for part in range(3)),
-            *((None,) * 3 if b is None else (b[:, part].reshape(h * dk) for part in range(3))),
+            *(w[:, part].reshape(-1, d).T for part in parts),
+            *((None,) * 3 if b is None else (b[:, part].reshape(-1) for part in parts)),
         )
     w_q, b_q = t.linear(f"{layer}.{names.q}", d, h * dk, c.attention_bias)
     w_k, b_k = t.linear(f"{layer}.{names.k}", d, g * dk, c.attention_bias)
@@ -985,8 +1135,21 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
             attention_out_norm=norm(f"{layer}.post_attention_layernorm"),
             ffn_out_norm=norm(f"{layer}.post_feedforward_layernorm"),
         )
-    ffn_norm = None if names.ffn_norm is None else norm(f"{layer}.{names.ffn_norm}")
-    return Block(projections, norm(f"{layer}.{names.attention_norm}"), feed_forward, ffn_norm)
+    attention_norm, ffn_norm = _block_norms(c, names)
+    return Block(
+        projections,
+        norm(f"{layer}.{attention_norm}"),
+        feed_forward,
+        None if ffn_norm is None else norm(f"{layer}.{ffn_norm}"),
+    )
+
+
+def _block_norms(c: "TransformerConfig", names: _Names) -> tuple[str, str | None]:
+    """The names of a layer's norms before attention and before the feed-forward (None where a parallel
+    block's feed-forward reads the attention's)."""
+    if c.parallel and not c.shared_norm and names.parallel_norms is not None:
+        return names.parallel_norms
+    return names.attention_norm, None if c.shared_norm else names.ffn_norm
 
 
 # A model whose layers take at most this many bytes as float32 keeps them once read: a batch of
@@ -1066,6 +1229,23 @@ class Family:
     settings: Callable[[dict], dict] | None = None
 
 
+# BLOOM's tensor names, and Falcon's (which has no norm on the embeddings, and names a parallel block's norms).
+_BLOOM_NAMES = _Names(
+    words="word_embeddings.weight",
+    final_norm="ln_f",
+    embedding_norm="word_embeddings_layernorm",
+    layer=_GPT2_LAYER,
+    qkv="self_attention.query_key_value",
+    o="self_attention.dense",
+    up="mlp.dense_h_to_4h",
+    down="mlp.dense_4h_to_h",
+)
+# Families whose heads are always hidden_size / heads wide, each with its own key and value head (Falcon
+# decides its own key-value heads): transformers reads neither head_dim nor num_key_value_heads for them.
+_HIDDEN_SIZE_OF_HEADS = (("head_dim", None), ("num_key_value_heads", None))
+# The blocks of the decoders before Llama: LayerNorms (ε 1e-5 unless config.json says otherwise) and a
+# feed-forward network without a gate.
+_LAYER_NORMS_PLAIN_MLP = {"norm": "layer", "eps": 1e-5, "gated": False}
 _BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
 _LAYERS = ("num_hidden_layers",)
 FAMILIES = {
@@ -1250,11 +1430,132 @@ _DECODERS = {
             ),
         ),
     ),
+    "bloom": (
+        "BLOOM",
+        _Decoder(
+            names=_BLOOM_NAMES,
+            keys=(
+                *_HIDDEN_SIZE_OF_HEADS,
+                ("hidden_size", ("n_embed", "hidden_size")),
+                ("num_attention_heads", ("num_attention_heads", "n_head")),
+                ("num_hidden_layers", ("num_hidden_layers", "n_layer")),
+                ("intermediate_size", None),
+                ("max_position_embeddings", None),
+                ("rms_norm_eps", "layer_norm_epsilon"),
+            ),
+            qkv="per_head",
+            activation=None,
+            default_activation="gelu_pytorch_tanh",
+            **_LAYER_NORMS_PLAIN_MLP,
+            positions="alibi",
+            alibi=Alibi(),
+            max_positions=2048,  # its config.json gives no length: the one it was trained on
+            ffn_factor=4,
+            biases=(True, True, True),
+            refused=(("apply_residual_connection_post_layernorm", False),),
+        ),
+    ),
+    "falcon": (
+        "Falcon",
+        _Decoder(
+            names=replace(_BLOOM_NAMES, embedding_norm=None, parallel_norms=("ln_attn", "ln_mlp")),
+            keys=(
+                *_HIDDEN_SIZE_OF_HEADS,
+                ("hidden_size", ("n_embed", "hidden_size")),
+                ("intermediate_size", "ffn_hidden_size"),
+                ("rms_norm_eps", "layer_norm_epsilon"),
+                ("attention_bias", "bias"),
+                ("mlp_bias", "bias"),
+            ),
+            mlp_bias=True,
+            qkv="grouped",
+            activation="activation",
+            default_activation="gelu",
+            **_LAYER_NORMS_PLAIN_MLP,
+            alibi=Alibi(bfloat16=True, scaled=True),
+            alibi_key="alibi",
+            max_positions=2048,
+            ffn_factor=4,
+            variant=_falcon_architecture,
+        ),
+    ),
+    "opt": (
+        "OPT",
+        _Decoder(
+            names=_Names(
+                words="decoder.embed_tokens.weight",
+                final_norm="decoder.final_layer_norm",
+                positions="decoder.embed_positions.weight",
+                project_in="decoder.project_in",
+                project_out="decoder.project_out",
+                layer="decoder.layers.{i}",
+                attention_norm="self_attn_layer_norm",
+                ffn_norm="final_layer_norm",
+                o="self_attn.out_proj",
+                up="fc1",
+                down="fc2",
+            ),
+            keys=(
+                *_HIDDEN_SIZE_OF_HEADS,
+                ("intermediate_size", "ffn_dim"),
+                ("rms_norm_eps", None),
+                ("attention_bias", "enable_bias"),
+                ("mlp_bias", "enable_bias"),
+            ),
+            mlp_bias=True,
+            bias_default=True,
+            activation="activation_function",
+            default_activation="relu",
+            **_LAYER_NORMS_PLAIN_MLP,
+            positions="learned",
+            position_offset=2,
+            max_positions=2048,
+            pre_norm_key="do_layer_norm_before",
+            final_norm_key="_remove_final_layer_norm",
+            d_embed_key="word_embed_proj_dim",
+            refused=(("layer_norm_elementwise_affine", True),),
+        ),
+    ),
+    "gpt_neo": (
+        "GPT-Neo",
+        _Decoder(
+            names=_Names(
+                words=_GPT2_WORDS,
+                final_norm="ln_f",
+                positions="wpe.weight",
+                layer=_GPT2_LAYER,
+                attention_norm="ln_1",
+                ffn_norm="ln_2",
+                q="attn.attention.q_proj",
+                k="attn.attention.k_proj",
+                v="attn.attention.v_proj",
+                o="attn.attention.out_proj",
+                up="mlp.c_fc",
+                down="mlp.c_proj",
+            ),
+            keys=(
+                *_HIDDEN_SIZE_OF_HEADS,
+                ("num_attention_heads", ("num_attention_heads", "num_heads")),
+                ("num_hidden_layers", ("num_hidden_layers", "num_layers")),
+                ("rms_norm_eps", "layer_norm_epsilon"),
+            ),
+            activation="activation_function",
+            default_activation="gelu_new",
+            **_LAYER_NORMS_PLAIN_MLP,
+            positions="learned",
+            max_positions=2048,
+            ffn_factor=4,
+            biases=(False, True, True),
+            unscaled=True,
+            layer_kinds=True,
+            window=256,
+        ),
+    ),
 }
 FAMILIES |= {
     name: Family(
         title,
-        (style.key("num_hidden_layers"),),
+        style.keys_for("num_hidden_layers"),
         functools.partial(_decoder_config, style=style),
         functools.partial(_decoder_weights, style=style),
         style.names.words,
@@ -1303,7 +1604,7 @@ def read_weights(config: "TransformerConfig", tensors: "TensorFile") -> "Transfo
 def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows":
     """The input embedding table alone, checked against `config`: what `similar` reads, without the layers."""
     name = FAMILIES[config.family].word_table
-    return _Tensors(tensors, name).table(name, (config.vocab_size, config.d_model))
+    return _Tensors(tensors, name).table(name, (config.vocab_size, config.d_embed or config.d_model))
 
 
 def uncased_wordpiece_tokenizer(vocab_file: Path) -> "Tokenizer":

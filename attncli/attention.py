@@ -2,12 +2,13 @@
 
 Shapes: T tokens, d model width, h heads of d_k numbers each (d / h unless a model
 says otherwise), g key and value heads (h unless grouped-query attention shares each
-among h / g query heads). Rotary position embeddings (RoPE), per-head RMS norms of q
-and k, logit soft-capping and sliding-window masks are here too, as the modern
-decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped to
-a bound (OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals. Every
-function returns new arrays and changes none of its inputs; the one exception is an
-`out` array the caller hands over to be filled, as with numpy's own functions.
+among h / g query heads). Rotary position embeddings (RoPE), ALiBi's linear biases,
+per-head RMS norms of q and k, logit soft-capping, learned attention sinks and
+sliding-window masks are here too, as the decoders use them, with RMS norms over the
+whole projected q and k and q, k and v clamped to a bound (OLMo's clip_qkv). Nothing
+here reads files, prints, or knows about terminals. Every function returns new arrays
+and changes none of its inputs; the one exception is an `out` array the caller hands
+over to be filled, as with numpy's own functions.
 """
 
 import math
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from attncli.experts import Routing
 
 __all__ = [
+    "Alibi",
     "AttentionOptions",
     "AttentionTrace",
     "HeadsTrace",
@@ -28,8 +30,11 @@ __all__ = [
     "Rope",
     "Rotary",
     "Trace",
+    "alibi_biases",
+    "alibi_slopes",
     "attend",
     "attention",
+    "bfloat16",
     "causal_mask",
     "clipped",
     "dynamic_theta",
@@ -242,6 +247,7 @@ class LayerAttention:
 
     window: int | None = None  # a sliding window: each query sees its last `window` keys (itself included)
     rope: Rope | None = None  # the rotary embeddings that turn this layer's q and k; None: no RoPE here
+    kind: str | None = None  # the family's name for this layer's attention, where it names it (global, local)
 
 
 def _powers(theta: float, dims: int) -> np.ndarray:
@@ -370,6 +376,56 @@ def rotate(x: np.ndarray, rotary: Rotary) -> np.ndarray:
     return turned if n == x.shape[-1] else np.concatenate([turned, x[..., n:]], axis=-1)
 
 
+@dataclass(frozen=True)
+class Alibi:
+    """ALiBi (Press, Smith and Lewis, 2021), attention with linear biases: no position embeddings;
+    instead head h adds m_h · j to its scores for key j, a slope m_h of its own times the key's
+    position. The bias is the same for every query, and softmax ignores what a row adds to all its
+    scores, so query i sees it as -m_h · (i - j): a penalty growing with the distance back. The
+    fields say how a family computes the biases, for its float32 steps to be transformers' own."""
+
+    bfloat16: bool = False  # the slope, the position and their product each rounded to bfloat16
+    scaled: bool = False  # the biases divided by √d_k, as the scores are: (QKᵀ + m·j) / √d_k; else
+    # QKᵀ / √d_k + m·j
+
+    def to_json(self, heads: int) -> dict:
+        return {"type": "alibi", "slopes": alibi_slopes(heads).tolist(), "scaled": self.scaled}
+
+
+def alibi_slopes(heads: int) -> np.ndarray:
+    """Each head's ALiBi slope, [h] float32, as transformers computes them. For h a power of two, the
+    geometric sequence 2^(-8/h), 2^(-16/h) ... 2^(-8); for another h, that of the largest power of two
+    n below it, then the odd terms of 2n's sequence (2^(-4/n), 2^(-12/n) ...) for the h - n heads left.
+    Each is the float32 base's power correctly rounded to float32 (torch's vectorised pow, which
+    transformers calls, is itself one bit off that for a slope or two of most head counts from 32 on)."""
+    n = 2 ** (heads.bit_length() - 1)  # the largest power of two up to h
+    slopes = _float32_powers(2 ** (-8 / n), np.arange(1, n + 1))  # [n]
+    odd = _float32_powers(2 ** (-4 / n), np.arange(1, 2 * (heads - n), 2))  # [h - n]
+    return np.concatenate([slopes, odd])
+
+
+def _float32_powers(base: float, exponents: np.ndarray) -> np.ndarray:
+    """float32(base) ** k for each integer k, computed in float64 and rounded once to float32: [k]."""
+    return np.power(np.float64(np.float32(base)), exponents.astype(np.float64)).astype(np.float32)
+
+
+def bfloat16(x: np.ndarray) -> np.ndarray:
+    """`x` rounded to bfloat16 (float32's top 16 bits: 8 of significand), to nearest, ties to even,
+    as float32 values: [...] -> [...]."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    halfway = np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))  # below half rounds down; half rounds to even
+    return ((bits + halfway) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
+def alibi_biases(alibi: Alibi, heads: int, tokens: int, d_k: int) -> np.ndarray:
+    """ALiBi's bias on each head's scores for each key j, m_h · j (/ √d_k where `alibi.scaled`),
+    [h, T] float32, with the family's roundings: a float32 product, or one in bfloat16."""
+    slopes = alibi_slopes(heads)[:, None]  # [h, 1]
+    positions = np.arange(tokens, dtype=np.float32)  # [T]
+    biases = bfloat16(bfloat16(slopes) * bfloat16(positions)) if alibi.bfloat16 else slopes * positions  # [h, T]
+    return biases / np.float32(math.sqrt(d_k)) if alibi.scaled else biases
+
+
 def repeat_kv(x: np.ndarray, heads: int) -> np.ndarray:
     """[g, T, d_k] -> [h, T, d_k]: each of g key (or value) heads serves h / g query heads in turn."""
     return x if len(x) == heads else np.repeat(x, heads // len(x), axis=0)
@@ -411,6 +467,7 @@ class AttentionOptions:
     soft_cap: float | None = None  # scores soft-capped at this: cap · tanh(s / cap)
     norm_eps: float = 1e-6  # epsilon of the per-head q and k RMSNorms, where the projections have their gains
     clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected (and normed)
+    alibi: Alibi | None = None  # ALiBi's linear biases on the scaled scores, as the family computes them
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -421,7 +478,8 @@ class HeadsTrace:
     k: np.ndarray  # [g, T, d_k]
     v: np.ndarray  # [g, T, d_k]
     scores: np.ndarray  # [h, T, T] QKᵀ (with RoPE's q and k, each query head against its key head)
-    scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k (or · the model's scale, then soft-capped), before any mask
+    scaled: np.ndarray  # [h, T, T] QKᵀ / √d_k (or · the model's scale, plus ALiBi's biases, then soft-capped),
+    # before any mask
     weights: np.ndarray  # [h, T, T] softmax of the masked, scaled scores; rows sum to 1 (less a sink's share)
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
     q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
@@ -429,6 +487,7 @@ class HeadsTrace:
     # x·W + b of q [T, h·d_k], k and v [T, g·d_k] as projected, before the whole-projection norms and
     # clip_qkv change them; None where the model does neither
     projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    alibi: np.ndarray | None = None  # [h, T] ALiBi: each head's bias B_j for key j (query i's scores got B_j - B_i)
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -449,12 +508,13 @@ class AttentionTrace(HeadsTrace):
 class Trace:
     """What a model did to a text, layer by layer: every model's forward pass returns one."""
 
-    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table
+    embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table ([T, e] where they are narrower)
     positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
     weights: np.ndarray  # [L, h, T, T] every layer's attention weights
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
-    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
+    output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one (and [T, e],
+    # projected back, where the word embeddings are narrower than the model)
     # per layer, where its mixture of experts sent each token (None for a dense layer); empty unless kept
     routing: list["Routing | None"] = field(default_factory=list)
 
@@ -496,19 +556,24 @@ def attend(
     weights_out: np.ndarray | None = None,
     steps: bool = True,
     sinks: np.ndarray | None = None,
+    biases: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scaled dot-product attention of every head: q [h, T, d_k] against k and v [g, T, d_k], each key
     and value head read by its group of query heads. Returns (scores QKᵀ, scaled scores, weights, head
     outputs): [h, T, T] three times and [h, T, d_k].
 
-    The scores are scaled (or multiplied by `options.scale`), soft-capped where the options say so,
-    masked by `mask` [T, T] (True = may attend) and turned into weights by softmax (with each head's
-    sink logit, `sinks` [h], where the model has them), written into `weights_out` when it is given.
-    Without `steps` the scores are scaled in place, so that the scores returned are the scaled ones:
-    for a caller that keeps only the weights.
+    The scores are scaled (or multiplied by `options.scale`), given `biases` [h, T] (each head's for
+    each key, ALiBi's) where there are any, soft-capped where the options say so, masked by `mask`
+    [T, T] (True = may attend) and turned into weights by softmax (with each head's sink logit,
+    `sinks` [h], where the model has them), written into `weights_out` when it is given. Without
+    `steps` the scores are scaled in place, so that the scores returned are the scaled ones: for a
+    caller that keeps only the weights.
     """
     raw = scores(q, repeat_kv(k, options.heads))  # [h, T, T]
     scaled_scores = scaled(raw, q.shape[-1], options.scale, out=None if steps else raw)  # [h, T, T]
+    if biases is not None:  # query i's scores get B_j - B_i, m·(j - i): the weights of B_j, each row shifted
+        # by a constant softmax ignores, with no score rounded to the precision of a long text's largest B_j
+        scaled_scores += biases[:, None, :] - biases[:, :, None]  # [h, T, T]
     if options.soft_cap is not None:
         scaled_scores = soft_cap(scaled_scores, options.soft_cap)
     head_sinks = None if sinks is None else sinks.reshape(-1, 1, 1)  # [h, 1, 1]
@@ -528,14 +593,17 @@ def heads_attention(
     steps: bool = True,
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
-    [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`.
-    With `steps`, the projections are kept as they were where norms or clamping change them whole."""
+    [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`
+    (with ALiBi's biases where the options have them). With `steps`, the projections are kept as they
+    were where norms or clamping change them whole."""
     changed = p.whole_q_norm is not None or options.clip_qkv is not None
     projected = (q, k, v) if steps and changed else None
     q, k, v = per_head(q, k, v, p, options)
     q_rotated = k_rotated = None
     if rotary is not None:
         q_rotated, k_rotated = rotate(q, rotary), rotate(k, rotary)  # [h, T, d_k], [g, T, d_k]
+    _, tokens, d_k = q.shape
+    biases = None if options.alibi is None else alibi_biases(options.alibi, options.heads, tokens, d_k)  # [h, T]
     raw, scaled_scores, weights, head_outputs = attend(
         q if q_rotated is None else q_rotated,
         k if k_rotated is None else k_rotated,
@@ -545,6 +613,7 @@ def heads_attention(
         weights_out,
         steps,
         p.sinks,
+        biases,
     )
     return HeadsTrace(
         q=q,
@@ -557,6 +626,7 @@ def heads_attention(
         q_rotated=q_rotated,
         k_rotated=k_rotated,
         projected=projected,
+        alibi=biases,
     )
 
 

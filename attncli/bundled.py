@@ -62,7 +62,8 @@ class SampleConfig:
     kv_heads = None
     attention_bias = output_bias = qk_norm = whole_qk_norm = False
     clip_qkv = None
-    attention_scale = soft_cap = None
+    attention_scale = soft_cap = alibi = None
+    position_offset = 0
     itemsize = 8
 
     def __post_init__(self):

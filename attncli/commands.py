@@ -160,7 +160,7 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = clipped = projection_rms = None
+    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
@@ -173,6 +173,8 @@ def explain(
         row = attention.weights[walk_head, index, keys]  # [keys]
         weighted = analysis.weighted_values(row, attention.v[attention.key_head(walk_head), keys])  # [keys, d_k]
         clipped, projection_rms = _projection_changes(model.info, attention, index, walk_head)
+        if attention.alibi is not None:  # each key's bias less the focus token's own, as attention added them
+            biases = attention.alibi[walk_head, keys] - attention.alibi[walk_head, index]  # [keys]
     return ExplainResult(
         result,
         index,
@@ -188,6 +190,7 @@ def explain(
         angles,
         clipped,
         projection_rms,
+        biases,
     )
 
 

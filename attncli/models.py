@@ -77,7 +77,9 @@ class ModelInfo:
         if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
         ropes = [None if layer.rope is None else layer.rope.to_json() for layer in self.layer_attention]
-        if ropes == [None] * len(ropes):
+        if self.alibi is not None:
+            positions = self.alibi.to_json(self.heads)
+        elif ropes == [None] * len(ropes):
             positions = "learned"
         else:  # one rotary embedding for the whole model, or each layer's (null where a layer has none)
             positions = ropes[0] if ropes.count(ropes[0]) == len(ropes) else ropes

@@ -133,6 +133,8 @@ class ExplainResult:
     # The focus token's √(mean(x²) + ε) over its whole projected q, over the walkthrough head's part of it
     # alone, and over its whole projected k: what norms over the whole projections divide them by
     projection_rms: tuple[float, float, float] | None = None
+    focus_biases: np.ndarray | None = None  # [keys] ALiBi: what the walkthrough head added to the focus token's score
+    # for each key it sees, m·(j - focus)
 
     @property
     def walk_head(self) -> int:
@@ -200,6 +202,7 @@ class ExplainResult:
                 "output": numbers(trace.output),
                 **_projected_json(layers),
                 **experts,
+                **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
             },
         }
 

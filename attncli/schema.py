@@ -79,6 +79,11 @@ MODEL = _object(
                 {"const": "learned"},
                 ROTARY,
                 {**_array({"oneOf": [ROTARY, {"type": "null"}]}), "description": "each layer's; null: no RoPE"},
+                {
+                    "type": "object",
+                    "required": ["type", "slopes", "scaled"],
+                    "properties": {"type": {"const": "alibi"}, "slopes": _array(NUMBER), "scaled": {"type": "boolean"}},
+                },
             ]
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
@@ -139,6 +144,11 @@ STEPS = _object(
             "description": "per layer of a mixture-of-experts model, [token][k] the experts each token was "
             "routed to, most probable first, and their weights (and the shared expert's gate per token); "
             "null for a dense layer",
+        },
+        "alibi": {
+            **_array(NUMBER, 2),
+            "description": "[head][key] ALiBi's bias for key j, m·j (or m·j / √d_k), the same in every layer; "
+            "query i's scaled scores got alibi[j] - alibi[i]",
         },
     },
 )

@@ -4,8 +4,9 @@ The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
 (and, for some, after it too, or only after its output); a plain or a gated feed-forward
 network and its activation, or a mixture of gated experts a router picks among per token
-(attncli.experts has its math); a learned position table (and where it starts counting) or
-rotary embeddings (RoPE, with its frequencies' scaling); token type embeddings; a causal
+(attncli.experts has its math); a learned position table (and where it starts counting),
+rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token
+type embeddings; word embeddings narrower than the model, projected in and out; a causal
 mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
 over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
 sublayer outputs scaled before their residual sums. Weights arrive as plain arrays laid
@@ -22,12 +23,14 @@ from functools import cached_property
 import numpy as np
 
 from attncli.attention import (
+    Alibi,
     AttentionOptions,
     LayerAttention,
     Projections,
     Rope,
     Rotary,
     Trace,
+    alibi_slopes,
     causal_mask,
     linear,
     multi_head_attention,
@@ -204,6 +207,13 @@ class TransformerConfig:
     input_norms: bool = True
     residual_scale: float | None = None  # each sublayer's output multiplied by this before its residual sum
     moe: MixtureConfig | None = None  # how the mixture-of-experts layers route; None: every layer is dense
+    alibi: Alibi | None = None  # ALiBi: linear biases on every layer's scores, in place of position embeddings
+    position_offset: int = 0  # the position table's row of the first token, without a padding index
+    d_embed: int | None = None  # the word embeddings' width where it is not d_model: projected to d_model before
+    # the first layer and back after the last
+    embedding_norm: bool = False  # a norm on the embeddings before the first layer
+    final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
+    shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
 
     def __post_init__(self):
         sizes = {
@@ -213,6 +223,7 @@ class TransformerConfig:
             "feed-forward size": self.d_ff,
             "vocabulary size": self.vocab_size,
             "positions": self.max_positions,
+            "word embedding size": self.d_embed or self.d_model,
         }
         for what, value in sizes.items():
             if value < 1:
@@ -248,8 +259,13 @@ class TransformerConfig:
     @property
     def max_length(self) -> int:
         """The longest input the position table covers, or the rotary model was made for."""
-        offset = 0 if self.padding_idx is None else self.padding_idx + 1
+        offset = self.position_offset if self.padding_idx is None else self.padding_idx + 1
         return self.max_positions - offset
+
+    @property
+    def slopes(self) -> np.ndarray | None:
+        """Each head's ALiBi slope m_h, [h] float32, where the model has ALiBi."""
+        return None if self.alibi is None else alibi_slopes(self.heads)
 
     @property
     def token_types(self) -> bool:
@@ -264,7 +280,9 @@ class TransformerConfig:
     @cached_property
     def attention_options(self) -> AttentionOptions:
         """How every layer's heads attend, beyond their weights, masks and rotary embeddings."""
-        return AttentionOptions(self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps, self.clip_qkv)
+        return AttentionOptions(
+            self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps, self.clip_qkv, alibi=self.alibi
+        )
 
 
 @dataclass(eq=False, repr=False)
@@ -321,9 +339,11 @@ class TransformerWeights:
     word: np.ndarray  # [vocab, d], or anything that gives rows when indexed by ids (checkpoint.Rows)
     position: np.ndarray | None  # [positions, d] learned positions; None for a model that adds none
     token_type: np.ndarray | None  # [types, d]; every token gets type 0
-    embedding_norm: Norm | None  # a norm over the summed embeddings, in post-norm models
+    embedding_norm: Norm | None  # a norm over the summed embeddings, where the model has one
     blocks: Sequence[Block]  # a list, or a sequence that reads each layer's weights when it is asked for one
     final_norm: Norm | None  # a norm after the last block, in pre-norm models
+    project_in: np.ndarray | None = None  # [e, d] the word embeddings into the model's width, where they are narrower
+    project_out: np.ndarray | None = None  # [d, e] the last hidden state back to the word embeddings' width
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -384,10 +404,11 @@ def _feed_forward_sublayer(x: np.ndarray, block: Block, config: TransformerConfi
 
 
 def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
-    """Row of the position table for each token: 0, 1, 2, ... or, with a padding index, counting
-    from padding_idx + 1 over the non-padding tokens, with padding tokens at padding_idx."""
+    """Row of the position table for each token: 0, 1, 2, ... (from the position offset, where there
+    is one) or, with a padding index, counting from padding_idx + 1 over the non-padding tokens, with
+    padding tokens at padding_idx."""
     if config.padding_idx is None:
-        return np.arange(len(ids))
+        return np.arange(config.position_offset, config.position_offset + len(ids))
     real = ids != config.padding_idx
     return np.cumsum(real) * real + config.padding_idx
 
@@ -427,6 +448,8 @@ def block_output(
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
     """(the first layer's input [T, d], the position embeddings added to it or None)."""
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
+    if weights.project_in is not None:
+        embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
         x = x * np.float32(config.embedding_scale)
@@ -460,8 +483,8 @@ def forward(
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
 
-    `ids` [T] are the token ids and `embeddings` [T, d] their rows of the word
-    embedding table, looked up by the caller (a checkpoint's table is read from disk).
+    `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
+    of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     x, positions = _inputs(ids, embeddings, config, weights)
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
@@ -479,6 +502,8 @@ def forward(
             outputs.append(x)
             routings.append(routing)
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
+    if weights.project_out is not None:
+        output = output @ weights.project_out  # [T, d] -> [T, e]
     return Trace(embeddings, positions, attention, traces, outputs, output, routings)
 
 

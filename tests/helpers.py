@@ -57,7 +57,16 @@ DECODERS = [
     "qwen2-moe",
     "qwen2-moe-fused",
     "qwen3-moe",
+    "bloom",
+    "falcon",
+    "falcon-alibi",
+    "falcon-multi-query",
+    "opt",
+    "opt-post-norm",
+    "gpt-neo",
 ]
+# The decoders without rotary embeddings: ALiBi's biases on the scores, or a learned table of positions.
+UNROTATED = ["bloom", "falcon-alibi", "opt", "opt-post-norm", "gpt-neo"]
 
 
 @dataclass

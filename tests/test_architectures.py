@@ -12,6 +12,7 @@ from helpers import (
     FIXTURES,
     PRONOUN,
     SENTENCE,
+    UNROTATED,
     assert_as_exact_as_transformers,
     attention_of,
     attncli,
@@ -118,7 +119,8 @@ def assert_equals_transformers(model, name: str) -> None:
 def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
     legacy = json.loads((FIXTURES / name / "legacy_config.json").read_text())
     settings = legacy.get("text_config", legacy)  # a multimodal checkpoint's text model's
-    assert "rope_parameters" not in settings and ("rope_theta" in settings or "rope_scaling" in settings)
+    assert legacy != json.loads((FIXTURES / name / "config.json").read_text()) and "rope_parameters" not in settings
+    assert "rope_theta" in settings or "rope_scaling" in settings or name in UNROTATED
     assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
 
 
@@ -453,6 +455,60 @@ def test_an_old_style_rope_scaling_type_leaves_gemma3_unscaled_as_transformers_r
 
 
 @pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("bloom", {"apply_residual_connection_post_layernorm": True}, "apply_residual_connection_post_layernorm true"),
+        ("opt", {"layer_norm_elementwise_affine": False}, "layer_norm_elementwise_affine false is not supported"),
+        ("falcon", {"parallel_attn": False}, "parallel_attn false is not supported with new_decoder_architecture"),
+        ("falcon", {"num_ln_in_parallel_attn": 3}, "num_ln_in_parallel_attn 3 is not supported; attncli reads 1 or 2"),
+        ("falcon-multi-query", {"num_ln_in_parallel_attn": 2}, "num_ln_in_parallel_attn 2 is not supported without"),
+        ("falcon-alibi", {"num_kv_heads": 1}, "num_kv_heads is not supported without new_decoder_architecture"),
+        ("gpt-neo", {"attention_layers": ["global", "sparse", "global"]}, "attention type 'sparse' is not supported"),
+        ("gpt-neo", {"attention_layers": ["global"]}, "attention_layers .* the kind of each of the 3 layers"),
+        ("gpt-neo", {"attention_layers": None, "attention_types": [[["global"], 2]]}, "attention_layers .* 3 layers"),
+        ("gpt-neo", {"attention_layers": None, "attention_types": [[["local"], 10**12]]}, "attention_layers .* 3"),
+        ("gpt-neo", {"attention_layers": None, "attention_types": [["global", 3]]}, r"attention_types should be \["),
+        ("gpt-neo", {"window_size": 0}, "window_size = 0; it must be positive"),
+    ],
+)
+def test_what_the_new_families_do_not_compute_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=f"config.json: {message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+def fields_of(name: str, **changes) -> dict:
+    """The TransformerConfig fields attncli reads from fixture `name`'s config.json with `changes`."""
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | changes
+    family = FAMILIES[config["model_type"]]
+    layers = next(config[key] for key in family.layer_count if config.get(key) is not None)
+    return family.read_config(config, layers)
+
+
+def test_names_transformers_reads_first_win_as_there():
+    # BloomConfig's attribute_map reads num_attention_heads and num_hidden_layers into n_head and n_layer, and its
+    # n_embed wins over hidden_size; GPTNeoConfig's reads num_attention_heads into num_heads
+    bloom = fields_of("bloom", num_attention_heads=4, n_head=3, n_embed=16, hidden_size=12)
+    assert (bloom["heads"], bloom["d_model"]) == (4, 16)
+    assert FAMILIES["bloom"].layer_count == ("num_hidden_layers", "n_layer")
+    assert fields_of("gpt-neo", num_attention_heads=2)["heads"] == 2
+    # GPTNeoConfig keeps config.json's attention_layers over what attention_types would make
+    neo = fields_of("gpt-neo", attention_types=[[["local"], 3]])
+    assert [layer.kind for layer in neo["layer_attention"]] == ["global", "local", "global"]
+
+
+def test_falcons_architectures_decide_its_key_value_heads_and_blocks():
+    new = fields_of("falcon", num_key_value_heads=4)  # written by transformers, read by nothing
+    assert (new["kv_heads"], new["parallel"], new["shared_norm"]) == (2, True, False)
+    assert fields_of("falcon", num_ln_in_parallel_attn=1)["shared_norm"]
+    old = fields_of("falcon-multi-query")
+    assert (old["kv_heads"], old["parallel"], old["shared_norm"], old["alibi"]) == (1, True, True, None)
+    rw = fields_of("falcon-alibi")
+    assert (rw["kv_heads"], rw["parallel"], rw["alibi"].bfloat16, rw["alibi"].scaled) == (3, False, True, True)
+    assert fields_of("falcon-alibi", parallel_attn=True)["shared_norm"]  # the old parallel block: one norm
+
+
+@pytest.mark.parametrize(
     ("name", "ignored"),
     [
         ("gemma3", {"attn_logit_softcapping": 0.5, "final_logit_softcapping": 0.5}),  # no cap reaches the attention
@@ -461,6 +517,20 @@ def test_an_old_style_rope_scaling_type_leaves_gemma3_unscaled_as_transformers_r
     ],
 )
 def test_what_transformers_ignores_for_a_family_attncli_ignores_too(tmp_path, name, ignored):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | ignored
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, config))), name)
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        ("bloom", {"head_dim": 2, "intermediate_size": 5, "num_key_value_heads": 1, "max_position_embeddings": 3}),
+        ("opt", {"rms_norm_eps": 0.5, "head_dim": 2, "attention_bias": False, "hidden_act": "gelu"}),
+        ("gpt-neo", {"attention_bias": True, "mlp_bias": False, "sliding_window": 2, "rope_theta": 10.0}),
+        ("falcon-alibi", {"rope_parameters": {"rope_type": "yarn"}, "num_key_value_heads": 7}),
+    ],
+)
+def test_the_new_families_read_only_the_settings_transformers_reads_for_them(tmp_path, name, ignored):
     config = json.loads((FIXTURES / name / "config.json").read_text()) | ignored
     assert_equals_transformers(load_model(str(with_config(tmp_path, name, config))), name)
 
@@ -546,3 +616,12 @@ def test_a_mixture_the_tensors_or_transformers_would_not_run_is_refused_by_name(
     config = json.loads((FIXTURES / name / "config.json").read_text()) | change
     with pytest.raises(DataError, match=message):
         load_model(str(with_config(tmp_path, name, config)))
+
+
+def test_opts_final_norm_is_dropped_where_its_config_says_so(tmp_path):
+    config = json.loads((FIXTURES / "opt" / "config.json").read_text()) | {"_remove_final_layer_norm": True}
+    model = load_model(str(with_config(tmp_path, "opt", config)))
+    trace = commands.run(SENTENCE, model, steps=True).trace
+    assert_allclose(trace.output, trace.layer_outputs[-1])
+    assert load_model(str(FIXTURES / "opt")).weights.final_norm is not None
+    assert load_model(str(FIXTURES / "opt-post-norm")).weights.final_norm is None  # post-norm: none at all

@@ -58,6 +58,13 @@ def test_json_names_the_decoders_choices():
     assert llama["scaling"] == "llama3" and llama["factor"] == 8.0 and llama["original_max_positions"] == 16
 
 
+def test_json_names_alibi_and_its_slopes_where_positions_enter_as_biases():
+    bloom = load_model(str(FIXTURES / "bloom")).info.to_json()["position_embeddings"]
+    assert bloom == {"type": "alibi", "slopes": [0.0625, 0.00390625, 0.25], "scaled": False}
+    assert load_model(str(FIXTURES / "falcon-alibi")).info.to_json()["position_embeddings"]["scaled"]
+    assert load_model(str(FIXTURES / "opt")).info.to_json()["position_embeddings"] == "learned"
+
+
 def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tmp_path):
     directory = tmp_path / "bert"
     shutil.copytree(FIXTURES / "bert", directory)

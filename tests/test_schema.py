@@ -33,6 +33,8 @@ EVERY_COMMAND = {
     "explain-longrope": ["explain", SENTENCE, "--model", str(FIXTURES / "phi3-longrope"), "--json"],
     "explain-experts": ["explain", SENTENCE, "--model", str(FIXTURES / "qwen2-moe"), "--json"],
     "heatmap-experts": ["heatmap", SENTENCE, "--model", str(FIXTURES / "mixtral"), "--json"],
+    "explain-alibi": ["explain", SENTENCE, "--model", str(FIXTURES / "falcon-alibi"), "--json"],
+    "explain-projected": ["explain", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
 }
 
 

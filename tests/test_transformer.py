@@ -295,3 +295,26 @@ def test_a_large_mixture_reads_only_the_experts_its_tokens_are_routed_to(monkeyp
     read.clear()
     commands.run("The cat", model)
     assert read == []
+
+
+def test_gpt_neos_local_layers_hide_what_transformers_hides_and_its_global_layers_nothing():
+    assert load_model(str(FIXTURES / "gpt-neo")).info.windows == [None, 5, None]  # global, local, global
+    for case in references("gpt-neo")[1:]:  # texts longer than the window
+        keys = np.arange(case.attention.shape[-1])
+        outside = keys[None, :] <= case.rows[:, None] - 5  # [R, T] more than 4 keys back
+        assert [bool(np.all(layer[:, outside] == 0)) for layer in case.attention] == [False, True, False]
+
+
+def test_opts_positions_start_at_row_2_of_its_table():
+    config = load_model(str(FIXTURES / "opt")).config
+    assert position_ids(np.array([0, 5, 1, 1]), config).tolist() == [2, 3, 4, 5]  # padding or not
+    assert (config.max_positions, config.max_length) == (514, 512)
+
+
+def test_alibi_takes_the_place_of_positions_and_gpt_neo_leaves_its_scores_unscaled():
+    bloom = commands.run(PRONOUN, load_model(str(FIXTURES / "bloom")), steps=True).trace
+    assert bloom.positions is None and all(layer.q_rotated is None for layer in bloom.layers)
+    assert all(np.array_equal(layer.alibi, bloom.layers[0].alibi) for layer in bloom.layers)
+    assert bloom.layers[0].alibi.shape == (3, len(bloom.output))
+    neo = commands.run(PRONOUN, load_model(str(FIXTURES / "gpt-neo")), steps=True).trace
+    assert neo.positions is not None and all(np.array_equal(layer.scaled, layer.scores) for layer in neo.layers)

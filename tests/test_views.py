@@ -298,3 +298,52 @@ def test_the_walkthrough_of_a_mixture_shows_where_each_token_went(width):
     assert "the mixture of experts (section 7)" in " ".join(text.split())
     dense = render_text(views.view(commands.explain(SENTENCE, model, layer=2)), width=width)
     assert "Layer 2 is one of the model's dense layers" in " ".join(dense.split())
+
+
+def flowing(renderable) -> str:
+    """What `renderable` prints, its lines run together: a sentence wrapped at any width reads whole."""
+    return " ".join(render_text(renderable, width=200).split())
+
+
+def test_the_walkthrough_shows_alibis_slope_and_the_bias_each_key_got():
+    result = commands.explain(PRONOUN, load_model(str(FIXTURES / "bloom")), head=2)  # slopes 1/16, 1/256, 1/4
+    f, keys = result.focus, result.focus_keys
+    assert_allclose(result.focus_biases, 0.25 * (keys - f))
+    assert_allclose(result.focus_steps.scores, result.attention.scores[2, f, keys] / 2 + result.focus_biases, atol=1e-5)
+    text = flowing(views.view(result))
+    assert "plus ALiBi's bias for the key's distance, then softmax" in text
+    assert "head 2's slope is m = 0.25; each key j's score gets m·j." in text
+    assert f"token {f} sees m·(j − {f}) (the bias column): 0 for itself, -0.25 for the token before, -2.5 ten" in text
+    assert "The 3 heads' slopes: 0.0625, 0.003906, 0.25;" in text and "bias ÷√4 + bias" in text
+    assert "Layer 0 attends over x = LayerNorm(LayerNorm(e)): BLOOM normalises before each sublayer." in text
+    falcon = commands.explain(PRONOUN, load_model(str(FIXTURES / "falcon-alibi")), head=2)
+    assert_allclose(falcon.focus_biases, 0.25 * (keys - f) / 2)  # divided by √d_k as the scores are
+    text = flowing(views.view(falcon))
+    assert f"sees m·(j − {f})/√d_k (the bias column): 0 for itself, -0.125 for the token before" in text
+
+
+def test_the_walkthrough_shows_a_decoders_learned_positions_projection_and_post_norm():
+    model = load_model(str(FIXTURES / "opt-post-norm"))  # word embeddings 8 wide, the model 16
+    result = commands.explain(SENTENCE, model)
+    trace, tokens = result.run.trace, len(result.run.tokens)
+    assert_allclose(trace.positions, model.weights.position[2 : tokens + 2])
+    assert_allclose(result.attention.x, trace.embeddings @ model.weights.project_in + trace.positions, atol=1e-6)
+    text = flowing(views.view(result))
+    assert "word embeddings (8 dimensions, which W_in, 8 × 16, turns into the model's 16)" in text
+    assert "Position i reads row i + 2: the table's positions start at row 2." in text
+    assert f"p (position embedding: rows 2 to {tokens + 1})" in text
+    assert "x = e·W_in + p, not normalised, as OPT normalises after each sublayer: LayerNorm(x + attention)" in text
+    later = flowing(views.view(commands.explain(SENTENCE, model, layer=1)))
+    assert "Layer 1 attends over x = the output of layer 0, normalised, as OPT normalises after each" in later
+
+
+def test_the_walkthrough_says_gpt_neo_leaves_its_scores_unscaled_and_which_layers_are_local():
+    model = load_model(str(FIXTURES / "gpt-neo"))  # global, local (window 5), global
+    local = flowing(views.view(commands.explain(PRONOUN, model, layer=1)))
+    assert "not scaled (GPT-Neo leaves out the division by √d_k = √4 = 2.000)" in local and "q·k unscaled" in local
+    assert (
+        "Layer 1 is a local layer: the causal mask hides later keys, and its sliding window keys more than 4" in local
+    )
+    assert "The mask hides 13 outside the sliding window: weight exactly 0." in local
+    text = flowing(views.view(commands.explain(PRONOUN, model, layer=0)))
+    assert "Layer 0 is a global layer: the causal mask hides later keys (·) and nothing else; the local layer 1" in text

@@ -195,14 +195,16 @@ def softmax_steps_table(
     headers: tuple[str, str, str, str],
     digits: int = 3,
     keep_small: bool = False,
-    keys: list[tuple[str, str, str]] | None = None,
+    keys: list[tuple[str, ...]] | None = None,
+    key_headers: tuple[str, ...] = ("#", "key", "q·k"),
 ) -> Table:
     """softmax's steps as a table: a row per score with its shift, exp, probability and a bar, and a sum row.
 
-    `headers` name the score, shift, exp and probability columns; `keys`, if given, adds three
-    columns in front of them (index, key, raw score) for each row, as explain's focus table has.
+    `headers` name the score, shift, exp and probability columns; `keys`, if given, adds columns in
+    front of them for each row, named by `key_headers` (index, key, raw score, and what else a
+    score was made of), as explain's focus table has.
     """
-    leading = [("#", "right"), ("key", "left"), ("q·k", "right")] if keys else []
+    leading = [(header, "left" if header == "key" else "right") for header in key_headers] if keys else []
     table = plain_table(*leading, *((header, "right") for header in headers), ("", "left"), footer=True)
     offset = len(leading)
     table.columns[1 if keys else 0].footer = "sum"

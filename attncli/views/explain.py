@@ -55,9 +55,13 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             order = "" if model.causal else ", so word order changes no score"
             return f"x = √{d} · e: positions are off (--no-positions){order}."
         return f"x = √{d} · e + PE: the embedding scaled by √d_model, plus the sinusoidal encoding of its position."
+    words = (
+        "e·W_in" if model.d_embed else f"{_multiplier(model.embedding_scale, d)} · e" if model.embedding_scale else "e"
+    )
+    first = f"{words} + p" if learned else words  # what the first layer's residual stream starts as
     if model.pre_norm:
-        first = "e + p" if learned else f"{_multiplier(model.embedding_scale, d)} · e" if model.embedding_scale else "e"
-        residual = first if layer == 0 else f"the residual stream after layer {layer - 1}"
+        start = f"LayerNorm({first})" if model.embedding_norm else first
+        residual = start if layer == 0 else f"the residual stream after layer {layer - 1}"
         norm = _norm_name(model)
         if not model.input_norms:
             lead = (
@@ -67,6 +71,8 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             )
         else:
             lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
+        if model.embedding_norm:
+            lead += " Its embeddings pass a LayerNorm of their own before the first layer."
         if model.norm == "rms":
             lead += " RMSNorm(x) = x / √(mean(x²) + ε) · g, with no centring and no shift."
         elif not model.norm_gains:
@@ -75,6 +81,14 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
                 f"ε = {model.eps:g}."
             )
         return lead
+    if not model.embedding_norm:  # a post-norm decoder: its embeddings go in as they are
+        after = (
+            f"as {model.title} normalises after each sublayer: LayerNorm(x + attention), then LayerNorm(that + "
+            "feed-forward)"
+        )
+        if layer == 0:
+            return f"Layer 0 attends over x = {first}, not normalised, {after}."
+        return f"Layer {layer} attends over x = the output of layer {layer - 1}, normalised, {after}."
     types = " + t, the token type 0 embedding" if model.token_types else ""
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
@@ -117,17 +131,32 @@ def explain_view(
 
     if sample:
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
+    elif learned and (model.d_embed or model.position_offset):
+        narrower = (
+            f" ({model.d_embed} dimensions, which W_in, {model.d_embed} × {d}, turns into the model's {d})"
+            if model.d_embed
+            else ""
+        )
+        offset = model.position_offset
+        rows = f" Position i reads row i + {offset}: the table's positions start at row {offset}." if offset else ""
+        embed_lead = (
+            f"Each token id picks a row e of the word embeddings{narrower} and each position a row p of the "
+            f"position embeddings ({d} dimensions).{rows} "
+        )
     elif learned:
         embed_lead = (
             f"Each token id picks a row e of the word embeddings and each position a row p of the position "
             f"embeddings ({d} dimensions). "
         )
     else:
-        entry = (
-            "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
-            if model.layer_attention[layer].rope is not None
-            else "position. "
-        )
+        if model.layer_attention[layer].rope is not None:
+            entry = "position: position enters later, as a rotation of each query and key (RoPE, section 4). "
+        elif model.alibi is not None:
+            entry = (
+                "position: position enters later, as a bias on each score for the key's distance (ALiBi, section 4). "
+            )
+        else:
+            entry = "position. "
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
         )
@@ -135,6 +164,10 @@ def explain_view(
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
     if trace.positions is not None:
         title = "PE  (positional encoding)" if sample else "p  (position embedding)"
+        if model.position_offset:
+            title = (
+                f"p  (position embedding: rows {model.position_offset} to {model.position_offset + len(labels) - 1})"
+            )
         parts.append(VectorTable(trace.positions, labels, title=title))
     parts.append(VectorTable(attention.x, labels, title=f"x  (input to layer {layer}'s attention)"))
 
@@ -149,6 +182,8 @@ def explain_view(
     parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, layer, h, f))
     if result.focus_angles is not None:
         parts += _rotation(result)
+    if result.focus_biases is not None:
+        parts.append(_alibi(result))
     parts += _focus_scores(result)
 
     parts += section(
@@ -358,8 +393,12 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     )
     if model.attention_scale is None:
         scale = f"divided by √d_k = √{d_k} = {math.sqrt(d_k):.3f}"
+    elif model.attention_scale == 1.0:
+        scale = f"not scaled ({model.title} leaves out the division by √d_k = √{d_k} = {math.sqrt(d_k):.3f})"
     else:
         scale = f"multiplied by {model.title}'s scale {model.attention_scale:.4g}"
+    if model.alibi is not None:
+        scale += ", plus ALiBi's bias for the key's distance" + (", divided by √d_k too" if model.alibi.scaled else "")
     capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
     lead = (
         f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into weights "
@@ -371,6 +410,25 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
             "position, and only the causal mask tells earlier tokens from later ones."
         )
     return lead
+
+
+def _alibi(result: ExplainResult) -> Text:
+    """ALiBi for the focus token: the walkthrough head's slope, and what its bias does with distance."""
+    model, h, f = result.run.model, result.walk_head, result.focus
+    slopes = model.slopes  # [h]
+    m, shown = float(slopes[h]), 8
+    listed = ", ".join(f"{slope:.4g}" for slope in slopes[:shown]) + (", …" if len(slopes) > shown else "")
+    root = math.sqrt(model.d_head)
+    scaled, step = (f", divided by √d_k = {root:.3f} as the scores are", m / root) if model.alibi.scaled else ("", m)
+    seen = f"m·(j − {f}){'/√d_k' if model.alibi.scaled else ''}"
+    return Text(
+        f"ALiBi: head {h}'s slope is m = {m:.4g}; each key j's score gets m·j{scaled}. Softmax ignores what a "
+        f"row adds to all its scores, so token {f} sees {seen} (the bias column): 0 for itself, {-step:.4g} for "
+        f"the token before, {-10 * step:.4g} ten tokens back, a penalty growing with the distance. The "
+        f"{model.heads} heads' slopes: {listed}; a head with a larger slope looks nearer. (--json's steps.alibi "
+        "holds each head's bias for each key j.)",
+        style="dim",
+    )
 
 
 def _rotation(result: ExplainResult) -> list[RenderableType]:
@@ -474,12 +532,31 @@ def _scaling(rope: Rope, tokens: int) -> str:
 def _mask_note(model: ModelInfo, layer: int) -> str:
     if not model.causal:
         return ""
-    window = model.layer_attention[layer].window
+    window, kind = model.layer_attention[layer].window, model.layer_attention[layer].kind
+    if kind is not None:
+        return _kind_note(model, layer)
     if window is None:
         return " The causal mask hides later keys (·)."
     return (
         f" The causal mask hides later keys, and layer {layer}'s sliding window keys more than {window - 1} back (·)."
     )
+
+
+def _kind_note(model: ModelInfo, layer: int) -> str:
+    """The mask of a model whose layers are global (every earlier key) or local (a sliding window of them)."""
+    window = model.layer_attention[layer].window
+    if window is not None:
+        return (
+            f" Layer {layer} is a local layer: the causal mask hides later keys, and its sliding window keys more "
+            f"than {window - 1} back (·)."
+        )
+    local = [i for i, attention in enumerate(model.layer_attention) if attention.window is not None]
+    note = f" Layer {layer} is a global layer: the causal mask hides later keys (·) and nothing else"
+    if not local:
+        return note + "."
+    windows = " or ".join(str(size) for size in sorted({model.layer_attention[i].window for i in local}))
+    which = f"layer {local[0]} sees" if len(local) == 1 else f"layers {', '.join(map(str, local))} see"
+    return note + f"; the local {which} only a query's last {windows} keys."
 
 
 def _left_out(result: ExplainResult) -> str:
@@ -516,9 +593,17 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     key_columns = [(str(key), abbreviate(labels[key], 14), number(attention.scores[h, f, key])) for key in keys]
     model = result.run.model
     scaled = f"÷√{len(q)}" if model.attention_scale is None else f"×{model.attention_scale:.3g}"
+    if model.attention_scale == 1.0:
+        scaled = "unscaled"
     if model.soft_cap:
         scaled += ", capped"
-    table = softmax_steps_table(result.focus_steps, (scaled, "− max", "exp", "weight"), keys=key_columns)
+    key_headers = ("#", "key", "q·k")
+    if result.focus_biases is not None:  # ALiBi: the bias each key's score got, in a column of its own
+        key_columns = [(*row, number(bias)) for row, bias in zip(key_columns, result.focus_biases, strict=True)]
+        key_headers, scaled = (*key_headers, "bias"), f"{scaled} + bias"
+    table = softmax_steps_table(
+        result.focus_steps, (scaled, "− max", "exp", "weight"), keys=key_columns, key_headers=key_headers
+    )
     parts: list[RenderableType] = [worked, table]
     hidden = len(labels) - len(keys)
     if hidden:
