@@ -57,6 +57,7 @@ DECODERS = [
     "qwen2-moe",
     "qwen2-moe-fused",
     "qwen3-moe",
+    "olmoe",
 ]
 
 
