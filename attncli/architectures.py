@@ -1,6 +1,7 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
 modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
-Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE and Qwen 3 MoE.
+Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE and
+OLMoE.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -1549,6 +1550,21 @@ _DECODERS = {
             unscaled=True,
             layer_kinds=True,
             window=256,
+        ),
+    ),
+    # OLMoE-1B-7B: OLMo 2's norms over the whole projected q and k (then OLMo's clip_qkv), but before each
+    # sublayer as Llama's; its experts intermediate_size wide, renormalised only with norm_topk_prob.
+    "olmoe": (
+        "OLMoE",
+        _Decoder(
+            whole_qk_norm=True,
+            clip_qkv=True,
+            eps=1e-5,
+            moe=_Mixture(
+                experts=64,
+                per_token=8,
+                count=("num_local_experts", "num_experts"),  # as transformers reads both: num_local_experts wins
+            ),
         ),
     ),
 }

@@ -64,6 +64,7 @@ DECODERS = [
     "opt",
     "opt-post-norm",
     "gpt-neo",
+    "olmoe",
 ]
 # The decoders without rotary embeddings: ALiBi's biases on the scores, or a learned table of positions.
 UNROTATED = ["bloom", "falcon-alibi", "opt", "opt-post-norm", "gpt-neo"]

@@ -26,6 +26,7 @@ from numpy.testing import assert_allclose
 
 from attncli import commands, views
 from attncli.architectures import FAMILIES
+from attncli.checkpoint import TensorFile
 from attncli.errors import DataError
 from attncli.models import load_model
 
@@ -514,6 +515,9 @@ def test_falcons_architectures_decide_its_key_value_heads_and_blocks():
         ("gemma3", {"attn_logit_softcapping": 0.5, "final_logit_softcapping": 0.5}),  # no cap reaches the attention
         ("olmo", {"rms_norm_eps": 0.5}),  # OLMo's LayerNorm has its epsilon in the code
         ("olmo2", {"clip_qkv": 0.01}),  # only OLMo's attention clamps
+        # OLMoE's mask never slides, and its eager and sdpa attention drop the window it passes on
+        ("olmoe", {"sliding_window": 4, "use_sliding_window": True, "layer_types": ["sliding_attention"] * 3}),
+        ("olmoe", {"router_aux_loss_coef": 5.0, "output_router_logits": True}),  # training's loss only
     ],
 )
 def test_what_transformers_ignores_for_a_family_attncli_ignores_too(tmp_path, name, ignored):
@@ -610,6 +614,12 @@ def test_the_new_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_pat
         ("qwen2-moe", {"shared_expert_intermediate_size": 24}, r"shared_expert.gate_proj.weight has shape \(20, 16\)"),
         ("qwen2-moe-fused", {"moe_intermediate_size": 20}, r"mlp.experts.gate_up_proj has shape \(4, 48, 16\)"),
         ("qwen3-moe", {"mlp_only_layers": [1]}, "missing tensor model.layers.1.mlp.gate_proj.weight"),
+        ("olmoe", {"num_experts_per_tok": 7}, "num_experts_per_tok = 7; a token goes to 1 to 6 experts"),
+        ("olmoe", {"num_experts": 7}, "missing tensor model.layers.0.mlp.experts.6.gate_proj.weight"),
+        ("olmoe", {"num_local_experts": 5}, r"mlp.gate.weight has shape \(6, 16\)"),  # read over num_experts
+        ("olmoe", {"intermediate_size": 24}, r"experts.0.gate_proj.weight has shape \(16, 16\)"),
+        ("olmoe", {"norm_topk_prob": 1}, "norm_topk_prob should be true or false"),
+        ("olmoe", {"clip_qkv": -2}, "clip_qkv should be a finite positive number, not -2"),
     ],
 )
 def test_a_mixture_the_tensors_or_transformers_would_not_run_is_refused_by_name(tmp_path, name, change, message):
@@ -625,3 +635,65 @@ def test_opts_final_norm_is_dropped_where_its_config_says_so(tmp_path):
     assert_allclose(trace.output, trace.layer_outputs[-1])
     assert load_model(str(FIXTURES / "opt")).weights.final_norm is not None
     assert load_model(str(FIXTURES / "opt-post-norm")).weights.final_norm is None  # post-norm: none at all
+
+
+def test_olmoe_reads_its_published_config_as_transformers_does():
+    """OLMoE-1B-7B's config.json as published: 16 heads of 128, 64 experts 1024 wide, 8 a token, their
+    probabilities not renormalised, no clip_qkv; q and k normed over their whole projections, before
+    each sublayer's norm as Llama's; rms_norm_eps and rope_theta at the top level."""
+    config = {
+        "model_type": "olmoe",
+        "hidden_size": 2048,
+        "intermediate_size": 1024,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "num_experts": 64,
+        "num_experts_per_tok": 8,
+        "norm_topk_prob": False,
+        "clip_qkv": None,
+        "attention_bias": False,
+        "hidden_act": "silu",
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 10000.0,
+        "vocab_size": 50304,
+    }
+    fields = read("olmoe", config)
+    assert (fields["heads"], fields["head_dim"], fields["kv_heads"], fields["eps"]) == (16, 128, 16, 1e-5)
+    assert fields["whole_qk_norm"] and not fields["qk_norm"] and fields["clip_qkv"] is None
+    assert not fields["sandwich"] and fields["input_norms"] and fields["norm"] == "rms"
+    assert {layer.window for layer in fields["layer_attention"]} == {None}
+    assert {layer.rope.theta for layer in fields["layer_attention"]} == {10000.0}
+    moe = fields["moe"]
+    assert (moe.experts, moe.per_token, moe.d_expert, moe.renormalize) == (64, 8, 1024, False)
+    assert moe.sparse == (True,) * 16 and moe.d_shared is None
+    # Left out, as OlmoeConfig fills them in: 64 experts, 8 a token, ε 1e-5, no renormalising
+    left_out = ("num_experts", "num_experts_per_tok", "norm_topk_prob", "rms_norm_eps", "num_key_value_heads")
+    fields = read("olmoe", {key: value for key, value in config.items() if key not in left_out})
+    assert (fields["moe"].experts, fields["moe"].per_token, fields["moe"].renormalize) == (64, 8, False)
+    assert (fields["eps"], fields["kv_heads"]) == (1e-5, 16)
+    # As read with them: the top k renormalised, biases on all four projections, num_local_experts over num_experts
+    fields = read("olmoe", config | {"norm_topk_prob": True, "attention_bias": True, "num_local_experts": 32})
+    assert fields["moe"].renormalize and fields["attention_bias"] and fields["output_bias"]
+    assert fields["moe"].experts == 32
+
+
+def test_olmoe_with_a_head_dim_its_norms_do_not_span_is_refused(tmp_path):
+    """OLMoE's q and k norms span hidden_size and (hidden_size / heads) · key-value heads whatever head_dim
+    says: with another head_dim, transformers builds the model but cannot run it, and attncli refuses it."""
+    from safetensors.numpy import save_file
+
+    directory = copy_fixture(tmp_path, "olmoe")
+    edit_config(directory, head_dim=8)  # 4 heads of 8: q 32 numbers, k and v 16; the norms stay 16 and 8
+    stored = TensorFile.open(directory)  # bf16, which safetensors' numpy reader cannot read
+    tensors = {name: stored.get(name) for name in stored.names()}
+    shapes = {"q_proj": (32, 16), "k_proj": (16, 16), "v_proj": (16, 16), "o_proj": (16, 32)}
+    for name in tensors:
+        part = name.split(".")[-2]
+        if part in shapes:
+            tensors[name] = np.zeros(shapes[part], np.float32)
+    save_file(tensors, directory / "model.safetensors")
+    with pytest.raises(DataError, match=r"q_norm.weight has shape \(16,\), but config.json implies \(32,\)"):
+        load_model(str(directory))

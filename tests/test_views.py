@@ -347,3 +347,25 @@ def test_the_walkthrough_says_gpt_neo_leaves_its_scores_unscaled_and_which_layer
     assert "The mask hides 13 outside the sliding window: weight exactly 0." in local
     text = flowing(views.view(commands.explain(PRONOUN, model, layer=0)))
     assert "Layer 0 is a global layer: the causal mask hides later keys (·) and nothing else; the local layer 1" in text
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_olmoe_shows_its_whole_projection_norms_the_clamp_after_them_and_its_experts(width):
+    model = load_model(str(FIXTURES / "olmoe"))
+    result = commands.explain(SENTENCE, model, focus="4")  # token 4's q in head 0 is clamped once normed
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    flat = " ".join(text.split())
+    assert "OLMoE normalises before each sublayer" in flat
+    assert "q then passes one RMSNorm over all its 16 numbers at once" in flat
+    q, k, v = result.clipped
+    assert f"clamped to ±2 (clip_qkv): in layer 0 that clamped {q + k + v} of their 320 numbers" in flat
+    assert "q = clamp(RMSNorm(x·W_Q), ±2) (head 0)" in flat and "v = clamp(x·W_V, ±2) (head 0)" in flat
+    # the focus token's q and k as the head reads them: normed over the whole projection, then clamped
+    assert np.abs(result.attention.q[0, 4]).max() == 2.0
+    assert "before and after the whole-projection norm and the clamp to ±2" in flat
+    line = next(line for line in text.splitlines() if line.startswith("q (normed, clamped)"))
+    assert line.split()[3:7] == [number(value) for value in result.attention.q[0, 4]]
+    routing = result.run.trace.routing[0]
+    assert "7. Experts" in text and "a mixture of 6 experts" in flat and "not renormalised" in flat
+    assert "  ".join(f"{e}({w:.2f})" for e, w in zip(routing.experts[4], routing.weights[4], strict=True)) in text

@@ -379,8 +379,15 @@ def _whole_norm(result: ExplainResult) -> list[RenderableType]:
         ]
     )  # [4, d_k]
     key_head = f"kv head {g}" if len(attention.k) < len(attention.q) else f"head {g}"
-    labels = [f"x·W_Q (head {h})", "q = RMSNorm(x·W_Q)", f"x·W_K ({key_head})", "k = RMSNorm(x·W_K)"]
-    return [lead, VectorTable(rows, labels, title=f"token {f} “{name}”, before and after the whole-projection norm")]
+    q_after, k_after, after = "q = RMSNorm(x·W_Q)", "k = RMSNorm(x·W_K)", "the whole-projection norm"
+    if model.clip_qkv is not None:  # OLMoE clamps them too, once normed
+        q_after, k_after, after = (
+            "q (normed, clamped)",
+            "k (normed, clamped)",
+            f"{after} and the clamp to ±{model.clip_qkv:g}",
+        )
+    labels = [f"x·W_Q (head {h})", q_after, f"x·W_K ({key_head})", k_after]
+    return [lead, VectorTable(rows, labels, title=f"token {f} “{name}”, before and after {after}")]
 
 
 def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
