@@ -57,6 +57,8 @@ DECODERS = [
     "qwen2-moe",
     "qwen2-moe-fused",
     "qwen3-moe",
+    "gpt-oss",
+    "gpt-oss-mxfp4",
 ]
 
 
