@@ -429,6 +429,7 @@ class HeadsTrace:
     # x·W + b of q [T, h·d_k], k and v [T, g·d_k] as projected, before the whole-projection norms and
     # clip_qkv change them; None where the model does neither
     projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    sinks: np.ndarray | None = None  # [h] each head's learned sink logit, where the model has them (GPT-OSS)
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -557,6 +558,7 @@ def heads_attention(
         q_rotated=q_rotated,
         k_rotated=k_rotated,
         projected=projected,
+        sinks=p.sinks,
     )
 
 

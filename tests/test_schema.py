@@ -33,6 +33,8 @@ EVERY_COMMAND = {
     "explain-longrope": ["explain", SENTENCE, "--model", str(FIXTURES / "phi3-longrope"), "--json"],
     "explain-experts": ["explain", SENTENCE, "--model", str(FIXTURES / "qwen2-moe"), "--json"],
     "heatmap-experts": ["heatmap", SENTENCE, "--model", str(FIXTURES / "mixtral"), "--json"],
+    "explain-sinks": ["explain", SENTENCE, "--model", str(FIXTURES / "gpt-oss-mxfp4"), "--json"],
+    "heads-sinks": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--json"],
 }
 
 
