@@ -200,7 +200,7 @@ class TensorFile:
             path, _, stored, start, end = self._entry(f"{name}_{part}", packed=True)
             size = (end - start) // stored[0]  # bytes of one part
             parts.append(np.frombuffer(_read(path, name, start + index * size, size), np.uint8).reshape(stored[1:]))
-        with np.errstate(over="ignore", invalid="ignore"):  # a scale of 255 (2^128, ∞) is refused below
+        with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: ∞ or NaN, refused below
             return _finite(dequantize_mxfp4(*parts), path, name)
 
     def headers(self) -> "TensorHeaders":
@@ -272,7 +272,8 @@ def dequantize_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """MXFP4's numbers, as transformers dequantizes GPT-OSS's experts: `blocks` [..., G, 16] uint8 holds
     two FP4 codes a byte, the first in its low nibble, and each block of 32 is multiplied by 2^(s - 127),
     its scale s of `scales` [..., G] uint8 (an E8M0 exponent): [..., G · 32] float32, exactly (an FP4
-    number times a power of two is one in float32; a scale of 255 gives infinities, 0 · ∞ NaN)."""
+    number times a power of two is one in float32, within its range; past it, as at a scale of 255, the
+    product is infinite, and 0 · ∞ NaN)."""
     values = np.empty((*blocks.shape[:-1], 2 * blocks.shape[-1]), np.float32)  # [..., G, 32]
     values[..., 0::2] = _FP4[blocks & 0x0F]
     values[..., 1::2] = _FP4[blocks >> 4]
