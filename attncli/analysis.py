@@ -28,6 +28,7 @@ __all__ = [
     "ranked_targets",
     "rms_divisor",
     "rollout",
+    "sink_shares",
     "sinks",
     "softmax_parts",
     "spread",
@@ -76,6 +77,12 @@ def entropy(weights: np.ndarray) -> np.ndarray:
     return -(weights * logs).sum(axis=-1)
 
 
+def sink_shares(weights: np.ndarray) -> np.ndarray:
+    """What a head's learned attention sink took of each row of `weights` [..., T], the rest of 1 its keys
+    leave (GPT-OSS): 1 - Σ w, [...] float64, at least 0 (rounding can make a row's sum pass 1)."""
+    return np.maximum(1.0 - weights.sum(axis=-1, dtype=np.float64), 0.0)
+
+
 # Per-head statistics, each a mean over the query rows of one text (see head_statistics).
 STATISTICS = (
     "entropy",
@@ -97,6 +104,7 @@ def head_statistics(
     separators: np.ndarray,
     punctuation: np.ndarray,
     visible: np.ndarray | None = None,
+    learned_sinks: bool = False,
 ) -> dict[str, np.ndarray]:
     """What each head of `weights` [L, h, T, T] does, as a mean over its query rows: {name: [L, h]}.
 
@@ -109,7 +117,10 @@ def head_statistics(
     model causal (its attention sink), over the rows that may see it; separator: on the other
     special tokens ([SEP], </s>); punctuation: on punctuation tokens; max: the largest weight of
     the row. A statistic that does not apply (no such key, or a causal model's next token) is NaN.
-    `separators` and `punctuation` are [T] bool masks.
+    `separators` and `punctuation` are [T] bool masks. With `learned_sinks` (a model whose heads have learned
+    attention sinks, whose rows sum to less than 1), a row's entropy counts its sink's share as one more
+    outcome, and entropy_normalized divides it by ln of the keys it may see plus one; the other statistics
+    are shares of the whole row, the sink's part included.
     """
     layers, heads, tokens, _ = weights.shape
     rows = np.arange(tokens)
@@ -136,9 +147,13 @@ def head_statistics(
         return w[..., keys].sum(axis=-1).mean(axis=-1) if keys.any() else nan
 
     row_entropy = entropy(w)  # [L, h, rows counted]
+    outcomes = keys_seen[counted]  # [rows counted]
+    if learned_sinks:
+        row_entropy = row_entropy + entropy(sink_shares(w)[..., None])
+        outcomes = outcomes + 1
     return {
         "entropy": row_entropy.mean(axis=-1),
-        "entropy_normalized": (row_entropy / np.log(keys_seen[counted])).mean(axis=-1),
+        "entropy_normalized": (row_entropy / np.log(outcomes)).mean(axis=-1),
         "distance": (w * np.abs(counted[:, None] - rows[None, :])).sum(axis=-1).mean(axis=-1),
         "self": diagonal(0),
         "previous": diagonal(-1),
@@ -188,7 +203,9 @@ def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
 
     Each layer's heads are fused (mean, max or min), the residual path is added as
     0.5·A + 0.5·I, rows are renormalised, and the layers are multiplied in order;
-    entry l is the product up to layer l, so its rows sum to 1.
+    entry l is the product up to layer l, so its rows sum to 1. Where heads have learned
+    attention sinks (rows of A summing to less than 1), the renormalisation shares the part
+    the sinks took out among the row's keys and the residual, in proportion.
     """
     fused = {Fusion.mean: np.mean, Fusion.max: np.max, Fusion.min: np.min}[fusion](weights, axis=1)  # [L, T, T]
     identity = np.eye(weights.shape[-1])
@@ -282,22 +299,30 @@ def candidate_keys(special: np.ndarray, query: int | list[int], include_special:
 
 
 def text_statistics(
-    weights: np.ndarray, special: np.ndarray, pieces: list[str], causal: bool, masks: list | None = None
+    weights: np.ndarray,
+    special: np.ndarray,
+    pieces: list[str],
+    causal: bool,
+    masks: list | None = None,
+    learned_sinks: bool = False,
 ) -> dict:
     """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
     `special` [T] bool and `pieces` the vocabulary strings, each layer with its mask of `masks`
     ([T, T] bool or None for all keys; None: every layer sees all). The first token counts as the
     first special token when it is one, or in a causal model (the attention sink, see `sinks`);
-    the other special tokens are separators."""
+    the other special tokens are separators. `learned_sinks`: the model's heads have learned attention sinks (see
+    head_statistics)."""
     first = 0 if sinks(special, causal)[0] else None
     separators = special.copy()
     if first is not None:
         separators[first] = False
     punctuation = np.array([not s and is_punctuation(piece) for s, piece in zip(special, pieces, strict=True)])
     if masks is None or all(mask is masks[0] for mask in masks):
-        return head_statistics(weights, first, separators, punctuation, None if masks is None else masks[0])
+        return head_statistics(
+            weights, first, separators, punctuation, None if masks is None else masks[0], learned_sinks
+        )
     layers = [
-        head_statistics(weights[layer : layer + 1], first, separators, punctuation, mask)
+        head_statistics(weights[layer : layer + 1], first, separators, punctuation, mask, learned_sinks)
         for layer, mask in enumerate(masks)
     ]
     return {name: np.concatenate([layer[name] for layer in layers]) for name in STATISTICS}

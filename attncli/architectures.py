@@ -1,7 +1,7 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
 modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
-Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE and
-OLMoE.
+Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE,
+OLMoE and GPT-OSS.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -168,6 +168,17 @@ class _Tensors:
         """Tensor `name` [n, ...] of `shape`, its slice [index] alone (see TensorFile.part)."""
         self.check(name, shape)
         return self.source.part(self._full(name), index)
+
+    def check_mxfp4(self, name: str, shape: tuple[int, ...]) -> None:
+        """That tensor `name` is there in MXFP4 (NAME_blocks and NAME_scales) with this shape, from the headers."""
+        self._full(f"{name}_scales")
+        full = self._full(f"{name}_blocks").removesuffix("_blocks")
+        self._check_shape(full, self.source.mxfp4_shape(full), shape)
+
+    def mxfp4_part(self, name: str, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Tensor `name` [n, ...] of `shape` stored in MXFP4, its slice [index] alone (see TensorFile.mxfp4_part)."""
+        self.check_mxfp4(name, shape)
+        return self.source.mxfp4_part(self.prefix + name, index)
 
     def stacked(self, names: list[str], shape: tuple[int, int]) -> np.ndarray:
         """Tensors of one `shape` [rows, columns], read straight into one [len(names) · rows, columns]."""
@@ -420,7 +431,7 @@ class _Decoder:
     windows: str = "none"
     use_sliding_window: bool = False  # sliding_window counts only where use_sliding_window is true (Qwen)
     window: int | None = None  # sliding_window when config.json has none
-    activation: str | None = "hidden_act"  # the config.json key of the feed-forward activation; None: fixed (BLOOM)
+    activation: str | None = "hidden_act"  # the config.json key of the feed-forward activation; None: not read
     default_activation: str = "silu"  # the activation when config.json names none
     eps: float = 1e-6  # the norms' epsilon when config.json has none
     norm: str = "rms"  # RMSNorm, or "layer": LayerNorm
@@ -465,6 +476,9 @@ class _Decoder:
     # family's transformers code computes and attncli does not, refused by name unless config.json gives that value
     variant: Callable[[dict, dict], dict] | None = None  # (config.json, the fields read) -> the TransformerConfig
     # fields the family's architectures decide between (Falcon's old and new)
+    sinks: bool = False  # each head's learned sink logit, self_attn.sinks [h], joins every row's softmax (GPT-OSS)
+    # RoPE's settings where config.json gives neither rope_parameters nor rope_scaling (GPT-OSS: yarn); (): default
+    rope_defaults: tuple[tuple[str, str | float | bool], ...] = ()
 
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
@@ -491,6 +505,13 @@ class _Mixture:
     renormalize: bool | None = None  # True: the top-k gates always renormalised (Mixtral); None: norm_topk_prob says
     shared_width: int | None = None  # a shared expert, shared_expert_intermediate_size wide by default (Qwen 2 MoE)
     dense_layers: bool = False  # mlp_only_layers and decoder_sparse_step make some layers dense (Qwen MoE)
+    router: str = "gate"  # the router's module, under the mixture's: MODULE.ROUTER.weight [E, d]
+    router_bias: bool = False  # the router adds a bias, MODULE.ROUTER.bias [E] (GPT-OSS)
+    softmax_after_top_k: bool = False  # the top k of the router's logits, then softmax over them (GPT-OSS)
+    clamped_swiglu: bool = False  # the experts' activation is the clamped SwiGLU of swiglu_alpha and swiglu_limit
+    # a layer's experts in mlp.experts.gate_up_proj [E, d, 2f] (gate and up columns in turn) and down_proj [E, f, d],
+    # stored [in, out], each with a bias, or in MXFP4 (GPT-OSS); see _interleaved_experts
+    interleaved: bool = False
 
 
 # rope types whose frequencies attncli computes; any other is refused by name.
@@ -503,7 +524,8 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
     reads them; `theta` where neither gives one. A family that turns whole heads refuses partial_rotary_factor."""
-    parameters = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    parameters = config.get("rope_scaling") or config.get("rope_parameters")
+    parameters = dict(style.rope_defaults) if parameters is None else parameters or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
     kind = parameters.get("rope_type", parameters.get("type", "default"))
@@ -860,6 +882,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         input_norms=style.input_norms,
         residual_scale=_multiplier(config, "residual_multiplier", style),
         moe=_mixture_config(config, style.moe, layers),
+        sinks=style.sinks,
     )
     return fields if style.variant is None else fields | style.variant(config, fields)
 
@@ -893,6 +916,9 @@ def _mixture_config(config: dict, style: _Mixture | None, layers: int) -> "Mixtu
         d_shared=None
         if style.shared_width is None
         else _integer(config, "shared_expert_intermediate_size", default=style.shared_width),
+        softmax_after_top_k=style.softmax_after_top_k,
+        swiglu_alpha=_number(config, "swiglu_alpha", default=1.702) if style.clamped_swiglu else None,
+        swiglu_limit=_number(config, "swiglu_limit", default=7.0) if style.clamped_swiglu else None,
     )
 
 
@@ -1042,7 +1068,9 @@ def _mixture_of_experts(t: _Tensors, c: "TransformerConfig", style: _Mixture, la
     d, m = c.d_model, c.moe
     f, count = m.d_expert, m.experts
     together = f"{layer}.mlp.experts.gate_up_proj"
-    if t.has(together):
+    if style.interleaved:
+        module, read = "mlp", _interleaved_experts(t, c, layer)
+    elif t.has(together):
         module = "mlp"
         down = f"{layer}.mlp.experts.down_proj"
         t.check(together, (count, 2 * f, d))
@@ -1069,8 +1097,48 @@ def _mixture_of_experts(t: _Tensors, c: "TransformerConfig", style: _Mixture, la
     if m.d_shared is not None:
         shared = _feed_forward(t, c, layer, m.d_shared, _SHARED_EXPERT)
         shared_gate = t(f"{layer}.mlp.shared_expert_gate.weight", (1, d)).T  # [d, 1]
-    router = t(f"{layer}.{module}.gate.weight", (count, d)).T  # [d, E]
-    return MixtureOfExperts(router, _Experts(count, read, _keeps_layers(c)), shared, shared_gate)
+    router = t(f"{layer}.{module}.{style.router}.weight", (count, d)).T  # [d, E]
+    router_bias = t(f"{layer}.{module}.{style.router}.bias", (count,)) if style.router_bias else None  # [E]
+    return MixtureOfExperts(router, _Experts(count, read, _keeps_layers(c)), shared, shared_gate, router_bias)
+
+
+def _interleaved_experts(t: _Tensors, c: "TransformerConfig", layer: str) -> Callable[[int], "FeedForward"]:
+    """How to read expert e of a GPT-OSS layer, every expert's shapes checked first: its slice of
+    mlp.experts.gate_up_proj [E, d, 2f], the gate's and up's columns in turn (the gate's the even ones),
+    and of down_proj [E, f, d], both stored [in, out] as x @ W wants them, with their biases
+    gate_up_proj_bias [E, 2f] and down_proj_bias [E, d]. The two matrices in any float type, or in MXFP4
+    as published checkpoints store them (NAME_blocks and NAME_scales, see TensorFile.mxfp4_part), stored
+    [out, in] then, dequantized an expert at a time. The columns are reordered to [gate | up], as
+    FeedForward holds them."""
+    from attncli.transformer import FeedForward
+
+    d, f, count = c.d_model, c.moe.d_expert, c.moe.experts
+    experts = f"{layer}.mlp.experts"
+    gate_up, down = f"{experts}.gate_up_proj", f"{experts}.down_proj"
+    if t.has(f"{gate_up}_blocks"):
+        t.check_mxfp4(gate_up, (count, 2 * f, d))
+        t.check_mxfp4(down, (count, d, f))
+
+        def matrices(e: int) -> tuple[np.ndarray, np.ndarray]:
+            return t.mxfp4_part(gate_up, e, (count, 2 * f, d)).T, t.mxfp4_part(down, e, (count, d, f)).T
+
+    else:
+        t.check(gate_up, (count, d, 2 * f))
+        t.check(down, (count, f, d))
+
+        def matrices(e: int) -> tuple[np.ndarray, np.ndarray]:
+            return t.part(gate_up, e, (count, d, 2 * f)), t.part(down, e, (count, f, d))
+
+    t.check(f"{gate_up}_bias", (count, 2 * f))
+    t.check(f"{down}_bias", (count, d))
+    columns = np.concatenate([np.arange(0, 2 * f, 2), np.arange(1, 2 * f, 2)])  # [2f] the gate's, then up's
+
+    def read(e: int) -> FeedForward:
+        w_in, w_out = matrices(e)  # [d, 2f], [f, d]
+        b_in, b_out = t.part(f"{gate_up}_bias", e, (count, 2 * f)), t.part(f"{down}_bias", e, (count, d))
+        return FeedForward(w_in[:, columns], w_out, b_in[columns], b_out, gated=True)
+
+    return read
 
 
 def _decoder_norm(t: _Tensors, name: str, d: int, style: _Decoder) -> "Norm":
@@ -1122,6 +1190,8 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     projections = Projections(
         w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm, whole_q_norm=whole_q_norm, whole_k_norm=whole_k_norm
     )
+    if c.sinks:
+        projections.sinks = t(f"{layer}.self_attn.sinks", (h,))  # [h]
     if c.moe is not None and c.moe.sparse[i]:
         feed_forward = _mixture_of_experts(t, c, style.moe, layer)
     else:
@@ -1564,6 +1634,40 @@ _DECODERS = {
                 experts=64,
                 per_token=8,
                 count=("num_local_experts", "num_experts"),  # as transformers reads both: num_local_experts wins
+            ),
+        ),
+    ),
+    "gpt_oss": (
+        "GPT-OSS",
+        _Decoder(
+            head_dim=64,
+            kv_heads=8,
+            layer_types=True,
+            windows="even",
+            window=128,
+            activation=None,  # hidden_act: its experts' clamped SwiGLU is their own, and it has no other
+            eps=1e-5,
+            theta=150000.0,
+            defaults=(("attention_bias", True),),
+            sinks=True,
+            rope_defaults=(
+                ("rope_type", "yarn"),
+                ("factor", 32.0),
+                ("beta_fast", 32.0),
+                ("beta_slow", 1.0),
+                ("truncate", False),
+                ("original_max_position_embeddings", 4096),
+            ),
+            moe=_Mixture(
+                experts=128,
+                per_token=4,
+                count=("num_experts", "num_local_experts"),  # as transformers reads both: num_experts wins
+                renormalize=True,  # softmax over the k: gates that sum to 1
+                router="router",
+                router_bias=True,
+                softmax_after_top_k=True,
+                clamped_swiglu=True,
+                interleaved=True,
             ),
         ),
     ),

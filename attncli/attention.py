@@ -488,6 +488,7 @@ class HeadsTrace:
     # clip_qkv change them; None where the model does neither
     projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     alibi: np.ndarray | None = None  # [h, T] ALiBi: each head's bias B_j for key j (query i's scores got B_j - B_i)
+    sinks: np.ndarray | None = None  # [h] each head's learned sink logit, where the model has them (GPT-OSS)
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -627,6 +628,7 @@ def heads_attention(
         k_rotated=k_rotated,
         projected=projected,
         alibi=biases,
+        sinks=p.sinks,
     )
 
 

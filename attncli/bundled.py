@@ -60,7 +60,7 @@ class SampleConfig:
     layer_attention = (LayerAttention(),)
     max_length = None
     kv_heads = None
-    attention_bias = output_bias = qk_norm = whole_qk_norm = False
+    attention_bias = output_bias = qk_norm = whole_qk_norm = sinks = False
     clip_qkv = None
     attention_scale = soft_cap = alibi = None
     position_offset = 0

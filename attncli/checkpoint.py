@@ -23,6 +23,7 @@ __all__ = [
     "Rows",
     "TensorFile",
     "TensorHeaders",
+    "dequantize_mxfp4",
     "hub_cache",
     "open_checkpoint",
     "resolve",
@@ -177,6 +178,31 @@ class TensorFile:
         tensor = _float32(_read(path, name, start + index * size, size), dtype)
         return _finite(tensor.reshape(shape[1:]), path, name)
 
+    def mxfp4_shape(self, name: str) -> tuple[int, ...]:
+        """The shape [..., n] of tensor `name` stored in MXFP4 as NAME_blocks [..., n/32, 16] and NAME_scales
+        [..., n/32], unsigned bytes (U8) both, from the file's headers alone."""
+        blocks, scales = (self._entry(f"{name}_{part}", packed=True)[2] for part in ("blocks", "scales"))
+        if blocks[-1:] != (16,) or blocks[:-1] != scales:
+            raise DataError(
+                f"{self._files[name + '_blocks']}: {name}_blocks has shape {blocks} and {name}_scales {scales}; "
+                "MXFP4 stores 16 bytes for each scale"
+            )
+        return (*scales[:-1], scales[-1] * 32) if scales else ()
+
+    def mxfp4_part(self, name: str, index: int) -> np.ndarray:
+        """Tensor `name`[index] as float32, checked to be finite, from its MXFP4 blocks and scales (see
+        mxfp4_shape and dequantize_mxfp4): one expert's slice of each read alone."""
+        shape = self.mxfp4_shape(name)
+        if not shape or not 0 <= index < shape[0]:
+            raise IndexError(f"part {index} of {name}, which has shape {shape}")
+        parts = []
+        for part in ("blocks", "scales"):
+            path, _, stored, start, end = self._entry(f"{name}_{part}", packed=True)
+            size = (end - start) // stored[0]  # bytes of one part
+            parts.append(np.frombuffer(_read(path, name, start + index * size, size), np.uint8).reshape(stored[1:]))
+        with np.errstate(over="ignore", invalid="ignore"):  # past float32's range: ∞ or NaN, refused below
+            return _finite(dequantize_mxfp4(*parts), path, name)
+
     def headers(self) -> "TensorHeaders":
         """The same tensors as their headers give them: shapes, and no values read."""
         return TensorHeaders(self)
@@ -189,16 +215,19 @@ class TensorFile:
             raise DataError(f"{path}: tensor {name} has shape {shape}, not [rows, columns]")
         return Rows(path, name, dtype, shape, start)
 
-    def _entry(self, name: str) -> tuple[Path, str, tuple[int, ...], int, int]:
-        """(file, dtype, shape, first byte, end byte) of tensor `name`, checked."""
+    def _entry(self, name: str, packed: bool = False) -> tuple[Path, str, tuple[int, ...], int, int]:
+        """(file, dtype, shape, first byte, end byte) of tensor `name`, checked to be of a float type (with
+        `packed`, to be unsigned bytes: MXFP4's blocks and scales)."""
+        dtypes = _BYTES if packed else _FLOATS
         path = self._files[name]
         if path not in self._headers:
             self._headers[path] = _header(path)
         data, header = self._headers[path]
         entry = header.get(name)
-        if not isinstance(entry, dict) or entry.get("dtype") not in _FLOATS:
+        if not isinstance(entry, dict) or entry.get("dtype") not in dtypes:
             dtype = entry.get("dtype") if isinstance(entry, dict) else None
-            raise DataError(f"{path}: tensor {name} is {dtype}, not a floating-point type ({', '.join(_FLOATS)})")
+            kind = "unsigned bytes" if packed else "a floating-point type"
+            raise DataError(f"{path}: tensor {name} is {dtype}, not {kind} ({', '.join(dtypes)})")
         shape, (begin, end) = tuple(entry["shape"]), entry["data_offsets"]
         return path, entry["dtype"], shape, data + begin, data + end
 
@@ -226,8 +255,32 @@ class TensorHeaders:
     def part(self, name: str, index: int) -> np.ndarray:
         return np.broadcast_to(np.float32(0), self.tensors.shape(name)[1:])
 
+    def mxfp4_shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors.mxfp4_shape(name)
+
+    def mxfp4_part(self, name: str, index: int) -> np.ndarray:
+        return np.broadcast_to(np.float32(0), self.tensors.mxfp4_shape(name)[1:])
+
 
 _FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}  # safetensors dtype -> how numpy reads it
+_BYTES = {"U8": "u1"}  # read only as MXFP4's blocks and scales (TensorFile.mxfp4_part)
+# The 16 numbers an FP4 (E2M1) code stands for, its highest bit the sign: OCP's Microscaling formats, 5.3.3.
+_FP4 = np.float32([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def dequantize_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """MXFP4's numbers, as transformers dequantizes GPT-OSS's experts: `blocks` [..., G, 16] uint8 holds
+    two FP4 codes a byte, the first in its low nibble, and each block of 32 is multiplied by 2^(s - 127),
+    its scale s of `scales` [..., G] uint8 (an E8M0 exponent): [..., G · 32] float32, exactly (an FP4
+    number times a power of two is one in float32, within its range; past it, as at a scale of 255, the
+    product is infinite, and 0 · ∞ NaN)."""
+    values = np.empty((*blocks.shape[:-1], 2 * blocks.shape[-1]), np.float32)  # [..., G, 32]
+    values[..., 0::2] = _FP4[blocks & 0x0F]
+    values[..., 1::2] = _FP4[blocks >> 4]
+    values *= np.ldexp(np.float32(1), scales.astype(np.int32) - 127)[..., None]
+    return values.reshape(*blocks.shape[:-2], -1)
+
+
 # Bytes of a safetensors header: a real one of a thousand tensors takes about 100 KB; past this,
 # a header of a million empty entries would take seconds to parse, twice.
 _HEADER_LIMIT = 8 * 2**20

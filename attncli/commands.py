@@ -168,8 +168,10 @@ def explain(
         walk_head = 0 if head is None else head
         attention = result.trace.layers[layer]
         scaled = attention.scaled[walk_head, index, keys]  # [keys]
+        if attention.sinks is not None:  # the head's sink logit joins the row as one more, last
+            scaled = np.append(scaled, attention.sinks[walk_head])  # [keys + 1]
         focus_steps = SoftmaxResult(scaled, *softmax_parts(scaled))
-        focus_top = int(keys[np.argmax(focus_steps.probabilities)])
+        focus_top = int(keys[np.argmax(focus_steps.probabilities[: len(keys)])])
         row = attention.weights[walk_head, index, keys]  # [keys]
         weighted = analysis.weighted_values(row, attention.v[attention.key_head(walk_head), keys])  # [keys, d_k]
         clipped, projection_rms = _projection_changes(model.info, attention, index, walk_head)
@@ -295,7 +297,7 @@ def query(
     or by the weight on the token named by `to`.
 
     Either may name a word split into several tokens: a word's query row is the mean of its tokens'
-    rows (still weights that sum to 1), and the weight on a word is the sum of the weights on its
+    rows (still weights that sum to what each row does), and the weight on a word is the sum of the weights on its
     tokens, as Clark et al. (2019) combine a split word's attention.
     """
     result = run(text, model, max_tokens)
@@ -404,7 +406,7 @@ def _statistics(weights: np.ndarray, tokens: list[Token], info: ModelInfo) -> di
     else:
         masks = [info.mask(layer, count) for layer in range(info.layers)]
     special = np.array([t.special for t in tokens], dtype=bool)
-    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks)
+    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, info.sinks)
 
 
 # Tokens of one packed forward pass (see transformer.forward_packed): enough for BLAS to run at
@@ -540,6 +542,8 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
+    if model.info.sinks:  # the sinks' shares, one more outcome of each row
+        change += 0.5 * np.abs(analysis.sink_shares(rows_a) - analysis.sink_shares(rows_b))
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)

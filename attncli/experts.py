@@ -7,6 +7,10 @@ weighted by the gates g_i: p_i as they are, or renormalised over 𝒯 (g_i = p_i
 
     y = Σ_{i∈𝒯} g_i · E_i(x)    (+ σ(x·w_s) · E_s(x), with a shared expert E_s every token goes through)
 
+GPT-OSS routes the other way round: the top k of the logits x·W_g + b first, then softmax over those
+k alone (the same gates as renormalised probabilities, to rounding); its experts are gated by a
+clamped SwiGLU, (clamp(up, ±limit) + 1) · gate · σ(α · gate), the gate clamped at limit from above.
+
 The experts a layer does not route a token to cost it nothing: `combine` runs expert by expert, each
 over the tokens routed to it, asking for an expert's weights only when some token needs it.
 Shapes: T tokens, d width, E experts, k experts per token.
@@ -20,7 +24,17 @@ import numpy as np
 from attncli.attention import softmax
 from attncli.errors import DataError
 
-__all__ = ["MixtureConfig", "Routing", "combine", "route", "router_probabilities", "sigmoid", "top_k"]
+__all__ = [
+    "MixtureConfig",
+    "Routing",
+    "clamped_swiglu",
+    "combine",
+    "route",
+    "router_probabilities",
+    "sigmoid",
+    "top_k",
+    "top_k_softmax",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,10 @@ class MixtureConfig:
     renormalize: bool  # the k chosen probabilities divided by their sum (else weighted as they are)
     sparse: tuple[bool, ...]  # per layer: a mixture of experts (True), or the dense feed-forward network
     d_shared: int | None = None  # the shared expert's width, where every token also goes through one
+    softmax_after_top_k: bool = False  # the top k of the router's logits, then softmax over them (GPT-OSS)
+    # GPT-OSS's clamped SwiGLU: the sigmoid's gain α and the clamp's limit; None: the model's activation
+    swiglu_alpha: float | None = None
+    swiglu_limit: float | None = None
 
     def __post_init__(self):
         if self.experts < 1:
@@ -53,6 +71,12 @@ class MixtureConfig:
             "renormalized": self.renormalize,
             "shared_expert": self.d_shared is not None,
             "layers": [layer for layer, sparse in enumerate(self.sparse) if sparse],
+            **({"softmax_after_top_k": True} if self.softmax_after_top_k else {}),
+            **(
+                {}
+                if self.swiglu_limit is None
+                else {"swiglu_alpha": self.swiglu_alpha, "swiglu_limit": self.swiglu_limit}
+            ),
         }
 
 
@@ -85,6 +109,26 @@ def top_k(probabilities: np.ndarray, k: int, renormalize: bool) -> Routing:
 def route(x: np.ndarray, w_router: np.ndarray, k: int, renormalize: bool) -> Routing:
     """The router of one layer: top_k(softmax(x·W_g)), [T, d] -> [T, k] experts and gates."""
     return top_k(router_probabilities(x, w_router), k, renormalize)
+
+
+def top_k_softmax(logits: np.ndarray, k: int) -> Routing:
+    """Each token's k experts of highest logit, highest first, their gates softmax over those k logits alone
+    (GPT-OSS's router): [T, E] -> [T, k] twice. The gates are top_k(softmax(logits), k, renormalize=True)'s,
+    to rounding; an expert's order is its logit's, which rounding to a probability cannot tie.
+
+    Of equal logits the lower id comes first (torch leaves their order unspecified)."""
+    order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]  # [T, k]
+    return Routing(order, softmax(np.take_along_axis(logits, order, axis=-1)))
+
+
+def clamped_swiglu(gate: np.ndarray, up: np.ndarray, alpha: float, limit: float) -> np.ndarray:
+    """GPT-OSS's experts' activation: (u + 1) · g · σ(α · g), with g the gate clamped to at most `limit`
+    and u the up projection clamped to ±`limit`: [n, f] twice -> [n, f]."""
+    gate = np.minimum(gate, np.float32(limit))  # [n, f]
+    with np.errstate(over="ignore"):  # σ of a gate far below 0: e^-x is ∞ and σ 0, as float32 rounds it
+        glu = gate * sigmoid(gate * np.float32(alpha))  # [n, f]
+    glu *= np.clip(up, np.float32(-limit), np.float32(limit)) + np.float32(1)
+    return glu
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

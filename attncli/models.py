@@ -93,6 +93,8 @@ class ModelInfo:
             "sliding_windows": self.windows,
             "soft_cap": self.soft_cap,
         }
+        if self.sinks:
+            checkpoint["attention_sinks"] = True
         return checkpoint if self.mixture is None else {**checkpoint, "experts": self.mixture.to_json()}
 
 

@@ -124,7 +124,9 @@ class ExplainResult:
     focus_keys: np.ndarray  # [keys] indices of the keys the focus token may attend to
     strongest: tuple[np.ndarray, np.ndarray]  # per head of the layer, each query's top key and its weight: [h, T]
     strongest_mean: tuple[np.ndarray, np.ndarray]  # the same for the mean of the layer's heads: [T]
-    focus_steps: "SoftmaxResult | None"  # softmax of the focus token's scaled scores over its keys; with steps
+    # softmax of the focus token's scaled scores over its keys (and, last, its head's sink logit where the model
+    # has attention sinks); with steps
+    focus_steps: "SoftmaxResult | None"
     focus_top: int | None  # the key the focus token weights most in the walkthrough head; with steps
     weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
     include_special: bool = False  # the summary's targets may be special tokens and a causal model's first token
@@ -203,6 +205,7 @@ class ExplainResult:
                 **_projected_json(layers),
                 **experts,
                 **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
+                **({"sinks": per_layer("sinks")} if self.run.model.sinks else {}),
             },
         }
 

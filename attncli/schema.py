@@ -88,6 +88,11 @@ MODEL = _object(
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
         "soft_cap": NULLABLE_NUMBER,
+        "attention_sinks": {
+            "const": True,
+            "description": "each head has a learned sink logit that joins every row's softmax and is dropped: "
+            "a row of its attention sums to 1 less the sink's share (GPT-OSS)",
+        },
         "experts": _object(
             {
                 "experts": INDEX,
@@ -95,11 +100,23 @@ MODEL = _object(
                 "renormalized": {"type": "boolean"},
                 "shared_expert": {"type": "boolean"},
                 "layers": {**_array(INDEX), "description": "the layers that are mixtures of experts"},
-            }
+            },
+            {
+                "softmax_after_top_k": {
+                    "const": True,
+                    "description": "the top k of the router's logits, then softmax over them (GPT-OSS)",
+                },
+                "swiglu_alpha": {**NUMBER, "description": "the experts' clamped SwiGLU (GPT-OSS): its sigmoid's gain"},
+                "swiglu_limit": {**NUMBER, "description": "the bound the clamped SwiGLU clamps its gate and up to"},
+            },
         ),
     },
 )
-ATTENTION = {**_array(NUMBER, 4), "description": "[layer][head][query][key]; each row sums to 1"}
+ATTENTION = {
+    **_array(NUMBER, 4),
+    "description": "[layer][head][query][key]; each row sums to 1, less its head's sink's share where "
+    "model.attention_sinks is true",
+}
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
 SUMMARY = _array(
     _object(
@@ -149,6 +166,11 @@ STEPS = _object(
             **_array(NUMBER, 2),
             "description": "[head][key] ALiBi's bias for key j, m·j (or m·j / √d_k), the same in every layer; "
             "query i's scaled scores got alibi[j] - alibi[i]",
+        },
+        "sinks": {
+            **_array(NUMBER, 2),
+            "description": "[layer][head] the learned sink logit of each head, for a model with attention sinks "
+            "(GPT-OSS): it joins each row's softmax as one more key, and its share is dropped",
         },
     },
 )

@@ -39,7 +39,7 @@ from attncli.attention import (
     rotary,
 )
 from attncli.errors import DataError
-from attncli.experts import MixtureConfig, Routing, combine, route, sigmoid
+from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, route, sigmoid, top_k_softmax
 
 __all__ = [
     "ACTIVATIONS",
@@ -51,6 +51,7 @@ __all__ = [
     "TransformerWeights",
     "attention_input",
     "block_output",
+    "clamped_feed_forward",
     "forward",
     "forward_packed",
     "gelu",
@@ -214,6 +215,7 @@ class TransformerConfig:
     embedding_norm: bool = False  # a norm on the embeddings before the first layer
     final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
+    sinks: bool = False  # each head has a learned sink logit that joins every row's softmax (GPT-OSS)
 
     def __post_init__(self):
         sizes = {
@@ -316,6 +318,7 @@ class MixtureOfExperts:
     experts: Sequence[FeedForward]  # E gated experts; a sequence may read each from disk when it is asked for one
     shared: FeedForward | None = None  # E_s, which every token goes through
     w_shared_gate: np.ndarray | None = None  # [d, 1] w_s: E_s(x) is weighted by σ(x·w_s)
+    b_router: np.ndarray | None = None  # [E] the router's bias, where it has one (GPT-OSS): x·W_g + b
 
 
 @dataclass(eq=False, repr=False)
@@ -384,11 +387,28 @@ def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray
     return linear(hidden, ffn.w_out, ffn.b_out)
 
 
+def clamped_feed_forward(x: np.ndarray, ffn: FeedForward, alpha: float, limit: float) -> np.ndarray:
+    """A GPT-OSS expert: clamped_swiglu(gate, up) @ W_out + b_out, with [gate | up] = x @ W_in + b_in:
+    [T, d] -> [T, d]."""
+    both = linear(x, ffn.w_in, ffn.b_in)  # [T, 2f]
+    width = both.shape[-1] // 2
+    return linear(clamped_swiglu(both[:, :width], both[:, width:], alpha, limit), ffn.w_out, ffn.b_out)
+
+
 def mixture_of_experts(x: np.ndarray, moe: MixtureOfExperts, config: TransformerConfig) -> tuple[np.ndarray, Routing]:
     """y = Σ_{i∈𝒯} g_i · E_i(x), each token through the k experts the router picks for it (plus σ(x·w_s) ·
     E_s(x) where there is a shared expert), and where each token went: [T, d] -> [T, d], Routing."""
-    routing = route(x, moe.w_router, config.moe.per_token, config.moe.renormalize)  # [T, k] experts and gates
-    y = combine(x, routing, lambda i, rows: feed_forward(rows, moe.experts[i], config.activation))  # [T, d]
+    m = config.moe
+    if m.softmax_after_top_k:
+        routing = top_k_softmax(linear(x, moe.w_router, moe.b_router), m.per_token)  # [T, k] experts and gates
+    else:
+        routing = route(x, moe.w_router, m.per_token, m.renormalize)  # [T, k] experts and gates
+    if m.swiglu_limit is None:
+        y = combine(x, routing, lambda i, rows: feed_forward(rows, moe.experts[i], config.activation))  # [T, d]
+    else:
+        y = combine(
+            x, routing, lambda i, rows: clamped_feed_forward(rows, moe.experts[i], m.swiglu_alpha, m.swiglu_limit)
+        )
     if moe.shared is not None:
         routing.shared = sigmoid(x @ moe.w_shared_gate)[:, 0]  # [T]
         y += routing.shared[:, None] * feed_forward(x, moe.shared, config.activation)

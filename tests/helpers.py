@@ -65,6 +65,8 @@ DECODERS = [
     "opt-post-norm",
     "gpt-neo",
     "olmoe",
+    "gpt-oss",
+    "gpt-oss-mxfp4",
 ]
 # The decoders without rotary embeddings: ALiBi's biases on the scores, or a learned table of positions.
 UNROTATED = ["bloom", "falcon-alibi", "opt", "opt-post-norm", "gpt-neo"]

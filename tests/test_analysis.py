@@ -24,6 +24,7 @@ from attncli.analysis import (
     pattern_labels,
     rms_divisor,
     rollout,
+    sink_shares,
     total_variation,
     weight_changes,
 )
@@ -116,6 +117,20 @@ def test_causal_rows_are_normalised_by_the_keys_they_see():
 
 def test_entropy_of_one_hot_rows_is_zero_and_of_uniform_is_log_n():
     assert_allclose(entropy(np.array([[1.0, 0, 0], [1 / 3, 1 / 3, 1 / 3]])), [0.0, np.log(3)])
+
+
+def test_a_learned_sinks_share_is_one_more_outcome_of_a_rows_entropy():
+    """Rows that give half their weight to a learned sink: the sink's half counts in the entropy and in
+    ln n; a head whose rows all go to their sink has none."""
+    half_uniform = uniform_head() / 2  # every row: 1/(2T) on each key, 1/2 to the sink
+    stats = head_statistics(as_model(half_uniform), None, NO_KEYS, NO_KEYS, learned_sinks=True)
+    expected = -(T * (1 / (2 * T)) * np.log(1 / (2 * T)) + 0.5 * np.log(0.5))
+    assert_allclose(stats["entropy"][0, 0], expected)
+    assert_allclose(stats["entropy_normalized"][0, 0], expected / np.log(T + 1))
+    assert_allclose(stats["max"][0, 0], 1 / (2 * T))  # shares of the whole row
+    to_the_sink = head_statistics(as_model(np.zeros((T, T))), None, NO_KEYS, NO_KEYS, learned_sinks=True)
+    assert to_the_sink["entropy"][0, 0] == 0.0
+    assert_allclose(sink_shares(np.float32([[0.25, 0.25], [0.5, 0.5000001]])), [0.5, 0.0], atol=1e-7)
 
 
 def test_rollout_of_identity_layers_is_the_identity():

@@ -697,3 +697,68 @@ def test_olmoe_with_a_head_dim_its_norms_do_not_span_is_refused(tmp_path):
     save_file(tensors, directory / "model.safetensors")
     with pytest.raises(DataError, match=r"q_norm.weight has shape \(16,\), but config.json implies \(32,\)"):
         load_model(str(directory))
+
+
+def gpt_oss(**changes) -> dict:
+    """The TransformerConfig fields of the gpt-oss fixture's config.json with `changes` (None drops a key),
+    as read_config reads them, the family's defaults filled in."""
+    config = config_of("gpt-oss", **changes)
+    return read("gpt-oss", FAMILIES["gpt_oss"].settings(config))
+
+
+def test_gpt_oss_reads_its_keys_with_its_own_defaults(tmp_path):
+    # Left out: RoPE is its configuration's yarn, and the attention has biases on q, k, v and o
+    published = config_of("gpt-oss", legacy=True, rope_theta=None, rope_scaling=None, attention_bias=None)
+    assert_equals_transformers(load_model(str(with_config(tmp_path, "gpt-oss", published))), "gpt-oss")
+    rope = gpt_oss(rope_parameters=None)["layer_attention"][0].rope
+    assert (rope.scaling, rope.theta, rope.factor, rope.truncate, rope.original_max_positions) == (
+        "yarn",
+        150000.0,
+        32.0,
+        False,
+        4096,
+    )
+    assert gpt_oss(rope_parameters={})["layer_attention"][0].rope.scaling == "default"  # given, if empty
+    unbiased = gpt_oss(attention_bias=False)
+    assert not unbiased["attention_bias"] and not unbiased["output_bias"]
+    # Its experts' activation is their clamped SwiGLU, whatever hidden_act says: transformers reads it nowhere
+    nonsense = config_of("gpt-oss", hidden_act="nonsense")
+    assert_equals_transformers(load_model(str(with_config(tmp_path / "act", "gpt-oss", nonsense))), "gpt-oss")
+    both = gpt_oss(num_experts=5)["moe"]  # as transformers reads both: num_experts wins
+    assert (both.experts, both.per_token, both.d_expert) == (5, 2, 32)
+    assert (both.swiglu_alpha, both.swiglu_limit, both.softmax_after_top_k) == (1.702, 2.0, True)
+    defaults = gpt_oss(swiglu_alpha=None, swiglu_limit=None)["moe"]
+    assert (defaults.swiglu_alpha, defaults.swiglu_limit) == (1.702, 7.0)
+    windows = [layer.window for layer in gpt_oss(layer_types=None, sliding_window=None)["layer_attention"]]
+    assert windows == [128, None, 128]  # its even layers slide, 128 keys wide unless config.json says
+    assert [layer.window for layer in gpt_oss(layer_types=["full_attention"] * 3)["layer_attention"]] == [None] * 3
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("gpt-oss", {"swiglu_limit": 0}, "swiglu_limit should be a finite positive number, not 0"),
+        ("gpt-oss", {"swiglu_alpha": "1.7"}, "swiglu_alpha should be a finite positive number"),
+        ("gpt-oss", {"sliding_window": None}, "layer_types has sliding_attention layers but no window"),
+        ("gpt-oss", {"attention_bias": None}, "attention_bias should be true or false, not None"),
+        ("gpt-oss", {"num_local_experts": 3}, r"mlp.experts.gate_up_proj has shape \(4, 16, 64\), .* \(3, 16, 64\)"),
+        ("gpt-oss", {"num_experts": 5}, r"mlp.experts.gate_up_proj has shape \(4, 16, 64\), .* \(5, 16, 64\)"),
+        (
+            "gpt-oss",
+            {"intermediate_size": 16},
+            r"gate_up_proj has shape \(4, 16, 64\), but config.json implies \(4, 16",
+        ),
+        ("gpt-oss-mxfp4", {"intermediate_size": 64}, r"gate_up_proj has shape \(4, 64, 32\), .* \(4, 128, 32\)"),
+        ("gpt-oss-mxfp4", {"hidden_size": 64}, "embed_tokens.weight has shape"),
+    ],
+)
+def test_a_gpt_oss_config_its_tensors_or_transformers_would_not_run_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=f"{message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+def test_gpt_oss_without_a_window_and_without_layer_types_is_refused_as_transformers_refuses_it(tmp_path):
+    config = config_of("gpt-oss", legacy=True) | {"sliding_window": None}
+    with pytest.raises(DataError, match="sliding_window is null, but the even layers slide"):
+        load_model(str(with_config(tmp_path, "gpt-oss", config)))

@@ -336,6 +336,19 @@ def test_rope_turns_each_pair_and_scales_its_length_by_the_attention_factor(toke
     assert_allclose(lengths[1], np.float32(factor) * lengths[0], rtol=1e-5, atol=1e-6)
 
 
+@given(st.integers(1, 12), st.integers(1, 16).map(lambda half: 2 * half), st.integers(0, 2**32 - 1))
+def test_rope_by_rotate_half_is_gpt_oss_rotation_of_the_halves_to_the_bit(tokens, dims, seed):
+    """GPT-OSS turns the halves (x1, x2) as (x1·cos - x2·sin, x2·cos + x1·sin) with cos and sin of the n/2
+    angles once (its _apply_rotary_emb); x·cos + rotate_half(x)·sin, cos and sin twice over, is the same
+    arithmetic: the same numbers, bit for bit."""
+    turn = rotary(tokens, Rope(150000.0, dims, "yarn", 32.0, original_max_positions=4096, truncate=False))
+    x = np.random.default_rng(seed).normal(size=(2, tokens, dims)).astype(np.float32)  # [h, T, n]
+    half = dims // 2
+    cos, sin, first, second = turn.cos[:, :half], turn.sin[:, :half], x[..., :half], x[..., half:]
+    halves = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    assert_array_equal(rotate(x, turn), halves)
+
+
 @pytest.mark.parametrize("window", [7, 8, 2**62, 2**63 - 1])
 def test_a_window_as_long_as_the_text_hides_nothing(window):
     assert_array_equal(causal_mask(7, window), causal_mask(7))

@@ -205,3 +205,105 @@ def test_a_part_of_a_tensor_is_read_alone_as_its_whole_reads_it(tmp_path, dtype)
     assert tensors.headers().part("experts", 2).shape == (3, 4)
     with pytest.raises(IndexError):
         tensors.part("experts", 5)
+
+
+def test_mxfp4_is_two_fp4_codes_a_byte_low_nibble_first_times_two_to_the_scale_less_127():
+    from attncli.checkpoint import dequantize_mxfp4
+
+    blocks = np.zeros((2, 1, 16), np.uint8)  # two rows of one block of 32 numbers
+    blocks[0, 0, :3] = [0x21, 0xF8, 0x7C]  # codes 1, 2 | 8, 15 | 12, 7: 0.5, 1 | -0, -6 | -2, 6
+    blocks[1, 0, 0] = 0x9F  # codes 15, 9: -6, -0.5
+    scales = np.uint8([[128], [0]])  # times 2, and times 2^-127 (a float32 subnormal)
+    values = dequantize_mxfp4(blocks, scales)
+    assert values.shape == (2, 32) and values.dtype == np.float32
+    assert values[0, :6].tolist() == [1.0, 2.0, -0.0, -12.0, -4.0, 12.0] and np.signbit(values[0, 2])
+    assert not values[0, 6:].any()
+    assert values[1, :2].tolist() == [-6 * 2.0**-127, -0.5 * 2.0**-127]
+
+
+def test_mxfp4_dequantizes_bit_for_bit_as_transformers_does():
+    """Every byte, and scales from 2^-127 to 2^127 (beyond float32's range times 2 or more), against
+    transformers' _convert_moe_packed_tensors, which stores them transposed: [E, in, out]."""
+    from attncli.checkpoint import dequantize_mxfp4
+
+    reference = np.load(FIXTURES / "gpt-oss-mxfp4" / "mxfp4_reference.npz")
+    with np.errstate(over="ignore"):
+        values = dequantize_mxfp4(reference["blocks"], reference["scales"])  # [E, out, in]
+    expected = reference["values"].transpose(0, 2, 1)
+    assert np.isinf(expected).any() and (expected == 0).any()
+    assert np.array_equal(values.view(np.uint32), expected.view(np.uint32))  # zeros' signs and infinities too
+
+
+# safetensors dtypes and the numpy types their bytes are read as (bf16 as its 16 bits: numpy has no bf16)
+STORED = {"BF16": np.uint16, "F32": np.float32, "U8": np.uint8}
+
+
+def edit_stored(directory, edit) -> None:
+    """Rewrite model.safetensors as edit({name: (safetensors dtype, array of its bytes)}) returns it."""
+    path = directory / "model.safetensors"
+    entries = {
+        name: (entry["dtype"], np.frombuffer(entry["data"], STORED[entry["dtype"]]).reshape(entry["shape"]))
+        for name, entry in deserialize(path.read_bytes())
+    }
+    header, data, offset = {}, [], 0
+    for name, (dtype, array) in edit(entries).items():
+        raw = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        data.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + b"".join(data))
+
+
+def test_mxfp4_experts_are_read_as_transformers_loads_them(tmp_path):
+    """gpt-oss-mxfp4 with its experts dequantized into float32 tensors in transformers' layout ([E, in, out],
+    as bf16 checkpoints store them): the same attention, to float32 rounding (the matrices' memory layouts
+    differ, and with them the order of BLAS's sums)."""
+    from attncli.checkpoint import dequantize_mxfp4
+
+    def unpacked(entries):
+        for name in [name for name in entries if name.endswith("_blocks")]:
+            matrix = name.removesuffix("_blocks")
+            values = dequantize_mxfp4(entries.pop(name)[1], entries.pop(f"{matrix}_scales")[1])  # [E, out, in]
+            entries[matrix] = ("F32", values.transpose(0, 2, 1))
+        return entries
+
+    directory = copy_fixture(tmp_path, "gpt-oss-mxfp4")
+    edit_stored(directory, unpacked)
+    assert_allclose(attention_of(directory), attention_of(FIXTURES / "gpt-oss-mxfp4"), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("scales of 255", "gate_up_proj holds NaN or infinite values"),  # E8M0's NaN: 2^128, ∞ in float32
+        ("short blocks", r"gate_up_proj_blocks has shape \(4, 64, 1, 8\) and .*_scales \(4, 64, 1\)"),
+        ("float scales", "gate_up_proj_scales is F32, not unsigned bytes"),
+        ("a router of bytes", "mlp.router.weight is U8, not a floating-point type"),
+    ],
+)
+def test_damaged_mxfp4_experts_are_refused_by_name(tmp_path, edit, message):
+    layer = "model.layers.0.mlp"
+    blocks, scales, router = (
+        f"{layer}.experts.gate_up_proj_blocks",
+        f"{layer}.experts.gate_up_proj_scales",
+        f"{layer}.router.weight",
+    )
+
+    def damaged(entries):
+        stored = entries[scales][1]
+        changed = {
+            "scales of 255": {scales: ("U8", np.full_like(stored, 255))},
+            "short blocks": {blocks: ("U8", entries[blocks][1][..., :8])},
+            "float scales": {scales: ("F32", stored.astype(np.float32))},
+            "a router of bytes": {router: ("U8", np.zeros(entries[router][1].shape, np.uint8))},
+        }
+        return entries | changed[edit]
+
+    directory = copy_fixture(tmp_path, "gpt-oss-mxfp4")
+    edit_stored(directory, damaged)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would reach the user's stderr
+        with pytest.raises(DataError, match=message):
+            commands.run("The cat sat on the mat", load_model(str(directory)))

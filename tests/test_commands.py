@@ -291,3 +291,39 @@ def test_explain_json_keeps_q_k_and_v_as_projected_where_whole_norms_or_clamping
         if changed:
             assert [len(layer) for layer in steps["projected"]["q"]] == [len(result.run.tokens)] * 3
             np.testing.assert_array_equal(steps["projected"]["v"][1], result.run.trace.layers[1].projected[2])
+
+
+def test_compare_counts_what_a_learned_sink_takes_as_one_more_key():
+    model = load_model(str(FIXTURES / "gpt-oss"))
+    result = commands.compare(SENTENCE, "A cat lay on the mat", model, "1")
+    rows = [run.weights[:, :, token] for run, token in ((result.a, 1), (result.b, result.token_b))]  # [L, h, T]
+    keys = 0.5 * np.abs(result.spread[0] - result.spread[1]).sum(axis=-1)  # [L, h]
+    sinks = 0.5 * np.abs(rows[0].sum(axis=-1, dtype=np.float64) - rows[1].sum(axis=-1, dtype=np.float64))
+    assert sinks.max() > 0.05  # the sinks' shares differ between the texts
+    assert_allclose(result.change, keys + sinks, atol=1e-6)
+    assert np.all(result.change <= 1 + 1e-6)
+    itself = commands.compare(SENTENCE, SENTENCE, model, "1")
+    assert_allclose(itself.change, 0.0, atol=1e-7)
+
+
+def test_explain_json_of_a_model_with_learned_sinks_carries_each_heads_logit():
+    result = commands.explain(SENTENCE, load_model(str(FIXTURES / "gpt-oss-mxfp4")))
+    document = result.to_json()
+    assert document["model"]["attention_sinks"] is True
+    assert document["model"]["experts"] | {"layers": None} == {
+        "experts": 4,
+        "per_token": 2,
+        "renormalized": True,
+        "shared_expert": False,
+        "layers": None,
+        "softmax_after_top_k": True,
+        "swiglu_alpha": 1.702,
+        "swiglu_limit": 7.0,
+    }
+    sinks = document["steps"]["sinks"]  # [L][h]
+    assert np.array_equal(sinks, [layer.sinks for layer in result.run.trace.layers])
+    rows = np.asarray(document["attention"]).sum(axis=-1)  # [L, h, T] what each row's keys got
+    assert np.all(rows <= 1 + 1e-6) and rows.min() < 0.5
+    plain = commands.explain(SENTENCE, load_model(str(FIXTURES / "mixtral"))).to_json()
+    assert "attention_sinks" not in plain["model"] and "sinks" not in plain["steps"]
+    assert "softmax_after_top_k" not in plain["model"]["experts"]

@@ -1,5 +1,5 @@
-"""experts.py: the router's probabilities, top-k with and without renormalisation, and the combine,
-against naive formulas on random inputs."""
+"""experts.py: the router's probabilities, top-k with and without renormalisation, GPT-OSS's top-k then
+softmax and its clamped SwiGLU, and the combine, against naive formulas on random inputs."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,16 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli.errors import DataError
-from attncli.experts import MixtureConfig, combine, route, router_probabilities, sigmoid, top_k
+from attncli.experts import (
+    MixtureConfig,
+    clamped_swiglu,
+    combine,
+    route,
+    router_probabilities,
+    sigmoid,
+    top_k,
+    top_k_softmax,
+)
 
 moderate = st.floats(min_value=-10, max_value=10, allow_nan=False, allow_infinity=False, width=32)
 
@@ -41,6 +50,66 @@ def test_each_token_goes_to_its_k_most_probable_experts_most_probable_first(rout
         assert_allclose(routing.weights, chosen / chosen.sum(axis=-1, keepdims=True), rtol=1e-6)
     else:
         assert_array_equal(routing.weights, chosen)
+
+
+@given(routers())
+def test_softmax_over_the_top_k_logits_is_softmax_then_top_k_renormalised(router):
+    """GPT-OSS picks a token's experts by their logits and takes softmax over those k alone: the gates
+    of the k most probable experts, renormalised, to rounding."""
+    x, w, k = router
+    logits = x @ w  # [T, E]
+    routing = top_k_softmax(logits, k)
+    assert routing.experts.shape == routing.weights.shape == (len(x), k)
+    chosen = np.take_along_axis(logits, routing.experts, axis=-1)  # [T, k]
+    for row, picked, top in zip(logits, routing.experts, chosen, strict=True):
+        assert len(set(picked.tolist())) == k
+        others = np.delete(row, picked)
+        assert others.size == 0 or top.min() >= others.max()
+        assert np.all(np.diff(top) <= 0)
+    assert_allclose(routing.weights.sum(axis=-1), 1, rtol=1e-5)
+    assert np.all(np.diff(routing.weights, axis=-1) <= 1e-7)  # the highest logit's gate first
+    # The same gates (of the same experts, but where rounding ties two probabilities whose logits differ)
+    assert_allclose(routing.weights, top_k(router_probabilities(x, w), k, renormalize=True).weights, atol=1e-6)
+
+
+def test_of_equal_logits_the_lower_id_comes_first():
+    routing = top_k_softmax(np.float32([[1.0, 3.0, 1.0, 3.0, 0.0]]), 3)
+    assert routing.experts.tolist() == [[1, 3, 0]]
+
+
+swiglus = st.tuples(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 6)), elements=st.floats(-30, 30, width=32)),
+    st.floats(0.1, 4.0),
+    st.floats(1.0, 10.0),
+)
+
+
+@given(swiglus)
+def test_the_clamped_swiglu_is_its_formula_with_gate_and_up_clamped(case):
+    gate, alpha, limit = case
+    up = gate[::-1].copy()
+    y = clamped_swiglu(gate, up, alpha, limit)
+    assert y.dtype == np.float32 and y.shape == gate.shape
+    g = np.minimum(gate.astype(np.float64), np.float32(limit))
+    u = np.clip(up.astype(np.float64), -np.float32(limit), np.float32(limit))
+    expected = (u + 1) * g / (1 + np.exp(-g * np.float32(alpha)))
+    assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    # A gate past the limit is the limit; an up past ±limit is ±limit; an up of -1 zeroes the output
+    at_limit, beyond = np.full_like(gate, limit), np.abs(gate) + np.float32(limit)
+    assert_array_equal(clamped_swiglu(beyond, up, alpha, limit), clamped_swiglu(at_limit, up, alpha, limit))
+    for sign in (1, -1):
+        assert_array_equal(
+            clamped_swiglu(gate, sign * (np.abs(up) + np.float32(limit)), alpha, limit),
+            clamped_swiglu(gate, sign * at_limit, alpha, limit),
+        )
+    assert np.all(clamped_swiglu(gate, np.full_like(up, -1.0), alpha, limit) == 0)
+    assert np.all(np.abs(y) <= (limit + 1) * np.abs(g) * (1 + 1e-6))  # σ ≤ 1, |u + 1| ≤ limit + 1
+
+
+def test_the_clamped_swiglu_of_a_hand_worked_example():
+    # gate 10 is clamped to 2, up -5 to -2: (-2 + 1) · 2 · σ(2 · 1.5); gate -1, up 0.5: 1.5 · -1 · σ(-1.5)
+    y = clamped_swiglu(np.float32([[10.0, -1.0]]), np.float32([[-5.0, 0.5]]), 1.5, 2.0)
+    assert_allclose(y, [[-2 / (1 + np.exp(-3.0)), -1.5 / (1 + np.exp(1.5))]], rtol=1e-6)
 
 
 def test_of_equally_probable_experts_the_lower_id_comes_first():

@@ -35,6 +35,8 @@ EVERY_COMMAND = {
     "heatmap-experts": ["heatmap", SENTENCE, "--model", str(FIXTURES / "mixtral"), "--json"],
     "explain-alibi": ["explain", SENTENCE, "--model", str(FIXTURES / "falcon-alibi"), "--json"],
     "explain-projected": ["explain", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
+    "explain-sinks": ["explain", SENTENCE, "--model", str(FIXTURES / "gpt-oss-mxfp4"), "--json"],
+    "heads-sinks": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--json"],
 }
 
 

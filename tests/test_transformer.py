@@ -159,6 +159,7 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
         *("gemma3", "olmo", "olmo2"),
         *("smollm3", "granite"),
         *("mixtral", "qwen2-moe", "qwen3-moe"),
+        "gpt-oss",
     ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
@@ -243,7 +244,9 @@ def test_a_residual_multiplier_scales_what_each_sublayer_adds_to_the_stream(scal
     )
 
 
-@pytest.mark.parametrize(("name", "renormalized"), [("mixtral", True), ("qwen2-moe", False), ("qwen3-moe", True)])
+@pytest.mark.parametrize(
+    ("name", "renormalized"), [("mixtral", True), ("qwen2-moe", False), ("qwen3-moe", True), ("gpt-oss", True)]
+)
 def test_the_trace_records_where_each_layer_sent_each_token(name, renormalized):
     model = load_model(str(FIXTURES / name))
     run = commands.run(PRONOUN, model, steps=True)
@@ -261,18 +264,27 @@ def test_the_trace_records_where_each_layer_sent_each_token(name, renormalized):
 
 
 @pytest.mark.parametrize(
-    ("name", "gate"), [("qwen3-moe", "mlp.experts.{e}.gate_proj.weight"), ("mixtral-fused", "mlp.experts.gate_up_proj")]
+    ("name", "gate"),
+    [
+        ("qwen3-moe", "mlp.experts.{e}.gate_proj.weight"),
+        ("mixtral-fused", "mlp.experts.gate_up_proj"),
+        ("gpt-oss", "mlp.experts.gate_up_proj"),
+        ("gpt-oss-mxfp4", "mlp.experts.gate_up_proj"),  # read from its blocks and scales
+    ],
 )
 def test_a_large_mixture_reads_only_the_experts_its_tokens_are_routed_to(monkeypatch, name, gate):
     from attncli import architectures
     from attncli.checkpoint import TensorFile
 
     read = []  # (tensor, the expert of a fused tensor) as each is read
-    get, part = TensorFile.get, TensorFile.part
+    get, part, mxfp4_part = TensorFile.get, TensorFile.part, TensorFile.mxfp4_part
     monkeypatch.setattr(
         TensorFile, "get", lambda self, name, **out: read.append((name, None)) or get(self, name, **out)
     )
     monkeypatch.setattr(TensorFile, "part", lambda self, name, e: read.append((name, e)) or part(self, name, e))
+    monkeypatch.setattr(
+        TensorFile, "mxfp4_part", lambda self, name, e: read.append((name, e)) or mxfp4_part(self, name, e)
+    )
 
     def experts_read(layer: int) -> list[int]:
         if "{e}" in gate:

@@ -369,3 +369,50 @@ def test_the_walkthrough_of_olmoe_shows_its_whole_projection_norms_the_clamp_aft
     routing = result.run.trace.routing[0]
     assert "7. Experts" in text and "a mixture of 6 experts" in flat and "not renormalised" in flat
     assert "  ".join(f"{e}({w:.2f})" for e, w in zip(routing.experts[4], routing.weights[4], strict=True)) in text
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_a_model_with_learned_sinks_shows_the_share_its_sink_took(width):
+    model = load_model(str(FIXTURES / "gpt-oss"))
+    result = commands.explain(SENTENCE, model, head=2)
+    h, f, keys = 2, result.focus, result.focus_keys
+    row = result.run.weights[0, h, f]  # [T] the focus token's weights in head 2, the model's own
+    sink = result.attention.sinks[h]
+    share = 1 - row.sum(dtype=np.float64)
+    assert 0.01 < share < 0.99
+    steps = result.focus_steps  # its keys, then the sink
+    assert steps.scores[-1] == sink and len(steps.scores) == len(keys) + 1
+    assert_allclose(steps.probabilities[:-1], row[keys], atol=1e-6)
+    assert_allclose(steps.probabilities[-1], share, atol=1e-6)
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    said = " ".join(text.split())
+    assert (
+        f"The sink: head {h}'s learned logit, {number(sink)} in every row of layer 0, joins the softmax unscaled, "
+        f"as a key with no value. It takes {number(share)} of token {f}'s row, which goes nowhere: the keys' "
+        f"weights sum to {number(1 - share)}." in said
+    )
+    assert "with head 2's learned sink logit as one more score; the sink's share is then dropped" in said
+    assert "each row sums to 1 less the share its head's learned sink takes" in said
+    assert "each row sums to 1." not in said and "a learned attention sink per head" in said
+    sink_row = next(line for line in text.splitlines() if "(sink)" in line)
+    assert number(sink) in sink_row and number(share) in sink_row
+    experts = "sends it to its 2 highest scores; softmax over those 2 alone gives the weights of their outputs"
+    assert experts in said and "(u + 1) · g · σ(1.702 · g)" in said and "clamped to at most 2 and" in said
+
+
+def test_the_views_of_a_model_with_learned_sinks_say_what_their_rows_sum_to():
+    model = load_model(str(FIXTURES / "gpt-oss"))
+
+    def said(result) -> str:
+        return " ".join(render_text(views.view(result), width=120).split())
+
+    assert "each row sums to 1 less the share its head's learned sink takes" in said(commands.heatmap(SENTENCE, model))
+    assert "the renormalisation shares that part out" in said(commands.rollout(SENTENCE, model))
+    heads = said(commands.heads(SENTENCE, model))
+    assert "a learned sink's share one more key" in heads and "the part its head's learned sink takes" in heads
+    compare = said(commands.compare(SENTENCE, "The cat lay on the mat", model, "0"))
+    assert "and the share each head's learned sink takes counted as one more key." in compare
+    plain = load_model(str(FIXTURES / "mixtral"))  # rows that sum to 1
+    assert "each row sums to 1." in said(commands.heatmap(SENTENCE, plain))
+    assert "sink's share" not in said(commands.heads(SENTENCE, plain))

@@ -28,6 +28,7 @@ __all__ = [
     "model_line",
     "plain_table",
     "plural",
+    "row_sums",
     "scale_hint",
     "section",
     "softmax_steps_table",
@@ -113,6 +114,8 @@ def model_line(model: ModelInfo, caveat: bool = True) -> Text:
                 "--model minilm shows a trained model's"
             )
         return Text(line, style="dim")
+    if model.sinks:
+        shape += ", a learned attention sink per head"
     if model.mixture is not None:
         shape += f", {model.mixture.experts} experts ({model.mixture.per_token} a token)"
     return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")
@@ -169,6 +172,16 @@ def head_heatmaps(
         for h in heads
     ]
     return Columns(maps, padding=(1, 3)) if len(maps) > 1 else maps[0]
+
+
+def row_sums(model: ModelInfo) -> str:
+    """What each row of a head's weights sums to, as a sentence: 1, or 1 less its head's learned sink's share."""
+    if not model.sinks:
+        return "each row sums to 1."
+    return (
+        "each row sums to 1 less the share its head's learned sink takes (a logit of the head's own that joins "
+        "every row's softmax as one more key, and is dropped)."
+    )
 
 
 def scale_hint(run: AttentionRun, scale: str) -> str:

@@ -17,6 +17,7 @@ from attncli.views.common import (
     model_line,
     plain_table,
     plural,
+    row_sums,
     scale_hint,
     section,
     softmax_steps_table,
@@ -190,7 +191,7 @@ def explain_view(
         5,
         "Attention weights",
         f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
-        "columns are keys; each row sums to 1." + _mask_note(model, layer) + scale_hint(run, scale),
+        f"columns are keys; {row_sums(model)}" + _mask_note(model, layer) + scale_hint(run, scale),
     )
     parts.append(head_heatmaps(run, layer, result.head, values, highlight=f, scale=scale, keys=keys, queries=queries))
 
@@ -275,6 +276,8 @@ def _experts(model: ModelInfo, layer: int, routing, labels: list[str]) -> list[R
         f"p = softmax(x·W_g) (W_g is {model.d_model} × {mixture.experts}), and sends it to its {k} most probable; "
         f"the token's output is the sum of their outputs, each weighted by its probability, {weighted}."
     )
+    if mixture.softmax_after_top_k:
+        lead = _top_k_first(model, layer)
     if mixture.d_shared is not None:
         lead += (
             f" A shared expert, {mixture.d_shared} wide, adds its output to every token's, weighted by its gate "
@@ -299,6 +302,20 @@ def _experts(model: ModelInfo, layer: int, routing, labels: list[str]) -> list[R
         f"{used} of the {mixture.experts} experts are used for these {plural(len(labels), 'token')}.", style="dim"
     )
     return [*section(7, "Experts", lead), table, note]
+
+
+def _top_k_first(model: ModelInfo, layer: int) -> str:
+    """How GPT-OSS's mixture layer routes and what its experts compute, in words."""
+    mixture = model.mixture
+    k, limit = mixture.per_token, f"{mixture.swiglu_limit:g}"
+    return (
+        f"Layer {layer}'s feed-forward network is a mixture of {mixture.experts} experts, each a feed-forward "
+        f"network {mixture.d_expert} wide with biases, gated by a clamped SwiGLU: with its gate g clamped to at "
+        f"most {limit} and its up projection u to ±{limit}, it passes on (u + 1) · g · σ({mixture.swiglu_alpha:g}"
+        f" · g). A router scores each token's normed residual x against them, x·W_g + b (W_g is {model.d_model} × "
+        f"{mixture.experts}), and sends it to its {k} highest scores; softmax over those {k} alone gives the "
+        f"weights of their outputs, which sum to 1."
+    )
 
 
 def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
@@ -407,10 +424,13 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     if model.alibi is not None:
         scale += ", plus ALiBi's bias for the key's distance" + (", divided by √d_k too" if model.alibi.scaled else "")
     capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
-    lead = (
-        f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into weights "
-        "that sum to 1."
-    )
+    weights = "weights that sum to 1"
+    if model.sinks:
+        weights = (
+            f"weights, with head {h}'s learned sink logit as one more score; the sink's share is then dropped, "
+            "so the keys' weights sum to less than 1"
+        )
+    lead = f"Head {h}: token {f}'s {rotated} (QKᵀ), {scale}{capped}, then softmax turns the scores into {weights}."
     if model.layer_attention[layer].rope is None and any(other.rope for other in model.layer_attention):
         lead += (
             f" Layer {layer} has no RoPE, unlike the model's other layers: its queries and keys carry no "
@@ -608,10 +628,22 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     if result.focus_biases is not None:  # ALiBi: the bias each key's score got, in a column of its own
         key_columns = [(*row, number(bias)) for row, bias in zip(key_columns, result.focus_biases, strict=True)]
         key_headers, scaled = (*key_headers, "bias"), f"{scaled} + bias"
+    if attention.sinks is not None:  # the sink: one more row of the softmax, a key with no value
+        key_columns.append(("", "(sink)", *[""] * (len(key_headers) - 2)))
     table = softmax_steps_table(
         result.focus_steps, (scaled, "− max", "exp", "weight"), keys=key_columns, key_headers=key_headers
     )
     parts: list[RenderableType] = [worked, table]
+    if attention.sinks is not None:
+        share = result.focus_steps.probabilities[-1]
+        parts.append(
+            Text(
+                f"The sink: head {h}'s learned logit, {number(attention.sinks[h])} in every row of layer "
+                f"{result.layer}, joins the softmax unscaled, as a key with no value. It takes {number(share)} of "
+                f"token {f}'s row, which goes nowhere: the keys' weights sum to {number(1 - share)}.",
+                style="dim",
+            )
+        )
     hidden = len(labels) - len(keys)
     if hidden:
         later = len(labels) - 1 - f

@@ -18,6 +18,7 @@ from attncli.views.common import (
     model_line,
     plain_table,
     plural,
+    row_sums,
     scale_hint,
     text_line,
     token_texts,
@@ -41,7 +42,7 @@ def heatmap_view(
         text_line(run.text),
         model_line(run.model),
         Text(
-            "Attention weights: rows are queries, columns are keys; each row sums to 1." + scale_hint(run, scale),
+            f"Attention weights: rows are queries, columns are keys; {row_sums(run.model)}" + scale_hint(run, scale),
             style="italic",
         ),
         Text(""),
@@ -116,6 +117,16 @@ def head_thumbnails(
     return maps
 
 
+def _rollout_sinks(model) -> str:
+    """What rollout makes of a model's learned attention sinks, where it has them."""
+    if not model.sinks:
+        return ""
+    return (
+        " A head's learned sink takes part of each of its rows and passes nothing on: the renormalisation shares "
+        "that part out among the row's tokens and the residual path, in proportion to their weights."
+    )
+
+
 def rollout_view(
     result: RolloutResult, scale: str = "fixed", keys: slice | None = None, queries: slice | None = None
 ) -> RenderableType:
@@ -128,7 +139,8 @@ def rollout_view(
         Text(
             f"Attention rollout (Abnar & Zuidema, 2020): each layer's heads fused by {result.fusion}, mixed "
             "with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
-            f"each input token flows into position i after all {plural(layers, 'layer')}; each row sums to 1.",
+            f"each input token flows into position i after all {plural(layers, 'layer')}; each row sums to 1."
+            + _rollout_sinks(run.model),
             style="italic",
         ),
         Text(""),

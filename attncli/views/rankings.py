@@ -132,12 +132,16 @@ def heads_view(result: HeadsResult) -> RenderableType:
         if result.text is not None
         else Text(f"Averaged over {plural(result.texts, 'text')}.", style="bold")
     )
+    entropies, shares = "H entropy in nats, and over ln of the keys a row sees", ""
+    if result.model.sinks:
+        entropies = "H entropy in nats (a learned sink's share one more key), and over ln of the keys a row sees + 1"
+        shares = " Shares are of the whole row, the part its head's learned sink takes included."
     key = Text(
-        "Means over the query rows: H entropy in nats, and over ln of the keys a row sees; dist = Σ weight·|i − j|; "
+        f"Means over the query rows: {entropies}; dist = Σ weight·|i − j|; "
         "the share on the token itself, the previous and next token, the first special token ([CLS], <s>), the "
         "other special tokens ([SEP], </s>), punctuation; max = the largest weight of a row. – = not in the text. "
         f"Pattern: the largest of the previous, next, self and delimiter (special + punctuation) shares names the "
-        f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed.",
+        f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed." + shares,
         style="dim",
     )
     return Group(source, model_line(result.model), Text(""), table, Text(""), key)
@@ -182,7 +186,8 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         Text(
             f"How the attention of “{name}” (token {result.token_a} in A, {result.token_b} in B) changes, head by "
             "head: TV is the total variation distance between its two distributions (0 the same, 1 disjoint), "
-            "with keys paired by their text.",
+            "with keys paired by their text"
+            + (", and the share each head's learned sink takes counted as one more key." if a.model.sinks else "."),
             style="italic",
         ),
         Text(""),
