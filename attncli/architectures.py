@@ -409,6 +409,7 @@ class _Decoder:
     keys: tuple[tuple[str, str | tuple[str, ...] | None], ...] = ()  # (Llama's config.json key, this family's name
     # for it) where they differ; or its names, the first present read (transformers' attribute_map and n_embed
     # win over the family's own); or None where transformers reads none for the family, its default standing
+    # (hidden_act, the activation, among them: Gemma 2's hidden_activation; none for BLOOM and GPT-OSS)
     head_dim: int | None = None  # d_k when config.json has no head_dim; None: hidden_size / heads
     kv_heads: int | None = None  # num_key_value_heads when config.json has none; None: the heads
     attention_bias: bool = True  # attention_bias is read (else the attention has no biases)
@@ -431,8 +432,7 @@ class _Decoder:
     windows: str = "none"
     use_sliding_window: bool = False  # sliding_window counts only where use_sliding_window is true (Qwen)
     window: int | None = None  # sliding_window when config.json has none
-    activation: str | None = "hidden_act"  # the config.json key of the feed-forward activation; None: not read
-    default_activation: str = "silu"  # the activation when config.json names none
+    default_activation: str = "silu"  # the activation when config.json names none (or the family reads no key)
     eps: float = 1e-6  # the norms' epsilon when config.json has none
     norm: str = "rms"  # RMSNorm, or "layer": LayerNorm
     norm_bias: bool = True  # a LayerNorm adds a bias
@@ -479,10 +479,6 @@ class _Decoder:
     sinks: bool = False  # each head's learned sink logit, self_attn.sinks [h], joins every row's softmax (GPT-OSS)
     # RoPE's settings where config.json gives neither rope_parameters nor rope_scaling (GPT-OSS: yarn); (): default
     rope_defaults: tuple[tuple[str, str | float | bool], ...] = ()
-
-    def key(self, name: str) -> str:
-        """This family's config.json key for what Llama's calls `name`."""
-        return dict(self.keys).get(name, name)
 
     def keys_for(self, name: str) -> tuple[str, ...]:
         """This family's config.json keys for what Llama's calls `name`, the one transformers reads first
@@ -798,26 +794,21 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         if config.get(name, value) != value:
             shown, computed = _shown(config[name]), _shown(value)
             raise DataError(f"config.json: {name} {shown} is not supported; attncli computes {computed}")
-    key = style.key
 
     def read(kind: Callable, name: str, default=None):
-        """What this family's config.json says for Llama's key `name`, read by `kind` (_integer ...), or
-        `default` where it says nothing, or transformers reads no such key for the family."""
+        """What this family's config.json says for Llama's key `name`, read by `kind` (_integer, _flag ...),
+        or `default` where it says nothing, or transformers reads no such key for the family."""
         keys = style.keys_for(name)
         return kind(config, *keys, default=default) if keys else default
 
     d = read(_integer, "hidden_size")
     heads = read(_integer, "num_attention_heads")
     head_dim = read(_integer, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
-    activation = (
-        style.default_activation
-        if style.activation is None
-        else _name(config, style.activation, default=style.default_activation)
-    )
+    activation = read(_name, "hidden_act", default=style.default_activation)
     biases = style.biases
     if biases is None:
-        attention_bias = style.attention_bias and _flag(config, key("attention_bias"), style.bias_default)
-        mlp_bias = style.mlp_bias and _flag(config, key("mlp_bias"), style.bias_default)
+        attention_bias = style.attention_bias and read(_flag, "attention_bias", default=style.bias_default)
+        mlp_bias = style.mlp_bias and read(_flag, "mlp_bias", default=style.bias_default)
         qkv_bias = style.qkv_bias or (style.reads_qkv_bias and _flag(config, "qkv_bias", default=True))
         biases = (attention_bias or qkv_bias, attention_bias, mlp_bias)
     positions = "alibi" if style.alibi_key is not None and _flag(config, style.alibi_key) else style.positions
@@ -1352,7 +1343,7 @@ _GEMMA3 = _Decoder(
     layer_types=True,
     windows="pattern",
     window=4096,
-    activation="hidden_activation",
+    keys=(("hidden_act", "hidden_activation"),),
     default_activation="gelu_pytorch_tanh",
     defaults=(
         ("hidden_size", 2304),
@@ -1419,7 +1410,7 @@ _DECODERS = {
             layer_types=True,
             windows="even",
             window=4096,
-            activation="hidden_activation",
+            keys=(("hidden_act", "hidden_activation"),),
             default_activation="gelu_pytorch_tanh",
         ),
     ),
@@ -1513,9 +1504,9 @@ _DECODERS = {
                 ("intermediate_size", None),
                 ("max_position_embeddings", None),
                 ("rms_norm_eps", "layer_norm_epsilon"),
+                ("hidden_act", None),  # always GELU's tanh form
             ),
             qkv="per_head",
-            activation=None,
             default_activation="gelu_pytorch_tanh",
             **_LAYER_NORMS_PLAIN_MLP,
             positions="alibi",
@@ -1537,10 +1528,10 @@ _DECODERS = {
                 ("rms_norm_eps", "layer_norm_epsilon"),
                 ("attention_bias", "bias"),
                 ("mlp_bias", "bias"),
+                ("hidden_act", "activation"),
             ),
             mlp_bias=True,
             qkv="grouped",
-            activation="activation",
             default_activation="gelu",
             **_LAYER_NORMS_PLAIN_MLP,
             alibi=Alibi(bfloat16=True, scaled=True),
@@ -1572,10 +1563,10 @@ _DECODERS = {
                 ("rms_norm_eps", None),
                 ("attention_bias", "enable_bias"),
                 ("mlp_bias", "enable_bias"),
+                ("hidden_act", "activation_function"),
             ),
             mlp_bias=True,
             bias_default=True,
-            activation="activation_function",
             default_activation="relu",
             **_LAYER_NORMS_PLAIN_MLP,
             positions="learned",
@@ -1609,8 +1600,8 @@ _DECODERS = {
                 ("num_attention_heads", ("num_attention_heads", "num_heads")),
                 ("num_hidden_layers", ("num_hidden_layers", "num_layers")),
                 ("rms_norm_eps", "layer_norm_epsilon"),
+                ("hidden_act", "activation_function"),
             ),
-            activation="activation_function",
             default_activation="gelu_new",
             **_LAYER_NORMS_PLAIN_MLP,
             positions="learned",
@@ -1645,7 +1636,7 @@ _DECODERS = {
             layer_types=True,
             windows="even",
             window=128,
-            activation=None,  # hidden_act: its experts' clamped SwiGLU is their own, and it has no other
+            keys=(("hidden_act", None),),  # its experts' clamped SwiGLU is their own, and it has no other activation
             eps=1e-5,
             theta=150000.0,
             defaults=(("attention_bias", True),),
