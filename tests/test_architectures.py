@@ -156,9 +156,8 @@ def test_gemma2_with_no_window_is_refused_as_transformers_refuses_it(tmp_path):
 
 
 def test_a_null_key_value_head_count_is_one_per_query_head():
-    config = json.loads((FIXTURES / "mistral" / "config.json").read_text()) | {"num_key_value_heads": None}
-    fields = FAMILIES["mistral"].read_config(config, config["num_hidden_layers"])
-    assert fields["kv_heads"] == config["num_attention_heads"]  # not Mistral's default of 8
+    config = config_of("mistral") | {"num_key_value_heads": None}  # null, not left out
+    assert read(config)["kv_heads"] == config["num_attention_heads"]  # not Mistral's default of 8
 
 
 @pytest.mark.parametrize("layers", [0, -3])
@@ -249,12 +248,6 @@ def test_every_shape_is_checked_against_the_tensors_before_the_config_sizes_anyt
         load_model(str(with_config(tmp_path, "llama", config)))
 
 
-def settings_of(name: str, legacy: bool = False) -> dict:
-    """Fixture `name`'s config.json (or legacy_config.json), as read_config reads its settings."""
-    config = json.loads((FIXTURES / name / ("legacy_config.json" if legacy else "config.json")).read_text())
-    return FAMILIES[config["model_type"]].settings(config)
-
-
 def config_of(name: str, legacy: bool = False, **changes) -> dict:
     """Fixture `name`'s config.json (or legacy_config.json) with `changes`: None drops a key."""
     config = json.loads((FIXTURES / name / ("legacy_config.json" if legacy else "config.json")).read_text())
@@ -262,9 +255,19 @@ def config_of(name: str, legacy: bool = False, **changes) -> dict:
     return {key: value for key, value in config.items() if value is not None}
 
 
-def read(name: str, config: dict):
-    """The TransformerConfig fields fixture `name`'s family reads from `config`."""
-    return FAMILIES[config["model_type"]].read_config(config, config["num_hidden_layers"])
+def read(config: dict) -> dict:
+    """The TransformerConfig fields read_config reads from config.json `config`: its family's settings
+    (a multimodal checkpoint's text model, the family's defaults), with as many layers as they give."""
+    family = FAMILIES[config["model_type"]]
+    settings = config if family.settings is None else family.settings(config)
+    layers = next(settings[key] for key in family.layer_count if settings.get(key) is not None)
+    return family.read_config(settings, layers)
+
+
+def fields_of(name: str, legacy: bool = False, **changes) -> dict:
+    """The TransformerConfig fields read from fixture `name`'s config.json (or legacy_config.json) with
+    `changes` (None drops a key)."""
+    return read(config_of(name, legacy, **changes))
 
 
 @pytest.mark.parametrize("kind", ["su", "yarn", "longrope"])
@@ -284,7 +287,7 @@ def test_phi3_refuses_the_rope_types_its_configuration_refuses(tmp_path, kind, s
 
 def test_the_original_context_is_read_where_transformers_reads_it():
     def context(name: str, **changes) -> int:
-        return read(name, config_of(name, **changes))["layer_attention"][0].rope.original_max_positions
+        return fields_of(name, **changes)["layer_attention"][0].rope.original_max_positions
 
     nested = config_of("llama-yarn")["rope_parameters"]
     assert context("llama-yarn") == 128
@@ -295,52 +298,52 @@ def test_the_original_context_is_read_where_transformers_reads_it():
 
 
 def test_yarn_longrope_and_dynamic_read_their_settings_as_transformers_does():
-    yarn = read("qwen2-yarn", config_of("qwen2-yarn"))["layer_attention"][0].rope
+    yarn = fields_of("qwen2-yarn")["layer_attention"][0].rope
     assert (yarn.factor, yarn.beta_fast, yarn.beta_slow, yarn.truncate) == (2.0, 16.0, 2.0, False)
     assert yarn.attention_factor == (0.1 * math.log(2) + 1) / (0.05 * math.log(2) + 1)  # mscale over mscale_all_dim
     nested = config_of("qwen2-yarn")["rope_parameters"]
     given = nested | {"attention_factor": 1.5, "beta_fast": 0, "beta_slow": None}
-    yarn = read("qwen2-yarn", config_of("qwen2-yarn", rope_parameters=given))["layer_attention"][0].rope
+    yarn = fields_of("qwen2-yarn", rope_parameters=given)["layer_attention"][0].rope
     assert (yarn.attention_factor, yarn.beta_fast, yarn.beta_slow) == (1.5, 32.0, 1.0)  # 0 and null: the defaults
-    yarn = read("qwen2-yarn", config_of("qwen2-yarn", rope_parameters=nested | {"factor": None}))
+    yarn = fields_of("qwen2-yarn", rope_parameters=nested | {"factor": None})
     assert yarn["layer_attention"][0].rope.factor == 512 / 64  # null: max_position_embeddings over the original
-    longrope = read("phi3-longrope", config_of("phi3-longrope"))["layer_attention"][0].rope
+    longrope = fields_of("phi3-longrope")["layer_attention"][0].rope
     assert longrope.attention_factor == math.sqrt(1 + math.log(512 / 128) / math.log(128))
     assert longrope.short_factor[:3] == (1.0, 1.01, 1.05) and len(longrope.long_factor) == 6
-    dynamic = read("llama-dynamic", config_of("llama-dynamic", legacy=True))
+    dynamic = fields_of("llama-dynamic", legacy=True)
     assert dynamic["layer_attention"][0].rope.original_max_positions == 256
     assert dynamic["max_positions"] == 512  # made for texts up to factor times max_position_embeddings
 
 
 def test_smollm3_reads_its_layers_without_rope_and_its_default_theta():
     def turned(**changes) -> list[bool]:
-        return [layer.rope is not None for layer in read("smollm3", config_of("smollm3", **changes))["layer_attention"]]
+        return [layer.rope is not None for layer in fields_of("smollm3", **changes)["layer_attention"]]
 
     assert turned() == turned(no_rope_layers=None, layer_types=None) == [True, False, True, False]
     assert turned(no_rope_layers=None, no_rope_layer_interval=None) == [True, True, True, False]  # every 4th
     assert turned(no_rope_layers=[0, 1, 1, 1, 0]) == [False, True, True, True]  # longer than the layers: the first
     # Without layer_types, the layers without RoPE slide where use_sliding_window says so.
-    windows = [layer.window for layer in read("smollm3", config_of("smollm3", legacy=True))["layer_attention"]]
+    windows = [layer.window for layer in fields_of("smollm3", legacy=True)["layer_attention"]]
     assert windows == [None, 5, None, 5]
     legacy = config_of("smollm3", legacy=True, use_sliding_window=False)
-    assert {layer.window for layer in read("smollm3", legacy)["layer_attention"]} == {None}
-    theta = read("smollm3", config_of("smollm3", legacy=True, rope_theta=None))["layer_attention"][0].rope.theta
+    assert {layer.window for layer in read(legacy)["layer_attention"]} == {None}
+    theta = fields_of("smollm3", legacy=True, rope_theta=None)["layer_attention"][0].rope.theta
     assert theta == 2e6  # SmolLM3's default, not 10⁴
 
 
 def test_ministral_without_layer_types_slides_everywhere_as_its_configuration_says():
-    windows = [layer.window for layer in read("ministral", config_of("ministral", layer_types=None))["layer_attention"]]
+    windows = [layer.window for layer in fields_of("ministral", layer_types=None)["layer_attention"]]
     assert windows == [5, 5, 5]
     unwindowed = config_of("ministral", layer_types=None, sliding_window=None)
-    assert [layer.window for layer in read("ministral", unwindowed)["layer_attention"]] == [4096] * 3  # its default
+    assert [layer.window for layer in read(unwindowed)["layer_attention"]] == [4096] * 3  # its default
 
 
 def test_granites_multipliers_are_read_and_logits_scaling_changes_nothing_it_shows(tmp_path):
-    fields = read("granite", config_of("granite"))
+    fields = fields_of("granite")
     assert (fields["embedding_scale"], fields["attention_scale"], fields["residual_scale"]) == (6.0, 0.3, 0.4)
-    plain = read("granite", config_of("granite", embedding_multiplier=None, attention_multiplier=None))
+    plain = fields_of("granite", embedding_multiplier=None, attention_multiplier=None)
     assert (plain["embedding_scale"], plain["attention_scale"]) == (1.0, 1.0)  # not 1/√d_k: Granite's default
-    assert read("llama", config_of("llama", residual_multiplier=0.5))["residual_scale"] is None  # Llama reads none
+    assert fields_of("llama", residual_multiplier=0.5)["residual_scale"] is None  # Llama reads none
     # logits_scaling divides the logits only, after the last hidden state
     config = config_of("granite", logits_scaling=100.0)
     assert_equals_transformers(load_model(str(with_config(tmp_path, "granite", config))), "granite")
@@ -348,8 +351,7 @@ def test_granites_multipliers_are_read_and_logits_scaling_changes_nothing_it_sho
 
 def sparse_layers(name: str, **changes) -> tuple[bool, ...] | None:
     """Which layers of fixture `name` are mixtures of experts, its config.json changed by `changes`."""
-    config = json.loads((FIXTURES / name / "config.json").read_text()) | changes
-    mixture = FAMILIES[config["model_type"]].read_config(config, config["num_hidden_layers"])["moe"]
+    mixture = fields_of(name, **changes)["moe"]
     return None if mixture is None else mixture.sparse
 
 
@@ -369,22 +371,20 @@ def test_each_moe_family_reads_its_own_keys_with_its_own_defaults(tmp_path):
     assert_equals_transformers(load_model(str(with_config(tmp_path, "mixtral", mixtral))), "mixtral")
     qwen3 = json.loads((FIXTURES / "qwen3-moe" / "config.json").read_text())
     # Both keys name the number of experts: transformers takes Qwen 3 MoE's num_local_experts, Mixtral's num_experts
-    fields = FAMILIES["qwen3_moe"].read_config(qwen3 | {"num_experts": 5}, 3)
+    fields = fields_of("qwen3-moe", num_experts=5)
     assert fields["moe"].experts == 8 and fields["moe"].renormalize
-    assert FAMILIES["mixtral"].read_config(mixtral | {"num_experts": 5}, 3)["moe"].experts == 5
-    qwen2 = json.loads((FIXTURES / "qwen2-moe" / "config.json").read_text())
-    assert FAMILIES["qwen2_moe"].read_config(qwen2, 4)["attention_bias"]  # qkv_bias, true when left out
-    assert not FAMILIES["qwen2_moe"].read_config(qwen2 | {"qkv_bias": False}, 4)["attention_bias"]
-    assert not FAMILIES["qwen2_moe"].read_config(qwen2 | {"attention_bias": True}, 4)["output_bias"]
+    assert read(mixtral | {"num_experts": 5})["moe"].experts == 5
+    assert fields_of("qwen2-moe")["attention_bias"]  # qkv_bias, true when left out
+    assert not fields_of("qwen2-moe", qkv_bias=False)["attention_bias"]
+    assert not fields_of("qwen2-moe", attention_bias=True)["output_bias"]
 
 
 def test_qwen2_moe_slides_its_even_layers_below_max_window_layers():
-    legacy = json.loads((FIXTURES / "qwen2-moe" / "legacy_config.json").read_text())
-    fields = FAMILIES["qwen2_moe"].read_config(legacy, 4)
+    fields = fields_of("qwen2-moe", legacy=True)
     assert [layer.window for layer in fields["layer_attention"]] == [4, None, 4, None]  # max_window_layers 3
-    fields = FAMILIES["qwen2_moe"].read_config(legacy | {"max_window_layers": 28}, 4)
+    fields = fields_of("qwen2-moe", legacy=True, max_window_layers=28)
     assert [layer.window for layer in fields["layer_attention"]] == [4, None, 4, None]
-    fields = FAMILIES["qwen2_moe"].read_config(legacy | {"use_sliding_window": False}, 4)
+    fields = fields_of("qwen2-moe", legacy=True, use_sliding_window=False)
     assert [layer.window for layer in fields["layer_attention"]] == [None] * 4
 
 
@@ -427,8 +427,7 @@ def test_a_published_gemma3_text_config_gets_its_configurations_defaults():
         "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34},
         "vision_config": {"model_type": "siglip_vision_model"},
     }
-    family = FAMILIES["gemma3"]
-    fields = family.read_config(family.settings(config), 34)
+    fields = read(config)
     assert (fields["heads"], fields["head_dim"], fields["kv_heads"]) == (8, 256, 4)
     assert (fields["vocab_size"], fields["max_positions"], fields["attention_scale"]) == (262_208, 131_072, 1 / 16)
     layers = fields["layer_attention"]
@@ -440,7 +439,7 @@ def test_a_published_gemma3_text_config_gets_its_configurations_defaults():
 
 def test_gemma3_turns_its_sliding_and_global_layers_by_ropes_of_their_own_in_both_config_forms():
     for legacy in (False, True):
-        layers = FAMILIES["gemma3_text"].read_config(settings_of("gemma3", legacy), 4)["layer_attention"]
+        layers = fields_of("gemma3", legacy)["layer_attention"]
         assert [layer.window for layer in layers] == [4, 4, None, 4]
         local, scaled = layers[0].rope, layers[2].rope
         assert (local.theta, local.scaling) == (100.0, "default")
@@ -450,8 +449,7 @@ def test_gemma3_turns_its_sliding_and_global_layers_by_ropes_of_their_own_in_bot
 def test_an_old_style_rope_scaling_type_leaves_gemma3_unscaled_as_transformers_reads_it():
     """Gemma3TextConfig starts the global layers' settings from rope_type default, which a "type" key in
     rope_scaling does not replace: transformers runs them unscaled (and warns of an unrecognised factor)."""
-    config = settings_of("gemma3", legacy=True) | {"rope_scaling": {"type": "linear", "factor": 8.0}}
-    layers = FAMILIES["gemma3_text"].read_config(config, 4)["layer_attention"]
+    layers = fields_of("gemma3", legacy=True, rope_scaling={"type": "linear", "factor": 8.0})["layer_attention"]
     assert layers[2].rope.scaling == "default" and layers[2].rope.theta == 10000.0
 
 
@@ -476,14 +474,6 @@ def test_what_the_new_families_do_not_compute_is_refused_by_name(tmp_path, name,
     config = json.loads((FIXTURES / name / "config.json").read_text()) | change
     with pytest.raises(DataError, match=f"config.json: {message}"):
         load_model(str(with_config(tmp_path, name, config)))
-
-
-def fields_of(name: str, **changes) -> dict:
-    """The TransformerConfig fields attncli reads from fixture `name`'s config.json with `changes`."""
-    config = json.loads((FIXTURES / name / "config.json").read_text()) | changes
-    family = FAMILIES[config["model_type"]]
-    layers = next(config[key] for key in family.layer_count if config.get(key) is not None)
-    return family.read_config(config, layers)
 
 
 def test_names_transformers_reads_first_win_as_there():
@@ -660,7 +650,7 @@ def test_olmoe_reads_its_published_config_as_transformers_does():
         "rope_theta": 10000.0,
         "vocab_size": 50304,
     }
-    fields = read("olmoe", config)
+    fields = read(config)
     assert (fields["heads"], fields["head_dim"], fields["kv_heads"], fields["eps"]) == (16, 128, 16, 1e-5)
     assert fields["whole_qk_norm"] and not fields["qk_norm"] and fields["clip_qkv"] is None
     assert not fields["sandwich"] and fields["input_norms"] and fields["norm"] == "rms"
@@ -671,11 +661,11 @@ def test_olmoe_reads_its_published_config_as_transformers_does():
     assert moe.sparse == (True,) * 16 and moe.d_shared is None
     # Left out, as OlmoeConfig fills them in: 64 experts, 8 a token, ε 1e-5, no renormalising
     left_out = ("num_experts", "num_experts_per_tok", "norm_topk_prob", "rms_norm_eps", "num_key_value_heads")
-    fields = read("olmoe", {key: value for key, value in config.items() if key not in left_out})
+    fields = read({key: value for key, value in config.items() if key not in left_out})
     assert (fields["moe"].experts, fields["moe"].per_token, fields["moe"].renormalize) == (64, 8, False)
     assert (fields["eps"], fields["kv_heads"]) == (1e-5, 16)
     # As read with them: the top k renormalised, biases on all four projections, num_local_experts over num_experts
-    fields = read("olmoe", config | {"norm_topk_prob": True, "attention_bias": True, "num_local_experts": 32})
+    fields = read(config | {"norm_topk_prob": True, "attention_bias": True, "num_local_experts": 32})
     assert fields["moe"].renormalize and fields["attention_bias"] and fields["output_bias"]
     assert fields["moe"].experts == 32
 
@@ -699,18 +689,11 @@ def test_olmoe_with_a_head_dim_its_norms_do_not_span_is_refused(tmp_path):
         load_model(str(directory))
 
 
-def gpt_oss(**changes) -> dict:
-    """The TransformerConfig fields of the gpt-oss fixture's config.json with `changes` (None drops a key),
-    as read_config reads them, the family's defaults filled in."""
-    config = config_of("gpt-oss", **changes)
-    return read("gpt-oss", FAMILIES["gpt_oss"].settings(config))
-
-
 def test_gpt_oss_reads_its_keys_with_its_own_defaults(tmp_path):
     # Left out: RoPE is its configuration's yarn, and the attention has biases on q, k, v and o
     published = config_of("gpt-oss", legacy=True, rope_theta=None, rope_scaling=None, attention_bias=None)
     assert_equals_transformers(load_model(str(with_config(tmp_path, "gpt-oss", published))), "gpt-oss")
-    rope = gpt_oss(rope_parameters=None)["layer_attention"][0].rope
+    rope = fields_of("gpt-oss", rope_parameters=None)["layer_attention"][0].rope
     assert (rope.scaling, rope.theta, rope.factor, rope.truncate, rope.original_max_positions) == (
         "yarn",
         150000.0,
@@ -718,20 +701,22 @@ def test_gpt_oss_reads_its_keys_with_its_own_defaults(tmp_path):
         False,
         4096,
     )
-    assert gpt_oss(rope_parameters={})["layer_attention"][0].rope.scaling == "default"  # given, if empty
-    unbiased = gpt_oss(attention_bias=False)
+    assert fields_of("gpt-oss", rope_parameters={})["layer_attention"][0].rope.scaling == "default"  # given, if empty
+    unbiased = fields_of("gpt-oss", attention_bias=False)
     assert not unbiased["attention_bias"] and not unbiased["output_bias"]
     # Its experts' activation is their clamped SwiGLU, whatever hidden_act says: transformers reads it nowhere
     nonsense = config_of("gpt-oss", hidden_act="nonsense")
     assert_equals_transformers(load_model(str(with_config(tmp_path / "act", "gpt-oss", nonsense))), "gpt-oss")
-    both = gpt_oss(num_experts=5)["moe"]  # as transformers reads both: num_experts wins
+    both = fields_of("gpt-oss", num_experts=5)["moe"]  # as transformers reads both: num_experts wins
     assert (both.experts, both.per_token, both.d_expert) == (5, 2, 32)
     assert (both.swiglu_alpha, both.swiglu_limit, both.softmax_after_top_k) == (1.702, 2.0, True)
-    defaults = gpt_oss(swiglu_alpha=None, swiglu_limit=None)["moe"]
+    defaults = fields_of("gpt-oss", swiglu_alpha=None, swiglu_limit=None)["moe"]
     assert (defaults.swiglu_alpha, defaults.swiglu_limit) == (1.702, 7.0)
-    windows = [layer.window for layer in gpt_oss(layer_types=None, sliding_window=None)["layer_attention"]]
+    windows = [layer.window for layer in fields_of("gpt-oss", layer_types=None, sliding_window=None)["layer_attention"]]
     assert windows == [128, None, 128]  # its even layers slide, 128 keys wide unless config.json says
-    assert [layer.window for layer in gpt_oss(layer_types=["full_attention"] * 3)["layer_attention"]] == [None] * 3
+    assert [layer.window for layer in fields_of("gpt-oss", layer_types=["full_attention"] * 3)["layer_attention"]] == [
+        None
+    ] * 3
 
 
 @pytest.mark.parametrize(
