@@ -439,7 +439,8 @@ class _Decoder:
     gated: bool = True  # the feed-forward is gated (SwiGLU and kin); else down(activation(up(x)))
     parallel: bool = False  # attention and feed-forward read the same residual stream and add to it together
     # config.json keys, and their values, that the family's configuration fills in where config.json leaves
-    # them out and no field above gives them (Gemma 3's published multimodal configs give only a few)
+    # them out and no field above gives them: rope_theta where it is not Llama's 10000 (SmolLM3, Mixtral,
+    # GPT-OSS), and the many Gemma 3's published multimodal configs leave out
     defaults: tuple[tuple[str, int | float], ...] = ()
     text_config: bool = False  # the model's settings are config.json's text_config (a multimodal checkpoint)
     local_rope: bool = False  # sliding layers turn by RoPE of base rope_local_base_freq, the others by rope_theta
@@ -447,7 +448,6 @@ class _Decoder:
     clip_qkv: bool = False  # clip_qkv is read: q, k and v clamped to ±clip_qkv once projected (OLMo)
     whole_qk_norm: bool = False  # an RMSNorm over all of q's heads and one over all of k's, before RoPE (OLMo 2)
     input_norms: bool = True  # False, in a sandwich: no norms before the sublayers, only after them (OLMo 2)
-    theta: float = 10000.0  # rope_theta when config.json has none
     rope_types: tuple[tuple[str, str], ...] = ()  # the rope types read, each as the one computed; (): all of ROPE_TYPES
     original_context: int | None = None  # a top-level original_max_position_embeddings config.json leaves out (Phi-3)
     no_rope: bool = False  # no_rope_layers or no_rope_layer_interval name layers without RoPE (SmolLM3; windows
@@ -510,6 +510,8 @@ class _Mixture:
     interleaved: bool = False
 
 
+# RoPE's base where config.json gives none and the family's configuration no other (Llama's).
+_ROPE_THETA = 10000.0
 # rope types whose frequencies attncli computes; any other is refused by name.
 ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic", "longrope")
 # Layer types of config.json's layer_types and whether their attention slides.
@@ -519,7 +521,8 @@ _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
-    reads them; `theta` where neither gives one. A family that turns whole heads refuses partial_rotary_factor."""
+    reads them; Llama's θ of 10000 where neither gives one (a family whose θ differs has it in its
+    `defaults`). A family that turns whole heads refuses partial_rotary_factor."""
     parameters = config.get("rope_scaling") or config.get("rope_parameters")
     parameters = dict(style.rope_defaults) if parameters is None else parameters or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
@@ -536,7 +539,7 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
     merged = {
-        "rope_theta": style.theta,
+        "rope_theta": _ROPE_THETA,
         **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
     }
     merged.update(parameters)
@@ -1440,7 +1443,7 @@ _DECODERS = {
             layer_types=True,
             windows="no_rope",
             use_sliding_window=True,
-            theta=2000000.0,
+            defaults=(("rope_theta", 2_000_000.0),),
             no_rope=True,
         ),
     ),
@@ -1452,7 +1455,7 @@ _DECODERS = {
             attention_bias=False,
             windows="all",
             eps=1e-5,
-            theta=1e6,
+            defaults=(("rope_theta", 1_000_000.0),),
             moe=_Mixture(
                 experts=8,
                 per_token=2,
@@ -1638,8 +1641,7 @@ _DECODERS = {
             window=128,
             keys=(("hidden_act", None),),  # its experts' clamped SwiGLU is their own, and it has no other activation
             eps=1e-5,
-            theta=150000.0,
-            defaults=(("attention_bias", True),),
+            defaults=(("attention_bias", True), ("rope_theta", 150_000.0)),
             sinks=True,
             rope_defaults=(
                 ("rope_type", "yarn"),
