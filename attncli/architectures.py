@@ -415,7 +415,6 @@ class _Decoder:
     attention_bias: bool = True  # attention_bias is read (else the attention has no biases)
     mlp_bias: bool = False  # mlp_bias is read (else the feed-forward has no biases)
     partial_rotary: bool = False  # partial_rotary_factor is read (else RoPE turns whole heads)
-    qkv_bias: bool = False  # biases on q, k and v, whatever attention_bias says (Qwen 2)
     qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
     qkv: str | None = None  # q, k and v in one matrix: "stacked" (every q row, then k's, then v's: Phi-3) or
     # "per_head" (head by head, each head's q, k and v rows in turn: GPT-NeoX, BLOOM); None: three matrices
@@ -463,7 +462,7 @@ class _Decoder:
     max_positions: int | None = None  # max_position_embeddings when config.json has none (BLOOM's: its training length)
     ffn_factor: int | None = None  # intermediate_size when config.json has none (or null): this times hidden_size
     biases: tuple[bool, bool, bool] | None = None  # biases on q, k and v, on W_O and in the feed-forward, whatever
-    # config.json says (BLOOM, GPT-Neo); None: as attention_bias and mlp_bias say
+    # config.json says (Qwen 2, BLOOM, GPT-Neo); None: as attention_bias, mlp_bias and reads_qkv_bias say
     bias_default: bool = False  # attention_bias and mlp_bias when config.json has none (OPT's enable_bias: true)
     unscaled: bool = False  # the scores are not divided by √d_k (GPT-Neo)
     pre_norm_key: str | None = None  # a config.json flag: norms before each sublayer (true, the default) or after
@@ -812,7 +811,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     if biases is None:
         attention_bias = style.attention_bias and read(_flag, "attention_bias", default=style.bias_default)
         mlp_bias = style.mlp_bias and read(_flag, "mlp_bias", default=style.bias_default)
-        qkv_bias = style.qkv_bias or (style.reads_qkv_bias and _flag(config, "qkv_bias", default=True))
+        qkv_bias = style.reads_qkv_bias and _flag(config, "qkv_bias", default=True)
         biases = (attention_bias or qkv_bias, attention_bias, mlp_bias)
     positions = "alibi" if style.alibi_key is not None and _flag(config, style.alibi_key) else style.positions
     rope = local = None
@@ -1369,8 +1368,7 @@ _DECODERS = {
         "Qwen 2",
         _Decoder(
             kv_heads=32,
-            attention_bias=False,
-            qkv_bias=True,
+            biases=(True, False, False),
             layer_types=True,
             windows="upper",
             use_sliding_window=True,
