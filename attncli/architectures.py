@@ -759,6 +759,17 @@ def _multiplier(config: dict, name: str, style: _Decoder) -> float | None:
     return _number(config, name, default=1.0) if style.multipliers else None
 
 
+def _attention_scale(config: dict, style: _Decoder) -> float | None:
+    """What the scores are multiplied by in place of 1/√d_k, where the family departs from it: 1 for
+    unscaled scores (GPT-Neo), query_pre_attn_scalar^-½ (Gemma 2 and 3) or attention_multiplier
+    (Granite); None: 1/√d_k."""
+    if style.unscaled:
+        return 1.0
+    if style.query_scalar is not None:
+        return _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
+    return _multiplier(config, "attention_multiplier", style)
+
+
 def _soft_cap(config: dict, style: _Decoder) -> float | None:
     """The cap on the attention logits where the family reads attn_logit_softcapping (null: none)."""
     if style.soft_cap is None or ("attn_logit_softcapping" in config and config["attn_logit_softcapping"] is None):
@@ -822,12 +833,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     kinds = _layer_kinds(config, layers) if style.layer_kinds else (None,) * layers
     windows = _local_windows(config, kinds, style.window) if style.layer_kinds else _windows(config, style, layers)
     turned = _rope_layers(config, layers) if style.no_rope else (True,) * layers
-    scale = _multiplier(config, "attention_multiplier", style)  # Granite's, in place of 1/√d_k
-    if style.query_scalar is not None:
-        scale = _number(config, "query_pre_attn_scalar", default=style.query_scalar) ** -0.5
-    if style.unscaled:
-        scale = 1.0
-    longest = read(_integer, "max_position_embeddings", default=style.max_positions) + style.position_offset
+    longest = read(_integer, "max_position_embeddings", default=style.max_positions)
     if rope is not None and rope.scaling == "dynamic":  # made for texts up to factor times its context
         longest = min(max(longest, int(longest * rope.factor)), _LARGEST)
     d_embed = _integer(config, style.d_embed_key, default=d) if style.d_embed_key else d
@@ -838,7 +844,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         d_model=d,
         d_ff=read(_integer, "intermediate_size", default=style.ffn_factor and style.ffn_factor * d),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=longest,
+        max_positions=longest + style.position_offset,  # a position table's rows: the offset's too
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
         eps=style.eps if style.plain_norm else read(_epsilon, "rms_norm_eps", default=style.eps),
         pre_norm=_flag(config, style.pre_norm_key, True) if style.pre_norm_key else True,
@@ -855,7 +861,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         head_dim=head_dim,
         gated=style.gated,
         parallel=style.parallel,
-        attention_scale=scale,
+        attention_scale=_attention_scale(config, style),
         soft_cap=_soft_cap(config, style),
         embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
