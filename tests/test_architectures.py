@@ -369,7 +369,6 @@ def test_each_moe_family_reads_its_own_keys_with_its_own_defaults(tmp_path):
     mixtral.pop("rope_parameters")  # Mixtral's RoPE base, left out, is 10^6 (the fixture's), not 10^4
     mixtral |= {"norm_topk_prob": False, "router_jitter_noise": 0.5}  # read only by Qwen; only in training
     assert_equals_transformers(load_model(str(with_config(tmp_path, "mixtral", mixtral))), "mixtral")
-    qwen3 = json.loads((FIXTURES / "qwen3-moe" / "config.json").read_text())
     # Both keys name the number of experts: transformers takes Qwen 3 MoE's num_local_experts, Mixtral's num_experts
     fields = fields_of("qwen3-moe", num_experts=5)
     assert fields["moe"].experts == 8 and fields["moe"].renormalize
