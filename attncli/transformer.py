@@ -253,6 +253,14 @@ class TransformerConfig:
             raise DataError(
                 f"config.json: pad_token_id {self.padding_idx} leaves no positions in a table of {self.max_positions}"
             )
+        # block_output puts norms after the sublayers (sandwich, input_norms false) and scales their outputs
+        # (residual_scale) in a sequential pre-norm block alone; no family asks for them in another.
+        if (self.parallel or not self.pre_norm) and (
+            self.sandwich or not self.input_norms or self.residual_scale is not None
+        ):
+            raise ValueError(
+                "sandwich norms, input_norms false and residual_scale are computed only in a sequential pre-norm block"
+            )
 
     @property
     def d_head(self) -> int:
@@ -442,8 +450,10 @@ def block_output(
     x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig
 ) -> tuple[np.ndarray, Routing | None]:
     """The rest of a layer once its attention gave `attended` [T, d] for the residual stream `x` [T, d]:
-    the residual sums, the norms and the feed-forward network, in the order the model puts them: [T, d];
-    and where its mixture of experts sent each token (None for a dense layer)."""
+    the residual sums, the norms and the feed-forward network (or mixture of experts), in the order the
+    model puts them: [T, d]; and where its mixture of experts sent each token (None for a dense layer).
+    A parallel block (x + attention + feed-forward) or a post-norm one has neither the norms after its
+    sublayers nor their scaling; TransformerConfig refuses them there."""
     if config.parallel:  # both sublayers read x; the norm is computed again rather than carried from attention
         ffn_input = normalized(x, block.attention_norm if block.ffn_norm is None else block.ffn_norm, config)
         ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
@@ -462,7 +472,8 @@ def block_output(
             ffn *= np.float32(config.residual_scale)
         return h + ffn, routing
     h = normalized(x + attended, block.attention_norm, config)  # [T, d]
-    return normalized(h + feed_forward(h, block.feed_forward, config.activation), block.ffn_norm, config), None
+    ffn, routing = _feed_forward_sublayer(h, block, config)
+    return normalized(h + ffn, block.ffn_norm, config), routing
 
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):

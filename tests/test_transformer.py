@@ -245,6 +245,27 @@ def test_a_residual_multiplier_scales_what_each_sublayer_adds_to_the_stream(scal
 
 
 @pytest.mark.parametrize(
+    "changes",
+    [
+        {"parallel": True, "residual_scale": 0.5},
+        {"parallel": True, "sandwich": True},
+        {"pre_norm": False, "input_norms": False},
+        {"pre_norm": False, "residual_scale": 0.5},
+    ],
+)
+def test_norms_after_sublayers_and_their_scaling_are_refused_where_block_output_does_not_compute_them(changes):
+    """A parallel or post-norm block has no norms after its sublayers and no residual_scale: asked for
+    them, TransformerConfig refuses rather than runs without them."""
+    with pytest.raises(ValueError, match="only in a sequential pre-norm block"):
+        TransformerConfig(
+            **{"family": "llama", "layers": 1, "heads": 1, "d_model": 4, "d_ff": 6, "vocab_size": 10}
+            | {"max_positions": 16, "activation": "silu", "eps": 1e-6, "pre_norm": True, "causal": True}
+            | {"layer_attention": (LayerAttention(),)}
+            | changes
+        )
+
+
+@pytest.mark.parametrize(
     ("name", "renormalized"), [("mixtral", True), ("qwen2-moe", False), ("qwen3-moe", True), ("gpt-oss", True)]
 )
 def test_the_trace_records_where_each_layer_sent_each_token(name, renormalized):
