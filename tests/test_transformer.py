@@ -152,21 +152,13 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
     assert run.weights[:, :, it, animal].max() > 0.3
 
 
-@pytest.mark.parametrize(
-    "architecture",
-    [
-        *("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
-        *("gemma3", "olmo", "olmo2"),
-        *("smollm3", "granite"),
-        *("mixtral", "qwen2-moe", "qwen3-moe"),
-        "gpt-oss",
-    ],
-)
+@pytest.mark.parametrize("architecture", ENCODERS + DECODERS)
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
     """Packed texts share the projections and feed-forward layers, never attention: each text's
-    weights (its own positions, masks, sliding windows and RoPE) are those of a pass of its own."""
-    from helpers import FIXTURES
-
+    weights (its own positions, masks, sliding windows, RoPE, ALiBi and sinks) are those of a pass of
+    its own, to float32 rounding: BLAS multiplies the N packed rows in another order than a text's T
+    (the projections a few units in the last place apart), which three layers carry to 3.4e-6 in
+    qwen2-yarn and gpt-oss-mxfp4."""
     from attncli.commands import _tokens
     from attncli.models import load_model
 
@@ -177,7 +169,7 @@ def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture
     for one, weights in zip(tokens, packed, strict=True):
         alone = model.run(one, keep_steps=False).weights
         assert weights.shape == alone.shape
-        np.testing.assert_allclose(weights, alone, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(weights, alone, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", DECODERS)
