@@ -465,7 +465,7 @@ class AttentionOptions:
     kv_heads: int | None = None  # g key and value heads, each read by h / g query heads; None: h
     scale: float | None = None  # scores multiplied by this instead of divided by √d_k
     soft_cap: float | None = None  # scores soft-capped at this: cap · tanh(s / cap)
-    norm_eps: float = 1e-6  # epsilon of the per-head q and k RMSNorms, where the projections have their gains
+    norm_eps: float = 1e-6  # epsilon of the q and k RMSNorms (per head or whole), where the projections have gains
     clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected (and normed)
     alibi: Alibi | None = None  # ALiBi's linear biases on the scaled scores, as the family computes them
 
