@@ -11,7 +11,7 @@ prose gives it. Every shape is checked against the config and each matrix laid o
 x @ W: torch Linear weights are stored [out, in] and are transposed here, once; GPT-2's
 Conv1D weights are already [in, out]. The bundled vocabulary's WordPiece tokenizer is
 BERT's, so it is built here too. Adding a decoder family whose forward pass is Llama's with
-switches is adding a row to `_DECODERS` (see the README's "Adding a family").
+switches is adding a row to `_DECODERS` (see docs/development.md, "Adding a family").
 """
 
 import dataclasses
