@@ -416,8 +416,9 @@ class _Decoder:
     mlp_bias: bool = False  # mlp_bias is read (else the feed-forward has no biases)
     partial_rotary: bool = False  # partial_rotary_factor is read (else RoPE turns whole heads)
     qk_norm: bool = False  # an RMSNorm on each head's q and k, before RoPE (Qwen 3)
-    qkv: str | None = None  # q, k and v in one matrix: "stacked" (every q row, then k's, then v's: Phi-3) or
-    # "per_head" (head by head, each head's q, k and v rows in turn: GPT-NeoX, BLOOM); None: three matrices
+    qkv: str | None = None  # q, k and v in one matrix: "stacked" (every q row, then k's, then v's: Phi-3),
+    # "per_head" (head by head, each head's q, k and v rows in turn: BLOOM) or "grouped" (key-value head by
+    # key-value head, its query heads' rows, then its k's and v's: Falcon); None: three matrices
     gate_up: bool = False  # the gated feed-forward's gate and up in one matrix, gate's rows first (Phi-3)
     norm_offset: bool = False  # RMSNorm gains, the q and k norms' too, stored as gain - 1 (Gemma)
     embedding_scale: bool = False  # the word embeddings multiplied by √hidden_size (Gemma)
