@@ -2,7 +2,7 @@
 
 Shapes: T tokens, d model width, h heads of d_k numbers each (d / h unless a model
 says otherwise), g key and value heads (h unless grouped-query attention shares each
-among h / g query heads). Rotary position embeddings (RoPE), per-head RMS norms of q
+among h / g query heads). Rotary position embeddings (RoPE), per-head norms of q
 and k, logit soft-capping and sliding-window masks are here too, as the modern
 decoders use them. Nothing here reads files, prints, or knows about terminals. Every
 function returns new arrays and changes none of its inputs; the one exception is an
@@ -26,8 +26,10 @@ __all__ = [
     "attend",
     "attention",
     "causal_mask",
+    "head_norm",
     "heads_attention",
     "inverse_frequencies",
+    "layer_norm",
     "linear",
     "masked",
     "masked_softmax",
@@ -40,6 +42,7 @@ __all__ = [
     "rms_norm",
     "rotary",
     "rotate",
+    "rotate_every_two",
     "rotate_half",
     "scaled",
     "scores",
@@ -156,6 +159,27 @@ def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     return y
 
 
+def layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    """(x - mean) / √(variance + eps) · gain + bias over the last axis: [..., n] -> [..., n]; no shift
+    when `bias` is None.
+
+    The mean and the variance are summed in float64 (the rest is in x's precision): a post-norm
+    encoder normalises after every sublayer, and float32 sums put its attention half as far again
+    from the truth (transformers' float64 run) as transformers' own float32 run.
+    """
+    dtype = np.result_type(x, gain, bias)
+    mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    y = np.subtract(x, mean.astype(dtype), dtype=dtype)
+    variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    deviation = np.sqrt(variance + eps).astype(dtype)
+    # In place from here: a new [..., n] array a step would be as many more allocations and passes.
+    y /= deviation
+    y *= gain
+    if bias is not None:
+        y += bias
+    return y
+
+
 @dataclass(frozen=True)
 class Rope:
     """Rotary position embeddings: how each head's dimension pairs turn with position."""
@@ -167,9 +191,12 @@ class Rope:
     low_freq_factor: float = 1.0  # llama3
     high_freq_factor: float = 4.0  # llama3
     original_max_positions: int = 8192  # llama3: the context it was trained on
+    pairing: str = "halves"  # which dimensions turn together: i and i + n/2 ("halves"), or 2i and 2i + 1 ("adjacent")
 
     def to_json(self) -> dict:
         fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
+        if self.pairing != "halves":
+            fields["pairing"] = self.pairing
         if self.scaling == "linear":
             return {**fields, "factor": self.factor}
         if self.scaling == "llama3":
@@ -229,19 +256,21 @@ def inverse_frequencies(rope: Rope) -> np.ndarray:
 
 @dataclass(eq=False, repr=False)
 class Rotary:
-    """Rotary position embeddings for T positions: each pair of dimensions (i, i + n/2) of the first
-    n of a head's dimensions is rotated by the angle position · frequency_i."""
+    """Rotary position embeddings for T positions: pair i of the first n of a head's dimensions,
+    (i, i + n/2) or, adjacent, (2i, 2i + 1), is rotated by the angle position · frequency_i."""
 
-    cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over
+    cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over (adjacent: each twice in a row)
     sin: np.ndarray  # [T, n]
+    pairing: str = "halves"  # as the Rope's
 
 
 def rotary(tokens: int, rope: Rope) -> Rotary:
     """The cos and sin of every position's angles, position · frequency in float32 (as transformers
-    computes them, whatever the model's precision), each half twice: [T, n]."""
+    computes them, whatever the model's precision), laid out as the pairs are: [T, n]."""
     angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope)  # [T, n/2]
-    angles = np.concatenate([angles, angles], axis=-1)  # [T, n]
-    return Rotary(np.cos(angles), np.sin(angles))
+    adjacent = rope.pairing == "adjacent"  # [T, n]: a₀ a₀ a₁ a₁ ..., or the halves a₀ a₁ ... a₀ a₁ ...
+    angles = np.repeat(angles, 2, axis=-1) if adjacent else np.concatenate([angles, angles], axis=-1)
+    return Rotary(np.cos(angles), np.sin(angles), rope.pairing)
 
 
 def rotate_half(x: np.ndarray) -> np.ndarray:
@@ -250,11 +279,19 @@ def rotate_half(x: np.ndarray) -> np.ndarray:
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
+def rotate_every_two(x: np.ndarray) -> np.ndarray:
+    """[..., n] -> [..., n]: each adjacent pair (x₂ᵢ, x₂ᵢ₊₁) -> (-x₂ᵢ₊₁, x₂ᵢ), as GPT-J and Cohere pair
+    a head's dimensions (rotate_half's counterpart for RoPE's adjacent pairing)."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)  # [..., n/2, 2]
+    return np.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
+
+
 def rotate(x: np.ndarray, rotary: Rotary) -> np.ndarray:
-    """RoPE: x · cos + rotate_half(x) · sin over the first n dimensions of each head, the rest as
-    they are: [..., T, d_k] -> [..., T, d_k]."""
+    """RoPE: x · cos + rotate_half(x) · sin (rotate_every_two(x), for adjacent pairs) over the first n
+    dimensions of each head, the rest as they are: [..., T, d_k] -> [..., T, d_k]."""
     n = rotary.cos.shape[-1]
-    turned = x[..., :n] * rotary.cos + rotate_half(x[..., :n]) * rotary.sin
+    partner = rotate_half if rotary.pairing == "halves" else rotate_every_two
+    turned = x[..., :n] * rotary.cos + partner(x[..., :n]) * rotary.sin
     return turned if n == x.shape[-1] else np.concatenate([turned, x[..., n:]], axis=-1)
 
 
@@ -270,8 +307,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
 
 @dataclass(eq=False, repr=False)
 class Projections:
-    """The four projections of a multi-head attention layer, applied as x @ w + b, and the gains of
-    the RMS norms some decoders apply to each head's q and k."""
+    """The four projections of a multi-head attention layer, applied as x @ w + b, and the weights of
+    the norms some decoders apply to each head's q and k."""
 
     w_q: np.ndarray  # [d, h·d_k]
     w_k: np.ndarray  # [d, g·d_k]
@@ -281,8 +318,10 @@ class Projections:
     b_k: np.ndarray | None = None  # [g·d_k]
     b_v: np.ndarray | None = None  # [g·d_k]
     b_o: np.ndarray | None = None  # [d]
-    q_norm: np.ndarray | None = None  # [d_k]
-    k_norm: np.ndarray | None = None  # [d_k]
+    q_norm: np.ndarray | None = None  # [d_k] the q norm's gain, or [h, 1, d_k]: each head's own (StableLM, Cohere)
+    k_norm: np.ndarray | None = None  # [d_k], or [g, 1, d_k]
+    q_norm_bias: np.ndarray | None = None  # a LayerNorm q norm's bias, as q_norm's gain (Phi)
+    k_norm_bias: np.ndarray | None = None
 
 
 @dataclass(eq=False, repr=False)
@@ -294,7 +333,8 @@ class AttentionOptions:
     kv_heads: int | None = None  # g key and value heads, each read by h / g query heads; None: h
     scale: float | None = None  # scores multiplied by this instead of divided by √d_k
     soft_cap: float | None = None  # scores soft-capped at this: cap · tanh(s / cap)
-    norm_eps: float = 1e-6  # epsilon of the per-head q and k RMSNorms, where the projections have their gains
+    norm_eps: float = 1e-6  # epsilon of the per-head q and k norms, where the projections have their gains
+    norm: str = "rms"  # the per-head q and k norms: RMSNorm, or "layer": LayerNorm
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -310,6 +350,8 @@ class HeadsTrace:
     head_outputs: np.ndarray  # [h, T, d_k] weights @ V
     q_rotated: np.ndarray | None = None  # [h, T, d_k] q after RoPE; None without RoPE
     k_rotated: np.ndarray | None = None  # [g, T, d_k]
+    q_projected: np.ndarray | None = None  # [h, T, d_k] q before its norm, kept with the steps; None without a q norm
+    k_projected: np.ndarray | None = None  # [g, T, d_k]
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -336,6 +378,7 @@ class Trace:
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
     output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one
+    layer_inputs: list[np.ndarray] | None = None  # [T, d] per layer: the residual stream it reads; kept with the steps
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -347,12 +390,21 @@ def per_head(
     q: np.ndarray, k: np.ndarray, v: np.ndarray, p: Projections, options: AttentionOptions
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Projected q [T, h·d_k], k and v [T, g·d_k] split into heads, [h, T, d_k] and [g, T, d_k], each
-    head's q and k RMS-normed where the projections carry the norms' gains."""
+    head's q and k normed (RMSNorm or LayerNorm, as the options say) where the projections carry the
+    norms' weights."""
     kv_heads = options.kv_heads or options.heads
     q, k, v = split_heads(q, options.heads), split_heads(k, kv_heads), split_heads(v, kv_heads)
     if p.q_norm is not None:
-        q, k = rms_norm(q, p.q_norm, options.norm_eps), rms_norm(k, p.k_norm, options.norm_eps)
+        q, k = head_norm(q, p.q_norm, p.q_norm_bias, options), head_norm(k, p.k_norm, p.k_norm_bias, options)
     return q, k, v
+
+
+def head_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray | None, options: AttentionOptions) -> np.ndarray:
+    """Each head's q (or k) [h, T, d_k] through its norm, over its d_k numbers: an RMSNorm or a LayerNorm
+    (with its `bias`), the gain [d_k] one for every head, or [h, 1, d_k] each head's own."""
+    if options.norm == "layer":
+        return layer_norm(x, gain, bias, options.norm_eps)
+    return rms_norm(x, gain, options.norm_eps)
 
 
 def attend(
@@ -394,6 +446,9 @@ def heads_attention(
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
     [T, g·d_k]: split into heads (and q, k normed), turned by `rotary`, then `attend`."""
+    projected = (None, None)
+    if steps and p.q_norm is not None:  # what the q and k norms read, for a walkthrough to show
+        projected = split_heads(q, options.heads), split_heads(k, options.kv_heads or options.heads)
     q, k, v = per_head(q, k, v, p, options)
     q_rotated = k_rotated = None
     if rotary is not None:
@@ -417,6 +472,8 @@ def heads_attention(
         head_outputs=head_outputs,
         q_rotated=q_rotated,
         k_rotated=k_rotated,
+        q_projected=projected[0],
+        k_projected=projected[1],
     )
 
 
