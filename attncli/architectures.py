@@ -1,5 +1,6 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
-modern decoders Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2 and Phi-3.
+decoders with rotary embeddings: Llama, Mistral, Qwen 2 and 3, Gemma 1 and 2, Phi-3, GPT-NeoX,
+GPT-J, Phi, StableLM, Cohere and StarCoder2.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -53,6 +54,7 @@ _PREFIXES = (
     "language_model.",
     "model.language_model.",
     "language_model.model.",
+    "gpt_neox.",
 )
 # Each family's input embedding table, the tensor its prefix is found by.
 _ENCODER_WORDS = "embeddings.word_embeddings.weight"
@@ -112,8 +114,8 @@ def _epsilon(config: dict, *names: str, default: float) -> float:
     return float(value)
 
 
-def _flag(config: dict, name: str) -> bool:
-    value = config.get(name, False)
+def _flag(config: dict, name: str, default: bool = False) -> bool:
+    value = config.get(name, default)
     if not isinstance(value, bool):
         raise DataError(f"config.json: {name} should be true or false, not {value!r}")
     return value
@@ -356,6 +358,10 @@ class _Names:
     gate_up: str = "mlp.gate_up_proj"  # gate and up in one matrix, where the family fuses them (_Decoder.gate_up)
     up: str = "mlp.up_proj"  # the feed-forward's first projection (gated: the one the gate multiplies)
     down: str = "mlp.down_proj"  # its last
+    q_norm: str = "self_attn.q_norm"  # the norm on each head's q, where the family has one
+    k_norm: str = "self_attn.k_norm"
+    head_norms: str | None = None  # each head's own q or k norm under q_norm's name ("norms.{i}": StableLM), where
+    # the norms are per head (_Decoder.qk_norm_per_head); None: every head's weights in one [heads, d_k] tensor
 
 
 @dataclass(frozen=True)
@@ -391,6 +397,21 @@ class _Decoder:
     norm_bias: bool = True  # a LayerNorm adds a bias
     gated: bool = True  # the feed-forward is gated (SwiGLU and kin); else down(activation(up(x)))
     parallel: bool = False  # attention and feed-forward read the same residual stream and add to it together
+    unread: tuple[str, ...] = ()  # Llama's config.json keys transformers never reads for this family (defaults stand)
+    bias_default: bool = False  # attention_bias and mlp_bias where config.json leaves them out
+    qkv_bias_key: str | None = None  # a config.json flag for biases on q, k and v alone (StableLM's use_qkv_bias)
+    output_bias: bool = False  # a bias on the attention's output, whatever attention_bias says (Phi)
+    ffn_bias: bool = False  # biases on the feed-forward, whatever mlp_bias says (GPT-NeoX, GPT-J, Phi)
+    qk_norm_key: str | None = None  # a config.json flag for the q and k norms (else qk_norm alone says)
+    qk_norm_per_head: bool = False  # each head's q and k norm has weights of its own (StableLM, Cohere)
+    parallel_residual: bool | None = None  # use_parallel_residual is read, with this default (else parallel says)
+    parallel_shares_norm: bool = False  # a parallel block's feed-forward reads the attention's norm (StableLM)
+    theta: float = 10000.0  # rope_theta when config.json has none
+    rotary_fraction: float = 1.0  # partial_rotary_factor when config.json has none (where it is read)
+    pairing: str = "halves"  # RoPE's dimension pairs: i with i + n/2, or "adjacent", 2i with 2i + 1 (GPT-J, Cohere)
+    rotary_dim: int | None = None  # rotary_dim is read, with this default: RoPE of base 10,000 on that many of
+    # a head's dimensions, and no other RoPE setting (GPT-J)
+    inner_factor: int | None = None  # intermediate_size when config.json has none: this many times hidden_size
 
     def key(self, name: str) -> str:
         """This family's config.json key for what Llama's calls `name`."""
@@ -403,10 +424,15 @@ ROPE_TYPES = ("default", "linear", "llama3")
 _LAYER_TYPES = {"full_attention": False, "sliding_attention": True}
 
 
-def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
+def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
-    rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
-    reads them. A family that turns whole heads refuses partial_rotary_factor."""
+    rope_scaling at the top level (most published checkpoints, under the family's names for them);
+    rope_scaling first, as transformers reads them. A family that turns whole heads refuses
+    partial_rotary_factor. GPT-J's RoPE is rotary_dim alone."""
+    if style.rotary_dim is not None:
+        if "rotary_dim" in config and config["rotary_dim"] is None:
+            raise DataError("config.json: rotary_dim null (RoPE over all of hidden_size) is not supported")
+        return Rope(10000.0, _integer(config, "rotary_dim", default=style.rotary_dim), pairing=style.pairing)
     parameters = config.get("rope_scaling") or config.get("rope_parameters") or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
         raise DataError("config.json: rope_parameters should be one object of RoPE settings")
@@ -414,18 +440,23 @@ def _rope(config: dict, head_dim: int, partial_rotary: bool) -> Rope:
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
     merged = {
-        "rope_theta": 10000.0,
-        **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
+        "rope_theta": style.theta,
+        **{key: config[style.key(key)] for key in ("rope_theta", "partial_rotary_factor") if style.key(key) in config},
     }
     merged.update(parameters)
     theta = _number(merged, "rope_theta")
-    partial = _number(merged, "partial_rotary_factor", default=1.0, at_most=1.0)
-    if partial != 1.0 and not partial_rotary:
+    partial = _number(merged, "partial_rotary_factor", default=style.rotary_fraction, at_most=1.0)
+    if partial != 1.0 and not style.partial_rotary:
         raise DataError(
             f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
             "whose RoPE turns whole heads"
         )
-    rope = {"theta": theta, "dims": head_dim if partial == 1.0 else int(head_dim * partial), "scaling": kind}
+    rope = {
+        "theta": theta,
+        "dims": head_dim if partial == 1.0 else int(head_dim * partial),
+        "scaling": kind,
+        "pairing": style.pairing,
+    }
     if kind == "linear":
         rope["factor"] = _number(merged, "factor")
     if kind == "llama3":
@@ -502,13 +533,21 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         raise DataError("config.json: use_bidirectional_attention is not supported; attncli reads causal decoders")
     if config.get("is_causal", True) is not True:
         raise DataError("config.json: is_causal false (bidirectional attention) is not supported for a decoder")
+    config = {name: value for name, value in config.items() if name not in style.unread}
     key = style.key
     d = _integer(config, key("hidden_size"))
     heads = _integer(config, key("num_attention_heads"))
     head_dim = _integer(config, "head_dim", default=style.head_dim or (d // heads if heads > 0 else 1))
     activation = _name(config, style.activation, default=style.default_activation)
-    attention_bias = style.attention_bias and _flag(config, key("attention_bias"))
-    rope = _rope(config, head_dim, style.partial_rotary)
+    attention_bias = style.attention_bias and _flag(config, key("attention_bias"), style.bias_default)
+    qkv_bias = style.qkv_bias or (style.qkv_bias_key is not None and _flag(config, style.qkv_bias_key))
+    rope = _rope(config, head_dim, style)
+    parallel = (
+        style.parallel
+        if style.parallel_residual is None
+        else _flag(config, "use_parallel_residual", style.parallel_residual)
+    )
+    qk_norm = style.qk_norm or (style.qk_norm_key is not None and _flag(config, style.qk_norm_key))
     scalar = (
         None if style.query_scalar is None else _number(config, "query_pre_attn_scalar", default=style.query_scalar)
     )
@@ -517,7 +556,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         layers=layers,
         heads=heads,
         d_model=d,
-        d_ff=_integer(config, key("intermediate_size")),
+        d_ff=_integer(config, key("intermediate_size"), default=style.inner_factor and style.inner_factor * d),
         vocab_size=_integer(config, "vocab_size"),
         max_positions=_integer(config, key("max_position_embeddings")),
         activation="gelu_pytorch_tanh" if style.gelu_means_tanh and activation == "gelu" else activation,
@@ -532,15 +571,17 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         else _integer(config, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
         gated=style.gated,
-        parallel=style.parallel,
+        parallel=parallel,
         attention_scale=None if scalar is None else scalar**-0.5,
         soft_cap=_soft_cap(config, style),
         embedding_scale=d**0.5 if style.embedding_scale else None,
         sandwich=style.sandwich,
-        qk_norm=style.qk_norm,
-        attention_bias=attention_bias or style.qkv_bias,
-        output_bias=attention_bias,
-        mlp_bias=style.mlp_bias and _flag(config, key("mlp_bias")),
+        qk_norm=qk_norm,
+        attention_bias=attention_bias or qkv_bias,
+        output_bias=attention_bias or style.output_bias,
+        mlp_bias=style.ffn_bias or (style.mlp_bias and _flag(config, key("mlp_bias"), style.bias_default)),
+        shared_norm=parallel and (style.names.ffn_norm is None or style.parallel_shares_norm),
+        qk_norm_per_head=qk_norm and style.qk_norm_per_head,
     )
 
 
@@ -620,6 +661,21 @@ def _feed_forward(t: _Tensors, c: "TransformerConfig", style: _Decoder, layer: s
     return FeedForward(w_in, w_down, b_in, b_down, gated=True)
 
 
+def _head_norm(t: _Tensors, c: "TransformerConfig", style: _Decoder, name: str, heads: int) -> "Norm":
+    """The norm on each of `heads` heads' q (or k): one norm's weights [d_k] for every head, or each
+    head's own gains, [heads, 1, d_k] (to scale [heads, T, d_k] head by head), one tensor or a norm a head."""
+    from attncli.transformer import Norm
+
+    dk = c.d_head
+    if not c.qk_norm_per_head:
+        return _norm(t, name, dk, style)
+    if style.names.head_norms is None:
+        gains = t(f"{name}.weight", (heads, dk))
+    else:
+        gains = np.stack([t(f"{name}.{style.names.head_norms.format(i=i)}.weight", (dk,)) for i in range(heads)])
+    return Norm(gains[:, None, :])
+
+
 def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
     from attncli.transformer import Block
 
@@ -628,10 +684,12 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     d, dk, h = c.d_model, c.d_head, c.heads
     w_q, w_k, w_v, b_q, b_k, b_v = _qkv(t, c, style, layer)
     w_o, b_o = t.linear(f"{layer}.{names.o}", h * dk, d, c.output_bias)
-    q_norm = k_norm = None
+    head_norms = {}
     if c.qk_norm:
-        q_norm, k_norm = (_norm(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
-    projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm)
+        q_norm = _head_norm(t, c, style, f"{layer}.{names.q_norm}", h)
+        k_norm = _head_norm(t, c, style, f"{layer}.{names.k_norm}", c.kv_heads or h)
+        head_norms = dict(q_norm=q_norm.gain, k_norm=k_norm.gain, q_norm_bias=q_norm.bias, k_norm_bias=k_norm.bias)
+    projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, **head_norms)
     feed_forward = _feed_forward(t, c, style, layer)
     norm = functools.partial(_norm, t, d=d, style=style)
     if style.sandwich:
@@ -643,7 +701,7 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
             attention_out_norm=norm(f"{layer}.post_attention_layernorm"),
             ffn_out_norm=norm(f"{layer}.post_feedforward_layernorm"),
         )
-    ffn_norm = None if names.ffn_norm is None else norm(f"{layer}.{names.ffn_norm}")
+    ffn_norm = None if c.shared_norm else norm(f"{layer}.{names.ffn_norm}")
     return Block(projections, norm(f"{layer}.{names.attention_norm}"), feed_forward, ffn_norm)
 
 
@@ -780,6 +838,149 @@ _DECODERS = {
     "phi3": (
         "Phi-3",
         _Decoder(attention_bias=False, partial_rotary=True, qkv="stacked", gate_up=True, windows="all", eps=1e-5),
+    ),
+    "gpt_neox": (
+        "GPT-NeoX",
+        _Decoder(
+            names=_Names(
+                words="embed_in.weight",
+                final_norm="final_layer_norm",
+                qkv="attention.query_key_value",
+                o="attention.dense",
+                up="mlp.dense_h_to_4h",
+                down="mlp.dense_4h_to_h",
+            ),
+            keys=(
+                ("rms_norm_eps", "layer_norm_eps"),
+                ("rope_theta", "rotary_emb_base"),
+                ("partial_rotary_factor", "rotary_pct"),
+            ),
+            unread=("head_dim", "num_key_value_heads"),
+            qkv="per_head",
+            bias_default=True,
+            ffn_bias=True,
+            norm="layer",
+            gated=False,
+            parallel_residual=True,
+            partial_rotary=True,
+            rotary_fraction=0.25,
+            default_activation="gelu",
+            eps=1e-5,
+        ),
+    ),
+    "gptj": (
+        "GPT-J",
+        _Decoder(
+            names=_Names(
+                words="wte.weight",
+                final_norm="ln_f",
+                layer="h.{i}",
+                attention_norm="ln_1",
+                ffn_norm=None,
+                q="attn.q_proj",
+                k="attn.k_proj",
+                v="attn.v_proj",
+                o="attn.out_proj",
+                up="mlp.fc_in",
+                down="mlp.fc_out",
+            ),
+            keys=(
+                ("hidden_size", "n_embd"),
+                ("num_attention_heads", "n_head"),
+                ("num_hidden_layers", "n_layer"),
+                ("intermediate_size", "n_inner"),
+                ("max_position_embeddings", "n_positions"),
+                ("rms_norm_eps", "layer_norm_epsilon"),
+            ),
+            unread=("head_dim", "num_key_value_heads"),
+            attention_bias=False,
+            ffn_bias=True,
+            norm="layer",
+            gated=False,
+            parallel=True,
+            rotary_dim=64,
+            pairing="adjacent",
+            inner_factor=4,
+            activation="activation_function",
+            default_activation="gelu_new",
+            eps=1e-5,
+        ),
+    ),
+    "phi": (
+        "Phi",
+        _Decoder(
+            names=_Names(
+                final_norm="final_layernorm",
+                ffn_norm=None,
+                o="self_attn.dense",
+                up="mlp.fc1",
+                down="mlp.fc2",
+                q_norm="self_attn.q_layernorm",
+                k_norm="self_attn.k_layernorm",
+            ),
+            keys=(("rms_norm_eps", "layer_norm_eps"),),
+            attention_bias=False,
+            qkv_bias=True,
+            output_bias=True,
+            ffn_bias=True,
+            qk_norm_key="qk_layernorm",
+            norm="layer",
+            gated=False,
+            parallel=True,
+            partial_rotary=True,
+            rotary_fraction=0.5,
+            default_activation="gelu_new",
+            eps=1e-5,
+        ),
+    ),
+    "stablelm": (
+        "StableLM",
+        _Decoder(
+            names=_Names(q_norm="self_attn.q_layernorm", k_norm="self_attn.k_layernorm", head_norms="norms.{i}"),
+            keys=(("rms_norm_eps", "layer_norm_eps"),),
+            unread=("head_dim",),
+            kv_heads=32,
+            attention_bias=False,
+            qkv_bias_key="use_qkv_bias",
+            qk_norm_key="qk_layernorm",
+            qk_norm_per_head=True,
+            norm="layer",
+            parallel_residual=False,
+            parallel_shares_norm=True,
+            partial_rotary=True,
+            rotary_fraction=0.25,
+            eps=1e-5,
+        ),
+    ),
+    "cohere": (
+        "Cohere",
+        _Decoder(
+            names=_Names(ffn_norm=None),
+            keys=(("rms_norm_eps", "layer_norm_eps"),),
+            qk_norm_key="use_qk_norm",
+            qk_norm_per_head=True,
+            norm="layer",
+            norm_bias=False,
+            parallel=True,
+            theta=500000.0,
+            pairing="adjacent",
+            eps=1e-5,
+        ),
+    ),
+    "starcoder2": (
+        "StarCoder2",
+        _Decoder(
+            names=_Names(up="mlp.c_fc", down="mlp.c_proj"),
+            keys=(("rms_norm_eps", "norm_epsilon"), ("attention_bias", "use_bias"), ("mlp_bias", "use_bias")),
+            kv_heads=2,
+            mlp_bias=True,
+            bias_default=True,
+            norm="layer",
+            gated=False,
+            windows="all",
+            default_activation="gelu_pytorch_tanh",
+            eps=1e-5,
+        ),
     ),
 }
 FAMILIES |= {

@@ -41,6 +41,14 @@ DECODERS = [
     "gemma",
     "gemma2",
     "phi3",
+    "gpt-neox",
+    "gpt-neox-sequential",
+    "gptj",
+    "phi",
+    "stablelm",
+    "stablelm-parallel",
+    "cohere",
+    "starcoder2",
 ]
 
 

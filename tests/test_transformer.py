@@ -23,7 +23,7 @@ from numpy.testing import assert_allclose
 from attncli import commands
 from attncli.errors import DataError
 from attncli.models import load_model
-from attncli.transformer import gelu, gelu_tanh, position_ids
+from attncli.transformer import feed_forward, gelu, gelu_tanh, layer_norm, position_ids
 
 
 @pytest.mark.parametrize("name", ENCODERS + DECODERS)
@@ -137,7 +137,10 @@ def test_minilm_has_a_head_that_resolves_it_to_animal():
 
 @pytest.mark.parametrize(
     "architecture",
-    ["bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
+    [
+        *("bert", "roberta", "distilbert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"),
+        *("gpt-neox", "gptj", "phi", "stablelm-parallel", "cohere", "starcoder2"),
+    ],
 )
 def test_texts_packed_into_one_forward_pass_get_their_own_attention(architecture):
     """Packed texts share the projections and feed-forward layers, never attention: each text's
@@ -174,10 +177,27 @@ def test_fixture_attention_is_masked_as_its_family_says(name):
             if types is not None:
                 assert hidden == [kind == "sliding_attention" for kind in types]
             else:
-                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3"))
+                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3", "starcoder2"))
 
 
 def test_masked_weights_are_exactly_zero_not_minus_zero():
     run = commands.run(PRONOUN, load_model(str(FIXTURES / "mistral")))
     masked = np.triu(np.ones(run.weights.shape[-2:], dtype=bool), k=1)
     assert not np.signbit(run.weights[..., masked]).any()
+
+
+@pytest.mark.parametrize(("name", "norms"), [("gpt-neox", 2), ("gptj", 1), ("stablelm-parallel", 1)])
+def test_a_parallel_block_adds_attention_and_feed_forward_of_the_same_input(name, norms):
+    """x + attention(LN(x)) + FFN(LN'(x)), LN' the attention's LN where the block has one norm: the
+    feed-forward network reads the layer's input, never the attention's output."""
+    model = load_model(str(FIXTURES / name))
+    trace = model.run(model.tokenize(PRONOUN))
+    config = model.config
+    assert config.parallel and config.shared_norm == (norms == 1)
+    for layer, block in enumerate(model.weights.blocks):
+        x = trace.layer_inputs[layer]  # [T, d]
+        assert x is (trace.layer_outputs[layer - 1] if layer else x)
+        norm = block.attention_norm if block.ffn_norm is None else block.ffn_norm
+        assert (block.ffn_norm is None) == (norms == 1)
+        ffn = feed_forward(layer_norm(x, norm, config.eps), block.feed_forward, config.activation)
+        assert_allclose(trace.layer_outputs[layer], x + trace.layers[layer].output + ffn, rtol=1e-6, atol=1e-5)
