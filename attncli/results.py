@@ -128,6 +128,8 @@ class ExplainResult:
     weighted_values: np.ndarray | None  # [keys, d_k] weight · v of each key, in the walkthrough head; with steps
     include_special: bool = False  # the summary's targets may be special tokens and a causal model's first token
     focus_angles: np.ndarray | None = None  # [n/2] RoPE: the angle each dimension pair of the focus token turns by
+    focus_feed_forward: np.ndarray | None = None  # [d] a parallel block: what its feed-forward network added for the
+    # focus token (the layer's output less its input and the attention's output); with steps
 
     @property
     def walk_head(self) -> int:
