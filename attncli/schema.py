@@ -75,7 +75,11 @@ MODEL = _object(
                 {
                     "type": "object",
                     "required": ["type", "theta", "dims", "scaling"],
-                    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
+                    "properties": {
+                        "type": {"const": "rotary"},
+                        "scaling": {"enum": list(ROPE_TYPES)},
+                        "pairing": {"enum": ["adjacent"], "description": "left out: dimension i turns with i + n/2"},
+                    },
                 },
             ]
         },

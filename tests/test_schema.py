@@ -26,6 +26,7 @@ EVERY_COMMAND = {
     "explain-decoder": ["explain", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--json"],
     "heatmap-decoder": ["heatmap", SENTENCE, "--model", str(FIXTURES / "llama"), "--json"],
     "heads-decoder": ["heads", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "explain-adjacent-rope": ["explain", SENTENCE, "--model", str(FIXTURES / "cohere"), "--json"],
 }
 
 
