@@ -33,6 +33,8 @@ FROZEN_FLOOR = "import gc; gc.disable(); " + FLOOR + "; gc.freeze(); gc.enable()
 HERE = Path(__file__).resolve().parent
 # The decoder row's checkpoint: random weights in Qwen2.5-0.5B's shape, made once, kept out of the repository.
 DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attncli-bench" / "qwen2.5-0.5b-shape"
+# The Pythia row's: random weights in pythia-410m's shape (GPT-NeoX), made once, beside it.
+PYTHIA = DECODER.parent / "pythia-410m-shape"
 
 
 def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
@@ -102,54 +104,64 @@ def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[d
     return ours, peer
 
 
-def decoder_checkpoint(peer_python: str) -> Path:
-    """The decoder benchmark's checkpoint, made by bench/make_decoder.py with the peer's Python if it is not there."""
-    if not (DECODER / "texts.json").is_file():
-        print(f"bench: making the decoder checkpoint (about 1 GB) in {DECODER}, once", file=sys.stderr)
-        subprocess.run([peer_python, str(HERE / "make_decoder.py"), str(DECODER)], check=True)
-    return DECODER
+def made_once(peer_python: str, directory: Path, script: str, what: str) -> Path:
+    """A benchmark checkpoint, made by bench/`script` with the peer's Python if it is not there."""
+    if not (directory / "texts.json").is_file():
+        print(f"bench: making the {what} in {directory}, once", file=sys.stderr)
+        subprocess.run([peer_python, str(HERE / script), str(directory)], check=True)
+    return directory
+
+
+def npz_rows(name: str, directory: Path, text: str, attncli: str, peer_python: str, runs: int, targets) -> None:
+    """attncli against the peer (bench/peer_decoder.py) writing `text`'s attention as NPZ: the whole
+    process's wall time and peak memory, and the largest difference; `targets` (speed, memory) as said."""
+    with tempfile.TemporaryDirectory() as scratch:
+        ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
+        (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
+            [
+                [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
+                [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
+            ],
+            runs,
+        )
+        difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
+    speed, memory = targets
+    row(f"{name} to NPZ, wall", f"{ours_time:.2f} s", f"{peer_time:.2f} s", f"{peer_time / ours_time:.1f}x", speed)
+    row(
+        f"{name} to NPZ, peak memory",
+        f"{ours_memory:.0f} MB",
+        f"{peer_memory:.0f} MB",
+        f"1/{peer_memory / ours_memory:.1f}",
+        memory,
+    )
+    row(f"{name}, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
 
 
 def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
     """attncli against transformers writing one text's attention as NPZ, at 128 and 512 tokens, and
     the forward pass alone, on the Qwen2.5-0.5B-shaped checkpoint."""
-    directory = decoder_checkpoint(peer_python)
+    directory = made_once(peer_python, DECODER, "make_decoder.py", "decoder checkpoint (about 1 GB)")
     texts = json.loads((directory / "texts.json").read_text())
     ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
-    with tempfile.TemporaryDirectory() as scratch:
-        for tokens, text in texts.items():
-            ours_file, peer_file = Path(scratch) / "ours.npz", Path(scratch) / "peer.npz"
-            (ours_time, ours_memory, _), (peer_time, peer_memory, _) = measure(
-                [
-                    [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)],
-                    [peer_python, str(HERE / "peer_decoder.py"), str(directory), text, str(peer_file)],
-                ],
-                runs,
-            )
-            difference = np.abs(np.load(ours_file)["attention"] - np.load(peer_file)["attention"]).max()
-            speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
-            row(
-                f"decoder, {tokens} tokens to NPZ, wall",
-                f"{ours_time:.2f} s",
-                f"{peer_time:.2f} s",
-                f"{peer_time / ours_time:.1f}x",
-                speed,
-            )
-            row(
-                f"decoder, {tokens} tokens to NPZ, peak memory",
-                f"{ours_memory:.0f} MB",
-                f"{peer_memory:.0f} MB",
-                f"1/{peer_memory / ours_memory:.1f}",
-                memory,
-            )
-            row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
-            row(
-                f"decoder, forward pass alone, {tokens} tokens",
-                f"{ours_forward[int(tokens)]:.0f} ms",
-                f"{peer_forward[int(tokens)]:.0f} ms",
-                f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
-                "<= 1.3x torch",
-            )
+    for tokens, text in texts.items():
+        targets = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
+        npz_rows(f"decoder, {tokens} tokens", directory, text, attncli, peer_python, runs, targets)
+        row(
+            f"decoder, forward pass alone, {tokens} tokens",
+            f"{ours_forward[int(tokens)]:.0f} ms",
+            f"{peer_forward[int(tokens)]:.0f} ms",
+            f"{ours_forward[int(tokens)] / peer_forward[int(tokens)]:.2f}x",
+            "<= 1.3x torch",
+        )
+
+
+def pythia_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing one text's attention as NPZ, at 128 tokens, on the
+    pythia-410m-shaped checkpoint (bench/make_pythia.py): a GPT-NeoX parallel block, RoPE on a
+    quarter of each head, float16 weights."""
+    directory = made_once(peer_python, PYTHIA, "make_pythia.py", "Pythia checkpoint (about 810 MB)")
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    npz_rows("Pythia, 128 tokens", directory, text, attncli, peer_python, runs, (">= 3x faster", "<= 1/8"))
 
 
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
@@ -228,8 +240,8 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "explore", "corpus"],
-        help="run only the decoder rows, the explorer's or the corpus's",
+        choices=["decoder", "pythia", "explore", "corpus"],
+        help="run only the decoder rows, the Pythia rows, the explorer's or the corpus's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -240,6 +252,10 @@ def main() -> None:
     if args.only == "decoder":
         row("measure", "attncli", "reference", "ratio", "target")
         decoder_rows(attncli, args.peer_python, runs)
+        return
+    if args.only == "pythia":
+        row("measure", "attncli", "reference", "ratio", "target")
+        pythia_rows(attncli, args.peer_python, runs)
         return
     if args.only == "explore":
         row("measure", "attncli", "reference", "ratio", "target")
@@ -358,6 +374,7 @@ def main() -> None:
     explore_rows(runs)
     corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)
+    pythia_rows(attncli, args.peer_python, runs)
 
 
 if __name__ == "__main__":

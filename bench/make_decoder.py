@@ -76,12 +76,16 @@ def main(directory: Path) -> None:
         bos_token_id=0,
         eos_token_id=0,
     )
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    save(Qwen2ForCausalLM(config).to(torch.bfloat16), directory, (128, 512))
+
+
+def save(model: torch.nn.Module, directory: Path, lengths: tuple[int, ...]) -> None:
+    """`model` as a checkpoint in `directory`, with the tokenizer and texts.json: a text of each of `lengths` tokens."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, safe_serialization=True)
     bpe = tokenizer()
     bpe.save(str(directory / "tokenizer.json"))
-    texts = {str(n): text_of(bpe, n) for n in (128, 512)}
+    texts = {str(n): text_of(bpe, n) for n in lengths}
     (directory / "texts.json").write_text(json.dumps(texts) + "\n")
     for extra in directory.glob("generation_config.json"):
         extra.unlink()
