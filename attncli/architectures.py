@@ -1,6 +1,7 @@
 """The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
 modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
-Granite, BLOOM, Falcon, OPT and GPT-Neo, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE,
+Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi, StableLM, Cohere and StarCoder2, and the
+mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE,
 OLMoE and GPT-OSS.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
@@ -57,6 +58,7 @@ _PREFIXES = (
     "language_model.",
     "model.language_model.",
     "language_model.model.",
+    "gpt_neox.",
 )
 # Each family's input embedding table, the tensor its prefix is found by.
 _ENCODER_WORDS = "embeddings.word_embeddings.weight"
@@ -391,6 +393,10 @@ class _Names:
     gate_up: str = "mlp.gate_up_proj"  # gate and up in one matrix, where the family fuses them (_Decoder.gate_up)
     up: str = "mlp.up_proj"  # the feed-forward's first projection (gated: the one the gate multiplies)
     down: str = "mlp.down_proj"  # its last
+    q_norm: str = "self_attn.q_norm"  # the norm on q (each head's, or all of them at once), where the family has one
+    k_norm: str = "self_attn.k_norm"
+    head_norms: str | None = None  # each head's own q or k norm under q_norm's name ("norms.{i}": StableLM), where
+    # the norms are per head (_Decoder.qk_norm_per_head); None: every head's weights in one [heads, d_k] tensor
     parallel_norms: tuple[str, str] | None = None  # a parallel block's attention and feed-forward norms where
     # config.json gives each its own, named apart from a sequential block's (Falcon's ln_attn, ln_mlp)
 
@@ -453,7 +459,17 @@ class _Decoder:
     no_rope: bool = False  # no_rope_layers or no_rope_layer_interval name layers without RoPE (SmolLM3; windows
     # "no_rope": those layers slide)
     multipliers: bool = False  # embedding_, attention_ and residual_multiplier are read (Granite)
-    reads_qkv_bias: bool = False  # qkv_bias is read, true when left out: biases on q, k and v (Qwen 2 MoE)
+    # a config.json flag for biases on q, k and v alone, and its value where config.json leaves it out (Qwen 2
+    # MoE's qkv_bias, true; StableLM's use_qkv_bias, false)
+    qkv_bias_key: tuple[str, bool] | None = None
+    ffn_bias: bool = False  # biases on the feed-forward, whatever config.json says (GPT-NeoX)
+    qk_norm_key: str | None = None  # a config.json flag for the q and k norms, where the family reads one
+    qk_norm_per_head: bool = False  # each head's q and k LayerNorm has weights of its own (StableLM, Cohere)
+    parallel_residual: bool | None = None  # use_parallel_residual is read, with this default (else parallel says)
+    parallel_shares_norm: bool = False  # a parallel block's feed-forward reads the attention's norm (StableLM)
+    pairing: str = "halves"  # RoPE's dimension pairs: i with i + n/2, or "adjacent", 2i with 2i + 1 (GPT-J, Cohere)
+    rotary_dim: int | None = None  # rotary_dim is read, with this default: RoPE of base 10,000 on that many of
+    # a head's dimensions, and no other RoPE setting (GPT-J)
     moe: "_Mixture | None" = None  # mixture-of-experts layers, as the family configures and stores them
     positions: str = "rope"  # how positions enter: "rope", "alibi" (ALiBi's biases on the scores: BLOOM) or
     # "learned" (a table added to the embeddings: OPT, GPT-Neo)
@@ -463,7 +479,8 @@ class _Decoder:
     max_positions: int | None = None  # max_position_embeddings when config.json has none (BLOOM's: its training length)
     ffn_factor: int | None = None  # intermediate_size when config.json has none (or null): this times hidden_size
     biases: tuple[bool, bool, bool] | None = None  # biases on q, k and v, on W_O and in the feed-forward, whatever
-    # config.json says (Qwen 2, BLOOM, GPT-Neo); None: as attention_bias, mlp_bias and reads_qkv_bias say
+    # config.json says (Qwen 2, BLOOM, GPT-Neo, GPT-J, Phi); None: as attention_bias, mlp_bias, qkv_bias_key and
+    # ffn_bias say
     bias_default: bool = False  # attention_bias and mlp_bias when config.json has none (OPT's enable_bias: true)
     unscaled: bool = False  # the scores are not divided by √d_k (GPT-Neo)
     pre_norm_key: str | None = None  # a config.json flag: norms before each sublayer (true, the default) or after
@@ -522,7 +539,12 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
     """RoPE from config.json in either form: rope_parameters (transformers 5), or rope_theta and
     rope_scaling at the top level (most published checkpoints); rope_scaling first, as transformers
     reads them; Llama's θ of 10000 where neither gives one (a family whose θ differs has it in its
-    `defaults`). A family that turns whole heads refuses partial_rotary_factor."""
+    `defaults`). A family that turns whole heads refuses partial_rotary_factor. GPT-J's RoPE is rotary_dim
+    alone."""
+    if style.rotary_dim is not None:
+        if "rotary_dim" in config and config["rotary_dim"] is None:
+            raise DataError("config.json: rotary_dim null (RoPE over all of hidden_size) is not supported")
+        return Rope(_ROPE_THETA, _integer(config, "rotary_dim", default=style.rotary_dim), pairing=style.pairing)
     parameters = config.get("rope_scaling") or config.get("rope_parameters")
     parameters = dict(style.rope_defaults) if parameters is None else parameters or {}
     if not isinstance(parameters, dict) or any(isinstance(value, dict) for value in parameters.values()):
@@ -538,10 +560,10 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
         kind = read[kind]
     if kind not in ROPE_TYPES:
         raise DataError(f"config.json: rope type {kind!r} is not supported; attncli computes {', '.join(ROPE_TYPES)}")
-    merged = {
-        "rope_theta": _ROPE_THETA,
-        **{key: config[key] for key in ("rope_theta", "partial_rotary_factor") if key in config},
-    }
+    merged = {"rope_theta": _ROPE_THETA}
+    for name in ("rope_theta", "partial_rotary_factor"):  # under the family's names for them (GPT-NeoX's)
+        given = [key for key in style.keys_for(name) if key in config]
+        merged |= {name: config[given[0]]} if given else {}
     merged.update(parameters)
     theta = _number(merged, "rope_theta")
     partial = _number(merged, "partial_rotary_factor", default=1.0, at_most=1.0)
@@ -550,7 +572,12 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
             f"config.json: partial_rotary_factor {partial!r} is not supported for {config['model_type']}, "
             "whose RoPE turns whole heads"
         )
-    rope = {"theta": theta, "dims": head_dim if partial == 1.0 else int(head_dim * partial), "scaling": kind}
+    rope = {
+        "theta": theta,
+        "dims": head_dim if partial == 1.0 else int(head_dim * partial),
+        "scaling": kind,
+        "pairing": style.pairing,
+    }
     if kind == "linear":
         rope["factor"] = _number(merged, "factor")
     if kind in ("llama3", "yarn", "longrope"):
@@ -823,8 +850,12 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
     if biases is None:
         attention_bias = style.attention_bias and read(_flag, "attention_bias", default=style.bias_default)
         mlp_bias = style.mlp_bias and read(_flag, "mlp_bias", default=style.bias_default)
-        qkv_bias = style.reads_qkv_bias and _flag(config, "qkv_bias", default=True)
-        biases = (attention_bias or qkv_bias, attention_bias, mlp_bias)
+        qkv_bias = style.qkv_bias_key is not None and _flag(config, *style.qkv_bias_key)
+        biases = (attention_bias or qkv_bias, attention_bias, mlp_bias or style.ffn_bias)
+    parallel = style.parallel
+    if style.parallel_residual is not None:
+        parallel = _flag(config, "use_parallel_residual", style.parallel_residual)
+    qk_norm = style.qk_norm or (style.qk_norm_key is not None and _flag(config, style.qk_norm_key))
     positions = "alibi" if style.alibi_key is not None and _flag(config, style.alibi_key) else style.positions
     rope = local = None
     if positions == "rope" and style.local_rope:
@@ -861,12 +892,13 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         else read(_integer, "num_key_value_heads", default=style.kv_heads or heads),
         head_dim=head_dim,
         gated=style.gated,
-        parallel=style.parallel,
+        parallel=parallel,
         attention_scale=_attention_scale(config, style),
         soft_cap=_soft_cap(config, style),
         embedding_scale=d**0.5 if style.embedding_scale else _multiplier(config, "embedding_multiplier", style),
         sandwich=style.sandwich,
-        qk_norm=style.qk_norm,
+        qk_norm=qk_norm,
+        qk_norm_per_head=qk_norm and style.qk_norm_per_head,
         attention_bias=biases[0],
         output_bias=biases[1],
         mlp_bias=biases[2],
@@ -875,7 +907,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         d_embed=None if d_embed == d else d_embed,
         embedding_norm=style.names.embedding_norm is not None,
         final_norm=not (style.final_norm_key and _flag(config, style.final_norm_key)),
-        shared_norm=style.names.ffn_norm is None,
+        shared_norm=parallel and (style.names.ffn_norm is None or style.parallel_shares_norm),
         clip_qkv=_clip(config) if style.clip_qkv else None,
         norm_gains=not style.plain_norm,
         whole_qk_norm=style.whole_qk_norm,
@@ -1172,6 +1204,21 @@ def _feed_forward(
     return FeedForward(w_in, w_down, b_in, b_down, gated=True)
 
 
+def _head_norm(t: _Tensors, c: "TransformerConfig", style: _Decoder, name: str, heads: int) -> "Norm":
+    """The norm on each of `heads` heads' q (or k): one norm's weights [d_k] for every head, or each
+    head's own gains, [heads, 1, d_k] (to scale [heads, T, d_k] head by head), one tensor or a norm a head."""
+    from attncli.transformer import Norm
+
+    dk = c.d_head
+    if not c.qk_norm_per_head:
+        return _norm(t, name, dk, style)
+    if style.names.head_norms is None:
+        gains = t(f"{name}.weight", (heads, dk))
+    else:
+        gains = np.stack([t(f"{name}.{style.names.head_norms.format(i=i)}.weight", (dk,)) for i in range(heads)])
+    return Norm(gains[:, None, :])
+
+
 def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int) -> "Block":
     from attncli.transformer import Block
 
@@ -1180,16 +1227,17 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     d, dk, h = c.d_model, c.d_head, c.heads
     w_q, w_k, w_v, b_q, b_k, b_v = _qkv(t, c, style, layer)
     w_o, b_o = t.linear(f"{layer}.{names.o}", h * dk, d, c.output_bias)
-    q_norm = k_norm = None
+    head_norms = {}
     if c.qk_norm:
-        q_norm, k_norm = (_norm(t, f"{layer}.self_attn.{name}", dk, style).gain for name in ("q_norm", "k_norm"))
-    whole_q_norm = whole_k_norm = None
+        q_norm = _head_norm(t, c, style, f"{layer}.{names.q_norm}", h)
+        k_norm = _head_norm(t, c, style, f"{layer}.{names.k_norm}", c.kv_heads or h)
+        head_norms = dict(q_norm=q_norm.gain, k_norm=k_norm.gain, q_norm_bias=q_norm.bias, k_norm_bias=k_norm.bias)
     if c.whole_qk_norm:  # the same tensors as per-head norms, over all the heads: [h·d_k] and [g·d_k]
-        whole_q_norm = _norm(t, f"{layer}.self_attn.q_norm", h * dk, style).gain
-        whole_k_norm = _norm(t, f"{layer}.self_attn.k_norm", (c.kv_heads or h) * dk, style).gain
-    projections = Projections(
-        w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, q_norm, k_norm, whole_q_norm=whole_q_norm, whole_k_norm=whole_k_norm
-    )
+        head_norms = dict(
+            whole_q_norm=_norm(t, f"{layer}.{names.q_norm}", h * dk, style).gain,
+            whole_k_norm=_norm(t, f"{layer}.{names.k_norm}", (c.kv_heads or h) * dk, style).gain,
+        )
+    projections = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, **head_norms)
     if c.sinks:
         projections.sinks = t(f"{layer}.self_attn.sinks", (h,))  # [h]
     if c.moe is not None and c.moe.sparse[i]:
@@ -1475,7 +1523,7 @@ _DECODERS = {
         _Decoder(
             kv_heads=16,
             attention_bias=False,
-            reads_qkv_bias=True,
+            qkv_bias_key=("qkv_bias", True),
             layer_types=True,
             windows="even_below",
             use_sliding_window=True,
@@ -1667,6 +1715,146 @@ _DECODERS = {
                 clamped_swiglu=True,
                 interleaved=True,
             ),
+        ),
+    ),
+    "gpt_neox": (
+        "GPT-NeoX",
+        _Decoder(
+            names=_Names(
+                words="embed_in.weight",
+                final_norm="final_layer_norm",
+                qkv="attention.query_key_value",
+                o="attention.dense",
+                up="mlp.dense_h_to_4h",
+                down="mlp.dense_4h_to_h",
+            ),
+            keys=(
+                ("rms_norm_eps", "layer_norm_eps"),
+                ("rope_theta", "rotary_emb_base"),
+                ("partial_rotary_factor", "rotary_pct"),
+                ("head_dim", None),
+                ("num_key_value_heads", None),
+            ),
+            qkv="per_head",
+            bias_default=True,
+            ffn_bias=True,
+            norm="layer",
+            gated=False,
+            parallel_residual=True,
+            partial_rotary=True,
+            defaults=(("rotary_pct", 0.25),),
+            default_activation="gelu",
+            eps=1e-5,
+        ),
+    ),
+    "gptj": (
+        "GPT-J",
+        _Decoder(
+            names=_Names(
+                words="wte.weight",
+                final_norm="ln_f",
+                layer="h.{i}",
+                attention_norm="ln_1",
+                ffn_norm=None,
+                q="attn.q_proj",
+                k="attn.k_proj",
+                v="attn.v_proj",
+                o="attn.out_proj",
+                up="mlp.fc_in",
+                down="mlp.fc_out",
+            ),
+            keys=(
+                ("hidden_size", "n_embd"),
+                ("num_attention_heads", "n_head"),
+                ("num_hidden_layers", "n_layer"),
+                ("intermediate_size", "n_inner"),
+                ("max_position_embeddings", "n_positions"),
+                ("rms_norm_eps", "layer_norm_epsilon"),
+                ("hidden_act", "activation_function"),
+                ("head_dim", None),
+                ("num_key_value_heads", None),
+            ),
+            biases=(False, False, True),
+            norm="layer",
+            gated=False,
+            parallel=True,
+            rotary_dim=64,
+            pairing="adjacent",
+            ffn_factor=4,
+            default_activation="gelu_new",
+            eps=1e-5,
+        ),
+    ),
+    "phi": (
+        "Phi",
+        _Decoder(
+            names=_Names(
+                final_norm="final_layernorm",
+                ffn_norm=None,
+                o="self_attn.dense",
+                up="mlp.fc1",
+                down="mlp.fc2",
+                q_norm="self_attn.q_layernorm",
+                k_norm="self_attn.k_layernorm",
+            ),
+            keys=(("rms_norm_eps", "layer_norm_eps"),),
+            biases=(True, True, True),
+            qk_norm_key="qk_layernorm",
+            norm="layer",
+            gated=False,
+            parallel=True,
+            partial_rotary=True,
+            defaults=(("partial_rotary_factor", 0.5),),
+            default_activation="gelu_new",
+            eps=1e-5,
+        ),
+    ),
+    "stablelm": (
+        "StableLM",
+        _Decoder(
+            names=_Names(q_norm="self_attn.q_layernorm", k_norm="self_attn.k_layernorm", head_norms="norms.{i}"),
+            keys=(("rms_norm_eps", "layer_norm_eps"), ("head_dim", None)),
+            kv_heads=32,
+            attention_bias=False,
+            qkv_bias_key=("use_qkv_bias", False),
+            qk_norm_key="qk_layernorm",
+            qk_norm_per_head=True,
+            norm="layer",
+            parallel_residual=False,
+            parallel_shares_norm=True,
+            partial_rotary=True,
+            defaults=(("partial_rotary_factor", 0.25),),
+            eps=1e-5,
+        ),
+    ),
+    "cohere": (
+        "Cohere",
+        _Decoder(
+            names=_Names(ffn_norm=None),
+            keys=(("rms_norm_eps", "layer_norm_eps"),),
+            qk_norm_key="use_qk_norm",
+            qk_norm_per_head=True,
+            norm="layer",
+            norm_bias=False,
+            parallel=True,
+            defaults=(("rope_theta", 500000.0),),
+            pairing="adjacent",
+            eps=1e-5,
+        ),
+    ),
+    "starcoder2": (
+        "StarCoder2",
+        _Decoder(
+            names=_Names(up="mlp.c_fc", down="mlp.c_proj"),
+            keys=(("rms_norm_eps", "norm_epsilon"), ("attention_bias", "use_bias"), ("mlp_bias", "use_bias")),
+            kv_heads=2,
+            mlp_bias=True,
+            bias_default=True,
+            norm="layer",
+            gated=False,
+            windows="all",
+            default_activation="gelu_pytorch_tanh",
+            eps=1e-5,
         ),
     ),
 }

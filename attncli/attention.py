@@ -2,13 +2,13 @@
 
 Shapes: T tokens, d model width, h heads of d_k numbers each (d / h unless a model
 says otherwise), g key and value heads (h unless grouped-query attention shares each
-among h / g query heads). Rotary position embeddings (RoPE), ALiBi's linear biases,
-per-head RMS norms of q and k, logit soft-capping, learned attention sinks and
-sliding-window masks are here too, as the decoders use them, with RMS norms over the
-whole projected q and k and q, k and v clamped to a bound (OLMo's clip_qkv). Nothing
-here reads files, prints, or knows about terminals. Every function returns new arrays
-and changes none of its inputs; the one exception is an `out` array the caller hands
-over to be filled, as with numpy's own functions.
+among h / g query heads). Rotary position embeddings (RoPE, its pairs of dimensions halves
+or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logit
+soft-capping, learned attention sinks and sliding-window masks are here too, as the
+decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped
+to a bound (OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals.
+Every function returns new arrays and changes none of its inputs; the one exception is an
+`out` array the caller hands over to be filled, as with numpy's own functions.
 """
 
 import math
@@ -38,8 +38,10 @@ __all__ = [
     "causal_mask",
     "clipped",
     "dynamic_theta",
+    "head_norm",
     "heads_attention",
     "inverse_frequencies",
+    "layer_norm",
     "linear",
     "masked",
     "masked_softmax",
@@ -52,6 +54,7 @@ __all__ = [
     "rms_norm",
     "rotary",
     "rotate",
+    "rotate_every_two",
     "rotate_half",
     "scaled",
     "scores",
@@ -182,6 +185,28 @@ def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     return y
 
 
+def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    """(x - mean) / √(variance + eps) · gain + bias over the last axis: [..., n] -> [..., n]; no scale
+    when `gain` is None (OLMo's LayerNorm learns none), no shift when `bias` is None.
+
+    The mean and the variance are summed in float64 (the rest is in x's precision): a post-norm
+    encoder normalises after every sublayer, and float32 sums put its attention half as far again
+    from the truth (transformers' float64 run) as transformers' own float32 run.
+    """
+    dtype = np.result_type(x, *(part for part in (gain, bias) if part is not None))
+    mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    y = np.subtract(x, mean.astype(dtype), dtype=dtype)
+    variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    deviation = np.sqrt(variance + eps).astype(dtype)
+    # In place from here: a new [..., n] array a step would be as many more allocations and passes.
+    y /= deviation
+    if gain is not None:
+        y *= gain
+    if bias is not None:
+        y += bias
+    return y
+
+
 @dataclass(frozen=True)
 class Rope:
     """Rotary position embeddings: how each head's dimension pairs turn with position."""
@@ -199,9 +224,12 @@ class Rope:
     truncate: bool = True  # yarn: the ramp between them starts and ends on whole pairs
     short_factor: tuple[float, ...] = ()  # longrope: each pair's divisor for a text within the context
     long_factor: tuple[float, ...] = ()  # longrope: each pair's divisor for a longer text
+    pairing: str = "halves"  # which dimensions turn together: i and i + n/2 ("halves"), or 2i and 2i + 1 ("adjacent")
 
     def to_json(self) -> dict:
         fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
+        if self.pairing != "halves":
+            fields["pairing"] = self.pairing
         if self.scaling == "linear":
             return {**fields, "factor": self.factor}
         if self.scaling == "llama3":
@@ -342,24 +370,26 @@ def inverse_frequencies(rope: Rope, tokens: int = 0) -> np.ndarray:
 
 @dataclass(eq=False, repr=False)
 class Rotary:
-    """Rotary position embeddings for T positions: each pair of dimensions (i, i + n/2) of the first
-    n of a head's dimensions is rotated by the angle position · frequency_i."""
+    """Rotary position embeddings for T positions: pair i of the first n of a head's dimensions,
+    (i, i + n/2) or, adjacent, (2i, 2i + 1), is rotated by the angle position · frequency_i."""
 
-    cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over
+    cos: np.ndarray  # [T, n] cos of each angle, the n/2 angles twice over (adjacent: each twice in a row)
     sin: np.ndarray  # [T, n]
+    pairing: str = "halves"  # as the Rope's
 
 
 def rotary(tokens: int, rope: Rope) -> Rotary:
     """The cos and sin of every position's angles, position · frequency in float32 (as transformers
-    computes them, whatever the model's precision), each half twice, times the attention factor
+    computes them, whatever the model's precision), laid out as the pairs are, times the attention factor
     (yarn, longrope): [T, n]. Its frequencies are those for a text of `tokens` tokens."""
     angles = np.arange(tokens, dtype=np.float32)[:, None] * inverse_frequencies(rope, tokens)  # [T, n/2]
-    angles = np.concatenate([angles, angles], axis=-1)  # [T, n]
+    adjacent = rope.pairing == "adjacent"  # [T, n]: a₀ a₀ a₁ a₁ ..., or the halves a₀ a₁ ... a₀ a₁ ...
+    angles = np.repeat(angles, 2, axis=-1) if adjacent else np.concatenate([angles, angles], axis=-1)
     cos, sin = np.cos(angles), np.sin(angles)  # [T, n]
     if rope.attention_factor != 1.0:
         cos *= np.float32(rope.attention_factor)
         sin *= np.float32(rope.attention_factor)
-    return Rotary(cos, sin)
+    return Rotary(cos, sin, rope.pairing)
 
 
 def rotate_half(x: np.ndarray) -> np.ndarray:
@@ -368,11 +398,19 @@ def rotate_half(x: np.ndarray) -> np.ndarray:
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
+def rotate_every_two(x: np.ndarray) -> np.ndarray:
+    """[..., n] -> [..., n]: each adjacent pair (x₂ᵢ, x₂ᵢ₊₁) -> (-x₂ᵢ₊₁, x₂ᵢ), as GPT-J and Cohere pair
+    a head's dimensions (rotate_half's counterpart for RoPE's adjacent pairing)."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)  # [..., n/2, 2]
+    return np.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
+
+
 def rotate(x: np.ndarray, rotary: Rotary) -> np.ndarray:
-    """RoPE: x · cos + rotate_half(x) · sin over the first n dimensions of each head, the rest as
-    they are: [..., T, d_k] -> [..., T, d_k]."""
+    """RoPE: x · cos + rotate_half(x) · sin (rotate_every_two(x), for adjacent pairs) over the first n
+    dimensions of each head, the rest as they are: [..., T, d_k] -> [..., T, d_k]."""
     n = rotary.cos.shape[-1]
-    turned = x[..., :n] * rotary.cos + rotate_half(x[..., :n]) * rotary.sin
+    partner = rotate_half if rotary.pairing == "halves" else rotate_every_two
+    turned = x[..., :n] * rotary.cos + partner(x[..., :n]) * rotary.sin
     return turned if n == x.shape[-1] else np.concatenate([turned, x[..., n:]], axis=-1)
 
 
@@ -438,8 +476,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | No
 
 @dataclass(eq=False, repr=False)
 class Projections:
-    """The four projections of a multi-head attention layer, applied as x @ w + b, and the gains of
-    the RMS norms some decoders apply to each head's q and k."""
+    """The four projections of a multi-head attention layer, applied as x @ w + b, and the weights of
+    the norms some decoders apply to each head's q and k."""
 
     w_q: np.ndarray  # [d, h·d_k]
     w_k: np.ndarray  # [d, g·d_k]
@@ -449,8 +487,10 @@ class Projections:
     b_k: np.ndarray | None = None  # [g·d_k]
     b_v: np.ndarray | None = None  # [g·d_k]
     b_o: np.ndarray | None = None  # [d]
-    q_norm: np.ndarray | None = None  # [d_k]
-    k_norm: np.ndarray | None = None  # [d_k]
+    q_norm: np.ndarray | None = None  # [d_k] the q norm's gain, or [h, 1, d_k]: each head's own (StableLM, Cohere)
+    k_norm: np.ndarray | None = None  # [d_k], or [g, 1, d_k]
+    q_norm_bias: np.ndarray | None = None  # a LayerNorm q norm's bias, as q_norm's gain (Phi)
+    k_norm_bias: np.ndarray | None = None
     whole_q_norm: np.ndarray | None = None  # [h·d_k] an RMSNorm over all of q's heads at once, before they split
     whole_k_norm: np.ndarray | None = None  # [g·d_k]
     sinks: np.ndarray | None = None  # [h] each head's learned sink logit, joining every row's softmax (GPT-OSS)
@@ -468,6 +508,7 @@ class AttentionOptions:
     norm_eps: float = 1e-6  # epsilon of the q and k RMSNorms (per head or whole), where the projections have gains
     clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected (and normed)
     alibi: Alibi | None = None  # ALiBi's linear biases on the scaled scores, as the family computes them
+    norm: str = "rms"  # the per-head q and k norms: RMSNorm, or "layer": LayerNorm
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -489,6 +530,8 @@ class HeadsTrace:
     projected: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     alibi: np.ndarray | None = None  # [h, T] ALiBi: each head's bias B_j for key j (query i's scores got B_j - B_i)
     sinks: np.ndarray | None = None  # [h] each head's learned sink logit, where the model has them (GPT-OSS)
+    q_projected: np.ndarray | None = None  # [h, T, d_k] q before its norm, kept with the steps; None without a q norm
+    k_projected: np.ndarray | None = None  # [g, T, d_k]
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -518,6 +561,7 @@ class Trace:
     # projected back, where the word embeddings are narrower than the model)
     # per layer, where its mixture of experts sent each token (None for a dense layer); empty unless kept
     routing: list["Routing | None"] = field(default_factory=list)
+    layer_inputs: list[np.ndarray] | None = None  # [T, d] per layer: the residual stream it reads; kept with the steps
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -535,8 +579,9 @@ def per_head(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Projected q [T, h·d_k], k and v [T, g·d_k] split into heads, [h, T, d_k] and [g, T, d_k]: q and k
     RMS-normed over the whole projection first where the projections carry those gains (OLMo 2), then
-    q, k and v clamped where the options bound them (OLMo), and each head's q and k RMS-normed where
-    the projections carry the per-head gains (Qwen 3, Gemma 3)."""
+    q, k and v clamped where the options bound them (OLMo), and each head's q and k normed (RMSNorm or
+    LayerNorm, as the options say) where the projections carry the per-head weights (Qwen 3, Gemma 3,
+    Phi, StableLM, Cohere)."""
     if p.whole_q_norm is not None:
         q, k = rms_norm(q, p.whole_q_norm, options.norm_eps), rms_norm(k, p.whole_k_norm, options.norm_eps)
     if options.clip_qkv is not None:
@@ -544,8 +589,16 @@ def per_head(
     kv_heads = options.kv_heads or options.heads
     q, k, v = split_heads(q, options.heads), split_heads(k, kv_heads), split_heads(v, kv_heads)
     if p.q_norm is not None:
-        q, k = rms_norm(q, p.q_norm, options.norm_eps), rms_norm(k, p.k_norm, options.norm_eps)
+        q, k = head_norm(q, p.q_norm, p.q_norm_bias, options), head_norm(k, p.k_norm, p.k_norm_bias, options)
     return q, k, v
+
+
+def head_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray | None, options: AttentionOptions) -> np.ndarray:
+    """Each head's q (or k) [h, T, d_k] through its norm, over its d_k numbers: an RMSNorm or a LayerNorm
+    (with its `bias`), the gain [d_k] one for every head, or [h, 1, d_k] each head's own."""
+    if options.norm == "layer":
+        return layer_norm(x, gain, bias, options.norm_eps)
+    return rms_norm(x, gain, options.norm_eps)
 
 
 def attend(
@@ -596,9 +649,12 @@ def heads_attention(
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
     [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`
     (with ALiBi's biases where the options have them). With `steps`, the projections are kept as they
-    were where norms or clamping change them whole."""
+    were where norms or clamping change them whole, and what per-head q and k norms read."""
     changed = p.whole_q_norm is not None or options.clip_qkv is not None
     projected = (q, k, v) if steps and changed else None
+    head_inputs = (None, None)
+    if steps and p.q_norm is not None:  # what the q and k norms read, for a walkthrough to show
+        head_inputs = split_heads(q, options.heads), split_heads(k, options.kv_heads or options.heads)
     q, k, v = per_head(q, k, v, p, options)
     q_rotated = k_rotated = None
     if rotary is not None:
@@ -629,6 +685,8 @@ def heads_attention(
         projected=projected,
         alibi=biases,
         sinks=p.sinks,
+        q_projected=head_inputs[0],
+        k_projected=head_inputs[1],
     )
 
 

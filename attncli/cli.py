@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from attncli import __version__, commands, interrupted_code
-from attncli.allocator import keep_freed_memory
+from attncli.allocator import keep_freed_memory, no_huge_pages
 from attncli.analysis import Fusion
 from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
@@ -1064,5 +1064,6 @@ def main() -> None:
     if sys.stdout is None:
         _fail("attncli: error: standard output is closed; give it a file or a pipe", 2)
     keep_freed_memory()
+    no_huge_pages()
     _keep_only_invoked_command(sys.argv[1:])
     app(prog_name="attncli")

@@ -160,13 +160,16 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = None
+    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
         walk_head = 0 if head is None else head
         attention = result.trace.layers[layer]
+        if not model.info.sample and model.info.parallel:  # output = input + attention + feed-forward
+            layer_input, layer_output = result.trace.layer_inputs[layer], result.trace.layer_outputs[layer]
+            feed_forward = layer_output[index] - layer_input[index] - attention.output[index]  # [d]
         scaled = attention.scaled[walk_head, index, keys]  # [keys]
         if attention.sinks is not None:  # the head's sink logit joins the row as one more, last
             scaled = np.append(scaled, attention.sinks[walk_head])  # [keys + 1]
@@ -193,6 +196,7 @@ def explain(
         clipped,
         projection_rms,
         biases,
+        feed_forward,
     )
 
 

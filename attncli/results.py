@@ -137,6 +137,8 @@ class ExplainResult:
     projection_rms: tuple[float, float, float] | None = None
     focus_biases: np.ndarray | None = None  # [keys] ALiBi: what the walkthrough head added to the focus token's score
     # for each key it sees, m·(j - focus)
+    focus_feed_forward: np.ndarray | None = None  # [d] a parallel block: what its feed-forward network added for the
+    # focus token (the layer's output less its input and the attention's output); with steps
 
     @property
     def walk_head(self) -> int:

@@ -54,7 +54,11 @@ TARGET = _object({"index": INDEX, "text": STRING, "weight": NUMBER})
 ROTARY = {
     "type": "object",
     "required": ["type", "theta", "dims", "scaling"],
-    "properties": {"type": {"const": "rotary"}, "scaling": {"enum": list(ROPE_TYPES)}},
+    "properties": {
+        "type": {"const": "rotary"},
+        "scaling": {"enum": list(ROPE_TYPES)},
+        "pairing": {"enum": ["adjacent"], "description": "left out: dimension i turns with i + n/2"},
+    },
 }
 MODEL = _object(
     {

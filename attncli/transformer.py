@@ -38,6 +38,7 @@ from attncli.attention import (
     rms_norm,
     rotary,
 )
+from attncli.attention import layer_norm as _layer_norm
 from attncli.errors import DataError
 from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, route, sigmoid, top_k_softmax
 
@@ -196,7 +197,7 @@ class TransformerConfig:
     soft_cap: float | None = None  # scores soft-capped at this, as cap · tanh(score / cap)
     embedding_scale: float | None = None  # the word embeddings multiplied by this
     sandwich: bool = False  # a norm after each sublayer's output too, before the residual sum
-    qk_norm: bool = False  # each head's q and k pass an RMSNorm of their own before RoPE
+    qk_norm: bool = False  # each head's q and k pass a norm of their own before RoPE (the model's kind of norm)
     attention_bias: bool = True  # the attention's q, k and v projections add biases
     output_bias: bool = True  # the attention's output projection adds a bias
     mlp_bias: bool = True  # the feed-forward's projections add biases
@@ -216,6 +217,7 @@ class TransformerConfig:
     final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
     sinks: bool = False  # each head has a learned sink logit that joins every row's softmax (GPT-OSS)
+    qk_norm_per_head: bool = False  # each head's q and k norm has weights of its own
 
     def __post_init__(self):
         sizes = {
@@ -291,7 +293,14 @@ class TransformerConfig:
     def attention_options(self) -> AttentionOptions:
         """How every layer's heads attend, beyond their weights, masks and rotary embeddings."""
         return AttentionOptions(
-            self.heads, self.kv_heads, self.attention_scale, self.soft_cap, self.eps, self.clip_qkv, alibi=self.alibi
+            self.heads,
+            self.kv_heads,
+            self.attention_scale,
+            self.soft_cap,
+            self.eps,
+            clip_qkv=self.clip_qkv,
+            alibi=self.alibi,
+            norm=self.norm,
         )
 
 
@@ -358,24 +367,9 @@ class TransformerWeights:
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
-    """(x - mean) / √(variance + eps) · gain + bias over the last axis: [..., d] -> [..., d].
-
-    The mean and the variance are summed in float64 (the rest is in x's precision): a post-norm
-    encoder normalises after every sublayer, and float32 sums put its attention half as far again
-    from the truth (transformers' float64 run) as transformers' own float32 run.
-    """
-    dtype = np.result_type(x, *(part for part in (norm.gain, norm.bias) if part is not None))
-    mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    y = np.subtract(x, mean.astype(dtype), dtype=dtype)
-    variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    deviation = np.sqrt(variance + eps).astype(dtype)
-    # In place from here: a new [T, d] array a step would be as many more allocations and passes.
-    y /= deviation
-    if norm.gain is not None:
-        y *= norm.gain
-    if norm.bias is not None:
-        y += norm.bias
-    return y
+    """(x - mean) / √(variance + eps) · gain + bias over the last axis, with `norm`'s gain and bias
+    (see attention.layer_norm): [..., d] -> [..., d]."""
+    return _layer_norm(x, norm.gain, norm.bias, eps)
 
 
 def normalized(x: np.ndarray, norm: Norm, config: TransformerConfig) -> np.ndarray:
@@ -520,6 +514,7 @@ def forward(
     x, positions = _inputs(ids, embeddings, config, weights)
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
+    first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     for block, (mask, turn), weights_out in zip(
         weights.blocks, layer_positions(config, len(ids)), attention, strict=True
     ):
@@ -535,7 +530,8 @@ def forward(
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
     if weights.project_out is not None:
         output = output @ weights.project_out  # [T, d] -> [T, e]
-    return Trace(embeddings, positions, attention, traces, outputs, output, routings)
+    inputs = [first, *outputs[:-1]] if keep_steps else None
+    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs)
 
 
 def forward_packed(

@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attncli-bench" / "qwen2.5-0.5b-shape"
 # The mixture-of-experts row's: Qwen3-30B-A3B's shape with 4 of its 48 layers, random weights, made once, kept out too.
 MOE = DECODER.parent / "qwen3-30b-a3b-shape-4-layers"
+# The Pythia row's: random weights in pythia-410m's shape (GPT-NeoX), made once, beside it.
+PYTHIA = DECODER.parent / "pythia-410m-shape"
 
 
 def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
@@ -133,6 +135,24 @@ def npz_against_peer(attncli: str, peer_python: str, directory: Path, text: str,
     return (ours_time, ours_memory), (peer_time, peer_memory), difference
 
 
+def npz_rows(name: str, directory: Path, text: str, attncli: str, peer_python: str, runs: int, targets) -> None:
+    """The rows of npz_against_peer on checkpoint `directory`: the whole process's wall time and peak memory
+    against the peer's, and the largest difference; `targets` (speed, memory) as the issue says."""
+    (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
+        attncli, peer_python, directory, text, runs
+    )
+    speed, memory = targets
+    row(f"{name} to NPZ, wall", f"{ours_time:.2f} s", f"{peer_time:.2f} s", f"{peer_time / ours_time:.1f}x", speed)
+    row(
+        f"{name} to NPZ, peak memory",
+        f"{ours_memory:.0f} MB",
+        f"{peer_memory:.0f} MB",
+        f"1/{peer_memory / ours_memory:.1f}",
+        memory,
+    )
+    row(f"{name}, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+
+
 def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
     """attncli against transformers writing one text's attention as NPZ, at 128 and 512 tokens, and
     the forward pass alone, on the Qwen2.5-0.5B-shaped checkpoint."""
@@ -140,25 +160,8 @@ def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
     texts = json.loads((directory / "texts.json").read_text())
     ours_forward, peer_forward = best_forward_times(peer_python, str(directory), rounds=3)
     for tokens, text in texts.items():
-        (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
-            attncli, peer_python, directory, text, runs
-        )
-        speed, memory = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
-        row(
-            f"decoder, {tokens} tokens to NPZ, wall",
-            f"{ours_time:.2f} s",
-            f"{peer_time:.2f} s",
-            f"{peer_time / ours_time:.1f}x",
-            speed,
-        )
-        row(
-            f"decoder, {tokens} tokens to NPZ, peak memory",
-            f"{ours_memory:.0f} MB",
-            f"{peer_memory:.0f} MB",
-            f"1/{peer_memory / ours_memory:.1f}",
-            memory,
-        )
-        row(f"decoder, {tokens} tokens, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+        targets = {"128": (">= 3x faster", "<= 1/8"), "512": (">= 1.5x faster", "<= 1/4")}[tokens]
+        npz_rows(f"decoder, {tokens} tokens", directory, text, attncli, peer_python, runs, targets)
         row(
             f"decoder, forward pass alone, {tokens} tokens",
             f"{ours_forward[int(tokens)]:.0f} ms",
@@ -174,24 +177,16 @@ def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
     a token is routed to it; the peer loads every expert as float32 first (over 20 GB at its peak)."""
     directory = made_checkpoint(peer_python, MOE, "make_moe.py", "mixture-of-experts checkpoint (about 5.5 GB)")
     text = json.loads((directory / "texts.json").read_text())["128"]
-    (ours_time, ours_memory), (peer_time, peer_memory), difference = npz_against_peer(
-        attncli, peer_python, directory, text, runs
-    )
-    row(
-        "mixture of experts, 128 tokens to NPZ, wall",
-        f"{ours_time:.2f} s",
-        f"{peer_time:.2f} s",
-        f"{peer_time / ours_time:.1f}x",
-        ">= 3x faster",
-    )
-    row(
-        "mixture of experts, 128 tokens, peak memory",
-        f"{ours_memory:.0f} MB",
-        f"{peer_memory:.0f} MB",
-        f"1/{peer_memory / ours_memory:.1f}",
-        "<= 1/8",
-    )
-    row("mixture of experts, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+    npz_rows("mixture of experts, 128 tokens", directory, text, attncli, peer_python, runs, (">= 3x faster", "<= 1/8"))
+
+
+def pythia_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli against transformers writing one text's attention as NPZ, at 128 tokens, on the
+    pythia-410m-shaped checkpoint (bench/make_pythia.py): a GPT-NeoX parallel block, RoPE on a
+    quarter of each head, float16 weights."""
+    directory = made_checkpoint(peer_python, PYTHIA, "make_pythia.py", "Pythia checkpoint (about 810 MB)")
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    npz_rows("Pythia, 128 tokens", directory, text, attncli, peer_python, runs, (">= 3x faster", "<= 1/8"))
 
 
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
@@ -270,8 +265,8 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "moe", "explore", "corpus"],
-        help="run only the decoder rows, the mixture of experts', the explorer's or the corpus's",
+        choices=["decoder", "moe", "pythia", "explore", "corpus"],
+        help="run only the decoder rows, the mixture of experts', Pythia's, the explorer's or the corpus's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -286,6 +281,9 @@ def main() -> None:
     if args.only == "moe":
         row("measure", "attncli", "reference", "ratio", "target")
         moe_rows(attncli, args.peer_python, runs)
+    if args.only == "pythia":
+        row("measure", "attncli", "reference", "ratio", "target")
+        pythia_rows(attncli, args.peer_python, runs)
         return
     if args.only == "explore":
         row("measure", "attncli", "reference", "ratio", "target")
@@ -405,6 +403,7 @@ def main() -> None:
     corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)
     moe_rows(attncli, args.peer_python, runs)
+    pythia_rows(attncli, args.peer_python, runs)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ def best_of(run) -> float:
 
 
 def numpy_forward(directory: str) -> None:
-    from attncli.allocator import keep_freed_memory
+    from attncli.allocator import keep_freed_memory, no_huge_pages
     from attncli.models import load_model
 
     keep_freed_memory()  # as the attncli command does
+    no_huge_pages()
     model = load_model(directory)
     if hasattr(model.weights.blocks, "keep"):
         model.weights.blocks.keep()

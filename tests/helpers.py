@@ -67,6 +67,14 @@ DECODERS = [
     "olmoe",
     "gpt-oss",
     "gpt-oss-mxfp4",
+    "gpt-neox",
+    "gpt-neox-sequential",
+    "gptj",
+    "phi",
+    "stablelm",
+    "stablelm-parallel",
+    "cohere",
+    "starcoder2",
 ]
 # The decoders without rotary embeddings: ALiBi's biases on the scores, or a learned table of positions.
 UNROTATED = ["bloom", "falcon-alibi", "opt", "opt-post-norm", "gpt-neo"]

@@ -121,7 +121,7 @@ def test_the_published_form_of_config_json_gives_the_same_model(name, tmp_path):
     legacy = json.loads((FIXTURES / name / "legacy_config.json").read_text())
     settings = legacy.get("text_config", legacy)  # a multimodal checkpoint's text model's
     assert legacy != json.loads((FIXTURES / name / "config.json").read_text()) and "rope_parameters" not in settings
-    assert "rope_theta" in settings or "rope_scaling" in settings or name in UNROTATED
+    assert {"rope_theta", "rope_scaling", "rotary_emb_base"} & settings.keys() or name in UNROTATED
     assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
 
 
@@ -147,6 +147,49 @@ def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, mess
     config = json.loads((FIXTURES / "qwen2" / "config.json").read_text()) | change
     with pytest.raises(DataError, match=message):
         load_model(str(with_config(tmp_path, "qwen2", config)))
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("gptj", {"rotary_dim": None}, "rotary_dim null .* is not supported"),
+        ("gptj", {"rotary_dim": 10}, "RoPE turns 10 of a head's 8 dimensions"),
+        ("cohere", {"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for cohere"),
+        ("starcoder2", {"rope_parameters": {"rope_type": "mrope"}}, "rope type 'mrope'"),
+        ("gpt-neox", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+        ("gpt-neox", {"use_parallel_residual": "yes"}, "use_parallel_residual should be true or false"),
+        ("stablelm", {"qk_layernorm": 1}, "qk_layernorm should be true or false"),
+        ("phi", {"partial_rotary_factor": 0, "rope_parameters": None}, "partial_rotary_factor should be a finite"),
+    ],
+)
+def test_what_the_parallel_families_do_not_compute_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    with pytest.raises(DataError, match=f"config.json: {message}"):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+# Changes to a fixture's config.json that leave transformers' model as it was: a key the family's code
+# never reads, or a key left out whose default is the value it had.
+AS_BEFORE = [
+    ("gpt-neox", "config.json", {"rope_theta": 5.0, "partial_rotary_factor": 1.0}),  # rotary_emb_base, rotary_pct
+    ("gpt-neox", "config.json", {"num_key_value_heads": 1, "head_dim": 3}),
+    ("gpt-neox", "config.json", {"use_parallel_residual": None, "attention_bias": None}),  # both true
+    ("gpt-neox", "legacy_config.json", {"rotary_pct": None}),  # 0.25
+    ("gptj", "config.json", {"rope_theta": 5.0, "rope_scaling": {"type": "linear", "factor": 2.0}, "head_dim": 3}),
+    ("phi", "legacy_config.json", {"partial_rotary_factor": None}),  # 0.5
+    ("stablelm", "legacy_config.json", {"partial_rotary_factor": None, "use_parallel_residual": None}),
+    ("stablelm", "config.json", {"head_dim": 3, "qk_layernorm": None}),
+    ("cohere", "config.json", {"logit_scale": 3.0}),  # the logits' alone
+    ("starcoder2", "config.json", {"use_bias": None, "num_key_value_heads": None}),  # true, 2
+]
+
+
+@pytest.mark.parametrize(("name", "form", "change"), AS_BEFORE, ids=[f"{case[0]} {case[2]}" for case in AS_BEFORE])
+def test_a_family_reads_its_own_keys_and_defaults_as_transformers_does(tmp_path, name, form, change):
+    config = json.loads((FIXTURES / name / form).read_text()) | change
+    assert_equals_transformers(
+        load_model(str(with_config(tmp_path, name, {k: v for k, v in config.items() if v is not None}))), name
+    )
 
 
 def test_gemma2_with_no_window_is_refused_as_transformers_refuses_it(tmp_path):

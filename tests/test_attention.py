@@ -28,8 +28,10 @@ from attncli.attention import (
     causal_mask,
     clipped,
     dynamic_theta,
+    head_norm,
     heads_attention,
     inverse_frequencies,
+    layer_norm,
     masked,
     masked_softmax,
     merge_heads,
@@ -37,6 +39,7 @@ from attncli.attention import (
     per_head,
     rotary,
     rotate,
+    rotate_every_two,
     softmax,
     split_heads,
 )
@@ -520,3 +523,57 @@ def test_alibi_as_each_rows_distance_gives_the_weights_of_the_biases_added_as_th
     expected = softmax(masked(q @ k.transpose(0, 2, 1) / 2 + biases[:, None, :], mask))
     assert_allclose(weights, expected, atol=1e-12)
     assert_allclose(np.diagonal(scaled, axis1=1, axis2=2), np.einsum("htd,htd->ht", q, k) / 2)  # B_i - B_i
+
+
+def test_rotate_every_two_turns_each_adjacent_pair_a_quarter():
+    assert_array_equal(rotate_every_two(np.array([1.0, 2.0, 3.0, 4.0])), [-2.0, 1.0, -4.0, 3.0])
+
+
+@st.composite
+def rotations(draw):
+    """A [heads, T, d_k] array and a Rope turning an even number n <= d_k of its dimensions."""
+    d_k = draw(st.integers(1, 5)) * 2
+    dims = draw(st.integers(1, d_k // 2)) * 2
+    x = draw(arrays(np.float32, (draw(st.integers(1, 3)), draw(st.integers(1, 9)), d_k), elements=moderate))
+    return x, Rope(draw(st.sampled_from([10.0, 1e4, 5e5])), dims)
+
+
+@given(rotations())
+def test_adjacent_pairs_turn_as_the_halves_do_once_the_dimensions_are_interleaved(case):
+    """RoPE on pairs (2i, 2i + 1), as GPT-J and Cohere turn them, is RoPE on pairs (i, i + n/2), as
+    Llama's are, with dimension 2i moved to i and 2i + 1 to i + n/2: the same angles, the same numbers."""
+    x, halves = case
+    adjacent = Rope(halves.theta, halves.dims, pairing="adjacent")
+    tokens, n = x.shape[1], halves.dims
+    interleaved = np.concatenate([np.arange(0, n, 2), np.arange(1, n, 2), np.arange(n, x.shape[-1])])
+    turned = rotate(x, rotary(tokens, adjacent))
+    assert_array_equal(turned[..., interleaved], rotate(x[..., interleaved], rotary(tokens, halves)))
+
+
+@given(rotations())
+def test_adjacent_rope_keeps_each_pairs_length_and_leaves_the_rest(case):
+    x, rope = case
+    x = x.astype(np.float64)
+    turned = rotate(x, rotary(x.shape[1], Rope(rope.theta, rope.dims, pairing="adjacent")))
+    pairs = lambda y: y[..., : rope.dims].reshape(*y.shape[:-1], -1, 2)  # noqa: E731
+    assert_allclose(np.linalg.norm(pairs(turned), axis=-1), np.linalg.norm(pairs(x), axis=-1), atol=1e-5)
+    assert_array_equal(turned[..., rope.dims :], x[..., rope.dims :])
+    assert_array_equal(turned[:, 0], x[:, 0])  # position 0 turns by nothing
+
+
+def test_a_rope_says_its_pairing_only_where_it_is_not_llamas():
+    assert "pairing" not in Rope(1e4, 8).to_json()
+    assert Rope(1e4, 8, pairing="adjacent").to_json()["pairing"] == "adjacent"
+
+
+@given(arrays(np.float64, (3, 4, 6), elements=moderate))
+def test_a_head_layer_norm_with_gains_per_head_normalises_each_head_with_its_own(x):
+    gains = np.random.default_rng(0).normal(1.0, 0.3, size=(3, 1, 6))
+    options = AttentionOptions(3, norm_eps=1e-6, norm="layer")
+    normed = head_norm(x, gains, None, options)
+    for head in range(3):
+        assert_allclose(normed[head], layer_norm(x[head], gains[head, 0], None, 1e-6), atol=1e-12)
+    unit = head_norm(x, np.ones(6), np.zeros(6), options)  # [3, 4, 6]: each row centred, its variance 1 or 0
+    assert_allclose(unit.mean(axis=-1), 0.0, atol=1e-9)
+    spread = x.std(axis=-1) > 0.1  # where eps is under a ten-thousandth of the variance
+    assert_allclose(unit.var(axis=-1)[spread], 1.0, rtol=1e-3)

@@ -307,3 +307,45 @@ def test_damaged_mxfp4_experts_are_refused_by_name(tmp_path, edit, message):
         warnings.simplefilter("error")  # numpy's overflow warning would reach the user's stderr
         with pytest.raises(DataError, match=message):
             commands.run("The cat sat on the mat", load_model(str(directory)))
+
+
+def write_16_bit(path, tensors: dict, dtype: str) -> None:
+    """A safetensors file of uint16 arrays labelled `dtype` (F16 or BF16: safetensors.numpy has no bf16)."""
+    header, offset = {}, 0
+    for name, array in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(a.tobytes() for a in tensors.values()))
+
+
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_a_large_16_bit_tensor_read_in_two_halves_at_once_is_read_whole(tmp_path, dtype):
+    """A 16-bit tensor over a megabyte is upcast half on the reader's thread: every value lands in
+    its place, into an `out` as into a new array, and a NaN in either half is refused."""
+    from attncli.checkpoint import TensorFile
+
+    values = np.random.default_rng(0).normal(size=(1025, 1023)).astype(np.float32)  # an odd count: halves differ
+    raw = (
+        values.astype(np.float16).view(np.uint16)
+        if dtype == "F16"
+        else (values.view(np.uint32) >> 16).astype(np.uint16)
+    )
+    expected = (
+        raw.view(np.float16).astype(np.float32) if dtype == "F16" else (raw.astype(np.uint32) << 16).view(np.float32)
+    )
+    write_16_bit(tmp_path / "model.safetensors", {"w": raw, "small": raw[:3]}, dtype)
+    tensors = TensorFile.open(tmp_path)
+    assert_allclose(tensors.get("w"), expected, rtol=0, atol=0)
+    assert_allclose(tensors.get("small"), expected[:3], rtol=0, atol=0)
+    out = np.empty((2, 1025, 1023), np.float32)
+    tensors.get("w", out=out[1])
+    assert_allclose(out[1], expected, rtol=0, atol=0)
+    nan = np.float16(np.nan).view(np.uint16) if dtype == "F16" else np.uint16(0x7FC0)
+    for row in (3, 1000):  # one in each half
+        broken = raw.copy()
+        broken[row, 5] = nan
+        write_16_bit(tmp_path / "model.safetensors", {"w": broken}, dtype)
+        with pytest.raises(DataError, match="tensor w holds NaN"):
+            TensorFile.open(tmp_path).get("w")

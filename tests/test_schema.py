@@ -37,6 +37,7 @@ EVERY_COMMAND = {
     "explain-projected": ["explain", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
     "explain-sinks": ["explain", SENTENCE, "--model", str(FIXTURES / "gpt-oss-mxfp4"), "--json"],
     "heads-sinks": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--json"],
+    "explain-adjacent-rope": ["explain", SENTENCE, "--model", str(FIXTURES / "cohere"), "--json"],
 }
 
 

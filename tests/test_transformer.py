@@ -190,7 +190,9 @@ def test_fixture_attention_is_masked_as_its_family_says(name):
             if types is not None:
                 assert hidden == [kind == "sliding_attention" for kind in types]
             else:
-                assert any(hidden) and (not all(hidden) or config["model_type"] in ("mistral", "phi3", "mixtral"))
+                assert any(hidden) and (
+                    not all(hidden) or config["model_type"] in ("mistral", "phi3", "mixtral", "starcoder2")
+                )
 
 
 def test_masked_weights_are_exactly_zero_not_minus_zero():
@@ -343,3 +345,20 @@ def test_alibi_takes_the_place_of_positions_and_gpt_neo_leaves_its_scores_unscal
     assert bloom.layers[0].alibi.shape == (3, len(bloom.output))
     neo = commands.run(PRONOUN, load_model(str(FIXTURES / "gpt-neo")), steps=True).trace
     assert neo.positions is not None and all(np.array_equal(layer.scaled, layer.scores) for layer in neo.layers)
+
+
+@pytest.mark.parametrize(("name", "norms"), [("gpt-neox", 2), ("gptj", 1), ("stablelm-parallel", 1)])
+def test_a_parallel_block_adds_attention_and_feed_forward_of_the_same_input(name, norms):
+    """x + attention(LN(x)) + FFN(LN'(x)), LN' the attention's LN where the block has one norm: the
+    feed-forward network reads the layer's input, never the attention's output."""
+    model = load_model(str(FIXTURES / name))
+    trace = model.run(model.tokenize(PRONOUN))
+    config = model.config
+    assert config.parallel and config.shared_norm == (norms == 1)
+    for layer, block in enumerate(model.weights.blocks):
+        x = trace.layer_inputs[layer]  # [T, d]
+        assert x is (trace.layer_outputs[layer - 1] if layer else x)
+        norm = block.attention_norm if block.ffn_norm is None else block.ffn_norm
+        assert (block.ffn_norm is None) == (norms == 1)
+        ffn = feed_forward(layer_norm(x, norm, config.eps), block.feed_forward, config.activation)
+        assert_allclose(trace.layer_outputs[layer], x + trace.layers[layer].output + ffn, rtol=1e-6, atol=1e-5)

@@ -9,8 +9,9 @@ from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, references, r
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
-from attncli.attention import inverse_frequencies
+from attncli.attention import inverse_frequencies, layer_norm
 from attncli.models import load_model
+from attncli.transformer import feed_forward
 from attncli.widgets.vectors import number
 
 
@@ -78,6 +79,61 @@ def test_the_walkthrough_says_a_layer_has_no_rope_and_shows_granites_multipliers
         "adds the attention output × 0.4 to the residual stream, then the gated feed-forward network's output × 0.4"
         in text
     )
+
+
+def test_the_walkthrough_of_a_parallel_block_adds_both_sublayers_to_the_same_input():
+    model = load_model(str(FIXTURES / "gpt-neox"))  # a feed-forward norm of its own
+    result = commands.explain(PRONOUN, model, layer=1)
+    f, trace = result.focus, result.run.trace
+    block = model.weights.blocks[1]
+    x = trace.layer_inputs[1][f]
+    norm = block.ffn_norm
+    ffn = feed_forward(layer_norm(x[None], norm.gain, norm.bias, model.config.eps), block.feed_forward, "gelu")[0]
+    assert_allclose(result.focus_feed_forward, ffn, atol=1e-5)
+    text = " ".join(render_text(views.view(result), width=200).split())
+    assert (
+        "read r, each through a LayerNorm of its own" in text
+        and "r + attention(x) + feed-forward(LayerNorm′(r))" in text
+    )
+    for label, row in (
+        ("layer 1 input", x),
+        ("feed-forward output", ffn),
+        ("layer 1 output", trace.layer_outputs[1][f]),
+    ):
+        assert f"{label} {' '.join(number(v) for v in row[:8])}" in text
+    shared = " ".join(render_text(views.view(commands.explain(PRONOUN, load_model(str(FIXTURES / "gptj"))))).split())
+    assert (
+        "both read this x, side by side (a parallel block): layer 0 passes on e + attention(x) + feed-forward(x)"
+        in shared
+    )
+    assert "read the same LayerNorm(input) as attention" in shared
+
+
+def test_the_walkthrough_turns_adjacent_pairs_of_dimensions_together():
+    model = load_model(str(FIXTURES / "cohere"))
+    result = commands.explain(PRONOUN, model, focus="5", head=1)
+    q, turned = result.attention.q[1, 5], result.attention.q_rotated[1, 5]
+    cos, sin = np.cos(result.focus_angles), np.sin(result.focus_angles)
+    assert_allclose(turned[0::2], q[0::2] * cos - q[1::2] * sin, atol=1e-5)
+    assert_allclose(turned[1::2], q[1::2] * cos + q[0::2] * sin, atol=1e-5)
+    text = " ".join(render_text(views.view(result), width=200).split())
+    assert "each pair of adjacent dimensions of a head, 2i and 2i + 1, turns together" in text
+    assert "dimensions 0 to 7, in pairs (0, 1), (2, 3) …: token 5, head 1" in text
+    angles = np.repeat(result.focus_angles, 2)
+    assert f"angle {' '.join(number(a) for a in angles)} q before {' '.join(number(v) for v in q)}" in text
+
+
+def test_the_walkthrough_shows_each_heads_own_q_and_k_layer_norm():
+    model = load_model(str(FIXTURES / "stablelm-parallel"))
+    result = commands.explain(PRONOUN, model, layer=1, head=3)  # head 3 reads key-value head 1
+    attention, f, p = result.attention, result.focus, model.weights.blocks[1].attention
+    projected = (attention.x @ p.w_q)[f, 24:32]
+    assert_allclose(attention.q_projected[3, f], projected, rtol=1e-5, atol=1e-5)
+    assert_allclose(attention.q[3, f], layer_norm(projected, p.q_norm[3, 0], None, model.config.eps), atol=1e-5)
+    text = " ".join(render_text(views.view(result), width=200).split())
+    assert "pass a LayerNorm over their 8 numbers: less their mean, divided by their standard deviation" in text
+    assert "through head 3's and key head 1's own q and k norms" in text
+    assert f"q = LayerNorm(x·W_Q) {' '.join(number(v) for v in attention.q[3, f])}" in text
 
 
 def test_the_model_grid_leaves_masked_cells_blank():

@@ -81,6 +81,8 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
                 f" Its LayerNorm learns no gain and no shift: LayerNorm(x) = (x − mean(x)) / √(var(x) + ε), "
                 f"ε = {model.eps:g}."
             )
+        if model.parallel:
+            lead += _parallel_lead(model, layer)
         return lead
     if not model.embedding_norm:  # a post-norm decoder: its embeddings go in as they are
         after = (
@@ -99,6 +101,22 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
 def _multiplier(scale: float, d: int) -> str:
     """A multiplier as the walkthrough writes it: √d where it is √d_model (Gemma's), else its number."""
     return f"√{d}" if scale == d**0.5 else f"{scale:g}"
+
+
+def _parallel_lead(model: ModelInfo, layer: int) -> str:
+    """How a parallel block's two sublayers read the residual stream and add to it, in words."""
+    r = "e" if layer == 0 else "r"
+    named = "" if layer == 0 else f", r being the residual stream after layer {layer - 1}"
+    if model.shared_norm:
+        read, formula = "both read this x", f"{r} + attention(x) + feed-forward(x)"
+    else:
+        norm = _norm_name(model)
+        read = f"read {r}, each through a {norm} of its own (attention's makes this x)"
+        formula = f"{r} + attention(x) + feed-forward({norm}′({r}))"
+    return (
+        f" Attention and the feed-forward network {read}, side by side (a parallel block): layer {layer} passes on "
+        f"{formula}{named}; neither sublayer sees the other's output (section 6)."
+    )
 
 
 def explain_view(
@@ -179,6 +197,8 @@ def explain_view(
         parts.append(VectorTable(matrix[row], labels, title=f"{name}{_made(model, name)}  ({which})"))
     if result.projection_rms is not None:
         parts += _whole_norm(result)
+    if model.qk_norm and model.norm == "layer":
+        parts.append(_head_norms(result))
 
     parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, layer, h, f))
     if result.focus_angles is not None:
@@ -209,6 +229,9 @@ def explain_view(
     parts.append(VectorTable(rows, row_labels, emphasis={len(keys)}))
     final_rows = [attention.concat[f], attention.output[f]]
     final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b_o}"]
+    if result.focus_feed_forward is not None:  # a parallel block: what it adds to its input, side by side
+        final_rows += [trace.layer_inputs[layer][f], result.focus_feed_forward]
+        final_labels += [f"layer {layer} input", "feed-forward output"]
     if not sample:
         final_rows.append(trace.layer_outputs[layer][f])
         final_labels.append(f"layer {layer} output")
@@ -219,7 +242,17 @@ def explain_view(
         parts.append(VectorTable(final_rows[0], final_labels[:1], title=title))
         parts.append(VectorTable(np.vstack(final_rows[1:]), final_labels[1:]))
     routing = trace.routing[layer] if model.mixture is not None else None
-    if not sample:
+    if result.focus_feed_forward is not None:
+        norm = _norm_name(model)
+        read = f"the same {norm}(input) as attention" if model.shared_norm else f"its own {norm} of the input"
+        parts.append(
+            Text(
+                f"A parallel block: layer {layer} output = input + attention output + feed-forward output. The "
+                f"feed-forward network read {read}, not the attention's output: the two sublayers run side by side.",
+                style="dim",
+            )
+        )
+    elif not sample:
         network = "the gated feed-forward network" if model.gated else "the feed-forward network"
         if routing is not None:
             network = "the mixture of experts (section 7)"
@@ -337,7 +370,13 @@ def _projection_lead(model: ModelInfo, h: int, plus_b: str) -> str:
             f" Grouped-query attention: the {heads} query heads share {kv} key-value heads, {group} each; "
             f"heads {first} to {first + group - 1} read key-value head {h // group}."
         )
-    if model.qk_norm:
+    if model.qk_norm and model.norm == "layer":
+        weights = "each head's own gains" if model.qk_norm_per_head else "gains shared by every head, plus a bias"
+        lead += (
+            f" Each head's q and k then pass a LayerNorm over their {d_k} numbers: less their mean, divided by their "
+            f"standard deviation, times {weights}."
+        )
+    elif model.qk_norm:
         lead += " Each head's q and k then pass an RMSNorm of their own."
     if model.whole_qk_norm:
         lead += (
@@ -353,7 +392,7 @@ def _made(model: ModelInfo, name: str) -> str:
     itself, " = RMSNorm(x·W_Q)" where q and k are normed, " = clamp(x·W_V, ±8)" where clip_qkv clamps."""
     projection = made = f"x·W_{name.upper()}"
     if (model.qk_norm or model.whole_qk_norm) and name != "v":
-        made = f"RMSNorm({made})"
+        made = f"{'LayerNorm' if model.qk_norm and model.norm == 'layer' else 'RMSNorm'}({made})"
     if model.clip_qkv is not None:
         made = f"clamp({made}, ±{model.clip_qkv:g})"
     return "" if made == projection else f" = {made}"
@@ -405,6 +444,17 @@ def _whole_norm(result: ExplainResult) -> list[RenderableType]:
         )
     labels = [f"x·W_Q (head {h})", q_after, f"x·W_K ({key_head})", k_after]
     return [lead, VectorTable(rows, labels, title=f"token {f} “{name}”, before and after {after}")]
+
+
+def _head_norms(result: ExplainResult) -> VectorTable:
+    """The q and k LayerNorms for the focus token: its q and k in the walkthrough head, before and after."""
+    attention, h, f = result.attention, result.walk_head, result.focus
+    g = attention.key_head(h)
+    rows = np.vstack([attention.q_projected[h, f], attention.q[h, f], attention.k_projected[g, f], attention.k[g, f]])
+    norms = f"head {h}'s and key head {g}'s own" if result.run.model.qk_norm_per_head else "the"
+    labels = ["x·W_Q", "q = LayerNorm(x·W_Q)", "x·W_K", "k = LayerNorm(x·W_K)"]
+    title = f"token {f} “{token_label(result.run.tokens[f].text)}” through {norms} q and k norms"
+    return VectorTable(rows, labels, title=title)
 
 
 def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
@@ -464,9 +514,14 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
     rope = result.run.model.layer_attention[result.layer].rope
     angles = result.focus_angles  # [n/2]
     half = len(angles)
+    adjacent = rope.pairing == "adjacent"
+    pairs = (
+        "each pair of adjacent dimensions of a head, 2i and 2i + 1, turns together"
+        if adjacent
+        else f"dimension i of a head turns with dimension i + {rope.dims // 2}"
+    )
     lead = Text(
-        f"RoPE: dimension i of a head turns with dimension i + {rope.dims // 2} by an angle of position × "
-        f"θ^(-2i/{rope.dims}), {_base(rope, len(result.run.tokens))}"
+        f"RoPE: {pairs} by an angle of position × θ^(-2i/{rope.dims}), {_base(rope, len(result.run.tokens))}"
         + (
             f"; the last {attention.q.shape[-1] - rope.dims} dimensions stay as they are"
             if rope.dims < attention.q.shape[-1]
@@ -478,22 +533,25 @@ def _rotation(result: ExplainResult) -> list[RenderableType]:
         style="dim",
     )
     g, key = attention.key_head(h), result.focus_top
+    # Halves: the first of each pair, dimensions 0 to n/2 - 1; adjacent: both of each pair, side by side.
+    shown = slice(0, rope.dims if adjacent else half)
     rows = np.vstack(
         [
-            angles,
-            attention.q[h, f, :half],
-            attention.q_rotated[h, f, :half],
-            attention.k[g, key, :half],
-            attention.k_rotated[g, key, :half],
+            np.repeat(angles, 2) if adjacent else angles,
+            attention.q[h, f, shown],
+            attention.q_rotated[h, f, shown],
+            attention.k[g, key, shown],
+            attention.k_rotated[g, key, shown],
         ]
-    )  # [5, n/2]
+    )  # [5, n/2], or adjacent [5, n]
     labels = ["angle", "q before", "q after", f"k({key}) before", f"k({key}) after"]
     note = Text(
         f"k is token {key}'s key (its strongest below), turned by its own position's angles: a score depends on "
         "the two tokens' distance, not on where they stand.",
         style="dim",
     )
-    title = f"dimensions 0 to {half - 1}, the first of each pair: token {f}, head {h}"
+    which = "in pairs (0, 1), (2, 3) …" if adjacent else "the first of each pair"
+    title = f"dimensions 0 to {shown.stop - 1}, {which}: token {f}, head {h}"
     return [lead, VectorTable(rows, labels, title=title), note]
 
 
