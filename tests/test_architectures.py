@@ -156,7 +156,7 @@ def test_what_attncli_does_not_compute_is_refused_by_name(tmp_path, change, mess
         ("gptj", {"rotary_dim": 10}, "RoPE turns 10 of a head's 8 dimensions"),
         ("cohere", {"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for cohere"),
         ("starcoder2", {"rope_parameters": {"rope_type": "mrope"}}, "rope type 'mrope'"),
-        ("gpt-neox", {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}}, "rope type 'dynamic'"),
+        ("gpt-neox", {"rope_parameters": {"rope_type": "proportional"}}, "rope type 'proportional'"),
         ("gpt-neox", {"use_parallel_residual": "yes"}, "use_parallel_residual should be true or false"),
         ("stablelm", {"qk_layernorm": 1}, "qk_layernorm should be true or false"),
         ("phi", {"partial_rotary_factor": 0, "rope_parameters": None}, "partial_rotary_factor should be a finite"),
