@@ -281,6 +281,7 @@ def main() -> None:
     if args.only == "moe":
         row("measure", "attncli", "reference", "ratio", "target")
         moe_rows(attncli, args.peer_python, runs)
+        return
     if args.only == "pythia":
         row("measure", "attncli", "reference", "ratio", "target")
         pythia_rows(attncli, args.peer_python, runs)
