@@ -462,7 +462,6 @@ class _Decoder:
     # a config.json flag for biases on q, k and v alone, and its value where config.json leaves it out (Qwen 2
     # MoE's qkv_bias, true; StableLM's use_qkv_bias, false)
     qkv_bias_key: tuple[str, bool] | None = None
-    ffn_bias: bool = False  # biases on the feed-forward, whatever config.json says (GPT-NeoX)
     qk_norm_key: str | None = None  # a config.json flag for the q and k norms, where the family reads one
     qk_norm_per_head: bool = False  # each head's q and k LayerNorm has weights of its own (StableLM, Cohere)
     parallel_residual: bool | None = None  # use_parallel_residual is read, with this default (else parallel says)
@@ -479,8 +478,7 @@ class _Decoder:
     max_positions: int | None = None  # max_position_embeddings when config.json has none (BLOOM's: its training length)
     ffn_factor: int | None = None  # intermediate_size when config.json has none (or null): this times hidden_size
     biases: tuple[bool, bool, bool] | None = None  # biases on q, k and v, on W_O and in the feed-forward, whatever
-    # config.json says (Qwen 2, BLOOM, GPT-Neo, GPT-J, Phi); None: as attention_bias, mlp_bias, qkv_bias_key and
-    # ffn_bias say
+    # config.json says (Qwen 2, BLOOM, GPT-Neo, GPT-J, Phi); None: as attention_bias, mlp_bias and qkv_bias_key say
     bias_default: bool = False  # attention_bias and mlp_bias when config.json has none (OPT's enable_bias: true)
     unscaled: bool = False  # the scores are not divided by √d_k (GPT-Neo)
     pre_norm_key: str | None = None  # a config.json flag: norms before each sublayer (true, the default) or after
@@ -851,7 +849,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         attention_bias = style.attention_bias and read(_flag, "attention_bias", default=style.bias_default)
         mlp_bias = style.mlp_bias and read(_flag, "mlp_bias", default=style.bias_default)
         qkv_bias = style.qkv_bias_key is not None and _flag(config, *style.qkv_bias_key)
-        biases = (attention_bias or qkv_bias, attention_bias, mlp_bias or style.ffn_bias)
+        biases = (attention_bias or qkv_bias, attention_bias, mlp_bias)
     parallel = style.parallel
     if style.parallel_residual is not None:
         parallel = _flag(config, "use_parallel_residual", style.parallel_residual)
@@ -1734,10 +1732,11 @@ _DECODERS = {
                 ("partial_rotary_factor", "rotary_pct"),
                 ("head_dim", None),
                 ("num_key_value_heads", None),
+                ("mlp_bias", None),  # its feed-forward always has biases: bias_default stands
             ),
             qkv="per_head",
+            mlp_bias=True,
             bias_default=True,
-            ffn_bias=True,
             norm="layer",
             gated=False,
             parallel_residual=True,
