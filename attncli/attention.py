@@ -207,6 +207,16 @@ def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, 
     return y
 
 
+# The settings of each RoPE scaling a Rope's JSON carries, in their order.
+_SCALING_FIELDS = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_positions"),
+    "yarn": ("factor", "original_max_positions", "beta_fast", "beta_slow", "truncate", "attention_factor"),
+    "dynamic": ("factor", "original_max_positions"),
+    "longrope": ("original_max_positions", "attention_factor", "short_factor", "long_factor"),
+}
+
+
 @dataclass(frozen=True)
 class Rope:
     """Rotary position embeddings: how each head's dimension pairs turn with position."""
@@ -230,36 +240,9 @@ class Rope:
         fields = {"type": "rotary", "theta": self.theta, "dims": self.dims, "scaling": self.scaling}
         if self.pairing != "halves":
             fields["pairing"] = self.pairing
-        if self.scaling == "linear":
-            return {**fields, "factor": self.factor}
-        if self.scaling == "llama3":
-            return {
-                **fields,
-                "factor": self.factor,
-                "low_freq_factor": self.low_freq_factor,
-                "high_freq_factor": self.high_freq_factor,
-                "original_max_positions": self.original_max_positions,
-            }
-        if self.scaling == "yarn":
-            return {
-                **fields,
-                "factor": self.factor,
-                "original_max_positions": self.original_max_positions,
-                "beta_fast": self.beta_fast,
-                "beta_slow": self.beta_slow,
-                "truncate": self.truncate,
-                "attention_factor": self.attention_factor,
-            }
-        if self.scaling == "dynamic":
-            return {**fields, "factor": self.factor, "original_max_positions": self.original_max_positions}
-        if self.scaling == "longrope":
-            return {
-                **fields,
-                "original_max_positions": self.original_max_positions,
-                "attention_factor": self.attention_factor,
-                "short_factor": list(self.short_factor),
-                "long_factor": list(self.long_factor),
-            }
+        for name in _SCALING_FIELDS.get(self.scaling, ()):
+            value = getattr(self, name)
+            fields[name] = list(value) if isinstance(value, tuple) else value
         return fields
 
     def beyond_context(self, tokens: int) -> bool:
