@@ -16,7 +16,7 @@ Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and va
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -377,24 +377,31 @@ def normalized(x: np.ndarray, norm: Norm, config: TransformerConfig) -> np.ndarr
     return layer_norm(x, norm, config.eps) if config.norm == "layer" else rms_norm(x, norm.gain, config.eps)
 
 
+def _gated(x: np.ndarray, ffn: FeedForward, glu: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """glu(gate, up) @ W_out + b_out with [gate | up] = x @ W_in + b_in: [T, d] -> [T, d]."""
+    both = linear(x, ffn.w_in, ffn.b_in)  # [T, 2f]
+    width = both.shape[-1] // 2
+    return linear(glu(both[:, :width], both[:, width:]), ffn.w_out, ffn.b_out)
+
+
 def feed_forward(x: np.ndarray, ffn: FeedForward, activation: str) -> np.ndarray:
     """activation(x @ W_in + b_in) @ W_out + b_out, or gated: (activation(gate) · up) @ W_out + b_out
     with [gate | up] = x @ W_in + b_in: [T, d] -> [T, d]."""
     if not ffn.gated:
         return linear(ACTIVATIONS[activation](linear(x, ffn.w_in, ffn.b_in)), ffn.w_out, ffn.b_out)
-    both = linear(x, ffn.w_in, ffn.b_in)  # [T, 2f]
-    width = both.shape[-1] // 2
-    hidden = ACTIVATIONS[activation](both[:, :width])  # [T, f]
-    hidden *= both[:, width:]
-    return linear(hidden, ffn.w_out, ffn.b_out)
+
+    def glu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+        hidden = ACTIVATIONS[activation](gate)  # [T, f]
+        hidden *= up
+        return hidden
+
+    return _gated(x, ffn, glu)
 
 
 def clamped_feed_forward(x: np.ndarray, ffn: FeedForward, alpha: float, limit: float) -> np.ndarray:
     """A GPT-OSS expert: clamped_swiglu(gate, up) @ W_out + b_out, with [gate | up] = x @ W_in + b_in:
     [T, d] -> [T, d]."""
-    both = linear(x, ffn.w_in, ffn.b_in)  # [T, 2f]
-    width = both.shape[-1] // 2
-    return linear(clamped_swiglu(both[:, :width], both[:, width:], alpha, limit), ffn.w_out, ffn.b_out)
+    return _gated(x, ffn, lambda gate, up: clamped_swiglu(gate, up, alpha, limit))
 
 
 def mixture_of_experts(x: np.ndarray, moe: MixtureOfExperts, config: TransformerConfig) -> tuple[np.ndarray, Routing]:
