@@ -11,6 +11,7 @@ The library is the modules the CLI is built on (the README's "How the code is la
 """
 
 import gc
+import os
 import signal
 import sys
 
@@ -33,6 +34,14 @@ def interrupted_code() -> int:
     return _interrupted_code
 
 
+# How long, as a power of two of CPU cycles, an idle OpenBLAS thread spins waiting for more work
+# before it sleeps. OpenBLAS's default, 2^28 cycles, is about a tenth of a second: its threads
+# then spin through the reading of a decoder's next layer, taking a core from it on a 2-core
+# machine (Pythia-410m's shape at 128 tokens, 1.65 s to NPZ at 28, 1.35 s at 16). 2^16 cycles
+# (tens of microseconds) still keeps them awake from one product to the next of a layer.
+_BLAS_SPIN = "16"
+
+
 def main() -> None:
     """The `attncli` command. Importing the CLI (numpy, tokenizers, typer) happens inside the
     guard, so Ctrl-C during start-up also ends with exit 130 and one line, not a traceback.
@@ -44,6 +53,7 @@ def main() -> None:
     """
     for name in ("SIGTERM", "SIGHUP"):  # first, so that no moment of the run is left to their default
         signal.signal(getattr(signal, name), _on_signal)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _BLAS_SPIN)  # OpenBLAS reads it as the imports below load it
     gc.disable()
     try:
         from attncli.cli import main as run
