@@ -228,45 +228,19 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
         buffer.truncate()
 
 
-class _Sink(io.RawIOBase):
-    """A write-only stream whose bytes are taken away as they come (zipfile writes to it)."""
-
-    def __init__(self):
-        self.pieces: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.pieces.append(bytes(data))
-        return len(data)
-
-    def take(self) -> bytes:
-        data, self.pieces = b"".join(self.pieces), []
-        return data
-
-
 def attention_npz(run) -> Iterator[bytes]:
     """`attention` float32 [layer, head, query, key], with `tokens` (strings) and `ids`, as the bytes
-    of an .npz file (what numpy.savez_compressed writes), in pieces: the attention is compressed a
-    layer at a time, so neither it nor the file is ever copied whole. Deflate level 1: at 512 tokens
-    of a 24-layer model, numpy's default level took a second longer for a file 1% smaller."""
-    import zipfile  # here, not at the top: only NPZ output needs it
+    of an .npz file, in pieces (see attncli.npz): the attention is deflated a piece at a time, so
+    neither it nor the file is ever copied whole."""
+    from attncli.npz import npz_pieces  # here, not at the top: only NPZ output needs it
 
-    arrays = {
-        "attention": np.asarray(run.weights, dtype=np.float32),
-        "tokens": np.array([token.text for token in run.tokens]),
-        "ids": np.array([token.id for token in run.tokens]),
-    }
-    sink = _Sink()
-    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(array))
-                for part in array if array.ndim > 1 else [array]:
-                    member.write(np.ascontiguousarray(part).tobytes())
-                    yield sink.take()
-    yield sink.take()
+    yield from npz_pieces(
+        [
+            ("attention", np.asarray(run.weights, dtype=np.float32)),
+            ("tokens", np.array([token.text for token in run.tokens])),
+            ("ids", np.array([token.id for token in run.tokens])),
+        ]
+    )
 
 
 def write_file(path: Path, data: bytes | Iterable[bytes]) -> None:
