@@ -31,7 +31,7 @@ from attncli.attention import (
     Rotary,
     Trace,
     alibi_slopes,
-    causal_mask,
+    attention_mask,
     linear,
     multi_head_attention,
     packed_attention,
@@ -495,11 +495,11 @@ def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, 
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
     """Per layer, what its attention needs of a text of `tokens` tokens besides the weights: the mask
     [T, T] (None: every key) and the rotary embeddings (None: no RoPE), each different one made once."""
-    masks: dict[int | None, np.ndarray] = {}
+    masks: dict[int | None, np.ndarray | None] = {}
     rotations: dict[Rope, Rotary] = {}
     for layer in config.layer_attention:
-        if config.causal and layer.window not in masks:
-            masks[layer.window] = causal_mask(tokens, layer.window)
+        if layer.window not in masks:
+            masks[layer.window] = attention_mask(tokens, layer.window, config.causal)
         if layer.rope is not None and layer.rope not in rotations:
             rotations[layer.rope] = rotary(tokens, layer.rope)
     return [(masks.get(layer.window), rotations.get(layer.rope)) for layer in config.layer_attention]
