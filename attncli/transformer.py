@@ -218,6 +218,9 @@ class TransformerConfig:
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
     sinks: bool = False  # each head has a learned sink logit that joins every row's softmax (GPT-OSS)
     qk_norm_per_head: bool = False  # each head's q and k norm has weights of its own
+    first_attention_norm: bool = True  # pre-norm: False where layer 0's attention reads the embeddings as they are,
+    # normed once already by the embedding norm
+    norm_bias: bool = True  # the LayerNorms add a learned bias (a shift); False: a gain alone
 
     def __post_init__(self):
         sizes = {
