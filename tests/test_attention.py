@@ -264,7 +264,9 @@ def test_rope_tables_take_the_correctly_rounded_power_as_torch_does_element_by_e
     assert_array_equal(inverse_frequencies(Rope(theta, dims)), np.float32(1.0) / powers)
 
 
-@pytest.mark.parametrize("name", [name for name in DECODERS if name not in UNROTATED])
+@pytest.mark.parametrize(
+    "name", [name for name in DECODERS if name not in UNROTATED] + ["modernbert", "modernbert-biases"]
+)
 def test_the_fixtures_rope_tables_are_transformers_own_bit_for_bit(name):
     """Every layer's table is transformers' one for each text (dynamic and longrope choose it by the text's
     length), or, where its layer types turn by RoPEs of their own (Gemma 3), its layer type's; and the
