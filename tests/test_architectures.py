@@ -27,7 +27,7 @@ from numpy.testing import assert_allclose
 from attncli import commands, views
 from attncli.architectures import FAMILIES
 from attncli.checkpoint import TensorFile
-from attncli.errors import DataError
+from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 
 
@@ -913,3 +913,16 @@ def test_modernberts_first_layer_reads_the_normed_embeddings_and_its_norms_have_
     assert plain.weights.embedding_norm.bias is None and plain.weights.blocks[1].ffn_norm.bias is None
     assert biased.weights.embedding_norm.bias.shape == (32,) and biased.weights.final_norm.bias.shape == (32,)
     assert biased.weights.blocks[0].feed_forward.b_in.shape == (48,)  # mlp.Wi's bias: both halves
+
+
+def test_modernbert_reads_texts_up_to_its_8192_positions_and_refuses_a_longer_one_by_the_limit(monkeypatch):
+    monkeypatch.delenv("ATTNCLI_MEMORY_BUDGET", raising=False)
+    model = load_model(str(FIXTURES / "modernbert"))
+    text = "The" + " cat" * 8189  # 8,190 tokens and [CLS], [SEP]
+    assert len(commands.tokenize(text, model, max_tokens=9000).tokens) == 8192
+    # Its attention would take 4 layers × 2 heads × 8192² float32 numbers, and one layer's in flight: over the
+    # default budget, which says so before running.
+    with pytest.raises(BadInput, match=r"8192 tokens would need 3,072 MB of attention tensors \(4 layers × 2 heads"):
+        commands.run(text, model, max_tokens=9000)
+    with pytest.raises(BadInput, match="the text is 8193 tokens .special tokens included., but .* reads at most 8192"):
+        commands.tokenize(text + " cat", model, max_tokens=9000)
