@@ -1,4 +1,4 @@
-"""The one place that knows each model family: BERT, RoBERTa, DistilBERT and GPT-2, and the
+"""The one place that knows each model family: BERT, RoBERTa, DistilBERT, ModernBERT and GPT-2, and the
 modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
 Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi, StableLM, Cohere and StarCoder2, and the
 mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE,
@@ -450,6 +450,10 @@ class _Decoder:
     defaults: tuple[tuple[str, int | float], ...] = ()
     text_config: bool = False  # the model's settings are config.json's text_config (a multimodal checkpoint)
     local_rope: bool = False  # sliding layers turn by RoPE of base rope_local_base_freq, the others by rope_theta
+    # local_rope: the config.json keys of the global and of the sliding layers' RoPE bases (ModernBERT's
+    # global_rope_theta, local_rope_theta), and whether rope_scaling scales the sliding layers' RoPE too
+    rope_bases: tuple[str, str] = ("rope_theta", "rope_local_base_freq")
+    local_rope_scaled: bool = False
     plain_norm: bool = False  # LayerNorm without gain or bias, its epsilon `eps` whatever config.json says (OLMo)
     clip_qkv: bool = False  # clip_qkv is read: q, k and v clamped to ±clip_qkv once projected (OLMo)
     whole_qk_norm: bool = False  # an RMSNorm over all of q's heads and one over all of k's, before RoPE (OLMo 2)
@@ -605,9 +609,10 @@ def _rope(config: dict, head_dim: int, style: _Decoder) -> Rope:
 
 def _layer_ropes(config: dict, head_dim: int, style: _Decoder) -> tuple[Rope, Rope]:
     """(the global layers' RoPE, the sliding layers') of a family that turns them by RoPEs of their own
-    (Gemma 3): the global layers' of base rope_theta, scaled as rope_scaling says, the sliding layers'
-    of base rope_local_base_freq, never scaled; or, in transformers 5's form, rope_parameters'
-    full_attention and sliding_attention objects (rope_scaling, where given too, updates the first)."""
+    (Gemma 3, ModernBERT): the global layers' of base rope_theta, scaled as rope_scaling says, the sliding
+    layers' of base rope_local_base_freq, never scaled (the family's `rope_bases`, and with
+    `local_rope_scaled` scaled too); or, in transformers 5's form, rope_parameters' full_attention and
+    sliding_attention objects (rope_scaling, where given too, updates the first, or both)."""
     nested = config.get("rope_parameters") or {}
     if not isinstance(nested, dict) or not set(nested) <= set(_LAYER_TYPES):
         raise DataError(
@@ -617,8 +622,8 @@ def _layer_ropes(config: dict, head_dim: int, style: _Decoder) -> tuple[Rope, Ro
     scaling = config.get("rope_scaling") or {}
     ropes = []
     for kind, base, update in (
-        ("full_attention", "rope_theta", scaling),
-        ("sliding_attention", "rope_local_base_freq", {}),
+        ("full_attention", style.rope_bases[0], scaling),
+        ("sliding_attention", style.rope_bases[1], scaling if style.local_rope_scaled else {}),
     ):
         # A layer type without settings gets rope_type default, which an old-style "type" in rope_scaling
         # does not override: transformers then runs a rope_scaling of {"type": "linear"} unscaled.
@@ -717,14 +722,7 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
     """Each layer's sliding window (the last W keys a query sees), or None where it sees all: from
     layer_types where the family reads them (transformers 5, and Mistral's configs for Ministral), or
     by the family's rule (most published checkpoints)."""
-    types = config.get("layer_types") if style.layer_types else None
-    if types is not None:
-        if not isinstance(types, list) or len(types) != layers:
-            raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
-        unknown = [kind for kind in types if not isinstance(kind, str) or kind not in _LAYER_TYPES]
-        if unknown:
-            known = ", ".join(_LAYER_TYPES)
-            raise DataError(f"config.json: layer type {_shown(unknown[0])} is not supported; attncli reads {known}")
+    types = _layer_types(config, layers) if style.layer_types else None
     if style.windows == "none":
         return (None,) * layers
     window = config.get("sliding_window", style.window)
@@ -763,6 +761,20 @@ def _windows(config: dict, style: _Decoder, layers: int) -> tuple[int | None, ..
         first = _integer(config, "max_window_layers", default=28)
         return tuple(window if layer % 2 == 0 and layer < first else None for layer in range(layers))
     return (window,) * layers
+
+
+def _layer_types(config: dict, layers: int) -> list[str] | None:
+    """config.json's layer_types, each a key of _LAYER_TYPES, one for each of the `layers` layers; None
+    where it has none."""
+    types = config.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != layers:
+            raise DataError(f"config.json: layer_types should list the type of each of the {layers} layers")
+        unknown = [kind for kind in types if not isinstance(kind, str) or kind not in _LAYER_TYPES]
+        if unknown:
+            known = ", ".join(_LAYER_TYPES)
+            raise DataError(f"config.json: layer type {_shown(unknown[0])} is not supported; attncli reads {known}")
+    return types
 
 
 def _rope_layers(config: dict, layers: int) -> tuple[bool, ...]:
@@ -908,6 +920,7 @@ def _decoder_config(config: dict, layers: int, style: _Decoder) -> dict:
         shared_norm=parallel and (style.names.ffn_norm is None or style.parallel_shares_norm),
         clip_qkv=_clip(config) if style.clip_qkv else None,
         norm_gains=not style.plain_norm,
+        norm_bias=style.norm_bias and not style.plain_norm,
         whole_qk_norm=style.whole_qk_norm,
         input_norms=style.input_norms,
         residual_scale=_multiplier(config, "residual_multiplier", style),
@@ -1192,7 +1205,8 @@ def _feed_forward(
         w_down, b_down = t.linear(f"{layer}.{names.down}", f, d, c.mlp_bias)
         return FeedForward(w_up, w_down, b_up, b_down)
     if gate_up:  # stored as gate's rows, then up's: what FeedForward wants, transposed
-        w_in, b_in = t(f"{layer}.{names.gate_up}.weight", (2 * f, d)).T, None
+        w_in = t(f"{layer}.{names.gate_up}.weight", (2 * f, d)).T  # [d, 2f]
+        b_in = t(f"{layer}.{names.gate_up}.bias", (2 * f,)) if c.mlp_bias else None
     else:
         w_in = t.stacked([f"{layer}.{names.gate}.weight", f"{layer}.{names.up}.weight"], (f, d)).T  # [d, 2f]
         b_in = (
@@ -1255,7 +1269,7 @@ def _decoder_block(t: _Tensors, c: "TransformerConfig", style: _Decoder, i: int)
     attention_norm, ffn_norm = _block_norms(c, names)
     return Block(
         projections,
-        norm(f"{layer}.{attention_norm}"),
+        norm(f"{layer}.{attention_norm}") if i > 0 or c.first_attention_norm else None,
         feed_forward,
         None if ffn_norm is None else norm(f"{layer}.{ffn_norm}"),
     )
@@ -1869,6 +1883,132 @@ FAMILIES |= {
     )
     for name, (title, style) in _DECODERS.items()
 }
+
+
+# ModernBERT's tensors, laid out as a decoder's: q, k and v stacked in one matrix (attn.Wqkv), the gated
+# feed-forward's two halves in mlp.Wi (its first half, "input", through the activation, times the second, the
+# gate), LayerNorms. The defaults are ModernBertConfig's, for a config.json without the key.
+_MODERNBERT = _Decoder(
+    names=_Names(
+        words="embeddings.tok_embeddings.weight",
+        final_norm="final_norm",
+        embedding_norm="embeddings.norm",
+        attention_norm="attn_norm",
+        ffn_norm="mlp_norm",
+        qkv="attn.Wqkv",
+        o="attn.Wo",
+        gate_up="mlp.Wi",
+        down="mlp.Wo",
+    ),
+    qkv="stacked",
+    gate_up=True,
+    norm="layer",
+    defaults=(
+        ("vocab_size", 50368),
+        ("hidden_size", 768),
+        ("intermediate_size", 1152),
+        ("num_hidden_layers", 22),
+        ("num_attention_heads", 12),
+        ("max_position_embeddings", 8192),
+        ("local_attention", 128),
+        ("global_rope_theta", 160_000.0),
+        ("local_rope_theta", 10_000.0),
+    ),
+    rope_bases=("global_rope_theta", "local_rope_theta"),
+    local_rope_scaled=True,
+)
+
+
+def _modernbert_config(config: dict, layers: int) -> dict:
+    """ModernBERT's TransformerConfig fields, as ModernBertConfig reads config.json in either form: an encoder
+    (no causal mask) of LayerNorms before each sublayer (none before layer 0's attention, whose input the
+    embedding norm has just normed), GeGLU, global layers and local ones that see the keys within
+    local_attention // 2 on either side, each kind turned by a RoPE of its own base. Its attention's heads are
+    hidden_size / num_attention_heads wide, as its q, k and v: a head_dim that differs is refused (transformers
+    would turn them by a RoPE of that width and fail)."""
+    d, heads = _integer(config, "hidden_size"), _integer(config, "num_attention_heads")
+    head_dim = d // heads if heads > 0 else 1
+    if config.get("head_dim", head_dim) != head_dim:
+        raise DataError(
+            f"config.json: head_dim {_shown(config['head_dim'])} is not supported for modernbert, whose heads are "
+            f"hidden_size / num_attention_heads = {head_dim} wide"
+        )
+    full, local = _layer_ropes(config, head_dim, _MODERNBERT)
+    window = _modernbert_window(config)
+    attention_bias = _flag(config, "attention_bias")
+    return dict(
+        family="modernbert",
+        layers=layers,
+        heads=heads,
+        d_model=d,
+        d_ff=_integer(config, "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "max_position_embeddings"),
+        activation=_name(config, "hidden_activation", default="gelu"),
+        eps=_epsilon(config, "norm_eps", default=1e-5),
+        pre_norm=True,
+        causal=False,
+        layer_attention=tuple(
+            LayerAttention(window, local) if sliding else LayerAttention(None, full)
+            for sliding in _modernbert_local_layers(config, layers)
+        ),
+        norm="layer",
+        gated=True,
+        attention_bias=attention_bias,
+        output_bias=attention_bias,
+        mlp_bias=_flag(config, "mlp_bias"),
+        embedding_norm=True,
+        first_attention_norm=False,
+        norm_bias=_flag(config, "norm_bias"),
+    )
+
+
+def _modernbert_local_layers(config: dict, layers: int) -> tuple[bool, ...]:
+    """Whether each layer is local (its window slides), as ModernBertConfig reads config.json: layer_types
+    where it has them (transformers 5's form), else every global_attn_every_n_layers-th layer global from
+    the first on, the others local (published checkpoints; 3 where config.json says nothing)."""
+    types = _layer_types(config, layers)
+    if types is not None:
+        return tuple(_LAYER_TYPES[kind] for kind in types)
+    every = _integer(config, "global_attn_every_n_layers", default=3)
+    if every < 1:
+        raise DataError(f"config.json: global_attn_every_n_layers = {every}; it must be positive")
+    return tuple(layer % every != 0 for layer in range(layers))
+
+
+def _modernbert_window(config: dict) -> int:
+    """How many keys a local layer's window spans, local_attention (a query sees the keys within half of
+    it on either side); or, where config.json gives sliding_window, which ModernBertConfig takes for that
+    half and sets local_attention from, twice it."""
+    if "sliding_window" in config:
+        half = config["sliding_window"]
+        if isinstance(half, bool) or not isinstance(half, int) or not 0 < half <= _LARGEST // 2:
+            raise DataError(
+                f"config.json: sliding_window should be a positive 64-bit integer (half the local window), "
+                f"not {_shown(half)}"
+            )
+        return 2 * half
+    window = _integer(config, "local_attention")
+    if window < 1:
+        raise DataError(f"config.json: local_attention = {window}; it must be positive")
+    return window
+
+
+def _modernbert_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
+    """ModernBERT's weights, read as a decoder's (see _MODERNBERT), its LayerNorms with biases where
+    config.json's norm_bias says."""
+    return _decoder_weights(c, tensors, replace(_MODERNBERT, norm_bias=c.norm_bias))
+
+
+FAMILIES["modernbert"] = Family(
+    "ModernBERT",
+    _LAYERS,
+    _modernbert_config,
+    _modernbert_weights,
+    _MODERNBERT.names.words,
+    _MODERNBERT.names.layer,
+    settings=functools.partial(_decoder_settings, style=_MODERNBERT),
+)
 SUPPORTED = tuple(FAMILIES)
 
 

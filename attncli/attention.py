@@ -5,8 +5,9 @@ says otherwise), g key and value heads (h unless grouped-query attention shares 
 among h / g query heads). Rotary position embeddings (RoPE, its pairs of dimensions halves
 or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logit
 soft-capping, learned attention sinks and sliding-window masks are here too, as the
-decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped
-to a bound (OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals.
+decoders use them (and the symmetric window of a bidirectional encoder's local layers),
+with RMS norms over the whole projected q and k and q, k and v clamped to a bound
+(OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals.
 Every function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "alibi_slopes",
     "attend",
     "attention",
+    "attention_mask",
     "bfloat16",
     "causal_mask",
     "clipped",
@@ -61,6 +63,7 @@ __all__ = [
     "soft_cap",
     "softmax",
     "split_heads",
+    "symmetric_window_mask",
 ]
 
 
@@ -116,6 +119,23 @@ def causal_mask(n: int, window: int | None = None) -> np.ndarray:
     if window is not None and window < n:  # a window as long as the text hides nothing
         mask &= ~np.tri(n, k=-window, dtype=bool)
     return mask
+
+
+def symmetric_window_mask(n: int, window: int) -> np.ndarray:
+    """[n, n] bool, True where query i may attend to key j in a bidirectional sliding `window`: |i - j| <=
+    window // 2, the query itself and window // 2 keys on either side (a bidirectional encoder's local
+    layer, `window` keys wide)."""
+    reach = window // 2
+    return np.tri(n, k=reach, dtype=bool) & ~np.tri(n, k=-reach - 1, dtype=bool)  # j <= i + reach, j >= i - reach
+
+
+def attention_mask(n: int, window: int | None, causal: bool) -> np.ndarray | None:
+    """[n, n] bool, the keys each of `n` queries may see in a layer with this sliding `window` (None: no
+    window): a causal model's earlier keys (see causal_mask), a bidirectional model's keys within its window
+    on either side (see symmetric_window_mask); None where every query sees every key."""
+    if causal:
+        return causal_mask(n, window)
+    return None if window is None else symmetric_window_mask(n, window)
 
 
 def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -256,7 +276,9 @@ class LayerAttention:
     """What one layer's attention does that another layer's may not: which keys its queries see and
     how positions enter it."""
 
-    window: int | None = None  # a sliding window: each query sees its last `window` keys (itself included)
+    # a sliding window: each query sees its last `window` keys (itself included); in a bidirectional model, the
+    # keys within window // 2 of it on either side
+    window: int | None = None
     rope: Rope | None = None  # the rotary embeddings that turn this layer's q and k; None: no RoPE here
     kind: str | None = None  # the family's name for this layer's attention, where it names it (global, local)
 

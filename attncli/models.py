@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from attncli import analysis
-from attncli.attention import Trace, causal_mask
+from attncli.attention import Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
 
@@ -42,10 +42,9 @@ class ModelInfo:
         return getattr(self.config, name)
 
     def mask(self, layer: int, tokens: int) -> np.ndarray | None:
-        """[T, T] bool, the keys each query of `layer` sees (causal, within its sliding window), or None: all."""
-        if not self.causal:
-            return None
-        return causal_mask(tokens, self.layer_attention[layer].window)
+        """[T, T] bool, the keys each query of `layer` sees (causal, within its sliding window; or, bidirectional,
+        within its window on either side), or None: all."""
+        return attention_mask(tokens, self.layer_attention[layer].window, self.causal)
 
     @property
     def windows(self) -> list[int | None] | None:

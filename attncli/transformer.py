@@ -31,7 +31,7 @@ from attncli.attention import (
     Rotary,
     Trace,
     alibi_slopes,
-    causal_mask,
+    attention_mask,
     linear,
     multi_head_attention,
     packed_attention,
@@ -218,6 +218,9 @@ class TransformerConfig:
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
     sinks: bool = False  # each head has a learned sink logit that joins every row's softmax (GPT-OSS)
     qk_norm_per_head: bool = False  # each head's q and k norm has weights of its own
+    first_attention_norm: bool = True  # pre-norm: False where layer 0's attention reads the embeddings as they are,
+    # normed once already by the embedding norm
+    norm_bias: bool = True  # the LayerNorms add a learned bias (a shift); False: a gain alone
 
     def __post_init__(self):
         sizes = {
@@ -495,11 +498,11 @@ def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, 
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
     """Per layer, what its attention needs of a text of `tokens` tokens besides the weights: the mask
     [T, T] (None: every key) and the rotary embeddings (None: no RoPE), each different one made once."""
-    masks: dict[int | None, np.ndarray] = {}
+    masks: dict[int | None, np.ndarray | None] = {}
     rotations: dict[Rope, Rotary] = {}
     for layer in config.layer_attention:
-        if config.causal and layer.window not in masks:
-            masks[layer.window] = causal_mask(tokens, layer.window)
+        if layer.window not in masks:
+            masks[layer.window] = attention_mask(tokens, layer.window, config.causal)
         if layer.rope is not None and layer.rope not in rotations:
             rotations[layer.rope] = rotary(tokens, layer.rope)
     return [(masks.get(layer.window), rotations.get(layer.rope)) for layer in config.layer_attention]

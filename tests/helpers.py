@@ -30,7 +30,9 @@ BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
 # The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-ENCODERS = ["bert", "roberta", "distilbert", "gpt2"]  # and GPT-2: the families with a position table
+# The bidirectional models, and GPT-2 (ModernBERT, with RoPE and local layers, is read by the decoders' reader
+# but its tests are the encoders': no causal mask).
+ENCODERS = ["bert", "roberta", "distilbert", "gpt2", "modernbert", "modernbert-biases"]
 DECODERS = [
     "llama",
     "llama-linear",

@@ -27,7 +27,7 @@ from numpy.testing import assert_allclose
 from attncli import commands, views
 from attncli.architectures import FAMILIES
 from attncli.checkpoint import TensorFile
-from attncli.errors import DataError
+from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 
 
@@ -789,3 +789,140 @@ def test_gpt_oss_without_a_window_and_without_layer_types_is_refused_as_transfor
     config = config_of("gpt-oss", legacy=True) | {"sliding_window": None}
     with pytest.raises(DataError, match="sliding_window is null, but the even layers slide"):
         load_model(str(with_config(tmp_path, "gpt-oss", config)))
+
+
+@pytest.mark.parametrize("name", ["modernbert", "modernbert-biases"])
+def test_modernberts_published_form_of_config_json_gives_the_same_model(tmp_path, name):
+    """Published checkpoints carry global_attn_every_n_layers, global_rope_theta and local_rope_theta (and
+    rope_scaling, for both kinds of layer) where transformers 5 writes layer_types and rope_parameters."""
+    legacy = config_of(name, legacy=True)
+    assert "layer_types" not in legacy and "rope_parameters" not in legacy and "global_attn_every_n_layers" in legacy
+    assert fields_of(name, legacy=True) == fields_of(name)
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, legacy))), name)
+
+
+def test_modernberts_layers_are_global_every_nth_from_the_first_and_local_between():
+    """Every global_attn_every_n_layers-th layer from layer 0 sees every key and turns by the global RoPE;
+    the others see the keys within local_attention // 2 on either side, turned by the local RoPE."""
+    layers = fields_of("modernbert")["layer_attention"]
+    assert [layer.window for layer in layers] == [None, 8, 8, None]
+    assert [layer.rope.theta for layer in layers] == [20000.0, 1000.0, 1000.0, 20000.0]
+    both = fields_of("modernbert-biases")["layer_attention"]
+    assert [(layer.window, layer.rope.scaling, layer.rope.factor) for layer in both] == [
+        (None, "linear", 2.0),
+        (8, "linear", 2.0),  # rope_scaling scales the local layers' RoPE too
+        (None, "linear", 2.0),
+    ]
+    assert [layer.rope.theta for layer in both] == [160000.0, 10000.0, 160000.0]  # ModernBertConfig's defaults
+
+
+@pytest.mark.parametrize(
+    ("changes", "windows"),
+    [
+        ({"global_attn_every_n_layers": None}, [None, 8, 8, None]),  # 3 unless said
+        ({"global_attn_every_n_layers": 1}, [None] * 4),
+        ({"global_attn_every_n_layers": 2}, [None, 8, None, 8]),
+        ({"local_attention": None}, [None, 128, 128, None]),  # 128 unless said
+        ({"local_attention": 9}, [None, 9, 9, None]),  # a query sees 4 keys either side, as with 8
+        ({"sliding_window": 3}, [None, 6, 6, None]),  # half the window, which ModernBertConfig sets it from
+        ({"sliding_window": 3, "local_attention": 20}, [None, 6, 6, None]),  # and over local_attention
+        ({"layer_types": ["sliding_attention"] * 4}, [8] * 4),  # over global_attn_every_n_layers
+    ],
+)
+def test_modernbert_reads_its_windows_as_modernbertconfig_does(changes, windows):
+    assert [layer.window for layer in fields_of("modernbert", legacy=True, **changes)["layer_attention"]] == windows
+
+
+def test_modernbert_reads_its_defaults_and_keys_as_modernbertconfig_does():
+    bare = fields_of("modernbert", legacy=True, global_rope_theta=None, local_rope_theta=None, norm_eps=None)
+    assert [layer.rope.theta for layer in bare["layer_attention"]] == [160000.0, 10000.0, 10000.0, 160000.0]
+    assert bare["eps"] == 1e-5 and bare["activation"] == "gelu" and not bare["causal"]
+    # transformers 5's form, a layer type left out: its base is the key's or ModernBertConfig's default.
+    nested = fields_of("modernbert", rope_parameters={"full_attention": {"rope_theta": 50.0}})
+    assert [layer.rope.theta for layer in nested["layer_attention"]] == [50.0, 10000.0, 10000.0, 50.0]
+    biases = fields_of("modernbert-biases")
+    assert (biases["attention_bias"], biases["output_bias"], biases["mlp_bias"], biases["norm_bias"]) == (True,) * 4
+    assert biases["activation"] == "gelu_pytorch_tanh" and not biases["first_attention_norm"]
+    plain = fields_of("modernbert")
+    assert (plain["attention_bias"], plain["output_bias"], plain["mlp_bias"], plain["norm_bias"]) == (False,) * 4
+
+
+# Keys of ModernBertConfig that change neither the attention nor the hidden states: torch.compile of the
+# feed-forward (reference_compile, gone from transformers 5), flash attention's determinism, the heads on top
+# (masked-language model, classifier), dropout, initialization; keys it never reads (its attention is
+# bidirectional whatever is_causal says). Each was run through transformers too, giving the same attention.
+MODERNBERT_AS_BEFORE = {
+    "reference_compile": True,
+    "deterministic_flash_attn": True,
+    "sparse_prediction": True,
+    "decoder_bias": False,
+    "classifier_pooling": "mean",
+    "classifier_activation": "silu",
+    "attention_dropout": 0.5,
+    "mlp_dropout": 0.5,
+    "embedding_dropout": 0.5,
+    "initializer_range": 5.0,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "rope_theta": 5.0,  # the bases are global_rope_theta and local_rope_theta, or rope_parameters'
+    "num_key_value_heads": 1,
+    "head_dim": 16,  # hidden_size / num_attention_heads: as it is
+    "is_causal": False,
+    "use_bidirectional_attention": True,
+}
+
+
+@pytest.mark.parametrize(("key", "value"), MODERNBERT_AS_BEFORE.items())
+def test_modernbert_keys_that_change_nothing_change_nothing(tmp_path, key, value):
+    config = config_of("modernbert", legacy=True) | {key: value}
+    assert read(config) == fields_of("modernbert")
+    if key == "reference_compile":
+        assert_equals_transformers(load_model(str(with_config(tmp_path, "modernbert", config))), "modernbert")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"head_dim": 8}, "head_dim 8 is not supported for modernbert, whose heads are .* = 16 wide"),
+        ({"global_attn_every_n_layers": 0}, "global_attn_every_n_layers = 0; it must be positive"),
+        ({"local_attention": 0}, "local_attention = 0; it must be positive"),
+        ({"local_attention": "8"}, "local_attention should be a 64-bit integer"),
+        ({"sliding_window": 0}, "sliding_window should be a positive 64-bit integer .half the local window., not 0"),
+        ({"sliding_window": None}, "sliding_window should be .*, not null"),  # transformers doubles it, and fails
+        ({"layer_types": ["full_attention"] * 3}, "type of each of the 4 layers"),
+        ({"layer_types": ["full_attention", "chunked_attention"] * 2}, "'chunked_attention' is not supported"),
+        ({"rope_parameters": {"rope_type": "default", "rope_theta": 5.0}}, "one object of RoPE settings for each"),
+        ({"rope_scaling": {"rope_type": "proportional"}}, "rope type 'proportional' is not supported"),
+        ({"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for modernbert"),
+        ({"norm_bias": "no"}, "norm_bias should be true or false"),
+        ({"attention_bias": True}, r"attn.Wqkv.bias"),  # the tensors config.json promises, missing
+        ({"hidden_activation": "gelu_accurate"}, "activation 'gelu_accurate' is not supported"),
+    ],
+)
+def test_what_modernbert_does_not_compute_is_refused_by_name(tmp_path, changes, message):
+    config = config_of("modernbert", legacy=True) | changes
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, "modernbert", config)))
+
+
+def test_modernberts_first_layer_reads_the_normed_embeddings_and_its_norms_have_biases_where_said():
+    plain, biased = (load_model(str(FIXTURES / name)) for name in ("modernbert", "modernbert-biases"))
+    for model in (plain, biased):
+        blocks = list(model.weights.blocks)
+        assert blocks[0].attention_norm is None and all(block.attention_norm is not None for block in blocks[1:])
+    assert plain.weights.embedding_norm.bias is None and plain.weights.blocks[1].ffn_norm.bias is None
+    assert biased.weights.embedding_norm.bias.shape == (32,) and biased.weights.final_norm.bias.shape == (32,)
+    assert biased.weights.blocks[0].feed_forward.b_in.shape == (48,)  # mlp.Wi's bias: both halves
+
+
+def test_modernbert_reads_texts_up_to_its_8192_positions_and_refuses_a_longer_one_by_the_limit(monkeypatch):
+    monkeypatch.delenv("ATTNCLI_MEMORY_BUDGET", raising=False)
+    model = load_model(str(FIXTURES / "modernbert"))
+    text = "The" + " cat" * 8189  # 8,190 tokens and [CLS], [SEP]
+    assert len(commands.tokenize(text, model, max_tokens=9000).tokens) == 8192
+    # Its attention would take 4 layers × 2 heads × 8192² float32 numbers, and one layer's in flight: over the
+    # default budget, which says so before running.
+    with pytest.raises(BadInput, match=r"8192 tokens would need 3,072 MB of attention tensors \(4 layers × 2 heads"):
+        commands.run(text, model, max_tokens=9000)
+    with pytest.raises(BadInput, match=r"the text is 8193 tokens \(special tokens included\), but .* at most 8192"):
+        commands.tokenize(text + " cat", model, max_tokens=9000)

@@ -24,6 +24,7 @@ from attncli.attention import (
     alibi_slopes,
     attend,
     attention,
+    attention_mask,
     bfloat16,
     causal_mask,
     clipped,
@@ -42,6 +43,7 @@ from attncli.attention import (
     rotate_every_two,
     softmax,
     split_heads,
+    symmetric_window_mask,
 )
 from attncli.models import load_model
 
@@ -214,6 +216,28 @@ def test_a_sliding_window_shows_each_query_its_last_keys(n, window):
         assert np.flatnonzero(mask[i]).tolist() == list(range(max(0, i - window + 1), i + 1))
 
 
+@given(st.integers(1, 40), st.one_of(st.integers(1, 90), st.integers(2**61, 2**63 - 1)))
+def test_a_symmetric_window_shows_each_query_the_keys_within_half_of_it_on_either_side(n, window):
+    mask = symmetric_window_mask(n, window)
+    reach = window // 2
+    assert_array_equal(mask, mask.T)  # j sees i wherever i sees j
+    assert mask.diagonal().all()  # every query sees itself, whatever the window
+    for i in range(n):
+        assert np.flatnonzero(mask[i]).tolist() == list(range(max(0, i - reach), min(n, i + reach + 1)))
+    assert mask.sum(axis=1).max() == min(n, 2 * reach + 1)  # no row sees more than the window's keys
+    if reach >= n - 1:
+        assert mask.all()  # a window as long as the text hides nothing
+
+
+@given(st.integers(1, 12), st.one_of(st.none(), st.integers(1, 12)))
+def test_the_attention_mask_is_causal_symmetric_or_none(n, window):
+    assert_array_equal(attention_mask(n, window, causal=True), causal_mask(n, window))
+    if window is None:
+        assert attention_mask(n, None, causal=False) is None  # every key, no mask to apply
+    else:
+        assert_array_equal(attention_mask(n, window, causal=False), symmetric_window_mask(n, window))
+
+
 @given(st.integers(1, 4).flatmap(lambda g: st.tuples(st.just(g), st.integers(1, 3), st.integers(1, 5))))
 def test_grouped_query_attention_is_attention_with_each_key_head_repeated(shape):
     kv_heads, group, tokens = shape
@@ -240,7 +264,9 @@ def test_rope_tables_take_the_correctly_rounded_power_as_torch_does_element_by_e
     assert_array_equal(inverse_frequencies(Rope(theta, dims)), np.float32(1.0) / powers)
 
 
-@pytest.mark.parametrize("name", [name for name in DECODERS if name not in UNROTATED])
+@pytest.mark.parametrize(
+    "name", [name for name in DECODERS if name not in UNROTATED] + ["modernbert", "modernbert-biases"]
+)
 def test_the_fixtures_rope_tables_are_transformers_own_bit_for_bit(name):
     """Every layer's table is transformers' one for each text (dynamic and longrope choose it by the text's
     length), or, where its layer types turn by RoPEs of their own (Gemma 3), its layer type's; and the

@@ -195,6 +195,24 @@ def test_fixture_attention_is_masked_as_its_family_says(name):
                 )
 
 
+@pytest.mark.parametrize("name", ["modernbert", "modernbert-biases"])
+def test_modernberts_local_layers_see_the_keys_within_half_their_window_on_either_side(name):
+    """In transformers' attention as in attncli's: a local layer's query sees the keys at most local_attention
+    // 2 from it, before and after it, and no other; a global layer's every key. No causal mask."""
+    config = json.loads((FIXTURES / name / "config.json").read_text())
+    reach = config["local_attention"] // 2
+    model = load_model(str(FIXTURES / name))
+    for case in references(name):
+        keys = np.arange(len(case.ids))
+        seen = np.abs(keys[None, :] - case.rows[:, None]) <= reach  # [R, T]
+        for weights, kind in zip(case.attention, config["layer_types"], strict=True):
+            local = kind == "sliding_attention"
+            assert np.all(weights[:, ~seen] == 0) if local else np.all(weights > 0)
+            assert np.all(weights[:, seen] > 0)
+        ours = commands.run(case.text, model).weights[:, :, case.rows]
+        assert_array_equal(ours == 0, case.attention == 0)
+
+
 def test_masked_weights_are_exactly_zero_not_minus_zero():
     run = commands.run(PRONOUN, load_model(str(FIXTURES / "mistral")))
     masked = np.triu(np.ones(run.weights.shape[-2:], dtype=bool), k=1)

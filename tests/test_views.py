@@ -472,3 +472,18 @@ def test_the_views_of_a_model_with_learned_sinks_say_what_their_rows_sum_to():
     plain = load_model(str(FIXTURES / "mixtral"))  # rows that sum to 1
     assert "each row sums to 1." in said(commands.heatmap(SENTENCE, plain))
     assert "sink's share" not in said(commands.heads(SENTENCE, plain))
+
+
+def test_the_walkthrough_shows_a_bidirectional_local_window_on_both_sides_of_the_focus_token():
+    model = load_model(str(FIXTURES / "modernbert"))  # global, local (local_attention 8), local, global
+    local = flowing(views.view(commands.explain(PRONOUN, model, focus="6", layer=1)))
+    assert (
+        "Layer 1 is a local layer: token 6 sees keys 2 to 10, those at most 4 positions from it (|j − 6| ≤ 4); the "
+        "mask hides the other 14 keys (0 to 1 and 11 to 22): weight exactly 0." in local
+    )
+    assert "a query sees only the keys at most 4 positions from it, before and after it (9 keys, itself" in local
+    assert "θ = 1000. The sliding and the global layers turn by RoPEs of their own: layer 1 is one of the 2" in local
+    assert "later token" not in local and "causal" not in local  # no causal mask to speak of
+    first = flowing(views.view(commands.explain(PRONOUN, model, focus="6", layer=0)))
+    assert "Layer 0 is a global layer: every query sees every key, before and after it; the local layers 1, 2" in first
+    assert "Layer 0 attends over x = LayerNorm(e) as it is" in first and "mask hides" not in first

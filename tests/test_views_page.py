@@ -1,12 +1,15 @@
 """views/page.py: the `--export FILE.html` page, as a file and in headless Chromium (nothing downloaded)."""
 
+import base64
 import json
 import re
+import zlib
 
 import numpy as np
 import pytest
 from helpers import (
     BERT,
+    FIXTURES,
     HOSTILE,
     PRONOUN,
     export,
@@ -14,6 +17,10 @@ from helpers import (
     open_page,
     png_colours,
 )
+
+from attncli import commands
+from attncli.models import load_model
+from attncli.views.page import page_data
 
 
 @pytest.mark.slow
@@ -117,3 +124,13 @@ def test_query_s_page_opens_at_the_head_its_ranking_put_first(cli, tmp_path):
         first["head"],
         document["token"]["index"],
     )
+
+
+def test_a_bidirectional_models_local_windows_are_masked_in_its_page_and_its_global_layers_not():
+    run = commands.run(PRONOUN, load_model(str(FIXTURES / "modernbert")))
+    data = page_data(run, "title", {})
+    tokens, layers = len(run.tokens), run.model.layers
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(data["masks"])), np.uint8))
+    masks = bits[: layers * tokens * tokens].reshape(layers, tokens, tokens).astype(bool)
+    assert masks[0].all() and masks[3].all()  # global layers: every key
+    assert np.array_equal(masks[1], run.model.mask(1, tokens)) and not masks[1].all()  # local: the band

@@ -70,10 +70,20 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
                 f"not before it: the attention's output passes an {norm} before it is added to the residual stream, "
                 "and so does the feed-forward network's; the stream itself is normalised only after the last layer."
             )
+        elif layer == 0 and not model.first_attention_norm:
+            lead = (
+                f"Layer 0 attends over x = {residual} as it is: {model.title} normalises before each sublayer, but "
+                "its first layer's attention reads the embeddings' own LayerNorm, with no norm of its own."
+            )
         else:
             lead = f"Layer {layer} attends over x = {norm}({residual}): {model.title} normalises before each sublayer."
-        if model.embedding_norm:
+        if model.embedding_norm and model.first_attention_norm:
             lead += " Its embeddings pass a LayerNorm of their own before the first layer."
+        elif model.embedding_norm and layer > 0:
+            lead += (
+                " Its embeddings pass a LayerNorm of their own before the first layer, whose attention reads them so, "
+                "with no norm of its own."
+            )
         if model.norm == "rms":
             lead += " RMSNorm(x) = x / √(mean(x²) + ε) · g, with no centring and no shift."
         elif not model.norm_gains:
@@ -616,7 +626,7 @@ def _scaling(rope: Rope, tokens: int) -> str:
 
 def _mask_note(model: ModelInfo, layer: int) -> str:
     if not model.causal:
-        return ""
+        return _two_sided_note(model, layer)
     window, kind = model.layer_attention[layer].window, model.layer_attention[layer].kind
     if kind is not None:
         return _kind_note(model, layer)
@@ -642,6 +652,28 @@ def _kind_note(model: ModelInfo, layer: int) -> str:
     windows = " or ".join(str(size) for size in sorted({model.layer_attention[i].window for i in local}))
     which = f"layer {local[0]} sees" if len(local) == 1 else f"layers {', '.join(map(str, local))} see"
     return note + f"; the local {which} only a query's last {windows} keys."
+
+
+def _two_sided_note(model: ModelInfo, layer: int) -> str:
+    """The mask of a bidirectional model whose local layers see a window of keys on either side of each
+    query, and its global layers every key; nothing where no layer has a window."""
+    local = [i for i, attention in enumerate(model.layer_attention) if attention.window is not None]
+    if not local:
+        return ""
+    window = model.layer_attention[layer].window
+    if window is not None:
+        reach = window // 2
+        return (
+            f" Layer {layer} is a local layer: a query sees only the keys at most {reach} positions from it, before "
+            f"and after it ({2 * reach + 1} keys, itself included, of a window {window} wide); the mask hides the "
+            "others (·)."
+        )
+    reaches = " or ".join(str(size // 2) for size in sorted({model.layer_attention[i].window for i in local}))
+    which = f"layer {local[0]} sees" if len(local) == 1 else f"layers {', '.join(map(str, local))} see"
+    return (
+        f" Layer {layer} is a global layer: every query sees every key, before and after it; the local {which} only "
+        f"the keys at most {reaches} positions from each query."
+    )
 
 
 def _left_out(result: ExplainResult) -> str:
@@ -703,13 +735,29 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
             )
         )
     hidden = len(labels) - len(keys)
-    if hidden:
+    if hidden and not model.causal:  # a local layer's window, on both sides of the focus token
+        reach = model.layer_attention[result.layer].window // 2
+        parts.append(
+            Text(
+                f"Layer {result.layer} is a local layer: token {f} sees keys {keys[0]} to {keys[-1]}, those at most "
+                f"{reach} positions from it (|j − {f}| ≤ {reach}); the mask hides the other {plural(hidden, 'key')} "
+                f"({_outside(keys, len(labels))}): weight exactly 0.",
+                style="dim",
+            )
+        )
+    elif hidden:
         later = len(labels) - 1 - f
         why = [plural(later, "later token")] if later else []
         if hidden > later:
             why.append(f"{hidden - later} outside the sliding window")
         parts.append(Text(f"The mask hides {' and '.join(why)}: weight exactly 0.", style="dim"))
     return parts
+
+
+def _outside(keys: np.ndarray, tokens: int) -> str:
+    """The keys a window of contiguous `keys` leaves out of `tokens` tokens, in words: "0 to 1 and 11 to 22"."""
+    runs = [(0, int(keys[0]) - 1), (int(keys[-1]) + 1, tokens - 1)]
+    return " and ".join(f"{start} to {end}" if end > start else str(start) for start, end in runs if end >= start)
 
 
 def _summary_table(result: ExplainResult) -> Table:

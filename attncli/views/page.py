@@ -42,8 +42,10 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
     rounded = np.rint(np.clip(weights, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
     tokens = len(run.tokens)
     masks = None
-    if run.model.causal:
-        masks = _packed(np.packbits(np.stack([run.model.mask(layer, tokens) for layer in range(run.model.layers)])))
+    if run.model.causal or run.model.windows is not None:  # some layer's queries do not see every key
+        every = np.ones((tokens, tokens), dtype=bool)
+        layers = [run.model.mask(layer, tokens) for layer in range(run.model.layers)]  # None: every key
+        masks = _packed(np.packbits(np.stack([every if mask is None else mask for mask in layers])))
     return {
         "title": title,
         "text": run.text,
