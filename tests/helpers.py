@@ -30,7 +30,8 @@ BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
 # The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-ENCODERS = ["bert", "roberta", "distilbert", "gpt2"]  # and GPT-2: the families with a position table
+# and GPT-2: the families without RoPE or ALiBi (a position table, or DeBERTa's relative positions)
+ENCODERS = ["bert", "roberta", "distilbert", "gpt2", "deberta-v3", "deberta-v2"]
 DECODERS = [
     "llama",
     "llama-linear",
