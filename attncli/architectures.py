@@ -1,8 +1,8 @@
-"""The one place that knows each model family: BERT, RoBERTa, DistilBERT, ModernBERT and GPT-2, and the
-modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3, OLMo 1 and 2, SmolLM3,
-Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi, StableLM, Cohere and StarCoder2, and the
-mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE,
-OLMoE and GPT-OSS.
+"""The one place that knows each model family: BERT, RoBERTa, DistilBERT, DeBERTa-v2 and -v3,
+ModernBERT and GPT-2, and the modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2
+and 3, Phi-3, OLMo 1 and 2, SmolLM3, Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi,
+StableLM, Cohere and StarCoder2, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE, OLMoE
+and GPT-OSS.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli.attention import Alibi, LayerAttention, Projections, Rope
+from attncli.attention import Alibi, Disentangled, LayerAttention, Projections, Rope
 from attncli.errors import DataError, shortened
 
 # The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
@@ -59,6 +59,7 @@ _PREFIXES = (
     "model.language_model.",
     "language_model.model.",
     "gpt_neox.",
+    "deberta.",
 )
 # Each family's input embedding table, the tensor its prefix is found by.
 _ENCODER_WORDS = "embeddings.word_embeddings.weight"
@@ -311,6 +312,149 @@ def _encoder_weights(
         embedding_norm=t.norm("embeddings.LayerNorm", d),
         blocks=blocks,
         final_norm=None,
+    )
+
+
+def _deberta_config(config: dict, layers: int) -> dict:
+    """DeBERTa-v2's and -v3's config (model_type deberta-v2): BERT's post-norm layers, their attention
+    disentangled (attention.Disentangled), read as DebertaV2Config and its modeling code read it; a setting
+    it computes and attncli does not is refused by name."""
+    from attncli.transformer import ACTIVATIONS, Convolution
+
+    if not _flag(config, "relative_attention"):  # DebertaV2Config's default: false
+        raise DataError("config.json: relative_attention false (DeBERTa without relative positions) is not supported")
+    d, heads = _integer(config, "hidden_size"), _integer(config, "num_attention_heads")
+    if config.get("attention_head_size") is not None and _integer(config, "attention_head_size") * heads != d:
+        raise DataError(  # its output projection is hidden_size square: transformers cannot run it
+            f"config.json: attention_head_size {config['attention_head_size']} × {heads} heads is not hidden_size {d}"
+        )
+    max_positions = _integer(config, "max_position_embeddings")
+    max_relative = _integer(config, "max_relative_positions", default=-1)
+    max_relative = max_relative if max_relative >= 1 else max_positions
+    buckets = max(_integer(config, "position_buckets", default=-1), 0)
+    # transformers divides a distance by half the buckets, and the logs by that of (max_relative - 1) / half
+    if buckets and (buckets < 2 or max_relative - 1 == buckets // 2):
+        raise DataError(
+            f"config.json: position_buckets {buckets} with max_relative_positions {max_relative} makes no log "
+            "buckets (transformers divides by 0)"
+        )
+    terms = _position_terms(config)
+    norms = {part.strip() for part in _name(config, "norm_rel_ebd", default="none").lower().split("|")}
+    if norms - {"none", "layer_norm"}:
+        raise DataError(f"config.json: norm_rel_ebd {config['norm_rel_ebd']!r} is not supported (none or layer_norm)")
+    embedding = _integer(config, "embedding_size", default=d)
+    kernel = _integer(config, "conv_kernel_size", default=0)
+    convolution = None
+    if kernel > 0:
+        groups = _integer(config, "conv_groups", default=1)
+        if kernel % 2 == 0:  # padded by (k - 1) // 2 a side, its output is a token short of its residual
+            raise DataError(f"config.json: conv_kernel_size {kernel} (even) is not supported; transformers fails on it")
+        if groups < 1 or d % groups:
+            raise DataError(f"config.json: conv_groups {groups} does not divide hidden_size {d}")
+        activation = _name(config, "conv_act", default="tanh")
+        if activation not in ACTIVATIONS:
+            raise DataError(f"config.json: conv_act {activation!r} is not supported; known: {sorted(ACTIVATIONS)}")
+        convolution = Convolution(kernel, groups, activation)
+    return dict(
+        family="deberta-v2",
+        layers=layers,
+        layer_attention=(LayerAttention(),) * layers,
+        heads=heads,
+        d_model=d,
+        d_ff=_integer(config, "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=max_positions,
+        activation=_name(config, "hidden_act", default="gelu"),
+        eps=_epsilon(config, "layer_norm_eps", default=1e-7),
+        pre_norm=False,
+        causal=False,
+        type_vocab_size=_integer(config, "type_vocab_size", default=0),
+        embedding_norm=True,
+        d_embed=None if embedding == d else embedding,
+        projected_sum=True,
+        disentangled=Disentangled(
+            c2p="c2p" in terms,
+            p2c="p2c" in terms,
+            span=buckets or max_relative,
+            buckets=buckets,
+            max_relative=max_relative,
+            shared=_flag(config, "share_att_key"),
+            normed="layer_norm" in norms,
+            absolute=_flag(config, "position_biased_input", default=True),
+        ),
+        convolution=convolution,
+    )
+
+
+def _position_terms(config: dict) -> set[str]:
+    """DeBERTa's position terms, pos_att_type: a list, or as published checkpoints give it, one string of them
+    between bars ("p2c|c2p"), which DebertaV2Config lowercases; c2p and p2c, any other (DeBERTa v1's p2p)
+    refused, where transformers would leave it out."""
+    given = config.get("pos_att_type")
+    if isinstance(given, str):
+        given = [part.strip() for part in given.lower().split("|")]
+    if given is None:
+        return set()
+    if not isinstance(given, list) or not all(isinstance(term, str) for term in given):
+        raise DataError(f"config.json: pos_att_type should be a list of c2p and p2c, not {_shown(given)}")
+    if set(given) - {"c2p", "p2c"}:
+        unknown = sorted(set(given) - {"c2p", "p2c"})
+        raise DataError(f"config.json: pos_att_type {_shown(unknown)} is not supported; attncli computes c2p and p2c")
+    return set(given)
+
+
+# Where DeBERTa keeps each part of layer i: BERT's names, its attention's projections named _proj.
+_DEBERTA_NAMES = _BERT_NAMES | {
+    "q": "attention.self.query_proj",
+    "k": "attention.self.key_proj",
+    "v": "attention.self.value_proj",
+    "pos_q": "attention.self.pos_query_proj",
+    "pos_k": "attention.self.pos_key_proj",
+}
+
+
+def _deberta_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
+    """DeBERTa's weights: the embeddings (narrower ones, and their projection), each layer's with its relative
+    positions' projections (the layer's own W_Q and W_K where it shares them), the relative embeddings and
+    their LayerNorm, and the convolution."""
+    from attncli.transformer import Block, ConvolutionWeights, FeedForward, TransformerWeights
+
+    t = _Tensors(tensors, _ENCODER_WORDS)
+    d, f, e, relative = c.d_model, c.d_ff, c.d_embed or c.d_model, c.disentangled
+    blocks = []
+    for i in range(c.layers):
+        part = {key: f"{_ENCODER_LAYER.format(i=i)}.{name}" for key, name in _DEBERTA_NAMES.items()}
+        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
+        attention = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
+        if relative.p2c:
+            attention.w_pos_q, attention.b_pos_q = (w_q, b_q) if relative.shared else t.linear(part["pos_q"], d, d)
+        if relative.c2p:
+            attention.w_pos_k, attention.b_pos_k = (w_k, b_k) if relative.shared else t.linear(part["pos_k"], d, d)
+        w_in, b_in = t.linear(part["in"], d, f)
+        w_out, b_out = t.linear(part["out"], f, d)
+        ffn = FeedForward(w_in, w_out, b_in, b_out)
+        blocks.append(Block(attention, t.norm(part["attention_norm"], d), ffn, t.norm(part["ffn_norm"], d)))
+    convolution = None
+    if c.convolution is not None:
+        k, groups = c.convolution.kernel, c.convolution.groups
+        w = t("encoder.conv.conv.weight", (d, d // groups, k))  # [out, in of its group, k]
+        convolution = ConvolutionWeights(
+            w.reshape(groups, d // groups, d // groups, k).transpose(0, 3, 2, 1),  # [G, k, in, out]
+            t("encoder.conv.conv.bias", (d,)),
+            t.norm("encoder.conv.LayerNorm", d),
+        )
+    types = c.type_vocab_size
+    return TransformerWeights(
+        word=t.table(_ENCODER_WORDS, (c.vocab_size, e)),
+        position=t("embeddings.position_embeddings.weight", (c.max_positions, e)) if relative.absolute else None,
+        token_type=t("embeddings.token_type_embeddings.weight", (types, e)) if types else None,
+        embedding_norm=t.norm("embeddings.LayerNorm", d),
+        blocks=blocks,
+        final_norm=None,
+        project_in=t("embeddings.embed_proj.weight", (d, e)).T if c.d_embed else None,
+        relative=t("encoder.rel_embeddings.weight", (2 * relative.span, d)),
+        relative_norm=t.norm("encoder.LayerNorm", d) if relative.normed else None,
+        convolution=convolution,
     )
 
 
@@ -1400,6 +1544,9 @@ FAMILIES = {
         ("[CLS]", "[SEP]"),
     ),
     "gpt2": Family("GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
+    "deberta-v2": Family(
+        "DeBERTa", _LAYERS, _deberta_config, _deberta_weights, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")
+    ),
 }
 _GEMMA3 = _Decoder(
     head_dim=256,

@@ -7,7 +7,9 @@ or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logi
 soft-capping, learned attention sinks and sliding-window masks are here too, as the
 decoders use them (and the symmetric window of a bidirectional encoder's local layers),
 with RMS norms over the whole projected q and k and q, k and v clamped to a bound
-(OLMo's clip_qkv). Nothing here reads files, prints, or knows about terminals.
+(OLMo's clip_qkv); and disentangled attention, whose scores add content to position
+and position to content terms over log-bucketed relative positions. Nothing here reads
+files, prints, or knows about terminals.
 Every function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """
@@ -25,9 +27,11 @@ __all__ = [
     "Alibi",
     "AttentionOptions",
     "AttentionTrace",
+    "Disentangled",
     "HeadsTrace",
     "LayerAttention",
     "Projections",
+    "Relative",
     "Rope",
     "Rotary",
     "Trace",
@@ -37,21 +41,27 @@ __all__ = [
     "attention",
     "attention_mask",
     "bfloat16",
+    "c2p",
     "causal_mask",
     "clipped",
+    "disentangled_heads",
     "dynamic_theta",
     "head_norm",
     "heads_attention",
     "inverse_frequencies",
     "layer_norm",
     "linear",
+    "log_buckets",
     "masked",
     "masked_softmax",
     "merge_heads",
     "multi_head_attention",
+    "p2c",
     "packed_attention",
     "per_head",
     "projections",
+    "relative_positions",
+    "relative_rows",
     "repeat_kv",
     "rms_norm",
     "rotary",
@@ -469,6 +479,119 @@ def alibi_biases(alibi: Alibi, heads: int, tokens: int, d_k: int) -> np.ndarray:
     return biases / np.float32(math.sqrt(d_k)) if alibi.scaled else biases
 
 
+@dataclass(frozen=True)
+class Disentangled:
+    """Disentangled attention (He, Liu, Gao and Chen, 2021): a token's content and its position relative to
+    another attend apart. Query i's score for key j sums content to content, Q_c K_cᵀ, content to position
+    (c2p), Q_c K_{r,δ(i,j)}ᵀ: i's content against the key of j's position relative to it, and position to
+    content (p2c), K_c Q_{r,δ(j,i)}ᵀ: j's content against the query of i's position relative to j, where
+    K_r and Q_r project a table of 2k relative position embeddings (rows −k ... k − 1); the sum is divided
+    by √(d_k · (1 + the number of position terms)). δ(i, j) = i − j, in log buckets past ±buckets/2
+    where the model has them, and clipped to the table."""
+
+    c2p: bool  # content to position
+    p2c: bool  # position to content
+    span: int  # k: the table's 2k rows are relative positions −k ... k − 1 (position_buckets, else
+    # max_relative_positions); farther ones read its first or last row
+    buckets: int = 0  # position_buckets: distances past buckets/2 share log-spaced buckets (log_buckets); 0: none
+    max_relative: int = 512  # max_relative_positions: the distance whose bucket is buckets - 1
+    shared: bool = False  # share_att_key: the relative positions pass the layer's own W_Q and W_K, not W_{Q,r}, W_{K,r}
+    normed: bool = False  # norm_rel_ebd layer_norm: the relative embeddings pass a LayerNorm first
+    absolute: bool = False  # position_biased_input: a learned table of absolute positions is added to the embeddings
+
+    @property
+    def terms(self) -> int:
+        """How many terms each score sums: content to content, and c2p and p2c where the model has them."""
+        return 1 + self.c2p + self.p2c
+
+    def scale(self, d_k: int) -> np.float32:
+        """What the summed scores are divided by, √(d_k · terms), in float32 as transformers computes it."""
+        return np.sqrt(np.float32(d_k * self.terms))
+
+    def to_json(self) -> dict:
+        return {
+            "type": "disentangled",
+            "position_terms": [term for term, kept in (("c2p", self.c2p), ("p2c", self.p2c)) if kept],
+            "span": self.span,
+            "buckets": self.buckets,
+            "max_relative": self.max_relative,
+            "shared_key": self.shared,
+            "normed": self.normed,
+            "absolute": self.absolute,
+        }
+
+
+def log_buckets(delta: np.ndarray, buckets: int, max_relative: int) -> np.ndarray:
+    """Relative positions δ in disentangled attention's log buckets: δ itself where |δ| ≤ m = buckets/2,
+    else sign(δ) · (m + ⌈log(|δ|/m) / log((max_relative - 1)/m) · (m - 1)⌉), so that |δ| = max_relative - 1
+    is bucket ±(2m - 1) and farther ones go on growing, by a bucket each time the distance grows by the same
+    factor: [...] int -> [...] int64. The logarithms are float32's correctly rounded ones (torch's, to the bit,
+    on every bucket of every table up to 512 buckets and distances of 9,000), the steps in float32 as
+    transformers takes them."""
+    m = buckets // 2
+    distance = np.abs(delta)
+    near = distance <= m  # [...] δ itself there: its logs are not read (transformers takes those of m - 1)
+    ratio = np.maximum(distance, m).astype(np.float32) / np.float32(m)  # [...] |δ| / m, 1 where near
+    steps = _float32_log(ratio) / _float32_log(np.float32((max_relative - 1) / m)) * np.float32(m - 1)
+    far = np.ceil(steps) + np.float32(m)  # [...] float32
+    return np.where(near, delta, np.sign(delta) * far.astype(np.int64))
+
+
+def _float32_log(x: np.ndarray) -> np.ndarray:
+    """The natural log of float32 `x`, correctly rounded to float32: [...] -> [...]. numpy's own float32
+    log misses torch's by a bit in one value of 25; this, in 3 of 200,000."""
+    return np.log(np.asarray(x, np.float32).astype(np.float64)).astype(np.float32)
+
+
+def relative_positions(tokens: int, disentangled: Disentangled) -> np.ndarray:
+    """δ(i, j) = i − j for query i and key j, in log buckets where the model has them (not yet clipped to
+    the table): [T, T] int64."""
+    distances = np.arange(tokens - 1, -tokens, -1)  # [2T - 1] from T - 1 down to -(T - 1)
+    if disentangled.buckets > 0:
+        distances = log_buckets(distances, disentangled.buckets, disentangled.max_relative)
+    # δ(i, j) is distances[T - 1 - (i - j)]: a sliding window over the reversed row
+    return np.lib.stride_tricks.sliding_window_view(distances, tokens)[::-1].copy()
+
+
+@dataclass(eq=False, repr=False)
+class Relative:
+    """A text's relative positions as disentangled attention reads them: which row of the relative
+    embedding table each query's c2p term and each key's p2c term reads, and those rows."""
+
+    delta: np.ndarray  # [T, T] δ(i, j), bucketed, clipped to the table's −k ... k − 1: the position c2p and p2c read
+    rows: np.ndarray  # [R] the table's rows some query or key reads, ascending (at most 2T - 1 of its 2k)
+    c2p_rows: np.ndarray  # [T, T] query i's row for key j, δ(i, j) + k, as an index into `rows`
+    # [T, T] at row a, column b: -δ(a, b) + k, as an index into `rows`; p2c gathers K_c Q_rᵀ by it and transposes,
+    # so that query i and key j read -δ(j, i) + k (δ(i, j) + k again, the buckets being odd)
+    p2c_rows: np.ndarray
+    embeddings: np.ndarray  # [R, d] those rows of the table (through its LayerNorm, where the model has one)
+
+
+def relative_rows(delta: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a table of 2k relative positions that δ [T, T] reads, as transformers reads them, c2p at
+    δ + k and p2c at -δ + k, each clipped to the table: (the rows read [R], ascending; c2p's and p2c's
+    [T, T] indices into them)."""
+    c2p = np.clip(delta + span, 0, 2 * span - 1)  # [T, T] rows of the table
+    p2c = np.clip(-delta + span, 0, 2 * span - 1)
+    rows = np.union1d(c2p, p2c)  # [R]
+    return rows, np.searchsorted(rows, c2p), np.searchsorted(rows, p2c)
+
+
+def c2p(q: np.ndarray, k_r: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Content to position, Q_c K_{r,δ(i,j)}ᵀ: query i's content against the key of key j's position relative
+    to it. q [h, T, d_k], the positional keys k_r [h, R, d_k] of the R table rows read, `rows` [T, T] the row
+    query i reads for key j -> [h, T, T] (unscaled)."""
+    return np.take_along_axis(scores(q, k_r), rows[None], axis=-1)
+
+
+def p2c(k: np.ndarray, q_r: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Position to content, K_c Q_{r,δ(j,i)}ᵀ: key j's content against the query of query i's position
+    relative to j. k [h, T, d_k], the positional queries q_r [h, R, d_k] of the R table rows read, `rows`
+    [T, T] by which K_c Q_rᵀ is gathered (see Relative.p2c_rows) -> [h, T, T] (unscaled), [query, key] as the
+    scores are: the gathered K_c Q_rᵀ transposed, as transformers computes it."""
+    return np.take_along_axis(scores(k, q_r), rows[None], axis=-1).swapaxes(-1, -2)
+
+
 def repeat_kv(x: np.ndarray, heads: int) -> np.ndarray:
     """[g, T, d_k] -> [h, T, d_k]: each of g key (or value) heads serves h / g query heads in turn."""
     return x if len(x) == heads else np.repeat(x, heads // len(x), axis=0)
@@ -499,6 +622,12 @@ class Projections:
     whole_q_norm: np.ndarray | None = None  # [h·d_k] an RMSNorm over all of q's heads at once, before they split
     whole_k_norm: np.ndarray | None = None  # [g·d_k]
     sinks: np.ndarray | None = None  # [h] each head's learned sink logit, joining every row's softmax (GPT-OSS)
+    # Disentangled attention's projections of the relative position embeddings, x @ W + b: into queries for p2c
+    # and keys for c2p (W_Q, b_Q and W_K, b_K themselves where the model shares them); None without such a term
+    w_pos_q: np.ndarray | None = None  # [d, h·d_k]
+    b_pos_q: np.ndarray | None = None  # [h·d_k]
+    w_pos_k: np.ndarray | None = None  # [d, h·d_k]
+    b_pos_k: np.ndarray | None = None  # [h·d_k]
 
 
 @dataclass(eq=False, repr=False)
@@ -514,6 +643,7 @@ class AttentionOptions:
     clip_qkv: float | None = None  # q, k and v clamped to [-clip_qkv, clip_qkv] once projected (and normed)
     alibi: Alibi | None = None  # ALiBi's linear biases on the scaled scores, as the family computes them
     norm: str = "rms"  # the per-head q and k norms: RMSNorm, or "layer": LayerNorm
+    disentangled: Disentangled | None = None  # c2p and p2c terms and their scale, over relative positions
 
 
 @dataclass(eq=False, repr=False, kw_only=True)
@@ -537,6 +667,11 @@ class HeadsTrace:
     sinks: np.ndarray | None = None  # [h] each head's learned sink logit, where the model has them (GPT-OSS)
     q_projected: np.ndarray | None = None  # [h, T, d_k] q before its norm, kept with the steps; None without a q norm
     k_projected: np.ndarray | None = None  # [g, T, d_k]
+    # Disentangled attention's position terms, [h, T, T] unscaled: c2p, query i's content against the key of key
+    # j's relative position, and p2c, key j's content against the query of query i's; `scores` is then its
+    # content to content term, and `scaled` the three summed and divided by √(d_k · terms). None without them
+    c2p: np.ndarray | None = None
+    p2c: np.ndarray | None = None
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -558,7 +693,8 @@ class Trace:
     """What a model did to a text, layer by layer: every model's forward pass returns one."""
 
     embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table ([T, e] where they are narrower)
-    positions: np.ndarray | None  # [T, d] what was added for each position; None when nothing was
+    positions: np.ndarray | None  # [T, d] what was added for each position ([T, e] where it is added before the
+    # projection); None when nothing was
     weights: np.ndarray  # [L, h, T, T] every layer's attention weights
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
@@ -567,6 +703,11 @@ class Trace:
     # per layer, where its mixture of experts sent each token (None for a dense layer); empty unless kept
     routing: list["Routing | None"] = field(default_factory=list)
     layer_inputs: list[np.ndarray] | None = None  # [T, d] per layer: the residual stream it reads; kept with the steps
+    # Disentangled attention's, kept with the steps: [T, T] the relative position δ(i, j) query i's c2p and p2c
+    # terms read for key j (i − j, log-bucketed, clipped to the table); and [T, d] act(conv(x)) of the first
+    # layer's input x, which its output adds before the convolution's LayerNorm (None without a convolution)
+    relative_positions: np.ndarray | None = None
+    convolution: np.ndarray | None = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -650,11 +791,15 @@ def heads_attention(
     rotary: Rotary | None = None,
     weights_out: np.ndarray | None = None,
     steps: bool = True,
+    relative: Relative | None = None,
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
     [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`
-    (with ALiBi's biases where the options have them). With `steps`, the projections are kept as they
-    were where norms or clamping change them whole, and what per-head q and k norms read."""
+    (with ALiBi's biases where the options have them); or, given the text's `relative` positions,
+    disentangled attention (`disentangled_heads`). With `steps`, the projections are kept as
+    they were where norms or clamping change them whole, and what per-head q and k norms read."""
+    if relative is not None:
+        return disentangled_heads(q, k, v, p, options, relative, mask, weights_out, steps)
     changed = p.whole_q_norm is not None or options.clip_qkv is not None
     projected = (q, k, v) if steps and changed else None
     head_inputs = (None, None)
@@ -695,6 +840,47 @@ def heads_attention(
     )
 
 
+def disentangled_heads(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    p: Projections,
+    options: AttentionOptions,
+    relative: Relative,
+    mask: np.ndarray | None = None,
+    weights_out: np.ndarray | None = None,
+    steps: bool = True,
+) -> HeadsTrace:
+    """Disentangled attention's heads for one text, from its projected q, k and v [T, h·d_k] and its
+    `relative` positions: Ã = Q_c K_cᵀ + Q_c K_{r,δ(i,j)}ᵀ + K_c Q_{r,δ(j,i)}ᵀ (content to content, c2p and
+    p2c, as the options' `disentangled` has them), each divided by √(d_k · terms), the position terms' sum
+    added to the content's as transformers adds them; then softmax (written into `weights_out`) and the
+    weighted values. K_r and Q_r are the table rows the text reads through the projections' W_{K,r} and W_{Q,r}
+    (W_K and W_Q themselves, where the model shares them). Without `steps`, the content scores are
+    scaled in place and the position terms are not kept."""
+    heads, d = options.heads, options.disentangled
+    q, k, v = split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)  # [h, T, d_k]
+    scale = d.scale(q.shape[-1])
+    raw = scores(q, k)  # [h, T, T] content to content
+    scaled_scores = np.divide(raw, scale, out=None if steps else raw)  # [h, T, T]
+    content_position = position_content = positions = None
+    if d.c2p:
+        k_r = split_heads(linear(relative.embeddings, p.w_pos_k, p.b_pos_k), heads)  # [h, R, d_k]
+        content_position = c2p(q, k_r, relative.c2p_rows)  # [h, T, T]
+        positions = content_position / scale
+    if d.p2c:
+        q_r = split_heads(linear(relative.embeddings, p.w_pos_q, p.b_pos_q), heads)  # [h, R, d_k]
+        position_content = p2c(k, q_r, relative.p2c_rows)  # [h, T, T]
+        positions = position_content / scale if positions is None else positions + position_content / scale
+    if positions is not None:
+        scaled_scores += positions
+    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
+    terms = {"c2p": content_position, "p2c": position_content} if steps else {}
+    return HeadsTrace(
+        q=q, k=k, v=v, scores=raw, scaled=scaled_scores, weights=weights, head_outputs=weights @ v, **terms
+    )
+
+
 def multi_head_attention(
     x: np.ndarray,
     p: Projections,
@@ -703,15 +889,17 @@ def multi_head_attention(
     rotary: Rotary | None = None,
     weights_out: np.ndarray | None = None,
     steps: bool = True,
+    relative: Relative | None = None,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
     `mask` is [T, T] bool (True = may attend) and applies to every head; `rotary` turns each head's
-    q and k (RoPE). The weights are written into `weights_out` [h, T, T] when it is given. Without
-    `steps`, the scores are scaled in place (the trace's scores are then its scaled scores): for a
-    caller that keeps only the weights.
+    q and k (RoPE); `relative` holds the text's relative positions for disentangled attention.
+    The weights are written into `weights_out` [h, T, T] when it is given. Without `steps`, the scores
+    are scaled in place (the trace's scores are then its scaled scores): for a caller that keeps only
+    the weights.
     """
-    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps)
+    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps, relative)
     concat = merge_heads(heads.head_outputs)  # [T, h·d_k]
     return AttentionTrace(**vars(heads), x=x, concat=concat, output=linear(concat, p.w_o, p.b_o))
 
@@ -723,15 +911,18 @@ def packed_attention(
     segments: list[slice],
     positions: list[tuple[np.ndarray | None, Rotary | None]],
     weights_out: list[np.ndarray],
+    relatives: list[Relative] | None = None,
 ) -> np.ndarray:
     """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text attending
     only to itself: the projections run over every token at once, the heads text by text. Text i is
-    `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]`; its weights go
-    into `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
+    `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]` (and its relative
+    positions `relatives[i]`, for disentangled attention); its weights go into `weights_out[i]` [h, T, T].
+    Returns the output [N, d]."""
     projected = projections(x, p)
     concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
-    for segment, (mask, rotary), out in zip(segments, positions, weights_out, strict=True):
+    relatives = relatives or [None] * len(segments)
+    for segment, (mask, rotary), out, relative in zip(segments, positions, weights_out, relatives, strict=True):
         text = (part[segment] for part in projected)
-        heads = heads_attention(*text, p, options, mask, rotary, out, steps=False)
+        heads = heads_attention(*text, p, options, mask, rotary, out, steps=False, relative=relative)
         concat[segment] = merge_heads(heads.head_outputs)
     return linear(concat, p.w_o, p.b_o)

@@ -160,7 +160,7 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = None
+    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = relative = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
@@ -180,6 +180,8 @@ def explain(
         clipped, projection_rms = _projection_changes(model.info, attention, index, walk_head)
         if attention.alibi is not None:  # each key's bias less the focus token's own, as attention added them
             biases = attention.alibi[walk_head, keys] - attention.alibi[walk_head, index]  # [keys]
+        if result.trace.relative_positions is not None:  # disentangled: the relative position each key's terms read
+            relative = result.trace.relative_positions[index, keys]  # [keys]
     return ExplainResult(
         result,
         index,
@@ -197,6 +199,7 @@ def explain(
         projection_rms,
         biases,
         feed_forward,
+        relative,
     )
 
 

@@ -62,6 +62,11 @@ class ModelInfo:
         """How the model's mixture-of-experts layers route (an experts.MixtureConfig), or None: it has none."""
         return None if self.sample else self.config.moe
 
+    @property
+    def disentangled(self):
+        """The model's disentangled attention (an attention.Disentangled), or None: it has none."""
+        return None if self.sample else self.config.disentangled
+
     def to_json(self) -> dict:
         fields = {
             "name": self.name,
@@ -76,7 +81,9 @@ class ModelInfo:
         if self.sample:
             return {**fields, "positions": self.positions, "seed": self.seed}
         ropes = [None if layer.rope is None else layer.rope.to_json() for layer in self.layer_attention]
-        if self.alibi is not None:
+        if self.disentangled is not None:
+            positions = self.disentangled.to_json()
+        elif self.alibi is not None:
             positions = self.alibi.to_json(self.heads)
         elif ropes == [None] * len(ropes):
             positions = "learned"

@@ -139,6 +139,8 @@ class ExplainResult:
     # for each key it sees, m·(j - focus)
     focus_feed_forward: np.ndarray | None = None  # [d] a parallel block: what its feed-forward network added for the
     # focus token (the layer's output less its input and the attention's output); with steps
+    focus_relative: np.ndarray | None = None  # [keys] disentangled attention: the relative position the focus
+    # token's c2p and p2c terms read for each key it sees (focus − key, log-bucketed, clipped); with steps
 
     @property
     def walk_head(self) -> int:
@@ -208,6 +210,7 @@ class ExplainResult:
                 **experts,
                 **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
                 **({"sinks": per_layer("sinks")} if self.run.model.sinks else {}),
+                **_disentangled_json(trace),
             },
         }
 
@@ -245,6 +248,7 @@ def _check_size(run: AttentionRun) -> None:
     fields = ("x", "q", "k", "v", "scores", "scaled", "weights", "head_outputs", "concat", "output")
     total = sum(getattr(layer, field).size for layer in run.trace.layers for field in fields)
     total += sum(part.size for layer in run.trace.layers for part in layer.projected or ())
+    total += sum(part.size for layer in run.trace.layers for part in (layer.c2p, layer.p2c) if part is not None)
     if total > EXPLAIN_JSON_LIMIT:
         raise BadInput(
             "{explain_json} for {tokens} tokens would write {total:.0f} million numbers (every step of every layer; "
@@ -386,6 +390,22 @@ class DotResult:
             dot=self.dot,
             cosine=self.cosine,
         )
+
+
+def _disentangled_json(trace: Trace) -> dict:
+    """Disentangled attention's steps: each layer's c2p and p2c terms [L][h][T][T] (those it has), the
+    relative position [T][T] each query's read for each key, and the first layer's convolution [T][d] where
+    it has one; else {}."""
+    if trace.relative_positions is None:
+        return {}
+    layers = trace.layers
+    fields = {
+        name: [numbers(getattr(layer, name)) for layer in layers]
+        for name in ("c2p", "p2c")
+        if getattr(layers[0], name) is not None
+    }
+    fields["relative_positions"] = trace.relative_positions.tolist()
+    return fields if trace.convolution is None else {**fields, "convolution": numbers(trace.convolution)}
 
 
 def _projected_json(layers: list[AttentionTrace]) -> dict:

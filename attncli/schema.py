@@ -88,6 +88,25 @@ MODEL = _object(
                     "required": ["type", "slopes", "scaled"],
                     "properties": {"type": {"const": "alibi"}, "slopes": _array(NUMBER), "scaled": {"type": "boolean"}},
                 },
+                {
+                    **_object(
+                        {
+                            "type": {"const": "disentangled"},
+                            "position_terms": _array({"enum": ["c2p", "p2c"]}),
+                            "span": INDEX,
+                            "buckets": INDEX,
+                            "max_relative": INDEX,
+                            "shared_key": {"type": "boolean"},
+                            "normed": {"type": "boolean"},
+                            "absolute": {"type": "boolean"},
+                        }
+                    ),
+                    "description": "disentangled attention's relative positions: each score adds the position "
+                    "terms listed (content to position, position to content) over a table of 2·span relative "
+                    "positions, distances past buckets/2 in log buckets up to max_relative where buckets is above 0; "
+                    "the table through the layers' own W_Q and W_K where shared_key, LayerNormed where normed; and "
+                    "absolute: a learned table of absolute positions added to the embeddings too",
+                },
             ]
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
@@ -175,6 +194,27 @@ STEPS = _object(
             **_array(NUMBER, 2),
             "description": "[layer][head] the learned sink logit of each head, for a model with attention sinks "
             "(GPT-OSS): it joins each row's softmax as one more key, and its share is dropped",
+        },
+        "c2p": {
+            **_array(NUMBER, 4),
+            "description": "[layer][head][query][key] disentangled attention's content-to-position term, "
+            "unscaled: the query's content against the key of the key's position relative to it; scores holds "
+            "the content-to-content term, and scaled the terms' sum divided by √(d_k · terms)",
+        },
+        "p2c": {
+            **_array(NUMBER, 4),
+            "description": "[layer][head][query][key] disentangled attention's position-to-content term, "
+            "unscaled: the key's content against the query of the query's position relative to it",
+        },
+        "relative_positions": {
+            **_array({"type": "integer"}, 2),
+            "description": "[query][key] disentangled attention: the relative position i − j its position terms read, "
+            "log-bucketed and clipped to the table as the model has them",
+        },
+        "convolution": {
+            **_array(NUMBER, 2),
+            "description": "[token][d] the convolution beside the first layer, of its input, through its activation: "
+            "the first layer's output is the LayerNorm of it added to the layer's own output",
         },
     },
 )

@@ -9,8 +9,9 @@ rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases
 type embeddings; word embeddings narrower than the model, projected in and out; a causal
 mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
 over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
-sublayer outputs scaled before their residual sums. Weights arrive as plain arrays laid
-out for x @ W, one layer at a time if need be; nothing here knows file formats or family names.
+sublayer outputs scaled before their residual sums; disentangled attention over relative
+positions, and a convolution beside the first layer. Weights arrive as plain arrays laid out
+for x @ W, one layer at a time if need be; nothing here knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -25,8 +26,10 @@ import numpy as np
 from attncli.attention import (
     Alibi,
     AttentionOptions,
+    Disentangled,
     LayerAttention,
     Projections,
+    Relative,
     Rope,
     Rotary,
     Trace,
@@ -35,6 +38,8 @@ from attncli.attention import (
     linear,
     multi_head_attention,
     packed_attention,
+    relative_positions,
+    relative_rows,
     rms_norm,
     rotary,
 )
@@ -45,6 +50,8 @@ from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, rou
 __all__ = [
     "ACTIVATIONS",
     "Block",
+    "Convolution",
+    "ConvolutionWeights",
     "FeedForward",
     "MixtureOfExperts",
     "Norm",
@@ -53,6 +60,8 @@ __all__ = [
     "attention_input",
     "block_output",
     "clamped_feed_forward",
+    "convolution",
+    "convolution_layer",
     "forward",
     "forward_packed",
     "gelu",
@@ -61,6 +70,7 @@ __all__ = [
     "layer_positions",
     "mixture_of_experts",
     "position_ids",
+    "relative_embeddings",
     "relu",
     "silu",
 ]
@@ -167,7 +177,19 @@ ACTIVATIONS = {
     "relu": relu,
     "silu": silu,
     "swish": silu,
+    "tanh": np.tanh,
 }
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """A convolution beside the first layer: along the tokens, over the layer's input, `kernel` tokens
+    wide (zero-padded to keep their number), its channels in `groups` groups that convolve apart; through
+    `activation`, it is added to the layer's output before a LayerNorm of its own."""
+
+    kernel: int  # odd: (kernel - 1) / 2 tokens either side
+    groups: int
+    activation: str  # a key of ACTIVATIONS
 
 
 @dataclass(frozen=True)
@@ -212,7 +234,7 @@ class TransformerConfig:
     alibi: Alibi | None = None  # ALiBi: linear biases on every layer's scores, in place of position embeddings
     position_offset: int = 0  # the position table's row of the first token, without a padding index
     d_embed: int | None = None  # the word embeddings' width where it is not d_model: projected to d_model before
-    # the first layer and back after the last
+    # the first layer and back after the last (where the weights project back)
     embedding_norm: bool = False  # a norm on the embeddings before the first layer
     final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
@@ -221,6 +243,10 @@ class TransformerConfig:
     first_attention_norm: bool = True  # pre-norm: False where layer 0's attention reads the embeddings as they are,
     # normed once already by the embedding norm
     norm_bias: bool = True  # the LayerNorms add a learned bias (a shift); False: a gain alone
+    disentangled: Disentangled | None = None  # disentangled attention: c2p and p2c terms over relative positions
+    convolution: Convolution | None = None  # a convolution beside the first layer, where the model has one
+    projected_sum: bool = False  # word embeddings narrower than the model: their sum with the position and token
+    # type embeddings (as narrow) is projected to d_model, not the words alone
 
     def __post_init__(self):
         sizes = {
@@ -304,6 +330,7 @@ class TransformerConfig:
             clip_qkv=self.clip_qkv,
             alibi=self.alibi,
             norm=self.norm,
+            disentangled=self.disentangled,
         )
 
 
@@ -356,6 +383,16 @@ class Block:
 
 
 @dataclass(eq=False, repr=False)
+class ConvolutionWeights:
+    """The weights of the convolution beside the first layer, laid out for x @ W a group and a kernel
+    offset at a time, and its LayerNorm."""
+
+    w: np.ndarray  # [G, k, d/G, d/G] group g's weights for the token at offset m - (k - 1)/2: [in, out]
+    b: np.ndarray  # [d]
+    norm: Norm
+
+
+@dataclass(eq=False, repr=False)
 class TransformerWeights:
     """Every weight of a model, laid out for x @ W."""
 
@@ -367,6 +404,9 @@ class TransformerWeights:
     final_norm: Norm | None  # a norm after the last block, in pre-norm models
     project_in: np.ndarray | None = None  # [e, d] the word embeddings into the model's width, where they are narrower
     project_out: np.ndarray | None = None  # [d, e] the last hidden state back to the word embeddings' width
+    relative: np.ndarray | None = None  # [2k, d] relative position embeddings, rows −k ... k − 1 (disentangled)
+    relative_norm: Norm | None = None  # the LayerNorm they pass first, where the model has one
+    convolution: ConvolutionWeights | None = None  # the convolution beside the first layer
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -445,6 +485,46 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
     return np.cumsum(real) * real + config.padding_idx
 
 
+def relative_embeddings(tokens: int, config: TransformerConfig, weights: TransformerWeights) -> Relative | None:
+    """What disentangled attention reads of a text of `tokens` tokens' relative positions (see attention.Relative):
+    their δ, the rows of the relative embedding table they read, those rows through its LayerNorm where the
+    model has one (each row normed alone, so only the rows read); None for a model without them."""
+    disentangled = config.disentangled
+    if disentangled is None:
+        return None
+    delta = relative_positions(tokens, disentangled)  # [T, T]
+    rows, c2p_rows, p2c_rows = relative_rows(delta, disentangled.span)
+    table = weights.relative[rows]  # [R, d]
+    if weights.relative_norm is not None:
+        table = layer_norm(table, weights.relative_norm, config.eps)
+    read = np.clip(delta, -disentangled.span, disentangled.span - 1)  # [T, T] the position c2p and p2c read
+    return Relative(read, rows, c2p_rows, p2c_rows, table)
+
+
+def convolution(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A convolution along the tokens, zero-padded to keep their number: y_t = b + Σ_m x_{t+m-(k-1)/2} W_m, each
+    of G groups of channels apart. x [T, d], w [G, k, d/G, d/G], b [d] -> [T, d]."""
+    groups, kernel, width, _ = w.shape
+    tokens = len(x)
+    padded = np.zeros((groups, tokens + kernel - 1, width), dtype=x.dtype)  # [G, T + k - 1, d/G]
+    padded[:, (kernel - 1) // 2 : (kernel - 1) // 2 + tokens] = x.reshape(tokens, groups, width).transpose(1, 0, 2)
+    y = padded[:, :tokens] @ w[:, 0]  # [G, T, d/G]
+    for m in range(1, kernel):
+        y += padded[:, m : m + tokens] @ w[:, m]
+    y = y.transpose(1, 0, 2).reshape(tokens, groups * width)  # [T, d]
+    y += b
+    return y
+
+
+def convolution_layer(
+    x: np.ndarray, output: np.ndarray, conv: ConvolutionWeights, config: TransformerConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first layer's output with the convolution beside it: LayerNorm(output + act(conv(x))) over the layer's
+    input `x` [T, d] and its `output` [T, d]; and act(conv(x)) [T, d]."""
+    convolved = ACTIVATIONS[config.convolution.activation](convolution(x, conv.w, conv.b))  # [T, d]
+    return layer_norm(output + convolved, conv.norm, config.eps), convolved
+
+
 def attention_input(x: np.ndarray, block: Block, config: TransformerConfig) -> np.ndarray:
     """What a layer's attention reads of the residual stream `x` [T, d]: its norm (pre-norm), or x itself."""
     return normalized(x, block.attention_norm, config) if config.pre_norm and block.attention_norm is not None else x
@@ -483,13 +563,15 @@ def block_output(
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
     """(the first layer's input [T, d], the position embeddings added to it or None)."""
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
-    if weights.project_in is not None:
+    if weights.project_in is not None and not config.projected_sum:
         embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
         x = x * np.float32(config.embedding_scale)
     if weights.token_type is not None:
         x = x + weights.token_type[0]
+    if weights.project_in is not None and config.projected_sum:
+        x = x @ weights.project_in  # [T, e] -> [T, d]
     if weights.embedding_norm is not None:
         x = normalized(x, weights.embedding_norm, config)
     return x, positions
@@ -525,14 +607,18 @@ def forward(
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
-    for block, (mask, turn), weights_out in zip(
-        weights.blocks, layer_positions(config, len(ids)), attention, strict=True
+    relative = relative_embeddings(len(ids), config, weights)
+    convolved = None  # the convolution of the first layer's input, where the model has one
+    for layer, (block, (mask, turn), weights_out) in enumerate(
+        zip(weights.blocks, layer_positions(config, len(ids)), attention, strict=True)
     ):
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
-            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps
+            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
         x, routing = block_output(x, trace.output, block, config)
+        if layer == 0 and weights.convolution is not None:
+            x, convolved = convolution_layer(first, x, weights.convolution, config)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)
@@ -541,7 +627,9 @@ def forward(
     if weights.project_out is not None:
         output = output @ weights.project_out  # [T, d] -> [T, e]
     inputs = [first, *outputs[:-1]] if keep_steps else None
-    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs)
+    # disentangled attention's: what each query's position terms read, and the first layer's convolution
+    disentangled = {"relative_positions": relative.delta, "convolution": convolved} if keep_steps and relative else {}
+    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs, **disentangled)
 
 
 def forward_packed(
@@ -557,7 +645,9 @@ def forward_packed(
     segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
+    relatives = {n: relative_embeddings(n, config, weights) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
+    first = x  # the first layer's input, which a convolution beside it reads
     for layer, block in enumerate(weights.blocks):
         output = packed_attention(
             attention_input(x, block, config),
@@ -566,6 +656,9 @@ def forward_packed(
             segments,
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
+            None if config.disentangled is None else [relatives[n] for n in lengths],
         )
         x, _ = block_output(x, output, block, config)
+        if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
+            x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
     return attention, x

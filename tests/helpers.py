@@ -30,9 +30,10 @@ BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
 # The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-# The bidirectional models, and GPT-2 (ModernBERT, with RoPE and local layers, is read by the decoders' reader
-# but its tests are the encoders': no causal mask).
-ENCODERS = ["bert", "roberta", "distilbert", "gpt2", "modernbert", "modernbert-biases"]
+# The bidirectional models, and GPT-2: the families without RoPE or ALiBi (a position table, or DeBERTa's relative
+# positions), and ModernBERT (with RoPE and local layers, read by the decoders' reader, but tested as the encoders
+# are: no causal mask).
+ENCODERS = ["bert", "roberta", "distilbert", "gpt2", "modernbert", "modernbert-biases", "deberta-v3", "deberta-v2"]
 DECODERS = [
     "llama",
     "llama-linear",

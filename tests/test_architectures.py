@@ -926,3 +926,74 @@ def test_modernbert_reads_texts_up_to_its_8192_positions_and_refuses_a_longer_on
         commands.run(text, model, max_tokens=9000)
     with pytest.raises(BadInput, match=r"the text is 8193 tokens \(special tokens included\), but .* at most 8192"):
         commands.tokenize(text + " cat", model, max_tokens=9000)
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("deberta-v3", {"relative_attention": False}, "relative_attention false"),
+        ("deberta-v3", {"relative_attention": None}, "relative_attention false"),  # DebertaV2Config's default
+        ("deberta-v3", {"attention_head_size": 8}, "attention_head_size 8 × 4 heads is not hidden_size 16"),
+        ("deberta-v3", {"position_buckets": 1}, "position_buckets 1 with max_relative_positions 512 makes no log"),
+        ("deberta-v3", {"position_buckets": 16, "max_relative_positions": 9}, "position_buckets 16 with max_relative"),
+        ("deberta-v3", {"pos_att_type": "p2c|p2p"}, r'pos_att_type \["p2p"\] is not supported'),
+        ("deberta-v3", {"pos_att_type": ["c2p", "C2P"]}, r'pos_att_type \["C2P"\] is not supported'),
+        ("deberta-v3", {"pos_att_type": 3}, "pos_att_type should be a list of c2p and p2c, not 3"),
+        ("deberta-v3", {"norm_rel_ebd": "batch_norm"}, "norm_rel_ebd 'batch_norm' is not supported"),
+        ("deberta-v3", {"norm_rel_ebd": ["layer_norm"]}, "norm_rel_ebd should be a name"),
+        ("deberta-v3", {"share_att_key": "yes"}, "share_att_key should be true or false"),
+        ("deberta-v2", {"conv_kernel_size": 4}, "conv_kernel_size 4 .even. is not supported"),
+        ("deberta-v2", {"conv_groups": 3}, "conv_groups 3 does not divide hidden_size 16"),
+        ("deberta-v2", {"conv_act": "swish9"}, "conv_act 'swish9' is not supported"),
+        ("deberta-v2", {"embedding_size": 12}, r"word_embeddings.weight has shape \(156, 8\), but config.json implies"),
+        ("deberta-v2", {"max_relative_positions": 32}, r"rel_embeddings.weight has shape \(128, 16\)"),
+        ("deberta-v3", {"share_att_key": False}, "missing tensor deberta.encoder.layer.0.attention.self.pos_query"),
+        ("deberta-v3", {"position_biased_input": True}, "missing tensor deberta.embeddings.position_embeddings"),
+    ],
+)
+def test_what_deberta_does_not_compute_or_its_tensors_do_not_hold_is_refused_by_name(tmp_path, name, change, message):
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, name, config_of(name, **change))))
+
+
+@pytest.mark.parametrize(
+    "terms", ["p2c|c2p", "c2p|p2c", " C2P | p2c ", ["p2c", "c2p"], ["c2p", "p2c", "c2p"]], ids=repr
+)
+def test_debertas_position_terms_are_read_in_the_published_string_form_and_as_transformers_5_writes_them(
+    tmp_path, terms
+):
+    """Published checkpoints say "p2c|c2p", which DebertaV2Config splits and lowercases; transformers 5 writes a
+    list, which it reads as it is."""
+    model = load_model(str(with_config(tmp_path, "deberta-v3", config_of("deberta-v3", pos_att_type=terms))))
+    assert_equals_transformers(model, "deberta-v3")
+
+
+def test_debertas_keys_are_read_with_its_configurations_defaults():
+    v3 = fields_of("deberta-v3", max_relative_positions=None, layer_norm_eps=None, type_vocab_size=None)
+    relative = v3["disentangled"]
+    assert (relative.span, relative.buckets, relative.max_relative) == (16, 16, 512)  # max_position_embeddings
+    assert (relative.c2p, relative.p2c, relative.shared, relative.normed, relative.absolute) == (True,) * 4 + (False,)
+    assert (v3["eps"], v3["type_vocab_size"], v3["d_embed"], v3["convolution"]) == (1e-7, 0, None, None)
+    clipped = fields_of("deberta-v2", position_buckets=-1)["disentangled"]  # no buckets: positions clipped to 64
+    assert (clipped.span, clipped.buckets, clipped.max_relative, clipped.shared) == (64, 0, 64, False)
+    assert fields_of("deberta-v2", position_buckets=None)["disentangled"].span == 64
+    assert fields_of("deberta-v2", max_relative_positions=0, position_buckets=4)["disentangled"].max_relative == 512
+    bare = fields_of(
+        "deberta-v3",
+        pos_att_type=None,
+        norm_rel_ebd=None,
+        share_att_key=None,
+        position_biased_input=None,
+        attention_head_size=4,
+    )["disentangled"]
+    assert (bare.c2p, bare.p2c, bare.normed, bare.shared, bare.absolute, bare.terms) == (False,) * 4 + (True, 1)
+    conv = fields_of("deberta-v2", conv_act=None, conv_groups=None)["convolution"]
+    assert (conv.kernel, conv.groups, conv.activation) == (3, 1, "tanh")
+    assert fields_of("deberta-v2", conv_kernel_size=0)["convolution"] is None
+    assert fields_of("deberta-v2", norm_rel_ebd="none|layer_norm")["disentangled"].normed
+
+
+def test_debertas_tensors_are_found_under_a_masked_language_models_prefix_and_without_one():
+    for name, prefix in (("deberta-v3", "deberta."), ("deberta-v2", "")):
+        model = load_model(str(FIXTURES / name))
+        assert f"{prefix}encoder.rel_embeddings.weight" in model.checkpoint.tensors.names()
+        assert_equals_transformers(model, name)

@@ -18,7 +18,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from attncli.attention import (
     Alibi,
     AttentionOptions,
+    Disentangled,
     Projections,
+    Relative,
     Rope,
     alibi_biases,
     alibi_slopes,
@@ -26,18 +28,24 @@ from attncli.attention import (
     attention,
     attention_mask,
     bfloat16,
+    c2p,
     causal_mask,
     clipped,
+    disentangled_heads,
     dynamic_theta,
     head_norm,
     heads_attention,
     inverse_frequencies,
     layer_norm,
+    log_buckets,
     masked,
     masked_softmax,
     merge_heads,
     multi_head_attention,
+    p2c,
     per_head,
+    relative_positions,
+    relative_rows,
     rotary,
     rotate,
     rotate_every_two,
@@ -603,3 +611,117 @@ def test_a_head_layer_norm_with_gains_per_head_normalises_each_head_with_its_own
     assert_allclose(unit.mean(axis=-1), 0.0, atol=1e-9)
     spread = x.std(axis=-1) > 0.1  # where eps is under a ten-thousandth of the variance
     assert_allclose(unit.var(axis=-1)[spread], 1.0, rtol=1e-3)
+
+
+# Log buckets: buckets, and a max_relative far enough past buckets / 2 that the buckets are at most the distance.
+bucketing = st.integers(1, 64).flatmap(lambda m: st.tuples(st.just(2 * m), st.integers(3 * m + 1, 4096)))
+
+
+@given(bucketing, st.integers(0, 10_000))
+def test_log_buckets_are_odd_the_identity_near_zero_monotone_and_bounded(setting, distance):
+    buckets, max_relative = setting
+    m = buckets // 2
+    delta = np.arange(-distance, distance + 1)  # [2n + 1]
+    bucket = log_buckets(delta, buckets, max_relative)
+    assert_array_equal(bucket, -bucket[::-1])  # odd: -δ's bucket is minus δ's
+    near = np.abs(delta) <= m
+    assert_array_equal(bucket[near], delta[near])  # the identity up to ±buckets/2
+    assert np.all(np.diff(bucket) >= 0)  # monotone
+    assert np.all(np.abs(bucket) <= np.abs(delta))  # never farther than the distance itself
+    within = np.abs(delta) < max_relative  # bucket 2m - 1 at max_relative - 1, never past it before
+    assert np.all(np.abs(bucket[within]) <= buckets - 1)
+    if distance >= max_relative - 1:
+        assert log_buckets(np.array([max_relative - 1]), buckets, max_relative)[0] == buckets - 1
+
+
+def test_log_buckets_are_transformers_own_for_deberta_v3s_table():
+    """make_log_bucket_position(δ, 256, 512) in transformers 5.25, as published DeBERTa-v3 checkpoints set it."""
+    delta = np.array([0, 1, 127, 128, 129, 130, 200, 255, 256, 300, 511, 512, 600, 1000, 4000, -129, -511, -512, -4000])
+    buckets = [0, 1, 127, 128, 129, 130, 169, 192, 192, 207, 255, 256, 270, 317, 444, -129, -255, -256, -444]
+    assert log_buckets(delta, 256, 512).tolist() == buckets
+
+
+@given(st.integers(1, 40), st.sampled_from([(0, 64), (4, 16), (8, 512)]))
+def test_relative_positions_are_each_querys_distance_to_each_key_bucketed(tokens, setting):
+    buckets, max_relative = setting
+    disentangled = Disentangled(True, True, buckets or max_relative, buckets, max_relative)
+    delta = relative_positions(tokens, disentangled)  # [T, T]
+    i, j = np.indices((tokens, tokens))
+    expected = i - j if buckets == 0 else log_buckets(i - j, buckets, max_relative)
+    assert_array_equal(delta, expected)
+    assert_array_equal(delta, -delta.T)
+
+
+def test_relative_positions_are_transformers_own_in_small_buckets():
+    """build_relative_position(7 tokens, bucket_size 4, max_position 16) in transformers 5.25."""
+    first, last = relative_positions(7, Disentangled(True, True, 4, 4, 16))[[0, -1]]
+    assert first.tolist() == [0, -1, -2, -3, -3, -3, -3] and last.tolist() == [3, 3, 3, 3, 2, 1, 0]
+
+
+@given(st.integers(1, 30), st.integers(1, 12))
+def test_the_rows_read_are_each_distance_clipped_to_the_table_and_no_others(tokens, span):
+    delta = relative_positions(tokens, Disentangled(True, True, span, 0, span))
+    rows, c2p_rows, p2c_rows = relative_rows(delta, span)
+    assert_array_equal(rows[c2p_rows], np.clip(delta + span, 0, 2 * span - 1))
+    assert_array_equal(rows[p2c_rows], np.clip(-delta + span, 0, 2 * span - 1))
+    assert np.all(np.diff(rows) > 0) and len(rows) <= min(2 * tokens - 1, 2 * span)
+    assert set(rows.tolist()) == set(np.clip(delta + span, 0, 2 * span - 1).ravel().tolist())
+
+
+@st.composite
+def disentangled_cases(draw):
+    """A small random head set, its table of relative positions and the text's δ: (q, k, the table's
+    positional keys and queries [h, 2k, d_k], δ [T, T], k)."""
+    heads, tokens, d_k, span = (draw(st.integers(1, n)) for n in (3, 9, 5, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    q, k = rng.normal(size=(2, heads, tokens, d_k))
+    k_r, q_r = rng.normal(size=(2, heads, 2 * span, d_k))
+    delta = relative_positions(tokens, Disentangled(True, True, span, 0, span))
+    return q, k, k_r, q_r, delta, span
+
+
+@given(disentangled_cases())
+def test_c2p_and_p2c_are_the_papers_terms_written_out(case):
+    """c2p[i, j] = q_i · k_r[δ(i, j)] and p2c[i, j] = k_j · q_r[δ(j, i)] negated, δ clipped to the table:
+    -δ(j, i) + k is the row transformers reads for query i and key j."""
+    q, k, k_r, q_r, delta, span = case
+    rows, c2p_rows, p2c_rows = relative_rows(delta, span)
+    content_position = c2p(q, k_r[:, rows], c2p_rows)
+    position_content = p2c(k, q_r[:, rows], p2c_rows)
+    heads, tokens, _ = q.shape
+    for h in range(heads):
+        for i in range(tokens):
+            for j in range(tokens):
+                read = min(max(delta[i, j] + span, 0), 2 * span - 1)
+                assert math.isclose(content_position[h, i, j], q[h, i] @ k_r[h, read], abs_tol=1e-12)
+                read = min(max(-delta[j, i] + span, 0), 2 * span - 1)
+                assert math.isclose(position_content[h, i, j], k[h, j] @ q_r[h, read], abs_tol=1e-12)
+
+
+@given(disentangled_cases(), st.sampled_from([(True, True), (True, False), (False, True), (False, False)]))
+def test_disentangled_scores_sum_their_terms_over_the_root_of_d_k_times_their_count(case, terms):
+    q, k, _, _, delta, span = case
+    heads, tokens, d_k = q.shape
+    rng = np.random.default_rng(0)
+    d = heads * d_k
+    table = rng.normal(size=(2 * span, d)).astype(np.float32)
+    w_pos_q, w_pos_k = rng.normal(size=(2, d, d)).astype(np.float32)
+    disentangled = Disentangled(*terms, span, 0, span)
+    options = AttentionOptions(heads, disentangled=disentangled)
+    zeros = np.zeros((d, d), np.float32)
+    projections = Projections(zeros, zeros, zeros, zeros, w_pos_q=w_pos_q, w_pos_k=w_pos_k)
+    rows, c2p_rows, p2c_rows = relative_rows(delta, span)
+    relative = Relative(np.clip(delta, -span, span - 1), rows, c2p_rows, p2c_rows, table[rows])
+    flat = [part.astype(np.float32).transpose(1, 0, 2).reshape(tokens, d) for part in (q, k, k)]
+    trace = disentangled_heads(*flat, projections, options, relative)
+    positional_keys, positional_queries = (split_heads(table @ w, heads) for w in (w_pos_k, w_pos_q))
+    expected = trace.scores.astype(np.float64)
+    if terms[0]:
+        expected += c2p(trace.q, positional_keys[:, rows], c2p_rows)
+    if terms[1]:
+        expected += p2c(trace.k, positional_queries[:, rows], p2c_rows)
+    scale = math.sqrt(d_k * (1 + sum(terms)))
+    assert_allclose(trace.scaled, expected / scale, rtol=1e-4, atol=1e-4)
+    assert (trace.c2p is not None, trace.p2c is not None) == terms
+    assert_allclose(trace.weights.sum(axis=-1), 1, rtol=1e-6)
+    assert disentangled.scale(d_k) == np.sqrt(np.float32(d_k * disentangled.terms))  # float32, as transformers

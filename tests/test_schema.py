@@ -38,6 +38,8 @@ EVERY_COMMAND = {
     "explain-sinks": ["explain", SENTENCE, "--model", str(FIXTURES / "gpt-oss-mxfp4"), "--json"],
     "heads-sinks": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--json"],
     "explain-adjacent-rope": ["explain", SENTENCE, "--model", str(FIXTURES / "cohere"), "--json"],
+    "explain-disentangled": ["explain", SENTENCE, "--model", str(FIXTURES / "deberta-v3"), "--json"],
+    "explain-convolution": ["explain", SENTENCE, "--model", str(FIXTURES / "deberta-v2"), "--json"],
 }
 
 

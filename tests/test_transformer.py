@@ -34,12 +34,14 @@ from attncli.transformer import (
     Norm,
     TransformerConfig,
     block_output,
+    convolution,
     feed_forward,
     gelu,
     gelu_tanh,
     layer_norm,
     normalized,
     position_ids,
+    relative_embeddings,
 )
 
 
@@ -380,3 +382,65 @@ def test_a_parallel_block_adds_attention_and_feed_forward_of_the_same_input(name
         assert (block.ffn_norm is None) == (norms == 1)
         ffn = feed_forward(layer_norm(x, norm, config.eps), block.feed_forward, config.activation)
         assert_allclose(trace.layer_outputs[layer], x + trace.layers[layer].output + ffn, rtol=1e-6, atol=1e-5)
+
+
+@given(
+    st.integers(1, 9),
+    st.sampled_from([(1, 1), (3, 1), (3, 2), (5, 4), (3, 8)]),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_convolution_sums_each_groups_neighbours_and_pads_the_ends_with_zeros(tokens, shape, seed):
+    """y_t,o = b_o + Σ_m Σ_c x_{t+m-(k-1)/2, c} W[o, c, m] over the channels c of o's group, as torch's Conv1d
+    computes it with padding (k - 1)/2, its weight [d, d/G, k] laid out [G, k, d/G, d/G]."""
+    kernel, groups = shape
+    rng = np.random.default_rng(seed)
+    d = 8
+    x, b = rng.normal(size=(tokens, d)), rng.normal(size=d)
+    torch_weight = rng.normal(size=(d, d // groups, kernel))  # [out, in of its group, k]
+    w = torch_weight.reshape(groups, d // groups, d // groups, kernel).transpose(0, 3, 2, 1)
+    expected = np.tile(b, (tokens, 1))
+    width = d // groups
+    for t in range(tokens):
+        for o in range(d):
+            group = o // width
+            for m in range(kernel):
+                source = t + m - (kernel - 1) // 2
+                if 0 <= source < tokens:
+                    expected[t, o] += x[source, group * width : (group + 1) * width] @ torch_weight[o, :, m]
+    assert_allclose(convolution(x, w, b), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_deberta_v2s_embeddings_are_summed_then_projected_and_its_first_layer_convolved():
+    model = load_model(str(FIXTURES / "deberta-v2"))
+    trace = model.run(model.tokenize(PRONOUN))
+    weights, config = model.weights, model.config
+    tokens = len(trace.output)
+    summed = trace.embeddings + weights.position[:tokens] + weights.token_type[0]  # [T, e]: e narrower than d
+    assert summed.shape[1] == config.d_embed < config.d_model
+    assert_allclose(trace.layer_inputs[0], layer_norm(summed @ weights.project_in, weights.embedding_norm, config.eps))
+    first = trace.layers[0]
+    block = weights.blocks[0]
+    h = layer_norm(trace.layer_inputs[0] + first.output, block.attention_norm, config.eps)
+    ffn = feed_forward(h, block.feed_forward, config.activation)
+    unconvolved = layer_norm(h + ffn, block.ffn_norm, config.eps)
+    conv = weights.convolution
+    convolved = np.tanh(convolution(trace.layer_inputs[0], conv.w, conv.b))
+    assert_allclose(trace.convolution, convolved, rtol=1e-5, atol=1e-6)
+    assert_allclose(trace.layer_outputs[0], layer_norm(unconvolved + convolved, conv.norm, config.eps), atol=2e-5)
+    assert trace.layer_inputs[1] is trace.layer_outputs[0]  # the second layer reads the convolved output
+
+
+def test_relative_embeddings_are_the_rows_read_normed_only_where_the_model_norms_them(tmp_path):
+    normed = load_model(str(FIXTURES / "deberta-v2"))
+    directory = copy_fixture(tmp_path, "deberta-v2")
+    edit_config(directory, norm_rel_ebd="none")
+    raw = load_model(str(directory))
+    for model in (normed, raw):
+        relative = relative_embeddings(20, model.config, model.weights)
+        rows = model.weights.relative[relative.rows]  # [R, d]
+        if model.weights.relative_norm is None:
+            assert_array_equal(relative.embeddings, rows)
+        else:
+            assert_allclose(relative.embeddings, layer_norm(rows, model.weights.relative_norm, model.config.eps))
+    assert raw.weights.relative_norm is None and normed.weights.relative_norm is not None
+    assert not np.allclose(commands.run(PRONOUN, raw).weights, commands.run(PRONOUN, normed).weights)

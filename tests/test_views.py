@@ -487,3 +487,65 @@ def test_the_walkthrough_shows_a_bidirectional_local_window_on_both_sides_of_the
     first = flowing(views.view(commands.explain(PRONOUN, model, focus="6", layer=0)))
     assert "Layer 0 is a global layer: every query sees every key, before and after it; the local layers 1, 2" in first
     assert "Layer 0 attends over x = LayerNorm(e) as it is" in first and "mask hides" not in first
+
+def walkthrough(result, width: int) -> tuple[str, str]:
+    """explain's view of `result` on a terminal `width` columns wide, checked to fit it: (its text, its
+    lines run together)."""
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    return text, " ".join(text.split())
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_disentangled_attention_shows_each_keys_three_terms_and_the_position_it_read(width):
+    model = load_model(str(FIXTURES / "deberta-v3"))  # 16 log buckets, past ±8, up to 511
+    text_of_long = references("deberta-v3")[3].text
+    result = commands.explain(text_of_long, model, focus="60", head=1)
+    h, f, keys = 1, result.focus, result.focus_keys
+    attention = result.attention
+    assert f == 60 and len(keys) == len(result.run.tokens)
+    assert result.focus_relative.tolist() == result.run.trace.relative_positions[f].tolist()
+    assert result.focus_relative[f - 8 : f + 9].tolist() == list(range(8, -9, -1))  # the identity up to ±8
+    assert result.focus_relative[0] == 12 and result.focus_relative[-1] == -15  # 60 back; 417 ahead
+    text, said = walkthrough(result, width)
+    assert "sums the 3 terms of DeBERTa's disentangled attention: c2c, content to content" in said
+    assert "The sum is divided by √(d_k · 3) = √12 = 3.464" in said
+    assert "k_r = P·W_K + b and q_r = P·W_Q + b, the layer's own W_K and W_Q (share_att_key)" in said
+    assert "a table of 32 relative position embeddings (δ = −16 to 15), passed through a LayerNorm" in said
+    assert "δ = i − j counts as it is up to ±8; farther distances share log-spaced buckets, ±15 at a distance" in said
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:4] == ["#", "key", "i", "−"])
+    assert lines[start].split()[4:] == ["j", "δ", "c2c", "c2p", "p2c", "sum", "÷√12"]
+    for line, key in zip(lines[start + 1 : start + 1 + len(keys)], keys, strict=True):
+        cells = line.split()
+        c2c, c2p, p2c = (float(matrix[h, f, key]) for matrix in (attention.scores, attention.c2p, attention.p2c))
+        assert cells[0] == str(key) and cells[-7:-5] == [str(f - key), str(result.focus_relative[key])]
+        assert cells[-5:] == [
+            number(c2c),
+            number(c2p),
+            number(p2c),
+            number(c2c + c2p + p2c),
+            number(attention.scaled[h, f, key]),
+        ]
+    assert_allclose(
+        attention.scaled[h, f], (attention.scores + attention.c2p + attention.p2c)[h, f] / 12**0.5, rtol=1e-5, atol=1e-5
+    )
+    softmax = next(i for i in range(start, len(lines)) if lines[i].split()[:3] == ["#", "key", "÷√12"])
+    assert lines[softmax].split()[3:] == ["−", "max", "exp", "weight"]
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_deberta_v2_shows_its_summed_projected_embeddings_clipped_positions_and_convolution(width):
+    model = load_model(str(FIXTURES / "deberta-v2"))
+    result = commands.explain(SENTENCE, model)
+    text, said = walkthrough(result, width)
+    assert "each position a row p of the position embeddings (8 dimensions each); position enters again later" in said
+    assert "x = LayerNorm((e + p + t)·W_in): t the token type 0 embedding; W_in (8 × 16) turns their sum" in said
+    assert "k_r = P·W_K,r + b and q_r = P·W_Q,r + b, projections of their own, apart from W_K and W_Q" in said
+    assert "δ = i − j counts as it is from −64 to 63; farther keys read the table's end rows" in said
+    assert "layer 0 output = LayerNorm(that + tanh(conv(x)))" in said and "(3 tokens wide, its channels in 2" in said
+    f = result.focus
+    row = next(line for line in text.splitlines() if line.startswith("tanh(conv(x))"))
+    assert row.split()[1:4] == [number(value) for value in result.run.trace.convolution[f, :3]]
+    _, later = walkthrough(commands.explain(SENTENCE, model, layer=1), width)
+    assert "tanh(conv(x))" not in later and "Layer 1 attends over x = the output of layer 0." in later

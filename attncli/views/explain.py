@@ -108,6 +108,55 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
 
 
+def _disentangled_embeddings(model: ModelInfo) -> str:
+    """Section 2's lead for a model of disentangled attention: the rows its embeddings add, and that
+    position enters every score."""
+    relative, e = model.disentangled, model.d_embed or model.d_model
+    later = f"as the distance between query and key in every score ({model.title}'s disentangled attention, section 4)"
+    if relative.absolute:
+        again = f"position enters again later, {later}" if relative.terms > 1 else "its scores have no position terms"
+        return (
+            "Each token id picks a row e of the word embeddings and each position a row p of the position "
+            f"embeddings ({e} dimensions each); {again}. "
+        )
+    if relative.terms == 1:  # pos_att_type names no position term
+        return (
+            f"Each token id picks a row e of the word embeddings ({e} dimensions). Nothing is added for its "
+            "position, and its scores have no position terms: word order changes no score. "
+        )
+    return (
+        f"Each token id picks a row e of the word embeddings ({e} dimensions). Nothing is added for its position: "
+        f"it enters later, {later}. "
+    )
+
+
+def _disentangled_input(model: ModelInfo, layer: int) -> str:
+    """How layer `layer`'s input x is made in a model of disentangled attention, in words: the embeddings'
+    sum (projected where they are narrower than the model) through a LayerNorm, or the layer before's output."""
+    if layer:
+        return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+    summed = ["e", *(["p"] if model.disentangled.absolute else []), *(["t"] if model.token_types else [])]
+    x = " + ".join(summed)
+    notes = ["t the token type 0 embedding"] if model.token_types else []
+    if model.d_embed:
+        x, what = (f"({x})·W_in", "their sum") if len(summed) > 1 else (f"{x}·W_in", "e")
+        notes.append(
+            f"W_in ({model.d_embed} × {model.d_model}) turns {what} into the model's {model.d_model} dimensions"
+        )
+    return f"Layer 0 attends over x = LayerNorm({x})" + (f": {'; '.join(notes)}." if notes else ".")
+
+
+def _convolution_note(model: ModelInfo) -> str:
+    """What the convolution beside the first layer adds to its output, in words."""
+    conv = model.convolution
+    groups = f", its channels in {conv.groups} groups that convolve apart" if conv.groups > 1 else ""
+    return (
+        f" Layer 0 has {model.title}'s convolution beside it too: its input x, convolved along the tokens "
+        f"({conv.kernel} tokens wide{groups}) and through {conv.activation}, is added to that output, and the "
+        f"sum LayerNormed again: layer 0 output = LayerNorm(that + {conv.activation}(conv(x)))."
+    )
+
+
 def _multiplier(scale: float, d: int) -> str:
     """A multiplier as the walkthrough writes it: √d where it is √d_model (Gemma's), else its number."""
     return f"√{d}" if scale == d**0.5 else f"{scale:g}"
@@ -160,6 +209,8 @@ def explain_view(
 
     if sample:
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
+    elif model.disentangled is not None:
+        embed_lead = _disentangled_embeddings(model)
     elif learned and (model.d_embed or model.position_offset):
         narrower = (
             f" ({model.d_embed} dimensions, which W_in, {model.d_embed} × {d}, turns into the model's {d})"
@@ -189,7 +240,8 @@ def explain_view(
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
         )
-    parts += section(2, "Embeddings", embed_lead + _input_lead(model, layer, learned))
+    input_lead = _disentangled_input(model, layer) if model.disentangled else _input_lead(model, layer, learned)
+    parts += section(2, "Embeddings", embed_lead + input_lead)
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
     if trace.positions is not None:
         title = "PE  (positional encoding)" if sample else "p  (position embedding)"
@@ -215,6 +267,8 @@ def explain_view(
         parts += _rotation(result)
     if result.focus_biases is not None:
         parts.append(_alibi(result))
+    if result.focus_relative is not None and model.disentangled.terms > 1:
+        parts.append(_relative(result))
     parts += _focus_scores(result)
 
     parts += section(
@@ -242,6 +296,10 @@ def explain_view(
     if result.focus_feed_forward is not None:  # a parallel block: what it adds to its input, side by side
         final_rows += [trace.layer_inputs[layer][f], result.focus_feed_forward]
         final_labels += [f"layer {layer} input", "feed-forward output"]
+    convolved = layer == 0 and trace.convolution is not None  # the convolution beside the first layer
+    if convolved:
+        final_rows.append(trace.convolution[f])
+        final_labels.append(f"{model.convolution.activation}(conv(x))")
     if not sample:
         final_rows.append(trace.layer_outputs[layer][f])
         final_labels.append(f"layer {layer} output")
@@ -280,6 +338,8 @@ def explain_view(
                 f"output × {scale} (each sublayer reading an {norm} of the stream): the residual "
                 f"multiplier {scale} scales what each sublayer adds."
             )
+        if convolved:
+            added += _convolution_note(model)
         parts.append(Text(added, style="dim"))
 
     summary = 7
@@ -469,6 +529,8 @@ def _head_norms(result: ExplainResult) -> VectorTable:
 
 def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     """How a query's scores are made, in words: RoPE, the scale, soft-capping, softmax."""
+    if model.disentangled is not None and model.disentangled.terms > 1:
+        return _disentangled_lead(model, h, f)
     d_k = model.d_head
     rotated = (
         "rotated query is dotted with every rotated key"
@@ -497,6 +559,82 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
             "position, and only the causal mask tells earlier tokens from later ones."
         )
     return lead
+
+
+def _disentangled_lead(model: ModelInfo, h: int, f: int) -> str:
+    """How disentangled attention's scores are made, in words: the terms each sums, their scale, softmax."""
+    relative, d_k = model.disentangled, model.d_head
+    terms = ["c2c, content to content: its query against the key's k, q·k as QKᵀ"]
+    if relative.c2p:
+        terms.append("c2p, content to position: its query against k_r(δ), the key of position δ = i − j relative to it")
+    if relative.p2c:
+        terms.append("p2c, position to content: the key's k against q_r(δ), the query of that same relative position")
+    root = f"√(d_k · {relative.terms}) = √{d_k * relative.terms} = {relative.scale(d_k):.3f}"
+    return (
+        f"Head {h}: token {f}'s score for each key j sums the {relative.terms} terms of {model.title}'s disentangled "
+        f"attention: {'; '.join(terms)}. The sum is divided by {root}, then softmax turns the scores into weights "
+        "that sum to 1."
+    )
+
+
+def _relative(result: ExplainResult) -> Text:
+    """Disentangled attention's relative positions for the focus token: the table k_r and q_r are made of,
+    and how δ is read."""
+    relative, f = result.run.model.disentangled, result.focus
+    k = relative.span
+    normed = ", passed through a LayerNorm" if relative.normed else ""
+    made = " and ".join(
+        name for name, kept in (("k_r = P·W_K,r + b", relative.c2p), ("q_r = P·W_Q,r + b", relative.p2c)) if kept
+    )
+    whose = "projections of their own, apart from W_K and W_Q"
+    if relative.shared:
+        made, whose = made.replace(",r", ""), "the layer's own W_K and W_Q (share_att_key)"
+    if relative.buckets:
+        m = relative.buckets // 2
+        read = (
+            f"δ = i − j counts as it is up to ±{m}; farther distances share log-spaced buckets, ±{2 * m - 1} at a "
+            f"distance of {relative.max_relative - 1}, and farther still read the table's end rows"
+        )
+    else:
+        read = f"δ = i − j counts as it is from −{k} to {k - 1}; farther keys read the table's end rows"
+    return Text(
+        f"Relative positions: {made}, {whose}, of P, a table of {2 * k} relative position embeddings (δ = −{k} "
+        f"to {k - 1}){normed}. {read}. The δ column is what token {f}'s terms read for each "
+        "key (--json's steps.relative_positions holds every query's).",
+        style="dim",
+    )
+
+
+def _terms_table(result: ExplainResult, labels: list[str]) -> Table:
+    """Disentangled attention's terms for the focus token: per key its distance, the δ read, c2c, c2p and
+    p2c, their sum, and that divided by the scale."""
+    attention, h, f = result.attention, result.walk_head, result.focus
+    relative = result.run.model.disentangled
+    terms = [("c2c", attention.scores)] + [
+        (name, values) for name, values in (("c2p", attention.c2p), ("p2c", attention.p2c)) if values is not None
+    ]
+    root = f"÷√{result.run.model.d_head * relative.terms}"
+    table = plain_table(
+        ("#", "right"),
+        ("key", "left"),
+        ("i − j", "right"),
+        ("δ", "right"),
+        *((name, "right") for name, _ in terms),
+        ("sum", "right"),
+        (root, "right"),
+    )
+    for key, delta in zip(result.focus_keys, result.focus_relative, strict=True):
+        values = [float(matrix[h, f, key]) for _, matrix in terms]
+        table.add_row(
+            str(key),
+            abbreviate(labels[key], 14),
+            str(f - key),
+            str(delta),
+            *(number(value) for value in values),
+            number(sum(values)),
+            number(attention.scaled[h, f, key]),
+        )
+    return table
 
 
 def _alibi(result: ExplainResult) -> Text:
@@ -720,10 +858,15 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
         key_headers, scaled = (*key_headers, "bias"), f"{scaled} + bias"
     if attention.sinks is not None:  # the sink: one more row of the softmax, a key with no value
         key_columns.append(("", "(sink)", *[""] * (len(key_headers) - 2)))
+    disentangled = None
+    if attention.c2p is not None or attention.p2c is not None:  # disentangled: its terms in a table, then softmax
+        disentangled = _terms_table(result, labels)
+        key_columns, key_headers = [row[:2] for row in key_columns], ("#", "key")
+        scaled = f"÷√{len(q) * model.disentangled.terms}"
     table = softmax_steps_table(
         result.focus_steps, (scaled, "− max", "exp", "weight"), keys=key_columns, key_headers=key_headers
     )
-    parts: list[RenderableType] = [worked, table]
+    parts: list[RenderableType] = [worked, table] if disentangled is None else [worked, disentangled, table]
     if attention.sinks is not None:
         share = result.focus_steps.probabilities[-1]
         parts.append(
