@@ -927,6 +927,7 @@ def test_modernbert_reads_texts_up_to_its_8192_positions_and_refuses_a_longer_on
     with pytest.raises(BadInput, match=r"the text is 8193 tokens \(special tokens included\), but .* at most 8192"):
         commands.tokenize(text + " cat", model, max_tokens=9000)
 
+
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [

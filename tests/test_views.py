@@ -488,6 +488,7 @@ def test_the_walkthrough_shows_a_bidirectional_local_window_on_both_sides_of_the
     assert "Layer 0 is a global layer: every query sees every key, before and after it; the local layers 1, 2" in first
     assert "Layer 0 attends over x = LayerNorm(e) as it is" in first and "mask hides" not in first
 
+
 def walkthrough(result, width: int) -> tuple[str, str]:
     """explain's view of `result` on a terminal `width` columns wide, checked to fit it: (its text, its
     lines run together)."""
