@@ -6,11 +6,13 @@ reads them from config.json): LayerNorm or RMSNorm, before each sublayer or afte
 network and its activation, or a mixture of gated experts a router picks among per token
 (attncli.experts has its math); a learned position table (and where it starts counting),
 rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token
-type embeddings; word embeddings narrower than the model, projected in and out; a causal
-mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
-over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
-sublayer outputs scaled before their residual sums. Weights arrive as plain arrays laid
-out for x @ W, one layer at a time if need be; nothing here knows file formats or family names.
+type embeddings; word embeddings narrower than the model, projected in and out, or all the
+embeddings summed and normed narrower and projected in; layers that share their weights; a
+relative position bias on the scores; a causal mask, sliding windows per layer, grouped-query
+attention, q and k norms (per head, or over the whole projections), q, k and v clamped,
+attention scale, logit soft-capping, sublayer outputs scaled before their residual sums.
+Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be; nothing here
+knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -27,6 +29,7 @@ from attncli.attention import (
     AttentionOptions,
     LayerAttention,
     Projections,
+    RelativeBias,
     Rope,
     Rotary,
     Trace,
@@ -35,6 +38,8 @@ from attncli.attention import (
     linear,
     multi_head_attention,
     packed_attention,
+    relative_position_bias,
+    relative_position_buckets,
     rms_norm,
     rotary,
 )
@@ -60,6 +65,7 @@ __all__ = [
     "layer_norm",
     "layer_positions",
     "mixture_of_experts",
+    "position_bias",
     "position_ids",
     "relu",
     "silu",
@@ -218,6 +224,14 @@ class TransformerConfig:
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
     sinks: bool = False  # each head has a learned sink logit that joins every row's softmax (GPT-OSS)
     qk_norm_per_head: bool = False  # each head's q and k norm has weights of its own
+    # The embeddings (word, position and token type) summed and normed d_embed wide, then projected to d_model
+    # with a bias before the first layer, and not back; else d_embed projects the word embeddings alone, before
+    # the positions are added, and the last hidden state back
+    projected_embeddings: bool = False
+    # Per layer, the (group, layer within the group) of the stored weights it runs, where layers share them;
+    # None: every layer has its own
+    shared_layers: tuple[tuple[int, int], ...] | None = None
+    relative_bias: RelativeBias | None = None  # a relative position bias on every layer's scaled scores
 
     def __post_init__(self):
         sizes = {
@@ -249,6 +263,8 @@ class TransformerConfig:
             raise DataError(
                 f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
             )
+        if self.shared_layers is not None and len(self.shared_layers) != self.layers:
+            raise DataError(f"config.json: {len(self.shared_layers)} shared layers for {self.layers} layers")
         if self.moe is not None and len(self.moe.sparse) != self.layers:
             raise DataError(f"config.json: {len(self.moe.sparse)} layers of experts for {self.layers} layers")
         if self.padding_idx is not None and not 0 <= self.padding_idx < self.max_positions - 1:
@@ -364,6 +380,8 @@ class TransformerWeights:
     final_norm: Norm | None  # a norm after the last block, in pre-norm models
     project_in: np.ndarray | None = None  # [e, d] the word embeddings into the model's width, where they are narrower
     project_out: np.ndarray | None = None  # [d, e] the last hidden state back to the word embeddings' width
+    project_in_bias: np.ndarray | None = None  # [d] project_in's bias, where the summed embeddings are projected
+    relative_bias: np.ndarray | None = None  # [buckets, h] each head's learned bias for each relative position bucket
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -478,9 +496,10 @@ def block_output(
 
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
-    """(the first layer's input [T, d], the position embeddings added to it or None)."""
-    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
-    if weights.project_in is not None:
+    """(the first layer's input [T, d], the position embeddings added to it or None, and the normed embeddings
+    [T, e] before their projection where the model projects them so, else None)."""
+    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d] or [T, e]
+    if weights.project_in is not None and not config.projected_embeddings:
         embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
@@ -489,7 +508,17 @@ def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, 
         x = x + weights.token_type[0]
     if weights.embedding_norm is not None:
         x = normalized(x, weights.embedding_norm, config)
-    return x, positions
+    if not config.projected_embeddings:
+        return x, positions, None
+    return linear(x, weights.project_in, weights.project_in_bias), positions, x  # [T, e] -> [T, d]
+
+
+def position_bias(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> np.ndarray | None:
+    """The relative position bias every layer adds to its scores for a text of `tokens` tokens, computed once:
+    [h, T, T]; None for a model without one."""
+    if config.relative_bias is None:
+        return None
+    return relative_position_bias(weights.relative_bias, relative_position_buckets(tokens, config.relative_bias))
 
 
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
@@ -518,7 +547,8 @@ def forward(
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
-    x, positions = _inputs(ids, embeddings, config, weights)
+    x, positions, normed = _inputs(ids, embeddings, config, weights)
+    bias = position_bias(config, weights, len(ids))  # [h, T, T] or None
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
@@ -527,7 +557,7 @@ def forward(
     ):
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
-            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps
+            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, bias
         )
         x, routing = block_output(x, trace.output, block, config)
         if keep_steps:
@@ -538,7 +568,8 @@ def forward(
     if weights.project_out is not None:
         output = output @ weights.project_out  # [T, d] -> [T, e]
     inputs = [first, *outputs[:-1]] if keep_steps else None
-    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs)
+    normed = normed if keep_steps else None
+    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs, normed)
 
 
 def forward_packed(
@@ -554,6 +585,7 @@ def forward_packed(
     segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
+    biases = {n: position_bias(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
     for layer, block in enumerate(weights.blocks):
         output = packed_attention(
@@ -563,6 +595,7 @@ def forward_packed(
             segments,
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
+            [biases[n] for n in lengths],
         )
         x, _ = block_output(x, output, block, config)
     return attention, x
