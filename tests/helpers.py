@@ -30,7 +30,20 @@ BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
 # The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-ENCODERS = ["bert", "roberta", "distilbert", "gpt2"]  # and GPT-2: the families with a position table
+# and GPT-2: the families with a position table
+ENCODERS = [
+    "bert",
+    "roberta",
+    "distilbert",
+    "gpt2",
+    "xlm-roberta",
+    "camembert",
+    "electra",
+    "albert",
+    "albert-groups",
+    "megatron-bert",
+    "mpnet",
+]
 DECODERS = [
     "llama",
     "llama-linear",
