@@ -29,8 +29,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
-# The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-# and GPT-2: the families with a position table
+# The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference: the
+# BERT-like encoders and GPT-2 (the families with a learned position table), and the decoders.
 ENCODERS = [
     "bert",
     "roberta",
