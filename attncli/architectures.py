@@ -295,6 +295,8 @@ def _encoder_config(config: dict, layers: int, style: _Encoder) -> dict:
         return kind(config, *keys, default=default) if keys else default
 
     names, d = style.names, read(_integer, "hidden_size")
+    shared = _shared_layers(config, layers) if style.shared_layers else None  # checked before any per-layer tuple
+    layers = layers if shared is None else len(shared)
     fields = dict(
         family=config["model_type"],
         layers=layers,
@@ -311,23 +313,23 @@ def _encoder_config(config: dict, layers: int, style: _Encoder) -> dict:
         type_vocab_size=read(_integer, "type_vocab_size", default=2) if names.token_types else 0,
         padding_idx=read(_integer, "pad_token_id", default=1) if style.padded_positions else None,
         embedding_norm=names.embedding_norm is not None,
+        shared_layers=shared,
     )
     if style.projection is not None:
         e = _integer(config, "embedding_size")
         if style.projection == "always" or e != d:
             fields |= {"d_embed": None if e == d else e, "projected_embeddings": True}
-    if style.shared_layers:
-        fields |= _shared_layers(config, layers)
     if style.relative_bias:
         fields["relative_bias"] = _relative_bias(config)
     return fields
 
 
-def _shared_layers(config: dict, passes: int) -> dict:
-    """The layers of a model whose layers share their weights, as transformers runs ALBERT's: `passes`
-    (num_hidden_layers) passes, pass i through group ⌊i / (passes / num_hidden_groups)⌋ (in floating point,
-    as transformers computes it), each group's inner_group_num layers in turn. Each of those layers attends
-    and is one of the model's layers: passes × inner_group_num of them."""
+def _shared_layers(config: dict, passes: int) -> tuple[tuple[int, int], ...]:
+    """The layers of a model whose layers share their weights, as transformers runs ALBERT's, each as the
+    (group, layer within it) of the stored weights it runs: `passes` (num_hidden_layers) passes, pass i
+    through group ⌊i / (passes / num_hidden_groups)⌋ (in floating point, as transformers computes it), each
+    group's inner_group_num layers in turn. Each of those layers attends and is one of the model's layers:
+    passes × inner_group_num of them."""
     groups, inner = _integer(config, "num_hidden_groups"), _integer(config, "inner_group_num")
     if groups < 1 or inner < 1:
         raise DataError(f"config.json: num_hidden_groups = {groups}, inner_group_num = {inner}; both must be positive")
@@ -336,8 +338,7 @@ def _shared_layers(config: dict, passes: int) -> dict:
             f"config.json: num_hidden_layers {passes:,} × inner_group_num {inner:,} layers; attncli runs at most "
             f"{_MOST_SHARED_PASSES:,} passes through shared layers"
         )
-    shared = tuple((int(i / (passes / groups)), j) for i in range(passes) for j in range(inner))
-    return {"layers": len(shared), "layer_attention": (LayerAttention(),) * len(shared), "shared_layers": shared}
+    return tuple((int(i / (passes / groups)), j) for i in range(passes) for j in range(inner))
 
 
 def _relative_bias(config: dict) -> RelativeBias:
