@@ -1,8 +1,8 @@
-"""The one place that knows each model family: BERT, RoBERTa, DistilBERT, DeBERTa-v2 and -v3,
-ModernBERT and GPT-2, and the modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2
-and 3, Phi-3, OLMo 1 and 2, SmolLM3, Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi,
-StableLM, Cohere and StarCoder2, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE, OLMoE
-and GPT-OSS.
+"""The one place that knows each model family: the BERT-like encoders BERT, RoBERTa, DistilBERT,
+XLM-RoBERTa, CamemBERT, ELECTRA, ALBERT, Megatron-BERT and MPNet, DeBERTa-v2 and -v3, ModernBERT,
+GPT-2, and the modern decoders Llama, Mistral, Ministral, Qwen 2 and 3, Gemma 1, 2 and 3, Phi-3,
+OLMo 1 and 2, SmolLM3, Granite, BLOOM, Falcon, OPT, GPT-Neo, GPT-NeoX, GPT-J, Phi, StableLM, Cohere
+and StarCoder2, and the mixtures of experts Mixtral, Qwen 2 MoE, Qwen 3 MoE, OLMoE and GPT-OSS.
 
 `FAMILIES` maps config.json's model_type to a `Family`: how to read its config.json
 (keys, defaults, and the forward pass's choices: norm placement, activation,
@@ -12,7 +12,8 @@ prose gives it. Every shape is checked against the config and each matrix laid o
 x @ W: torch Linear weights are stored [out, in] and are transposed here, once; GPT-2's
 Conv1D weights are already [in, out]. The bundled vocabulary's WordPiece tokenizer is
 BERT's, so it is built here too. Adding a decoder family whose forward pass is Llama's with
-switches is adding a row to `_DECODERS` (see docs/development.md, "Adding a family").
+switches is adding a row to `_DECODERS`, and a BERT-like encoder a row to `_ENCODERS` (see
+docs/development.md, "Adding a family").
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli.attention import Alibi, Disentangled, LayerAttention, Projections, Rope
+from attncli.attention import Alibi, Disentangled, LayerAttention, Projections, RelativeBias, Rope
 from attncli.errors import DataError, shortened
 
 # The forward pass and the checkpoint reader (with safetensors) are imported where a checkpoint
@@ -60,6 +61,9 @@ _PREFIXES = (
     "language_model.model.",
     "gpt_neox.",
     "deberta.",
+    "electra.",
+    "albert.",
+    "mpnet.",
 )
 # Each family's input embedding table, the tensor its prefix is found by.
 _ENCODER_WORDS = "embeddings.word_embeddings.weight"
@@ -212,106 +216,193 @@ class _Tensors:
         return Norm(self(f"{name}.{gain}", (d,)), self(f"{name}.{bias}", (d,)))
 
 
-def _bert_config(config: dict, layers: int, padded_positions: bool = False) -> dict:
-    """A BERT-like encoder's config; with `padded_positions`, positions count from pad_token_id + 1 (RoBERTa)."""
-    if _field(config, "position_embedding_type", default="absolute") != "absolute":
+@dataclass(frozen=True)
+class _EncoderNames:
+    """Where a BERT-like encoder family keeps its tensors: the embeddings' and the encoder's under the
+    checkpoint's prefix, each layer's parts under its `layer` prefix. BERT's names are the defaults."""
+
+    layer: str = _ENCODER_LAYER  # layer i's tensors; where layers share their weights (_Encoder.shared_layers),
+    # group i's
+    shared: str | None = None  # where layers share their weights: layer i of a group, under the group's prefix
+    q: str = "attention.self.query"
+    k: str = "attention.self.key"
+    v: str = "attention.self.value"
+    o: str = "attention.output.dense"
+    attention_norm: str = "attention.output.LayerNorm"  # after attention, or before it (_Encoder.pre_norm)
+    up: str = "intermediate.dense"  # the feed-forward's first projection
+    down: str = "output.dense"  # its last
+    ffn_norm: str = "output.LayerNorm"  # after the feed-forward, or before it (_Encoder.pre_norm)
+    positions: str = "embeddings.position_embeddings.weight"
+    token_types: str | None = "embeddings.token_type_embeddings.weight"  # None: the family has no token types
+    embedding_norm: str | None = "embeddings.LayerNorm"  # None: nothing normalises the embeddings (Megatron-BERT)
+    project: str = "embeddings_project"  # the summed embeddings into hidden_size (_Encoder.projection)
+    final_norm: str = "encoder.ln"  # the norm after the last layer, where the norms come before each sublayer
+    relative_bias: str = "encoder.relative_attention_bias.weight"  # [buckets, heads] (_Encoder.relative_bias)
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """How a BERT-like encoder family departs from BERT's layout and defaults: one field per behaviour."""
+
+    names: _EncoderNames = _EncoderNames()  # where its tensors are
+    keys: tuple[tuple[str, tuple[str, ...] | None], ...] = ()  # (BERT's config.json key, this family's names for
+    # it, the first present read: DistilBERT's dim, n_heads ...), or None where transformers reads no such key
+    # for the family, BERT's default standing (DistilBERT's layer_norm_eps, MPNet's pad_token_id)
+    defaults: tuple[tuple[str, int], ...] = ()  # keys of its own its configuration fills in where config.json
+    # leaves them out (ELECTRA's and ALBERT's embedding_size, ALBERT's groups)
+    default_activation: str | None = None  # the activation when config.json names none; None: it must name one
+    is_decoder: bool = True  # is_decoder is read: true (a causal mask on the encoder) is refused
+    absolute_positions: bool = True  # position_embedding_type is read: all but absolute refused
+    padded_positions: bool = False  # positions count from the padding index + 1 (pad_token_id, 1 unless given)
+    pre_norm: bool = False  # a LayerNorm before each sublayer and one after the last layer (Megatron-BERT)
+    # embedding_size is read: word, position and token type embeddings that wide, summed and normed, then
+    # projected into hidden_size (names.project, with a bias) where the widths differ ("differing": ELECTRA) or
+    # always ("always": ALBERT)
+    projection: str | None = None
+    # num_hidden_groups groups of inner_group_num layers, each run in turn, shared by the num_hidden_layers passes
+    # (ALBERT); each of those layers attends, so the model has num_hidden_layers × inner_group_num of them
+    shared_layers: bool = False
+    relative_bias: bool = False  # a relative position bias on every layer's scores, one table for all (MPNet)
+
+    def keys_for(self, name: str) -> tuple[str, ...]:
+        """This family's config.json keys for what BERT's calls `name`, the one transformers reads first
+        first; none where transformers reads no such key for the family."""
+        names = dict(self.keys).get(name, (name,))
+        return () if names is None else names
+
+
+# ALBERT's published models run their shared layers 12 or 24 times; a config.json asking for more passes than
+# this is damaged, as one naming more layers than its tensors hold is (and every pass's attention is kept).
+_MOST_SHARED_PASSES = 1024
+
+
+def _encoder_settings(config: dict, style: _Encoder) -> dict:
+    """config.json with the family's defaults for the keys of its own it leaves out."""
+    return dict(style.defaults) | config
+
+
+def _encoder_config(config: dict, layers: int, style: _Encoder) -> dict:
+    """The TransformerConfig fields of a BERT-like encoder, `style` saying how its family differs."""
+    if style.absolute_positions and _field(config, "position_embedding_type", default="absolute") != "absolute":
         raise DataError("config.json: only absolute position embeddings are supported")
-    if config.get("is_decoder"):  # transformers would add a causal mask to this encoder
+    if style.is_decoder and config.get("is_decoder"):  # transformers would add a causal mask to this encoder
         raise DataError("config.json: is_decoder true (a causal mask on an encoder) is not supported")
-    model_type = config["model_type"]
-    return dict(
-        family=model_type,
+
+    def read(kind: Callable, name: str, default=None):
+        """What this family's config.json says for BERT's key `name`, read by `kind` (_integer, _name ...),
+        or `default` where it says nothing, or transformers reads no such key for the family."""
+        keys = style.keys_for(name)
+        return kind(config, *keys, default=default) if keys else default
+
+    names, d = style.names, read(_integer, "hidden_size")
+    shared = _shared_layers(config, layers) if style.shared_layers else None  # checked before any per-layer tuple
+    layers = layers if shared is None else len(shared)
+    fields = dict(
+        family=config["model_type"],
         layers=layers,
         layer_attention=(LayerAttention(),) * layers,
-        heads=_integer(config, "num_attention_heads"),
-        d_model=_integer(config, "hidden_size"),
-        d_ff=_integer(config, "intermediate_size"),
+        heads=read(_integer, "num_attention_heads"),
+        d_model=d,
+        d_ff=read(_integer, "intermediate_size"),
         vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, "max_position_embeddings"),
-        activation=_name(config, "hidden_act"),
-        eps=_epsilon(config, "layer_norm_eps", default=1e-12),
-        pre_norm=False,
+        max_positions=read(_integer, "max_position_embeddings"),
+        activation=read(_name, "hidden_act", default=style.default_activation),
+        eps=read(_epsilon, "layer_norm_eps", default=1e-12),
+        pre_norm=style.pre_norm,
         causal=False,
-        type_vocab_size=_integer(config, "type_vocab_size", default=2),
-        padding_idx=_integer(config, "pad_token_id", default=1) if padded_positions else None,
-        embedding_norm=True,
+        type_vocab_size=read(_integer, "type_vocab_size", default=2) if names.token_types else 0,
+        padding_idx=read(_integer, "pad_token_id", default=1) if style.padded_positions else None,
+        embedding_norm=names.embedding_norm is not None,
+        shared_layers=shared,
     )
+    if style.projection is not None:
+        e = _integer(config, "embedding_size")
+        if style.projection == "always" or e != d:
+            fields |= {"d_embed": None if e == d else e, "projected_embeddings": True}
+    if style.relative_bias:
+        fields["relative_bias"] = _relative_bias(config)
+    return fields
 
 
-def _distilbert_config(config: dict, layers: int) -> dict:
-    return dict(
-        family="distilbert",
-        layers=layers,
-        layer_attention=(LayerAttention(),) * layers,
-        heads=_integer(config, "n_heads", "num_attention_heads"),
-        d_model=_integer(config, "dim", "hidden_size"),
-        d_ff=_integer(config, "hidden_dim", "intermediate_size"),
-        vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, "max_position_embeddings"),
-        activation=_name(config, "activation", default="gelu"),
-        eps=1e-12,  # fixed in DistilBERT's code, not in its config
-        pre_norm=False,
-        causal=False,
-        embedding_norm=True,
+def _shared_layers(config: dict, passes: int) -> tuple[tuple[int, int], ...]:
+    """The layers of a model whose layers share their weights, as transformers runs ALBERT's, each as the
+    (group, layer within it) of the stored weights it runs: `passes` (num_hidden_layers) passes, pass i
+    through group ⌊i / (passes / num_hidden_groups)⌋ (in floating point, as transformers computes it), each
+    group's inner_group_num layers in turn. Each of those layers attends and is one of the model's layers:
+    passes × inner_group_num of them."""
+    groups, inner = _integer(config, "num_hidden_groups"), _integer(config, "inner_group_num")
+    if groups < 1 or inner < 1:
+        raise DataError(f"config.json: num_hidden_groups = {groups}, inner_group_num = {inner}; both must be positive")
+    if passes * inner > _MOST_SHARED_PASSES:
+        raise DataError(
+            f"config.json: num_hidden_layers {passes:,} × inner_group_num {inner:,} layers; attncli runs at most "
+            f"{_MOST_SHARED_PASSES:,} passes through shared layers"
+        )
+    return tuple((int(i / (passes / groups)), j) for i in range(passes) for j in range(inner))
+
+
+def _relative_bias(config: dict) -> RelativeBias:
+    """MPNet's relative position bias: transformers buckets each query-key distance into 32 buckets up to a
+    distance of 128 whatever config.json says (its compute_position_bias's own defaults), looked up in a table
+    of relative_attention_num_buckets rows; a table of other than those 32 is refused."""
+    bias, rows = RelativeBias(), _integer(config, "relative_attention_num_buckets")
+    if rows != bias.buckets:
+        raise DataError(
+            f"config.json: relative_attention_num_buckets {rows} is not supported; transformers buckets relative "
+            f"positions into {bias.buckets} whatever it says, and attncli reads a table of {bias.buckets}"
+        )
+    return bias
+
+
+def _encoder_block(t: _Tensors, c: "TransformerConfig", names: _EncoderNames, layer: str) -> "Block":
+    """The layer whose tensors are under `layer`: its attention, feed-forward network and two LayerNorms."""
+    from attncli.transformer import Block, FeedForward
+
+    d, f = c.d_model, c.d_ff
+    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (
+        t.linear(f"{layer}.{name}", d, d) for name in (names.q, names.k, names.v, names.o)
     )
-
-
-# Where the BERT-family encoders keep each part of layer i (torch Linear weights and LayerNorms).
-_BERT_NAMES = {
-    "layer": _ENCODER_LAYER,
-    "q": "attention.self.query",
-    "k": "attention.self.key",
-    "v": "attention.self.value",
-    "o": "attention.output.dense",
-    "attention_norm": "attention.output.LayerNorm",
-    "in": "intermediate.dense",
-    "out": "output.dense",
-    "ffn_norm": "output.LayerNorm",
-}
-_DISTILBERT_NAMES = {
-    "layer": _DISTILBERT_LAYER,
-    "q": "attention.q_lin",
-    "k": "attention.k_lin",
-    "v": "attention.v_lin",
-    "o": "attention.out_lin",
-    "attention_norm": "sa_layer_norm",
-    "in": "ffn.lin1",
-    "out": "ffn.lin2",
-    "ffn_norm": "output_layer_norm",
-}
+    w_in, b_in = t.linear(f"{layer}.{names.up}", d, f)
+    w_out, b_out = t.linear(f"{layer}.{names.down}", f, d)
+    return Block(
+        Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
+        t.norm(f"{layer}.{names.attention_norm}", d),
+        FeedForward(w_in, w_out, b_in, b_out),
+        t.norm(f"{layer}.{names.ffn_norm}", d),
+    )
 
 
 def _encoder_weights(
-    c: "TransformerConfig", tensors: "TensorFile | TensorHeaders", names: dict[str, str]
+    c: "TransformerConfig", tensors: "TensorFile | TensorHeaders", style: _Encoder
 ) -> "TransformerWeights":
-    """BERT, RoBERTa or DistilBERT weights, their tensors found through `names`."""
-    from attncli.transformer import Block, FeedForward, TransformerWeights
+    """A BERT-like encoder's weights, its tensors found where `style.names` says; where layers share their
+    weights, each group's layers are read once, and the layers that run them are the same Blocks."""
+    from attncli.transformer import TransformerWeights
 
+    names = style.names
     t = _Tensors(tensors, _ENCODER_WORDS)
-    d, f = c.d_model, c.d_ff
-    blocks = []
-    for i in range(c.layers):
-        layer = names["layer"].format(i=i)
-        part = {key: f"{layer}.{name}" for key, name in names.items()}
-        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
-        w_in, b_in = t.linear(part["in"], d, f)
-        w_out, b_out = t.linear(part["out"], f, d)
-        blocks.append(
-            Block(
-                Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o),
-                t.norm(part["attention_norm"], d),
-                FeedForward(w_in, w_out, b_in, b_out),
-                t.norm(part["ffn_norm"], d),
-            )
-        )
+    d, e = c.d_model, c.d_embed or c.d_model  # e: the embeddings' width
+    if c.shared_layers is None:
+        blocks = [_encoder_block(t, c, names, names.layer.format(i=i)) for i in range(c.layers)]
+    else:
+        stored: dict[tuple[int, int], Block] = {}  # (group, layer within it) -> its weights, read once
+        for group, inner in c.shared_layers:
+            if (group, inner) not in stored:
+                layer = f"{names.layer.format(i=group)}.{names.shared.format(i=inner)}"
+                stored[group, inner] = _encoder_block(t, c, names, layer)
+        blocks = [stored[shared] for shared in c.shared_layers]
+    project_in, project_in_bias = t.linear(names.project, e, d) if c.projected_embeddings else (None, None)
     types = c.type_vocab_size
     return TransformerWeights(
-        word=t.table(_ENCODER_WORDS, (c.vocab_size, d)),
-        position=t("embeddings.position_embeddings.weight", (c.max_positions, d)),
-        token_type=t("embeddings.token_type_embeddings.weight", (types, d)) if types else None,
-        embedding_norm=t.norm("embeddings.LayerNorm", d),
+        word=t.table(_ENCODER_WORDS, (c.vocab_size, e)),
+        position=t(names.positions, (c.max_positions, e)),
+        token_type=t(names.token_types, (types, e)) if types else None,
+        embedding_norm=t.norm(names.embedding_norm, e) if c.embedding_norm else None,
         blocks=blocks,
-        final_norm=None,
+        final_norm=t.norm(names.final_norm, d) if c.pre_norm else None,
+        project_in=project_in,
+        project_in_bias=project_in_bias,
+        relative_bias=t(names.relative_bias, (c.relative_bias.buckets, c.heads)) if c.relative_bias else None,
     )
 
 
@@ -403,8 +494,13 @@ def _position_terms(config: dict) -> set[str]:
     return set(given)
 
 
-# Where DeBERTa keeps each part of layer i: BERT's names, its attention's projections named _proj.
-_DEBERTA_NAMES = _BERT_NAMES | {
+# Where DeBERTa keeps each part of layer i: BERT's names (_EncoderNames), its attention's projections named _proj.
+_DEBERTA_NAMES = {
+    "o": _EncoderNames.o,
+    "attention_norm": _EncoderNames.attention_norm,
+    "in": _EncoderNames.up,
+    "out": _EncoderNames.down,
+    "ffn_norm": _EncoderNames.ffn_norm,
     "q": "attention.self.query_proj",
     "k": "attention.self.key_proj",
     "v": "attention.self.value_proj",
@@ -1502,6 +1598,9 @@ class Family:
     # config.json -> the settings read_config reads, where they are not config.json's own keys as they stand
     # (a multimodal checkpoint's text model, the family's defaults); None: config.json as it is
     settings: Callable[[dict], dict] | None = None
+    # the config.json key counting the layers the tensors hold, where layers share their weights (ALBERT's groups);
+    # None: each layer has its own
+    stored_layers: str | None = None
 
 
 # BLOOM's tensor names, and Falcon's (which has no norm on the embeddings, and names a parallel block's norms).
@@ -1521,33 +1620,115 @@ _HIDDEN_SIZE_OF_HEADS = (("head_dim", None), ("num_key_value_heads", None))
 # The blocks of the decoders before Llama: LayerNorms (ε 1e-5 unless config.json says otherwise) and a
 # feed-forward network without a gate.
 _LAYER_NORMS_PLAIN_MLP = {"norm": "layer", "eps": 1e-5, "gated": False}
-_BERT_WEIGHTS = functools.partial(_encoder_weights, names=_BERT_NAMES)
-_LAYERS = ("num_hidden_layers",)
-FAMILIES = {
-    "bert": Family("BERT", _LAYERS, _bert_config, _BERT_WEIGHTS, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")),
-    "roberta": Family(
-        "RoBERTa",
-        _LAYERS,
-        functools.partial(_bert_config, padded_positions=True),
-        _BERT_WEIGHTS,
-        _ENCODER_WORDS,
-        _ENCODER_LAYER,
-        ("<s>", "</s>"),
-    ),
-    "distilbert": Family(
+# RoBERTa's computation, under its own name and XLM-RoBERTa's and CamemBERT's.
+_ROBERTA = _Encoder(padded_positions=True)
+_BERT_WRAPPER, _ROBERTA_WRAPPER = ("[CLS]", "[SEP]"), ("<s>", "</s>")
+# Each BERT-like encoder: its name in prose, an _Encoder of the flags where it departs from BERT, and what
+# transformers wraps a text in when tokenizer.json adds nothing.
+_ENCODERS = {
+    "bert": ("BERT", _Encoder(), _BERT_WRAPPER),
+    "roberta": ("RoBERTa", _ROBERTA, _ROBERTA_WRAPPER),
+    "distilbert": (
         "DistilBERT",
-        ("n_layers", "num_hidden_layers"),
-        _distilbert_config,
-        functools.partial(_encoder_weights, names=_DISTILBERT_NAMES),
-        _ENCODER_WORDS,
-        _DISTILBERT_LAYER,
-        ("[CLS]", "[SEP]"),
+        _Encoder(
+            names=_EncoderNames(
+                layer=_DISTILBERT_LAYER,
+                q="attention.q_lin",
+                k="attention.k_lin",
+                v="attention.v_lin",
+                o="attention.out_lin",
+                attention_norm="sa_layer_norm",
+                up="ffn.lin1",
+                down="ffn.lin2",
+                ffn_norm="output_layer_norm",
+                token_types=None,
+            ),
+            keys=(
+                ("num_hidden_layers", ("n_layers", "num_hidden_layers")),
+                ("num_attention_heads", ("n_heads", "num_attention_heads")),
+                ("hidden_size", ("dim", "hidden_size")),
+                ("intermediate_size", ("hidden_dim", "intermediate_size")),
+                ("hidden_act", ("activation",)),
+                ("layer_norm_eps", None),  # fixed in DistilBERT's code, not in its config
+            ),
+            default_activation="gelu",
+            is_decoder=False,
+            absolute_positions=False,
+        ),
+        _BERT_WRAPPER,
     ),
-    "gpt2": Family("GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER),
-    "deberta-v2": Family(
-        "DeBERTa", _LAYERS, _deberta_config, _deberta_weights, _ENCODER_WORDS, _ENCODER_LAYER, ("[CLS]", "[SEP]")
+    "xlm-roberta": ("XLM-RoBERTa", _ROBERTA, _ROBERTA_WRAPPER),
+    "camembert": ("CamemBERT", _ROBERTA, _ROBERTA_WRAPPER),
+    "electra": ("ELECTRA", _Encoder(defaults=(("embedding_size", 128),), projection="differing"), _BERT_WRAPPER),
+    "albert": (
+        "ALBERT",
+        _Encoder(
+            names=_EncoderNames(
+                layer="encoder.albert_layer_groups.{i}",
+                shared="albert_layers.{i}",
+                q="attention.query",
+                k="attention.key",
+                v="attention.value",
+                o="attention.dense",
+                attention_norm="attention.LayerNorm",
+                up="ffn",
+                down="ffn_output",
+                ffn_norm="full_layer_layer_norm",
+                project="encoder.embedding_hidden_mapping_in",
+            ),
+            defaults=(("embedding_size", 128), ("num_hidden_groups", 1), ("inner_group_num", 1)),
+            is_decoder=False,
+            projection="always",
+            shared_layers=True,
+        ),
+        _BERT_WRAPPER,
+    ),
+    "megatron-bert": (
+        "Megatron-BERT",
+        _Encoder(names=_EncoderNames(attention_norm="attention.ln", ffn_norm="ln", embedding_norm=None), pre_norm=True),
+        _BERT_WRAPPER,
+    ),
+    "mpnet": (
+        "MPNet",
+        _Encoder(
+            names=_EncoderNames(
+                q="attention.attn.q",
+                k="attention.attn.k",
+                v="attention.attn.v",
+                o="attention.attn.o",
+                attention_norm="attention.LayerNorm",
+                token_types=None,
+            ),
+            keys=(("pad_token_id", None),),  # its padding index is 1 in its code, whatever config.json says
+            defaults=(("relative_attention_num_buckets", 32),),
+            is_decoder=False,
+            absolute_positions=False,
+            padded_positions=True,
+            relative_bias=True,
+        ),
+        _ROBERTA_WRAPPER,
     ),
 }
+FAMILIES = {
+    name: Family(
+        title,
+        style.keys_for("num_hidden_layers"),
+        functools.partial(_encoder_config, style=style),
+        functools.partial(_encoder_weights, style=style),
+        _ENCODER_WORDS,
+        style.names.layer,
+        wrapper,
+        settings=functools.partial(_encoder_settings, style=style) if style.defaults else None,
+        stored_layers="num_hidden_groups" if style.shared_layers else None,
+    )
+    for name, (title, style, wrapper) in _ENCODERS.items()
+}
+FAMILIES["gpt2"] = Family(
+    "GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER
+)
+FAMILIES["deberta-v2"] = Family(
+    "DeBERTa", ("num_hidden_layers",), _deberta_config, _deberta_weights, _ENCODER_WORDS, _ENCODER_LAYER, _BERT_WRAPPER
+)
 _GEMMA3 = _Decoder(
     head_dim=256,
     kv_heads=4,
@@ -2149,7 +2330,7 @@ def _modernbert_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHea
 
 FAMILIES["modernbert"] = Family(
     "ModernBERT",
-    _LAYERS,
+    ("num_hidden_layers",),
     _modernbert_config,
     _modernbert_weights,
     _MODERNBERT.names.words,
@@ -2178,8 +2359,10 @@ def read_config(config: dict, tensors: "TensorFile") -> "TransformerConfig":
         raise DataError(f"config.json: layers = {layers}; it must be positive")
     prefix = _Tensors(tensors, family.word_table).prefix + family.layer.format(i="")
     held = {name[len(prefix) :].partition(".")[0] for name in tensors.names() if name.startswith(prefix)}
-    if layers > len(held):
-        raise DataError(f"config.json gives {layers:,} layers, but model.safetensors holds {len(held):,}")
+    stored = layers if family.stored_layers is None else _integer(config, family.stored_layers)
+    if stored > len(held):
+        counted = family.stored_layers or "layers"
+        raise DataError(f"config.json gives {stored:,} {counted}, but model.safetensors holds {len(held):,}")
     model = TransformerConfig(**family.read_config(config, layers))
     # Every tensor's shape checked against the config from the file's headers alone, before any size the
     # config gives makes an array (a head_dim of 10⁹ would otherwise make RoPE tables of gigabytes).

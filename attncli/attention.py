@@ -7,9 +7,10 @@ or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logi
 soft-capping, learned attention sinks and sliding-window masks are here too, as the
 decoders use them (and the symmetric window of a bidirectional encoder's local layers),
 with RMS norms over the whole projected q and k and q, k and v clamped to a bound
-(OLMo's clip_qkv); and disentangled attention, whose scores add content to position
-and position to content terms over log-bucketed relative positions. Nothing here reads
-files, prints, or knows about terminals.
+(OLMo's clip_qkv); a relative position bias, bucketed by distance, as some encoders add
+it to their scores; and disentangled attention, whose scores add content to position and
+position to content terms over log-bucketed relative positions. Nothing here reads files,
+prints, or knows about terminals.
 Every function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "LayerAttention",
     "Projections",
     "Relative",
+    "RelativeBias",
     "Rope",
     "Rotary",
     "Trace",
@@ -60,6 +62,8 @@ __all__ = [
     "packed_attention",
     "per_head",
     "projections",
+    "relative_position_bias",
+    "relative_position_buckets",
     "relative_positions",
     "relative_rows",
     "repeat_kv",
@@ -592,6 +596,44 @@ def p2c(k: np.ndarray, q_r: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.take_along_axis(scores(k, q_r), rows[None], axis=-1).swapaxes(-1, -2)
 
 
+@dataclass(frozen=True)
+class RelativeBias:
+    """A relative position bias (Shaw, Uszkoreit and Vaswani, 2018, bucketed as Raffel et al., 2020 do for
+    T5): head h adds a learned number to its score of query i for key j, the one of the bucket the signed
+    distance j - i falls in. Half the buckets are for keys before the query, half for keys after it; in
+    each half, the first quarter of the buckets are the distances 0, 1, 2 ... one each, and the rest
+    cover distances logarithmically wider up to `max_distance`, beyond which all share the last bucket.
+    One table of [buckets, h] numbers serves every layer."""
+
+    buckets: int = 32
+    max_distance: int = 128
+
+    def to_json(self) -> dict:
+        return {"buckets": self.buckets, "max_distance": self.max_distance}
+
+
+def relative_position_buckets(tokens: int, bias: RelativeBias) -> np.ndarray:
+    """Each query i's bucket for each key j of a text of `tokens` tokens (see RelativeBias): [T, T] int.
+    Computed as transformers computes them: a distance n of half/2 or more goes to half/2 + ⌊ln(n /
+    (half/2)) / ln(max_distance / (half/2)) · half/2⌋ (the last bucket at most), in float32, its log
+    correctly rounded; keys after the query take the buckets from half on."""
+    half = bias.buckets // 2
+    exact = half // 2  # the distances below this have a bucket each
+    distance = np.arange(tokens)  # [T] |i - j|
+    ratio = np.maximum(distance, exact).astype(np.float32) / np.float32(exact)  # [T], at least 1: no log of 0
+    logs = np.log(ratio.astype(np.float64)).astype(np.float32)
+    steps = logs / np.float32(math.log(bias.max_distance / exact)) * np.float32(half - exact)  # [T]
+    per_distance = np.where(distance < exact, distance, np.minimum(exact + steps.astype(np.int64), half - 1))  # [T]
+    offsets = np.subtract.outer(distance, distance)  # [T, T] i - j: above 0 for keys before the query
+    return per_distance[np.abs(offsets)] + half * (offsets < 0)
+
+
+def relative_position_bias(table: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Each head's bias for each query and key, looked up by their bucket in the learned `table` [buckets, h]:
+    [T, T] buckets -> [h, T, T]."""
+    return np.ascontiguousarray(np.moveaxis(table[buckets], -1, 0))
+
+
 def repeat_kv(x: np.ndarray, heads: int) -> np.ndarray:
     """[g, T, d_k] -> [h, T, d_k]: each of g key (or value) heads serves h / g query heads in turn."""
     return x if len(x) == heads else np.repeat(x, heads // len(x), axis=0)
@@ -672,6 +714,9 @@ class HeadsTrace:
     # content to content term, and `scaled` the three summed and divided by √(d_k · terms). None without them
     c2p: np.ndarray | None = None
     p2c: np.ndarray | None = None
+    # [h, T, T] the relative position bias each head added to its scaled scores, where the model has one (one
+    # array, computed once for the text, in every layer's trace)
+    position_bias: np.ndarray | None = None
 
     def key_head(self, head: int) -> int:
         """The key and value head that query head `head` reads."""
@@ -708,6 +753,9 @@ class Trace:
     # layer's input x, which its output adds before the convolution's LayerNorm (None without a convolution)
     relative_positions: np.ndarray | None = None
     convolution: np.ndarray | None = None
+    # [T, e] the embeddings summed and normed, before their projection into the model's width, where the model
+    # projects them so (embedding_size); kept with the steps
+    normed_embeddings: np.ndarray | None = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -757,13 +805,15 @@ def attend(
     steps: bool = True,
     sinks: np.ndarray | None = None,
     biases: np.ndarray | None = None,
+    position_bias: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scaled dot-product attention of every head: q [h, T, d_k] against k and v [g, T, d_k], each key
     and value head read by its group of query heads. Returns (scores QKᵀ, scaled scores, weights, head
     outputs): [h, T, T] three times and [h, T, d_k].
 
     The scores are scaled (or multiplied by `options.scale`), given `biases` [h, T] (each head's for
-    each key, ALiBi's) where there are any, soft-capped where the options say so, masked by `mask`
+    each key, ALiBi's) or `position_bias` [h, T, T] (each head's for each query and key, a relative
+    position bias) where there are any, soft-capped where the options say so, masked by `mask`
     [T, T] (True = may attend) and turned into weights by softmax (with each head's sink logit,
     `sinks` [h], where the model has them), written into `weights_out` when it is given. Without
     `steps` the scores are scaled in place, so that the scores returned are the scaled ones: for a
@@ -774,6 +824,8 @@ def attend(
     if biases is not None:  # query i's scores get B_j - B_i, m·(j - i): the weights of B_j, each row shifted
         # by a constant softmax ignores, with no score rounded to the precision of a long text's largest B_j
         scaled_scores += biases[:, None, :] - biases[:, :, None]  # [h, T, T]
+    if position_bias is not None:
+        scaled_scores += position_bias  # [h, T, T]
     if options.soft_cap is not None:
         scaled_scores = soft_cap(scaled_scores, options.soft_cap)
     head_sinks = None if sinks is None else sinks.reshape(-1, 1, 1)  # [h, 1, 1]
@@ -792,12 +844,14 @@ def heads_attention(
     weights_out: np.ndarray | None = None,
     steps: bool = True,
     relative: Relative | None = None,
+    position_bias: np.ndarray | None = None,
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
     [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`
-    (with ALiBi's biases where the options have them); or, given the text's `relative` positions,
-    disentangled attention (`disentangled_heads`). With `steps`, the projections are kept as
-    they were where norms or clamping change them whole, and what per-head q and k norms read."""
+    (with ALiBi's biases where the options have them, and a relative `position_bias` [h, T, T]); or,
+    given the text's `relative` positions, disentangled attention (`disentangled_heads`). With
+    `steps`, the projections are kept as they were where norms or clamping change them whole, and
+    what per-head q and k norms read."""
     if relative is not None:
         return disentangled_heads(q, k, v, p, options, relative, mask, weights_out, steps)
     changed = p.whole_q_norm is not None or options.clip_qkv is not None
@@ -821,6 +875,7 @@ def heads_attention(
         steps,
         p.sinks,
         biases,
+        position_bias,
     )
     return HeadsTrace(
         q=q,
@@ -837,6 +892,7 @@ def heads_attention(
         sinks=p.sinks,
         q_projected=head_inputs[0],
         k_projected=head_inputs[1],
+        position_bias=position_bias,
     )
 
 
@@ -890,16 +946,17 @@ def multi_head_attention(
     weights_out: np.ndarray | None = None,
     steps: bool = True,
     relative: Relative | None = None,
+    position_bias: np.ndarray | None = None,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
     `mask` is [T, T] bool (True = may attend) and applies to every head; `rotary` turns each head's
-    q and k (RoPE); `relative` holds the text's relative positions for disentangled attention.
-    The weights are written into `weights_out` [h, T, T] when it is given. Without `steps`, the scores
-    are scaled in place (the trace's scores are then its scaled scores): for a caller that keeps only
-    the weights.
+    q and k (RoPE); `position_bias` [h, T, T] is added to each head's scaled scores; `relative` holds
+    the text's relative positions for disentangled attention. The weights are written into
+    `weights_out` [h, T, T] when it is given. Without `steps`, the scores are scaled in place (the
+    trace's scores are then its scaled scores): for a caller that keeps only the weights.
     """
-    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps, relative)
+    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps, relative, position_bias)
     concat = merge_heads(heads.head_outputs)  # [T, h·d_k]
     return AttentionTrace(**vars(heads), x=x, concat=concat, output=linear(concat, p.w_o, p.b_o))
 
@@ -912,17 +969,23 @@ def packed_attention(
     positions: list[tuple[np.ndarray | None, Rotary | None]],
     weights_out: list[np.ndarray],
     relatives: list[Relative] | None = None,
+    position_biases: list[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text attending
     only to itself: the projections run over every token at once, the heads text by text. Text i is
     `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]` (and its relative
-    positions `relatives[i]`, for disentangled attention); its weights go into `weights_out[i]` [h, T, T].
-    Returns the output [N, d]."""
+    positions `relatives[i]`, for disentangled attention, and position bias `position_biases[i]` [h, T, T],
+    where the model has one); its weights go into `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
     projected = projections(x, p)
     concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
     relatives = relatives or [None] * len(segments)
-    for segment, (mask, rotary), out, relative in zip(segments, positions, weights_out, relatives, strict=True):
+    biases = [None] * len(segments) if position_biases is None else position_biases
+    for segment, (mask, rotary), out, relative, bias in zip(
+        segments, positions, weights_out, relatives, biases, strict=True
+    ):
         text = (part[segment] for part in projected)
-        heads = heads_attention(*text, p, options, mask, rotary, out, steps=False, relative=relative)
+        heads = heads_attention(
+            *text, p, options, mask, rotary, out, steps=False, relative=relative, position_bias=bias
+        )
         concat[segment] = merge_heads(heads.head_outputs)
     return linear(concat, p.w_o, p.b_o)

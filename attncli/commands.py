@@ -14,7 +14,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
-from attncli.attention import AttentionTrace, inverse_frequencies
+from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
@@ -160,7 +160,8 @@ def explain(
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
     weights = result.weights[layer]  # [h, T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
-    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = relative = None
+    focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = None
+    relative = buckets = None
     rope = model.info.layer_attention[layer].rope
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
@@ -182,6 +183,9 @@ def explain(
             biases = attention.alibi[walk_head, keys] - attention.alibi[walk_head, index]  # [keys]
         if result.trace.relative_positions is not None:  # disentangled: the relative position each key's terms read
             relative = result.trace.relative_positions[index, keys]  # [keys]
+        if attention.position_bias is not None:  # a relative position bias: each key's bucket, and its bias
+            buckets = relative_position_buckets(len(result.tokens), model.info.relative_bias)  # [T, T]
+            biases = attention.position_bias[walk_head, index, keys]  # [keys]
     return ExplainResult(
         result,
         index,
@@ -200,6 +204,7 @@ def explain(
         biases,
         feed_forward,
         relative,
+        buckets,
     )
 
 

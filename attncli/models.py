@@ -101,6 +101,10 @@ class ModelInfo:
         }
         if self.sinks:
             checkpoint["attention_sinks"] = True
+        if self.relative_bias is not None:
+            checkpoint["relative_position_bias"] = self.relative_bias.to_json()
+        if self.shared_layers is not None:
+            checkpoint["shared_layers"] = [list(shared) for shared in self.shared_layers]
         return checkpoint if self.mixture is None else {**checkpoint, "experts": self.mixture.to_json()}
 
 

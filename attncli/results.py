@@ -136,11 +136,14 @@ class ExplainResult:
     # alone, and over its whole projected k: what norms over the whole projections divide them by
     projection_rms: tuple[float, float, float] | None = None
     focus_biases: np.ndarray | None = None  # [keys] ALiBi: what the walkthrough head added to the focus token's score
-    # for each key it sees, m·(j - focus)
+    # for each key it sees, m·(j - focus); a relative position bias: that head's bias for the key's bucket
     focus_feed_forward: np.ndarray | None = None  # [d] a parallel block: what its feed-forward network added for the
     # focus token (the layer's output less its input and the attention's output); with steps
     focus_relative: np.ndarray | None = None  # [keys] disentangled attention: the relative position the focus
     # token's c2p and p2c terms read for each key it sees (focus − key, log-bucketed, clipped); with steps
+    # [T, T] a relative position bias: each query's bucket for each key (the focus token's row: the buckets whose
+    # biases focus_biases holds); with steps
+    relative_buckets: np.ndarray | None = None
 
     @property
     def walk_head(self) -> int:
@@ -211,6 +214,8 @@ class ExplainResult:
                 **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
                 **({"sinks": per_layer("sinks")} if self.run.model.sinks else {}),
                 **_disentangled_json(trace),
+                **({} if trace.normed_embeddings is None else {"normed_embeddings": numbers(trace.normed_embeddings)}),
+                **_relative_bias_json(self.relative_buckets, layers),
             },
         }
 
@@ -406,6 +411,14 @@ def _disentangled_json(trace: Trace) -> dict:
     }
     fields["relative_positions"] = trace.relative_positions.tolist()
     return fields if trace.convolution is None else {**fields, "convolution": numbers(trace.convolution)}
+
+
+def _relative_bias_json(buckets: np.ndarray | None, layers: list[AttentionTrace]) -> dict:
+    """{"relative_position_buckets": [T][T], "relative_position_bias": [h][T][T]} for a model with a relative
+    position bias (the same in every layer); else {}."""
+    if buckets is None:
+        return {}
+    return {"relative_position_buckets": buckets.tolist(), "relative_position_bias": numbers(layers[0].position_bias)}
 
 
 def _projected_json(layers: list[AttentionTrace]) -> dict:

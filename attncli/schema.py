@@ -111,6 +111,16 @@ MODEL = _object(
         },
         "sliding_windows": {"oneOf": [{"type": "null"}, _array({"type": ["integer", "null"]})]},
         "soft_cap": NULLABLE_NUMBER,
+        "relative_position_bias": {
+            **_object({"buckets": INDEX, "max_distance": INDEX}),
+            "description": "a relative position bias on every layer's scaled scores: each head's learned number for "
+            "the bucket of the key's distance from the query (see explain --json's steps.relative_position_bias)",
+        },
+        "shared_layers": {
+            **_array(_array(INDEX)),
+            "description": "for a model whose layers share their weights: each layer's [group, layer within the "
+            "group] of the stored weights it runs",
+        },
         "attention_sinks": {
             "const": True,
             "description": "each head has a learned sink logit that joins every row's softmax and is dropped: "
@@ -189,6 +199,21 @@ STEPS = _object(
             **_array(NUMBER, 2),
             "description": "[head][key] ALiBi's bias for key j, m·j (or m·j / √d_k), the same in every layer; "
             "query i's scaled scores got alibi[j] - alibi[i]",
+        },
+        "normed_embeddings": {
+            **_array(NUMBER, 2),
+            "description": "[token][dimension] the word, position and token type embeddings summed and normed, "
+            "before their projection into the model's width (input[0]), for a model that projects them so",
+        },
+        "relative_position_buckets": {
+            **_array(INDEX, 2),
+            "description": "[query][key] the bucket of the key's distance from the query, for a model with a "
+            "relative position bias",
+        },
+        "relative_position_bias": {
+            **_array(NUMBER, 3),
+            "description": "[head][query][key] the bias each head added to its scaled scores, the same in every "
+            "layer: its learned number for relative_position_buckets[query][key]",
         },
         "sinks": {
             **_array(NUMBER, 2),

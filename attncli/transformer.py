@@ -6,12 +6,14 @@ reads them from config.json): LayerNorm or RMSNorm, before each sublayer or afte
 network and its activation, or a mixture of gated experts a router picks among per token
 (attncli.experts has its math); a learned position table (and where it starts counting),
 rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token
-type embeddings; word embeddings narrower than the model, projected in and out; a causal
-mask, sliding windows per layer, grouped-query attention, q and k norms (per head, or
-over the whole projections), q, k and v clamped, attention scale, logit soft-capping,
-sublayer outputs scaled before their residual sums; disentangled attention over relative
-positions, and a convolution beside the first layer. Weights arrive as plain arrays laid out
-for x @ W, one layer at a time if need be; nothing here knows file formats or family names.
+type embeddings; word embeddings narrower than the model, projected in and out, or all the
+embeddings summed (and normed) narrower and projected in; layers that share their weights; a
+relative position bias on the scores; a causal mask, sliding windows per layer, grouped-query
+attention, q and k norms (per head, or over the whole projections), q, k and v clamped,
+attention scale, logit soft-capping, sublayer outputs scaled before their residual sums;
+disentangled attention over relative positions, and a convolution beside the first layer.
+Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be; nothing here
+knows file formats or family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -30,6 +32,7 @@ from attncli.attention import (
     LayerAttention,
     Projections,
     Relative,
+    RelativeBias,
     Rope,
     Rotary,
     Trace,
@@ -38,6 +41,8 @@ from attncli.attention import (
     linear,
     multi_head_attention,
     packed_attention,
+    relative_position_bias,
+    relative_position_buckets,
     relative_positions,
     relative_rows,
     rms_norm,
@@ -69,6 +74,7 @@ __all__ = [
     "layer_norm",
     "layer_positions",
     "mixture_of_experts",
+    "position_bias",
     "position_ids",
     "relative_embeddings",
     "relu",
@@ -247,6 +253,14 @@ class TransformerConfig:
     convolution: Convolution | None = None  # a convolution beside the first layer, where the model has one
     projected_sum: bool = False  # word embeddings narrower than the model: their sum with the position and token
     # type embeddings (as narrow) is projected to d_model, not the words alone
+    # The embeddings (word, position and token type) summed and normed d_embed wide, then projected to d_model
+    # with a bias before the first layer, and not back; else d_embed projects the word embeddings alone, before
+    # the positions are added, and the last hidden state back
+    projected_embeddings: bool = False
+    # Per layer, the (group, layer within the group) of the stored weights it runs, where layers share them;
+    # None: every layer has its own
+    shared_layers: tuple[tuple[int, int], ...] | None = None
+    relative_bias: RelativeBias | None = None  # a relative position bias on every layer's scaled scores
 
     def __post_init__(self):
         sizes = {
@@ -278,6 +292,8 @@ class TransformerConfig:
             raise DataError(
                 f"config.json: activation {self.activation!r} is not supported; known: {sorted(ACTIVATIONS)}"
             )
+        if self.shared_layers is not None and len(self.shared_layers) != self.layers:
+            raise DataError(f"config.json: {len(self.shared_layers)} shared layers for {self.layers} layers")
         if self.moe is not None and len(self.moe.sparse) != self.layers:
             raise DataError(f"config.json: {len(self.moe.sparse)} layers of experts for {self.layers} layers")
         if self.padding_idx is not None and not 0 <= self.padding_idx < self.max_positions - 1:
@@ -407,6 +423,8 @@ class TransformerWeights:
     relative: np.ndarray | None = None  # [2k, d] relative position embeddings, rows −k ... k − 1 (disentangled)
     relative_norm: Norm | None = None  # the LayerNorm they pass first, where the model has one
     convolution: ConvolutionWeights | None = None  # the convolution beside the first layer
+    project_in_bias: np.ndarray | None = None  # [d] project_in's bias, where the summed embeddings are projected
+    relative_bias: np.ndarray | None = None  # [buckets, h] each head's learned bias for each relative position bucket
 
 
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
@@ -561,9 +579,10 @@ def block_output(
 
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
-    """(the first layer's input [T, d], the position embeddings added to it or None)."""
-    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d]
-    if weights.project_in is not None and not config.projected_sum:
+    """(the first layer's input [T, d], the position embeddings added to it or None, and the normed embeddings
+    [T, e] before their projection where the model projects them so, else None)."""
+    positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d] or [T, e]
+    if weights.project_in is not None and not config.projected_sum and not config.projected_embeddings:
         embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
@@ -574,7 +593,17 @@ def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, 
         x = x @ weights.project_in  # [T, e] -> [T, d]
     if weights.embedding_norm is not None:
         x = normalized(x, weights.embedding_norm, config)
-    return x, positions
+    if not config.projected_embeddings:
+        return x, positions, None
+    return linear(x, weights.project_in, weights.project_in_bias), positions, x  # [T, e] -> [T, d]
+
+
+def position_bias(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> np.ndarray | None:
+    """The relative position bias every layer adds to its scores for a text of `tokens` tokens, computed once:
+    [h, T, T]; None for a model without one."""
+    if config.relative_bias is None:
+        return None
+    return relative_position_bias(weights.relative_bias, relative_position_buckets(tokens, config.relative_bias))
 
 
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
@@ -603,7 +632,8 @@ def forward(
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
-    x, positions = _inputs(ids, embeddings, config, weights)
+    x, positions, normed = _inputs(ids, embeddings, config, weights)
+    bias = position_bias(config, weights, len(ids))  # [h, T, T] or None
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
@@ -614,7 +644,7 @@ def forward(
     ):
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
-            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
+            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative, bias
         )
         x, routing = block_output(x, trace.output, block, config)
         if layer == 0 and weights.convolution is not None:
@@ -629,7 +659,19 @@ def forward(
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
     disentangled = {"relative_positions": relative.delta, "convolution": convolved} if keep_steps and relative else {}
-    return Trace(embeddings, positions, attention, traces, outputs, output, routings, inputs, **disentangled)
+    normed = normed if keep_steps else None
+    return Trace(
+        embeddings,
+        positions,
+        attention,
+        traces,
+        outputs,
+        output,
+        routings,
+        inputs,
+        normed_embeddings=normed,
+        **disentangled,
+    )
 
 
 def forward_packed(
@@ -646,6 +688,7 @@ def forward_packed(
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
     relatives = {n: relative_embeddings(n, config, weights) for n in set(lengths)}
+    biases = {n: position_bias(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
     first = x  # the first layer's input, which a convolution beside it reads
     for layer, block in enumerate(weights.blocks):
@@ -657,6 +700,7 @@ def forward_packed(
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
             None if config.disentangled is None else [relatives[n] for n in lengths],
+            [biases[n] for n in lengths],
         )
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone

@@ -29,11 +29,27 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BERT = str(FIXTURES / "bert")
 GPT2 = str(FIXTURES / "gpt2")
 
-# The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference.
-# The bidirectional models, and GPT-2: the families without RoPE or ALiBi (a position table, or DeBERTa's relative
-# positions), and ModernBERT (with RoPE and local layers, read by the decoders' reader, but tested as the encoders
-# are: no causal mask).
-ENCODERS = ["bert", "roberta", "distilbert", "gpt2", "modernbert", "modernbert-biases", "deberta-v3", "deberta-v2"]
+# The tiny random checkpoints of tests/fixtures/make_fixtures.py, each with transformers' reference: the
+# bidirectional models and GPT-2 (the families without RoPE or ALiBi: a learned position table, or relative
+# positions; and ModernBERT, with RoPE and local layers, read by the decoders' reader but tested as the encoders
+# are: no causal mask), and the decoders.
+ENCODERS = [
+    "bert",
+    "roberta",
+    "distilbert",
+    "gpt2",
+    "xlm-roberta",
+    "camembert",
+    "electra",
+    "albert",
+    "albert-groups",
+    "megatron-bert",
+    "mpnet",
+    "modernbert",
+    "modernbert-biases",
+    "deberta-v3",
+    "deberta-v2",
+]
 DECODERS = [
     "llama",
     "llama-linear",

@@ -998,3 +998,73 @@ def test_debertas_tensors_are_found_under_a_masked_language_models_prefix_and_wi
         model = load_model(str(FIXTURES / name))
         assert f"{prefix}encoder.rel_embeddings.weight" in model.checkpoint.tensors.names()
         assert_equals_transformers(model, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        *(
+            (name, {"is_decoder": True}, r"is_decoder true \(a causal mask on an encoder\) is not supported")
+            for name in ("xlm-roberta", "camembert", "electra", "megatron-bert")
+        ),
+        *(
+            (name, {"position_embedding_type": "relative_key"}, "only absolute position embeddings are supported")
+            for name in ("xlm-roberta", "camembert", "electra", "albert", "megatron-bert")
+        ),
+        ("mpnet", {"relative_attention_num_buckets": 64}, "relative_attention_num_buckets 64 is not supported"),
+        ("mpnet", {"relative_attention_num_buckets": 16}, "transformers buckets relative positions into 32"),
+        ("albert", {"num_hidden_groups": 0}, "num_hidden_groups = 0, inner_group_num = 1; both must be positive"),
+        ("albert", {"inner_group_num": -1}, "inner_group_num = -1; both must be positive"),
+        ("albert", {"num_hidden_layers": 10**9}, "attncli runs at most 1,024 passes through shared layers"),
+        ("albert-groups", {"num_hidden_groups": 3}, "gives 3 num_hidden_groups, but model.safetensors holds 2"),
+        ("albert", {"inner_group_num": 2}, "missing tensor encoder.albert_layer_groups.0.albert_layers.1"),
+        # ALBERT projects its embeddings in even where they are as wide as the model
+        (
+            "albert",
+            {"embedding_size": 16},
+            r"embedding_hidden_mapping_in.weight has shape \(16, 8\), but .* \(16, 16\)",
+        ),
+        # ELECTRA's configuration's default embedding_size, where config.json has none, is 128
+        ("electra", {"embedding_size": None}, r"has shape \(\d+, 12\), but config.json implies \(\d+, 128\)"),
+    ],
+)
+def test_what_the_encoders_do_not_compute_is_refused_by_name(tmp_path, name, change, message):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | change
+    config = {key: value for key, value in config.items() if value is not None}
+    with pytest.raises(DataError, match=message):
+        load_model(str(with_config(tmp_path, name, config)))
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        # MPNet's padding index is 1 in its code, and it reads neither is_decoder nor position_embedding_type
+        ("mpnet", {"pad_token_id": 0, "is_decoder": True, "position_embedding_type": "relative_key"}),
+        ("mpnet", {"type_vocab_size": 7}),  # no token types
+        ("albert", {"is_decoder": True}),  # its attention is never causal
+        # albert-base-v2's config.json carries keys of Google's code that transformers never read
+        ("albert", {"down_scale_factor": 1, "gap_size": 0, "net_structure_type": 0, "num_memory_blocks": 0}),
+        ("albert", {"num_hidden_groups": None, "inner_group_num": None}),  # its configuration's 1 and 1
+        ("electra", {"summary_type": "last", "summary_use_proj": False}),  # a classification head's settings
+        ("xlm-roberta", {"add_cross_attention": False, "use_cache": False, "classifier_dropout": 0.5}),
+    ],
+)
+def test_the_encoders_read_only_what_transformers_reads_for_them(tmp_path, name, ignored):
+    config = json.loads((FIXTURES / name / "config.json").read_text()) | ignored
+    config = {key: value for key, value in config.items() if value is not None}
+    assert_equals_transformers(load_model(str(with_config(tmp_path, name, config))), name)
+
+
+def test_each_encoder_is_a_row_of_the_one_table_with_its_wrapper():
+    wrappers = {name: FAMILIES[name].wrapper for name in ("xlm-roberta", "camembert", "mpnet", "electra", "albert")}
+    assert wrappers == {
+        "xlm-roberta": ("<s>", "</s>"),
+        "camembert": ("<s>", "</s>"),
+        "mpnet": ("<s>", "</s>"),
+        "electra": ("[CLS]", "[SEP]"),
+        "albert": ("[CLS]", "[SEP]"),
+    }
+    for name in ("xlm-roberta", "camembert", "albert", "mpnet"):
+        tokens = load_model(str(FIXTURES / name)).tokenize(SENTENCE)
+        first, last = FAMILIES[name].wrapper
+        assert (tokens[0].text, tokens[-1].text, tokens[0].special, tokens[-1].special) == (first, last, True, True)

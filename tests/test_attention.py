@@ -21,6 +21,7 @@ from attncli.attention import (
     Disentangled,
     Projections,
     Relative,
+    RelativeBias,
     Rope,
     alibi_biases,
     alibi_slopes,
@@ -44,6 +45,8 @@ from attncli.attention import (
     multi_head_attention,
     p2c,
     per_head,
+    relative_position_bias,
+    relative_position_buckets,
     relative_positions,
     relative_rows,
     rotary,
@@ -725,3 +728,61 @@ def test_disentangled_scores_sum_their_terms_over_the_root_of_d_k_times_their_co
     assert (trace.c2p is not None, trace.p2c is not None) == terms
     assert_allclose(trace.weights.sum(axis=-1), 1, rtol=1e-6)
     assert disentangled.scale(d_k) == np.sqrt(np.float32(d_k * disentangled.terms))  # float32, as transformers
+
+
+# The first distance of each of buckets 8 to 15 of MPNet's relative position bias (32 buckets up to a distance of
+# 128), as transformers' MPNetEncoder.relative_position_bucket computes them: the distances 0 to 7 have a bucket each.
+MPNET_BUCKET_STARTS = [8, 12, 16, 23, 32, 46, 64, 91]
+
+
+def test_relative_position_buckets_are_the_ones_transformers_computes():
+    buckets = relative_position_buckets(600, RelativeBias())  # [T, T]
+    distance = np.arange(600)
+    expected = np.where(distance < 8, distance, 7 + np.searchsorted(MPNET_BUCKET_STARTS, distance, side="right"))
+    assert_array_equal(buckets[:, 0], expected)  # keys before the query (and itself): buckets 0 to 15
+    assert_array_equal(buckets[0, 1:], expected[1:] + 16)  # keys after it: buckets 16 to 31
+
+
+@given(
+    st.integers(1, 300),
+    st.sampled_from([4, 8, 16, 32, 64]),
+    st.integers(2, 400),
+)
+def test_relative_position_buckets_are_symmetric_monotone_and_within_range(tokens, count, far):
+    """A key j's bucket for query i depends on j - i alone: the same for i - j but in the other half of the
+    buckets, never fewer as the distance grows, the exact distance below a quarter of the buckets, the last
+    bucket of a half from max_distance on."""
+    half = count // 2
+    exact = half // 2
+    bias = RelativeBias(count, max(far, 2 * exact))
+    buckets = relative_position_buckets(tokens, bias)  # [T, T]
+    assert buckets.min() >= 0 and buckets.max() < count
+    offsets = np.subtract.outer(np.arange(tokens), np.arange(tokens))  # i - j
+    per_distance = buckets[:, 0]  # [T] the bucket of each distance back
+    assert_array_equal(
+        buckets, np.where(offsets >= 0, per_distance[np.abs(offsets)], per_distance[np.abs(offsets)] + half)
+    )
+    assert np.all(np.diff(per_distance) >= 0) and per_distance.max() < half
+    near = np.arange(min(exact, tokens))
+    assert_array_equal(per_distance[near], near)
+    assert np.all(per_distance[bias.max_distance :] == half - 1)
+
+
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_the_relative_position_bias_is_each_heads_number_for_its_bucket(tokens, heads, seed):
+    table = np.random.default_rng(seed).normal(size=(32, heads)).astype(np.float32)  # [buckets, h]
+    buckets = relative_position_buckets(tokens, RelativeBias())
+    bias = relative_position_bias(table, buckets)  # [h, T, T]
+    assert bias.shape == (heads, tokens, tokens) and bias.dtype == np.float32 and bias.flags.c_contiguous
+    i, j, h = (np.random.default_rng(seed).integers(0, n, 20) for n in (tokens, tokens, heads))
+    assert_array_equal(bias[h, i, j], table[buckets[i, j], h])
+
+
+def test_a_position_bias_is_added_to_every_heads_scaled_scores():
+    rng = np.random.default_rng(0)
+    q, k, v = rng.normal(size=(3, 2, 5, 4)).astype(np.float32)  # [h, T, d_k] each
+    bias = rng.normal(size=(2, 5, 5)).astype(np.float32)  # [h, T, T]
+    options = AttentionOptions(heads=2)
+    raw, scaled_scores, weights, _ = attend(q, k, v, options, position_bias=bias)
+    assert_allclose(scaled_scores, raw / 2 + bias, rtol=1e-6)
+    assert_allclose(weights, softmax(raw / 2 + bias), rtol=1e-5)

@@ -40,6 +40,10 @@ EVERY_COMMAND = {
     "explain-adjacent-rope": ["explain", SENTENCE, "--model", str(FIXTURES / "cohere"), "--json"],
     "explain-disentangled": ["explain", SENTENCE, "--model", str(FIXTURES / "deberta-v3"), "--json"],
     "explain-convolution": ["explain", SENTENCE, "--model", str(FIXTURES / "deberta-v2"), "--json"],
+    "explain-relative-bias": ["explain", SENTENCE, "--model", str(FIXTURES / "mpnet"), "--json"],
+    "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
+    "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
+    "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
 }
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ from helpers import (
     FIXTURES,
     GPT2,
     PRONOUN,
+    SENTENCE,
     assert_as_exact_as_transformers,
     copy_fixture,
     edit_config,
@@ -444,3 +446,69 @@ def test_relative_embeddings_are_the_rows_read_normed_only_where_the_model_norms
             assert_allclose(relative.embeddings, layer_norm(rows, model.weights.relative_norm, model.config.eps))
     assert raw.weights.relative_norm is None and normed.weights.relative_norm is not None
     assert not np.allclose(commands.run(PRONOUN, raw).weights, commands.run(PRONOUN, normed).weights)
+
+
+def test_a_relative_position_bias_is_looked_up_once_and_added_to_every_layers_scores():
+    model = load_model(str(FIXTURES / "mpnet"))
+    trace = commands.run(PRONOUN, model, steps=True).trace
+    bias = trace.layers[0].position_bias  # [h, T, T]
+    assert bias.shape == (model.info.heads, len(trace.output), len(trace.output))
+    assert all(layer.position_bias is bias for layer in trace.layers)  # one array for the text
+    for layer in trace.layers:
+        assert_allclose(layer.scaled, layer.scores / 2 + bias, atol=1e-6)
+    # Without it (a table of zeros) the weights move far past the exactness bound: the bias is no rounding.
+    without = dataclasses.replace(model.weights, relative_bias=np.zeros_like(model.weights.relative_bias))
+    ids = np.array([t.id for t in model.tokenize(PRONOUN)])
+    from attncli.transformer import forward
+
+    assert np.abs(forward(ids, model.weights.word[ids], model.config, without).weights - trace.weights).max() > 0.01
+
+
+def test_mpnets_positions_count_from_its_padding_index_whatever_pad_token_id_says(tmp_path):
+    directory = copy_fixture(tmp_path, "mpnet")
+    edit_config(directory, pad_token_id=0)
+    config = load_model(str(directory)).config
+    assert config.padding_idx == 1 and position_ids(np.array([0, 5, 6, 2]), config).tolist() == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(("name", "width"), [("electra", 12), ("albert", 8), ("albert-groups", 12)])
+def test_narrow_embeddings_are_summed_and_normed_at_their_width_then_projected_in(name, width):
+    model = load_model(str(FIXTURES / name))
+    trace = model.run(model.tokenize(SENTENCE))
+    weights, config = model.weights, model.config
+    e = trace.embeddings + trace.positions + weights.token_type[0]  # [T, e]
+    assert e.shape[-1] == width and weights.project_out is None
+    assert_allclose(trace.normed_embeddings, layer_norm(e, weights.embedding_norm, config.eps), atol=1e-6)
+    assert_allclose(trace.layer_inputs[0], trace.normed_embeddings @ weights.project_in + weights.project_in_bias)
+    assert trace.layer_inputs[0].shape[-1] == config.d_model == 16
+
+
+@pytest.mark.parametrize(
+    ("name", "shared"),
+    [("albert", [(0, 0), (0, 0)]), ("albert-groups", [(0, 0), (0, 1), (0, 0), (0, 1), (1, 0), (1, 1)])],
+)
+def test_layers_that_share_weights_run_the_same_blocks_each_read_once(monkeypatch, name, shared):
+    from attncli.checkpoint import TensorFile
+
+    read = []
+    get = TensorFile.get
+    monkeypatch.setattr(TensorFile, "get", lambda self, tensor, **out: read.append(tensor) or get(self, tensor, **out))
+    model = load_model(str(FIXTURES / name))
+    read.clear()  # what loading read: the config's shape checks read headers, not tensors
+    blocks = model.weights.blocks
+    assert list(model.config.shared_layers) == shared and len(blocks) == len(shared)
+    assert all(blocks[i] is blocks[shared.index(weights)] for i, weights in enumerate(shared))
+    assert len(read) == len(set(read))  # no tensor read twice
+    stored = {re.search(r"groups\.(\d+)\.albert_layers\.(\d+)\.", tensor) for tensor in read} - {None}
+    assert {tuple(map(int, found.groups())) for found in stored} == set(shared)
+
+
+def test_megatron_normalises_before_each_sublayer_and_after_the_last_layer_not_its_embeddings():
+    model = load_model(str(FIXTURES / "megatron-bert"))
+    trace = model.run(model.tokenize(SENTENCE))
+    weights, config = model.weights, model.config
+    assert weights.embedding_norm is None
+    assert_allclose(trace.layer_inputs[0], trace.embeddings + trace.positions + weights.token_type[0], atol=1e-6)
+    for layer, block in enumerate(weights.blocks):
+        assert_allclose(trace.layers[layer].x, layer_norm(trace.layer_inputs[layer], block.attention_norm, config.eps))
+    assert_allclose(trace.output, layer_norm(trace.layer_outputs[-1], weights.final_norm, config.eps))

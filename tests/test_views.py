@@ -550,3 +550,69 @@ def test_the_walkthrough_of_deberta_v2_shows_its_summed_projected_embeddings_cli
     assert row.split()[1:4] == [number(value) for value in result.run.trace.convolution[f, :3]]
     _, later = walkthrough(commands.explain(SENTENCE, model, layer=1), width)
     assert "tanh(conv(x))" not in later and "Layer 1 attends over x = the output of layer 0." in later
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_shows_the_relative_position_bias_of_the_focus_tokens_row(width):
+    result = commands.explain(SENTENCE, load_model(str(FIXTURES / "mpnet")), head=1)
+    f, keys = result.focus, result.focus_keys
+    bias = result.attention.position_bias[1, f, keys]
+    assert_allclose(result.focus_biases, bias)
+    assert_allclose(result.focus_steps.scores, result.attention.scores[1, f, keys] / 2 + bias, atol=1e-6)
+    buckets = result.relative_buckets[f, keys]
+    assert buckets.tolist() == [f - j if j <= f else 16 + j - f for j in keys]  # all within the exact distances
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    rows = scores_table(text)
+    assert [row[3] for row in rows] == [str(b) for b in buckets]  # the bucket column, then the bias
+    assert [float(row[4]) for row in rows] == pytest.approx(bias.tolist(), abs=1e-3)
+    text = flowing(views.view(result))
+    assert "divided by √d_k = √4 = 2.000, plus head 1's relative position bias for the key's distance" in text
+    assert "falls in one of 32 buckets, 16 for the keys before it (itself included) and 16 for those after" in text
+    before = number(result.focus_biases[list(keys).index(f - 1)])
+    assert f"the token before (bucket 1) {before}" in text and "bucket bias ÷√4 + bias" in text
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_shows_the_embeddings_normed_narrow_then_projected_in(width):
+    model = load_model(str(FIXTURES / "electra"))
+    text = render_text(views.view(commands.explain(SENTENCE, model)), width=width)
+    assert widest_line(text) <= width
+    assert "LayerNorm(e + p + t)  (12 dimensions)" in text
+    text = flowing(views.view(commands.explain(SENTENCE, model)))
+    assert "each position a row p of the position embeddings, 12 dimensions each." in text
+    assert "Layer 0 attends over x = LayerNorm(e + p + t)·W + b: the word, position and token type 0 embeddings" in text
+    assert "are summed and normed 12 wide, then W (12 × 16) and its bias b project them into the model's 16" in text
+    later = flowing(views.view(commands.explain(SENTENCE, model, layer=1)))
+    assert "LayerNorm(e + p + t)·W + b (projected to 16 dimensions: layer 0's input)" in later
+
+
+def test_the_walkthrough_says_which_stored_layer_a_layer_that_shares_weights_runs():
+    result = commands.explain(SENTENCE, load_model(str(FIXTURES / "albert-groups")), layer=3)
+    text = flowing(views.view(result))
+    assert "6 layers × 1 heads, d_model 16, d_k 16, sharing the weights of 4 stored layers" in text
+    assert (
+        "ALBERT's layers share their weights: its 6 layers are 3 passes through groups of 2 layers (passes 0–1 "
+        "through group 0, pass 2 through group 1), 4 stored layers in all. Layer 3, pass 1's layer 1, runs group "
+        "0's layer 1, as layer 1 does" in text
+    )
+    last = flowing(views.view(commands.explain(SENTENCE, load_model(str(FIXTURES / "albert-groups")), layer=5)))
+    assert "Layer 5, pass 2's layer 1, runs group 1's layer 1: W_Q" in last
+    one = flowing(views.view(commands.explain(SENTENCE, load_model(str(FIXTURES / "albert")), layer=1)))
+    assert "ALBERT's 2 layers all run one stored layer's weights (group 0's layer 0)" in one
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_the_walkthrough_of_a_pre_norm_encoder_shows_the_stream_its_norm_and_the_last_norm(width):
+    model = load_model(str(FIXTURES / "megatron-bert"))
+    result = commands.explain(SENTENCE, model, layer=1)
+    text = render_text(views.view(result), width=width)
+    assert widest_line(text) <= width
+    assert "r  (layer 1's input, not normed)" in text and "last hidden state" in text
+    text = flowing(views.view(result))
+    assert "Layer 1 attends over x = LayerNorm(the residual stream after layer 0): Megatron-BERT normalises" in text
+    assert "r + attention(LayerNorm(r)), then that + feed-forward(LayerNorm′(that)); one more LayerNorm" in text
+    assert "The last layer's output passes one more LayerNorm: the model's last hidden state." in text
+    first = flowing(views.view(commands.explain(SENTENCE, model)))
+    assert "Layer 0 attends over x = LayerNorm(e + p + t): Megatron-BERT normalises before each sublayer." in first
+    assert "last hidden state" not in first

@@ -116,6 +116,8 @@ def model_line(model: ModelInfo, caveat: bool = True) -> Text:
         return Text(line, style="dim")
     if model.sinks:
         shape += ", a learned attention sink per head"
+    if model.shared_layers is not None:
+        shape += f", sharing the weights of {plural(len(set(model.shared_layers)), 'stored layer')}"
     if model.mixture is not None:
         shape += f", {model.mixture.experts} experts ({model.mixture.per_token} a token)"
     return Text(f"{visible(model.name)} ({model.type}): {shape}, up to {model.max_length} tokens", style="dim")

@@ -60,6 +60,8 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
         "e·W_in" if model.d_embed else f"{_multiplier(model.embedding_scale, d)} · e" if model.embedding_scale else "e"
     )
     first = f"{words} + p" if learned else words  # what the first layer's residual stream starts as
+    if model.token_types:
+        first += " + t"
     if model.pre_norm:
         start = f"LayerNorm({first})" if model.embedding_norm else first
         residual = start if layer == 0 else f"the residual stream after layer {layer - 1}"
@@ -93,6 +95,12 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             )
         if model.parallel:
             lead += _parallel_lead(model, layer)
+        if not model.causal:  # an encoder, its norms before each sublayer where most have them after
+            lead += (
+                " Unlike an encoder that normalises after each sublayer, here each sublayer reads a LayerNorm of the "
+                "stream r and adds its output to r as it is: r + attention(LayerNorm(r)), then that + feed-forward("
+                f"LayerNorm′(that)); one more LayerNorm follows the last layer (layer {model.layers - 1})."
+            )
         return lead
     if not model.embedding_norm:  # a post-norm decoder: its embeddings go in as they are
         after = (
@@ -103,6 +111,13 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             return f"Layer 0 attends over x = {first}, not normalised, {after}."
         return f"Layer {layer} attends over x = the output of layer {layer - 1}, normalised, {after}."
     types = " + t, the token type 0 embedding" if model.token_types else ""
+    if layer == 0 and model.projected_embeddings:
+        e, plus_t = model.d_embed or d, " + t" if model.token_types else ""
+        kinds = "word, position and token type 0" if model.token_types else "word and position"
+        return (
+            f"Layer 0 attends over x = LayerNorm(e + p{plus_t})·W + b: the {kinds} embeddings are summed and "
+            f"normed {e} wide, then W ({e} × {d}) and its bias b project them into the model's {d} dimensions."
+        )
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
@@ -211,6 +226,11 @@ def explain_view(
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
     elif model.disentangled is not None:
         embed_lead = _disentangled_embeddings(model)
+    elif learned and model.projected_embeddings:
+        embed_lead = (
+            f"Each token id picks a row e of the word embeddings and each position a row p of the position "
+            f"embeddings, {model.d_embed or d} dimensions each. "
+        )
     elif learned and (model.d_embed or model.position_offset):
         narrower = (
             f" ({model.d_embed} dimensions, which W_in, {model.d_embed} × {d}, turns into the model's {d})"
@@ -250,9 +270,14 @@ def explain_view(
                 f"p  (position embedding: rows {model.position_offset} to {model.position_offset + len(labels) - 1})"
             )
         parts.append(VectorTable(trace.positions, labels, title=title))
+    parts += _embedding_projection(result)
+    if not sample and model.pre_norm and not model.causal:  # the stream the layer reads, then its norm attention reads
+        parts.append(VectorTable(trace.layer_inputs[layer], labels, title=f"r  (layer {layer}'s input, not normed)"))
     parts.append(VectorTable(attention.x, labels, title=f"x  (input to layer {layer}'s attention)"))
 
-    parts += section(3, "Queries, keys and values", _projection_lead(model, h, plus_b) + _clip_note(result))
+    parts += section(
+        3, "Queries, keys and values", _projection_lead(model, h, plus_b) + _clip_note(result) + _shared(model, layer)
+    )
     g = attention.key_head(h)
     for name, matrix, row in (("q", attention.q, h), ("k", attention.k, g), ("v", attention.v, g)):
         which = f"head {h}" if row == h else f"key-value head {g}, which head {h} reads"
@@ -265,7 +290,9 @@ def explain_view(
     parts += section(4, f"Scores for “{focus_name}”", _scores_lead(model, layer, h, f))
     if result.focus_angles is not None:
         parts += _rotation(result)
-    if result.focus_biases is not None:
+    if result.relative_buckets is not None:
+        parts.append(_relative_bias(result))
+    elif result.focus_biases is not None:
         parts.append(_alibi(result))
     if result.focus_relative is not None and model.disentangled.terms > 1:
         parts.append(_relative(result))
@@ -303,6 +330,9 @@ def explain_view(
     if not sample:
         final_rows.append(trace.layer_outputs[layer][f])
         final_labels.append(f"layer {layer} output")
+    if not sample and model.pre_norm and not model.causal and layer == model.layers - 1:
+        final_rows.append(trace.output[f])
+        final_labels.append("last hidden state")
     title = f"token {f} “{focus_name}”"
     if len(final_rows[0]) == len(final_rows[1]):
         parts.append(VectorTable(np.vstack(final_rows), final_labels, title=title))
@@ -331,6 +361,13 @@ def explain_view(
                 f"The layer output: the attention output, through an {norm}, added to the residual stream; then "
                 f"{network} reads the stream, and its output, through an {norm} too, is added."
             )
+        if model.pre_norm and not model.causal:
+            added = (
+                f"The layer output: the attention output added to the residual stream as it is, then {network}'s "
+                f"output, which read a {norm} of that sum, added too."
+            )
+            if layer == model.layers - 1:
+                added += " The last layer's output passes one more LayerNorm: the model's last hidden state."
         if model.residual_scale is not None:
             scale = f"{model.residual_scale:g}"
             added = (
@@ -527,6 +564,80 @@ def _head_norms(result: ExplainResult) -> VectorTable:
     return VectorTable(rows, labels, title=title)
 
 
+def _embedding_projection(result: ExplainResult) -> list[RenderableType]:
+    """Where the model sums and normalises its embeddings narrower than its width, then projects them in: the
+    normed embeddings, and (for a later layer than the first) what the projection made of them; else nothing."""
+    run, layer = result.run, result.layer
+    trace, model = run.trace, run.model
+    if trace.normed_embeddings is None:
+        return []
+    labels = token_texts(run)
+    plus_t = " + t" if model.token_types else ""
+    e, d = model.d_embed or model.d_model, model.d_model
+    tables = [VectorTable(trace.normed_embeddings, labels, title=f"LayerNorm(e + p{plus_t})  ({e} dimensions)")]
+    if layer > 0:  # the layer's own input comes next; the projection's output is layer 0's
+        title = f"LayerNorm(e + p{plus_t})·W + b  (projected to {d} dimensions: layer 0's input)"
+        tables.append(VectorTable(trace.layer_inputs[0], labels, title=title))
+    return tables
+
+
+def _shared(model: ModelInfo, layer: int) -> str:
+    """Whose weights `layer` runs, where the model's layers share them, in words; else ""."""
+    shared = model.shared_layers
+    if shared is None:
+        return ""
+    group, inner = shared[layer]
+    stored = sorted(set(shared))
+    if len(stored) == 1:
+        return (
+            f" {model.title}'s {model.layers} layers all run one stored layer's weights (group {group}'s layer "
+            f"{inner}): the W_Q, W_K, W_V and W_O here, its LayerNorms and its feed-forward network are the same in "
+            "every layer; only what a layer reads differs."
+        )
+    per_group = max(j for _, j in shared) + 1
+    passes = [shared[start][0] for start in range(0, len(shared), per_group)]  # each pass's group
+    runs = [(p, g) for p, g in enumerate(passes) if p == 0 or passes[p - 1] != g]  # (first pass, group) of each run
+    ends = [start - 1 for start, _ in runs[1:]] + [len(passes) - 1]
+    spans = ", ".join(
+        f"pass{'es' if end > start else ''} {start}{f'–{end}' if end > start else ''} through group {g}"
+        for (start, g), end in zip(runs, ends, strict=True)
+    )
+    others = [i for i, weights in enumerate(shared) if weights == shared[layer] and i != layer]
+    same = ""
+    if others:
+        same = f", as layer {others[0]} does" if len(others) == 1 else f", as layers {', '.join(map(str, others))} do"
+    return (
+        f" {model.title}'s layers share their weights: its {model.layers} layers are {len(passes)} passes through "
+        f"groups of {plural(per_group, 'layer')} ({spans}), {len(stored)} stored layers in all. Layer {layer}, "
+        f"pass {layer // per_group}'s layer {inner}, runs group {group}'s layer {inner}{same}: W_Q, W_K, W_V and "
+        "W_O here, its LayerNorms and its feed-forward network are that stored layer's."
+    )
+
+
+def _relative_bias(result: ExplainResult) -> Text:
+    """The relative position bias for the focus token: how distances fall into buckets, and what the walkthrough
+    head adds for the keys next to it (every key's bucket and bias are the table's columns)."""
+    model, h, f = result.run.model, result.walk_head, result.focus
+    bias = model.relative_bias
+    half = bias.buckets // 2
+    exact = half // 2
+    keys = list(result.focus_keys)
+    near = [
+        f"{what} (bucket {result.relative_buckets[f, j]}) {number(result.focus_biases[keys.index(j)])}"
+        for j, what in ((f, "itself"), (f - 1, "the token before"), (f + 1, "the token after"))
+        if j in keys
+    ]
+    return Text(
+        f"Relative position bias: each key j's distance from token {f} falls in one of {bias.buckets} buckets, "
+        f"{half} for the keys before it (itself included) and {half} for those after: one for each distance up to "
+        f"{exact - 1}, then buckets wider and wider up to {bias.max_distance}, past which all share the last. Head "
+        f"{h} adds its learned number for the key's bucket to the scaled score (the bucket and bias columns): "
+        f"{', '.join(near)}. One table serves every layer, looked up once for the text. (--json's steps hold "
+        "every query's buckets and biases.)",
+        style="dim",
+    )
+
+
 def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
     """How a query's scores are made, in words: RoPE, the scale, soft-capping, softmax."""
     if model.disentangled is not None and model.disentangled.terms > 1:
@@ -545,6 +656,8 @@ def _scores_lead(model: ModelInfo, layer: int, h: int, f: int) -> str:
         scale = f"multiplied by {model.title}'s scale {model.attention_scale:.4g}"
     if model.alibi is not None:
         scale += ", plus ALiBi's bias for the key's distance" + (", divided by √d_k too" if model.alibi.scaled else "")
+    if model.relative_bias is not None:
+        scale += f", plus head {h}'s relative position bias for the key's distance"
     capped = f", soft-capped as {model.soft_cap:g} · tanh(s / {model.soft_cap:g})" if model.soft_cap else ""
     weights = "weights that sum to 1"
     if model.sinks:
@@ -853,7 +966,11 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     if model.soft_cap:
         scaled += ", capped"
     key_headers = ("#", "key", "q·k")
-    if result.focus_biases is not None:  # ALiBi: the bias each key's score got, in a column of its own
+    if result.relative_buckets is not None:  # a relative position bias: each key's bucket, its bias beside it
+        buckets = result.relative_buckets[f, keys]
+        key_columns = [(*row, str(bucket)) for row, bucket in zip(key_columns, buckets, strict=True)]
+        key_headers = (*key_headers, "bucket")
+    if result.focus_biases is not None:  # ALiBi, a relative position bias: the bias each key's score got
         key_columns = [(*row, number(bias)) for row, bias in zip(key_columns, result.focus_biases, strict=True)]
         key_headers, scaled = (*key_headers, "bias"), f"{scaled} + bias"
     if attention.sinks is not None:  # the sink: one more row of the softmax, a key with no value
