@@ -329,7 +329,7 @@ def _header(path: Path) -> tuple[int, dict]:
             pass
     except (SafetensorError, OSError, ValueError) as error:
         raise DataError(f"{path}: not a readable safetensors file ({error})") from None
-    return 8 + size, _parse_json(_read(path, "(its header)", 8, size), path)
+    return 8 + size, _parse_json(_read(path, "(its header)", 8, size).tobytes(), path)
 
 
 def _header_size(path: Path) -> int:
@@ -346,10 +346,12 @@ def _header_size(path: Path) -> int:
     return size
 
 
-def _read(path: Path, name: str, start: int, size: int) -> bytearray:
-    """`size` bytes of `path` from `start`, by positioned reads into one buffer (Linux returns at most
-    2 GiB from one read, and a large model's embedding table is bigger)."""
-    data = bytearray(size)
+def _read(path: Path, name: str, start: int, size: int) -> np.ndarray:
+    """`size` bytes of `path` from `start` [size] uint8, by positioned reads into one buffer (Linux returns
+    at most 2 GiB from one read, and a large model's embedding table is bigger). The buffer is left
+    unset until the reads fill it: a bytearray is zeroed first, a pass over every byte that a base-sized
+    encoder's 340 MB of float32 layers took 35 ms for."""
+    data = np.empty(size, np.uint8)
     view, done = memoryview(data), 0
     try:
         descriptor = os.open(path, os.O_RDONLY)
@@ -368,7 +370,7 @@ def _read(path: Path, name: str, start: int, size: int) -> bytearray:
     return data
 
 
-def _float32(data: bytes, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+def _float32(data: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
     """Raw little-endian values as float32, into `out` [n] when given; a bf16 value is the high half
     of a float32."""
     values = np.frombuffer(data, dtype=_FLOATS[dtype])

@@ -10,9 +10,13 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 
-from attncli.escapes import JSON_ESCAPES
+from attncli.escapes import JSON_ESCAPES, UNSAFE
 
 __all__ = ["json_bytes", "json_chunks"]
+
+# Every character JSON leaves raw that must be escaped starts, in UTF-8, with one of these bytes
+# (all but its last byte; DEL is its own). JSON itself escapes the characters below U+0020.
+_UNSAFE_STARTS = frozenset(char.encode()[:-1] or char.encode() for char in UNSAFE if char >= "\x7f")
 
 # Arrays with more numbers than this are written a slice at a time, so that the JSON of a long
 # text's attention never has to sit in memory whole (18.9 million weights make 250 MB of it).
@@ -62,6 +66,8 @@ def _dumps(value) -> bytes:
     data = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_unknown)
     if data.isascii() and b"\x7f" not in data:  # the usual case: numbers, no copy
         return data
+    if not any(start in data for start in _UNSAFE_STARTS):  # tokens such as ▁the or Ġthe: still no copy
+        return data  # (translating a document of 12 layers' attention over 15 tokens took 18 ms)
     return data.decode().translate(JSON_ESCAPES).encode()
 
 

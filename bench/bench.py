@@ -1,4 +1,5 @@
-"""make bench: attncli against the torch + transformers peer on all-MiniLM-L6-v2, in one run.
+"""make bench: attncli against the torch + transformers peer on all-MiniLM-L6-v2 and on checkpoints of
+larger models' shapes (random weights, made once), in one run.
 
 Each command runs as its own process; wall time is the median of several runs,
 the commands compared taking turns, and peak memory is the child's maximum
@@ -37,6 +38,9 @@ DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attn
 MOE = DECODER.parent / "qwen3-30b-a3b-shape-4-layers"
 # The Pythia row's: random weights in pythia-410m's shape (GPT-NeoX), made once, beside it.
 PYTHIA = DECODER.parent / "pythia-410m-shape"
+# The encoder rows': random weights in these models' shapes (bench/make_encoders.py's SHAPE argument), made
+# once, beside them in NAME-shape; bert-base's is a family attncli has always read, at base size.
+ENCODERS = {"all-mpnet-base-v2": "mpnet", "deberta-v3-base": "deberta-v3", "bert-base": "bert"}
 
 
 def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
@@ -106,11 +110,12 @@ def best_forward_times(peer_python: str, directory: str, rounds: int) -> tuple[d
     return ours, peer
 
 
-def made_checkpoint(peer_python: str, directory: Path, script: str, what: str) -> Path:
-    """A benchmark's checkpoint `directory`, made by bench/`script` with the peer's Python if it is not there."""
+def made_checkpoint(peer_python: str, directory: Path, script: str, what: str, *arguments: str) -> Path:
+    """A benchmark's checkpoint `directory`, made by bench/`script` (given `arguments` first) with the peer's
+    Python if it is not there."""
     if not (directory / "texts.json").is_file():
         print(f"bench: making the {what} in {directory}, once", file=sys.stderr)
-        subprocess.run([peer_python, str(HERE / script), str(directory)], check=True)
+        subprocess.run([peer_python, str(HERE / script), *arguments, str(directory)], check=True)
     return directory
 
 
@@ -189,6 +194,47 @@ def pythia_rows(attncli: str, peer_python: str, runs: int) -> None:
     npz_rows("Pythia, 128 tokens", directory, text, attncli, peer_python, runs, (">= 3x faster", "<= 1/8"))
 
 
+def encoder_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli's heatmap --json against bench/peer.py, whole process, on one sentence, on each of ENCODERS'
+    checkpoints: wall time, peak memory and the largest difference in an attention weight. A family attncli
+    does not read yet gets the peer's figures alone."""
+    from attncli.architectures import FAMILIES
+
+    for name, shape in ENCODERS.items():
+        directory = made_checkpoint(
+            peer_python, DECODER.parent / f"{name}-shape", "make_encoders.py", f"{name}-shaped checkpoint", shape
+        )
+        text = json.loads((directory / "texts.json").read_text())["sentence"]
+        peer = [peer_python, str(HERE / "peer.py"), str(directory), text]
+        model_type = json.loads((directory / "config.json").read_text())["model_type"]
+        if model_type not in FAMILIES:
+            [(peer_time, peer_memory, _)] = measure([peer], runs)
+            row(f"{name} shape, wall", f"no {model_type}", f"{peer_time:.2f} s", "", ">= 10x faster")
+            row(f"{name} shape, peak memory", "", f"{peer_memory:.0f} MB", "", "<= 1/3")
+            continue
+        ours = [attncli, "heatmap", text, "--model", str(directory), "--json"]
+        (ours_time, ours_memory, ours_out), (peer_time, peer_memory, peer_out) = measure(
+            [ours, peer], runs, keep_output=True
+        )
+        row(
+            f"{name} shape, heatmap --json, wall",
+            f"{ours_time:.2f} s",
+            f"{peer_time:.2f} s",
+            f"{peer_time / ours_time:.1f}x",
+            ">= 10x faster",
+        )
+        row(
+            f"{name} shape, peak memory",
+            f"{ours_memory:.0f} MB",
+            f"{peer_memory:.0f} MB",
+            f"1/{peer_memory / ours_memory:.1f}",
+            "<= 1/3",
+        )
+        ours_attention, peer_attention = (np.array(json.loads(out)["attention"]) for out in (ours_out, peer_out))
+        difference = np.abs(ours_attention - peer_attention).max()
+        row(f"{name} shape, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
+
+
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
     """heads --file over generated MiniLM lines: attncli on one and two processes and on a local
     Dask cluster of two workers, against the torch peer batching 32 padded lines (bench/peer_heads.py)."""
@@ -265,8 +311,9 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "moe", "pythia", "explore", "corpus"],
-        help="run only the decoder rows, the mixture of experts', Pythia's, the explorer's or the corpus's",
+        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus"],
+        help="run only the decoder rows, the mixture of experts', Pythia's, the encoders', the explorer's or the "
+        "corpus's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -285,6 +332,10 @@ def main() -> None:
     if args.only == "pythia":
         row("measure", "attncli", "reference", "ratio", "target")
         pythia_rows(attncli, args.peer_python, runs)
+        return
+    if args.only == "encoders":
+        row("measure", "attncli", "reference", "ratio", "target")
+        encoder_rows(attncli, args.peer_python, runs)
         return
     if args.only == "explore":
         row("measure", "attncli", "reference", "ratio", "target")
@@ -400,6 +451,7 @@ def main() -> None:
     )
     row(f"batch, {lines} lines: peak memory", f"{batch_memory:.0f} MB", f"{loop_memory:.0f} MB", "", "")
     print(f"max |attncli - peer| over every attention weight: {difference:.1e} (target 1e-5)")
+    encoder_rows(attncli, args.peer_python, runs)
     explore_rows(runs)
     corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)

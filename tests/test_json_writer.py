@@ -17,3 +17,12 @@ def test_json_in_slices_is_the_same_as_json_whole():
     document = {"schema": "x", "attention": big, "rows": [big[0, 0, :2], {"a": [1, None, True]}], "empty": {}}
     expected = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     assert json_bytes(document) == expected
+
+
+def test_every_unsafe_character_is_escaped_beside_readable_word_pieces():
+    from attncli.escapes import UNSAFE
+
+    for char in (char for char in UNSAFE if char >= "\x7f"):  # JSON escapes the controls below itself
+        text = json_bytes({"t": ["▁the", "Ġcat", "é" + char]}).decode()
+        assert text == f'{{"t":["▁the","Ġcat","é\\u{ord(char):04x}"]}}', repr(char)
+    assert json_bytes(["▁the", "Ġcat", "—", "\u00a0"]) == '["▁the","Ġcat","—","\u00a0"]'.encode()
