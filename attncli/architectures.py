@@ -382,8 +382,8 @@ def _encoder_weights(
     names = style.names
     t = _Tensors(tensors, _ENCODER_WORDS)
     d, e = c.d_model, c.d_embed or c.d_model  # e: the embeddings' width
-    if c.shared_layers is None:
-        blocks = [_encoder_block(t, c, names, names.layer.format(i=i)) for i in range(c.layers)]
+    if c.shared_layers is None:  # each layer read when the forward pass reaches it (kept, in a small model)
+        blocks = _Layers(c, lambda i: _encoder_block(t, c, names, names.layer.format(i=i)))
     else:
         stored: dict[tuple[int, int], Block] = {}  # (group, layer within it) -> its weights, read once
         for group, inner in c.shared_layers:
@@ -509,27 +509,33 @@ _DEBERTA_NAMES = {
 }
 
 
+def _deberta_block(t: _Tensors, c: "TransformerConfig", i: int) -> "Block":
+    """DeBERTa's layer i: BERT's, with its relative positions' projections (the layer's own W_Q and W_K
+    where it shares them)."""
+    from attncli.transformer import Block, FeedForward
+
+    d, f, relative = c.d_model, c.d_ff, c.disentangled
+    part = {key: f"{_ENCODER_LAYER.format(i=i)}.{name}" for key, name in _DEBERTA_NAMES.items()}
+    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
+    attention = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
+    if relative.p2c:
+        attention.w_pos_q, attention.b_pos_q = (w_q, b_q) if relative.shared else t.linear(part["pos_q"], d, d)
+    if relative.c2p:
+        attention.w_pos_k, attention.b_pos_k = (w_k, b_k) if relative.shared else t.linear(part["pos_k"], d, d)
+    w_in, b_in = t.linear(part["in"], d, f)
+    w_out, b_out = t.linear(part["out"], f, d)
+    ffn = FeedForward(w_in, w_out, b_in, b_out)
+    return Block(attention, t.norm(part["attention_norm"], d), ffn, t.norm(part["ffn_norm"], d))
+
+
 def _deberta_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
-    """DeBERTa's weights: the embeddings (narrower ones, and their projection), each layer's with its relative
-    positions' projections (the layer's own W_Q and W_K where it shares them), the relative embeddings and
-    their LayerNorm, and the convolution."""
-    from attncli.transformer import Block, ConvolutionWeights, FeedForward, TransformerWeights
+    """DeBERTa's weights: the embeddings (narrower ones, and their projection), its layers (_deberta_block),
+    the relative embeddings and their LayerNorm, and the convolution."""
+    from attncli.transformer import ConvolutionWeights, TransformerWeights
 
     t = _Tensors(tensors, _ENCODER_WORDS)
-    d, f, e, relative = c.d_model, c.d_ff, c.d_embed or c.d_model, c.disentangled
-    blocks = []
-    for i in range(c.layers):
-        part = {key: f"{_ENCODER_LAYER.format(i=i)}.{name}" for key, name in _DEBERTA_NAMES.items()}
-        (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
-        attention = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
-        if relative.p2c:
-            attention.w_pos_q, attention.b_pos_q = (w_q, b_q) if relative.shared else t.linear(part["pos_q"], d, d)
-        if relative.c2p:
-            attention.w_pos_k, attention.b_pos_k = (w_k, b_k) if relative.shared else t.linear(part["pos_k"], d, d)
-        w_in, b_in = t.linear(part["in"], d, f)
-        w_out, b_out = t.linear(part["out"], f, d)
-        ffn = FeedForward(w_in, w_out, b_in, b_out)
-        blocks.append(Block(attention, t.norm(part["attention_norm"], d), ffn, t.norm(part["ffn_norm"], d)))
+    d, e, relative = c.d_model, c.d_embed or c.d_model, c.disentangled
+    blocks = _Layers(c, functools.partial(_deberta_block, t, c))  # each read when the forward pass reaches it
     convolution = None
     if c.convolution is not None:
         k, groups = c.convolution.kernel, c.convolution.groups
