@@ -590,7 +590,9 @@ def test_the_walkthrough_shows_the_embeddings_normed_narrow_then_projected_in(wi
 def test_the_walkthrough_says_which_stored_layer_a_layer_that_shares_weights_runs():
     result = commands.explain(SENTENCE, load_model(str(FIXTURES / "albert-groups")), layer=3)
     text = flowing(views.view(result))
-    assert "6 layers × 1 heads, d_model 16, d_k 16, sharing the weights of 4 stored layers" in text
+    assert "6 layers × 1 head, d_model 16, d_k 16, sharing the weights of 4 stored layers" in text
+    assert "Σ weight · v over the keys; the one head's output is multiplied by W_O (16 × 16) + b." in text
+    assert "concat (1 head)" in text and "heads'" not in text
     assert (
         "ALBERT's layers share their weights: its 6 layers are 3 passes through groups of 2 layers (passes 0–1 "
         "through group 0, pass 2 through group 1), 4 stored layers in all. Layer 3, pass 1's layer 1, runs group "

@@ -123,6 +123,17 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
 
 
+def _concatenated(model: ModelInfo, plus_b_o: str) -> str:
+    """How the heads' outputs become the attention's output, in words: concatenated, then through W_O."""
+    heads, d_k, d = model.heads, model.d_head, model.d_model
+    if heads == 1:
+        return f"the one head's output is multiplied by W_O ({d_k} × {d}){plus_b_o}."
+    return (
+        f"the {heads} heads' outputs are concatenated ({heads} × {d_k} = {heads * d_k}) and multiplied by W_O "
+        f"({heads * d_k} × {d}){plus_b_o}."
+    )
+
+
 def _disentangled_embeddings(model: ModelInfo) -> str:
     """Section 2's lead for a model of disentangled attention: the rows its embeddings add, and that
     position enters every score."""
@@ -207,7 +218,7 @@ def explain_view(
     labels = token_texts(run)
     h, f, layer = result.walk_head, result.focus, result.layer
     focus_name = token_label(run.tokens[f].text)
-    d, d_k = model.d_model, model.d_head
+    d = model.d_model
     sample = model.sample
     learned = trace.positions is not None  # a table of positions added to the embeddings (not RoPE)
     plus_b = " + b" if model.attention_bias else ""
@@ -309,9 +320,7 @@ def explain_view(
     parts += section(
         6,
         f"Weighted sum for “{focus_name}”",
-        f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {model.heads} heads' outputs are "
-        f"concatenated ({model.heads} × {d_k} = {model.heads * d_k}) and multiplied by W_O "
-        f"({model.heads * d_k} × {d}){plus_b_o}.",
+        f"Head {h}'s output for token {f} is Σ weight · v over the keys; " + _concatenated(model, plus_b_o),
     )
     keys = result.focus_keys
     weights = attention.weights[h, f, keys]  # [keys]
@@ -319,7 +328,7 @@ def explain_view(
     row_labels = [f"{w:.3f} × v({labels[j]})" for j, w in zip(keys, weights, strict=True)] + [f"= head {h} output"]
     parts.append(VectorTable(rows, row_labels, emphasis={len(keys)}))
     final_rows = [attention.concat[f], attention.output[f]]
-    final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b_o}"]
+    final_labels = [f"concat ({plural(model.heads, 'head')})", f"output = concat·W_O{plus_b_o}"]
     if result.focus_feed_forward is not None:  # a parallel block: what it adds to its input, side by side
         final_rows += [trace.layer_inputs[layer][f], result.focus_feed_forward]
         final_labels += [f"layer {layer} input", "feed-forward output"]
