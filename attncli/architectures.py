@@ -318,7 +318,7 @@ def _encoder_config(config: dict, layers: int, style: _Encoder) -> dict:
     if style.projection is not None:
         e = _integer(config, "embedding_size")
         if style.projection == "always" or e != d:
-            fields |= {"d_embed": None if e == d else e, "projected_embeddings": True}
+            fields |= {"d_embed": None if e == d else e, "embedding_projection": "normed"}
     if style.relative_bias:
         fields["relative_bias"] = _relative_bias(config)
     return fields
@@ -391,7 +391,8 @@ def _encoder_weights(
                 layer = f"{names.layer.format(i=group)}.{names.shared.format(i=inner)}"
                 stored[group, inner] = _encoder_block(t, c, names, layer)
         blocks = [stored[shared] for shared in c.shared_layers]
-    project_in, project_in_bias = t.linear(names.project, e, d) if c.projected_embeddings else (None, None)
+    projected = c.embedding_projection == "normed"  # the summed and normed embeddings, with a bias
+    project_in, project_in_bias = t.linear(names.project, e, d) if projected else (None, None)
     types = c.type_vocab_size
     return TransformerWeights(
         word=t.table(_ENCODER_WORDS, (c.vocab_size, e)),
@@ -462,7 +463,7 @@ def _deberta_config(config: dict, layers: int) -> dict:
         type_vocab_size=_integer(config, "type_vocab_size", default=0),
         embedding_norm=True,
         d_embed=None if embedding == d else embedding,
-        projected_sum=True,
+        embedding_projection="sum",
         disentangled=Disentangled(
             c2p="c2p" in terms,
             p2c="p2c" in terms,

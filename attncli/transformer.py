@@ -239,8 +239,9 @@ class TransformerConfig:
     moe: MixtureConfig | None = None  # how the mixture-of-experts layers route; None: every layer is dense
     alibi: Alibi | None = None  # ALiBi: linear biases on every layer's scores, in place of position embeddings
     position_offset: int = 0  # the position table's row of the first token, without a padding index
-    d_embed: int | None = None  # the word embeddings' width where it is not d_model: projected to d_model before
-    # the first layer and back after the last (where the weights project back)
+    # The word embeddings' width where it is not d_model (and the position and token type embeddings', where they
+    # are summed before the projection): projected to d_model as embedding_projection says
+    d_embed: int | None = None
     embedding_norm: bool = False  # a norm on the embeddings before the first layer
     final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
@@ -251,12 +252,11 @@ class TransformerConfig:
     norm_bias: bool = True  # the LayerNorms add a learned bias (a shift); False: a gain alone
     disentangled: Disentangled | None = None  # disentangled attention: c2p and p2c terms over relative positions
     convolution: Convolution | None = None  # a convolution beside the first layer, where the model has one
-    projected_sum: bool = False  # word embeddings narrower than the model: their sum with the position and token
-    # type embeddings (as narrow) is projected to d_model, not the words alone
-    # The embeddings (word, position and token type) summed and normed d_embed wide, then projected to d_model
-    # with a bias before the first layer, and not back; else d_embed projects the word embeddings alone, before
-    # the positions are added, and the last hidden state back
-    projected_embeddings: bool = False
+    # Where the weights' project_in takes the embeddings into d_model: "words", the word embeddings alone, before
+    # the positions are added (and project_out, where the weights have it, takes the last hidden state back: OPT);
+    # "sum", the word, position and token type embeddings summed, before their norm (DeBERTa); "normed", summed
+    # and normed, then projected with a bias (ELECTRA, ALBERT)
+    embedding_projection: str = "words"
     # Per layer, the (group, layer within the group) of the stored weights it runs, where layers share them;
     # None: every layer has its own
     shared_layers: tuple[tuple[int, int], ...] | None = None
@@ -580,20 +580,22 @@ def block_output(
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
     """(the first layer's input [T, d], the position embeddings added to it or None, and the normed embeddings
-    [T, e] before their projection where the model projects them so, else None)."""
+    [T, e] before their projection where the model projects them so, else None). Embeddings narrower than the
+    model are projected in where config.embedding_projection says."""
+    projection = None if weights.project_in is None else config.embedding_projection
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d] or [T, e]
-    if weights.project_in is not None and not config.projected_sum and not config.projected_embeddings:
+    if projection == "words":
         embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
         x = x * np.float32(config.embedding_scale)
     if weights.token_type is not None:
         x = x + weights.token_type[0]
-    if weights.project_in is not None and config.projected_sum:
+    if projection == "sum":
         x = x @ weights.project_in  # [T, e] -> [T, d]
     if weights.embedding_norm is not None:
         x = normalized(x, weights.embedding_norm, config)
-    if not config.projected_embeddings:
+    if projection != "normed":
         return x, positions, None
     return linear(x, weights.project_in, weights.project_in_bias), positions, x  # [T, e] -> [T, d]
 

@@ -580,7 +580,7 @@ def test_the_walkthrough_shows_the_embeddings_normed_narrow_then_projected_in(wi
     assert widest_line(text) <= width
     assert "LayerNorm(e + p + t)  (12 dimensions)" in text
     text = flowing(views.view(commands.explain(SENTENCE, model)))
-    assert "each position a row p of the position embeddings, 12 dimensions each." in text
+    assert "each position a row p of the position embeddings (12 dimensions)." in text
     assert "Layer 0 attends over x = LayerNorm(e + p + t)·W + b: the word, position and token type 0 embeddings" in text
     assert "are summed and normed 12 wide, then W (12 × 16) and its bias b project them into the model's 16" in text
     later = flowing(views.view(commands.explain(SENTENCE, model, layer=1)))

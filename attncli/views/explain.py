@@ -111,7 +111,7 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             return f"Layer 0 attends over x = {first}, not normalised, {after}."
         return f"Layer {layer} attends over x = the output of layer {layer - 1}, normalised, {after}."
     types = " + t, the token type 0 embedding" if model.token_types else ""
-    if layer == 0 and model.projected_embeddings:
+    if layer == 0 and model.embedding_projection == "normed":
         e, plus_t = model.d_embed or d, " + t" if model.token_types else ""
         kinds = "word, position and token type 0" if model.token_types else "word and position"
         return (
@@ -237,12 +237,7 @@ def explain_view(
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
     elif model.disentangled is not None:
         embed_lead = _disentangled_embeddings(model)
-    elif learned and model.projected_embeddings:
-        embed_lead = (
-            f"Each token id picks a row e of the word embeddings and each position a row p of the position "
-            f"embeddings, {model.d_embed or d} dimensions each. "
-        )
-    elif learned and (model.d_embed or model.position_offset):
+    elif learned and model.embedding_projection == "words" and (model.d_embed or model.position_offset):
         narrower = (
             f" ({model.d_embed} dimensions, which W_in, {model.d_embed} × {d}, turns into the model's {d})"
             if model.d_embed
@@ -254,10 +249,10 @@ def explain_view(
             f"Each token id picks a row e of the word embeddings{narrower} and each position a row p of the "
             f"position embeddings ({d} dimensions).{rows} "
         )
-    elif learned:
+    elif learned:  # as wide as the model, or summed and normed narrower, then projected in (_input_lead)
         embed_lead = (
             f"Each token id picks a row e of the word embeddings and each position a row p of the position "
-            f"embeddings ({d} dimensions). "
+            f"embeddings ({model.d_embed or d} dimensions). "
         )
     else:
         if model.layer_attention[layer].rope is not None:
