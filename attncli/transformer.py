@@ -33,6 +33,7 @@ from attncli.attention import (
     Projections,
     Relative,
     RelativeBias,
+    RelativePositions,
     Rope,
     Rotary,
     Trace,
@@ -79,6 +80,7 @@ __all__ = [
     "relative_embeddings",
     "relu",
     "silu",
+    "text_positions",
 ]
 
 
@@ -503,7 +505,7 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
     return np.cumsum(real) * real + config.padding_idx
 
 
-def relative_embeddings(tokens: int, config: TransformerConfig, weights: TransformerWeights) -> Relative | None:
+def relative_embeddings(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> Relative | None:
     """What disentangled attention reads of a text of `tokens` tokens' relative positions (see attention.Relative):
     their δ, the rows of the relative embedding table they read, those rows through its LayerNorm where the
     model has one (each row normed alone, so only the rows read); None for a model without them."""
@@ -608,6 +610,13 @@ def position_bias(config: TransformerConfig, weights: TransformerWeights, tokens
     return relative_position_bias(weights.relative_bias, relative_position_buckets(tokens, config.relative_bias))
 
 
+def text_positions(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> RelativePositions | None:
+    """What a text of `tokens` tokens' relative positions give every layer's scores, made once for the text
+    (see attention.RelativePositions); None for a model whose scores read none."""
+    bias, disentangled = position_bias(config, weights, tokens), relative_embeddings(config, weights, tokens)
+    return None if bias is None and disentangled is None else RelativePositions(bias, disentangled)
+
+
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
     """Per layer, what its attention needs of a text of `tokens` tokens besides the weights: the mask
     [T, T] (None: every key) and the rotary embeddings (None: no RoPE), each different one made once."""
@@ -635,18 +644,17 @@ def forward(
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     x, positions, normed = _inputs(ids, embeddings, config, weights)
-    bias = position_bias(config, weights, len(ids))  # [h, T, T] or None
+    relative = text_positions(config, weights, len(ids))  # the same in every layer
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
-    relative = relative_embeddings(len(ids), config, weights)
     convolved = None  # the convolution of the first layer's input, where the model has one
     for layer, (block, (mask, turn), weights_out) in enumerate(
         zip(weights.blocks, layer_positions(config, len(ids)), attention, strict=True)
     ):
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
-            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative, bias
+            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
         x, routing = block_output(x, trace.output, block, config)
         if layer == 0 and weights.convolution is not None:
@@ -660,7 +668,8 @@ def forward(
         output = output @ weights.project_out  # [T, d] -> [T, e]
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
-    disentangled = {"relative_positions": relative.delta, "convolution": convolved} if keep_steps and relative else {}
+    disentangled = None if relative is None else relative.disentangled
+    kept = {"relative_positions": disentangled.delta, "convolution": convolved} if keep_steps and disentangled else {}
     normed = normed if keep_steps else None
     return Trace(
         embeddings,
@@ -672,7 +681,7 @@ def forward(
         routings,
         inputs,
         normed_embeddings=normed,
-        **disentangled,
+        **kept,
     )
 
 
@@ -689,8 +698,7 @@ def forward_packed(
     segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
-    relatives = {n: relative_embeddings(n, config, weights) for n in set(lengths)}
-    biases = {n: position_bias(config, weights, n) for n in set(lengths)}
+    relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
     first = x  # the first layer's input, which a convolution beside it reads
     for layer, block in enumerate(weights.blocks):
@@ -701,8 +709,7 @@ def forward_packed(
             segments,
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
-            None if config.disentangled is None else [relatives[n] for n in lengths],
-            [biases[n] for n in lengths],
+            [relatives[n] for n in lengths],
         )
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
