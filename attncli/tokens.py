@@ -139,9 +139,9 @@ _NEVER_SEEN = "\U0010ffff"
 
 def _unknown_id(tokenizer) -> int | None:
     """The id of the token a `tokenizers.Tokenizer` gives text its vocabulary lacks, or None. WordPiece and
-    BPE name it (unk_token); a Unigram model (SentencePiece's: XLM-RoBERTa, ALBERT, DeBERTa-v3) keeps only its
-    id, so it is asked what it makes of a character no vocabulary holds: its unknown token, or, where it
-    falls back to bytes or has no unknown token, not one token of its own."""
+    BPE name it (unk_token); a Unigram model (SentencePiece's) keeps only its id, so it is asked what it makes
+    of a character no vocabulary holds: its unknown token, or, where it falls back to bytes or has no unknown
+    token, not one token of its own."""
     model = tokenizer.model
     if hasattr(model, "unk_token"):
         return None if model.unk_token is None else tokenizer.token_to_id(model.unk_token)

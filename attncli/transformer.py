@@ -255,9 +255,9 @@ class TransformerConfig:
     disentangled: Disentangled | None = None  # disentangled attention: c2p and p2c terms over relative positions
     convolution: Convolution | None = None  # a convolution beside the first layer, where the model has one
     # Where the weights' project_in takes the embeddings into d_model: "words", the word embeddings alone, before
-    # the positions are added (and project_out, where the weights have it, takes the last hidden state back: OPT);
-    # "sum", the word, position and token type embeddings summed, before their norm (DeBERTa); "normed", summed
-    # and normed, then projected with a bias (ELECTRA, ALBERT)
+    # the positions are added (and project_out, where the weights have it, takes the last hidden state back);
+    # "sum", the word, position and token type embeddings summed, before their norm; "normed", summed and normed,
+    # then projected with a bias
     embedding_projection: str = "words"
     # Per layer, the (group, layer within the group) of the stored weights it runs, where layers share them;
     # None: every layer has its own
