@@ -511,7 +511,7 @@ def test_the_walkthrough_of_disentangled_attention_shows_each_keys_three_terms_a
     text, said = walkthrough(result, width)
     assert "sums the 3 terms of DeBERTa's disentangled attention: c2c, content to content" in said
     assert "The sum is divided by √(d_k · 3) = √12 = 3.464" in said
-    assert "k_r = P·W_K + b and q_r = P·W_Q + b, the layer's own W_K and W_Q (share_att_key)" in said
+    assert "k_r = P·W_K + b and q_r = P·W_Q + b project it with the layer's own W_K and W_Q (share_att_key)" in said
     assert "a table of 32 relative position embeddings (δ = −16 to 15), passed through a LayerNorm" in said
     assert "δ = i − j counts as it is up to ±8; farther distances share log-spaced buckets, ±15 at a distance" in said
     lines = text.splitlines()
@@ -542,7 +542,7 @@ def test_the_walkthrough_of_deberta_v2_shows_its_summed_projected_embeddings_cli
     text, said = walkthrough(result, width)
     assert "each position a row p of the position embeddings (8 dimensions each); position enters again later" in said
     assert "x = LayerNorm((e + p + t)·W_in): t the token type 0 embedding; W_in (8 × 16) turns their sum" in said
-    assert "k_r = P·W_K,r + b and q_r = P·W_Q,r + b, projections of their own, apart from W_K and W_Q" in said
+    assert "k_r = P·W_K,r + b and q_r = P·W_Q,r + b project it with weights of their own, apart from W_K" in said
     assert "δ = i − j counts as it is from −64 to 63; farther keys read the table's end rows" in said
     assert "layer 0 output = LayerNorm(that + tanh(conv(x)))" in said and "(3 tokens wide, its channels in 2" in said
     f = result.focus

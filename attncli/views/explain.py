@@ -156,11 +156,9 @@ def _disentangled_embeddings(model: ModelInfo) -> str:
     )
 
 
-def _disentangled_input(model: ModelInfo, layer: int) -> str:
-    """How layer `layer`'s input x is made in a model of disentangled attention, in words: the embeddings'
-    sum (projected where they are narrower than the model) through a LayerNorm, or the layer before's output."""
-    if layer:
-        return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+def _disentangled_input(model: ModelInfo) -> str:
+    """How layer 0's input x is made in a model of disentangled attention, in words: the embeddings' sum
+    (projected where they are narrower than the model) through a LayerNorm."""
     summed = ["e", *(["p"] if model.disentangled.absolute else []), *(["t"] if model.token_types else [])]
     x = " + ".join(summed)
     notes = ["t the token type 0 embedding"] if model.token_types else []
@@ -266,7 +264,8 @@ def explain_view(
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
         )
-    input_lead = _disentangled_input(model, layer) if model.disentangled else _input_lead(model, layer, learned)
+    first = model.disentangled is not None and layer == 0  # its embeddings summed otherwise than BERT's
+    input_lead = _disentangled_input(model) if first else _input_lead(model, layer, learned)
     parts += section(2, "Embeddings", embed_lead + input_lead)
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
     if trace.positions is not None:
@@ -703,9 +702,9 @@ def _relative(result: ExplainResult) -> Text:
     made = " and ".join(
         name for name, kept in (("k_r = P·W_K,r + b", relative.c2p), ("q_r = P·W_Q,r + b", relative.p2c)) if kept
     )
-    whose = "projections of their own, apart from W_K and W_Q"
+    whose = "with weights of their own, apart from W_K and W_Q"
     if relative.shared:
-        made, whose = made.replace(",r", ""), "the layer's own W_K and W_Q (share_att_key)"
+        made, whose = made.replace(",r", ""), "with the layer's own W_K and W_Q (share_att_key)"
     if relative.buckets:
         m = relative.buckets // 2
         read = (
@@ -715,9 +714,9 @@ def _relative(result: ExplainResult) -> Text:
     else:
         read = f"δ = i − j counts as it is from −{k} to {k - 1}; farther keys read the table's end rows"
     return Text(
-        f"Relative positions: {made}, {whose}, of P, a table of {2 * k} relative position embeddings (δ = −{k} "
-        f"to {k - 1}){normed}. {read}. The δ column is what token {f}'s terms read for each "
-        "key (--json's steps.relative_positions holds every query's).",
+        f"Relative positions: P is a table of {2 * k} relative position embeddings (δ = −{k} to {k - 1}){normed}; "
+        f"{made} project it {whose}. {read}. The δ column is what token {f}'s terms read for each key (--json's "
+        "steps.relative_positions holds every query's).",
         style="dim",
     )
 
