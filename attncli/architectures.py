@@ -13,7 +13,9 @@ x @ W: torch Linear weights are stored [out, in] and are transposed here, once; 
 Conv1D weights are already [in, out]. The bundled vocabulary's WordPiece tokenizer is
 BERT's, so it is built here too. Adding a decoder family whose forward pass is Llama's with
 switches is adding a row to `_DECODERS`, and a BERT-like encoder a row to `_ENCODERS` (see
-docs/development.md, "Adding a family").
+docs/development.md, "Adding a family"). GPT-2 and DeBERTa read their config.json and tensors
+with readers of their own; ModernBERT, an encoder laid out as a decoder, reads its config.json
+with its own and its tensors as the decoders'.
 """
 
 import dataclasses

@@ -5,12 +5,13 @@ says otherwise), g key and value heads (h unless grouped-query attention shares 
 among h / g query heads). Rotary position embeddings (RoPE, its pairs of dimensions halves
 or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logit
 soft-capping, learned attention sinks and sliding-window masks are here too, as the
-decoders use them (and the symmetric window of a bidirectional encoder's local layers),
-with RMS norms over the whole projected q and k and q, k and v clamped to a bound
-(OLMo's clip_qkv); a relative position bias, bucketed by distance, as some encoders add
-it to their scores; and disentangled attention, whose scores add content to position and
-position to content terms over log-bucketed relative positions. Nothing here reads files,
-prints, or knows about terminals.
+decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped
+to a bound (OLMo's clip_qkv). So are the encoders' ways: a window on either side of each
+query (a bidirectional model's local layers), a relative position bias bucketed by distance
+added to the scores, and disentangled attention, whose scores add content-to-position and
+position-to-content terms over log-bucketed relative positions; a text's relative positions
+are made once for all its layers (RelativePositions). Nothing here reads files, prints, or
+knows about terminals.
 Every function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """

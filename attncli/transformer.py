@@ -4,16 +4,18 @@ The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
 (and, for some, after it too, or only after its output); a plain or a gated feed-forward
 network and its activation, or a mixture of gated experts a router picks among per token
-(attncli.experts has its math); a learned position table (and where it starts counting),
-rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token
-type embeddings; word embeddings narrower than the model, projected in and out, or all the
-embeddings summed (and normed) narrower and projected in; layers that share their weights; a
-relative position bias on the scores; a causal mask, sliding windows per layer, grouped-query
-attention, q and k norms (per head, or over the whole projections), q, k and v clamped,
-attention scale, logit soft-capping, sublayer outputs scaled before their residual sums;
-disentangled attention over relative positions, and a convolution beside the first layer.
-Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be; nothing here
-knows file formats or family names.
+(attncli.experts has its math); LayerNorms with or without a bias; a learned position table
+(and where it starts counting), rotary embeddings (RoPE, with its frequencies' scaling),
+ALiBi's linear biases, and a text's relative positions, made once for every layer: a bias
+bucketed by distance, or disentangled attention's; token type embeddings; embeddings narrower
+than the model, projected in (the word embeddings alone, and the last hidden state back out;
+or all of them summed, before or after their norm); layers that share their weights; a causal
+mask, sliding windows per layer (a query's last keys, or without the causal mask those on
+either side), grouped-query attention, q and k norms (per head, or over the whole
+projections), q, k and v clamped, attention scale, logit soft-capping, sublayer outputs scaled
+before their residual sums; a convolution beside the first layer. Weights arrive as plain
+arrays laid out for x @ W, one layer at a time if need be; nothing here knows file formats or
+family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 

@@ -264,7 +264,7 @@ def explain_view(
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
         )
-    first = model.disentangled is not None and layer == 0  # its embeddings summed otherwise than BERT's
+    first = model.disentangled is not None and layer == 0  # its embeddings are summed and projected its own way
     input_lead = _disentangled_input(model) if first else _input_lead(model, layer, learned)
     parts += section(2, "Embeddings", embed_lead + input_lead)
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
