@@ -691,8 +691,9 @@ def forward_packed(
     ids: list[np.ndarray], embeddings: list[np.ndarray], config: TransformerConfig, weights: TransformerWeights
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
-    positions, masks and RoPE), while the projections and feed-forward layers run on every token
-    of every text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
+    positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
+    each text alone), while the projections and feed-forward layers run on every token of every
+    text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
     `forward` gives it, to float32 rounding; and the last layer's output [N, d], for the caller's check.
     """
     lengths = [len(i) for i in ids]
