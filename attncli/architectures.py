@@ -13,7 +13,9 @@ x @ W: torch Linear weights are stored [out, in] and are transposed here, once; 
 Conv1D weights are already [in, out]. The bundled vocabulary's WordPiece tokenizer is
 BERT's, so it is built here too. Adding a decoder family whose forward pass is Llama's with
 switches is adding a row to `_DECODERS`, and a BERT-like encoder a row to `_ENCODERS` (see
-docs/development.md, "Adding a family").
+docs/development.md, "Adding a family"). GPT-2 and DeBERTa read their config.json and tensors
+with readers of their own; ModernBERT, an encoder laid out as a decoder, reads its config.json
+with its own and its tensors as the decoders'.
 """
 
 import dataclasses
@@ -221,8 +223,8 @@ class _EncoderNames:
     """Where a BERT-like encoder family keeps its tensors: the embeddings' and the encoder's under the
     checkpoint's prefix, each layer's parts under its `layer` prefix. BERT's names are the defaults."""
 
-    layer: str = _ENCODER_LAYER  # layer i's tensors; where layers share their weights (_Encoder.shared_layers),
-    # group i's
+    # layer i's tensors; where layers share their weights (_Encoder.shared_layers), group i's
+    layer: str = _ENCODER_LAYER
     shared: str | None = None  # where layers share their weights: layer i of a group, under the group's prefix
     q: str = "attention.self.query"
     k: str = "attention.self.key"
@@ -265,8 +267,8 @@ class _Encoder:
     relative_bias: bool = False  # a relative position bias on every layer's scores, one table for all (MPNet)
 
     def keys_for(self, name: str) -> tuple[str, ...]:
-        """This family's config.json keys for what BERT's calls `name`, the one transformers reads first
-        first; none where transformers reads no such key for the family."""
+        """This family's config.json keys for what BERT's calls `name`, in the order transformers tries them;
+        none where transformers reads no such key for the family."""
         names = dict(self.keys).get(name, (name,))
         return () if names is None else names
 
@@ -318,7 +320,7 @@ def _encoder_config(config: dict, layers: int, style: _Encoder) -> dict:
     if style.projection is not None:
         e = _integer(config, "embedding_size")
         if style.projection == "always" or e != d:
-            fields |= {"d_embed": None if e == d else e, "projected_embeddings": True}
+            fields |= {"d_embed": None if e == d else e, "embedding_projection": "normed"}
     if style.relative_bias:
         fields["relative_bias"] = _relative_bias(config)
     return fields
@@ -391,7 +393,8 @@ def _encoder_weights(
                 layer = f"{names.layer.format(i=group)}.{names.shared.format(i=inner)}"
                 stored[group, inner] = _encoder_block(t, c, names, layer)
         blocks = [stored[shared] for shared in c.shared_layers]
-    project_in, project_in_bias = t.linear(names.project, e, d) if c.projected_embeddings else (None, None)
+    projected = c.embedding_projection == "normed"  # the summed and normed embeddings, with a bias
+    project_in, project_in_bias = t.linear(names.project, e, d) if projected else (None, None)
     types = c.type_vocab_size
     return TransformerWeights(
         word=t.table(_ENCODER_WORDS, (c.vocab_size, e)),
@@ -462,7 +465,7 @@ def _deberta_config(config: dict, layers: int) -> dict:
         type_vocab_size=_integer(config, "type_vocab_size", default=0),
         embedding_norm=True,
         d_embed=None if embedding == d else embedding,
-        projected_sum=True,
+        embedding_projection="sum",
         disentangled=Disentangled(
             c2p="c2p" in terms,
             p2c="p2c" in terms,
@@ -494,38 +497,25 @@ def _position_terms(config: dict) -> set[str]:
     return set(given)
 
 
-# Where DeBERTa keeps each part of layer i: BERT's names (_EncoderNames), its attention's projections named _proj.
-_DEBERTA_NAMES = {
-    "o": _EncoderNames.o,
-    "attention_norm": _EncoderNames.attention_norm,
-    "in": _EncoderNames.up,
-    "out": _EncoderNames.down,
-    "ffn_norm": _EncoderNames.ffn_norm,
-    "q": "attention.self.query_proj",
-    "k": "attention.self.key_proj",
-    "v": "attention.self.value_proj",
-    "pos_q": "attention.self.pos_query_proj",
-    "pos_k": "attention.self.pos_key_proj",
-}
+# Where DeBERTa keeps its tensors: BERT's names, but its attention's projections are named _proj, and beside them
+# those of the relative positions (for p2c and c2p), where the layer does not share its own.
+_DEBERTA_NAMES = _EncoderNames(
+    q="attention.self.query_proj", k="attention.self.key_proj", v="attention.self.value_proj"
+)
+_DEBERTA_POSITIONS = ("attention.self.pos_query_proj", "attention.self.pos_key_proj")
 
 
 def _deberta_block(t: _Tensors, c: "TransformerConfig", i: int) -> "Block":
-    """DeBERTa's layer i: BERT's, with its relative positions' projections (the layer's own W_Q and W_K
-    where it shares them)."""
-    from attncli.transformer import Block, FeedForward
-
-    d, f, relative = c.d_model, c.d_ff, c.disentangled
-    part = {key: f"{_ENCODER_LAYER.format(i=i)}.{name}" for key, name in _DEBERTA_NAMES.items()}
-    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = (t.linear(part[key], d, d) for key in "qkvo")
-    attention = Projections(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
+    """DeBERTa's layer i: a BERT-like encoder's (_encoder_block), with its relative positions' projections
+    (the layer's own W_Q and W_K where it shares them)."""
+    d, relative, layer = c.d_model, c.disentangled, _ENCODER_LAYER.format(i=i)
+    block = _encoder_block(t, c, _DEBERTA_NAMES, layer)
+    p, (pos_q, pos_k) = block.attention, (f"{layer}.{name}" for name in _DEBERTA_POSITIONS)
     if relative.p2c:
-        attention.w_pos_q, attention.b_pos_q = (w_q, b_q) if relative.shared else t.linear(part["pos_q"], d, d)
+        p.w_pos_q, p.b_pos_q = (p.w_q, p.b_q) if relative.shared else t.linear(pos_q, d, d)
     if relative.c2p:
-        attention.w_pos_k, attention.b_pos_k = (w_k, b_k) if relative.shared else t.linear(part["pos_k"], d, d)
-    w_in, b_in = t.linear(part["in"], d, f)
-    w_out, b_out = t.linear(part["out"], f, d)
-    ffn = FeedForward(w_in, w_out, b_in, b_out)
-    return Block(attention, t.norm(part["attention_norm"], d), ffn, t.norm(part["ffn_norm"], d))
+        p.w_pos_k, p.b_pos_k = (p.w_k, p.b_k) if relative.shared else t.linear(pos_k, d, d)
+    return block
 
 
 def _deberta_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
@@ -533,7 +523,7 @@ def _deberta_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeader
     the relative embeddings and their LayerNorm, and the convolution."""
     from attncli.transformer import ConvolutionWeights, TransformerWeights
 
-    t = _Tensors(tensors, _ENCODER_WORDS)
+    names, t = _DEBERTA_NAMES, _Tensors(tensors, _ENCODER_WORDS)
     d, e, relative = c.d_model, c.d_embed or c.d_model, c.disentangled
     blocks = _Layers(c, functools.partial(_deberta_block, t, c))  # each read when the forward pass reaches it
     convolution = None
@@ -548,9 +538,9 @@ def _deberta_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeader
     types = c.type_vocab_size
     return TransformerWeights(
         word=t.table(_ENCODER_WORDS, (c.vocab_size, e)),
-        position=t("embeddings.position_embeddings.weight", (c.max_positions, e)) if relative.absolute else None,
-        token_type=t("embeddings.token_type_embeddings.weight", (types, e)) if types else None,
-        embedding_norm=t.norm("embeddings.LayerNorm", d),
+        position=t(names.positions, (c.max_positions, e)) if relative.absolute else None,
+        token_type=t(names.token_types, (types, e)) if types else None,
+        embedding_norm=t.norm(names.embedding_norm, d),
         blocks=blocks,
         final_norm=None,
         project_in=t("embeddings.embed_proj.weight", (d, e)).T if c.d_embed else None,
@@ -1729,11 +1719,140 @@ FAMILIES = {
     )
     for name, (title, style, wrapper) in _ENCODERS.items()
 }
-FAMILIES["gpt2"] = Family(
-    "GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER
-)
+# DeBERTa is a Family of its own, not a row of _ENCODERS: its config.json (disentangled attention, the convolution,
+# DebertaV2Config's defaults) and its tensors past BERT's (the relative embeddings, their projections) are its
+# alone, flags no other encoder would set; its layers are read as the encoders' (_encoder_block).
 FAMILIES["deberta-v2"] = Family(
     "DeBERTa", ("num_hidden_layers",), _deberta_config, _deberta_weights, _ENCODER_WORDS, _ENCODER_LAYER, _BERT_WRAPPER
+)
+
+
+# ModernBERT's tensors, laid out as a decoder's: q, k and v stacked in one matrix (attn.Wqkv), the gated
+# feed-forward's two halves in mlp.Wi (its first half, "input", through the activation, times the second, the
+# gate), LayerNorms. The defaults are ModernBertConfig's, for a config.json without the key.
+_MODERNBERT = _Decoder(
+    names=_Names(
+        words="embeddings.tok_embeddings.weight",
+        final_norm="final_norm",
+        embedding_norm="embeddings.norm",
+        attention_norm="attn_norm",
+        ffn_norm="mlp_norm",
+        qkv="attn.Wqkv",
+        o="attn.Wo",
+        gate_up="mlp.Wi",
+        down="mlp.Wo",
+    ),
+    qkv="stacked",
+    gate_up=True,
+    norm="layer",
+    defaults=(
+        ("vocab_size", 50368),
+        ("hidden_size", 768),
+        ("intermediate_size", 1152),
+        ("num_hidden_layers", 22),
+        ("num_attention_heads", 12),
+        ("max_position_embeddings", 8192),
+        ("local_attention", 128),
+        ("global_rope_theta", 160_000.0),
+        ("local_rope_theta", 10_000.0),
+    ),
+    rope_bases=("global_rope_theta", "local_rope_theta"),
+    local_rope_scaled=True,
+)
+
+
+def _modernbert_config(config: dict, layers: int) -> dict:
+    """ModernBERT's TransformerConfig fields, as ModernBertConfig reads config.json in either form: an encoder
+    (no causal mask) of LayerNorms before each sublayer (none before layer 0's attention, whose input the
+    embedding norm has just normed), GeGLU, global layers and local ones that see the keys within
+    local_attention // 2 on either side, each kind turned by a RoPE of its own base. Its attention's heads are
+    hidden_size / num_attention_heads wide, as its q, k and v: a head_dim that differs is refused (transformers
+    would turn them by a RoPE of that width and fail)."""
+    d, heads = _integer(config, "hidden_size"), _integer(config, "num_attention_heads")
+    head_dim = d // heads if heads > 0 else 1
+    if config.get("head_dim", head_dim) != head_dim:
+        raise DataError(
+            f"config.json: head_dim {_shown(config['head_dim'])} is not supported for modernbert, whose heads are "
+            f"hidden_size / num_attention_heads = {head_dim} wide"
+        )
+    full, local = _layer_ropes(config, head_dim, _MODERNBERT)
+    window = _modernbert_window(config)
+    attention_bias = _flag(config, "attention_bias")
+    return dict(
+        family="modernbert",
+        layers=layers,
+        heads=heads,
+        d_model=d,
+        d_ff=_integer(config, "intermediate_size"),
+        vocab_size=_integer(config, "vocab_size"),
+        max_positions=_integer(config, "max_position_embeddings"),
+        activation=_name(config, "hidden_activation", default="gelu"),
+        eps=_epsilon(config, "norm_eps", default=1e-5),
+        pre_norm=True,
+        causal=False,
+        layer_attention=tuple(
+            LayerAttention(window, local) if sliding else LayerAttention(None, full)
+            for sliding in _modernbert_local_layers(config, layers)
+        ),
+        norm="layer",
+        gated=True,
+        attention_bias=attention_bias,
+        output_bias=attention_bias,
+        mlp_bias=_flag(config, "mlp_bias"),
+        embedding_norm=True,
+        first_attention_norm=False,
+        norm_bias=_flag(config, "norm_bias"),
+    )
+
+
+def _modernbert_local_layers(config: dict, layers: int) -> tuple[bool, ...]:
+    """Whether each layer is local (its window slides), as ModernBertConfig reads config.json: layer_types
+    where it has them (transformers 5's form), else every global_attn_every_n_layers-th layer global from
+    the first on, the others local (published checkpoints; 3 where config.json says nothing)."""
+    types = _layer_types(config, layers)
+    if types is not None:
+        return tuple(_LAYER_TYPES[kind] for kind in types)
+    every = _integer(config, "global_attn_every_n_layers", default=3)
+    if every < 1:
+        raise DataError(f"config.json: global_attn_every_n_layers = {every}; it must be positive")
+    return tuple(layer % every != 0 for layer in range(layers))
+
+
+def _modernbert_window(config: dict) -> int:
+    """How many keys a local layer's window spans, local_attention (a query sees the keys within half of
+    it on either side); or, where config.json gives sliding_window, which ModernBertConfig takes for that
+    half and sets local_attention from, twice it."""
+    if "sliding_window" in config:
+        half = config["sliding_window"]
+        if isinstance(half, bool) or not isinstance(half, int) or not 0 < half <= _LARGEST // 2:
+            raise DataError(
+                f"config.json: sliding_window should be a positive 64-bit integer (half the local window), "
+                f"not {_shown(half)}"
+            )
+        return 2 * half
+    window = _integer(config, "local_attention")
+    if window < 1:
+        raise DataError(f"config.json: local_attention = {window}; it must be positive")
+    return window
+
+
+def _modernbert_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
+    """ModernBERT's weights, read as a decoder's (see _MODERNBERT), its LayerNorms with biases where
+    config.json's norm_bias says."""
+    return _decoder_weights(c, tensors, replace(_MODERNBERT, norm_bias=c.norm_bias))
+
+
+FAMILIES["modernbert"] = Family(
+    "ModernBERT",
+    ("num_hidden_layers",),
+    _modernbert_config,
+    _modernbert_weights,
+    _MODERNBERT.names.words,
+    _MODERNBERT.names.layer,
+    settings=functools.partial(_decoder_settings, style=_MODERNBERT),
+)
+FAMILIES["gpt2"] = Family(
+    "GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER
 )
 _GEMMA3 = _Decoder(
     head_dim=256,
@@ -2217,132 +2336,6 @@ FAMILIES |= {
     )
     for name, (title, style) in _DECODERS.items()
 }
-
-
-# ModernBERT's tensors, laid out as a decoder's: q, k and v stacked in one matrix (attn.Wqkv), the gated
-# feed-forward's two halves in mlp.Wi (its first half, "input", through the activation, times the second, the
-# gate), LayerNorms. The defaults are ModernBertConfig's, for a config.json without the key.
-_MODERNBERT = _Decoder(
-    names=_Names(
-        words="embeddings.tok_embeddings.weight",
-        final_norm="final_norm",
-        embedding_norm="embeddings.norm",
-        attention_norm="attn_norm",
-        ffn_norm="mlp_norm",
-        qkv="attn.Wqkv",
-        o="attn.Wo",
-        gate_up="mlp.Wi",
-        down="mlp.Wo",
-    ),
-    qkv="stacked",
-    gate_up=True,
-    norm="layer",
-    defaults=(
-        ("vocab_size", 50368),
-        ("hidden_size", 768),
-        ("intermediate_size", 1152),
-        ("num_hidden_layers", 22),
-        ("num_attention_heads", 12),
-        ("max_position_embeddings", 8192),
-        ("local_attention", 128),
-        ("global_rope_theta", 160_000.0),
-        ("local_rope_theta", 10_000.0),
-    ),
-    rope_bases=("global_rope_theta", "local_rope_theta"),
-    local_rope_scaled=True,
-)
-
-
-def _modernbert_config(config: dict, layers: int) -> dict:
-    """ModernBERT's TransformerConfig fields, as ModernBertConfig reads config.json in either form: an encoder
-    (no causal mask) of LayerNorms before each sublayer (none before layer 0's attention, whose input the
-    embedding norm has just normed), GeGLU, global layers and local ones that see the keys within
-    local_attention // 2 on either side, each kind turned by a RoPE of its own base. Its attention's heads are
-    hidden_size / num_attention_heads wide, as its q, k and v: a head_dim that differs is refused (transformers
-    would turn them by a RoPE of that width and fail)."""
-    d, heads = _integer(config, "hidden_size"), _integer(config, "num_attention_heads")
-    head_dim = d // heads if heads > 0 else 1
-    if config.get("head_dim", head_dim) != head_dim:
-        raise DataError(
-            f"config.json: head_dim {_shown(config['head_dim'])} is not supported for modernbert, whose heads are "
-            f"hidden_size / num_attention_heads = {head_dim} wide"
-        )
-    full, local = _layer_ropes(config, head_dim, _MODERNBERT)
-    window = _modernbert_window(config)
-    attention_bias = _flag(config, "attention_bias")
-    return dict(
-        family="modernbert",
-        layers=layers,
-        heads=heads,
-        d_model=d,
-        d_ff=_integer(config, "intermediate_size"),
-        vocab_size=_integer(config, "vocab_size"),
-        max_positions=_integer(config, "max_position_embeddings"),
-        activation=_name(config, "hidden_activation", default="gelu"),
-        eps=_epsilon(config, "norm_eps", default=1e-5),
-        pre_norm=True,
-        causal=False,
-        layer_attention=tuple(
-            LayerAttention(window, local) if sliding else LayerAttention(None, full)
-            for sliding in _modernbert_local_layers(config, layers)
-        ),
-        norm="layer",
-        gated=True,
-        attention_bias=attention_bias,
-        output_bias=attention_bias,
-        mlp_bias=_flag(config, "mlp_bias"),
-        embedding_norm=True,
-        first_attention_norm=False,
-        norm_bias=_flag(config, "norm_bias"),
-    )
-
-
-def _modernbert_local_layers(config: dict, layers: int) -> tuple[bool, ...]:
-    """Whether each layer is local (its window slides), as ModernBertConfig reads config.json: layer_types
-    where it has them (transformers 5's form), else every global_attn_every_n_layers-th layer global from
-    the first on, the others local (published checkpoints; 3 where config.json says nothing)."""
-    types = _layer_types(config, layers)
-    if types is not None:
-        return tuple(_LAYER_TYPES[kind] for kind in types)
-    every = _integer(config, "global_attn_every_n_layers", default=3)
-    if every < 1:
-        raise DataError(f"config.json: global_attn_every_n_layers = {every}; it must be positive")
-    return tuple(layer % every != 0 for layer in range(layers))
-
-
-def _modernbert_window(config: dict) -> int:
-    """How many keys a local layer's window spans, local_attention (a query sees the keys within half of
-    it on either side); or, where config.json gives sliding_window, which ModernBertConfig takes for that
-    half and sets local_attention from, twice it."""
-    if "sliding_window" in config:
-        half = config["sliding_window"]
-        if isinstance(half, bool) or not isinstance(half, int) or not 0 < half <= _LARGEST // 2:
-            raise DataError(
-                f"config.json: sliding_window should be a positive 64-bit integer (half the local window), "
-                f"not {_shown(half)}"
-            )
-        return 2 * half
-    window = _integer(config, "local_attention")
-    if window < 1:
-        raise DataError(f"config.json: local_attention = {window}; it must be positive")
-    return window
-
-
-def _modernbert_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders") -> "TransformerWeights":
-    """ModernBERT's weights, read as a decoder's (see _MODERNBERT), its LayerNorms with biases where
-    config.json's norm_bias says."""
-    return _decoder_weights(c, tensors, replace(_MODERNBERT, norm_bias=c.norm_bias))
-
-
-FAMILIES["modernbert"] = Family(
-    "ModernBERT",
-    ("num_hidden_layers",),
-    _modernbert_config,
-    _modernbert_weights,
-    _MODERNBERT.names.words,
-    _MODERNBERT.names.layer,
-    settings=functools.partial(_decoder_settings, style=_MODERNBERT),
-)
 SUPPORTED = tuple(FAMILIES)
 
 

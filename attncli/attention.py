@@ -5,12 +5,13 @@ says otherwise), g key and value heads (h unless grouped-query attention shares 
 among h / g query heads). Rotary position embeddings (RoPE, its pairs of dimensions halves
 or adjacent), ALiBi's linear biases, per-head RMS or LayerNorms of q and k, logit
 soft-capping, learned attention sinks and sliding-window masks are here too, as the
-decoders use them (and the symmetric window of a bidirectional encoder's local layers),
-with RMS norms over the whole projected q and k and q, k and v clamped to a bound
-(OLMo's clip_qkv); a relative position bias, bucketed by distance, as some encoders add
-it to their scores; and disentangled attention, whose scores add content to position and
-position to content terms over log-bucketed relative positions. Nothing here reads files,
-prints, or knows about terminals.
+decoders use them, with RMS norms over the whole projected q and k and q, k and v clamped
+to a bound (OLMo's clip_qkv). So are the encoders' ways: a window on either side of each
+query (a bidirectional model's local layers), a relative position bias bucketed by distance
+added to the scores, and disentangled attention, whose scores add content-to-position and
+position-to-content terms over log-bucketed relative positions; a text's relative positions
+are made once for all its layers (RelativePositions). Nothing here reads files, prints, or
+knows about terminals.
 Every function returns new arrays and changes none of its inputs; the one exception is an
 `out` array the caller hands over to be filled, as with numpy's own functions.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "Projections",
     "Relative",
     "RelativeBias",
+    "RelativePositions",
     "Rope",
     "Rotary",
     "Trace",
@@ -634,6 +636,16 @@ def relative_position_bias(table: np.ndarray, buckets: np.ndarray) -> np.ndarray
     return np.ascontiguousarray(np.moveaxis(table[buckets], -1, 0))
 
 
+@dataclass(eq=False, repr=False)
+class RelativePositions:
+    """What a text's relative positions give every layer's scores, made once for the text (they are the same
+    in each layer): a relative position bias added to them, or the relative positions disentangled attention's
+    position terms read. A model has one kind or the other."""
+
+    bias: np.ndarray | None = None  # [h, T, T] each head's bias for each query and key (RelativeBias)
+    disentangled: Relative | None = None  # the text's relative positions, for disentangled attention's terms
+
+
 def repeat_kv(x: np.ndarray, heads: int) -> np.ndarray:
     """[g, T, d_k] -> [h, T, d_k]: each of g key (or value) heads serves h / g query heads in turn."""
     return x if len(x) == heads else np.repeat(x, heads // len(x), axis=0)
@@ -843,17 +855,17 @@ def heads_attention(
     rotary: Rotary | None = None,
     weights_out: np.ndarray | None = None,
     steps: bool = True,
-    relative: Relative | None = None,
-    position_bias: np.ndarray | None = None,
+    relative: RelativePositions | None = None,
 ) -> HeadsTrace:
     """The heads' part of self-attention for one text, from its projected q [T, h·d_k], k and v
     [T, g·d_k]: split into heads (and q, k normed, q, k, v clamped), turned by `rotary`, then `attend`
-    (with ALiBi's biases where the options have them, and a relative `position_bias` [h, T, T]); or,
-    given the text's `relative` positions, disentangled attention (`disentangled_heads`). With
+    (with ALiBi's biases where the options have them, and the text's `relative` position bias); or,
+    where the text's `relative` positions are disentangled attention's, `disentangled_heads`. With
     `steps`, the projections are kept as they were where norms or clamping change them whole, and
     what per-head q and k norms read."""
-    if relative is not None:
-        return disentangled_heads(q, k, v, p, options, relative, mask, weights_out, steps)
+    if relative is not None and relative.disentangled is not None:
+        return disentangled_heads(q, k, v, p, options, relative.disentangled, mask, weights_out, steps)
+    position_bias = None if relative is None else relative.bias  # [h, T, T] or None
     changed = p.whole_q_norm is not None or options.clip_qkv is not None
     projected = (q, k, v) if steps and changed else None
     head_inputs = (None, None)
@@ -945,18 +957,17 @@ def multi_head_attention(
     rotary: Rotary | None = None,
     weights_out: np.ndarray | None = None,
     steps: bool = True,
-    relative: Relative | None = None,
-    position_bias: np.ndarray | None = None,
+    relative: RelativePositions | None = None,
 ) -> AttentionTrace:
     """Multi-head self-attention of `x` [T, d] through projections `p`, tracing each step.
 
     `mask` is [T, T] bool (True = may attend) and applies to every head; `rotary` turns each head's
-    q and k (RoPE); `position_bias` [h, T, T] is added to each head's scaled scores; `relative` holds
-    the text's relative positions for disentangled attention. The weights are written into
-    `weights_out` [h, T, T] when it is given. Without `steps`, the scores are scaled in place (the
-    trace's scores are then its scaled scores): for a caller that keeps only the weights.
+    q and k (RoPE); `relative` is what the text's relative positions give the scores (a bias, or
+    disentangled attention's positions). The weights are written into `weights_out` [h, T, T] when it
+    is given. Without `steps`, the scores are scaled in place (the trace's scores are then its scaled
+    scores): for a caller that keeps only the weights.
     """
-    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps, relative, position_bias)
+    heads = heads_attention(*projections(x, p), p, options, mask, rotary, weights_out, steps, relative)
     concat = merge_heads(heads.head_outputs)  # [T, h·d_k]
     return AttentionTrace(**vars(heads), x=x, concat=concat, output=linear(concat, p.w_o, p.b_o))
 
@@ -968,24 +979,18 @@ def packed_attention(
     segments: list[slice],
     positions: list[tuple[np.ndarray | None, Rotary | None]],
     weights_out: list[np.ndarray],
-    relatives: list[Relative] | None = None,
-    position_biases: list[np.ndarray | None] | None = None,
+    relatives: list[RelativePositions | None] | None = None,
 ) -> np.ndarray:
     """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text attending
     only to itself: the projections run over every token at once, the heads text by text. Text i is
-    `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]` (and its relative
-    positions `relatives[i]`, for disentangled attention, and position bias `position_biases[i]` [h, T, T],
-    where the model has one); its weights go into `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
+    `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]` and what its relative
+    positions give its scores `relatives[i]` (where the model's read them); its weights go into
+    `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
     projected = projections(x, p)
     concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
     relatives = relatives or [None] * len(segments)
-    biases = [None] * len(segments) if position_biases is None else position_biases
-    for segment, (mask, rotary), out, relative, bias in zip(
-        segments, positions, weights_out, relatives, biases, strict=True
-    ):
+    for segment, (mask, rotary), out, relative in zip(segments, positions, weights_out, relatives, strict=True):
         text = (part[segment] for part in projected)
-        heads = heads_attention(
-            *text, p, options, mask, rotary, out, steps=False, relative=relative, position_bias=bias
-        )
+        heads = heads_attention(*text, p, options, mask, rotary, out, steps=False, relative=relative)
         concat[segment] = merge_heads(heads.head_outputs)
     return linear(concat, p.w_o, p.b_o)

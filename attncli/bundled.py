@@ -62,7 +62,7 @@ class SampleConfig:
     kv_heads = None
     attention_bias = output_bias = qk_norm = whole_qk_norm = sinks = False
     clip_qkv = None
-    attention_scale = soft_cap = alibi = relative_bias = shared_layers = None
+    attention_scale = soft_cap = alibi = relative_bias = shared_layers = disentangled = None
     position_offset = 0
     itemsize = 8
 

@@ -62,11 +62,6 @@ class ModelInfo:
         """How the model's mixture-of-experts layers route (an experts.MixtureConfig), or None: it has none."""
         return None if self.sample else self.config.moe
 
-    @property
-    def disentangled(self):
-        """The model's disentangled attention (an attention.Disentangled), or None: it has none."""
-        return None if self.sample else self.config.disentangled
-
     def to_json(self) -> dict:
         fields = {
             "name": self.name,

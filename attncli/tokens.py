@@ -125,12 +125,31 @@ def readable_all(pieces: list[str]) -> list[str]:
 def special_ids(tokenizer) -> frozenset[int]:
     """Ids of a `tokenizers.Tokenizer`'s special tokens ([CLS], [SEP], <s>, <|endoftext|> ...), whether
     the tokenizer adds them or the text types them; not the unknown token, which stands for real text."""
-    unknown = getattr(tokenizer.model, "unk_token", None)
+    unknown = _unknown_id(tokenizer)
     return frozenset(
         token_id
         for token_id, added in tokenizer.get_added_tokens_decoder().items()
-        if added.special and added.content != unknown
+        if added.special and token_id != unknown
     )
+
+
+# U+10FFFF, a noncharacter: no tokenizer's vocabulary holds it, so a model can only call it unknown
+_NEVER_SEEN = "\U0010ffff"
+
+
+def _unknown_id(tokenizer) -> int | None:
+    """The id of the token a `tokenizers.Tokenizer` gives text its vocabulary lacks, or None. WordPiece and
+    BPE name it (unk_token); a Unigram model (SentencePiece's) keeps only its id, so it is asked what it makes
+    of a character no vocabulary holds: its unknown token, or, where it falls back to bytes or has no unknown
+    token, not one token of its own."""
+    model = tokenizer.model
+    if hasattr(model, "unk_token"):
+        return None if model.unk_token is None else tokenizer.token_to_id(model.unk_token)
+    try:
+        pieces = model.tokenize(_NEVER_SEEN)
+    except Exception:  # a Unigram model without unk_id fails on the character
+        return None
+    return pieces[0].id if len(pieces) == 1 else None
 
 
 def normalized_length(tokenizer, text: str, limit: int) -> int:

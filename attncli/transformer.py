@@ -4,16 +4,18 @@ The choices are those a family of models makes (see attncli.architectures, which
 reads them from config.json): LayerNorm or RMSNorm, before each sublayer or after it
 (and, for some, after it too, or only after its output); a plain or a gated feed-forward
 network and its activation, or a mixture of gated experts a router picks among per token
-(attncli.experts has its math); a learned position table (and where it starts counting),
-rotary embeddings (RoPE, with its frequencies' scaling) or ALiBi's linear biases; token
-type embeddings; word embeddings narrower than the model, projected in and out, or all the
-embeddings summed (and normed) narrower and projected in; layers that share their weights; a
-relative position bias on the scores; a causal mask, sliding windows per layer, grouped-query
-attention, q and k norms (per head, or over the whole projections), q, k and v clamped,
-attention scale, logit soft-capping, sublayer outputs scaled before their residual sums;
-disentangled attention over relative positions, and a convolution beside the first layer.
-Weights arrive as plain arrays laid out for x @ W, one layer at a time if need be; nothing here
-knows file formats or family names.
+(attncli.experts has its math); LayerNorms with or without a bias; a learned position table
+(and where it starts counting), rotary embeddings (RoPE, with its frequencies' scaling),
+ALiBi's linear biases, and a text's relative positions, made once for every layer: a bias
+bucketed by distance, or disentangled attention's; token type embeddings; embeddings narrower
+than the model, projected in (the word embeddings alone, and the last hidden state back out;
+or all of them summed, before or after their norm); layers that share their weights; a causal
+mask, sliding windows per layer (a query's last keys, or without the causal mask those on
+either side), grouped-query attention, q and k norms (per head, or over the whole
+projections), q, k and v clamped, attention scale, logit soft-capping, sublayer outputs scaled
+before their residual sums; a convolution beside the first layer. Weights arrive as plain
+arrays laid out for x @ W, one layer at a time if need be; nothing here knows file formats or
+family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
 """
 
@@ -33,6 +35,7 @@ from attncli.attention import (
     Projections,
     Relative,
     RelativeBias,
+    RelativePositions,
     Rope,
     Rotary,
     Trace,
@@ -79,6 +82,7 @@ __all__ = [
     "relative_embeddings",
     "relu",
     "silu",
+    "text_positions",
 ]
 
 
@@ -239,8 +243,9 @@ class TransformerConfig:
     moe: MixtureConfig | None = None  # how the mixture-of-experts layers route; None: every layer is dense
     alibi: Alibi | None = None  # ALiBi: linear biases on every layer's scores, in place of position embeddings
     position_offset: int = 0  # the position table's row of the first token, without a padding index
-    d_embed: int | None = None  # the word embeddings' width where it is not d_model: projected to d_model before
-    # the first layer and back after the last (where the weights project back)
+    # The word embeddings' width where it is not d_model (and the position and token type embeddings', where they
+    # are summed before the projection): projected to d_model as embedding_projection says
+    d_embed: int | None = None
     embedding_norm: bool = False  # a norm on the embeddings before the first layer
     final_norm: bool = True  # pre-norm: a norm after the last block (some models drop it)
     shared_norm: bool = False  # parallel: the feed-forward reads the attention's norm of x, having none of its own
@@ -251,12 +256,11 @@ class TransformerConfig:
     norm_bias: bool = True  # the LayerNorms add a learned bias (a shift); False: a gain alone
     disentangled: Disentangled | None = None  # disentangled attention: c2p and p2c terms over relative positions
     convolution: Convolution | None = None  # a convolution beside the first layer, where the model has one
-    projected_sum: bool = False  # word embeddings narrower than the model: their sum with the position and token
-    # type embeddings (as narrow) is projected to d_model, not the words alone
-    # The embeddings (word, position and token type) summed and normed d_embed wide, then projected to d_model
-    # with a bias before the first layer, and not back; else d_embed projects the word embeddings alone, before
-    # the positions are added, and the last hidden state back
-    projected_embeddings: bool = False
+    # Where the weights' project_in takes the embeddings into d_model: "words", the word embeddings alone, before
+    # the positions are added (and project_out, where the weights have it, takes the last hidden state back);
+    # "sum", the word, position and token type embeddings summed, before their norm; "normed", summed and normed,
+    # then projected with a bias
+    embedding_projection: str = "words"
     # Per layer, the (group, layer within the group) of the stored weights it runs, where layers share them;
     # None: every layer has its own
     shared_layers: tuple[tuple[int, int], ...] | None = None
@@ -503,7 +507,7 @@ def position_ids(ids: np.ndarray, config: TransformerConfig) -> np.ndarray:
     return np.cumsum(real) * real + config.padding_idx
 
 
-def relative_embeddings(tokens: int, config: TransformerConfig, weights: TransformerWeights) -> Relative | None:
+def relative_embeddings(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> Relative | None:
     """What disentangled attention reads of a text of `tokens` tokens' relative positions (see attention.Relative):
     their δ, the rows of the relative embedding table they read, those rows through its LayerNorm where the
     model has one (each row normed alone, so only the rows read); None for a model without them."""
@@ -580,20 +584,22 @@ def block_output(
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
     """(the first layer's input [T, d], the position embeddings added to it or None, and the normed embeddings
-    [T, e] before their projection where the model projects them so, else None)."""
+    [T, e] before their projection where the model projects them so, else None). Embeddings narrower than the
+    model are projected in where config.embedding_projection says."""
+    projection = None if weights.project_in is None else config.embedding_projection
     positions = None if weights.position is None else weights.position[position_ids(ids, config)]  # [T, d] or [T, e]
-    if weights.project_in is not None and not config.projected_sum and not config.projected_embeddings:
+    if projection == "words":
         embeddings = embeddings @ weights.project_in  # [T, e] -> [T, d]
     x = embeddings if positions is None else embeddings + positions  # [T, d]
     if config.embedding_scale is not None:
         x = x * np.float32(config.embedding_scale)
     if weights.token_type is not None:
         x = x + weights.token_type[0]
-    if weights.project_in is not None and config.projected_sum:
+    if projection == "sum":
         x = x @ weights.project_in  # [T, e] -> [T, d]
     if weights.embedding_norm is not None:
         x = normalized(x, weights.embedding_norm, config)
-    if not config.projected_embeddings:
+    if projection != "normed":
         return x, positions, None
     return linear(x, weights.project_in, weights.project_in_bias), positions, x  # [T, e] -> [T, d]
 
@@ -604,6 +610,13 @@ def position_bias(config: TransformerConfig, weights: TransformerWeights, tokens
     if config.relative_bias is None:
         return None
     return relative_position_bias(weights.relative_bias, relative_position_buckets(tokens, config.relative_bias))
+
+
+def text_positions(config: TransformerConfig, weights: TransformerWeights, tokens: int) -> RelativePositions | None:
+    """What a text of `tokens` tokens' relative positions give every layer's scores, made once for the text
+    (see attention.RelativePositions); None for a model whose scores read none."""
+    bias, disentangled = position_bias(config, weights, tokens), relative_embeddings(config, weights, tokens)
+    return None if bias is None and disentangled is None else RelativePositions(bias, disentangled)
 
 
 def layer_positions(config: TransformerConfig, tokens: int) -> list[tuple[np.ndarray | None, Rotary | None]]:
@@ -633,18 +646,17 @@ def forward(
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     x, positions, normed = _inputs(ids, embeddings, config, weights)
-    bias = position_bias(config, weights, len(ids))  # [h, T, T] or None
+    relative = text_positions(config, weights, len(ids))  # the same in every layer
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
-    relative = relative_embeddings(len(ids), config, weights)
     convolved = None  # the convolution of the first layer's input, where the model has one
     for layer, (block, (mask, turn), weights_out) in enumerate(
         zip(weights.blocks, layer_positions(config, len(ids)), attention, strict=True)
     ):
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
-            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative, bias
+            attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
         x, routing = block_output(x, trace.output, block, config)
         if layer == 0 and weights.convolution is not None:
@@ -658,7 +670,8 @@ def forward(
         output = output @ weights.project_out  # [T, d] -> [T, e]
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
-    disentangled = {"relative_positions": relative.delta, "convolution": convolved} if keep_steps and relative else {}
+    disentangled = None if relative is None else relative.disentangled
+    kept = {"relative_positions": disentangled.delta, "convolution": convolved} if keep_steps and disentangled else {}
     normed = normed if keep_steps else None
     return Trace(
         embeddings,
@@ -670,7 +683,7 @@ def forward(
         routings,
         inputs,
         normed_embeddings=normed,
-        **disentangled,
+        **kept,
     )
 
 
@@ -678,8 +691,9 @@ def forward_packed(
     ids: list[np.ndarray], embeddings: list[np.ndarray], config: TransformerConfig, weights: TransformerWeights
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
-    positions, masks and RoPE), while the projections and feed-forward layers run on every token
-    of every text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
+    positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
+    each text alone), while the projections and feed-forward layers run on every token of every
+    text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
     `forward` gives it, to float32 rounding; and the last layer's output [N, d], for the caller's check.
     """
     lengths = [len(i) for i in ids]
@@ -687,8 +701,7 @@ def forward_packed(
     segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
-    relatives = {n: relative_embeddings(n, config, weights) for n in set(lengths)}
-    biases = {n: position_bias(config, weights, n) for n in set(lengths)}
+    relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
     first = x  # the first layer's input, which a convolution beside it reads
     for layer, block in enumerate(weights.blocks):
@@ -699,8 +712,7 @@ def forward_packed(
             segments,
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
-            None if config.disentangled is None else [relatives[n] for n in lengths],
-            [biases[n] for n in lengths],
+            [relatives[n] for n in lengths],
         )
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone

@@ -1,8 +1,29 @@
-"""tokens.py: the readable text of word pieces and byte-fallback tokens."""
+"""tokens.py: the readable text of word pieces and byte-fallback tokens, and which tokens are special."""
 
-from attncli.tokens import CONTINUED, readable_all
+import pytest
+from helpers import FIXTURES
+from tokenizers import Tokenizer, models
+
+from attncli.models import load_model
+from attncli.tokens import CONTINUED, readable_all, special_ids
 
 
 def test_byte_fallback_tokens_show_the_characters_they_make():
     pieces = ["▁A", "▁", "<0xC3>", "<0xAF>", "<0xE2>", "<0x98>", "<0x95>", "<0xFF>", "Ġit"]
     assert readable_all(pieces) == ["␣A", "␣", "ï", CONTINUED, "☕", CONTINUED, CONTINUED, "<0xFF>", "␣it"]
+
+
+@pytest.mark.parametrize("unknown_id", [0, None])
+def test_a_unigram_tokenizers_unknown_token_is_not_special(unknown_id):
+    vocabulary = [("<unk>", 0.0), ("<s>", 0.0), ("▁a", -1.0)]
+    tokenizer = Tokenizer(models.Unigram(vocabulary, unk_id=unknown_id))
+    tokenizer.add_special_tokens(["<unk>", "<s>"])
+    assert special_ids(tokenizer) == ({1} if unknown_id == 0 else {0, 1})
+
+
+@pytest.mark.parametrize("fixture", ["xlm-roberta", "deberta-v3"])
+def test_a_character_a_unigram_vocabulary_lacks_is_text_not_a_special_token(fixture):
+    model = load_model(str(FIXTURES / fixture))
+    unknown = [token for token in model.tokenize("a 日 cat") if token.text == "日"]
+    assert len(unknown) == 1 and not unknown[0].special  # kept in summaries and rankings, as BERT's [UNK] is
+    assert unknown[0].id == model.tokenizer.token_to_id("<unk>" if fixture == "xlm-roberta" else "[UNK]")

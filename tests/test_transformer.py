@@ -44,6 +44,7 @@ from attncli.transformer import (
     normalized,
     position_ids,
     relative_embeddings,
+    text_positions,
 )
 
 
@@ -438,7 +439,7 @@ def test_relative_embeddings_are_the_rows_read_normed_only_where_the_model_norms
     edit_config(directory, norm_rel_ebd="none")
     raw = load_model(str(directory))
     for model in (normed, raw):
-        relative = relative_embeddings(20, model.config, model.weights)
+        relative = relative_embeddings(model.config, model.weights, 20)
         rows = model.weights.relative[relative.rows]  # [R, d]
         if model.weights.relative_norm is None:
             assert_array_equal(relative.embeddings, rows)
@@ -446,6 +447,18 @@ def test_relative_embeddings_are_the_rows_read_normed_only_where_the_model_norms
             assert_allclose(relative.embeddings, layer_norm(rows, model.weights.relative_norm, model.config.eps))
     assert raw.weights.relative_norm is None and normed.weights.relative_norm is not None
     assert not np.allclose(commands.run(PRONOUN, raw).weights, commands.run(PRONOUN, normed).weights)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("bert", None), ("mpnet", "bias"), ("deberta-v3", "disentangled")])
+def test_a_texts_relative_positions_are_a_bias_or_disentangled_attentions_or_none(name, kind):
+    model = load_model(str(FIXTURES / name))
+    relative = text_positions(model.config, model.weights, 7)
+    if kind is None:
+        assert relative is None  # the scores of most models read no relative positions
+        return
+    made = {"bias": relative.bias, "disentangled": relative.disentangled}
+    assert [part for part, value in made.items() if value is not None] == [kind]
+    assert relative.bias is None or relative.bias.shape == (model.config.heads, 7, 7)
 
 
 def test_a_relative_position_bias_is_looked_up_once_and_added_to_every_layers_scores():

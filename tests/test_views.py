@@ -511,7 +511,7 @@ def test_the_walkthrough_of_disentangled_attention_shows_each_keys_three_terms_a
     text, said = walkthrough(result, width)
     assert "sums the 3 terms of DeBERTa's disentangled attention: c2c, content to content" in said
     assert "The sum is divided by √(d_k · 3) = √12 = 3.464" in said
-    assert "k_r = P·W_K + b and q_r = P·W_Q + b, the layer's own W_K and W_Q (share_att_key)" in said
+    assert "k_r = P·W_K + b and q_r = P·W_Q + b project it with the layer's own W_K and W_Q (share_att_key)" in said
     assert "a table of 32 relative position embeddings (δ = −16 to 15), passed through a LayerNorm" in said
     assert "δ = i − j counts as it is up to ±8; farther distances share log-spaced buckets, ±15 at a distance" in said
     lines = text.splitlines()
@@ -542,7 +542,7 @@ def test_the_walkthrough_of_deberta_v2_shows_its_summed_projected_embeddings_cli
     text, said = walkthrough(result, width)
     assert "each position a row p of the position embeddings (8 dimensions each); position enters again later" in said
     assert "x = LayerNorm((e + p + t)·W_in): t the token type 0 embedding; W_in (8 × 16) turns their sum" in said
-    assert "k_r = P·W_K,r + b and q_r = P·W_Q,r + b, projections of their own, apart from W_K and W_Q" in said
+    assert "k_r = P·W_K,r + b and q_r = P·W_Q,r + b project it with weights of their own, apart from W_K" in said
     assert "δ = i − j counts as it is from −64 to 63; farther keys read the table's end rows" in said
     assert "layer 0 output = LayerNorm(that + tanh(conv(x)))" in said and "(3 tokens wide, its channels in 2" in said
     f = result.focus
@@ -580,7 +580,7 @@ def test_the_walkthrough_shows_the_embeddings_normed_narrow_then_projected_in(wi
     assert widest_line(text) <= width
     assert "LayerNorm(e + p + t)  (12 dimensions)" in text
     text = flowing(views.view(commands.explain(SENTENCE, model)))
-    assert "each position a row p of the position embeddings, 12 dimensions each." in text
+    assert "each position a row p of the position embeddings (12 dimensions)." in text
     assert "Layer 0 attends over x = LayerNorm(e + p + t)·W + b: the word, position and token type 0 embeddings" in text
     assert "are summed and normed 12 wide, then W (12 × 16) and its bias b project them into the model's 16" in text
     later = flowing(views.view(commands.explain(SENTENCE, model, layer=1)))
@@ -590,7 +590,9 @@ def test_the_walkthrough_shows_the_embeddings_normed_narrow_then_projected_in(wi
 def test_the_walkthrough_says_which_stored_layer_a_layer_that_shares_weights_runs():
     result = commands.explain(SENTENCE, load_model(str(FIXTURES / "albert-groups")), layer=3)
     text = flowing(views.view(result))
-    assert "6 layers × 1 heads, d_model 16, d_k 16, sharing the weights of 4 stored layers" in text
+    assert "6 layers × 1 head, d_model 16, d_k 16, sharing the weights of 4 stored layers" in text
+    assert "Σ weight · v over the keys; the one head's output is multiplied by W_O (16 × 16) + b." in text
+    assert "concat (1 head)" in text and "heads'" not in text
     assert (
         "ALBERT's layers share their weights: its 6 layers are 3 passes through groups of 2 layers (passes 0–1 "
         "through group 0, pass 2 through group 1), 4 stored layers in all. Layer 3, pass 1's layer 1, runs group "

@@ -103,7 +103,8 @@ def markup_text(text: str) -> str:
 def model_line(model: ModelInfo, caveat: bool = True) -> Text:
     """The model's name and shape; for the sample model, with a caveat that its patterns are not
     learned (leave it to a view that says so at more length)."""
-    shape = f"{plural(model.layers, 'layer')} × {model.heads} heads, d_model {model.d_model}, d_k {model.d_head}"
+    layers, heads = plural(model.layers, "layer"), plural(model.heads, "head")
+    shape = f"{layers} × {heads}, d_model {model.d_model}, d_k {model.d_head}"
     if model.sample:
         positions = "positions" if model.positions else "no positions"
         mask = "causal mask" if model.causal else "no mask"

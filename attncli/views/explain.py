@@ -111,7 +111,7 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
             return f"Layer 0 attends over x = {first}, not normalised, {after}."
         return f"Layer {layer} attends over x = the output of layer {layer - 1}, normalised, {after}."
     types = " + t, the token type 0 embedding" if model.token_types else ""
-    if layer == 0 and model.projected_embeddings:
+    if layer == 0 and model.embedding_projection == "normed":
         e, plus_t = model.d_embed or d, " + t" if model.token_types else ""
         kinds = "word, position and token type 0" if model.token_types else "word and position"
         return (
@@ -121,6 +121,17 @@ def _input_lead(model: ModelInfo, layer: int, learned: bool) -> str:
     if layer == 0:
         return f"Layer 0 attends over x = LayerNorm(e + p{types})."
     return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+
+
+def _concatenated(model: ModelInfo, plus_b_o: str) -> str:
+    """How the heads' outputs become the attention's output, in words: concatenated, then through W_O."""
+    heads, d_k, d = model.heads, model.d_head, model.d_model
+    if heads == 1:
+        return f"the one head's output is multiplied by W_O ({d_k} × {d}){plus_b_o}."
+    return (
+        f"the {heads} heads' outputs are concatenated ({heads} × {d_k} = {heads * d_k}) and multiplied by W_O "
+        f"({heads * d_k} × {d}){plus_b_o}."
+    )
 
 
 def _disentangled_embeddings(model: ModelInfo) -> str:
@@ -145,11 +156,9 @@ def _disentangled_embeddings(model: ModelInfo) -> str:
     )
 
 
-def _disentangled_input(model: ModelInfo, layer: int) -> str:
-    """How layer `layer`'s input x is made in a model of disentangled attention, in words: the embeddings'
-    sum (projected where they are narrower than the model) through a LayerNorm, or the layer before's output."""
-    if layer:
-        return f"Layer {layer} attends over x = the output of layer {layer - 1}."
+def _disentangled_input(model: ModelInfo) -> str:
+    """How layer 0's input x is made in a model of disentangled attention, in words: the embeddings' sum
+    (projected where they are narrower than the model) through a LayerNorm."""
     summed = ["e", *(["p"] if model.disentangled.absolute else []), *(["t"] if model.token_types else [])]
     x = " + ".join(summed)
     notes = ["t the token type 0 embedding"] if model.token_types else []
@@ -207,7 +216,7 @@ def explain_view(
     labels = token_texts(run)
     h, f, layer = result.walk_head, result.focus, result.layer
     focus_name = token_label(run.tokens[f].text)
-    d, d_k = model.d_model, model.d_head
+    d = model.d_model
     sample = model.sample
     learned = trace.positions is not None  # a table of positions added to the embeddings (not RoPE)
     plus_b = " + b" if model.attention_bias else ""
@@ -226,12 +235,7 @@ def explain_view(
         embed_lead = f"Each token id picks a row e of the {d}-dimensional embedding matrix. "
     elif model.disentangled is not None:
         embed_lead = _disentangled_embeddings(model)
-    elif learned and model.projected_embeddings:
-        embed_lead = (
-            f"Each token id picks a row e of the word embeddings and each position a row p of the position "
-            f"embeddings, {model.d_embed or d} dimensions each. "
-        )
-    elif learned and (model.d_embed or model.position_offset):
+    elif learned and model.embedding_projection == "words" and (model.d_embed or model.position_offset):
         narrower = (
             f" ({model.d_embed} dimensions, which W_in, {model.d_embed} × {d}, turns into the model's {d})"
             if model.d_embed
@@ -243,10 +247,10 @@ def explain_view(
             f"Each token id picks a row e of the word embeddings{narrower} and each position a row p of the "
             f"position embeddings ({d} dimensions).{rows} "
         )
-    elif learned:
+    elif learned:  # as wide as the model, or summed and normed narrower, then projected in (_input_lead)
         embed_lead = (
             f"Each token id picks a row e of the word embeddings and each position a row p of the position "
-            f"embeddings ({d} dimensions). "
+            f"embeddings ({model.d_embed or d} dimensions). "
         )
     else:
         if model.layer_attention[layer].rope is not None:
@@ -260,7 +264,8 @@ def explain_view(
         embed_lead = (
             f"Each token id picks a row e of the word embeddings ({d} dimensions). Nothing is added for its {entry}"
         )
-    input_lead = _disentangled_input(model, layer) if model.disentangled else _input_lead(model, layer, learned)
+    first = model.disentangled is not None and layer == 0  # its embeddings are summed and projected its own way
+    input_lead = _disentangled_input(model) if first else _input_lead(model, layer, learned)
     parts += section(2, "Embeddings", embed_lead + input_lead)
     parts.append(VectorTable(trace.embeddings, labels, title="e  (word embedding)"))
     if trace.positions is not None:
@@ -309,9 +314,7 @@ def explain_view(
     parts += section(
         6,
         f"Weighted sum for “{focus_name}”",
-        f"Head {h}'s output for token {f} is Σ weight · v over the keys; the {model.heads} heads' outputs are "
-        f"concatenated ({model.heads} × {d_k} = {model.heads * d_k}) and multiplied by W_O "
-        f"({model.heads * d_k} × {d}){plus_b_o}.",
+        f"Head {h}'s output for token {f} is Σ weight · v over the keys; " + _concatenated(model, plus_b_o),
     )
     keys = result.focus_keys
     weights = attention.weights[h, f, keys]  # [keys]
@@ -319,7 +322,7 @@ def explain_view(
     row_labels = [f"{w:.3f} × v({labels[j]})" for j, w in zip(keys, weights, strict=True)] + [f"= head {h} output"]
     parts.append(VectorTable(rows, row_labels, emphasis={len(keys)}))
     final_rows = [attention.concat[f], attention.output[f]]
-    final_labels = [f"concat ({model.heads} heads)", f"output = concat·W_O{plus_b_o}"]
+    final_labels = [f"concat ({plural(model.heads, 'head')})", f"output = concat·W_O{plus_b_o}"]
     if result.focus_feed_forward is not None:  # a parallel block: what it adds to its input, side by side
         final_rows += [trace.layer_inputs[layer][f], result.focus_feed_forward]
         final_labels += [f"layer {layer} input", "feed-forward output"]
@@ -699,9 +702,9 @@ def _relative(result: ExplainResult) -> Text:
     made = " and ".join(
         name for name, kept in (("k_r = P·W_K,r + b", relative.c2p), ("q_r = P·W_Q,r + b", relative.p2c)) if kept
     )
-    whose = "projections of their own, apart from W_K and W_Q"
+    whose = "with weights of their own, apart from W_K and W_Q"
     if relative.shared:
-        made, whose = made.replace(",r", ""), "the layer's own W_K and W_Q (share_att_key)"
+        made, whose = made.replace(",r", ""), "with the layer's own W_K and W_Q (share_att_key)"
     if relative.buckets:
         m = relative.buckets // 2
         read = (
@@ -711,9 +714,9 @@ def _relative(result: ExplainResult) -> Text:
     else:
         read = f"δ = i − j counts as it is from −{k} to {k - 1}; farther keys read the table's end rows"
     return Text(
-        f"Relative positions: {made}, {whose}, of P, a table of {2 * k} relative position embeddings (δ = −{k} "
-        f"to {k - 1}){normed}. {read}. The δ column is what token {f}'s terms read for each "
-        "key (--json's steps.relative_positions holds every query's).",
+        f"Relative positions: P is a table of {2 * k} relative position embeddings (δ = −{k} to {k - 1}){normed}; "
+        f"{made} project it {whose}. {read}. The δ column is what token {f}'s terms read for each key (--json's "
+        "steps.relative_positions holds every query's).",
         style="dim",
     )
 
