@@ -411,7 +411,10 @@ class Rows:
 
 
 def _finite(tensor: np.ndarray, path: Path, name: str) -> np.ndarray:
-    if not np.all(np.isfinite(tensor)):
+    """`tensor`, checked to hold no NaN or infinity: its largest and smallest values are finite exactly then
+    (a NaN anywhere makes both NaN). Two passes that allocate nothing, where np.isfinite would make a mask as
+    large as a quarter of the tensor, whose fresh pages a base-sized encoder's twelve layers paid for."""
+    if tensor.size and not (np.isfinite(tensor.max()) and np.isfinite(tensor.min())):
         raise DataError(f"{path}: tensor {name} holds NaN or infinite values (or values beyond float32's range)")
     return tensor
 

@@ -651,9 +651,8 @@ def forward(
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
-    for layer, (block, (mask, turn), weights_out) in enumerate(
-        zip(weights.blocks, layer_positions(config, len(ids)), attention, strict=True)
-    ):
+    for layer, ((mask, turn), weights_out) in enumerate(zip(layer_positions(config, len(ids)), attention, strict=True)):
+        block = weights.blocks[layer]  # asked for here, once the last is freed (see below)
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
@@ -665,6 +664,8 @@ def forward(
             traces.append(trace)
             outputs.append(x)
             routings.append(routing)
+        del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
+        # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
     output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
     if weights.project_out is not None:
         output = output @ weights.project_out  # [T, d] -> [T, e]
@@ -704,7 +705,8 @@ def forward_packed(
     relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
     first = x  # the first layer's input, which a convolution beside it reads
-    for layer, block in enumerate(weights.blocks):
+    for layer in range(len(weights.blocks)):
+        block = weights.blocks[layer]  # once the last is freed, as in forward
         output = packed_attention(
             attention_input(x, block, config),
             block.attention,
@@ -717,4 +719,5 @@ def forward_packed(
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
+        del block
     return attention, x

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import shutil
 import warnings
 
@@ -191,6 +192,22 @@ def test_a_float64_tensor_beyond_float32_s_range_is_refused_in_one_line(tmp_path
         warnings.simplefilter("error")  # numpy's overflow warning would reach the user's stderr
         with pytest.raises(DataError, match="holds NaN or infinite values \\(or values beyond float32's range\\)"):
             commands.run("The cat sat", load_model(str(directory)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_layer_weight_with_one_nan_or_infinity_anywhere_is_refused(tmp_path, bad, dtype):
+    directory = copy_fixture(tmp_path)
+    name = "encoder.layer.1.intermediate.dense.weight"
+
+    def spoil(tensors):
+        tensor = tensors[name].astype(dtype)
+        tensor[3, 5] = bad
+        return tensors | {name: tensor}
+
+    edit_tensors(directory, spoil)
+    with pytest.raises(DataError, match=f"tensor {re.escape(name)} holds NaN or infinite values"):
+        commands.run("The cat sat", load_model(str(directory)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

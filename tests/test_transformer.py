@@ -1,14 +1,18 @@
 """transformer.py's forward pass: as exact as transformers' on every family; GELU, positions, masks, packing."""
 
+import copy
 import dataclasses
 import json
 import math
 import re
 import warnings
+import weakref
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from helpers import (
+    BERT,
     DECODERS,
     ENCODERS,
     FIXTURES,
@@ -38,6 +42,8 @@ from attncli.transformer import (
     block_output,
     convolution,
     feed_forward,
+    forward,
+    forward_packed,
     gelu,
     gelu_tanh,
     layer_norm,
@@ -525,3 +531,33 @@ def test_megatron_normalises_before_each_sublayer_and_after_the_last_layer_not_i
     for layer, block in enumerate(weights.blocks):
         assert_allclose(trace.layers[layer].x, layer_norm(trace.layer_inputs[layer], block.attention_norm, config.eps))
     assert_allclose(trace.output, layer_norm(trace.layer_outputs[-1], weights.final_norm, config.eps))
+
+
+class _LayersAlone(Sequence):
+    """A model's layers, read anew when asked for, that fail a read while an earlier layer is still alive."""
+
+    def __init__(self, blocks):
+        self.blocks, self.alive = blocks, []
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def __getitem__(self, i):
+        assert all(alive() is None for alive in self.alive), f"layer {i} read while an earlier one is in memory"
+        block = copy.copy(self.blocks[i])
+        self.alive.append(weakref.ref(block))
+        return block
+
+
+def test_a_layer_read_from_disk_is_freed_before_the_next_is_read():
+    """So that the next layer's weights reuse its memory rather than fresh pages: one layer in memory at a time."""
+    model = load_model(BERT)
+    ids = np.array([token.id for token in model.tokenize(SENTENCE)])
+    embeddings = model.weights.word[ids]
+    for run in (
+        lambda weights: forward(ids, embeddings, model.config, weights, keep_steps=False),
+        lambda weights: forward_packed([ids, ids[:3]], [embeddings, embeddings[:3]], model.config, weights),
+    ):
+        layers = _LayersAlone(model.weights.blocks)
+        run(dataclasses.replace(model.weights, blocks=layers))
+        assert len(layers.alive) == model.config.layers
