@@ -38,7 +38,7 @@ def interrupted_code() -> int:
 # How long, as a power of two of CPU cycles, an idle OpenBLAS thread spins waiting for more work
 # before it sleeps. OpenBLAS's default, 2^28 cycles, is about a tenth of a second: its threads
 # then spin through the reading of a decoder's next layer, taking a core from it on a 2-core
-# machine (Pythia-410m's shape at 128 tokens, 1.65 s to NPZ at 28, 1.35 s at 16). 2^16 cycles
+# machine (Pythia-410m's shape at 128 tokens, 1.73 s to NPZ at 28, 1.38 s at 16). 2^16 cycles
 # (tens of microseconds) still keeps them awake from one product to the next of a layer.
 _BLAS_SPIN = "16"
 
