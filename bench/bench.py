@@ -328,29 +328,17 @@ def main() -> None:
     attncli = str(Path(sys.executable).parent / "attncli")
     directory = str(resolve("minilm"))
     runs = args.runs
-    if args.only == "decoder":
+    alone = {
+        "decoder": lambda: decoder_rows(attncli, args.peer_python, runs),
+        "moe": lambda: moe_rows(attncli, args.peer_python, runs),
+        "pythia": lambda: pythia_rows(attncli, args.peer_python, runs),
+        "encoders": lambda: encoder_rows(attncli, args.peer_python, runs),
+        "explore": lambda: explore_rows(runs),
+        "corpus": lambda: corpus_rows(attncli, args.peer_python, directory, args.corpus_lines),
+    }
+    if args.only is not None:
         row("measure", "attncli", "reference", "ratio", "target")
-        decoder_rows(attncli, args.peer_python, runs)
-        return
-    if args.only == "moe":
-        row("measure", "attncli", "reference", "ratio", "target")
-        moe_rows(attncli, args.peer_python, runs)
-        return
-    if args.only == "pythia":
-        row("measure", "attncli", "reference", "ratio", "target")
-        pythia_rows(attncli, args.peer_python, runs)
-        return
-    if args.only == "encoders":
-        row("measure", "attncli", "reference", "ratio", "target")
-        encoder_rows(attncli, args.peer_python, runs)
-        return
-    if args.only == "explore":
-        row("measure", "attncli", "reference", "ratio", "target")
-        explore_rows(runs)
-        return
-    if args.only == "corpus":
-        row("measure", "attncli", "reference", "ratio", "target")
-        corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
+        alone[args.only]()
         return
     print(
         f"all-MiniLM-L6-v2; medians of {runs} rounds ({4 * runs} for start-up) that run each compared "
