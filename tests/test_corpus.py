@@ -580,3 +580,21 @@ def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp
     assert used == [4, 3, 3, 4]
     run = cli("heads", "--file", write_lines(tmp_path, "The cat sat.", "A dog ran."), "--jobs", "1000", "--json")
     assert run.code == 0 and run.stderr == "attncli: --jobs 1000: using 1 process, one per partition of 64 lines\n"
+
+
+def test_merged_detector_scores_are_the_means_over_the_texts_they_apply_to(cli, tmp_path):
+    """A text without a repeated token has no duplicate or induction score: its shard leaves those means to the
+    texts that have one, and adds to the others."""
+    repeated, distinct = "the cat sat and the cat ran", "a dog sat"
+    shards = []
+    for name, text in (("repeated", repeated), ("distinct", distinct)):
+        shards.append(tmp_path / f"{name}.json")
+        assert cli("heads", text, "--model", BERT, "--json", "-o", str(shards[-1])).code == 0
+    alone = [json.loads(shard.read_text()) for shard in shards]
+    assert all(head["duplicate"] is None and head["induction"] is None for head in alone[1]["heads"])
+    merged = cli("heads", "--merge", str(shards[0]), str(shards[1]), "--json").json()
+    assert merged["partial_sums"]["counts"]["duplicate"] == [[1] * 4] * 2
+    for head, first, second in zip(merged["heads"], *(shard["heads"] for shard in alone), strict=True):
+        assert head["duplicate"] == pytest.approx(first["duplicate"], abs=1e-15)
+        assert head["induction"] == pytest.approx(first["induction"], abs=1e-15)
+        assert head["entropy"] == pytest.approx((first["entropy"] + second["entropy"]) / 2, abs=1e-15)
