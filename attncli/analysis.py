@@ -14,6 +14,7 @@ __all__ = [
     "HEAD_COLUMNS",
     "PATTERNS",
     "STATISTICS",
+    "EarlierSums",
     "Fusion",
     "StatisticSums",
     "align",
@@ -386,6 +387,14 @@ def text_statistics(
     return {name: np.concatenate([layer[name] for layer in layers]) for name in STATISTICS}
 
 
+class EarlierSums(ValueError):
+    """Partial sums that an attncli from before some statistics were added wrote: they lack those."""
+
+    def __init__(self, missing: list[str]):
+        super().__init__(f"partial sums without {', '.join(missing)}")
+        self.missing = missing
+
+
 class StatisticSums:
     """Head statistics summed over texts, and how many texts each one applied to, for their means
     (a statistic that does not apply to a text, NaN there, is left out of its mean).
@@ -440,10 +449,11 @@ class StatisticSums:
 
     @classmethod
     def from_json(cls, document: dict) -> "StatisticSums":
-        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged
-        or could not be sums of statistics: a count of texts that is not a whole number of 0 or more,
-        counts that are not whole numbers from 0 to it, sums that are negative or not finite (every
-        statistic is a finite number of 0 or more)."""
+        """Partial sums as to_json wrote them; EarlierSums where they lack statistics added since they were
+        written; ValueError, KeyError or TypeError where they are damaged or could not be sums of
+        statistics: a count of texts that is not a whole number of 0 or more, counts that are not whole
+        numbers from 0 to it, sums that are negative or not finite (every statistic is a finite number of
+        0 or more)."""
         sums = cls()
         sums.texts = document["texts"]
         if type(sums.texts) is not int or sums.texts < 0:
@@ -451,6 +461,8 @@ class StatisticSums:
         names = set(document["sums"])
         if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
             return sums
+        if names < set(STATISTICS) and names == set(document["counts"]):
+            raise EarlierSums([name for name in STATISTICS if name not in names])
         if names != set(STATISTICS) or names != set(document["counts"]):
             raise ValueError("the statistics are not attncli's")
         for name in STATISTICS:

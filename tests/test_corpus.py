@@ -473,6 +473,21 @@ def test_merge_refuses_partial_sums_no_run_could_have_written(cli, tmp_path, dam
     assert run.stderr == f"attncli: error: --merge {damaged} is not an attncli heads --json result with partial sums\n"
 
 
+def test_merge_says_a_shard_of_an_earlier_attncli_lacks_the_statistics_added_since(cli, tmp_path):
+    shard, document = _shard(cli, tmp_path)
+    for part in ("sums", "counts"):
+        for name in ("duplicate", "induction"):
+            del document["partial_sums"][part][name]
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(document))
+    run = cli("heads", "--merge", str(shard), "--merge", str(earlier))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == (
+        f"attncli: error: --merge {earlier} has no partial sums of duplicate, induction: an earlier attncli wrote "
+        "it; run heads on its texts again\n"
+    )
+
+
 def test_merge_refuses_sums_that_together_pass_float64s_range(cli, tmp_path):
     """1e308 + 1e308 is no number: the merged result would say null (and numpy warn on stderr)."""
     _, document = _shard(cli, tmp_path)
