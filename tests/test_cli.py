@@ -592,3 +592,11 @@ def test_heads_induction_takes_seed_for_any_model_and_sort_orders_the_csv(cli):
 @pytest.mark.parametrize("command", ["heads", "batch"])
 def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
     assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_compare_takes_its_model_from_attncli_model_as_the_other_commands_do(cli):
+    texts = ("The cat sat.", "The cat sat down.")
+    from_environment = cli("compare", *texts, "--token", "cat", "--json", env={"ATTNCLI_MODEL": BERT}).json()
+    assert from_environment["model"]["name"] == BERT and "models" not in from_environment
+    two = cli("compare", texts[0], "--token", "cat", "--model", BERT, "--model", BERT, "--json").json()
+    assert two["texts"] == [texts[0]] * 2 and [two["models"][side]["name"] for side in "ab"] == [BERT, BERT]
