@@ -10,8 +10,11 @@ from attncli.attention import softmax
 from attncli.tokens import bare
 
 __all__ = [
+    "DETECTORS",
+    "HEAD_COLUMNS",
     "PATTERNS",
     "STATISTICS",
+    "EarlierSums",
     "Fusion",
     "StatisticSums",
     "align",
@@ -19,8 +22,12 @@ __all__ = [
     "block_means",
     "candidate_keys",
     "cosine",
+    "detector_score",
+    "duplicate_keys",
     "entropy",
+    "head_detectors",
     "head_statistics",
+    "induction_keys",
     "is_punctuation",
     "largest",
     "nearest",
@@ -31,6 +38,7 @@ __all__ = [
     "sink_shares",
     "sinks",
     "softmax_parts",
+    "sorted_heads",
     "spread",
     "strongest_allowed",
     "strongest_keys",
@@ -83,7 +91,9 @@ def sink_shares(weights: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 - weights.sum(axis=-1, dtype=np.float64), 0.0)
 
 
-# Per-head statistics, each a mean over the query rows of one text (see head_statistics).
+# The head detectors' scores (see head_detectors), TransformerLens's duplicate-token and induction heads.
+DETECTORS = ("duplicate", "induction")
+# Per-head statistics, each a mean over the query rows of one text (see head_statistics and head_detectors).
 STATISTICS = (
     "entropy",
     "entropy_normalized",
@@ -95,7 +105,10 @@ STATISTICS = (
     "separator",
     "punctuation",
     "max",
+    *DETECTORS,
 )
+# The columns of a heads table, as its JSON and CSV name them: each head's place, its statistics and its pattern.
+HEAD_COLUMNS = ("layer", "head", *STATISTICS, "pattern")
 
 
 def head_statistics(
@@ -129,7 +142,7 @@ def head_statistics(
     counted = rows[keys_seen > 1]  # the rows that say something about the head
     nan = np.full((layers, heads), np.nan)
     if not len(counted):
-        return {name: nan for name in STATISTICS}
+        return {name: nan for name in STATISTICS if name not in DETECTORS}
     w = weights[:, :, counted, :]  # [L, h, rows counted, T]
 
     def on_key(key_of) -> np.ndarray:
@@ -162,6 +175,48 @@ def head_statistics(
         "separator": on(separators),
         "punctuation": on(punctuation),
         "max": w.max(axis=-1).mean(axis=-1),
+    }
+
+
+def duplicate_keys(ids: np.ndarray) -> np.ndarray:
+    """[T, T] bool: the keys that hold query i's token id (`ids` [T]) earlier in the text, j < i: where a
+    duplicate-token head looks (TransformerLens's duplicate_token_head detection pattern)."""
+    return np.tril(ids[:, None] == ids[None, :], k=-1)
+
+
+def induction_keys(ids: np.ndarray) -> np.ndarray:
+    """[T, T] bool: the keys that follow an earlier occurrence of query i's token id (`ids` [T]):
+    ids[j - 1] == ids[i] with j - 1 < i, where an induction head looks to copy what came next last time
+    (TransformerLens's induction_head detection pattern: the duplicate pattern moved one key right)."""
+    keys = np.zeros((len(ids), len(ids)), dtype=bool)  # [T, T]
+    keys[:, 1:] = duplicate_keys(ids)[:, :-1]
+    return keys
+
+
+def detector_score(weights: np.ndarray, keys: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+    """How much of its attention each head of `weights` [L, h, T, T] puts on the keys `keys` [T, T] bool
+    marks: the mean, over the query rows that may see such a key (`visible` [T, T] bool, None: all), of
+    the row's weight on them; NaN where no row has one. [L, h] float64.
+
+    Σ_ij w_ij·keys_ij / |rows|: TransformerLens's "mul" score (Σ_ij w_ij·keys_ij / Σ_ij w_ij) of those rows
+    alone, as their weights sum to 1 each; a head with a learned sink, whose rows sum to less, gets the
+    share of its whole rows, as head_statistics gives every share."""
+    if visible is not None:
+        keys = keys & visible
+    rows = np.count_nonzero(keys.any(axis=-1))
+    if not rows:
+        return np.full(weights.shape[:2], np.nan)
+    queries, targets = np.nonzero(keys)  # [pairs] each
+    return weights[:, :, queries, targets].sum(axis=-1, dtype=np.float64) / rows
+
+
+def head_detectors(weights: np.ndarray, ids: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The duplicate-token and induction scores (see detector_score) of each head of `weights` [L, h, T, T]
+    over a text of token ids `ids` [T], its rows seeing the keys `visible` [T, T] bool allows (None: all):
+    {name: [L, h]} for each name of DETECTORS, NaN where no token of the text occurs twice."""
+    return {
+        "duplicate": detector_score(weights, duplicate_keys(ids), visible),
+        "induction": detector_score(weights, induction_keys(ids), visible),
     }
 
 
@@ -305,27 +360,39 @@ def text_statistics(
     causal: bool,
     masks: list | None = None,
     learned_sinks: bool = False,
+    *,
+    ids: np.ndarray,
 ) -> dict:
-    """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
-    `special` [T] bool and `pieces` the vocabulary strings, each layer with its mask of `masks`
-    ([T, T] bool or None for all keys; None: every layer sees all). The first token counts as the
-    first special token when it is one, or in a causal model (the attention sink, see `sinks`);
-    the other special tokens are separators. `learned_sinks`: the model's heads have learned attention sinks (see
-    head_statistics)."""
+    """`head_statistics` and `head_detectors` of one text's weights [L, h, T, T], its keys told apart by
+    their tokens: `special` [T] bool, `pieces` the vocabulary strings and `ids` [T] their ids, each layer
+    with its mask of `masks` ([T, T] bool or None for all keys; None: every layer sees all). The first
+    token counts as the first special token when it is one, or in a causal model (the attention sink,
+    see `sinks`); the other special tokens are separators. `learned_sinks`: the model's heads have
+    learned attention sinks (see head_statistics)."""
     first = 0 if sinks(special, causal)[0] else None
     separators = special.copy()
     if first is not None:
         separators[first] = False
     punctuation = np.array([not s and is_punctuation(piece) for s, piece in zip(special, pieces, strict=True)])
     if masks is None or all(mask is masks[0] for mask in masks):
-        return head_statistics(
-            weights, first, separators, punctuation, None if masks is None else masks[0], learned_sinks
+        mask = None if masks is None else masks[0]
+        return head_statistics(weights, first, separators, punctuation, mask, learned_sinks) | head_detectors(
+            weights, ids, mask
         )
     layers = [
         head_statistics(weights[layer : layer + 1], first, separators, punctuation, mask, learned_sinks)
+        | head_detectors(weights[layer : layer + 1], ids, mask)
         for layer, mask in enumerate(masks)
     ]
     return {name: np.concatenate([layer[name] for layer in layers]) for name in STATISTICS}
+
+
+class EarlierSums(ValueError):
+    """Partial sums that an attncli from before some statistics were added wrote: they lack those."""
+
+    def __init__(self, missing: list[str]):
+        super().__init__(f"partial sums without {', '.join(missing)}")
+        self.missing = missing
 
 
 class StatisticSums:
@@ -382,10 +449,11 @@ class StatisticSums:
 
     @classmethod
     def from_json(cls, document: dict) -> "StatisticSums":
-        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged
-        or could not be sums of statistics: a count of texts that is not a whole number of 0 or more,
-        counts that are not whole numbers from 0 to it, sums that are negative or not finite (every
-        statistic is a finite number of 0 or more)."""
+        """Partial sums as to_json wrote them; EarlierSums where they lack statistics added since they were
+        written; ValueError, KeyError or TypeError where they are damaged or could not be sums of
+        statistics: a count of texts that is not a whole number of 0 or more, counts that are not whole
+        numbers from 0 to it, sums that are negative or not finite (every statistic is a finite number of
+        0 or more)."""
         sums = cls()
         sums.texts = document["texts"]
         if type(sums.texts) is not int or sums.texts < 0:
@@ -393,6 +461,8 @@ class StatisticSums:
         names = set(document["sums"])
         if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
             return sums
+        if names < set(STATISTICS) and names == set(document["counts"]):
+            raise EarlierSums([name for name in STATISTICS if name not in names])
         if names != set(STATISTICS) or names != set(document["counts"]):
             raise ValueError("the statistics are not attncli's")
         for name in STATISTICS:
@@ -448,6 +518,13 @@ def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:
     """Indices of the `count` largest entries of `values` (any shape), largest first, earliest on a tie."""
     order = np.argsort(-values, axis=None, kind="stable")[:count]
     return [tuple(int(i) for i in index) for index in zip(*np.unravel_index(order, values.shape), strict=True)]
+
+
+def sorted_heads(values: np.ndarray, descending: bool) -> list[tuple[int, int]]:
+    """Every head of `values` [L, h] as (layer, head), the largest value first (the smallest unless
+    `descending`), NaN last, and heads of equal values in layer order."""
+    order = np.argsort(-values if descending else values, axis=None, kind="stable")  # flat indices into [L, h]
+    return [(int(layer), int(head)) for layer, head in zip(*np.unravel_index(order, values.shape), strict=True)]
 
 
 def lengths(vectors: np.ndarray) -> np.ndarray:

@@ -146,6 +146,12 @@ class SampleModel:
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)
 
+    def ordinary_ids(self) -> list[int]:
+        return sample_vocabulary().ordinary_ids()
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        return sample_vocabulary().tokens_of(ids)
+
     def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
         """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
         return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]))

@@ -4,6 +4,7 @@ This is also the error boundary: the library raises errors that name its own par
 (attncli.errors); here they become one line on stderr that names the options a user typed.
 """
 
+import enum
 import functools
 import inspect
 import os
@@ -18,7 +19,7 @@ from typer.core import TyperGroup
 
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory, no_huge_pages
-from attncli.analysis import Fusion
+from attncli.analysis import HEAD_COLUMNS, Fusion
 from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
@@ -65,6 +66,7 @@ OPTION_NAMES = {
     "head": "--head",
     "heads": "--num-heads",
     "shown_heads": "--heads",
+    "sort": "--sort",
     "id_field": "--id",
     "dask": "--dask",
     "jobs": "--jobs",
@@ -495,6 +497,50 @@ def _corpus_model(spec: str, max_tokens: int, num_heads: int | None = None, **sa
 corpus_model_options = _shared_options(("max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model)
 
 
+InductionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--induction",
+        metavar="",
+        help="Run the induction test instead of a text: 50 random tokens of the vocabulary, then the same 50 "
+        "again, drawn with --seed (default 0).",
+    ),
+]
+
+
+def _heads_model(spec: str, max_tokens: int, induction: bool, seed: int | None = None, **sample_options) -> dict:
+    """corpus_model_options', and `induction`: the seed of --induction's random tokens (--seed, which seeds a
+    sample model's weights too, and is a checkpoint's to take then), or None without --induction."""
+    if not induction:
+        return {**_corpus_model(spec, max_tokens, seed=seed, **sample_options), "induction": None}
+    weights_seed = seed if spec == "sample" else None
+    chosen = commands.INDUCTION_SEED if seed is None else seed
+    return {**_corpus_model(spec, max_tokens, seed=weights_seed, **sample_options), "induction": chosen}
+
+
+HeadsSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Sample model: seed of W_Q, W_K, W_V, W_O (default 0). With --induction, any model: the seed of its "
+        "random tokens (default 0).",
+        show_default=False,
+    ),
+]
+# heads' model options: corpus_model_options' and --induction, whose tokens --seed draws; the command
+# receives `max_tokens`, `recipe` and `induction`.
+heads_model_options = _shared_options(
+    ("max_tokens", "recipe", "induction"),
+    (
+        _MAX_TOKENS,
+        _MODEL,
+        ("induction", InductionOpt, False),
+        *(("seed", HeadsSeedOpt, None) if option[0] == "seed" else option for option in _SAMPLE),
+    ),
+    _heads_model,
+)
+
+
 def _windows(keys: str | None, queries: str | None) -> dict:
     return {"windows": {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}}
 
@@ -798,9 +844,13 @@ def explore(
         Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
 
 
+# heads --sort: a column of its table.
+HeadColumn = enum.StrEnum("HeadColumn", {name: name for name in HEAD_COLUMNS})
+
+
 @app.command(name="heads")
 @table_output_options
-@corpus_model_options
+@heads_model_options
 def heads_command(
     text: Annotated[
         list[str] | None,
@@ -828,28 +878,50 @@ def heads_command(
             show_default=False,
         ),
     ] = None,
+    sort: Annotated[
+        HeadColumn | None,
+        typer.Option(
+            "--sort",
+            metavar="COLUMN",
+            help="Order the view's and CSV's heads by this column: a score the largest first, layer, head and "
+            "pattern the smallest; JSON keeps layer order and gives each head its rank. One of "
+            f"{', '.join(HEAD_COLUMNS)}.",
+            show_default=False,
+        ),
+    ] = None,
     *,
     max_tokens: int,
     recipe,
+    induction: int | None,
     output: Output,
 ) -> None:
-    """What each head does: entropy, distance, where its attention goes, and a pattern label.
+    """What each head does: entropy, distance, where its attention goes, duplicate-token and induction
+    scores, and a pattern label.
 
     Over a file, the statistics are averaged over its lines (partial sums that add up across runs), with
     progress on stderr; --jobs or --dask share the work, -o with --resume survives an interrupted run,
     and --merge joins runs over parts of a corpus.
 
-    Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json
+    --induction runs random tokens twice over instead, where induction heads show.
+
+    Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json;
+    attncli heads --induction --model DIR --sort induction
     """
     from attncli import corpus
 
+    column = None if sort is None else sort.value
     texts = text or []
+    if induction is not None:
+        if texts or file is not None or merge:
+            raise BadInput("--induction runs random tokens of its own: give no TEXT, --file or --merge with it")
+        write(commands.sort_heads(commands.induction(recipe.load(), induction, max_tokens), column), output)
+        return
     if merge:
         # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
         # and are shards like the first (one that cannot be read is worded as any --merge file is).
         if file is not None:
             raise BadInput("--merge joins saved results: give no --file with it")
-        write(corpus.merged_heads([*merge, *map(Path, texts)]), output)
+        write(commands.sort_heads(corpus.merged_heads([*merge, *map(Path, texts)]), column), output)
         return
     if len(texts) > 1:
         count = len(texts)
@@ -857,11 +929,11 @@ def heads_command(
     if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.heads(_text(texts[0]), recipe.load(), max_tokens), output)
+        write(commands.sort_heads(commands.heads(_text(texts[0]), recipe.load(), max_tokens), column), output)
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
-    write(run.result, output)
+    write(commands.sort_heads(run.result, column), output)
     run.written()
     if run.failed is not None:
         raise run.failed
@@ -896,24 +968,67 @@ def rollout(
     write(result, output, scale=scale, **windows)
 
 
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="As elsewhere (default: ATTNCLI_MODEL, else sample); given twice, with one TEXT, the two checkpoints "
+        "to compare.",
+        show_default=False,
+    ),
+]
+
+
+def _compared_models(specs: list[str] | None, max_tokens: int, **sample_options) -> dict:
+    """compare's --model, given once or twice (none: ATTNCLI_MODEL, else the sample model), and the options
+    of model_options: the command receives `models` and `max_tokens`."""
+    specs = specs or [os.environ.get("ATTNCLI_MODEL") or "sample"]
+    if len(specs) > 2:
+        raise BadInput(f"--model is given {len(specs)} times; compare takes one model, or two checkpoints")
+    models = [_model(spec, max_tokens, **sample_options)["model"] for spec in specs]
+    return {"models": models, "max_tokens": max_tokens}
+
+
+# compare's: --model once or twice, --max-tokens and the sample model's options.
+compare_model_options = _shared_options(
+    ("models", "max_tokens"), (_MAX_TOKENS, ("specs", ModelsOpt, None), *_SAMPLE), _compared_models
+)
+
+
 @app.command()
 @table_output_options
-@model_options
+@compare_model_options
 def compare(
-    text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
-    text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
+    texts: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TEXT_A [TEXT_B]",
+            help="Two texts, to compare them through one model; or one text, to compare two --model on it.",
+            show_default=False,
+        ),
+    ],
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
     *,
-    model: Model,
+    models: list[Model],
     max_tokens: int,
     output: Output,
 ) -> None:
-    """How one token's attention changes between two texts, head by head.
+    """How one token's attention changes between two texts, or between two checkpoints on one text, head by head.
 
-    Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm
+    Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm;
+    attncli compare "...because it was too tired" --token it --model base/ --model tuned/
     """
-    result = commands.compare(_text(text_a), _text(text_b), model, token, max_tokens)
+    if len(texts) > 2:
+        raise BadInput(f"give one or two texts, in quotes (got {len(texts)} arguments)")
+    if len(texts) == len(models) == 1:
+        raise BadInput("give TEXT_B, to compare two texts; or --model twice, to compare two checkpoints on TEXT_A")
+    if len(texts) == len(models) == 2:
+        raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
+    if len(models) == 2:
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens)
+    else:
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens)
     write(result, output, top=top)
 
 

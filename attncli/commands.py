@@ -5,6 +5,7 @@ derived number and returns a plain result from attncli.results. Errors name the
 parameters of these functions (see attncli.errors); the command line words them as flags.
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from attncli.results import (
     HeadsResult,
     HeadTarget,
     HeatmapResult,
+    InductionTest,
     ModelGridResult,
     Neighbor,
     Operand,
@@ -49,11 +51,13 @@ __all__ = [
     "batch",
     "check",
     "compare",
+    "compare_models",
     "dot",
     "embed",
     "explain",
     "heads",
     "heatmap",
+    "induction",
     "memory_budget",
     "model_grid",
     "parse_numbers",
@@ -65,6 +69,7 @@ __all__ = [
     "run",
     "similar",
     "softmax",
+    "sort_heads",
     "tokenize",
 ]
 
@@ -97,7 +102,11 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
 def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
     """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
     `steps` every intermediate (Q, K, V, scores ...) as explain shows them."""
-    tokens = _tokens(text, model, max_tokens)
+    return _run(text, _tokens(text, model, max_tokens), model, steps)
+
+
+def _run(text: str, tokens: list[Token], model: Model, steps: bool = False) -> AttentionRun:
+    """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory budget."""
     _check_memory(model.info, len(tokens), steps)
     return AttentionRun(text, tokens, model.info, model.run(tokens, steps))
 
@@ -418,7 +427,8 @@ def _statistics(weights: np.ndarray, tokens: list[Token], info: ModelInfo) -> di
     else:
         masks = [info.mask(layer, count) for layer in range(info.layers)]
     special = np.array([t.special for t in tokens], dtype=bool)
-    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, info.sinks)
+    ids = np.array([t.id for t in tokens])
+    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, info.sinks, ids=ids)
 
 
 # Tokens of one packed forward pass (see transformer.forward_packed): enough for BLAS to run at
@@ -460,12 +470,72 @@ def statistics_of_many(
     return results
 
 
-def heads_result(info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None) -> HeadsResult:
-    """The statistics' means over the texts `sums` holds, and each head's pattern; `text`: the one text."""
+def heads_result(
+    info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None, induction_test: InductionTest | None = None
+) -> HeadsResult:
+    """The statistics' means over the texts `sums` holds, and each head's pattern; `text`: the one text, or
+    `induction_test`: the tokens run instead."""
     if not sums.texts:
         raise BadInput("no text could be read: every line failed")
     statistics = sums.means()
-    return HeadsResult(info, sums.texts, text, statistics, pattern_labels(statistics), sums)
+    return HeadsResult(info, sums.texts, text, statistics, pattern_labels(statistics), sums, induction_test)
+
+
+# The induction test (heads on random tokens repeated): this many random tokens, then the same again (TransformerLens's
+# tutorials repeat 50), drawn by numpy's default_rng from this seed unless told.
+INDUCTION_LENGTH = 50
+INDUCTION_SEED = 0
+
+
+def induction(model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+    """heads on the induction test instead of a text: INDUCTION_LENGTH ids of the model's vocabulary, no
+    special token and none twice, drawn by numpy's default_rng(`seed`), then the same ids again, between the
+    special tokens its tokenizer puts around a text. The rows of the second copy, and they alone, have a
+    duplicate and an induction key, so the duplicate and induction scores are theirs. Fewer ids where the
+    vocabulary, the model's length or `max_tokens` hold fewer."""
+    if not 0 <= seed < 2**63:  # what default_rng takes, and JSON readers' integers hold
+        raise BadInput("{seed} {value}: use a seed from 0 to 2**63 - 1", value=shortened(seed))
+    ordinary = model.ordinary_ids()
+    added = len(model.tokens_of([]))
+    room = min(max_tokens, model.info.max_length or max_tokens) - added
+    length = min(INDUCTION_LENGTH, len(ordinary), room // 2)
+    if length < 2:
+        raise BadInput(
+            "the induction test needs at least {needed} tokens (two random ones, twice, and {added} special); "
+            "raise {max_tokens}",
+            needed=4 + added,
+            added=added,
+        )
+    drawn = [int(i) for i in np.random.default_rng(seed).choice(ordinary, size=length, replace=False)]
+    tokens = model.tokens_of(drawn + drawn)
+    _check_memory(model.info, len(tokens), False)
+    sums = analysis.StatisticSums()
+    sums.add(_statistics(model.run(tokens, False).weights, tokens, model.info))
+    return heads_result(model.info, sums, induction_test=InductionTest(seed, length, tokens))
+
+
+def sort_heads(result: HeadsResult, column: str | None) -> HeadsResult:
+    """`result` with its heads ordered by `column` (one of analysis.HEAD_COLUMNS): a statistic the largest
+    first, NaN last; layer, head and pattern (in analysis.PATTERNS' order) the smallest first; ties in layer
+    order. None: layer order."""
+    if column is None:
+        return result
+    if column not in analysis.HEAD_COLUMNS:
+        columns = ", ".join(analysis.HEAD_COLUMNS)
+        raise BadInput(
+            "{sort} {value!r} is not a column of heads; give one of {columns}", value=column, columns=columns
+        )
+    layers, heads = np.indices(result.labels.shape)  # [L, h] each
+    places = {
+        "layer": layers,
+        "head": heads,
+        "pattern": np.vectorize(analysis.PATTERNS.index, otypes=[int])(result.labels),
+    }
+    if column in places:
+        order = analysis.sorted_heads(places[column], descending=False)
+    else:
+        order = analysis.sorted_heads(result.statistics[column], descending=True)
+    return dataclasses.replace(result, sort=column, order=order)
 
 
 def rollout(
@@ -538,8 +608,47 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
-    index_a = resolve_token(a.tokens, token, "token", text_a)
+    return _compared(run(text_a, model, max_tokens), run(text_b, model, max_tokens), token)
+
+
+def compare_models(
+    text: str, model_a: Model, model_b: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> CompareResult:
+    """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
+    to `model_b`, head by head, as `compare` measures it between two texts. The two must tokenize `text` alike
+    and have as many layers and heads."""
+    first, second = model_a.info, model_b.info
+    if (first.layers, first.heads) != (second.layers, second.heads):
+        raise BadInput(
+            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
+            "compare two checkpoints of one shape",
+            first=first.name,
+            second=second.name,
+            first_shape=f"{first.layers} layers × {first.heads}",
+            second_shape=f"{second.layers} layers × {second.heads}",
+        )
+    tokens_a, tokens_b = _tokens(text, model_a, max_tokens), _tokens(text, model_b, max_tokens)
+    ids_a, ids_b = [t.id for t in tokens_a], [t.id for t in tokens_b]
+    if ids_a != ids_b:
+        shorter = min(len(ids_a), len(ids_b))
+        at = next((i for i in range(shorter) if ids_a[i] != ids_b[i]), shorter)
+        said = [repr(tokens[at].text) if at < len(tokens) else "the end" for tokens in (tokens_a, tokens_b)]
+        raise BadInput(
+            "{model} {first} and {model} {second} tokenize the text differently (token {at}: {said_a} and "
+            "{said_b}); compare two checkpoints that share a tokenizer",
+            first=first.name,
+            second=second.name,
+            at=at,
+            said_a=said[0],
+            said_b=said[1],
+        )
+    return _compared(_run(text, tokens_a, model_a), _run(text, tokens_b, model_b), token, two_models=True)
+
+
+def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:
+    """How the attention of `token`, a token of run `a`, moves to its partner's in run `b` (see `compare`);
+    `two_models`: the runs are of two checkpoints on one text."""
+    index_a = resolve_token(a.tokens, token, "token", a.text)
     slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
     index_b = next((j for i, j in slots if i == index_a), None)
     if index_b is None:
@@ -554,12 +663,12 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
-    if model.info.sinks:  # the sinks' shares, one more outcome of each row
+    if a.model.sinks or b.model.sinks:  # the sinks' shares, one more outcome of each row
         change += 0.5 * np.abs(analysis.sink_shares(rows_a) - analysis.sink_shares(rows_b))
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)
-    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest)
+    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest, two_models)
 
 
 def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:

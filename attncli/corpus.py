@@ -353,6 +353,12 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             sums, model = analysis.StatisticSums.from_json(document["partial_sums"]), document["model"]
             if not isinstance(model["name"], str):
                 raise TypeError("a model without a name")
+        except analysis.EarlierSums as earlier:
+            raise BadInput(
+                "{what} has no partial sums of {missing}: an earlier attncli wrote it; run heads on its texts again",
+                what=given,
+                missing=", ".join(earlier.missing),
+            ) from None
         except (ValueError, KeyError, TypeError):
             raise BadInput("{what} is not an attncli heads {json} result with partial sums", what=given) from None
         layers, heads = model.get("layers"), model.get("heads")

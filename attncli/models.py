@@ -19,7 +19,7 @@ import numpy as np
 from attncli import analysis
 from attncli.attention import Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
-from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
+from attncli.tokens import CHARACTERS_PER_TOKEN, Token, added_around, normalized_length, ordinary_ids, special_ids
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -125,6 +125,18 @@ class Vocabulary:
             )
         ]
 
+    def ordinary_ids(self) -> list[int]:
+        """The ids of the vocabulary that are no special token (see tokens.ordinary_ids)."""
+        return ordinary_ids(self.tokenizer)
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        """`ids` as the tokens of a text no string spells, without special tokens around them (as `tokenize`
+        adds none); offsets 0."""
+        return [
+            Token(index, token_id, self.token_text(token_id), 0, 0, token_id in self.special)
+            for index, token_id in enumerate(ids)
+        ]
+
     def embed(self, ids: list[int]) -> np.ndarray:
         """The embedding rows of `ids`: [T, d] float64."""
         return self.embeddings[ids].astype(np.float64)
@@ -177,6 +189,15 @@ class Model(Protocol):
 
     def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
+        ...
+
+    def ordinary_ids(self) -> list[int]:
+        """The ids of its vocabulary, in order, that are no special token: what a text's own tokens may be."""
+        ...
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        """A text given as token ids, which no string need spell: its tokens, between the special tokens
+        `tokenize` puts around a text's own ([CLS] … [SEP], <s> …); with no characters, every offset 0."""
         ...
 
     def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
@@ -249,6 +270,25 @@ class CheckpointModel:
         return [
             Token(index, token_id, piece, start, end, bool(special) or token_id in self.special)
             for index, (token_id, piece, (start, end), special) in enumerate(zip(*parts, strict=True))
+        ]
+
+    def ordinary_ids(self) -> list[int]:
+        return ordinary_ids(self.tokenizer)
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        before, after = added_around(self.tokenizer)
+        every = [*before, *ids, *after]
+        own = range(len(before), len(before) + len(ids))  # the positions of `ids`; the others were added
+        return [
+            Token(
+                index,
+                token_id,
+                self.tokenizer.id_to_token(token_id),
+                0,
+                0,
+                index not in own or token_id in self.special,
+            )
+            for index, token_id in enumerate(every)
         ]
 
     def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:

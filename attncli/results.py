@@ -26,6 +26,7 @@ __all__ = [
     "HeadTarget",
     "HeadsResult",
     "HeatmapResult",
+    "InductionTest",
     "ModelGridResult",
     "Neighbor",
     "Operand",
@@ -522,6 +523,25 @@ class ModelGridResult:
 
 
 @dataclass(eq=False, repr=False)
+class InductionTest:
+    """The tokens heads runs for the induction test, instead of a text: `length` random ids of the vocabulary drawn
+    with `seed`, twice over, between the special tokens the tokenizer adds to a text."""
+
+    seed: int
+    length: int  # the random ids in each copy
+    tokens: list[Token]  # the whole sequence
+
+    @property
+    def copy(self) -> list[Token]:
+        """The first copy of the random tokens."""
+        first = next(i for i, token in enumerate(self.tokens) if not token.special)
+        return self.tokens[first : first + self.length]
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "length": self.length, "tokens": _tokens_json(self.tokens)}
+
+
+@dataclass(eq=False, repr=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
 
@@ -531,20 +551,28 @@ class HeadsResult:
     statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
     labels: np.ndarray  # [L, h]
     sums: StatisticSums  # the partial sums the means came from, which merge with another run's
+    induction_test: InductionTest | None = None  # the tokens run instead of a text: the induction test
+    sort: str | None = None  # the column (analysis.HEAD_COLUMNS) the heads are ordered by; None: layer order
+    order: list[tuple[int, int]] | None = None  # every (layer, head) in that order
+
+    @property
+    def ordered(self) -> list[tuple[int, int]]:
+        """Every (layer, head) in the order asked for (`order`), else layer by layer."""
+        return self.order or list(np.ndindex(self.labels.shape))
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
-        """One row per head: its statistics (empty where one does not apply) and pattern."""
-        layers, heads = self.labels.shape
+        """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
         names = list(self.statistics)
         rows = (
             [layer, head, *(_statistic(self.statistics[n][layer, head]) for n in names), str(self.labels[layer, head])]
-            for layer in range(layers)
-            for head in range(heads)
+            for layer, head in self.ordered
         )
         return ["layer", "head", *names, "pattern"], rows
 
     def to_json(self) -> dict:
+        """The heads layer by layer, whatever the order asked for, each with its rank in that order."""
         layers, heads = self.labels.shape
+        rank = {head: place for place, head in enumerate(self.ordered, start=1)}
         return _document(
             "heads",
             model=self.model.to_json(),
@@ -558,10 +586,13 @@ class HeadsResult:
                     "head": head,
                     **{name: _statistic(values[layer, head]) for name, values in self.statistics.items()},
                     "pattern": str(self.labels[layer, head]),
+                    "rank": rank[layer, head],
                 }
                 for layer in range(layers)
                 for head in range(heads)
             ],
+            sort=self.sort,
+            induction_test=None if self.induction_test is None else self.induction_test.to_json(),
         )
 
 
@@ -610,6 +641,7 @@ class CompareResult:
     change: np.ndarray  # [L, h] total variation distance between the two distributions
     ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
     strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
+    two_models: bool = False  # A and B are two checkpoints on one text, not one model on two texts
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
@@ -633,6 +665,7 @@ class CompareResult:
             "compare",
             texts=[self.a.text, self.b.text],
             model=self.a.model.to_json(),
+            **({"models": {"a": self.a.model.to_json(), "b": self.b.model.to_json()}} if self.two_models else {}),
             tokens={"a": _tokens_json(self.a.tokens), "b": _tokens_json(self.b.tokens)},
             token={"a": _token_ref(self.a.tokens[self.token_a]), "b": _token_ref(self.b.tokens[self.token_b])},
             alignment=[list(slot) for slot in self.slots],

@@ -4,7 +4,7 @@ The schema version is the document's "schema" field, attncli/v1. Fields may be
 added within v1; a change that removes or retypes one makes v2.
 """
 
-from attncli.analysis import PATTERNS, STATISTICS, Fusion
+from attncli.analysis import HEAD_COLUMNS, PATTERNS, STATISTICS, Fusion
 from attncli.architectures import ROPE_TYPES, SUPPORTED
 from attncli.errors import BadInput
 from attncli.results import SCHEMA
@@ -320,6 +320,13 @@ def schemas() -> dict[str, dict]:
                     )
                 ),
             },
+            {
+                "models": {
+                    **_object({"a": MODEL, "b": MODEL}),
+                    "description": "compare TEXT --model A --model B: the two checkpoints, on one text (texts holds it "
+                    "twice; model is A's)",
+                }
+            },
         ),
         "heads": _document(
             "heads",
@@ -328,9 +335,37 @@ def schemas() -> dict[str, dict]:
                 "texts": INDEX,
                 "text": {"type": ["string", "null"]},
                 "rules": _object({"share": NUMBER, "broad_entropy": NUMBER, "patterns": _array(STRING)}),
-                "heads": _array(
-                    _object({"layer": INDEX, "head": INDEX, **HEAD_STATISTICS, "pattern": {"enum": list(PATTERNS)}})
-                ),
+                "heads": {
+                    **_array(
+                        _object(
+                            {
+                                "layer": INDEX,
+                                "head": INDEX,
+                                **HEAD_STATISTICS,
+                                "pattern": {"enum": list(PATTERNS)},
+                                "rank": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "the head's place in the order sort asks for (1 first)",
+                                },
+                            }
+                        )
+                    ),
+                    "description": "every head, layer by layer (heads[layer * heads + head]) whatever sort says",
+                },
+                "sort": {
+                    "oneOf": [{"enum": list(HEAD_COLUMNS)}, {"type": "null"}],
+                    "description": "heads --sort: the column the view, the CSV and rank order the heads by; null: "
+                    "layer order",
+                },
+                "induction_test": {
+                    "oneOf": [
+                        _object({"seed": INDEX, "length": INDEX, "tokens": _array(TOKEN)}),
+                        {"type": "null"},
+                    ],
+                    "description": "heads --induction: the random ids drawn with seed, length of them twice over, "
+                    "between the special tokens the tokenizer adds (tokens: the whole sequence run); null for a text",
+                },
                 # Sums (float64) and counts behind the means, [layer][head] by statistic: they merge.
                 "partial_sums": _object(
                     {

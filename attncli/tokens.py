@@ -15,9 +15,11 @@ from dataclasses import dataclass
 __all__ = [
     "CHARACTERS_PER_TOKEN",
     "Token",
+    "added_around",
     "bare",
     "matches",
     "normalized_length",
+    "ordinary_ids",
     "readable",
     "readable_all",
     "special_ids",
@@ -131,6 +133,22 @@ def special_ids(tokenizer) -> frozenset[int]:
         for token_id, added in tokenizer.get_added_tokens_decoder().items()
         if added.special and token_id != unknown
     )
+
+
+def ordinary_ids(tokenizer) -> list[int]:
+    """The ids of a `tokenizers.Tokenizer`'s vocabulary, in order, but its special tokens and its unknown
+    token: the tokens a text is made of."""
+    unknown = _unknown_id(tokenizer)
+    specials = {token_id for token_id, added in tokenizer.get_added_tokens_decoder().items() if added.special}
+    return sorted(set(tokenizer.get_vocab(with_added_tokens=True).values()) - specials - {unknown})
+
+
+def added_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids of the special tokens a `tokenizers.Tokenizer` adds before a text's own tokens and after
+    them: ([CLS], [SEP]), ([<s>], []), or none."""
+    encoding = tokenizer.encode("a")
+    own = [i for i, added in enumerate(encoding.special_tokens_mask) if not added]
+    return encoding.ids[: own[0]], encoding.ids[own[-1] + 1 :]
 
 
 # U+10FFFF, a noncharacter: no tokenizer's vocabulary holds it, so a model can only call it unknown

@@ -232,6 +232,16 @@ def test_every_text_command_has_a_view(cli, command):
         (["query", SENTENCE, "--token", "cat", "--json", "--keys", "6:"], "--keys 6: picks none of the 6 tokens"),
         (["heatmap", SENTENCE, "--title", "Figure 2"], "--title titles the figure --export FILE saves"),
         (["frobnicate"], "No such command"),
+        (["heads", SENTENCE, "--sort", "prev"], "'prev' is not one of 'layer', 'head', 'entropy'"),
+        (["heads", SENTENCE, "--induction"], "--induction runs random tokens of its own: give no TEXT"),
+        (["heads", "--induction", "--seed", "-3", "--model", BERT], "--seed -3: use a seed from 0 to 2**63 - 1"),
+        (["heads", "--induction", "--max-tokens", "3"], "needs at least 4 tokens"),
+        (["heads", SENTENCE, "--model", BERT, "--seed", "3"], "--seed only shape the sample model"),
+        (["compare", SENTENCE, "--token", "cat"], "give TEXT_B, to compare two texts; or --model twice"),
+        (["compare", SENTENCE, SENTENCE, "--token", "cat", "--model", BERT, "--model", BERT], "not two of each"),
+        (["compare", SENTENCE, "a", "b", "--token", "cat"], "give one or two texts, in quotes (got 3 arguments)"),
+        (["compare", SENTENCE, "--token", "cat", *["--model", BERT] * 3], "--model is given 3 times"),
+        (["compare", SENTENCE, "--token", "cat", "--model", BERT, "--model", GPT2], "tokenize the text differently"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(cli, args, message):
@@ -562,6 +572,31 @@ def test_heads_needs_exactly_one_source(cli, args, message):
     assert run.code == 2 and message in run.stderr
 
 
+def test_heads_induction_takes_seed_for_any_model_and_sort_orders_the_csv(cli):
+    """--seed draws --induction's tokens, a checkpoint's too (it shapes no checkpoint), and the sample model's
+    weights as ever; --sort orders the CSV rows, JSON keeps layer order with each head's rank."""
+    seeded = cli("heads", "--induction", "--seed", "5", "--model", BERT, "--json")
+    assert seeded.code == 0, seeded.stderr
+    assert seeded.json()["induction_test"]["seed"] == 5 and seeded.json()["text"] is None
+    assert cli("heads", "--induction", "--seed", "5", "--json").json()["model"]["seed"] == 5
+    csv = cli("heads", "--induction", "--model", BERT, "--sort", "induction", "--format", "csv").stdout.splitlines()
+    header = csv[0].split(",")
+    scores = [float(line.split(",")[header.index("induction")]) for line in csv[1:]]
+    assert header[-1] == "pattern" and scores == sorted(scores, reverse=True)
+    document = cli("heads", "--induction", "--model", BERT, "--sort", "induction", "--json").json()
+    assert document["sort"] == "induction" and [h["head"] for h in document["heads"][:2]] == [0, 1]
+    first = min(document["heads"], key=lambda h: h["rank"])
+    assert ",".join(csv[1].split(",")[:2]) == f"{first['layer']},{first['head']}"
+
+
 @pytest.mark.parametrize("command", ["heads", "batch"])
 def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
     assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_compare_takes_its_model_from_attncli_model_as_the_other_commands_do(cli):
+    texts = ("The cat sat.", "The cat sat down.")
+    from_environment = cli("compare", *texts, "--token", "cat", "--json", env={"ATTNCLI_MODEL": BERT}).json()
+    assert from_environment["model"]["name"] == BERT and "models" not in from_environment
+    two = cli("compare", texts[0], "--token", "cat", "--model", BERT, "--model", BERT, "--json").json()
+    assert two["texts"] == [texts[0]] * 2 and [two["models"][side]["name"] for side in "ab"] == [BERT, BERT]

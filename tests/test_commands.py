@@ -12,12 +12,14 @@ from helpers import (
     SENTENCE,
     attncli,
     clean_error,
+    copy_fixture,
+    edit_tensors,
     needs_minilm,
     render_text,
 )
 from numpy.testing import assert_allclose
 
-from attncli import commands, views
+from attncli import analysis, commands, views
 from attncli.errors import BadInput
 from attncli.models import load_model
 
@@ -327,3 +329,112 @@ def test_explain_json_of_a_model_with_learned_sinks_carries_each_heads_logit():
     plain = commands.explain(SENTENCE, load_model(str(FIXTURES / "mixtral"))).to_json()
     assert "attention_sinks" not in plain["model"] and "sinks" not in plain["steps"]
     assert "softmax_after_top_k" not in plain["model"]["experts"]
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "after"),
+    [("bert", ["[CLS]"], ["[SEP]"]), ("llama", ["<|begin_of_text|>"], []), ("gpt2", [], []), ("sample", [], [])],
+)
+def test_the_induction_test_repeats_random_tokens_between_the_tokenizers_own(name, before, after):
+    """50 ids of the vocabulary, no special token and none twice, then the same 50, inside the special tokens
+    the model's tokenizer adds to a text; the second copy's rows, and they alone, have duplicate and induction
+    keys."""
+    model = load_model(name if name == "sample" else str(FIXTURES / name))
+    test = commands.induction(model).induction_test
+    tokens = test.tokens
+    assert [t.text for t in tokens[: len(before)]] == before and [
+        t.text for t in tokens[len(tokens) - len(after) :]
+    ] == after
+    drawn = [t.id for t in tokens[len(before) : len(tokens) - len(after)]]
+    assert test.length == commands.INDUCTION_LENGTH and drawn == 2 * [t.id for t in test.copy]
+    assert len(set(drawn)) == test.length and not any(t.special for t in test.copy)
+    ids = np.array([t.id for t in tokens])
+    second = (np.arange(len(tokens)) >= len(before) + test.length) & (np.arange(len(tokens)) < len(tokens) - len(after))
+    assert np.array_equal(analysis.duplicate_keys(ids).any(axis=-1), second)
+    assert np.array_equal(analysis.induction_keys(ids).any(axis=-1), second)
+
+
+def test_the_induction_tests_tokens_are_the_seeds_on_every_machine():
+    """numpy's default_rng draws them: the same seed, the same ids (these are seed 0's and 1's on the bundled
+    vocabulary); heads' result is that of the tokens."""
+    model = load_model()
+    first = commands.induction(model)
+    assert [t.id for t in first.induction_test.copy][:6] == [2297, 869, 25823, 25921, 22242, 26149]
+    again = commands.induction(model, seed=0)
+    assert [t.id for t in again.induction_test.tokens] == [t.id for t in first.induction_test.tokens]
+    assert [t.id for t in commands.induction(model, seed=1).induction_test.copy][:3] != [2297, 869, 25823]
+    for name in analysis.STATISTICS:
+        assert_allclose(again.statistics[name], first.statistics[name], equal_nan=True)
+    assert first.text is None and first.texts == 1
+
+
+def test_the_induction_test_refuses_a_seed_numpy_cannot_take_and_fits_a_short_limit():
+    with pytest.raises(BadInput, match="use a seed from 0"):
+        commands.induction(load_model(), seed=-1)
+    short = commands.induction(load_model(str(FIXTURES / "bert")), max_tokens=22)  # [CLS], 10 twice, [SEP]
+    assert short.induction_test.length == 10 and len(short.induction_test.tokens) == 22
+    with pytest.raises(BadInput, match="needs at least 6 tokens"):
+        commands.induction(load_model(str(FIXTURES / "bert")), max_tokens=5)
+
+
+def test_heads_sort_by_a_column_and_keep_json_in_layer_order():
+    result = commands.heads(PRONOUN, load_model(BERT))
+    by_entropy = commands.sort_heads(result, "entropy")
+    entropies = [by_entropy.statistics["entropy"][head] for head in by_entropy.ordered]
+    assert entropies == sorted(entropies, reverse=True)
+    _, rows = by_entropy.csv_table()
+    assert [(row[0], row[1]) for row in rows] == by_entropy.ordered
+    document = by_entropy.to_json()
+    assert document["sort"] == "entropy"
+    assert [(h["layer"], h["head"]) for h in document["heads"]] == [
+        (h["layer"], h["head"]) for h in result.to_json()["heads"]
+    ]
+    ranked = sorted(document["heads"], key=lambda h: h["rank"])
+    assert [(h["layer"], h["head"]) for h in ranked] == by_entropy.ordered
+    by_head = commands.sort_heads(result, "head").ordered
+    assert by_head[:2] == [(0, 0), (1, 0)]
+    by_pattern = commands.sort_heads(result, "pattern")
+    places = [analysis.PATTERNS.index(by_pattern.labels[head]) for head in by_pattern.ordered]
+    assert places == sorted(places)
+    with pytest.raises(BadInput, match="not a column of heads; give one of layer, head, entropy"):
+        commands.sort_heads(result, "bogus")
+
+
+def _perturbed(tmp_path, layer: int, head: int):
+    """A copy of the Qwen 3 fixture whose q projection of one head is moved: a second checkpoint of its shape and
+    tokenizer, in which that head's attention, and no other head's of that layer or before, changes."""
+    directory = copy_fixture(tmp_path, "qwen3")
+    d_head = json.loads((directory / "config.json").read_text()).get("head_dim")
+
+    def move(tensors):
+        q = tensors[f"model.layers.{layer}.self_attn.q_proj.weight"]  # [heads · d_head, d_model]
+        q[head * d_head : (head + 1) * d_head] += (
+            np.random.default_rng(0).normal(0, 1, q[:d_head].shape).astype(q.dtype)
+        )
+        return tensors
+
+    edit_tensors(directory, move)
+    return load_model(str(directory))
+
+
+def test_compare_of_two_checkpoints_ranks_the_head_that_moved_first(tmp_path):
+    base = load_model(str(FIXTURES / "qwen3"))
+    result = commands.compare_models(PRONOUN, base, _perturbed(tmp_path, 1, 2), "it")
+    assert result.ranking[0] == (1, 2) and result.change[1, 2] > 0.05
+    assert_allclose(result.change[0], 0.0, atol=1e-6)  # the layer before is untouched
+    assert_allclose(np.delete(result.change[1], 2), 0.0, atol=1e-6)  # as are the layer's other heads
+    assert result.two_models and result.slots == [(i, i) for i in range(len(result.a.tokens))]
+    document = result.to_json()
+    assert document["texts"] == [PRONOUN, PRONOUN] and document["models"]["b"]["path"] == str(tmp_path / "qwen3")
+    assert (document["heads"][0]["layer"], document["heads"][0]["head"]) == (1, 2)
+    itself = commands.compare_models(PRONOUN, base, base, "it")
+    assert_allclose(itself.change, 0.0) and "models" in itself.to_json()
+    assert "models" not in commands.compare(PRONOUN, PRONOUN, base, "it").to_json()
+
+
+def test_compare_of_two_checkpoints_refuses_other_shapes_and_tokenizers():
+    llama = load_model(str(FIXTURES / "llama"))
+    with pytest.raises(BadInput, match=r"llama has 3 layers × 4 heads but model .*gpt2 has 2 layers × 4; compare two"):
+        commands.compare_models(PRONOUN, llama, load_model(GPT2), "it")
+    with pytest.raises(BadInput, match=r"tokenize the text differently \(token 0: '<\|begin_of_text\|>' and"):
+        commands.compare_models(PRONOUN, llama, load_model(str(FIXTURES / "qwen2")), "it")

@@ -44,6 +44,9 @@ EVERY_COMMAND = {
     "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
     "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
     "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
+    "heads-induction": ["heads", "--induction", "--model", str(FIXTURES / "llama"), "--sort", "induction", "--json"],
+    "heads-sorted": ["heads", SENTENCE, "--sort", "pattern", "--json"],
+    "compare-checkpoints": ["compare", "The cat sat.", "--token", "cat", "--model", BERT, "--model", BERT, "--json"],
 }
 
 

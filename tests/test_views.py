@@ -1,5 +1,6 @@
 """views/ on a fixed-width console and through the CLI: explain, windows, thumbnails, rankings, vectors."""
 
+import dataclasses
 import math
 import re
 
@@ -618,3 +619,39 @@ def test_the_walkthrough_of_a_pre_norm_encoder_shows_the_stream_its_norm_and_the
     first = flowing(views.view(commands.explain(SENTENCE, model)))
     assert "Layer 0 attends over x = LayerNorm(e + p + t): Megatron-BERT normalises before each sublayer." in first
     assert "last hidden state" not in first
+
+
+def test_the_heads_table_leaves_out_entropy_and_distance_where_it_cannot_fit_and_says_so():
+    measured = commands.heads(LONG, load_model(BERT))  # distances past 10, as a long text's are
+    labels = np.full(measured.labels.shape, "delimiter-sink", dtype=object)  # the longest label
+    result = dataclasses.replace(measured, labels=labels)
+    wide = render_text(views.view(result), width=140)
+    assert widest_line(wide) <= 140 and "head     H H/ln n  dist self" in wide and "Left out" not in wide
+    assert " dup  ind pattern" in wide
+    narrow = render_text(views.view(result), width=80)
+    assert widest_line(narrow) <= 80 and "head  H/ln n  dist self prev" in narrow
+    assert "Left out to fit 80 columns: H (a wider terminal or --width shows it;" in " ".join(narrow.split())
+    by_entropy = render_text(views.view(commands.sort_heads(result, "entropy")), width=80)  # never the sort's column
+    assert widest_line(by_entropy) <= 80 and "Sorted by H, the largest first." in by_entropy
+    assert "head     H H/ln n self" in by_entropy
+    assert "Left out to fit 80 columns: dist (" in " ".join(by_entropy.split())
+
+
+def test_the_induction_test_view_shows_its_tokens_and_what_it_ran():
+    result = commands.sort_heads(commands.induction(load_model(BERT)), "induction")
+    text = " ".join(render_text(views.view(result), width=100).split())
+    copy = " ".join(t.text for t in result.induction_test.copy)
+    said = "Induction test: 50 random tokens of the vocabulary (seed 0), then the same 50 again, between [CLS] and"
+    assert said in text
+    assert f"Random tokens: {copy} " in text and "Sorted by ind, the largest first." in text
+    rows = [line.split() for line in render_text(views.view(result), width=100).splitlines() if line.startswith("L")]
+    scores = [float(row[-2]) for row in rows]
+    assert len(rows) == 8 and scores == sorted(scores, reverse=True)
+
+
+def test_compare_of_two_checkpoints_names_both_and_pairs_keys_by_position():
+    model = load_model(BERT)
+    text = " ".join(render_text(views.view(commands.compare_models(SENTENCE, model, model, "cat")), width=120).split())
+    assert f"Text: {SENTENCE} A: {BERT} (bert)" in text and f"B: {BERT} (bert)" in text
+    assert "How the attention of “cat” (token 2) changes from checkpoint A to B, head by head" in text
+    assert "No partner" not in text and "No head changed; aligned, in L0 H0:" in text

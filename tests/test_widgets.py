@@ -9,6 +9,7 @@ from rich.color import Color
 
 from attncli import commands
 from attncli.models import load_model
+from attncli.widgets.columns import FittedTable
 from attncli.widgets.heatmap import Heatmap, colour_of, fractions
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import VectorTable, number
@@ -158,3 +159,15 @@ def test_mini_heatmap_packs_two_rows_a_line_in_colour_and_one_without():
     plain = render_text(MiniHeatmap(weights, "L0 H0"))
     assert coloured.count("▀") == 8
     assert [line.rstrip() for line in plain.splitlines()[1:] if line.strip()] == ["█", " █", "  █", "   █"]
+
+
+def test_a_fitted_table_leaves_out_its_droppable_columns_in_order_until_it_fits():
+    columns = [("name", "left"), ("wide", "right"), ("wider", "right"), ("kept", "right")]
+    rows = [["a", "1" * 10, "2" * 20, "3" * 10]]
+    table = FittedTable(columns, rows, droppable=("wider", "wide"))
+    assert "Left out" not in render_text(table, width=60)
+    narrow = " ".join(render_text(table, width=40).split())
+    assert "2" * 20 not in narrow and "1" * 10 in narrow and "Left out to fit 40 columns: wider (" in narrow
+    narrowest = render_text(table, width=20)
+    assert "1" * 10 not in narrowest and "3" * 10 in narrowest
+    assert "Left out to fit 20 columns: wider, wide (" in " ".join(narrowest.split())
