@@ -24,6 +24,7 @@ from attncli.analysis import (
     pattern_labels,
     rms_divisor,
     rollout,
+    row_shares,
     sink_shares,
     total_variation,
     weight_changes,
@@ -222,3 +223,13 @@ def test_the_numbers_at_a_clamps_bound_are_those_it_moved():
 def test_the_divisor_of_an_rms_norm():
     assert rms_divisor(np.float32([3.0, -4.0]), 0.0) == pytest.approx(math.sqrt(12.5))
     assert rms_divisor(np.zeros(4, np.float32), 1e-6) == pytest.approx(1e-3)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=st.floats(0, 1e6)))
+def test_row_shares_are_rows_of_shares_that_sum_to_1_whatever_each_row_is_scaled_by(values):
+    shares = row_shares(values)
+    sums = values.sum(axis=-1)
+    assert_allclose(shares.sum(axis=-1)[sums > 0], 1.0)
+    assert np.all(shares[sums == 0] == 0) and np.all(shares >= 0)
+    scale = np.arange(1, len(values) + 1)[:, None] * 3.5  # each row by its own factor
+    assert_allclose(row_shares(values * scale), shares, rtol=1e-12, atol=1e-300)

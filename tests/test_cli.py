@@ -565,3 +565,11 @@ def test_heads_needs_exactly_one_source(cli, args, message):
 @pytest.mark.parametrize("command", ["heads", "batch"])
 def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
     assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout
+
+
+@pytest.mark.slow  # a process of its own for each command
+@pytest.mark.parametrize("command", ["heatmap", "model", "query", "heads", "rollout", "explore"])
+def test_a_measure_attncli_has_not_is_one_line_naming_the_two_it_has(command):
+    token = ["--token", "cat"] if command == "query" else []
+    done = attncli(command, SENTENCE, *token, "--measure", "lengths")
+    clean_error(done, "Invalid value for '--measure': 'lengths' is not one of 'weights', 'norms'")

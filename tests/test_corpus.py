@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     ATTNCLI,
     BERT,
+    PRONOUN,
     attncli,
     write_corpus,
 )
@@ -580,3 +581,45 @@ def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp
     assert used == [4, 3, 3, 4]
     run = cli("heads", "--file", write_lines(tmp_path, "The cat sat.", "A dog ran."), "--jobs", "1000", "--json")
     assert run.code == 0 and run.stderr == "attncli: --jobs 1000: using 1 process, one per partition of 64 lines\n"
+
+
+def test_heads_over_a_file_of_norms_averages_what_each_line_gives_alone(cli, tmp_path):
+    """The texts run packed, their norms made in the packed pass: the same statistics as each text's own."""
+    texts = ["The cat sat on the mat.", "A dog barked.", PRONOUN]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--measure", "norms", "--json").json()
+    alone = [cli("heads", text, "--model", BERT, "--measure", "norms", "--json").json() for text in texts]
+    weights = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
+    assert doc["measure"] == "norms" and "measure" not in weights
+    for averaged, *each in zip(doc["heads"], *(one["heads"] for one in alone), strict=True):
+        assert_allclose(averaged["entropy"], np.mean([one["entropy"] for one in each]), rtol=1e-5)
+    assert [h["entropy"] for h in doc["heads"]] != pytest.approx([h["entropy"] for h in weights["heads"]])
+
+
+def test_merge_joins_runs_of_one_measure_and_says_which(cli, tmp_path):
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    (tmp_path / "b.txt").write_text("The bird sang.\n")
+    for name in ("a", "b"):
+        for measure in ("weights", "norms"):
+            saved = tmp_path / f"{name}-{measure}.json"
+            run = cli(
+                "heads",
+                "--file",
+                str(tmp_path / f"{name}.txt"),
+                "--model",
+                BERT,
+                "--measure",
+                measure,
+                "-o",
+                str(saved),
+            )
+            assert run.code == 0, run.stderr
+    merged = cli(
+        "heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-norms.json"), "--json"
+    )
+    assert merged.json()["measure"] == "norms" and merged.json()["texts"] == 3
+    mixed = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-weights.json"))
+    assert mixed.code == 2 and mixed.stderr.count("\n") == 1
+    assert f"b-weights.json holds statistics of weights, {tmp_path / 'a-norms.json'} of norms" in mixed.stderr
+    asked = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--measure", "norms")
+    assert asked.code == 2 and "give no --measure with it" in asked.stderr
