@@ -16,6 +16,7 @@ __all__ = [
     "STATISTICS",
     "EarlierSums",
     "Fusion",
+    "Measure",
     "StatisticSums",
     "align",
     "at_bound",
@@ -35,6 +36,7 @@ __all__ = [
     "ranked_targets",
     "rms_divisor",
     "rollout",
+    "row_shares",
     "sink_shares",
     "sinks",
     "softmax_parts",
@@ -243,6 +245,21 @@ def pattern_labels(statistics: dict[str, np.ndarray]) -> np.ndarray:
     broad = np.nan_to_num(statistics["entropy_normalized"]) >= BROAD_ENTROPY
     fallback = np.where(broad, "broad", "mixed")
     return np.where(shares.max(axis=0) >= PATTERN_SHARE, labels, fallback)
+
+
+class Measure(enum.StrEnum):
+    """What a view of a run's attention shows of each query and key."""
+
+    weights = "weights"  # the attention weights α_ij: where a head looks
+    norms = "norms"  # ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms): what each key adds to the head's output
+
+
+def row_shares(values: np.ndarray) -> np.ndarray:
+    """Each row of `values` [..., T] (of 0 or more) divided by its sum, a row of zeros left as it is: rows of
+    shares that sum to 1, what the analyses that need distributions read of ‖α v W_O‖ norms, as Kobayashi et
+    al. (2020) compare them with the weights: [..., T] float64."""
+    sums = values.sum(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    return np.divide(values, sums, out=np.zeros(values.shape), where=sums > 0)
 
 
 class Fusion(enum.StrEnum):

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory, no_huge_pages
-from attncli.analysis import HEAD_COLUMNS, Fusion
+from attncli.analysis import HEAD_COLUMNS, Fusion, Measure
 from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
@@ -76,6 +76,7 @@ OPTION_NAMES = {
     "layer": "--layer",
     "layers": "--layers",
     "max_tokens": "--max-tokens",
+    "measure": "--measure",
     "merge": "--merge",
     "model": "--model",
     "path": "-o",
@@ -236,6 +237,14 @@ ScaleOpt = Annotated[
     Scale,
     typer.Option(
         "--scale", help="Colours: fixed (0 to 1 in every view), row (to each row's largest) or log (from 0.001)."
+    ),
+]
+MeasureOpt = Annotated[
+    Measure,
+    typer.Option(
+        "--measure",
+        help="What to show of each query and key: the attention weights α, or norms, ‖α·v W_O‖: how much "
+        "the key adds to the head's output (Kobayashi et al., 2020).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
@@ -637,6 +646,7 @@ def heatmap(
     head: HeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -647,7 +657,7 @@ def heatmap(
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    result = commands.heatmap(_text(text), model, layer, head, max_tokens)
+    result = commands.heatmap(_text(text), model, layer, head, max_tokens, measure)
     write(result, output, values=values, scale=scale, **windows)
 
 
@@ -778,6 +788,7 @@ def query(
             show_default=False,
         ),
     ] = None,
+    measure: MeasureOpt = Measure.weights,
     *,
     model: Model,
     max_tokens: int,
@@ -789,7 +800,8 @@ def query(
     --model minilm
     """
     window = _window(keys, "--keys")
-    write(commands.query(_text(text), model, token, include_special, to, max_tokens), output, top=top, keys=window)
+    result = commands.query(_text(text), model, token, include_special, to, max_tokens, measure)
+    write(result, output, top=top, keys=window)
 
 
 @app.command(name="model")
@@ -805,6 +817,7 @@ def model_command(
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -815,13 +828,17 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale, **windows)
+    result = commands.model_grid(_text(text), model, layers, heads, max_tokens, measure)
+    write(result, output, scale=scale, **windows)
 
 
 @app.command()
 @model_options
 def explore(
     text: TextArg,
+    measure: Annotated[
+        Measure, typer.Option("--measure", help="What to show first: the weights, or norms, ‖α·v W_O‖ (m switches).")
+    ] = Measure.weights,
     *,
     model: Model,
     max_tokens: int,
@@ -829,7 +846,7 @@ def explore(
     """Explore TEXT's attention full-screen, head by head; ? lists the keys.
 
     Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
-    heads ranked by what it gets from them.
+    heads ranked by what it gets from them; m switches between the weights and their ‖α·v W_O‖ norms.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
@@ -840,8 +857,10 @@ def explore(
     with open_terminal() as terminal:
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
-        # The text first, from standard input for "-": the keys come from the terminal.
-        Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
+        # The text first, from standard input for "-": the keys come from the terminal. The norms are made
+        # whichever measure shows first, for m to switch to.
+        run = commands.run(_text(text), model, max_tokens, measure=Measure.norms)
+        Explorer(run, measure).run_on(terminal)
 
 
 # heads --sort: a column of its table.
@@ -889,6 +908,7 @@ def heads_command(
             show_default=False,
         ),
     ] = None,
+    measure: MeasureOpt = Measure.weights,
     *,
     max_tokens: int,
     recipe,
@@ -914,13 +934,15 @@ def heads_command(
     if induction is not None:
         if texts or file is not None or merge:
             raise BadInput("--induction runs random tokens of its own: give no TEXT, --file or --merge with it")
-        write(commands.sort_heads(commands.induction(recipe.load(), induction, max_tokens), column), output)
+        write(commands.sort_heads(commands.induction(recipe.load(), induction, max_tokens, measure), column), output)
         return
     if merge:
         # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
         # and are shards like the first (one that cannot be read is worded as any --merge file is).
         if file is not None:
             raise BadInput("--merge joins saved results: give no --file with it")
+        if measure != Measure.weights:
+            raise BadInput("--merge joins saved results of the measure they were run with: give no --measure with it")
         write(commands.sort_heads(corpus.merged_heads([*merge, *map(Path, texts)]), column), output)
         return
     if len(texts) > 1:
@@ -929,10 +951,10 @@ def heads_command(
     if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.sort_heads(commands.heads(_text(texts[0]), recipe.load(), max_tokens), column), output)
+        write(commands.sort_heads(commands.heads(_text(texts[0]), recipe.load(), max_tokens, measure), column), output)
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
-    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
+    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume, measure)
     write(commands.sort_heads(run.result, column), output)
     run.written()
     if run.failed is not None:
@@ -954,6 +976,7 @@ def rollout(
     ] = None,
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -964,7 +987,7 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special)
+    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure)
     write(result, output, scale=scale, **windows)
 
 

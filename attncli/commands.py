@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from attncli import analysis
-from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
+from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
@@ -99,16 +99,34 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
     return EmbedResult(text, tokens, embeddings, analysis.lengths(embeddings))
 
 
-def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
+def run(
+    text: str,
+    model: Model,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    steps: bool = False,
+    measure: Measure = Measure.weights,
+) -> AttentionRun:
     """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
-    `steps` every intermediate (Q, K, V, scores ...) as explain shows them."""
-    return _run(text, _tokens(text, model, max_tokens), model, steps)
+    `steps` every intermediate (Q, K, V, scores ...) as explain shows them. With `measure` norms, the
+    run's attention is their ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms), the weights kept too."""
+    return _run(text, _tokens(text, model, max_tokens), model, steps, _measure(measure))
 
 
-def _run(text: str, tokens: list[Token], model: Model, steps: bool = False) -> AttentionRun:
-    """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory budget."""
-    _check_memory(model.info, len(tokens), steps)
-    return AttentionRun(text, tokens, model.info, model.run(tokens, steps))
+def _run(
+    text: str, tokens: list[Token], model: Model, steps: bool = False, measure: Measure = Measure.weights
+) -> AttentionRun:
+    """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory
+    budget."""
+    norms = measure == Measure.norms
+    _check_memory(model.info, len(tokens), steps, norms)
+    return AttentionRun(text, tokens, model.info, model.run(tokens, steps, value_norms=norms), measure.value)
+
+
+def _measure(measure: str) -> Measure:
+    """`measure` as a Measure, refused by name where it is none."""
+    if measure not in tuple(Measure):
+        raise BadInput("{measure} {value!r}: use one of {choices}", value=measure, choices=", ".join(Measure))
+    return Measure(measure)
 
 
 def memory_budget() -> int:
@@ -125,11 +143,11 @@ def memory_budget() -> int:
     return int(megabytes * 2**20)
 
 
-def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
+def _check_memory(info: ModelInfo, tokens: int, steps: bool, norms: bool = False) -> None:
     """Refuse, with the figure, a run whose attention tensors would pass the memory budget."""
     # With steps: every layer's scores, scaled scores and weights, plus the stacked weights; without,
-    # the stacked weights plus one layer's scores and weights in flight.
-    kept = 4 * info.layers if steps else info.layers + 2
+    # the stacked weights plus one layer's scores and weights in flight; and with norms, the stacked norms.
+    kept = (4 * info.layers if steps else info.layers + 2) + (info.layers if norms else 0)
     needed = kept * info.heads * tokens * tokens * info.itemsize
     budget = memory_budget()
     if needed > budget:
@@ -141,11 +159,17 @@ def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
 
 
 def heatmap(
-    text: str, model: Model, layer: int = 0, head: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model: Model,
+    layer: int = 0,
+    head: int | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> HeatmapResult:
-    """Every head's attention weights; the view draws `layer` (and only `head`, if given)."""
+    """Every head's attention weights (or, with `measure` norms, their ‖α v W_O‖); the view draws `layer`
+    (and only `head`, if given)."""
     _check_layer_and_head(model.info, layer, head)
-    return HeatmapResult(run(text, model, max_tokens), layer, head)
+    return HeatmapResult(run(text, model, max_tokens, measure=measure), layer, head)
 
 
 def explain(
@@ -313,15 +337,16 @@ def query(
     include_special: bool = False,
     to: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> QueryResult:
     """What the token named by `token` attends to in every head, heads ranked by their top weight,
-    or by the weight on the token named by `to`.
+    or by the weight on the token named by `to`; with `measure` norms, by their ‖α v W_O‖ instead.
 
     Either may name a word split into several tokens: a word's query row is the mean of its tokens'
     rows (still weights that sum to what each row does), and the weight on a word is the sum of the weights on its
     tokens, as Clark et al. (2019) combine a split word's attention.
     """
-    result = run(text, model, max_tokens)
+    result = run(text, model, max_tokens, measure=measure)
     span = resolve_word(result.tokens, text, token, "token")
     target = None if to is None else resolve_word(result.tokens, text, to, "to")
     return query_run(result, span, include_special, target, token, to)
@@ -358,7 +383,7 @@ def query_run(
             target=_tokens_phrase(target),
             index=_tokens_phrase(span),
         )
-    rows = result.weights[:, :, span, :].mean(axis=2)  # [L, h, T]
+    rows = result.attention[:, :, span, :].mean(axis=2)  # [L, h, T]
     ranking = [
         HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
         for layer, head, top in analysis.ranked_targets(rows, allowed, target)
@@ -397,38 +422,53 @@ def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
 
 
 def model_grid(
-    text: str, model: Model, layers: str | None = None, heads: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model: Model,
+    layers: str | None = None,
+    heads: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> ModelGridResult:
-    """Every head of every layer; `layers` and `heads` ("0-2,5") choose the ones the view draws."""
+    """Every head of every layer (its weights, or with `measure` norms their ‖α v W_O‖); `layers` and
+    `heads` ("0-2,5") choose the ones the view draws."""
     info = model.info
     shown_layers = parse_range(layers, info.layers, "layers")
     shown_heads = parse_range(heads, info.heads, "shown_heads")
-    return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
+    return ModelGridResult(run(text, model, max_tokens, measure=measure), shown_layers, shown_heads)
 
 
-def heads(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+def heads(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> HeadsResult:
     """Per-head statistics and pattern labels of `text` (NaN where a statistic does not apply, such
-    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads."""
+    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads. With `measure`
+    norms, the statistics are of each row's ‖α v W_O‖ as shares of the row's sum (analysis.row_shares)."""
     sums = analysis.StatisticSums()
-    sums.add(statistics_of(text, model, max_tokens))
-    return heads_result(model.info, sums, text)
+    sums.add(statistics_of(text, model, max_tokens, measure))
+    return heads_result(model.info, sums, text, measure=measure)
 
 
-def statistics_of(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
-    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics)."""
-    result = run(text, model, max_tokens)
-    return _statistics(result.weights, result.tokens, model.info)
+def statistics_of(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> dict[str, np.ndarray]:
+    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics), of its weights or, with
+    `measure` norms, of its norms as shares of each row."""
+    result = run(text, model, max_tokens, measure=measure)
+    return _statistics(result.attention, result.tokens, model.info, result.shows_norms)
 
 
-def _statistics(weights: np.ndarray, tokens: list[Token], info: ModelInfo) -> dict[str, np.ndarray]:
+def _statistics(values: np.ndarray, tokens: list[Token], info: ModelInfo, norms: bool = False) -> dict[str, np.ndarray]:
+    """The statistics of one text's weights [L, h, T, T], or of its ‖α v W_O‖ norms (`norms`) as shares of each
+    row: a learned sink's share of a row is then none, as a sink adds nothing to a head's output."""
     count = len(tokens)
     if info.windows is None:  # one mask for every layer
         masks = [info.mask(0, count)] * info.layers
     else:
         masks = [info.mask(layer, count) for layer in range(info.layers)]
     special = np.array([t.special for t in tokens], dtype=bool)
+    weights, sinks = (row_shares(values), False) if norms else (values, info.sinks)
     ids = np.array([t.id for t in tokens])
-    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, info.sinks, ids=ids)
+    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, sinks, ids=ids)
 
 
 # Tokens of one packed forward pass (see transformer.forward_packed): enough for BLAS to run at
@@ -437,16 +477,17 @@ PACK_TOKENS = 2048
 
 
 def statistics_of_many(
-    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS
+    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
 ) -> list[dict[str, np.ndarray] | AttncliError]:
     """Each text's head statistics (as statistics_of gives them, to float32 rounding), or the error
     it gave; the texts run packed together, up to PACK_TOKENS tokens a forward pass."""
+    norms = _measure(measure) == Measure.norms
     results: list = [None] * len(texts)
     packs, pack, size = [], [], 0
     for index, text in enumerate(texts):
         try:
             tokens = _tokens(text, model, max_tokens)
-            _check_memory(model.info, len(tokens), False)
+            _check_memory(model.info, len(tokens), False, norms)
         except AttncliError as error:
             results[index] = error
             continue
@@ -458,27 +499,32 @@ def statistics_of_many(
     packs += [pack] if pack else []
     for pack in packs:
         try:
-            attention = model.run_many([tokens for _, tokens in pack])
+            attention = model.run_many([tokens for _, tokens in pack], norms=norms)
         except AttncliError as error:
             if len(pack) == 1:
                 results[pack[0][0]] = error
             else:  # one at a time: each text's own error, or its numbers
                 packs += [[entry] for entry in pack]
             continue
-        for (index, tokens), weights in zip(pack, attention, strict=True):
-            results[index] = _statistics(weights, tokens, model.info)
+        for (index, tokens), values in zip(pack, attention, strict=True):
+            results[index] = _statistics(values, tokens, model.info, norms)
     return results
 
 
 def heads_result(
-    info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None, induction_test: InductionTest | None = None
+    info: ModelInfo,
+    sums: analysis.StatisticSums,
+    text: str | None = None,
+    induction_test: InductionTest | None = None,
+    measure: Measure = Measure.weights,
 ) -> HeadsResult:
-    """The statistics' means over the texts `sums` holds, and each head's pattern; `text`: the one text, or
-    `induction_test`: the tokens run instead."""
+    """The statistics' means over the texts `sums` holds (of `measure`), and each head's pattern; `text`: the
+    one text, or `induction_test`: the tokens run instead."""
     if not sums.texts:
         raise BadInput("no text could be read: every line failed")
     statistics = sums.means()
-    return HeadsResult(info, sums.texts, text, statistics, pattern_labels(statistics), sums, induction_test)
+    labels = pattern_labels(statistics)
+    return HeadsResult(info, sums.texts, text, statistics, labels, sums, induction_test, measure=Measure(measure).value)
 
 
 # The induction test (heads on random tokens repeated): this many random tokens, then the same again (TransformerLens's
@@ -487,7 +533,9 @@ INDUCTION_LENGTH = 50
 INDUCTION_SEED = 0
 
 
-def induction(model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+def induction(
+    model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> HeadsResult:
     """heads on the induction test instead of a text: INDUCTION_LENGTH ids of the model's vocabulary, no
     special token and none twice, drawn by numpy's default_rng(`seed`), then the same ids again, between the
     special tokens its tokenizer puts around a text. The rows of the second copy, and they alone, have a
@@ -507,11 +555,10 @@ def induction(model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAUL
             added=added,
         )
     drawn = [int(i) for i in np.random.default_rng(seed).choice(ordinary, size=length, replace=False)]
-    tokens = model.tokens_of(drawn + drawn)
-    _check_memory(model.info, len(tokens), False)
+    run = _run("", model.tokens_of(drawn + drawn), model, measure=_measure(measure))
     sums = analysis.StatisticSums()
-    sums.add(_statistics(model.run(tokens, False).weights, tokens, model.info))
-    return heads_result(model.info, sums, induction_test=InductionTest(seed, length, tokens))
+    sums.add(_statistics(run.attention, run.tokens, model.info, run.shows_norms))
+    return heads_result(model.info, sums, induction_test=InductionTest(seed, length, run.tokens), measure=measure)
 
 
 def sort_heads(result: HeadsResult, column: str | None) -> HeadsResult:
@@ -545,17 +592,20 @@ def rollout(
     token: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     include_special: bool = False,
+    measure: Measure = Measure.weights,
 ) -> RolloutResult:
     """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list,
     its sources ranked without special tokens and a causal model's first token (analysis.sinks)
-    unless `include_special`."""
+    unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each row
+    (analysis.row_shares) take the place of its weights."""
     if fusion not in tuple(Fusion):
         choices = ", ".join(Fusion)
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
-    result = run(text, model, max_tokens)
+    result = run(text, model, max_tokens, measure=measure)
     index = None if token is None else resolve_token(result.tokens, token, "token", text)
-    products = analysis.rollout(result.weights, fusion)  # [L, T, T]
+    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L, h, T, T]
+    products = analysis.rollout(attention, fusion)  # [L, T, T]
     sources = left_out = None
     if index is not None:
         sinks = (
@@ -582,7 +632,7 @@ def check(
     text: str | None, saved_run: "SavedRun", tolerance: float = 1e-5, source: str = "the saved run"
 ) -> CheckResult:
     """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
-    compare the attention."""
+    compare the attention (its weights, or the norms of a saved run of norms)."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved
         raise BadInput("{tolerance} {value} is not a number of 0 or more; give one", value=tolerance)
     text = saved_run.text if text is None else text
@@ -590,7 +640,7 @@ def check(
         raise BadInput(
             "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text
         )
-    result = run(text, load_saved_model(saved_run.model, source))
+    result = run(text, load_saved_model(saved_run.model, source), measure=saved_run.measure)
     if result.weights.shape != saved_run.attention.shape:
         raise BadInput(
             "{source} has attention of shape {saved}, but the model now gives {now}",
@@ -599,7 +649,7 @@ def check(
             now=result.weights.shape,
         )
     attention = saved_run.attention.astype(result.weights.dtype, copy=False)
-    return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.weights, attention))
+    return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.attention, attention))
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:

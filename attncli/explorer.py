@@ -12,6 +12,7 @@ the panes draw from those alone; a click or the wheel comes back to the app as a
 layout is in explorer.tcss.
 """
 
+import dataclasses
 import functools
 import os
 import sys
@@ -38,12 +39,13 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 
 from attncli import analysis, commands
+from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
 from attncli.results import AttentionRun, QueryResult
 from attncli.terminal import token_label
-from attncli.views.common import head_name, layer_mask, token_texts
-from attncli.views.matrices import head_thumbnails, thumbnail_block
+from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
+from attncli.views.matrices import head_thumbnails, thumbnail_block, thumbnail_cells
 from attncli.views.rankings import query_chart
 from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
 from attncli.widgets.minimap import MiniHeatmap
@@ -66,7 +68,7 @@ WEIGHT_FORMAT = "#.3g"
 RANKINGS_KEPT = 16
 # The app's state: every change of one redraws the status line (the cursor cell's weight), which so
 # drops the notice a find left there.
-STATE = ("layer", "head", "mean", "cursor", "zoom", "scale", "include_special", "grid")
+STATE = ("layer", "head", "mean", "cursor", "zoom", "scale", "include_special", "grid", "measure")
 
 
 class Cursor(NamedTuple):
@@ -87,6 +89,8 @@ class MatrixPane(Widget, can_focus=True):
     cursor = reactive(Cursor(0, 0))
     cell = reactive(ZOOMS[0])  # a cell's width in characters; 0: the whole matrix
     scale = reactive(SCALES[0])
+    top = reactive(1.0)  # where the fixed and log scales end: 1 for weights, the head's largest norm for norms
+    quantity = reactive("weight")  # what the values are, as the legend names them
 
     class CellClicked(Message):
         """A click on a cell: the cursor goes there."""
@@ -118,7 +122,10 @@ class MatrixPane(Widget, can_focus=True):
             seen = np.ones(weights.shape, bool) if self.mask is None else self.mask
             means, any_seen = analysis.block_means(weights, seen, block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
-            return Group(MiniHeatmap(means, title, self.scale, mask=any_seen), Legend(self.scale))
+            return Group(
+                MiniHeatmap(means, title, self.scale, mask=any_seen, top=self.top),
+                Legend(self.scale, self.top, self.quantity),
+            )
         label_limit = 6 if height >= 20 else 3
         whole = Heatmap(weights, self.labels, cell=cell, label_limit=label_limit)  # for the layout's sizes
         columns = max((width - whole.row_label_width) // cell, 1)
@@ -141,6 +148,8 @@ class MatrixPane(Widget, can_focus=True):
             label_limit=label_limit,
             highlight=cursor.query,
             label_rows=range(tokens),  # as `whole` sized them: where a click lands is where a cell is drawn
+            top=self.top,
+            quantity=self.quantity,
         )
 
     def on_click(self, event: events.Click) -> None:
@@ -182,10 +191,15 @@ class GridPane(Widget):
     selected_layer = reactive(0)
     selected_head = reactive(0)
     scale = reactive(SCALES[0])
+    measure = reactive(Measure.weights)
 
-    def __init__(self, run: AttentionRun):
+    def __init__(self, runs: dict[Measure, AttentionRun]):
         super().__init__()
-        self.attention = run
+        self.runs = runs  # the run of each measure the explorer shows
+
+    @property
+    def attention(self) -> AttentionRun:
+        return self.runs[self.measure]
 
     def render(self) -> RenderableType:
         run = self.attention
@@ -199,10 +213,25 @@ class GridPane(Widget):
         for _ in range(1 + per_line):
             grid.add_column()
         everything = range(tokens)
+        cells = {
+            layer: thumbnail_cells(run, layer, list(range(heads)), everything, everything, block)
+            for layer in range(first, first + shown)
+        }
+        top = scale_top(run, [means for layer in cells.values() for means, _ in layer])
         for layer in range(first, first + shown):
             selected = self.selected_head if layer == self.selected_layer else None
             maps = head_thumbnails(
-                run, layer, list(range(heads)), everything, everything, block, self.scale, selected, _head_title
+                run,
+                layer,
+                list(range(heads)),
+                everything,
+                everything,
+                block,
+                self.scale,
+                selected,
+                _head_title,
+                top,
+                cells[layer],
             )
             label = Text(f"L{layer}", style="bold reverse" if selected is not None else "bold")
             for start in range(0, heads, per_line):
@@ -357,6 +386,7 @@ class Explorer(App):
         Binding("a", "mean", "mean of the layer's heads, or one head", show=False),
         Binding("s", "sinks", "special tokens and the first token in the ranking, or not", show=False),
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
+        Binding("m", "measure", "measure: the weights, or their norms ‖αv W_O‖", show=False),
         Binding("n", "find_next", "next match", show=False),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
@@ -375,19 +405,30 @@ class Explorer(App):
     zoom = var(ZOOMS[0])  # a cell's width in characters, one of ZOOMS
     scale = var(SCALES[0])
     include_special = var(False)  # let special tokens and a decoder's first token (sinks) top the ranking
+    measure = var(Initialize(lambda explorer: explorer.first_measure))  # what the panes show of each query and key
     grid = var(False, toggle_class="-grid")  # the model grid instead of the heatmap: explorer.tcss swaps them
     heading = var("")  # the top line, made from the above by compute_heading
 
-    def __init__(self, run: AttentionRun):
+    def __init__(self, run: AttentionRun, measure: Measure = Measure.weights):
         super().__init__()
-        self.attention = run  # not `run`: App.run starts the app
+        # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
+        # asked for them) shows its weights alone.
+        self.runs = {Measure(run.measure): run}
+        if run.trace.value_norms is not None:
+            self.runs = {shown: dataclasses.replace(run, measure=shown.value) for shown in Measure}
+        self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
         self.labels = token_texts(run)
         self.found = ""  # the text `/` last looked for
-        # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting): moving
+        # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
         # along the query's row or to another head shows the same ranking again.
         self.ranking = functools.lru_cache(maxsize=RANKINGS_KEPT)(
-            lambda query, include_special: commands.query_run(run, [query], include_special)
+            lambda query, include_special, measure: commands.query_run(self.runs[measure], [query], include_special)
         )
+
+    @property
+    def attention(self) -> AttentionRun:
+        """The run as the measure now shown has it (not `run`: App.run starts the app)."""
+        return self.runs[self.measure]
 
     def run_on(self, terminal: int) -> None:
         """Run on `terminal` (a descriptor), whatever standard input, output and error are. Textual's
@@ -408,8 +449,8 @@ class Explorer(App):
     def compose(self) -> ComposeResult:
         yield Static(id="top")
         yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
-        yield GridPane(self.attention).data_bind(
-            Explorer.scale, selected_layer=Explorer.layer, selected_head=Explorer.head
+        yield GridPane(self.runs).data_bind(
+            Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
         yield QueryPane()
         yield TokenStrip(self.labels).data_bind(Explorer.cursor)
@@ -425,8 +466,9 @@ class Explorer(App):
     # What is drawn
 
     def matrix(self) -> np.ndarray:
-        """The weights [T, T] the heatmap shows: the current head's, or the mean of the layer's heads."""
-        weights = self.attention.weights
+        """The weights [T, T] the heatmap shows (or their norms): the current head's, or the mean of the layer's
+        heads."""
+        weights = self.attention.attention
         return weights[self.layer].mean(axis=0) if self.mean else weights[self.layer, self.head]
 
     def watch_layer(self) -> None:
@@ -438,10 +480,16 @@ class Explorer(App):
     def watch_mean(self) -> None:
         self._show_head()
 
+    def watch_measure(self) -> None:
+        self._show_head()
+        self.query_one(QueryPane).ranking = self._cursor_ranking()
+
     def _show_head(self) -> None:
         """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane."""
         heatmap = self.query_one(MatrixPane)
         heatmap.weights = self.matrix()
+        heatmap.top = scale_top(self.attention, [heatmap.weights])
+        heatmap.quantity = quantity(self.attention)
         heatmap.mask = layer_mask(self.attention, self.layer)
         self.query_one(QueryPane).pinned = None if self.mean else (self.layer, self.head)  # first, with its rank
 
@@ -458,7 +506,7 @@ class Explorer(App):
         """Every head ranked for the cursor's query, or why there is no ranking."""
         query = self.cursor.query
         try:
-            return self.ranking(query, self.include_special)
+            return self.ranking(query, self.include_special, self.measure)
         except AttncliError as error:
             return f"query {query}: {error}"
 
@@ -471,7 +519,8 @@ class Explorer(App):
         )
         sinks = "sinks ranked" if self.include_special else "sinks left out of the ranking"
         zoom = "whole matrix" if self.zoom == 0 else f"cells {self.zoom} wide"
-        return f"{which} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
+        measure = " · ‖αv W_O‖ norms" if self.measure == Measure.norms else ""
+        return f"{which}{measure} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
 
     def watch_heading(self, heading: str) -> None:
         self.query_one("#top", Static).update(Text(heading, style="bold"))
@@ -485,9 +534,10 @@ class Explorer(App):
         weight = matrix.dtype.type(matrix[query, key])  # printed in its own precision's shortest form
         mask = layer_mask(self.attention, self.layer)
         allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
+        value = f"‖αv W_O‖ {weight!s}" if self.measure == Measure.norms else f"{weight!s}"
         return (
             f"query {query} “{token_label(tokens[query].text)}” → key {key} "
-            f"“{token_label(tokens[key].text)}”: {weight!s}{allowed}"
+            f"“{token_label(tokens[key].text)}”: {value}{allowed}"
         )
 
     # Moving
@@ -550,6 +600,14 @@ class Explorer(App):
 
     def action_scale(self) -> None:
         self.scale = SCALES[(SCALES.index(self.scale) + 1) % len(SCALES)]
+
+    def action_measure(self) -> None:
+        """The other measure, where the run has both."""
+        others = [shown for shown in self.runs if shown != self.measure]
+        if others:
+            self.measure = others[0]
+        else:
+            self.query_one("#status", Static).update(Text("this run has its weights alone: no value norms to show"))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

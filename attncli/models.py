@@ -187,8 +187,9 @@ class Model(Protocol):
         """The model's tokenizer with its own embedding table."""
         ...
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
+    def run(self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
+        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`)."""
         ...
 
     def ordinary_ids(self) -> list[int]:
@@ -200,8 +201,9 @@ class Model(Protocol):
         `tokenize` puts around a text's own ([CLS] … [SEP], <s> …); with no characters, every offset 0."""
         ...
 
-    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
-        """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding)."""
+    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+        """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding);
+        with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead."""
         ...
 
 
@@ -291,8 +293,9 @@ class CheckpointModel:
             for index, token_id in enumerate(every)
         ]
 
-    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
-        """Several texts packed into one forward pass (see transformer.forward_packed)."""
+    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+        """Several texts packed into one forward pass (see transformer.forward_packed), with `norms` their
+        ‖α_ij v_j W_O^h‖ in place of the weights."""
         from attncli.transformer import forward_packed
 
         for tokens in texts:
@@ -301,7 +304,7 @@ class CheckpointModel:
         rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
         embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            attention, output = forward_packed(ids, embeddings, self.config, self.weights)
+            attention, output = forward_packed(ids, embeddings, self.config, self.weights, norms)
         self._check_finite(output)
         return attention
 
@@ -326,15 +329,16 @@ class CheckpointModel:
                 "the checkpoint's weights or config.json are broken"
             )
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
+    def run(self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
+        `value_norms`, each layer's ‖v_j W_O^h‖ too."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            trace = forward(ids, embeddings, self.config, self.weights, keep_steps)
+            trace = forward(ids, embeddings, self.config, self.weights, keep_steps, value_norms)
         self._check_finite(trace.output)
         return trace
 

@@ -52,6 +52,11 @@ def _tokens_json(tokens: list[Token]) -> list[dict]:
     return [token.to_json() for token in tokens]
 
 
+def _measure_json(measure: str) -> dict:
+    """{"measure": "norms"} for a result of ‖α v W_O‖ norms, else {}: a document of weights is as it always was."""
+    return {} if measure == "weights" else {"measure": measure}
+
+
 def numbers(array: np.ndarray) -> np.ndarray:
     """`array` ready for JSON: checked to hold only finite numbers, since JSON has no NaN or infinity."""
     if not np.all(np.isfinite(array)):
@@ -67,11 +72,26 @@ class AttentionRun:
     tokens: list[Token]
     model: ModelInfo
     trace: Trace
+    # What `attention` holds: "weights", or "norms", their ‖α_ij v_j W_O^h‖ (the trace must hold its value norms)
+    measure: str = "weights"
 
     @property
     def weights(self) -> np.ndarray:
         """[L, h, T, T] attention weights of every layer."""
         return self.trace.weights
+
+    @property
+    def shows_norms(self) -> bool:
+        """Whether the run's measure is ‖α v W_O‖ rather than the weights."""
+        return self.measure == "norms"
+
+    @property
+    def attention(self) -> np.ndarray:
+        """[L, h, T, T] what the run's measure shows of every layer: its weights, or their ‖α_ij v_j W_O^h‖."""
+        return self.trace.norms if self.shows_norms else self.weights
+
+    def measure_json(self) -> dict:
+        return _measure_json(self.measure)
 
     @property
     def special(self) -> np.ndarray:
@@ -99,7 +119,7 @@ class AttentionRun:
         return {"text": self.text, "model": self.model.to_json(), "tokens": _tokens_json(self.tokens)}
 
     def common_json(self) -> dict:
-        return {**self.header_json(), "attention": numbers(self.weights)}  # [layer][head][query][key]
+        return {**self.header_json(), **self.measure_json(), "attention": numbers(self.attention)}  # [L][h][T][T]
 
 
 @dataclass(eq=False, repr=False)
@@ -480,9 +500,10 @@ class QueryResult:
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The heads as ranked, each with its top key (and its weight on the target key, if any)."""
         tokens = self.run.tokens
-        header = ["rank", "layer", "head", "top_index", "top_token", "top_weight"]
+        value = "norm" if self.run.shows_norms else "weight"
+        header = ["rank", "layer", "head", "top_index", "top_token", f"top_{value}"]
         if self.target is not None:
-            header.append("target_weight")
+            header.append(f"target_{value}")
 
         def row(rank: int, t: HeadTarget) -> list:
             target = [] if self.target is None else [t.weights[self.target].sum()]
@@ -495,6 +516,7 @@ class QueryResult:
         return _document(
             "query",
             **self.run.header_json(),
+            **self.run.measure_json(),
             token=self.span_json(self.token),
             include_special=self.include_special,
             target=None if self.target is None else self.span_json(self.target),
@@ -560,6 +582,8 @@ class HeadsResult:
         """Every (layer, head) in the order asked for (`order`), else layer by layer."""
         return self.order or list(np.ndindex(self.labels.shape))
 
+    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
+
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
         names = list(self.statistics)
@@ -578,6 +602,7 @@ class HeadsResult:
             model=self.model.to_json(),
             texts=self.texts,
             text=self.text,
+            **_measure_json(self.measure),
             rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
             partial_sums=self.sums.to_json(),
             heads=[
@@ -622,6 +647,7 @@ class RolloutResult:
         return _document(
             "rollout",
             **self.run.header_json(),
+            **self.run.measure_json(),
             head_fusion=self.fusion,
             token=None if self.token is None else _token_ref(tokens[self.token]),
             rollout=numbers(self.rollout),
@@ -688,7 +714,7 @@ class CheckResult:
     """A recomputed run against a saved JSON result: how far each attention weight moved."""
 
     run: AttentionRun
-    saved: np.ndarray  # [L, h, T, T] the saved attention
+    saved: np.ndarray  # [L, h, T, T] the saved attention (the weights, or norms where the run's measure is norms)
     tolerance: float
     max_difference: float
     worst_heads: list[tuple[int, int, float]]  # (layer, head, largest change), the largest first
@@ -699,17 +725,18 @@ class CheckResult:
         return self.max_difference <= self.tolerance
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
-        """The cells that moved most, with their saved and present weights."""
-        now = self.run.weights
+        """The cells that moved most, with their saved and present weights (or norms)."""
+        now = self.run.attention
         rows = ([*cell, self.saved[cell], now[cell]] for cell in self.worst_cells)
         return ["layer", "head", "query", "key", "saved", "now"], rows
 
     def to_json(self) -> dict:
-        now = self.run.weights
+        now = self.run.attention
         return _document(
             "check",
             text=self.run.text,
             model=self.run.model.to_json(),
+            **self.run.measure_json(),
             tolerance=self.tolerance,
             passed=self.passed,
             max_difference=self.max_difference,

@@ -148,9 +148,19 @@ MODEL = _object(
 ATTENTION = {
     **_array(NUMBER, 4),
     "description": "[layer][head][query][key]; each row sums to 1, less its head's sink's share where "
-    "model.attention_sinks is true",
+    "model.attention_sinks is true; where measure is norms, ‖α_ij v_j W_O^h‖ of 0 or more, rows summing to anything",
 }
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
+# Only where --measure norms was asked; without it, the document's numbers are the attention weights.
+MEASURE = {
+    "measure": {
+        "const": "norms",
+        "description": "the attention (a query's weights, a rollout's, the statistics) is of ‖α_ij v_j W_O^h‖ "
+        "(Kobayashi et al., 2020): each key's weight times the length of its value through its head's rows of the "
+        "output projection, the output bias left out, before any norm after the attention output; where a "
+        "distribution is needed (heads, rollout), each row divided by its sum",
+    }
+}
 SUMMARY = _array(
     _object(
         {
@@ -261,7 +271,7 @@ def schemas() -> dict[str, dict]:
     """Every command's schema, by command name."""
     return {
         "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
-        "heatmap": _document("heatmap", RUN),
+        "heatmap": _document("heatmap", RUN, MEASURE),
         "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
         "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),
         "similar": _document(
@@ -298,6 +308,7 @@ def schemas() -> dict[str, dict]:
                     _object({"layer": INDEX, "head": INDEX, "weights": _array(NUMBER), "top": TARGET}),
                 ),
             },
+            MEASURE,
         ),
         "compare": _document(
             "compare",
@@ -375,8 +386,11 @@ def schemas() -> dict[str, dict]:
                     }
                 ),
             },
+            MEASURE,
         ),
-        "model": _document("model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}),
+        "model": _document(
+            "model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}, MEASURE
+        ),
         "rollout": _document(
             "rollout",
             {
@@ -387,6 +401,7 @@ def schemas() -> dict[str, dict]:
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
                 "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
             },
+            MEASURE,
         ),
         "batch": {
             "$schema": DRAFT,
@@ -425,6 +440,7 @@ def schemas() -> dict[str, dict]:
                     )
                 ),
             },
+            MEASURE,
         ),
     }
 

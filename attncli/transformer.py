@@ -50,8 +50,10 @@ from attncli.attention import (
     relative_rows,
     rms_norm,
     rotary,
+    weighted_value_norms,
 )
 from attncli.attention import layer_norm as _layer_norm
+from attncli.attention import value_norms as value_norms_of
 from attncli.errors import DataError
 from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, route, sigmoid, top_k_softmax
 
@@ -638,9 +640,12 @@ def forward(
     config: TransformerConfig,
     weights: TransformerWeights,
     keep_steps: bool = True,
+    value_norms: bool = False,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
-    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
+    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
+    with `value_norms`, each layer's ‖v_j W_O^h‖ too (attention.value_norms: the trace's `norms`), taken
+    while the layer's weights are in memory.
 
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
@@ -648,6 +653,7 @@ def forward(
     x, positions, normed = _inputs(ids, embeddings, config, weights)
     relative = text_positions(config, weights, len(ids))  # the same in every layer
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
+    norms = np.empty((config.layers, config.heads, len(ids)), dtype=x.dtype) if value_norms else None  # [L, h, T]
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
@@ -657,6 +663,8 @@ def forward(
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
+        if norms is not None:  # while the layer's W_O is in memory
+            norms[layer] = value_norms_of(trace.v, block.attention.w_o, config.heads)
         x, routing = block_output(x, trace.output, block, config)
         if layer == 0 and weights.convolution is not None:
             x, convolved = convolution_layer(first, x, weights.convolution, config)
@@ -684,18 +692,24 @@ def forward(
         routings,
         inputs,
         normed_embeddings=normed,
+        value_norms=norms,
         **kept,
     )
 
 
 def forward_packed(
-    ids: list[np.ndarray], embeddings: list[np.ndarray], config: TransformerConfig, weights: TransformerWeights
+    ids: list[np.ndarray],
+    embeddings: list[np.ndarray],
+    config: TransformerConfig,
+    weights: TransformerWeights,
+    norms: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
     positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
     each text alone), while the projections and feed-forward layers run on every token of every
     text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
-    `forward` gives it, to float32 rounding; and the last layer's output [N, d], for the caller's check.
+    `forward` gives it, to float32 rounding (with `norms`, its ‖α_ij v_j W_O^h‖ in their place: the
+    trace's `norms`); and the last layer's output [N, d], for the caller's check.
     """
     lengths = [len(i) for i in ids]
     ends = np.cumsum(lengths)
@@ -704,6 +718,7 @@ def forward_packed(
     positions = {n: layer_positions(config, n) for n in set(lengths)}
     relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
+    value_norms = [np.empty((config.layers, config.heads, n), dtype=x.dtype) for n in lengths] if norms else None
     first = x  # the first layer's input, which a convolution beside it reads
     for layer in range(len(weights.blocks)):
         block = weights.blocks[layer]  # once the last is freed, as in forward
@@ -715,9 +730,13 @@ def forward_packed(
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
             [relatives[n] for n in lengths],
+            None if value_norms is None else [norms_of_text[layer] for norms_of_text in value_norms],
         )
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
         del block
+    if value_norms is not None:  # each text's weights become its norms in place: no second [L, h, T, T]
+        for weights_of_text, norms_of_text in zip(attention, value_norms, strict=True):
+            weighted_value_norms(weights_of_text, norms_of_text, out=weights_of_text)
     return attention, x

@@ -31,6 +31,7 @@ from attncli.analysis import (
     pattern_labels,
     rms_divisor,
     rollout,
+    row_shares,
     sink_shares,
     sorted_heads,
     total_variation,
@@ -367,3 +368,13 @@ def test_detector_scores_are_as_exact_as_transformers(name):
             assert np.array_equal(np.isnan(ours), np.isnan(truth))
             bound = max(1e-5, 3 * reference.attention_error[1])
             assert np.nanmax(np.abs(ours - truth), initial=0.0) <= bound, reference.text[:30]
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=st.floats(0, 1e6)))
+def test_row_shares_are_rows_of_shares_that_sum_to_1_whatever_each_row_is_scaled_by(values):
+    shares = row_shares(values)
+    sums = values.sum(axis=-1)
+    assert_allclose(shares.sum(axis=-1)[sums > 0], 1.0)
+    assert np.all(shares[sums == 0] == 0) and np.all(shares >= 0)
+    scale = np.arange(1, len(values) + 1)[:, None] * 3.5  # each row by its own factor
+    assert_allclose(row_shares(values * scale), shares, rtol=1e-12, atol=1e-300)

@@ -600,3 +600,11 @@ def test_compare_takes_its_model_from_attncli_model_as_the_other_commands_do(cli
     assert from_environment["model"]["name"] == BERT and "models" not in from_environment
     two = cli("compare", texts[0], "--token", "cat", "--model", BERT, "--model", BERT, "--json").json()
     assert two["texts"] == [texts[0]] * 2 and [two["models"][side]["name"] for side in "ab"] == [BERT, BERT]
+
+
+@pytest.mark.slow  # a process of its own for each command
+@pytest.mark.parametrize("command", ["heatmap", "model", "query", "heads", "rollout", "explore"])
+def test_a_measure_attncli_has_not_is_one_line_naming_the_two_it_has(command):
+    token = ["--token", "cat"] if command == "query" else []
+    done = attncli(command, SENTENCE, *token, "--measure", "lengths")
+    clean_error(done, "Invalid value for '--measure': 'lengths' is not one of 'weights', 'norms'")

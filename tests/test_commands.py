@@ -17,7 +17,7 @@ from helpers import (
     needs_minilm,
     render_text,
 )
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import analysis, commands, views
 from attncli.errors import BadInput
@@ -438,3 +438,74 @@ def test_compare_of_two_checkpoints_refuses_other_shapes_and_tokenizers():
         commands.compare_models(PRONOUN, llama, load_model(GPT2), "it")
     with pytest.raises(BadInput, match=r"tokenize the text differently \(token 0: '<\|begin_of_text\|>' and"):
         commands.compare_models(PRONOUN, llama, load_model(str(FIXTURES / "qwen2")), "it")
+
+
+def _norms(text: str, model) -> np.ndarray:
+    """α_ij · ‖v_j W_O^h‖ of every layer, from the weights and value norms of a run asked for them: [L, h, T, T]."""
+    trace = model.run(model.tokenize(text), value_norms=True)
+    return trace.weights * trace.value_norms[:, :, None, :]
+
+
+def test_the_commands_of_norms_hold_the_norms_and_the_weights_stay_as_they_were():
+    model = load_model(BERT)
+    norms, weights = commands.run(PRONOUN, model, measure="norms"), commands.run(PRONOUN, model)
+    assert_allclose(norms.attention, _norms(PRONOUN, model), rtol=1e-6)
+    assert_array_equal(norms.weights, weights.weights)
+    assert weights.attention is weights.weights
+    for result in (
+        commands.heatmap(PRONOUN, model, 1, measure="norms"),
+        commands.model_grid(PRONOUN, model, measure="norms"),
+    ):
+        assert result.to_json()["measure"] == "norms"
+        assert_allclose(result.to_json()["attention"], norms.attention)
+    with pytest.raises(BadInput, match="use one of weights, norms"):
+        commands.run(PRONOUN, model, measure="lengths")
+
+
+def test_query_ranks_heads_by_the_norm_on_their_strongest_key_or_on_the_target():
+    model = load_model(BERT)
+    norms = _norms(PRONOUN, model)  # [L, h, T, T]
+    it, animal = 8, 2
+    result = commands.query(PRONOUN, model, str(it), measure="norms")
+    assert [t.top_weight for t in result.ranking] == sorted((t.top_weight for t in result.ranking), reverse=True)
+    first = result.ranking[0]
+    assert first.top_weight == pytest.approx(norms[first.layer, first.head, it, first.top], rel=1e-6)
+    target = commands.query(PRONOUN, model, str(it), to=str(animal), measure="norms")
+    on_animal = [t.weights[animal] for t in target.ranking]
+    assert on_animal == sorted(on_animal, reverse=True) and on_animal[0] == pytest.approx(norms[..., it, animal].max())
+    assert target.csv_table()[0][-2:] == ["top_norm", "target_norm"]
+
+
+def test_heads_and_rollout_of_norms_read_each_row_as_shares_of_its_sum():
+    """Their distributions: each row of ‖α v W_O‖ divided by its sum (Kobayashi et al., 2020)."""
+    from attncli import analysis
+
+    model = load_model(str(FIXTURES / "gpt-oss"))  # a learned sink's share of a row is no norm's
+    run = commands.run(SENTENCE, model, measure="norms")
+    shares = analysis.row_shares(run.attention)
+    assert_allclose(shares.sum(axis=-1), 1.0)
+    statistics = commands.heads(SENTENCE, model, measure="norms").statistics
+    masks = [model.info.mask(layer, len(run.tokens)) for layer in range(model.info.layers)]
+    ids = np.array([t.id for t in run.tokens])
+    expected = analysis.text_statistics(shares, run.special, [t.text for t in run.tokens], True, masks, False, ids=ids)
+    for name in analysis.STATISTICS:
+        assert_allclose(statistics[name], expected[name], rtol=1e-6, atol=1e-12)
+    rollout = commands.rollout(SENTENCE, model, measure="norms")
+    assert_allclose(rollout.rollout, analysis.rollout(shares))
+    assert rollout.to_json()["measure"] == "norms"
+
+
+def test_check_recomputes_the_norms_a_saved_result_of_norms_holds(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", SENTENCE, "--model", BERT, "--measure", "norms", "--json").stdout)
+    run = cli("check", "--against", str(saved), "--json")
+    assert run.code == 0 and run.json()["measure"] == "norms", run.stderr
+    document = json.loads(saved.read_text())
+    document["attention"][1][2][3][4] += 0.01  # a norm moved: a weight would have moved it less, or more
+    saved.write_text(json.dumps(document))
+    moved = cli("check", "--against", str(saved))
+    assert moved.code == 4 and "FAILED: attention moved by up to 0.01" in moved.stdout
+    saved.write_text(json.dumps(document | {"measure": "lengths"}))
+    clean_error(
+        attncli("check", "--against", str(saved)), "is not an attncli --json result with text, model and attention"
+    )

@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     ATTNCLI,
     BERT,
+    PRONOUN,
     attncli,
     write_corpus,
 )
@@ -613,3 +614,45 @@ def test_merged_detector_scores_are_the_means_over_the_texts_they_apply_to(cli, 
         assert head["duplicate"] == pytest.approx(first["duplicate"], abs=1e-15)
         assert head["induction"] == pytest.approx(first["induction"], abs=1e-15)
         assert head["entropy"] == pytest.approx((first["entropy"] + second["entropy"]) / 2, abs=1e-15)
+
+
+def test_heads_over_a_file_of_norms_averages_what_each_line_gives_alone(cli, tmp_path):
+    """The texts run packed, their norms made in the packed pass: the same statistics as each text's own."""
+    texts = ["The cat sat on the mat.", "A dog barked.", PRONOUN]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--measure", "norms", "--json").json()
+    alone = [cli("heads", text, "--model", BERT, "--measure", "norms", "--json").json() for text in texts]
+    weights = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
+    assert doc["measure"] == "norms" and "measure" not in weights
+    for averaged, *each in zip(doc["heads"], *(one["heads"] for one in alone), strict=True):
+        assert_allclose(averaged["entropy"], np.mean([one["entropy"] for one in each]), rtol=1e-5)
+    assert [h["entropy"] for h in doc["heads"]] != pytest.approx([h["entropy"] for h in weights["heads"]])
+
+
+def test_merge_joins_runs_of_one_measure_and_says_which(cli, tmp_path):
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    (tmp_path / "b.txt").write_text("The bird sang.\n")
+    for name in ("a", "b"):
+        for measure in ("weights", "norms"):
+            saved = tmp_path / f"{name}-{measure}.json"
+            run = cli(
+                "heads",
+                "--file",
+                str(tmp_path / f"{name}.txt"),
+                "--model",
+                BERT,
+                "--measure",
+                measure,
+                "-o",
+                str(saved),
+            )
+            assert run.code == 0, run.stderr
+    merged = cli(
+        "heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-norms.json"), "--json"
+    )
+    assert merged.json()["measure"] == "norms" and merged.json()["texts"] == 3
+    mixed = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-weights.json"))
+    assert mixed.code == 2 and mixed.stderr.count("\n") == 1
+    assert f"b-weights.json holds statistics of weights, {tmp_path / 'a-norms.json'} of norms" in mixed.stderr
+    asked = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--measure", "norms")
+    assert asked.code == 2 and "give no --measure with it" in asked.stderr

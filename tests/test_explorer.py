@@ -33,16 +33,16 @@ def _run(text: str = PRONOUN, model: str = BERT):
     return commands.run(text, load_model(model))
 
 
-def explore(run, *steps, size=(80, 24)):
-    """Open the explorer on `run` at `size`, then take each step: a key name (as Pilot.press takes
-    it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
-    app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
+def explore(run, *steps, size=(80, 24), **options):
+    """Open the explorer on `run` at `size` (and Explorer's `options`), then take each step: a key name (as
+    Pilot.press takes it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the
+    running app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
     (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
     the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
 
     async def drive():
-        app = Explorer(run)
+        app = Explorer(run, **options)
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
             for step in steps:
@@ -424,3 +424,40 @@ def test_no_other_command_loads_textual():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stderr.endswith("[]"), done.stderr[-300:]
+
+
+def _norms_run(text: str = PRONOUN, model: str = BERT):
+    return commands.run(text, load_model(model), measure="norms")
+
+
+@pytest.mark.slow  # key presses in the real app, twice over
+def test_m_switches_every_pane_to_the_norms_and_back():
+    run = _norms_run()
+    app, screen = explore(run, "m")
+    assert app.measure == "norms"
+    norms = run.attention  # [L, h, T, T]
+    np.testing.assert_array_equal(app.matrix(), norms[0, 0])
+    assert app.pane.weights is not None and screen.startswith("L0 H0 · ‖αv W_O‖ norms · scale fixed")
+    query, key = app.cursor
+    assert f"→ key {key} “[CLS]”: ‖αv W_O‖ {np.float32(norms[0, 0, query, 0])!s}" in screen
+    assert app.chart.headers[3] == "norm" and app.chart.top == pytest.approx(
+        max(t.weights.max() for t in commands.query_run(run, [query]).ranking[:4])
+    )
+    lines = screen.splitlines()
+    legend = lines.index("‖αv W_O‖")  # under the heatmap: its scale, from 0 to the head's largest norm
+    assert lines[legend + 1].split() == ["0", f"{norms[0, 0].max() / 2:.3g}", f"{norms[0, 0].max():.3g}"]
+    back, screen = explore(run, "m", "m")
+    assert back.measure == "weights" and "‖αv W_O‖" not in screen
+    np.testing.assert_array_equal(back.matrix(), run.weights[0, 0])
+
+
+def test_explore_opens_on_the_measure_asked_and_its_grid_draws_norms_too():
+    run, drawn = _norms_run(), []
+    app, screen = explore(run, "g", lambda app: drawn.append(app.query_one("GridPane").attention), measure="norms")
+    assert app.measure == "norms" and "‖αv W_O‖ norms" in screen.splitlines()[0]
+    assert drawn[0].shows_norms and drawn[0].attention is run.attention
+
+
+def test_a_run_without_value_norms_stays_on_its_weights_and_says_why():
+    app, screen = explore(_run(), "m")
+    assert app.measure == "weights" and "this run has its weights alone: no value norms to show" in screen

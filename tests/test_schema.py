@@ -47,6 +47,21 @@ EVERY_COMMAND = {
     "heads-induction": ["heads", "--induction", "--model", str(FIXTURES / "llama"), "--sort", "induction", "--json"],
     "heads-sorted": ["heads", SENTENCE, "--sort", "pattern", "--json"],
     "compare-checkpoints": ["compare", "The cat sat.", "--token", "cat", "--model", BERT, "--model", BERT, "--json"],
+    "heatmap-norms": ["heatmap", SENTENCE, "--model", GPT2, "--measure", "norms", "--json"],
+    "model-norms": ["model", SENTENCE, "--measure", "norms", "--json"],
+    "query-norms": [
+        "query",
+        "The cat sat on the mat.",
+        "--token",
+        "cat",
+        "--model",
+        BERT,
+        "--measure",
+        "norms",
+        "--json",
+    ],
+    "heads-norms": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--measure", "norms", "--json"],
+    "rollout-norms": ["rollout", SENTENCE, "--token", "cat", "--measure", "norms", "--json"],
 }
 
 
@@ -65,3 +80,10 @@ def test_the_schema_command_prints_them(cli):
     assert set(every) == set(schemas())
     assert json.loads(cli("schema", "rollout").stdout)["title"] == "attncli rollout --json"
     assert cli("schema", "frobnicate").code == 2
+
+
+@pytest.mark.parametrize("case", [case for case in EVERY_COMMAND if case.endswith("-norms")])
+def test_a_document_of_norms_says_so_and_one_of_weights_has_no_measure(cli, case):
+    assert cli(*EVERY_COMMAND[case]).json()["measure"] == "norms"
+    weights = [argument for argument in EVERY_COMMAND[case] if argument not in ("--measure", "norms")]
+    assert "measure" not in cli(*weights).json()

@@ -31,6 +31,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import commands
+from attncli.analysis import Measure
 from attncli.attention import LayerAttention, Projections
 from attncli.errors import DataError
 from attncli.models import load_model
@@ -68,6 +69,54 @@ def test_attention_is_as_exact_as_transformers_on_short_and_long_texts(name):
         assert_as_exact_as_transformers(rows, case.attention, case.attention_error, f"{what}: attention")
         hidden = run.trace.output[case.rows]
         assert_as_exact_as_transformers(hidden, case.hidden, case.hidden_error, f"{what}: last hidden state")
+
+
+# The fixtures with transformers' value norms beside their reference (make_fixtures.py's norms group): one of each
+# kind of block they pass through (see NORMS_MODULES there).
+NORMS = sorted(path.parent.name for path in FIXTURES.glob("*/norms.npz"))
+
+
+def test_the_norms_references_cover_every_kind_of_block_they_pass_through():
+    kinds = {"bert", "gpt2", "qwen2", "phi", "gemma2", "olmo2", "mixtral", "gpt-oss", "mpnet", "deberta-v2"}
+    assert set(NORMS) == kinds
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_norms_are_as_exact_as_transformers_own_value_and_output_projections(name):
+    """‖v_j W_O^h‖ against transformers' float64 run (its v from its own value projection, W_O^h from its
+    output projection's weight), and α_ij · ‖v_j W_O^h‖ at the reference's query rows against the float64
+    weights times those: each as exact as transformers' float32 run, on the short, accented and long texts."""
+    model = load_model(str(FIXTURES / name))
+    truth = np.load(FIXTURES / name / "norms.npz")
+    for i, case in enumerate(references(name)):
+        run = commands.run(case.text, model, measure=Measure.norms)
+        what = f"{name}, {len(case.ids)} tokens"
+        value_norms, error = truth[f"value_norms_{i}"], truth[f"value_norms_error_{i}"]
+        assert_as_exact_as_transformers(run.trace.value_norms, value_norms, error, f"{what}: value norms")
+        norms = case.attention * value_norms[:, :, None, :]  # [L, h, R, T]
+        rows = run.attention[:, :, case.rows]
+        assert_as_exact_as_transformers(rows, norms, truth[f"norms_error_{i}"], f"{what}: norms")
+
+
+def test_the_forward_pass_makes_no_norms_unless_asked():
+    model = load_model(GPT2)
+    assert commands.run(SENTENCE, model).trace.value_norms is None
+    run = commands.run(SENTENCE, model, measure=Measure.norms)
+    assert run.trace.value_norms.shape == (2, 4, len(run.tokens))
+
+
+@pytest.mark.parametrize("architecture", ["bert", "qwen2", "gemma2", "gpt-oss", "deberta-v2"])
+def test_packed_texts_get_the_norms_of_a_pass_of_their_own(architecture):
+    """forward_packed with norms gives each text the ‖α v W_O‖ its own forward pass gives, in place of its
+    weights, to float32 rounding."""
+    from attncli.commands import _tokens
+
+    model = load_model(str(FIXTURES / architecture))
+    tokens = [_tokens(text, model, 512) for text in ("The cat sat on the mat.", "A dog", "it was too tired")]
+    for one, norms in zip(tokens, model.run_many(tokens, norms=True), strict=True):
+        np.testing.assert_allclose(
+            norms, model.run(one, keep_steps=False, value_norms=True).norms, atol=1e-5, rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", ENCODERS + DECODERS)

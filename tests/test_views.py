@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, references, render_text, widest_line
+from helpers import ANSI, BERT, FIXTURES, GPT2, LONG, PRONOUN, SENTENCE, references, render_text, widest_line
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
@@ -655,3 +655,57 @@ def test_compare_of_two_checkpoints_names_both_and_pairs_keys_by_position():
     assert f"Text: {SENTENCE} A: {BERT} (bert)" in text and f"B: {BERT} (bert)" in text
     assert "How the attention of “cat” (token 2) changes from checkpoint A to B, head by head" in text
     assert "No partner" not in text and "No head changed; aligned, in L0 H0:" in text
+
+
+def _flat(run) -> str:
+    return " ".join(run.stdout.split())
+
+
+@pytest.mark.parametrize("width", ["80", "140"])
+def test_a_heatmap_of_norms_says_what_they_are_and_its_shades_end_at_the_largest_drawn(cli, width):
+    """Norms are no weights: the view says what they are, never that rows sum to 1, and its scale runs from 0
+    to the largest drawn (the shades' edges are shares of it), the same for every head drawn."""
+    document = cli("heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--measure", "norms", "--json").json()
+    largest = np.array(document["attention"])[1].max()
+    run = cli(
+        "heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--measure", "norms", "--no-values", env={"COLUMNS": width}
+    )
+    assert run.code == 0 and widest_line(run.stdout) <= int(width)
+    text = _flat(run)
+    assert "‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output" in text
+    assert "sums to 1" not in text and "a row need not sum to 1" in text
+    edges = " ".join(
+        f"{shade} ≥{edge * largest:.3g}" for shade, edge in zip("░▒▓█", (0.01, 0.05, 0.2, 0.5), strict=True)
+    )
+    assert text.count(f"‖αv W_O‖: {edges}") == 4  # under each of the layer's heads
+
+
+def test_a_heatmap_of_norms_writes_each_norm_in_its_cell(cli):
+    document = cli("heatmap", SENTENCE, "--model", GPT2, "--head", "1", "--measure", "norms", "--json").json()
+    row = np.array(document["attention"])[0, 1, -1]
+    shown = cli("heatmap", SENTENCE, "--model", GPT2, "--head", "1", "--measure", "norms", env={"COLUMNS": "140"})
+    last = shown.stdout.strip().splitlines()[-1]
+    assert last.split()[2:] == [f"{norm:.2f}" for norm in row]
+
+
+def test_query_ranks_heads_by_norm_and_says_so(cli):
+    run = cli("query", PRONOUN, "--token", "it", "--model", BERT, "--measure", "norms", "--top", "3")
+    document = cli("query", PRONOUN, "--token", "it", "--model", BERT, "--measure", "norms", "--json").json()
+    text = _flat(run)
+    assert "ranked by the norm on its strongest key" in text and "Norms ‖αv W_O‖ (Kobayashi et al., 2020)" in text
+    assert "# head top key norm" in text
+    first = document["heads"][0]
+    assert f"1 L{first['layer']} H{first['head']} {first['top']['text']} {first['top']['weight']:.2f}" in text
+
+
+def test_the_other_views_of_norms_say_what_they_made_of_them(cli):
+    heads = _flat(cli("heads", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert "Of norms ‖αv W_O‖ (Kobayashi et al., 2020)" in heads and "each row divided by its sum" in heads
+    rollout = _flat(cli("rollout", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert (
+        "Of ‖αv W_O‖ norms (Kobayashi et al., 2020)" in rollout and "each head's rows divided by their sums" in rollout
+    )
+    grid = _flat(cli("model", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert "each square is one head's 16 × 16 norms" in grid and "‖αv W_O‖: ░" in grid
+    for text in (heads, rollout, grid):
+        assert "weights: ░" not in text

@@ -48,7 +48,7 @@ def figure(result, kind: str, renderable: RenderableType, width: int, title: str
         if isinstance(result, results.QueryResult):
             first = result.ranking[0]
             start.update(layer=first.layer, head=first.head, query=result.token[0])
-        title = title or f"attncli · {figure_name(run.model)}"
+        title = title or f"attncli · {figure_name(run.model)}" + (" · ‖αv W_O‖ norms" if run.shows_norms else "")
         return page_html(run, title, {**start, "scale": options.get("scale", "fixed")})
     if kind == ".svg" and type(result) in FIGURES:
         return FIGURES[type(result)](result, title=title, **options)

@@ -8,7 +8,16 @@ from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
 from attncli.escapes import visible
 from attncli.results import CheckResult, CompareResult, HeadsResult, InductionTest, QueryResult
 from attncli.terminal import abbreviate, token_label
-from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.views.common import (
+    bar,
+    head_name,
+    model_line,
+    plain_table,
+    plural,
+    scale_top,
+    text_line,
+    token_texts,
+)
 from attncli.widgets.columns import FittedTable
 from attncli.widgets.keybars import KeyBars
 from attncli.widgets.vectors import number
@@ -25,15 +34,22 @@ def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) ->
         excluded = "itself, special tokens and the first token, a decoder's attention sink,"
     else:
         excluded = "itself and special tokens"
+    value = "norm" if run.shows_norms else "weight"
     if result.target is None:
-        order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
+        order = f"ranked by the {value} on its strongest key ({excluded} left out, and drawn dim)"
     else:
-        order = f"ranked by the weight on {_span_phrase(result, result.target, 'weights summed')}"
+        order = f"ranked by the {value} on {_span_phrase(result, result.target, f'{value}s summed')}"
     lead = (
         f"What {_span_phrase(result, result.token, 'rows averaged')} attends to in each of "
         f"{plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
         "--json for all."
     )
+    if run.shows_norms:
+        lead += (
+            " Norms ‖αv W_O‖ (Kobayashi et al., 2020): how much each key adds to the head's output, the weight "
+            "times the length of the key's value through the head's part of W_O; bars run from 0 to the largest "
+            "value drawn."
+        )
     return Group(
         text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), query_chart(result, top, keys)
     )
@@ -58,7 +74,7 @@ def query_chart(
         rank = next(i for i, t in enumerate(result.ranking, start=1) if (t.layer, t.head) == pinned)
         ranked = [(rank, result.ranking[rank - 1]), *(entry for entry in ranked if entry[0] != rank)]
     ranking = [t for _, t in ranked]
-    headers = ["#", "head", "top key", "weight"]
+    headers = ["#", "head", "top key", "norm" if result.run.shows_norms else "weight"]
     rows = [
         [
             str(rank),
@@ -72,14 +88,16 @@ def query_chart(
         headers.append("on " + abbreviate(_span_text(result, result.target), 9))
         for row, t in zip(rows, ranking, strict=True):
             row.append(f"{t.weights[result.target].sum():.2f}")
+    weights = np.stack([t.weights for t in ranking])  # [heads, T]
     return KeyBars(
         headers,
         rows,
-        np.stack([t.weights for t in ranking]),
+        weights,
         token_texts(result.run),
         muted=~result.allowed,
         columns=result.run.window(keys, "keys"),
         centre=centre if centre is not None or keys is not None or not ranking else _strongest(result),
+        top=scale_top(result.run, [weights]),
         **bars,
     )
 
@@ -143,7 +161,7 @@ def heads_view(result: HeadsResult) -> RenderableType:
     else:
         source = Text(f"Averaged over {plural(result.texts, 'text')}.", style="bold")
     entropies, shares = "H entropy in nats, and over ln of the keys a row sees", ""
-    if result.model.sinks:
+    if result.model.sinks and result.measure == "weights":
         entropies = "H entropy in nats (a learned sink's share one more key), and over ln of the keys a row sees + 1"
         shares = " Shares are of the whole row, the part its head's learned sink takes included."
     key = Text(
@@ -156,7 +174,16 @@ def heads_view(result: HeadsResult) -> RenderableType:
         f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed." + shares,
         style="dim",
     )
-    parts: list[RenderableType] = [source, model_line(result.model)]
+    lead = []
+    if result.measure == "norms":
+        lead = [
+            Text(
+                "Of norms ‖αv W_O‖ (Kobayashi et al., 2020), how much each key adds to the head's output: each "
+                "row divided by its sum, so that a key's share (the weight below) is its share of the row's norms.",
+                style="italic",
+            )
+        ]
+    parts: list[RenderableType] = [source, model_line(result.model), *lead]
     if result.sort is not None:
         first = "the smallest" if result.sort in ("layer", "head", "pattern") else "the largest"
         shown = headers.get(result.sort, result.sort)
@@ -257,8 +284,9 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
 
 
 def check_view(result: CheckResult) -> RenderableType:
+    values = "‖αv W_O‖ norm" if result.run.shows_norms else "attention weight"
     verdict = (
-        Text(f"passed: every attention weight is within {result.tolerance:g}", style="bold green")
+        Text(f"passed: every {values} is within {result.tolerance:g}", style="bold green")
         if result.passed
         else Text(
             f"FAILED: attention moved by up to {result.max_difference:.3g} (tolerance {result.tolerance:g})",
@@ -276,7 +304,7 @@ def check_view(result: CheckResult) -> RenderableType:
             f"{query} {labels[query]}",
             f"{key} {labels[key]}",
             f"{result.saved[layer, head, query, key]:.6f}",
-            f"{result.run.weights[layer, head, query, key]:.6f}",
+            f"{result.run.attention[layer, head, query, key]:.6f}",
         )
     parts: list[RenderableType] = [text_line(result.run.text), model_line(result.run.model), verdict]
     if not result.worst_cells:
