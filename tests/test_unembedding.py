@@ -2,6 +2,8 @@
 and the checkpoints whose head attncli refuses."""
 
 import json
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from helpers import (
     copy_fixture,
     edit_config,
     edit_tensors,
+    needs_minilm,
     references,
 )
 from hypothesis import given
@@ -27,17 +30,44 @@ from attncli.transformer import HeadTransform, Norm, Unembedding, head_input, lo
 
 # Every decoder fixture, and GPT-2 (tested with the encoders elsewhere: its positions are learned).
 WITH_HEADS = ["gpt2", *DECODERS]
+# The encoders with masked-LM heads: each kind of head (tests/fixtures/make_fixtures.py, MASKED_LM_MADE).
+MASKED_LM = [
+    "distilbert",
+    "deberta-v3",
+    "modernbert",
+    "bert-mlm",
+    "megatron-bert-mlm",
+    "roberta-mlm",
+    "mpnet-mlm",
+    "albert-mlm",
+    "electra-mlm",
+    "deberta-v2-mlm",
+    "deberta-v3-lm-predictions",
+    "modernbert-biases-mlm",
+]
 
 
-def _logit_references(name: str) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """The token ids logits.npz keeps, and each text's (the truth of their logits at its reference rows
-    [rows, ids], transformers' float32 distance to it)."""
+@dataclass
+class LogitReference:
+    """What transformers computed of one text's logits (see make_fixtures.py's logit_references)."""
+
+    text: str
+    ids: np.ndarray  # [T] the text's token ids
+    rows: np.ndarray  # [R] the positions kept
+    logits: np.ndarray  # [R, I] float64, the truth at the ids kept
+    error: np.ndarray  # transformers' float32 run's [root mean square, largest] distance to it
+
+
+def _logit_references(name: str) -> tuple[np.ndarray, list[LogitReference]]:
+    """The token ids logits.npz keeps, and each of its texts' reference."""
     data = np.load(FIXTURES / name / "logits.npz")
-    count = len([key for key in data if key.startswith("logits_error_")])
-    return data["logit_ids"], [(data[f"logits_{i}"], data[f"logits_error_{i}"]) for i in range(count)]
+    fields = ("ids", "rows", "logits", "logits_error")
+    return data["logit_ids"], [
+        LogitReference(str(text), *(data[f"{field}_{i}"] for field in fields)) for i, text in enumerate(data["texts"])
+    ]
 
 
-@pytest.mark.parametrize("name", WITH_HEADS)
+@pytest.mark.parametrize("name", WITH_HEADS + MASKED_LM)
 def test_logits_are_as_exact_as_transformers(name):
     """The rule over every kept row of every text at once (and each text's largest difference alone): a row's
     logits are a linear map of its hidden state, whose error the attention tests hold to the rule text by text,
@@ -46,22 +76,23 @@ def test_logits_are_as_exact_as_transformers(name):
     model = load_model(str(FIXTURES / name))
     ids, texts = _logit_references(name)
     assert ids[-1] == model.unembedding.vocab_size - 1
-    ours, truths, squares = [], [], 0.0
-    for case, (truth, error) in zip(references(name), texts, strict=True):
+    assert max(len(case.ids) for case in texts) >= 450
+    ours, squares = [], 0.0
+    for case in texts:
         run = commands.run(case.text, model)
         assert [t.id for t in run.tokens] == case.ids.tolist()
         z = logits(run.trace.output[case.rows], model.unembedding)
         assert z.dtype == np.float32 and z.shape == (len(case.rows), model.unembedding.vocab_size)
         what = f"{name}, {len(case.ids)} tokens: logits"
-        assert np.abs(z[:, ids] - truth).max() <= max(1e-5, 3 * error[1]), what
+        largest = np.abs(z[:, ids] - case.logits).max()
+        assert largest <= max(1e-5, 3 * case.error[1]), what
         # and within 1e-4 of transformers' float32 logits, which are within error[1] of the truth
-        assert np.abs(z[:, ids] - truth).max() + error[1] <= 1e-4, what
+        assert largest + case.error[1] <= 1e-4, what
         ours.append(z[:, ids].ravel())
-        truths.append(truth.ravel())
-        squares += error[0] ** 2 * truth.size
-    everything = np.concatenate(truths)
-    pooled = np.array([np.sqrt(squares / everything.size), max(error[1] for _, error in texts)])
-    assert_as_exact_as_transformers(np.concatenate(ours), everything, pooled, f"{name}: logits of every text")
+        squares += case.error[0] ** 2 * case.logits.size
+    truth = np.concatenate([case.logits.ravel() for case in texts])
+    pooled = np.array([np.sqrt(squares / truth.size), max(case.error[1] for case in texts)])
+    assert_as_exact_as_transformers(np.concatenate(ours), truth, pooled, f"{name}: logits of every text")
 
 
 def test_every_kind_of_head_is_among_the_fixtures():
@@ -285,3 +316,72 @@ def test_rows_read_a_slice_of_a_table_in_one_go():
     assert rows[5:5].shape == (0, whole.shape[1])
     with pytest.raises(IndexError, match="a step of 1"):
         rows[::2]
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("bert", "cls.predictions.transform.dense.weight"),
+        ("roberta", "lm_head.dense.weight"),
+        ("electra", "generator_predictions.dense.weight"),  # a discriminator, not the generator
+        ("albert", "predictions.dense.weight"),
+        ("modernbert-biases", "head.dense.weight"),
+        ("deberta-v2", "cls.predictions.transform.dense.weight"),
+    ],
+)
+def test_an_encoder_saved_without_its_masked_lm_head_is_refused(name, missing):
+    message = f"model.safetensors has no masked-language-model head ({missing}): this checkpoint can show attention"
+    with pytest.raises(DataError, match=re.escape(message)):
+        _head_of(FIXTURES / name)
+
+
+@needs_minilm
+def test_a_sentence_transformers_checkpoint_has_no_head():
+    with pytest.raises(DataError, match=re.escape("no masked-language-model head (cls.predictions.transform.dense")):
+        _head_of("minilm")
+
+
+def test_a_masked_lm_decoder_untied_without_its_weights_is_refused(tmp_path):
+    directory = copy_fixture(tmp_path, "bert-mlm")
+    edit_config(directory, tie_word_embeddings=False)
+    with pytest.raises(DataError, match=re.escape("no language-model head (cls.predictions.decoder.weight)")):
+        _head_of(directory)
+
+
+def test_deberta_s_legacy_flag_chooses_its_head(tmp_path):
+    assert _head_of(FIXTURES / "deberta-v3").bias is not None
+    directory = copy_fixture(tmp_path, "deberta-v3")
+    edit_config(directory, legacy=False)
+    with pytest.raises(DataError, match=re.escape("no masked-language-model head (lm_predictions.lm_head.dense")):
+        _head_of(directory)
+    head = _head_of(FIXTURES / "deberta-v3-lm-predictions")
+    assert head.w.name == "deberta.embeddings.word_embeddings.weight"  # whatever config.json ties
+    directory = copy_fixture(tmp_path, "deberta-v3-lm-predictions")
+    edit_config(directory, tie_word_embeddings=False)
+    assert _head_of(directory).w.name == head.w.name
+
+
+def test_modernbert_s_head_keys_are_read(tmp_path):
+    head = _head_of(FIXTURES / "modernbert-biases-mlm")
+    assert head.transform.b is not None and head.bias is None and head.transform.activation == "silu"
+    assert head.transform.norm.bias is not None  # the model's norm_bias
+    head = _head_of(FIXTURES / "modernbert")
+    assert head.transform.b is None and head.bias is not None and head.transform.activation == "gelu"
+    assert head.transform.norm.bias is None
+    directory = copy_fixture(tmp_path, "modernbert-biases-mlm")
+    edit_config(directory, classifier_activation="softplus")
+    with pytest.raises(DataError, match=re.escape("config.json: classifier_activation 'softplus' is not supported")):
+        _head_of(directory)
+    edit_config(directory, classifier_activation="gelu", classifier_bias=False)
+    assert _head_of(directory).transform.b is None  # as transformers, which leaves the stored one unread
+    edit_config(directory, decoder_bias=True)
+    with pytest.raises(DataError, match=re.escape("model.safetensors: no tensor decoder.bias")):
+        _head_of(directory)
+
+
+def test_the_transform_reads_the_word_embeddings_width(tmp_path):
+    for name in ("albert-mlm", "electra-mlm", "deberta-v2-mlm"):
+        model = load_model(str(FIXTURES / name))
+        e = model.config.d_embed
+        assert e is not None and e < model.config.d_model
+        assert model.unembedding.transform.w.shape == (model.config.d_model, e)
