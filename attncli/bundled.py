@@ -143,6 +143,10 @@ class SampleModel:
     def vocabulary(self) -> Vocabulary:
         return sample_vocabulary()
 
+    @property
+    def tokenizer(self):
+        return sample_vocabulary().tokenizer
+
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)
 

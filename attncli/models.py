@@ -191,6 +191,11 @@ class Model(Protocol):
         """The language-model head (see transformer.Unembedding); DataError where the model has none."""
         ...
 
+    @property
+    def tokenizer(self):
+        """The model's tokenizers.Tokenizer."""
+        ...
+
 
 class CheckpointModel:
     """A trained checkpoint of a supported family; weights are read on first run."""

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
+    "MASK_TOKENS",
     "Token",
     "bare",
+    "mask_token",
     "matches",
     "normalized_length",
     "readable",
@@ -130,6 +132,23 @@ def special_ids(tokenizer) -> frozenset[int]:
         token_id
         for token_id, added in tokenizer.get_added_tokens_decoder().items()
         if added.special and token_id != unknown
+    )
+
+
+# How masked LMs' tokenizers spell their mask token: in brackets (WordPiece's), or angle brackets (BPE's).
+MASK_TOKENS = ("[MASK]", "<mask>")
+
+
+def mask_token(tokenizer) -> tuple[str, int] | None:
+    """A `tokenizers.Tokenizer`'s mask token, (its text, its id): the special token spelt as a masked LM's
+    is; None where it has none (tokenizer.json names no mask token, only its special tokens)."""
+    return next(
+        (
+            (added.content, token_id)
+            for token_id, added in sorted(tokenizer.get_added_tokens_decoder().items())
+            if added.special and added.content in MASK_TOKENS
+        ),
+        None,
     )
 
 

@@ -44,6 +44,8 @@ EVERY_COMMAND = {
     "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
     "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
     "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
+    "predict-decoder": ["predict", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "predict-masks": ["predict", "The [MASK] sat on the [MASK].", "--model", str(FIXTURES / "bert-mlm"), "--json"],
 }
 
 
