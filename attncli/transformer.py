@@ -463,25 +463,35 @@ class Unembedding:
         return self.w.shape[0]
 
 
-# Logits are computed this many numbers of w at a time (16 MB as float32): a table read from disk is never
-# whole in memory, which for a large vocabulary in bf16 (Qwen's 151,936 × 896) would take twice its file's size.
-_LOGIT_BLOCK = 1 << 22
+# Logits are computed this many numbers of w at a time (1 MB as float32): a table read from disk is never whole in
+# memory, which for a large vocabulary in bf16 (Qwen's 151,936 × 896) would take twice its file's size, and each
+# block is multiplied while it is still in the CPU's cache.
+_LOGIT_BLOCK = 1 << 18
+
+
+def _row_blocks(w, count: int):
+    """The rows of `w` [vocab, e] in order, `count` at a time: an array's as views, checkpoint.Rows' as it reads
+    them (into buffers it reuses, see Rows.blocks)."""
+    if isinstance(w, np.ndarray):
+        return (w[start : start + count] for start in range(0, len(w), count))
+    return w.blocks(count)
 
 
 def logits(h: np.ndarray, unembedding: Unembedding) -> np.ndarray:
     """What the head makes of hidden states: z = (t(h) @ W_U^T + b) · scale, soft-capped as cap · tanh(z / cap),
-    in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32."""
+    in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32.
+    W_U's rows read from disk are not checked for NaN or infinity: one makes its logit NaN or infinite (0 · ∞ is
+    NaN), which the caller checks."""
     u = unembedding
     if u.transform is not None:
         t = u.transform
         h = layer_norm(ACTIVATIONS[t.activation](linear(h, t.w, t.b)), t.norm, t.eps)  # [T, e]
     h = np.asarray(h, dtype=np.float32)
-    vocab = u.vocab_size
-    z = np.empty((len(h), vocab), dtype=np.float32)  # [T, vocab]
-    rows = max(1, _LOGIT_BLOCK // h.shape[-1])
-    for start in range(0, vocab, rows):
-        stop = min(start + rows, vocab)
-        z[:, start:stop] = h @ u.w[start:stop].T
+    z = np.empty((len(h), u.vocab_size), dtype=np.float32)  # [T, vocab]
+    start = 0
+    for block in _row_blocks(u.w, max(1, _LOGIT_BLOCK // h.shape[-1])):  # [n, e]
+        z[:, start : start + len(block)] = h @ block.T
+        start += len(block)
     if u.bias is not None:
         z += u.bias
     if u.scale is not None:

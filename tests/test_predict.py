@@ -14,6 +14,7 @@ from helpers import (
     attncli,
     clean_error,
     copy_fixture,
+    edit_tensors,
     needs_minilm,
     render_text,
 )
@@ -213,3 +214,18 @@ def test_models_without_a_head_are_refused():
 def test_minilm_has_no_head():
     with pytest.raises(DataError, match=r"no masked-language-model head \(cls\.predictions\.transform\.dense"):
         commands.predict("The cat [MASK]", load_model("minilm"))
+
+
+def test_a_head_with_a_nan_is_refused(tmp_path):
+    directory = copy_fixture(tmp_path, "gptj")
+    edit_tensors(directory, lambda tensors: tensors | {"lm_head.weight": _with_nan(tensors["lm_head.weight"])})
+    clean_error(
+        attncli("predict", "The cat sat", "--model", str(directory)),
+        "the language-model head gave NaN or infinite logits; the checkpoint's weights are broken",
+    )
+
+
+def _with_nan(weights: np.ndarray) -> np.ndarray:
+    weights = weights.copy()
+    weights[5, 3] = np.nan
+    return weights

@@ -385,3 +385,12 @@ def test_the_transform_reads_the_word_embeddings_width(tmp_path):
         e = model.config.d_embed
         assert e is not None and e < model.config.d_model
         assert model.unembedding.transform.w.shape == (model.config.d_model, e)
+
+
+@pytest.mark.parametrize("count", [1, 7, 300, 1000])
+def test_rows_read_in_blocks_are_the_table(count):
+    rows = TensorFile.open(FIXTURES / "gptj").rows("lm_head.weight")
+    whole = rows.all()
+    blocks = [block.copy() for block in rows.blocks(count)]  # each block's buffers are the next one's
+    assert all(len(block) == min(count, len(whole)) for block in blocks[:-1])
+    assert_array_equal(np.concatenate(blocks), whole)
