@@ -134,7 +134,7 @@ def test_the_view_marks_the_position_and_lists_the_tokens():
 
 def test_the_view_of_a_long_text_shows_the_tokens_around_the_position():
     text = " ".join(["The cat sat on the mat."] * 20)
-    shown = render_text(view(commands.predict(text, load_model(QWEN2), top=2, at="20")), width=80)
+    shown = render_text(view(commands.predict(text, load_model(QWEN2), top=2, at="60")), width=80)
     line = next(line for line in shown.splitlines() if line.startswith("Text:"))
     assert line.startswith("Text: … ") and "⟦" in shown and " …" in shown
 

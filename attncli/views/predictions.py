@@ -11,8 +11,10 @@ from attncli.widgets.vectors import number
 
 __all__ = ["predict_view"]
 
-# Tokens shown on either side of the position the result is about, where the text is longer.
-_CONTEXT = 12
+# Characters of the text shown on either side of the predicted positions, and the widest span of them shown whole
+# (wider, only the one the result is about).
+_CONTEXT = 80
+_SPAN = 240
 
 
 def predict_view(result: PredictResult) -> RenderableType:
@@ -24,32 +26,31 @@ def predict_view(result: PredictResult) -> RenderableType:
 
 
 def _marked_text(result: PredictResult) -> Text:
-    """The text around the position the result is about (_CONTEXT tokens either side), each predicted token's
-    characters marked (a special token, which has none, by its label where it stands); a decoder's followed by
-    → ?, where the next token goes."""
-    tokens, shown = result.tokens, result.position.index
-    marked = {position.index for position in result.positions}
-    first, last = max(shown - _CONTEXT, 0), min(shown + _CONTEXT, len(tokens) - 1)
-    start = min(t.start for t in tokens[first : last + 1])
-    end = max(t.end for t in tokens[first : last + 1])
-    line = Text("Text: ", style="bold")
-    if start > 0:
-        line.append("… ", style="dim")
-    at = start  # the next character of the text to write
-    for token in tokens[first : last + 1]:
-        if token.index not in marked:
-            continue
+    """The text around the predicted positions (_CONTEXT characters either side; the one the result is about
+    alone where they are far apart), each one's characters marked (a special token, which has none, by its label
+    where it stands); a decoder's followed by → ?, where the next token goes."""
+    text, tokens, shown = result.text, result.tokens, result.tokens[result.position.index]
+    marked = [result.tokens[position.index] for position in result.positions]
+    first, last = min(t.start for t in marked), max(t.end for t in marked)
+    if last - first > _SPAN:
+        first, last = shown.start, shown.end
+    first, last = max(first - _CONTEXT, 0), min(last + _CONTEXT, len(text))
+    # widened to whole tokens, so that no token is cut
+    first = min([t.start for t in tokens if t.end > first and not t.special] + [first])
+    last = max([t.end for t in tokens if t.start < last and not t.special] + [last])
+    line = Text.assemble(("Text: ", "bold"), ("… " if first > 0 else "", "dim"))
+    at = first  # the next character of the text to write
+    for token in marked:
         if token.start > at:
-            line.append(visible(result.text[at : token.start]))
-        label = token_label(token.text) if token.special else visible(result.text[token.start : token.end])
-        line.append(f"⟦{label}⟧", style="bold reverse" if token.index == shown else "bold")
+            line.append(visible(text[at : token.start]))
+        label = token_label(token.text) if token.special else visible(text[token.start : token.end])
+        line.append(f"⟦{label}⟧", style="bold reverse" if token is shown else "bold")
         at = max(at, token.end)
         if result.next_token:
             line.append(" → ?", style="bold")
-            line.append("" if result.text[at:end][:1].isspace() or at >= end else " ")
-    if end > at:
-        line.append(visible(result.text[at:end]))
-    if end < len(result.text):
+            line.append("" if at >= last or text[at : at + 1].isspace() else " ")
+    line.append(visible(text[at:last]))
+    if last < len(text):
         line.append(" …", style="dim")
     return line
 
