@@ -661,21 +661,24 @@ def similar(
     write(commands.similar(_utf8(word, "WORD"), model, k), output)
 
 
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="The position to predict at: its index, or its text if it occurs once (default: a decoder's last "
+        "token; an encoder's mask tokens).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @table_output_options
 @model_options
 def predict(
     text: TextArg,
     top: Annotated[int, typer.Option("-k", "--top", help="How many of the most probable tokens to list.")] = 10,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at",
-            help="The position to predict at: its index, or its text if it occurs once (default: a decoder's last "
-            "token; an encoder's mask tokens).",
-            show_default=False,
-        ),
-    ] = None,
+    at: AtOpt = None,
     *,
     model: Model,
     max_tokens: int,
