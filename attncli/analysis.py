@@ -33,6 +33,7 @@ __all__ = [
     "largest",
     "nearest",
     "pattern_labels",
+    "predictions",
     "ranked_targets",
     "rms_divisor",
     "rollout",
@@ -578,3 +579,16 @@ def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[
     best = np.argpartition(-cosines, k - 1)[:k]
     best = best[np.argsort(-cosines[best], kind="stable")]
     return [(int(i), float(cosines[i])) for i in best]
+
+
+def predictions(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` most probable ids of each row of `logits` [P, V] (best first; the smaller id on a tie) and every
+    id's probability, softmax of the row in float64 over the whole vocabulary: ([P, k] ids, [P, V] float64)."""
+    probabilities = softmax(logits.astype(np.float64))  # [P, V]
+    k = min(k, logits.shape[-1])
+    best = []
+    for row in logits:
+        kth = np.partition(row, len(row) - k)[len(row) - k]  # the k-th largest logit
+        candidates = np.flatnonzero(row >= kth)  # ascending ids: every one tied with the k-th among them
+        best.append(candidates[np.argsort(-row[candidates], kind="stable")][:k])
+    return np.array(best, dtype=np.intp).reshape(len(logits), k), probabilities

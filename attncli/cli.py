@@ -54,6 +54,7 @@ CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 OPTION_NAMES = {
     "a": "A",
     "against": "--against",
+    "at": "--at",
     "b": "B",
     "batch_file": "FILE",
     "causal": "--causal",
@@ -91,6 +92,7 @@ OPTION_NAMES = {
     "to": "--to",
     "token": "--token",
     "tolerance": "--tolerance",
+    "top": "--top",
 }
 # ... and the ways of doing something that the library's hints point to.
 PHRASES = {
@@ -713,6 +715,39 @@ def similar(
     Example: attncli similar king -k 5 --model minilm
     """
     write(commands.similar(_utf8(word, "WORD"), model, k), output)
+
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="The position to predict at: its index, or its text if it occurs once (default: a decoder's last "
+        "token; an encoder's mask tokens).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@table_output_options
+@model_options
+def predict(
+    text: TextArg,
+    top: Annotated[int, typer.Option("-k", "--top", help="How many of the most probable tokens to list.")] = 10,
+    at: AtOpt = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """What the model's language-model head predicts: a decoder's next token, an encoder's masked tokens.
+
+    Probabilities are the softmax of the head's logits over the whole vocabulary; the most probable first.
+
+    Example: attncli predict "The capital of France is" --model DECODER --top 5; attncli predict
+    "The cat sat on the [MASK]." --model ENCODER
+    """
+    write(commands.predict(_text(text), model, top, at, max_tokens), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})

@@ -16,7 +16,7 @@ import numpy as np
 from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
-from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
@@ -33,13 +33,16 @@ from attncli.results import (
     ModelGridResult,
     Neighbor,
     Operand,
+    PositionPredictions,
+    Prediction,
+    PredictResult,
     QueryResult,
     RolloutResult,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
 )
-from attncli.tokens import CHARACTERS_PER_TOKEN, Token, matches, word_spans
+from attncli.tokens import CHARACTERS_PER_TOKEN, MASK_TOKENS, Token, mask_token, matches, word_spans
 
 # The reader of saved results is check's alone; the other commands start without it.
 if TYPE_CHECKING:
@@ -62,6 +65,7 @@ __all__ = [
     "model_grid",
     "parse_numbers",
     "parse_range",
+    "predict",
     "query",
     "resolve_token",
     "resolve_word",
@@ -736,6 +740,70 @@ def similar(word: str, model: Model, k: int = 10) -> SimilarResult:
     token_id = vocabulary.word_id(word)
     neighbors = [Neighbor(vocabulary.token_text(i), i, c) for i, c in vocabulary.nearest(token_id, k)]
     return SimilarResult(word, token_id, neighbors, model.info)
+
+
+def predict(
+    text: str, model: Model, top: int = 10, at: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> PredictResult:
+    """What `model`'s language-model head predicts: a decoder, the next token after the token `at` names (default:
+    the last); an encoder, the token at each of the text's mask tokens (or at the token `at` names). Probabilities
+    are softmax of the logits over the whole vocabulary, in float64; the `top` most probable, best first."""
+    from attncli.transformer import logits
+
+    if top < 1:
+        raise BadInput("{top} {value} asks for no predictions; use {top} 1 or more", value=top)
+    head = model.unembedding  # refused here, before the forward pass, where the model has none
+    tokens = _tokens(text, model, max_tokens)
+    causal = model.info.causal
+    mask = None if causal else mask_token(model.tokenizer)
+    masks = [] if mask is None else [t.index for t in tokens if t.id == mask[1]]
+    if at is not None:
+        shown = resolve_token(tokens, at, "at", text)
+        indices = sorted({shown, *masks})
+    elif causal:
+        shown = len(tokens) - 1
+        indices = [shown]
+    elif masks:
+        shown, indices = masks[0], masks
+    elif mask is None:
+        raise BadInput(
+            "{name}'s tokenizer has no mask token ({spellings}) to predict at; give {at} the position to predict",
+            name=model.info.name,
+            spellings=" or ".join(MASK_TOKENS),
+        )
+    else:
+        raise BadInput(
+            "the text has no {mask} token to predict; put one where a word should be, e.g. {example!r}, or give "
+            "{at} a position",
+            mask=mask[0],
+            example=f"The cat sat on the {mask[0]}.",
+        )
+    # a decoder's prediction at a position reads no later token: the text is run only so far
+    kept = tokens[: max(indices) + 1] if causal else tokens
+    _check_memory(model.info, len(kept), steps=False)
+    z = logits(model.run(kept, keep_steps=False).output[indices], head)  # [P, vocab]
+    if not np.all(np.isfinite(z)):
+        raise DataError("the language-model head gave NaN or infinite logits; the checkpoint's weights are broken")
+    best, probabilities = analysis.predictions(z, top)  # [P, k], [P, vocab]
+    positions = []
+    for row, index in enumerate(indices):
+        chosen = [
+            Prediction(int(i), model.tokenizer.id_to_token(int(i)), float(z[row, i]), float(probabilities[row, i]))
+            for i in best[row]
+        ]
+        others = np.ones(len(z[row]), dtype=bool)
+        others[best[row]] = False
+        positions.append(PositionPredictions(index, chosen, float(probabilities[row].sum(where=others))))
+    return PredictResult(
+        text,
+        tokens,
+        model.info,
+        positions,
+        indices.index(shown),
+        causal,
+        head.vocab_size,
+        None if mask is None else mask[0],
+    )
 
 
 def softmax(arguments: list[str]) -> SoftmaxResult:

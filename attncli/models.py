@@ -12,7 +12,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from attncli import analysis
 from attncli.attention import Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, added_around, normalized_length, ordinary_ids, special_ids
+
+if TYPE_CHECKING:
+    from attncli.transformer import Unembedding
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -206,6 +209,16 @@ class Model(Protocol):
         with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead."""
         ...
 
+    @property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head (see transformer.Unembedding); DataError where the model has none."""
+        ...
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizers.Tokenizer."""
+        ...
+
 
 class CheckpointModel:
     """A trained checkpoint of a supported family; weights are read on first run."""
@@ -236,6 +249,14 @@ class CheckpointModel:
         from attncli.architectures import read_weights
 
         return read_weights(self.config, self.checkpoint.tensors)
+
+    @cached_property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head, its tensors read when first asked for (and a large table's rows only as
+        logits need them): attention-only commands never read them."""
+        from attncli.architectures import read_unembedding
+
+        return read_unembedding(self.config, self.checkpoint.tensors, self.checkpoint.config)
 
     @cached_property
     def vocabulary(self) -> Vocabulary:

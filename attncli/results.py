@@ -30,6 +30,9 @@ __all__ = [
     "ModelGridResult",
     "Neighbor",
     "Operand",
+    "PositionPredictions",
+    "PredictResult",
+    "Prediction",
     "QueryResult",
     "RolloutResult",
     "SimilarResult",
@@ -352,6 +355,74 @@ class SimilarResult:
             word=self.word,
             id=self.id,
             neighbors=[{"text": n.text, "id": n.id, "cosine": n.cosine} for n in self.neighbors],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class Prediction:
+    """One token of the vocabulary a position predicts: its id, its string (None for a row of the head past
+    the tokenizer's vocabulary), its logit and its probability."""
+
+    id: int
+    token: str | None
+    logit: float
+    probability: float
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "token": self.token, "logit": self.logit, "probability": self.probability}
+
+
+@dataclass(eq=False, repr=False)
+class PositionPredictions:
+    """What the model predicts at one position: the next token after it (a decoder), or the token masked
+    there (an encoder); the most probable first."""
+
+    index: int  # the token's position in the text
+    predictions: list[Prediction]
+    rest: float  # the probability of every other id of the vocabulary
+
+
+@dataclass(eq=False, repr=False)
+class PredictResult:
+    """The model's prediction at the position asked for, or at each of the text's mask tokens."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    positions: list[PositionPredictions]  # the position asked for, or every mask token, in the text's order
+    shown: int  # the index in `positions` of the one the result is about: the position asked for, or the first mask
+    next_token: bool  # the distribution is over the token after each position (a decoder's), not the one at it
+    vocabulary: int  # the ids the softmax runs over: the head's rows
+    mask: str | None = None  # the tokenizer's mask token, where the model predicts masked tokens
+
+    @property
+    def position(self) -> PositionPredictions:
+        return self.positions[self.shown]
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """Each position's predictions, the most probable first; the position last (one, unless several masks)."""
+        rows = (
+            [rank, p.id, p.token, p.logit, p.probability, position.index]
+            for position in self.positions
+            for rank, p in enumerate(position.predictions, start=1)
+        )
+        return ["rank", "id", "token", "logit", "probability", "position"], rows
+
+    def to_json(self) -> dict:
+        def predictions(position: PositionPredictions) -> list[dict]:
+            return [prediction.to_json() for prediction in position.predictions]
+
+        return _document(
+            "predict",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            predicts="next" if self.next_token else "masked",
+            mask=self.mask,
+            vocabulary=self.vocabulary,
+            position=_token_ref(self.tokens[self.position.index]),
+            predictions=predictions(self.position),
+            positions=[{**_token_ref(self.tokens[p.index]), "predictions": predictions(p)} for p in self.positions],
         )
 
 

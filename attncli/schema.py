@@ -255,6 +255,10 @@ STEPS = _object(
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}
+# predict's list: a token id (its string null past the tokenizer's vocabulary), its logit and its probability
+PREDICTIONS = _array(
+    _object({"id": INDEX, "token": {"type": ["string", "null"]}, "logit": NUMBER, "probability": NUMBER})
+)
 OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
 
 
@@ -281,6 +285,26 @@ def schemas() -> dict[str, dict]:
                 "word": STRING,
                 "id": INDEX,
                 "neighbors": _array(_object({"text": STRING, "id": INDEX, "cosine": NUMBER})),
+            },
+        ),
+        "predict": _document(
+            "predict",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "predicts": {
+                    "enum": ["next", "masked"],
+                    "description": "next: the token after each position (a decoder); masked: the token at it",
+                },
+                "mask": {"type": ["string", "null"], "description": "the tokenizer's mask token; null: a decoder"},
+                "vocabulary": {**INDEX, "description": "the ids the softmax runs over: the head's rows"},
+                "position": {**TOKEN_REF, "description": "the position asked for (--at), else the last or first mask"},
+                "predictions": {**PREDICTIONS, "description": "position's predictions, the most probable first"},
+                "positions": {
+                    **_array(_object({"index": INDEX, "text": STRING, "predictions": PREDICTIONS})),
+                    "description": "every position predicted: the one asked for and each mask token, in order",
+                },
             },
         ),
         "softmax": _document(

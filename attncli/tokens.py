@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
+    "MASK_TOKENS",
     "Token",
     "added_around",
     "bare",
+    "mask_token",
     "matches",
     "normalized_length",
     "ordinary_ids",
@@ -149,6 +151,23 @@ def added_around(tokenizer) -> tuple[list[int], list[int]]:
     encoding = tokenizer.encode("a")
     own = [i for i, added in enumerate(encoding.special_tokens_mask) if not added]
     return encoding.ids[: own[0]], encoding.ids[own[-1] + 1 :]
+
+
+# How masked LMs' tokenizers spell their mask token: in brackets (WordPiece's), or angle brackets (BPE's).
+MASK_TOKENS = ("[MASK]", "<mask>")
+
+
+def mask_token(tokenizer) -> tuple[str, int] | None:
+    """A `tokenizers.Tokenizer`'s mask token, (its text, its id): the special token spelt as a masked LM's
+    is; None where it has none (tokenizer.json names no mask token, only its special tokens)."""
+    return next(
+        (
+            (added.content, token_id)
+            for token_id, added in sorted(tokenizer.get_added_tokens_decoder().items())
+            if added.special and added.content in MASK_TOKENS
+        ),
+        None,
+    )
 
 
 # U+10FFFF, a noncharacter: no tokenizer's vocabulary holds it, so a model can only call it unknown

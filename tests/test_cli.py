@@ -33,6 +33,7 @@ from attncli.cli import app
 
 COMMANDS = [
     "explain",
+    "predict",
     "heatmap",
     "explore",
     "tokenize",

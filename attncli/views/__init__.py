@@ -11,6 +11,7 @@ from attncli.views.common import figure_name
 from attncli.views.explain import explain_view
 from attncli.views.figures import FIGURES, terminal_picture
 from attncli.views.matrices import heatmap_view, model_view, rollout_view
+from attncli.views.predictions import predict_view
 from attncli.views.rankings import check_view, compare_view, heads_view, query_view
 from attncli.views.vectors import dot_view, embed_view, similar_view, softmax_view, tokenize_view
 
@@ -30,6 +31,7 @@ VIEWS = {
     results.SimilarResult: similar_view,
     results.SoftmaxResult: softmax_view,
     results.DotResult: dot_view,
+    results.PredictResult: predict_view,
 }
 
 
