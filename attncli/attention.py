@@ -24,6 +24,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from attncli.experts import Routing
+    from attncli.transformer import ResidualParts
 
 __all__ = [
     "Alibi",
@@ -768,6 +769,9 @@ class Trace:
     # [T, e] the embeddings summed and normed, before their projection into the model's width, where the model
     # projects them so (embedding_size); kept with the steps
     normed_embeddings: np.ndarray | None = None
+    # the last residual stream at the positions forward was asked to decompose, split into what each part of the
+    # model wrote into it; None unless asked
+    residual_parts: "ResidualParts | None" = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -39,14 +39,17 @@ from attncli.transformer import (
     FeedForward,
     Norm,
     TransformerConfig,
+    TransformerWeights,
     block_output,
     convolution,
     feed_forward,
     forward,
     forward_packed,
+    frozen_norm,
     gelu,
     gelu_tanh,
     layer_norm,
+    norm_scale,
     normalized,
     position_ids,
     relative_embeddings,
@@ -561,3 +564,140 @@ def test_a_layer_read_from_disk_is_freed_before_the_next_is_read():
         layers = _LayersAlone(model.weights.blocks)
         run(dataclasses.replace(model.weights, blocks=layers))
         assert len(layers.alive) == model.config.layers
+
+
+def _parts_sum(parts) -> np.ndarray:
+    """embed + Σ_l (Σ_h heads + attention bias + feed-forward): [p, d] float64."""
+    total = parts.embed.astype(np.float64)
+    for layer in parts.layers:
+        total = total + layer.heads.sum(axis=0, dtype=np.float64) + layer.feed_forward
+        if layer.attention_bias is not None:
+            total = total + layer.attention_bias
+    return total
+
+
+def _assert_parts_add_up(parts, stream: np.ndarray) -> None:
+    """The parts add up to the last residual stream, to float32 rounding of the stream's largest number."""
+    assert_array_equal(parts.stream, stream)
+    assert_allclose(_parts_sum(parts), stream, rtol=0, atol=2e-6 * max(1.0, float(np.abs(stream).max())))
+
+
+@pytest.mark.parametrize("name", [name for name in [*DECODERS, "gpt2"] if name != "opt-post-norm"])
+def test_a_pre_norm_models_last_residual_stream_is_the_sum_of_its_parts(name):
+    """Embeddings, each head's z_h W_O^h, each attention bias and each feed-forward network (or mixture of
+    experts), through the norms after sublayers with their scales frozen (Gemma 2 and 3, OLMo 2) and Granite's
+    residual multiplier: at every position asked, they add up to x_L (the stream the final norm reads)."""
+    model = load_model(str(FIXTURES / name))
+    ids = np.array([token.id for token in model.tokenize(PRONOUN)])
+    positions = np.array([0, len(ids) // 2, len(ids) - 1])
+    steps = forward(ids, model.weights.word[ids], model.config, model.weights)
+    trace = forward(ids, model.weights.word[ids], model.config, model.weights, keep_steps=False, decompose_at=positions)
+    parts = trace.residual_parts
+    assert_array_equal(parts.positions, positions)
+    assert len(parts.layers) == model.config.layers
+    assert all(layer.heads.shape == (model.config.heads, 3, model.config.d_model) for layer in parts.layers)
+    assert_array_equal(trace.weights, steps.weights)  # asking for the parts changes nothing else
+    assert_array_equal(trace.output, steps.output)
+    _assert_parts_add_up(parts, steps.layer_outputs[-1][positions])
+    assert_array_equal(parts.embed, steps.layer_inputs[0][positions])
+    for layer, part in enumerate(parts.layers):  # each layer's heads and bias are what its attention added
+        attention = steps.layers[layer]
+        without_ffn = part.heads.sum(axis=0, dtype=np.float64)
+        if part.attention_bias is not None:
+            without_ffn += part.attention_bias
+        added = steps.layer_outputs[layer][positions] - steps.layer_inputs[layer][positions] - part.feed_forward
+        assert_allclose(without_ffn, added, rtol=0, atol=4e-6 * max(1.0, float(np.abs(attention.output).max())))
+
+
+def test_a_forward_pass_without_decompose_at_keeps_no_parts():
+    model = load_model(str(FIXTURES / "llama"))
+    assert model.run(model.tokenize(SENTENCE)).residual_parts is None
+
+
+@st.composite
+def _small_pre_norm_models(draw):
+    """A random pre-norm TransformerConfig and its weights: RMS or LayerNorm (with or without gains and biases),
+    sequential, parallel, sandwich or norms after the sublayers alone, a residual scale, biases, grouped heads."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    norm = draw(st.sampled_from(["rms", "layer"]))
+    kind = draw(st.sampled_from(["sequential", "parallel", "sandwich", "after"]))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    kv_heads = draw(st.sampled_from([g for g in (1, 2, 4) if heads % g == 0]))
+    d_head, d, f, layers = draw(st.sampled_from([2, 4])), draw(st.sampled_from([4, 8])), 6, draw(st.integers(1, 3))
+    biases, gated, gains = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    sequential = kind != "parallel"
+    config = TransformerConfig(
+        "llama", layers, heads, d, f, 11, 32, "silu", 1e-5, True, True, (LayerAttention(),) * layers,
+        norm=norm, kv_heads=kv_heads, head_dim=d_head, gated=gated, parallel=not sequential,
+        sandwich=kind in ("sandwich", "after"), input_norms=kind != "after",
+        residual_scale=draw(st.sampled_from([None, 0.5])) if sequential else None,
+    )  # fmt: skip
+
+    def array(*shape, spread=0.5):
+        return rng.normal(0, spread, shape).astype(np.float32)
+
+    def a_norm():
+        if not gains and norm == "layer":  # OLMo's LayerNorm learns neither; every RMSNorm learns its gain
+            return Norm(None)
+        return Norm(1 + array(d, spread=0.2), array(d, spread=0.2) if norm == "layer" and biases else None)
+
+    def block():
+        projections = Projections(
+            array(d, heads * d_head), array(d, kv_heads * d_head), array(d, kv_heads * d_head),
+            array(heads * d_head, d), *(array(n) if biases else None for n in (heads * d_head, kv_heads * d_head,
+            kv_heads * d_head, d)),
+        )  # fmt: skip
+        ffn = FeedForward(array(d, 2 * f if gated else f), array(f, d), array(2 * f if gated else f), array(d), gated)
+        inputs = kind != "after"
+        outputs = kind in ("sandwich", "after")
+        return Block(
+            projections,
+            a_norm() if inputs else None,
+            ffn,
+            a_norm() if inputs and sequential else None,
+            a_norm() if outputs else None,
+            a_norm() if outputs else None,
+        )
+
+    weights = TransformerWeights(array(11, d, spread=1.0), None, None, None, [block() for _ in range(layers)], a_norm())
+    return config, weights
+
+
+@given(_small_pre_norm_models(), st.integers(1, 9), st.data())
+def test_the_parts_of_any_pre_norm_models_stream_add_up_to_it(model, tokens, data):
+    config, weights = model
+    ids = np.arange(tokens) % 11
+    positions = np.array(data.draw(st.lists(st.integers(0, tokens - 1), min_size=1, max_size=3)))
+    steps = forward(ids, weights.word[ids], config, weights)
+    trace = forward(ids, weights.word[ids], config, weights, keep_steps=False, decompose_at=positions)
+    _assert_parts_add_up(trace.residual_parts, steps.layer_outputs[-1][positions])
+
+
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(2, 9)), elements=st.floats(-9, 9)),
+    st.sampled_from(["rms", "layer"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_norm_with_its_scale_frozen_is_linear_in_the_parts_of_what_it_normalises(parts, kind, seed):
+    """frozen_norm of each part, plus the shift, is the norm of their sum: the model's own norm, to rounding."""
+    rng = np.random.default_rng(seed)
+    d = parts.shape[-1]
+    config = TransformerConfig("llama", 1, 1, d, 4, 11, 32, "silu", 1e-5, True, True, (LayerAttention(),), norm=kind)
+    gain, shift = rng.normal(1, 0.3, d).astype(np.float32), rng.normal(0, 0.3, d).astype(np.float32)
+    norm = Norm(gain, shift if kind == "layer" else None)
+    whole = parts.sum(axis=0)  # [p, d]
+    scaled = frozen_norm(parts, norm_scale(whole, config), norm, config).sum(axis=0, dtype=np.float64)
+    if norm.bias is not None:
+        scaled += norm.bias
+    expected = normalized(whole, norm, config)
+    assert_allclose(scaled, expected, rtol=0, atol=1e-5 * (1 + np.abs(parts).max() * norm_scale(whole, config).max()))
+
+
+def test_a_decomposing_forward_pass_frees_each_layer_before_reading_the_next():
+    """The parts kept hold no view of a layer's weights (Phi's attention output bias among them)."""
+    model = load_model(str(FIXTURES / "phi"))
+    ids = np.array([token.id for token in model.tokenize(SENTENCE)])
+    layers = _LayersAlone(model.weights.blocks)
+    weights = dataclasses.replace(model.weights, blocks=layers)
+    forward(ids, model.weights.word[ids], model.config, weights, keep_steps=False, decompose_at=np.array([1]))
+    assert len(layers.alive) == model.config.layers
