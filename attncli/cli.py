@@ -53,6 +53,7 @@ CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 OPTION_NAMES = {
     "a": "A",
     "against": "--against",
+    "at": "--at",
     "b": "B",
     "batch_file": "FILE",
     "causal": "--causal",
@@ -82,12 +83,14 @@ OPTION_NAMES = {
     "queries": "--queries",
     "resume": "--resume",
     "seed": "--seed",
+    "target": "--target",
     "text_a": "TEXT_A",
     "text_b": "TEXT_B",
     "title": "--title",
     "to": "--to",
     "token": "--token",
     "tolerance": "--tolerance",
+    "versus": "--versus",
 }
 # ... and the ways of doing something that the library's hints point to.
 PHRASES = {
@@ -796,6 +799,70 @@ def explore(
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
         # The text first, from standard input for "-": the keys come from the terminal.
         Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
+
+
+_VOCABULARY_TOKEN = (
+    "a token of the vocabulary: its piece as the views show it (␣Paris), a text of one token (' Paris') or #ID"
+)
+
+
+@app.command()
+@table_output_options
+@model_options
+def attribute(
+    text: TextArg,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="TOKEN",
+            help=f"The next token whose logit to attribute (default: the one predicted): {_VOCABULARY_TOKEN}.",
+            show_default=False,
+        ),
+    ] = None,
+    versus: Annotated[
+        str | None,
+        typer.Option(
+            "--versus",
+            metavar="TOKEN",
+            help="Attribute the target's logit less this token's (a logit difference), as --target names tokens.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="POSITION",
+            help="The token after which to predict: its index, or its text if it occurs once (default: the last).",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many heads to list each way.")] = 10,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Direct logit attribution: what each head, MLP and the embeddings add to the next token's logit.
+
+    Through the final norm with its scale frozen, the parts of the last residual stream add up to the logit of the
+    predicted token (or --target, or --target less --versus): the heads that push it up and down most, and every
+    head of the model on a scale centred on 0. Pre-norm decoders with their language-model head.
+
+    Example: attncli attribute "The Eiffel Tower is in the city of" --model ./gpt2 --target " Paris" --versus " Rome"
+    """
+    write(
+        commands.attribute(
+            _text(text), model, _token_option(target, "--target"), _token_option(versus, "--versus"), at, max_tokens
+        ),
+        output,
+        top=top,
+    )
+
+
+def _token_option(value: str | None, option: str) -> str | None:
+    return None if value is None else _utf8(value, option)
 
 
 @app.command(name="heads")

@@ -656,21 +656,23 @@ def block_output(
 
 
 def layer_parts(
-    x: np.ndarray, attention: AttentionTrace, block: Block, config: TransformerConfig, positions: np.ndarray
+    attention: AttentionTrace,
+    feed_forward: np.ndarray,
+    block: Block,
+    config: TransformerConfig,
+    positions: np.ndarray,
 ) -> LayerParts:
     """What a pre-norm layer wrote into the residual stream at `positions` [p], part by part (see LayerParts), from
-    its input there `x` [p, d] and its attention's trace over the whole text. Each head's output is its z_h [p, d_k]
-    through its rows of W_O; the feed-forward network runs again on the p positions alone."""
+    its attention's trace over the whole text and what its feed-forward network added there, `feed_forward` [p, d]
+    (sublayer_outputs'). Each head's output is its z_h [p, d_k] through its rows of W_O."""
     p = block.attention
     heads, _, d_k = attention.head_outputs.shape
     z = attention.head_outputs[:, positions]  # [h, p, d_k]
     per_head = z @ p.w_o.reshape(heads, d_k, -1)  # [h, p, d] z_h W_O^h
-    output = attention.output[positions]  # [p, d] Σ_h z_h W_O^h + b_O
     bias = p.b_o  # [d] or None
-    _, feed_forward, _ = sublayer_outputs(x, output, block, config)
     norm = block.attention_out_norm
     if norm is not None:  # its scale at each position frozen at what the whole output gave
-        scale = norm_scale(output, config)  # [p, 1]
+        scale = norm_scale(attention.output[positions], config)  # [p, 1] of Σ_h z_h W_O^h + b_O
         per_head = frozen_norm(per_head, scale, norm, config)
         bias = None if bias is None else frozen_norm(bias, scale, norm, config)  # [p, d]
         if norm.bias is not None:
@@ -678,7 +680,8 @@ def layer_parts(
     if config.residual_scale is not None:
         per_head = per_head * np.float32(config.residual_scale)
         bias = None if bias is None else bias * np.float32(config.residual_scale)
-    bias = None if bias is None else np.array(np.broadcast_to(bias, output.shape))  # a copy: no view of the weights
+    shape = (len(positions), per_head.shape[-1])
+    bias = None if bias is None else np.array(np.broadcast_to(bias, shape))  # a copy: no view of the weights
     return LayerParts(per_head, bias, feed_forward)
 
 
@@ -749,6 +752,8 @@ def forward(
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
+    if decompose_at is not None and not (config.pre_norm and weights.convolution is None):
+        raise ValueError("only a pre-norm model's residual stream is a sum of what its parts wrote into it")
     x, positions, normed = _inputs(ids, embeddings, config, weights)
     relative = text_positions(config, weights, len(ids))  # the same in every layer
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
@@ -761,9 +766,13 @@ def forward(
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
-        if decompose_at is not None:
-            parts.append(layer_parts(x[decompose_at], trace, block, config, decompose_at))
-        x, routing = block_output(x, trace.output, block, config)
+        if decompose_at is None:
+            x, routing = block_output(x, trace.output, block, config)
+        else:  # block_output's sums, with what each sublayer added kept at the positions asked
+            added, ffn, routing = sublayer_outputs(x, trace.output, block, config)
+            parts.append(layer_parts(trace, ffn[decompose_at], block, config, decompose_at))
+            x = x + added
+            x += ffn
         if layer == 0 and weights.convolution is not None:
             x, convolved = convolution_layer(first, x, weights.convolution, config)
         if keep_steps:
