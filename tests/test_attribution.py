@@ -128,7 +128,7 @@ def test_any_pre_norm_models_contributions_add_up_to_its_logit(model, tokens, bi
     position = data.draw(st.integers(0, tokens - 1))
     target, versus = data.draw(st.integers(0, 12)), data.draw(st.none() | st.integers(0, 12))
     trace = forward(ids, weights.word[ids], config, weights, keep_steps=False, decompose_at=np.array([position]))
-    named, vectors = attribution.components(trace.residual_parts, 0)
+    _, vectors = attribution.components(trace.residual_parts, 0)
     contributions, constant = attribution.direct_logit_attribution(
         vectors, trace.residual_parts.stream[0], weights.final_norm, config, unembedding, target, versus,
         weights.project_out,
