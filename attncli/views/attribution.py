@@ -10,12 +10,14 @@ from rich.text import Text
 from attncli.results import AttributionResult, VocabularyToken
 from attncli.terminal import token_label
 from attncli.views.common import bar, head_name, model_line, plain_table, text_line
-from attncli.widgets.diverging import DivergingGrid, DivergingLegend, signed
+from attncli.widgets.diverging import DOWN, UP, DivergingGrid, DivergingLegend, signed
 
 __all__ = ["attribution_chart", "attribution_view"]
 
 # How each kind of component reads in the line of totals.
 _KIND_NAMES = {"embed": "embed", "head": "heads", "attn bias": "attn biases", "mlp": "mlps", "bias": "bias"}
+# The grid's columns beside the heads, each layer's: (its header, what it is).
+_COLUMNS = {"attn bias": ("b_O", "attention output bias (b_O)"), "mlp": ("mlp", "feed-forward network (mlp)")}
 
 
 def _token(token: VocabularyToken) -> str:
@@ -43,23 +45,21 @@ def _lead(result: AttributionResult) -> str:
     return lead
 
 
-def _ranked(result: AttributionResult, heads: list[int], title: str, largest: float) -> Table:
+def _ranked(result: AttributionResult, heads: list[int], title: str, largest: float, colour: str) -> Table:
+    """The heads `heads` in a table of their contributions, each with a bar (in `colour`) of its magnitude."""
     table = plain_table(("#", "right"), ("head", "left"), ("Δ logit", "right"), ("", "left"))
     table.title, table.title_justify, table.title_style = title, "left", "bold"
     for rank, index in enumerate(heads, start=1):
         component, value = result.components[index], float(result.contributions[index])
-        table.add_row(
-            str(rank),
-            head_name(component.layer, component.head),
-            f"{value:+.3f}",
-            bar(abs(value) / largest if largest > 0 else 0.0, 12),
-        )
+        magnitude = bar(abs(value) / largest if largest > 0 else 0.0, 12)
+        magnitude.style = colour
+        table.add_row(str(rank), head_name(component.layer, component.head), f"{value:+.3f}", magnitude)
     return table
 
 
-def _grid(result: AttributionResult) -> tuple[DivergingGrid, list[str]]:
-    """Every head's contribution as [layers, heads], each layer's attention bias and mlp in columns beside; and
-    the parts no layer holds (embed, bias) as lines under it."""
+def _grid(result: AttributionResult) -> tuple[DivergingGrid, list[str], list[str]]:
+    """Every head's contribution as [layers, heads], each layer's attention bias and mlp in columns beside; the parts
+    no layer holds (embed, bias), for a line under it; and what the columns beside the heads are."""
     model = result.model
     kinds = {component.kind for component in result.components}
     extras = [kind for kind in ("attn bias", "mlp") if kind in kinds]
@@ -72,8 +72,9 @@ def _grid(result: AttributionResult) -> tuple[DivergingGrid, list[str]]:
             grid[component.layer, model.heads + extras.index(component.kind)] = value
         else:
             others.append(f"{component.name} {signed(float(value))}")
-    columns = [f"H{head}" for head in range(model.heads)] + extras
-    return DivergingGrid(grid, [f"L{layer}" for layer in range(model.layers)], columns), others
+    columns = [f"H{head}" for head in range(model.heads)] + [_COLUMNS[kind][0] for kind in extras]
+    layers = [f"L{layer}" for layer in range(model.layers)]
+    return DivergingGrid(grid, layers, columns), others, [_COLUMNS[kind][1] for kind in extras]
 
 
 def attribution_chart(result: AttributionResult, top: int = 10) -> Group:
@@ -83,17 +84,17 @@ def attribution_chart(result: AttributionResult, top: int = 10) -> Group:
     down = [i for i in reversed(ranking) if result.contributions[i] < 0][:top]
     largest = float(np.abs(result.contributions[ranking]).max()) if ranking else 0.0
     tables = [
-        _ranked(result, up, "Heads that push it up", largest),
-        _ranked(result, down, "Heads that push it down", largest),
+        _ranked(result, up, "Heads that push it up", largest, UP),
+        _ranked(result, down, "Heads that push it down", largest, DOWN),
     ]
     totals = " ".join(f"{_KIND_NAMES[kind]} {value:+.3f}" for kind, value in result.totals.items())
-    grid, others = _grid(result)
+    grid, others, beside = _grid(result)
     return Group(
         Columns(tables, padding=(0, 4)),
         Text(""),
         Text(f"By kind: {totals} = {result.logit:.3f}"),
         Text(""),
-        Text("Every head, layers down; each layer's attention bias and mlp beside:", style="bold"),
+        Text(f"Every head, layers down; beside them, each layer's {' and '.join(beside)}:", style="bold"),
         grid,
         Text("; ".join(others)) if others else Text(""),
         DivergingLegend(grid.limit, "pushes down", "pushes up"),

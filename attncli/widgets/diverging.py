@@ -3,7 +3,9 @@
 The scale is symmetric: its extremes are minus and plus the largest magnitude in the grid, so that a colour's
 strength is a magnitude whatever its sign. Colours run from red (below 0) through white to blue (above 0),
 ColorBrewer's RdBu, which the common colour-vision deficiencies keep apart. Without colour, each cell's number
-still reads as its sign and magnitude; where the numbers do not fit, a sign and a bar of eighth-blocks do.
+still reads as its sign and magnitude; where the numbers do not fit, a sign and a bar of eighth-blocks do; in the
+narrowest grid, one character: ▲ or ▼ past half the extreme, + or - past a tenth, · nearer 0, its columns labelled
+by their last character (a head's last digit).
 """
 
 import math
@@ -19,7 +21,7 @@ from rich.text import Text
 from attncli.terminal import abbreviate, pad
 from attncli.widgets.heatmap import uses_colour
 
-__all__ = ["DivergingGrid", "DivergingLegend", "diverging_colour", "signed"]
+__all__ = ["DOWN", "UP", "DivergingGrid", "DivergingLegend", "diverging_colour", "signed"]
 
 # ColorBrewer's RdBu at nine stops, from -1 (red) through 0 (white) to +1 (blue); interpolated linearly in RGB.
 RDBU = np.array(
@@ -36,8 +38,11 @@ RDBU = np.array(
     ],
     dtype=float,
 )
-_NUMBER = 6  # a cell with its number: five characters and a space
-_BAR = 3  # a cell too narrow for it: a sign, an eighth-block bar and a space
+# The scale's two sides, for what draws beside a grid (a bar of a value above 0, one below).
+UP, DOWN = "#4393c3", "#d6604d"
+# A cell's width: its number in five characters and a space; where they do not fit, its sign and a bar of its
+# magnitude, two eighth-block characters wide (sixteen steps), and a space; or where even those do not, one.
+_NUMBER, _BAR, _NARROW = 6, 4, 2
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
 
 
@@ -78,18 +83,19 @@ class DivergingGrid:
 
     def _cell(self, max_width: int) -> int:
         columns = self.values.shape[1]
-        return _NUMBER if self.label_width + columns * _NUMBER <= max_width else _BAR
+        return next((cell for cell in (_NUMBER, _BAR) if self.label_width + columns * cell <= max_width), _NARROW)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         columns = self.values.shape[1]
-        return Measurement(self.label_width + columns * _BAR, self.label_width + columns * _NUMBER)
+        return Measurement(self.label_width + columns * _NARROW, self.label_width + columns * _NUMBER)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell(options.max_width)
         colour = uses_colour(console)
         header = Text(" " * self.label_width)
         for label in self.column_labels:
-            header.append(pad(abbreviate(label, cell - 1), cell - 1, "right") + " ", style="bold")
+            shown = label[-1] if cell == _NARROW else abbreviate(label, cell - 1)
+            header.append(pad(shown, cell - 1, "right") + " ", style="bold")
         yield header
         for label, row in zip(self.row_labels, self.values, strict=True):
             line = Text(pad(label, self.label_width), style="bold")
@@ -102,11 +108,15 @@ class DivergingGrid:
         if math.isnan(value):
             return Text(" " * (cell - 1))
         fraction = value / self.limit if self.limit > 0 else 0.0
+        sign = "+" if value > 0 else "-" if value < 0 else " "
         if cell == _NUMBER:
             content = signed(value).rjust(cell - 1)
-        else:
-            eighths = round(abs(fraction) * 8)
-            content = ("+" if value > 0 else "-" if value < 0 else " ") + _EIGHTHS[eighths]
+        elif cell == _BAR:
+            eighths = round(abs(fraction) * 16)
+            content = sign + _EIGHTHS[min(eighths, 8)] + _EIGHTHS[max(eighths - 8, 0)]
+        else:  # ▲ or ▼ past half the extreme, + or - past a tenth, · nearer 0
+            marks = ("▲", "+") if value > 0 else ("▼", "-")
+            content = "·" if abs(fraction) < 0.1 else marks[0] if abs(fraction) >= 0.5 else marks[1]
         if not colour:
             return Text(content)
         background = diverging_colour(fraction)
