@@ -44,6 +44,8 @@ EVERY_COMMAND = {
     "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
     "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
     "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
+    "attribute": ["attribute", SENTENCE, "--model", str(FIXTURES / "phi"), "--json"],
+    "attribute-versus-capped": ["attribute", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--versus", "#4", "--json"],
 }
 
 

@@ -3,5 +3,6 @@
 - `heatmap.Heatmap`: a matrix of weights as coloured cells with labelled axes, and its `Legend`;
 - `minimap.MiniHeatmap`: a whole matrix in half-block characters, for many heads at once;
 - `keybars.KeyBars`: table rows that end in a one-line bar chart over the keys;
-- `vectors.VectorTable`: labelled vectors as rows of numbers.
+- `vectors.VectorTable`: labelled vectors as rows of numbers;
+- `diverging.DivergingGrid`: signed numbers in a grid on a colour scale centred on 0, and its `DivergingLegend`.
 """

@@ -92,17 +92,11 @@ class DivergingGrid:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cell = self._cell(options.max_width)
         colour = uses_colour(console)
-        header = Text(" " * self.label_width)
-        for label in self.column_labels:
-            shown = label[-1] if cell == _NARROW else abbreviate(label, cell - 1)
-            header.append(pad(shown, cell - 1, "right") + " ", style="bold")
-        yield header
+        shown = [label[-1] if cell == _NARROW else abbreviate(label, cell - 1) for label in self.column_labels]
+        yield Text(" " * self.label_width + " ".join(pad(label, cell - 1, "right") for label in shown), style="bold")
         for label, row in zip(self.row_labels, self.values, strict=True):
-            line = Text(pad(label, self.label_width), style="bold")
-            for value in row:
-                line.append_text(self._content(float(value), cell, colour))
-                line.append(" ")
-            yield line
+            cells = [self._content(float(value), cell, colour) for value in row]
+            yield Text(pad(label, self.label_width), style="bold").append_text(Text(" ").join(cells))
 
     def _content(self, value: float, cell: int, colour: bool) -> Text:
         if math.isnan(value):
