@@ -786,7 +786,7 @@ def explore(
     """Explore TEXT's attention full-screen, head by head; ? lists the keys.
 
     Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
-    heads ranked by what it gets from them.
+    heads ranked by what it gets from them; with a decoder's head, d shows what each head adds to the next token.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
@@ -798,7 +798,14 @@ def explore(
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
         # The text first, from standard input for "-": the keys come from the terminal.
-        Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
+        typed = _text(text)
+        attribute = functools.partial(_attribution_at, typed, model, max_tokens)
+        Explorer(commands.run(typed, model, max_tokens), attribute).run_on(terminal)
+
+
+def _attribution_at(text: str, model: Model, max_tokens: int, position: int):
+    """explore's attribution pane: commands.attribute after token `position`."""
+    return commands.attribute(text, model, at=str(position), max_tokens=max_tokens)
 
 
 _VOCABULARY_TOKEN = (
