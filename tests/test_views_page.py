@@ -134,3 +134,16 @@ def test_a_bidirectional_models_local_windows_are_masked_in_its_page_and_its_glo
     masks = bits[: layers * tokens * tokens].reshape(layers, tokens, tokens).astype(bool)
     assert masks[0].all() and masks[3].all()  # global layers: every key
     assert np.array_equal(masks[1], run.model.mask(1, tokens)) and not masks[1].all()  # local: the band
+
+
+@pytest.mark.slow
+def test_attributions_page_is_its_view_in_colour_grid_and_legend_included(cli, tmp_path, browser):
+    page_file, document = export(
+        cli, tmp_path, "attribution.html", "attribute", PRONOUN, "--model", str(FIXTURES / "phi")
+    )
+    html = page_file.read_text()
+    assert "Heads that push it up" in html and "pushes down" in html and "b_O" in html
+    top = document["components"][max(range(1, 13), key=lambda i: document["components"][i]["contribution"])]
+    assert f"{top['contribution']:+.2f}" in html  # the grid's cell of a head among the first layer's
+    page, _, errors = open_page(browser, page_file)
+    assert errors == [] and png_colours(page.screenshot()) > 20  # the diverging scale's colours drawn

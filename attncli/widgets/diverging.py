@@ -96,7 +96,7 @@ class DivergingGrid:
         yield Text(" " * self.label_width + " ".join(pad(label, cell - 1, "right") for label in shown), style="bold")
         for label, row in zip(self.row_labels, self.values, strict=True):
             cells = [self._content(float(value), cell, colour) for value in row]
-            yield Text(pad(label, self.label_width), style="bold").append_text(Text(" ").join(cells))
+            yield Text.assemble((pad(label, self.label_width), "bold"), Text(" ").join(cells))
 
     def _content(self, value: float, cell: int, colour: bool) -> Text:
         if math.isnan(value):
