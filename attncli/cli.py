@@ -857,7 +857,8 @@ def attribute(
     predicted token (or --target, or --target less --versus): the heads that push it up and down most, and every
     head of the model on a scale centred on 0. Pre-norm decoders with their language-model head.
 
-    Example: attncli attribute "The Eiffel Tower is in the city of" --model ./gpt2 --target " Paris" --versus " Rome"
+    Example: attncli attribute "The Eiffel Tower is in the city of" --model Qwen/Qwen2.5-0.5B --target " Paris"
+    --versus " Rome"
     """
     write(
         commands.attribute(

@@ -593,7 +593,7 @@ def attribute(
     if not info.pre_norm:
         raise BadInput(
             "{name} normalises the residual stream after every sublayer (post-norm), so no part of it reaches the "
-            "logits directly: direct logit attribution needs a pre-norm model (a decoder such as GPT-2 or Llama)",
+            "logits directly: direct logit attribution needs a pre-norm model (a decoder)",
             name=info.name,
         )
     if unembedding.transform is not None:
