@@ -25,6 +25,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from attncli.experts import Routing
+    from attncli.transformer import ResidualParts
 
 __all__ = [
     "Alibi",
@@ -779,6 +780,10 @@ class Trace:
         """[L, h, T, T] every layer's ‖α_ij v_j W_O^h‖ (see weighted_value_norms), made on first use from the
         weights and the value norms, which the forward pass must have been asked for."""
         return weighted_value_norms(self.weights, self.value_norms)
+
+    # the last residual stream at the positions forward was asked to decompose, split into what each part of the
+    # model wrote into it; None unless asked
+    residual_parts: "ResidualParts | None" = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -86,6 +86,7 @@ OPTION_NAMES = {
     "queries": "--queries",
     "resume": "--resume",
     "seed": "--seed",
+    "target": "--target",
     "text_a": "TEXT_A",
     "text_b": "TEXT_B",
     "title": "--title",
@@ -93,6 +94,7 @@ OPTION_NAMES = {
     "token": "--token",
     "tolerance": "--tolerance",
     "top": "--top",
+    "versus": "--versus",
 }
 # ... and the ways of doing something that the library's hints point to.
 PHRASES = {
@@ -881,7 +883,8 @@ def explore(
     """Explore TEXT's attention full-screen, head by head; ? lists the keys.
 
     Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
-    heads ranked by what it gets from them; m switches between the weights and their ‖α·v W_O‖ norms.
+    heads ranked by what it gets from them; m switches between the weights and their ‖α·v W_O‖ norms; with a
+    decoder's head, d shows what each head adds to the next token.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
@@ -894,8 +897,80 @@ def explore(
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
         # The text first, from standard input for "-": the keys come from the terminal. The norms are made
         # whichever measure shows first, for m to switch to.
-        run = commands.run(_text(text), model, max_tokens, measure=Measure.norms)
-        Explorer(run, measure).run_on(terminal)
+        typed = _text(text)
+        attribute = functools.partial(_attribution_at, typed, model, max_tokens)
+        run = commands.run(typed, model, max_tokens, measure=Measure.norms)
+        Explorer(run, measure, attribute).run_on(terminal)
+
+
+def _attribution_at(text: str, model: Model, max_tokens: int, position: int):
+    """explore's attribution pane: commands.attribute after token `position`."""
+    return commands.attribute(text, model, at=str(position), max_tokens=max_tokens)
+
+
+_VOCABULARY_TOKEN = (
+    "a token of the vocabulary: its piece as the views show it (␣Paris), a text of one token (' Paris') or #ID"
+)
+
+
+@app.command()
+@table_output_options
+@model_options
+def attribute(
+    text: TextArg,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="TOKEN",
+            help=f"The next token whose logit to attribute (default: the one predicted): {_VOCABULARY_TOKEN}.",
+            show_default=False,
+        ),
+    ] = None,
+    versus: Annotated[
+        str | None,
+        typer.Option(
+            "--versus",
+            metavar="TOKEN",
+            help="Attribute the target's logit less this token's (a logit difference), as --target names tokens.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="POSITION",
+            help="The token after which to predict: its index, or its text if it occurs once (default: the last).",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many heads to list each way.")] = 10,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Direct logit attribution: what each head, MLP and the embeddings add to the next token's logit.
+
+    Through the final norm with its scale frozen, the parts of the last residual stream add up to the logit of the
+    predicted token (or --target, or --target less --versus): the heads that push it up and down most, and every
+    head of the model on a scale centred on 0. Pre-norm decoders with their language-model head.
+
+    Example: attncli attribute "The Eiffel Tower is in the city of" --model Qwen/Qwen2.5-0.5B --target " Paris"
+    --versus " Rome"
+    """
+    write(
+        commands.attribute(
+            _text(text), model, _token_option(target, "--target"), _token_option(versus, "--versus"), at, max_tokens
+        ),
+        output,
+        top=top,
+    )
+
+
+def _token_option(value: str | None, option: str) -> str | None:
+    return None if value is None else _utf8(value, option)
 
 
 # heads --sort: a column of its table.

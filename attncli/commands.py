@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli import analysis
+from attncli import analysis, attribution
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
+    AttributionResult,
     BatchRecord,
     CheckResult,
     CompareResult,
@@ -41,8 +42,20 @@ from attncli.results import (
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
+    VocabularyToken,
 )
-from attncli.tokens import CHARACTERS_PER_TOKEN, MASK_TOKENS, Token, mask_token, matches, word_spans
+from attncli.tokens import (
+    CHARACTERS_PER_TOKEN,
+    MASK_TOKENS,
+    SPACE,
+    WORD_START,
+    Token,
+    mask_token,
+    matches,
+    readable,
+    word_spans,
+)
+from attncli.transformer import logits
 
 # The reader of saved results is check's alone; the other commands start without it.
 if TYPE_CHECKING:
@@ -51,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LARGEST_NUMBER",
+    "attribute",
     "batch",
     "check",
     "compare",
@@ -75,6 +89,7 @@ __all__ = [
     "softmax",
     "sort_heads",
     "tokenize",
+    "vocabulary_token",
 ]
 
 # Far beyond what a terminal view can show, small enough that the [L, h, T, T]
@@ -730,6 +745,128 @@ def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
     sink (analysis.sinks); itself when there is no other."""
     sinks = analysis.sinks(run.special, run.model.causal)
     return analysis.strongest_allowed(rows, analysis.candidate_keys(sinks, index, include_special=False), index)
+
+
+def attribute(
+    text: str,
+    model: Model,
+    target: str | None = None,
+    versus: str | None = None,
+    at: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> AttributionResult:
+    """Direct logit attribution (see attncli.attribution) at the token `at` names (see resolve_token; default: the
+    last): what the embeddings, each head, each attention bias and each feed-forward network add directly to the
+    logit of the next token `target` (default: the one the model predicts), or to its difference from `versus`'s,
+    through the final norm with its scale there frozen. Tokens of the vocabulary are named as vocabulary_token
+    reads them. A pre-norm model with a linear head only: a post-norm model's norms after every sublayer, and a
+    masked-LM head's transform, leave no part a direct path to the logits."""
+    info = model.info
+    unembedding = model.unembedding  # DataError where the model has no head (the sample model, a sentence encoder)
+    if not info.pre_norm:
+        raise BadInput(
+            "{name} normalises the residual stream after every sublayer (post-norm), so no part of it reaches the "
+            "logits directly: direct logit attribution needs a pre-norm model (a decoder)",
+            name=info.name,
+        )
+    if unembedding.transform is not None:
+        raise BadInput(
+            "{name}'s masked-LM head passes the stream through a dense layer, an activation and a LayerNorm before "
+            "its logits, which is not linear: direct logit attribution needs a head that is (a decoder's)",
+            name=info.name,
+        )
+    tokens = _tokens(text, model, max_tokens)
+    _check_memory(info, len(tokens), False)
+    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
+    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
+    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
+    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([index]))
+    h = trace.output[index]  # [e] what the head reads at the position
+    if target_id is None:
+        target_id = int(np.argmax(logits(h[None], unembedding)[0]))
+    if versus_id == target_id:
+        raise BadInput(
+            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
+            spec=versus,
+            id=target_id,
+        )
+    parts = trace.residual_parts
+    named, vectors = attribution.components(parts, 0)
+    weights = model.weights
+    contributions, constant = attribution.direct_logit_attribution(
+        vectors,
+        parts.stream[0],
+        weights.final_norm,
+        info.config,
+        unembedding,
+        target_id,
+        versus_id,
+        weights.project_out,
+    )
+    if constant is not None:
+        named.append(attribution.Component(attribution.BIAS, "bias"))
+        contributions = np.append(contributions, constant)
+    return AttributionResult(
+        text,
+        tokens,
+        info,
+        index,
+        _vocabulary_token(model, target_id),
+        None if versus_id is None else _vocabulary_token(model, versus_id),
+        target is None,
+        attribution.head_logit(h, unembedding, target_id, versus_id),
+        named,
+        contributions,
+        unembedding.soft_cap,
+        attribution.totals(named, contributions),
+        attribution.ranked_heads(named, contributions),
+    )
+
+
+def vocabulary_token(model: Model, spec: str, parameter: str, vocab_size: int) -> int:
+    """The id of the one token of `model`'s vocabulary `spec` names: #ID; a piece of the vocabulary as its tokenizer
+    writes it (ĠParis, ▁Paris: as the views show tokens, ␣ for the mark of a word's start); or a text the tokenizer
+    makes one token of (" Paris"). A text of several tokens is refused, naming them; errors name `parameter`."""
+    by_id = re.fullmatch(r"#([0-9]{1,10})", spec)
+    if by_id:
+        token_id = int(by_id[1])
+        if token_id >= vocab_size:
+            raise BadInput(
+                "{option} {spec} is past the vocabulary's last id, {last}",
+                option=Parameter(parameter),
+                spec=spec,
+                last=vocab_size - 1,
+            )
+        return token_id
+    tokenizer = model.tokenizer
+    # the piece as it is, or as the views show it: ␣ for either tokenizer style's mark of a word's start
+    pieces = (spec, spec.replace("␣", SPACE), spec.replace("␣", WORD_START))
+    token_id = next((i for i in map(tokenizer.token_to_id, pieces) if i is not None), None)
+    if token_id is None:
+        encoding = tokenizer.encode(spec, add_special_tokens=False)
+        if len(encoding.ids) != 1:
+            pieces = " ".join(repr(readable(piece)) for piece in encoding.tokens) or "nothing"
+            raise BadInput(
+                "{option} {spec!r} is not one token of the vocabulary: the tokenizer makes {pieces} of it; give one "
+                "token (its text, its piece as the views show it, or #ID)",
+                option=Parameter(parameter),
+                spec=spec,
+                pieces=pieces,
+            )
+        token_id = encoding.ids[0]
+    if token_id >= vocab_size:
+        raise BadInput(
+            "{option} {spec!r} is id {id}, past the {size:,} logits of the model's head",
+            option=Parameter(parameter),
+            spec=spec,
+            id=token_id,
+            size=vocab_size,
+        )
+    return token_id
+
+
+def _vocabulary_token(model: Model, token_id: int) -> VocabularyToken:
+    return VocabularyToken(token_id, model.tokenizer.id_to_token(token_id))
 
 
 def similar(word: str, model: Model, k: int = 10) -> SimilarResult:

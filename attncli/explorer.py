@@ -3,8 +3,8 @@
 Only the explore command imports this module (and with it Textual), so no other command's start-up
 pays for it. It computes nothing of its own: the heatmap is the static views' Heatmap widget over a
 window of the matrix, the overview and the model grid their thumbnails (analysis.block_means), the
-query pane `query`'s chart over commands.query_run. What it shows are the numbers the other
-commands print.
+query pane `query`'s chart over commands.query_run, the attribution pane `attribute`'s chart. What it
+shows are the numbers the other commands print.
 
 Where the explorer is (layer, head, cursor, zoom, ...) is the app's reactive state. Setting it is
 all an action does: data bindings and watch_ methods hand each pane the plain values it draws, and
@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
@@ -42,8 +42,9 @@ from attncli import analysis, commands
 from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
-from attncli.results import AttentionRun, QueryResult
+from attncli.results import AttentionRun, AttributionResult, QueryResult
 from attncli.terminal import token_label
+from attncli.views.attribution import attribution_chart
 from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
 from attncli.views.matrices import head_thumbnails, thumbnail_block, thumbnail_cells
 from attncli.views.rankings import query_chart
@@ -280,6 +281,23 @@ class QueryPane(Widget):
         )
 
 
+class AttributionPane(Widget):
+    """`attribute`'s chart for the next token after the query: the heads that push its logit up and down most,
+    and every head of the model on a scale centred on 0."""
+
+    result: reactive[AttributionResult | str] = reactive("", layout=True)  # or why there is none
+
+    def render(self) -> RenderableType:
+        if isinstance(self.result, str):
+            return Text(self.result, style="dim")
+        result = self.result
+        position = result.tokens[result.position]
+        target = "#" + str(result.target.id) if result.target.text is None else token_label(result.target.text)
+        title = f"direct logit attribution after {result.position} “{token_label(position.text)}”: “{target}”"
+        title += f" (its logit {result.logit:.3f}" + (", before the soft cap)" if result.soft_cap else ")")
+        return Group(Text(title, style="bold"), attribution_chart(result, RANKED_HEADS))
+
+
 class TokenStrip(Widget):
     """The tokens around the cursor's query, the query in reverse video; a click on one makes it the query."""
 
@@ -388,6 +406,9 @@ class Explorer(App):
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
         Binding("m", "measure", "measure: the weights, or their norms ‖αv W_O‖", show=False),
         Binding("n", "find_next", "next match", show=False),
+        Binding(
+            "d", "attribution", "direct logit attribution of the query's next token, or the query pane", show=False
+        ),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -407,9 +428,16 @@ class Explorer(App):
     include_special = var(False)  # let special tokens and a decoder's first token (sinks) top the ranking
     measure = var(Initialize(lambda explorer: explorer.first_measure))  # what the panes show of each query and key
     grid = var(False, toggle_class="-grid")  # the model grid instead of the heatmap: explorer.tcss swaps them
+    # the attribution pane in the query pane's place (explorer.tcss swaps them)
+    attribution = var(False, toggle_class="-attribution")
     heading = var("")  # the top line, made from the above by compute_heading
 
-    def __init__(self, run: AttentionRun, measure: Measure = Measure.weights):
+    def __init__(
+        self,
+        run: AttentionRun,
+        measure: Measure = Measure.weights,
+        attribute: Callable[[int], AttributionResult] | None = None,
+    ):
         super().__init__()
         # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
         # asked for them) shows its weights alone.
@@ -417,6 +445,8 @@ class Explorer(App):
         if run.trace.value_norms is not None:
             self.runs = {shown: dataclasses.replace(run, measure=shown.value) for shown in Measure}
         self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
+        # The direct logit attribution after a position (commands.attribute's), computed when first shown there.
+        self.attributions = functools.lru_cache(maxsize=RANKINGS_KEPT)(attribute) if attribute else None
         self.labels = token_texts(run)
         self.found = ""  # the text `/` last looked for
         # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
@@ -453,6 +483,7 @@ class Explorer(App):
             Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
         yield QueryPane()
+        yield AttributionPane()
         yield TokenStrip(self.labels).data_bind(Explorer.cursor)
         yield Static(id="status")
         yield Input(placeholder="find a token: type part of it, Enter", id="find")
@@ -498,6 +529,24 @@ class Explorer(App):
         query_pane = self.query_one(QueryPane)
         query_pane.ranking = self._cursor_ranking()
         query_pane.centre = cursor.key
+        self._show_attribution()
+
+    def watch_attribution(self) -> None:
+        self._show_attribution()
+
+    def _show_attribution(self) -> None:
+        """Hand the attribution pane the attribution after the cursor's query, where the pane shows."""
+        if not self.attribution:
+            return
+        query = self.cursor.query
+        pane = self.query_one(AttributionPane)
+        if self.attributions is None:
+            pane.result = "no model to attribute with"
+            return
+        try:
+            pane.result = self.attributions(query)
+        except AttncliError as error:
+            pane.result = f"attribution after {query}: {error}"
 
     def watch_include_special(self) -> None:
         self.query_one(QueryPane).ranking = self._cursor_ranking()
@@ -594,6 +643,9 @@ class Explorer(App):
 
     def action_mean(self) -> None:
         self.mean = not self.mean
+
+    def action_attribution(self) -> None:
+        self.attribution = not self.attribution
 
     def action_sinks(self) -> None:
         self.include_special = not self.include_special

@@ -350,16 +350,31 @@ class CheckpointModel:
                 "the checkpoint's weights or config.json are broken"
             )
 
-    def run(self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False) -> Trace:
+    def run(
+        self,
+        tokens: list[Token],
+        keep_steps: bool = True,
+        value_norms: bool = False,
+        decompose_at: np.ndarray | None = None,
+    ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
-        `value_norms`, each layer's ‖v_j W_O^h‖ too."""
+        `value_norms`, each layer's ‖v_j W_O^h‖ too; with `decompose_at` [p], the last residual stream at those
+        positions in its parts (see transformer.forward)."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            trace = forward(ids, embeddings, self.config, self.weights, keep_steps, value_norms)
+            trace = forward(
+                ids,
+                embeddings,
+                self.config,
+                self.weights,
+                keep_steps,
+                value_norms=value_norms,
+                decompose_at=decompose_at,
+            )
         self._check_finite(trace.output)
         return trace
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
+from attncli.attribution import Component
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.experts import Routing
 from attncli.models import ModelInfo
@@ -17,6 +18,7 @@ from attncli.tokens import Token
 __all__ = [
     "SCHEMA",
     "AttentionRun",
+    "AttributionResult",
     "BatchRecord",
     "CheckResult",
     "CompareResult",
@@ -38,6 +40,7 @@ __all__ = [
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
+    "VocabularyToken",
     "numbers",
 ]
 
@@ -825,5 +828,62 @@ class CheckResult:
                     "now": float(now[cell]),
                 }
                 for cell in self.worst_cells
+            ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class VocabularyToken:
+    """A token of the vocabulary a logit is of: its id and its piece (None where the tokenizer has none for the id,
+    a row the model pads its head with)."""
+
+    id: int
+    text: str | None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "token": self.text}
+
+
+@dataclass(eq=False, repr=False)
+class AttributionResult:
+    """Direct logit attribution at one position: what each part of the residual stream (the embeddings, each head,
+    attention bias and feed-forward network, and the constant of the final norm's shift and the head's bias) adds
+    to the logit of a target token there, or to its difference from another's, through the final norm with its
+    scale frozen; the contributions add up to the logit."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    position: int  # the token whose next-token logit is attributed
+    target: VocabularyToken
+    versus: VocabularyToken | None  # the logit attributed is target's less this one's
+    predicted: bool  # the target is the token the model predicts there (no target was given)
+    logit: float  # the head's logit of target (less versus's), before any soft cap
+    components: list[Component]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
+    contributions: np.ndarray  # [N] float64, each component's; they add up to `logit`
+    soft_cap: float | None  # the head's soft cap, which the logit is taken before (it is not linear)
+    totals: dict[str, float]  # the contributions summed by kind (attribution.KINDS): embed, head, attn bias, mlp, bias
+    ranking: list[int]  # the heads' indices among the components, the largest contribution first
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per component, in the model's order."""
+        rows = zip(self.components, self.contributions, strict=True)
+        return ["name", "layer", "head", "contribution"], ([c.name, c.layer, c.head, float(v)] for c, v in rows)
+
+    def to_json(self) -> dict:
+        rows = zip(self.components, numbers(self.contributions), strict=True)
+        return _document(
+            "attribute",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            position=_token_ref(self.tokens[self.position]),
+            target=self.target.to_json(),
+            versus=None if self.versus is None else self.versus.to_json(),
+            predicted=self.predicted,
+            logit=float(numbers(np.float64(self.logit))),
+            soft_cap=self.soft_cap,
+            components=[
+                {"name": c.name, "layer": c.layer, "head": c.head, "contribution": float(value)} for c, value in rows
             ],
         )

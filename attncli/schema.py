@@ -262,6 +262,19 @@ PREDICTIONS = _array(
 OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
 
 
+VOCABULARY_TOKEN = _object(
+    {"id": INDEX, "token": {"type": ["string", "null"], "description": "the vocabulary's piece; null: none for the id"}}
+)
+COMPONENT = _object(
+    {
+        "name": {**STRING, "description": "embed, L3H5 (a head), L3 attn bias, L3 mlp (or mixture of experts), bias"},
+        "layer": {"type": ["integer", "null"], "minimum": 0},
+        "head": {"type": ["integer", "null"], "minimum": 0, "description": "null where the component is no head"},
+        "contribution": NUMBER,
+    }
+)
+
+
 def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
     return {
         "$schema": DRAFT,
@@ -442,6 +455,32 @@ def schemas() -> dict[str, dict]:
                 ),
             ],
         },
+        "attribute": _document(
+            "attribute",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "position": {**TOKEN_REF, "description": "the token whose next-token logit is attributed"},
+                "target": VOCABULARY_TOKEN,
+                "versus": {
+                    "oneOf": [VOCABULARY_TOKEN, {"type": "null"}],
+                    "description": "the logit attributed is the target's less this token's; null: the target's",
+                },
+                "predicted": {"type": "boolean", "description": "the target is the token the model predicts"},
+                "logit": {**NUMBER, "description": "the target's logit (less versus's), before any soft cap"},
+                "soft_cap": {
+                    **NULLABLE_NUMBER,
+                    "description": "the head's soft cap, cap · tanh(z / cap), which is not linear: logit and the "
+                    "contributions are of z, before it; null: no cap",
+                },
+                "components": {
+                    **_array(COMPONENT),
+                    "description": "each part of the residual stream at the position, through the final norm with its "
+                    "scale there frozen, into the logit; in the model's order; they add up to logit",
+                },
+            },
+        ),
         "check": _document(
             "check",
             {

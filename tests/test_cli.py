@@ -49,6 +49,7 @@ COMMANDS = [
     "batch",
     "check",
     "schema",
+    "attribute",
 ]
 
 
@@ -609,3 +610,43 @@ def test_a_measure_attncli_has_not_is_one_line_naming_the_two_it_has(command):
     token = ["--token", "cat"] if command == "query" else []
     done = attncli(command, SENTENCE, *token, "--measure", "lengths")
     clean_error(done, "Invalid value for '--measure': 'lengths' is not one of 'weights', 'norms'")
+
+
+def test_attribute_json_has_the_documented_shape_and_its_csv_a_row_per_component(cli):
+    model = str(FIXTURES / "phi")
+    document = cli("attribute", PRONOUN, "--model", model, "--json").json()
+    assert document["command"] == "attribute"
+    assert document["position"] == {"index": len(document["tokens"]) - 1, "text": document["tokens"][-1]["text"]}
+    assert set(document["target"]) == {"id", "token"} and document["versus"] is None and document["predicted"]
+    components = document["components"]
+    assert components[0] == {
+        "name": "embed",
+        "layer": None,
+        "head": None,
+        "contribution": components[0]["contribution"],
+    }
+    assert {k: v for k, v in components[16].items() if k != "contribution"} == {"name": "L2H3", "layer": 2, "head": 3}
+    assert abs(sum(c["contribution"] for c in components) - document["logit"]) <= 1e-4
+    assert document["soft_cap"] is None
+    rows = cli("attribute", PRONOUN, "--model", model, "--format", "csv").stdout.splitlines()
+    assert rows[0] == "name,layer,head,contribution" and len(rows) == 1 + len(components)
+    assert rows[1].startswith("embed,,,") and rows[3].startswith("L0H1,0,1,")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the sample model is one layer of attention"),
+        (["--model", BERT], "language-model head"),
+        (["--model", str(FIXTURES / "opt-post-norm")], "(post-norm), so no part of it reaches the logits directly"),
+        (["--model", GPT2, "--target", " catapult"], "--target ' catapult' is not one token of the vocabulary"),
+        (["--model", GPT2, "--versus", "#99999"], "--versus #99999 is past the vocabulary's last id"),
+        (["--model", GPT2, "--at", "dog"], "--at 'dog' is not a token of the text"),
+        (["--model", GPT2, "--at", "99"], "--at 99 is out of range"),
+        (["--model", GPT2, "--target", "#5", "--versus", "#5"], "--versus '#5' is the target itself"),
+    ],
+)
+def test_attribute_refuses_in_one_line(cli, args, message):
+    run = cli("attribute", SENTENCE, *args)
+    assert run.code == 2 and run.stdout == ""
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr

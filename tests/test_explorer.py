@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import ATTNCLI, BERT, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
+from helpers import ATTNCLI, BERT, FIXTURES, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
 from rich.console import Console
 
 from attncli import commands
@@ -34,11 +34,11 @@ def _run(text: str = PRONOUN, model: str = BERT):
 
 
 def explore(run, *steps, size=(80, 24), **options):
-    """Open the explorer on `run` at `size` (and Explorer's `options`), then take each step: a key name (as
-    Pilot.press takes it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the
-    running app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
-    (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
-    the query pane's chart, app.grid_height the model grid's height."""
+    """Open the explorer on `run` at `size` (and Explorer's `options`: `measure`, and `attribute`, what the
+    attribution pane asks), then take each step: a key name (as Pilot.press takes it), ("click", selector,
+    (x, y)), ("resize", (width, height)) or a function given the running app. Returns (the app, its screen as
+    text); app.pane holds what the heatmap pane last drew (drawn, first_row, width, weights), app.strip where
+    the token strip put each token, app.chart the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
 
     async def drive():
@@ -461,3 +461,40 @@ def test_explore_opens_on_the_measure_asked_and_its_grid_draws_norms_too():
 def test_a_run_without_value_norms_stays_on_its_weights_and_says_why():
     app, screen = explore(_run(), "m")
     assert app.measure == "weights" and "this run has its weights alone: no value norms to show" in screen
+
+
+def test_d_shows_the_direct_logit_attribution_after_the_query_in_the_query_pane_s_place():
+    """Computed when shown, for the cursor's query, once per query (going back reuses it)."""
+    model = load_model(str(FIXTURES / "phi"))
+    run = commands.run(PRONOUN, model)
+    asked = []
+
+    def attribute(position):
+        asked.append(position)
+        return commands.attribute(PRONOUN, model, at=str(position))
+
+    app, screen = explore(run, size=(100, 40), attribute=attribute)
+    assert asked == [] and "push it up" not in screen
+    app, screen = explore(run, "d", "up", "down", size=(100, 40), attribute=attribute)
+    last = app.cursor.query
+    assert asked == [last, last - 1] and app.attribution
+    expected = commands.attribute(PRONOUN, model, at=str(last))
+    top = expected.components[expected.ranking[0]]
+    assert f"direct logit attribution after {last}" in screen and "Heads that push it up" in screen
+    value = re.escape(f"{expected.contributions[expected.ranking[0]]:+.3f}")
+    assert re.search(rf"1\s+L{top.layer} H{top.head}\s+{value}", screen)
+    assert "top key" not in screen  # the query pane is hidden
+    _, screen = explore(run, "d", "d", size=(100, 40), attribute=attribute)
+    assert "Heads that push it up" not in screen and "top key" in screen
+    _, screen = explore(_run(), "d", size=(100, 40))  # no model to attribute with
+    assert "no model to attribute with" in screen
+
+
+def test_the_attribution_pane_says_why_a_model_has_none():
+    model = load_model(BERT)
+
+    def attribute(position):
+        return commands.attribute(PRONOUN, model, at=str(position))
+
+    _, screen = explore(_run(), "d", size=(100, 30), attribute=attribute)
+    assert "language-model head" in " ".join(screen.split())

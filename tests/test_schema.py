@@ -64,6 +64,8 @@ EVERY_COMMAND = {
     "rollout-norms": ["rollout", SENTENCE, "--token", "cat", "--measure", "norms", "--json"],
     "predict-decoder": ["predict", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
     "predict-masks": ["predict", "The [MASK] sat on the [MASK].", "--model", str(FIXTURES / "bert-mlm"), "--json"],
+    "attribute": ["attribute", SENTENCE, "--model", str(FIXTURES / "phi"), "--json"],
+    "attribute-versus-capped": ["attribute", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--versus", "#4", "--json"],
 }
 
 

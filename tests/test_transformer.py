@@ -24,6 +24,7 @@ from helpers import (
     edit_config,
     needs_minilm,
     references,
+    small_pre_norm_models,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,9 +46,11 @@ from attncli.transformer import (
     feed_forward,
     forward,
     forward_packed,
+    frozen_norm,
     gelu,
     gelu_tanh,
     layer_norm,
+    norm_scale,
     normalized,
     position_ids,
     relative_embeddings,
@@ -610,3 +613,91 @@ def test_a_layer_read_from_disk_is_freed_before_the_next_is_read():
         layers = _LayersAlone(model.weights.blocks)
         run(dataclasses.replace(model.weights, blocks=layers))
         assert len(layers.alive) == model.config.layers
+
+
+def _parts_sum(parts) -> np.ndarray:
+    """embed + Σ_l (Σ_h heads + attention bias + feed-forward): [p, d] float64."""
+    total = parts.embed.astype(np.float64)
+    for layer in parts.layers:
+        total = total + layer.heads.sum(axis=0, dtype=np.float64) + layer.feed_forward
+        if layer.attention_bias is not None:
+            total = total + layer.attention_bias
+    return total
+
+
+def _assert_parts_add_up(parts, stream: np.ndarray) -> None:
+    """The parts add up to the last residual stream, to float32 rounding of the stream's largest number."""
+    assert_array_equal(parts.stream, stream)
+    assert_allclose(_parts_sum(parts), stream, rtol=0, atol=2e-6 * max(1.0, float(np.abs(stream).max())))
+
+
+@pytest.mark.parametrize("name", [name for name in [*DECODERS, "gpt2"] if name != "opt-post-norm"])
+def test_a_pre_norm_models_last_residual_stream_is_the_sum_of_its_parts(name):
+    """Embeddings, each head's z_h W_O^h, each attention bias and each feed-forward network (or mixture of
+    experts), through the norms after sublayers with their scales frozen (Gemma 2 and 3, OLMo 2) and Granite's
+    residual multiplier: at every position asked, they add up to x_L (the stream the final norm reads)."""
+    model = load_model(str(FIXTURES / name))
+    ids = np.array([token.id for token in model.tokenize(PRONOUN)])
+    positions = np.array([0, len(ids) // 2, len(ids) - 1])
+    steps = forward(ids, model.weights.word[ids], model.config, model.weights)
+    trace = forward(ids, model.weights.word[ids], model.config, model.weights, keep_steps=False, decompose_at=positions)
+    parts = trace.residual_parts
+    assert_array_equal(parts.positions, positions)
+    assert len(parts.layers) == model.config.layers
+    assert all(layer.heads.shape == (model.config.heads, 3, model.config.d_model) for layer in parts.layers)
+    assert_array_equal(trace.weights, steps.weights)  # asking for the parts changes nothing else
+    assert_array_equal(trace.output, steps.output)
+    _assert_parts_add_up(parts, steps.layer_outputs[-1][positions])
+    assert_array_equal(parts.embed, steps.layer_inputs[0][positions])
+    for layer, part in enumerate(parts.layers):  # each layer's heads and bias are what its attention added
+        attention = steps.layers[layer]
+        without_ffn = part.heads.sum(axis=0, dtype=np.float64)
+        if part.attention_bias is not None:
+            without_ffn += part.attention_bias
+        added = steps.layer_outputs[layer][positions] - steps.layer_inputs[layer][positions] - part.feed_forward
+        assert_allclose(without_ffn, added, rtol=0, atol=4e-6 * max(1.0, float(np.abs(attention.output).max())))
+
+
+def test_a_forward_pass_without_decompose_at_keeps_no_parts():
+    model = load_model(str(FIXTURES / "llama"))
+    assert model.run(model.tokenize(SENTENCE)).residual_parts is None
+
+
+@given(small_pre_norm_models(), st.integers(1, 9), st.data())
+def test_the_parts_of_any_pre_norm_models_stream_add_up_to_it(model, tokens, data):
+    config, weights = model
+    ids = np.arange(tokens) % 11
+    positions = np.array(data.draw(st.lists(st.integers(0, tokens - 1), min_size=1, max_size=3)))
+    steps = forward(ids, weights.word[ids], config, weights)
+    trace = forward(ids, weights.word[ids], config, weights, keep_steps=False, decompose_at=positions)
+    _assert_parts_add_up(trace.residual_parts, steps.layer_outputs[-1][positions])
+
+
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(2, 9)), elements=st.floats(-9, 9)),
+    st.sampled_from(["rms", "layer"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_norm_with_its_scale_frozen_is_linear_in_the_parts_of_what_it_normalises(parts, kind, seed):
+    """frozen_norm of each part, plus the shift, is the norm of their sum: the model's own norm, to rounding."""
+    rng = np.random.default_rng(seed)
+    d = parts.shape[-1]
+    config = TransformerConfig("llama", 1, 1, d, 4, 11, 32, "silu", 1e-5, True, True, (LayerAttention(),), norm=kind)
+    gain, shift = rng.normal(1, 0.3, d).astype(np.float32), rng.normal(0, 0.3, d).astype(np.float32)
+    norm = Norm(gain, shift if kind == "layer" else None)
+    whole = parts.sum(axis=0)  # [p, d]
+    scaled = frozen_norm(parts, norm_scale(whole, config), norm, config).sum(axis=0, dtype=np.float64)
+    if norm.bias is not None:
+        scaled += norm.bias
+    expected = normalized(whole, norm, config)
+    assert_allclose(scaled, expected, rtol=0, atol=1e-5 * (1 + np.abs(parts).max() * norm_scale(whole, config).max()))
+
+
+def test_a_decomposing_forward_pass_frees_each_layer_before_reading_the_next():
+    """The parts kept hold no view of a layer's weights (Phi's attention output bias among them)."""
+    model = load_model(str(FIXTURES / "phi"))
+    ids = np.array([token.id for token in model.tokenize(SENTENCE)])
+    layers = _LayersAlone(model.weights.blocks)
+    weights = dataclasses.replace(model.weights, blocks=layers)
+    forward(ids, model.weights.word[ids], model.config, weights, keep_steps=False, decompose_at=np.array([1]))
+    assert len(layers.alive) == model.config.layers

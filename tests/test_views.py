@@ -709,3 +709,45 @@ def test_the_other_views_of_norms_say_what_they_made_of_them(cli):
     assert "each square is one head's 16 × 16 norms" in grid and "‖αv W_O‖: ░" in grid
     for text in (heads, rollout, grid):
         assert "weights: ░" not in text
+
+
+def _attribution(name: str = "phi", **options):
+    return commands.attribute(PRONOUN, load_model(str(FIXTURES / name)), **options)
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_attribution_ranks_heads_each_way_and_draws_every_head_on_a_scale_centred_on_0(width):
+    result = _attribution()
+    text = render_text(views.view(result, top=3), width)
+    assert widest_line(text) <= width
+    up = [result.components[i] for i in result.ranking if result.contributions[i] > 0][:3]
+    down = [result.components[i] for i in reversed(result.ranking) if result.contributions[i] < 0][:3]
+    for rank, component in enumerate(up, start=1):
+        value = result.contributions[result.components.index(component)]
+        assert re.search(rf"\b{rank}\s+L{component.layer} H{component.head}\s+\+{value:.3f}", text), text
+    for component in down:
+        assert f"L{component.layer} H{component.head}" in text
+    limit = np.abs([v for c, v in zip(result.components, result.contributions, strict=True) if c.kind != "bias"])
+    assert f"pushes down -{limit.max():.2f} ◀ 0 ▶ +{limit.max():.2f} pushes up" in text
+    assert re.search(r"^\s+H0\s+H1\s+H2\s+H3\s+b_O\s+mlp", text, re.MULTILINE)  # the grid's columns
+    first_layer = [v for c, v in zip(result.components, result.contributions, strict=True) if c.layer == 0]
+    assert " ".join(f"{v:+.2f}" for v in first_layer) in text  # its heads, b_O and mlp, signed, without colour
+    assert f"add up to {result.logit:.3f}" in text and "\x1b" not in text
+
+
+def test_attribution_says_a_soft_capped_logit_is_before_its_cap_and_names_versus():
+    text = " ".join(render_text(views.view(_attribution("gemma2", versus="#4")), 100).split())  # lines wrapped
+    assert "caps its logits at 30" in text and "before the cap" in text
+    assert "less that of" in text and "(#4)" in text and "a logit difference" in text
+
+
+def test_attribution_grid_narrows_to_bars_and_marks_with_colour_or_without():
+    from attncli.widgets.diverging import DivergingGrid
+
+    values = np.array([[0.5, -0.25, 0.01, -1.0]])
+    grid = DivergingGrid(values, ["L0"], ["H0", "H1", "H2", "mlp"])
+    assert render_text(grid, 40).splitlines()[1] == "L0 +0.50 -0.25 +0.01 -1.00"
+    assert render_text(grid, 19).splitlines()[1] == "L0 +█  -▄  +   -██"
+    assert render_text(grid, 12).splitlines() == ["   0 1 2 p", "L0 ▲ - · ▼"]
+    coloured = render_text(grid, 40, color_system="truecolor")
+    assert "48;2;" in coloured and ANSI.sub("", coloured).splitlines()[1] == "L0 +0.50 -0.25 +0.01 -1.00"

@@ -169,3 +169,15 @@ def test_a_page_of_weights_carries_no_norms():
     assert largest == pytest.approx(float(normed.attention.max()))
     held = np.frombuffer(zlib.decompress(base64.b64decode(data["attention"])), "<u2") / 65535 * largest
     np.testing.assert_allclose(held.reshape(normed.attention.shape), normed.attention, atol=largest / 65535)
+
+
+def test_attributions_page_is_its_view_in_colour_grid_and_legend_included(cli, tmp_path, browser):
+    page_file, document = export(
+        cli, tmp_path, "attribution.html", "attribute", PRONOUN, "--model", str(FIXTURES / "phi")
+    )
+    html = page_file.read_text()
+    assert "Heads that push it up" in html and "pushes down" in html and "b_O" in html
+    top = document["components"][max(range(1, 13), key=lambda i: document["components"][i]["contribution"])]
+    assert f"{top['contribution']:+.2f}" in html  # the grid's cell of a head among the first layer's
+    page, _, errors = open_page(browser, page_file)
+    assert errors == [] and png_colours(page.screenshot()) > 20  # the diverging scale's colours drawn

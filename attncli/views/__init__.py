@@ -7,6 +7,7 @@ the numbers themselves come from attncli.commands and attncli.analysis.
 from rich.console import RenderableType
 
 from attncli import results
+from attncli.views.attribution import attribution_view
 from attncli.views.common import figure_name
 from attncli.views.explain import explain_view
 from attncli.views.figures import FIGURES, terminal_picture
@@ -32,6 +33,7 @@ VIEWS = {
     results.SoftmaxResult: softmax_view,
     results.DotResult: dot_view,
     results.PredictResult: predict_view,
+    results.AttributionResult: attribution_view,
 }
 
 

@@ -5,4 +5,5 @@
 - `keybars.KeyBars`: table rows that end in a one-line bar chart over the keys;
 - `vectors.VectorTable`: labelled vectors as rows of numbers;
 - `columns.FittedTable`: a table that leaves out its least needed columns until it fits.
+- `diverging.DivergingGrid`: signed numbers in a grid on a colour scale centred on 0, and its `DivergingLegend`.
 """
