@@ -3,6 +3,7 @@ statistics, rollout, comparisons, differences, nearest neighbours. No I/O, no pr
 
 import difflib
 import enum
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,6 +36,7 @@ __all__ = [
     "strongest_allowed",
     "strongest_keys",
     "text_statistics",
+    "top_tokens",
     "total_variation",
 ]
 
@@ -484,3 +486,32 @@ def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[
     best = np.argpartition(-cosines, k - 1)[:k]
     best = best[np.argsort(-cosines[best], kind="stable")]
     return [(int(i), float(cosines[i])) for i in best]
+
+
+def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `k` largest logits of each row over a vocabulary given a block of columns at a time, as (the
+    block's first id, its logits [R, B]), the best first (among equal logits, the lower id), with their ids
+    and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
+    probabilities). A block at a time: a running top k, and a running log-sum-exp (its peak m and Σ e^(z - m),
+    rescaled as m grows, in float64), so no more than one block of logits is ever held."""
+    ids = logits = peak = total = None
+    for start, z in blocks:  # z [R, B]
+        if len(z[0]) > k:
+            candidates = np.argpartition(z, -k, axis=1)[:, -k:]  # [R, k] the block's largest, in no order
+        else:
+            candidates = np.broadcast_to(np.arange(len(z[0])), z.shape)
+        block_ids, block_logits = candidates + start, np.take_along_axis(z, candidates, axis=1)
+        block_peak = z.max(axis=1).astype(np.float64)  # [R]
+        if ids is None:
+            ids, logits, peak, total = block_ids, block_logits, block_peak, np.zeros(len(z))
+        else:
+            ids, logits = np.concatenate([ids, block_ids], axis=1), np.concatenate([logits, block_logits], axis=1)
+        grown = np.maximum(peak, block_peak)  # [R]
+        with np.errstate(over="ignore"):  # a difference past float32's range is -inf, whose exp is the 0 it means
+            shifted = np.exp(z - grown[:, None].astype(z.dtype))  # [R, B]
+        total = total * np.exp(peak - grown) + shifted.sum(axis=1, dtype=np.float64)
+        peak = grown
+        order = np.lexsort((ids, -logits), axis=1)[:, :k]  # [R, k] the largest logits first, then the lower ids
+        ids, logits = np.take_along_axis(ids, order, axis=1), np.take_along_axis(logits, order, axis=1)
+    probabilities = np.exp(logits - peak[:, None]) / total[:, None]  # [R, k]
+    return ids, logits, probabilities.astype(logits.dtype)
