@@ -39,13 +39,22 @@ if TYPE_CHECKING:
 
     from attncli.checkpoint import Rows, TensorFile, TensorHeaders
     from attncli.experts import MixtureConfig
-    from attncli.transformer import Block, FeedForward, MixtureOfExperts, Norm, TransformerConfig, TransformerWeights
+    from attncli.transformer import (
+        Block,
+        FeedForward,
+        MixtureOfExperts,
+        Norm,
+        TransformerConfig,
+        TransformerWeights,
+        Unembedding,
+    )
 
 __all__ = [
     "FAMILIES",
     "SUPPORTED",
     "Family",
     "read_config",
+    "read_unembedding",
     "read_weights",
     "read_word_table",
     "uncased_wordpiece_tokenizer",
@@ -606,6 +615,25 @@ def _gpt2_weights(c: "TransformerConfig", tensors: "TensorFile | TensorHeaders")
 
 
 @dataclass(frozen=True)
+class _Head:
+    """Where a family keeps its language-model head, and what config.json says of it, as the family's
+    *ForCausalLM computes its logits (see transformer.Unembedding)."""
+
+    # the head's Linear: NAME.weight [vocab, e] (and NAME.bias), the first of these names present, at the
+    # checkpoint's root or under one of its prefixes
+    names: tuple[str, ...] = ("lm_head",)
+    ties: bool = False  # tie_word_embeddings when config.json has none: true, and without NAME.weight, the word
+    # embeddings are the head (with NAME.weight, transformers keeps it, tied to them or not)
+    bias: bool = False  # NAME.bias [vocab] is added (Phi, GPT-J)
+    soft_cap: bool = False  # final_logit_softcapping is read (null: none): logits capped as cap · tanh(z / cap)
+    soft_cap_default: float | None = None  # final_logit_softcapping when config.json has none (Gemma 2's 30)
+    scale: tuple[str, float] | None = None  # (a config.json key the logits are multiplied by, its default): Cohere's
+    divisor: tuple[str, float] | None = None  # (a config.json key the logits are divided by, its default): Granite's
+    outer: bool = False  # its keys are config.json's own, not its text model's: a multimodal checkpoint's head
+    # is the outer model's (Gemma 3's ties as its top-level tie_word_embeddings says and soft-caps nothing)
+
+
+@dataclass(frozen=True)
 class _Names:
     """Where a decoder family keeps its tensors: the embedding table and the final norm under the
     checkpoint's prefix, each layer's parts under its `layer` prefix. Llama's names are the defaults."""
@@ -734,6 +762,7 @@ class _Decoder:
     sinks: bool = False  # each head's learned sink logit, self_attn.sinks [h], joins every row's softmax (GPT-OSS)
     # RoPE's settings where config.json gives neither rope_parameters nor rope_scaling (GPT-OSS: yarn); (): default
     rope_defaults: tuple[tuple[str, str | float | bool], ...] = ()
+    head: _Head = _Head()  # its language-model head
 
     def keys_for(self, name: str) -> tuple[str, ...]:
         """This family's config.json keys for what Llama's calls `name`, the one transformers reads first
@@ -1597,6 +1626,7 @@ class Family:
     # the config.json key counting the layers the tensors hold, where layers share their weights (ALBERT's groups);
     # None: each layer has its own
     stored_layers: str | None = None
+    head: _Head | None = None  # its language-model head; None: attncli reads none of the family's
 
 
 # BLOOM's tensor names, and Falcon's (which has no norm on the embeddings, and names a parallel block's norms).
@@ -1852,7 +1882,13 @@ FAMILIES["modernbert"] = Family(
     settings=functools.partial(_decoder_settings, style=_MODERNBERT),
 )
 FAMILIES["gpt2"] = Family(
-    "GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER
+    "GPT-2",
+    ("n_layer", "num_hidden_layers"),
+    _gpt2_config,
+    _gpt2_weights,
+    _GPT2_WORDS,
+    _GPT2_LAYER,
+    head=_Head(ties=True),
 )
 _GEMMA3 = _Decoder(
     head_dim=256,
@@ -1878,6 +1914,7 @@ _GEMMA3 = _Decoder(
         ("rope_local_base_freq", 10_000.0),
     ),
     local_rope=True,
+    head=_Head(ties=True, soft_cap=True),
 )
 _MISTRAL = _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096)
 _DECODERS = {
@@ -1916,6 +1953,7 @@ _DECODERS = {
             embedding_scale=True,
             gelu_means_tanh=True,
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True),
         ),
     ),
     "gemma2": (
@@ -1933,6 +1971,7 @@ _DECODERS = {
             window=4096,
             keys=(("hidden_act", "hidden_activation"),),
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True, soft_cap=True, soft_cap_default=30.0),
         ),
     ),
     "phi3": (
@@ -1949,7 +1988,7 @@ _DECODERS = {
         ),
     ),
     "gemma3_text": ("Gemma 3", _GEMMA3),
-    "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True)),
+    "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True, head=_Head(ties=True, outer=True))),
     "olmo": ("OLMo", _Decoder(plain_norm=True, clip_qkv=True, eps=1e-5)),
     "olmo2": ("OLMo 2", _Decoder(whole_qk_norm=True, sandwich=True, input_norms=False, eps=1e-5)),
     "ministral": ("Ministral", _MISTRAL),  # Ministral-8B: Mistral's configuration, layer_types read as Mistral's
@@ -1963,9 +2002,13 @@ _DECODERS = {
             use_sliding_window=True,
             defaults=(("rope_theta", 2_000_000.0),),
             no_rope=True,
+            head=_Head(ties=True),
         ),
     ),
-    "granite": ("Granite", _Decoder(mlp_bias=True, multipliers=True)),
+    "granite": (
+        "Granite",
+        _Decoder(mlp_bias=True, multipliers=True, head=_Head(divisor=("logits_scaling", 1.0))),
+    ),
     "mixtral": (
         "Mixtral",
         _Decoder(
@@ -2036,6 +2079,7 @@ _DECODERS = {
             ffn_factor=4,
             biases=(True, True, True),
             refused=(("apply_residual_connection_post_layernorm", False),),
+            head=_Head(ties=True),
         ),
     ),
     "falcon": (
@@ -2060,6 +2104,7 @@ _DECODERS = {
             max_positions=2048,
             ffn_factor=4,
             variant=_falcon_architecture,
+            head=_Head(ties=True),
         ),
     ),
     "opt": (
@@ -2097,6 +2142,7 @@ _DECODERS = {
             final_norm_key="_remove_final_layer_norm",
             d_embed_key="word_embed_proj_dim",
             refused=(("layer_norm_elementwise_affine", True),),
+            head=_Head(ties=True),
         ),
     ),
     "gpt_neo": (
@@ -2132,6 +2178,7 @@ _DECODERS = {
             unscaled=True,
             layer_kinds=True,
             window=256,
+            head=_Head(ties=True),
         ),
     ),
     # OLMoE-1B-7B: OLMo 2's norms over the whole projected q and k (then OLMo's clip_qkv), but before each
@@ -2209,6 +2256,7 @@ _DECODERS = {
             partial_rotary=True,
             defaults=(("rotary_pct", 0.25),),
             default_activation="gelu",
+            head=_Head(names=("embed_out", "lm_head")),  # published checkpoints' name, and transformers 5's
         ),
     ),
     "gptj": (
@@ -2245,6 +2293,7 @@ _DECODERS = {
             pairing="adjacent",
             ffn_factor=4,
             default_activation="gelu_new",
+            head=_Head(bias=True),
         ),
     ),
     "phi": (
@@ -2267,6 +2316,7 @@ _DECODERS = {
             partial_rotary=True,
             defaults=(("partial_rotary_factor", 0.5),),
             default_activation="gelu_new",
+            head=_Head(bias=True),
         ),
     ),
     "stablelm": (
@@ -2300,6 +2350,7 @@ _DECODERS = {
             defaults=(("rope_theta", 500000.0),),
             pairing="adjacent",
             eps=1e-5,
+            head=_Head(ties=True, scale=("logit_scale", 0.0625)),
         ),
     ),
     "starcoder2": (
@@ -2313,6 +2364,7 @@ _DECODERS = {
             **_LAYER_NORMS_PLAIN_MLP,
             windows="all",
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True),
         ),
     ),
 }
@@ -2325,6 +2377,7 @@ FAMILIES |= {
         style.names.words,
         style.names.layer,
         settings=functools.partial(_decoder_settings, style=style),
+        head=style.head,
     )
     for name, (title, style) in _DECODERS.items()
 }
@@ -2371,6 +2424,68 @@ def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows
     """The input embedding table alone, checked against `config`: what `similar` reads, without the layers."""
     name = FAMILIES[config.family].word_table
     return _Tensors(tensors, name).table(name, (config.vocab_size, config.d_embed or config.d_model))
+
+
+def read_unembedding(config: "TransformerConfig", tensors: "TensorFile", settings: dict) -> "Unembedding":
+    """The model's language-model head, from config.json (`settings`, as it stands) and the head's tensors
+    alone, read when asked: the word embedding table where the head is tied to it, else the head's own
+    rows, read from disk as logits need them (see transformer.logits); checked against `config`."""
+    family = FAMILIES[config.family]
+    if family.head is None:
+        raise DataError(
+            f"attncli reads no language-model head of {family.title} checkpoints: this checkpoint can show "
+            "attention, not predictions"
+        )
+    return _unembedding(config, tensors, settings, family)
+
+
+def _unembedding(config: "TransformerConfig", tensors: "TensorFile", settings: dict, family: Family) -> "Unembedding":
+    """A head as `family.head` says: its Linear, or the word embeddings it is tied to, and what config.json
+    says of its logits."""
+    from attncli.transformer import Unembedding
+
+    head, e = family.head, config.d_embed or config.d_model
+    if not head.outer and family.settings is not None:
+        settings = family.settings(settings)
+    ties = _flag(settings, "tie_word_embeddings", head.ties)
+    names = set(tensors.names())
+    stored = next(
+        (f"{name}.weight" for name in head.names if any(p + f"{name}.weight" in names for p in _PREFIXES)), None
+    )
+    if stored is None and not ties:
+        raise DataError(
+            f"model.safetensors has no language-model head ({head.names[0]}.weight) and config.json does not tie it "
+            "to the word embeddings: this checkpoint can show attention, not predictions"
+        )
+    if stored is None:
+        w = read_word_table(config, tensors)
+    else:
+        w = _Tensors(tensors, stored).table(stored, (config.vocab_size, e))
+    bias = None
+    if head.bias:
+        name = (stored or f"{head.names[0]}.weight").removesuffix(".weight") + ".bias"
+        bias = _Tensors(tensors, name)(name, (config.vocab_size,))
+    return Unembedding(w, bias, soft_cap=_final_soft_cap(settings, head), scale=_logit_scale(settings, head))
+
+
+def _final_soft_cap(settings: dict, head: _Head) -> float | None:
+    """The cap on the logits where the family reads final_logit_softcapping (null: none)."""
+    value = settings.get("final_logit_softcapping", head.soft_cap_default) if head.soft_cap else None
+    return None if value is None else _number({"final_logit_softcapping": value}, "final_logit_softcapping")
+
+
+def _logit_scale(settings: dict, head: _Head) -> float | None:
+    """What the logits are multiplied by (Cohere's logit_scale), or divided by (Granite's logits_scaling) as one
+    factor, where the family reads such a key; null is refused, where transformers fails on it."""
+    for given, divides in ((head.scale, False), (head.divisor, True)):
+        if given is None:
+            continue
+        key, default = given
+        if key in settings and settings[key] is None:
+            raise DataError(f"config.json: {key} null is not supported; transformers scales the logits by it")
+        value = _number(settings, key, default=default)
+        return 1 / value if divides else value
+    return None
 
 
 def uncased_wordpiece_tokenizer(vocab_file: Path) -> "Tokenizer":

@@ -153,3 +153,12 @@ class SampleModel:
     def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
         """One text at a time: the sample model is one small layer, with nothing to gain from packing."""
         return [self.run(tokens).weights for tokens in texts]
+
+    @property
+    def unembedding(self):
+        """None to give: the sample model is one layer of attention, with no language-model head."""
+        raise DataError(
+            "{name} is one layer of attention over trained embeddings, with no language-model head: it can show "
+            "attention, not predictions; give {model} a checkpoint that has one",
+            name="the sample model",
+        )

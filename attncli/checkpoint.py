@@ -396,6 +396,12 @@ class Rows:
         self.width = shape[1] * np.dtype(_FLOATS[dtype]).itemsize  # bytes of one row
 
     def __getitem__(self, ids) -> np.ndarray:
+        if isinstance(ids, slice):  # a run of rows, in one read
+            start, stop, step = ids.indices(self.shape[0])
+            if step != 1:
+                raise IndexError(f"rows {ids} of {self.name}: a slice of rows is read with a step of 1")
+            data = _read(self.path, self.name, self.start + start * self.width, max(stop - start, 0) * self.width)
+            return _finite(_float32(data, self.dtype).reshape(-1, self.shape[1]), self.path, self.name)
         width = self.width
         rows = []
         for i in np.atleast_1d(ids):

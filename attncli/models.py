@@ -12,7 +12,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from attncli import analysis
 from attncli.attention import Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
+
+if TYPE_CHECKING:
+    from attncli.transformer import Unembedding
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -183,6 +186,11 @@ class Model(Protocol):
         """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding)."""
         ...
 
+    @property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head (see transformer.Unembedding); DataError where the model has none."""
+        ...
+
 
 class CheckpointModel:
     """A trained checkpoint of a supported family; weights are read on first run."""
@@ -213,6 +221,14 @@ class CheckpointModel:
         from attncli.architectures import read_weights
 
         return read_weights(self.config, self.checkpoint.tensors)
+
+    @cached_property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head, its tensors read when first asked for (and a large table's rows only as
+        logits need them): attention-only commands never read them."""
+        from attncli.architectures import read_unembedding
+
+        return read_unembedding(self.config, self.checkpoint.tensors, self.checkpoint.config)
 
     @cached_property
     def vocabulary(self) -> Vocabulary:

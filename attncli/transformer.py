@@ -61,10 +61,12 @@ __all__ = [
     "Convolution",
     "ConvolutionWeights",
     "FeedForward",
+    "HeadTransform",
     "MixtureOfExperts",
     "Norm",
     "TransformerConfig",
     "TransformerWeights",
+    "Unembedding",
     "attention_input",
     "block_output",
     "clamped_feed_forward",
@@ -74,8 +76,10 @@ __all__ = [
     "forward_packed",
     "gelu",
     "gelu_tanh",
+    "head_input",
     "layer_norm",
     "layer_positions",
+    "logits",
     "mixture_of_experts",
     "position_bias",
     "position_ids",
@@ -431,6 +435,75 @@ class TransformerWeights:
     relative_bias: np.ndarray | None = None  # [buckets, h] each head's learned bias for each relative position bucket
 
 
+@dataclass(eq=False, repr=False)
+class HeadTransform:
+    """What a masked-LM head does to a hidden state before its decoder: LayerNorm(activation(h @ W + b))."""
+
+    w: np.ndarray  # [d, e]
+    b: np.ndarray | None  # [e]
+    activation: str  # a key of ACTIVATIONS
+    norm: Norm  # a LayerNorm's gain and bias, [e] each
+    eps: float
+
+
+@dataclass(eq=False, repr=False)
+class Unembedding:
+    """A model's language-model head: from the hidden state it reads, logits over the vocabulary (see `logits`)."""
+
+    # [vocab, e] the rows logits are products with: the word embedding table where the head is tied to it, else the
+    # head's own; or anything that gives rows when indexed by ids or by a slice (checkpoint.Rows reads them then)
+    w: np.ndarray
+    bias: np.ndarray | None = None  # [vocab]
+    transform: HeadTransform | None = None  # a masked-LM head's dense layer, activation and LayerNorm, before w
+    soft_cap: float | None = None  # logits soft-capped at this, as cap · tanh(logit / cap) (Gemma 2's)
+    scale: float | None = None  # logits multiplied by this (Cohere's logit_scale; 1 / Granite's logits_scaling)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.w.shape[0]
+
+
+# Logits are computed this many numbers of w at a time (16 MB as float32): a table read from disk is never
+# whole in memory, which for a large vocabulary in bf16 (Qwen's 151,936 × 896) would take twice its file's size.
+_LOGIT_BLOCK = 1 << 22
+
+
+def logits(h: np.ndarray, unembedding: Unembedding) -> np.ndarray:
+    """What the head makes of hidden states: z = (t(h) @ W_U^T + b) · scale, soft-capped as cap · tanh(z / cap),
+    in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32."""
+    u = unembedding
+    if u.transform is not None:
+        t = u.transform
+        h = layer_norm(ACTIVATIONS[t.activation](linear(h, t.w, t.b)), t.norm, t.eps)  # [T, e]
+    h = np.asarray(h, dtype=np.float32)
+    vocab = u.vocab_size
+    z = np.empty((len(h), vocab), dtype=np.float32)  # [T, vocab]
+    rows = max(1, _LOGIT_BLOCK // h.shape[-1])
+    for start in range(0, vocab, rows):
+        stop = min(start + rows, vocab)
+        z[:, start:stop] = h @ u.w[start:stop].T
+    if u.bias is not None:
+        z += u.bias
+    if u.scale is not None:
+        z *= np.float32(u.scale)
+    if u.soft_cap is not None:
+        cap = np.float32(u.soft_cap)
+        z /= cap
+        np.tanh(z, out=z)
+        z *= cap
+    return z
+
+
+def head_input(x: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> np.ndarray:
+    """What the language-model head reads of the residual stream `x` [T, d]: x through the final norm (a
+    pre-norm model's) and back out to the word embeddings' width where the model projects it so: [T, d_h].
+    The last layer's output through it is the trace's output."""
+    h = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
+    if weights.project_out is not None:
+        h = h @ weights.project_out  # [T, d] -> [T, e]
+    return h
+
+
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     """(x - mean) / √(variance + eps) · gain + bias over the last axis, with `norm`'s gain and bias
     (see attention.layer_norm): [..., d] -> [..., d]."""
@@ -666,9 +739,7 @@ def forward(
             routings.append(routing)
         del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
-    output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
-    if weights.project_out is not None:
-        output = output @ weights.project_out  # [T, d] -> [T, e]
+    output = head_input(x, config, weights)
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
     disentangled = None if relative is None else relative.disentangled
