@@ -492,26 +492,37 @@ def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.nda
     """The `k` largest logits of each row over a vocabulary given a block of columns at a time, as (the
     block's first id, its logits [R, B]), the best first (among equal logits, the lower id), with their ids
     and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
-    probabilities). A block at a time: a running top k, and a running log-sum-exp (its peak m and Σ e^(z - m),
-    rescaled as m grows, in float64), so no more than one block of logits is ever held."""
+    probabilities). A block at a time: a running top k, which only the rows whose block beats their kth best
+    so far update, and a running log-sum-exp (its peak m and Σ e^(z - m), rescaled as m grows, in float64), so
+    no more than one block of logits is ever held; each block is overwritten once read."""
     ids = logits = peak = total = None
     for start, z in blocks:  # z [R, B]
-        if len(z[0]) > k:
-            candidates = np.argpartition(z, -k, axis=1)[:, -k:]  # [R, k] the block's largest, in no order
-        else:
-            candidates = np.broadcast_to(np.arange(len(z[0])), z.shape)
-        block_ids, block_logits = candidates + start, np.take_along_axis(z, candidates, axis=1)
-        block_peak = z.max(axis=1).astype(np.float64)  # [R]
+        block_peak = z.max(axis=1)  # [R]
         if ids is None:
-            ids, logits, peak, total = block_ids, block_logits, block_peak, np.zeros(len(z))
-        else:
-            ids, logits = np.concatenate([ids, block_ids], axis=1), np.concatenate([logits, block_logits], axis=1)
+            ids, logits = np.empty((len(z), 0), np.int64), np.empty((len(z), 0), z.dtype)
+            peak, total = np.full(len(z), -np.inf), np.zeros(len(z))
+        # a row's top k changes only where the block holds a logit above its kth best (equal ones have higher ids)
+        rows = np.flatnonzero(block_peak > logits[:, -1]) if logits.shape[1] == k else np.arange(len(z))
+        if len(rows):
+            kth = max(z.shape[1] - k, 0)  # the block's k largest lie past this place once partitioned
+            candidates = np.argpartition(z[rows], kth, axis=1)[:, kth:] if kth else np.arange(z.shape[1])
+            candidates = np.broadcast_to(candidates, (len(rows), min(k, z.shape[1])))  # [rows, ≤ k] in no order
+            merged_ids = np.concatenate([ids[rows], candidates + start], axis=1)
+            merged = np.concatenate([logits[rows], np.take_along_axis(z[rows], candidates, axis=1)], axis=1)
+            order = np.lexsort((merged_ids, -merged), axis=1)[:, :k]  # the largest logits first, then the lower ids
+            merged_ids, merged = (
+                np.take_along_axis(merged_ids, order, axis=1),
+                np.take_along_axis(merged, order, axis=1),
+            )
+            if len(rows) == len(z):  # every row (and while blocks narrower than k come, the lists grow)
+                ids, logits = merged_ids, merged
+            else:
+                ids[rows], logits[rows] = merged_ids, merged
         grown = np.maximum(peak, block_peak)  # [R]
         with np.errstate(over="ignore"):  # a difference past float32's range is -inf, whose exp is the 0 it means
-            shifted = np.exp(z - grown[:, None].astype(z.dtype))  # [R, B]
-        total = total * np.exp(peak - grown) + shifted.sum(axis=1, dtype=np.float64)
+            z -= grown[:, None].astype(z.dtype)
+            np.exp(z, out=z)
+        total = total * np.exp(peak - grown) + z.sum(axis=1, dtype=np.float64)
         peak = grown
-        order = np.lexsort((ids, -logits), axis=1)[:, :k]  # [R, k] the largest logits first, then the lower ids
-        ids, logits = np.take_along_axis(ids, order, axis=1), np.take_along_axis(logits, order, axis=1)
     probabilities = np.exp(logits - peak[:, None]) / total[:, None]  # [R, k]
     return ids, logits, probabilities.astype(logits.dtype)

@@ -226,8 +226,9 @@ def test_the_divisor_of_an_rms_norm():
 
 
 def blocks_of(logits: np.ndarray, width: int):
-    """`logits` [R, V] as top_tokens reads a vocabulary: (first id, [R, width] logits) a block at a time."""
-    return ((start, logits[:, start : start + width]) for start in range(0, logits.shape[1], width))
+    """`logits` [R, V] as top_tokens reads a vocabulary: (first id, [R, width] logits) a block at a time, each
+    a copy (top_tokens overwrites what it has read)."""
+    return ((start, logits[:, start : start + width].copy()) for start in range(0, logits.shape[1], width))
 
 
 @given(
