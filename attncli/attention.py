@@ -768,6 +768,10 @@ class Trace:
     # [T, e] the embeddings summed and normed, before their projection into the model's width, where the model
     # projects them so (embedding_size); kept with the steps
     normed_embeddings: np.ndarray | None = None
+    # [L + 1, T, d_h] each layer's residual stream (the embeddings' first, the last layer's last) as the
+    # language-model head reads it: through the final norm, projected out where the model projects its output (the
+    # last is `output`); kept where asked for, for the logit lens
+    head_inputs: np.ndarray | None = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -146,8 +146,9 @@ class SampleModel:
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
+    def run(self, tokens: list[Token], keep_steps: bool = True, head_inputs: bool = False) -> Trace:
+        """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
+        head reads its output, so it has no `head_inputs` to keep."""
         return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]))
 
     def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:

@@ -65,6 +65,7 @@ OPTION_NAMES = {
     "head": "--head",
     "heads": "--num-heads",
     "shown_heads": "--heads",
+    "shown_tokens": "--tokens",
     "id_field": "--id",
     "dask": "--dask",
     "jobs": "--jobs",
@@ -73,6 +74,7 @@ OPTION_NAMES = {
     "keys": "--keys",
     "layer": "--layer",
     "layers": "--layers",
+    "max_new_tokens": "--max-new-tokens",
     "max_tokens": "--max-tokens",
     "merge": "--merge",
     "model": "--model",
@@ -88,6 +90,7 @@ OPTION_NAMES = {
     "to": "--to",
     "token": "--token",
     "tolerance": "--tolerance",
+    "top": "--top",
 }
 # ... and the ways of doing something that the library's hints point to.
 PHRASES = {
@@ -787,15 +790,97 @@ def explore(
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
-    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for this command only
+    # The text first, from standard input for "-": the keys come from the terminal.
+    text = _text(text)
+    run = commands.run(text, model, max_tokens)
+    _explore(run, functools.partial(commands.lens_of, text, run.tokens, model))
+
+
+def _explore(run, lens, prompt_tokens: int | None = None) -> None:
+    """The explorer of `run` on the terminal, whatever standard input, output and error are (see
+    explorer.Explorer for `lens` and `prompt_tokens`)."""
+    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for the explorer only
 
     if sys.__stdin__ is None or sys.__stderr__ is None:  # closed at start (`<&-`): Textual's driver asks for both
         raise BadInput("explore needs standard input and error open; give them a file, /dev/null or the terminal")
     with open_terminal() as terminal:
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
-        # The text first, from standard input for "-": the keys come from the terminal.
-        Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
+        Explorer(run, lens, prompt_tokens).run_on(terminal)
+
+
+@app.command()
+@table_output_options
+@model_options
+def lens(
+    text: TextArg,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="The most probable tokens --json and CSV give at each layer and position (the view: 1).",
+        ),
+    ] = 1,
+    shown_tokens: Annotated[
+        str | None,
+        typer.Option(
+            "--tokens",
+            metavar="A:B",
+            help="Draw the positions of tokens A to B-1 only (0-based, a Python slice: 40:80, -20:); JSON holds all.",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """The logit lens: each layer's residual stream at each position, read through the final norm and the
+    unembedding as the model reads its last; the most probable token of each, a layer a row.
+
+    Example: attncli lens "The Eiffel Tower is in the city of" --model ~/models/Qwen2.5-0.5B
+    """
+    window = _window(shown_tokens, "--tokens")
+    result = commands.lens(_text(text), model, top, max_tokens)
+    result.window(window, "shown_tokens")
+    write(result, output, positions=window)
+
+
+@app.command()
+@output_options
+@model_options
+def generate(
+    text: TextArg,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Stop after this many new tokens, if not at the end first.")
+    ] = 20,
+    explore: Annotated[
+        bool,
+        typer.Option(
+            "--explore",
+            metavar="",
+            help="Explore the whole sequence's attention full-screen, the prompt's end marked, in place of the view.",
+        ),
+    ] = False,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Continue TEXT greedily (the most probable next token at each step, no sampling), then show the whole
+    sequence: the prompt, the continuation and each new token's probability, and its attention.
+
+    Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
+    """
+    if explore and (output.format != Format.table or output.path is not None or output.export is not None):
+        raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+    result = commands.generate(_text(text), model, max_new_tokens, max_tokens)
+    if explore:
+        lens = functools.partial(commands.lens_of, result.run.text, result.run.tokens, model)
+        _explore(result.run, lens, result.prompt_tokens)
+        return
+    write(result, output)
 
 
 @app.command(name="heads")

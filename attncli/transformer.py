@@ -21,7 +21,7 @@ Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and va
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,6 +79,7 @@ __all__ = [
     "head_input",
     "layer_norm",
     "layer_positions",
+    "logit_blocks",
     "logits",
     "mixture_of_experts",
     "position_bias",
@@ -471,27 +472,36 @@ _LOGIT_BLOCK = 1 << 22
 def logits(h: np.ndarray, unembedding: Unembedding) -> np.ndarray:
     """What the head makes of hidden states: z = (t(h) @ W_U^T + b) · scale, soft-capped as cap · tanh(z / cap),
     in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32."""
+    z = np.empty((len(h), unembedding.vocab_size), dtype=np.float32)  # [T, vocab]
+    for start, block in logit_blocks(h, unembedding):
+        z[:, start : start + block.shape[1]] = block
+    return z
+
+
+def logit_blocks(h: np.ndarray, unembedding: Unembedding) -> Iterator[tuple[int, np.ndarray]]:
+    """`logits` a block of the vocabulary at a time: (its first id, z [T, B]) for consecutive blocks, B ids as
+    many as keep a block of w and of z within _LOGIT_BLOCK numbers each, so that many hidden states at once (the
+    logit lens's every layer and position) read w once and hold one block of logits. [T, d_h] -> [T, B] float32."""
     u = unembedding
     if u.transform is not None:
         t = u.transform
         h = layer_norm(ACTIVATIONS[t.activation](linear(h, t.w, t.b)), t.norm, t.eps)  # [T, e]
     h = np.asarray(h, dtype=np.float32)
     vocab = u.vocab_size
-    z = np.empty((len(h), vocab), dtype=np.float32)  # [T, vocab]
-    rows = max(1, _LOGIT_BLOCK // h.shape[-1])
+    rows = max(1, _LOGIT_BLOCK // max(h.shape[-1], len(h)))
     for start in range(0, vocab, rows):
         stop = min(start + rows, vocab)
-        z[:, start:stop] = h @ u.w[start:stop].T
-    if u.bias is not None:
-        z += u.bias
-    if u.scale is not None:
-        z *= np.float32(u.scale)
-    if u.soft_cap is not None:
-        cap = np.float32(u.soft_cap)
-        z /= cap
-        np.tanh(z, out=z)
-        z *= cap
-    return z
+        z = h @ u.w[start:stop].T  # [T, B]
+        if u.bias is not None:
+            z += u.bias[start:stop]
+        if u.scale is not None:
+            z *= np.float32(u.scale)
+        if u.soft_cap is not None:
+            cap = np.float32(u.soft_cap)
+            z /= cap
+            np.tanh(z, out=z)
+            z *= cap
+        yield start, z
 
 
 def head_input(x: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> np.ndarray:
@@ -711,9 +721,12 @@ def forward(
     config: TransformerConfig,
     weights: TransformerWeights,
     keep_steps: bool = True,
+    head_inputs: bool = False,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
-    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
+    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
+    with `head_inputs`, each layer's residual stream as the language-model head would read it
+    (head_input: [L + 1, T, d_h], the embeddings' first), for the logit lens.
 
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
@@ -724,6 +737,7 @@ def forward(
     traces, outputs, routings = [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
+    streams = [head_input(x, config, weights)] if head_inputs else None  # [T, d_h] per layer, as the head reads it
     for layer, ((mask, turn), weights_out) in enumerate(zip(layer_positions(config, len(ids)), attention, strict=True)):
         block = weights.blocks[layer]  # asked for here, once the last is freed (see below)
         attended = attention_input(x, block, config)
@@ -737,6 +751,8 @@ def forward(
             traces.append(trace)
             outputs.append(x)
             routings.append(routing)
+        if head_inputs:
+            streams.append(head_input(x, config, weights))
         del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
     output = head_input(x, config, weights)
@@ -755,6 +771,7 @@ def forward(
         routings,
         inputs,
         normed_embeddings=normed,
+        head_inputs=None if streams is None else np.stack(streams),
         **kept,
     )
 

@@ -48,6 +48,8 @@ COMMANDS = [
     "batch",
     "check",
     "schema",
+    "lens",
+    "generate",
 ]
 
 
@@ -565,3 +567,42 @@ def test_heads_needs_exactly_one_source(cli, args, message):
 @pytest.mark.parametrize("command", ["heads", "batch"])
 def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
     assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout
+
+
+QWEN2 = str(FIXTURES / "qwen2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lens", SENTENCE, "--model", BERT], "reads no language-model head of BERT checkpoints"),
+        (["lens", SENTENCE], "the sample model is one layer of attention"),
+        (["lens", SENTENCE, "--model", QWEN2, "--top", "0"], "Invalid value for '--top'"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "50:60"], "--tokens 50:60 picks none of the 10 tokens"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "x"], "--tokens 'x' is not a window A:B"),
+        (["generate", SENTENCE, "--model", BERT], f"--model {BERT} is an encoder"),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "0"], "Invalid value for '--max-new-tokens'"),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "9", "--max-tokens", "12"],
+            "give --max-new-tokens 2 or fewer, or raise --max-tokens",
+        ),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-tokens", "10"], "no new token fits, or raise --max-tokens"),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "600"], "would pass the 512 tokens"),
+        (["generate", SENTENCE, "--model", QWEN2, "--explore", "--json"], "--explore shows the sequence full-screen"),
+    ],
+)
+def test_lens_and_generate_refuse_in_one_line(args, message):
+    clean_error(attncli(*args), message)
+
+
+def test_lens_and_generate_write_their_tables_as_csv(cli):
+    lens = cli("lens", SENTENCE, "--model", QWEN2, "--top", "2", "--format", "csv")
+    assert lens.code == 0, lens.stderr
+    lines = lens.stdout.splitlines()
+    assert lines[0] == "layer,position,input_token,rank,id,token,probability,logit"
+    assert lines[1].startswith("embeddings,0,The,1,") and lines[2].startswith("embeddings,0,The,2,")
+    assert len(lines) == 1 + 4 * 10 * 2  # the embeddings and 3 layers, 10 positions, 2 ranks
+    generated = cli("generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "2", "--format", "csv")
+    assert generated.code == 0, generated.stderr
+    assert generated.stdout.splitlines()[0] == "index,id,token,probability" and len(generated.stdout.splitlines()) == 3

@@ -44,6 +44,9 @@ EVERY_COMMAND = {
     "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
     "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
     "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
+    "lens": ["lens", SENTENCE, "--model", str(FIXTURES / "llama"), "--top", "3", "--json"],
+    "lens-projected-out": ["lens", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
+    "generate": ["generate", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "3", "--json"],
 }
 
 

@@ -284,9 +284,10 @@ def window_note(tokens: int, rows: range | None, columns: range, rest: range) ->
 _LEGEND_WIDTH = 21  # cells of the colour strip
 
 
-def _legend_lines(scale: str, colour: bool) -> list[Text]:
-    """The scale as a strip of colours with its ticks under it, or the shades and where each begins."""
-    name = {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight, log scale"}[scale]
+def _legend_lines(scale: str, colour: bool, name: str | None = None) -> list[Text]:
+    """The scale as a strip of colours with its ticks under it, or the shades and where each begins; `name`
+    names what it measures (default: the weights, on `scale`)."""
+    name = name or {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight, log scale"}[scale]
     if colour:
         strip = Text(f"{name}  ")
         indent = len(strip)
@@ -319,8 +320,9 @@ def fractions_edges(scale: str) -> list[str]:
 class Legend:
     """The colour scale: a strip of colours with ticks, or the shades and where each begins."""
 
-    def __init__(self, scale: str = "fixed"):
+    def __init__(self, scale: str = "fixed", name: str | None = None):
         self.scale = scale
+        self.name = name  # what the colours measure; None: the weights
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from _legend_lines(self.scale, uses_colour(console))
+        yield from _legend_lines(self.scale, uses_colour(console), self.name)
