@@ -15,7 +15,7 @@
     const generated = data.tokens.length - first;
     $("note").append(
       ` Tokens ${first} to ${data.tokens.length - 1} (${generated}, in italics) were generated after the prompt's ` +
-        `${first}; the dashed lines mark where the prompt ends.`
+        `${first} tokens; the dashed lines mark where the prompt ends.`
     );
     // Over the matrix: a dashed line under the last prompt row and after its last column, placed
     // again whenever the matrix is drawn at another size.
