@@ -490,7 +490,8 @@ def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[
 
 def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The `k` largest logits of each row over a vocabulary given a block of columns at a time, as (the
-    block's first id, its logits [R, B]), the best first (among equal logits, the lower id), with their ids
+    block's first id, its logits [R, B]), the best first (among equal logits, the lower id; with k = 1,
+    the lowest of equal largest ones, as argmax takes it), with their ids
     and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
     probabilities). A block at a time: a running top k, which only the rows whose block beats their kth best
     so far update, and a running log-sum-exp (its peak m and Σ e^(z - m), rescaled as m grows, in float64), so
@@ -505,7 +506,10 @@ def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.nda
         rows = np.flatnonzero(block_peak > logits[:, -1]) if logits.shape[1] == k else np.arange(len(z))
         if len(rows):
             kth = max(z.shape[1] - k, 0)  # the block's k largest lie past this place once partitioned
-            candidates = np.argpartition(z[rows], kth, axis=1)[:, kth:] if kth else np.arange(z.shape[1])
+            if k == 1:  # the first of equal largest logits, as argmax (and torch's) takes it
+                candidates = z[rows].argmax(axis=1)[:, None]
+            else:  # which of logits equal to the kth largest stay is the partition's choice
+                candidates = np.argpartition(z[rows], kth, axis=1)[:, kth:] if kth else np.arange(z.shape[1])
             candidates = np.broadcast_to(candidates, (len(rows), min(k, z.shape[1])))  # [rows, ≤ k] in no order
             merged_ids = np.concatenate([ids[rows], candidates + start], axis=1)
             merged = np.concatenate([logits[rows], np.take_along_axis(z[rows], candidates, axis=1)], axis=1)

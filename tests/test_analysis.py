@@ -253,6 +253,8 @@ def test_top_tokens_break_ties_towards_the_lower_id_and_keep_float32():
     logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0]], dtype=np.float32)
     ids, top, probabilities = top_tokens(blocks_of(logits, 2), 2)
     assert ids.tolist() == [[1, 2]] and top.dtype == probabilities.dtype == np.float32
+    for width in (1, 2, 3, 5):  # the first of the largest, as argmax takes it, within a block and across them
+        assert top_tokens(blocks_of(logits, width), 1)[0].tolist() == [[1]]
     assert_allclose(probabilities, [[np.exp(3) / (np.exp(1) + 3 * np.exp(3) + 1)] * 2], rtol=1e-6)
 
 
