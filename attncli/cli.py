@@ -809,6 +809,18 @@ def _explore(run, lens, prompt_tokens: int | None = None) -> None:
         Explorer(run, lens, prompt_tokens).run_on(terminal)
 
 
+# lens's --tokens A:B: the window of positions its grid draws.
+LensWindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens",
+        metavar="A:B",
+        help="Draw the positions of tokens A to B-1 only (0-based, a Python slice: 40:80, -20:); JSON holds all.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @table_output_options
 @model_options
@@ -822,15 +834,7 @@ def lens(
             help="The most probable tokens --json and CSV give at each layer and position (the view: 1).",
         ),
     ] = 1,
-    shown_tokens: Annotated[
-        str | None,
-        typer.Option(
-            "--tokens",
-            metavar="A:B",
-            help="Draw the positions of tokens A to B-1 only (0-based, a Python slice: 40:80, -20:); JSON holds all.",
-            show_default=False,
-        ),
-    ] = None,
+    shown_tokens: LensWindowOpt = None,
     *,
     model: Model,
     max_tokens: int,
