@@ -80,6 +80,9 @@ DEFAULT_MAX_TOKENS = 512
 # may use at most this many bytes, so a long text is refused with the number instead of the
 # operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.
 DEFAULT_MEMORY_BUDGET_MB = 2048
+# The logit lens keeps at most this many tokens (its rows of layers × positions × the top tokens of each): about
+# 400 MB of JSON.
+LENS_LIMIT = 5_000_000
 # Numbers typed on the command line stay below this, so that no step of
 # softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
 LARGEST_NUMBER = 1e100
@@ -517,10 +520,21 @@ def lens_of(text: str, tokens: list[Token], model: Model, top: int = 1) -> LensR
 
     _check_top(top)
     unembedding = model.unembedding  # before the forward pass: a model without a head is refused at once
+    k = min(top, unembedding.vocab_size)
+    kept = (model.info.layers + 1) * len(tokens) * k
+    if kept > LENS_LIMIT:
+        raise BadInput(
+            "{top} {value} over {rows} rows of layers and {count} tokens would keep {kept:,} tokens (the limit is "
+            "{limit:,}); give a smaller {top} or a shorter text",
+            value=top,
+            rows=model.info.layers + 1,
+            count=len(tokens),
+            kept=kept,
+            limit=LENS_LIMIT,
+        )
     _check_memory(model.info, len(tokens), False)
     streams = model.run(tokens, keep_steps=False, head_inputs=True).head_inputs  # [L + 1, T, d_h]
     rows = streams.reshape(-1, streams.shape[-1])  # [(L + 1)·T, d_h]
-    k = min(top, unembedding.vocab_size)
     ids, logits, probabilities = analysis.top_tokens(logit_blocks(rows, unembedding), k)  # [(L + 1)·T, k] each
     shape = (*streams.shape[:2], k)
     pieces = {int(i): model.piece(int(i)) for i in np.unique(ids)}
@@ -535,14 +549,31 @@ def _check_room(prompt: int, new: int, max_tokens: int, info: ModelInfo) -> None
     limit = min(max_tokens, info.max_length)
     if prompt + new <= limit:
         return
-    ask = "give {max_new_tokens} {room} or fewer" if prompt < limit else "no new token fits"
+    room, name = limit - prompt, info.name
+    if limit < info.max_length and prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the limit of {limit}; give "
+            "{max_new_tokens} {room} or fewer, or raise {max_tokens}",
+            count=prompt,
+            new=new,
+            limit=limit,
+            room=room,
+        )
     if limit < info.max_length:
-        message = "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the limit of {limit}; " + ask
-        message += ", or raise {max_tokens}"
-    else:
-        message = "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the {limit} tokens {name} reads; "
-        message += ask if prompt < limit else ask + "; shorten the prompt"
-    raise BadInput(message, count=prompt, new=new, limit=limit, room=limit - prompt, name=info.name)
+        raise BadInput("the prompt is {count} tokens, the limit: no new token fits; raise {max_tokens}", count=prompt)
+    if prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the {limit} tokens {name} reads; "
+            "give {max_new_tokens} {room} or fewer",
+            count=prompt,
+            new=new,
+            limit=limit,
+            name=name,
+            room=room,
+        )
+    raise BadInput(
+        "the prompt is {count} tokens, the most {name} reads: no new token fits; shorten it", count=prompt, name=name
+    )
 
 
 def _check_top(top: int) -> None:
@@ -576,7 +607,7 @@ def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int 
         (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
         sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below
         probabilities.append(probability)
-        if token_id in ends:
+        if int(token_id) in ends:
             stopped = "end_of_sequence"
             break
     whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])

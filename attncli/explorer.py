@@ -397,7 +397,7 @@ class Explorer(App):
         Binding("s", "sinks", "special tokens and the first token in the ranking, or not", show=False),
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
         Binding("n", "find_next", "next match", show=False),
-        Binding("o", "lens", "the logit lens: each layer's most probable token at each position, or back", show=False),
+        Binding("o", "lens", "the logit lens: each layer's top tokens, or back", show=False),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 

@@ -587,7 +587,10 @@ QWEN2 = str(FIXTURES / "qwen2")
             ["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "9", "--max-tokens", "12"],
             "give --max-new-tokens 2 or fewer, or raise --max-tokens",
         ),
-        (["generate", SENTENCE, "--model", QWEN2, "--max-tokens", "10"], "no new token fits, or raise --max-tokens"),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-tokens", "10"],
+            "the limit: no new token fits; raise --max-tokens",
+        ),
         (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "600"], "would pass the 512 tokens"),
         (["generate", SENTENCE, "--model", QWEN2, "--explore", "--json"], "--explore shows the sequence full-screen"),
     ],

@@ -405,6 +405,13 @@ def test_the_lens_refuses_a_model_without_a_head():
         commands.lens(SENTENCE, load_model(GPT2), top=0)
 
 
+def test_the_lens_refuses_to_keep_more_tokens_than_its_limit(monkeypatch):
+    monkeypatch.setattr(commands, "LENS_LIMIT", 150)
+    assert commands.lens(SENTENCE, load_model(GPT2), top=5).ids.size == 3 * 10 * 5  # 150
+    with pytest.raises(BadInput, match=r"top 6 over 3 rows of layers and 10 tokens would keep 180 tokens \(the limit"):
+        commands.lens(SENTENCE, load_model(GPT2), top=6)
+
+
 # The decoders whose greedy continuation transformers' generate(do_sample=False) made (make_fixtures.py).
 GENERATED = sorted(name for name in LENS_FIXTURES if "generate_ids" in np.load(FIXTURES / name / "lens.npz"))
 
