@@ -504,7 +504,8 @@ def _windows(keys: str | None, queries: str | None) -> dict:
 
 # --keys and --queries, the window of the matrix a view draws: the command receives `windows`.
 window_options = _shared_options(("windows",), (("keys", KeysOpt, None), ("queries", QueriesOpt, None)), _windows)
-# --max-tokens and --model alone, for commands that only tokenize.
+# --max-tokens and --model alone, for commands that only tokenize, and those that read a language-model
+# head, which the sample model (whose options these leave out) has none of.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
 
@@ -823,7 +824,7 @@ LensWindowOpt = Annotated[
 
 @app.command()
 @table_output_options
-@model_options
+@tokenizer_options
 def lens(
     text: TextArg,
     top: Annotated[
@@ -853,7 +854,7 @@ def lens(
 
 @app.command()
 @output_options
-@model_options
+@tokenizer_options
 def generate(
     text: TextArg,
     max_new_tokens: Annotated[
