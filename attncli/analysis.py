@@ -3,6 +3,7 @@ statistics, rollout, comparisons, differences, nearest neighbours. No I/O, no pr
 
 import difflib
 import enum
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -46,6 +47,7 @@ __all__ = [
     "strongest_allowed",
     "strongest_keys",
     "text_statistics",
+    "top_tokens",
     "total_variation",
 ]
 
@@ -592,3 +594,47 @@ def predictions(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.flatnonzero(row >= kth)  # ascending ids: every one tied with the k-th among them
         best.append(candidates[np.argsort(-row[candidates], kind="stable")][:k])
     return np.array(best, dtype=np.intp).reshape(len(logits), k), probabilities
+
+
+def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `k` largest logits of each row over a vocabulary given a block of columns at a time, as (the
+    block's first id, its logits [R, B]), the best first (among equal logits, the lower id; with k = 1,
+    the lowest of equal largest ones, as argmax takes it), with their ids
+    and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
+    probabilities). A block at a time: a running top k, which only the rows whose block beats their kth best
+    so far update, and a running log-sum-exp (its peak m and Σ e^(z - m), rescaled as m grows, in float64), so
+    no more than one block of logits is ever held; each block is overwritten once read."""
+    ids = logits = peak = total = None
+    for start, z in blocks:  # z [R, B]
+        block_peak = z.max(axis=1)  # [R]
+        if ids is None:
+            ids, logits = np.empty((len(z), 0), np.int64), np.empty((len(z), 0), z.dtype)
+            peak, total = np.full(len(z), -np.inf), np.zeros(len(z))
+        # a row's top k changes only where the block holds a logit above its kth best (equal ones have higher ids)
+        rows = np.flatnonzero(block_peak > logits[:, -1]) if logits.shape[1] == k else np.arange(len(z))
+        if len(rows):
+            kth = max(z.shape[1] - k, 0)  # the block's k largest lie past this place once partitioned
+            if k == 1:  # the first of equal largest logits, as argmax (and torch's) takes it
+                candidates = z[rows].argmax(axis=1)[:, None]
+            else:  # which of logits equal to the kth largest stay is the partition's choice
+                candidates = np.argpartition(z[rows], kth, axis=1)[:, kth:] if kth else np.arange(z.shape[1])
+            candidates = np.broadcast_to(candidates, (len(rows), min(k, z.shape[1])))  # [rows, ≤ k] in no order
+            merged_ids = np.concatenate([ids[rows], candidates + start], axis=1)
+            merged = np.concatenate([logits[rows], np.take_along_axis(z[rows], candidates, axis=1)], axis=1)
+            order = np.lexsort((merged_ids, -merged), axis=1)[:, :k]  # the largest logits first, then the lower ids
+            merged_ids, merged = (
+                np.take_along_axis(merged_ids, order, axis=1),
+                np.take_along_axis(merged, order, axis=1),
+            )
+            if len(rows) == len(z):  # every row (and while blocks narrower than k come, the lists grow)
+                ids, logits = merged_ids, merged
+            else:
+                ids[rows], logits[rows] = merged_ids, merged
+        grown = np.maximum(peak, block_peak)  # [R]
+        with np.errstate(over="ignore"):  # a difference past float32's range is -inf, whose exp is the 0 it means
+            z -= grown[:, None].astype(z.dtype)
+            np.exp(z, out=z)
+        total = total * np.exp(peak - grown) + z.sum(axis=1, dtype=np.float64)
+        peak = grown
+    probabilities = np.exp(logits - peak[:, None]) / total[:, None]  # [R, k]
+    return ids, logits, probabilities.astype(logits.dtype)

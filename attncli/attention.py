@@ -785,6 +785,11 @@ class Trace:
     # model wrote into it; None unless asked
     residual_parts: "ResidualParts | None" = None
 
+    # [L + 1, T, d_h] each layer's residual stream (the embeddings' first, the last layer's last) as the
+    # language-model head reads it: through the final norm, projected out where the model projects its output (the
+    # last is `output`); kept where asked for, for the logit lens
+    head_inputs: np.ndarray | None = None
+
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x @ W_Q + b_Q, x @ W_K + b_K, x @ W_V + b_V: [T, d] -> [T, h·d_k], [T, g·d_k], [T, g·d_k]."""

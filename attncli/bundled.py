@@ -168,8 +168,11 @@ class SampleModel:
     def tokens_of(self, ids: list[int]) -> list[Token]:
         return sample_vocabulary().tokens_of(ids)
 
-    def run(self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False) -> Trace:
-        """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
+    def run(
+        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+    ) -> Trace:
+        """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
+        head reads its output, so it has no `head_inputs` to keep."""
         return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
 
     def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:

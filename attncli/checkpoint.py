@@ -466,6 +466,13 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def read_generation_config(directory: Path) -> dict | None:
+    """A checkpoint's generation_config.json (what transformers' generate reads: the ids that end a text among
+    it), or None where `directory` has none; read only by the commands that write text."""
+    path = directory / "generation_config.json"
+    return _read_json(path) if path.exists() else None
+
+
 @dataclass(eq=False)
 class Checkpoint:
     """A checkpoint directory's three parts, opened but not yet turned into a model."""

@@ -68,6 +68,7 @@ OPTION_NAMES = {
     "heads": "--num-heads",
     "shown_heads": "--heads",
     "sort": "--sort",
+    "shown_tokens": "--tokens",
     "id_field": "--id",
     "dask": "--dask",
     "jobs": "--jobs",
@@ -76,6 +77,7 @@ OPTION_NAMES = {
     "keys": "--keys",
     "layer": "--layer",
     "layers": "--layers",
+    "max_new_tokens": "--max-new-tokens",
     "max_tokens": "--max-tokens",
     "measure": "--measure",
     "merge": "--merge",
@@ -560,7 +562,8 @@ def _windows(keys: str | None, queries: str | None) -> dict:
 
 # --keys and --queries, the window of the matrix a view draws: the command receives `windows`.
 window_options = _shared_options(("windows",), (("keys", KeysOpt, None), ("queries", QueriesOpt, None)), _windows)
-# --max-tokens and --model alone, for commands that only tokenize.
+# --max-tokens and --model alone, for commands that only tokenize, and those that read a language-model
+# head, which the sample model (whose options these leave out) has none of.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
 
@@ -888,19 +891,29 @@ def explore(
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
-    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for this command only
+    # The text first, from standard input for "-": the keys come from the terminal. The norms are made
+    # whichever measure shows first, for m to switch to.
+    typed = _text(text)
+    run = commands.run(typed, model, max_tokens, measure=Measure.norms)
+    _explore(
+        run,
+        measure=measure,
+        attribute=functools.partial(_attribution_at, typed, model, max_tokens),
+        lens=functools.partial(commands.lens_of, typed, run.tokens, model),
+    )
+
+
+def _explore(run, **panes) -> None:
+    """The explorer of `run` on the terminal, whatever standard input, output and error are (see
+    explorer.Explorer for the `panes`' options: measure, attribute, lens, prompt_tokens)."""
+    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for the explorer only
 
     if sys.__stdin__ is None or sys.__stderr__ is None:  # closed at start (`<&-`): Textual's driver asks for both
         raise BadInput("explore needs standard input and error open; give them a file, /dev/null or the terminal")
     with open_terminal() as terminal:
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
-        # The text first, from standard input for "-": the keys come from the terminal. The norms are made
-        # whichever measure shows first, for m to switch to.
-        typed = _text(text)
-        attribute = functools.partial(_attribution_at, typed, model, max_tokens)
-        run = commands.run(typed, model, max_tokens, measure=Measure.norms)
-        Explorer(run, measure, attribute).run_on(terminal)
+        Explorer(run, **panes).run_on(terminal)
 
 
 def _attribution_at(text: str, model: Model, max_tokens: int, position: int):
@@ -975,6 +988,84 @@ def _token_option(value: str | None, option: str) -> str | None:
 
 # heads --sort: a column of its table.
 HeadColumn = enum.StrEnum("HeadColumn", {name: name for name in HEAD_COLUMNS})
+
+
+# lens's --tokens A:B: the window of positions its grid draws.
+LensWindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens",
+        metavar="A:B",
+        help="Draw the positions of tokens A to B-1 only (0-based, a Python slice: 40:80, -20:); JSON holds all.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@table_output_options
+@tokenizer_options
+def lens(
+    text: TextArg,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="The most probable tokens --json and CSV give at each layer and position (the view: 1).",
+        ),
+    ] = 1,
+    shown_tokens: LensWindowOpt = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """The logit lens: each layer's residual stream at each position, read through the final norm and the
+    unembedding as the model reads its last; the most probable token of each, a layer a row.
+
+    Example: attncli lens "The Eiffel Tower is in the city of" --model ~/models/Qwen2.5-0.5B
+    """
+    window = _window(shown_tokens, "--tokens")
+    result = commands.lens(_text(text), model, top, max_tokens)
+    result.window(window, "shown_tokens")
+    write(result, output, positions=window)
+
+
+@app.command()
+@output_options
+@tokenizer_options
+def generate(
+    text: TextArg,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Stop after this many new tokens, if not at the end first.")
+    ] = 20,
+    explore: Annotated[
+        bool,
+        typer.Option(
+            "--explore",
+            metavar="",
+            help="Explore the whole sequence's attention full-screen, the prompt's end marked, in place of the view.",
+        ),
+    ] = False,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Continue TEXT greedily (the most probable next token at each step, no sampling), then show the whole
+    sequence: the prompt, the continuation and each new token's probability, and its attention.
+
+    Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
+    """
+    if explore and (output.format != Format.table or output.path is not None or output.export is not None):
+        raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+    result = commands.generate(_text(text), model, max_new_tokens, max_tokens)
+    if explore:
+        lens = functools.partial(commands.lens_of, result.run.text, result.run.tokens, model)
+        _explore(result.run, lens=lens, prompt_tokens=result.prompt_tokens)
+        return
+    write(result, output)
 
 
 @app.command(name="heads")

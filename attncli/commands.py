@@ -27,10 +27,12 @@ from attncli.results import (
     DotResult,
     EmbedResult,
     ExplainResult,
+    GenerateResult,
     HeadsResult,
     HeadTarget,
     HeatmapResult,
     InductionTest,
+    LensResult,
     ModelGridResult,
     Neighbor,
     Operand,
@@ -72,9 +74,12 @@ __all__ = [
     "dot",
     "embed",
     "explain",
+    "generate",
     "heads",
     "heatmap",
     "induction",
+    "lens",
+    "lens_of",
     "memory_budget",
     "model_grid",
     "parse_numbers",
@@ -99,6 +104,9 @@ DEFAULT_MAX_TOKENS = 512
 # may use at most this many bytes, so a long text is refused with the number instead of the
 # operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.
 DEFAULT_MEMORY_BUDGET_MB = 2048
+# The logit lens keeps at most this many tokens (its rows of layers × positions × the top tokens of each): about
+# 400 MB of JSON.
+LENS_LIMIT = 5_000_000
 # Numbers typed on the command line stay below this, so that no step of
 # softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
 LARGEST_NUMBER = 1e100
@@ -633,6 +641,117 @@ def rollout(
         ranked = analysis.ranked(products[-1, index])
         sources, left_out = [k for k in ranked if not sinks[k]], [k for k in ranked if sinks[k]]
     return RolloutResult(result, fusion.value, products, index, sources, left_out)
+
+
+def lens(text: str, model: Model, top: int = 1, max_tokens: int = DEFAULT_MAX_TOKENS) -> LensResult:
+    """The logit lens of `text` (see lens_of)."""
+    _check_top(top)
+    return lens_of(text, _tokens(text, model, max_tokens), model, top)
+
+
+def lens_of(text: str, tokens: list[Token], model: Model, top: int = 1) -> LensResult:
+    """The logit lens (nostalgebraist, 2020) of `tokens`, the tokens of `text`: each layer's residual stream at
+    each position (the embeddings' first) through the final norm and the unembedding, as the model reads its
+    last, and the `top` most probable tokens of each. The logits are made a block of the vocabulary at a time
+    for every row at once, each block reduced to its top tokens and a running softmax sum (analysis.top_tokens),
+    so the [L + 1, T, vocab] logits are never held, and a head read from disk is read once."""
+    from attncli.transformer import logit_blocks  # here: the other commands never make logits
+
+    _check_top(top)
+    unembedding = model.unembedding  # before the forward pass: a model without a head is refused at once
+    k = min(top, unembedding.vocab_size)
+    kept = (model.info.layers + 1) * len(tokens) * k
+    if kept > LENS_LIMIT:
+        raise BadInput(
+            "{top} {value} over {rows} rows of layers and {count} tokens would keep {kept:,} tokens (the limit is "
+            "{limit:,}); give a smaller {top} or a shorter text",
+            value=top,
+            rows=model.info.layers + 1,
+            count=len(tokens),
+            kept=kept,
+            limit=LENS_LIMIT,
+        )
+    _check_memory(model.info, len(tokens), False)
+    streams = model.run(tokens, keep_steps=False, head_inputs=True).head_inputs  # [L + 1, T, d_h]
+    rows = streams.reshape(-1, streams.shape[-1])  # [(L + 1)·T, d_h]
+    ids, logits, probabilities = analysis.top_tokens(logit_blocks(rows, unembedding), k)  # [(L + 1)·T, k] each
+    shape = (*streams.shape[:2], k)
+    pieces = {int(i): model.piece(int(i)) for i in np.unique(ids)}
+    return LensResult(
+        text, tokens, model.info, ids.reshape(shape), logits.reshape(shape), probabilities.reshape(shape), pieces
+    )
+
+
+def _check_room(prompt: int, new: int, max_tokens: int, info: ModelInfo) -> None:
+    """Refuse a continuation of `new` tokens that would take a prompt of `prompt` tokens past `max_tokens`
+    or the model's length, before any work."""
+    limit = min(max_tokens, info.max_length)
+    if prompt + new <= limit:
+        return
+    room, name = limit - prompt, info.name
+    if limit < info.max_length and prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the limit of {limit}; give "
+            "{max_new_tokens} {room} or fewer, or raise {max_tokens}",
+            count=prompt,
+            new=new,
+            limit=limit,
+            room=room,
+        )
+    if limit < info.max_length:
+        raise BadInput("the prompt is {count} tokens, the limit: no new token fits; raise {max_tokens}", count=prompt)
+    if prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the {limit} tokens {name} reads; "
+            "give {max_new_tokens} {room} or fewer",
+            count=prompt,
+            new=new,
+            limit=limit,
+            name=name,
+            room=room,
+        )
+    raise BadInput(
+        "the prompt is {count} tokens, the most {name} reads: no new token fits; shorten it", count=prompt, name=name
+    )
+
+
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise BadInput("{top} {value} asks for no tokens; use {top} 1 or more", value=top)
+
+
+def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerateResult:
+    """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
+    values: each step recomputes every earlier position), and its most probable next token appended, as its
+    id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
+    model's end of sequence); then the whole sequence's run, for its attention."""
+    from attncli.transformer import logit_blocks  # here: the other commands never make logits
+
+    if max_new_tokens < 1:
+        raise BadInput("{max_new_tokens} {value} asks for no tokens; use 1 or more", value=max_new_tokens)
+    if not model.info.causal:
+        raise BadInput(
+            "{model} {name} is an encoder: it sees the whole text at once and predicts no next token; generate "
+            "needs a decoder",
+            name=model.info.name,
+        )
+    unembedding = model.unembedding
+    prompt = _tokens(text, model, max_tokens)
+    _check_room(len(prompt), max_new_tokens, max_tokens, model.info)
+    _check_memory(model.info, len(prompt) + max_new_tokens, False)
+    sequence, probabilities, stopped = list(prompt), [], "max_new_tokens"
+    ends = model.end_of_sequence
+    while len(sequence) - len(prompt) < max_new_tokens:
+        last = model.run(sequence, keep_steps=False).output[-1:]  # [1, d_h] what the head reads at the last position
+        (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
+        sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below
+        probabilities.append(probability)
+        if int(token_id) in ends:
+            stopped = "end_of_sequence"
+            break
+    whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
+    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False))
+    return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
 def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):

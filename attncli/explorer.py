@@ -3,8 +3,9 @@
 Only the explore command imports this module (and with it Textual), so no other command's start-up
 pays for it. It computes nothing of its own: the heatmap is the static views' Heatmap widget over a
 window of the matrix, the overview and the model grid their thumbnails (analysis.block_means), the
-query pane `query`'s chart over commands.query_run, the attribution pane `attribute`'s chart. What it
-shows are the numbers the other commands print.
+query pane `query`'s chart over commands.query_run, the attribution pane `attribute`'s chart, the lens
+pane (`o`) `lens`'s grid over commands.lens_of. What it shows are the numbers the other commands print; a
+generated sequence's continuation is marked where it shows tokens.
 
 Where the explorer is (layer, head, cursor, zoom, ...) is the app's reactive state. Setting it is
 all an action does: data bindings and watch_ methods hand each pane the plain values it draws, and
@@ -28,7 +29,7 @@ import numpy as np
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -42,10 +43,11 @@ from attncli import analysis, commands
 from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
-from attncli.results import AttentionRun, AttributionResult, QueryResult
+from attncli.results import AttentionRun, AttributionResult, LensResult, QueryResult
 from attncli.terminal import token_label
 from attncli.views.attribution import attribution_chart
 from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
+from attncli.views.lens import lens_grid, predicted_label
 from attncli.views.matrices import head_thumbnails, thumbnail_block, thumbnail_cells
 from attncli.views.rankings import query_chart
 from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
@@ -69,7 +71,19 @@ WEIGHT_FORMAT = "#.3g"
 RANKINGS_KEPT = 16
 # The app's state: every change of one redraws the status line (the cursor cell's weight), which so
 # drops the notice a find left there.
-STATE = ("layer", "head", "mean", "cursor", "zoom", "scale", "include_special", "grid", "measure")
+STATE = (
+    "layer",
+    "head",
+    "mean",
+    "cursor",
+    "zoom",
+    "scale",
+    "include_special",
+    "grid",
+    "measure",
+    "lens_shown",
+    "lens_row",
+)
 
 
 class Cursor(NamedTuple):
@@ -258,6 +272,39 @@ def _head_title(layer: int, head: int) -> str:
     return f"H{head}"  # the layer is named at the start of its row
 
 
+class LensPane(Widget):
+    """The logit lens of the run's tokens (see commands.lens_of), a layer a row and a position a column, the
+    cursor's cell in reverse video: the window of rows and columns that fits, panned to keep it in view."""
+
+    lens: reactive[LensResult | str] = reactive("")  # the lens, or what stands for it (being computed, or why not)
+    cursor = reactive((0, 0))  # (row, position): row 0 the embeddings, row l + 1 after layer l
+
+    def __init__(self):
+        super().__init__()
+        self.first_row = self.first_column = 0  # the first row and position in view
+
+    def render(self) -> RenderableType:
+        if isinstance(self.lens, str):
+            return Text(self.lens, style="dim")
+        row, position = self.cursor
+        width, height = max(self.size.width, 8), max(self.size.height, 6)
+        whole = lens_grid(self.lens)  # for the layout's sizes
+        positions, layers = len(self.lens.tokens), len(self.lens.ids)
+        cell = whole.cell_width(width)
+        columns = max((width - whole.row_label_width) // cell, 1)
+        self.first_column = _scrolled(self.first_column, position, columns, positions)
+        rows = max(height - 4, 1)  # two lines of labels above the grid, two of legend under it
+        self.first_row = _scrolled(self.first_row, row, rows, layers)
+        return lens_grid(
+            self.lens,
+            rows=range(self.first_row, min(self.first_row + rows, layers)),
+            columns=range(self.first_column, min(self.first_column + columns, positions)),
+            cursor=self.cursor,
+            cell=cell,
+            notes=False,
+        )
+
+
 class QueryPane(Widget):
     """`query`'s chart for one query token: its weights over the keys in the head `pinned` (first,
     with its rank) and in the heads that give it the most."""
@@ -310,10 +357,11 @@ class TokenStrip(Widget):
             super().__init__()
             self.token = token
 
-    def __init__(self, labels: list[str]):
+    def __init__(self, labels: list[str], prompt_tokens: int | None = None):
         super().__init__()
         self.pieces = [f"{i}:{visible(label)}" for i, label in enumerate(labels)]  # never a raw control character
         self.spans: list[tuple[int, int, int]] = []  # (first column, end column, token) of each token shown
+        self.prompt_tokens = prompt_tokens  # a generated sequence's: the tokens after these, italic after a bar
 
     def render(self) -> RenderableType:
         width, pieces, query = max(self.size.width, 20), self.pieces, self.cursor.query
@@ -327,8 +375,11 @@ class TokenStrip(Widget):
             if len(text) + len(pieces[i]) > width - 2:
                 text.append("…")
                 break
+            if i == self.prompt_tokens:
+                text.append("│ ", style="bold")
             self.spans.append((len(text), len(text) + len(pieces[i]), i))
-            text.append(pieces[i], style="reverse bold" if i == query else "")
+            generated = self.prompt_tokens is not None and i >= self.prompt_tokens
+            text.append(pieces[i], style=("reverse bold" if i == query else "") + (" italic" if generated else ""))
             text.append(" ")
         return text
 
@@ -409,6 +460,7 @@ class Explorer(App):
         Binding(
             "d", "attribution", "direct logit attribution of the query's next token, or the query pane", show=False
         ),
+        Binding("o", "lens", "the logit lens: each layer's top tokens, or back", show=False),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -430,6 +482,8 @@ class Explorer(App):
     grid = var(False, toggle_class="-grid")  # the model grid instead of the heatmap: explorer.tcss swaps them
     # the attribution pane in the query pane's place (explorer.tcss swaps them)
     attribution = var(False, toggle_class="-attribution")
+    lens_shown = var(False, toggle_class="-lens")  # the logit lens instead of the heatmap (or the grid)
+    lens_row = var(0)  # the lens's cursor row: 0 the embeddings, l + 1 after layer l; its position is the query
     heading = var("")  # the top line, made from the above by compute_heading
 
     def __init__(
@@ -437,6 +491,8 @@ class Explorer(App):
         run: AttentionRun,
         measure: Measure = Measure.weights,
         attribute: Callable[[int], AttributionResult] | None = None,
+        lens: Callable[[], LensResult] | None = None,
+        prompt_tokens: int | None = None,
     ):
         super().__init__()
         # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
@@ -447,6 +503,8 @@ class Explorer(App):
         self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
         # The direct logit attribution after a position (commands.attribute's), computed when first shown there.
         self.attributions = functools.lru_cache(maxsize=RANKINGS_KEPT)(attribute) if attribute else None
+        self.lens = lens  # computes the run's logit lens, the first time `o` asks for it; None: no lens
+        self.prompt_tokens = prompt_tokens  # a generated sequence's: its first tokens are the prompt's
         self.labels = token_texts(run)
         self.found = ""  # the text `/` last looked for
         # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
@@ -482,9 +540,10 @@ class Explorer(App):
         yield GridPane(self.runs).data_bind(
             Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
+        yield LensPane()
         yield QueryPane()
         yield AttributionPane()
-        yield TokenStrip(self.labels).data_bind(Explorer.cursor)
+        yield TokenStrip(self.labels, self.prompt_tokens).data_bind(Explorer.cursor)
         yield Static(id="status")
         yield Input(placeholder="find a token: type part of it, Enter", id="find")
         yield Footer()
@@ -530,6 +589,7 @@ class Explorer(App):
         query_pane.ranking = self._cursor_ranking()
         query_pane.centre = cursor.key
         self._show_attribution()
+        self._show_lens_cursor()
 
     def watch_attribution(self) -> None:
         self._show_attribution()
@@ -560,7 +620,10 @@ class Explorer(App):
             return f"query {query}: {error}"
 
     def compute_heading(self) -> str:
-        """The top line: what the heatmap shows and how."""
+        """The top line: what the heatmap (or the lens) shows and how."""
+        if self.lens_shown:
+            row = "embeddings" if self.lens_row == 0 else f"L{self.lens_row - 1}"
+            return f"logit lens · {row} · ↑↓ layers, ←→ positions · o back to attention · ? for keys"
         which = (
             f"L{self.layer} mean of {self.attention.model.heads} heads"
             if self.mean
@@ -575,7 +638,24 @@ class Explorer(App):
         self.query_one("#top", Static).update(Text(heading, style="bold"))
 
     def _show_cursor_line(self) -> None:
-        self.query_one("#status", Static).update(Text(self._cursor_line()))
+        line = self._lens_line() if self.lens_shown else self._cursor_line()
+        self.query_one("#status", Static).update(Text(line))
+
+    def _lens_line(self) -> str:
+        """The lens's cursor cell: the input token there, and its most probable token with probability and logit."""
+        lens, row, position = self.query_one(LensPane).lens, self.lens_row, self.cursor.query
+        if isinstance(lens, str):
+            return lens
+        layer = "the embeddings" if row == 0 else f"after L{row - 1}"
+        predicted, probability, logit = (
+            lens.ids[row, position, 0],
+            lens.probabilities[row, position, 0],
+            lens.logits[row, position, 0],
+        )
+        return (
+            f"{layer}, position {position} “{token_label(lens.tokens[position].text)}”: "
+            f"“{predicted_label(lens, int(predicted))}” {probability!s} (logit {logit!s})"
+        )
 
     def _cursor_line(self) -> str:
         (query, key), tokens = self.cursor, self.attention.tokens
@@ -584,8 +664,9 @@ class Explorer(App):
         mask = layer_mask(self.attention, self.layer)
         allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
         value = f"‖αv W_O‖ {weight!s}" if self.measure == Measure.norms else f"{weight!s}"
+        generated = "" if self.prompt_tokens is None or query < self.prompt_tokens else " (generated)"
         return (
-            f"query {query} “{token_label(tokens[query].text)}” → key {key} "
+            f"query {query} “{token_label(tokens[query].text)}”{generated} → key {key} "
             f"“{token_label(tokens[key].text)}”: {value}{allowed}"
         )
 
@@ -596,6 +677,10 @@ class Explorer(App):
         self.cursor = Cursor(min(max(query, 0), last), min(max(key, 0), last))
 
     def move_by(self, rows: int, columns: int) -> None:
+        if self.lens_shown:  # the lens's rows are its layers, its columns the positions (the query)
+            self.lens_row = min(max(self.lens_row + rows, 0), self.attention.model.layers)
+            self.move_to(self.cursor.query + columns, self.cursor.key)
+            return
         if self.grid:  # the grid's cursor is the selected head
             self.head = (self.head + columns) % self.attention.model.heads
             self.layer = min(max(self.layer + rows, 0), self.attention.model.layers - 1)
@@ -640,6 +725,37 @@ class Explorer(App):
             self.query_one(MatrixPane).focus()
         else:
             self.grid = False
+
+    def action_lens(self) -> None:
+        """o: the logit lens in the heatmap's place, or back; computed the first time, apart from the screen."""
+        self.lens_shown = not self.lens_shown
+        pane = self.query_one(LensPane)
+        if self.lens_shown and pane.lens == "":
+            if self.lens is None:
+                pane.lens = "no logit lens here"
+                return
+            pane.lens = "computing the logit lens: every layer's stream at every position through the head …"
+            self._compute_lens()
+
+    @work(thread=True, exclusive=True)
+    def _compute_lens(self) -> None:
+        try:
+            lens: LensResult | str = self.lens()
+        except AttncliError as error:
+            lens = f"no logit lens: {error}"
+        self.call_from_thread(self._show_lens, lens)
+
+    def _show_lens(self, lens: LensResult | str) -> None:
+        self.query_one(LensPane).lens = lens
+        self.lens_row = len(lens.ids) - 1 if isinstance(lens, LensResult) else 0  # the model's own prediction
+        self._show_lens_cursor()
+        self._show_cursor_line()
+
+    def watch_lens_row(self) -> None:
+        self._show_lens_cursor()
+
+    def _show_lens_cursor(self) -> None:
+        self.query_one(LensPane).cursor = (self.lens_row, self.cursor.query)
 
     def action_mean(self) -> None:
         self.mean = not self.mean

@@ -190,9 +190,12 @@ class Model(Protocol):
         """The model's tokenizer with its own embedding table."""
         ...
 
-    def run(self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False) -> Trace:
+    def run(
+        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+    ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
-        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`)."""
+        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `head_inputs`, each layer's
+        residual stream as the language-model head reads it too."""
         ...
 
     def ordinary_ids(self) -> list[int]:
@@ -356,10 +359,12 @@ class CheckpointModel:
         keep_steps: bool = True,
         value_norms: bool = False,
         decompose_at: np.ndarray | None = None,
+        head_inputs: bool = False,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
         `value_norms`, each layer's ‖v_j W_O^h‖ too; with `decompose_at` [p], the last residual stream at those
-        positions in its parts (see transformer.forward)."""
+        positions in its parts; with `head_inputs`, each layer's residual stream through the final norm (see
+        transformer.forward)."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
@@ -374,9 +379,73 @@ class CheckpointModel:
                 keep_steps,
                 value_norms=value_norms,
                 decompose_at=decompose_at,
+                head_inputs=head_inputs,
             )
-        self._check_finite(trace.output)
+        self._check_finite(trace.output if trace.head_inputs is None else trace.head_inputs)
         return trace
+
+    def piece(self, token_id: int) -> str | None:
+        """The vocabulary string of `token_id`; None for a row of the model's tables past the tokenizer's."""
+        return self.tokenizer.id_to_token(token_id)
+
+    @cached_property
+    def end_of_sequence(self) -> frozenset[int]:
+        """The ids that end a text the model writes, as transformers' generate reads them: generation_config.json's
+        eos_token_id where the checkpoint has that file, else config.json's (its text model's, where it has one):
+        an id or a list of them; none where neither names one."""
+        from attncli.checkpoint import read_generation_config
+
+        directory = self.checkpoint.directory
+        generation = read_generation_config(directory)
+        config, name = (
+            (self.checkpoint.config, "config.json") if generation is None else (generation, "generation_config.json")
+        )
+        text_model = config.get("text_config")
+        value = config.get("eos_token_id", text_model.get("eos_token_id") if isinstance(text_model, dict) else None)
+        if value is None:
+            return frozenset()
+        ids = [value] if isinstance(value, int) else value
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise DataError(
+                f"{directory / name}: eos_token_id {shortened(value, 60)} is not a token id or a list of them"
+            )
+        return frozenset(ids)
+
+    def extend(self, text: str, tokens: list[Token], ids: list[int]) -> tuple[str, list[Token]]:
+        """`text` (whose tokens are `tokens`) followed by the tokens `ids`, and the tokens of the whole: the new
+        text what the tokenizer decodes `ids` to after the text's own ids (skipping special tokens), each new
+        token's characters the part of it that its id completes (none where its bytes end no character yet)."""
+        head = [t.id for t in tokens]
+        decode = self.tokenizer.decode
+        base = decode(head)
+        decoded = [decode(head + ids[: n + 1]) for n in range(len(ids))]
+        final = decoded[-1] if decoded else base
+        shared = _shared_start(base, final)
+        added = final[shared:]
+        whole, ends, end = text + added, [], 0
+        for prefix in decoded:
+            part = prefix[shared:]
+            end = max(end, len(part)) if added.startswith(part) else end  # a character its bytes do not end yet
+            ends.append(end)
+        starts = [0, *ends[:-1]]
+        new = [
+            Token(
+                len(tokens) + n,
+                token_id,
+                self.piece(token_id) or "",
+                len(text) + start,
+                len(text) + end,
+                token_id in self.special,
+            )
+            for n, (token_id, start, end) in enumerate(zip(ids, starts, ends, strict=True))
+        ]
+        return whole, [*tokens, *new]
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many characters `a` and `b` share from their start."""
+    length = min(len(a), len(b))
+    return next((i for i in range(length) if a[i] != b[i]), length)
 
 
 @contextmanager

@@ -25,10 +25,12 @@ __all__ = [
     "DotResult",
     "EmbedResult",
     "ExplainResult",
+    "GenerateResult",
     "HeadTarget",
     "HeadsResult",
     "HeatmapResult",
     "InductionTest",
+    "LensResult",
     "ModelGridResult",
     "Neighbor",
     "Operand",
@@ -61,6 +63,22 @@ def _tokens_json(tokens: list[Token]) -> list[dict]:
 def _measure_json(measure: str) -> dict:
     """{"measure": "norms"} for a result of ‖α v W_O‖ norms, else {}: a document of weights is as it always was."""
     return {} if measure == "weights" else {"measure": measure}
+
+
+def _window(tokens: int, selection: slice | None, parameter: str) -> range:
+    """The indices of `tokens` tokens that `selection` (a window of them to draw; None: all) picks, refused,
+    naming `parameter`, when it picks none."""
+    chosen = range(tokens)[selection or slice(None)]
+    if not chosen:
+        typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
+        raise BadInput(
+            "{option} {typed} picks none of the {tokens} tokens (0 to {last}); choose others",
+            option=Parameter(parameter),
+            typed=typed,
+            tokens=tokens,
+            last=tokens - 1,
+        )
+    return chosen
 
 
 def numbers(array: np.ndarray) -> np.ndarray:
@@ -107,18 +125,7 @@ class AttentionRun:
     def window(self, selection: slice | None, parameter: str) -> range:
         """The token indices `selection` (a window of the keys or queries to draw; None: all) picks,
         refused, naming `parameter`, when it picks none."""
-        tokens = len(self.tokens)
-        chosen = range(tokens)[selection or slice(None)]
-        if not chosen:
-            typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
-            raise BadInput(
-                "{option} {typed} picks none of the {tokens} tokens (0 to {last}); choose others",
-                option=Parameter(parameter),
-                typed=typed,
-                tokens=tokens,
-                last=tokens - 1,
-            )
-        return chosen
+        return _window(len(self.tokens), selection, parameter)
 
     def header_json(self) -> dict:
         """What every document about a run opens with: the text, the model and the tokens."""
@@ -524,6 +531,13 @@ def _projected_json(layers: list[AttentionTrace]) -> dict:
     return {"projected": {name: [numbers(layer.projected[i]) for layer in layers] for i, name in enumerate("qkv")}}
 
 
+def _shortest(array: np.ndarray) -> list:
+    """`array` (checked finite) as nested lists of floats, each float32 number in its shortest form, as JSON
+    writes a float32 array: for a document whose numbers sit in objects, one per token."""
+    flat = [float(str(value)) for value in numbers(array).ravel()]
+    return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
+
+
 def _token_ref(token: Token) -> dict:
     return {"index": token.index, "text": token.text}
 
@@ -886,4 +900,116 @@ class AttributionResult:
             components=[
                 {"name": c.name, "layer": c.layer, "head": c.head, "contribution": float(value)} for c, value in rows
             ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class LensResult:
+    """The logit lens of a text (nostalgebraist, 2020): each layer's residual stream at each position read
+    through the final norm and the unembedding, as the model reads its last; the most probable tokens of
+    each. Row 0 is the embeddings, row l + 1 the stream after layer l, so the last row is the model's own
+    prediction."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    ids: np.ndarray  # [L + 1, T, K] the K most probable token ids at each row and position, the most probable first
+    logits: np.ndarray  # [L + 1, T, K] their logits
+    probabilities: np.ndarray  # [L + 1, T, K] their probabilities, softmax over the whole vocabulary
+    pieces: Mapping[int, str | None]  # each id's vocabulary string (None: a row of the head past the tokenizer's)
+
+    def window(self, selection: slice | None, parameter: str) -> range:
+        """The positions `selection` (a window of them to draw; None: all) picks, refused, naming `parameter`,
+        when it picks none."""
+        return _window(len(self.tokens), selection, parameter)
+
+    @staticmethod
+    def layer_of(row: int) -> int | None:
+        """The layer whose output row `row` is (None: row 0, the embeddings)."""
+        return None if row == 0 else row - 1
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per layer, position and rank: the input token there and the predicted one."""
+        header = ["layer", "position", "input_token", "rank", "id", "token", "probability", "logit"]
+
+        def row(r: int, position: int, rank: int) -> list:
+            layer = self.layer_of(r)
+            token_id = int(self.ids[r, position, rank])
+            return [
+                "embeddings" if layer is None else layer,
+                position,
+                self.tokens[position].text,
+                rank + 1,
+                token_id,
+                self.pieces[token_id],
+                self.probabilities[r, position, rank],
+                self.logits[r, position, rank],
+            ]
+
+        return header, (row(*cell) for cell in np.ndindex(self.ids.shape))
+
+    def to_json(self) -> dict:
+        probabilities, logits = _shortest(self.probabilities), _shortest(self.logits)
+
+        def top(r: int, position: int) -> list[dict]:
+            return [
+                {
+                    "id": int(token_id),
+                    "token": self.pieces[int(token_id)],
+                    "probability": probabilities[r][position][rank],
+                    "logit": logits[r][position][rank],
+                }
+                for rank, token_id in enumerate(self.ids[r, position])
+            ]
+
+        return _document(
+            "lens",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            top=self.ids.shape[2],
+            lens=[
+                {"layer": self.layer_of(r), "positions": [top(r, position) for position in range(len(self.tokens))]}
+                for r in range(len(self.ids))
+            ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class GenerateResult:
+    """A greedy continuation: each new token the most probable next token given the text so far, and the
+    whole sequence's run (prompt and continuation) with its attention."""
+
+    run: AttentionRun  # the whole sequence: its text the prompt and the continuation, its tokens both
+    prompt: str
+    prompt_tokens: int  # the sequence's first tokens are the prompt's; the rest were generated
+    probabilities: np.ndarray  # [N] each new token's probability when it was chosen
+    stopped: str  # "end_of_sequence": a new token was one that ends a text; "max_new_tokens": it made as many as asked
+
+    @property
+    def continuation(self) -> str:
+        return self.run.text[len(self.prompt) :]
+
+    @property
+    def generated(self) -> list[Token]:
+        return self.run.tokens[self.prompt_tokens :]
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The new tokens, in order, with their probabilities."""
+        rows = zip(self.generated, self.probabilities, strict=True)
+        return ["index", "id", "token", "probability"], ([t.index, t.id, t.text, p] for t, p in rows)
+
+    def to_json(self) -> dict:
+        probabilities = _shortest(self.probabilities)
+        return _document(
+            "generate",
+            **self.run.common_json(),
+            prompt=self.prompt,
+            prompt_tokens=self.prompt_tokens,
+            continuation=self.continuation,
+            generated=[
+                {"index": t.index, "id": t.id, "token": t.text, "probability": p}
+                for t, p in zip(self.generated, probabilities, strict=True)
+            ],
+            stopped=self.stopped,
         )

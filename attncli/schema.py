@@ -273,6 +273,41 @@ COMPONENT = _object(
         "contribution": NUMBER,
     }
 )
+# One of a logit lens cell's most probable tokens (token: null for a row of the head past the tokenizer's vocabulary).
+PREDICTION = _object({"id": INDEX, "token": {"type": ["string", "null"]}, "probability": NUMBER, "logit": NUMBER})
+LENS = {
+    "text": STRING,
+    "model": MODEL,
+    "tokens": _array(TOKEN),
+    "top": {**INDEX, "minimum": 1, "description": "how many of the most probable tokens each position lists (--top)"},
+    "lens": {
+        **_array(
+            _object(
+                {
+                    "layer": {"type": ["integer", "null"], "minimum": 0},
+                    "positions": {
+                        **_array(PREDICTION, 2),
+                        "description": "[position][rank]: the most probable tokens there, the most probable first",
+                    },
+                }
+            )
+        ),
+        "description": "the logit lens: a row per layer's residual stream, through the final norm and the "
+        "unembedding; layer null is the embeddings, then layers 0 to L-1, the last the model's own prediction",
+    },
+}
+GENERATE = {
+    **RUN,
+    "prompt": STRING,
+    "prompt_tokens": {**INDEX, "description": "the first tokens are the prompt's, the rest were generated"},
+    "continuation": {**STRING, "description": "the generated text: text is prompt + continuation"},
+    "generated": _array(
+        _object(
+            {"index": INDEX, "id": INDEX, "token": STRING, "probability": NUMBER},
+        )
+    ),
+    "stopped": {"enum": ["end_of_sequence", "max_new_tokens"]},
+}
 
 
 def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
@@ -505,6 +540,8 @@ def schemas() -> dict[str, dict]:
             },
             MEASURE,
         ),
+        "lens": _document("lens", LENS),
+        "generate": _document("generate", GENERATE),
     }
 
 

@@ -23,7 +23,7 @@ Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and va
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -88,6 +88,7 @@ __all__ = [
     "layer_norm",
     "layer_parts",
     "layer_positions",
+    "logit_blocks",
     "logits",
     "mixture_of_experts",
     "norm_scale",
@@ -493,26 +494,37 @@ def logits(h: np.ndarray, unembedding: Unembedding) -> np.ndarray:
     in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32.
     W_U's rows read from disk are not checked for NaN or infinity: one makes its logit NaN or infinite (0 · ∞ is
     NaN), which the caller checks."""
+    z = np.empty((len(h), unembedding.vocab_size), dtype=np.float32)  # [T, vocab]
+    for start, block in logit_blocks(h, unembedding):
+        z[:, start : start + block.shape[1]] = block
+    return z
+
+
+def logit_blocks(h: np.ndarray, unembedding: Unembedding) -> Iterator[tuple[int, np.ndarray]]:
+    """`logits` a block of the vocabulary at a time: (its first id, z [T, B]) for consecutive blocks, B ids as
+    many as keep a block of w and of z within _LOGIT_BLOCK numbers each, so that many hidden states at once (the
+    logit lens's every layer and position) read w once and hold one block of logits; W_U's rows read from disk a
+    block at a time into buffers reused (see _row_blocks). [T, d_h] -> [T, B] float32."""
     u = unembedding
     if u.transform is not None:
         t = u.transform
         h = layer_norm(ACTIVATIONS[t.activation](linear(h, t.w, t.b)), t.norm, t.eps)  # [T, e]
     h = np.asarray(h, dtype=np.float32)
-    z = np.empty((len(h), u.vocab_size), dtype=np.float32)  # [T, vocab]
     start = 0
-    for block in _row_blocks(u.w, max(1, _LOGIT_BLOCK // h.shape[-1])):  # [n, e]
-        z[:, start : start + len(block)] = h @ block.T
-        start += len(block)
-    if u.bias is not None:
-        z += u.bias
-    if u.scale is not None:
-        z *= np.float32(u.scale)
-    if u.soft_cap is not None:
-        cap = np.float32(u.soft_cap)
-        z /= cap
-        np.tanh(z, out=z)
-        z *= cap
-    return z
+    for rows in _row_blocks(u.w, max(1, _LOGIT_BLOCK // max(h.shape[-1], len(h)))):  # [B, e]
+        stop = start + len(rows)
+        z = h @ rows.T  # [T, B]
+        if u.bias is not None:
+            z += u.bias[start:stop]
+        if u.scale is not None:
+            z *= np.float32(u.scale)
+        if u.soft_cap is not None:
+            cap = np.float32(u.soft_cap)
+            z /= cap
+            np.tanh(z, out=z)
+            z *= cap
+        yield start, z
+        start = stop
 
 
 def head_input(x: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> np.ndarray:
@@ -828,11 +840,13 @@ def forward(
     keep_steps: bool = True,
     value_norms: bool = False,
     decompose_at: np.ndarray | None = None,
+    head_inputs: bool = False,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
     with `value_norms`, each layer's ‖v_j W_O^h‖ too (attention.value_norms: the trace's `norms`), taken
-    while the layer's weights are in memory.
+    while the layer's weights are in memory; with `head_inputs`, each layer's residual stream as the
+    language-model head would read it (head_input: [L + 1, T, d_h], the embeddings' first), for the logit lens.
     With `decompose_at` [p] (positions; a pre-norm model's), the trace's residual_parts split the last residual
     stream there into what each head, attention bias and feed-forward network wrote into it (see ResidualParts),
     kept as each layer runs, at those positions alone.
@@ -849,6 +863,7 @@ def forward(
     traces, outputs, routings, parts = [], [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
+    streams = [head_input(x, config, weights)] if head_inputs else None  # [T, d_h] per layer, as the head reads it
     for layer, ((mask, turn), weights_out) in enumerate(zip(layer_positions(config, len(ids)), attention, strict=True)):
         block = weights.blocks[layer]  # asked for here, once the last is freed (see below)
         attended = attention_input(x, block, config)
@@ -870,6 +885,8 @@ def forward(
             traces.append(trace)
             outputs.append(x)
             routings.append(routing)
+        if head_inputs:
+            streams.append(head_input(x, config, weights))
         del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
     output = head_input(x, config, weights)
@@ -891,6 +908,7 @@ def forward(
         inputs,
         normed_embeddings=normed,
         value_norms=norms,
+        head_inputs=None if streams is None else np.stack(streams),
         **kept,
     )
 

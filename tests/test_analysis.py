@@ -34,6 +34,7 @@ from attncli.analysis import (
     row_shares,
     sink_shares,
     sorted_heads,
+    top_tokens,
     total_variation,
     weight_changes,
 )
@@ -378,3 +379,43 @@ def test_row_shares_are_rows_of_shares_that_sum_to_1_whatever_each_row_is_scaled
     assert np.all(shares[sums == 0] == 0) and np.all(shares >= 0)
     scale = np.arange(1, len(values) + 1)[:, None] * 3.5  # each row by its own factor
     assert_allclose(row_shares(values * scale), shares, rtol=1e-12, atol=1e-300)
+
+
+def blocks_of(logits: np.ndarray, width: int):
+    """`logits` [R, V] as top_tokens reads a vocabulary: (first id, [R, width] logits) a block at a time, each
+    a copy (top_tokens overwrites what it has read)."""
+    return ((start, logits[:, start : start + width].copy()) for start in range(0, logits.shape[1], width))
+
+
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 40)), elements=st.floats(-30, 30, width=32)),
+    st.integers(1, 6),
+    st.integers(1, 45),
+)
+def test_top_tokens_over_blocks_are_a_sort_of_the_whole_vocabulary(logits, k, width):
+    ids, top, probabilities = top_tokens(blocks_of(logits, width), k)
+    k = min(k, logits.shape[1])
+    order = np.lexsort((np.broadcast_to(np.arange(logits.shape[1]), logits.shape), -logits), axis=1)[:, :k]
+    assert ids.shape == (len(logits), k)
+    # the largest logits, in order, whatever the blocks; equal logits may come in either order only at the kth
+    assert_allclose(top, np.take_along_axis(logits, order, axis=1))
+    assert_allclose(np.take_along_axis(logits, ids, axis=1), top)
+    whole = softmax(logits.astype(np.float64))  # [R, V] softmax over every id at once
+    assert_allclose(probabilities, np.take_along_axis(whole, ids, axis=1), rtol=2e-6, atol=1e-12)
+    assert np.all(probabilities.sum(axis=1) <= 1 + 1e-6)
+
+
+def test_top_tokens_break_ties_towards_the_lower_id_and_keep_float32():
+    logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0]], dtype=np.float32)
+    ids, top, probabilities = top_tokens(blocks_of(logits, 2), 2)
+    assert ids.tolist() == [[1, 2]] and top.dtype == probabilities.dtype == np.float32
+    for width in (1, 2, 3, 5):  # the first of the largest, as argmax takes it, within a block and across them
+        assert top_tokens(blocks_of(logits, width), 1)[0].tolist() == [[1]]
+    assert_allclose(probabilities, [[np.exp(3) / (np.exp(1) + 3 * np.exp(3) + 1)] * 2], rtol=1e-6)
+
+
+def test_top_tokens_of_huge_logits_stay_finite():
+    logits = np.array([[3e38, -3e38, 1e38]], dtype=np.float32)
+    ids, _, probabilities = top_tokens(blocks_of(logits, 1), 3)
+    assert ids.tolist() == [[0, 2, 1]] and np.all(np.isfinite(probabilities))
+    assert_allclose(probabilities, [[1, 0, 0]])

@@ -50,6 +50,8 @@ COMMANDS = [
     "check",
     "schema",
     "attribute",
+    "lens",
+    "generate",
 ]
 
 
@@ -650,3 +652,45 @@ def test_attribute_refuses_in_one_line(cli, args, message):
     run = cli("attribute", SENTENCE, *args)
     assert run.code == 2 and run.stdout == ""
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+QWEN2 = str(FIXTURES / "qwen2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lens", SENTENCE, "--model", BERT], "reads no language-model head of BERT checkpoints"),
+        (["lens", SENTENCE], "the sample model is one layer of attention"),
+        (["lens", SENTENCE, "--model", QWEN2, "--top", "0"], "Invalid value for '--top'"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "50:60"], "--tokens 50:60 picks none of the 10 tokens"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "x"], "--tokens 'x' is not a window A:B"),
+        (["generate", SENTENCE, "--model", BERT], f"--model {BERT} is an encoder"),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "0"], "Invalid value for '--max-new-tokens'"),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "9", "--max-tokens", "12"],
+            "give --max-new-tokens 2 or fewer, or raise --max-tokens",
+        ),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-tokens", "10"],
+            "the limit: no new token fits; raise --max-tokens",
+        ),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "600"], "would pass the 512 tokens"),
+        (["generate", SENTENCE, "--model", QWEN2, "--explore", "--json"], "--explore shows the sequence full-screen"),
+    ],
+)
+def test_lens_and_generate_refuse_in_one_line(args, message):
+    clean_error(attncli(*args), message)
+
+
+def test_lens_and_generate_write_their_tables_as_csv(cli):
+    lens = cli("lens", SENTENCE, "--model", QWEN2, "--top", "2", "--format", "csv")
+    assert lens.code == 0, lens.stderr
+    lines = lens.stdout.splitlines()
+    assert lines[0] == "layer,position,input_token,rank,id,token,probability,logit"
+    assert lines[1].startswith("embeddings,0,The,1,") and lines[2].startswith("embeddings,0,The,2,")
+    assert len(lines) == 1 + 4 * 10 * 2  # the embeddings and 3 layers, 10 positions, 2 ranks
+    generated = cli("generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "2", "--format", "csv")
+    assert generated.code == 0, generated.stderr
+    assert generated.stdout.splitlines()[0] == "index,id,token,probability" and len(generated.stdout.splitlines()) == 3

@@ -10,9 +10,11 @@ from helpers import (
     GPT2,
     PRONOUN,
     SENTENCE,
+    assert_as_exact_as_transformers,
     attncli,
     clean_error,
     copy_fixture,
+    edit_config,
     edit_tensors,
     needs_minilm,
     render_text,
@@ -20,7 +22,7 @@ from helpers import (
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import analysis, commands, views
-from attncli.errors import BadInput
+from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 
 
@@ -509,3 +511,126 @@ def test_check_recomputes_the_norms_a_saved_result_of_norms_holds(cli, tmp_path)
     clean_error(
         attncli("check", "--against", str(saved)), "is not an attncli --json result with text, model and attention"
     )
+
+
+# The fixtures whose logit lens transformers' run decoded (make_fixtures.py's lens group), and its top k.
+LENS_FIXTURES = sorted(path.parent.name for path in FIXTURES.glob("*/lens.npz"))
+LENS_TOP = 5
+
+
+@pytest.mark.parametrize("name", LENS_FIXTURES)
+def test_the_logit_lens_is_as_exact_as_transformers(name):
+    """Each layer's top tokens, their probabilities and logits, against transformers' float64 run decoding each
+    layer's stream with its own final norm and head, on every text of the fixture (a long text's kept positions)."""
+    data = np.load(FIXTURES / name / "lens.npz")
+    model = load_model(str(FIXTURES / name))
+    _needs_a_head(model)
+    for i, text in enumerate(data["texts"]):
+        result = commands.lens(str(text), model, top=LENS_TOP)
+        assert [t.id for t in result.tokens] == data[f"ids_{i}"].tolist()
+        rows, what = data[f"rows_{i}"], f"{name}, text {i}"
+        truth, error = data[f"top_logits_{i}"], data[f"logit_error_{i}"]  # [L + 1, R, K]
+        assert_as_exact_as_transformers(result.logits[:, rows], truth, error, f"{what}: logits")
+        probabilities = result.probabilities[:, rows]
+        assert_as_exact_as_transformers(
+            probabilities, data[f"top_probabilities_{i}"], data[f"probability_error_{i}"], f"{what}: probabilities"
+        )
+        # The ids too, wherever the truth's logits stand further apart than float32 can blur them: a rank whose
+        # logit is clear of its neighbours' by ten times transformers' own largest float32 error.
+        apart = np.diff(-truth, axis=-1) > 10 * error[1]  # [L + 1, R, K - 1] rank r's logit clear of rank r + 1's
+        clear = np.ones(truth.shape, bool)
+        clear[..., :-1] &= apart
+        clear[..., 1:] &= apart
+        assert np.array_equal(result.ids[:, rows][clear], data[f"top_ids_{i}"][clear]), what
+        assert clear[..., 0].mean() > 0.9, f"{what}: too few clear top tokens for the test to mean much"
+
+
+def _needs_a_head(model) -> None:
+    """Skip, saying why, where attncli reads no head of an encoder fixture's family yet (its masked-LM head)."""
+    try:
+        assert model.unembedding.vocab_size > 0
+    except DataError as error:
+        if model.info.causal:
+            raise
+        pytest.skip(f"{model.info.name}: {error}")
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma2", "distilbert"])
+def test_the_lens_s_last_row_is_the_model_s_own_prediction(name):
+    from attncli.transformer import logits
+
+    model = load_model(str(FIXTURES / name))
+    _needs_a_head(model)
+    result = commands.lens(PRONOUN, model, top=3)
+    own = logits(model.run(result.tokens, keep_steps=False).output, model.unembedding)  # [T, vocab]
+    assert np.array_equal(result.ids[-1], np.argsort(-own, axis=1, kind="stable")[:, :3])
+    assert_allclose(result.logits[-1], np.take_along_axis(own, result.ids[-1], axis=1), rtol=1e-6, atol=1e-6)
+    assert result.ids.shape == (model.info.layers + 1, len(result.tokens), 3)
+
+
+def test_the_lens_holds_the_whole_vocabulary_s_softmax():
+    model = load_model(str(FIXTURES / "qwen2"))
+    vocab = model.unembedding.vocab_size
+    result = commands.lens(SENTENCE, model, top=vocab + 5)  # more than there are: every token, ranked
+    assert result.ids.shape[2] == vocab
+    assert_allclose(result.probabilities.sum(axis=2), 1, atol=1e-5)
+    assert np.all(np.diff(result.logits, axis=2) <= 0)
+    assert np.array_equal(np.sort(result.ids, axis=2), np.broadcast_to(np.arange(vocab), result.ids.shape))
+
+
+def test_the_lens_refuses_a_model_without_a_head():
+    for name in (BERT, "sample"):
+        with pytest.raises(DataError, match="head"):
+            commands.lens(SENTENCE, load_model(name))
+    with pytest.raises(BadInput, match="asks for no tokens"):
+        commands.lens(SENTENCE, load_model(GPT2), top=0)
+
+
+def test_the_lens_refuses_to_keep_more_tokens_than_its_limit(monkeypatch):
+    monkeypatch.setattr(commands, "LENS_LIMIT", 150)
+    assert commands.lens(SENTENCE, load_model(GPT2), top=5).ids.size == 3 * 10 * 5  # 150
+    with pytest.raises(BadInput, match=r"top 6 over 3 rows of layers and 10 tokens would keep 180 tokens \(the limit"):
+        commands.lens(SENTENCE, load_model(GPT2), top=6)
+
+
+# The decoders whose greedy continuation transformers' generate(do_sample=False) made (make_fixtures.py).
+GENERATED = sorted(name for name in LENS_FIXTURES if "generate_ids" in np.load(FIXTURES / name / "lens.npz"))
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_a_greedy_continuation_is_transformers_generate(name):
+    data = np.load(FIXTURES / name / "lens.npz")
+    expected, prompt = data["generate_ids"], str(data["generate_prompt"])
+    model = load_model(str(FIXTURES / name))
+    count = len(model.tokenize(prompt))
+    result = commands.generate(prompt, model, max_new_tokens=len(expected) - count)
+    assert [t.id for t in result.run.tokens] == expected.tolist()
+    assert result.prompt_tokens == count and result.stopped == "max_new_tokens"
+    assert result.run.text.startswith(prompt) and result.continuation == result.run.text[len(prompt) :]
+    assert np.all((result.probabilities > 0) & (result.probabilities <= 1))
+    tokens = len(expected)
+    assert result.run.weights.shape == (model.info.layers, model.info.heads, tokens, tokens)
+
+
+def test_generation_stops_at_the_end_of_sequence_token(tmp_path):
+    data = np.load(FIXTURES / "qwen2" / "lens.npz")
+    prompt = str(data["generate_prompt"])
+    new = data["generate_ids"][len(load_model(str(FIXTURES / "qwen2")).tokenize(prompt)) :].tolist()
+    last = next(i for i, token in enumerate(new) if i > 0 and token not in new[:i])  # ends the text, now
+    directory = copy_fixture(tmp_path, "qwen2")
+    edit_config(directory, eos_token_id=[7, new[last]])
+    result = commands.generate(prompt, load_model(str(directory)), max_new_tokens=8)
+    assert [t.id for t in result.generated] == new[: last + 1] and result.stopped == "end_of_sequence"
+    (directory / "generation_config.json").write_text('{"eos_token_id": 7}')  # transformers reads this first
+    assert len(commands.generate(prompt, load_model(str(directory)), max_new_tokens=8).generated) == 8
+    (directory / "generation_config.json").write_text('{"eos_token_id": "7"}')
+    with pytest.raises(DataError, match=r"generation_config\.json: eos_token_id 7 is not a token id"):
+        commands.generate(prompt, load_model(str(directory)), max_new_tokens=8)
+
+
+def test_generate_refuses_an_encoder_and_a_model_without_a_head():
+    for name in (str(FIXTURES / "distilbert"), BERT, "sample"):
+        with pytest.raises(BadInput, match="is an encoder"):
+            commands.generate(SENTENCE, load_model(name))
+    with pytest.raises(DataError, match="no language-model head"):
+        commands.generate(SENTENCE, load_model("sample", causal=True))

@@ -25,6 +25,7 @@ from rich.console import Console
 from attncli import commands
 from attncli.models import load_model
 from attncli.terminal import token_label
+from attncli.views.lens import predicted_label
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 
@@ -34,9 +35,10 @@ def _run(text: str = PRONOUN, model: str = BERT):
 
 
 def explore(run, *steps, size=(80, 24), **options):
-    """Open the explorer on `run` at `size` (and Explorer's `options`: `measure`, and `attribute`, what the
-    attribution pane asks), then take each step: a key name (as Pilot.press takes it), ("click", selector,
-    (x, y)), ("resize", (width, height)) or a function given the running app. Returns (the app, its screen as
+    """Open the explorer on `run` at `size` (with `options`: its measure, attribute, lens, prompt_tokens), then
+    take each step:
+    a key name (as Pilot.press takes it), ("click", selector, (x, y)), ("resize", (width, height)) or a
+    function given the running app, each once the work it started is done. Returns (the app, its screen as
     text); app.pane holds what the heatmap pane last drew (drawn, first_row, width, weights), app.strip where
     the token strip put each token, app.chart the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
@@ -54,6 +56,7 @@ def explore(run, *steps, size=(80, 24), **options):
                     await pilot.click(step[1], offset=step[2])
                 else:
                     await pilot.resize_terminal(*step[1])
+                await app.workers.wait_for_complete()
                 await pilot.pause()
             pane = app.query_one("MatrixPane")
             app.pane = SimpleNamespace(
@@ -498,3 +501,48 @@ def test_the_attribution_pane_says_why_a_model_has_none():
 
     _, screen = explore(_run(), "d", size=(100, 30), attribute=attribute)
     assert "language-model head" in " ".join(screen.split())
+
+
+def _lens_run(name: str = "qwen2", text: str = PRONOUN):
+    """A run of fixture `name` and the function that makes its logit lens, as explore hands them over."""
+    model = load_model(str(FIXTURES / name))
+    run = commands.run(text, model)
+    return run, lambda: commands.lens_of(text, run.tokens, model)
+
+
+def test_o_shows_the_logit_lens_on_the_model_s_own_prediction_and_arrows_move_through_it():
+    run, lens = _lens_run()
+    result = lens()
+    app, screen = explore(run, "o", lens=lens)
+    query = app.cursor.query  # the last token: the lens opens on the last row, the model's own prediction
+    assert app.lens_row == 3 and "logit lens · L2 · ↑↓ layers, ←→ positions" in screen
+    top = predicted_label(result, int(result.ids[3, query, 0]))
+    status = screen.splitlines()[-2]
+    assert status.startswith(f"after L2, position {query} “{token_label(run.tokens[query].text)}”: “{top}”")
+    assert f" {result.probabilities[3, query, 0]!s} (logit {result.logits[3, query, 0]!s})" in status
+    assert all(label in screen for label in ("embeddings", "L0", "L1", "L2", "probability"))
+    app, screen = explore(run, "o", "up", "up", "up", "up", "left", lens=lens)
+    assert app.lens_row == 0 and app.cursor.query == query - 1
+    assert screen.splitlines()[-2].startswith(f"the embeddings, position {query - 1}")
+    app, screen = explore(run, "o", "o", lens=lens)
+    assert not app.lens_shown and "query " in screen.splitlines()[-2]  # back to the heatmap
+
+
+def test_the_lens_pane_says_why_there_is_no_lens():
+    run = commands.run(PRONOUN, load_model(BERT))
+    _, screen = explore(run, "o", lens=lambda: commands.lens_of(PRONOUN, run.tokens, load_model(BERT)))
+    assert "no logit lens: model.safetensors has no masked-language-model head" in screen.replace("\n", " ")
+    _, screen = explore(run, "o")
+    assert "no logit lens here" in screen
+
+
+def test_a_generated_sequence_s_continuation_is_marked_where_tokens_show():
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3)
+    first = result.prompt_tokens
+    _, screen = explore(result.run, "right", prompt_tokens=first)
+    strip = screen.splitlines()[-3]
+    assert f"│ {first}:" in strip  # a bar before the first new token
+    assert "(generated)" in screen.splitlines()[-2]  # the cursor opens on the last token, a new one
+    _, screen = explore(result.run, *["up"] * 4, prompt_tokens=first)
+    assert "(generated)" not in screen.splitlines()[-2]

@@ -66,6 +66,9 @@ EVERY_COMMAND = {
     "predict-masks": ["predict", "The [MASK] sat on the [MASK].", "--model", str(FIXTURES / "bert-mlm"), "--json"],
     "attribute": ["attribute", SENTENCE, "--model", str(FIXTURES / "phi"), "--json"],
     "attribute-versus-capped": ["attribute", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--versus", "#4", "--json"],
+    "lens": ["lens", SENTENCE, "--model", str(FIXTURES / "llama"), "--top", "3", "--json"],
+    "lens-projected-out": ["lens", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
+    "generate": ["generate", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "3", "--json"],
 }
 
 

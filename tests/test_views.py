@@ -12,7 +12,9 @@ from numpy.testing import assert_allclose
 from attncli import commands, views
 from attncli.attention import inverse_frequencies, layer_norm
 from attncli.models import load_model
+from attncli.terminal import abbreviate
 from attncli.transformer import feed_forward
+from attncli.views.lens import predicted_label
 from attncli.widgets.vectors import number
 
 
@@ -751,3 +753,43 @@ def test_attribution_grid_narrows_to_bars_and_marks_with_colour_or_without():
     assert render_text(grid, 12).splitlines() == ["   0 1 2 p", "L0 ▲ - · ▼"]
     coloured = render_text(grid, 40, color_system="truecolor")
     assert "48;2;" in coloured and ANSI.sub("", coloured).splitlines()[1] == "L0 +0.50 -0.25 +0.01 -1.00"
+
+
+def test_the_lens_grid_is_a_layer_a_row_and_crops_what_the_width_cannot_hold():
+    model = load_model(str(FIXTURES / "llama"))
+    result = commands.lens(LONG[:200], model)
+    text = render_text(views.view(result), width=80)
+    rows = [line.split()[0] for line in text.splitlines() if line.startswith(("embeddings", "L"))]
+    assert rows == ["embeddings", "L0", "L1", "L2"]
+    tokens = len(result.tokens)
+    assert f"(showing positions 0–12 of {tokens}; the width holds 13: --tokens 13:26 for the next" in text
+    assert "the last row, L2, is the model's own prediction" in text
+    assert "probability: ░ ≥0.01  ▒ ≥0.05  ▓ ≥0.2  █ ≥0.5" in text  # without colour, each cell's shade
+    assert widest_line(text) <= 80
+    wide = render_text(views.view(result, positions=slice(-5, None)), width=140)
+    assert f"(showing positions {tokens - 5}–{tokens - 1} of {tokens}; --tokens A:B chooses others)" in wide
+    last = next(line for line in wide.splitlines() if line.startswith("L2"))
+    cells = [last[11 + 8 * i : 11 + 8 * i + 6].rstrip() for i in range(5)]  # 8 characters a cell: token, shade
+    assert cells == [abbreviate(predicted_label(result, int(i)), 6) for i in result.ids[-1, -5:, 0]]
+
+
+def test_the_lens_grid_colours_each_cell_by_its_probability():
+    from attncli.widgets.heatmap import colour_of
+
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.lens(SENTENCE, model)
+    text = render_text(views.view(result), width=120, color_system="truecolor")
+    red, green, blue = colour_of(float(result.probabilities[-1, -1, 0])).get_truecolor()
+    assert f"48;2;{red};{green};{blue}m" in text and "probability  " in ANSI.sub("", text)
+
+
+def test_the_continuation_is_shown_apart_from_the_prompt_with_each_new_token_s_probability():
+    model = load_model(str(FIXTURES / "gpt2"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3)
+    text = render_text(views.view(result), width=100)
+    prompt = len(result.run.tokens) - 3
+    assert f"Prompt: {SENTENCE}  ({prompt} tokens)" in text
+    assert f"Continuation: {result.continuation}  (tokens {prompt} to {prompt + 2})" in text
+    assert "3 new tokens, as many as --max-new-tokens asked for" in text
+    for token, probability in zip(result.generated, result.probabilities, strict=True):
+        assert re.search(rf"^{token.index} .* {token.id} +{number(probability)} ", text, re.M)

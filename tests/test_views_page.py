@@ -181,3 +181,35 @@ def test_attributions_page_is_its_view_in_colour_grid_and_legend_included(cli, t
     assert f"{top['contribution']:+.2f}" in html  # the grid's cell of a head among the first layer's
     page, _, errors = open_page(browser, page_file)
     assert errors == [] and png_colours(page.screenshot()) > 20  # the diverging scale's colours drawn
+
+
+def test_a_generated_sequence_s_page_marks_where_the_prompt_ends(cli, tmp_path, browser):
+    qwen2 = str(FIXTURES / "qwen2")
+    page_file, document = export(cli, tmp_path, "generated.html", "generate", PRONOUN, "--model", qwen2)
+    first, tokens = document["prompt_tokens"], len(document["tokens"])
+    page, requests, errors = open_page(browser, page_file)
+    page.wait_for_function("window.attncliPage && window.attncliPage.promptTokens !== undefined")
+    assert requests == [page_file.as_uri()] and errors == []
+    generated = page.eval_on_selector_all("#queries .token.generated", "tokens => tokens.map(t => +t.dataset.index)")
+    assert generated == list(range(first, tokens))
+    assert page.get_attribute(f"#keys .token[data-index='{first}']", "class").split() == [
+        "token",
+        "generated",
+        "prompt-end",
+    ]
+    assert f"Tokens {first} to {tokens - 1} ({tokens - first}, in italics) were generated" in page.text_content("#note")
+    page.click("button[data-view=matrix]")
+    matrix, box = page.evaluate("attncliPage.matrix"), page.query_selector("#cells").bounding_box()
+    line = page.query_selector(".prompt-end-line").bounding_box()  # under the last prompt row
+    assert abs(line["y"] - (box["y"] + matrix["top"] + first * matrix["cell"])) < 1.5
+
+
+def test_only_a_generated_sequence_s_page_carries_the_prompt_s_marks(tmp_path):
+    from attncli.views.page import page_html
+
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.generate(PRONOUN, model, max_new_tokens=2)
+    marked = page_html(result.run, "t", {"layer": 0, "head": 0, "scale": "fixed"}, result.prompt_tokens)
+    plain = page_html(result.run, "t", {"layer": 0, "head": 0, "scale": "fixed"})
+    assert '"prompt_tokens":' in marked and "prompt-end-line" in marked
+    assert "prompt_tokens" not in plain and "prompt-end" not in plain

@@ -34,10 +34,11 @@ def _packed(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(little.tobytes(), 6)).decode()
 
 
-def page_data(run: AttentionRun, title: str, start: dict) -> dict:
+def page_data(run: AttentionRun, title: str, start: dict, prompt_tokens: int | None = None) -> dict:
     """What the page's script reads: the tokens, the model's shape, the rounded weights, the masks,
-    and where it opens (`start`: layer, head, colour scale and, from query, the query token). A run of
-    ‖α v W_O‖ norms travels as fractions of its largest norm, which `largest_norm` gives (its scales end there)."""
+    and where it opens (`start`: layer, head, colour scale and, from query, the query token); for a
+    generated sequence, how many of its first tokens were the prompt. A run of ‖α v W_O‖ norms travels as
+    fractions of its largest norm, which `largest_norm` gives (its scales end there)."""
     weights = run.attention
     largest = scale_top(run, [weights])
     bits = 16 if weights.size <= SIXTEEN_BIT_LIMIT else 8
@@ -50,7 +51,9 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
         every = np.ones((tokens, tokens), dtype=bool)
         layers = [run.model.mask(layer, tokens) for layer in range(run.model.layers)]  # None: every key
         masks = _packed(np.packbits(np.stack([every if mask is None else mask for mask in layers])))
+    generated = {} if prompt_tokens is None else {"prompt_tokens": prompt_tokens}
     return {
+        **generated,
         "title": title,
         "text": run.text,
         "model": figure_name(run.model),
@@ -68,15 +71,17 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
     }
 
 
-def page_html(run: AttentionRun, title: str, start: dict) -> str:
-    """The whole page: page.html with its style, script and data put in."""
+def page_html(run: AttentionRun, title: str, start: dict, prompt_tokens: int | None = None) -> str:
+    """The whole page: page.html with its style, script and data put in; for a generated sequence
+    (`prompt_tokens`: the prompt's), page_prompt.js and .css, which mark where the prompt ends."""
     title = markup_text(title)  # a typed title may hold anything, even what no encoding can write
     assets = files("attncli.views")
-    style = assets.joinpath("page.css").read_text(encoding="utf-8")
-    script = assets.joinpath("page.js").read_text(encoding="utf-8")
+    parts = ("page",) if prompt_tokens is None else ("page", "page_prompt")
+    style = "\n".join(assets.joinpath(f"{part}.css").read_text(encoding="utf-8") for part in parts)
+    script = "\n".join(assets.joinpath(f"{part}.js").read_text(encoding="utf-8") for part in parts)
     # Inside a <script> element "</script" ends it and "<!--" changes how the rest is read: JSON's
     # own escapes for <, > and & keep every such sequence out of the markup, whatever the text holds.
-    data = json.dumps(page_data(run, title, start), ensure_ascii=False)
+    data = json.dumps(page_data(run, title, start, prompt_tokens), ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = Template(assets.joinpath("page.html").read_text(encoding="utf-8"))
     return page.substitute(title=html.escape(title), text=html.escape(run.text), style=style, script=script, data=data)

@@ -319,10 +319,14 @@ def window_note(tokens: int, rows: range | None, columns: range, rest: range) ->
 _LEGEND_WIDTH = 21  # cells of the colour strip
 
 
-def _legend_lines(scale: str, colour: bool, top: float = 1.0, quantity: str = "weight") -> list[Text]:
+def _legend_lines(
+    scale: str, colour: bool, top: float = 1.0, quantity: str = "weight", name: str | None = None
+) -> list[Text]:
     """The scale (ending at `top`, of values named `quantity`) as a strip of colours with its ticks under it,
-    the last one `top`, or the shades and where each begins."""
-    name = {"fixed": quantity, "row": f"share of the row's largest {quantity}", "log": f"{quantity}, log scale"}[scale]
+    the last one `top`, or the shades and where each begins; `name` names what it measures where it is no
+    attention quantity (default: the `quantity`, on `scale`)."""
+    names = {"fixed": quantity, "row": f"share of the row's largest {quantity}", "log": f"{quantity}, log scale"}
+    name = name or names[scale]
     if colour:
         strip = Text(f"{name}  ")
         indent = len(strip)
@@ -357,10 +361,11 @@ class Legend:
     """The colour scale: a strip of colours with ticks, or the shades and where each begins; of values
     named `quantity`, the fixed and log scales ending at `top` (1 for weights)."""
 
-    def __init__(self, scale: str = "fixed", top: float = 1.0, quantity: str = "weight"):
+    def __init__(self, scale: str = "fixed", top: float = 1.0, quantity: str = "weight", name: str | None = None):
         self.scale = scale
         self.top = top
         self.quantity = quantity
+        self.name = name  # what the colours measure, where it is no attention quantity on `scale`
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from _legend_lines(self.scale, uses_colour(console), self.top, self.quantity)
+        yield from _legend_lines(self.scale, uses_colour(console), self.top, self.quantity, self.name)
