@@ -207,6 +207,7 @@ def predict_rows(attncli: str, peer_python: str, runs: int) -> None:
             ],
             runs,
             keep_output=True,
+            cached=directory,
         )
         peer = np.load(peer_file)
         predictions = json.loads(ours)["predictions"]
