@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli import analysis, attribution
+from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
@@ -57,9 +57,9 @@ from attncli.tokens import (
     readable,
     word_spans,
 )
-from attncli.transformer import logits
 
-# The reader of saved results is check's alone; the other commands start without it.
+# The reader of saved results is check's alone, the language-model head's code (attncli.transformer) the commands'
+# that read a head: the other commands start without them.
 if TYPE_CHECKING:
     from attncli.saved import SavedRun
 
@@ -880,6 +880,9 @@ def attribute(
     through the final norm with its scale there frozen. Tokens of the vocabulary are named as vocabulary_token
     reads them. A pre-norm model with a linear head only: a post-norm model's norms after every sublayer, and a
     masked-LM head's transform, leave no part a direct path to the logits."""
+    from attncli import attribution  # here: the other commands never read a head (see TYPE_CHECKING above)
+    from attncli.transformer import logits
+
     info = model.info
     unembedding = model.unembedding  # DataError where the model has no head (the sample model, a sentence encoder)
     if not info.pre_norm:

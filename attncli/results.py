@@ -4,16 +4,19 @@ refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
-from attncli.attribution import Component
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.experts import Routing
 from attncli.models import ModelInfo
 from attncli.tokens import Token
+
+if TYPE_CHECKING:  # attribution, and the forward pass's code it reads, load for the attribute command alone
+    from attncli.attribution import Component
 
 __all__ = [
     "SCHEMA",
@@ -873,7 +876,7 @@ class AttributionResult:
     versus: VocabularyToken | None  # the logit attributed is target's less this one's
     predicted: bool  # the target is the token the model predicts there (no target was given)
     logit: float  # the head's logit of target (less versus's), before any soft cap
-    components: list[Component]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
+    components: list["Component"]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
     contributions: np.ndarray  # [N] float64, each component's; they add up to `logit`
     soft_cap: float | None  # the head's soft cap, which the logit is taken before (it is not linear)
     totals: dict[str, float]  # the contributions summed by kind (attribution.KINDS): embed, head, attn bias, mlp, bias
