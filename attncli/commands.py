@@ -62,6 +62,7 @@ from attncli.tokens import (
 # that read a head: the other commands start without them.
 if TYPE_CHECKING:
     from attncli.saved import SavedRun
+    from attncli.transformer import Unembedding
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -720,11 +721,18 @@ def _check_top(top: int) -> None:
         raise BadInput("{top} {value} asks for no tokens; use {top} 1 or more", value=top)
 
 
-def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerateResult:
+def generate(
+    text: str,
+    model: Model,
+    max_new_tokens: int = 20,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    value_norms: bool = False,
+) -> GenerateResult:
     """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
     values: each step recomputes every earlier position), and its most probable next token appended, as its
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
-    model's end of sequence); then the whole sequence's run, for its attention."""
+    model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
+    ‖v_j W_O^h‖ too, for a view that switches to the norms)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -750,7 +758,7 @@ def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int 
             stopped = "end_of_sequence"
             break
     whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
-    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False))
+    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False, value_norms=value_norms))
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
@@ -877,14 +885,28 @@ def attribute(
     """Direct logit attribution (see attncli.attribution) at the token `at` names (see resolve_token; default: the
     last): what the embeddings, each head, each attention bias and each feed-forward network add directly to the
     logit of the next token `target` (default: the one the model predicts), or to its difference from `versus`'s,
-    through the final norm with its scale there frozen. Tokens of the vocabulary are named as vocabulary_token
-    reads them. A pre-norm model with a linear head only: a post-norm model's norms after every sublayer, and a
-    masked-LM head's transform, leave no part a direct path to the logits."""
-    from attncli import attribution  # here: the other commands never read a head (see TYPE_CHECKING above)
-    from attncli.transformer import logits
+    through the final norm with its scale there frozen (see attribution_at). Tokens of the vocabulary are named as
+    vocabulary_token reads them."""
+    unembedding = _attributable_head(model)
+    tokens = _tokens(text, model, max_tokens)
+    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
+    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
+    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
+    if target_id is not None and versus_id == target_id:
+        raise BadInput(
+            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
+            spec=versus,
+            id=target_id,
+        )
+    return attribution_at(text, tokens, model, index, target_id, versus_id)
 
+
+def _attributable_head(model: Model) -> "Unembedding":
+    """The language-model head of `model`, refused where direct logit attribution has no direct path through the
+    model to it: a model without a head (DataError: the sample model, a sentence encoder), a post-norm model's
+    norms after every sublayer, and a masked-LM head's transform, which are not linear."""
     info = model.info
-    unembedding = model.unembedding  # DataError where the model has no head (the sample model, a sentence encoder)
+    unembedding = model.unembedding
     if not info.pre_norm:
         raise BadInput(
             "{name} normalises the residual stream after every sublayer (post-norm), so no part of it reaches the "
@@ -897,19 +919,35 @@ def attribute(
             "its logits, which is not linear: direct logit attribution needs a head that is (a decoder's)",
             name=info.name,
         )
-    tokens = _tokens(text, model, max_tokens)
+    return unembedding
+
+
+def attribution_at(
+    text: str,
+    tokens: list[Token],
+    model: Model,
+    position: int,
+    target_id: int | None = None,
+    versus_id: int | None = None,
+) -> AttributionResult:
+    """Direct logit attribution after the token at `position` of `tokens`, the tokens of `text` (a generated
+    sequence's need be no tokenization of its text): the parts of the last residual stream there into the logit
+    of the token id `target_id` (default: the one the model predicts), less `versus_id`'s where given. A pre-norm
+    model with a linear head only (see _attributable_head)."""
+    from attncli import attribution  # here: the other commands never read a head (see TYPE_CHECKING above)
+    from attncli.transformer import logits
+
+    unembedding = _attributable_head(model)
+    info = model.info
     _check_memory(info, len(tokens), False)
-    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
-    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
-    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
-    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([index]))
-    h = trace.output[index]  # [e] what the head reads at the position
-    if target_id is None:
+    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([position]))
+    h = trace.output[position]  # [e] what the head reads at the position
+    predicted = target_id is None
+    if predicted:
         target_id = int(np.argmax(logits(h[None], unembedding)[0]))
     if versus_id == target_id:
         raise BadInput(
-            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
-            spec=versus,
+            "{versus} is the token the model predicts there (id {id}); the difference would be 0: give another token",
             id=target_id,
         )
     parts = trace.residual_parts
@@ -932,10 +970,10 @@ def attribute(
         text,
         tokens,
         info,
-        index,
+        position,
         _vocabulary_token(model, target_id),
         None if versus_id is None else _vocabulary_token(model, versus_id),
-        target is None,
+        predicted,
         attribution.head_logit(h, unembedding, target_id, versus_id),
         named,
         contributions,

@@ -628,6 +628,22 @@ def test_generation_stops_at_the_end_of_sequence_token(tmp_path):
         commands.generate(prompt, load_model(str(directory)), max_new_tokens=8)
 
 
+def test_a_generated_sequence_is_attributed_on_its_own_tokens_and_keeps_its_value_norms_where_asked():
+    """The explorer's panes over a generated sequence read its tokens as generated, not its text tokenized again:
+    the attribution after each token but the last is of the token greedy generation chose next."""
+    model = load_model(str(FIXTURES / "llama"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3, value_norms=True)
+    run = result.run
+    assert run.trace.value_norms is not None and commands.generate(SENTENCE, model, 1).run.trace.value_norms is None
+    for position in range(result.prompt_tokens - 1, len(run.tokens) - 1):
+        attributed = commands.attribution_at(run.text, run.tokens, model, position)
+        assert attributed.predicted and attributed.target.id == run.tokens[position + 1].id
+        assert attributed.contributions.sum() == pytest.approx(attributed.logit, abs=1e-4)
+    predicted = commands.attribution_at(run.text, run.tokens, model, 0).target.id
+    with pytest.raises(BadInput, match="versus is the token the model predicts there"):
+        commands.attribution_at(run.text, run.tokens, model, 0, versus_id=predicted)
+
+
 def test_generate_refuses_an_encoder_and_a_model_without_a_head():
     for name in (str(FIXTURES / "distilbert"), BERT, "sample"):
         with pytest.raises(BadInput, match="is an encoder"):

@@ -339,12 +339,14 @@ def test_the_query_pane_gives_each_weight_in_three_significant_digits():
     assert len({weight for _, weight in shown}) == len({round(float(weight), 5) for _, weight in shown}) > 1
 
 
-def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **streams) -> tuple[int, str]:
+def _on_a_terminal(
+    *args: str, controlling: bool = True, size=(100, 30), keys: bytes = b"", shows: bytes = b"", **streams
+) -> tuple[int, str]:
     """Run attncli with ARGS on a new pseudo-terminal of `size` (columns, rows), its controlling
     terminal unless not `controlling`; standard input, output and error are the terminal but for
     those given in `streams` (stdin=, stdout=, stderr=: a file). Once the explorer has drawn its
-    heading, press q. Returns (exit code, everything written to the terminal); a process that never
-    draws is killed after 20 s."""
+    heading, press `keys`, and once it has drawn `shows` too, q. Returns (exit code, everything written to
+    the terminal); a process that never draws is killed after 20 s."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
     env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
@@ -356,7 +358,7 @@ def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **strea
         preexec_fn=(lambda: fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)) if controlling else None,
     ) as process:
         os.close(terminal)
-        shown, pressed, deadline = b"", False, time.monotonic() + 20
+        shown, pressed, quit, deadline = b"", None, False, time.monotonic() + 20
         while time.monotonic() < deadline:
             if select.select([controller], [], [], 0.2)[0]:
                 try:
@@ -364,9 +366,12 @@ def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **strea
                 except OSError:  # Linux reports the other end closed as EIO
                     break
                 shown += piece
-            if not pressed and b"? for keys" in shown:
+            if pressed is None and b"? for keys" in shown:
+                os.write(controller, keys)
+                pressed = len(shown)  # what was drawn before the keys
+            if pressed is not None and not quit and shows in shown[pressed:]:
                 os.write(controller, b"q")
-                pressed = True
+                quit = True
         else:
             process.kill()
         code = process.wait(timeout=30)
@@ -399,11 +404,17 @@ def test_a_terminal_outside_the_process_s_session_still_serves():
 
 
 @pytest.mark.slow  # starts attncli in a process of its own
-@pytest.mark.slow
 def test_with_no_terminal_at_all_it_refuses():
-    """Into a pipe, in a session with no terminal: one line, exit 2; a closed standard input too."""
-    done = attncli("explore", SENTENCE, stdin=b"", start_new_session=True)
-    clean_error(done, "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
+    """Into a pipe, in a session with no terminal: one line, exit 2, before any work (the text is not even
+    read: an empty one is not what is refused; generate --explore generates nothing); a closed standard input
+    too."""
+    no_terminal = "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json"
+    for args in (
+        ["explore", SENTENCE],
+        ["explore", ""],
+        ["generate", "", "--model", str(FIXTURES / "qwen2"), "--explore"],
+    ):
+        clean_error(attncli(*args, stdin=b"", start_new_session=True), no_terminal)
     closed = subprocess.run(
         ["sh", "-c", f'"{ATTNCLI}" explore "{SENTENCE}" <&-'], capture_output=True, start_new_session=True, timeout=60
     )
@@ -546,3 +557,13 @@ def test_a_generated_sequence_s_continuation_is_marked_where_tokens_show():
     assert "(generated)" in screen.splitlines()[-2]  # the cursor opens on the last token, a new one
     _, screen = explore(result.run, *["up"] * 4, prompt_tokens=first)
     assert "(generated)" not in screen.splitlines()[-2]
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_generate_explore_switches_to_the_norms_and_attributes_the_generated_tokens():
+    """The whole sequence's run carries its value norms (m) and the model for the attribution pane (d), as explore's
+    does: here after the last token, the model's next prediction."""
+    qwen2 = str(FIXTURES / "qwen2")
+    args = ("generate", SENTENCE, "--model", qwen2, "--max-new-tokens", "2", "--explore")
+    code, shown = _on_a_terminal(*args, keys=b"md", shows=b"direct logit attribution after")
+    assert code == 0 and "‖αv W_O‖ norms" in shown and "Heads that push it up" in shown
