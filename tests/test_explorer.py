@@ -504,6 +504,41 @@ def test_d_shows_the_direct_logit_attribution_after_the_query_in_the_query_pane_
     assert "no model to attribute with" in screen
 
 
+def test_the_attribution_is_computed_apart_from_the_screen_one_at_a_time_for_the_cursor_s_query():
+    """A forward pass a position: the keys go on while it runs, moving the query starts no second one at once,
+    and once it is done the query the cursor has moved to is computed."""
+    import threading
+
+    from attncli.explorer import AttributionPane, Explorer
+
+    model = load_model(str(FIXTURES / "phi"))
+    run = commands.run(PRONOUN, model)
+    release, asked = threading.Event(), []
+
+    def attribute(position):
+        asked.append(position)
+        release.wait(30)
+        return commands.attribution_at(PRONOUN, run.tokens, model, position)
+
+    async def drive():
+        app = Explorer(run, attribute=attribute)
+        async with app.run_test(size=(100, 40)) as pilot:
+            last = app.cursor.query
+            await pilot.press("d", "up")
+            pane = app.query_one(AttributionPane)
+            assert pane.result == f"computing the direct logit attribution after {last - 1} …"
+            assert app.cursor.query == last - 1 and asked == [last]  # the key was taken; one pass at a time
+            release.set()
+            while len(asked) < 2 or app.workers:
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+            assert asked == [last, last - 1] and pane.result.position == last - 1
+            await pilot.press("down")  # kept: shown at once
+            assert pane.result.position == last and asked == [last, last - 1]
+
+    asyncio.run(drive())
+
+
 def test_the_attribution_pane_says_why_a_model_has_none():
     model = load_model(BERT)
 
