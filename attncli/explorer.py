@@ -451,7 +451,7 @@ class Explorer(App):
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", show=False),
         Binding("minus", "zoom(1)", "zoom out", show=False),
         Binding("enter", "open", "open the head under the grid's cursor", show=False),
-        Binding("escape", "close_grid", "back from the grid or the find box", show=False),
+        Binding("escape", "back", "back from the find box, the lens or the grid", show=False),
         Binding("a", "mean", "mean of the layer's heads, or one head", show=False),
         Binding("s", "sinks", "special tokens and the first token in the ranking, or not", show=False),
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
@@ -735,18 +735,22 @@ class Explorer(App):
         self.zoom = ZOOMS[level]
 
     def action_grid(self) -> None:
-        self.grid = not self.grid
+        """g: the model grid, or back to the heatmap; from the lens, the grid in its place."""
+        self.grid = True if self.lens_shown else not self.grid
+        self.lens_shown = False
 
     def action_open(self) -> None:
-        if self.grid:
+        if self.grid and not self.lens_shown:
             self.grid, self.mean = False, False
 
-    def action_close_grid(self) -> None:
-        """Escape: away from the find box, or back from the grid."""
+    def action_back(self) -> None:
+        """Escape: away from the find box, or back from the lens, or from the grid."""
         find = self.query_one("#find", Input)
         if find.display:
             find.display = False
             self.query_one(MatrixPane).focus()
+        elif self.lens_shown:
+            self.lens_shown = False
         else:
             self.grid = False
 

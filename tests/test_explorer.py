@@ -574,6 +574,20 @@ def test_o_shows_the_logit_lens_on_the_model_s_own_prediction_and_arrows_move_th
     assert not app.lens_shown and "query " in screen.splitlines()[-2]  # back to the heatmap
 
 
+def test_g_and_escape_leave_the_lens_for_the_grid_or_what_it_covered():
+    """The lens takes the heatmap's or the grid's place: g from it shows the grid, Escape what it covered, and
+    Enter there opens no head of the hidden grid."""
+    run, lens = _lens_run()
+    app, screen = explore(run, "o", "g", lens=lens)
+    assert app.grid and not app.lens_shown and "logit lens" not in screen.splitlines()[0]
+    app, _ = explore(run, "g", "o", "enter", "escape", lens=lens)
+    assert app.grid and not app.lens_shown  # back on the grid, which enter left as it was
+    app, _ = explore(run, "o", "escape", lens=lens)
+    assert not app.grid and not app.lens_shown
+    app, _ = explore(run, "g", "g", lens=lens)
+    assert not app.grid  # g still toggles the grid off the lens
+
+
 def test_the_lens_pane_says_why_there_is_no_lens():
     run = commands.run(PRONOUN, load_model(BERT))
     _, screen = explore(run, "o", lens=lambda: commands.lens_of(PRONOUN, run.tokens, load_model(BERT)))
