@@ -667,13 +667,12 @@ class HeadsResult:
     induction_test: InductionTest | None = None  # the tokens run instead of a text: the induction test
     sort: str | None = None  # the column (analysis.HEAD_COLUMNS) the heads are ordered by; None: layer order
     order: list[tuple[int, int]] | None = None  # every (layer, head) in that order
+    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
 
     @property
     def ordered(self) -> list[tuple[int, int]]:
         """Every (layer, head) in the order asked for (`order`), else layer by layer."""
         return self.order or list(np.ndindex(self.labels.shape))
-
-    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
