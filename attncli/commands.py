@@ -677,7 +677,7 @@ def lens_of(text: str, tokens: list[Token], model: Model, top: int = 1) -> LensR
     rows = streams.reshape(-1, streams.shape[-1])  # [(L + 1)·T, d_h]
     ids, logits, probabilities = analysis.top_tokens(logit_blocks(rows, unembedding), k)  # [(L + 1)·T, k] each
     shape = (*streams.shape[:2], k)
-    pieces = {int(i): model.piece(int(i)) for i in np.unique(ids)}
+    pieces = {int(i): model.tokenizer.id_to_token(int(i)) for i in np.unique(ids)}
     return LensResult(
         text, tokens, model.info, ids.reshape(shape), logits.reshape(shape), probabilities.reshape(shape), pieces
     )
