@@ -646,7 +646,6 @@ def rollout(
 
 def lens(text: str, model: Model, top: int = 1, max_tokens: int = DEFAULT_MAX_TOKENS) -> LensResult:
     """The logit lens of `text` (see lens_of)."""
-    _check_top(top)
     return lens_of(text, _tokens(text, model, max_tokens), model, top)
 
 
@@ -717,6 +716,7 @@ def _check_room(prompt: int, new: int, max_tokens: int, info: ModelInfo) -> None
 
 
 def _check_top(top: int) -> None:
+    """Refuse a `top` that asks for no tokens (predict's, lens's)."""
     if top < 1:
         raise BadInput("{top} {value} asks for no tokens; use {top} 1 or more", value=top)
 
@@ -1047,8 +1047,7 @@ def predict(
     are softmax of the logits over the whole vocabulary, in float64; the `top` most probable, best first."""
     from attncli.transformer import logits
 
-    if top < 1:
-        raise BadInput("{top} {value} asks for no predictions; use {top} 1 or more", value=top)
+    _check_top(top)
     head = model.unembedding  # refused here, before the forward pass, where the model has none
     tokens = _tokens(text, model, max_tokens)
     causal = model.info.causal
