@@ -1242,6 +1242,7 @@ def compare(
     ],
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
+    measure: MeasureOpt = Measure.weights,
     *,
     models: list[Model],
     max_tokens: int,
@@ -1259,9 +1260,9 @@ def compare(
     if len(texts) == len(models) == 2:
         raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
     if len(models) == 2:
-        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens)
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure)
     else:
-        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens)
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure)
     write(result, output, top=top)
 
 

@@ -798,21 +798,37 @@ def check(
     return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.attention, attention))
 
 
-def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
-    """How the attention of `token` changes from `text_a` to `text_b`, head by head.
+def compare(
+    text_a: str,
+    text_b: str,
+    model: Model,
+    token: str,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
+) -> CompareResult:
+    """How the attention of `token` changes from `text_a` to `text_b`, head by head (with `measure` norms, its
+    ‖α v W_O‖ as shares of its row, see _token_rows).
 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    return _compared(run(text_a, model, max_tokens), run(text_b, model, max_tokens), token)
+    return _compared(
+        run(text_a, model, max_tokens, measure=measure), run(text_b, model, max_tokens, measure=measure), token
+    )
 
 
 def compare_models(
-    text: str, model_a: Model, model_b: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model_a: Model,
+    model_b: Model,
+    token: str,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> CompareResult:
     """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
-    to `model_b`, head by head, as `compare` measures it between two texts. The two must tokenize `text` alike
-    and have as many layers and heads."""
+    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`). The two must tokenize
+    `text` alike and have as many layers and heads."""
+    measure = _measure(measure)
     first, second = model_a.info, model_b.info
     if (first.layers, first.heads) != (second.layers, second.heads):
         raise BadInput(
@@ -838,7 +854,8 @@ def compare_models(
             said_a=said[0],
             said_b=said[1],
         )
-    return _compared(_run(text, tokens_a, model_a), _run(text, tokens_b, model_b), token, two_models=True)
+    runs = _run(text, tokens_a, model_a, measure=measure), _run(text, tokens_b, model_b, measure=measure)
+    return _compared(*runs, token, two_models=True)
 
 
 def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:
@@ -855,16 +872,25 @@ def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = F
             name=a.tokens[index_a].text,
             index=index_a,
         )
-    rows_a = a.weights[:, :, index_a, :]  # [L, h, T_a]
-    rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
+    rows_a, rows_b = _token_rows(a, index_a), _token_rows(b, index_b)  # [L, h, T_a], [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
-    if a.model.sinks or b.model.sinks:  # the sinks' shares, one more outcome of each row
+    if not a.shows_norms and (a.model.sinks or b.model.sinks):  # the sinks' shares, one more outcome of each row
         change += 0.5 * np.abs(analysis.sink_shares(rows_a) - analysis.sink_shares(rows_b))
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)
-    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest, two_models)
+    return CompareResult(
+        a, b, index_a, index_b, slots, spread, change, ranking, strongest, (rows_a, rows_b), two_models
+    )
+
+
+def _token_rows(run: AttentionRun, index: int) -> np.ndarray:
+    """[L, h, T] the rows of token `index` that compare reads as distributions: its weights, or its ‖α v W_O‖ norms
+    as shares of each row (analysis.row_shares, as heads and rollout read them), in which a learned sink, which
+    adds nothing to a head's output, has no share."""
+    rows = run.attention[:, :, index, :]
+    return row_shares(rows) if run.shows_norms else rows
 
 
 def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:

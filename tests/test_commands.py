@@ -464,6 +464,27 @@ def test_the_commands_of_norms_hold_the_norms_and_the_weights_stay_as_they_were(
         commands.run(PRONOUN, model, measure="lengths")
 
 
+def test_compare_reads_norms_as_shares_of_each_row_between_texts_and_between_checkpoints(tmp_path):
+    """--measure norms on compare: the token's ‖α v W_O‖ row divided by its sum, as heads and rollout read norms;
+    a learned sink, which adds nothing to a head's output, is no outcome of it."""
+    base = load_model(str(FIXTURES / "qwen3"))
+    result = commands.compare_models(PRONOUN, base, _perturbed(tmp_path, 1, 2), "it", measure="norms")
+    assert result.ranking[0] == (1, 2) and result.change[1, 2] > 0.05
+    assert_allclose(result.change[0], 0.0, atol=1e-6)  # the layer before the moved head is untouched
+    it = result.token_a
+    shares = _norms(PRONOUN, base)[:, :, it] / _norms(PRONOUN, base)[:, :, it].sum(axis=-1, keepdims=True)
+    assert_allclose(result.rows[0], shares, rtol=1e-5)
+    document = result.to_json()
+    assert (
+        document["measure"] == "norms" and "measure" not in commands.compare_models(PRONOUN, base, base, "it").to_json()
+    )
+    assert_allclose(document["heads"][0]["a"], shares[1, 2], rtol=1e-5)
+    sinks = load_model(str(FIXTURES / "gpt-oss"))
+    texts = commands.compare(PRONOUN, PRONOUN.replace("tired", "wide"), sinks, "it", measure="norms")
+    assert_allclose(texts.change, analysis.total_variation(*texts.spread))  # no sink's share added
+    assert_allclose(texts.rows[0].sum(axis=-1), 1.0)
+
+
 def test_query_ranks_heads_by_the_norm_on_their_strongest_key_or_on_the_target():
     model = load_model(BERT)
     norms = _norms(PRONOUN, model)  # [L, h, T, T]
