@@ -585,7 +585,9 @@ def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[
 
 def predictions(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The `k` most probable ids of each row of `logits` [P, V] (best first; the smaller id on a tie) and every
-    id's probability, softmax of the row in float64 over the whole vocabulary: ([P, k] ids, [P, V] float64)."""
+    id's probability, softmax of the row in float64 over the whole vocabulary: ([P, k] ids, [P, V] float64).
+    For the few rows whose logits can be held whole (predict's positions): ties broken at every rank, and the
+    probability of the ids left out. More rows than that (the logit lens's) go through top_tokens."""
     probabilities = softmax(logits.astype(np.float64))  # [P, V]
     k = min(k, logits.shape[-1])
     best = []
@@ -603,7 +605,8 @@ def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.nda
     and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
     probabilities). A block at a time: a running top k, which only the rows whose block beats their kth best
     so far update, and a running log-sum-exp (its peak m and Σ e^(z - m), rescaled as m grows, in float64), so
-    no more than one block of logits is ever held; each block is overwritten once read."""
+    no more than one block of logits is ever held; each block is overwritten once read. For a few rows,
+    predictions gives every id's probability and breaks ties at every rank, from logits held whole."""
     ids = logits = peak = total = None
     for start, z in blocks:  # z [R, B]
         block_peak = z.max(axis=1)  # [R]

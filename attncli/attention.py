@@ -774,21 +774,19 @@ class Trace:
     normed_embeddings: np.ndarray | None = None
     # [L, h, T] ‖v_j W_O^h‖ of each layer's heads and keys (see value_norms), where the forward pass was asked for them
     value_norms: np.ndarray | None = None
+    # the last residual stream at the positions forward was asked to decompose, split into what each part of the
+    # model wrote into it; None unless asked
+    residual_parts: "ResidualParts | None" = None
+    # [L + 1, T, d_h] each layer's residual stream (the embeddings' first, the last layer's last) as the
+    # language-model head reads it: through the final norm, projected out where the model projects its output (the
+    # last is `output`); kept where asked for, for the logit lens
+    head_inputs: np.ndarray | None = None
 
     @cached_property
     def norms(self) -> np.ndarray:
         """[L, h, T, T] every layer's ‖α_ij v_j W_O^h‖ (see weighted_value_norms), made on first use from the
         weights and the value norms, which the forward pass must have been asked for."""
         return weighted_value_norms(self.weights, self.value_norms)
-
-    # the last residual stream at the positions forward was asked to decompose, split into what each part of the
-    # model wrote into it; None unless asked
-    residual_parts: "ResidualParts | None" = None
-
-    # [L + 1, T, d_h] each layer's residual stream (the embeddings' first, the last layer's last) as the
-    # language-model head reads it: through the final norm, projected out where the model projects its output (the
-    # last is `output`); kept where asked for, for the logit lens
-    head_inputs: np.ndarray | None = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -169,10 +169,15 @@ class SampleModel:
         return sample_vocabulary().tokens_of(ids)
 
     def run(
-        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+        self,
+        tokens: list[Token],
+        keep_steps: bool = True,
+        value_norms: bool = False,
+        decompose_at: np.ndarray | None = None,
+        head_inputs: bool = False,
     ) -> Trace:
         """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
-        head reads its output, so it has no `head_inputs` to keep."""
+        head reads its output, so it has no `residual_parts` or `head_inputs` to keep."""
         return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
 
     def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:

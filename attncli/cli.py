@@ -10,6 +10,7 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -35,6 +36,7 @@ from attncli.output import (
     write,
     write_records,
 )
+from attncli.results import AttentionRun
 
 __all__ = ["app", "main"]
 
@@ -887,25 +889,24 @@ def explore(
 
     Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
     heads ranked by what it gets from them; m switches between the weights and their ‖α·v W_O‖ norms; with a
-    decoder's head, d shows what each head adds to the next token.
+    decoder's head, d shows what each head adds to the next token; with any language-model head, o the logit lens.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
-    # The text first, from standard input for "-": the keys come from the terminal. The norms are made
-    # whichever measure shows first, for m to switch to.
-    typed = _text(text)
-    run = commands.run(typed, model, max_tokens, measure=Measure.norms)
-    _explore(
-        run,
-        measure=measure,
-        attribute=functools.partial(_attribution_at, typed, model, max_tokens),
-        lens=functools.partial(commands.lens_of, typed, run.tokens, model),
-    )
+
+    def opened():
+        # The text from standard input for "-": the keys come from the terminal. The norms are made whichever
+        # measure shows first, for m to switch to.
+        run = commands.run(_text(text), model, max_tokens, measure=Measure.norms)
+        return run, {"measure": measure, **_head_panes(run, model)}
+
+    _explore(opened)
 
 
-def _explore(run, **panes) -> None:
-    """The explorer of `run` on the terminal, whatever standard input, output and error are (see
-    explorer.Explorer for the `panes`' options: measure, attribute, lens, prompt_tokens)."""
+def _explore(opened: Callable[[], tuple[AttentionRun, dict]]) -> None:
+    """The explorer on the terminal, whatever standard input, output and error are, of the run `opened` makes,
+    with the options of explorer.Explorer it gives (measure, attribute, lens, prompt_tokens); refused before
+    `opened` does any work where there is no terminal to explore on."""
     from attncli.explorer import Explorer, open_terminal  # here: Textual loads for the explorer only
 
     if sys.__stdin__ is None or sys.__stderr__ is None:  # closed at start (`<&-`): Textual's driver asks for both
@@ -913,12 +914,17 @@ def _explore(run, **panes) -> None:
     with open_terminal() as terminal:
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
-        Explorer(run, **panes).run_on(terminal)
+        run, options = opened()
+        Explorer(run, **options).run_on(terminal)
 
 
-def _attribution_at(text: str, model: Model, max_tokens: int, position: int):
-    """explore's attribution pane: commands.attribute after token `position`."""
-    return commands.attribute(text, model, at=str(position), max_tokens=max_tokens)
+def _head_panes(run: AttentionRun, model: Model) -> dict:
+    """The explorer's panes that read `model`'s language-model head, over the tokens of `run`: the direct logit
+    attribution after a position (d) and the logit lens (o). Each says why where the model has no head."""
+    return {
+        "attribute": functools.partial(commands.attribution_at, run.text, run.tokens, model),
+        "lens": functools.partial(commands.lens_of, run.text, run.tokens, model),
+    }
 
 
 _VOCABULARY_TOKEN = (
@@ -1058,14 +1064,17 @@ def generate(
 
     Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
     """
-    if explore and (output.format != Format.table or output.path is not None or output.export is not None):
-        raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
-    result = commands.generate(_text(text), model, max_new_tokens, max_tokens)
-    if explore:
-        lens = functools.partial(commands.lens_of, result.run.text, result.run.tokens, model)
-        _explore(result.run, lens=lens, prompt_tokens=result.prompt_tokens)
+    if not explore:
+        write(commands.generate(_text(text), model, max_new_tokens, max_tokens), output)
         return
-    write(result, output)
+    if output.format != Format.table or output.path is not None or output.export is not None:
+        raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+
+    def opened():
+        result = commands.generate(_text(text), model, max_new_tokens, max_tokens, value_norms=True)
+        return result.run, {**_head_panes(result.run, model), "prompt_tokens": result.prompt_tokens}
+
+    _explore(opened)
 
 
 @app.command(name="heads")
@@ -1233,6 +1242,7 @@ def compare(
     ],
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
+    measure: MeasureOpt = Measure.weights,
     *,
     models: list[Model],
     max_tokens: int,
@@ -1250,9 +1260,9 @@ def compare(
     if len(texts) == len(models) == 2:
         raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
     if len(models) == 2:
-        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens)
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure)
     else:
-        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens)
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure)
     write(result, output, top=top)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli import analysis, attribution
+from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
@@ -57,11 +57,12 @@ from attncli.tokens import (
     readable,
     word_spans,
 )
-from attncli.transformer import logits
 
-# The reader of saved results is check's alone; the other commands start without it.
+# The reader of saved results is check's alone, the language-model head's code (attncli.transformer) the commands'
+# that read a head: the other commands start without them.
 if TYPE_CHECKING:
     from attncli.saved import SavedRun
+    from attncli.transformer import Unembedding
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -645,7 +646,6 @@ def rollout(
 
 def lens(text: str, model: Model, top: int = 1, max_tokens: int = DEFAULT_MAX_TOKENS) -> LensResult:
     """The logit lens of `text` (see lens_of)."""
-    _check_top(top)
     return lens_of(text, _tokens(text, model, max_tokens), model, top)
 
 
@@ -676,7 +676,7 @@ def lens_of(text: str, tokens: list[Token], model: Model, top: int = 1) -> LensR
     rows = streams.reshape(-1, streams.shape[-1])  # [(L + 1)·T, d_h]
     ids, logits, probabilities = analysis.top_tokens(logit_blocks(rows, unembedding), k)  # [(L + 1)·T, k] each
     shape = (*streams.shape[:2], k)
-    pieces = {int(i): model.piece(int(i)) for i in np.unique(ids)}
+    pieces = {int(i): model.tokenizer.id_to_token(int(i)) for i in np.unique(ids)}
     return LensResult(
         text, tokens, model.info, ids.reshape(shape), logits.reshape(shape), probabilities.reshape(shape), pieces
     )
@@ -716,15 +716,23 @@ def _check_room(prompt: int, new: int, max_tokens: int, info: ModelInfo) -> None
 
 
 def _check_top(top: int) -> None:
+    """Refuse a `top` that asks for no tokens (predict's, lens's)."""
     if top < 1:
         raise BadInput("{top} {value} asks for no tokens; use {top} 1 or more", value=top)
 
 
-def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerateResult:
+def generate(
+    text: str,
+    model: Model,
+    max_new_tokens: int = 20,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    value_norms: bool = False,
+) -> GenerateResult:
     """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
     values: each step recomputes every earlier position), and its most probable next token appended, as its
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
-    model's end of sequence); then the whole sequence's run, for its attention."""
+    model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
+    ‖v_j W_O^h‖ too, for a view that switches to the norms)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -750,7 +758,7 @@ def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int 
             stopped = "end_of_sequence"
             break
     whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
-    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False))
+    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False, value_norms=value_norms))
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
@@ -790,21 +798,37 @@ def check(
     return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.attention, attention))
 
 
-def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
-    """How the attention of `token` changes from `text_a` to `text_b`, head by head.
+def compare(
+    text_a: str,
+    text_b: str,
+    model: Model,
+    token: str,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
+) -> CompareResult:
+    """How the attention of `token` changes from `text_a` to `text_b`, head by head (with `measure` norms, its
+    ‖α v W_O‖ as shares of its row, see _token_rows).
 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    return _compared(run(text_a, model, max_tokens), run(text_b, model, max_tokens), token)
+    return _compared(
+        run(text_a, model, max_tokens, measure=measure), run(text_b, model, max_tokens, measure=measure), token
+    )
 
 
 def compare_models(
-    text: str, model_a: Model, model_b: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model_a: Model,
+    model_b: Model,
+    token: str,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> CompareResult:
     """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
-    to `model_b`, head by head, as `compare` measures it between two texts. The two must tokenize `text` alike
-    and have as many layers and heads."""
+    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`). The two must tokenize
+    `text` alike and have as many layers and heads."""
+    measure = _measure(measure)
     first, second = model_a.info, model_b.info
     if (first.layers, first.heads) != (second.layers, second.heads):
         raise BadInput(
@@ -830,7 +854,8 @@ def compare_models(
             said_a=said[0],
             said_b=said[1],
         )
-    return _compared(_run(text, tokens_a, model_a), _run(text, tokens_b, model_b), token, two_models=True)
+    runs = _run(text, tokens_a, model_a, measure=measure), _run(text, tokens_b, model_b, measure=measure)
+    return _compared(*runs, token, two_models=True)
 
 
 def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:
@@ -847,16 +872,25 @@ def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = F
             name=a.tokens[index_a].text,
             index=index_a,
         )
-    rows_a = a.weights[:, :, index_a, :]  # [L, h, T_a]
-    rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
+    rows_a, rows_b = _token_rows(a, index_a), _token_rows(b, index_b)  # [L, h, T_a], [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
-    if a.model.sinks or b.model.sinks:  # the sinks' shares, one more outcome of each row
+    if not a.shows_norms and (a.model.sinks or b.model.sinks):  # the sinks' shares, one more outcome of each row
         change += 0.5 * np.abs(analysis.sink_shares(rows_a) - analysis.sink_shares(rows_b))
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)
-    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest, two_models)
+    return CompareResult(
+        a, b, index_a, index_b, slots, spread, change, ranking, strongest, (rows_a, rows_b), two_models
+    )
+
+
+def _token_rows(run: AttentionRun, index: int) -> np.ndarray:
+    """[L, h, T] the rows of token `index` that compare reads as distributions: its weights, or its ‖α v W_O‖ norms
+    as shares of each row (analysis.row_shares, as heads and rollout read them), in which a learned sink, which
+    adds nothing to a head's output, has no share."""
+    rows = run.attention[:, :, index, :]
+    return row_shares(rows) if run.shows_norms else rows
 
 
 def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
@@ -877,11 +911,28 @@ def attribute(
     """Direct logit attribution (see attncli.attribution) at the token `at` names (see resolve_token; default: the
     last): what the embeddings, each head, each attention bias and each feed-forward network add directly to the
     logit of the next token `target` (default: the one the model predicts), or to its difference from `versus`'s,
-    through the final norm with its scale there frozen. Tokens of the vocabulary are named as vocabulary_token
-    reads them. A pre-norm model with a linear head only: a post-norm model's norms after every sublayer, and a
-    masked-LM head's transform, leave no part a direct path to the logits."""
+    through the final norm with its scale there frozen (see attribution_at). Tokens of the vocabulary are named as
+    vocabulary_token reads them."""
+    unembedding = _attributable_head(model)
+    tokens = _tokens(text, model, max_tokens)
+    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
+    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
+    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
+    if target_id is not None and versus_id == target_id:
+        raise BadInput(
+            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
+            spec=versus,
+            id=target_id,
+        )
+    return attribution_at(text, tokens, model, index, target_id, versus_id)
+
+
+def _attributable_head(model: Model) -> "Unembedding":
+    """The language-model head of `model`, refused where direct logit attribution has no direct path through the
+    model to it: a model without a head (DataError: the sample model, a sentence encoder), a post-norm model's
+    norms after every sublayer, and a masked-LM head's transform, which are not linear."""
     info = model.info
-    unembedding = model.unembedding  # DataError where the model has no head (the sample model, a sentence encoder)
+    unembedding = model.unembedding
     if not info.pre_norm:
         raise BadInput(
             "{name} normalises the residual stream after every sublayer (post-norm), so no part of it reaches the "
@@ -894,19 +945,35 @@ def attribute(
             "its logits, which is not linear: direct logit attribution needs a head that is (a decoder's)",
             name=info.name,
         )
-    tokens = _tokens(text, model, max_tokens)
+    return unembedding
+
+
+def attribution_at(
+    text: str,
+    tokens: list[Token],
+    model: Model,
+    position: int,
+    target_id: int | None = None,
+    versus_id: int | None = None,
+) -> AttributionResult:
+    """Direct logit attribution after the token at `position` of `tokens`, the tokens of `text` (a generated
+    sequence's need be no tokenization of its text): the parts of the last residual stream there into the logit
+    of the token id `target_id` (default: the one the model predicts), less `versus_id`'s where given. A pre-norm
+    model with a linear head only (see _attributable_head)."""
+    from attncli import attribution  # here: the other commands never read a head (see TYPE_CHECKING above)
+    from attncli.transformer import logits
+
+    unembedding = _attributable_head(model)
+    info = model.info
     _check_memory(info, len(tokens), False)
-    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
-    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
-    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
-    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([index]))
-    h = trace.output[index]  # [e] what the head reads at the position
-    if target_id is None:
+    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([position]))
+    h = trace.output[position]  # [e] what the head reads at the position
+    predicted = target_id is None
+    if predicted:
         target_id = int(np.argmax(logits(h[None], unembedding)[0]))
     if versus_id == target_id:
         raise BadInput(
-            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
-            spec=versus,
+            "{versus} is the token the model predicts there (id {id}); the difference would be 0: give another token",
             id=target_id,
         )
     parts = trace.residual_parts
@@ -929,10 +996,10 @@ def attribute(
         text,
         tokens,
         info,
-        index,
+        position,
         _vocabulary_token(model, target_id),
         None if versus_id is None else _vocabulary_token(model, versus_id),
-        target is None,
+        predicted,
         attribution.head_logit(h, unembedding, target_id, versus_id),
         named,
         contributions,
@@ -1006,8 +1073,7 @@ def predict(
     are softmax of the logits over the whole vocabulary, in float64; the `top` most probable, best first."""
     from attncli.transformer import logits
 
-    if top < 1:
-        raise BadInput("{top} {value} asks for no predictions; use {top} 1 or more", value=top)
+    _check_top(top)
     head = model.unembedding  # refused here, before the forward pass, where the model has none
     tokens = _tokens(text, model, max_tokens)
     causal = model.info.causal

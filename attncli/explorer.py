@@ -451,7 +451,7 @@ class Explorer(App):
         Binding("plus,equals_sign", "zoom(-1)", "zoom in", show=False),
         Binding("minus", "zoom(1)", "zoom out", show=False),
         Binding("enter", "open", "open the head under the grid's cursor", show=False),
-        Binding("escape", "close_grid", "back from the grid or the find box", show=False),
+        Binding("escape", "back", "back from the find box, the lens or the grid", show=False),
         Binding("a", "mean", "mean of the layer's heads, or one head", show=False),
         Binding("s", "sinks", "special tokens and the first token in the ranking, or not", show=False),
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
@@ -501,8 +501,12 @@ class Explorer(App):
         if run.trace.value_norms is not None:
             self.runs = {shown: dataclasses.replace(run, measure=shown.value) for shown in Measure}
         self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
-        # The direct logit attribution after a position (commands.attribute's), computed when first shown there.
-        self.attributions = functools.lru_cache(maxsize=RANKINGS_KEPT)(attribute) if attribute else None
+        # Computes the direct logit attribution after a position (commands.attribution_at's), apart from the screen
+        # the first time the pane shows there; the last RANKINGS_KEPT positions' results (or why there is none)
+        # are kept, and `attributing` is the position being computed, one at a time.
+        self.attribute = attribute
+        self.attributions: dict[int, AttributionResult | str] = {}
+        self.attributing: int | None = None
         self.lens = lens  # computes the run's logit lens, the first time `o` asks for it; None: no lens
         self.prompt_tokens = prompt_tokens  # a generated sequence's: its first tokens are the prompt's
         self.labels = token_texts(run)
@@ -595,18 +599,38 @@ class Explorer(App):
         self._show_attribution()
 
     def _show_attribution(self) -> None:
-        """Hand the attribution pane the attribution after the cursor's query, where the pane shows."""
+        """Hand the attribution pane the attribution after the cursor's query, where the pane shows: the one kept,
+        or, once the one being computed is done, a new one (a forward pass, apart from the screen)."""
         if not self.attribution:
             return
         query = self.cursor.query
         pane = self.query_one(AttributionPane)
-        if self.attributions is None:
+        if self.attribute is None:
             pane.result = "no model to attribute with"
-            return
+        elif query in self.attributions:
+            pane.result = self.attributions[query]
+        else:
+            pane.result = f"computing the direct logit attribution after {query} …"
+            if self.attributing is None:
+                self.attributing = query
+                self._attribute_after(query)
+
+    # not _compute_attribution: Textual would take it for the method that computes the `attribution` var
+    @work(thread=True, group="attribution")
+    def _attribute_after(self, query: int) -> None:
         try:
-            pane.result = self.attributions(query)
+            result: AttributionResult | str = self.attribute(query)
         except AttncliError as error:
-            pane.result = f"attribution after {query}: {error}"
+            result = f"attribution after {query}: {error}"
+        self.call_from_thread(self._attributed, query, result)
+
+    def _attributed(self, query: int, result: AttributionResult | str) -> None:
+        """Keep the attribution after `query`, and show the cursor's (computing it, where it has moved on)."""
+        if len(self.attributions) >= RANKINGS_KEPT:
+            del self.attributions[next(iter(self.attributions))]  # the first kept
+        self.attributions[query] = result
+        self.attributing = None
+        self._show_attribution()
 
     def watch_include_special(self) -> None:
         self.query_one(QueryPane).ranking = self._cursor_ranking()
@@ -711,18 +735,22 @@ class Explorer(App):
         self.zoom = ZOOMS[level]
 
     def action_grid(self) -> None:
-        self.grid = not self.grid
+        """g: the model grid, or back to the heatmap; from the lens, the grid in its place."""
+        self.grid = True if self.lens_shown else not self.grid
+        self.lens_shown = False
 
     def action_open(self) -> None:
-        if self.grid:
+        if self.grid and not self.lens_shown:
             self.grid, self.mean = False, False
 
-    def action_close_grid(self) -> None:
-        """Escape: away from the find box, or back from the grid."""
+    def action_back(self) -> None:
+        """Escape: away from the find box, or back from the lens, or from the grid."""
         find = self.query_one("#find", Input)
         if find.display:
             find.display = False
             self.query_one(MatrixPane).focus()
+        elif self.lens_shown:
+            self.lens_shown = False
         else:
             self.grid = False
 

@@ -191,11 +191,18 @@ class Model(Protocol):
         ...
 
     def run(
-        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+        self,
+        tokens: list[Token],
+        keep_steps: bool = True,
+        value_norms: bool = False,
+        decompose_at: np.ndarray | None = None,
+        head_inputs: bool = False,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
-        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `head_inputs`, each layer's
-        residual stream as the language-model head reads it too."""
+        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `decompose_at` [p], the last
+        residual stream at those positions in its parts (the trace's `residual_parts`); with `head_inputs`, each
+        layer's residual stream as the language-model head reads it too. The last two are for a model with a
+        language-model head, which the sample model refuses first (`unembedding`)."""
         ...
 
     def ordinary_ids(self) -> list[int]:
@@ -214,7 +221,9 @@ class Model(Protocol):
 
     @property
     def unembedding(self) -> "Unembedding":
-        """The language-model head (see transformer.Unembedding); DataError where the model has none."""
+        """The language-model head (see transformer.Unembedding); DataError where the model has none. What the
+        commands that read it use besides is a checkpoint's: its `weights` (the final norm, the projection out),
+        `end_of_sequence` and `extend` (see CheckpointModel)."""
         ...
 
     @property
@@ -384,10 +393,6 @@ class CheckpointModel:
         self._check_finite(trace.output if trace.head_inputs is None else trace.head_inputs)
         return trace
 
-    def piece(self, token_id: int) -> str | None:
-        """The vocabulary string of `token_id`; None for a row of the model's tables past the tokenizer's."""
-        return self.tokenizer.id_to_token(token_id)
-
     @cached_property
     def end_of_sequence(self) -> frozenset[int]:
         """The ids that end a text the model writes, as transformers' generate reads them: generation_config.json's
@@ -432,7 +437,7 @@ class CheckpointModel:
             Token(
                 len(tokens) + n,
                 token_id,
-                self.piece(token_id) or "",
+                self.tokenizer.id_to_token(token_id) or "",  # none for a row past the tokenizer's
                 len(text) + start,
                 len(text) + end,
                 token_id in self.special,

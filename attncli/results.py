@@ -4,16 +4,19 @@ refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
-from attncli.attribution import Component
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.experts import Routing
 from attncli.models import ModelInfo
 from attncli.tokens import Token
+
+if TYPE_CHECKING:  # attribution, and the forward pass's code it reads, load for the attribute command alone
+    from attncli.attribution import Component
 
 __all__ = [
     "SCHEMA",
@@ -664,13 +667,12 @@ class HeadsResult:
     induction_test: InductionTest | None = None  # the tokens run instead of a text: the induction test
     sort: str | None = None  # the column (analysis.HEAD_COLUMNS) the heads are ordered by; None: layer order
     order: list[tuple[int, int]] | None = None  # every (layer, head) in that order
+    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
 
     @property
     def ordered(self) -> list[tuple[int, int]]:
         """Every (layer, head) in the order asked for (`order`), else layer by layer."""
         return self.order or list(np.ndindex(self.labels.shape))
-
-    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
@@ -755,20 +757,24 @@ class CompareResult:
     change: np.ndarray  # [L, h] total variation distance between the two distributions
     ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
     strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
+    # [L, h, T_a] and [L, h, T_b]: the token's rows compared, its weights (or its norms as shares of each row)
+    rows: tuple[np.ndarray, np.ndarray]
     two_models: bool = False  # A and B are two checkpoints on one text, not one model on two texts
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
-        """The heads, the most changed first, with the token's top key in each text."""
-        header = ["rank", "layer", "head", "tv", "top_a_index", "top_a_token", "top_a_weight"]
-        header += ["top_b_index", "top_b_token", "top_b_weight"]
+        """The heads, the most changed first, with the token's top key in each text (its weight, or its norm's share
+        of the row)."""
+        value = "share" if self.a.shows_norms else "weight"
+        header = ["rank", "layer", "head", "tv", "top_a_index", "top_a_token", f"top_a_{value}"]
+        header += ["top_b_index", "top_b_token", f"top_b_{value}"]
 
         def row(rank: int, layer: int, head: int) -> list:
             top_a, top_b = (int(top[layer, head]) for top in self.strongest)
-            weight_a = self.a.weights[layer, head, self.token_a, top_a]
-            weight_b = self.b.weights[layer, head, self.token_b, top_b]
+            weight_a = self.rows[0][layer, head, top_a]
+            weight_b = self.rows[1][layer, head, top_b]
             side_a = [top_a, self.a.tokens[top_a].text, weight_a]
             return [rank, layer, head, self.change[layer, head], *side_a, top_b, self.b.tokens[top_b].text, weight_b]
 
@@ -780,6 +786,7 @@ class CompareResult:
             texts=[self.a.text, self.b.text],
             model=self.a.model.to_json(),
             **({"models": {"a": self.a.model.to_json(), "b": self.b.model.to_json()}} if self.two_models else {}),
+            **self.a.measure_json(),
             tokens={"a": _tokens_json(self.a.tokens), "b": _tokens_json(self.b.tokens)},
             token={"a": _token_ref(self.a.tokens[self.token_a]), "b": _token_ref(self.b.tokens[self.token_b])},
             alignment=[list(slot) for slot in self.slots],
@@ -789,8 +796,8 @@ class CompareResult:
                     "layer": layer,
                     "head": head,
                     "tv": float(self.change[layer, head]),
-                    "a": numbers(self.a.weights[layer, head, self.token_a]),
-                    "b": numbers(self.b.weights[layer, head, self.token_b]),
+                    "a": numbers(self.rows[0][layer, head]),
+                    "b": numbers(self.rows[1][layer, head]),
                 }
                 for layer, head in self.ranking
             ],
@@ -873,7 +880,7 @@ class AttributionResult:
     versus: VocabularyToken | None  # the logit attributed is target's less this one's
     predicted: bool  # the target is the token the model predicts there (no target was given)
     logit: float  # the head's logit of target (less versus's), before any soft cap
-    components: list[Component]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
+    components: list["Component"]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
     contributions: np.ndarray  # [N] float64, each component's; they add up to `logit`
     soft_cap: float | None  # the head's soft cap, which the logit is taken before (it is not linear)
     totals: dict[str, float]  # the contributions summed by kind (attribution.KINDS): embed, head, attn bias, mlp, bias

@@ -397,8 +397,12 @@ def schemas() -> dict[str, dict]:
                             "layer": INDEX,
                             "head": INDEX,
                             "tv": NUMBER,
-                            "a": _array(NUMBER),
-                            "b": _array(NUMBER),
+                            "a": {
+                                **_array(NUMBER),
+                                "description": "the token's row in A, [key]: its weights, or where measure is norms "
+                                "their ‖α_ij v_j W_O^h‖ as shares of the row (each divided by the row's sum)",
+                            },
+                            "b": {**_array(NUMBER), "description": "its partner's row in B, as a"},
                         }
                     )
                 ),
@@ -408,7 +412,8 @@ def schemas() -> dict[str, dict]:
                     **_object({"a": MODEL, "b": MODEL}),
                     "description": "compare TEXT --model A --model B: the two checkpoints, on one text (texts holds it "
                     "twice; model is A's)",
-                }
+                },
+                **MEASURE,
             },
         ),
         "heads": _document(

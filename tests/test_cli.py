@@ -661,7 +661,10 @@ QWEN2 = str(FIXTURES / "qwen2")
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["lens", SENTENCE, "--model", BERT], "has no masked-language-model head (cls.predictions.transform.dense.weight)"),
+        (
+            ["lens", SENTENCE, "--model", BERT],
+            "has no masked-language-model head (cls.predictions.transform.dense.weight)",
+        ),
         (["lens", SENTENCE], "the sample model is one layer of attention"),
         (["lens", SENTENCE, "--model", QWEN2, "--top", "0"], "Invalid value for '--top'"),
         (["lens", SENTENCE, "--model", QWEN2, "--tokens", "50:60"], "--tokens 50:60 picks none of the 10 tokens"),

@@ -464,6 +464,27 @@ def test_the_commands_of_norms_hold_the_norms_and_the_weights_stay_as_they_were(
         commands.run(PRONOUN, model, measure="lengths")
 
 
+def test_compare_reads_norms_as_shares_of_each_row_between_texts_and_between_checkpoints(tmp_path):
+    """--measure norms on compare: the token's ‖α v W_O‖ row divided by its sum, as heads and rollout read norms;
+    a learned sink, which adds nothing to a head's output, is no outcome of it."""
+    base = load_model(str(FIXTURES / "qwen3"))
+    result = commands.compare_models(PRONOUN, base, _perturbed(tmp_path, 1, 2), "it", measure="norms")
+    assert result.ranking[0] == (1, 2) and result.change[1, 2] > 0.05
+    assert_allclose(result.change[0], 0.0, atol=1e-6)  # the layer before the moved head is untouched
+    it = result.token_a
+    shares = _norms(PRONOUN, base)[:, :, it] / _norms(PRONOUN, base)[:, :, it].sum(axis=-1, keepdims=True)
+    assert_allclose(result.rows[0], shares, rtol=1e-5)
+    document = result.to_json()
+    assert (
+        document["measure"] == "norms" and "measure" not in commands.compare_models(PRONOUN, base, base, "it").to_json()
+    )
+    assert_allclose(document["heads"][0]["a"], shares[1, 2], rtol=1e-5)
+    sinks = load_model(str(FIXTURES / "gpt-oss"))
+    texts = commands.compare(PRONOUN, PRONOUN.replace("tired", "wide"), sinks, "it", measure="norms")
+    assert_allclose(texts.change, analysis.total_variation(*texts.spread))  # no sink's share added
+    assert_allclose(texts.rows[0].sum(axis=-1), 1.0)
+
+
 def test_query_ranks_heads_by_the_norm_on_their_strongest_key_or_on_the_target():
     model = load_model(BERT)
     norms = _norms(PRONOUN, model)  # [L, h, T, T]
@@ -626,6 +647,22 @@ def test_generation_stops_at_the_end_of_sequence_token(tmp_path):
     (directory / "generation_config.json").write_text('{"eos_token_id": "7"}')
     with pytest.raises(DataError, match=r"generation_config\.json: eos_token_id 7 is not a token id"):
         commands.generate(prompt, load_model(str(directory)), max_new_tokens=8)
+
+
+def test_a_generated_sequence_is_attributed_on_its_own_tokens_and_keeps_its_value_norms_where_asked():
+    """The explorer's panes over a generated sequence read its tokens as generated, not its text tokenized again:
+    the attribution after each token but the last is of the token greedy generation chose next."""
+    model = load_model(str(FIXTURES / "llama"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3, value_norms=True)
+    run = result.run
+    assert run.trace.value_norms is not None and commands.generate(SENTENCE, model, 1).run.trace.value_norms is None
+    for position in range(result.prompt_tokens - 1, len(run.tokens) - 1):
+        attributed = commands.attribution_at(run.text, run.tokens, model, position)
+        assert attributed.predicted and attributed.target.id == run.tokens[position + 1].id
+        assert attributed.contributions.sum() == pytest.approx(attributed.logit, abs=1e-4)
+    predicted = commands.attribution_at(run.text, run.tokens, model, 0).target.id
+    with pytest.raises(BadInput, match="versus is the token the model predicts there"):
+        commands.attribution_at(run.text, run.tokens, model, 0, versus_id=predicted)
 
 
 def test_generate_refuses_an_encoder_and_a_model_without_a_head():

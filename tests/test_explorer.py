@@ -339,12 +339,14 @@ def test_the_query_pane_gives_each_weight_in_three_significant_digits():
     assert len({weight for _, weight in shown}) == len({round(float(weight), 5) for _, weight in shown}) > 1
 
 
-def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **streams) -> tuple[int, str]:
+def _on_a_terminal(
+    *args: str, controlling: bool = True, size=(100, 30), keys: bytes = b"", shows: bytes = b"", **streams
+) -> tuple[int, str]:
     """Run attncli with ARGS on a new pseudo-terminal of `size` (columns, rows), its controlling
     terminal unless not `controlling`; standard input, output and error are the terminal but for
     those given in `streams` (stdin=, stdout=, stderr=: a file). Once the explorer has drawn its
-    heading, press q. Returns (exit code, everything written to the terminal); a process that never
-    draws is killed after 20 s."""
+    heading, press `keys`, and once it has drawn `shows` too, q. Returns (exit code, everything written to
+    the terminal); a process that never draws is killed after 20 s."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
     env = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
@@ -356,7 +358,7 @@ def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **strea
         preexec_fn=(lambda: fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)) if controlling else None,
     ) as process:
         os.close(terminal)
-        shown, pressed, deadline = b"", False, time.monotonic() + 20
+        shown, pressed, quit, deadline = b"", None, False, time.monotonic() + 20
         while time.monotonic() < deadline:
             if select.select([controller], [], [], 0.2)[0]:
                 try:
@@ -364,9 +366,12 @@ def _on_a_terminal(*args: str, controlling: bool = True, size=(100, 30), **strea
                 except OSError:  # Linux reports the other end closed as EIO
                     break
                 shown += piece
-            if not pressed and b"? for keys" in shown:
+            if pressed is None and b"? for keys" in shown:
+                os.write(controller, keys)
+                pressed = len(shown)  # what was drawn before the keys
+            if pressed is not None and not quit and shows in shown[pressed:]:
                 os.write(controller, b"q")
-                pressed = True
+                quit = True
         else:
             process.kill()
         code = process.wait(timeout=30)
@@ -399,11 +404,17 @@ def test_a_terminal_outside_the_process_s_session_still_serves():
 
 
 @pytest.mark.slow  # starts attncli in a process of its own
-@pytest.mark.slow
 def test_with_no_terminal_at_all_it_refuses():
-    """Into a pipe, in a session with no terminal: one line, exit 2; a closed standard input too."""
-    done = attncli("explore", SENTENCE, stdin=b"", start_new_session=True)
-    clean_error(done, "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
+    """Into a pipe, in a session with no terminal: one line, exit 2, before any work (the text is not even
+    read: an empty one is not what is refused; generate --explore generates nothing); a closed standard input
+    too."""
+    no_terminal = "explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json"
+    for args in (
+        ["explore", SENTENCE],
+        ["explore", ""],
+        ["generate", "", "--model", str(FIXTURES / "qwen2"), "--explore"],
+    ):
+        clean_error(attncli(*args, stdin=b"", start_new_session=True), no_terminal)
     closed = subprocess.run(
         ["sh", "-c", f'"{ATTNCLI}" explore "{SENTENCE}" <&-'], capture_output=True, start_new_session=True, timeout=60
     )
@@ -493,6 +504,41 @@ def test_d_shows_the_direct_logit_attribution_after_the_query_in_the_query_pane_
     assert "no model to attribute with" in screen
 
 
+def test_the_attribution_is_computed_apart_from_the_screen_one_at_a_time_for_the_cursor_s_query():
+    """A forward pass a position: the keys go on while it runs, moving the query starts no second one at once,
+    and once it is done the query the cursor has moved to is computed."""
+    import threading
+
+    from attncli.explorer import AttributionPane, Explorer
+
+    model = load_model(str(FIXTURES / "phi"))
+    run = commands.run(PRONOUN, model)
+    release, asked = threading.Event(), []
+
+    def attribute(position):
+        asked.append(position)
+        release.wait(30)
+        return commands.attribution_at(PRONOUN, run.tokens, model, position)
+
+    async def drive():
+        app = Explorer(run, attribute=attribute)
+        async with app.run_test(size=(100, 40)) as pilot:
+            last = app.cursor.query
+            await pilot.press("d", "up")
+            pane = app.query_one(AttributionPane)
+            assert pane.result == f"computing the direct logit attribution after {last - 1} …"
+            assert app.cursor.query == last - 1 and asked == [last]  # the key was taken; one pass at a time
+            release.set()
+            while len(asked) < 2 or app.workers:
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+            assert asked == [last, last - 1] and pane.result.position == last - 1
+            await pilot.press("down")  # kept: shown at once
+            assert pane.result.position == last and asked == [last, last - 1]
+
+    asyncio.run(drive())
+
+
 def test_the_attribution_pane_says_why_a_model_has_none():
     model = load_model(BERT)
 
@@ -528,6 +574,20 @@ def test_o_shows_the_logit_lens_on_the_model_s_own_prediction_and_arrows_move_th
     assert not app.lens_shown and "query " in screen.splitlines()[-2]  # back to the heatmap
 
 
+def test_g_and_escape_leave_the_lens_for_the_grid_or_what_it_covered():
+    """The lens takes the heatmap's or the grid's place: g from it shows the grid, Escape what it covered, and
+    Enter there opens no head of the hidden grid."""
+    run, lens = _lens_run()
+    app, screen = explore(run, "o", "g", lens=lens)
+    assert app.grid and not app.lens_shown and "logit lens" not in screen.splitlines()[0]
+    app, _ = explore(run, "g", "o", "enter", "escape", lens=lens)
+    assert app.grid and not app.lens_shown  # back on the grid, which enter left as it was
+    app, _ = explore(run, "o", "escape", lens=lens)
+    assert not app.grid and not app.lens_shown
+    app, _ = explore(run, "g", "g", lens=lens)
+    assert not app.grid  # g still toggles the grid off the lens
+
+
 def test_the_lens_pane_says_why_there_is_no_lens():
     run = commands.run(PRONOUN, load_model(BERT))
     _, screen = explore(run, "o", lens=lambda: commands.lens_of(PRONOUN, run.tokens, load_model(BERT)))
@@ -546,3 +606,13 @@ def test_a_generated_sequence_s_continuation_is_marked_where_tokens_show():
     assert "(generated)" in screen.splitlines()[-2]  # the cursor opens on the last token, a new one
     _, screen = explore(result.run, *["up"] * 4, prompt_tokens=first)
     assert "(generated)" not in screen.splitlines()[-2]
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_generate_explore_switches_to_the_norms_and_attributes_the_generated_tokens():
+    """The whole sequence's run carries its value norms (m) and the model for the attribution pane (d), as explore's
+    does: here after the last token, the model's next prediction."""
+    qwen2 = str(FIXTURES / "qwen2")
+    args = ("generate", SENTENCE, "--model", qwen2, "--max-new-tokens", "2", "--explore")
+    code, shown = _on_a_terminal(*args, keys=b"md", shows=b"direct logit attribution after")
+    assert code == 0 and "‖αv W_O‖ norms" in shown and "Heads that push it up" in shown

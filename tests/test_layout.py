@@ -112,3 +112,16 @@ def test_every_parameter_an_error_names_has_words_on_the_command_line():
             unworded += [f"{where}: {name}" for name in (fields - facts) | parameters if name not in WORDS]
     assert not unworded
     assert not dynamic
+
+
+def test_the_command_line_starts_without_the_forward_pass_s_code(tmp_path):
+    """attncli.transformer (and attribution, which reads it) load when a checkpoint runs or a head is read: the
+    commands that do neither (tokenize, the sample model's) start without them."""
+    import subprocess
+    import sys
+
+    loaded = "sorted(m for m in sys.modules if m in ('attncli.transformer', 'attncli.attribution'))"
+    probe = f"import sys, attncli.cli\nprint({loaded})"
+    # from elsewhere than the repository, whose attncli/ would be imported instead of the installed package
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-300:]

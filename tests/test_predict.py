@@ -127,7 +127,9 @@ def test_the_view_marks_the_position_and_lists_the_tokens():
     shown = render_text(view(commands.predict("The cat sat on the mat", model, top=3)), width=140)
     assert "Text: The cat sat on the m⟦at⟧ → ?" in shown
     assert "The next token after “at” (token 9)" in shown and "over all 300 ids" in shown
-    assert "every other id" in shown and "\n1  " in shown
+    assert "every other id" in shown and "\n1  " in shown and "--top K lists more." in shown
+    every = render_text(view(commands.predict("The cat sat on the mat", model, top=100_000)), width=140)
+    assert "\n300  " in every and "every other id" not in every and "--top K" not in every  # all 300 listed
     masked = render_text(view(commands.predict(MASKED, load_model(BERT_MLM), top=3)), width=140)
     assert "the ⟦[MASK]⟧ with a ⟦[MASK]⟧." in masked and masked.count("The token at “[MASK]”") == 2
 
@@ -171,7 +173,7 @@ def test_output_and_export(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["The cat sat", "--top", "0"], "--top 0 asks for no predictions; use --top 1 or more"),
+        (["The cat sat", "--top", "0"], "--top 0 asks for no tokens; use --top 1 or more"),
         (["The cat sat", "--at", "9"], "--at 9 is out of range; the text has tokens 0 to"),
         (["The cat sat", "--at", "dog"], "--at 'dog' is not a token of the text"),
     ],

@@ -62,6 +62,10 @@ EVERY_COMMAND = {
     ],
     "heads-norms": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--measure", "norms", "--json"],
     "rollout-norms": ["rollout", SENTENCE, "--token", "cat", "--measure", "norms", "--json"],
+    "compare-checkpoints-norms": [
+        *("compare", "The cat sat.", "--token", "cat", "--model", str(FIXTURES / "gpt-oss")),
+        *("--model", str(FIXTURES / "gpt-oss"), "--measure", "norms", "--json"),
+    ],
     "predict-decoder": ["predict", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
     "predict-masks": ["predict", "The [MASK] sat on the [MASK].", "--model", str(FIXTURES / "bert-mlm"), "--json"],
     "attribute": ["attribute", SENTENCE, "--model", str(FIXTURES / "phi"), "--json"],

@@ -20,13 +20,13 @@ from attncli.widgets.vectors import number
 
 __all__ = [
     "BAR_WIDTH",
+    "NORMS_LEAD",
     "bar",
     "figure_name",
     "head_heatmaps",
     "head_name",
     "layer_mask",
     "markup_text",
-    "measure_lead",
     "model_line",
     "plain_table",
     "plural",
@@ -161,13 +161,12 @@ def scale_top(run: AttentionRun, drawn) -> float:
     return largest if largest > 0 else 1.0
 
 
-def measure_lead(run: AttentionRun) -> str:
-    """What a view of the norms draws, said before it: what the values are, and that rows need not sum to 1."""
-    return (
-        "‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output at each query, "
-        "α·‖v W_O‖, the weight times the length of the key's value through the head's part of W_O; rows "
-        "are queries, columns are keys; a row need not sum to 1, and colours run from 0 to the largest value drawn."
-    )
+# What a matrix view of the norms draws, said before it: what the values are, and that rows need not sum to 1.
+NORMS_LEAD = (
+    "‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output at each query, "
+    "α·‖v W_O‖, the weight times the length of the key's value through the head's part of W_O; rows "
+    "are queries, columns are keys; a row need not sum to 1, and colours run from 0 to the largest value drawn."
+)
 
 
 def head_heatmaps(

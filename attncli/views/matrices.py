@@ -11,11 +11,11 @@ from attncli import analysis
 from attncli.results import AttentionRun, HeatmapResult, ModelGridResult, RolloutResult
 from attncli.terminal import token_label
 from attncli.views.common import (
+    NORMS_LEAD,
     bar,
     head_heatmaps,
     head_name,
     layer_mask,
-    measure_lead,
     model_line,
     plain_table,
     plural,
@@ -45,7 +45,7 @@ def heatmap_view(
     return Group(
         text_line(run.text),
         model_line(run.model),
-        Text(measure_lead(run) if run.shows_norms else lead, style="italic"),
+        Text(NORMS_LEAD if run.shows_norms else lead, style="italic"),
         Text(""),
         head_heatmaps(run, result.layer, result.head, values, scale=scale, keys=keys, queries=queries),
     )

@@ -20,8 +20,9 @@ _SPAN = 240
 def predict_view(result: PredictResult) -> RenderableType:
     parts: list[RenderableType] = [_marked_text(result), model_line(result.model)]
     for position in result.positions:
-        parts += [Text(""), _lead(result, position), _table(position)]
-    parts.append(Text("--top K lists more; --json has every position's list.", style="dim"))
+        parts += [Text(""), _lead(result, position), _table(position, result.vocabulary)]
+    if any(len(position.predictions) < result.vocabulary for position in result.positions):
+        parts.append(Text("--top K lists more.", style="dim"))
     return Group(*parts)
 
 
@@ -66,7 +67,9 @@ def _lead(result: PredictResult, position: PositionPredictions) -> Text:
     )
 
 
-def _table(position: PositionPredictions):
+def _table(position: PositionPredictions, vocabulary: int):
+    """The position's most probable tokens, then every other id's probability where they are not all of the
+    `vocabulary`."""
     table = plain_table(("#", "right"), ("token", "left"), ("probability", "right"), ("logit", "right"), ("", "left"))
     for rank, prediction in enumerate(position.predictions, start=1):
         token = "(no token: past the tokenizer)" if prediction.token is None else token_label(prediction.token)
@@ -77,5 +80,7 @@ def _table(position: PositionPredictions):
             number(prediction.logit, 3),
             bar(prediction.probability),
         )
-    table.add_row("", Text("every other id", style="dim"), Text(number(position.rest, 4, keep_small=True), style="dim"))
+    if len(position.predictions) < vocabulary:
+        rest = Text(number(position.rest, 4, keep_small=True), style="dim")
+        table.add_row("", Text("every other id", style="dim"), rest)
     return table

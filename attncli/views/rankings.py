@@ -138,6 +138,13 @@ _HEAD_COLUMNS = (
 _HEAD_COLUMNS_DROPPED = ("H", "dist")
 
 
+# How heads and compare read ‖α v W_O‖ norms, where they need distributions (analysis.row_shares).
+_NORMS_AS_SHARES = (
+    "Of norms ‖αv W_O‖ (Kobayashi et al., 2020), how much each key adds to the head's output: each row divided by "
+    "its sum, so that a key's share ({number}) is its share of the row's norms."
+)
+
+
 def heads_view(result: HeadsResult) -> RenderableType:
     headers = dict(_HEAD_COLUMNS)
     columns = [("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left")]
@@ -176,13 +183,7 @@ def heads_view(result: HeadsResult) -> RenderableType:
     )
     lead = []
     if result.measure == "norms":
-        lead = [
-            Text(
-                "Of norms ‖αv W_O‖ (Kobayashi et al., 2020), how much each key adds to the head's output: each "
-                "row divided by its sum, so that a key's share (the weight below) is its share of the row's norms.",
-                style="italic",
-            )
-        ]
+        lead = [Text(_NORMS_AS_SHARES.format(number="the weight below"), style="italic")]
     parts: list[RenderableType] = [source, model_line(result.model), *lead]
     if result.sort is not None:
         first = "the smallest" if result.sort in ("layer", "head", "pattern") else "the largest"
@@ -214,8 +215,7 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
     name = token_label(a.tokens[result.token_a].text)
     table = plain_table(("#", "right"), ("head", "left"), ("TV", "right"), ("top in A", "left"), ("top in B", "left"))
     for rank, (layer, head) in enumerate(result.ranking[:top], start=1):
-        row_a = a.weights[layer, head, result.token_a]
-        row_b = b.weights[layer, head, result.token_b]
+        row_a, row_b = result.rows[0][layer, head], result.rows[1][layer, head]
         top_a, top_b = (int(top[layer, head]) for top in result.strongest)
         table.add_row(
             str(rank),
@@ -241,8 +241,10 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         )
     unpaired_a = ", ".join(token_label(a.tokens[i].text) for i in result.unpaired(0)) or "none"
     unpaired_b = ", ".join(token_label(b.tokens[j].text) for j in result.unpaired(1)) or "none"
-    learned_sinks = a.model.sinks or b.model.sinks
+    learned_sinks = not a.shows_norms and (a.model.sinks or b.model.sinks)
     sinks = ", and the share each head's learned sink takes counted as one more key." if learned_sinks else "."
+    if a.shows_norms:
+        sinks = ". " + _NORMS_AS_SHARES.format(number="the numbers below")
     if result.two_models:
         opening = [
             text_line(a.text),

@@ -319,14 +319,11 @@ def window_note(tokens: int, rows: range | None, columns: range, rest: range) ->
 _LEGEND_WIDTH = 21  # cells of the colour strip
 
 
-def _legend_lines(
-    scale: str, colour: bool, top: float = 1.0, quantity: str = "weight", name: str | None = None
-) -> list[Text]:
+def _legend_lines(scale: str, colour: bool, top: float = 1.0, quantity: str = "weight") -> list[Text]:
     """The scale (ending at `top`, of values named `quantity`) as a strip of colours with its ticks under it,
-    the last one `top`, or the shades and where each begins; `name` names what it measures where it is no
-    attention quantity (default: the `quantity`, on `scale`)."""
+    the last one `top`, or the shades and where each begins."""
     names = {"fixed": quantity, "row": f"share of the row's largest {quantity}", "log": f"{quantity}, log scale"}
-    name = name or names[scale]
+    name = names[scale]
     if colour:
         strip = Text(f"{name}  ")
         indent = len(strip)
@@ -359,13 +356,12 @@ def fractions_edges(scale: str, top: float = 1.0) -> list[str]:
 
 class Legend:
     """The colour scale: a strip of colours with ticks, or the shades and where each begins; of values
-    named `quantity`, the fixed and log scales ending at `top` (1 for weights)."""
+    named `quantity` (a weight, a norm, a probability), the fixed and log scales ending at `top` (1 for weights)."""
 
-    def __init__(self, scale: str = "fixed", top: float = 1.0, quantity: str = "weight", name: str | None = None):
+    def __init__(self, scale: str = "fixed", top: float = 1.0, quantity: str = "weight"):
         self.scale = scale
         self.top = top
         self.quantity = quantity
-        self.name = name  # what the colours measure, where it is no attention quantity on `scale`
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from _legend_lines(self.scale, uses_colour(console), self.top, self.quantity, self.name)
+        yield from _legend_lines(self.scale, uses_colour(console), self.top, self.quantity)

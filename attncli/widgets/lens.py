@@ -79,7 +79,7 @@ class LensGrid:
         for row in self.rows:
             yield self._row(row, self.row_labels[row], cell, columns, colour)
         if self.legend:
-            yield Legend("fixed", name="probability")
+            yield Legend("fixed", quantity="probability")
 
     def _row(self, row: int, label: str, cell: int, columns: range, colour: bool) -> Text:
         text = Text.assemble((pad(label, self.row_label_width), "bold"))
