@@ -7,7 +7,8 @@ The library is the modules the CLI is built on (the README's "How the code is la
 - `attncli.models`: `load_model` and the interface of every model;
 - `attncli.bundled`: the bundled vocabulary and the one-layer sample model;
 - `attncli.attention`: softmax, scaled dot-product and multi-head attention (pure numpy);
-- `attncli.analysis`: every number derived from the attention.
+- `attncli.analysis`: every number derived from the attention;
+- `attncli.attribution`: direct logit attribution, each part of the residual stream's share of a logit (pure numpy).
 """
 
 import contextlib

@@ -3,6 +3,7 @@ statistics, rollout, comparisons, differences, nearest neighbours. No I/O, no pr
 
 import difflib
 import enum
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -10,31 +11,43 @@ from attncli.attention import softmax
 from attncli.tokens import bare
 
 __all__ = [
+    "DETECTORS",
+    "HEAD_COLUMNS",
     "PATTERNS",
     "STATISTICS",
+    "EarlierSums",
     "Fusion",
+    "Measure",
     "StatisticSums",
     "align",
     "at_bound",
     "block_means",
     "candidate_keys",
     "cosine",
+    "detector_score",
+    "duplicate_keys",
     "entropy",
+    "head_detectors",
     "head_statistics",
+    "induction_keys",
     "is_punctuation",
     "largest",
     "nearest",
     "pattern_labels",
+    "predictions",
     "ranked_targets",
     "rms_divisor",
     "rollout",
+    "row_shares",
     "sink_shares",
     "sinks",
     "softmax_parts",
+    "sorted_heads",
     "spread",
     "strongest_allowed",
     "strongest_keys",
     "text_statistics",
+    "top_tokens",
     "total_variation",
 ]
 
@@ -83,7 +96,9 @@ def sink_shares(weights: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 - weights.sum(axis=-1, dtype=np.float64), 0.0)
 
 
-# Per-head statistics, each a mean over the query rows of one text (see head_statistics).
+# The head detectors' scores (see head_detectors), TransformerLens's duplicate-token and induction heads.
+DETECTORS = ("duplicate", "induction")
+# Per-head statistics, each a mean over the query rows of one text (see head_statistics and head_detectors).
 STATISTICS = (
     "entropy",
     "entropy_normalized",
@@ -95,7 +110,10 @@ STATISTICS = (
     "separator",
     "punctuation",
     "max",
+    *DETECTORS,
 )
+# The columns of a heads table, as its JSON and CSV name them: each head's place, its statistics and its pattern.
+HEAD_COLUMNS = ("layer", "head", *STATISTICS, "pattern")
 
 
 def head_statistics(
@@ -129,7 +147,7 @@ def head_statistics(
     counted = rows[keys_seen > 1]  # the rows that say something about the head
     nan = np.full((layers, heads), np.nan)
     if not len(counted):
-        return {name: nan for name in STATISTICS}
+        return {name: nan for name in STATISTICS if name not in DETECTORS}
     w = weights[:, :, counted, :]  # [L, h, rows counted, T]
 
     def on_key(key_of) -> np.ndarray:
@@ -165,6 +183,48 @@ def head_statistics(
     }
 
 
+def duplicate_keys(ids: np.ndarray) -> np.ndarray:
+    """[T, T] bool: the keys that hold query i's token id (`ids` [T]) earlier in the text, j < i: where a
+    duplicate-token head looks (TransformerLens's duplicate_token_head detection pattern)."""
+    return np.tril(ids[:, None] == ids[None, :], k=-1)
+
+
+def induction_keys(ids: np.ndarray) -> np.ndarray:
+    """[T, T] bool: the keys that follow an earlier occurrence of query i's token id (`ids` [T]):
+    ids[j - 1] == ids[i] with j - 1 < i, where an induction head looks to copy what came next last time
+    (TransformerLens's induction_head detection pattern: the duplicate pattern moved one key right)."""
+    keys = np.zeros((len(ids), len(ids)), dtype=bool)  # [T, T]
+    keys[:, 1:] = duplicate_keys(ids)[:, :-1]
+    return keys
+
+
+def detector_score(weights: np.ndarray, keys: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+    """How much of its attention each head of `weights` [L, h, T, T] puts on the keys `keys` [T, T] bool
+    marks: the mean, over the query rows that may see such a key (`visible` [T, T] bool, None: all), of
+    the row's weight on them; NaN where no row has one. [L, h] float64.
+
+    Σ_ij w_ij·keys_ij / |rows|: TransformerLens's "mul" score (Σ_ij w_ij·keys_ij / Σ_ij w_ij) of those rows
+    alone, as their weights sum to 1 each; a head with a learned sink, whose rows sum to less, gets the
+    share of its whole rows, as head_statistics gives every share."""
+    if visible is not None:
+        keys = keys & visible
+    rows = np.count_nonzero(keys.any(axis=-1))
+    if not rows:
+        return np.full(weights.shape[:2], np.nan)
+    queries, targets = np.nonzero(keys)  # [pairs] each
+    return weights[:, :, queries, targets].sum(axis=-1, dtype=np.float64) / rows
+
+
+def head_detectors(weights: np.ndarray, ids: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The duplicate-token and induction scores (see detector_score) of each head of `weights` [L, h, T, T]
+    over a text of token ids `ids` [T], its rows seeing the keys `visible` [T, T] bool allows (None: all):
+    {name: [L, h]} for each name of DETECTORS, NaN where no token of the text occurs twice."""
+    return {
+        "duplicate": detector_score(weights, duplicate_keys(ids), visible),
+        "induction": detector_score(weights, induction_keys(ids), visible),
+    }
+
+
 # The pattern labels, in the order the rule tries them (see pattern_labels).
 PATTERNS = ("previous-token", "next-token", "self", "delimiter-sink", "broad", "mixed")
 PATTERN_SHARE = 0.5  # a head is named after a kind of key that gets at least this share
@@ -188,6 +248,21 @@ def pattern_labels(statistics: dict[str, np.ndarray]) -> np.ndarray:
     broad = np.nan_to_num(statistics["entropy_normalized"]) >= BROAD_ENTROPY
     fallback = np.where(broad, "broad", "mixed")
     return np.where(shares.max(axis=0) >= PATTERN_SHARE, labels, fallback)
+
+
+class Measure(enum.StrEnum):
+    """What a view of a run's attention shows of each query and key."""
+
+    weights = "weights"  # the attention weights α_ij: where a head looks
+    norms = "norms"  # ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms): what each key adds to the head's output
+
+
+def row_shares(values: np.ndarray) -> np.ndarray:
+    """Each row of `values` [..., T] (of 0 or more) divided by its sum, a row of zeros left as it is: rows of
+    shares that sum to 1, what the analyses that need distributions read of ‖α v W_O‖ norms, as Kobayashi et
+    al. (2020) compare them with the weights: [..., T] float64."""
+    sums = values.sum(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+    return np.divide(values, sums, out=np.zeros(values.shape), where=sums > 0)
 
 
 class Fusion(enum.StrEnum):
@@ -305,27 +380,39 @@ def text_statistics(
     causal: bool,
     masks: list | None = None,
     learned_sinks: bool = False,
+    *,
+    ids: np.ndarray,
 ) -> dict:
-    """`head_statistics` of one text's weights [L, h, T, T], its keys told apart by their tokens:
-    `special` [T] bool and `pieces` the vocabulary strings, each layer with its mask of `masks`
-    ([T, T] bool or None for all keys; None: every layer sees all). The first token counts as the
-    first special token when it is one, or in a causal model (the attention sink, see `sinks`);
-    the other special tokens are separators. `learned_sinks`: the model's heads have learned attention sinks (see
-    head_statistics)."""
+    """`head_statistics` and `head_detectors` of one text's weights [L, h, T, T], its keys told apart by
+    their tokens: `special` [T] bool, `pieces` the vocabulary strings and `ids` [T] their ids, each layer
+    with its mask of `masks` ([T, T] bool or None for all keys; None: every layer sees all). The first
+    token counts as the first special token when it is one, or in a causal model (the attention sink,
+    see `sinks`); the other special tokens are separators. `learned_sinks`: the model's heads have
+    learned attention sinks (see head_statistics)."""
     first = 0 if sinks(special, causal)[0] else None
     separators = special.copy()
     if first is not None:
         separators[first] = False
     punctuation = np.array([not s and is_punctuation(piece) for s, piece in zip(special, pieces, strict=True)])
     if masks is None or all(mask is masks[0] for mask in masks):
-        return head_statistics(
-            weights, first, separators, punctuation, None if masks is None else masks[0], learned_sinks
+        mask = None if masks is None else masks[0]
+        return head_statistics(weights, first, separators, punctuation, mask, learned_sinks) | head_detectors(
+            weights, ids, mask
         )
     layers = [
         head_statistics(weights[layer : layer + 1], first, separators, punctuation, mask, learned_sinks)
+        | head_detectors(weights[layer : layer + 1], ids, mask)
         for layer, mask in enumerate(masks)
     ]
     return {name: np.concatenate([layer[name] for layer in layers]) for name in STATISTICS}
+
+
+class EarlierSums(ValueError):
+    """Partial sums that an attncli from before some statistics were added wrote: they lack those."""
+
+    def __init__(self, missing: list[str]):
+        super().__init__(f"partial sums without {', '.join(missing)}")
+        self.missing = missing
 
 
 class StatisticSums:
@@ -382,10 +469,11 @@ class StatisticSums:
 
     @classmethod
     def from_json(cls, document: dict) -> "StatisticSums":
-        """Partial sums as to_json wrote them; ValueError, KeyError or TypeError where they are damaged
-        or could not be sums of statistics: a count of texts that is not a whole number of 0 or more,
-        counts that are not whole numbers from 0 to it, sums that are negative or not finite (every
-        statistic is a finite number of 0 or more)."""
+        """Partial sums as to_json wrote them; EarlierSums where they lack statistics added since they were
+        written; ValueError, KeyError or TypeError where they are damaged or could not be sums of
+        statistics: a count of texts that is not a whole number of 0 or more, counts that are not whole
+        numbers from 0 to it, sums that are negative or not finite (every statistic is a finite number of
+        0 or more)."""
         sums = cls()
         sums.texts = document["texts"]
         if type(sums.texts) is not int or sums.texts < 0:
@@ -393,6 +481,8 @@ class StatisticSums:
         names = set(document["sums"])
         if sums.texts == 0 and not names and not document["counts"]:  # nothing summed yet
             return sums
+        if names < set(STATISTICS) and names == set(document["counts"]):
+            raise EarlierSums([name for name in STATISTICS if name not in names])
         if names != set(STATISTICS) or names != set(document["counts"]):
             raise ValueError("the statistics are not attncli's")
         for name in STATISTICS:
@@ -450,6 +540,13 @@ def largest(values: np.ndarray, count: int) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in index) for index in zip(*np.unravel_index(order, values.shape), strict=True)]
 
 
+def sorted_heads(values: np.ndarray, descending: bool) -> list[tuple[int, int]]:
+    """Every head of `values` [L, h] as (layer, head), the largest value first (the smallest unless
+    `descending`), NaN last, and heads of equal values in layer order."""
+    order = np.argsort(-values if descending else values, axis=None, kind="stable")  # flat indices into [L, h]
+    return [(int(layer), int(head)) for layer, head in zip(*np.unravel_index(order, values.shape), strict=True)]
+
+
 def lengths(vectors: np.ndarray) -> np.ndarray:
     """The Euclidean length of each row of `vectors` [n, d]: [n]."""
     return np.linalg.norm(vectors, axis=1)
@@ -484,3 +581,60 @@ def nearest(vectors: np.ndarray, row: int, k: int, excluded: list[int]) -> list[
     best = np.argpartition(-cosines, k - 1)[:k]
     best = best[np.argsort(-cosines[best], kind="stable")]
     return [(int(i), float(cosines[i])) for i in best]
+
+
+def predictions(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` most probable ids of each row of `logits` [P, V] (best first; the smaller id on a tie) and every
+    id's probability, softmax of the row in float64 over the whole vocabulary: ([P, k] ids, [P, V] float64)."""
+    probabilities = softmax(logits.astype(np.float64))  # [P, V]
+    k = min(k, logits.shape[-1])
+    best = []
+    for row in logits:
+        kth = np.partition(row, len(row) - k)[len(row) - k]  # the k-th largest logit
+        candidates = np.flatnonzero(row >= kth)  # ascending ids: every one tied with the k-th among them
+        best.append(candidates[np.argsort(-row[candidates], kind="stable")][:k])
+    return np.array(best, dtype=np.intp).reshape(len(logits), k), probabilities
+
+
+def top_tokens(blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `k` largest logits of each row over a vocabulary given a block of columns at a time, as (the
+    block's first id, its logits [R, B]), the best first (among equal logits, the lower id; with k = 1,
+    the lowest of equal largest ones, as argmax takes it), with their ids
+    and their probabilities under softmax over the whole vocabulary: ([R, k] ids, [R, k] logits, [R, k]
+    probabilities). A block at a time: a running top k, which only the rows whose block beats their kth best
+    so far update, and a running log-sum-exp (its peak m and Σ e^(z - m), rescaled as m grows, in float64), so
+    no more than one block of logits is ever held; each block is overwritten once read."""
+    ids = logits = peak = total = None
+    for start, z in blocks:  # z [R, B]
+        block_peak = z.max(axis=1)  # [R]
+        if ids is None:
+            ids, logits = np.empty((len(z), 0), np.int64), np.empty((len(z), 0), z.dtype)
+            peak, total = np.full(len(z), -np.inf), np.zeros(len(z))
+        # a row's top k changes only where the block holds a logit above its kth best (equal ones have higher ids)
+        rows = np.flatnonzero(block_peak > logits[:, -1]) if logits.shape[1] == k else np.arange(len(z))
+        if len(rows):
+            kth = max(z.shape[1] - k, 0)  # the block's k largest lie past this place once partitioned
+            if k == 1:  # the first of equal largest logits, as argmax (and torch's) takes it
+                candidates = z[rows].argmax(axis=1)[:, None]
+            else:  # which of logits equal to the kth largest stay is the partition's choice
+                candidates = np.argpartition(z[rows], kth, axis=1)[:, kth:] if kth else np.arange(z.shape[1])
+            candidates = np.broadcast_to(candidates, (len(rows), min(k, z.shape[1])))  # [rows, ≤ k] in no order
+            merged_ids = np.concatenate([ids[rows], candidates + start], axis=1)
+            merged = np.concatenate([logits[rows], np.take_along_axis(z[rows], candidates, axis=1)], axis=1)
+            order = np.lexsort((merged_ids, -merged), axis=1)[:, :k]  # the largest logits first, then the lower ids
+            merged_ids, merged = (
+                np.take_along_axis(merged_ids, order, axis=1),
+                np.take_along_axis(merged, order, axis=1),
+            )
+            if len(rows) == len(z):  # every row (and while blocks narrower than k come, the lists grow)
+                ids, logits = merged_ids, merged
+            else:
+                ids[rows], logits[rows] = merged_ids, merged
+        grown = np.maximum(peak, block_peak)  # [R]
+        with np.errstate(over="ignore"):  # a difference past float32's range is -inf, whose exp is the 0 it means
+            z -= grown[:, None].astype(z.dtype)
+            np.exp(z, out=z)
+        total = total * np.exp(peak - grown) + z.sum(axis=1, dtype=np.float64)
+        peak = grown
+    probabilities = np.exp(logits - peak[:, None]) / total[:, None]  # [R, k]
+    return ids, logits, probabilities.astype(logits.dtype)

@@ -39,13 +39,23 @@ if TYPE_CHECKING:
 
     from attncli.checkpoint import Rows, TensorFile, TensorHeaders
     from attncli.experts import MixtureConfig
-    from attncli.transformer import Block, FeedForward, MixtureOfExperts, Norm, TransformerConfig, TransformerWeights
+    from attncli.transformer import (
+        Block,
+        FeedForward,
+        HeadTransform,
+        MixtureOfExperts,
+        Norm,
+        TransformerConfig,
+        TransformerWeights,
+        Unembedding,
+    )
 
 __all__ = [
     "FAMILIES",
     "SUPPORTED",
     "Family",
     "read_config",
+    "read_unembedding",
     "read_weights",
     "read_word_table",
     "uncased_wordpiece_tokenizer",
@@ -219,6 +229,57 @@ class _Tensors:
 
 
 @dataclass(frozen=True)
+class _Head:
+    """Where a family keeps its language-model head, and what config.json says of it, as the family's
+    *ForCausalLM or *ForMaskedLM computes its logits (see transformer.Unembedding). A tensor's name is found at
+    the checkpoint's root or under one of its prefixes."""
+
+    # the head's decoder, a Linear: NAME.weight [vocab, e], the first of these names present; (): none, the word
+    # embeddings always (DeBERTa's non-legacy head)
+    names: tuple[str, ...] = ("lm_head",)
+    ties: bool = False  # tie_word_embeddings when config.json has none: true, and without NAME.weight, the word
+    # embeddings are the head (with NAME.weight, transformers keeps it, tied to them or not)
+    # the logits' bias [vocab]: the decoder's own, then the tensors transformers ties it to (read only where the
+    # head is tied: BERT's cls.predictions.bias), the first present; (): none
+    bias: tuple[str, ...] = ()
+    bias_key: tuple[str, bool] | None = None  # a config.json flag for the bias, and its default (ModernBERT's)
+    soft_cap: bool = False  # final_logit_softcapping is read (null: none): logits capped as cap · tanh(z / cap)
+    soft_cap_default: float | None = None  # final_logit_softcapping when config.json has none (Gemma 2's 30)
+    scale: tuple[str, float] | None = None  # (a config.json key the logits are multiplied by, its default): Cohere's
+    divisor: tuple[str, float] | None = None  # (a config.json key the logits are divided by, its default): Granite's
+    outer: bool = False  # its keys are config.json's own, not its text model's: a multimodal checkpoint's head
+    # is the outer model's (Gemma 3's ties as its top-level tie_word_embeddings says and soft-caps nothing)
+    # A masked-LM head's transform before the decoder (transformer.HeadTransform): its dense layer DENSE.weight
+    # [e, d] and DENSE.bias, the word embeddings' width e; None: none (a causal LM's head)
+    dense: str | None = None
+    dense_bias_key: tuple[str, bool] | None = None  # a config.json flag for the dense layer's bias, and its default
+    # (ModernBERT's classifier_bias); None: it has one
+    norm: str = "LayerNorm"  # the transform's LayerNorm (the model's ε, and a bias where the model's norms have one)
+    activation: str | None = None  # the transform's activation where it is fixed (RoBERTa's GELU); None: the model's
+    activation_key: tuple[str, str] | None = None  # a config.json key naming it, and its default (ModernBERT's)
+    # (a config.json flag, its default, the family's head where it is false): DeBERTa's legacy
+    unless: "tuple[str, bool, _Head] | None" = None
+
+
+def _masked_lm(module: str, decoder: str = "decoder", transform: str = "", **options) -> _Head:
+    """A masked-LM head under `module` as BERT lays it out: MODULE.TRANSFORMdense, activation, LayerNorm, then
+    MODULE.DECODER tied to the word embeddings, with its bias or, tied to it, MODULE.bias."""
+    return _Head(
+        names=(f"{module}.{decoder}",),
+        ties=True,
+        bias=(f"{module}.{decoder}.bias", f"{module}.bias"),
+        dense=f"{module}.{transform}dense",
+        **{"norm": f"{module}.{transform}LayerNorm", **options},
+    )
+
+
+# BERT's head (Megatron-BERT's, and DeBERTa's legacy one), and RoBERTa's (XLM-RoBERTa's, CamemBERT's and MPNet's):
+# the GELU, layer_norm
+_BERT_HEAD = _masked_lm("cls.predictions", transform="transform.")
+_ROBERTA_HEAD = _masked_lm("lm_head", activation="gelu", norm="lm_head.layer_norm")
+
+
+@dataclass(frozen=True)
 class _EncoderNames:
     """Where a BERT-like encoder family keeps its tensors: the embeddings' and the encoder's under the
     checkpoint's prefix, each layer's parts under its `layer` prefix. BERT's names are the defaults."""
@@ -265,6 +326,7 @@ class _Encoder:
     # (ALBERT); each of those layers attends, so the model has num_hidden_layers × inner_group_num of them
     shared_layers: bool = False
     relative_bias: bool = False  # a relative position bias on every layer's scores, one table for all (MPNet)
+    head: _Head = _BERT_HEAD  # its masked-LM head
 
     def keys_for(self, name: str) -> tuple[str, ...]:
         """This family's config.json keys for what BERT's calls `name`, in the order transformers tries them;
@@ -734,6 +796,7 @@ class _Decoder:
     sinks: bool = False  # each head's learned sink logit, self_attn.sinks [h], joins every row's softmax (GPT-OSS)
     # RoPE's settings where config.json gives neither rope_parameters nor rope_scaling (GPT-OSS: yarn); (): default
     rope_defaults: tuple[tuple[str, str | float | bool], ...] = ()
+    head: _Head = _Head()  # its language-model head
 
     def keys_for(self, name: str) -> tuple[str, ...]:
         """This family's config.json keys for what Llama's calls `name`, the one transformers reads first
@@ -1597,6 +1660,7 @@ class Family:
     # the config.json key counting the layers the tensors hold, where layers share their weights (ALBERT's groups);
     # None: each layer has its own
     stored_layers: str | None = None
+    head: _Head | None = None  # its language-model head; None: attncli reads none of the family's
 
 
 # BLOOM's tensor names, and Falcon's (which has no norm on the embeddings, and names a parallel block's norms).
@@ -1617,7 +1681,7 @@ _HIDDEN_SIZE_OF_HEADS = (("head_dim", None), ("num_key_value_heads", None))
 # feed-forward network without a gate.
 _LAYER_NORMS_PLAIN_MLP = {"norm": "layer", "eps": 1e-5, "gated": False}
 # RoBERTa's computation, under its own name and XLM-RoBERTa's and CamemBERT's.
-_ROBERTA = _Encoder(padded_positions=True)
+_ROBERTA = _Encoder(padded_positions=True, head=_ROBERTA_HEAD)
 _BERT_WRAPPER, _ROBERTA_WRAPPER = ("[CLS]", "[SEP]"), ("<s>", "</s>")
 # Each BERT-like encoder: its name in prose, an _Encoder of the flags where it departs from BERT, and what
 # transformers wraps a text in when tokenizer.json adds nothing.
@@ -1650,12 +1714,34 @@ _ENCODERS = {
             default_activation="gelu",
             is_decoder=False,
             absolute_positions=False,
+            head=_Head(
+                names=("vocab_projector",),
+                ties=True,
+                bias=("vocab_projector.bias",),
+                dense="vocab_transform",
+                norm="vocab_layer_norm",
+            ),
         ),
         _BERT_WRAPPER,
     ),
     "xlm-roberta": ("XLM-RoBERTa", _ROBERTA, _ROBERTA_WRAPPER),
     "camembert": ("CamemBERT", _ROBERTA, _ROBERTA_WRAPPER),
-    "electra": ("ELECTRA", _Encoder(defaults=(("embedding_size", 128),), projection="differing"), _BERT_WRAPPER),
+    "electra": (
+        "ELECTRA",
+        _Encoder(
+            defaults=(("embedding_size", 128),),
+            projection="differing",
+            head=_Head(  # the generator's (ElectraForMaskedLM); a discriminator has none
+                names=("generator_lm_head",),
+                ties=True,
+                bias=("generator_lm_head.bias",),
+                dense="generator_predictions.dense",
+                norm="generator_predictions.LayerNorm",
+                activation="gelu",
+            ),
+        ),
+        _BERT_WRAPPER,
+    ),
     "albert": (
         "ALBERT",
         _Encoder(
@@ -1676,6 +1762,7 @@ _ENCODERS = {
             is_decoder=False,
             projection="always",
             shared_layers=True,
+            head=_masked_lm("predictions"),
         ),
         _BERT_WRAPPER,
     ),
@@ -1701,6 +1788,7 @@ _ENCODERS = {
             absolute_positions=False,
             padded_positions=True,
             relative_bias=True,
+            head=_ROBERTA_HEAD,
         ),
         _ROBERTA_WRAPPER,
     ),
@@ -1716,6 +1804,7 @@ FAMILIES = {
         wrapper,
         settings=functools.partial(_encoder_settings, style=style) if style.defaults else None,
         stored_layers="num_hidden_groups" if style.shared_layers else None,
+        head=style.head,
     )
     for name, (title, style, wrapper) in _ENCODERS.items()
 }
@@ -1723,7 +1812,27 @@ FAMILIES = {
 # DebertaV2Config's defaults) and its tensors past BERT's (the relative embeddings, their projections) are its
 # alone, flags no other encoder would set; its layers are read as the encoders' (_encoder_block).
 FAMILIES["deberta-v2"] = Family(
-    "DeBERTa", ("num_hidden_layers",), _deberta_config, _deberta_weights, _ENCODER_WORDS, _ENCODER_LAYER, _BERT_WRAPPER
+    "DeBERTa",
+    ("num_hidden_layers",),
+    _deberta_config,
+    _deberta_weights,
+    _ENCODER_WORDS,
+    _ENCODER_LAYER,
+    _BERT_WRAPPER,
+    # the legacy head (DebertaV2Config's default), BERT's; without it, one whose decoder is the word embeddings
+    head=replace(
+        _BERT_HEAD,
+        unless=(
+            "legacy",
+            True,
+            _Head(
+                names=(),
+                bias=("lm_predictions.lm_head.bias",),
+                dense="lm_predictions.lm_head.dense",
+                norm="lm_predictions.lm_head.LayerNorm",
+            ),
+        ),
+    ),
 )
 
 
@@ -1850,9 +1959,25 @@ FAMILIES["modernbert"] = Family(
     _MODERNBERT.names.words,
     _MODERNBERT.names.layer,
     settings=functools.partial(_decoder_settings, style=_MODERNBERT),
+    head=_Head(
+        names=("decoder",),
+        ties=True,
+        bias=("decoder.bias",),
+        bias_key=("decoder_bias", True),
+        dense="head.dense",
+        dense_bias_key=("classifier_bias", False),
+        norm="head.norm",
+        activation_key=("classifier_activation", "gelu"),
+    ),
 )
 FAMILIES["gpt2"] = Family(
-    "GPT-2", ("n_layer", "num_hidden_layers"), _gpt2_config, _gpt2_weights, _GPT2_WORDS, _GPT2_LAYER
+    "GPT-2",
+    ("n_layer", "num_hidden_layers"),
+    _gpt2_config,
+    _gpt2_weights,
+    _GPT2_WORDS,
+    _GPT2_LAYER,
+    head=_Head(ties=True),
 )
 _GEMMA3 = _Decoder(
     head_dim=256,
@@ -1878,6 +2003,7 @@ _GEMMA3 = _Decoder(
         ("rope_local_base_freq", 10_000.0),
     ),
     local_rope=True,
+    head=_Head(ties=True, soft_cap=True),
 )
 _MISTRAL = _Decoder(kv_heads=8, attention_bias=False, layer_types=True, windows="all", window=4096)
 _DECODERS = {
@@ -1916,6 +2042,7 @@ _DECODERS = {
             embedding_scale=True,
             gelu_means_tanh=True,
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True),
         ),
     ),
     "gemma2": (
@@ -1933,6 +2060,7 @@ _DECODERS = {
             window=4096,
             keys=(("hidden_act", "hidden_activation"),),
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True, soft_cap=True, soft_cap_default=30.0),
         ),
     ),
     "phi3": (
@@ -1949,7 +2077,7 @@ _DECODERS = {
         ),
     ),
     "gemma3_text": ("Gemma 3", _GEMMA3),
-    "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True)),
+    "gemma3": ("Gemma 3", dataclasses.replace(_GEMMA3, text_config=True, head=_Head(ties=True, outer=True))),
     "olmo": ("OLMo", _Decoder(plain_norm=True, clip_qkv=True, eps=1e-5)),
     "olmo2": ("OLMo 2", _Decoder(whole_qk_norm=True, sandwich=True, input_norms=False, eps=1e-5)),
     "ministral": ("Ministral", _MISTRAL),  # Ministral-8B: Mistral's configuration, layer_types read as Mistral's
@@ -1963,9 +2091,13 @@ _DECODERS = {
             use_sliding_window=True,
             defaults=(("rope_theta", 2_000_000.0),),
             no_rope=True,
+            head=_Head(ties=True),
         ),
     ),
-    "granite": ("Granite", _Decoder(mlp_bias=True, multipliers=True)),
+    "granite": (
+        "Granite",
+        _Decoder(mlp_bias=True, multipliers=True, head=_Head(divisor=("logits_scaling", 1.0))),
+    ),
     "mixtral": (
         "Mixtral",
         _Decoder(
@@ -2036,6 +2168,7 @@ _DECODERS = {
             ffn_factor=4,
             biases=(True, True, True),
             refused=(("apply_residual_connection_post_layernorm", False),),
+            head=_Head(ties=True),
         ),
     ),
     "falcon": (
@@ -2060,6 +2193,7 @@ _DECODERS = {
             max_positions=2048,
             ffn_factor=4,
             variant=_falcon_architecture,
+            head=_Head(ties=True),
         ),
     ),
     "opt": (
@@ -2097,6 +2231,7 @@ _DECODERS = {
             final_norm_key="_remove_final_layer_norm",
             d_embed_key="word_embed_proj_dim",
             refused=(("layer_norm_elementwise_affine", True),),
+            head=_Head(ties=True),
         ),
     ),
     "gpt_neo": (
@@ -2132,6 +2267,7 @@ _DECODERS = {
             unscaled=True,
             layer_kinds=True,
             window=256,
+            head=_Head(ties=True),
         ),
     ),
     # OLMoE-1B-7B: OLMo 2's norms over the whole projected q and k (then OLMo's clip_qkv), but before each
@@ -2209,6 +2345,7 @@ _DECODERS = {
             partial_rotary=True,
             defaults=(("rotary_pct", 0.25),),
             default_activation="gelu",
+            head=_Head(names=("embed_out", "lm_head")),  # published checkpoints' name, and transformers 5's
         ),
     ),
     "gptj": (
@@ -2245,6 +2382,7 @@ _DECODERS = {
             pairing="adjacent",
             ffn_factor=4,
             default_activation="gelu_new",
+            head=_Head(bias=("lm_head.bias",)),
         ),
     ),
     "phi": (
@@ -2267,6 +2405,7 @@ _DECODERS = {
             partial_rotary=True,
             defaults=(("partial_rotary_factor", 0.5),),
             default_activation="gelu_new",
+            head=_Head(bias=("lm_head.bias",)),
         ),
     ),
     "stablelm": (
@@ -2300,6 +2439,7 @@ _DECODERS = {
             defaults=(("rope_theta", 500000.0),),
             pairing="adjacent",
             eps=1e-5,
+            head=_Head(ties=True, scale=("logit_scale", 0.0625)),
         ),
     ),
     "starcoder2": (
@@ -2313,6 +2453,7 @@ _DECODERS = {
             **_LAYER_NORMS_PLAIN_MLP,
             windows="all",
             default_activation="gelu_pytorch_tanh",
+            head=_Head(ties=True),
         ),
     ),
 }
@@ -2325,6 +2466,7 @@ FAMILIES |= {
         style.names.words,
         style.names.layer,
         settings=functools.partial(_decoder_settings, style=style),
+        head=style.head,
     )
     for name, (title, style) in _DECODERS.items()
 }
@@ -2371,6 +2513,103 @@ def read_word_table(config: "TransformerConfig", tensors: "TensorFile") -> "Rows
     """The input embedding table alone, checked against `config`: what `similar` reads, without the layers."""
     name = FAMILIES[config.family].word_table
     return _Tensors(tensors, name).table(name, (config.vocab_size, config.d_embed or config.d_model))
+
+
+def read_unembedding(config: "TransformerConfig", tensors: "TensorFile", settings: dict) -> "Unembedding":
+    """The model's language-model head, from config.json (`settings`, as it stands) and the head's tensors
+    alone, read when asked: the word embedding table where the head is tied to it, else the head's own
+    rows, read from disk as logits need them (see transformer.logits); checked against `config`."""
+    family = FAMILIES[config.family]
+    if family.head is None:
+        raise DataError(
+            f"attncli reads no language-model head of {family.title} checkpoints: this checkpoint can show "
+            "attention, not predictions"
+        )
+    return _unembedding(config, tensors, settings, family)
+
+
+def _unembedding(config: "TransformerConfig", tensors: "TensorFile", settings: dict, family: Family) -> "Unembedding":
+    """A head as `family.head` says: a masked-LM head's transform, the decoder's rows (its own, or the word
+    embeddings it is tied to), its bias, and what config.json says of its logits."""
+    from attncli.transformer import Unembedding
+
+    head, e = family.head, config.d_embed or config.d_model
+    if not head.outer and family.settings is not None:
+        settings = family.settings(settings)
+    if head.unless is not None and not _flag(settings, head.unless[0], head.unless[1]):
+        head = head.unless[2]
+    names = set(tensors.names())
+
+    def stored(name: str) -> bool:
+        return any(prefix + name in names for prefix in _PREFIXES)
+
+    if head.dense is not None and not stored(f"{head.dense}.weight"):
+        raise DataError(
+            f"model.safetensors has no masked-language-model head ({head.dense}.weight): this checkpoint can show "
+            "attention, not predictions"
+        )
+    ties = _flag(settings, "tie_word_embeddings", head.ties)
+    decoder = next((f"{name}.weight" for name in head.names if stored(f"{name}.weight")), None)
+    if decoder is None and head.names and not ties:
+        raise DataError(
+            f"model.safetensors has no language-model head ({head.names[0]}.weight) and config.json does not tie it "
+            "to the word embeddings: this checkpoint can show attention, not predictions"
+        )
+    w = (
+        read_word_table(config, tensors)
+        if decoder is None
+        else _Tensors(tensors, decoder).table(decoder, (config.vocab_size, e))
+    )
+    bias = None
+    if head.bias and (head.bias_key is None or _flag(settings, *head.bias_key)):
+        candidates = head.bias if ties else head.bias[:1]
+        name = next((name for name in candidates if stored(name)), candidates[0])
+        bias = _Tensors(tensors, name)(name, (config.vocab_size,))
+    return Unembedding(
+        w,
+        bias,
+        transform=None if head.dense is None else _head_transform(config, tensors, settings, head),
+        soft_cap=_final_soft_cap(settings, head),
+        scale=_logit_scale(settings, head),
+    )
+
+
+def _head_transform(config: "TransformerConfig", tensors: "TensorFile", settings: dict, head: _Head) -> "HeadTransform":
+    """A masked-LM head's dense layer [d -> e], activation and LayerNorm, as `head` says where they are."""
+    from attncli.transformer import ACTIVATIONS, HeadTransform, Norm
+
+    d, e = config.d_model, config.d_embed or config.d_model
+    t = _Tensors(tensors, f"{head.dense}.weight")
+    bias = head.dense_bias_key is None or _flag(settings, *head.dense_bias_key)
+    w, b = t.linear(head.dense, d, e, bias)
+    activation = head.activation or config.activation
+    if head.activation_key is not None:
+        key, default = head.activation_key
+        activation = _name(settings, key, default=default)
+        if activation not in ACTIVATIONS:
+            raise DataError(f"config.json: {key} {activation!r} is not supported; known: {sorted(ACTIVATIONS)}")
+    norm = t.norm(head.norm, e) if config.norm_bias else Norm(t(f"{head.norm}.weight", (e,)))
+    return HeadTransform(w, b, activation, norm, config.eps)
+
+
+def _final_soft_cap(settings: dict, head: _Head) -> float | None:
+    """The cap on the logits where the family reads final_logit_softcapping (null: none)."""
+    value = settings.get("final_logit_softcapping", head.soft_cap_default) if head.soft_cap else None
+    return None if value is None else _number({"final_logit_softcapping": value}, "final_logit_softcapping")
+
+
+def _logit_scale(settings: dict, head: _Head) -> float | None:
+    """What the logits are multiplied by (Cohere's logit_scale), or divided by (Granite's logits_scaling) as one
+    factor, where the family reads such a key; null is refused, where transformers fails on it."""
+    for given, divides in ((head.scale, False), (head.divisor, True)):
+        if given is None:
+            continue
+        key, default = given
+        if key in settings and settings[key] is None:
+            raise DataError(f"config.json: {key} null is not supported; transformers scales the logits by it")
+        value = _number(settings, key, default=default)
+        return 1 / value if divides else value
+    return None
 
 
 def uncased_wordpiece_tokenizer(vocab_file: Path) -> "Tokenizer":

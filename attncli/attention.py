@@ -18,12 +18,14 @@ Every function returns new arrays and changes none of its inputs; the one except
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from attncli.experts import Routing
+    from attncli.transformer import ResidualParts
 
 __all__ = [
     "Alibi",
@@ -80,6 +82,8 @@ __all__ = [
     "softmax",
     "split_heads",
     "symmetric_window_mask",
+    "value_norms",
+    "weighted_value_norms",
 ]
 
 
@@ -768,6 +772,23 @@ class Trace:
     # [T, e] the embeddings summed and normed, before their projection into the model's width, where the model
     # projects them so (embedding_size); kept with the steps
     normed_embeddings: np.ndarray | None = None
+    # [L, h, T] ‖v_j W_O^h‖ of each layer's heads and keys (see value_norms), where the forward pass was asked for them
+    value_norms: np.ndarray | None = None
+
+    @cached_property
+    def norms(self) -> np.ndarray:
+        """[L, h, T, T] every layer's ‖α_ij v_j W_O^h‖ (see weighted_value_norms), made on first use from the
+        weights and the value norms, which the forward pass must have been asked for."""
+        return weighted_value_norms(self.weights, self.value_norms)
+
+    # the last residual stream at the positions forward was asked to decompose, split into what each part of the
+    # model wrote into it; None unless asked
+    residual_parts: "ResidualParts | None" = None
+
+    # [L + 1, T, d_h] each layer's residual stream (the embeddings' first, the last layer's last) as the
+    # language-model head reads it: through the final norm, projected out where the model projects its output (the
+    # last is `output`); kept where asked for, for the logit lens
+    head_inputs: np.ndarray | None = None
 
 
 def projections(x: np.ndarray, p: Projections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -949,6 +970,32 @@ def disentangled_heads(
     )
 
 
+def value_norms(v: np.ndarray, w_o: np.ndarray, heads: int) -> np.ndarray:
+    """‖f_h(x_j)‖ = ‖v_j W_O^h‖ (Kobayashi, Kuribayashi, Yokoi and Inui, 2020, "Attention is not only a
+    weight: analyzing transformers with vector norms"): the length of what key j's value adds to the
+    layer's output through head h for each unit of attention on it. v [g, T, d_k] (query head h reads its
+    key-value head, as repeat_kv pairs them), W_O [h·d_k, d], whose rows h·d_k ... (h+1)·d_k − 1 are the
+    ones head h's outputs multiply (W_O^h) -> [h, T], in v's precision. The output bias b_O is added once
+    to the layer's output, no key's share: it is left out.
+
+    Computed as √(v_j G_h v_jᵀ) with G_h = W_O^h W_O^hᵀ [d_k, d_k] in float64: d_k / d the work of
+    v_j W_O^h itself, and no [h, T, d] array."""
+    d_k = v.shape[-1]
+    w = w_o.reshape(heads, d_k, -1).astype(np.float64)  # [h, d_k, d] W_O^h
+    gram = w @ w.swapaxes(-1, -2)  # [h, d_k, d_k] G_h
+    values = repeat_kv(v, heads).astype(np.float64)  # [h, T, d_k]
+    squares = np.sum((values @ gram) * values, axis=-1)  # [h, T] ‖v_j W_O^h‖²
+    return np.sqrt(np.maximum(squares, 0.0)).astype(v.dtype)  # rounding can take a square just below 0
+
+
+def weighted_value_norms(weights: np.ndarray, norms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """‖α_ij f_h(x_j)‖ = α_ij · ‖v_j W_O^h‖ (Kobayashi et al., 2020): key j's share of head h's output at
+    query i, as a length. `weights` [..., T, T] α and `norms` [..., T] their heads' value norms (see
+    value_norms) -> [..., T, T]: 0 where the weight is 0 (a masked key), and rows that need not sum to 1.
+    Written into `out` when given (which may be `weights` itself)."""
+    return np.multiply(weights, norms[..., None, :], out=out)
+
+
 def multi_head_attention(
     x: np.ndarray,
     p: Projections,
@@ -980,17 +1027,23 @@ def packed_attention(
     positions: list[tuple[np.ndarray | None, Rotary | None]],
     weights_out: list[np.ndarray],
     relatives: list[RelativePositions | None] | None = None,
+    value_norms_out: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Multi-head self-attention of several texts packed end to end in `x` [N, d], each text attending
     only to itself: the projections run over every token at once, the heads text by text. Text i is
     `segments[i]`, a slice of x, with its mask and rotary embeddings `positions[i]` and what its relative
     positions give its scores `relatives[i]` (where the model's read them); its weights go into
-    `weights_out[i]` [h, T, T]. Returns the output [N, d]."""
+    `weights_out[i]` [h, T, T], and its heads' ‖v_j W_O^h‖ into `value_norms_out[i]` [h, T] where that
+    is given. Returns the output [N, d]."""
     projected = projections(x, p)
     concat = np.empty((len(x), p.w_o.shape[0]), dtype=projected[0].dtype)  # [N, h·d_k]
     relatives = relatives or [None] * len(segments)
-    for segment, (mask, rotary), out, relative in zip(segments, positions, weights_out, relatives, strict=True):
+    norms_out = value_norms_out or [None] * len(segments)
+    texts = zip(segments, positions, weights_out, relatives, norms_out, strict=True)
+    for segment, (mask, rotary), out, relative, norms in texts:
         text = (part[segment] for part in projected)
         heads = heads_attention(*text, p, options, mask, rotary, out, steps=False, relative=relative)
         concat[segment] = merge_heads(heads.head_outputs)
+        if norms is not None:
+            norms[...] = value_norms(heads.v, p.w_o, options.heads)
     return linear(concat, p.w_o, p.b_o)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from attncli.attention import AttentionOptions, LayerAttention, Projections, Trace, causal_mask, multi_head_attention
+from attncli.attention import value_norms as value_norms_of
 from attncli.errors import BadInput, DataError, shortened
 from attncli.models import ModelInfo, Vocabulary
 from attncli.tokens import Token
@@ -112,8 +113,9 @@ def positional_encoding(tokens: int, width: int) -> np.ndarray:
     return encoding
 
 
-def sample_forward(config: SampleConfig, embeddings: np.ndarray) -> Trace:
-    """Run the sample model on token embeddings [T, d].
+def sample_forward(config: SampleConfig, embeddings: np.ndarray, value_norms: bool = False) -> Trace:
+    """Run the sample model on token embeddings [T, d]; with `value_norms`, keep its heads'
+    ‖v_j W_O^h‖ too (attention.value_norms: the trace's `norms`).
 
     The embeddings are multiplied by √d before the positions are added, as in
     "Attention Is All You Need": the bundled vectors have norms near 0.7, the
@@ -125,8 +127,18 @@ def sample_forward(config: SampleConfig, embeddings: np.ndarray) -> Trace:
     if positions is not None:
         x = x + positions
     mask = causal_mask(tokens) if config.causal else None
-    attention = multi_head_attention(x, sample_weights(config), AttentionOptions(config.heads), mask)
-    return Trace(embeddings, positions, attention.weights[None], [attention], [attention.output], attention.output)
+    weights = sample_weights(config)
+    attention = multi_head_attention(x, weights, AttentionOptions(config.heads), mask)
+    norms = value_norms_of(attention.v, weights.w_o, config.heads)[None] if value_norms else None  # [1, h, T]
+    return Trace(
+        embeddings,
+        positions,
+        attention.weights[None],
+        [attention],
+        [attention.output],
+        attention.output,
+        value_norms=norms,
+    )
 
 
 class SampleModel:
@@ -143,13 +155,35 @@ class SampleModel:
     def vocabulary(self) -> Vocabulary:
         return sample_vocabulary()
 
+    @property
+    def tokenizer(self):
+        return sample_vocabulary().tokenizer
+
     def tokenize(self, text: str) -> list[Token]:
         return sample_vocabulary().tokenize(text)
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; one layer, so every step is kept whatever `keep_steps` says."""
-        return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]))
+    def ordinary_ids(self) -> list[int]:
+        return sample_vocabulary().ordinary_ids()
 
-    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        return sample_vocabulary().tokens_of(ids)
+
+    def run(
+        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+    ) -> Trace:
+        """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
+        head reads its output, so it has no `head_inputs` to keep."""
+        return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
+
+    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
         """One text at a time: the sample model is one small layer, with nothing to gain from packing."""
-        return [self.run(tokens).weights for tokens in texts]
+        return [self.run(tokens, value_norms=True).norms if norms else self.run(tokens).weights for tokens in texts]
+
+    @property
+    def unembedding(self):
+        """None to give: the sample model is one layer of attention, with no language-model head."""
+        raise DataError(
+            "{name} is one layer of attention over trained embeddings, with no language-model head: it can show "
+            "attention, not predictions; give {model} a checkpoint that has one",
+            name="the sample model",
+        )

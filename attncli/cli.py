@@ -4,6 +4,7 @@ This is also the error boundary: the library raises errors that name its own par
 (attncli.errors); here they become one line on stderr that names the options a user typed.
 """
 
+import enum
 import functools
 import inspect
 import os
@@ -18,7 +19,7 @@ from typer.core import TyperGroup
 
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory, no_huge_pages
-from attncli.analysis import Fusion
+from attncli.analysis import HEAD_COLUMNS, Fusion, Measure
 from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
@@ -53,6 +54,7 @@ CHECK_FAILED = 4  # check: some attention weight moved beyond the tolerance
 OPTION_NAMES = {
     "a": "A",
     "against": "--against",
+    "at": "--at",
     "b": "B",
     "batch_file": "FILE",
     "causal": "--causal",
@@ -65,6 +67,8 @@ OPTION_NAMES = {
     "head": "--head",
     "heads": "--num-heads",
     "shown_heads": "--heads",
+    "sort": "--sort",
+    "shown_tokens": "--tokens",
     "id_field": "--id",
     "dask": "--dask",
     "jobs": "--jobs",
@@ -73,7 +77,9 @@ OPTION_NAMES = {
     "keys": "--keys",
     "layer": "--layer",
     "layers": "--layers",
+    "max_new_tokens": "--max-new-tokens",
     "max_tokens": "--max-tokens",
+    "measure": "--measure",
     "merge": "--merge",
     "model": "--model",
     "path": "-o",
@@ -82,12 +88,15 @@ OPTION_NAMES = {
     "queries": "--queries",
     "resume": "--resume",
     "seed": "--seed",
+    "target": "--target",
     "text_a": "TEXT_A",
     "text_b": "TEXT_B",
     "title": "--title",
     "to": "--to",
     "token": "--token",
     "tolerance": "--tolerance",
+    "top": "--top",
+    "versus": "--versus",
 }
 # ... and the ways of doing something that the library's hints point to.
 PHRASES = {
@@ -234,6 +243,14 @@ ScaleOpt = Annotated[
     Scale,
     typer.Option(
         "--scale", help="Colours: fixed (0 to 1 in every view), row (to each row's largest) or log (from 0.001)."
+    ),
+]
+MeasureOpt = Annotated[
+    Measure,
+    typer.Option(
+        "--measure",
+        help="What to show of each query and key: the attention weights α, or norms, ‖α·v W_O‖: how much "
+        "the key adds to the head's output (Kobayashi et al., 2020).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document on stdout instead.")]
@@ -495,13 +512,58 @@ def _corpus_model(spec: str, max_tokens: int, num_heads: int | None = None, **sa
 corpus_model_options = _shared_options(("max_tokens", "recipe"), (_MAX_TOKENS, _MODEL, *_SAMPLE), _corpus_model)
 
 
+InductionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--induction",
+        metavar="",
+        help="Run the induction test instead of a text: 50 random tokens of the vocabulary, then the same 50 "
+        "again, drawn with --seed (default 0).",
+    ),
+]
+
+
+def _heads_model(spec: str, max_tokens: int, induction: bool, seed: int | None = None, **sample_options) -> dict:
+    """corpus_model_options', and `induction`: the seed of --induction's random tokens (--seed, which seeds a
+    sample model's weights too, and is a checkpoint's to take then), or None without --induction."""
+    if not induction:
+        return {**_corpus_model(spec, max_tokens, seed=seed, **sample_options), "induction": None}
+    weights_seed = seed if spec == "sample" else None
+    chosen = commands.INDUCTION_SEED if seed is None else seed
+    return {**_corpus_model(spec, max_tokens, seed=weights_seed, **sample_options), "induction": chosen}
+
+
+HeadsSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Sample model: seed of W_Q, W_K, W_V, W_O (default 0). With --induction, any model: the seed of its "
+        "random tokens (default 0).",
+        show_default=False,
+    ),
+]
+# heads' model options: corpus_model_options' and --induction, whose tokens --seed draws; the command
+# receives `max_tokens`, `recipe` and `induction`.
+heads_model_options = _shared_options(
+    ("max_tokens", "recipe", "induction"),
+    (
+        _MAX_TOKENS,
+        _MODEL,
+        ("induction", InductionOpt, False),
+        *(("seed", HeadsSeedOpt, None) if option[0] == "seed" else option for option in _SAMPLE),
+    ),
+    _heads_model,
+)
+
+
 def _windows(keys: str | None, queries: str | None) -> dict:
     return {"windows": {"keys": _window(keys, "--keys"), "queries": _window(queries, "--queries")}}
 
 
 # --keys and --queries, the window of the matrix a view draws: the command receives `windows`.
 window_options = _shared_options(("windows",), (("keys", KeysOpt, None), ("queries", QueriesOpt, None)), _windows)
-# --max-tokens and --model alone, for commands that only tokenize.
+# --max-tokens and --model alone, for commands that only tokenize, and those that read a language-model
+# head, which the sample model (whose options these leave out) has none of.
 tokenizer_options = _shared_options(("model", "max_tokens"), (_MAX_TOKENS, _MODEL), _model)
 
 
@@ -591,6 +653,7 @@ def heatmap(
     head: HeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -601,7 +664,7 @@ def heatmap(
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    result = commands.heatmap(_text(text), model, layer, head, max_tokens)
+    result = commands.heatmap(_text(text), model, layer, head, max_tokens, measure)
     write(result, output, values=values, scale=scale, **windows)
 
 
@@ -657,6 +720,39 @@ def similar(
     Example: attncli similar king -k 5 --model minilm
     """
     write(commands.similar(_utf8(word, "WORD"), model, k), output)
+
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="The position to predict at: its index, or its text if it occurs once (default: a decoder's last "
+        "token; an encoder's mask tokens).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@table_output_options
+@model_options
+def predict(
+    text: TextArg,
+    top: Annotated[int, typer.Option("-k", "--top", help="How many of the most probable tokens to list.")] = 10,
+    at: AtOpt = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """What the model's language-model head predicts: a decoder's next token, an encoder's masked tokens.
+
+    Probabilities are the softmax of the head's logits over the whole vocabulary; the most probable first.
+
+    Example: attncli predict "The capital of France is" --model DECODER --top 5; attncli predict
+    "The cat sat on the [MASK]." --model ENCODER
+    """
+    write(commands.predict(_text(text), model, top, at, max_tokens), output)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -732,6 +828,7 @@ def query(
             show_default=False,
         ),
     ] = None,
+    measure: MeasureOpt = Measure.weights,
     *,
     model: Model,
     max_tokens: int,
@@ -743,7 +840,8 @@ def query(
     --model minilm
     """
     window = _window(keys, "--keys")
-    write(commands.query(_text(text), model, token, include_special, to, max_tokens), output, top=top, keys=window)
+    result = commands.query(_text(text), model, token, include_special, to, max_tokens, measure)
+    write(result, output, top=top, keys=window)
 
 
 @app.command(name="model")
@@ -759,6 +857,7 @@ def model_command(
         str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
     ] = None,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -769,13 +868,17 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    write(commands.model_grid(_text(text), model, layers, heads, max_tokens), output, scale=scale, **windows)
+    result = commands.model_grid(_text(text), model, layers, heads, max_tokens, measure)
+    write(result, output, scale=scale, **windows)
 
 
 @app.command()
 @model_options
 def explore(
     text: TextArg,
+    measure: Annotated[
+        Measure, typer.Option("--measure", help="What to show first: the weights, or norms, ‖α·v W_O‖ (m switches).")
+    ] = Measure.weights,
     *,
     model: Model,
     max_tokens: int,
@@ -783,24 +886,191 @@ def explore(
     """Explore TEXT's attention full-screen, head by head; ? lists the keys.
 
     Pan and zoom a head's heatmap, step through layers and heads, pick a query token and see the
-    heads ranked by what it gets from them.
+    heads ranked by what it gets from them; m switches between the weights and their ‖α·v W_O‖ norms; with a
+    decoder's head, d shows what each head adds to the next token.
 
     Example: attncli explore "The animal didn't cross the street because it was too tired" --model minilm
     """
-    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for this command only
+    # The text first, from standard input for "-": the keys come from the terminal. The norms are made
+    # whichever measure shows first, for m to switch to.
+    typed = _text(text)
+    run = commands.run(typed, model, max_tokens, measure=Measure.norms)
+    _explore(
+        run,
+        measure=measure,
+        attribute=functools.partial(_attribution_at, typed, model, max_tokens),
+        lens=functools.partial(commands.lens_of, typed, run.tokens, model),
+    )
+
+
+def _explore(run, **panes) -> None:
+    """The explorer of `run` on the terminal, whatever standard input, output and error are (see
+    explorer.Explorer for the `panes`' options: measure, attribute, lens, prompt_tokens)."""
+    from attncli.explorer import Explorer, open_terminal  # here: Textual loads for the explorer only
 
     if sys.__stdin__ is None or sys.__stderr__ is None:  # closed at start (`<&-`): Textual's driver asks for both
         raise BadInput("explore needs standard input and error open; give them a file, /dev/null or the terminal")
     with open_terminal() as terminal:
         if terminal is None:
             raise BadInput("explore needs a terminal for its keys and screen; for a pipe use heatmap or query --json")
-        # The text first, from standard input for "-": the keys come from the terminal.
-        Explorer(commands.run(_text(text), model, max_tokens)).run_on(terminal)
+        Explorer(run, **panes).run_on(terminal)
+
+
+def _attribution_at(text: str, model: Model, max_tokens: int, position: int):
+    """explore's attribution pane: commands.attribute after token `position`."""
+    return commands.attribute(text, model, at=str(position), max_tokens=max_tokens)
+
+
+_VOCABULARY_TOKEN = (
+    "a token of the vocabulary: its piece as the views show it (␣Paris), a text of one token (' Paris') or #ID"
+)
+
+
+@app.command()
+@table_output_options
+@model_options
+def attribute(
+    text: TextArg,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            metavar="TOKEN",
+            help=f"The next token whose logit to attribute (default: the one predicted): {_VOCABULARY_TOKEN}.",
+            show_default=False,
+        ),
+    ] = None,
+    versus: Annotated[
+        str | None,
+        typer.Option(
+            "--versus",
+            metavar="TOKEN",
+            help="Attribute the target's logit less this token's (a logit difference), as --target names tokens.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="POSITION",
+            help="The token after which to predict: its index, or its text if it occurs once (default: the last).",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many heads to list each way.")] = 10,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Direct logit attribution: what each head, MLP and the embeddings add to the next token's logit.
+
+    Through the final norm with its scale frozen, the parts of the last residual stream add up to the logit of the
+    predicted token (or --target, or --target less --versus): the heads that push it up and down most, and every
+    head of the model on a scale centred on 0. Pre-norm decoders with their language-model head.
+
+    Example: attncli attribute "The Eiffel Tower is in the city of" --model Qwen/Qwen2.5-0.5B --target " Paris"
+    --versus " Rome"
+    """
+    write(
+        commands.attribute(
+            _text(text), model, _token_option(target, "--target"), _token_option(versus, "--versus"), at, max_tokens
+        ),
+        output,
+        top=top,
+    )
+
+
+def _token_option(value: str | None, option: str) -> str | None:
+    return None if value is None else _utf8(value, option)
+
+
+# heads --sort: a column of its table.
+HeadColumn = enum.StrEnum("HeadColumn", {name: name for name in HEAD_COLUMNS})
+
+
+# lens's --tokens A:B: the window of positions its grid draws.
+LensWindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens",
+        metavar="A:B",
+        help="Draw the positions of tokens A to B-1 only (0-based, a Python slice: 40:80, -20:); JSON holds all.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+@table_output_options
+@tokenizer_options
+def lens(
+    text: TextArg,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="The most probable tokens --json and CSV give at each layer and position (the view: 1).",
+        ),
+    ] = 1,
+    shown_tokens: LensWindowOpt = None,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """The logit lens: each layer's residual stream at each position, read through the final norm and the
+    unembedding as the model reads its last; the most probable token of each, a layer a row.
+
+    Example: attncli lens "The Eiffel Tower is in the city of" --model ~/models/Qwen2.5-0.5B
+    """
+    window = _window(shown_tokens, "--tokens")
+    result = commands.lens(_text(text), model, top, max_tokens)
+    result.window(window, "shown_tokens")
+    write(result, output, positions=window)
+
+
+@app.command()
+@output_options
+@tokenizer_options
+def generate(
+    text: TextArg,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Stop after this many new tokens, if not at the end first.")
+    ] = 20,
+    explore: Annotated[
+        bool,
+        typer.Option(
+            "--explore",
+            metavar="",
+            help="Explore the whole sequence's attention full-screen, the prompt's end marked, in place of the view.",
+        ),
+    ] = False,
+    *,
+    model: Model,
+    max_tokens: int,
+    output: Output,
+) -> None:
+    """Continue TEXT greedily (the most probable next token at each step, no sampling), then show the whole
+    sequence: the prompt, the continuation and each new token's probability, and its attention.
+
+    Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
+    """
+    if explore and (output.format != Format.table or output.path is not None or output.export is not None):
+        raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+    result = commands.generate(_text(text), model, max_new_tokens, max_tokens)
+    if explore:
+        lens = functools.partial(commands.lens_of, result.run.text, result.run.tokens, model)
+        _explore(result.run, lens=lens, prompt_tokens=result.prompt_tokens)
+        return
+    write(result, output)
 
 
 @app.command(name="heads")
 @table_output_options
-@corpus_model_options
+@heads_model_options
 def heads_command(
     text: Annotated[
         list[str] | None,
@@ -828,28 +1098,53 @@ def heads_command(
             show_default=False,
         ),
     ] = None,
+    sort: Annotated[
+        HeadColumn | None,
+        typer.Option(
+            "--sort",
+            metavar="COLUMN",
+            help="Order the view's and CSV's heads by this column: a score the largest first, layer, head and "
+            "pattern the smallest; JSON keeps layer order and gives each head its rank. One of "
+            f"{', '.join(HEAD_COLUMNS)}.",
+            show_default=False,
+        ),
+    ] = None,
+    measure: MeasureOpt = Measure.weights,
     *,
     max_tokens: int,
     recipe,
+    induction: int | None,
     output: Output,
 ) -> None:
-    """What each head does: entropy, distance, where its attention goes, and a pattern label.
+    """What each head does: entropy, distance, where its attention goes, duplicate-token and induction
+    scores, and a pattern label.
 
     Over a file, the statistics are averaged over its lines (partial sums that add up across runs), with
     progress on stderr; --jobs or --dask share the work, -o with --resume survives an interrupted run,
     and --merge joins runs over parts of a corpus.
 
-    Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json
+    --induction runs random tokens twice over instead, where induction heads show.
+
+    Example: attncli heads --file sentences.txt --model minilm --jobs 2 -o stats.json;
+    attncli heads --induction --model DIR --sort induction
     """
     from attncli import corpus
 
+    column = None if sort is None else sort.value
     texts = text or []
+    if induction is not None:
+        if texts or file is not None or merge:
+            raise BadInput("--induction runs random tokens of its own: give no TEXT, --file or --merge with it")
+        write(commands.sort_heads(commands.induction(recipe.load(), induction, max_tokens, measure), column), output)
+        return
     if merge:
         # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
         # and are shards like the first (one that cannot be read is worded as any --merge file is).
         if file is not None:
             raise BadInput("--merge joins saved results: give no --file with it")
-        write(corpus.merged_heads([*merge, *map(Path, texts)]), output)
+        if measure != Measure.weights:
+            raise BadInput("--merge joins saved results of the measure they were run with: give no --measure with it")
+        write(commands.sort_heads(corpus.merged_heads([*merge, *map(Path, texts)]), column), output)
         return
     if len(texts) > 1:
         count = len(texts)
@@ -857,11 +1152,11 @@ def heads_command(
     if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.heads(_text(texts[0]), recipe.load(), max_tokens), output)
+        write(commands.sort_heads(commands.heads(_text(texts[0]), recipe.load(), max_tokens, measure), column), output)
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
-    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume)
-    write(run.result, output)
+    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume, measure)
+    write(commands.sort_heads(run.result, column), output)
     run.written()
     if run.failed is not None:
         raise run.failed
@@ -882,6 +1177,7 @@ def rollout(
     ] = None,
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
+    measure: MeasureOpt = Measure.weights,
     *,
     windows: dict,
     model: Model,
@@ -892,28 +1188,71 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special)
+    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure)
     write(result, output, scale=scale, **windows)
+
+
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="As elsewhere (default: ATTNCLI_MODEL, else sample); given twice, with one TEXT, the two checkpoints "
+        "to compare.",
+        show_default=False,
+    ),
+]
+
+
+def _compared_models(specs: list[str] | None, max_tokens: int, **sample_options) -> dict:
+    """compare's --model, given once or twice (none: ATTNCLI_MODEL, else the sample model), and the options
+    of model_options: the command receives `models` and `max_tokens`."""
+    specs = specs or [os.environ.get("ATTNCLI_MODEL") or "sample"]
+    if len(specs) > 2:
+        raise BadInput(f"--model is given {len(specs)} times; compare takes one model, or two checkpoints")
+    models = [_model(spec, max_tokens, **sample_options)["model"] for spec in specs]
+    return {"models": models, "max_tokens": max_tokens}
+
+
+# compare's: --model once or twice, --max-tokens and the sample model's options.
+compare_model_options = _shared_options(
+    ("models", "max_tokens"), (_MAX_TOKENS, ("specs", ModelsOpt, None), *_SAMPLE), _compared_models
+)
 
 
 @app.command()
 @table_output_options
-@model_options
+@compare_model_options
 def compare(
-    text_a: Annotated[str, typer.Argument(metavar="TEXT_A", help="The first text.", show_default=False)],
-    text_b: Annotated[str, typer.Argument(metavar="TEXT_B", help="The second text.", show_default=False)],
+    texts: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TEXT_A [TEXT_B]",
+            help="Two texts, to compare them through one model; or one text, to compare two --model on it.",
+            show_default=False,
+        ),
+    ],
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
     *,
-    model: Model,
+    models: list[Model],
     max_tokens: int,
     output: Output,
 ) -> None:
-    """How one token's attention changes between two texts, head by head.
+    """How one token's attention changes between two texts, or between two checkpoints on one text, head by head.
 
-    Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm
+    Example: attncli compare "...because it was too tired" "...because it was too wide" --token it --model minilm;
+    attncli compare "...because it was too tired" --token it --model base/ --model tuned/
     """
-    result = commands.compare(_text(text_a), _text(text_b), model, token, max_tokens)
+    if len(texts) > 2:
+        raise BadInput(f"give one or two texts, in quotes (got {len(texts)} arguments)")
+    if len(texts) == len(models) == 1:
+        raise BadInput("give TEXT_B, to compare two texts; or --model twice, to compare two checkpoints on TEXT_A")
+    if len(texts) == len(models) == 2:
+        raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
+    if len(models) == 2:
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens)
+    else:
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens)
     write(result, output, top=top)
 
 

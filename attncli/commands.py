@@ -5,6 +5,7 @@ derived number and returns a plain result from attncli.results. Errors name the
 parameters of these functions (see attncli.errors); the command line words them as flags.
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -12,32 +13,51 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attncli import analysis
-from attncli.analysis import Fusion, align, pattern_labels, softmax_parts
+from attncli import analysis, attribution
+from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
-from attncli.errors import Argument, AttncliError, BadInput, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
+    AttributionResult,
     BatchRecord,
     CheckResult,
     CompareResult,
     DotResult,
     EmbedResult,
     ExplainResult,
+    GenerateResult,
     HeadsResult,
     HeadTarget,
     HeatmapResult,
+    InductionTest,
+    LensResult,
     ModelGridResult,
     Neighbor,
     Operand,
+    PositionPredictions,
+    Prediction,
+    PredictResult,
     QueryResult,
     RolloutResult,
     SimilarResult,
     SoftmaxResult,
     TokenizeResult,
+    VocabularyToken,
 )
-from attncli.tokens import CHARACTERS_PER_TOKEN, Token, matches, word_spans
+from attncli.tokens import (
+    CHARACTERS_PER_TOKEN,
+    MASK_TOKENS,
+    SPACE,
+    WORD_START,
+    Token,
+    mask_token,
+    matches,
+    readable,
+    word_spans,
+)
+from attncli.transformer import logits
 
 # The reader of saved results is check's alone; the other commands start without it.
 if TYPE_CHECKING:
@@ -46,18 +66,25 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LARGEST_NUMBER",
+    "attribute",
     "batch",
     "check",
     "compare",
+    "compare_models",
     "dot",
     "embed",
     "explain",
+    "generate",
     "heads",
     "heatmap",
+    "induction",
+    "lens",
+    "lens_of",
     "memory_budget",
     "model_grid",
     "parse_numbers",
     "parse_range",
+    "predict",
     "query",
     "resolve_token",
     "resolve_word",
@@ -65,7 +92,9 @@ __all__ = [
     "run",
     "similar",
     "softmax",
+    "sort_heads",
     "tokenize",
+    "vocabulary_token",
 ]
 
 # Far beyond what a terminal view can show, small enough that the [L, h, T, T]
@@ -75,6 +104,9 @@ DEFAULT_MAX_TOKENS = 512
 # may use at most this many bytes, so a long text is refused with the number instead of the
 # operating system killing the process. ATTNCLI_MEMORY_BUDGET (in MB) changes it.
 DEFAULT_MEMORY_BUDGET_MB = 2048
+# The logit lens keeps at most this many tokens (its rows of layers × positions × the top tokens of each): about
+# 400 MB of JSON.
+LENS_LIMIT = 5_000_000
 # Numbers typed on the command line stay below this, so that no step of
 # softmax or a dot product (x - max, a_i * b_i, Σ a_i²) can overflow.
 LARGEST_NUMBER = 1e100
@@ -94,12 +126,34 @@ def embed(text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> EmbedResult:
     return EmbedResult(text, tokens, embeddings, analysis.lengths(embeddings))
 
 
-def run(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, steps: bool = False) -> AttentionRun:
+def run(
+    text: str,
+    model: Model,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    steps: bool = False,
+    measure: Measure = Measure.weights,
+) -> AttentionRun:
     """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
-    `steps` every intermediate (Q, K, V, scores ...) as explain shows them."""
-    tokens = _tokens(text, model, max_tokens)
-    _check_memory(model.info, len(tokens), steps)
-    return AttentionRun(text, tokens, model.info, model.run(tokens, steps))
+    `steps` every intermediate (Q, K, V, scores ...) as explain shows them. With `measure` norms, the
+    run's attention is their ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms), the weights kept too."""
+    return _run(text, _tokens(text, model, max_tokens), model, steps, _measure(measure))
+
+
+def _run(
+    text: str, tokens: list[Token], model: Model, steps: bool = False, measure: Measure = Measure.weights
+) -> AttentionRun:
+    """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory
+    budget."""
+    norms = measure == Measure.norms
+    _check_memory(model.info, len(tokens), steps, norms)
+    return AttentionRun(text, tokens, model.info, model.run(tokens, steps, value_norms=norms), measure.value)
+
+
+def _measure(measure: str) -> Measure:
+    """`measure` as a Measure, refused by name where it is none."""
+    if measure not in tuple(Measure):
+        raise BadInput("{measure} {value!r}: use one of {choices}", value=measure, choices=", ".join(Measure))
+    return Measure(measure)
 
 
 def memory_budget() -> int:
@@ -116,11 +170,11 @@ def memory_budget() -> int:
     return int(megabytes * 2**20)
 
 
-def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
+def _check_memory(info: ModelInfo, tokens: int, steps: bool, norms: bool = False) -> None:
     """Refuse, with the figure, a run whose attention tensors would pass the memory budget."""
     # With steps: every layer's scores, scaled scores and weights, plus the stacked weights; without,
-    # the stacked weights plus one layer's scores and weights in flight.
-    kept = 4 * info.layers if steps else info.layers + 2
+    # the stacked weights plus one layer's scores and weights in flight; and with norms, the stacked norms.
+    kept = (4 * info.layers if steps else info.layers + 2) + (info.layers if norms else 0)
     needed = kept * info.heads * tokens * tokens * info.itemsize
     budget = memory_budget()
     if needed > budget:
@@ -132,11 +186,17 @@ def _check_memory(info: ModelInfo, tokens: int, steps: bool) -> None:
 
 
 def heatmap(
-    text: str, model: Model, layer: int = 0, head: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model: Model,
+    layer: int = 0,
+    head: int | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> HeatmapResult:
-    """Every head's attention weights; the view draws `layer` (and only `head`, if given)."""
+    """Every head's attention weights (or, with `measure` norms, their ‖α v W_O‖); the view draws `layer`
+    (and only `head`, if given)."""
     _check_layer_and_head(model.info, layer, head)
-    return HeatmapResult(run(text, model, max_tokens), layer, head)
+    return HeatmapResult(run(text, model, max_tokens, measure=measure), layer, head)
 
 
 def explain(
@@ -304,15 +364,16 @@ def query(
     include_special: bool = False,
     to: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> QueryResult:
     """What the token named by `token` attends to in every head, heads ranked by their top weight,
-    or by the weight on the token named by `to`.
+    or by the weight on the token named by `to`; with `measure` norms, by their ‖α v W_O‖ instead.
 
     Either may name a word split into several tokens: a word's query row is the mean of its tokens'
     rows (still weights that sum to what each row does), and the weight on a word is the sum of the weights on its
     tokens, as Clark et al. (2019) combine a split word's attention.
     """
-    result = run(text, model, max_tokens)
+    result = run(text, model, max_tokens, measure=measure)
     span = resolve_word(result.tokens, text, token, "token")
     target = None if to is None else resolve_word(result.tokens, text, to, "to")
     return query_run(result, span, include_special, target, token, to)
@@ -349,7 +410,7 @@ def query_run(
             target=_tokens_phrase(target),
             index=_tokens_phrase(span),
         )
-    rows = result.weights[:, :, span, :].mean(axis=2)  # [L, h, T]
+    rows = result.attention[:, :, span, :].mean(axis=2)  # [L, h, T]
     ranking = [
         HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
         for layer, head, top in analysis.ranked_targets(rows, allowed, target)
@@ -388,37 +449,53 @@ def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
 
 
 def model_grid(
-    text: str, model: Model, layers: str | None = None, heads: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    text: str,
+    model: Model,
+    layers: str | None = None,
+    heads: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
 ) -> ModelGridResult:
-    """Every head of every layer; `layers` and `heads` ("0-2,5") choose the ones the view draws."""
+    """Every head of every layer (its weights, or with `measure` norms their ‖α v W_O‖); `layers` and
+    `heads` ("0-2,5") choose the ones the view draws."""
     info = model.info
     shown_layers = parse_range(layers, info.layers, "layers")
     shown_heads = parse_range(heads, info.heads, "shown_heads")
-    return ModelGridResult(run(text, model, max_tokens), shown_layers, shown_heads)
+    return ModelGridResult(run(text, model, max_tokens, measure=measure), shown_layers, shown_heads)
 
 
-def heads(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsResult:
+def heads(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> HeadsResult:
     """Per-head statistics and pattern labels of `text` (NaN where a statistic does not apply, such
-    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads."""
+    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads. With `measure`
+    norms, the statistics are of each row's ‖α v W_O‖ as shares of the row's sum (analysis.row_shares)."""
     sums = analysis.StatisticSums()
-    sums.add(statistics_of(text, model, max_tokens))
-    return heads_result(model.info, sums, text)
+    sums.add(statistics_of(text, model, max_tokens, measure))
+    return heads_result(model.info, sums, text, measure=measure)
 
 
-def statistics_of(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
-    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics)."""
-    result = run(text, model, max_tokens)
-    return _statistics(result.weights, result.tokens, model.info)
+def statistics_of(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> dict[str, np.ndarray]:
+    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics), of its weights or, with
+    `measure` norms, of its norms as shares of each row."""
+    result = run(text, model, max_tokens, measure=measure)
+    return _statistics(result.attention, result.tokens, model.info, result.shows_norms)
 
 
-def _statistics(weights: np.ndarray, tokens: list[Token], info: ModelInfo) -> dict[str, np.ndarray]:
+def _statistics(values: np.ndarray, tokens: list[Token], info: ModelInfo, norms: bool = False) -> dict[str, np.ndarray]:
+    """The statistics of one text's weights [L, h, T, T], or of its ‖α v W_O‖ norms (`norms`) as shares of each
+    row: a learned sink's share of a row is then none, as a sink adds nothing to a head's output."""
     count = len(tokens)
     if info.windows is None:  # one mask for every layer
         masks = [info.mask(0, count)] * info.layers
     else:
         masks = [info.mask(layer, count) for layer in range(info.layers)]
     special = np.array([t.special for t in tokens], dtype=bool)
-    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, info.sinks)
+    weights, sinks = (row_shares(values), False) if norms else (values, info.sinks)
+    ids = np.array([t.id for t in tokens])
+    return analysis.text_statistics(weights, special, [t.text for t in tokens], info.causal, masks, sinks, ids=ids)
 
 
 # Tokens of one packed forward pass (see transformer.forward_packed): enough for BLAS to run at
@@ -427,16 +504,17 @@ PACK_TOKENS = 2048
 
 
 def statistics_of_many(
-    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS
+    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
 ) -> list[dict[str, np.ndarray] | AttncliError]:
     """Each text's head statistics (as statistics_of gives them, to float32 rounding), or the error
     it gave; the texts run packed together, up to PACK_TOKENS tokens a forward pass."""
+    norms = _measure(measure) == Measure.norms
     results: list = [None] * len(texts)
     packs, pack, size = [], [], 0
     for index, text in enumerate(texts):
         try:
             tokens = _tokens(text, model, max_tokens)
-            _check_memory(model.info, len(tokens), False)
+            _check_memory(model.info, len(tokens), False, norms)
         except AttncliError as error:
             results[index] = error
             continue
@@ -448,24 +526,90 @@ def statistics_of_many(
     packs += [pack] if pack else []
     for pack in packs:
         try:
-            attention = model.run_many([tokens for _, tokens in pack])
+            attention = model.run_many([tokens for _, tokens in pack], norms=norms)
         except AttncliError as error:
             if len(pack) == 1:
                 results[pack[0][0]] = error
             else:  # one at a time: each text's own error, or its numbers
                 packs += [[entry] for entry in pack]
             continue
-        for (index, tokens), weights in zip(pack, attention, strict=True):
-            results[index] = _statistics(weights, tokens, model.info)
+        for (index, tokens), values in zip(pack, attention, strict=True):
+            results[index] = _statistics(values, tokens, model.info, norms)
     return results
 
 
-def heads_result(info: ModelInfo, sums: analysis.StatisticSums, text: str | None = None) -> HeadsResult:
-    """The statistics' means over the texts `sums` holds, and each head's pattern; `text`: the one text."""
+def heads_result(
+    info: ModelInfo,
+    sums: analysis.StatisticSums,
+    text: str | None = None,
+    induction_test: InductionTest | None = None,
+    measure: Measure = Measure.weights,
+) -> HeadsResult:
+    """The statistics' means over the texts `sums` holds (of `measure`), and each head's pattern; `text`: the
+    one text, or `induction_test`: the tokens run instead."""
     if not sums.texts:
         raise BadInput("no text could be read: every line failed")
     statistics = sums.means()
-    return HeadsResult(info, sums.texts, text, statistics, pattern_labels(statistics), sums)
+    labels = pattern_labels(statistics)
+    return HeadsResult(info, sums.texts, text, statistics, labels, sums, induction_test, measure=Measure(measure).value)
+
+
+# The induction test (heads on random tokens repeated): this many random tokens, then the same again (TransformerLens's
+# tutorials repeat 50), drawn by numpy's default_rng from this seed unless told.
+INDUCTION_LENGTH = 50
+INDUCTION_SEED = 0
+
+
+def induction(
+    model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+) -> HeadsResult:
+    """heads on the induction test instead of a text: INDUCTION_LENGTH ids of the model's vocabulary, no
+    special token and none twice, drawn by numpy's default_rng(`seed`), then the same ids again, between the
+    special tokens its tokenizer puts around a text. The rows of the second copy, and they alone, have a
+    duplicate and an induction key, so the duplicate and induction scores are theirs. Fewer ids where the
+    vocabulary, the model's length or `max_tokens` hold fewer."""
+    if not 0 <= seed < 2**63:  # what default_rng takes, and JSON readers' integers hold
+        raise BadInput("{seed} {value}: use a seed from 0 to 2**63 - 1", value=shortened(seed))
+    ordinary = model.ordinary_ids()
+    added = len(model.tokens_of([]))
+    room = min(max_tokens, model.info.max_length or max_tokens) - added
+    length = min(INDUCTION_LENGTH, len(ordinary), room // 2)
+    if length < 2:
+        raise BadInput(
+            "the induction test needs at least {needed} tokens (two random ones, twice, and {added} special); "
+            "raise {max_tokens}",
+            needed=4 + added,
+            added=added,
+        )
+    drawn = [int(i) for i in np.random.default_rng(seed).choice(ordinary, size=length, replace=False)]
+    run = _run("", model.tokens_of(drawn + drawn), model, measure=_measure(measure))
+    sums = analysis.StatisticSums()
+    sums.add(_statistics(run.attention, run.tokens, model.info, run.shows_norms))
+    return heads_result(model.info, sums, induction_test=InductionTest(seed, length, run.tokens), measure=measure)
+
+
+def sort_heads(result: HeadsResult, column: str | None) -> HeadsResult:
+    """`result` with its heads ordered by `column` (one of analysis.HEAD_COLUMNS): a statistic the largest
+    first, NaN last; layer, head and pattern (in analysis.PATTERNS' order) the smallest first; ties in layer
+    order. None: layer order."""
+    if column is None:
+        return result
+    if column not in analysis.HEAD_COLUMNS:
+        columns = ", ".join(analysis.HEAD_COLUMNS)
+        raise BadInput(
+            "{sort} {value!r} is not a column of heads; give one of {columns}", value=column, columns=columns
+        )
+    layers, heads = np.indices(result.labels.shape)  # [L, h] each
+    places = {
+        "layer": layers,
+        "head": heads,
+        "pattern": np.vectorize(analysis.PATTERNS.index, otypes=[int])(result.labels),
+    }
+    if column in places:
+        order = analysis.sorted_heads(places[column], descending=False)
+    else:
+        order = analysis.sorted_heads(result.statistics[column], descending=True)
+    return dataclasses.replace(result, sort=column, order=order)
 
 
 def rollout(
@@ -475,17 +619,20 @@ def rollout(
     token: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     include_special: bool = False,
+    measure: Measure = Measure.weights,
 ) -> RolloutResult:
     """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list,
     its sources ranked without special tokens and a causal model's first token (analysis.sinks)
-    unless `include_special`."""
+    unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each row
+    (analysis.row_shares) take the place of its weights."""
     if fusion not in tuple(Fusion):
         choices = ", ".join(Fusion)
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
-    result = run(text, model, max_tokens)
+    result = run(text, model, max_tokens, measure=measure)
     index = None if token is None else resolve_token(result.tokens, token, "token", text)
-    products = analysis.rollout(result.weights, fusion)  # [L, T, T]
+    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L, h, T, T]
+    products = analysis.rollout(attention, fusion)  # [L, T, T]
     sources = left_out = None
     if index is not None:
         sinks = (
@@ -494,6 +641,117 @@ def rollout(
         ranked = analysis.ranked(products[-1, index])
         sources, left_out = [k for k in ranked if not sinks[k]], [k for k in ranked if sinks[k]]
     return RolloutResult(result, fusion.value, products, index, sources, left_out)
+
+
+def lens(text: str, model: Model, top: int = 1, max_tokens: int = DEFAULT_MAX_TOKENS) -> LensResult:
+    """The logit lens of `text` (see lens_of)."""
+    _check_top(top)
+    return lens_of(text, _tokens(text, model, max_tokens), model, top)
+
+
+def lens_of(text: str, tokens: list[Token], model: Model, top: int = 1) -> LensResult:
+    """The logit lens (nostalgebraist, 2020) of `tokens`, the tokens of `text`: each layer's residual stream at
+    each position (the embeddings' first) through the final norm and the unembedding, as the model reads its
+    last, and the `top` most probable tokens of each. The logits are made a block of the vocabulary at a time
+    for every row at once, each block reduced to its top tokens and a running softmax sum (analysis.top_tokens),
+    so the [L + 1, T, vocab] logits are never held, and a head read from disk is read once."""
+    from attncli.transformer import logit_blocks  # here: the other commands never make logits
+
+    _check_top(top)
+    unembedding = model.unembedding  # before the forward pass: a model without a head is refused at once
+    k = min(top, unembedding.vocab_size)
+    kept = (model.info.layers + 1) * len(tokens) * k
+    if kept > LENS_LIMIT:
+        raise BadInput(
+            "{top} {value} over {rows} rows of layers and {count} tokens would keep {kept:,} tokens (the limit is "
+            "{limit:,}); give a smaller {top} or a shorter text",
+            value=top,
+            rows=model.info.layers + 1,
+            count=len(tokens),
+            kept=kept,
+            limit=LENS_LIMIT,
+        )
+    _check_memory(model.info, len(tokens), False)
+    streams = model.run(tokens, keep_steps=False, head_inputs=True).head_inputs  # [L + 1, T, d_h]
+    rows = streams.reshape(-1, streams.shape[-1])  # [(L + 1)·T, d_h]
+    ids, logits, probabilities = analysis.top_tokens(logit_blocks(rows, unembedding), k)  # [(L + 1)·T, k] each
+    shape = (*streams.shape[:2], k)
+    pieces = {int(i): model.piece(int(i)) for i in np.unique(ids)}
+    return LensResult(
+        text, tokens, model.info, ids.reshape(shape), logits.reshape(shape), probabilities.reshape(shape), pieces
+    )
+
+
+def _check_room(prompt: int, new: int, max_tokens: int, info: ModelInfo) -> None:
+    """Refuse a continuation of `new` tokens that would take a prompt of `prompt` tokens past `max_tokens`
+    or the model's length, before any work."""
+    limit = min(max_tokens, info.max_length)
+    if prompt + new <= limit:
+        return
+    room, name = limit - prompt, info.name
+    if limit < info.max_length and prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the limit of {limit}; give "
+            "{max_new_tokens} {room} or fewer, or raise {max_tokens}",
+            count=prompt,
+            new=new,
+            limit=limit,
+            room=room,
+        )
+    if limit < info.max_length:
+        raise BadInput("the prompt is {count} tokens, the limit: no new token fits; raise {max_tokens}", count=prompt)
+    if prompt < limit:
+        raise BadInput(
+            "the prompt is {count} tokens, so {max_new_tokens} {new} would pass the {limit} tokens {name} reads; "
+            "give {max_new_tokens} {room} or fewer",
+            count=prompt,
+            new=new,
+            limit=limit,
+            name=name,
+            room=room,
+        )
+    raise BadInput(
+        "the prompt is {count} tokens, the most {name} reads: no new token fits; shorten it", count=prompt, name=name
+    )
+
+
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise BadInput("{top} {value} asks for no tokens; use {top} 1 or more", value=top)
+
+
+def generate(text: str, model: Model, max_new_tokens: int = 20, max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerateResult:
+    """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
+    values: each step recomputes every earlier position), and its most probable next token appended, as its
+    id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
+    model's end of sequence); then the whole sequence's run, for its attention."""
+    from attncli.transformer import logit_blocks  # here: the other commands never make logits
+
+    if max_new_tokens < 1:
+        raise BadInput("{max_new_tokens} {value} asks for no tokens; use 1 or more", value=max_new_tokens)
+    if not model.info.causal:
+        raise BadInput(
+            "{model} {name} is an encoder: it sees the whole text at once and predicts no next token; generate "
+            "needs a decoder",
+            name=model.info.name,
+        )
+    unembedding = model.unembedding
+    prompt = _tokens(text, model, max_tokens)
+    _check_room(len(prompt), max_new_tokens, max_tokens, model.info)
+    _check_memory(model.info, len(prompt) + max_new_tokens, False)
+    sequence, probabilities, stopped = list(prompt), [], "max_new_tokens"
+    ends = model.end_of_sequence
+    while len(sequence) - len(prompt) < max_new_tokens:
+        last = model.run(sequence, keep_steps=False).output[-1:]  # [1, d_h] what the head reads at the last position
+        (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
+        sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below
+        probabilities.append(probability)
+        if int(token_id) in ends:
+            stopped = "end_of_sequence"
+            break
+    whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
+    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False))
+    return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
 def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):
@@ -512,7 +770,7 @@ def check(
     text: str | None, saved_run: "SavedRun", tolerance: float = 1e-5, source: str = "the saved run"
 ) -> CheckResult:
     """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
-    compare the attention."""
+    compare the attention (its weights, or the norms of a saved run of norms)."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved
         raise BadInput("{tolerance} {value} is not a number of 0 or more; give one", value=tolerance)
     text = saved_run.text if text is None else text
@@ -520,7 +778,7 @@ def check(
         raise BadInput(
             "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text
         )
-    result = run(text, load_saved_model(saved_run.model, source))
+    result = run(text, load_saved_model(saved_run.model, source), measure=saved_run.measure)
     if result.weights.shape != saved_run.attention.shape:
         raise BadInput(
             "{source} has attention of shape {saved}, but the model now gives {now}",
@@ -529,7 +787,7 @@ def check(
             now=result.weights.shape,
         )
     attention = saved_run.attention.astype(result.weights.dtype, copy=False)
-    return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.weights, attention))
+    return CheckResult(result, attention, tolerance, *analysis.weight_changes(result.attention, attention))
 
 
 def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> CompareResult:
@@ -538,8 +796,47 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    a, b = run(text_a, model, max_tokens), run(text_b, model, max_tokens)
-    index_a = resolve_token(a.tokens, token, "token", text_a)
+    return _compared(run(text_a, model, max_tokens), run(text_b, model, max_tokens), token)
+
+
+def compare_models(
+    text: str, model_a: Model, model_b: Model, token: str, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> CompareResult:
+    """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
+    to `model_b`, head by head, as `compare` measures it between two texts. The two must tokenize `text` alike
+    and have as many layers and heads."""
+    first, second = model_a.info, model_b.info
+    if (first.layers, first.heads) != (second.layers, second.heads):
+        raise BadInput(
+            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
+            "compare two checkpoints of one shape",
+            first=first.name,
+            second=second.name,
+            first_shape=f"{first.layers} layers × {first.heads}",
+            second_shape=f"{second.layers} layers × {second.heads}",
+        )
+    tokens_a, tokens_b = _tokens(text, model_a, max_tokens), _tokens(text, model_b, max_tokens)
+    ids_a, ids_b = [t.id for t in tokens_a], [t.id for t in tokens_b]
+    if ids_a != ids_b:
+        shorter = min(len(ids_a), len(ids_b))
+        at = next((i for i in range(shorter) if ids_a[i] != ids_b[i]), shorter)
+        said = [repr(tokens[at].text) if at < len(tokens) else "the end" for tokens in (tokens_a, tokens_b)]
+        raise BadInput(
+            "{model} {first} and {model} {second} tokenize the text differently (token {at}: {said_a} and "
+            "{said_b}); compare two checkpoints that share a tokenizer",
+            first=first.name,
+            second=second.name,
+            at=at,
+            said_a=said[0],
+            said_b=said[1],
+        )
+    return _compared(_run(text, tokens_a, model_a), _run(text, tokens_b, model_b), token, two_models=True)
+
+
+def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:
+    """How the attention of `token`, a token of run `a`, moves to its partner's in run `b` (see `compare`);
+    `two_models`: the runs are of two checkpoints on one text."""
+    index_a = resolve_token(a.tokens, token, "token", a.text)
     slots = align([t.text for t in a.tokens], [t.text for t in b.tokens])
     index_b = next((j for i, j in slots if i == index_a), None)
     if index_b is None:
@@ -554,12 +851,12 @@ def compare(text_a: str, text_b: str, model: Model, token: str, max_tokens: int 
     rows_b = b.weights[:, :, index_b, :]  # [L, h, T_b]
     spread = analysis.spread(rows_a, [i for i, _ in slots]), analysis.spread(rows_b, [j for _, j in slots])
     change = analysis.total_variation(*spread)  # [L, h]
-    if model.info.sinks:  # the sinks' shares, one more outcome of each row
+    if a.model.sinks or b.model.sinks:  # the sinks' shares, one more outcome of each row
         change += 0.5 * np.abs(analysis.sink_shares(rows_a) - analysis.sink_shares(rows_b))
     ranking = [(layer, head) for layer, head in analysis.largest(change, change.size)]
 
     strongest = _top_keys(a, index_a, rows_a), _top_keys(b, index_b, rows_b)
-    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest)
+    return CompareResult(a, b, index_a, index_b, slots, spread, change, ranking, strongest, two_models)
 
 
 def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
@@ -567,6 +864,128 @@ def _top_keys(run: AttentionRun, index: int, rows: np.ndarray) -> np.ndarray:
     sink (analysis.sinks); itself when there is no other."""
     sinks = analysis.sinks(run.special, run.model.causal)
     return analysis.strongest_allowed(rows, analysis.candidate_keys(sinks, index, include_special=False), index)
+
+
+def attribute(
+    text: str,
+    model: Model,
+    target: str | None = None,
+    versus: str | None = None,
+    at: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> AttributionResult:
+    """Direct logit attribution (see attncli.attribution) at the token `at` names (see resolve_token; default: the
+    last): what the embeddings, each head, each attention bias and each feed-forward network add directly to the
+    logit of the next token `target` (default: the one the model predicts), or to its difference from `versus`'s,
+    through the final norm with its scale there frozen. Tokens of the vocabulary are named as vocabulary_token
+    reads them. A pre-norm model with a linear head only: a post-norm model's norms after every sublayer, and a
+    masked-LM head's transform, leave no part a direct path to the logits."""
+    info = model.info
+    unembedding = model.unembedding  # DataError where the model has no head (the sample model, a sentence encoder)
+    if not info.pre_norm:
+        raise BadInput(
+            "{name} normalises the residual stream after every sublayer (post-norm), so no part of it reaches the "
+            "logits directly: direct logit attribution needs a pre-norm model (a decoder)",
+            name=info.name,
+        )
+    if unembedding.transform is not None:
+        raise BadInput(
+            "{name}'s masked-LM head passes the stream through a dense layer, an activation and a LayerNorm before "
+            "its logits, which is not linear: direct logit attribution needs a head that is (a decoder's)",
+            name=info.name,
+        )
+    tokens = _tokens(text, model, max_tokens)
+    _check_memory(info, len(tokens), False)
+    index = len(tokens) - 1 if at is None else resolve_token(tokens, at, "at", text)
+    target_id = None if target is None else vocabulary_token(model, target, "target", unembedding.vocab_size)
+    versus_id = None if versus is None else vocabulary_token(model, versus, "versus", unembedding.vocab_size)
+    trace = model.run(tokens, keep_steps=False, decompose_at=np.array([index]))
+    h = trace.output[index]  # [e] what the head reads at the position
+    if target_id is None:
+        target_id = int(np.argmax(logits(h[None], unembedding)[0]))
+    if versus_id == target_id:
+        raise BadInput(
+            "{versus} {spec!r} is the target itself (id {id}); the difference would be 0: give another token",
+            spec=versus,
+            id=target_id,
+        )
+    parts = trace.residual_parts
+    named, vectors = attribution.components(parts, 0)
+    weights = model.weights
+    contributions, constant = attribution.direct_logit_attribution(
+        vectors,
+        parts.stream[0],
+        weights.final_norm,
+        info.config,
+        unembedding,
+        target_id,
+        versus_id,
+        weights.project_out,
+    )
+    if constant is not None:
+        named.append(attribution.Component(attribution.BIAS, "bias"))
+        contributions = np.append(contributions, constant)
+    return AttributionResult(
+        text,
+        tokens,
+        info,
+        index,
+        _vocabulary_token(model, target_id),
+        None if versus_id is None else _vocabulary_token(model, versus_id),
+        target is None,
+        attribution.head_logit(h, unembedding, target_id, versus_id),
+        named,
+        contributions,
+        unembedding.soft_cap,
+        attribution.totals(named, contributions),
+        attribution.ranked_heads(named, contributions),
+    )
+
+
+def vocabulary_token(model: Model, spec: str, parameter: str, vocab_size: int) -> int:
+    """The id of the one token of `model`'s vocabulary `spec` names: #ID; a piece of the vocabulary as its tokenizer
+    writes it (ĠParis, ▁Paris: as the views show tokens, ␣ for the mark of a word's start); or a text the tokenizer
+    makes one token of (" Paris"). A text of several tokens is refused, naming them; errors name `parameter`."""
+    by_id = re.fullmatch(r"#([0-9]{1,10})", spec)
+    if by_id:
+        token_id = int(by_id[1])
+        if token_id >= vocab_size:
+            raise BadInput(
+                "{option} {spec} is past the vocabulary's last id, {last}",
+                option=Parameter(parameter),
+                spec=spec,
+                last=vocab_size - 1,
+            )
+        return token_id
+    tokenizer = model.tokenizer
+    # the piece as it is, or as the views show it: ␣ for either tokenizer style's mark of a word's start
+    pieces = (spec, spec.replace("␣", SPACE), spec.replace("␣", WORD_START))
+    token_id = next((i for i in map(tokenizer.token_to_id, pieces) if i is not None), None)
+    if token_id is None:
+        encoding = tokenizer.encode(spec, add_special_tokens=False)
+        if len(encoding.ids) != 1:
+            pieces = " ".join(repr(readable(piece)) for piece in encoding.tokens) or "nothing"
+            raise BadInput(
+                "{option} {spec!r} is not one token of the vocabulary: the tokenizer makes {pieces} of it; give one "
+                "token (its text, its piece as the views show it, or #ID)",
+                option=Parameter(parameter),
+                spec=spec,
+                pieces=pieces,
+            )
+        token_id = encoding.ids[0]
+    if token_id >= vocab_size:
+        raise BadInput(
+            "{option} {spec!r} is id {id}, past the {size:,} logits of the model's head",
+            option=Parameter(parameter),
+            spec=spec,
+            id=token_id,
+            size=vocab_size,
+        )
+    return token_id
+
+
+def _vocabulary_token(model: Model, token_id: int) -> VocabularyToken:
+    return VocabularyToken(token_id, model.tokenizer.id_to_token(token_id))
 
 
 def similar(word: str, model: Model, k: int = 10) -> SimilarResult:
@@ -577,6 +996,70 @@ def similar(word: str, model: Model, k: int = 10) -> SimilarResult:
     token_id = vocabulary.word_id(word)
     neighbors = [Neighbor(vocabulary.token_text(i), i, c) for i, c in vocabulary.nearest(token_id, k)]
     return SimilarResult(word, token_id, neighbors, model.info)
+
+
+def predict(
+    text: str, model: Model, top: int = 10, at: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> PredictResult:
+    """What `model`'s language-model head predicts: a decoder, the next token after the token `at` names (default:
+    the last); an encoder, the token at each of the text's mask tokens (or at the token `at` names). Probabilities
+    are softmax of the logits over the whole vocabulary, in float64; the `top` most probable, best first."""
+    from attncli.transformer import logits
+
+    if top < 1:
+        raise BadInput("{top} {value} asks for no predictions; use {top} 1 or more", value=top)
+    head = model.unembedding  # refused here, before the forward pass, where the model has none
+    tokens = _tokens(text, model, max_tokens)
+    causal = model.info.causal
+    mask = None if causal else mask_token(model.tokenizer)
+    masks = [] if mask is None else [t.index for t in tokens if t.id == mask[1]]
+    if at is not None:
+        shown = resolve_token(tokens, at, "at", text)
+        indices = sorted({shown, *masks})
+    elif causal:
+        shown = len(tokens) - 1
+        indices = [shown]
+    elif masks:
+        shown, indices = masks[0], masks
+    elif mask is None:
+        raise BadInput(
+            "{name}'s tokenizer has no mask token ({spellings}) to predict at; give {at} the position to predict",
+            name=model.info.name,
+            spellings=" or ".join(MASK_TOKENS),
+        )
+    else:
+        raise BadInput(
+            "the text has no {mask} token to predict; put one where a word should be, e.g. {example!r}, or give "
+            "{at} a position",
+            mask=mask[0],
+            example=f"The cat sat on the {mask[0]}.",
+        )
+    # a decoder's prediction at a position reads no later token: the text is run only so far
+    kept = tokens[: max(indices) + 1] if causal else tokens
+    _check_memory(model.info, len(kept), steps=False)
+    z = logits(model.run(kept, keep_steps=False).output[indices], head)  # [P, vocab]
+    if not np.all(np.isfinite(z)):
+        raise DataError("the language-model head gave NaN or infinite logits; the checkpoint's weights are broken")
+    best, probabilities = analysis.predictions(z, top)  # [P, k], [P, vocab]
+    positions = []
+    for row, index in enumerate(indices):
+        chosen = [
+            Prediction(int(i), model.tokenizer.id_to_token(int(i)), float(z[row, i]), float(probabilities[row, i]))
+            for i in best[row]
+        ]
+        others = np.ones(len(z[row]), dtype=bool)
+        others[best[row]] = False
+        positions.append(PositionPredictions(index, chosen, float(probabilities[row].sum(where=others))))
+    return PredictResult(
+        text,
+        tokens,
+        model.info,
+        positions,
+        indices.index(shown),
+        causal,
+        head.vocab_size,
+        None if mask is None else mask[0],
+    )
 
 
 def softmax(arguments: list[str]) -> SoftmaxResult:

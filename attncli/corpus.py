@@ -197,12 +197,15 @@ class HeadsPart:
     failures: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
 
 
-def heads_partition(recipe: ModelRecipe, max_tokens: int, names: Mapping[str, str], part: list[Text]) -> HeadsPart:
-    """The head statistics of each text of `part`, summed; a text that fails is left out and named,
-    its message worded with `names` (see AttncliError.worded)."""
+def heads_partition(
+    recipe: ModelRecipe, max_tokens: int, names: Mapping[str, str], measure: str, part: list[Text]
+) -> HeadsPart:
+    """The head statistics (of `measure`: see commands.heads) of each text of `part`, summed; a text that
+    fails is left out and named, its message worded with `names` (see AttncliError.worded)."""
     sums, failures = analysis.StatisticSums(), []
+    texts = [item.text for item in part]
     for item, statistics in zip(
-        part, commands.statistics_of_many([item.text for item in part], recipe.load(), max_tokens), strict=True
+        part, commands.statistics_of_many(texts, recipe.load(), max_tokens, measure), strict=True
     ):
         if isinstance(statistics, AttncliError):
             failures.append((item.line, statistics.worded(names)))
@@ -300,10 +303,13 @@ class HeadsRun:
             self.checkpoint.unlink(missing_ok=True)
 
 
-def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool = False) -> HeadsRun:
+def heads(
+    corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool = False, measure: str = "weights"
+) -> HeadsRun:
     """Per-head statistics and pattern labels averaged over the texts of `corpus` (see
-    commands.heads_result), computed as `runner` says. A line that fails is left out and named;
-    when every one fails, LinesFailed says why.
+    commands.heads_result), of the weights or, with `measure` norms, of their ‖α v W_O‖ as shares of each
+    row, computed as `runner` says. A line that fails is left out and named; when every one fails,
+    LinesFailed says why.
 
     With `path`, the file the result is for, the partial sums are kept beside it after each
     partition (resume.checkpoint_of), and `resume` continues from them."""
@@ -314,16 +320,16 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
     checkpoint = checkpoint_of(path, resume)
     with claimed(checkpoint):
         if resume:
-            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens)
+            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure)
         else:
             sums, failures, start = analysis.StatisticSums(), [], 0
-        work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names)
+        work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure)
         with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
             for index, part in enumerate(runner.results(work, parts[start:]), start=start):
                 sums.merge(part.sums)
                 failures += part.failures
                 if checkpoint is not None:
-                    save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures)
+                    save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure)
                 advance(len(parts[index]))
     failures = sorted(corpus.unreadable + failures)
     failed = None
@@ -338,14 +344,14 @@ def heads(corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         raise failed
-    return HeadsRun(commands.heads_result(info, sums), failed, checkpoint)
+    return HeadsRun(commands.heads_result(info, sums, measure=measure), failed, checkpoint)
 
 
 def merged_heads(paths: list[Path]) -> HeadsResult:
     """The heads result of runs over parts of one corpus, from their JSON documents."""
     if len({_file_identity(path) for path in paths}) < len(paths):
         raise BadInput("{option} names one file twice; its texts would count twice", option=Parameter("merge"))
-    total, first = analysis.StatisticSums(), None
+    total, first, measure = analysis.StatisticSums(), None, None
     for path in paths:
         given = Argument("merge", path)
         try:
@@ -353,8 +359,25 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             sums, model = analysis.StatisticSums.from_json(document["partial_sums"]), document["model"]
             if not isinstance(model["name"], str):
                 raise TypeError("a model without a name")
+            if document.get("measure", "weights") not in tuple(analysis.Measure):
+                raise ValueError("a measure attncli has not")
+        except analysis.EarlierSums as earlier:
+            raise BadInput(
+                "{what} has no partial sums of {missing}: an earlier attncli wrote it; run heads on its texts again",
+                what=given,
+                missing=", ".join(earlier.missing),
+            ) from None
         except (ValueError, KeyError, TypeError):
             raise BadInput("{what} is not an attncli heads {json} result with partial sums", what=given) from None
+        if measure not in (None, document.get("measure", "weights")):
+            raise BadInput(
+                "{what} holds statistics of {its}, {first} of {theirs}; merge runs of one measure",
+                what=given,
+                its=document.get("measure", "weights"),
+                first=paths[0],
+                theirs=measure,
+            )
+        measure = document.get("measure", "weights")
         layers, heads = model.get("layers"), model.get("heads")
         if any(values.shape != (layers, heads) for values in sums.sums.values()):
             raise BadInput(
@@ -384,7 +407,7 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             head_count=info.heads,
             saved=f"{first.get('layers')} × {first.get('heads')}",
         )
-    return commands.heads_result(info, total)
+    return commands.heads_result(info, total, measure=measure)
 
 
 def _file_identity(path: Path) -> tuple:

@@ -3,8 +3,9 @@
 Only the explore command imports this module (and with it Textual), so no other command's start-up
 pays for it. It computes nothing of its own: the heatmap is the static views' Heatmap widget over a
 window of the matrix, the overview and the model grid their thumbnails (analysis.block_means), the
-query pane `query`'s chart over commands.query_run. What it shows are the numbers the other
-commands print.
+query pane `query`'s chart over commands.query_run, the attribution pane `attribute`'s chart, the lens
+pane (`o`) `lens`'s grid over commands.lens_of. What it shows are the numbers the other commands print; a
+generated sequence's continuation is marked where it shows tokens.
 
 Where the explorer is (layer, head, cursor, zoom, ...) is the app's reactive state. Setting it is
 all an action does: data bindings and watch_ methods hand each pane the plain values it draws, and
@@ -12,10 +13,11 @@ the panes draw from those alone; a click or the wheel comes back to the app as a
 layout is in explorer.tcss.
 """
 
+import dataclasses
 import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
@@ -27,7 +29,7 @@ import numpy as np
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -38,12 +40,15 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 
 from attncli import analysis, commands
+from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
-from attncli.results import AttentionRun, QueryResult
+from attncli.results import AttentionRun, AttributionResult, LensResult, QueryResult
 from attncli.terminal import token_label
-from attncli.views.common import head_name, layer_mask, token_texts
-from attncli.views.matrices import head_thumbnails, thumbnail_block
+from attncli.views.attribution import attribution_chart
+from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
+from attncli.views.lens import lens_grid, predicted_label
+from attncli.views.matrices import head_thumbnails, thumbnail_block, thumbnail_cells
 from attncli.views.rankings import query_chart
 from attncli.widgets.heatmap import Heatmap, Legend, uses_colour
 from attncli.widgets.minimap import MiniHeatmap
@@ -66,7 +71,19 @@ WEIGHT_FORMAT = "#.3g"
 RANKINGS_KEPT = 16
 # The app's state: every change of one redraws the status line (the cursor cell's weight), which so
 # drops the notice a find left there.
-STATE = ("layer", "head", "mean", "cursor", "zoom", "scale", "include_special", "grid")
+STATE = (
+    "layer",
+    "head",
+    "mean",
+    "cursor",
+    "zoom",
+    "scale",
+    "include_special",
+    "grid",
+    "measure",
+    "lens_shown",
+    "lens_row",
+)
 
 
 class Cursor(NamedTuple):
@@ -87,6 +104,8 @@ class MatrixPane(Widget, can_focus=True):
     cursor = reactive(Cursor(0, 0))
     cell = reactive(ZOOMS[0])  # a cell's width in characters; 0: the whole matrix
     scale = reactive(SCALES[0])
+    top = reactive(1.0)  # where the fixed and log scales end: 1 for weights, the head's largest norm for norms
+    quantity = reactive("weight")  # what the values are, as the legend names them
 
     class CellClicked(Message):
         """A click on a cell: the cursor goes there."""
@@ -118,7 +137,10 @@ class MatrixPane(Widget, can_focus=True):
             seen = np.ones(weights.shape, bool) if self.mask is None else self.mask
             means, any_seen = analysis.block_means(weights, seen, block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
-            return Group(MiniHeatmap(means, title, self.scale, mask=any_seen), Legend(self.scale))
+            return Group(
+                MiniHeatmap(means, title, self.scale, mask=any_seen, top=self.top),
+                Legend(self.scale, self.top, self.quantity),
+            )
         label_limit = 6 if height >= 20 else 3
         whole = Heatmap(weights, self.labels, cell=cell, label_limit=label_limit)  # for the layout's sizes
         columns = max((width - whole.row_label_width) // cell, 1)
@@ -141,6 +163,8 @@ class MatrixPane(Widget, can_focus=True):
             label_limit=label_limit,
             highlight=cursor.query,
             label_rows=range(tokens),  # as `whole` sized them: where a click lands is where a cell is drawn
+            top=self.top,
+            quantity=self.quantity,
         )
 
     def on_click(self, event: events.Click) -> None:
@@ -182,10 +206,15 @@ class GridPane(Widget):
     selected_layer = reactive(0)
     selected_head = reactive(0)
     scale = reactive(SCALES[0])
+    measure = reactive(Measure.weights)
 
-    def __init__(self, run: AttentionRun):
+    def __init__(self, runs: dict[Measure, AttentionRun]):
         super().__init__()
-        self.attention = run
+        self.runs = runs  # the run of each measure the explorer shows
+
+    @property
+    def attention(self) -> AttentionRun:
+        return self.runs[self.measure]
 
     def render(self) -> RenderableType:
         run = self.attention
@@ -199,10 +228,25 @@ class GridPane(Widget):
         for _ in range(1 + per_line):
             grid.add_column()
         everything = range(tokens)
+        cells = {
+            layer: thumbnail_cells(run, layer, list(range(heads)), everything, everything, block)
+            for layer in range(first, first + shown)
+        }
+        top = scale_top(run, [means for layer in cells.values() for means, _ in layer])
         for layer in range(first, first + shown):
             selected = self.selected_head if layer == self.selected_layer else None
             maps = head_thumbnails(
-                run, layer, list(range(heads)), everything, everything, block, self.scale, selected, _head_title
+                run,
+                layer,
+                list(range(heads)),
+                everything,
+                everything,
+                block,
+                self.scale,
+                selected,
+                _head_title,
+                top,
+                cells[layer],
             )
             label = Text(f"L{layer}", style="bold reverse" if selected is not None else "bold")
             for start in range(0, heads, per_line):
@@ -228,6 +272,39 @@ def _head_title(layer: int, head: int) -> str:
     return f"H{head}"  # the layer is named at the start of its row
 
 
+class LensPane(Widget):
+    """The logit lens of the run's tokens (see commands.lens_of), a layer a row and a position a column, the
+    cursor's cell in reverse video: the window of rows and columns that fits, panned to keep it in view."""
+
+    lens: reactive[LensResult | str] = reactive("")  # the lens, or what stands for it (being computed, or why not)
+    cursor = reactive((0, 0))  # (row, position): row 0 the embeddings, row l + 1 after layer l
+
+    def __init__(self):
+        super().__init__()
+        self.first_row = self.first_column = 0  # the first row and position in view
+
+    def render(self) -> RenderableType:
+        if isinstance(self.lens, str):
+            return Text(self.lens, style="dim")
+        row, position = self.cursor
+        width, height = max(self.size.width, 8), max(self.size.height, 6)
+        whole = lens_grid(self.lens)  # for the layout's sizes
+        positions, layers = len(self.lens.tokens), len(self.lens.ids)
+        cell = whole.cell_width(width)
+        columns = max((width - whole.row_label_width) // cell, 1)
+        self.first_column = _scrolled(self.first_column, position, columns, positions)
+        rows = max(height - 4, 1)  # two lines of labels above the grid, two of legend under it
+        self.first_row = _scrolled(self.first_row, row, rows, layers)
+        return lens_grid(
+            self.lens,
+            rows=range(self.first_row, min(self.first_row + rows, layers)),
+            columns=range(self.first_column, min(self.first_column + columns, positions)),
+            cursor=self.cursor,
+            cell=cell,
+            notes=False,
+        )
+
+
 class QueryPane(Widget):
     """`query`'s chart for one query token: its weights over the keys in the head `pinned` (first,
     with its rank) and in the heads that give it the most."""
@@ -251,6 +328,23 @@ class QueryPane(Widget):
         )
 
 
+class AttributionPane(Widget):
+    """`attribute`'s chart for the next token after the query: the heads that push its logit up and down most,
+    and every head of the model on a scale centred on 0."""
+
+    result: reactive[AttributionResult | str] = reactive("", layout=True)  # or why there is none
+
+    def render(self) -> RenderableType:
+        if isinstance(self.result, str):
+            return Text(self.result, style="dim")
+        result = self.result
+        position = result.tokens[result.position]
+        target = "#" + str(result.target.id) if result.target.text is None else token_label(result.target.text)
+        title = f"direct logit attribution after {result.position} “{token_label(position.text)}”: “{target}”"
+        title += f" (its logit {result.logit:.3f}" + (", before the soft cap)" if result.soft_cap else ")")
+        return Group(Text(title, style="bold"), attribution_chart(result, RANKED_HEADS))
+
+
 class TokenStrip(Widget):
     """The tokens around the cursor's query, the query in reverse video; a click on one makes it the query."""
 
@@ -263,10 +357,11 @@ class TokenStrip(Widget):
             super().__init__()
             self.token = token
 
-    def __init__(self, labels: list[str]):
+    def __init__(self, labels: list[str], prompt_tokens: int | None = None):
         super().__init__()
         self.pieces = [f"{i}:{visible(label)}" for i, label in enumerate(labels)]  # never a raw control character
         self.spans: list[tuple[int, int, int]] = []  # (first column, end column, token) of each token shown
+        self.prompt_tokens = prompt_tokens  # a generated sequence's: the tokens after these, italic after a bar
 
     def render(self) -> RenderableType:
         width, pieces, query = max(self.size.width, 20), self.pieces, self.cursor.query
@@ -280,8 +375,11 @@ class TokenStrip(Widget):
             if len(text) + len(pieces[i]) > width - 2:
                 text.append("…")
                 break
+            if i == self.prompt_tokens:
+                text.append("│ ", style="bold")
             self.spans.append((len(text), len(text) + len(pieces[i]), i))
-            text.append(pieces[i], style="reverse bold" if i == query else "")
+            generated = self.prompt_tokens is not None and i >= self.prompt_tokens
+            text.append(pieces[i], style=("reverse bold" if i == query else "") + (" italic" if generated else ""))
             text.append(" ")
         return text
 
@@ -357,7 +455,12 @@ class Explorer(App):
         Binding("a", "mean", "mean of the layer's heads, or one head", show=False),
         Binding("s", "sinks", "special tokens and the first token in the ranking, or not", show=False),
         Binding("c", "scale", "colour scale: fixed, row, log", show=False),
+        Binding("m", "measure", "measure: the weights, or their norms ‖αv W_O‖", show=False),
         Binding("n", "find_next", "next match", show=False),
+        Binding(
+            "d", "attribution", "direct logit attribution of the query's next token, or the query pane", show=False
+        ),
+        Binding("o", "lens", "the logit lens: each layer's top tokens, or back", show=False),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
@@ -375,19 +478,45 @@ class Explorer(App):
     zoom = var(ZOOMS[0])  # a cell's width in characters, one of ZOOMS
     scale = var(SCALES[0])
     include_special = var(False)  # let special tokens and a decoder's first token (sinks) top the ranking
+    measure = var(Initialize(lambda explorer: explorer.first_measure))  # what the panes show of each query and key
     grid = var(False, toggle_class="-grid")  # the model grid instead of the heatmap: explorer.tcss swaps them
+    # the attribution pane in the query pane's place (explorer.tcss swaps them)
+    attribution = var(False, toggle_class="-attribution")
+    lens_shown = var(False, toggle_class="-lens")  # the logit lens instead of the heatmap (or the grid)
+    lens_row = var(0)  # the lens's cursor row: 0 the embeddings, l + 1 after layer l; its position is the query
     heading = var("")  # the top line, made from the above by compute_heading
 
-    def __init__(self, run: AttentionRun):
+    def __init__(
+        self,
+        run: AttentionRun,
+        measure: Measure = Measure.weights,
+        attribute: Callable[[int], AttributionResult] | None = None,
+        lens: Callable[[], LensResult] | None = None,
+        prompt_tokens: int | None = None,
+    ):
         super().__init__()
-        self.attention = run  # not `run`: App.run starts the app
+        # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
+        # asked for them) shows its weights alone.
+        self.runs = {Measure(run.measure): run}
+        if run.trace.value_norms is not None:
+            self.runs = {shown: dataclasses.replace(run, measure=shown.value) for shown in Measure}
+        self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
+        # The direct logit attribution after a position (commands.attribute's), computed when first shown there.
+        self.attributions = functools.lru_cache(maxsize=RANKINGS_KEPT)(attribute) if attribute else None
+        self.lens = lens  # computes the run's logit lens, the first time `o` asks for it; None: no lens
+        self.prompt_tokens = prompt_tokens  # a generated sequence's: its first tokens are the prompt's
         self.labels = token_texts(run)
         self.found = ""  # the text `/` last looked for
-        # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting): moving
+        # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
         # along the query's row or to another head shows the same ranking again.
         self.ranking = functools.lru_cache(maxsize=RANKINGS_KEPT)(
-            lambda query, include_special: commands.query_run(run, [query], include_special)
+            lambda query, include_special, measure: commands.query_run(self.runs[measure], [query], include_special)
         )
+
+    @property
+    def attention(self) -> AttentionRun:
+        """The run as the measure now shown has it (not `run`: App.run starts the app)."""
+        return self.runs[self.measure]
 
     def run_on(self, terminal: int) -> None:
         """Run on `terminal` (a descriptor), whatever standard input, output and error are. Textual's
@@ -408,11 +537,13 @@ class Explorer(App):
     def compose(self) -> ComposeResult:
         yield Static(id="top")
         yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
-        yield GridPane(self.attention).data_bind(
-            Explorer.scale, selected_layer=Explorer.layer, selected_head=Explorer.head
+        yield GridPane(self.runs).data_bind(
+            Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
+        yield LensPane()
         yield QueryPane()
-        yield TokenStrip(self.labels).data_bind(Explorer.cursor)
+        yield AttributionPane()
+        yield TokenStrip(self.labels, self.prompt_tokens).data_bind(Explorer.cursor)
         yield Static(id="status")
         yield Input(placeholder="find a token: type part of it, Enter", id="find")
         yield Footer()
@@ -425,8 +556,9 @@ class Explorer(App):
     # What is drawn
 
     def matrix(self) -> np.ndarray:
-        """The weights [T, T] the heatmap shows: the current head's, or the mean of the layer's heads."""
-        weights = self.attention.weights
+        """The weights [T, T] the heatmap shows (or their norms): the current head's, or the mean of the layer's
+        heads."""
+        weights = self.attention.attention
         return weights[self.layer].mean(axis=0) if self.mean else weights[self.layer, self.head]
 
     def watch_layer(self) -> None:
@@ -438,10 +570,16 @@ class Explorer(App):
     def watch_mean(self) -> None:
         self._show_head()
 
+    def watch_measure(self) -> None:
+        self._show_head()
+        self.query_one(QueryPane).ranking = self._cursor_ranking()
+
     def _show_head(self) -> None:
         """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane."""
         heatmap = self.query_one(MatrixPane)
         heatmap.weights = self.matrix()
+        heatmap.top = scale_top(self.attention, [heatmap.weights])
+        heatmap.quantity = quantity(self.attention)
         heatmap.mask = layer_mask(self.attention, self.layer)
         self.query_one(QueryPane).pinned = None if self.mean else (self.layer, self.head)  # first, with its rank
 
@@ -450,6 +588,25 @@ class Explorer(App):
         query_pane = self.query_one(QueryPane)
         query_pane.ranking = self._cursor_ranking()
         query_pane.centre = cursor.key
+        self._show_attribution()
+        self._show_lens_cursor()
+
+    def watch_attribution(self) -> None:
+        self._show_attribution()
+
+    def _show_attribution(self) -> None:
+        """Hand the attribution pane the attribution after the cursor's query, where the pane shows."""
+        if not self.attribution:
+            return
+        query = self.cursor.query
+        pane = self.query_one(AttributionPane)
+        if self.attributions is None:
+            pane.result = "no model to attribute with"
+            return
+        try:
+            pane.result = self.attributions(query)
+        except AttncliError as error:
+            pane.result = f"attribution after {query}: {error}"
 
     def watch_include_special(self) -> None:
         self.query_one(QueryPane).ranking = self._cursor_ranking()
@@ -458,12 +615,15 @@ class Explorer(App):
         """Every head ranked for the cursor's query, or why there is no ranking."""
         query = self.cursor.query
         try:
-            return self.ranking(query, self.include_special)
+            return self.ranking(query, self.include_special, self.measure)
         except AttncliError as error:
             return f"query {query}: {error}"
 
     def compute_heading(self) -> str:
-        """The top line: what the heatmap shows and how."""
+        """The top line: what the heatmap (or the lens) shows and how."""
+        if self.lens_shown:
+            row = "embeddings" if self.lens_row == 0 else f"L{self.lens_row - 1}"
+            return f"logit lens · {row} · ↑↓ layers, ←→ positions · o back to attention · ? for keys"
         which = (
             f"L{self.layer} mean of {self.attention.model.heads} heads"
             if self.mean
@@ -471,13 +631,31 @@ class Explorer(App):
         )
         sinks = "sinks ranked" if self.include_special else "sinks left out of the ranking"
         zoom = "whole matrix" if self.zoom == 0 else f"cells {self.zoom} wide"
-        return f"{which} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
+        measure = " · ‖αv W_O‖ norms" if self.measure == Measure.norms else ""
+        return f"{which}{measure} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
 
     def watch_heading(self, heading: str) -> None:
         self.query_one("#top", Static).update(Text(heading, style="bold"))
 
     def _show_cursor_line(self) -> None:
-        self.query_one("#status", Static).update(Text(self._cursor_line()))
+        line = self._lens_line() if self.lens_shown else self._cursor_line()
+        self.query_one("#status", Static).update(Text(line))
+
+    def _lens_line(self) -> str:
+        """The lens's cursor cell: the input token there, and its most probable token with probability and logit."""
+        lens, row, position = self.query_one(LensPane).lens, self.lens_row, self.cursor.query
+        if isinstance(lens, str):
+            return lens
+        layer = "the embeddings" if row == 0 else f"after L{row - 1}"
+        predicted, probability, logit = (
+            lens.ids[row, position, 0],
+            lens.probabilities[row, position, 0],
+            lens.logits[row, position, 0],
+        )
+        return (
+            f"{layer}, position {position} “{token_label(lens.tokens[position].text)}”: "
+            f"“{predicted_label(lens, int(predicted))}” {probability!s} (logit {logit!s})"
+        )
 
     def _cursor_line(self) -> str:
         (query, key), tokens = self.cursor, self.attention.tokens
@@ -485,9 +663,11 @@ class Explorer(App):
         weight = matrix.dtype.type(matrix[query, key])  # printed in its own precision's shortest form
         mask = layer_mask(self.attention, self.layer)
         allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
+        value = f"‖αv W_O‖ {weight!s}" if self.measure == Measure.norms else f"{weight!s}"
+        generated = "" if self.prompt_tokens is None or query < self.prompt_tokens else " (generated)"
         return (
-            f"query {query} “{token_label(tokens[query].text)}” → key {key} "
-            f"“{token_label(tokens[key].text)}”: {weight!s}{allowed}"
+            f"query {query} “{token_label(tokens[query].text)}”{generated} → key {key} "
+            f"“{token_label(tokens[key].text)}”: {value}{allowed}"
         )
 
     # Moving
@@ -497,6 +677,10 @@ class Explorer(App):
         self.cursor = Cursor(min(max(query, 0), last), min(max(key, 0), last))
 
     def move_by(self, rows: int, columns: int) -> None:
+        if self.lens_shown:  # the lens's rows are its layers, its columns the positions (the query)
+            self.lens_row = min(max(self.lens_row + rows, 0), self.attention.model.layers)
+            self.move_to(self.cursor.query + columns, self.cursor.key)
+            return
         if self.grid:  # the grid's cursor is the selected head
             self.head = (self.head + columns) % self.attention.model.heads
             self.layer = min(max(self.layer + rows, 0), self.attention.model.layers - 1)
@@ -542,14 +726,56 @@ class Explorer(App):
         else:
             self.grid = False
 
+    def action_lens(self) -> None:
+        """o: the logit lens in the heatmap's place, or back; computed the first time, apart from the screen."""
+        self.lens_shown = not self.lens_shown
+        pane = self.query_one(LensPane)
+        if self.lens_shown and pane.lens == "":
+            if self.lens is None:
+                pane.lens = "no logit lens here"
+                return
+            pane.lens = "computing the logit lens: every layer's stream at every position through the head …"
+            self._compute_lens()
+
+    @work(thread=True, exclusive=True)
+    def _compute_lens(self) -> None:
+        try:
+            lens: LensResult | str = self.lens()
+        except AttncliError as error:
+            lens = f"no logit lens: {error}"
+        self.call_from_thread(self._show_lens, lens)
+
+    def _show_lens(self, lens: LensResult | str) -> None:
+        self.query_one(LensPane).lens = lens
+        self.lens_row = len(lens.ids) - 1 if isinstance(lens, LensResult) else 0  # the model's own prediction
+        self._show_lens_cursor()
+        self._show_cursor_line()
+
+    def watch_lens_row(self) -> None:
+        self._show_lens_cursor()
+
+    def _show_lens_cursor(self) -> None:
+        self.query_one(LensPane).cursor = (self.lens_row, self.cursor.query)
+
     def action_mean(self) -> None:
         self.mean = not self.mean
+
+    def action_attribution(self) -> None:
+        self.attribution = not self.attribution
 
     def action_sinks(self) -> None:
         self.include_special = not self.include_special
 
     def action_scale(self) -> None:
         self.scale = SCALES[(SCALES.index(self.scale) + 1) % len(SCALES)]
+
+    def action_measure(self) -> None:
+        """The other measure, where the run has both."""
+        others = [shown for shown in self.runs if shown != self.measure]
+        if others:
+            self.measure = others[0]
+        else:
+            self.query_one("#status", Static).update(Text("this run has its weights alone: no value norms to show"))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

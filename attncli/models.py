@@ -12,14 +12,17 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from attncli import analysis
 from attncli.attention import Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
-from attncli.tokens import CHARACTERS_PER_TOKEN, Token, normalized_length, special_ids
+from attncli.tokens import CHARACTERS_PER_TOKEN, Token, added_around, normalized_length, ordinary_ids, special_ids
+
+if TYPE_CHECKING:
+    from attncli.transformer import Unembedding
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -125,6 +128,18 @@ class Vocabulary:
             )
         ]
 
+    def ordinary_ids(self) -> list[int]:
+        """The ids of the vocabulary that are no special token (see tokens.ordinary_ids)."""
+        return ordinary_ids(self.tokenizer)
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        """`ids` as the tokens of a text no string spells, without special tokens around them (as `tokenize`
+        adds none); offsets 0."""
+        return [
+            Token(index, token_id, self.token_text(token_id), 0, 0, token_id in self.special)
+            for index, token_id in enumerate(ids)
+        ]
+
     def embed(self, ids: list[int]) -> np.ndarray:
         """The embedding rows of `ids`: [T, d] float64."""
         return self.embeddings[ids].astype(np.float64)
@@ -175,12 +190,36 @@ class Model(Protocol):
         """The model's tokenizer with its own embedding table."""
         ...
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept."""
+    def run(
+        self, tokens: list[Token], keep_steps: bool = True, value_norms: bool = False, head_inputs: bool = False
+    ) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
+        `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `head_inputs`, each layer's
+        residual stream as the language-model head reads it too."""
         ...
 
-    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
-        """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding)."""
+    def ordinary_ids(self) -> list[int]:
+        """The ids of its vocabulary, in order, that are no special token: what a text's own tokens may be."""
+        ...
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        """A text given as token ids, which no string need spell: its tokens, between the special tokens
+        `tokenize` puts around a text's own ([CLS] … [SEP], <s> …); with no characters, every offset 0."""
+        ...
+
+    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+        """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding);
+        with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead."""
+        ...
+
+    @property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head (see transformer.Unembedding); DataError where the model has none."""
+        ...
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizers.Tokenizer."""
         ...
 
 
@@ -213,6 +252,14 @@ class CheckpointModel:
         from attncli.architectures import read_weights
 
         return read_weights(self.config, self.checkpoint.tensors)
+
+    @cached_property
+    def unembedding(self) -> "Unembedding":
+        """The language-model head, its tensors read when first asked for (and a large table's rows only as
+        logits need them): attention-only commands never read them."""
+        from attncli.architectures import read_unembedding
+
+        return read_unembedding(self.config, self.checkpoint.tensors, self.checkpoint.config)
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
@@ -251,8 +298,28 @@ class CheckpointModel:
             for index, (token_id, piece, (start, end), special) in enumerate(zip(*parts, strict=True))
         ]
 
-    def run_many(self, texts: list[list[Token]]) -> list[np.ndarray]:
-        """Several texts packed into one forward pass (see transformer.forward_packed)."""
+    def ordinary_ids(self) -> list[int]:
+        return ordinary_ids(self.tokenizer)
+
+    def tokens_of(self, ids: list[int]) -> list[Token]:
+        before, after = added_around(self.tokenizer)
+        every = [*before, *ids, *after]
+        own = range(len(before), len(before) + len(ids))  # the positions of `ids`; the others were added
+        return [
+            Token(
+                index,
+                token_id,
+                self.tokenizer.id_to_token(token_id),
+                0,
+                0,
+                index not in own or token_id in self.special,
+            )
+            for index, token_id in enumerate(every)
+        ]
+
+    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+        """Several texts packed into one forward pass (see transformer.forward_packed), with `norms` their
+        ‖α_ij v_j W_O^h‖ in place of the weights."""
         from attncli.transformer import forward_packed
 
         for tokens in texts:
@@ -261,7 +328,7 @@ class CheckpointModel:
         rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
         embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            attention, output = forward_packed(ids, embeddings, self.config, self.weights)
+            attention, output = forward_packed(ids, embeddings, self.config, self.weights, norms)
         self._check_finite(output)
         return attention
 
@@ -286,17 +353,99 @@ class CheckpointModel:
                 "the checkpoint's weights or config.json are broken"
             )
 
-    def run(self, tokens: list[Token], keep_steps: bool = True) -> Trace:
-        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept."""
+    def run(
+        self,
+        tokens: list[Token],
+        keep_steps: bool = True,
+        value_norms: bool = False,
+        decompose_at: np.ndarray | None = None,
+        head_inputs: bool = False,
+    ) -> Trace:
+        """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
+        `value_norms`, each layer's ‖v_j W_O^h‖ too; with `decompose_at` [p], the last residual stream at those
+        positions in its parts; with `head_inputs`, each layer's residual stream through the final norm (see
+        transformer.forward)."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            trace = forward(ids, embeddings, self.config, self.weights, keep_steps)
-        self._check_finite(trace.output)
+            trace = forward(
+                ids,
+                embeddings,
+                self.config,
+                self.weights,
+                keep_steps,
+                value_norms=value_norms,
+                decompose_at=decompose_at,
+                head_inputs=head_inputs,
+            )
+        self._check_finite(trace.output if trace.head_inputs is None else trace.head_inputs)
         return trace
+
+    def piece(self, token_id: int) -> str | None:
+        """The vocabulary string of `token_id`; None for a row of the model's tables past the tokenizer's."""
+        return self.tokenizer.id_to_token(token_id)
+
+    @cached_property
+    def end_of_sequence(self) -> frozenset[int]:
+        """The ids that end a text the model writes, as transformers' generate reads them: generation_config.json's
+        eos_token_id where the checkpoint has that file, else config.json's (its text model's, where it has one):
+        an id or a list of them; none where neither names one."""
+        from attncli.checkpoint import read_generation_config
+
+        directory = self.checkpoint.directory
+        generation = read_generation_config(directory)
+        config, name = (
+            (self.checkpoint.config, "config.json") if generation is None else (generation, "generation_config.json")
+        )
+        text_model = config.get("text_config")
+        value = config.get("eos_token_id", text_model.get("eos_token_id") if isinstance(text_model, dict) else None)
+        if value is None:
+            return frozenset()
+        ids = [value] if isinstance(value, int) else value
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise DataError(
+                f"{directory / name}: eos_token_id {shortened(value, 60)} is not a token id or a list of them"
+            )
+        return frozenset(ids)
+
+    def extend(self, text: str, tokens: list[Token], ids: list[int]) -> tuple[str, list[Token]]:
+        """`text` (whose tokens are `tokens`) followed by the tokens `ids`, and the tokens of the whole: the new
+        text what the tokenizer decodes `ids` to after the text's own ids (skipping special tokens), each new
+        token's characters the part of it that its id completes (none where its bytes end no character yet)."""
+        head = [t.id for t in tokens]
+        decode = self.tokenizer.decode
+        base = decode(head)
+        decoded = [decode(head + ids[: n + 1]) for n in range(len(ids))]
+        final = decoded[-1] if decoded else base
+        shared = _shared_start(base, final)
+        added = final[shared:]
+        whole, ends, end = text + added, [], 0
+        for prefix in decoded:
+            part = prefix[shared:]
+            end = max(end, len(part)) if added.startswith(part) else end  # a character its bytes do not end yet
+            ends.append(end)
+        starts = [0, *ends[:-1]]
+        new = [
+            Token(
+                len(tokens) + n,
+                token_id,
+                self.piece(token_id) or "",
+                len(text) + start,
+                len(text) + end,
+                token_id in self.special,
+            )
+            for n, (token_id, start, end) in enumerate(zip(ids, starts, ends, strict=True))
+        ]
+        return whole, [*tokens, *new]
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many characters `a` and `b` share from their start."""
+    length = min(len(a), len(b))
+    return next((i for i in range(length) if a[i] != b[i]), length)
 
 
 @contextmanager

@@ -208,16 +208,17 @@ def table_csv(header: list[str], rows: Iterable[list], decimals: int | None) -> 
 
 
 def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
-    """Every attention weight of `run` in long form, one row per (layer, head, query, key), in
-    pieces of one head each. Weights in their shortest round-tripping form, as JSON writes them
-    (float32 as float32), rounded to `decimals` when given."""
+    """Every attention weight of `run` (or, for a run of norms, its ‖α v W_O‖: a column "norm") in long
+    form, one row per (layer, head, query, key), in pieces of one head each. Weights in their shortest
+    round-tripping form, as JSON writes them (float32 as float32), rounded to `decimals` when given."""
     import csv  # here, not at the top: every run of every command would pay for its import
 
-    weights = run.weights  # [L, h, T, T]
+    weights = run.attention  # [L, h, T, T]
     texts = [csv_text(token.text) for token in run.tokens]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
-    out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", "weight"])
+    value = "norm" if run.shows_norms else "weight"
+    out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", value])
     for layer, head in np.ndindex(weights.shape[:2]):
         block = weights[layer, head] if decimals is None else np.round(weights[layer, head], decimals)  # [T, T]
         for query, row in enumerate(block):
@@ -229,16 +230,19 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
 
 
 def attention_npz(run) -> Iterator[bytes]:
-    """`attention` float32 [layer, head, query, key], with `tokens` (strings) and `ids`, as the bytes
-    of an .npz file, in pieces (see attncli.npz): the attention is deflated a piece at a time, so
-    neither it nor the file is ever copied whole."""
+    """`attention` float32 [layer, head, query, key], with `tokens` (strings) and `ids` (and, for a run of
+    norms, whose `attention` holds its ‖α v W_O‖, `measure`: "norms"), as the bytes of an .npz file, in
+    pieces (see attncli.npz): the attention is deflated a piece at a time, so neither it nor the file is
+    ever copied whole."""
     from attncli.npz import npz_pieces  # here, not at the top: only NPZ output needs it
 
+    measure = [("measure", np.array(run.measure))] if run.shows_norms else []
     yield from npz_pieces(
         [
-            ("attention", np.asarray(run.weights, dtype=np.float32)),
+            ("attention", np.asarray(run.attention, dtype=np.float32)),
             ("tokens", np.array([token.text for token in run.tokens])),
             ("ids", np.array([token.id for token in run.tokens])),
+            *measure,
         ]
     )
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import AttentionTrace, Trace
+from attncli.attribution import Component
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.experts import Routing
 from attncli.models import ModelInfo
@@ -17,23 +18,31 @@ from attncli.tokens import Token
 __all__ = [
     "SCHEMA",
     "AttentionRun",
+    "AttributionResult",
     "BatchRecord",
     "CheckResult",
     "CompareResult",
     "DotResult",
     "EmbedResult",
     "ExplainResult",
+    "GenerateResult",
     "HeadTarget",
     "HeadsResult",
     "HeatmapResult",
+    "InductionTest",
+    "LensResult",
     "ModelGridResult",
     "Neighbor",
     "Operand",
+    "PositionPredictions",
+    "PredictResult",
+    "Prediction",
     "QueryResult",
     "RolloutResult",
     "SimilarResult",
     "SoftmaxResult",
     "TokenizeResult",
+    "VocabularyToken",
     "numbers",
 ]
 
@@ -51,6 +60,27 @@ def _tokens_json(tokens: list[Token]) -> list[dict]:
     return [token.to_json() for token in tokens]
 
 
+def _measure_json(measure: str) -> dict:
+    """{"measure": "norms"} for a result of ‖α v W_O‖ norms, else {}: a document of weights is as it always was."""
+    return {} if measure == "weights" else {"measure": measure}
+
+
+def _window(tokens: int, selection: slice | None, parameter: str) -> range:
+    """The indices of `tokens` tokens that `selection` (a window of them to draw; None: all) picks, refused,
+    naming `parameter`, when it picks none."""
+    chosen = range(tokens)[selection or slice(None)]
+    if not chosen:
+        typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
+        raise BadInput(
+            "{option} {typed} picks none of the {tokens} tokens (0 to {last}); choose others",
+            option=Parameter(parameter),
+            typed=typed,
+            tokens=tokens,
+            last=tokens - 1,
+        )
+    return chosen
+
+
 def numbers(array: np.ndarray) -> np.ndarray:
     """`array` ready for JSON: checked to hold only finite numbers, since JSON has no NaN or infinity."""
     if not np.all(np.isfinite(array)):
@@ -66,11 +96,26 @@ class AttentionRun:
     tokens: list[Token]
     model: ModelInfo
     trace: Trace
+    # What `attention` holds: "weights", or "norms", their ‖α_ij v_j W_O^h‖ (the trace must hold its value norms)
+    measure: str = "weights"
 
     @property
     def weights(self) -> np.ndarray:
         """[L, h, T, T] attention weights of every layer."""
         return self.trace.weights
+
+    @property
+    def shows_norms(self) -> bool:
+        """Whether the run's measure is ‖α v W_O‖ rather than the weights."""
+        return self.measure == "norms"
+
+    @property
+    def attention(self) -> np.ndarray:
+        """[L, h, T, T] what the run's measure shows of every layer: its weights, or their ‖α_ij v_j W_O^h‖."""
+        return self.trace.norms if self.shows_norms else self.weights
+
+    def measure_json(self) -> dict:
+        return _measure_json(self.measure)
 
     @property
     def special(self) -> np.ndarray:
@@ -80,25 +125,14 @@ class AttentionRun:
     def window(self, selection: slice | None, parameter: str) -> range:
         """The token indices `selection` (a window of the keys or queries to draw; None: all) picks,
         refused, naming `parameter`, when it picks none."""
-        tokens = len(self.tokens)
-        chosen = range(tokens)[selection or slice(None)]
-        if not chosen:
-            typed = ":".join("" if end is None else str(end) for end in (selection.start, selection.stop))
-            raise BadInput(
-                "{option} {typed} picks none of the {tokens} tokens (0 to {last}); choose others",
-                option=Parameter(parameter),
-                typed=typed,
-                tokens=tokens,
-                last=tokens - 1,
-            )
-        return chosen
+        return _window(len(self.tokens), selection, parameter)
 
     def header_json(self) -> dict:
         """What every document about a run opens with: the text, the model and the tokens."""
         return {"text": self.text, "model": self.model.to_json(), "tokens": _tokens_json(self.tokens)}
 
     def common_json(self) -> dict:
-        return {**self.header_json(), "attention": numbers(self.weights)}  # [layer][head][query][key]
+        return {**self.header_json(), **self.measure_json(), "attention": numbers(self.attention)}  # [L][h][T][T]
 
 
 @dataclass(eq=False, repr=False)
@@ -335,6 +369,74 @@ class SimilarResult:
 
 
 @dataclass(eq=False, repr=False)
+class Prediction:
+    """One token of the vocabulary a position predicts: its id, its string (None for a row of the head past
+    the tokenizer's vocabulary), its logit and its probability."""
+
+    id: int
+    token: str | None
+    logit: float
+    probability: float
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "token": self.token, "logit": self.logit, "probability": self.probability}
+
+
+@dataclass(eq=False, repr=False)
+class PositionPredictions:
+    """What the model predicts at one position: the next token after it (a decoder), or the token masked
+    there (an encoder); the most probable first."""
+
+    index: int  # the token's position in the text
+    predictions: list[Prediction]
+    rest: float  # the probability of every other id of the vocabulary
+
+
+@dataclass(eq=False, repr=False)
+class PredictResult:
+    """The model's prediction at the position asked for, or at each of the text's mask tokens."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    positions: list[PositionPredictions]  # the position asked for, or every mask token, in the text's order
+    shown: int  # the index in `positions` of the one the result is about: the position asked for, or the first mask
+    next_token: bool  # the distribution is over the token after each position (a decoder's), not the one at it
+    vocabulary: int  # the ids the softmax runs over: the head's rows
+    mask: str | None = None  # the tokenizer's mask token, where the model predicts masked tokens
+
+    @property
+    def position(self) -> PositionPredictions:
+        return self.positions[self.shown]
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """Each position's predictions, the most probable first; the position last (one, unless several masks)."""
+        rows = (
+            [rank, p.id, p.token, p.logit, p.probability, position.index]
+            for position in self.positions
+            for rank, p in enumerate(position.predictions, start=1)
+        )
+        return ["rank", "id", "token", "logit", "probability", "position"], rows
+
+    def to_json(self) -> dict:
+        def predictions(position: PositionPredictions) -> list[dict]:
+            return [prediction.to_json() for prediction in position.predictions]
+
+        return _document(
+            "predict",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            predicts="next" if self.next_token else "masked",
+            mask=self.mask,
+            vocabulary=self.vocabulary,
+            position=_token_ref(self.tokens[self.position.index]),
+            predictions=predictions(self.position),
+            positions=[{**_token_ref(self.tokens[p.index]), "predictions": predictions(p)} for p in self.positions],
+        )
+
+
+@dataclass(eq=False, repr=False)
 class SoftmaxResult:
     """softmax(scores) with the steps a reader can check by hand (see analysis.softmax_parts)."""
 
@@ -429,6 +531,13 @@ def _projected_json(layers: list[AttentionTrace]) -> dict:
     return {"projected": {name: [numbers(layer.projected[i]) for layer in layers] for i, name in enumerate("qkv")}}
 
 
+def _shortest(array: np.ndarray) -> list:
+    """`array` (checked finite) as nested lists of floats, each float32 number in its shortest form, as JSON
+    writes a float32 array: for a document whose numbers sit in objects, one per token."""
+    flat = [float(str(value)) for value in numbers(array).ravel()]
+    return np.array(flat, dtype=np.float64).reshape(array.shape).tolist()
+
+
 def _token_ref(token: Token) -> dict:
     return {"index": token.index, "text": token.text}
 
@@ -479,9 +588,10 @@ class QueryResult:
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The heads as ranked, each with its top key (and its weight on the target key, if any)."""
         tokens = self.run.tokens
-        header = ["rank", "layer", "head", "top_index", "top_token", "top_weight"]
+        value = "norm" if self.run.shows_norms else "weight"
+        header = ["rank", "layer", "head", "top_index", "top_token", f"top_{value}"]
         if self.target is not None:
-            header.append("target_weight")
+            header.append(f"target_{value}")
 
         def row(rank: int, t: HeadTarget) -> list:
             target = [] if self.target is None else [t.weights[self.target].sum()]
@@ -494,6 +604,7 @@ class QueryResult:
         return _document(
             "query",
             **self.run.header_json(),
+            **self.run.measure_json(),
             token=self.span_json(self.token),
             include_special=self.include_special,
             target=None if self.target is None else self.span_json(self.target),
@@ -522,6 +633,25 @@ class ModelGridResult:
 
 
 @dataclass(eq=False, repr=False)
+class InductionTest:
+    """The tokens heads runs for the induction test, instead of a text: `length` random ids of the vocabulary drawn
+    with `seed`, twice over, between the special tokens the tokenizer adds to a text."""
+
+    seed: int
+    length: int  # the random ids in each copy
+    tokens: list[Token]  # the whole sequence
+
+    @property
+    def copy(self) -> list[Token]:
+        """The first copy of the random tokens."""
+        first = next(i for i, token in enumerate(self.tokens) if not token.special)
+        return self.tokens[first : first + self.length]
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "length": self.length, "tokens": _tokens_json(self.tokens)}
+
+
+@dataclass(eq=False, repr=False)
 class HeadsResult:
     """Per-head statistics and pattern labels, averaged over one or more texts."""
 
@@ -531,25 +661,36 @@ class HeadsResult:
     statistics: dict[str, np.ndarray]  # name -> [L, h], NaN where a statistic never applied
     labels: np.ndarray  # [L, h]
     sums: StatisticSums  # the partial sums the means came from, which merge with another run's
+    induction_test: InductionTest | None = None  # the tokens run instead of a text: the induction test
+    sort: str | None = None  # the column (analysis.HEAD_COLUMNS) the heads are ordered by; None: layer order
+    order: list[tuple[int, int]] | None = None  # every (layer, head) in that order
+
+    @property
+    def ordered(self) -> list[tuple[int, int]]:
+        """Every (layer, head) in the order asked for (`order`), else layer by layer."""
+        return self.order or list(np.ndindex(self.labels.shape))
+
+    measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
-        """One row per head: its statistics (empty where one does not apply) and pattern."""
-        layers, heads = self.labels.shape
+        """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
         names = list(self.statistics)
         rows = (
             [layer, head, *(_statistic(self.statistics[n][layer, head]) for n in names), str(self.labels[layer, head])]
-            for layer in range(layers)
-            for head in range(heads)
+            for layer, head in self.ordered
         )
         return ["layer", "head", *names, "pattern"], rows
 
     def to_json(self) -> dict:
+        """The heads layer by layer, whatever the order asked for, each with its rank in that order."""
         layers, heads = self.labels.shape
+        rank = {head: place for place, head in enumerate(self.ordered, start=1)}
         return _document(
             "heads",
             model=self.model.to_json(),
             texts=self.texts,
             text=self.text,
+            **_measure_json(self.measure),
             rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
             partial_sums=self.sums.to_json(),
             heads=[
@@ -558,10 +699,13 @@ class HeadsResult:
                     "head": head,
                     **{name: _statistic(values[layer, head]) for name, values in self.statistics.items()},
                     "pattern": str(self.labels[layer, head]),
+                    "rank": rank[layer, head],
                 }
                 for layer in range(layers)
                 for head in range(heads)
             ],
+            sort=self.sort,
+            induction_test=None if self.induction_test is None else self.induction_test.to_json(),
         )
 
 
@@ -591,6 +735,7 @@ class RolloutResult:
         return _document(
             "rollout",
             **self.run.header_json(),
+            **self.run.measure_json(),
             head_fusion=self.fusion,
             token=None if self.token is None else _token_ref(tokens[self.token]),
             rollout=numbers(self.rollout),
@@ -610,6 +755,7 @@ class CompareResult:
     change: np.ndarray  # [L, h] total variation distance between the two distributions
     ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
     strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
+    two_models: bool = False  # A and B are two checkpoints on one text, not one model on two texts
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
@@ -633,6 +779,7 @@ class CompareResult:
             "compare",
             texts=[self.a.text, self.b.text],
             model=self.a.model.to_json(),
+            **({"models": {"a": self.a.model.to_json(), "b": self.b.model.to_json()}} if self.two_models else {}),
             tokens={"a": _tokens_json(self.a.tokens), "b": _tokens_json(self.b.tokens)},
             token={"a": _token_ref(self.a.tokens[self.token_a]), "b": _token_ref(self.b.tokens[self.token_b])},
             alignment=[list(slot) for slot in self.slots],
@@ -655,7 +802,7 @@ class CheckResult:
     """A recomputed run against a saved JSON result: how far each attention weight moved."""
 
     run: AttentionRun
-    saved: np.ndarray  # [L, h, T, T] the saved attention
+    saved: np.ndarray  # [L, h, T, T] the saved attention (the weights, or norms where the run's measure is norms)
     tolerance: float
     max_difference: float
     worst_heads: list[tuple[int, int, float]]  # (layer, head, largest change), the largest first
@@ -666,17 +813,18 @@ class CheckResult:
         return self.max_difference <= self.tolerance
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
-        """The cells that moved most, with their saved and present weights."""
-        now = self.run.weights
+        """The cells that moved most, with their saved and present weights (or norms)."""
+        now = self.run.attention
         rows = ([*cell, self.saved[cell], now[cell]] for cell in self.worst_cells)
         return ["layer", "head", "query", "key", "saved", "now"], rows
 
     def to_json(self) -> dict:
-        now = self.run.weights
+        now = self.run.attention
         return _document(
             "check",
             text=self.run.text,
             model=self.run.model.to_json(),
+            **self.run.measure_json(),
             tolerance=self.tolerance,
             passed=self.passed,
             max_difference=self.max_difference,
@@ -695,4 +843,173 @@ class CheckResult:
                 }
                 for cell in self.worst_cells
             ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class VocabularyToken:
+    """A token of the vocabulary a logit is of: its id and its piece (None where the tokenizer has none for the id,
+    a row the model pads its head with)."""
+
+    id: int
+    text: str | None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "token": self.text}
+
+
+@dataclass(eq=False, repr=False)
+class AttributionResult:
+    """Direct logit attribution at one position: what each part of the residual stream (the embeddings, each head,
+    attention bias and feed-forward network, and the constant of the final norm's shift and the head's bias) adds
+    to the logit of a target token there, or to its difference from another's, through the final norm with its
+    scale frozen; the contributions add up to the logit."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    position: int  # the token whose next-token logit is attributed
+    target: VocabularyToken
+    versus: VocabularyToken | None  # the logit attributed is target's less this one's
+    predicted: bool  # the target is the token the model predicts there (no target was given)
+    logit: float  # the head's logit of target (less versus's), before any soft cap
+    components: list[Component]  # in the model's order: embed, then each layer's heads, attn bias, mlp; bias
+    contributions: np.ndarray  # [N] float64, each component's; they add up to `logit`
+    soft_cap: float | None  # the head's soft cap, which the logit is taken before (it is not linear)
+    totals: dict[str, float]  # the contributions summed by kind (attribution.KINDS): embed, head, attn bias, mlp, bias
+    ranking: list[int]  # the heads' indices among the components, the largest contribution first
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per component, in the model's order."""
+        rows = zip(self.components, self.contributions, strict=True)
+        return ["name", "layer", "head", "contribution"], ([c.name, c.layer, c.head, float(v)] for c, v in rows)
+
+    def to_json(self) -> dict:
+        rows = zip(self.components, numbers(self.contributions), strict=True)
+        return _document(
+            "attribute",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            position=_token_ref(self.tokens[self.position]),
+            target=self.target.to_json(),
+            versus=None if self.versus is None else self.versus.to_json(),
+            predicted=self.predicted,
+            logit=float(numbers(np.float64(self.logit))),
+            soft_cap=self.soft_cap,
+            components=[
+                {"name": c.name, "layer": c.layer, "head": c.head, "contribution": float(value)} for c, value in rows
+            ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class LensResult:
+    """The logit lens of a text (nostalgebraist, 2020): each layer's residual stream at each position read
+    through the final norm and the unembedding, as the model reads its last; the most probable tokens of
+    each. Row 0 is the embeddings, row l + 1 the stream after layer l, so the last row is the model's own
+    prediction."""
+
+    text: str
+    tokens: list[Token]
+    model: ModelInfo
+    ids: np.ndarray  # [L + 1, T, K] the K most probable token ids at each row and position, the most probable first
+    logits: np.ndarray  # [L + 1, T, K] their logits
+    probabilities: np.ndarray  # [L + 1, T, K] their probabilities, softmax over the whole vocabulary
+    pieces: Mapping[int, str | None]  # each id's vocabulary string (None: a row of the head past the tokenizer's)
+
+    def window(self, selection: slice | None, parameter: str) -> range:
+        """The positions `selection` (a window of them to draw; None: all) picks, refused, naming `parameter`,
+        when it picks none."""
+        return _window(len(self.tokens), selection, parameter)
+
+    @staticmethod
+    def layer_of(row: int) -> int | None:
+        """The layer whose output row `row` is (None: row 0, the embeddings)."""
+        return None if row == 0 else row - 1
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """One row per layer, position and rank: the input token there and the predicted one."""
+        header = ["layer", "position", "input_token", "rank", "id", "token", "probability", "logit"]
+
+        def row(r: int, position: int, rank: int) -> list:
+            layer = self.layer_of(r)
+            token_id = int(self.ids[r, position, rank])
+            return [
+                "embeddings" if layer is None else layer,
+                position,
+                self.tokens[position].text,
+                rank + 1,
+                token_id,
+                self.pieces[token_id],
+                self.probabilities[r, position, rank],
+                self.logits[r, position, rank],
+            ]
+
+        return header, (row(*cell) for cell in np.ndindex(self.ids.shape))
+
+    def to_json(self) -> dict:
+        probabilities, logits = _shortest(self.probabilities), _shortest(self.logits)
+
+        def top(r: int, position: int) -> list[dict]:
+            return [
+                {
+                    "id": int(token_id),
+                    "token": self.pieces[int(token_id)],
+                    "probability": probabilities[r][position][rank],
+                    "logit": logits[r][position][rank],
+                }
+                for rank, token_id in enumerate(self.ids[r, position])
+            ]
+
+        return _document(
+            "lens",
+            text=self.text,
+            model=self.model.to_json(),
+            tokens=_tokens_json(self.tokens),
+            top=self.ids.shape[2],
+            lens=[
+                {"layer": self.layer_of(r), "positions": [top(r, position) for position in range(len(self.tokens))]}
+                for r in range(len(self.ids))
+            ],
+        )
+
+
+@dataclass(eq=False, repr=False)
+class GenerateResult:
+    """A greedy continuation: each new token the most probable next token given the text so far, and the
+    whole sequence's run (prompt and continuation) with its attention."""
+
+    run: AttentionRun  # the whole sequence: its text the prompt and the continuation, its tokens both
+    prompt: str
+    prompt_tokens: int  # the sequence's first tokens are the prompt's; the rest were generated
+    probabilities: np.ndarray  # [N] each new token's probability when it was chosen
+    stopped: str  # "end_of_sequence": a new token was one that ends a text; "max_new_tokens": it made as many as asked
+
+    @property
+    def continuation(self) -> str:
+        return self.run.text[len(self.prompt) :]
+
+    @property
+    def generated(self) -> list[Token]:
+        return self.run.tokens[self.prompt_tokens :]
+
+    def csv_table(self) -> tuple[list[str], Iterable[list]]:
+        """The new tokens, in order, with their probabilities."""
+        rows = zip(self.generated, self.probabilities, strict=True)
+        return ["index", "id", "token", "probability"], ([t.index, t.id, t.text, p] for t, p in rows)
+
+    def to_json(self) -> dict:
+        probabilities = _shortest(self.probabilities)
+        return _document(
+            "generate",
+            **self.run.common_json(),
+            prompt=self.prompt,
+            prompt_tokens=self.prompt_tokens,
+            continuation=self.continuation,
+            generated=[
+                {"index": t.index, "id": t.id, "token": t.text, "probability": p}
+                for t, p in zip(self.generated, probabilities, strict=True)
+            ],
+            stopped=self.stopped,
         )

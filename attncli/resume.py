@@ -238,14 +238,15 @@ def save_heads_checkpoint(
     partitions: int,
     sums: StatisticSums,
     failures: list[tuple[int, str]],
+    measure: str = "weights",
 ) -> None:
     """Save the progress of heads over `texts` (corpus.Text) after `partitions` partitions: the
-    partial sums and the failed lines, with the model and the texts they are of."""
+    partial sums and the failed lines, with the model, the texts and the measure they are of."""
     progress = {
         "schema": SCHEMA,
         "command": "heads (unfinished)",
         "model": info.to_json(),
-        "texts": fingerprint(texts, max_tokens),
+        "texts": fingerprint(texts, *_heads_options(max_tokens, measure)),
         "partitions": partitions,
         "partial_sums": sums.to_json(),
         "failures": failures,
@@ -253,17 +254,24 @@ def save_heads_checkpoint(
     write_file(checkpoint, orjson.dumps(progress))
 
 
+def _heads_options(max_tokens: int, measure: str) -> tuple:
+    """The options of a heads run that change its numbers, as its fingerprint takes them: a run of the
+    weights has the fingerprint it always had."""
+    return (max_tokens,) if measure == "weights" else (max_tokens, measure)
+
+
 def resumed_heads(
-    checkpoint: Path, info: ModelInfo, parts: list[list], max_tokens: int
+    checkpoint: Path, info: ModelInfo, parts: list[list], max_tokens: int, measure: str = "weights"
 ) -> tuple[StatisticSums, list[tuple[int, str]], int]:
     """(partial sums, failed lines, partitions done) that an unfinished run of heads over the texts
-    `parts` (partitions of corpus.Text) left in `checkpoint`; refused when it is a run over other
-    texts or another model, or when what it says does not add up: every text of the partitions it
-    says are done summed or failed, once."""
+    `parts` (partitions of corpus.Text) of `measure` left in `checkpoint`; refused when it is a run over
+    other texts, another model or another measure, or when what it says does not add up: every text of
+    the partitions it says are done summed or failed, once."""
     texts = [item for part in parts for item in part]
     try:
         saved = orjson.loads(read_input(str(checkpoint), SAVED_LIMIT))
-        same = saved["model"] == info.to_json() and saved["texts"] == fingerprint(texts, max_tokens)
+        fingerprinted = fingerprint(texts, *_heads_options(max_tokens, measure))
+        same = saved["model"] == info.to_json() and saved["texts"] == fingerprinted
         sums, failures, done = StatisticSums.from_json(saved["partial_sums"]), saved["failures"], saved["partitions"]
         if type(done) is not int or not 0 <= done <= len(parts):
             raise ValueError("partitions that the corpus does not have")
@@ -274,7 +282,10 @@ def resumed_heads(
     except (ValueError, KeyError, TypeError):
         raise BadInput("{file} is damaged; delete it to start over", file=checkpoint) from None
     if not same:
-        raise BadInput("{file} is a run over other texts or another model; delete it to start over", file=checkpoint)
+        raise BadInput(
+            "{file} is a run over other texts, of another model or of another measure; delete it to start over",
+            file=checkpoint,
+        )
     covered = [item.line for part in parts[:done] for item in part]  # in order
     failed = [line for line, _ in failures]
     if sums.texts + len(failures) != len(covered) or not set(failed) <= set(covered) or failed != sorted(set(failed)):

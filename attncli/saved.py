@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from attncli.analysis import Measure
 from attncli.errors import BadInput
 
 __all__ = ["SavedRun"]
@@ -36,6 +37,7 @@ class SavedRun:
     text: str
     model: dict  # as ModelInfo.to_json wrote it
     attention: np.ndarray  # [L, h, T, T] float64, every digit the document wrote (a sample model's are float64)
+    measure: str = "weights"  # what the attention is: the weights, or "norms", their ‖α v W_O‖ (its "measure")
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray, source: str) -> "SavedRun":
@@ -67,9 +69,12 @@ class SavedRun:
             text, model, name = document["text"], document["model"], document["model"]["name"]
         except (KeyError, TypeError):
             raise damaged from None
+        measure = document.get("measure", "weights")
         if not isinstance(name, str) or not isinstance(text, str) or not np.all(np.isfinite(attention)):
             raise damaged
-        return cls(text, model, attention)
+        if measure not in tuple(Measure):
+            raise damaged
+        return cls(text, model, attention, measure)
 
 
 def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:

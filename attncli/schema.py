@@ -4,7 +4,7 @@ The schema version is the document's "schema" field, attncli/v1. Fields may be
 added within v1; a change that removes or retypes one makes v2.
 """
 
-from attncli.analysis import PATTERNS, STATISTICS, Fusion
+from attncli.analysis import HEAD_COLUMNS, PATTERNS, STATISTICS, Fusion
 from attncli.architectures import ROPE_TYPES, SUPPORTED
 from attncli.errors import BadInput
 from attncli.results import SCHEMA
@@ -148,9 +148,19 @@ MODEL = _object(
 ATTENTION = {
     **_array(NUMBER, 4),
     "description": "[layer][head][query][key]; each row sums to 1, less its head's sink's share where "
-    "model.attention_sinks is true",
+    "model.attention_sinks is true; where measure is norms, ‖α_ij v_j W_O^h‖ of 0 or more, rows summing to anything",
 }
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
+# Only where --measure norms was asked; without it, the document's numbers are the attention weights.
+MEASURE = {
+    "measure": {
+        "const": "norms",
+        "description": "the attention (a query's weights, a rollout's, the statistics) is of ‖α_ij v_j W_O^h‖ "
+        "(Kobayashi et al., 2020): each key's weight times the length of its value through its head's rows of the "
+        "output projection, the output bias left out, before any norm after the attention output; where a "
+        "distribution is needed (heads, rollout), each row divided by its sum",
+    }
+}
 SUMMARY = _array(
     _object(
         {
@@ -245,7 +255,59 @@ STEPS = _object(
 )
 EXPLAIN = {**RUN, "focus": TOKEN_REF, "layer": INDEX, "include_special": {"type": "boolean"}, "summary": SUMMARY}
 HEAD_STATISTICS = {name: NULLABLE_NUMBER for name in STATISTICS}
+# predict's list: a token id (its string null past the tokenizer's vocabulary), its logit and its probability
+PREDICTIONS = _array(
+    _object({"id": INDEX, "token": {"type": ["string", "null"]}, "logit": NUMBER, "probability": NUMBER})
+)
 OPERAND = _object({"vector": _array(NUMBER)}, {"word": STRING, "id": INDEX})
+
+
+VOCABULARY_TOKEN = _object(
+    {"id": INDEX, "token": {"type": ["string", "null"], "description": "the vocabulary's piece; null: none for the id"}}
+)
+COMPONENT = _object(
+    {
+        "name": {**STRING, "description": "embed, L3H5 (a head), L3 attn bias, L3 mlp (or mixture of experts), bias"},
+        "layer": {"type": ["integer", "null"], "minimum": 0},
+        "head": {"type": ["integer", "null"], "minimum": 0, "description": "null where the component is no head"},
+        "contribution": NUMBER,
+    }
+)
+# One of a logit lens cell's most probable tokens (token: null for a row of the head past the tokenizer's vocabulary).
+PREDICTION = _object({"id": INDEX, "token": {"type": ["string", "null"]}, "probability": NUMBER, "logit": NUMBER})
+LENS = {
+    "text": STRING,
+    "model": MODEL,
+    "tokens": _array(TOKEN),
+    "top": {**INDEX, "minimum": 1, "description": "how many of the most probable tokens each position lists (--top)"},
+    "lens": {
+        **_array(
+            _object(
+                {
+                    "layer": {"type": ["integer", "null"], "minimum": 0},
+                    "positions": {
+                        **_array(PREDICTION, 2),
+                        "description": "[position][rank]: the most probable tokens there, the most probable first",
+                    },
+                }
+            )
+        ),
+        "description": "the logit lens: a row per layer's residual stream, through the final norm and the "
+        "unembedding; layer null is the embeddings, then layers 0 to L-1, the last the model's own prediction",
+    },
+}
+GENERATE = {
+    **RUN,
+    "prompt": STRING,
+    "prompt_tokens": {**INDEX, "description": "the first tokens are the prompt's, the rest were generated"},
+    "continuation": {**STRING, "description": "the generated text: text is prompt + continuation"},
+    "generated": _array(
+        _object(
+            {"index": INDEX, "id": INDEX, "token": STRING, "probability": NUMBER},
+        )
+    ),
+    "stopped": {"enum": ["end_of_sequence", "max_new_tokens"]},
+}
 
 
 def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
@@ -261,7 +323,7 @@ def schemas() -> dict[str, dict]:
     """Every command's schema, by command name."""
     return {
         "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
-        "heatmap": _document("heatmap", RUN),
+        "heatmap": _document("heatmap", RUN, MEASURE),
         "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
         "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),
         "similar": _document(
@@ -271,6 +333,26 @@ def schemas() -> dict[str, dict]:
                 "word": STRING,
                 "id": INDEX,
                 "neighbors": _array(_object({"text": STRING, "id": INDEX, "cosine": NUMBER})),
+            },
+        ),
+        "predict": _document(
+            "predict",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "predicts": {
+                    "enum": ["next", "masked"],
+                    "description": "next: the token after each position (a decoder); masked: the token at it",
+                },
+                "mask": {"type": ["string", "null"], "description": "the tokenizer's mask token; null: a decoder"},
+                "vocabulary": {**INDEX, "description": "the ids the softmax runs over: the head's rows"},
+                "position": {**TOKEN_REF, "description": "the position asked for (--at), else the last or first mask"},
+                "predictions": {**PREDICTIONS, "description": "position's predictions, the most probable first"},
+                "positions": {
+                    **_array(_object({"index": INDEX, "text": STRING, "predictions": PREDICTIONS})),
+                    "description": "every position predicted: the one asked for and each mask token, in order",
+                },
             },
         ),
         "softmax": _document(
@@ -298,6 +380,7 @@ def schemas() -> dict[str, dict]:
                     _object({"layer": INDEX, "head": INDEX, "weights": _array(NUMBER), "top": TARGET}),
                 ),
             },
+            MEASURE,
         ),
         "compare": _document(
             "compare",
@@ -320,6 +403,13 @@ def schemas() -> dict[str, dict]:
                     )
                 ),
             },
+            {
+                "models": {
+                    **_object({"a": MODEL, "b": MODEL}),
+                    "description": "compare TEXT --model A --model B: the two checkpoints, on one text (texts holds it "
+                    "twice; model is A's)",
+                }
+            },
         ),
         "heads": _document(
             "heads",
@@ -328,9 +418,37 @@ def schemas() -> dict[str, dict]:
                 "texts": INDEX,
                 "text": {"type": ["string", "null"]},
                 "rules": _object({"share": NUMBER, "broad_entropy": NUMBER, "patterns": _array(STRING)}),
-                "heads": _array(
-                    _object({"layer": INDEX, "head": INDEX, **HEAD_STATISTICS, "pattern": {"enum": list(PATTERNS)}})
-                ),
+                "heads": {
+                    **_array(
+                        _object(
+                            {
+                                "layer": INDEX,
+                                "head": INDEX,
+                                **HEAD_STATISTICS,
+                                "pattern": {"enum": list(PATTERNS)},
+                                "rank": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "the head's place in the order sort asks for (1 first)",
+                                },
+                            }
+                        )
+                    ),
+                    "description": "every head, layer by layer (heads[layer * heads + head]) whatever sort says",
+                },
+                "sort": {
+                    "oneOf": [{"enum": list(HEAD_COLUMNS)}, {"type": "null"}],
+                    "description": "heads --sort: the column the view, the CSV and rank order the heads by; null: "
+                    "layer order",
+                },
+                "induction_test": {
+                    "oneOf": [
+                        _object({"seed": INDEX, "length": INDEX, "tokens": _array(TOKEN)}),
+                        {"type": "null"},
+                    ],
+                    "description": "heads --induction: the random ids drawn with seed, length of them twice over, "
+                    "between the special tokens the tokenizer adds (tokens: the whole sequence run); null for a text",
+                },
                 # Sums (float64) and counts behind the means, [layer][head] by statistic: they merge.
                 "partial_sums": _object(
                     {
@@ -340,8 +458,11 @@ def schemas() -> dict[str, dict]:
                     }
                 ),
             },
+            MEASURE,
         ),
-        "model": _document("model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}),
+        "model": _document(
+            "model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}, MEASURE
+        ),
         "rollout": _document(
             "rollout",
             {
@@ -352,6 +473,7 @@ def schemas() -> dict[str, dict]:
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
                 "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
             },
+            MEASURE,
         ),
         "batch": {
             "$schema": DRAFT,
@@ -368,6 +490,32 @@ def schemas() -> dict[str, dict]:
                 ),
             ],
         },
+        "attribute": _document(
+            "attribute",
+            {
+                "text": STRING,
+                "model": MODEL,
+                "tokens": _array(TOKEN),
+                "position": {**TOKEN_REF, "description": "the token whose next-token logit is attributed"},
+                "target": VOCABULARY_TOKEN,
+                "versus": {
+                    "oneOf": [VOCABULARY_TOKEN, {"type": "null"}],
+                    "description": "the logit attributed is the target's less this token's; null: the target's",
+                },
+                "predicted": {"type": "boolean", "description": "the target is the token the model predicts"},
+                "logit": {**NUMBER, "description": "the target's logit (less versus's), before any soft cap"},
+                "soft_cap": {
+                    **NULLABLE_NUMBER,
+                    "description": "the head's soft cap, cap · tanh(z / cap), which is not linear: logit and the "
+                    "contributions are of z, before it; null: no cap",
+                },
+                "components": {
+                    **_array(COMPONENT),
+                    "description": "each part of the residual stream at the position, through the final norm with its "
+                    "scale there frozen, into the logit; in the model's order; they add up to logit",
+                },
+            },
+        ),
         "check": _document(
             "check",
             {
@@ -390,7 +538,10 @@ def schemas() -> dict[str, dict]:
                     )
                 ),
             },
+            MEASURE,
         ),
+        "lens": _document("lens", LENS),
+        "generate": _document("generate", GENERATE),
     }
 
 

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHARACTERS_PER_TOKEN",
+    "MASK_TOKENS",
     "Token",
+    "added_around",
     "bare",
+    "mask_token",
     "matches",
     "normalized_length",
+    "ordinary_ids",
     "readable",
     "readable_all",
     "special_ids",
@@ -130,6 +134,39 @@ def special_ids(tokenizer) -> frozenset[int]:
         token_id
         for token_id, added in tokenizer.get_added_tokens_decoder().items()
         if added.special and token_id != unknown
+    )
+
+
+def ordinary_ids(tokenizer) -> list[int]:
+    """The ids of a `tokenizers.Tokenizer`'s vocabulary, in order, but its special tokens and its unknown
+    token: the tokens a text is made of."""
+    unknown = _unknown_id(tokenizer)
+    specials = {token_id for token_id, added in tokenizer.get_added_tokens_decoder().items() if added.special}
+    return sorted(set(tokenizer.get_vocab(with_added_tokens=True).values()) - specials - {unknown})
+
+
+def added_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids of the special tokens a `tokenizers.Tokenizer` adds before a text's own tokens and after
+    them: ([CLS], [SEP]), ([<s>], []), or none."""
+    encoding = tokenizer.encode("a")
+    own = [i for i, added in enumerate(encoding.special_tokens_mask) if not added]
+    return encoding.ids[: own[0]], encoding.ids[own[-1] + 1 :]
+
+
+# How masked LMs' tokenizers spell their mask token: in brackets (WordPiece's), or angle brackets (BPE's).
+MASK_TOKENS = ("[MASK]", "<mask>")
+
+
+def mask_token(tokenizer) -> tuple[str, int] | None:
+    """A `tokenizers.Tokenizer`'s mask token, (its text, its id): the special token spelt as a masked LM's
+    is; None where it has none (tokenizer.json names no mask token, only its special tokens)."""
+    return next(
+        (
+            (added.content, token_id)
+            for token_id, added in sorted(tokenizer.get_added_tokens_decoder().items())
+            if added.special and added.content in MASK_TOKENS
+        ),
+        None,
     )
 
 

@@ -13,7 +13,9 @@ or all of them summed, before or after their norm); layers that share their weig
 mask, sliding windows per layer (a query's last keys, or without the causal mask those on
 either side), grouped-query attention, q and k norms (per head, or over the whole
 projections), q, k and v clamped, attention scale, logit soft-capping, sublayer outputs scaled
-before their residual sums; a convolution beside the first layer. Weights arrive as plain
+before their residual sums; a convolution beside the first layer. Asked, a pre-norm model's pass also keeps its
+last residual stream at some positions split into what each head, attention bias and feed-forward network wrote
+into it (ResidualParts), for direct logit attribution (attncli.attribution). Weights arrive as plain
 arrays laid out for x @ W, one layer at a time if need be; nothing here knows file formats or
 family names.
 Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and value heads.
@@ -21,7 +23,7 @@ Shapes: T tokens, d width, f feed-forward width, L layers, h heads, g key and va
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -30,6 +32,7 @@ import numpy as np
 from attncli.attention import (
     Alibi,
     AttentionOptions,
+    AttentionTrace,
     Disentangled,
     LayerAttention,
     Projections,
@@ -50,8 +53,10 @@ from attncli.attention import (
     relative_rows,
     rms_norm,
     rotary,
+    weighted_value_norms,
 )
 from attncli.attention import layer_norm as _layer_norm
+from attncli.attention import value_norms as value_norms_of
 from attncli.errors import DataError
 from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, route, sigmoid, top_k_softmax
 
@@ -61,10 +66,14 @@ __all__ = [
     "Convolution",
     "ConvolutionWeights",
     "FeedForward",
+    "HeadTransform",
+    "LayerParts",
     "MixtureOfExperts",
     "Norm",
+    "ResidualParts",
     "TransformerConfig",
     "TransformerWeights",
+    "Unembedding",
     "attention_input",
     "block_output",
     "clamped_feed_forward",
@@ -72,16 +81,23 @@ __all__ = [
     "convolution_layer",
     "forward",
     "forward_packed",
+    "frozen_norm",
     "gelu",
     "gelu_tanh",
+    "head_input",
     "layer_norm",
+    "layer_parts",
     "layer_positions",
+    "logit_blocks",
+    "logits",
     "mixture_of_experts",
+    "norm_scale",
     "position_bias",
     "position_ids",
     "relative_embeddings",
     "relu",
     "silu",
+    "sublayer_outputs",
     "text_positions",
 ]
 
@@ -431,6 +447,121 @@ class TransformerWeights:
     relative_bias: np.ndarray | None = None  # [buckets, h] each head's learned bias for each relative position bucket
 
 
+@dataclass(eq=False, repr=False)
+class HeadTransform:
+    """What a masked-LM head does to a hidden state before its decoder: LayerNorm(activation(h @ W + b))."""
+
+    w: np.ndarray  # [d, e]
+    b: np.ndarray | None  # [e]
+    activation: str  # a key of ACTIVATIONS
+    norm: Norm  # a LayerNorm's gain and bias, [e] each
+    eps: float
+
+
+@dataclass(eq=False, repr=False)
+class Unembedding:
+    """A model's language-model head: from the hidden state it reads, logits over the vocabulary (see `logits`)."""
+
+    # [vocab, e] the rows logits are products with: the word embedding table where the head is tied to it, else the
+    # head's own; or anything that gives rows when indexed by ids or by a slice (checkpoint.Rows reads them then)
+    w: np.ndarray
+    bias: np.ndarray | None = None  # [vocab]
+    transform: HeadTransform | None = None  # a masked-LM head's dense layer, activation and LayerNorm, before w
+    soft_cap: float | None = None  # logits soft-capped at this, as cap · tanh(logit / cap) (Gemma 2's)
+    scale: float | None = None  # logits multiplied by this (Cohere's logit_scale; 1 / Granite's logits_scaling)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.w.shape[0]
+
+
+# Logits are computed this many numbers of w at a time (1 MB as float32): a table read from disk is never whole in
+# memory, which for a large vocabulary in bf16 (Qwen's 151,936 × 896) would take twice its file's size, and each
+# block is multiplied while it is still in the CPU's cache.
+_LOGIT_BLOCK = 1 << 18
+
+
+def _row_blocks(w, count: int):
+    """The rows of `w` [vocab, e] in order, `count` at a time: an array's as views, checkpoint.Rows' as it reads
+    them (into buffers it reuses, see Rows.blocks)."""
+    if isinstance(w, np.ndarray):
+        return (w[start : start + count] for start in range(0, len(w), count))
+    return w.blocks(count)
+
+
+def logits(h: np.ndarray, unembedding: Unembedding) -> np.ndarray:
+    """What the head makes of hidden states: z = (t(h) @ W_U^T + b) · scale, soft-capped as cap · tanh(z / cap),
+    in transformers' order, t the masked-LM head's transform where it has one: [T, d_h] -> [T, vocab] float32.
+    W_U's rows read from disk are not checked for NaN or infinity: one makes its logit NaN or infinite (0 · ∞ is
+    NaN), which the caller checks."""
+    z = np.empty((len(h), unembedding.vocab_size), dtype=np.float32)  # [T, vocab]
+    for start, block in logit_blocks(h, unembedding):
+        z[:, start : start + block.shape[1]] = block
+    return z
+
+
+def logit_blocks(h: np.ndarray, unembedding: Unembedding) -> Iterator[tuple[int, np.ndarray]]:
+    """`logits` a block of the vocabulary at a time: (its first id, z [T, B]) for consecutive blocks, B ids as
+    many as keep a block of w and of z within _LOGIT_BLOCK numbers each, so that many hidden states at once (the
+    logit lens's every layer and position) read w once and hold one block of logits; W_U's rows read from disk a
+    block at a time into buffers reused (see _row_blocks). [T, d_h] -> [T, B] float32."""
+    u = unembedding
+    if u.transform is not None:
+        t = u.transform
+        h = layer_norm(ACTIVATIONS[t.activation](linear(h, t.w, t.b)), t.norm, t.eps)  # [T, e]
+    h = np.asarray(h, dtype=np.float32)
+    start = 0
+    for rows in _row_blocks(u.w, max(1, _LOGIT_BLOCK // max(h.shape[-1], len(h)))):  # [B, e]
+        stop = start + len(rows)
+        z = h @ rows.T  # [T, B]
+        if u.bias is not None:
+            z += u.bias[start:stop]
+        if u.scale is not None:
+            z *= np.float32(u.scale)
+        if u.soft_cap is not None:
+            cap = np.float32(u.soft_cap)
+            z /= cap
+            np.tanh(z, out=z)
+            z *= cap
+        yield start, z
+        start = stop
+
+
+def head_input(x: np.ndarray, config: TransformerConfig, weights: TransformerWeights) -> np.ndarray:
+    """What the language-model head reads of the residual stream `x` [T, d]: x through the final norm (a
+    pre-norm model's) and back out to the word embeddings' width where the model projects it so: [T, d_h].
+    The last layer's output through it is the trace's output."""
+    h = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
+    if weights.project_out is not None:
+        h = h @ weights.project_out  # [T, d] -> [T, e]
+    return h
+
+
+@dataclass(eq=False, repr=False)
+class LayerParts:
+    """What one pre-norm layer wrote into the residual stream at some positions, part by part: each [.., p, d]
+    as it reached the stream (through a norm after the sublayer, its scale at each position frozen, and the
+    residual scale, where the model has them)."""
+
+    heads: np.ndarray  # [h, p, d] each head's output z_h W_O^h
+    attention_bias: np.ndarray | None  # [p, d] the attention's output bias b_O (and a LayerNorm's shift after it)
+    feed_forward: np.ndarray  # [p, d] the feed-forward network's, or the mixture of experts'
+
+
+@dataclass(eq=False, repr=False)
+class ResidualParts:
+    """A pre-norm model's last residual stream x_L at some positions as the sum of what each part of the model wrote
+    into it (Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits"): x_L = x_0 + Σ_l (Σ_h z_h W_O^h
+    + b_O + mlp_l), x_0 the embeddings. Where a norm follows a sublayer's output (Gemma 2's and 3's sandwich, OLMo
+    2's), the parts pass it with its scale at each position frozen at the one the whole output gave (frozen_norm):
+    linear then, they still add up."""
+
+    positions: np.ndarray  # [p] the positions, as asked
+    embed: np.ndarray  # [p, d] x_0: the word embeddings with the positions and token types, scaled (and normed)
+    layers: list[LayerParts]  # per layer
+    stream: np.ndarray  # [p, d] x_L as the forward pass computed it, which the parts add up to (to rounding)
+
+
 def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
     """(x - mean) / √(variance + eps) · gain + bias over the last axis, with `norm`'s gain and bias
     (see attention.layer_norm): [..., d] -> [..., d]."""
@@ -440,6 +571,31 @@ def layer_norm(x: np.ndarray, norm: Norm, eps: float) -> np.ndarray:
 def normalized(x: np.ndarray, norm: Norm, config: TransformerConfig) -> np.ndarray:
     """`x` [..., d] through the norm the model uses: LayerNorm, or RMSNorm (no centring, no shift)."""
     return layer_norm(x, norm, config.eps) if config.norm == "layer" else rms_norm(x, norm.gain, config.eps)
+
+
+def norm_scale(x: np.ndarray, config: TransformerConfig) -> np.ndarray:
+    """What the model's norm multiplies each row of `x` [..., d] by, once centred (LayerNorm) or as it is (RMSNorm):
+    1 / √(mean(x²) + ε), or 1 / √(variance + ε) with the mean and variance summed in float64 as layer_norm sums
+    them: [..., 1]."""
+    if config.norm == "layer":
+        mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+        centred = np.subtract(x, mean.astype(x.dtype), dtype=x.dtype)
+        variance = np.mean(np.square(centred), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
+        return 1.0 / np.sqrt(variance + config.eps).astype(x.dtype)
+    return 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + config.eps)
+
+
+def frozen_norm(parts: np.ndarray, scale: np.ndarray, norm: Norm, config: TransformerConfig) -> np.ndarray:
+    """Each of `parts` [..., p, d] of a sum through the model's norm with the scale `scale` [p, 1] (norm_scale of the
+    whole sum at each of p positions) frozen: RMSNorm c ⊙ γ · s, LayerNorm (c − mean(c)) ⊙ γ · s, without the
+    shift β (a LayerNorm's `norm.bias`). With the scale fixed the norm is linear: the parts' sum plus β is the norm of
+    their sum, [..., p, d]."""
+    if config.norm == "layer":
+        parts = parts - parts.mean(axis=-1, keepdims=True)
+    y = parts * scale
+    if norm.gain is not None:
+        y *= norm.gain
+    return y
 
 
 def _gated(x: np.ndarray, ffn: FeedForward, glu: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
@@ -552,6 +708,32 @@ def attention_input(x: np.ndarray, block: Block, config: TransformerConfig) -> n
     return normalized(x, block.attention_norm, config) if config.pre_norm and block.attention_norm is not None else x
 
 
+def sublayer_outputs(
+    x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig
+) -> tuple[np.ndarray, np.ndarray, Routing | None]:
+    """What a pre-norm layer's two sublayers add to the residual stream `x` [T, d], once its attention gave
+    `attended` [T, d]: the attention's output and the feed-forward network's (or mixture of experts'), each through
+    the norm after it and scaled, where the model has them ([T, d] twice); and where a mixture sent each token.
+    In a parallel block both read x (the norm is computed again rather than carried from attention); in a
+    sequential one the feed-forward reads x plus what the attention added."""
+    if config.parallel:
+        ffn_input = normalized(x, block.attention_norm if block.ffn_norm is None else block.ffn_norm, config)
+        ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
+        return attended, ffn, routing
+    if block.attention_out_norm is not None:
+        attended = normalized(attended, block.attention_out_norm, config)
+    if config.residual_scale is not None:
+        attended = attended * np.float32(config.residual_scale)  # a copy: the trace keeps the attention output
+    h = x + attended  # [T, d]
+    ffn_input = h if block.ffn_norm is None else normalized(h, block.ffn_norm, config)
+    ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
+    if block.ffn_out_norm is not None:
+        ffn = normalized(ffn, block.ffn_out_norm, config)
+    if config.residual_scale is not None:
+        ffn *= np.float32(config.residual_scale)
+    return attended, ffn, routing
+
+
 def block_output(
     x: np.ndarray, attended: np.ndarray, block: Block, config: TransformerConfig
 ) -> tuple[np.ndarray, Routing | None]:
@@ -560,26 +742,44 @@ def block_output(
     model puts them: [T, d]; and where its mixture of experts sent each token (None for a dense layer).
     A parallel block (x + attention + feed-forward) or a post-norm one has neither the norms after its
     sublayers nor their scaling; TransformerConfig refuses them there."""
-    if config.parallel:  # both sublayers read x; the norm is computed again rather than carried from attention
-        ffn_input = normalized(x, block.attention_norm if block.ffn_norm is None else block.ffn_norm, config)
-        ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
-        return x + attended + ffn, routing
-    if config.pre_norm:
-        if block.attention_out_norm is not None:
-            attended = normalized(attended, block.attention_out_norm, config)
-        if config.residual_scale is not None:
-            attended = attended * np.float32(config.residual_scale)  # a copy: the trace keeps the attention output
-        h = x + attended  # [T, d]
-        ffn_input = h if block.ffn_norm is None else normalized(h, block.ffn_norm, config)
-        ffn, routing = _feed_forward_sublayer(ffn_input, block, config)
-        if block.ffn_out_norm is not None:
-            ffn = normalized(ffn, block.ffn_out_norm, config)
-        if config.residual_scale is not None:
-            ffn *= np.float32(config.residual_scale)
-        return h + ffn, routing
+    if config.parallel or config.pre_norm:
+        attended, ffn, routing = sublayer_outputs(x, attended, block, config)
+        out = x + attended  # [T, d]
+        out += ffn
+        return out, routing
     h = normalized(x + attended, block.attention_norm, config)  # [T, d]
     ffn, routing = _feed_forward_sublayer(h, block, config)
     return normalized(h + ffn, block.ffn_norm, config), routing
+
+
+def layer_parts(
+    attention: AttentionTrace,
+    feed_forward: np.ndarray,
+    block: Block,
+    config: TransformerConfig,
+    positions: np.ndarray,
+) -> LayerParts:
+    """What a pre-norm layer wrote into the residual stream at `positions` [p], part by part (see LayerParts), from
+    its attention's trace over the whole text and what its feed-forward network added there, `feed_forward` [p, d]
+    (sublayer_outputs'). Each head's output is its z_h [p, d_k] through its rows of W_O."""
+    p = block.attention
+    heads, _, d_k = attention.head_outputs.shape
+    z = attention.head_outputs[:, positions]  # [h, p, d_k]
+    per_head = z @ p.w_o.reshape(heads, d_k, -1)  # [h, p, d] z_h W_O^h
+    bias = p.b_o  # [d] or None
+    norm = block.attention_out_norm
+    if norm is not None:  # its scale at each position frozen at what the whole output gave
+        scale = norm_scale(attention.output[positions], config)  # [p, 1] of Σ_h z_h W_O^h + b_O
+        per_head = frozen_norm(per_head, scale, norm, config)
+        bias = None if bias is None else frozen_norm(bias, scale, norm, config)  # [p, d]
+        if norm.bias is not None:
+            bias = norm.bias if bias is None else bias + norm.bias
+    if config.residual_scale is not None:
+        per_head = per_head * np.float32(config.residual_scale)
+        bias = None if bias is None else bias * np.float32(config.residual_scale)
+    shape = (len(positions), per_head.shape[-1])
+    bias = None if bias is None else np.array(np.broadcast_to(bias, shape))  # a copy: no view of the weights
+    return LayerParts(per_head, bias, feed_forward)
 
 
 def _inputs(ids: np.ndarray, embeddings: np.ndarray, config: TransformerConfig, weights: TransformerWeights):
@@ -638,42 +838,65 @@ def forward(
     config: TransformerConfig,
     weights: TransformerWeights,
     keep_steps: bool = True,
+    value_norms: bool = False,
+    decompose_at: np.ndarray | None = None,
+    head_inputs: bool = False,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
-    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not).
+    `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
+    with `value_norms`, each layer's ‖v_j W_O^h‖ too (attention.value_norms: the trace's `norms`), taken
+    while the layer's weights are in memory; with `head_inputs`, each layer's residual stream as the
+    language-model head would read it (head_input: [L + 1, T, d_h], the embeddings' first), for the logit lens.
+    With `decompose_at` [p] (positions; a pre-norm model's), the trace's residual_parts split the last residual
+    stream there into what each head, attention bias and feed-forward network wrote into it (see ResidualParts),
+    kept as each layer runs, at those positions alone.
 
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
+    if decompose_at is not None and not (config.pre_norm and weights.convolution is None):
+        raise ValueError("only a pre-norm model's residual stream is a sum of what its parts wrote into it")
     x, positions, normed = _inputs(ids, embeddings, config, weights)
     relative = text_positions(config, weights, len(ids))  # the same in every layer
     attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
-    traces, outputs, routings = [], [], []
+    norms = np.empty((config.layers, config.heads, len(ids)), dtype=x.dtype) if value_norms else None  # [L, h, T]
+    traces, outputs, routings, parts = [], [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
+    streams = [head_input(x, config, weights)] if head_inputs else None  # [T, d_h] per layer, as the head reads it
     for layer, ((mask, turn), weights_out) in enumerate(zip(layer_positions(config, len(ids)), attention, strict=True)):
         block = weights.blocks[layer]  # asked for here, once the last is freed (see below)
         attended = attention_input(x, block, config)
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
-        x, routing = block_output(x, trace.output, block, config)
+        if norms is not None:  # while the layer's W_O is in memory
+            norms[layer] = value_norms_of(trace.v, block.attention.w_o, config.heads)
+        if decompose_at is None:
+            x, routing = block_output(x, trace.output, block, config)
+        else:  # block_output's sums, with what each sublayer added kept at the positions asked
+            added, ffn, routing = sublayer_outputs(x, trace.output, block, config)
+            parts.append(layer_parts(trace, ffn[decompose_at], block, config, decompose_at))
+            x = x + added
+            x += ffn
         if layer == 0 and weights.convolution is not None:
             x, convolved = convolution_layer(first, x, weights.convolution, config)
         if keep_steps:
             traces.append(trace)
             outputs.append(x)
             routings.append(routing)
+        if head_inputs:
+            streams.append(head_input(x, config, weights))
         del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
-    output = x if weights.final_norm is None else normalized(x, weights.final_norm, config)
-    if weights.project_out is not None:
-        output = output @ weights.project_out  # [T, d] -> [T, e]
+    output = head_input(x, config, weights)
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
     disentangled = None if relative is None else relative.disentangled
     kept = {"relative_positions": disentangled.delta, "convolution": convolved} if keep_steps and disentangled else {}
     normed = normed if keep_steps else None
+    if decompose_at is not None:
+        kept["residual_parts"] = ResidualParts(decompose_at, first[decompose_at], parts, x[decompose_at])
     return Trace(
         embeddings,
         positions,
@@ -684,18 +907,25 @@ def forward(
         routings,
         inputs,
         normed_embeddings=normed,
+        value_norms=norms,
+        head_inputs=None if streams is None else np.stack(streams),
         **kept,
     )
 
 
 def forward_packed(
-    ids: list[np.ndarray], embeddings: list[np.ndarray], config: TransformerConfig, weights: TransformerWeights
+    ids: list[np.ndarray],
+    embeddings: list[np.ndarray],
+    config: TransformerConfig,
+    weights: TransformerWeights,
+    norms: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
     positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
     each text alone), while the projections and feed-forward layers run on every token of every
     text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
-    `forward` gives it, to float32 rounding; and the last layer's output [N, d], for the caller's check.
+    `forward` gives it, to float32 rounding (with `norms`, its ‖α_ij v_j W_O^h‖ in their place: the
+    trace's `norms`); and the last layer's output [N, d], for the caller's check.
     """
     lengths = [len(i) for i in ids]
     ends = np.cumsum(lengths)
@@ -704,6 +934,7 @@ def forward_packed(
     positions = {n: layer_positions(config, n) for n in set(lengths)}
     relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
     attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
+    value_norms = [np.empty((config.layers, config.heads, n), dtype=x.dtype) for n in lengths] if norms else None
     first = x  # the first layer's input, which a convolution beside it reads
     for layer in range(len(weights.blocks)):
         block = weights.blocks[layer]  # once the last is freed, as in forward
@@ -715,9 +946,13 @@ def forward_packed(
             [positions[n][layer] for n in lengths],
             [weights_of_text[layer] for weights_of_text in attention],
             [relatives[n] for n in lengths],
+            None if value_norms is None else [norms_of_text[layer] for norms_of_text in value_norms],
         )
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
         del block
+    if value_norms is not None:  # each text's weights become its norms in place: no second [L, h, T, T]
+        for weights_of_text, norms_of_text in zip(attention, value_norms, strict=True):
+            weighted_value_norms(weights_of_text, norms_of_text, out=weights_of_text)
     return attention, x

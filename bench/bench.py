@@ -191,6 +191,91 @@ def decoder_rows(attncli: str, peer_python: str, runs: int) -> None:
         )
 
 
+def predict_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli's predict --json against bench/peer_predict.py (AutoModelForCausalLM in float32, the softmax of
+    the last position's logits and its top 10), whole process, on the Qwen2.5-0.5B-shaped checkpoint's
+    128-token text: wall time, peak memory, and the largest difference in a logit of attncli's top 10 (the
+    ids, in order, the same)."""
+    directory = decoder_checkpoint(peer_python)
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    with tempfile.TemporaryDirectory() as scratch:
+        peer_file = Path(scratch) / "peer.npz"
+        (ours_time, ours_memory, ours), (peer_time, peer_memory, _) = measure(
+            [
+                [attncli, "predict", text, "--model", str(directory), "--top", "10", "--json"],
+                [peer_python, str(HERE / "peer_predict.py"), str(directory), text, str(peer_file), "10"],
+            ],
+            runs,
+            keep_output=True,
+            cached=directory,
+        )
+        peer = np.load(peer_file)
+        predictions = json.loads(ours)["predictions"]
+        if [p["id"] for p in predictions] != peer["ids"].tolist():
+            sys.exit("bench: attncli's and the peer's top 10 ids differ")
+        difference = max(abs(p["logit"] - float(peer["logits"][p["id"]])) for p in predictions)
+    target = (">= 3x faster", "well under 1 GB")
+    row(
+        "predict, 128 tokens, wall",
+        f"{ours_time:.2f} s",
+        f"{peer_time:.2f} s",
+        f"{peer_time / ours_time:.1f}x",
+        target[0],
+    )
+    row(
+        "predict, 128 tokens, peak memory",
+        f"{ours_memory:.0f} MB",
+        f"{peer_memory:.0f} MB",
+        f"1/{peer_memory / ours_memory:.1f}",
+        target[1],
+    )
+    row("predict, max |logit attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-4")
+
+
+def attribute_rows(attncli: str, peer_python: str, runs: int) -> None:
+    """attncli attribute --json against bench/peer_attribute.py (transformers with hooks, TransformerLens-style), whole
+    process, on the 128-token text of the Qwen2.5-0.5B-shaped checkpoint: wall time, peak memory and the largest
+    difference in a component's contribution to the predicted token's logit, over every component and over the
+    peer's ten largest."""
+    directory = decoder_checkpoint(peer_python)
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    (ours_time, ours_memory, ours_out), (peer_time, peer_memory, peer_out) = measure(
+        [
+            [attncli, "attribute", text, "--model", str(directory), "--json"],
+            [peer_python, str(HERE / "peer_attribute.py"), str(directory), text],
+        ],
+        runs,
+        keep_output=True,
+        cached=directory,
+    )
+    ours = {c["name"]: c["contribution"] for c in json.loads(ours_out)["components"]}
+    peer = {c["name"]: c["contribution"] for c in json.loads(peer_out)["components"]}
+    difference = max(abs(ours[name] - value) for name, value in peer.items())
+    top = sorted(peer, key=lambda name: -abs(peer[name]))[:10]
+    row(
+        "attribute, 128 tokens, wall",
+        f"{ours_time:.2f} s",
+        f"{peer_time:.2f} s",
+        f"{peer_time / ours_time:.1f}x",
+        ">= 3x faster",
+    )
+    row(
+        "attribute, peak memory",
+        f"{ours_memory:.0f} MB",
+        f"{peer_memory:.0f} MB",
+        f"1/{peer_memory / ours_memory:.1f}",
+        "",
+    )
+    row("attribute, max |attncli - peer|", f"{difference:.1e}", "", "", "every component")
+    row(
+        "attribute, top 10, max |attncli - peer|",
+        f"{max(abs(ours[name] - peer[name]) for name in top):.1e}",
+        "",
+        "",
+        f"the peer's largest, {top[0]} {peer[top[0]]:+.3g}",
+    )
+
+
 def moe_rows(attncli: str, peer_python: str, runs: int) -> None:
     """attncli against transformers writing a 128-token text's attention as NPZ on the Qwen3-30B-A3B-shaped
     mixture of experts (4 layers, 128 experts of which 8 a token): attncli reads each expert from disk when
@@ -318,9 +403,9 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus"],
-        help="run only the decoder rows, the mixture of experts', Pythia's, the encoders', the explorer's or the "
-        "corpus's",
+        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus", "predict", "attribute"],
+        help="run only the decoder rows, the mixture of experts', Pythia's, the encoders', the explorer's, the "
+        "corpus's, predict's or attribute's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -335,6 +420,8 @@ def main() -> None:
         "encoders": lambda: encoder_rows(attncli, args.peer_python, runs),
         "explore": lambda: explore_rows(runs),
         "corpus": lambda: corpus_rows(attncli, args.peer_python, directory, args.corpus_lines),
+        "predict": lambda: predict_rows(attncli, args.peer_python, runs),
+        "attribute": lambda: attribute_rows(attncli, args.peer_python, runs),
     }
     if args.only is not None:
         row("measure", "attncli", "reference", "ratio", "target")
@@ -450,8 +537,10 @@ def main() -> None:
     explore_rows(runs)
     corpus_rows(attncli, args.peer_python, directory, args.corpus_lines)
     decoder_rows(attncli, args.peer_python, runs)
+    predict_rows(attncli, args.peer_python, runs)
     moe_rows(attncli, args.peer_python, runs)
     pythia_rows(attncli, args.peer_python, runs)
+    attribute_rows(attncli, args.peer_python, runs)
 
 
 if __name__ == "__main__":

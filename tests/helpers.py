@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 from rich.console import Console
 
 from attncli import commands
+from attncli.attention import LayerAttention, Projections
 from attncli.models import load_model
+from attncli.transformer import Block, FeedForward, Norm, TransformerConfig, TransformerWeights
 
 SENTENCE = "The cat sat on the mat"
 PRONOUN = "The animal didn't cross the street because it was too tired"
@@ -305,3 +308,55 @@ def open_page(browser, path, width=1100, height=800):
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(path.as_uri())
     return page, requests, errors
+
+
+@st.composite
+def small_pre_norm_models(draw):
+    """A random pre-norm TransformerConfig and its weights: RMS or LayerNorm (with or without gains and biases),
+    sequential, parallel, sandwich or norms after the sublayers alone, a residual scale, biases, grouped heads, the
+    last stream projected out."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    norm = draw(st.sampled_from(["rms", "layer"]))
+    kind = draw(st.sampled_from(["sequential", "parallel", "sandwich", "after"]))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    kv_heads = draw(st.sampled_from([g for g in (1, 2, 4) if heads % g == 0]))
+    d_head, d, f, layers = draw(st.sampled_from([2, 4])), draw(st.sampled_from([4, 8])), 6, draw(st.integers(1, 3))
+    biases, gated, gains = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    sequential = kind != "parallel"
+    config = TransformerConfig(
+        "llama", layers, heads, d, f, 11, 32, "silu", 1e-5, True, True, (LayerAttention(),) * layers,
+        norm=norm, kv_heads=kv_heads, head_dim=d_head, gated=gated, parallel=not sequential,
+        sandwich=kind in ("sandwich", "after"), input_norms=kind != "after",
+        residual_scale=draw(st.sampled_from([None, 0.5])) if sequential else None,
+    )  # fmt: skip
+
+    def array(*shape, spread=0.5):
+        return rng.normal(0, spread, shape).astype(np.float32)
+
+    def a_norm():
+        if not gains and norm == "layer":  # OLMo's LayerNorm learns neither; every RMSNorm learns its gain
+            return Norm(None)
+        return Norm(1 + array(d, spread=0.2), array(d, spread=0.2) if norm == "layer" and biases else None)
+
+    def block():
+        projections = Projections(
+            array(d, heads * d_head), array(d, kv_heads * d_head), array(d, kv_heads * d_head),
+            array(heads * d_head, d), *(array(n) if biases else None for n in (heads * d_head, kv_heads * d_head,
+            kv_heads * d_head, d)),
+        )  # fmt: skip
+        ffn = FeedForward(array(d, 2 * f if gated else f), array(f, d), array(2 * f if gated else f), array(d), gated)
+        inputs = kind != "after"
+        outputs = kind in ("sandwich", "after")
+        return Block(
+            projections,
+            a_norm() if inputs else None,
+            ffn,
+            a_norm() if inputs and sequential else None,
+            a_norm() if outputs else None,
+            a_norm() if outputs else None,
+        )
+
+    blocks = [block() for _ in range(layers)]
+    project_out = array(d, 3) if draw(st.booleans()) else None  # the last stream back out to a narrower width (OPT's)
+    weights = TransformerWeights(array(11, d, spread=1.0), None, None, None, blocks, a_norm(), project_out=project_out)
+    return config, weights

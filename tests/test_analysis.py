@@ -5,8 +5,11 @@ import math
 import numpy as np
 import pytest
 from helpers import (
+    DECODERS,
+    ENCODERS,
     FIXTURES,
     PRONOUN,
+    references,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,18 +21,26 @@ from attncli.analysis import (
     align,
     at_bound,
     block_means,
+    detector_score,
+    duplicate_keys,
     entropy,
+    head_detectors,
     head_statistics,
+    induction_keys,
     is_punctuation,
     pattern_labels,
     rms_divisor,
     rollout,
+    row_shares,
     sink_shares,
+    sorted_heads,
+    top_tokens,
     total_variation,
     weight_changes,
 )
 from attncli.attention import causal_mask, softmax
 from attncli.models import load_model
+from attncli.tokens import Token
 
 T = 6
 
@@ -222,3 +233,189 @@ def test_the_numbers_at_a_clamps_bound_are_those_it_moved():
 def test_the_divisor_of_an_rms_norm():
     assert rms_divisor(np.float32([3.0, -4.0]), 0.0) == pytest.approx(math.sqrt(12.5))
     assert rms_divisor(np.zeros(4, np.float32), 1e-6) == pytest.approx(1e-3)
+
+
+# Head detectors: TransformerLens's duplicate-token and induction scores.
+
+
+def transformer_lens_score(pattern: np.ndarray, ids: np.ndarray, kind: str) -> float:
+    """TransformerLens's detect_head score of one head's [T, T] `pattern` for the head `kind`, written again as
+    head_detector.py computes it (its defaults: exclude_bos and exclude_current_token off, the "mul" measure):
+    the detection pattern built its way, then Σ pattern · detection / Σ pattern."""
+    size = len(ids)
+    if kind == "previous_token_head":
+        detection = np.zeros((size, size))
+        detection[1:, :-1] = np.eye(size - 1)
+    else:
+        token_pattern = np.tile(ids, (size, 1))
+        equal = (token_pattern == token_pattern.T).astype(int)
+        np.fill_diagonal(equal, 0)
+        detection = np.tril(equal).astype(float)
+        if kind == "induction_head":
+            shifted = np.roll(detection, 1, axis=1)
+            detection = np.tril(np.concatenate([np.zeros((size, 1)), shifted[:, 1:]], axis=1))
+    return float((pattern * detection).sum() / pattern.sum())
+
+
+def causal_softmax(scores: np.ndarray) -> np.ndarray:
+    return softmax(np.where(causal_mask(scores.shape[-1]), scores, -1e30))
+
+
+@given(
+    arrays(np.float64, (2, 3, 7, 7), elements=st.floats(-6, 6)),
+    arrays(np.int64, 7, elements=st.integers(0, 3)),
+)
+def test_the_detectors_are_transformer_lens_scores_over_the_rows_that_have_a_key(scores, ids):
+    """Over a causal pattern (rows summing to 1), each score is TransformerLens's times T / (the rows that have
+    a key): its "mul" score divides by every row's weight, ours by the rows that have a duplicate (or induction,
+    or previous) key; the previous-token score is head_statistics' previous."""
+    weights = causal_softmax(scores)  # [L, h, T, T]
+    tokens = len(ids)
+    found = {**head_detectors(weights, ids), "previous": statistics(weights, causal=True)["previous"]}
+    keys = {"duplicate": duplicate_keys(ids), "induction": induction_keys(ids), "previous": np.eye(tokens, k=-1) > 0}
+    kinds = {"duplicate": "duplicate_token_head", "induction": "induction_head", "previous": "previous_token_head"}
+    for name, kind in kinds.items():
+        rows = np.count_nonzero(keys[name].any(axis=-1))
+        for layer, head in np.ndindex(weights.shape[:2]):
+            expected = transformer_lens_score(weights[layer, head], ids, kind)
+            if rows == 0:
+                assert np.isnan(found[name][layer, head]) and expected == 0.0
+            else:
+                assert found[name][layer, head] * rows / tokens == pytest.approx(expected, abs=1e-12)
+
+
+@given(
+    arrays(np.float64, (1, 2, 8, 8), elements=st.floats(-8, 8)),
+    arrays(np.int64, 8, elements=st.integers(0, 5)),
+    st.booleans(),
+)
+def test_detector_scores_are_shares_between_0_and_1_or_do_not_apply(scores, ids, causal):
+    weights = causal_softmax(scores) if causal else softmax(scores)
+    for name, values in head_detectors(weights, ids, causal_mask(8) if causal else None).items():
+        repeated = len(set(ids.tolist())) < len(ids)
+        assert np.isnan(values).all() != repeated, name
+        if repeated:
+            assert np.all((values >= 0) & (values <= 1 + 1e-12)), name
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=2, max_size=30, unique=True))
+def test_a_text_without_a_repeated_token_has_no_duplicate_or_induction_rows(distinct):
+    ids = np.array(distinct)
+    assert not duplicate_keys(ids).any() and not induction_keys(ids).any()
+    scores = head_detectors(softmax(np.zeros((1, 1, len(ids), len(ids)))), ids)
+    assert np.isnan(scores["duplicate"]).all() and np.isnan(scores["induction"]).all()
+
+
+@given(st.integers(2, 20))
+def test_a_pattern_all_on_the_previous_token_scores_1(tokens):
+    head = np.eye(tokens, k=-1)
+    head[0, 0] = 1.0  # the first token has nothing before it
+    stats = head_statistics(head[None, None], None, np.zeros(tokens, bool), np.zeros(tokens, bool), causal_mask(tokens))
+    assert stats["previous"][0, 0] == 1.0
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=20, unique=True), st.integers(0, 3))
+def test_heads_that_look_only_at_their_keys_score_1_on_a_repeated_sequence(half, start):
+    """Random tokens twice over, after `start` others: a head that spreads each row over its duplicate keys
+    (over its induction keys) scores 1; the rows with such keys are the second copy's, all of them."""
+    ids = np.array([*range(100, 100 + start), *half, *half])
+    second = np.arange(len(ids)) >= start + len(half)
+    for keys, name in ((duplicate_keys(ids), "duplicate"), (induction_keys(ids), "induction")):
+        assert np.array_equal(keys.any(axis=-1), second)
+        head = np.where(keys, 1.0, 0.0)
+        head[~second, 0] = 1.0  # the rows without such a key look at the first token
+        head /= head.sum(axis=-1, keepdims=True)
+        assert head_detectors(head[None, None], ids)[name][0, 0] == pytest.approx(1.0)
+
+
+def test_the_induction_key_follows_the_earlier_copy():
+    ids = np.array([7, 1, 2, 3, 1, 2, 3])  # [BOS] then "1 2 3" twice
+    assert [list(np.flatnonzero(row)) for row in duplicate_keys(ids)] == [[], [], [], [], [1], [2], [3]]
+    assert [list(np.flatnonzero(row)) for row in induction_keys(ids)] == [[], [], [], [], [2], [3], [4]]
+
+
+def test_a_duplicate_out_of_a_rows_window_leaves_the_row_out():
+    """Only the rows that may see a duplicate key count: one the window hides is no row of the score."""
+    ids = np.array([1, 2, 3, 1, 1])
+    window = np.tril(np.ones((5, 5), bool)) & ~np.tril(np.ones((5, 5), bool), k=-2)  # itself and the one before
+    head = np.eye(5, k=-1)[None, None]  # a previous-token head
+    head[0, 0, 0, 0] = 1.0
+    # Row 3's duplicate (key 0) is out of its window; row 4's (keys 0 and 3) has key 3, the one before it.
+    assert detector_score(head, duplicate_keys(ids), window)[0, 0] == 1.0
+    assert detector_score(head, duplicate_keys(ids))[0, 0] == pytest.approx(0.5)
+
+
+def test_heads_sort_by_a_value_the_largest_first_nan_last_and_ties_in_layer_order():
+    values = np.array([[0.2, np.nan], [0.5, 0.2]])
+    assert sorted_heads(values, descending=True) == [(1, 0), (0, 0), (1, 1), (0, 1)]
+    assert sorted_heads(values, descending=False) == [(0, 0), (1, 1), (1, 0), (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENCODERS + DECODERS)
+def test_detector_scores_are_as_exact_as_transformers(name):
+    """The duplicate and induction scores of attncli's attention against those of transformers' float64 run,
+    on the fixture's texts at the query rows its reference keeps: within max(1e-5, 3 × the largest distance of
+    transformers' own float32 attention), the rule every number of attncli is held to."""
+    model = load_model(str(FIXTURES / name))
+    for reference in references(name):
+        tokens = [Token(index, int(token_id), "", 0, 0) for index, token_id in enumerate(reference.ids)]
+        weights = model.run(tokens, False).weights[:, :, reference.rows, :]  # [L, h, R, T]
+        for keys in (duplicate_keys(reference.ids), induction_keys(reference.ids)):
+            ours, truth = (
+                detector_score(weights, keys[reference.rows]),
+                detector_score(reference.attention, keys[reference.rows]),
+            )
+            assert np.array_equal(np.isnan(ours), np.isnan(truth))
+            bound = max(1e-5, 3 * reference.attention_error[1])
+            assert np.nanmax(np.abs(ours - truth), initial=0.0) <= bound, reference.text[:30]
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=st.floats(0, 1e6)))
+def test_row_shares_are_rows_of_shares_that_sum_to_1_whatever_each_row_is_scaled_by(values):
+    shares = row_shares(values)
+    sums = values.sum(axis=-1)
+    assert_allclose(shares.sum(axis=-1)[sums > 0], 1.0)
+    assert np.all(shares[sums == 0] == 0) and np.all(shares >= 0)
+    scale = np.arange(1, len(values) + 1)[:, None] * 3.5  # each row by its own factor
+    assert_allclose(row_shares(values * scale), shares, rtol=1e-12, atol=1e-300)
+
+
+def blocks_of(logits: np.ndarray, width: int):
+    """`logits` [R, V] as top_tokens reads a vocabulary: (first id, [R, width] logits) a block at a time, each
+    a copy (top_tokens overwrites what it has read)."""
+    return ((start, logits[:, start : start + width].copy()) for start in range(0, logits.shape[1], width))
+
+
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 40)), elements=st.floats(-30, 30, width=32)),
+    st.integers(1, 6),
+    st.integers(1, 45),
+)
+def test_top_tokens_over_blocks_are_a_sort_of_the_whole_vocabulary(logits, k, width):
+    ids, top, probabilities = top_tokens(blocks_of(logits, width), k)
+    k = min(k, logits.shape[1])
+    order = np.lexsort((np.broadcast_to(np.arange(logits.shape[1]), logits.shape), -logits), axis=1)[:, :k]
+    assert ids.shape == (len(logits), k)
+    # the largest logits, in order, whatever the blocks; equal logits may come in either order only at the kth
+    assert_allclose(top, np.take_along_axis(logits, order, axis=1))
+    assert_allclose(np.take_along_axis(logits, ids, axis=1), top)
+    whole = softmax(logits.astype(np.float64))  # [R, V] softmax over every id at once
+    assert_allclose(probabilities, np.take_along_axis(whole, ids, axis=1), rtol=2e-6, atol=1e-12)
+    assert np.all(probabilities.sum(axis=1) <= 1 + 1e-6)
+
+
+def test_top_tokens_break_ties_towards_the_lower_id_and_keep_float32():
+    logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0]], dtype=np.float32)
+    ids, top, probabilities = top_tokens(blocks_of(logits, 2), 2)
+    assert ids.tolist() == [[1, 2]] and top.dtype == probabilities.dtype == np.float32
+    for width in (1, 2, 3, 5):  # the first of the largest, as argmax takes it, within a block and across them
+        assert top_tokens(blocks_of(logits, width), 1)[0].tolist() == [[1]]
+    assert_allclose(probabilities, [[np.exp(3) / (np.exp(1) + 3 * np.exp(3) + 1)] * 2], rtol=1e-6)
+
+
+def test_top_tokens_of_huge_logits_stay_finite():
+    logits = np.array([[3e38, -3e38, 1e38]], dtype=np.float32)
+    ids, _, probabilities = top_tokens(blocks_of(logits, 1), 3)
+    assert ids.tolist() == [[0, 2, 1]] and np.all(np.isfinite(probabilities))
+    assert_allclose(probabilities, [[1, 0, 0]])

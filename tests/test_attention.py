@@ -55,6 +55,8 @@ from attncli.attention import (
     softmax,
     split_heads,
     symmetric_window_mask,
+    value_norms,
+    weighted_value_norms,
 )
 from attncli.models import load_model
 
@@ -786,3 +788,66 @@ def test_a_position_bias_is_added_to_every_heads_scaled_scores():
     raw, scaled_scores, weights, _ = attend(q, k, v, options, position_bias=bias)
     assert_allclose(scaled_scores, raw / 2 + bias, rtol=1e-6)
     assert_allclose(weights, softmax(raw / 2 + bias), rtol=1e-5)
+
+
+@st.composite
+def value_layers(draw):
+    """Random grouped-query values v [g, T, d_k], an output projection W_O [h·d_k, d] and causal weights α
+    [h, T, T] (rows of a softmax, exactly 0 above the diagonal)."""
+    kv_heads, group, tokens, d_k, d = (draw(st.integers(1, n)) for n in (3, 3, 6, 4, 9))
+    heads = kv_heads * group
+    v = draw(arrays(np.float64, (kv_heads, tokens, d_k), elements=moderate))
+    w_o = draw(arrays(np.float64, (heads * d_k, d), elements=st.floats(-2, 2)))
+    scores = draw(arrays(np.float64, (heads, tokens, tokens), elements=moderate))
+    return v, w_o, heads, masked_softmax(scores, causal_mask(tokens))
+
+
+@given(value_layers())
+def test_value_norms_are_the_lengths_of_each_value_through_its_heads_rows_of_w_o(layer):
+    """‖v_j W_O^h‖ written out, head by head: the value of the head's key-value head, times the d_k rows of
+    W_O that the head's outputs multiply."""
+    v, w_o, heads, _ = layer
+    kv_heads, tokens, d_k = v.shape
+    naive = np.array(
+        [
+            [np.linalg.norm(v[h * kv_heads // heads, j] @ w_o[h * d_k : (h + 1) * d_k]) for j in range(tokens)]
+            for h in range(heads)
+        ]
+    )
+    assert_allclose(value_norms(v, w_o, heads), naive, rtol=1e-9, atol=1e-9)
+
+
+@given(value_layers())
+def test_norms_are_never_negative_and_zero_where_the_weight_is(layer):
+    v, w_o, heads, weights = layer
+    norms = weighted_value_norms(weights, value_norms(v, w_o, heads))  # [h, T, T]
+    assert np.all(norms >= 0)
+    later = ~causal_mask(weights.shape[-1])  # [T, T] the keys the causal mask hides
+    assert np.all(weights[:, later] == 0) and np.all(np.signbit(norms[:, later]) == 0)  # 0, not -0.0
+    assert_array_equal(norms[weights == 0], 0.0)
+
+
+@given(value_layers(), st.floats(-5, 5).filter(lambda c: abs(c) > 1e-3))
+def test_scaling_w_o_by_c_scales_the_norms_by_the_size_of_c(layer, c):
+    v, w_o, heads, weights = layer
+    norms = weighted_value_norms(weights, value_norms(v, w_o, heads))
+    assert_allclose(weighted_value_norms(weights, value_norms(v, c * w_o, heads)), abs(c) * norms, rtol=1e-9, atol=1e-9)
+
+
+@given(layers(heads_choices=(1,)))
+def test_one_head_s_norms_are_its_weights_times_the_length_of_each_value_through_w_o(layer):
+    """A one-head layer: ‖α_ij v_j W_O‖ = α_ij ‖v_j W_O‖, and the head's output at query i is Σ_j of the
+    vectors whose lengths these are (by the triangle inequality, its length at most their sum)."""
+    x, (w_q, w_k, w_v, w_o), heads = layer
+    trace = multi_head_attention(x, Projections(w_q, w_k, w_v, w_o), AttentionOptions(heads))
+    contributions = trace.weights[0][:, :, None] * (x @ w_v @ w_o)[None]  # [T, T, d] α_ij v_j W_O
+    norms = weighted_value_norms(trace.weights, value_norms(trace.v, w_o, heads))[0]  # [T, T]
+    assert_allclose(norms, np.linalg.norm(contributions, axis=-1), rtol=1e-9, atol=1e-9)
+    assert np.all(np.linalg.norm(trace.output, axis=-1) <= norms.sum(axis=-1) + 1e-9)
+
+
+def test_a_norm_is_written_into_the_array_given():
+    weights, norms = np.full((2, 3, 3), 0.5), np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    out = weighted_value_norms(weights, norms, out=weights)
+    assert out is weights
+    assert_array_equal(weights[1, 2], [2.0, 2.5, 3.0])

@@ -33,6 +33,7 @@ from attncli.cli import app
 
 COMMANDS = [
     "explain",
+    "predict",
     "heatmap",
     "explore",
     "tokenize",
@@ -48,6 +49,9 @@ COMMANDS = [
     "batch",
     "check",
     "schema",
+    "attribute",
+    "lens",
+    "generate",
 ]
 
 
@@ -232,6 +236,16 @@ def test_every_text_command_has_a_view(cli, command):
         (["query", SENTENCE, "--token", "cat", "--json", "--keys", "6:"], "--keys 6: picks none of the 6 tokens"),
         (["heatmap", SENTENCE, "--title", "Figure 2"], "--title titles the figure --export FILE saves"),
         (["frobnicate"], "No such command"),
+        (["heads", SENTENCE, "--sort", "prev"], "'prev' is not one of 'layer', 'head', 'entropy'"),
+        (["heads", SENTENCE, "--induction"], "--induction runs random tokens of its own: give no TEXT"),
+        (["heads", "--induction", "--seed", "-3", "--model", BERT], "--seed -3: use a seed from 0 to 2**63 - 1"),
+        (["heads", "--induction", "--max-tokens", "3"], "needs at least 4 tokens"),
+        (["heads", SENTENCE, "--model", BERT, "--seed", "3"], "--seed only shape the sample model"),
+        (["compare", SENTENCE, "--token", "cat"], "give TEXT_B, to compare two texts; or --model twice"),
+        (["compare", SENTENCE, SENTENCE, "--token", "cat", "--model", BERT, "--model", BERT], "not two of each"),
+        (["compare", SENTENCE, "a", "b", "--token", "cat"], "give one or two texts, in quotes (got 3 arguments)"),
+        (["compare", SENTENCE, "--token", "cat", *["--model", BERT] * 3], "--model is given 3 times"),
+        (["compare", SENTENCE, "--token", "cat", "--model", BERT, "--model", GPT2], "tokenize the text differently"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(cli, args, message):
@@ -562,6 +576,121 @@ def test_heads_needs_exactly_one_source(cli, args, message):
     assert run.code == 2 and message in run.stderr
 
 
+def test_heads_induction_takes_seed_for_any_model_and_sort_orders_the_csv(cli):
+    """--seed draws --induction's tokens, a checkpoint's too (it shapes no checkpoint), and the sample model's
+    weights as ever; --sort orders the CSV rows, JSON keeps layer order with each head's rank."""
+    seeded = cli("heads", "--induction", "--seed", "5", "--model", BERT, "--json")
+    assert seeded.code == 0, seeded.stderr
+    assert seeded.json()["induction_test"]["seed"] == 5 and seeded.json()["text"] is None
+    assert cli("heads", "--induction", "--seed", "5", "--json").json()["model"]["seed"] == 5
+    csv = cli("heads", "--induction", "--model", BERT, "--sort", "induction", "--format", "csv").stdout.splitlines()
+    header = csv[0].split(",")
+    scores = [float(line.split(",")[header.index("induction")]) for line in csv[1:]]
+    assert header[-1] == "pattern" and scores == sorted(scores, reverse=True)
+    document = cli("heads", "--induction", "--model", BERT, "--sort", "induction", "--json").json()
+    assert document["sort"] == "induction" and [h["head"] for h in document["heads"][:2]] == [0, 1]
+    first = min(document["heads"], key=lambda h: h["rank"])
+    assert ",".join(csv[1].split(",")[:2]) == f"{first['layer']},{first['head']}"
+
+
 @pytest.mark.parametrize("command", ["heads", "batch"])
 def test_the_dask_option_s_help_names_the_extra_it_needs(cli, command):
     assert "needs attncli[dask]." in cli(command, "--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_compare_takes_its_model_from_attncli_model_as_the_other_commands_do(cli):
+    texts = ("The cat sat.", "The cat sat down.")
+    from_environment = cli("compare", *texts, "--token", "cat", "--json", env={"ATTNCLI_MODEL": BERT}).json()
+    assert from_environment["model"]["name"] == BERT and "models" not in from_environment
+    two = cli("compare", texts[0], "--token", "cat", "--model", BERT, "--model", BERT, "--json").json()
+    assert two["texts"] == [texts[0]] * 2 and [two["models"][side]["name"] for side in "ab"] == [BERT, BERT]
+
+
+@pytest.mark.slow  # a process of its own for each command
+@pytest.mark.parametrize("command", ["heatmap", "model", "query", "heads", "rollout", "explore"])
+def test_a_measure_attncli_has_not_is_one_line_naming_the_two_it_has(command):
+    token = ["--token", "cat"] if command == "query" else []
+    done = attncli(command, SENTENCE, *token, "--measure", "lengths")
+    clean_error(done, "Invalid value for '--measure': 'lengths' is not one of 'weights', 'norms'")
+
+
+def test_attribute_json_has_the_documented_shape_and_its_csv_a_row_per_component(cli):
+    model = str(FIXTURES / "phi")
+    document = cli("attribute", PRONOUN, "--model", model, "--json").json()
+    assert document["command"] == "attribute"
+    assert document["position"] == {"index": len(document["tokens"]) - 1, "text": document["tokens"][-1]["text"]}
+    assert set(document["target"]) == {"id", "token"} and document["versus"] is None and document["predicted"]
+    components = document["components"]
+    assert components[0] == {
+        "name": "embed",
+        "layer": None,
+        "head": None,
+        "contribution": components[0]["contribution"],
+    }
+    assert {k: v for k, v in components[16].items() if k != "contribution"} == {"name": "L2H3", "layer": 2, "head": 3}
+    assert abs(sum(c["contribution"] for c in components) - document["logit"]) <= 1e-4
+    assert document["soft_cap"] is None
+    rows = cli("attribute", PRONOUN, "--model", model, "--format", "csv").stdout.splitlines()
+    assert rows[0] == "name,layer,head,contribution" and len(rows) == 1 + len(components)
+    assert rows[1].startswith("embed,,,") and rows[3].startswith("L0H1,0,1,")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the sample model is one layer of attention"),
+        (["--model", BERT], "language-model head"),
+        (["--model", str(FIXTURES / "opt-post-norm")], "(post-norm), so no part of it reaches the logits directly"),
+        (["--model", GPT2, "--target", " catapult"], "--target ' catapult' is not one token of the vocabulary"),
+        (["--model", GPT2, "--versus", "#99999"], "--versus #99999 is past the vocabulary's last id"),
+        (["--model", GPT2, "--at", "dog"], "--at 'dog' is not a token of the text"),
+        (["--model", GPT2, "--at", "99"], "--at 99 is out of range"),
+        (["--model", GPT2, "--target", "#5", "--versus", "#5"], "--versus '#5' is the target itself"),
+    ],
+)
+def test_attribute_refuses_in_one_line(cli, args, message):
+    run = cli("attribute", SENTENCE, *args)
+    assert run.code == 2 and run.stdout == ""
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+QWEN2 = str(FIXTURES / "qwen2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lens", SENTENCE, "--model", BERT], "has no masked-language-model head (cls.predictions.transform.dense.weight)"),
+        (["lens", SENTENCE], "the sample model is one layer of attention"),
+        (["lens", SENTENCE, "--model", QWEN2, "--top", "0"], "Invalid value for '--top'"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "50:60"], "--tokens 50:60 picks none of the 10 tokens"),
+        (["lens", SENTENCE, "--model", QWEN2, "--tokens", "x"], "--tokens 'x' is not a window A:B"),
+        (["generate", SENTENCE, "--model", BERT], f"--model {BERT} is an encoder"),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "0"], "Invalid value for '--max-new-tokens'"),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "9", "--max-tokens", "12"],
+            "give --max-new-tokens 2 or fewer, or raise --max-tokens",
+        ),
+        (
+            ["generate", SENTENCE, "--model", QWEN2, "--max-tokens", "10"],
+            "the limit: no new token fits; raise --max-tokens",
+        ),
+        (["generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "600"], "would pass the 512 tokens"),
+        (["generate", SENTENCE, "--model", QWEN2, "--explore", "--json"], "--explore shows the sequence full-screen"),
+    ],
+)
+def test_lens_and_generate_refuse_in_one_line(args, message):
+    clean_error(attncli(*args), message)
+
+
+def test_lens_and_generate_write_their_tables_as_csv(cli):
+    lens = cli("lens", SENTENCE, "--model", QWEN2, "--top", "2", "--format", "csv")
+    assert lens.code == 0, lens.stderr
+    lines = lens.stdout.splitlines()
+    assert lines[0] == "layer,position,input_token,rank,id,token,probability,logit"
+    assert lines[1].startswith("embeddings,0,The,1,") and lines[2].startswith("embeddings,0,The,2,")
+    assert len(lines) == 1 + 4 * 10 * 2  # the embeddings and 3 layers, 10 positions, 2 ranks
+    generated = cli("generate", SENTENCE, "--model", QWEN2, "--max-new-tokens", "2", "--format", "csv")
+    assert generated.code == 0, generated.stderr
+    assert generated.stdout.splitlines()[0] == "index,id,token,probability" and len(generated.stdout.splitlines()) == 3

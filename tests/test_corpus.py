@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     ATTNCLI,
     BERT,
+    PRONOUN,
     attncli,
     write_corpus,
 )
@@ -473,6 +474,21 @@ def test_merge_refuses_partial_sums_no_run_could_have_written(cli, tmp_path, dam
     assert run.stderr == f"attncli: error: --merge {damaged} is not an attncli heads --json result with partial sums\n"
 
 
+def test_merge_says_a_shard_of_an_earlier_attncli_lacks_the_statistics_added_since(cli, tmp_path):
+    shard, document = _shard(cli, tmp_path)
+    for part in ("sums", "counts"):
+        for name in ("duplicate", "induction"):
+            del document["partial_sums"][part][name]
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(document))
+    run = cli("heads", "--merge", str(shard), "--merge", str(earlier))
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == (
+        f"attncli: error: --merge {earlier} has no partial sums of duplicate, induction: an earlier attncli wrote "
+        "it; run heads on its texts again\n"
+    )
+
+
 def test_merge_refuses_sums_that_together_pass_float64s_range(cli, tmp_path):
     """1e308 + 1e308 is no number: the merged result would say null (and numpy warn on stderr)."""
     _, document = _shard(cli, tmp_path)
@@ -580,3 +596,63 @@ def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp
     assert used == [4, 3, 3, 4]
     run = cli("heads", "--file", write_lines(tmp_path, "The cat sat.", "A dog ran."), "--jobs", "1000", "--json")
     assert run.code == 0 and run.stderr == "attncli: --jobs 1000: using 1 process, one per partition of 64 lines\n"
+
+
+def test_merged_detector_scores_are_the_means_over_the_texts_they_apply_to(cli, tmp_path):
+    """A text without a repeated token has no duplicate or induction score: its shard leaves those means to the
+    texts that have one, and adds to the others."""
+    repeated, distinct = "the cat sat and the cat ran", "a dog sat"
+    shards = []
+    for name, text in (("repeated", repeated), ("distinct", distinct)):
+        shards.append(tmp_path / f"{name}.json")
+        assert cli("heads", text, "--model", BERT, "--json", "-o", str(shards[-1])).code == 0
+    alone = [json.loads(shard.read_text()) for shard in shards]
+    assert all(head["duplicate"] is None and head["induction"] is None for head in alone[1]["heads"])
+    merged = cli("heads", "--merge", str(shards[0]), str(shards[1]), "--json").json()
+    assert merged["partial_sums"]["counts"]["duplicate"] == [[1] * 4] * 2
+    for head, first, second in zip(merged["heads"], *(shard["heads"] for shard in alone), strict=True):
+        assert head["duplicate"] == pytest.approx(first["duplicate"], abs=1e-15)
+        assert head["induction"] == pytest.approx(first["induction"], abs=1e-15)
+        assert head["entropy"] == pytest.approx((first["entropy"] + second["entropy"]) / 2, abs=1e-15)
+
+
+def test_heads_over_a_file_of_norms_averages_what_each_line_gives_alone(cli, tmp_path):
+    """The texts run packed, their norms made in the packed pass: the same statistics as each text's own."""
+    texts = ["The cat sat on the mat.", "A dog barked.", PRONOUN]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    doc = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--measure", "norms", "--json").json()
+    alone = [cli("heads", text, "--model", BERT, "--measure", "norms", "--json").json() for text in texts]
+    weights = cli("heads", "--file", str(tmp_path / "texts.txt"), "--model", BERT, "--json").json()
+    assert doc["measure"] == "norms" and "measure" not in weights
+    for averaged, *each in zip(doc["heads"], *(one["heads"] for one in alone), strict=True):
+        assert_allclose(averaged["entropy"], np.mean([one["entropy"] for one in each]), rtol=1e-5)
+    assert [h["entropy"] for h in doc["heads"]] != pytest.approx([h["entropy"] for h in weights["heads"]])
+
+
+def test_merge_joins_runs_of_one_measure_and_says_which(cli, tmp_path):
+    (tmp_path / "a.txt").write_text("The cat sat.\nA dog ran.\n")
+    (tmp_path / "b.txt").write_text("The bird sang.\n")
+    for name in ("a", "b"):
+        for measure in ("weights", "norms"):
+            saved = tmp_path / f"{name}-{measure}.json"
+            run = cli(
+                "heads",
+                "--file",
+                str(tmp_path / f"{name}.txt"),
+                "--model",
+                BERT,
+                "--measure",
+                measure,
+                "-o",
+                str(saved),
+            )
+            assert run.code == 0, run.stderr
+    merged = cli(
+        "heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-norms.json"), "--json"
+    )
+    assert merged.json()["measure"] == "norms" and merged.json()["texts"] == 3
+    mixed = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--merge", str(tmp_path / "b-weights.json"))
+    assert mixed.code == 2 and mixed.stderr.count("\n") == 1
+    assert f"b-weights.json holds statistics of weights, {tmp_path / 'a-norms.json'} of norms" in mixed.stderr
+    asked = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--measure", "norms")
+    assert asked.code == 2 and "give no --measure with it" in asked.stderr

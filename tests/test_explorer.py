@@ -19,12 +19,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import ATTNCLI, BERT, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
+from helpers import ATTNCLI, BERT, FIXTURES, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
 from rich.console import Console
 
 from attncli import commands
 from attncli.models import load_model
 from attncli.terminal import token_label
+from attncli.views.lens import predicted_label
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 
@@ -33,16 +34,17 @@ def _run(text: str = PRONOUN, model: str = BERT):
     return commands.run(text, load_model(model))
 
 
-def explore(run, *steps, size=(80, 24)):
-    """Open the explorer on `run` at `size`, then take each step: a key name (as Pilot.press takes
-    it), ("click", selector, (x, y)), ("resize", (width, height)) or a function given the running
-    app. Returns (the app, its screen as text); app.pane holds what the heatmap pane last drew
-    (drawn, first_row, width, weights), app.strip where the token strip put each token, app.chart
-    the query pane's chart, app.grid_height the model grid's height."""
+def explore(run, *steps, size=(80, 24), **options):
+    """Open the explorer on `run` at `size` (with `options`: its measure, attribute, lens, prompt_tokens), then
+    take each step:
+    a key name (as Pilot.press takes it), ("click", selector, (x, y)), ("resize", (width, height)) or a
+    function given the running app, each once the work it started is done. Returns (the app, its screen as
+    text); app.pane holds what the heatmap pane last drew (drawn, first_row, width, weights), app.strip where
+    the token strip put each token, app.chart the query pane's chart, app.grid_height the model grid's height."""
     from attncli.explorer import Explorer
 
     async def drive():
-        app = Explorer(run)
+        app = Explorer(run, **options)
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
             for step in steps:
@@ -54,6 +56,7 @@ def explore(run, *steps, size=(80, 24)):
                     await pilot.click(step[1], offset=step[2])
                 else:
                     await pilot.resize_terminal(*step[1])
+                await app.workers.wait_for_complete()
                 await pilot.pause()
             pane = app.query_one("MatrixPane")
             app.pane = SimpleNamespace(
@@ -424,3 +427,122 @@ def test_no_other_command_loads_textual():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stderr.endswith("[]"), done.stderr[-300:]
+
+
+def _norms_run(text: str = PRONOUN, model: str = BERT):
+    return commands.run(text, load_model(model), measure="norms")
+
+
+@pytest.mark.slow  # key presses in the real app, twice over
+def test_m_switches_every_pane_to_the_norms_and_back():
+    run = _norms_run()
+    app, screen = explore(run, "m")
+    assert app.measure == "norms"
+    norms = run.attention  # [L, h, T, T]
+    np.testing.assert_array_equal(app.matrix(), norms[0, 0])
+    assert app.pane.weights is not None and screen.startswith("L0 H0 · ‖αv W_O‖ norms · scale fixed")
+    query, key = app.cursor
+    assert f"→ key {key} “[CLS]”: ‖αv W_O‖ {np.float32(norms[0, 0, query, 0])!s}" in screen
+    assert app.chart.headers[3] == "norm" and app.chart.top == pytest.approx(
+        max(t.weights.max() for t in commands.query_run(run, [query]).ranking[:4])
+    )
+    lines = screen.splitlines()
+    legend = lines.index("‖αv W_O‖")  # under the heatmap: its scale, from 0 to the head's largest norm
+    assert lines[legend + 1].split() == ["0", f"{norms[0, 0].max() / 2:.3g}", f"{norms[0, 0].max():.3g}"]
+    back, screen = explore(run, "m", "m")
+    assert back.measure == "weights" and "‖αv W_O‖" not in screen
+    np.testing.assert_array_equal(back.matrix(), run.weights[0, 0])
+
+
+def test_explore_opens_on_the_measure_asked_and_its_grid_draws_norms_too():
+    run, drawn = _norms_run(), []
+    app, screen = explore(run, "g", lambda app: drawn.append(app.query_one("GridPane").attention), measure="norms")
+    assert app.measure == "norms" and "‖αv W_O‖ norms" in screen.splitlines()[0]
+    assert drawn[0].shows_norms and drawn[0].attention is run.attention
+
+
+def test_a_run_without_value_norms_stays_on_its_weights_and_says_why():
+    app, screen = explore(_run(), "m")
+    assert app.measure == "weights" and "this run has its weights alone: no value norms to show" in screen
+
+
+def test_d_shows_the_direct_logit_attribution_after_the_query_in_the_query_pane_s_place():
+    """Computed when shown, for the cursor's query, once per query (going back reuses it)."""
+    model = load_model(str(FIXTURES / "phi"))
+    run = commands.run(PRONOUN, model)
+    asked = []
+
+    def attribute(position):
+        asked.append(position)
+        return commands.attribute(PRONOUN, model, at=str(position))
+
+    app, screen = explore(run, size=(100, 40), attribute=attribute)
+    assert asked == [] and "push it up" not in screen
+    app, screen = explore(run, "d", "up", "down", size=(100, 40), attribute=attribute)
+    last = app.cursor.query
+    assert asked == [last, last - 1] and app.attribution
+    expected = commands.attribute(PRONOUN, model, at=str(last))
+    top = expected.components[expected.ranking[0]]
+    assert f"direct logit attribution after {last}" in screen and "Heads that push it up" in screen
+    value = re.escape(f"{expected.contributions[expected.ranking[0]]:+.3f}")
+    assert re.search(rf"1\s+L{top.layer} H{top.head}\s+{value}", screen)
+    assert "top key" not in screen  # the query pane is hidden
+    _, screen = explore(run, "d", "d", size=(100, 40), attribute=attribute)
+    assert "Heads that push it up" not in screen and "top key" in screen
+    _, screen = explore(_run(), "d", size=(100, 40))  # no model to attribute with
+    assert "no model to attribute with" in screen
+
+
+def test_the_attribution_pane_says_why_a_model_has_none():
+    model = load_model(BERT)
+
+    def attribute(position):
+        return commands.attribute(PRONOUN, model, at=str(position))
+
+    _, screen = explore(_run(), "d", size=(100, 30), attribute=attribute)
+    assert "language-model head" in " ".join(screen.split())
+
+
+def _lens_run(name: str = "qwen2", text: str = PRONOUN):
+    """A run of fixture `name` and the function that makes its logit lens, as explore hands them over."""
+    model = load_model(str(FIXTURES / name))
+    run = commands.run(text, model)
+    return run, lambda: commands.lens_of(text, run.tokens, model)
+
+
+def test_o_shows_the_logit_lens_on_the_model_s_own_prediction_and_arrows_move_through_it():
+    run, lens = _lens_run()
+    result = lens()
+    app, screen = explore(run, "o", lens=lens)
+    query = app.cursor.query  # the last token: the lens opens on the last row, the model's own prediction
+    assert app.lens_row == 3 and "logit lens · L2 · ↑↓ layers, ←→ positions" in screen
+    top = predicted_label(result, int(result.ids[3, query, 0]))
+    status = screen.splitlines()[-2]
+    assert status.startswith(f"after L2, position {query} “{token_label(run.tokens[query].text)}”: “{top}”")
+    assert f" {result.probabilities[3, query, 0]!s} (logit {result.logits[3, query, 0]!s})" in status
+    assert all(label in screen for label in ("embeddings", "L0", "L1", "L2", "probability"))
+    app, screen = explore(run, "o", "up", "up", "up", "up", "left", lens=lens)
+    assert app.lens_row == 0 and app.cursor.query == query - 1
+    assert screen.splitlines()[-2].startswith(f"the embeddings, position {query - 1}")
+    app, screen = explore(run, "o", "o", lens=lens)
+    assert not app.lens_shown and "query " in screen.splitlines()[-2]  # back to the heatmap
+
+
+def test_the_lens_pane_says_why_there_is_no_lens():
+    run = commands.run(PRONOUN, load_model(BERT))
+    _, screen = explore(run, "o", lens=lambda: commands.lens_of(PRONOUN, run.tokens, load_model(BERT)))
+    assert "no logit lens: model.safetensors has no masked-language-model head" in screen.replace("\n", " ")
+    _, screen = explore(run, "o")
+    assert "no logit lens here" in screen
+
+
+def test_a_generated_sequence_s_continuation_is_marked_where_tokens_show():
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3)
+    first = result.prompt_tokens
+    _, screen = explore(result.run, "right", prompt_tokens=first)
+    strip = screen.splitlines()[-3]
+    assert f"│ {first}:" in strip  # a bar before the first new token
+    assert "(generated)" in screen.splitlines()[-2]  # the cursor opens on the last token, a new one
+    _, screen = explore(result.run, *["up"] * 4, prompt_tokens=first)
+    assert "(generated)" not in screen.splitlines()[-2]

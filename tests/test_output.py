@@ -357,3 +357,19 @@ def test_an_output_through_a_link_into_no_directory_is_refused_before_any_work(c
     run = cli("heatmap", SENTENCE, "--json", "-o", str(link))
     assert run.code == 2 and run.stdout == ""
     assert run.stderr == f"attncli: error: cannot write -o {link}: no such directory {tmp_path / 'missing'}\n"
+
+
+@pytest.mark.parametrize("command", [["heatmap", SENTENCE], ["model", SENTENCE]])
+def test_csv_and_npz_of_norms_name_their_measure_and_hold_the_json_s_norms(cli, tmp_path, command):
+    args = [*command, "--model", BERT, "--measure", "norms"]
+    document = cli(*args, "--json").json()
+    rows = list(csv.DictReader(io.StringIO(cli(*args, "--format", "csv").stdout)))
+    assert "weight" not in rows[0] and float(rows[9]["norm"]) == document["attention"][0][0][1][1]
+    target = tmp_path / "norms.npz"
+    assert cli(*args, "-o", str(target)).code == 0
+    saved = np.load(target)
+    assert str(saved["measure"]) == "norms" and sorted(saved.files) == ["attention", "ids", "measure", "tokens"]
+    assert_allclose(saved["attention"], document["attention"])
+    weights = tmp_path / "weights.npz"
+    assert cli(*command, "--model", BERT, "-o", str(weights)).code == 0
+    assert sorted(np.load(weights).files) == ["attention", "ids", "tokens"]

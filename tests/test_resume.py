@@ -317,3 +317,15 @@ def test_a_finished_batch_keeps_the_permissions_of_the_file_it_replaces(cli, tmp
     target.chmod(0o600)
     assert cli(*_batch(source, target, "--jobs", "1")).code == 0
     assert target.stat().st_mode & 0o777 == 0o600 and target.read_text().count("\n") == 70
+
+
+@pytest.mark.slow  # three runs over two partitions
+def test_a_heads_run_resumes_only_with_the_measure_it_began_with(cli, monkeypatch, tmp_path):
+    source, target = _corpus(tmp_path), tmp_path / "out.json"
+    _stopped(cli, monkeypatch, *_heads(source, target, "--measure", "norms"))
+    other = cli(*_heads(source, target, "--resume"))
+    assert other.code == 2 and "a run over other texts, of another model or of another measure" in other.stderr
+    resumed = cli(*_heads(source, target, "--resume", "--measure", "norms"))
+    assert resumed.code == 0, resumed.stderr
+    whole = cli(*_heads(source, tmp_path / "whole.json", "--measure", "norms"))
+    assert whole.code == 0 and json.loads(target.read_text()) == json.loads((tmp_path / "whole.json").read_text())

@@ -44,6 +44,31 @@ EVERY_COMMAND = {
     "explain-shared-layers": ["explain", SENTENCE, "--model", str(FIXTURES / "albert-groups"), "--json"],
     "explain-projected-embeddings": ["explain", SENTENCE, "--model", str(FIXTURES / "electra"), "--json"],
     "heads-pre-norm-encoder": ["heads", SENTENCE, "--model", str(FIXTURES / "megatron-bert"), "--json"],
+    "heads-induction": ["heads", "--induction", "--model", str(FIXTURES / "llama"), "--sort", "induction", "--json"],
+    "heads-sorted": ["heads", SENTENCE, "--sort", "pattern", "--json"],
+    "compare-checkpoints": ["compare", "The cat sat.", "--token", "cat", "--model", BERT, "--model", BERT, "--json"],
+    "heatmap-norms": ["heatmap", SENTENCE, "--model", GPT2, "--measure", "norms", "--json"],
+    "model-norms": ["model", SENTENCE, "--measure", "norms", "--json"],
+    "query-norms": [
+        "query",
+        "The cat sat on the mat.",
+        "--token",
+        "cat",
+        "--model",
+        BERT,
+        "--measure",
+        "norms",
+        "--json",
+    ],
+    "heads-norms": ["heads", SENTENCE, "--model", str(FIXTURES / "gpt-oss"), "--measure", "norms", "--json"],
+    "rollout-norms": ["rollout", SENTENCE, "--token", "cat", "--measure", "norms", "--json"],
+    "predict-decoder": ["predict", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--json"],
+    "predict-masks": ["predict", "The [MASK] sat on the [MASK].", "--model", str(FIXTURES / "bert-mlm"), "--json"],
+    "attribute": ["attribute", SENTENCE, "--model", str(FIXTURES / "phi"), "--json"],
+    "attribute-versus-capped": ["attribute", SENTENCE, "--model", str(FIXTURES / "gemma2"), "--versus", "#4", "--json"],
+    "lens": ["lens", SENTENCE, "--model", str(FIXTURES / "llama"), "--top", "3", "--json"],
+    "lens-projected-out": ["lens", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
+    "generate": ["generate", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "3", "--json"],
 }
 
 
@@ -62,3 +87,10 @@ def test_the_schema_command_prints_them(cli):
     assert set(every) == set(schemas())
     assert json.loads(cli("schema", "rollout").stdout)["title"] == "attncli rollout --json"
     assert cli("schema", "frobnicate").code == 2
+
+
+@pytest.mark.parametrize("case", [case for case in EVERY_COMMAND if case.endswith("-norms")])
+def test_a_document_of_norms_says_so_and_one_of_weights_has_no_measure(cli, case):
+    assert cli(*EVERY_COMMAND[case]).json()["measure"] == "norms"
+    weights = [argument for argument in EVERY_COMMAND[case] if argument not in ("--measure", "norms")]
+    assert "measure" not in cli(*weights).json()

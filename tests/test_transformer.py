@@ -24,6 +24,7 @@ from helpers import (
     edit_config,
     needs_minilm,
     references,
+    small_pre_norm_models,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 
 from attncli import commands
+from attncli.analysis import Measure
 from attncli.attention import LayerAttention, Projections
 from attncli.errors import DataError
 from attncli.models import load_model
@@ -44,9 +46,11 @@ from attncli.transformer import (
     feed_forward,
     forward,
     forward_packed,
+    frozen_norm,
     gelu,
     gelu_tanh,
     layer_norm,
+    norm_scale,
     normalized,
     position_ids,
     relative_embeddings,
@@ -68,6 +72,54 @@ def test_attention_is_as_exact_as_transformers_on_short_and_long_texts(name):
         assert_as_exact_as_transformers(rows, case.attention, case.attention_error, f"{what}: attention")
         hidden = run.trace.output[case.rows]
         assert_as_exact_as_transformers(hidden, case.hidden, case.hidden_error, f"{what}: last hidden state")
+
+
+# The fixtures with transformers' value norms beside their reference (make_fixtures.py's norms group): one of each
+# kind of block they pass through (see NORMS_MODULES there).
+NORMS = sorted(path.parent.name for path in FIXTURES.glob("*/norms.npz"))
+
+
+def test_the_norms_references_cover_every_kind_of_block_they_pass_through():
+    kinds = {"bert", "gpt2", "qwen2", "phi", "gemma2", "olmo2", "mixtral", "gpt-oss", "mpnet", "deberta-v2"}
+    assert set(NORMS) == kinds
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_norms_are_as_exact_as_transformers_own_value_and_output_projections(name):
+    """‖v_j W_O^h‖ against transformers' float64 run (its v from its own value projection, W_O^h from its
+    output projection's weight), and α_ij · ‖v_j W_O^h‖ at the reference's query rows against the float64
+    weights times those: each as exact as transformers' float32 run, on the short, accented and long texts."""
+    model = load_model(str(FIXTURES / name))
+    truth = np.load(FIXTURES / name / "norms.npz")
+    for i, case in enumerate(references(name)):
+        run = commands.run(case.text, model, measure=Measure.norms)
+        what = f"{name}, {len(case.ids)} tokens"
+        value_norms, error = truth[f"value_norms_{i}"], truth[f"value_norms_error_{i}"]
+        assert_as_exact_as_transformers(run.trace.value_norms, value_norms, error, f"{what}: value norms")
+        norms = case.attention * value_norms[:, :, None, :]  # [L, h, R, T]
+        rows = run.attention[:, :, case.rows]
+        assert_as_exact_as_transformers(rows, norms, truth[f"norms_error_{i}"], f"{what}: norms")
+
+
+def test_the_forward_pass_makes_no_norms_unless_asked():
+    model = load_model(GPT2)
+    assert commands.run(SENTENCE, model).trace.value_norms is None
+    run = commands.run(SENTENCE, model, measure=Measure.norms)
+    assert run.trace.value_norms.shape == (2, 4, len(run.tokens))
+
+
+@pytest.mark.parametrize("architecture", ["bert", "qwen2", "gemma2", "gpt-oss", "deberta-v2"])
+def test_packed_texts_get_the_norms_of_a_pass_of_their_own(architecture):
+    """forward_packed with norms gives each text the ‖α v W_O‖ its own forward pass gives, in place of its
+    weights, to float32 rounding."""
+    from attncli.commands import _tokens
+
+    model = load_model(str(FIXTURES / architecture))
+    tokens = [_tokens(text, model, 512) for text in ("The cat sat on the mat.", "A dog", "it was too tired")]
+    for one, norms in zip(tokens, model.run_many(tokens, norms=True), strict=True):
+        np.testing.assert_allclose(
+            norms, model.run(one, keep_steps=False, value_norms=True).norms, atol=1e-5, rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", ENCODERS + DECODERS)
@@ -561,3 +613,91 @@ def test_a_layer_read_from_disk_is_freed_before_the_next_is_read():
         layers = _LayersAlone(model.weights.blocks)
         run(dataclasses.replace(model.weights, blocks=layers))
         assert len(layers.alive) == model.config.layers
+
+
+def _parts_sum(parts) -> np.ndarray:
+    """embed + Σ_l (Σ_h heads + attention bias + feed-forward): [p, d] float64."""
+    total = parts.embed.astype(np.float64)
+    for layer in parts.layers:
+        total = total + layer.heads.sum(axis=0, dtype=np.float64) + layer.feed_forward
+        if layer.attention_bias is not None:
+            total = total + layer.attention_bias
+    return total
+
+
+def _assert_parts_add_up(parts, stream: np.ndarray) -> None:
+    """The parts add up to the last residual stream, to float32 rounding of the stream's largest number."""
+    assert_array_equal(parts.stream, stream)
+    assert_allclose(_parts_sum(parts), stream, rtol=0, atol=2e-6 * max(1.0, float(np.abs(stream).max())))
+
+
+@pytest.mark.parametrize("name", [name for name in [*DECODERS, "gpt2"] if name != "opt-post-norm"])
+def test_a_pre_norm_models_last_residual_stream_is_the_sum_of_its_parts(name):
+    """Embeddings, each head's z_h W_O^h, each attention bias and each feed-forward network (or mixture of
+    experts), through the norms after sublayers with their scales frozen (Gemma 2 and 3, OLMo 2) and Granite's
+    residual multiplier: at every position asked, they add up to x_L (the stream the final norm reads)."""
+    model = load_model(str(FIXTURES / name))
+    ids = np.array([token.id for token in model.tokenize(PRONOUN)])
+    positions = np.array([0, len(ids) // 2, len(ids) - 1])
+    steps = forward(ids, model.weights.word[ids], model.config, model.weights)
+    trace = forward(ids, model.weights.word[ids], model.config, model.weights, keep_steps=False, decompose_at=positions)
+    parts = trace.residual_parts
+    assert_array_equal(parts.positions, positions)
+    assert len(parts.layers) == model.config.layers
+    assert all(layer.heads.shape == (model.config.heads, 3, model.config.d_model) for layer in parts.layers)
+    assert_array_equal(trace.weights, steps.weights)  # asking for the parts changes nothing else
+    assert_array_equal(trace.output, steps.output)
+    _assert_parts_add_up(parts, steps.layer_outputs[-1][positions])
+    assert_array_equal(parts.embed, steps.layer_inputs[0][positions])
+    for layer, part in enumerate(parts.layers):  # each layer's heads and bias are what its attention added
+        attention = steps.layers[layer]
+        without_ffn = part.heads.sum(axis=0, dtype=np.float64)
+        if part.attention_bias is not None:
+            without_ffn += part.attention_bias
+        added = steps.layer_outputs[layer][positions] - steps.layer_inputs[layer][positions] - part.feed_forward
+        assert_allclose(without_ffn, added, rtol=0, atol=4e-6 * max(1.0, float(np.abs(attention.output).max())))
+
+
+def test_a_forward_pass_without_decompose_at_keeps_no_parts():
+    model = load_model(str(FIXTURES / "llama"))
+    assert model.run(model.tokenize(SENTENCE)).residual_parts is None
+
+
+@given(small_pre_norm_models(), st.integers(1, 9), st.data())
+def test_the_parts_of_any_pre_norm_models_stream_add_up_to_it(model, tokens, data):
+    config, weights = model
+    ids = np.arange(tokens) % 11
+    positions = np.array(data.draw(st.lists(st.integers(0, tokens - 1), min_size=1, max_size=3)))
+    steps = forward(ids, weights.word[ids], config, weights)
+    trace = forward(ids, weights.word[ids], config, weights, keep_steps=False, decompose_at=positions)
+    _assert_parts_add_up(trace.residual_parts, steps.layer_outputs[-1][positions])
+
+
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(2, 9)), elements=st.floats(-9, 9)),
+    st.sampled_from(["rms", "layer"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_a_norm_with_its_scale_frozen_is_linear_in_the_parts_of_what_it_normalises(parts, kind, seed):
+    """frozen_norm of each part, plus the shift, is the norm of their sum: the model's own norm, to rounding."""
+    rng = np.random.default_rng(seed)
+    d = parts.shape[-1]
+    config = TransformerConfig("llama", 1, 1, d, 4, 11, 32, "silu", 1e-5, True, True, (LayerAttention(),), norm=kind)
+    gain, shift = rng.normal(1, 0.3, d).astype(np.float32), rng.normal(0, 0.3, d).astype(np.float32)
+    norm = Norm(gain, shift if kind == "layer" else None)
+    whole = parts.sum(axis=0)  # [p, d]
+    scaled = frozen_norm(parts, norm_scale(whole, config), norm, config).sum(axis=0, dtype=np.float64)
+    if norm.bias is not None:
+        scaled += norm.bias
+    expected = normalized(whole, norm, config)
+    assert_allclose(scaled, expected, rtol=0, atol=1e-5 * (1 + np.abs(parts).max() * norm_scale(whole, config).max()))
+
+
+def test_a_decomposing_forward_pass_frees_each_layer_before_reading_the_next():
+    """The parts kept hold no view of a layer's weights (Phi's attention output bias among them)."""
+    model = load_model(str(FIXTURES / "phi"))
+    ids = np.array([token.id for token in model.tokenize(SENTENCE)])
+    layers = _LayersAlone(model.weights.blocks)
+    weights = dataclasses.replace(model.weights, blocks=layers)
+    forward(ids, model.weights.word[ids], model.config, weights, keep_steps=False, decompose_at=np.array([1]))
+    assert len(layers.alive) == model.config.layers

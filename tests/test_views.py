@@ -1,17 +1,20 @@
 """views/ on a fixed-width console and through the CLI: explain, windows, thumbnails, rankings, vectors."""
 
+import dataclasses
 import math
 import re
 
 import numpy as np
 import pytest
-from helpers import ANSI, BERT, FIXTURES, LONG, PRONOUN, SENTENCE, references, render_text, widest_line
+from helpers import ANSI, BERT, FIXTURES, GPT2, LONG, PRONOUN, SENTENCE, references, render_text, widest_line
 from numpy.testing import assert_allclose
 
 from attncli import commands, views
 from attncli.attention import inverse_frequencies, layer_norm
 from attncli.models import load_model
+from attncli.terminal import abbreviate
 from attncli.transformer import feed_forward
+from attncli.views.lens import predicted_label
 from attncli.widgets.vectors import number
 
 
@@ -618,3 +621,175 @@ def test_the_walkthrough_of_a_pre_norm_encoder_shows_the_stream_its_norm_and_the
     first = flowing(views.view(commands.explain(SENTENCE, model)))
     assert "Layer 0 attends over x = LayerNorm(e + p + t): Megatron-BERT normalises before each sublayer." in first
     assert "last hidden state" not in first
+
+
+def test_the_heads_table_leaves_out_entropy_and_distance_where_it_cannot_fit_and_says_so():
+    measured = commands.heads(LONG, load_model(BERT))  # distances past 10, as a long text's are
+    labels = np.full(measured.labels.shape, "delimiter-sink", dtype=object)  # the longest label
+    result = dataclasses.replace(measured, labels=labels)
+    wide = render_text(views.view(result), width=140)
+    assert widest_line(wide) <= 140 and "head     H H/ln n  dist self" in wide and "Left out" not in wide
+    assert " dup  ind pattern" in wide
+    narrow = render_text(views.view(result), width=80)
+    assert widest_line(narrow) <= 80 and "head  H/ln n  dist self prev" in narrow
+    assert "Left out to fit 80 columns: H (a wider terminal or --width shows it;" in " ".join(narrow.split())
+    by_entropy = render_text(views.view(commands.sort_heads(result, "entropy")), width=80)  # never the sort's column
+    assert widest_line(by_entropy) <= 80 and "Sorted by H, the largest first." in by_entropy
+    assert "head     H H/ln n self" in by_entropy
+    assert "Left out to fit 80 columns: dist (" in " ".join(by_entropy.split())
+
+
+def test_the_induction_test_view_shows_its_tokens_and_what_it_ran():
+    result = commands.sort_heads(commands.induction(load_model(BERT)), "induction")
+    text = " ".join(render_text(views.view(result), width=100).split())
+    copy = " ".join(t.text for t in result.induction_test.copy)
+    said = "Induction test: 50 random tokens of the vocabulary (seed 0), then the same 50 again, between [CLS] and"
+    assert said in text
+    assert f"Random tokens: {copy} " in text and "Sorted by ind, the largest first." in text
+    rows = [line.split() for line in render_text(views.view(result), width=100).splitlines() if line.startswith("L")]
+    scores = [float(row[-2]) for row in rows]
+    assert len(rows) == 8 and scores == sorted(scores, reverse=True)
+
+
+def test_compare_of_two_checkpoints_names_both_and_pairs_keys_by_position():
+    model = load_model(BERT)
+    text = " ".join(render_text(views.view(commands.compare_models(SENTENCE, model, model, "cat")), width=120).split())
+    assert f"Text: {SENTENCE} A: {BERT} (bert)" in text and f"B: {BERT} (bert)" in text
+    assert "How the attention of “cat” (token 2) changes from checkpoint A to B, head by head" in text
+    assert "No partner" not in text and "No head changed; aligned, in L0 H0:" in text
+
+
+def _flat(run) -> str:
+    return " ".join(run.stdout.split())
+
+
+@pytest.mark.parametrize("width", ["80", "140"])
+def test_a_heatmap_of_norms_says_what_they_are_and_its_shades_end_at_the_largest_drawn(cli, width):
+    """Norms are no weights: the view says what they are, never that rows sum to 1, and its scale runs from 0
+    to the largest drawn (the shades' edges are shares of it), the same for every head drawn."""
+    document = cli("heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--measure", "norms", "--json").json()
+    largest = np.array(document["attention"])[1].max()
+    run = cli(
+        "heatmap", PRONOUN, "--model", BERT, "--layer", "1", "--measure", "norms", "--no-values", env={"COLUMNS": width}
+    )
+    assert run.code == 0 and widest_line(run.stdout) <= int(width)
+    text = _flat(run)
+    assert "‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output" in text
+    assert "sums to 1" not in text and "a row need not sum to 1" in text
+    edges = " ".join(
+        f"{shade} ≥{edge * largest:.3g}" for shade, edge in zip("░▒▓█", (0.01, 0.05, 0.2, 0.5), strict=True)
+    )
+    assert text.count(f"‖αv W_O‖: {edges}") == 4  # under each of the layer's heads
+
+
+def test_a_heatmap_of_norms_writes_each_norm_in_its_cell(cli):
+    document = cli("heatmap", SENTENCE, "--model", GPT2, "--head", "1", "--measure", "norms", "--json").json()
+    row = np.array(document["attention"])[0, 1, -1]
+    shown = cli("heatmap", SENTENCE, "--model", GPT2, "--head", "1", "--measure", "norms", env={"COLUMNS": "140"})
+    last = shown.stdout.strip().splitlines()[-1]
+    assert last.split()[2:] == [f"{norm:.2f}" for norm in row]
+
+
+def test_query_ranks_heads_by_norm_and_says_so(cli):
+    run = cli("query", PRONOUN, "--token", "it", "--model", BERT, "--measure", "norms", "--top", "3")
+    document = cli("query", PRONOUN, "--token", "it", "--model", BERT, "--measure", "norms", "--json").json()
+    text = _flat(run)
+    assert "ranked by the norm on its strongest key" in text and "Norms ‖αv W_O‖ (Kobayashi et al., 2020)" in text
+    assert "# head top key norm" in text
+    first = document["heads"][0]
+    assert f"1 L{first['layer']} H{first['head']} {first['top']['text']} {first['top']['weight']:.2f}" in text
+
+
+def test_the_other_views_of_norms_say_what_they_made_of_them(cli):
+    heads = _flat(cli("heads", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert "Of norms ‖αv W_O‖ (Kobayashi et al., 2020)" in heads and "each row divided by its sum" in heads
+    rollout = _flat(cli("rollout", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert (
+        "Of ‖αv W_O‖ norms (Kobayashi et al., 2020)" in rollout and "each head's rows divided by their sums" in rollout
+    )
+    grid = _flat(cli("model", PRONOUN, "--model", BERT, "--measure", "norms"))
+    assert "each square is one head's 16 × 16 norms" in grid and "‖αv W_O‖: ░" in grid
+    for text in (heads, rollout, grid):
+        assert "weights: ░" not in text
+
+
+def _attribution(name: str = "phi", **options):
+    return commands.attribute(PRONOUN, load_model(str(FIXTURES / name)), **options)
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_attribution_ranks_heads_each_way_and_draws_every_head_on_a_scale_centred_on_0(width):
+    result = _attribution()
+    text = render_text(views.view(result, top=3), width)
+    assert widest_line(text) <= width
+    up = [result.components[i] for i in result.ranking if result.contributions[i] > 0][:3]
+    down = [result.components[i] for i in reversed(result.ranking) if result.contributions[i] < 0][:3]
+    for rank, component in enumerate(up, start=1):
+        value = result.contributions[result.components.index(component)]
+        assert re.search(rf"\b{rank}\s+L{component.layer} H{component.head}\s+\+{value:.3f}", text), text
+    for component in down:
+        assert f"L{component.layer} H{component.head}" in text
+    limit = np.abs([v for c, v in zip(result.components, result.contributions, strict=True) if c.kind != "bias"])
+    assert f"pushes down -{limit.max():.2f} ◀ 0 ▶ +{limit.max():.2f} pushes up" in text
+    assert re.search(r"^\s+H0\s+H1\s+H2\s+H3\s+b_O\s+mlp", text, re.MULTILINE)  # the grid's columns
+    first_layer = [v for c, v in zip(result.components, result.contributions, strict=True) if c.layer == 0]
+    assert " ".join(f"{v:+.2f}" for v in first_layer) in text  # its heads, b_O and mlp, signed, without colour
+    assert f"add up to {result.logit:.3f}" in text and "\x1b" not in text
+
+
+def test_attribution_says_a_soft_capped_logit_is_before_its_cap_and_names_versus():
+    text = " ".join(render_text(views.view(_attribution("gemma2", versus="#4")), 100).split())  # lines wrapped
+    assert "caps its logits at 30" in text and "before the cap" in text
+    assert "less that of" in text and "(#4)" in text and "a logit difference" in text
+
+
+def test_attribution_grid_narrows_to_bars_and_marks_with_colour_or_without():
+    from attncli.widgets.diverging import DivergingGrid
+
+    values = np.array([[0.5, -0.25, 0.01, -1.0]])
+    grid = DivergingGrid(values, ["L0"], ["H0", "H1", "H2", "mlp"])
+    assert render_text(grid, 40).splitlines()[1] == "L0 +0.50 -0.25 +0.01 -1.00"
+    assert render_text(grid, 19).splitlines()[1] == "L0 +█  -▄  +   -██"
+    assert render_text(grid, 12).splitlines() == ["   0 1 2 p", "L0 ▲ - · ▼"]
+    coloured = render_text(grid, 40, color_system="truecolor")
+    assert "48;2;" in coloured and ANSI.sub("", coloured).splitlines()[1] == "L0 +0.50 -0.25 +0.01 -1.00"
+
+
+def test_the_lens_grid_is_a_layer_a_row_and_crops_what_the_width_cannot_hold():
+    model = load_model(str(FIXTURES / "llama"))
+    result = commands.lens(LONG[:200], model)
+    text = render_text(views.view(result), width=80)
+    rows = [line.split()[0] for line in text.splitlines() if line.startswith(("embeddings", "L"))]
+    assert rows == ["embeddings", "L0", "L1", "L2"]
+    tokens = len(result.tokens)
+    assert f"(showing positions 0–12 of {tokens}; the width holds 13: --tokens 13:26 for the next" in text
+    assert "the last row, L2, is the model's own prediction" in text
+    assert "probability: ░ ≥0.01  ▒ ≥0.05  ▓ ≥0.2  █ ≥0.5" in text  # without colour, each cell's shade
+    assert widest_line(text) <= 80
+    wide = render_text(views.view(result, positions=slice(-5, None)), width=140)
+    assert f"(showing positions {tokens - 5}–{tokens - 1} of {tokens}; --tokens A:B chooses others)" in wide
+    last = next(line for line in wide.splitlines() if line.startswith("L2"))
+    cells = [last[11 + 8 * i : 11 + 8 * i + 6].rstrip() for i in range(5)]  # 8 characters a cell: token, shade
+    assert cells == [abbreviate(predicted_label(result, int(i)), 6) for i in result.ids[-1, -5:, 0]]
+
+
+def test_the_lens_grid_colours_each_cell_by_its_probability():
+    from attncli.widgets.heatmap import colour_of
+
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.lens(SENTENCE, model)
+    text = render_text(views.view(result), width=120, color_system="truecolor")
+    red, green, blue = colour_of(float(result.probabilities[-1, -1, 0])).get_truecolor()
+    assert f"48;2;{red};{green};{blue}m" in text and "probability  " in ANSI.sub("", text)
+
+
+def test_the_continuation_is_shown_apart_from_the_prompt_with_each_new_token_s_probability():
+    model = load_model(str(FIXTURES / "gpt2"))
+    result = commands.generate(SENTENCE, model, max_new_tokens=3)
+    text = render_text(views.view(result), width=100)
+    prompt = len(result.run.tokens) - 3
+    assert f"Prompt: {SENTENCE}  ({prompt} tokens)" in text
+    assert f"Continuation: {result.continuation}  (tokens {prompt} to {prompt + 2})" in text
+    assert "3 new tokens, as many as --max-new-tokens asked for" in text
+    for token, probability in zip(result.generated, result.probabilities, strict=True):
+        assert re.search(rf"^{token.index} .* {token.id} +{number(probability)} ", text, re.M)

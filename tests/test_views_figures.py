@@ -180,3 +180,27 @@ def test_no_exported_file_refers_to_the_network(cli, tmp_path, command, kind):
     for namespace in NAMESPACES:  # names, not addresses: nothing is fetched from them
         document = document.replace(namespace, "")
     assert NETWORK.search(document) is None, NETWORK.search(document)
+
+
+@pytest.mark.parametrize("command", ["heatmap", "model"])
+def test_a_figure_of_norms_colours_them_from_0_to_the_largest_drawn_and_says_so(cli, tmp_path, command):
+    """The brightest cell is the largest norm drawn, the colour bar ends there and names it: norms are no
+    weights, and a bar from 0 to 1 would clip them."""
+    args = [command, PRONOUN, "--model", BERT, "--measure", "norms"]
+    figure, document = export(
+        cli, tmp_path, "norms.svg", *args, *(["--layer", "1", "--head", "2"] * (command == "heatmap"))
+    )
+    norms = np.array(document["attention"])
+    root = _svg(figure)
+    texts = [element.text for element in root.iter(f"{SVG}text")]
+    assert "‖αv W_O‖" in texts[0]
+    if command == "heatmap":
+        largest = norms[1, 2].max()
+        cells = [float(e.text) for e in root.iter(f"{SVG}text") if e.get("fill") in ("#000", "#fff")]
+        assert sorted(cells) == sorted(float(f"{w:.2f}") for w in norms[1, 2].ravel())
+    else:  # each thumbnail cell a token's norm (the text is short enough for one a cell)
+        largest = norms.max()
+    assert f"‖αv W_O‖, 0 to the largest drawn, {largest:.3g}" in texts
+    assert f"{largest:.3g}" in texts  # the bar's last tick
+    fills = [element.get("fill") for element in root.iter(f"{SVG}rect")]
+    assert fills.count("#fde725") == 1  # viridis' top: the one largest cell

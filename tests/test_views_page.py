@@ -134,3 +134,82 @@ def test_a_bidirectional_models_local_windows_are_masked_in_its_page_and_its_glo
     masks = bits[: layers * tokens * tokens].reshape(layers, tokens, tokens).astype(bool)
     assert masks[0].all() and masks[3].all()  # global layers: every key
     assert np.array_equal(masks[1], run.model.mask(1, tokens)) and not masks[1].all()  # local: the band
+
+
+@pytest.mark.slow
+def test_a_page_of_norms_holds_the_norms_of_the_json_on_scales_that_end_at_the_largest(cli, tmp_path, browser):
+    page_file, document = export(cli, tmp_path, "norms.html", "heatmap", PRONOUN, "--model", BERT, "--measure", "norms")
+    norms = np.array(document["attention"])  # [L, h, T, T]
+    largest = norms.max()
+    assert largest > 1  # or a scale that ended at 1 would not tell
+    page, requests, errors = open_page(browser, page_file)
+    page.wait_for_selector("body[data-ready=true]")
+    assert errors == [] and requests == [page_file.as_uri()]
+    assert "‖αv W_O‖ norms" in page.title() and "‖αv W_O‖ norms (Kobayashi et al., 2020)" in page.text_content("#note")
+    assert page.evaluate("document.getElementById('scale').options[0].text") == "fixed 0–largest"
+    np.testing.assert_allclose(page.evaluate("attncliPage.weights(1, 2)"), norms[1, 2], atol=largest / 65535)
+    page.select_option("#layer", "1")
+    page.select_option("#head", "2")
+    page.click("button[data-view=matrix]")
+    legend = page.text_content("#legend")
+    assert "hover a cell for its ‖αv W_O‖" in legend and legend.endswith(f"{float(f'{largest:.3g}')}")
+    matrix = page.evaluate("attncliPage.matrix")
+    box = page.query_selector("#cells").bounding_box()
+    page.mouse.move(box["x"] + matrix["left"] + 2.5 * matrix["cell"], box["y"] + matrix["top"] + 3.5 * matrix["cell"])
+    shown = float(page.text_content("#tip").rsplit(": ", 1)[1])
+    assert abs(shown - norms[1, 2, 3, 2]) <= largest / 65535 + 1e-4
+
+
+def test_a_page_of_weights_carries_no_norms():
+    run = commands.run(PRONOUN, load_model(BERT))
+    assert "largest_norm" not in page_data(run, "title", {})
+    normed = commands.run(PRONOUN, load_model(BERT), measure="norms")
+    data = page_data(normed, "title", {})
+    largest = data["largest_norm"]
+    assert largest == pytest.approx(float(normed.attention.max()))
+    held = np.frombuffer(zlib.decompress(base64.b64decode(data["attention"])), "<u2") / 65535 * largest
+    np.testing.assert_allclose(held.reshape(normed.attention.shape), normed.attention, atol=largest / 65535)
+
+
+def test_attributions_page_is_its_view_in_colour_grid_and_legend_included(cli, tmp_path, browser):
+    page_file, document = export(
+        cli, tmp_path, "attribution.html", "attribute", PRONOUN, "--model", str(FIXTURES / "phi")
+    )
+    html = page_file.read_text()
+    assert "Heads that push it up" in html and "pushes down" in html and "b_O" in html
+    top = document["components"][max(range(1, 13), key=lambda i: document["components"][i]["contribution"])]
+    assert f"{top['contribution']:+.2f}" in html  # the grid's cell of a head among the first layer's
+    page, _, errors = open_page(browser, page_file)
+    assert errors == [] and png_colours(page.screenshot()) > 20  # the diverging scale's colours drawn
+
+
+def test_a_generated_sequence_s_page_marks_where_the_prompt_ends(cli, tmp_path, browser):
+    qwen2 = str(FIXTURES / "qwen2")
+    page_file, document = export(cli, tmp_path, "generated.html", "generate", PRONOUN, "--model", qwen2)
+    first, tokens = document["prompt_tokens"], len(document["tokens"])
+    page, requests, errors = open_page(browser, page_file)
+    page.wait_for_function("window.attncliPage && window.attncliPage.promptTokens !== undefined")
+    assert requests == [page_file.as_uri()] and errors == []
+    generated = page.eval_on_selector_all("#queries .token.generated", "tokens => tokens.map(t => +t.dataset.index)")
+    assert generated == list(range(first, tokens))
+    assert page.get_attribute(f"#keys .token[data-index='{first}']", "class").split() == [
+        "token",
+        "generated",
+        "prompt-end",
+    ]
+    assert f"Tokens {first} to {tokens - 1} ({tokens - first}, in italics) were generated" in page.text_content("#note")
+    page.click("button[data-view=matrix]")
+    matrix, box = page.evaluate("attncliPage.matrix"), page.query_selector("#cells").bounding_box()
+    line = page.query_selector(".prompt-end-line").bounding_box()  # under the last prompt row
+    assert abs(line["y"] - (box["y"] + matrix["top"] + first * matrix["cell"])) < 1.5
+
+
+def test_only_a_generated_sequence_s_page_carries_the_prompt_s_marks(tmp_path):
+    from attncli.views.page import page_html
+
+    model = load_model(str(FIXTURES / "qwen2"))
+    result = commands.generate(PRONOUN, model, max_new_tokens=2)
+    marked = page_html(result.run, "t", {"layer": 0, "head": 0, "scale": "fixed"}, result.prompt_tokens)
+    plain = page_html(result.run, "t", {"layer": 0, "head": 0, "scale": "fixed"})
+    assert '"prompt_tokens":' in marked and "prompt-end-line" in marked
+    assert "prompt_tokens" not in plain and "prompt-end" not in plain

@@ -9,6 +9,7 @@ from rich.color import Color
 
 from attncli import commands
 from attncli.models import load_model
+from attncli.widgets.columns import FittedTable
 from attncli.widgets.heatmap import Heatmap, colour_of, fractions
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import VectorTable, number
@@ -158,3 +159,41 @@ def test_mini_heatmap_packs_two_rows_a_line_in_colour_and_one_without():
     plain = render_text(MiniHeatmap(weights, "L0 H0"))
     assert coloured.count("▀") == 8
     assert [line.rstrip() for line in plain.splitlines()[1:] if line.strip()] == ["█", " █", "  █", "   █"]
+
+
+def test_a_fitted_table_leaves_out_its_droppable_columns_in_order_until_it_fits():
+    columns = [("name", "left"), ("wide", "right"), ("wider", "right"), ("kept", "right")]
+    rows = [["a", "1" * 10, "2" * 20, "3" * 10]]
+    table = FittedTable(columns, rows, droppable=("wider", "wide"))
+    assert "Left out" not in render_text(table, width=60)
+    narrow = " ".join(render_text(table, width=40).split())
+    assert "2" * 20 not in narrow and "1" * 10 in narrow and "Left out to fit 40 columns: wider (" in narrow
+    narrowest = render_text(table, width=20)
+    assert "1" * 10 not in narrowest and "3" * 10 in narrowest
+    assert "Left out to fit 20 columns: wider, wide (" in " ".join(narrowest.split())
+
+
+def test_values_on_a_scale_that_ends_at_top_fall_where_their_share_of_it_does():
+    norms = np.array([[0.0, 1.5, 6.0], [3.0, 0.006, 12.0]])
+    assert_allclose(fractions(norms, "fixed", 12.0), norms / 12.0)
+    assert_allclose(fractions(norms, "log", 12.0), fractions(norms / 12.0, "log"))
+    assert_allclose(fractions(norms, "row", 12.0), fractions(norms, "row"))  # each row's largest: no top
+
+
+def test_a_heatmap_of_norms_writes_values_past_1_whole_and_its_legend_ends_at_the_largest():
+    norms = np.array([[4.3125, 12.345], [431.0, 23456.0]])
+    wide = render_text(Heatmap(norms, ["a", "b"], top=23456.0, quantity="‖αv W_O‖"), width=60)
+    assert " 4.31 12.3" in wide and "  431  2e4" in wide  # four characters at most
+    narrow = Heatmap(norms, ["a", "b"], top=23456.0, quantity="‖αv W_O‖")
+    cells = render_text(narrow, width=narrow.row_label_width + 8)  # four-character cells: three at most
+    assert " 4.3  12" in cells and " 431 2e4" in cells
+    shaded = render_text(Heatmap(norms, ["a", "b"], top=200.0, quantity="‖αv W_O‖", show_values=False), width=60)
+    assert "‖αv W_O‖: ░ ≥2  ▒ ≥10  ▓ ≥40  █ ≥100" in shaded
+    coloured = render_text(Heatmap(norms, ["a", "b"], top=4.5, quantity="‖αv W_O‖"), 60, "truecolor")
+    legend = ANSI.sub("", coloured).splitlines()[-2:]
+    assert legend[0].startswith("‖αv W_O‖") and legend[1].split() == ["0", "2.25", "4.5"]
+
+
+def test_a_mini_heatmap_of_norms_draws_its_largest_value_in_the_brightest_shade():
+    norms = np.array([[0.6, 6.0], [2.0, 0.0]])
+    assert render_text(MiniHeatmap(norms, "L0 H0", top=6.0), width=20).splitlines()[1:] == ["▒█", "▓ "]

@@ -7,10 +7,14 @@ the numbers themselves come from attncli.commands and attncli.analysis.
 from rich.console import RenderableType
 
 from attncli import results
+from attncli.views.attribution import attribution_view
 from attncli.views.common import figure_name
 from attncli.views.explain import explain_view
 from attncli.views.figures import FIGURES, terminal_picture
+from attncli.views.generation import generate_view
+from attncli.views.lens import lens_view
 from attncli.views.matrices import heatmap_view, model_view, rollout_view
+from attncli.views.predictions import predict_view
 from attncli.views.rankings import check_view, compare_view, heads_view, query_view
 from attncli.views.vectors import dot_view, embed_view, similar_view, softmax_view, tokenize_view
 
@@ -30,6 +34,10 @@ VIEWS = {
     results.SimilarResult: similar_view,
     results.SoftmaxResult: softmax_view,
     results.DotResult: dot_view,
+    results.PredictResult: predict_view,
+    results.AttributionResult: attribution_view,
+    results.LensResult: lens_view,
+    results.GenerateResult: generate_view,
 }
 
 
@@ -48,8 +56,9 @@ def figure(result, kind: str, renderable: RenderableType, width: int, title: str
         if isinstance(result, results.QueryResult):
             first = result.ranking[0]
             start.update(layer=first.layer, head=first.head, query=result.token[0])
-        title = title or f"attncli · {figure_name(run.model)}"
-        return page_html(run, title, {**start, "scale": options.get("scale", "fixed")})
+        title = title or f"attncli · {figure_name(run.model)}" + (" · ‖αv W_O‖ norms" if run.shows_norms else "")
+        prompt = result.prompt_tokens if isinstance(result, results.GenerateResult) else None
+        return page_html(run, title, {**start, "scale": options.get("scale", "fixed")}, prompt)
     if kind == ".svg" and type(result) in FIGURES:
         return FIGURES[type(result)](result, title=title, **options)
     return terminal_picture(renderable, kind, width, title)

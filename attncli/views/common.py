@@ -3,6 +3,7 @@
 import re
 from pathlib import PurePath
 
+import numpy as np
 from rich.columns import Columns
 from rich.console import RenderableType
 from rich.rule import Rule
@@ -25,11 +26,14 @@ __all__ = [
     "head_name",
     "layer_mask",
     "markup_text",
+    "measure_lead",
     "model_line",
     "plain_table",
     "plural",
+    "quantity",
     "row_sums",
     "scale_hint",
+    "scale_top",
     "section",
     "softmax_steps_table",
     "text_line",
@@ -39,6 +43,8 @@ __all__ = [
 ]
 
 BAR_WIDTH = 20
+# What the views call the values of each measure (analysis.Measure): in legends, columns and titles.
+QUANTITIES = {"weights": "weight", "norms": "‖αv W_O‖"}
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> Text:
@@ -141,6 +147,29 @@ def tokens_table(tokens, text: str) -> Table:
     return table
 
 
+def quantity(run: AttentionRun) -> str:
+    """What the run's values are called: "weight", or "‖αv W_O‖" for its norms."""
+    return QUANTITIES[run.measure]
+
+
+def scale_top(run: AttentionRun, drawn) -> float:
+    """Where the fixed and log colour scales of a view of `run` end: at 1 for weights; for norms, at the
+    largest of the values `drawn` (an array, or arrays), or 1 where all are 0."""
+    if not run.shows_norms:
+        return 1.0
+    largest = max((float(np.max(values, initial=0.0)) for values in drawn), default=0.0)
+    return largest if largest > 0 else 1.0
+
+
+def measure_lead(run: AttentionRun) -> str:
+    """What a view of the norms draws, said before it: what the values are, and that rows need not sum to 1."""
+    return (
+        "‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output at each query, "
+        "α·‖v W_O‖, the weight times the length of the key's value through the head's part of W_O; rows "
+        "are queries, columns are keys; a row need not sum to 1, and colours run from 0 to the largest value drawn."
+    )
+
+
 def head_heatmaps(
     run: AttentionRun,
     layer: int,
@@ -151,14 +180,15 @@ def head_heatmaps(
     keys: slice | None = None,
     queries: slice | None = None,
 ):
-    """Every head of `layer` (or only `head`) as a heatmap, side by side where they fit, on one colour
-    scale; `keys` and `queries` choose a window of each."""
-    weights = run.weights[layer]  # [h, T, T]
+    """Every head of `layer` (or only `head`) as a heatmap of the run's measure, side by side where they fit,
+    on one colour scale; `keys` and `queries` choose a window of each."""
+    weights = run.attention[layer]  # [h, T, T]
     heads = range(len(weights)) if head is None else [head]
     mask = layer_mask(run, layer)
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     labels = token_texts(run)
     rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
+    top = scale_top(run, [weights[h][np.ix_(rows, columns)] for h in heads])
     maps = [
         Heatmap(
             weights[h],
@@ -171,6 +201,8 @@ def head_heatmaps(
             rows=rows,
             columns=columns,
             notes=h == heads[0],  # the window is every head's: said once, above the first
+            top=top,
+            quantity=quantity(run),
         )
         for h in heads
     ]

@@ -20,12 +20,11 @@ import re
 
 import numpy as np
 
-from attncli import analysis
 from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
 from attncli.terminal import make_console
-from attncli.views.common import figure_name, head_name, layer_mask, markup_text, word_texts
-from attncli.views.matrices import thumbnail_block
-from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions, span
+from attncli.views.common import figure_name, head_name, layer_mask, markup_text, quantity, scale_top, word_texts
+from attncli.views.matrices import thumbnail_block, thumbnail_cells
+from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions, scale_number, span
 
 __all__ = ["FIGURES", "contrast", "ink", "terminal_picture"]
 
@@ -82,19 +81,31 @@ def _document(width: float, height: float, title: str, subtitle: str, body: list
     )
 
 
-def _colour_bar(x: float, y: float, scale: str) -> tuple[list[str], float]:
-    """The colour scale as a bar with ticks: (its elements, its height)."""
+def _colour_bar(
+    x: float, y: float, scale: str, scale_end: float = 1.0, quantity: str = "weight"
+) -> tuple[list[str], float]:
+    """The colour scale of values named `quantity` as a bar with ticks, the fixed and log scales ending at
+    `scale_end` (1 for weights): (its elements, its height)."""
     width, height = 240, 12
     stops = "".join(
         f'<stop offset="{i / (len(VIRIDIS) - 1):.3f}" stop-color="{_hex(tuple(int(c) for c in stop))}"/>'
         for i, stop in enumerate(VIRIDIS)
     )
-    name = {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight (log scale)"}[scale]
+    name = {
+        "fixed": quantity,
+        "row": f"share of the row's largest {quantity}",
+        "log": f"{quantity} (log scale)",
+    }[scale]
     ticks = {
         "fixed": [(0, "0"), (0.25, "0.25"), (0.5, "0.5"), (0.75, "0.75"), (1, "1")],
         "row": [(0, "0"), (0.5, "0.5"), (1, "row max")],
         "log": [(0, f"≤{LOG_FLOOR}"), (1 / 3, "0.01"), (2 / 3, "0.1"), (1, "1")],
     }[scale]
+    if scale_end != 1.0 and scale != "row":  # a norm's scale: 0 (or its floor) to the largest drawn
+        name += f", 0 to the largest drawn, {scale_number(scale_end)}" if scale == "fixed" else ", to the largest drawn"
+        ticks = [(position, scale_number(scale_end * float(label.lstrip("≤")))) for position, label in ticks]
+        if scale == "log":
+            ticks[0] = (0, f"≤{ticks[0][1]}")
     parts = [
         f'<defs><linearGradient id="viridis">{stops}</linearGradient></defs>',
         _text(x, y + 10, name, 11, fill="#333"),
@@ -116,9 +127,12 @@ def matrix_svg(
     mask: np.ndarray | None,
     rows: range | None = None,
     columns: range | None = None,
+    scale_end: float = 1.0,
+    quantity: str = "weight",
 ) -> str:
     """A [T, T] matrix (or the window `rows` × `columns` of it) as a heatmap: queries down, keys
-    across, every label whole, each with its index."""
+    across, every label whole, each with its index; its values named `quantity`, the fixed and log
+    scales ending at `scale_end` (1 for weights)."""
     rows = range(len(labels)) if rows is None else rows
     columns = range(len(labels)) if columns is None else columns
     cell = float(min(36, max(4, round(900 / max(len(rows), len(columns))))))
@@ -128,7 +142,7 @@ def matrix_svg(
     margin, header = 20, 54
     left, top = margin + side, header + side
     body = []
-    shares = fractions(weights, scale)  # of whole rows: a window does not change a row's largest weight
+    shares = fractions(weights, scale, scale_end)  # of whole rows: a window does not change a row's largest weight
     values = cell >= 30
     for row, q in enumerate(rows):
         y = top + row * cell
@@ -147,7 +161,7 @@ def matrix_svg(
         x = left + column * cell + cell / 2 + font / 3
         body.append(_text(x, top - 4, names[k], font, fill="#111", transform=f"rotate(-90 {x:.1f} {top - 4:.1f})"))
     bottom = top + len(rows) * cell + 14
-    bar, bar_height = _colour_bar(left, bottom, scale)
+    bar, bar_height = _colour_bar(left, bottom, scale, scale_end, quantity)
     body += bar
     if mask is not None and not mask.all():
         body.append(_text(left + 280, bottom + 10, "grey: masked (not seen by the query)", 11, fill="#333"))
@@ -169,15 +183,20 @@ def _subtitle(run: AttentionRun, rows: range | None = None, columns: range | Non
 
 
 def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, queries, title: str | None) -> str:
+    rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
+    values = run.attention[layer, head]  # [T, T]
+    measure = " · ‖αv W_O‖" if run.shows_norms else ""
     return matrix_svg(
-        run.weights[layer, head],
+        values,
         word_texts(run),
-        title or f"{figure_name(run.model)} · layer {layer}, head {head}",
+        title or f"{figure_name(run.model)} · layer {layer}, head {head}{measure}",
         _subtitle(run),
         scale,
         layer_mask(run, layer),
-        run.window(queries, "queries"),
-        run.window(keys, "keys"),
+        rows,
+        columns,
+        scale_top(run, [values[np.ix_(rows, columns)]]),
+        quantity(run),
     )
 
 
@@ -196,7 +215,9 @@ def rollout_figure(result: RolloutResult, scale="fixed", keys=None, queries=None
     return matrix_svg(
         result.rollout[-1],
         word_texts(run),
-        title or f"{figure_name(run.model)} · attention rollout through layer {layers - 1} ({result.fusion} of heads)",
+        title
+        or f"{figure_name(run.model)} · attention rollout through layer {layers - 1} ({result.fusion} of heads"
+        + (", of ‖αv W_O‖ norms as shares of each row)" if run.shows_norms else ")"),
         _subtitle(run),
         scale,
         None,
@@ -218,26 +239,24 @@ def model_figure(result: ModelGridResult, scale="fixed", keys=None, queries=None
     pixel = max(2.0, round(96 / cells))
     size = cells * pixel
     margin, header, gap = 20, 70, 14
+    values = "‖αv W_O‖ norms" if run.shows_norms else "weights"
     body = [
         _text(
             margin,
             58,
-            "each square: one head's weights, queries down, keys across"
+            f"each square: one head's {values}, queries down, keys across"
             + (f"; each cell the mean of a {block} × {block} block" if block > 1 else ""),
             11,
             fill="#555",
         ),
     ]
-    window = np.ix_(rows, columns)
-    everything = np.ones((len(rows), len(columns)), bool)
+    cells = {layer: thumbnail_cells(run, layer, result.heads, rows, columns, block) for layer in result.layers}
+    scale_end = scale_top(run, [means for layer in cells.values() for means, _ in layer])
     for row, layer in enumerate(result.layers):
-        mask = layer_mask(run, layer)
-        seen = everything if mask is None else mask[window]
-        for column, head in enumerate(result.heads):
+        for column, (head, (means, any_seen)) in enumerate(zip(result.heads, cells[layer], strict=True)):
             x0, y0 = margin + column * (size + gap), header + row * (size + gap + 14)
             body.append(_text(x0, y0 + 10, head_name(layer, head), 11, fill="#111"))
-            means, any_seen = analysis.block_means(run.weights[layer, head][window], seen, block)
-            shares = fractions(means, scale)
+            shares = fractions(means, scale, scale_end)
             for q in range(means.shape[0]):
                 for k in range(means.shape[1]):
                     fill = _hex(_rgb(float(shares[q, k]))) if any_seen[q, k] else MASKED
@@ -246,10 +265,10 @@ def model_figure(result: ModelGridResult, scale="fixed", keys=None, queries=None
                         f'height="{pixel:g}" fill="{fill}"/>'
                     )
     bottom = header + len(result.layers) * (size + gap + 14)
-    bar, bar_height = _colour_bar(margin, bottom, scale)
+    bar, bar_height = _colour_bar(margin, bottom, scale, scale_end, quantity(run))
     body += bar
     width = max(margin * 2 + len(result.heads) * (size + gap), 560)
-    title = title or f"{figure_name(run.model)} · every head"
+    title = title or f"{figure_name(run.model)} · every head" + (" · ‖αv W_O‖" if run.shows_norms else "")
     return _document(width, bottom + bar_height + margin, title, _subtitle(run, rows, columns), body)
 
 
@@ -267,18 +286,23 @@ def query_figure(result: QueryResult, top: int = 12, keys=None, title=None, **_)
         [f"{rank}", head_name(t.layer, t.head), labels[t.top], f"{t.top_weight:.2f}"]
         for rank, t in enumerate(ranking, start=1)
     ]
-    widths = [max(_width(row[i], 11) for row in [["#", "head", "top key", "weight"], *columns]) + 10 for i in range(4)]
+    headers = ["#", "head", "top key", "norm" if run.shows_norms else "weight"]
+    full = scale_top(run, [t.weights[drawn.start : drawn.stop] for t in ranking])  # a full bar: 1, or the largest norm
+    widths = [max(_width(row[i], 11) for row in [headers, *columns]) + 10 for i in range(4)]
     margin = 20
     left = margin + sum(widths)
     query = ", ".join(labels[i] for i in result.token)
-    title = title or f"{figure_name(run.model)} · what “{query}” attends to, heads ranked"
+    measure = ", ‖αv W_O‖" if run.shows_norms else ""
+    title = title or f"{figure_name(run.model)} · what “{query}” attends to, heads ranked{measure}"
     labelled = bar >= 10
     label_room = max(_width(names[k], 10) for k in drawn) + 8 if labelled else 16
     top_y = 70 + label_room
     subtitle = _subtitle(run, None, drawn) + " · grey: keys left out of the ranking"
+    if run.shows_norms:
+        subtitle += f" · a full bar: the largest norm drawn, {scale_number(full)}"
     body = []
     x = margin
-    for header, width in zip(["#", "head", "top key", "weight"], widths, strict=True):
+    for header, width in zip(headers, widths, strict=True):
         body.append(_text(x, top_y - 6, header, 11, font_weight="bold", fill="#111"))
         x += width
     for column, k in enumerate(drawn):
@@ -300,7 +324,7 @@ def query_figure(result: QueryResult, top: int = 12, keys=None, title=None, **_)
             'stroke="#bbb"/>'
         )
         for column, k in enumerate(drawn):
-            height = rise * min(float(target.weights[k]), 1.0)
+            height = rise * min(float(target.weights[k]) / full, 1.0)
             colour = "#2c728e" if result.allowed[k] else "#b5b5b5"
             body.append(
                 f'<rect x="{left + column * bar + 0.5:.1f}" y="{y + rise - height:.2f}" width="{max(bar - 1, 1):g}" '

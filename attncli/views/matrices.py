@@ -15,11 +15,14 @@ from attncli.views.common import (
     head_heatmaps,
     head_name,
     layer_mask,
+    measure_lead,
     model_line,
     plain_table,
     plural,
+    quantity,
     row_sums,
     scale_hint,
+    scale_top,
     text_line,
     token_texts,
 )
@@ -27,7 +30,7 @@ from attncli.widgets.heatmap import Heatmap, Legend, window_note
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import number
 
-__all__ = ["head_thumbnails", "heatmap_view", "model_view", "rollout_view", "thumbnail_block"]
+__all__ = ["head_thumbnails", "heatmap_view", "model_view", "rollout_view", "thumbnail_block", "thumbnail_cells"]
 
 
 def heatmap_view(
@@ -38,13 +41,11 @@ def heatmap_view(
     queries: slice | None = None,
 ) -> RenderableType:
     run = result.run
+    lead = f"Attention weights: rows are queries, columns are keys; {row_sums(run.model)}" + scale_hint(run, scale)
     return Group(
         text_line(run.text),
         model_line(run.model),
-        Text(
-            f"Attention weights: rows are queries, columns are keys; {row_sums(run.model)}" + scale_hint(run, scale),
-            style="italic",
-        ),
+        Text(measure_lead(run) if run.shows_norms else lead, style="italic"),
         Text(""),
         head_heatmaps(run, result.layer, result.head, values, scale=scale, keys=keys, queries=queries),
     )
@@ -64,27 +65,34 @@ def model_view(
     rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
     longest = max(len(rows), len(columns))
     block = thumbnail_block(longest, THUMBNAIL if longest > WHOLE_LIMIT else longest)
-    what = f"{len(rows)} × {len(columns)} weights"
+    what = f"{len(rows)} × {len(columns)} {'norms' if run.shows_norms else 'weights'}"
     if block > 1:
-        what += (
-            f", drawn {THUMBNAIL} cells a side: each cell the mean of a {block} × {block} block (means of many "
-            "weights are small: --scale log or row shows them)"
+        what += f", drawn {THUMBNAIL} cells a side: each cell the mean of a {block} × {block} block"
+        if not run.shows_norms:  # the norms' scale ends at the largest mean drawn
+            what += " (means of many weights are small: --scale log or row shows them)"
+    lead = (
+        f"Every head at once: each square is one head's {what}, queries down, keys across. "
+        "--layers and --heads (e.g. 0-2,5) zoom in."
+    )
+    if run.shows_norms:
+        lead += (
+            " Norms ‖αv W_O‖ (Kobayashi et al., 2020): how much each key adds to a head's output, the weight times "
+            "the length of the key's value through the head's part of W_O; colours run from 0 to the largest value "
+            "drawn, one scale for every head."
         )
     parts: list[RenderableType] = [
         text_line(run.text),
         model_line(run.model),
-        Text(
-            f"Every head at once: each square is one head's {what}, queries down, keys across. "
-            "--layers and --heads (e.g. 0-2,5) zoom in." + scale_hint(run, scale),
-            style="italic",
-        ),
+        Text(lead + ("" if run.shows_norms else scale_hint(run, scale)), style="italic"),
     ]
     if note := window_note(tokens, rows, columns, range(0)):
         parts.append(Text(note, style="dim"))
+    cells = {layer: thumbnail_cells(run, layer, result.heads, rows, columns, block) for layer in result.layers}
+    top = scale_top(run, [means for layer in cells.values() for means, _ in layer])
     for layer in result.layers:
-        maps = head_thumbnails(run, layer, result.heads, rows, columns, block, scale)
+        maps = head_thumbnails(run, layer, result.heads, rows, columns, block, scale, top=top, cells=cells[layer])
         parts += [Text(""), Columns(maps, padding=(0, 2))]
-    parts += [Text(""), Legend(scale)]
+    parts += [Text(""), Legend(scale, top, quantity(run))]
     return Group(*parts)
 
 
@@ -92,6 +100,16 @@ def thumbnail_block(tokens: int, cells: int) -> int:
     """The side of the blocks whose means draw `tokens` weights a side in at most `cells` cells a
     side: every thumbnail (terminal, explorer, SVG) is drawn by this one rule."""
     return max(1, -(-tokens // max(cells, 1)))
+
+
+def thumbnail_cells(
+    run: AttentionRun, layer: int, heads: list[int], rows: range, columns: range, block: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each of `heads` of `layer`, a window of its values (the run's measure) in `block` × `block` blocks:
+    their means and whether each block has a cell its query sees (see analysis.block_means)."""
+    mask = layer_mask(run, layer)
+    seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
+    return [analysis.block_means(run.attention[layer, head][np.ix_(rows, columns)], seen, block) for head in heads]
 
 
 def head_thumbnails(
@@ -104,17 +122,24 @@ def head_thumbnails(
     scale: str,
     selected: int | None = None,
     title: Callable[[int, int], str] = head_name,
+    top: float = 1.0,
+    cells: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[MiniHeatmap]:
-    """`heads` of `layer` as small heatmaps of a window of their weights, each cell the mean of a
-    `block` × `block` block, each under `title(layer, head)`; the head `selected` is marked."""
-    mask = layer_mask(run, layer)
-    seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
-    maps = []
-    for head in heads:
-        weights = run.weights[layer, head][np.ix_(rows, columns)]
-        cells, cells_seen = analysis.block_means(weights, seen, block)
-        maps.append(MiniHeatmap(cells, title(layer, head), scale, mask=cells_seen, selected=head == selected))
-    return maps
+    """`heads` of `layer` as small heatmaps of a window of their values (the run's measure), each cell the
+    mean of a `block` × `block` block (`cells`, where thumbnail_cells made them already), on a scale ending at
+    `top`, each under `title(layer, head)`; the head `selected` is marked."""
+    cells = cells or thumbnail_cells(run, layer, heads, rows, columns, block)
+    return [
+        MiniHeatmap(means, title(layer, head), scale, mask=seen, selected=head == selected, top=top)
+        for head, (means, seen) in zip(heads, cells, strict=True)
+    ]
+
+
+# What rollout makes of ‖α v W_O‖ norms, which are no distributions.
+_ROLLOUT_NORMS = (
+    "Of ‖αv W_O‖ norms (Kobayashi et al., 2020), how much each key adds to a head's output: each head's rows "
+    "divided by their sums, so that a key's share of a row is its share of those norms, in place of its weight."
+)
 
 
 def _rollout_sinks(model) -> str:
@@ -143,6 +168,7 @@ def rollout_view(
             + _rollout_sinks(run.model),
             style="italic",
         ),
+        *([Text(_ROLLOUT_NORMS, style="italic")] if run.shows_norms else []),
         Text(""),
         Heatmap(
             final,

@@ -18,7 +18,10 @@
   const ROW = 20; // pixels a token takes in the head view
   const FAINT = 0.01; // lines for weights below this are not drawn
 
-  const weight = (l, h, q, k) => values[((l * H + h) * T + q) * T + k] / top;
+  // A run of ‖α v W_O‖ norms travels as fractions of its largest norm, data.largest_norm: its scales end there.
+  const largest = data.largest_norm || 1;
+  const quantity = data.largest_norm ? "‖αv W_O‖" : "weight";
+  const weight = (l, h, q, k) => (values[((l * H + h) * T + q) * T + k] / top) * largest;
   const seen = (l, q, k) => {
     if (!masks) return true;
     const i = (l * T + q) * T + k;
@@ -45,8 +48,9 @@
   // Where a weight falls on the colour scale: as the terminal's widgets.heatmap.fractions.
   function fraction(w, rowMax) {
     if (state.scale === "row") return rowMax > 0 ? w / rowMax : 0;
-    if (state.scale === "log") return (Math.log10(Math.max(w, LOG_FLOOR)) - Math.log10(LOG_FLOOR)) / -Math.log10(LOG_FLOOR);
-    return Math.min(Math.max(w, 0), 1);
+    const share = w / largest;
+    if (state.scale === "log") return (Math.log10(Math.max(share, LOG_FLOOR)) - Math.log10(LOG_FLOOR)) / -Math.log10(LOG_FLOOR);
+    return Math.min(Math.max(share, 0), 1);
   }
   const headColour = (h) => `hsl(${Math.round((h * 360) / H)}, 70%, 50%)`;
 
@@ -61,6 +65,7 @@
   for (let h = 0; h < H; h++) $("head").add(new Option(`${h}`, `${h}`));
   $("head").add(new Option("all", "all"));
   $("layer").value = `${state.layer}`; $("head").value = `${state.head}`; $("scale").value = state.scale;
+  if (data.largest_norm) $("scale").options[0].text = "fixed 0–largest";
   $("layer").onchange = () => { state.layer = +$("layer").value; draw(); };
   $("head").onchange = () => { const v = $("head").value; state.head = v === "all" ? "all" : +v; draw(); };
   $("scale").onchange = () => { state.scale = $("scale").value; draw(); };
@@ -74,11 +79,16 @@
     draw();
   }
   const precision = data.bits === 16 ? 4 : 3;
+  const rounded = data.largest_norm
+    ? `‖αv W_O‖ norms (Kobayashi et al., 2020): how much each key adds to a head's output, α·‖v W_O‖; rows need ` +
+      `not sum to 1, and the fixed and log scales run to the largest, ${+largest.toPrecision(3)}. Rounded to 1/${top} of it ` +
+      `(shown to ${precision} decimals; the JSON of --json has them exact; the log scale starts at ${+LOG_FLOOR.toPrecision(2)} of it). ` +
+      `Head view: lines under ${FAINT} of the largest are not drawn; `
+    : `Weights rounded to 1/${top} ` +
+      `(shown to ${precision} decimals; the JSON of --json has them exact; the log scale starts at ${+LOG_FLOOR.toPrecision(2)}). ` +
+      `Head view: lines under ${FAINT} are not drawn; `;
   $("note").textContent =
-    `${data.model}: ${L} layers × ${H} heads, ${T} tokens. Weights rounded to 1/${top} ` +
-    `(shown to ${precision} decimals; the JSON of --json has them exact; the log scale starts at ${+LOG_FLOOR.toPrecision(2)}). ` +
-    `Head view: lines under ${FAINT} are not drawn; ` +
-    "hover a token to isolate its lines, click to keep them.";
+    `${data.model}: ${L} layers × ${H} heads, ${T} tokens. ` + rounded + "hover a token to isolate its lines, click to keep them.";
 
   // Head view: tokens in two columns, lines between them
   function tokenColumn(id, side) {
@@ -116,7 +126,7 @@
         if (active && active.side === "query" && active.index !== q) continue;
         for (let k = 0; k < T; k++) {
           if (active && active.side === "key" && active.index !== k) continue;
-          const w = weight(state.layer, h, q, k);
+          const w = weight(state.layer, h, q, k) / largest;
           if (w < FAINT) continue;
           ctx.globalAlpha = state.head === "all" ? w / Math.sqrt(heads.length) : w;
           ctx.lineWidth = 2;
@@ -135,7 +145,7 @@
     [...$(other).children].forEach((token, j) => {
       const [q, k] = active.side === "query" ? [active.index, j] : [j, active.index];
       const w = shown(state.layer, state.head, q, k);
-      token.style.background = `rgba(94, 201, 98, ${w.toFixed(3)})`;
+      token.style.background = `rgba(94, 201, 98, ${(w / largest).toFixed(3)})`;
       token.dataset.weight = w.toFixed(precision);
     });
   }
@@ -222,9 +232,10 @@
       ctx.restore();
     }
     const stops = V.map((c, i) => `rgb(${c.join(",")}) ${((100 * i) / (V.length - 1)).toFixed(1)}%`).join(", ");
-    const ends = { fixed: ["0", "1"], row: ["0", "the row's largest"], log: [`≤${+LOG_FLOOR.toPrecision(2)}`, "1"] }[state.scale];
+    const end = `${+largest.toPrecision(3)}`;
+    const ends = { fixed: ["0", end], row: ["0", "the row's largest"], log: [`≤${+(LOG_FLOOR * largest).toPrecision(2)}`, end] }[state.scale];
     const which = state.head === "all" ? `the mean of layer ${state.layer}'s ${H} heads` : `layer ${state.layer}, head ${state.head}`;
-    $("legend").replaceChildren(`${which}: rows are queries, columns keys; hover a cell for its weight. ${ends[0]}`);
+    $("legend").replaceChildren(`${which}: rows are queries, columns keys; hover a cell for its ${quantity}. ${ends[0]}`);
     const bar = document.createElement("span");
     bar.className = "bar"; bar.style.background = `linear-gradient(to right, ${stops})`;
     $("legend").append(bar, ends[1]);

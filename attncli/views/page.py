@@ -3,9 +3,10 @@ style and data inline, no font or library fetched from anywhere, so it works wit
 
 The page has three views of the same weights: a head view (tokens in two columns joined by
 lines whose opacity is the weight), a model grid of every layer × head, and a matrix whose cells
-give their weight on hover. The weights travel rounded (to 1/65535 for a small run, 1/255 past
-SIXTEEN_BIT_LIMIT numbers, which keeps a 512-token MiniLM page near 2 MB), deflated and in base64;
-the page says which. Masks come from ModelInfo.mask and the colours from the terminal's viridis
+give their weight on hover; or of a run's ‖α v W_O‖ norms, on scales from 0 to the largest. The
+weights travel rounded (to 1/65535 for a small run, 1/255 past SIXTEEN_BIT_LIMIT numbers, which
+keeps a 512-token MiniLM page near 2 MB; norms to as much of their largest), deflated and in
+base64; the page says which. Masks come from ModelInfo.mask and the colours from the terminal's viridis
 stops, so the page draws what the terminal views draw.
 """
 
@@ -19,7 +20,7 @@ from string import Template
 import numpy as np
 
 from attncli.results import AttentionRun
-from attncli.views.common import figure_name, markup_text, token_texts
+from attncli.views.common import figure_name, markup_text, scale_top, token_texts
 from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS
 
 __all__ = ["SIXTEEN_BIT_LIMIT", "page_html"]
@@ -33,20 +34,26 @@ def _packed(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(little.tobytes(), 6)).decode()
 
 
-def page_data(run: AttentionRun, title: str, start: dict) -> dict:
+def page_data(run: AttentionRun, title: str, start: dict, prompt_tokens: int | None = None) -> dict:
     """What the page's script reads: the tokens, the model's shape, the rounded weights, the masks,
-    and where it opens (`start`: layer, head, colour scale and, from query, the query token)."""
-    weights = run.weights
+    and where it opens (`start`: layer, head, colour scale and, from query, the query token); for a
+    generated sequence, how many of its first tokens were the prompt. A run of ‖α v W_O‖ norms travels as
+    fractions of its largest norm, which `largest_norm` gives (its scales end there)."""
+    weights = run.attention
+    largest = scale_top(run, [weights])
     bits = 16 if weights.size <= SIXTEEN_BIT_LIMIT else 8
     top = 2**bits - 1
-    rounded = np.rint(np.clip(weights, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+    fractions = weights if largest == 1.0 else weights / largest
+    rounded = np.rint(np.clip(fractions, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
     tokens = len(run.tokens)
     masks = None
     if run.model.causal or run.model.windows is not None:  # some layer's queries do not see every key
         every = np.ones((tokens, tokens), dtype=bool)
         layers = [run.model.mask(layer, tokens) for layer in range(run.model.layers)]  # None: every key
         masks = _packed(np.packbits(np.stack([every if mask is None else mask for mask in layers])))
+    generated = {} if prompt_tokens is None else {"prompt_tokens": prompt_tokens}
     return {
+        **generated,
         "title": title,
         "text": run.text,
         "model": figure_name(run.model),
@@ -60,18 +67,21 @@ def page_data(run: AttentionRun, title: str, start: dict) -> dict:
         "viridis": [[int(c) for c in stop] for stop in VIRIDIS],
         "log_floor": LOG_FLOOR,
         "start": start,
+        **({"largest_norm": largest} if run.shows_norms else {}),
     }
 
 
-def page_html(run: AttentionRun, title: str, start: dict) -> str:
-    """The whole page: page.html with its style, script and data put in."""
+def page_html(run: AttentionRun, title: str, start: dict, prompt_tokens: int | None = None) -> str:
+    """The whole page: page.html with its style, script and data put in; for a generated sequence
+    (`prompt_tokens`: the prompt's), page_prompt.js and .css, which mark where the prompt ends."""
     title = markup_text(title)  # a typed title may hold anything, even what no encoding can write
     assets = files("attncli.views")
-    style = assets.joinpath("page.css").read_text(encoding="utf-8")
-    script = assets.joinpath("page.js").read_text(encoding="utf-8")
+    parts = ("page",) if prompt_tokens is None else ("page", "page_prompt")
+    style = "\n".join(assets.joinpath(f"{part}.css").read_text(encoding="utf-8") for part in parts)
+    script = "\n".join(assets.joinpath(f"{part}.js").read_text(encoding="utf-8") for part in parts)
     # Inside a <script> element "</script" ends it and "<!--" changes how the rest is read: JSON's
     # own escapes for <, > and & keep every such sequence out of the markup, whatever the text holds.
-    data = json.dumps(page_data(run, title, start), ensure_ascii=False)
+    data = json.dumps(page_data(run, title, start, prompt_tokens), ensure_ascii=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = Template(assets.joinpath("page.html").read_text(encoding="utf-8"))
     return page.substitute(title=html.escape(title), text=html.escape(run.text), style=style, script=script, data=data)

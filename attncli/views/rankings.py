@@ -6,9 +6,19 @@ from rich.text import Text
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE
 from attncli.escapes import visible
-from attncli.results import CheckResult, CompareResult, HeadsResult, QueryResult
+from attncli.results import CheckResult, CompareResult, HeadsResult, InductionTest, QueryResult
 from attncli.terminal import abbreviate, token_label
-from attncli.views.common import bar, head_name, model_line, plain_table, plural, text_line, token_texts
+from attncli.views.common import (
+    bar,
+    head_name,
+    model_line,
+    plain_table,
+    plural,
+    scale_top,
+    text_line,
+    token_texts,
+)
+from attncli.widgets.columns import FittedTable
 from attncli.widgets.keybars import KeyBars
 from attncli.widgets.vectors import number
 
@@ -24,15 +34,22 @@ def query_view(result: QueryResult, top: int = 12, keys: slice | None = None) ->
         excluded = "itself, special tokens and the first token, a decoder's attention sink,"
     else:
         excluded = "itself and special tokens"
+    value = "norm" if run.shows_norms else "weight"
     if result.target is None:
-        order = f"ranked by the weight on its strongest key ({excluded} left out, and drawn dim)"
+        order = f"ranked by the {value} on its strongest key ({excluded} left out, and drawn dim)"
     else:
-        order = f"ranked by the weight on {_span_phrase(result, result.target, 'weights summed')}"
+        order = f"ranked by the {value} on {_span_phrase(result, result.target, f'{value}s summed')}"
     lead = (
         f"What {_span_phrase(result, result.token, 'rows averaged')} attends to in each of "
         f"{plural(len(result.ranking), 'head')}, {order}. Showing the top {len(ranking)}; --top N for more, "
         "--json for all."
     )
+    if run.shows_norms:
+        lead += (
+            " Norms ‖αv W_O‖ (Kobayashi et al., 2020): how much each key adds to the head's output, the weight "
+            "times the length of the key's value through the head's part of W_O; bars run from 0 to the largest "
+            "value drawn."
+        )
     return Group(
         text_line(run.text), model_line(run.model), Text(lead, style="italic"), Text(""), query_chart(result, top, keys)
     )
@@ -57,7 +74,7 @@ def query_chart(
         rank = next(i for i, t in enumerate(result.ranking, start=1) if (t.layer, t.head) == pinned)
         ranked = [(rank, result.ranking[rank - 1]), *(entry for entry in ranked if entry[0] != rank)]
     ranking = [t for _, t in ranked]
-    headers = ["#", "head", "top key", "weight"]
+    headers = ["#", "head", "top key", "norm" if result.run.shows_norms else "weight"]
     rows = [
         [
             str(rank),
@@ -71,14 +88,16 @@ def query_chart(
         headers.append("on " + abbreviate(_span_text(result, result.target), 9))
         for row, t in zip(rows, ranking, strict=True):
             row.append(f"{t.weights[result.target].sum():.2f}")
+    weights = np.stack([t.weights for t in ranking])  # [heads, T]
     return KeyBars(
         headers,
         rows,
-        np.stack([t.weights for t in ranking]),
+        weights,
         token_texts(result.run),
         muted=~result.allowed,
         columns=result.run.window(keys, "keys"),
         centre=centre if centre is not None or keys is not None or not ranking else _strongest(result),
+        top=scale_top(result.run, [weights]),
         **bars,
     )
 
@@ -111,40 +130,83 @@ _HEAD_COLUMNS = (
     ("separator", "sep"),
     ("punctuation", "punct"),
     ("max", "max"),
+    ("duplicate", "dup"),
+    ("induction", "ind"),
 )
+# The columns a narrow terminal loses first: entropy has its normalised twin, and distance is the
+# least read.
+_HEAD_COLUMNS_DROPPED = ("H", "dist")
 
 
 def heads_view(result: HeadsResult) -> RenderableType:
-    table = plain_table(("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left"))
-    table.padding = (0, 1, 0, 0)  # one space between columns, so twelve of them fit 80 columns
-    for column in table.columns:
-        column.no_wrap = True
-    layers, heads = result.labels.shape
-    for layer in range(layers):
-        for head in range(heads):
-            cells = [
+    headers = dict(_HEAD_COLUMNS)
+    columns = [("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left")]
+    rows = [
+        [
+            head_name(layer, head),
+            *(
                 "–" if np.isnan(result.statistics[name][layer, head]) else f"{result.statistics[name][layer, head]:.2f}"
                 for name, _ in _HEAD_COLUMNS
-            ]
-            table.add_row(head_name(layer, head), *cells, str(result.labels[layer, head]))
-    source = (
-        Text.assemble(("Text: ", "bold"), visible(result.text))
-        if result.text is not None
-        else Text(f"Averaged over {plural(result.texts, 'text')}.", style="bold")
-    )
+            ),
+            str(result.labels[layer, head]),
+        ]
+        for layer, head in result.ordered
+    ]
+    droppable = tuple(header for header in _HEAD_COLUMNS_DROPPED if header != headers.get(result.sort))
+    table = FittedTable(columns, rows, droppable)
+    if result.induction_test is not None:
+        source = _induction_lines(result.induction_test)
+    elif result.text is not None:
+        source = Text.assemble(("Text: ", "bold"), visible(result.text))
+    else:
+        source = Text(f"Averaged over {plural(result.texts, 'text')}.", style="bold")
     entropies, shares = "H entropy in nats, and over ln of the keys a row sees", ""
-    if result.model.sinks:
+    if result.model.sinks and result.measure == "weights":
         entropies = "H entropy in nats (a learned sink's share one more key), and over ln of the keys a row sees + 1"
         shares = " Shares are of the whole row, the part its head's learned sink takes included."
     key = Text(
         f"Means over the query rows: {entropies}; dist = Σ weight·|i − j|; "
         "the share on the token itself, the previous and next token, the first special token ([CLS], <s>), the "
-        "other special tokens ([SEP], </s>), punctuation; max = the largest weight of a row. – = not in the text. "
+        "other special tokens ([SEP], </s>), punctuation; max = the largest weight of a row; dup and ind = the "
+        "share on earlier copies of the token and on the tokens after them (TransformerLens's duplicate-token and "
+        "induction scores; prev is its previous-token score), over the rows that have one. – = not in the text. "
         f"Pattern: the largest of the previous, next, self and delimiter (special + punctuation) shares names the "
         f"head if it is at least {PATTERN_SHARE}; else broad if H/ln n ≥ {BROAD_ENTROPY}, else mixed." + shares,
         style="dim",
     )
-    return Group(source, model_line(result.model), Text(""), table, Text(""), key)
+    lead = []
+    if result.measure == "norms":
+        lead = [
+            Text(
+                "Of norms ‖αv W_O‖ (Kobayashi et al., 2020), how much each key adds to the head's output: each "
+                "row divided by its sum, so that a key's share (the weight below) is its share of the row's norms.",
+                style="italic",
+            )
+        ]
+    parts: list[RenderableType] = [source, model_line(result.model), *lead]
+    if result.sort is not None:
+        first = "the smallest" if result.sort in ("layer", "head", "pattern") else "the largest"
+        shown = headers.get(result.sort, result.sort)
+        parts.append(Text(f"Sorted by {shown}, {first} first.", style="italic"))
+    return Group(*parts, Text(""), table, Text(""), key)
+
+
+def _induction_lines(test: InductionTest) -> Group:
+    """What heads --induction ran: the random tokens of the first copy, and the special tokens around them."""
+    tokens, copy = test.tokens, test.copy
+    before = " ".join(token_label(t.text) for t in tokens[: copy[0].index])
+    after = " ".join(token_label(t.text) for t in tokens[copy[-1].index + test.length + 1 :])
+    around = {(True, True): f", between {before} and {after}", (True, False): f", after {before}"}.get(
+        (bool(before), bool(after)), f", before {after}" if after else ""
+    )
+    return Group(
+        Text.assemble(
+            ("Induction test: ", "bold"),
+            f"{test.length} random tokens of the vocabulary (seed {test.seed}), then the same {test.length} again"
+            f"{around}; dup and ind are the second copy's.",
+        ),
+        Text.assemble(("Random tokens: ", "bold"), visible(" ".join(token_label(t.text) for t in copy))),
+    )
 
 
 def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
@@ -179,17 +241,34 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         )
     unpaired_a = ", ".join(token_label(a.tokens[i].text) for i in result.unpaired(0)) or "none"
     unpaired_b = ", ".join(token_label(b.tokens[j].text) for j in result.unpaired(1)) or "none"
-    return Group(
-        Text.assemble(("A: ", "bold"), visible(a.text)),
-        Text.assemble(("B: ", "bold"), visible(b.text)),
-        model_line(a.model),
-        Text(
+    learned_sinks = a.model.sinks or b.model.sinks
+    sinks = ", and the share each head's learned sink takes counted as one more key." if learned_sinks else "."
+    if result.two_models:
+        opening = [
+            text_line(a.text),
+            Text.assemble(("A: ", "bold"), model_line(a.model, caveat=False)),
+            Text.assemble(("B: ", "bold"), model_line(b.model, caveat=False)),
+        ]
+        lead = (
+            f"How the attention of “{name}” (token {result.token_a}) changes from checkpoint A to B, head by head: "
+            "TV is the total variation distance between its two distributions (0 the same, 1 disjoint)" + sinks
+        )
+        unpaired = []
+    else:
+        opening = [
+            Text.assemble(("A: ", "bold"), visible(a.text)),
+            Text.assemble(("B: ", "bold"), visible(b.text)),
+            model_line(a.model),
+        ]
+        lead = (
             f"How the attention of “{name}” (token {result.token_a} in A, {result.token_b} in B) changes, head by "
             "head: TV is the total variation distance between its two distributions (0 the same, 1 disjoint), "
-            "with keys paired by their text"
-            + (", and the share each head's learned sink takes counted as one more key." if a.model.sinks else "."),
-            style="italic",
-        ),
+            "with keys paired by their text" + sinks
+        )
+        unpaired = [Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim")]
+    return Group(
+        *opening,
+        Text(lead, style="italic"),
         Text(""),
         table,
         Text(""),
@@ -200,13 +279,14 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
             style="bold",
         ),
         aligned,
-        Text(f"No partner in B for: {unpaired_a}. No partner in A for: {unpaired_b}.", style="dim"),
+        *unpaired,
     )
 
 
 def check_view(result: CheckResult) -> RenderableType:
+    values = "‖αv W_O‖ norm" if result.run.shows_norms else "attention weight"
     verdict = (
-        Text(f"passed: every attention weight is within {result.tolerance:g}", style="bold green")
+        Text(f"passed: every {values} is within {result.tolerance:g}", style="bold green")
         if result.passed
         else Text(
             f"FAILED: attention moved by up to {result.max_difference:.3g} (tolerance {result.tolerance:g})",
@@ -224,7 +304,7 @@ def check_view(result: CheckResult) -> RenderableType:
             f"{query} {labels[query]}",
             f"{key} {labels[key]}",
             f"{result.saved[layer, head, query, key]:.6f}",
-            f"{result.run.weights[layer, head, query, key]:.6f}",
+            f"{result.run.attention[layer, head, query, key]:.6f}",
         )
     parts: list[RenderableType] = [text_line(result.run.text), model_line(result.run.model), verdict]
     if not result.worst_cells:

@@ -57,9 +57,13 @@ _LABEL_LIMIT = 12  # characters of a row label before it is abbreviated
 LOG_FLOOR = 1e-3
 
 
-def fractions(weights: np.ndarray, scale: str) -> np.ndarray:
+def fractions(weights: np.ndarray, scale: str, top: float = 1.0) -> np.ndarray:
     """Where each weight of `weights` [..., T] falls on the colour scale, 0 … 1: the weight itself
-    (fixed), the weight over its row's largest (row), or (log10(weight) + 3) / 3, from 0.001 (log)."""
+    (fixed), the weight over its row's largest (row), or (log10(weight) + 3) / 3, from 0.001 (log).
+    Values on a scale that ends at `top` rather than 1 (‖α v W_O‖ norms, to the largest drawn) fall
+    where value / top does."""
+    if top != 1.0:
+        weights = weights / top
     if scale == "row":
         top = weights.max(axis=-1, keepdims=True)
         return weights / np.where(top > 0, top, 1.0)
@@ -68,20 +72,30 @@ def fractions(weights: np.ndarray, scale: str) -> np.ndarray:
     return np.clip(weights, 0.0, 1.0)
 
 
-def _ticks(scale: str) -> list[tuple[float, str]]:
-    """(position on the scale, label) of the legend's ticks."""
+def scale_number(value: float) -> str:
+    """A value the colour scale names, in three significant digits at most: 4.31, 0.0431, 431."""
+    return f"{value:.3g}"
+
+
+def _ticks(scale: str, top: float = 1.0) -> list[tuple[float, str]]:
+    """(position on the scale, label) of the legend's ticks, on a scale that ends at `top`."""
+    if top != 1.0 and scale != "row":
+        if scale == "log":
+            return [(0.0, f"≤{scale_number(top * LOG_FLOOR)}"), (1 / 3, ""), (2 / 3, ""), (1.0, scale_number(top))]
+        return [(0.0, "0"), (0.5, scale_number(top / 2)), (1.0, scale_number(top))]
     if scale == "log":
         return [(0.0, "≤0.001"), (1 / 3, "0.01"), (2 / 3, "0.1"), (1.0, "1")]
     top = "row max" if scale == "row" else "1"
     return [(0.0, "0"), (0.25, ".25"), (0.5, ".5"), (0.75, ".75"), (1.0, top)]
 
 
-def shade_levels(weights: np.ndarray, scale: str) -> np.ndarray:
+def shade_levels(weights: np.ndarray, scale: str, top: float = 1.0) -> np.ndarray:
     """Which of SHADES (an index, 0 blank) draws each weight of `weights` [..., T] without colour: on
-    the fixed scale the steps of FIXED_SHADE_EDGES, on the others a fifth of the scale (`fractions`) each."""
+    the fixed scale the steps of FIXED_SHADE_EDGES (of `top`, where the scale ends there), on the others
+    a fifth of the scale (`fractions`) each."""
     if scale == "fixed":
-        return np.searchsorted(FIXED_SHADE_EDGES, weights, side="right")
-    return np.minimum((fractions(weights, scale) * len(SHADES)).astype(int), len(SHADES) - 1)
+        return np.searchsorted(FIXED_SHADE_EDGES, weights if top == 1.0 else weights / top, side="right")
+    return np.minimum((fractions(weights, scale, top) * len(SHADES)).astype(int), len(SHADES) - 1)
 
 
 def colour_of(fraction: float) -> Color:
@@ -102,9 +116,25 @@ def _ink_for(background: Color) -> str:
 
 def _cell_number(weight: float) -> str:
     """A weight in three characters for a four-character cell, so a space still separates the cells:
-    .42 for 0.42, and 1.0 for what rounds to 1.00."""
+    .42 for 0.42, and 1.0 for what rounds to 1.00; a larger value (a norm) as fits: 4.3, 12, 431, 2e3."""
     text = f"{weight:.2f}"
-    return text[1:] if text.startswith("0") else text[:3]
+    if weight < 1.0:
+        return text[1:] if text.startswith("0") else text[:3]
+    return _number_within(weight, 3)
+
+
+def _wide_cell_number(weight: float) -> str:
+    """A value in four characters at most for a five-character cell: 0.42, 4.31, 12.3, 431, 2e4."""
+    return f"{weight:.2f}" if weight < 9.995 else _number_within(weight, 4)
+
+
+def _number_within(value: float, width: int) -> str:
+    """`value` (1 or more) in at most `width` characters: as many decimals as fit, else a power of ten."""
+    for decimals in (1, 0):
+        text = f"{value:.{decimals}f}"
+        if len(text) <= width:
+            return text
+    return f"{value:.0e}".replace("e+0", "e")
 
 
 def uses_colour(console: Console) -> bool:
@@ -115,7 +145,8 @@ def uses_colour(console: Console) -> bool:
 
 class Heatmap:
     """Rows are queries, columns keys; a cell's colour (or shade) is its weight on the `scale`
-    (see `fractions`): the same 0 … 1 in every view by default.
+    (see `fractions`): the same 0 … 1 in every view by default, or 0 … `top` for values that are not
+    weights (‖α v W_O‖ norms), which the legend names `quantity`.
 
     Cells are five characters wide with their value printed in them when
     `show_values` is set and the width allows, then four (.42); narrower
@@ -145,8 +176,12 @@ class Heatmap:
         label_limit: int = _LABEL_LIMIT,
         legend: bool = True,
         label_rows: range | None = None,
+        top: float = 1.0,
+        quantity: str = "weight",
     ):
         self.weights = weights  # [T, T]
+        self.top = top  # the value the fixed and log scales end at: 1 for weights
+        self.quantity = quantity  # what the values are, as the legend names them
         self.labels = [token_label(label) for label in labels]
         self.rows = range(len(labels)) if rows is None else rows  # the queries drawn
         self.columns = range(len(labels)) if columns is None else columns  # the keys drawn, as far as they fit
@@ -164,7 +199,7 @@ class Heatmap:
         self.row_label_width = self._index_width + 1 + min(longest, _LABEL_LIMIT) + 1
         self.title = title
         self.scale = scale
-        self.fractions = fractions(weights, scale)  # [T, T]
+        self.fractions = fractions(weights, scale, top)  # [T, T]
         self.show_values = show_values
         self.mask = mask  # [T, T] bool or None
         self.highlight = highlight
@@ -199,7 +234,7 @@ class Heatmap:
         for row in self.rows:
             yield self._row(row, cell, columns, values, colour)
         if self.legend and (colour or not values):  # numbers in plain cells need no key
-            yield from _legend_lines(self.scale, colour)
+            yield from _legend_lines(self.scale, colour, self.top, self.quantity)
         if self.notes and self.show_values and not values:
             yield Text(
                 "(too narrow for the numbers in the cells; widen the terminal, give --width, or use --json)",
@@ -233,7 +268,7 @@ class Heatmap:
     def _row(self, row: int, cell: int, columns: range, values: bool, colour: bool) -> Text:
         label = f"{row:>{self._index_width}} {abbreviate(self.labels[row], _LABEL_LIMIT)}"
         text = Text(pad(label, self.row_label_width), style="bold" if row == self.highlight else "")
-        shades = None if values or colour else shade_levels(self.weights[row], self.scale)  # [T]
+        shades = None if values or colour else shade_levels(self.weights[row], self.scale, self.top)  # [T]
         for key in columns:
             weight = float(self.weights[row, key])
             if self.mask is not None and not self.mask[row, key]:
@@ -241,7 +276,7 @@ class Heatmap:
                 continue
             fraction = float(self.fractions[row, key])
             if values:
-                content = (f"{weight:.2f}" if cell >= 5 else _cell_number(weight)).rjust(cell)
+                content = (_wide_cell_number(weight) if cell >= 5 else _cell_number(weight)).rjust(cell)
             elif colour:
                 content = " " * cell
             else:
@@ -284,43 +319,53 @@ def window_note(tokens: int, rows: range | None, columns: range, rest: range) ->
 _LEGEND_WIDTH = 21  # cells of the colour strip
 
 
-def _legend_lines(scale: str, colour: bool) -> list[Text]:
-    """The scale as a strip of colours with its ticks under it, or the shades and where each begins."""
-    name = {"fixed": "weight", "row": "share of the row's largest weight", "log": "weight, log scale"}[scale]
+def _legend_lines(
+    scale: str, colour: bool, top: float = 1.0, quantity: str = "weight", name: str | None = None
+) -> list[Text]:
+    """The scale (ending at `top`, of values named `quantity`) as a strip of colours with its ticks under it,
+    the last one `top`, or the shades and where each begins; `name` names what it measures where it is no
+    attention quantity (default: the `quantity`, on `scale`)."""
+    names = {"fixed": quantity, "row": f"share of the row's largest {quantity}", "log": f"{quantity}, log scale"}
+    name = name or names[scale]
     if colour:
         strip = Text(f"{name}  ")
         indent = len(strip)
         for step in range(_LEGEND_WIDTH):
             strip.append(" ", style=Style(bgcolor=colour_of(step / (_LEGEND_WIDTH - 1))))
         ticks = [" "] * (_LEGEND_WIDTH + 8)
-        for position, label in _ticks(scale):
+        for position, label in _ticks(scale, top):
             at = round(position * (_LEGEND_WIDTH - 1))
             at = min(at, len(ticks) - len(label))
             ticks[at : at + len(label)] = label
         return [strip, Text(" " * indent + "".join(ticks).rstrip(), style="dim")]
     # Say where each shade begins.
-    edges = fractions_edges(scale)
+    edges = fractions_edges(scale, top)
     legend = Text(f"{name}: ")
     for shade, edge in zip(SHADES[1:], edges, strict=True):
         legend.append(f"{shade} ≥{edge}  ")
     return [legend]
 
 
-def fractions_edges(scale: str) -> list[str]:
-    """Where each shade but the blank one begins, in the scale's own terms (see shade_levels)."""
+def fractions_edges(scale: str, top: float = 1.0) -> list[str]:
+    """Where each shade but the blank one begins, in the scale's own terms (see shade_levels), on a scale
+    that ends at `top`."""
     if scale == "fixed":
-        return [f"{edge:g}" for edge in FIXED_SHADE_EDGES]
+        return [f"{edge:g}" if top == 1.0 else scale_number(edge * top) for edge in FIXED_SHADE_EDGES]
     steps = [level / len(SHADES) for level in range(1, len(SHADES))]
     if scale == "log":
-        return [f"{10 ** (math.log10(LOG_FLOOR) * (1 - step)):.2g}" for step in steps]
+        return [f"{top * 10 ** (math.log10(LOG_FLOOR) * (1 - step)):.2g}" for step in steps]
     return [f"{step:.2f}" for step in steps]
 
 
 class Legend:
-    """The colour scale: a strip of colours with ticks, or the shades and where each begins."""
+    """The colour scale: a strip of colours with ticks, or the shades and where each begins; of values
+    named `quantity`, the fixed and log scales ending at `top` (1 for weights)."""
 
-    def __init__(self, scale: str = "fixed"):
+    def __init__(self, scale: str = "fixed", top: float = 1.0, quantity: str = "weight", name: str | None = None):
         self.scale = scale
+        self.top = top
+        self.quantity = quantity
+        self.name = name  # what the colours measure, where it is no attention quantity on `scale`
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from _legend_lines(self.scale, uses_colour(console))
+        yield from _legend_lines(self.scale, uses_colour(console), self.top, self.quantity, self.name)

@@ -22,7 +22,8 @@ def _block(weight: float) -> str:
 
 
 class KeyBars:
-    """Rows of text columns, each row ending in one bar per key whose height is its weight (0 … 1).
+    """Rows of text columns, each row ending in one bar per key whose height is its weight (0 … 1), or
+    its value over `top` (a norm, over the largest drawn).
 
     The key labels are written downwards above the bars; keys in `muted` are drawn dim.
     Two cells a key when the width allows, else one. `columns` chooses a window of keys (all by
@@ -41,6 +42,7 @@ class KeyBars:
         centre: int | None = None,
         notes: bool = True,
         label_limit: int = 6,
+        top: float = 1.0,
     ):
         self.headers = headers
         self.rows = rows
@@ -51,6 +53,7 @@ class KeyBars:
         self.centre = centre
         self.notes = notes  # the line saying which keys are shown, when not all are
         self.label_limit = label_limit  # lines of each key's label, written downwards
+        self.top = top  # the value a full bar stands for: 1 for weights, the largest drawn for norms
 
     @property
     def _widths(self) -> list[int]:
@@ -87,5 +90,7 @@ class KeyBars:
         for row, weights in zip(self.rows, self.weights, strict=True):
             text = Text("".join(pad(cell_text, w) + "  " for cell_text, w in zip(row, widths, strict=True)))
             for key in shown:
-                text.append(pad(_block(float(weights[key])), cell), style="dim" if self.muted[key] else "cyan")
+                text.append(
+                    pad(_block(float(weights[key]) / self.top), cell), style="dim" if self.muted[key] else "cyan"
+                )
             yield text

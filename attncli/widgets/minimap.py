@@ -19,7 +19,8 @@ __all__ = ["MiniHeatmap"]
 
 
 class MiniHeatmap:
-    """One head's whole [T, T] matrix in T columns, under its title."""
+    """One head's whole [T, T] matrix in T columns, under its title; its values on a scale ending at `top`
+    (see widgets.heatmap.fractions)."""
 
     def __init__(
         self,
@@ -28,10 +29,12 @@ class MiniHeatmap:
         scale: str = "fixed",
         mask: np.ndarray | None = None,
         selected: bool = False,
+        top: float = 1.0,
     ):
         self.weights = weights  # [T, T]
         self.title = title
         self.scale = scale
+        self.top = top  # the value the fixed and log scales end at: 1 for weights, the largest drawn for norms
         self.mask = np.ones(weights.shape, dtype=bool) if mask is None else mask  # [T, T] True where a key is seen
         self.selected = selected  # title in reverse video: the head a cursor is on
 
@@ -44,14 +47,14 @@ class MiniHeatmap:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Text(self.title.ljust(self._width), style="bold reverse" if self.selected else "bold")
-        fractions = scale_fractions(self.weights, self.scale)  # [T, T]
+        fractions = scale_fractions(self.weights, self.scale, self.top)  # [T, T]
         seen = self.mask
         keys = fractions.shape[1]
         if keys > options.max_width:  # too wide for the terminal: draw the first keys and say so
             fractions, seen = fractions[:, : options.max_width], seen[:, : options.max_width]
             yield Text(f"(keys 0 to {options.max_width - 1} of {keys})", style="dim")
         if not uses_colour(console):
-            levels = shade_levels(self.weights, self.scale)[:, : fractions.shape[1]]  # [T, keys drawn]
+            levels = shade_levels(self.weights, self.scale, self.top)[:, : fractions.shape[1]]  # [T, keys drawn]
             for row, row_seen in zip(levels, seen, strict=True):
                 yield Text(
                     "".join(SHADES[level] if visible else "·" for level, visible in zip(row, row_seen, strict=True))
