@@ -36,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 DECODER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attncli-bench" / "qwen2.5-0.5b-shape"
 # The mixture-of-experts row's: Qwen3-30B-A3B's shape with 4 of its 48 layers, random weights, made once, kept out too.
 MOE = DECODER.parent / "qwen3-30b-a3b-shape-4-layers"
+# The large model's row: random weights in Llama-3.1-8B's shape (bf16, about 16 GB), made once, beside it.
+LARGE = DECODER.parent / "llama-3.1-8b-shape"
 # The Pythia row's: random weights in pythia-410m's shape (GPT-NeoX), made once, beside it.
 PYTHIA = DECODER.parent / "pythia-410m-shape"
 # The encoder rows': random weights in these models' shapes (bench/make_encoders.py's SHAPE argument), made
@@ -53,15 +55,23 @@ def warm(directory: Path) -> None:
                 pass
 
 
-def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes]:
-    """(wall seconds, peak RSS in MB, stdout if kept) of one run of `command`.
+def run_once(command: list[str], keep_output: bool, may_fail: bool = False) -> tuple[float, float, bytes]:
+    """(wall seconds, peak RSS in MB, stdout if kept) of one run of `command`; with `may_fail`, a run that fails
+    is first in line for the kernel's out-of-memory killer and gives its exit status (negative: the signal that
+    ended it) in place of stdout, where otherwise the bench stops.
 
     Output not kept is read and dropped as it comes: a child forked from a bench that holds
     hundreds of megabytes would report them as its own peak.
     """
     environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment,
+        preexec_fn=_first_to_kill if may_fail else None,
+    )
     output = b""
     if keep_output:
         output = process.stdout.read()
@@ -70,9 +80,18 @@ def run_once(command: list[str], keep_output: bool) -> tuple[float, float, bytes
             pass
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
+    if may_fail and status != 0:
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return elapsed, usage.ru_maxrss / 1024, str(code).encode()
     if status != 0:
         sys.exit(f"bench: {' '.join(command[:3])} ... failed with status {status}")
     return elapsed, usage.ru_maxrss / 1024, output  # kB -> MB on Linux
+
+
+def _first_to_kill() -> None:
+    """In the child: the process the kernel's out-of-memory killer picks first, not the bench or the machine's
+    others."""
+    Path("/proc/self/oom_score_adj").write_text("1000")
 
 
 def measure(
@@ -327,6 +346,37 @@ def encoder_rows(attncli: str, peer_python: str, runs: int) -> None:
         row(f"{name} shape, max |attncli - peer|", f"{difference:.1e}", "", "", "<= 1e-5")
 
 
+def large_rows(attncli: str, peer_python: str) -> None:
+    """A model bigger than memory in float32: Llama-3.1-8B's shape (bench/make_llama8b.py), a 128-token text's
+    attention to NPZ, once each (minutes a run): attncli, reading a layer at a time and computing in float32;
+    the peer in float32 (32 GB of weights on a 24 GB machine: what happens is the row); and the peer in bf16,
+    the checkpoint's own dtype, its attention's distance from attncli's float32."""
+    directory = made_checkpoint(peer_python, LARGE, "make_llama8b.py", "Llama-3.1-8B-shaped checkpoint (about 16 GB)")
+    text = json.loads((directory / "texts.json").read_text())["128"]
+    with tempfile.TemporaryDirectory() as scratch:
+        ours_file, bf16_file = Path(scratch) / "ours.npz", Path(scratch) / "bf16.npz"
+        peer = [peer_python, str(HERE / "peer_decoder.py"), str(directory), text]
+        ours_time, ours_memory, _ = run_once(
+            [attncli, "heatmap", text, "--model", str(directory), "--format", "npz", "-o", str(ours_file)], False
+        )
+        float32_time, float32_memory, float32_status = run_once([*peer, str(Path(scratch) / "f32.npz")], True, True)
+        bf16_time, bf16_memory, bf16_status = run_once([*peer, str(bf16_file), "bfloat16"], True, True)
+        ours = np.load(ours_file)["attention"]
+        bf16 = np.load(bf16_file)["attention"] if bf16_status == b"" else None
+    row("8B shape (bf16), 128 tokens to NPZ, wall", f"{ours_time:.1f} s", "", "", "")
+    row("8B shape, peak memory", f"{ours_memory:.0f} MB", "", "", "<= 2 GB")
+    fate = {b"": "ran", b"-9": "killed (OOM)"}
+    for name, seconds, memory, status in (
+        ("float32", float32_time, float32_memory, float32_status),
+        ("bf16", bf16_time, bf16_memory, bf16_status),
+    ):
+        said = fate.get(status, f"failed ({status.decode()})")
+        row(f"8B shape, peer in {name}: {said}, wall", "", f"{seconds:.1f} s", "", "")
+        row(f"8B shape, peer in {name}, peak memory", "", f"{memory:.0f} MB", "", "")
+    if bf16 is not None:
+        row("8B shape, max |attncli float32 - peer bf16|", f"{np.abs(ours - bf16).max():.1e}", "", "", "")
+
+
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
     """heads --file over generated MiniLM lines: attncli on one and two processes and on a local
     Dask cluster of two workers, against the torch peer batching 32 padded lines (bench/peer_heads.py)."""
@@ -403,9 +453,9 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus", "predict", "attribute"],
+        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus", "predict", "attribute", "large"],
         help="run only the decoder rows, the mixture of experts', Pythia's, the encoders', the explorer's, the "
-        "corpus's, predict's or attribute's",
+        "corpus's, predict's, attribute's or the large model's",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -422,6 +472,7 @@ def main() -> None:
         "corpus": lambda: corpus_rows(attncli, args.peer_python, directory, args.corpus_lines),
         "predict": lambda: predict_rows(attncli, args.peer_python, runs),
         "attribute": lambda: attribute_rows(attncli, args.peer_python, runs),
+        "large": lambda: large_rows(attncli, args.peer_python),
     }
     if args.only is not None:
         row("measure", "attncli", "reference", "ratio", "target")
@@ -541,6 +592,7 @@ def main() -> None:
     moe_rows(attncli, args.peer_python, runs)
     pythia_rows(attncli, args.peer_python, runs)
     attribute_rows(attncli, args.peer_python, runs)
+    large_rows(attncli, args.peer_python)
 
 
 if __name__ == "__main__":

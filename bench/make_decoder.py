@@ -11,9 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 WORDS = [
     "the",
@@ -62,6 +60,9 @@ def text_of(bpe: Tokenizer, tokens: int) -> str:
 
 
 def main(directory: Path) -> None:
+    import torch  # here, so that make_llama8b.py borrows the tokenizer without torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=151936,
