@@ -537,14 +537,14 @@ def record_bytes(
     precision: int | None = None,
     summary: bool = False,
     steps: bool = False,
-    d_model: int = 0,
+    step_width: int = 0,
 ) -> float:
     """About how many bytes batch writes for a line of `tokens` tokens through a model of `layers` × `heads`
     heads (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
     digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
     and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
-    scores and scaled scores as the weights and seven [tokens, `d_model`] steps a layer besides (a family's
-    own extra steps left out)."""
+    scores and scaled scores as the weights and `step_width` numbers a token and layer besides (see
+    _step_width; the steps only some families write left out)."""
     kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
     number = kept(digits) + len("0.,")
     statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
@@ -556,7 +556,7 @@ def record_bytes(
     weights = seen * number + (tokens * tokens - seen) * len("0.0,") + 3 * tokens  # a head's, its rows' brackets
     written = opening + layers * heads * weights + tokens * heads * (SUMMARY_HEAD_JSON + statistic)
     if steps:
-        written += layers * (2 * heads * tokens * tokens + 7 * tokens * d_model) * number
+        written += layers * (2 * heads * tokens * tokens + step_width * tokens) * number
     return written
 
 
@@ -580,7 +580,7 @@ def _large_output(
     def written(**options) -> float:
         return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)
 
-    size = written(precision=precision, summary=summary, steps=steps, d_model=info.d_model)
+    size = written(precision=precision, summary=summary, steps=steps, step_width=_step_width(info))
     if size <= LARGE_OUTPUT:
         return None
     if summary:
@@ -598,6 +598,13 @@ def _large_output(
         what="" if summary else ", every head's attention",
         smaller=_in_bytes(smaller),
     )
+
+
+def _step_width(info: ModelInfo) -> int:
+    """The numbers explain's steps hold for one token in one layer, besides its scores: q, head_outputs and
+    concat, a d_head for each head; k and v, for each key-value head; the layer's input and output, d_model."""
+    kv_heads = info.kv_heads or info.heads
+    return (3 * info.heads + 2 * kv_heads) * info.d_head + 2 * info.d_model
 
 
 def _token_count(text: str, model: Model, max_tokens: int) -> int:

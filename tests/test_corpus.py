@@ -721,7 +721,9 @@ def test_summary_records_are_the_same_however_many_processes_share_them(tmp_path
 
 
 @pytest.mark.parametrize("model", [BERT, GPT2, "sample"])
-@pytest.mark.parametrize("options", [[], ["--precision", "3"], ["--summary"], ["--summary", "--precision", "3"]])
+@pytest.mark.parametrize(
+    "options", [[], ["--precision", "3"], ["--summary"], ["--summary", "--precision", "3"], ["--steps"]]
+)
 def test_the_size_estimate_is_within_a_quarter_of_what_a_run_writes(cli, tmp_path, model, options):
     from attncli import corpus
     from attncli.models import load_model
@@ -741,6 +743,8 @@ def test_the_size_estimate_is_within_a_quarter_of_what_a_run_writes(cli, tmp_pat
             digits=digits,
             precision=precision,
             summary="--summary" in options,
+            steps="--steps" in options,
+            step_width=corpus._step_width(info),
         )
         for text in texts
     )
