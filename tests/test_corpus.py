@@ -780,3 +780,14 @@ def test_a_run_that_would_write_over_a_gigabyte_says_so_before_any_work(cli, tmp
     runner = corpus.Runner(corpus.ModelRecipe(GPT2), WORDS, notify=events.append)
     corpus.batch(corpus.read(source, "batch_file"), runner, tmp_path / "out.jsonl")
     assert [type(event) for event in events] == [corpus.Notice, str]
+
+
+@pytest.mark.slow
+def test_summary_records_on_a_dask_cluster_are_the_single_process_ones(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 100)
+    alone = attncli("batch", str(source), "--model", BERT, "--summary", "--jobs", "1")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        shared = attncli("batch", str(source), "--model", BERT, "--summary", "--dask", cluster.scheduler_address)
+    assert shared.returncode == 0 and shared.stdout == alone.stdout and alone.stdout.count(b"\n") == 100
