@@ -786,8 +786,8 @@ def batch(
 
 
 def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
-    """A batch --summary record's fields: the text, model and tokens, and its `statistics`, each of heads' per-head
-    fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
+    """The fields of batch's summary of a text: the text, model and tokens, and its `statistics`, each of heads'
+    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
     result = run(text, model, max_tokens)
     sums = analysis.StatisticSums()
     sums.add(_statistics(result.attention, result.tokens, model.info))

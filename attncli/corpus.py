@@ -219,9 +219,8 @@ def batch_partition(
     steps: bool,
     max_tokens: int,
     names: Mapping[str, str],
+    summary: bool,
     part: list[Text],
-    *,
-    summary: bool = False,
 ) -> list[dict]:
     """The batch record of each text of `part` (with `summary`, its statistics instead of its attention), as
     JSON-ready dicts, in order (without the texts' ids: see _with_ids)."""
@@ -481,9 +480,7 @@ def batch(
         notice = _large_output(texts, runner, precision, summary, steps)
         if notice is not None:
             runner.notify(notice)
-        work = functools.partial(
-            batch_partition, runner.recipe, steps, runner.max_tokens, runner.names, summary=summary
-        )
+        work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names, summary)
         with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
             parts = partitions(texts)
             records = runner.results(work, parts)

@@ -712,7 +712,7 @@ class HeadsResult:
 
     def by_head_json(self) -> dict:
         """Each per-head field of the document's heads (every statistic, then pattern) as one [layer][head] array:
-        the names written once, not once per head, as batch --summary writes them for every line."""
+        the names written once, not once per head, as batch's summaries write them for every line."""
         statistics = {
             name: [[_statistic(value) for value in row] for row in values] for name, values in self.statistics.items()
         }
