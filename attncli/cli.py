@@ -70,6 +70,8 @@ OPTION_NAMES = {
     "heads": "--num-heads",
     "shown_heads": "--heads",
     "sort": "--sort",
+    "steps": "--steps",
+    "summary": "--summary",
     "shown_tokens": "--tokens",
     "id_field": "--id",
     "dask": "--dask",
@@ -1300,6 +1302,14 @@ def batch(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", metavar="", help="Stop at the first line that fails.")
     ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            metavar="",
+            help="Write each line's head statistics (as heads gives them for one text) instead of its attention.",
+        ),
+    ] = False,
     output_path: RecordsOutOpt = None,
     precision: PrecisionOpt = None,
     field: FieldOpt = None,
@@ -1320,15 +1330,18 @@ def batch(
 
     A line that fails gives {"line": N, "error": "..."} and the run goes on; the exit code is then 3.
     With -o FILE the records go to FILE.partial as they are done, and FILE when all are: --resume
-    continues a run that was stopped.
+    continues a run that was stopped. --summary keeps the records small: each head's statistics,
+    no attention. A run whose records would pass a gigabyte says so on stderr before it starts.
 
-    Example: attncli batch sentences.txt --model minilm > attention.jsonl
+    Example: attncli batch sentences.txt --model minilm > attention.jsonl;
+    attncli batch sentences.txt --model minilm --summary -o heads.jsonl
     """
     from attncli import corpus
 
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     texts = corpus.read(source, "batch_file", field, id_field)
-    corpus.batch(texts, runner, output_path, resume, steps=steps, precision=precision, fail_fast=fail_fast)
+    options = {"steps": steps, "precision": precision, "fail_fast": fail_fast, "summary": summary}
+    corpus.batch(texts, runner, output_path, resume, **options)
 
 
 @app.command()

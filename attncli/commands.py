@@ -94,6 +94,7 @@ __all__ = [
     "similar",
     "softmax",
     "sort_heads",
+    "summary_fields",
     "tokenize",
     "vocabulary_token",
 ]
@@ -762,16 +763,35 @@ def generate(
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
-def batch(lines: list[tuple[int, str]], model: Model, steps: bool = False, max_tokens: int = DEFAULT_MAX_TOKENS):
+def batch(
+    lines: list[tuple[int, str]],
+    model: Model,
+    steps: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    summary: bool = False,
+):
     """One `BatchRecord` per (line number, text): the fields of its explain document (its steps only
-    with `steps`), or the error of a text that fails. A generator, so records can be written as they come."""
+    with `steps`), or with `summary` its heads statistics instead of any attention (summary_fields); or
+    the error of a text that fails. A generator, so records can be written as they come."""
     for number, text in lines:
         try:
-            fields = explain(text, model, max_tokens=max_tokens, steps=steps).fields(steps)
+            if summary:
+                fields = summary_fields(text, model, max_tokens)
+            else:
+                fields = explain(text, model, max_tokens=max_tokens, steps=steps).fields(steps)
         except AttncliError as error:
             yield BatchRecord(number, error=error)
             continue
         yield BatchRecord(number, fields=fields)
+
+
+def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+    """The fields of batch's summary of a text: the text, model and tokens, and its `statistics`, each of heads'
+    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
+    result = run(text, model, max_tokens)
+    sums = analysis.StatisticSums()
+    sums.add(_statistics(result.attention, result.tokens, model.info))
+    return {**result.header_json(), "statistics": heads_result(model.info, sums, text).by_head_json()}
 
 
 def check(

@@ -215,11 +215,17 @@ def heads_partition(
 
 
 def batch_partition(
-    recipe: ModelRecipe, steps: bool, max_tokens: int, names: Mapping[str, str], part: list[Text]
+    recipe: ModelRecipe,
+    steps: bool,
+    max_tokens: int,
+    names: Mapping[str, str],
+    summary: bool,
+    part: list[Text],
 ) -> list[dict]:
-    """The batch record of each text of `part`, as JSON-ready dicts, in order (without the texts' ids:
-    see _with_ids)."""
-    records = commands.batch([(item.line, item.text) for item in part], recipe.load(), steps, max_tokens)
+    """The batch record of each text of `part` (with `summary`, its statistics instead of its attention), as
+    JSON-ready dicts, in order (without the texts' ids: see _with_ids)."""
+    lines = [(item.line, item.text) for item in part]
+    records = commands.batch(lines, recipe.load(), steps, max_tokens, summary=summary)
     return [record.to_json(names) for record in records]
 
 
@@ -429,23 +435,39 @@ def batch(
     steps: bool = False,
     precision: int | None = None,
     fail_fast: bool = False,
+    summary: bool = False,
 ) -> None:
-    """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`),
-    computed as `runner` says and written as JSON Lines in line order, numbers rounded to
-    `precision`, to standard output or to the file `path`. A line that cannot be read or run gets a
-    record with its "error" and the run goes on, or with `fail_fast` ends there; LinesFailed, at the
-    end, names them all (a resumed run's earlier ones too).
+    """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`, or with
+    `summary` its heads statistics instead of its attention), computed as `runner` says and written as
+    JSON Lines in line order, numbers rounded to `precision`, to standard output or to the file `path`.
+    A line that cannot be read or run gets a record with its "error" and the run goes on, or with
+    `fail_fast` ends there; LinesFailed, at the end, names them all (a resumed run's earlier ones too).
+    Records that would pass LARGE_OUTPUT bytes are said to (runner.notify) before any is computed.
 
     To a regular file, the records go to a checkpoint beside it as they come, which becomes the file
     when all are done, and only then: a run that `fail_fast` stopped leaves the file as it was and
     its records in the checkpoint, which `resume` continues (see attncli.resume). One run at a time
     has the file (resume.claimed)."""
+    if steps and summary:
+        raise BadInput(
+            "{steps} adds every intermediate to each record's attention, which {summary} leaves out: give one of them",
+            steps=Parameter("steps"),
+            summary=Parameter("summary"),
+        )
     checkpoint = checkpoint_of(path, resume)
     lines = sorted([*(item.line for item in corpus.texts), *(line for line, _ in corpus.unreadable)])
     failures = []  # this run's failed lines
     with claimed(checkpoint), records_checkpoint(checkpoint):
         if checkpoint is not None:
-            options = (steps, precision, corpus.text_field, corpus.id_field, runner.max_tokens)
+            # summary named only when asked: the runs begun before it existed resume as they were
+            options = (
+                steps,
+                precision,
+                corpus.text_field,
+                corpus.id_field,
+                runner.max_tokens,
+                *(("summary",) if summary else ()),
+            )
             identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}
             identity_file(checkpoint, identity, resume)
         done, failed_before = resume_point(checkpoint, lines) if resume else (0, [])
@@ -455,7 +477,10 @@ def batch(
             for line, why in corpus.unreadable
             if line > done
         ]
-        work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names)
+        notice = _large_output(texts, runner, precision, summary, steps)
+        if notice is not None:
+            runner.notify(notice)
+        work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names, summary)
         with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
             parts = partitions(texts)
             records = runner.results(work, parts)
@@ -479,6 +504,119 @@ def batch(
         raise _lines_failed(corpus.lines, failed, stop, file=path, checkpoint=checkpoint)
     if failed:
         raise _lines_failed(corpus.lines, failed, '; their records carry "error"')
+
+
+# A batch whose records would pass this many bytes says so before it starts, and what would shrink them.
+LARGE_OUTPUT = 10**9
+# The lines whose tokens the estimate counts: all of a corpus up to this many, else this many spread evenly
+# over it (a line takes a tokenizer about 0.1 ms: a million lines would be a silent minute and a half).
+SAMPLED_LINES = 2000
+# Bytes of JSON besides the numbers: one token's object (index, id, text, offsets, special), one record's
+# opening (schema, command, line, text, model), one head's object in explain's summary of a token (its index,
+# text and weight's names), one pattern label (quoted, and its comma), a statistic's name once.
+TOKEN_JSON = 75
+RECORD_JSON = 400
+SUMMARY_HEAD_JSON = 40
+PATTERN_JSON = 15
+NAME_JSON = 25
+# Significant digits of a number as written: float32's shortest form that reads back, float64's.
+FLOAT32_DIGITS = 9
+FLOAT64_DIGITS = 17
+
+
+def record_bytes(
+    tokens: int,
+    layers: int,
+    heads: int,
+    *,
+    causal: bool,
+    digits: int,
+    precision: int | None = None,
+    summary: bool = False,
+    steps: bool = False,
+    step_width: int = 0,
+) -> float:
+    """About how many bytes batch writes for a line of `tokens` tokens through a model of `layers` × `heads`
+    heads (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
+    digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
+    and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
+    scores and scaled scores as the weights and `step_width` numbers a token and layer besides (see
+    _step_width; the steps only some families write left out)."""
+    kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
+    number = kept(digits) + len("0.,")
+    statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
+    opening = RECORD_JSON + TOKEN_JSON * tokens
+    if summary:
+        per_head = len(analysis.STATISTICS) * statistic + PATTERN_JSON
+        return opening + layers * heads * per_head + (len(analysis.STATISTICS) + 1) * (NAME_JSON + 2 * layers)
+    seen = tokens * (tokens + 1) / 2 if causal else tokens * tokens  # the weights not masked to 0.0
+    weights = seen * number + (tokens * tokens - seen) * len("0.0,") + 3 * tokens  # a head's, its rows' brackets
+    written = opening + layers * heads * weights + tokens * heads * (SUMMARY_HEAD_JSON + statistic)
+    if steps:
+        written += layers * (2 * heads * tokens * tokens + step_width * tokens) * number
+    return written
+
+
+def _large_output(
+    texts: list[Text], runner: Runner, precision: int | None, summary: bool, steps: bool
+) -> Notice | None:
+    """What a batch of `texts` says before it starts when its records would pass LARGE_OUTPUT bytes (see
+    record_bytes), with what would shrink them; None when they would not, or when the model cannot be loaded
+    here (a Dask run whose model's path resolves on the workers only)."""
+    try:
+        model = runner.recipe.load()
+    except AttncliError:
+        return None
+    info = model.info
+    step = max(1, -(-len(texts) // SAMPLED_LINES))  # SAMPLED_LINES at most
+    sampled = texts[::step]
+    counts = [_token_count(item.text, model, runner.max_tokens) for item in sampled]
+    digits = FLOAT64_DIGITS if info.sample else FLOAT32_DIGITS  # the sample model computes in float64
+    shape = {"layers": info.layers, "heads": info.heads, "causal": info.causal, "digits": digits}
+
+    def written(**options) -> float:
+        return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)
+
+    size = written(precision=precision, summary=summary, steps=steps, step_width=_step_width(info))
+    if size <= LARGE_OUTPUT:
+        return None
+    if summary:
+        shrink = "; {precision} 4 would write about {smaller}" if precision is None or precision > 4 else ""
+        smaller = written(precision=4, summary=True)
+    else:
+        shrink = (
+            "; {summary} would write about {smaller} (or a smaller {max_tokens}, which leaves the longest lines out)"
+        )
+        smaller = written(precision=precision, summary=True)
+    return Notice(
+        "this run will write about {size} ({lines} lines{what})" + shrink + "; going on",
+        size=_in_bytes(size),
+        lines=f"{len(texts):,}",
+        what="" if summary else ", every head's attention",
+        smaller=_in_bytes(smaller),
+    )
+
+
+def _step_width(info: ModelInfo) -> int:
+    """The numbers explain's steps hold for one token in one layer, besides its scores: q, head_outputs and
+    concat, a d_head for each head; k and v, for each key-value head; the layer's input and output, d_model."""
+    kv_heads = info.kv_heads or info.heads
+    return (3 * info.heads + 2 * kv_heads) * info.d_head + 2 * info.d_model
+
+
+def _token_count(text: str, model: Model, max_tokens: int) -> int:
+    """The tokens batch runs for `text`; none for a text it refuses (a short error record)."""
+    try:
+        return len(commands.tokenize(text, model, max_tokens).tokens)
+    except AttncliError:
+        return 0
+
+
+def _in_bytes(size: float) -> str:
+    """A size as a person reads it: 1.3 GB, 646 MB, 12 kB."""
+    if size >= 1e9:
+        return f"{size / 1e9:,.1f} GB"
+    return f"{size / 1e6:,.0f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} kB"
 
 
 def _in_line_order(

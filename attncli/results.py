@@ -710,6 +710,14 @@ class HeadsResult:
             induction_test=None if self.induction_test is None else self.induction_test.to_json(),
         )
 
+    def by_head_json(self) -> dict:
+        """Each per-head field of the document's heads (every statistic, then pattern) as one [layer][head] array:
+        the names written once, not once per head, as batch's summaries write them for every line."""
+        statistics = {
+            name: [[_statistic(value) for value in row] for row in values] for name, values in self.statistics.items()
+        }
+        return {**statistics, "pattern": self.labels.tolist()}
+
 
 @dataclass(eq=False, repr=False)
 class RolloutResult:

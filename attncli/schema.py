@@ -493,6 +493,27 @@ def schemas() -> dict[str, dict]:
                     {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, "error": STRING},
                     {"id": ANY_ID},
                 ),
+                _object(
+                    {
+                        "schema": {"const": SCHEMA},
+                        "command": {"const": "batch"},
+                        "line": INDEX,
+                        "text": STRING,
+                        "model": MODEL,
+                        "tokens": _array(TOKEN),
+                        "statistics": {
+                            **_object(
+                                {
+                                    **{name: _array(NULLABLE_NUMBER, 2) for name in STATISTICS},
+                                    "pattern": _array({"enum": list(PATTERNS)}, 2),
+                                }
+                            ),
+                            "description": "batch --summary: each of heads --json's per-head fields for this text "
+                            "alone, [layer][head]; null where a statistic does not apply",
+                        },
+                    },
+                    {"id": ANY_ID},
+                ),
             ],
         },
         "attribute": _document(

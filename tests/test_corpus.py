@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from helpers import (
     ATTNCLI,
     BERT,
+    GPT2,
     PRONOUN,
     attncli,
     write_corpus,
@@ -656,3 +658,136 @@ def test_merge_joins_runs_of_one_measure_and_says_which(cli, tmp_path):
     assert f"b-weights.json holds statistics of weights, {tmp_path / 'a-norms.json'} of norms" in mixed.stderr
     asked = cli("heads", "--merge", str(tmp_path / "a-norms.json"), "--measure", "norms")
     assert asked.code == 2 and "give no --measure with it" in asked.stderr
+
+
+@pytest.mark.parametrize("model", [BERT, GPT2, "sample"])
+def test_summary_records_hold_what_heads_and_tokenize_give_each_line_alone(cli, tmp_path, model):
+    source = write_lines(tmp_path, "The cat sat.", "word " * 1100, PRONOUN)
+    run = cli("batch", source, "--model", model, "--summary")
+    assert run.code == 3 and run.stderr.startswith("attncli: 1 of 3 lines failed (line 2)")
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    validator = jsonschema.Draft202012Validator(schemas()["batch"])
+    for record in records:
+        validator.validate(record)
+    assert "error" in records[1] and not any("attention" in record or "summary" in record for record in records)
+    for record in (records[0], records[2]):
+        heads = cli("heads", record["text"], "--model", model, "--json").json()
+        assert record["model"] == heads["model"]
+        assert record["tokens"] == cli("tokenize", record["text"], "--model", model, "--json").json()["tokens"]
+        for head in heads["heads"]:
+            for name in (*STATISTICS, "pattern"):  # the same numbers, to the bit
+                assert record["statistics"][name][head["layer"]][head["head"]] == head[name], name
+
+
+def test_summary_records_carry_ids_and_round_to_the_precision(cli, tmp_path):
+    source = tmp_path / "corpus.jsonl"
+    source.write_text('{"id": 1.50, "body": "The cat sat."}\n{"id": "b", "body": "A dog ran."}\n')
+    run = cli("batch", str(source), "--field", "body", "--id", "id", "--summary", "--precision", "3")
+    assert run.code == 0, run.stderr
+    first, second = run.stdout.splitlines()
+    assert first.endswith(',"id":1.50}') and second.endswith(',"id":"b"}')  # as written, not rounded
+    entropy = np.array(json.loads(first)["statistics"]["entropy"])
+    assert entropy.shape == (1, 8) and np.array_equal(entropy, np.round(entropy, 3))
+
+
+def test_a_summary_run_resumes_into_the_file_an_uninterrupted_run_writes(cli, tmp_path):
+    source = write_lines(tmp_path, "The cat sat.", "word " * 130, "A dog barked.")
+    target, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    fast = cli("batch", source, "--model", BERT, "--summary", "--fail-fast", "-o", str(target))
+    assert fast.code == 3 and [json.loads(line)["line"] for line in partial.read_text().splitlines()] == [1, 2]
+    full = cli("batch", source, "--model", BERT, "-o", str(target), "--resume")
+    assert full.code == 2 and "begun with another model, other texts or other options" in full.stderr
+    resumed = cli("batch", source, "--model", BERT, "--summary", "-o", str(target), "--resume")
+    assert resumed.code == 3 and not partial.exists()
+    assert target.read_text() == cli("batch", source, "--model", BERT, "--summary").stdout
+
+
+def test_summary_and_steps_are_refused_together_in_one_line(cli, tmp_path):
+    run = cli("batch", write_lines(tmp_path, "The cat sat."), "--summary", "--steps")
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == (
+        "attncli: error: --steps adds every intermediate to each record's attention, which --summary leaves out: "
+        "give one of them\n"
+    )
+
+
+@pytest.mark.slow
+def test_summary_records_are_the_same_however_many_processes_share_them(tmp_path):
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 150)  # three partitions
+    one = attncli("batch", str(source), "--model", BERT, "--summary", "--jobs", "1")
+    two = attncli("batch", str(source), "--model", BERT, "--summary", "--jobs", "2")
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout and one.stdout.count(b"\n") == 150
+
+
+@pytest.mark.parametrize("model", [BERT, GPT2, "sample"])
+@pytest.mark.parametrize(
+    "options", [[], ["--precision", "3"], ["--summary"], ["--summary", "--precision", "3"], ["--steps"]]
+)
+def test_the_size_estimate_is_within_a_quarter_of_what_a_run_writes(cli, tmp_path, model, options):
+    from attncli import corpus
+    from attncli.models import load_model
+
+    texts = ["The cat sat.", PRONOUN, "A dog barked at night, loudly and for a long time, until the neighbours woke."]
+    written = len(cli("batch", write_lines(tmp_path, *texts), "--model", model, *options).stdout.encode())
+    loaded = load_model(model)
+    info = loaded.info
+    digits = corpus.FLOAT64_DIGITS if info.sample else corpus.FLOAT32_DIGITS
+    precision = int(options[-1]) if "--precision" in options else None
+    estimate = sum(
+        corpus.record_bytes(
+            len(loaded.tokenize(text)),
+            info.layers,
+            info.heads,
+            causal=info.causal,
+            digits=digits,
+            precision=precision,
+            summary="--summary" in options,
+            steps="--steps" in options,
+            step_width=corpus._step_width(info),
+        )
+        for text in texts
+    )
+    assert written / 1.25 < estimate < written * 1.25
+
+
+def test_a_run_that_would_write_over_a_gigabyte_says_so_before_any_work(cli, tmp_path, monkeypatch):
+    from attncli import corpus
+    from attncli.cli import WORDS
+
+    source = write_lines(tmp_path, "The cat sat.", PRONOUN)
+    quiet = cli("batch", source, "--model", GPT2)
+    assert quiet.code == 0 and quiet.stderr == ""
+    monkeypatch.setattr(corpus, "LARGE_OUTPUT", 1000)  # as if a gigabyte were a kilobyte
+    loud = cli("batch", source, "--model", GPT2)
+    assert loud.code == 0 and loud.stdout == quiet.stdout  # a warning: the run goes on
+    assert re.fullmatch(
+        r"attncli: this run will write about \d+ kB \(2 lines, every head's attention\); --summary would write "
+        r"about \d+ kB \(or a smaller --max-tokens, which leaves the longest lines out\); going on\n",
+        loud.stderr,
+    )
+    summary = cli("batch", source, "--model", GPT2, "--summary")
+    assert summary.stderr.startswith("attncli: this run will write about 7 kB (2 lines); --precision 4 would write")
+    assert "--precision" not in cli("batch", source, "--model", GPT2, "--summary", "--precision", "2").stderr
+    events = []
+    partition = corpus.batch_partition
+
+    def work(*args, **options) -> list[dict]:
+        events.append("work")
+        return partition(*args, **options)
+
+    monkeypatch.setattr(corpus, "batch_partition", work)
+    runner = corpus.Runner(corpus.ModelRecipe(GPT2), WORDS, notify=events.append)
+    corpus.batch(corpus.read(source, "batch_file"), runner, tmp_path / "out.jsonl")
+    assert [type(event) for event in events] == [corpus.Notice, str]
+
+
+@pytest.mark.slow
+def test_summary_records_on_a_dask_cluster_are_the_single_process_ones(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra: pip install '.[dask]'")
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 100)
+    alone = attncli("batch", str(source), "--model", BERT, "--summary", "--jobs", "1")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        shared = attncli("batch", str(source), "--model", BERT, "--summary", "--dask", cluster.scheduler_address)
+    assert shared.returncode == 0 and shared.stdout == alone.stdout and alone.stdout.count(b"\n") == 100
