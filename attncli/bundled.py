@@ -7,6 +7,7 @@ W_O are random, drawn from a seed: it shows how attention computes, not what a
 trained model has learned.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -175,10 +176,15 @@ class SampleModel:
         value_norms: bool = False,
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
     ) -> Trace:
         """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
-        head reads its output, so it has no `residual_parts` or `head_inputs` to keep."""
-        return sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
+        head reads its output, so it has no `residual_parts` or `head_inputs` to keep. `on_layer` is called once,
+        after it."""
+        trace = sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
+        if on_layer is not None:
+            on_layer(1, 1)
+        return trace
 
     def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
         """One text at a time: the sample model is one small layer, with nothing to gain from packing."""

@@ -10,6 +10,7 @@ import inspect
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ from attncli.output import (
     write,
     write_records,
 )
+from attncli.progress import Rate
 from attncli.results import AttentionRun
 
 __all__ = ["app", "main"]
@@ -482,7 +484,7 @@ def _model(
 ) -> dict:
     model = load_model(spec, heads=num_heads, **sample_options)
     _LOADED.append(model)  # kept to the end of the process, which never frees it (see attncli.main)
-    return {"model": model, "max_tokens": max_tokens}
+    return {"model": _reported(model), "max_tokens": max_tokens}
 
 
 # The models this process loaded: a model freed when its command returns would take its tokenizer with it,
@@ -900,7 +902,7 @@ def explore(
         # The text from standard input for "-": the keys come from the terminal. The norms are made whichever
         # measure shows first, for m to switch to.
         run = commands.run(_text(text), model, max_tokens, measure=Measure.norms)
-        return run, {"measure": measure, **_head_panes(run, model)}
+        return run, {"measure": measure, **_head_panes(run, _unreported(model))}
 
     _explore(opened)
 
@@ -1067,14 +1069,16 @@ def generate(
     Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
     """
     if not explore:
-        write(commands.generate(_text(text), model, max_new_tokens, max_tokens), output)
+        write(commands.generate(_text(text), model, max_new_tokens, max_tokens, on_token=_on_token(model)), output)
         return
     if output.format != Format.table or output.path is not None or output.export is not None:
         raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
 
     def opened():
-        result = commands.generate(_text(text), model, max_new_tokens, max_tokens, value_norms=True)
-        return result.run, {**_head_panes(result.run, model), "prompt_tokens": result.prompt_tokens}
+        result = commands.generate(
+            _text(text), model, max_new_tokens, max_tokens, value_norms=True, on_token=_on_token(model)
+        )
+        return result.run, {**_head_panes(result.run, _unreported(model)), "prompt_tokens": result.prompt_tokens}
 
     _explore(opened)
 
@@ -1146,7 +1150,10 @@ def heads_command(
     if induction is not None:
         if texts or file is not None or merge:
             raise BadInput("--induction runs random tokens of its own: give no TEXT, --file or --merge with it")
-        write(commands.sort_heads(commands.induction(recipe.load(), induction, max_tokens, measure), column), output)
+        write(
+            commands.sort_heads(commands.induction(_reported(recipe.load()), induction, max_tokens, measure), column),
+            output,
+        )
         return
     if merge:
         # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
@@ -1163,7 +1170,10 @@ def heads_command(
     if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(commands.sort_heads(commands.heads(_text(texts[0]), recipe.load(), max_tokens, measure), column), output)
+        write(
+            commands.sort_heads(commands.heads(_text(texts[0]), _reported(recipe.load()), max_tokens, measure), column),
+            output,
+        )
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume, measure)
@@ -1271,23 +1281,134 @@ def compare(
 @contextmanager
 def _progress(total: int, done: int):
     """A progress bar on stderr while texts are processed, with their rate and the time left, when
-    there are several and stderr is a terminal; yields the function to call with each count done
-    (see corpus.Progress)."""
+    there are several and stderr is a terminal, from a second on; yields the function to call with each
+    count done (see corpus.Progress). The rate is of the lines done since the run began (see progress.Rate)."""
     if total < 2 or not sys.stderr.isatty():
         yield lambda count: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    rate = Rate(time.monotonic(), done)
+    progress = _stderr_progress(BarColumn(), MofNCompleteColumn(), *_time_columns("lines"))
+    task = progress.add_task("texts", total=total, completed=done, rate=rate)
+
+    def advance(count: int) -> None:
+        rate.update(time.monotonic(), rate.done + count)
+        progress.update(task, completed=rate.done)
+
+    with _shown_after(progress, SHOW_AFTER):
+        yield advance
+
+
+SHOW_AFTER = 1.0  # seconds a command runs before its progress shows: a short run flickers nothing
+
+
+def _stderr_progress(*columns):
+    """A rich Progress of `columns` on stderr, cleared when it stops; standard output and error left as they are
+    (the records a run writes to standard output meanwhile go there, not through the bar)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeRemainingColumn
+    from rich.progress import Progress
+
+    console = Console(stderr=True, markup=False)
+    return Progress(*columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
+
+
+@contextmanager
+def _shown_after(progress, delay: float):
+    """`progress` (a rich Progress) on the terminal from `delay` seconds on until the block ends, then cleared."""
+    import threading
+
+    timer = threading.Timer(max(0.0, delay), progress.start)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield progress
+    finally:
+        timer.cancel()
+        timer.join()  # a start under way is over before the stop
+        progress.stop()
+
+
+def _time_columns(unit: str | None) -> tuple:
+    """The columns of a task's time: how long it has run, its `rate` (a progress.Rate, in its fields) in
+    `unit`s a second (none where `unit` is None) and the time left at that rate."""
+    from rich.progress import ProgressColumn
     from rich.text import Text
 
-    class Rate(ProgressColumn):
+    class ElapsedColumn(ProgressColumn):
         def render(self, task) -> Text:
-            return Text(f"{task.speed:,.1f} lines/s" if task.speed else "", style="dim")
+            return Text(_duration(task.elapsed or 0), style="yellow")
 
-    columns = (BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True, markup=False), transient=True) as progress:
-        task = progress.add_task("texts", total=total, completed=done)
-        yield lambda count: progress.advance(task, count)
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            rate = task.fields["rate"].per_second
+            return Text("" if rate is None else f"{rate:,.1f} {unit}/s", style="dim")
+
+    class LeftColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            left = task.fields["rate"].left(task.total)
+            return Text("" if left is None else f"{_duration(left)} left", style="cyan")
+
+    return (ElapsedColumn(), LeftColumn()) if unit is None else (ElapsedColumn(), RateColumn(), LeftColumn())
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour on."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
+
+
+class _Reported:
+    """A model whose forward pass shows on stderr the layers it has done (`layer 7/24`, the time it has taken
+    and the time left), once the command has run a second; the pass only calls back after each layer (see
+    transformer.forward's on_layer). `step`, where a command sets it (generate's `token 3/20`), leads the
+    next pass's line. Everything else is the model's."""
+
+    def __init__(self, model: Model):
+        self.reported = model
+        self.began = time.monotonic()
+        self.step = ""
+
+    def __getattr__(self, name: str):
+        return getattr(self.reported, name)
+
+    def run(self, tokens, *args, **kwargs):
+        from rich.progress import BarColumn, TextColumn
+
+        step, self.step = self.step, ""
+        layers = self.reported.info.layers
+        rate = Rate(time.monotonic())
+        progress = _stderr_progress(TextColumn("{task.description}"), BarColumn(), *_time_columns(None))
+        task = progress.add_task(f"{step}layer 0/{layers}", total=layers, rate=rate)
+
+        def on_layer(done: int, layers: int) -> None:
+            rate.update(time.monotonic(), done)
+            progress.update(task, completed=done, description=f"{step}layer {done}/{layers}")
+
+        with _shown_after(progress, SHOW_AFTER - (time.monotonic() - self.began)):
+            return self.reported.run(tokens, *args, on_layer=on_layer, **kwargs)
+
+
+def _reported(model: Model) -> Model:
+    """`model`, its forward pass's layers shown on stderr where stderr is a terminal (see _Reported)."""
+    return _Reported(model) if sys.stderr.isatty() else model
+
+
+def _unreported(model: Model) -> Model:
+    """`model` without its layers shown: for what runs while the explorer has the screen."""
+    return model.reported if isinstance(model, _Reported) else model
+
+
+def _on_token(model: Model) -> Callable[[int, int], None] | None:
+    """generate's step, shown before the layers of its pass where `model` shows them: `token 3/20 · `."""
+    if not isinstance(model, _Reported):
+        return None
+
+    def on_token(index: int, of: int) -> None:
+        model.step = f"token {index}/{of} · "
+
+    return on_token
 
 
 @app.command()

@@ -9,6 +9,7 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -728,12 +729,14 @@ def generate(
     max_new_tokens: int = 20,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     value_norms: bool = False,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> GenerateResult:
     """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
     values: each step recomputes every earlier position), and its most probable next token appended, as its
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
     model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
-    ‖v_j W_O^h‖ too, for a view that switches to the norms)."""
+    ‖v_j W_O^h‖ too, for a view that switches to the norms). With `on_token`, on_token(n, max_new_tokens)
+    before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -751,6 +754,8 @@ def generate(
     sequence, probabilities, stopped = list(prompt), [], "max_new_tokens"
     ends = model.end_of_sequence
     while len(sequence) - len(prompt) < max_new_tokens:
+        if on_token is not None:
+            on_token(len(sequence) - len(prompt) + 1, max_new_tokens)
         last = model.run(sequence, keep_steps=False).output[-1:]  # [1, d_h] what the head reads at the last position
         (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
         sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below

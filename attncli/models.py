@@ -9,6 +9,7 @@ and JSON say about a model, whichever it is.
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -197,12 +198,14 @@ class Model(Protocol):
         value_norms: bool = False,
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
         `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `decompose_at` [p], the last
         residual stream at those positions in its parts (the trace's `residual_parts`); with `head_inputs`, each
         layer's residual stream as the language-model head reads it too. The last two are for a model with a
-        language-model head, which the sample model refuses first (`unembedding`)."""
+        language-model head, which the sample model refuses first (`unembedding`). With `on_layer`, on_layer(layers
+        done, layers) after each layer, in order (see transformer.forward)."""
         ...
 
     def ordinary_ids(self) -> list[int]:
@@ -369,11 +372,12 @@ class CheckpointModel:
         value_norms: bool = False,
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
         `value_norms`, each layer's ‖v_j W_O^h‖ too; with `decompose_at` [p], the last residual stream at those
-        positions in its parts; with `head_inputs`, each layer's residual stream through the final norm (see
-        transformer.forward)."""
+        positions in its parts; with `head_inputs`, each layer's residual stream through the final norm; with
+        `on_layer`, on_layer(layers done, layers) after each layer (see transformer.forward)."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
@@ -389,6 +393,7 @@ class CheckpointModel:
                 value_norms=value_norms,
                 decompose_at=decompose_at,
                 head_inputs=head_inputs,
+                on_layer=on_layer,
             )
         self._check_finite(trace.output if trace.head_inputs is None else trace.head_inputs)
         return trace

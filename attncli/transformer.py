@@ -841,6 +841,7 @@ def forward(
     value_norms: bool = False,
     decompose_at: np.ndarray | None = None,
     head_inputs: bool = False,
+    on_layer: Callable[[int, int], None] | None = None,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
@@ -849,7 +850,8 @@ def forward(
     language-model head would read it (head_input: [L + 1, T, d_h], the embeddings' first), for the logit lens.
     With `decompose_at` [p] (positions; a pre-norm model's), the trace's residual_parts split the last residual
     stream there into what each head, attention bias and feed-forward network wrote into it (see ResidualParts),
-    kept as each layer runs, at those positions alone.
+    kept as each layer runs, at those positions alone. With `on_layer`, on_layer(layers done, layers) after each
+    layer, in order: how a caller shows a long text's progress (the pass itself never writes anything).
 
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
@@ -889,6 +891,8 @@ def forward(
             streams.append(head_input(x, config, weights))
         del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
+        if on_layer is not None:
+            on_layer(layer + 1, config.layers)
     output = head_input(x, config, weights)
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution

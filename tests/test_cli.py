@@ -399,25 +399,51 @@ def test_piped_views_end_lines_without_trailing_spaces(cli):
         assert lines and not any(line.endswith(" ") for line in lines)
 
 
-@pytest.mark.slow
-def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
+def _stderr_on_a_terminal(tmp_path: Path, *args: str) -> tuple[bytes, str]:
+    """Run attncli with ARGS, its standard error a pseudo-terminal 100 columns wide: (standard output, what the
+    terminal showed)."""
     import pty
 
-    source = tmp_path / "corpus.txt"
-    write_corpus(source, 400)
     controller, terminal = pty.openpty()
-    with subprocess.Popen(
-        [ATTNCLI, "heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=terminal,
-        env={**os.environ, "COLUMNS": "100"},
-    ) as process:
+    output = tmp_path / "stdout"
+    with (
+        output.open("wb") as stdout,
+        subprocess.Popen(
+            [ATTNCLI, *args], stdout=stdout, stderr=terminal, env={**os.environ, "COLUMNS": "100"}
+        ) as process,
+    ):
         os.close(terminal)
         shown = read_until_closed(controller)
         assert process.wait(timeout=120) == 0
     os.close(controller)
-    text = shown.decode(errors="replace")
-    assert "/400" in text and "lines/s" in text
+    return output.read_bytes(), shown.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal_counts_lines_with_their_rate(tmp_path):
+    source = tmp_path / "corpus.txt"
+    write_corpus(source, 5000)  # a run of several seconds: progress shows from a second on
+    _, shown = _stderr_on_a_terminal(tmp_path, "heads", "--file", str(source), "--model", BERT, "--jobs", "1", "--json")
+    assert "/5000" in shown and "lines/s" in shown and " left" in shown
+
+
+@pytest.mark.slow
+def test_a_run_of_under_a_second_shows_no_progress_on_a_terminal(tmp_path):
+    output, shown = _stderr_on_a_terminal(tmp_path, "heatmap", PRONOUN, "--model", GPT2, "--json")
+    assert shown == "" and output == attncli("heatmap", PRONOUN, "--model", GPT2, "--json").stdout
+
+
+# generate's steps: each a forward pass, which over a second in all show on a terminal.
+LONG_GENERATE = ("generate", "The cat sat on the mat", "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "480")
+
+
+@pytest.mark.slow
+def test_a_long_run_shows_its_steps_and_layers_on_a_terminal_and_writes_what_it_writes_elsewhere(tmp_path):
+    output, shown = _stderr_on_a_terminal(tmp_path, *LONG_GENERATE, "--max-tokens", "512", "--json")
+    assert re.search(r"token \d+/480 · layer [1-3]/3 .* left", shown)
+    assert "\x1b[2K" in shown  # cleared when done
+    piped = attncli(*LONG_GENERATE, "--max-tokens", "512", "--json")
+    assert piped.stderr == b"" and piped.stdout == output
 
 
 def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_scale(cli):

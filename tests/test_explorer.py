@@ -403,6 +403,15 @@ def test_a_terminal_outside_the_process_s_session_still_serves():
     assert code == 0 and "L0 H0 · scale fixed" in shown
 
 
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_its_loading_shows_its_progress_before_the_screen_opens():
+    """generate --explore's steps (over a second) show on the terminal, and are cleared, before the explorer draws."""
+    qwen = str(FIXTURES / "qwen2")
+    code, shown = _on_a_terminal("generate", PRONOUN, "--model", qwen, "--max-new-tokens", "400", "--explore")
+    loading = shown.split("? for keys", 1)[0]
+    assert code == 0 and re.search(r"token \d+/400 · layer \d/3", loading)
+
+
 @pytest.mark.slow  # starts attncli in a process of its own
 def test_with_no_terminal_at_all_it_refuses():
     """Into a pipe, in a session with no terminal: one line, exit 2, before any work (the text is not even

@@ -108,6 +108,22 @@ def test_the_forward_pass_makes_no_norms_unless_asked():
     assert run.trace.value_norms.shape == (2, 4, len(run.tokens))
 
 
+@pytest.mark.parametrize("name", ["gpt2", "qwen2", "bert"])
+def test_the_forward_pass_calls_back_once_per_layer_in_order_and_computes_the_same(name):
+    model = load_model(str(FIXTURES / name))
+    tokens = model.tokenize(PRONOUN)
+    calls = []
+    reported = model.run(tokens, on_layer=lambda done, layers: calls.append((done, layers)))
+    assert calls == [(layer, model.info.layers) for layer in range(1, model.info.layers + 1)]
+    assert_array_equal(reported.weights, model.run(tokens).weights)
+
+
+def test_the_sample_model_calls_back_after_its_one_layer():
+    model, calls = load_model("sample"), []
+    model.run(model.tokenize(SENTENCE), on_layer=lambda *done: calls.append(done))
+    assert calls == [(1, 1)]
+
+
 @pytest.mark.parametrize("architecture", ["bert", "qwen2", "gemma2", "gpt-oss", "deberta-v2"])
 def test_packed_texts_get_the_norms_of_a_pass_of_their_own(architecture):
     """forward_packed with norms gives each text the ‖α v W_O‖ its own forward pass gives, in place of its
