@@ -893,7 +893,7 @@ def forward(
         # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
         if on_layer is not None:
             on_layer(layer + 1, config.layers)
-    output = head_input(x, config, weights)
+    output = head_input(x, config, weights) if streams is None else streams[-1]  # the last stream, as the head reads it
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution
     disentangled = None if relative is None else relative.disentangled
