@@ -473,18 +473,18 @@ def heads(
     """Per-head statistics and pattern labels of `text` (NaN where a statistic does not apply, such
     as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads. With `measure`
     norms, the statistics are of each row's ‖α v W_O‖ as shares of the row's sum (analysis.row_shares)."""
+    return _heads_of(run(text, model, max_tokens, measure=measure), text)
+
+
+def _heads_of(
+    result: AttentionRun, text: str | None = None, induction_test: InductionTest | None = None
+) -> HeadsResult:
+    """heads' result of one run: its statistics, {name: [L, h]} (see analysis.text_statistics), of its weights
+    or, where the run shows norms, of its norms as shares of each row; `text` or `induction_test` as heads_result
+    takes them."""
     sums = analysis.StatisticSums()
-    sums.add(statistics_of(text, model, max_tokens, measure))
-    return heads_result(model.info, sums, text, measure=measure)
-
-
-def statistics_of(
-    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
-) -> dict[str, np.ndarray]:
-    """One text's head statistics, {name: [L, h]} (see analysis.text_statistics), of its weights or, with
-    `measure` norms, of its norms as shares of each row."""
-    result = run(text, model, max_tokens, measure=measure)
-    return _statistics(result.attention, result.tokens, model.info, result.shows_norms)
+    sums.add(_statistics(result.attention, result.tokens, result.model, result.shows_norms))
+    return heads_result(result.model, sums, text, induction_test, measure=result.measure)
 
 
 def _statistics(values: np.ndarray, tokens: list[Token], info: ModelInfo, norms: bool = False) -> dict[str, np.ndarray]:
@@ -509,7 +509,7 @@ PACK_TOKENS = 2048
 def statistics_of_many(
     texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
 ) -> list[dict[str, np.ndarray] | AttncliError]:
-    """Each text's head statistics (as statistics_of gives them, to float32 rounding), or the error
+    """Each text's head statistics (as heads computes them for one text, to float32 rounding), or the error
     it gave; the texts run packed together, up to PACK_TOKENS tokens a forward pass."""
     norms = _measure(measure) == Measure.norms
     results: list = [None] * len(texts)
@@ -586,9 +586,7 @@ def induction(
         )
     drawn = [int(i) for i in np.random.default_rng(seed).choice(ordinary, size=length, replace=False)]
     run = _run("", model.tokens_of(drawn + drawn), model, measure=_measure(measure))
-    sums = analysis.StatisticSums()
-    sums.add(_statistics(run.attention, run.tokens, model.info, run.shows_norms))
-    return heads_result(model.info, sums, induction_test=InductionTest(seed, length, run.tokens), measure=measure)
+    return _heads_of(run, induction_test=InductionTest(seed, length, run.tokens))
 
 
 def sort_heads(result: HeadsResult, column: str | None) -> HeadsResult:
@@ -794,9 +792,7 @@ def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS
     """The fields of batch's summary of a text: the text, model and tokens, and its `statistics`, each of heads'
     per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
     result = run(text, model, max_tokens)
-    sums = analysis.StatisticSums()
-    sums.add(_statistics(result.attention, result.tokens, model.info))
-    return {**result.header_json(), "statistics": heads_result(model.info, sums, text).by_head_json()}
+    return {**result.header_json(), "statistics": _heads_of(result, text).by_head_json()}
 
 
 def check(
