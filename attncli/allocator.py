@@ -30,14 +30,18 @@ __all__ = ["keep_freed_memory", "no_huge_pages"]
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _GIB = 1 << 30
-_OLD_GLIBC_CEILING = 32 << 20  # older glibc refuses mmap thresholds above this on 64-bit systems
+# Blocks up to this size come from the heap: a layer's arrays on a text of a few hundred tokens. Larger ones (a long
+# text's [h, T, T] scores: 940 MB a layer at 4,096 tokens on a 14-head model) are mapped and given back when freed:
+# from the heap, a freed layer's block and the next layer's could not be one, and a pass of 4,096 tokens held two.
+# (Also the most older glibc takes on 64-bit systems.)
+_HEAP_BLOCKS = 32 << 20
 # Settings of the user's own, which win.
 _USER_SETTINGS = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 _NUMPY_SETTING = "NUMPY_MADVISE_HUGEPAGE"
 
 
 def keep_freed_memory() -> None:
-    """Have glibc serve blocks of up to 1 GiB from the heap and keep up to 1 GiB of freed
+    """Have glibc serve blocks of up to 32 MiB from the heap and keep up to 1 GiB of freed
     memory there, instead of mapping and unmapping them. Does nothing without glibc, or
     when the environment already tunes glibc's allocator."""
     if not sys.platform.startswith("linux") or any(name in os.environ for name in _USER_SETTINGS):
@@ -46,8 +50,7 @@ def keep_freed_memory() -> None:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # a C library without mallopt, such as musl
         return
-    if not mallopt(_M_MMAP_THRESHOLD, _GIB):
-        mallopt(_M_MMAP_THRESHOLD, _OLD_GLIBC_CEILING)
+    mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS)
     mallopt(_M_TRIM_THRESHOLD, _GIB)
 
 

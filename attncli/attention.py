@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from attncli.transformer import ResidualParts
 
 __all__ = [
+    "EVERYTHING",
     "Alibi",
     "AttentionOptions",
     "AttentionTrace",
@@ -40,6 +41,7 @@ __all__ = [
     "RelativePositions",
     "Rope",
     "Rotary",
+    "Selection",
     "Trace",
     "alibi_biases",
     "alibi_slopes",
@@ -749,6 +751,31 @@ class AttentionTrace(HeadsTrace):
     output: np.ndarray  # [T, d] concat @ W_O + b_O
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The layers and heads whose attention a forward pass keeps (in increasing order; None: all of them). The
+    pass still runs every head of a layer, as the next layer reads them all; it stops after the last layer kept."""
+
+    layers: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+
+    def kept_layers(self, count: int) -> tuple[int, ...]:
+        """The layers kept of a model's `count`."""
+        return tuple(range(count)) if self.layers is None else self.layers
+
+    def kept_heads(self, count: int) -> tuple[int, ...]:
+        """The heads kept of each layer's `count`."""
+        return tuple(range(count)) if self.heads is None else self.heads
+
+    @property
+    def everything(self) -> bool:
+        """Whether the selection keeps every layer and head."""
+        return self.layers is None and self.heads is None
+
+
+EVERYTHING = Selection()
+
+
 @dataclass(eq=False, repr=False)
 class Trace:
     """What a model did to a text, layer by layer: every model's forward pass returns one."""
@@ -756,11 +783,14 @@ class Trace:
     embeddings: np.ndarray  # [T, d] the tokens' rows of the word embedding table ([T, e] where they are narrower)
     positions: np.ndarray | None  # [T, d] what was added for each position ([T, e] where it is added before the
     # projection); None when nothing was
-    weights: np.ndarray  # [L, h, T, T] every layer's attention weights
+    # [L, h, T, T] every layer's attention weights: of the layers and heads the pass was asked to keep (see Selection),
+    # [0, 0, T, T] where it handed each layer's weights to a caller instead of keeping them
+    weights: np.ndarray
     layers: list[AttentionTrace]  # per layer, every intermediate (.x: the attention input); empty unless kept
     layer_outputs: list[np.ndarray]  # [T, d] per layer: what it passes on (after the feed-forward and norms)
     output: np.ndarray  # [T, d] the last hidden state, after a final LayerNorm where there is one (and [T, e],
-    # projected back, where the word embeddings are narrower than the model)
+    # projected back, where the word embeddings are narrower than the model); where the pass stopped after the
+    # last layer a Selection kept, that layer's output, the same way
     # per layer, where its mixture of experts sent each token (None for a dense layer); empty unless kept
     routing: list["Routing | None"] = field(default_factory=list)
     layer_inputs: list[np.ndarray] | None = None  # [T, d] per layer: the residual stream it reads; kept with the steps
@@ -772,7 +802,8 @@ class Trace:
     # [T, e] the embeddings summed and normed, before their projection into the model's width, where the model
     # projects them so (embedding_size); kept with the steps
     normed_embeddings: np.ndarray | None = None
-    # [L, h, T] ‖v_j W_O^h‖ of each layer's heads and keys (see value_norms), where the forward pass was asked for them
+    # [L, h, T] ‖v_j W_O^h‖ of each layer's heads and keys (see value_norms), where the forward pass was asked for
+    # them: of the layers and heads it kept
     value_norms: np.ndarray | None = None
     # the last residual stream at the positions forward was asked to decompose, split into what each part of the
     # model wrote into it; None unless asked
@@ -848,7 +879,9 @@ def attend(
     [T, T] (True = may attend) and turned into weights by softmax (with each head's sink logit,
     `sinks` [h], where the model has them), written into `weights_out` when it is given. Without
     `steps` the scores are scaled in place, so that the scores returned are the scaled ones: for a
-    caller that keeps only the weights.
+    caller that keeps only the weights; and without `weights_out` too, the softmax is taken in place as
+    well (what is returned as scores is then the weights): one [h, T, T] a layer, where a long text's
+    attention is handed on a layer at a time.
     """
     raw = scores(q, repeat_kv(k, options.heads))  # [h, T, T]
     scaled_scores = scaled(raw, q.shape[-1], options.scale, out=None if steps else raw)  # [h, T, T]
@@ -860,7 +893,10 @@ def attend(
     if options.soft_cap is not None:
         scaled_scores = soft_cap(scaled_scores, options.soft_cap)
     head_sinks = None if sinks is None else sinks.reshape(-1, 1, 1)  # [h, 1, 1]
-    weights = masked_softmax(scaled_scores, mask, out=weights_out, sinks=head_sinks)  # [h, T, T]
+    out = (
+        weights_out if weights_out is not None or steps else scaled_scores
+    )  # without steps: in place, no 2nd [h, T, T]
+    weights = masked_softmax(scaled_scores, mask, out=out, sinks=head_sinks)  # [h, T, T]
     return raw, scaled_scores, weights, weights @ repeat_kv(v, options.heads)
 
 
@@ -961,7 +997,8 @@ def disentangled_heads(
         positions = position_content / scale if positions is None else positions + position_content / scale
     if positions is not None:
         scaled_scores += positions
-    weights = masked_softmax(scaled_scores, mask, out=weights_out)  # [h, T, T]
+    out = weights_out if weights_out is not None or steps else scaled_scores  # as attend's
+    weights = masked_softmax(scaled_scores, mask, out=out)  # [h, T, T]
     terms = {"c2p": content_position, "p2c": position_content} if steps else {}
     return HeadsTrace(
         q=q, k=k, v=v, scores=raw, scaled=scaled_scores, weights=weights, head_outputs=weights @ v, **terms

@@ -8,13 +8,22 @@ trained model has learned.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from attncli.attention import AttentionOptions, LayerAttention, Projections, Trace, causal_mask, multi_head_attention
+from attncli.attention import (
+    EVERYTHING,
+    AttentionOptions,
+    LayerAttention,
+    Projections,
+    Selection,
+    Trace,
+    causal_mask,
+    multi_head_attention,
+)
 from attncli.attention import value_norms as value_norms_of
 from attncli.errors import BadInput, DataError, shortened
 from attncli.models import ModelInfo, Vocabulary
@@ -177,14 +186,24 @@ class SampleModel:
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
         on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
+        on_attention: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
     ) -> Trace:
         """The forward pass; one layer, so every step is kept whatever `keep_steps` says; no language-model
         head reads its output, so it has no `residual_parts` or `head_inputs` to keep. `on_layer` is called once,
-        after it."""
+        after it; the `selection`'s heads are kept, or handed to `on_attention` (see Model.run)."""
         trace = sample_forward(self.config, sample_vocabulary().embed([t.id for t in tokens]), value_norms)
         if on_layer is not None:
             on_layer(1, 1)
-        return trace
+        if selection.everything and on_attention is None:
+            return trace
+        heads = list(selection.kept_heads(self.config.heads))
+        weights = trace.weights[:, heads]  # [1, h', T, T]
+        norms = None if trace.value_norms is None else trace.value_norms[:, heads]  # [1, h', T]
+        if on_attention is not None:
+            on_attention(0, weights[0], None if norms is None else norms[0])
+            weights, norms = weights[:0, :0], None if norms is None else norms[:0, :0]
+        return replace(trace, weights=weights, value_norms=norms)
 
     def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
         """One text at a time: the sample model is one small layer, with nothing to gain from packing."""

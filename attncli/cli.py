@@ -33,6 +33,7 @@ from attncli.output import (
     Output,
     Scale,
     TableFormat,
+    WrittenType,
     format_named_by,
     write,
     write_records,
@@ -70,7 +71,8 @@ OPTION_NAMES = {
     "fusion": "--head-fusion",
     "head": "--head",
     "heads": "--num-heads",
-    "shown_heads": "--heads",
+    "kept_heads": "--heads",
+    "dtype": "--dtype",
     "sort": "--sort",
     "steps": "--steps",
     "summary": "--summary",
@@ -221,6 +223,25 @@ PositionsOpt = Annotated[
         help="Sample model: add sinusoidal positions (default on).",
         show_default=False,
     ),
+]
+KeptLayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layers",
+        help="Keep only these layers' attention, e.g. 20:24 (from 20 up to 24) or 0-2,5 (default all); the pass "
+        "stops after the last.",
+        show_default=False,
+    ),
+]
+KeptHeadsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--heads", help="Keep only these heads of each layer, e.g. 0:4 or 0-3,7 (default all).", show_default=False
+    ),
+]
+DtypeOpt = Annotated[
+    WrittenType,
+    typer.Option("--dtype", help="How JSON, CSV and NPZ write the weights: float16 halves NPZ files, to within 1e-3."),
 ]
 HeadOpt = Annotated[
     int | None,
@@ -655,11 +676,17 @@ def explain(
 @window_options
 def heatmap(
     text: TextArg,
-    layer: LayerOpt = 0,
+    layer: Annotated[
+        int | None,
+        typer.Option("--layer", help="The layer to draw (0-based; default the first kept).", show_default=False),
+    ] = None,
     head: HeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     measure: MeasureOpt = Measure.weights,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
+    dtype: DtypeOpt = WrittenType.float32,
     *,
     windows: dict,
     model: Model,
@@ -668,10 +695,27 @@ def heatmap(
 ) -> None:
     """Draw the attention weights of every head of a layer (or one, with --head) as heatmaps.
 
+    JSON, CSV and NPZ hold every layer and head kept, written a layer at a time as the pass makes them.
+
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    result = commands.heatmap(_text(text), model, layer, head, max_tokens, measure)
+    selection = commands.selection(model.info, layers, heads)
+    streamed = _written_as_made(output, dtype)
+    written = None if dtype == WrittenType.float32 else dtype.value
+    result = commands.heatmap(_text(text), model, layer, head, max_tokens, measure, selection, streamed, written)
     write(result, output, values=values, scale=scale, **windows)
+
+
+def _written_as_made(output: Output, dtype: "WrittenType") -> bool:
+    """Whether a document of the attention alone can be written as the pass makes it, a layer at a time: a JSON,
+    CSV or NPZ document with no picture, which would need every layer at once. Refuses a `dtype` for a view."""
+    document = output.format in (Format.json, Format.csv, Format.npz)
+    if dtype != WrittenType.float32 and not document:
+        raise BadInput(
+            "{dtype} {value} is how documents write the weights: use it with {format} json, csv or npz",
+            value=dtype.value,
+        )
+    return document and output.export is None
 
 
 @app.command()
@@ -856,14 +900,11 @@ def query(
 @window_options
 def model_command(
     text: TextArg,
-    layers: Annotated[
-        str | None, typer.Option("--layers", help="Layers to draw, e.g. 0-2,5 (default all).", show_default=False)
-    ] = None,
-    heads: Annotated[
-        str | None, typer.Option("--heads", help="Heads to draw, e.g. 0-3 (default all).", show_default=False)
-    ] = None,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     scale: ScaleOpt = Scale.fixed,
     measure: MeasureOpt = Measure.weights,
+    dtype: DtypeOpt = WrittenType.float32,
     *,
     windows: dict,
     model: Model,
@@ -874,7 +915,10 @@ def model_command(
 
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
-    result = commands.model_grid(_text(text), model, layers, heads, max_tokens, measure)
+    _written_as_made(output, dtype)  # the grid's picture needs every layer kept: written whole
+    selection = commands.selection(model.info, layers, heads)
+    written = None if dtype == WrittenType.float32 else dtype.value
+    result = commands.model_grid(_text(text), model, max_tokens, measure, selection, written)
     write(result, output, scale=scale, **windows)
 
 

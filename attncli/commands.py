@@ -16,7 +16,7 @@ import numpy as np
 
 from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
-from attncli.attention import AttentionTrace, inverse_frequencies, relative_position_buckets
+from attncli.attention import EVERYTHING, AttentionTrace, Selection, inverse_frequencies, relative_position_buckets
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
@@ -135,21 +135,56 @@ def run(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     steps: bool = False,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
+    streamed: bool = False,
+    dtype: str | None = None,
 ) -> AttentionRun:
-    """Tokenize `text` and run `model` on it, keeping every layer's attention weights, and with
-    `steps` every intermediate (Q, K, V, scores ...) as explain shows them. With `measure` norms, the
-    run's attention is their ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms), the weights kept too."""
-    return _run(text, _tokens(text, model, max_tokens), model, steps, _measure(measure))
+    """Tokenize `text` and run `model` on it, keeping every layer's attention weights (of the `selection`'s
+    layers and heads), and with `steps` every intermediate (Q, K, V, scores ...) as explain shows them. With
+    `measure` norms, the run's attention is their ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms), the
+    weights kept too. `streamed`: for a document of the attention alone, none is kept, the pass handing it on
+    a layer at a time as the document is written (the run's `stream`); `dtype` is how documents write it."""
+    return _run(text, _tokens(text, model, max_tokens), model, steps, _measure(measure), selection, streamed, dtype)
 
 
 def _run(
-    text: str, tokens: list[Token], model: Model, steps: bool = False, measure: Measure = Measure.weights
+    text: str,
+    tokens: list[Token],
+    model: Model,
+    steps: bool = False,
+    measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
+    streamed: bool = False,
+    dtype: str | None = None,
 ) -> AttentionRun:
     """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory
     budget."""
     norms = measure == Measure.norms
-    _check_memory(model.info, len(tokens), steps, norms)
-    return AttentionRun(text, tokens, model.info, model.run(tokens, steps, value_norms=norms), measure.value)
+    _check_memory(model.info, len(tokens), steps, norms, selection, streamed)
+    if not streamed:
+        trace = model.run(tokens, steps, value_norms=norms, selection=selection)
+        return AttentionRun(text, tokens, model.info, trace, measure.value, selection, dtype=dtype)
+    from attncli.streamed import LayerStream  # here: only documents of the attention alone are streamed
+
+    info = model.info
+    shape = (len(selection.kept_layers(info.layers)), len(selection.kept_heads(info.heads)), len(tokens), len(tokens))
+
+    def forward(hand_on) -> None:
+        model.run(tokens, False, value_norms=norms, selection=selection, on_attention=hand_on)
+
+    layer = shape[1] * shape[2] * shape[3] * info.itemsize
+    stream = LayerStream(shape, forward, norms, ahead=4 * layer <= memory_budget())  # 2 layers: at most half of it
+    return AttentionRun(text, tokens, info, None, measure.value, selection, stream, dtype)
+
+
+def selection(info: ModelInfo, layers: str | None = None, heads: str | None = None) -> Selection:
+    """The layers and heads `layers` and `heads` name (see parse_range), in order; everything where neither does."""
+    if layers is None and heads is None:
+        return EVERYTHING
+    return Selection(
+        None if layers is None else tuple(sorted(parse_range(layers, info.layers, "layers"))),
+        None if heads is None else tuple(sorted(parse_range(heads, info.heads, "kept_heads"))),
+    )
 
 
 def _measure(measure: str) -> Measure:
@@ -173,33 +208,71 @@ def memory_budget() -> int:
     return int(megabytes * 2**20)
 
 
-def _check_memory(info: ModelInfo, tokens: int, steps: bool, norms: bool = False) -> None:
-    """Refuse, with the figure, a run whose attention tensors would pass the memory budget."""
-    # With steps: every layer's scores, scaled scores and weights, plus the stacked weights; without,
-    # the stacked weights plus one layer's scores and weights in flight; and with norms, the stacked norms.
-    kept = (4 * info.layers if steps else info.layers + 2) + (info.layers if norms else 0)
-    needed = kept * info.heads * tokens * tokens * info.itemsize
+def _check_memory(
+    info: ModelInfo,
+    tokens: int,
+    steps: bool,
+    norms: bool = False,
+    selection: Selection = EVERYTHING,
+    streamed: bool = False,
+) -> None:
+    """Refuse, with the figure and a selection of layers that would fit, a run whose attention tensors would
+    pass the memory budget."""
+    square = tokens * tokens * info.itemsize  # one head's [T, T]
+    layers, heads = len(selection.kept_layers(info.layers)), len(selection.kept_heads(info.heads))
+    in_flight = info.heads * square  # a layer's scores, turned into its weights in place, as it runs
+    kept_layer = heads * square * (2 if norms else 1)  # a kept layer's weights (with norms, its norms too)
+    # with steps, every layer's scores, scaled scores and weights, plus the stacked weights
+    needed = 4 * info.layers * info.heads * square if steps else in_flight + (0 if streamed else layers * kept_layer)
     budget = memory_budget()
-    if needed > budget:
+    if needed <= budget:
+        return
+    fit = 0 if steps or streamed else (budget - in_flight) // kept_layer
+    if fit >= 1:
+        first = selection.kept_layers(info.layers)[0]
         raise BadInput(
-            f"{tokens} tokens would need {needed / 2**20:,.0f} MB of attention tensors ({info.layers} layers × "
-            f"{info.heads} heads × {tokens}²), over the budget of {budget / 2**20:,.0f} MB; shorten the text or "
-            "raise ATTNCLI_MEMORY_BUDGET (MB)"
+            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
+            "MB; keep {fit} layers with {layers} {first}:{end} (or fewer heads with {heads}), write them to a file a "
+            "layer at a time with {format} npz, or raise ATTNCLI_MEMORY_BUDGET (MB)",
+            tokens=tokens,
+            needed=round(needed / 2**20),
+            budget=round(budget / 2**20),
+            shape=f"{layers} layers × {heads} heads × {tokens}²",
+            fit=fit,
+            first=first,
+            end=first + fit,
+            layers=Parameter("layers"),
+            heads=Parameter("kept_heads"),
+            format=Parameter("format"),
         )
+    layers, heads = (info.layers, info.heads) if steps or streamed else (layers, heads)
+    raise BadInput(
+        "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} MB; "
+        "shorten the text or raise ATTNCLI_MEMORY_BUDGET (MB)",
+        tokens=tokens,
+        needed=round(needed / 2**20),
+        budget=round(budget / 2**20),
+        shape=f"{layers} layers × {heads} heads × {tokens}²",
+    )
 
 
 def heatmap(
     text: str,
     model: Model,
-    layer: int = 0,
+    layer: int | None = None,
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
+    streamed: bool = False,
+    dtype: str | None = None,
 ) -> HeatmapResult:
-    """Every head's attention weights (or, with `measure` norms, their ‖α v W_O‖); the view draws `layer`
-    (and only `head`, if given)."""
-    _check_layer_and_head(model.info, layer, head)
-    return HeatmapResult(run(text, model, max_tokens, measure=measure), layer, head)
+    """Every head's attention weights (or, with `measure` norms, their ‖α v W_O‖), of the `selection`'s layers and
+    heads; the view draws `layer` (the first kept, if None; and only `head`, if given). `streamed` and `dtype`:
+    see `run`."""
+    layer = selection.kept_layers(model.info.layers)[0] if layer is None else layer
+    _check_layer_and_head(model.info, layer, head, selection)
+    return HeatmapResult(run(text, model, max_tokens, False, measure, selection, streamed, dtype), layer, head)
 
 
 def explain(
@@ -422,16 +495,29 @@ def query_run(
 
 
 def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
-    """Indices from a spec such as "0-2,5" (0-based, inclusive), all `count` of them when None.
-    Errors name the `parameter` that gave `spec`."""
+    """Indices from a spec such as "0-2,5" (0-based, inclusive) or "A:B" (Python's slice of the `count`: from A
+    up to, not including, B; either may be left out, or count from the end when negative), all `count` of them
+    when None. Errors name the `parameter` that gave `spec`."""
     if spec is None:
         return list(range(count))
-    chosen: list[int] = []
+    sliced = re.fullmatch(r"\s*(-?[0-9]{1,9})?\s*:\s*(-?[0-9]{1,9})?\s*", spec)
+    if sliced:
+        chosen = list(range(count)[slice(*(None if end is None else int(end) for end in sliced.groups()))])
+        if not chosen:
+            raise BadInput(
+                "{option} {spec} picks none of the model's {count} (numbered 0 to {last})",
+                option=Parameter(parameter),
+                spec=repr(shortened(spec)),
+                count=count,
+                last=count - 1,
+            )
+        return chosen
+    chosen = []
     for part in spec.split(","):
         found = re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part)
         if not found:
             raise BadInput(
-                "{option} {spec}: give indices and ranges such as 0-2,5",
+                "{option} {spec}: give a slice such as 2:6, or indices and ranges such as 0-2,5",
                 option=Parameter(parameter),
                 spec=repr(shortened(spec)),
             )
@@ -454,17 +540,13 @@ def parse_range(spec: str | None, count: int, parameter: str) -> list[int]:
 def model_grid(
     text: str,
     model: Model,
-    layers: str | None = None,
-    heads: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
+    dtype: str | None = None,
 ) -> ModelGridResult:
-    """Every head of every layer (its weights, or with `measure` norms their ‖α v W_O‖); `layers` and
-    `heads` ("0-2,5") choose the ones the view draws."""
-    info = model.info
-    shown_layers = parse_range(layers, info.layers, "layers")
-    shown_heads = parse_range(heads, info.heads, "shown_heads")
-    return ModelGridResult(run(text, model, max_tokens, measure=measure), shown_layers, shown_heads)
+    """Every head of every layer of the `selection` (its weights, or with `measure` norms their ‖α v W_O‖)."""
+    return ModelGridResult(run(text, model, max_tokens, False, measure, selection, dtype=dtype))
 
 
 def heads(
@@ -1228,7 +1310,19 @@ def _operand(argument: str, parameter: str) -> Operand:
     return Operand(vocabulary.embed([token_id])[0], argument, token_id)
 
 
-def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None) -> None:
+def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None, selection: Selection = EVERYTHING) -> None:
+    """Refuse a `layer` or `head` to draw that the model does not have, or that the `selection` does not keep."""
+    if 0 <= layer < info.layers and layer not in selection.kept_layers(info.layers):
+        raise BadInput(
+            "{layer} {value}: the run keeps {layers} {kept} alone", value=layer, kept=_listed(selection.layers)
+        )
+    if head is not None and 0 <= head < info.heads and head not in selection.kept_heads(info.heads):
+        raise BadInput(
+            "{head} {value}: the run keeps {heads} {kept} alone",
+            value=head,
+            kept=_listed(selection.heads),
+            heads=Parameter("kept_heads"),
+        )
     if not 0 <= layer < info.layers:
         raise BadInput(
             "{layer} {value} is out of range; {name} has layers 0 to {last}",
@@ -1243,6 +1337,13 @@ def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None) -> None
             name=info.name,
             last=info.heads - 1,
         )
+
+
+def _listed(indices: tuple[int, ...]) -> str:
+    """Indices as a range such as 2-5 where they run on, else with commas: 0,3,7."""
+    if indices == tuple(range(indices[0], indices[-1] + 1)) and len(indices) > 2:
+        return f"{indices[0]}-{indices[-1]}"
+    return ",".join(map(str, indices))
 
 
 def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:

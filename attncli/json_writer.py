@@ -30,7 +30,8 @@ def json_chunks(value) -> Iterator[bytes]:
     strings, and escaping them keeps a terminal showing the JSON safe too.
 
     A value holding fewer than _SLICED numbers is written in one piece; a larger one a key, an
-    item or a slice at a time."""
+    item or a slice at a time; an iterator (a stream of a long text's layers) is an array, an item at a
+    time, as it yields them."""
     if _size(value) <= _SLICED:
         yield _dumps(value)
     elif isinstance(value, dict):
@@ -40,7 +41,9 @@ def json_chunks(value) -> Iterator[bytes]:
             yield (b"," if position else b"{") + _dumps(key) + b":"
             yield from json_chunks(item)
         yield b"}" if value else b"{}"
-    elif isinstance(value, list | tuple) or (isinstance(value, np.ndarray) and value.ndim > 1 and value.size > _SLICED):
+    elif isinstance(value, list | tuple | Iterator) or (
+        isinstance(value, np.ndarray) and value.ndim > 1 and value.size > _SLICED
+    ):
         yield b"["
         for position, item in enumerate(value):
             if position:
@@ -59,6 +62,8 @@ def _size(value) -> int:
         return sum(_size(item) for item in value.values())
     if isinstance(value, list | tuple):
         return sum(_size(item) for item in value)
+    if isinstance(value, Iterator):  # unknown until read, and read once
+        return _SLICED + 1
     return 1
 
 

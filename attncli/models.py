@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from attncli import analysis
-from attncli.attention import Trace, attention_mask
+from attncli.attention import EVERYTHING, Selection, Trace, attention_mask
 from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
 from attncli.tokens import CHARACTERS_PER_TOKEN, Token, added_around, normalized_length, ordinary_ids, special_ids
 
@@ -199,13 +199,16 @@ class Model(Protocol):
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
         on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
+        on_attention: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer need be kept; with
         `value_norms`, each layer's ‖v_j W_O^h‖ too (the trace's `norms`); with `decompose_at` [p], the last
         residual stream at those positions in its parts (the trace's `residual_parts`); with `head_inputs`, each
         layer's residual stream as the language-model head reads it too. The last two are for a model with a
         language-model head, which the sample model refuses first (`unembedding`). With `on_layer`, on_layer(layers
-        done, layers) after each layer, in order (see transformer.forward)."""
+        done, layers) after each layer, in order; with a `selection`, only its layers' and heads' attention is kept;
+        with `on_attention`, none is, each selected layer's handed to it instead (see transformer.forward)."""
         ...
 
     def ordinary_ids(self) -> list[int]:
@@ -373,11 +376,14 @@ class CheckpointModel:
         decompose_at: np.ndarray | None = None,
         head_inputs: bool = False,
         on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
+        on_attention: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
     ) -> Trace:
         """The forward pass; without `keep_steps`, only the attention weights of each layer are kept; with
         `value_norms`, each layer's ‖v_j W_O^h‖ too; with `decompose_at` [p], the last residual stream at those
         positions in its parts; with `head_inputs`, each layer's residual stream through the final norm; with
-        `on_layer`, on_layer(layers done, layers) after each layer (see transformer.forward)."""
+        `on_layer`, on_layer(layers done, layers) after each layer; with `selection` and `on_attention`, which
+        layers' and heads' attention to keep, or to hand on a layer at a time (see transformer.forward)."""
         from attncli.transformer import forward
 
         self._check_length(tokens)
@@ -394,6 +400,8 @@ class CheckpointModel:
                 decompose_at=decompose_at,
                 head_inputs=head_inputs,
                 on_layer=on_layer,
+                selection=selection,
+                on_attention=on_attention,
             )
         self._check_finite(trace.output if trace.head_inputs is None else trace.head_inputs)
         return trace

@@ -20,10 +20,11 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["npz_pieces"]
+__all__ = ["Layers", "npz_pieces"]
 
 # Bytes deflated at a time: pieces this size keep two cores busy on short texts' arrays too, and a
 # sync flush (5 bytes) after each costs nothing.
@@ -40,10 +41,23 @@ _FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block (fixed Huffman codes)
 _THREADS = min(4, len(os.sched_getaffinity(0)))
 
 
-def npz_pieces(arrays: Iterable[tuple[str, np.ndarray]]) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class Layers:
+    """An array of `shape` and `dtype` given as its parts along the first axis, each made as it is read (a long
+    text's attention, a layer at a time): written to an .npz file as the array would be."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    parts: Iterable[np.ndarray]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.parts)
+
+
+def npz_pieces(arrays: Iterable[tuple[str, np.ndarray | Layers]]) -> Iterator[bytes]:
     """The bytes of an .npz file holding `arrays` ((name, array) in order; numpy.load(file)[name] gives
     the array back), in pieces, an array's data taken along its first axis so that it is never copied
-    whole."""
+    whole (or never held whole: see Layers)."""
     members: list[tuple[bytes, int, int, int, int]] = []  # (file name, offset, CRC-32, compressed, size)
     offset = 0
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="attncli-deflate") as pool:
@@ -64,15 +78,22 @@ def npz_pieces(arrays: Iterable[tuple[str, np.ndarray]]) -> Iterator[bytes]:
     yield _central_directory(members, offset)
 
 
-def _npy_chunks(array: np.ndarray) -> Iterator[np.ndarray]:
+def _npy_chunks(array: np.ndarray | Layers) -> Iterator[np.ndarray]:
     """The bytes (uint8) of `array`'s .npy file, format 1.0, in pieces of at most _PIECE_BYTES."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    fields = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}
+    np.lib.format.write_array_header_1_0(header, fields)
     yield np.frombuffer(header.getvalue(), np.uint8)
-    for part in array if array.ndim > 1 else [array]:
+    parts = 0
+    for part in array if len(array.shape) > 1 else [array]:
+        parts += 1
+        if isinstance(array, Layers) and (part.shape != array.shape[1:] or part.dtype != array.dtype):
+            raise ValueError(f"a part {part.dtype}{part.shape} of an array {array.dtype}{array.shape}")
         data = np.ascontiguousarray(part).reshape(-1).view(np.uint8)
         for start in range(0, len(data), _PIECE_BYTES):
             yield data[start : start + _PIECE_BYTES]
+    if isinstance(array, Layers) and parts != array.shape[0]:
+        raise ValueError(f"{parts} parts of an array {array.dtype}{array.shape}")
 
 
 def _deflated(pool: ThreadPoolExecutor, chunks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bytes]]:

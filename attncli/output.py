@@ -31,6 +31,7 @@ __all__ = [
     "Output",
     "Scale",
     "TableFormat",
+    "WrittenType",
     "attention_csv",
     "attention_npz",
     "file_mode",
@@ -53,6 +54,13 @@ class Format(enum.StrEnum):
     json = "json"
     csv = "csv"  # the attention weights in long form
     npz = "npz"  # the attention weights as a numpy archive
+
+
+class WrittenType(enum.StrEnum):
+    """How documents write attention weights: every digit, or float16 where 1e-3 will do."""
+
+    float32 = "float32"
+    float16 = "float16"
 
 
 # What every result can be written as: the formats but the numpy archive, which holds attention.
@@ -157,6 +165,8 @@ def rounded(value, decimals: int | None):
         return {key: rounded(item, decimals) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [rounded(item, decimals) for item in value]
+    if isinstance(value, Iterator):  # a stream of layers: each as it comes
+        return (rounded(item, decimals) for item in value)
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
         return np.round(value, decimals)
     if isinstance(value, float):
@@ -213,35 +223,40 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
     round-tripping form, as JSON writes them (float32 as float32), rounded to `decimals` when given."""
     import csv  # here, not at the top: every run of every command would pay for its import
 
-    weights = run.attention  # [L, h, T, T]
     texts = [csv_text(token.text) for token in run.tokens]
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\n")
     value = "norm" if run.shows_norms else "weight"
     out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", value])
-    for layer, head in np.ndindex(weights.shape[:2]):
-        block = weights[layer, head] if decimals is None else np.round(weights[layer, head], decimals)  # [T, T]
-        for query, row in enumerate(block):
-            numbers = json_bytes(row)[1:-1].decode().split(",")
-            out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(numbers))
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
+    for layer, weights in zip(run.layers, run.written(), strict=True):  # [h', T, T] a layer at a time
+        for head, block in zip(run.heads, weights, strict=True):  # [T, T]
+            block = block if decimals is None else np.round(block, decimals)
+            for query, row in enumerate(block):
+                numbers = json_bytes(row)[1:-1].decode().split(",")
+                out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(numbers))
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
 
 
 def attention_npz(run) -> Iterator[bytes]:
-    """`attention` float32 [layer, head, query, key], with `tokens` (strings) and `ids` (and, for a run of
-    norms, whose `attention` holds its ‖α v W_O‖, `measure`: "norms"), as the bytes of an .npz file, in
-    pieces (see attncli.npz): the attention is deflated a piece at a time, so neither it nor the file is
-    ever copied whole."""
-    from attncli.npz import npz_pieces  # here, not at the top: only NPZ output needs it
+    """`attention` float32 (or the run's float16) [layer, head, query, key], with `tokens` (strings) and `ids` (for
+    a run that kept some layers and heads, `layers` and `heads`, the model's indices of the first two axes; for a
+    run of norms, whose `attention` holds its ‖α v W_O‖, `measure`: "norms"), as the bytes of an .npz file, in
+    pieces (see attncli.npz): the attention is deflated a piece at a time, a layer at a time, so neither it nor
+    the file is ever copied whole (nor, for a streamed run, held whole)."""
+    from attncli.npz import Layers, npz_pieces  # here, not at the top: only NPZ output needs it
 
     measure = [("measure", np.array(run.measure))] if run.shows_norms else []
+    kept = [] if run.selection.everything else [("layers", np.array(run.layers)), ("heads", np.array(run.heads))]
+    dtype = np.dtype(run.dtype or np.float32)
+    attention = Layers(run.attention.shape, dtype, run.written(dtype))  # [L', h', T, T] a layer at a time
     yield from npz_pieces(
         [
-            ("attention", np.asarray(run.attention, dtype=np.float32)),
+            ("attention", attention),
             ("tokens", np.array([token.text for token in run.tokens])),
             ("ids", np.array([token.id for token in run.tokens])),
+            *kept,
             *measure,
         ]
     )

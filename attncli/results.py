@@ -2,14 +2,14 @@
 draws it; `to_json()` is its JSON document. Nothing here derives a number: it arranges them, and
 refuses what JSON cannot hold (NaN, infinity, a document too large to be useful)."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
-from attncli.attention import AttentionTrace, Trace
+from attncli.attention import EVERYTHING, AttentionTrace, Selection, Trace
 from attncli.errors import AttncliError, BadInput, DataError, Parameter
 from attncli.experts import Routing
 from attncli.models import ModelInfo
@@ -17,6 +17,7 @@ from attncli.tokens import Token
 
 if TYPE_CHECKING:  # attribution, and the forward pass's code it reads, load for the attribute command alone
     from attncli.attribution import Component
+    from attncli.streamed import LayerStream
 
 __all__ = [
     "SCHEMA",
@@ -91,21 +92,54 @@ def numbers(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _checked(layers: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each of `layers`, checked as `numbers` checks an array, as it comes."""
+    for layer in layers:
+        yield numbers(layer)
+
+
 @dataclass(eq=False, repr=False)
 class AttentionRun:
-    """A text through a model: the tokens and every layer's intermediates."""
+    """A text through a model: the tokens and every layer's intermediates; or, for a document of the attention
+    alone, its layers as the pass makes them (`stream`, read once, in place of the trace)."""
 
     text: str
     tokens: list[Token]
     model: ModelInfo
-    trace: Trace
+    trace: Trace | None
     # What `attention` holds: "weights", or "norms", their ‖α_ij v_j W_O^h‖ (the trace must hold its value norms)
     measure: str = "weights"
+    selection: Selection = EVERYTHING  # the layers and heads the run kept
+    stream: "LayerStream | None" = None
+    dtype: str | None = None  # how documents write the attention: float16 where 1e-3 will do; None: as computed
 
     @property
     def weights(self) -> np.ndarray:
-        """[L, h, T, T] attention weights of every layer."""
+        """[L', h', T, T] attention weights of every layer (of the layers and heads kept)."""
         return self.trace.weights
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The layers the run kept, in order: the first axis of `attention`."""
+        return self.selection.kept_layers(self.model.layers)
+
+    @property
+    def heads(self) -> tuple[int, ...]:
+        """The heads of each layer the run kept, in order: the second axis of `attention`."""
+        return self.selection.kept_heads(self.model.heads)
+
+    def layer(self, layer: int) -> np.ndarray:
+        """[h', T, T] what the run's measure shows of model layer `layer` (one it kept), for its kept heads."""
+        return self.attention[self.layers.index(layer)]
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """[T, T] what the run's measure shows of `head` of `layer` (ones it kept)."""
+        return self.attention[self.layers.index(layer), self.heads.index(head)]
+
+    def selection_json(self) -> dict:
+        """{"layers": [...], "heads": [...]}, the model's indices of what the attention's axes hold, for a run that
+        kept some of them; {} for one that kept all: such a document is as it always was."""
+        return {} if self.selection.everything else {"layers": list(self.layers), "heads": list(self.heads)}
 
     @property
     def shows_norms(self) -> bool:
@@ -113,8 +147,11 @@ class AttentionRun:
         return self.measure == "norms"
 
     @property
-    def attention(self) -> np.ndarray:
-        """[L, h, T, T] what the run's measure shows of every layer: its weights, or their ‖α_ij v_j W_O^h‖."""
+    def attention(self) -> "np.ndarray | LayerStream":
+        """[L', h', T, T] what the run's measure shows of every layer kept: its weights, or their ‖α_ij v_j W_O^h‖;
+        for a streamed run, its stream of them."""
+        if self.stream is not None:
+            return self.stream
         return self.trace.norms if self.shows_norms else self.weights
 
     def measure_json(self) -> dict:
@@ -134,8 +171,18 @@ class AttentionRun:
         """What every document about a run opens with: the text, the model and the tokens."""
         return {"text": self.text, "model": self.model.to_json(), "tokens": _tokens_json(self.tokens)}
 
+    def written(self, dtype: str | None = None) -> Iterator[np.ndarray]:
+        """Each kept layer's [h', T, T] as documents write it: in the run's `dtype`, else in `dtype`, else as
+        computed; a layer at a time (a stream's as the pass makes them)."""
+        dtype = self.dtype or dtype
+        return (layer if dtype is None else layer.astype(dtype, copy=False) for layer in self.attention)
+
     def common_json(self) -> dict:
-        return {**self.header_json(), **self.measure_json(), "attention": numbers(self.attention)}  # [L][h][T][T]
+        if self.stream is not None:
+            attention = _checked(self.written())  # [L'][h'][T][T], each layer checked as it comes
+        else:
+            attention = numbers(self.attention if self.dtype is None else self.attention.astype(self.dtype))
+        return {**self.header_json(), **self.measure_json(), **self.selection_json(), "attention": attention}
 
 
 @dataclass(eq=False, repr=False)
@@ -625,11 +672,17 @@ class QueryResult:
 
 @dataclass(eq=False, repr=False)
 class ModelGridResult:
-    """Every head of every layer at once; `layers` and `heads` choose what the view draws."""
+    """Every head of every layer at once (of those the run kept)."""
 
     run: AttentionRun
-    layers: list[int]
-    heads: list[int]
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.run.layers)
+
+    @property
+    def heads(self) -> list[int]:
+        return list(self.run.heads)
 
     def to_json(self) -> dict:
         return _document("model", **self.run.common_json(), shown={"layers": self.layers, "heads": self.heads})

@@ -30,6 +30,7 @@ from functools import cached_property
 import numpy as np
 
 from attncli.attention import (
+    EVERYTHING,
     Alibi,
     AttentionOptions,
     AttentionTrace,
@@ -41,6 +42,7 @@ from attncli.attention import (
     RelativePositions,
     Rope,
     Rotary,
+    Selection,
     Trace,
     alibi_slopes,
     attention_mask,
@@ -842,6 +844,8 @@ def forward(
     decompose_at: np.ndarray | None = None,
     head_inputs: bool = False,
     on_layer: Callable[[int, int], None] | None = None,
+    selection: Selection = EVERYTHING,
+    on_attention: Callable[[int, np.ndarray, np.ndarray | None], None] | None = None,
 ) -> Trace:
     """Run tokens through the model, keeping every layer's attention weights, and with
     `keep_steps` every intermediate too (a long text's scores take memory the weights alone do not);
@@ -852,28 +856,53 @@ def forward(
     stream there into what each head, attention bias and feed-forward network wrote into it (see ResidualParts),
     kept as each layer runs, at those positions alone. With `on_layer`, on_layer(layers done, layers) after each
     layer, in order: how a caller shows a long text's progress (the pass itself never writes anything).
+    With a `selection`, only its layers' and heads' attention (and value norms) are kept, and the pass stops after
+    its last layer. With `on_attention`, none is kept: on_attention(layer, weights [h', T, T], value norms [h', T]
+    or None) gets each selected layer's as soon as it is made, and may keep it (the next layer's are new arrays):
+    a text's attention then takes one layer's memory, not every layer's.
 
     `ids` [T] are the token ids and `embeddings` [T, d] (or [T, e], projected in) their rows
     of the word embedding table, looked up by the caller (a checkpoint's table is read from disk).
     """
     if decompose_at is not None and not (config.pre_norm and weights.convolution is None):
         raise ValueError("only a pre-norm model's residual stream is a sum of what its parts wrote into it")
+    layers, heads = selection.kept_layers(config.layers), selection.kept_heads(config.heads)
+    runs = layers[-1] + 1  # the layers the pass runs: none after the last kept
+    if runs < config.layers and (decompose_at is not None or head_inputs):
+        raise ValueError("the residual stream's parts and the head's inputs need every layer")
     x, positions, normed = _inputs(ids, embeddings, config, weights)
     relative = text_positions(config, weights, len(ids))  # the same in every layer
-    attention = np.empty((config.layers, config.heads, len(ids), len(ids)), dtype=x.dtype)  # [L, h, T, T]
-    norms = np.empty((config.layers, config.heads, len(ids)), dtype=x.dtype) if value_norms else None  # [L, h, T]
+    stacked = (0, 0) if on_attention is not None else (len(layers), len(heads))  # nothing, where handed on
+    attention = np.empty((*stacked, len(ids), len(ids)), dtype=x.dtype)  # [L', h', T, T]
+    norms = np.empty((*stacked, len(ids)), dtype=x.dtype) if value_norms else None  # [L', h', T]
+    slots = {layer: slot for slot, layer in enumerate(layers)}  # each kept layer's place among them
     traces, outputs, routings, parts = [], [], [], []
     first = x  # the residual stream the first layer reads (each layer makes a new one; none is changed in place)
     convolved = None  # the convolution of the first layer's input, where the model has one
     streams = [head_input(x, config, weights)] if head_inputs else None  # [T, d_h] per layer, as the head reads it
-    for layer, ((mask, turn), weights_out) in enumerate(zip(layer_positions(config, len(ids)), attention, strict=True)):
+    for layer, (mask, turn) in enumerate(layer_positions(config, len(ids))[:runs]):
         block = weights.blocks[layer]  # asked for here, once the last is freed (see below)
         attended = attention_input(x, block, config)
+        slot = slots.get(layer)
+        # kept whole: written straight into its place in the stack; else into a new array (or, without the steps,
+        # the scores' own, see attend), of which the kept heads are taken
+        weights_out = attention[slot] if slot is not None and on_attention is None and selection.heads is None else None
         trace = multi_head_attention(
             attended, block.attention, config.attention_options, mask, turn, weights_out, keep_steps, relative
         )
-        if norms is not None:  # while the layer's W_O is in memory
-            norms[layer] = value_norms_of(trace.v, block.attention.w_o, config.heads)
+        if slot is not None:
+            kept_weights = trace.weights if selection.heads is None else trace.weights[list(heads)]  # [h', T, T]
+            kept_norms = None  # [h', T], while the layer's W_O is in memory
+            if value_norms:
+                kept_norms = value_norms_of(trace.v, block.attention.w_o, config.heads)[list(heads)]
+            if on_attention is not None:
+                on_attention(layer, kept_weights, kept_norms)
+            else:
+                if weights_out is None:
+                    attention[slot] = kept_weights
+                if norms is not None:
+                    norms[slot] = kept_norms
+            del kept_weights
         if decompose_at is None:
             x, routing = block_output(x, trace.output, block, config)
         else:  # block_output's sums, with what each sublayer added kept at the positions asked
@@ -889,10 +918,11 @@ def forward(
             routings.append(routing)
         if head_inputs:
             streams.append(head_input(x, config, weights))
-        del block  # a layer read from disk is freed before the next is read, which then reuses its memory (a
-        # zip over the layers would hold the last until the next was read: two in memory, and fresh pages)
+        del block, trace  # a layer read from disk is freed before the next is read, which then reuses its memory
+        # (a zip over the layers would hold the last until the next was read: two in memory, and fresh pages); and
+        # so is its trace, unless kept, with its [h, T, T] scores
         if on_layer is not None:
-            on_layer(layer + 1, config.layers)
+            on_layer(layer + 1, runs)
     output = head_input(x, config, weights) if streams is None else streams[-1]  # the last stream, as the head reads it
     inputs = [first, *outputs[:-1]] if keep_steps else None
     # disentangled attention's: what each query's position terms read, and the first layer's convolution

@@ -921,8 +921,10 @@ def test_modernbert_reads_texts_up_to_its_8192_positions_and_refuses_a_longer_on
     text = "The" + " cat" * 8189  # 8,190 tokens and [CLS], [SEP]
     assert len(commands.tokenize(text, model, max_tokens=9000).tokens) == 8192
     # Its attention would take 4 layers × 2 heads × 8192² float32 numbers, and one layer's in flight: over the
-    # default budget, which says so before running.
-    with pytest.raises(BadInput, match=r"8192 tokens would need 3,072 MB of attention tensors \(4 layers × 2 heads"):
+    # default budget, which says so before running, and names the layers that fit.
+    with pytest.raises(BadInput, match=r"8192 tokens would need 2,560 MB of attention tensors \(4 layers × 2 heads"):
+        commands.run(text, model, max_tokens=9000)
+    with pytest.raises(BadInput, match=r"keep 3 layers with layers 0:3"):
         commands.run(text, model, max_tokens=9000)
     with pytest.raises(BadInput, match=r"the text is 8193 tokens \(special tokens included\), but .* at most 8192"):
         commands.tokenize(text + " cat", model, max_tokens=9000)

@@ -213,10 +213,12 @@ def test_minilm_resolves_it_to_animal():
     assert any(target.top == 2 and target.top_weight > 0.6 for target in plain)
 
 
-def test_model_grid_draws_the_chosen_layers_and_heads(cli):
+def test_model_grid_keeps_and_draws_only_the_chosen_layers_and_heads(cli):
     doc = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3", "--json").json()
-    assert doc["shown"] == {"layers": [1], "heads": [0, 2, 3]}
-    assert np.array(doc["attention"]).shape == (2, 4, 9, 9)
+    assert doc["shown"] == {"layers": [1], "heads": [0, 2, 3]} == {key: doc[key] for key in ("layers", "heads")}
+    every = cli("model", "The cat sat on the mat.", "--model", BERT, "--json").json()
+    assert np.array_equal(np.array(doc["attention"]), np.array(every["attention"])[1:2][:, [0, 2, 3]])
+    assert "layers" not in every and every["shown"] == {"layers": [0, 1], "heads": [0, 1, 2, 3]}
     view = cli("model", "The cat sat on the mat.", "--model", BERT, "--layers", "1", "--heads", "0,2-3").stdout
     assert "L1 H0" in view and "L1 H2" in view and "L1 H3" in view and "L1 H1" not in view
 

@@ -181,8 +181,8 @@ def head_heatmaps(
 ):
     """Every head of `layer` (or only `head`) as a heatmap of the run's measure, side by side where they fit,
     on one colour scale; `keys` and `queries` choose a window of each."""
-    weights = run.attention[layer]  # [h, T, T]
-    heads = range(len(weights)) if head is None else [head]
+    heads = run.heads if head is None else [head]
+    weights = dict(zip(run.heads, run.layer(layer), strict=True))  # [T, T] of each head kept
     mask = layer_mask(run, layer)
     prefix = f"layer {layer} " if run.model.layers > 1 else ""
     labels = token_texts(run)

@@ -184,7 +184,7 @@ def _subtitle(run: AttentionRun, rows: range | None = None, columns: range | Non
 
 def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, queries, title: str | None) -> str:
     rows, columns = run.window(queries, "queries"), run.window(keys, "keys")
-    values = run.attention[layer, head]  # [T, T]
+    values = run.head(layer, head)  # [T, T]
     measure = " · ‖αv W_O‖" if run.shows_norms else ""
     return matrix_svg(
         values,

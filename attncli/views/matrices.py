@@ -109,7 +109,7 @@ def thumbnail_cells(
     their means and whether each block has a cell its query sees (see analysis.block_means)."""
     mask = layer_mask(run, layer)
     seen = np.ones((len(rows), len(columns)), bool) if mask is None else mask[np.ix_(rows, columns)]
-    return [analysis.block_means(run.attention[layer, head][np.ix_(rows, columns)], seen, block) for head in heads]
+    return [analysis.block_means(run.head(layer, head)[np.ix_(rows, columns)], seen, block) for head in heads]
 
 
 def head_thumbnails(
