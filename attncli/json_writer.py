@@ -49,6 +49,7 @@ def json_chunks(value) -> Iterator[bytes]:
             if position:
                 yield b","
             yield from json_chunks(item)
+            del item  # before an iterator makes the next: a long text's layer at a time, not two
         yield b"]"
     else:
         yield _dumps(value)

@@ -84,15 +84,20 @@ def _npy_chunks(array: np.ndarray | Layers) -> Iterator[np.ndarray]:
     fields = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}
     np.lib.format.write_array_header_1_0(header, fields)
     yield np.frombuffer(header.getvalue(), np.uint8)
+    made = isinstance(array, Layers)
     parts = 0
     for part in array if len(array.shape) > 1 else [array]:
         parts += 1
-        if isinstance(array, Layers) and (part.shape != array.shape[1:] or part.dtype != array.dtype):
+        if made and (part.shape != array.shape[1:] or part.dtype != array.dtype):
             raise ValueError(f"a part {part.dtype}{part.shape} of an array {array.dtype}{array.shape}")
         data = np.ascontiguousarray(part).reshape(-1).view(np.uint8)
+        del part
         for start in range(0, len(data), _PIECE_BYTES):
-            yield data[start : start + _PIECE_BYTES]
-    if isinstance(array, Layers) and parts != array.shape[0]:
+            # A made part's pieces are copies: a view would keep the whole part in memory while the next is made
+            # (the pieces wait their turn to be deflated), and two layers of a long text are what does not fit.
+            yield data[start : start + _PIECE_BYTES].copy() if made else data[start : start + _PIECE_BYTES]
+        del data
+    if made and parts != array.shape[0]:
         raise ValueError(f"{parts} parts of an array {array.dtype}{array.shape}")
 
 

@@ -166,12 +166,21 @@ def rounded(value, decimals: int | None):
     if isinstance(value, list | tuple):
         return [rounded(item, decimals) for item in value]
     if isinstance(value, Iterator):  # a stream of layers: each as it comes
-        return (rounded(item, decimals) for item in value)
+        return _rounded_each(value, decimals)
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
         return np.round(value, decimals)
     if isinstance(value, float):
         return round(value, decimals)
     return value
+
+
+def _rounded_each(items: Iterator, decimals: int) -> Iterator:
+    """Each of `items` rounded, as it comes."""
+    for item in items:
+        done = rounded(item, decimals)
+        del item  # before the next is made: a long text's layer at a time, not two
+        yield done
+        del done
 
 
 # CSV cells: what a spreadsheet would run as a formula gets a leading apostrophe, which shows as text.
@@ -237,6 +246,7 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
+        del weights, block  # before the next layer is made: one at a time, not two
 
 
 def attention_npz(run) -> Iterator[bytes]:

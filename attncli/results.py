@@ -96,6 +96,16 @@ def _checked(layers: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Each of `layers`, checked as `numbers` checks an array, as it comes."""
     for layer in layers:
         yield numbers(layer)
+        del layer  # before the next is made: see streamed
+
+
+def _cast(layers: Iterable[np.ndarray], dtype: str) -> Iterator[np.ndarray]:
+    """Each of `layers` in `dtype`, as it comes."""
+    for layer in layers:
+        cast = layer.astype(dtype, copy=False)
+        del layer  # before the next is made: see streamed
+        yield cast
+        del cast
 
 
 @dataclass(eq=False, repr=False)
@@ -175,7 +185,7 @@ class AttentionRun:
         """Each kept layer's [h', T, T] as documents write it: in the run's `dtype`, else in `dtype`, else as
         computed; a layer at a time (a stream's as the pass makes them)."""
         dtype = self.dtype or dtype
-        return (layer if dtype is None else layer.astype(dtype, copy=False) for layer in self.attention)
+        return iter(self.attention) if dtype is None else _cast(self.attention, dtype)
 
     def common_json(self) -> dict:
         if self.stream is not None:

@@ -1,0 +1,219 @@
+"""--layers and --heads: a pass that keeps some layers and heads, and documents written a layer at a time as the pass
+makes them (attncli/streamed.py), in float16 where asked."""
+
+import io
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attncli import commands
+from attncli.attention import Selection
+from attncli.errors import BadInput, DataError
+from attncli.models import load_model
+from attncli.npz import Layers, npz_pieces
+from attncli.streamed import LayerStream
+from tests.helpers import BERT, FIXTURES
+
+TEXT = "The cat sat on the mat because it was tired."
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_model(str(FIXTURES / "llama"))
+
+
+@pytest.mark.parametrize("name", ["bert", "llama", "gemma2", "gpt-oss", "deberta-v3"])
+@pytest.mark.parametrize("norms", [False, True])
+def test_a_selection_keeps_exactly_its_layers_and_heads_of_the_whole_run(name, norms):
+    model = load_model(str(FIXTURES / name))
+    info = model.info
+    tokens = commands.tokenize(TEXT, model).tokens
+    whole = model.run(tokens, keep_steps=False, value_norms=norms)
+    layers, heads = (info.layers - 1,), tuple(range(0, info.heads, 2))
+    kept = model.run(tokens, keep_steps=False, value_norms=norms, selection=Selection(layers, heads))
+    assert np.array_equal(kept.weights, whole.weights[list(layers)][:, list(heads)])
+    if norms:
+        assert np.array_equal(kept.norms, whole.norms[list(layers)][:, list(heads)])
+
+
+def test_the_pass_stops_after_the_last_layer_kept(llama):
+    tokens = commands.tokenize(TEXT, llama).tokens
+    done = []
+    llama.run(tokens, keep_steps=False, selection=Selection((0,), None), on_layer=lambda n, of: done.append((n, of)))
+    assert done == [(1, 1)] and llama.info.layers > 1
+
+
+def test_handing_each_layer_on_keeps_none_and_gives_what_the_stack_holds(llama):
+    tokens = commands.tokenize(TEXT, llama).tokens
+    whole = llama.run(tokens, keep_steps=False, value_norms=True)
+    handed = []
+    trace = llama.run(
+        tokens,
+        keep_steps=False,
+        value_norms=True,
+        on_attention=lambda *layer: handed.append([np.copy(a) for a in layer]),
+    )
+    assert trace.weights.size == 0
+    assert [layer for layer, _, _ in handed] == list(range(llama.info.layers))
+    assert np.array_equal(np.stack([w for _, w, _ in handed]), whole.weights)
+    assert np.array_equal(np.stack([n for _, _, n in handed]), whole.value_norms)
+
+
+@pytest.mark.parametrize(
+    ("spec", "chosen"),
+    [("1:3", [1, 2]), (":2", [0, 1]), ("2:", [2, 3]), ("-1:", [3]), ("0-1,3", [0, 1, 3]), (" 1 : 3 ", [1, 2])],
+)
+def test_layers_and_heads_read_slices_and_lists(spec, chosen):
+    assert commands.parse_range(spec, 4, "layers") == chosen
+
+
+@pytest.mark.parametrize(("spec", "message"), [("3:1", "picks none"), ("9:", "picks none"), ("1:2:3", "give a slice")])
+def test_a_selection_of_nothing_is_refused_by_name(spec, message):
+    with pytest.raises(BadInput, match=message):
+        commands.parse_range(spec, 4, "layers")
+
+
+@pytest.mark.parametrize("measure", ["weights", "norms"])
+@pytest.mark.parametrize("form", [["--json"], ["--format", "csv"], ["--format", "npz"], ["--json", "--precision", "3"]])
+@pytest.mark.parametrize("kept", [[], ["--layers", "1:", "--heads", "0,2"]])
+def test_a_document_written_as_the_pass_makes_it_is_the_one_written_from_the_whole_run(
+    cli, tmp_path, measure, form, kept
+):
+    """Written with a picture too, a document comes from the whole run kept in memory; without, a layer at a time."""
+    model = str(FIXTURES / "llama")
+    args = ["heatmap", TEXT, "--model", model, "--measure", measure, *form, *kept]
+    streamed = cli(*args, "-o", str(tmp_path / "streamed"))
+    whole = cli(*args, "-o", str(tmp_path / "whole"), "--export", str(tmp_path / "picture.svg"))
+    assert streamed.code == whole.code == 0, streamed.stderr + whole.stderr
+    assert (tmp_path / "streamed").read_bytes() == (tmp_path / "whole").read_bytes()
+
+
+def test_a_document_of_kept_layers_names_them_and_holds_theirs_alone(cli, tmp_path):
+    every = cli("heatmap", TEXT, "--model", BERT, "--json").json()
+    kept = cli("heatmap", TEXT, "--model", BERT, "--json", "--layers", "1", "--heads", "1:3").json()
+    assert (kept["layers"], kept["heads"]) == ([1], [1, 2]) and "layers" not in every
+    assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:, 1:3])
+    cli("heatmap", TEXT, "--model", BERT, "--layers", "1", "--heads", "1:3", "-o", str(tmp_path / "a.npz"))
+    archive = np.load(tmp_path / "a.npz")
+    assert archive["layers"].tolist() == [1] and archive["heads"].tolist() == [1, 2]
+    assert np.array_equal(archive["attention"], np.array(every["attention"], dtype=np.float32)[1:, 1:3])
+
+
+def test_the_view_draws_the_first_layer_kept_and_labels_heads_by_the_model(cli):
+    view = cli("heatmap", TEXT, "--model", BERT, "--layers", "1", "--heads", "2:", "--no-values").stdout
+    assert "layer 1 head 2" in view and "layer 1 head 3" in view and "head 0" not in view and "head 1 " not in view
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
+        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
+        (["--dtype", "float16"], "--dtype float16 is how documents write the weights: use it with --format"),
+        (["--layers", "x"], "--layers 'x': give a slice such as 2:6"),
+    ],
+)
+def test_a_selection_at_odds_with_what_is_drawn_is_one_line(cli, args, message):
+    run = cli("heatmap", TEXT, "--model", BERT, *args)
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr.strip() == f"attncli: error: {message}" or message in run.stderr.splitlines()[0]
+
+
+def test_float16_documents_are_within_a_thousandth_and_npz_is_half_the_size(cli, tmp_path):
+    text = " ".join([TEXT] * 6)
+    model = str(FIXTURES / "llama")
+    for dtype in ("float32", "float16"):
+        cli("heatmap", text, "--model", model, "--dtype", dtype, "-o", str(tmp_path / f"{dtype}.npz"))
+    full, half = np.load(tmp_path / "float32.npz")["attention"], np.load(tmp_path / "float16.npz")["attention"]
+    assert half.dtype == np.float16 and full.dtype == np.float32
+    assert np.abs(half.astype(np.float32) - full).max() <= 1e-3
+    assert (tmp_path / "float16.npz").stat().st_size < 0.7 * (tmp_path / "float32.npz").stat().st_size
+    json16 = cli("heatmap", text, "--model", model, "--dtype", "float16", "--json").json()
+    assert np.array_equal(np.array(json16["attention"], dtype=np.float16), half)
+
+
+def test_over_the_budget_the_message_proposes_the_layers_that_fit(cli):
+    model = str(FIXTURES / "llama")
+    text = " ".join([TEXT] * 20)
+    tokens = len(commands.tokenize(text, load_model(model)).tokens)
+    layer = load_model(model).info.heads * tokens * tokens * 4  # one layer's weights, float32
+    budget = {"ATTNCLI_MEMORY_BUDGET": str(3.5 * layer / 2**20)}  # one layer in flight and two kept
+    run = cli("heatmap", text, "--model", model, env=budget)
+    assert run.code == 2
+    assert "keep 2 layers with --layers 0:2 (or fewer heads with --heads)" in run.stderr
+    assert cli("heatmap", text, "--model", model, "--layers", "0:2", env=budget).code == 0
+    # a document written a layer at a time needs one layer's memory, whatever the layers
+    streamed = cli("heatmap", text, "--model", model, "--json", env=budget)
+    assert streamed.code == 0 and len(streamed.json()["attention"]) == load_model(model).info.layers
+
+
+def test_a_streamed_document_holds_one_layer_at_a_time_not_the_stack(monkeypatch):
+    """tracemalloc sees numpy's arrays: writing every layer of a long text holds about one layer's weights (where
+    two layers would pass a quarter of the budget: else the pass makes the next while the last is written)."""
+    model = load_model(str(FIXTURES / "modernbert"))  # 4 layers, 2 heads
+    text = "The" + " cat" * 2800  # long enough that a layer outweighs the model and the pieces being deflated
+    layer = 2 * 2803 * 2803 * 4  # one layer's [h, T, T] float32: 63 MB
+    monkeypatch.setenv("ATTNCLI_MEMORY_BUDGET", str(3 * layer / 2**20))
+    run = commands.run(text, model, max_tokens=4096, streamed=True)
+    assert len(run.tokens) == 2803
+    tracemalloc.start()
+    try:
+        attention = Layers(run.attention.shape, np.dtype(np.float32), run.written())
+        written = sum(len(piece) for piece in npz_pieces([("attention", attention)]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert written > 0
+    assert peak < 1.5 * layer < len(run.layers) * layer  # the stack would be 4 layers, and one more in flight
+
+
+def test_a_reader_that_stops_early_lets_the_pass_end(llama):
+    tokens = commands.tokenize(TEXT, llama).tokens
+    made = []
+
+    def forward(hand_on):
+        llama.run(tokens, keep_steps=False, on_attention=lambda *layer: (made.append(layer[0]), hand_on(*layer)))
+
+    stream = LayerStream((llama.info.layers, llama.info.heads, len(tokens), len(tokens)), forward)
+    layers = iter(stream)
+    next(layers)
+    layers.close()
+    for thread in threading.enumerate():
+        if thread.name == "attncli-forward":
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+    assert len(made) < llama.info.layers
+
+
+def test_what_the_pass_raises_reaches_the_reader_after_the_layers_it_made():
+    def forward(hand_on):
+        hand_on(0, np.zeros((1, 2, 2)), None)
+        raise DataError("the forward pass gave NaN")
+
+    layers = iter(LayerStream((2, 1, 2, 2), forward))
+    assert next(layers).shape == (1, 2, 2)
+    with pytest.raises(DataError, match="NaN"):
+        next(layers)
+
+
+def test_a_stream_is_read_once():
+    stream = LayerStream((0, 1, 2, 2), lambda hand_on: None)
+    assert list(stream) == []
+    with pytest.raises(RuntimeError, match="read once"):
+        list(stream)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 3), st.booleans())
+def test_layers_written_to_npz_read_back_as_the_array_and_a_wrong_count_is_refused(count, extra, half):
+    dtype = np.dtype(np.float16 if half else np.float32)
+    array = np.random.default_rng(count).random((count, 2, 3, 3)).astype(dtype)
+    data = b"".join(npz_pieces([("attention", Layers(array.shape, dtype, iter(array)))]))
+    assert np.array_equal(np.load(io.BytesIO(data))["attention"], array)
+    if extra:
+        with pytest.raises(ValueError, match="parts"):
+            b"".join(npz_pieces([("attention", Layers((count + extra, 2, 3, 3), dtype, iter(array)))]))
