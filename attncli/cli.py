@@ -879,6 +879,8 @@ def query(
         ),
     ] = None,
     measure: MeasureOpt = Measure.weights,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -890,7 +892,8 @@ def query(
     --model minilm
     """
     window = _window(keys, "--keys")
-    result = commands.query(_text(text), model, token, include_special, to, max_tokens, measure)
+    selection = commands.selection(model.info, layers, heads)
+    result = commands.query(_text(text), model, token, include_special, to, max_tokens, measure, selection)
     write(result, output, top=top, keys=window)
 
 

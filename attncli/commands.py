@@ -441,15 +441,17 @@ def query(
     to: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> QueryResult:
-    """What the token named by `token` attends to in every head, heads ranked by their top weight,
-    or by the weight on the token named by `to`; with `measure` norms, by their ‖α v W_O‖ instead.
+    """What the token named by `token` attends to in every head (of the `selection`'s layers and heads), heads
+    ranked by their top weight, or by the weight on the token named by `to`; with `measure` norms, by their
+    ‖α v W_O‖ instead.
 
     Either may name a word split into several tokens: a word's query row is the mean of its tokens'
     rows (still weights that sum to what each row does), and the weight on a word is the sum of the weights on its
     tokens, as Clark et al. (2019) combine a split word's attention.
     """
-    result = run(text, model, max_tokens, measure=measure)
+    result = run(text, model, max_tokens, measure=measure, selection=selection)
     span = resolve_word(result.tokens, text, token, "token")
     target = None if to is None else resolve_word(result.tokens, text, to, "to")
     return query_run(result, span, include_special, target, token, to)
@@ -486,9 +488,9 @@ def query_run(
             target=_tokens_phrase(target),
             index=_tokens_phrase(span),
         )
-    rows = result.attention[:, :, span, :].mean(axis=2)  # [L, h, T]
-    ranking = [
-        HeadTarget(layer, head, rows[layer, head], top, float(rows[layer, head, top]))
+    rows = result.attention[:, :, span, :].mean(axis=2)  # [L', h', T]
+    ranking = [  # each head by the model's layer and head
+        HeadTarget(result.layers[layer], result.heads[head], rows[layer, head], top, float(rows[layer, head, top]))
         for layer, head, top in analysis.ranked_targets(rows, allowed, target)
     ]
     return QueryResult(result, span, include_special, target, allowed, ranking)

@@ -217,3 +217,16 @@ def test_layers_written_to_npz_read_back_as_the_array_and_a_wrong_count_is_refus
     if extra:
         with pytest.raises(ValueError, match="parts"):
             b"".join(npz_pieces([("attention", Layers((count + extra, 2, 3, 3), dtype, iter(array)))]))
+
+
+def test_query_ranks_the_kept_heads_alone_by_the_model_s_numbers(cli):
+    every = cli("query", TEXT, "--token", "cat", "--model", BERT, "--json").json()["heads"]
+    kept = cli("query", TEXT, "--token", "cat", "--model", BERT, "--json", "--layers", "1", "--heads", "2:").json()[
+        "heads"
+    ]
+    assert [(h["layer"], h["head"]) for h in kept] == [
+        (h["layer"], h["head"]) for h in every if h["layer"] == 1 and h["head"] >= 2
+    ]
+    assert all(
+        h["weights"] == next(e for e in every if (e["layer"], e["head"]) == (1, h["head"]))["weights"] for h in kept
+    )
