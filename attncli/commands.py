@@ -284,17 +284,21 @@ def explain(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     steps: bool = True,
     include_special: bool = False,
+    selection: Selection = EVERYTHING,
 ) -> ExplainResult:
     """The walkthrough of `layer` for the token named by `focus` (see `resolve_token`). Without
-    `steps`, only the attention and its summary are kept: enough for JSON without steps, not for the view.
+    `steps`, only the attention (of the `selection`'s layers and heads, which `layer` must be among) and its summary
+    are kept: enough for JSON without steps, not for the view.
     The summary's targets leave out special tokens and a causal model's first token (see
     analysis.sinks) unless `include_special`."""
-    _check_layer_and_head(model.info, layer, head)
-    result = run(text, model, max_tokens, steps)
+    if steps and not selection.everything:
+        raise ValueError("the steps are every layer's and head's: a selection keeps some")
+    _check_layer_and_head(model.info, layer, head, selection)
+    result = run(text, model, max_tokens, steps, selection=selection)
     index = _focus(result.tokens, text, focus)
     mask = model.info.mask(layer, len(result.tokens))
     keys = np.arange(len(result.tokens)) if mask is None else np.flatnonzero(mask[index])  # [keys] the focus sees
-    weights = result.weights[layer]  # [h, T, T]
+    weights = result.layer(layer)  # [h', T, T]
     excluded = None if include_special else analysis.sinks(result.special, model.info.causal)
     focus_steps = focus_top = weighted = angles = clipped = projection_rms = biases = feed_forward = None
     relative = buckets = None

@@ -261,7 +261,7 @@ class ExplainResult:
             {
                 "index": token.index,
                 "text": token.text,
-                "heads": [{"head": h, **target(keys[h, i], weights[h, i])} for h in range(len(keys))],
+                "heads": [{"head": head, **target(keys[h, i], weights[h, i])} for h, head in enumerate(self.run.heads)],
                 "mean": target(mean_keys[i], mean_weights[i]),
             }
             for i, token in enumerate(tokens)

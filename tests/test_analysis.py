@@ -371,7 +371,12 @@ def test_detector_scores_are_as_exact_as_transformers(name):
             assert np.nanmax(np.abs(ours - truth), initial=0.0) <= bound, reference.text[:30]
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=st.floats(0, 1e6)))
+# Subnormal numbers are left out: a row of them keeps a few bits of precision, which scaling rounds differently.
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 3), st.integers(1, 6)), elements=st.floats(0, 1e6, allow_subnormal=False)
+    )
+)
 def test_row_shares_are_rows_of_shares_that_sum_to_1_whatever_each_row_is_scaled_by(values):
     shares = row_shares(values)
     sums = values.sum(axis=-1)
