@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -377,6 +378,40 @@ def large_rows(attncli: str, peer_python: str) -> None:
         row("8B shape, max |attncli float32 - peer bf16|", f"{np.abs(ours - bf16).max():.1e}", "", "", "")
 
 
+def long_rows(attncli: str, peer_python: str) -> None:
+    """Long texts on the Qwen2.5-0.5B-shaped decoder, once each (a minute a run): every layer and head of a
+    4,096-token text to NPZ, written a layer at a time (time and peak memory: its [L, h, T, T] stack would be
+    22.5 GB); and a 1,538-token text to NPZ against its terminal view (with the memory budget the view needs:
+    the view keeps every layer, the NPZ one at a time)."""
+    directory = decoder_checkpoint(peer_python)
+    paragraph = json.loads((directory / "texts.json").read_text())["512"]
+    with tempfile.TemporaryDirectory() as scratch:
+        longest, npz_file = " ".join([paragraph] * 8), str(Path(scratch) / "attention.npz")
+        heatmap = [attncli, "heatmap", "--model", str(directory), "--max-tokens", "5000"]
+        long_time, long_memory, _ = run_once([*heatmap, longest, "--format", "npz", "-o", npz_file], False)
+        with zipfile.ZipFile(npz_file) as archive, archive.open("attention.npy") as member:  # its header alone
+            np.lib.format.read_magic(member)  # format 1.0, as attncli writes it
+            layers, heads, tokens, _ = np.lib.format.read_array_header_1_0(member)[0]
+            print(f"long: {layers} layers x {heads} heads x {tokens} tokens to NPZ", file=sys.stderr)
+        middle = " ".join([paragraph] * 3)
+        npz_time, npz_memory, _ = run_once([*heatmap, middle, "--format", "npz", "-o", npz_file], False)
+        os.environ["ATTNCLI_MEMORY_BUDGET"] = "8000"  # the view keeps every layer: 3.2 GB at 1,538 tokens
+        try:
+            view_time, view_memory, _ = run_once([*heatmap, middle, "-o", str(Path(scratch) / "view.txt")], False)
+        finally:
+            del os.environ["ATTNCLI_MEMORY_BUDGET"]
+    row(f"{tokens} tokens, every head to NPZ, wall", f"{long_time:.1f} s", "", "", "")
+    row(f"{tokens} tokens to NPZ, peak memory", f"{long_memory:.0f} MB", "", "", "<= 2 GB")
+    row(
+        "1,538 tokens: NPZ vs the terminal view, wall",
+        f"{npz_time:.1f} s",
+        f"{view_time:.1f} s",
+        f"{view_time / npz_time:.2f}x",
+        "NPZ no slower",
+    )
+    row("1,538 tokens: NPZ vs the view, peak memory", f"{npz_memory:.0f} MB", f"{view_memory:.0f} MB", "", "")
+
+
 def corpus_rows(attncli: str, peer_python: str, directory: str, lines: int) -> None:
     """heads --file over generated MiniLM lines: attncli on one and two processes and on a local
     Dask cluster of two workers, against the torch peer batching 32 padded lines (bench/peer_heads.py)."""
@@ -453,9 +488,9 @@ def main() -> None:
     parser.add_argument("--batch-lines", type=int, default=1000)
     parser.add_argument(
         "--only",
-        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus", "predict", "attribute", "large"],
+        choices=["decoder", "moe", "pythia", "encoders", "explore", "corpus", "predict", "attribute", "large", "long"],
         help="run only the decoder rows, the mixture of experts', Pythia's, the encoders', the explorer's, the "
-        "corpus's, predict's, attribute's or the large model's",
+        "corpus's, predict's, attribute's, the large model's or the long texts'",
     )
     parser.add_argument("--corpus-lines", type=int, default=2000)
     args = parser.parse_args()
@@ -473,6 +508,7 @@ def main() -> None:
         "predict": lambda: predict_rows(attncli, args.peer_python, runs),
         "attribute": lambda: attribute_rows(attncli, args.peer_python, runs),
         "large": lambda: large_rows(attncli, args.peer_python),
+        "long": lambda: long_rows(attncli, args.peer_python),
     }
     if args.only is not None:
         row("measure", "attncli", "reference", "ratio", "target")
