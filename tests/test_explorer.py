@@ -727,7 +727,7 @@ async def _release(gates) -> None:
 
 
 def test_stored_weights_are_the_run_s_in_float16_within_1e_3():
-    streamed, stored, whole = _stored()
+    _, stored, whole = _stored()
     stored.fill(lambda layers: None)
     try:
         assert stored.complete and stored.error is None
@@ -757,7 +757,7 @@ def test_the_stored_file_is_never_named_and_is_gone_when_the_explorer_quits(tmp_
 
     streamed, stored, _ = _stored()
     seen = []
-    app, _ = _opened_on_stored(
+    _opened_on_stored(
         streamed, stored, _until(lambda app: stored.complete), lambda app: _note(seen, open_in_tmp_path())
     )
     assert len(seen[0]) == 1 and seen[0][0].endswith("(deleted)")  # open, with no name in the directory
