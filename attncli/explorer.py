@@ -68,6 +68,12 @@ RANKED_HEADS = 4  # heads the query pane ranks under the current one
 # The query pane's weights in three significant digits (0.512, 0.00318, 3.05e-05): on a long text
 # every weight is small, and two decimals would print 0.00 for all of them.
 WEIGHT_FORMAT = "#.3g"
+# What the help says of a text whose every layer would pass the memory budget (see attncli.stored).
+STORED_NOTE = (
+    "This text's layers would pass the memory budget: each is kept on disk in float16 (within 1e-3 of the "
+    "float32 weights) as the pass makes it, and drawn once it is in. The model grid, the query pane, m, d and o "
+    "need every layer in memory and are not available."
+)
 # Rankings kept, one per (query, sinks setting): each holds a row of weights per head, so a long
 # text's rankings are not all kept; sixteen cover going back and forth between a few queries.
 RANKINGS_KEPT = 16
@@ -424,9 +430,12 @@ class HelpScreen(ModalScreen):
             table.add_row(_keys(binding.key), binding.description)
         table.add_row("click", "a cell: the cursor; a token in the strip: the query")
         table.add_row("wheel", "move the query up or down")
+        parts = [Text("attncli explore: keys", style="bold"), Text(""), table]
+        if self.app.stored is not None:  # first: what this text's numbers are
+            parts[1:1] = [Text(""), Text(STORED_NOTE, style="italic")]
         # It scrolls (arrows, page keys, the wheel) where the screen is shorter than the list.
         with VerticalScroll():
-            yield Static(Group(Text("attncli explore: keys", style="bold"), Text(""), table))
+            yield Static(Group(*parts))
 
 
 _KEY_NAMES = {

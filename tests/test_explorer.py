@@ -771,14 +771,26 @@ async def _note(seen: list, value) -> None:
 def test_panes_that_need_every_layer_in_memory_say_so_for_a_long_text():
     streamed, stored, _ = _stored()
     app, screens = _opened_on_stored(
-        streamed, stored, _until(lambda app: stored.complete), "screen", "d", "screen", "o", "screen", "g", "screen"
+        streamed,
+        stored,
+        _until(lambda app: stored.complete),
+        "screen",
+        "d",
+        "screen",
+        "o",
+        "screen",
+        "g",
+        "screen",
+        "question_mark",
+        "screen",
     )
-    query_pane, attribution, lens, grid = screens
+    query_pane, attribution, lens, grid, helped = screens
     too_long = f"not available for {len(streamed.tokens)} tokens, kept a layer at a time"
     assert f"ranking the heads for query {app.cursor.query}: {too_long}" in query_pane
     assert f"direct logit attribution: {too_long}" in attribution
     assert f"the logit lens: {too_long}" in lens
     assert f"the model grid: {too_long}" in grid
+    assert "This text's layers would pass the memory budget" in helped and "float16" in helped and "1e-3" in helped
 
 
 @pytest.mark.slow  # starts attncli on a pseudo-terminal
