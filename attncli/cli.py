@@ -947,8 +947,14 @@ def explore(
 
     def opened():
         # The text from standard input for "-": the keys come from the terminal. The norms are made whichever
-        # measure shows first, for m to switch to.
-        run = commands.run(_text(text), model, max_tokens, measure=Measure.norms)
+        # measure shows first, for m to switch to. A text whose every layer would pass the memory budget is
+        # explored as its pass makes the layers, kept on disk (see attncli.stored): the screen opens at once.
+        from attncli.stored import StoredAttention, keeps_whole
+
+        streamed = commands.run(_text(text), _unreported(model), max_tokens, streamed=True)  # tokenized, no pass yet
+        if not keeps_whole(model.info, len(streamed.tokens)):
+            return streamed, {"stored": StoredAttention(streamed)}
+        run = commands.run(streamed.text, model, max_tokens, measure=Measure.norms)
         return run, {"measure": measure, **_head_panes(run, _unreported(model))}
 
     _explore(opened)

@@ -13,12 +13,13 @@ the panes draw from those alone; a click or the wheel comes back to the app as a
 layout is in explorer.tcss.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 # Textual draws in 24-bit colour on any terminal (converting where it must); saying so before it is
@@ -44,6 +45,7 @@ from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
 from attncli.results import AttentionRun, AttributionResult, LensResult, QueryResult
+from attncli.stored import StoredAttention
 from attncli.terminal import token_label
 from attncli.views.attribution import attribution_chart
 from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
@@ -66,6 +68,12 @@ RANKED_HEADS = 4  # heads the query pane ranks under the current one
 # The query pane's weights in three significant digits (0.512, 0.00318, 3.05e-05): on a long text
 # every weight is small, and two decimals would print 0.00 for all of them.
 WEIGHT_FORMAT = "#.3g"
+# What the help says of a text whose every layer would pass the memory budget (see attncli.stored).
+STORED_NOTE = (
+    "This text's layers would pass the memory budget: each is kept on disk in float16 (within 1e-3 of the "
+    "float32 weights) as the pass makes it, and drawn once it is in. The model grid, the query pane, m, d and o "
+    "need every layer in memory and are not available."
+)
 # Rankings kept, one per (query, sinks setting): each holds a row of weights per head, so a long
 # text's rankings are not all kept; sixteen cover going back and forth between a few queries.
 RANKINGS_KEPT = 16
@@ -106,6 +114,7 @@ class MatrixPane(Widget, can_focus=True):
     scale = reactive(SCALES[0])
     top = reactive(1.0)  # where the fixed and log scales end: 1 for weights, the head's largest norm for norms
     quantity = reactive("weight")  # what the values are, as the legend names them
+    waiting = reactive("")  # what stands in for a matrix not yet computed (weights None)
 
     class CellClicked(Message):
         """A click on a cell: the cursor goes there."""
@@ -126,16 +135,21 @@ class MatrixPane(Widget, can_focus=True):
         self.labels = labels
         self.first_row = self.first_column = 0  # the first row and column in view
         self.drawn: tuple[int, int, int] | None = None  # (header lines, row label width, cell) last drawn
+        # The block means last drawn, with the weights, mask and block they are of: a long text's take a second,
+        # and moving the cursor redraws the pane.
+        self.means: tuple[np.ndarray, np.ndarray | None, int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def render(self) -> RenderableType:
         weights, cursor, cell = self.weights, self.cursor, self.cell
+        if weights is None:
+            self.drawn = None
+            return Text(self.waiting, style="dim")
         tokens = len(weights)
         width, height = max(self.size.width, 8), max(self.size.height, 4)
         if cell == 0:
             self.drawn = None
             block = thumbnail_block(tokens, min(width, 2 * (height - 3)))  # a title line, and two of legend
-            seen = np.ones(weights.shape, bool) if self.mask is None else self.mask
-            means, any_seen = analysis.block_means(weights, seen, block)
+            means, any_seen = self._block_means(block)
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
             return Group(
                 MiniHeatmap(means, title, self.scale, mask=any_seen, top=self.top),
@@ -166,6 +180,17 @@ class MatrixPane(Widget, can_focus=True):
             top=self.top,
             quantity=self.quantity,
         )
+
+    def _block_means(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """The weights' means in `block` × `block` blocks, and which blocks have a cell seen (analysis.block_means)."""
+        if self.means is not None:
+            weights, mask, kept_block, means = self.means
+            if weights is self.weights and mask is self.mask and kept_block == block:
+                return means
+        seen = np.ones(self.weights.shape, bool) if self.mask is None else self.mask
+        means = analysis.block_means(self.weights, seen, block)
+        self.means = (self.weights, self.mask, block, means)
+        return means
 
     def on_click(self, event: events.Click) -> None:
         """A click on a cell puts the cursor there."""
@@ -208,15 +233,18 @@ class GridPane(Widget):
     scale = reactive(SCALES[0])
     measure = reactive(Measure.weights)
 
-    def __init__(self, runs: dict[Measure, AttentionRun]):
+    def __init__(self, runs: dict[Measure, AttentionRun], unavailable: str = ""):
         super().__init__()
         self.runs = runs  # the run of each measure the explorer shows
+        self.unavailable = unavailable  # why there is no grid (a long text's), or ""
 
     @property
     def attention(self) -> AttentionRun:
         return self.runs[self.measure]
 
     def render(self) -> RenderableType:
+        if self.unavailable:
+            return Text(self.unavailable, style="dim")
         run = self.attention
         layers, heads, tokens = run.model.layers, run.model.heads, len(run.tokens)
         label_width = len(f"L{layers - 1}")
@@ -402,9 +430,12 @@ class HelpScreen(ModalScreen):
             table.add_row(_keys(binding.key), binding.description)
         table.add_row("click", "a cell: the cursor; a token in the strip: the query")
         table.add_row("wheel", "move the query up or down")
+        parts = [Text("attncli explore: keys", style="bold"), Text(""), table]
+        if self.app.stored is not None:  # first: what this text's numbers are
+            parts[1:1] = [Text(""), Text(STORED_NOTE, style="italic")]
         # It scrolls (arrows, page keys, the wheel) where the screen is shorter than the list.
         with VerticalScroll():
-            yield Static(Group(Text("attncli explore: keys", style="bold"), Text(""), table))
+            yield Static(Group(*parts))
 
 
 _KEY_NAMES = {
@@ -475,7 +506,8 @@ class Explorer(App):
     head = var(0)
     mean = var(False)  # the mean over the layer's heads instead of one head
     cursor = var(Initialize(_opening_cursor))
-    zoom = var(ZOOMS[0])  # a cell's width in characters, one of ZOOMS
+    # a cell's width in characters, one of ZOOMS: a stored (long) text opens on its whole matrix in block means
+    zoom = var(Initialize(lambda explorer: ZOOMS[-1] if explorer.stored else ZOOMS[0]))
     scale = var(SCALES[0])
     include_special = var(False)  # let special tokens and a decoder's first token (sinks) top the ranking
     measure = var(Initialize(lambda explorer: explorer.first_measure))  # what the panes show of each query and key
@@ -484,6 +516,7 @@ class Explorer(App):
     attribution = var(False, toggle_class="-attribution")
     lens_shown = var(False, toggle_class="-lens")  # the logit lens instead of the heatmap (or the grid)
     lens_row = var(0)  # the lens's cursor row: 0 the embeddings, l + 1 after layer l; its position is the query
+    layers_in = var(0)  # of a stored run's layers, how many the pass has made (see LayersIn)
     heading = var("")  # the top line, made from the above by compute_heading
 
     def __init__(
@@ -493,12 +526,16 @@ class Explorer(App):
         attribute: Callable[[int], AttributionResult] | None = None,
         lens: Callable[[], LensResult] | None = None,
         prompt_tokens: int | None = None,
+        stored: StoredAttention | None = None,
     ):
         super().__init__()
+        # A long text's weights, kept on disk as its pass makes them, in the place of `run`'s (a streamed run's):
+        # the explorer opens at once and shows each layer as it comes.
+        self.stored = stored
         # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
         # asked for them) shows its weights alone.
         self.runs = {Measure(run.measure): run}
-        if run.trace.value_norms is not None:
+        if run.trace is not None and run.trace.value_norms is not None:
             self.runs = {shown: dataclasses.replace(run, measure=shown.value) for shown in Measure}
         self.first_measure = Measure(measure) if measure in self.runs else Measure(run.measure)
         # Computes the direct logit attribution after a position (commands.attribution_at's), apart from the screen
@@ -510,6 +547,8 @@ class Explorer(App):
         self.lens = lens  # computes the run's logit lens, the first time `o` asks for it; None: no lens
         self.prompt_tokens = prompt_tokens  # a generated sequence's: its first tokens are the prompt's
         self.labels = token_texts(run)
+        # What the panes that need every layer in memory say for a stored text instead
+        self.too_long = f"not available for {len(run.tokens):,} tokens, kept a layer at a time"
         self.found = ""  # the text `/` last looked for
         # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
         # along the query's row or to another head shows the same ranking again.
@@ -541,7 +580,7 @@ class Explorer(App):
     def compose(self) -> ComposeResult:
         yield Static(id="top")
         yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
-        yield GridPane(self.runs).data_bind(
+        yield GridPane(self.runs, f"the model grid: {self.too_long}" if self.stored else "").data_bind(
             Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
         yield LensPane()
@@ -556,12 +595,45 @@ class Explorer(App):
         self.query_one(MatrixPane).focus()  # not the hidden find box: keys belong to the explorer
         for name in STATE:
             self.watch(self, name, self._show_cursor_line)
+        if self.stored is not None:
+            filling = threading.Thread(target=self.stored.fill, args=(self._layer_made,), name="attncli-explore")
+            filling.daemon = True  # a quit does not wait for the layer being made
+            filling.start()
+
+    def on_unmount(self) -> None:
+        if self.stored is not None:
+            self.stored.close()  # its file goes; the pass stops at its next layer
+
+    # A stored run's layers, as the pass makes them
+
+    class LayersIn(Message):
+        """The pass has made the first `layers` layers of a stored run (or stopped: see StoredAttention.error)."""
+
+        def __init__(self, layers: int) -> None:
+            super().__init__()
+            self.layers = layers
+
+    def _layer_made(self, layers: int) -> None:
+        """On the pass's thread: say so to the app, which may have quit."""
+        with contextlib.suppress(RuntimeError):  # its event loop is closed
+            self.post_message(self.LayersIn(layers))
+
+    def on_explorer_layers_in(self, message: LayersIn) -> None:
+        arrived = self.layers_in <= self.layer < message.layers
+        self.layers_in = message.layers
+        if arrived or self.stored.error:  # the layer shown is in, or will never be
+            self._show_head()
+        self._show_cursor_line()
 
     # What is drawn
 
-    def matrix(self) -> np.ndarray:
+    def matrix(self) -> np.ndarray | None:
         """The weights [T, T] the heatmap shows (or their norms): the current head's, or the mean of the layer's
-        heads."""
+        heads; for a stored run, in float16, and None while the layer is being computed."""
+        if self.stored is not None:
+            if not self.stored.has(self.layer):
+                return None
+            return self.stored.mean(self.layer) if self.mean else self.stored.head(self.layer, self.head)
         weights = self.attention.attention
         return weights[self.layer].mean(axis=0) if self.mean else weights[self.layer, self.head]
 
@@ -581,11 +653,21 @@ class Explorer(App):
     def _show_head(self) -> None:
         """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane."""
         heatmap = self.query_one(MatrixPane)
+        heatmap.waiting = self._waiting()
         heatmap.weights = self.matrix()
-        heatmap.top = scale_top(self.attention, [heatmap.weights])
+        heatmap.top = 1.0 if heatmap.weights is None else scale_top(self.attention, [heatmap.weights])
         heatmap.quantity = quantity(self.attention)
         heatmap.mask = layer_mask(self.attention, self.layer)
         self.query_one(QueryPane).pinned = None if self.mean else (self.layer, self.head)  # first, with its rank
+
+    def _waiting(self) -> str:
+        """What a stored run's layers being computed say: how far the pass is, or why it stopped."""
+        stored = self.stored
+        if stored is None or stored.has(self.layer):
+            return ""
+        if stored.error:
+            return f"L{self.layer} was not computed: {stored.error}"
+        return f"computing layer {self.layer} … {self.layers_in} of {stored.shape[0]} layers in ([ ] to move to one)"
 
     def watch_cursor(self, cursor: Cursor) -> None:
         """The query pane follows the cursor: its query's ranking, its key in the middle."""
@@ -605,7 +687,9 @@ class Explorer(App):
             return
         query = self.cursor.query
         pane = self.query_one(AttributionPane)
-        if self.attribute is None:
+        if self.stored is not None:
+            pane.result = f"direct logit attribution: {self.too_long}"
+        elif self.attribute is None:
             pane.result = "no model to attribute with"
         elif query in self.attributions:
             pane.result = self.attributions[query]
@@ -638,6 +722,8 @@ class Explorer(App):
     def _cursor_ranking(self) -> QueryResult | str:
         """Every head ranked for the cursor's query, or why there is no ranking."""
         query = self.cursor.query
+        if self.stored is not None:
+            return f"ranking the heads for query {query}: {self.too_long}"
         try:
             return self.ranking(query, self.include_special, self.measure)
         except AttncliError as error:
@@ -656,7 +742,11 @@ class Explorer(App):
         sinks = "sinks ranked" if self.include_special else "sinks left out of the ranking"
         zoom = "whole matrix" if self.zoom == 0 else f"cells {self.zoom} wide"
         measure = " · ‖αv W_O‖ norms" if self.measure == Measure.norms else ""
-        return f"{which}{measure} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
+        if self.stored is None:
+            return f"{which}{measure} · scale {self.scale} · {sinks} · {zoom} · ? for keys"
+        layers = self.stored.shape[0]
+        made = "" if self.layers_in == layers else f" · layers in: {self.layers_in} of {layers}"
+        return f"{which} · float16{made} · scale {self.scale} · {zoom} · ? for keys"
 
     def watch_heading(self, heading: str) -> None:
         self.query_one("#top", Static).update(Text(heading, style="bold"))
@@ -684,6 +774,8 @@ class Explorer(App):
     def _cursor_line(self) -> str:
         (query, key), tokens = self.cursor, self.attention.tokens
         matrix = self.matrix()
+        if matrix is None:
+            return self._waiting()
         weight = matrix.dtype.type(matrix[query, key])  # printed in its own precision's shortest form
         mask = layer_mask(self.attention, self.layer)
         allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
@@ -759,6 +851,9 @@ class Explorer(App):
         self.lens_shown = not self.lens_shown
         pane = self.query_one(LensPane)
         if self.lens_shown and pane.lens == "":
+            if self.stored is not None:
+                pane.lens = f"the logit lens: {self.too_long}"
+                return
             if self.lens is None:
                 pane.lens = "no logit lens here"
                 return
@@ -802,6 +897,8 @@ class Explorer(App):
         others = [shown for shown in self.runs if shown != self.measure]
         if others:
             self.measure = others[0]
+        elif self.stored is not None:
+            self.query_one("#status", Static).update(Text(f"the ‖αv W_O‖ norms: {self.too_long}"))
         else:
             self.query_one("#status", Static).update(Text("this run has its weights alone: no value norms to show"))
 
@@ -838,7 +935,7 @@ class Explorer(App):
         )
 
 
-@contextmanager
+@contextlib.contextmanager
 def open_terminal() -> Iterator[int | None]:
     """A descriptor of the terminal to explore on, or None where there is none: the controlling
     terminal, whatever standard input, output and error are (`explore - < file.txt` reads its text

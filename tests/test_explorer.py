@@ -625,3 +625,180 @@ def test_generate_explore_switches_to_the_norms_and_attributes_the_generated_tok
     args = ("generate", SENTENCE, "--model", qwen2, "--max-new-tokens", "2", "--explore")
     code, shown = _on_a_terminal(*args, keys=b"md", shows=b"direct logit attribution after")
     assert code == 0 and "‖αv W_O‖ norms" in shown and "Heads that push it up" in shown
+
+
+# A long text: its every layer would pass the memory budget, so the explorer keeps each on disk as the pass makes it.
+
+LONG_TEXT = " ".join([PRONOUN] * 4)  # 75 tokens on the qwen2 fixture: 3 layers × 4 heads
+
+
+def _stored(gates: list | None = None):
+    """A streamed run of LONG_TEXT on the qwen2 fixture, its StoredAttention and the whole run in float32: with
+    `gates` (a threading.Event per layer), the pass hands each layer on only once its gate is set."""
+    from attncli.stored import StoredAttention
+    from attncli.streamed import LayerStream
+
+    model = load_model(str(FIXTURES / "qwen2"))
+    streamed = commands.run(LONG_TEXT, model, streamed=True)
+    if gates is not None:
+        made = streamed.stream._run
+
+        def gated(hand_on):
+            def on_attention(layer, weights, norms):
+                gates[layer].wait(timeout=20)
+                hand_on(layer, weights, norms)
+
+            return made(on_attention)
+
+        streamed = dataclasses.replace(streamed, stream=LayerStream(streamed.stream.shape, gated))
+    return streamed, StoredAttention(streamed), commands.run(LONG_TEXT, model)
+
+
+def _until(condition):
+    """A step of `explore`: waits (up to 20 s) until condition(app) holds, the app's loop running."""
+
+    async def wait(app):
+        deadline = time.monotonic() + 20
+        while not condition(app) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert condition(app)
+
+    return wait
+
+
+def _opened_on_stored(streamed, stored, *steps, **options):
+    """`explore` on a stored run, whose steps may be coroutines (see _until) run on the app's loop."""
+    from attncli.explorer import Explorer
+
+    async def drive():
+        app = Explorer(streamed, stored=stored, **options)
+        screens = []
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            for step in steps:
+                if step == "screen":
+                    screens.append(_screen_text(app))
+                elif isinstance(step, str):
+                    await pilot.press(step)
+                else:
+                    await step(app)
+                await pilot.pause()
+            app.pane = app.query_one("MatrixPane")
+        return app, screens
+
+    return asyncio.run(drive())
+
+
+def test_a_long_text_opens_on_block_means_and_shows_each_layer_once_it_is_made():
+    """The screen opens before the pass is done, on the whole matrix in block means; a layer not yet made says it
+    is being computed (no numbers), and is drawn once it comes; the heading counts the layers in."""
+    import threading
+
+    gates = [threading.Event() for _ in range(3)]
+    streamed, stored, whole = _stored(gates)
+    gates[0].set()
+    app, (first, waiting, drawn) = _opened_on_stored(
+        streamed,
+        stored,
+        _until(lambda app: app.layers_in == 1),
+        "screen",
+        "right_square_bracket",
+        "screen",
+        lambda app: _release(gates),
+        _until(lambda app: app.layers_in == 3),
+        "screen",
+    )
+    assert app.zoom == 0 and "whole matrix: each cell the mean of a" in first
+    assert "L0 H0 · float16 · layers in: 1 of 3" in first
+    query, key = app.cursor
+    status = first.splitlines()[-2]
+    assert re.search(rf"→ key {key} .*: (\S+)$", status)
+    shown = float(re.search(r": (\S+)$", status)[1])
+    assert abs(shown - whole.weights[0, 0, query, key]) < 1e-3
+    assert "computing layer 1 … 1 of 3 layers in" in waiting and "whole matrix: each cell" not in waiting
+    assert not re.search(r"→ key \d+ .*: \d", waiting)  # no weight of a layer not made
+    assert "L1 H0 · float16 ·" in drawn and "layers in" not in drawn and "whole matrix: each cell" in drawn
+    np.testing.assert_allclose(app.pane.weights, whole.weights[1, 0], atol=1e-3)
+
+
+async def _release(gates) -> None:
+    for gate in gates:
+        gate.set()
+
+
+def test_stored_weights_are_the_run_s_in_float16_within_1e_3():
+    _, stored, whole = _stored()
+    stored.fill(lambda layers: None)
+    try:
+        assert stored.complete and stored.error is None
+        for layer in range(3):
+            mean = stored.mean(layer)
+            assert mean.dtype == np.float16
+            np.testing.assert_allclose(mean, whole.weights[layer].mean(axis=0), atol=1e-3, rtol=0)
+            for head in range(4):
+                np.testing.assert_allclose(stored.head(layer, head), whole.weights[layer, head], atol=1e-3, rtol=0)
+    finally:
+        stored.close()
+
+
+def test_the_stored_file_is_never_named_and_is_gone_when_the_explorer_quits(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def open_in_tmp_path() -> list[str]:
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:  # the listing's own descriptor, closed since
+                continue
+        return [link for link in links if link.startswith(str(tmp_path))]
+
+    streamed, stored, _ = _stored()
+    seen = []
+    _opened_on_stored(
+        streamed, stored, _until(lambda app: stored.complete), lambda app: _note(seen, open_in_tmp_path())
+    )
+    assert len(seen[0]) == 1 and seen[0][0].endswith("(deleted)")  # open, with no name in the directory
+    assert list(tmp_path.iterdir()) == [] and open_in_tmp_path() == []
+
+
+async def _note(seen: list, value) -> None:
+    seen.append(value)
+
+
+def test_panes_that_need_every_layer_in_memory_say_so_for_a_long_text():
+    streamed, stored, _ = _stored()
+    app, screens = _opened_on_stored(
+        streamed,
+        stored,
+        _until(lambda app: stored.complete),
+        "screen",
+        "d",
+        "screen",
+        "o",
+        "screen",
+        "g",
+        "screen",
+        "question_mark",
+        "screen",
+    )
+    query_pane, attribution, lens, grid, helped = screens
+    too_long = f"not available for {len(streamed.tokens)} tokens, kept a layer at a time"
+    assert f"ranking the heads for query {app.cursor.query}: {too_long}" in query_pane
+    assert f"direct logit attribution: {too_long}" in attribution
+    assert f"the logit lens: {too_long}" in lens
+    assert f"the model grid: {too_long}" in grid
+    assert "This text's layers would pass the memory budget" in helped and "float16" in helped and "1e-3" in helped
+
+
+@pytest.mark.slow  # starts attncli on a pseudo-terminal
+def test_explore_keeps_a_text_over_the_memory_budget_on_disk(monkeypatch):
+    """Where its layers would pass the budget but one fits, explore opens on the stored layers, in block means."""
+    model = load_model(str(FIXTURES / "qwen2"))
+    tokens = len(model.tokenize(LONG_TEXT))
+    one_layer = model.info.heads * tokens * tokens * model.info.itemsize
+    monkeypatch.setenv("ATTNCLI_MEMORY_BUDGET", str(2 * one_layer / 2**20))
+    code, shown = _on_a_terminal("explore", LONG_TEXT, "--model", str(FIXTURES / "qwen2"), shows=b"each cell the mean")
+    assert code == 0 and "float16" in shown and "whole matrix" in shown
