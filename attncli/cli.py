@@ -1282,9 +1282,10 @@ def compare(
 def _progress(total: int, done: int):
     """A progress bar on stderr while texts are processed, with their rate and the time left, when
     there are several and stderr is a terminal, from a second on; yields the function to call with each
-    count done (see corpus.Progress). The rate is of the lines done since the run began (see progress.Rate)."""
+    count done, fractions of a text too, or None where nothing shows (see corpus.Progress). The rate is of the
+    lines done over a moving window (see progress.Rate)."""
     if total < 2 or not sys.stderr.isatty():
-        yield lambda count: None
+        yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn
 
@@ -1292,7 +1293,7 @@ def _progress(total: int, done: int):
     progress = _stderr_progress(BarColumn(), MofNCompleteColumn(), *_time_columns("lines"))
     task = progress.add_task("texts", total=total, completed=done, rate=rate)
 
-    def advance(count: int) -> None:
+    def advance(count: float) -> None:
         rate.update(time.monotonic(), rate.done + count)
         progress.update(task, completed=rate.done)
 
