@@ -34,9 +34,9 @@ from attncli.output import (
     Scale,
     TableFormat,
     format_named_by,
-    write,
     write_records,
 )
+from attncli.output import write as write_output
 from attncli.progress import Rate
 from attncli.results import AttentionRun
 
@@ -1389,6 +1389,40 @@ class _Reported:
 
         with _shown_after(progress, SHOW_AFTER - (time.monotonic() - self.began)):
             return self.reported.run(tokens, *args, on_layer=on_layer, **kwargs)
+
+
+class _Drawn:
+    """A view whose drawing shows on stderr the lines drawn so far and the time it has taken, once it has taken
+    SHOW_AFTER seconds: a long text's heatmaps take about as long to draw as its forward pass. Cleared when the
+    last line is drawn, before the console writes any (the view goes to standard output, often the same
+    terminal)."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def __rich_console__(self, console, options):
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = _stderr_progress(
+            SpinnerColumn(), TextColumn("drawing the view: {task.completed:,.0f} lines"), TimeElapsedColumn()
+        )
+        task = progress.add_task("drawing", total=None)
+        with _shown_after(progress, SHOW_AFTER):
+            for segment in console.render(self.view, options):
+                if segment.text == "\n":
+                    progress.advance(task)
+                yield segment
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.view)
+
+
+def write(result, output: Output, **view_options) -> None:
+    """Write `result` as `output` asks (see output.write), its view's drawing shown on stderr where stderr is a
+    terminal (see _Drawn)."""
+    write_output(result, output, drawn=_Drawn if sys.stderr.isatty() else None, **view_options)
 
 
 def _reported(model: Model) -> Model:
