@@ -1336,10 +1336,6 @@ def _time_columns(unit: str | None) -> tuple:
     from rich.progress import ProgressColumn
     from rich.text import Text
 
-    class ElapsedColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(_duration(task.elapsed or 0), style="yellow")
-
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
             rate = task.fields["rate"].per_second
@@ -1350,7 +1346,19 @@ def _time_columns(unit: str | None) -> tuple:
             left = task.fields["rate"].left(task.total)
             return Text("" if left is None else f"{_duration(left)} left", style="cyan")
 
-    return (ElapsedColumn(), LeftColumn()) if unit is None else (ElapsedColumn(), RateColumn(), LeftColumn())
+    return (_elapsed_column(), LeftColumn()) if unit is None else (_elapsed_column(), RateColumn(), LeftColumn())
+
+
+def _elapsed_column():
+    """The column of how long a task has run, as m:ss (see _duration)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class ElapsedColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(_duration(task.elapsed or 0), style="yellow")
+
+    return ElapsedColumn()
 
 
 def _duration(seconds: float) -> str:
@@ -1391,6 +1399,21 @@ class _Reported:
             return self.reported.run(tokens, *args, on_layer=on_layer, **kwargs)
 
 
+@contextmanager
+def _step(description: str):
+    """`description` on stderr with the time it has taken while the block runs, where stderr is a terminal, from
+    SHOW_AFTER seconds on (a step with no count to show: reading a saved result)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.progress import SpinnerColumn, TextColumn
+
+    progress = _stderr_progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), _elapsed_column())
+    progress.add_task(description, total=None)
+    with _shown_after(progress, SHOW_AFTER):
+        yield
+
+
 class _Drawn:
     """A view whose drawing shows on stderr the lines drawn so far and the time it has taken, once it has taken
     SHOW_AFTER seconds: a long text's heatmaps take about as long to draw as its forward pass. Cleared when the
@@ -1401,10 +1424,10 @@ class _Drawn:
         self.view = view
 
     def __rich_console__(self, console, options):
-        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import SpinnerColumn, TextColumn
 
         progress = _stderr_progress(
-            SpinnerColumn(), TextColumn("drawing the view: {task.completed:,.0f} lines"), TimeElapsedColumn()
+            SpinnerColumn(), TextColumn("drawing the view: {task.completed:,.0f} lines"), _elapsed_column()
         )
         task = progress.add_task("drawing", total=None)
         with _shown_after(progress, SHOW_AFTER):
@@ -1525,8 +1548,9 @@ def check(
     from attncli.saved import SavedRun  # here: only check reads a saved result
 
     # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
-    saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
-    result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
+    with _step(f"reading {shortened(str(against), 60)}"):
+        saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
+    result = commands.check(None if text is None else _text(text), saved, tolerance, str(against), shown=_reported)
     write(result, output)
     if not result.passed:
         raise typer.Exit(CHECK_FAILED)
