@@ -585,7 +585,9 @@ def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp
 
     monkeypatch.setattr(corpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     used = []
-    monkeypatch.setattr(corpus, "run", lambda work, parts, jobs=1, dask=None: used.append(jobs) or map(work, parts))
+    monkeypatch.setattr(
+        corpus, "run", lambda work, parts, jobs=1, dask=None, progress=None: used.append(jobs) or map(work, parts)
+    )
     notices = []
     for parts, asked in ((9, 1000), (3, 1000), (3, 3), (9, None)):
         notices.clear()
