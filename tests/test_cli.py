@@ -449,12 +449,18 @@ def test_a_long_run_shows_its_steps_and_layers_on_a_terminal_and_writes_what_it_
 
 
 @pytest.mark.slow
-def test_a_partition_s_lines_show_as_its_passes_go_on_a_terminal(tmp_path):
+@pytest.mark.parametrize(
+    ("lines", "args"),
+    [(64, ("batch", "{source}", "--summary")), (100, ("heads", "--file", "{source}", "--jobs", "2", "--json"))],
+    ids=["batch", "heads-in-a-pool"],
+)
+def test_a_partition_s_lines_show_as_its_passes_go_on_a_terminal(tmp_path, lines, args):
     source = tmp_path / "long.txt"
-    source.write_text((" ".join([PRONOUN] * 20) + "\n") * 64)  # one partition, of lines a pass takes a while over
-    args = ("batch", str(source), "--model", GPT2, "--summary")
+    source.write_text((" ".join([PRONOUN] * 20) + "\n") * lines)  # lines a pass takes a while over
+    args = (*(arg.format(source=source) for arg in args), "--model", GPT2)
     output, shown = _stderr_on_a_terminal(tmp_path, *args)
-    assert any(0 < int(done) < 64 for done in re.findall(r"(\d+)/64\b", shown)) and "lines/s" in shown
+    counts = {int(done) for done in re.findall(rf"(\d+)/{lines}\b", shown)}
+    assert counts - {0, 64, lines} and "lines/s" in shown  # lines counted within a partition of 64
     piped = attncli(*args)
     assert piped.stderr == b"" and piped.stdout == output
 
@@ -511,6 +517,8 @@ def test_check_shows_the_layers_of_its_pass_as_other_commands_do(cli, monkeypatc
     monkeypatch.setattr(cli_module, "_reported", lambda model: wrapped.append(model.info.name) or model)
     assert cli("check", "--against", str(saved)).code == 0
     assert wrapped == [GPT2]
+    piped = attncli("check", "--against", str(saved))
+    assert piped.returncode == 0 and piped.stderr == b"" and b"passed" in piped.stdout
 
 
 def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_scale(cli):
