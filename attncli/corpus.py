@@ -834,7 +834,7 @@ def _heard(reports, progress: Callable[[int, float], None] | None) -> Iterator[N
 
     def listen() -> None:
         while not stop.is_set():
-            with contextlib.suppress(queue.Empty):
+            with contextlib.suppress(queue.Empty):  # none for a while: is the run over?
                 progress(*reports.get(timeout=REPORT_EVERY))
 
     listener = threading.Thread(target=listen, name="attncli-progress", daemon=True)
