@@ -17,10 +17,10 @@ GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 reports = None  # the queue a worker puts its work's progress on, where the parent shows it (see corpus._in_pool)
 
 
-def start(parent: int, progress=None) -> None:
+def start(parent: int, queue=None) -> None:
     """Make this process a worker of process `parent`: it dies with its parent, and leaves the group's
     signals to it. The worker started with them blocked (the parent blocks them while it starts the
-    pool): one that came meanwhile is dropped with the rest. `progress`, a multiprocessing queue, becomes
+    pool): one that came meanwhile is dropped with the rest. `queue`, a multiprocessing queue, becomes
     `reports`: a worker never waits on it to exit (the parent counts the work that comes back anyway)."""
     global reports
     if sys.platform.startswith("linux"):
@@ -32,6 +32,6 @@ def start(parent: int, progress=None) -> None:
     for number in GROUP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
-    if progress is not None:
-        progress.cancel_join_thread()
-        reports = progress
+    if queue is not None:
+        queue.cancel_join_thread()
+        reports = queue
