@@ -205,9 +205,17 @@ class SampleModel:
             weights, norms = weights[:0, :0], None if norms is None else norms[:0, :0]
         return replace(trace, weights=weights, value_norms=norms)
 
-    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
-        """One text at a time: the sample model is one small layer, with nothing to gain from packing."""
-        return [self.run(tokens, value_norms=True).norms if norms else self.run(tokens).weights for tokens in texts]
+    def run_many(
+        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+    ) -> list[np.ndarray]:
+        """One text at a time: the sample model is one small layer, with nothing to gain from packing. `on_layer`
+        is called once, after all of them."""
+        attention = [
+            self.run(tokens, value_norms=True).norms if norms else self.run(tokens).weights for tokens in texts
+        ]
+        if on_layer is not None:
+            on_layer(1, 1)
+        return attention
 
     @property
     def unembedding(self):

@@ -35,9 +35,9 @@ from attncli.output import (
     TableFormat,
     WrittenType,
     format_named_by,
-    write,
     write_records,
 )
+from attncli.output import write as write_output
 from attncli.progress import Rate
 from attncli.results import AttentionRun
 
@@ -1335,9 +1335,10 @@ def compare(
 def _progress(total: int, done: int):
     """A progress bar on stderr while texts are processed, with their rate and the time left, when
     there are several and stderr is a terminal, from a second on; yields the function to call with each
-    count done (see corpus.Progress). The rate is of the lines done since the run began (see progress.Rate)."""
+    count done, fractions of a text too, or None where nothing shows (see corpus.Progress). The rate is of the
+    lines done over a moving window (see progress.Rate)."""
     if total < 2 or not sys.stderr.isatty():
-        yield lambda count: None
+        yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn
 
@@ -1345,7 +1346,7 @@ def _progress(total: int, done: int):
     progress = _stderr_progress(BarColumn(), MofNCompleteColumn(), *_time_columns("lines"))
     task = progress.add_task("texts", total=total, completed=done, rate=rate)
 
-    def advance(count: int) -> None:
+    def advance(count: float) -> None:
         rate.update(time.monotonic(), rate.done + count)
         progress.update(task, completed=rate.done)
 
@@ -1388,10 +1389,6 @@ def _time_columns(unit: str | None) -> tuple:
     from rich.progress import ProgressColumn
     from rich.text import Text
 
-    class ElapsedColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(_duration(task.elapsed or 0), style="yellow")
-
     class RateColumn(ProgressColumn):
         def render(self, task) -> Text:
             rate = task.fields["rate"].per_second
@@ -1402,7 +1399,19 @@ def _time_columns(unit: str | None) -> tuple:
             left = task.fields["rate"].left(task.total)
             return Text("" if left is None else f"{_duration(left)} left", style="cyan")
 
-    return (ElapsedColumn(), LeftColumn()) if unit is None else (ElapsedColumn(), RateColumn(), LeftColumn())
+    return (_elapsed_column(), LeftColumn()) if unit is None else (_elapsed_column(), RateColumn(), LeftColumn())
+
+
+def _elapsed_column():
+    """The column of how long a task has run, as m:ss (see _duration)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class ElapsedColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(_duration(task.elapsed or 0), style="yellow")
+
+    return ElapsedColumn()
 
 
 def _duration(seconds: float) -> str:
@@ -1441,6 +1450,55 @@ class _Reported:
 
         with _shown_after(progress, SHOW_AFTER - (time.monotonic() - self.began)):
             return self.reported.run(tokens, *args, on_layer=on_layer, **kwargs)
+
+
+@contextmanager
+def _step(description: str):
+    """`description` on stderr with the time it has taken while the block runs, where stderr is a terminal, from
+    SHOW_AFTER seconds on (a step with no count to show: reading a saved result)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.progress import SpinnerColumn, TextColumn
+
+    progress = _stderr_progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), _elapsed_column())
+    progress.add_task(description, total=None)
+    with _shown_after(progress, SHOW_AFTER):
+        yield
+
+
+class _Drawn:
+    """A view whose drawing shows on stderr the lines drawn so far and the time it has taken, once it has taken
+    SHOW_AFTER seconds: a long text's heatmaps take about as long to draw as its forward pass. Cleared when the
+    last line is drawn, before the console writes any (the view goes to standard output, often the same
+    terminal)."""
+
+    def __init__(self, view):
+        self.view = view
+
+    def __rich_console__(self, console, options):
+        from rich.progress import SpinnerColumn, TextColumn
+
+        progress = _stderr_progress(
+            SpinnerColumn(), TextColumn("drawing the view: {task.completed:,.0f} lines"), _elapsed_column()
+        )
+        task = progress.add_task("drawing", total=None)
+        with _shown_after(progress, SHOW_AFTER):
+            for segment in console.render(self.view, options):
+                if segment.text == "\n":
+                    progress.advance(task)
+                yield segment
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.view)
+
+
+def write(result, output: Output, **view_options) -> None:
+    """Write `result` as `output` asks (see output.write), its view's drawing shown on stderr where stderr is a
+    terminal (see _Drawn)."""
+    write_output(result, output, drawn=_Drawn if sys.stderr.isatty() else None, **view_options)
 
 
 def _reported(model: Model) -> Model:
@@ -1543,8 +1601,9 @@ def check(
     from attncli.saved import SavedRun  # here: only check reads a saved result
 
     # The document's bytes are let go once parsed: a 512-token result is 250 MB of text.
-    saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
-    result = commands.check(None if text is None else _text(text), saved, tolerance, str(against))
+    with _step(f"reading {shortened(str(against), 60)}"):
+        saved = SavedRun.from_bytes(read_input(str(against), SAVED_LIMIT, "against"), str(against))
+    result = commands.check(None if text is None else _text(text), saved, tolerance, str(against), shown=_reported)
     write(result, output)
     if not result.passed:
         raise typer.Exit(CHECK_FAILED)

@@ -884,10 +884,15 @@ def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS
 
 
 def check(
-    text: str | None, saved_run: "SavedRun", tolerance: float = 1e-5, source: str = "the saved run"
+    text: str | None,
+    saved_run: "SavedRun",
+    tolerance: float = 1e-5,
+    source: str = "the saved run",
+    shown: Callable[[Model], Model] | None = None,
 ) -> CheckResult:
     """Recompute `text` (None: the text `saved_run` holds) with the model and options it names, and
-    compare the attention (its weights, or the norms of a saved run of norms)."""
+    compare the attention (its weights, or the norms of a saved run of norms). `shown`, where given, wraps
+    the model loaded (the command line's shows the layers of its pass)."""
     if not tolerance >= 0:  # NaN too: no weight would ever count as moved
         raise BadInput("{tolerance} {value} is not a number of 0 or more; give one", value=tolerance)
     text = saved_run.text if text is None else text
@@ -895,7 +900,8 @@ def check(
         raise BadInput(
             "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text
         )
-    result = run(text, load_saved_model(saved_run.model, source), measure=saved_run.measure)
+    model = load_saved_model(saved_run.model, source)
+    result = run(text, model if shown is None else shown(model), measure=saved_run.measure)
     if result.weights.shape != saved_run.attention.shape:
         raise BadInput(
             "{source} has attention of shape {saved}, but the model now gives {now}",

@@ -9,11 +9,15 @@ fail are reported at the end (LinesFailed), the others' results written.
 
 import codecs
 import collections
+import contextlib
 import functools
 import json
 import logging
 import os
+import queue
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ from attncli.resume import (
     resumed_heads,
     save_heads_checkpoint,
 )
+from attncli.tokens import Token
 
 __all__ = [
     "PARTITION",
@@ -62,6 +67,7 @@ __all__ = [
 ]
 
 PARTITION = 64  # lines a worker takes at a time: large enough to keep a worker busy, small enough to resume often
+REPORT_EVERY = 0.1  # seconds between a partition's reports of its progress: enough to follow it, too few to cost
 
 
 @dataclass(frozen=True)
@@ -198,15 +204,20 @@ class HeadsPart:
 
 
 def heads_partition(
-    recipe: ModelRecipe, max_tokens: int, names: Mapping[str, str], measure: str, part: list[Text]
+    recipe: ModelRecipe,
+    max_tokens: int,
+    names: Mapping[str, str],
+    measure: str,
+    part: list[Text],
+    report: Callable[[float], None] | None = None,
 ) -> HeadsPart:
     """The head statistics (of `measure`: see commands.heads) of each text of `part`, summed; a text that
-    fails is left out and named, its message worded with `names` (see AttncliError.worded)."""
+    fails is left out and named, its message worded with `names` (see AttncliError.worded). With `report`,
+    report(texts done) as the passes go (see _Counted)."""
     sums, failures = analysis.StatisticSums(), []
     texts = [item.text for item in part]
-    for item, statistics in zip(
-        part, commands.statistics_of_many(texts, recipe.load(), max_tokens, measure), strict=True
-    ):
+    model = _counted(recipe.load(), report)
+    for item, statistics in zip(part, commands.statistics_of_many(texts, model, max_tokens, measure), strict=True):
         if isinstance(statistics, AttncliError):
             failures.append((item.line, statistics.worded(names)))
         else:
@@ -221,12 +232,48 @@ def batch_partition(
     names: Mapping[str, str],
     summary: bool,
     part: list[Text],
+    report: Callable[[float], None] | None = None,
 ) -> list[dict]:
     """The batch record of each text of `part` (with `summary`, its statistics instead of its attention), as
-    JSON-ready dicts, in order (without the texts' ids: see _with_ids)."""
+    JSON-ready dicts, in order (without the texts' ids: see _with_ids). With `report`, report(texts done) as
+    the passes go (see _Counted)."""
     lines = [(item.line, item.text) for item in part]
-    records = commands.batch(lines, recipe.load(), steps, max_tokens, summary=summary)
+    records = commands.batch(lines, _counted(recipe.load(), report), steps, max_tokens, summary=summary)
     return [record.to_json(names) for record in records]
+
+
+class _Counted:
+    """A model whose forward passes report(texts done) as their layers are: a pass of one text (`run`) or of
+    several packed together (`run_many`) counts each of its texts as the fraction of the layers done, on the
+    texts the passes before it did. (A text that fails before its pass counts once its partition is done.)
+    Everything else is the model's."""
+
+    def __init__(self, model: Model, report: Callable[[float], None]):
+        self.counted = model
+        self.report = report
+        self.done = 0  # texts the passes so far have done
+
+    def __getattr__(self, name: str):
+        return getattr(self.counted, name)
+
+    def run(self, tokens: list[Token], *args, **kwargs):
+        trace = self.counted.run(tokens, *args, on_layer=self._layers_of(1), **kwargs)
+        self.done += 1
+        return trace
+
+    def run_many(self, texts: list[list[Token]], norms: bool = False):
+        attention = self.counted.run_many(texts, norms, on_layer=self._layers_of(len(texts)))
+        self.done += len(texts)
+        return attention
+
+    def _layers_of(self, texts: int) -> Callable[[int, int], None]:
+        """on_layer of a pass of `texts` texts."""
+        return lambda done, layers: self.report(self.done + texts * done / layers)
+
+
+def _counted(model: Model, report: Callable[[float], None] | None) -> Model:
+    """`model`, its passes counted to `report` where there is one (see _Counted)."""
+    return model if report is None else _Counted(model, report)
 
 
 def _with_ids(part: list[Text], records: list[dict]) -> list[dict]:
@@ -235,15 +282,39 @@ def _with_ids(part: list[Text], records: list[dict]) -> list[dict]:
     return [{**record, "id": orjson.Fragment(item.id)} for item, record in zip(part, records, strict=True)]
 
 
-# How a run shows its progress: progress(total, done) wraps the run and gives the function to call
-# with each count of texts done (the command line's draws a bar on stderr).
-Progress = Callable[[int, int], AbstractContextManager[Callable[[int], None]]]
+# How a run shows its progress: progress(total, done) wraps the run and gives the function to call with
+# each count of texts done, fractions of a text too (the command line's draws a bar on stderr), or None
+# where it shows nothing: then the run's partitions need not count their texts as they go.
+Progress = Callable[[int, int], AbstractContextManager[Callable[[float], None] | None]]
 
 
 @contextmanager
-def no_progress(total: int, done: int) -> Iterator[Callable[[int], None]]:
+def no_progress(total: int, done: int) -> Iterator[None]:
     """Progress that shows nothing."""
-    yield lambda count: None
+    yield None
+
+
+class _PartsDone:
+    """The texts done in a run's partitions, from what each one's work reports as it goes (in this process,
+    or from a worker's, by another thread) and from the partitions that come back: advance(more texts done)
+    each time their sum grows. A report never takes a partition back (one that failed as a pack and runs
+    again a text at a time counts no text twice)."""
+
+    def __init__(self, advance: Callable[[float], None]):
+        self.advance = advance
+        self.done: dict[int, float] = {}  # texts done, by the partition's index among those run
+        self.lock = threading.Lock()
+
+    def __call__(self, index: int, done: float) -> None:
+        with self.lock:
+            more = done - self.done.get(index, 0)
+            if more > 0:
+                self.done[index] = done
+                self.advance(more)
+
+
+def _parts_done(advance: Callable[[float], None] | None) -> _PartsDone | None:
+    return None if advance is None else _PartsDone(advance)
 
 
 @dataclass(frozen=True)
@@ -275,10 +346,10 @@ class Runner:
         """The model's description (the model loaded here, once per process)."""
         return self.recipe.load().info
 
-    def results(self, work: Callable, parts: list) -> Iterator:
-        """work(part) for each of `parts`, in order, where this runner runs them (see `run`)."""
+    def results(self, work: Callable, parts: list, progress: Callable[[int, float], None] | None = None) -> Iterator:
+        """work(part) for each of `parts`, in order, where this runner runs them, with their `progress` (see `run`)."""
         if self.dask is not None:
-            return run(work, parts, dask=self.dask)
+            return run(work, parts, dask=self.dask, progress=progress)
         cores = len(os.sched_getaffinity(0))
         processes = max(1, min(self.jobs or cores, cores, len(parts)))
         if self.jobs is not None and parts and processes < self.jobs:  # more processes would only wait
@@ -292,7 +363,7 @@ class Runner:
                     size=PARTITION,
                 )
             )
-        return run(work, parts, processes)
+        return run(work, parts, processes, progress=progress)
 
 
 @dataclass(eq=False)
@@ -331,12 +402,11 @@ def heads(
             sums, failures, start = analysis.StatisticSums(), [], 0
         work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure)
         with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
-            for index, part in enumerate(runner.results(work, parts[start:]), start=start):
+            for index, part in enumerate(runner.results(work, parts[start:], _parts_done(advance)), start=start):
                 sums.merge(part.sums)
                 failures += part.failures
                 if checkpoint is not None:
                     save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure)
-                advance(len(parts[index]))
     failures = sorted(corpus.unreadable + failures)
     failed = None
     if failures or not sums.texts:
@@ -481,12 +551,12 @@ def batch(
         if notice is not None:
             runner.notify(notice)
         work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names, summary)
-        with runner.progress(corpus.lines, corpus.lines - len(texts) - len(unreadable)) as advance:
+        with runner.progress(corpus.lines, corpus.lines - len(texts)) as advance:  # the unreadable lines take no time
             parts = partitions(texts)
-            records = runner.results(work, parts)
+            records = runner.results(work, parts, _parts_done(advance))
             if corpus.id_field is not None:
                 records = map(_with_ids, parts, records)
-            in_order = _in_line_order(records, unreadable, fail_fast, failures, advance)
+            in_order = _in_line_order(records, unreadable, fail_fast, failures)
             if checkpoint is not None:
                 append_records(in_order, checkpoint, precision)
             else:  # standard output (or a device or pipe): a partition's records at once
@@ -624,7 +694,6 @@ def _in_line_order(
     unreadable: list[dict],
     fail_fast: bool,
     failures: list[int],
-    advance: Callable[[int], None],
 ) -> Iterator[list[dict]]:
     """Each partition's `records` with the error records of the `unreadable` lines put among them
     in line order; the line of each record that carries "error" is added to `failures`, and with
@@ -639,7 +708,6 @@ def _in_line_order(
         if failed and fail_fast:  # nothing past the first failure
             ordered = ordered[: failed[0] + 1]
         failures.extend(ordered[i]["line"] for i in failed if i < len(ordered))
-        advance(len(ordered))
         yield ordered
         if failures and fail_fast:
             return
@@ -656,39 +724,95 @@ def _lines_failed(total: int, lines: list[int], outcome: str, **facts) -> LinesF
     return LinesFailed(f"{len(lines)} of {total} lines failed (line {where}){outcome}", **facts)
 
 
-def run(work: Callable, parts: list, jobs: int = 1, dask: str | None = None) -> Iterator:
+def run(
+    work: Callable,
+    parts: list,
+    jobs: int = 1,
+    dask: str | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Iterator:
     """work(part) for each of `parts`, the results in order as they come: in this process (one job),
-    in a pool of `jobs` processes, or on the Dask cluster whose scheduler is at `dask`."""
+    in a pool of `jobs` processes, or on the Dask cluster whose scheduler is at `dask`.
+
+    With `progress`, progress(index of a part, its items done) as they are done, a part's items being its
+    length: here and in the pool, work(part, report=...) reports its own as it goes, fractions of an item
+    too (see _PartProgress); on Dask, a part's items count once it comes back."""
     if dask is not None:
-        yield from _on_dask(work, parts, dask)
+        results = _on_dask(work, parts, dask)
     elif jobs > 1 and len(parts) > 1:
-        yield from _in_pool(work, parts, jobs)
+        results = _in_pool(work, parts, jobs, progress)
     else:
-        yield from map(work, parts)
+        results = (
+            work(part) if progress is None else _reported_work(work, progress, index, part)
+            for index, part in enumerate(parts)
+        )
+    with contextlib.closing(results):  # a pool's or a cluster's work stopped where the run stops
+        for index, result in enumerate(results):
+            if progress is not None:
+                progress(index, len(parts[index]))
+            yield result
 
 
-def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
+class _PartProgress:
+    """What a part's work calls with how many of its items it has done (fractions of one too): passed on
+    as send(the part's index, items done), at most every REPORT_EVERY seconds."""
+
+    def __init__(self, index: int, send: Callable[[int, float], None]):
+        self.index = index
+        self.send = send
+        self.sent = time.monotonic()  # the part's start: its first report comes a while into it
+
+    def __call__(self, done: float) -> None:
+        now = time.monotonic()
+        if now - self.sent >= REPORT_EVERY:
+            self.sent = now
+            self.send(self.index, done)
+
+
+def _reported_work(work: Callable, send: Callable[[int, float], None], index: int, part: list):
+    """work(part), its progress sent as send(`index`, items done) as it goes (see _PartProgress), and every
+    item of it once it is done."""
+    result = work(part, report=_PartProgress(index, send))
+    send(index, len(part))
+    return result
+
+
+def _to_parent(index: int, done: float) -> None:
+    """Send a part's progress from a worker of the pool to the process that shows it (see _in_pool)."""
+    workers.reports.put((index, done))
+
+
+def _in_pool(work: Callable, parts: list, jobs: int, progress: Callable[[int, float], None] | None) -> Iterator:
     """Fresh processes (spawned, not forked: a fork would copy the parent's BLAS threads mid-flight),
     each with one BLAS thread, since the processes share the cores among themselves. Signals to the
     process group are the parent's (workers.GROUP_SIGNALS); a worker that dies (kill -9, out of
-    memory) ends the run with an error."""
+    memory) ends the run with an error. With `progress`, the workers put their parts' progress on a
+    queue, which a thread of this process passes on to it (see `run`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     processes = min(jobs, len(parts))
     spawn = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(processes, mp_context=spawn, initializer=workers.start, initargs=(os.getpid(),))
+    reports = None if progress is None else spawn.Queue()
+    pool = ProcessPoolExecutor(processes, mp_context=spawn, initializer=workers.start, initargs=(os.getpid(), reports))
+
+    def submit(index: int):
+        if progress is None:
+            return pool.submit(work, parts[index])
+        return pool.submit(_reported_work, work, _to_parent, index, parts[index])
+
     try:
         ahead = 2 * jobs  # partitions submitted ahead of the one awaited: enough to keep every worker busy
         with _group_signals_held(), _one_blas_thread():  # the workers start as the first work is submitted
-            futures = collections.deque(pool.submit(work, part) for part in parts[:ahead])
-        for part in parts[ahead:]:  # results are awaited in order, and only `ahead` are ever held
-            done = futures.popleft().result()
-            futures.append(pool.submit(work, part))
-            yield done
-        while futures:
-            yield futures.popleft().result()
+            futures = collections.deque(submit(index) for index in range(min(ahead, len(parts))))
+        with _heard(reports, progress):
+            for index in range(ahead, len(parts)):  # results are awaited in order, and only `ahead` are ever held
+                done = futures.popleft().result()
+                futures.append(submit(index))
+                yield done
+            while futures:
+                yield futures.popleft().result()
     except BrokenProcessPool:
         raise AttncliError(
             "one of the {workers} worker processes ended before its work was done (killed, or out of "
@@ -697,6 +821,30 @@ def _in_pool(work: Callable, parts: list, jobs: int) -> Iterator:
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # the partitions under way finish; no process lingers
+
+
+@contextmanager
+def _heard(reports, progress: Callable[[int, float], None] | None) -> Iterator[None]:
+    """The (index, done) reports the workers put on `reports` (a multiprocessing queue, or None: no reports)
+    passed on to progress(index, done) meanwhile, by a thread of this process."""
+    if reports is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Empty):  # none for a while: is the run over?
+                progress(*reports.get(timeout=REPORT_EVERY))
+
+    listener = threading.Thread(target=listen, name="attncli-progress", daemon=True)
+    listener.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        listener.join()
+        reports.close()
 
 
 @contextmanager

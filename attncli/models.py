@@ -220,9 +220,12 @@ class Model(Protocol):
         `tokenize` puts around a text's own ([CLS] … [SEP], <s> …); with no characters, every offset 0."""
         ...
 
-    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+    def run_many(
+        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+    ) -> list[np.ndarray]:
         """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding);
-        with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead."""
+        with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead. With `on_layer`, on_layer(layers done,
+        layers) after each layer of the pass that runs them all."""
         ...
 
     @property
@@ -332,9 +335,11 @@ class CheckpointModel:
             for index, token_id in enumerate(every)
         ]
 
-    def run_many(self, texts: list[list[Token]], norms: bool = False) -> list[np.ndarray]:
+    def run_many(
+        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+    ) -> list[np.ndarray]:
         """Several texts packed into one forward pass (see transformer.forward_packed), with `norms` their
-        ‖α_ij v_j W_O^h‖ in place of the weights."""
+        ‖α_ij v_j W_O^h‖ in place of the weights; with `on_layer`, on_layer(layers done, layers) after each layer."""
         from attncli.transformer import forward_packed
 
         for tokens in texts:
@@ -343,7 +348,7 @@ class CheckpointModel:
         rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
         embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            attention, output = forward_packed(ids, embeddings, self.config, self.weights, norms)
+            attention, output = forward_packed(ids, embeddings, self.config, self.weights, norms, on_layer=on_layer)
         self._check_finite(output)
         return attention
 

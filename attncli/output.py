@@ -12,7 +12,7 @@ import itertools
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,16 +404,17 @@ def _coalesced(pieces: Iterable[bytes]) -> Iterable[bytes]:
         yield bytes(block)
 
 
-def write(result, output: Output, **view_options) -> None:
-    """Write `result` as `output` asks; a view gets `view_options` (see attncli.views). The windows
-    of its tokens that `view_options` choose (`keys`, `queries`) are checked whatever is written."""
+def write(result, output: Output, *, drawn: Callable | None = None, **view_options) -> None:
+    """Write `result` as `output` asks; a view gets `view_options` (see attncli.views), and is drawn as
+    drawn(view) where given (a renderable around it: the command line's shows on stderr how the drawing goes).
+    The windows of its tokens that `view_options` choose (`keys`, `queries`) are checked whatever is written."""
     if sys.stdout is None and output.path is None:
         raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
     for parameter in ("keys", "queries"):
         if view_options.get(parameter) is not None:
             result.run.window(view_options[parameter], parameter)
     try:
-        _write(result, output, **view_options)
+        _write(result, output, drawn, **view_options)
     except BrokenPipeError:
         raise PipeClosed("standard output was closed") from None
 
@@ -434,7 +435,7 @@ def jsonl(records: Iterable[dict], precision: int | None) -> Iterator[bytes]:
         yield b"\n"
 
 
-def _write(result, output: Output, **view_options) -> None:
+def _write(result, output: Output, drawn: Callable | None, **view_options) -> None:
     if output.format == Format.npz and not hasattr(result, "run"):
         raise BadInput(
             "{format} {value} writes attention weights: use it with a command that computes them",
@@ -447,6 +448,8 @@ def _write(result, output: Output, **view_options) -> None:
         from attncli.views import view  # only views need rich's layout machinery
 
         renderable = view(result, **view_options)
+        if drawn is not None:
+            renderable = drawn(renderable)
     # Standard output is written before the files are put in place: a reader that went away, or a
     # full disk, leaves the files that were there as they were.
     with _together() as files:

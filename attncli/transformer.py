@@ -953,13 +953,15 @@ def forward_packed(
     config: TransformerConfig,
     weights: TransformerWeights,
     norms: bool = False,
+    on_layer: Callable[[int, int], None] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
     positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
     each text alone), while the projections and feed-forward layers run on every token of every
     text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
     `forward` gives it, to float32 rounding (with `norms`, its ‖α_ij v_j W_O^h‖ in their place: the
-    trace's `norms`); and the last layer's output [N, d], for the caller's check.
+    trace's `norms`); and the last layer's output [N, d], for the caller's check. With `on_layer`, on_layer(layers
+    done, layers) after each layer, as `forward` calls it.
     """
     lengths = [len(i) for i in ids]
     ends = np.cumsum(lengths)
@@ -986,6 +988,8 @@ def forward_packed(
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
         del block
+        if on_layer is not None:
+            on_layer(layer + 1, config.layers)
     if value_norms is not None:  # each text's weights become its norms in place: no second [L, h, T, T]
         for weights_of_text, norms_of_text in zip(attention, value_norms, strict=True):
             weighted_value_norms(weights_of_text, norms_of_text, out=weights_of_text)

@@ -1,5 +1,6 @@
 """The command line, end to end: exit codes, stdout that is only JSON, one-line errors, pipes, signals."""
 
+import io
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from helpers import (
 from numpy.testing import assert_allclose
 
 from attncli import __version__
+from attncli import cli as cli_module
 from attncli.cli import app
 
 COMMANDS = [
@@ -444,6 +446,79 @@ def test_a_long_run_shows_its_steps_and_layers_on_a_terminal_and_writes_what_it_
     assert "\x1b[2K" in shown  # cleared when done
     piped = attncli(*LONG_GENERATE, "--max-tokens", "512", "--json")
     assert piped.stderr == b"" and piped.stdout == output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("lines", "args"),
+    [(64, ("batch", "{source}", "--summary")), (100, ("heads", "--file", "{source}", "--jobs", "2", "--json"))],
+    ids=["batch", "heads-in-a-pool"],
+)
+def test_a_partition_s_lines_show_as_its_passes_go_on_a_terminal(tmp_path, lines, args):
+    source = tmp_path / "long.txt"
+    source.write_text((" ".join([PRONOUN] * 20) + "\n") * lines)  # lines a pass takes a while over
+    args = (*(arg.format(source=source) for arg in args), "--model", GPT2)
+    output, shown = _stderr_on_a_terminal(tmp_path, *args)
+    counts = {int(done) for done in re.findall(rf"(\d+)/{lines}\b", shown)}
+    assert counts - {0, 64, lines} and "lines/s" in shown  # lines counted within a partition of 64
+    piped = attncli(*args)
+    assert piped.stderr == b"" and piped.stdout == output
+
+
+@pytest.mark.slow
+def test_a_long_view_shows_its_drawing_on_a_terminal_and_writes_what_it_writes_elsewhere(tmp_path):
+    args = ("heatmap", " ".join([PRONOUN] * 26), "--model", str(FIXTURES / "qwen2"))  # 4 heads of 340 tokens
+    output, shown = _stderr_on_a_terminal(tmp_path, *args)
+    assert re.search(r"drawing the view: [\d,]+ lines", shown)
+    assert shown.rstrip("\r\n").endswith("\x1b[2K")  # cleared when done
+    piped = attncli(*args, env={**os.environ, "COLUMNS": "100"})
+    assert piped.stderr == b"" and piped.stdout == output
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal: what is written to it, kept."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_step_and_a_drawing_show_on_a_terminal_only_and_are_cleared(monkeypatch, terminal):
+    from rich.console import Console
+
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(cli_module, "SHOW_AFTER", 0.0)
+
+    class Slow:  # a view of three lines that takes a while over each
+        def __rich_console__(self, console, options):
+            for line in ("one", "two", "three"):
+                time.sleep(0.2)
+                yield line
+
+    with cli_module._step("reading saved.json"):
+        time.sleep(0.3)
+    view = io.StringIO()
+    drawn = cli_module._Drawn(Slow()) if sys.stderr.isatty() else Slow()
+    Console(file=view, width=40).print(drawn)
+    assert view.getvalue() == "one\ntwo\nthree\n"
+    shown = stderr.getvalue()
+    if terminal:
+        assert "reading saved.json" in shown and re.search(r"drawing the view: [12] lines", shown)
+        assert shown.count("\x1b[2K") >= 2 and shown.rstrip("\r\n").endswith("\x1b[2K")
+    else:
+        assert shown == ""
+
+
+def test_check_shows_the_layers_of_its_pass_as_other_commands_do(cli, monkeypatch, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", PRONOUN, "--model", GPT2, "--json").stdout)
+    wrapped = []
+    monkeypatch.setattr(cli_module, "_reported", lambda model: wrapped.append(model.info.name) or model)
+    assert cli("check", "--against", str(saved)).code == 0
+    assert wrapped == [GPT2]
+    piped = attncli("check", "--against", str(saved))
+    assert piped.returncode == 0 and piped.stderr == b"" and b"passed" in piped.stdout
 
 
 def test_the_command_line_leaves_out_sinks_unless_asked_and_draws_on_the_asked_scale(cli):

@@ -585,7 +585,9 @@ def test_jobs_are_capped_at_the_cores_and_the_partitions_and_it_is_said(cli, tmp
 
     monkeypatch.setattr(corpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     used = []
-    monkeypatch.setattr(corpus, "run", lambda work, parts, jobs=1, dask=None: used.append(jobs) or map(work, parts))
+    monkeypatch.setattr(
+        corpus, "run", lambda work, parts, jobs=1, dask=None, progress=None: used.append(jobs) or map(work, parts)
+    )
     notices = []
     for parts, asked in ((9, 1000), (3, 1000), (3, 3), (9, None)):
         notices.clear()
@@ -791,3 +793,73 @@ def test_summary_records_on_a_dask_cluster_are_the_single_process_ones(tmp_path)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         shared = attncli("batch", str(source), "--model", BERT, "--summary", "--dask", cluster.scheduler_address)
     assert shared.returncode == 0 and shared.stdout == alone.stdout and alone.stdout.count(b"\n") == 100
+
+
+def _partition(count: int, repeat: int = 4) -> list:
+    """`count` lines of a corpus, each PRONOUN `repeat` times."""
+    from attncli import corpus
+
+    return [corpus.Text(line, " ".join([PRONOUN] * repeat)) for line in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("command", ["heads", "batch"])
+def test_a_partition_counts_its_lines_as_its_passes_layers_are_done(monkeypatch, command):
+    from attncli import commands, corpus
+
+    monkeypatch.setattr(corpus, "REPORT_EVERY", 0.0)  # every layer's report
+    monkeypatch.setattr(commands, "PACK_TOKENS", 100)  # heads packs a few lines a pass
+    part, reports = _partition(7), []
+    recipe = corpus.ModelRecipe(GPT2)  # two layers
+    if command == "heads":
+        corpus.heads_partition(recipe, 512, {}, "weights", part, report=reports.append)
+    else:
+        corpus.batch_partition(recipe, False, 512, {}, False, part, report=reports.append)
+    assert reports == sorted(reports) and 0 < reports[0] < 1 and reports[-1] == 7
+    assert any(count != int(count) for count in reports)  # lines part done, a layer of two at a time
+
+
+def _progress_of(jobs: int, parts: list) -> list[tuple[str, int, float]]:
+    """(thread, part, lines done) of each call of the progress of a heads run over `parts` on `jobs` processes."""
+    import functools
+
+    from attncli import corpus
+
+    calls = []
+    work = functools.partial(corpus.heads_partition, corpus.ModelRecipe(GPT2), 512, {}, "weights")
+    progress = lambda index, done: calls.append((threading.current_thread().name, index, done))  # noqa: E731
+    results = list(corpus.run(work, parts, jobs, progress=progress))
+    assert len(results) == len(parts)
+    return calls
+
+
+def test_a_run_counts_every_line_of_its_partitions_and_none_twice():
+    parts = [_partition(3), _partition(5), _partition(2)]
+    calls = _progress_of(1, parts)
+    done = {}
+    for _, index, count in calls:
+        assert count >= done.get(index, 0)
+        done[index] = count
+    assert done == {0: 3, 1: 5, 2: 2}
+
+
+@pytest.mark.slow
+def test_a_pool_s_workers_report_their_partitions_as_they_go():
+    parts = [_partition(4, repeat=20) for _ in range(6)]
+    calls = _progress_of(2, parts)
+    heard = [(index, count) for thread, index, count in calls if thread == "attncli-progress"]
+    assert heard and all(count <= 4 for _, count in heard)  # from the workers, by the thread that listens
+    assert {index: count for _, index, count in calls if _ == "MainThread"} == dict.fromkeys(range(6), 4)
+
+
+def test_a_run_without_progress_gives_its_partitions_no_report(monkeypatch):
+    from attncli import corpus
+
+    given, partition = [], corpus.batch_partition
+
+    def work(*args, **options) -> list[dict]:
+        given.append(options)
+        return partition(*args, **options)
+
+    monkeypatch.setattr(corpus, "batch_partition", work)
+    corpus.batch(corpus.Corpus(_partition(3), []), corpus.Runner(corpus.ModelRecipe(GPT2), jobs=1))
+    assert given == [{}]
