@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 from attncli import __version__, commands, interrupted_code
 from attncli.allocator import keep_freed_memory, no_huge_pages
 from attncli.analysis import HEAD_COLUMNS, Fusion, Measure
+from attncli.attention import EVERYTHING
 from attncli.errors import AttncliError, BadInput, LinesFailed, Notice, PipeClosed, shortened
 from attncli.escapes import visible
 from attncli.inputs import SAVED_LIMIT, read_input, read_text
@@ -1554,6 +1555,8 @@ def batch(
     jobs: JobsOpt = None,
     dask: DaskOpt = None,
     resume: ResumeOpt = False,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     max_tokens: int,
     recipe,
@@ -1572,8 +1575,9 @@ def batch(
 
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
     texts = corpus.read(source, "batch_file", field, id_field)
+    selection = EVERYTHING if layers is None and heads is None else commands.selection(runner.info, layers, heads)
     options = {"steps": steps, "precision": precision, "fail_fast": fail_fast, "summary": summary}
-    corpus.batch(texts, runner, output_path, resume, **options)
+    corpus.batch(texts, runner, output_path, resume, **options, selection=selection)
 
 
 @app.command()

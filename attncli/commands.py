@@ -860,16 +860,20 @@ def batch(
     steps: bool = False,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     summary: bool = False,
+    selection: Selection = EVERYTHING,
 ):
     """One `BatchRecord` per (line number, text): the fields of its explain document (its steps only
-    with `steps`), or with `summary` its heads statistics instead of any attention (summary_fields); or
-    the error of a text that fails. A generator, so records can be written as they come."""
+    with `steps`; its attention of the `selection`'s layers and heads, its summary of the first of them), or
+    with `summary` its heads statistics instead of any attention (summary_fields); or the error of a text that
+    fails. A generator, so records can be written as they come."""
+    layer = selection.kept_layers(model.info.layers)[0]
     for number, text in lines:
         try:
             if summary:
                 fields = summary_fields(text, model, max_tokens)
             else:
-                fields = explain(text, model, max_tokens=max_tokens, steps=steps).fields(steps)
+                kept = explain(text, model, layer=layer, max_tokens=max_tokens, steps=steps, selection=selection)
+                fields = kept.fields(steps)
         except AttncliError as error:
             yield BatchRecord(number, error=error)
             continue

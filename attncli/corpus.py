@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from attncli import analysis, commands, workers
+from attncli.attention import EVERYTHING, Selection
 from attncli.commands import DEFAULT_MAX_TOKENS
 from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, shortened
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
@@ -231,14 +232,16 @@ def batch_partition(
     max_tokens: int,
     names: Mapping[str, str],
     summary: bool,
+    selection: Selection,
     part: list[Text],
     report: Callable[[float], None] | None = None,
 ) -> list[dict]:
-    """The batch record of each text of `part` (with `summary`, its statistics instead of its attention), as
-    JSON-ready dicts, in order (without the texts' ids: see _with_ids). With `report`, report(texts done) as
-    the passes go (see _Counted)."""
+    """The batch record of each text of `part` (with `summary`, its statistics instead of its attention; of the
+    `selection`'s layers and heads), as JSON-ready dicts, in order (without the texts' ids: see _with_ids). With
+    `report`, report(texts done) as the passes go (see _Counted)."""
     lines = [(item.line, item.text) for item in part]
-    records = commands.batch(lines, _counted(recipe.load(), report), steps, max_tokens, summary=summary)
+    model = _counted(recipe.load(), report)
+    records = commands.batch(lines, model, steps, max_tokens, summary=summary, selection=selection)
     return [record.to_json(names) for record in records]
 
 
@@ -506,9 +509,11 @@ def batch(
     precision: int | None = None,
     fail_fast: bool = False,
     summary: bool = False,
+    selection: Selection = EVERYTHING,
 ) -> None:
     """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`, or with
-    `summary` its heads statistics instead of its attention), computed as `runner` says and written as
+    `summary` its heads statistics instead of its attention; with a `selection`, the attention of its layers
+    and heads alone), computed as `runner` says and written as
     JSON Lines in line order, numbers rounded to `precision`, to standard output or to the file `path`.
     A line that cannot be read or run gets a record with its "error" and the run goes on, or with
     `fail_fast` ends there; LinesFailed, at the end, names them all (a resumed run's earlier ones too).
@@ -521,6 +526,15 @@ def batch(
     if steps and summary:
         raise BadInput(
             "{steps} adds every intermediate to each record's attention, which {summary} leaves out: give one of them",
+            steps=Parameter("steps"),
+            summary=Parameter("summary"),
+        )
+    if not selection.everything and (steps or summary):
+        raise BadInput(
+            "{layers} and {heads} keep some of each record's attention; {steps} and {summary} write every layer and "
+            "head's: give them apart",
+            layers=Parameter("layers"),
+            heads=Parameter("kept_heads"),
             steps=Parameter("steps"),
             summary=Parameter("summary"),
         )
@@ -537,6 +551,7 @@ def batch(
                 corpus.id_field,
                 runner.max_tokens,
                 *(("summary",) if summary else ()),
+                *(() if selection.everything else ("selection", selection.layers, selection.heads)),
             )
             identity = {"model": runner.info.to_json(), "texts": fingerprint(corpus.texts, corpus.unreadable, *options)}
             identity_file(checkpoint, identity, resume)
@@ -547,10 +562,11 @@ def batch(
             for line, why in corpus.unreadable
             if line > done
         ]
-        notice = _large_output(texts, runner, precision, summary, steps)
+        notice = _large_output(texts, runner, precision, summary, steps, selection)
         if notice is not None:
             runner.notify(notice)
-        work = functools.partial(batch_partition, runner.recipe, steps, runner.max_tokens, runner.names, summary)
+        options = (steps, runner.max_tokens, runner.names, summary, selection)
+        work = functools.partial(batch_partition, runner.recipe, *options)
         with runner.progress(corpus.lines, corpus.lines - len(texts)) as advance:  # the unreadable lines take no time
             parts = partitions(texts)
             records = runner.results(work, parts, _parts_done(advance))
@@ -628,7 +644,12 @@ def record_bytes(
 
 
 def _large_output(
-    texts: list[Text], runner: Runner, precision: int | None, summary: bool, steps: bool
+    texts: list[Text],
+    runner: Runner,
+    precision: int | None,
+    summary: bool,
+    steps: bool,
+    selection: Selection = EVERYTHING,
 ) -> Notice | None:
     """What a batch of `texts` says before it starts when its records would pass LARGE_OUTPUT bytes (see
     record_bytes), with what would shrink them; None when they would not, or when the model cannot be loaded
@@ -642,7 +663,8 @@ def _large_output(
     sampled = texts[::step]
     counts = [_token_count(item.text, model, runner.max_tokens) for item in sampled]
     digits = FLOAT64_DIGITS if info.sample else FLOAT32_DIGITS  # the sample model computes in float64
-    shape = {"layers": info.layers, "heads": info.heads, "causal": info.causal, "digits": digits}
+    layers, heads = len(selection.kept_layers(info.layers)), len(selection.kept_heads(info.heads))
+    shape = {"layers": layers, "heads": heads, "causal": info.causal, "digits": digits}
 
     def written(**options) -> float:
         return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)

@@ -151,6 +151,11 @@ ATTENTION = {
     "model.attention_sinks is true; where measure is norms, ‖α_ij v_j W_O^h‖ of 0 or more, rows summing to anything",
 }
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
+# Only where --layers or --heads kept some: what the attention's first two axes hold.
+SELECTION = {
+    "layers": {**_array(INDEX), "description": "the model's layers the attention holds, in order"},
+    "heads": {**_array(INDEX), "description": "the model's heads of each layer the attention holds, in order"},
+}
 # Only where --measure norms was asked; without it, the document's numbers are the attention weights.
 MEASURE = {
     "measure": {
@@ -323,7 +328,7 @@ def schemas() -> dict[str, dict]:
     """Every command's schema, by command name."""
     return {
         "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
-        "heatmap": _document("heatmap", RUN, MEASURE),
+        "heatmap": _document("heatmap", RUN, {**MEASURE, **SELECTION}),
         "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
         "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),
         "similar": _document(
@@ -466,7 +471,9 @@ def schemas() -> dict[str, dict]:
             MEASURE,
         ),
         "model": _document(
-            "model", {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})}, MEASURE
+            "model",
+            {**RUN, "shown": _object({"layers": _array(INDEX), "heads": _array(INDEX)})},
+            {**MEASURE, **SELECTION},
         ),
         "rollout": _document(
             "rollout",
@@ -487,7 +494,7 @@ def schemas() -> dict[str, dict]:
             "oneOf": [
                 _object(
                     {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, **EXPLAIN},
-                    {"steps": STEPS, "id": ANY_ID},
+                    {"steps": STEPS, "id": ANY_ID, **SELECTION},
                 ),
                 _object(
                     {"schema": {"const": SCHEMA}, "command": {"const": "batch"}, "line": INDEX, "error": STRING},

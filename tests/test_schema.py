@@ -73,6 +73,8 @@ EVERY_COMMAND = {
     "lens": ["lens", SENTENCE, "--model", str(FIXTURES / "llama"), "--top", "3", "--json"],
     "lens-projected-out": ["lens", SENTENCE, "--model", str(FIXTURES / "opt-post-norm"), "--json"],
     "generate": ["generate", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "3", "--json"],
+    "heatmap-kept": ["heatmap", SENTENCE, "--model", GPT2, "--layers", "1:", "--heads", "0,2", "--json"],
+    "model-kept": ["model", SENTENCE, "--layers", "0", "--heads", "1:3", "--measure", "norms", "--json"],
 }
 
 

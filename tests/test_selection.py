@@ -2,6 +2,7 @@
 makes them (attncli/streamed.py), in float16 where asked."""
 
 import io
+import json
 import threading
 import tracemalloc
 
@@ -230,3 +231,25 @@ def test_query_ranks_the_kept_heads_alone_by_the_model_s_numbers(cli):
     assert all(
         h["weights"] == next(e for e in every if (e["layer"], e["head"]) == (1, h["head"]))["weights"] for h in kept
     )
+
+
+def test_batch_records_keep_the_selection_as_explain_keeps_it(cli, tmp_path):
+    import jsonschema
+
+    from attncli.schema import schemas
+
+    source = tmp_path / "lines.txt"
+    source.write_text("The cat sat on the mat.\nA dog barked.\n", encoding="utf-8")
+    model = str(FIXTURES / "llama")
+    records = [
+        json.loads(line)
+        for line in cli("batch", str(source), "--model", model, "--layers", "1:", "--heads", "1").stdout.splitlines()
+    ]
+    every = [json.loads(line) for line in cli("batch", str(source), "--model", model).stdout.splitlines()]
+    for kept, whole in zip(records, every, strict=True):
+        jsonschema.validate(kept, schemas()["batch"], cls=jsonschema.Draft202012Validator)
+        assert (kept["layers"], kept["heads"], kept["layer"]) == ([1, 2], [1], 1)
+        assert np.array_equal(np.array(kept["attention"]), np.array(whole["attention"])[1:, 1:2])
+        assert [h["head"] for h in kept["summary"][0]["heads"]] == [1]
+    refused = cli("batch", str(source), "--model", model, "--layers", "2:", "--summary")
+    assert refused.code == 2 and "--layers and --heads keep some of each record's attention" in refused.stderr
