@@ -1179,6 +1179,8 @@ def heads_command(
         ),
     ] = None,
     measure: MeasureOpt = Measure.weights,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     max_tokens: int,
     recipe,
@@ -1201,13 +1203,15 @@ def heads_command(
 
     column = None if sort is None else sort.value
     texts = text or []
+    kept = layers is not None or heads is not None
+    if kept and merge:
+        raise BadInput("--merge joins saved results of every layer and head: give no --layers or --heads with it")
+    selection = commands.selection(recipe.load().info, layers, heads) if kept else EVERYTHING
     if induction is not None:
         if texts or file is not None or merge:
             raise BadInput("--induction runs random tokens of its own: give no TEXT, --file or --merge with it")
-        write(
-            commands.sort_heads(commands.induction(_reported(recipe.load()), induction, max_tokens, measure), column),
-            output,
-        )
+        tested = commands.induction(_reported(recipe.load()), induction, max_tokens, measure, selection)
+        write(commands.sort_heads(tested, column), output)
         return
     if merge:
         # Typer gives an option one value: the files a shell glob adds after `--merge` come as TEXT,
@@ -1224,13 +1228,11 @@ def heads_command(
     if bool(texts) == (file is not None):
         raise BadInput("give either TEXT or --file FILE (one text per line)")
     if file is None:
-        write(
-            commands.sort_heads(commands.heads(_text(texts[0]), _reported(recipe.load()), max_tokens, measure), column),
-            output,
-        )
+        result = commands.heads(_text(texts[0]), _reported(recipe.load()), max_tokens, measure, selection)
+        write(commands.sort_heads(result, column), output)
         return
     runner = corpus.Runner(recipe, WORDS, max_tokens, jobs=jobs, dask=dask, progress=_progress, notify=_notify)
-    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume, measure)
+    run = corpus.heads(corpus.read(file, "file", field), runner, output.path, resume, measure, selection)
     write(commands.sort_heads(run.result, column), output)
     run.written()
     if run.failed is not None:

@@ -556,12 +556,17 @@ def model_grid(
 
 
 def heads(
-    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+    text: str,
+    model: Model,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> HeadsResult:
     """Per-head statistics and pattern labels of `text` (NaN where a statistic does not apply, such
-    as the [SEP] share of a model without [SEP]); over a corpus, see attncli.corpus.heads. With `measure`
-    norms, the statistics are of each row's ‖α v W_O‖ as shares of the row's sum (analysis.row_shares)."""
-    return _heads_of(run(text, model, max_tokens, measure=measure), text)
+    as the [SEP] share of a model without [SEP]), of the `selection`'s layers and heads; over a corpus, see
+    attncli.corpus.heads. With `measure` norms, the statistics are of each row's ‖α v W_O‖ as shares of the
+    row's sum (analysis.row_shares)."""
+    return _heads_of(run(text, model, max_tokens, measure=measure, selection=selection), text)
 
 
 def _heads_of(
@@ -571,18 +576,22 @@ def _heads_of(
     or, where the run shows norms, of its norms as shares of each row; `text` or `induction_test` as heads_result
     takes them."""
     sums = analysis.StatisticSums()
-    sums.add(_statistics(result.attention, result.tokens, result.model, result.shows_norms))
-    return heads_result(result.model, sums, text, induction_test, measure=result.measure)
+    sums.add(_statistics(result.attention, result.tokens, result.model, result.shows_norms, result.layers))
+    return heads_result(result.model, sums, text, induction_test, result.measure, result.selection)
 
 
-def _statistics(values: np.ndarray, tokens: list[Token], info: ModelInfo, norms: bool = False) -> dict[str, np.ndarray]:
-    """The statistics of one text's weights [L, h, T, T], or of its ‖α v W_O‖ norms (`norms`) as shares of each
-    row: a learned sink's share of a row is then none, as a sink adds nothing to a head's output."""
+def _statistics(
+    values: np.ndarray, tokens: list[Token], info: ModelInfo, norms: bool = False, layers: tuple[int, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """The statistics of one text's weights [L, h, T, T] (of the model's `layers`, where they are some), or of its
+    ‖α v W_O‖ norms (`norms`) as shares of each row: a learned sink's share of a row is then none, as a sink adds
+    nothing to a head's output."""
     count = len(tokens)
+    layers = range(info.layers) if layers is None else layers
     if info.windows is None:  # one mask for every layer
-        masks = [info.mask(0, count)] * info.layers
+        masks = [info.mask(0, count)] * len(layers)
     else:
-        masks = [info.mask(layer, count) for layer in range(info.layers)]
+        masks = [info.mask(layer, count) for layer in layers]
     special = np.array([t.special for t in tokens], dtype=bool)
     weights, sinks = (row_shares(values), False) if norms else (values, info.sinks)
     ids = np.array([t.id for t in tokens])
@@ -595,10 +604,16 @@ PACK_TOKENS = 2048
 
 
 def statistics_of_many(
-    texts: list[str], model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+    texts: list[str],
+    model: Model,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> list[dict[str, np.ndarray] | AttncliError]:
-    """Each text's head statistics (as heads computes them for one text, to float32 rounding), or the error
-    it gave; the texts run packed together, up to PACK_TOKENS tokens a forward pass."""
+    """Each text's head statistics (as heads computes them for one text, to float32 rounding; of the
+    `selection`'s layers and heads), or the error it gave; the texts run packed together, up to PACK_TOKENS
+    tokens a forward pass."""
+    layers, heads = list(selection.kept_layers(model.info.layers)), list(selection.kept_heads(model.info.heads))
     norms = _measure(measure) == Measure.norms
     results: list = [None] * len(texts)
     packs, pack, size = [], [], 0
@@ -625,7 +640,8 @@ def statistics_of_many(
                 packs += [[entry] for entry in pack]
             continue
         for (index, tokens), values in zip(pack, attention, strict=True):
-            results[index] = _statistics(values, tokens, model.info, norms)
+            kept = values if selection.everything else values[layers][:, heads]  # [L', h', T, T]
+            results[index] = _statistics(kept, tokens, model.info, norms, tuple(layers))
     return results
 
 
@@ -635,14 +651,18 @@ def heads_result(
     text: str | None = None,
     induction_test: InductionTest | None = None,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> HeadsResult:
-    """The statistics' means over the texts `sums` holds (of `measure`), and each head's pattern; `text`: the
-    one text, or `induction_test`: the tokens run instead."""
+    """The statistics' means over the texts `sums` holds (of `measure`; of the `selection`'s layers and heads),
+    and each head's pattern; `text`: the one text, or `induction_test`: the tokens run instead."""
     if not sums.texts:
         raise BadInput("no text could be read: every line failed")
     statistics = sums.means()
     labels = pattern_labels(statistics)
-    return HeadsResult(info, sums.texts, text, statistics, labels, sums, induction_test, measure=Measure(measure).value)
+    measure = Measure(measure).value
+    return HeadsResult(
+        info, sums.texts, text, statistics, labels, sums, induction_test, measure=measure, selection=selection
+    )
 
 
 # The induction test (heads on random tokens repeated): this many random tokens, then the same again (TransformerLens's
@@ -652,7 +672,11 @@ INDUCTION_SEED = 0
 
 
 def induction(
-    model: Model, seed: int = INDUCTION_SEED, max_tokens: int = DEFAULT_MAX_TOKENS, measure: Measure = Measure.weights
+    model: Model,
+    seed: int = INDUCTION_SEED,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> HeadsResult:
     """heads on the induction test instead of a text: INDUCTION_LENGTH ids of the model's vocabulary, no
     special token and none twice, drawn by numpy's default_rng(`seed`), then the same ids again, between the
@@ -673,7 +697,7 @@ def induction(
             added=added,
         )
     drawn = [int(i) for i in np.random.default_rng(seed).choice(ordinary, size=length, replace=False)]
-    run = _run("", model.tokens_of(drawn + drawn), model, measure=_measure(measure))
+    run = _run("", model.tokens_of(drawn + drawn), model, measure=_measure(measure), selection=selection)
     return _heads_of(run, induction_test=InductionTest(seed, length, run.tokens))
 
 

@@ -209,16 +209,19 @@ def heads_partition(
     max_tokens: int,
     names: Mapping[str, str],
     measure: str,
+    selection: Selection,
     part: list[Text],
     report: Callable[[float], None] | None = None,
 ) -> HeadsPart:
-    """The head statistics (of `measure`: see commands.heads) of each text of `part`, summed; a text that
+    """The head statistics (of `measure`, of the `selection`'s layers and heads: see commands.heads) of each text of
+    `part`, summed; a text that
     fails is left out and named, its message worded with `names` (see AttncliError.worded). With `report`,
     report(texts done) as the passes go (see _Counted)."""
     sums, failures = analysis.StatisticSums(), []
     texts = [item.text for item in part]
     model = _counted(recipe.load(), report)
-    for item, statistics in zip(part, commands.statistics_of_many(texts, model, max_tokens, measure), strict=True):
+    statistics_of = commands.statistics_of_many(texts, model, max_tokens, measure, selection)
+    for item, statistics in zip(part, statistics_of, strict=True):
         if isinstance(statistics, AttncliError):
             failures.append((item.line, statistics.worded(names)))
         else:
@@ -384,7 +387,12 @@ class HeadsRun:
 
 
 def heads(
-    corpus: Corpus, runner: Runner, path: Path | None = None, resume: bool = False, measure: str = "weights"
+    corpus: Corpus,
+    runner: Runner,
+    path: Path | None = None,
+    resume: bool = False,
+    measure: str = "weights",
+    selection: Selection = EVERYTHING,
 ) -> HeadsRun:
     """Per-head statistics and pattern labels averaged over the texts of `corpus` (see
     commands.heads_result), of the weights or, with `measure` norms, of their ‖α v W_O‖ as shares of each
@@ -392,7 +400,15 @@ def heads(
     LinesFailed says why.
 
     With `path`, the file the result is for, the partial sums are kept beside it after each
-    partition (resume.checkpoint_of), and `resume` continues from them."""
+    partition (resume.checkpoint_of), and `resume` continues from them. With a `selection`, the statistics
+    are of its layers and heads alone (a run that does not resume: its partial sums are of every head's)."""
+    if resume and not selection.everything:
+        raise BadInput(
+            "{resume} continues a run of every layer and head: give no {layers} or {heads} with it",
+            resume=Parameter("resume"),
+            layers=Parameter("layers"),
+            heads=Parameter("kept_heads"),
+        )
     if not corpus.lines:
         raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
@@ -403,7 +419,7 @@ def heads(
             sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure)
         else:
             sums, failures, start = analysis.StatisticSums(), [], 0
-        work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure)
+        work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure, selection)
         with runner.progress(len(texts), sum(len(part) for part in parts[:start])) as advance:
             for index, part in enumerate(runner.results(work, parts[start:], _parts_done(advance)), start=start):
                 sums.merge(part.sums)
@@ -423,7 +439,7 @@ def heads(
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         raise failed
-    return HeadsRun(commands.heads_result(info, sums, measure=measure), failed, checkpoint)
+    return HeadsRun(commands.heads_result(info, sums, measure=measure, selection=selection), failed, checkpoint)
 
 
 def merged_heads(paths: list[Path]) -> HeadsResult:

@@ -731,17 +731,26 @@ class HeadsResult:
     sort: str | None = None  # the column (analysis.HEAD_COLUMNS) the heads are ordered by; None: layer order
     order: list[tuple[int, int]] | None = None  # every (layer, head) in that order
     measure: str = "weights"  # what the statistics are of: the weights, or ‖α v W_O‖ norms as shares of each row
+    selection: Selection = EVERYTHING  # the layers and heads the statistics are of: the [L, h] arrays' rows, columns
 
     @property
     def ordered(self) -> list[tuple[int, int]]:
-        """Every (layer, head) in the order asked for (`order`), else layer by layer."""
+        """Every (layer, head) place in the [L, h] arrays, in the order asked for (`order`), else layer by layer."""
         return self.order or list(np.ndindex(self.labels.shape))
+
+    def named(self, layer: int, head: int) -> tuple[int, int]:
+        """The model's layer and head at place (`layer`, `head`) of the [L, h] arrays."""
+        return self.selection.kept_layers(self.model.layers)[layer], self.selection.kept_heads(self.model.heads)[head]
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
         names = list(self.statistics)
         rows = (
-            [layer, head, *(_statistic(self.statistics[n][layer, head]) for n in names), str(self.labels[layer, head])]
+            [
+                *self.named(layer, head),
+                *(_statistic(self.statistics[n][layer, head]) for n in names),
+                str(self.labels[layer, head]),
+            ]
             for layer, head in self.ordered
         )
         return ["layer", "head", *names, "pattern"], rows
@@ -760,8 +769,7 @@ class HeadsResult:
             partial_sums=self.sums.to_json(),
             heads=[
                 {
-                    "layer": layer,
-                    "head": head,
+                    **dict(zip(("layer", "head"), self.named(layer, head), strict=True)),
                     **{name: _statistic(values[layer, head]) for name, values in self.statistics.items()},
                     "pattern": str(self.labels[layer, head]),
                     "rank": rank[layer, head],

@@ -253,3 +253,31 @@ def test_batch_records_keep_the_selection_as_explain_keeps_it(cli, tmp_path):
         assert [h["head"] for h in kept["summary"][0]["heads"]] == [1]
     refused = cli("batch", str(source), "--model", model, "--layers", "2:", "--summary")
     assert refused.code == 2 and "--layers and --heads keep some of each record's attention" in refused.stderr
+
+
+@pytest.mark.parametrize("source", ["text", "file", "induction"])
+def test_heads_statistics_of_kept_heads_are_those_of_every_head(cli, tmp_path, source):
+    model = str(FIXTURES / "qwen2")
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{TEXT}\nA dog barked at night.\n", encoding="utf-8")
+    given = {"text": [TEXT], "file": ["--file", str(lines)], "induction": ["--induction"]}[source]
+    every = cli("heads", *given, "--model", model, "--json").json()
+    kept = cli("heads", *given, "--model", model, "--json", "--layers", "1", "--heads", "1:").json()
+    chosen = [h for h in every["heads"] if h["layer"] == 1 and h["head"] >= 1]
+    assert [(h["layer"], h["head"]) for h in kept["heads"]] == [(h["layer"], h["head"]) for h in chosen]
+    for ours, whole in zip(kept["heads"], chosen, strict=True):
+        assert ours["pattern"] == whole["pattern"]
+        assert ours["entropy"] == pytest.approx(whole["entropy"], abs=1e-6)  # packed passes: float32 rounding
+    sorted_csv = cli("heads", *given, "--model", model, "--format", "csv", "--layers", "1", "--sort", "head").stdout
+    heads_of_layer = [str(h["head"]) for h in every["heads"] if h["layer"] == 1]
+    assert [row.split(",")[:2] for row in sorted_csv.splitlines()[1:]] == [["1", h] for h in heads_of_layer]
+
+
+def test_heads_refuses_a_selection_it_cannot_keep_in_one_line(cli, tmp_path):
+    merged = cli("heads", "--merge", str(tmp_path / "a.json"), "--layers", "0", "--model", BERT)
+    assert merged.code == 2 and "--merge joins saved results of every layer and head" in merged.stderr
+    lines = tmp_path / "lines.txt"
+    lines.write_text("The cat sat.\n", encoding="utf-8")
+    out = tmp_path / "stats.json"
+    resumed = cli("heads", "--file", str(lines), "--model", BERT, "--layers", "0", "-o", str(out), "--resume")
+    assert resumed.code == 2 and "--resume continues a run of every layer and head" in resumed.stderr

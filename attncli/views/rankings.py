@@ -150,7 +150,7 @@ def heads_view(result: HeadsResult) -> RenderableType:
     columns = [("head", "left"), *((header, "right") for _, header in _HEAD_COLUMNS), ("pattern", "left")]
     rows = [
         [
-            head_name(layer, head),
+            head_name(*result.named(layer, head)),
             *(
                 "–" if np.isnan(result.statistics[name][layer, head]) else f"{result.statistics[name][layer, head]:.2f}"
                 for name, _ in _HEAD_COLUMNS
