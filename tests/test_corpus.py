@@ -26,6 +26,7 @@ from helpers import (
 from numpy.testing import assert_allclose
 
 from attncli.analysis import STATISTICS
+from attncli.attention import EVERYTHING
 from attncli.schema import schemas
 
 
@@ -811,9 +812,9 @@ def test_a_partition_counts_its_lines_as_its_passes_layers_are_done(monkeypatch,
     part, reports = _partition(7), []
     recipe = corpus.ModelRecipe(GPT2)  # two layers
     if command == "heads":
-        corpus.heads_partition(recipe, 512, {}, "weights", part, report=reports.append)
+        corpus.heads_partition(recipe, 512, {}, "weights", EVERYTHING, part, report=reports.append)
     else:
-        corpus.batch_partition(recipe, False, 512, {}, False, part, report=reports.append)
+        corpus.batch_partition(recipe, False, 512, {}, False, EVERYTHING, part, report=reports.append)
     assert reports == sorted(reports) and 0 < reports[0] < 1 and reports[-1] == 7
     assert any(count != int(count) for count in reports)  # lines part done, a layer of two at a time
 
@@ -825,7 +826,7 @@ def _progress_of(jobs: int, parts: list) -> list[tuple[str, int, float]]:
     from attncli import corpus
 
     calls = []
-    work = functools.partial(corpus.heads_partition, corpus.ModelRecipe(GPT2), 512, {}, "weights")
+    work = functools.partial(corpus.heads_partition, corpus.ModelRecipe(GPT2), 512, {}, "weights", EVERYTHING)
     progress = lambda index, done: calls.append((threading.current_thread().name, index, done))  # noqa: E731
     results = list(corpus.run(work, parts, jobs, progress=progress))
     assert len(results) == len(parts)
