@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attncli.parts import in_parts
+
 if TYPE_CHECKING:
     from attncli.experts import Routing
     from attncli.transformer import ResidualParts
@@ -87,14 +89,40 @@ __all__ = [
 ]
 
 
+# Elements of softmax's input below which it runs on one thread: a part's hand-over to another thread
+# costs tens of microseconds, the time softmax takes over about this many.
+_PARTED_SOFTMAX = 1 << 16
+
+
 def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
     """exp(x) / sum(exp(x)) along `axis`, same shape as `x`; written into `out` when given,
     as numpy's ufuncs do, and cast to its dtype (the forward pass puts each layer's weights
     straight into its slice of the [L, h, T, T] stack instead of copying them there).
 
     Subtracting the row maximum first cancels in the ratio but keeps exp from
-    overflowing, so scores of any size give finite probabilities.
+    overflowing, so scores of any size give finite probabilities. A large input, softmax taken
+    along its last axis, is cut into parts of whole rows computed at once (parts.in_parts): the
+    same numbers, row by row, on every core.
     """
+    x = np.asarray(x)
+    if x.size < _PARTED_SOFTMAX or x.ndim < 2 or axis not in (-1, x.ndim - 1) or not _rows_apart(x, out):
+        return _softmax(x, axis, out)
+    e = np.empty(x.shape, np.result_type(x, np.float32)) if out is None else out
+    rows, into = x.reshape(-1, x.shape[-1]), e.reshape(-1, x.shape[-1])  # [n, T] views
+    in_parts(lambda part: _softmax(rows[part], -1, into[part]), len(rows), _PARTED_SOFTMAX // x.shape[-1])
+    return e
+
+
+def _rows_apart(x: np.ndarray, out: np.ndarray | None) -> bool:
+    """Whether `x` and `out` (where given) are C-contiguous arrays of one shape that do not overlap, so
+    that their rows can be taken apart as views and each part's rows computed alone."""
+    if not x.flags.c_contiguous:
+        return False
+    return out is None or (out.shape == x.shape and out.flags.c_contiguous and not np.may_share_memory(x, out))
+
+
+def _softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
+    """softmax's numbers, on this thread."""
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out, dtype=np.result_type(x, np.float32))
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
@@ -111,9 +139,27 @@ def masked_softmax(
     With `sinks` (one logit per head, [h, 1, 1] against x [h, T, T]), each row's softmax runs over
     its keys and one more logit, the head's sink, which then is dropped (GPT-OSS's learned attention
     sinks): a row's weights sum to 1 less the sink's share, and a row with no key allowed is all 0.
+
+    Heads [h, T, T] of many elements are computed in parts of whole heads at once, as softmax's rows are.
     """
     if mask is None and sinks is None:
         return softmax(x, out=out)
+    head_sinks = sinks is None or (sinks.ndim == 3 and len(sinks) == len(x))
+    if x.ndim != 3 or x.size < _PARTED_SOFTMAX or not head_sinks or not _rows_apart(x, out):
+        return _masked_softmax(x, mask, out, sinks)
+    e = np.empty(x.shape, np.result_type(x, np.float32)) if out is None else out
+
+    def heads(part: slice) -> None:
+        _masked_softmax(x[part], mask, e[part], None if sinks is None else sinks[part])
+
+    in_parts(heads, len(x), _PARTED_SOFTMAX // x[0].size)
+    return e
+
+
+def _masked_softmax(
+    x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | None = None, sinks: np.ndarray | None = None
+) -> np.ndarray:
+    """masked_softmax's numbers, on this thread."""
     allowed = np.ones(x.shape[-2:], dtype=bool) if mask is None else mask
     empty = ~allowed.any(axis=-1)  # [T] rows that may attend to nothing
     top = np.max(x, axis=-1, keepdims=True, where=allowed, initial=-np.inf)  # [..., T, 1] over allowed keys
