@@ -265,10 +265,17 @@ def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:
 
 
 def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
-    """x / √(mean(x²) + eps) · gain over the last axis: [..., n] -> [..., n] (no centring, no shift)."""
-    y = x * (1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps))
-    y *= gain
+    """x / √(mean(x²) + eps) · gain over the last axis: [..., n] -> [..., n] (no centring, no shift). Many
+    rows are normed in parts at once, as softmax's are."""
+    y = np.empty(x.shape, x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)  # as x · 1/√(mean(x²) + eps)
+    _by_rows(lambda rows, out: _rms_norm(rows, gain, eps, out), x, y)
     return y
+
+
+def _rms_norm(x: np.ndarray, gain: np.ndarray, eps: float, out: np.ndarray) -> None:
+    """rms_norm's numbers, written into `out`, on this thread."""
+    np.multiply(x, 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps), out=out)
+    out *= gain
 
 
 def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
@@ -277,20 +284,38 @@ def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, 
 
     The mean and the variance are summed in float64 (the rest is in x's precision): a post-norm
     encoder normalises after every sublayer, and float32 sums put its attention half as far again
-    from the truth (transformers' float64 run) as transformers' own float32 run.
+    from the truth (transformers' float64 run) as transformers' own float32 run. Many rows are
+    normed in parts at once, as softmax's are.
     """
-    dtype = np.result_type(x, *(part for part in (gain, bias) if part is not None))
+    y = np.empty(x.shape, np.result_type(x, *(part for part in (gain, bias) if part is not None)))
+    _by_rows(lambda rows, out: _layer_norm(rows, gain, bias, eps, out), x, y)
+    return y
+
+
+def _layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, eps: float, out: np.ndarray) -> None:
+    """layer_norm's numbers, written into `out` (of their dtype), on this thread."""
     mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    y = np.subtract(x, mean.astype(dtype), dtype=dtype)
+    y = np.subtract(x, mean.astype(out.dtype), out=out, dtype=out.dtype)
     variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    deviation = np.sqrt(variance + eps).astype(dtype)
+    deviation = np.sqrt(variance + eps).astype(out.dtype)
     # In place from here: a new [..., n] array a step would be as many more allocations and passes.
     y /= deviation
     if gain is not None:
         y *= gain
     if bias is not None:
         y += bias
-    return y
+
+
+def _by_rows(compute, x: np.ndarray, out: np.ndarray) -> None:
+    """compute(x, out), a function of each row of `x` [..., n] alone that writes its rows into `out` [..., n]: for
+    many rows, in parts of whole rows at once (parts.in_parts); else, or where the arrays' rows are not plain
+    views, on this thread."""
+    x = np.asarray(x)
+    if x.size < _PARTED_SOFTMAX or x.ndim < 2 or not _rows_apart(x, out):
+        compute(x, out)
+        return
+    rows, into = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1])  # [m, n] views
+    in_parts(lambda part: compute(rows[part], into[part]), len(rows), _PARTED_SOFTMAX // x.shape[-1])
 
 
 # The settings of each RoPE scaling a Rope's JSON carries, in their order.

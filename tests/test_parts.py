@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from attncli import parts
-from attncli.attention import causal_mask, masked_softmax, softmax
+from attncli.attention import causal_mask, layer_norm, masked_softmax, rms_norm, softmax
 from attncli.parts import in_parts
 from attncli.transformer import gelu, gelu_tanh, silu
 
@@ -121,3 +121,16 @@ def test_activations_in_parts_are_every_block_alone(four_cores, activation):
     block = 1 << 15  # transformer._BLOCK: each block alone is one part
     alone = np.concatenate([activation(flat[i : i + block]) for i in range(0, flat.size, block)])
     assert_array_equal(activation(x), alone.reshape(x.shape))
+
+
+@pytest.mark.parametrize("shape", [(1000, 384), (3, 300, 896), (70_000, 1)], ids=str)
+def test_norms_in_parts_are_every_row_alone(four_cores, shape):
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=shape) * rng.uniform(0.1, 100, size=(*shape[:-1], 1)) + 3).astype(np.float32)
+    gain, bias = (rng.normal(size=shape[-1]).astype(np.float32) for _ in range(2))
+    rows = x.reshape(-1, shape[-1])
+    for norm in (lambda x: layer_norm(x, gain, bias, 1e-12), lambda x: layer_norm(x, None, None, 1e-5)):
+        alone = np.concatenate([norm(rows[i : i + 1]) for i in range(len(rows))]).reshape(shape)
+        assert_array_equal(norm(x), alone)
+    alone = np.concatenate([rms_norm(rows[i : i + 1], gain, 1e-6) for i in range(len(rows))]).reshape(shape)
+    assert_array_equal(rms_norm(x, gain, 1e-6), alone)
