@@ -114,11 +114,13 @@ def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.
 
 
 def _rows_apart(x: np.ndarray, out: np.ndarray | None) -> bool:
-    """Whether `x` and `out` (where given) are C-contiguous arrays of one shape that do not overlap, so
-    that their rows can be taken apart as views and each part's rows computed alone."""
+    """Whether `x` and `out` (where given) are C-contiguous arrays of one shape that do not overlap (or are one
+    array), so that their rows can be taken apart as views and each part's rows computed alone."""
     if not x.flags.c_contiguous:
         return False
-    return out is None or (out.shape == x.shape and out.flags.c_contiguous and not np.may_share_memory(x, out))
+    if out is None or out is x:  # in place, each part's rows are its own
+        return True
+    return out.shape == x.shape and out.flags.c_contiguous and not np.may_share_memory(x, out)
 
 
 def _softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
@@ -253,10 +255,12 @@ def scaled(s: np.ndarray, d_k: int, scale: float | None = None, out: np.ndarray 
     `out` when given (which may be `s` itself).
 
     √d_k is a Python float, so float32 scores stay float32 (a numpy float64 would promote them).
+    Many rows are scaled in parts at once, as softmax's are.
     """
-    if scale is None:
-        return np.divide(s, math.sqrt(d_k), out=out)
-    return np.multiply(s, scale, out=out)
+    operation, by = (np.divide, math.sqrt(d_k)) if scale is None else (np.multiply, scale)
+    y = np.empty(s.shape, np.result_type(s, by)) if out is None else out
+    _by_rows(lambda rows, into: operation(rows, by, out=into), s, y)
+    return y
 
 
 def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from attncli import parts
-from attncli.attention import causal_mask, layer_norm, masked_softmax, rms_norm, softmax
+from attncli.attention import causal_mask, layer_norm, masked_softmax, rms_norm, scaled, softmax
 from attncli.parts import in_parts
 from attncli.transformer import gelu, gelu_tanh, silu
 
@@ -134,3 +134,16 @@ def test_norms_in_parts_are_every_row_alone(four_cores, shape):
         assert_array_equal(norm(x), alone)
     alone = np.concatenate([rms_norm(rows[i : i + 1], gain, 1e-6) for i in range(len(rows))]).reshape(shape)
     assert_array_equal(rms_norm(x, gain, 1e-6), alone)
+
+
+def test_scores_scaled_in_parts_in_place_or_not_are_every_row_alone(four_cores):
+    s = np.random.default_rng(9).normal(size=(12, 300, 300)).astype(np.float32) * 20
+    rows = s.reshape(-1, 300)
+    for d_k, scale in ((64, None), (64, np.float32(0.3)), (80, 0.125)):
+        alone = np.concatenate([scaled(rows[i : i + 1], d_k, scale) for i in range(len(rows))]).reshape(s.shape)
+        assert_array_equal(scaled(s, d_k, scale), alone)
+        in_place = s.copy()
+        assert scaled(in_place, d_k, scale, out=in_place) is in_place
+        assert_array_equal(in_place, alone)
+    in_place = s.copy()
+    assert_array_equal(softmax(in_place, out=in_place), softmax(s))
