@@ -13,7 +13,7 @@ import functools
 import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = ["in_parts"]
 
@@ -42,10 +42,12 @@ def _helpers() -> ThreadPoolExecutor | None:
 
 def in_parts(work: Callable[[slice], None], count: int, least: int) -> None:
     """work(part) for consecutive parts (slices) that cover range(count), at once: the first on this
-    thread, the rest on helper threads. Each part holds at least `least` items (fewer parts where
-    there are not that many, and one, on this thread alone, for fewer than 2 · least), so that
-    small work is not handed over for less than the hand-over costs. `work` must not call in_parts
-    itself: its helpers would wait on each other."""
+    thread, the rest on helper threads, or on this one where it is done first and a helper has not
+    yet begun one (a helper waiting for a core that another process holds would otherwise hold this
+    thread up). Each part holds at least `least` items (fewer parts where there are not that many,
+    and one, on this thread alone, for fewer than 2 · least), so that small work is not handed over
+    for less than the hand-over costs. `work` must not call in_parts itself: its helpers would wait
+    on each other."""
     helpers = _helpers()
     parts = 1 if helpers is None else max(1, min(_cores(), count // max(least, 1)))
     if parts == 1:
@@ -53,9 +55,16 @@ def in_parts(work: Callable[[slice], None], count: int, least: int) -> None:
         return
     bounds = [count * i // parts for i in range(parts + 1)]
     pieces = [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
-    rest = [helpers.submit(work, piece) for piece in pieces[1:]]
+    handed = [(helpers.submit(work, piece), piece) for piece in pieces[1:]]
     try:
         work(pieces[0])
-    finally:
-        for future in rest:
+        for future, piece in reversed(handed):  # the last handed over are the likeliest not to have begun
+            if future.cancel():
+                work(piece)
+    finally:  # on an error too: none may go on writing into the caller's arrays
+        for future, _ in handed:
+            future.cancel()
+        wait([future for future, _ in handed])
+    for future, _ in handed:
+        if not future.cancelled():
             future.result()

@@ -40,19 +40,41 @@ def test_the_parts_cover_every_item_once_in_order(count, least):
     assert all(part.stop - part.start >= least for part in seen) or len(seen) == 1
 
 
-def test_parts_run_on_threads_of_their_own_and_small_work_on_this_one(four_cores):
-    threads = {}
+def test_parts_run_at_once_on_helper_threads_and_small_work_on_this_one(four_cores):
+    threads, another_ran = {}, threading.Event()
 
     def work(part: slice) -> None:
         threads[part.start] = threading.get_ident()
+        if part.start:
+            another_ran.set()
+        else:  # the first part, on this thread, lasts until a helper has run another meanwhile
+            assert another_ran.wait(10)
 
     in_parts(work, 400, 100)
-    assert len(threads) == 4
+    assert sorted(threads) == [0, 100, 200, 300]
     assert threads[0] == threading.get_ident()
-    assert threading.get_ident() not in {threads[100], threads[200], threads[300]}
+    assert set(threads.values()) - {threading.get_ident()}
     threads.clear()
-    in_parts(work, 199, 100)
+    in_parts(lambda part: threads.update({part.start: threading.get_ident()}), 199, 100)
     assert threads == {0: threading.get_ident()}
+
+
+def test_parts_no_helper_has_begun_are_run_on_this_thread(four_cores):
+    """With every helper busy elsewhere, the caller does the work itself rather than wait for them."""
+    busy, release = threading.Barrier(4), threading.Event()
+
+    def hold() -> None:
+        busy.wait(10)
+        release.wait(10)
+
+    held = [parts._helpers().submit(hold) for _ in range(3)]
+    busy.wait(10)  # the three helpers are each held
+    threads = {}
+    in_parts(lambda part: threads.update({part.start: threading.get_ident()}), 400, 100)
+    release.set()
+    for future in held:
+        future.result()
+    assert threads == dict.fromkeys([0, 100, 200, 300], threading.get_ident())
 
 
 def test_a_process_told_to_use_one_thread_runs_its_parts_on_it(monkeypatch):
