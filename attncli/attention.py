@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attncli.parts import in_parts
+
 if TYPE_CHECKING:
     from attncli.experts import Routing
     from attncli.transformer import ResidualParts
@@ -89,14 +91,42 @@ __all__ = [
 ]
 
 
+# Elements of softmax's input below which it runs on one thread: a part's hand-over to another thread
+# costs tens of microseconds, the time softmax takes over about this many.
+_PARTED_SOFTMAX = 1 << 16
+
+
 def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
     """exp(x) / sum(exp(x)) along `axis`, same shape as `x`; written into `out` when given,
     as numpy's ufuncs do, and cast to its dtype (the forward pass puts each layer's weights
     straight into its slice of the [L, h, T, T] stack instead of copying them there).
 
     Subtracting the row maximum first cancels in the ratio but keeps exp from
-    overflowing, so scores of any size give finite probabilities.
+    overflowing, so scores of any size give finite probabilities. A large input, softmax taken
+    along its last axis, is cut into parts of whole rows computed at once (parts.in_parts): the
+    same numbers, row by row, on every core.
     """
+    x = np.asarray(x)
+    if x.size < _PARTED_SOFTMAX or x.ndim < 2 or axis not in (-1, x.ndim - 1) or not _rows_apart(x, out):
+        return _softmax(x, axis, out)
+    e = np.empty(x.shape, np.result_type(x, np.float32)) if out is None else out
+    rows, into = x.reshape(-1, x.shape[-1]), e.reshape(-1, x.shape[-1])  # [n, T] views
+    in_parts(lambda part: _softmax(rows[part], -1, into[part]), len(rows), _PARTED_SOFTMAX // x.shape[-1])
+    return e
+
+
+def _rows_apart(x: np.ndarray, out: np.ndarray | None) -> bool:
+    """Whether `x` and `out` (where given) are C-contiguous arrays of one shape that do not overlap (or are one
+    array), so that their rows can be taken apart as views and each part's rows computed alone."""
+    if not x.flags.c_contiguous:
+        return False
+    if out is None or out is x:  # in place, each part's rows are its own
+        return True
+    return out.shape == x.shape and out.flags.c_contiguous and not np.may_share_memory(x, out)
+
+
+def _softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
+    """softmax's numbers, on this thread."""
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out, dtype=np.result_type(x, np.float32))
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
@@ -113,9 +143,27 @@ def masked_softmax(
     With `sinks` (one logit per head, [h, 1, 1] against x [h, T, T]), each row's softmax runs over
     its keys and one more logit, the head's sink, which then is dropped (GPT-OSS's learned attention
     sinks): a row's weights sum to 1 less the sink's share, and a row with no key allowed is all 0.
+
+    Heads [h, T, T] of many elements are computed in parts of whole heads at once, as softmax's rows are.
     """
     if mask is None and sinks is None:
         return softmax(x, out=out)
+    head_sinks = sinks is None or (sinks.ndim == 3 and len(sinks) == len(x))
+    if x.ndim != 3 or x.size < _PARTED_SOFTMAX or not head_sinks or not _rows_apart(x, out):
+        return _masked_softmax(x, mask, out, sinks)
+    e = np.empty(x.shape, np.result_type(x, np.float32)) if out is None else out
+
+    def heads(part: slice) -> None:
+        _masked_softmax(x[part], mask, e[part], None if sinks is None else sinks[part])
+
+    in_parts(heads, len(x), _PARTED_SOFTMAX // x[0].size)
+    return e
+
+
+def _masked_softmax(
+    x: np.ndarray, mask: np.ndarray | None, out: np.ndarray | None = None, sinks: np.ndarray | None = None
+) -> np.ndarray:
+    """masked_softmax's numbers, on this thread."""
     allowed = np.ones(x.shape[-2:], dtype=bool) if mask is None else mask
     empty = ~allowed.any(axis=-1)  # [T] rows that may attend to nothing
     top = np.max(x, axis=-1, keepdims=True, where=allowed, initial=-np.inf)  # [..., T, 1] over allowed keys
@@ -209,10 +257,12 @@ def scaled(s: np.ndarray, d_k: int, scale: float | None = None, out: np.ndarray 
     `out` when given (which may be `s` itself).
 
     √d_k is a Python float, so float32 scores stay float32 (a numpy float64 would promote them).
+    Many rows are scaled in parts at once, as softmax's are.
     """
-    if scale is None:
-        return np.divide(s, math.sqrt(d_k), out=out)
-    return np.multiply(s, scale, out=out)
+    operation, by = (np.divide, math.sqrt(d_k)) if scale is None else (np.multiply, scale)
+    y = np.empty(s.shape, np.result_type(s, by)) if out is None else out
+    _by_rows(lambda rows, into: operation(rows, by, out=into), s, y)
+    return y
 
 
 def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:
@@ -221,10 +271,17 @@ def soft_cap(s: np.ndarray, cap: float) -> np.ndarray:
 
 
 def rms_norm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
-    """x / √(mean(x²) + eps) · gain over the last axis: [..., n] -> [..., n] (no centring, no shift)."""
-    y = x * (1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps))
-    y *= gain
+    """x / √(mean(x²) + eps) · gain over the last axis: [..., n] -> [..., n] (no centring, no shift). Many
+    rows are normed in parts at once, as softmax's are."""
+    y = np.empty(x.shape, x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)  # as x · 1/√(mean(x²) + eps)
+    _by_rows(lambda rows, out: _rms_norm(rows, gain, eps, out), x, y)
     return y
+
+
+def _rms_norm(x: np.ndarray, gain: np.ndarray, eps: float, out: np.ndarray) -> None:
+    """rms_norm's numbers, written into `out`, on this thread."""
+    np.multiply(x, 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps), out=out)
+    out *= gain
 
 
 def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
@@ -233,20 +290,38 @@ def layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, 
 
     The mean and the variance are summed in float64 (the rest is in x's precision): a post-norm
     encoder normalises after every sublayer, and float32 sums put its attention half as far again
-    from the truth (transformers' float64 run) as transformers' own float32 run.
+    from the truth (transformers' float64 run) as transformers' own float32 run. Many rows are
+    normed in parts at once, as softmax's are.
     """
-    dtype = np.result_type(x, *(part for part in (gain, bias) if part is not None))
+    y = np.empty(x.shape, np.result_type(x, *(part for part in (gain, bias) if part is not None)))
+    _by_rows(lambda rows, out: _layer_norm(rows, gain, bias, eps, out), x, y)
+    return y
+
+
+def _layer_norm(x: np.ndarray, gain: np.ndarray | None, bias: np.ndarray | None, eps: float, out: np.ndarray) -> None:
+    """layer_norm's numbers, written into `out` (of their dtype), on this thread."""
     mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    y = np.subtract(x, mean.astype(dtype), dtype=dtype)
+    y = np.subtract(x, mean.astype(out.dtype), out=out, dtype=out.dtype)
     variance = np.mean(np.square(y), axis=-1, keepdims=True, dtype=np.float64)  # [..., 1]
-    deviation = np.sqrt(variance + eps).astype(dtype)
+    deviation = np.sqrt(variance + eps).astype(out.dtype)
     # In place from here: a new [..., n] array a step would be as many more allocations and passes.
     y /= deviation
     if gain is not None:
         y *= gain
     if bias is not None:
         y += bias
-    return y
+
+
+def _by_rows(compute, x: np.ndarray, out: np.ndarray) -> None:
+    """compute(x, out), a function of each row of `x` [..., n] alone that writes its rows into `out` [..., n]: for
+    many rows, in parts of whole rows at once (parts.in_parts); else, or where the arrays' rows are not plain
+    views, on this thread."""
+    x = np.asarray(x)
+    if x.size < _PARTED_SOFTMAX or x.ndim < 2 or not _rows_apart(x, out):
+        compute(x, out)
+        return
+    rows, into = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1])  # [m, n] views
+    in_parts(lambda part: compute(rows[part], into[part]), len(rows), _PARTED_SOFTMAX // x.shape[-1])
 
 
 # The settings of each RoPE scaling a Rope's JSON carries, in their order.

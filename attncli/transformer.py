@@ -61,6 +61,7 @@ from attncli.attention import layer_norm as _layer_norm
 from attncli.attention import value_norms as value_norms_of
 from attncli.errors import DataError
 from attncli.experts import MixtureConfig, Routing, clamped_swiglu, combine, route, sigmoid, top_k_softmax
+from attncli.parts import in_parts
 
 __all__ = [
     "ACTIVATIONS",
@@ -127,12 +128,17 @@ _BLOCK = 1 << 15
 
 
 def _blockwise(f, x: np.ndarray) -> np.ndarray:
-    """f(x) for an elementwise `f`, computed _BLOCK elements at a time (as float32 at least)."""
+    """f(x) for an elementwise `f`, computed _BLOCK elements at a time (as float32 at least), the blocks
+    shared among the cores (parts.in_parts)."""
     x = np.asarray(x, dtype=np.result_type(x, np.float32))
     flat = x.reshape(-1)
     y = np.empty_like(flat)
-    for start in range(0, flat.size, _BLOCK):
-        y[start : start + _BLOCK] = f(flat[start : start + _BLOCK])
+
+    def blocks(part: slice) -> None:  # of block numbers
+        for start in range(part.start * _BLOCK, min(part.stop * _BLOCK, flat.size), _BLOCK):
+            y[start : start + _BLOCK] = f(flat[start : start + _BLOCK])
+
+    in_parts(blocks, -(-flat.size // _BLOCK), 2)
     return y.reshape(x.shape)
 
 

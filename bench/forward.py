@@ -7,7 +7,8 @@ Prints "TOKENS MILLISECONDS" for texts of 128 and 512 tokens: the best of ten ru
 warm-up, with each library's default threads. The texts are the checkpoint's texts.json
 when it has one (the decoder benchmark's), else "word" repeated between [CLS] and [SEP]
 (all-MiniLM-L6-v2). Both sides compute in float32; attncli's layers are read once and kept,
-as torch's are, so that reading them from disk is not part of the time.
+as torch's are, so that reading them from disk is not part of the time; attncli's OpenBLAS and
+allocator are set as the attncli command sets them.
 """
 
 import json
@@ -37,6 +38,13 @@ def best_of(run) -> float:
 
 
 def numpy_forward(directory: str) -> None:
+    import os
+
+    from attncli import _BLAS_SPIN
+
+    # As the attncli command does, before numpy loads OpenBLAS: idle BLAS threads that spin for a tenth of a
+    # second after each product take a core from the softmax and activations that run between products.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _BLAS_SPIN)
     from attncli.allocator import keep_freed_memory, no_huge_pages
     from attncli.models import load_model
 

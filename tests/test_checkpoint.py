@@ -18,7 +18,7 @@ from helpers import (
     copy_fixture,
     edit_tensors,
 )
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from safetensors import deserialize, safe_open
 from safetensors.numpy import load_file, save_file
 
@@ -222,6 +222,29 @@ def test_a_part_of_a_tensor_is_read_alone_as_its_whole_reads_it(tmp_path, dtype)
     assert tensors.headers().part("experts", 2).shape == (3, 4)
     with pytest.raises(IndexError):
         tensors.part("experts", 5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_rows_looked_up_are_the_table_s_rows_in_the_order_asked(tmp_path, dtype):
+    """A text's rows of an embedding table, read from the file opened once, in any order, repeated or none;
+    a row past the table is refused by its number, and a NaN in a row asked for by the tensor's name."""
+    from attncli.checkpoint import TensorFile
+
+    table = np.random.default_rng(1).normal(size=(300, 7)).astype(dtype)
+    save_file({"table": table}, tmp_path / "model.safetensors")
+    rows = TensorFile.open(tmp_path).rows("table")
+    ids = np.array([5, 0, 299, 5, 17])
+    looked_up = rows[ids]
+    assert looked_up.dtype == np.float32
+    assert_array_equal(looked_up, table[ids].astype(np.float32))
+    assert_array_equal(rows[np.array(3)], table[[3]].astype(np.float32))
+    assert rows[np.array([], dtype=np.intp)].shape == (0, 7)
+    with pytest.raises(IndexError, match="row 300 of table"):
+        rows[np.array([1, 300])]
+    table[17, 2] = np.nan
+    save_file({"table": table}, tmp_path / "model.safetensors")
+    with pytest.raises(DataError, match="tensor table holds NaN"):
+        TensorFile.open(tmp_path).rows("table")[ids]
 
 
 def test_mxfp4_is_two_fp4_codes_a_byte_low_nibble_first_times_two_to_the_scale_less_127():
