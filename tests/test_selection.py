@@ -169,7 +169,8 @@ def test_a_streamed_document_holds_one_layer_at_a_time_not_the_stack(monkeypatch
     finally:
         tracemalloc.stop()
     assert written > 0
-    assert peak < 1.5 * layer < len(run.layers) * layer  # the stack would be 4 layers, and one more in flight
+    # less than two layers (the masks and parts in flight on each core besides), where the stack would be 4 and one more
+    assert peak < 2 * layer < len(run.layers) * layer
 
 
 def test_a_reader_that_stops_early_lets_the_pass_end(llama):
