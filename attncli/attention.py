@@ -834,13 +834,22 @@ class Selection:
     layers: tuple[int, ...] | None = None
     heads: tuple[int, ...] | None = None
 
+    def __post_init__(self):
+        for kept in (self.layers, self.heads):
+            if kept is not None and (not kept or list(kept) != sorted(set(kept)) or kept[0] < 0):
+                raise ValueError(f"a selection keeps indices in increasing order, at least one: not {kept}")
+
     def kept_layers(self, count: int) -> tuple[int, ...]:
         """The layers kept of a model's `count`."""
-        return tuple(range(count)) if self.layers is None else self.layers
+        return tuple(range(count)) if self.layers is None else _within(self.layers, count)
 
     def kept_heads(self, count: int) -> tuple[int, ...]:
         """The heads kept of each layer's `count`."""
-        return tuple(range(count)) if self.heads is None else self.heads
+        return tuple(range(count)) if self.heads is None else _within(self.heads, count)
+
+    def fits(self, layers: int, heads: int) -> bool:
+        """Whether a model of `layers` layers of `heads` heads has every layer and head kept."""
+        return all(kept is None or kept[-1] < count for kept, count in ((self.layers, layers), (self.heads, heads)))
 
     @property
     def everything(self) -> bool:
@@ -849,6 +858,12 @@ class Selection:
 
 
 EVERYTHING = Selection()
+
+
+def _within(kept: tuple[int, ...], count: int) -> tuple[int, ...]:
+    if kept[-1] >= count:
+        raise ValueError(f"a selection of {kept} of {count}")
+    return kept
 
 
 @dataclass(eq=False, repr=False)

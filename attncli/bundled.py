@@ -206,12 +206,19 @@ class SampleModel:
         return replace(trace, weights=weights, value_norms=norms)
 
     def run_many(
-        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+        self,
+        texts: list[list[Token]],
+        norms: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
     ) -> list[np.ndarray]:
         """One text at a time: the sample model is one small layer, with nothing to gain from packing. `on_layer`
-        is called once, after all of them."""
+        is called once, after all of them; the `selection`'s heads are kept."""
         attention = [
-            self.run(tokens, value_norms=True).norms if norms else self.run(tokens).weights for tokens in texts
+            self.run(tokens, value_norms=True, selection=selection).norms
+            if norms
+            else self.run(tokens, selection=selection).weights
+            for tokens in texts
         ]
         if on_layer is not None:
             on_layer(1, 1)

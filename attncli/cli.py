@@ -242,7 +242,7 @@ KeptHeadsOpt = Annotated[
 ]
 DtypeOpt = Annotated[
     WrittenType,
-    typer.Option("--dtype", help="How JSON, CSV and NPZ write the weights: float16 halves NPZ files, to within 1e-3."),
+    typer.Option("--dtype", help="How NPZ stores the weights: float16 halves the file, to within 1e-3."),
 ]
 HeadOpt = Annotated[
     int | None,
@@ -700,23 +700,32 @@ def heatmap(
 
     Example: attncli heatmap "The cat sat on the mat" --model minilm --layer 2 --no-values
     """
-    selection = commands.selection(model.info, layers, heads)
+    selection = _kept(model, layers, heads, output)
     streamed = _written_as_made(output, dtype)
     written = None if dtype == WrittenType.float32 else dtype.value
     result = commands.heatmap(_text(text), model, layer, head, max_tokens, measure, selection, streamed, written)
     write(result, output, values=values, scale=scale, **windows)
 
 
+def _kept(model: Model, layers: str | None, heads: str | None, output: Output):
+    """The selection --layers and --heads name; refused with an interactive page, which shows every layer and head."""
+    selection = commands.selection(model.info, layers, heads)
+    if not selection.everything and output.export is not None and output.export.suffix.lower() == ".html":
+        raise BadInput("the --export page shows every layer and head: give no --layers or --heads, or export an .svg")
+    return selection
+
+
 def _written_as_made(output: Output, dtype: "WrittenType") -> bool:
     """Whether a document of the attention alone can be written as the pass makes it, a layer at a time: a JSON,
-    CSV or NPZ document with no picture, which would need every layer at once. Refuses a `dtype` for a view."""
-    document = output.format in (Format.json, Format.csv, Format.npz)
-    if dtype != WrittenType.float32 and not document:
+    CSV or NPZ document with no picture, which would need every layer at once. Refuses float16 but for NPZ (JSON and
+    CSV write a float16 with float32's digits: no shorter)."""
+    if dtype != WrittenType.float32 and output.format != Format.npz:
         raise BadInput(
-            "{dtype} {value} is how documents write the weights: use it with {format} json, csv or npz",
+            "{dtype} {value} is how NPZ stores the weights: use it with {format} npz (JSON and CSV: {precision} 3 "
+            "rounds them)",
             value=dtype.value,
         )
-    return document and output.export is None
+    return output.format in (Format.json, Format.csv, Format.npz) and output.export is None
 
 
 @app.command()
@@ -893,7 +902,7 @@ def query(
     --model minilm
     """
     window = _window(keys, "--keys")
-    selection = commands.selection(model.info, layers, heads)
+    selection = _kept(model, layers, heads, output)
     result = commands.query(_text(text), model, token, include_special, to, max_tokens, measure, selection)
     write(result, output, top=top, keys=window)
 
@@ -920,7 +929,7 @@ def model_command(
     Example: attncli model "The cat sat on the mat" --model minilm --layers 4-5
     """
     _written_as_made(output, dtype)  # the grid's picture needs every layer kept: written whole
-    selection = commands.selection(model.info, layers, heads)
+    selection = _kept(model, layers, heads, output)
     written = None if dtype == WrittenType.float32 else dtype.value
     result = commands.model_grid(_text(text), model, max_tokens, measure, selection, written)
     write(result, output, scale=scale, **windows)
@@ -1449,7 +1458,7 @@ class _Reported:
 
         def on_layer(done: int, layers: int) -> None:
             rate.update(time.monotonic(), done)
-            progress.update(task, completed=done, description=f"{step}layer {done}/{layers}")
+            progress.update(task, completed=done, total=layers, description=f"{step}layer {done}/{layers}")
 
         with _shown_after(progress, SHOW_AFTER - (time.monotonic() - self.began)):
             return self.reported.run(tokens, *args, on_layer=on_layer, **kwargs)

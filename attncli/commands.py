@@ -138,13 +138,16 @@ def run(
     selection: Selection = EVERYTHING,
     streamed: bool = False,
     dtype: str | None = None,
+    streamable: bool = False,
 ) -> AttentionRun:
     """Tokenize `text` and run `model` on it, keeping every layer's attention weights (of the `selection`'s
     layers and heads), and with `steps` every intermediate (Q, K, V, scores ...) as explain shows them. With
     `measure` norms, the run's attention is their ‖α_ij v_j W_O^h‖ (attention.weighted_value_norms), the
     weights kept too. `streamed`: for a document of the attention alone, none is kept, the pass handing it on
-    a layer at a time as the document is written (the run's `stream`); `dtype` is how documents write it."""
-    return _run(text, _tokens(text, model, max_tokens), model, steps, _measure(measure), selection, streamed, dtype)
+    a layer at a time as the document is written (the run's `stream`; `streamable`: where it could be, which the
+    memory budget's message says); `dtype` is how documents write it."""
+    tokens = _tokens(text, model, max_tokens)
+    return _run(text, tokens, model, steps, _measure(measure), selection, streamed, dtype, streamable)
 
 
 def _run(
@@ -156,11 +159,12 @@ def _run(
     selection: Selection = EVERYTHING,
     streamed: bool = False,
     dtype: str | None = None,
+    streamable: bool = False,
 ) -> AttentionRun:
     """Run `model` on the `tokens` of `text` (see `run`), refused where their attention would pass the memory
-    budget."""
+    budget (`streamable`: where it is, the message says a document could be written a layer at a time)."""
     norms = measure == Measure.norms
-    _check_memory(model.info, len(tokens), steps, norms, selection, streamed)
+    _check_memory(model.info, len(tokens), steps, norms, selection, streamed, streamable)
     if not streamed:
         trace = model.run(tokens, steps, value_norms=norms, selection=selection)
         return AttentionRun(text, tokens, model.info, trace, measure.value, selection, dtype=dtype)
@@ -172,7 +176,7 @@ def _run(
     def forward(hand_on) -> None:
         model.run(tokens, False, value_norms=norms, selection=selection, on_attention=hand_on)
 
-    layer = shape[1] * shape[2] * shape[3] * info.itemsize
+    layer = (info.heads + shape[1]) * shape[2] * shape[3] * info.itemsize  # a layer's scores, and the heads kept
     stream = LayerStream(shape, forward, norms, ahead=4 * layer <= memory_budget())  # 2 layers: at most half of it
     return AttentionRun(text, tokens, info, None, measure.value, selection, stream, dtype)
 
@@ -215,44 +219,69 @@ def _check_memory(
     norms: bool = False,
     selection: Selection = EVERYTHING,
     streamed: bool = False,
+    streamable: bool = False,
 ) -> None:
     """Refuse, with the figure and a selection of layers that would fit, a run whose attention tensors would
-    pass the memory budget."""
+    pass the memory budget (and, where a document of its attention could be written a layer at a time,
+    `streamable`, say so)."""
     square = tokens * tokens * info.itemsize  # one head's [T, T]
     layers, heads = len(selection.kept_layers(info.layers)), len(selection.kept_heads(info.heads))
     in_flight = info.heads * square  # a layer's scores, turned into its weights in place, as it runs
     kept_layer = heads * square * (2 if norms else 1)  # a kept layer's weights (with norms, its norms too)
+    handed = 0 if selection.heads is None else kept_layer  # streamed: the kept heads' copy, besides the layer
+    kept = handed if streamed else layers * kept_layer
     # with steps, every layer's scores, scaled scores and weights, plus the stacked weights
-    needed = 4 * info.layers * info.heads * square if steps else in_flight + (0 if streamed else layers * kept_layer)
+    needed = 4 * info.layers * info.heads * square if steps else in_flight + kept
     budget = memory_budget()
     if needed <= budget:
         return
     fit = 0 if steps or streamed else (budget - in_flight) // kept_layer
-    if fit >= 1:
-        first = selection.kept_layers(info.layers)[0]
+    needed, budget, first = round(needed / 2**20), round(budget / 2**20), selection.kept_layers(info.layers)[0]
+    shape, word = f"{layers} layers × {heads} heads × {tokens}²", "layer" if fit == 1 else "layers"
+    if fit >= 1 and streamable:  # heatmap: its documents can be written a layer at a time
         raise BadInput(
             "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
-            "MB; keep {fit} layers with {layers} {first}:{end} (or fewer heads with {heads}), write them to a file a "
-            "layer at a time with {format} npz, or raise ATTNCLI_MEMORY_BUDGET (MB)",
+            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), write them to a "
+            "file a layer at a time with {format} npz, or raise ATTNCLI_MEMORY_BUDGET (MB)",
             tokens=tokens,
-            needed=round(needed / 2**20),
-            budget=round(budget / 2**20),
-            shape=f"{layers} layers × {heads} heads × {tokens}²",
+            needed=needed,
+            budget=budget,
             fit=fit,
+            layer_word=word,
             first=first,
             end=first + fit,
+            shape=shape,
             layers=Parameter("layers"),
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
         )
-    layers, heads = (info.layers, info.heads) if steps or streamed else (layers, heads)
+    if fit >= 1:
+        raise BadInput(
+            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
+            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), or raise "
+            "ATTNCLI_MEMORY_BUDGET (MB)",
+            tokens=tokens,
+            needed=needed,
+            budget=budget,
+            fit=fit,
+            layer_word=word,
+            first=first,
+            end=first + fit,
+            shape=shape,
+            layers=Parameter("layers"),
+            heads=Parameter("kept_heads"),
+        )
+    if steps:  # every step of every head of every layer
+        shape = f"{info.layers} layers × {info.heads} heads × {tokens}²"
+    elif streamed:  # every head of the one layer in flight
+        shape = f"a layer of {info.heads} heads × {tokens}²"
     raise BadInput(
         "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} MB; "
         "shorten the text or raise ATTNCLI_MEMORY_BUDGET (MB)",
         tokens=tokens,
-        needed=round(needed / 2**20),
-        budget=round(budget / 2**20),
-        shape=f"{layers} layers × {heads} heads × {tokens}²",
+        needed=needed,
+        budget=budget,
+        shape=shape,
     )
 
 
@@ -272,7 +301,8 @@ def heatmap(
     see `run`."""
     layer = selection.kept_layers(model.info.layers)[0] if layer is None else layer
     _check_layer_and_head(model.info, layer, head, selection)
-    return HeatmapResult(run(text, model, max_tokens, False, measure, selection, streamed, dtype), layer, head)
+    result = run(text, model, max_tokens, False, measure, selection, streamed, dtype, streamable=True)
+    return HeatmapResult(result, layer, head)
 
 
 def explain(
@@ -613,14 +643,14 @@ def statistics_of_many(
     """Each text's head statistics (as heads computes them for one text, to float32 rounding; of the
     `selection`'s layers and heads), or the error it gave; the texts run packed together, up to PACK_TOKENS
     tokens a forward pass."""
-    layers, heads = list(selection.kept_layers(model.info.layers)), list(selection.kept_heads(model.info.heads))
+    layers = selection.kept_layers(model.info.layers)
     norms = _measure(measure) == Measure.norms
     results: list = [None] * len(texts)
     packs, pack, size = [], [], 0
     for index, text in enumerate(texts):
         try:
             tokens = _tokens(text, model, max_tokens)
-            _check_memory(model.info, len(tokens), False, norms)
+            _check_memory(model.info, len(tokens), False, norms, selection)
         except AttncliError as error:
             results[index] = error
             continue
@@ -632,7 +662,7 @@ def statistics_of_many(
     packs += [pack] if pack else []
     for pack in packs:
         try:
-            attention = model.run_many([tokens for _, tokens in pack], norms=norms)
+            attention = model.run_many([tokens for _, tokens in pack], norms=norms, selection=selection)
         except AttncliError as error:
             if len(pack) == 1:
                 results[pack[0][0]] = error
@@ -640,8 +670,7 @@ def statistics_of_many(
                 packs += [[entry] for entry in pack]
             continue
         for (index, tokens), values in zip(pack, attention, strict=True):
-            kept = values if selection.everything else values[layers][:, heads]  # [L', h', T, T]
-            results[index] = _statistics(kept, tokens, model.info, norms, tuple(layers))
+            results[index] = _statistics(values, tokens, model.info, norms, layers)  # [L', h', T, T] each
     return results
 
 
@@ -929,7 +958,10 @@ def check(
             "{source} is for the text {saved!r}, not {text!r}", source=source, saved=saved_run.text, text=text
         )
     model = load_saved_model(saved_run.model, source)
-    result = run(text, model if shown is None else shown(model), measure=saved_run.measure)
+    selection = saved_run.selection
+    if not selection.fits(model.info.layers, model.info.heads):
+        raise BadInput("{source} keeps layers or heads its model does not have", source=source)
+    result = run(text, model if shown is None else shown(model), measure=saved_run.measure, selection=selection)
     if result.weights.shape != saved_run.attention.shape:
         raise BadInput(
             "{source} has attention of shape {saved}, but the model now gives {now}",

@@ -267,8 +267,8 @@ class _Counted:
         self.done += 1
         return trace
 
-    def run_many(self, texts: list[list[Token]], norms: bool = False):
-        attention = self.counted.run_many(texts, norms, on_layer=self._layers_of(len(texts)))
+    def run_many(self, texts: list[list[Token]], norms: bool = False, selection: Selection = EVERYTHING):
+        attention = self.counted.run_many(texts, norms, on_layer=self._layers_of(len(texts)), selection=selection)
         self.done += len(texts)
         return attention
 
@@ -413,7 +413,8 @@ def heads(
         raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
     parts = partitions(texts)
-    checkpoint = checkpoint_of(path, resume)
+    # A run of some layers and heads keeps no partial sums to resume: a resumed run's are every head's.
+    checkpoint = checkpoint_of(path, resume) if selection.everything else None
     with claimed(checkpoint):
         if resume:
             sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure)
@@ -476,7 +477,10 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
         layers, heads = model.get("layers"), model.get("heads")
         if any(values.shape != (layers, heads) for values in sums.sums.values()):
             raise BadInput(
-                "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads",
+                "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads (a run of "
+                "{layers} or {heads} keeps some, and cannot be merged)",
+                layers=Parameter("layers"),
+                heads=Parameter("kept_heads"),
                 what=given,
                 layer_count=layers,
                 head_count=heads,
@@ -691,6 +695,9 @@ def _large_output(
     if summary:
         shrink = "; {precision} 4 would write about {smaller}" if precision is None or precision > 4 else ""
         smaller = written(precision=4, summary=True)
+    elif not selection.everything:  # a summary is of every head: what shrinks a selection's is a smaller one
+        shrink = "; fewer {layers} or {kept_heads} would write less"
+        smaller = size
     else:
         shrink = (
             "; {summary} would write about {smaller} (or a smaller {max_tokens}, which leaves the longest lines out)"
@@ -700,7 +707,7 @@ def _large_output(
         "this run will write about {size} ({lines} lines{what})" + shrink + "; going on",
         size=_in_bytes(size),
         lines=f"{len(texts):,}",
-        what="" if summary else ", every head's attention",
+        what="" if summary else ", every head's attention" if selection.everything else ", the kept heads' attention",
         smaller=_in_bytes(smaller),
     )
 

@@ -221,11 +221,15 @@ class Model(Protocol):
         ...
 
     def run_many(
-        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+        self,
+        texts: list[list[Token]],
+        norms: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
     ) -> list[np.ndarray]:
         """Several texts' attention weights, each [L, h, T, T], as `run` gives them (to float32 rounding);
         with `norms`, their ‖α_ij v_j W_O^h‖ (the trace's `norms`) instead. With `on_layer`, on_layer(layers done,
-        layers) after each layer of the pass that runs them all."""
+        layers) after each layer of the pass that runs them all; with a `selection`, of its layers and heads alone."""
         ...
 
     @property
@@ -336,10 +340,15 @@ class CheckpointModel:
         ]
 
     def run_many(
-        self, texts: list[list[Token]], norms: bool = False, on_layer: Callable[[int, int], None] | None = None
+        self,
+        texts: list[list[Token]],
+        norms: bool = False,
+        on_layer: Callable[[int, int], None] | None = None,
+        selection: Selection = EVERYTHING,
     ) -> list[np.ndarray]:
         """Several texts packed into one forward pass (see transformer.forward_packed), with `norms` their
-        ‖α_ij v_j W_O^h‖ in place of the weights; with `on_layer`, on_layer(layers done, layers) after each layer."""
+        ‖α_ij v_j W_O^h‖ in place of the weights; with `on_layer`, on_layer(layers done, layers) after each layer; with
+        a `selection`, of its layers and heads alone."""
         from attncli.transformer import forward_packed
 
         for tokens in texts:
@@ -348,7 +357,9 @@ class CheckpointModel:
         rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
         embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
         with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
-            attention, output = forward_packed(ids, embeddings, self.config, self.weights, norms, on_layer=on_layer)
+            attention, output = forward_packed(
+                ids, embeddings, self.config, self.weights, norms, on_layer=on_layer, selection=selection
+            )
         self._check_finite(output)
         return attention
 

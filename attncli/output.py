@@ -6,6 +6,7 @@ standard output, were written, so a run that fails at any point leaves every exi
 it was. The view a result gets is attncli.views' to choose.
 """
 
+import contextlib
 import enum
 import io
 import itertools
@@ -373,9 +374,13 @@ def file_mode(path: Path) -> int:
 
 def write_stdout(data: bytes | Iterable[bytes]) -> None:
     """Write bytes, or pieces of them, to standard output; a reader that went away is PipeClosed,
-    any other failure (a full disk, a closed descriptor) one clear error."""
+    any other failure (a full disk, a closed descriptor) one clear error. Where standard output is a
+    regular file (a shell's > or >>) and making the pieces fails part way (a document written as a
+    forward pass makes it, whose pass fails), the file is cut back to where this output began: no
+    half a document left in it. A pipe's reader has had what it read; the exit code says it failed."""
     if sys.stdout is None:
         raise BadInput("standard output is closed; give {option} FILE", option=Parameter("path"))
+    start = _regular_file_offset(sys.stdout)
     try:
         for piece in [data] if isinstance(data, bytes) else _coalesced(data):
             if sys.stdout.buffer.write(piece) < len(piece):  # a pipe closed by its reader takes only part
@@ -385,6 +390,30 @@ def write_stdout(data: bytes | Iterable[bytes]) -> None:
         raise PipeClosed("standard output was closed") from None
     except OSError as error:
         raise BadInput(f"cannot write standard output: {error.strerror}") from None
+    except BaseException:
+        if start is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                os.ftruncate(sys.stdout.fileno(), start)
+        raise
+
+
+def _regular_file_offset(stream) -> int | None:
+    """Where the regular file `stream` writes to now (its end, for >>); None for anything else."""
+    import fcntl  # here, not at the top: only standard output asks
+    import stat
+
+    try:
+        descriptor = stream.fileno()
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        stream.flush()
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND:  # every write goes to the end
+            return status.st_size
+        return os.lseek(descriptor, 0, os.SEEK_CUR)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 # Pieces of output are gathered up to this many bytes before a write: unbuffered (PYTHONUNBUFFERED),

@@ -99,6 +99,13 @@ def _checked(layers: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         del layer  # before the next is made: see streamed
 
 
+def _place(kept: tuple[int, ...], index: int, what: str) -> int:
+    """Where the model's `index` (a layer or head) is among those a run `kept`, refused in one line where it is not."""
+    if index not in kept:
+        raise BadInput(f"{what} {index} is not among those the run kept: {', '.join(map(str, kept))}")
+    return kept.index(index)
+
+
 def _cast(layers: Iterable[np.ndarray], dtype: str) -> Iterator[np.ndarray]:
     """Each of `layers` in `dtype`, as it comes."""
     for layer in layers:
@@ -140,11 +147,11 @@ class AttentionRun:
 
     def layer(self, layer: int) -> np.ndarray:
         """[h', T, T] what the run's measure shows of model layer `layer` (one it kept), for its kept heads."""
-        return self.attention[self.layers.index(layer)]
+        return self.attention[_place(self.layers, layer, "layer")]
 
     def head(self, layer: int, head: int) -> np.ndarray:
         """[T, T] what the run's measure shows of `head` of `layer` (ones it kept)."""
-        return self.attention[self.layers.index(layer), self.heads.index(head)]
+        return self.attention[_place(self.layers, layer, "layer"), _place(self.heads, head, "head")]
 
     def selection_json(self) -> dict:
         """{"layers": [...], "heads": [...]}, the model's indices of what the attention's axes hold, for a run that

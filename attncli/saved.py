@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 
 from attncli.analysis import Measure
+from attncli.attention import EVERYTHING, Selection
 from attncli.errors import BadInput
 
 __all__ = ["SavedRun"]
@@ -22,7 +23,8 @@ _FIRST_ELEMENT = re.compile(rb"\s*([\[\]])")  # an array's first element opens, 
 _NEXT_ELEMENT = re.compile(rb"\s*(?:,\s*(\[)|(\]))")
 _EMPTY_ROW = re.compile(rb"\[\s*\]")
 _NUMBER_ROW_BYTES = b"0123456789.eE+-,[] \t\r\n"
-_READ_KEYS = ("text", "model", "attention")  # the top-level keys check reads: each must be there once
+# the top-level keys check reads: each must be there once
+_READ_KEYS = ("text", "model", "attention", "layers", "heads")
 _NOT_ATTENTION = "the attention array is not an array of layers, heads, queries and keys"
 
 
@@ -38,6 +40,7 @@ class SavedRun:
     model: dict  # as ModelInfo.to_json wrote it
     attention: np.ndarray  # [L, h, T, T] float64, every digit the document wrote (a sample model's are float64)
     measure: str = "weights"  # what the attention is: the weights, or "norms", their ‖α v W_O‖ (its "measure")
+    selection: Selection = EVERYTHING  # the layers and heads it kept (its "layers" and "heads")
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray, source: str) -> "SavedRun":
@@ -74,7 +77,20 @@ class SavedRun:
             raise damaged
         if measure not in tuple(Measure):
             raise damaged
-        return cls(text, model, attention, measure)
+        try:
+            selection = Selection(*(_indices(document.get(key)) for key in ("layers", "heads")))
+        except (TypeError, ValueError):
+            raise damaged from None
+        return cls(text, model, attention, measure, selection)
+
+
+def _indices(value) -> tuple[int, ...] | None:
+    """A document's list of layer or head indices as a Selection keeps them; None where it has none."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise TypeError("not a list of indices")
+    return tuple(value)
 
 
 def _saved_attention(data: bytes) -> tuple[int, int, np.ndarray] | None:

@@ -960,6 +960,7 @@ def forward_packed(
     weights: TransformerWeights,
     norms: bool = False,
     on_layer: Callable[[int, int], None] | None = None,
+    selection: Selection = EVERYTHING,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Several texts at once, packed end to end: each text attends only to itself (and its own
     positions, masks, RoPE and relative positions; a convolution beside the first layer runs along
@@ -967,35 +968,54 @@ def forward_packed(
     text at once, where BLAS is fast. Each text's attention weights [L, h, T, T] are what
     `forward` gives it, to float32 rounding (with `norms`, its ‖α_ij v_j W_O^h‖ in their place: the
     trace's `norms`); and the last layer's output [N, d], for the caller's check. With `on_layer`, on_layer(layers
-    done, layers) after each layer, as `forward` calls it.
+    done, layers) after each layer, as `forward` calls it; with a `selection`, only its layers and heads are kept
+    ([L', h', T, T] a text) and the pass stops after its last layer, as in `forward`.
     """
+    layers, heads = selection.kept_layers(config.layers), list(selection.kept_heads(config.heads))
+    slots = {layer: slot for slot, layer in enumerate(layers)}  # each kept layer's place among them
     lengths = [len(i) for i in ids]
     ends = np.cumsum(lengths)
     segments = [slice(int(end - length), int(end)) for end, length in zip(ends, lengths, strict=True)]
     x = np.concatenate([_inputs(i, e, config, weights)[0] for i, e in zip(ids, embeddings, strict=True)])
     positions = {n: layer_positions(config, n) for n in set(lengths)}
     relatives = {n: text_positions(config, weights, n) for n in set(lengths)}
-    attention = [np.empty((config.layers, config.heads, n, n), dtype=x.dtype) for n in lengths]
-    value_norms = [np.empty((config.layers, config.heads, n), dtype=x.dtype) for n in lengths] if norms else None
+    attention = [np.empty((len(layers), len(heads), n, n), dtype=x.dtype) for n in lengths]
+    value_norms = [np.empty((len(layers), len(heads), n), dtype=x.dtype) for n in lengths] if norms else None
+    # where a layer is not kept whole, its texts' weights (and norms) go first: [h, T, T] (and [h, T]) each
+    scratch = scratch_norms = None
     first = x  # the first layer's input, which a convolution beside it reads
-    for layer in range(len(weights.blocks)):
+    for layer in range(layers[-1] + 1):
         block = weights.blocks[layer]  # once the last is freed, as in forward
+        slot = slots.get(layer)
+        whole = slot is not None and selection.heads is None  # kept whole: written straight into its place
+        if scratch is None and not whole:
+            scratch = [np.empty((config.heads, n, n), dtype=x.dtype) for n in lengths]
+            scratch_norms = [np.empty((config.heads, n), dtype=x.dtype) for n in lengths] if norms else None
+        weights_out = [text[slot] for text in attention] if whole else scratch
+        norms_out = None
+        if value_norms is not None:
+            norms_out = [text[slot] for text in value_norms] if whole else scratch_norms
         output = packed_attention(
             attention_input(x, block, config),
             block.attention,
             config.attention_options,
             segments,
             [positions[n][layer] for n in lengths],
-            [weights_of_text[layer] for weights_of_text in attention],
+            weights_out,
             [relatives[n] for n in lengths],
-            None if value_norms is None else [norms_of_text[layer] for norms_of_text in value_norms],
+            norms_out,
         )
+        if slot is not None and not whole:  # the kept heads of the layer
+            for text, made in zip(attention, scratch, strict=True):
+                text[slot] = made[heads]
+            for text, made in zip(value_norms or [], scratch_norms or [], strict=True):
+                text[slot] = made[heads]
         x, _ = block_output(x, output, block, config)
         if layer == 0 and weights.convolution is not None:  # along each text's tokens alone
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
         del block
         if on_layer is not None:
-            on_layer(layer + 1, config.layers)
+            on_layer(layer + 1, layers[-1] + 1)
     if value_norms is not None:  # each text's weights become its norms in place: no second [L, h, T, T]
         for weights_of_text, norms_of_text in zip(attention, value_norms, strict=True):
             weighted_value_norms(weights_of_text, norms_of_text, out=weights_of_text)

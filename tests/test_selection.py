@@ -114,7 +114,9 @@ def test_the_view_draws_the_first_layer_kept_and_labels_heads_by_the_model(cli):
     [
         (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
         (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
-        (["--dtype", "float16"], "--dtype float16 is how documents write the weights: use it with --format"),
+        (["--dtype", "float16"], "--dtype float16 is how NPZ stores the weights: use it with --format npz"),
+        (["--dtype", "float16", "--json"], "(JSON and CSV: --precision 3 rounds them)"),
+        (["--layers", "1", "--export", "page.html"], "the --export page shows every layer and head"),
         (["--layers", "x"], "--layers 'x': give a slice such as 2:6"),
     ],
 )
@@ -133,8 +135,6 @@ def test_float16_documents_are_within_a_thousandth_and_npz_is_half_the_size(cli,
     assert half.dtype == np.float16 and full.dtype == np.float32
     assert np.abs(half.astype(np.float32) - full).max() <= 1e-3
     assert (tmp_path / "float16.npz").stat().st_size < 0.7 * (tmp_path / "float32.npz").stat().st_size
-    json16 = cli("heatmap", text, "--model", model, "--dtype", "float16", "--json").json()
-    assert np.array_equal(np.array(json16["attention"], dtype=np.float16), half)
 
 
 def test_over_the_budget_the_message_proposes_the_layers_that_fit(cli):
@@ -282,3 +282,54 @@ def test_heads_refuses_a_selection_it_cannot_keep_in_one_line(cli, tmp_path):
     out = tmp_path / "stats.json"
     resumed = cli("heads", "--file", str(lines), "--model", BERT, "--layers", "0", "-o", str(out), "--resume")
     assert resumed.code == 2 and "--resume continues a run of every layer and head" in resumed.stderr
+
+
+def test_an_svg_of_a_selection_draws_a_kept_head_by_its_number(cli, tmp_path):
+    figure = tmp_path / "head.svg"
+    run = cli("heatmap", TEXT, "--model", BERT, "--layers", "1", "--heads", "2:", "--export", str(figure))
+    assert run.code == 0, run.stderr
+    assert "layer 1, head 2" in figure.read_text(encoding="utf-8")
+
+
+def test_check_reruns_a_saved_selection(cli, tmp_path):
+    saved = tmp_path / "saved.json"
+    saved.write_text(cli("heatmap", TEXT, "--model", BERT, "--layers", "1", "--heads", "0,2", "--json").stdout)
+    run = cli("check", "--against", str(saved))
+    assert run.code == 0 and "passed" in run.stdout
+
+
+def test_heads_over_a_file_counts_the_budget_of_the_kept_layers_alone(cli, tmp_path):
+    model = str(FIXTURES / "llama")
+    lines = tmp_path / "lines.txt"
+    lines.write_text(" ".join([TEXT] * 20) + "\n", encoding="utf-8")
+    tokens = len(commands.tokenize(" ".join([TEXT] * 20), load_model(model)).tokens)
+    layer = load_model(model).info.heads * tokens * tokens * 4
+    budget = {"ATTNCLI_MEMORY_BUDGET": str(2.5 * layer / 2**20)}  # a layer in flight and one kept
+    refused = cli("heads", "--file", str(lines), "--model", model, env=budget)
+    assert (
+        refused.code != 0 and "keep 1 layer with --layers 0:1 (or fewer heads with --heads), or raise" in refused.stderr
+    )
+    assert cli("heads", "--file", str(lines), "--model", model, "--layers", "0:1", env=budget).code == 0
+
+
+def test_standard_output_into_a_file_is_cut_back_where_a_streamed_document_fails(tmp_path):
+    """A document written as the pass makes it, into a file by >>, whose pass fails at its second layer (a damaged
+    tensor, found as the layer is read): the file is left as it was before the command."""
+    import subprocess
+
+    from tests.helpers import ATTNCLI, copy_fixture, edit_tensors
+
+    model = copy_fixture(tmp_path, "gpt2")
+
+    def damaged(tensors: dict) -> dict:
+        name = "transformer.h.1.mlp.c_proj.weight"
+        return {**tensors, name: np.full_like(tensors[name], np.nan)}
+
+    edit_tensors(model, damaged)
+    out = tmp_path / "out.json"
+    out.write_bytes(b"before\n")
+    with out.open("ab") as appended:
+        args = [ATTNCLI, "heatmap", " ".join([TEXT] * 20), "--model", str(model), "--json"]
+        done = subprocess.run(args, stdout=appended, stderr=subprocess.PIPE, timeout=60, check=False)
+    assert done.returncode == 2 and b"NaN" in done.stderr
+    assert out.read_bytes() == b"before\n"
