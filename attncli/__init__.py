@@ -42,6 +42,8 @@ def interrupted_code() -> int:
 # machine (Pythia-410m's shape at 128 tokens, 1.73 s to NPZ at 28, 1.38 s at 16). 2^16 cycles
 # (tens of microseconds) still keeps them awake from one product to the next of a layer.
 _BLAS_SPIN = "16"
+# The signals that end a run, kept from the threads the libraries start (see main).
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def main() -> None:
@@ -58,7 +60,14 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _BLAS_SPIN)  # OpenBLAS reads it as the imports below load it
     gc.disable()
     try:
-        from attncli.cli import main as run
+        # Held while the imports start OpenBLAS's threads, which keep the mask they start with: a Ctrl-C
+        # the kernel gave one of them would leave this thread blocked in a read (of standard input, say)
+        # that nothing interrupts. Given back after, a signal that came meanwhile is raised here.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        try:
+            from attncli.cli import main as run
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
         gc.freeze()
         gc.enable()
