@@ -238,11 +238,13 @@ def _check_memory(
     fit = 0 if steps or streamed else (budget - in_flight) // kept_layer
     needed, budget, first = round(needed / 2**20), round(budget / 2**20), selection.kept_layers(info.layers)[0]
     shape, word = f"{layers} layers × {heads} heads × {tokens}²", "layer" if fit == 1 else "layers"
-    if fit >= 1 and streamable:  # heatmap: its documents can be written a layer at a time
+    if fit >= 1:
         raise BadInput(
             "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
-            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), write them to a "
-            "file a layer at a time with {format} npz, or raise ATTNCLI_MEMORY_BUDGET (MB)",
+            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), "
+            # heatmap's documents can be written a layer at a time
+            + ("write them to a file a layer at a time with {format} npz, " if streamable else "")
+            + "or raise ATTNCLI_MEMORY_BUDGET (MB)",
             tokens=tokens,
             needed=needed,
             budget=budget,
@@ -254,22 +256,6 @@ def _check_memory(
             layers=Parameter("layers"),
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
-        )
-    if fit >= 1:
-        raise BadInput(
-            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
-            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), or raise "
-            "ATTNCLI_MEMORY_BUDGET (MB)",
-            tokens=tokens,
-            needed=needed,
-            budget=budget,
-            fit=fit,
-            layer_word=word,
-            first=first,
-            end=first + fit,
-            shape=shape,
-            layers=Parameter("layers"),
-            heads=Parameter("kept_heads"),
         )
     if steps:  # every step of every head of every layer
         shape = f"{info.layers} layers × {info.heads} heads × {tokens}²"

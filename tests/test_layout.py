@@ -76,13 +76,17 @@ def test_layer_norm_without_a_shift_is_layer_norm_with_a_zero_shift(rng):
 
 
 def _message(node: ast.AST) -> tuple[str, bool]:
-    """The text of an error's message as written (string constants, + joined), and whether any of
-    it is an f-string or an expression, whose values would be read as a template's fields."""
+    """The text of an error's message as written (string constants, + joined, a clause chosen by a
+    conditional counted with both branches), and whether any of it is an f-string or an expression,
+    whose values would be read as a template's fields."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value, False
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         (left, dynamic_left), (right, dynamic_right) = _message(node.left), _message(node.right)
         return left + right, dynamic_left or dynamic_right
+    if isinstance(node, ast.IfExp):  # a clause said or not: both branches' fields are the template's
+        (body, dynamic_body), (other, dynamic_other) = _message(node.body), _message(node.orelse)
+        return body + other, dynamic_body or dynamic_other
     return "", True
 
 
