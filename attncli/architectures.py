@@ -204,7 +204,7 @@ class _Tensors:
         fulls = [self._full(name) for name in names]
         for full in fulls:  # every shape checked before `shape` sizes anything
             self._check_shape(full, self.source.shape(full), shape)
-        together = np.empty((len(names) * shape[0], shape[1]), np.float32)
+        together = self.source.empty(len(names) * shape[0] * shape[1]).reshape(len(names) * shape[0], shape[1])
         for i, full in enumerate(fulls):
             self.source.get(full, out=together[i * shape[0] : (i + 1) * shape[0]])
         return together

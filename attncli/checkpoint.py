@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from attncli.allocator import Reused
 from attncli.errors import BadInput, DataError
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class TensorFile:
     def __init__(self, files: dict[str, Path]):
         self._files = files  # tensor name -> the file that holds it
         self._headers: dict[Path, tuple[int, dict]] = {}  # file -> (where its data starts, its header)
+        self._reused = Reused()  # buffers of a model's largest tensors, read again each layer where layers are not kept
 
     @classmethod
     def open(cls, directory: Path) -> "TensorFile":
@@ -163,6 +165,10 @@ class TensorFile:
     def names(self) -> list[str]:
         return list(self._files)
 
+    def empty(self, count: int) -> np.ndarray:
+        """A [count] float32 array to read tensors into, its values unset (see allocator.Reused)."""
+        return self._reused.empty(count)
+
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of tensor `name`, from the file's header alone."""
         return self._entry(name)[2]
@@ -174,7 +180,7 @@ class TensorFile:
         half-precision checkpoint takes to read, and numpy does it without holding the GIL."""
         path, dtype, shape, start, end = self._entry(name)
         itemsize = np.dtype(_FLOATS[dtype]).itemsize
-        tensor = np.empty((end - start) // itemsize, np.float32) if out is None else out.reshape(-1)
+        tensor = self.empty((end - start) // itemsize) if out is None else out.reshape(-1)
         if tensor.size != (end - start) // itemsize:
             raise ValueError(f"{(end - start) // itemsize} values for {tensor.size} places")
         if dtype not in _HALVED or end - start < _HALVED_BYTES:
@@ -258,6 +264,9 @@ class TensorHeaders:
 
     def names(self) -> list[str]:
         return self.tensors.names()
+
+    def empty(self, count: int) -> np.ndarray:
+        return np.empty(count, np.float32)  # never written: its pages are never touched
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.tensors.shape(name)
