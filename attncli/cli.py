@@ -204,7 +204,6 @@ ModelOpt = Annotated[
         "Hugging Face cache.",
     ),
 ]
-LayerOpt = Annotated[int, typer.Option("--layer", help="The layer to show (0-based).")]
 HeadsOpt = Annotated[
     int | None,
     typer.Option("--num-heads", help="Sample model: attention heads, a divisor of 64 (default 8).", show_default=False),
@@ -252,7 +251,8 @@ WalkHeadOpt = Annotated[
     int | None,
     typer.Option(
         "--head",
-        help="Draw only this head (0-based) and walk through it (default: head 0); JSON still holds every head.",
+        help="Draw only this head (0-based) and walk through it (default: the first kept); JSON still holds every "
+        "head kept.",
         show_default=False,
     ),
 ]
@@ -649,11 +649,16 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    layer: LayerOpt = 0,
+    layer: Annotated[
+        int | None,
+        typer.Option("--layer", help="The layer to walk through (0-based; default the first kept).", show_default=False),
+    ] = None,
     head: WalkHeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     windows: dict,
     model: Model,
@@ -667,7 +672,10 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
+    selection = _kept(model, layers, heads, output)
+    result = commands.explain(
+        _text(text), model, focus, layer, head, max_tokens, include_special=include_special, selection=selection
+    )
     write(result, output, values=values, scale=scale, **windows)
 
 

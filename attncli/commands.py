@@ -295,20 +295,21 @@ def explain(
     text: str,
     model: Model,
     focus: str | None = None,
-    layer: int = 0,
+    layer: int | None = None,
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     steps: bool = True,
     include_special: bool = False,
     selection: Selection = EVERYTHING,
 ) -> ExplainResult:
-    """The walkthrough of `layer` for the token named by `focus` (see `resolve_token`). Without
-    `steps`, only the attention (of the `selection`'s layers and heads, which `layer` must be among) and its summary
-    are kept: enough for JSON without steps, not for the view.
+    """The walkthrough of `layer` (the first the `selection` keeps, if None) for the token named by `focus` (see
+    `resolve_token`), in `head` (the first kept, if None). The attention and its summary are of the `selection`'s
+    layers and heads, which `layer` and `head` must be among; the steps, of its layers, every head of each (the pass
+    stops after the last). Without `steps`, only the attention and its summary are kept: enough for JSON without
+    steps, not for the view.
     The summary's targets leave out special tokens and a causal model's first token (see
     analysis.sinks) unless `include_special`."""
-    if steps and not selection.everything:
-        raise ValueError("the steps are every layer's and head's: a selection keeps some")
+    layer = selection.kept_layers(model.info.layers)[0] if layer is None else layer
     _check_layer_and_head(model.info, layer, head, selection)
     result = run(text, model, max_tokens, steps, selection=selection)
     index = _focus(result.tokens, text, focus)
@@ -322,7 +323,7 @@ def explain(
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
-        walk_head = 0 if head is None else head
+        walk_head = result.heads[0] if head is None else head
         attention = result.trace.layers[layer]
         if not model.info.sample and model.info.parallel:  # output = input + attention + feed-forward
             layer_input, layer_output = result.trace.layer_inputs[layer], result.trace.layer_outputs[layer]

@@ -249,7 +249,7 @@ class ExplainResult:
     @property
     def walk_head(self) -> int:
         """The head whose Q, K, V and scores the walkthrough shows."""
-        return 0 if self.head is None else self.head
+        return self.run.heads[0] if self.head is None else self.head
 
     @property
     def attention(self) -> AttentionTrace:
@@ -278,7 +278,8 @@ class ExplainResult:
         """The document's fields after "schema" and "command"; without `steps`, the attention and
         summary alone (as batch writes)."""
         trace = self.run.trace
-        layers = trace.layers
+        layers = [trace.layers[layer] for layer in self.run.layers]  # the steps of the layers kept
+        first = trace.layers[0]  # what every layer shares (ALiBi, a relative position bias): the pass runs the first
         focus = self.run.tokens[self.focus]
         fields = {
             **self.run.common_json(),
@@ -294,7 +295,7 @@ class ExplainResult:
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
 
-        experts = {} if self.run.model.mixture is None else {"experts": [_routing_json(r) for r in trace.routing]}
+        experts = {} if self.run.model.mixture is None else {"experts": [_routing_json(trace.routing[layer]) for layer in self.run.layers]}
         return {
             **fields,
             "steps": {
@@ -312,11 +313,11 @@ class ExplainResult:
                 "output": numbers(trace.output),
                 **_projected_json(layers),
                 **experts,
-                **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
+                **({} if first.alibi is None else {"alibi": numbers(first.alibi)}),
                 **({"sinks": per_layer("sinks")} if self.run.model.sinks else {}),
-                **_disentangled_json(trace),
+                **_disentangled_json(trace, layers),
                 **({} if trace.normed_embeddings is None else {"normed_embeddings": numbers(trace.normed_embeddings)}),
-                **_relative_bias_json(self.relative_buckets, layers),
+                **_relative_bias_json(self.relative_buckets, first),
             },
         }
 
@@ -566,13 +567,12 @@ class DotResult:
         )
 
 
-def _disentangled_json(trace: Trace) -> dict:
-    """Disentangled attention's steps: each layer's c2p and p2c terms [L][h][T][T] (those it has), the
+def _disentangled_json(trace: Trace, layers: list[AttentionTrace]) -> dict:
+    """Disentangled attention's steps: each of `layers`' c2p and p2c terms [L][h][T][T] (those it has), the
     relative position [T][T] each query's read for each key, and the first layer's convolution [T][d] where
     it has one; else {}."""
     if trace.relative_positions is None:
         return {}
-    layers = trace.layers
     fields = {
         name: [numbers(getattr(layer, name)) for layer in layers]
         for name in ("c2p", "p2c")
@@ -582,12 +582,12 @@ def _disentangled_json(trace: Trace) -> dict:
     return fields if trace.convolution is None else {**fields, "convolution": numbers(trace.convolution)}
 
 
-def _relative_bias_json(buckets: np.ndarray | None, layers: list[AttentionTrace]) -> dict:
+def _relative_bias_json(buckets: np.ndarray | None, first: AttentionTrace) -> dict:
     """{"relative_position_buckets": [T][T], "relative_position_bias": [h][T][T]} for a model with a relative
-    position bias (the same in every layer); else {}."""
+    position bias (the same in every layer: the `first` layer's); else {}."""
     if buckets is None:
         return {}
-    return {"relative_position_buckets": buckets.tolist(), "relative_position_bias": numbers(layers[0].position_bias)}
+    return {"relative_position_buckets": buckets.tolist(), "relative_position_bias": numbers(first.position_bias)}
 
 
 def _projected_json(layers: list[AttentionTrace]) -> dict:

@@ -327,7 +327,7 @@ def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
 def schemas() -> dict[str, dict]:
     """Every command's schema, by command name."""
     return {
-        "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
+        "explain": _document("explain", {**EXPLAIN, "steps": STEPS}, SELECTION),
         "heatmap": _document("heatmap", RUN, {**MEASURE, **SELECTION}),
         "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
         "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),

@@ -333,3 +333,34 @@ def test_standard_output_into_a_file_is_cut_back_where_a_streamed_document_fails
         done = subprocess.run(args, stdout=appended, stderr=subprocess.PIPE, timeout=60, check=False)
     assert done.returncode == 2 and b"NaN" in done.stderr
     assert out.read_bytes() == b"before\n"
+
+
+def test_explain_keeps_its_layers_and_heads_and_walks_through_the_first_of_them(cli):
+    every = cli("explain", TEXT, "--model", BERT, "--json", "--layer", "1").json()
+    kept = cli("explain", TEXT, "--model", BERT, "--json", "--layers", "1", "--heads", "2:").json()
+    assert (kept["layers"], kept["heads"], kept["layer"]) == ([1], [2, 3], 1) and "layers" not in every
+    assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:, 2:])
+    # the steps are of the layers kept, every head of each (a layer's output mixes them all)
+    assert kept["steps"]["q"] == every["steps"]["q"][1:] and kept["steps"]["concat"] == every["steps"]["concat"][1:]
+    assert [[h["head"] for h in t["heads"]] for t in kept["summary"]] == [[2, 3]] * len(kept["tokens"])
+    assert [t["heads"][2:] for t in every["summary"]] == [t["heads"] for t in kept["summary"]]
+
+
+def test_explain_draws_the_heads_kept_and_walks_through_the_first(cli):
+    view = cli("explain", TEXT, "--model", BERT, "--layers", "1", "--heads", "2:", "--no-values").stdout
+    assert "for heads 2, 3:" in view and "layer 1 head 2" in view and "layer 1 head 3" in view
+    assert "head 0" not in view and "head 1 " not in view
+    assert "Head 2's output for token" in view and "2:" in view.split("Summary")[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
+        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
+        (["--layers", "7"], "--layers '7'"),
+    ],
+)
+def test_explain_refuses_what_its_selection_does_not_keep_in_one_line(cli, args, message):
+    run = cli("explain", TEXT, "--model", BERT, *args)
+    assert run.code == 2 and run.stdout == "" and len(run.stderr.splitlines()) == 1 and message in run.stderr
