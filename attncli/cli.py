@@ -651,7 +651,9 @@ def explain(
     ] = None,
     layer: Annotated[
         int | None,
-        typer.Option("--layer", help="The layer to walk through (0-based; default the first kept).", show_default=False),
+        typer.Option(
+            "--layer", help="The layer to walk through (0-based; default the first kept).", show_default=False
+        ),
     ] = None,
     head: WalkHeadOpt = None,
     values: ValuesOpt = True,
@@ -1272,6 +1274,21 @@ def rollout(
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
     measure: MeasureOpt = Measure.weights,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers",
+            help="Roll out through these layers alone, e.g. 20:24 or 0-2,5 (default all); the pass stops after the "
+            "last.",
+            show_default=False,
+        ),
+    ] = None,
+    heads: Annotated[
+        str | None,
+        typer.Option(
+            "--heads", help="Fuse only these heads of each layer, e.g. 0:4 or 0-3,7 (default all).", show_default=False
+        ),
+    ] = None,
     *,
     windows: dict,
     model: Model,
@@ -1282,7 +1299,8 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure)
+    selection = commands.selection(model.info, layers, heads)  # its --export is a picture of the rollout alone
+    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure, selection)
     write(result, output, scale=scale, **windows)
 
 

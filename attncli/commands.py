@@ -749,19 +749,20 @@ def rollout(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     include_special: bool = False,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> RolloutResult:
-    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list,
-    its sources ranked without special tokens and a causal model's first token (analysis.sinks)
-    unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each row
-    (analysis.row_shares) take the place of its weights."""
+    """Attention rollout through every layer (the `selection`'s alone, in order, its heads alone fused), heads fused
+    by `fusion`; `token` picks a row to list, its sources ranked without special tokens and a causal model's first
+    token (analysis.sinks) unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each
+    row (analysis.row_shares) take the place of its weights."""
     if fusion not in tuple(Fusion):
         choices = ", ".join(Fusion)
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
-    result = run(text, model, max_tokens, measure=measure)
+    result = run(text, model, max_tokens, measure=measure, selection=selection)
     index = None if token is None else resolve_token(result.tokens, token, "token", text)
-    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L, h, T, T]
-    products = analysis.rollout(attention, fusion)  # [L, T, T]
+    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L', h', T, T]
+    products = analysis.rollout(attention, fusion)  # [L', T, T]
     sources = left_out = None
     if index is not None:
         sinks = (

@@ -295,7 +295,11 @@ class ExplainResult:
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
 
-        experts = {} if self.run.model.mixture is None else {"experts": [_routing_json(trace.routing[layer]) for layer in self.run.layers]}
+        experts = (
+            {}
+            if self.run.model.mixture is None
+            else {"experts": [_routing_json(trace.routing[layer]) for layer in self.run.layers]}
+        )
         return {
             **fields,
             "steps": {
@@ -799,11 +803,11 @@ class HeadsResult:
 
 @dataclass(eq=False, repr=False)
 class RolloutResult:
-    """Attention rollout through every layer of a run."""
+    """Attention rollout through every layer of a run (every layer it kept: the rollout starts at the first)."""
 
     run: AttentionRun
     fusion: str
-    rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
+    rollout: np.ndarray  # [L', T, T] products of the fused, residual-mixed layers kept up to each layer kept
     token: int | None  # the query token whose sources the view lists, if any
     sources: list[int] | None  # with a token: the input tokens, the largest share of it first, sinks left out
     left_out: list[int] | None = None  # with a token: the sinks (special tokens ...) the ranking leaves out
@@ -812,9 +816,10 @@ class RolloutResult:
         """The rollout in long form: how much of each key flows into each query, layer by layer."""
         texts = [t.text for t in self.run.tokens]
         header = ["layer", "query_index", "query_token", "key_index", "key_token", "share"]
+        layers = self.run.layers  # the model's number of each layer kept
         rows = (
-            [layer, query, texts[query], key, texts[key], self.rollout[layer, query, key]]
-            for layer, query, key in np.ndindex(self.rollout.shape)
+            [layers[kept], query, texts[query], key, texts[key], self.rollout[kept, query, key]]
+            for kept, query, key in np.ndindex(self.rollout.shape)
         )
         return header, rows
 
@@ -824,6 +829,7 @@ class RolloutResult:
             "rollout",
             **self.run.header_json(),
             **self.run.measure_json(),
+            **self.run.selection_json(),
             head_fusion=self.fusion,
             token=None if self.token is None else _token_ref(tokens[self.token]),
             rollout=numbers(self.rollout),

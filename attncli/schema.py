@@ -483,9 +483,13 @@ def schemas() -> dict[str, dict]:
                 "tokens": _array(TOKEN),
                 "head_fusion": {"enum": [fusion.value for fusion in Fusion]},
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
-                "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
+                "rollout": {
+                    **_array(NUMBER, 3),
+                    "description": "[layer][query][key]; each row sums to 1; where --layers kept some, of the layers "
+                    "kept alone (layers names them), the first's input the identity",
+                },
             },
-            MEASURE,
+            {**MEASURE, **SELECTION},
         ),
         "batch": {
             "$schema": DRAFT,

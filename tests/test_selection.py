@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attncli import commands
+from attncli import analysis, commands
+from attncli.analysis import Fusion
 from attncli.attention import Selection
 from attncli.errors import BadInput, DataError
 from attncli.models import load_model
@@ -364,3 +365,26 @@ def test_explain_draws_the_heads_kept_and_walks_through_the_first(cli):
 def test_explain_refuses_what_its_selection_does_not_keep_in_one_line(cli, args, message):
     run = cli("explain", TEXT, "--model", BERT, *args)
     assert run.code == 2 and run.stdout == "" and len(run.stderr.splitlines()) == 1 and message in run.stderr
+
+
+def test_a_rollout_of_kept_layers_multiplies_theirs_alone_and_fuses_the_kept_heads(cli):
+    model = str(FIXTURES / "llama")
+    whole = commands.run(TEXT, load_model(model))
+    kept = cli("rollout", TEXT, "--model", model, "--json", "--layers", "1:", "--heads", "0,2").json()
+    assert (kept["layers"], kept["heads"]) == ([1, 2], [0, 2])
+    expected = analysis.rollout(whole.weights[1:][:, [0, 2]], Fusion.mean)  # [L', T, T], from layer 1's input on
+    assert np.allclose(np.array(kept["rollout"]), expected, atol=1e-6)
+    every = cli("rollout", TEXT, "--model", model, "--json").json()
+    assert "layers" not in every and np.allclose(every["rollout"], analysis.rollout(whole.weights), atol=1e-6)
+    table = cli("rollout", TEXT, "--model", model, "--format", "csv", "--layers", "2").stdout.splitlines()
+    assert {row.split(",")[0] for row in table[1:]} == {"2"}  # the model's number of the layer
+
+
+def test_a_rollout_of_kept_layers_says_which_it_multiplies(cli):
+    view = " ".join(
+        cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--layers", "1:", "--heads", "0,2").stdout.split()
+    )
+    assert "rollout through layer 2, from layer 1" in view and "after layers 1, 2 alone (--layers)" in view
+    assert "each layer's heads 0, 2 fused by mean" in view
+    run = cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--heads", "9")
+    assert run.code == 2 and run.stdout == "" and run.stderr.startswith("attncli: error: --heads '9'")

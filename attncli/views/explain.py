@@ -14,6 +14,7 @@ from attncli.results import ExplainResult
 from attncli.terminal import abbreviate, token_label
 from attncli.views.common import (
     head_heatmaps,
+    listed,
     model_line,
     plain_table,
     plural,
@@ -390,7 +391,7 @@ def explain_view(
         summary,
         "Summary",
         "What each token attends to most: averaged over heads, and in each head"
-        + ("" if result.run.selection.heads is None else f" of those kept ({', '.join(map(str, result.run.heads))})")
+        + ("" if result.run.selection.heads is None else f" of those kept ({listed(result.run.heads)})")
         + "."
         + _left_out(result),
     )
@@ -1026,7 +1027,7 @@ def _heads_drawn(result: ExplainResult) -> str:
         return f"head {result.head}"
     if result.run.selection.heads is None:
         return "every head"
-    return f"heads {', '.join(map(str, result.run.heads))}"
+    return f"heads {listed(result.run.heads)}"
 
 
 def _outside(keys: np.ndarray, tokens: int) -> str:
