@@ -1346,6 +1346,8 @@ def compare(
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
     measure: MeasureOpt = Measure.weights,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     models: list[Model],
     max_tokens: int,
@@ -1362,10 +1364,11 @@ def compare(
         raise BadInput("give TEXT_B, to compare two texts; or --model twice, to compare two checkpoints on TEXT_A")
     if len(texts) == len(models) == 2:
         raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
+    selection = commands.compared_selection([model.info for model in models], layers, heads)
     if len(models) == 2:
-        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure)
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure, selection)
     else:
-        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure)
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure, selection)
     write(result, output, top=top)
 
 

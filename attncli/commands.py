@@ -191,6 +191,18 @@ def selection(info: ModelInfo, layers: str | None = None, heads: str | None = No
     )
 
 
+def compared_selection(infos: list[ModelInfo], layers: str | None = None, heads: str | None = None) -> Selection:
+    """The `selection` `layers` and `heads` name of each model compared (one, or two checkpoints: A and B),
+    refused naming the model that lacks a layer or head where there are two."""
+    selections = []
+    for side, info in zip("AB", infos, strict=False):
+        try:
+            selections.append(selection(info, layers, heads))
+        except BadInput as error:
+            raise (error if len(infos) == 1 else error.prefixed(f"model {side} ({info.name})")) from None
+    return selections[0]
+
+
 def _measure(measure: str) -> Measure:
     """`measure` as a Measure, refused by name where it is none."""
     if measure not in tuple(Measure):
@@ -968,16 +980,16 @@ def compare(
     token: str,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> CompareResult:
     """How the attention of `token` changes from `text_a` to `text_b`, head by head (with `measure` norms, its
-    ‖α v W_O‖ as shares of its row, see _token_rows).
+    ‖α v W_O‖ as shares of its row, see _token_rows), of the `selection`'s layers and heads.
 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    return _compared(
-        run(text_a, model, max_tokens, measure=measure), run(text_b, model, max_tokens, measure=measure), token
-    )
+    runs = (run(text, model, max_tokens, measure=measure, selection=selection) for text in (text_a, text_b))
+    return _compared(*runs, token)
 
 
 def compare_models(
@@ -987,10 +999,11 @@ def compare_models(
     token: str,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> CompareResult:
     """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
-    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`). The two must tokenize
-    `text` alike and have as many layers and heads."""
+    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`; of the `selection`'s
+    layers and heads). The two must tokenize `text` alike and have as many layers and heads."""
     measure = _measure(measure)
     first, second = model_a.info, model_b.info
     if (first.layers, first.heads) != (second.layers, second.heads):
@@ -1017,7 +1030,10 @@ def compare_models(
             said_a=said[0],
             said_b=said[1],
         )
-    runs = _run(text, tokens_a, model_a, measure=measure), _run(text, tokens_b, model_b, measure=measure)
+    runs = (
+        _run(text, tokens, model, measure=measure, selection=selection)
+        for tokens, model in ((tokens_a, model_a), (tokens_b, model_b))
+    )
     return _compared(*runs, token, two_models=True)
 
 

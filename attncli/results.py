@@ -845,16 +845,21 @@ class CompareResult:
     token_a: int
     token_b: int
     slots: list[tuple[int | None, int | None]]  # aligned key positions; None where a key has no partner
-    spread: tuple[np.ndarray, np.ndarray]  # both texts' token rows laid out over the slots: [L, h, S] each
-    change: np.ndarray  # [L, h] total variation distance between the two distributions
-    ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
-    strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
-    # [L, h, T_a] and [L, h, T_b]: the token's rows compared, its weights (or its norms as shares of each row)
+    # the arrays' axes are of the layers and heads the runs kept (both the same: see AttentionRun.selection)
+    spread: tuple[np.ndarray, np.ndarray]  # both texts' token rows laid out over the slots: [L', h', S] each
+    change: np.ndarray  # [L', h'] total variation distance between the two distributions
+    ranking: list[tuple[int, int]]  # (layer, head) places in those axes, the most changed first
+    strongest: tuple[np.ndarray, np.ndarray]  # [L', h'] each: the top key in A and in B, not itself or special
+    # [L', h', T_a] and [L', h', T_b]: the token's rows compared, its weights (or its norms as shares of each row)
     rows: tuple[np.ndarray, np.ndarray]
     two_models: bool = False  # A and B are two checkpoints on one text, not one model on two texts
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
+
+    def named(self, layer: int, head: int) -> tuple[int, int]:
+        """The model's layer and head at places `layer` and `head` of the arrays."""
+        return self.a.layers[layer], self.a.heads[head]
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The heads, the most changed first, with the token's top key in each text (its weight, or its norm's share
@@ -868,7 +873,8 @@ class CompareResult:
             weight_a = self.rows[0][layer, head, top_a]
             weight_b = self.rows[1][layer, head, top_b]
             side_a = [top_a, self.a.tokens[top_a].text, weight_a]
-            return [rank, layer, head, self.change[layer, head], *side_a, top_b, self.b.tokens[top_b].text, weight_b]
+            side_b = [top_b, self.b.tokens[top_b].text, weight_b]
+            return [rank, *self.named(layer, head), self.change[layer, head], *side_a, *side_b]
 
         return header, (row(rank, layer, head) for rank, (layer, head) in enumerate(self.ranking, start=1))
 
@@ -885,8 +891,7 @@ class CompareResult:
             unpaired={"a": self.unpaired(0), "b": self.unpaired(1)},
             heads=[
                 {
-                    "layer": layer,
-                    "head": head,
+                    **dict(zip(("layer", "head"), self.named(layer, head), strict=True)),
                     "tv": float(self.change[layer, head]),
                     "a": numbers(self.rows[0][layer, head]),
                     "b": numbers(self.rows[1][layer, head]),

@@ -388,3 +388,26 @@ def test_a_rollout_of_kept_layers_says_which_it_multiplies(cli):
     assert "each layer's heads 0, 2 fused by mean" in view
     run = cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--heads", "9")
     assert run.code == 2 and run.stdout == "" and run.stderr.startswith("attncli: error: --heads '9'")
+
+
+@pytest.mark.parametrize("two_models", [False, True])
+def test_compare_ranks_the_kept_heads_alone_by_the_model_s_numbers(cli, two_models):
+    texts = [TEXT, "The cat sat on the big mat because it was tired."]
+    models = ["--model", BERT, "--model", str(FIXTURES / "distilbert")] if two_models else ["--model", BERT]
+    args = ["compare", *(texts[:1] if two_models else texts), "--token", "cat", *models, "--json"]
+    every = cli(*args).json()
+    kept = cli(*args, "--layers", "1", "--heads", "1:3").json()
+    chosen = [h for h in every["heads"] if h["layer"] == 1 and h["head"] in (1, 2)]
+    assert kept["heads"] == chosen  # the same heads, rows and order, by the model's numbers
+    table = cli(*args[:-1], "--format", "csv", "--layers", "1", "--heads", "1:3").stdout.splitlines()
+    assert [row.split(",")[1:3] for row in table[1:]] == [[str(h["layer"]), str(h["head"])] for h in chosen]
+    view = " ".join(cli(*args[:-1], "--layers", "1", "--heads", "1:3").stdout.split())
+    assert "Of layers 1 and heads 1, 2 kept alone." in view and "L0" not in view
+
+
+def test_compare_names_the_model_that_lacks_a_layer_or_head():
+    infos = [load_model(BERT).info, load_model(str(FIXTURES / "llama")).info]  # 2 and 3 layers
+    assert commands.compared_selection(infos, "1", None) == Selection((1,), None)
+    with pytest.raises(BadInput) as refused:
+        commands.compared_selection(infos[::-1], "2", None)
+    assert str(refused.value).startswith("model B (") and "the model has 2, numbered 0 to 1" in str(refused.value)
