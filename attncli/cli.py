@@ -1131,6 +1131,8 @@ def generate(
             help="Explore the whole sequence's attention full-screen, the prompt's end marked, in place of the view.",
         ),
     ] = False,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -1141,11 +1143,18 @@ def generate(
 
     Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
     """
+    selection = _kept(model, layers, heads, output)
     if not explore:
-        write(commands.generate(_text(text), model, max_new_tokens, max_tokens, on_token=_on_token(model)), output)
+        shown = _on_token(model)
+        write(
+            commands.generate(_text(text), model, max_new_tokens, max_tokens, on_token=shown, selection=selection),
+            output,
+        )
         return
     if output.format != Format.table or output.path is not None or output.export is not None:
         raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+    if not selection.everything:
+        raise BadInput("--explore shows every layer and head: give no --layers or --heads with it")
 
     def opened():
         result = commands.generate(

@@ -869,13 +869,15 @@ def generate(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     value_norms: bool = False,
     on_token: Callable[[int, int], None] | None = None,
+    selection: Selection = EVERYTHING,
 ) -> GenerateResult:
     """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
     values: each step recomputes every earlier position), and its most probable next token appended, as its
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
     model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
-    ‖v_j W_O^h‖ too, for a view that switches to the norms). With `on_token`, on_token(n, max_new_tokens)
-    before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
+    ‖v_j W_O^h‖ too, for a view that switches to the norms): of the `selection`'s layers and heads, that pass
+    stopping after the last (each step's runs every layer, for the logits). With `on_token`, on_token(n,
+    max_new_tokens) before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -889,7 +891,7 @@ def generate(
     unembedding = model.unembedding
     prompt = _tokens(text, model, max_tokens)
     _check_room(len(prompt), max_new_tokens, max_tokens, model.info)
-    _check_memory(model.info, len(prompt) + max_new_tokens, False)
+    _check_memory(model.info, len(prompt) + max_new_tokens, False, selection=selection)
     sequence, probabilities, stopped = list(prompt), [], "max_new_tokens"
     ends = model.end_of_sequence
     while len(sequence) - len(prompt) < max_new_tokens:
@@ -903,7 +905,8 @@ def generate(
             stopped = "end_of_sequence"
             break
     whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
-    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False, value_norms=value_norms))
+    trace = model.run(tokens, keep_steps=False, value_norms=value_norms, selection=selection)
+    result = AttentionRun(whole, tokens, model.info, trace, selection=selection)
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 

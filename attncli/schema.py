@@ -578,7 +578,7 @@ def schemas() -> dict[str, dict]:
             MEASURE,
         ),
         "lens": _document("lens", LENS),
-        "generate": _document("generate", GENERATE),
+        "generate": _document("generate", GENERATE, SELECTION),
     }
 
 

@@ -411,3 +411,30 @@ def test_compare_names_the_model_that_lacks_a_layer_or_head():
     with pytest.raises(BadInput) as refused:
         commands.compared_selection(infos[::-1], "2", None)
     assert str(refused.value).startswith("model B (") and "the model has 2, numbered 0 to 1" in str(refused.value)
+
+
+def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attention(cli, tmp_path):
+    args = ["generate", "The cat sat", "--model", str(FIXTURES / "llama"), "--max-new-tokens", "3"]
+    every = cli(*args, "--json").json()
+    kept = cli(*args, "--json", "--layers", "1", "--heads", "0,2").json()
+    assert (kept["layers"], kept["heads"]) == ([1], [0, 2]) and "layers" not in every
+    assert kept["generated"] == every["generated"]  # the logits read the last layer, whatever is kept
+    assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:2][:, [0, 2]])
+    cli(*args, "--layers", "1", "--heads", "0,2", "-o", str(tmp_path / "a.npz"))
+    assert np.load(tmp_path / "a.npz")["layers"].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "1", "--explore"], "--explore shows every layer and head: give no --layers or --heads with it"),
+        (["--heads", "4"], "--heads '4': the model has 4, numbered 0 to 3"),
+        (
+            ["--layers", "1", "--export", "page.html"],
+            "the --export page shows every layer and head: give no --layers or --heads, or export an .svg",
+        ),
+    ],
+)
+def test_generate_refuses_a_selection_it_cannot_show_in_one_line(cli, args, message):
+    run = cli("generate", "The cat sat", "--model", str(FIXTURES / "llama"), "--max-new-tokens", "1", *args)
+    assert run.code == 2 and run.stdout == "" and run.stderr == f"attncli: error: {message}\n"
