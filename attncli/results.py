@@ -278,8 +278,6 @@ class ExplainResult:
         """The document's fields after "schema" and "command"; without `steps`, the attention and
         summary alone (as batch writes)."""
         trace = self.run.trace
-        layers = [trace.layers[layer] for layer in self.run.layers]  # the steps of the layers kept
-        first = trace.layers[0]  # what every layer shares (ALiBi, a relative position bias): the pass runs the first
         focus = self.run.tokens[self.focus]
         fields = {
             **self.run.common_json(),
@@ -291,6 +289,8 @@ class ExplainResult:
         if not steps:
             return fields
         _check_size(self.run)
+        layers = [trace.layers[layer] for layer in self.run.layers]  # the steps of the layers kept
+        first = trace.layers[0]  # what every layer shares (ALiBi, a relative position bias): the pass runs the first
 
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
