@@ -919,14 +919,14 @@ def batch(
     selection: Selection = EVERYTHING,
 ):
     """One `BatchRecord` per (line number, text): the fields of its explain document (its steps only
-    with `steps`; its attention of the `selection`'s layers and heads, its summary of the first of them), or
-    with `summary` its heads statistics instead of any attention (summary_fields); or the error of a text that
-    fails. A generator, so records can be written as they come."""
+    with `steps`; its attention and steps of the `selection`'s layers and heads, its summary of the first of them),
+    or with `summary` its heads statistics (of the selection's too) instead of any attention (summary_fields); or
+    the error of a text that fails. A generator, so records can be written as they come."""
     layer = selection.kept_layers(model.info.layers)[0]
     for number, text in lines:
         try:
             if summary:
-                fields = summary_fields(text, model, max_tokens)
+                fields = summary_fields(text, model, max_tokens, selection)
             else:
                 kept = explain(text, model, layer=layer, max_tokens=max_tokens, steps=steps, selection=selection)
                 fields = kept.fields(steps)
@@ -936,11 +936,15 @@ def batch(
         yield BatchRecord(number, fields=fields)
 
 
-def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+def summary_fields(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, selection: Selection = EVERYTHING
+) -> dict:
     """The fields of batch's summary of a text: the text, model and tokens, and its `statistics`, each of heads'
-    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
-    result = run(text, model, max_tokens)
-    return {**result.header_json(), "statistics": _heads_of(result, text).by_head_json()}
+    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text (of the
+    `selection`'s layers and heads, which the fields then name); no attention."""
+    result = run(text, model, max_tokens, selection=selection)
+    statistics = _heads_of(result, text).by_head_json()
+    return {**result.header_json(), **result.selection_json(), "statistics": statistics}
 
 
 def check(

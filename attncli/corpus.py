@@ -532,8 +532,8 @@ def batch(
     selection: Selection = EVERYTHING,
 ) -> None:
     """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`, or with
-    `summary` its heads statistics instead of its attention; with a `selection`, the attention of its layers
-    and heads alone), computed as `runner` says and written as
+    `summary` its heads statistics instead of its attention; with a `selection`, the attention, steps or statistics
+    of its layers and heads alone), computed as `runner` says and written as
     JSON Lines in line order, numbers rounded to `precision`, to standard output or to the file `path`.
     A line that cannot be read or run gets a record with its "error" and the run goes on, or with
     `fail_fast` ends there; LinesFailed, at the end, names them all (a resumed run's earlier ones too).
@@ -546,15 +546,6 @@ def batch(
     if steps and summary:
         raise BadInput(
             "{steps} adds every intermediate to each record's attention, which {summary} leaves out: give one of them",
-            steps=Parameter("steps"),
-            summary=Parameter("summary"),
-        )
-    if not selection.everything and (steps or summary):
-        raise BadInput(
-            "{layers} and {heads} keep some of each record's attention; {steps} and {summary} write every layer and "
-            "head's: give them apart",
-            layers=Parameter("layers"),
-            heads=Parameter("kept_heads"),
             steps=Parameter("steps"),
             summary=Parameter("summary"),
         )
@@ -641,13 +632,15 @@ def record_bytes(
     summary: bool = False,
     steps: bool = False,
     step_width: int = 0,
+    scored_heads: int | None = None,
 ) -> float:
     """About how many bytes batch writes for a line of `tokens` tokens through a model of `layers` × `heads`
     heads (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
     digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
     and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
-    scores and scaled scores as the weights and `step_width` numbers a token and layer besides (see
-    _step_width; the steps only some families write left out)."""
+    scores and scaled scores of `scored_heads` heads (default `heads`: the steps are every head's) as the weights,
+    and `step_width` numbers a token and layer besides (see _step_width; the steps only some families write left
+    out)."""
     kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
     number = kept(digits) + len("0.,")
     statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
@@ -659,7 +652,8 @@ def record_bytes(
     weights = seen * number + (tokens * tokens - seen) * len("0.0,") + 3 * tokens  # a head's, its rows' brackets
     written = opening + layers * heads * weights + tokens * heads * (SUMMARY_HEAD_JSON + statistic)
     if steps:
-        written += layers * (2 * heads * tokens * tokens + step_width * tokens) * number
+        scored = heads if scored_heads is None else scored_heads
+        written += layers * (2 * scored * tokens * tokens + step_width * tokens) * number
     return written
 
 
@@ -689,13 +683,15 @@ def _large_output(
     def written(**options) -> float:
         return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)
 
-    size = written(precision=precision, summary=summary, steps=steps, step_width=_step_width(info))
+    size = written(
+        precision=precision, summary=summary, steps=steps, step_width=_step_width(info), scored_heads=info.heads
+    )
     if size <= LARGE_OUTPUT:
         return None
     if summary:
         shrink = "; {precision} 4 would write about {smaller}" if precision is None or precision > 4 else ""
         smaller = written(precision=4, summary=True)
-    elif not selection.everything:  # a summary is of every head: what shrinks a selection's is a smaller one
+    elif not selection.everything:  # a summary of the kept heads would shrink it less than a smaller selection
         shrink = "; fewer {layers} or {kept_heads} would write less"
         smaller = size
     else:

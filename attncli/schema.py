@@ -523,7 +523,7 @@ def schemas() -> dict[str, dict]:
                             "alone, [layer][head]; null where a statistic does not apply",
                         },
                     },
-                    {"id": ANY_ID},
+                    {"id": ANY_ID, **SELECTION},
                 ),
             ],
         },

@@ -253,8 +253,33 @@ def test_batch_records_keep_the_selection_as_explain_keeps_it(cli, tmp_path):
         assert (kept["layers"], kept["heads"], kept["layer"]) == ([1, 2], [1], 1)
         assert np.array_equal(np.array(kept["attention"]), np.array(whole["attention"])[1:, 1:2])
         assert [h["head"] for h in kept["summary"][0]["heads"]] == [1]
-    refused = cli("batch", str(source), "--model", model, "--layers", "2:", "--summary")
-    assert refused.code == 2 and "--layers and --heads keep some of each record's attention" in refused.stderr
+
+
+@pytest.mark.parametrize("kind", ["--summary", "--steps"])
+def test_batch_summaries_and_steps_keep_the_selection_too(cli, tmp_path, kind):
+    import jsonschema
+
+    from attncli.schema import schemas
+
+    source = tmp_path / "lines.txt"
+    source.write_text("The cat sat on the mat.\nA dog barked.\n", encoding="utf-8")
+    model = str(FIXTURES / "llama")
+    kept = [
+        json.loads(line)
+        for line in cli(
+            "batch", str(source), "--model", model, kind, "--layers", "1:", "--heads", "1"
+        ).stdout.splitlines()
+    ]
+    every = [json.loads(line) for line in cli("batch", str(source), "--model", model, kind).stdout.splitlines()]
+    for record, whole in zip(kept, every, strict=True):
+        jsonschema.validate(record, schemas()["batch"], cls=jsonschema.Draft202012Validator)
+        assert (record["layers"], record["heads"]) == ([1, 2], [1]) and "layers" not in whole
+        if kind == "--summary":
+            for name, values in record["statistics"].items():
+                assert values == [row[1:2] for row in whole["statistics"][name][1:]], name
+        else:  # the kept layers' steps, every head of each
+            assert record["steps"]["scores"] == whole["steps"]["scores"][1:]
+            assert np.array_equal(np.array(record["attention"]), np.array(whole["attention"])[1:, 1:2])
 
 
 @pytest.mark.parametrize("source", ["text", "file", "induction"])
