@@ -401,23 +401,15 @@ def heads(
 
     With `path`, the file the result is for, the partial sums are kept beside it after each
     partition (resume.checkpoint_of), and `resume` continues from them. With a `selection`, the statistics
-    are of its layers and heads alone (a run that does not resume: its partial sums are of every head's)."""
-    if resume and not selection.everything:
-        raise BadInput(
-            "{resume} continues a run of every layer and head: give no {layers} or {heads} with it",
-            resume=Parameter("resume"),
-            layers=Parameter("layers"),
-            heads=Parameter("kept_heads"),
-        )
+    are of its layers and heads alone (and a run resumes one of the same selection)."""
     if not corpus.lines:
         raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
     parts = partitions(texts)
-    # A run of some layers and heads keeps no partial sums to resume: a resumed run's are every head's.
-    checkpoint = checkpoint_of(path, resume) if selection.everything else None
+    checkpoint = checkpoint_of(path, resume)
     with claimed(checkpoint):
         if resume:
-            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure)
+            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure, selection)
         else:
             sums, failures, start = analysis.StatisticSums(), [], 0
         work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure, selection)
@@ -426,7 +418,9 @@ def heads(
                 sums.merge(part.sums)
                 failures += part.failures
                 if checkpoint is not None:
-                    save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure)
+                    save_heads_checkpoint(
+                        checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure, selection
+                    )
     failures = sorted(corpus.unreadable + failures)
     failed = None
     if failures or not sums.texts:

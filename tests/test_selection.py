@@ -300,14 +300,9 @@ def test_heads_statistics_of_kept_heads_are_those_of_every_head(cli, tmp_path, s
     assert [row.split(",")[:2] for row in sorted_csv.splitlines()[1:]] == [["1", h] for h in heads_of_layer]
 
 
-def test_heads_refuses_a_selection_it_cannot_keep_in_one_line(cli, tmp_path):
+def test_heads_merge_refuses_a_selection_in_one_line(cli, tmp_path):
     merged = cli("heads", "--merge", str(tmp_path / "a.json"), "--layers", "0", "--model", BERT)
     assert merged.code == 2 and "--merge joins saved results of every layer and head" in merged.stderr
-    lines = tmp_path / "lines.txt"
-    lines.write_text("The cat sat.\n", encoding="utf-8")
-    out = tmp_path / "stats.json"
-    resumed = cli("heads", "--file", str(lines), "--model", BERT, "--layers", "0", "-o", str(out), "--resume")
-    assert resumed.code == 2 and "--resume continues a run of every layer and head" in resumed.stderr
 
 
 def test_an_svg_of_a_selection_draws_a_kept_head_by_its_number(cli, tmp_path):
