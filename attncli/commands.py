@@ -242,8 +242,9 @@ def _check_memory(
     kept_layer = heads * square * (2 if norms else 1)  # a kept layer's weights (with norms, its norms too)
     handed = 0 if selection.heads is None else kept_layer  # streamed: the kept heads' copy, besides the layer
     kept = handed if streamed else layers * kept_layer
-    # with steps, every layer's scores, scaled scores and weights, plus the stacked weights
-    needed = 4 * info.layers * info.heads * square if steps else in_flight + kept
+    runs = selection.kept_layers(info.layers)[-1] + 1  # the layers the pass runs: none after the last kept
+    # with steps, every layer's scores, scaled scores and weights (of every layer run), plus the stacked weights
+    needed = 4 * runs * info.heads * square if steps else in_flight + kept
     budget = memory_budget()
     if needed <= budget:
         return
@@ -269,8 +270,8 @@ def _check_memory(
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
         )
-    if steps:  # every step of every head of every layer
-        shape = f"{info.layers} layers × {info.heads} heads × {tokens}²"
+    if steps:  # every step of every head of every layer run
+        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
     elif streamed:  # every head of the one layer in flight
         shape = f"a layer of {info.heads} heads × {tokens}²"
     raise BadInput(

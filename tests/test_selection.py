@@ -458,3 +458,13 @@ def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attenti
 def test_generate_refuses_a_selection_it_cannot_show_in_one_line(cli, args, message):
     run = cli("generate", "The cat sat", "--model", str(FIXTURES / "llama"), "--max-new-tokens", "1", *args)
     assert run.code == 2 and run.stdout == "" and run.stderr == f"attncli: error: {message}\n"
+
+
+def test_explain_s_steps_need_the_memory_of_the_layers_run_alone(cli):
+    text = " ".join(["The cat sat on the mat."] * 30)  # 360 tokens: 8 MB of steps a layer on the llama fixture
+    model = str(FIXTURES / "llama")
+    budget = {"ATTNCLI_MEMORY_BUDGET": "12"}
+    refused = cli("explain", text, "--model", model, env=budget)
+    assert refused.code == 2 and "(3 layers × 4 heads × 360²)" in refused.stderr
+    assert cli("explain", text, "--model", model, "--layers", "0", "--json", env=budget).code == 0
+    assert "(2 layers × 4 heads × 360²)" in cli("explain", text, "--model", model, "--layers", "1", env=budget).stderr
