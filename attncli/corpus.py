@@ -685,10 +685,7 @@ def _large_output(
     if summary:
         shrink = "; {precision} 4 would write about {smaller}" if precision is None or precision > 4 else ""
         smaller = written(precision=4, summary=True)
-    elif not selection.everything:  # a summary of the kept heads would shrink it less than a smaller selection
-        shrink = "; fewer {layers} or {kept_heads} would write less"
-        smaller = size
-    else:
+    else:  # a summary keeps the selection's heads too
         shrink = (
             "; {summary} would write about {smaller} (or a smaller {max_tokens}, which leaves the longest lines out)"
         )
