@@ -204,7 +204,6 @@ ModelOpt = Annotated[
         "Hugging Face cache.",
     ),
 ]
-LayerOpt = Annotated[int, typer.Option("--layer", help="The layer to show (0-based).")]
 HeadsOpt = Annotated[
     int | None,
     typer.Option("--num-heads", help="Sample model: attention heads, a divisor of 64 (default 8).", show_default=False),
@@ -252,7 +251,8 @@ WalkHeadOpt = Annotated[
     int | None,
     typer.Option(
         "--head",
-        help="Draw only this head (0-based) and walk through it (default: head 0); JSON still holds every head.",
+        help="Draw only this head (0-based) and walk through it (default: the first kept); JSON still holds every "
+        "head kept.",
         show_default=False,
     ),
 ]
@@ -649,11 +649,18 @@ def explain(
             show_default=False,
         ),
     ] = None,
-    layer: LayerOpt = 0,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            "--layer", help="The layer to walk through (0-based; default the first kept).", show_default=False
+        ),
+    ] = None,
     head: WalkHeadOpt = None,
     values: ValuesOpt = True,
     scale: ScaleOpt = Scale.fixed,
     include_special: IncludeSpecialOpt = False,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     windows: dict,
     model: Model,
@@ -667,7 +674,10 @@ def explain(
 
     Example: attncli explain "The cat sat on the mat" --focus cat --head 2
     """
-    result = commands.explain(_text(text), model, focus, layer, head, max_tokens, include_special=include_special)
+    selection = _kept(model, layers, heads, output)
+    result = commands.explain(
+        _text(text), model, focus, layer, head, max_tokens, include_special=include_special, selection=selection
+    )
     write(result, output, values=values, scale=scale, **windows)
 
 
@@ -1121,6 +1131,8 @@ def generate(
             help="Explore the whole sequence's attention full-screen, the prompt's end marked, in place of the view.",
         ),
     ] = False,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     model: Model,
     max_tokens: int,
@@ -1131,11 +1143,18 @@ def generate(
 
     Example: attncli generate "The Eiffel Tower is in" --model ~/models/Qwen2.5-0.5B --max-new-tokens 8 --explore
     """
+    selection = _kept(model, layers, heads, output)
     if not explore:
-        write(commands.generate(_text(text), model, max_new_tokens, max_tokens, on_token=_on_token(model)), output)
+        shown = _on_token(model)
+        write(
+            commands.generate(_text(text), model, max_new_tokens, max_tokens, on_token=shown, selection=selection),
+            output,
+        )
         return
     if output.format != Format.table or output.path is not None or output.export is not None:
         raise BadInput("--explore shows the sequence full-screen: give --json, --format, -o or --export without it")
+    if not selection.everything:
+        raise BadInput("--explore shows every layer and head: give no --layers or --heads with it")
 
     def opened():
         result = commands.generate(
@@ -1264,6 +1283,21 @@ def rollout(
     include_special: IncludeSpecialOpt = False,
     scale: ScaleOpt = Scale.fixed,
     measure: MeasureOpt = Measure.weights,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers",
+            help="Roll out through these layers alone, e.g. 20:24 or 0-2,5 (default all); the pass stops after the "
+            "last.",
+            show_default=False,
+        ),
+    ] = None,
+    heads: Annotated[
+        str | None,
+        typer.Option(
+            "--heads", help="Fuse only these heads of each layer, e.g. 0:4 or 0-3,7 (default all).", show_default=False
+        ),
+    ] = None,
     *,
     windows: dict,
     model: Model,
@@ -1274,7 +1308,8 @@ def rollout(
 
     Example: attncli rollout "The cat sat on the mat" --model minilm --token cat
     """
-    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure)
+    selection = commands.selection(model.info, layers, heads)  # its --export is a picture of the rollout alone
+    result = commands.rollout(_text(text), model, head_fusion, token, max_tokens, include_special, measure, selection)
     write(result, output, scale=scale, **windows)
 
 
@@ -1320,6 +1355,8 @@ def compare(
     token: TokenOpt,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most changed heads to list.")] = 8,
     measure: MeasureOpt = Measure.weights,
+    layers: KeptLayersOpt = None,
+    heads: KeptHeadsOpt = None,
     *,
     models: list[Model],
     max_tokens: int,
@@ -1336,10 +1373,11 @@ def compare(
         raise BadInput("give TEXT_B, to compare two texts; or --model twice, to compare two checkpoints on TEXT_A")
     if len(texts) == len(models) == 2:
         raise BadInput("give two texts and one --model, or one text and two --model; not two of each")
+    selection = commands.compared_selection([model.info for model in models], layers, heads)
     if len(models) == 2:
-        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure)
+        result = commands.compare_models(_text(texts[0]), *models, token, max_tokens, measure, selection)
     else:
-        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure)
+        result = commands.compare(_text(texts[0]), _text(texts[1]), models[0], token, max_tokens, measure, selection)
     write(result, output, top=top)
 
 

@@ -191,6 +191,18 @@ def selection(info: ModelInfo, layers: str | None = None, heads: str | None = No
     )
 
 
+def compared_selection(infos: list[ModelInfo], layers: str | None = None, heads: str | None = None) -> Selection:
+    """The `selection` `layers` and `heads` name of each model compared (one, or two checkpoints: A and B),
+    refused naming the model that lacks a layer or head where there are two."""
+    selections = []
+    for side, info in zip("AB", infos, strict=False):
+        try:
+            selections.append(selection(info, layers, heads))
+        except BadInput as error:
+            raise (error if len(infos) == 1 else error.prefixed(f"model {side} ({info.name})")) from None
+    return selections[0]
+
+
 def _measure(measure: str) -> Measure:
     """`measure` as a Measure, refused by name where it is none."""
     if measure not in tuple(Measure):
@@ -230,8 +242,9 @@ def _check_memory(
     kept_layer = heads * square * (2 if norms else 1)  # a kept layer's weights (with norms, its norms too)
     handed = 0 if selection.heads is None else kept_layer  # streamed: the kept heads' copy, besides the layer
     kept = handed if streamed else layers * kept_layer
-    # with steps, every layer's scores, scaled scores and weights, plus the stacked weights
-    needed = 4 * info.layers * info.heads * square if steps else in_flight + kept
+    runs = selection.kept_layers(info.layers)[-1] + 1  # the layers the pass runs: none after the last kept
+    # with steps, every layer's scores, scaled scores and weights (of every layer run), plus the stacked weights
+    needed = 4 * runs * info.heads * square if steps else in_flight + kept
     budget = memory_budget()
     if needed <= budget:
         return
@@ -257,8 +270,8 @@ def _check_memory(
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
         )
-    if steps:  # every step of every head of every layer
-        shape = f"{info.layers} layers × {info.heads} heads × {tokens}²"
+    if steps:  # every step of every head of every layer run
+        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
     elif streamed:  # every head of the one layer in flight
         shape = f"a layer of {info.heads} heads × {tokens}²"
     raise BadInput(
@@ -295,20 +308,21 @@ def explain(
     text: str,
     model: Model,
     focus: str | None = None,
-    layer: int = 0,
+    layer: int | None = None,
     head: int | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     steps: bool = True,
     include_special: bool = False,
     selection: Selection = EVERYTHING,
 ) -> ExplainResult:
-    """The walkthrough of `layer` for the token named by `focus` (see `resolve_token`). Without
-    `steps`, only the attention (of the `selection`'s layers and heads, which `layer` must be among) and its summary
-    are kept: enough for JSON without steps, not for the view.
+    """The walkthrough of `layer` (the first the `selection` keeps, if None) for the token named by `focus` (see
+    `resolve_token`), in `head` (the first kept, if None). The attention and its summary are of the `selection`'s
+    layers and heads, which `layer` and `head` must be among; the steps, of its layers, every head of each (the pass
+    stops after the last). Without `steps`, only the attention and its summary are kept: enough for JSON without
+    steps, not for the view.
     The summary's targets leave out special tokens and a causal model's first token (see
     analysis.sinks) unless `include_special`."""
-    if steps and not selection.everything:
-        raise ValueError("the steps are every layer's and head's: a selection keeps some")
+    layer = selection.kept_layers(model.info.layers)[0] if layer is None else layer
     _check_layer_and_head(model.info, layer, head, selection)
     result = run(text, model, max_tokens, steps, selection=selection)
     index = _focus(result.tokens, text, focus)
@@ -322,7 +336,7 @@ def explain(
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
-        walk_head = 0 if head is None else head
+        walk_head = result.heads[0] if head is None else head
         attention = result.trace.layers[layer]
         if not model.info.sample and model.info.parallel:  # output = input + attention + feed-forward
             layer_input, layer_output = result.trace.layer_inputs[layer], result.trace.layer_outputs[layer]
@@ -748,19 +762,20 @@ def rollout(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     include_special: bool = False,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> RolloutResult:
-    """Attention rollout through every layer, heads fused by `fusion`; `token` picks a row to list,
-    its sources ranked without special tokens and a causal model's first token (analysis.sinks)
-    unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each row
-    (analysis.row_shares) take the place of its weights."""
+    """Attention rollout through every layer (the `selection`'s alone, in order, its heads alone fused), heads fused
+    by `fusion`; `token` picks a row to list, its sources ranked without special tokens and a causal model's first
+    token (analysis.sinks) unless `include_special`. With `measure` norms, each head's ‖α v W_O‖ as shares of each
+    row (analysis.row_shares) take the place of its weights."""
     if fusion not in tuple(Fusion):
         choices = ", ".join(Fusion)
         raise BadInput("{fusion} {value!r}: use one of {choices}", value=fusion, choices=choices)
     fusion = Fusion(fusion)
-    result = run(text, model, max_tokens, measure=measure)
+    result = run(text, model, max_tokens, measure=measure, selection=selection)
     index = None if token is None else resolve_token(result.tokens, token, "token", text)
-    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L, h, T, T]
-    products = analysis.rollout(attention, fusion)  # [L, T, T]
+    attention = row_shares(result.attention) if result.shows_norms else result.weights  # [L', h', T, T]
+    products = analysis.rollout(attention, fusion)  # [L', T, T]
     sources = left_out = None
     if index is not None:
         sinks = (
@@ -855,13 +870,15 @@ def generate(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     value_norms: bool = False,
     on_token: Callable[[int, int], None] | None = None,
+    selection: Selection = EVERYTHING,
 ) -> GenerateResult:
     """A greedy continuation of `text`: at each step the forward pass over the text so far (no cache of keys and
     values: each step recomputes every earlier position), and its most probable next token appended, as its
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
     model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
-    ‖v_j W_O^h‖ too, for a view that switches to the norms). With `on_token`, on_token(n, max_new_tokens)
-    before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
+    ‖v_j W_O^h‖ too, for a view that switches to the norms): of the `selection`'s layers and heads, that pass
+    stopping after the last (each step's runs every layer, for the logits). With `on_token`, on_token(n,
+    max_new_tokens) before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -875,7 +892,7 @@ def generate(
     unembedding = model.unembedding
     prompt = _tokens(text, model, max_tokens)
     _check_room(len(prompt), max_new_tokens, max_tokens, model.info)
-    _check_memory(model.info, len(prompt) + max_new_tokens, False)
+    _check_memory(model.info, len(prompt) + max_new_tokens, False, selection=selection)
     sequence, probabilities, stopped = list(prompt), [], "max_new_tokens"
     ends = model.end_of_sequence
     while len(sequence) - len(prompt) < max_new_tokens:
@@ -889,7 +906,8 @@ def generate(
             stopped = "end_of_sequence"
             break
     whole, tokens = model.extend(text, prompt, [t.id for t in sequence[len(prompt) :]])
-    result = AttentionRun(whole, tokens, model.info, model.run(tokens, keep_steps=False, value_norms=value_norms))
+    trace = model.run(tokens, keep_steps=False, value_norms=value_norms, selection=selection)
+    result = AttentionRun(whole, tokens, model.info, trace, selection=selection)
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
 
 
@@ -902,14 +920,14 @@ def batch(
     selection: Selection = EVERYTHING,
 ):
     """One `BatchRecord` per (line number, text): the fields of its explain document (its steps only
-    with `steps`; its attention of the `selection`'s layers and heads, its summary of the first of them), or
-    with `summary` its heads statistics instead of any attention (summary_fields); or the error of a text that
-    fails. A generator, so records can be written as they come."""
+    with `steps`; its attention and steps of the `selection`'s layers and heads, its summary of the first of them),
+    or with `summary` its heads statistics (of the selection's too) instead of any attention (summary_fields); or
+    the error of a text that fails. A generator, so records can be written as they come."""
     layer = selection.kept_layers(model.info.layers)[0]
     for number, text in lines:
         try:
             if summary:
-                fields = summary_fields(text, model, max_tokens)
+                fields = summary_fields(text, model, max_tokens, selection)
             else:
                 kept = explain(text, model, layer=layer, max_tokens=max_tokens, steps=steps, selection=selection)
                 fields = kept.fields(steps)
@@ -919,11 +937,15 @@ def batch(
         yield BatchRecord(number, fields=fields)
 
 
-def summary_fields(text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+def summary_fields(
+    text: str, model: Model, max_tokens: int = DEFAULT_MAX_TOKENS, selection: Selection = EVERYTHING
+) -> dict:
     """The fields of batch's summary of a text: the text, model and tokens, and its `statistics`, each of heads'
-    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text; no attention."""
-    result = run(text, model, max_tokens)
-    return {**result.header_json(), "statistics": _heads_of(result, text).by_head_json()}
+    per-head fields by head (HeadsResult.by_head_json), computed as heads computes them for one text (of the
+    `selection`'s layers and heads, which the fields then name); no attention."""
+    result = run(text, model, max_tokens, selection=selection)
+    statistics = _heads_of(result, text).by_head_json()
+    return {**result.header_json(), **result.selection_json(), "statistics": statistics}
 
 
 def check(
@@ -966,16 +988,16 @@ def compare(
     token: str,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> CompareResult:
     """How the attention of `token` changes from `text_a` to `text_b`, head by head (with `measure` norms, its
-    ‖α v W_O‖ as shares of its row, see _token_rows).
+    ‖α v W_O‖ as shares of its row, see _token_rows), of the `selection`'s layers and heads.
 
     `token` names a token of `text_a` (an index, or a text that occurs once); its partner in
     `text_b` is the token the alignment pairs it with.
     """
-    return _compared(
-        run(text_a, model, max_tokens, measure=measure), run(text_b, model, max_tokens, measure=measure), token
-    )
+    runs = (run(text, model, max_tokens, measure=measure, selection=selection) for text in (text_a, text_b))
+    return _compared(*runs, token)
 
 
 def compare_models(
@@ -985,10 +1007,11 @@ def compare_models(
     token: str,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     measure: Measure = Measure.weights,
+    selection: Selection = EVERYTHING,
 ) -> CompareResult:
     """How the attention of `token` (a token of `text`, see `resolve_token`) changes from checkpoint `model_a`
-    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`). The two must tokenize
-    `text` alike and have as many layers and heads."""
+    to `model_b`, head by head, as `compare` measures it between two texts (of `measure`; of the `selection`'s
+    layers and heads). The two must tokenize `text` alike and have as many layers and heads."""
     measure = _measure(measure)
     first, second = model_a.info, model_b.info
     if (first.layers, first.heads) != (second.layers, second.heads):
@@ -1015,7 +1038,10 @@ def compare_models(
             said_a=said[0],
             said_b=said[1],
         )
-    runs = _run(text, tokens_a, model_a, measure=measure), _run(text, tokens_b, model_b, measure=measure)
+    runs = (
+        _run(text, tokens, model, measure=measure, selection=selection)
+        for tokens, model in ((tokens_a, model_a), (tokens_b, model_b))
+    )
     return _compared(*runs, token, two_models=True)
 
 

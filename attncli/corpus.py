@@ -401,23 +401,15 @@ def heads(
 
     With `path`, the file the result is for, the partial sums are kept beside it after each
     partition (resume.checkpoint_of), and `resume` continues from them. With a `selection`, the statistics
-    are of its layers and heads alone (a run that does not resume: its partial sums are of every head's)."""
-    if resume and not selection.everything:
-        raise BadInput(
-            "{resume} continues a run of every layer and head: give no {layers} or {heads} with it",
-            resume=Parameter("resume"),
-            layers=Parameter("layers"),
-            heads=Parameter("kept_heads"),
-        )
+    are of its layers and heads alone (and a run resumes one of the same selection)."""
     if not corpus.lines:
         raise BadInput("{option} has no non-empty lines: no texts to average over", option=Parameter("file"))
     texts, info, max_tokens = corpus.texts, runner.info, runner.max_tokens
     parts = partitions(texts)
-    # A run of some layers and heads keeps no partial sums to resume: a resumed run's are every head's.
-    checkpoint = checkpoint_of(path, resume) if selection.everything else None
+    checkpoint = checkpoint_of(path, resume)
     with claimed(checkpoint):
         if resume:
-            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure)
+            sums, failures, start = resumed_heads(checkpoint, info, parts, max_tokens, measure, selection)
         else:
             sums, failures, start = analysis.StatisticSums(), [], 0
         work = functools.partial(heads_partition, runner.recipe, max_tokens, runner.names, measure, selection)
@@ -426,7 +418,9 @@ def heads(
                 sums.merge(part.sums)
                 failures += part.failures
                 if checkpoint is not None:
-                    save_heads_checkpoint(checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure)
+                    save_heads_checkpoint(
+                        checkpoint, info, texts, max_tokens, index + 1, sums, failures, measure, selection
+                    )
     failures = sorted(corpus.unreadable + failures)
     failed = None
     if failures or not sums.texts:
@@ -532,8 +526,8 @@ def batch(
     selection: Selection = EVERYTHING,
 ) -> None:
     """Each text of `corpus` as a batch record (commands.batch, with its steps only with `steps`, or with
-    `summary` its heads statistics instead of its attention; with a `selection`, the attention of its layers
-    and heads alone), computed as `runner` says and written as
+    `summary` its heads statistics instead of its attention; with a `selection`, the attention, steps or statistics
+    of its layers and heads alone), computed as `runner` says and written as
     JSON Lines in line order, numbers rounded to `precision`, to standard output or to the file `path`.
     A line that cannot be read or run gets a record with its "error" and the run goes on, or with
     `fail_fast` ends there; LinesFailed, at the end, names them all (a resumed run's earlier ones too).
@@ -546,15 +540,6 @@ def batch(
     if steps and summary:
         raise BadInput(
             "{steps} adds every intermediate to each record's attention, which {summary} leaves out: give one of them",
-            steps=Parameter("steps"),
-            summary=Parameter("summary"),
-        )
-    if not selection.everything and (steps or summary):
-        raise BadInput(
-            "{layers} and {heads} keep some of each record's attention; {steps} and {summary} write every layer and "
-            "head's: give them apart",
-            layers=Parameter("layers"),
-            heads=Parameter("kept_heads"),
             steps=Parameter("steps"),
             summary=Parameter("summary"),
         )
@@ -641,13 +626,15 @@ def record_bytes(
     summary: bool = False,
     steps: bool = False,
     step_width: int = 0,
+    scored_heads: int | None = None,
 ) -> float:
     """About how many bytes batch writes for a line of `tokens` tokens through a model of `layers` × `heads`
     heads (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
     digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
     and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
-    scores and scaled scores as the weights and `step_width` numbers a token and layer besides (see
-    _step_width; the steps only some families write left out)."""
+    scores and scaled scores of `scored_heads` heads (default `heads`: the steps are every head's) as the weights,
+    and `step_width` numbers a token and layer besides (see _step_width; the steps only some families write left
+    out)."""
     kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
     number = kept(digits) + len("0.,")
     statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
@@ -659,7 +646,8 @@ def record_bytes(
     weights = seen * number + (tokens * tokens - seen) * len("0.0,") + 3 * tokens  # a head's, its rows' brackets
     written = opening + layers * heads * weights + tokens * heads * (SUMMARY_HEAD_JSON + statistic)
     if steps:
-        written += layers * (2 * heads * tokens * tokens + step_width * tokens) * number
+        scored = heads if scored_heads is None else scored_heads
+        written += layers * (2 * scored * tokens * tokens + step_width * tokens) * number
     return written
 
 
@@ -689,16 +677,15 @@ def _large_output(
     def written(**options) -> float:
         return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)
 
-    size = written(precision=precision, summary=summary, steps=steps, step_width=_step_width(info))
+    size = written(
+        precision=precision, summary=summary, steps=steps, step_width=_step_width(info), scored_heads=info.heads
+    )
     if size <= LARGE_OUTPUT:
         return None
     if summary:
         shrink = "; {precision} 4 would write about {smaller}" if precision is None or precision > 4 else ""
         smaller = written(precision=4, summary=True)
-    elif not selection.everything:  # a summary is of every head: what shrinks a selection's is a smaller one
-        shrink = "; fewer {layers} or {kept_heads} would write less"
-        smaller = size
-    else:
+    else:  # a summary keeps the selection's heads too
         shrink = (
             "; {summary} would write about {smaller} (or a smaller {max_tokens}, which leaves the longest lines out)"
         )

@@ -249,7 +249,7 @@ class ExplainResult:
     @property
     def walk_head(self) -> int:
         """The head whose Q, K, V and scores the walkthrough shows."""
-        return 0 if self.head is None else self.head
+        return self.run.heads[0] if self.head is None else self.head
 
     @property
     def attention(self) -> AttentionTrace:
@@ -278,7 +278,6 @@ class ExplainResult:
         """The document's fields after "schema" and "command"; without `steps`, the attention and
         summary alone (as batch writes)."""
         trace = self.run.trace
-        layers = trace.layers
         focus = self.run.tokens[self.focus]
         fields = {
             **self.run.common_json(),
@@ -290,11 +289,17 @@ class ExplainResult:
         if not steps:
             return fields
         _check_size(self.run)
+        layers = [trace.layers[layer] for layer in self.run.layers]  # the steps of the layers kept
+        first = trace.layers[0]  # what every layer shares (ALiBi, a relative position bias): the pass runs the first
 
         def per_layer(name: str) -> list:
             return [numbers(getattr(layer, name)) for layer in layers]
 
-        experts = {} if self.run.model.mixture is None else {"experts": [_routing_json(r) for r in trace.routing]}
+        experts = (
+            {}
+            if self.run.model.mixture is None
+            else {"experts": [_routing_json(trace.routing[layer]) for layer in self.run.layers]}
+        )
         return {
             **fields,
             "steps": {
@@ -312,11 +317,11 @@ class ExplainResult:
                 "output": numbers(trace.output),
                 **_projected_json(layers),
                 **experts,
-                **({} if layers[0].alibi is None else {"alibi": numbers(layers[0].alibi)}),
+                **({} if first.alibi is None else {"alibi": numbers(first.alibi)}),
                 **({"sinks": per_layer("sinks")} if self.run.model.sinks else {}),
-                **_disentangled_json(trace),
+                **_disentangled_json(trace, layers),
                 **({} if trace.normed_embeddings is None else {"normed_embeddings": numbers(trace.normed_embeddings)}),
-                **_relative_bias_json(self.relative_buckets, layers),
+                **_relative_bias_json(self.relative_buckets, first),
             },
         }
 
@@ -566,13 +571,12 @@ class DotResult:
         )
 
 
-def _disentangled_json(trace: Trace) -> dict:
-    """Disentangled attention's steps: each layer's c2p and p2c terms [L][h][T][T] (those it has), the
+def _disentangled_json(trace: Trace, layers: list[AttentionTrace]) -> dict:
+    """Disentangled attention's steps: each of `layers`' c2p and p2c terms [L][h][T][T] (those it has), the
     relative position [T][T] each query's read for each key, and the first layer's convolution [T][d] where
     it has one; else {}."""
     if trace.relative_positions is None:
         return {}
-    layers = trace.layers
     fields = {
         name: [numbers(getattr(layer, name)) for layer in layers]
         for name in ("c2p", "p2c")
@@ -582,12 +586,12 @@ def _disentangled_json(trace: Trace) -> dict:
     return fields if trace.convolution is None else {**fields, "convolution": numbers(trace.convolution)}
 
 
-def _relative_bias_json(buckets: np.ndarray | None, layers: list[AttentionTrace]) -> dict:
+def _relative_bias_json(buckets: np.ndarray | None, first: AttentionTrace) -> dict:
     """{"relative_position_buckets": [T][T], "relative_position_bias": [h][T][T]} for a model with a relative
-    position bias (the same in every layer); else {}."""
+    position bias (the same in every layer: the `first` layer's); else {}."""
     if buckets is None:
         return {}
-    return {"relative_position_buckets": buckets.tolist(), "relative_position_bias": numbers(layers[0].position_bias)}
+    return {"relative_position_buckets": buckets.tolist(), "relative_position_bias": numbers(first.position_bias)}
 
 
 def _projected_json(layers: list[AttentionTrace]) -> dict:
@@ -799,11 +803,11 @@ class HeadsResult:
 
 @dataclass(eq=False, repr=False)
 class RolloutResult:
-    """Attention rollout through every layer of a run."""
+    """Attention rollout through every layer of a run (every layer it kept: the rollout starts at the first)."""
 
     run: AttentionRun
     fusion: str
-    rollout: np.ndarray  # [L, T, T] products of the fused, residual-mixed layers up to each layer
+    rollout: np.ndarray  # [L', T, T] products of the fused, residual-mixed layers kept up to each layer kept
     token: int | None  # the query token whose sources the view lists, if any
     sources: list[int] | None  # with a token: the input tokens, the largest share of it first, sinks left out
     left_out: list[int] | None = None  # with a token: the sinks (special tokens ...) the ranking leaves out
@@ -812,9 +816,10 @@ class RolloutResult:
         """The rollout in long form: how much of each key flows into each query, layer by layer."""
         texts = [t.text for t in self.run.tokens]
         header = ["layer", "query_index", "query_token", "key_index", "key_token", "share"]
+        layers = self.run.layers  # the model's number of each layer kept
         rows = (
-            [layer, query, texts[query], key, texts[key], self.rollout[layer, query, key]]
-            for layer, query, key in np.ndindex(self.rollout.shape)
+            [layers[kept], query, texts[query], key, texts[key], self.rollout[kept, query, key]]
+            for kept, query, key in np.ndindex(self.rollout.shape)
         )
         return header, rows
 
@@ -824,6 +829,7 @@ class RolloutResult:
             "rollout",
             **self.run.header_json(),
             **self.run.measure_json(),
+            **self.run.selection_json(),
             head_fusion=self.fusion,
             token=None if self.token is None else _token_ref(tokens[self.token]),
             rollout=numbers(self.rollout),
@@ -839,16 +845,21 @@ class CompareResult:
     token_a: int
     token_b: int
     slots: list[tuple[int | None, int | None]]  # aligned key positions; None where a key has no partner
-    spread: tuple[np.ndarray, np.ndarray]  # both texts' token rows laid out over the slots: [L, h, S] each
-    change: np.ndarray  # [L, h] total variation distance between the two distributions
-    ranking: list[tuple[int, int]]  # (layer, head) pairs, the most changed first
-    strongest: tuple[np.ndarray, np.ndarray]  # [L, h] each: the top key in A and in B, not itself or special
-    # [L, h, T_a] and [L, h, T_b]: the token's rows compared, its weights (or its norms as shares of each row)
+    # the arrays' axes are of the layers and heads the runs kept (both the same: see AttentionRun.selection)
+    spread: tuple[np.ndarray, np.ndarray]  # both texts' token rows laid out over the slots: [L', h', S] each
+    change: np.ndarray  # [L', h'] total variation distance between the two distributions
+    ranking: list[tuple[int, int]]  # (layer, head) places in those axes, the most changed first
+    strongest: tuple[np.ndarray, np.ndarray]  # [L', h'] each: the top key in A and in B, not itself or special
+    # [L', h', T_a] and [L', h', T_b]: the token's rows compared, its weights (or its norms as shares of each row)
     rows: tuple[np.ndarray, np.ndarray]
     two_models: bool = False  # A and B are two checkpoints on one text, not one model on two texts
 
     def unpaired(self, side: int) -> list[int]:
         return [slot[side] for slot in self.slots if slot[1 - side] is None]
+
+    def named(self, layer: int, head: int) -> tuple[int, int]:
+        """The model's layer and head at places `layer` and `head` of the arrays."""
+        return self.a.layers[layer], self.a.heads[head]
 
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """The heads, the most changed first, with the token's top key in each text (its weight, or its norm's share
@@ -862,7 +873,8 @@ class CompareResult:
             weight_a = self.rows[0][layer, head, top_a]
             weight_b = self.rows[1][layer, head, top_b]
             side_a = [top_a, self.a.tokens[top_a].text, weight_a]
-            return [rank, layer, head, self.change[layer, head], *side_a, top_b, self.b.tokens[top_b].text, weight_b]
+            side_b = [top_b, self.b.tokens[top_b].text, weight_b]
+            return [rank, *self.named(layer, head), self.change[layer, head], *side_a, *side_b]
 
         return header, (row(rank, layer, head) for rank, (layer, head) in enumerate(self.ranking, start=1))
 
@@ -879,8 +891,7 @@ class CompareResult:
             unpaired={"a": self.unpaired(0), "b": self.unpaired(1)},
             heads=[
                 {
-                    "layer": layer,
-                    "head": head,
+                    **dict(zip(("layer", "head"), self.named(layer, head), strict=True)),
                     "tv": float(self.change[layer, head]),
                     "a": numbers(self.rows[0][layer, head]),
                     "b": numbers(self.rows[1][layer, head]),

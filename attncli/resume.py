@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from attncli.analysis import StatisticSums
+from attncli.attention import EVERYTHING, Selection
 from attncli.errors import AttncliError, BadInput, Parameter
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import ModelInfo
@@ -239,14 +240,15 @@ def save_heads_checkpoint(
     sums: StatisticSums,
     failures: list[tuple[int, str]],
     measure: str = "weights",
+    selection: Selection = EVERYTHING,
 ) -> None:
     """Save the progress of heads over `texts` (corpus.Text) after `partitions` partitions: the
-    partial sums and the failed lines, with the model, the texts and the measure they are of."""
+    partial sums and the failed lines, with the model, the texts, the measure and the selection they are of."""
     progress = {
         "schema": SCHEMA,
         "command": "heads (unfinished)",
         "model": info.to_json(),
-        "texts": fingerprint(texts, *_heads_options(max_tokens, measure)),
+        "texts": fingerprint(texts, *_heads_options(max_tokens, measure, selection)),
         "partitions": partitions,
         "partial_sums": sums.to_json(),
         "failures": failures,
@@ -254,23 +256,29 @@ def save_heads_checkpoint(
     write_file(checkpoint, orjson.dumps(progress))
 
 
-def _heads_options(max_tokens: int, measure: str) -> tuple:
+def _heads_options(max_tokens: int, measure: str, selection: Selection = EVERYTHING) -> tuple:
     """The options of a heads run that change its numbers, as its fingerprint takes them: a run of the
-    weights has the fingerprint it always had."""
-    return (max_tokens,) if measure == "weights" else (max_tokens, measure)
+    weights, of every layer and head, has the fingerprint it always had."""
+    options = (max_tokens,) if measure == "weights" else (max_tokens, measure)
+    return options if selection.everything else (*options, "selection", selection.layers, selection.heads)
 
 
 def resumed_heads(
-    checkpoint: Path, info: ModelInfo, parts: list[list], max_tokens: int, measure: str = "weights"
+    checkpoint: Path,
+    info: ModelInfo,
+    parts: list[list],
+    max_tokens: int,
+    measure: str = "weights",
+    selection: Selection = EVERYTHING,
 ) -> tuple[StatisticSums, list[tuple[int, str]], int]:
     """(partial sums, failed lines, partitions done) that an unfinished run of heads over the texts
-    `parts` (partitions of corpus.Text) of `measure` left in `checkpoint`; refused when it is a run over
-    other texts, another model or another measure, or when what it says does not add up: every text of
-    the partitions it says are done summed or failed, once."""
+    `parts` (partitions of corpus.Text) of `measure` and of the `selection`'s layers and heads left in
+    `checkpoint`; refused when it is a run over other texts, another model, another measure or another selection,
+    or when what it says does not add up: every text of the partitions it says are done summed or failed, once."""
     texts = [item for part in parts for item in part]
     try:
         saved = orjson.loads(read_input(str(checkpoint), SAVED_LIMIT))
-        fingerprinted = fingerprint(texts, *_heads_options(max_tokens, measure))
+        fingerprinted = fingerprint(texts, *_heads_options(max_tokens, measure, selection))
         same = saved["model"] == info.to_json() and saved["texts"] == fingerprinted
         sums, failures, done = StatisticSums.from_json(saved["partial_sums"]), saved["failures"], saved["partitions"]
         if type(done) is not int or not 0 <= done <= len(parts):
@@ -283,7 +291,8 @@ def resumed_heads(
         raise BadInput("{file} is damaged; delete it to start over", file=checkpoint) from None
     if not same:
         raise BadInput(
-            "{file} is a run over other texts, of another model or of another measure; delete it to start over",
+            "{file} is a run over other texts, of another model or of another measure or selection of layers and "
+            "heads; delete it to start over",
             file=checkpoint,
         )
     covered = [item.line for part in parts[:done] for item in part]  # in order

@@ -327,7 +327,7 @@ def _document(command: str, fields: dict, optional: dict | None = None) -> dict:
 def schemas() -> dict[str, dict]:
     """Every command's schema, by command name."""
     return {
-        "explain": _document("explain", {**EXPLAIN, "steps": STEPS}),
+        "explain": _document("explain", {**EXPLAIN, "steps": STEPS}, SELECTION),
         "heatmap": _document("heatmap", RUN, {**MEASURE, **SELECTION}),
         "tokenize": _document("tokenize", {"text": STRING, "model": MODEL, "tokens": _array(TOKEN)}),
         "embed": _document("embed", {"text": STRING, "tokens": _array(TOKEN), "embeddings": _array(NUMBER, 2)}),
@@ -483,9 +483,13 @@ def schemas() -> dict[str, dict]:
                 "tokens": _array(TOKEN),
                 "head_fusion": {"enum": [fusion.value for fusion in Fusion]},
                 "token": {"oneOf": [TOKEN_REF, {"type": "null"}]},
-                "rollout": {**_array(NUMBER, 3), "description": "[layer][query][key]; each row sums to 1"},
+                "rollout": {
+                    **_array(NUMBER, 3),
+                    "description": "[layer][query][key]; each row sums to 1; where --layers kept some, of the layers "
+                    "kept alone (layers names them), the first's input the identity",
+                },
             },
-            MEASURE,
+            {**MEASURE, **SELECTION},
         ),
         "batch": {
             "$schema": DRAFT,
@@ -519,7 +523,7 @@ def schemas() -> dict[str, dict]:
                             "alone, [layer][head]; null where a statistic does not apply",
                         },
                     },
-                    {"id": ANY_ID},
+                    {"id": ANY_ID, **SELECTION},
                 ),
             ],
         },
@@ -574,7 +578,7 @@ def schemas() -> dict[str, dict]:
             MEASURE,
         ),
         "lens": _document("lens", LENS),
-        "generate": _document("generate", GENERATE),
+        "generate": _document("generate", GENERATE, SELECTION),
     }
 
 

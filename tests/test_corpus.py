@@ -769,6 +769,8 @@ def test_a_run_that_would_write_over_a_gigabyte_says_so_before_any_work(cli, tmp
         r"about \d+ kB \(or a smaller --max-tokens, which leaves the longest lines out\); going on\n",
         loud.stderr,
     )
+    kept = cli("batch", source, "--model", GPT2, "--layers", "1", "--heads", "0").stderr
+    assert "(2 lines, the kept heads' attention); --summary would write about" in kept
     summary = cli("batch", source, "--model", GPT2, "--summary")
     assert summary.stderr.startswith("attncli: this run will write about 7 kB (2 lines); --precision 4 would write")
     assert "--precision" not in cli("batch", source, "--model", GPT2, "--summary", "--precision", "2").stderr

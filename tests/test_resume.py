@@ -329,3 +329,17 @@ def test_a_heads_run_resumes_only_with_the_measure_it_began_with(cli, monkeypatc
     assert resumed.code == 0, resumed.stderr
     whole = cli(*_heads(source, tmp_path / "whole.json", "--measure", "norms"))
     assert whole.code == 0 and json.loads(target.read_text()) == json.loads((tmp_path / "whole.json").read_text())
+
+
+@pytest.mark.slow  # three runs over two partitions
+def test_a_heads_run_of_some_layers_and_heads_resumes_only_with_that_selection(cli, monkeypatch, tmp_path):
+    source, target = _corpus(tmp_path), tmp_path / "out.json"
+    kept = ("--layers", "1", "--heads", "1:3")
+    _stopped(cli, monkeypatch, *_heads(source, target, *kept))
+    other = cli(*_heads(source, target, "--resume", "--layers", "1"))
+    assert other.code == 2 and "of another measure or selection of layers and heads" in other.stderr
+    resumed = cli(*_heads(source, target, "--resume", *kept))
+    assert resumed.code == 0, resumed.stderr
+    whole = cli(*_heads(source, tmp_path / "whole.json", *kept))
+    assert whole.code == 0 and json.loads(target.read_text()) == json.loads((tmp_path / "whole.json").read_text())
+    assert [(h["layer"], h["head"]) for h in json.loads(target.read_text())["heads"]] == [(1, 1), (1, 2)]

@@ -75,6 +75,31 @@ EVERY_COMMAND = {
     "generate": ["generate", SENTENCE, "--model", str(FIXTURES / "qwen2"), "--max-new-tokens", "3", "--json"],
     "heatmap-kept": ["heatmap", SENTENCE, "--model", GPT2, "--layers", "1:", "--heads", "0,2", "--json"],
     "model-kept": ["model", SENTENCE, "--layers", "0", "--heads", "1:3", "--measure", "norms", "--json"],
+    "explain-kept": ["explain", SENTENCE, "--model", GPT2, "--layers", "1:", "--heads", "0,2", "--json"],
+    "rollout-kept": ["rollout", SENTENCE, "--model", GPT2, "--layers", "1:", "--heads", "0,2", "--json"],
+    "compare-kept": [
+        "compare",
+        SENTENCE,
+        "The cat sat on a mat",
+        "--token",
+        "cat",
+        "--model",
+        BERT,
+        "--heads",
+        "1:3",
+        "--json",
+    ],
+    "generate-kept": [
+        "generate",
+        SENTENCE,
+        "--model",
+        str(FIXTURES / "qwen2"),
+        "--max-new-tokens",
+        "2",
+        "--layers",
+        "1",
+        "--json",
+    ],
 }
 
 

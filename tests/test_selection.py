@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attncli import commands
+from attncli import analysis, commands
+from attncli.analysis import Fusion
 from attncli.attention import Selection
 from attncli.errors import BadInput, DataError
 from attncli.models import load_model
@@ -252,8 +253,33 @@ def test_batch_records_keep_the_selection_as_explain_keeps_it(cli, tmp_path):
         assert (kept["layers"], kept["heads"], kept["layer"]) == ([1, 2], [1], 1)
         assert np.array_equal(np.array(kept["attention"]), np.array(whole["attention"])[1:, 1:2])
         assert [h["head"] for h in kept["summary"][0]["heads"]] == [1]
-    refused = cli("batch", str(source), "--model", model, "--layers", "2:", "--summary")
-    assert refused.code == 2 and "--layers and --heads keep some of each record's attention" in refused.stderr
+
+
+@pytest.mark.parametrize("kind", ["--summary", "--steps"])
+def test_batch_summaries_and_steps_keep_the_selection_too(cli, tmp_path, kind):
+    import jsonschema
+
+    from attncli.schema import schemas
+
+    source = tmp_path / "lines.txt"
+    source.write_text("The cat sat on the mat.\nA dog barked.\n", encoding="utf-8")
+    model = str(FIXTURES / "llama")
+    kept = [
+        json.loads(line)
+        for line in cli(
+            "batch", str(source), "--model", model, kind, "--layers", "1:", "--heads", "1"
+        ).stdout.splitlines()
+    ]
+    every = [json.loads(line) for line in cli("batch", str(source), "--model", model, kind).stdout.splitlines()]
+    for record, whole in zip(kept, every, strict=True):
+        jsonschema.validate(record, schemas()["batch"], cls=jsonschema.Draft202012Validator)
+        assert (record["layers"], record["heads"]) == ([1, 2], [1]) and "layers" not in whole
+        if kind == "--summary":
+            for name, values in record["statistics"].items():
+                assert values == [row[1:2] for row in whole["statistics"][name][1:]], name
+        else:  # the kept layers' steps, every head of each
+            assert record["steps"]["scores"] == whole["steps"]["scores"][1:]
+            assert np.array_equal(np.array(record["attention"]), np.array(whole["attention"])[1:, 1:2])
 
 
 @pytest.mark.parametrize("source", ["text", "file", "induction"])
@@ -274,14 +300,9 @@ def test_heads_statistics_of_kept_heads_are_those_of_every_head(cli, tmp_path, s
     assert [row.split(",")[:2] for row in sorted_csv.splitlines()[1:]] == [["1", h] for h in heads_of_layer]
 
 
-def test_heads_refuses_a_selection_it_cannot_keep_in_one_line(cli, tmp_path):
+def test_heads_merge_refuses_a_selection_in_one_line(cli, tmp_path):
     merged = cli("heads", "--merge", str(tmp_path / "a.json"), "--layers", "0", "--model", BERT)
     assert merged.code == 2 and "--merge joins saved results of every layer and head" in merged.stderr
-    lines = tmp_path / "lines.txt"
-    lines.write_text("The cat sat.\n", encoding="utf-8")
-    out = tmp_path / "stats.json"
-    resumed = cli("heads", "--file", str(lines), "--model", BERT, "--layers", "0", "-o", str(out), "--resume")
-    assert resumed.code == 2 and "--resume continues a run of every layer and head" in resumed.stderr
 
 
 def test_an_svg_of_a_selection_draws_a_kept_head_by_its_number(cli, tmp_path):
@@ -333,3 +354,117 @@ def test_standard_output_into_a_file_is_cut_back_where_a_streamed_document_fails
         done = subprocess.run(args, stdout=appended, stderr=subprocess.PIPE, timeout=60, check=False)
     assert done.returncode == 2 and b"NaN" in done.stderr
     assert out.read_bytes() == b"before\n"
+
+
+def test_explain_keeps_its_layers_and_heads_and_walks_through_the_first_of_them(cli):
+    every = cli("explain", TEXT, "--model", BERT, "--json", "--layer", "1").json()
+    kept = cli("explain", TEXT, "--model", BERT, "--json", "--layers", "1", "--heads", "2:").json()
+    assert (kept["layers"], kept["heads"], kept["layer"]) == ([1], [2, 3], 1) and "layers" not in every
+    assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:, 2:])
+    # the steps are of the layers kept, every head of each (a layer's output mixes them all)
+    assert kept["steps"]["q"] == every["steps"]["q"][1:] and kept["steps"]["concat"] == every["steps"]["concat"][1:]
+    assert [[h["head"] for h in t["heads"]] for t in kept["summary"]] == [[2, 3]] * len(kept["tokens"])
+    assert [t["heads"][2:] for t in every["summary"]] == [t["heads"] for t in kept["summary"]]
+
+
+def test_explain_draws_the_heads_kept_and_walks_through_the_first(cli):
+    view = cli("explain", TEXT, "--model", BERT, "--layers", "1", "--heads", "2:", "--no-values").stdout
+    assert "for heads 2, 3:" in view and "layer 1 head 2" in view and "layer 1 head 3" in view
+    assert "head 0" not in view and "head 1 " not in view
+    assert "Head 2's output for token" in view and "2:" in view.split("Summary")[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
+        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
+        (["--layers", "7"], "--layers '7'"),
+    ],
+)
+def test_explain_refuses_what_its_selection_does_not_keep_in_one_line(cli, args, message):
+    run = cli("explain", TEXT, "--model", BERT, *args)
+    assert run.code == 2 and run.stdout == "" and len(run.stderr.splitlines()) == 1 and message in run.stderr
+
+
+def test_a_rollout_of_kept_layers_multiplies_theirs_alone_and_fuses_the_kept_heads(cli):
+    model = str(FIXTURES / "llama")
+    whole = commands.run(TEXT, load_model(model))
+    kept = cli("rollout", TEXT, "--model", model, "--json", "--layers", "1:", "--heads", "0,2").json()
+    assert (kept["layers"], kept["heads"]) == ([1, 2], [0, 2])
+    expected = analysis.rollout(whole.weights[1:][:, [0, 2]], Fusion.mean)  # [L', T, T], from layer 1's input on
+    assert np.allclose(np.array(kept["rollout"]), expected, atol=1e-6)
+    every = cli("rollout", TEXT, "--model", model, "--json").json()
+    assert "layers" not in every and np.allclose(every["rollout"], analysis.rollout(whole.weights), atol=1e-6)
+    table = cli("rollout", TEXT, "--model", model, "--format", "csv", "--layers", "2").stdout.splitlines()
+    assert {row.split(",")[0] for row in table[1:]} == {"2"}  # the model's number of the layer
+
+
+def test_a_rollout_of_kept_layers_says_which_it_multiplies(cli):
+    view = " ".join(
+        cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--layers", "1:", "--heads", "0,2").stdout.split()
+    )
+    assert "rollout through layer 2, from layer 1" in view and "after layers 1, 2 alone (--layers)" in view
+    assert "each layer's heads 0, 2 fused by mean" in view
+    run = cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--heads", "9")
+    assert run.code == 2 and run.stdout == "" and run.stderr.startswith("attncli: error: --heads '9'")
+
+
+@pytest.mark.parametrize("two_models", [False, True])
+def test_compare_ranks_the_kept_heads_alone_by_the_model_s_numbers(cli, two_models):
+    texts = [TEXT, "The cat sat on the big mat because it was tired."]
+    models = ["--model", BERT, "--model", str(FIXTURES / "distilbert")] if two_models else ["--model", BERT]
+    args = ["compare", *(texts[:1] if two_models else texts), "--token", "cat", *models, "--json"]
+    every = cli(*args).json()
+    kept = cli(*args, "--layers", "1", "--heads", "1:3").json()
+    chosen = [h for h in every["heads"] if h["layer"] == 1 and h["head"] in (1, 2)]
+    assert kept["heads"] == chosen  # the same heads, rows and order, by the model's numbers
+    table = cli(*args[:-1], "--format", "csv", "--layers", "1", "--heads", "1:3").stdout.splitlines()
+    assert [row.split(",")[1:3] for row in table[1:]] == [[str(h["layer"]), str(h["head"])] for h in chosen]
+    view = " ".join(cli(*args[:-1], "--layers", "1", "--heads", "1:3").stdout.split())
+    assert "Of layers 1 and heads 1, 2 kept alone." in view and "L0" not in view
+
+
+def test_compare_names_the_model_that_lacks_a_layer_or_head():
+    infos = [load_model(BERT).info, load_model(str(FIXTURES / "llama")).info]  # 2 and 3 layers
+    assert commands.compared_selection(infos, "1", None) == Selection((1,), None)
+    with pytest.raises(BadInput) as refused:
+        commands.compared_selection(infos[::-1], "2", None)
+    assert str(refused.value).startswith("model B (") and "the model has 2, numbered 0 to 1" in str(refused.value)
+
+
+def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attention(cli, tmp_path):
+    args = ["generate", "The cat sat", "--model", str(FIXTURES / "llama"), "--max-new-tokens", "3"]
+    every = cli(*args, "--json").json()
+    kept = cli(*args, "--json", "--layers", "1", "--heads", "0,2").json()
+    assert (kept["layers"], kept["heads"]) == ([1], [0, 2]) and "layers" not in every
+    assert kept["generated"] == every["generated"]  # the logits read the last layer, whatever is kept
+    assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:2][:, [0, 2]])
+    cli(*args, "--layers", "1", "--heads", "0,2", "-o", str(tmp_path / "a.npz"))
+    assert np.load(tmp_path / "a.npz")["layers"].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "1", "--explore"], "--explore shows every layer and head: give no --layers or --heads with it"),
+        (["--heads", "4"], "--heads '4': the model has 4, numbered 0 to 3"),
+        (
+            ["--layers", "1", "--export", "page.html"],
+            "the --export page shows every layer and head: give no --layers or --heads, or export an .svg",
+        ),
+    ],
+)
+def test_generate_refuses_a_selection_it_cannot_show_in_one_line(cli, args, message):
+    run = cli("generate", "The cat sat", "--model", str(FIXTURES / "llama"), "--max-new-tokens", "1", *args)
+    assert run.code == 2 and run.stdout == "" and run.stderr == f"attncli: error: {message}\n"
+
+
+def test_explain_s_steps_need_the_memory_of_the_layers_run_alone(cli):
+    text = " ".join(["The cat sat on the mat."] * 30)  # 360 tokens: 8 MB of steps a layer on the llama fixture
+    model = str(FIXTURES / "llama")
+    budget = {"ATTNCLI_MEMORY_BUDGET": "12"}
+    refused = cli("explain", text, "--model", model, env=budget)
+    assert refused.code == 2 and "(3 layers × 4 heads × 360²)" in refused.stderr
+    assert cli("explain", text, "--model", model, "--layers", "0", "--json", env=budget).code == 0
+    assert "(2 layers × 4 heads × 360²)" in cli("explain", text, "--model", model, "--layers", "1", env=budget).stderr

@@ -58,6 +58,18 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def rolled_through(run: AttentionRun) -> str:
+    """The layers a rollout of `run` multiplies, for a title: "through layer 5", or where --layers kept some,
+    "through layer 5, from layer 2" (the layers before the first kept are left out)."""
+    first, last = run.layers[0], run.layers[-1]
+    return f"through layer {last}" + ("" if run.selection.layers is None or first == 0 else f", from layer {first}")
+
+
+def listed(indices: tuple[int, ...]) -> str:
+    """Indices in words: "2, 3, 5"."""
+    return ", ".join(map(str, indices))
+
+
 def plain_table(*columns: tuple[str, str], footer: bool = False) -> Table:
     """A borderless table; each column is (header, justify). Number columns never wrap, so a narrow
     terminal squeezes the bars instead of the numbers."""

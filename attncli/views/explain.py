@@ -14,6 +14,7 @@ from attncli.results import ExplainResult
 from attncli.terminal import abbreviate, token_label
 from attncli.views.common import (
     head_heatmaps,
+    listed,
     model_line,
     plain_table,
     plural,
@@ -306,7 +307,7 @@ def explain_view(
     parts += section(
         5,
         "Attention weights",
-        f"Softmax of every row, for {'every head' if result.head is None else f'head {h}'}: rows are queries, "
+        f"Softmax of every row, for {_heads_drawn(result)}: rows are queries, "
         f"columns are keys; {row_sums(model)}" + _mask_note(model, layer) + scale_hint(run, scale),
     )
     parts.append(head_heatmaps(run, layer, result.head, values, highlight=f, scale=scale, keys=keys, queries=queries))
@@ -389,7 +390,10 @@ def explain_view(
     parts += section(
         summary,
         "Summary",
-        "What each token attends to most: averaged over heads, and in each head." + _left_out(result),
+        "What each token attends to most: averaged over heads, and in each head"
+        + ("" if result.run.selection.heads is None else f" of those kept ({listed(result.run.heads)})")
+        + "."
+        + _left_out(result),
     )
     parts.append(_summary_table(result))
     return Group(*parts)
@@ -1017,6 +1021,15 @@ def _focus_scores(result: ExplainResult) -> list[RenderableType]:
     return parts
 
 
+def _heads_drawn(result: ExplainResult) -> str:
+    """The heads section 5 draws, in words: every head, the heads --heads kept, or the one --head names."""
+    if result.head is not None:
+        return f"head {result.head}"
+    if result.run.selection.heads is None:
+        return "every head"
+    return f"heads {listed(result.run.heads)}"
+
+
 def _outside(keys: np.ndarray, tokens: int) -> str:
     """The keys a window of contiguous `keys` leaves out of `tokens` tokens, in words: "0 to 1 and 11 to 22"."""
     runs = [(0, int(keys[0]) - 1), (int(keys[-1]) + 1, tokens - 1)]
@@ -1027,6 +1040,7 @@ def _summary_table(result: ExplainResult) -> Table:
     labels = [token_label(label) for label in token_texts(result.run)]
     keys, weights = result.strongest
     mean_keys, mean_weights = result.strongest_mean
+    heads = result.run.heads  # the model's numbers of the heads kept
     per_head = len(keys) <= _SUMMARY_HEADS
     columns = [("#", "right"), ("token", "left"), ("mean of heads", "left")]
     table = plain_table(*columns, *([("head:top key(weight)", "left")] if per_head else []))
@@ -1035,7 +1049,9 @@ def _summary_table(result: ExplainResult) -> Table:
         if per_head:
             # No spaces inside an entry, so a wrapped line never splits one.
             row.append(
-                "  ".join(f"{h}:{abbreviate(labels[keys[h, i]], 8)}({weights[h, i]:.2f})" for h in range(len(keys)))
+                "  ".join(
+                    f"{head}:{abbreviate(labels[keys[h, i]], 8)}({weights[h, i]:.2f})" for h, head in enumerate(heads)
+                )
             )
         table.add_row(*row)
     if per_head:

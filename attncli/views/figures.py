@@ -22,7 +22,17 @@ import numpy as np
 
 from attncli.results import AttentionRun, ExplainResult, HeatmapResult, ModelGridResult, QueryResult, RolloutResult
 from attncli.terminal import make_console
-from attncli.views.common import figure_name, head_name, layer_mask, markup_text, quantity, scale_top, word_texts
+from attncli.views.common import (
+    figure_name,
+    head_name,
+    layer_mask,
+    listed,
+    markup_text,
+    quantity,
+    rolled_through,
+    scale_top,
+    word_texts,
+)
 from attncli.views.matrices import thumbnail_block, thumbnail_cells
 from attncli.widgets.heatmap import LOG_FLOOR, VIRIDIS, colour_of, fractions, scale_number, span
 
@@ -212,12 +222,12 @@ def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None
 
 def rollout_figure(result: RolloutResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     run = result.run
-    layers = len(result.rollout)
+    heads = "heads" if run.selection.heads is None else f"heads {listed(run.heads)}"
     return matrix_svg(
         result.rollout[-1],
         word_texts(run),
         title
-        or f"{figure_name(run.model)} · attention rollout through layer {layers - 1} ({result.fusion} of heads"
+        or f"{figure_name(run.model)} · attention rollout {rolled_through(run)} ({result.fusion} of {heads}"
         + (", of ‖αv W_O‖ norms as shares of each row)" if run.shows_norms else ")"),
         _subtitle(run),
         scale,

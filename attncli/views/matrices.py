@@ -16,10 +16,12 @@ from attncli.views.common import (
     head_heatmaps,
     head_name,
     layer_mask,
+    listed,
     model_line,
     plain_table,
     plural,
     quantity,
+    rolled_through,
     row_sums,
     scale_hint,
     scale_top,
@@ -156,16 +158,20 @@ def rollout_view(
     result: RolloutResult, scale: str = "fixed", keys: slice | None = None, queries: slice | None = None
 ) -> RenderableType:
     run = result.run
-    layers = len(result.rollout)
     final = result.rollout[-1]  # [T, T]
+    heads = "heads" if run.selection.heads is None else f"heads {listed(run.heads)}"
+    after = (
+        f"all {plural(len(result.rollout), 'layer')}"
+        if run.selection.layers is None
+        else f"layers {listed(run.layers)} alone (--layers)"
+    )
     parts: list[RenderableType] = [
         text_line(run.text),
         model_line(run.model),
         Text(
-            f"Attention rollout (Abnar & Zuidema, 2020): each layer's heads fused by {result.fusion}, mixed "
+            f"Attention rollout (Abnar & Zuidema, 2020): each layer's {heads} fused by {result.fusion}, mixed "
             "with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
-            f"each input token flows into position i after all {plural(layers, 'layer')}; each row sums to 1."
-            + _rollout_sinks(run.model),
+            f"each input token flows into position i after {after}; each row sums to 1." + _rollout_sinks(run.model),
             style="italic",
         ),
         *([Text(_ROLLOUT_NORMS, style="italic")] if run.shows_norms else []),
@@ -173,7 +179,7 @@ def rollout_view(
         Heatmap(
             final,
             token_texts(run),
-            title=f"rollout through layer {layers - 1}",
+            title=f"rollout {rolled_through(run)}",
             highlight=result.token,
             scale=scale,
             rows=run.window(queries, "queries"),
@@ -186,9 +192,10 @@ def rollout_view(
             share = final[result.token, key]
             table.add_row(str(key), token_label(run.tokens[key].text), number(share), bar(share))
         name = token_label(run.tokens[result.token].text)
+        kept = "" if run.selection.layers is None else " kept"
         parts += [
             Text(""),
-            Text(f"Where “{name}” (token {result.token}) draws from, after every layer:", style="bold"),
+            Text(f"Where “{name}” (token {result.token}) draws from, after every layer{kept}:", style="bold"),
             table,
         ]
         if result.left_out:

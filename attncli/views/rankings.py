@@ -11,6 +11,7 @@ from attncli.terminal import abbreviate, token_label
 from attncli.views.common import (
     bar,
     head_name,
+    listed,
     model_line,
     plain_table,
     plural,
@@ -219,7 +220,7 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         top_a, top_b = (int(top[layer, head]) for top in result.strongest)
         table.add_row(
             str(rank),
-            head_name(layer, head),
+            head_name(*result.named(layer, head)),
             f"{result.change[layer, head]:.2f}",
             f"{token_label(a.tokens[top_a].text)} {row_a[top_a]:.2f}",
             f"{token_label(b.tokens[top_b].text)} {row_b[top_b]:.2f}",
@@ -245,6 +246,10 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
     sinks = ", and the share each head's learned sink takes counted as one more key." if learned_sinks else "."
     if a.shows_norms:
         sinks = ". " + _NORMS_AS_SHARES.format(number="the numbers below")
+    selected = (("layers", a.selection.layers), ("heads", a.selection.heads))
+    kept = [f"{axis} {listed(chosen)}" for axis, chosen in selected if chosen is not None]
+    if kept:
+        sinks += f" Of {' and '.join(kept)} kept alone."
     if result.two_models:
         opening = [
             text_line(a.text),
@@ -275,9 +280,9 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
         table,
         Text(""),
         Text(
-            f"Aligned, in the most changed head, {head_name(layer, head)}:"
+            f"Aligned, in the most changed head, {head_name(*result.named(layer, head))}:"
             if result.change[layer, head] > 0
-            else f"No head changed; aligned, in {head_name(layer, head)}:",
+            else f"No head changed; aligned, in {head_name(*result.named(layer, head))}:",
             style="bold",
         ),
         aligned,
