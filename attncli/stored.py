@@ -67,8 +67,10 @@ class StoredAttention:
         its own. A domain error of the pass is kept in `error` (and on_layer called once more); closing the
         store stops the pass at its next layer."""
         try:
-            for layer, weights in enumerate(self._stream):  # [h, T, T] each
-                self._write(layer, weights)
+            # Not enumerate(self._stream): its tuple, kept for the next item, would hold this layer while the pass
+            # makes the next (two layers' memory, not one).
+            for weights in self._stream:  # [h, T, T] each
+                self._write(self.layers_in, weights)
                 del weights  # before the next is made
                 on_layer(self.layers_in)
         except Closed:

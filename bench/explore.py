@@ -15,6 +15,7 @@ usage: python bench/explore.py first|switch|long MODEL TEXT_FILE
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,7 +29,9 @@ async def main(mode: str, model: str, text_file: str) -> None:
 
     if mode == "long":
         await long_text(model, text_file)
-        return
+        sys.stdout.flush()
+        # At once, as attncli ends: the pass's thread may be in OpenBLAS, whose exit handler would wait on it.
+        os._exit(0)
     run = commands.run(Path(text_file).read_text(encoding="utf-8").strip(), load_model(model))
     app = Explorer(run)
     async with app.run_test(size=(140, 40)) as pilot:
