@@ -671,7 +671,8 @@ class Explorer(App):
 
     @work(thread=True, group="stored")
     def _read_stored(self, chosen: tuple[int, int | None]) -> None:
-        """A head of a stored run, or its layer's mean, read apart from the screen (a mean takes a second)."""
+        """A head of a stored run, or its layer's mean, read apart from the screen (a mean takes seconds at 4,096
+        tokens)."""
         layer, head = chosen
         try:
             matrix: np.ndarray | str = self.stored.mean(layer) if head is None else self.stored.head(layer, head)
