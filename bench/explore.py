@@ -2,7 +2,7 @@
 first heatmap is drawn (the bench times the whole process); `switch` then moves to another head
 again and again and prints, as JSON, the milliseconds of each move; `long` opens a text too long to keep
 whole (kept on disk a layer at a time, see attncli.stored, as `explore` does) and prints, as JSON, the
-seconds to its screen, to the first layer's block means and to the layer's mean of heads in block means
+seconds to its screen, to the pass's first layer, to its block means and to the layer's mean of heads in block means
 (`a`), with the longest the screen's event loop went without running (a stall: keys wait that long).
 
 Each move is timed two ways: the harness's round trip (Pilot.press, then Pilot.pause until the
@@ -92,8 +92,12 @@ async def long_text(model: str, text_file: str) -> None:
             stalls.append(now - last - 0.01)
             last = now
 
+    layer_in = []  # when the pass's first layer was in
+
     async def drawn(pane) -> float:  # until the pane's block means are those of what it shows
         while not (pane.weights is not None and pane.means is not None and pane.means[0] is pane.weights):
+            if app.layers_in and not layer_in:
+                layer_in.append(time.perf_counter() - start)
             await asyncio.sleep(0.01)
         return time.perf_counter() - start
 
@@ -111,6 +115,7 @@ async def long_text(model: str, text_file: str) -> None:
         json.dumps(
             {
                 "screen_s": screen,
+                "first_layer_in_s": layer_in[0],
                 "first_block_means_s": first,
                 "mean_block_means_s": mean,
                 "longest_stall_ms": max(stalls) * 1000,
