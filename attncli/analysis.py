@@ -293,16 +293,30 @@ def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
     return np.stack(products)
 
 
+# Cells of a strip of block_means' rows summed at once: 2²⁰ float64s, 8 MB, however long the text.
+BLOCK_STRIP_CELLS = 2**20
+
+
 def block_means(weights: np.ndarray, seen: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """`weights` [R, C] in blocks of `block` × `block` cells (the last row and column of blocks may be
     smaller): each block's mean over the cells `seen` [R, C] allows, [⌈R/block⌉, ⌈C/block⌉], and
-    whether it has any such cell (a block of masked cells only has no mean)."""
+    whether it has any such cell (a block of masked cells only has no mean).
+
+    Summed in float64 a strip of whole rows of blocks at a time, so that a long text's [T, T] is never copied
+    whole: each block's sum is the same to the bit as summing the whole padded matrix at once would give, as
+    numpy adds a block's cells in the same order wherever the block's rows sit."""
     rows, columns = -(-weights.shape[0] // block), -(-weights.shape[1] // block)
-    sums, counts = np.zeros((rows * block, columns * block)), np.zeros((rows * block, columns * block))
-    sums[: weights.shape[0], : weights.shape[1]] = np.where(seen, weights, 0.0)
-    counts[: weights.shape[0], : weights.shape[1]] = seen
-    sums = sums.reshape(rows, block, columns, block).sum(axis=(1, 3))
-    counts = counts.reshape(rows, block, columns, block).sum(axis=(1, 3))
+    sums, counts = np.zeros((rows, columns)), np.zeros((rows, columns))  # [⌈R/block⌉, ⌈C/block⌉]
+    strip_rows = max(BLOCK_STRIP_CELLS // (block * block * columns), 1)  # rows of blocks a strip
+    for first in range(0, rows, strip_rows):
+        last = min(first + strip_rows, rows)
+        cells = slice(first * block, last * block)
+        strip_sums = np.zeros(((last - first) * block, columns * block))  # [strip rows, C padded]
+        strip_counts = np.zeros(((last - first) * block, columns * block))
+        strip_sums[: len(weights[cells]), : weights.shape[1]] = np.where(seen[cells], weights[cells], 0.0)
+        strip_counts[: len(weights[cells]), : weights.shape[1]] = seen[cells]
+        sums[first:last] = strip_sums.reshape(last - first, block, columns, block).sum(axis=(1, 3))
+        counts[first:last] = strip_counts.reshape(last - first, block, columns, block).sum(axis=(1, 3))
     return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0), counts > 0
 
 

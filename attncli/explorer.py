@@ -45,7 +45,7 @@ from attncli.analysis import Measure
 from attncli.errors import AttncliError
 from attncli.escapes import visible
 from attncli.results import AttentionRun, AttributionResult, LensResult, QueryResult
-from attncli.stored import StoredAttention
+from attncli.stored import Closed, StoredAttention
 from attncli.terminal import token_label
 from attncli.views.attribution import attribution_chart
 from attncli.views.common import head_name, layer_mask, quantity, scale_top, token_texts
@@ -103,7 +103,8 @@ class Cursor(NamedTuple):
 
 class MatrixPane(Widget, can_focus=True):
     """The heatmap of `weights` over the window of rows and columns that fits, panned to keep the
-    cursor in view; or, at cell width 0, the whole matrix in block means."""
+    cursor in view; or, at cell width 0, the whole matrix in block means (with `apart`, a long text's,
+    computed on a thread of their own, one matrix at a time, while the screen says so)."""
 
     # Given by the app before the first draw. A new matrix or mask always redraws: numpy arrays have
     # no single answer to `!=`.
@@ -130,14 +131,23 @@ class MatrixPane(Widget, can_focus=True):
             super().__init__()
             self.rows = rows
 
-    def __init__(self, labels: list[str]):
+    class Averaged(Message, bubble=False):
+        """Block means computed apart from the screen: `means` of `weights` under `mask` in `block` blocks."""
+
+        def __init__(self, weights: np.ndarray, mask: np.ndarray | None, block: int, means) -> None:
+            super().__init__()
+            self.means = (weights, mask, block, means)
+
+    def __init__(self, labels: list[str], apart: bool = False):
         super().__init__()
         self.labels = labels
+        self.apart = apart  # block means computed on a thread of their own
         self.first_row = self.first_column = 0  # the first row and column in view
         self.drawn: tuple[int, int, int] | None = None  # (header lines, row label width, cell) last drawn
         # The block means last drawn, with the weights, mask and block they are of: a long text's take a second,
         # and moving the cursor redraws the pane.
         self.means: tuple[np.ndarray, np.ndarray | None, int, tuple[np.ndarray, np.ndarray]] | None = None
+        self.averaging = False  # block means being computed apart: one matrix's at a time
 
     def render(self) -> RenderableType:
         weights, cursor, cell = self.weights, self.cursor, self.cell
@@ -149,7 +159,9 @@ class MatrixPane(Widget, can_focus=True):
         if cell == 0:
             self.drawn = None
             block = thumbnail_block(tokens, min(width, 2 * (height - 3)))  # a title line, and two of legend
-            means, any_seen = self._block_means(block)
+            if (kept := self._block_means(block)) is None:
+                return Text(f"computing the whole matrix's means in {block} × {block} blocks …", style="dim")
+            means, any_seen = kept
             title = f"whole matrix: each cell the mean of a {block} × {block} block"
             return Group(
                 MiniHeatmap(means, title, self.scale, mask=any_seen, top=self.top),
@@ -181,16 +193,30 @@ class MatrixPane(Widget, can_focus=True):
             quantity=self.quantity,
         )
 
-    def _block_means(self, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """The weights' means in `block` × `block` blocks, and which blocks have a cell seen (analysis.block_means)."""
+    def _block_means(self, block: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The weights' means in `block` × `block` blocks, and which blocks have a cell seen (analysis.block_means);
+        apart, None while they are computed (on a thread, which redraws the pane when done)."""
         if self.means is not None:
             weights, mask, kept_block, means = self.means
             if weights is self.weights and mask is self.mask and kept_block == block:
                 return means
-        seen = np.ones(self.weights.shape, bool) if self.mask is None else self.mask
-        means = analysis.block_means(self.weights, seen, block)
-        self.means = (self.weights, self.mask, block, means)
-        return means
+        if not self.apart:
+            self.means = (self.weights, self.mask, block, _block_means(self.weights, self.mask, block))
+            return self.means[3]
+        if not self.averaging:  # else the one being computed, once done, redraws and asks for these
+            self.averaging = True
+            self._average(self.weights, self.mask, block)
+        return None
+
+    @work(thread=True, group="block-means")
+    def _average(self, weights: np.ndarray, mask: np.ndarray | None, block: int) -> None:
+        means = _block_means(weights, mask, block)
+        with contextlib.suppress(RuntimeError):  # the app's event loop is closed
+            self.post_message(self.Averaged(weights, mask, block, means))
+
+    def on_matrix_pane_averaged(self, message: Averaged) -> None:
+        self.means, self.averaging = message.means, False
+        self.refresh()
 
     def on_click(self, event: events.Click) -> None:
         """A click on a cell puts the cursor there."""
@@ -206,6 +232,11 @@ class MatrixPane(Widget, can_focus=True):
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self.post_message(self.Scrolled(-3))
+
+
+def _block_means(weights: np.ndarray, mask: np.ndarray | None, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """`weights`' means in `block` × `block` blocks over the cells `mask` lets a query see (None: all)."""
+    return analysis.block_means(weights, np.ones(weights.shape, bool) if mask is None else mask, block)
 
 
 def _scrolled(first: int, cursor: int, size: int, total: int) -> int:
@@ -530,8 +561,12 @@ class Explorer(App):
     ):
         super().__init__()
         # A long text's weights, kept on disk as its pass makes them, in the place of `run`'s (a streamed run's):
-        # the explorer opens at once and shows each layer as it comes.
+        # the explorer opens at once and shows each layer as it comes. What it shows of them (a head, or a layer's
+        # mean) is read on a thread, one at a time: `read` is the last read, ((layer, head or None for the mean),
+        # its [T, T] float16 weights or why they could not be read), and `reading` whether one is being read.
         self.stored = stored
+        self.read: tuple[tuple[int, int | None], np.ndarray | str] | None = None
+        self.reading = False
         # The run as each measure shows it, one trace for both; a run without the value norms (a forward pass not
         # asked for them) shows its weights alone.
         self.runs = {Measure(run.measure): run}
@@ -550,6 +585,9 @@ class Explorer(App):
         # What the panes that need every layer in memory say for a stored text instead
         self.too_long = f"not available for {len(run.tokens):,} tokens, kept a layer at a time"
         self.found = ""  # the text `/` last looked for
+        # [T, T] bool, the keys each query of a layer sees (or None): the same array each time, which the heatmap's
+        # block means are kept for
+        self.layer_mask = functools.lru_cache(maxsize=2)(lambda layer: layer_mask(run, layer))
         # Every head ranked for a query, as `query` ranks them, kept per (query, sinks setting, measure): moving
         # along the query's row or to another head shows the same ranking again.
         self.ranking = functools.lru_cache(maxsize=RANKINGS_KEPT)(
@@ -579,7 +617,9 @@ class Explorer(App):
 
     def compose(self) -> ComposeResult:
         yield Static(id="top")
-        yield MatrixPane(self.labels).data_bind(Explorer.cursor, Explorer.scale, cell=Explorer.zoom)
+        yield MatrixPane(self.labels, apart=self.stored is not None).data_bind(
+            Explorer.cursor, Explorer.scale, cell=Explorer.zoom
+        )
         yield GridPane(self.runs, f"the model grid: {self.too_long}" if self.stored else "").data_bind(
             Explorer.scale, Explorer.measure, selected_layer=Explorer.layer, selected_head=Explorer.head
         )
@@ -618,6 +658,36 @@ class Explorer(App):
         with contextlib.suppress(RuntimeError):  # its event loop is closed
             self.post_message(self.LayersIn(layers))
 
+    class MatrixRead(Message):
+        """What the heatmap shows of a stored run, read: see Explorer.read."""
+
+        def __init__(self, chosen: tuple[int, int | None], matrix: np.ndarray | str) -> None:
+            super().__init__()
+            self.chosen, self.matrix = chosen, matrix
+
+    def _chosen(self) -> tuple[int, int | None]:
+        """(layer, head) the heatmap shows; head None for the mean of the layer's heads."""
+        return self.layer, None if self.mean else self.head
+
+    @work(thread=True, group="stored")
+    def _read_stored(self, chosen: tuple[int, int | None]) -> None:
+        """A head of a stored run, or its layer's mean, read apart from the screen (a mean takes seconds at 4,096
+        tokens)."""
+        layer, head = chosen
+        try:
+            matrix: np.ndarray | str = self.stored.mean(layer) if head is None else self.stored.head(layer, head)
+        except Closed:  # the explorer quit
+            return
+        except OSError as error:
+            matrix = str(error)
+        with contextlib.suppress(RuntimeError):  # the app's event loop is closed
+            self.post_message(self.MatrixRead(chosen, matrix))
+
+    def on_explorer_matrix_read(self, message: MatrixRead) -> None:
+        self.read, self.reading = (message.chosen, message.matrix), False
+        self._show_head()  # what it read, or, where the choice moved on meanwhile, reads that
+        self._show_cursor_line()
+
     def on_explorer_layers_in(self, message: LayersIn) -> None:
         arrived = self.layers_in <= self.layer < message.layers
         self.layers_in = message.layers
@@ -629,11 +699,11 @@ class Explorer(App):
 
     def matrix(self) -> np.ndarray | None:
         """The weights [T, T] the heatmap shows (or their norms): the current head's, or the mean of the layer's
-        heads; for a stored run, in float16, and None while the layer is being computed."""
+        heads; for a stored run, in float16, and None while the layer is being computed or read."""
         if self.stored is not None:
-            if not self.stored.has(self.layer):
+            if self.read is None or self.read[0] != self._chosen() or isinstance(self.read[1], str):
                 return None
-            return self.stored.mean(self.layer) if self.mean else self.stored.head(self.layer, self.head)
+            return self.read[1]
         weights = self.attention.attention
         return weights[self.layer].mean(axis=0) if self.mean else weights[self.layer, self.head]
 
@@ -651,20 +721,32 @@ class Explorer(App):
         self.query_one(QueryPane).ranking = self._cursor_ranking()
 
     def _show_head(self) -> None:
-        """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane."""
+        """Hand the head now chosen (or the layer's mean) to the heatmap pane and the query pane; for a stored
+        run, once it is read (reading it if it is not)."""
+        stored = self.stored
+        unread = stored is not None and stored.has(self.layer) and (self.read is None or self.read[0] != self._chosen())
+        if unread and not self.reading:  # else the read under way, once done, reads what is chosen then
+            self.reading = True
+            self._read_stored(self._chosen())
         heatmap = self.query_one(MatrixPane)
         heatmap.waiting = self._waiting()
         heatmap.weights = self.matrix()
         heatmap.top = 1.0 if heatmap.weights is None else scale_top(self.attention, [heatmap.weights])
         heatmap.quantity = quantity(self.attention)
-        heatmap.mask = layer_mask(self.attention, self.layer)
+        heatmap.mask = self.layer_mask(self.layer)
         self.query_one(QueryPane).pinned = None if self.mean else (self.layer, self.head)  # first, with its rank
 
     def _waiting(self) -> str:
-        """What a stored run's layers being computed say: how far the pass is, or why it stopped."""
+        """What a stored run's layers being computed say: how far the pass is, or why it stopped; or, once the
+        layer is in, that what is shown is being read (or why it could not be)."""
         stored = self.stored
-        if stored is None or stored.has(self.layer):
+        if stored is None or self.matrix() is not None:
             return ""
+        if stored.has(self.layer):
+            shown = f"L{self.layer}'s mean of {stored.shape[1]} heads" if self.mean else head_name(*self._chosen())
+            if self.read is not None and self.read[0] == self._chosen():
+                return f"{shown} could not be read: {self.read[1]}"
+            return f"reading {shown} …"
         if stored.error:
             return f"L{self.layer} was not computed: {stored.error}"
         return f"computing layer {self.layer} … {self.layers_in} of {stored.shape[0]} layers in ([ ] to move to one)"
@@ -777,7 +859,7 @@ class Explorer(App):
         if matrix is None:
             return self._waiting()
         weight = matrix.dtype.type(matrix[query, key])  # printed in its own precision's shortest form
-        mask = layer_mask(self.attention, self.layer)
+        mask = self.layer_mask(self.layer)
         allowed = "" if mask is None or mask[query, key] else " (masked: the query may not see this key)"
         value = f"‖αv W_O‖ {weight!s}" if self.measure == Measure.norms else f"{weight!s}"
         generated = "" if self.prompt_tokens is None or query < self.prompt_tokens else " (generated)"

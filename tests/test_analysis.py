@@ -1,6 +1,8 @@
 """analysis.py: head statistics, patterns, rollout, block means, alignment on attention whose answers are known."""
 
 import math
+import tracemalloc
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
-from attncli import commands
+from attncli import analysis, commands
 from attncli.analysis import (
     align,
     at_bound,
@@ -222,6 +224,52 @@ def test_block_means_average_exactly_the_cells_the_mask_allows(weights, data):
         assert has_cells[row, column] == (allowed.size > 0)
         if allowed.size:
             assert means[row, column] == pytest.approx(allowed.mean(), abs=1e-12)
+
+
+def _block_means_at_once(weights: np.ndarray, seen: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """block_means as it was before it summed a strip at a time: the whole padded [R, C] in float64 at once."""
+    rows, columns = -(-weights.shape[0] // block), -(-weights.shape[1] // block)
+    sums, counts = np.zeros((rows * block, columns * block)), np.zeros((rows * block, columns * block))
+    sums[: weights.shape[0], : weights.shape[1]] = np.where(seen, weights, 0.0)
+    counts[: weights.shape[0], : weights.shape[1]] = seen
+    sums = sums.reshape(rows, block, columns, block).sum(axis=(1, 3))
+    counts = counts.reshape(rows, block, columns, block).sum(axis=(1, 3))
+    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0), counts > 0
+
+
+@given(
+    arrays(
+        st.sampled_from([np.float16, np.float32]),
+        st.tuples(st.integers(1, 40), st.integers(1, 40)),
+        elements=st.floats(0, 1, width=16),
+    ),
+    st.data(),
+)
+def test_block_means_a_strip_at_a_time_are_those_of_the_whole_matrix_to_the_bit(weights, data):
+    seen = data.draw(arrays(bool, weights.shape))
+    block = data.draw(st.integers(1, 12))
+    strip = data.draw(st.integers(1, 2000))  # cells a strip: from a row of blocks a strip to the whole at once
+    with mock.patch.object(analysis, "BLOCK_STRIP_CELLS", strip):
+        means, has_cells = block_means(weights, seen, block)
+    whole_means, whole_has_cells = _block_means_at_once(weights, seen, block)
+    np.testing.assert_array_equal(has_cells, whole_has_cells)
+    assert means.tobytes() == whole_means.tobytes()
+
+
+def test_block_means_of_a_long_text_never_hold_its_whole_matrix_in_float64():
+    """4,096 tokens in blocks of 30, as the explorer draws them: a float64 [T, T] would be 134 MB."""
+    tokens = 4096
+    weights = np.random.default_rng(0).random((tokens, tokens), np.float32).astype(np.float16)  # [T, T]
+    seen = np.tri(tokens, dtype=bool)  # [T, T]
+    tracemalloc.start()  # numpy reports its arrays' memory to it
+    try:
+        means, _ = block_means(weights, seen, 30)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert means.shape == (137, 137)
+    assert peak < 3 * analysis.BLOCK_STRIP_CELLS * 8  # a strip's sums and counts, and its weights in float16
+    assert peak < tokens * tokens * 8 / 4
 
 
 def test_the_numbers_at_a_clamps_bound_are_those_it_moved():

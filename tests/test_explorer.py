@@ -22,7 +22,7 @@ import pytest
 from helpers import ATTNCLI, BERT, FIXTURES, PRONOUN, SENTENCE, attncli, clean_error, copy_fixture, edit_config
 from rich.console import Console
 
-from attncli import commands
+from attncli import analysis, commands
 from attncli.models import load_model
 from attncli.terminal import token_label
 from attncli.views.lens import predicted_label
@@ -700,12 +700,12 @@ def test_a_long_text_opens_on_block_means_and_shows_each_layer_once_it_is_made()
     app, (first, waiting, drawn) = _opened_on_stored(
         streamed,
         stored,
-        _until(lambda app: app.layers_in == 1),
+        _until(lambda app: app.layers_in == 1 and _drawn(app)),
         "screen",
         "right_square_bracket",
         "screen",
         lambda app: _release(gates),
-        _until(lambda app: app.layers_in == 3),
+        _until(lambda app: app.layers_in == 3 and _drawn(app)),
         "screen",
     )
     assert app.zoom == 0 and "whole matrix: each cell the mean of a" in first
@@ -721,9 +721,52 @@ def test_a_long_text_opens_on_block_means_and_shows_each_layer_once_it_is_made()
     np.testing.assert_allclose(app.pane.weights, whole.weights[1, 0], atol=1e-3)
 
 
+def _drawn(app) -> bool:
+    """Whether the heatmap pane has the block means of what it shows (computed apart from the screen)."""
+    pane = app.query_one("MatrixPane")
+    return pane.weights is not None and pane.means is not None and pane.means[0] is pane.weights
+
+
 async def _release(gates) -> None:
     for gate in gates:
         gate.set()
+
+
+def test_a_long_text_s_block_means_are_computed_apart_while_the_screen_takes_keys(monkeypatch):
+    """A stored run's block means (a second at 4,096 tokens) are computed on a thread of their own: the screen says
+    so meanwhile and answers keys; once done, the pane draws them."""
+    import threading
+
+    from attncli import explorer
+
+    computed = threading.Event()
+    threads = []
+    block_means = analysis.block_means
+
+    def held_block_means(weights, seen, block):
+        threads.append(threading.current_thread())
+        assert computed.wait(timeout=20)
+        return block_means(weights, seen, block)
+
+    monkeypatch.setattr(explorer.analysis, "block_means", held_block_means)
+    streamed, stored, _ = _stored()
+    app, (computing, drawn) = _opened_on_stored(
+        streamed,
+        stored,
+        _until(lambda app: stored.complete and threads),
+        "c",  # the scale: the screen answers while the means are computed
+        "screen",
+        lambda app: _release([computed]),
+        _until(_drawn),
+        "screen",
+    )
+    assert threading.main_thread() not in threads
+    assert "computing the whole matrix's means in" in computing and "scale row" in computing
+    assert "whole matrix: each cell the mean of a" in drawn
+    block = int(re.search(r"the mean of a (\d+) × ", drawn)[1])
+    np.testing.assert_array_equal(
+        app.pane.means[3][0], analysis.block_means(app.pane.weights, np.tri(len(streamed.tokens), dtype=bool), block)[0]
+    )
 
 
 def test_stored_weights_are_the_run_s_in_float16_within_1e_3():
@@ -737,6 +780,45 @@ def test_stored_weights_are_the_run_s_in_float16_within_1e_3():
             np.testing.assert_allclose(mean, whole.weights[layer].mean(axis=0), atol=1e-3, rtol=0)
             for head in range(4):
                 np.testing.assert_allclose(stored.head(layer, head), whole.weights[layer, head], atol=1e-3, rtol=0)
+    finally:
+        stored.close()
+
+
+class _Layers:
+    """A stream of given [h, T, T] layers, as StoredAttention reads a run's."""
+
+    def __init__(self, layers: np.ndarray):
+        self.shape, self._layers = layers.shape, layers
+
+    def __iter__(self):
+        return iter(self._layers)
+
+
+def test_a_stored_layer_s_mean_and_its_block_means_hold_no_whole_float32_or_float64_matrix(monkeypatch):
+    """A layer's mean is summed a strip of rows at a time (equal, to the bit, to summing whole heads) and its block
+    means a strip of blocks at a time: besides the float16 mean, never the memory of a float32 [T, T]."""
+    import tracemalloc
+
+    from attncli import stored as stored_module
+
+    monkeypatch.setattr(stored_module, "MEAN_STRIP_CELLS", 2**14)
+    monkeypatch.setattr(analysis, "BLOCK_STRIP_CELLS", 2**14)
+    tokens, heads = 1024, 4
+    weights = np.random.default_rng(0).random((1, heads, tokens, tokens), np.float32)  # [L, h, T, T]
+    stored = stored_module.StoredAttention(SimpleNamespace(stream=_Layers(weights)))
+    stored.fill(lambda layers: None)
+    seen = np.tri(tokens, dtype=bool)  # [T, T]
+    try:
+        tracemalloc.start()  # numpy reports its arrays' memory to it
+        try:
+            mean = stored.mean(0)  # [T, T] float16
+            analysis.block_means(mean, seen, 8)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak - mean.nbytes < tokens * tokens * 4 / 2  # half a float32 [T, T]
+        whole_heads = sum(stored.head(0, head).astype(np.float32) for head in range(heads))  # [T, T]
+        assert mean.tobytes() == (whole_heads / heads).astype(np.float16).tobytes()
     finally:
         stored.close()
 

@@ -4,13 +4,16 @@ import re
 
 import numpy as np
 from helpers import ANSI, LONG, render_text, widest_line
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 from rich.color import Color
 
 from attncli import commands
 from attncli.models import load_model
 from attncli.widgets.columns import FittedTable
-from attncli.widgets.heatmap import Heatmap, colour_of, fractions
+from attncli.widgets.heatmap import Heatmap, colour_of, colours_of, fractions
 from attncli.widgets.minimap import MiniHeatmap
 from attncli.widgets.vectors import VectorTable, number
 
@@ -197,3 +200,16 @@ def test_a_heatmap_of_norms_writes_values_past_1_whole_and_its_legend_ends_at_th
 def test_a_mini_heatmap_of_norms_draws_its_largest_value_in_the_brightest_shade():
     norms = np.array([[0.6, 6.0], [2.0, 0.0]])
     assert render_text(MiniHeatmap(norms, "L0 H0", top=6.0), width=20).splitlines()[1:] == ["▒█", "▓ "]
+
+
+@given(
+    arrays(
+        st.sampled_from([np.float16, np.float32, np.float64]),
+        st.tuples(st.integers(1, 6), st.integers(1, 6)),
+        elements=st.floats(-0.5, 1.5, width=16),
+    )
+)
+def test_colours_found_at_once_are_colour_of_each(fractions_drawn):
+    """MiniHeatmap's colours, found with numpy over the whole matrix, are colour_of's, cell by cell."""
+    expected = [[colour_of(value) for value in row] for row in fractions_drawn]
+    assert colours_of(fractions_drawn) == expected

@@ -18,6 +18,7 @@ __all__ = [
     "Heatmap",
     "Legend",
     "colour_of",
+    "colours_of",
     "fractions",
     "shade_levels",
     "span",
@@ -105,6 +106,20 @@ def colour_of(fraction: float) -> Color:
     rgb = VIRIDIS[low] + (position - low) * (VIRIDIS[low + 1] - VIRIDIS[low])
     red, green, blue = (round(c) for c in rgb)
     return Color.from_rgb(red, green, blue)
+
+
+def colours_of(fractions: np.ndarray) -> list[list[Color]]:
+    """colour_of of each of `fractions` [R, C], the same colours, each found in one pass of numpy over them all: a
+    whole matrix's thousands of cells drawn in a blink rather than half a second. Its steps are colour_of's, in
+    float32 where the fractions are, so every rounding is its."""
+    position = np.clip(fractions, 0.0, 1.0) * (len(VIRIDIS) - 1)  # [R, C]
+    low = np.minimum(position.astype(np.int64), len(VIRIDIS) - 2)  # [R, C]
+    rgb = np.rint(VIRIDIS[low] + (position - low.astype(position.dtype))[..., None] * (VIRIDIS[low + 1] - VIRIDIS[low]))
+    made: dict[tuple[int, int, int], Color] = {}  # one Color a distinct colour
+    return [
+        [made.get(triplet) or made.setdefault(triplet, Color.from_rgb(*triplet)) for triplet in map(tuple, row)]
+        for row in rgb.astype(np.int64).tolist()
+    ]
 
 
 def _ink_for(background: Color) -> str:

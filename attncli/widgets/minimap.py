@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.style import Style
 from rich.text import Text
 
-from attncli.widgets.heatmap import SHADES, colour_of, shade_levels, uses_colour
+from attncli.widgets.heatmap import SHADES, colours_of, shade_levels, uses_colour
 from attncli.widgets.heatmap import fractions as scale_fractions
 
 __all__ = ["MiniHeatmap"]
@@ -60,12 +60,13 @@ class MiniHeatmap:
                     "".join(SHADES[level] if visible else "·" for level, visible in zip(row, row_seen, strict=True))
                 )
             return
+        colours = colours_of(np.where(seen, fractions, 0.0))  # [T][keys drawn]; a masked cell's is not drawn
         for top in range(0, len(fractions), 2):
             line = Text()
             for column in range(fractions.shape[1]):
-                upper = colour_of(fractions[top, column]) if seen[top, column] else None
+                upper = colours[top][column] if seen[top, column] else None
                 has_lower = top + 1 < len(fractions) and seen[top + 1, column]
-                lower = colour_of(fractions[top + 1, column]) if has_lower else None
+                lower = colours[top + 1][column] if has_lower else None
                 if upper is None and lower is not None:  # only the lower half has a colour: draw that half
                     line.append("▄", style=Style(color=lower))
                 elif upper is None:
