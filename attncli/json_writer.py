@@ -45,9 +45,10 @@ def json_chunks(value) -> Iterator[bytes]:
         isinstance(value, np.ndarray) and value.ndim > 1 and value.size > _SLICED
     ):
         yield b"["
-        for position, item in enumerate(value):
-            if position:
-                yield b","
+        first = True
+        for item in value:  # not enumerate, whose tuple would hold the item while an iterator makes the next
+            yield b"" if first else b","
+            first = False
             yield from json_chunks(item)
             del item  # before an iterator makes the next: a long text's layer at a time, not two
         yield b"]"

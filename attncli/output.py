@@ -238,11 +238,13 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
     out = csv.writer(buffer, lineterminator="\n")
     value = "norm" if run.shows_norms else "weight"
     out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", value])
-    for layer, weights in zip(run.layers, run.written(), strict=True):  # [h', T, T] a layer at a time
+    layers = iter(run.layers)  # not zipped with the layers written, whose tuple would hold one while the next is made
+    for weights in run.written():  # [h', T, T] a layer at a time
+        layer = next(layers)
         for head, block in zip(run.heads, weights, strict=True):  # [T, T]
             block = block if decimals is None else np.round(block, decimals)
-            for query, row in enumerate(block):
-                numbers = json_bytes(row)[1:-1].decode().split(",")
+            for query in range(len(block)):  # no row view left behind to hold the layer (see below)
+                numbers = json_bytes(block[query])[1:-1].decode().split(",")
                 out.writerows([layer, head, query, texts[query], key, texts[key], w] for key, w in enumerate(numbers))
             yield buffer.getvalue().encode()
             buffer.seek(0)
