@@ -877,8 +877,9 @@ def generate(
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
     model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
     ‖v_j W_O^h‖ too, for a view that switches to the norms): of the `selection`'s layers and heads, that pass
-    stopping after the last (each step's runs every layer, for the logits). With `on_token`, on_token(n,
-    max_new_tokens) before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
+    stopping after the last (each step's runs every layer, for the logits, and keeps no attention). With
+    `on_token`, on_token(n, max_new_tokens) before the step that chooses the n-th new token (how a caller shows the
+    steps' progress)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -898,7 +899,8 @@ def generate(
     while len(sequence) - len(prompt) < max_new_tokens:
         if on_token is not None:
             on_token(len(sequence) - len(prompt) + 1, max_new_tokens)
-        last = model.run(sequence, keep_steps=False).output[-1:]  # [1, d_h] what the head reads at the last position
+        # [1, d_h] what the head reads at the last position; no attention kept (the memory budget counts the last run's)
+        last = model.run(sequence, keep_steps=False, on_attention=_dropped).output[-1:]
         (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
         sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below
         probabilities.append(probability)
@@ -909,6 +911,10 @@ def generate(
     trace = model.run(tokens, keep_steps=False, value_norms=value_norms, selection=selection)
     result = AttentionRun(whole, tokens, model.info, trace, selection=selection)
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
+
+
+def _dropped(layer: int, weights: np.ndarray, norms: np.ndarray | None) -> None:
+    """Keep none of a layer's attention (an on_attention of Model.run): a pass run for its output alone."""
 
 
 def batch(

@@ -468,3 +468,17 @@ def test_explain_s_steps_need_the_memory_of_the_layers_run_alone(cli):
     assert refused.code == 2 and "(3 layers × 4 heads × 360²)" in refused.stderr
     assert cli("explain", text, "--model", model, "--layers", "0", "--json", env=budget).code == 0
     assert "(2 layers × 4 heads × 360²)" in cli("explain", text, "--model", model, "--layers", "1", env=budget).stderr
+
+
+def test_generate_s_steps_keep_no_attention_and_its_last_run_the_selection_s(llama, monkeypatch):
+    """The memory budget counts the last run's attention alone: the steps, run for their logits, keep none."""
+    kept, run = [], llama.run
+
+    def counted(*args, **options):
+        trace = run(*args, **options)
+        kept.append(trace.weights.shape[:2])
+        return trace
+
+    monkeypatch.setattr(llama, "run", counted)
+    commands.generate("The cat sat", llama, max_new_tokens=3, selection=Selection((0,), (0,)))
+    assert kept == [(0, 0)] * 3 + [(1, 1)]
