@@ -248,9 +248,29 @@ def _check_memory(
     budget = memory_budget()
     if needed <= budget:
         return
-    fit = 0 if steps or streamed else (budget - in_flight) // kept_layer
+    if streamed:
+        fit = 0
+    elif steps:  # every head's steps of every layer up to the last kept: fewer layers from the first alone help
+        fit = budget // (4 * info.heads * square)
+    else:
+        fit = (budget - in_flight) // kept_layer
     needed, budget, first = round(needed / 2**20), round(budget / 2**20), selection.kept_layers(info.layers)[0]
     shape, word = f"{layers} layers × {heads} heads × {tokens}²", "layer" if fit == 1 else "layers"
+    if steps:  # every step of every head of every layer run
+        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
+    if steps and fit >= 1:
+        raise BadInput(
+            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
+            "MB; the steps are kept for every head of every layer up to the last kept: keep {fit} {layer_word} with "
+            "{layers} 0:{fit}, or raise ATTNCLI_MEMORY_BUDGET (MB)",
+            tokens=tokens,
+            needed=needed,
+            budget=budget,
+            fit=fit,
+            layer_word=word,
+            shape=shape,
+            layers=Parameter("layers"),
+        )
     if fit >= 1:
         raise BadInput(
             "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
@@ -270,9 +290,7 @@ def _check_memory(
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
         )
-    if steps:  # every step of every head of every layer run
-        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
-    elif streamed:  # every head of the one layer in flight
+    if streamed:  # every head of the one layer in flight
         shape = f"a layer of {info.heads} heads × {tokens}²"
     raise BadInput(
         "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} MB; "

@@ -466,6 +466,7 @@ def test_explain_s_steps_need_the_memory_of_the_layers_run_alone(cli):
     budget = {"ATTNCLI_MEMORY_BUDGET": "12"}
     refused = cli("explain", text, "--model", model, env=budget)
     assert refused.code == 2 and "(3 layers × 4 heads × 360²)" in refused.stderr
+    assert "keep 1 layer with --layers 0:1, or raise" in refused.stderr  # 8 MB a layer run: one fits in 12
     assert cli("explain", text, "--model", model, "--layers", "0", "--json", env=budget).code == 0
     assert "(2 layers × 4 heads × 360²)" in cli("explain", text, "--model", model, "--layers", "1", env=budget).stderr
 
