@@ -192,15 +192,11 @@ def selection(info: ModelInfo, layers: str | None = None, heads: str | None = No
 
 
 def compared_selection(infos: list[ModelInfo], layers: str | None = None, heads: str | None = None) -> Selection:
-    """The `selection` `layers` and `heads` name of each model compared (one, or two checkpoints: A and B),
-    refused naming the model that lacks a layer or head where there are two."""
-    selections = []
-    for side, info in zip("AB", infos, strict=False):
-        try:
-            selections.append(selection(info, layers, heads))
-        except BadInput as error:
-            raise (error if len(infos) == 1 else error.prefixed(f"model {side} ({info.name})")) from None
-    return selections[0]
+    """The `selection` `layers` and `heads` name of the model compared, or of two checkpoints, which must be of one
+    shape (refused first, as compare_models refuses them: the selection is then of both)."""
+    if len(infos) == 2:
+        _check_one_shape(*infos)
+    return selection(infos[0], layers, heads)
 
 
 def _measure(measure: str) -> Measure:
@@ -1038,15 +1034,7 @@ def compare_models(
     layers and heads). The two must tokenize `text` alike and have as many layers and heads."""
     measure = _measure(measure)
     first, second = model_a.info, model_b.info
-    if (first.layers, first.heads) != (second.layers, second.heads):
-        raise BadInput(
-            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
-            "compare two checkpoints of one shape",
-            first=first.name,
-            second=second.name,
-            first_shape=f"{first.layers} layers × {first.heads}",
-            second_shape=f"{second.layers} layers × {second.heads}",
-        )
+    _check_one_shape(first, second)
     tokens_a, tokens_b = _tokens(text, model_a, max_tokens), _tokens(text, model_b, max_tokens)
     ids_a, ids_b = [t.id for t in tokens_a], [t.id for t in tokens_b]
     if ids_a != ids_b:
@@ -1067,6 +1055,19 @@ def compare_models(
         for tokens, model in ((tokens_a, model_a), (tokens_b, model_b))
     )
     return _compared(*runs, token, two_models=True)
+
+
+def _check_one_shape(first: ModelInfo, second: ModelInfo) -> None:
+    """Refuse two checkpoints of different numbers of layers or heads, which compare cannot pair."""
+    if (first.layers, first.heads) != (second.layers, second.heads):
+        raise BadInput(
+            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
+            "compare two checkpoints of one shape",
+            first=first.name,
+            second=second.name,
+            first_shape=f"{first.layers} layers × {first.heads}",
+            second_shape=f"{second.layers} layers × {second.heads}",
+        )
 
 
 def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:

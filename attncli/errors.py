@@ -106,12 +106,6 @@ class AttncliError(Exception):
         """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
         return _message(self.message, self.facts, names)
 
-    def prefixed(self, prefix: str) -> "AttncliError":
-        """The same error with `prefix` and a colon before its message."""
-        if not self.facts:
-            return type(self)(f"{prefix}: {self.message}")
-        return type(self)("{_prefix}: " + self.message, _prefix=prefix, **self.facts)
-
     def __str__(self) -> str:
         return self.worded({})
 
