@@ -17,7 +17,7 @@ import numpy as np
 from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import EVERYTHING, AttentionTrace, Selection, inverse_frequencies, relative_position_buckets
-from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, listed, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
@@ -1423,13 +1423,13 @@ def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None, selecti
     """Refuse a `layer` or `head` to draw that the model does not have, or that the `selection` does not keep."""
     if 0 <= layer < info.layers and layer not in selection.kept_layers(info.layers):
         raise BadInput(
-            "{layer} {value}: the run keeps {layers} {kept} alone", value=layer, kept=_listed(selection.layers)
+            "{layer} {value}: the run keeps {layers} {kept} alone", value=layer, kept=listed(selection.layers)
         )
     if head is not None and 0 <= head < info.heads and head not in selection.kept_heads(info.heads):
         raise BadInput(
             "{head} {value}: the run keeps {heads} {kept} alone",
             value=head,
-            kept=_listed(selection.heads),
+            kept=listed(selection.heads),
             heads=Parameter("kept_heads"),
         )
     if not 0 <= layer < info.layers:
@@ -1446,13 +1446,6 @@ def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None, selecti
             name=info.name,
             last=info.heads - 1,
         )
-
-
-def _listed(indices: tuple[int, ...]) -> str:
-    """Indices as a range such as 2-5 where they run on, else with commas: 0,3,7."""
-    if indices == tuple(range(indices[0], indices[-1] + 1)) and len(indices) > 2:
-        return f"{indices[0]}-{indices[-1]}"
-    return ",".join(map(str, indices))
 
 
 def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:

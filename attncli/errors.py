@@ -22,6 +22,7 @@ __all__ = [
     "Notice",
     "Parameter",
     "PipeClosed",
+    "listed",
     "shortened",
 ]
 
@@ -66,6 +67,17 @@ def shortened(value, limit: int = 24) -> str:
     """A value a user typed, cut for a one-line message when it is longer than `limit` characters."""
     text = str(value)
     return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
+
+
+def listed(indices: tuple[int, ...]) -> str:
+    """Layer or head indices in words, a run of three or more as its ends: "4", "0, 4", "0–19", "0–2, 5"."""
+    words, start = [], 0
+    for end in range(1, len(indices) + 1):
+        if end == len(indices) or indices[end] != indices[end - 1] + 1:  # a run of consecutive indices ends
+            run = indices[start:end]
+            words += [f"{run[0]}–{run[-1]}"] if len(run) >= 3 else map(str, run)
+            start = end
+    return ", ".join(words)
 
 
 def _message(template: str, facts: Mapping, names: Mapping[str, str]) -> str:

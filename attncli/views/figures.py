@@ -25,8 +25,8 @@ from attncli.terminal import make_console
 from attncli.views.common import (
     figure_name,
     head_name,
+    kept_heads,
     layer_mask,
-    listed,
     markup_text,
     quantity,
     rolled_through,
@@ -222,12 +222,11 @@ def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None
 
 def rollout_figure(result: RolloutResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     run = result.run
-    heads = "heads" if run.selection.heads is None else f"heads {listed(run.heads)}"
     return matrix_svg(
         result.rollout[-1],
         word_texts(run),
         title
-        or f"{figure_name(run.model)} · attention rollout {rolled_through(run)} ({result.fusion} of {heads}"
+        or f"{figure_name(run.model)} · attention rollout {rolled_through(run)} ({result.fusion} of {kept_heads(run)}"
         + (", of ‖αv W_O‖ norms as shares of each row)" if run.shows_norms else ")"),
         _subtitle(run),
         scale,
