@@ -451,6 +451,9 @@ def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attenti
     assert (kept["layers"], kept["heads"]) == ([1], [0, 2]) and "layers" not in every
     assert kept["generated"] == every["generated"]  # the logits read the last layer, whatever is kept
     assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:2][:, [0, 2]])
+    view = " ".join(cli(*args, "--layers", "1").stdout.split())
+    assert "A greedy continuation" in view and "--explore" not in view  # refused with a selection: not offered
+    assert "--explore shows the whole sequence's attention" in " ".join(cli(*args).stdout.split())
     cli(*args, "--layers", "1", "--heads", "0,2", "-o", str(tmp_path / "a.npz"))
     assert np.load(tmp_path / "a.npz")["layers"].tolist() == [1]
 
