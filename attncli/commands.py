@@ -350,7 +350,7 @@ def explain(
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
-        walk_head = result.heads[0] if head is None else head
+        walk_head = result.one_head(head)
         attention = result.trace.layers[layer]
         if not model.info.sample and model.info.parallel:  # output = input + attention + feed-forward
             layer_input, layer_output = result.trace.layer_inputs[layer], result.trace.layer_outputs[layer]

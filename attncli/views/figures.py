@@ -212,8 +212,7 @@ def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, que
 
 def heatmap_figure(result: HeatmapResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     """The head --head names (the first kept without it): a figure shows one head."""
-    head = result.run.heads[0] if result.head is None else result.head
-    return _head_figure(result.run, result.layer, head, scale, keys, queries, title)
+    return _head_figure(result.run, result.layer, result.run.one_head(result.head), scale, keys, queries, title)
 
 
 def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
