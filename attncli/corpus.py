@@ -633,8 +633,8 @@ def record_bytes(
     digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
     and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
     scores and scaled scores of `scored_heads` heads a layer (the model's every head: the steps are every head's,
-    whatever --heads keeps) as the weights, and `step_width` numbers a token and layer besides (see _step_width;
-    the steps only some families write left out)."""
+    whatever heads the selection keeps) as the weights, and `step_width` numbers a token and layer besides (see
+    _step_width; the steps only some families write left out)."""
     kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
     number = kept(digits) + len("0.,")
     statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
