@@ -17,7 +17,7 @@ import numpy as np
 from attncli import analysis
 from attncli.analysis import Fusion, Measure, align, pattern_labels, row_shares, softmax_parts
 from attncli.attention import EVERYTHING, AttentionTrace, Selection, inverse_frequencies, relative_position_buckets
-from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, DataError, Parameter, listed, shortened
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.results import (
     AttentionRun,
@@ -192,15 +192,11 @@ def selection(info: ModelInfo, layers: str | None = None, heads: str | None = No
 
 
 def compared_selection(infos: list[ModelInfo], layers: str | None = None, heads: str | None = None) -> Selection:
-    """The `selection` `layers` and `heads` name of each model compared (one, or two checkpoints: A and B),
-    refused naming the model that lacks a layer or head where there are two."""
-    selections = []
-    for side, info in zip("AB", infos, strict=False):
-        try:
-            selections.append(selection(info, layers, heads))
-        except BadInput as error:
-            raise (error if len(infos) == 1 else error.prefixed(f"model {side} ({info.name})")) from None
-    return selections[0]
+    """The `selection` `layers` and `heads` name of the model compared, or of two checkpoints, which must be of one
+    shape (refused first, as compare_models refuses them: the selection is then of both)."""
+    if len(infos) == 2:
+        _check_one_shape(*infos)
+    return selection(infos[0], layers, heads)
 
 
 def _measure(measure: str) -> Measure:
@@ -248,9 +244,29 @@ def _check_memory(
     budget = memory_budget()
     if needed <= budget:
         return
-    fit = 0 if steps or streamed else (budget - in_flight) // kept_layer
+    if streamed:
+        fit = 0
+    elif steps:  # every head's steps of every layer up to the last kept: fewer layers from the first alone help
+        fit = budget // (4 * info.heads * square)
+    else:
+        fit = (budget - in_flight) // kept_layer
     needed, budget, first = round(needed / 2**20), round(budget / 2**20), selection.kept_layers(info.layers)[0]
     shape, word = f"{layers} layers × {heads} heads × {tokens}²", "layer" if fit == 1 else "layers"
+    if steps:  # every step of every head of every layer run
+        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
+    if steps and fit >= 1:
+        raise BadInput(
+            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
+            "MB; the steps are kept for every head of every layer up to the last kept: keep {fit} {layer_word} with "
+            "{layers} 0:{fit}, or raise ATTNCLI_MEMORY_BUDGET (MB)",
+            tokens=tokens,
+            needed=needed,
+            budget=budget,
+            fit=fit,
+            layer_word=word,
+            shape=shape,
+            layers=Parameter("layers"),
+        )
     if fit >= 1:
         raise BadInput(
             "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
@@ -270,9 +286,7 @@ def _check_memory(
             heads=Parameter("kept_heads"),
             format=Parameter("format"),
         )
-    if steps:  # every step of every head of every layer run
-        shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
-    elif streamed:  # every head of the one layer in flight
+    if streamed:  # every head of the one layer in flight
         shape = f"a layer of {info.heads} heads × {tokens}²"
     raise BadInput(
         "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} MB; "
@@ -336,7 +350,7 @@ def explain(
     if steps and rope is not None:
         angles = index * inverse_frequencies(rope, len(result.tokens))  # [n/2] each dimension pair's turn at the focus
     if steps:
-        walk_head = result.heads[0] if head is None else head
+        walk_head = result.one_head(head)
         attention = result.trace.layers[layer]
         if not model.info.sample and model.info.parallel:  # output = input + attention + feed-forward
             layer_input, layer_output = result.trace.layer_inputs[layer], result.trace.layer_outputs[layer]
@@ -877,8 +891,9 @@ def generate(
     id (the continuation is never tokenized again), until `max_new_tokens` or a token that ends a text (the
     model's end of sequence); then the whole sequence's run, for its attention (with `value_norms`, its
     ‖v_j W_O^h‖ too, for a view that switches to the norms): of the `selection`'s layers and heads, that pass
-    stopping after the last (each step's runs every layer, for the logits). With `on_token`, on_token(n,
-    max_new_tokens) before the step that chooses the n-th new token (how a caller shows the steps' progress)."""
+    stopping after the last (each step's runs every layer, for the logits, and keeps no attention). With
+    `on_token`, on_token(n, max_new_tokens) before the step that chooses the n-th new token (how a caller shows the
+    steps' progress)."""
     from attncli.transformer import logit_blocks  # here: the other commands never make logits
 
     if max_new_tokens < 1:
@@ -898,7 +913,8 @@ def generate(
     while len(sequence) - len(prompt) < max_new_tokens:
         if on_token is not None:
             on_token(len(sequence) - len(prompt) + 1, max_new_tokens)
-        last = model.run(sequence, keep_steps=False).output[-1:]  # [1, d_h] what the head reads at the last position
+        # [1, d_h] what the head reads at the last position; no attention kept (the memory budget counts the last run's)
+        last = model.run(sequence, keep_steps=False, on_attention=_dropped).output[-1:]
         (token_id,), _, (probability,) = (part[0] for part in analysis.top_tokens(logit_blocks(last, unembedding), 1))
         sequence.append(Token(len(sequence), int(token_id), "", 0, 0))  # its text and place: model.extend, below
         probabilities.append(probability)
@@ -909,6 +925,10 @@ def generate(
     trace = model.run(tokens, keep_steps=False, value_norms=value_norms, selection=selection)
     result = AttentionRun(whole, tokens, model.info, trace, selection=selection)
     return GenerateResult(result, text, len(prompt), np.array(probabilities, dtype=np.float32), stopped)
+
+
+def _dropped(layer: int, weights: np.ndarray, norms: np.ndarray | None) -> None:
+    """Keep none of a layer's attention (an on_attention of Model.run): a pass run for its output alone."""
 
 
 def batch(
@@ -1014,15 +1034,7 @@ def compare_models(
     layers and heads). The two must tokenize `text` alike and have as many layers and heads."""
     measure = _measure(measure)
     first, second = model_a.info, model_b.info
-    if (first.layers, first.heads) != (second.layers, second.heads):
-        raise BadInput(
-            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
-            "compare two checkpoints of one shape",
-            first=first.name,
-            second=second.name,
-            first_shape=f"{first.layers} layers × {first.heads}",
-            second_shape=f"{second.layers} layers × {second.heads}",
-        )
+    _check_one_shape(first, second)
     tokens_a, tokens_b = _tokens(text, model_a, max_tokens), _tokens(text, model_b, max_tokens)
     ids_a, ids_b = [t.id for t in tokens_a], [t.id for t in tokens_b]
     if ids_a != ids_b:
@@ -1043,6 +1055,19 @@ def compare_models(
         for tokens, model in ((tokens_a, model_a), (tokens_b, model_b))
     )
     return _compared(*runs, token, two_models=True)
+
+
+def _check_one_shape(first: ModelInfo, second: ModelInfo) -> None:
+    """Refuse two checkpoints of different numbers of layers or heads, which compare cannot pair."""
+    if (first.layers, first.heads) != (second.layers, second.heads):
+        raise BadInput(
+            "{model} {first} has {first_shape} heads but {model} {second} has {second_shape}; "
+            "compare two checkpoints of one shape",
+            first=first.name,
+            second=second.name,
+            first_shape=f"{first.layers} layers × {first.heads}",
+            second_shape=f"{second.layers} layers × {second.heads}",
+        )
 
 
 def _compared(a: AttentionRun, b: AttentionRun, token: str, two_models: bool = False) -> CompareResult:
@@ -1398,13 +1423,13 @@ def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None, selecti
     """Refuse a `layer` or `head` to draw that the model does not have, or that the `selection` does not keep."""
     if 0 <= layer < info.layers and layer not in selection.kept_layers(info.layers):
         raise BadInput(
-            "{layer} {value}: the run keeps {layers} {kept} alone", value=layer, kept=_listed(selection.layers)
+            "{layer} {value}: the run keeps {layers} {kept} alone", value=layer, kept=listed(selection.layers)
         )
     if head is not None and 0 <= head < info.heads and head not in selection.kept_heads(info.heads):
         raise BadInput(
             "{head} {value}: the run keeps {heads} {kept} alone",
             value=head,
-            kept=_listed(selection.heads),
+            kept=listed(selection.heads),
             heads=Parameter("kept_heads"),
         )
     if not 0 <= layer < info.layers:
@@ -1421,13 +1446,6 @@ def _check_layer_and_head(info: ModelInfo, layer: int, head: int | None, selecti
             name=info.name,
             last=info.heads - 1,
         )
-
-
-def _listed(indices: tuple[int, ...]) -> str:
-    """Indices as a range such as 2-5 where they run on, else with commas: 0,3,7."""
-    if indices == tuple(range(indices[0], indices[-1] + 1)) and len(indices) > 2:
-        return f"{indices[0]}-{indices[-1]}"
-    return ",".join(map(str, indices))
 
 
 def _tokens(text: str, model: Model, max_tokens: int) -> list[Token]:

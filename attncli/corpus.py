@@ -622,19 +622,19 @@ def record_bytes(
     *,
     causal: bool,
     digits: int,
+    scored_heads: int,
     precision: int | None = None,
     summary: bool = False,
     steps: bool = False,
     step_width: int = 0,
-    scored_heads: int | None = None,
 ) -> float:
     """About how many bytes batch writes for a line of `tokens` tokens through a model of `layers` × `heads`
-    heads (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
+    heads kept (`causal`: half of each head's weights are 0.0), its attention's numbers of `digits` significant
     digits (see FLOAT32_DIGITS), rounded to `precision` decimals when given: each number is its digits, "0."
     and a comma. With `summary`, the statistics record instead (linear in the tokens); with `steps`, the
-    scores and scaled scores of `scored_heads` heads (default `heads`: the steps are every head's) as the weights,
-    and `step_width` numbers a token and layer besides (see _step_width; the steps only some families write left
-    out)."""
+    scores and scaled scores of `scored_heads` heads a layer (the model's every head: the steps are every head's,
+    whatever heads the selection keeps) as the weights, and `step_width` numbers a token and layer besides (see
+    _step_width; the steps only some families write left out)."""
     kept = (lambda given: given) if precision is None else (lambda given: min(given, max(precision, 1)))
     number = kept(digits) + len("0.,")
     statistic = kept(FLOAT64_DIGITS) + len("0.,")  # the statistics are float64 means
@@ -646,8 +646,7 @@ def record_bytes(
     weights = seen * number + (tokens * tokens - seen) * len("0.0,") + 3 * tokens  # a head's, its rows' brackets
     written = opening + layers * heads * weights + tokens * heads * (SUMMARY_HEAD_JSON + statistic)
     if steps:
-        scored = heads if scored_heads is None else scored_heads
-        written += layers * (2 * scored * tokens * tokens + step_width * tokens) * number
+        written += layers * (2 * scored_heads * tokens * tokens + step_width * tokens) * number
     return written
 
 
@@ -672,14 +671,12 @@ def _large_output(
     counts = [_token_count(item.text, model, runner.max_tokens) for item in sampled]
     digits = FLOAT64_DIGITS if info.sample else FLOAT32_DIGITS  # the sample model computes in float64
     layers, heads = len(selection.kept_layers(info.layers)), len(selection.kept_heads(info.heads))
-    shape = {"layers": layers, "heads": heads, "causal": info.causal, "digits": digits}
+    shape = {"layers": layers, "heads": heads, "causal": info.causal, "digits": digits, "scored_heads": info.heads}
 
     def written(**options) -> float:
         return len(texts) / max(len(sampled), 1) * sum(record_bytes(count, **shape, **options) for count in counts)
 
-    size = written(
-        precision=precision, summary=summary, steps=steps, step_width=_step_width(info), scored_heads=info.heads
-    )
+    size = written(precision=precision, summary=summary, steps=steps, step_width=_step_width(info))
     if size <= LARGE_OUTPUT:
         return None
     if summary:

@@ -22,6 +22,7 @@ __all__ = [
     "Notice",
     "Parameter",
     "PipeClosed",
+    "listed",
     "shortened",
 ]
 
@@ -68,6 +69,17 @@ def shortened(value, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2]}… ({len(text):,} characters)"
 
 
+def listed(indices: tuple[int, ...]) -> str:
+    """Layer or head indices in words, a run of three or more as its ends: "4", "0, 4", "0–19", "0–2, 5"."""
+    words, start = [], 0
+    for end in range(1, len(indices) + 1):
+        if end == len(indices) or indices[end] != indices[end - 1] + 1:  # a run of consecutive indices ends
+            run = indices[start:end]
+            words += [f"{run[0]}–{run[-1]}"] if len(run) >= 3 else map(str, run)
+            start = end
+    return ", ".join(words)
+
+
 def _message(template: str, facts: Mapping, names: Mapping[str, str]) -> str:
     """`template` with its facts and parameters filled in, each parameter named as `names` maps it."""
     if not facts:
@@ -105,12 +117,6 @@ class AttncliError(Exception):
     def worded(self, names: Mapping[str, str]) -> str:
         """The message with each parameter named as `names` maps it (unnamed ones by themselves)."""
         return _message(self.message, self.facts, names)
-
-    def prefixed(self, prefix: str) -> "AttncliError":
-        """The same error with `prefix` and a colon before its message."""
-        if not self.facts:
-            return type(self)(f"{prefix}: {self.message}")
-        return type(self)("{_prefix}: " + self.message, _prefix=prefix, **self.facts)
 
     def __str__(self) -> str:
         return self.worded({})

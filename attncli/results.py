@@ -145,6 +145,10 @@ class AttentionRun:
         """The heads of each layer the run kept, in order: the second axis of `attention`."""
         return self.selection.kept_heads(self.model.heads)
 
+    def one_head(self, head: int | None) -> int:
+        """`head`, or where None the first kept: the one head a walkthrough or a figure shows."""
+        return self.heads[0] if head is None else head
+
     def layer(self, layer: int) -> np.ndarray:
         """[h', T, T] what the run's measure shows of model layer `layer` (one it kept), for its kept heads."""
         return self.attention[_place(self.layers, layer, "layer")]
@@ -249,7 +253,7 @@ class ExplainResult:
     @property
     def walk_head(self) -> int:
         """The head whose Q, K, V and scores the walkthrough shows."""
-        return self.run.heads[0] if self.head is None else self.head
+        return self.run.one_head(self.head)
 
     @property
     def attention(self) -> AttentionTrace:

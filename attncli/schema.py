@@ -151,10 +151,19 @@ ATTENTION = {
     "model.attention_sinks is true; where measure is norms, ‖α_ij v_j W_O^h‖ of 0 or more, rows summing to anything",
 }
 RUN = {"text": STRING, "model": MODEL, "tokens": _array(TOKEN), "attention": ATTENTION}
-# Only where --layers or --heads kept some: what the attention's first two axes hold.
+# Only where --layers or --heads kept some: the layers and heads the document's attention, rollout, statistics
+# or steps are of.
 SELECTION = {
-    "layers": {**_array(INDEX), "description": "the model's layers the attention holds, in order"},
-    "heads": {**_array(INDEX), "description": "the model's heads of each layer the attention holds, in order"},
+    "layers": {
+        **_array(INDEX),
+        "description": "the model's layers kept (--layers), in order: those of the attention, rollout, statistics "
+        "or steps, by their place",
+    },
+    "heads": {
+        **_array(INDEX),
+        "description": "the model's heads kept of each layer (--heads), in order: those of the attention or "
+        "statistics, by their place (a rollout fuses them; explain's steps hold every head of a kept layer)",
+    },
 }
 # Only where --measure norms was asked; without it, the document's numbers are the attention weights.
 MEASURE = {
@@ -189,7 +198,11 @@ STEPS = _object(
         "head_outputs": _array(NUMBER, 4),
         "concat": _array(NUMBER, 3),
         "attention_output": _array(NUMBER, 3),
-        "output": _array(NUMBER, 2),
+        "output": {
+            **_array(NUMBER, 2),
+            "description": "[token][dimension] the model's output, after its final norm where it has one; where "
+            "--layers kept some, the pass stops after the last kept: that layer's output, through the final norm",
+        },
     },
     # q, k and v as projected, where norms over the whole projections or clip_qkv change them
     {
@@ -218,7 +231,8 @@ STEPS = _object(
         "normed_embeddings": {
             **_array(NUMBER, 2),
             "description": "[token][dimension] the word, position and token type embeddings summed and normed, "
-            "before their projection into the model's width (input[0]), for a model that projects them so",
+            "before their projection into the model's width (layer 0's input: input[0] where layer 0 is kept), for "
+            "a model that projects them so",
         },
         "relative_position_buckets": {
             **_array(INDEX, 2),

@@ -744,6 +744,7 @@ def test_the_size_estimate_is_within_a_quarter_of_what_a_run_writes(cli, tmp_pat
             info.heads,
             causal=info.causal,
             digits=digits,
+            scored_heads=info.heads,
             precision=precision,
             summary="--summary" in options,
             steps="--steps" in options,

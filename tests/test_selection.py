@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from attncli import analysis, commands
 from attncli.analysis import Fusion
 from attncli.attention import Selection
-from attncli.errors import BadInput, DataError
+from attncli.errors import BadInput, DataError, listed
 from attncli.models import load_model
 from attncli.npz import Layers, npz_pieces
 from attncli.streamed import LayerStream
@@ -114,7 +114,7 @@ def test_the_view_draws_the_first_layer_kept_and_labels_heads_by_the_model(cli):
     ("args", "message"),
     [
         (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
-        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
+        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0, 1 alone"),
         (["--dtype", "float16"], "--dtype float16 is how NPZ stores the weights: use it with --format npz"),
         (["--dtype", "float16", "--json"], "(JSON and CSV: --precision 3 rounds them)"),
         (["--layers", "1", "--export", "page.html"], "the --export page shows every layer and head"),
@@ -378,7 +378,7 @@ def test_explain_draws_the_heads_kept_and_walks_through_the_first(cli):
     ("args", "message"),
     [
         (["--layers", "1", "--layer", "0"], "--layer 0: the run keeps --layers 1 alone"),
-        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0,1 alone"),
+        (["--heads", "0-1", "--head", "3"], "--head 3: the run keeps --heads 0, 1 alone"),
         (["--layers", "7"], "--layers '7'"),
     ],
 )
@@ -401,13 +401,25 @@ def test_a_rollout_of_kept_layers_multiplies_theirs_alone_and_fuses_the_kept_hea
 
 
 def test_a_rollout_of_kept_layers_says_which_it_multiplies(cli):
-    view = " ".join(
-        cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--layers", "1:", "--heads", "0,2").stdout.split()
-    )
-    assert "rollout through layer 2, from layer 1" in view and "after layers 1, 2 alone (--layers)" in view
+    llama = ["--model", str(FIXTURES / "llama")]
+    view = " ".join(cli("rollout", TEXT, *llama, "--layers", "1:", "--heads", "0,2", "--token", "cat").stdout.split())
+    assert "rollout through layers 1, 2" in view and "after layers 1, 2 alone (--layers)" in view
+    # the first layer multiplied reads layer 0's output, not the text's tokens
+    assert "how much each token of layer 1's input flows" in view and "layer 1's input share" in view
     assert "each layer's heads 0, 2 fused by mean" in view
-    run = cli("rollout", TEXT, "--model", str(FIXTURES / "llama"), "--heads", "9")
+    gaps = " ".join(cli("rollout", TEXT, *llama, "--layers", "0,2", "--heads", "1").stdout.split())
+    assert "rollout through layers 0, 2" in gaps and "each input token flows" in gaps and "head 1 fused" in gaps
+    assert "rollout through layer 2 " in " ".join(cli("rollout", TEXT, *llama).stdout.split())
+    run = cli("rollout", TEXT, *llama, "--heads", "9")
     assert run.code == 2 and run.stdout == "" and run.stderr.startswith("attncli: error: --heads '9'")
+
+
+@pytest.mark.parametrize(
+    ("indices", "words"),
+    [((4,), "4"), ((0, 4), "0, 4"), ((1, 2), "1, 2"), (tuple(range(20)), "0–19"), ((0, 1, 3, 4, 5, 7), "0, 1, 3–5, 7")],
+)
+def test_indices_are_listed_with_runs_of_three_or_more_as_their_ends(indices, words):
+    assert listed(indices) == words
 
 
 @pytest.mark.parametrize("two_models", [False, True])
@@ -422,15 +434,14 @@ def test_compare_ranks_the_kept_heads_alone_by_the_model_s_numbers(cli, two_mode
     table = cli(*args[:-1], "--format", "csv", "--layers", "1", "--heads", "1:3").stdout.splitlines()
     assert [row.split(",")[1:3] for row in table[1:]] == [[str(h["layer"]), str(h["head"])] for h in chosen]
     view = " ".join(cli(*args[:-1], "--layers", "1", "--heads", "1:3").stdout.split())
-    assert "Of layers 1 and heads 1, 2 kept alone." in view and "L0" not in view
+    assert "Of layer 1 and heads 1, 2 kept alone." in view and "L0" not in view
 
 
-def test_compare_names_the_model_that_lacks_a_layer_or_head():
-    infos = [load_model(BERT).info, load_model(str(FIXTURES / "llama")).info]  # 2 and 3 layers
+def test_compare_of_two_shapes_is_refused_for_them_before_any_selection(cli):
+    run = cli("compare", TEXT, "--token", "cat", "--model", BERT, "--model", str(FIXTURES / "llama"), "--layers", "2")
+    assert run.code == 2 and "compare two checkpoints of one shape" in run.stderr  # bert has no layer 2: not said
+    infos = [load_model(BERT).info, load_model(str(FIXTURES / "distilbert")).info]
     assert commands.compared_selection(infos, "1", None) == Selection((1,), None)
-    with pytest.raises(BadInput) as refused:
-        commands.compared_selection(infos[::-1], "2", None)
-    assert str(refused.value).startswith("model B (") and "the model has 2, numbered 0 to 1" in str(refused.value)
 
 
 def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attention(cli, tmp_path):
@@ -440,6 +451,9 @@ def test_generate_runs_every_layer_for_its_tokens_and_keeps_the_selected_attenti
     assert (kept["layers"], kept["heads"]) == ([1], [0, 2]) and "layers" not in every
     assert kept["generated"] == every["generated"]  # the logits read the last layer, whatever is kept
     assert np.array_equal(np.array(kept["attention"]), np.array(every["attention"])[1:2][:, [0, 2]])
+    view = " ".join(cli(*args, "--layers", "1").stdout.split())
+    assert "A greedy continuation" in view and "--explore" not in view  # refused with a selection: not offered
+    assert "--explore shows the whole sequence's attention" in " ".join(cli(*args).stdout.split())
     cli(*args, "--layers", "1", "--heads", "0,2", "-o", str(tmp_path / "a.npz"))
     assert np.load(tmp_path / "a.npz")["layers"].tolist() == [1]
 
@@ -466,5 +480,20 @@ def test_explain_s_steps_need_the_memory_of_the_layers_run_alone(cli):
     budget = {"ATTNCLI_MEMORY_BUDGET": "12"}
     refused = cli("explain", text, "--model", model, env=budget)
     assert refused.code == 2 and "(3 layers × 4 heads × 360²)" in refused.stderr
+    assert "keep 1 layer with --layers 0:1, or raise" in refused.stderr  # 8 MB a layer run: one fits in 12
     assert cli("explain", text, "--model", model, "--layers", "0", "--json", env=budget).code == 0
     assert "(2 layers × 4 heads × 360²)" in cli("explain", text, "--model", model, "--layers", "1", env=budget).stderr
+
+
+def test_generate_s_steps_keep_no_attention_and_its_last_run_the_selection_s(llama, monkeypatch):
+    """The memory budget counts the last run's attention alone: the steps, run for their logits, keep none."""
+    kept, run = [], llama.run
+
+    def counted(*args, **options):
+        trace = run(*args, **options)
+        kept.append(trace.weights.shape[:2])
+        return trace
+
+    monkeypatch.setattr(llama, "run", counted)
+    commands.generate("The cat sat", llama, max_new_tokens=3, selection=Selection((0,), (0,)))
+    assert kept == [(0, 0)] * 3 + [(1, 1)]

@@ -10,6 +10,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from attncli.errors import listed
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import AttentionRun, SoftmaxResult
@@ -59,15 +60,21 @@ def plural(count: int, word: str) -> str:
 
 
 def rolled_through(run: AttentionRun) -> str:
-    """The layers a rollout of `run` multiplies, for a title: "through layer 5", or where --layers kept some,
-    "through layer 5, from layer 2" (the layers before the first kept are left out)."""
-    first, last = run.layers[0], run.layers[-1]
-    return f"through layer {last}" + ("" if run.selection.layers is None or first == 0 else f", from layer {first}")
+    """The layers a rollout of `run` multiplies, for a title: "through layer 5" (every layer), or where --layers
+    kept some, exactly those: "through layers 0, 4", "through layers 2–5"."""
+    if run.selection.layers is None:
+        return f"through layer {run.layers[-1]}"
+    return f"through {numbered('layer', run.layers)}"
 
 
-def listed(indices: tuple[int, ...]) -> str:
-    """Indices in words: "2, 3, 5"."""
-    return ", ".join(map(str, indices))
+def numbered(noun: str, indices: tuple[int, ...]) -> str:
+    """`noun` and `indices`, for a sentence: "layer 4", "layers 0, 4", "heads 0–11" (see errors.listed)."""
+    return f"{noun if len(indices) == 1 else noun + 's'} {listed(indices)}"
+
+
+def kept_heads(run: AttentionRun) -> str:
+    """The heads each layer of `run` keeps, for a sentence: "heads" (every one), or "heads 0, 2", "head 3"."""
+    return "heads" if run.selection.heads is None else numbered("head", run.heads)
 
 
 def plain_table(*columns: tuple[str, str], footer: bool = False) -> Table:

@@ -8,14 +8,15 @@ from rich.table import Table
 from rich.text import Text
 
 from attncli.attention import Rope, dynamic_theta
+from attncli.errors import listed
 from attncli.escapes import visible
 from attncli.models import ModelInfo
 from attncli.results import ExplainResult
 from attncli.terminal import abbreviate, token_label
 from attncli.views.common import (
     head_heatmaps,
-    listed,
     model_line,
+    numbered,
     plain_table,
     plural,
     row_sums,
@@ -1027,7 +1028,7 @@ def _heads_drawn(result: ExplainResult) -> str:
         return f"head {result.head}"
     if result.run.selection.heads is None:
         return "every head"
-    return f"heads {listed(result.run.heads)}"
+    return numbered("head", result.run.heads)
 
 
 def _outside(keys: np.ndarray, tokens: int) -> str:

@@ -25,8 +25,8 @@ from attncli.terminal import make_console
 from attncli.views.common import (
     figure_name,
     head_name,
+    kept_heads,
     layer_mask,
-    listed,
     markup_text,
     quantity,
     rolled_through,
@@ -212,8 +212,7 @@ def _head_figure(run: AttentionRun, layer: int, head: int, scale: str, keys, que
 
 def heatmap_figure(result: HeatmapResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     """The head --head names (the first kept without it): a figure shows one head."""
-    head = result.run.heads[0] if result.head is None else result.head
-    return _head_figure(result.run, result.layer, head, scale, keys, queries, title)
+    return _head_figure(result.run, result.layer, result.run.one_head(result.head), scale, keys, queries, title)
 
 
 def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
@@ -222,12 +221,11 @@ def explain_figure(result: ExplainResult, scale="fixed", keys=None, queries=None
 
 def rollout_figure(result: RolloutResult, scale="fixed", keys=None, queries=None, title=None, **_) -> str:
     run = result.run
-    heads = "heads" if run.selection.heads is None else f"heads {listed(run.heads)}"
     return matrix_svg(
         result.rollout[-1],
         word_texts(run),
         title
-        or f"{figure_name(run.model)} · attention rollout {rolled_through(run)} ({result.fusion} of {heads}"
+        or f"{figure_name(run.model)} · attention rollout {rolled_through(run)} ({result.fusion} of {kept_heads(run)}"
         + (", of ‖αv W_O‖ norms as shares of each row)" if run.shows_norms else ")"),
         _subtitle(run),
         scale,

@@ -22,13 +22,16 @@ def generate_view(result: GenerateResult) -> RenderableType:
     for token, probability in zip(result.generated, result.probabilities, strict=True):
         table.add_row(str(token.index), token_label(token.text), str(token.id), number(probability), bar(probability))
     first = result.prompt_tokens
+    # the page and the explorer show every layer and head, and refuse a selection
+    shown = ""
+    if run.selection.everything:
+        shown = " --export FILE.html or --explore shows the whole sequence's attention, the prompt's end marked."
     return Group(
         text_line(run.text),
         model_line(run.model),
         Text(
             f"A greedy continuation: each new token the most probable next one given the text so far (no "
-            f"sampling); {plural(count, 'new token')}, {ending}. --export FILE.html or --explore shows the whole "
-            "sequence's attention, the prompt's end marked.",
+            f"sampling); {plural(count, 'new token')}, {ending}.{shown}",
             style="italic",
         ),
         Text(""),

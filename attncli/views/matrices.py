@@ -15,9 +15,10 @@ from attncli.views.common import (
     bar,
     head_heatmaps,
     head_name,
+    kept_heads,
     layer_mask,
-    listed,
     model_line,
+    numbered,
     plain_table,
     plural,
     quantity,
@@ -159,19 +160,21 @@ def rollout_view(
 ) -> RenderableType:
     run = result.run
     final = result.rollout[-1]  # [T, T]
-    heads = "heads" if run.selection.heads is None else f"heads {listed(run.heads)}"
     after = (
         f"all {plural(len(result.rollout), 'layer')}"
         if run.selection.layers is None
-        else f"layers {listed(run.layers)} alone (--layers)"
+        else f"{numbered('layer', run.layers)} alone (--layers)"
     )
+    # what the first layer multiplied reads: the embeddings, or the output of the layers run before the first kept
+    first = run.layers[0]
+    source = "input token" if first == 0 else f"token of layer {first}'s input"
     parts: list[RenderableType] = [
         text_line(run.text),
         model_line(run.model),
         Text(
-            f"Attention rollout (Abnar & Zuidema, 2020): each layer's {heads} fused by {result.fusion}, mixed "
-            "with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
-            f"each input token flows into position i after {after}; each row sums to 1." + _rollout_sinks(run.model),
+            f"Attention rollout (Abnar & Zuidema, 2020): each layer's {kept_heads(run)} fused by {result.fusion}, "
+            "mixed with the residual as 0.5·A + 0.5·I, rows renormalised, and the layers multiplied. Row i: how much "
+            f"each {source} flows into position i after {after}; each row sums to 1." + _rollout_sinks(run.model),
             style="italic",
         ),
         *([Text(_ROLLOUT_NORMS, style="italic")] if run.shows_norms else []),
@@ -187,7 +190,7 @@ def rollout_view(
         ),
     ]
     if result.token is not None:
-        table = plain_table(("#", "right"), ("input token", "left"), ("share", "right"), ("", "left"))
+        table = plain_table(("#", "right"), (source, "left"), ("share", "right"), ("", "left"))
         for key in result.sources:
             share = final[result.token, key]
             table.add_row(str(key), token_label(run.tokens[key].text), number(share), bar(share))

@@ -11,8 +11,8 @@ from attncli.terminal import abbreviate, token_label
 from attncli.views.common import (
     bar,
     head_name,
-    listed,
     model_line,
+    numbered,
     plain_table,
     plural,
     scale_top,
@@ -246,8 +246,8 @@ def compare_view(result: CompareResult, top: int = 8) -> RenderableType:
     sinks = ", and the share each head's learned sink takes counted as one more key." if learned_sinks else "."
     if a.shows_norms:
         sinks = ". " + _NORMS_AS_SHARES.format(number="the numbers below")
-    selected = (("layers", a.selection.layers), ("heads", a.selection.heads))
-    kept = [f"{axis} {listed(chosen)}" for axis, chosen in selected if chosen is not None]
+    selected = (("layer", a.selection.layers), ("head", a.selection.heads))
+    kept = [numbered(axis, chosen) for axis, chosen in selected if chosen is not None]
     if kept:
         sinks += f" Of {' and '.join(kept)} kept alone."
     if result.two_models:
