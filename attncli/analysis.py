@@ -293,7 +293,7 @@ def rollout(weights: np.ndarray, fusion: Fusion = Fusion.mean) -> np.ndarray:
     return np.stack(products)
 
 
-# Cells of a strip of block_means' rows summed at once: 2²⁰ float64s, 8 MB, however long the text.
+# Cells of a strip of block_means' rows summed at once: 2²⁰ float64s (8 MB; a strip is at least one row of blocks).
 BLOCK_STRIP_CELLS = 2**20
 
 

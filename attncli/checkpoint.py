@@ -169,6 +169,10 @@ class TensorFile:
         """A [count] float32 array to read tensors into, its values unset (see allocator.Reused)."""
         return self._reused.empty(count)
 
+    def release(self) -> None:
+        """Let go of the buffers of tensors read (see allocator.Reused) that no array is over: at the end of a pass."""
+        self._reused.release()
+
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of tensor `name`, from the file's header alone."""
         return self._entry(name)[2]

@@ -47,7 +47,8 @@ def json_chunks(value) -> Iterator[bytes]:
         yield b"["
         first = True
         for item in value:  # not enumerate, whose tuple would hold the item while an iterator makes the next
-            yield b"" if first else b","
+            if not first:
+                yield b","
             first = False
             yield from json_chunks(item)
             del item  # before an iterator makes the next: a long text's layer at a time, not two

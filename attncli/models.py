@@ -9,7 +9,7 @@ and JSON say about a model, whichever it is.
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -356,7 +356,7 @@ class CheckpointModel:
         ids = [np.array([t.id for t in tokens]) for tokens in texts]
         rows = self.weights.word[np.concatenate(ids)]  # [N, d], read in one go
         embeddings = np.split(rows, np.cumsum([len(i) for i in ids])[:-1])
-        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
+        with np.errstate(all="ignore"), self._pass():  # damaged weights can overflow; the check below reports it
             attention, output = forward_packed(
                 ids, embeddings, self.config, self.weights, norms, on_layer=on_layer, selection=selection
             )
@@ -373,6 +373,14 @@ class CheckpointModel:
                 name=self.name,
                 limit=self.config.max_length,
             )
+
+    @contextmanager
+    def _pass(self) -> Iterator[None]:
+        """A forward pass, after which the buffers its layers were read into are let go (see allocator.Reused)."""
+        try:
+            yield
+        finally:
+            self.checkpoint.tensors.release()
 
     def _check_finite(self, output: np.ndarray) -> None:
         # A NaN or infinity anywhere in a layer reaches the output (a weight's row through its head's
@@ -405,7 +413,7 @@ class CheckpointModel:
         self._check_length(tokens)
         ids = np.array([t.id for t in tokens])
         embeddings = self.weights.word[ids]  # [T, d]; a checkpoint's table is read here, not in forward
-        with np.errstate(all="ignore"):  # damaged weights can overflow; the check below reports it
+        with np.errstate(all="ignore"), self._pass():  # damaged weights can overflow; the check below reports it
             trace = forward(
                 ids,
                 embeddings,

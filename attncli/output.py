@@ -240,7 +240,9 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
     out.writerow(["layer", "head", "query_index", "query_token", "key_index", "key_token", value])
     layers = iter(run.layers)  # not zipped with the layers written, whose tuple would hold one while the next is made
     for weights in run.written():  # [h', T, T] a layer at a time
-        layer = next(layers)
+        layer = next(layers, None)
+        if layer is None:
+            raise ValueError(f"more layers written than the {len(run.layers)} the run kept")
         for head, block in zip(run.heads, weights, strict=True):  # [T, T]
             block = block if decimals is None else np.round(block, decimals)
             for query in range(len(block)):  # no row view left behind to hold the layer (see below)
@@ -250,6 +252,8 @@ def attention_csv(run, decimals: int | None) -> Iterator[bytes]:
             buffer.seek(0)
             buffer.truncate()
         del weights, block  # before the next layer is made: one at a time, not two
+    if next(layers, None) is not None:
+        raise ValueError(f"fewer layers written than the {len(run.layers)} the run kept")
 
 
 def attention_npz(run) -> Iterator[bytes]:

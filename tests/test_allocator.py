@@ -36,13 +36,19 @@ def test_a_large_array_is_made_again_over_the_buffer_of_one_no_view_is_left_of()
     assert third.shape == (LARGE,) and third.dtype == np.float32 and third.flags.writeable
 
 
-def test_past_two_buffers_of_a_size_and_for_small_arrays_numpy_makes_them():
+def test_every_buffer_of_a_size_is_made_over_again_and_release_lets_go_of_the_free_ones_alone():
     reused = Reused()
-    held = [reused.empty(LARGE) for _ in range(3)]
-    assert held[2].base is None  # the third, numpy's own array
-    assert not any(np.shares_memory(a, b) for a in held for b in held if a is not b)
-    del held[2]
-    again = reused.empty(LARGE)  # the two kept buffers are both taken still
-    assert not any(np.shares_memory(again, array) for array in held)
+    layer = [reused.empty(LARGE) for _ in range(4)]  # four tensors of one size in a layer, as W_Q, W_K, W_V, W_O
+    buffers = [array.base.buffer for array in layer]
+    assert not any(np.shares_memory(a, b) for a in layer for b in layer if a is not b)
+    del layer
+    again = [reused.empty(LARGE) for _ in range(4)]  # the next layer's, over the same four buffers
+    assert all(any(np.shares_memory(array, buffer) for buffer in buffers) for array in again)
+    kept = again[0]
+    del again
+    reused.release()  # at the end of a pass: the buffer under `kept` is still taken, the others go
+    fresh = reused.empty(LARGE)
+    assert not np.shares_memory(fresh, kept)
+    assert sum(np.shares_memory(fresh, buffer) for buffer in buffers) == 0
     small = reused.empty(1000)
     assert small.dtype == np.float32 and small.shape == (1000,) and small.base is None
