@@ -1233,7 +1233,10 @@ def heads_command(
     texts = text or []
     kept = layers is not None or heads is not None
     if kept and merge:
-        raise BadInput("--merge joins saved results of every layer and head: give no --layers or --heads with it")
+        raise BadInput(
+            "--merge joins saved results of the layers and heads they were run with: give no --layers or --heads "
+            "with it"
+        )
     selection = commands.selection(recipe.load().info, layers, heads) if kept else EVERYTHING
     if induction is not None:
         if texts or file is not None or merge:

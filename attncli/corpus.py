@@ -28,7 +28,7 @@ import orjson
 from attncli import analysis, commands, workers
 from attncli.attention import EVERYTHING, Selection
 from attncli.commands import DEFAULT_MAX_TOKENS
-from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, shortened
+from attncli.errors import Argument, AttncliError, BadInput, LinesFailed, Notice, Parameter, listed, shortened
 from attncli.inputs import SAVED_LIMIT, TEXT_LIMIT, read_input
 from attncli.models import Model, ModelInfo, load_model, load_saved_model
 from attncli.output import jsonl, write_file, write_stdout
@@ -438,10 +438,11 @@ def heads(
 
 
 def merged_heads(paths: list[Path]) -> HeadsResult:
-    """The heads result of runs over parts of one corpus, from their JSON documents."""
+    """The heads result of runs over parts of one corpus, from their JSON documents: runs of one model, one
+    measure and one selection of layers and heads, which the documents name."""
     if len({_file_identity(path) for path in paths}) < len(paths):
         raise BadInput("{option} names one file twice; its texts would count twice", option=Parameter("merge"))
-    total, first, measure = analysis.StatisticSums(), None, None
+    total, first, measure, selection, kept = analysis.StatisticSums(), None, None, EVERYTHING, None
     for path in paths:
         given = Argument("merge", path)
         try:
@@ -451,6 +452,8 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
                 raise TypeError("a model without a name")
             if document.get("measure", "weights") not in tuple(analysis.Measure):
                 raise ValueError("a measure attncli has not")
+            saved = _saved_selection(document["partial_sums"])
+            layers, heads = saved.kept_layers(model["layers"]), saved.kept_heads(model["heads"])
         except analysis.EarlierSums as earlier:
             raise BadInput(
                 "{what} has no partial sums of {missing}: an earlier attncli wrote it; run heads on its texts again",
@@ -468,22 +471,34 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
                 theirs=measure,
             )
         measure = document.get("measure", "weights")
-        layers, heads = model.get("layers"), model.get("heads")
-        if any(values.shape != (layers, heads) for values in sums.sums.values()):
+        if any(values.shape != (len(layers), len(heads)) for values in sums.sums.values()):
+            # A run of --layers or --heads names what it kept since it could be merged; before, it did not.
             raise BadInput(
-                "{what}: its partial sums are not of its model's {layer_count} × {head_count} heads (a run of "
-                "{layers} or {heads} keeps some, and cannot be merged)",
+                "{what}: its partial sums are not of {layer_count} × {head_count} heads, as its model and selection "
+                "say (a run of {layers} or {heads} by an earlier attncli does not name them; run heads on its texts "
+                "again)",
                 layers=Parameter("layers"),
                 heads=Parameter("kept_heads"),
                 what=given,
-                layer_count=layers,
-                head_count=heads,
+                layer_count=len(layers),
+                head_count=len(heads),
             )
         if first is None:
-            first = model
+            first, selection, kept = model, saved, (layers, heads)
         elif model != first:
             raise BadInput(
                 "{what} is for another model than {first}; merge runs of one model", what=given, first=paths[0]
+            )
+        elif (layers, heads) != kept:
+            raise BadInput(
+                "{what} holds statistics of layers {its_layers} and heads {its_heads}, {first} of layers "
+                "{their_layers} and heads {their_heads}; merge runs of one selection",
+                what=given,
+                its_layers=listed(layers),
+                its_heads=listed(heads),
+                first=paths[0],
+                their_layers=listed(kept[0]),
+                their_heads=listed(kept[1]),
             )
         try:
             total.merge(sums)
@@ -500,7 +515,19 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             head_count=info.heads,
             saved=f"{first.get('layers')} × {first.get('heads')}",
         )
-    return commands.heads_result(info, total, measure=measure)
+    return commands.heads_result(info, total, measure=measure, selection=selection)
+
+
+def _saved_selection(partial_sums: dict) -> Selection:
+    """The layers and heads partial sums name (HeadsResult.selection_json): every one where they name none, as
+    a run of all of them, or one before they were named, wrote. ValueError or TypeError where they are not a
+    selection."""
+    if "layers" not in partial_sums and "heads" not in partial_sums:
+        return EVERYTHING
+    layers, heads = partial_sums["layers"], partial_sums["heads"]
+    if not all(type(kept) is list and all(type(index) is int for index in kept) for kept in (layers, heads)):
+        raise TypeError("a selection that is not lists of indices")
+    return Selection(tuple(layers), tuple(heads))
 
 
 def _file_identity(path: Path) -> tuple:

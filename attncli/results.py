@@ -757,6 +757,16 @@ class HeadsResult:
         """The model's layer and head at place (`layer`, `head`) of the [L, h] arrays."""
         return self.selection.kept_layers(self.model.layers)[layer], self.selection.kept_heads(self.model.heads)[head]
 
+    def selection_json(self) -> dict:
+        """{"layers": [...], "heads": [...]}, the model's indices of the [L, h] arrays' rows and columns, for statistics
+        of some of them (a merge reads them back from the partial sums); {} for statistics of all."""
+        if self.selection.everything:
+            return {}
+        return {
+            "layers": list(self.selection.kept_layers(self.model.layers)),
+            "heads": list(self.selection.kept_heads(self.model.heads)),
+        }
+
     def csv_table(self) -> tuple[list[str], Iterable[list]]:
         """One row per head, in the order asked for: its statistics (empty where one does not apply) and pattern."""
         names = list(self.statistics)
@@ -781,7 +791,7 @@ class HeadsResult:
             text=self.text,
             **_measure_json(self.measure),
             rules={"share": PATTERN_SHARE, "broad_entropy": BROAD_ENTROPY, "patterns": list(PATTERNS)},
-            partial_sums=self.sums.to_json(),
+            partial_sums={**self.sums.to_json(), **self.selection_json()},
             heads=[
                 {
                     **dict(zip(("layer", "head"), self.named(layer, head), strict=True)),

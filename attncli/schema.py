@@ -473,13 +473,15 @@ def schemas() -> dict[str, dict]:
                     "description": "heads --induction: the random ids drawn with seed, length of them twice over, "
                     "between the special tokens the tokenizer adds (tokens: the whole sequence run); null for a text",
                 },
-                # Sums (float64) and counts behind the means, [layer][head] by statistic: they merge.
+                # Sums (float64) and counts behind the means, [layer][head] by statistic: they merge (with sums of
+                # the same layers and heads, which a run of --layers or --heads names).
                 "partial_sums": _object(
                     {
                         "texts": INDEX,
                         "sums": _object({name: _array(NUMBER, 2) for name in HEAD_STATISTICS}),
                         "counts": _object({name: _array(INDEX, 2) for name in HEAD_STATISTICS}),
-                    }
+                    },
+                    SELECTION,
                 ),
             },
             MEASURE,

@@ -302,7 +302,67 @@ def test_heads_statistics_of_kept_heads_are_those_of_every_head(cli, tmp_path, s
 
 def test_heads_merge_refuses_a_selection_in_one_line(cli, tmp_path):
     merged = cli("heads", "--merge", str(tmp_path / "a.json"), "--layers", "0", "--model", BERT)
-    assert merged.code == 2 and "--merge joins saved results of every layer and head" in merged.stderr
+    assert merged.code == 2 and "saved results of the layers and heads they were run with" in merged.stderr
+
+
+def _selected_shard(cli, tmp_path, name: str, lines: list[str], *selection: str) -> dict:
+    """heads --file over `lines` of the llama fixture with `selection` (--layers, --heads), written to `name`.json."""
+    (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = tmp_path / f"{name}.json"
+    source, model = str(tmp_path / f"{name}.txt"), str(FIXTURES / "llama")
+    run = cli("heads", "--file", source, "--model", model, *selection, "-o", str(path))
+    assert run.code == 0, run.stderr
+    return json.loads(path.read_text())
+
+
+def test_heads_merge_of_shards_of_a_selection_is_the_run_over_their_texts(cli, tmp_path):
+    import jsonschema
+
+    from attncli.schema import schemas
+
+    texts = [TEXT, "A dog barked at night.", "The bird sang, and the cat sat."]
+    kept = ("--layers", "1:", "--heads", "1")
+    whole = _selected_shard(cli, tmp_path, "whole", texts, *kept)
+    _selected_shard(cli, tmp_path, "a", texts[:2], *kept)
+    _selected_shard(cli, tmp_path, "b", texts[2:], *kept)
+    merged = cli("heads", "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json")
+    assert merged.code == 0, merged.stderr
+    document = merged.json()
+    jsonschema.validate(document, schemas()["heads"], cls=jsonschema.Draft202012Validator)
+    assert (document["partial_sums"]["layers"], document["partial_sums"]["heads"]) == ([1, 2], [1])
+    assert document["texts"] == whole["texts"] == 3
+    assert [(h["layer"], h["head"]) for h in document["heads"]] == [(1, 1), (2, 1)]
+    for ours, theirs in zip(document["heads"], whole["heads"], strict=True):
+        assert (ours["layer"], ours["head"], ours["pattern"]) == (theirs["layer"], theirs["head"], theirs["pattern"])
+        for name in analysis.STATISTICS:
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-6)  # packed passes: float32 rounding
+    assert document["partial_sums"]["counts"] == whole["partial_sums"]["counts"]
+
+
+def test_heads_merge_names_the_shard_of_another_selection(cli, tmp_path):
+    _selected_shard(cli, tmp_path, "a", [TEXT], "--layers", "1:", "--heads", "1")
+    _selected_shard(cli, tmp_path, "b", [TEXT], "--layers", "1:", "--heads", "0")
+    every = _selected_shard(cli, tmp_path, "every", [TEXT])
+    assert "layers" not in every["partial_sums"]
+    first = tmp_path / "a.json"
+    other = cli("heads", "--merge", str(first), str(tmp_path / "b.json"))
+    assert other.code == 2 and other.stdout == ""
+    assert other.stderr == (
+        f"attncli: error: --merge {tmp_path / 'b.json'} holds statistics of layers 1, 2 and heads 0, {first} of "
+        "layers 1, 2 and heads 1; merge runs of one selection\n"
+    )
+    info = load_model(str(FIXTURES / "llama")).info
+    layers, heads = listed(tuple(range(info.layers))), listed(tuple(range(info.heads)))
+    whole = cli("heads", "--merge", str(first), str(tmp_path / "every.json"))
+    assert whole.code == 2 and whole.stderr.count("\n") == 1
+    assert f"every.json holds statistics of layers {layers} and heads {heads}, {first} of" in whole.stderr
+    # A shard an earlier attncli wrote of a selection, without naming it: its sums are not of every head.
+    earlier = json.loads(first.read_text())
+    del earlier["partial_sums"]["layers"], earlier["partial_sums"]["heads"]
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    unnamed = cli("heads", "--merge", str(tmp_path / "earlier.json"))
+    assert unnamed.code == 2 and unnamed.stderr.count("\n") == 1
+    assert "its partial sums are not of 3 × " in unnamed.stderr and "run heads on its texts again" in unnamed.stderr
 
 
 def test_an_svg_of_a_selection_draws_a_kept_head_by_its_number(cli, tmp_path):
