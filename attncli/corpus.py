@@ -472,7 +472,7 @@ def merged_heads(paths: list[Path]) -> HeadsResult:
             )
         measure = document.get("measure", "weights")
         if any(values.shape != (len(layers), len(heads)) for values in sums.sums.values()):
-            # A run of --layers or --heads names what it kept since it could be merged; before, it did not.
+            # A run of a selection names it since such runs merge; one written before does not (as if of all).
             raise BadInput(
                 "{what}: its partial sums are not of {layer_count} × {head_count} heads, as its model and selection "
                 "say (a run of {layers} or {heads} by an earlier attncli does not name them; run heads on its texts "
