@@ -250,27 +250,19 @@ def _check_memory(
         fit = budget // (4 * info.heads * square)
     else:
         fit = (budget - in_flight) // kept_layer
-    needed, budget, first = round(needed / 2**20), round(budget / 2**20), selection.kept_layers(info.layers)[0]
+    needed, budget = round(needed / 2**20), round(budget / 2**20)
+    first = 0 if steps else selection.kept_layers(info.layers)[0]  # steps: every layer's from the first is run
     shape, word = f"{layers} layers × {heads} heads × {tokens}²", "layer" if fit == 1 else "layers"
     if steps:  # every step of every head of every layer run
         shape = f"{runs} {'layer' if runs == 1 else 'layers'} × {info.heads} heads × {tokens}²"
-    if steps and fit >= 1:
-        raise BadInput(
-            "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
-            "MB; the steps are kept for every head of every layer up to the last kept: keep {fit} {layer_word} with "
-            "{layers} 0:{fit}, or raise ATTNCLI_MEMORY_BUDGET (MB)",
-            tokens=tokens,
-            needed=needed,
-            budget=budget,
-            fit=fit,
-            layer_word=word,
-            shape=shape,
-            layers=Parameter("layers"),
-        )
     if fit >= 1:
         raise BadInput(
             "{tokens} tokens would need {needed:,} MB of attention tensors ({shape}), over the budget of {budget:,} "
-            "MB; keep {fit} {layer_word} with {layers} {first}:{end} (or fewer heads with {heads}), "
+            "MB; "
+            + ("the steps are kept for every head of every layer up to the last kept: " if steps else "")
+            + "keep {fit} {layer_word} with {layers} {first}:{end}"
+            + ("" if steps else " (or fewer heads with {heads})")
+            + ", "
             # heatmap's documents can be written a layer at a time
             + ("write them to a file a layer at a time with {format} npz, " if streamable else "")
             + "or raise ATTNCLI_MEMORY_BUDGET (MB)",
