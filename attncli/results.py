@@ -10,7 +10,7 @@ import numpy as np
 
 from attncli.analysis import BROAD_ENTROPY, PATTERN_SHARE, PATTERNS, StatisticSums
 from attncli.attention import EVERYTHING, AttentionTrace, Selection, Trace
-from attncli.errors import AttncliError, BadInput, DataError, Parameter
+from attncli.errors import AttncliError, BadInput, DataError, Parameter, listed
 from attncli.experts import Routing
 from attncli.models import ModelInfo
 from attncli.tokens import Token
@@ -102,7 +102,7 @@ def _checked(layers: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
 def _place(kept: tuple[int, ...], index: int, what: str) -> int:
     """Where the model's `index` (a layer or head) is among those a run `kept`, refused in one line where it is not."""
     if index not in kept:
-        raise BadInput(f"{what} {index} is not among those the run kept: {', '.join(map(str, kept))}")
+        raise BadInput(f"{what} {index} is not among those the run kept: {listed(kept)}")
     return kept.index(index)
 
 
