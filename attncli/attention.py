@@ -847,6 +847,10 @@ class Selection:
         """The heads kept of each layer's `count`."""
         return tuple(range(count)) if self.heads is None else _within(self.heads, count)
 
+    def runs(self, count: int) -> int:
+        """How many of a model's `count` layers a pass runs: up to the last kept, none after."""
+        return self.kept_layers(count)[-1] + 1
+
     def fits(self, layers: int, heads: int) -> bool:
         """Whether a model of `layers` layers of `heads` heads has every layer and head kept."""
         return all(kept is None or kept[-1] < count for kept, count in ((self.layers, layers), (self.heads, heads)))

@@ -238,7 +238,7 @@ def _check_memory(
     kept_layer = heads * square * (2 if norms else 1)  # a kept layer's weights (with norms, its norms too)
     handed = 0 if selection.heads is None else kept_layer  # streamed: the kept heads' copy, besides the layer
     kept = handed if streamed else layers * kept_layer
-    runs = selection.kept_layers(info.layers)[-1] + 1  # the layers the pass runs: none after the last kept
+    runs = selection.runs(info.layers)
     # with steps, every layer's scores, scaled scores and weights (of every layer run), plus the stacked weights
     needed = 4 * runs * info.heads * square if steps else in_flight + kept
     budget = memory_budget()

@@ -873,7 +873,7 @@ def forward(
     if decompose_at is not None and not (config.pre_norm and weights.convolution is None):
         raise ValueError("only a pre-norm model's residual stream is a sum of what its parts wrote into it")
     layers, heads = selection.kept_layers(config.layers), selection.kept_heads(config.heads)
-    runs = layers[-1] + 1  # the layers the pass runs: none after the last kept
+    runs = selection.runs(config.layers)
     if runs < config.layers and (decompose_at is not None or head_inputs):
         raise ValueError("the residual stream's parts and the head's inputs need every layer")
     x, positions, normed = _inputs(ids, embeddings, config, weights)
@@ -984,7 +984,8 @@ def forward_packed(
     # where a layer is not kept whole, its texts' weights (and norms) go first: [h, T, T] (and [h, T]) each
     scratch = scratch_norms = None
     first = x  # the first layer's input, which a convolution beside it reads
-    for layer in range(layers[-1] + 1):
+    runs = selection.runs(config.layers)
+    for layer in range(runs):
         block = weights.blocks[layer]  # once the last is freed, as in forward
         slot = slots.get(layer)
         whole = slot is not None and selection.heads is None  # kept whole: written straight into its place
@@ -1015,7 +1016,7 @@ def forward_packed(
             x = np.concatenate([convolution_layer(first[s], x[s], weights.convolution, config)[0] for s in segments])
         del block
         if on_layer is not None:
-            on_layer(layer + 1, layers[-1] + 1)
+            on_layer(layer + 1, runs)
     if value_norms is not None:  # each text's weights become its norms in place: no second [L, h, T, T]
         for weights_of_text, norms_of_text in zip(attention, value_norms, strict=True):
             weighted_value_norms(weights_of_text, norms_of_text, out=weights_of_text)
