@@ -24,6 +24,7 @@ from attncli.tokens import CHARACTERS_PER_TOKEN, Token, added_around, normalized
 
 if TYPE_CHECKING:
     from attncli.transformer import Unembedding
+    from attncli.unigram import Cut
 
 __all__ = ["CheckpointModel", "Model", "ModelInfo", "Vocabulary", "load_model", "load_saved_model"]
 
@@ -255,8 +256,23 @@ class CheckpointModel:
         self.checkpoint = checkpoint
         self.config = read_config(checkpoint.config, checkpoint.tensors)
         self.family = FAMILIES[self.config.family]
-        self.tokenizer = _checkpoint_tokenizer(checkpoint.tokenizer_path, self.config.vocab_size, self.family.wrapper)
-        self.special = special_ids(self.tokenizer)
+        self._first_text = True  # no text tokenized yet: the first may be cut a tokenizer of its own (_tokenizer_of)
+        self._cut: tuple[str, Cut] | None = None  # that text and its tokenizer
+
+    @cached_property
+    def tokenizer(self):
+        """The checkpoint's whole tokenizers.Tokenizer, read when first needed."""
+        path, wrapper = self.checkpoint.tokenizer_path, self.family.wrapper
+        with _tokenizer_failures(path, "not a tokenizer file the tokenizers library can read"):
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(path))
+        return _prepared(tokenizer, path, tokenizer.get_vocab_size(), self.config.vocab_size, wrapper)
+
+    @cached_property
+    def special(self) -> frozenset[int]:
+        """The ids of the whole tokenizer's special tokens (see tokens.special_ids)."""
+        return special_ids(self.tokenizer)
 
     @cached_property
     def info(self) -> ModelInfo:
@@ -290,20 +306,13 @@ class CheckpointModel:
         return Vocabulary(self.tokenizer, read_word_table(self.config, self.checkpoint.tensors).all())
 
     def tokenize(self, text: str) -> list[Token]:
-        limit = CHARACTERS_PER_TOKEN * self.config.max_length
         path = self.checkpoint.tokenizer_path
         with _tokenizer_failures(path, "cannot tokenize the text"):
-            length = normalized_length(self.tokenizer, text, limit)  # checked first: encoding it has no bound
-            if length > limit:
-                raise BadInput(
-                    "the text is over {limit:,} characters once {name}'s tokenizer normalizes it, more than its "
-                    "{tokens} tokens can hold; shorten it",
-                    limit=limit,
-                    name=self.name,
-                    tokens=self.config.max_length,
-                )
-            encoding = self.tokenizer.encode(text)
-        parts = encoding.ids, encoding.tokens, encoding.offsets, encoding.special_tokens_mask
+            tokenizer, cut = self._tokenizer_of(text)
+            encoding = tokenizer.encode(text)
+        ids = encoding.ids if cut is None else cut.ids[encoding.ids].tolist()
+        special = self.special if cut is None else frozenset(cut.ids[sorted(special_ids(tokenizer))].tolist())
+        parts = ids, encoding.tokens, encoding.offsets, encoding.special_tokens_mask
         if len({len(part) for part in parts}) > 1:  # a template whose special token has no id, say
             raise DataError(f"{path}: the tokenizer gives {len(parts[0])} ids for {len(parts[1])} tokens")
         past = next(
@@ -316,9 +325,45 @@ class CheckpointModel:
                 f"{self.config.vocab_size:,} rows the model embeds; they do not belong together"
             )
         return [
-            Token(index, token_id, piece, start, end, bool(special) or token_id in self.special)
-            for index, (token_id, piece, (start, end), special) in enumerate(zip(*parts, strict=True))
+            Token(index, token_id, piece, start, end, bool(added) or token_id in special)
+            for index, (token_id, piece, (start, end), added) in enumerate(zip(*parts, strict=True))
         ]
+
+    def _tokenizer_of(self, text: str) -> "tuple[Any, Cut | None]":
+        """The tokenizer to tokenize `text` with, once its normalized length is checked, and the Cut it is, if one.
+        The first text a model tokenizes, while nothing has read the whole tokenizer, is given a tokenizer of the
+        pieces it can use where the whole is a large Unigram one (see attncli.unigram): a command on one sentence
+        never builds the whole. Any other text is tokenized by the whole."""
+        if self._cut is not None and self._cut[0] == text:
+            return self._cut[1].tokenizer, self._cut[1]
+        cutter = None
+        if self._first_text and "tokenizer" not in self.__dict__:
+            from attncli import unigram
+
+            cutter = unigram.cutter(self.checkpoint.tokenizer_path.read_bytes())
+        self._first_text = False
+        if cutter is None:
+            self._check_normalized_length(self.tokenizer, text)
+            return self.tokenizer, None
+        self._check_normalized_length(cutter.shell, text)  # before cutting, which normalizes the text
+        cut = cutter.cut(text, also=self.family.wrapper or ())
+        path = self.checkpoint.tokenizer_path
+        _prepared(cut.tokenizer, path, cut.size, self.config.vocab_size, self.family.wrapper)
+        self._cut = text, cut
+        return cut.tokenizer, cut
+
+    def _check_normalized_length(self, tokenizer, text: str) -> None:
+        """BadInput where `tokenizer`'s normalizer makes `text` longer than the model's positions can hold (checked
+        first: encoding it has no bound)."""
+        limit = CHARACTERS_PER_TOKEN * self.config.max_length
+        if normalized_length(tokenizer, text, limit) > limit:
+            raise BadInput(
+                "the text is over {limit:,} characters once {name}'s tokenizer normalizes it, more than its "
+                "{tokens} tokens can hold; shorten it",
+                limit=limit,
+                name=self.name,
+                tokens=self.config.max_length,
+            )
 
     def ordinary_ids(self) -> list[int]:
         return ordinary_ids(self.tokenizer)
@@ -507,17 +552,17 @@ def _tokenizer_failures(path, doing: str):
         raise DataError(f"{path}: {doing} (the tokenizers library failed: {shortened(error, 200)})") from None
 
 
-def _checkpoint_tokenizer(path, vocab_size: int, wrapper: tuple[str, str] | None):
-    """The checkpoint's tokenizers.Tokenizer, adding the `wrapper` special tokens when the file adds none."""
-    from tokenizers import Tokenizer, processors
+def _prepared(tokenizer, path, size: int, vocab_size: int, wrapper: tuple[str, str] | None):
+    """`tokenizer`, read from `path` (or cut from it: `size` is the whole's number of tokens), checked against the
+    `vocab_size` rows the model embeds and set to tokenize a text as it is, adding the `wrapper` special tokens when
+    the file adds none."""
+    from tokenizers import processors
 
-    with _tokenizer_failures(path, "not a tokenizer file the tokenizers library can read"):
-        tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    if tokenizer.get_vocab_size() > vocab_size:
+    if size > vocab_size:
         raise DataError(
-            f"{path}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only "
+            f"{path}: the tokenizer has {size} tokens but the model embeds only "
             f"{vocab_size}; they do not belong together"
         )
     if tokenizer.post_processor is None and wrapper is not None:

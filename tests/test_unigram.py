@@ -1,0 +1,134 @@
+"""unigram.py: a Unigram tokenizer cut to the pieces of one text tokenizes it as the whole tokenizer does."""
+
+import json
+
+import pytest
+from helpers import FIXTURES, copy_fixture, edit_config, edit_tensors
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+from attncli import unigram
+from attncli.errors import BadInput, DataError
+from attncli.models import load_model
+
+WORDS = "deberta.embeddings.word_embeddings.weight"
+UNIGRAM_FIXTURES = ["albert", "camembert", "deberta-v2", "deberta-v3", "xlm-roberta"]
+
+
+@pytest.fixture(scope="module")
+def cutters():
+    """Each Unigram fixture's whole tokenizer and a Cutter of it (the fixtures' vocabularies are far below CUT_FROM,
+    so the threshold is lowered while they are read)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(unigram, "CUT_FROM", 0)
+        return {
+            name: (
+                Tokenizer.from_file(str(FIXTURES / name / "tokenizer.json")),
+                unigram.cutter((FIXTURES / name / "tokenizer.json").read_bytes()),
+            )
+            for name in UNIGRAM_FIXTURES
+        }
+
+
+def _pieces_text(name: str) -> st.SearchStrategy[str]:
+    """Texts of the fixture's own pieces (so that most of a text is cut into real pieces, with ties and choices
+    between them), its added tokens typed, whitespace of several kinds, and characters no fixture has: accents
+    composed and combining, CJK, emoji, the ▁ mark itself."""
+    document = json.loads((FIXTURES / name / "tokenizer.json").read_text())
+    pieces = [piece.replace("▁", " ") for piece, _ in document["model"]["vocab"]]
+    added = [token["content"] for token in document["added_tokens"]]
+    others = [" ", "  ", "\t", "\n", "\u3000", "é", "e\u0301", "ﬁ", "東京", "😀", "▁", "''", "``", "Ä"]
+    return st.lists(st.sampled_from(pieces + added + others), max_size=12).map("".join)
+
+
+@pytest.mark.parametrize("name", UNIGRAM_FIXTURES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_cut_tokenizer_gives_a_text_the_whole_tokenizers_tokens(cutters, name, data):
+    whole, cutter = cutters[name]
+    text = data.draw(_pieces_text(name))
+    cut = cutter.cut(text)
+    for special in (True, False):
+        expected, got = (
+            whole.encode(text, add_special_tokens=special),
+            cut.tokenizer.encode(text, add_special_tokens=special),
+        )
+        assert cut.ids[got.ids].tolist() == expected.ids
+        assert (got.tokens, got.offsets, got.special_tokens_mask) == (
+            expected.tokens,
+            expected.offsets,
+            expected.special_tokens_mask,
+        )
+    assert len(cut.ids) < whole.get_vocab_size() or not text  # it is cut
+    assert cut.size == whole.get_vocab_size()
+
+
+def test_the_first_text_a_model_tokenizes_never_builds_the_whole_tokenizer_and_the_next_does(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    first, second = "The cat sat on the mat, naïvely: 東京 😀", "Another text"
+    whole = load_model(str(FIXTURES / "deberta-v3"))
+    assert whole.tokenizer is not None  # read first, so that every text is tokenized by it
+    model = load_model(str(FIXTURES / "deberta-v3"))
+    tokens = model.tokenize(first)
+    assert "tokenizer" not in model.__dict__
+    assert [t.to_json() for t in tokens] == [t.to_json() for t in whole.tokenize(first)]
+    assert [t.to_json() for t in model.tokenize(second)] == [t.to_json() for t in whole.tokenize(second)]
+    assert "tokenizer" in model.__dict__
+
+
+def _edited(name: str, edit) -> bytes:
+    document = json.loads((FIXTURES / name / "tokenizer.json").read_text())
+    edit(document)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d.update(pre_tokenizer={"type": "ByteLevel", "add_prefix_space": False}), id="bytes"),
+        pytest.param(lambda d: d.update(post_processor={"type": "Unknown"}), id="unknown post-processor"),
+        pytest.param(lambda d: d["added_tokens"][0].update(single_word=True), id="single-word token"),
+        pytest.param(lambda d: d["added_tokens"][0].update(id=len(d["model"]["vocab"]) + 5), id="added id apart"),
+        pytest.param(lambda d: d["model"].update(type="BPE"), id="not Unigram"),
+    ],
+)
+def test_a_tokenizer_the_rule_cannot_see_through_is_read_whole(monkeypatch, edit):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    assert unigram.cutter(_edited("deberta-v3", lambda d: None)) is not None
+    assert unigram.cutter(_edited("deberta-v3", edit)) is None
+
+
+def test_a_small_vocabulary_is_read_whole():
+    assert unigram.cutter((FIXTURES / "deberta-v3" / "tokenizer.json").read_bytes()) is None
+    assert unigram.cutter((FIXTURES / "gpt2" / "tokenizer.json").read_bytes()) is None
+
+
+def test_the_unknown_tokens_score_is_ten_below_the_whole_vocabularys_lowest(monkeypatch):
+    """▁yzw as ▁yz + w (-60) rather than ▁ + an unknown y + zw (-2 + the unknown's score): the unknown scores ten
+    below the vocabulary's lowest piece, "q" at -100, which a cut must keep though the text has no q. Without it
+    the lowest would be -30, and the unknown's path (-42) the better."""
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("zw", -1.0), ("▁yz", -30.0), ("w", -30.0), ("q", -100.0)]
+    whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
+    whole.pre_tokenizer = pre_tokenizers.Metaspace()
+    cut = unigram.cutter(whole.to_str().encode()).cut("yzw")
+    assert whole.encode("yzw").tokens == cut.tokenizer.encode("yzw").tokens == ["▁yz", "w"]
+    assert "q" in cut.tokenizer.get_vocab()
+
+
+def test_a_cut_tokenizer_is_checked_as_the_whole_one_is(monkeypatch, tmp_path):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    directory = copy_fixture(tmp_path, "deberta-v3")
+    edit_config(directory, vocab_size=100)
+    edit_tensors(directory, lambda tensors: tensors | {WORDS: tensors[WORDS][:100]})
+    with pytest.raises(DataError, match="tokenizer has 156 tokens but the model embeds only 100"):
+        load_model(str(directory)).tokenize("a cat")
+    directory = copy_fixture(tmp_path / "long", "deberta-v3")
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer.normalizer = normalizers.Replace(Regex("."), "a " * 10_000)  # each character: 10,000 tokens
+    tokenizer.save(str(directory / "tokenizer.json"))
+    model = load_model(str(directory))
+    with pytest.raises(BadInput, match=r"once .*tokenizer normalizes it"):
+        model.tokenize("x" * 5000)  # refused before cutting, which normalizes the whole text
+    assert "tokenizer" not in model.__dict__  # by the cutter's shell
