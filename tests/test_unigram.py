@@ -132,3 +132,26 @@ def test_a_cut_tokenizer_is_checked_as_the_whole_one_is(monkeypatch, tmp_path):
     with pytest.raises(BadInput, match=r"once .*tokenizer normalizes it"):
         model.tokenize("x" * 5000)  # refused before cutting, which normalizes the whole text
     assert "tokenizer" not in model.__dict__  # by the cutter's shell
+
+
+def test_a_cut_keeps_the_wrapper_a_tokenizer_without_a_post_processor_is_given(monkeypatch, tmp_path):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    directory = copy_fixture(tmp_path, "xlm-roberta")
+    path = directory / "tokenizer.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"post_processor": None}))
+    whole = load_model(str(directory))
+    assert whole.tokenizer is not None  # read first, so that every text is tokenized by it
+    model = load_model(str(directory))
+    tokens = model.tokenize("a cat")
+    assert "tokenizer" not in model.__dict__
+    assert [t.to_json() for t in tokens] == [t.to_json() for t in whole.tokenize("a cat")]
+    assert [tokens[0].text, tokens[-1].text] == ["<s>", "</s>"]
+
+
+def test_pieces_holding_the_character_they_are_joined_with_are_made_bare_one_by_one(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("a\x00b", -1.0), ("a", -5.0), ("b", -5.0), ("\x00", -5.0)]
+    whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
+    whole.pre_tokenizer = pre_tokenizers.Metaspace()
+    cut = unigram.cutter(whole.to_str().encode()).cut("xa\x00b")
+    assert whole.encode("xa\x00b").tokens == cut.tokenizer.encode("xa\x00b").tokens == ["▁", "x", "a\x00b"]
