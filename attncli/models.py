@@ -336,17 +336,19 @@ class CheckpointModel:
         never builds the whole. Any other text is tokenized by the whole."""
         if self._cut is not None and self._cut[0] == text:
             return self._cut[1].tokenizer, self._cut[1]
-        cutter = None
+        cut = None
         if self._first_text and "tokenizer" not in self.__dict__:
             from attncli import unigram
 
             cutter = unigram.cutter(self.checkpoint.tokenizer_path.read_bytes())
+            if cutter is not None:
+                self._check_normalized_length(cutter.shell, text)  # before cutting, which normalizes the text
+                # with the pieces of the text _prepared tokenizes, as the whole tokenizer has them
+                cut = cutter.cut((text, _TRIED_TEXT), also=self.family.wrapper or ())
         self._first_text = False
-        if cutter is None:
+        if cut is None:
             self._check_normalized_length(self.tokenizer, text)
             return self.tokenizer, None
-        self._check_normalized_length(cutter.shell, text)  # before cutting, which normalizes the text
-        cut = cutter.cut(text, also=self.family.wrapper or ())
         path = self.checkpoint.tokenizer_path
         _prepared(cut.tokenizer, path, cut.size, self.config.vocab_size, self.family.wrapper)
         self._cut = text, cut
@@ -552,6 +554,9 @@ def _tokenizer_failures(path, doing: str):
         raise DataError(f"{path}: {doing} (the tokenizers library failed: {shortened(error, 200)})") from None
 
 
+_TRIED_TEXT = "a"  # what _prepared tokenizes, once, to find a tokenizer that fails on every text
+
+
 def _prepared(tokenizer, path, size: int, vocab_size: int, wrapper: tuple[str, str] | None):
     """`tokenizer`, read from `path` (or cut from it: `size` is the whole's number of tokens), checked against the
     `vocab_size` rows the model embeds and set to tokenize a text as it is, adding the `wrapper` special tokens when
@@ -577,7 +582,7 @@ def _prepared(tokenizer, path, size: int, vocab_size: int, wrapper: tuple[str, s
     # A template naming a token it does not define panics in Rust at the first text, and Rust's panic
     # report goes to stderr before Python sees it: found here, once, with that report silenced.
     with _tokenizer_failures(path, "cannot tokenize a one-letter text"), _stderr_silenced():
-        tokenizer.encode("a")
+        tokenizer.encode(_TRIED_TEXT)
     return tokenizer
 
 

@@ -5,20 +5,23 @@ holding Python's lock throughout: 0.37 to 0.50 s for a vocabulary of 128,000 pie
 reads one sentence, more than an encoder's forward pass over it. Unigram cuts a word into pieces of the vocabulary
 that occur in it, choosing among them by their scores alone (Kudo 2018); no other piece can change its choice. A
 tokenizer holding only those pieces, and the ones the model reads besides (the unknown token; the lowest-scoring
-piece, as the unknown token scores ten below it; the byte fallback's <0xNN>; every added token), gives the text the
-same pieces and offsets. Its ids count its own pieces, in the whole vocabulary's order; `Cut.ids` maps them back.
+piece, as the unknown token scores ten below it; the byte fallback's <0xNN>; every piece an added token is, whose id
+the token takes), gives the text the same pieces and offsets. Its ids count its own pieces, in the whole
+vocabulary's order; `Cut.ids` maps them back.
 
 A piece is kept when, without whitespace and the pre-tokenizer's word-start mark (Metaspace's ▁), it occurs in the
 normalized text without them: a word is a stretch of the normalized text cut at whitespace or where a pre-tokenizer
 splits, with the mark written in, so whatever occurs in a word passes. The text is normalized in the stretches
-between the added tokens it types, as the library normalizes it. A piece kept for nothing changes nothing, so the
-rule needs only to keep enough. Pre-tokenizers that change characters otherwise (byte-level), post-processors whose
-ids this module does not know and added tokens matched only as whole words are not cut: `cutter` answers None and
-the whole tokenizer is read.
+between the added tokens it types, without the whitespace they strip, as the library normalizes it. A piece kept
+for nothing changes nothing, so the rule needs only to keep enough. Pre-tokenizers that change characters otherwise
+(byte-level), post-processors whose ids this module does not know, added tokens matched only as whole words and
+ones past the vocabulary that are pieces are not cut: `cutter` answers None and the whole tokenizer is read; so is
+a text so long that finding its pieces would take longer than building the whole.
 """
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import orjson
@@ -42,7 +45,9 @@ _SPLITTERS = {
     "UnicodeScripts",
     "CharDelimiterSplit",
 }
-_SEPARATOR = "\n"  # between the normalized stretches: a piece found across one is kept for nothing, never missed
+# Substrings of a text's stretches (their length times the longest piece's) past which a text is not cut: finding
+# them would take longer than building the whole tokenizer (a text of 50,000 characters took 5 s to cut).
+_MOST_SUBSTRINGS = 1 << 19
 _JOIN = "\x00"  # between the pieces, to make them bare at once: no whitespace, no mark
 _BYTE = re.compile(r"<0x[0-9A-F]{2}>")  # a byte fallback's piece
 
@@ -60,7 +65,7 @@ class Cutter:
     """A Unigram tokenizer.json read as data, which cuts tokenizers for texts. `shell` has its normalizer and no
     vocabulary worth the name, for what a text is before its pieces."""
 
-    def __init__(self, document: dict, mark: str):
+    def __init__(self, document: dict, mark: str, wrapped: list[int]):
         from tokenizers import Tokenizer
 
         self.document = document
@@ -72,28 +77,36 @@ class Cutter:
         shell = {**document, "added_tokens": [], "post_processor": None, "decoder": None}
         shell["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}
         self.shell = Tokenizer.from_str(orjson.dumps(shell).decode())
-        # what the library splits a text at before normalizing it, longest first as it matches them
-        raw = sorted((token["content"] for token in added if not _normalized(token)), key=len, reverse=True)
-        self._typed = re.compile("|".join(map(re.escape, raw))) if raw else None
+        self._typed = _typed(added)
         model = document["model"]
-        wrapped = _processor_ids(document.get("post_processor")) or []
-        always = [token["id"] for token in added] + wrapped
+        self._strings, scores = [piece for piece, _ in self.pieces], [score for _, score in self.pieces]
+        # An added token's id is the id of the piece its content is (the last, where pieces repeat), as the
+        # library looks it up: every piece its content is stays, and the ids the post-processor adds.
+        contents = {token["content"] for token in added}
+        always = [i for i, piece in enumerate(self._strings) if piece in contents] + wrapped
         if model.get("unk_id") is not None:
             always.append(model["unk_id"])
         if model.get("byte_fallback"):
-            always.extend(i for i, (piece, _) in enumerate(self.pieces) if _BYTE.fullmatch(piece))
-        # each piece's string and score
-        self._strings, scores = [piece for piece, _ in self.pieces], [score for _, score in self.pieces]
+            always.extend(i for i, piece in enumerate(self._strings) if _BYTE.fullmatch(piece))
         if scores:  # the lowest score sets the unknown token's
             always.append(scores.index(min(scores)))
         self._always = {i for i in always if i < len(self.pieces)}
 
-    def cut(self, text: str, also: tuple[str, ...] = ()) -> Cut:
-        """The tokenizer of `text`'s pieces, keeping the pieces `also` names too (a wrapper's special tokens)."""
+    def cut(self, texts: tuple[str, ...], also: tuple[str, ...] = ()) -> Cut | None:
+        """The tokenizer of the pieces `texts` are made of, keeping the pieces `also` names too (a wrapper's special
+        tokens); None where the texts are too long to be worth cutting for (see _MOST_SUBSTRINGS)."""
         from tokenizers import Tokenizer
 
-        found = self._found(text)
-        matched = (i for i, bare in enumerate(self._bare_pieces()) if bare in found)
+        stretches = [stretch for text in texts for stretch in self._found(text)]
+        if sum(map(len, stretches)) * self._longest > _MOST_SUBSTRINGS:
+            return None
+        occurring = {
+            stretch[start : start + length]
+            for stretch in stretches
+            for length in range(min(self._longest, len(stretch)) + 1)
+            for start in range(len(stretch) - length + 1)
+        }
+        matched = (i for i, bare in enumerate(self._bare_pieces) if bare in occurring)
         named = (i for i, piece in enumerate(self._strings) if piece in also) if also else ()
         kept = sorted(self._always.union(matched, named))
         cut_id = {whole: i for i, whole in enumerate(kept)}
@@ -103,10 +116,18 @@ class Cutter:
             model["unk_id"] = cut_id[model["unk_id"]]
         added = [{**token, "id": cut_id[token["id"]]} for token in self.document.get("added_tokens") or []]
         processor = _renumbered(self.document.get("post_processor"), cut_id)
-        document = {**self.document, "model": model, "added_tokens": added, "post_processor": processor}
+        document = {
+            **self.document,
+            "model": model,
+            "added_tokens": added,
+            "post_processor": processor,
+            "padding": None,  # the whole's would pad with its own id
+            "truncation": None,
+        }
         tokenizer = Tokenizer.from_str(orjson.dumps(document).decode())
         return Cut(tokenizer, np.array([*kept, *self.beyond], dtype=np.int64), len(self.pieces) + len(self.beyond))
 
+    @cached_property
     def _bare_pieces(self) -> list[str]:
         """Every piece bare (_bare), in order: made bare joined in one string, as a call a piece takes twice as long,
         unless a piece holds the character they are joined with."""
@@ -114,14 +135,34 @@ class Cutter:
         bare = _bare(joined, self.mark).split(_JOIN)
         return bare if len(bare) == len(self._strings) else [_bare(piece, self.mark) for piece in self._strings]
 
-    def _found(self, text: str) -> str:
-        """The stretches of `text` between the added tokens it types that the library matches before normalizing,
-        each normalized and bare (_bare): what a kept piece occurs in. (Added tokens matched after normalizing only
-        cut the normalized stretches shorter.)"""
+    @cached_property
+    def _longest(self) -> int:
+        """The length of the longest bare piece: no longer stretch of a text can be one."""
+        return max(map(len, self._bare_pieces), default=0)
+
+    def _found(self, text: str) -> list[str]:
+        """The stretches of `text` between the added tokens it types that the library matches before normalizing
+        (with the whitespace they strip), each normalized and bare (_bare): what a kept piece occurs in. (Added
+        tokens matched after normalizing only cut the normalized stretches shorter.)"""
         normalizer = self.shell.normalizer
         stretches = [text] if self._typed is None else self._typed.split(text)
-        normalized = [stretch if normalizer is None else normalizer.normalize_str(stretch) for stretch in stretches]
-        return _SEPARATOR.join(_bare(stretch, self.mark) for stretch in normalized)
+        return [
+            _bare(stretch if normalizer is None else normalizer.normalize_str(stretch), self.mark)
+            for stretch in stretches
+        ]
+
+
+def _typed(added: list[dict]) -> "re.Pattern | None":
+    """What the library splits a text at before normalizing it: the added tokens it matches in the text as typed,
+    longest first as it matches them, with the whitespace they strip on either side."""
+    raw = sorted(
+        (token for token in added if not token["normalized"]), key=lambda token: len(token["content"]), reverse=True
+    )
+    alternatives = [
+        (r"\s*" if token.get("lstrip") else "") + re.escape(token["content"]) + (r"\s*" if token.get("rstrip") else "")
+        for token in raw
+    ]
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def _bare(text: str, mark: str) -> str:
@@ -143,21 +184,18 @@ def cutter(data: bytes) -> Cutter | None:
         mark = _mark(document.get("pre_tokenizer"))
         processor_ids = _processor_ids(document.get("post_processor"))
         added = {token["id"] for token in document.get("added_tokens") or []}
+        unknown = model.get("unk_id")
         if mark is None or processor_ids is None or not _added_fit(document):
             return None
+        if unknown is not None and not 0 <= unknown < len(model["vocab"]):
+            return None  # the library refuses it, and says why
         if any(token.get("single_word") for token in document.get("added_tokens") or []):
             return None  # matched or not as the characters around it are: the stretches would depend on them
         if not all(i < len(model["vocab"]) or i in added for i in processor_ids):
             return None  # a template naming a token nobody defines: the whole tokenizer says so
-        return Cutter(document, mark)
+        return Cutter(document, mark, processor_ids)
     except Exception:  # not a file this module understands: the library reads it whole and says what is wrong
         return None
-
-
-def _normalized(token: dict) -> bool:
-    """Whether the library matches added token `token` in the normalized text (by default, where it is not special)
-    rather than in the text as typed."""
-    return token.get("normalized", not token.get("special", False))
 
 
 def _mark(pre_tokenizer: dict | None) -> str | None:
@@ -175,12 +213,16 @@ def _mark(pre_tokenizer: dict | None) -> str | None:
 
 
 def _added_fit(document: dict) -> bool:
-    """Whether every added token is the vocabulary's piece at its id, or one of the ids counted on from its end."""
+    """Whether every added token is the vocabulary's piece at its id, or, no piece, one of the ids counted on from its
+    end."""
     pieces = document["model"]["vocab"]
     added = document.get("added_tokens") or []
     within = all(token["content"] == pieces[token["id"]][0] for token in added if token["id"] < len(pieces))
-    beyond = sorted(token["id"] for token in added if token["id"] >= len(pieces))
-    return within and beyond == list(range(len(pieces), len(pieces) + len(beyond)))
+    beyond = [token for token in added if token["id"] >= len(pieces)]
+    if sorted(token["id"] for token in beyond) != list(range(len(pieces), len(pieces) + len(beyond))):
+        return False
+    contents = {token["content"] for token in beyond}  # one that is a piece takes the piece's id: not numbered on
+    return within and not (contents and any(piece in contents for piece, _ in pieces))
 
 
 def _processor_ids(processor: dict | None) -> list[int] | None:

@@ -6,7 +6,7 @@ import pytest
 from helpers import FIXTURES, copy_fixture, edit_config, edit_tensors
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from attncli import unigram
 from attncli.errors import BadInput, DataError
@@ -48,7 +48,7 @@ def _pieces_text(name: str) -> st.SearchStrategy[str]:
 def test_a_cut_tokenizer_gives_a_text_the_whole_tokenizers_tokens(cutters, name, data):
     whole, cutter = cutters[name]
     text = data.draw(_pieces_text(name))
-    cut = cutter.cut(text)
+    cut = cutter.cut((text,))
     for special in (True, False):
         expected, got = (
             whole.encode(text, add_special_tokens=special),
@@ -112,7 +112,7 @@ def test_the_unknown_tokens_score_is_ten_below_the_whole_vocabularys_lowest(monk
     vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("zw", -1.0), ("▁yz", -30.0), ("w", -30.0), ("q", -100.0)]
     whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
     whole.pre_tokenizer = pre_tokenizers.Metaspace()
-    cut = unigram.cutter(whole.to_str().encode()).cut("yzw")
+    cut = unigram.cutter(whole.to_str().encode()).cut(("yzw",))
     assert whole.encode("yzw").tokens == cut.tokenizer.encode("yzw").tokens == ["▁yz", "w"]
     assert "q" in cut.tokenizer.get_vocab()
 
@@ -153,5 +153,70 @@ def test_pieces_holding_the_character_they_are_joined_with_are_made_bare_one_by_
     vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("a\x00b", -1.0), ("a", -5.0), ("b", -5.0), ("\x00", -5.0)]
     whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
     whole.pre_tokenizer = pre_tokenizers.Metaspace()
-    cut = unigram.cutter(whole.to_str().encode()).cut("xa\x00b")
+    cut = unigram.cutter(whole.to_str().encode()).cut(("xa\x00b",))
     assert whole.encode("xa\x00b").tokens == cut.tokenizer.encode("xa\x00b").tokens == ["▁", "x", "a\x00b"]
+
+
+def test_a_tokenizer_without_an_unknown_token_is_cut_with_the_pieces_of_the_text_it_is_tried_on(monkeypatch, tmp_path):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    directory = copy_fixture(tmp_path, "deberta-v3")
+    path = directory / "tokenizer.json"
+    document = json.loads(path.read_text())
+    document["model"]["unk_id"] = None
+    document["added_tokens"] = [token for token in document["added_tokens"] if token["content"] != "[UNK]"]
+    path.write_text(json.dumps(document))
+    whole = load_model(str(directory))
+    assert whole.tokenizer is not None  # read first, so that every text is tokenized by it
+    model = load_model(str(directory))
+    tokens = model.tokenize("sex")  # no "a", which the tokenizer is tried on
+    assert "tokenizer" not in model.__dict__
+    assert [t.to_json() for t in tokens] == [t.to_json() for t in whole.tokenize("sex")]
+
+
+def test_an_added_token_takes_the_id_of_the_last_piece_it_is(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("a", -2.0), ("b", -2.0), ("a", -3.0), ("q", -9.0)]
+    whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
+    whole.pre_tokenizer = pre_tokenizers.Metaspace()
+    whole.add_tokens([AddedToken("a", normalized=False, special=True)])
+    document = json.loads(whole.to_str())
+    document["added_tokens"][0]["id"] = 2  # the first "a", as a file may say; the library takes the last
+    whole = Tokenizer.from_str(json.dumps(document))
+    cut = unigram.cutter(json.dumps(document).encode()).cut(("b a b",))
+    expected = whole.encode("b a b")
+    assert cut.ids[cut.tokenizer.encode("b a b").ids].tolist() == expected.ids and 4 in expected.ids
+
+
+def test_an_added_token_past_the_vocabulary_that_is_a_piece_is_read_whole(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    vocabulary = [("<unk>", 0.0), ("▁", -1.0), ("foo", -2.0)]
+    whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
+    document = json.loads(whole.to_str())
+    document["added_tokens"] = [
+        {"id": 3, "content": "foo", "single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
+        | {"special": True}
+    ]
+    assert Tokenizer.from_str(json.dumps(document)).encode("foo").ids == [2]  # the piece's id, not 3
+    assert unigram.cutter(json.dumps(document).encode()) is None
+
+
+def test_the_whitespace_an_added_token_strips_is_no_part_of_the_text_normalized(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    vocabulary = [("<unk>", 0.0), ("a", -1.0), ("z", -1.0), ("b", -1.0), ("▁", -1.0), ("▁a", -1.0)]
+    whole = Tokenizer(models.Unigram(vocabulary, unk_id=0))
+    whole.normalizer = normalizers.Replace(Regex(" a"), "z")  # sees the whitespace <m> strips, if left in
+    whole.pre_tokenizer = pre_tokenizers.Metaspace()
+    whole.add_special_tokens([AddedToken("<m>", lstrip=True, rstrip=True, normalized=False)])
+    cut = unigram.cutter(whole.to_str().encode()).cut(("<m> a",))
+    assert cut.tokenizer.encode("<m> a").tokens == whole.encode("<m> a").tokens == ["<m> ", "▁a"]
+
+
+def test_a_text_too_long_to_be_worth_cutting_for_is_tokenized_by_the_whole(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    monkeypatch.setattr(unigram, "_MOST_SUBSTRINGS", 1000)
+    whole = load_model(str(FIXTURES / "deberta-v3"))
+    text = "The cat sat on the mat. " * 20
+    assert whole.tokenizer is not None  # read first, so that every text is tokenized by it
+    model = load_model(str(FIXTURES / "deberta-v3"))
+    assert [t.to_json() for t in model.tokenize(text)] == [t.to_json() for t in whole.tokenize(text)]
+    assert "tokenizer" in model.__dict__
