@@ -46,7 +46,8 @@ _SPLITTERS = {
     "CharDelimiterSplit",
 }
 # Substrings of a text's stretches (their length times the longest piece's) past which a text is not cut: finding
-# them would take longer than building the whole tokenizer (a text of 50,000 characters took 5 s to cut).
+# its pieces would take about as long as building the whole tokenizer (0.17 s for 297,000, a text of 16,500
+# characters against 128,000 pieces of up to 18 characters).
 _MOST_SUBSTRINGS = 1 << 19
 _JOIN = "\x00"  # between the pieces, to make them bare at once: no whitespace, no mark
 _BYTE = re.compile(r"<0x[0-9A-F]{2}>")  # a byte fallback's piece
