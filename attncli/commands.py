@@ -1279,9 +1279,12 @@ def predict(
 
     _check_top(top)
     head = model.unembedding  # refused here, before the forward pass, where the model has none
+    # The whole vocabulary, which the predictions are tokens of, read before the text is tokenized: a model's first
+    # text would otherwise get a tokenizer cut to its pieces (see attncli.unigram), made for nothing.
+    vocabulary = model.tokenizer
     tokens = _tokens(text, model, max_tokens)
     causal = model.info.causal
-    mask = None if causal else mask_token(model.tokenizer)
+    mask = None if causal else mask_token(vocabulary)
     masks = [] if mask is None else [t.index for t in tokens if t.id == mask[1]]
     if at is not None:
         shown = resolve_token(tokens, at, "at", text)
@@ -1314,7 +1317,7 @@ def predict(
     positions = []
     for row, index in enumerate(indices):
         chosen = [
-            Prediction(int(i), model.tokenizer.id_to_token(int(i)), float(z[row, i]), float(probabilities[row, i]))
+            Prediction(int(i), vocabulary.id_to_token(int(i)), float(z[row, i]), float(probabilities[row, i]))
             for i in best[row]
         ]
         others = np.ones(len(z[row]), dtype=bool)

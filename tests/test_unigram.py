@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-from attncli import unigram
+from attncli import commands, unigram
 from attncli.errors import BadInput, DataError
 from attncli.models import load_model
 
@@ -220,3 +220,11 @@ def test_a_text_too_long_to_be_worth_cutting_for_is_tokenized_by_the_whole(monke
     model = load_model(str(FIXTURES / "deberta-v3"))
     assert [t.to_json() for t in model.tokenize(text)] == [t.to_json() for t in whole.tokenize(text)]
     assert "tokenizer" in model.__dict__
+
+
+def test_predict_reads_the_whole_vocabulary_before_the_text_and_cuts_nothing(monkeypatch):
+    monkeypatch.setattr(unigram, "CUT_FROM", 0)
+    model = load_model(str(FIXTURES / "deberta-v3-lm-predictions"))
+    result = commands.predict("The cat [MASK] on the mat", model)
+    assert model._cut is None and "tokenizer" in model.__dict__
+    assert result.mask == "[MASK]" and result.position.predictions  # named from the whole vocabulary
