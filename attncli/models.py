@@ -256,8 +256,7 @@ class CheckpointModel:
         self.checkpoint = checkpoint
         self.config = read_config(checkpoint.config, checkpoint.tensors)
         self.family = FAMILIES[self.config.family]
-        self._first_text = True  # no text tokenized yet: the first may be cut a tokenizer of its own (_tokenizer_of)
-        self._cut: tuple[str, Cut] | None = None  # that text and its tokenizer
+        self._cut: tuple[str, Cut] | None = None  # the first text and its tokenizer, where one was cut for it
 
     @cached_property
     def tokenizer(self):
@@ -337,7 +336,7 @@ class CheckpointModel:
         if self._cut is not None and self._cut[0] == text:
             return self._cut[1].tokenizer, self._cut[1]
         cut = None
-        if self._first_text and "tokenizer" not in self.__dict__:
+        if self._cut is None and "tokenizer" not in self.__dict__:  # no text tokenized yet
             from attncli import unigram
 
             cutter = unigram.cutter(self.checkpoint.tokenizer_path.read_bytes())
@@ -345,7 +344,6 @@ class CheckpointModel:
                 self._check_normalized_length(cutter.shell, text)  # before cutting, which normalizes the text
                 # with the pieces of the text _prepared tokenizes, as the whole tokenizer has them
                 cut = cutter.cut((text, _TRIED_TEXT), also=self.family.wrapper or ())
-        self._first_text = False
         if cut is None:
             self._check_normalized_length(self.tokenizer, text)
             return self.tokenizer, None
